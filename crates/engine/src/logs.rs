@@ -1,0 +1,96 @@
+//! Container logs in docker's json-file format: one JSON object per line,
+//! `{"log":"text\n","stream":"stdout","time":"2024-01-01T00:00:00.000000000Z"}`.
+
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, Write};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Entry {
+    pub log: String,
+    pub stream: String,
+    pub time: String,
+}
+
+/// Splits a byte stream into log lines, keeping a partial line until it completes.
+#[derive(Default)]
+pub struct LineSplitter {
+    partial: Vec<u8>,
+}
+
+impl LineSplitter {
+    /// Feed bytes; returns the complete lines (with their `\n`).
+    pub fn feed(&mut self, data: &[u8]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for &b in data {
+            self.partial.push(b);
+            if b == b'\n' || self.partial.len() >= 16 * 1024 {
+                out.push(std::mem::take(&mut self.partial));
+            }
+        }
+        out
+    }
+    /// The remainder at end of stream.
+    pub fn flush(&mut self) -> Option<Vec<u8>> {
+        if self.partial.is_empty() {
+            None
+        } else {
+            Some(std::mem::take(&mut self.partial))
+        }
+    }
+}
+
+pub fn encode(line: &[u8], stream: &str) -> Vec<u8> {
+    let e = Entry {
+        log: String::from_utf8_lossy(line).into_owned(),
+        stream: stream.into(),
+        time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+    };
+    let mut v = serde_json::to_vec(&e).unwrap_or_default();
+    v.push(b'\n');
+    v
+}
+
+/// Options of `skiff logs`.
+#[derive(Debug, Clone, Default)]
+pub struct LogOptions {
+    pub tail: Option<usize>,
+    pub timestamps: bool,
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Read entries from a json-file log.
+pub fn read_entries(path: &std::path::Path) -> Vec<Entry> {
+    let Ok(f) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    std::io::BufReader::new(f)
+        .lines()
+        .map_while(|l| l.ok())
+        .filter_map(|l| serde_json::from_str(&l).ok())
+        .collect()
+}
+
+/// Write one entry as `docker logs` prints it, to stdout or stderr.
+pub fn print_entry(e: &Entry, opts: &LogOptions, out: &mut dyn Write, err: &mut dyn Write) {
+    let w: &mut dyn Write = if e.stream == "stderr" { err } else { out };
+    if opts.timestamps {
+        let _ = write!(w, "{} ", e.time);
+    }
+    let _ = w.write_all(e.log.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_lines_and_encodes() {
+        let mut s = LineSplitter::default();
+        assert_eq!(s.feed(b"a\nb"), vec![b"a\n".to_vec()]);
+        assert_eq!(s.feed(b"c\n"), vec![b"bc\n".to_vec()]);
+        assert_eq!(s.flush(), None);
+        let j = encode(b"hi\n", "stdout");
+        let e: Entry = serde_json::from_slice(&j).unwrap();
+        assert_eq!((e.log.as_str(), e.stream.as_str()), ("hi\n", "stdout"));
+    }
+}

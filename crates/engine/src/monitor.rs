@@ -1,0 +1,419 @@
+//! The per-container monitor: a small process (the skiff binary in a hidden mode)
+//! that creates the container, holds its stdio, writes its json-file log or owns its
+//! pty, reaps its PID 1, records exit codes and times, and applies the restart
+//! policy. It outlives the CLI that started it.
+//!
+//! Protocol with the starter, over the status pipe (one line each):
+//! `S <pid>` started, `E <code> <message>` could not start, `X <code>` exited.
+
+use crate::logs::{self, LineSplitter};
+use crate::state::{self, read_json, ExitReason, Record, State, Status};
+use crate::Container;
+use skiff_runtime::cgroups::{Cgroup, Host};
+use skiff_runtime::linux::Stdio;
+use skiff_runtime::{sys, ContainerSpec};
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// File descriptors handed to the monitor (-1 where absent).
+#[derive(Debug, Clone, Copy)]
+pub struct MonitorFds {
+    pub status: i32,
+    pub stdin: i32,
+    pub stdout: i32,
+    pub stderr: i32,
+}
+
+/// The fd numbers the starter installs the monitor's descriptors at.
+pub const FD_STATUS: i32 = 3;
+pub const FD_STDIN: i32 = 4;
+pub const FD_STDOUT: i32 = 5;
+pub const FD_STDERR: i32 = 6;
+
+fn report(fd: i32, line: &str) {
+    if fd >= 0 {
+        let _ = sys::write_all(fd, format!("{line}\n").as_bytes());
+    }
+}
+
+/// Entry point of `skiff __monitor`. Never returns. Must run before any thread exists.
+pub fn run(root: &Path, id: &str, fds: MonitorFds) -> ! {
+    // Detach: the starter reaps this first process at once; the real monitor is
+    // re-parented to init (or the nearest subreaper) and leaves the CLI's session.
+    match unsafe { libc::fork() } {
+        0 => {}
+        -1 => {
+            report(fds.status, "E 125 fork failed");
+            unsafe { libc::_exit(1) }
+        }
+        _ => unsafe { libc::_exit(0) },
+    }
+    unsafe {
+        libc::setsid();
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+    let code = match Monitor::new(root, id, fds) {
+        Ok(mut m) => m.run(),
+        Err(e) => {
+            report(fds.status, &format!("E 125 {e}"));
+            125
+        }
+    };
+    unsafe { libc::_exit(code) }
+}
+
+struct Monitor {
+    root: std::path::PathBuf,
+    c: Container,
+    spec: ContainerSpec,
+    fds: MonitorFds,
+    log: std::fs::File,
+    sigfd: nix::sys::signalfd::SignalFd,
+}
+
+impl Monitor {
+    fn new(root: &Path, id: &str, fds: MonitorFds) -> crate::Result<Monitor> {
+        let dir = root.join("containers").join(id);
+        let record: Record = read_json(&dir.join("config.json"))?;
+        let st: State = read_json(&dir.join("state.json"))?;
+        let spec: ContainerSpec = read_json(&dir.join("spec.json"))?;
+        let c = Container {
+            dir,
+            record,
+            state: st,
+        };
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(c.log_path())
+            .map_err(|e| crate::EngineError::io("opening log", e))?;
+        let mut mask = nix::sys::signal::SigSet::empty();
+        mask.add(nix::sys::signal::Signal::SIGCHLD);
+        mask.thread_block()
+            .map_err(|e| crate::EngineError::io("blocking SIGCHLD", e.into()))?;
+        let sigfd = nix::sys::signalfd::SignalFd::with_flags(
+            &mask,
+            nix::sys::signalfd::SfdFlags::SFD_CLOEXEC | nix::sys::signalfd::SfdFlags::SFD_NONBLOCK,
+        )
+        .map_err(|e| crate::EngineError::io("signalfd", e.into()))?;
+        Ok(Monitor {
+            root: root.to_path_buf(),
+            c,
+            spec,
+            fds,
+            log,
+            sigfd,
+        })
+    }
+
+    fn run(&mut self) -> i32 {
+        let host = match Host::detect() {
+            Ok(h) => h,
+            Err(e) => return self.fail(125, &e.to_string()),
+        };
+        let me = std::process::id() as i32;
+        let my_start = state::process_start_time(me).unwrap_or(0);
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let parent = if self.c.record.host.cgroup_parent.is_empty() {
+                "skiff".to_string()
+            } else {
+                self.c.record.host.cgroup_parent.clone()
+            };
+            let cg = match Cgroup::create(&host, &parent, &self.c.record.id, &self.c.record.host.resources) {
+                Ok(cg) => cg,
+                Err(e) => return self.fail(125, &e.to_string()),
+            };
+            let oom_before = cg.oom_kills();
+            let started_at = Instant::now();
+            let exit = match self.run_once(&cg, me, my_start) {
+                Ok(code) => code,
+                Err((code, msg)) => {
+                    let _ = cg.kill_all();
+                    let _ = cg.remove();
+                    return self.fail(code, &msg);
+                }
+            };
+            let oom = cg.oom_kills() > oom_before;
+            let _ = cg.kill_all();
+            let _ = cg.remove();
+            let manually = self.c.reload().map(|_| self.c.state.manually_stopped).unwrap_or(false);
+            let policy = self.c.record.host.restart_policy.clone();
+            let restart = !manually
+                && match policy.name.as_str() {
+                    "always" | "unless-stopped" => true,
+                    "on-failure" => {
+                        exit != 0
+                            && (policy.maximum_retry_count == 0
+                                || self.c.state.restart_count < policy.maximum_retry_count)
+                    }
+                    _ => false,
+                };
+            let _ = self.c.update_state(|s| {
+                s.status = if restart { Status::Restarting } else { Status::Exited };
+                s.exit_code = exit;
+                s.oom_killed = oom;
+                s.pid = 0;
+                s.finished_at = Some(state::now());
+                s.exit_reason = Some(if oom {
+                    ExitReason::OOMKilled
+                } else if exit == 0 {
+                    ExitReason::Completed
+                } else {
+                    ExitReason::Error
+                });
+                if restart {
+                    s.restart_count += 1;
+                }
+            });
+            if !restart {
+                if self.c.record.host.auto_remove {
+                    crate::ops::remove_files(&self.root, &self.c);
+                }
+                report(self.fds.status, &format!("X {exit}"));
+                return 0;
+            }
+            // docker: the delay doubles from 100ms and resets after 10s of running.
+            if started_at.elapsed() > Duration::from_secs(10) {
+                backoff = Duration::from_millis(100);
+            }
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(60));
+            if self.c.reload().map(|_| self.c.state.manually_stopped).unwrap_or(true) {
+                let _ = self.c.update_state(|s| s.status = Status::Exited);
+                report(self.fds.status, &format!("X {exit}"));
+                return 0;
+            }
+        }
+    }
+
+    fn fail(&mut self, code: i32, msg: &str) -> i32 {
+        let _ = self.c.update_state(|s| {
+            s.status = if s.started_at.is_some() { Status::Exited } else { Status::Created };
+            s.exit_code = code;
+            s.error = msg.to_string();
+            s.pid = 0;
+        });
+        report(self.fds.status, &format!("E {code} {}", msg.replace('\n', " ")));
+        if self.c.record.host.auto_remove {
+            crate::ops::remove_files(&self.root, &self.c);
+        }
+        0
+    }
+
+    /// Start the container once and follow it to its exit; returns the exit code.
+    fn run_once(&mut self, cg: &Cgroup, me: i32, my_start: u64) -> Result<i32, (i32, String)> {
+        let tty = self.spec.process.terminal;
+        let mut out_pipe = (-1, -1);
+        let mut err_pipe = (-1, -1);
+        if !tty {
+            out_pipe = sys::pipe().map_err(|e| (125, format!("pipe: {e}")))?;
+            err_pipe = sys::pipe().map_err(|e| (125, format!("pipe: {e}")))?;
+        }
+        let stdin = if self.c.record.open_stdin && !tty { self.fds.stdin } else { -1 };
+        let stdio = Stdio {
+            stdin,
+            stdout: out_pipe.1,
+            stderr: err_pipe.1,
+        };
+        let created = skiff_runtime::create(&self.spec, stdio).map_err(|e| (125, e.to_string()));
+        if !tty {
+            sys::close(out_pipe.1);
+            sys::close(err_pipe.1);
+        }
+        let created = created?;
+        let pid = created.pid;
+        if let Err(e) = cg.join(pid) {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = created.start();
+            return Err((125, e.to_string()));
+        }
+        let started = match created.start() {
+            Ok(s) => s,
+            Err(skiff_runtime::Error::Exec(f)) => return Err((f.code, f.message)),
+            Err(e) => return Err((125, e.to_string())),
+        };
+        let cgc = cg.clone();
+        let _ = self.c.update_state(|s| {
+            s.status = Status::Running;
+            s.pid = pid;
+            s.monitor_pid = me;
+            s.monitor_start = my_start;
+            s.started_at = Some(state::now());
+            s.finished_at = None;
+            s.error.clear();
+            s.cgroup = Some(cgc);
+            s.manually_stopped = false;
+        });
+        report(self.fds.status, &format!("S {pid}"));
+
+        let console = started.console;
+        if let Some(m) = console {
+            set_winsize_from(m, self.fds.stdout);
+        }
+        let status = self.pump(pid, out_pipe.0, err_pipe.0, console);
+        for fd in [out_pipe.0, err_pipe.0] {
+            if fd >= 0 {
+                sys::close(fd);
+            }
+        }
+        if let Some(m) = console {
+            sys::close(m);
+        }
+        Ok(status)
+    }
+
+    /// Move output to the log (and the attached client) until PID 1 exits.
+    fn pump(&mut self, pid: i32, out_r: i32, err_r: i32, console: Option<i32>) -> i32 {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::BorrowedFd;
+        let mut split_out = LineSplitter::default();
+        let mut split_err = LineSplitter::default();
+        let mut open_out = out_r >= 0 || console.is_some();
+        let mut open_err = err_r >= 0;
+        let out_src = console.unwrap_or(out_r);
+        let mut attach_out = self.fds.stdout;
+        let mut attach_err = self.fds.stderr;
+        let mut relay_in = if console.is_some() && self.c.record.open_stdin {
+            self.fds.stdin
+        } else {
+            -1
+        };
+        let mut exit: Option<i32> = None;
+        let mut exit_seen_at: Option<Instant> = None;
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            if exit.is_some() && !open_out && !open_err {
+                break;
+            }
+            if let Some(t) = exit_seen_at {
+                // Processes that inherited the pipes may outlive PID 1 (shared pid
+                // namespaces); do not wait on them for long.
+                if t.elapsed() > Duration::from_millis(500) {
+                    break;
+                }
+            }
+            let sig = unsafe { BorrowedFd::borrow_raw(self.sigfd.as_raw_fd()) };
+            let mut pfds = vec![PollFd::new(sig, PollFlags::POLLIN)];
+            let mut kinds = vec![0u8];
+            if open_out {
+                pfds.push(PollFd::new(unsafe { BorrowedFd::borrow_raw(out_src) }, PollFlags::POLLIN));
+                kinds.push(1);
+            }
+            if open_err {
+                pfds.push(PollFd::new(unsafe { BorrowedFd::borrow_raw(err_r) }, PollFlags::POLLIN));
+                kinds.push(2);
+            }
+            if relay_in >= 0 {
+                pfds.push(PollFd::new(unsafe { BorrowedFd::borrow_raw(relay_in) }, PollFlags::POLLIN));
+                kinds.push(3);
+            }
+            let timeout = if exit.is_some() { PollTimeout::from(50u16) } else { PollTimeout::NONE };
+            match poll(&mut pfds, timeout) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => break,
+            }
+            let ready: Vec<(u8, bool)> = pfds
+                .iter()
+                .zip(kinds.iter())
+                .map(|(p, k)| (*k, p.revents().map(|r| !r.is_empty()).unwrap_or(false)))
+                .collect();
+            if exit.is_some() && ready.iter().all(|(_, r)| !r) {
+                break;
+            }
+            for (kind, is_ready) in ready {
+                if !is_ready {
+                    continue;
+                }
+                match kind {
+                    0 => {
+                        while let Ok(Some(_)) = self.sigfd.read_signal() {}
+                        let mut st = 0;
+                        let r = unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) };
+                        if r == pid {
+                            exit = Some(if libc::WIFEXITED(st) {
+                                libc::WEXITSTATUS(st)
+                            } else if libc::WIFSIGNALED(st) {
+                                128 + libc::WTERMSIG(st)
+                            } else {
+                                255
+                            });
+                            exit_seen_at = Some(Instant::now());
+                        }
+                        // Reap anything else that was ours.
+                        while unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) } > 0 {}
+                    }
+                    1 | 2 => {
+                        let fd = if kind == 1 { out_src } else { err_r };
+                        let n = unsafe { libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
+                        if n <= 0 {
+                            if kind == 1 {
+                                open_out = false;
+                            } else {
+                                open_err = false;
+                            }
+                            continue;
+                        }
+                        let data = &buf[..n as usize];
+                        let (stream, splitter, attach) = if kind == 1 {
+                            ("stdout", &mut split_out, &mut attach_out)
+                        } else {
+                            ("stderr", &mut split_err, &mut attach_err)
+                        };
+                        if *attach >= 0 && sys::write_all(*attach, data).is_err() {
+                            *attach = -1;
+                        }
+                        for line in splitter.feed(data) {
+                            let _ = self.log.write_all(&logs::encode(&line, stream));
+                        }
+                    }
+                    3 => {
+                        let n = unsafe { libc::read(relay_in, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
+                        if n <= 0 {
+                            relay_in = -1;
+                            continue;
+                        }
+                        if let Some(m) = console {
+                            let _ = sys::write_all(m, &buf[..n as usize]);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for (s, stream) in [(&mut split_out, "stdout"), (&mut split_err, "stderr")] {
+            if let Some(rest) = s.flush() {
+                let _ = self.log.write_all(&logs::encode(&rest, stream));
+            }
+        }
+        match exit {
+            Some(c) => c,
+            None => {
+                let mut st = 0;
+                unsafe { libc::waitpid(pid, &mut st, 0) };
+                if libc::WIFEXITED(st) {
+                    libc::WEXITSTATUS(st)
+                } else if libc::WIFSIGNALED(st) {
+                    128 + libc::WTERMSIG(st)
+                } else {
+                    255
+                }
+            }
+        }
+    }
+}
+
+/// Give the pty the size of the client's terminal, if it has one.
+fn set_winsize_from(master: i32, client: i32) {
+    if client < 0 {
+        return;
+    }
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    if unsafe { libc::ioctl(client, libc::TIOCGWINSZ, &mut ws) } == 0 {
+        unsafe { libc::ioctl(master, libc::TIOCSWINSZ, &ws) };
+    }
+}

@@ -1,0 +1,587 @@
+//! Container operations: lookup, start (spawning the monitor), stop, kill, rm, wait,
+//! pause, rename, exec, and reconciling state left by dead monitors.
+
+use crate::monitor::{FD_STATUS, FD_STDERR, FD_STDIN, FD_STDOUT};
+use crate::state::{self, read_json, write_json, Record, State, Status};
+use crate::{volumes, Container, Engine, EngineError, Result};
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Client descriptors a started container's stdio is attached to (-1: none).
+#[derive(Debug, Clone, Copy)]
+pub struct Attach {
+    pub stdin: i32,
+    pub stdout: i32,
+    pub stderr: i32,
+}
+
+/// A container being started: read its monitor's reports.
+pub struct Starting {
+    status: BufReader<fs::File>,
+    pub id: String,
+    pub warnings: Vec<String>,
+}
+
+/// What the monitor reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Report {
+    Started(i32),
+    Failed(i32, String),
+    Exited(i32),
+    /// The monitor went away without a word.
+    Lost,
+}
+
+impl Starting {
+    pub fn next(&mut self) -> Report {
+        let mut line = String::new();
+        match self.status.read_line(&mut line) {
+            Ok(0) | Err(_) => Report::Lost,
+            Ok(_) => {
+                let line = line.trim_end();
+                let (k, rest) = line.split_at(1.min(line.len()));
+                let rest = rest.trim_start();
+                match k {
+                    "S" => Report::Started(rest.parse().unwrap_or(0)),
+                    "X" => Report::Exited(rest.parse().unwrap_or(255)),
+                    "E" => {
+                        let (c, m) = rest.split_once(' ').unwrap_or((rest, ""));
+                        Report::Failed(c.parse().unwrap_or(125), m.to_string())
+                    }
+                    _ => Report::Lost,
+                }
+            }
+        }
+    }
+}
+
+/// Remove everything a container left on disk (its directory and anonymous volumes).
+pub fn remove_files(root: &Path, c: &Container) {
+    for v in &c.record.anonymous_volumes {
+        let _ = volumes::remove(root, v);
+    }
+    let _ = fs::remove_dir_all(&c.dir);
+}
+
+impl Engine {
+    fn load(&self, dir: &Path) -> Result<Container> {
+        let record: Record = read_json(&dir.join("config.json"))?;
+        let state: State = read_json(&dir.join("state.json"))?;
+        Ok(Container {
+            dir: dir.to_path_buf(),
+            record,
+            state,
+        })
+    }
+
+    /// Every container, newest first.
+    pub fn list(&self) -> Result<Vec<Container>> {
+        let mut out = Vec::new();
+        let rd = fs::read_dir(self.containers_dir())
+            .map_err(|e| EngineError::io("reading containers", e))?;
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.join("config.json").exists() {
+                if let Ok(c) = self.load(&p) {
+                    out.push(c);
+                }
+            }
+        }
+        out.sort_by(|a, b| b.record.created.cmp(&a.record.created));
+        Ok(out)
+    }
+
+    pub fn find_by_name(&self, name: &str) -> Result<Option<Container>> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .find(|c| c.record.name == name.trim_start_matches('/')))
+    }
+
+    /// A container by full id, name, or unique id prefix (as docker resolves them).
+    pub fn get(&self, reference: &str) -> Result<Container> {
+        let r = reference.trim_start_matches('/');
+        if r.is_empty() {
+            return Err(EngineError::NoSuchContainer(reference.into()));
+        }
+        if r.len() == 64 && r.chars().all(|c| c.is_ascii_hexdigit()) {
+            let d = self.containers_dir().join(r);
+            if d.join("config.json").exists() {
+                return self.load(&d);
+            }
+        }
+        let all = self.list()?;
+        if let Some(c) = all.iter().find(|c| c.record.name == r) {
+            return Ok(c.clone());
+        }
+        let m: Vec<&Container> = all.iter().filter(|c| c.record.id.starts_with(r)).collect();
+        match m.len() {
+            1 => Ok(m[0].clone()),
+            0 => Err(EngineError::NoSuchContainer(reference.into())),
+            _ => Err(EngineError::Ambiguous(reference.into())),
+        }
+    }
+
+    /// Mark containers whose monitor died as exited and clean what they left.
+    pub fn reconcile(&self) -> Result<()> {
+        let Ok(all) = self.list() else { return Ok(()) };
+        for mut c in all {
+            if !c.state.status.is_active() {
+                continue;
+            }
+            let alive = state::process_start_time(c.state.monitor_pid)
+                .map(|t| t == c.state.monitor_start)
+                .unwrap_or(false);
+            if alive {
+                continue;
+            }
+            let _l = c.lock()?;
+            // Re-check under the lock: the monitor may have just finished.
+            let Ok(st) = read_json::<State>(&c.state_path()) else { continue };
+            if !st.status.is_active() {
+                continue;
+            }
+            if let Some(cg) = &st.cgroup {
+                let _ = cg.kill_all();
+                let _ = cg.remove();
+            }
+            drop(_l);
+            let _ = c.update_state(|s| {
+                s.status = Status::Exited;
+                s.exit_code = 255;
+                s.pid = 0;
+                s.error = "the container's monitor process died".into();
+                s.finished_at = Some(state::now());
+            });
+        }
+        Ok(())
+    }
+
+    /// Start a created or exited container: spawn its monitor and wait until the
+    /// process runs (or failed to). `attach` wires the client's stdio to it.
+    pub fn start(&self, reference: &str, attach: Option<Attach>) -> Result<(Starting, Report)> {
+        let c = self.get(reference)?;
+        if c.state.status.is_active() {
+            return Err(EngineError::Conflict(format!(
+                "container {} is already running",
+                c.record.id
+            )));
+        }
+        let image = self.images.resolve(&c.record.image_id)?;
+        let mut spec = self.runtime_spec(&c.record, &image, true)?;
+        let warnings = skiff_runtime::linux::clamp_process(&mut spec.process)?;
+        if c.record.host.managed_files.is_empty() {
+            self.write_init_layer(&c)?;
+        }
+        write_json(&c.dir.join("spec.json"), &spec)?;
+        let mut c = c;
+        c.update_state(|s| {
+            s.manually_stopped = false;
+            s.error.clear();
+        })?;
+        let (status_r, status_w) =
+            skiff_runtime::sys::pipe().map_err(|e| EngineError::io("pipe", e))?;
+        let a = attach.unwrap_or(Attach {
+            stdin: -1,
+            stdout: -1,
+            stderr: -1,
+        });
+        let mut cmd = std::process::Command::new(&self.exe);
+        cmd.arg("--root")
+            .arg(&self.root)
+            .arg("__monitor")
+            .arg(&c.record.id)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        // Duplicate the descriptors out of the way first: by the time pre_exec runs,
+        // the child's 0/1/2 are already /dev/null.
+        let mut fds = [
+            (status_w, FD_STATUS),
+            (a.stdin, FD_STDIN),
+            (a.stdout, FD_STDOUT),
+            (a.stderr, FD_STDERR),
+        ];
+        for (src, _) in fds.iter_mut() {
+            if *src >= 0 {
+                *src = unsafe { libc::fcntl(*src, libc::F_DUPFD_CLOEXEC, 10) };
+            }
+        }
+        let moved: Vec<i32> = fds.iter().map(|(s, _)| *s).collect();
+        unsafe {
+            cmd.pre_exec(move || {
+                for (src, dst) in fds.iter() {
+                    if *src >= 0 {
+                        libc::dup2(*src, *dst);
+                    } else {
+                        libc::close(*dst);
+                    }
+                }
+                Ok(())
+            });
+        }
+        let spawned = cmd.spawn();
+        skiff_runtime::sys::close(status_w);
+        for fd in moved {
+            if fd >= 0 {
+                skiff_runtime::sys::close(fd);
+            }
+        }
+        let mut child = spawned.map_err(|e| {
+            skiff_runtime::sys::close(status_r);
+            EngineError::io(format!("starting monitor {}", self.exe.display()), e)
+        })?;
+        let _ = child.wait();
+        let file = unsafe { <fs::File as std::os::unix::io::FromRawFd>::from_raw_fd(status_r) };
+        let mut starting = Starting {
+            status: BufReader::new(file),
+            id: c.record.id.clone(),
+            warnings,
+        };
+        let first = starting.next();
+        Ok((starting, first))
+    }
+
+    fn write_init_layer(&self, c: &Container) -> Result<()> {
+        let etc = c.dir.join("init/etc");
+        fs::create_dir_all(&etc).map_err(|e| EngineError::io("init layer", e))?;
+        let r = &c.record;
+        let host_net = r.host.network_mode == "host";
+        let hosts = if host_net {
+            fs::read_to_string("/etc/hosts").unwrap_or_default()
+        } else {
+            let mut h = String::from(
+                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+            );
+            for l in &r.host.links {
+                let (target, alias) = l.split_once(':').unwrap_or((l.as_str(), l.as_str()));
+                if let Ok(t) = self.get(target) {
+                    if !t.state.ip_address.is_empty() {
+                        h.push_str(&format!(
+                            "{}\t{} {} {}\n",
+                            t.state.ip_address, alias, t.record.id.get(..12).unwrap_or(""), t.record.name
+                        ));
+                    }
+                }
+            }
+            for e in &r.host.extra_hosts {
+                if let Some((name, ip)) = e.split_once(':') {
+                    h.push_str(&format!("{ip}\t{name}\n"));
+                }
+            }
+            if !c.state.ip_address.is_empty() {
+                h.push_str(&format!("{}\t{}\n", c.state.ip_address, r.hostname));
+            }
+            h
+        };
+        let resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let resolv = if host_net {
+            resolv
+        } else {
+            // Loopback resolvers of the host are unreachable from a network namespace.
+            let kept: Vec<&str> = resolv
+                .lines()
+                .filter(|l| {
+                    !(l.trim_start().starts_with("nameserver")
+                        && (l.contains(" 127.") || l.contains(" ::1")))
+                })
+                .collect();
+            let mut s = kept.join("\n");
+            if !s.contains("nameserver") {
+                s.push_str("\nnameserver 8.8.8.8\nnameserver 8.8.4.4");
+            }
+            s.push('\n');
+            s
+        };
+        for (name, content) in [
+            ("hosts", hosts),
+            ("hostname", format!("{}\n", r.hostname)),
+            ("resolv.conf", resolv),
+        ] {
+            fs::write(etc.join(name), content).map_err(|e| EngineError::io("init layer", e))?;
+        }
+        Ok(())
+    }
+
+    /// Wait until the container is no longer active; returns its exit code.
+    pub fn wait(&self, reference: &str, timeout: Option<Duration>) -> Result<i32> {
+        let mut c = self.get(reference)?;
+        let start = Instant::now();
+        let mut delay = Duration::from_millis(2);
+        loop {
+            if !c.state.status.is_active() {
+                return Ok(c.state.exit_code);
+            }
+            if c.state.monitor_pid > 0
+                && state::process_start_time(c.state.monitor_pid) != Some(c.state.monitor_start)
+            {
+                // Monitor gone: reconcile and report.
+                self.reconcile()?;
+            }
+            if let Some(t) = timeout {
+                if start.elapsed() > t {
+                    return Err(EngineError::Conflict(format!(
+                        "timed out waiting for container {}",
+                        c.record.id
+                    )));
+                }
+            }
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_millis(50));
+            if c.reload().is_err() {
+                // Removed (--rm): treat as exited with the last known code.
+                return Ok(c.state.exit_code);
+            }
+        }
+    }
+
+    /// Send a signal to the container's main process.
+    pub fn kill(&self, reference: &str, signal: &str) -> Result<()> {
+        let mut c = self.get(reference)?;
+        if !c.state.status.is_active() || c.state.pid <= 0 {
+            return Err(EngineError::Conflict(format!(
+                "Container {} is not running",
+                c.record.id
+            )));
+        }
+        let sig = parse_signal(signal)?;
+        if sig == libc::SIGKILL {
+            c.update_state(|s| s.manually_stopped = true)?;
+        }
+        if c.state.status == Status::Paused {
+            if let Some(cg) = &c.state.cgroup {
+                if sig == libc::SIGKILL {
+                    cg.kill_all()?;
+                    return Ok(());
+                }
+            }
+        }
+        if unsafe { libc::kill(c.state.pid, sig) } < 0 {
+            return Err(EngineError::io(
+                format!("signalling container {}", c.record.id),
+                std::io::Error::last_os_error(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Stop: the stop signal, then SIGKILL after `timeout` seconds.
+    pub fn stop(&self, reference: &str, timeout: Option<i64>) -> Result<()> {
+        let mut c = self.get(reference)?;
+        c.update_state(|s| s.manually_stopped = true)?;
+        if !c.state.status.is_active() || c.state.pid <= 0 {
+            return Ok(());
+        }
+        let t = timeout.or(c.record.stop_timeout).unwrap_or(10);
+        if c.state.status == Status::Paused {
+            if let Some(cg) = &c.state.cgroup {
+                let _ = cg.freeze(false);
+            }
+        }
+        let sig = parse_signal(&c.record.stop_signal).unwrap_or(libc::SIGTERM);
+        unsafe { libc::kill(c.state.pid, sig) };
+        if t >= 0 && self.wait(&c.record.id, Some(Duration::from_secs(t as u64))).is_ok() {
+            return Ok(());
+        }
+        c.reload()?;
+        if let Some(cg) = &c.state.cgroup {
+            let _ = cg.kill_all();
+        } else if c.state.pid > 0 {
+            unsafe { libc::kill(c.state.pid, libc::SIGKILL) };
+        }
+        self.wait(&c.record.id, Some(Duration::from_secs(30)))?;
+        Ok(())
+    }
+
+    /// Remove a container; `force` kills a running one first; `volumes` also removes
+    /// its anonymous volumes.
+    pub fn remove(&self, reference: &str, force: bool, volumes: bool) -> Result<String> {
+        let mut c = self.get(reference)?;
+        if c.state.status.is_active() {
+            if !force {
+                return Err(EngineError::Conflict(format!(
+                    "You cannot remove a {} container {}. Stop the container before attempting removal or force remove",
+                    c.state.status.as_str(),
+                    c.record.id
+                )));
+            }
+            c.update_state(|s| s.manually_stopped = true)?;
+            if let Some(cg) = &c.state.cgroup {
+                if c.state.status == Status::Paused {
+                    let _ = cg.freeze(false);
+                }
+                let _ = cg.kill_all();
+            } else if c.state.pid > 0 {
+                unsafe { libc::kill(c.state.pid, libc::SIGKILL) };
+            }
+            let _ = self.wait(&c.record.id, Some(Duration::from_secs(30)));
+        }
+        if !volumes {
+            c.record.anonymous_volumes.clear();
+        }
+        remove_files(&self.root, &c);
+        Ok(c.record.id.clone())
+    }
+
+    /// Freeze or thaw every process of the container.
+    pub fn pause(&self, reference: &str, paused: bool) -> Result<()> {
+        let mut c = self.get(reference)?;
+        match (&c.state.status, paused) {
+            (Status::Running, true) | (Status::Paused, false) => {}
+            (Status::Paused, true) => {
+                return Err(EngineError::Conflict(format!(
+                    "Container {} is already paused",
+                    c.record.id
+                )))
+            }
+            (Status::Running, false) => {
+                return Err(EngineError::Conflict(format!(
+                    "Container {} is not paused",
+                    c.record.id
+                )))
+            }
+            _ => {
+                return Err(EngineError::Conflict(format!(
+                    "Container {} is not running",
+                    c.record.id
+                )))
+            }
+        }
+        let cg = c
+            .state
+            .cgroup
+            .clone()
+            .ok_or_else(|| EngineError::NotRunning("container has no cgroup".into()))?;
+        cg.freeze(paused)?;
+        c.update_state(|s| {
+            s.status = if paused { Status::Paused } else { Status::Running }
+        })
+    }
+
+    pub fn rename(&self, reference: &str, new_name: &str) -> Result<()> {
+        let _g = state::Lock::exclusive(&self.containers_dir().join(".lock"))?;
+        let mut c = self.get(reference)?;
+        let n = new_name.trim_start_matches('/');
+        if !crate::names::valid_name(n) {
+            return Err(EngineError::Invalid(format!(
+                "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )));
+        }
+        if let Some(o) = self.find_by_name(n)? {
+            return Err(EngineError::Conflict(format!(
+                "The container name \"/{n}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+                o.record.id
+            )));
+        }
+        c.record.name = n.to_string();
+        write_json(&c.dir.join("config.json"), &c.record)
+    }
+
+    /// Run a process inside a running container (all its namespaces and its cgroup).
+    /// The caller must be single-threaded and a child subreaper.
+    pub fn exec(
+        &self,
+        reference: &str,
+        process: &skiff_runtime::spec::Process,
+        stdio: skiff_runtime::Stdio,
+    ) -> Result<skiff_runtime::Started> {
+        let c = self.get(reference)?;
+        if c.state.status == Status::Paused {
+            return Err(EngineError::Conflict(format!(
+                "Container {} is paused, unpause the container before exec",
+                c.record.id
+            )));
+        }
+        if c.state.status != Status::Running || c.state.pid <= 0 {
+            return Err(EngineError::Conflict(format!(
+                "Container {} is not running",
+                c.record.id
+            )));
+        }
+        let target = skiff_runtime::ExecTarget {
+            pid: c.state.pid,
+            cgroup: c.state.cgroup.as_ref(),
+        };
+        skiff_runtime::exec(&target, process, stdio).map_err(|e| match e {
+            skiff_runtime::Error::Exec(f) => EngineError::Start {
+                code: f.code,
+                message: f.message,
+            },
+            e => e.into(),
+        })
+    }
+
+    /// The process list of a running container: (pid, ppid, user, cmdline).
+    pub fn top(&self, reference: &str) -> Result<Vec<(i32, i32, u32, String)>> {
+        let c = self.get(reference)?;
+        if c.state.status != Status::Running && c.state.status != Status::Paused {
+            return Err(EngineError::Conflict(format!(
+                "Container {} is not running",
+                c.record.id
+            )));
+        }
+        let cg = c
+            .state
+            .cgroup
+            .clone()
+            .ok_or_else(|| EngineError::NotRunning("container has no cgroup".into()))?;
+        let mut out = Vec::new();
+        for pid in cg.procs() {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat
+                .rfind(')')
+                .and_then(|i| stat[i + 2..].split_whitespace().nth(1))
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            let uid = fs::read_to_string(format!("/proc/{pid}/status"))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("Uid:"))
+                        .and_then(|v| v.split_whitespace().next().and_then(|x| x.parse().ok()))
+                })
+                .unwrap_or(0);
+            let cmd = fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|b| {
+                    b.split(|x| *x == 0)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| String::from_utf8_lossy(s).to_string())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default();
+            out.push((pid, ppid, uid, cmd));
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+/// A signal by name (`TERM`, `SIGTERM`, `sigkill`) or number.
+pub fn parse_signal(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+    }
+    let u = s.to_ascii_uppercase();
+    let name = if u.starts_with("SIG") { u } else { format!("SIG{u}") };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|s| s as i32)
+        .map_err(|_| EngineError::Invalid(format!("invalid signal: {s}")))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn signals() {
+        assert_eq!(super::parse_signal("TERM").unwrap(), libc::SIGTERM);
+        assert_eq!(super::parse_signal("SIGKILL").unwrap(), libc::SIGKILL);
+        assert_eq!(super::parse_signal("hup").unwrap(), libc::SIGHUP);
+        assert_eq!(super::parse_signal("9").unwrap(), 9);
+        assert!(super::parse_signal("NOPE").is_err());
+    }
+}

@@ -1,0 +1,281 @@
+//! Persistent container records: plain JSON files under `<root>/containers/<id>/`,
+//! guarded by `flock`, so several skiff processes (CLIs, monitors, the node agent)
+//! share them safely. Writes go to a temp file and are renamed into place.
+
+use crate::{EngineError, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+/// A held `flock`; released on drop.
+pub struct Lock(File);
+
+impl Lock {
+    pub fn exclusive(path: &Path) -> Result<Lock> {
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(|e| EngineError::io(format!("opening lock {}", path.display()), e))?;
+        loop {
+            let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+            if r == 0 {
+                return Ok(Lock(f));
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(EngineError::io(format!("locking {}", path.display()), e));
+            }
+        }
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
+    }
+}
+
+/// Write `bytes` to `path` atomically (temp file + rename in the same directory).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("f"),
+        std::process::id()
+    ));
+    let mut f = File::create(&tmp).map_err(|e| EngineError::io(format!("writing {}", tmp.display()), e))?;
+    f.write_all(bytes)
+        .map_err(|e| EngineError::io(format!("writing {}", tmp.display()), e))?;
+    fs::rename(&tmp, path).map_err(|e| EngineError::io(format!("renaming to {}", path.display()), e))
+}
+
+pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    let b = fs::read(path).map_err(|e| EngineError::io(format!("reading {}", path.display()), e))?;
+    serde_json::from_slice(&b)
+        .map_err(|e| EngineError::Corrupt(format!("{}: {e}", path.display())))
+}
+
+pub fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
+    let b = serde_json::to_vec_pretty(v)
+        .map_err(|e| EngineError::Corrupt(format!("encoding {}: {e}", path.display())))?;
+    write_atomic(path, &b)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    #[default]
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Removing,
+    Exited,
+    Dead,
+}
+
+impl Status {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Restarting => "restarting",
+            Status::Removing => "removing",
+            Status::Exited => "exited",
+            Status::Dead => "dead",
+        }
+    }
+    /// A process of the container exists (or is about to again).
+    pub fn is_active(&self) -> bool {
+        matches!(self, Status::Running | Status::Paused | Status::Restarting)
+    }
+}
+
+/// How a finished container's main process ended.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum ExitReason {
+    Completed,
+    Error,
+    OOMKilled,
+}
+
+/// The mutable part of a container: `state.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct State {
+    pub status: Status,
+    pub pid: i32,
+    pub monitor_pid: i32,
+    /// The monitor's start time (field 22 of /proc/<pid>/stat) to detect pid reuse.
+    pub monitor_start: u64,
+    pub exit_code: i32,
+    pub oom_killed: bool,
+    pub error: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub restart_count: u32,
+    /// Set by stop/kill so the monitor does not apply the restart policy.
+    pub manually_stopped: bool,
+    pub cgroup: Option<skiff_runtime::cgroups::Cgroup>,
+    pub exit_reason: Option<ExitReason>,
+    /// Host ports this container holds (for conflict checks and `port`).
+    #[serde(default)]
+    pub ip_address: String,
+}
+
+/// A mount as `inspect` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MountPoint {
+    #[serde(rename = "Type")]
+    pub kind: String,
+    #[serde(rename = "Name", default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(rename = "Source")]
+    pub source: String,
+    #[serde(rename = "Destination")]
+    pub destination: String,
+    #[serde(rename = "Mode")]
+    pub mode: String,
+    #[serde(rename = "RW")]
+    pub rw: bool,
+    #[serde(rename = "Propagation")]
+    pub propagation: String,
+}
+
+/// A published port: `-p [ip:]host:container[/proto]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PortBinding {
+    pub host_ip: String,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub proto: String,
+}
+
+/// The immutable description of a container: `config.json`. Field names follow
+/// docker's inspect output where one exists.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Record {
+    pub id: String,
+    pub name: String,
+    pub created: String,
+    /// The image reference as the user gave it.
+    pub image: String,
+    /// "sha256:<hex>".
+    pub image_id: String,
+    pub path: String,
+    pub args: Vec<String>,
+    pub hostname: String,
+    pub domainname: String,
+    pub user: String,
+    pub env: Vec<String>,
+    pub cmd: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub working_dir: String,
+    pub labels: BTreeMap<String, String>,
+    pub tty: bool,
+    pub open_stdin: bool,
+    pub exposed_ports: Vec<String>,
+    pub stop_signal: String,
+    pub stop_timeout: Option<i64>,
+    pub mounts: Vec<MountPoint>,
+    pub host: HostConfig,
+    pub ports: Vec<PortBinding>,
+    /// Anonymous volumes created for this container (removed by `rm -v`).
+    pub anonymous_volumes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct RestartPolicy {
+    pub name: String,
+    pub maximum_retry_count: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct HostConfig {
+    pub binds: Vec<String>,
+    pub network_mode: String,
+    pub restart_policy: RestartPolicy,
+    pub auto_remove: bool,
+    pub privileged: bool,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub readonly_rootfs: bool,
+    pub tmpfs: BTreeMap<String, String>,
+    pub ulimits: Vec<skiff_runtime::spec::Rlimit>,
+    pub extra_hosts: Vec<String>,
+    pub init: bool,
+    pub uts_mode: String,
+    pub pid_mode: String,
+    pub ipc_mode: String,
+    pub volumes_from: Vec<String>,
+    pub links: Vec<String>,
+    pub cgroup_parent: String,
+    pub devices: Vec<String>,
+    pub security_opt: Vec<String>,
+    pub resources: skiff_runtime::cgroups::Resources,
+    pub nano_cpus: i64,
+    pub oom_score_adj: Option<i32>,
+    pub group_add: Vec<String>,
+    /// Skip the init layer and bind these managed files instead (node agent).
+    #[serde(default)]
+    pub managed_files: BTreeMap<String, String>,
+}
+
+/// One container on disk.
+#[derive(Debug, Clone)]
+pub struct Container {
+    pub dir: PathBuf,
+    pub record: Record,
+    pub state: State,
+}
+
+impl Container {
+    pub fn short_id(&self) -> &str {
+        &self.record.id[..12]
+    }
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join(format!("{}-json.log", self.record.id))
+    }
+    pub fn state_path(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+    pub fn lock(&self) -> Result<Lock> {
+        Lock::exclusive(&self.dir.join("lock"))
+    }
+    /// Re-read state.json.
+    pub fn reload(&mut self) -> Result<()> {
+        self.state = read_json(&self.state_path())?;
+        Ok(())
+    }
+    /// Read-modify-write of the state under the container's lock.
+    pub fn update_state(&mut self, f: impl FnOnce(&mut State)) -> Result<()> {
+        let _l = self.lock()?;
+        let mut st: State = read_json(&self.state_path())?;
+        f(&mut st);
+        write_json(&self.state_path(), &st)?;
+        self.state = st;
+        Ok(())
+    }
+}
+
+/// Start time of a process (jiffies since boot), to tell a pid apart from a reuse.
+pub fn process_start_time(pid: i32) -> Option<u64> {
+    if pid <= 0 {
+        return None;
+    }
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &s[s.rfind(')')? + 2..];
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// The zero time docker prints for a container that never ran.
+pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";

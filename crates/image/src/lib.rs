@@ -1,0 +1,34 @@
+//! skiff-image: the content-addressed image store under `<engine root>/images`.
+//!
+//! Owns: sha256 blobs (layer tars, configs, manifests) in OCI form, layers unpacked once
+//! as overlayfs snapshots (`layers/<diff-id>/fs`, whiteouts in overlay form), image names
+//! (`repositories.json`, flock-protected), commit of an overlay upper dir into a layer,
+//! import of rootfs tarballs, save/load of OCI / docker-save archives, Dockerfile parsing
+//! and the classic-builder style build with its cache.
+//!
+//! Must not know about: containers, their state or runtimes. RUN steps of a build go
+//! through the [`StepRunner`] trait, which the engine implements; whether an image is in
+//! use by a container is the engine's business to check before calling
+//! [`ImageStore::remove`].
+
+mod archive;
+mod build;
+mod config;
+mod dockerfile;
+mod error;
+mod ignore;
+mod layer;
+mod reference;
+mod store;
+
+pub use build::{build, BuildOptions, RunStep, StepError, StepRunner};
+pub use config::{host_arch, ContainerConfig, HealthConfig, History, ImageConfig, RootFs};
+pub use dockerfile::{parse_dockerfile, Dockerfile, Instruction};
+pub use error::{ImageError, Result};
+pub use ignore::IgnoreMatcher;
+pub use reference::{
+    familiar_name, normalize_reference, parse_reference, split_repo_tag, Reference,
+};
+pub use store::{
+    short_id, CommitOptions, HistoryEntry, Image, ImageStore, ImageSummary, RemoveEvent,
+};

@@ -1,0 +1,238 @@
+//! Thin, checked wrappers over the raw system calls the runtime uses.
+//!
+//! Everything here is safe to call in a freshly forked child of a single-threaded
+//! process: no locks are taken beyond the allocator's.
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+pub fn cstr(p: &Path) -> io::Result<CString> {
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
+}
+
+pub fn cs(s: &str) -> io::Result<CString> {
+    CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "string contains NUL"))
+}
+
+fn check(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// mount(2); `what` names the call in errors.
+pub fn mount(
+    source: Option<&str>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> io::Result<()> {
+    let src = source.map(cs).transpose()?;
+    let tgt = cstr(target)?;
+    let fst = fstype.map(cs).transpose()?;
+    let dat = data.map(cs).transpose()?;
+    let r = unsafe {
+        libc::mount(
+            src.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
+            tgt.as_ptr(),
+            fst.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
+            flags,
+            dat.as_ref()
+                .map_or(std::ptr::null(), |s| s.as_ptr() as *const libc::c_void),
+        )
+    };
+    check(r).map(|_| ()).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "mount {} on {} ({}): {e}",
+                source.unwrap_or("none"),
+                target.display(),
+                fstype.unwrap_or("-")
+            ),
+        )
+    })
+}
+
+pub fn mount_path(source: &Path, target: &Path, flags: libc::c_ulong) -> io::Result<()> {
+    let s = source.to_string_lossy().to_string();
+    mount(Some(&s), target, None, flags, None)
+}
+
+pub fn umount_detach(target: &Path) -> io::Result<()> {
+    let t = cstr(target)?;
+    check(unsafe { libc::umount2(t.as_ptr(), libc::MNT_DETACH) }).map(|_| ())
+}
+
+pub fn pivot_root_dot() -> io::Result<()> {
+    let dot = cs(".")?;
+    check(unsafe { libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) as i32 })
+        .map(|_| ())
+        .map_err(|e| io::Error::new(e.kind(), format!("pivot_root: {e}")))
+}
+
+pub fn mknod(path: &Path, kind: char, major: u64, minor: u64, mode: u32) -> io::Result<()> {
+    let p = cstr(path)?;
+    let t = if kind == 'b' {
+        libc::S_IFBLK
+    } else {
+        libc::S_IFCHR
+    };
+    let dev = libc::makedev(major as u32, minor as u32);
+    check(unsafe { libc::mknod(p.as_ptr(), t | (mode & 0o7777), dev) })
+        .map(|_| ())
+        .map_err(|e| io::Error::new(e.kind(), format!("mknod {}: {e}", path.display())))
+}
+
+pub fn chown(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
+    let p = cstr(path)?;
+    check(unsafe { libc::lchown(p.as_ptr(), uid, gid) }).map(|_| ())
+}
+
+pub fn setns(fd: libc::c_int, nstype: libc::c_int) -> io::Result<()> {
+    check(unsafe { libc::setns(fd, nstype) }).map(|_| ())
+}
+
+pub fn unshare(flags: libc::c_int) -> io::Result<()> {
+    check(unsafe { libc::unshare(flags) }).map(|_| ())
+}
+
+pub fn open_path(path: &Path, flags: libc::c_int) -> io::Result<libc::c_int> {
+    let p = cstr(path)?;
+    check(unsafe { libc::open(p.as_ptr(), flags | libc::O_CLOEXEC) })
+        .map_err(|e| io::Error::new(e.kind(), format!("open {}: {e}", path.display())))
+}
+
+pub fn close(fd: libc::c_int) {
+    unsafe {
+        libc::close(fd);
+    }
+}
+
+/// A pipe with both ends close-on-exec.
+pub fn pipe() -> io::Result<(libc::c_int, libc::c_int)> {
+    let mut fds = [0; 2];
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    Ok((fds[0], fds[1]))
+}
+
+pub fn write_all(fd: libc::c_int, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        let n = unsafe { libc::write(fd, buf.as_ptr() as *const libc::c_void, buf.len()) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        buf = &buf[n as usize..];
+    }
+    Ok(())
+}
+
+/// Read until EOF.
+pub fn read_to_end(fd: libc::c_int) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Ok(out);
+        }
+        out.extend_from_slice(&buf[..n as usize]);
+    }
+}
+
+/// Read exactly one byte; Ok(None) on EOF.
+pub fn read_byte(fd: libc::c_int) -> io::Result<Option<u8>> {
+    let mut b = [0u8; 1];
+    loop {
+        let n = unsafe { libc::read(fd, b.as_mut_ptr() as *mut libc::c_void, 1) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok(if n == 0 { None } else { Some(b[0]) });
+    }
+}
+
+/// fork(2)-like clone with namespace flags. Returns 0 in the child.
+///
+/// # Safety
+/// The caller must be single-threaded (or only call async-signal-safe code in the
+/// child until exec), exactly as for fork.
+pub unsafe fn clone_fork(flags: libc::c_int) -> io::Result<libc::pid_t> {
+    let r = libc::syscall(
+        libc::SYS_clone,
+        (flags | libc::SIGCHLD) as libc::c_ulong,
+        0usize,
+        0usize,
+        0usize,
+        0usize,
+    );
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as libc::pid_t)
+    }
+}
+
+/// Send a file descriptor over a unix socket.
+pub fn send_fd(sock: libc::c_int, fd: libc::c_int) -> io::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let iov = [io::IoSlice::new(b"F")];
+    let fds = [fd];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    sendmsg::<()>(sock, &iov, &cmsg, MsgFlags::empty(), None)
+        .map(|_| ())
+        .map_err(io::Error::from)
+}
+
+/// Receive a file descriptor sent with `send_fd`; Ok(None) if the peer closed.
+pub fn recv_fd(sock: libc::c_int) -> io::Result<Option<libc::c_int>> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut buf = [0u8; 1];
+    let mut iov = [io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([libc::c_int; 1]);
+    let msg = recvmsg::<()>(sock, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
+        .map_err(io::Error::from)?;
+    for c in msg.cmsgs().map_err(io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(fd) = fds.first() {
+                return Ok(Some(*fd));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// A connected unix stream socket pair, close-on-exec.
+pub fn socketpair() -> io::Result<(libc::c_int, libc::c_int)> {
+    let mut fds = [0; 2];
+    check(unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    })?;
+    Ok((fds[0], fds[1]))
+}

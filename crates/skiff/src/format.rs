@@ -1,0 +1,336 @@
+//! Output shapes docker users know: human durations and sizes, aligned tables, and
+//! Go-template `--format` field paths over inspect JSON.
+
+use serde_json::Value;
+
+/// docker's `units.HumanDuration`.
+pub fn human_duration(secs: i64) -> String {
+    let s = secs.max(0);
+    if s < 1 {
+        return "Less than a second".into();
+    }
+    if s == 1 {
+        return "1 second".into();
+    }
+    if s < 60 {
+        return format!("{s} seconds");
+    }
+    let m = s / 60;
+    if m == 1 {
+        return "About a minute".into();
+    }
+    if m < 60 {
+        return format!("{m} minutes");
+    }
+    let h = (s as f64 / 3600.0).round() as i64;
+    if h == 1 {
+        return "About an hour".into();
+    }
+    if h < 48 {
+        return format!("{h} hours");
+    }
+    if h < 24 * 7 * 2 {
+        return format!("{} days", h / 24);
+    }
+    if h < 24 * 30 * 2 {
+        return format!("{} weeks", h / 24 / 7);
+    }
+    if h < 24 * 365 * 2 {
+        return format!("{} months", h / 24 / 30);
+    }
+    format!("{} years", h / 24 / 365)
+}
+
+/// Seconds since an RFC 3339 time.
+pub fn since(t: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(t)
+        .map(|d| (chrono::Utc::now() - d.with_timezone(&chrono::Utc)).num_seconds())
+        .unwrap_or(0)
+}
+
+/// docker's `units.HumanSizeWithPrecision(size, 3)` (decimal units).
+pub fn human_size(bytes: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < units.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    let s = format!("{:.3}", v);
+    // %.3g-like: three significant digits.
+    let digits = if v >= 100.0 {
+        0
+    } else if v >= 10.0 {
+        1
+    } else {
+        2
+    };
+    let s = if i == 0 {
+        format!("{}", v as u64)
+    } else {
+        let t = format!("{:.*}", digits, v);
+        let t = if t.contains('.') {
+            t.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            t
+        };
+        let _ = s;
+        t
+    };
+    format!("{s}{}", units[i])
+}
+
+/// docker's binary-unit sizes for `stats` (`1.5MiB`).
+pub fn binary_size(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < units.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    format!("{:.4}", v)
+        .trim_end_matches('0')
+        .trim_end_matches('.')
+        .to_string()
+        + units[i]
+}
+
+/// Print rows as docker's tabwriter does: columns padded to the widest cell plus
+/// three spaces.
+pub fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+    let mut widths = vec![0; cols];
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (i, c) in r.iter().enumerate() {
+            if i + 1 == r.len() {
+                line.push_str(c);
+            } else {
+                line.push_str(c);
+                line.push_str(&" ".repeat(widths[i] - c.chars().count() + 3));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Evaluate a Go-template subset over a JSON value: literal text, `{{.A.B}}`,
+/// `{{json .A}}`, `{{index .A "k"}}`, `{{range .A}}...{{end}}` with `{{.}}` inside,
+/// `{{println}}`. Unknown actions are an error naming them.
+pub fn template(tpl: &str, v: &Value) -> Result<String, String> {
+    let mut out = String::new();
+    render(tpl, v, &mut out)?;
+    Ok(out)
+}
+
+fn render(tpl: &str, v: &Value, out: &mut String) -> Result<(), String> {
+    let mut rest = tpl;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&unescape(&rest[..start]));
+        let after = &rest[start + 2..];
+        let end = after
+            .find("}}")
+            .ok_or_else(|| format!("template: unclosed action in {tpl:?}"))?;
+        let action = after[..end].trim().trim_start_matches('-').trim_end_matches('-').trim();
+        rest = &after[end + 2..];
+        if let Some(expr) = action.strip_prefix("range ") {
+            // Find the matching {{end}}.
+            let (body, tail) = split_block(rest)?;
+            let target = eval(expr.trim(), v)?;
+            match &target {
+                Value::Array(a) => {
+                    for item in a {
+                        render(body, item, out)?;
+                    }
+                }
+                Value::Object(m) => {
+                    for item in m.values() {
+                        render(body, item, out)?;
+                    }
+                }
+                _ => {}
+            }
+            rest = tail;
+            continue;
+        }
+        if action == "println" {
+            out.push('\n');
+            continue;
+        }
+        let val = eval(action, v)?;
+        out.push_str(&display(&val));
+    }
+    out.push_str(&unescape(rest));
+    Ok(())
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("\\n", "\n").replace("\\t", "\t")
+}
+
+fn split_block(s: &str) -> Result<(&str, &str), String> {
+    let mut depth = 0;
+    let mut i = 0;
+    while let Some(p) = s[i..].find("{{") {
+        let at = i + p;
+        let close = s[at..].find("}}").ok_or("template: unclosed action")? + at;
+        let a = s[at + 2..close].trim();
+        if a.starts_with("range ") || a.starts_with("if ") || a.starts_with("with ") {
+            depth += 1;
+        } else if a == "end" {
+            if depth == 0 {
+                return Ok((&s[..at], &s[close + 2..]));
+            }
+            depth -= 1;
+        }
+        i = close + 2;
+    }
+    Err("template: missing {{end}}".into())
+}
+
+fn eval(expr: &str, v: &Value) -> Result<Value, String> {
+    let parts: Vec<String> = split_args(expr);
+    match parts.first().map(|s| s.as_str()) {
+        Some("json") => {
+            let inner = eval(&parts[1..].join(" "), v)?;
+            Ok(Value::String(serde_json::to_string(&inner).unwrap_or_default()))
+        }
+        Some("index") => {
+            let base = eval(parts.get(1).ok_or("template: index needs arguments")?, v)?;
+            let key = parts.get(2).ok_or("template: index needs a key")?;
+            let key = key.trim_matches('"');
+            Ok(match &base {
+                Value::Object(m) => m.get(key).cloned().unwrap_or(Value::Null),
+                Value::Array(a) => key
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| a.get(i).cloned())
+                    .unwrap_or(Value::Null),
+                _ => Value::Null,
+            })
+        }
+        Some("upper") | Some("lower") => {
+            let inner = display(&eval(&parts[1..].join(" "), v)?);
+            Ok(Value::String(if parts[0] == "upper" {
+                inner.to_uppercase()
+            } else {
+                inner.to_lowercase()
+            }))
+        }
+        Some(p) if p.starts_with('.') => {
+            let mut cur = v.clone();
+            for seg in p.split('.').filter(|s| !s.is_empty()) {
+                cur = match cur {
+                    Value::Object(m) => m.get(seg).cloned().unwrap_or(Value::Null),
+                    _ => Value::Null,
+                };
+            }
+            Ok(cur)
+        }
+        Some(p) if p.starts_with('"') => Ok(Value::String(p.trim_matches('"').to_string())),
+        Some(other) => Err(format!("template: function \"{other}\" not defined")),
+        None => Err("template: empty action".into()),
+    }
+}
+
+fn split_args(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut q = false;
+    for c in s.chars() {
+        match c {
+            '"' => {
+                q = !q;
+                cur.push(c);
+            }
+            ' ' if !q => {
+                if !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+            }
+            _ => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// How Go's text/template prints a value.
+fn display(v: &Value) -> String {
+    match v {
+        Value::Null => "<no value>".into(),
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(display).collect::<Vec<_>>().join(" ")
+        ),
+        Value::Object(m) => format!(
+            "map[{}]",
+            m.iter()
+                .map(|(k, v)| format!("{k}:{}", display(v)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn durations() {
+        assert_eq!(human_duration(0), "Less than a second");
+        assert_eq!(human_duration(5), "5 seconds");
+        assert_eq!(human_duration(70), "About a minute");
+        assert_eq!(human_duration(600), "10 minutes");
+        assert_eq!(human_duration(3600), "About an hour");
+        assert_eq!(human_duration(3 * 86400), "3 days");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(1_234_567), "1.23MB");
+        assert_eq!(human_size(4_860), "4.86kB");
+        assert_eq!(human_size(123_456_789), "123MB");
+        assert_eq!(binary_size(1536 * 1024), "1.5MiB");
+    }
+
+    #[test]
+    fn templates() {
+        let v = json!({"State": {"Pid": 42, "Status": "running"}, "Name": "/web",
+                       "Config": {"Labels": {"a": "b"}}, "Mounts": [{"Destination": "/x"}, {"Destination": "/y"}]});
+        assert_eq!(template("{{.State.Pid}}", &v).unwrap(), "42");
+        assert_eq!(template("{{ .Name }} is {{.State.Status}}", &v).unwrap(), "/web is running");
+        assert_eq!(template("{{json .Config.Labels}}", &v).unwrap(), "{\"a\":\"b\"}");
+        assert_eq!(template("{{index .Config.Labels \"a\"}}", &v).unwrap(), "b");
+        assert_eq!(template("{{range .Mounts}}{{.Destination}} {{end}}", &v).unwrap(), "/x /y ");
+        assert_eq!(template("{{.Nope}}", &v).unwrap(), "<no value>");
+        assert!(template("{{bogus .X}}", &v).is_err());
+    }
+
+    #[test]
+    fn tables_align() {
+        let t = table(&[
+            vec!["A".into(), "BB".into(), "C".into()],
+            vec!["long".into(), "x".into(), "y".into()],
+        ]);
+        assert_eq!(t, "A      BB   C\nlong   x    y\n");
+    }
+}

@@ -1,0 +1,1437 @@
+#![recursion_limit = "512"]
+//! The skiff binary: a docker-style CLI over the engine, and the hidden modes the
+//! engine re-executes (the container monitor). Nothing but wiring lives here.
+
+mod format;
+mod inspect;
+mod term;
+
+use anyhow::{anyhow, Result};
+use clap::{Args, Parser, Subcommand};
+use skiff_engine::ops::{Attach, Report};
+use skiff_engine::{CreateOptions, Engine, EngineError};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
+
+#[derive(Parser)]
+#[command(name = "skiff", version, about = "A lightweight container engine and Kubernetes-compatible cluster")]
+struct Cli {
+    /// Root directory of engine state (images, containers, volumes).
+    #[arg(long, global = true, default_value = "/var/lib/skiff", env = "SKIFF_ROOT")]
+    root: PathBuf,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args, Clone, Default)]
+struct RunFlags {
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
+    /// Run in the background and print the container id.
+    #[arg(short = 'd', long)]
+    detach: bool,
+    /// Keep STDIN open.
+    #[arg(short = 'i', long)]
+    interactive: bool,
+    /// Allocate a pseudo-TTY.
+    #[arg(short = 't', long)]
+    tty: bool,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    rm: bool,
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(short = 'h', long)]
+    hostname: Option<String>,
+    #[arg(short = 'e', long = "env")]
+    env: Vec<String>,
+    #[arg(long = "env-file")]
+    env_file: Vec<PathBuf>,
+    #[arg(short = 'w', long = "workdir")]
+    workdir: Option<String>,
+    #[arg(short = 'u', long)]
+    user: Option<String>,
+    #[arg(long)]
+    entrypoint: Option<String>,
+    #[arg(short = 'v', long = "volume")]
+    volume: Vec<String>,
+    #[arg(short = 'p', long = "publish")]
+    publish: Vec<String>,
+    #[arg(long = "network", visible_alias = "net")]
+    network: Option<String>,
+    #[arg(long)]
+    pid: Option<String>,
+    #[arg(long)]
+    ipc: Option<String>,
+    #[arg(long)]
+    uts: Option<String>,
+    #[arg(long = "link")]
+    link: Vec<String>,
+    #[arg(short = 'm', long)]
+    memory: Option<String>,
+    #[arg(long = "memory-swap")]
+    memory_swap: Option<String>,
+    #[arg(long)]
+    cpus: Option<String>,
+    #[arg(long = "cpu-period")]
+    cpu_period: Option<u64>,
+    #[arg(long = "cpu-quota")]
+    cpu_quota: Option<i64>,
+    #[arg(short = 'c', long = "cpu-shares")]
+    cpu_shares: Option<u64>,
+    #[arg(long = "pids-limit")]
+    pids_limit: Option<i64>,
+    #[arg(long = "cpuset-cpus")]
+    cpuset_cpus: Option<String>,
+    #[arg(long)]
+    restart: Option<String>,
+    #[arg(long)]
+    privileged: bool,
+    #[arg(long = "cap-add")]
+    cap_add: Vec<String>,
+    #[arg(long = "cap-drop")]
+    cap_drop: Vec<String>,
+    #[arg(long = "read-only")]
+    read_only: bool,
+    #[arg(long)]
+    tmpfs: Vec<String>,
+    #[arg(long)]
+    ulimit: Vec<String>,
+    #[arg(long = "add-host")]
+    add_host: Vec<String>,
+    #[arg(short = 'l', long = "label")]
+    label: Vec<String>,
+    #[arg(long)]
+    init: bool,
+    #[arg(long = "volumes-from")]
+    volumes_from: Vec<String>,
+    #[arg(long)]
+    device: Vec<String>,
+    #[arg(long = "security-opt")]
+    security_opt: Vec<String>,
+    #[arg(long = "cgroup-parent")]
+    cgroup_parent: Option<String>,
+    #[arg(long = "stop-signal")]
+    stop_signal: Option<String>,
+    #[arg(long = "stop-timeout")]
+    stop_timeout: Option<i64>,
+    #[arg(long = "oom-score-adj", allow_hyphen_values = true)]
+    oom_score_adj: Option<i32>,
+    #[arg(long = "group-add")]
+    group_add: Vec<String>,
+    /// The image, then the command and its arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    image_and_args: Vec<String>,
+}
+
+impl RunFlags {
+    fn to_options(&self) -> CreateOptions {
+        CreateOptions {
+            image: self.image_and_args[0].clone(),
+            args: self.image_and_args[1..].to_vec(),
+            entrypoint: self.entrypoint.clone(),
+            name: self.name.clone(),
+            hostname: self.hostname.clone(),
+            env: self.env.clone(),
+            env_files: self.env_file.clone(),
+            workdir: self.workdir.clone(),
+            user: self.user.clone(),
+            volumes: self.volume.clone(),
+            publish: self.publish.clone(),
+            network: self.network.clone(),
+            pid: self.pid.clone(),
+            ipc: self.ipc.clone(),
+            uts: self.uts.clone(),
+            links: self.link.clone(),
+            memory: self.memory.clone(),
+            memory_swap: self.memory_swap.clone(),
+            cpus: self.cpus.clone(),
+            cpu_period: self.cpu_period,
+            cpu_quota: self.cpu_quota,
+            cpu_shares: self.cpu_shares,
+            pids_limit: self.pids_limit,
+            cpuset_cpus: self.cpuset_cpus.clone(),
+            restart: self.restart.clone(),
+            auto_remove: self.rm,
+            tty: self.tty,
+            interactive: self.interactive,
+            privileged: self.privileged,
+            cap_add: self.cap_add.clone(),
+            cap_drop: self.cap_drop.clone(),
+            read_only: self.read_only,
+            tmpfs: self.tmpfs.clone(),
+            ulimits: self.ulimit.clone(),
+            add_hosts: self.add_host.clone(),
+            labels: self.label.clone(),
+            init: self.init,
+            volumes_from: self.volumes_from.clone(),
+            devices: self.device.clone(),
+            security_opt: self.security_opt.clone(),
+            cgroup_parent: self.cgroup_parent.clone(),
+            stop_signal: self.stop_signal.clone(),
+            stop_timeout: self.stop_timeout,
+            oom_score_adj: self.oom_score_adj,
+            group_add: self.group_add.clone(),
+            extra_labels: Default::default(),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create and start a container.
+    #[command(disable_help_flag = true)]
+    Run(RunFlags),
+    /// Create a container without starting it.
+    #[command(disable_help_flag = true)]
+    Create(RunFlags),
+    /// Start stopped containers.
+    Start {
+        #[arg(short = 'a', long)]
+        attach: bool,
+        #[arg(short = 'i', long)]
+        interactive: bool,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Stop running containers (stop signal, then SIGKILL).
+    Stop {
+        #[arg(short = 't', long = "time", visible_alias = "timeout", allow_hyphen_values = true)]
+        time: Option<i64>,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Restart containers.
+    Restart {
+        #[arg(short = 't', long = "time", visible_alias = "timeout", allow_hyphen_values = true)]
+        time: Option<i64>,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Send a signal to containers.
+    Kill {
+        #[arg(short = 's', long, default_value = "KILL")]
+        signal: String,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Remove containers.
+    Rm {
+        #[arg(short = 'f', long)]
+        force: bool,
+        #[arg(short = 'v', long)]
+        volumes: bool,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// List containers.
+    Ps {
+        #[arg(short = 'a', long)]
+        all: bool,
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        #[arg(long = "no-trunc")]
+        no_trunc: bool,
+    },
+    /// Fetch a container's logs.
+    Logs {
+        #[arg(short = 'f', long)]
+        follow: bool,
+        #[arg(short = 'n', long)]
+        tail: Option<String>,
+        #[arg(short = 't', long)]
+        timestamps: bool,
+        container: String,
+    },
+    /// Run a command in a running container.
+    Exec {
+        #[arg(short = 'd', long)]
+        detach: bool,
+        #[arg(short = 'i', long)]
+        interactive: bool,
+        #[arg(short = 't', long)]
+        tty: bool,
+        #[arg(short = 'e', long = "env")]
+        env: Vec<String>,
+        #[arg(short = 'w', long = "workdir")]
+        workdir: Option<String>,
+        #[arg(short = 'u', long)]
+        user: Option<String>,
+        #[arg(long)]
+        privileged: bool,
+        container: String,
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// Low-level information on containers, images or volumes.
+    Inspect {
+        #[arg(short = 'f', long)]
+        format: Option<String>,
+        #[arg(long = "type")]
+        kind: Option<String>,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Block until containers stop, then print their exit codes.
+    Wait {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Pause all processes in containers.
+    Pause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Unpause containers.
+    Unpause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Rename a container.
+    Rename { container: String, new_name: String },
+    /// Display the running processes of a container.
+    Top { container: String },
+    /// Resource usage statistics.
+    Stats {
+        #[arg(long = "no-stream")]
+        no_stream: bool,
+        #[arg(short = 'a', long)]
+        all: bool,
+        containers: Vec<String>,
+    },
+    /// List images.
+    Images {
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        #[arg(short = 'a', long)]
+        all: bool,
+        #[arg(long = "no-trunc")]
+        no_trunc: bool,
+        repository: Option<String>,
+    },
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE.
+    Tag { source: String, target: String },
+    /// Remove images.
+    Rmi {
+        #[arg(short = 'f', long)]
+        force: bool,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Import a root filesystem tarball as an image.
+    Import { file: String, reference: Option<String> },
+    /// Show the history of an image.
+    History {
+        #[arg(long = "no-trunc")]
+        no_trunc: bool,
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        image: String,
+    },
+    /// Registry commands (not available yet).
+    Pull { image: String },
+    Push { image: String },
+    Login {
+        #[arg(short = 'u', long)]
+        username: Option<String>,
+        #[arg(short = 'p', long)]
+        password: Option<String>,
+        server: Option<String>,
+    },
+    /// Manage volumes.
+    #[command(subcommand)]
+    Volume(VolumeCmd),
+    /// Manage the engine.
+    #[command(subcommand)]
+    System(SystemCmd),
+    /// Internal: the container monitor.
+    #[command(name = "__monitor", hide = true)]
+    Monitor { id: String },
+}
+
+#[derive(Subcommand)]
+enum VolumeCmd {
+    Create {
+        #[arg(short = 'l', long = "label")]
+        label: Vec<String>,
+        name: Option<String>,
+    },
+    Ls {
+        #[arg(short = 'q', long)]
+        quiet: bool,
+    },
+    Inspect {
+        #[arg(short = 'f', long)]
+        format: Option<String>,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    Rm {
+        #[arg(short = 'f', long)]
+        force: bool,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    Prune {
+        #[arg(short = 'f', long)]
+        force: bool,
+        #[arg(short = 'a', long)]
+        all: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SystemCmd {
+    /// Remove stopped containers, dangling images and unused volumes.
+    Prune {
+        #[arg(short = 'f', long)]
+        force: bool,
+        #[arg(short = 'a', long)]
+        all: bool,
+        #[arg(long)]
+        volumes: bool,
+    },
+    /// Restart containers with `--restart always` (for a boot-time unit).
+    Boot,
+}
+
+/// An error with the exit code skiff should leave with.
+#[derive(Debug)]
+struct Exit(i32, String);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.1)
+    }
+}
+impl std::error::Error for Exit {}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Cmd::Monitor { id } = &cli.cmd {
+        skiff_engine::monitor::run(
+            &cli.root,
+            id,
+            skiff_engine::monitor::MonitorFds {
+                status: fd_if_open(skiff_engine::monitor::FD_STATUS),
+                stdin: fd_if_open(skiff_engine::monitor::FD_STDIN),
+                stdout: fd_if_open(skiff_engine::monitor::FD_STDOUT),
+                stderr: fd_if_open(skiff_engine::monitor::FD_STDERR),
+            },
+        );
+    }
+    let code = match real_main(cli) {
+        Ok(c) => c,
+        Err(e) => {
+            if let Some(x) = e.downcast_ref::<Exit>() {
+                if !x.1.is_empty() {
+                    eprintln!("skiff: {}", x.1);
+                }
+                x.0
+            } else {
+                eprintln!("skiff: Error: {e:#}");
+                125
+            }
+        }
+    };
+    let _ = std::io::stdout().flush();
+    std::process::exit(code);
+}
+
+fn fd_if_open(fd: i32) -> i32 {
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0 {
+        fd
+    } else {
+        -1
+    }
+}
+
+fn engine(root: &Path) -> Result<Engine> {
+    let exe = std::env::var_os("SKIFF_EXE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::current_exe().ok())
+        .ok_or_else(|| anyhow!("cannot find the skiff executable"))?;
+    Ok(Engine::open(root, &exe)?)
+}
+
+static FORWARD_PID: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn forward_signal(sig: libc::c_int) {
+    let pid = FORWARD_PID.load(Ordering::SeqCst);
+    if pid > 0 {
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+fn install_forwarding() {
+    for s in [
+        libc::SIGINT,
+        libc::SIGTERM,
+        libc::SIGHUP,
+        libc::SIGQUIT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+    ] {
+        unsafe { libc::signal(s, forward_signal as *const () as libc::sighandler_t) };
+    }
+}
+
+fn real_main(cli: Cli) -> Result<i32> {
+    let root = cli.root.clone();
+    match cli.cmd {
+        Cmd::Monitor { .. } => unreachable!("handled before"),
+        Cmd::Run(f) => run(&root, f),
+        Cmd::Create(f) => {
+            let e = engine(&root)?;
+            let c = e.create(&f.to_options())?;
+            println!("{}", c.record.id);
+            Ok(0)
+        }
+        Cmd::Start {
+            attach,
+            interactive,
+            containers,
+        } => {
+            let e = engine(&root)?;
+            let mut code = 0;
+            for c in &containers {
+                let att = if attach {
+                    Some(Attach {
+                        stdin: if interactive { 0 } else { -1 },
+                        stdout: 1,
+                        stderr: 2,
+                    })
+                } else {
+                    None
+                };
+                match e.start(c, att) {
+                    Ok((mut s, first)) => match first {
+                        Report::Started(pid) => {
+                            if attach {
+                                FORWARD_PID.store(pid, Ordering::SeqCst);
+                                install_forwarding();
+                                code = wait_exit(&mut s)?;
+                            } else {
+                                println!("{c}");
+                            }
+                        }
+                        Report::Failed(c2, msg) => {
+                            eprintln!("skiff: Error response from daemon: failed to start container {c}: {msg}");
+                            code = c2;
+                        }
+                        _ => return Err(anyhow!("failed to start container {c}: the monitor exited")),
+                    },
+                    Err(err) => {
+                        eprintln!("skiff: Error response from daemon: {err}");
+                        code = 125;
+                    }
+                }
+            }
+            Ok(code)
+        }
+        Cmd::Stop { time, containers } => each(&root, &containers, |e, c| {
+            e.stop(c, time)?;
+            println!("{c}");
+            Ok(())
+        }),
+        Cmd::Restart { time, containers } => each(&root, &containers, |e, c| {
+            e.stop(c, time)?;
+            let (_, first) = e.start(c, None)?;
+            match first {
+                Report::Started(_) => {
+                    println!("{c}");
+                    Ok(())
+                }
+                Report::Failed(_, m) => Err(anyhow!("{m}")),
+                _ => Err(anyhow!("the monitor exited")),
+            }
+        }),
+        Cmd::Kill { signal, containers } => each(&root, &containers, |e, c| {
+            e.kill(c, &signal)?;
+            println!("{c}");
+            Ok(())
+        }),
+        Cmd::Rm {
+            force,
+            volumes,
+            containers,
+        } => each(&root, &containers, |e, c| {
+            e.remove(c, force, volumes)?;
+            println!("{c}");
+            Ok(())
+        }),
+        Cmd::Ps {
+            all,
+            quiet,
+            no_trunc,
+        } => ps(&root, all, quiet, no_trunc),
+        Cmd::Logs {
+            follow,
+            tail,
+            timestamps,
+            container,
+        } => logs(&root, &container, follow, tail, timestamps),
+        Cmd::Exec {
+            detach,
+            interactive,
+            tty,
+            env,
+            workdir,
+            user,
+            privileged,
+            container,
+            command,
+        } => exec(
+            &root,
+            ExecArgs {
+                detach,
+                interactive,
+                tty,
+                env,
+                workdir,
+                user,
+                privileged,
+                container,
+                command,
+            },
+        ),
+        Cmd::Inspect {
+            format,
+            kind,
+            names,
+        } => inspect_cmd(&root, format, kind, &names),
+        Cmd::Wait { containers } => each(&root, &containers, |e, c| {
+            println!("{}", e.wait(c, None)?);
+            Ok(())
+        }),
+        Cmd::Pause { containers } => each(&root, &containers, |e, c| {
+            e.pause(c, true)?;
+            println!("{c}");
+            Ok(())
+        }),
+        Cmd::Unpause { containers } => each(&root, &containers, |e, c| {
+            e.pause(c, false)?;
+            println!("{c}");
+            Ok(())
+        }),
+        Cmd::Rename {
+            container,
+            new_name,
+        } => {
+            engine(&root)?.rename(&container, &new_name)?;
+            Ok(0)
+        }
+        Cmd::Top { container } => {
+            let e = engine(&root)?;
+            let mut rows = vec![vec!["UID".into(), "PID".into(), "PPID".into(), "CMD".into()]];
+            for (pid, ppid, uid, cmd) in e.top(&container)? {
+                let user = if uid == 0 { "root".to_string() } else { uid.to_string() };
+                rows.push(vec![user, pid.to_string(), ppid.to_string(), cmd]);
+            }
+            print!("{}", format::table(&rows));
+            Ok(0)
+        }
+        Cmd::Stats {
+            no_stream,
+            all,
+            containers,
+        } => stats(&root, no_stream, all, &containers),
+        Cmd::Images {
+            quiet,
+            all: _,
+            no_trunc,
+            repository,
+        } => images(&root, quiet, no_trunc, repository),
+        Cmd::Tag { source, target } => {
+            engine(&root)?.images.tag(&source, &target)?;
+            Ok(0)
+        }
+        Cmd::Rmi { force, images } => rmi(&root, force, &images),
+        Cmd::Import { file, reference } => {
+            let e = engine(&root)?;
+            let img = if file == "-" {
+                e.images.import_rootfs(std::io::stdin().lock(), reference.as_deref())?
+            } else {
+                let f = std::fs::File::open(&file)
+                    .map_err(|err| anyhow!("open {file}: {err}"))?;
+                e.images
+                    .import_rootfs(std::io::BufReader::new(f), reference.as_deref())?
+            };
+            println!("{}", img.id);
+            Ok(0)
+        }
+        Cmd::History {
+            no_trunc,
+            quiet,
+            image,
+        } => history(&root, no_trunc, quiet, &image),
+        Cmd::Pull { image } => Err(Exit(
+            125,
+            format!("Error response from daemon: pull {image}: the registry client is not built yet; load images with `skiff load -i FILE` or build them with `skiff build`"),
+        )
+        .into()),
+        Cmd::Push { image } => Err(Exit(
+            125,
+            format!("Error response from daemon: push {image}: the registry client is not built yet; export images with `skiff save`"),
+        )
+        .into()),
+        Cmd::Login { .. } => Err(Exit(
+            125,
+            "Error response from daemon: login: the registry client is not built yet".into(),
+        )
+        .into()),
+        Cmd::Volume(v) => volume(&root, v),
+        Cmd::System(s) => system(&root, s),
+    }
+}
+
+/// Apply `f` to each named container, docker-style: errors are printed and the
+/// command exits 1 at the end if any failed.
+fn each(root: &Path, names: &[String], f: impl Fn(&Engine, &str) -> Result<()>) -> Result<i32> {
+    let e = engine(root)?;
+    let mut failed = false;
+    for n in names {
+        if let Err(err) = f(&e, n) {
+            eprintln!("Error response from daemon: {err:#}");
+            failed = true;
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+fn wait_exit(s: &mut skiff_engine::ops::Starting) -> Result<i32> {
+    loop {
+        match s.next() {
+            Report::Exited(code) => return Ok(code),
+            Report::Started(pid) => FORWARD_PID.store(pid, Ordering::SeqCst),
+            Report::Failed(code, msg) => return Err(Exit(code, msg).into()),
+            Report::Lost => {
+                return Err(Exit(125, "the container's monitor exited unexpectedly".into()).into())
+            }
+        }
+    }
+}
+
+fn run(root: &Path, f: RunFlags) -> Result<i32> {
+    let e = engine(root)?;
+    let opts = f.to_options();
+    let c = match e.create(&opts) {
+        Ok(c) => c,
+        Err(EngineError::Image(skiff_image::ImageError::NotFound(r))) => {
+            return Err(Exit(
+                125,
+                format!("Unable to find image '{r}' locally\nskiff: Error response from daemon: pull access denied for {r}: the registry client is not built yet (load or build the image first)"),
+            )
+            .into())
+        }
+        Err(err) => return Err(Exit(125, format!("Error response from daemon: {err}")).into()),
+    };
+    let attach = if f.detach {
+        None
+    } else {
+        Some(Attach {
+            stdin: if f.interactive { 0 } else { -1 },
+            stdout: 1,
+            stderr: 2,
+        })
+    };
+    let _raw = if f.tty && !f.detach && f.interactive {
+        term::RawMode::enable(0)
+    } else {
+        None
+    };
+    let (mut s, first) = e
+        .start(&c.record.id, attach)
+        .map_err(|err| Exit(125, format!("Error response from daemon: {err}")))?;
+    for w in &s.warnings {
+        eprintln!("WARNING: {w}");
+    }
+    match first {
+        Report::Started(pid) => {
+            if f.detach {
+                println!("{}", c.record.id);
+                return Ok(0);
+            }
+            FORWARD_PID.store(pid, Ordering::SeqCst);
+            if !f.tty {
+                install_forwarding();
+            }
+            wait_exit(&mut s)
+        }
+        Report::Failed(code, msg) => Err(Exit(
+            code,
+            format!("Error response from daemon: failed to create task for container: {msg}: unknown"),
+        )
+        .into()),
+        Report::Exited(code) => Ok(code),
+        Report::Lost => Err(Exit(125, "the container's monitor exited unexpectedly".into()).into()),
+    }
+}
+
+fn ps(root: &Path, all: bool, quiet: bool, no_trunc: bool) -> Result<i32> {
+    let e = engine(root)?;
+    let list: Vec<_> = e
+        .list()?
+        .into_iter()
+        .filter(|c| all || c.state.status.is_active())
+        .collect();
+    if quiet {
+        for c in list {
+            println!(
+                "{}",
+                if no_trunc { &c.record.id } else { c.short_id() }
+            );
+        }
+        return Ok(0);
+    }
+    let mut rows = vec![[
+        "CONTAINER ID",
+        "IMAGE",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "PORTS",
+        "NAMES",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect::<Vec<_>>()];
+    for c in list {
+        let r = &c.record;
+        let mut cmd = std::iter::once(r.path.clone())
+            .chain(r.args.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        if !no_trunc && cmd.chars().count() > 20 {
+            cmd = cmd.chars().take(19).collect::<String>() + "…";
+        }
+        let s = &c.state;
+        let status = match s.status {
+            skiff_engine::Status::Running => format!(
+                "Up {}",
+                format::human_duration(format::since(s.started_at.as_deref().unwrap_or("")))
+            ),
+            skiff_engine::Status::Paused => format!(
+                "Up {} (Paused)",
+                format::human_duration(format::since(s.started_at.as_deref().unwrap_or("")))
+            ),
+            skiff_engine::Status::Restarting => format!(
+                "Restarting ({}) {} ago",
+                s.exit_code,
+                format::human_duration(format::since(s.finished_at.as_deref().unwrap_or("")))
+            ),
+            skiff_engine::Status::Exited => format!(
+                "Exited ({}) {} ago",
+                s.exit_code,
+                format::human_duration(format::since(s.finished_at.as_deref().unwrap_or("")))
+            ),
+            skiff_engine::Status::Created => "Created".into(),
+            ref other => other.as_str().to_string(),
+        };
+        let ports = r
+            .ports
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}:{}->{}/{}",
+                    if p.host_ip.is_empty() { "0.0.0.0" } else { &p.host_ip },
+                    p.host_port,
+                    p.container_port,
+                    p.proto
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let image = if r.image.starts_with("sha256:") {
+            skiff_image::short_id(&r.image)
+        } else {
+            r.image.clone()
+        };
+        rows.push(vec![
+            if no_trunc { r.id.clone() } else { c.short_id().to_string() },
+            image,
+            format!("\"{cmd}\""),
+            format!("{} ago", format::human_duration(format::since(&r.created))),
+            status,
+            ports,
+            r.name.clone(),
+        ]);
+    }
+    print!("{}", format::table(&rows));
+    Ok(0)
+}
+
+fn logs(root: &Path, name: &str, follow: bool, tail: Option<String>, ts: bool) -> Result<i32> {
+    let e = engine(root)?;
+    let c = e.get(name)?;
+    let opts = skiff_engine::logs::LogOptions {
+        tail: match tail.as_deref() {
+            None | Some("all") => None,
+            Some(n) => Some(n.parse().map_err(|_| anyhow!("invalid --tail value: {n}"))?),
+        },
+        timestamps: ts,
+        since: None,
+    };
+    let path = c.log_path();
+    let entries = skiff_engine::logs::read_entries(&path);
+    let skip = opts
+        .tail
+        .map(|t| entries.len().saturating_sub(t))
+        .unwrap_or(0);
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    let (mut o, mut er) = (stdout.lock(), stderr.lock());
+    for en in &entries[skip..] {
+        skiff_engine::logs::print_entry(en, &opts, &mut o, &mut er);
+    }
+    let _ = o.flush();
+    if !follow {
+        return Ok(0);
+    }
+    // Follow: read appended lines until the container stops.
+    use std::io::{BufRead, Seek, SeekFrom};
+    let mut f = std::fs::File::open(&path).map_err(|err| anyhow!("{err}"))?;
+    let mut pos = f.seek(SeekFrom::End(0)).unwrap_or(0);
+    let mut c = c;
+    loop {
+        let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        if len > pos {
+            f.seek(SeekFrom::Start(pos)).ok();
+            let mut r = std::io::BufReader::new(&f);
+            let mut line = String::new();
+            while r.read_line(&mut line).unwrap_or(0) > 0 {
+                if !line.ends_with('\n') {
+                    break;
+                }
+                pos += line.len() as u64;
+                if let Ok(en) = serde_json::from_str::<skiff_engine::logs::Entry>(&line) {
+                    skiff_engine::logs::print_entry(&en, &opts, &mut o, &mut er);
+                }
+                line.clear();
+            }
+            let _ = o.flush();
+            continue;
+        }
+        if c.reload().is_err() || !c.state.status.is_active() {
+            return Ok(0);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+struct ExecArgs {
+    detach: bool,
+    interactive: bool,
+    tty: bool,
+    env: Vec<String>,
+    workdir: Option<String>,
+    user: Option<String>,
+    privileged: bool,
+    container: String,
+    command: Vec<String>,
+}
+
+fn exec(root: &Path, a: ExecArgs) -> Result<i32> {
+    let e = engine(root)?;
+    let c = e.get(&a.container)?;
+    let mut env = c.record.env.clone();
+    for kv in &a.env {
+        let k = kv.split('=').next().unwrap_or(kv);
+        env.retain(|x| x.split('=').next() != Some(k));
+        if kv.contains('=') {
+            env.push(kv.clone());
+        } else if let Ok(v) = std::env::var(kv) {
+            env.push(format!("{kv}={v}"));
+        }
+    }
+    let caps = if a.privileged || c.record.host.privileged {
+        vec!["ALL".to_string()]
+    } else {
+        skiff_runtime::spec::adjust_capabilities(
+            skiff_runtime::spec::DEFAULT_CAPABILITIES,
+            &c.record.host.cap_add,
+            &c.record.host.cap_drop,
+        )
+        .map_err(|m| anyhow!(m))?
+    };
+    let process = skiff_runtime::spec::Process {
+        args: a.command.clone(),
+        env,
+        cwd: a.workdir.clone().unwrap_or_else(|| {
+            if c.record.working_dir.is_empty() {
+                "/".into()
+            } else {
+                c.record.working_dir.clone()
+            }
+        }),
+        user: a.user.clone().unwrap_or_else(|| c.record.user.clone()),
+        additional_gids: vec![],
+        capabilities: caps,
+        no_new_privileges: !c.record.host.privileged,
+        rlimits: vec![],
+        terminal: a.tty,
+        oom_score_adj: None,
+    };
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    let stdio = skiff_runtime::Stdio {
+        stdin: if a.interactive && !a.detach { 0 } else { -1 },
+        stdout: if a.detach { -1 } else { 1 },
+        stderr: if a.detach { -1 } else { 2 },
+    };
+    let raw = if a.tty && a.interactive {
+        term::RawMode::enable(0)
+    } else {
+        None
+    };
+    let started = match e.exec(&a.container, &process, stdio) {
+        Ok(s) => s,
+        Err(EngineError::Start { code, message }) => {
+            drop(raw);
+            return Err(Exit(
+                code,
+                format!("Error response from daemon: OCI runtime exec failed: {message}: unknown"),
+            )
+            .into());
+        }
+        Err(err) => {
+            drop(raw);
+            return Err(Exit(125, format!("Error response from daemon: {err}")).into());
+        }
+    };
+    if a.detach {
+        return Ok(0);
+    }
+    FORWARD_PID.store(started.pid, Ordering::SeqCst);
+    if !a.tty {
+        install_forwarding();
+    }
+    if let Some(master) = started.console {
+        term::relay(master, if a.interactive { 0 } else { -1 }, 1);
+    }
+    let code = loop {
+        let mut st = 0;
+        let r = unsafe { libc::waitpid(started.pid, &mut st, 0) };
+        if r < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            break 126;
+        }
+        if libc::WIFEXITED(st) {
+            break libc::WEXITSTATUS(st);
+        }
+        if libc::WIFSIGNALED(st) {
+            break 128 + libc::WTERMSIG(st);
+        }
+    };
+    drop(raw);
+    Ok(code)
+}
+
+fn inspect_cmd(
+    root: &Path,
+    fmt: Option<String>,
+    kind: Option<String>,
+    names: &[String],
+) -> Result<i32> {
+    let e = engine(root)?;
+    let mut out = Vec::new();
+    let mut failed = false;
+    for n in names {
+        let v = match kind.as_deref() {
+            Some("image") => e
+                .images
+                .resolve(n)
+                .map(|i| inspect::image(&i, i.size))
+                .map_err(|err| anyhow!("{err}")),
+            Some("volume") => skiff_engine::volumes::inspect(&e.root, n)
+                .map(|v| serde_json::to_value(v).unwrap_or_default())
+                .map_err(|err| anyhow!("{err}")),
+            Some("container") => e
+                .get(n)
+                .map(|c| inspect::container(&c))
+                .map_err(|err| anyhow!("{err}")),
+            Some(other) => return Err(anyhow!("\"{other}\" is not a valid value for --type")),
+            None => match e.get(n) {
+                Ok(c) => Ok(inspect::container(&c)),
+                Err(_) => e
+                    .images
+                    .resolve(n)
+                    .map(|i| inspect::image(&i, i.size))
+                    .map_err(|_| anyhow!("No such object: {n}")),
+            },
+        };
+        match v {
+            Ok(v) => out.push(v),
+            Err(err) => {
+                eprintln!("Error: {err}");
+                failed = true;
+            }
+        }
+    }
+    match fmt {
+        Some(t) => {
+            for v in &out {
+                println!("{}", format::template(&t, v).map_err(|m| Exit(125, m))?);
+            }
+        }
+        None => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::Value::Array(out))?
+        ),
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+fn stats(root: &Path, _no_stream: bool, all: bool, names: &[String]) -> Result<i32> {
+    let e = engine(root)?;
+    let list: Vec<_> = if names.is_empty() {
+        e.list()?
+            .into_iter()
+            .filter(|c| all || c.state.status.is_active())
+            .collect()
+    } else {
+        names.iter().map(|n| e.get(n)).collect::<Result<_, _>>()?
+    };
+    // CPU % over a short sampling window, from the cgroup counters.
+    let sample = |c: &skiff_engine::Container| c.state.cgroup.as_ref().map(|g| g.cpu_usage_ns());
+    let before: Vec<Option<u64>> = list.iter().map(sample).collect();
+    let t0 = std::time::Instant::now();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let dt = t0.elapsed().as_nanos() as f64;
+    let mut rows = vec![[
+        "CONTAINER ID",
+        "NAME",
+        "CPU %",
+        "MEM USAGE / LIMIT",
+        "MEM %",
+        "NET I/O",
+        "BLOCK I/O",
+        "PIDS",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect::<Vec<_>>()];
+    let host_mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_whitespace().next().and_then(|x| x.parse::<u64>().ok()))
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(u64::MAX);
+    for (c, b) in list.iter().zip(before) {
+        let (cpu, mem, lim, pids) = match &c.state.cgroup {
+            Some(g) if c.state.status.is_active() => {
+                let after = g.cpu_usage_ns();
+                let cpu = b.map(|b| (after.saturating_sub(b)) as f64 / dt * 100.0).unwrap_or(0.0);
+                let (m, l) = g.memory();
+                (cpu, m, l.min(host_mem), g.pids_current())
+            }
+            _ => (0.0, 0, 0, 0),
+        };
+        let pct = if lim > 0 { mem as f64 / lim as f64 * 100.0 } else { 0.0 };
+        rows.push(vec![
+            c.short_id().to_string(),
+            c.record.name.clone(),
+            format!("{cpu:.2}%"),
+            format!("{} / {}", format::binary_size(mem), format::binary_size(lim)),
+            format!("{pct:.2}%"),
+            "0B / 0B".into(),
+            "0B / 0B".into(),
+            pids.to_string(),
+        ]);
+    }
+    print!("{}", format::table(&rows));
+    Ok(0)
+}
+
+fn images(root: &Path, quiet: bool, no_trunc: bool, repo: Option<String>) -> Result<i32> {
+    let e = engine(root)?;
+    let mut list = e.images.list()?;
+    if let Some(r) = &repo {
+        list.retain(|s| &s.repository == r);
+    }
+    if quiet {
+        let mut seen = std::collections::BTreeSet::new();
+        for s in list {
+            let id = if no_trunc { s.id.clone() } else { skiff_image::short_id(&s.id) };
+            if seen.insert(id.clone()) {
+                println!("{id}");
+            }
+        }
+        return Ok(0);
+    }
+    let mut rows = vec![["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()];
+    for s in list {
+        rows.push(vec![
+            s.repository.clone(),
+            s.tag.clone(),
+            if no_trunc { s.id.clone() } else { skiff_image::short_id(&s.id) },
+            s.created
+                .as_deref()
+                .map(|c| format!("{} ago", format::human_duration(format::since(c))))
+                .unwrap_or_else(|| "N/A".into()),
+            format::human_size(s.size),
+        ]);
+    }
+    print!("{}", format::table(&rows));
+    Ok(0)
+}
+
+fn rmi(root: &Path, force: bool, images: &[String]) -> Result<i32> {
+    let e = engine(root)?;
+    let containers = e.list()?;
+    let mut failed = false;
+    for i in images {
+        let img = match e.images.resolve(i) {
+            Ok(img) => img,
+            Err(err) => {
+                eprintln!("Error response from daemon: {err}");
+                failed = true;
+                continue;
+            }
+        };
+        let users: Vec<_> = containers
+            .iter()
+            .filter(|c| c.record.image_id == img.id)
+            .collect();
+        if let Some(run) = users.iter().find(|c| c.state.status.is_active()) {
+            eprintln!(
+                "Error response from daemon: conflict: unable to delete {} (cannot be forced) - image is being used by running container {}",
+                skiff_image::short_id(&img.id),
+                run.short_id()
+            );
+            failed = true;
+            continue;
+        }
+        // Removing one of several names only untags; the last name needs no user.
+        let by_id = i.trim_start_matches("sha256:").len() >= 4
+            && img.id.trim_start_matches("sha256:").starts_with(i.trim_start_matches("sha256:"));
+        let last_name = img.names.len() <= 1 || by_id;
+        if let Some(c) = users.first() {
+            if last_name && !force {
+                eprintln!(
+                    "Error response from daemon: conflict: unable to remove repository reference \"{i}\" (must force) - container {} is using its referenced image {}",
+                    c.short_id(),
+                    skiff_image::short_id(&img.id)
+                );
+                failed = true;
+                continue;
+            }
+        }
+        match e.images.remove(i, force) {
+            Ok(events) => {
+                for ev in events {
+                    match ev {
+                        skiff_image::RemoveEvent::Untagged(n) => println!("Untagged: {n}"),
+                        skiff_image::RemoveEvent::Deleted(d) => println!("Deleted: {d}"),
+                    }
+                }
+            }
+            Err(err) => {
+                eprintln!("Error response from daemon: {err}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+fn history(root: &Path, no_trunc: bool, quiet: bool, image: &str) -> Result<i32> {
+    let e = engine(root)?;
+    let h = e.images.history(image)?;
+    if quiet {
+        for x in h {
+            println!("{}", if no_trunc { x.id } else { skiff_image::short_id(&x.id) });
+        }
+        return Ok(0);
+    }
+    let mut rows = vec![["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()];
+    for x in h {
+        let mut by = x.created_by.clone();
+        if !no_trunc && by.chars().count() > 45 {
+            by = by.chars().take(44).collect::<String>() + "…";
+        }
+        rows.push(vec![
+            if x.id.is_empty() || x.id == "<missing>" {
+                "<missing>".to_string()
+            } else if no_trunc {
+                x.id.clone()
+            } else {
+                skiff_image::short_id(&x.id)
+            },
+            x.created
+                .as_deref()
+                .map(|c| format!("{} ago", format::human_duration(format::since(c))))
+                .unwrap_or_default(),
+            by,
+            format::human_size(x.size),
+            x.comment.clone(),
+        ]);
+    }
+    print!("{}", format::table(&rows));
+    Ok(0)
+}
+
+fn volume(root: &Path, v: VolumeCmd) -> Result<i32> {
+    let e = engine(root)?;
+    match v {
+        VolumeCmd::Create { label, name } => {
+            let name = name.unwrap_or_else(skiff_engine::names::new_id);
+            let labels = label
+                .iter()
+                .map(|l| {
+                    let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+                    (k.to_string(), v.to_string())
+                })
+                .collect();
+            let v = skiff_engine::volumes::create(&e.root, &name, labels, false)?;
+            println!("{}", v.name);
+            Ok(0)
+        }
+        VolumeCmd::Ls { quiet } => {
+            let list = skiff_engine::volumes::list(&e.root)?;
+            if quiet {
+                for v in list {
+                    println!("{}", v.name);
+                }
+            } else {
+                let mut rows = vec![vec!["DRIVER".to_string(), "VOLUME NAME".to_string()]];
+                for v in list {
+                    rows.push(vec![v.driver, v.name]);
+                }
+                print!("{}", format::table(&rows));
+            }
+            Ok(0)
+        }
+        VolumeCmd::Inspect { format: fmt, names } => {
+            let mut out = Vec::new();
+            for n in &names {
+                out.push(serde_json::to_value(skiff_engine::volumes::inspect(&e.root, n)?)?);
+            }
+            match fmt {
+                Some(t) => {
+                    for v in &out {
+                        println!("{}", format::template(&t, v).map_err(|m| anyhow!(m))?);
+                    }
+                }
+                None => println!("{}", serde_json::to_string_pretty(&out)?),
+            }
+            Ok(0)
+        }
+        VolumeCmd::Rm { force, names } => {
+            let containers = e.list()?;
+            let mut failed = false;
+            for n in &names {
+                if let Some(c) = containers
+                    .iter()
+                    .find(|c| c.record.mounts.iter().any(|m| m.kind == "volume" && &m.name == n))
+                {
+                    if !force || c.state.status.is_active() {
+                        eprintln!("Error response from daemon: remove {n}: volume is in use - [{}]", c.record.id);
+                        failed = true;
+                        continue;
+                    }
+                }
+                match skiff_engine::volumes::remove(&e.root, n) {
+                    Ok(()) => println!("{n}"),
+                    Err(err) => {
+                        eprintln!("Error response from daemon: {err}");
+                        failed = true;
+                    }
+                }
+            }
+            Ok(if failed { 1 } else { 0 })
+        }
+        VolumeCmd::Prune { force: _, all } => {
+            let removed = prune_volumes(&e, all)?;
+            println!("Deleted Volumes:");
+            for n in removed {
+                println!("{n}");
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// Remove volumes no container refers to (anonymous ones only unless `all`).
+fn prune_volumes(e: &Engine, all: bool) -> Result<Vec<String>> {
+    let containers = e.list()?;
+    let mut removed = Vec::new();
+    for v in skiff_engine::volumes::list(&e.root)? {
+        let used = containers
+            .iter()
+            .any(|c| c.record.mounts.iter().any(|m| m.kind == "volume" && m.name == v.name));
+        if used || (!all && !v.anonymous) {
+            continue;
+        }
+        if skiff_engine::volumes::remove(&e.root, &v.name).is_ok() {
+            removed.push(v.name);
+        }
+    }
+    Ok(removed)
+}
+
+fn system(root: &Path, s: SystemCmd) -> Result<i32> {
+    let e = engine(root)?;
+    match s {
+        SystemCmd::Prune {
+            force: _,
+            all: _,
+            volumes,
+        } => {
+            println!("Deleted Containers:");
+            for c in e.list()? {
+                if !c.state.status.is_active() {
+                    e.remove(&c.record.id, false, false)?;
+                    println!("{}", c.record.id);
+                }
+            }
+            let imgs = e.images.prune_dangling()?;
+            println!("\nDeleted Images:");
+            for i in imgs {
+                println!("deleted: {i}");
+            }
+            // docker prunes anonymous volumes with --volumes; unused anonymous volumes
+            // left by removed containers are prunable here too.
+            let vols = prune_volumes(&e, volumes)?;
+            println!("\nDeleted Volumes:");
+            for v in vols {
+                println!("{v}");
+            }
+            Ok(0)
+        }
+        SystemCmd::Boot => {
+            let mut failed = false;
+            for c in e.list()? {
+                let p = &c.record.host.restart_policy.name;
+                let wanted = p == "always" || (p == "unless-stopped" && !c.state.manually_stopped);
+                if wanted && !c.state.status.is_active() {
+                    match e.start(&c.record.id, None) {
+                        Ok((_, Report::Started(_))) => println!("{}", c.record.name),
+                        Ok((_, r)) => {
+                            eprintln!("{}: {r:?}", c.record.name);
+                            failed = true;
+                        }
+                        Err(err) => {
+                            eprintln!("{}: {err}", c.record.name);
+                            failed = true;
+                        }
+                    }
+                }
+            }
+            Ok(if failed { 1 } else { 0 })
+        }
+    }
+}

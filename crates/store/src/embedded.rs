@@ -1,0 +1,978 @@
+//! The embedded backend: one redb file, one writer thread doing group commit.
+//!
+//! Layout (all in `<data dir>/store.redb`):
+//! - `kv`:   key → current state (create/mod revision, version, value);
+//! - `log`:  revision → the change made at that revision (kind, new state, previous state),
+//!   kept from the compact revision on; it serves watch replay and reads at a past revision;
+//! - `meta`: "revision" (last committed revision) and "compact_revision".
+//!
+//! Every write goes through one channel to one writer thread. It drains whatever is queued
+//! (up to `max_batch`), applies the operations in order in ONE redb write transaction — each
+//! successful operation taking the next revision — commits it with `Durability::Immediate`
+//! (fsync) and only then answers every waiter and publishes the events to watchers. Many
+//! concurrent writers thus share one fsync, and a crash leaves a committed prefix of writes
+//! (the revision counter lives in the same transaction).
+//!
+//! Reads run on tokio's blocking pool in a redb read transaction (a consistent snapshot).
+//! A read at a past revision `R` takes the current state and undoes, per key, the changes
+//! logged after `R` (using the logged previous state), so its cost grows with the number of
+//! writes since `R`; it needs `R >= compact_revision`.
+//!
+//! Compaction raises `compact_revision` at once (reads and watches below it fail from then
+//! on) and deletes the log entries below it in chunks of `purge_chunk` per write batch, so a
+//! big compaction never stalls writers for long.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Weak};
+
+use redb::{Database, Durability, ReadableTable, TableDefinition};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::codec;
+use crate::{
+    Error, Event, EventKind, KeyValue, RangeOptions, RangeResult, Result, Revision, Store,
+    WatchSource, WatchStream,
+};
+
+const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
+const LOG: TableDefinition<i64, &[u8]> = TableDefinition::new("log");
+const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
+const META_REVISION: &str = "revision";
+const META_COMPACT: &str = "compact_revision";
+
+/// File name of the database inside the data directory.
+pub const DB_FILE: &str = "store.redb";
+
+/// Tuning of the embedded backend. `Default` suits the API server.
+#[derive(Clone, Debug)]
+pub struct EmbeddedOptions {
+    /// Most operations committed in one transaction (one fsync).
+    pub max_batch: usize,
+    /// Writes that may wait in the queue before writers wait for room.
+    pub queue_depth: usize,
+    /// Commit batches buffered per watcher; a watcher further behind gets
+    /// [`Error::WatchLagged`] and must re-list.
+    pub watch_buffer: usize,
+    /// Most events returned per batch while a watch replays history.
+    pub replay_chunk: usize,
+    /// Most compacted log entries deleted per write transaction.
+    pub purge_chunk: usize,
+    /// redb page cache size in bytes.
+    pub cache_size: usize,
+    /// Largest key + value accepted in one write (etcd's `--max-request-bytes`, 1.5 MiB
+    /// by default); larger writes fail with [`Error::TooLarge`] before reaching the batch.
+    pub max_write_bytes: usize,
+}
+
+impl Default for EmbeddedOptions {
+    fn default() -> Self {
+        EmbeddedOptions {
+            max_batch: 1024,
+            queue_depth: 8192,
+            watch_buffer: 1024,
+            replay_chunk: 1024,
+            purge_chunk: 10_000,
+            cache_size: 256 * 1024 * 1024,
+            max_write_bytes: 1536 * 1024,
+        }
+    }
+}
+
+enum Op {
+    Create {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Update {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        expected: Option<Revision>,
+    },
+    Delete {
+        key: Vec<u8>,
+        expected: Option<Revision>,
+    },
+    Compact {
+        revision: Revision,
+    },
+}
+
+enum Reply {
+    Revision(Revision),
+    Deleted(Revision, KeyValue),
+    Done,
+}
+
+struct WriteRequest {
+    op: Op,
+    reply: oneshot::Sender<Result<Reply>>,
+}
+
+type EventBatch = Arc<Vec<Event>>;
+
+struct Shared {
+    db: Database,
+    /// Last committed revision; written only by the writer thread, after commit.
+    revision: AtomicI64,
+    /// Compact revision; written only by the writer thread, after commit.
+    compact_revision: AtomicI64,
+    events: broadcast::Sender<EventBatch>,
+}
+
+/// The embedded [`Store`] backend. Dropping it finishes queued writes, stops the writer
+/// thread and closes the database file (open watch streams then end).
+pub struct EmbeddedStore {
+    shared: Arc<Shared>,
+    writes: Option<mpsc::Sender<WriteRequest>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    opts: EmbeddedOptions,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore")
+            .field("path", &self.path)
+            .field("revision", &self.shared.revision.load(Ordering::SeqCst))
+            .finish()
+    }
+}
+
+impl EmbeddedStore {
+    /// Opens (creating if needed) the store in `data_dir`. Blocking: call it at startup
+    /// (or from a blocking context); it may run redb's repair after an unclean shutdown.
+    pub fn open(data_dir: impl AsRef<Path>, opts: EmbeddedOptions) -> Result<Self> {
+        let dir = data_dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|e| Error::Io {
+            context: format!("creating data directory {}", dir.display()),
+            source: Arc::new(e),
+        })?;
+        let path = dir.join(DB_FILE);
+        let db = Database::builder()
+            .set_cache_size(opts.cache_size)
+            .create(&path)
+            .map_err(Error::storage("opening the database"))?;
+
+        let txn = db
+            .begin_write()
+            .map_err(Error::storage("initialising tables"))?;
+        let (revision, compact_revision) = {
+            txn.open_table(KV)
+                .map_err(Error::storage("initialising tables"))?;
+            txn.open_table(LOG)
+                .map_err(Error::storage("initialising tables"))?;
+            let mut meta = txn
+                .open_table(META)
+                .map_err(Error::storage("initialising tables"))?;
+            let revision = read_meta(&meta, META_REVISION)?;
+            let compact = read_meta(&meta, META_COMPACT)?;
+            let revision = match revision {
+                Some(r) => r,
+                None => {
+                    meta.insert(META_REVISION, 1)
+                        .map_err(Error::storage("initialising tables"))?;
+                    1
+                }
+            };
+            let compact = match compact {
+                Some(c) => c,
+                None => {
+                    meta.insert(META_COMPACT, 0)
+                        .map_err(Error::storage("initialising tables"))?;
+                    0
+                }
+            };
+            (revision, compact)
+        };
+        txn.commit()
+            .map_err(Error::storage("initialising tables"))?;
+
+        let (events, _) = broadcast::channel(opts.watch_buffer.max(1));
+        let shared = Arc::new(Shared {
+            db,
+            revision: AtomicI64::new(revision),
+            compact_revision: AtomicI64::new(compact_revision),
+            events,
+        });
+        let (tx, rx) = mpsc::channel(opts.queue_depth.max(1));
+        let writer_shared = Arc::clone(&shared);
+        let max_batch = opts.max_batch.max(1);
+        let purge_chunk = opts.purge_chunk.max(1);
+        let writer = std::thread::Builder::new()
+            .name("skiff-store-writer".into())
+            .spawn(move || writer_loop(writer_shared, rx, max_batch, purge_chunk))
+            .map_err(|e| Error::Io {
+                context: "spawning the store writer thread".into(),
+                source: Arc::new(e),
+            })?;
+        tracing::debug!(path = %path.display(), revision, compact_revision, "store opened");
+        Ok(EmbeddedStore {
+            shared,
+            writes: Some(tx),
+            writer: Some(writer),
+            opts,
+            path,
+        })
+    }
+
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn check_write(&self, key: &[u8], value_len: usize) -> Result<()> {
+        if key.is_empty() {
+            return Err(Error::EmptyKey);
+        }
+        let size = key.len().saturating_add(value_len);
+        if size > self.opts.max_write_bytes {
+            return Err(Error::TooLarge {
+                key: key.to_vec(),
+                size,
+                max: self.opts.max_write_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    async fn write(&self, op: Op) -> Result<Reply> {
+        let writes = self.writes.as_ref().ok_or(Error::Closed)?;
+        let (reply, answer) = oneshot::channel();
+        writes
+            .send(WriteRequest { op, reply })
+            .await
+            .map_err(|_| Error::Closed)?;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Shared) -> Result<T> + Send + 'static,
+    {
+        let shared = Arc::clone(&self.shared);
+        run_blocking(move || f(&shared)).await
+    }
+}
+
+async fn run_blocking<T, F>(f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("store read task failed: {e}")))?
+}
+
+impl Drop for EmbeddedStore {
+    fn drop(&mut self) {
+        // Closing the channel lets the writer finish what is queued and exit; joining it
+        // releases its handle on the database so the file can be reopened right away.
+        self.writes.take();
+        if let Some(writer) = self.writer.take() {
+            if writer.join().is_err() {
+                tracing::error!(path = %self.path.display(), "store writer thread panicked");
+            }
+        }
+    }
+}
+
+fn read_meta<T: ReadableTable<&'static str, i64>>(meta: &T, name: &str) -> Result<Option<i64>> {
+    Ok(meta
+        .get(name)
+        .map_err(Error::storage("reading metadata"))?
+        .map(|v| v.value()))
+}
+
+fn required_meta<T: ReadableTable<&'static str, i64>>(meta: &T, name: &str) -> Result<i64> {
+    read_meta(meta, name)?.ok_or_else(|| Error::Corrupt {
+        table: "meta",
+        detail: format!("missing {name}"),
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Writer
+
+fn writer_loop(
+    shared: Arc<Shared>,
+    mut rx: mpsc::Receiver<WriteRequest>,
+    max_batch: usize,
+    purge_chunk: usize,
+) {
+    let mut batch: Vec<WriteRequest> = Vec::with_capacity(max_batch);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(req) => batch.push(req),
+                Err(_) => break,
+            }
+        }
+        commit_batch(&shared, &mut batch, purge_chunk);
+    }
+    tracing::debug!("store writer stopped");
+}
+
+fn commit_batch(shared: &Shared, batch: &mut Vec<WriteRequest>, purge_chunk: usize) {
+    let mut results = Vec::with_capacity(batch.len());
+    let mut events = Vec::new();
+    match apply_batch(shared, batch, &mut results, &mut events, purge_chunk) {
+        Ok((revision, compact)) => {
+            shared.revision.store(revision, Ordering::SeqCst);
+            shared.compact_revision.store(compact, Ordering::SeqCst);
+            if !events.is_empty() {
+                // No receivers is fine: nobody is watching.
+                let _ = shared.events.send(Arc::new(events));
+            }
+            for (req, result) in batch.drain(..).zip(results) {
+                let _ = req.reply.send(result);
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, writes = batch.len(), "store commit failed");
+            for req in batch.drain(..) {
+                let _ = req.reply.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
+/// Applies the batch in one transaction. The outer error aborts the whole transaction
+/// (storage failure); per-operation outcomes (conflicts etc.) go to `results`.
+fn apply_batch(
+    shared: &Shared,
+    batch: &mut [WriteRequest],
+    results: &mut Vec<Result<Reply>>,
+    events: &mut Vec<Event>,
+    purge_chunk: usize,
+) -> Result<(Revision, Revision)> {
+    let mut txn = shared
+        .db
+        .begin_write()
+        .map_err(Error::storage("beginning a write"))?;
+    txn.set_durability(Durability::Immediate);
+    let mut revision = shared.revision.load(Ordering::SeqCst);
+    let mut compact = shared.compact_revision.load(Ordering::SeqCst);
+    {
+        let mut kv = txn.open_table(KV).map_err(Error::storage("opening kv"))?;
+        let mut log = txn.open_table(LOG).map_err(Error::storage("opening log"))?;
+        let mut meta = txn
+            .open_table(META)
+            .map_err(Error::storage("opening meta"))?;
+        let mut tables = WriteTables {
+            kv: &mut kv,
+            log: &mut log,
+        };
+        for req in batch.iter_mut() {
+            let result = match &mut req.op {
+                Op::Create { key, value } => {
+                    tables.create(key, std::mem::take(value), &mut revision, events)?
+                }
+                Op::Update {
+                    key,
+                    value,
+                    expected,
+                } => tables.update(key, std::mem::take(value), *expected, &mut revision, events)?,
+                Op::Delete { key, expected } => {
+                    tables.delete(key, *expected, &mut revision, events)?
+                }
+                Op::Compact { revision: target } => {
+                    let target = *target;
+                    if target <= compact {
+                        Err(Error::Compacted {
+                            requested: target,
+                            compact_revision: compact,
+                        })
+                    } else if target > revision {
+                        Err(Error::FutureRevision {
+                            requested: target,
+                            current: revision,
+                        })
+                    } else {
+                        compact = target;
+                        Ok(Reply::Done)
+                    }
+                }
+            };
+            results.push(result);
+        }
+        // Physically drop a bounded chunk of compacted history per transaction.
+        if compact > 0 {
+            let purged = log
+                .extract_from_if(..compact, |_, _| true)
+                .map_err(Error::storage("compacting the log"))?;
+            for entry in purged.take(purge_chunk) {
+                entry.map_err(Error::storage("compacting the log"))?;
+            }
+        }
+        meta.insert(META_REVISION, revision)
+            .map_err(Error::storage("writing the revision"))?;
+        meta.insert(META_COMPACT, compact)
+            .map_err(Error::storage("writing the compact revision"))?;
+    }
+    txn.commit().map_err(Error::storage("committing"))?;
+    Ok((revision, compact))
+}
+
+struct WriteTables<'a, 't> {
+    kv: &'a mut redb::Table<'t, &'static [u8], &'static [u8]>,
+    log: &'a mut redb::Table<'t, i64, &'static [u8]>,
+}
+
+impl WriteTables<'_, '_> {
+    fn current(&self, key: &[u8]) -> Result<Option<KeyValue>> {
+        match self.kv.get(key).map_err(Error::storage("reading a key"))? {
+            None => Ok(None),
+            Some(v) => codec::decode_current(key, v.value()).map(Some),
+        }
+    }
+
+    fn record(&mut self, revision: Revision, ev: Event, events: &mut Vec<Event>) -> Result<()> {
+        self.log
+            .insert(revision, codec::encode_event(&ev).as_slice())
+            .map_err(Error::storage("appending to the log"))?;
+        events.push(ev);
+        Ok(())
+    }
+
+    fn put(&mut self, kv: &KeyValue) -> Result<()> {
+        self.kv
+            .insert(kv.key.as_slice(), codec::encode_current(kv).as_slice())
+            .map_err(Error::storage("writing a key"))?;
+        Ok(())
+    }
+
+    /// Outer error: storage failure (aborts the batch). Inner: this operation's outcome.
+    fn create(
+        &mut self,
+        key: &[u8],
+        value: Vec<u8>,
+        revision: &mut Revision,
+        events: &mut Vec<Event>,
+    ) -> Result<Result<Reply>> {
+        if self
+            .kv
+            .get(key)
+            .map_err(Error::storage("reading a key"))?
+            .is_some()
+        {
+            return Ok(Err(Error::AlreadyExists { key: key.to_vec() }));
+        }
+        let rev = *revision + 1;
+        let kv = KeyValue {
+            key: key.to_vec(),
+            value,
+            create_revision: rev,
+            mod_revision: rev,
+            version: 1,
+        };
+        self.put(&kv)?;
+        self.record(
+            rev,
+            Event {
+                kind: EventKind::Put,
+                kv,
+                prev_kv: None,
+            },
+            events,
+        )?;
+        *revision = rev;
+        Ok(Ok(Reply::Revision(rev)))
+    }
+
+    fn check(
+        &self,
+        key: &[u8],
+        expected: Option<Revision>,
+    ) -> Result<std::result::Result<KeyValue, Error>> {
+        let Some(prev) = self.current(key)? else {
+            return Ok(Err(Error::NotFound { key: key.to_vec() }));
+        };
+        if let Some(expected) = expected {
+            if prev.mod_revision != expected {
+                return Ok(Err(Error::Conflict {
+                    key: key.to_vec(),
+                    expected,
+                    actual: prev.mod_revision,
+                }));
+            }
+        }
+        Ok(Ok(prev))
+    }
+
+    fn update(
+        &mut self,
+        key: &[u8],
+        value: Vec<u8>,
+        expected: Option<Revision>,
+        revision: &mut Revision,
+        events: &mut Vec<Event>,
+    ) -> Result<Result<Reply>> {
+        let prev = match self.check(key, expected)? {
+            Ok(prev) => prev,
+            Err(e) => return Ok(Err(e)),
+        };
+        let rev = *revision + 1;
+        let kv = KeyValue {
+            key: key.to_vec(),
+            value,
+            create_revision: prev.create_revision,
+            mod_revision: rev,
+            version: prev.version + 1,
+        };
+        self.put(&kv)?;
+        self.record(
+            rev,
+            Event {
+                kind: EventKind::Put,
+                kv,
+                prev_kv: Some(prev),
+            },
+            events,
+        )?;
+        *revision = rev;
+        Ok(Ok(Reply::Revision(rev)))
+    }
+
+    fn delete(
+        &mut self,
+        key: &[u8],
+        expected: Option<Revision>,
+        revision: &mut Revision,
+        events: &mut Vec<Event>,
+    ) -> Result<Result<Reply>> {
+        let prev = match self.check(key, expected)? {
+            Ok(prev) => prev,
+            Err(e) => return Ok(Err(e)),
+        };
+        let rev = *revision + 1;
+        self.kv
+            .remove(key)
+            .map_err(Error::storage("deleting a key"))?;
+        self.record(
+            rev,
+            Event {
+                kind: EventKind::Delete,
+                kv: KeyValue {
+                    key: key.to_vec(),
+                    value: Vec::new(),
+                    create_revision: 0,
+                    mod_revision: rev,
+                    version: 0,
+                },
+                prev_kv: Some(prev.clone()),
+            },
+            events,
+        )?;
+        *revision = rev;
+        Ok(Ok(Reply::Deleted(rev, prev)))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Reads
+
+fn get_current(shared: &Shared, key: &[u8]) -> Result<Option<KeyValue>> {
+    let txn = shared
+        .db
+        .begin_read()
+        .map_err(Error::storage("beginning a read"))?;
+    let kv = txn.open_table(KV).map_err(Error::storage("opening kv"))?;
+    match kv.get(key).map_err(Error::storage("reading a key"))? {
+        None => Ok(None),
+        Some(v) => codec::decode_current(key, v.value()).map(Some),
+    }
+}
+
+fn range_blocking(shared: &Shared, prefix: &[u8], opts: &RangeOptions) -> Result<RangeResult> {
+    let txn = shared
+        .db
+        .begin_read()
+        .map_err(Error::storage("beginning a read"))?;
+    let meta = txn
+        .open_table(META)
+        .map_err(Error::storage("opening meta"))?;
+    let current = required_meta(&meta, META_REVISION)?;
+    let compact = required_meta(&meta, META_COMPACT)?;
+    let at = match opts.revision {
+        0 => current,
+        r if r > current => {
+            return Err(Error::FutureRevision {
+                requested: r,
+                current,
+            })
+        }
+        r if r < compact => {
+            return Err(Error::Compacted {
+                requested: r,
+                compact_revision: compact,
+            })
+        }
+        r => r,
+    };
+    let after = opts.start_after.as_deref();
+    let in_range = |key: &[u8]| key.starts_with(prefix) && after.is_none_or(|a| key > a);
+
+    // Keys changed after `at`, mapped to their state at `at` (None: absent then).
+    let mut overlay: BTreeMap<Vec<u8>, Option<KeyValue>> = BTreeMap::new();
+    if at < current {
+        let log = txn.open_table(LOG).map_err(Error::storage("opening log"))?;
+        for entry in log
+            .range(at + 1..=current)
+            .map_err(Error::storage("reading the log"))?
+        {
+            let (_, raw) = entry.map_err(Error::storage("reading the log"))?;
+            let key = codec::event_key(raw.value())?;
+            if !in_range(key) || overlay.contains_key(key) {
+                continue;
+            }
+            let ev = codec::decode_event(raw.value())?;
+            overlay.insert(ev.kv.key, ev.prev_kv);
+        }
+    }
+
+    let kv = txn.open_table(KV).map_err(Error::storage("opening kv"))?;
+    let lower = match after {
+        Some(a) if a >= prefix => Bound::Excluded(a),
+        _ => Bound::Included(prefix),
+    };
+    let mut cur = kv
+        .range::<&[u8]>((lower, Bound::Unbounded))
+        .map_err(Error::storage("reading keys"))?;
+    let mut next_current = move || -> Result<Option<KeyValue>> {
+        match cur.next() {
+            None => Ok(None),
+            Some(entry) => {
+                let (k, v) = entry.map_err(Error::storage("reading keys"))?;
+                let key = k.value();
+                if !key.starts_with(prefix) {
+                    return Ok(None);
+                }
+                codec::decode_current(key, v.value()).map(Some)
+            }
+        }
+    };
+    let mut overlay = overlay.into_iter();
+    let mut cur_head = next_current()?;
+    let mut ov_head = overlay.next();
+    let limit = opts.limit;
+    let mut kvs = Vec::new();
+    let mut more = false;
+    loop {
+        let item = match (cur_head.take(), ov_head.take()) {
+            (None, None) => break,
+            (Some(c), Some((ok, ov))) => {
+                if c.key == ok {
+                    cur_head = next_current()?;
+                    ov_head = overlay.next();
+                    ov
+                } else if ok < c.key {
+                    cur_head = Some(c);
+                    ov_head = overlay.next();
+                    ov
+                } else {
+                    ov_head = Some((ok, ov));
+                    cur_head = next_current()?;
+                    Some(c)
+                }
+            }
+            (Some(c), None) => {
+                cur_head = next_current()?;
+                Some(c)
+            }
+            (None, Some((_, ov))) => {
+                ov_head = overlay.next();
+                ov
+            }
+        };
+        if let Some(item) = item {
+            if limit > 0 && kvs.len() == limit {
+                more = true;
+                break;
+            }
+            kvs.push(item);
+        }
+    }
+    Ok(RangeResult {
+        kvs,
+        more,
+        revision: at,
+    })
+}
+
+/// Current and compact revision as one snapshot sees them.
+fn revisions(shared: &Shared) -> Result<(Revision, Revision)> {
+    let txn = shared
+        .db
+        .begin_read()
+        .map_err(Error::storage("beginning a read"))?;
+    let meta = txn
+        .open_table(META)
+        .map_err(Error::storage("opening meta"))?;
+    Ok((
+        required_meta(&meta, META_REVISION)?,
+        required_meta(&meta, META_COMPACT)?,
+    ))
+}
+
+/// Logged events in `from..=end` under `prefix`, at most `max` of them. Returns the events
+/// and the next revision to read.
+fn replay_chunk(
+    shared: &Shared,
+    prefix: &[u8],
+    from: Revision,
+    end: Revision,
+    max: usize,
+) -> Result<(Vec<Event>, Revision)> {
+    let txn = shared
+        .db
+        .begin_read()
+        .map_err(Error::storage("beginning a read"))?;
+    let meta = txn
+        .open_table(META)
+        .map_err(Error::storage("opening meta"))?;
+    let compact = required_meta(&meta, META_COMPACT)?;
+    if from < compact {
+        return Err(Error::Compacted {
+            requested: from,
+            compact_revision: compact,
+        });
+    }
+    let log = txn.open_table(LOG).map_err(Error::storage("opening log"))?;
+    let mut events = Vec::new();
+    // Bound the work per call even when few entries match the prefix.
+    let mut scanned = 0usize;
+    let scan_limit = max.saturating_mul(16).max(1);
+    for entry in log
+        .range(from..=end)
+        .map_err(Error::storage("reading the log"))?
+    {
+        let (rev, raw) = entry.map_err(Error::storage("reading the log"))?;
+        let rev = rev.value();
+        scanned += 1;
+        if codec::event_key(raw.value())?.starts_with(prefix) {
+            events.push(codec::decode_event(raw.value())?);
+        }
+        if events.len() >= max || scanned >= scan_limit {
+            return Ok((events, rev + 1));
+        }
+    }
+    Ok((events, end + 1))
+}
+
+// ---------------------------------------------------------------------------------------
+// Watch
+
+struct EmbeddedWatch {
+    shared: Weak<Shared>,
+    prefix: Vec<u8>,
+    live: broadcast::Receiver<EventBatch>,
+    /// History still to replay: next revision to read, last revision to read.
+    replay: Option<(Revision, Revision)>,
+    /// Live events below this revision were (or will be) delivered by the replay.
+    live_from: Revision,
+    chunk: usize,
+}
+
+#[async_trait::async_trait]
+impl WatchSource for EmbeddedWatch {
+    async fn next_batch(&mut self) -> Option<Result<Vec<Event>>> {
+        while let Some((from, end)) = self.replay {
+            let shared = self.shared.upgrade()?;
+            let prefix = self.prefix.clone();
+            let chunk = self.chunk;
+            let read = run_blocking(move || replay_chunk(&shared, &prefix, from, end, chunk)).await;
+            match read {
+                Err(e) => return Some(Err(e)),
+                Ok((events, next)) => {
+                    self.replay = (next <= end).then_some((next, end));
+                    if !events.is_empty() {
+                        return Some(Ok(events));
+                    }
+                }
+            }
+        }
+        loop {
+            match self.live.recv().await {
+                Ok(batch) => {
+                    let events: Vec<Event> = batch
+                        .iter()
+                        .filter(|e| {
+                            e.revision() >= self.live_from && e.kv.key.starts_with(&self.prefix)
+                        })
+                        .cloned()
+                        .collect();
+                    if !events.is_empty() {
+                        return Some(Ok(events));
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    return Some(Err(Error::WatchLagged { missed }))
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Store
+
+#[async_trait::async_trait]
+impl Store for EmbeddedStore {
+    async fn get(&self, key: &[u8]) -> Result<Option<KeyValue>> {
+        let key = key.to_vec();
+        self.read(move |s| get_current(s, &key)).await
+    }
+
+    async fn range(&self, prefix: &[u8], opts: RangeOptions) -> Result<RangeResult> {
+        let prefix = prefix.to_vec();
+        self.read(move |s| range_blocking(s, &prefix, &opts)).await
+    }
+
+    async fn create(&self, key: &[u8], value: Vec<u8>) -> Result<Revision> {
+        self.check_write(key, value.len())?;
+        match self
+            .write(Op::Create {
+                key: key.to_vec(),
+                value,
+            })
+            .await?
+        {
+            Reply::Revision(r) => Ok(r),
+            _ => Err(Error::Internal("unexpected reply to create".into())),
+        }
+    }
+
+    async fn update(
+        &self,
+        key: &[u8],
+        value: Vec<u8>,
+        expected_mod_revision: Option<Revision>,
+    ) -> Result<Revision> {
+        self.check_write(key, value.len())?;
+        match self
+            .write(Op::Update {
+                key: key.to_vec(),
+                value,
+                expected: expected_mod_revision,
+            })
+            .await?
+        {
+            Reply::Revision(r) => Ok(r),
+            _ => Err(Error::Internal("unexpected reply to update".into())),
+        }
+    }
+
+    async fn delete(
+        &self,
+        key: &[u8],
+        expected_mod_revision: Option<Revision>,
+    ) -> Result<(Revision, KeyValue)> {
+        match self
+            .write(Op::Delete {
+                key: key.to_vec(),
+                expected: expected_mod_revision,
+            })
+            .await?
+        {
+            Reply::Deleted(r, prev) => Ok((r, prev)),
+            _ => Err(Error::Internal("unexpected reply to delete".into())),
+        }
+    }
+
+    async fn watch(&self, prefix: &[u8], from_revision: Revision) -> Result<WatchStream> {
+        // Subscribe first: everything committed after the snapshot below reaches us live.
+        let live = self.shared.events.subscribe();
+        let (replay, live_from) = if from_revision <= 0 {
+            (None, self.shared.revision.load(Ordering::SeqCst) + 1)
+        } else {
+            let (current, compact) = self.read(revisions).await?;
+            if from_revision < compact {
+                return Err(Error::Compacted {
+                    requested: from_revision,
+                    compact_revision: compact,
+                });
+            }
+            let replay = (from_revision <= current).then_some((from_revision, current));
+            (replay, from_revision.max(current + 1))
+        };
+        Ok(WatchStream::new(Box::new(EmbeddedWatch {
+            shared: Arc::downgrade(&self.shared),
+            prefix: prefix.to_vec(),
+            live,
+            replay,
+            live_from,
+            chunk: self.opts.replay_chunk.max(1),
+        })))
+    }
+
+    async fn current_revision(&self) -> Result<Revision> {
+        Ok(self.shared.revision.load(Ordering::SeqCst))
+    }
+
+    async fn compact(&self, revision: Revision) -> Result<()> {
+        match self.write(Op::Compact { revision }).await? {
+            Reply::Done => Ok(()),
+            _ => Err(Error::Internal("unexpected reply to compact".into())),
+        }
+    }
+
+    async fn compact_revision(&self) -> Result<Revision> {
+        Ok(self.shared.compact_revision.load(Ordering::SeqCst))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redb::ReadableTableMetadata;
+
+    fn log_bounds(s: &EmbeddedStore) -> Result<(usize, Option<Revision>)> {
+        let txn = s
+            .shared
+            .db
+            .begin_read()
+            .map_err(Error::storage("test read"))?;
+        let log = txn.open_table(LOG).map_err(Error::storage("test read"))?;
+        let len = log.len().map_err(Error::storage("test read"))? as usize;
+        let first = log
+            .first()
+            .map_err(Error::storage("test read"))?
+            .map(|(k, _)| k.value());
+        Ok((len, first))
+    }
+
+    #[tokio::test]
+    async fn compaction_purges_the_log_in_chunks() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::Io {
+            context: "tempdir".into(),
+            source: Arc::new(e),
+        })?;
+        let s = EmbeddedStore::open(
+            dir.path(),
+            EmbeddedOptions {
+                purge_chunk: 5,
+                ..EmbeddedOptions::default()
+            },
+        )?;
+        for i in 0..30u8 {
+            s.create(&[b'k', i], vec![i]).await?;
+        }
+        assert_eq!(log_bounds(&s)?, (30, Some(2)));
+        s.compact(20).await?;
+        // The compaction's own transaction purges the first chunk (revisions 2..=6).
+        assert_eq!(log_bounds(&s)?, (25, Some(7)));
+        for i in 0..4u8 {
+            s.update(&[b'k', i], vec![], None).await?;
+        }
+        // Three more chunks removed 7..=19; history from 20 on stays, plus the 4 new writes.
+        assert_eq!(log_bounds(&s)?, (12 + 4, Some(20)));
+        Ok(())
+    }
+}
