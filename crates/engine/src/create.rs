@@ -273,12 +273,6 @@ impl Engine {
                 "network {network} not found"
             )));
         }
-        if network == "bridge" {
-            return Err(EngineError::Unsupported(
-                "the bridge network is not built yet; use --network none, host or container:NAME"
-                    .into(),
-            ));
-        }
 
         let mut res = Resources {
             privileged: opts.privileged,

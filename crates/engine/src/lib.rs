@@ -10,7 +10,9 @@ pub mod create;
 pub mod logs;
 pub mod monitor;
 pub mod names;
+pub mod network;
 pub mod ops;
+pub mod proxy;
 pub mod state;
 pub mod volumes;
 
@@ -69,6 +71,9 @@ pub struct Engine {
     /// The skiff binary, re-executed for monitors (under `cargo test` the current
     /// executable is the test binary, so callers pass it explicitly).
     pub exe: PathBuf,
+    /// The bridge network's parameters, used when the root's network is first
+    /// created (afterwards the persisted ones win).
+    pub bridge: network::BridgeConfig,
 }
 
 impl Engine {
@@ -84,6 +89,7 @@ impl Engine {
             root: root.to_path_buf(),
             images,
             exe: exe.to_path_buf(),
+            bridge: network::BridgeConfig::default(),
         };
         e.reconcile()?;
         Ok(e)

@@ -7,7 +7,7 @@
 //! `S <pid>` started, `E <code> <message>` could not start, `X <code>` exited.
 
 use crate::logs::{self, LineSplitter};
-use crate::state::{self, read_json, ExitReason, Record, State, Status};
+use crate::state::{self, read_json, ExitReason, NetPlan, PortBinding, Record, State, Status};
 use crate::Container;
 use skiff_runtime::cgroups::{Cgroup, Host};
 use skiff_runtime::linux::Stdio;
@@ -72,6 +72,7 @@ struct Monitor {
     fds: MonitorFds,
     log: std::fs::File,
     sigfd: nix::sys::signalfd::SignalFd,
+    net: Option<NetPlan>,
 }
 
 impl Monitor {
@@ -80,6 +81,11 @@ impl Monitor {
         let record: Record = read_json(&dir.join("config.json"))?;
         let st: State = read_json(&dir.join("state.json"))?;
         let spec: ContainerSpec = read_json(&dir.join("spec.json"))?;
+        let net: Option<NetPlan> = if dir.join("net.json").exists() {
+            Some(read_json(&dir.join("net.json"))?)
+        } else {
+            None
+        };
         let c = Container {
             dir,
             record,
@@ -106,6 +112,7 @@ impl Monitor {
             fds,
             log,
             sigfd,
+            net,
         })
     }
 
@@ -170,6 +177,7 @@ impl Monitor {
                 }
             });
             if !restart {
+                crate::network::release_ip(&self.root, &self.c.record.id);
                 if self.c.record.host.auto_remove {
                     crate::ops::remove_files(&self.root, &self.c);
                 }
@@ -227,17 +235,41 @@ impl Monitor {
         let created = created?;
         let pid = created.pid;
         if let Err(e) = cg.join(pid) {
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            let _ = created.start();
+            created.abort();
             return Err((125, e.to_string()));
+        }
+        if let Some(plan) = &self.net {
+            if let Err(e) = crate::network::attach(&plan.bridge, &self.c.record.id, pid, plan.ip) {
+                created.abort();
+                return Err((125, format!("attaching to the bridge network: {e}")));
+            }
         }
         let started = match created.start() {
             Ok(s) => s,
             Err(skiff_runtime::Error::Exec(f)) => return Err((f.code, f.message)),
             Err(e) => return Err((125, e.to_string())),
         };
+        let mut proxy = None;
+        let mut bound_ports = Vec::new();
+        if let Some(plan) = self.net.clone() {
+            if !plan.ports.is_empty() {
+                match start_proxy(&plan) {
+                    Ok((child, ports)) => {
+                        proxy = Some(child);
+                        bound_ports = ports;
+                    }
+                    Err(msg) => {
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                        let mut st = 0;
+                        unsafe { libc::waitpid(pid, &mut st, 0) };
+                        return Err((125, msg));
+                    }
+                }
+            }
+        }
         let cgc = cg.clone();
         let _ = self.c.update_state(|s| {
+            s.ports = bound_ports.clone();
             s.status = Status::Running;
             s.pid = pid;
             s.monitor_pid = me;
@@ -255,6 +287,10 @@ impl Monitor {
             set_winsize_from(m, self.fds.stdout);
         }
         let status = self.pump(pid, out_pipe.0, err_pipe.0, console);
+        if let Some(mut p) = proxy {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
         for fd in [out_pipe.0, err_pipe.0] {
             if fd >= 0 {
                 sys::close(fd);
@@ -404,6 +440,54 @@ impl Monitor {
                 }
             }
         }
+    }
+}
+
+/// Start the port proxy and wait until it bound every port (or could not).
+fn start_proxy(plan: &NetPlan) -> Result<(std::process::Child, Vec<PortBinding>), String> {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().map_err(|e| format!("finding skiff: {e}"))?;
+    let (r, w) = sys::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("__proxy");
+    for p in &plan.ports {
+        cmd.arg(crate::network::proxy_arg(p, plan.ip));
+    }
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::dup2(w, 3);
+            Ok(())
+        });
+    }
+    let child = cmd.spawn();
+    sys::close(w);
+    let child = child.map_err(|e| {
+        sys::close(r);
+        format!("starting the port proxy: {e}")
+    })?;
+    let f = unsafe { <std::fs::File as std::os::unix::io::FromRawFd>::from_raw_fd(r) };
+    let mut line = String::new();
+    let _ = std::io::BufReader::new(f).read_line(&mut line);
+    let line = line.trim();
+    if let Some(ports) = line.strip_prefix("OK") {
+        let got: Vec<u16> = ports
+            .trim()
+            .split(',')
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        let mut out = plan.ports.clone();
+        for (p, g) in out.iter_mut().zip(got) {
+            p.host_port = g;
+        }
+        Ok((child, out))
+    } else {
+        let mut child = child;
+        let _ = child.wait();
+        Err(line.strip_prefix("ERR ").unwrap_or("the port proxy failed").to_string())
     }
 }
 

@@ -60,6 +60,7 @@ impl Starting {
 
 /// Remove everything a container left on disk (its directory and anonymous volumes).
 pub fn remove_files(root: &Path, c: &Container) {
+    crate::network::release_ip(root, &c.record.id);
     for v in &c.record.anonymous_volumes {
         let _ = volumes::remove(root, v);
     }
@@ -148,12 +149,14 @@ impl Engine {
                 let _ = cg.kill_all();
                 let _ = cg.remove();
             }
+            crate::network::release_ip(&self.root, &c.record.id);
             drop(_l);
             let _ = c.update_state(|s| {
                 s.status = Status::Exited;
                 s.exit_code = 255;
                 s.pid = 0;
                 s.error = "the container's monitor process died".into();
+                s.ports.clear();
                 s.finished_at = Some(state::now());
             });
         }
@@ -173,11 +176,26 @@ impl Engine {
         let image = self.images.resolve(&c.record.image_id)?;
         let mut spec = self.runtime_spec(&c.record, &image, true)?;
         let warnings = skiff_runtime::linux::clamp_process(&mut spec.process)?;
+        let mut c = c;
+        let _ = std::fs::remove_file(c.dir.join("net.json"));
+        if c.record.host.network_mode == "bridge" {
+            let cfg = crate::network::BridgeConfig::load_or_init(&self.root, &self.bridge)?;
+            crate::network::ensure_bridge(&cfg)?;
+            let ip = crate::network::allocate_ip(&self.root, &cfg, &c.record.id)?;
+            c.update_state(|s| s.ip_address = ip.to_string())?;
+            write_json(
+                &c.dir.join("net.json"),
+                &state::NetPlan {
+                    bridge: cfg,
+                    ip,
+                    ports: c.record.ports.clone(),
+                },
+            )?;
+        }
         if c.record.host.managed_files.is_empty() {
             self.write_init_layer(&c)?;
         }
         write_json(&c.dir.join("spec.json"), &spec)?;
-        let mut c = c;
         c.update_state(|s| {
             s.manually_stopped = false;
             s.error.clear();

@@ -126,6 +126,17 @@ pub struct State {
     /// Host ports this container holds (for conflict checks and `port`).
     #[serde(default)]
     pub ip_address: String,
+    /// Published ports as bound (random host ports resolved).
+    #[serde(default)]
+    pub ports: Vec<PortBinding>,
+}
+
+/// The network plan the starter hands the monitor: `net.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NetPlan {
+    pub bridge: crate::network::BridgeConfig,
+    pub ip: std::net::Ipv4Addr,
+    pub ports: Vec<PortBinding>,
 }
 
 /// A mount as `inspect` shows it.

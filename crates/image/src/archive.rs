@@ -158,7 +158,7 @@ impl ImageStore {
                     repositories
                         .entry(repo)
                         .or_default()
-                        .insert(t, top[7..].to_string());
+                        .insert(t, top.get(7..).unwrap_or_default().to_string());
                 }
                 tags.push(fam);
             }

@@ -38,18 +38,22 @@ pub struct BuildOptions {
 pub struct RunStep {
     /// The command (the SHELL plus the command for the shell form).
     pub argv: Vec<String>,
-    /// `K=V` environment: the image's Env plus the build args in scope.
+    /// `K=V` environment: the image's Env plus the build args in scope (and docker's
+    /// default PATH when the image has none).
     pub env: Vec<String>,
     /// Working directory inside the container (`/` if unset).
     pub workdir: String,
     /// `user[:group]` from USER (empty: root).
     pub user: String,
-    /// The image's snapshot dirs, bottom first, read-only (may be empty for `FROM scratch`).
+    /// The image's snapshot dirs, bottom first (overlayfs `lowerdir=` wants them reversed),
+    /// read-only; empty for `FROM scratch` (overlayfs then needs an empty lower dir).
     pub lower_dirs: Vec<PathBuf>,
     /// Fresh, empty, writable overlay upper dir; it becomes the step's layer.
     pub upper_dir: PathBuf,
     /// Fresh, empty overlay work dir on the same file system as `upper_dir`.
     pub work_dir: PathBuf,
+    /// A random 32-hex id for the step's container (printed as `Running in <12 hex>`).
+    pub id: String,
 }
 
 /// A RUN step that failed.
@@ -87,6 +91,8 @@ pub trait StepRunner {
 }
 
 const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
+/// The PATH RUN steps get when the image sets none (docker's default).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Builds the Dockerfile in `opts`, printing docker-classic-builder style progress to `out`.
 pub fn build(
@@ -212,7 +218,10 @@ struct PlanItem {
 
 #[derive(Clone)]
 struct SrcNode {
+    /// The path as resolved in the tree (symlinks followed for top-level sources).
     rel: String,
+    /// The name as the source was written (the link's name, not its target's).
+    name: String,
     /// Real paths, topmost first (several only for merged image dirs).
     real: Vec<PathBuf>,
     meta: fs::Metadata,
@@ -227,6 +236,10 @@ enum SourceTree<'a> {
     Image {
         view: MergedView,
     },
+}
+
+fn last_name(rel: &str) -> String {
+    rel.rsplit('/').next().unwrap_or(rel).to_string()
 }
 
 fn join_rel(a: &str, b: &str) -> String {
@@ -253,6 +266,7 @@ impl SourceTree<'_> {
                 }
                 Some(SrcNode {
                     rel: rel.to_string(),
+                    name: last_name(rel),
                     real: vec![real],
                     meta,
                     excluded,
@@ -263,6 +277,7 @@ impl SourceTree<'_> {
                 let meta = fs::symlink_metadata(&node[0]).ok()?;
                 Some(SrcNode {
                     rel: rel.to_string(),
+                    name: last_name(rel),
                     real: node,
                     meta,
                     excluded: false,
@@ -298,6 +313,7 @@ impl SourceTree<'_> {
                         n.clone(),
                         SrcNode {
                             rel: join_rel(&node.rel, &n),
+                            name: n.clone(),
                             real,
                             meta,
                             excluded: false,
@@ -309,10 +325,36 @@ impl SourceTree<'_> {
         Ok(out)
     }
 
+    /// Resolves symlinks in `rel` within the tree (never outside it).
+    fn resolve(&self, rel: &str, follow_last: bool) -> String {
+        let p = match self {
+            SourceTree::Context { root, .. } => {
+                layer::resolve_scoped(Path::new(rel), follow_last, |cand| {
+                    let real = root.join(cand);
+                    let m = fs::symlink_metadata(&real).ok()?;
+                    if m.file_type().is_symlink() {
+                        fs::read_link(&real).ok()
+                    } else {
+                        None
+                    }
+                })
+            }
+            SourceTree::Image { view } => view.resolve_path(Path::new(rel), follow_last),
+        };
+        p.to_string_lossy().to_string()
+    }
+
+    /// A top-level source: symlinks are followed, the written name is kept.
+    fn lookup_source(&self, rel: &str) -> Option<SrcNode> {
+        let mut node = self.lookup(&self.resolve(rel, true))?;
+        node.name = last_name(rel);
+        Some(node)
+    }
+
     /// Expands a cleaned source path that may contain glob characters.
     fn expand(&self, pattern: &str) -> Result<Vec<SrcNode>> {
         if !has_glob(pattern) {
-            return Ok(self.lookup(pattern).into_iter().collect());
+            return Ok(self.lookup_source(pattern).into_iter().collect());
         }
         let Some(root) = self.lookup("") else {
             return Ok(vec![]);
@@ -329,10 +371,14 @@ impl SourceTree<'_> {
                     for (name, child) in self.children(node)? {
                         let nc: Vec<char> = name.chars().collect();
                         if glob_match(&pc, &nc, false) && !child.excluded {
-                            next.push(child);
+                            if child.meta.file_type().is_symlink() {
+                                next.extend(self.lookup_source(&child.rel));
+                            } else {
+                                next.push(child);
+                            }
                         }
                     }
-                } else if let Some(c) = self.lookup(&join_rel(&node.rel, comp)) {
+                } else if let Some(c) = self.lookup_source(&join_rel(&node.rel, comp)) {
                     next.push(c);
                 }
             }
@@ -359,6 +405,112 @@ fn is_archive(path: &Path) -> bool {
         }
     }
     n == 512 && &block[257..262] == b"ustar"
+}
+
+/// EXPOSE arguments (`80`, `53/udp`, `8000-8010`) → `port/proto` keys.
+pub(crate) fn parse_ports(words: &[String]) -> std::result::Result<Vec<String>, String> {
+    let mut ports = Vec::new();
+    for p in words {
+        let (num, proto) = p.split_once('/').unwrap_or((p, "tcp"));
+        let proto = proto.to_ascii_lowercase();
+        let range = match num.split_once('-') {
+            Some((a, b)) => a.parse::<u16>().ok().zip(b.parse::<u16>().ok()),
+            None => num.parse::<u16>().ok().map(|a| (a, a)),
+        };
+        let Some((a, b)) = range.filter(|(a, b)| a <= b) else {
+            return Err(format!("invalid port: {p}"));
+        };
+        if !["tcp", "udp", "sctp"].contains(&proto.as_str()) {
+            return Err(format!("invalid protocol in port {p}"));
+        }
+        for port in a..=b {
+            ports.push(format!("{port}/{proto}"));
+        }
+    }
+    Ok(ports)
+}
+
+/// Applies `--change` instructions (as `docker commit/import --change` accepts: CMD,
+/// ENTRYPOINT, ENV, EXPOSE, LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR) to a config.
+pub fn apply_changes(config: &mut crate::config::ContainerConfig, changes: &[&str]) -> Result<()> {
+    let lexer = Lexer { escape: '\\' };
+    for (i, change) in changes.iter().enumerate() {
+        let ins = crate::dockerfile::parse_line("--change", i + 1, change)?;
+        let err = |m: String| ImageError::Invalid(format!("--change {change:?}: {m}"));
+        let env: HashMap<String, String> = config
+            .env
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                (k.to_string(), v.to_string())
+            })
+            .collect();
+        let lookup = |k: &str| env.get(k).cloned();
+        let shell = || -> Vec<String> {
+            if config.shell.is_empty() {
+                DEFAULT_SHELL.iter().map(|s| s.to_string()).collect()
+            } else {
+                config.shell.clone()
+            }
+        };
+        let argv = || match &ins.json {
+            Some(v) => v.clone(),
+            None => {
+                let mut sh = shell();
+                sh.push(ins.args.clone());
+                sh
+            }
+        };
+        match ins.keyword.as_str() {
+            "CMD" => config.cmd = Some(argv()),
+            "ENTRYPOINT" => config.entrypoint = Some(argv()),
+            "ENV" => {
+                for (k, v) in parse_name_values(&lexer, &ins.args, &lookup, true).map_err(err)? {
+                    config.env_set(&k, &v.unwrap_or_default());
+                }
+            }
+            "LABEL" => {
+                for (k, v) in parse_name_values(&lexer, &ins.args, &lookup, true).map_err(err)? {
+                    config.labels.insert(k, v.unwrap_or_default());
+                }
+            }
+            "EXPOSE" => {
+                let words = lexer.process_words(&ins.args, &lookup).map_err(err)?;
+                for p in parse_ports(&words).map_err(err)? {
+                    config.exposed_ports.insert(p, serde_json::json!({}));
+                }
+            }
+            "VOLUME" => {
+                let vols = match &ins.json {
+                    Some(v) => v.clone(),
+                    None => lexer.process_words(&ins.args, &lookup).map_err(err)?,
+                };
+                for v in vols {
+                    config.volumes.insert(v, serde_json::json!({}));
+                }
+            }
+            "USER" => config.user = lexer.process_word(&ins.args, &lookup).map_err(err)?,
+            "STOPSIGNAL" => {
+                config.stop_signal = lexer.process_word(&ins.args, &lookup).map_err(err)?
+            }
+            "WORKDIR" => {
+                let w = lexer.process_word(&ins.args, &lookup).map_err(err)?;
+                let base = if config.working_dir.is_empty() {
+                    "/".to_string()
+                } else {
+                    config.working_dir.clone()
+                };
+                let joined = if w.starts_with('/') {
+                    w
+                } else {
+                    format!("{base}/{w}")
+                };
+                config.working_dir = format!("/{}", clean_path(&joined));
+            }
+            other => return Err(err(format!("{other} is not a valid change command"))),
+        }
+    }
+    Ok(())
 }
 
 /// Parses a Go duration (`30s`, `1m30s`, `500ms`) into nanoseconds.
@@ -741,24 +893,7 @@ impl Builder<'_> {
                 })
             }
             "EXPOSE" => {
-                let mut ports = Vec::new();
-                for p in words(&ins.args)? {
-                    let (num, proto) = p.split_once('/').unwrap_or((&p, "tcp"));
-                    let proto = proto.to_ascii_lowercase();
-                    let range = match num.split_once('-') {
-                        Some((a, b)) => a.parse::<u16>().ok().zip(b.parse::<u16>().ok()),
-                        None => num.parse::<u16>().ok().map(|a| (a, a)),
-                    };
-                    let Some((a, b)) = range.filter(|(a, b)| a <= b) else {
-                        return Err(self.err(ins, format!("invalid port: {p}")));
-                    };
-                    if !["tcp", "udp", "sctp"].contains(&proto.as_str()) {
-                        return Err(self.err(ins, format!("invalid protocol in port {p}")));
-                    }
-                    for port in a..=b {
-                        ports.push(format!("{port}/{proto}"));
-                    }
-                }
+                let ports = parse_ports(&words(&ins.args)?).map_err(|m| self.err(ins, m))?;
                 let text = ports.join(" ");
                 self.meta_step(state, format!("EXPOSE {text}"), "", |c| {
                     for p in ports {
@@ -886,6 +1021,9 @@ impl Builder<'_> {
                     env.push(format!("{k}={v}"));
                 }
             }
+            if c.env_get("PATH").is_none() {
+                env.insert(0, format!("PATH={DEFAULT_PATH}"));
+            }
             let step = RunStep {
                 argv: argv.clone(),
                 env,
@@ -898,8 +1036,9 @@ impl Builder<'_> {
                 lower_dirs: self.store.layer_dirs_for(&state.config.rootfs.diff_ids),
                 upper_dir: upper.clone(),
                 work_dir: work,
+                id: format!("{}{}", rand_hex(), rand_hex()),
             };
-            self.say(format!(" ---> Running in {}", &rand_hex()[..12]))?;
+            self.say(format!(" ---> Running in {}", &step.id[..12]))?;
             if let Err(e) = self.runner.run(&step, &mut *self.out) {
                 let message = match e.exit_code {
                     Some(code) => format!(
@@ -917,7 +1056,12 @@ impl Builder<'_> {
                     exit_code: e.exit_code,
                 });
             }
-            self.store.layer_from_dir(&upper)
+            let layer = self.store.layer_from_dir(&upper)?;
+            self.say(format!(
+                "Removing intermediate container {}",
+                &step.id[..12]
+            ))?;
+            Ok(layer)
         })();
         let _ = layer::remove_any(&scratch);
         let layer = result?;
@@ -1031,10 +1175,12 @@ impl Builder<'_> {
         }
         let target_view =
             MergedView::new(&self.store.layer_dirs_for(&state.config.rootfs.diff_ids));
+        // Symlinks in the destination resolve inside the image (`/bin` → `usr/bin`).
+        let dest_rel = target_view.resolve_path(&dest_rel, true);
         let dest_is_dir = dest_syntax_dir
             || target_view
                 .lookup(&dest_rel)
-                .is_some_and(|n| fs::metadata(&n[0]).is_ok_and(|m| m.is_dir()));
+                .is_some_and(|n| fs::symlink_metadata(&n[0]).is_ok_and(|m| m.is_dir()));
         // Sources.
         let mut nodes = Vec::new();
         for src in &args {
@@ -1091,10 +1237,7 @@ impl Builder<'_> {
                     dest: dest_rel.clone(),
                 });
             } else {
-                let name = Path::new(&node.rel)
-                    .file_name()
-                    .map(PathBuf::from)
-                    .unwrap_or_default();
+                let name = PathBuf::from(&node.name);
                 let dest = if dest_is_dir {
                     dest_rel.join(name)
                 } else {
@@ -1158,8 +1301,15 @@ impl Builder<'_> {
             let keep_owner = from_id.is_some();
             let mut dirs = Vec::new();
             for item in &plan {
-                make_parents(&root, &item.dest, &target_view)?;
-                let dst = root.join(&item.dest);
+                let dest = match (&item.kind, item.dest.parent(), item.dest.file_name()) {
+                    (PlanKind::Dir { .. }, _, _) => target_view.resolve_path(&item.dest, true),
+                    (_, Some(parent), Some(name)) => {
+                        target_view.resolve_path(parent, true).join(name)
+                    }
+                    _ => item.dest.clone(),
+                };
+                make_parents(&root, &dest, &target_view)?;
+                let dst = root.join(&dest);
                 let (uid, gid) = owner.unwrap_or(if keep_owner {
                     (item.meta.uid(), item.meta.gid())
                 } else {
@@ -1174,7 +1324,7 @@ impl Builder<'_> {
                         // An existing destination directory keeps its attributes.
                         let existing = if *top && owner.is_none() && chmod.is_none() {
                             target_view
-                                .lookup(&item.dest)
+                                .lookup(&dest)
                                 .and_then(|n| fs::symlink_metadata(&n[0]).ok())
                                 .filter(|m| m.is_dir())
                         } else {

@@ -165,6 +165,11 @@ pub fn parse_dockerfile(text: &str, file: &str) -> Result<Dockerfile> {
     })
 }
 
+/// Parses one instruction line (no continuation handling), e.g. a `--change` value.
+pub(crate) fn parse_line(file: &str, line: usize, text: &str) -> Result<Instruction> {
+    parse_instruction(file, line, text)
+}
+
 fn parse_instruction(file: &str, line: usize, text: &str) -> Result<Instruction> {
     let text = text.trim();
     let (word, rest) = match text.find(char::is_whitespace) {

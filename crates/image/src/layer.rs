@@ -410,7 +410,24 @@ impl MergedView {
                 cands.truncate(1);
             }
         }
+        if cands.is_empty() {
+            return None;
+        }
         Some(cands)
+    }
+
+    /// Resolves symlinks in `rel` inside this view (never outside it): every directory
+    /// component, and the last one too with `follow_last`. Missing parts stay as given.
+    pub(crate) fn resolve_path(&self, rel: &Path, follow_last: bool) -> PathBuf {
+        resolve_scoped(rel, follow_last, |cand| {
+            let node = self.lookup(cand)?;
+            let m = fs::symlink_metadata(&node[0]).ok()?;
+            if m.file_type().is_symlink() {
+                fs::read_link(&node[0]).ok()
+            } else {
+                None
+            }
+        })
     }
 
     /// The children of a directory node, by name.
@@ -459,6 +476,52 @@ impl MergedView {
         let node = self.lookup(rel)?;
         fs::read(&node[0]).ok()
     }
+}
+
+/// Resolves symlinks in the relative path `rel` within a root, as a chroot would:
+/// `link_target(p)` returns the target if the (already resolved) relative `p` is a
+/// symlink. Absolute targets restart at the root; `..` never leaves it.
+pub(crate) fn resolve_scoped(
+    rel: &Path,
+    follow_last: bool,
+    link_target: impl Fn(&Path) -> Option<PathBuf>,
+) -> PathBuf {
+    use std::collections::VecDeque;
+    let mut parts: VecDeque<OsString> = rel
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(p) => Some(p.to_os_string()),
+            Component::ParentDir => Some(OsString::from("..")),
+            _ => None,
+        })
+        .collect();
+    let mut resolved = PathBuf::new();
+    let mut hops = 0;
+    while let Some(c) = parts.pop_front() {
+        if c == ".." {
+            resolved.pop();
+            continue;
+        }
+        let cand = resolved.join(&c);
+        if (!parts.is_empty() || follow_last) && hops < 40 {
+            if let Some(target) = link_target(&cand) {
+                hops += 1;
+                if target.is_absolute() {
+                    resolved = PathBuf::new();
+                }
+                for t in target.components().rev().filter_map(|c| match c {
+                    Component::Normal(p) => Some(p.to_os_string()),
+                    Component::ParentDir => Some(OsString::from("..")),
+                    _ => None,
+                }) {
+                    parts.push_front(t);
+                }
+                continue;
+            }
+        }
+        resolved = cand;
+    }
+    resolved
 }
 
 /// Copies permission bits from `meta` (used where a full metadata copy is not wanted).
@@ -556,7 +619,7 @@ mod tests {
         fs::write(l2.join("a/z"), "2").unwrap();
         set_xattr(&l2.join("o"), OPAQUE_XATTRS[0], b"y").unwrap();
         fs::write(l2.join("o/new"), "2").unwrap();
-        let v = MergedView::new(&[l1, l2]);
+        let v = MergedView::new(&[l1, l2.clone()]);
         assert!(v.lookup(Path::new("a/x")).is_none());
         assert!(v.lookup(Path::new("a/y")).is_some());
         assert!(v.lookup(Path::new("o/old")).is_none());
@@ -565,5 +628,24 @@ mod tests {
         assert_eq!(names, vec![OsString::from("y"), OsString::from("z")]);
         let o = v.lookup(Path::new("o")).unwrap();
         assert_eq!(MergedView::children(&o).len(), 1);
+        // symlinks resolve inside the view, absolute ones from its root
+        std::os::unix::fs::symlink("/a", l2.join("abs")).unwrap();
+        std::os::unix::fs::symlink("../../a", l2.join("a/up")).unwrap();
+        assert_eq!(
+            v.resolve_path(Path::new("abs/y"), false),
+            PathBuf::from("a/y")
+        );
+        assert_eq!(
+            v.resolve_path(Path::new("a/up/z"), true),
+            PathBuf::from("a/z")
+        );
+        assert_eq!(
+            v.resolve_path(Path::new("abs"), false),
+            PathBuf::from("abs")
+        );
+        assert_eq!(
+            v.resolve_path(Path::new("abs/new/x"), true),
+            PathBuf::from("a/new/x")
+        );
     }
 }

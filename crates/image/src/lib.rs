@@ -6,6 +6,16 @@
 //! import of rootfs tarballs, save/load of OCI / docker-save archives, Dockerfile parsing
 //! and the classic-builder style build with its cache.
 //!
+//! Layout under the directory given to [`ImageStore::open`] (`<root>/images`):
+//! - `blobs/sha256/<hex>`: immutable blobs (uncompressed layer tars, configs, manifests),
+//!   written to a temp file, fsync'd and renamed.
+//! - `layers/<diff-id hex>/fs/`: a layer unpacked once (OCI whiteouts as overlayfs char
+//!   0/0 devices and `trusted.overlay.opaque=y`), `layers/<hex>/size`: its unpacked size.
+//! - `repositories.json`: names → manifest digest and image id → record (parent,
+//!   intermediate); every read-modify-write under `flock(repositories.lock)`.
+//! - `gc.lock`: held shared by writers (import, commit, load, build), exclusively by gc.
+//! - `buildcache/<key>`: build cache entries (→ image id); `tmp/`: scratch dirs.
+//!
 //! Must not know about: containers, their state or runtimes. RUN steps of a build go
 //! through the [`StepRunner`] trait, which the engine implements; whether an image is in
 //! use by a container is the engine's business to check before calling
@@ -20,8 +30,9 @@ mod ignore;
 mod layer;
 mod reference;
 mod store;
+mod user;
 
-pub use build::{build, BuildOptions, RunStep, StepError, StepRunner};
+pub use build::{apply_changes, build, BuildOptions, RunStep, StepError, StepRunner, DEFAULT_PATH};
 pub use config::{host_arch, ContainerConfig, HealthConfig, History, ImageConfig, RootFs};
 pub use dockerfile::{parse_dockerfile, Dockerfile, Instruction};
 pub use error::{ImageError, Result};
@@ -32,3 +43,4 @@ pub use reference::{
 pub use store::{
     short_id, CommitOptions, HistoryEntry, Image, ImageStore, ImageSummary, RemoveEvent,
 };
+pub use user::{lookup_user, lookup_user_in_rootfs, UserIds};

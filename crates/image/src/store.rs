@@ -42,6 +42,37 @@ impl Image {
     pub fn diff_ids(&self) -> &[String] {
         &self.config.rootfs.diff_ids
     }
+
+    /// The image in the shape `docker image inspect` prints (one array element).
+    pub fn inspect_json(&self) -> serde_json::Value {
+        let tags: Vec<String> = self
+            .names
+            .iter()
+            .filter(|n| !n.contains('@'))
+            .map(|n| familiar_name(n))
+            .collect();
+        let comment = self
+            .config
+            .history
+            .last()
+            .and_then(|h| h.comment.clone())
+            .unwrap_or_default();
+        serde_json::json!({
+            "Id": self.id,
+            "RepoTags": tags,
+            "RepoDigests": [],
+            "Parent": self.parent.clone().unwrap_or_default(),
+            "Comment": comment,
+            "Created": self.config.created.clone().unwrap_or_default(),
+            "Author": self.config.author.clone().unwrap_or_default(),
+            "Config": self.config.config,
+            "Architecture": self.config.architecture,
+            "Os": self.config.os,
+            "Size": self.size,
+            "RootFS": {"Type": "layers", "Layers": self.config.rootfs.diff_ids},
+            "Metadata": {"ManifestDigest": self.manifest_digest},
+        })
+    }
 }
 
 /// `sha256:abcdef...` → `abcdef012345`.
@@ -578,7 +609,7 @@ impl ImageStore {
             let m: Vec<&String> = repos
                 .images
                 .keys()
-                .filter(|id| id[7..].starts_with(&hex))
+                .filter(|id| id.get(7..).is_some_and(|h| h.starts_with(&hex)))
                 .collect();
             match m.len() {
                 0 => Ok(None),
@@ -767,6 +798,12 @@ impl ImageStore {
     /// Deletes images that have no name and no child image (docker's dangling images,
     /// including left-over build intermediates), repeatedly; returns the deleted ids.
     pub fn prune_dangling(&self) -> Result<Vec<String>> {
+        self.prune_dangling_keeping(&[])
+    }
+
+    /// [`ImageStore::prune_dangling`], keeping the images whose ids are in `keep` (the
+    /// engine passes the images its containers use) and so their ancestors too.
+    pub fn prune_dangling_keeping(&self, keep: &[String]) -> Result<Vec<String>> {
         let removed = self.update(|repos| {
             let mut removed = Vec::new();
             loop {
@@ -774,7 +811,8 @@ impl ImageStore {
                     .images
                     .iter()
                     .filter(|(id, r)| {
-                        repos.names_of(&r.manifest).is_empty()
+                        !keep.contains(id)
+                            && repos.names_of(&r.manifest).is_empty()
                             && !repos
                                 .images
                                 .values()
@@ -809,7 +847,7 @@ impl ImageStore {
         let mut blobs = BTreeSet::new();
         let mut layers = BTreeSet::new();
         for (id, rec) in &repos.images {
-            blobs.insert(id[7..].to_string());
+            blobs.insert(id.get(7..).unwrap_or("").to_string());
             blobs.insert(rec.manifest.get(7..).unwrap_or("").to_string());
             if let Ok(bytes) = self.read_blob(id) {
                 if let Ok(c) = serde_json::from_slice::<ImageConfig>(&bytes) {
@@ -831,6 +869,8 @@ impl ImageStore {
             }
             Ok(())
         };
+        // No writer holds the gc lock: left-overs of crashed operations can go too.
+        sweep(self.tmp_dir(), &BTreeSet::new())?;
         sweep(self.dir.join("blobs/sha256"), &blobs)?;
         sweep(self.dir.join("layers"), &layers)?;
         for e in fs::read_dir(self.cache_dir())
@@ -849,6 +889,18 @@ impl ImageStore {
 
     /// `skiff import`: a plain rootfs tarball (maybe gzip) becomes a one-layer image.
     pub fn import_rootfs(&self, tar: impl Read, reference: Option<&str>) -> Result<Image> {
+        self.import_rootfs_with(tar, reference, ContainerConfig::default(), None)
+    }
+
+    /// [`ImageStore::import_rootfs`] with a container config (from `--change`, see
+    /// [`crate::apply_changes`]) and a history comment (`--message`).
+    pub fn import_rootfs_with(
+        &self,
+        tar: impl Read,
+        reference: Option<&str>,
+        container_config: ContainerConfig,
+        message: Option<&str>,
+    ) -> Result<Image> {
         let names = match reference {
             Some(r) => vec![normalize_name(r)?],
             None => vec![],
@@ -859,9 +911,10 @@ impl ImageStore {
         let mut config = ImageConfig::scratch();
         config.created = Some(now.clone());
         config.rootfs.diff_ids = vec![layer.diff_id];
+        config.config = container_config;
         config.history = vec![History {
             created: Some(now),
-            comment: Some("Imported from -".into()),
+            comment: Some(message.unwrap_or("Imported from -").to_string()),
             ..Default::default()
         }];
         self.create_image(&config, None, false, &names)
@@ -924,10 +977,32 @@ impl ImageStore {
                 }
             })
             .collect();
-        out.reverse();
-        if let Some(first) = out.first_mut() {
-            first.id = img.id.clone();
+        // Entries made by a local ancestor (a build step, a commit) show its id.
+        let repos = self.read_repos()?;
+        let mut cur = Some(img.id.clone());
+        let mut hops = 0;
+        while let Some(id) = cur.take() {
+            hops += 1;
+            let len = if id == img.id {
+                img.config.history.len()
+            } else {
+                match self
+                    .read_blob(&id)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<ImageConfig>(&b).ok())
+                {
+                    Some(c) => c.history.len(),
+                    None => break,
+                }
+            };
+            if let Some(e) = len.checked_sub(1).and_then(|i| out.get_mut(i)) {
+                e.id = id.clone();
+            }
+            if hops < 1000 {
+                cur = repos.images.get(&id).and_then(|r| r.parent.clone());
+            }
         }
+        out.reverse();
         Ok(out)
     }
 }
@@ -975,7 +1050,7 @@ pub(crate) mod tests {
         h.set_mode(0o755);
         h.set_size(bb.len() as u64);
         b.append_data(&mut h, "bin/busybox", &bb[..]).unwrap();
-        for app in ["sh", "ls", "cat", "echo"] {
+        for app in ["sh", "ls", "cat", "echo", "touch", "rm", "mkdir", "id"] {
             let mut h = tar::Header::new_gnu();
             h.set_uid(0);
             h.set_gid(0);
@@ -1150,6 +1225,70 @@ pub(crate) mod tests {
         assert!(s.resolve("busybox").is_ok());
     }
 
+    /// The snapshots are what the kernel's overlayfs expects: mount the committed image's
+    /// layers read-only and look through them (skipped where mounting is not allowed).
+    #[test]
+    fn snapshots_mount_as_overlay() {
+        let (t, s, base) = store_with_busybox();
+        let upper = t.path().join("upper");
+        fs::create_dir_all(upper.join("var/lib")).unwrap();
+        layer::make_whiteout(&upper.join("var/lib/gone")).unwrap();
+        fs::create_dir_all(upper.join("etc")).unwrap();
+        layer::set_xattr(&upper.join("etc"), "trusted.overlay.opaque", b"y").unwrap();
+        fs::write(upper.join("etc/hostname"), "x").unwrap();
+        let img = s
+            .commit(Some(&base), &upper, CommitOptions::default(), None)
+            .unwrap();
+        let mut dirs = s.layer_dirs(&img);
+        dirs.reverse();
+        let lower: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+        let mnt = t.path().join("mnt");
+        fs::create_dir_all(&mnt).unwrap();
+        let data = format!("lowerdir={}", lower.join(":"));
+        if let Err(e) = nix::mount::mount(
+            Some("overlay"),
+            &mnt,
+            Some("overlay"),
+            nix::mount::MsFlags::MS_RDONLY,
+            Some(data.as_str()),
+        ) {
+            eprintln!("overlay mount not possible here ({e}), skipping");
+            return;
+        }
+        let seen = (
+            mnt.join("bin/busybox").is_file(),
+            mnt.join("var/lib/keep").exists(),
+            mnt.join("var/lib/gone").exists(),
+            mnt.join("etc/passwd").exists(),
+            mnt.join("etc/hostname").exists(),
+        );
+        let _ = nix::mount::umount(&mnt);
+        assert_eq!(seen, (true, true, false, false, true));
+    }
+
+    #[test]
+    fn concurrent_tags_are_not_lost() {
+        let (_t, s, _) = store_with_busybox();
+        std::thread::scope(|sc| {
+            for i in 0..6 {
+                let s = s.clone();
+                sc.spawn(move || {
+                    for j in 0..8 {
+                        s.tag("busybox", &format!("t{i}:v{j}")).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(s.resolve("busybox").unwrap().names.len(), 49);
+        let v = s.resolve("t3:v7").unwrap().inspect_json();
+        assert!(v["RepoTags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == "busybox:latest"));
+        assert_eq!(v["Os"], "linux");
+    }
+
     #[test]
     fn prune_dangling_images() {
         let (_t, s, img) = store_with_busybox();
@@ -1159,6 +1298,10 @@ pub(crate) mod tests {
                 None,
             )
             .unwrap();
+        assert!(s
+            .prune_dangling_keeping(&[other.id.clone()])
+            .unwrap()
+            .is_empty());
         assert_eq!(s.prune_dangling().unwrap(), vec![other.id.clone()]);
         assert!(s.resolve(&img.id).is_ok());
     }

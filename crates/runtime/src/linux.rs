@@ -144,6 +144,15 @@ pub fn create(spec: &ContainerSpec, stdio: Stdio) -> Result<Created, Error> {
 }
 
 impl Created {
+    /// Kill the waiting process and reap it.
+    pub fn abort(self) {
+        unsafe {
+            libc::kill(self.pid, libc::SIGKILL);
+            let mut st = 0;
+            libc::waitpid(self.pid, &mut st, 0);
+        }
+    }
+
     /// Let the process go on to exec its command; wait until it has.
     pub fn start(mut self) -> Result<Started, Error> {
         let _ = sys::write_all(self.go_w, b"G");
@@ -217,6 +226,9 @@ fn container_init(
     }
     install_stdio(stdio)?;
     unsafe { libc::setsid() };
+    if ns.net == NsMode::New {
+        loopback_up()?;
+    }
 
     let root = build_rootfs(spec)?;
     setup("chdir to rootfs", std::env::set_current_dir(&root))?;
@@ -268,6 +280,31 @@ fn container_init(
         setup("unshare cgroup namespace", sys::unshare(libc::CLONE_NEWCGROUP))?;
     }
     exec_process(&spec.process)
+}
+
+/// Bring `lo` up in a fresh network namespace (an ioctl: no netlink needed).
+fn loopback_up() -> Result<(), (i32, String)> {
+    unsafe {
+        let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if s < 0 {
+            return Err((1, format!("socket: {}", io::Error::last_os_error())));
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo\0".iter().enumerate() {
+            req.ifr_name[i] = *b as libc::c_char;
+        }
+        if libc::ioctl(s, libc::SIOCGIFFLAGS, &mut req) < 0 {
+            libc::close(s);
+            return Err((1, format!("SIOCGIFFLAGS lo: {}", io::Error::last_os_error())));
+        }
+        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        let r = libc::ioctl(s, libc::SIOCSIFFLAGS, &req);
+        libc::close(s);
+        if r < 0 {
+            return Err((1, format!("bringing lo up: {}", io::Error::last_os_error())));
+        }
+    }
+    Ok(())
 }
 
 fn install_stdio(stdio: Stdio) -> Result<(), (i32, String)> {
@@ -808,6 +845,20 @@ pub fn clamp_process(p: &mut Process) -> Result<Vec<String>, Error> {
             rlim_max: 0,
         };
         unsafe { libc::getrlimit(res, &mut cur) };
+        if r.name == "nofile" {
+            let nr_open: u64 = std::fs::read_to_string("/proc/sys/fs/nr_open")
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(1_048_576);
+            if r.hard > nr_open {
+                warnings.push(format!(
+                    "ulimit nofile: hard limit {} exceeds the kernel's nr_open {nr_open}; clamped",
+                    r.hard
+                ));
+                r.hard = nr_open;
+                r.soft = r.soft.min(r.hard);
+            }
+        }
         if !has_sys_resource && r.hard > cur.rlim_max {
             warnings.push(format!(
                 "ulimit {}: hard limit {} exceeds the host's {} and this process lacks CAP_SYS_RESOURCE; clamped to {}",

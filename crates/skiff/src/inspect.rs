@@ -13,7 +13,8 @@ pub fn container(c: &Container) -> Value {
         ports.insert(p.clone(), Value::Null);
     }
     let mut bindings = Map::new();
-    for p in &r.ports {
+    let live = s.status.is_active() && !s.ports.is_empty();
+    for p in if live { &s.ports } else { &r.ports } {
         let key = format!("{}/{}", p.container_port, p.proto);
         let entry = bindings.entry(key.clone()).or_insert_with(|| json!([]));
         if let Value::Array(a) = entry {
@@ -39,9 +40,9 @@ pub fn container(c: &Container) -> Value {
         "SandboxID": "",
         "Ports": if h.network_mode == "bridge" { Value::Object(bindings.clone()) } else { json!({}) },
         "SandboxKey": if running && s.pid > 0 { format!("/proc/{}/ns/net", s.pid) } else { String::new() },
-        "Gateway": "",
-        "IPAddress": s.ip_address,
-        "IPPrefixLen": 0,
+        "Gateway": if s.ip_address.is_empty() { "" } else { "" },
+        "IPAddress": if running { s.ip_address.clone() } else { String::new() },
+        "IPPrefixLen": if running && !s.ip_address.is_empty() { 16 } else { 0 },
         "MacAddress": "",
         "Networks": {},
     });

@@ -20,6 +20,15 @@ struct Cli {
     /// Root directory of engine state (images, containers, volumes).
     #[arg(long, global = true, default_value = "/var/lib/skiff", env = "SKIFF_ROOT")]
     root: PathBuf,
+    /// Name of the default bridge (used when the root's network is first created).
+    #[arg(long = "bridge-name", global = true, env = "SKIFF_BRIDGE")]
+    bridge_name: Option<String>,
+    /// Subnet of the default bridge, e.g. 172.18.0.0/16 (first creation only).
+    #[arg(long = "bridge-cidr", global = true, env = "SKIFF_BRIDGE_CIDR")]
+    bridge_cidr: Option<String>,
+    /// nftables table holding this engine's rules (first creation only).
+    #[arg(long = "filter-table", global = true, env = "SKIFF_FILTER_TABLE")]
+    filter_table: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -291,6 +300,8 @@ enum Cmd {
     },
     /// Rename a container.
     Rename { container: String, new_name: String },
+    /// List port mappings of a container.
+    Port { container: String, port: Option<String> },
     /// Display the running processes of a container.
     Top { container: String },
     /// Resource usage statistics.
@@ -349,6 +360,9 @@ enum Cmd {
     /// Internal: the container monitor.
     #[command(name = "__monitor", hide = true)]
     Monitor { id: String },
+    /// Internal: the published-port proxy.
+    #[command(name = "__proxy", hide = true)]
+    Proxy { specs: Vec<String> },
 }
 
 #[derive(Subcommand)]
@@ -422,6 +436,9 @@ fn main() {
             },
         );
     }
+    if let Cmd::Proxy { specs } = &cli.cmd {
+        skiff_engine::proxy::run(specs, 3);
+    }
     let code = match real_main(cli) {
         Ok(c) => c,
         Err(e) => {
@@ -448,12 +465,18 @@ fn fd_if_open(fd: i32) -> i32 {
     }
 }
 
+static BRIDGE: std::sync::OnceLock<skiff_engine::network::BridgeConfig> = std::sync::OnceLock::new();
+
 fn engine(root: &Path) -> Result<Engine> {
     let exe = std::env::var_os("SKIFF_EXE")
         .map(PathBuf::from)
         .or_else(|| std::env::current_exe().ok())
         .ok_or_else(|| anyhow!("cannot find the skiff executable"))?;
-    Ok(Engine::open(root, &exe)?)
+    let mut e = Engine::open(root, &exe)?;
+    if let Some(b) = BRIDGE.get() {
+        e.bridge = b.clone();
+    }
+    Ok(e)
 }
 
 static FORWARD_PID: AtomicI32 = AtomicI32::new(0);
@@ -480,8 +503,13 @@ fn install_forwarding() {
 
 fn real_main(cli: Cli) -> Result<i32> {
     let root = cli.root.clone();
+    let _ = BRIDGE.set(skiff_engine::network::BridgeConfig::with(
+        cli.bridge_name.as_deref(),
+        cli.bridge_cidr.as_deref(),
+        cli.filter_table.as_deref(),
+    )?);
     match cli.cmd {
-        Cmd::Monitor { .. } => unreachable!("handled before"),
+        Cmd::Monitor { .. } | Cmd::Proxy { .. } => unreachable!("handled before"),
         Cmd::Run(f) => run(&root, f),
         Cmd::Create(f) => {
             let e = engine(&root)?;
@@ -621,6 +649,28 @@ fn real_main(cli: Cli) -> Result<i32> {
             new_name,
         } => {
             engine(&root)?.rename(&container, &new_name)?;
+            Ok(0)
+        }
+        Cmd::Port { container, port } => {
+            let e = engine(&root)?;
+            let c = e.get(&container)?;
+            let mut found = false;
+            for p in &c.state.ports {
+                let key = format!("{}/{}", p.container_port, p.proto);
+                if let Some(want) = &port {
+                    let want = if want.contains('/') { want.clone() } else { format!("{want}/tcp") };
+                    if want != key {
+                        continue;
+                    }
+                    println!("{}:{}", if p.host_ip.is_empty() { "0.0.0.0" } else { &p.host_ip }, p.host_port);
+                } else {
+                    println!("{key} -> {}:{}", if p.host_ip.is_empty() { "0.0.0.0" } else { &p.host_ip }, p.host_port);
+                }
+                found = true;
+            }
+            if let (Some(p), false) = (&port, found) {
+                return Err(Exit(1, format!("Error: No public port '{p}' published for {container}")).into());
+            }
             Ok(0)
         }
         Cmd::Top { container } => {
@@ -830,8 +880,8 @@ fn ps(root: &Path, all: bool, quiet: bool, no_trunc: bool) -> Result<i32> {
             skiff_engine::Status::Created => "Created".into(),
             ref other => other.as_str().to_string(),
         };
-        let ports = r
-            .ports
+        let ports = if c.state.status.is_active() && !s.ports.is_empty() { &s.ports } else { &r.ports };
+        let ports = ports
             .iter()
             .map(|p| {
                 format!(

@@ -28,6 +28,8 @@ pub fn busybox_rootfs_tar(out: &Path) {
         h.set_mode(mode);
         h.set_size(0);
         h.set_mtime(1_600_000_000);
+        h.set_uid(0);
+        h.set_gid(0);
         b.append_data(&mut h, p, std::io::empty()).expect("dir");
     };
     let file = |b: &mut tar::Builder<std::fs::File>, p: &str, mode: u32, data: &[u8]| {
@@ -36,6 +38,8 @@ pub fn busybox_rootfs_tar(out: &Path) {
         h.set_mode(mode);
         h.set_size(data.len() as u64);
         h.set_mtime(1_600_000_000);
+        h.set_uid(0);
+        h.set_gid(0);
         b.append_data(&mut h, p, data).expect("file");
     };
     for (d, m) in [
@@ -83,16 +87,22 @@ pub fn busybox_rootfs_tar(out: &Path) {
         h.set_mode(0o777);
         h.set_size(0);
         h.set_mtime(1_600_000_000);
+        h.set_uid(0);
+        h.set_gid(0);
         b.append_link(&mut h, format!("bin/{applet}"), "busybox")
             .expect("link");
     }
     b.finish().expect("finish tar");
 }
 
-/// A private engine root, deleted (with everything running in it) on drop.
+/// A private engine root, deleted (with everything running in it) on drop. Each
+/// root has its own bridge name, subnet and nftables table, so roots never collide.
 pub struct Root {
     pub dir: PathBuf,
     pub exe: PathBuf,
+    pub bridge: String,
+    pub cidr: String,
+    pub table: String,
 }
 
 impl Root {
@@ -107,9 +117,13 @@ impl Root {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create test root");
+        let pid = std::process::id();
         Root {
             dir,
             exe: PathBuf::from(exe),
+            bridge: format!("skt{}x{}", pid % 100_000, n),
+            cidr: format!("10.{}.{}.0/24", 100 + (pid % 100), n % 250),
+            table: format!("skt{pid}x{n}"),
         }
     }
 
@@ -126,6 +140,9 @@ impl Root {
         let mut c = Command::new(&self.exe);
         c.arg("--root").arg(&self.dir).args(args);
         c.env("SKIFF_EXE", &self.exe);
+        c.env("SKIFF_BRIDGE", &self.bridge);
+        c.env("SKIFF_BRIDGE_CIDR", &self.cidr);
+        c.env("SKIFF_FILTER_TABLE", &self.table);
         c.stdin(Stdio::null());
         c
     }
@@ -156,6 +173,14 @@ impl Drop for Root {
         for id in String::from_utf8_lossy(&out.stdout).lines() {
             let _ = self.run(&["rm", "-f", "-v", id]);
         }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .stderr(Stdio::null())
+            .status();
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &self.table])
+            .stderr(Stdio::null())
+            .status();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -112,6 +112,12 @@ fn builds_layers_config_and_output() {
         img.config.history.iter().filter(|h| !h.empty_layer).count(),
         3
     );
+    let h = c.store.history("app").unwrap();
+    assert_eq!(h.len(), 6);
+    assert_eq!(h[0].id, img.id);
+    assert!(h[1].id.starts_with("sha256:") && h[1].id != img.id);
+    assert_eq!(h[5].id, c.store.resolve("busybox").unwrap().id);
+    assert!(h[1].created_by.contains("touch made"));
     assert_eq!(
         fs::read_to_string(c.find(&img, "app/file.txt").unwrap()).unwrap(),
         "hello"
@@ -230,6 +236,7 @@ fn args_and_build_args() {
     let img = img.unwrap();
     assert_eq!(img.config.config.env, vec!["E=2"]);
     assert!(r.calls.borrow()[0].env.contains(&"V=2".to_string()));
+    assert!(r.calls.borrow()[0].env[0].starts_with("PATH=/usr/local/sbin:"));
     let last = img.config.history.last().unwrap();
     assert_eq!(
         last.created_by.as_deref(),
@@ -394,4 +401,182 @@ fn durations() {
     assert_eq!(parse_duration("1m30s"), Some(90_000_000_000));
     assert_eq!(parse_duration("500ms"), Some(500_000_000));
     assert_eq!(parse_duration("x"), None);
+}
+
+#[test]
+fn change_commands() {
+    let mut c = crate::config::ContainerConfig::default();
+    apply_changes(
+        &mut c,
+        &[
+            "ENV A=1",
+            "CMD [\"sh\"]",
+            "EXPOSE 80",
+            "WORKDIR /w",
+            "WORKDIR x",
+            "USER $A",
+            "LABEL k=v",
+            "ENTRYPOINT run me",
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.env, vec!["A=1"]);
+    assert_eq!(c.cmd, Some(vec!["sh".to_string()]));
+    assert!(c.exposed_ports.contains_key("80/tcp"));
+    assert_eq!(c.working_dir, "/w/x");
+    assert_eq!(c.user, "1");
+    assert_eq!(
+        c.entrypoint,
+        Some(vec!["/bin/sh".to_string(), "-c".into(), "run me".into()])
+    );
+    assert!(apply_changes(&mut c, &["RUN x"])
+        .unwrap_err()
+        .to_string()
+        .contains("not a valid change"));
+    assert!(apply_changes(&mut c, &["BOGUS x"]).is_err());
+}
+
+/// Runs steps for real: overlay mount of the step's dirs and a chroot (no namespaces);
+/// checks the RunStep contract against the kernel. Skipped where mounting is not allowed.
+struct ChrootRunner;
+
+impl StepRunner for ChrootRunner {
+    fn run(&self, step: &RunStep, out: &mut dyn Write) -> Result<(), StepError> {
+        use std::os::unix::process::CommandExt;
+        let mnt = step.upper_dir.parent().unwrap().join("mnt");
+        fs::create_dir_all(&mnt).unwrap();
+        let lower: Vec<String> = step
+            .lower_dirs
+            .iter()
+            .rev()
+            .map(|d| d.display().to_string())
+            .collect();
+        let data = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.join(":"),
+            step.upper_dir.display(),
+            step.work_dir.display()
+        );
+        nix::mount::mount(
+            Some("overlay"),
+            &mnt,
+            Some("overlay"),
+            nix::mount::MsFlags::empty(),
+            Some(data.as_str()),
+        )
+        .map_err(|e| StepError::other(format!("mount: {e}")))?;
+        let root = mnt.clone();
+        let wd = step.workdir.clone();
+        let mut cmd = std::process::Command::new(&step.argv[0]);
+        cmd.args(&step.argv[1..]).env_clear();
+        for kv in &step.env {
+            if let Some((k, v)) = kv.split_once('=') {
+                cmd.env(k, v);
+            }
+        }
+        // SAFETY: only async-signal-safe syscalls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::unistd::chroot(&root)?;
+                let _ = std::fs::create_dir_all(&wd);
+                nix::unistd::chdir(wd.as_str())?;
+                Ok(())
+            });
+        }
+        let res = cmd.output();
+        let _ = nix::mount::umount(&mnt);
+        let _ = fs::remove_dir(&mnt);
+        let o = res.map_err(|e| StepError::other(e.to_string()))?;
+        out.write_all(&o.stdout).unwrap();
+        out.write_all(&o.stderr).unwrap();
+        match o.status.code() {
+            Some(0) => Ok(()),
+            Some(c) => Err(StepError::exit(c)),
+            None => Err(StepError::other("killed by a signal")),
+        }
+    }
+}
+
+#[test]
+fn real_run_steps_through_overlay() {
+    if !Path::new("/bin/busybox").is_file() {
+        return;
+    }
+    let df = "FROM busybox\nENV GREETING=hi\nWORKDIR /work\nRUN echo $GREETING > out.txt && rm /var/lib/gone && mkdir -p /etc/new\nRUN [\"/bin/sh\", \"-c\", \"cat /work/out.txt; exit 4\"]\n";
+    let c = ctx(df, &[]);
+    let mut opts = BuildOptions {
+        context_dir: c.dir.clone(),
+        ..Default::default()
+    };
+    let mut output = Vec::new();
+    let res = build(&c.store, &opts, &ChrootRunner, &mut output);
+    let text = String::from_utf8_lossy(&output).to_string();
+    if text.contains("mount:") {
+        eprintln!("overlay mount not possible here, skipping");
+        return;
+    }
+    match res {
+        Err(ImageError::Step {
+            exit_code: Some(4), ..
+        }) => {}
+        other => panic!("expected exit 4, got {other:?}\n{text}"),
+    }
+    assert!(text.contains("hi\n"), "{text}");
+    // the first RUN's layer is cached and correct
+    fs::write(c.dir.join("Dockerfile"), df.rsplit_once("RUN [").unwrap().0).unwrap();
+    opts.tags = vec!["real".into()];
+    let img = build(&c.store, &opts, &ChrootRunner, &mut output).unwrap();
+    assert_eq!(
+        fs::read_to_string(c.find(&img, "work/out.txt").unwrap()).unwrap(),
+        "hi\n"
+    );
+    assert!(c.find(&img, "var/lib/gone").is_none());
+    assert!(c.find(&img, "etc/new").is_some());
+    assert_eq!(fs::read_dir(c.store.tmp_dir()).unwrap().count(), 0);
+}
+
+#[test]
+fn symlinks_resolve_inside_the_image_and_context() {
+    let c = ctx("FROM busybox\n", &[("one.txt", "1")]);
+    // a base whose /lnk is an absolute symlink to /usr/bin (like /bin on modern distros)
+    let upper = c.dir.parent().unwrap().join("upper");
+    fs::create_dir_all(upper.join("usr/bin")).unwrap();
+    fs::write(upper.join("usr/bin/tool"), "tool").unwrap();
+    std::os::unix::fs::symlink("/usr/bin", upper.join("lnk")).unwrap();
+    let base = c.store.resolve("busybox").unwrap();
+    c.store
+        .commit(
+            Some(&base),
+            &upper,
+            crate::CommitOptions::default(),
+            Some("linked"),
+        )
+        .unwrap();
+    std::os::unix::fs::symlink("one.txt", c.dir.join("link")).unwrap();
+    let df = "FROM linked\nCOPY one.txt /lnk/\nCOPY --from=linked /lnk/tool /copied-tool\nCOPY link /dir/\n";
+    fs::write(c.dir.join("Dockerfile"), df).unwrap();
+    let img = c.build(&FakeRunner::default(), |_| {}).0.unwrap();
+    assert!(fs::symlink_metadata(c.find(&img, "lnk").unwrap())
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(
+        fs::read_to_string(c.find(&img, "usr/bin/one.txt").unwrap()).unwrap(),
+        "1"
+    );
+    assert_eq!(
+        fs::read_to_string(c.find(&img, "copied-tool").unwrap()).unwrap(),
+        "tool"
+    );
+    let m = fs::symlink_metadata(c.find(&img, "dir/link").unwrap()).unwrap();
+    assert!(m.is_file());
+    // a context symlink pointing outside the context stays inside it
+    std::os::unix::fs::symlink("/etc/hostname", c.dir.join("out")).unwrap();
+    fs::write(c.dir.join("Dockerfile"), "FROM busybox\nCOPY out /x\n").unwrap();
+    let e = c
+        .build(&FakeRunner::default(), |_| {})
+        .0
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("file not found"), "{e}");
 }

@@ -1,0 +1,249 @@
+//! Errors: [`Error`] for starting and running the server, [`ApiError`] for one API request
+//! (answered as a `metav1.Status`).
+
+use serde_json::{json, Value};
+
+/// Errors of starting or running the server.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("not supported yet: {0}")]
+    Unsupported(String),
+    #[error("I/O error while {context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("TLS setup: {0}")]
+    Tls(String),
+    #[error("store: {0}")]
+    Store(#[from] skiff_store::Error),
+}
+
+impl Error {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Error {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One cause of an Invalid error: a field path and what is wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cause {
+    /// `FieldValueRequired`, `FieldValueInvalid`, `FieldValueNotSupported`, ...
+    pub reason: &'static str,
+    pub field: String,
+    pub message: String,
+}
+
+impl Cause {
+    pub fn required(field: impl Into<String>) -> Cause {
+        Cause {
+            reason: "FieldValueRequired",
+            field: field.into(),
+            message: "Required value".into(),
+        }
+    }
+    pub fn invalid(field: impl Into<String>, value: &str, detail: &str) -> Cause {
+        Cause {
+            reason: "FieldValueInvalid",
+            field: field.into(),
+            message: format!("Invalid value: {}: {detail}", json!(value)),
+        }
+    }
+    pub fn forbidden(field: impl Into<String>, detail: &str) -> Cause {
+        Cause {
+            reason: "FieldValueForbidden",
+            field: field.into(),
+            message: format!("Forbidden: {detail}"),
+        }
+    }
+}
+
+/// An API error, rendered as a `metav1.Status` with the HTTP code and reason the real
+/// kube-apiserver uses.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub code: u16,
+    pub reason: &'static str,
+    pub message: String,
+    /// `details` of the Status: (group, kind, name, causes).
+    pub details: Option<Details>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Details {
+    pub group: String,
+    pub kind: String,
+    pub name: String,
+    pub causes: Vec<Cause>,
+}
+
+fn resource_desc(group: &str, plural: &str) -> String {
+    if group.is_empty() {
+        plural.to_string()
+    } else {
+        format!("{plural}.{group}")
+    }
+}
+
+impl ApiError {
+    pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
+    }
+    fn with(mut self, group: &str, kind: &str, name: &str) -> ApiError {
+        self.details = Some(Details {
+            group: group.into(),
+            kind: kind.into(),
+            name: name.into(),
+            causes: vec![],
+        });
+        self
+    }
+    pub fn not_found(group: &str, plural: &str, name: &str) -> ApiError {
+        ApiError::new(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", resource_desc(group, plural)),
+        )
+        .with(group, plural, name)
+    }
+    pub fn already_exists(group: &str, plural: &str, name: &str) -> ApiError {
+        ApiError::new(
+            409,
+            "AlreadyExists",
+            format!("{} \"{name}\" already exists", resource_desc(group, plural)),
+        )
+        .with(group, plural, name)
+    }
+    pub fn conflict(group: &str, plural: &str, name: &str) -> ApiError {
+        ApiError::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+                resource_desc(group, plural)
+            ),
+        )
+        .with(group, plural, name)
+    }
+    pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> ApiError {
+        let list = causes
+            .iter()
+            .map(|c| {
+                if c.field.is_empty() {
+                    c.message.clone()
+                } else {
+                    format!("{}: {}", c.field, c.message)
+                }
+            })
+            .collect::<Vec<_>>();
+        let joined = if list.len() == 1 {
+            list[0].clone()
+        } else {
+            format!("[{}]", list.join(", "))
+        };
+        let mut e = ApiError::new(
+            422,
+            "Invalid",
+            format!("{kind} \"{name}\" is invalid: {joined}"),
+        )
+        .with(group, kind, name);
+        if let Some(d) = e.details.as_mut() {
+            d.causes = causes;
+        }
+        e
+    }
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(400, "BadRequest", message)
+    }
+    pub fn method_not_allowed(message: impl Into<String>) -> ApiError {
+        ApiError::new(405, "MethodNotAllowed", message)
+    }
+    pub fn unsupported_media(message: impl Into<String>) -> ApiError {
+        ApiError::new(415, "UnsupportedMediaType", message)
+    }
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(403, "Forbidden", message)
+    }
+    pub fn unauthorized() -> ApiError {
+        ApiError::new(401, "Unauthorized", "Unauthorized")
+    }
+    pub fn gone(message: impl Into<String>) -> ApiError {
+        ApiError::new(410, "Expired", message)
+    }
+    pub fn too_large() -> ApiError {
+        ApiError::new(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728")
+    }
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(500, "InternalError", message)
+    }
+    pub fn not_implemented(message: impl Into<String>) -> ApiError {
+        ApiError::new(501, "NotImplemented", message)
+    }
+
+    /// The `metav1.Status` object of this error.
+    pub fn status(&self) -> Value {
+        let mut status = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        });
+        if let Some(d) = &self.details {
+            let mut details = json!({"name": d.name, "kind": d.kind});
+            if !d.group.is_empty() {
+                details["group"] = json!(d.group);
+            }
+            if !d.causes.is_empty() {
+                details["causes"] = d
+                    .causes
+                    .iter()
+                    .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                    .collect();
+            }
+            status["details"] = details;
+        }
+        status
+    }
+
+    /// Maps a store error about `name` of a resource to the API error the client expects.
+    pub fn from_store(e: skiff_store::Error, group: &str, plural: &str, name: &str) -> ApiError {
+        use skiff_store::Error as S;
+        match e {
+            S::AlreadyExists { .. } => ApiError::already_exists(group, plural, name),
+            S::NotFound { .. } => ApiError::not_found(group, plural, name),
+            S::Conflict { .. } => ApiError::conflict(group, plural, name),
+            S::Compacted {
+                requested,
+                compact_revision,
+            } => ApiError::gone(format!(
+                "too old resource version: {} ({compact_revision})",
+                requested.saturating_sub(1)
+            )),
+            S::TooLarge { .. } => ApiError::too_large(),
+            S::FutureRevision { requested, current } => ApiError::new(
+                504,
+                "Timeout",
+                format!("Too large resource version: {requested}, current: {current}"),
+            ),
+            other => ApiError::internal(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! The patch engines: JSON patch (RFC 6902), JSON merge patch (RFC 7386) and strategic
+//! merge patch for the built-in types (merge keys for lists such as `containers`, `env`,
+//! `ports`, `volumes`; the directives `$patch`, `$retainKeys`, `$setElementOrder/…` and
+//! `$deleteFromPrimitiveList/…` that `kubectl apply` sends).
+
+use serde_json::{Map, Value};
+
+/// The patch formats a PATCH request may carry (by its Content-Type).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PatchType {
+    Json,
+    Merge,
+    StrategicMerge,
+    Apply,
+}
+
+impl PatchType {
+    pub fn from_content_type(ct: &str) -> Option<PatchType> {
+        let base = ct.split(';').next().unwrap_or("").trim();
+        match base {
+            "application/json-patch+json" => Some(PatchType::Json),
+            "application/merge-patch+json" => Some(PatchType::Merge),
+            "application/strategic-merge-patch+json" => Some(PatchType::StrategicMerge),
+            "application/apply-patch+yaml" | "application/apply-patch+cbor" => Some(PatchType::Apply),
+            _ => None,
+        }
+    }
+}
+
+/// Why a patch could not be applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatchError {
+    #[error("invalid patch: {0}")]
+    Malformed(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Applies `patch` (raw body) of `kind` to `doc`.
+pub fn apply(doc: &mut Value, patch: &[u8], kind: PatchType) -> Result<(), PatchError> {
+    match kind {
+        PatchType::Json => {
+            let ops: json_patch::Patch = serde_json::from_slice(patch)
+                .map_err(|e| PatchError::Malformed(e.to_string()))?;
+            json_patch::patch(doc, &ops).map_err(|e| PatchError::Failed(e.to_string()))
+        }
+        PatchType::Merge => {
+            let p: Value =
+                serde_json::from_slice(patch).map_err(|e| PatchError::Malformed(e.to_string()))?;
+            if !p.is_object() {
+                return Err(PatchError::Malformed("a merge patch must be a JSON object".into()));
+            }
+            json_patch::merge(doc, &p);
+            Ok(())
+        }
+        PatchType::StrategicMerge => {
+            let p: Value =
+                serde_json::from_slice(patch).map_err(|e| PatchError::Malformed(e.to_string()))?;
+            strategic_merge(doc, &p)
+        }
+        PatchType::Apply => Err(PatchError::Failed(
+            "server-side apply is not supported by this server yet; use client-side apply".into(),
+        )),
+    }
+}
+
+/// The merge keys of list fields of the built-in types, by field name. Several candidates
+/// where one field name is used with different keys (container vs service `ports`).
+fn merge_keys(field: &str) -> Option<&'static [&'static str]> {
+    Some(match field {
+        "containers" | "initContainers" | "ephemeralContainers" | "env" | "volumes"
+        | "imagePullSecrets" | "resourceClaims" | "schedulingGates" | "secrets" => &["name"],
+        "volumeMounts" => &["mountPath"],
+        "volumeDevices" => &["devicePath"],
+        "ports" => &["containerPort", "port"],
+        "hostAliases" => &["ip"],
+        "conditions" | "addresses" => &["type"],
+        "ownerReferences" => &["uid"],
+        "topologySpreadConstraints" => &["topologyKey"],
+        "taints" => &["key"],
+        _ => return None,
+    })
+}
+
+/// Primitive lists merged as sets rather than replaced.
+fn merges_primitives(field: &str) -> bool {
+    matches!(field, "finalizers")
+}
+
+/// Applies a strategic merge patch to `doc`.
+pub fn strategic_merge(doc: &mut Value, patch: &Value) -> Result<(), PatchError> {
+    let Some(p) = patch.as_object() else {
+        return Err(PatchError::Malformed("a strategic merge patch must be a JSON object".into()));
+    };
+    if !doc.is_object() {
+        *doc = Value::Object(Map::new());
+    }
+    match doc {
+        Value::Object(o) => {
+            if merge_map(o, p)? {
+                *doc = Value::Object(Map::new());
+            }
+            Ok(())
+        }
+        _ => unreachable!("set to an object above"),
+    }
+}
+
+/// Merges `patch` into `orig`. Returns true if the map itself is to be deleted.
+fn merge_map(orig: &mut Map<String, Value>, patch: &Map<String, Value>) -> Result<bool, PatchError> {
+    match patch.get("$patch").and_then(Value::as_str) {
+        Some("replace") => {
+            *orig = strip_map(patch);
+            return Ok(false);
+        }
+        Some("delete") => return Ok(true),
+        Some("merge") | None => {}
+        Some(other) => return Err(PatchError::Malformed(format!("unknown patch type: {other} in map"))),
+    }
+    if let Some(retain) = patch.get("$retainKeys") {
+        let keys: Vec<&str> = retain
+            .as_array()
+            .ok_or_else(|| PatchError::Malformed("$retainKeys must be a list".into()))?
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        orig.retain(|k, _| keys.contains(&k.as_str()));
+    }
+    let mut orders = Vec::new();
+    for (k, v) in patch {
+        if let Some(field) = k.strip_prefix("$setElementOrder/") {
+            orders.push((field, v));
+            continue;
+        }
+        if let Some(field) = k.strip_prefix("$deleteFromPrimitiveList/") {
+            let remove = v.as_array().cloned().unwrap_or_default();
+            if let Some(Value::Array(list)) = orig.get_mut(field) {
+                list.retain(|x| !remove.contains(x));
+            }
+            continue;
+        }
+        if k.starts_with('$') {
+            continue;
+        }
+        if v.is_null() {
+            orig.remove(k);
+            continue;
+        }
+        match (orig.get_mut(k), v) {
+            (Some(Value::Object(o)), Value::Object(p)) => {
+                if merge_map(o, p)? {
+                    orig.remove(k);
+                }
+            }
+            (Some(Value::Array(o)), Value::Array(p)) => merge_list(k, o, p)?,
+            (_, Value::Object(p)) => {
+                if p.get("$patch").and_then(Value::as_str) != Some("delete") {
+                    let mut fresh = Map::new();
+                    merge_map(&mut fresh, p)?;
+                    orig.insert(k.clone(), Value::Object(fresh));
+                }
+            }
+            (_, Value::Array(p)) => {
+                let mut fresh = Vec::new();
+                merge_list(k, &mut fresh, p)?;
+                orig.insert(k.clone(), Value::Array(fresh));
+            }
+            (_, v) => {
+                orig.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    for (field, order) in orders {
+        if let (Some(Value::Array(list)), Some(order)) = (orig.get_mut(field), order.as_array()) {
+            reorder(field, list, order);
+        }
+    }
+    Ok(false)
+}
+
+fn strip(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(strip_map(m)),
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .filter(|x| x.get("$patch").is_none())
+                .map(strip)
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+fn strip_map(m: &Map<String, Value>) -> Map<String, Value> {
+    m.iter()
+        .filter(|(k, _)| !k.starts_with('$'))
+        .map(|(k, v)| (k.clone(), strip(v)))
+        .collect()
+}
+
+fn pick_key(field: &str, orig: &[Value], patch: &[Value]) -> Option<&'static str> {
+    let candidates = merge_keys(field)?;
+    candidates
+        .iter()
+        .find(|key| patch.iter().chain(orig).any(|x| x.get(**key).is_some()))
+        .or(candidates.first())
+        .copied()
+}
+
+fn merge_list(field: &str, orig: &mut Vec<Value>, patch: &[Value]) -> Result<(), PatchError> {
+    if patch
+        .iter()
+        .any(|x| x.get("$patch").and_then(Value::as_str) == Some("replace"))
+    {
+        *orig = patch
+            .iter()
+            .filter(|x| x.get("$patch").is_none())
+            .map(strip)
+            .collect();
+        return Ok(());
+    }
+    let objects = patch.iter().all(Value::is_object) && !patch.is_empty();
+    match pick_key(field, orig, patch) {
+        Some(key) if objects || patch.is_empty() => {
+            for item in patch {
+                let Some(kv) = item.get(key) else {
+                    return Err(PatchError::Failed(format!(
+                        "map: {item} does not contain declared merge key: {key}"
+                    )));
+                };
+                let pos = orig.iter().position(|o| o.get(key) == Some(kv));
+                if item.get("$patch").and_then(Value::as_str) == Some("delete") {
+                    orig.retain(|o| o.get(key) != Some(kv));
+                    continue;
+                }
+                let Some(pm) = item.as_object() else { continue };
+                match pos.and_then(|i| orig.get_mut(i)) {
+                    Some(Value::Object(o)) => {
+                        if merge_map(o, pm)? {
+                            orig.retain(|o| o.get(key) != Some(kv));
+                        }
+                    }
+                    _ => {
+                        let mut fresh = Map::new();
+                        merge_map(&mut fresh, pm)?;
+                        orig.push(Value::Object(fresh));
+                    }
+                }
+            }
+        }
+        _ if merges_primitives(field) => {
+            for item in patch {
+                if !orig.contains(item) {
+                    orig.push(item.clone());
+                }
+            }
+        }
+        _ => *orig = patch.iter().map(strip).collect(),
+    }
+    Ok(())
+}
+
+/// Orders `list` as `order` says (items of `order` first, in its order; the rest after).
+fn reorder(field: &str, list: &mut Vec<Value>, order: &[Value]) {
+    let key = pick_key(field, list, order);
+    let ident = |v: &Value| -> Value {
+        match key {
+            Some(k) if v.is_object() => v.get(k).cloned().unwrap_or(Value::Null),
+            _ => v.clone(),
+        }
+    };
+    let mut rest: Vec<Value> = std::mem::take(list);
+    for o in order {
+        let id = ident(o);
+        if let Some(i) = rest.iter().position(|x| ident(x) == id) {
+            list.push(rest.remove(i));
+        }
+    }
+    list.extend(rest);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn smp(doc: Value, patch: Value) -> Value {
+        let mut d = doc;
+        strategic_merge(&mut d, &patch).unwrap();
+        d
+    }
+
+    #[test]
+    fn merges_containers_by_name() {
+        let doc = json!({"spec": {"containers": [{"name": "a", "image": "x", "env": [{"name": "E", "value": "1"}]}, {"name": "b", "image": "y"}]}});
+        let out = smp(doc, json!({"spec": {"containers": [{"name": "a", "image": "x2", "env": [{"name": "F", "value": "2"}]}]}}));
+        assert_eq!(out["spec"]["containers"][0]["image"], "x2");
+        assert_eq!(out["spec"]["containers"][0]["env"].as_array().unwrap().len(), 2);
+        assert_eq!(out["spec"]["containers"][1]["name"], "b");
+    }
+
+    #[test]
+    fn directives() {
+        let doc = json!({"spec": {"containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "y"}],
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1}}},
+            "metadata": {"finalizers": ["f1", "f2"], "labels": {"a": "1", "b": "2"}}});
+        let out = smp(doc, json!({
+            "$setElementOrder/containers": [{"name": "b"}, {"name": "c"}],
+            "spec": {"containers": [{"name": "a", "$patch": "delete"}, {"name": "c", "image": "z"}],
+                "strategy": {"$retainKeys": ["type"], "type": "Recreate", "rollingUpdate": null}},
+            "metadata": {"$deleteFromPrimitiveList/finalizers": ["f1"], "finalizers": ["f3"], "labels": {"a": null}}
+        }));
+        let names: Vec<_> = out["spec"]["containers"].as_array().unwrap().iter().map(|c| c["name"].clone()).collect();
+        assert_eq!(names, vec![json!("b"), json!("c")]);
+        assert_eq!(out["spec"]["strategy"], json!({"type": "Recreate"}));
+        assert_eq!(out["metadata"]["finalizers"], json!(["f2", "f3"]));
+        assert_eq!(out["metadata"]["labels"], json!({"b": "2"}));
+    }
+
+    #[test]
+    fn setelementorder_at_top_of_nested_map() {
+        let doc = json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x"}]}}}});
+        let out = smp(doc, json!({"spec": {"template": {"spec": {"$setElementOrder/containers": [{"name": "a"}], "containers": [{"name": "a", "image": "y"}]}}}}));
+        assert_eq!(out, json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "y"}]}}}}));
+    }
+
+    #[test]
+    fn lists_without_keys_replace_and_replace_directive() {
+        let doc = json!({"args": ["a", "b"], "ports": [{"port": 80}, {"port": 81}]});
+        let out = smp(doc, json!({"args": ["c"], "ports": [{"$patch": "replace"}, {"port": 90}]}));
+        assert_eq!(out, json!({"args": ["c"], "ports": [{"port": 90}]}));
+    }
+
+    #[test]
+    fn merge_and_json_patch() {
+        let mut d = json!({"a": {"b": 1, "c": 2}});
+        apply(&mut d, br#"{"a": {"b": null, "d": 3}}"#, PatchType::Merge).unwrap();
+        assert_eq!(d, json!({"a": {"c": 2, "d": 3}}));
+        apply(&mut d, br#"[{"op": "replace", "path": "/a/c", "value": 5}, {"op": "add", "path": "/e", "value": [1]}]"#, PatchType::Json).unwrap();
+        assert_eq!(d, json!({"a": {"c": 5, "d": 3}, "e": [1]}));
+        assert!(matches!(apply(&mut d, br#"[{"op": "test", "path": "/a/c", "value": 6}]"#, PatchType::Json), Err(PatchError::Failed(_))));
+        assert!(matches!(apply(&mut d, b"not json", PatchType::Merge), Err(PatchError::Malformed(_))));
+    }
+}

@@ -1,0 +1,330 @@
+//! The cluster's certificates, the admin kubeconfig and the join token.
+//!
+//! First start generates, in `<data-dir>/tls/`: a CA (`server-ca.crt`/`.key`), the serving
+//! certificate (`serving.crt`/`.key`) and the admin client certificate (`client-admin.crt`/
+//! `.key`, CN=system:admin, O=system:masters). A restart reuses them as they are.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use chrono::Datelike;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// The first address of the default service CIDR (10.43.0.0/16), as in k3s.
+pub const DEFAULT_SERVICE_IP: &str = "10.43.0.1";
+
+/// PEM material of the cluster, loaded or generated.
+#[derive(Clone)]
+pub struct Pki {
+    pub dir: PathBuf,
+    pub ca_cert_pem: String,
+    pub serving_cert_pem: String,
+    pub serving_key_pem: String,
+    pub admin_cert_pem: String,
+    pub admin_key_pem: String,
+}
+
+const CA_CERT: &str = "server-ca.crt";
+const CA_KEY: &str = "server-ca.key";
+const SERVING_CERT: &str = "serving.crt";
+const SERVING_KEY: &str = "serving.key";
+const ADMIN_CERT: &str = "client-admin.crt";
+const ADMIN_KEY: &str = "client-admin.key";
+
+fn read(dir: &Path, name: &str) -> Result<String> {
+    let path = dir.join(name);
+    std::fs::read_to_string(&path).map_err(|e| Error::io(format!("reading {}", path.display()), e))
+}
+
+fn write_private(path: &Path, contents: &str, mode: u32) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+    f.write_all(contents.as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("renaming to {}", path.display()), e))
+}
+
+fn validity(params: &mut CertificateParams, years: i32) {
+    let now = chrono::Utc::now() - chrono::Duration::days(1);
+    params.not_before = rcgen::date_time_ymd(now.year(), now.month() as u8, now.day() as u8);
+    params.not_after = rcgen::date_time_ymd(now.year() + years, now.month() as u8, 1);
+}
+
+fn dn(cn: &str, orgs: &[&str]) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    for o in orgs {
+        dn.push(DnType::OrganizationName, *o);
+    }
+    dn.push(DnType::CommonName, cn);
+    dn
+}
+
+fn tls_err(what: &'static str) -> impl FnOnce(rcgen::Error) -> Error {
+    move |e| Error::Tls(format!("{what}: {e}"))
+}
+
+impl Pki {
+    /// Loads the certificates from `<data_dir>/tls`, generating any that are missing.
+    pub fn load_or_generate(data_dir: &Path, extra_ips: &[IpAddr]) -> Result<Pki> {
+        let dir = data_dir.join("tls");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        let ca_ready = dir.join(CA_CERT).exists() && dir.join(CA_KEY).exists();
+        let (ca_params, ca_key, ca_cert_pem) = if ca_ready {
+            let key_pem = read(&dir, CA_KEY)?;
+            let key = KeyPair::from_pem(&key_pem).map_err(tls_err("loading the CA key"))?;
+            (Self::ca_params(), key, read(&dir, CA_CERT)?)
+        } else {
+            tracing::info!(dir = %dir.display(), "generating the cluster CA");
+            let params = Self::ca_params();
+            let key = KeyPair::generate().map_err(tls_err("generating the CA key"))?;
+            let cert = params.self_signed(&key).map_err(tls_err("signing the CA"))?;
+            let pem = cert.pem();
+            write_private(&dir.join(CA_KEY), &key.serialize_pem(), 0o600)?;
+            write_private(&dir.join(CA_CERT), &pem, 0o644)?;
+            (params, key, pem)
+        };
+        // Only used to sign new leaves when some are missing; the subject must match the
+        // CA certificate on disk, which `ca_params` reproduces.
+        let issuer = Issuer::new(ca_params, ca_key);
+
+        if !(dir.join(SERVING_CERT).exists() && dir.join(SERVING_KEY).exists()) {
+            let mut params = CertificateParams::default();
+            params.distinguished_name = dn("kube-apiserver", &[]);
+            validity(&mut params, 10);
+            params.key_usages = vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyEncipherment,
+            ];
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+            params.subject_alt_names = serving_sans(extra_ips)?;
+            let key = KeyPair::generate().map_err(tls_err("generating the serving key"))?;
+            let cert = params
+                .signed_by(&key, &issuer)
+                .map_err(tls_err("signing the serving certificate"))?;
+            write_private(&dir.join(SERVING_KEY), &key.serialize_pem(), 0o600)?;
+            write_private(&dir.join(SERVING_CERT), &cert.pem(), 0o644)?;
+        }
+        if !(dir.join(ADMIN_CERT).exists() && dir.join(ADMIN_KEY).exists()) {
+            let (cert, key) = sign_client_cert(&issuer, "system:admin", &["system:masters"])?;
+            write_private(&dir.join(ADMIN_KEY), &key, 0o600)?;
+            write_private(&dir.join(ADMIN_CERT), &cert, 0o644)?;
+        }
+        Ok(Pki {
+            ca_cert_pem,
+            serving_cert_pem: read(&dir, SERVING_CERT)?,
+            serving_key_pem: read(&dir, SERVING_KEY)?,
+            admin_cert_pem: read(&dir, ADMIN_CERT)?,
+            admin_key_pem: read(&dir, ADMIN_KEY)?,
+            dir,
+        })
+    }
+
+    fn ca_params() -> CertificateParams {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn("skiff-server-ca", &[]);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        validity(&mut params, 10);
+        params
+    }
+
+    /// sha256 (hex) of the CA certificate's PEM, as k3s puts it in its join token.
+    pub fn ca_hash(&self) -> String {
+        hex::encode(Sha256::digest(self.ca_cert_pem.as_bytes()))
+    }
+}
+
+/// Signs a client certificate for `user` in `groups`; returns (cert PEM, key PEM).
+fn sign_client_cert(
+    issuer: &Issuer<'_, KeyPair>,
+    user: &str,
+    groups: &[&str],
+) -> Result<(String, String)> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn(user, groups);
+    validity(&mut params, 10);
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let key = KeyPair::generate().map_err(tls_err("generating a client key"))?;
+    let cert = params
+        .signed_by(&key, issuer)
+        .map_err(tls_err("signing a client certificate"))?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+fn serving_sans(extra_ips: &[IpAddr]) -> Result<Vec<SanType>> {
+    let mut sans = Vec::new();
+    for name in [
+        "localhost",
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+    ] {
+        let dns = name
+            .to_string()
+            .try_into()
+            .map_err(|e: rcgen::Error| Error::Tls(format!("SAN {name}: {e}")))?;
+        sans.push(SanType::DnsName(dns));
+    }
+    if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        let host = host.trim();
+        if !host.is_empty() && host != "localhost" {
+            if let Ok(dns) = host.to_string().try_into() {
+                sans.push(SanType::DnsName(dns));
+            }
+        }
+    }
+    let mut ips: Vec<IpAddr> = vec![
+        IpAddr::from([127, 0, 0, 1]),
+        std::net::Ipv6Addr::LOCALHOST.into(),
+    ];
+    if let Ok(ip) = DEFAULT_SERVICE_IP.parse() {
+        ips.push(ip);
+    }
+    ips.extend(host_addresses());
+    ips.extend(extra_ips.iter().copied().filter(|ip| !ip.is_unspecified()));
+    let mut seen = std::collections::HashSet::new();
+    for ip in ips {
+        if seen.insert(ip) {
+            sans.push(SanType::IpAddress(ip));
+        }
+    }
+    Ok(sans)
+}
+
+/// The addresses of the host's interfaces.
+pub fn host_addresses() -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills a linked list we walk read-only and free with freeifaddrs.
+    unsafe {
+        if libc::getifaddrs(&mut ifap) != 0 {
+            return out;
+        }
+        let mut cur = ifap;
+        while !cur.is_null() {
+            let addr = (*cur).ifa_addr;
+            if !addr.is_null() {
+                match i32::from((*addr).sa_family) {
+                    libc::AF_INET => {
+                        let sin = &*(addr as *const libc::sockaddr_in);
+                        out.push(IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes()));
+                    }
+                    libc::AF_INET6 => {
+                        let sin6 = &*(addr as *const libc::sockaddr_in6);
+                        out.push(IpAddr::from(sin6.sin6_addr.s6_addr));
+                    }
+                    _ => {}
+                }
+            }
+            cur = (*cur).ifa_next;
+        }
+        libc::freeifaddrs(ifap);
+    }
+    out
+}
+
+/// The join token in k3s's format: `K10<sha256 of the CA PEM>::server:<secret>`.
+///
+/// The secret is `given` (a bare secret or a full K10 token), else the one kept in
+/// `<data_dir>/token`, else a new random one (then kept there).
+pub fn join_token(data_dir: &Path, pki: &Pki, given: Option<&str>) -> Result<String> {
+    let path = data_dir.join("token");
+    let secret = match given {
+        Some(t) => parse_token_secret(t).to_string(),
+        None => match std::fs::read_to_string(&path) {
+            Ok(existing) => parse_token_secret(existing.trim()).to_string(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut buf = [0u8; 16];
+                getrandom::fill(&mut buf)
+                    .map_err(|e| Error::Tls(format!("generating the token secret: {e}")))?;
+                hex::encode(buf)
+            }
+            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+        },
+    };
+    if secret.is_empty() {
+        return Err(Error::Config("the token must not be empty".into()));
+    }
+    let token = format!("K10{}::server:{}", pki.ca_hash(), secret);
+    write_private(&path, &format!("{token}\n"), 0o600)?;
+    Ok(token)
+}
+
+fn parse_token_secret(token: &str) -> &str {
+    match token.split_once("::") {
+        Some((_, rest)) => rest.split_once(':').map(|(_, s)| s).unwrap_or(rest),
+        None => token,
+    }
+}
+
+/// An admin kubeconfig for `server_url` with the CA and the admin certificate embedded.
+pub fn admin_kubeconfig(pki: &Pki, server_url: &str) -> String {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority-data: {ca}\n    server: {server_url}\n  name: default\ncontexts:\n- context:\n    cluster: default\n    user: default\n  name: default\ncurrent-context: default\npreferences: {{}}\nusers:\n- name: default\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\n",
+        ca = b64(&pki.ca_cert_pem),
+        cert = b64(&pki.admin_cert_pem),
+        key = b64(&pki.admin_key_pem),
+    )
+}
+
+/// Writes `contents` to `path` with mode 0600 (creating parent directories).
+pub fn write_kubeconfig(path: &Path, contents: &str) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        if !parent.as_os_str().is_empty() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+        }
+    }
+    write_private(path, contents, 0o600)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_secret_parsing() {
+        assert_eq!(parse_token_secret("abc"), "abc");
+        assert_eq!(parse_token_secret("K10deadbeef::server:abc"), "abc");
+    }
+
+    #[test]
+    fn generate_then_reuse() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Pki::load_or_generate(dir.path(), &[]).unwrap();
+        let b = Pki::load_or_generate(dir.path(), &[]).unwrap();
+        assert_eq!(a.ca_cert_pem, b.ca_cert_pem);
+        assert_eq!(a.admin_cert_pem, b.admin_cert_pem);
+        let t1 = join_token(dir.path(), &a, None).unwrap();
+        let t2 = join_token(dir.path(), &a, None).unwrap();
+        assert_eq!(t1, t2);
+        assert!(t1.starts_with(&format!("K10{}::server:", a.ca_hash())));
+    }
+}

@@ -1,0 +1,520 @@
+//! Per-kind behaviour of the generic store (kube-apiserver's "strategies"): server-set
+//! metadata, defaults, the spec/status split, generation, immutable fields.
+
+use serde_json::{json, Map, Value};
+
+use crate::error::Cause;
+use crate::resources::Resource;
+
+/// Which part of an object a write addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subresource {
+    Main,
+    Status,
+}
+
+/// RFC 3339 timestamp with seconds, as Kubernetes writes `metav1.Time`.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// A random version-4 UUID.
+pub fn new_uid() -> String {
+    let mut b = [0u8; 16];
+    if getrandom::fill(&mut b).is_err() {
+        // Fall back to the clock: uniqueness, not secrecy, is what a uid needs.
+        let n = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default() as u128;
+        b = n.to_le_bytes();
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+/// Five random characters from the alphabet `generateName` uses.
+pub fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut b = [0u8; 5];
+    let _ = getrandom::fill(&mut b);
+    b.iter()
+        .map(|x| ALPHABET[*x as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
+fn obj_mut<'a>(v: &'a mut Value, key: &str) -> &'a mut Map<String, Value> {
+    if !v.get(key).is_some_and(Value::is_object) {
+        v[key] = json!({});
+    }
+    match v.get_mut(key) {
+        Some(Value::Object(m)) => m,
+        _ => unreachable!("just set to an object"),
+    }
+}
+
+fn default(map: &mut Map<String, Value>, key: &str, value: Value) {
+    if map.get(key).is_none_or(Value::is_null) {
+        map.insert(key.to_string(), value);
+    }
+}
+
+/// Sets server-owned metadata and defaults on an object about to be created. `name` and
+/// `namespace` are already final.
+pub fn prepare_for_create(res: &Resource, obj: &mut Value) {
+    let meta = obj_mut(obj, "metadata");
+    meta.insert("uid".into(), json!(new_uid()));
+    meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
+    for k in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+        meta.remove(k);
+    }
+    if res.generation {
+        meta.insert("generation".into(), json!(1));
+    } else {
+        meta.remove("generation");
+    }
+    if res.status && !matches!(res.kind, "Node") {
+        obj["status"] = json!({});
+    }
+    apply_defaults(res, obj);
+    match res.kind {
+        "Pod" => {
+            let qos = qos_class(obj.get("spec").unwrap_or(&Value::Null));
+            obj["status"] = json!({"phase": "Pending", "qosClass": qos});
+        }
+        "Namespace" => {
+            let name = obj.pointer("/metadata/name").cloned().unwrap_or(Value::Null);
+            set_label(obj, "kubernetes.io/metadata.name", name);
+            obj["status"] = json!({"phase": "Active"});
+        }
+        "Service" => obj["status"] = json!({"loadBalancer": {}}),
+        "PersistentVolumeClaim" | "PersistentVolume" => obj["status"] = json!({"phase": "Pending"}),
+        _ => {}
+    }
+}
+
+fn set_label(obj: &mut Value, key: &str, value: Value) {
+    let meta = obj_mut(obj, "metadata");
+    if !meta.get("labels").is_some_and(Value::is_object) {
+        meta.insert("labels".into(), json!({}));
+    }
+    if let Some(Value::Object(labels)) = meta.get_mut("labels") {
+        labels.insert(key.into(), value);
+    }
+}
+
+/// Defaults of the built-in kinds, as the real server applies them (also on update).
+pub fn apply_defaults(res: &Resource, obj: &mut Value) {
+    match res.kind {
+        "Pod" => {
+            if let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) {
+                pod_spec_defaults(spec, true);
+            }
+        }
+        "Deployment" => {
+            let spec = obj_mut(obj, "spec");
+            default(spec, "replicas", json!(1));
+            default(spec, "revisionHistoryLimit", json!(10));
+            default(spec, "progressDeadlineSeconds", json!(600));
+            default(
+                spec,
+                "strategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
+            );
+            template_defaults(obj.pointer_mut("/spec/template"));
+        }
+        "ReplicaSet" | "ReplicationController" => {
+            default(obj_mut(obj, "spec"), "replicas", json!(1));
+            template_defaults(obj.pointer_mut("/spec/template"));
+        }
+        "StatefulSet" => {
+            let spec = obj_mut(obj, "spec");
+            default(spec, "replicas", json!(1));
+            default(spec, "revisionHistoryLimit", json!(10));
+            default(spec, "podManagementPolicy", json!("OrderedReady"));
+            default(
+                spec,
+                "updateStrategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+            );
+            default(
+                spec,
+                "persistentVolumeClaimRetentionPolicy",
+                json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+            );
+            template_defaults(obj.pointer_mut("/spec/template"));
+        }
+        "DaemonSet" => {
+            let spec = obj_mut(obj, "spec");
+            default(spec, "revisionHistoryLimit", json!(10));
+            default(
+                spec,
+                "updateStrategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+            );
+            template_defaults(obj.pointer_mut("/spec/template"));
+        }
+        "Job" => {
+            job_defaults(obj);
+        }
+        "CronJob" => {
+            let spec = obj_mut(obj, "spec");
+            default(spec, "concurrencyPolicy", json!("Allow"));
+            default(spec, "suspend", json!(false));
+            default(spec, "successfulJobsHistoryLimit", json!(3));
+            default(spec, "failedJobsHistoryLimit", json!(1));
+            template_defaults(obj.pointer_mut("/spec/jobTemplate/spec/template"));
+        }
+        "Service" => {
+            let spec = obj_mut(obj, "spec");
+            default(spec, "type", json!("ClusterIP"));
+            default(spec, "sessionAffinity", json!("None"));
+            if spec.get("type").and_then(Value::as_str) != Some("ExternalName") {
+                default(spec, "internalTrafficPolicy", json!("Cluster"));
+            }
+            if let Some(Value::Array(ports)) = spec.get_mut("ports") {
+                for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+                    default(p, "protocol", json!("TCP"));
+                    if let Some(port) = p.get("port").cloned() {
+                        default(p, "targetPort", port);
+                    }
+                }
+            }
+        }
+        "Secret" => {
+            if obj.get("type").is_none_or(Value::is_null) {
+                obj["type"] = json!("Opaque");
+            }
+            // stringData is write-only: merged into data (base64) and dropped.
+            if let Some(Value::Object(sd)) = obj.as_object_mut().and_then(|o| o.remove("stringData")) {
+                use base64::Engine;
+                let data = obj_mut(obj, "data");
+                for (k, v) in sd {
+                    let s = v.as_str().unwrap_or_default();
+                    data.insert(k, json!(base64::engine::general_purpose::STANDARD.encode(s)));
+                }
+            }
+        }
+        "Namespace" => {
+            let spec = obj_mut(obj, "spec");
+            default(spec, "finalizers", json!(["kubernetes"]));
+        }
+        _ => {}
+    }
+}
+
+fn template_defaults(template: Option<&mut Value>) {
+    if let Some(spec) = template.and_then(|t| t.get_mut("spec")).filter(|s| s.is_object()) {
+        pod_spec_defaults(spec, false);
+    }
+}
+
+fn job_defaults(obj: &mut Value) {
+    let uid = obj
+        .pointer("/metadata/uid")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let name = obj
+        .pointer("/metadata/name")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let spec = obj_mut(obj, "spec");
+    default(spec, "parallelism", json!(1));
+    if spec.get("completions").is_none() && spec.get("parallelism").is_some() {
+        spec.insert("completions".into(), json!(1));
+    }
+    default(spec, "backoffLimit", json!(6));
+    default(spec, "completionMode", json!("NonIndexed"));
+    default(spec, "suspend", json!(false));
+    default(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
+    let manual = spec.get("manualSelector").and_then(Value::as_bool) == Some(true);
+    if !manual && !uid.is_null() && spec.get("selector").is_none() {
+        spec.insert(
+            "selector".into(),
+            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
+        );
+        if let Some(t) = spec.get_mut("template").filter(|t| t.is_object()) {
+            let tmeta = obj_mut(t, "metadata");
+            if !tmeta.get("labels").is_some_and(Value::is_object) {
+                tmeta.insert("labels".into(), json!({}));
+            }
+        }
+        if let Some(Value::Object(labels)) = obj.pointer_mut("/spec/template/metadata/labels") {
+            labels.insert("batch.kubernetes.io/controller-uid".into(), uid.clone());
+            labels.insert("batch.kubernetes.io/job-name".into(), name.clone());
+            labels.insert("controller-uid".into(), uid);
+            labels.insert("job-name".into(), name);
+        }
+    }
+    template_defaults(obj.pointer_mut("/spec/template"));
+}
+
+/// PodSpec defaults (`is_pod`: defaults only real pods get, not templates).
+fn pod_spec_defaults(spec: &mut Value, is_pod: bool) {
+    let Some(s) = spec.as_object_mut() else { return };
+    default(s, "restartPolicy", json!("Always"));
+    default(s, "dnsPolicy", json!("ClusterFirst"));
+    default(s, "terminationGracePeriodSeconds", json!(30));
+    default(s, "schedulerName", json!("default-scheduler"));
+    default(s, "securityContext", json!({}));
+    if is_pod {
+        default(s, "enableServiceLinks", json!(true));
+        default(s, "preemptionPolicy", json!("PreemptLowerPriority"));
+        default(s, "priority", json!(0));
+        let mut tolerations = s
+            .get("tolerations")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+            if !tolerations.iter().any(|t| t.get("key").and_then(Value::as_str) == Some(key)) {
+                tolerations.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
+            }
+        }
+        s.insert("tolerations".into(), Value::Array(tolerations));
+    }
+    for list in ["containers", "initContainers"] {
+        if let Some(Value::Array(cs)) = s.get_mut(list) {
+            for c in cs.iter_mut().filter_map(Value::as_object_mut) {
+                default(c, "terminationMessagePath", json!("/dev/termination-log"));
+                default(c, "terminationMessagePolicy", json!("File"));
+                default(c, "resources", json!({}));
+                let image = c.get("image").and_then(Value::as_str).unwrap_or("");
+                default(c, "imagePullPolicy", json!(default_pull_policy(image)));
+                if let Some(Value::Array(ports)) = c.get_mut("ports") {
+                    for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+                        default(p, "protocol", json!("TCP"));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `Always` for `:latest` or untagged images, `IfNotPresent` otherwise (digests included).
+pub fn default_pull_policy(image: &str) -> &'static str {
+    if image.contains('@') {
+        return "IfNotPresent";
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    match last.split_once(':') {
+        Some((_, "latest")) | None => "Always",
+        Some(_) => "IfNotPresent",
+    }
+}
+
+/// The pod's QoS class from its containers' requests and limits.
+pub fn qos_class(spec: &Value) -> &'static str {
+    let mut any = false;
+    let mut guaranteed = true;
+    for list in ["containers", "initContainers"] {
+        for c in spec.get(list).and_then(Value::as_array).into_iter().flatten() {
+            let limits = c.pointer("/resources/limits").and_then(Value::as_object);
+            let requests = c.pointer("/resources/requests").and_then(Value::as_object);
+            if limits.is_some_and(|m| !m.is_empty()) || requests.is_some_and(|m| !m.is_empty()) {
+                any = true;
+            }
+            for r in ["cpu", "memory"] {
+                let l = limits.and_then(|m| m.get(r));
+                let q = requests.and_then(|m| m.get(r)).or(l);
+                if l.is_none() || q != l {
+                    guaranteed = false;
+                }
+            }
+        }
+    }
+    if !any {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+/// Carries server-owned state from `old` into `new` for an update of `sub`.
+pub fn prepare_for_update(res: &Resource, old: &Value, new: &mut Value, sub: Subresource) {
+    if sub == Subresource::Status {
+        let status = new.get("status").cloned().unwrap_or(json!({}));
+        *new = old.clone();
+        new["status"] = status;
+        return;
+    }
+    // Server-owned metadata.
+    let old_meta = old.get("metadata").cloned().unwrap_or(json!({}));
+    let meta = obj_mut(new, "metadata");
+    for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+        match old_meta.get(k) {
+            Some(v) => meta.insert(k.into(), v.clone()),
+            None => meta.remove(k),
+        };
+    }
+    meta.remove("selfLink");
+    if res.status && res.kind != "Namespace" {
+        match old.get("status") {
+            Some(s) => new["status"] = s.clone(),
+            None => {
+                if let Some(o) = new.as_object_mut() {
+                    o.remove("status");
+                }
+            }
+        }
+    }
+    match res.kind {
+        "Namespace" => {
+            // spec.finalizers change only through /finalize; the phase is the server's.
+            if let Some(s) = old.get("spec") {
+                new["spec"] = s.clone();
+            }
+            if let Some(s) = old.get("status") {
+                new["status"] = s.clone();
+            }
+            let name = old.pointer("/metadata/name").cloned().unwrap_or(Value::Null);
+            set_label(new, "kubernetes.io/metadata.name", name);
+        }
+        "Service" => {
+            // Allocated values survive an update that leaves them empty.
+            for field in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
+                let empty = new.pointer(&format!("/spec/{field}")).is_none_or(|v| v.is_null() || v == "" || v == &json!([]));
+                if empty {
+                    if let Some(v) = old.pointer(&format!("/spec/{field}")) {
+                        obj_mut(new, "spec").insert(field.into(), v.clone());
+                    }
+                }
+            }
+        }
+        "Job" => {
+            if new.pointer("/spec/selector").is_none() {
+                if let Some(sel) = old.pointer("/spec/selector") {
+                    obj_mut(new, "spec").insert("selector".into(), sel.clone());
+                }
+            }
+        }
+        _ => {}
+    }
+    apply_defaults(res, new);
+    if res.generation {
+        let changed = spec_of(old) != spec_of(new);
+        let gen = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
+        obj_mut(new, "metadata").insert("generation".into(), json!(if changed { gen + 1 } else { gen }));
+    }
+}
+
+/// Everything but metadata and status: what a generation counts changes of.
+fn spec_of(obj: &Value) -> Value {
+    let mut o = obj.clone();
+    if let Some(m) = o.as_object_mut() {
+        for k in ["metadata", "status", "apiVersion", "kind"] {
+            m.remove(k);
+        }
+    }
+    o
+}
+
+/// Immutable-field rules of an update (after [`prepare_for_update`]).
+pub fn validate_update(res: &Resource, old: &Value, new: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    let immutable = |path: &str, causes: &mut Vec<Cause>| {
+        let p = format!("/{}", path.replace('.', "/"));
+        if old.pointer(&p) != new.pointer(&p) {
+            causes.push(Cause {
+                reason: "FieldValueInvalid",
+                field: path.into(),
+                message: format!(
+                    "Invalid value: {}: field is immutable",
+                    new.pointer(&p).cloned().unwrap_or(Value::Null)
+                ),
+            });
+        }
+    };
+    match res.kind {
+        "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => immutable("spec.selector", &mut causes),
+        "Job" => {
+            immutable("spec.selector", &mut causes);
+            immutable("spec.completions", &mut causes);
+        }
+        "ConfigMap" | "Secret" => {
+            if old.get("immutable").and_then(Value::as_bool) == Some(true) {
+                for f in ["data", "binaryData", "immutable"] {
+                    if old.get(f) != new.get(f) {
+                        causes.push(Cause::forbidden(f, "field is immutable when `immutable` is set"));
+                    }
+                }
+            }
+            if res.kind == "Secret" {
+                immutable("type", &mut causes);
+            }
+        }
+        "Service" => immutable("spec.clusterIP", &mut causes),
+        "Pod" => {
+            let strip = |spec: Option<&Value>| {
+                let mut s = spec.cloned().unwrap_or(Value::Null);
+                for list in ["containers", "initContainers"] {
+                    if let Some(Value::Array(cs)) = s.get_mut(list) {
+                        for c in cs.iter_mut().filter_map(Value::as_object_mut) {
+                            c.remove("image");
+                        }
+                    }
+                }
+                if let Some(m) = s.as_object_mut() {
+                    for k in ["activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds", "nodeName"] {
+                        m.remove(k);
+                    }
+                }
+                s
+            };
+            if strip(old.get("spec")) != strip(new.get("spec")) {
+                causes.push(Cause::forbidden(
+                    "spec",
+                    "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
+                ));
+            }
+        }
+        _ => {}
+    }
+    causes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::lookup;
+
+    #[test]
+    fn pod_defaults() {
+        let res = lookup("", "v1", "pods").unwrap();
+        let mut pod = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "nginx"}, {"name": "d", "image": "busybox:1.36"}]}});
+        prepare_for_create(res, &mut pod);
+        assert_eq!(pod["spec"]["restartPolicy"], "Always");
+        assert_eq!(pod["spec"]["containers"][0]["imagePullPolicy"], "Always");
+        assert_eq!(pod["spec"]["containers"][1]["imagePullPolicy"], "IfNotPresent");
+        assert_eq!(pod["status"]["phase"], "Pending");
+        assert_eq!(pod["status"]["qosClass"], "BestEffort");
+        assert_eq!(pod["metadata"]["uid"].as_str().map(str::len), Some(36));
+    }
+
+    #[test]
+    fn generation_bumps_on_spec_change_only() {
+        let res = lookup("apps", "v1", "deployments").unwrap();
+        let mut old = json!({"metadata": {"name": "d"}, "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}}});
+        prepare_for_create(res, &mut old);
+        let mut labelled = old.clone();
+        labelled["metadata"]["labels"] = json!({"x": "y"});
+        prepare_for_update(res, &old, &mut labelled, Subresource::Main);
+        assert_eq!(labelled["metadata"]["generation"], 1);
+        let mut scaled = old.clone();
+        scaled["spec"]["replicas"] = json!(3);
+        scaled["status"] = json!({"replicas": 9});
+        prepare_for_update(res, &old, &mut scaled, Subresource::Main);
+        assert_eq!(scaled["metadata"]["generation"], 2);
+        assert_eq!(scaled["status"], json!({}));
+    }
+
+    #[test]
+    fn pull_policy() {
+        assert_eq!(default_pull_policy("nginx"), "Always");
+        assert_eq!(default_pull_policy("nginx:latest"), "Always");
+        assert_eq!(default_pull_policy("localhost:5000/nginx"), "Always");
+        assert_eq!(default_pull_policy("localhost:5000/nginx:1"), "IfNotPresent");
+        assert_eq!(default_pull_policy("nginx@sha256:abc"), "IfNotPresent");
+    }
+}

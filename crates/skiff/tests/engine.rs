@@ -1,0 +1,401 @@
+//! Integration tests of the container engine: the real skiff binary, as root,
+//! starting real containers from a busybox image, each test in its own root.
+
+use skiff_testsupport::{stderr, stdout, Root};
+use std::path::Path;
+
+const EXE: &str = env!("CARGO_BIN_EXE_skiff");
+
+fn root() -> Root {
+    Root::with_busybox(EXE)
+}
+
+fn host_ns(kind: &str) -> String {
+    std::fs::read_link(format!("/proc/self/ns/{kind}"))
+        .unwrap()
+        .to_string_lossy()
+        .to_string()
+}
+
+/// The cgroup directories recorded in a container's state.
+fn cgroup_paths(r: &Root, id: &str) -> Vec<(String, String)> {
+    let st: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(r.dir.join("containers").join(id).join("state.json")).unwrap(),
+    )
+    .unwrap();
+    st["cgroup"]["paths"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn pid1_hostname_and_namespaces() {
+    let r = root();
+    let out = r.ok(&[
+        "run", "--rm", "--network", "none", "-h", "box1", "busybox", "sh", "-c",
+        "echo $$; hostname; for n in pid mnt uts ipc net cgroup; do readlink /proc/self/ns/$n; done",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "1", "the command is PID 1: {out}");
+    assert_eq!(lines[1], "box1");
+    for (i, kind) in ["pid", "mnt", "uts", "ipc", "net", "cgroup"].iter().enumerate() {
+        assert_ne!(lines[2 + i], host_ns(kind), "{kind} namespace must differ");
+    }
+    // Default hostname: the short id.
+    let id = r.ok(&["run", "-d", "--network", "none", "busybox", "sleep", "30"]);
+    let id = id.trim();
+    let h = r.ok(&["exec", id, "hostname"]);
+    assert_eq!(h.trim(), &id[..12]);
+    let ids = r.ok(&["inspect", "-f", "{{.Id}} {{.State.Status}} {{.Config.Hostname}}", id]);
+    assert_eq!(ids.trim(), format!("{id} running {}", &id[..12]));
+}
+
+#[test]
+fn exit_codes_and_errors() {
+    let r = root();
+    let o = r.run(&["run", "--rm", "--network", "none", "busybox", "sh", "-c", "exit 7"]);
+    assert_eq!(o.status.code(), Some(7));
+    let o = r.run(&["run", "--rm", "--network", "none", "busybox", "no-such-cmd"]);
+    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+    assert!(stderr(&o).contains("executable file not found"));
+    let o = r.run(&["run", "--rm", "--network", "none", "busybox", "/etc/passwd"]);
+    assert_eq!(o.status.code(), Some(126), "{}", stderr(&o));
+    let o = r.run(&["run", "--rm", "nosuchimage:1"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("nosuchimage"), "{}", stderr(&o));
+    let o = r.run(&["run", "--rm", "--memory", "lots", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("invalid size"), "{}", stderr(&o));
+    // Nothing is left behind by failed runs.
+    assert_eq!(r.ok(&["ps", "-aq"]).trim(), "");
+    // Name conflicts.
+    r.ok(&["create", "--name", "dup", "busybox", "true"]);
+    let o = r.run(&["create", "--name", "dup", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("already in use"), "{}", stderr(&o));
+    // exec into a stopped container.
+    let o = r.run(&["exec", "dup", "true"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("is not running"), "{}", stderr(&o));
+    let o = r.run(&["rm", "nope"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("No such container: nope"));
+}
+
+#[test]
+fn overlay_isolation_and_whiteouts() {
+    let r = root();
+    let id = r.ok(&[
+        "run", "-d", "--network", "none", "busybox", "sh", "-c",
+        "rm /etc/group; echo changed > /etc/passwd; mkdir /new; sleep 60",
+    ]);
+    let id = id.trim().to_string();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let o = r.run(&["exec", &id, "ls", "/etc/group"]);
+    assert_ne!(o.status.code(), Some(0), "deleted file is hidden");
+    // Another container from the same image sees the image untouched.
+    let out = r.ok(&["run", "--rm", "--network", "none", "busybox", "sh", "-c", "cat /etc/group | head -1; head -1 /etc/passwd"]);
+    assert_eq!(out.lines().next(), Some("root:x:0:"));
+    assert!(out.contains("root:x:0:0"));
+    // The deletion is a whiteout (char device 0/0) in the container's upper dir.
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let wh = r.dir.join("containers").join(&id).join("upper/etc/group");
+    let md = std::fs::symlink_metadata(&wh).unwrap();
+    assert!(md.file_type().is_char_device());
+    assert_eq!(md.rdev(), 0);
+    r.ok(&["rm", "-f", &id]);
+}
+
+#[test]
+fn memory_limit_oom_kills_with_137() {
+    let r = root();
+    let o = r.run(&[
+        "run", "--name", "hog", "--network", "none", "-m", "16m", "busybox", "sh", "-c",
+        "x=$(head -c 60000000 /dev/zero | tr '\\0' a); echo survived",
+    ]);
+    assert_eq!(o.status.code(), Some(137), "{}", stdout(&o));
+    let st = r.ok(&["inspect", "-f", "{{.State.OOMKilled}} {{.State.ExitCode}} {{.State.Status}}", "hog"]);
+    assert_eq!(st.trim(), "true 137 exited");
+}
+
+#[test]
+fn pids_limit_and_cgroup_files() {
+    let r = root();
+    let o = r.run(&[
+        "run", "--rm", "--network", "none", "--pids-limit", "6", "busybox", "sh", "-c",
+        "for i in 1 2 3 4 5 6 7 8; do sleep 3 & done; wait; echo done",
+    ]);
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(all.contains("can't fork"), "fork beyond the limit fails: {all}");
+
+    let id = r.ok(&[
+        "run", "-d", "--network", "none", "--cpus", "0.5", "--cpu-shares", "512", "-m", "64m",
+        "--cpuset-cpus", "0", "--pids-limit", "50", "busybox", "sleep", "60",
+    ]);
+    let id = id.trim();
+    let paths = cgroup_paths(&r, id);
+    let get = |ctrl: &str, file: &str| {
+        let dir = &paths.iter().find(|(c, _)| c == ctrl).unwrap().1;
+        std::fs::read_to_string(Path::new(dir).join(file)).unwrap().trim().to_string()
+    };
+    assert_eq!(get("cpu", "cpu.cfs_quota_us"), "50000");
+    assert_eq!(get("cpu", "cpu.cfs_period_us"), "100000");
+    assert_eq!(get("cpu", "cpu.shares"), "512");
+    assert_eq!(get("memory", "memory.limit_in_bytes"), (64u64 << 20).to_string());
+    assert_eq!(get("cpuset", "cpuset.cpus"), "0");
+    assert_eq!(get("pids", "pids.max"), "50");
+    // The container's processes are in the group; the monitor is not.
+    let procs = get("pids", "cgroup.procs");
+    let pid = r.ok(&["inspect", "-f", "{{.State.Pid}}", id]);
+    assert!(procs.lines().any(|l| l == pid.trim()), "{procs} vs {pid}");
+    assert_eq!(procs.lines().count(), 1);
+    // The group sits under a `skiff` parent beneath the engine's own cgroup.
+    let mem_dir = &paths.iter().find(|(c, _)| c == "memory").unwrap().1;
+    assert!(mem_dir.ends_with(&format!("/skiff/{id}")), "{mem_dir}");
+    r.ok(&["rm", "-f", id]);
+    for (_, d) in paths {
+        assert!(!Path::new(&d).exists(), "cgroup {d} removed");
+    }
+}
+
+#[test]
+fn published_port_serves_http_and_conflicts_are_refused() {
+    let r = root();
+    let port = free_port();
+    let spec = format!("{port}:80");
+    r.ok(&["run", "-d", "--name", "web", "-p", &spec, "busybox", "httpd", "-f", "-p", "80", "-h", "/var/www"]);
+    let body = http_get(port, "/index.html");
+    assert!(body.contains("hello from skiff"), "{body}");
+    let ports = r.ok(&["port", "web"]);
+    assert_eq!(ports.trim(), format!("80/tcp -> 0.0.0.0:{port}"));
+    let ps = r.ok(&["ps"]);
+    assert!(ps.contains(&format!("0.0.0.0:{port}->80/tcp")), "{ps}");
+    // The same host port again is refused, and nothing is left of that attempt.
+    let o = r.run(&["run", "-d", "-p", &spec, "busybox", "sleep", "5"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("port is already allocated"), "{}", stderr(&o));
+    // Containers reach each other by IP on the bridge.
+    let ip = r.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "web"]);
+    let out = r.ok(&["run", "--rm", "busybox", "wget", "-qO-", &format!("http://{}/index.html", ip.trim())]);
+    assert!(out.contains("hello from skiff"));
+    // A random host port.
+    r.ok(&["run", "-d", "--name", "web2", "-p", "80", "busybox", "httpd", "-f", "-p", "80", "-h", "/var/www"]);
+    let mapped = r.ok(&["port", "web2", "80"]);
+    let p2: u16 = mapped.trim().rsplit(':').next().unwrap().parse().unwrap();
+    assert!(http_get(p2, "/index.html").contains("hello from skiff"));
+    r.ok(&["rm", "-f", "web", "web2"]);
+    // The veths went with their namespaces.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let links = std::process::Command::new("ip").args(["-o", "link", "show", "master", &r.bridge]).output().unwrap();
+    assert_eq!(stdout(&links), "", "no veth left on the bridge");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    for _ in 0..50 {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+            let _ = write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            if !out.is_empty() {
+                return out;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("no answer on port {port}");
+}
+
+#[test]
+fn container_network_mode_shares_the_namespace() {
+    let r = root();
+    r.ok(&["run", "-d", "--name", "srv", "busybox", "httpd", "-f", "-p", "8080", "-h", "/var/www"]);
+    let a = r.ok(&["exec", "srv", "readlink", "/proc/self/ns/net"]);
+    let out = r.ok(&[
+        "run", "--rm", "--net", "container:srv", "busybox", "sh", "-c",
+        "readlink /proc/self/ns/net; wget -qO- http://localhost:8080/index.html",
+    ]);
+    let mut lines = out.lines();
+    assert_eq!(lines.next().unwrap(), a.trim());
+    assert_eq!(lines.next().unwrap(), "hello from skiff");
+    // --net host sees the host's namespace.
+    let h = r.ok(&["run", "--rm", "--net", "host", "busybox", "readlink", "/proc/self/ns/net"]);
+    assert_eq!(h.trim(), host_ns("net"));
+}
+
+#[test]
+fn volumes_named_anonymous_bind_and_copy_up() {
+    let r = root();
+    r.ok(&["run", "--rm", "--network", "none", "-v", "data:/data", "busybox", "sh", "-c", "echo kept > /data/f"]);
+    let out = r.ok(&["run", "--rm", "--network", "none", "-v", "data:/data", "busybox", "cat", "/data/f"]);
+    assert_eq!(out.trim(), "kept");
+    assert!(r.ok(&["volume", "ls", "-q"]).lines().any(|l| l == "data"));
+    // An empty named volume is filled from the image at its path.
+    let out = r.ok(&["run", "--rm", "--network", "none", "-v", "etcvol:/etc", "busybox", "cat", "/etc/group"]);
+    assert!(out.starts_with("root:x:0:"));
+    // Bind mounts, read-only.
+    let host = r.dir.join("bind");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("h"), "from host").unwrap();
+    let spec = format!("{}:/mnt/h:ro", host.display());
+    let out = r.ok(&["run", "--rm", "--network", "none", "-v", &spec, "busybox", "sh", "-c", "cat /mnt/h/h; touch /mnt/h/x 2>&1 || echo ro"]);
+    assert!(out.contains("from host") && out.contains("ro"), "{out}");
+    // Anonymous volumes go with `rm -v`.
+    r.ok(&["create", "--name", "anon", "-v", "/scratch", "busybox", "true"]);
+    let vols = r.ok(&["volume", "ls", "-q"]);
+    assert_eq!(vols.lines().count(), 3, "{vols}");
+    r.ok(&["rm", "-v", "anon"]);
+    assert_eq!(r.ok(&["volume", "ls", "-q"]).lines().count(), 2);
+    // A volume in use is not removed.
+    r.ok(&["create", "--name", "user", "-v", "data:/data", "busybox", "true"]);
+    let o = r.run(&["volume", "rm", "data"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("volume is in use"));
+}
+
+#[test]
+fn logs_exec_stop_and_ps() {
+    let r = root();
+    let id = r.ok(&[
+        "run", "-d", "--name", "talker", "--network", "none", "busybox", "sh", "-c",
+        "echo one; echo two >&2; sleep 0.2; echo three; trap 'exit 0' TERM; while true; do sleep 0.1; done",
+    ]);
+    let id = id.trim();
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let o = r.run(&["logs", "talker"]);
+    assert_eq!(stdout(&o), "one\nthree");
+    assert_eq!(stderr(&o), "two");
+    let o = r.run(&["logs", "--tail", "1", "talker"]);
+    assert_eq!(stdout(&o), "three");
+    // The json-file format.
+    let raw = std::fs::read_to_string(r.dir.join("containers").join(id).join(format!("{id}-json.log"))).unwrap();
+    let first: serde_json::Value = serde_json::from_str(raw.lines().next().unwrap()).unwrap();
+    assert_eq!(first["log"], "one\n");
+    assert_eq!(first["stream"], "stdout");
+    // exec: environment, working dir, user, exit code.
+    let out = r.ok(&["exec", "-e", "FOO=bar", "-w", "/tmp", "-u", "1000", "talker", "sh", "-c", "echo $FOO $(pwd) $(id -u)"]);
+    assert_eq!(out.trim(), "bar /tmp 1000");
+    let o = r.run(&["exec", "talker", "sh", "-c", "exit 5"]);
+    assert_eq!(o.status.code(), Some(5));
+    // exec enters the container's cgroup.
+    let cg = r.ok(&["exec", "talker", "cat", "/proc/self/cgroup"]);
+    assert!(cg.lines().any(|l| l.contains(":pids:/")), "{cg}");
+    let ps = r.ok(&["ps"]);
+    assert!(ps.lines().next().unwrap().starts_with("CONTAINER ID   IMAGE"));
+    assert!(ps.contains("talker") && ps.contains("Up "), "{ps}");
+    r.ok(&["stop", "-t", "5", "talker"]);
+    let st = r.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "talker"]);
+    assert_eq!(st.trim(), "exited 0");
+    assert!(!r.ok(&["ps"]).contains("talker"));
+    assert!(r.ok(&["ps", "-a"]).contains("Exited (0)"));
+    // Restart it and kill it.
+    r.ok(&["start", "talker"]);
+    r.ok(&["kill", "talker"]);
+    assert_eq!(r.ok(&["wait", "talker"]).trim(), "137");
+}
+
+#[test]
+fn pause_unpause_and_top() {
+    let r = root();
+    r.ok(&["run", "-d", "--name", "pz", "--network", "none", "busybox", "sleep", "60"]);
+    r.ok(&["pause", "pz"]);
+    assert!(r.ok(&["ps"]).contains("(Paused)"));
+    let o = r.run(&["exec", "pz", "true"]);
+    assert_ne!(o.status.code(), Some(0));
+    r.ok(&["unpause", "pz"]);
+    let top = r.ok(&["top", "pz"]);
+    assert!(top.contains("sleep 60"), "{top}");
+    r.ok(&["rename", "pz", "qz"]);
+    assert!(r.ok(&["ps"]).contains(" qz"));
+    r.ok(&["rm", "-f", "qz"]);
+}
+
+#[test]
+fn restart_policy_on_failure() {
+    let r = root();
+    r.ok(&["run", "-d", "--name", "flaky", "--network", "none", "--restart", "on-failure:2", "busybox", "sh", "-c", "exit 3"]);
+    let code = r.ok(&["wait", "flaky"]);
+    assert_eq!(code.trim(), "3");
+    let n = r.ok(&["inspect", "-f", "{{.RestartCount}}", "flaky"]);
+    assert_eq!(n.trim(), "2");
+    let o = r.run(&["run", "--rm", "--restart", "always", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+}
+
+#[test]
+fn interactive_tty_gets_a_working_shell() {
+    let r = root();
+    // Drive `run -it` through a pty of our own (CI has no stdin).
+    let (mut master, slave) = openpty();
+    let mut cmd = r.cmd(&["run", "-it", "--rm", "--network", "none", "busybox", "sh"]);
+    use std::os::unix::io::{FromRawFd, IntoRawFd};
+    let s2 = unsafe { libc::dup(slave) };
+    let s3 = unsafe { libc::dup(slave) };
+    cmd.stdin(unsafe { std::process::Stdio::from_raw_fd(slave) })
+        .stdout(unsafe { std::process::Stdio::from_raw_fd(s2) })
+        .stderr(unsafe { std::process::Stdio::from_raw_fd(s3) });
+    let mut child = cmd.spawn().unwrap();
+    use std::io::{Read, Write};
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    master.write_all(b"tty; echo marker-$((6*7))\r").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    master.write_all(b"exit 4\r").unwrap();
+    let status = child.wait().unwrap();
+    let fd = master.into_raw_fd();
+    unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK) };
+    let mut m = unsafe { std::fs::File::from_raw_fd(fd) };
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = m.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.contains("marker-42"), "{out}");
+    assert!(out.contains("/dev/pts/0"), "the container's own devpts: {out}");
+    assert_eq!(status.code(), Some(4));
+}
+
+fn openpty() -> (std::fs::File, i32) {
+    use std::os::unix::io::FromRawFd;
+    let mut m = 0;
+    let mut s = 0;
+    let r = unsafe { libc::openpty(&mut m, &mut s, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
+    assert_eq!(r, 0);
+    (unsafe { std::fs::File::from_raw_fd(m) }, s)
+}
+
+#[test]
+fn security_defaults_and_overrides() {
+    let r = root();
+    let caps = r.ok(&["run", "--rm", "--network", "none", "busybox", "grep", "-E", "CapEff|NoNewPrivs", "/proc/self/status"]);
+    assert!(caps.contains("CapEff:\t00000000a80425fb"), "docker's default set: {caps}");
+    assert!(caps.contains("NoNewPrivs:\t1"));
+    let caps = r.ok(&["run", "--rm", "--network", "none", "--cap-drop", "ALL", "--cap-add", "NET_ADMIN", "busybox", "grep", "CapEff", "/proc/self/status"]);
+    assert!(caps.contains("0000000000001000"), "{caps}");
+    // Masked and read-only paths.
+    let out = r.ok(&["run", "--rm", "--network", "none", "busybox", "sh", "-c", "cat /proc/kcore | wc -c; echo 1 > /proc/sys/kernel/panic 2>&1 || echo ro; touch /sys/x 2>&1 || echo sysro"]);
+    assert!(out.lines().next() == Some("0") && out.contains("ro") && out.contains("sysro"), "{out}");
+    let out = r.ok(&["run", "--rm", "--network", "none", "--read-only", "--tmpfs", "/scratch", "busybox", "sh", "-c", "touch /x 2>/dev/null || echo rofs; touch /scratch/y && echo tmpfs-ok"]);
+    assert!(out.contains("rofs") && out.contains("tmpfs-ok"), "{out}");
+    let out = r.ok(&["run", "--rm", "--network", "none", "-u", "app", "busybox", "id"]);
+    assert_eq!(out.trim(), "uid=1000(app) gid=1000(app) groups=10(wheel)");
+    let out = r.ok(&["run", "--rm", "--network", "none", "--add-host", "db:10.1.2.3", "busybox", "grep", "db", "/etc/hosts"]);
+    assert_eq!(out.trim(), "10.1.2.3\tdb");
+    // Hard rlimits beyond the host's are clamped with a warning, never a failure.
+    let o = r.run(&["run", "--rm", "--network", "none", "--ulimit", "nofile=1024:99999999", "busybox", "sh", "-c", "ulimit -n"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "1024");
+}
