@@ -11,6 +11,8 @@ use crate::resources::Resource;
 pub enum Subresource {
     Main,
     Status,
+    /// `namespaces/{name}/finalize`: only `spec.finalizers` changes.
+    Finalize,
 }
 
 /// RFC 3339 timestamp with seconds, as Kubernetes writes `metav1.Time`.
@@ -333,6 +335,12 @@ pub fn qos_class(spec: &Value) -> &'static str {
 
 /// Carries server-owned state from `old` into `new` for an update of `sub`.
 pub fn prepare_for_update(res: &Resource, old: &Value, new: &mut Value, sub: Subresource) {
+    if sub == Subresource::Finalize {
+        let finalizers = new.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
+        *new = old.clone();
+        obj_mut(new, "spec").insert("finalizers".into(), finalizers);
+        return;
+    }
     if sub == Subresource::Status {
         let status = new.get("status").cloned().unwrap_or(json!({}));
         *new = old.clone();

@@ -6,7 +6,9 @@
 //! root filesystems and `skiff-runtime` for processes; it knows nothing of Kubernetes.
 //! The CLI is a thin layer over this library; the node agent calls it in-process.
 
+pub mod build;
 pub mod create;
+pub mod files;
 pub mod logs;
 pub mod monitor;
 pub mod names;

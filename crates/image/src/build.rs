@@ -3,7 +3,10 @@
 //! inputs, and RUN steps executed through the engine's [`StepRunner`].
 
 use crate::config::{now_rfc3339, History, ImageConfig};
-use crate::dockerfile::{parse_dockerfile, parse_name_values, Dockerfile, Instruction, Lexer};
+use crate::dockerfile::{
+    heredoc_marker, parse_dockerfile, parse_name_values, split_words, Dockerfile, Instruction,
+    Lexer,
+};
 use crate::error::{ImageError, IoContext, Result};
 use crate::ignore::{clean_path, glob_match, has_glob, IgnoreMatcher};
 use crate::layer::{self, MergedView};
@@ -981,6 +984,26 @@ impl Builder<'_> {
         Ok(hc)
     }
 
+    /// The shell command of a shell-form RUN. With here-documents: a lone `<<EOF` runs
+    /// the body as the script; otherwise the shell gets the command and the bodies.
+    fn run_script(&self, ins: &Instruction) -> String {
+        if ins.heredocs.is_empty() {
+            return ins.args.clone();
+        }
+        let words = split_words(&ins.args, self.lexer.escape);
+        if words.len() == 1 && heredoc_marker(&words[0]).is_some() {
+            return ins.heredocs[0].content.clone();
+        }
+        let mut script = ins.args.clone();
+        script.push('\n');
+        for h in &ins.heredocs {
+            script.push_str(&h.content);
+            script.push_str(&h.name);
+            script.push('\n');
+        }
+        script
+    }
+
     fn run_step(&mut self, state: &mut StageState, ins: &Instruction) -> Result<()> {
         if let Some((f, _)) = ins.flags.first() {
             return Err(self.err(ins, format!("RUN --{f} is not supported")));
@@ -989,7 +1012,7 @@ impl Builder<'_> {
             Some(v) => v.clone(),
             None => {
                 let mut sh = state.shell();
-                sh.push(ins.args.clone());
+                sh.push(self.run_script(ins));
                 sh
             }
         };
@@ -1078,9 +1101,25 @@ impl Builder<'_> {
                 .iter()
                 .map(|s| self.lexer.process_word(s, &lookup))
                 .collect::<std::result::Result<Vec<_>, _>>(),
+            None if !ins.heredocs.is_empty() => {
+                // Here-document sources become placeholders for inline files.
+                let mut n = 0;
+                split_words(&ins.args, self.lexer.escape)
+                    .iter()
+                    .map(|w| {
+                        if heredoc_marker(w).is_some() {
+                            n += 1;
+                            Ok(format!("{HEREDOC_SOURCE}{}", n - 1))
+                        } else {
+                            self.lexer.process_word(w, &lookup)
+                        }
+                    })
+                    .collect::<std::result::Result<Vec<_>, _>>()
+            }
             None => self.lexer.process_words(&ins.args, &lookup),
         }
         .map_err(|m| self.err(ins, m))?;
+        let mut inline_dir = ScratchGuard(None);
         if args.len() < 2 {
             return Err(self.err(
                 ins,
@@ -1184,6 +1223,34 @@ impl Builder<'_> {
         // Sources.
         let mut nodes = Vec::new();
         for src in &args {
+            if let Some(idx) = src.strip_prefix(HEREDOC_SOURCE) {
+                let h = idx
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| ins.heredocs.get(i))
+                    .ok_or_else(|| self.err(ins, "here-document without a body"))?;
+                if inline_dir.0.is_none() {
+                    inline_dir.0 = Some(self.store.scratch_dir("heredoc")?);
+                }
+                let dir = inline_dir.0.clone().unwrap_or_default();
+                let path = dir.join(&h.name);
+                let content = if h.expand {
+                    expand_simple(&h.content, &env)
+                } else {
+                    h.content.clone()
+                };
+                fs::write(&path, content).ctx("writing", &path)?;
+                layer::set_mode(&path, 0o644)?;
+                let meta = fs::symlink_metadata(&path).ctx("stat", &path)?;
+                nodes.push(SrcNode {
+                    rel: h.name.clone(),
+                    name: h.name.clone(),
+                    real: vec![path],
+                    meta,
+                    excluded: false,
+                });
+                continue;
+            }
             if is_add
                 && (src.starts_with("http://")
                     || src.starts_with("https://")
@@ -1486,6 +1553,65 @@ impl Builder<'_> {
         };
         Ok((uid, gid))
     }
+}
+
+/// Marks a here-document among COPY/ADD sources (not a valid path).
+const HEREDOC_SOURCE: &str = "\0heredoc:";
+
+/// Removes a scratch directory when dropped.
+struct ScratchGuard(Option<PathBuf>);
+
+impl Drop for ScratchGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = layer::remove_any(&p);
+        }
+    }
+}
+
+/// `$NAME` / `${NAME}` expansion for here-document bodies (`\$` keeps a `$`).
+fn expand_simple(text: &str, env: &HashMap<String, String>) -> String {
+    let c: Vec<char> = text.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    let is_name = |x: char| x.is_ascii_alphanumeric() || x == '_';
+    while i < c.len() {
+        match c[i] {
+            '\\' if c.get(i + 1) == Some(&'$') => {
+                out.push('$');
+                i += 2;
+            }
+            '$' if c.get(i + 1) == Some(&'{') => {
+                let end = c[i + 2..].iter().position(|&x| x == '}');
+                match end {
+                    Some(e) if c[i + 2..i + 2 + e].iter().all(|&x| is_name(x)) && e > 0 => {
+                        let name: String = c[i + 2..i + 2 + e].iter().collect();
+                        out.push_str(env.get(&name).map(String::as_str).unwrap_or(""));
+                        i += e + 3;
+                    }
+                    _ => {
+                        out.push('$');
+                        i += 1;
+                    }
+                }
+            }
+            '$' if c.get(i + 1).is_some_and(|&x| is_name(x)) => {
+                let start = i + 1;
+                let mut j = start;
+                while j < c.len() && is_name(c[j]) {
+                    j += 1;
+                }
+                let name: String = c[start..j].iter().collect();
+                out.push_str(env.get(&name).map(String::as_str).unwrap_or(""));
+                i = j;
+            }
+            x => {
+                out.push(x);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 fn lchown(p: &Path, uid: u32, gid: u32) -> Result<()> {

@@ -28,6 +28,39 @@ pub struct Instruction {
     pub json: Option<Vec<String>>,
     /// The logical line as written (keyword and arguments), for messages.
     pub original: String,
+    /// Here-documents (`<<EOF` ... `EOF`) of RUN/COPY/ADD, in order.
+    pub heredocs: Vec<Heredoc>,
+}
+
+/// A here-document body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Heredoc {
+    /// The delimiter word (`EOF`).
+    pub name: String,
+    /// The body, each line ending in `\n` (leading tabs removed for `<<-`).
+    pub content: String,
+    /// Whether the delimiter was unquoted (then COPY expands variables in the body).
+    pub expand: bool,
+}
+
+/// A here-document marker word: `<<EOF`, `<<-EOF`, `<<"EOF"`, `<<'EOF'` →
+/// (name, strip tabs, quoted).
+pub(crate) fn heredoc_marker(word: &str) -> Option<(String, bool, bool)> {
+    let rest = word.strip_prefix("<<")?;
+    let (rest, strip) = match rest.strip_prefix('-') {
+        Some(r) => (r, true),
+        None => (rest, false),
+    };
+    let (name, quoted) = match rest.chars().next() {
+        Some(q @ ('"' | '\'')) => (rest.strip_prefix(q)?.strip_suffix(q)?, true),
+        _ => (rest, false),
+    };
+    let mut chars = name.chars();
+    let ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    ok.then(|| (name.to_string(), strip, quoted))
 }
 
 const KEYWORDS: &[&str] = &[
@@ -129,7 +162,42 @@ pub fn parse_dockerfile(text: &str, file: &str) -> Result<Dockerfile> {
         }
         if !continues {
             if let Some((start, text)) = current.take() {
-                instructions.push(parse_instruction(file, start, &text)?);
+                let mut ins = parse_instruction(file, start, &text)?;
+                if matches!(ins.keyword.as_str(), "RUN" | "COPY" | "ADD") && ins.json.is_none() {
+                    for word in split_words(&ins.args, escape) {
+                        let Some((name, strip, quoted)) = heredoc_marker(&word) else {
+                            continue;
+                        };
+                        let mut content = String::new();
+                        loop {
+                            let Some(raw) = lines.get(i) else {
+                                return Err(parse_error(
+                                    file,
+                                    start,
+                                    format!("unterminated here-document: no line {name} before the end of the file"),
+                                ));
+                            };
+                            i += 1;
+                            let raw = raw.strip_suffix('\r').unwrap_or(raw);
+                            let body = if strip {
+                                raw.trim_start_matches('\t')
+                            } else {
+                                raw
+                            };
+                            if body == name {
+                                break;
+                            }
+                            content.push_str(body);
+                            content.push('\n');
+                        }
+                        ins.heredocs.push(Heredoc {
+                            name,
+                            content,
+                            expand: !quoted,
+                        });
+                    }
+                }
+                instructions.push(ins);
             }
         }
     }
@@ -225,6 +293,7 @@ fn parse_instruction(file: &str, line: usize, text: &str) -> Result<Instruction>
         args,
         json,
         original: text.to_string(),
+        heredocs: Vec::new(),
     })
 }
 
@@ -558,6 +627,39 @@ mod tests {
         assert_eq!(d.instructions[3].flag("from"), Some("base"));
         assert_eq!(d.instructions[3].args, "a b /x/");
         assert_eq!(d.instructions[4].json, None);
+    }
+
+    #[test]
+    fn heredocs() {
+        let df = "FROM x\nRUN <<EOF\necho a\n# not a comment\n\nEOF\nCOPY <<-\"A\" <<B /dst/\n\tone\n\tA\ntwo $X\nB\nCMD x\n";
+        let d = parse_dockerfile(df, "Dockerfile").unwrap();
+        let k: Vec<_> = d
+            .instructions
+            .iter()
+            .map(|i| (i.keyword.as_str(), i.line))
+            .collect();
+        assert_eq!(k, vec![("FROM", 1), ("RUN", 2), ("COPY", 7), ("CMD", 12)]);
+        assert_eq!(
+            d.instructions[1].heredocs[0].content,
+            "echo a\n# not a comment\n\n"
+        );
+        let h = &d.instructions[2].heredocs;
+        assert_eq!(
+            (h[0].name.as_str(), h[0].content.as_str(), h[0].expand),
+            ("A", "one\n", false)
+        );
+        assert_eq!(
+            (h[1].name.as_str(), h[1].content.as_str(), h[1].expand),
+            ("B", "two $X\n", true)
+        );
+        let e = parse_dockerfile("FROM x\nRUN <<EOF\necho\n", "Dockerfile").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("Dockerfile:2: unterminated here-document"),
+            "{e}"
+        );
+        assert_eq!(heredoc_marker("<<'E_1'"), Some(("E_1".into(), false, true)));
+        assert_eq!(heredoc_marker("<<<x"), None);
     }
 
     #[test]

@@ -160,7 +160,8 @@ pub(crate) fn unpack_layer(reader: impl Read, dest: &Path) -> Result<u64> {
     archive.set_preserve_permissions(true);
     archive.set_preserve_ownerships(true);
     archive.set_preserve_mtime(true);
-    archive.set_unpack_xattrs(true);
+    // xattrs are applied below, filtered (never trusted.* from a layer).
+    archive.set_unpack_xattrs(false);
     archive.set_overwrite(true);
     let mut size = 0u64;
     let mut dir_times = Vec::new();
@@ -233,14 +234,73 @@ pub(crate) fn unpack_layer(reader: impl Read, dest: &Path) -> Result<u64> {
         if kind.is_file() || kind == tar::EntryType::Continuous {
             size += entry.size();
         }
+        let xattrs = entry_xattrs(&mut entry);
         entry
             .unpack_in(dest)
             .map_err(|e| ImageError::io(format!("unpacking {}", rel.display()), e))?;
+        for (name, value) in xattrs {
+            if let Err(e) = set_xattr(&target, &name, &value) {
+                tracing::warn!(path = %target.display(), xattr = %name, error = %e, "could not restore xattr");
+            }
+        }
     }
     for (dir, mtime) in dir_times.into_iter().rev() {
         set_mtime(&dir, mtime);
     }
     Ok(size)
+}
+
+/// The extended attributes a layer may carry (as docker: file capabilities only).
+const LAYER_XATTRS: [&str; 1] = ["security.capability"];
+
+fn entry_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> Vec<(String, Vec<u8>)> {
+    let Ok(Some(exts)) = entry.pax_extensions() else {
+        return Vec::new();
+    };
+    exts.filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let key = e.key().ok()?.strip_prefix("SCHILY.xattr.")?.to_string();
+            LAYER_XATTRS
+                .contains(&key.as_str())
+                .then(|| (key, e.value_bytes().to_vec()))
+        })
+        .collect()
+}
+
+/// One PAX extended header record: `<len> <key>=<value>\n`, len counting itself.
+fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
+    let base = key.len() + value.len() + 3;
+    let mut len = base + 1;
+    while len != base + len.to_string().len() {
+        len = base + len.to_string().len();
+    }
+    let mut out = format!("{len} {key}=").into_bytes();
+    out.extend_from_slice(value);
+    out.push(b'\n');
+    out
+}
+
+/// Writes a PAX header carrying `full`'s layer xattrs, if it has any.
+fn append_xattrs<W: Write>(b: &mut tar::Builder<W>, full: &Path) -> std::io::Result<()> {
+    let mut data = Vec::new();
+    for name in LAYER_XATTRS {
+        if let Some(v) = get_xattr(full, name) {
+            data.extend(pax_record(&format!("SCHILY.xattr.{name}"), &v));
+        }
+    }
+    if data.is_empty() {
+        return Ok(());
+    }
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::XHeader);
+    h.set_path("PaxHeader")?;
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_size(data.len() as u64);
+    h.set_cksum();
+    b.append(&h, &data[..])
 }
 
 /// Writes the directory tree `dir` (an overlayfs upper dir or a plain directory) as an
@@ -333,6 +393,7 @@ fn append_tree<W: Write>(
             }
             let f = fs::File::open(&full).ctx("opening", &full)?;
             let mut h = base_header(&meta);
+            append_xattrs(b, &full).map_err(err)?;
             b.append_data(&mut h, &r, f).map_err(err)?;
         } else if ft.is_symlink() {
             let target = fs::read_link(&full).ctx("reading link", &full)?;
@@ -591,6 +652,40 @@ mod tests {
                 "var/new"
             ]
         );
+    }
+
+    #[test]
+    fn file_capabilities_survive_and_trusted_xattrs_do_not() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        fs::create_dir_all(&src).unwrap();
+        let f = src.join("ping");
+        fs::write(&f, "x").unwrap();
+        // vfs_cap_data v2, effective, permitted = CAP_NET_RAW
+        let mut cap = Vec::new();
+        for v in [0x0200_0001u32, 1 << 13, 0, 0, 0] {
+            cap.extend(v.to_le_bytes());
+        }
+        if set_xattr(&f, "security.capability", &cap).is_err() {
+            eprintln!("cannot set file capabilities here, skipping");
+            return;
+        }
+        set_xattr(&f, "trusted.overlay.origin", b"zz").unwrap();
+        let mut out = Vec::new();
+        write_layer_tar(&src, &mut out).unwrap();
+        let dest = t.path().join("dest");
+        unpack_layer(&out[..], &dest).unwrap();
+        assert_eq!(
+            get_xattr(&dest.join("ping"), "security.capability"),
+            Some(cap)
+        );
+        assert_eq!(
+            get_xattr(&dest.join("ping"), "trusted.overlay.origin"),
+            None
+        );
+        assert_eq!(fs::read(dest.join("ping")).unwrap(), b"x");
+        assert_eq!(pax_record("k", b"v"), b"6 k=v\n");
+        assert_eq!(pax_record(&"k".repeat(5), b"v"), b"11 kkkkk=v\n");
     }
 
     #[test]

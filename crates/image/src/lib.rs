@@ -34,7 +34,7 @@ mod user;
 
 pub use build::{apply_changes, build, BuildOptions, RunStep, StepError, StepRunner, DEFAULT_PATH};
 pub use config::{host_arch, ContainerConfig, HealthConfig, History, ImageConfig, RootFs};
-pub use dockerfile::{parse_dockerfile, Dockerfile, Instruction};
+pub use dockerfile::{parse_dockerfile, Dockerfile, Heredoc, Instruction};
 pub use error::{ImageError, Result};
 pub use ignore::IgnoreMatcher;
 pub use reference::{

@@ -1299,7 +1299,7 @@ pub(crate) mod tests {
             )
             .unwrap();
         assert!(s
-            .prune_dangling_keeping(&[other.id.clone()])
+            .prune_dangling_keeping(std::slice::from_ref(&other.id))
             .unwrap()
             .is_empty());
         assert_eq!(s.prune_dangling().unwrap(), vec![other.id.clone()]);

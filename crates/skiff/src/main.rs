@@ -341,6 +341,49 @@ enum Cmd {
         quiet: bool,
         image: String,
     },
+    /// Build an image from a Dockerfile.
+    Build {
+        #[arg(short = 't', long = "tag")]
+        tag: Vec<String>,
+        #[arg(short = 'f', long = "file")]
+        file: Option<PathBuf>,
+        #[arg(long = "build-arg")]
+        build_arg: Vec<String>,
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long = "no-cache")]
+        no_cache: bool,
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        context: PathBuf,
+    },
+    /// Create a new image from a container's changes.
+    Commit {
+        #[arg(short = 'a', long)]
+        author: Option<String>,
+        #[arg(short = 'm', long)]
+        message: Option<String>,
+        #[arg(short = 'p', long, default_value_t = true, action = clap::ArgAction::Set)]
+        pause: bool,
+        container: String,
+        repository: Option<String>,
+    },
+    /// Copy files between a container and the host.
+    Cp { source: String, destination: String },
+    /// Save images to a tar archive (OCI layout and docker-save layout in one).
+    Save {
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Load images from a tar archive (OCI or docker-save layout).
+    Load {
+        #[arg(short = 'i', long)]
+        input: Option<PathBuf>,
+        #[arg(short = 'q', long)]
+        quiet: bool,
+    },
     /// Registry commands (not available yet).
     Pull { image: String },
     Push { image: String },
@@ -732,6 +775,122 @@ fn real_main(cli: Cli) -> Result<i32> {
             "Error response from daemon: login: the registry client is not built yet".into(),
         )
         .into()),
+        Cmd::Build {
+            tag,
+            file,
+            build_arg,
+            target,
+            no_cache,
+            quiet,
+            context,
+        } => {
+            let e = engine(&root)?;
+            let mut args = std::collections::BTreeMap::new();
+            for a in build_arg {
+                match a.split_once('=') {
+                    Some((k, v)) => {
+                        args.insert(k.to_string(), v.to_string());
+                    }
+                    None => {
+                        if let Ok(v) = std::env::var(&a) {
+                            args.insert(a.clone(), v);
+                        }
+                    }
+                }
+            }
+            if !context.is_dir() {
+                return Err(Exit(1, format!("ERROR: unable to prepare context: path \"{}\" not found", context.display())).into());
+            }
+            let opts = skiff_image::BuildOptions {
+                context_dir: context.clone(),
+                dockerfile: file.map(|f| if f.is_absolute() || f.exists() { f } else { context.join(f) }),
+                tags: tag,
+                build_args: args,
+                target,
+                no_cache,
+            };
+            let runner = skiff_engine::build::BuildRunner { engine: &e };
+            let stdout = std::io::stdout();
+            let mut sink = std::io::sink();
+            let mut lock = stdout.lock();
+            let out: &mut dyn Write = if quiet { &mut sink } else { &mut lock };
+            match skiff_image::build(&e.images, &opts, &runner, out) {
+                Ok(img) => {
+                    if quiet {
+                        println!("{}", img.id);
+                    }
+                    Ok(0)
+                }
+                Err(err) => Err(Exit(1, format!("{err}")).into()),
+            }
+        }
+        Cmd::Commit {
+            author,
+            message,
+            pause,
+            container,
+            repository,
+        } => {
+            let e = engine(&root)?;
+            let img = e.commit(
+                &container,
+                repository.as_deref(),
+                &skiff_engine::files::CommitOptions { author, message, pause },
+            )?;
+            println!("{}", img.id);
+            Ok(0)
+        }
+        Cmd::Cp {
+            source,
+            destination,
+        } => cp(&root, &source, &destination),
+        Cmd::Save { output, images } => {
+            let e = engine(&root)?;
+            let refs: Vec<&str> = images.iter().map(|s| s.as_str()).collect();
+            match output {
+                Some(p) => {
+                    let tmp = p.with_extension("skiff-tmp");
+                    let f = std::fs::File::create(&tmp).map_err(|err| anyhow!("{}: {err}", p.display()))?;
+                    let mut w = std::io::BufWriter::new(f);
+                    if let Err(err) = e.images.save(&refs, &mut w) {
+                        let _ = std::fs::remove_file(&tmp);
+                        return Err(err.into());
+                    }
+                    w.flush()?;
+                    std::fs::rename(&tmp, &p)?;
+                }
+                None => {
+                    if unsafe { libc::isatty(1) } == 1 {
+                        return Err(anyhow!("cowardly refusing to save to a terminal. Use the -o flag or redirect"));
+                    }
+                    let stdout = std::io::stdout();
+                    let mut w = std::io::BufWriter::new(stdout.lock());
+                    e.images.save(&refs, &mut w)?;
+                    w.flush()?;
+                }
+            }
+            Ok(0)
+        }
+        Cmd::Load { input, quiet } => {
+            let e = engine(&root)?;
+            let names = match input {
+                Some(p) => {
+                    let f = std::fs::File::open(&p).map_err(|err| anyhow!("open {}: {err}", p.display()))?;
+                    e.images.load(std::io::BufReader::new(f))?
+                }
+                None => e.images.load(std::io::stdin().lock())?,
+            };
+            if !quiet {
+                for n in names {
+                    if n.starts_with("sha256:") {
+                        println!("Loaded image ID: {n}");
+                    } else {
+                        println!("Loaded image: {}", skiff_image::familiar_name(&n));
+                    }
+                }
+            }
+            Ok(0)
+        }
         Cmd::Volume(v) => volume(&root, v),
         Cmd::System(s) => system(&root, s),
     }
@@ -817,6 +976,43 @@ fn run(root: &Path, f: RunFlags) -> Result<i32> {
         .into()),
         Report::Exited(code) => Ok(code),
         Report::Lost => Err(Exit(125, "the container's monitor exited unexpectedly".into()).into()),
+    }
+}
+
+/// `skiff cp CONTAINER:SRC DEST` or `skiff cp SRC CONTAINER:DEST`.
+fn cp(root: &Path, source: &str, destination: &str) -> Result<i32> {
+    let e = engine(root)?;
+    let split = |s: &str| -> Option<(String, String)> {
+        if s.starts_with('/') || s.starts_with('.') {
+            return None;
+        }
+        s.split_once(':').map(|(a, b)| (a.to_string(), b.to_string()))
+    };
+    match (split(source), split(destination)) {
+        (Some((c, path)), None) => {
+            let ctr = e.get(&c)?;
+            let dst = PathBuf::from(destination);
+            let dst_text = destination.to_string();
+            e.with_rootfs(&ctr, |root| {
+                let src = skiff_engine::files::in_root(root, &path);
+                skiff_engine::files::copy_path(&src, &dst, &dst_text)
+            })?;
+            Ok(0)
+        }
+        (None, Some((c, path))) => {
+            let ctr = e.get(&c)?;
+            let src = PathBuf::from(source);
+            if !src.exists() {
+                return Err(anyhow!("lstat {source}: no such file or directory"));
+            }
+            e.with_rootfs(&ctr, |root| {
+                let dst = skiff_engine::files::in_root(root, &path);
+                skiff_engine::files::copy_path(&src, &dst, &path)
+            })?;
+            Ok(0)
+        }
+        (Some(_), Some(_)) => Err(anyhow!("copying between containers is not supported")),
+        (None, None) => Err(anyhow!("must specify at least one container source")),
     }
 }
 
@@ -1448,7 +1644,8 @@ fn system(root: &Path, s: SystemCmd) -> Result<i32> {
                     println!("{}", c.record.id);
                 }
             }
-            let imgs = e.images.prune_dangling()?;
+            let used: Vec<String> = e.list()?.into_iter().map(|c| c.record.image_id).collect();
+            let imgs = e.images.prune_dangling_keeping(&used)?;
             println!("\nDeleted Images:");
             for i in imgs {
                 println!("deleted: {i}");

@@ -399,3 +399,77 @@ fn security_defaults_and_overrides() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(stdout(&o), "1024");
 }
+
+#[test]
+fn build_cache_commit_and_save_load_round_trip() {
+    let r = root();
+    let ctx = r.dir.join("ctx");
+    std::fs::create_dir_all(ctx.join("d")).unwrap();
+    std::fs::write(ctx.join("a.txt"), "one\n").unwrap();
+    std::fs::write(ctx.join("d/x"), "x\n").unwrap();
+    std::fs::write(ctx.join("secret.key"), "nope\n").unwrap();
+    std::fs::write(ctx.join(".dockerignore"), "*.key\n").unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nARG VER=1\nENV APP=/app\nWORKDIR $APP\nCOPY . .\nRUN echo \"built $VER\" > built.txt && rm /etc/group\nENTRYPOINT [\"cat\"]\nCMD [\"built.txt\"]\n",
+    )
+    .unwrap();
+    let c = ctx.to_str().unwrap();
+    let first = r.ok(&["build", "-t", "app:1", "--build-arg", "VER=7", c]);
+    assert!(first.contains("Successfully tagged app:1"), "{first}");
+    assert_eq!(r.ok(&["run", "--rm", "--network", "none", "app:1"]).trim(), "built 7");
+    let out = r.ok(&["run", "--rm", "--network", "none", "--entrypoint", "sh", "app:1", "-c", "ls /app; ls /etc/group 2>&1; true"]);
+    assert!(out.contains("a.txt") && !out.contains("secret.key"), ".dockerignore applies: {out}");
+    assert!(out.contains("No such file"), "the RUN step's delete is a whiteout: {out}");
+    // Nothing changed: every step from the cache.
+    let again = r.ok(&["build", "-t", "app:1", "--build-arg", "VER=7", c]);
+    assert_eq!(again.matches("Using cache").count(), 7, "{again}");
+    // A changed COPY source rebuilds from that step on.
+    std::fs::write(ctx.join("a.txt"), "two\n").unwrap();
+    let third = r.ok(&["build", "-t", "app:2", "--build-arg", "VER=7", c]);
+    assert_eq!(third.matches("Using cache").count(), 3, "{third}");
+    // A bad Dockerfile line names file and line.
+    std::fs::write(ctx.join("Bad.Dockerfile"), "FROM busybox\nFROBNICATE x\n").unwrap();
+    let o = r.run(&["build", "-f", ctx.join("Bad.Dockerfile").to_str().unwrap(), c]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains(":2:"), "{}", stderr(&o));
+    // A failing RUN step fails the build and leaves no container behind.
+    std::fs::write(ctx.join("Fail.Dockerfile"), "FROM busybox\nRUN exit 3\n").unwrap();
+    let o = r.run(&["build", "-f", ctx.join("Fail.Dockerfile").to_str().unwrap(), c]);
+    assert_ne!(o.status.code(), Some(0));
+    assert_eq!(r.ok(&["ps", "-aq"]).trim(), "");
+
+    // commit: the writable layer becomes a layer; volumes are not in it.
+    r.ok(&["run", "--name", "src", "--network", "none", "-v", "/vol", "busybox", "sh", "-c", "echo layer > /made; echo vol > /vol/v"]);
+    r.ok(&["commit", "src", "snap:1"]);
+    let out = r.ok(&["run", "--rm", "--network", "none", "snap:1", "sh", "-c", "cat /made; ls /vol | wc -l"]);
+    assert_eq!(out.trim(), "layer\n0");
+    // cp both ways, on a stopped container and a running one.
+    let dest = r.dir.join("out");
+    std::fs::create_dir_all(&dest).unwrap();
+    r.ok(&["cp", "src:/made", dest.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(dest.join("made")).unwrap(), "layer\n");
+    r.ok(&["run", "-d", "--name", "live", "--network", "none", "busybox", "sleep", "60"]);
+    r.ok(&["cp", ctx.join("d").to_str().unwrap(), "live:/tmp/"]);
+    assert_eq!(r.ok(&["exec", "live", "cat", "/tmp/d/x"]).trim(), "x");
+    // rmi refuses an image a running container uses, even with -f.
+    let o = r.run(&["rmi", "-f", "busybox"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("being used by running container"), "{}", stderr(&o));
+
+    // save → load round trip into a fresh root.
+    let archive = r.dir.join("app.tar");
+    r.ok(&["save", "-o", archive.to_str().unwrap(), "app:1"]);
+    let r2 = Root::new(EXE);
+    let loaded = r2.ok(&["load", "-i", archive.to_str().unwrap()]);
+    assert_eq!(loaded.trim(), "Loaded image: app:1");
+    assert_eq!(r2.ok(&["run", "--rm", "--network", "none", "app:1"]).trim(), "built 7");
+    let imgs = r2.ok(&["images"]);
+    assert!(imgs.starts_with("REPOSITORY   TAG"), "{imgs}");
+    let id1 = r.ok(&["inspect", "-f", "{{.Id}}", "app:1"]);
+    let id2 = r2.ok(&["inspect", "-f", "{{.Id}}", "app:1"]);
+    assert_eq!(id1, id2, "content-addressed ids survive the round trip");
+    r.ok(&["rm", "-f", "live", "src"]);
+    let pruned = r.ok(&["system", "prune", "-f"]);
+    assert!(pruned.contains("Deleted"), "{pruned}");
+}

@@ -502,7 +502,7 @@ fn real_run_steps_through_overlay() {
     if !Path::new("/bin/busybox").is_file() {
         return;
     }
-    let df = "FROM busybox\nENV GREETING=hi\nWORKDIR /work\nRUN echo $GREETING > out.txt && rm /var/lib/gone && mkdir -p /etc/new\nRUN [\"/bin/sh\", \"-c\", \"cat /work/out.txt; exit 4\"]\n";
+    let df = "FROM busybox\nENV GREETING=hi\nWORKDIR /work\nRUN echo $GREETING > out.txt && rm /var/lib/gone && mkdir -p /etc/new\nRUN cat <<EOF > h.txt\nfrom $GREETING\nEOF\nRUN [\"/bin/sh\", \"-c\", \"cat /work/out.txt; exit 4\"]\n";
     let c = ctx(df, &[]);
     let mut opts = BuildOptions {
         context_dir: c.dir.clone(),
@@ -532,6 +532,10 @@ fn real_run_steps_through_overlay() {
     );
     assert!(c.find(&img, "var/lib/gone").is_none());
     assert!(c.find(&img, "etc/new").is_some());
+    assert_eq!(
+        fs::read_to_string(c.find(&img, "work/h.txt").unwrap()).unwrap(),
+        "from hi\n"
+    );
     assert_eq!(fs::read_dir(c.store.tmp_dir()).unwrap().count(), 0);
 }
 
@@ -579,4 +583,33 @@ fn symlinks_resolve_inside_the_image_and_context() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("file not found"), "{e}");
+}
+
+#[test]
+fn heredoc_run_and_copy() {
+    let df = "FROM busybox\nENV WHO=world\nRUN <<EOF\ntouch /a\nEOF\nRUN cat <<EOF\nhello\nEOF\nCOPY <<EOF <<'RAW' /etc/\nhi $WHO\nEOF\nkeep $WHO\nRAW\n";
+    let c = ctx(df, &[]);
+    let r = FakeRunner::default();
+    // The fake runner only knows `touch`, so give it scripts it understands.
+    let (img, out) = c.build(&r, |_| {});
+    let calls = r.calls.borrow();
+    assert_eq!(calls[0].argv, vec!["/bin/sh", "-c", "touch /a\n"]);
+    drop(calls);
+    assert!(img.is_err(), "{out}"); // `cat <<EOF` is not in the fake's language
+    let calls = r.calls.borrow();
+    assert_eq!(calls[1].argv[2], "cat <<EOF\nhello\nEOF\n");
+    drop(calls);
+    let df =
+        "FROM busybox\nENV WHO=world\nCOPY <<EOF <<'RAW' /etc/\nhi $WHO\nEOF\nkeep $WHO\nRAW\n";
+    fs::write(c.dir.join("Dockerfile"), df).unwrap();
+    let img = c.build(&r, |_| {}).0.unwrap();
+    assert_eq!(
+        fs::read_to_string(c.find(&img, "etc/EOF").unwrap()).unwrap(),
+        "hi world\n"
+    );
+    assert_eq!(
+        fs::read_to_string(c.find(&img, "etc/RAW").unwrap()).unwrap(),
+        "keep $WHO\n"
+    );
+    assert_eq!(fs::read_dir(c.store.tmp_dir()).unwrap().count(), 0);
 }

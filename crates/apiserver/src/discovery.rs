@@ -1,0 +1,135 @@
+//! Discovery documents: `/version`, `/api`, `/apis`, `/apis/<group>`, and the legacy
+//! `APIResourceList` of each group-version, as kubectl reads them.
+
+use serde_json::{json, Value};
+
+use crate::resources::{self, Resource};
+
+/// The `/version` document.
+pub fn version() -> Value {
+    let minor = crate::typed::kube_minor();
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    json!({
+        "major": "1",
+        "minor": minor.to_string(),
+        "emulationMajor": "1",
+        "emulationMinor": minor.to_string(),
+        "minCompatibilityMajor": "1",
+        "minCompatibilityMinor": (minor - 1).to_string(),
+        "gitVersion": format!("v1.{minor}.0"),
+        "gitCommit": "0000000000000000000000000000000000000000",
+        "gitTreeState": "clean",
+        "buildDate": "2025-01-01T00:00:00Z",
+        "goVersion": "go1.24.0",
+        "compiler": "gc",
+        "platform": format!("linux/{arch}"),
+    })
+}
+
+/// `/api`.
+pub fn api_versions(server_address: &str) -> Value {
+    json!({
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}],
+    })
+}
+
+fn group_doc(name: &str, versions: &[&str]) -> Value {
+    let vs: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v}))
+        .collect();
+    json!({
+        "name": name,
+        "versions": vs,
+        "preferredVersion": vs.first().cloned().unwrap_or(Value::Null),
+    })
+}
+
+/// `/apis`.
+pub fn api_group_list() -> Value {
+    let groups: Vec<Value> = resources::groups()
+        .iter()
+        .map(|(g, vs)| group_doc(g, vs))
+        .collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+/// `/apis/<group>`, if served.
+pub fn api_group(group: &str) -> Option<Value> {
+    let (name, versions) = resources::groups().into_iter().find(|(g, _)| *g == group)?;
+    let mut doc = group_doc(name, &versions);
+    doc["kind"] = json!("APIGroup");
+    doc["apiVersion"] = json!("v1");
+    Some(doc)
+}
+
+fn verbs(r: &Resource) -> Vec<&'static str> {
+    r.verbs()
+        .iter()
+        .copied()
+        .filter(|v| !(r.kind == "Namespace" && *v == "deletecollection"))
+        .collect()
+}
+
+/// The legacy `APIResourceList` of one group-version, if served.
+pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
+    let mut list = Vec::new();
+    for r in resources::in_group_version(group, version) {
+        let mut main = json!({
+            "name": r.plural,
+            "singularName": r.singular,
+            "namespaced": r.namespaced,
+            "kind": r.kind,
+            "verbs": verbs(r),
+        });
+        if !r.short_names.is_empty() {
+            main["shortNames"] = json!(r.short_names);
+        }
+        if !r.categories.is_empty() {
+            main["categories"] = json!(r.categories);
+        }
+        list.push(main);
+        if r.kind == "Namespace" {
+            list.push(json!({"name": "namespaces/finalize", "singularName": "", "namespaced": false, "kind": "Namespace", "verbs": ["update"]}));
+        }
+        if r.scale {
+            list.push(json!({
+                "name": format!("{}/scale", r.plural), "singularName": "", "namespaced": r.namespaced,
+                "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"],
+            }));
+        }
+        if r.status {
+            list.push(json!({
+                "name": format!("{}/status", r.plural), "singularName": "", "namespaced": r.namespaced,
+                "kind": r.kind, "verbs": ["get", "patch", "update"],
+            }));
+        }
+    }
+    if list.is_empty() {
+        return None;
+    }
+    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn core_resources_have_short_names() {
+        let list = api_resource_list("", "v1").unwrap();
+        let pods = list["resources"].as_array().unwrap().iter().find(|r| r["name"] == "pods").unwrap();
+        assert_eq!(pods["shortNames"], json!(["po"]));
+        assert_eq!(pods["categories"], json!(["all"]));
+        assert!(api_resource_list("apps", "v1").unwrap()["resources"].as_array().unwrap().iter().any(|r| r["name"] == "deployments/scale"));
+        assert!(api_resource_list("nope", "v1").is_none());
+        assert_eq!(version()["gitVersion"], format!("v1.{}.0", crate::typed::kube_minor()));
+    }
+}

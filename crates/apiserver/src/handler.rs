@@ -1,0 +1,914 @@
+//! The HTTP API: routing of one request to discovery or to the generic resource store,
+//! content negotiation (JSON, Table, PartialObjectMetadata), and watch streams.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
+use hyper::body::{Frame, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{json, Value};
+use skiff_store::{EventKind, Revision};
+use tokio::sync::mpsc;
+
+use crate::error::ApiError;
+use crate::patch::{self, PatchType};
+use crate::registry::{self, DeleteOptions, ListOptions, Registry};
+use crate::resources::{self, Resource};
+use crate::selector::{FieldSelector, LabelSelector};
+use crate::strategy::Subresource;
+use crate::table::{self, IncludeObject};
+
+/// Largest request body accepted (kube-apiserver's limit).
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+pub type Body = BoxBody<Bytes, Infallible>;
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Who made a request (from its client certificate).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub groups: Vec<String>,
+}
+
+/// What every request handler shares.
+pub struct State {
+    pub registry: Registry,
+    /// `host:port` clients reach the server at (for `/api`).
+    pub server_address: String,
+    /// Becomes true when the server shuts down (ends watches).
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed()
+}
+
+fn json_response(code: u16, v: &Value, warnings: &[String]) -> Response<Body> {
+    let body = serde_json::to_vec(v).unwrap_or_default();
+    let mut b = Response::builder()
+        .status(StatusCode::from_u16(code).unwrap_or(StatusCode::OK))
+        .header("Content-Type", "application/json")
+        .header("Cache-Control", "no-cache, private");
+    for w in warnings {
+        let text = w.replace('"', "\\\"");
+        b = b.header("Warning", format!("299 - \"{text}\""));
+    }
+    b.body(full(body)).unwrap_or_else(|_| Response::new(full("")))
+}
+
+fn error_response(e: &ApiError) -> Response<Body> {
+    json_response(e.code, &e.status(), &[])
+}
+
+fn text_response(code: u16, text: &'static str) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::from_u16(code).unwrap_or(StatusCode::OK))
+        .header("Content-Type", "text/plain; charset=utf-8")
+        .body(full(text))
+        .unwrap_or_else(|_| Response::new(full("")))
+}
+
+fn not_found_path() -> ApiError {
+    ApiError::new(404, "NotFound", "the server could not find the requested resource")
+}
+
+/// Parsed `Accept` header: which representation the client wants.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Accept {
+    table: bool,
+    partial: bool,
+}
+
+fn parse_accept(h: Option<&str>) -> Accept {
+    let mut a = Accept::default();
+    for range in h.unwrap_or("").split(',') {
+        let params: Vec<&str> = range.split(';').map(str::trim).collect();
+        let has = |p: &str| params.contains(&p);
+        if has("as=Table") && has("g=meta.k8s.io") {
+            a.table = true;
+            break;
+        }
+        if (has("as=PartialObjectMetadata") || has("as=PartialObjectMetadataList")) && has("g=meta.k8s.io") {
+            a.partial = true;
+            break;
+        }
+        let media = params.first().copied().unwrap_or("");
+        if matches!(media, "application/json" | "*/*" | "application/*" | "") && !range.contains("as=") {
+            break;
+        }
+    }
+    a
+}
+
+type Query = HashMap<String, String>;
+
+fn parse_query(q: Option<&str>) -> Query {
+    let mut out = HashMap::new();
+    for (k, v) in form_urlencoded::parse(q.unwrap_or("").as_bytes()) {
+        out.entry(k.into_owned()).or_insert_with(|| v.into_owned());
+    }
+    out
+}
+
+fn truthy(q: &Query, k: &str) -> bool {
+    matches!(q.get(k).map(String::as_str), Some("1" | "true" | "True"))
+}
+
+/// Entry point for one request.
+pub async fn handle(state: Arc<State>, user: Option<User>, req: Request<Incoming>) -> Response<Body> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let resp = match route(&state, user.as_ref(), req).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    };
+    tracing::debug!(%method, %path, status = resp.status().as_u16(), user = user.as_ref().map(|u| u.name.as_str()).unwrap_or("-"), "request");
+    resp
+}
+
+async fn route(state: &State, user: Option<&User>, req: Request<Incoming>) -> ApiResult<Response<Body>> {
+    let path = req.uri().path().trim_end_matches('/').to_string();
+    let path = if path.is_empty() { "/".to_string() } else { path };
+    match path.as_str() {
+        "/healthz" | "/livez" | "/readyz" => return Ok(text_response(200, "ok")),
+        p if p.starts_with("/healthz/") || p.starts_with("/livez/") || p.starts_with("/readyz/") => {
+            return Ok(text_response(200, "ok"))
+        }
+        "/version" => return Ok(json_response(200, &crate::discovery::version(), &[])),
+        _ => {}
+    }
+    if user.is_none() {
+        return Err(ApiError::unauthorized());
+    }
+    if req.headers().keys().any(|k| k.as_str().to_ascii_lowercase().starts_with("impersonate-")) {
+        return Err(ApiError::forbidden("impersonation is not supported by this server yet"));
+    }
+    let segs: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            percent_decode(s)
+        })
+        .collect();
+    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    if req.method() == Method::GET && !truthy(&parse_query(req.uri().query()), "watch") {
+        match segs.as_slice() {
+            ["api"] => return Ok(json_response(200, &crate::discovery::api_versions(&state.server_address), &[])),
+            ["api", v] => {
+                return crate::discovery::api_resource_list("", v)
+                    .map(|d| json_response(200, &d, &[]))
+                    .ok_or_else(not_found_path)
+            }
+            ["apis"] => return Ok(json_response(200, &crate::discovery::api_group_list(), &[])),
+            ["apis", g] => {
+                return crate::discovery::api_group(g)
+                    .map(|d| json_response(200, &d, &[]))
+                    .ok_or_else(not_found_path)
+            }
+            ["apis", g, v] => {
+                return crate::discovery::api_resource_list(g, v)
+                    .map(|d| json_response(200, &d, &[]))
+                    .ok_or_else(not_found_path)
+            }
+            _ => {}
+        }
+    }
+    match segs.as_slice() {
+        ["api", v, rest @ ..] if !rest.is_empty() => {
+            let (v, rest) = (v.to_string(), rest.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+            resource_request(state, req, "", &v, &rest).await
+        }
+        ["apis", g, v, rest @ ..] if !rest.is_empty() => {
+            let (g, v) = (g.to_string(), v.to_string());
+            let rest = rest.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+            resource_request(state, req, &g, &v, &rest).await
+        }
+        // No OpenAPI documents yet: 404 lets kubectl fall back to its compiled-in schemas.
+        _ => Err(not_found_path()),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+            if let Some(x) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(x);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The parts of a resource path.
+struct Target {
+    res: &'static Resource,
+    ns: Option<String>,
+    name: Option<String>,
+    sub: Option<String>,
+}
+
+fn parse_target(group: &str, version: &str, rest: &[String]) -> ApiResult<Target> {
+    let (ns, rest) = if rest.len() >= 3
+        && rest[0] == "namespaces"
+        && !(rest.len() == 3 && matches!(rest[2].as_str(), "status" | "finalize"))
+    {
+        (Some(rest[1].clone()), &rest[2..])
+    } else {
+        (None, rest)
+    };
+    let plural = rest.first().ok_or_else(not_found_path)?;
+    let res = resources::lookup(group, version, plural).ok_or_else(not_found_path)?;
+    if ns.is_some() && !res.namespaced {
+        return Err(not_found_path());
+    }
+    if rest.len() > 3 {
+        return Err(not_found_path());
+    }
+    let name = rest.get(1).cloned();
+    let sub = rest.get(2).cloned();
+    if let Some(n) = &name {
+        if n.is_empty() || n == "." || n == ".." || n.contains('/') {
+            return Err(ApiError::bad_request(format!("invalid resource name {n:?}")));
+        }
+    }
+    if let Some(n) = &ns {
+        if !crate::validation::is_dns1123_label(n) {
+            return Err(ApiError::not_found("", "namespaces", n));
+        }
+    }
+    Ok(Target { res, ns, name, sub })
+}
+
+async fn read_body(req: Request<Incoming>) -> ApiResult<(Bytes, Option<String>)> {
+    let ct = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    if let Some(len) = req.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()) {
+        if len > MAX_BODY {
+            return Err(ApiError::too_large());
+        }
+    }
+    let body = Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                ApiError::too_large()
+            } else {
+                ApiError::bad_request(format!("reading the request body: {e}"))
+            }
+        })?
+        .to_bytes();
+    Ok((body, ct))
+}
+
+fn parse_json_body(body: &[u8], ct: Option<&str>) -> ApiResult<Value> {
+    let base = ct.unwrap_or("application/json").split(';').next().unwrap_or("").trim().to_string();
+    if !matches!(base.as_str(), "application/json" | "" | "*/*") {
+        return Err(ApiError::unsupported_media(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json (got {base})"
+        )));
+    }
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the body of the request could not be decoded as JSON: {e}")))?;
+    if !v.is_object() {
+        return Err(ApiError::bad_request("the body of the request must be a JSON object"));
+    }
+    Ok(v)
+}
+
+/// `fieldValidation`: how unknown fields are treated.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FieldValidation {
+    Ignore,
+    Warn,
+    Strict,
+}
+
+fn field_validation(q: &Query) -> ApiResult<FieldValidation> {
+    match q.get("fieldValidation").map(String::as_str) {
+        None | Some("") | Some("Warn") => Ok(FieldValidation::Warn),
+        Some("Ignore") => Ok(FieldValidation::Ignore),
+        Some("Strict") => Ok(FieldValidation::Strict),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "fieldValidation parameter unsupported: {other}. Must be one of: Ignore, Warn, Strict"
+        ))),
+    }
+}
+
+/// Type-checks and prunes a written object; returns warnings.
+fn typed_check(res: &Resource, obj: &mut Value, fv: FieldValidation) -> ApiResult<Vec<String>> {
+    let unknown = crate::typed::check(res.kind, obj).map_err(|e| {
+        ApiError::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: {e}",
+            res.kind, res.version, res.kind
+        ))
+    })?;
+    if unknown.is_empty() {
+        return Ok(Vec::new());
+    }
+    match fv {
+        FieldValidation::Ignore => Ok(Vec::new()),
+        FieldValidation::Warn => Ok(unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect()),
+        FieldValidation::Strict => {
+            let list: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+            Err(ApiError::bad_request(format!("strict decoding error: {}", list.join(", "))))
+        }
+    }
+}
+
+fn dry_run(q: &Query) -> ApiResult<bool> {
+    match q.get("dryRun").map(String::as_str) {
+        None | Some("") => Ok(false),
+        Some("All") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!("unsupported dryRun value {other:?}: only All"))),
+    }
+}
+
+fn check_body_type(res: &Resource, body: &Value) -> ApiResult<()> {
+    if let Some(kind) = body.get("kind").and_then(Value::as_str) {
+        if !kind.is_empty() && kind != res.kind {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({}) does not match the expected API version ({}) or the kind ({kind}) is not {}",
+                body.get("apiVersion").and_then(Value::as_str).unwrap_or(""),
+                res.api_version(),
+                res.kind
+            )));
+        }
+    }
+    if let Some(av) = body.get("apiVersion").and_then(Value::as_str) {
+        if !av.is_empty() && av != res.api_version() {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({av}) does not match the expected API version ({})",
+                res.api_version()
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn resource_request(state: &State, req: Request<Incoming>, group: &str, version: &str, rest: &[String]) -> ApiResult<Response<Body>> {
+    let t = parse_target(group, version, rest)?;
+    let q = parse_query(req.uri().query());
+    let accept = parse_accept(req.headers().get("accept").and_then(|v| v.to_str().ok()));
+    let method = req.method().clone();
+    let res = t.res;
+    let ns = t.ns.as_deref();
+    let reg = &state.registry;
+    if res.namespaced && t.ns.is_none() && !(method == Method::GET && t.name.is_none()) {
+        return Err(not_found_path());
+    }
+    let sub = match t.sub.as_deref() {
+        None => None,
+        Some("status") if res.status => Some("status"),
+        Some("scale") if res.scale => Some("scale"),
+        Some("finalize") if res.kind == "Namespace" => Some("finalize"),
+        Some(_) => return Err(not_found_path()),
+    };
+    match (&method, t.name.as_deref()) {
+        (&Method::GET, None) => {
+            if truthy(&q, "watch") {
+                return watch(state, res, ns, &q, accept).await;
+            }
+            let opts = list_options(res, &q)?;
+            let page = reg.list(res, ns, &opts).await?;
+            let mut meta = json!({"resourceVersion": page.revision.to_string()});
+            if let Some(c) = &page.continue_token {
+                meta["continue"] = json!(c);
+            }
+            let out = if accept.table {
+                table::table(res.kind, &page.items, IncludeObject::parse(q.get("includeObject").map(String::as_str)), meta, true)
+            } else if accept.partial {
+                json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta,
+                    "items": page.items.iter().map(partial).collect::<Vec<_>>()})
+            } else {
+                json!({"kind": format!("{}List", res.kind), "apiVersion": res.api_version(), "metadata": meta, "items": page.items})
+            };
+            Ok(json_response(200, &out, &[]))
+        }
+        (&Method::GET, Some(name)) => {
+            let obj = reg.get(res, ns, name).await?;
+            if sub == Some("scale") {
+                return Ok(json_response(200, &scale_of(res, &obj), &[]));
+            }
+            Ok(json_response(200, &render_one(res, &obj, accept, &q), &[]))
+        }
+        (&Method::POST, None) => {
+            let dry = dry_run(&q)?;
+            let fv = field_validation(&q)?;
+            let (body, ct) = read_body(req).await?;
+            let mut obj = parse_json_body(&body, ct.as_deref())?;
+            check_body_type(res, &obj)?;
+            if let (Some(body_ns), Some(ns)) = (obj.pointer("/metadata/namespace").and_then(Value::as_str), ns) {
+                if !body_ns.is_empty() && body_ns != ns {
+                    return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
+                }
+            }
+            let warnings = typed_check(res, &mut obj, fv)?;
+            let created = reg.create(res, ns, obj, dry).await?;
+            Ok(json_response(201, &render_one(res, &created, accept, &q), &warnings))
+        }
+        (&Method::PUT, Some(name)) => {
+            let dry = dry_run(&q)?;
+            let fv = field_validation(&q)?;
+            let (body, ct) = read_body(req).await?;
+            let mut body = parse_json_body(&body, ct.as_deref())?;
+            if sub == Some("scale") {
+                let replicas = scale_replicas(&body)?;
+                let rv = body.pointer("/metadata/resourceVersion").cloned();
+                let updated = reg
+                    .update(res, ns, name, Subresource::Main, dry, |old| {
+                        let mut new = without_rv(old);
+                        new["spec"]["replicas"] = json!(replicas);
+                        if let Some(rv) = &rv {
+                            new["metadata"]["resourceVersion"] = rv.clone();
+                        }
+                        Ok(new)
+                    })
+                    .await?;
+                return Ok(json_response(200, &scale_of(res, &updated), &[]));
+            }
+            check_body_type(res, &body)?;
+            let warnings = typed_check(res, &mut body, fv)?;
+            let subres = match sub {
+                Some("status") => Subresource::Status,
+                Some("finalize") => Subresource::Finalize,
+                _ => Subresource::Main,
+            };
+            let updated = reg.update(res, ns, name, subres, dry, |_| Ok(body.clone())).await?;
+            Ok(json_response(200, &render_one(res, &updated, accept, &q), &warnings))
+        }
+        (&Method::PATCH, Some(name)) => {
+            let dry = dry_run(&q)?;
+            let fv = field_validation(&q)?;
+            let ct = req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            let ptype = PatchType::from_content_type(&ct).ok_or_else(|| {
+                ApiError::unsupported_media(format!(
+                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {ct:?})"
+                ))
+            })?;
+            if ptype == PatchType::Apply {
+                return Err(ApiError::not_implemented(
+                    "server-side apply is not supported by this server yet; use client-side apply (kubectl apply without --server-side)",
+                ));
+            }
+            let (body, _) = read_body(req).await?;
+            let mut warnings = Vec::new();
+            if sub == Some("scale") {
+                let updated = reg
+                    .update(res, ns, name, Subresource::Main, dry, |old| {
+                        let mut scale = scale_of(res, old);
+                        if let Some(m) = scale.get_mut("metadata").and_then(Value::as_object_mut) {
+                            m.remove("resourceVersion");
+                        }
+                        patch::apply(&mut scale, &body, ptype).map_err(patch_error)?;
+                        let replicas = scale_replicas(&scale)?;
+                        let mut new = without_rv(old);
+                        new["spec"]["replicas"] = json!(replicas);
+                        if let Some(rv) = scale.pointer("/metadata/resourceVersion") {
+                            new["metadata"]["resourceVersion"] = rv.clone();
+                        }
+                        Ok(new)
+                    })
+                    .await?;
+                return Ok(json_response(200, &scale_of(res, &updated), &[]));
+            }
+            let subres = if sub == Some("status") { Subresource::Status } else { Subresource::Main };
+            let updated = reg
+                .update(res, ns, name, subres, dry, |old| {
+                    let mut doc = without_rv(old);
+                    patch::apply(&mut doc, &body, ptype).map_err(patch_error)?;
+                    warnings = typed_check(res, &mut doc, fv)?;
+                    Ok(doc)
+                })
+                .await?;
+            Ok(json_response(200, &render_one(res, &updated, accept, &q), &warnings))
+        }
+        (&Method::DELETE, Some(name)) => {
+            if sub.is_some() {
+                return Err(ApiError::method_not_allowed("the subresource does not support DELETE"));
+            }
+            let opts = delete_options(req, &q).await?;
+            let deleted = reg.delete(res, ns, name, &opts).await?;
+            Ok(json_response(200, &delete_result(res, &deleted), &[]))
+        }
+        (&Method::DELETE, None) => {
+            let opts = delete_options_from_query(&q)?;
+            let list_opts = list_options(res, &q)?;
+            let page = reg.list(res, ns, &ListOptions { limit: 0, continue_token: None, ..list_opts }).await?;
+            let mut items = Vec::new();
+            for obj in page.items {
+                let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+                let ons = obj.pointer("/metadata/namespace").and_then(Value::as_str).map(String::from);
+                match reg.delete(res, ons.as_deref(), &name, &opts).await {
+                    Ok(d) => items.push(d.object),
+                    Err(e) if e.code == 404 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let rev = reg.store().current_revision().await.map_err(|e| ApiError::internal(e.to_string()))?;
+            Ok(json_response(
+                200,
+                &json!({"kind": format!("{}List", res.kind), "apiVersion": res.api_version(), "metadata": {"resourceVersion": rev.to_string()}, "items": items}),
+                &[],
+            ))
+        }
+        (&Method::POST, Some(_)) => Err(ApiError::method_not_allowed(format!(
+            "POST on {} subresource {:?} is not supported by this server yet",
+            res.plural,
+            t.sub.as_deref().unwrap_or("")
+        ))),
+        _ => Err(ApiError::method_not_allowed(format!("{method} is not supported on this path"))),
+    }
+}
+
+fn patch_error(e: patch::PatchError) -> ApiError {
+    match e {
+        patch::PatchError::Malformed(m) => ApiError::bad_request(m),
+        patch::PatchError::Failed(m) => ApiError::new(422, "Invalid", m),
+    }
+}
+
+fn without_rv(obj: &Value) -> Value {
+    let mut o = obj.clone();
+    if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+    }
+    o
+}
+
+fn partial(obj: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata").cloned().unwrap_or(json!({}))})
+}
+
+fn render_one(res: &Resource, obj: &Value, accept: Accept, q: &Query) -> Value {
+    if accept.table {
+        let rv = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""));
+        table::table(res.kind, std::slice::from_ref(obj), IncludeObject::parse(q.get("includeObject").map(String::as_str)), json!({"resourceVersion": rv}), true)
+    } else if accept.partial {
+        partial(obj)
+    } else {
+        obj.clone()
+    }
+}
+
+fn delete_result(res: &Resource, d: &registry::Deleted) -> Value {
+    if d.removed && !matches!(res.kind, "Pod" | "Service" | "Namespace") {
+        let mut details = json!({
+            "name": d.object.pointer("/metadata/name").cloned().unwrap_or(Value::Null),
+            "kind": res.plural,
+            "uid": d.object.pointer("/metadata/uid").cloned().unwrap_or(Value::Null),
+        });
+        if !res.group.is_empty() {
+            details["group"] = json!(res.group);
+        }
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details})
+    } else {
+        d.object.clone()
+    }
+}
+
+fn selector_of(obj: &Value) -> String {
+    let Some(ml) = obj.pointer("/spec/selector/matchLabels").and_then(Value::as_object).or_else(|| {
+        obj.pointer("/spec/selector").and_then(Value::as_object).filter(|m| !m.contains_key("matchExpressions"))
+    }) else {
+        return String::new();
+    };
+    ml.iter()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The `autoscaling/v1` Scale of an object with `spec.replicas`.
+fn scale_of(res: &Resource, obj: &Value) -> Value {
+    let m = obj.get("metadata").cloned().unwrap_or(json!({}));
+    let mut meta = json!({});
+    for k in ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"] {
+        if let Some(v) = m.get(k) {
+            meta[k] = v.clone();
+        }
+    }
+    let _ = res;
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": meta,
+        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
+        "status": {"replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)), "selector": selector_of(obj)},
+    })
+}
+
+fn scale_replicas(scale: &Value) -> ApiResult<i64> {
+    match scale.pointer("/spec/replicas") {
+        None | Some(Value::Null) => Ok(0),
+        Some(v) => v
+            .as_i64()
+            .filter(|n| *n >= 0 && *n <= i64::from(i32::MAX))
+            .ok_or_else(|| ApiError::new(422, "Invalid", format!("Scale.autoscaling \"\" is invalid: spec.replicas: Invalid value: {v}: must be greater than or equal to 0"))),
+    }
+}
+
+/// Field selectors each resource supports (beyond metadata.name/namespace).
+fn supported_fields(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "Pod" => &["spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName", "spec.hostNetwork", "status.phase", "status.podIP", "status.nominatedNodeName"],
+        "Event" => &["involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid", "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type"],
+        "Secret" => &["type"],
+        "Node" => &["spec.unschedulable"],
+        "Namespace" => &["status.phase"],
+        "ReplicaSet" | "ReplicationController" => &["status.replicas"],
+        "Job" => &["status.successful"],
+        "Service" => &["spec.clusterIP", "spec.type"],
+        _ => &[],
+    }
+}
+
+fn list_options(res: &Resource, q: &Query) -> ApiResult<ListOptions> {
+    let labels = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let fields = FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or(""))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    for (f, _, _) in &fields.terms {
+        if !(f == "metadata.name" || f == "metadata.namespace" || supported_fields(res.kind).contains(&f.as_str())) {
+            return Err(ApiError::bad_request(format!("field label not supported: {f}")));
+        }
+    }
+    let limit = match q.get("limit") {
+        Some(l) if !l.is_empty() => l
+            .parse::<i64>()
+            .map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}")))?
+            .max(0) as usize,
+        _ => 0,
+    };
+    let continue_token = q.get("continue").filter(|c| !c.is_empty()).cloned();
+    let exact_revision = match (q.get("resourceVersionMatch").map(String::as_str), q.get("resourceVersion")) {
+        (Some("Exact"), Some(rv)) => Some(registry::parse_rv(rv)?).filter(|r| *r > 0),
+        (Some("Exact"), None) => {
+            return Err(ApiError::bad_request("resourceVersionMatch is forbidden unless resourceVersion is provided"))
+        }
+        _ => None,
+    };
+    if continue_token.is_some() && exact_revision.is_some() {
+        return Err(ApiError::bad_request("specifying resource version is not allowed when using continue"));
+    }
+    Ok(ListOptions { labels, fields, limit, continue_token, exact_revision })
+}
+
+fn delete_options_from_query(q: &Query) -> ApiResult<DeleteOptions> {
+    Ok(DeleteOptions {
+        propagation_policy: q.get("propagationPolicy").cloned(),
+        grace_period_seconds: match q.get("gracePeriodSeconds") {
+            Some(g) => Some(g.parse().map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds {g:?}")))?),
+            None => None,
+        },
+        precondition_uid: None,
+        precondition_resource_version: None,
+        dry_run: dry_run(q)?,
+    })
+}
+
+async fn delete_options(req: Request<Incoming>, q: &Query) -> ApiResult<DeleteOptions> {
+    let mut opts = delete_options_from_query(q)?;
+    let (body, _) = read_body(req).await?;
+    if body.iter().any(|b| !b.is_ascii_whitespace()) {
+        let v: Value = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?;
+        if let Some(p) = v.get("propagationPolicy").and_then(Value::as_str) {
+            opts.propagation_policy = Some(p.to_string());
+        } else if let Some(orphan) = v.get("orphanDependents").and_then(Value::as_bool) {
+            opts.propagation_policy = Some(if orphan { "Orphan" } else { "Background" }.into());
+        }
+        if let Some(g) = v.get("gracePeriodSeconds").and_then(Value::as_i64) {
+            opts.grace_period_seconds = Some(g);
+        }
+        if let Some(u) = v.pointer("/preconditions/uid").and_then(Value::as_str) {
+            opts.precondition_uid = Some(u.to_string());
+        }
+        if let Some(r) = v.pointer("/preconditions/resourceVersion").and_then(Value::as_str) {
+            opts.precondition_resource_version = Some(r.to_string());
+        }
+        if v.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|x| x == "All")) {
+            opts.dry_run = true;
+        }
+    }
+    Ok(opts)
+}
+
+/// A response body fed by a channel (watch streams).
+struct ChannelBody {
+    rx: mpsc::Receiver<Bytes>,
+}
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+/// How one watch renders its events.
+struct WatchRender {
+    res: &'static Resource,
+    table: bool,
+    include: IncludeObject,
+    first_table: bool,
+}
+
+impl WatchRender {
+    fn event(&mut self, kind: &str, obj: &Value) -> Bytes {
+        let object = if self.table && kind != "ERROR" && kind != "BOOKMARK" {
+            let rv = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""));
+            let t = table::table(self.res.kind, std::slice::from_ref(obj), self.include, json!({"resourceVersion": rv}), self.first_table);
+            self.first_table = false;
+            t
+        } else {
+            obj.clone()
+        };
+        let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+        line.push(b'\n');
+        Bytes::from(line)
+    }
+}
+
+async fn watch(state: &State, res: &'static Resource, ns: Option<&str>, q: &Query, accept: Accept) -> ApiResult<Response<Body>> {
+    let labels = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let opts = list_options(res, q)?;
+    let fields = opts.fields;
+    let rv = q.get("resourceVersion").filter(|s| !s.is_empty()).cloned();
+    let send_initial = truthy(q, "sendInitialEvents");
+    let from: Option<Revision> = match rv.as_deref() {
+        None | Some("0") => None,
+        Some(x) if send_initial => {
+            let _ = registry::parse_rv(x)?;
+            None
+        }
+        Some(x) => Some(registry::parse_rv(x)?),
+    };
+    let bookmarks = truthy(q, "allowWatchBookmarks");
+    let timeout = q
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .filter(|t| *t > 0)
+        .unwrap_or(1800);
+    let reg = state.registry.clone();
+    let prefix = registry::prefix(res, ns);
+    let mut shutdown = state.shutdown.clone();
+    let (tx, rx) = mpsc::channel::<Bytes>(256);
+    let mut render = WatchRender {
+        res,
+        table: accept.table,
+        include: IncludeObject::parse(q.get("includeObject").map(String::as_str)),
+        first_table: true,
+    };
+    let ns_owned = ns.map(String::from);
+    // Initial state (synthetic ADDED events) is read before answering, so errors are HTTP errors.
+    let (initial, start) = match from {
+        None => {
+            let page = reg.list(res, ns_owned.as_deref(), &ListOptions::default()).await?;
+            (page.items, page.revision)
+        }
+        Some(r) => (Vec::new(), r),
+    };
+    let stream = reg.store().watch(prefix.as_bytes(), start + 1).await;
+    tokio::spawn(async move {
+        let matches = |o: &Value| labels.matches_object(o) && fields.matches_object(o);
+        for obj in initial.iter().filter(|o| matches(o)) {
+            if tx.send(render.event("ADDED", obj)).await.is_err() {
+                return;
+            }
+        }
+        let bookmark = |rev: Revision, initial_end: bool| {
+            let mut meta = json!({"resourceVersion": rev.to_string()});
+            if initial_end {
+                meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+            }
+            json!({"kind": res.kind, "apiVersion": res.api_version(), "metadata": meta})
+        };
+        if send_initial && bookmarks {
+            let b = render.event("BOOKMARK", &bookmark(start, true));
+            if tx.send(b).await.is_err() {
+                return;
+            }
+        }
+        let mut stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = tx.send(render.event("ERROR", &watch_error(e, start))).await;
+                return;
+            }
+        };
+        let mut last = start;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
+        let mut ticker = tokio::time::interval(Duration::from_secs(30));
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                _ = tx.closed() => return,
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep_until(deadline) => return,
+                _ = ticker.tick(), if bookmarks => {
+                    if tx.send(render.event("BOOKMARK", &bookmark(last, false))).await.is_err() {
+                        return;
+                    }
+                }
+                batch = stream.recv() => {
+                    let events = match batch {
+                        None => return,
+                        Some(Err(e)) => {
+                            let _ = tx.send(render.event("ERROR", &watch_error(e, last))).await;
+                            return;
+                        }
+                        Some(Ok(events)) => events,
+                    };
+                    for ev in events {
+                        last = ev.revision();
+                        let out = match ev.kind {
+                            EventKind::Put => {
+                                let Ok(cur) = registry::decode(&ev.kv) else { continue };
+                                let prev = ev.prev_kv.as_ref().and_then(|p| registry::decode(p).ok());
+                                match (matches(&cur), prev.as_ref().map(|p| matches(p))) {
+                                    (true, None | Some(false)) => Some(("ADDED", cur)),
+                                    (true, Some(true)) => Some(("MODIFIED", cur)),
+                                    (false, Some(true)) => Some(("DELETED", cur)),
+                                    (false, _) => None,
+                                }
+                            }
+                            EventKind::Delete => ev.prev_kv.as_ref().and_then(|p| registry::decode(p).ok()).and_then(|mut prev| {
+                                registry::set_rv(&mut prev, ev.revision());
+                                matches(&prev).then_some(("DELETED", prev))
+                            }),
+                        };
+                        if let Some((kind, obj)) = out {
+                            if tx.send(render.event(kind, &obj)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    });
+    Ok(Response::builder()
+        .status(200)
+        .header("Content-Type", "application/json")
+        .header("Cache-Control", "no-cache, private")
+        .body(ChannelBody { rx }.boxed())
+        .unwrap_or_else(|_| Response::new(full(""))))
+}
+
+fn watch_error(e: skiff_store::Error, last: Revision) -> Value {
+    let err = match e {
+        skiff_store::Error::Compacted { .. } | skiff_store::Error::WatchLagged { .. } => {
+            ApiError::gone(format!("too old resource version: {last} ({last})"))
+        }
+        other => ApiError::internal(other.to_string()),
+    };
+    err.status()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_parsing() {
+        let a = parse_accept(Some("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"));
+        assert!(a.table);
+        assert!(!parse_accept(Some("application/json")).table);
+        assert!(parse_accept(Some("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1")).partial);
+    }
+
+    #[test]
+    fn targets() {
+        let t = |p: &str| parse_target("", "v1", &p.split('/').map(String::from).collect::<Vec<_>>());
+        let x = t("namespaces/default/pods/web").ok().unwrap();
+        assert_eq!((x.res.plural, x.ns.as_deref(), x.name.as_deref()), ("pods", Some("default"), Some("web")));
+        let x = t("namespaces/foo/status").ok().unwrap();
+        assert_eq!((x.res.plural, x.name.as_deref(), x.sub.as_deref()), ("namespaces", Some("foo"), Some("status")));
+        let x = t("namespaces/foo").ok().unwrap();
+        assert_eq!((x.res.plural, x.name.as_deref()), ("namespaces", Some("foo")));
+        assert!(t("namespaces/default/nodes").is_err());
+        assert!(t("namespaces/default/pods/..").is_err());
+        assert_eq!(percent_decode("a%2Fb"), "a/b");
+    }
+}

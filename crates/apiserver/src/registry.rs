@@ -1,0 +1,636 @@
+//! The generic resource store: one code path for every resource (kube-apiserver's
+//! `registry/generic` store). Objects are JSON at `/registry/<group>/<resource>/[<ns>/]<name>`;
+//! `metadata.resourceVersion` is the store's `mod_revision` and is not stored.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use skiff_store::{KeyValue, RangeOptions, Revision, Store};
+
+use crate::error::{ApiError, Cause};
+use crate::resources::{lookup, Resource};
+use crate::selector::{FieldSelector, LabelSelector};
+use crate::strategy::{self, Subresource};
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Options of a list.
+#[derive(Debug, Default, Clone)]
+pub struct ListOptions {
+    pub labels: LabelSelector,
+    pub fields: FieldSelector,
+    /// 0 = no limit.
+    pub limit: usize,
+    pub continue_token: Option<String>,
+    /// Read at exactly this revision (`resourceVersionMatch=Exact`).
+    pub exact_revision: Option<Revision>,
+}
+
+/// A page of a list.
+#[derive(Debug)]
+pub struct ListPage {
+    pub items: Vec<Value>,
+    pub revision: Revision,
+    pub continue_token: Option<String>,
+}
+
+/// Options of a delete (query parameters and the DeleteOptions body).
+#[derive(Debug, Default, Clone)]
+pub struct DeleteOptions {
+    pub propagation_policy: Option<String>,
+    pub grace_period_seconds: Option<i64>,
+    pub precondition_uid: Option<String>,
+    pub precondition_resource_version: Option<String>,
+    pub dry_run: bool,
+}
+
+/// What a delete did.
+#[derive(Debug)]
+pub struct Deleted {
+    /// The object as deleted, or as it now is (deletion pending on finalizers or grace).
+    pub object: Value,
+    /// Removed from the store now.
+    pub removed: bool,
+}
+
+/// The generic store over a [`Store`].
+#[derive(Clone)]
+pub struct Registry {
+    store: Arc<dyn Store>,
+}
+
+pub fn key(res: &Resource, ns: Option<&str>, name: &str) -> String {
+    match (res.namespaced, ns) {
+        (true, Some(ns)) => format!("/registry/{}/{}/{ns}/{name}", res.storage_group(), res.plural),
+        _ => format!("/registry/{}/{}/{name}", res.storage_group(), res.plural),
+    }
+}
+
+/// The key prefix of all objects of `res` (in `ns` when given).
+pub fn prefix(res: &Resource, ns: Option<&str>) -> String {
+    match (res.namespaced, ns) {
+        (true, Some(ns)) => format!("/registry/{}/{}/{ns}/", res.storage_group(), res.plural),
+        _ => format!("/registry/{}/{}/", res.storage_group(), res.plural),
+    }
+}
+
+/// Decodes a stored object and sets its resourceVersion.
+pub fn decode(kv: &KeyValue) -> ApiResult<Value> {
+    let mut v: Value = serde_json::from_slice(&kv.value)
+        .map_err(|e| ApiError::internal(format!("corrupt object at {}: {e}", skiff_store::DisplayKey(&kv.key))))?;
+    set_rv(&mut v, kv.mod_revision);
+    Ok(v)
+}
+
+pub fn set_rv(v: &mut Value, rev: Revision) {
+    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert("resourceVersion".into(), json!(rev.to_string()));
+    }
+}
+
+fn encode(v: &Value) -> ApiResult<Vec<u8>> {
+    let mut v = v.clone();
+    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+    }
+    serde_json::to_vec(&v).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+fn name_of(v: &Value) -> &str {
+    v.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("")
+}
+
+fn rv_of(v: &Value) -> Option<&str> {
+    v.pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+/// Parses a resourceVersion string.
+pub fn parse_rv(rv: &str) -> ApiResult<Revision> {
+    rv.parse::<Revision>()
+        .ok()
+        .filter(|r| *r >= 0)
+        .ok_or_else(|| ApiError::bad_request(format!("invalid resource version \"{rv}\"")))
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ContinueToken {
+    v: String,
+    rv: Revision,
+    start: String,
+}
+
+fn encode_continue(rv: Revision, last_key: &[u8]) -> String {
+    use base64::Engine;
+    let t = ContinueToken {
+        v: "meta.k8s.io/v1".into(),
+        rv,
+        start: String::from_utf8_lossy(last_key).into_owned(),
+    };
+    base64::engine::general_purpose::URL_SAFE.encode(serde_json::to_vec(&t).unwrap_or_default())
+}
+
+fn decode_continue(token: &str, prefix: &str) -> ApiResult<(Revision, Vec<u8>)> {
+    use base64::Engine;
+    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+    let raw = base64::engine::general_purpose::URL_SAFE
+        .decode(token)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token))
+        .map_err(|_| bad())?;
+    let t: ContinueToken = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    if !t.start.starts_with(prefix) || t.rv <= 0 {
+        return Err(bad());
+    }
+    Ok((t.rv, t.start.into_bytes()))
+}
+
+impl Registry {
+    pub fn new(store: Arc<dyn Store>) -> Registry {
+        Registry { store }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    fn err<'a>(res: &Resource, name: &'a str) -> impl FnOnce(skiff_store::Error) -> ApiError + 'a {
+        let group = res.group;
+        let plural = res.plural;
+        move |e| ApiError::from_store(e, group, plural, name)
+    }
+
+    pub async fn get(&self, res: &Resource, ns: Option<&str>, name: &str) -> ApiResult<Value> {
+        let kv = self
+            .store
+            .get(key(res, ns, name).as_bytes())
+            .await
+            .map_err(Self::err(res, name))?
+            .ok_or_else(|| ApiError::not_found(res.group, res.plural, name))?;
+        decode(&kv)
+    }
+
+    pub async fn list(&self, res: &Resource, ns: Option<&str>, opts: &ListOptions) -> ApiResult<ListPage> {
+        let prefix = prefix(res, ns);
+        let (mut revision, mut start_after) = match &opts.continue_token {
+            Some(t) => {
+                let (rv, start) = decode_continue(t, &prefix)?;
+                (rv, Some(start))
+            }
+            None => (opts.exact_revision.unwrap_or(0), None),
+        };
+        let mut items = Vec::new();
+        let mut continue_token = None;
+        loop {
+            let want = if opts.limit > 0 { opts.limit - items.len() } else { 0 };
+            let page = self
+                .store
+                .range(
+                    prefix.as_bytes(),
+                    RangeOptions {
+                        limit: want,
+                        start_after: start_after.clone(),
+                        revision,
+                    },
+                )
+                .await
+                .map_err(|e| match e {
+                    skiff_store::Error::Compacted { .. } if opts.continue_token.is_some() => ApiError::gone(
+                        "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+                    ),
+                    other => ApiError::from_store(other, res.group, res.plural, ""),
+                })?;
+            revision = page.revision;
+            for kv in &page.kvs {
+                let obj = decode(kv)?;
+                if opts.labels.matches_object(&obj) && opts.fields.matches_object(&obj) {
+                    items.push(obj);
+                }
+            }
+            let last = page.kvs.last().map(|kv| kv.key.clone());
+            if !page.more || opts.limit == 0 {
+                break;
+            }
+            if items.len() >= opts.limit {
+                if let Some(last) = &last {
+                    continue_token = Some(encode_continue(revision, last));
+                }
+                break;
+            }
+            start_after = last;
+        }
+        Ok(ListPage {
+            items,
+            revision,
+            continue_token,
+        })
+    }
+
+    /// Checks that `ns` exists and is not terminating (for creates).
+    async fn check_namespace(&self, ns: &str) -> ApiResult<()> {
+        let Some(nsres) = lookup("", "v1", "namespaces") else {
+            return Err(ApiError::internal("namespaces are not served"));
+        };
+        let obj = self.get(nsres, None, ns).await?;
+        if obj.pointer("/metadata/deletionTimestamp").is_some() {
+            return Err(ApiError::forbidden(format!(
+                "unable to create new content in namespace {ns} because it is being terminated"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Creates `obj` (already checked to be of `res`'s kind) in `ns`.
+    pub async fn create(&self, res: &Resource, ns: Option<&str>, mut obj: Value, dry_run: bool) -> ApiResult<Value> {
+        if !obj.is_object() {
+            return Err(ApiError::bad_request("the body must be a JSON object"));
+        }
+        if obj.get("metadata").is_none_or(|m| !m.is_object()) {
+            obj["metadata"] = json!({});
+        }
+        if rv_of(&obj).is_some() {
+            return Err(ApiError::bad_request("resourceVersion should not be set on objects to be created"));
+        }
+        if res.namespaced {
+            let ns = ns.ok_or_else(|| ApiError::bad_request("a namespace is required"))?;
+            obj["metadata"]["namespace"] = json!(ns);
+        } else if let Some(m) = obj["metadata"].as_object_mut() {
+            m.remove("namespace");
+        }
+        if name_of(&obj).is_empty() {
+            if let Some(gen) = obj.pointer("/metadata/generateName").and_then(Value::as_str) {
+                if !gen.is_empty() {
+                    let name = format!("{gen}{}", strategy::random_suffix());
+                    obj["metadata"]["name"] = json!(name);
+                }
+            }
+        }
+        obj["apiVersion"] = json!(res.api_version());
+        obj["kind"] = json!(res.kind);
+        strategy::prepare_for_create(res, &mut obj);
+        let name = name_of(&obj).to_string();
+        let causes = crate::validation::validate(res, &obj);
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(res.group, res.kind, &name, causes));
+        }
+        if let Some(ns) = ns.filter(|_| res.namespaced) {
+            self.check_namespace(ns).await?;
+        }
+        if res.kind == "Service" {
+            self.allocate_service(&mut obj).await?;
+        }
+        if dry_run {
+            return Ok(obj);
+        }
+        let rev = self
+            .store
+            .create(key(res, ns, &name).as_bytes(), encode(&obj)?)
+            .await
+            .map_err(Self::err(res, &name))?;
+        set_rv(&mut obj, rev);
+        Ok(obj)
+    }
+
+    /// Allocates a cluster IP (and node ports) for a new Service.
+    async fn allocate_service(&self, obj: &mut Value) -> ApiResult<()> {
+        let ty = obj.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+        if ty == "ExternalName" {
+            return Ok(());
+        }
+        let Some(svcres) = lookup("", "v1", "services") else { return Ok(()) };
+        let all = self.list(svcres, None, &ListOptions::default()).await?;
+        let used_ips: std::collections::HashSet<String> = all
+            .items
+            .iter()
+            .filter_map(|s| s.pointer("/spec/clusterIP").and_then(Value::as_str).map(String::from))
+            .collect();
+        let requested = obj.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or("").to_string();
+        let ip = if requested == "None" {
+            requested
+        } else if !requested.is_empty() {
+            let valid = requested
+                .parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| ip.octets()[0] == 10 && ip.octets()[1] == 43);
+            if !valid {
+                return Err(ApiError::invalid("", "Service", name_of(obj), vec![Cause::invalid(
+                    "spec.clusterIPs[0]",
+                    &requested,
+                    "provided IP is not in the valid range. The range of valid IPs is 10.43.0.0/16",
+                )]));
+            }
+            if used_ips.contains(&requested) {
+                return Err(ApiError::invalid("", "Service", name_of(obj), vec![Cause::invalid(
+                    "spec.clusterIPs",
+                    &requested,
+                    "failed to allocate IP: provided IP is already allocated",
+                )]));
+            }
+            requested
+        } else {
+            let mut found = None;
+            for _ in 0..1000 {
+                let mut b = [0u8; 2];
+                let _ = getrandom::fill(&mut b);
+                if (b[0] == 0 && b[1] <= 10) || (b[0] == 255 && b[1] == 255) {
+                    continue;
+                }
+                let cand = format!("10.43.{}.{}", b[0], b[1]);
+                if !used_ips.contains(&cand) {
+                    found = Some(cand);
+                    break;
+                }
+            }
+            found.ok_or_else(|| ApiError::internal("failed to allocate a service IP: range is full"))?
+        };
+        let spec = &mut obj["spec"];
+        spec["clusterIP"] = json!(ip);
+        spec["clusterIPs"] = json!([ip]);
+        if ip != "None" || spec.get("ipFamilies").is_none() {
+            spec["ipFamilies"] = json!(["IPv4"]);
+            spec["ipFamilyPolicy"] = json!("SingleStack");
+        }
+        if ty == "NodePort" || ty == "LoadBalancer" {
+            let used_ports: std::collections::HashSet<i64> = all
+                .items
+                .iter()
+                .flat_map(|s| s.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default())
+                .filter_map(|p| p.get("nodePort").and_then(Value::as_i64))
+                .collect();
+            let mut next = 30000 + {
+                let mut b = [0u8; 2];
+                let _ = getrandom::fill(&mut b);
+                i64::from(u16::from_le_bytes(b)) % 2768
+            };
+            if let Some(Value::Array(ports)) = spec.get_mut("ports") {
+                for p in ports.iter_mut() {
+                    if p.get("nodePort").and_then(Value::as_i64).is_none() {
+                        while used_ports.contains(&next) {
+                            next = 30000 + (next - 30000 + 1) % 2768;
+                        }
+                        p["nodePort"] = json!(next);
+                        next = 30000 + (next - 30000 + 1) % 2768;
+                    }
+                }
+            }
+            if ty == "LoadBalancer" {
+                spec["allocateLoadBalancerNodePorts"] = json!(true);
+                spec["externalTrafficPolicy"] = json!("Cluster");
+            } else if spec.get("externalTrafficPolicy").is_none() {
+                spec["externalTrafficPolicy"] = json!("Cluster");
+            }
+        }
+        Ok(())
+    }
+
+    /// Read-modify-write of one object: `mutate` turns the current object into the desired
+    /// one. A resourceVersion in the desired object is a precondition; without one the write
+    /// is retried on conflicts (unconditional update).
+    pub async fn update<F>(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        name: &str,
+        sub: Subresource,
+        dry_run: bool,
+        mut mutate: F,
+    ) -> ApiResult<Value>
+    where
+        F: FnMut(&Value) -> ApiResult<Value> + Send,
+    {
+        let key = key(res, ns, name);
+        for _attempt in 0..16 {
+            let kv = self
+                .store
+                .get(key.as_bytes())
+                .await
+                .map_err(Self::err(res, name))?
+                .ok_or_else(|| ApiError::not_found(res.group, res.plural, name))?;
+            let old = decode(&kv)?;
+            let mut new = mutate(&old)?;
+            if !new.is_object() {
+                return Err(ApiError::bad_request("the body must be a JSON object"));
+            }
+            let precondition = match rv_of(&new) {
+                Some(rv) => Some(parse_rv(rv).map_err(|_| {
+                    ApiError::invalid(res.group, res.kind, name, vec![Cause::invalid("metadata.resourceVersion", rv, "must be a valid resource version")])
+                })?),
+                None => None,
+            };
+            if precondition.is_some_and(|p| p != kv.mod_revision) {
+                return Err(ApiError::conflict(res.group, res.plural, name));
+            }
+            // Identity checks: the body may not move the object.
+            let body_name = name_of(&new);
+            if !body_name.is_empty() && body_name != name {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({body_name}) does not match the name on the URL ({name})"
+                )));
+            }
+            if let Some(body_ns) = new.pointer("/metadata/namespace").and_then(Value::as_str) {
+                if res.namespaced && !body_ns.is_empty() && Some(body_ns) != ns {
+                    return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
+                }
+            }
+            if let Some(kind) = new.get("kind").and_then(Value::as_str) {
+                if !kind.is_empty() && kind != res.kind {
+                    return Err(ApiError::bad_request(format!("the kind of the body ({kind}) is not {}", res.kind)));
+                }
+            }
+            if new.get("metadata").is_none_or(|m| !m.is_object()) {
+                new["metadata"] = json!({});
+            }
+            new["metadata"]["name"] = json!(name);
+            if res.namespaced {
+                new["metadata"]["namespace"] = json!(ns.unwrap_or_default());
+            }
+            new["apiVersion"] = json!(res.api_version());
+            new["kind"] = json!(res.kind);
+            strategy::prepare_for_update(res, &old, &mut new, sub);
+            let mut causes = crate::validation::validate(res, &new);
+            causes.extend(strategy::validate_update(res, &old, &new));
+            if !causes.is_empty() {
+                return Err(ApiError::invalid(res.group, res.kind, name, causes));
+            }
+            set_rv(&mut new, kv.mod_revision);
+            if new == old {
+                return Ok(old);
+            }
+            // A pending deletion completes once the last finalizer is gone.
+            if deletion_can_finish(res, &new) {
+                if dry_run {
+                    return Ok(new);
+                }
+                match self.store.delete(key.as_bytes(), Some(kv.mod_revision)).await {
+                    Ok(_) => return Ok(new),
+                    Err(skiff_store::Error::Conflict { .. }) if precondition.is_none() => continue,
+                    Err(e) => return Err(Self::err(res, name)(e)),
+                }
+            }
+            if dry_run {
+                return Ok(new);
+            }
+            match self
+                .store
+                .update(key.as_bytes(), encode(&new)?, Some(kv.mod_revision))
+                .await
+            {
+                Ok(rev) => {
+                    set_rv(&mut new, rev);
+                    return Ok(new);
+                }
+                Err(skiff_store::Error::Conflict { .. }) if precondition.is_none() => continue,
+                Err(e) => return Err(Self::err(res, name)(e)),
+            }
+        }
+        Err(ApiError::conflict(res.group, res.plural, name))
+    }
+
+    /// Deletes one object as the real server does: finalizers and graceful pod deletion
+    /// leave it in place with `deletionTimestamp` set.
+    pub async fn delete(&self, res: &Resource, ns: Option<&str>, name: &str, opts: &DeleteOptions) -> ApiResult<Deleted> {
+        let key = key(res, ns, name);
+        for _attempt in 0..16 {
+            let kv = self
+                .store
+                .get(key.as_bytes())
+                .await
+                .map_err(Self::err(res, name))?
+                .ok_or_else(|| ApiError::not_found(res.group, res.plural, name))?;
+            let mut obj = decode(&kv)?;
+            let uid = obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
+            if let Some(want) = &opts.precondition_uid {
+                if *want != uid {
+                    return Err(ApiError::new(409, "Conflict", format!(
+                        "Operation cannot be fulfilled on {} \"{name}\": Precondition failed: UID in precondition: {want}, UID in object meta: {uid}",
+                        res.plural
+                    )));
+                }
+            }
+            if let Some(want) = &opts.precondition_resource_version {
+                if *want != kv.mod_revision.to_string() {
+                    return Err(ApiError::new(409, "Conflict", format!(
+                        "Operation cannot be fulfilled on {} \"{name}\": Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {}",
+                        res.plural, kv.mod_revision
+                    )));
+                }
+            }
+            let mut finalizers: Vec<Value> = obj
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let add = match opts.propagation_policy.as_deref() {
+                Some("Orphan") => Some("orphan"),
+                Some("Foreground") => Some("foregroundDeletion"),
+                Some("Background") | None => None,
+                Some(other) => {
+                    return Err(ApiError::invalid(res.group, res.kind, name, vec![Cause {
+                        reason: "FieldValueNotSupported",
+                        field: "propagationPolicy".into(),
+                        message: format!("Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\""),
+                    }]))
+                }
+            };
+            if let Some(f) = add {
+                if !finalizers.iter().any(|x| x == f) {
+                    finalizers.push(json!(f));
+                }
+            }
+            let already = obj.pointer("/metadata/deletionTimestamp").is_some();
+            let ns_finalizers = res.kind == "Namespace"
+                && obj.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+            let graceful_pod = res.kind == "Pod"
+                && obj.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty())
+                && opts
+                    .grace_period_seconds
+                    .or_else(|| obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+                    .unwrap_or(30)
+                    > 0;
+            if !finalizers.is_empty() || ns_finalizers || graceful_pod {
+                let mut changed = false;
+                if !already {
+                    let grace = if graceful_pod {
+                        opts.grace_period_seconds
+                            .or_else(|| obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+                            .unwrap_or(30)
+                    } else {
+                        0
+                    };
+                    let when = chrono::Utc::now() + chrono::Duration::seconds(grace);
+                    obj["metadata"]["deletionTimestamp"] = json!(when.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+                    obj["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+                    if res.generation {
+                        let gen = obj.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
+                        obj["metadata"]["generation"] = json!(gen + 1);
+                    }
+                    if res.kind == "Namespace" {
+                        obj["status"]["phase"] = json!("Terminating");
+                    }
+                    changed = true;
+                }
+                if obj.pointer("/metadata/finalizers").and_then(Value::as_array).map_or(0, Vec::len) != finalizers.len() {
+                    obj["metadata"]["finalizers"] = Value::Array(finalizers);
+                    changed = true;
+                }
+                if !changed || opts.dry_run {
+                    return Ok(Deleted { object: obj, removed: false });
+                }
+                match self.store.update(key.as_bytes(), encode(&obj)?, Some(kv.mod_revision)).await {
+                    Ok(rev) => {
+                        set_rv(&mut obj, rev);
+                        return Ok(Deleted { object: obj, removed: false });
+                    }
+                    Err(skiff_store::Error::Conflict { .. }) => continue,
+                    Err(e) => return Err(Self::err(res, name)(e)),
+                }
+            }
+            if opts.dry_run {
+                return Ok(Deleted { object: obj, removed: true });
+            }
+            match self.store.delete(key.as_bytes(), Some(kv.mod_revision)).await {
+                Ok(_) => return Ok(Deleted { object: obj, removed: true }),
+                Err(skiff_store::Error::Conflict { .. }) => continue,
+                Err(e) => return Err(Self::err(res, name)(e)),
+            }
+        }
+        Err(ApiError::conflict(res.group, res.plural, name))
+    }
+
+    /// Creates `obj` unless an object of that name exists (bootstrap).
+    pub async fn ensure(&self, res: &Resource, ns: Option<&str>, obj: Value) -> ApiResult<()> {
+        match self.create(res, ns, obj, false).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.reason == "AlreadyExists" => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn deletion_can_finish(res: &Resource, obj: &Value) -> bool {
+    if obj.pointer("/metadata/deletionTimestamp").is_none() {
+        return false;
+    }
+    if obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty()) {
+        return false;
+    }
+    match res.kind {
+        "Namespace" => obj.pointer("/spec/finalizers").and_then(Value::as_array).is_none_or(|a| a.is_empty()),
+        "Pod" => obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) == 0,
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continue_tokens_round_trip() {
+        let t = encode_continue(42, b"/registry/core/pods/default/a");
+        let (rv, start) = decode_continue(&t, "/registry/core/pods/").unwrap();
+        assert_eq!(rv, 42);
+        assert_eq!(start, b"/registry/core/pods/default/a");
+        assert!(decode_continue(&t, "/registry/core/secrets/").is_err());
+        assert!(decode_continue("garbage!", "/registry/").is_err());
+    }
+}

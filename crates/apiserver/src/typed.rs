@@ -1,0 +1,129 @@
+//! Checks a JSON object against the typed Kubernetes schema (k8s-openapi's structs), as the
+//! real server's decoder does: wrongly typed fields are a 400, unknown fields are pruned
+//! and reported (`fieldValidation`: Strict → error, Warn → warning, Ignore → silent).
+
+use serde_json::Value;
+
+/// The Kubernetes minor version whose API this server implements (the k8s-openapi feature).
+pub fn kube_minor() -> u32 {
+    #[allow(unused_mut)]
+    let mut v = 33;
+    k8s_openapi::k8s_if_1_34! { v = 34; }
+    k8s_openapi::k8s_if_1_35! { v = 35; }
+    k8s_openapi::k8s_if_1_36! { v = 36; }
+    k8s_openapi::k8s_if_1_37! { v = 37; }
+    v
+}
+
+/// Round-trips `obj` through the typed struct of `kind`. `Ok(None)` for kinds without one.
+fn round_trip(kind: &str, obj: &Value) -> Result<Option<Value>, String> {
+    use k8s_openapi::api::{apps, autoscaling, batch, coordination, core, discovery, networking, policy, rbac, scheduling, storage};
+    macro_rules! rt {
+        ($t:ty) => {{
+            let typed: $t = serde_json::from_value(obj.clone()).map_err(|e| e.to_string())?;
+            serde_json::to_value(&typed).map(Some).map_err(|e| e.to_string())
+        }};
+    }
+    match kind {
+        "ConfigMap" => rt!(core::v1::ConfigMap),
+        "Endpoints" => rt!(core::v1::Endpoints),
+        "Event" => rt!(core::v1::Event),
+        "LimitRange" => rt!(core::v1::LimitRange),
+        "Namespace" => rt!(core::v1::Namespace),
+        "Node" => rt!(core::v1::Node),
+        "PersistentVolumeClaim" => rt!(core::v1::PersistentVolumeClaim),
+        "PersistentVolume" => rt!(core::v1::PersistentVolume),
+        "Pod" => rt!(core::v1::Pod),
+        "PodTemplate" => rt!(core::v1::PodTemplate),
+        "ReplicationController" => rt!(core::v1::ReplicationController),
+        "ResourceQuota" => rt!(core::v1::ResourceQuota),
+        "Secret" => rt!(core::v1::Secret),
+        "ServiceAccount" => rt!(core::v1::ServiceAccount),
+        "Service" => rt!(core::v1::Service),
+        "ControllerRevision" => rt!(apps::v1::ControllerRevision),
+        "DaemonSet" => rt!(apps::v1::DaemonSet),
+        "Deployment" => rt!(apps::v1::Deployment),
+        "ReplicaSet" => rt!(apps::v1::ReplicaSet),
+        "StatefulSet" => rt!(apps::v1::StatefulSet),
+        "CronJob" => rt!(batch::v1::CronJob),
+        "Job" => rt!(batch::v1::Job),
+        "Lease" => rt!(coordination::v1::Lease),
+        "EndpointSlice" => rt!(discovery::v1::EndpointSlice),
+        "IngressClass" => rt!(networking::v1::IngressClass),
+        "Ingress" => rt!(networking::v1::Ingress),
+        "NetworkPolicy" => rt!(networking::v1::NetworkPolicy),
+        "PodDisruptionBudget" => rt!(policy::v1::PodDisruptionBudget),
+        "ClusterRoleBinding" => rt!(rbac::v1::ClusterRoleBinding),
+        "ClusterRole" => rt!(rbac::v1::ClusterRole),
+        "RoleBinding" => rt!(rbac::v1::RoleBinding),
+        "Role" => rt!(rbac::v1::Role),
+        "PriorityClass" => rt!(scheduling::v1::PriorityClass),
+        "StorageClass" => rt!(storage::v1::StorageClass),
+        "HorizontalPodAutoscaler" => rt!(autoscaling::v2::HorizontalPodAutoscaler),
+        _ => Ok(None),
+    }
+}
+
+/// Checks `obj` (of `kind`): `Err(message)` if it does not decode; otherwise removes
+/// unknown fields from it and returns their paths.
+pub fn check(kind: &str, obj: &mut Value) -> Result<Vec<String>, String> {
+    let Some(typed) = round_trip(kind, obj)? else {
+        return Ok(Vec::new());
+    };
+    let mut unknown = Vec::new();
+    prune(obj, &typed, String::new(), &mut unknown);
+    Ok(unknown)
+}
+
+fn prune(input: &mut Value, typed: &Value, path: String, unknown: &mut Vec<String>) {
+    match (input, typed) {
+        (Value::Object(m), Value::Object(t)) => {
+            let keys: Vec<String> = m.keys().cloned().collect();
+            for k in keys {
+                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                match (m.get_mut(&k), t.get(&k)) {
+                    (Some(Value::Null), _) => {}
+                    (Some(v), Some(tv)) => prune(v, tv, p, unknown),
+                    (Some(_), None) => {
+                        m.remove(&k);
+                        unknown.push(p);
+                    }
+                    (None, _) => {}
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(t)) => {
+            for (i, (v, tv)) in a.iter_mut().zip(t).enumerate() {
+                prune(v, tv, format!("{path}[{i}]"), unknown);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn finds_and_prunes_unknown_fields() {
+        let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "bogus": 1},
+            "spec": {"containers": [{"name": "c", "image": "x", "imagePullPolicy": null, "colour": "red"}]}});
+        let unknown = check("Pod", &mut pod).unwrap();
+        assert_eq!(unknown, vec!["metadata.bogus", "spec.containers[0].colour"]);
+        assert!(pod["spec"]["containers"][0].get("colour").is_none());
+        assert_eq!(pod["spec"]["containers"][0]["image"], "x");
+    }
+
+    #[test]
+    fn wrong_types_fail() {
+        let mut d = json!({"metadata": {"name": "d"}, "spec": {"replicas": "three", "selector": {}, "template": {}}});
+        assert!(check("Deployment", &mut d).is_err());
+    }
+
+    #[test]
+    fn version_is_known() {
+        assert!(kube_minor() >= 33);
+    }
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Install the system packages skiff and its tests need (Debian; run as root).
+set -euo pipefail
+need=()
+command -v busybox >/dev/null 2>&1 || [ -x /bin/busybox ] || need+=(busybox-static)
+command -v nft >/dev/null 2>&1 || need+=(nftables)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+if [ "${SKIFF_BENCH:-}" = 1 ]; then
+  command -v runc >/dev/null 2>&1 || need+=(runc)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo is missing: install the Rust toolchain (rustup) first" >&2
+  exit 1
+fi

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what the tests need, then runs every test.
+# Must run as root (tests start real containers).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/skiff-target}"
+cargo build --workspace --all-targets
+cargo test --workspace 2>&1
