@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/skiff-target}"
 cargo build --workspace --all-targets
-cargo test --workspace 2>&1
+cargo test --workspace --no-fail-fast 2>&1

@@ -114,8 +114,14 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
     if list.is_empty() {
         return None;
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list}))
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list}),
+    )
 }
 
 #[cfg(test)]
@@ -125,11 +131,23 @@ mod tests {
     #[test]
     fn core_resources_have_short_names() {
         let list = api_resource_list("", "v1").unwrap();
-        let pods = list["resources"].as_array().unwrap().iter().find(|r| r["name"] == "pods").unwrap();
+        let pods = list["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "pods")
+            .unwrap();
         assert_eq!(pods["shortNames"], json!(["po"]));
         assert_eq!(pods["categories"], json!(["all"]));
-        assert!(api_resource_list("apps", "v1").unwrap()["resources"].as_array().unwrap().iter().any(|r| r["name"] == "deployments/scale"));
+        assert!(api_resource_list("apps", "v1").unwrap()["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "deployments/scale"));
         assert!(api_resource_list("nope", "v1").is_none());
-        assert_eq!(version()["gitVersion"], format!("v1.{}.0", crate::typed::kube_minor()));
+        assert_eq!(
+            version()["gitVersion"],
+            format!("v1.{}.0", crate::typed::kube_minor())
+        );
     }
 }

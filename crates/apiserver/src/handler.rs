@@ -60,7 +60,8 @@ fn json_response(code: u16, v: &Value, warnings: &[String]) -> Response<Body> {
         let text = w.replace('"', "\\\"");
         b = b.header("Warning", format!("299 - \"{text}\""));
     }
-    b.body(full(body)).unwrap_or_else(|_| Response::new(full("")))
+    b.body(full(body))
+        .unwrap_or_else(|_| Response::new(full("")))
 }
 
 fn error_response(e: &ApiError) -> Response<Body> {
@@ -76,7 +77,11 @@ fn text_response(code: u16, text: &'static str) -> Response<Body> {
 }
 
 fn not_found_path() -> ApiError {
-    ApiError::new(404, "NotFound", "the server could not find the requested resource")
+    ApiError::new(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+    )
 }
 
 /// Parsed `Accept` header: which representation the client wants.
@@ -95,12 +100,16 @@ fn parse_accept(h: Option<&str>) -> Accept {
             a.table = true;
             break;
         }
-        if (has("as=PartialObjectMetadata") || has("as=PartialObjectMetadataList")) && has("g=meta.k8s.io") {
+        if (has("as=PartialObjectMetadata") || has("as=PartialObjectMetadataList"))
+            && has("g=meta.k8s.io")
+        {
             a.partial = true;
             break;
         }
         let media = params.first().copied().unwrap_or("");
-        if matches!(media, "application/json" | "*/*" | "application/*" | "") && !range.contains("as=") {
+        if matches!(media, "application/json" | "*/*" | "application/*" | "")
+            && !range.contains("as=")
+        {
             break;
         }
     }
@@ -122,7 +131,11 @@ fn truthy(q: &Query, k: &str) -> bool {
 }
 
 /// Entry point for one request.
-pub async fn handle(state: Arc<State>, user: Option<User>, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(
+    state: Arc<State>,
+    user: Option<User>,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let resp = match route(&state, user.as_ref(), req).await {
@@ -133,12 +146,23 @@ pub async fn handle(state: Arc<State>, user: Option<User>, req: Request<Incoming
     resp
 }
 
-async fn route(state: &State, user: Option<&User>, req: Request<Incoming>) -> ApiResult<Response<Body>> {
+async fn route(
+    state: &State,
+    user: Option<&User>,
+    req: Request<Incoming>,
+) -> ApiResult<Response<Body>> {
     let path = req.uri().path().trim_end_matches('/').to_string();
-    let path = if path.is_empty() { "/".to_string() } else { path };
+    let path = if path.is_empty() {
+        "/".to_string()
+    } else {
+        path
+    };
     match path.as_str() {
         "/healthz" | "/livez" | "/readyz" => return Ok(text_response(200, "ok")),
-        p if p.starts_with("/healthz/") || p.starts_with("/livez/") || p.starts_with("/readyz/") => {
+        p if p.starts_with("/healthz/")
+            || p.starts_with("/livez/")
+            || p.starts_with("/readyz/") =>
+        {
             return Ok(text_response(200, "ok"))
         }
         "/version" => return Ok(json_response(200, &crate::discovery::version(), &[])),
@@ -147,20 +171,30 @@ async fn route(state: &State, user: Option<&User>, req: Request<Incoming>) -> Ap
     if user.is_none() {
         return Err(ApiError::unauthorized());
     }
-    if req.headers().keys().any(|k| k.as_str().to_ascii_lowercase().starts_with("impersonate-")) {
-        return Err(ApiError::forbidden("impersonation is not supported by this server yet"));
+    if req
+        .headers()
+        .keys()
+        .any(|k| k.as_str().to_ascii_lowercase().starts_with("impersonate-"))
+    {
+        return Err(ApiError::forbidden(
+            "impersonation is not supported by this server yet",
+        ));
     }
     let segs: Vec<String> = path
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(|s| {
-            percent_decode(s)
-        })
+        .map(|s| percent_decode(s))
         .collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     if req.method() == Method::GET && !truthy(&parse_query(req.uri().query()), "watch") {
         match segs.as_slice() {
-            ["api"] => return Ok(json_response(200, &crate::discovery::api_versions(&state.server_address), &[])),
+            ["api"] => {
+                return Ok(json_response(
+                    200,
+                    &crate::discovery::api_versions(&state.server_address),
+                    &[],
+                ))
+            }
             ["api", v] => {
                 return crate::discovery::api_resource_list("", v)
                     .map(|d| json_response(200, &d, &[]))
@@ -181,8 +215,25 @@ async fn route(state: &State, user: Option<&User>, req: Request<Incoming>) -> Ap
         }
     }
     match segs.as_slice() {
+        ["openapi", "v3"] => return Ok(json_response(200, &crate::openapi::index(), &[])),
+        ["openapi", "v3", "api", v] => {
+            return crate::openapi::group_version_doc("", v)
+                .map(|d| json_response(200, &d, &[]))
+                .ok_or_else(not_found_path)
+        }
+        ["openapi", "v3", "apis", g, v] => {
+            return crate::openapi::group_version_doc(g, v)
+                .map(|d| json_response(200, &d, &[]))
+                .ok_or_else(not_found_path)
+        }
+        _ => {}
+    }
+    match segs.as_slice() {
         ["api", v, rest @ ..] if !rest.is_empty() => {
-            let (v, rest) = (v.to_string(), rest.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+            let (v, rest) = (
+                v.to_string(),
+                rest.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            );
             resource_request(state, req, "", &v, &rest).await
         }
         ["apis", g, v, rest @ ..] if !rest.is_empty() => {
@@ -190,7 +241,7 @@ async fn route(state: &State, user: Option<&User>, req: Request<Incoming>) -> Ap
             let rest = rest.iter().map(|s| s.to_string()).collect::<Vec<_>>();
             resource_request(state, req, &g, &v, &rest).await
         }
-        // No OpenAPI documents yet: 404 lets kubectl fall back to its compiled-in schemas.
+        // OpenAPI v2 (protobuf) is not served: 404.
         _ => Err(not_found_path()),
     }
 }
@@ -243,7 +294,9 @@ fn parse_target(group: &str, version: &str, rest: &[String]) -> ApiResult<Target
     let sub = rest.get(2).cloned();
     if let Some(n) = &name {
         if n.is_empty() || n == "." || n == ".." || n.contains('/') {
-            return Err(ApiError::bad_request(format!("invalid resource name {n:?}")));
+            return Err(ApiError::bad_request(format!(
+                "invalid resource name {n:?}"
+            )));
         }
     }
     if let Some(n) = &ns {
@@ -260,7 +313,12 @@ async fn read_body(req: Request<Incoming>) -> ApiResult<(Bytes, Option<String>)>
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .map(String::from);
-    if let Some(len) = req.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()) {
+    if let Some(len) = req
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
         if len > MAX_BODY {
             return Err(ApiError::too_large());
         }
@@ -269,7 +327,9 @@ async fn read_body(req: Request<Incoming>) -> ApiResult<(Bytes, Option<String>)>
         .collect()
         .await
         .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 ApiError::too_large()
             } else {
                 ApiError::bad_request(format!("reading the request body: {e}"))
@@ -280,16 +340,27 @@ async fn read_body(req: Request<Incoming>) -> ApiResult<(Bytes, Option<String>)>
 }
 
 fn parse_json_body(body: &[u8], ct: Option<&str>) -> ApiResult<Value> {
-    let base = ct.unwrap_or("application/json").split(';').next().unwrap_or("").trim().to_string();
+    let base = ct
+        .unwrap_or("application/json")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
     if !matches!(base.as_str(), "application/json" | "" | "*/*") {
         return Err(ApiError::unsupported_media(format!(
             "the body of the request was in an unknown format - accepted media types include: application/json (got {base})"
         )));
     }
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("the body of the request could not be decoded as JSON: {e}")))?;
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body of the request could not be decoded as JSON: {e}"
+        ))
+    })?;
     if !v.is_object() {
-        return Err(ApiError::bad_request("the body of the request must be a JSON object"));
+        return Err(ApiError::bad_request(
+            "the body of the request must be a JSON object",
+        ));
     }
     Ok(v)
 }
@@ -326,10 +397,19 @@ fn typed_check(res: &Resource, obj: &mut Value, fv: FieldValidation) -> ApiResul
     }
     match fv {
         FieldValidation::Ignore => Ok(Vec::new()),
-        FieldValidation::Warn => Ok(unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect()),
+        FieldValidation::Warn => Ok(unknown
+            .iter()
+            .map(|f| format!("unknown field \"{f}\""))
+            .collect()),
         FieldValidation::Strict => {
-            let list: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
-            Err(ApiError::bad_request(format!("strict decoding error: {}", list.join(", "))))
+            let list: Vec<String> = unknown
+                .iter()
+                .map(|f| format!("unknown field \"{f}\""))
+                .collect();
+            Err(ApiError::bad_request(format!(
+                "strict decoding error: {}",
+                list.join(", ")
+            )))
         }
     }
 }
@@ -338,7 +418,9 @@ fn dry_run(q: &Query) -> ApiResult<bool> {
     match q.get("dryRun").map(String::as_str) {
         None | Some("") => Ok(false),
         Some("All") => Ok(true),
-        Some(other) => Err(ApiError::bad_request(format!("unsupported dryRun value {other:?}: only All"))),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "unsupported dryRun value {other:?}: only All"
+        ))),
     }
 }
 
@@ -364,7 +446,13 @@ fn check_body_type(res: &Resource, body: &Value) -> ApiResult<()> {
     Ok(())
 }
 
-async fn resource_request(state: &State, req: Request<Incoming>, group: &str, version: &str, rest: &[String]) -> ApiResult<Response<Body>> {
+async fn resource_request(
+    state: &State,
+    req: Request<Incoming>,
+    group: &str,
+    version: &str,
+    rest: &[String],
+) -> ApiResult<Response<Body>> {
     let t = parse_target(group, version, rest)?;
     let q = parse_query(req.uri().query());
     let accept = parse_accept(req.headers().get("accept").and_then(|v| v.to_str().ok()));
@@ -394,7 +482,13 @@ async fn resource_request(state: &State, req: Request<Incoming>, group: &str, ve
                 meta["continue"] = json!(c);
             }
             let out = if accept.table {
-                table::table(res.kind, &page.items, IncludeObject::parse(q.get("includeObject").map(String::as_str)), meta, true)
+                table::table(
+                    res.kind,
+                    &page.items,
+                    IncludeObject::parse(q.get("includeObject").map(String::as_str)),
+                    meta,
+                    true,
+                )
             } else if accept.partial {
                 json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta,
                     "items": page.items.iter().map(partial).collect::<Vec<_>>()})
@@ -416,14 +510,21 @@ async fn resource_request(state: &State, req: Request<Incoming>, group: &str, ve
             let (body, ct) = read_body(req).await?;
             let mut obj = parse_json_body(&body, ct.as_deref())?;
             check_body_type(res, &obj)?;
-            if let (Some(body_ns), Some(ns)) = (obj.pointer("/metadata/namespace").and_then(Value::as_str), ns) {
+            if let (Some(body_ns), Some(ns)) = (
+                obj.pointer("/metadata/namespace").and_then(Value::as_str),
+                ns,
+            ) {
                 if !body_ns.is_empty() && body_ns != ns {
                     return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
                 }
             }
             let warnings = typed_check(res, &mut obj, fv)?;
             let created = reg.create(res, ns, obj, dry).await?;
-            Ok(json_response(201, &render_one(res, &created, accept, &q), &warnings))
+            Ok(json_response(
+                201,
+                &render_one(res, &created, accept, &q),
+                &warnings,
+            ))
         }
         (&Method::PUT, Some(name)) => {
             let dry = dry_run(&q)?;
@@ -452,13 +553,24 @@ async fn resource_request(state: &State, req: Request<Incoming>, group: &str, ve
                 Some("finalize") => Subresource::Finalize,
                 _ => Subresource::Main,
             };
-            let updated = reg.update(res, ns, name, subres, dry, |_| Ok(body.clone())).await?;
-            Ok(json_response(200, &render_one(res, &updated, accept, &q), &warnings))
+            let updated = reg
+                .update(res, ns, name, subres, dry, |_| Ok(body.clone()))
+                .await?;
+            Ok(json_response(
+                200,
+                &render_one(res, &updated, accept, &q),
+                &warnings,
+            ))
         }
         (&Method::PATCH, Some(name)) => {
             let dry = dry_run(&q)?;
             let fv = field_validation(&q)?;
-            let ct = req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            let ct = req
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
             let ptype = PatchType::from_content_type(&ct).ok_or_else(|| {
                 ApiError::unsupported_media(format!(
                     "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {ct:?})"
@@ -490,7 +602,11 @@ async fn resource_request(state: &State, req: Request<Incoming>, group: &str, ve
                     .await?;
                 return Ok(json_response(200, &scale_of(res, &updated), &[]));
             }
-            let subres = if sub == Some("status") { Subresource::Status } else { Subresource::Main };
+            let subres = if sub == Some("status") {
+                Subresource::Status
+            } else {
+                Subresource::Main
+            };
             let updated = reg
                 .update(res, ns, name, subres, dry, |old| {
                     let mut doc = without_rv(old);
@@ -499,11 +615,17 @@ async fn resource_request(state: &State, req: Request<Incoming>, group: &str, ve
                     Ok(doc)
                 })
                 .await?;
-            Ok(json_response(200, &render_one(res, &updated, accept, &q), &warnings))
+            Ok(json_response(
+                200,
+                &render_one(res, &updated, accept, &q),
+                &warnings,
+            ))
         }
         (&Method::DELETE, Some(name)) => {
             if sub.is_some() {
-                return Err(ApiError::method_not_allowed("the subresource does not support DELETE"));
+                return Err(ApiError::method_not_allowed(
+                    "the subresource does not support DELETE",
+                ));
             }
             let opts = delete_options(req, &q).await?;
             let deleted = reg.delete(res, ns, name, &opts).await?;
@@ -512,18 +634,39 @@ async fn resource_request(state: &State, req: Request<Incoming>, group: &str, ve
         (&Method::DELETE, None) => {
             let opts = delete_options_from_query(&q)?;
             let list_opts = list_options(res, &q)?;
-            let page = reg.list(res, ns, &ListOptions { limit: 0, continue_token: None, ..list_opts }).await?;
+            let page = reg
+                .list(
+                    res,
+                    ns,
+                    &ListOptions {
+                        limit: 0,
+                        continue_token: None,
+                        ..list_opts
+                    },
+                )
+                .await?;
             let mut items = Vec::new();
             for obj in page.items {
-                let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
-                let ons = obj.pointer("/metadata/namespace").and_then(Value::as_str).map(String::from);
+                let name = obj
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                let ons = obj
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .map(String::from);
                 match reg.delete(res, ons.as_deref(), &name, &opts).await {
                     Ok(d) => items.push(d.object),
                     Err(e) if e.code == 404 => {}
                     Err(e) => return Err(e),
                 }
             }
-            let rev = reg.store().current_revision().await.map_err(|e| ApiError::internal(e.to_string()))?;
+            let rev = reg
+                .store()
+                .current_revision()
+                .await
+                .map_err(|e| ApiError::internal(e.to_string()))?;
             Ok(json_response(
                 200,
                 &json!({"kind": format!("{}List", res.kind), "apiVersion": res.api_version(), "metadata": {"resourceVersion": rev.to_string()}, "items": items}),
@@ -535,7 +678,9 @@ async fn resource_request(state: &State, req: Request<Incoming>, group: &str, ve
             res.plural,
             t.sub.as_deref().unwrap_or("")
         ))),
-        _ => Err(ApiError::method_not_allowed(format!("{method} is not supported on this path"))),
+        _ => Err(ApiError::method_not_allowed(format!(
+            "{method} is not supported on this path"
+        ))),
     }
 }
 
@@ -560,8 +705,17 @@ fn partial(obj: &Value) -> Value {
 
 fn render_one(res: &Resource, obj: &Value, accept: Accept, q: &Query) -> Value {
     if accept.table {
-        let rv = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""));
-        table::table(res.kind, std::slice::from_ref(obj), IncludeObject::parse(q.get("includeObject").map(String::as_str)), json!({"resourceVersion": rv}), true)
+        let rv = obj
+            .pointer("/metadata/resourceVersion")
+            .cloned()
+            .unwrap_or(json!(""));
+        table::table(
+            res.kind,
+            std::slice::from_ref(obj),
+            IncludeObject::parse(q.get("includeObject").map(String::as_str)),
+            json!({"resourceVersion": rv}),
+            true,
+        )
     } else if accept.partial {
         partial(obj)
     } else {
@@ -586,9 +740,15 @@ fn delete_result(res: &Resource, d: &registry::Deleted) -> Value {
 }
 
 fn selector_of(obj: &Value) -> String {
-    let Some(ml) = obj.pointer("/spec/selector/matchLabels").and_then(Value::as_object).or_else(|| {
-        obj.pointer("/spec/selector").and_then(Value::as_object).filter(|m| !m.contains_key("matchExpressions"))
-    }) else {
+    let Some(ml) = obj
+        .pointer("/spec/selector/matchLabels")
+        .and_then(Value::as_object)
+        .or_else(|| {
+            obj.pointer("/spec/selector")
+                .and_then(Value::as_object)
+                .filter(|m| !m.contains_key("matchExpressions"))
+        })
+    else {
         return String::new();
     };
     ml.iter()
@@ -601,7 +761,13 @@ fn selector_of(obj: &Value) -> String {
 fn scale_of(res: &Resource, obj: &Value) -> Value {
     let m = obj.get("metadata").cloned().unwrap_or(json!({}));
     let mut meta = json!({});
-    for k in ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"] {
+    for k in [
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+    ] {
         if let Some(v) = m.get(k) {
             meta[k] = v.clone();
         }
@@ -629,8 +795,29 @@ fn scale_replicas(scale: &Value) -> ApiResult<i64> {
 /// Field selectors each resource supports (beyond metadata.name/namespace).
 fn supported_fields(kind: &str) -> &'static [&'static str] {
     match kind {
-        "Pod" => &["spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName", "spec.hostNetwork", "status.phase", "status.podIP", "status.nominatedNodeName"],
-        "Event" => &["involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid", "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type"],
+        "Pod" => &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ],
+        "Event" => &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ],
         "Secret" => &["type"],
         "Node" => &["spec.unschedulable"],
         "Namespace" => &["status.phase"],
@@ -647,8 +834,13 @@ fn list_options(res: &Resource, q: &Query) -> ApiResult<ListOptions> {
     let fields = FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or(""))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     for (f, _, _) in &fields.terms {
-        if !(f == "metadata.name" || f == "metadata.namespace" || supported_fields(res.kind).contains(&f.as_str())) {
-            return Err(ApiError::bad_request(format!("field label not supported: {f}")));
+        if !(f == "metadata.name"
+            || f == "metadata.namespace"
+            || supported_fields(res.kind).contains(&f.as_str()))
+        {
+            return Err(ApiError::bad_request(format!(
+                "field label not supported: {f}"
+            )));
         }
     }
     let limit = match q.get("limit") {
@@ -659,24 +851,41 @@ fn list_options(res: &Resource, q: &Query) -> ApiResult<ListOptions> {
         _ => 0,
     };
     let continue_token = q.get("continue").filter(|c| !c.is_empty()).cloned();
-    let exact_revision = match (q.get("resourceVersionMatch").map(String::as_str), q.get("resourceVersion")) {
+    let exact_revision = match (
+        q.get("resourceVersionMatch").map(String::as_str),
+        q.get("resourceVersion"),
+    ) {
         (Some("Exact"), Some(rv)) => Some(registry::parse_rv(rv)?).filter(|r| *r > 0),
         (Some("Exact"), None) => {
-            return Err(ApiError::bad_request("resourceVersionMatch is forbidden unless resourceVersion is provided"))
+            return Err(ApiError::bad_request(
+                "resourceVersionMatch is forbidden unless resourceVersion is provided",
+            ))
         }
         _ => None,
     };
     if continue_token.is_some() && exact_revision.is_some() {
-        return Err(ApiError::bad_request("specifying resource version is not allowed when using continue"));
+        return Err(ApiError::bad_request(
+            "specifying resource version is not allowed when using continue",
+        ));
     }
-    Ok(ListOptions { labels, fields, limit, continue_token, exact_revision })
+    Ok(ListOptions {
+        labels,
+        fields,
+        limit,
+        continue_token,
+        exact_revision,
+    })
 }
 
 fn delete_options_from_query(q: &Query) -> ApiResult<DeleteOptions> {
     Ok(DeleteOptions {
         propagation_policy: q.get("propagationPolicy").cloned(),
         grace_period_seconds: match q.get("gracePeriodSeconds") {
-            Some(g) => Some(g.parse().map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds {g:?}")))?),
+            Some(g) => {
+                Some(g.parse().map_err(|_| {
+                    ApiError::bad_request(format!("invalid gracePeriodSeconds {g:?}"))
+                })?)
+            }
             None => None,
         },
         precondition_uid: None,
@@ -702,10 +911,16 @@ async fn delete_options(req: Request<Incoming>, q: &Query) -> ApiResult<DeleteOp
         if let Some(u) = v.pointer("/preconditions/uid").and_then(Value::as_str) {
             opts.precondition_uid = Some(u.to_string());
         }
-        if let Some(r) = v.pointer("/preconditions/resourceVersion").and_then(Value::as_str) {
+        if let Some(r) = v
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+        {
             opts.precondition_resource_version = Some(r.to_string());
         }
-        if v.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|x| x == "All")) {
+        if v.get("dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|x| x == "All"))
+        {
             opts.dry_run = true;
         }
     }
@@ -720,7 +935,10 @@ struct ChannelBody {
 impl hyper::body::Body for ChannelBody {
     type Data = Bytes;
     type Error = Infallible;
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         self.rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
     }
 }
@@ -736,20 +954,36 @@ struct WatchRender {
 impl WatchRender {
     fn event(&mut self, kind: &str, obj: &Value) -> Bytes {
         let object = if self.table && kind != "ERROR" && kind != "BOOKMARK" {
-            let rv = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""));
-            let t = table::table(self.res.kind, std::slice::from_ref(obj), self.include, json!({"resourceVersion": rv}), self.first_table);
+            let rv = obj
+                .pointer("/metadata/resourceVersion")
+                .cloned()
+                .unwrap_or(json!(""));
+            let t = table::table(
+                self.res.kind,
+                std::slice::from_ref(obj),
+                self.include,
+                json!({"resourceVersion": rv}),
+                self.first_table,
+            );
             self.first_table = false;
             t
         } else {
             obj.clone()
         };
-        let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+        let mut line =
+            serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
         line.push(b'\n');
         Bytes::from(line)
     }
 }
 
-async fn watch(state: &State, res: &'static Resource, ns: Option<&str>, q: &Query, accept: Accept) -> ApiResult<Response<Body>> {
+async fn watch(
+    state: &State,
+    res: &'static Resource,
+    ns: Option<&str>,
+    q: &Query,
+    accept: Accept,
+) -> ApiResult<Response<Body>> {
     let labels = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let opts = list_options(res, q)?;
@@ -784,7 +1018,9 @@ async fn watch(state: &State, res: &'static Resource, ns: Option<&str>, q: &Quer
     // Initial state (synthetic ADDED events) is read before answering, so errors are HTTP errors.
     let (initial, start) = match from {
         None => {
-            let page = reg.list(res, ns_owned.as_deref(), &ListOptions::default()).await?;
+            let page = reg
+                .list(res, ns_owned.as_deref(), &ListOptions::default())
+                .await?;
             (page.items, page.revision)
         }
         Some(r) => (Vec::new(), r),
@@ -895,18 +1131,38 @@ mod tests {
         let a = parse_accept(Some("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"));
         assert!(a.table);
         assert!(!parse_accept(Some("application/json")).table);
-        assert!(parse_accept(Some("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1")).partial);
+        assert!(
+            parse_accept(Some(
+                "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+            ))
+            .partial
+        );
     }
 
     #[test]
     fn targets() {
-        let t = |p: &str| parse_target("", "v1", &p.split('/').map(String::from).collect::<Vec<_>>());
+        let t = |p: &str| {
+            parse_target(
+                "",
+                "v1",
+                &p.split('/').map(String::from).collect::<Vec<_>>(),
+            )
+        };
         let x = t("namespaces/default/pods/web").ok().unwrap();
-        assert_eq!((x.res.plural, x.ns.as_deref(), x.name.as_deref()), ("pods", Some("default"), Some("web")));
+        assert_eq!(
+            (x.res.plural, x.ns.as_deref(), x.name.as_deref()),
+            ("pods", Some("default"), Some("web"))
+        );
         let x = t("namespaces/foo/status").ok().unwrap();
-        assert_eq!((x.res.plural, x.name.as_deref(), x.sub.as_deref()), ("namespaces", Some("foo"), Some("status")));
+        assert_eq!(
+            (x.res.plural, x.name.as_deref(), x.sub.as_deref()),
+            ("namespaces", Some("foo"), Some("status"))
+        );
         let x = t("namespaces/foo").ok().unwrap();
-        assert_eq!((x.res.plural, x.name.as_deref()), ("namespaces", Some("foo")));
+        assert_eq!(
+            (x.res.plural, x.name.as_deref()),
+            ("namespaces", Some("foo"))
+        );
         assert!(t("namespaces/default/nodes").is_err());
         assert!(t("namespaces/default/pods/..").is_err());
         assert_eq!(percent_decode("a%2Fb"), "a/b");

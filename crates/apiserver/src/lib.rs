@@ -29,6 +29,7 @@
 pub mod discovery;
 pub mod error;
 pub mod handler;
+pub mod openapi;
 pub mod patch;
 pub mod pki;
 pub mod registry;
@@ -143,10 +144,22 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer> {
     let store = tokio::task::spawn_blocking(move || open_store(&cfg))
         .await
         .map_err(|e| Error::Config(format!("opening the store: {e}")))??;
-    let compactor = skiff_store::spawn_compactor(store.clone(), skiff_store::CompactionPolicy::default());
-    let listener = TcpListener::bind(SocketAddr::new(config.bind_address, config.https_listen_port))
-        .await
-        .map_err(|e| Error::io(format!("binding {}:{}", config.bind_address, config.https_listen_port), e))?;
+    let compactor =
+        skiff_store::spawn_compactor(store.clone(), skiff_store::CompactionPolicy::default());
+    let listener = TcpListener::bind(SocketAddr::new(
+        config.bind_address,
+        config.https_listen_port,
+    ))
+    .await
+    .map_err(|e| {
+        Error::io(
+            format!(
+                "binding {}:{}",
+                config.bind_address, config.https_listen_port
+            ),
+            e,
+        )
+    })?;
     let local_addr = listener
         .local_addr()
         .map_err(|e| Error::io("reading the bound address", e))?;
@@ -164,7 +177,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer> {
     bootstrap(&registry, port).await?;
 
     let kubeconfig = pki::admin_kubeconfig(&pki, &format!("https://{url_host}:{port}"));
-    pki::write_kubeconfig(&config.data_dir.join("cred").join("admin.kubeconfig"), &kubeconfig)?;
+    pki::write_kubeconfig(
+        &config.data_dir.join("cred").join("admin.kubeconfig"),
+        &kubeconfig,
+    )?;
     let kubeconfig_path = match &config.write_kubeconfig {
         Some(p) => {
             pki::write_kubeconfig(p, &kubeconfig)?;
@@ -197,13 +213,19 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer> {
 fn tls_config(pki: &pki::Pki) -> Result<Arc<rustls::ServerConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls_err = |what: &str, e: &dyn std::fmt::Display| Error::Tls(format!("{what}: {e}"));
-    let ca = CertificateDer::from_pem_slice(pki.ca_cert_pem.as_bytes()).map_err(|e| tls_err("parsing the CA", &e))?;
+    let ca = CertificateDer::from_pem_slice(pki.ca_cert_pem.as_bytes())
+        .map_err(|e| tls_err("parsing the CA", &e))?;
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.clone()).map_err(|e| tls_err("adding the CA", &e))?;
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| tls_err("building the client verifier", &e))?;
+    roots
+        .add(ca.clone())
+        .map_err(|e| tls_err("adding the CA", &e))?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| tls_err("building the client verifier", &e))?;
     let serving = CertificateDer::from_pem_slice(pki.serving_cert_pem.as_bytes())
         .map_err(|e| tls_err("parsing the serving certificate", &e))?;
     let key = PrivateKeyDer::from_pem_slice(pki.serving_key_pem.as_bytes())
@@ -222,7 +244,12 @@ fn tls_config(pki: &pki::Pki) -> Result<Arc<rustls::ServerConfig>> {
 fn user_from_cert(der: &[u8]) -> Option<User> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let subject = cert.subject();
-    let name = subject.iter_common_name().next()?.as_str().ok()?.to_string();
+    let name = subject
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
     let groups = subject
         .iter_organization()
         .filter_map(|o| o.as_str().ok().map(String::from))
@@ -301,14 +328,16 @@ async fn serve(
 
 /// Objects every cluster has: the system namespaces and the `kubernetes` service.
 async fn bootstrap(registry: &registry::Registry, port: u16) -> Result<()> {
-    let nsres = resources::lookup("", "v1", "namespaces").ok_or_else(|| Error::Config("namespaces not served".into()))?;
+    let nsres = resources::lookup("", "v1", "namespaces")
+        .ok_or_else(|| Error::Config("namespaces not served".into()))?;
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         registry
             .ensure(nsres, None, json!({"metadata": {"name": ns}}))
             .await
             .map_err(|e| Error::Config(format!("creating namespace {ns}: {e}")))?;
     }
-    let svc = resources::lookup("", "v1", "services").ok_or_else(|| Error::Config("services not served".into()))?;
+    let svc = resources::lookup("", "v1", "services")
+        .ok_or_else(|| Error::Config("services not served".into()))?;
     registry
         .ensure(
             svc,

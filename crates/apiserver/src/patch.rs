@@ -21,7 +21,9 @@ impl PatchType {
             "application/json-patch+json" => Some(PatchType::Json),
             "application/merge-patch+json" => Some(PatchType::Merge),
             "application/strategic-merge-patch+json" => Some(PatchType::StrategicMerge),
-            "application/apply-patch+yaml" | "application/apply-patch+cbor" => Some(PatchType::Apply),
+            "application/apply-patch+yaml" | "application/apply-patch+cbor" => {
+                Some(PatchType::Apply)
+            }
             _ => None,
         }
     }
@@ -40,15 +42,17 @@ pub enum PatchError {
 pub fn apply(doc: &mut Value, patch: &[u8], kind: PatchType) -> Result<(), PatchError> {
     match kind {
         PatchType::Json => {
-            let ops: json_patch::Patch = serde_json::from_slice(patch)
-                .map_err(|e| PatchError::Malformed(e.to_string()))?;
+            let ops: json_patch::Patch =
+                serde_json::from_slice(patch).map_err(|e| PatchError::Malformed(e.to_string()))?;
             json_patch::patch(doc, &ops).map_err(|e| PatchError::Failed(e.to_string()))
         }
         PatchType::Merge => {
             let p: Value =
                 serde_json::from_slice(patch).map_err(|e| PatchError::Malformed(e.to_string()))?;
             if !p.is_object() {
-                return Err(PatchError::Malformed("a merge patch must be a JSON object".into()));
+                return Err(PatchError::Malformed(
+                    "a merge patch must be a JSON object".into(),
+                ));
             }
             json_patch::merge(doc, &p);
             Ok(())
@@ -68,8 +72,15 @@ pub fn apply(doc: &mut Value, patch: &[u8], kind: PatchType) -> Result<(), Patch
 /// where one field name is used with different keys (container vs service `ports`).
 fn merge_keys(field: &str) -> Option<&'static [&'static str]> {
     Some(match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "env" | "volumes"
-        | "imagePullSecrets" | "resourceClaims" | "schedulingGates" | "secrets" => &["name"],
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "env"
+        | "volumes"
+        | "imagePullSecrets"
+        | "resourceClaims"
+        | "schedulingGates"
+        | "secrets" => &["name"],
         "volumeMounts" => &["mountPath"],
         "volumeDevices" => &["devicePath"],
         "ports" => &["containerPort", "port"],
@@ -90,7 +101,9 @@ fn merges_primitives(field: &str) -> bool {
 /// Applies a strategic merge patch to `doc`.
 pub fn strategic_merge(doc: &mut Value, patch: &Value) -> Result<(), PatchError> {
     let Some(p) = patch.as_object() else {
-        return Err(PatchError::Malformed("a strategic merge patch must be a JSON object".into()));
+        return Err(PatchError::Malformed(
+            "a strategic merge patch must be a JSON object".into(),
+        ));
     };
     if !doc.is_object() {
         *doc = Value::Object(Map::new());
@@ -107,7 +120,10 @@ pub fn strategic_merge(doc: &mut Value, patch: &Value) -> Result<(), PatchError>
 }
 
 /// Merges `patch` into `orig`. Returns true if the map itself is to be deleted.
-fn merge_map(orig: &mut Map<String, Value>, patch: &Map<String, Value>) -> Result<bool, PatchError> {
+fn merge_map(
+    orig: &mut Map<String, Value>,
+    patch: &Map<String, Value>,
+) -> Result<bool, PatchError> {
     match patch.get("$patch").and_then(Value::as_str) {
         Some("replace") => {
             *orig = strip_map(patch);
@@ -115,7 +131,11 @@ fn merge_map(orig: &mut Map<String, Value>, patch: &Map<String, Value>) -> Resul
         }
         Some("delete") => return Ok(true),
         Some("merge") | None => {}
-        Some(other) => return Err(PatchError::Malformed(format!("unknown patch type: {other} in map"))),
+        Some(other) => {
+            return Err(PatchError::Malformed(format!(
+                "unknown patch type: {other} in map"
+            )))
+        }
     }
     if let Some(retain) = patch.get("$retainKeys") {
         let keys: Vec<&str> = retain
@@ -293,9 +313,18 @@ mod tests {
     #[test]
     fn merges_containers_by_name() {
         let doc = json!({"spec": {"containers": [{"name": "a", "image": "x", "env": [{"name": "E", "value": "1"}]}, {"name": "b", "image": "y"}]}});
-        let out = smp(doc, json!({"spec": {"containers": [{"name": "a", "image": "x2", "env": [{"name": "F", "value": "2"}]}]}}));
+        let out = smp(
+            doc,
+            json!({"spec": {"containers": [{"name": "a", "image": "x2", "env": [{"name": "F", "value": "2"}]}]}}),
+        );
         assert_eq!(out["spec"]["containers"][0]["image"], "x2");
-        assert_eq!(out["spec"]["containers"][0]["env"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            out["spec"]["containers"][0]["env"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
         assert_eq!(out["spec"]["containers"][1]["name"], "b");
     }
 
@@ -304,13 +333,21 @@ mod tests {
         let doc = json!({"spec": {"containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "y"}],
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1}}},
             "metadata": {"finalizers": ["f1", "f2"], "labels": {"a": "1", "b": "2"}}});
-        let out = smp(doc, json!({
-            "$setElementOrder/containers": [{"name": "b"}, {"name": "c"}],
-            "spec": {"containers": [{"name": "a", "$patch": "delete"}, {"name": "c", "image": "z"}],
-                "strategy": {"$retainKeys": ["type"], "type": "Recreate", "rollingUpdate": null}},
-            "metadata": {"$deleteFromPrimitiveList/finalizers": ["f1"], "finalizers": ["f3"], "labels": {"a": null}}
-        }));
-        let names: Vec<_> = out["spec"]["containers"].as_array().unwrap().iter().map(|c| c["name"].clone()).collect();
+        let out = smp(
+            doc,
+            json!({
+                "$setElementOrder/containers": [{"name": "b"}, {"name": "c"}],
+                "spec": {"containers": [{"name": "a", "$patch": "delete"}, {"name": "c", "image": "z"}],
+                    "strategy": {"$retainKeys": ["type"], "type": "Recreate", "rollingUpdate": null}},
+                "metadata": {"$deleteFromPrimitiveList/finalizers": ["f1"], "finalizers": ["f3"], "labels": {"a": null}}
+            }),
+        );
+        let names: Vec<_> = out["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].clone())
+            .collect();
         assert_eq!(names, vec![json!("b"), json!("c")]);
         assert_eq!(out["spec"]["strategy"], json!({"type": "Recreate"}));
         assert_eq!(out["metadata"]["finalizers"], json!(["f2", "f3"]));
@@ -319,15 +356,25 @@ mod tests {
 
     #[test]
     fn setelementorder_at_top_of_nested_map() {
-        let doc = json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x"}]}}}});
-        let out = smp(doc, json!({"spec": {"template": {"spec": {"$setElementOrder/containers": [{"name": "a"}], "containers": [{"name": "a", "image": "y"}]}}}}));
-        assert_eq!(out, json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "y"}]}}}}));
+        let doc =
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x"}]}}}});
+        let out = smp(
+            doc,
+            json!({"spec": {"template": {"spec": {"$setElementOrder/containers": [{"name": "a"}], "containers": [{"name": "a", "image": "y"}]}}}}),
+        );
+        assert_eq!(
+            out,
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "y"}]}}}})
+        );
     }
 
     #[test]
     fn lists_without_keys_replace_and_replace_directive() {
         let doc = json!({"args": ["a", "b"], "ports": [{"port": 80}, {"port": 81}]});
-        let out = smp(doc, json!({"args": ["c"], "ports": [{"$patch": "replace"}, {"port": 90}]}));
+        let out = smp(
+            doc,
+            json!({"args": ["c"], "ports": [{"$patch": "replace"}, {"port": 90}]}),
+        );
         assert_eq!(out, json!({"args": ["c"], "ports": [{"port": 90}]}));
     }
 
@@ -338,7 +385,17 @@ mod tests {
         assert_eq!(d, json!({"a": {"c": 2, "d": 3}}));
         apply(&mut d, br#"[{"op": "replace", "path": "/a/c", "value": 5}, {"op": "add", "path": "/e", "value": [1]}]"#, PatchType::Json).unwrap();
         assert_eq!(d, json!({"a": {"c": 5, "d": 3}, "e": [1]}));
-        assert!(matches!(apply(&mut d, br#"[{"op": "test", "path": "/a/c", "value": 6}]"#, PatchType::Json), Err(PatchError::Failed(_))));
-        assert!(matches!(apply(&mut d, b"not json", PatchType::Merge), Err(PatchError::Malformed(_))));
+        assert!(matches!(
+            apply(
+                &mut d,
+                br#"[{"op": "test", "path": "/a/c", "value": 6}]"#,
+                PatchType::Json
+            ),
+            Err(PatchError::Failed(_))
+        ));
+        assert!(matches!(
+            apply(&mut d, b"not json", PatchType::Merge),
+            Err(PatchError::Malformed(_))
+        ));
     }
 }

@@ -93,7 +93,9 @@ impl Pki {
             tracing::info!(dir = %dir.display(), "generating the cluster CA");
             let params = Self::ca_params();
             let key = KeyPair::generate().map_err(tls_err("generating the CA key"))?;
-            let cert = params.self_signed(&key).map_err(tls_err("signing the CA"))?;
+            let cert = params
+                .self_signed(&key)
+                .map_err(tls_err("signing the CA"))?;
             let pem = cert.pem();
             write_private(&dir.join(CA_KEY), &key.serialize_pem(), 0o600)?;
             write_private(&dir.join(CA_CERT), &pem, 0o644)?;
@@ -232,7 +234,9 @@ pub fn host_addresses() -> Vec<IpAddr> {
                 match i32::from((*addr).sa_family) {
                     libc::AF_INET => {
                         let sin = &*(addr as *const libc::sockaddr_in);
-                        out.push(IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes()));
+                        out.push(IpAddr::from(
+                            u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
+                        ));
                     }
                     libc::AF_INET6 => {
                         let sin6 = &*(addr as *const libc::sockaddr_in6);

@@ -61,7 +61,11 @@ pub struct Registry {
 
 pub fn key(res: &Resource, ns: Option<&str>, name: &str) -> String {
     match (res.namespaced, ns) {
-        (true, Some(ns)) => format!("/registry/{}/{}/{ns}/{name}", res.storage_group(), res.plural),
+        (true, Some(ns)) => format!(
+            "/registry/{}/{}/{ns}/{name}",
+            res.storage_group(),
+            res.plural
+        ),
         _ => format!("/registry/{}/{}/{name}", res.storage_group(), res.plural),
     }
 }
@@ -76,8 +80,12 @@ pub fn prefix(res: &Resource, ns: Option<&str>) -> String {
 
 /// Decodes a stored object and sets its resourceVersion.
 pub fn decode(kv: &KeyValue) -> ApiResult<Value> {
-    let mut v: Value = serde_json::from_slice(&kv.value)
-        .map_err(|e| ApiError::internal(format!("corrupt object at {}: {e}", skiff_store::DisplayKey(&kv.key))))?;
+    let mut v: Value = serde_json::from_slice(&kv.value).map_err(|e| {
+        ApiError::internal(format!(
+            "corrupt object at {}: {e}",
+            skiff_store::DisplayKey(&kv.key)
+        ))
+    })?;
     set_rv(&mut v, kv.mod_revision);
     Ok(v)
 }
@@ -97,7 +105,9 @@ fn encode(v: &Value) -> ApiResult<Vec<u8>> {
 }
 
 fn name_of(v: &Value) -> &str {
-    v.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("")
+    v.pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
 }
 
 fn rv_of(v: &Value) -> Option<&str> {
@@ -133,7 +143,9 @@ fn encode_continue(rv: Revision, last_key: &[u8]) -> String {
 
 fn decode_continue(token: &str, prefix: &str) -> ApiResult<(Revision, Vec<u8>)> {
     use base64::Engine;
-    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+    let bad = || {
+        ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
+    };
     let raw = base64::engine::general_purpose::URL_SAFE
         .decode(token)
         .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token))
@@ -170,7 +182,12 @@ impl Registry {
         decode(&kv)
     }
 
-    pub async fn list(&self, res: &Resource, ns: Option<&str>, opts: &ListOptions) -> ApiResult<ListPage> {
+    pub async fn list(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> ApiResult<ListPage> {
         let prefix = prefix(res, ns);
         let (mut revision, mut start_after) = match &opts.continue_token {
             Some(t) => {
@@ -182,7 +199,11 @@ impl Registry {
         let mut items = Vec::new();
         let mut continue_token = None;
         loop {
-            let want = if opts.limit > 0 { opts.limit - items.len() } else { 0 };
+            let want = if opts.limit > 0 {
+                opts.limit - items.len()
+            } else {
+                0
+            };
             let page = self
                 .store
                 .range(
@@ -241,7 +262,13 @@ impl Registry {
     }
 
     /// Creates `obj` (already checked to be of `res`'s kind) in `ns`.
-    pub async fn create(&self, res: &Resource, ns: Option<&str>, mut obj: Value, dry_run: bool) -> ApiResult<Value> {
+    pub async fn create(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        mut obj: Value,
+        dry_run: bool,
+    ) -> ApiResult<Value> {
         if !obj.is_object() {
             return Err(ApiError::bad_request("the body must be a JSON object"));
         }
@@ -249,7 +276,9 @@ impl Registry {
             obj["metadata"] = json!({});
         }
         if rv_of(&obj).is_some() {
-            return Err(ApiError::bad_request("resourceVersion should not be set on objects to be created"));
+            return Err(ApiError::bad_request(
+                "resourceVersion should not be set on objects to be created",
+            ));
         }
         if res.namespaced {
             let ns = ns.ok_or_else(|| ApiError::bad_request("a namespace is required"))?;
@@ -258,7 +287,10 @@ impl Registry {
             m.remove("namespace");
         }
         if name_of(&obj).is_empty() {
-            if let Some(gen) = obj.pointer("/metadata/generateName").and_then(Value::as_str) {
+            if let Some(gen) = obj
+                .pointer("/metadata/generateName")
+                .and_then(Value::as_str)
+            {
                 if !gen.is_empty() {
                     let name = format!("{gen}{}", strategy::random_suffix());
                     obj["metadata"]["name"] = json!(name);
@@ -293,18 +325,32 @@ impl Registry {
 
     /// Allocates a cluster IP (and node ports) for a new Service.
     async fn allocate_service(&self, obj: &mut Value) -> ApiResult<()> {
-        let ty = obj.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+        let ty = obj
+            .pointer("/spec/type")
+            .and_then(Value::as_str)
+            .unwrap_or("ClusterIP")
+            .to_string();
         if ty == "ExternalName" {
             return Ok(());
         }
-        let Some(svcres) = lookup("", "v1", "services") else { return Ok(()) };
+        let Some(svcres) = lookup("", "v1", "services") else {
+            return Ok(());
+        };
         let all = self.list(svcres, None, &ListOptions::default()).await?;
         let used_ips: std::collections::HashSet<String> = all
             .items
             .iter()
-            .filter_map(|s| s.pointer("/spec/clusterIP").and_then(Value::as_str).map(String::from))
+            .filter_map(|s| {
+                s.pointer("/spec/clusterIP")
+                    .and_then(Value::as_str)
+                    .map(String::from)
+            })
             .collect();
-        let requested = obj.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or("").to_string();
+        let requested = obj
+            .pointer("/spec/clusterIP")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let ip = if requested == "None" {
             requested
         } else if !requested.is_empty() {
@@ -312,18 +358,28 @@ impl Registry {
                 .parse::<std::net::Ipv4Addr>()
                 .is_ok_and(|ip| ip.octets()[0] == 10 && ip.octets()[1] == 43);
             if !valid {
-                return Err(ApiError::invalid("", "Service", name_of(obj), vec![Cause::invalid(
+                return Err(ApiError::invalid(
+                    "",
+                    "Service",
+                    name_of(obj),
+                    vec![Cause::invalid(
                     "spec.clusterIPs[0]",
                     &requested,
                     "provided IP is not in the valid range. The range of valid IPs is 10.43.0.0/16",
-                )]));
+                )],
+                ));
             }
             if used_ips.contains(&requested) {
-                return Err(ApiError::invalid("", "Service", name_of(obj), vec![Cause::invalid(
-                    "spec.clusterIPs",
-                    &requested,
-                    "failed to allocate IP: provided IP is already allocated",
-                )]));
+                return Err(ApiError::invalid(
+                    "",
+                    "Service",
+                    name_of(obj),
+                    vec![Cause::invalid(
+                        "spec.clusterIPs",
+                        &requested,
+                        "failed to allocate IP: provided IP is already allocated",
+                    )],
+                ));
             }
             requested
         } else {
@@ -340,7 +396,9 @@ impl Registry {
                     break;
                 }
             }
-            found.ok_or_else(|| ApiError::internal("failed to allocate a service IP: range is full"))?
+            found.ok_or_else(|| {
+                ApiError::internal("failed to allocate a service IP: range is full")
+            })?
         };
         let spec = &mut obj["spec"];
         spec["clusterIP"] = json!(ip);
@@ -353,7 +411,12 @@ impl Registry {
             let used_ports: std::collections::HashSet<i64> = all
                 .items
                 .iter()
-                .flat_map(|s| s.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default())
+                .flat_map(|s| {
+                    s.pointer("/spec/ports")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default()
+                })
                 .filter_map(|p| p.get("nodePort").and_then(Value::as_i64))
                 .collect();
             let mut next = 30000 + {
@@ -412,7 +475,16 @@ impl Registry {
             }
             let precondition = match rv_of(&new) {
                 Some(rv) => Some(parse_rv(rv).map_err(|_| {
-                    ApiError::invalid(res.group, res.kind, name, vec![Cause::invalid("metadata.resourceVersion", rv, "must be a valid resource version")])
+                    ApiError::invalid(
+                        res.group,
+                        res.kind,
+                        name,
+                        vec![Cause::invalid(
+                            "metadata.resourceVersion",
+                            rv,
+                            "must be a valid resource version",
+                        )],
+                    )
                 })?),
                 None => None,
             };
@@ -433,7 +505,10 @@ impl Registry {
             }
             if let Some(kind) = new.get("kind").and_then(Value::as_str) {
                 if !kind.is_empty() && kind != res.kind {
-                    return Err(ApiError::bad_request(format!("the kind of the body ({kind}) is not {}", res.kind)));
+                    return Err(ApiError::bad_request(format!(
+                        "the kind of the body ({kind}) is not {}",
+                        res.kind
+                    )));
                 }
             }
             if new.get("metadata").is_none_or(|m| !m.is_object()) {
@@ -460,7 +535,11 @@ impl Registry {
                 if dry_run {
                     return Ok(new);
                 }
-                match self.store.delete(key.as_bytes(), Some(kv.mod_revision)).await {
+                match self
+                    .store
+                    .delete(key.as_bytes(), Some(kv.mod_revision))
+                    .await
+                {
                     Ok(_) => return Ok(new),
                     Err(skiff_store::Error::Conflict { .. }) if precondition.is_none() => continue,
                     Err(e) => return Err(Self::err(res, name)(e)),
@@ -487,7 +566,13 @@ impl Registry {
 
     /// Deletes one object as the real server does: finalizers and graceful pod deletion
     /// leave it in place with `deletionTimestamp` set.
-    pub async fn delete(&self, res: &Resource, ns: Option<&str>, name: &str, opts: &DeleteOptions) -> ApiResult<Deleted> {
+    pub async fn delete(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> ApiResult<Deleted> {
         let key = key(res, ns, name);
         for _attempt in 0..16 {
             let kv = self
@@ -497,7 +582,11 @@ impl Registry {
                 .map_err(Self::err(res, name))?
                 .ok_or_else(|| ApiError::not_found(res.group, res.plural, name))?;
             let mut obj = decode(&kv)?;
-            let uid = obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
+            let uid = obj
+                .pointer("/metadata/uid")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             if let Some(want) = &opts.precondition_uid {
                 if *want != uid {
                     return Err(ApiError::new(409, "Conflict", format!(
@@ -538,12 +627,21 @@ impl Registry {
             }
             let already = obj.pointer("/metadata/deletionTimestamp").is_some();
             let ns_finalizers = res.kind == "Namespace"
-                && obj.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+                && obj
+                    .pointer("/spec/finalizers")
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| !a.is_empty());
             let graceful_pod = res.kind == "Pod"
-                && obj.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty())
+                && obj
+                    .pointer("/spec/nodeName")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| !n.is_empty())
                 && opts
                     .grace_period_seconds
-                    .or_else(|| obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+                    .or_else(|| {
+                        obj.pointer("/spec/terminationGracePeriodSeconds")
+                            .and_then(Value::as_i64)
+                    })
                     .unwrap_or(30)
                     > 0;
             if !finalizers.is_empty() || ns_finalizers || graceful_pod {
@@ -551,16 +649,23 @@ impl Registry {
                 if !already {
                     let grace = if graceful_pod {
                         opts.grace_period_seconds
-                            .or_else(|| obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+                            .or_else(|| {
+                                obj.pointer("/spec/terminationGracePeriodSeconds")
+                                    .and_then(Value::as_i64)
+                            })
                             .unwrap_or(30)
                     } else {
                         0
                     };
                     let when = chrono::Utc::now() + chrono::Duration::seconds(grace);
-                    obj["metadata"]["deletionTimestamp"] = json!(when.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+                    obj["metadata"]["deletionTimestamp"] =
+                        json!(when.format("%Y-%m-%dT%H:%M:%SZ").to_string());
                     obj["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
                     if res.generation {
-                        let gen = obj.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
+                        let gen = obj
+                            .pointer("/metadata/generation")
+                            .and_then(Value::as_i64)
+                            .unwrap_or(1);
                         obj["metadata"]["generation"] = json!(gen + 1);
                     }
                     if res.kind == "Namespace" {
@@ -568,27 +673,54 @@ impl Registry {
                     }
                     changed = true;
                 }
-                if obj.pointer("/metadata/finalizers").and_then(Value::as_array).map_or(0, Vec::len) != finalizers.len() {
+                if obj
+                    .pointer("/metadata/finalizers")
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len)
+                    != finalizers.len()
+                {
                     obj["metadata"]["finalizers"] = Value::Array(finalizers);
                     changed = true;
                 }
                 if !changed || opts.dry_run {
-                    return Ok(Deleted { object: obj, removed: false });
+                    return Ok(Deleted {
+                        object: obj,
+                        removed: false,
+                    });
                 }
-                match self.store.update(key.as_bytes(), encode(&obj)?, Some(kv.mod_revision)).await {
+                match self
+                    .store
+                    .update(key.as_bytes(), encode(&obj)?, Some(kv.mod_revision))
+                    .await
+                {
                     Ok(rev) => {
                         set_rv(&mut obj, rev);
-                        return Ok(Deleted { object: obj, removed: false });
+                        return Ok(Deleted {
+                            object: obj,
+                            removed: false,
+                        });
                     }
                     Err(skiff_store::Error::Conflict { .. }) => continue,
                     Err(e) => return Err(Self::err(res, name)(e)),
                 }
             }
             if opts.dry_run {
-                return Ok(Deleted { object: obj, removed: true });
+                return Ok(Deleted {
+                    object: obj,
+                    removed: true,
+                });
             }
-            match self.store.delete(key.as_bytes(), Some(kv.mod_revision)).await {
-                Ok(_) => return Ok(Deleted { object: obj, removed: true }),
+            match self
+                .store
+                .delete(key.as_bytes(), Some(kv.mod_revision))
+                .await
+            {
+                Ok(_) => {
+                    return Ok(Deleted {
+                        object: obj,
+                        removed: true,
+                    })
+                }
                 Err(skiff_store::Error::Conflict { .. }) => continue,
                 Err(e) => return Err(Self::err(res, name)(e)),
             }
@@ -598,6 +730,11 @@ impl Registry {
 
     /// Creates `obj` unless an object of that name exists (bootstrap).
     pub async fn ensure(&self, res: &Resource, ns: Option<&str>, obj: Value) -> ApiResult<()> {
+        match self.get(res, ns, name_of(&obj)).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
         match self.create(res, ns, obj, false).await {
             Ok(_) => Ok(()),
             Err(e) if e.reason == "AlreadyExists" => Ok(()),
@@ -610,12 +747,24 @@ fn deletion_can_finish(res: &Resource, obj: &Value) -> bool {
     if obj.pointer("/metadata/deletionTimestamp").is_none() {
         return false;
     }
-    if obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty()) {
+    if obj
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty())
+    {
         return false;
     }
     match res.kind {
-        "Namespace" => obj.pointer("/spec/finalizers").and_then(Value::as_array).is_none_or(|a| a.is_empty()),
-        "Pod" => obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) == 0,
+        "Namespace" => obj
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_none_or(|a| a.is_empty()),
+        "Pod" => {
+            obj.pointer("/metadata/deletionGracePeriodSeconds")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+                == 0
+        }
         _ => true,
     }
 }

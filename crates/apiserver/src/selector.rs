@@ -82,7 +82,8 @@ impl<'a> Lexer<'a> {
         self.skip_ws();
         let start = self.pos;
         while let Some(c) = self.peek() {
-            if c.is_ascii_whitespace() || matches!(c, b',' | b'=' | b'!' | b'(' | b')' | b'<' | b'>')
+            if c.is_ascii_whitespace()
+                || matches!(c, b',' | b'=' | b'!' | b'(' | b')' | b'<' | b'>')
             {
                 break;
             }
@@ -153,9 +154,11 @@ impl LabelSelector {
         } else if lx.eat(">") || lx.eat("<") {
             let gt = lx.s[lx.pos - 1] == b'>';
             let v = lx.word();
-            let n: i64 = v
-                .parse()
-                .map_err(|_| err(&format!("for 'Gt', 'Lt' operators, the value must be an integer: {v}")))?;
+            let n: i64 = v.parse().map_err(|_| {
+                err(&format!(
+                    "for 'Gt', 'Lt' operators, the value must be an integer: {v}"
+                ))
+            })?;
             (if gt { Op::Gt(n) } else { Op::Lt(n) }, String::new())
         } else if matches!(lx.peek(), None | Some(b',')) {
             (Op::Exists, String::new())
@@ -164,7 +167,11 @@ impl LabelSelector {
             let set_op = match word.as_str() {
                 "in" => true,
                 "notin" => false,
-                other => return Err(err(&format!("found '{other}', expected: in, notin, =, ==, !=, gt, lt"))),
+                other => {
+                    return Err(err(&format!(
+                        "found '{other}', expected: in, notin, =, ==, !=, gt, lt"
+                    )))
+                }
             };
             if !lx.eat("(") {
                 return Err(err("expected '('"));
@@ -185,7 +192,11 @@ impl LabelSelector {
                 return Err(err("expected ',' or ')'"));
             }
             (
-                if set_op { Op::In(values) } else { Op::NotIn(values) },
+                if set_op {
+                    Op::In(values)
+                } else {
+                    Op::NotIn(values)
+                },
                 String::new(),
             )
         };
@@ -210,8 +221,12 @@ impl LabelSelector {
                 Op::NotIn(set) => v.is_none_or(|v| !set.contains(v)),
                 Op::Exists => v.is_some(),
                 Op::DoesNotExist => v.is_none(),
-                Op::Gt(n) => v.and_then(|v| v.parse::<i64>().ok()).is_some_and(|x| x > *n),
-                Op::Lt(n) => v.and_then(|v| v.parse::<i64>().ok()).is_some_and(|x| x < *n),
+                Op::Gt(n) => v
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .is_some_and(|x| x > *n),
+                Op::Lt(n) => v
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .is_some_and(|x| x < *n),
             }
         })
     }
@@ -259,7 +274,9 @@ impl FieldSelector {
             } else if let Some((f, v)) = part.split_once('=') {
                 (f, v, false)
             } else {
-                return Err(SelectorError(format!("invalid selector: '{input}'; can't understand '{part}'")));
+                return Err(SelectorError(format!(
+                    "invalid selector: '{input}'; can't understand '{part}'"
+                )));
             };
             terms.push((field.trim().to_string(), value.trim().to_string(), neg));
         }
@@ -302,12 +319,16 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn parses_all_operators() {
-        let s = LabelSelector::parse("a=b, c==d,e!=f,g in (x, y),h notin (z),i,!j,k>3,l<9").unwrap();
+        let s =
+            LabelSelector::parse("a=b, c==d,e!=f,g in (x, y),h notin (z),i,!j,k>3,l<9").unwrap();
         assert_eq!(s.requirements.len(), 9);
         assert_eq!(s.requirements[3].op, Op::In(vec!["x".into(), "y".into()]));
         assert_eq!(s.requirements[4].op, Op::NotIn(vec!["z".into()]));
@@ -335,7 +356,15 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["a in (b", "a=b=c", "=b", "a in b", "a foo (b)", "a=-bad-", "a,,b"] {
+        for bad in [
+            "a in (b",
+            "a=b=c",
+            "=b",
+            "a in b",
+            "a foo (b)",
+            "a=-bad-",
+            "a,,b",
+        ] {
             assert!(LabelSelector::parse(bad).is_err(), "{bad}");
         }
     }

@@ -31,7 +31,14 @@ pub fn new_uid() -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = hex::encode(b);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// Five random characters from the alphabet `generateName` uses.
@@ -66,7 +73,12 @@ pub fn prepare_for_create(res: &Resource, obj: &mut Value) {
     let meta = obj_mut(obj, "metadata");
     meta.insert("uid".into(), json!(new_uid()));
     meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
-    for k in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+    for k in [
+        "resourceVersion",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "selfLink",
+    ] {
         meta.remove(k);
     }
     if res.generation {
@@ -84,7 +96,10 @@ pub fn prepare_for_create(res: &Resource, obj: &mut Value) {
             obj["status"] = json!({"phase": "Pending", "qosClass": qos});
         }
         "Namespace" => {
-            let name = obj.pointer("/metadata/name").cloned().unwrap_or(Value::Null);
+            let name = obj
+                .pointer("/metadata/name")
+                .cloned()
+                .unwrap_or(Value::Null);
             set_label(obj, "kubernetes.io/metadata.name", name);
             obj["status"] = json!({"phase": "Active"});
         }
@@ -187,12 +202,17 @@ pub fn apply_defaults(res: &Resource, obj: &mut Value) {
                 obj["type"] = json!("Opaque");
             }
             // stringData is write-only: merged into data (base64) and dropped.
-            if let Some(Value::Object(sd)) = obj.as_object_mut().and_then(|o| o.remove("stringData")) {
+            if let Some(Value::Object(sd)) =
+                obj.as_object_mut().and_then(|o| o.remove("stringData"))
+            {
                 use base64::Engine;
                 let data = obj_mut(obj, "data");
                 for (k, v) in sd {
                     let s = v.as_str().unwrap_or_default();
-                    data.insert(k, json!(base64::engine::general_purpose::STANDARD.encode(s)));
+                    data.insert(
+                        k,
+                        json!(base64::engine::general_purpose::STANDARD.encode(s)),
+                    );
                 }
             }
         }
@@ -205,16 +225,16 @@ pub fn apply_defaults(res: &Resource, obj: &mut Value) {
 }
 
 fn template_defaults(template: Option<&mut Value>) {
-    if let Some(spec) = template.and_then(|t| t.get_mut("spec")).filter(|s| s.is_object()) {
+    if let Some(spec) = template
+        .and_then(|t| t.get_mut("spec"))
+        .filter(|s| s.is_object())
+    {
         pod_spec_defaults(spec, false);
     }
 }
 
 fn job_defaults(obj: &mut Value) {
-    let uid = obj
-        .pointer("/metadata/uid")
-        .cloned()
-        .unwrap_or(Value::Null);
+    let uid = obj.pointer("/metadata/uid").cloned().unwrap_or(Value::Null);
     let name = obj
         .pointer("/metadata/name")
         .cloned()
@@ -252,7 +272,9 @@ fn job_defaults(obj: &mut Value) {
 
 /// PodSpec defaults (`is_pod`: defaults only real pods get, not templates).
 fn pod_spec_defaults(spec: &mut Value, is_pod: bool) {
-    let Some(s) = spec.as_object_mut() else { return };
+    let Some(s) = spec.as_object_mut() else {
+        return;
+    };
     default(s, "restartPolicy", json!("Always"));
     default(s, "dnsPolicy", json!("ClusterFirst"));
     default(s, "terminationGracePeriodSeconds", json!(30));
@@ -267,8 +289,14 @@ fn pod_spec_defaults(spec: &mut Value, is_pod: bool) {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
-            if !tolerations.iter().any(|t| t.get("key").and_then(Value::as_str) == Some(key)) {
+        for key in [
+            "node.kubernetes.io/not-ready",
+            "node.kubernetes.io/unreachable",
+        ] {
+            if !tolerations
+                .iter()
+                .any(|t| t.get("key").and_then(Value::as_str) == Some(key))
+            {
                 tolerations.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
             }
         }
@@ -309,7 +337,12 @@ pub fn qos_class(spec: &Value) -> &'static str {
     let mut any = false;
     let mut guaranteed = true;
     for list in ["containers", "initContainers"] {
-        for c in spec.get(list).and_then(Value::as_array).into_iter().flatten() {
+        for c in spec
+            .get(list)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let limits = c.pointer("/resources/limits").and_then(Value::as_object);
             let requests = c.pointer("/resources/requests").and_then(Value::as_object);
             if limits.is_some_and(|m| !m.is_empty()) || requests.is_some_and(|m| !m.is_empty()) {
@@ -336,7 +369,10 @@ pub fn qos_class(spec: &Value) -> &'static str {
 /// Carries server-owned state from `old` into `new` for an update of `sub`.
 pub fn prepare_for_update(res: &Resource, old: &Value, new: &mut Value, sub: Subresource) {
     if sub == Subresource::Finalize {
-        let finalizers = new.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
+        let finalizers = new
+            .pointer("/spec/finalizers")
+            .cloned()
+            .unwrap_or(json!([]));
         *new = old.clone();
         obj_mut(new, "spec").insert("finalizers".into(), finalizers);
         return;
@@ -350,7 +386,13 @@ pub fn prepare_for_update(res: &Resource, old: &Value, new: &mut Value, sub: Sub
     // Server-owned metadata.
     let old_meta = old.get("metadata").cloned().unwrap_or(json!({}));
     let meta = obj_mut(new, "metadata");
-    for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+    for k in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+    ] {
         match old_meta.get(k) {
             Some(v) => meta.insert(k.into(), v.clone()),
             None => meta.remove(k),
@@ -376,13 +418,18 @@ pub fn prepare_for_update(res: &Resource, old: &Value, new: &mut Value, sub: Sub
             if let Some(s) = old.get("status") {
                 new["status"] = s.clone();
             }
-            let name = old.pointer("/metadata/name").cloned().unwrap_or(Value::Null);
+            let name = old
+                .pointer("/metadata/name")
+                .cloned()
+                .unwrap_or(Value::Null);
             set_label(new, "kubernetes.io/metadata.name", name);
         }
         "Service" => {
             // Allocated values survive an update that leaves them empty.
             for field in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
-                let empty = new.pointer(&format!("/spec/{field}")).is_none_or(|v| v.is_null() || v == "" || v == &json!([]));
+                let empty = new
+                    .pointer(&format!("/spec/{field}"))
+                    .is_none_or(|v| v.is_null() || v == "" || v == &json!([]));
                 if empty {
                     if let Some(v) = old.pointer(&format!("/spec/{field}")) {
                         obj_mut(new, "spec").insert(field.into(), v.clone());
@@ -402,8 +449,14 @@ pub fn prepare_for_update(res: &Resource, old: &Value, new: &mut Value, sub: Sub
     apply_defaults(res, new);
     if res.generation {
         let changed = spec_of(old) != spec_of(new);
-        let gen = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
-        obj_mut(new, "metadata").insert("generation".into(), json!(if changed { gen + 1 } else { gen }));
+        let gen = old
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
+        obj_mut(new, "metadata").insert(
+            "generation".into(),
+            json!(if changed { gen + 1 } else { gen }),
+        );
     }
 }
 
@@ -435,7 +488,9 @@ pub fn validate_update(res: &Resource, old: &Value, new: &Value) -> Vec<Cause> {
         }
     };
     match res.kind {
-        "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => immutable("spec.selector", &mut causes),
+        "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => {
+            immutable("spec.selector", &mut causes)
+        }
         "Job" => {
             immutable("spec.selector", &mut causes);
             immutable("spec.completions", &mut causes);
@@ -444,7 +499,10 @@ pub fn validate_update(res: &Resource, old: &Value, new: &Value) -> Vec<Cause> {
             if old.get("immutable").and_then(Value::as_bool) == Some(true) {
                 for f in ["data", "binaryData", "immutable"] {
                     if old.get(f) != new.get(f) {
-                        causes.push(Cause::forbidden(f, "field is immutable when `immutable` is set"));
+                        causes.push(Cause::forbidden(
+                            f,
+                            "field is immutable when `immutable` is set",
+                        ));
                     }
                 }
             }
@@ -464,7 +522,12 @@ pub fn validate_update(res: &Resource, old: &Value, new: &Value) -> Vec<Cause> {
                     }
                 }
                 if let Some(m) = s.as_object_mut() {
-                    for k in ["activeDeadlineSeconds", "tolerations", "terminationGracePeriodSeconds", "nodeName"] {
+                    for k in [
+                        "activeDeadlineSeconds",
+                        "tolerations",
+                        "terminationGracePeriodSeconds",
+                        "nodeName",
+                    ] {
                         m.remove(k);
                     }
                 }
@@ -494,7 +557,10 @@ mod tests {
         prepare_for_create(res, &mut pod);
         assert_eq!(pod["spec"]["restartPolicy"], "Always");
         assert_eq!(pod["spec"]["containers"][0]["imagePullPolicy"], "Always");
-        assert_eq!(pod["spec"]["containers"][1]["imagePullPolicy"], "IfNotPresent");
+        assert_eq!(
+            pod["spec"]["containers"][1]["imagePullPolicy"],
+            "IfNotPresent"
+        );
         assert_eq!(pod["status"]["phase"], "Pending");
         assert_eq!(pod["status"]["qosClass"], "BestEffort");
         assert_eq!(pod["metadata"]["uid"].as_str().map(str::len), Some(36));
@@ -522,7 +588,10 @@ mod tests {
         assert_eq!(default_pull_policy("nginx"), "Always");
         assert_eq!(default_pull_policy("nginx:latest"), "Always");
         assert_eq!(default_pull_policy("localhost:5000/nginx"), "Always");
-        assert_eq!(default_pull_policy("localhost:5000/nginx:1"), "IfNotPresent");
+        assert_eq!(
+            default_pull_policy("localhost:5000/nginx:1"),
+            "IfNotPresent"
+        );
         assert_eq!(default_pull_policy("nginx@sha256:abc"), "IfNotPresent");
     }
 }

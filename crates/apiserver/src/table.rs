@@ -100,7 +100,12 @@ fn columns(kind: &str) -> Vec<Col> {
         ],
         "Namespace" => vec![NAME, ("Status", "string", "", 0), AGE],
         "ConfigMap" => vec![NAME, ("Data", "string", "", 0), AGE],
-        "Secret" => vec![NAME, ("Type", "string", "", 0), ("Data", "string", "", 0), AGE],
+        "Secret" => vec![
+            NAME,
+            ("Type", "string", "", 0),
+            ("Data", "string", "", 0),
+            AGE,
+        ],
         "ServiceAccount" => vec![NAME, ("Secrets", "string", "", 0), AGE],
         "Endpoints" => vec![NAME, ("Endpoints", "string", "", 0), AGE],
         "Event" => vec![
@@ -178,7 +183,11 @@ pub fn human_duration(d: chrono::Duration) -> String {
     let minutes = secs / 60;
     if minutes < 10 {
         let s = secs % 60;
-        return if s == 0 { format!("{minutes}m") } else { format!("{minutes}m{s}s") };
+        return if s == 0 {
+            format!("{minutes}m")
+        } else {
+            format!("{minutes}m{s}s")
+        };
     }
     if minutes < 180 {
         return format!("{minutes}m");
@@ -186,7 +195,11 @@ pub fn human_duration(d: chrono::Duration) -> String {
     let hours = minutes / 60;
     if hours < 8 {
         let m = minutes % 60;
-        return if m == 0 { format!("{hours}h") } else { format!("{hours}h{m}m") };
+        return if m == 0 {
+            format!("{hours}h")
+        } else {
+            format!("{hours}h{m}m")
+        };
     }
     if hours < 48 {
         return format!("{hours}h");
@@ -194,7 +207,11 @@ pub fn human_duration(d: chrono::Duration) -> String {
     let days = hours / 24;
     if hours < 24 * 8 {
         let h = hours % 24;
-        return if h == 0 { format!("{days}d") } else { format!("{days}d{h}h") };
+        return if h == 0 {
+            format!("{days}d")
+        } else {
+            format!("{days}d{h}h")
+        };
     }
     if hours < 24 * 365 * 2 {
         return format!("{days}d");
@@ -202,7 +219,11 @@ pub fn human_duration(d: chrono::Duration) -> String {
     let years = days / 365;
     if hours < 24 * 365 * 8 {
         let dy = days % 365;
-        return if dy == 0 { format!("{years}y") } else { format!("{years}y{dy}d") };
+        return if dy == 0 {
+            format!("{years}y")
+        } else {
+            format!("{years}y{dy}d")
+        };
     }
     format!("{years}y")
 }
@@ -245,16 +266,30 @@ fn join_names(list: Option<&Value>, field: &str) -> String {
 }
 
 fn selector_string(sel: Option<&Value>) -> String {
-    let Some(sel) = sel else { return "<none>".into() };
+    let Some(sel) = sel else {
+        return "<none>".into();
+    };
     let mut parts = Vec::new();
-    let labels = sel.get("matchLabels").and_then(Value::as_object).or_else(|| {
-        // A plain map selector (services, replication controllers).
-        if sel.get("matchExpressions").is_none() { sel.as_object() } else { None }
-    });
+    let labels = sel
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .or_else(|| {
+            // A plain map selector (services, replication controllers).
+            if sel.get("matchExpressions").is_none() {
+                sel.as_object()
+            } else {
+                None
+            }
+        });
     for (k, v) in labels.into_iter().flatten() {
         parts.push(format!("{k}={}", v.as_str().unwrap_or("")));
     }
-    for e in sel.get("matchExpressions").and_then(Value::as_array).into_iter().flatten() {
+    for e in sel
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let key = e.get("key").and_then(Value::as_str).unwrap_or("");
         let values = join_names_plain(e.get("values"));
         match e.get("operator").and_then(Value::as_str).unwrap_or("") {
@@ -270,12 +305,19 @@ fn selector_string(sel: Option<&Value>) -> String {
 
 fn join_names_plain(v: Option<&Value>) -> String {
     v.and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
         .unwrap_or_default()
 }
 
 fn count(obj: &Value, field: &str) -> usize {
-    obj.get(field).and_then(Value::as_object).map_or(0, |m| m.len())
+    obj.get(field)
+        .and_then(Value::as_object)
+        .map_or(0, |m| m.len())
 }
 
 fn pod_status(pod: &Value) -> String {
@@ -284,7 +326,10 @@ fn pod_status(pod: &Value) -> String {
         reason = s(pod, "/status/reason").to_string();
     }
     let mut has_running = false;
-    if let Some(statuses) = pod.pointer("/status/containerStatuses").and_then(Value::as_array) {
+    if let Some(statuses) = pod
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+    {
         for c in statuses.iter().rev() {
             let waiting = s(c, "/state/waiting/reason");
             let terminated = c.pointer("/state/terminated");
@@ -309,7 +354,11 @@ fn pod_status(pod: &Value) -> String {
         reason = "Running".into();
     }
     if pod.pointer("/metadata/deletionTimestamp").is_some() {
-        reason = if s(pod, "/status/reason") == "NodeLost" { "Unknown".into() } else { "Terminating".into() };
+        reason = if s(pod, "/status/reason") == "NodeLost" {
+            "Unknown".into()
+        } else {
+            "Terminating".into()
+        };
     }
     reason
 }
@@ -321,13 +370,24 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
     let images = |p: &str| json!(or_none(join_names(o.pointer(p), "image")));
     match kind {
         "Pod" => {
-            let total = o.pointer("/spec/containers").and_then(Value::as_array).map_or(0, Vec::len);
-            let statuses = o.pointer("/status/containerStatuses").and_then(Value::as_array);
+            let total = o
+                .pointer("/spec/containers")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            let statuses = o
+                .pointer("/status/containerStatuses")
+                .and_then(Value::as_array);
             let ready = statuses.map_or(0, |a| {
-                a.iter().filter(|c| c.get("ready").and_then(Value::as_bool) == Some(true)).count()
+                a.iter()
+                    .filter(|c| c.get("ready").and_then(Value::as_bool) == Some(true))
+                    .count()
             });
-            let restarts: i64 = statuses.map_or(0, |a| a.iter().map(|c| i(c, "/restartCount")).sum());
-            let gates = o.pointer("/spec/readinessGates").and_then(Value::as_array).map_or(0, Vec::len);
+            let restarts: i64 =
+                statuses.map_or(0, |a| a.iter().map(|c| i(c, "/restartCount")).sum());
+            let gates = o
+                .pointer("/spec/readinessGates")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
             vec![
                 name,
                 json!(format!("{ready}/{total}")),
@@ -337,12 +397,20 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
                 json!(or_none(s(o, "/status/podIP").into())),
                 json!(or_none(s(o, "/spec/nodeName").into())),
                 json!(or_none(s(o, "/status/nominatedNodeName").into())),
-                json!(if gates == 0 { "<none>".to_string() } else { format!("0/{gates}") }),
+                json!(if gates == 0 {
+                    "<none>".to_string()
+                } else {
+                    format!("0/{gates}")
+                }),
             ]
         }
         "Deployment" => vec![
             name,
-            json!(format!("{}/{}", i(o, "/status/readyReplicas"), i(o, "/spec/replicas"))),
+            json!(format!(
+                "{}/{}",
+                i(o, "/status/readyReplicas"),
+                i(o, "/spec/replicas")
+            )),
             json!(i(o, "/status/updatedReplicas")),
             json!(i(o, "/status/availableReplicas")),
             age,
@@ -362,7 +430,11 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
         ],
         "StatefulSet" => vec![
             name,
-            json!(format!("{}/{}", i(o, "/status/readyReplicas"), i(o, "/spec/replicas"))),
+            json!(format!(
+                "{}/{}",
+                i(o, "/status/readyReplicas"),
+                i(o, "/spec/replicas")
+            )),
             age,
             containers("/spec/template/spec/containers"),
             images("/spec/template/spec/containers"),
@@ -374,7 +446,9 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
             json!(i(o, "/status/numberReady")),
             json!(i(o, "/status/updatedNumberScheduled")),
             json!(i(o, "/status/numberAvailable")),
-            json!(selector_string(o.pointer("/spec/template/spec/nodeSelector"))),
+            json!(selector_string(
+                o.pointer("/spec/template/spec/nodeSelector")
+            )),
             age,
             containers("/spec/template/spec/containers"),
             images("/spec/template/spec/containers"),
@@ -406,8 +480,17 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
                 .flatten()
                 .filter_map(|v| v.as_str().map(String::from))
                 .collect();
-            for ing in o.pointer("/status/loadBalancer/ingress").and_then(Value::as_array).into_iter().flatten() {
-                let v = ing.get("ip").or(ing.get("hostname")).and_then(Value::as_str).unwrap_or("");
+            for ing in o
+                .pointer("/status/loadBalancer/ingress")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let v = ing
+                    .get("ip")
+                    .or(ing.get("hostname"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
                 if !v.is_empty() {
                     external.push(v.into());
                 }
@@ -433,7 +516,13 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
                 .pointer("/status/conditions")
                 .and_then(Value::as_array)
                 .and_then(|cs| cs.iter().find(|c| s(c, "/type") == "Ready"))
-                .map(|c| if s(c, "/status") == "True" { "Ready" } else { "NotReady" })
+                .map(|c| {
+                    if s(c, "/status") == "True" {
+                        "Ready"
+                    } else {
+                        "NotReady"
+                    }
+                })
                 .unwrap_or("Unknown");
             let mut status = ready.to_string();
             if o.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true) {
@@ -463,7 +552,9 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
                 json!(addr("ExternalIP")),
                 json!(or_none(s(o, "/status/nodeInfo/osImage").into())),
                 json!(or_none(s(o, "/status/nodeInfo/kernelVersion").into())),
-                json!(or_none(s(o, "/status/nodeInfo/containerRuntimeVersion").into())),
+                json!(or_none(
+                    s(o, "/status/nodeInfo/containerRuntimeVersion").into()
+                )),
             ]
         }
         "Namespace" => vec![name, json!(s(o, "/status/phase")), age],
@@ -471,13 +562,26 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
         "Secret" => vec![name, json!(s(o, "/type")), json!(count(o, "data")), age],
         "ServiceAccount" => vec![
             name,
-            json!(o.get("secrets").and_then(Value::as_array).map_or(0, Vec::len)),
+            json!(o
+                .get("secrets")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len)),
             age,
         ],
         "Endpoints" => {
             let mut eps = Vec::new();
-            for subset in o.get("subsets").and_then(Value::as_array).into_iter().flatten() {
-                for a in subset.get("addresses").and_then(Value::as_array).into_iter().flatten() {
+            for subset in o
+                .get("subsets")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                for a in subset
+                    .get("addresses")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     let ip = s(a, "/ip");
                     match subset.get("ports").and_then(Value::as_array) {
                         Some(ports) if !ports.is_empty() => {
@@ -519,10 +623,17 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
-                .find(|c| s(c, "/status") == "True" && matches!(s(c, "/type"), "Complete" | "Failed" | "Suspended"))
+                .find(|c| {
+                    s(c, "/status") == "True"
+                        && matches!(s(c, "/type"), "Complete" | "Failed" | "Suspended")
+                })
                 .map(|c| s(c, "/type").to_string());
             let status = complete.unwrap_or_else(|| "Running".into());
-            let completions = format!("{}/{}", i(o, "/status/succeeded"), i(o, "/spec/completions").max(1));
+            let completions = format!(
+                "{}/{}",
+                i(o, "/status/succeeded"),
+                i(o, "/spec/completions").max(1)
+            );
             vec![
                 name,
                 json!(status),
@@ -538,8 +649,14 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
             name,
             json!(s(o, "/spec/schedule")),
             json!(or_none(s(o, "/spec/timeZone").into())),
-            json!(o.pointer("/spec/suspend").and_then(Value::as_bool).unwrap_or(false)),
-            json!(o.pointer("/status/active").and_then(Value::as_array).map_or(0, Vec::len)),
+            json!(o
+                .pointer("/spec/suspend")
+                .and_then(Value::as_bool)
+                .unwrap_or(false)),
+            json!(o
+                .pointer("/status/active")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len)),
             json!(match o.pointer("/status/lastScheduleTime") {
                 Some(t) => since(Some(t)),
                 None => "<none>".into(),
@@ -547,7 +664,9 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
             age,
             containers("/spec/jobTemplate/spec/template/spec/containers"),
             images("/spec/jobTemplate/spec/template/spec/containers"),
-            json!(selector_string(o.pointer("/spec/jobTemplate/spec/selector"))),
+            json!(selector_string(
+                o.pointer("/spec/jobTemplate/spec/selector")
+            )),
         ],
         "Lease" => vec![name, json!(s(o, "/spec/holderIdentity")), age],
         "PersistentVolumeClaim" => vec![
@@ -583,7 +702,13 @@ pub fn row(kind: &str, obj: &Value, include: IncludeObject) -> Value {
 }
 
 /// A Table of `objects`; `with_columns` false for the later events of a watch.
-pub fn table(kind: &str, objects: &[Value], include: IncludeObject, list_meta: Value, with_columns: bool) -> Value {
+pub fn table(
+    kind: &str,
+    objects: &[Value],
+    include: IncludeObject,
+    list_meta: Value,
+    with_columns: bool,
+) -> Value {
     let mut t = json!({
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
@@ -616,7 +741,12 @@ mod tests {
     fn every_row_matches_its_columns() {
         let obj = json!({"metadata": {"name": "x", "creationTimestamp": "2024-01-01T00:00:00Z"}});
         for r in crate::resources::RESOURCES {
-            assert_eq!(cells(r.kind, &obj).len(), columns(r.kind).len(), "{}", r.kind);
+            assert_eq!(
+                cells(r.kind, &obj).len(),
+                columns(r.kind).len(),
+                "{}",
+                r.kind
+            );
         }
     }
 

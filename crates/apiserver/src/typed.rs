@@ -17,11 +17,16 @@ pub fn kube_minor() -> u32 {
 
 /// Round-trips `obj` through the typed struct of `kind`. `Ok(None)` for kinds without one.
 fn round_trip(kind: &str, obj: &Value) -> Result<Option<Value>, String> {
-    use k8s_openapi::api::{apps, autoscaling, batch, coordination, core, discovery, networking, policy, rbac, scheduling, storage};
+    use k8s_openapi::api::{
+        apps, autoscaling, batch, coordination, core, discovery, networking, policy, rbac,
+        scheduling, storage,
+    };
     macro_rules! rt {
         ($t:ty) => {{
             let typed: $t = serde_json::from_value(obj.clone()).map_err(|e| e.to_string())?;
-            serde_json::to_value(&typed).map(Some).map_err(|e| e.to_string())
+            serde_json::to_value(&typed)
+                .map(Some)
+                .map_err(|e| e.to_string())
         }};
     }
     match kind {
@@ -80,7 +85,11 @@ fn prune(input: &mut Value, typed: &Value, path: String, unknown: &mut Vec<Strin
         (Value::Object(m), Value::Object(t)) => {
             let keys: Vec<String> = m.keys().cloned().collect();
             for k in keys {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 match (m.get_mut(&k), t.get(&k)) {
                     (Some(Value::Null), _) => {}
                     (Some(v), Some(tv)) => prune(v, tv, p, unknown),

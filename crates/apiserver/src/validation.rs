@@ -71,7 +71,11 @@ pub fn validate(res: &Resource, obj: &Value) -> Vec<Cause> {
     for (field, what) in [("labels", true), ("annotations", false)] {
         if let Some(map) = obj.pointer(&format!("/metadata/{field}")) {
             let Some(map) = map.as_object() else {
-                causes.push(Cause::invalid(format!("metadata.{field}"), "", "must be a map of strings"));
+                causes.push(Cause::invalid(
+                    format!("metadata.{field}"),
+                    "",
+                    "must be a map of strings",
+                ));
                 continue;
             };
             for (k, v) in map {
@@ -94,9 +98,18 @@ pub fn validate(res: &Resource, obj: &Value) -> Vec<Cause> {
         "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => {
             validate_workload(obj, &mut causes)
         }
-        "Job" => validate_pod_spec(obj.pointer("/spec/template/spec"), "spec.template.spec", &mut causes),
+        "Job" => validate_pod_spec(
+            obj.pointer("/spec/template/spec"),
+            "spec.template.spec",
+            &mut causes,
+        ),
         "CronJob" => {
-            if obj.pointer("/spec/schedule").and_then(Value::as_str).unwrap_or("").is_empty() {
+            if obj
+                .pointer("/spec/schedule")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .is_empty()
+            {
                 causes.push(Cause::required("spec.schedule"));
             }
             validate_pod_spec(
@@ -123,14 +136,19 @@ pub fn validate(res: &Resource, obj: &Value) -> Vec<Cause> {
         "Service" => {
             let ports = obj.pointer("/spec/ports").and_then(Value::as_array);
             let headless = obj.pointer("/spec/clusterIP").and_then(Value::as_str) == Some("None");
-            let external = obj.pointer("/spec/type").and_then(Value::as_str) == Some("ExternalName");
+            let external =
+                obj.pointer("/spec/type").and_then(Value::as_str) == Some("ExternalName");
             if ports.is_none_or(|p| p.is_empty()) && !headless && !external {
                 causes.push(Cause::required("spec.ports"));
             }
             for (i, p) in ports.into_iter().flatten().enumerate() {
                 match p.get("port").and_then(Value::as_i64) {
                     Some(1..=65535) => {}
-                    Some(n) => causes.push(Cause::invalid(format!("spec.ports[{i}].port"), &n.to_string(), "must be between 1 and 65535, inclusive")),
+                    Some(n) => causes.push(Cause::invalid(
+                        format!("spec.ports[{i}].port"),
+                        &n.to_string(),
+                        "must be between 1 and 65535, inclusive",
+                    )),
                     None => causes.push(Cause::required(format!("spec.ports[{i}].port"))),
                 }
             }
@@ -145,15 +163,20 @@ fn is_config_key(k: &str) -> bool {
         && k.len() <= 253
         && k != "."
         && k != ".."
-        && k.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && k.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
 fn validate_workload(obj: &Value, causes: &mut Vec<Cause>) {
     if obj.pointer("/spec/selector").is_none() {
         causes.push(Cause::required("spec.selector"));
     }
-    let template_labels = crate::selector::labels_of(obj.pointer("/spec/template").unwrap_or(&Value::Null));
-    if let Some(ml) = obj.pointer("/spec/selector/matchLabels").and_then(Value::as_object) {
+    let template_labels =
+        crate::selector::labels_of(obj.pointer("/spec/template").unwrap_or(&Value::Null));
+    if let Some(ml) = obj
+        .pointer("/spec/selector/matchLabels")
+        .and_then(Value::as_object)
+    {
         let matches = ml
             .iter()
             .all(|(k, v)| template_labels.get(k).map(String::as_str) == v.as_str());
@@ -167,15 +190,25 @@ fn validate_workload(obj: &Value, causes: &mut Vec<Cause>) {
     }
     if let Some(r) = obj.pointer("/spec/replicas") {
         if r.as_i64().is_none_or(|n| n < 0) {
-            causes.push(Cause::invalid("spec.replicas", &r.to_string(), "must be greater than or equal to 0"));
+            causes.push(Cause::invalid(
+                "spec.replicas",
+                &r.to_string(),
+                "must be greater than or equal to 0",
+            ));
         }
     }
-    validate_pod_spec(obj.pointer("/spec/template/spec"), "spec.template.spec", causes);
+    validate_pod_spec(
+        obj.pointer("/spec/template/spec"),
+        "spec.template.spec",
+        causes,
+    );
 }
 
 /// Required fields of a pod spec: containers with a name and an image.
 pub fn validate_pod_spec(spec: Option<&Value>, path: &str, causes: &mut Vec<Cause>) {
-    let containers = spec.and_then(|s| s.get("containers")).and_then(Value::as_array);
+    let containers = spec
+        .and_then(|s| s.get("containers"))
+        .and_then(Value::as_array);
     let Some(containers) = containers.filter(|c| !c.is_empty()) else {
         causes.push(Cause::required(format!("{path}.containers")));
         return;
@@ -186,7 +219,11 @@ pub fn validate_pod_spec(spec: Option<&Value>, path: &str, causes: &mut Vec<Caus
         if name.is_empty() {
             causes.push(Cause::required(format!("{path}.containers[{i}].name")));
         } else if !is_dns1123_label(name) {
-            causes.push(Cause::invalid(format!("{path}.containers[{i}].name"), name, LABEL_MSG));
+            causes.push(Cause::invalid(
+                format!("{path}.containers[{i}].name"),
+                name,
+                LABEL_MSG,
+            ));
         } else if !names.insert(name) {
             causes.push(Cause {
                 reason: "FieldValueDuplicate",
@@ -194,16 +231,26 @@ pub fn validate_pod_spec(spec: Option<&Value>, path: &str, causes: &mut Vec<Caus
                 message: format!("Duplicate value: {}", serde_json::json!(name)),
             });
         }
-        if c.get("image").and_then(Value::as_str).unwrap_or("").is_empty() {
+        if c.get("image")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .is_empty()
+        {
             causes.push(Cause::required(format!("{path}.containers[{i}].image")));
         }
     }
-    if let Some(rp) = spec.and_then(|s| s.get("restartPolicy")).and_then(Value::as_str) {
+    if let Some(rp) = spec
+        .and_then(|s| s.get("restartPolicy"))
+        .and_then(Value::as_str)
+    {
         if !matches!(rp, "Always" | "OnFailure" | "Never") {
             causes.push(Cause {
                 reason: "FieldValueNotSupported",
                 field: format!("{path}.restartPolicy"),
-                message: format!("Unsupported value: {}: supported values: \"Always\", \"OnFailure\", \"Never\"", serde_json::json!(rp)),
+                message: format!(
+                    "Unsupported value: {}: supported values: \"Always\", \"OnFailure\", \"Never\"",
+                    serde_json::json!(rp)
+                ),
             });
         }
     }
@@ -232,9 +279,15 @@ mod tests {
         let res = crate::resources::lookup("", "v1", "pods").unwrap();
         let causes = validate(res, &json!({"metadata": {"name": "p"}, "spec": {}}));
         assert_eq!(causes[0].field, "spec.containers");
-        let causes = validate(res, &json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]}}));
+        let causes = validate(
+            res,
+            &json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]}}),
+        );
         assert_eq!(causes[0].field, "spec.containers[0].image");
-        let ok = validate(res, &json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}));
+        let ok = validate(
+            res,
+            &json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}),
+        );
         assert!(ok.is_empty());
     }
 }

@@ -23,7 +23,11 @@ impl Engine {
         let lowers = bottom_first
             .iter()
             .rev()
-            .map(|l| l.strip_prefix(&base).map(|r| r.to_path_buf()).unwrap_or_else(|_| l.clone()))
+            .map(|l| {
+                l.strip_prefix(&base)
+                    .map(|r| r.to_path_buf())
+                    .unwrap_or_else(|_| l.clone())
+            })
             .collect();
         (lowers, base)
     }
@@ -39,7 +43,8 @@ impl StepRunner for BuildRunner<'_> {
         let merged = scratch.join(format!("merged-{}", &step.id));
         let empty = scratch.join(format!("empty-{}", &step.id));
         for d in [&merged, &empty] {
-            std::fs::create_dir_all(d).map_err(|e| StepError::other(format!("creating {}: {e}", d.display())))?;
+            std::fs::create_dir_all(d)
+                .map_err(|e| StepError::other(format!("creating {}: {e}", d.display())))?;
         }
         let (mut lower, base) = self.engine.overlay_lowers(&step.lower_dirs);
         if lower.is_empty() {
@@ -48,7 +53,11 @@ impl StepRunner for BuildRunner<'_> {
         let process = Process {
             args: step.argv.clone(),
             env: step.env.clone(),
-            cwd: if step.workdir.is_empty() { "/".into() } else { step.workdir.clone() },
+            cwd: if step.workdir.is_empty() {
+                "/".into()
+            } else {
+                step.workdir.clone()
+            },
             user: step.user.clone(),
             capabilities: DEFAULT_CAPABILITIES.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
@@ -77,8 +86,13 @@ impl StepRunner for BuildRunner<'_> {
 
 fn run_step(spec: &ContainerSpec, out: &mut dyn Write) -> Result<(), StepError> {
     let host = Host::detect().map_err(|e| StepError::other(e.to_string()))?;
-    let cg = Cgroup::create(&host, "skiff", &format!("build-{}", spec.id), &Resources::default())
-        .map_err(|e| StepError::other(e.to_string()))?;
+    let cg = Cgroup::create(
+        &host,
+        "skiff",
+        &format!("build-{}", spec.id),
+        &Resources::default(),
+    )
+    .map_err(|e| StepError::other(e.to_string()))?;
     let (r, w) = sys::pipe().map_err(|e| StepError::other(format!("pipe: {e}")))?;
     let created = skiff_runtime::create(
         spec,

@@ -93,7 +93,9 @@ fn parse_restart(s: &str) -> Result<RestartPolicy> {
     };
     let max = match count {
         Some(c) => c.parse().map_err(|_| {
-            EngineError::Invalid(format!("invalid restart policy format: maximum retry count must be an integer: {s}"))
+            EngineError::Invalid(format!(
+                "invalid restart policy format: maximum retry count must be an integer: {s}"
+            ))
         })?,
         None => 0,
     };
@@ -260,8 +262,7 @@ impl Engine {
         }
         if !ports.is_empty() && (network == "none" || network.starts_with("container:")) {
             return Err(EngineError::Invalid(
-                "conflicting options: port publishing and the container type network mode"
-                    .into(),
+                "conflicting options: port publishing and the container type network mode".into(),
             ));
         }
         if network != "bridge"
@@ -292,14 +293,18 @@ impl Engine {
         }
         let mut nano_cpus = 0;
         if let Some(c) = &opts.cpus {
-            let v: f64 = c
-                .parse()
-                .map_err(|_| EngineError::Invalid(format!("invalid argument \"{c}\" for \"--cpus\" flag")))?;
+            let v: f64 = c.parse().map_err(|_| {
+                EngineError::Invalid(format!("invalid argument \"{c}\" for \"--cpus\" flag"))
+            })?;
             if v < 0.0 {
-                return Err(EngineError::Invalid(format!("invalid argument \"{c}\" for \"--cpus\" flag")));
+                return Err(EngineError::Invalid(format!(
+                    "invalid argument \"{c}\" for \"--cpus\" flag"
+                )));
             }
             if opts.cpu_quota.is_some() || opts.cpu_period.is_some() {
-                return Err(EngineError::Invalid("Conflicting options: Nano CPUs and CPU Period cannot both be set".into()));
+                return Err(EngineError::Invalid(
+                    "Conflicting options: Nano CPUs and CPU Period cannot both be set".into(),
+                ));
             }
             nano_cpus = (v * 1e9) as i64;
             res.cpu_period = Some(100_000);
@@ -329,13 +334,17 @@ impl Engine {
         for t in &opts.tmpfs {
             let (p, o) = t.split_once(':').unwrap_or((t.as_str(), ""));
             if !p.starts_with('/') {
-                return Err(EngineError::Invalid(format!("invalid mount path for --tmpfs: {p}")));
+                return Err(EngineError::Invalid(format!(
+                    "invalid mount path for --tmpfs: {p}"
+                )));
             }
             tmpfs.insert(p.to_string(), o.to_string());
         }
         for h in &opts.add_hosts {
             if !h.contains(':') {
-                return Err(EngineError::Invalid(format!("invalid argument \"{h}\" for \"--add-host\" flag: bad format for add-host")));
+                return Err(EngineError::Invalid(format!(
+                    "invalid argument \"{h}\" for \"--add-host\" flag: bad format for add-host"
+                )));
             }
         }
 
@@ -373,7 +382,9 @@ impl Engine {
         ] {
             if let Some(t) = mode.strip_prefix("container:") {
                 self.get(t).map_err(|_| {
-                    EngineError::Invalid(format!("cannot join {what} of a non running container: {t}"))
+                    EngineError::Invalid(format!(
+                        "cannot join {what} of a non running container: {t}"
+                    ))
                 })?;
             }
         }
@@ -602,7 +613,9 @@ impl Engine {
                     no_new_privs = true
                 }
                 "no-new-privileges=false" | "no-new-privileges:false" => no_new_privs = false,
-                "seccomp=unconfined" | "seccomp:unconfined" | "apparmor=unconfined"
+                "seccomp=unconfined"
+                | "seccomp:unconfined"
+                | "apparmor=unconfined"
                 | "label=disable" => {}
                 other => {
                     return Err(EngineError::Invalid(format!(
@@ -614,7 +627,9 @@ impl Engine {
         let mut additional_gids = Vec::new();
         for g in &h.group_add {
             additional_gids.push(g.parse::<u32>().map_err(|_| {
-                EngineError::Invalid(format!("--group-add: only numeric groups are supported: {g}"))
+                EngineError::Invalid(format!(
+                    "--group-add: only numeric groups are supported: {g}"
+                ))
             })?);
         }
         let process = Process {
@@ -654,9 +669,7 @@ impl Engine {
                         }
                         NsMode::Join(PathBuf::from(format!("/proc/{}/ns/{what}", c.state.pid)))
                     }
-                    None => {
-                        return Err(EngineError::Invalid(format!("invalid {what} mode: {m}")))
-                    }
+                    None => return Err(EngineError::Invalid(format!("invalid {what} mode: {m}"))),
                 },
             })
         };
@@ -740,8 +753,11 @@ fn parse_device(s: &str) -> Result<spec::Device> {
     let parts: Vec<&str> = s.split(':').collect();
     let host = parts[0];
     let ctr = parts.get(1).copied().unwrap_or(host);
-    let md = fs::metadata(host)
-        .map_err(|e| EngineError::Invalid(format!("error gathering device information while adding custom device \"{host}\": {e}")))?;
+    let md = fs::metadata(host).map_err(|e| {
+        EngineError::Invalid(format!(
+            "error gathering device information while adding custom device \"{host}\": {e}"
+        ))
+    })?;
     let ft = md.file_type();
     let kind = if ft.is_char_device() {
         'c'
@@ -779,7 +795,10 @@ mod tests {
     fn entrypoint_and_cmd_combine_as_docker() {
         let ep = Some(vec!["/bin/sh".to_string(), "-c".to_string()]);
         let cmd = Some(vec!["echo hi".to_string()]);
-        assert_eq!(command_line(&ep, &cmd, &None, &[]), vec!["/bin/sh", "-c", "echo hi"]);
+        assert_eq!(
+            command_line(&ep, &cmd, &None, &[]),
+            vec!["/bin/sh", "-c", "echo hi"]
+        );
         assert_eq!(
             command_line(&ep, &cmd, &None, &["date".into()]),
             vec!["/bin/sh", "-c", "date"]
@@ -798,7 +817,10 @@ mod tests {
     #[test]
     fn publish_specs() {
         let p = parse_publish("8080:80").unwrap();
-        assert_eq!((p.host_port, p.container_port, p.proto.as_str()), (8080, 80, "tcp"));
+        assert_eq!(
+            (p.host_port, p.container_port, p.proto.as_str()),
+            (8080, 80, "tcp")
+        );
         let p = parse_publish("127.0.0.1:53:53/udp").unwrap();
         assert_eq!((p.host_ip.as_str(), p.proto.as_str()), ("127.0.0.1", "udp"));
         assert_eq!(parse_publish("80").unwrap().host_port, 0);
@@ -808,7 +830,10 @@ mod tests {
 
     #[test]
     fn restart_policies() {
-        assert_eq!(parse_restart("on-failure:3").unwrap().maximum_retry_count, 3);
+        assert_eq!(
+            parse_restart("on-failure:3").unwrap().maximum_retry_count,
+            3
+        );
         assert_eq!(parse_restart("always").unwrap().name, "always");
         assert!(parse_restart("sometimes").is_err());
     }

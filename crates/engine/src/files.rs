@@ -17,7 +17,12 @@ pub struct CommitOptions {
 impl Engine {
     /// Make the container's writable layer a new image layer on top of its image.
     /// Volumes are bind mounts, so their data is not in the layer.
-    pub fn commit(&self, reference: &str, repo: Option<&str>, opts: &CommitOptions) -> Result<skiff_image::Image> {
+    pub fn commit(
+        &self,
+        reference: &str,
+        repo: Option<&str>,
+        opts: &CommitOptions,
+    ) -> Result<skiff_image::Image> {
         let c = self.get(reference)?;
         let base = self.images.resolve(&c.record.image_id)?;
         let r = &c.record;
@@ -42,11 +47,7 @@ impl Engine {
                 config: cfg,
                 author: opts.author.clone(),
                 comment: opts.message.clone(),
-                created_by: Some(format!(
-                    "{} {}",
-                    r.path,
-                    r.args.join(" ")
-                )),
+                created_by: Some(format!("{} {}", r.path, r.args.join(" "))),
             },
             repo,
         );
@@ -62,7 +63,11 @@ impl Engine {
     /// the live root of a running container, or the overlay mounted in a private mount
     /// namespace of a child process for a stopped one. The caller must be
     /// single-threaded.
-    pub fn with_rootfs(&self, c: &Container, f: impl FnOnce(&Path) -> std::result::Result<(), String>) -> Result<()> {
+    pub fn with_rootfs(
+        &self,
+        c: &Container,
+        f: impl FnOnce(&Path) -> std::result::Result<(), String>,
+    ) -> Result<()> {
         if c.state.status.is_active() && c.state.pid > 0 {
             let root = PathBuf::from(format!("/proc/{}/root", c.state.pid));
             return f(&root).map_err(EngineError::Invalid);
@@ -83,12 +88,22 @@ impl Engine {
             sys::close(r);
             let res = (|| -> std::result::Result<(), String> {
                 sys::unshare(libc::CLONE_NEWNS).map_err(|e| format!("unshare: {e}"))?;
-                sys::mount(None, Path::new("/"), None, libc::MS_REC | libc::MS_SLAVE, None)
-                    .map_err(|e| e.to_string())?;
+                sys::mount(
+                    None,
+                    Path::new("/"),
+                    None,
+                    libc::MS_REC | libc::MS_SLAVE,
+                    None,
+                )
+                .map_err(|e| e.to_string())?;
                 std::env::set_current_dir(&base).map_err(|e| e.to_string())?;
                 let data = format!(
                     "lowerdir={},upperdir={},workdir={},redirect_dir=off,metacopy=off",
-                    lowers.iter().map(|p| p.to_string_lossy().to_string()).collect::<Vec<_>>().join(":"),
+                    lowers
+                        .iter()
+                        .map(|p| p.to_string_lossy().to_string())
+                        .collect::<Vec<_>>()
+                        .join(":"),
                     c.dir.join("upper").display(),
                     c.dir.join("work").display()
                 );
@@ -108,7 +123,9 @@ impl Engine {
         let mut st = 0;
         unsafe { libc::waitpid(pid, &mut st, 0) };
         if !msg.is_empty() || !libc::WIFEXITED(st) || libc::WEXITSTATUS(st) != 0 {
-            return Err(EngineError::Invalid(String::from_utf8_lossy(&msg).to_string()));
+            return Err(EngineError::Invalid(
+                String::from_utf8_lossy(&msg).to_string(),
+            ));
         }
         Ok(())
     }
@@ -129,7 +146,8 @@ pub fn copy_path(src: &Path, dst: &Path, dst_text: &str) -> std::result::Result<
         dst.to_path_buf()
     };
     if md.is_dir() {
-        std::fs::create_dir_all(&target).map_err(|e| format!("creating {}: {e}", target.display()))?;
+        std::fs::create_dir_all(&target)
+            .map_err(|e| format!("creating {}: {e}", target.display()))?;
         copy_tree(src, &target).map_err(|e| e.to_string())
     } else if md.file_type().is_symlink() {
         let l = std::fs::read_link(src).map_err(|e| e.to_string())?;

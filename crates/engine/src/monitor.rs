@@ -130,7 +130,12 @@ impl Monitor {
             } else {
                 self.c.record.host.cgroup_parent.clone()
             };
-            let cg = match Cgroup::create(&host, &parent, &self.c.record.id, &self.c.record.host.resources) {
+            let cg = match Cgroup::create(
+                &host,
+                &parent,
+                &self.c.record.id,
+                &self.c.record.host.resources,
+            ) {
                 Ok(cg) => cg,
                 Err(e) => return self.fail(125, &e.to_string()),
             };
@@ -147,7 +152,11 @@ impl Monitor {
             let oom = cg.oom_kills() > oom_before;
             let _ = cg.kill_all();
             let _ = cg.remove();
-            let manually = self.c.reload().map(|_| self.c.state.manually_stopped).unwrap_or(false);
+            let manually = self
+                .c
+                .reload()
+                .map(|_| self.c.state.manually_stopped)
+                .unwrap_or(false);
             let policy = self.c.record.host.restart_policy.clone();
             let restart = !manually
                 && match policy.name.as_str() {
@@ -160,7 +169,11 @@ impl Monitor {
                     _ => false,
                 };
             let _ = self.c.update_state(|s| {
-                s.status = if restart { Status::Restarting } else { Status::Exited };
+                s.status = if restart {
+                    Status::Restarting
+                } else {
+                    Status::Exited
+                };
                 s.exit_code = exit;
                 s.oom_killed = oom;
                 s.pid = 0;
@@ -190,7 +203,12 @@ impl Monitor {
             }
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(Duration::from_secs(60));
-            if self.c.reload().map(|_| self.c.state.manually_stopped).unwrap_or(true) {
+            if self
+                .c
+                .reload()
+                .map(|_| self.c.state.manually_stopped)
+                .unwrap_or(true)
+            {
                 let _ = self.c.update_state(|s| s.status = Status::Exited);
                 report(self.fds.status, &format!("X {exit}"));
                 return 0;
@@ -200,12 +218,19 @@ impl Monitor {
 
     fn fail(&mut self, code: i32, msg: &str) -> i32 {
         let _ = self.c.update_state(|s| {
-            s.status = if s.started_at.is_some() { Status::Exited } else { Status::Created };
+            s.status = if s.started_at.is_some() {
+                Status::Exited
+            } else {
+                Status::Created
+            };
             s.exit_code = code;
             s.error = msg.to_string();
             s.pid = 0;
         });
-        report(self.fds.status, &format!("E {code} {}", msg.replace('\n', " ")));
+        report(
+            self.fds.status,
+            &format!("E {code} {}", msg.replace('\n', " ")),
+        );
         if self.c.record.host.auto_remove {
             crate::ops::remove_files(&self.root, &self.c);
         }
@@ -221,7 +246,11 @@ impl Monitor {
             out_pipe = sys::pipe().map_err(|e| (125, format!("pipe: {e}")))?;
             err_pipe = sys::pipe().map_err(|e| (125, format!("pipe: {e}")))?;
         }
-        let stdin = if self.c.record.open_stdin && !tty { self.fds.stdin } else { -1 };
+        let stdin = if self.c.record.open_stdin && !tty {
+            self.fds.stdin
+        } else {
+            -1
+        };
         let stdio = Stdio {
             stdin,
             stdout: out_pipe.1,
@@ -336,18 +365,31 @@ impl Monitor {
             let mut pfds = vec![PollFd::new(sig, PollFlags::POLLIN)];
             let mut kinds = vec![0u8];
             if open_out {
-                pfds.push(PollFd::new(unsafe { BorrowedFd::borrow_raw(out_src) }, PollFlags::POLLIN));
+                pfds.push(PollFd::new(
+                    unsafe { BorrowedFd::borrow_raw(out_src) },
+                    PollFlags::POLLIN,
+                ));
                 kinds.push(1);
             }
             if open_err {
-                pfds.push(PollFd::new(unsafe { BorrowedFd::borrow_raw(err_r) }, PollFlags::POLLIN));
+                pfds.push(PollFd::new(
+                    unsafe { BorrowedFd::borrow_raw(err_r) },
+                    PollFlags::POLLIN,
+                ));
                 kinds.push(2);
             }
             if relay_in >= 0 {
-                pfds.push(PollFd::new(unsafe { BorrowedFd::borrow_raw(relay_in) }, PollFlags::POLLIN));
+                pfds.push(PollFd::new(
+                    unsafe { BorrowedFd::borrow_raw(relay_in) },
+                    PollFlags::POLLIN,
+                ));
                 kinds.push(3);
             }
-            let timeout = if exit.is_some() { PollTimeout::from(50u16) } else { PollTimeout::NONE };
+            let timeout = if exit.is_some() {
+                PollTimeout::from(50u16)
+            } else {
+                PollTimeout::NONE
+            };
             match poll(&mut pfds, timeout) {
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => continue,
@@ -385,7 +427,9 @@ impl Monitor {
                     }
                     1 | 2 => {
                         let fd = if kind == 1 { out_src } else { err_r };
-                        let n = unsafe { libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
+                        let n = unsafe {
+                            libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len())
+                        };
                         if n <= 0 {
                             if kind == 1 {
                                 open_out = false;
@@ -408,7 +452,9 @@ impl Monitor {
                         }
                     }
                     3 => {
-                        let n = unsafe { libc::read(relay_in, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
+                        let n = unsafe {
+                            libc::read(relay_in, buf.as_mut_ptr() as *mut libc::c_void, buf.len())
+                        };
                         if n <= 0 {
                             relay_in = -1;
                             continue;
@@ -487,7 +533,10 @@ fn start_proxy(plan: &NetPlan) -> Result<(std::process::Child, Vec<PortBinding>)
     } else {
         let mut child = child;
         let _ = child.wait();
-        Err(line.strip_prefix("ERR ").unwrap_or("the port proxy failed").to_string())
+        Err(line
+            .strip_prefix("ERR ")
+            .unwrap_or("the port proxy failed")
+            .to_string())
     }
 }
 

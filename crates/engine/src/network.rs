@@ -55,7 +55,12 @@ impl BridgeConfig {
     pub fn with(bridge: Option<&str>, cidr: Option<&str>, table: Option<&str>) -> Result<Self> {
         let mut c = BridgeConfig::default();
         if let Some(b) = bridge {
-            if b.is_empty() || b.len() > 15 || !b.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_') {
+            if b.is_empty()
+                || b.len() > 15
+                || !b
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+            {
                 return Err(EngineError::Invalid(format!("invalid bridge name: {b}")));
             }
             c.bridge = b.to_string();
@@ -67,8 +72,14 @@ impl BridgeConfig {
             c.gateway = Ipv4Addr::from(u32::from(net) + 1);
         }
         if let Some(t) = table {
-            if t.is_empty() || !t.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-') {
-                return Err(EngineError::Invalid(format!("invalid filter table name: {t}")));
+            if t.is_empty()
+                || !t
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
+            {
+                return Err(EngineError::Invalid(format!(
+                    "invalid filter table name: {t}"
+                )));
             }
             c.table = t.to_string();
         }
@@ -105,6 +116,7 @@ struct Ipam {
 /// Allocate an address for container `id` (the same one it already holds, if any).
 pub fn allocate_ip(root: &Path, cfg: &BridgeConfig, id: &str) -> Result<Ipv4Addr> {
     let dir = BridgeConfig::dir(root);
+    std::fs::create_dir_all(&dir).map_err(|e| EngineError::io("creating networks dir", e))?;
     let _l = Lock::exclusive(&dir.join("lock"))?;
     let p = dir.join("ipam.json");
     let mut ipam: Ipam = read_json(&p).unwrap_or_default();
@@ -120,9 +132,8 @@ pub fn allocate_ip(root: &Path, cfg: &BridgeConfig, id: &str) -> Result<Ipv4Addr
         if ip == cfg.gateway {
             continue;
         }
-        let k = ip.to_string();
-        if !ipam.leases.contains_key(&k) {
-            ipam.leases.insert(k, id.to_string());
+        if let std::collections::btree_map::Entry::Vacant(v) = ipam.leases.entry(ip.to_string()) {
+            v.insert(id.to_string());
             write_json(&p, &ipam)?;
             return Ok(ip);
         }
@@ -136,6 +147,9 @@ pub fn allocate_ip(root: &Path, cfg: &BridgeConfig, id: &str) -> Result<Ipv4Addr
 /// Release every address held by container `id`.
 pub fn release_ip(root: &Path, id: &str) {
     let dir = BridgeConfig::dir(root);
+    if !dir.exists() {
+        return;
+    }
     let Ok(_l) = Lock::exclusive(&dir.join("lock")) else {
         return;
     };
@@ -396,7 +410,11 @@ pub fn proxy_arg(p: &PortBinding, ip: Ipv4Addr) -> String {
     format!(
         "{}:{}:{}:{}:{}",
         p.proto,
-        if p.host_ip.is_empty() { "0.0.0.0" } else { &p.host_ip },
+        if p.host_ip.is_empty() {
+            "0.0.0.0"
+        } else {
+            &p.host_ip
+        },
         p.host_port,
         ip,
         p.container_port

@@ -36,7 +36,7 @@ pub enum Report {
 }
 
 impl Starting {
-    pub fn next(&mut self) -> Report {
+    pub fn next_report(&mut self) -> Report {
         let mut line = String::new();
         match self.status.read_line(&mut line) {
             Ok(0) | Err(_) => Report::Lost,
@@ -141,7 +141,9 @@ impl Engine {
             }
             let _l = c.lock()?;
             // Re-check under the lock: the monitor may have just finished.
-            let Ok(st) = read_json::<State>(&c.state_path()) else { continue };
+            let Ok(st) = read_json::<State>(&c.state_path()) else {
+                continue;
+            };
             if !st.status.is_active() {
                 continue;
             }
@@ -259,7 +261,7 @@ impl Engine {
             id: c.record.id.clone(),
             warnings,
         };
-        let first = starting.next();
+        let first = starting.next_report();
         Ok((starting, first))
     }
 
@@ -280,7 +282,10 @@ impl Engine {
                     if !t.state.ip_address.is_empty() {
                         h.push_str(&format!(
                             "{}\t{} {} {}\n",
-                            t.state.ip_address, alias, t.record.id.get(..12).unwrap_or(""), t.record.name
+                            t.state.ip_address,
+                            alias,
+                            t.record.id.get(..12).unwrap_or(""),
+                            t.record.name
                         ));
                     }
                 }
@@ -401,7 +406,11 @@ impl Engine {
         }
         let sig = parse_signal(&c.record.stop_signal).unwrap_or(libc::SIGTERM);
         unsafe { libc::kill(c.state.pid, sig) };
-        if t >= 0 && self.wait(&c.record.id, Some(Duration::from_secs(t as u64))).is_ok() {
+        if t >= 0
+            && self
+                .wait(&c.record.id, Some(Duration::from_secs(t as u64)))
+                .is_ok()
+        {
             return Ok(());
         }
         c.reload()?;
@@ -475,7 +484,11 @@ impl Engine {
             .ok_or_else(|| EngineError::NotRunning("container has no cgroup".into()))?;
         cg.freeze(paused)?;
         c.update_state(|s| {
-            s.status = if paused { Status::Paused } else { Status::Running }
+            s.status = if paused {
+                Status::Paused
+            } else {
+                Status::Running
+            }
         })
     }
 
@@ -586,7 +599,11 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         }
     }
     let u = s.to_ascii_uppercase();
-    let name = if u.starts_with("SIG") { u } else { format!("SIG{u}") };
+    let name = if u.starts_with("SIG") {
+        u
+    } else {
+        format!("SIG{u}")
+    };
     name.parse::<nix::sys::signal::Signal>()
         .map(|s| s as i32)
         .map_err(|_| EngineError::Invalid(format!("invalid signal: {s}")))

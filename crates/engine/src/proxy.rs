@@ -21,8 +21,12 @@ fn parse(s: &str) -> Result<Spec, String> {
     }
     let hip: Ipv4Addr = p[1].parse().map_err(|_| format!("bad host ip in {s}"))?;
     let hport: u16 = p[2].parse().map_err(|_| format!("bad host port in {s}"))?;
-    let cip: Ipv4Addr = p[3].parse().map_err(|_| format!("bad container ip in {s}"))?;
-    let cport: u16 = p[4].parse().map_err(|_| format!("bad container port in {s}"))?;
+    let cip: Ipv4Addr = p[3]
+        .parse()
+        .map_err(|_| format!("bad container ip in {s}"))?;
+    let cport: u16 = p[4]
+        .parse()
+        .map_err(|_| format!("bad container port in {s}"))?;
     Ok(Spec {
         proto: p[0].to_string(),
         host: SocketAddr::from((hip, hport)),
@@ -131,11 +135,12 @@ fn pipe(mut from: TcpStream, mut to: TcpStream) {
 
 fn serve_udp(sock: Arc<UdpSocket>, target: SocketAddr) {
     // One upstream socket per client address, replies relayed back.
-    let peers: Arc<Mutex<std::collections::HashMap<SocketAddr, Arc<UdpSocket>>>> =
-        Arc::default();
+    let peers: Arc<Mutex<std::collections::HashMap<SocketAddr, Arc<UdpSocket>>>> = Arc::default();
     let mut buf = [0u8; 65536];
     loop {
-        let Ok((n, from)) = sock.recv_from(&mut buf) else { continue };
+        let Ok((n, from)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
         let up = {
             let mut m = match peers.lock() {
                 Ok(m) => m,
@@ -144,7 +149,9 @@ fn serve_udp(sock: Arc<UdpSocket>, target: SocketAddr) {
             if let Some(u) = m.get(&from) {
                 u.clone()
             } else {
-                let Ok(u) = UdpSocket::bind("0.0.0.0:0") else { continue };
+                let Ok(u) = UdpSocket::bind("0.0.0.0:0") else {
+                    continue;
+                };
                 if u.connect(target).is_err() {
                     continue;
                 }

@@ -48,16 +48,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         path.file_name().and_then(|n| n.to_str()).unwrap_or("f"),
         std::process::id()
     ));
-    let mut f = File::create(&tmp).map_err(|e| EngineError::io(format!("writing {}", tmp.display()), e))?;
+    let mut f =
+        File::create(&tmp).map_err(|e| EngineError::io(format!("writing {}", tmp.display()), e))?;
     f.write_all(bytes)
         .map_err(|e| EngineError::io(format!("writing {}", tmp.display()), e))?;
-    fs::rename(&tmp, path).map_err(|e| EngineError::io(format!("renaming to {}", path.display()), e))
+    fs::rename(&tmp, path)
+        .map_err(|e| EngineError::io(format!("renaming to {}", path.display()), e))
 }
 
 pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    let b = fs::read(path).map_err(|e| EngineError::io(format!("reading {}", path.display()), e))?;
-    serde_json::from_slice(&b)
-        .map_err(|e| EngineError::Corrupt(format!("{}: {e}", path.display())))
+    let b =
+        fs::read(path).map_err(|e| EngineError::io(format!("reading {}", path.display()), e))?;
+    serde_json::from_slice(&b).map_err(|e| EngineError::Corrupt(format!("{}: {e}", path.display())))
 }
 
 pub fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {

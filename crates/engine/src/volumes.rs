@@ -53,7 +53,8 @@ fn valid_volume_name(n: &str) -> bool {
 /// Parse `-v` as docker does: `/ctr` (anonymous), `name:/ctr[:opts]` (named),
 /// `/host:/ctr[:opts]` (bind). Options: `ro`, `rw`, propagation, `z`/`Z` (ignored).
 pub fn parse_volume_spec(spec: &str) -> Result<MountPoint> {
-    let bad = |why: &str| EngineError::Invalid(format!("invalid volume specification: '{spec}': {why}"));
+    let bad =
+        |why: &str| EngineError::Invalid(format!("invalid volume specification: '{spec}': {why}"));
     let parts: Vec<&str> = spec.split(':').collect();
     let (src, dst, opts) = match parts.as_slice() {
         [d] => ("", *d, ""),
@@ -68,7 +69,9 @@ pub fn parse_volume_spec(spec: &str) -> Result<MountPoint> {
         _ => return Err(bad("too many colons")),
     };
     if !dst.starts_with('/') {
-        return Err(bad("invalid mount config: the container path must be absolute"));
+        return Err(bad(
+            "invalid mount config: the container path must be absolute",
+        ));
     }
     if dst == "/" {
         return Err(bad("invalid mount config: destination can't be '/'"));
@@ -100,8 +103,16 @@ pub fn parse_volume_spec(spec: &str) -> Result<MountPoint> {
     };
     Ok(MountPoint {
         kind: kind.into(),
-        name: if kind == "volume" { src.into() } else { String::new() },
-        source: if kind == "bind" { src.into() } else { String::new() },
+        name: if kind == "volume" {
+            src.into()
+        } else {
+            String::new()
+        },
+        source: if kind == "bind" {
+            src.into()
+        } else {
+            String::new()
+        },
         destination: dst.trim_end_matches('/').to_string(),
         mode: opts.to_string(),
         rw,
@@ -188,7 +199,10 @@ mod tests {
         let m = parse_volume_spec("/data").unwrap();
         assert_eq!((m.kind.as_str(), m.name.as_str()), ("volume", ""));
         let m = parse_volume_spec("cache:/var/cache:ro").unwrap();
-        assert_eq!((m.kind.as_str(), m.name.as_str(), m.rw), ("volume", "cache", false));
+        assert_eq!(
+            (m.kind.as_str(), m.name.as_str(), m.rw),
+            ("volume", "cache", false)
+        );
         let m = parse_volume_spec("/srv/www:/usr/share/www").unwrap();
         assert_eq!((m.kind.as_str(), m.source.as_str()), ("bind", "/srv/www"));
         assert!(parse_volume_spec("rel/path:/x").is_err());

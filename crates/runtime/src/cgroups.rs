@@ -269,7 +269,11 @@ impl Cgroup {
         }
         if let Some(d) = self.dir("pids") {
             if let Some(p) = res.pids_limit {
-                let v = if p <= 0 { "max".to_string() } else { p.to_string() };
+                let v = if p <= 0 {
+                    "max".to_string()
+                } else {
+                    p.to_string()
+                };
                 write(&d.join("pids.max"), &v)?;
             }
         }
@@ -324,7 +328,11 @@ impl Cgroup {
             write(&d.join("cpuset.mems"), m)?;
         }
         if let Some(p) = res.pids_limit {
-            let v = if p <= 0 { "max".to_string() } else { p.to_string() };
+            let v = if p <= 0 {
+                "max".to_string()
+            } else {
+                p.to_string()
+            };
             write(&d.join("pids.max"), &v)?;
         }
         Ok(())
@@ -434,9 +442,7 @@ impl Cgroup {
                         tries += 1;
                         std::thread::sleep(std::time::Duration::from_millis(5));
                     }
-                    Err(e) => {
-                        return Err(Error::Cgroup(format!("removing {}: {e}", p.display())))
-                    }
+                    Err(e) => return Err(Error::Cgroup(format!("removing {}: {e}", p.display()))),
                 }
             }
         }
@@ -558,7 +564,10 @@ mod tests {
         );
         assert_eq!(p["cpu"], PathBuf::from("/sys/fs/cgroup/cpu/skiff/c1"));
         let p = h.paths_for("/custom", "c1");
-        assert_eq!(p["memory"], PathBuf::from("/sys/fs/cgroup/memory/custom/c1"));
+        assert_eq!(
+            p["memory"],
+            PathBuf::from("/sys/fs/cgroup/memory/custom/c1")
+        );
     }
 
     #[test]
@@ -574,7 +583,11 @@ mod tests {
     fn v2_limits_in_fake_tree() {
         let t = tempfile::tempdir().unwrap();
         let root = t.path();
-        fs::write(root.join("cgroup.controllers"), "cpuset cpu io memory pids\n").unwrap();
+        fs::write(
+            root.join("cgroup.controllers"),
+            "cpuset cpu io memory pids\n",
+        )
+        .unwrap();
         fs::write(root.join("cgroup.subtree_control"), "").unwrap();
         let host = Host::v2(root.to_path_buf(), "/");
         let res = Resources {
@@ -599,7 +612,11 @@ mod tests {
         assert_eq!(rd("cpu.weight"), "20");
         assert_eq!(rd("cpuset.cpus"), "0");
         assert_eq!(rd("pids.max"), "20");
-        fs::write(d.join("memory.events"), "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n").unwrap();
+        fs::write(
+            d.join("memory.events"),
+            "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
+        )
+        .unwrap();
         assert_eq!(cg.oom_kills(), 1);
         assert_eq!(
             fs::read_to_string(root.join("skiff/cgroup.subtree_control")).unwrap_or_default(),

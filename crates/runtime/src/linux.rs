@@ -109,7 +109,10 @@ pub fn create(spec: &ContainerSpec, stdio: Stdio) -> Result<Created, Error> {
         sys::close(fd);
         if let Err(e) = r {
             sys::close(own);
-            return Err(Error::Sys(format!("joining pid namespace {}: {e}", p.display())));
+            return Err(Error::Sys(format!(
+                "joining pid namespace {}: {e}",
+                p.display()
+            )));
         }
         restore_pid_ns = Some(own);
     }
@@ -220,7 +223,10 @@ fn container_init(
     for (kind, mode) in [("net", &ns.net), ("ipc", &ns.ipc), ("uts", &ns.uts)] {
         if let NsMode::Join(p) = mode {
             let fd = setup("open namespace", sys::open_path(p, libc::O_RDONLY))?;
-            setup(&format!("join {kind} namespace"), sys::setns(fd, ns_flag(kind)))?;
+            setup(
+                &format!("join {kind} namespace"),
+                sys::setns(fd, ns_flag(kind)),
+            )?;
             sys::close(fd);
         }
     }
@@ -261,7 +267,10 @@ fn container_init(
         )?;
     }
     if let (NsMode::New, Some(h)) = (&ns.uts, &spec.hostname) {
-        setup("sethostname", nix::unistd::sethostname(h).map_err(io::Error::from))?;
+        setup(
+            "sethostname",
+            nix::unistd::sethostname(h).map_err(io::Error::from),
+        )?;
     }
     if let Some(sock) = console_w {
         let master = open_console()?;
@@ -277,7 +286,10 @@ fn container_init(
     }
     sys::close(go_r);
     if ns.cgroup == NsMode::New {
-        setup("unshare cgroup namespace", sys::unshare(libc::CLONE_NEWCGROUP))?;
+        setup(
+            "unshare cgroup namespace",
+            sys::unshare(libc::CLONE_NEWCGROUP),
+        )?;
     }
     exec_process(&spec.process)
 }
@@ -295,7 +307,10 @@ fn loopback_up() -> Result<(), (i32, String)> {
         }
         if libc::ioctl(s, libc::SIOCGIFFLAGS, &mut req) < 0 {
             libc::close(s);
-            return Err((1, format!("SIOCGIFFLAGS lo: {}", io::Error::last_os_error())));
+            return Err((
+                1,
+                format!("SIOCGIFFLAGS lo: {}", io::Error::last_os_error()),
+            ));
         }
         req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
         let r = libc::ioctl(s, libc::SIOCSIFFLAGS, &req);
@@ -439,7 +454,10 @@ fn build_rootfs(spec: &ContainerSpec) -> Result<PathBuf, (i32, String)> {
             if data.len() > 4000 {
                 return Err((
                     1,
-                    format!("too many image layers for one overlay mount ({})", lower.len()),
+                    format!(
+                        "too many image layers for one overlay mount ({})",
+                        lower.len()
+                    ),
                 ));
             }
             setup(
@@ -510,7 +528,10 @@ fn build_rootfs(spec: &ContainerSpec) -> Result<PathBuf, (i32, String)> {
         ("urandom", 1, 9),
         ("tty", 5, 0),
     ] {
-        setup("mknod", sys::mknod(&dev.join(name), 'c', major, minor, 0o666))?;
+        setup(
+            "mknod",
+            sys::mknod(&dev.join(name), 'c', major, minor, 0o666),
+        )?;
     }
     if spec.privileged {
         copy_host_devices(&dev)?;
@@ -607,9 +628,8 @@ fn build_rootfs(spec: &ContainerSpec) -> Result<PathBuf, (i32, String)> {
             }
             MountKind::Tmpfs => {
                 mkdir_p(&dst)?;
-                let flags = libc::MS_NOSUID
-                    | libc::MS_NODEV
-                    | if m.readonly { libc::MS_RDONLY } else { 0 };
+                let flags =
+                    libc::MS_NOSUID | libc::MS_NODEV | if m.readonly { libc::MS_RDONLY } else { 0 };
                 setup(
                     "mount tmpfs",
                     sys::mount(Some("tmpfs"), &dst, Some("tmpfs"), flags, m.data.as_deref()),
@@ -624,7 +644,10 @@ fn build_rootfs(spec: &ContainerSpec) -> Result<PathBuf, (i32, String)> {
             Propagation::Shared => libc::MS_SHARED,
             Propagation::Rshared => libc::MS_SHARED | libc::MS_REC,
         };
-        setup("mount propagation", sys::mount(None, &dst, None, prop, None))?;
+        setup(
+            "mount propagation",
+            sys::mount(None, &dst, None, prop, None),
+        )?;
     }
     Ok(root)
 }
@@ -706,7 +729,10 @@ fn readonly_path(p: &Path) -> Result<(), (i32, String)> {
     if !p.exists() {
         return Ok(());
     }
-    setup("bind read-only path", sys::mount_path(p, p, libc::MS_BIND | libc::MS_REC))?;
+    setup(
+        "bind read-only path",
+        sys::mount_path(p, p, libc::MS_BIND | libc::MS_REC),
+    )?;
     setup(
         "remount read-only path",
         sys::mount(
@@ -760,10 +786,13 @@ pub fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<User, Strin
         .map(|l| l.split(':').collect::<Vec<_>>())
         .filter(|f| f.len() >= 4)
         .collect();
-    let entry = pw.iter().find(|f| f[0] == u || (f[2] == u && u.parse::<u32>().is_ok()));
+    let entry = pw
+        .iter()
+        .find(|f| f[0] == u || (f[2] == u && u.parse::<u32>().is_ok()));
     let (uid, mut gid, home, name) = match (entry, u.parse::<u32>()) {
         (Some(f), _) => (
-            f[2].parse().map_err(|_| format!("bad uid in /etc/passwd for {u}"))?,
+            f[2].parse()
+                .map_err(|_| format!("bad uid in /etc/passwd for {u}"))?,
             f[3].parse().unwrap_or(0),
             f[5].to_string(),
             f[0].to_string(),
@@ -945,7 +974,13 @@ fn apply_capabilities(names: &[String], keep_effective: bool) -> Result<(), (i32
         pid: 0,
     };
     let mut cur = [CapData::default(); 2];
-    unsafe { libc::syscall(libc::SYS_capget, &mut hdr as *mut CapHeader, cur.as_mut_ptr()) };
+    unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &mut hdr as *mut CapHeader,
+            cur.as_mut_ptr(),
+        )
+    };
     let permitted = (cur[0].permitted as u64) | ((cur[1].permitted as u64) << 32);
     let m = mask & permitted;
     let data = [
@@ -964,7 +999,15 @@ fn apply_capabilities(names: &[String], keep_effective: bool) -> Result<(), (i32
     if r < 0 {
         return Err((1, format!("capset: {}", io::Error::last_os_error())));
     }
-    unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
+    unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        )
+    };
     Ok(())
 }
 
@@ -998,8 +1041,8 @@ fn exec_process(p: &Process) -> ChildResult {
         return Err((1, "no command specified".into()));
     }
     let read = |f: &str| std::fs::read_to_string(f).unwrap_or_default();
-    let user = resolve_user(&p.user, &read("/etc/passwd"), &read("/etc/group"))
-        .map_err(|e| (1, e))?;
+    let user =
+        resolve_user(&p.user, &read("/etc/passwd"), &read("/etc/group")).map_err(|e| (1, e))?;
     for r in &p.rlimits {
         if let Some(res) = rlimit_resource(&r.name) {
             let l = libc::rlimit {
@@ -1074,7 +1117,12 @@ fn exec_process(p: &Process) -> ChildResult {
     envp_p.push(std::ptr::null());
     // Nothing of ours but 0, 1, 2 survives the exec.
     unsafe {
-        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
         libc::execve(exe_c.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr());
     }
     let e = io::Error::last_os_error();
@@ -1180,7 +1228,10 @@ fn exec_enter(
             _ => false,
         };
         if !same {
-            fds.push((k, setup("open namespace", sys::open_path(&theirs, libc::O_RDONLY))?));
+            fds.push((
+                k,
+                setup("open namespace", sys::open_path(&theirs, libc::O_RDONLY))?,
+            ));
         }
     }
     for (k, fd) in fds {

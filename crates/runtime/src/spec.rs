@@ -197,7 +197,10 @@ impl ContainerSpec {
             process,
             namespaces: Namespaces::default(),
             masked_paths: DEFAULT_MASKED_PATHS.iter().map(|s| s.to_string()).collect(),
-            readonly_paths: DEFAULT_READONLY_PATHS.iter().map(|s| s.to_string()).collect(),
+            readonly_paths: DEFAULT_READONLY_PATHS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             privileged: false,
             devices: Vec::new(),
             sys_readonly: true,
@@ -319,8 +322,8 @@ mod tests {
         .unwrap();
         assert!(c.contains(&"NET_ADMIN".to_string()));
         assert!(!c.contains(&"CHOWN".to_string()));
-        let c = adjust_capabilities(DEFAULT_CAPABILITIES, &["KILL".into()], &["ALL".into()])
-            .unwrap();
+        let c =
+            adjust_capabilities(DEFAULT_CAPABILITIES, &["KILL".into()], &["ALL".into()]).unwrap();
         assert_eq!(c, vec!["KILL".to_string()]);
         assert!(adjust_capabilities(DEFAULT_CAPABILITIES, &["BOGUS".into()], &[]).is_err());
     }

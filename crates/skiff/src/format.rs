@@ -141,7 +141,11 @@ fn render(tpl: &str, v: &Value, out: &mut String) -> Result<(), String> {
         let end = after
             .find("}}")
             .ok_or_else(|| format!("template: unclosed action in {tpl:?}"))?;
-        let action = after[..end].trim().trim_start_matches('-').trim_end_matches('-').trim();
+        let action = after[..end]
+            .trim()
+            .trim_start_matches('-')
+            .trim_end_matches('-')
+            .trim();
         rest = &after[end + 2..];
         if let Some(expr) = action.strip_prefix("range ") {
             // Find the matching {{end}}.
@@ -203,7 +207,9 @@ fn eval(expr: &str, v: &Value) -> Result<Value, String> {
     match parts.first().map(|s| s.as_str()) {
         Some("json") => {
             let inner = eval(&parts[1..].join(" "), v)?;
-            Ok(Value::String(serde_json::to_string(&inner).unwrap_or_default()))
+            Ok(Value::String(
+                serde_json::to_string(&inner).unwrap_or_default(),
+            ))
         }
         Some("index") => {
             let base = eval(parts.get(1).ok_or("template: index needs arguments")?, v)?;
@@ -274,10 +280,7 @@ fn display(v: &Value) -> String {
         Value::String(s) => s.clone(),
         Value::Bool(b) => b.to_string(),
         Value::Number(n) => n.to_string(),
-        Value::Array(a) => format!(
-            "[{}]",
-            a.iter().map(display).collect::<Vec<_>>().join(" ")
-        ),
+        Value::Array(a) => format!("[{}]", a.iter().map(display).collect::<Vec<_>>().join(" ")),
         Value::Object(m) => format!(
             "map[{}]",
             m.iter()
@@ -317,10 +320,19 @@ mod tests {
         let v = json!({"State": {"Pid": 42, "Status": "running"}, "Name": "/web",
                        "Config": {"Labels": {"a": "b"}}, "Mounts": [{"Destination": "/x"}, {"Destination": "/y"}]});
         assert_eq!(template("{{.State.Pid}}", &v).unwrap(), "42");
-        assert_eq!(template("{{ .Name }} is {{.State.Status}}", &v).unwrap(), "/web is running");
-        assert_eq!(template("{{json .Config.Labels}}", &v).unwrap(), "{\"a\":\"b\"}");
+        assert_eq!(
+            template("{{ .Name }} is {{.State.Status}}", &v).unwrap(),
+            "/web is running"
+        );
+        assert_eq!(
+            template("{{json .Config.Labels}}", &v).unwrap(),
+            "{\"a\":\"b\"}"
+        );
         assert_eq!(template("{{index .Config.Labels \"a\"}}", &v).unwrap(), "b");
-        assert_eq!(template("{{range .Mounts}}{{.Destination}} {{end}}", &v).unwrap(), "/x /y ");
+        assert_eq!(
+            template("{{range .Mounts}}{{.Destination}} {{end}}", &v).unwrap(),
+            "/x /y "
+        );
         assert_eq!(template("{{.Nope}}", &v).unwrap(), "<no value>");
         assert!(template("{{bogus .X}}", &v).is_err());
     }

@@ -24,25 +24,27 @@ pub fn container(c: &Container) -> Value {
     }
     let exposed: Map<String, Value> = ports.keys().map(|k| (k.clone(), json!({}))).collect();
     let running = s.status.is_active();
-    let tmpfs: Map<String, Value> = h
-        .tmpfs
-        .iter()
-        .map(|(k, v)| (k.clone(), json!(v)))
-        .collect();
+    let tmpfs: Map<String, Value> = h.tmpfs.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
     let ulimits: Vec<Value> = h
         .ulimits
         .iter()
         .map(|u| json!({"Name": u.name, "Soft": u.soft, "Hard": u.hard}))
         .collect();
     let res = &h.resources;
+    let plan: Option<skiff_engine::state::NetPlan> =
+        skiff_engine::state::read_json(&c.dir.join("net.json")).ok();
+    let (gateway, prefix) = match (&plan, running) {
+        (Some(p), true) => (p.bridge.gateway.to_string(), p.bridge.prefix),
+        _ => (String::new(), 0),
+    };
     let net_settings = json!({
         "Bridge": "",
         "SandboxID": "",
         "Ports": if h.network_mode == "bridge" { Value::Object(bindings.clone()) } else { json!({}) },
         "SandboxKey": if running && s.pid > 0 { format!("/proc/{}/ns/net", s.pid) } else { String::new() },
-        "Gateway": if s.ip_address.is_empty() { "" } else { "" },
+        "Gateway": gateway,
         "IPAddress": if running { s.ip_address.clone() } else { String::new() },
-        "IPPrefixLen": if running && !s.ip_address.is_empty() { 16 } else { 0 },
+        "IPPrefixLen": prefix,
         "MacAddress": "",
         "Networks": {},
     });

@@ -15,10 +15,19 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 #[derive(Parser)]
-#[command(name = "skiff", version, about = "A lightweight container engine and Kubernetes-compatible cluster")]
+#[command(
+    name = "skiff",
+    version,
+    about = "A lightweight container engine and Kubernetes-compatible cluster"
+)]
 struct Cli {
     /// Root directory of engine state (images, containers, volumes).
-    #[arg(long, global = true, default_value = "/var/lib/skiff", env = "SKIFF_ROOT")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "/var/lib/skiff",
+        env = "SKIFF_ROOT"
+    )]
     root: PathBuf,
     /// Name of the default bridge (used when the root's network is first created).
     #[arg(long = "bridge-name", global = true, env = "SKIFF_BRIDGE")]
@@ -207,14 +216,24 @@ enum Cmd {
     },
     /// Stop running containers (stop signal, then SIGKILL).
     Stop {
-        #[arg(short = 't', long = "time", visible_alias = "timeout", allow_hyphen_values = true)]
+        #[arg(
+            short = 't',
+            long = "time",
+            visible_alias = "timeout",
+            allow_hyphen_values = true
+        )]
         time: Option<i64>,
         #[arg(required = true)]
         containers: Vec<String>,
     },
     /// Restart containers.
     Restart {
-        #[arg(short = 't', long = "time", visible_alias = "timeout", allow_hyphen_values = true)]
+        #[arg(
+            short = 't',
+            long = "time",
+            visible_alias = "timeout",
+            allow_hyphen_values = true
+        )]
         time: Option<i64>,
         #[arg(required = true)]
         containers: Vec<String>,
@@ -299,11 +318,19 @@ enum Cmd {
         containers: Vec<String>,
     },
     /// Rename a container.
-    Rename { container: String, new_name: String },
+    Rename {
+        container: String,
+        new_name: String,
+    },
     /// List port mappings of a container.
-    Port { container: String, port: Option<String> },
+    Port {
+        container: String,
+        port: Option<String>,
+    },
     /// Display the running processes of a container.
-    Top { container: String },
+    Top {
+        container: String,
+    },
     /// Resource usage statistics.
     Stats {
         #[arg(long = "no-stream")]
@@ -323,7 +350,10 @@ enum Cmd {
         repository: Option<String>,
     },
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE.
-    Tag { source: String, target: String },
+    Tag {
+        source: String,
+        target: String,
+    },
     /// Remove images.
     Rmi {
         #[arg(short = 'f', long)]
@@ -332,7 +362,10 @@ enum Cmd {
         images: Vec<String>,
     },
     /// Import a root filesystem tarball as an image.
-    Import { file: String, reference: Option<String> },
+    Import {
+        file: String,
+        reference: Option<String>,
+    },
     /// Show the history of an image.
     History {
         #[arg(long = "no-trunc")]
@@ -369,7 +402,10 @@ enum Cmd {
         repository: Option<String>,
     },
     /// Copy files between a container and the host.
-    Cp { source: String, destination: String },
+    Cp {
+        source: String,
+        destination: String,
+    },
     /// Save images to a tar archive (OCI layout and docker-save layout in one).
     Save {
         #[arg(short = 'o', long)]
@@ -385,8 +421,12 @@ enum Cmd {
         quiet: bool,
     },
     /// Registry commands (not available yet).
-    Pull { image: String },
-    Push { image: String },
+    Pull {
+        image: String,
+    },
+    Push {
+        image: String,
+    },
     Login {
         #[arg(short = 'u', long)]
         username: Option<String>,
@@ -402,10 +442,14 @@ enum Cmd {
     System(SystemCmd),
     /// Internal: the container monitor.
     #[command(name = "__monitor", hide = true)]
-    Monitor { id: String },
+    Monitor {
+        id: String,
+    },
     /// Internal: the published-port proxy.
     #[command(name = "__proxy", hide = true)]
-    Proxy { specs: Vec<String> },
+    Proxy {
+        specs: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -508,7 +552,8 @@ fn fd_if_open(fd: i32) -> i32 {
     }
 }
 
-static BRIDGE: std::sync::OnceLock<skiff_engine::network::BridgeConfig> = std::sync::OnceLock::new();
+static BRIDGE: std::sync::OnceLock<skiff_engine::network::BridgeConfig> =
+    std::sync::OnceLock::new();
 
 fn engine(root: &Path) -> Result<Engine> {
     let exe = std::env::var_os("SKIFF_EXE")
@@ -912,7 +957,7 @@ fn each(root: &Path, names: &[String], f: impl Fn(&Engine, &str) -> Result<()>) 
 
 fn wait_exit(s: &mut skiff_engine::ops::Starting) -> Result<i32> {
     loop {
-        match s.next() {
+        match s.next_report() {
             Report::Exited(code) => return Ok(code),
             Report::Started(pid) => FORWARD_PID.store(pid, Ordering::SeqCst),
             Report::Failed(code, msg) => return Err(Exit(code, msg).into()),
@@ -971,7 +1016,9 @@ fn run(root: &Path, f: RunFlags) -> Result<i32> {
         }
         Report::Failed(code, msg) => Err(Exit(
             code,
-            format!("Error response from daemon: failed to create task for container: {msg}: unknown"),
+            format!(
+                "Error response from daemon: failed to create task for container: {msg}: unknown"
+            ),
         )
         .into()),
         Report::Exited(code) => Ok(code),
@@ -986,7 +1033,8 @@ fn cp(root: &Path, source: &str, destination: &str) -> Result<i32> {
         if s.starts_with('/') || s.starts_with('.') {
             return None;
         }
-        s.split_once(':').map(|(a, b)| (a.to_string(), b.to_string()))
+        s.split_once(':')
+            .map(|(a, b)| (a.to_string(), b.to_string()))
     };
     match (split(source), split(destination)) {
         (Some((c, path)), None) => {
@@ -1025,10 +1073,7 @@ fn ps(root: &Path, all: bool, quiet: bool, no_trunc: bool) -> Result<i32> {
         .collect();
     if quiet {
         for c in list {
-            println!(
-                "{}",
-                if no_trunc { &c.record.id } else { c.short_id() }
-            );
+            println!("{}", if no_trunc { &c.record.id } else { c.short_id() });
         }
         return Ok(0);
     }
@@ -1076,13 +1121,21 @@ fn ps(root: &Path, all: bool, quiet: bool, no_trunc: bool) -> Result<i32> {
             skiff_engine::Status::Created => "Created".into(),
             ref other => other.as_str().to_string(),
         };
-        let ports = if c.state.status.is_active() && !s.ports.is_empty() { &s.ports } else { &r.ports };
+        let ports = if c.state.status.is_active() && !s.ports.is_empty() {
+            &s.ports
+        } else {
+            &r.ports
+        };
         let ports = ports
             .iter()
             .map(|p| {
                 format!(
                     "{}:{}->{}/{}",
-                    if p.host_ip.is_empty() { "0.0.0.0" } else { &p.host_ip },
+                    if p.host_ip.is_empty() {
+                        "0.0.0.0"
+                    } else {
+                        &p.host_ip
+                    },
                     p.host_port,
                     p.container_port,
                     p.proto
@@ -1096,7 +1149,11 @@ fn ps(root: &Path, all: bool, quiet: bool, no_trunc: bool) -> Result<i32> {
             r.image.clone()
         };
         rows.push(vec![
-            if no_trunc { r.id.clone() } else { c.short_id().to_string() },
+            if no_trunc {
+                r.id.clone()
+            } else {
+                c.short_id().to_string()
+            },
             image,
             format!("\"{cmd}\""),
             format!("{} ago", format::human_duration(format::since(&r.created))),
@@ -1115,7 +1172,10 @@ fn logs(root: &Path, name: &str, follow: bool, tail: Option<String>, ts: bool) -
     let opts = skiff_engine::logs::LogOptions {
         tail: match tail.as_deref() {
             None | Some("all") => None,
-            Some(n) => Some(n.parse().map_err(|_| anyhow!("invalid --tail value: {n}"))?),
+            Some(n) => Some(
+                n.parse()
+                    .map_err(|_| anyhow!("invalid --tail value: {n}"))?,
+            ),
         },
         timestamps: ts,
         since: None,
@@ -1366,7 +1426,11 @@ fn stats(root: &Path, _no_stream: bool, all: bool, names: &[String]) -> Result<i
         .and_then(|s| {
             s.lines()
                 .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|v| v.split_whitespace().next().and_then(|x| x.parse::<u64>().ok()))
+                .and_then(|v| {
+                    v.split_whitespace()
+                        .next()
+                        .and_then(|x| x.parse::<u64>().ok())
+                })
         })
         .map(|kb| kb * 1024)
         .unwrap_or(u64::MAX);
@@ -1374,18 +1438,28 @@ fn stats(root: &Path, _no_stream: bool, all: bool, names: &[String]) -> Result<i
         let (cpu, mem, lim, pids) = match &c.state.cgroup {
             Some(g) if c.state.status.is_active() => {
                 let after = g.cpu_usage_ns();
-                let cpu = b.map(|b| (after.saturating_sub(b)) as f64 / dt * 100.0).unwrap_or(0.0);
+                let cpu = b
+                    .map(|b| (after.saturating_sub(b)) as f64 / dt * 100.0)
+                    .unwrap_or(0.0);
                 let (m, l) = g.memory();
                 (cpu, m, l.min(host_mem), g.pids_current())
             }
             _ => (0.0, 0, 0, 0),
         };
-        let pct = if lim > 0 { mem as f64 / lim as f64 * 100.0 } else { 0.0 };
+        let pct = if lim > 0 {
+            mem as f64 / lim as f64 * 100.0
+        } else {
+            0.0
+        };
         rows.push(vec![
             c.short_id().to_string(),
             c.record.name.clone(),
             format!("{cpu:.2}%"),
-            format!("{} / {}", format::binary_size(mem), format::binary_size(lim)),
+            format!(
+                "{} / {}",
+                format::binary_size(mem),
+                format::binary_size(lim)
+            ),
             format!("{pct:.2}%"),
             "0B / 0B".into(),
             "0B / 0B".into(),
@@ -1405,7 +1479,11 @@ fn images(root: &Path, quiet: bool, no_trunc: bool, repo: Option<String>) -> Res
     if quiet {
         let mut seen = std::collections::BTreeSet::new();
         for s in list {
-            let id = if no_trunc { s.id.clone() } else { skiff_image::short_id(&s.id) };
+            let id = if no_trunc {
+                s.id.clone()
+            } else {
+                skiff_image::short_id(&s.id)
+            };
             if seen.insert(id.clone()) {
                 println!("{id}");
             }
@@ -1420,7 +1498,11 @@ fn images(root: &Path, quiet: bool, no_trunc: bool, repo: Option<String>) -> Res
         rows.push(vec![
             s.repository.clone(),
             s.tag.clone(),
-            if no_trunc { s.id.clone() } else { skiff_image::short_id(&s.id) },
+            if no_trunc {
+                s.id.clone()
+            } else {
+                skiff_image::short_id(&s.id)
+            },
             s.created
                 .as_deref()
                 .map(|c| format!("{} ago", format::human_duration(format::since(c))))
@@ -1460,7 +1542,10 @@ fn rmi(root: &Path, force: bool, images: &[String]) -> Result<i32> {
         }
         // Removing one of several names only untags; the last name needs no user.
         let by_id = i.trim_start_matches("sha256:").len() >= 4
-            && img.id.trim_start_matches("sha256:").starts_with(i.trim_start_matches("sha256:"));
+            && img
+                .id
+                .trim_start_matches("sha256:")
+                .starts_with(i.trim_start_matches("sha256:"));
         let last_name = img.names.len() <= 1 || by_id;
         if let Some(c) = users.first() {
             if last_name && !force {
@@ -1496,7 +1581,14 @@ fn history(root: &Path, no_trunc: bool, quiet: bool, image: &str) -> Result<i32>
     let h = e.images.history(image)?;
     if quiet {
         for x in h {
-            println!("{}", if no_trunc { x.id } else { skiff_image::short_id(&x.id) });
+            println!(
+                "{}",
+                if no_trunc {
+                    x.id
+                } else {
+                    skiff_image::short_id(&x.id)
+                }
+            );
         }
         return Ok(0);
     }
@@ -1564,7 +1656,9 @@ fn volume(root: &Path, v: VolumeCmd) -> Result<i32> {
         VolumeCmd::Inspect { format: fmt, names } => {
             let mut out = Vec::new();
             for n in &names {
-                out.push(serde_json::to_value(skiff_engine::volumes::inspect(&e.root, n)?)?);
+                out.push(serde_json::to_value(skiff_engine::volumes::inspect(
+                    &e.root, n,
+                )?)?);
             }
             match fmt {
                 Some(t) => {
@@ -1580,12 +1674,17 @@ fn volume(root: &Path, v: VolumeCmd) -> Result<i32> {
             let containers = e.list()?;
             let mut failed = false;
             for n in &names {
-                if let Some(c) = containers
-                    .iter()
-                    .find(|c| c.record.mounts.iter().any(|m| m.kind == "volume" && &m.name == n))
-                {
+                if let Some(c) = containers.iter().find(|c| {
+                    c.record
+                        .mounts
+                        .iter()
+                        .any(|m| m.kind == "volume" && &m.name == n)
+                }) {
                     if !force || c.state.status.is_active() {
-                        eprintln!("Error response from daemon: remove {n}: volume is in use - [{}]", c.record.id);
+                        eprintln!(
+                            "Error response from daemon: remove {n}: volume is in use - [{}]",
+                            c.record.id
+                        );
                         failed = true;
                         continue;
                     }
@@ -1616,9 +1715,12 @@ fn prune_volumes(e: &Engine, all: bool) -> Result<Vec<String>> {
     let containers = e.list()?;
     let mut removed = Vec::new();
     for v in skiff_engine::volumes::list(&e.root)? {
-        let used = containers
-            .iter()
-            .any(|c| c.record.mounts.iter().any(|m| m.kind == "volume" && m.name == v.name));
+        let used = containers.iter().any(|c| {
+            c.record
+                .mounts
+                .iter()
+                .any(|m| m.kind == "volume" && m.name == v.name)
+        });
         if used || (!all && !v.anonymous) {
             continue;
         }

@@ -43,8 +43,16 @@ pub fn relay(master: i32, input: i32, output: i32) {
     let mut buf = [0u8; 8192];
     loop {
         let mut fds = [
-            libc::pollfd { fd: master, events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: input, events: libc::POLLIN, revents: 0 },
+            libc::pollfd {
+                fd: master,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: input,
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
         let n = if input >= 0 { 2 } else { 1 };
         let r = unsafe { libc::poll(fds.as_mut_ptr(), n, -1) };

@@ -43,7 +43,10 @@ fn pid1_hostname_and_namespaces() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "1", "the command is PID 1: {out}");
     assert_eq!(lines[1], "box1");
-    for (i, kind) in ["pid", "mnt", "uts", "ipc", "net", "cgroup"].iter().enumerate() {
+    for (i, kind) in ["pid", "mnt", "uts", "ipc", "net", "cgroup"]
+        .iter()
+        .enumerate()
+    {
         assert_ne!(lines[2 + i], host_ns(kind), "{kind} namespace must differ");
     }
     // Default hostname: the short id.
@@ -51,14 +54,28 @@ fn pid1_hostname_and_namespaces() {
     let id = id.trim();
     let h = r.ok(&["exec", id, "hostname"]);
     assert_eq!(h.trim(), &id[..12]);
-    let ids = r.ok(&["inspect", "-f", "{{.Id}} {{.State.Status}} {{.Config.Hostname}}", id]);
+    let ids = r.ok(&[
+        "inspect",
+        "-f",
+        "{{.Id}} {{.State.Status}} {{.Config.Hostname}}",
+        id,
+    ]);
     assert_eq!(ids.trim(), format!("{id} running {}", &id[..12]));
 }
 
 #[test]
 fn exit_codes_and_errors() {
     let r = root();
-    let o = r.run(&["run", "--rm", "--network", "none", "busybox", "sh", "-c", "exit 7"]);
+    let o = r.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 7",
+    ]);
     assert_eq!(o.status.code(), Some(7));
     let o = r.run(&["run", "--rm", "--network", "none", "busybox", "no-such-cmd"]);
     assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
@@ -91,7 +108,13 @@ fn exit_codes_and_errors() {
 fn overlay_isolation_and_whiteouts() {
     let r = root();
     let id = r.ok(&[
-        "run", "-d", "--network", "none", "busybox", "sh", "-c",
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
         "rm /etc/group; echo changed > /etc/passwd; mkdir /new; sleep 60",
     ]);
     let id = id.trim().to_string();
@@ -99,7 +122,16 @@ fn overlay_isolation_and_whiteouts() {
     let o = r.run(&["exec", &id, "ls", "/etc/group"]);
     assert_ne!(o.status.code(), Some(0), "deleted file is hidden");
     // Another container from the same image sees the image untouched.
-    let out = r.ok(&["run", "--rm", "--network", "none", "busybox", "sh", "-c", "cat /etc/group | head -1; head -1 /etc/passwd"]);
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /etc/group | head -1; head -1 /etc/passwd",
+    ]);
     assert_eq!(out.lines().next(), Some("root:x:0:"));
     assert!(out.contains("root:x:0:0"));
     // The deletion is a whiteout (char device 0/0) in the container's upper dir.
@@ -115,11 +147,25 @@ fn overlay_isolation_and_whiteouts() {
 fn memory_limit_oom_kills_with_137() {
     let r = root();
     let o = r.run(&[
-        "run", "--name", "hog", "--network", "none", "-m", "16m", "busybox", "sh", "-c",
+        "run",
+        "--name",
+        "hog",
+        "--network",
+        "none",
+        "-m",
+        "16m",
+        "busybox",
+        "sh",
+        "-c",
         "x=$(head -c 60000000 /dev/zero | tr '\\0' a); echo survived",
     ]);
     assert_eq!(o.status.code(), Some(137), "{}", stdout(&o));
-    let st = r.ok(&["inspect", "-f", "{{.State.OOMKilled}} {{.State.ExitCode}} {{.State.Status}}", "hog"]);
+    let st = r.ok(&[
+        "inspect",
+        "-f",
+        "{{.State.OOMKilled}} {{.State.ExitCode}} {{.State.Status}}",
+        "hog",
+    ]);
     assert_eq!(st.trim(), "true 137 exited");
 }
 
@@ -127,26 +173,58 @@ fn memory_limit_oom_kills_with_137() {
 fn pids_limit_and_cgroup_files() {
     let r = root();
     let o = r.run(&[
-        "run", "--rm", "--network", "none", "--pids-limit", "6", "busybox", "sh", "-c",
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--pids-limit",
+        "6",
+        "busybox",
+        "sh",
+        "-c",
         "for i in 1 2 3 4 5 6 7 8; do sleep 3 & done; wait; echo done",
     ]);
     let all = format!("{}{}", stdout(&o), stderr(&o));
-    assert!(all.contains("can't fork"), "fork beyond the limit fails: {all}");
+    assert!(
+        all.contains("can't fork"),
+        "fork beyond the limit fails: {all}"
+    );
 
     let id = r.ok(&[
-        "run", "-d", "--network", "none", "--cpus", "0.5", "--cpu-shares", "512", "-m", "64m",
-        "--cpuset-cpus", "0", "--pids-limit", "50", "busybox", "sleep", "60",
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--cpus",
+        "0.5",
+        "--cpu-shares",
+        "512",
+        "-m",
+        "64m",
+        "--cpuset-cpus",
+        "0",
+        "--pids-limit",
+        "50",
+        "busybox",
+        "sleep",
+        "60",
     ]);
     let id = id.trim();
     let paths = cgroup_paths(&r, id);
     let get = |ctrl: &str, file: &str| {
         let dir = &paths.iter().find(|(c, _)| c == ctrl).unwrap().1;
-        std::fs::read_to_string(Path::new(dir).join(file)).unwrap().trim().to_string()
+        std::fs::read_to_string(Path::new(dir).join(file))
+            .unwrap()
+            .trim()
+            .to_string()
     };
     assert_eq!(get("cpu", "cpu.cfs_quota_us"), "50000");
     assert_eq!(get("cpu", "cpu.cfs_period_us"), "100000");
     assert_eq!(get("cpu", "cpu.shares"), "512");
-    assert_eq!(get("memory", "memory.limit_in_bytes"), (64u64 << 20).to_string());
+    assert_eq!(
+        get("memory", "memory.limit_in_bytes"),
+        (64u64 << 20).to_string()
+    );
     assert_eq!(get("cpuset", "cpuset.cpus"), "0");
     assert_eq!(get("pids", "pids.max"), "50");
     // The container's processes are in the group; the monitor is not.
@@ -168,7 +246,10 @@ fn published_port_serves_http_and_conflicts_are_refused() {
     let r = root();
     let port = free_port();
     let spec = format!("{port}:80");
-    r.ok(&["run", "-d", "--name", "web", "-p", &spec, "busybox", "httpd", "-f", "-p", "80", "-h", "/var/www"]);
+    r.ok(&[
+        "run", "-d", "--name", "web", "-p", &spec, "busybox", "httpd", "-f", "-p", "80", "-h",
+        "/var/www",
+    ]);
     let body = http_get(port, "/index.html");
     assert!(body.contains("hello from skiff"), "{body}");
     let ports = r.ok(&["port", "web"]);
@@ -178,25 +259,46 @@ fn published_port_serves_http_and_conflicts_are_refused() {
     // The same host port again is refused, and nothing is left of that attempt.
     let o = r.run(&["run", "-d", "-p", &spec, "busybox", "sleep", "5"]);
     assert_eq!(o.status.code(), Some(125));
-    assert!(stderr(&o).contains("port is already allocated"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("port is already allocated"),
+        "{}",
+        stderr(&o)
+    );
     // Containers reach each other by IP on the bridge.
     let ip = r.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "web"]);
-    let out = r.ok(&["run", "--rm", "busybox", "wget", "-qO-", &format!("http://{}/index.html", ip.trim())]);
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "wget",
+        "-qO-",
+        &format!("http://{}/index.html", ip.trim()),
+    ]);
     assert!(out.contains("hello from skiff"));
     // A random host port.
-    r.ok(&["run", "-d", "--name", "web2", "-p", "80", "busybox", "httpd", "-f", "-p", "80", "-h", "/var/www"]);
+    r.ok(&[
+        "run", "-d", "--name", "web2", "-p", "80", "busybox", "httpd", "-f", "-p", "80", "-h",
+        "/var/www",
+    ]);
     let mapped = r.ok(&["port", "web2", "80"]);
     let p2: u16 = mapped.trim().rsplit(':').next().unwrap().parse().unwrap();
     assert!(http_get(p2, "/index.html").contains("hello from skiff"));
     r.ok(&["rm", "-f", "web", "web2"]);
     // The veths went with their namespaces.
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let links = std::process::Command::new("ip").args(["-o", "link", "show", "master", &r.bridge]).output().unwrap();
+    let links = std::process::Command::new("ip")
+        .args(["-o", "link", "show", "master", &r.bridge])
+        .output()
+        .unwrap();
     assert_eq!(stdout(&links), "", "no veth left on the bridge");
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn http_get(port: u16, path: &str) -> String {
@@ -219,45 +321,113 @@ fn http_get(port: u16, path: &str) -> String {
 #[test]
 fn container_network_mode_shares_the_namespace() {
     let r = root();
-    r.ok(&["run", "-d", "--name", "srv", "busybox", "httpd", "-f", "-p", "8080", "-h", "/var/www"]);
+    r.ok(&[
+        "run", "-d", "--name", "srv", "busybox", "httpd", "-f", "-p", "8080", "-h", "/var/www",
+    ]);
     let a = r.ok(&["exec", "srv", "readlink", "/proc/self/ns/net"]);
     let out = r.ok(&[
-        "run", "--rm", "--net", "container:srv", "busybox", "sh", "-c",
+        "run",
+        "--rm",
+        "--net",
+        "container:srv",
+        "busybox",
+        "sh",
+        "-c",
         "readlink /proc/self/ns/net; wget -qO- http://localhost:8080/index.html",
     ]);
     let mut lines = out.lines();
     assert_eq!(lines.next().unwrap(), a.trim());
     assert_eq!(lines.next().unwrap(), "hello from skiff");
     // --net host sees the host's namespace.
-    let h = r.ok(&["run", "--rm", "--net", "host", "busybox", "readlink", "/proc/self/ns/net"]);
+    let h = r.ok(&[
+        "run",
+        "--rm",
+        "--net",
+        "host",
+        "busybox",
+        "readlink",
+        "/proc/self/ns/net",
+    ]);
     assert_eq!(h.trim(), host_ns("net"));
 }
 
 #[test]
 fn volumes_named_anonymous_bind_and_copy_up() {
     let r = root();
-    r.ok(&["run", "--rm", "--network", "none", "-v", "data:/data", "busybox", "sh", "-c", "echo kept > /data/f"]);
-    let out = r.ok(&["run", "--rm", "--network", "none", "-v", "data:/data", "busybox", "cat", "/data/f"]);
+    r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        "data:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /data/f",
+    ]);
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        "data:/data",
+        "busybox",
+        "cat",
+        "/data/f",
+    ]);
     assert_eq!(out.trim(), "kept");
     assert!(r.ok(&["volume", "ls", "-q"]).lines().any(|l| l == "data"));
     // An empty named volume is filled from the image at its path.
-    let out = r.ok(&["run", "--rm", "--network", "none", "-v", "etcvol:/etc", "busybox", "cat", "/etc/group"]);
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        "etcvol:/etc",
+        "busybox",
+        "cat",
+        "/etc/group",
+    ]);
     assert!(out.starts_with("root:x:0:"));
     // Bind mounts, read-only.
     let host = r.dir.join("bind");
     std::fs::create_dir_all(&host).unwrap();
     std::fs::write(host.join("h"), "from host").unwrap();
     let spec = format!("{}:/mnt/h:ro", host.display());
-    let out = r.ok(&["run", "--rm", "--network", "none", "-v", &spec, "busybox", "sh", "-c", "cat /mnt/h/h; touch /mnt/h/x 2>&1 || echo ro"]);
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        &spec,
+        "busybox",
+        "sh",
+        "-c",
+        "cat /mnt/h/h; touch /mnt/h/x 2>&1 || echo ro",
+    ]);
     assert!(out.contains("from host") && out.contains("ro"), "{out}");
     // Anonymous volumes go with `rm -v`.
-    r.ok(&["create", "--name", "anon", "-v", "/scratch", "busybox", "true"]);
+    r.ok(&[
+        "create", "--name", "anon", "-v", "/scratch", "busybox", "true",
+    ]);
     let vols = r.ok(&["volume", "ls", "-q"]);
     assert_eq!(vols.lines().count(), 3, "{vols}");
     r.ok(&["rm", "-v", "anon"]);
     assert_eq!(r.ok(&["volume", "ls", "-q"]).lines().count(), 2);
     // A volume in use is not removed.
-    r.ok(&["create", "--name", "user", "-v", "data:/data", "busybox", "true"]);
+    r.ok(&[
+        "create",
+        "--name",
+        "user",
+        "-v",
+        "data:/data",
+        "busybox",
+        "true",
+    ]);
     let o = r.run(&["volume", "rm", "data"]);
     assert_ne!(o.status.code(), Some(0));
     assert!(stderr(&o).contains("volume is in use"));
@@ -278,12 +448,30 @@ fn logs_exec_stop_and_ps() {
     let o = r.run(&["logs", "--tail", "1", "talker"]);
     assert_eq!(stdout(&o), "three");
     // The json-file format.
-    let raw = std::fs::read_to_string(r.dir.join("containers").join(id).join(format!("{id}-json.log"))).unwrap();
+    let raw = std::fs::read_to_string(
+        r.dir
+            .join("containers")
+            .join(id)
+            .join(format!("{id}-json.log")),
+    )
+    .unwrap();
     let first: serde_json::Value = serde_json::from_str(raw.lines().next().unwrap()).unwrap();
     assert_eq!(first["log"], "one\n");
     assert_eq!(first["stream"], "stdout");
     // exec: environment, working dir, user, exit code.
-    let out = r.ok(&["exec", "-e", "FOO=bar", "-w", "/tmp", "-u", "1000", "talker", "sh", "-c", "echo $FOO $(pwd) $(id -u)"]);
+    let out = r.ok(&[
+        "exec",
+        "-e",
+        "FOO=bar",
+        "-w",
+        "/tmp",
+        "-u",
+        "1000",
+        "talker",
+        "sh",
+        "-c",
+        "echo $FOO $(pwd) $(id -u)",
+    ]);
     assert_eq!(out.trim(), "bar /tmp 1000");
     let o = r.run(&["exec", "talker", "sh", "-c", "exit 5"]);
     assert_eq!(o.status.code(), Some(5));
@@ -291,10 +479,19 @@ fn logs_exec_stop_and_ps() {
     let cg = r.ok(&["exec", "talker", "cat", "/proc/self/cgroup"]);
     assert!(cg.lines().any(|l| l.contains(":pids:/")), "{cg}");
     let ps = r.ok(&["ps"]);
-    assert!(ps.lines().next().unwrap().starts_with("CONTAINER ID   IMAGE"));
+    assert!(ps
+        .lines()
+        .next()
+        .unwrap()
+        .starts_with("CONTAINER ID   IMAGE"));
     assert!(ps.contains("talker") && ps.contains("Up "), "{ps}");
     r.ok(&["stop", "-t", "5", "talker"]);
-    let st = r.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "talker"]);
+    let st = r.ok(&[
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{.State.ExitCode}}",
+        "talker",
+    ]);
     assert_eq!(st.trim(), "exited 0");
     assert!(!r.ok(&["ps"]).contains("talker"));
     assert!(r.ok(&["ps", "-a"]).contains("Exited (0)"));
@@ -307,7 +504,17 @@ fn logs_exec_stop_and_ps() {
 #[test]
 fn pause_unpause_and_top() {
     let r = root();
-    r.ok(&["run", "-d", "--name", "pz", "--network", "none", "busybox", "sleep", "60"]);
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "pz",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
     r.ok(&["pause", "pz"]);
     assert!(r.ok(&["ps"]).contains("(Paused)"));
     let o = r.run(&["exec", "pz", "true"]);
@@ -323,7 +530,20 @@ fn pause_unpause_and_top() {
 #[test]
 fn restart_policy_on_failure() {
     let r = root();
-    r.ok(&["run", "-d", "--name", "flaky", "--network", "none", "--restart", "on-failure:2", "busybox", "sh", "-c", "exit 3"]);
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "flaky",
+        "--network",
+        "none",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
     let code = r.ok(&["wait", "flaky"]);
     assert_eq!(code.trim(), "3");
     let n = r.ok(&["inspect", "-f", "{{.RestartCount}}", "flaky"]);
@@ -364,7 +584,10 @@ fn interactive_tty_gets_a_working_shell() {
     }
     let out = String::from_utf8_lossy(&out);
     assert!(out.contains("marker-42"), "{out}");
-    assert!(out.contains("/dev/pts/0"), "the container's own devpts: {out}");
+    assert!(
+        out.contains("/dev/pts/0"),
+        "the container's own devpts: {out}"
+    );
     assert_eq!(status.code(), Some(4));
 }
 
@@ -372,7 +595,15 @@ fn openpty() -> (std::fs::File, i32) {
     use std::os::unix::io::FromRawFd;
     let mut m = 0;
     let mut s = 0;
-    let r = unsafe { libc::openpty(&mut m, &mut s, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
+    let r = unsafe {
+        libc::openpty(
+            &mut m,
+            &mut s,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
     assert_eq!(r, 0);
     (unsafe { std::fs::File::from_raw_fd(m) }, s)
 }
@@ -380,22 +611,94 @@ fn openpty() -> (std::fs::File, i32) {
 #[test]
 fn security_defaults_and_overrides() {
     let r = root();
-    let caps = r.ok(&["run", "--rm", "--network", "none", "busybox", "grep", "-E", "CapEff|NoNewPrivs", "/proc/self/status"]);
-    assert!(caps.contains("CapEff:\t00000000a80425fb"), "docker's default set: {caps}");
+    let caps = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "grep",
+        "-E",
+        "CapEff|NoNewPrivs",
+        "/proc/self/status",
+    ]);
+    assert!(
+        caps.contains("CapEff:\t00000000a80425fb"),
+        "docker's default set: {caps}"
+    );
     assert!(caps.contains("NoNewPrivs:\t1"));
-    let caps = r.ok(&["run", "--rm", "--network", "none", "--cap-drop", "ALL", "--cap-add", "NET_ADMIN", "busybox", "grep", "CapEff", "/proc/self/status"]);
+    let caps = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--cap-drop",
+        "ALL",
+        "--cap-add",
+        "NET_ADMIN",
+        "busybox",
+        "grep",
+        "CapEff",
+        "/proc/self/status",
+    ]);
     assert!(caps.contains("0000000000001000"), "{caps}");
     // Masked and read-only paths.
     let out = r.ok(&["run", "--rm", "--network", "none", "busybox", "sh", "-c", "cat /proc/kcore | wc -c; echo 1 > /proc/sys/kernel/panic 2>&1 || echo ro; touch /sys/x 2>&1 || echo sysro"]);
-    assert!(out.lines().next() == Some("0") && out.contains("ro") && out.contains("sysro"), "{out}");
-    let out = r.ok(&["run", "--rm", "--network", "none", "--read-only", "--tmpfs", "/scratch", "busybox", "sh", "-c", "touch /x 2>/dev/null || echo rofs; touch /scratch/y && echo tmpfs-ok"]);
+    assert!(
+        out.lines().next() == Some("0") && out.contains("ro") && out.contains("sysro"),
+        "{out}"
+    );
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--read-only",
+        "--tmpfs",
+        "/scratch",
+        "busybox",
+        "sh",
+        "-c",
+        "touch /x 2>/dev/null || echo rofs; touch /scratch/y && echo tmpfs-ok",
+    ]);
     assert!(out.contains("rofs") && out.contains("tmpfs-ok"), "{out}");
-    let out = r.ok(&["run", "--rm", "--network", "none", "-u", "app", "busybox", "id"]);
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-u",
+        "app",
+        "busybox",
+        "id",
+    ]);
     assert_eq!(out.trim(), "uid=1000(app) gid=1000(app) groups=10(wheel)");
-    let out = r.ok(&["run", "--rm", "--network", "none", "--add-host", "db:10.1.2.3", "busybox", "grep", "db", "/etc/hosts"]);
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--add-host",
+        "db:10.1.2.3",
+        "busybox",
+        "grep",
+        "db",
+        "/etc/hosts",
+    ]);
     assert_eq!(out.trim(), "10.1.2.3\tdb");
     // Hard rlimits beyond the host's are clamped with a warning, never a failure.
-    let o = r.run(&["run", "--rm", "--network", "none", "--ulimit", "nofile=1024:99999999", "busybox", "sh", "-c", "ulimit -n"]);
+    let o = r.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--ulimit",
+        "nofile=1024:99999999",
+        "busybox",
+        "sh",
+        "-c",
+        "ulimit -n",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(stdout(&o), "1024");
 }
@@ -417,10 +720,29 @@ fn build_cache_commit_and_save_load_round_trip() {
     let c = ctx.to_str().unwrap();
     let first = r.ok(&["build", "-t", "app:1", "--build-arg", "VER=7", c]);
     assert!(first.contains("Successfully tagged app:1"), "{first}");
-    assert_eq!(r.ok(&["run", "--rm", "--network", "none", "app:1"]).trim(), "built 7");
-    let out = r.ok(&["run", "--rm", "--network", "none", "--entrypoint", "sh", "app:1", "-c", "ls /app; ls /etc/group 2>&1; true"]);
-    assert!(out.contains("a.txt") && !out.contains("secret.key"), ".dockerignore applies: {out}");
-    assert!(out.contains("No such file"), "the RUN step's delete is a whiteout: {out}");
+    assert_eq!(
+        r.ok(&["run", "--rm", "--network", "none", "app:1"]).trim(),
+        "built 7"
+    );
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "sh",
+        "app:1",
+        "-c",
+        "ls /app; ls /etc/group 2>&1; true",
+    ]);
+    assert!(
+        out.contains("a.txt") && !out.contains("secret.key"),
+        ".dockerignore applies: {out}"
+    );
+    assert!(
+        out.contains("No such file"),
+        "the RUN step's delete is a whiteout: {out}"
+    );
     // Nothing changed: every step from the cache.
     let again = r.ok(&["build", "-t", "app:1", "--build-arg", "VER=7", c]);
     assert_eq!(again.matches("Using cache").count(), 7, "{again}");
@@ -430,32 +752,80 @@ fn build_cache_commit_and_save_load_round_trip() {
     assert_eq!(third.matches("Using cache").count(), 3, "{third}");
     // A bad Dockerfile line names file and line.
     std::fs::write(ctx.join("Bad.Dockerfile"), "FROM busybox\nFROBNICATE x\n").unwrap();
-    let o = r.run(&["build", "-f", ctx.join("Bad.Dockerfile").to_str().unwrap(), c]);
+    let o = r.run(&[
+        "build",
+        "-f",
+        ctx.join("Bad.Dockerfile").to_str().unwrap(),
+        c,
+    ]);
     assert_ne!(o.status.code(), Some(0));
     assert!(stderr(&o).contains(":2:"), "{}", stderr(&o));
     // A failing RUN step fails the build and leaves no container behind.
     std::fs::write(ctx.join("Fail.Dockerfile"), "FROM busybox\nRUN exit 3\n").unwrap();
-    let o = r.run(&["build", "-f", ctx.join("Fail.Dockerfile").to_str().unwrap(), c]);
+    let o = r.run(&[
+        "build",
+        "-f",
+        ctx.join("Fail.Dockerfile").to_str().unwrap(),
+        c,
+    ]);
     assert_ne!(o.status.code(), Some(0));
     assert_eq!(r.ok(&["ps", "-aq"]).trim(), "");
 
     // commit: the writable layer becomes a layer; volumes are not in it.
-    r.ok(&["run", "--name", "src", "--network", "none", "-v", "/vol", "busybox", "sh", "-c", "echo layer > /made; echo vol > /vol/v"]);
+    r.ok(&[
+        "run",
+        "--name",
+        "src",
+        "--network",
+        "none",
+        "-v",
+        "/vol",
+        "busybox",
+        "sh",
+        "-c",
+        "echo layer > /made; echo vol > /vol/v",
+    ]);
     r.ok(&["commit", "src", "snap:1"]);
-    let out = r.ok(&["run", "--rm", "--network", "none", "snap:1", "sh", "-c", "cat /made; ls /vol | wc -l"]);
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "snap:1",
+        "sh",
+        "-c",
+        "cat /made; ls /vol | wc -l",
+    ]);
     assert_eq!(out.trim(), "layer\n0");
     // cp both ways, on a stopped container and a running one.
     let dest = r.dir.join("out");
     std::fs::create_dir_all(&dest).unwrap();
     r.ok(&["cp", "src:/made", dest.to_str().unwrap()]);
-    assert_eq!(std::fs::read_to_string(dest.join("made")).unwrap(), "layer\n");
-    r.ok(&["run", "-d", "--name", "live", "--network", "none", "busybox", "sleep", "60"]);
+    assert_eq!(
+        std::fs::read_to_string(dest.join("made")).unwrap(),
+        "layer\n"
+    );
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "live",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
     r.ok(&["cp", ctx.join("d").to_str().unwrap(), "live:/tmp/"]);
     assert_eq!(r.ok(&["exec", "live", "cat", "/tmp/d/x"]).trim(), "x");
     // rmi refuses an image a running container uses, even with -f.
     let o = r.run(&["rmi", "-f", "busybox"]);
     assert_ne!(o.status.code(), Some(0));
-    assert!(stderr(&o).contains("being used by running container"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("being used by running container"),
+        "{}",
+        stderr(&o)
+    );
 
     // save → load round trip into a fresh root.
     let archive = r.dir.join("app.tar");
@@ -463,7 +833,10 @@ fn build_cache_commit_and_save_load_round_trip() {
     let r2 = Root::new(EXE);
     let loaded = r2.ok(&["load", "-i", archive.to_str().unwrap()]);
     assert_eq!(loaded.trim(), "Loaded image: app:1");
-    assert_eq!(r2.ok(&["run", "--rm", "--network", "none", "app:1"]).trim(), "built 7");
+    assert_eq!(
+        r2.ok(&["run", "--rm", "--network", "none", "app:1"]).trim(),
+        "built 7"
+    );
     let imgs = r2.ok(&["images"]);
     assert!(imgs.starts_with("REPOSITORY   TAG"), "{imgs}");
     let id1 = r.ok(&["inspect", "-f", "{{.Id}}", "app:1"]);

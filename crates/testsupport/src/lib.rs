@@ -110,11 +110,7 @@ impl Root {
     /// (`env!("CARGO_BIN_EXE_skiff")` in the skiff crate's tests).
     pub fn new(exe: &str) -> Root {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let dir = PathBuf::from(format!(
-            "/var/tmp/skiff-test-{}-{}",
-            std::process::id(),
-            n
-        ));
+        let dir = PathBuf::from(format!("/var/tmp/skiff-test-{}-{}", std::process::id(), n));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create test root");
         let pid = std::process::id();
