@@ -347,9 +347,12 @@ fn parse_json_body(body: &[u8], ct: Option<&str>) -> ApiResult<Value> {
         .unwrap_or("")
         .trim()
         .to_string();
+    if base == "application/vnd.kubernetes.protobuf" {
+        return crate::proto::decode(body).map_err(|e| ApiError::bad_request(e.to_string()));
+    }
     if !matches!(base.as_str(), "application/json" | "" | "*/*") {
         return Err(ApiError::unsupported_media(format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json (got {base})"
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/vnd.kubernetes.protobuf (got {base})"
         )));
     }
     let v: Value = serde_json::from_slice(body).map_err(|e| {

@@ -32,6 +32,7 @@ pub mod handler;
 pub mod openapi;
 pub mod patch;
 pub mod pki;
+pub mod proto;
 pub mod registry;
 pub mod resources;
 pub mod selector;

@@ -132,11 +132,17 @@ pub fn apply_defaults(res: &Resource, obj: &mut Value) {
             default(spec, "replicas", json!(1));
             default(spec, "revisionHistoryLimit", json!(10));
             default(spec, "progressDeadlineSeconds", json!(600));
-            default(
-                spec,
-                "strategy",
-                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
-            );
+            default(spec, "strategy", json!({}));
+            if let Some(Value::Object(strategy)) = spec.get_mut("strategy") {
+                default(strategy, "type", json!("RollingUpdate"));
+                if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
+                    default(strategy, "rollingUpdate", json!({}));
+                    if let Some(Value::Object(ru)) = strategy.get_mut("rollingUpdate") {
+                        default(ru, "maxUnavailable", json!("25%"));
+                        default(ru, "maxSurge", json!("25%"));
+                    }
+                }
+            }
             template_defaults(obj.pointer_mut("/spec/template"));
         }
         "ReplicaSet" | "ReplicationController" => {

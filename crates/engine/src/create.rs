@@ -208,10 +208,11 @@ impl Engine {
                 "Conflicting options: --restart and --rm".into(),
             ));
         }
-        if opts.init {
-            return Err(EngineError::Unsupported(
-                "--init is not supported yet: skiff has no container init binary to inject".into(),
-            ));
+        if opts.init && !self.init_exe().exists() {
+            return Err(EngineError::Invalid(format!(
+                "--init: {} not found (skiff installs it there on first use)",
+                self.init_exe().display()
+            )));
         }
         let argv = command_line(&icfg.entrypoint, &icfg.cmd, &opts.entrypoint, &opts.args);
         if argv.is_empty() {
@@ -607,16 +608,15 @@ impl Engine {
                 .map_err(EngineError::Invalid)?
         };
         let mut no_new_privs = true;
+        let mut seccomp = !h.privileged;
         for o in &h.security_opt {
             match o.as_str() {
                 "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true" => {
                     no_new_privs = true
                 }
                 "no-new-privileges=false" | "no-new-privileges:false" => no_new_privs = false,
-                "seccomp=unconfined"
-                | "seccomp:unconfined"
-                | "apparmor=unconfined"
-                | "label=disable" => {}
+                "seccomp=unconfined" | "seccomp:unconfined" => seccomp = false,
+                "apparmor=unconfined" | "label=disable" => {}
                 other => {
                     return Err(EngineError::Invalid(format!(
                         "invalid --security-opt: {other}"
@@ -632,8 +632,15 @@ impl Engine {
                 ))
             })?);
         }
+        let init: Vec<String> = if h.init {
+            vec![INIT_PATH.to_string(), "--".to_string()]
+        } else {
+            Vec::new()
+        };
         let process = Process {
-            args: std::iter::once(r.path.clone())
+            args: init
+                .into_iter()
+                .chain(std::iter::once(r.path.clone()))
                 .chain(r.args.iter().cloned())
                 .collect(),
             env: r.env.clone(),
@@ -649,6 +656,7 @@ impl Engine {
             rlimits: h.ulimits.clone(),
             terminal: r.tty,
             oom_score_adj: h.oom_score_adj,
+            seccomp,
         };
         let mut spec = ContainerSpec::new(&r.id, rootfs, process);
         spec.hostname = Some(r.hostname.clone());
@@ -743,7 +751,48 @@ impl Engine {
         for d in &h.devices {
             spec.devices.push(parse_device(d)?);
         }
+        if h.init {
+            spec.mounts.push(Mount {
+                kind: MountKind::Bind,
+                source: self.init_exe(),
+                destination: PathBuf::from(INIT_PATH),
+                readonly: true,
+                data: None,
+                propagation: Propagation::Private,
+                copy_up: false,
+            });
+        }
         Ok(spec)
+    }
+}
+
+/// Where `--init` puts the init inside the container (docker's path).
+pub const INIT_PATH: &str = "/sbin/docker-init";
+
+impl Engine {
+    /// The init binary `--init` uses, installed under the root by the binary that
+    /// embeds it (see [`Engine::install_init`]).
+    pub fn init_exe(&self) -> PathBuf {
+        self.root.join("bin").join("skiff-init")
+    }
+
+    /// Install (or refresh) the static init binary under the root.
+    pub fn install_init(&self, bytes: &[u8]) -> Result<()> {
+        let p = self.init_exe();
+        if fs::metadata(&p)
+            .map(|m| m.len() == bytes.len() as u64)
+            .unwrap_or(false)
+        {
+            return Ok(());
+        }
+        let dir = self.root.join("bin");
+        fs::create_dir_all(&dir).map_err(|e| EngineError::io("creating bin dir", e))?;
+        let tmp = dir.join(format!(".skiff-init.{}", std::process::id()));
+        fs::write(&tmp, bytes).map_err(|e| EngineError::io("writing skiff-init", e))?;
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o555))
+            .map_err(|e| EngineError::io("chmod skiff-init", e))?;
+        fs::rename(&tmp, &p).map_err(|e| EngineError::io("installing skiff-init", e))
     }
 }
 

@@ -283,7 +283,12 @@ pub fn process_start_time(pid: i32) -> Option<u64> {
     }
     let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = &s[s.rfind(')')? + 2..];
-    after.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = after.split_whitespace();
+    // A zombie (or dead) process is gone for our purposes.
+    if matches!(fields.next()?, "Z" | "X" | "x") {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 pub fn now() -> String {

@@ -624,3 +624,50 @@ mod tests {
         );
     }
 }
+
+/// Against the real (controller-less) cgroup2 hierarchy this host mounts at
+/// /sys/fs/cgroup/unified: create, join, freeze, kill, remove.
+#[cfg(test)]
+mod v2_real {
+    use super::*;
+
+    #[test]
+    fn lifecycle_on_real_cgroup2() {
+        let mount = Path::new("/sys/fs/cgroup/unified");
+        let is_v2 = nix::sys::statfs::statfs(mount)
+            .map(|s| s.filesystem_type().0 as i64 == CGROUP2_SUPER_MAGIC)
+            .unwrap_or(false);
+        if !is_v2 || !nix::unistd::geteuid().is_root() {
+            eprintln!(
+                "no writable cgroup2 hierarchy at {}: skipped",
+                mount.display()
+            );
+            return;
+        }
+        let host = Host::v2(mount.to_path_buf(), "/");
+        let name = format!("t{}", std::process::id());
+        let cg = Cgroup::create(&host, "/skiff-test", &name, &Resources::default()).unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        cg.join(pid).unwrap();
+        assert_eq!(cg.procs(), vec![pid]);
+        cg.freeze(true).unwrap();
+        assert_eq!(
+            fs::read_to_string(cg.paths[""].join("cgroup.freeze"))
+                .unwrap()
+                .trim(),
+            "1"
+        );
+        cg.freeze(false).unwrap();
+        cg.kill_all().unwrap();
+        let st = child.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(st.signal(), Some(libc::SIGKILL));
+        cg.remove().unwrap();
+        assert!(!cg.paths[""].exists());
+        let _ = fs::remove_dir(mount.join("skiff-test"));
+    }
+}

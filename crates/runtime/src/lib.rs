@@ -9,6 +9,7 @@
 
 pub mod cgroups;
 pub mod linux;
+pub mod seccomp;
 pub mod spec;
 pub mod sys;
 

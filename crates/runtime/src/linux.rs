@@ -1082,6 +1082,12 @@ fn exec_process(p: &Process) -> ChildResult {
     }
     let exe = find_executable(&p.args[0], &env)?;
 
+    if p.seccomp {
+        // Installed while we still hold CAP_SYS_ADMIN (so no_new_privs is not
+        // required); nothing that follows is in the profile.
+        let filters = crate::seccomp::default_profile(&p.capabilities).map_err(|e| (1, e))?;
+        crate::seccomp::install(&filters).map_err(|e| (1, e))?;
+    }
     apply_capabilities(&p.capabilities, false)?;
     let mut groups: Vec<libc::gid_t> = user.groups.clone();
     groups.extend(p.additional_gids.iter().copied());

@@ -121,6 +121,10 @@ pub struct Process {
     pub rlimits: Vec<Rlimit>,
     pub terminal: bool,
     pub oom_score_adj: Option<i32>,
+    /// Install the default seccomp profile (docker's default; off for privileged
+    /// containers and `seccomp=unconfined`).
+    #[serde(default)]
+    pub seccomp: bool,
 }
 
 /// Everything the runtime needs to create a container.

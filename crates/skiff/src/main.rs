@@ -552,6 +552,9 @@ fn fd_if_open(fd: i32) -> i32 {
     }
 }
 
+/// The static init for `--init`, built by build.rs.
+static SKIFF_INIT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/skiff-init"));
+
 static BRIDGE: std::sync::OnceLock<skiff_engine::network::BridgeConfig> =
     std::sync::OnceLock::new();
 
@@ -561,6 +564,7 @@ fn engine(root: &Path) -> Result<Engine> {
         .or_else(|| std::env::current_exe().ok())
         .ok_or_else(|| anyhow!("cannot find the skiff executable"))?;
     let mut e = Engine::open(root, &exe)?;
+    e.install_init(SKIFF_INIT)?;
     if let Some(b) = BRIDGE.get() {
         e.bridge = b.clone();
     }
@@ -1279,6 +1283,13 @@ fn exec(root: &Path, a: ExecArgs) -> Result<i32> {
         rlimits: vec![],
         terminal: a.tty,
         oom_score_adj: None,
+        seccomp: !c.record.host.privileged
+            && !c
+                .record
+                .host
+                .security_opt
+                .iter()
+                .any(|o| o == "seccomp=unconfined" || o == "seccomp:unconfined"),
     };
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     let stdio = skiff_runtime::Stdio {

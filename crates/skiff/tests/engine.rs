@@ -846,3 +846,91 @@ fn build_cache_commit_and_save_load_round_trip() {
     let pruned = r.ok(&["system", "prune", "-f"]);
     assert!(pruned.contains("Deleted"), "{pruned}");
 }
+
+#[test]
+fn init_seccomp_and_stale_state() {
+    let r = root();
+    // --init: a reaper is PID 1 and the command's status comes through.
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--init",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /proc/1/cmdline | tr '\\0' ' '; echo; echo $$",
+    ]);
+    let mut l = out.lines();
+    assert!(
+        l.next().unwrap().starts_with("/sbin/docker-init -- sh"),
+        "{out}"
+    );
+    assert_ne!(l.next().unwrap(), "1");
+    let o = r.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--init",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 9",
+    ]);
+    assert_eq!(o.status.code(), Some(9));
+    // The default seccomp profile denies what docker's does; unconfined lifts it.
+    let out = r.ok(&["run", "--rm", "--network", "none", "busybox", "sh", "-c", "grep Seccomp: /proc/self/status; unshare -U true 2>/dev/null && echo allowed || echo denied"]);
+    assert!(
+        out.contains("Seccomp:\t2") && out.contains("denied"),
+        "{out}"
+    );
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--security-opt",
+        "seccomp=unconfined",
+        "busybox",
+        "sh",
+        "-c",
+        "unshare -U true && echo allowed",
+    ]);
+    assert!(out.contains("allowed"), "{out}");
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--privileged",
+        "busybox",
+        "sh",
+        "-c",
+        "grep Seccomp: /proc/self/status; mkdir -p /mnt; mount -t tmpfs t /mnt && echo mounted",
+    ]);
+    assert!(
+        out.contains("Seccomp:\t0") && out.contains("mounted"),
+        "{out}"
+    );
+
+    // A monitor killed with -9: the next command reconciles the state and cleans up.
+    let id = r.ok(&["run", "-d", "--network", "none", "busybox", "sleep", "60"]);
+    let id = id.trim().to_string();
+    let paths = cgroup_paths(&r, &id);
+    let st: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(r.dir.join("containers").join(&id).join("state.json")).unwrap(),
+    )
+    .unwrap();
+    let mon = st["monitor_pid"].as_i64().unwrap() as i32;
+    unsafe { libc::kill(mon, libc::SIGKILL) };
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let ps = r.ok(&["ps", "-a"]);
+    assert!(ps.contains("Exited (255)"), "{ps}");
+    for (_, d) in paths {
+        assert!(!Path::new(&d).exists(), "stale cgroup {d} cleaned");
+    }
+    let err = r.ok(&["inspect", "-f", "{{.State.Error}}", &id]);
+    assert!(err.contains("monitor"), "{err}");
+}
