@@ -635,7 +635,7 @@ mod v2_real {
     fn lifecycle_on_real_cgroup2() {
         let mount = Path::new("/sys/fs/cgroup/unified");
         let is_v2 = nix::sys::statfs::statfs(mount)
-            .map(|s| s.filesystem_type().0 as i64 == CGROUP2_SUPER_MAGIC)
+            .map(|s| s.filesystem_type().0 == CGROUP2_SUPER_MAGIC)
             .unwrap_or(false);
         if !is_v2 || !nix::unistd::geteuid().is_root() {
             eprintln!(
