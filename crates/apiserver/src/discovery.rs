@@ -95,6 +95,9 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
             main["categories"] = json!(r.categories);
         }
         list.push(main);
+        if r.kind == "Pod" {
+            list.push(json!({"name": "pods/binding", "singularName": "", "namespaced": true, "kind": "Binding", "verbs": ["create"]}));
+        }
         if r.kind == "Namespace" {
             list.push(json!({"name": "namespaces/finalize", "singularName": "", "namespaced": false, "kind": "Namespace", "verbs": ["update"]}));
         }

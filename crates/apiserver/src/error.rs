@@ -76,7 +76,7 @@ pub struct ApiError {
     pub reason: &'static str,
     pub message: String,
     /// `details` of the Status: (group, kind, name, causes).
-    pub details: Option<Details>,
+    pub details: Option<Box<Details>>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -105,12 +105,12 @@ impl ApiError {
         }
     }
     fn with(mut self, group: &str, kind: &str, name: &str) -> ApiError {
-        self.details = Some(Details {
+        self.details = Some(Box::new(Details {
             group: group.into(),
             kind: kind.into(),
             name: name.into(),
             causes: vec![],
-        });
+        }));
         self
     }
     pub fn not_found(group: &str, plural: &str, name: &str) -> ApiError {

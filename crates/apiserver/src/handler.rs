@@ -183,7 +183,7 @@ async fn route(
     let segs: Vec<String> = path
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(|s| percent_decode(s))
+        .map(percent_decode)
         .collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     if req.method() == Method::GET && !truthy(&parse_query(req.uri().query()), "watch") {
@@ -216,6 +216,24 @@ async fn route(
     }
     match segs.as_slice() {
         ["openapi", "v3"] => return Ok(json_response(200, &crate::openapi::index(), &[])),
+        ["openapi", "v2"] => {
+            let wants_pb = req
+                .headers()
+                .get("accept")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|a| a.contains("protobuf"));
+            if !wants_pb {
+                return Ok(json_response(200, &crate::openapi::v2_json(), &[]));
+            }
+            return Ok(Response::builder()
+                .status(200)
+                .header(
+                    "Content-Type",
+                    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+                )
+                .body(full(crate::openapi::v2_protobuf()))
+                .unwrap_or_else(|_| Response::new(full(""))));
+        }
         ["openapi", "v3", "api", v] => {
             return crate::openapi::group_version_doc("", v)
                 .map(|d| json_response(200, &d, &[]))
@@ -234,14 +252,13 @@ async fn route(
                 v.to_string(),
                 rest.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
             );
-            resource_request(state, req, "", &v, &rest).await
+            resource_request(state, user, req, "", &v, &rest).await
         }
         ["apis", g, v, rest @ ..] if !rest.is_empty() => {
             let (g, v) = (g.to_string(), v.to_string());
             let rest = rest.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-            resource_request(state, req, &g, &v, &rest).await
+            resource_request(state, user, req, &g, &v, &rest).await
         }
-        // OpenAPI v2 (protobuf) is not served: 404.
         _ => Err(not_found_path()),
     }
 }
@@ -410,7 +427,10 @@ fn typed_check(res: &Resource, obj: &mut Value, fv: FieldValidation) -> ApiResul
                 .map(|f| format!("unknown field \"{f}\""))
                 .collect();
             Err(ApiError::bad_request(format!(
-                "strict decoding error: {}",
+                "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+                res.kind,
+                res.version,
+                res.kind,
                 list.join(", ")
             )))
         }
@@ -451,6 +471,7 @@ fn check_body_type(res: &Resource, body: &Value) -> ApiResult<()> {
 
 async fn resource_request(
     state: &State,
+    user: Option<&User>,
     req: Request<Incoming>,
     group: &str,
     version: &str,
@@ -466,11 +487,35 @@ async fn resource_request(
     if res.namespaced && t.ns.is_none() && !(method == Method::GET && t.name.is_none()) {
         return Err(not_found_path());
     }
+    if res.kind == "SelfSubjectReview" {
+        return self_subject_review(user, req, &method, t.name.is_some()).await;
+    }
+    if matches!(
+        res.kind,
+        "SelfSubjectAccessReview" | "SubjectAccessReview" | "SelfSubjectRulesReview"
+    ) {
+        return access_review(res, req, &method, t.name.is_some()).await;
+    }
     let sub = match t.sub.as_deref() {
         None => None,
+        Some("binding") if res.kind == "Pod" => Some("binding"),
         Some("status") if res.status => Some("status"),
         Some("scale") if res.scale => Some("scale"),
         Some("finalize") if res.kind == "Namespace" => Some("finalize"),
+        Some(
+            other @ ("log"
+            | "exec"
+            | "attach"
+            | "portforward"
+            | "proxy"
+            | "eviction"
+            | "ephemeralcontainers"),
+        ) if matches!(res.kind, "Pod" | "Service" | "Node") => {
+            return Err(ApiError::not_implemented(format!(
+                "{}/{other} is not available yet: streaming and eviction come with the node agent",
+                res.plural
+            )))
+        }
         Some(_) => return Err(not_found_path()),
     };
     match (&method, t.name.as_deref()) {
@@ -676,6 +721,55 @@ async fn resource_request(
                 &[],
             ))
         }
+        (&Method::POST, Some(name)) if sub == Some("binding") => {
+            let dry = dry_run(&q)?;
+            let (body, ct) = read_body(req).await?;
+            let binding = parse_json_body(&body, ct.as_deref())?;
+            let node = binding
+                .pointer("/target/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            if node.is_empty() {
+                return Err(ApiError::invalid(
+                    "",
+                    "Binding",
+                    name,
+                    vec![crate::error::Cause::required("target.name")],
+                ));
+            }
+            reg.update(res, ns, name, Subresource::Binding, dry, |old| {
+                let current = old
+                    .pointer("/spec/nodeName")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                if !current.is_empty() {
+                    return Err(ApiError::new(
+                        409,
+                        "Conflict",
+                        format!(
+                            "Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is already assigned to node \"{current}\""
+                        ),
+                    ));
+                }
+                if old.pointer("/metadata/deletionTimestamp").is_some() {
+                    return Err(ApiError::new(
+                        409,
+                        "Conflict",
+                        format!("Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is being deleted, cannot be assigned to a host"),
+                    ));
+                }
+                let mut new = without_rv(old);
+                new["spec"]["nodeName"] = json!(node);
+                Ok(new)
+            })
+            .await?;
+            Ok(json_response(
+                201,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+                &[],
+            ))
+        }
         (&Method::POST, Some(_)) => Err(ApiError::method_not_allowed(format!(
             "POST on {} subresource {:?} is not supported by this server yet",
             res.plural,
@@ -685,6 +779,74 @@ async fn resource_request(
             "{method} is not supported on this path"
         ))),
     }
+}
+
+/// `authorization.k8s.io/v1` access reviews. Authorization is not enforced yet: every
+/// authenticated user may do everything, and the reviews say so (with that reason).
+async fn access_review(
+    res: &Resource,
+    req: Request<Incoming>,
+    method: &Method,
+    named: bool,
+) -> ApiResult<Response<Body>> {
+    if *method != Method::POST || named {
+        return Err(ApiError::method_not_allowed(format!(
+            "{} only supports create",
+            res.plural
+        )));
+    }
+    let (body, ct) = read_body(req).await?;
+    let mut review = parse_json_body(&body, ct.as_deref())?;
+    check_body_type(res, &review)?;
+    review["apiVersion"] = json!(res.api_version());
+    review["kind"] = json!(res.kind);
+    if review.get("metadata").is_none_or(|m| !m.is_object()) {
+        review["metadata"] = json!({});
+    }
+    review["metadata"]["creationTimestamp"] = Value::Null;
+    const REASON: &str =
+        "skiff does not enforce authorization yet: every authenticated user is allowed";
+    review["status"] = if res.kind == "SelfSubjectRulesReview" {
+        json!({
+            "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
+            "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+            "incomplete": false,
+            "evaluationError": REASON,
+        })
+    } else {
+        json!({"allowed": true, "reason": REASON})
+    };
+    Ok(json_response(201, &review, &[]))
+}
+
+/// `authentication.k8s.io/v1` SelfSubjectReview (`kubectl auth whoami`): who the caller is.
+async fn self_subject_review(
+    user: Option<&User>,
+    req: Request<Incoming>,
+    method: &Method,
+    named: bool,
+) -> ApiResult<Response<Body>> {
+    if *method != Method::POST || named {
+        return Err(ApiError::method_not_allowed(
+            "selfsubjectreviews only supports create",
+        ));
+    }
+    let _ = read_body(req).await?;
+    let user = user.ok_or_else(ApiError::unauthorized)?;
+    let mut groups = user.groups.clone();
+    if !groups.iter().any(|g| g == "system:authenticated") {
+        groups.push("system:authenticated".into());
+    }
+    Ok(json_response(
+        201,
+        &json!({
+            "kind": "SelfSubjectReview",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"creationTimestamp": null},
+            "status": {"userInfo": {"username": user.name, "groups": groups}},
+        }),
+        &[],
+    ))
 }
 
 fn patch_error(e: patch::PatchError) -> ApiError {
@@ -1085,7 +1247,7 @@ async fn watch(
                             EventKind::Put => {
                                 let Ok(cur) = registry::decode(&ev.kv) else { continue };
                                 let prev = ev.prev_kv.as_ref().and_then(|p| registry::decode(p).ok());
-                                match (matches(&cur), prev.as_ref().map(|p| matches(p))) {
+                                match (matches(&cur), prev.as_ref().map(&matches)) {
                                     (true, None | Some(false)) => Some(("ADDED", cur)),
                                     (true, Some(true)) => Some(("MODIFIED", cur)),
                                     (false, Some(true)) => Some(("DELETED", cur)),

@@ -33,6 +33,7 @@ pub mod openapi;
 pub mod patch;
 pub mod pki;
 pub mod proto;
+pub mod quantity;
 pub mod registry;
 pub mod resources;
 pub mod selector;
@@ -73,6 +74,8 @@ pub struct ServerConfig {
     pub token: Option<String>,
     /// `--datastore-endpoint`: `None` for the embedded store; etcd is not built yet.
     pub datastore_endpoint: Option<String>,
+    /// `--tls-san`: extra IP addresses or DNS names for the serving certificate.
+    pub tls_san: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -84,6 +87,7 @@ impl Default for ServerConfig {
             write_kubeconfig: None,
             token: None,
             datastore_endpoint: None,
+            tls_san: Vec::new(),
         }
     }
 }
@@ -138,7 +142,9 @@ fn open_store(config: &ServerConfig) -> Result<Arc<dyn Store>> {
 pub async fn start(config: ServerConfig) -> Result<RunningServer> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| Error::io(format!("creating {}", config.data_dir.display()), e))?;
-    let pki = pki::Pki::load_or_generate(&config.data_dir, &[config.bind_address])?;
+    let mut sans = config.tls_san.clone();
+    sans.push(config.bind_address.to_string());
+    let pki = pki::Pki::load_or_generate(&config.data_dir, &sans)?;
     let token = pki::join_token(&config.data_dir, &pki, config.token.as_deref())?;
     let tls = tls_config(&pki)?;
     let cfg = config.clone();
@@ -302,7 +308,11 @@ async fn serve(
                         let user = user.clone();
                         async move { Ok::<_, std::convert::Infallible>(handler::handle(state, user, req).await) }
                     });
-                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    builder
+                        .http1()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(Duration::from_secs(30));
                     if let Err(e) = builder.serve_connection(TokioIo::new(tls), svc).await {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
                     }
@@ -350,5 +360,41 @@ async fn bootstrap(registry: &registry::Registry, port: u16) -> Result<()> {
         )
         .await
         .map_err(|e| Error::Config(format!("creating the kubernetes service: {e}")))?;
+    let pc = resources::lookup("scheduling.k8s.io", "v1", "priorityclasses")
+        .ok_or_else(|| Error::Config("priorityclasses not served".into()))?;
+    for (name, value, what) in [
+        ("system-node-critical", 2_000_001_000, "node"),
+        ("system-cluster-critical", 2_000_000_000, "cluster"),
+    ] {
+        registry
+            .ensure(
+                pc,
+                None,
+                json!({
+                    "metadata": {"name": name},
+                    "value": value,
+                    "globalDefault": false,
+                    "description": format!("Used for system critical pods that must not be moved from their current {what}."),
+                }),
+            )
+            .await
+            .map_err(|e| Error::Config(format!("creating priority class {name}: {e}")))?;
+    }
+    // The default class; its provisioner (node-local directories) comes with the agent.
+    let sc = resources::lookup("storage.k8s.io", "v1", "storageclasses")
+        .ok_or_else(|| Error::Config("storageclasses not served".into()))?;
+    registry
+        .ensure(
+            sc,
+            None,
+            json!({
+                "metadata": {"name": "local-path", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+                "provisioner": "skiff.io/local-path",
+                "reclaimPolicy": "Delete",
+                "volumeBindingMode": "WaitForFirstConsumer",
+            }),
+        )
+        .await
+        .map_err(|e| Error::Config(format!("creating the default storage class: {e}")))?;
     Ok(())
 }

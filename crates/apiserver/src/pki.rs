@@ -34,6 +34,7 @@ const CA_CERT: &str = "server-ca.crt";
 const CA_KEY: &str = "server-ca.key";
 const SERVING_CERT: &str = "serving.crt";
 const SERVING_KEY: &str = "serving.key";
+const SERVING_SANS: &str = "serving.sans";
 const ADMIN_CERT: &str = "client-admin.crt";
 const ADMIN_KEY: &str = "client-admin.key";
 
@@ -80,7 +81,10 @@ fn tls_err(what: &'static str) -> impl FnOnce(rcgen::Error) -> Error {
 
 impl Pki {
     /// Loads the certificates from `<data_dir>/tls`, generating any that are missing.
-    pub fn load_or_generate(data_dir: &Path, extra_ips: &[IpAddr]) -> Result<Pki> {
+    ///
+    /// `extra_sans` (IP addresses or DNS names, like k3s's `--tls-san`) are added to the
+    /// serving certificate; it is re-issued when its set of names changes.
+    pub fn load_or_generate(data_dir: &Path, extra_sans: &[String]) -> Result<Pki> {
         let dir = data_dir.join("tls");
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
@@ -105,7 +109,14 @@ impl Pki {
         // CA certificate on disk, which `ca_params` reproduces.
         let issuer = Issuer::new(ca_params, ca_key);
 
-        if !(dir.join(SERVING_CERT).exists() && dir.join(SERVING_KEY).exists()) {
+        let sans = serving_sans(extra_sans)?;
+        let mut fingerprint: Vec<String> = sans.iter().map(|s| format!("{s:?}")).collect();
+        fingerprint.sort();
+        let fingerprint = fingerprint.join("\n") + "\n";
+        let same_sans =
+            std::fs::read_to_string(dir.join(SERVING_SANS)).is_ok_and(|f| f == fingerprint);
+        if !(dir.join(SERVING_CERT).exists() && dir.join(SERVING_KEY).exists() && same_sans) {
+            tracing::info!(dir = %dir.display(), "issuing the serving certificate");
             let mut params = CertificateParams::default();
             params.distinguished_name = dn("kube-apiserver", &[]);
             validity(&mut params, 10);
@@ -114,13 +125,14 @@ impl Pki {
                 KeyUsagePurpose::KeyEncipherment,
             ];
             params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-            params.subject_alt_names = serving_sans(extra_ips)?;
+            params.subject_alt_names = sans;
             let key = KeyPair::generate().map_err(tls_err("generating the serving key"))?;
             let cert = params
                 .signed_by(&key, &issuer)
                 .map_err(tls_err("signing the serving certificate"))?;
             write_private(&dir.join(SERVING_KEY), &key.serialize_pem(), 0o600)?;
             write_private(&dir.join(SERVING_CERT), &cert.pem(), 0o644)?;
+            write_private(&dir.join(SERVING_SANS), &fingerprint, 0o644)?;
         }
         if !(dir.join(ADMIN_CERT).exists() && dir.join(ADMIN_KEY).exists()) {
             let (cert, key) = sign_client_cert(&issuer, "system:admin", &["system:masters"])?;
@@ -177,15 +189,27 @@ fn sign_client_cert(
     Ok((cert.pem(), key.serialize_pem()))
 }
 
-fn serving_sans(extra_ips: &[IpAddr]) -> Result<Vec<SanType>> {
+fn serving_sans(extra: &[String]) -> Result<Vec<SanType>> {
     let mut sans = Vec::new();
-    for name in [
+    let mut names: Vec<String> = [
         "localhost",
         "kubernetes",
         "kubernetes.default",
         "kubernetes.default.svc",
         "kubernetes.default.svc.cluster.local",
-    ] {
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut extra_ips = Vec::new();
+    for e in extra {
+        match e.parse::<IpAddr>() {
+            Ok(ip) => extra_ips.push(ip),
+            Err(_) if !names.contains(e) => names.push(e.clone()),
+            Err(_) => {}
+        }
+    }
+    for name in &names {
         let dns = name
             .to_string()
             .try_into()
@@ -208,7 +232,7 @@ fn serving_sans(extra_ips: &[IpAddr]) -> Result<Vec<SanType>> {
         ips.push(ip);
     }
     ips.extend(host_addresses());
-    ips.extend(extra_ips.iter().copied().filter(|ip| !ip.is_unspecified()));
+    ips.extend(extra_ips.into_iter().filter(|ip| !ip.is_unspecified()));
     let mut seen = std::collections::HashSet::new();
     for ip in ips {
         if seen.insert(ip) {
@@ -320,11 +344,78 @@ mod tests {
     }
 
     #[test]
+    fn certificates_have_the_right_extensions() {
+        use x509_parser::prelude::*;
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::load_or_generate(dir.path(), &[]).unwrap();
+        let der = |pem: &str| {
+            let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+            p.contents
+        };
+        let ca_der = der(&pki.ca_cert_pem);
+        let (_, ca) = X509Certificate::from_der(&ca_der).unwrap();
+        assert!(ca.basic_constraints().unwrap().unwrap().value.ca);
+
+        let serving_der = der(&pki.serving_cert_pem);
+        let (_, serving) = X509Certificate::from_der(&serving_der).unwrap();
+        let sans = serving.subject_alternative_name().unwrap().unwrap();
+        let names: Vec<String> = sans
+            .value
+            .general_names
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        for want in [
+            "DNSName(kubernetes.default.svc.cluster.local)",
+            "DNSName(localhost)",
+            "IPAddress(0a:2b:00:01)",
+            "IPAddress(7f:00:00:01)",
+        ] {
+            assert!(
+                names.iter().any(|n| n == want),
+                "{want} missing from {names:?}"
+            );
+        }
+        assert!(
+            serving
+                .extended_key_usage()
+                .unwrap()
+                .unwrap()
+                .value
+                .server_auth
+        );
+        assert!(serving.verify_signature(Some(ca.public_key())).is_ok());
+
+        let admin_der = der(&pki.admin_cert_pem);
+        let (_, admin) = X509Certificate::from_der(&admin_der).unwrap();
+        assert!(
+            admin
+                .extended_key_usage()
+                .unwrap()
+                .unwrap()
+                .value
+                .client_auth
+        );
+        let user = super::super::user_from_cert(&admin_der).unwrap();
+        assert_eq!(user.name, "system:admin");
+        assert_eq!(user.groups, vec!["system:masters".to_string()]);
+    }
+
+    #[test]
     fn generate_then_reuse() {
         let dir = tempfile::tempdir().unwrap();
         let a = Pki::load_or_generate(dir.path(), &[]).unwrap();
         let b = Pki::load_or_generate(dir.path(), &[]).unwrap();
         assert_eq!(a.ca_cert_pem, b.ca_cert_pem);
+        assert_eq!(a.serving_cert_pem, b.serving_cert_pem);
+        let c = Pki::load_or_generate(
+            dir.path(),
+            &["skiff.example.com".into(), "192.0.2.7".into()],
+        )
+        .unwrap();
+        assert_eq!(a.ca_cert_pem, c.ca_cert_pem);
+        assert_eq!(a.admin_cert_pem, c.admin_cert_pem);
+        assert_ne!(a.serving_cert_pem, c.serving_cert_pem);
         assert_eq!(a.admin_cert_pem, b.admin_cert_pem);
         let t1 = join_token(dir.path(), &a, None).unwrap();
         let t2 = join_token(dir.path(), &a, None).unwrap();

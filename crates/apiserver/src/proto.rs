@@ -64,7 +64,12 @@ fn schema() -> &'static Schema {
 fn inline(field: &str) -> bool {
     matches!(
         field,
-        "localObjectReference" | "ephemeralContainerCommon" | "persistentVolumeSource" | "volumeSource" | "ingressRuleValue" | "handler"
+        "localObjectReference"
+            | "ephemeralContainerCommon"
+            | "persistentVolumeSource"
+            | "volumeSource"
+            | "ingressRuleValue"
+            | "handler"
     )
 }
 
@@ -72,15 +77,41 @@ fn inline(field: &str) -> bool {
 fn keeps_zero(field: &str) -> bool {
     matches!(
         field,
-        "replicas" | "backoffLimit" | "parallelism" | "completions" | "terminationGracePeriodSeconds"
-            | "revisionHistoryLimit" | "progressDeadlineSeconds" | "successfulJobsHistoryLimit"
-            | "failedJobsHistoryLimit" | "startingDeadlineSeconds" | "activeDeadlineSeconds"
-            | "ttlSecondsAfterFinished" | "priority" | "runAsUser" | "runAsGroup" | "fsGroup"
-            | "runAsNonRoot" | "privileged" | "readOnlyRootFilesystem" | "allowPrivilegeEscalation"
-            | "hostUsers" | "enableServiceLinks" | "automountServiceAccountToken" | "immutable"
-            | "suspend" | "defaultMode" | "optional" | "allocateLoadBalancerNodePorts" | "partition"
-            | "tolerationSeconds" | "expirationSeconds" | "value" | "intVal"
-            | "allowed" | "denied"
+        "replicas"
+            | "backoffLimit"
+            | "parallelism"
+            | "completions"
+            | "terminationGracePeriodSeconds"
+            | "revisionHistoryLimit"
+            | "progressDeadlineSeconds"
+            | "successfulJobsHistoryLimit"
+            | "failedJobsHistoryLimit"
+            | "startingDeadlineSeconds"
+            | "activeDeadlineSeconds"
+            | "ttlSecondsAfterFinished"
+            | "priority"
+            | "runAsUser"
+            | "runAsGroup"
+            | "fsGroup"
+            | "runAsNonRoot"
+            | "privileged"
+            | "readOnlyRootFilesystem"
+            | "allowPrivilegeEscalation"
+            | "hostUsers"
+            | "enableServiceLinks"
+            | "automountServiceAccountToken"
+            | "immutable"
+            | "suspend"
+            | "defaultMode"
+            | "optional"
+            | "allocateLoadBalancerNodePorts"
+            | "partition"
+            | "tolerationSeconds"
+            | "expirationSeconds"
+            | "value"
+            | "intVal"
+            | "allowed"
+            | "denied"
     )
 }
 
@@ -96,7 +127,10 @@ impl<'a> Reader<'a> {
     fn varint(&mut self) -> Result<u64, ProtoError> {
         let mut v: u64 = 0;
         for shift in (0..64).step_by(7) {
-            let byte = *self.b.get(self.pos).ok_or_else(|| ProtoError("truncated varint".into()))?;
+            let byte = *self
+                .b
+                .get(self.pos)
+                .ok_or_else(|| ProtoError("truncated varint".into()))?;
             self.pos += 1;
             v |= u64::from(byte & 0x7f) << shift;
             if byte & 0x80 == 0 {
@@ -107,13 +141,21 @@ impl<'a> Reader<'a> {
     }
     fn bytes(&mut self) -> Result<&'a [u8], ProtoError> {
         let len = self.varint()? as usize;
-        let end = self.pos.checked_add(len).filter(|e| *e <= self.b.len()).ok_or_else(|| ProtoError("truncated field".into()))?;
+        let end = self
+            .pos
+            .checked_add(len)
+            .filter(|e| *e <= self.b.len())
+            .ok_or_else(|| ProtoError("truncated field".into()))?;
         let s = &self.b[self.pos..end];
         self.pos = end;
         Ok(s)
     }
     fn fixed(&mut self, n: usize) -> Result<&'a [u8], ProtoError> {
-        let end = self.pos.checked_add(n).filter(|e| *e <= self.b.len()).ok_or_else(|| ProtoError("truncated fixed field".into()))?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|e| *e <= self.b.len())
+            .ok_or_else(|| ProtoError("truncated fixed field".into()))?;
         let s = &self.b[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -136,9 +178,17 @@ fn fields(b: &[u8]) -> Result<Vec<(u32, Raw<'_>)>, ProtoError> {
         let num = (tag >> 3) as u32;
         let raw = match tag & 7 {
             0 => Raw::Varint(r.varint()?),
-            1 => Raw::Fixed64(r.fixed(8)?.try_into().map_err(|_| ProtoError("fixed64".into()))?),
+            1 => Raw::Fixed64(
+                r.fixed(8)?
+                    .try_into()
+                    .map_err(|_| ProtoError("fixed64".into()))?,
+            ),
             2 => Raw::Bytes(r.bytes()?),
-            5 => Raw::Fixed32(r.fixed(4)?.try_into().map_err(|_| ProtoError("fixed32".into()))?),
+            5 => Raw::Fixed32(
+                r.fixed(4)?
+                    .try_into()
+                    .map_err(|_| ProtoError("fixed32".into()))?,
+            ),
             w => return Err(ProtoError(format!("unsupported wire type {w}"))),
         };
         out.push((num, raw));
@@ -161,7 +211,10 @@ fn scalar(ty: &str, raw: &Raw<'_>) -> Result<Value, ProtoError> {
 }
 
 fn is_scalar(ty: &str) -> bool {
-    matches!(ty, "string" | "bytes" | "bool" | "int32" | "int64" | "uint32" | "uint64" | "double" | "float")
+    matches!(
+        ty,
+        "string" | "bytes" | "bool" | "int32" | "int64" | "uint32" | "uint64" | "double" | "float"
+    )
 }
 
 fn value(ty: &str, raw: &Raw<'_>) -> Result<Value, ProtoError> {
@@ -191,7 +244,8 @@ fn message(name: &str, b: &[u8]) -> Result<Value, ProtoError> {
             if secs == 0 && nanos == 0 {
                 return Ok(Value::Null);
             }
-            let t = chrono::DateTime::from_timestamp(secs, nanos as u32).ok_or_else(|| ProtoError("bad time".into()))?;
+            let t = chrono::DateTime::from_timestamp(secs, nanos as u32)
+                .ok_or_else(|| ProtoError("bad time".into()))?;
             return Ok(json!(if name.ends_with("MicroTime") {
                 t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
             } else {
@@ -233,15 +287,23 @@ fn message(name: &str, b: &[u8]) -> Result<Value, ProtoError> {
         "k8s.io.apimachinery.pkg.runtime.RawExtension" => return raw_json(b),
         _ => {}
     }
-    let schema = schema().get(name).ok_or_else(|| ProtoError(format!("message {name} is not known")))?;
+    let schema = schema()
+        .get(name)
+        .ok_or_else(|| ProtoError(format!("message {name} is not known")))?;
     let mut obj = Map::new();
     for (num, raw) in fields(b)? {
-        let f = schema
-            .get(&num)
-            .ok_or_else(|| ProtoError(format!("field {num} of {name} is not known to this server; send JSON instead")))?;
+        let f = schema.get(&num).ok_or_else(|| {
+            ProtoError(format!(
+                "field {num} of {name} is not known to this server; send JSON instead"
+            ))
+        })?;
         if let Some(map_ty) = f.ty.strip_prefix("map:") {
-            let (kt, vt) = map_ty.split_once(':').ok_or_else(|| ProtoError("bad map type".into()))?;
-            let Raw::Bytes(entry) = raw else { return Err(ProtoError("bad map entry".into())) };
+            let (kt, vt) = map_ty
+                .split_once(':')
+                .ok_or_else(|| ProtoError("bad map type".into()))?;
+            let Raw::Bytes(entry) = raw else {
+                return Err(ProtoError("bad map entry".into()));
+            };
             let (mut k, mut v) = (Value::Null, Value::Null);
             for (n, r) in fields(entry)? {
                 match n {
@@ -251,7 +313,11 @@ fn message(name: &str, b: &[u8]) -> Result<Value, ProtoError> {
                 }
             }
             if v.is_null() {
-                v = if vt == "string" || vt == "bytes" { json!("") } else { json!({}) };
+                v = if vt == "string" || vt == "bytes" {
+                    json!("")
+                } else {
+                    json!({})
+                };
             }
             let key = match k {
                 Value::String(s) => s,
@@ -265,7 +331,10 @@ fn message(name: &str, b: &[u8]) -> Result<Value, ProtoError> {
         }
         if f.label == b'r' {
             // Packed repeated scalars (not produced by Kubernetes, but valid protobuf).
-            if let (true, Raw::Bytes(packed)) = (is_scalar(&f.ty) && f.ty != "string" && f.ty != "bytes", &raw) {
+            if let (true, Raw::Bytes(packed)) = (
+                is_scalar(&f.ty) && f.ty != "string" && f.ty != "bytes",
+                &raw,
+            ) {
                 let mut r = Reader { b: packed, pos: 0 };
                 while !r.done() {
                     let v = scalar(&f.ty, &Raw::Varint(r.varint()?))?;
@@ -307,7 +376,8 @@ fn push(obj: &mut Map<String, Value>, name: &str, v: Value) {
 fn raw_json(b: &[u8]) -> Result<Value, ProtoError> {
     for (num, raw) in fields(b)? {
         if let (1, Raw::Bytes(s)) = (num, raw) {
-            return serde_json::from_slice(s).map_err(|e| ProtoError(format!("embedded JSON: {e}")));
+            return serde_json::from_slice(s)
+                .map_err(|e| ProtoError(format!("embedded JSON: {e}")));
         }
     }
     Ok(json!({}))
@@ -325,7 +395,9 @@ fn package(api_version: &str) -> Option<String> {
 
 /// Decodes a `k8s\0`-prefixed protobuf object into JSON (with apiVersion and kind).
 pub fn decode(body: &[u8]) -> Result<Value, ProtoError> {
-    let rest = body.strip_prefix(MAGIC).ok_or_else(|| ProtoError("missing the k8s protobuf prefix".into()))?;
+    let rest = body
+        .strip_prefix(MAGIC)
+        .ok_or_else(|| ProtoError("missing the k8s protobuf prefix".into()))?;
     let (mut api_version, mut kind, mut raw) = (String::new(), String::new(), &[][..]);
     for (num, r) in fields(rest)? {
         match (num, r) {
@@ -342,7 +414,10 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtoError> {
             }
             (2, Raw::Bytes(r)) => raw = r,
             (3, Raw::Bytes(enc)) if !enc.is_empty() => {
-                return Err(ProtoError(format!("content encoding {:?} is not supported", String::from_utf8_lossy(enc))))
+                return Err(ProtoError(format!(
+                    "content encoding {:?} is not supported",
+                    String::from_utf8_lossy(enc)
+                )))
             }
             _ => {}
         }
@@ -350,7 +425,8 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtoError> {
     if kind.is_empty() {
         return Err(ProtoError("no kind in the protobuf envelope".into()));
     }
-    let pkg = package(&api_version).ok_or_else(|| ProtoError(format!("unknown apiVersion {api_version}")))?;
+    let pkg = package(&api_version)
+        .ok_or_else(|| ProtoError(format!("unknown apiVersion {api_version}")))?;
     let mut obj = message(&format!("{pkg}.{kind}"), raw)?;
     if let Value::Object(m) = &mut obj {
         m.insert("apiVersion".into(), json!(api_version));
@@ -407,7 +483,10 @@ mod tests {
         let mut body = MAGIC.to_vec();
         body.extend(unknown);
         let v = decode(&body).unwrap();
-        assert_eq!(v, json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s1"}, "data": {"user": "YWRtaW4="}, "type": "Opaque", "immutable": false}));
+        assert_eq!(
+            v,
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s1"}, "data": {"user": "YWRtaW4="}, "type": "Opaque", "immutable": false})
+        );
     }
 
     #[test]

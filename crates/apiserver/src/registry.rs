@@ -522,7 +522,7 @@ impl Registry {
             new["kind"] = json!(res.kind);
             strategy::prepare_for_update(res, &old, &mut new, sub);
             let mut causes = crate::validation::validate(res, &new);
-            causes.extend(strategy::validate_update(res, &old, &new));
+            causes.extend(strategy::validate_update(res, &old, &new, sub));
             if !causes.is_empty() {
                 return Err(ApiError::invalid(res.group, res.kind, name, causes));
             }

@@ -58,6 +58,15 @@ impl Resource {
 
     /// The verbs of the main resource.
     pub fn verbs(&self) -> &'static [&'static str] {
+        if matches!(
+            self.kind,
+            "SelfSubjectReview"
+                | "SelfSubjectAccessReview"
+                | "SelfSubjectRulesReview"
+                | "SubjectAccessReview"
+        ) {
+            return &["create"];
+        }
         &[
             "create",
             "delete",
@@ -566,6 +575,64 @@ pub static RESOURCES: &[Resource] = &[
         "storageclass",
         false,
         &["sc"],
+        NONE,
+        false,
+        false,
+        false,
+        Subdomain,
+    ),
+    // authentication.k8s.io/v1 (create only, not stored)
+    res(
+        "authentication.k8s.io",
+        "v1",
+        "SelfSubjectReview",
+        "selfsubjectreviews",
+        "selfsubjectreview",
+        false,
+        NONE,
+        NONE,
+        false,
+        false,
+        false,
+        Subdomain,
+    ),
+    // authorization.k8s.io/v1 (create only, not stored)
+    res(
+        "authorization.k8s.io",
+        "v1",
+        "SelfSubjectAccessReview",
+        "selfsubjectaccessreviews",
+        "selfsubjectaccessreview",
+        false,
+        NONE,
+        NONE,
+        false,
+        false,
+        false,
+        Subdomain,
+    ),
+    res(
+        "authorization.k8s.io",
+        "v1",
+        "SelfSubjectRulesReview",
+        "selfsubjectrulesreviews",
+        "selfsubjectrulesreview",
+        false,
+        NONE,
+        NONE,
+        false,
+        false,
+        false,
+        Subdomain,
+    ),
+    res(
+        "authorization.k8s.io",
+        "v1",
+        "SubjectAccessReview",
+        "subjectaccessreviews",
+        "subjectaccessreview",
+        false,
+        NONE,
         NONE,
         false,
         false,

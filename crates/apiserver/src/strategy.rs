@@ -13,6 +13,8 @@ pub enum Subresource {
     Status,
     /// `namespaces/{name}/finalize`: only `spec.finalizers` changes.
     Finalize,
+    /// `pods/{name}/binding`: only `spec.nodeName` changes.
+    Binding,
 }
 
 /// RFC 3339 timestamp with seconds, as Kubernetes writes `metav1.Time`.
@@ -226,6 +228,30 @@ pub fn apply_defaults(res: &Resource, obj: &mut Value) {
             let spec = obj_mut(obj, "spec");
             default(spec, "finalizers", json!(["kubernetes"]));
         }
+        "PersistentVolumeClaim" => canonical_quantities(
+            obj,
+            &[
+                "/spec/resources/requests",
+                "/spec/resources/limits",
+                "/status/capacity",
+            ],
+        ),
+        "PersistentVolume" => canonical_quantities(obj, &["/spec/capacity"]),
+        "ResourceQuota" => {
+            canonical_quantities(obj, &["/spec/hard", "/status/hard", "/status/used"])
+        }
+        "Node" => canonical_quantities(obj, &["/status/capacity", "/status/allocatable"]),
+        "PriorityClass" if obj.get("preemptionPolicy").is_none_or(Value::is_null) => {
+            obj["preemptionPolicy"] = json!("PreemptLowerPriority");
+        }
+        "StorageClass" => {
+            if obj.get("reclaimPolicy").is_none_or(Value::is_null) {
+                obj["reclaimPolicy"] = json!("Delete");
+            }
+            if obj.get("volumeBindingMode").is_none_or(Value::is_null) {
+                obj["volumeBindingMode"] = json!("Immediate");
+            }
+        }
         _ => {}
     }
 }
@@ -314,6 +340,13 @@ fn pod_spec_defaults(spec: &mut Value, is_pod: bool) {
                 default(c, "terminationMessagePath", json!("/dev/termination-log"));
                 default(c, "terminationMessagePolicy", json!("File"));
                 default(c, "resources", json!({}));
+                for part in ["limits", "requests"] {
+                    if let Some(Value::Object(m)) =
+                        c.get_mut("resources").and_then(|r| r.get_mut(part))
+                    {
+                        crate::quantity::canonicalize_map(m);
+                    }
+                }
                 let image = c.get("image").and_then(Value::as_str).unwrap_or("");
                 default(c, "imagePullPolicy", json!(default_pull_policy(image)));
                 if let Some(Value::Array(ports)) = c.get_mut("ports") {
@@ -322,6 +355,15 @@ fn pod_spec_defaults(spec: &mut Value, is_pod: bool) {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Canonicalizes the quantity maps of kinds that carry them outside pod specs.
+fn canonical_quantities(obj: &mut Value, pointers: &[&str]) {
+    for p in pointers {
+        if let Some(Value::Object(m)) = obj.pointer_mut(p) {
+            crate::quantity::canonicalize_map(m);
         }
     }
 }
@@ -381,6 +423,15 @@ pub fn prepare_for_update(res: &Resource, old: &Value, new: &mut Value, sub: Sub
             .unwrap_or(json!([]));
         *new = old.clone();
         obj_mut(new, "spec").insert("finalizers".into(), finalizers);
+        return;
+    }
+    if sub == Subresource::Binding {
+        let node = new
+            .pointer("/spec/nodeName")
+            .cloned()
+            .unwrap_or(Value::Null);
+        *new = old.clone();
+        obj_mut(new, "spec").insert("nodeName".into(), node);
         return;
     }
     if sub == Subresource::Status {
@@ -443,11 +494,9 @@ pub fn prepare_for_update(res: &Resource, old: &Value, new: &mut Value, sub: Sub
                 }
             }
         }
-        "Job" => {
-            if new.pointer("/spec/selector").is_none() {
-                if let Some(sel) = old.pointer("/spec/selector") {
-                    obj_mut(new, "spec").insert("selector".into(), sel.clone());
-                }
+        "Job" if new.pointer("/spec/selector").is_none() => {
+            if let Some(sel) = old.pointer("/spec/selector") {
+                obj_mut(new, "spec").insert("selector".into(), sel.clone());
             }
         }
         _ => {}
@@ -478,8 +527,11 @@ fn spec_of(obj: &Value) -> Value {
 }
 
 /// Immutable-field rules of an update (after [`prepare_for_update`]).
-pub fn validate_update(res: &Resource, old: &Value, new: &Value) -> Vec<Cause> {
+pub fn validate_update(res: &Resource, old: &Value, new: &Value, sub: Subresource) -> Vec<Cause> {
     let mut causes = Vec::new();
+    if sub != Subresource::Main {
+        return causes;
+    }
     let immutable = |path: &str, causes: &mut Vec<Cause>| {
         let p = format!("/{}", path.replace('.', "/"));
         if old.pointer(&p) != new.pointer(&p) {
@@ -532,7 +584,6 @@ pub fn validate_update(res: &Resource, old: &Value, new: &Value) -> Vec<Cause> {
                         "activeDeadlineSeconds",
                         "tolerations",
                         "terminationGracePeriodSeconds",
-                        "nodeName",
                     ] {
                         m.remove(k);
                     }

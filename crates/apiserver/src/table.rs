@@ -143,6 +143,21 @@ fn columns(kind: &str) -> Vec<Col> {
             SELECTOR,
         ],
         "Lease" => vec![NAME, ("Holder", "string", "", 0), AGE],
+        "PriorityClass" => vec![
+            NAME,
+            ("Value", "integer", "", 0),
+            ("Global-Default", "boolean", "", 0),
+            AGE,
+            ("PreemptionPolicy", "string", "", 0),
+        ],
+        "StorageClass" => vec![
+            NAME,
+            ("Provisioner", "string", "", 0),
+            ("ReclaimPolicy", "string", "", 0),
+            ("VolumeBindingMode", "string", "", 0),
+            ("AllowVolumeExpansion", "string", "", 0),
+            AGE,
+        ],
         "PersistentVolumeClaim" => vec![
             NAME,
             ("Status", "string", "", 0),
@@ -669,6 +684,39 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
             )),
         ],
         "Lease" => vec![name, json!(s(o, "/spec/holderIdentity")), age],
+        "PriorityClass" => vec![
+            name,
+            json!(i(o, "/value")),
+            json!(o
+                .get("globalDefault")
+                .and_then(Value::as_bool)
+                .unwrap_or(false)),
+            age,
+            json!(s(o, "/preemptionPolicy")),
+        ],
+        "StorageClass" => {
+            let default = o
+                .pointer("/metadata/annotations/storageclass.kubernetes.io~1is-default-class")
+                .and_then(Value::as_str)
+                == Some("true");
+            let shown = if default {
+                format!("{} (default)", s(o, "/metadata/name"))
+            } else {
+                s(o, "/metadata/name").to_string()
+            };
+            vec![
+                json!(shown),
+                json!(s(o, "/provisioner")),
+                json!(s(o, "/reclaimPolicy")),
+                json!(s(o, "/volumeBindingMode")),
+                json!(o
+                    .get("allowVolumeExpansion")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)
+                    .to_string()),
+                age,
+            ]
+        }
         "PersistentVolumeClaim" => vec![
             name,
             json!(s(o, "/status/phase")),

@@ -85,7 +85,7 @@ pub fn validate(res: &Resource, obj: &Value) -> Vec<Cause> {
                 }
                 match v.as_str() {
                     Some(s) if what && !crate::selector::valid_label_value(s) => causes.push(
-                        Cause::invalid(format!("{path}"), s, "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"),
+                        Cause::invalid(path.clone(), s, "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"),
                     ),
                     Some(_) => {}
                     None => causes.push(Cause::invalid(format!("{path}.{k}"), "", "must be a string")),
@@ -237,6 +237,27 @@ pub fn validate_pod_spec(spec: Option<&Value>, path: &str, causes: &mut Vec<Caus
             .is_empty()
         {
             causes.push(Cause::required(format!("{path}.containers[{i}].image")));
+        }
+        for part in ["limits", "requests"] {
+            let Some(m) = c
+                .pointer(&format!("/resources/{part}"))
+                .and_then(Value::as_object)
+            else {
+                continue;
+            };
+            for (k, v) in m {
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                if crate::quantity::canonicalize(&text).is_none() {
+                    causes.push(Cause::invalid(
+                        format!("{path}.containers[{i}].resources.{part}[{k}]"),
+                        &text,
+                        "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
+                    ));
+                }
+            }
         }
     }
     if let Some(rp) = spec

@@ -64,6 +64,7 @@ pub struct CreateOptions {
     pub oom_score_adj: Option<i32>,
     pub group_add: Vec<String>,
     pub extra_labels: BTreeMap<String, String>,
+    pub network_aliases: Vec<String>,
 }
 
 /// Parse a docker size (`512m`, `1g`, `100k`, `1024`, `2GB`) to bytes.
@@ -271,9 +272,17 @@ impl Engine {
             && network != "host"
             && !network.starts_with("container:")
         {
-            return Err(EngineError::Unsupported(format!(
-                "network {network} not found"
-            )));
+            let n = crate::network::get_network(&self.root, &self.bridge, &network)?;
+            if !n.user_defined {
+                return Err(EngineError::Invalid(format!("network {network} not found")));
+            }
+        }
+        if !opts.network_aliases.is_empty()
+            && matches!(network.as_str(), "bridge" | "none" | "host")
+        {
+            return Err(EngineError::Invalid(
+                "network-scoped aliases are only supported for user-defined networks".into(),
+            ));
         }
 
         let mut res = Resources {
@@ -544,6 +553,8 @@ impl Engine {
                     oom_score_adj: opts.oom_score_adj,
                     group_add: opts.group_add.clone(),
                     managed_files: BTreeMap::new(),
+                    extra_networks: Vec::new(),
+                    network_aliases: opts.network_aliases.clone(),
                 },
                 ports,
                 anonymous_volumes: anonymous,
@@ -667,6 +678,7 @@ impl Engine {
             Ok(match mode {
                 "" | "private" | "bridge" | "none" | "shareable" => NsMode::New,
                 "host" => NsMode::Host,
+                m if !m.contains(':') && what == "net" => NsMode::New,
                 m => match m.strip_prefix("container:") {
                     Some(t) => {
                         let c = self.get(t)?;

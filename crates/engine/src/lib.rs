@@ -8,6 +8,7 @@
 
 pub mod build;
 pub mod create;
+pub mod dns;
 pub mod files;
 pub mod logs;
 pub mod monitor;

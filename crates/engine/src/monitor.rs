@@ -268,34 +268,50 @@ impl Monitor {
             return Err((125, e.to_string()));
         }
         if let Some(plan) = &self.net {
-            if let Err(e) = crate::network::attach(&plan.bridge, &self.c.record.id, pid, plan.ip) {
-                created.abort();
-                return Err((125, format!("attaching to the bridge network: {e}")));
+            for a in &plan.attachments {
+                if let Err(e) = crate::network::attach(
+                    &a.bridge,
+                    &self.c.record.id,
+                    pid,
+                    a.ip,
+                    &a.ifname,
+                    a.default_route,
+                ) {
+                    created.abort();
+                    return Err((125, format!("attaching to network {}: {e}", a.network)));
+                }
             }
         }
-        let started = match created.start() {
-            Ok(s) => s,
-            Err(skiff_runtime::Error::Exec(f)) => return Err((f.code, f.message)),
-            Err(e) => return Err((125, e.to_string())),
-        };
+        // Ports and the embedded DNS are up before the process runs.
         let mut proxy = None;
         let mut bound_ports = Vec::new();
         if let Some(plan) = self.net.clone() {
-            if !plan.ports.is_empty() {
-                match start_proxy(&plan) {
+            if !plan.ports.is_empty() || plan.dns {
+                match start_proxy(&plan, &self.root, pid) {
                     Ok((child, ports)) => {
                         proxy = Some(child);
                         bound_ports = ports;
                     }
                     Err(msg) => {
-                        unsafe { libc::kill(pid, libc::SIGKILL) };
-                        let mut st = 0;
-                        unsafe { libc::waitpid(pid, &mut st, 0) };
+                        created.abort();
                         return Err((125, msg));
                     }
                 }
             }
         }
+        let started = match created.start() {
+            Ok(s) => s,
+            Err(e) => {
+                if let Some(mut p) = proxy {
+                    let _ = p.kill();
+                    let _ = p.wait();
+                }
+                return Err(match e {
+                    skiff_runtime::Error::Exec(f) => (f.code, f.message),
+                    e => (125, e.to_string()),
+                });
+            }
+        };
         let cgc = cg.clone();
         let _ = self.c.update_state(|s| {
             s.ports = bound_ports.clone();
@@ -490,15 +506,27 @@ impl Monitor {
 }
 
 /// Start the port proxy and wait until it bound every port (or could not).
-fn start_proxy(plan: &NetPlan) -> Result<(std::process::Child, Vec<PortBinding>), String> {
+fn start_proxy(
+    plan: &NetPlan,
+    root: &Path,
+    pid: i32,
+) -> Result<(std::process::Child, Vec<PortBinding>), String> {
     use std::io::BufRead;
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().map_err(|e| format!("finding skiff: {e}"))?;
     let (r, w) = sys::pipe().map_err(|e| format!("pipe: {e}"))?;
     let mut cmd = std::process::Command::new(exe);
-    cmd.arg("__proxy");
+    cmd.arg("--root").arg(root).arg("__proxy");
+    if plan.dns {
+        cmd.arg("--dns-pid").arg(pid.to_string());
+        for a in &plan.attachments {
+            cmd.arg("--dns-net").arg(&a.network);
+        }
+    }
+    let ip = plan.primary_ip().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+    cmd.arg("--");
     for p in &plan.ports {
-        cmd.arg(crate::network::proxy_arg(p, plan.ip));
+        cmd.arg(crate::network::proxy_arg(p, ip));
     }
     cmd.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())

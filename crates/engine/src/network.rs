@@ -118,7 +118,7 @@ pub fn allocate_ip(root: &Path, cfg: &BridgeConfig, id: &str) -> Result<Ipv4Addr
     let dir = BridgeConfig::dir(root);
     std::fs::create_dir_all(&dir).map_err(|e| EngineError::io("creating networks dir", e))?;
     let _l = Lock::exclusive(&dir.join("lock"))?;
-    let p = dir.join("ipam.json");
+    let p = dir.join(format!("ipam-{}.json", cfg.bridge));
     let mut ipam: Ipam = read_json(&p).unwrap_or_default();
     if let Some((ip, _)) = ipam.leases.iter().find(|(_, v)| v.as_str() == id) {
         return ip
@@ -144,7 +144,42 @@ pub fn allocate_ip(root: &Path, cfg: &BridgeConfig, id: &str) -> Result<Ipv4Addr
     )))
 }
 
-/// Release every address held by container `id`.
+/// Release the address container `id` holds on the network of `cfg`.
+pub fn release_ip_on(root: &Path, cfg: &BridgeConfig, id: &str) {
+    let dir = BridgeConfig::dir(root);
+    let Ok(_l) = Lock::exclusive(&dir.join("lock")) else {
+        return;
+    };
+    let p = dir.join(format!("ipam-{}.json", cfg.bridge));
+    let mut ipam: Ipam = read_json(&p).unwrap_or_default();
+    ipam.leases.retain(|_, v| v != id);
+    let _ = write_json(&p, &ipam);
+}
+
+/// Delete a host-side veth (its peer in the container goes with it).
+pub fn delete_link(name: &str) -> Result<()> {
+    let rt = rt()?;
+    rt.block_on(async {
+        let (conn, h, _) =
+            rtnetlink::new_connection().map_err(|e| EngineError::io("netlink socket", e))?;
+        tokio::spawn(conn);
+        if let Some(idx) = link_index(&h, name).await? {
+            h.link()
+                .del(idx)
+                .execute()
+                .await
+                .map_err(|e| nl_err(&format!("deleting {name}"), e))?;
+        }
+        Ok(())
+    })
+}
+
+/// The host-side veth name of a container's interface.
+pub fn host_veth(id: &str, ifname: &str) -> String {
+    format!("veth{}{}", &id[..8], ifname.trim_start_matches("eth"))
+}
+
+/// Release every address held by container `id`, on every network.
 pub fn release_ip(root: &Path, id: &str) {
     let dir = BridgeConfig::dir(root);
     if !dir.exists() {
@@ -153,12 +188,21 @@ pub fn release_ip(root: &Path, id: &str) {
     let Ok(_l) = Lock::exclusive(&dir.join("lock")) else {
         return;
     };
-    let p = dir.join("ipam.json");
-    let mut ipam: Ipam = read_json(&p).unwrap_or_default();
-    let before = ipam.leases.len();
-    ipam.leases.retain(|_, v| v != id);
-    if ipam.leases.len() != before {
-        let _ = write_json(&p, &ipam);
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if !name.starts_with("ipam-") {
+            continue;
+        }
+        let p = e.path();
+        let mut ipam: Ipam = read_json(&p).unwrap_or_default();
+        let before = ipam.leases.len();
+        ipam.leases.retain(|_, v| v != id);
+        if ipam.leases.len() != before {
+            let _ = write_json(&p, &ipam);
+        }
     }
 }
 
@@ -307,9 +351,17 @@ pub fn teardown(cfg: &BridgeConfig) -> Result<()> {
 /// Wire container process `pid` (already in its own network namespace) to the
 /// bridge with address `ip`: a veth pair, the peer renamed `eth0` inside, address,
 /// up, default route via the gateway. Must be called from a single-threaded process.
-pub fn attach(cfg: &BridgeConfig, id: &str, pid: i32, ip: Ipv4Addr) -> Result<()> {
-    let host_name = format!("veth{}", &id[..8]);
-    let peer_tmp = format!("vp{}", &id[..8]);
+pub fn attach(
+    cfg: &BridgeConfig,
+    id: &str,
+    pid: i32,
+    ip: Ipv4Addr,
+    ifname: &str,
+    default_route: bool,
+) -> Result<()> {
+    let suffix = ifname.trim_start_matches("eth");
+    let host_name = host_veth(id, ifname);
+    let peer_tmp = format!("vp{}{}", &id[..8], suffix);
     let rt = rt()?;
     // A netlink socket inside the container's namespace: open it there, come back.
     let inner_sock = {
@@ -377,12 +429,12 @@ pub fn attach(cfg: &BridgeConfig, id: &str, pid: i32, ip: Ipv4Addr) -> Result<()
         ih.link()
             .set(
                 rtnetlink::LinkUnspec::new_with_index(inner)
-                    .name("eth0".to_string())
+                    .name(ifname.to_string())
                     .build(),
             )
             .execute()
             .await
-            .map_err(|e| nl_err("renaming eth0", e))?;
+            .map_err(|e| nl_err(&format!("renaming {ifname}"), e))?;
         ih.address()
             .add(inner, std::net::IpAddr::V4(ip), cfg.prefix)
             .execute()
@@ -392,15 +444,17 @@ pub fn attach(cfg: &BridgeConfig, id: &str, pid: i32, ip: Ipv4Addr) -> Result<()
             .set(rtnetlink::LinkUnspec::new_with_index(inner).up().build())
             .execute()
             .await
-            .map_err(|e| nl_err("bringing eth0 up", e))?;
-        let route = rtnetlink::RouteMessageBuilder::<Ipv4Addr>::new()
-            .gateway(cfg.gateway)
-            .build();
-        ih.route()
-            .add(route)
-            .execute()
-            .await
-            .map_err(|e| nl_err("adding default route", e))?;
+            .map_err(|e| nl_err(&format!("bringing {ifname} up"), e))?;
+        if default_route {
+            let route = rtnetlink::RouteMessageBuilder::<Ipv4Addr>::new()
+                .gateway(cfg.gateway)
+                .build();
+            ih.route()
+                .add(route)
+                .execute()
+                .await
+                .map_err(|e| nl_err("adding default route", e))?;
+        }
         Ok::<(), EngineError>(())
     })
 }
@@ -421,17 +475,195 @@ pub fn proxy_arg(p: &PortBinding, ip: Ipv4Addr) -> String {
     )
 }
 
-/// The time a lease file was last written, for diagnostics.
-pub fn describe(cfg: &BridgeConfig) -> String {
-    format!(
-        "bridge {} {}/{} gw {} table {} ({})",
-        cfg.bridge,
-        cfg.subnet,
-        cfg.prefix,
-        cfg.gateway,
-        cfg.table,
-        state::now()
+/// A network containers join: the default `bridge` or a user-defined one.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Network {
+    pub name: String,
+    pub id: String,
+    pub created: String,
+    pub bridge: BridgeConfig,
+    pub labels: BTreeMap<String, String>,
+    pub internal: bool,
+    /// User-defined networks resolve container names through the embedded DNS.
+    pub user_defined: bool,
+}
+
+fn network_id(name: &str, cfg: &BridgeConfig) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(
+        format!("{name}/{}/{}/{}", cfg.bridge, cfg.subnet, cfg.prefix).as_bytes(),
+    ))
+}
+
+/// The default `bridge` network of a root.
+pub fn default_network(root: &Path, wanted: &BridgeConfig) -> Result<Network> {
+    let cfg = BridgeConfig::load_or_init(root, wanted)?;
+    Ok(Network {
+        name: "bridge".into(),
+        id: network_id("bridge", &cfg),
+        created: String::new(),
+        bridge: cfg,
+        labels: BTreeMap::new(),
+        internal: false,
+        user_defined: false,
+    })
+}
+
+fn user_networks(root: &Path) -> Vec<Network> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(BridgeConfig::dir(root).join("user")) {
+        for e in rd.flatten() {
+            if let Ok(n) = read_json::<Network>(&e.path()) {
+                out.push(n);
+            }
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// Every bridge network of the root: `bridge` first, then user-defined ones.
+pub fn list_networks(root: &Path, wanted: &BridgeConfig) -> Result<Vec<Network>> {
+    let mut v = vec![default_network(root, wanted)?];
+    v.extend(user_networks(root));
+    Ok(v)
+}
+
+/// A network by name, full id or unique id prefix.
+pub fn get_network(root: &Path, wanted: &BridgeConfig, reference: &str) -> Result<Network> {
+    let all = list_networks(root, wanted)?;
+    if let Some(n) = all.iter().find(|n| n.name == reference) {
+        return Ok(n.clone());
+    }
+    let m: Vec<&Network> = all
+        .iter()
+        .filter(|n| reference.len() >= 3 && n.id.starts_with(reference))
+        .collect();
+    match m.as_slice() {
+        [one] => Ok((*one).clone()),
+        _ => Err(EngineError::Invalid(format!(
+            "network {reference} not found"
+        ))),
+    }
+}
+
+fn overlaps(a: (Ipv4Addr, u8), b: (Ipv4Addr, u8)) -> bool {
+    let p = a.1.min(b.1);
+    let mask = u32::MAX << (32 - p);
+    (u32::from(a.0) & mask) == (u32::from(b.0) & mask)
+}
+
+/// `skiff network create`.
+pub fn create_network(
+    root: &Path,
+    wanted: &BridgeConfig,
+    name: &str,
+    subnet: Option<&str>,
+    gateway: Option<&str>,
+    labels: BTreeMap<String, String>,
+    internal: bool,
+) -> Result<Network> {
+    if ["bridge", "host", "none", "default"].contains(&name) {
+        return Err(EngineError::Conflict(format!(
+            "network name {name} is reserved for a predefined network"
+        )));
+    }
+    if !crate::names::valid_name(name) {
+        return Err(EngineError::Invalid(format!(
+            "invalid network name: {name}"
+        )));
+    }
+    let dir = BridgeConfig::dir(root).join("user");
+    std::fs::create_dir_all(&dir).map_err(|e| EngineError::io("creating networks dir", e))?;
+    // Settle the default network first: it takes the same lock.
+    default_network(root, wanted)?;
+    let _l = Lock::exclusive(&BridgeConfig::dir(root).join("lock"))?;
+    let all = list_networks(root, wanted)?;
+    if all.iter().any(|n| n.name == name) {
+        return Err(EngineError::Conflict(format!(
+            "network with name {name} already exists"
+        )));
+    }
+    let used: Vec<(Ipv4Addr, u8)> = all
+        .iter()
+        .map(|n| (n.bridge.subnet, n.bridge.prefix))
+        .collect();
+    let (net, prefix) = match subnet {
+        Some(s) => {
+            let c = parse_cidr(s)?;
+            if let Some(o) = all
+                .iter()
+                .find(|n| overlaps(c, (n.bridge.subnet, n.bridge.prefix)))
+            {
+                return Err(EngineError::Invalid(format!(
+                    "invalid pool request: Pool overlaps with other one on this address space (network {})",
+                    o.name
+                )));
+            }
+            c
+        }
+        None => (19..=31u8)
+            .map(|b| (Ipv4Addr::new(172, b, 0, 0), 16u8))
+            .find(|c| !used.iter().any(|u| overlaps(*c, *u)))
+            .ok_or_else(|| {
+                EngineError::Conflict("no free address pool left for a new network".into())
+            })?,
+    };
+    let gw = match gateway {
+        Some(g) => {
+            let g: Ipv4Addr = g
+                .parse()
+                .map_err(|_| EngineError::Invalid(format!("invalid gateway: {g}")))?;
+            if !overlaps((g, prefix), (net, prefix)) {
+                return Err(EngineError::Invalid(format!(
+                    "gateway {g} is not in subnet {net}/{prefix}"
+                )));
+            }
+            g
+        }
+        None => Ipv4Addr::from(u32::from(net) + 1),
+    };
+    let mut cfg = BridgeConfig {
+        bridge: String::new(),
+        subnet: net,
+        prefix,
+        gateway: gw,
+        table: String::new(),
+    };
+    let id = network_id(name, &cfg);
+    cfg.bridge = format!("br-{}", &id[..12]);
+    cfg.table = format!("{}_{}", wanted.table, &id[..8]);
+    let n = Network {
+        name: name.into(),
+        id: network_id(name, &cfg),
+        created: state::now(),
+        bridge: cfg,
+        labels,
+        internal,
+        user_defined: true,
+    };
+    write_json(&dir.join(format!("{name}.json")), &n)?;
+    Ok(n)
+}
+
+/// `skiff network rm`: the bridge, its rules and its record (callers check use).
+pub fn remove_network(root: &Path, n: &Network) -> Result<()> {
+    if !n.user_defined {
+        return Err(EngineError::Conflict(format!(
+            "{} is a pre-defined network and cannot be removed",
+            n.name
+        )));
+    }
+    teardown(&n.bridge)?;
+    let _ = std::fs::remove_file(
+        BridgeConfig::dir(root).join(format!("ipam-{}.json", n.bridge.bridge)),
+    );
+    std::fs::remove_file(
+        BridgeConfig::dir(root)
+            .join("user")
+            .join(format!("{}.json", n.name)),
     )
+    .map_err(|e| EngineError::io(format!("removing network {}", n.name), e))
 }
 
 #[cfg(test)]
@@ -446,6 +678,14 @@ mod tests {
         );
         assert!(parse_cidr("10.0.0.0").is_err());
         assert!(parse_cidr("10.0.0.0/33").is_err());
+        assert!(overlaps(
+            (Ipv4Addr::new(10, 1, 0, 0), 16),
+            (Ipv4Addr::new(10, 1, 2, 0), 24)
+        ));
+        assert!(!overlaps(
+            (Ipv4Addr::new(10, 1, 0, 0), 16),
+            (Ipv4Addr::new(10, 2, 0, 0), 16)
+        ));
         let c = BridgeConfig::with(Some("br-x"), Some("10.9.0.0/16"), Some("t1")).unwrap();
         assert_eq!(c.gateway, Ipv4Addr::new(10, 9, 0, 1));
         assert!(BridgeConfig::with(Some("way-too-long-bridge-name"), None, None).is_err());

@@ -180,19 +180,10 @@ impl Engine {
         let warnings = skiff_runtime::linux::clamp_process(&mut spec.process)?;
         let mut c = c;
         let _ = std::fs::remove_file(c.dir.join("net.json"));
-        if c.record.host.network_mode == "bridge" {
-            let cfg = crate::network::BridgeConfig::load_or_init(&self.root, &self.bridge)?;
-            crate::network::ensure_bridge(&cfg)?;
-            let ip = crate::network::allocate_ip(&self.root, &cfg, &c.record.id)?;
-            c.update_state(|s| s.ip_address = ip.to_string())?;
-            write_json(
-                &c.dir.join("net.json"),
-                &state::NetPlan {
-                    bridge: cfg,
-                    ip,
-                    ports: c.record.ports.clone(),
-                },
-            )?;
+        if let Some(plan) = self.network_plan(&c)? {
+            let ip = plan.primary_ip().map(|i| i.to_string()).unwrap_or_default();
+            c.update_state(|s| s.ip_address = ip)?;
+            write_json(&c.dir.join("net.json"), &plan)?;
         }
         if c.record.host.managed_files.is_empty() {
             self.write_init_layer(&c)?;
@@ -265,6 +256,128 @@ impl Engine {
         Ok((starting, first))
     }
 
+    /// `network connect` (`connect = true`) or `disconnect`: recorded for the next
+    /// start, and applied at once to a running container. The caller must be
+    /// single-threaded.
+    pub fn connect_network(
+        &self,
+        reference: &str,
+        network: &str,
+        aliases: &[String],
+        connect: bool,
+    ) -> Result<()> {
+        let mut c = self.get(reference)?;
+        let mode = c.record.host.network_mode.clone();
+        if mode == "none" || mode == "host" || mode.starts_with("container:") {
+            return Err(EngineError::Conflict(format!(
+                "container sharing network namespace with another container or host cannot be connected to any other network (network mode {mode})"
+            )));
+        }
+        let net = crate::network::get_network(&self.root, &self.bridge, network)?;
+        let on = mode == net.name || c.record.host.extra_networks.contains(&net.name);
+        if connect && on {
+            return Err(EngineError::Conflict(format!(
+                "endpoint with name {} already exists in network {}",
+                c.record.name, net.name
+            )));
+        }
+        if !connect && !on {
+            return Err(EngineError::Conflict(format!(
+                "container {} is not connected to network {}",
+                c.record.id, net.name
+            )));
+        }
+        if !connect && mode == net.name {
+            return Err(EngineError::Unsupported(format!(
+                "disconnecting a container from its primary network ({}) is not supported; recreate it with another --network",
+                net.name
+            )));
+        }
+        {
+            let _l = state::Lock::exclusive(&self.containers_dir().join(".lock"))?;
+            if connect {
+                c.record.host.extra_networks.push(net.name.clone());
+                for a in aliases {
+                    if !c.record.host.network_aliases.contains(a) {
+                        c.record.host.network_aliases.push(a.clone());
+                    }
+                }
+            } else {
+                c.record.host.extra_networks.retain(|n| n != &net.name);
+            }
+            write_json(&c.dir.join("config.json"), &c.record)?;
+        }
+        if c.state.status != Status::Running || c.state.pid <= 0 {
+            return Ok(());
+        }
+        let plan_path = c.dir.join("net.json");
+        let mut plan: state::NetPlan = read_json(&plan_path)?;
+        if connect {
+            crate::network::ensure_bridge(&net.bridge)?;
+            let ip = crate::network::allocate_ip(&self.root, &net.bridge, &c.record.id)?;
+            let used: Vec<&str> = plan.attachments.iter().map(|a| a.ifname.as_str()).collect();
+            let ifname = (0..16)
+                .map(|i| format!("eth{i}"))
+                .find(|n| !used.contains(&n.as_str()))
+                .ok_or_else(|| EngineError::Conflict("too many interfaces".into()))?;
+            crate::network::attach(&net.bridge, &c.record.id, c.state.pid, ip, &ifname, false)?;
+            plan.attachments.push(state::NetAttachment {
+                network: net.name.clone(),
+                network_id: net.id.clone(),
+                bridge: net.bridge.clone(),
+                ip,
+                ifname,
+                default_route: false,
+                aliases: aliases.to_vec(),
+            });
+        } else if let Some(pos) = plan.attachments.iter().position(|a| a.network == net.name) {
+            let a = plan.attachments.remove(pos);
+            crate::network::delete_link(&crate::network::host_veth(&c.record.id, &a.ifname))?;
+            crate::network::release_ip_on(&self.root, &a.bridge, &c.record.id);
+        }
+        write_json(&plan_path, &plan)
+    }
+
+    /// The networks a container joins at start: bridges made ready, addresses leased.
+    fn network_plan(&self, c: &Container) -> Result<Option<state::NetPlan>> {
+        let h = &c.record.host;
+        let mode = h.network_mode.as_str();
+        if mode == "none" || mode == "host" || mode.starts_with("container:") {
+            return Ok(None);
+        }
+        let mut names = vec![mode.to_string()];
+        for n in &h.extra_networks {
+            if !names.contains(n) {
+                names.push(n.clone());
+            }
+        }
+        let mut plan = state::NetPlan {
+            attachments: Vec::new(),
+            ports: c.record.ports.clone(),
+            dns: false,
+        };
+        for (i, name) in names.iter().enumerate() {
+            let net = crate::network::get_network(&self.root, &self.bridge, name)?;
+            crate::network::ensure_bridge(&net.bridge)?;
+            let ip = crate::network::allocate_ip(&self.root, &net.bridge, &c.record.id)?;
+            plan.dns |= net.user_defined;
+            plan.attachments.push(state::NetAttachment {
+                network: net.name.clone(),
+                network_id: net.id.clone(),
+                bridge: net.bridge.clone(),
+                ip,
+                ifname: format!("eth{i}"),
+                default_route: i == 0,
+                aliases: if net.user_defined {
+                    h.network_aliases.clone()
+                } else {
+                    Vec::new()
+                },
+            });
+        }
+        Ok(Some(plan))
+    }
+
     fn write_init_layer(&self, c: &Container) -> Result<()> {
         let etc = c.dir.join("init/etc");
         fs::create_dir_all(&etc).map_err(|e| EngineError::io("init layer", e))?;
@@ -301,7 +414,23 @@ impl Engine {
             h
         };
         let resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        let resolv = if host_net {
+        let user_net = !matches!(
+            r.host.network_mode.as_str(),
+            "bridge" | "none" | "host" | ""
+        ) && !r.host.network_mode.starts_with("container:");
+        let resolv = if user_net {
+            // The embedded DNS (served by the container's helper at 127.0.0.11)
+            // answers container names and forwards the rest.
+            let mut s = String::from("nameserver 127.0.0.11\n");
+            for l in resolv.lines() {
+                if l.starts_with("search") || l.starts_with("domain") {
+                    s.push_str(l);
+                    s.push('\n');
+                }
+            }
+            s.push_str("options ndots:0\n");
+            s
+        } else if host_net {
             resolv
         } else {
             // Loopback resolvers of the host are unreachable from a network namespace.

@@ -39,12 +39,49 @@ enum Bound {
     Udp(Arc<UdpSocket>, SocketAddr),
 }
 
+/// The embedded DNS this helper serves inside a container.
+pub struct DnsConfig {
+    /// The container's PID 1 (its network namespace is entered to bind 127.0.0.11).
+    pub pid: i32,
+    pub root: std::path::PathBuf,
+    pub networks: Vec<String>,
+}
+
+fn bind_dns_in(pid: i32) -> Result<UdpSocket, String> {
+    use skiff_runtime::sys;
+    let own = sys::open_path(std::path::Path::new("/proc/self/ns/net"), libc::O_RDONLY)
+        .map_err(|e| e.to_string())?;
+    let theirs = sys::open_path(
+        std::path::Path::new(&format!("/proc/{pid}/ns/net")),
+        libc::O_RDONLY,
+    )
+    .map_err(|e| e.to_string())?;
+    sys::setns(theirs, libc::CLONE_NEWNET).map_err(|e| format!("entering netns: {e}"))?;
+    let s = UdpSocket::bind("127.0.0.11:53").map_err(|e| format!("binding 127.0.0.11:53: {e}"));
+    let back = sys::setns(own, libc::CLONE_NEWNET);
+    sys::close(own);
+    sys::close(theirs);
+    back.map_err(|e| format!("leaving netns: {e}"))?;
+    s
+}
+
 /// Entry point; `status` is the fd to report `OK p1,p2,...` or `ERR message` on.
-pub fn run(specs: &[String], status: i32) -> ! {
+/// Must be called before any thread exists (it enters a network namespace).
+pub fn run(specs: &[String], status: i32, dns: Option<DnsConfig>) -> ! {
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
     let report = |s: &str| {
         let _ = skiff_runtime::sys::write_all(status, format!("{s}\n").as_bytes());
         skiff_runtime::sys::close(status);
+    };
+    let dns_sock = match &dns {
+        Some(d) => match bind_dns_in(d.pid) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                report(&format!("ERR embedded DNS: {e}"));
+                std::process::exit(1);
+            }
+        },
+        None => None,
     };
     let mut bound = Vec::new();
     let mut ports = Vec::new();
@@ -89,6 +126,11 @@ pub fn run(specs: &[String], status: i32) -> ! {
     }
     report(&format!("OK {}", ports.join(",")));
     let mut handles = Vec::new();
+    if let (Some(sock), Some(d)) = (dns_sock, dns) {
+        handles.push(std::thread::spawn(move || {
+            crate::dns::serve(sock, d.root, d.networks)
+        }));
+    }
     for b in bound {
         handles.push(std::thread::spawn(move || match b {
             Bound::Tcp(l, target) => serve_tcp(l, target),

@@ -133,12 +133,31 @@ pub struct State {
     pub ports: Vec<PortBinding>,
 }
 
+/// One network interface of a container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NetAttachment {
+    pub network: String,
+    pub network_id: String,
+    pub bridge: crate::network::BridgeConfig,
+    pub ip: std::net::Ipv4Addr,
+    pub ifname: String,
+    pub default_route: bool,
+    pub aliases: Vec<String>,
+}
+
 /// The network plan the starter hands the monitor: `net.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NetPlan {
-    pub bridge: crate::network::BridgeConfig,
-    pub ip: std::net::Ipv4Addr,
+    pub attachments: Vec<NetAttachment>,
     pub ports: Vec<PortBinding>,
+    /// Serve the embedded DNS at 127.0.0.11 inside the container.
+    pub dns: bool,
+}
+
+impl NetPlan {
+    pub fn primary_ip(&self) -> Option<std::net::Ipv4Addr> {
+        self.attachments.first().map(|a| a.ip)
+    }
 }
 
 /// A mount as `inspect` shows it.
@@ -237,6 +256,12 @@ pub struct HostConfig {
     /// Skip the init layer and bind these managed files instead (node agent).
     #[serde(default)]
     pub managed_files: BTreeMap<String, String>,
+    /// Networks joined with `network connect` besides `network_mode`.
+    #[serde(default)]
+    pub extra_networks: Vec<String>,
+    /// `--network-alias` names on user-defined networks.
+    #[serde(default)]
+    pub network_aliases: Vec<String>,
 }
 
 /// One container on disk.

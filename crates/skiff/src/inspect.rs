@@ -33,10 +33,29 @@ pub fn container(c: &Container) -> Value {
     let res = &h.resources;
     let plan: Option<skiff_engine::state::NetPlan> =
         skiff_engine::state::read_json(&c.dir.join("net.json")).ok();
-    let (gateway, prefix) = match (&plan, running) {
-        (Some(p), true) => (p.bridge.gateway.to_string(), p.bridge.prefix),
-        _ => (String::new(), 0),
+    let first = plan
+        .as_ref()
+        .and_then(|p| p.attachments.first())
+        .filter(|_| running);
+    let (gateway, prefix) = match first {
+        Some(a) => (a.bridge.gateway.to_string(), a.bridge.prefix),
+        None => (String::new(), 0),
     };
+    let mut networks = Map::new();
+    if let Some(p) = &plan {
+        for a in &p.attachments {
+            networks.insert(
+                a.network.clone(),
+                json!({
+                    "Aliases": if a.aliases.is_empty() { Value::Null } else { json!(a.aliases) },
+                    "NetworkID": a.network_id,
+                    "Gateway": if running { a.bridge.gateway.to_string() } else { String::new() },
+                    "IPAddress": if running { a.ip.to_string() } else { String::new() },
+                    "IPPrefixLen": if running { a.bridge.prefix } else { 0 },
+                }),
+            );
+        }
+    }
     let net_settings = json!({
         "Bridge": "",
         "SandboxID": "",
@@ -46,7 +65,7 @@ pub fn container(c: &Container) -> Value {
         "IPAddress": if running { s.ip_address.clone() } else { String::new() },
         "IPPrefixLen": prefix,
         "MacAddress": "",
-        "Networks": {},
+        "Networks": Value::Object(networks),
     });
     json!({
         "Id": r.id,

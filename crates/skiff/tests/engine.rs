@@ -934,3 +934,88 @@ fn init_seccomp_and_stale_state() {
     let err = r.ok(&["inspect", "-f", "{{.State.Error}}", &id]);
     assert!(err.contains("monitor"), "{err}");
 }
+
+#[test]
+fn user_defined_network_resolves_names() {
+    let r = root();
+    let n = r.table.trim_start_matches("skt").to_string();
+    let net = format!("net{n}");
+    // A subnet next to the root's default one.
+    let base: Vec<&str> = r.cidr.split('.').collect();
+    let subnet = format!("10.{}.{}.0/24", base[1], 250 - (n.len() % 5));
+    r.ok(&["network", "create", "--subnet", &subnet, &net]);
+    let ls = r.ok(&["network", "ls"]);
+    assert!(
+        ls.contains(&net) && ls.contains("bridge") && ls.contains("host") && ls.contains("none"),
+        "{ls}"
+    );
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "db",
+        "--network",
+        &net,
+        "--network-alias",
+        "database",
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/var/www",
+    ]);
+    let out = r.ok(&[
+        "run", "--rm", "--network", &net, "busybox", "sh", "-c",
+        "head -1 /etc/resolv.conf; wget -qO- http://db/index.html; wget -qO- http://database/index.html",
+    ]);
+    assert_eq!(
+        out,
+        "nameserver 127.0.0.11\nhello from skiff\nhello from skiff\n"
+    );
+    let members = r.ok(&["network", "inspect", "-f", "{{json .Containers}}", &net]);
+    assert!(members.contains("\"Name\":\"db\""), "{members}");
+    // The default bridge has no name resolution, as in docker.
+    let o = r.run(&[
+        "run",
+        "--rm",
+        "busybox",
+        "wget",
+        "-qO-",
+        "-T",
+        "2",
+        "http://db/index.html",
+    ]);
+    assert_ne!(o.status.code(), Some(0));
+    // connect / disconnect a running container.
+    r.ok(&["run", "-d", "--name", "web", "busybox", "sleep", "60"]);
+    r.ok(&["network", "connect", &net, "web"]);
+    let addrs = r.ok(&["exec", "web", "ip", "-4", "-o", "addr"]);
+    assert!(addrs.contains("eth1"), "{addrs}");
+    r.ok(&["network", "disconnect", &net, "web"]);
+    let addrs = r.ok(&["exec", "web", "ip", "-4", "-o", "addr"]);
+    assert!(!addrs.contains("eth1"), "{addrs}");
+    // In use: refused; then removed with its bridge.
+    let o = r.run(&["network", "rm", &net]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("active endpoints"));
+    r.ok(&["rm", "-f", "db", "web"]);
+    let inspect = r.ok(&["network", "ls", "-q", "--no-trunc"]);
+    assert_eq!(inspect.lines().count(), 4);
+    let br = r.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{index .Options \"com.docker.network.bridge.name\"}}",
+        &net,
+    ]);
+    let br = br.trim().to_string();
+    assert!(br.starts_with("br-"), "{br}");
+    r.ok(&["network", "rm", &net]);
+    let links = std::process::Command::new("ip")
+        .args(["-o", "link"])
+        .output()
+        .unwrap();
+    assert!(!stdout(&links).contains(&br), "bridge {br} removed");
+}

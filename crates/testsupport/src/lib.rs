@@ -169,6 +169,14 @@ impl Drop for Root {
         for id in String::from_utf8_lossy(&out.stdout).lines() {
             let _ = self.run(&["rm", "-f", "-v", id]);
         }
+        if let Ok(rd) = std::fs::read_dir(self.dir.join("networks/user")) {
+            for e in rd.flatten() {
+                let f = e.file_name().to_string_lossy().to_string();
+                if let Some(name) = f.strip_suffix(".json") {
+                    let _ = self.run(&["network", "rm", name]);
+                }
+            }
+        }
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])
             .stderr(Stdio::null())

@@ -1,0 +1,115 @@
+//! A rough benchmark (not a test): creates, gets and lists of ConfigMaps over HTTP/2 with
+//! many concurrent clients against an in-process server on the embedded store.
+//!
+//! `cargo run --release -p skiff-apiserver --example bench -- [CLIENTS] [OPS_PER_CLIENT]`
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+type Sender = hyper::client::conn::http2::SendRequest<Full<Bytes>>;
+
+async fn connect(port: u16, tls: Arc<rustls::ClientConfig>) -> Result<Sender, Box<dyn std::error::Error>> {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    tcp.set_nodelay(true)?;
+    let stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(ServerName::try_from("localhost")?.to_owned(), tcp)
+        .await?;
+    let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+async fn call(s: &mut Sender, method: &str, path: &str, body: Option<String>) -> Result<(u16, Duration), Box<dyn std::error::Error>> {
+    let start = Instant::now();
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(format!("https://localhost{path}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+    s.ready().await?;
+    let resp = s.send_request(req).await?;
+    let status = resp.status().as_u16();
+    let _ = resp.into_body().collect().await?;
+    Ok((status, start.elapsed()))
+}
+
+fn report(what: &str, mut lat: Vec<Duration>, wall: Duration) {
+    lat.sort();
+    let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or_default();
+    println!(
+        "{what:8} {:6} ops in {:6.2}s = {:8.0}/s   p50 {:6.2} ms   p99 {:6.2} ms",
+        lat.len(),
+        wall.as_secs_f64(),
+        lat.len() as f64 / wall.as_secs_f64(),
+        pct(0.50).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3
+    );
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let clients: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(32);
+    let ops: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(200);
+    let dir = tempfile::tempdir()?;
+    let server = skiff_apiserver::start(skiff_apiserver::ServerConfig {
+        data_dir: dir.path().to_path_buf(),
+        bind_address: std::net::Ipv4Addr::LOCALHOST.into(),
+        https_listen_port: 0,
+        ..Default::default()
+    })
+    .await?;
+    let tlsdir = dir.path().join("tls");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_file(tlsdir.join("server-ca.crt"))?)?;
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(
+            vec![CertificateDer::from_pem_file(tlsdir.join("client-admin.crt"))?],
+            PrivateKeyDer::from_pem_file(tlsdir.join("client-admin.key"))?,
+        )?;
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let tls = Arc::new(tls);
+    let mut senders = Vec::new();
+    for _ in 0..clients {
+        senders.push(connect(server.port, tls.clone()).await?);
+    }
+    for phase in ["create", "get", "list"] {
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for (c, sender) in senders.iter().enumerate() {
+            let mut s = sender.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let n = if phase == "list" { ops / 20 } else { ops };
+                for i in 0..n.max(1) {
+                    let (method, path, body) = match phase {
+                        "create" => ("POST", "/api/v1/namespaces/default/configmaps".to_string(), Some(format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"c{c}-{i}"}},"data":{{"k":"v"}}}}"#))),
+                        "get" => ("GET", format!("/api/v1/namespaces/default/configmaps/c{c}-{i}"), None),
+                        _ => ("GET", "/api/v1/namespaces/default/configmaps?limit=500".to_string(), None),
+                    };
+                    match call(&mut s, method, &path, body).await {
+                        Ok((code, d)) if code < 300 => lat.push(d),
+                        Ok((code, _)) => eprintln!("{phase}: HTTP {code}"),
+                        Err(e) => eprintln!("{phase}: {e}"),
+                    }
+                }
+                lat
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await?);
+        }
+        report(phase, all, start.elapsed());
+    }
+    server.shutdown().await;
+    Ok(())
+}

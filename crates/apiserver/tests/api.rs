@@ -1,0 +1,538 @@
+//! API semantics through the real kubectl: conflicts, subresources, dry-run, generateName,
+//! finalizers, paging, authentication, size limits and expired watches.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+fn json(s: &str) -> Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn semantics() {
+    if !have_kubectl() {
+        return;
+    }
+    let mut fx = Fixture::start().await;
+    let k = KUBECTL_NEW;
+    let file = fx.file("app.yaml", DEPLOYMENT);
+    fx.ok(k, &["apply", "-f", file.to_str().unwrap_or_default()])
+        .await;
+
+    // Optimistic concurrency: a replace with a stale resourceVersion is a 409.
+    let stale = fx.ok(k, &["get", "deploy", "web", "-o", "yaml"]).await;
+    fx.ok(k, &["label", "deploy", "web", "x=y"]).await;
+    let stale_file = fx.file("stale.yaml", &stale);
+    let err = fx
+        .fails(
+            k,
+            &["replace", "-f", stale_file.to_str().unwrap_or_default()],
+        )
+        .await;
+    assert!(
+        err.contains("Conflict") && err.contains("the object has been modified"),
+        "{err}"
+    );
+
+    // Status subresource: status changes only through it; generation counts spec changes.
+    fx.ok(
+        k,
+        &[
+            "patch",
+            "deploy",
+            "web",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"replicas":2,"readyReplicas":1},"spec":{"replicas":9}}"#,
+        ],
+    )
+    .await;
+    fx.ok(
+        k,
+        &[
+            "patch",
+            "deploy",
+            "web",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"readyReplicas":7}}"#,
+        ],
+    )
+    .await;
+    let d = json(&fx.ok(k, &["get", "deploy", "web", "-o", "json"]).await);
+    assert_eq!(d["status"]["readyReplicas"], 1);
+    assert_eq!(d["spec"]["replicas"], 2);
+    assert_eq!(d["metadata"]["generation"], 1);
+    let out = fx.ok(k, &["get", "deploy", "web"]).await;
+    assert!(out.contains("1/2"), "{out}");
+    fx.ok(k, &["scale", "deploy", "web", "--replicas=3"]).await;
+    let scale = json(
+        &fx.ok(
+            k,
+            &[
+                "get",
+                "--raw",
+                "/apis/apps/v1/namespaces/default/deployments/web/scale",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["spec"]["replicas"], 3);
+    assert_eq!(scale["status"]["selector"], "app=web");
+
+    // Server-side dry run stores nothing.
+    fx.ok(
+        k,
+        &[
+            "create",
+            "cm",
+            "dry",
+            "--from-literal=a=b",
+            "--dry-run=server",
+        ],
+    )
+    .await;
+    let err = fx.fails(k, &["get", "cm", "dry"]).await;
+    assert!(err.contains("not found"), "{err}");
+
+    // generateName.
+    let gen = fx.file(
+        "gen.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  generateName: gen-\n",
+    );
+    let out = fx
+        .ok(k, &["create", "-f", gen.to_str().unwrap_or_default()])
+        .await;
+    assert!(
+        out.starts_with("configmap/gen-")
+            && out.trim().len() == "configmap/gen-xxxxx created".len(),
+        "{out}"
+    );
+
+    // Finalizers hold a deletion until they are removed.
+    let fin = fx.file("fin.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: fin\n  finalizers: [\"example.com/hold\"]\n");
+    fx.ok(k, &["apply", "-f", fin.to_str().unwrap_or_default()])
+        .await;
+    fx.ok(k, &["delete", "cm", "fin", "--wait=false"]).await;
+    let ts = fx
+        .ok(
+            k,
+            &[
+                "get",
+                "cm",
+                "fin",
+                "-o",
+                "jsonpath={.metadata.deletionTimestamp}",
+            ],
+        )
+        .await;
+    assert!(!ts.is_empty());
+    fx.ok(
+        k,
+        &[
+            "patch",
+            "cm",
+            "fin",
+            "--type=json",
+            "-p",
+            r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+        ],
+    )
+    .await;
+    let err = fx.fails(k, &["get", "cm", "fin"]).await;
+    assert!(err.contains("not found"), "{err}");
+
+    // Paging with limit + continue, and label selectors.
+    for i in 0..5 {
+        fx.ok(
+            k,
+            &["create", "cm", &format!("page{i}"), "--from-literal=a=b"],
+        )
+        .await;
+        fx.ok(
+            k,
+            &[
+                "label",
+                "cm",
+                &format!("page{i}"),
+                &format!("n={i}"),
+                "group=pages",
+            ],
+        )
+        .await;
+    }
+    let out = fx
+        .ok(
+            k,
+            &[
+                "get",
+                "cm",
+                "-l",
+                "group=pages",
+                "--chunk-size=2",
+                "-o",
+                "name",
+            ],
+        )
+        .await;
+    assert_eq!(out.lines().count(), 5, "{out}");
+    let page = json(
+        &fx.ok(
+            k,
+            &[
+                "get",
+                "--raw",
+                "/api/v1/namespaces/default/configmaps?labelSelector=group%3Dpages&limit=2",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(2));
+    let cont = page["metadata"]["continue"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(!cont.is_empty());
+    let rest = json(&fx.ok(k, &["get", "--raw", &format!("/api/v1/namespaces/default/configmaps?labelSelector=group%3Dpages&limit=10&continue={cont}")]).await);
+    assert_eq!(rest["items"].as_array().map(Vec::len), Some(3));
+    let out = fx
+        .ok(k, &["get", "cm", "-l", "n notin (0,1),group", "-o", "name"])
+        .await;
+    assert_eq!(out.lines().count(), 3, "{out}");
+    let out = fx
+        .ok(
+            k,
+            &[
+                "get",
+                "cm",
+                "--field-selector",
+                "metadata.name=page3",
+                "-o",
+                "name",
+            ],
+        )
+        .await;
+    assert_eq!(out.trim(), "configmap/page3");
+    let err = fx
+        .fails(k, &["get", "cm", "--field-selector", "data.a=b"])
+        .await;
+    assert!(err.contains("field label not supported"), "{err}");
+    fx.ok(k, &["delete", "cm", "-l", "group=pages"]).await;
+    let out = fx
+        .ok(k, &["get", "cm", "-l", "group=pages", "-o", "name"])
+        .await;
+    assert_eq!(out.trim(), "");
+
+    // Unknown fields: kubectl's default (Strict) is refused, Warn warns and drops them.
+    let unknown = fx.file(
+        "unknown.yaml",
+        &DEPLOYMENT
+            .split("---")
+            .next()
+            .unwrap_or_default()
+            .replace("name: web\n", "name: web-u\n")
+            .replace("spec:\n  replicas: 2", "spec:\n  bogus: 1\n  replicas: 2"),
+    );
+    let err = fx
+        .fails(k, &["apply", "-f", unknown.to_str().unwrap_or_default()])
+        .await;
+    assert!(
+        err.contains("strict decoding error: unknown field \"spec.bogus\""),
+        "{err}"
+    );
+    let (ok, _, err) = fx
+        .run(
+            k,
+            &[
+                "apply",
+                "--validate=warn",
+                "-f",
+                unknown.to_str().unwrap_or_default(),
+            ],
+        )
+        .await;
+    assert!(ok && err.contains("unknown field \"spec.bogus\""), "{err}");
+    let d = json(&fx.ok(k, &["get", "deploy", "web-u", "-o", "json"]).await);
+    assert!(d["spec"].get("bogus").is_none());
+
+    // Server-side apply is not built: a clear error, not a pretence.
+    let err = fx
+        .fails(
+            k,
+            &[
+                "apply",
+                "--server-side",
+                "-f",
+                file.to_str().unwrap_or_default(),
+            ],
+        )
+        .await;
+    assert!(err.contains("server-side apply is not supported"), "{err}");
+    fx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authentication_and_limits() {
+    if !have_kubectl() {
+        return;
+    }
+    let mut fx = Fixture::start().await;
+    let k = KUBECTL_NEW;
+    // A kubeconfig with the CA and an unknown bearer token instead of the client certificate.
+    let full = std::fs::read_to_string(&fx.kubeconfig).expect("kubeconfig");
+    let anonymous: String = full
+        .lines()
+        .filter(|l| !l.contains("client-certificate-data") && !l.contains("client-key-data"))
+        .map(|l| format!("{l}\n"))
+        .collect::<String>()
+        .replace("  user:\n", "  user:\n    token: not-a-valid-token\n");
+    let anon_path = fx.file("anon.kubeconfig", &anonymous);
+    let (ok, out, err) = tokio::process::Command::new(k)
+        .arg("--kubeconfig")
+        .arg(&anon_path)
+        .arg("--cache-dir")
+        .arg(fx.cache_dir.path().join("anon"))
+        .args(["get", "ns"])
+        .output()
+        .await
+        .map(|o| {
+            (
+                o.status.success(),
+                String::from_utf8_lossy(&o.stdout).into_owned(),
+                String::from_utf8_lossy(&o.stderr).into_owned(),
+            )
+        })
+        .expect("run kubectl");
+    assert!(
+        !ok && err.contains("You must be logged in to the server"),
+        "{out}{err}"
+    );
+    let out = tokio::process::Command::new(k)
+        .arg("--kubeconfig")
+        .arg(&anon_path)
+        .args(["get", "--raw", "/version"])
+        .output()
+        .await
+        .expect("run kubectl");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("v1.33.0"));
+
+    // Bodies over 3 MiB are refused with 413.
+    let big = fx.work_dir.path().join("big.txt");
+    std::fs::write(&big, "x".repeat(4 * 1024 * 1024)).expect("write");
+    let err = fx
+        .fails(
+            k,
+            &[
+                "create",
+                "cm",
+                "big",
+                &format!("--from-file={}", big.display()),
+            ],
+        )
+        .await;
+    assert!(
+        err.contains("too large") || err.contains("RequestEntityTooLarge"),
+        "{err}"
+    );
+    fx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_from_compacted_revision_expires() {
+    if !have_kubectl() {
+        return;
+    }
+    let mut fx = Fixture::start().await;
+    for i in 0..3 {
+        fx.ok(
+            KUBECTL_NEW,
+            &["create", "cm", &format!("c{i}"), "--from-literal=a=b"],
+        )
+        .await;
+    }
+    fx.stop().await;
+    {
+        use skiff_store::Store;
+        let store =
+            skiff_store::EmbeddedStore::open(fx.data_dir.path().join("db"), Default::default())
+                .expect("open store");
+        let rev = store.current_revision().await.expect("revision");
+        store.compact(rev).await.expect("compact");
+    }
+    let mut cfg = config(fx.data_dir.path());
+    cfg.write_kubeconfig = Some(fx.kubeconfig.clone());
+    fx.server = Some(skiff_apiserver::start(cfg).await.expect("restart"));
+    let out = fx
+        .ok(
+            KUBECTL_NEW,
+            &[
+                "get",
+                "--raw",
+                "/api/v1/configmaps?watch=1&resourceVersion=2",
+            ],
+        )
+        .await;
+    let ev = json(out.lines().next().unwrap_or_default());
+    assert_eq!(ev["type"], "ERROR");
+    assert_eq!(ev["object"]["code"], 410);
+    assert_eq!(ev["object"]["reason"], "Expired");
+    // A list still works, and a watch from "now" starts with the current objects.
+    let out = fx
+        .ok(
+            KUBECTL_NEW,
+            &[
+                "get",
+                "--raw",
+                "/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=1",
+            ],
+        )
+        .await;
+    assert_eq!(
+        out.lines().filter(|l| l.contains("\"ADDED\"")).count(),
+        3,
+        "{out}"
+    );
+    fx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_binding_deletion_and_bookmarks() {
+    if !have_kubectl() {
+        return;
+    }
+    let mut fx = Fixture::start().await;
+    let k = KUBECTL_NEW;
+    let out = fx.ok(k, &["auth", "whoami"]).await;
+    assert!(
+        out.contains("system:admin") && out.contains("system:masters"),
+        "{out}"
+    );
+    let out = fx.ok(k, &["auth", "can-i", "create", "pods"]).await;
+    assert_eq!(out.trim(), "yes");
+    let out = fx.ok(k, &["get", "priorityclasses,storageclasses"]).await;
+    assert!(
+        out.contains("system-node-critical")
+            && out.contains("2000001000")
+            && out.contains("local-path (default)"),
+        "{out}"
+    );
+
+    // pods/binding sets spec.nodeName once.
+    let pod = fx.file("pod.yaml", "apiVersion: v1\nkind: Pod\nmetadata:\n  name: pb\nspec:\n  containers:\n  - name: c\n    image: busybox:1.36\n");
+    fx.ok(k, &["apply", "-f", pod.to_str().unwrap_or_default()])
+        .await;
+    let binding = fx.file("binding.json", r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"pb"},"target":{"kind":"Node","name":"node-1"}}"#);
+    let path = "/api/v1/namespaces/default/pods/pb/binding";
+    fx.ok(
+        k,
+        &[
+            "create",
+            "--raw",
+            path,
+            "-f",
+            binding.to_str().unwrap_or_default(),
+        ],
+    )
+    .await;
+    let err = fx
+        .fails(
+            k,
+            &[
+                "create",
+                "--raw",
+                path,
+                "-f",
+                binding.to_str().unwrap_or_default(),
+            ],
+        )
+        .await;
+    assert!(err.contains("already assigned"), "{err}");
+    let out = fx.ok(k, &["get", "pod", "pb", "-o", "wide"]).await;
+    assert!(out.contains("node-1"), "{out}");
+    // A bound pod is deleted gracefully (the node agent finishes it), unless forced.
+    fx.ok(k, &["delete", "pod", "pb", "--wait=false"]).await;
+    let out = fx.ok(k, &["get", "pod", "pb"]).await;
+    assert!(out.contains("Terminating"), "{out}");
+    fx.ok(k, &["delete", "pod", "pb", "--grace-period=0", "--force"])
+        .await;
+    let err = fx.fails(k, &["get", "pod", "pb"]).await;
+    assert!(err.contains("not found"), "{err}");
+
+    // Foreground deletion leaves the object with the foregroundDeletion finalizer.
+    fx.ok(k, &["create", "deployment", "fg", "--image=nginx"])
+        .await;
+    fx.ok(
+        k,
+        &[
+            "delete",
+            "deployment",
+            "fg",
+            "--cascade=foreground",
+            "--wait=false",
+        ],
+    )
+    .await;
+    let d = json(&fx.ok(k, &["get", "deploy", "fg", "-o", "json"]).await);
+    assert_eq!(
+        d["metadata"]["finalizers"],
+        serde_json::json!(["foregroundDeletion"])
+    );
+    assert!(d["metadata"]["deletionTimestamp"].is_string());
+
+    // sendInitialEvents: ADDED events, then a bookmark marking their end.
+    let out = fx
+        .ok(k, &["get", "--raw", "/api/v1/namespaces?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1"])
+        .await;
+    let events: Vec<Value> = out.lines().map(json).collect();
+    assert_eq!(
+        events.iter().filter(|e| e["type"] == "ADDED").count(),
+        4,
+        "{out}"
+    );
+    let last = events.last().cloned().unwrap_or_default();
+    assert_eq!(last["type"], "BOOKMARK");
+    assert_eq!(
+        last["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+
+    // HTTP/1.1 clients, and the serving certificate's DNS names (curl checks them).
+    let ca = fx.file(
+        "ca.crt",
+        &fx.server
+            .as_ref()
+            .map(|s| s.ca_cert_pem.clone())
+            .unwrap_or_default(),
+    );
+    if std::path::Path::new("/usr/bin/curl").exists() {
+        for host in ["localhost", "127.0.0.1"] {
+            let out = tokio::process::Command::new("curl")
+                .args(["-sS", "--http1.1", "--cacert"])
+                .arg(&ca)
+                .arg(format!("https://{host}:{}/version", fx.port()))
+                .output()
+                .await
+                .expect("curl");
+            let body = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                body.contains("\"gitVersion\""),
+                "{host}: {body} {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let out = tokio::process::Command::new("curl")
+            .args(["-sS", "--cacert"])
+            .arg(&ca)
+            .arg(format!("https://127.0.0.1:{}/api/v1/namespaces", fx.port()))
+            .output()
+            .await
+            .expect("curl");
+        let status = json(&String::from_utf8_lossy(&out.stdout));
+        assert_eq!(status["code"], 401);
+    }
+    fx.stop().await;
+}

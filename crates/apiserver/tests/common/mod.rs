@@ -1,0 +1,146 @@
+//! A server fixture for the integration tests: a server on a free port with a temporary
+//! data dir, and helpers that run the real kubectl against it with its own cache dir.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use skiff_apiserver::{start, RunningServer, ServerConfig};
+
+/// The dispatcher (`/usr/bin/kubectl`) and versioned clients.
+pub const DISPATCHER: &str = "/usr/bin/kubectl";
+pub const KUBECTL_OLD: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.27";
+pub const KUBECTL_NEW: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
+
+pub struct Fixture {
+    pub server: Option<RunningServer>,
+    pub data_dir: tempfile::TempDir,
+    pub cache_dir: tempfile::TempDir,
+    pub work_dir: tempfile::TempDir,
+    pub kubeconfig: PathBuf,
+}
+
+pub fn config(data_dir: &Path) -> ServerConfig {
+    ServerConfig {
+        data_dir: data_dir.to_path_buf(),
+        bind_address: std::net::Ipv4Addr::LOCALHOST.into(),
+        https_listen_port: 0,
+        ..ServerConfig::default()
+    }
+}
+
+impl Fixture {
+    pub async fn start() -> Fixture {
+        let data_dir = tempfile::tempdir().expect("tempdir");
+        let work_dir = tempfile::tempdir().expect("tempdir");
+        let kubeconfig = work_dir.path().join("kubeconfig");
+        let mut cfg = config(data_dir.path());
+        cfg.write_kubeconfig = Some(kubeconfig.clone());
+        let server = start(cfg).await.expect("server starts");
+        Fixture {
+            server: Some(server),
+            data_dir,
+            cache_dir: tempfile::tempdir().expect("tempdir"),
+            work_dir,
+            kubeconfig,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.server.as_ref().map(|s| s.port).unwrap_or(0)
+    }
+
+    /// Writes a file in the work dir and returns its path.
+    pub fn file(&self, name: &str, contents: &str) -> PathBuf {
+        let p = self.work_dir.path().join(name);
+        std::fs::write(&p, contents).expect("write file");
+        p
+    }
+
+    /// Runs `bin` with the kubeconfig and cache dir; returns (success, stdout, stderr).
+    pub async fn run(&self, bin: &str, args: &[&str]) -> (bool, String, String) {
+        let mut cmd = tokio::process::Command::new(bin);
+        cmd.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.cache_dir.path())
+            .args(args)
+            .current_dir(self.work_dir.path())
+            .env("HOME", self.work_dir.path())
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+            .await
+            .unwrap_or_else(|_| panic!("{bin} {args:?} timed out"))
+            .unwrap_or_else(|e| panic!("running {bin}: {e}"));
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Runs kubectl and asserts success; returns stdout.
+    pub async fn ok(&self, bin: &str, args: &[&str]) -> String {
+        let (ok, out, err) = self.run(bin, args).await;
+        assert!(ok, "{bin} {args:?} failed:\nstdout: {out}\nstderr: {err}");
+        out
+    }
+
+    /// Runs kubectl and asserts failure; returns stderr.
+    pub async fn fails(&self, bin: &str, args: &[&str]) -> String {
+        let (ok, out, err) = self.run(bin, args).await;
+        assert!(!ok, "{bin} {args:?} unexpectedly succeeded: {out}");
+        err
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+    }
+}
+
+/// Whether the kubectl binaries are installed (tests skip with a note otherwise).
+pub fn have_kubectl() -> bool {
+    let ok = [DISPATCHER, KUBECTL_OLD, KUBECTL_NEW]
+        .iter()
+        .all(|b| Path::new(b).exists());
+    if !ok {
+        eprintln!("kubectl (dispatcher and 1.27/1.33 clients) not installed: skipping");
+    }
+    ok
+}
+
+pub const DEPLOYMENT: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.25
+        ports:
+        - containerPort: 80
+        env:
+        - {name: A, value: "1"}
+        - {name: B, value: "2"}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: cfg
+data:
+  a: "1"
+  b: "2"
+"#;
