@@ -13,8 +13,9 @@ use skiff_runtime::cgroups::{Cgroup, Host};
 use skiff_runtime::linux::Stdio;
 use skiff_runtime::{sys, ContainerSpec};
 use std::fs::OpenOptions;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::io::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -73,6 +74,8 @@ struct Monitor {
     log: std::fs::File,
     sigfd: nix::sys::signalfd::SignalFd,
     net: Option<NetPlan>,
+    /// `attach.sock`: clients that attach to the container's stdio.
+    attach: Option<UnixListener>,
 }
 
 impl Monitor {
@@ -105,7 +108,12 @@ impl Monitor {
             nix::sys::signalfd::SfdFlags::SFD_CLOEXEC | nix::sys::signalfd::SfdFlags::SFD_NONBLOCK,
         )
         .map_err(|e| crate::EngineError::io("signalfd", e.into()))?;
+        let _ = std::fs::remove_file(c.dir.join("attach.sock"));
+        let attach = state::short_socket_path(&c.dir, "attach.sock")
+            .ok()
+            .and_then(|(_dir, p)| UnixListener::bind(p).ok());
         Ok(Monitor {
+            attach,
             root: root.to_path_buf(),
             c,
             spec,
@@ -246,8 +254,17 @@ impl Monitor {
             out_pipe = sys::pipe().map_err(|e| (125, format!("pipe: {e}")))?;
             err_pipe = sys::pipe().map_err(|e| (125, format!("pipe: {e}")))?;
         }
+        // A detached container with open stdin gets a pipe the monitor holds, for
+        // attach clients; a foreground one reads the client's stdin directly.
+        let mut stdin_pipe = None;
         let stdin = if self.c.record.open_stdin && !tty {
-            self.fds.stdin
+            if self.fds.stdin >= 0 {
+                self.fds.stdin
+            } else {
+                let p = sys::pipe().map_err(|e| (125, format!("pipe: {e}")))?;
+                stdin_pipe = Some(p);
+                p.0
+            }
         } else {
             -1
         };
@@ -261,6 +278,10 @@ impl Monitor {
             sys::close(out_pipe.1);
             sys::close(err_pipe.1);
         }
+        if let Some((r, _)) = stdin_pipe {
+            sys::close(r);
+        }
+        let stdin_w = stdin_pipe.map(|(_, w)| w);
         let created = created?;
         let pid = created.pid;
         if let Err(e) = cg.join(pid) {
@@ -331,7 +352,7 @@ impl Monitor {
         if let Some(m) = console {
             set_winsize_from(m, self.fds.stdout);
         }
-        let status = self.pump(pid, out_pipe.0, err_pipe.0, console);
+        let status = self.pump(pid, out_pipe.0, err_pipe.0, console, stdin_w);
         if let Some(mut p) = proxy {
             let _ = p.kill();
             let _ = p.wait();
@@ -347,8 +368,16 @@ impl Monitor {
         Ok(status)
     }
 
-    /// Move output to the log (and the attached client) until PID 1 exits.
-    fn pump(&mut self, pid: i32, out_r: i32, err_r: i32, console: Option<i32>) -> i32 {
+    /// Move output to the log, the starting client and attach clients; move attach
+    /// clients' input to the container's stdin; until PID 1 exits.
+    fn pump(
+        &mut self,
+        pid: i32,
+        out_r: i32,
+        err_r: i32,
+        console: Option<i32>,
+        stdin_w: Option<i32>,
+    ) -> i32 {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         use std::os::fd::BorrowedFd;
         let mut split_out = LineSplitter::default();
@@ -363,6 +392,13 @@ impl Monitor {
         } else {
             -1
         };
+        // Where attach clients' input goes.
+        let mut input_target = match (console, stdin_w) {
+            (Some(m), _) if self.c.record.open_stdin => Some(m),
+            (_, Some(w)) => Some(w),
+            _ => None,
+        };
+        let mut clients: Vec<(UnixStream, bool)> = Vec::new();
         let mut exit: Option<i32> = None;
         let mut exit_seen_at: Option<Instant> = None;
         let mut buf = vec![0u8; 32 * 1024];
@@ -377,29 +413,30 @@ impl Monitor {
                     break;
                 }
             }
-            let sig = unsafe { BorrowedFd::borrow_raw(self.sigfd.as_raw_fd()) };
-            let mut pfds = vec![PollFd::new(sig, PollFlags::POLLIN)];
-            let mut kinds = vec![0u8];
+            let b = |fd: i32| unsafe { BorrowedFd::borrow_raw(fd) };
+            let mut pfds = vec![PollFd::new(b(self.sigfd.as_raw_fd()), PollFlags::POLLIN)];
+            let mut kinds: Vec<usize> = vec![0];
             if open_out {
-                pfds.push(PollFd::new(
-                    unsafe { BorrowedFd::borrow_raw(out_src) },
-                    PollFlags::POLLIN,
-                ));
+                pfds.push(PollFd::new(b(out_src), PollFlags::POLLIN));
                 kinds.push(1);
             }
             if open_err {
-                pfds.push(PollFd::new(
-                    unsafe { BorrowedFd::borrow_raw(err_r) },
-                    PollFlags::POLLIN,
-                ));
+                pfds.push(PollFd::new(b(err_r), PollFlags::POLLIN));
                 kinds.push(2);
             }
             if relay_in >= 0 {
-                pfds.push(PollFd::new(
-                    unsafe { BorrowedFd::borrow_raw(relay_in) },
-                    PollFlags::POLLIN,
-                ));
+                pfds.push(PollFd::new(b(relay_in), PollFlags::POLLIN));
                 kinds.push(3);
+            }
+            if let Some(l) = &self.attach {
+                pfds.push(PollFd::new(b(l.as_raw_fd()), PollFlags::POLLIN));
+                kinds.push(4);
+            }
+            for (i, (c, reading)) in clients.iter().enumerate() {
+                if *reading {
+                    pfds.push(PollFd::new(b(c.as_raw_fd()), PollFlags::POLLIN));
+                    kinds.push(100 + i);
+                }
             }
             let timeout = if exit.is_some() {
                 PollTimeout::from(50u16)
@@ -411,7 +448,7 @@ impl Monitor {
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(_) => break,
             }
-            let ready: Vec<(u8, bool)> = pfds
+            let ready: Vec<(usize, bool)> = pfds
                 .iter()
                 .zip(kinds.iter())
                 .map(|(p, k)| (*k, p.revents().map(|r| !r.is_empty()).unwrap_or(false)))
@@ -419,6 +456,7 @@ impl Monitor {
             if exit.is_some() && ready.iter().all(|(_, r)| !r) {
                 break;
             }
+            let mut dropped = Vec::new();
             for (kind, is_ready) in ready {
                 if !is_ready {
                     continue;
@@ -429,13 +467,7 @@ impl Monitor {
                         let mut st = 0;
                         let r = unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) };
                         if r == pid {
-                            exit = Some(if libc::WIFEXITED(st) {
-                                libc::WEXITSTATUS(st)
-                            } else if libc::WIFSIGNALED(st) {
-                                128 + libc::WTERMSIG(st)
-                            } else {
-                                255
-                            });
+                            exit = Some(exit_code(st));
                             exit_seen_at = Some(Instant::now());
                         }
                         // Reap anything else that was ours.
@@ -463,6 +495,12 @@ impl Monitor {
                         if *attach >= 0 && sys::write_all(*attach, data).is_err() {
                             *attach = -1;
                         }
+                        let frame = attach_frame(kind as u8, data);
+                        for (i, (c, _)) in clients.iter_mut().enumerate() {
+                            if c.write_all(&frame).is_err() {
+                                dropped.push(i);
+                            }
+                        }
                         for line in splitter.feed(data) {
                             let _ = self.log.write_all(&logs::encode(&line, stream));
                         }
@@ -479,8 +517,37 @@ impl Monitor {
                             let _ = sys::write_all(m, &buf[..n as usize]);
                         }
                     }
-                    _ => {}
+                    4 => {
+                        if let Some(l) = &self.attach {
+                            if let Ok((c, _)) = l.accept() {
+                                let _ = c.set_nonblocking(false);
+                                clients.push((c, input_target.is_some()));
+                            }
+                        }
+                    }
+                    k => {
+                        let i = k - 100;
+                        let n = clients[i].0.read(&mut buf).unwrap_or(0);
+                        if n == 0 {
+                            // The client's input ended: so does the container's
+                            // (unless it has a terminal, which stays open).
+                            clients[i].1 = false;
+                            if let (Some(w), None) = (input_target, console) {
+                                sys::close(w);
+                                input_target = None;
+                            }
+                            continue;
+                        }
+                        if let Some(t) = input_target {
+                            let _ = sys::write_all(t, &buf[..n]);
+                        }
+                    }
                 }
+            }
+            dropped.sort_unstable();
+            dropped.dedup();
+            for i in dropped.into_iter().rev() {
+                clients.remove(i);
             }
         }
         for (s, stream) in [(&mut split_out, "stdout"), (&mut split_err, "stderr")] {
@@ -488,21 +555,39 @@ impl Monitor {
                 let _ = self.log.write_all(&logs::encode(&rest, stream));
             }
         }
+        if let (Some(w), None) = (input_target, console) {
+            sys::close(w);
+        }
         match exit {
             Some(c) => c,
             None => {
                 let mut st = 0;
                 unsafe { libc::waitpid(pid, &mut st, 0) };
-                if libc::WIFEXITED(st) {
-                    libc::WEXITSTATUS(st)
-                } else if libc::WIFSIGNALED(st) {
-                    128 + libc::WTERMSIG(st)
-                } else {
-                    255
-                }
+                exit_code(st)
             }
         }
     }
+}
+
+fn exit_code(st: i32) -> i32 {
+    if libc::WIFEXITED(st) {
+        libc::WEXITSTATUS(st)
+    } else if libc::WIFSIGNALED(st) {
+        128 + libc::WTERMSIG(st)
+    } else {
+        255
+    }
+}
+
+/// One chunk of output to an attach client, framed as docker's stdcopy does:
+/// stream (1 stdout, 2 stderr), three zero bytes, big-endian length, data.
+pub fn attach_frame(stream: u8, data: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(8 + data.len());
+    f.push(stream);
+    f.extend_from_slice(&[0, 0, 0]);
+    f.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    f.extend_from_slice(data);
+    f
 }
 
 /// Start the port proxy and wait until it bound every port (or could not).

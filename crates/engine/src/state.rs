@@ -320,5 +320,15 @@ pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
+/// A path to `dir/name` short enough for a unix socket address (sun_path holds
+/// 108 bytes; engine roots can be deep): through `/proc/self/fd` of an open
+/// handle on `dir`, which the caller keeps while it uses the path.
+pub fn short_socket_path(dir: &Path, name: &str) -> Result<(File, PathBuf)> {
+    let f =
+        File::open(dir).map_err(|e| EngineError::io(format!("opening {}", dir.display()), e))?;
+    let p = PathBuf::from(format!("/proc/self/fd/{}/{name}", f.as_raw_fd()));
+    Ok((f, p))
+}
+
 /// The zero time docker prints for a container that never ran.
 pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";

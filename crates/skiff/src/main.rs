@@ -305,6 +305,14 @@ enum Cmd {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Attach to a running container's input and output.
+    Attach {
+        #[arg(long = "no-stdin")]
+        no_stdin: bool,
+        #[arg(long = "sig-proxy", default_value_t = true, action = clap::ArgAction::Set)]
+        sig_proxy: bool,
+        container: String,
+    },
     /// Block until containers stop, then print their exit codes.
     Wait {
         #[arg(required = true)]
@@ -793,6 +801,11 @@ fn real_main(cli: Cli) -> Result<i32> {
             kind,
             names,
         } => inspect_cmd(&root, format, kind, &names),
+        Cmd::Attach {
+            no_stdin,
+            sig_proxy,
+            container,
+        } => attach(&root, &container, no_stdin, sig_proxy),
         Cmd::Wait { containers } => each(&root, &containers, |e, c| {
             println!("{}", e.wait(c, None)?);
             Ok(())
@@ -1301,6 +1314,100 @@ fn logs(root: &Path, name: &str, follow: bool, tail: Option<String>, ts: bool) -
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+/// `skiff attach`: stdio of a running container through its monitor's socket.
+fn attach(root: &Path, name: &str, no_stdin: bool, sig_proxy: bool) -> Result<i32> {
+    use std::io::Read;
+    let e = engine(root)?;
+    let c = e.get(name)?;
+    if !c.state.status.is_active() {
+        return Err(Exit(
+            1,
+            "You cannot attach to a stopped container, start it first".into(),
+        )
+        .into());
+    }
+    if c.state.status == skiff_engine::Status::Paused {
+        return Err(Exit(
+            1,
+            "You cannot attach to a paused container, unpause it first".into(),
+        )
+        .into());
+    }
+    let (_dir, path) = skiff_engine::state::short_socket_path(&c.dir, "attach.sock")?;
+    let sock = std::os::unix::net::UnixStream::connect(path)
+        .map_err(|err| anyhow!("attaching to {name}: {err}"))?;
+    let tty = c.record.tty;
+    let _raw = if tty && !no_stdin {
+        term::RawMode::enable(0)
+    } else {
+        None
+    };
+    if sig_proxy && !tty {
+        FORWARD_PID.store(c.state.pid, Ordering::SeqCst);
+        install_forwarding();
+    }
+    if !no_stdin && c.record.open_stdin {
+        let mut w = sock.try_clone()?;
+        std::thread::spawn(move || {
+            let mut stdin = std::io::stdin().lock();
+            let mut buf = [0u8; 4096];
+            let mut last_ctrl_p = false;
+            loop {
+                let n = match stdin.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                // docker's detach keys: ctrl-p ctrl-q.
+                if tty {
+                    for &byte in &buf[..n] {
+                        if last_ctrl_p && byte == 0x11 {
+                            let _ = w.shutdown(std::net::Shutdown::Both);
+                            return;
+                        }
+                        last_ctrl_p = byte == 0x10;
+                    }
+                }
+                if w.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            let _ = w.shutdown(std::net::Shutdown::Write);
+        });
+    }
+    let mut r = std::io::BufReader::new(sock);
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    let mut hdr = [0u8; 8];
+    loop {
+        if r.read_exact(&mut hdr).is_err() {
+            break;
+        }
+        let len = u32::from_be_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]) as usize;
+        let mut data = vec![0u8; len];
+        if r.read_exact(&mut data).is_err() {
+            break;
+        }
+        if hdr[0] == 2 {
+            let _ = err.write_all(&data);
+            let _ = err.flush();
+        } else {
+            let _ = out.write_all(&data);
+            let _ = out.flush();
+        }
+    }
+    drop(_raw);
+    // Detached (ctrl-p ctrl-q) leaves it running; otherwise report its exit code.
+    let mut c = c;
+    c.reload()?;
+    if c.state.status.is_active() {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        c.reload()?;
+        if c.state.status.is_active() && c.state.status != skiff_engine::Status::Restarting {
+            return Ok(0);
+        }
+    }
+    Ok(e.wait(&c.record.id, None)?)
 }
 
 struct ExecArgs {

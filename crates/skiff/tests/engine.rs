@@ -1019,3 +1019,45 @@ fn user_defined_network_resolves_names() {
         .unwrap();
     assert!(!stdout(&links).contains(&br), "bridge {br} removed");
 }
+
+#[test]
+fn attach_to_a_detached_container_with_stdin() {
+    let r = root();
+    r.ok(&[
+        "run",
+        "-di",
+        "--name",
+        "att",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "while read l; do echo \"got $l\"; echo \"err $l\" >&2; done; echo bye; exit 3",
+    ]);
+    let mut cmd = r.cmd(&["attach", "att"]);
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    {
+        use std::io::Write;
+        let mut i = child.stdin.take().unwrap();
+        i.write_all(b"one\ntwo\n").unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "exit code; stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "got one\ngot two\nbye\n"
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "err one\nerr two\n");
+    let o = r.run(&["attach", "att"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("start it first"), "{}", stderr(&o));
+}
