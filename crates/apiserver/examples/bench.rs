@@ -14,18 +14,27 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 type Sender = hyper::client::conn::http2::SendRequest<Full<Bytes>>;
 
-async fn connect(port: u16, tls: Arc<rustls::ClientConfig>) -> Result<Sender, Box<dyn std::error::Error>> {
+async fn connect(
+    port: u16,
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<Sender, Box<dyn std::error::Error>> {
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
     tcp.set_nodelay(true)?;
     let stream = tokio_rustls::TlsConnector::from(tls)
         .connect(ServerName::try_from("localhost")?.to_owned(), tcp)
         .await?;
-    let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await?;
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await?;
     tokio::spawn(conn);
     Ok(sender)
 }
 
-async fn call(s: &mut Sender, method: &str, path: &str, body: Option<String>) -> Result<(u16, Duration), Box<dyn std::error::Error>> {
+async fn call(
+    s: &mut Sender,
+    method: &str,
+    path: &str,
+    body: Option<String>,
+) -> Result<(u16, Duration), Box<dyn std::error::Error>> {
     let start = Instant::now();
     let req = hyper::Request::builder()
         .method(method)
@@ -41,7 +50,11 @@ async fn call(s: &mut Sender, method: &str, path: &str, body: Option<String>) ->
 
 fn report(what: &str, mut lat: Vec<Duration>, wall: Duration) {
     lat.sort();
-    let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or_default();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
     println!(
         "{what:8} {:6} ops in {:6.2}s = {:8.0}/s   p50 {:6.2} ms   p99 {:6.2} ms",
         lat.len(),
@@ -68,13 +81,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tlsdir = dir.path().join("tls");
     let mut roots = rustls::RootCertStore::empty();
     roots.add(CertificateDer::from_pem_file(tlsdir.join("server-ca.crt"))?)?;
-    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(
-            vec![CertificateDer::from_pem_file(tlsdir.join("client-admin.crt"))?],
-            PrivateKeyDer::from_pem_file(tlsdir.join("client-admin.key"))?,
-        )?;
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_client_auth_cert(
+        vec![CertificateDer::from_pem_file(
+            tlsdir.join("client-admin.crt"),
+        )?],
+        PrivateKeyDer::from_pem_file(tlsdir.join("client-admin.key"))?,
+    )?;
     tls.alpn_protocols = vec![b"h2".to_vec()];
     let tls = Arc::new(tls);
     let mut senders = Vec::new();

@@ -407,10 +407,65 @@ impl Registry {
             spec["ipFamilies"] = json!(["IPv4"]);
             spec["ipFamilyPolicy"] = json!("SingleStack");
         }
-        if ty == "NodePort" || ty == "LoadBalancer" {
+        assign_node_ports(obj, &all.items, None);
+        Ok(())
+    }
+
+    /// On update: node ports for a Service that now needs them, none for one that does not.
+    async fn update_service_ports(
+        &self,
+        obj: &mut Value,
+        ns: Option<&str>,
+        name: &str,
+    ) -> ApiResult<()> {
+        let Some(svcres) = lookup("", "v1", "services") else {
+            return Ok(());
+        };
+        let all = self.list(svcres, None, &ListOptions::default()).await?;
+        assign_node_ports(obj, &all.items, Some((ns.unwrap_or_default(), name)));
+        Ok(())
+    }
+}
+
+/// Gives every port of a NodePort/LoadBalancer Service a free node port (30000-32767) and
+/// clears node ports of other types, as the real server does. `this` (namespace, name) is
+/// the Service itself, whose ports are not counted as used.
+fn assign_node_ports(obj: &mut Value, all: &[Value], this: Option<(&str, &str)>) {
+    let ty = obj
+        .pointer("/spec/type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP")
+        .to_string();
+    let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) else {
+        return;
+    };
+    {
+        if ty != "NodePort" && ty != "LoadBalancer" {
+            if let Some(Value::Array(ports)) = spec.get_mut("ports") {
+                for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+                    p.remove("nodePort");
+                }
+            }
+            if let Some(m) = spec.as_object_mut() {
+                m.remove("externalTrafficPolicy");
+                m.remove("allocateLoadBalancerNodePorts");
+            }
+            return;
+        }
+        {
             let used_ports: std::collections::HashSet<i64> = all
-                .items
                 .iter()
+                .filter(|s| {
+                    let key = (
+                        s.pointer("/metadata/namespace")
+                            .and_then(Value::as_str)
+                            .unwrap_or(""),
+                        s.pointer("/metadata/name")
+                            .and_then(Value::as_str)
+                            .unwrap_or(""),
+                    );
+                    Some(key) != this
+                })
                 .flat_map(|s| {
                     s.pointer("/spec/ports")
                         .and_then(Value::as_array)
@@ -442,9 +497,10 @@ impl Registry {
                 spec["externalTrafficPolicy"] = json!("Cluster");
             }
         }
-        Ok(())
     }
+}
 
+impl Registry {
     /// Read-modify-write of one object: `mutate` turns the current object into the desired
     /// one. A resourceVersion in the desired object is a precondition; without one the write
     /// is retried on conflicts (unconditional update).
@@ -521,6 +577,9 @@ impl Registry {
             new["apiVersion"] = json!(res.api_version());
             new["kind"] = json!(res.kind);
             strategy::prepare_for_update(res, &old, &mut new, sub);
+            if res.kind == "Service" && sub == Subresource::Main {
+                self.update_service_ports(&mut new, ns, name).await?;
+            }
             let mut causes = crate::validation::validate(res, &new);
             causes.extend(strategy::validate_update(res, &old, &new, sub));
             if !causes.is_empty() {

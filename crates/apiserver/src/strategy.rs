@@ -493,6 +493,27 @@ pub fn prepare_for_update(res: &Resource, old: &Value, new: &mut Value, sub: Sub
                     }
                 }
             }
+            // Node ports too, matched by port number and protocol.
+            let old_ports = old
+                .pointer("/spec/ports")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            if let Some(Value::Array(ports)) = new.pointer_mut("/spec/ports") {
+                for p in ports
+                    .iter_mut()
+                    .filter(|p| p.get("nodePort").is_none_or(Value::is_null))
+                {
+                    let same = old_ports.iter().find(|o| {
+                        o.get("port") == p.get("port")
+                            && o.get("protocol").and_then(Value::as_str).unwrap_or("TCP")
+                                == p.get("protocol").and_then(Value::as_str).unwrap_or("TCP")
+                    });
+                    if let Some(np) = same.and_then(|o| o.get("nodePort")) {
+                        p["nodePort"] = np.clone();
+                    }
+                }
+            }
         }
         "Job" if new.pointer("/spec/selector").is_none() => {
             if let Some(sel) = old.pointer("/spec/selector") {

@@ -413,6 +413,35 @@ async fn new_client_1_33_typed_creates() {
         out.contains("ClusterIP") && out.contains("10.43.") && out.contains("80/TCP"),
         "{out}"
     );
+    fx.ok(
+        k,
+        &[
+            "patch",
+            "svc",
+            "svc",
+            "-p",
+            r#"{"spec":{"type":"NodePort"}}"#,
+        ],
+    )
+    .await;
+    let svc = json(&fx.ok(k, &["get", "svc", "svc", "-o", "json"]).await);
+    let node_port = svc["spec"]["ports"][0]["nodePort"]
+        .as_i64()
+        .unwrap_or_default();
+    assert!((30000..=32767).contains(&node_port), "{svc}");
+    fx.ok(
+        k,
+        &[
+            "patch",
+            "svc",
+            "svc",
+            "-p",
+            r#"{"spec":{"type":"ClusterIP"}}"#,
+        ],
+    )
+    .await;
+    let svc = json(&fx.ok(k, &["get", "svc", "svc", "-o", "json"]).await);
+    assert!(svc["spec"]["ports"][0].get("nodePort").is_none(), "{svc}");
     let out = fx.ok(k, &["get", "jobs,cronjobs"]).await;
     assert!(
         out.contains("job.batch/once")

@@ -65,6 +65,10 @@ pub struct CreateOptions {
     pub group_add: Vec<String>,
     pub extra_labels: BTreeMap<String, String>,
     pub network_aliases: Vec<String>,
+    /// Files bind-mounted at these container paths instead of the init layer's
+    /// `/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf` (the node agent's managed
+    /// files): destination → host path.
+    pub managed_files: BTreeMap<String, String>,
 }
 
 /// Parse a docker size (`512m`, `1g`, `100k`, `1024`, `2GB`) to bytes.
@@ -271,6 +275,7 @@ impl Engine {
             && network != "none"
             && network != "host"
             && !network.starts_with("container:")
+            && !network.starts_with("ns:")
         {
             let n = crate::network::get_network(&self.root, &self.bridge, &network)?;
             if !n.user_defined {
@@ -384,6 +389,20 @@ impl Engine {
                 }
             },
         };
+        for mode in [
+            &network,
+            opts.pid.as_deref().unwrap_or(""),
+            opts.ipc.as_deref().unwrap_or(""),
+            opts.uts.as_deref().unwrap_or(""),
+        ] {
+            if let Some(p) = mode.strip_prefix("ns:") {
+                if !Path::new(p).exists() {
+                    return Err(EngineError::Invalid(format!(
+                        "namespace path {p} does not exist"
+                    )));
+                }
+            }
+        }
         // Namespace sharing targets must exist now.
         for (what, mode) in [
             ("network", network.as_str()),
@@ -552,7 +571,7 @@ impl Engine {
                     nano_cpus,
                     oom_score_adj: opts.oom_score_adj,
                     group_add: opts.group_add.clone(),
-                    managed_files: BTreeMap::new(),
+                    managed_files: opts.managed_files.clone(),
                     extra_networks: Vec::new(),
                     network_aliases: opts.network_aliases.clone(),
                 },
@@ -679,6 +698,8 @@ impl Engine {
                 "" | "private" | "bridge" | "none" | "shareable" => NsMode::New,
                 "host" => NsMode::Host,
                 m if !m.contains(':') && what == "net" => NsMode::New,
+                // A namespace held by any process (the node agent's infra process).
+                m if m.starts_with("ns:") => NsMode::Join(PathBuf::from(&m[3..])),
                 m => match m.strip_prefix("container:") {
                     Some(t) => {
                         let c = self.get(t)?;
@@ -701,6 +722,7 @@ impl Engine {
         }
         spec.namespaces.uts = match h.uts_mode.as_str() {
             "host" => NsMode::Host,
+            m if m.starts_with("ns:") => NsMode::Join(PathBuf::from(&m[3..])),
             "" => {
                 if h.network_mode == "host" {
                     NsMode::Host

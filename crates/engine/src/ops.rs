@@ -268,7 +268,11 @@ impl Engine {
     ) -> Result<()> {
         let mut c = self.get(reference)?;
         let mode = c.record.host.network_mode.clone();
-        if mode == "none" || mode == "host" || mode.starts_with("container:") {
+        if mode == "none"
+            || mode == "host"
+            || mode.starts_with("container:")
+            || mode.starts_with("ns:")
+        {
             return Err(EngineError::Conflict(format!(
                 "container sharing network namespace with another container or host cannot be connected to any other network (network mode {mode})"
             )));
@@ -342,7 +346,11 @@ impl Engine {
     fn network_plan(&self, c: &Container) -> Result<Option<state::NetPlan>> {
         let h = &c.record.host;
         let mode = h.network_mode.as_str();
-        if mode == "none" || mode == "host" || mode.starts_with("container:") {
+        if mode == "none"
+            || mode == "host"
+            || mode.starts_with("container:")
+            || mode.starts_with("ns:")
+        {
             return Ok(None);
         }
         let mut names = vec![mode.to_string()];

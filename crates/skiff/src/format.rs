@@ -90,11 +90,23 @@ pub fn binary_size(bytes: u64) -> String {
         v /= 1024.0;
         i += 1;
     }
-    format!("{:.4}", v)
-        .trim_end_matches('0')
-        .trim_end_matches('.')
-        .to_string()
-        + units[i]
+    // Go's %.4g: four significant digits.
+    let decimals = if v >= 1000.0 {
+        0
+    } else if v >= 100.0 {
+        1
+    } else if v >= 10.0 {
+        2
+    } else {
+        3
+    };
+    let t = format!("{:.*}", decimals, v);
+    let t = if t.contains('.') {
+        t.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        t
+    };
+    t + units[i]
 }
 
 /// Print rows as docker's tabwriter does: columns padded to the widest cell plus
@@ -313,6 +325,8 @@ mod tests {
         assert_eq!(human_size(4_860), "4.86kB");
         assert_eq!(human_size(123_456_789), "123MB");
         assert_eq!(binary_size(1536 * 1024), "1.5MiB");
+        assert_eq!(binary_size(25_274_722_304), "23.54GiB");
+        assert_eq!(binary_size(132 * 1024), "132KiB");
     }
 
     #[test]

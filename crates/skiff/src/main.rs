@@ -195,6 +195,7 @@ impl RunFlags {
             oom_score_adj: self.oom_score_adj,
             group_add: self.group_add.clone(),
             extra_labels: Default::default(),
+            managed_files: Default::default(),
             network_aliases: self.network_alias.clone(),
         }
     }

@@ -1061,3 +1061,110 @@ fn attach_to_a_detached_container_with_stdin() {
     assert_ne!(o.status.code(), Some(0));
     assert!(stderr(&o).contains("start it first"), "{}", stderr(&o));
 }
+
+#[test]
+fn sharing_links_devices_and_more_run_flags() {
+    let r = root();
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "base",
+        "-v",
+        "/shared",
+        "busybox",
+        "sh",
+        "-c",
+        "echo from-base > /shared/f; sleep 60",
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // --volumes-from, --pid container:, --ipc container:, --link.
+    let out = r.ok(&[
+        "run", "--rm", "--volumes-from", "base", "--pid", "container:base", "--ipc", "container:base",
+        "--link", "base:db", "busybox", "sh", "-c",
+        "cat /shared/f; ps -o comm | grep -c sleep; readlink /proc/self/ns/ipc; grep -w db /etc/hosts | wc -l",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "from-base");
+    assert_eq!(lines[1], "1", "sees base's processes: {out}");
+    let base_ipc = r.ok(&["exec", "base", "readlink", "/proc/self/ns/ipc"]);
+    assert_eq!(lines[2], base_ipc.trim());
+    assert_eq!(lines[3], "1", "link alias in /etc/hosts: {out}");
+    // --uts host.
+    let h = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--uts",
+        "host",
+        "busybox",
+        "hostname",
+    ]);
+    assert_eq!(h.trim(), nix_hostname());
+    // --device with the host's numbers.
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--device",
+        "/dev/null:/dev/mynull",
+        "busybox",
+        "sh",
+        "-c",
+        "ls -l /dev/mynull; echo x > /dev/mynull && echo ok",
+    ]);
+    assert!(out.contains("1,") && out.contains("ok"), "{out}");
+    // logs -t and -f.
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "counter",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo n$i; sleep 0.2; done",
+    ]);
+    let o = r.run(&["logs", "-f", "counter"]);
+    assert_eq!(stdout(&o), "n1\nn2\nn3", "follow until the container exits");
+    let o = r.ok(&["logs", "-t", "counter"]);
+    assert!(
+        o.lines().all(|l| l.contains("T") && l.contains("Z n")),
+        "{o}"
+    );
+    // stats --no-stream reads the cgroup counters.
+    let s = r.ok(&["stats", "--no-stream", "base"]);
+    assert!(s.starts_with("CONTAINER ID   NAME"), "{s}");
+    assert!(s.contains("base") && s.contains("iB / "), "{s}");
+    // restart always + system boot brings it back.
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "svc",
+        "--network",
+        "none",
+        "--restart",
+        "always",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    r.ok(&["stop", "-t", "0", "svc"]);
+    assert!(r.ok(&["ps", "-a"]).contains("Exited"));
+    let booted = r.ok(&["system", "boot"]);
+    assert!(booted.contains("svc"), "{booted}");
+    let st = r.ok(&["inspect", "-f", "{{.State.Status}}", "svc"]);
+    assert_eq!(st.trim(), "running");
+}
+
+fn nix_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string()
+}
