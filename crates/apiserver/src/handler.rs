@@ -923,7 +923,7 @@ fn selector_of(obj: &Value) -> String {
 }
 
 /// The `autoscaling/v1` Scale of an object with `spec.replicas`.
-fn scale_of(res: &Resource, obj: &Value) -> Value {
+fn scale_of(_res: &Resource, obj: &Value) -> Value {
     let m = obj.get("metadata").cloned().unwrap_or(json!({}));
     let mut meta = json!({});
     for k in [
@@ -937,7 +937,6 @@ fn scale_of(res: &Resource, obj: &Value) -> Value {
             meta[k] = v.clone();
         }
     }
-    let _ = res;
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",

@@ -335,6 +335,20 @@ impl Cgroup {
             };
             write(&d.join("pids.max"), &v)?;
         }
+        // v2 has no devices.allow: device access is an eBPF program on the group
+        // (only on a real cgroup2 file system; a directory laid out like one for
+        // tests has nothing to attach to).
+        if !res.privileged && is_cgroup2(d) {
+            let mut rules = Vec::new();
+            for r in DEFAULT_DEVICE_RULES
+                .iter()
+                .map(|s| s.to_string())
+                .chain(res.device_rules.iter().cloned())
+            {
+                rules.push(crate::devices_bpf::parse_rule(&r)?);
+            }
+            crate::devices_bpf::attach(d, &rules)?;
+        }
         Ok(())
     }
 
@@ -504,6 +518,12 @@ impl Cgroup {
     }
 }
 
+fn is_cgroup2(p: &Path) -> bool {
+    nix::sys::statfs::statfs(p)
+        .map(|s| s.filesystem_type().0 == CGROUP2_SUPER_MAGIC)
+        .unwrap_or(false)
+}
+
 /// docker's conversion of v1 cpu shares to a v2 cpu.weight.
 pub fn shares_to_weight(shares: u64) -> u64 {
     if shares == 0 {
@@ -647,6 +667,57 @@ mod v2_real {
         let host = Host::v2(mount.to_path_buf(), "/");
         let name = format!("t{}", std::process::id());
         let cg = Cgroup::create(&host, "/skiff-test", &name, &Resources::default()).unwrap();
+        // The device filter: docker's defaults allow /dev/null and /dev/zero; a group
+        // allowing only /dev/null denies /dev/zero.
+        let only_null = Cgroup::create(
+            &host,
+            "/skiff-test",
+            &format!("{name}-dev"),
+            &Resources {
+                privileged: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        crate::devices_bpf::attach(
+            &only_null.paths[""],
+            &[crate::devices_bpf::parse_rule("c 1:3 rwm").unwrap()],
+        )
+        .unwrap();
+        let mut sh = std::process::Command::new("sh")
+            .args(["-c", "read x; (head -c 1 /dev/zero >/dev/null 2>&1 && echo zero-ok) || echo zero-denied; echo hi > /dev/null && echo null-ok"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        only_null.join(sh.id() as i32).unwrap();
+        {
+            use std::io::Write;
+            sh.stdin.take().unwrap().write_all(b"go\n").unwrap();
+        }
+        let out = sh.wait_with_output().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "zero-denied\nnull-ok\n"
+        );
+        only_null.remove().unwrap();
+        // A group with docker's default rules (attached by create) still opens both.
+        let mut sh = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "read x; head -c 1 /dev/zero >/dev/null && echo zero-ok",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        cg.join(sh.id() as i32).unwrap();
+        {
+            use std::io::Write;
+            sh.stdin.take().unwrap().write_all(b"go\n").unwrap();
+        }
+        let out = sh.wait_with_output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "zero-ok\n");
         let mut child = std::process::Command::new("sleep")
             .arg("30")
             .spawn()

@@ -8,6 +8,7 @@
 //! single-threaded.
 
 pub mod cgroups;
+pub mod devices_bpf;
 pub mod linux;
 pub mod seccomp;
 pub mod spec;
