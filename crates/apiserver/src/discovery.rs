@@ -127,6 +127,76 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
     )
 }
 
+/// The content type of aggregated discovery (`/api`, `/apis` with the matching Accept).
+pub const AGGREGATED_CONTENT_TYPE: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+fn gvk(group: &str, version: &str, kind: &str) -> Value {
+    json!({"group": group, "version": version, "kind": kind})
+}
+
+/// Aggregated discovery (`apidiscovery.k8s.io/v2` APIGroupDiscoveryList): the core group
+/// for `/api` (`core`), every other group for `/apis`.
+pub fn aggregated(core: bool) -> Value {
+    let groups: Vec<(&str, Vec<&str>)> = if core {
+        vec![("", vec!["v1"])]
+    } else {
+        resources::groups()
+    };
+    let items: Vec<Value> = groups
+        .iter()
+        .map(|(g, versions)| {
+            let versions: Vec<Value> = versions
+                .iter()
+                .map(|v| {
+                    let resources: Vec<Value> = resources::in_group_version(g, v)
+                        .map(|r| {
+                            let mut subs = Vec::new();
+                            if r.status {
+                                subs.push(json!({"subresource": "status", "responseKind": gvk(r.group, r.version, r.kind), "verbs": ["get", "patch", "update"]}));
+                            }
+                            if r.scale {
+                                subs.push(json!({"subresource": "scale", "responseKind": gvk("autoscaling", "v1", "Scale"), "verbs": ["get", "patch", "update"]}));
+                            }
+                            if r.kind == "Pod" {
+                                subs.push(json!({"subresource": "binding", "responseKind": gvk("", "v1", "Binding"), "verbs": ["create"]}));
+                            }
+                            if r.kind == "Namespace" {
+                                subs.push(json!({"subresource": "finalize", "responseKind": gvk("", "v1", "Namespace"), "verbs": ["update"]}));
+                            }
+                            let mut doc = json!({
+                                "resource": r.plural,
+                                "responseKind": gvk(r.group, r.version, r.kind),
+                                "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+                                "singularResource": r.singular,
+                                "verbs": verbs(r),
+                            });
+                            if !r.short_names.is_empty() {
+                                doc["shortNames"] = json!(r.short_names);
+                            }
+                            if !r.categories.is_empty() {
+                                doc["categories"] = json!(r.categories);
+                            }
+                            if !subs.is_empty() {
+                                doc["subresources"] = Value::Array(subs);
+                            }
+                            doc
+                        })
+                        .collect();
+                    json!({"version": v, "resources": resources, "freshness": "Current"})
+                })
+                .collect();
+            json!({"metadata": {"name": g}, "versions": versions})
+        })
+        .collect();
+    json!({
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": "apidiscovery.k8s.io/v2",
+        "metadata": {},
+        "items": items,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,6 +218,27 @@ mod tests {
             .iter()
             .any(|r| r["name"] == "deployments/scale"));
         assert!(api_resource_list("nope", "v1").is_none());
+        let agg = aggregated(false);
+        let apps = agg["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["metadata"]["name"] == "apps")
+            .unwrap();
+        let deploy = apps["versions"][0]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == "deployments")
+            .unwrap();
+        assert_eq!(deploy["scope"], "Namespaced");
+        assert_eq!(deploy["shortNames"], json!(["deploy"]));
+        assert!(deploy["subresources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["subresource"] == "scale" && s["responseKind"]["kind"] == "Scale"));
+        assert_eq!(aggregated(true)["items"][0]["metadata"]["name"], "");
         assert_eq!(
             version()["gitVersion"],
             format!("v1.{}.0", crate::typed::kube_minor())

@@ -116,6 +116,25 @@ fn parse_accept(h: Option<&str>) -> Accept {
     a
 }
 
+/// Whether the client asks for aggregated discovery v2 (before any plain JSON).
+fn wants_aggregated_discovery(accept: &str) -> bool {
+    for range in accept.split(',') {
+        let params: Vec<&str> = range.split(';').map(str::trim).collect();
+        let has = |p: &str| params.contains(&p);
+        if has("g=apidiscovery.k8s.io") && has("v=v2") && has("as=APIGroupDiscoveryList") {
+            return true;
+        }
+        if params
+            .first()
+            .is_some_and(|m| *m == "application/json" || *m == "*/*")
+            && !range.contains("as=")
+        {
+            return false;
+        }
+    }
+    false
+}
+
 type Query = HashMap<String, String>;
 
 fn parse_query(q: Option<&str>) -> Query {
@@ -187,7 +206,23 @@ async fn route(
         .collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     if req.method() == Method::GET && !truthy(&parse_query(req.uri().query()), "watch") {
+        let aggregated = req
+            .headers()
+            .get("accept")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(wants_aggregated_discovery);
         match segs.as_slice() {
+            ["api"] | ["apis"] if aggregated => {
+                let core = segs.as_slice() == ["api"];
+                return Ok(Response::builder()
+                    .status(200)
+                    .header("Content-Type", crate::discovery::AGGREGATED_CONTENT_TYPE)
+                    .header("Cache-Control", "no-cache, private")
+                    .body(full(
+                        serde_json::to_vec(&crate::discovery::aggregated(core)).unwrap_or_default(),
+                    ))
+                    .unwrap_or_else(|_| Response::new(full(""))));
+            }
             ["api"] => {
                 return Ok(json_response(
                     200,

@@ -1583,7 +1583,23 @@ fn inspect_cmd(
     Ok(if failed { 1 } else { 0 })
 }
 
-fn stats(root: &Path, _no_stream: bool, all: bool, names: &[String]) -> Result<i32> {
+fn stats(root: &Path, no_stream: bool, all: bool, names: &[String]) -> Result<i32> {
+    if no_stream {
+        return stats_once(root, all, names).map(|t| {
+            print!("{t}");
+            0
+        });
+    }
+    // Streaming: redraw about once a second until interrupted, as docker does.
+    loop {
+        let t = stats_once(root, all, names)?;
+        print!("\x1b[2J\x1b[H{t}");
+        std::io::stdout().flush()?;
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
+fn stats_once(root: &Path, all: bool, names: &[String]) -> Result<String> {
     let e = engine(root)?;
     let list: Vec<_> = if names.is_empty() {
         e.list()?
@@ -1657,8 +1673,7 @@ fn stats(root: &Path, _no_stream: bool, all: bool, names: &[String]) -> Result<i
             pids.to_string(),
         ]);
     }
-    print!("{}", format::table(&rows));
-    Ok(0)
+    Ok(format::table(&rows))
 }
 
 fn images(root: &Path, quiet: bool, no_trunc: bool, repo: Option<String>) -> Result<i32> {
