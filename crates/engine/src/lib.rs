@@ -16,6 +16,7 @@ pub mod names;
 pub mod network;
 pub mod ops;
 pub mod proxy;
+pub mod sandbox;
 pub mod state;
 pub mod volumes;
 

@@ -295,7 +295,7 @@ fn container_init(
 }
 
 /// Bring `lo` up in a fresh network namespace (an ioctl: no netlink needed).
-fn loopback_up() -> Result<(), (i32, String)> {
+pub fn loopback_up() -> Result<(), (i32, String)> {
     unsafe {
         let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
         if s < 0 {

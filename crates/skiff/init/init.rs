@@ -2,6 +2,9 @@
 //! read-only at /sbin/docker-init). It starts the command, forwards signals to it,
 //! reaps every orphan that lands on it, and exits with the command's status.
 //!
+//! `skiff-init --pause` is a pod's infra process: it holds the pod's namespaces,
+//! reaps orphans when it is the pod's PID 1, and does nothing else until killed.
+//!
 //! Built by the skiff crate's build script as a static binary with plain rustc (no
 //! crates), so it runs in any image, and embedded in skiff.
 
@@ -33,6 +36,9 @@ const WNOHANG: c_int = 1;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(|a| a.as_str()) == Some("--pause") {
+        pause();
+    }
     let cmd: Vec<String> = match args.iter().position(|a| a == "--") {
         Some(i) => args[i + 1..].to_vec(),
         None => args,
@@ -89,6 +95,21 @@ fn main() {
                 }
             } else if sig != SIGTTIN && sig != SIGTTOU && sig != SIGTSTP {
                 kill(child, sig);
+            }
+        }
+    }
+}
+
+fn pause() -> ! {
+    unsafe {
+        let mut all = SigSet([0; 16]);
+        sigfillset(&mut all);
+        sigprocmask(SIG_BLOCK, &all, std::ptr::null_mut());
+        loop {
+            let mut info = [0u8; 128];
+            if sigwaitinfo(&all, &mut info) == SIGCHLD {
+                let mut st: c_int = 0;
+                while waitpid(-1, &mut st, WNOHANG) > 0 {}
             }
         }
     }

@@ -460,6 +460,9 @@ enum Cmd {
     /// Manage networks.
     #[command(subcommand)]
     Network(NetworkCmd),
+    /// Internal: create a pod sandbox (spec on stdin, result on stdout).
+    #[command(name = "__sandbox", hide = true)]
+    Sandbox,
     /// Internal: the published-port proxy and embedded DNS of one container.
     #[command(name = "__proxy", hide = true)]
     Proxy {
@@ -593,6 +596,9 @@ fn main() {
             },
         );
     }
+    if let Cmd::Sandbox = &cli.cmd {
+        skiff_engine::sandbox::helper_main(&cli.root.join("bin").join("skiff-init"));
+    }
     if let Cmd::Proxy {
         dns_pid,
         dns_net,
@@ -681,7 +687,9 @@ fn real_main(cli: Cli) -> Result<i32> {
         cli.filter_table.as_deref(),
     )?);
     match cli.cmd {
-        Cmd::Monitor { .. } | Cmd::Proxy { .. } => unreachable!("handled before"),
+        Cmd::Monitor { .. } | Cmd::Proxy { .. } | Cmd::Sandbox => {
+            unreachable!("handled before")
+        }
         Cmd::Run(f) => run(&root, f),
         Cmd::Create(f) => {
             let e = engine(&root)?;

@@ -105,3 +105,95 @@ fn containers_join_an_infra_process_namespaces() {
         let _ = std::fs::remove_dir(p.parent().unwrap());
     }
 }
+
+#[test]
+fn a_pod_sandbox_shares_localhost_ipc_and_pid_with_its_containers() {
+    let r = Root::with_busybox(EXE);
+    let e = Engine::open(&r.dir, std::path::Path::new(EXE)).unwrap();
+    // A pod network of its own: bridge, /24 and an address chosen by the caller.
+    let cfg = skiff_engine::network::BridgeConfig::with(
+        Some(&format!("{}p", r.bridge)),
+        Some(&r.cidr.replace(".0/24", ".128/25")),
+        Some(&format!("{}p", r.table)),
+    )
+    .unwrap();
+    let ip = std::net::Ipv4Addr::from(u32::from(cfg.subnet) + 5);
+    let sb = e
+        .run_sandbox(&skiff_engine::sandbox::SandboxSpec {
+            id: format!("{:0>64}", "5a4db0c"),
+            hostname: "web-0".into(),
+            share_pid: true,
+            network: Some(skiff_engine::sandbox::SandboxNet {
+                bridge: cfg.clone(),
+                ip,
+            }),
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(sb.alive());
+    // The infra process runs from a sealed memfd, not a host file.
+    let exe = std::fs::read_link(format!("/proc/{}/exe", sb.pid)).unwrap();
+    assert!(
+        exe.to_string_lossy().starts_with("/memfd:skiff-pause"),
+        "{}",
+        exe.display()
+    );
+    let join = |args: Vec<&str>| CreateOptions {
+        image: "busybox".into(),
+        args: args.into_iter().map(String::from).collect(),
+        network: Some(sb.ns("net")),
+        ipc: Some(sb.ns("ipc")),
+        uts: Some(sb.ns("uts")),
+        pid: Some(sb.ns("pid")),
+        ..Default::default()
+    };
+    let srv = e
+        .create(&join(vec!["httpd", "-f", "-p", "8080", "-h", "/var/www"]))
+        .unwrap();
+    let (_s, first) = e.start(&srv.record.id, None).unwrap();
+    assert!(matches!(first, Report::Started(_)));
+    let cli = e
+        .create(&join(vec![
+            "sh",
+            "-c",
+            "hostname; cat /proc/1/cmdline | tr '\\0' ' '; echo; wget -qO- http://localhost:8080/index.html",
+        ]))
+        .unwrap();
+    let (mut s, first) = e.start(&cli.record.id, None).unwrap();
+    assert!(matches!(first, Report::Started(_)));
+    assert_eq!(s.next_report(), Report::Exited(0));
+    let logs: Vec<String> =
+        skiff_engine::logs::read_entries(&e.get(&cli.record.id).unwrap().log_path())
+            .into_iter()
+            .map(|x| x.log)
+            .collect();
+    assert_eq!(logs[0], "web-0\n");
+    assert_eq!(
+        logs[1], "pause --pause \n",
+        "the infra process is the pod's PID 1"
+    );
+    assert_eq!(logs[2], "hello from skiff\n");
+    // The node reaches the pod by its address.
+    let body = {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect((ip, 8080)).unwrap();
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        conn.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").unwrap();
+        let mut out = String::new();
+        let _ = conn.read_to_string(&mut out);
+        out
+    };
+    assert!(body.ends_with("hello from skiff\n"), "{body}");
+    // Stopping the sandbox ends every process of the pod.
+    e.stop_sandbox(&sb).unwrap();
+    assert!(!sb.alive());
+    assert_eq!(
+        e.wait(&srv.record.id, Some(std::time::Duration::from_secs(10)))
+            .unwrap(),
+        137
+    );
+    e.remove(&srv.record.id, true, true).unwrap();
+    e.remove(&cli.record.id, true, true).unwrap();
+    skiff_engine::network::teardown(&cfg).unwrap();
+}
