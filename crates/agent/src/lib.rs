@@ -1,0 +1,10 @@
+//! skiff-agent: the node agent (the kubelet's job).
+//!
+//! Owns turning Pods into sandboxes and containers on the engine: the pod
+//! translation rules (command/args against the image, environment, resources and
+//! QoS, security context, the managed /etc/hosts), and, as it grows, pod workers,
+//! volumes, probes, status, streaming, and node registration. It talks to the
+//! engine through the engine's library API; it knows nothing of how the API server
+//! stores objects.
+
+pub mod podspec;

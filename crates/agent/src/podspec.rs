@@ -1,0 +1,695 @@
+//! How a Pod's spec becomes engine settings, by Kubernetes' rules.
+
+use k8s_openapi::api::core::v1::{Container, EnvVar, Pod};
+use skiff_runtime::cgroups::Resources;
+use std::collections::BTreeMap;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SpecError {
+    /// A referenced ConfigMap, Secret or key is missing (the kubelet's
+    /// CreateContainerConfigError).
+    #[error("{0}")]
+    ConfigMissing(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The command a container runs: Kubernetes' `command`/`args` against the image's
+/// ENTRYPOINT/CMD, with `$(VAR)` references expanded from the container's env.
+pub fn command_line(
+    c: &Container,
+    image_entrypoint: &[String],
+    image_cmd: &[String],
+    env: &[String],
+) -> Vec<String> {
+    let vars = env_map(env);
+    let expand_all = |v: &[String]| v.iter().map(|s| expand(s, &vars)).collect::<Vec<_>>();
+    match (&c.command, &c.args) {
+        (Some(cmd), Some(args)) => expand_all(cmd)
+            .into_iter()
+            .chain(expand_all(args))
+            .collect(),
+        (Some(cmd), None) => expand_all(cmd),
+        (None, Some(args)) => image_entrypoint
+            .iter()
+            .cloned()
+            .chain(expand_all(args))
+            .collect(),
+        (None, None) => image_entrypoint
+            .iter()
+            .chain(image_cmd.iter())
+            .cloned()
+            .collect(),
+    }
+}
+
+fn env_map(env: &[String]) -> BTreeMap<String, String> {
+    env.iter()
+        .filter_map(|e| e.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Kubernetes' `$(VAR)` expansion: known variables are replaced, `$$` is a literal
+/// `$`, unknown references stay as written.
+pub fn expand(s: &str, vars: &BTreeMap<String, String>) -> String {
+    let b = s.as_bytes();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'$' && i + 1 < b.len() {
+            if b[i + 1] == b'$' {
+                out.push('$');
+                i += 2;
+                continue;
+            }
+            if b[i + 1] == b'(' {
+                if let Some(end) = s[i + 2..].find(')') {
+                    let name = &s[i + 2..i + 2 + end];
+                    match vars.get(name) {
+                        Some(v) => out.push_str(v),
+                        None => out.push_str(&s[i..i + 3 + end]),
+                    }
+                    i += 3 + end;
+                    continue;
+                }
+            }
+        }
+        let ch = s[i..].chars().next().unwrap_or('?');
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    out
+}
+
+/// Where referenced ConfigMaps and Secrets come from (the agent's informers).
+pub trait ObjectLookup {
+    /// The data of ConfigMap `name` in `namespace`, if it exists.
+    fn config_map(&self, namespace: &str, name: &str) -> Option<BTreeMap<String, String>>;
+    /// The decoded data of Secret `name` in `namespace`, if it exists.
+    fn secret(&self, namespace: &str, name: &str) -> Option<BTreeMap<String, String>>;
+}
+
+/// Values the downward API exposes that live outside the Pod object.
+#[derive(Debug, Clone, Default)]
+pub struct PodRuntimeInfo {
+    pub pod_ip: String,
+    pub host_ip: String,
+    pub node_allocatable_cpu_milli: i64,
+    pub node_allocatable_memory: i64,
+}
+
+/// A container's environment, as the kubelet builds it: envFrom first, then env in
+/// order (later entries see earlier ones through `$(VAR)`).
+pub fn resolve_env(
+    pod: &Pod,
+    c: &Container,
+    lookup: &dyn ObjectLookup,
+    rt: &PodRuntimeInfo,
+) -> Result<Vec<String>, SpecError> {
+    let ns = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let mut vars: Vec<(String, String)> = Vec::new();
+    let set = |vars: &mut Vec<(String, String)>, k: String, v: String| {
+        vars.retain(|(x, _)| x != &k);
+        vars.push((k, v));
+    };
+    for from in c.env_from.iter().flatten() {
+        let prefix = from.prefix.clone().unwrap_or_default();
+        if let Some(r) = &from.config_map_ref {
+            match lookup.config_map(&ns, &r.name) {
+                Some(data) => {
+                    for (k, v) in data {
+                        set(&mut vars, format!("{prefix}{k}"), v);
+                    }
+                }
+                None if r.optional == Some(true) => {}
+                None => {
+                    return Err(SpecError::ConfigMissing(format!(
+                        "configmap \"{}\" not found",
+                        r.name
+                    )))
+                }
+            }
+        }
+        if let Some(r) = &from.secret_ref {
+            match lookup.secret(&ns, &r.name) {
+                Some(data) => {
+                    for (k, v) in data {
+                        set(&mut vars, format!("{prefix}{k}"), v);
+                    }
+                }
+                None if r.optional == Some(true) => {}
+                None => {
+                    return Err(SpecError::ConfigMissing(format!(
+                        "secret \"{}\" not found",
+                        r.name
+                    )))
+                }
+            }
+        }
+    }
+    for e in c.env.iter().flatten() {
+        let current: BTreeMap<String, String> = vars.iter().cloned().collect();
+        if let Some(v) = env_value(pod, c, e, lookup, rt, &ns, &current)? {
+            set(&mut vars, e.name.clone(), v);
+        }
+    }
+    Ok(vars.into_iter().map(|(k, v)| format!("{k}={v}")).collect())
+}
+
+fn env_value(
+    pod: &Pod,
+    c: &Container,
+    e: &EnvVar,
+    lookup: &dyn ObjectLookup,
+    rt: &PodRuntimeInfo,
+    ns: &str,
+    vars: &BTreeMap<String, String>,
+) -> Result<Option<String>, SpecError> {
+    if let Some(v) = &e.value {
+        return Ok(Some(expand(v, vars)));
+    }
+    let Some(src) = &e.value_from else {
+        return Ok(Some(String::new()));
+    };
+    if let Some(f) = &src.field_ref {
+        let m = &pod.metadata;
+        let spec = pod.spec.as_ref();
+        let path = f.field_path.as_str();
+        let v = match path {
+            "metadata.name" => m.name.clone().unwrap_or_default(),
+            "metadata.namespace" => ns.to_string(),
+            "metadata.uid" => m.uid.clone().unwrap_or_default(),
+            "spec.nodeName" => spec.and_then(|s| s.node_name.clone()).unwrap_or_default(),
+            "spec.serviceAccountName" => spec
+                .and_then(|s| s.service_account_name.clone())
+                .unwrap_or_default(),
+            "status.podIP" => rt.pod_ip.clone(),
+            "status.podIPs" => rt.pod_ip.clone(),
+            "status.hostIP" => rt.host_ip.clone(),
+            "status.hostIPs" => rt.host_ip.clone(),
+            p => {
+                let key = |prefix: &str| {
+                    p.strip_prefix(prefix)
+                        .and_then(|k| k.strip_prefix("['"))
+                        .and_then(|k| k.strip_suffix("']"))
+                        .map(|k| k.to_string())
+                };
+                if let Some(k) = key("metadata.labels") {
+                    m.labels
+                        .as_ref()
+                        .and_then(|l| l.get(&k).cloned())
+                        .unwrap_or_default()
+                } else if let Some(k) = key("metadata.annotations") {
+                    m.annotations
+                        .as_ref()
+                        .and_then(|l| l.get(&k).cloned())
+                        .unwrap_or_default()
+                } else {
+                    return Err(SpecError::Invalid(format!(
+                        "unsupported fieldRef fieldPath {p} for env {}",
+                        e.name
+                    )));
+                }
+            }
+        };
+        return Ok(Some(v));
+    }
+    if let Some(r) = &src.resource_field_ref {
+        let target = match &r.container_name {
+            Some(n) if !n.is_empty() => pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.containers.iter().find(|x| &x.name == n))
+                .unwrap_or(c),
+            _ => c,
+        };
+        let divisor = r
+            .divisor
+            .as_ref()
+            .map(|q| parse_quantity_milli(&q.0))
+            .transpose()?
+            .filter(|d| *d > 0);
+        let res = target.resources.as_ref();
+        let get = |which: &str, name: &str| -> Option<i128> {
+            let m = if which == "limits" {
+                res.and_then(|r| r.limits.as_ref())
+            } else {
+                res.and_then(|r| r.requests.as_ref())
+            };
+            m.and_then(|m| m.get(name))
+                .and_then(|q| parse_quantity_milli(&q.0).ok())
+        };
+        let (which, name) = r
+            .resource
+            .split_once('.')
+            .ok_or_else(|| SpecError::Invalid(format!("bad resource {}", r.resource)))?;
+        let milli = match get(which, name) {
+            Some(v) => v,
+            // An unset limit reports the node's allocatable, as the kubelet does.
+            None if which == "limits" && name == "cpu" => rt.node_allocatable_cpu_milli as i128,
+            None if which == "limits" && name == "memory" => {
+                rt.node_allocatable_memory as i128 * 1000
+            }
+            None => 0,
+        };
+        // The default divisor is 1 (one core, one byte): 1000 in thousandths.
+        let d = divisor.unwrap_or(1000);
+        // Round up, as the kubelet does.
+        let v = (milli + d - 1) / d;
+        return Ok(Some(v.to_string()));
+    }
+    if let Some(r) = &src.config_map_key_ref {
+        return match lookup.config_map(ns, &r.name) {
+            Some(d) => match d.get(&r.key) {
+                Some(v) => Ok(Some(v.clone())),
+                None if r.optional == Some(true) => Ok(None),
+                None => Err(SpecError::ConfigMissing(format!(
+                    "couldn't find key {} in ConfigMap {ns}/{}",
+                    r.key, r.name
+                ))),
+            },
+            None if r.optional == Some(true) => Ok(None),
+            None => Err(SpecError::ConfigMissing(format!(
+                "configmap \"{}\" not found",
+                r.name
+            ))),
+        };
+    }
+    if let Some(r) = &src.secret_key_ref {
+        return match lookup.secret(ns, &r.name) {
+            Some(d) => match d.get(&r.key) {
+                Some(v) => Ok(Some(v.clone())),
+                None if r.optional == Some(true) => Ok(None),
+                None => Err(SpecError::ConfigMissing(format!(
+                    "couldn't find key {} in Secret {ns}/{}",
+                    r.key, r.name
+                ))),
+            },
+            None if r.optional == Some(true) => Ok(None),
+            None => Err(SpecError::ConfigMissing(format!(
+                "secret \"{}\" not found",
+                r.name
+            ))),
+        };
+    }
+    Ok(Some(String::new()))
+}
+
+/// A Kubernetes quantity in thousandths (`500m` → 500, `1` → 1000, `1Ki` → 1024000).
+pub fn parse_quantity_milli(s: &str) -> Result<i128, SpecError> {
+    let bad = || SpecError::Invalid(format!("invalid quantity: {s}"));
+    let s = s.trim();
+    let suffixes: [(&str, i128, i128); 14] = [
+        ("Ki", 1 << 10, 1),
+        ("Mi", 1 << 20, 1),
+        ("Gi", 1 << 30, 1),
+        ("Ti", 1 << 40, 1),
+        ("Pi", 1 << 50, 1),
+        ("Ei", 1 << 60, 1),
+        ("n", 1, 1_000_000),
+        ("u", 1, 1_000),
+        ("m", 1, 1),
+        ("k", 1_000, 1),
+        ("M", 1_000_000, 1),
+        ("G", 1_000_000_000, 1),
+        ("T", 1_000_000_000_000, 1),
+        ("P", 1_000_000_000_000_000, 1),
+    ];
+    let (num, mul, div, milli) = suffixes
+        .iter()
+        .find(|(suf, _, _)| s.ends_with(suf))
+        .map(|(suf, m, d)| {
+            (
+                &s[..s.len() - suf.len()],
+                *m,
+                *d,
+                *suf == "m" || *suf == "u" || *suf == "n",
+            )
+        })
+        .unwrap_or((s, 1, 1, false));
+    let (num, exp) = match num.find(['e', 'E']) {
+        Some(i) => (&num[..i], num[i + 1..].parse::<i32>().map_err(|_| bad())?),
+        None => (num, 0),
+    };
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    if int.is_empty() && frac.is_empty() {
+        return Err(bad());
+    }
+    let digits = format!("{int}{frac}");
+    if !digits.chars().all(|c| c.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let mut v: i128 = digits.parse().map_err(|_| bad())?;
+    let mut scale: i32 = exp - frac.len() as i32 + if milli { 0 } else { 3 };
+    v *= mul;
+    while scale > 0 {
+        v *= 10;
+        scale -= 1;
+    }
+    let mut den: i128 = div;
+    while scale < 0 {
+        den *= 10;
+        scale += 1;
+    }
+    // Round up, as Kubernetes rounds quantities it cannot represent exactly.
+    Ok((v + den - 1) / den)
+}
+
+fn quantity(c: &Container, which: &str, name: &str) -> Option<i128> {
+    let r = c.resources.as_ref()?;
+    let m = if which == "limits" {
+        r.limits.as_ref()?
+    } else {
+        r.requests.as_ref()?
+    };
+    parse_quantity_milli(&m.get(name)?.0).ok()
+}
+
+/// A container's cgroup settings from its requests and limits, as the kubelet
+/// writes them: cpu limit → CFS quota over a 100 ms period, cpu request → shares
+/// (min 2), memory limit → the memory limit.
+pub fn container_resources(c: &Container) -> Resources {
+    let cpu_req = quantity(c, "requests", "cpu").or_else(|| quantity(c, "limits", "cpu"));
+    let shares = cpu_req
+        .map(|m| ((m * 1024) / 1000).max(2) as u64)
+        .unwrap_or(2);
+    let mut r = Resources {
+        cpu_shares: Some(shares),
+        ..Default::default()
+    };
+    if let Some(l) = quantity(c, "limits", "cpu") {
+        r.cpu_period = Some(100_000);
+        r.cpu_quota = Some(((l * 100_000) / 1000).max(1000) as i64);
+    }
+    if let Some(m) = quantity(c, "limits", "memory") {
+        r.memory = Some((m / 1000) as i64);
+    }
+    r
+}
+
+/// The pod's QoS class (Guaranteed, Burstable, BestEffort).
+pub fn qos_class(pod: &Pod) -> &'static str {
+    let Some(spec) = &pod.spec else {
+        return "BestEffort";
+    };
+    let all: Vec<&Container> = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .collect();
+    let mut any = false;
+    let mut guaranteed = true;
+    for c in &all {
+        for name in ["cpu", "memory"] {
+            let req = quantity(c, "requests", name).or_else(|| quantity(c, "limits", name));
+            let lim = quantity(c, "limits", name);
+            if req.is_some() || lim.is_some() {
+                any = true;
+            }
+            if lim.is_none() || req != lim {
+                guaranteed = false;
+            }
+        }
+    }
+    if !any {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+/// The pod's managed /etc/hosts, in the kubelet's format, with hostAliases after
+/// the managed entries (one hostname a line, as the tutorials show it).
+pub fn hosts_file(pod: &Pod, pod_ip: &str, cluster_domain: &str) -> String {
+    let mut s = String::from(
+        "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
+    );
+    let spec = pod.spec.as_ref();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let hostname = spec
+        .and_then(|s| s.hostname.clone())
+        .unwrap_or_else(|| name.clone());
+    if !pod_ip.is_empty() {
+        match spec.and_then(|s| s.subdomain.clone()) {
+            Some(sub) if !sub.is_empty() => {
+                let ns = pod
+                    .metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".into());
+                s.push_str(&format!(
+                    "{pod_ip}\t{hostname}.{sub}.{ns}.svc.{cluster_domain}\t{hostname}\n"
+                ));
+            }
+            _ => s.push_str(&format!("{pod_ip}\t{hostname}\n")),
+        }
+    }
+    for a in spec
+        .and_then(|s| s.host_aliases.clone())
+        .unwrap_or_default()
+    {
+        for h in a.hostnames.unwrap_or_default() {
+            s.push_str(&format!("{}\t{h}\n", a.ip));
+        }
+    }
+    s
+}
+
+/// The user a container runs as (`uid[:gid]`) from its and the pod's security
+/// context; `run_as_non_root` with uid 0 is refused as the kubelet refuses it.
+pub fn user_for(pod: &Pod, c: &Container, image_user: &str) -> Result<String, SpecError> {
+    let psc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    let sc = c.security_context.as_ref();
+    let uid = sc
+        .and_then(|s| s.run_as_user)
+        .or_else(|| psc.and_then(|s| s.run_as_user));
+    let gid = sc
+        .and_then(|s| s.run_as_group)
+        .or_else(|| psc.and_then(|s| s.run_as_group));
+    let non_root = sc
+        .and_then(|s| s.run_as_non_root)
+        .or_else(|| psc.and_then(|s| s.run_as_non_root))
+        .unwrap_or(false);
+    let user = match (uid, gid) {
+        (Some(u), Some(g)) => format!("{u}:{g}"),
+        (Some(u), None) => u.to_string(),
+        (None, Some(g)) => {
+            let base = image_user.split(':').next().unwrap_or("");
+            format!("{}:{g}", if base.is_empty() { "0" } else { base })
+        }
+        (None, None) => image_user.to_string(),
+    };
+    if non_root {
+        let u = user.split(':').next().unwrap_or("");
+        if u.is_empty() || u == "0" || u == "root" {
+            return Err(SpecError::Invalid(
+                "container has runAsNonRoot and image will run as root".into(),
+            ));
+        }
+        if u.parse::<u32>().is_err() {
+            return Err(SpecError::Invalid(format!(
+                "container has runAsNonRoot and image has non-numeric user ({u}), cannot verify user is non-root"
+            )));
+        }
+    }
+    Ok(user)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(v: serde_json::Value) -> Pod {
+        serde_json::from_value(v).unwrap()
+    }
+
+    struct Objects;
+    impl ObjectLookup for Objects {
+        fn config_map(&self, ns: &str, name: &str) -> Option<BTreeMap<String, String>> {
+            (ns == "default" && name == "cfg").then(|| {
+                [
+                    ("mode".to_string(), "fast".to_string()),
+                    ("level".to_string(), "3".to_string()),
+                ]
+                .into_iter()
+                .collect()
+            })
+        }
+        fn secret(&self, _ns: &str, name: &str) -> Option<BTreeMap<String, String>> {
+            (name == "creds").then(|| {
+                [("password".to_string(), "s3cret".to_string())]
+                    .into_iter()
+                    .collect()
+            })
+        }
+    }
+
+    #[test]
+    fn command_and_args_combine_as_kubernetes_does() {
+        let ep = vec!["/docker-entrypoint.sh".to_string()];
+        let cmd = vec!["nginx".to_string(), "-g".to_string()];
+        let c = |v: serde_json::Value| -> Container { serde_json::from_value(v).unwrap() };
+        let env = vec!["GREETING=hi".to_string()];
+        assert_eq!(
+            command_line(&c(json!({"name": "a"})), &ep, &cmd, &env),
+            vec!["/docker-entrypoint.sh", "nginx", "-g"]
+        );
+        assert_eq!(
+            command_line(&c(json!({"name": "a", "command": ["sh"]})), &ep, &cmd, &env),
+            vec!["sh"]
+        );
+        assert_eq!(
+            command_line(&c(json!({"name": "a", "args": ["x"]})), &ep, &cmd, &env),
+            vec!["/docker-entrypoint.sh", "x"]
+        );
+        assert_eq!(
+            command_line(
+                &c(
+                    json!({"name": "a", "command": ["echo"], "args": ["$(GREETING) $(NOPE) $$(GREETING)"]})
+                ),
+                &ep,
+                &cmd,
+                &env
+            ),
+            vec!["echo", "hi $(NOPE) $(GREETING)"]
+        );
+    }
+
+    #[test]
+    fn environment_from_every_source() {
+        let p = pod(json!({
+            "metadata": {"name": "web-0", "namespace": "default", "uid": "u-1", "labels": {"app": "web"}},
+            "spec": {"nodeName": "n1", "containers": [{
+                "name": "c", "image": "busybox",
+                "resources": {"limits": {"cpu": "500m", "memory": "64Mi"}},
+                "envFrom": [{"configMapRef": {"name": "cfg"}, "prefix": "CFG_"}],
+                "env": [
+                    {"name": "A", "value": "1"},
+                    {"name": "B", "value": "$(A)-two"},
+                    {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                    {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+                    {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                    {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                    {"name": "CPU", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1m"}}},
+                    {"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}},
+                    {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "mode"}}},
+                    {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}}
+                ]
+            }]}
+        }));
+        let c = &p.spec.as_ref().unwrap().containers[0];
+        let rt = PodRuntimeInfo {
+            pod_ip: "10.42.0.7".into(),
+            ..Default::default()
+        };
+        let env = resolve_env(&p, c, &Objects, &rt).unwrap();
+        for want in [
+            "CFG_mode=fast",
+            "CFG_level=3",
+            "A=1",
+            "B=1-two",
+            "POD=web-0",
+            "APP=web",
+            "IP=10.42.0.7",
+            "NODE=n1",
+            "CPU=500",
+            "MEM=64",
+            "MODE=fast",
+            "PW=s3cret",
+        ] {
+            assert!(env.contains(&want.to_string()), "{want} in {env:?}");
+        }
+        let missing = pod(
+            json!({"metadata": {"name": "x"}, "spec": {"containers": [{"name": "c",
+            "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "nope", "key": "k"}}}]}]}}),
+        );
+        let c = &missing.spec.as_ref().unwrap().containers[0];
+        assert_eq!(
+            resolve_env(&missing, c, &Objects, &rt),
+            Err(SpecError::ConfigMissing(
+                "configmap \"nope\" not found".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn quantities() {
+        assert_eq!(parse_quantity_milli("500m").unwrap(), 500);
+        assert_eq!(parse_quantity_milli("0.5").unwrap(), 500);
+        assert_eq!(parse_quantity_milli("2").unwrap(), 2000);
+        assert_eq!(
+            parse_quantity_milli("64Mi").unwrap(),
+            64 * 1024 * 1024 * 1000
+        );
+        assert_eq!(parse_quantity_milli("1G").unwrap(), 1_000_000_000_000);
+        assert_eq!(parse_quantity_milli("1e3").unwrap(), 1_000_000);
+        assert!(parse_quantity_milli("lots").is_err());
+    }
+
+    #[test]
+    fn resources_and_qos() {
+        let g = pod(
+            json!({"spec": {"containers": [{"name": "c", "resources": {"limits": {"cpu": "250m", "memory": "128Mi"}}}]}}),
+        );
+        assert_eq!(qos_class(&g), "Guaranteed");
+        let r = container_resources(&g.spec.as_ref().unwrap().containers[0]);
+        assert_eq!(
+            (r.cpu_quota, r.cpu_period, r.cpu_shares, r.memory),
+            (Some(25_000), Some(100_000), Some(256), Some(128 << 20))
+        );
+        let b = pod(
+            json!({"spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "100m"}}}]}}),
+        );
+        assert_eq!(qos_class(&b), "Burstable");
+        let e = pod(json!({"spec": {"containers": [{"name": "c"}]}}));
+        assert_eq!(qos_class(&e), "BestEffort");
+        assert_eq!(
+            container_resources(&e.spec.as_ref().unwrap().containers[0]).cpu_shares,
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn hosts_file_with_aliases() {
+        let p = pod(
+            json!({"metadata": {"name": "hostaliases-pod"}, "spec": {"containers": [],
+            "hostAliases": [{"ip": "10.1.2.3", "hostnames": ["foo.remote", "bar.remote"]}]}}),
+        );
+        let h = hosts_file(&p, "10.244.135.10", "cluster.local");
+        assert!(h.starts_with("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n"));
+        assert!(
+            h.ends_with(
+                "10.244.135.10\thostaliases-pod\n10.1.2.3\tfoo.remote\n10.1.2.3\tbar.remote\n"
+            ),
+            "{h}"
+        );
+        let s = pod(
+            json!({"metadata": {"name": "web-0", "namespace": "prod"}, "spec": {"containers": [], "hostname": "web-0", "subdomain": "web"}}),
+        );
+        assert!(hosts_file(&s, "10.42.0.3", "cluster.local")
+            .contains("10.42.0.3\tweb-0.web.prod.svc.cluster.local\tweb-0\n"));
+    }
+
+    #[test]
+    fn security_context_users() {
+        let p = pod(
+            json!({"spec": {"securityContext": {"runAsUser": 1000, "runAsGroup": 3000}, "containers": [{"name": "c"}]}}),
+        );
+        let c = &p.spec.as_ref().unwrap().containers[0];
+        assert_eq!(user_for(&p, c, "").unwrap(), "1000:3000");
+        let n = pod(
+            json!({"spec": {"containers": [{"name": "c", "securityContext": {"runAsNonRoot": true}}]}}),
+        );
+        let c = &n.spec.as_ref().unwrap().containers[0];
+        assert!(user_for(&n, c, "").is_err());
+        assert_eq!(user_for(&n, c, "1000").unwrap(), "1000");
+    }
+}
