@@ -351,6 +351,13 @@ enum Cmd {
         all: bool,
         containers: Vec<String>,
     },
+    /// Manage images (docker's `image` group).
+    #[command(subcommand)]
+    Image(ImageCmd),
+    /// Engine-wide information.
+    Info,
+    /// Version information.
+    Version,
     /// List images.
     Images {
         #[arg(short = 'q', long)]
@@ -502,6 +509,46 @@ enum VolumeCmd {
         force: bool,
         #[arg(short = 'a', long)]
         all: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImageCmd {
+    /// Display detailed information on images.
+    Inspect {
+        #[arg(short = 'f', long)]
+        format: Option<String>,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// List images.
+    #[command(visible_alias = "list")]
+    Ls {
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        #[arg(long = "no-trunc")]
+        no_trunc: bool,
+        repository: Option<String>,
+    },
+    /// Remove images.
+    Rm {
+        #[arg(short = 'f', long)]
+        force: bool,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Tag an image.
+    Tag { source: String, target: String },
+    /// Show an image's history.
+    History {
+        #[arg(long = "no-trunc")]
+        no_trunc: bool,
+        image: String,
+    },
+    /// Remove dangling images.
+    Prune {
+        #[arg(short = 'f', long)]
+        force: bool,
     },
 }
 
@@ -879,6 +926,51 @@ fn real_main(cli: Cli) -> Result<i32> {
             no_trunc,
             repository,
         } => images(&root, quiet, no_trunc, repository),
+        Cmd::Image(i) => match i {
+            ImageCmd::Inspect { format, images } => {
+                inspect_cmd(&root, format, Some("image".into()), &images)
+            }
+            ImageCmd::Ls {
+                quiet,
+                no_trunc,
+                repository,
+            } => images(&root, quiet, no_trunc, repository),
+            ImageCmd::Rm { force, images } => rmi(&root, force, &images),
+            ImageCmd::Tag { source, target } => {
+                engine(&root)?.images.tag(&source, &target)?;
+                Ok(0)
+            }
+            ImageCmd::History { no_trunc, image } => history(&root, no_trunc, false, &image),
+            ImageCmd::Prune { force: _ } => {
+                let e = engine(&root)?;
+                let used: Vec<String> = e.list()?.into_iter().map(|c| c.record.image_id).collect();
+                println!("Deleted Images:");
+                for i in e.images.prune_dangling_keeping(&used)? {
+                    println!("deleted: {i}");
+                }
+                Ok(0)
+            }
+        },
+        Cmd::Info => {
+            let e = engine(&root)?;
+            let all = e.list()?;
+            let running = all.iter().filter(|c| c.state.status == skiff_engine::Status::Running).count();
+            let paused = all.iter().filter(|c| c.state.status == skiff_engine::Status::Paused).count();
+            let cg = skiff_runtime::cgroups::Host::detect()?;
+            println!("Client:\n Version:    {}\n\nServer:", env!("CARGO_PKG_VERSION"));
+            println!(" Containers: {}\n  Running: {running}\n  Paused: {paused}\n  Stopped: {}", all.len(), all.len() - running - paused);
+            println!(" Images: {}", e.images.all_images()?.len());
+            println!(" Server Version: {}", env!("CARGO_PKG_VERSION"));
+            println!(" Storage Driver: overlay2\n Logging Driver: json-file");
+            println!(" Cgroup Driver: cgroupfs\n Cgroup Version: {}", if cg.version == skiff_runtime::cgroups::Version::V2 { 2 } else { 1 });
+            println!(" Runtime: skiff (daemonless)\n Kernel Version: {}", std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim());
+            println!(" Docker Root Dir: {}", e.root.display());
+            Ok(0)
+        }
+        Cmd::Version => {
+            println!("Client:\n Version:           {}\n OS/Arch:           linux/{}\n\nServer: skiff\n Engine:\n  Version:          {}", env!("CARGO_PKG_VERSION"), skiff_image::host_arch(), env!("CARGO_PKG_VERSION"));
+            Ok(0)
+        }
         Cmd::Tag { source, target } => {
             engine(&root)?.images.tag(&source, &target)?;
             Ok(0)
