@@ -8,3 +8,5 @@
 //! stores objects.
 
 pub mod podspec;
+pub mod probe;
+pub mod volumes;

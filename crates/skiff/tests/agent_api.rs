@@ -197,3 +197,41 @@ fn a_pod_sandbox_shares_localhost_ipc_and_pid_with_its_containers() {
     e.remove(&cli.record.id, true, true).unwrap();
     skiff_engine::network::teardown(&cfg).unwrap();
 }
+
+#[test]
+fn exec_probes_run_in_the_container() {
+    use skiff_agent::probe::{exec, ProbeResult};
+    let r = Root::with_busybox(EXE);
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "probed",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "touch /tmp/healthy; sleep 60",
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let t = std::time::Duration::from_secs(5);
+    let cmd = |s: &str| vec!["sh".to_string(), "-c".to_string(), s.to_string()];
+    assert_eq!(
+        exec(
+            std::path::Path::new(EXE),
+            &r.dir,
+            "probed",
+            &cmd("cat /tmp/healthy"),
+            t
+        ),
+        ProbeResult::Success
+    );
+    assert!(
+        matches!(exec(std::path::Path::new(EXE), &r.dir, "probed", &cmd("echo sick; exit 1"), t), ProbeResult::Failure(m) if m == "sick")
+    );
+    assert!(matches!(
+        exec(std::path::Path::new(EXE), &r.dir, "probed", &cmd("sleep 5"), std::time::Duration::from_millis(300)),
+        ProbeResult::Failure(m) if m.contains("timed out")
+    ));
+}
