@@ -5,6 +5,9 @@ need=()
 command -v busybox >/dev/null 2>&1 || [ -x /bin/busybox ] || need+=(busybox-static)
 command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# etcd-client's build compiles etcd's protobufs; the etcd backend's tests start a real etcd.
+command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 if [ "${SKIFF_BENCH:-}" = 1 ]; then
   command -v runc >/dev/null 2>&1 || need+=(runc)
 fi
