@@ -614,11 +614,7 @@ impl Engine {
                 )))
             }
         }
-        let cg = c
-            .state
-            .cgroup
-            .clone()
-            .ok_or_else(|| EngineError::NotRunning("container has no cgroup".into()))?;
+        let cg = live_cgroup(&c)?;
         cg.freeze(paused)?;
         c.update_state(|s| {
             s.status = if paused {
@@ -685,17 +681,7 @@ impl Engine {
     /// The process list of a running container: (pid, ppid, user, cmdline).
     pub fn top(&self, reference: &str) -> Result<Vec<(i32, i32, u32, String)>> {
         let c = self.get(reference)?;
-        if c.state.status != Status::Running && c.state.status != Status::Paused {
-            return Err(EngineError::Conflict(format!(
-                "Container {} is not running",
-                c.record.id
-            )));
-        }
-        let cg = c
-            .state
-            .cgroup
-            .clone()
-            .ok_or_else(|| EngineError::NotRunning("container has no cgroup".into()))?;
+        let cg = live_cgroup(&c)?;
         let mut out = Vec::new();
         for pid in cg.procs() {
             let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -726,6 +712,20 @@ impl Engine {
         out.sort();
         Ok(out)
     }
+}
+
+/// The cgroup of a container that has processes (running or paused).
+fn live_cgroup(c: &Container) -> Result<skiff_runtime::cgroups::Cgroup> {
+    if c.state.status != Status::Running && c.state.status != Status::Paused {
+        return Err(EngineError::Conflict(format!(
+            "Container {} is not running",
+            c.record.id
+        )));
+    }
+    c.state
+        .cgroup
+        .clone()
+        .ok_or_else(|| EngineError::NotRunning("container has no cgroup".into()))
 }
 
 /// A signal by name (`TERM`, `SIGTERM`, `sigkill`) or number.

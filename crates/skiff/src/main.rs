@@ -201,6 +201,20 @@ impl RunFlags {
     }
 }
 
+#[derive(Args)]
+struct StopArgs {
+    /// Seconds to wait for the stop signal before SIGKILL.
+    #[arg(
+        short = 't',
+        long = "time",
+        visible_alias = "timeout",
+        allow_hyphen_values = true
+    )]
+    time: Option<i64>,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Create and start a container.
@@ -219,29 +233,9 @@ enum Cmd {
         containers: Vec<String>,
     },
     /// Stop running containers (stop signal, then SIGKILL).
-    Stop {
-        #[arg(
-            short = 't',
-            long = "time",
-            visible_alias = "timeout",
-            allow_hyphen_values = true
-        )]
-        time: Option<i64>,
-        #[arg(required = true)]
-        containers: Vec<String>,
-    },
+    Stop(StopArgs),
     /// Restart containers.
-    Restart {
-        #[arg(
-            short = 't',
-            long = "time",
-            visible_alias = "timeout",
-            allow_hyphen_values = true
-        )]
-        time: Option<i64>,
-        #[arg(required = true)]
-        containers: Vec<String>,
-    },
+    Restart(StopArgs),
     /// Send a signal to containers.
     Kill {
         #[arg(short = 's', long, default_value = "KILL")]
@@ -786,12 +780,12 @@ fn real_main(cli: Cli) -> Result<i32> {
             }
             Ok(code)
         }
-        Cmd::Stop { time, containers } => each(&root, &containers, |e, c| {
+        Cmd::Stop(StopArgs { time, containers }) => each(&root, &containers, |e, c| {
             e.stop(c, time)?;
             println!("{c}");
             Ok(())
         }),
-        Cmd::Restart { time, containers } => each(&root, &containers, |e, c| {
+        Cmd::Restart(StopArgs { time, containers }) => each(&root, &containers, |e, c| {
             e.stop(c, time)?;
             let (_, first) = e.start(c, None)?;
             match first {
