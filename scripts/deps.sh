@@ -10,6 +10,7 @@ command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 if [ "${SKIFF_BENCH:-}" = 1 ]; then
   command -v runc >/dev/null 2>&1 || need+=(runc)
+  command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive

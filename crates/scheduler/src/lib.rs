@@ -1,0 +1,357 @@
+//! skiff-scheduler: kube-scheduler's decision for one pod over a cluster snapshot.
+//!
+//! This crate owns the scheduling *decision*: the filter plugins of kube-scheduler's
+//! default profile (NodeUnschedulable, NodeName, TaintToleration, NodeAffinity, NodePorts,
+//! NodeResourcesFit, PodTopologySpread, InterPodAffinity), its score plugins
+//! (NodeResourcesFit LeastAllocated, NodeResourcesBalancedAllocation, TaintToleration,
+//! NodeAffinity, InterPodAffinity, PodTopologySpread) with the default weights, and the
+//! FailedScheduling message kube-scheduler writes when no node fits. It also exports the
+//! helpers other components share: effective pod requests, quantity parsing, label
+//! selector matching and taint toleration.
+//!
+//! It must not know about the API server, watches, bindings, events or time: it is pure
+//! logic over a [`Snapshot`] (no I/O, no async). The controller that watches pods and
+//! nodes, calls [`schedule`] and posts the Binding lives elsewhere.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use thiserror::Error;
+
+mod interpod;
+mod labels;
+mod nodes;
+mod quantity;
+mod resources;
+mod scores;
+mod simple_filters;
+mod spread;
+mod taints;
+#[cfg(test)]
+mod testutil;
+
+pub use labels::{
+    label_selector_matches, node_selector_term_matches, pod_matches_node_selector_and_affinity,
+    required_node_names,
+};
+pub use quantity::{parse_quantity, QuantityError};
+pub use resources::{
+    node_allocatable, pod_non_zero_requests, pod_requests, Resources, DEFAULT_MEMORY_REQUEST,
+    DEFAULT_MILLI_CPU_REQUEST,
+};
+pub use taints::{
+    find_untolerated_taint, pod_tolerations, tolerates, toleration_tolerates,
+    UNSCHEDULABLE_TAINT_KEY,
+};
+
+use nodes::NodeInfo;
+
+/// The cluster as the scheduler sees it at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub nodes: Vec<Node>,
+    /// All pods, bound (`spec.nodeName` set) or not. Succeeded and Failed pods are ignored.
+    pub pods: Vec<Pod>,
+    /// Namespaces, only needed for the labels that pod affinity `namespaceSelector`s match.
+    pub namespaces: Vec<Namespace>,
+}
+
+impl Snapshot {
+    /// Records a scheduling decision before the API confirms it, as kube-scheduler's cache
+    /// "assumes" a pod: the pod (matched by uid, else namespace/name) is replaced by, or
+    /// added as, a copy bound to `node_name`, so the next decision counts it.
+    pub fn assume(&mut self, pod: &Pod, node_name: &str) {
+        let mut bound = pod.clone();
+        bound.spec.get_or_insert_with(Default::default).node_name = Some(node_name.to_string());
+        self.pods.retain(|p| !nodes::same_pod(p, pod));
+        self.pods.push(bound);
+    }
+}
+
+/// Why a pod fits on no node.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{message}")]
+pub struct Unschedulable {
+    /// kube-scheduler's FailedScheduling message, e.g. "0/3 nodes are available:
+    /// 1 Insufficient cpu, 2 node(s) didn't match Pod's node affinity/selector.
+    /// preemption: 0/3 nodes are available: 1 No preemption victims found for incoming
+    /// pod, 2 Preemption is not helpful for scheduling."
+    pub message: String,
+    /// The filter reasons for each node, by node name.
+    pub per_node: BTreeMap<String, Vec<String>>,
+}
+
+/// The weighted score of one feasible node, with each plugin's normalized (0–100) score.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeScore {
+    pub total: i64,
+    pub plugins: BTreeMap<&'static str, i64>,
+}
+
+/// The outcome of running every filter plugin against every node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filtered {
+    /// Names of nodes that passed every filter, in snapshot order.
+    pub feasible: Vec<String>,
+    /// Failure reasons of the nodes that did not.
+    pub per_node: BTreeMap<String, Vec<String>>,
+}
+
+/// The result of one filter plugin on one node (None means the node passed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Status {
+    pub reasons: Vec<String>,
+    /// UnschedulableAndUnresolvable: preemption on this node cannot help.
+    pub unresolvable: bool,
+}
+
+impl Status {
+    pub(crate) fn unresolvable(reason: impl Into<String>) -> Status {
+        Status {
+            reasons: vec![reason.into()],
+            unresolvable: true,
+        }
+    }
+    pub(crate) fn unschedulable(reason: impl Into<String>) -> Status {
+        Status {
+            reasons: vec![reason.into()],
+            unresolvable: false,
+        }
+    }
+}
+
+/// Everything computed once per scheduling cycle (the PreFilter state).
+struct Cycle<'a> {
+    pod: &'a Pod,
+    nodes: Vec<NodeInfo<'a>>,
+    requests: Resources,
+    interpod: interpod::State,
+    spread: spread::FilterState,
+    ns_labels: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl<'a> Cycle<'a> {
+    fn new(pod: &'a Pod, snap: &'a Snapshot) -> Cycle<'a> {
+        let nodes = nodes::build(pod, snap);
+        let ns_labels = nodes::namespace_labels(snap);
+        let interpod = interpod::State::new(pod, &nodes, &ns_labels);
+        let spread = spread::FilterState::new(pod, &nodes);
+        Cycle {
+            pod,
+            requests: pod_requests(pod),
+            interpod,
+            spread,
+            nodes,
+            ns_labels,
+        }
+    }
+
+    /// The filter plugins in the default profile's order; the first failure wins.
+    fn filter(&self, ni: &NodeInfo) -> Option<Status> {
+        let pod = self.pod;
+        simple_filters::node_unschedulable(pod, ni)
+            .or_else(|| simple_filters::node_name(pod, ni))
+            .or_else(|| simple_filters::taint_toleration(pod, ni))
+            .or_else(|| simple_filters::node_affinity(pod, ni))
+            .or_else(|| simple_filters::node_ports(pod, ni))
+            .or_else(|| simple_filters::node_resources_fit(&self.requests, ni))
+            .or_else(|| self.spread.filter(pod, ni))
+            .or_else(|| self.interpod.filter(ni))
+    }
+
+    fn run_filters(&self) -> Outcome {
+        let mut out = Outcome::default();
+        let allowed = labels::required_node_names(self.pod);
+        if allowed.as_ref().is_some_and(|names| names.is_empty()) {
+            // NodeAffinity's PreFilter rejects the pod outright.
+            out.prefilter_msg = Some(ERR_AFFINITY_CONFLICT.to_string());
+            for ni in &self.nodes {
+                out.failed.insert(
+                    ni.name.to_string(),
+                    Status::unresolvable(ERR_AFFINITY_CONFLICT),
+                );
+            }
+            return out;
+        }
+        for (i, ni) in self.nodes.iter().enumerate() {
+            let status = if allowed
+                .as_ref()
+                .is_some_and(|names| !names.contains(ni.name))
+            {
+                // Left out by NodeAffinity's PreFilter result.
+                Some(Status::unresolvable(ERR_NOT_IN_PREFILTER_RESULT))
+            } else {
+                self.filter(ni)
+            };
+            match status {
+                None => out.feasible.push(i),
+                Some(status) => {
+                    out.failed.insert(ni.name.to_string(), status);
+                }
+            }
+        }
+        out
+    }
+}
+
+const ERR_AFFINITY_CONFLICT: &str = "pod affinity terms conflict";
+const ERR_NOT_IN_PREFILTER_RESULT: &str = "node(s) didn't satisfy plugin(s) [NodeAffinity]";
+
+#[derive(Default)]
+struct Outcome {
+    /// Indexes into `Cycle::nodes`.
+    feasible: Vec<usize>,
+    failed: BTreeMap<String, Status>,
+    /// Set when a PreFilter plugin rejected the pod for every node.
+    prefilter_msg: Option<String>,
+}
+
+/// Runs every filter plugin against every node of the snapshot.
+pub fn filter(pod: &Pod, snap: &Snapshot) -> Filtered {
+    let cycle = Cycle::new(pod, snap);
+    let Outcome {
+        feasible, failed, ..
+    } = cycle.run_filters();
+    Filtered {
+        feasible: feasible
+            .iter()
+            .map(|&i| cycle.nodes[i].name.to_string())
+            .collect(),
+        per_node: failed.into_iter().map(|(k, s)| (k, s.reasons)).collect(),
+    }
+}
+
+/// Scores the feasible nodes with the default profile's score plugins and weights.
+pub fn score(pod: &Pod, snap: &Snapshot) -> BTreeMap<String, NodeScore> {
+    let cycle = Cycle::new(pod, snap);
+    let feasible = cycle.run_filters().feasible;
+    scores::score(pod, &cycle.nodes, &feasible, &cycle.ns_labels)
+}
+
+/// Picks the node for `pod`: the feasible node with the highest weighted score, ties
+/// broken by the smallest node name (kube-scheduler breaks ties at random).
+pub fn schedule(pod: &Pod, snap: &Snapshot) -> Result<String, Unschedulable> {
+    let cycle = Cycle::new(pod, snap);
+    let outcome = cycle.run_filters();
+    let feasible = &outcome.feasible;
+    if feasible.is_empty() {
+        return Err(unschedulable(pod, cycle.nodes.len(), outcome));
+    }
+    if let [only] = feasible[..] {
+        return Ok(cycle.nodes[only].name.to_string());
+    }
+    let scored = scores::score(pod, &cycle.nodes, feasible, &cycle.ns_labels);
+    // BTreeMap iterates by name, so keeping the first maximum breaks ties by name.
+    let mut best: Option<(&String, i64)> = None;
+    for (name, s) in &scored {
+        if best.is_none_or(|(_, b)| s.total > b) {
+            best = Some((name, s.total));
+        }
+    }
+    match best {
+        Some((name, _)) => Ok(name.clone()),
+        None => Err(unschedulable(pod, cycle.nodes.len(), outcome)),
+    }
+}
+
+/// "N reason, M reason" sorted as strings, as kube-scheduler's FitError does.
+fn histogram<'s>(reasons: impl Iterator<Item = &'s str>) -> String {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in reasons {
+        *counts.entry(r).or_insert(0) += 1;
+    }
+    let mut parts: Vec<String> = counts.iter().map(|(r, n)| format!("{n} {r}")).collect();
+    parts.sort();
+    parts.join(", ")
+}
+
+fn unschedulable(pod: &Pod, num_nodes: usize, outcome: Outcome) -> Unschedulable {
+    let Outcome {
+        failed,
+        prefilter_msg,
+        ..
+    } = outcome;
+    if num_nodes == 0 {
+        return Unschedulable {
+            message: "no nodes available to schedule pods".to_string(),
+            per_node: BTreeMap::new(),
+        };
+    }
+    let filter_msg = prefilter_msg.unwrap_or_else(|| {
+        histogram(
+            failed
+                .values()
+                .flat_map(|s| s.reasons.iter().map(String::as_str)),
+        )
+    });
+    let mut message = format!("0/{num_nodes} nodes are available: {filter_msg}.");
+    let never = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.preemption_policy.as_deref())
+        == Some("Never");
+    if never {
+        message.push_str(" preemption: not eligible due to preemptionPolicy=Never.");
+    } else {
+        // DefaultPreemption's PostFilter: nodes that failed with an unresolvable status
+        // cannot be helped; on the others there is no lower-priority pod to evict (skiff
+        // does not preempt yet).
+        let post = histogram(failed.values().map(|s| {
+            if s.unresolvable {
+                "Preemption is not helpful for scheduling"
+            } else {
+                "No preemption victims found for incoming pod"
+            }
+        }));
+        message.push_str(&format!(
+            " preemption: 0/{num_nodes} nodes are available: {post}."
+        ));
+    }
+    Unschedulable {
+        message,
+        per_node: failed.into_iter().map(|(k, s)| (k, s.reasons)).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::testutil::*;
+    use serde_json::json;
+
+    #[test]
+    fn assume_binds_the_pod_in_the_snapshot() {
+        let mut snap = Snapshot {
+            nodes: vec![
+                node("n1", json!({}), small_alloc()),
+                node("n2", json!({}), small_alloc()),
+            ],
+            ..Default::default()
+        };
+        let p = pod(json!({"metadata": {"name": "big", "namespace": "default"},
+            "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "1500m"}}}]}}));
+        snap.pods.push(p.clone());
+        assert_eq!(schedule(&p, &snap), Ok("n1".to_string()));
+        snap.assume(&p, "n1");
+        assert_eq!(snap.pods.len(), 1);
+        let q = pod(json!({"metadata": {"name": "big2", "namespace": "default"},
+            "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "1500m"}}}]}}));
+        assert_eq!(schedule(&q, &snap), Ok("n2".to_string()));
+        snap.assume(&q, "n2");
+        assert_eq!(snap.pods.len(), 2);
+        assert!(schedule(&simple_pod("small", json!({})), &snap).is_ok());
+        let r = pod(json!({"metadata": {"name": "big3", "namespace": "default"},
+            "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "1"}}}]}}));
+        assert!(schedule(&r, &snap).is_err());
+    }
+
+    #[test]
+    fn histogram_sorts_as_strings() {
+        let reasons = ["b", "a", "b"];
+        assert_eq!(histogram(reasons.iter().copied()), "1 a, 2 b");
+        let many: Vec<&str> = std::iter::repeat_n("x", 10).chain(["y", "y"]).collect();
+        // kube-scheduler sorts "10 x" before "2 y".
+        assert_eq!(histogram(many.into_iter()), "10 x, 2 y");
+    }
+}

@@ -1,0 +1,58 @@
+//! Builders for realistic Node and Pod objects in unit tests.
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use serde_json::{json, Value};
+
+pub fn pod(v: Value) -> Pod {
+    serde_json::from_value(v).expect("test pod JSON")
+}
+
+/// A Ready node with the given labels (plus kubernetes.io/hostname) and allocatable.
+pub fn node(name: &str, labels: Value, allocatable: Value) -> Node {
+    let mut labels = labels;
+    if let Some(m) = labels.as_object_mut() {
+        m.entry("kubernetes.io/hostname")
+            .or_insert_with(|| json!(name));
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {},
+        "status": {
+            "capacity": allocatable,
+            "allocatable": allocatable,
+            "conditions": [{"type": "Ready", "status": "True"}]
+        }
+    }))
+    .expect("test node JSON")
+}
+
+pub fn small_alloc() -> Value {
+    json!({"cpu": "2", "memory": "4Gi", "pods": "110", "ephemeral-storage": "20Gi"})
+}
+
+pub fn tainted(name: &str, taints: Value) -> Node {
+    let mut n = node(name, json!({}), small_alloc());
+    n.spec = Some(serde_json::from_value(json!({"taints": taints})).expect("taints"));
+    n
+}
+
+/// An unbound pod in namespace default with one container and no requests.
+pub fn simple_pod(name: &str, labels: Value) -> Pod {
+    pod(json!({
+        "metadata": {"name": name, "namespace": "default", "labels": labels},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]}
+    }))
+}
+
+/// A running pod bound to `node_name`.
+pub fn bound_pod(name: &str, node_name: &str, labels: Value, spec: Value) -> Pod {
+    let mut spec = spec;
+    spec["nodeName"] = json!(node_name);
+    pod(json!({
+        "metadata": {"name": name, "namespace": "default", "labels": labels},
+        "spec": spec,
+        "status": {"phase": "Running"}
+    }))
+}
