@@ -4,6 +4,7 @@
 
 mod format;
 mod inspect;
+mod server;
 mod term;
 
 use anyhow::{anyhow, Result};
@@ -345,6 +346,8 @@ enum Cmd {
         all: bool,
         containers: Vec<String>,
     },
+    /// Run the Kubernetes-compatible control plane (k3s's flags).
+    Server(server::ServerFlags),
     /// Manage images (docker's `image` group).
     #[command(subcommand)]
     Image(ImageCmd),
@@ -945,6 +948,7 @@ fn real_main(cli: Cli) -> Result<i32> {
                 Ok(0)
             }
         },
+        Cmd::Server(f) => server::run(f),
         Cmd::Info => {
             let e = engine(&root)?;
             let all = e.list()?;
