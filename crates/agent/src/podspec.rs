@@ -177,47 +177,12 @@ fn env_value(
         return Ok(Some(String::new()));
     };
     if let Some(f) = &src.field_ref {
-        let m = &pod.metadata;
-        let spec = pod.spec.as_ref();
-        let path = f.field_path.as_str();
-        let v = match path {
-            "metadata.name" => m.name.clone().unwrap_or_default(),
-            "metadata.namespace" => ns.to_string(),
-            "metadata.uid" => m.uid.clone().unwrap_or_default(),
-            "spec.nodeName" => spec.and_then(|s| s.node_name.clone()).unwrap_or_default(),
-            "spec.serviceAccountName" => spec
-                .and_then(|s| s.service_account_name.clone())
-                .unwrap_or_default(),
-            "status.podIP" => rt.pod_ip.clone(),
-            "status.podIPs" => rt.pod_ip.clone(),
-            "status.hostIP" => rt.host_ip.clone(),
-            "status.hostIPs" => rt.host_ip.clone(),
-            p => {
-                let key = |prefix: &str| {
-                    p.strip_prefix(prefix)
-                        .and_then(|k| k.strip_prefix("['"))
-                        .and_then(|k| k.strip_suffix("']"))
-                        .map(|k| k.to_string())
-                };
-                if let Some(k) = key("metadata.labels") {
-                    m.labels
-                        .as_ref()
-                        .and_then(|l| l.get(&k).cloned())
-                        .unwrap_or_default()
-                } else if let Some(k) = key("metadata.annotations") {
-                    m.annotations
-                        .as_ref()
-                        .and_then(|l| l.get(&k).cloned())
-                        .unwrap_or_default()
-                } else {
-                    return Err(SpecError::Invalid(format!(
-                        "unsupported fieldRef fieldPath {p} for env {}",
-                        e.name
-                    )));
-                }
-            }
-        };
-        return Ok(Some(v));
+        return field_ref_value(pod, &f.field_path, rt)
+            .map(Some)
+            .map_err(|err| match err {
+                SpecError::Invalid(m) => SpecError::Invalid(format!("{m} (env {})", e.name)),
+                other => other,
+            });
     }
     if let Some(r) = &src.resource_field_ref {
         let target = match &r.container_name {
@@ -298,6 +263,59 @@ fn env_value(
         };
     }
     Ok(Some(String::new()))
+}
+
+/// The value of a downward API `fieldRef` path.
+pub fn field_ref_value(pod: &Pod, path: &str, rt: &PodRuntimeInfo) -> Result<String, SpecError> {
+    let m = &pod.metadata;
+    let spec = pod.spec.as_ref();
+    let ns = m.namespace.clone().unwrap_or_else(|| "default".into());
+    let fmt_map = |m: &Option<BTreeMap<String, String>>| {
+        m.as_ref()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}=\"{v}\""))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default()
+    };
+    Ok(match path {
+        "metadata.name" => m.name.clone().unwrap_or_default(),
+        "metadata.namespace" => ns,
+        "metadata.uid" => m.uid.clone().unwrap_or_default(),
+        "metadata.labels" => fmt_map(&m.labels),
+        "metadata.annotations" => fmt_map(&m.annotations),
+        "spec.nodeName" => spec.and_then(|s| s.node_name.clone()).unwrap_or_default(),
+        "spec.serviceAccountName" => spec
+            .and_then(|s| s.service_account_name.clone())
+            .unwrap_or_default(),
+        "status.podIP" | "status.podIPs" => rt.pod_ip.clone(),
+        "status.hostIP" | "status.hostIPs" => rt.host_ip.clone(),
+        p => {
+            let key = |prefix: &str| {
+                p.strip_prefix(prefix)
+                    .and_then(|k| k.strip_prefix("['"))
+                    .and_then(|k| k.strip_suffix("']"))
+                    .map(|k| k.to_string())
+            };
+            if let Some(k) = key("metadata.labels") {
+                m.labels
+                    .as_ref()
+                    .and_then(|l| l.get(&k).cloned())
+                    .unwrap_or_default()
+            } else if let Some(k) = key("metadata.annotations") {
+                m.annotations
+                    .as_ref()
+                    .and_then(|l| l.get(&k).cloned())
+                    .unwrap_or_default()
+            } else {
+                return Err(SpecError::Invalid(format!(
+                    "unsupported fieldRef fieldPath {p}"
+                )));
+            }
+        }
+    })
 }
 
 /// A Kubernetes quantity in thousandths (`500m` → 500, `1` → 1000, `1Ki` → 1024000).

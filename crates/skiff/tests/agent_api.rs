@@ -235,3 +235,104 @@ fn exec_probes_run_in_the_container() {
         ProbeResult::Failure(m) if m.contains("timed out")
     ));
 }
+
+struct Objects;
+impl skiff_agent::podspec::ObjectLookup for Objects {
+    fn config_map(&self, ns: &str, name: &str) -> Option<BTreeMap<String, String>> {
+        (ns == "default" && name == "web-config").then(|| {
+            [("greeting".to_string(), "hello from a configmap".to_string())]
+                .into_iter()
+                .collect()
+        })
+    }
+    fn secret(&self, _: &str, _: &str) -> Option<BTreeMap<String, String>> {
+        None
+    }
+}
+
+#[test]
+fn a_two_container_pod_with_an_init_container_and_shared_volumes() {
+    use skiff_agent::pod::{start_pod, stop_pod, NodeSettings};
+    let r = Root::with_busybox(EXE);
+    let e = Engine::open(&r.dir, std::path::Path::new(EXE)).unwrap();
+    let node = NodeSettings {
+        bridge: skiff_engine::network::BridgeConfig::with(
+            Some(&format!("{}k", r.bridge)),
+            Some(&r.cidr.replace(".0/24", ".128/25")),
+            Some(&format!("{}k", r.table)),
+        )
+        .unwrap(),
+        node_ip: "127.0.0.1".into(),
+        node_name: "node-a".into(),
+        cluster_domain: "cluster.local".into(),
+        pods_dir: r.dir.join("pods"),
+        cgroup_root: format!("skiff-pods-{}", std::process::id()),
+    };
+    // The tutorials' shape: an init container prepares the shared volume; one
+    // container serves it, the other talks to it over localhost.
+    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "two-containers", "namespace": "default", "uid": "1f2e3d4c-0000-4000-8000-00000000aaaa", "labels": {"app": "web"}},
+        "spec": {
+            "hostAliases": [{"ip": "10.1.2.3", "hostnames": ["foo.remote", "bar.remote"]}],
+            "volumes": [
+                {"name": "shared-data", "emptyDir": {}},
+                {"name": "config", "configMap": {"name": "web-config"}},
+                {"name": "podinfo", "downwardAPI": {"items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}}
+            ],
+            "initContainers": [{
+                "name": "prepare", "image": "busybox",
+                "command": ["sh", "-c", "echo prepared-by-init > /work/index.html"],
+                "volumeMounts": [{"name": "shared-data", "mountPath": "/work"}]
+            }],
+            "containers": [
+                {"name": "server", "image": "busybox",
+                 "command": ["httpd", "-f", "-p", "8080", "-h", "/srv"],
+                 "volumeMounts": [{"name": "shared-data", "mountPath": "/srv"}]},
+                {"name": "client", "image": "busybox",
+                 "command": ["sh", "-c"],
+                 "args": ["sleep 0.3; wget -qO- http://localhost:8080/index.html; cat /config/greeting; echo; cat /podinfo/labels; echo; echo $POD_NAME $MY_IP; grep remote /etc/hosts; sleep 60"],
+                 "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                         {"name": "MY_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
+                 "volumeMounts": [{"name": "config", "mountPath": "/config", "readOnly": true},
+                                  {"name": "podinfo", "mountPath": "/podinfo"}]}
+            ]
+        }
+    }))
+    .unwrap();
+    let running = start_pod(&e, &node, &pod, &Objects).unwrap();
+    assert_eq!(running.containers.len(), 2);
+    let ip = running.ip.unwrap().to_string();
+    let client = running.containers["client"].clone();
+    let mut out = String::new();
+    for _ in 0..50 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        out = skiff_engine::logs::read_entries(&e.get(&client).unwrap().log_path())
+            .into_iter()
+            .map(|x| x.log)
+            .collect();
+        if out.contains("bar.remote") {
+            break;
+        }
+    }
+    assert_eq!(
+        out,
+        format!("prepared-by-init\nhello from a configmap\napp=\"web\"\ntwo-containers {ip}\n10.1.2.3\tfoo.remote\n10.1.2.3\tbar.remote\n")
+    );
+    // Both app containers share the sandbox's network namespace.
+    let net = |id: &str| {
+        let c = e.get(id).unwrap();
+        std::fs::read_link(format!("/proc/{}/ns/net", c.state.pid)).unwrap()
+    };
+    assert_eq!(net(&client), net(&running.containers["server"]));
+    stop_pod(&e, &node, &running, std::time::Duration::from_secs(1)).unwrap();
+    assert!(
+        e.list().unwrap().is_empty(),
+        "every container of the pod is gone"
+    );
+    assert!(!running.dir.exists());
+    skiff_engine::network::teardown(&node.bridge).unwrap();
+    let host = skiff_runtime::cgroups::Host::detect().unwrap();
+    for p in host.paths_for("", &node.cgroup_root).values() {
+        std::fs::remove_dir(p).unwrap();
+    }
+}

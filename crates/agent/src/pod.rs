@@ -1,0 +1,516 @@
+//! Running one Pod on this node: its volumes, its sandbox (infra process, pod IP on
+//! the node bridge, managed /etc files), its init containers in order, then its
+//! app containers, all as engine containers in a pod-level cgroup; and tearing it
+//! all down again. The API-facing pod worker (watching, status, restarts, probes)
+//! drives this.
+
+use crate::podspec::{self, ObjectLookup, PodRuntimeInfo};
+use crate::volumes::{self, FileProjection};
+use k8s_openapi::api::core::v1::{Container, Pod, Volume};
+use skiff_engine::network::{self, BridgeConfig};
+use skiff_engine::ops::Report;
+use skiff_engine::sandbox::{Sandbox, SandboxNet, SandboxSpec};
+use skiff_engine::{CreateOptions, Engine};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PodError {
+    #[error(transparent)]
+    Spec(#[from] podspec::SpecError),
+    #[error(transparent)]
+    Engine(#[from] skiff_engine::EngineError),
+    #[error("{0}")]
+    Volume(String),
+    #[error("init container {name} failed with exit code {code}")]
+    InitFailed { name: String, code: i32 },
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// The node-level settings pods are run with.
+#[derive(Debug, Clone)]
+pub struct NodeSettings {
+    /// The bridge and subnet of this node's pods (its slice of the cluster CIDR).
+    pub bridge: BridgeConfig,
+    /// This node's address (status.hostIP).
+    pub node_ip: String,
+    pub node_name: String,
+    pub cluster_domain: String,
+    /// Where pod directories live (`<dir>/<pod uid>/volumes/...`).
+    pub pods_dir: PathBuf,
+    /// The cgroup parent of every pod's cgroup.
+    pub cgroup_root: String,
+}
+
+/// A pod started on this node.
+#[derive(Debug, Clone)]
+pub struct RunningPod {
+    pub uid: String,
+    pub sandbox: Sandbox,
+    pub ip: Option<std::net::Ipv4Addr>,
+    /// App container name → engine container id.
+    pub containers: BTreeMap<String, String>,
+    pub dir: PathBuf,
+}
+
+fn pod_uid(pod: &Pod) -> Result<String, PodError> {
+    pod.metadata
+        .uid
+        .clone()
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| PodError::Spec(podspec::SpecError::Invalid("pod has no uid".into())))
+}
+
+/// An id in the engine's form (64 hex chars) derived from the pod uid.
+fn sandbox_id(uid: &str) -> String {
+    let hex: String = uid.chars().filter(|c| c.is_ascii_hexdigit()).collect();
+    format!("{:0<64}", hex.to_ascii_lowercase())
+        .chars()
+        .take(64)
+        .collect()
+}
+
+/// Start `pod`: volumes, sandbox, init containers (each to success, in order), app
+/// containers. Anything that fails midway is torn down again.
+pub fn start_pod(
+    engine: &Engine,
+    node: &NodeSettings,
+    pod: &Pod,
+    lookup: &dyn ObjectLookup,
+) -> Result<RunningPod, PodError> {
+    let uid = pod_uid(pod)?;
+    let spec = pod
+        .spec
+        .as_ref()
+        .ok_or_else(|| PodError::Spec(podspec::SpecError::Invalid("pod has no spec".into())))?;
+    let dir = node.pods_dir.join(&uid);
+    std::fs::create_dir_all(&dir).map_err(|e| PodError::Volume(format!("pod dir: {e}")))?;
+    let host_network = spec.host_network.unwrap_or(false);
+    let id = sandbox_id(&uid);
+    let ip = if host_network {
+        None
+    } else {
+        Some(network::allocate_ip(&engine.root, &node.bridge, &id)?)
+    };
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let hostname = spec.hostname.clone().unwrap_or_else(|| name.clone());
+    let sandbox = match engine.run_sandbox(&SandboxSpec {
+        id: id.clone(),
+        hostname: hostname.clone(),
+        host_network,
+        host_ipc: spec.host_ipc.unwrap_or(false),
+        share_pid: spec.share_process_namespace.unwrap_or(false),
+        network: ip.map(|ip| SandboxNet {
+            bridge: node.bridge.clone(),
+            ip,
+        }),
+    }) {
+        Ok(s) => s,
+        Err(e) => {
+            network::release_ip(&engine.root, &id);
+            return Err(e.into());
+        }
+    };
+    let mut running = RunningPod {
+        uid: uid.clone(),
+        sandbox,
+        ip,
+        containers: BTreeMap::new(),
+        dir: dir.clone(),
+    };
+    match start_containers(engine, node, pod, lookup, &mut running) {
+        Ok(()) => Ok(running),
+        Err(e) => {
+            let _ = stop_pod(engine, node, &running, Duration::from_secs(0));
+            Err(e)
+        }
+    }
+}
+
+fn start_containers(
+    engine: &Engine,
+    node: &NodeSettings,
+    pod: &Pod,
+    lookup: &dyn ObjectLookup,
+    running: &mut RunningPod,
+) -> Result<(), PodError> {
+    let spec = pod
+        .spec
+        .as_ref()
+        .ok_or_else(|| PodError::Unsupported("no spec".into()))?;
+    let rt = PodRuntimeInfo {
+        pod_ip: running
+            .ip
+            .map(|i| i.to_string())
+            .unwrap_or_else(|| node.node_ip.clone()),
+        host_ip: node.node_ip.clone(),
+        ..Default::default()
+    };
+    let vols = prepare_volumes(pod, &running.dir, lookup, &rt)?;
+    // Managed files: /etc/hosts (kubelet's format with hostAliases), hostname.
+    let etc = running.dir.join("etc");
+    std::fs::create_dir_all(&etc).map_err(|e| PodError::Volume(e.to_string()))?;
+    let hosts = podspec::hosts_file(pod, &rt.pod_ip, &node.cluster_domain);
+    std::fs::write(etc.join("hosts"), hosts).map_err(|e| PodError::Volume(e.to_string()))?;
+    let hostname = spec
+        .hostname
+        .clone()
+        .unwrap_or_else(|| pod.metadata.name.clone().unwrap_or_default());
+    std::fs::write(etc.join("hostname"), format!("{hostname}\n"))
+        .map_err(|e| PodError::Volume(e.to_string()))?;
+    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    std::fs::write(etc.join("resolv.conf"), resolv).map_err(|e| PodError::Volume(e.to_string()))?;
+
+    for c in spec.init_containers.iter().flatten() {
+        let id = create_container(engine, node, pod, c, lookup, &rt, &vols, running, "init")?;
+        let (mut s, first) = engine.start(&id, None)?;
+        let code = match first {
+            Report::Started(_) => match s.next_report() {
+                Report::Exited(code) => code,
+                Report::Failed(code, _) => code,
+                _ => 255,
+            },
+            Report::Failed(code, _) => code,
+            Report::Exited(code) => code,
+            Report::Lost => 255,
+        };
+        if code != 0 {
+            return Err(PodError::InitFailed {
+                name: c.name.clone(),
+                code,
+            });
+        }
+    }
+    for c in &spec.containers {
+        let id = create_container(engine, node, pod, c, lookup, &rt, &vols, running, "app")?;
+        let (_s, first) = engine.start(&id, None)?;
+        if let Report::Failed(code, msg) = first {
+            return Err(PodError::Engine(skiff_engine::EngineError::Start {
+                code,
+                message: msg,
+            }));
+        }
+        running.containers.insert(c.name.clone(), id);
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn create_container(
+    engine: &Engine,
+    node: &NodeSettings,
+    pod: &Pod,
+    c: &Container,
+    lookup: &dyn ObjectLookup,
+    rt: &PodRuntimeInfo,
+    vols: &BTreeMap<String, PathBuf>,
+    running: &RunningPod,
+    kind: &str,
+) -> Result<String, PodError> {
+    let spec = pod
+        .spec
+        .as_ref()
+        .ok_or_else(|| PodError::Unsupported("no spec".into()))?;
+    let image_ref = c.image.clone().ok_or_else(|| {
+        PodError::Spec(podspec::SpecError::Invalid(format!(
+            "container {} has no image",
+            c.name
+        )))
+    })?;
+    let image = engine
+        .images
+        .resolve(&image_ref)
+        .map_err(skiff_engine::EngineError::from)?;
+    let icfg = &image.config.config;
+    let env = podspec::resolve_env(pod, c, lookup, rt)?;
+    let mut full_env = icfg.env.clone();
+    for e in &env {
+        let k = e.split('=').next().unwrap_or(e);
+        full_env.retain(|x| x.split('=').next() != Some(k));
+        full_env.push(e.clone());
+    }
+    let argv = podspec::command_line(
+        c,
+        icfg.entrypoint.as_deref().unwrap_or(&[]),
+        icfg.cmd.as_deref().unwrap_or(&[]),
+        &full_env,
+    );
+    if argv.is_empty() {
+        return Err(PodError::Spec(podspec::SpecError::Invalid(format!(
+            "container {} has no command and its image none",
+            c.name
+        ))));
+    }
+    let user = podspec::user_for(pod, c, &icfg.user)?;
+    let sc = c.security_context.as_ref();
+    let caps = sc.and_then(|s| s.capabilities.as_ref());
+    let mut volumes_flags = Vec::new();
+    for m in c.volume_mounts.iter().flatten() {
+        let src = vols.get(&m.name).ok_or_else(|| {
+            PodError::Volume(format!(
+                "volume {} of mount {} is not defined",
+                m.name, m.mount_path
+            ))
+        })?;
+        let src = match &m.sub_path {
+            Some(sp) if !sp.is_empty() => {
+                if sp.starts_with('/') || sp.split('/').any(|x| x == "..") {
+                    return Err(PodError::Volume(format!("invalid subPath {sp}")));
+                }
+                let p = src.join(sp);
+                if !p.exists() {
+                    std::fs::create_dir_all(&p).map_err(|e| PodError::Volume(e.to_string()))?;
+                }
+                p
+            }
+            _ => src.clone(),
+        };
+        let ro = if m.read_only.unwrap_or(false) {
+            ":ro"
+        } else {
+            ""
+        };
+        volumes_flags.push(format!("{}:{}{ro}", src.display(), m.mount_path));
+    }
+    let mut managed = BTreeMap::new();
+    for f in ["hosts", "hostname", "resolv.conf"] {
+        if !c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| m.mount_path == format!("/etc/{f}"))
+        {
+            managed.insert(
+                format!("/etc/{f}"),
+                running
+                    .dir
+                    .join("etc")
+                    .join(f)
+                    .to_string_lossy()
+                    .to_string(),
+            );
+        }
+    }
+    let ns_or_host = |host: bool, kind: &str| {
+        if host {
+            "host".to_string()
+        } else {
+            running.sandbox.ns(kind)
+        }
+    };
+    let res = podspec::container_resources(c);
+    let mut labels = BTreeMap::new();
+    labels.insert("io.kubernetes.pod.uid".to_string(), running.uid.clone());
+    labels.insert(
+        "io.kubernetes.pod.name".to_string(),
+        pod.metadata.name.clone().unwrap_or_default(),
+    );
+    labels.insert(
+        "io.kubernetes.pod.namespace".to_string(),
+        pod.metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into()),
+    );
+    labels.insert("io.kubernetes.container.name".to_string(), c.name.clone());
+    labels.insert("io.kubernetes.container.type".to_string(), kind.to_string());
+    let opts = CreateOptions {
+        image: image.id.clone(),
+        entrypoint: Some(String::new()),
+        args: argv,
+        env,
+        workdir: c.working_dir.clone().filter(|w| !w.is_empty()),
+        user: Some(user),
+        volumes: volumes_flags,
+        network: Some(ns_or_host(spec.host_network.unwrap_or(false), "net")),
+        ipc: Some(ns_or_host(spec.host_ipc.unwrap_or(false), "ipc")),
+        uts: Some(ns_or_host(spec.host_network.unwrap_or(false), "uts")),
+        pid: if spec.host_pid.unwrap_or(false) {
+            Some("host".into())
+        } else if running.sandbox.share_pid {
+            Some(running.sandbox.ns("pid"))
+        } else {
+            None
+        },
+        memory: res.memory.map(|m| m.to_string()),
+        cpu_period: res.cpu_period,
+        cpu_quota: res.cpu_quota,
+        cpu_shares: res.cpu_shares,
+        privileged: sc.and_then(|s| s.privileged).unwrap_or(false),
+        cap_add: caps.and_then(|c| c.add.clone()).unwrap_or_default(),
+        cap_drop: caps.and_then(|c| c.drop.clone()).unwrap_or_default(),
+        read_only: sc
+            .and_then(|s| s.read_only_root_filesystem)
+            .unwrap_or(false),
+        tty: c.tty.unwrap_or(false),
+        interactive: c.stdin.unwrap_or(false),
+        cgroup_parent: Some(format!("{}/pod{}", node.cgroup_root, running.uid)),
+        extra_labels: labels,
+        managed_files: managed,
+        ..Default::default()
+    };
+    Ok(engine.create(&opts)?.record.id)
+}
+
+/// Materialize the pod's volumes under its directory; name → host path.
+pub fn prepare_volumes(
+    pod: &Pod,
+    dir: &Path,
+    lookup: &dyn ObjectLookup,
+    rt: &PodRuntimeInfo,
+) -> Result<BTreeMap<String, PathBuf>, PodError> {
+    let ns = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let mut out = BTreeMap::new();
+    for v in pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.clone())
+        .unwrap_or_default()
+    {
+        let p = volume_path(pod, &v, dir, &ns, lookup, rt)?;
+        out.insert(v.name.clone(), p);
+    }
+    Ok(out)
+}
+
+fn volume_path(
+    pod: &Pod,
+    v: &Volume,
+    dir: &Path,
+    ns: &str,
+    lookup: &dyn ObjectLookup,
+    rt: &PodRuntimeInfo,
+) -> Result<PathBuf, PodError> {
+    let verr = |e: std::io::Error| PodError::Volume(format!("volume {}: {e}", v.name));
+    if let Some(e) = &v.empty_dir {
+        let memory = e.medium.as_deref() == Some("Memory");
+        let limit = e
+            .size_limit
+            .as_ref()
+            .map(|q| podspec::parse_quantity_milli(&q.0).map(|m| (m / 1000) as u64))
+            .transpose()?;
+        return volumes::empty_dir(dir, &v.name, memory, limit).map_err(verr);
+    }
+    if let Some(h) = &v.host_path {
+        let p = PathBuf::from(&h.path);
+        volumes::check_host_path(&p, h.type_.as_deref().unwrap_or("")).map_err(PodError::Volume)?;
+        return Ok(p);
+    }
+    let target = |plugin: &str| dir.join("volumes").join(plugin).join(&v.name);
+    if let Some(cm) = &v.config_map {
+        let data = lookup.config_map(ns, &cm.name);
+        let data = match (data, cm.optional) {
+            (Some(d), _) => d,
+            (None, Some(true)) => BTreeMap::new(),
+            (None, _) => {
+                return Err(PodError::Volume(format!(
+                    "MountVolume.SetUp failed for volume \"{}\" : configmap \"{}\" not found",
+                    v.name, cm.name
+                )))
+            }
+        };
+        let bytes = data.into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+        let items: Option<Vec<(String, String, Option<i32>)>> = cm.items.as_ref().map(|i| {
+            i.iter()
+                .map(|k| (k.key.clone(), k.path.clone(), k.mode))
+                .collect()
+        });
+        let payload = volumes::project(&bytes, items.as_deref(), cm.default_mode)
+            .map_err(PodError::Volume)?;
+        let t = target("kubernetes.io~configmap");
+        volumes::write_atomic(&t, &payload).map_err(verr)?;
+        return Ok(t);
+    }
+    if let Some(sec) = &v.secret {
+        let name = sec.secret_name.clone().unwrap_or_default();
+        let data = match (lookup.secret(ns, &name), sec.optional) {
+            (Some(d), _) => d,
+            (None, Some(true)) => BTreeMap::new(),
+            (None, _) => {
+                return Err(PodError::Volume(format!(
+                    "MountVolume.SetUp failed for volume \"{}\" : secret \"{name}\" not found",
+                    v.name
+                )))
+            }
+        };
+        let bytes = data.into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+        let items: Option<Vec<(String, String, Option<i32>)>> = sec.items.as_ref().map(|i| {
+            i.iter()
+                .map(|k| (k.key.clone(), k.path.clone(), k.mode))
+                .collect()
+        });
+        let payload = volumes::project(&bytes, items.as_deref(), sec.default_mode)
+            .map_err(PodError::Volume)?;
+        let t = target("kubernetes.io~secret");
+        volumes::write_atomic(&t, &payload).map_err(verr)?;
+        return Ok(t);
+    }
+    if let Some(d) = &v.downward_api {
+        let mut payload = BTreeMap::new();
+        let mode = d.default_mode.unwrap_or(0o644) as u32;
+        for item in d.items.iter().flatten() {
+            let value = match (&item.field_ref, &item.resource_field_ref) {
+                (Some(f), _) => podspec::field_ref_value(pod, &f.field_path, rt)?,
+                _ => {
+                    return Err(PodError::Unsupported(format!(
+                        "downwardAPI volume {}: only fieldRef items are supported yet",
+                        v.name
+                    )))
+                }
+            };
+            payload.insert(
+                item.path.clone(),
+                FileProjection {
+                    data: value.into_bytes(),
+                    mode: item.mode.map(|m| m as u32).unwrap_or(mode),
+                },
+            );
+        }
+        let t = target("kubernetes.io~downward-api");
+        volumes::write_atomic(&t, &payload).map_err(verr)?;
+        return Ok(t);
+    }
+    Err(PodError::Unsupported(format!(
+        "volume {}: this volume type is not supported by the node agent yet",
+        v.name
+    )))
+}
+
+/// Stop a pod: each app container with the grace period (SIGTERM, then SIGKILL),
+/// the sandbox, the volumes (not persistent ones), the address.
+pub fn stop_pod(
+    engine: &Engine,
+    node: &NodeSettings,
+    running: &RunningPod,
+    grace: Duration,
+) -> Result<(), PodError> {
+    let all = engine.list()?;
+    for c in all
+        .iter()
+        .filter(|c| c.record.labels.get("io.kubernetes.pod.uid") == Some(&running.uid))
+    {
+        if c.state.status.is_active() {
+            engine.stop(&c.record.id, Some(grace.as_secs() as i64))?;
+        }
+        engine.remove(&c.record.id, true, true)?;
+    }
+    engine.stop_sandbox(&running.sandbox)?;
+    // The pod-level cgroup the containers were children of.
+    if let Ok(host) = skiff_runtime::cgroups::Host::detect() {
+        for p in host
+            .paths_for(&node.cgroup_root, &format!("pod{}", running.uid))
+            .values()
+        {
+            let _ = std::fs::remove_dir(p);
+        }
+    }
+    volumes::remove_pod_volumes(&running.dir).map_err(|e| PodError::Volume(e.to_string()))?;
+    let _ = std::fs::remove_dir_all(&running.dir);
+    Ok(())
+}
