@@ -11,9 +11,10 @@
 //!   [`Error::Compacted`];
 //! - compaction of old history ([`Store::compact`], [`spawn_compactor`]).
 //!
-//! Backends implement the object-safe [`Store`] trait; today there is the embedded one
-//! ([`EmbeddedStore`], one redb file, group-committed and fsync'd). An etcd v3 backend can
-//! implement the same trait: every type here maps one-to-one onto etcd's.
+//! Backends implement the object-safe [`Store`] trait: the embedded one
+//! ([`EmbeddedStore`], one redb file, group-committed and fsync'd) and etcd v3
+//! ([`EtcdStore`], `EtcdStore::connect(&endpoints, prefix)`): every type here maps
+//! one-to-one onto etcd's, and etcd's revision is the store revision.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), skiff_store::Error> {
@@ -39,11 +40,13 @@
 mod codec;
 mod compactor;
 mod embedded;
+mod etcd;
 
 use std::fmt;
 
 pub use compactor::{spawn_compactor, CompactionPolicy};
 pub use embedded::{EmbeddedOptions, EmbeddedStore, DB_FILE};
+pub use etcd::{EtcdOptions, EtcdStore};
 
 /// A point in the store's history. The empty store is at revision 1 (etcd's convention);
 /// every successful write takes the next revision.
@@ -180,6 +183,9 @@ pub enum Error {
         size: usize,
         max: usize,
     },
+    /// A request to etcd failed (unreachable, timed out, connection lost, refused).
+    #[error("etcd error while {op}: {message}")]
+    Etcd { op: &'static str, message: String },
     #[error("internal error: {0}")]
     Internal(String),
     #[error("not supported: {0}")]
