@@ -44,8 +44,9 @@ pub struct NodeSettings {
     pub cgroup_root: String,
 }
 
-/// A pod started on this node.
-#[derive(Debug, Clone)]
+/// A pod started on this node (kept as `running.json` in the pod's directory, so a
+/// restarted agent re-adopts it instead of starting it again).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RunningPod {
     pub uid: String,
     pub sandbox: Sandbox,
@@ -121,7 +122,12 @@ pub fn start_pod(
         dir: dir.clone(),
     };
     match start_containers(engine, node, pod, lookup, &mut running) {
-        Ok(()) => Ok(running),
+        Ok(()) => {
+            let json = serde_json::to_vec(&running).map_err(|e| PodError::Volume(e.to_string()))?;
+            std::fs::write(dir.join("running.json"), json)
+                .map_err(|e| PodError::Volume(format!("recording the pod: {e}")))?;
+            Ok(running)
+        }
         Err(e) => {
             let _ = stop_pod(engine, node, &running, Duration::from_secs(0));
             Err(e)
@@ -347,6 +353,13 @@ fn create_container(
         tty: c.tty.unwrap_or(false),
         interactive: c.stdin.unwrap_or(false),
         cgroup_parent: Some(format!("{}/pod{}", node.cgroup_root, running.uid)),
+        // App containers restart as the pod's restartPolicy says (the monitor does
+        // it, with back-off); init containers run once.
+        restart: match (kind, spec.restart_policy.as_deref().unwrap_or("Always")) {
+            ("app", "Always") => Some("always".into()),
+            ("app", "OnFailure") => Some("on-failure".into()),
+            _ => None,
+        },
         extra_labels: labels,
         managed_files: managed,
         ..Default::default()
@@ -513,4 +526,27 @@ pub fn stop_pod(
     volumes::remove_pod_volumes(&running.dir).map_err(|e| PodError::Volume(e.to_string()))?;
     let _ = std::fs::remove_dir_all(&running.dir);
     Ok(())
+}
+
+/// The pods a previous run of the agent left running (their sandbox still alive);
+/// the directories of pods whose sandbox died are cleaned up.
+pub fn adopt(engine: &Engine, node: &NodeSettings) -> BTreeMap<String, RunningPod> {
+    let mut out = BTreeMap::new();
+    let Ok(rd) = std::fs::read_dir(&node.pods_dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let Ok(bytes) = std::fs::read(e.path().join("running.json")) else {
+            continue;
+        };
+        let Ok(rp) = serde_json::from_slice::<RunningPod>(&bytes) else {
+            continue;
+        };
+        if rp.sandbox.alive() {
+            out.insert(rp.uid.clone(), rp);
+        } else {
+            let _ = stop_pod(engine, node, &rp, Duration::from_secs(0));
+        }
+    }
+    out
 }

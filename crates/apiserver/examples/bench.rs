@@ -127,6 +127,104 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         report(phase, all, start.elapsed());
     }
+    watch_fanout(&senders, watchers_from_env(), 100, 5).await?;
     server.shutdown().await;
+    Ok(())
+}
+
+fn watchers_from_env() -> usize {
+    std::env::var("WATCHERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(1000)
+}
+
+fn now_micros() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or_default()
+}
+
+/// `watchers` watches (multiplexed over the client connections) of a namespace that gets
+/// `rate` creates per second for `secs` seconds; reports delivery latency of every event
+/// to every watcher (each object carries its send time).
+async fn watch_fanout(
+    senders: &[Sender],
+    watchers: usize,
+    rate: u64,
+    secs: u64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use hyper::body::Body as _;
+    let mut s = senders[0].clone();
+    let (code, _) = call(
+        &mut s,
+        "POST",
+        "/api/v1/namespaces",
+        Some(r#"{"metadata":{"name":"watched"}}"#.into()),
+    )
+    .await?;
+    if code >= 300 {
+        return Err(format!("creating the namespace: HTTP {code}").into());
+    }
+    let total = (rate * secs) as usize;
+    let mut tasks = Vec::new();
+    for w in 0..watchers {
+        let mut s = senders[w % senders.len()].clone();
+        tasks.push(tokio::spawn(async move {
+            let req = hyper::Request::builder()
+                .uri("https://localhost/api/v1/namespaces/watched/configmaps?watch=1&resourceVersion=0")
+                .body(Full::new(Bytes::new()))
+                .ok()?;
+            s.ready().await.ok()?;
+            let resp = s.send_request(req).await.ok()?;
+            let mut body = resp.into_body();
+            let mut buf = Vec::new();
+            let mut lat = Vec::new();
+            while lat.len() < total {
+                let frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await?.ok()?;
+                if let Ok(data) = frame.into_data() {
+                    buf.extend_from_slice(&data);
+                    while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                        let line: Vec<u8> = buf.drain(..=pos).collect();
+                        let ev: serde_json::Value = serde_json::from_slice(&line).ok()?;
+                        let sent: u128 = ev.pointer("/object/data/sent").and_then(|v| v.as_str()).and_then(|v| v.parse().ok()).unwrap_or(0);
+                        lat.push(Duration::from_micros(now_micros().saturating_sub(sent) as u64));
+                    }
+                }
+            }
+            Some(lat)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let start = Instant::now();
+    let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+    for i in 0..total {
+        ticker.tick().await;
+        let body = format!(
+            r#"{{"metadata":{{"name":"e{i}"}},"data":{{"sent":"{}"}}}}"#,
+            now_micros()
+        );
+        let mut s = senders[i % senders.len()].clone();
+        tokio::spawn(async move {
+            let _ = call(
+                &mut s,
+                "POST",
+                "/api/v1/namespaces/watched/configmaps",
+                Some(body),
+            )
+            .await;
+        });
+    }
+    let mut all = Vec::new();
+    let mut complete = 0;
+    for t in tasks {
+        if let Ok(Ok(Some(lat))) = tokio::time::timeout(Duration::from_secs(30), t).await {
+            complete += 1;
+            all.extend(lat);
+        }
+    }
+    report("watch", all, start.elapsed());
+    println!("         {complete}/{watchers} watchers received all {total} events ({rate}/s for {secs}s)");
     Ok(())
 }

@@ -44,6 +44,55 @@ pub struct State {
     pub server_address: String,
     /// Becomes true when the server shuts down (ends watches).
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Static bearer tokens (`--token-auth-file`).
+    pub tokens: HashMap<String, User>,
+    /// Shared watch fan-out.
+    pub hubs: crate::watchhub::Hubs,
+}
+
+/// Parses a static token file (kube-apiserver's `--token-auth-file` CSV):
+/// `token,user,uid[,"group1,group2"]`, one per line; `#` starts a comment line.
+pub fn parse_token_file(text: &str) -> Result<HashMap<String, User>, String> {
+    let mut out = HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        // Split on commas outside double quotes.
+        let mut fields = Vec::new();
+        let mut cur = String::new();
+        let mut quoted = false;
+        for c in line.chars() {
+            match c {
+                '"' => quoted = !quoted,
+                ',' if !quoted => fields.push(std::mem::take(&mut cur)),
+                c => cur.push(c),
+            }
+        }
+        fields.push(cur);
+        if fields.len() < 3 || fields[0].is_empty() || fields[1].is_empty() {
+            return Err(format!("line {}: want token,user,uid[,\"groups\"]", i + 1));
+        }
+        let groups = fields
+            .get(3)
+            .map(|g| {
+                g.split(',')
+                    .map(str::trim)
+                    .filter(|g| !g.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.insert(
+            fields[0].trim().to_string(),
+            User {
+                name: fields[1].trim().to_string(),
+                groups,
+            },
+        );
+    }
+    Ok(out)
 }
 
 fn full(bytes: impl Into<Bytes>) -> Body {
@@ -157,6 +206,28 @@ pub async fn handle(
 ) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    // A verified client certificate wins; otherwise a bearer token must be known.
+    let mut user = user;
+    let mut bad_token = false;
+    if user.is_none() {
+        let bearer = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        if let Some(token) = bearer {
+            user = state.tokens.get(token).cloned();
+            bad_token = user.is_none();
+        }
+    }
+    let public = matches!(
+        path.trim_end_matches('/'),
+        "/version" | "/healthz" | "/livez" | "/readyz"
+    );
+    if bad_token && !public {
+        return error_response(&ApiError::unauthorized());
+    }
     let resp = match route(&state, user.as_ref(), req).await {
         Ok(r) => r,
         Err(e) => error_response(&e),
@@ -441,7 +512,7 @@ fn field_validation(q: &Query) -> ApiResult<FieldValidation> {
 
 /// Type-checks and prunes a written object; returns warnings.
 fn typed_check(res: &Resource, obj: &mut Value, fv: FieldValidation) -> ApiResult<Vec<String>> {
-    let unknown = crate::typed::check(res.kind, obj).map_err(|e| {
+    let unknown = crate::typed::check(res, obj).map_err(|e| {
         ApiError::bad_request(format!(
             "{} in version \"{}\" cannot be handled as a {}: {e}",
             res.kind, res.version, res.kind
@@ -551,14 +622,41 @@ async fn resource_request(
                 res.plural
             )))
         }
+        Some("token") if res.kind == "ServiceAccount" => {
+            return Err(ApiError::not_implemented(
+                "serviceaccounts/token is not available yet: the server does not issue ServiceAccount tokens",
+            ))
+        }
         Some(_) => return Err(not_found_path()),
     };
+    // Which verbs each subresource takes.
+    let allowed = match sub {
+        Some("binding") => method == Method::POST,
+        Some("finalize") => method == Method::PUT,
+        Some(_) => matches!(method, Method::GET | Method::PUT | Method::PATCH),
+        None => true,
+    };
+    if !allowed {
+        return Err(ApiError::method_not_allowed(format!(
+            "{method} is not supported on {}/{}",
+            res.plural,
+            sub.unwrap_or_default()
+        )));
+    }
     match (&method, t.name.as_deref()) {
         (&Method::GET, None) => {
             if truthy(&q, "watch") {
                 return watch(state, res, ns, &q, accept).await;
             }
             let opts = list_options(res, &q)?;
+            if opts.exact_revision.is_none() && opts.continue_token.is_none() {
+                if let Some(rv) = q
+                    .get("resourceVersion")
+                    .filter(|r| !r.is_empty() && *r != "0")
+                {
+                    wait_for_revision(reg, registry::parse_rv(rv)?).await?;
+                }
+            }
             let page = reg.list(res, ns, &opts).await?;
             let mut meta = json!({"resourceVersion": page.revision.to_string()});
             if let Some(c) = &page.continue_token {
@@ -1151,6 +1249,20 @@ struct WatchRender {
 }
 
 impl WatchRender {
+    /// One event of a prepared change: the shared serialization unless rendering tables.
+    fn prepared(&mut self, kind: &str, ev: &crate::watchhub::Prepared) -> Bytes {
+        if self.table {
+            return self.event(kind, &ev.obj);
+        }
+        let mut line = Vec::with_capacity(ev.obj_json.len() + 32);
+        line.extend_from_slice(b"{\"type\":\"");
+        line.extend_from_slice(kind.as_bytes());
+        line.extend_from_slice(b"\",\"object\":");
+        line.extend_from_slice(&ev.obj_json);
+        line.extend_from_slice(b"}\n");
+        Bytes::from(line)
+    }
+
     fn event(&mut self, kind: &str, obj: &Value) -> Bytes {
         let object = if self.table && kind != "ERROR" && kind != "BOOKMARK" {
             let rv = obj
@@ -1224,7 +1336,10 @@ async fn watch(
         }
         Some(r) => (Vec::new(), r),
     };
-    let stream = reg.store().watch(prefix.as_bytes(), start + 1).await;
+    let source = state
+        .hubs
+        .source(reg.store(), res, &prefix, start, state.shutdown.clone())
+        .await;
     tokio::spawn(async move {
         let matches = |o: &Value| labels.matches_object(o) && fields.matches_object(o);
         for obj in initial.iter().filter(|o| matches(o)) {
@@ -1245,7 +1360,7 @@ async fn watch(
                 return;
             }
         }
-        let mut stream = match stream {
+        let mut source = match source {
             Ok(s) => s,
             Err(e) => {
                 let _ = tx.send(render.event("ERROR", &watch_error(e, start))).await;
@@ -1266,7 +1381,7 @@ async fn watch(
                         return;
                     }
                 }
-                batch = stream.recv() => {
+                batch = source.next() => {
                     let events = match batch {
                         None => return,
                         Some(Err(e)) => {
@@ -1275,26 +1390,22 @@ async fn watch(
                         }
                         Some(Ok(events)) => events,
                     };
-                    for ev in events {
-                        last = ev.revision();
-                        let out = match ev.kind {
-                            EventKind::Put => {
-                                let Ok(cur) = registry::decode(&ev.kv) else { continue };
-                                let prev = ev.prev_kv.as_ref().and_then(|p| registry::decode(p).ok());
-                                match (matches(&cur), prev.as_ref().map(&matches)) {
-                                    (true, None | Some(false)) => Some(("ADDED", cur)),
-                                    (true, Some(true)) => Some(("MODIFIED", cur)),
-                                    (false, Some(true)) => Some(("DELETED", cur)),
-                                    (false, _) => None,
-                                }
-                            }
-                            EventKind::Delete => ev.prev_kv.as_ref().and_then(|p| registry::decode(p).ok()).and_then(|mut prev| {
-                                registry::set_rv(&mut prev, ev.revision());
-                                matches(&prev).then_some(("DELETED", prev))
-                            }),
+                    for ev in events.iter() {
+                        if ev.rev <= last {
+                            continue;
+                        }
+                        last = ev.rev;
+                        let kind = match ev.kind {
+                            EventKind::Put => match (matches(&ev.obj), ev.prev.as_ref().map(&matches)) {
+                                (true, None | Some(false)) => Some("ADDED"),
+                                (true, Some(true)) => Some("MODIFIED"),
+                                (false, Some(true)) => Some("DELETED"),
+                                (false, _) => None,
+                            },
+                            EventKind::Delete => matches(&ev.obj).then_some("DELETED"),
                         };
-                        if let Some((kind, obj)) = out {
-                            if tx.send(render.event(kind, &obj)).await.is_err() {
+                        if let Some(kind) = kind {
+                            if tx.send(render.prepared(kind, ev)).await.is_err() {
                                 return;
                             }
                         }
@@ -1309,6 +1420,30 @@ async fn watch(
         .header("Cache-Control", "no-cache, private")
         .body(ChannelBody { rx }.boxed())
         .unwrap_or_else(|_| Response::new(full(""))))
+}
+
+/// A list "not older than" `rv` waits (up to 3 s) for the store to reach it, as the real
+/// server waits for its cache, then answers 504.
+async fn wait_for_revision(reg: &Registry, rv: Revision) -> ApiResult<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let current = reg
+            .store()
+            .current_revision()
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        if current >= rv {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ApiError::new(
+                504,
+                "Timeout",
+                format!("Too large resource version: {rv}, current: {current}"),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn watch_error(e: skiff_store::Error, last: Revision) -> Value {
@@ -1326,6 +1461,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn token_file() {
+        let t = parse_token_file("# comment\nabc,alice,1,\"dev,ops\"\nxyz,bob,2\n").unwrap();
+        assert_eq!(
+            t["abc"],
+            User {
+                name: "alice".into(),
+                groups: vec!["dev".into(), "ops".into()]
+            }
+        );
+        assert_eq!(t["xyz"].groups, Vec::<String>::new());
+        assert!(parse_token_file("onlytoken\n").is_err());
+    }
+
+    #[test]
     fn accept_parsing() {
         let a = parse_accept(Some("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"));
         assert!(a.table);
@@ -1336,6 +1485,11 @@ mod tests {
             ))
             .partial
         );
+        assert!(wants_aggregated_discovery("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"));
+        assert!(!wants_aggregated_discovery(
+            "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"
+        ));
+        assert!(!wants_aggregated_discovery("application/json, */*"));
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! skiff-apiserver: the Kubernetes REST API of a skiff server.
 //!
-//! It owns: serving HTTPS (TLS with the cluster CA, client-certificate authentication),
-//! the cluster's certificates, admin kubeconfig and join token ([`pki`]), discovery
-//! ([`discovery`]), one generic resource store over [`skiff_store::Store`] ([`registry`])
-//! driven by a table of resources ([`resources`]) and per-kind strategies ([`strategy`],
-//! [`validation`]), the patch engines ([`patch`]), label/field selectors ([`selector`]),
-//! server-side printing ([`table`]) and watch streams.
+//! It owns: serving HTTPS (TLS with the cluster CA; client-certificate and static bearer
+//! token authentication), the cluster's certificates, admin kubeconfig and join token
+//! ([`pki`]), discovery, legacy and aggregated ([`discovery`]), a minimal OpenAPI v2/v3
+//! surface ([`openapi`]), one generic resource store over [`skiff_store::Store`]
+//! ([`registry`]) driven by a table of resources ([`resources`]) and per-kind strategies
+//! ([`strategy`], [`validation`], [`typed`], [`quantity`]), admission ([`admission`]),
+//! views of one stored resource through several APIs ([`convert`]), the patch engines
+//! ([`patch`]), label/field selectors ([`selector`]), protobuf request bodies ([`proto`]),
+//! server-side printing ([`table`]) and watch streams ([`handler`], [`watchhub`]).
 //!
 //! It must not know about containers, nodes' runtimes, the scheduler or controllers: it
 //! stores and serves objects; others act on them through the API.
@@ -22,10 +25,19 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Not built yet (answered with clear errors, never pretended): server-side apply, the etcd
-//! backend, OpenAPI documents (404, so kubectl uses its compiled-in schemas), RBAC and
-//! bearer-token authentication, admission plugins, pods' exec/logs/binding/eviction.
+//! or `run(config, shutdown_future)`, which serves until the future completes.
+//!
+//! Not built yet (answered with clear errors, never pretended): server-side apply (501),
+//! the etcd backend (`datastore_endpoint` is refused at start), OpenAPI schemas
+//! (`kubectl explain`), RBAC (every authenticated user may do everything, and access
+//! reviews say so), ServiceAccount and bootstrap tokens (501 on `serviceaccounts/token`),
+//! the ServiceAccount, LimitRanger and ResourceQuota admission plugins (NamespaceLifecycle,
+//! Priority, DefaultStorageClass and DefaultTolerationSeconds are in), pods'
+//! exec/log/attach/port-forward/eviction (501), a list cache (lists read the store; watches
+//! share one store watch per resource through [`watchhub`]), YAML request bodies (415).
 
+pub mod admission;
+pub mod convert;
 pub mod discovery;
 pub mod error;
 pub mod handler;
@@ -41,6 +53,7 @@ pub mod strategy;
 pub mod table;
 pub mod typed;
 pub mod validation;
+pub mod watchhub;
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -59,7 +72,7 @@ pub use error::{ApiError, Error, Result};
 pub use handler::User;
 
 /// Configuration of `skiff server` (flags mirror k3s's).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ServerConfig {
     /// `--data-dir`: store, certificates, token.
     pub data_dir: PathBuf,
@@ -76,6 +89,28 @@ pub struct ServerConfig {
     pub datastore_endpoint: Option<String>,
     /// `--tls-san`: extra IP addresses or DNS names for the serving certificate.
     pub tls_san: Vec<String>,
+    /// `--advertise-address`: the address other nodes and pods reach the API at (the
+    /// `kubernetes` service's endpoint); default: the bind address, else the first
+    /// non-loopback IPv4 address of the host.
+    pub advertise_address: Option<IpAddr>,
+    /// `--token-auth-file`: static bearer tokens, `token,user,uid,"group1,group2"` per line.
+    pub token_auth_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("data_dir", &self.data_dir)
+            .field("bind_address", &self.bind_address)
+            .field("https_listen_port", &self.https_listen_port)
+            .field("write_kubeconfig", &self.write_kubeconfig)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("datastore_endpoint", &self.datastore_endpoint)
+            .field("tls_san", &self.tls_san)
+            .field("advertise_address", &self.advertise_address)
+            .field("token_auth_file", &self.token_auth_file)
+            .finish()
+    }
 }
 
 impl Default for ServerConfig {
@@ -88,6 +123,8 @@ impl Default for ServerConfig {
             token: None,
             datastore_endpoint: None,
             tls_san: Vec::new(),
+            advertise_address: None,
+            token_auth_file: None,
         }
     }
 }
@@ -147,6 +184,15 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer> {
     let pki = pki::Pki::load_or_generate(&config.data_dir, &sans)?;
     let token = pki::join_token(&config.data_dir, &pki, config.token.as_deref())?;
     let tls = tls_config(&pki)?;
+    let tokens = match &config.token_auth_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+            handler::parse_token_file(&text)
+                .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?
+        }
+        None => Default::default(),
+    };
     let cfg = config.clone();
     let store = tokio::task::spawn_blocking(move || open_store(&cfg))
         .await
@@ -182,6 +228,16 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer> {
     };
     let registry = registry::Registry::new(store.clone());
     bootstrap(&registry, port).await?;
+    let advertise = config.advertise_address.unwrap_or_else(|| {
+        if !config.bind_address.is_unspecified() {
+            return config.bind_address;
+        }
+        pki::host_addresses()
+            .into_iter()
+            .find(|ip| ip.is_ipv4() && !ip.is_loopback())
+            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    });
+    reconcile_endpoints(&registry, advertise, port).await?;
 
     let kubeconfig = pki::admin_kubeconfig(&pki, &format!("https://{url_host}:{port}"));
     pki::write_kubeconfig(
@@ -203,6 +259,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer> {
         registry,
         server_address: format!("{url_host}:{port}"),
         shutdown: stop_rx.clone(),
+        tokens,
+        hubs: Default::default(),
     });
     drop(store);
     let task = tokio::spawn(serve(listener, tls, state, stop_rx, compactor));
@@ -335,6 +393,65 @@ async fn serve(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let _ = tokio::task::spawn_blocking(move || drop(store)).await;
+}
+
+/// Points the `kubernetes` service's Endpoints and EndpointSlice at this server.
+async fn reconcile_endpoints(registry: &registry::Registry, ip: IpAddr, port: u16) -> Result<()> {
+    let family = if ip.is_ipv4() { "IPv4" } else { "IPv6" };
+    let objects = [
+        (
+            resources::lookup("", "v1", "endpoints"),
+            json!({
+                "metadata": {"name": "kubernetes", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+                "subsets": [{"addresses": [{"ip": ip.to_string()}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
+            }),
+        ),
+        (
+            resources::lookup("discovery.k8s.io", "v1", "endpointslices"),
+            json!({
+                "metadata": {"name": "kubernetes", "labels": {"kubernetes.io/service-name": "kubernetes"}},
+                "addressType": family,
+                "endpoints": [{"addresses": [ip.to_string()], "conditions": {"ready": true}}],
+                "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+            }),
+        ),
+    ];
+    for (res, desired) in objects {
+        let res = res.ok_or_else(|| Error::Config("endpoints not served".into()))?;
+        let exists = registry
+            .get(res, Some("default"), "kubernetes")
+            .await
+            .is_ok();
+        let outcome = if exists {
+            registry
+                .update(
+                    res,
+                    Some("default"),
+                    "kubernetes",
+                    strategy::Subresource::Main,
+                    false,
+                    |old| {
+                        let mut new = desired.clone();
+                        new["metadata"] = old.get("metadata").cloned().unwrap_or_else(|| json!({}));
+                        if let Some(m) = new["metadata"].as_object_mut() {
+                            m.remove("resourceVersion");
+                        }
+                        Ok(new)
+                    },
+                )
+                .await
+                .map(|_| ())
+        } else {
+            registry
+                .create(res, Some("default"), desired, false)
+                .await
+                .map(|_| ())
+        };
+        outcome.map_err(|e| {
+            Error::Config(format!("reconciling the kubernetes {}: {e}", res.plural))
+        })?;
+    }
+    Ok(())
 }
 
 /// Objects every cluster has: the system namespaces and the `kubernetes` service.

@@ -96,6 +96,15 @@ pub fn set_rv(v: &mut Value, rev: Revision) {
     }
 }
 
+/// Decodes a stored object into the form `res` serves.
+pub fn decode_as(res: &Resource, kv: &KeyValue) -> ApiResult<Value> {
+    Ok(crate::convert::from_storage(res, decode(kv)?))
+}
+
+fn encode_as(res: &Resource, v: &Value) -> ApiResult<Vec<u8>> {
+    encode(&crate::convert::to_storage(res, v))
+}
+
 fn encode(v: &Value) -> ApiResult<Vec<u8>> {
     let mut v = v.clone();
     if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -179,7 +188,7 @@ impl Registry {
             .await
             .map_err(Self::err(res, name))?
             .ok_or_else(|| ApiError::not_found(res.group, res.plural, name))?;
-        decode(&kv)
+        decode_as(res, &kv)
     }
 
     pub async fn list(
@@ -223,7 +232,7 @@ impl Registry {
                 })?;
             revision = page.revision;
             for kv in &page.kvs {
-                let obj = decode(kv)?;
+                let obj = decode_as(res, kv)?;
                 if opts.labels.matches_object(&obj) && opts.fields.matches_object(&obj) {
                     items.push(obj);
                 }
@@ -308,6 +317,7 @@ impl Registry {
         if let Some(ns) = ns.filter(|_| res.namespaced) {
             self.check_namespace(ns).await?;
         }
+        crate::admission::admit_create(self, res, &mut obj).await?;
         if res.kind == "Service" {
             self.allocate_service(&mut obj).await?;
         }
@@ -316,7 +326,7 @@ impl Registry {
         }
         let rev = self
             .store
-            .create(key(res, ns, &name).as_bytes(), encode(&obj)?)
+            .create(key(res, ns, &name).as_bytes(), encode_as(res, &obj)?)
             .await
             .map_err(Self::err(res, &name))?;
         set_rv(&mut obj, rev);
@@ -524,7 +534,7 @@ impl Registry {
                 .await
                 .map_err(Self::err(res, name))?
                 .ok_or_else(|| ApiError::not_found(res.group, res.plural, name))?;
-            let old = decode(&kv)?;
+            let old = decode_as(res, &kv)?;
             let mut new = mutate(&old)?;
             if !new.is_object() {
                 return Err(ApiError::bad_request("the body must be a JSON object"));
@@ -609,7 +619,7 @@ impl Registry {
             }
             match self
                 .store
-                .update(key.as_bytes(), encode(&new)?, Some(kv.mod_revision))
+                .update(key.as_bytes(), encode_as(res, &new)?, Some(kv.mod_revision))
                 .await
             {
                 Ok(rev) => {
@@ -640,7 +650,7 @@ impl Registry {
                 .await
                 .map_err(Self::err(res, name))?
                 .ok_or_else(|| ApiError::not_found(res.group, res.plural, name))?;
-            let mut obj = decode(&kv)?;
+            let mut obj = decode_as(res, &kv)?;
             let uid = obj
                 .pointer("/metadata/uid")
                 .and_then(Value::as_str)
@@ -749,7 +759,7 @@ impl Registry {
                 }
                 match self
                     .store
-                    .update(key.as_bytes(), encode(&obj)?, Some(kv.mod_revision))
+                    .update(key.as_bytes(), encode_as(res, &obj)?, Some(kv.mod_revision))
                     .await
                 {
                     Ok(rev) => {

@@ -49,7 +49,8 @@ impl Resource {
 
     /// The group as used in storage keys ("core" for the core group).
     pub fn storage_group(&self) -> &'static str {
-        if self.group.is_empty() {
+        // events.k8s.io/v1 Events are stored as core/v1 Events (see `convert`).
+        if self.group.is_empty() || self.group == "events.k8s.io" {
             "core"
         } else {
             self.group
@@ -149,6 +150,8 @@ pub static RESOURCES: &[Resource] = &[
     res("coordination.k8s.io", "v1", "Lease", "leases", "lease", true, NONE, NONE, false, false, false, Subdomain),
     // discovery.k8s.io/v1
     res("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", true, NONE, NONE, false, false, false, Subdomain),
+    // events.k8s.io/v1: a view of core/v1 events
+    res("events.k8s.io", "v1", "Event", "events", "event", true, NONE, NONE, false, false, false, Subdomain),
     // networking.k8s.io/v1
     res("networking.k8s.io", "v1", "IngressClass", "ingressclasses", "ingressclass", false, NONE, NONE, false, false, false, Subdomain),
     res("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", true, &["ing"], NONE, true, false, true, Subdomain),

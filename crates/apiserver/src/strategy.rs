@@ -314,8 +314,6 @@ fn pod_spec_defaults(spec: &mut Value, is_pod: bool) {
     default(s, "securityContext", json!({}));
     if is_pod {
         default(s, "enableServiceLinks", json!(true));
-        default(s, "preemptionPolicy", json!("PreemptLowerPriority"));
-        default(s, "priority", json!(0));
         let mut tolerations = s
             .get("tolerations")
             .and_then(Value::as_array)

@@ -143,6 +143,69 @@ fn columns(kind: &str) -> Vec<Col> {
             SELECTOR,
         ],
         "Lease" => vec![NAME, ("Holder", "string", "", 0), AGE],
+        "Ingress" => vec![
+            NAME,
+            ("Class", "string", "", 0),
+            ("Hosts", "string", "", 0),
+            ("Address", "string", "", 0),
+            ("Ports", "string", "", 0),
+            AGE,
+        ],
+        "IngressClass" => vec![
+            NAME,
+            ("Controller", "string", "", 0),
+            ("Parameters", "string", "", 0),
+            AGE,
+        ],
+        "PodDisruptionBudget" => vec![
+            NAME,
+            ("Min Available", "string", "", 0),
+            ("Max Unavailable", "string", "", 0),
+            ("Allowed Disruptions", "integer", "", 0),
+            AGE,
+        ],
+        "ResourceQuota" => vec![
+            NAME,
+            AGE,
+            ("Request", "string", "", 0),
+            ("Limit", "string", "", 0),
+        ],
+        "Role" | "ClusterRole" | "LimitRange" => vec![NAME, ("Created At", "date", "", 0)],
+        "RoleBinding" | "ClusterRoleBinding" => vec![
+            NAME,
+            ("Role", "string", "", 0),
+            AGE,
+            ("Users", "string", "", 1),
+            ("Groups", "string", "", 1),
+            ("ServiceAccounts", "string", "", 1),
+        ],
+        "NetworkPolicy" => vec![NAME, ("Pod-Selector", "string", "", 0), AGE],
+        "ControllerRevision" => vec![
+            NAME,
+            ("Controller", "string", "", 0),
+            ("Revision", "integer", "", 0),
+            AGE,
+        ],
+        "PersistentVolume" => vec![
+            NAME,
+            ("Capacity", "string", "", 0),
+            ("Access Modes", "string", "", 0),
+            ("Reclaim Policy", "string", "", 0),
+            ("Status", "string", "", 0),
+            ("Claim", "string", "", 0),
+            ("StorageClass", "string", "", 0),
+            ("VolumeAttributesClass", "string", "", 0),
+            ("Reason", "string", "", 0),
+            AGE,
+            ("VolumeMode", "string", "", 1),
+        ],
+        "EndpointSlice" => vec![
+            NAME,
+            ("AddressType", "string", "", 0),
+            ("Ports", "string", "", 0),
+            ("Endpoints", "string", "", 0),
+            AGE,
+        ],
         "PriorityClass" => vec![
             NAME,
             ("Value", "integer", "", 0),
@@ -609,26 +672,39 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
             vec![name, json!(or_none(eps.join(","))), age]
         }
         "Event" => {
-            let last = o
-                .get("lastTimestamp")
+            // Core/v1 field names, or the events.k8s.io/v1 ones.
+            let field =
+                |core: &str, view: &str| o.get(core).filter(|v| !v.is_null()).or(o.get(view));
+            let last = field("lastTimestamp", "deprecatedLastTimestamp")
                 .filter(|v| !v.is_null())
-                .or(o.get("eventTime"))
+                .or(o.get("eventTime").filter(|v| !v.is_null()))
                 .or(o.pointer("/metadata/creationTimestamp"));
+            let regarding = field("involvedObject", "regarding")
+                .cloned()
+                .unwrap_or(Value::Null);
             let object = format!(
                 "{}/{}",
-                s(o, "/involvedObject/kind").to_lowercase(),
-                s(o, "/involvedObject/name")
+                s(&regarding, "/kind").to_lowercase(),
+                s(&regarding, "/name")
             );
+            let source = field("source", "deprecatedSource")
+                .cloned()
+                .unwrap_or(Value::Null);
+            let count = field("count", "deprecatedCount")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
             vec![
                 json!(since(last)),
                 json!(s(o, "/type")),
                 json!(s(o, "/reason")),
                 json!(object),
-                json!(s(o, "/involvedObject/fieldPath")),
-                json!(s(o, "/source/component")),
-                json!(s(o, "/message")),
-                json!(since(o.get("firstTimestamp"))),
-                json!(i(o, "/count").max(1).to_string()),
+                json!(s(&regarding, "/fieldPath")),
+                json!(s(&source, "/component")),
+                json!(field("message", "note")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")),
+                json!(since(field("firstTimestamp", "deprecatedFirstTimestamp"))),
+                json!(count.max(1).to_string()),
                 name,
             ]
         }
@@ -684,6 +760,218 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
             )),
         ],
         "Lease" => vec![name, json!(s(o, "/spec/holderIdentity")), age],
+        "Ingress" => {
+            let rules = o.pointer("/spec/rules").and_then(Value::as_array);
+            let hosts: Vec<&str> = rules
+                .into_iter()
+                .flatten()
+                .map(|r| r.get("host").and_then(Value::as_str).unwrap_or("*"))
+                .collect();
+            let address: Vec<&str> = o
+                .pointer("/status/loadBalancer/ingress")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i.get("ip").or(i.get("hostname")).and_then(Value::as_str))
+                .collect();
+            let tls = o
+                .pointer("/spec/tls")
+                .and_then(Value::as_array)
+                .is_some_and(|t| !t.is_empty());
+            vec![
+                name,
+                json!(or_none(s(o, "/spec/ingressClassName").into())),
+                json!(if hosts.is_empty() {
+                    "*".to_string()
+                } else {
+                    hosts.join(",")
+                }),
+                json!(address.join(",")),
+                json!(if tls { "80, 443" } else { "80" }),
+                age,
+            ]
+        }
+        "IngressClass" => vec![
+            name,
+            json!(s(o, "/spec/controller")),
+            json!(match o.pointer("/spec/parameters") {
+                Some(p) => format!("{}/{}", s(p, "/kind"), s(p, "/name")),
+                None => "<none>".into(),
+            }),
+            age,
+        ],
+        "PodDisruptionBudget" => {
+            let v = |p: &str| match o.pointer(p) {
+                Some(Value::String(x)) => x.clone(),
+                Some(Value::Number(n)) => n.to_string(),
+                _ => "N/A".into(),
+            };
+            vec![
+                name,
+                json!(v("/spec/minAvailable")),
+                json!(v("/spec/maxUnavailable")),
+                json!(i(o, "/status/disruptionsAllowed")),
+                age,
+            ]
+        }
+        "ResourceQuota" => {
+            let hard = o
+                .pointer("/status/hard")
+                .or(o.pointer("/spec/hard"))
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            let (mut req, mut lim) = (Vec::new(), Vec::new());
+            for (k, v) in &hard {
+                let used = s(
+                    o,
+                    &format!("/status/used/{}", k.replace('~', "~0").replace('/', "~1")),
+                );
+                let used = if used.is_empty() { "0" } else { used };
+                let entry = format!("{k}: {used}/{}", v.as_str().unwrap_or(""));
+                if k.starts_with("limits.") {
+                    lim.push(entry);
+                } else {
+                    req.push(entry);
+                }
+            }
+            vec![name, age, json!(req.join(", ")), json!(lim.join(", "))]
+        }
+        "Role" | "ClusterRole" | "LimitRange" => {
+            vec![name, json!(s(o, "/metadata/creationTimestamp"))]
+        }
+        "RoleBinding" | "ClusterRoleBinding" => {
+            let subjects = |kind: &str| -> String {
+                o.get("subjects")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter(|x| s(x, "/kind") == kind)
+                    .map(|x| {
+                        if kind == "ServiceAccount" {
+                            format!("{}/{}", s(x, "/namespace"), s(x, "/name"))
+                        } else {
+                            s(x, "/name").to_string()
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            vec![
+                name,
+                json!(format!(
+                    "{}/{}",
+                    s(o, "/roleRef/kind"),
+                    s(o, "/roleRef/name")
+                )),
+                age,
+                json!(subjects("User")),
+                json!(subjects("Group")),
+                json!(subjects("ServiceAccount")),
+            ]
+        }
+        "NetworkPolicy" => {
+            let sel = selector_string(o.pointer("/spec/podSelector"));
+            vec![
+                name,
+                json!(if sel == "<none>" {
+                    "<none>".to_string()
+                } else {
+                    sel
+                }),
+                age,
+            ]
+        }
+        "ControllerRevision" => {
+            let controller = o
+                .pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .and_then(|a| {
+                    a.iter()
+                        .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
+                })
+                .map(|r| {
+                    let group = s(r, "/apiVersion").split('/').next().unwrap_or("");
+                    let kind = s(r, "/kind").to_lowercase();
+                    if s(r, "/apiVersion").contains('/') {
+                        format!("{kind}.{group}/{}", s(r, "/name"))
+                    } else {
+                        format!("{kind}/{}", s(r, "/name"))
+                    }
+                })
+                .unwrap_or_else(|| "<none>".into());
+            vec![name, json!(controller), json!(i(o, "/revision")), age]
+        }
+        "PersistentVolume" => {
+            let modes: Vec<&str> = o
+                .pointer("/spec/accessModes")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(|m| match m {
+                    "ReadWriteOnce" => "RWO",
+                    "ReadOnlyMany" => "ROX",
+                    "ReadWriteMany" => "RWX",
+                    "ReadWriteOncePod" => "RWOP",
+                    other => other,
+                })
+                .collect();
+            let claim = match o.pointer("/spec/claimRef") {
+                Some(c) => format!("{}/{}", s(c, "/namespace"), s(c, "/name")),
+                None => String::new(),
+            };
+            vec![
+                name,
+                json!(s(o, "/spec/capacity/storage")),
+                json!(modes.join(",")),
+                json!(s(o, "/spec/persistentVolumeReclaimPolicy")),
+                json!(s(o, "/status/phase")),
+                json!(claim),
+                json!(s(o, "/spec/storageClassName")),
+                json!(or_none(s(o, "/spec/volumeAttributesClassName").into())),
+                json!(s(o, "/status/reason")),
+                age,
+                json!(s(o, "/spec/volumeMode")),
+            ]
+        }
+        "EndpointSlice" => {
+            let ports: Vec<String> = o
+                .get("ports")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|p| i(p, "/port").to_string())
+                .collect();
+            let addrs: Vec<String> = o
+                .get("endpoints")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .flat_map(|e| {
+                    e.get("addresses")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default()
+                })
+                .filter_map(|a| a.as_str().map(String::from))
+                .collect();
+            vec![
+                name,
+                json!(s(o, "/addressType")),
+                json!(if ports.is_empty() {
+                    "<unset>".to_string()
+                } else {
+                    ports.join(",")
+                }),
+                json!(if addrs.is_empty() {
+                    "<unset>".to_string()
+                } else {
+                    addrs.join(",")
+                }),
+                age,
+            ]
+        }
         "PriorityClass" => vec![
             name,
             json!(i(o, "/value")),

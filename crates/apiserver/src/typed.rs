@@ -4,6 +4,8 @@
 
 use serde_json::Value;
 
+use crate::resources::Resource;
+
 /// The Kubernetes minor version whose API this server implements (the k8s-openapi feature).
 pub fn kube_minor() -> u32 {
     #[allow(unused_mut)]
@@ -16,7 +18,12 @@ pub fn kube_minor() -> u32 {
 }
 
 /// Round-trips `obj` through the typed struct of `kind`. `Ok(None)` for kinds without one.
-fn round_trip(kind: &str, obj: &Value) -> Result<Option<Value>, String> {
+fn round_trip(res: &Resource, obj: &Value) -> Result<Option<Value>, String> {
+    let kind = if res.group == "events.k8s.io" {
+        "events.k8s.io/Event"
+    } else {
+        res.kind
+    };
     use k8s_openapi::api::{
         apps, autoscaling, batch, coordination, core, discovery, networking, policy, rbac,
         scheduling, storage,
@@ -33,6 +40,7 @@ fn round_trip(kind: &str, obj: &Value) -> Result<Option<Value>, String> {
         "ConfigMap" => rt!(core::v1::ConfigMap),
         "Endpoints" => rt!(core::v1::Endpoints),
         "Event" => rt!(core::v1::Event),
+        "events.k8s.io/Event" => rt!(k8s_openapi::api::events::v1::Event),
         "LimitRange" => rt!(core::v1::LimitRange),
         "Namespace" => rt!(core::v1::Namespace),
         "Node" => rt!(core::v1::Node),
@@ -71,8 +79,8 @@ fn round_trip(kind: &str, obj: &Value) -> Result<Option<Value>, String> {
 
 /// Checks `obj` (of `kind`): `Err(message)` if it does not decode; otherwise removes
 /// unknown fields from it and returns their paths.
-pub fn check(kind: &str, obj: &mut Value) -> Result<Vec<String>, String> {
-    let Some(typed) = round_trip(kind, obj)? else {
+pub fn check(res: &Resource, obj: &mut Value) -> Result<Vec<String>, String> {
+    let Some(typed) = round_trip(res, obj)? else {
         return Ok(Vec::new());
     };
     let mut unknown = Vec::new();
@@ -113,13 +121,14 @@ fn prune(input: &mut Value, typed: &Value, path: String, unknown: &mut Vec<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resources::lookup;
     use serde_json::json;
 
     #[test]
     fn finds_and_prunes_unknown_fields() {
         let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "bogus": 1},
             "spec": {"containers": [{"name": "c", "image": "x", "imagePullPolicy": null, "colour": "red"}]}});
-        let unknown = check("Pod", &mut pod).unwrap();
+        let unknown = check(lookup("", "v1", "pods").unwrap(), &mut pod).unwrap();
         assert_eq!(unknown, vec!["metadata.bogus", "spec.containers[0].colour"]);
         assert!(pod["spec"]["containers"][0].get("colour").is_none());
         assert_eq!(pod["spec"]["containers"][0]["image"], "x");
@@ -128,7 +137,7 @@ mod tests {
     #[test]
     fn wrong_types_fail() {
         let mut d = json!({"metadata": {"name": "d"}, "spec": {"replicas": "three", "selector": {}, "template": {}}});
-        assert!(check("Deployment", &mut d).is_err());
+        assert!(check(lookup("apps", "v1", "deployments").unwrap(), &mut d).is_err());
     }
 
     #[test]

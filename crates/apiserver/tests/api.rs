@@ -259,6 +259,19 @@ async fn semantics() {
     let d = json(&fx.ok(k, &["get", "deploy", "web-u", "-o", "json"]).await);
     assert!(d["spec"].get("bogus").is_none());
 
+    // A list "not older than" a future resourceVersion times out with 504.
+    let err = fx
+        .fails(
+            k,
+            &[
+                "get",
+                "--raw",
+                "/api/v1/namespaces/default/configmaps?resourceVersion=999999",
+            ],
+        )
+        .await;
+    assert!(err.contains("Too large resource version"), "{err}");
+
     // Server-side apply is not built: a clear error, not a pretence.
     let err = fx
         .fails(
@@ -280,7 +293,12 @@ async fn authentication_and_limits() {
     if !have_kubectl() {
         return;
     }
-    let mut fx = Fixture::start().await;
+    let mut fx = Fixture::start_with(|cfg, work| {
+        let file = work.join("tokens.csv");
+        std::fs::write(&file, "s3cr3t-token,alice,1001,\"dev,ops\"\n").expect("write token file");
+        cfg.token_auth_file = Some(file);
+    })
+    .await;
     let k = KUBECTL_NEW;
     // A kubeconfig with the CA and an unknown bearer token instead of the client certificate.
     let full = std::fs::read_to_string(&fx.kubeconfig).expect("kubeconfig");
@@ -319,6 +337,27 @@ async fn authentication_and_limits() {
         .await
         .expect("run kubectl");
     assert!(String::from_utf8_lossy(&out.stdout).contains("v1.33.0"));
+
+    // A token from the static token file authenticates as its user and groups.
+    let alice = fx.file(
+        "alice.kubeconfig",
+        &anonymous.replace("not-a-valid-token", "s3cr3t-token"),
+    );
+    let out = tokio::process::Command::new(k)
+        .arg("--kubeconfig")
+        .arg(&alice)
+        .arg("--cache-dir")
+        .arg(fx.cache_dir.path().join("alice"))
+        .args(["auth", "whoami"])
+        .output()
+        .await
+        .expect("run kubectl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("alice") && text.contains("dev") && text.contains("ops"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Bodies over 3 MiB are refused with 413.
     let big = fx.work_dir.path().join("big.txt");
@@ -483,6 +522,56 @@ async fn identity_binding_deletion_and_bookmarks() {
     );
     assert!(d["metadata"]["deletionTimestamp"].is_string());
 
+    // Admission: Priority and DefaultStorageClass.
+    let crit = fx.file("crit.yaml", "apiVersion: v1\nkind: Pod\nmetadata:\n  name: crit\nspec:\n  priorityClassName: system-node-critical\n  containers:\n  - name: c\n    image: busybox:1.36\n");
+    fx.ok(k, &["apply", "-f", crit.to_str().unwrap_or_default()])
+        .await;
+    let out = fx
+        .ok(
+            k,
+            &["get", "pod", "crit", "-o", "jsonpath={.spec.priority}"],
+        )
+        .await;
+    assert_eq!(out, "2000001000");
+    let nope = fx.file("nope.yaml", "apiVersion: v1\nkind: Pod\nmetadata:\n  name: nope\nspec:\n  priorityClassName: no-such-class\n  containers:\n  - name: c\n    image: busybox:1.36\n");
+    let err = fx
+        .fails(k, &["apply", "-f", nope.to_str().unwrap_or_default()])
+        .await;
+    assert!(
+        err.contains("no PriorityClass with name no-such-class was found"),
+        "{err}"
+    );
+    let pvc = fx.file("pvc.yaml", "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: data\nspec:\n  accessModes: [ReadWriteOnce]\n  resources:\n    requests: {storage: 1.5Gi}\n");
+    fx.ok(k, &["apply", "-f", pvc.to_str().unwrap_or_default()])
+        .await;
+    let claim = json(&fx.ok(k, &["get", "pvc", "data", "-o", "json"]).await);
+    assert_eq!(claim["spec"]["storageClassName"], "local-path");
+    assert_eq!(claim["spec"]["resources"]["requests"]["storage"], "1536Mi");
+    assert_eq!(claim["status"]["phase"], "Pending");
+
+    // core/v1 and events.k8s.io/v1 Events: one stored object, two APIs.
+    let ev = fx.file("ev.yaml", "apiVersion: events.k8s.io/v1\nkind: Event\nmetadata:\n  name: pulled\neventTime: \"2026-01-01T00:00:00.000000Z\"\nregarding: {kind: Pod, name: p1, namespace: default}\nreason: Pulled\nnote: pulled the image\ntype: Normal\naction: Pull\nreportingController: kubelet\nreportingInstance: node-1\n");
+    fx.ok(k, &["apply", "-f", ev.to_str().unwrap_or_default()])
+        .await;
+    let core = json(
+        &fx.ok(k, &["get", "events.v1.", "pulled", "-o", "json"])
+            .await,
+    );
+    assert_eq!(core["apiVersion"], "v1");
+    assert_eq!(core["message"], "pulled the image");
+    assert_eq!(core["involvedObject"]["name"], "p1");
+    assert_eq!(core["reportingComponent"], "kubelet");
+    let out = fx.ok(k, &["get", "events"]).await;
+    assert!(
+        out.contains("pod/p1") && out.contains("pulled the image"),
+        "{out}"
+    );
+    let view = json(
+        &fx.ok(k, &["get", "events.events.k8s.io", "pulled", "-o", "json"])
+            .await,
+    );
+    assert_eq!(view["note"], "pulled the image");
+
     // sendInitialEvents: ADDED events, then a bookmark marking their end.
     let out = fx
         .ok(k, &["get", "--raw", "/api/v1/namespaces?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1"])
@@ -534,5 +623,72 @@ async fn identity_binding_deletion_and_bookmarks() {
         let status = json(&String::from_utf8_lossy(&out.stdout));
         assert_eq!(status["code"], 401);
     }
+    fx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_watches_see_every_change_once_in_order() {
+    if !have_kubectl() {
+        return;
+    }
+    let mut fx = Fixture::start().await;
+    let k = KUBECTL_NEW;
+    fx.ok(k, &["create", "cm", "a", "--from-literal=x=1"]).await;
+    let rv = fx
+        .ok(
+            k,
+            &[
+                "get",
+                "cm",
+                "a",
+                "-o",
+                "jsonpath={.metadata.resourceVersion}",
+            ],
+        )
+        .await;
+    let path = format!(
+        "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}&timeoutSeconds=10"
+    );
+    let first = fx.spawn(k, &["get", "--raw", &path]);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    fx.ok(k, &["create", "cm", "b", "--from-literal=x=1"]).await;
+    fx.ok(k, &["label", "cm", "a", "touched=yes"]).await;
+    // A second watch from the same (now past) resourceVersion, and a selector watch.
+    // (Watches end by their timeouts, which leave room for a slow machine.)
+    let second = fx.spawn(k, &["get", "--raw", &path]);
+    let rv2 = fx
+        .ok(
+            k,
+            &[
+                "get",
+                "cm",
+                "a",
+                "-o",
+                "jsonpath={.metadata.resourceVersion}",
+            ],
+        )
+        .await;
+    let selected = format!("/api/v1/namespaces/default/configmaps?watch=1&labelSelector=touched%3Dyes&resourceVersion={rv2}&timeoutSeconds=8");
+    let third = fx.spawn(k, &["get", "--raw", &selected]);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    fx.ok(k, &["delete", "cm", "b"]).await;
+    fx.ok(k, &["label", "cm", "a", "touched-"]).await;
+    let summary = |out: String| -> Vec<String> {
+        out.lines()
+            .map(|l| {
+                let v = json(l);
+                format!(
+                    "{} {}",
+                    v["type"].as_str().unwrap_or(""),
+                    v["object"]["metadata"]["name"].as_str().unwrap_or("")
+                )
+            })
+            .collect()
+    };
+    let want = vec!["ADDED b", "MODIFIED a", "DELETED b", "MODIFIED a"];
+    assert_eq!(summary(first.await.unwrap_or_default()), want);
+    assert_eq!(summary(second.await.unwrap_or_default()), want);
+    // The selector watch sees the object leave the selection as a DELETED event.
+    assert_eq!(summary(third.await.unwrap_or_default()), vec!["DELETED a"]);
     fx.stop().await;
 }

@@ -556,5 +556,22 @@ async fn restart_keeps_objects_and_certs() {
     assert_eq!(out, "b");
     let out = fx.ok(KUBECTL_NEW, &["get", "ns"]).await;
     assert_eq!(out.lines().count(), 5, "{out}");
+    // The kubernetes service's endpoints follow the server's (new) port.
+    let port = fx.port().to_string();
+    let out = fx
+        .ok(
+            KUBECTL_NEW,
+            &[
+                "get",
+                "endpoints",
+                "kubernetes",
+                "-o",
+                "jsonpath={.subsets[0].ports[0].port}",
+            ],
+        )
+        .await;
+    assert_eq!(out, port);
+    let out = fx.ok(KUBECTL_NEW, &["get", "endpointslices"]).await;
+    assert!(out.contains("IPv4") && out.contains(&port), "{out}");
     fx.stop().await;
 }

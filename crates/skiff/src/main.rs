@@ -948,7 +948,10 @@ fn real_main(cli: Cli) -> Result<i32> {
                 Ok(0)
             }
         },
-        Cmd::Server(f) => server::run(f),
+        Cmd::Server(f) => {
+            let e = if f.disable_agent { None } else { Some(engine(&root)?) };
+            server::run(f, e)
+        }
         Cmd::Info => {
             let e = engine(&root)?;
             let all = e.list()?;

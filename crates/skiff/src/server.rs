@@ -43,15 +43,28 @@ pub struct ServerFlags {
     /// Static bearer tokens: `token,user,uid,"group1,group2"` per line.
     #[arg(long = "token-auth-file")]
     pub token_auth_file: Option<PathBuf>,
+    /// This node's name (default: the host name).
+    #[arg(long = "node-name")]
+    pub node_name: Option<String>,
+    /// This node's address (default: the advertise or bind address, else 127.0.0.1).
+    #[arg(long = "node-ip")]
+    pub node_ip: Option<String>,
+    /// The pods' address range; this node runs its pods in the first /24 of it.
+    #[arg(long = "cluster-cidr", default_value = "10.42.0.0/16")]
+    pub cluster_cidr: String,
+    /// The bridge pods attach to on this node.
+    #[arg(long = "pod-bridge", default_value = "skiffpods0")]
+    pub pod_bridge: String,
 }
 
-/// Run the server until SIGINT or SIGTERM.
-pub fn run(f: ServerFlags) -> Result<i32> {
-    if !f.disable_agent {
-        return Err(anyhow!(
-            "the node agent is not built yet, so this server cannot run pods: start it with --disable-agent to run the control plane alone"
-        ));
-    }
+/// Run the server until SIGINT or SIGTERM. `engine` is the engine the in-process
+/// node agent runs pods on (None with --disable-agent).
+pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> {
+    let agent = if f.disable_agent {
+        None
+    } else {
+        Some(agent_config(&f, engine)?)
+    };
     let config = skiff_apiserver::ServerConfig {
         data_dir: f.data_dir,
         bind_address: f.bind_address,
@@ -63,6 +76,13 @@ pub fn run(f: ServerFlags) -> Result<i32> {
         advertise_address: f.advertise_address,
         token_auth_file: f.token_auth_file,
     };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -75,12 +95,93 @@ pub fn run(f: ServerFlags) -> Result<i32> {
             server.kubeconfig_path.display(),
             server.token
         );
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut tasks = Vec::new();
+        if let Some((cfg, engine)) = agent {
+            let client = kube_client(&server.kubeconfig_path).await?;
+            let mut rx = stop_rx.clone();
+            tasks.push(tokio::spawn(skiff_controllers::scheduling::run(
+                client.clone(),
+                std::time::Duration::from_millis(500),
+                async move {
+                    let _ = rx.changed().await;
+                },
+            )));
+            let mut rx = stop_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = skiff_agent::kubelet::run(
+                    client,
+                    std::sync::Arc::new(engine),
+                    cfg,
+                    async move {
+                        let _ = rx.changed().await;
+                    },
+                )
+                .await
+                {
+                    eprintln!("skiff server: node agent: {e}");
+                }
+            }));
+        }
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
+        let _ = stop_tx.send(true);
+        for t in tasks {
+            let _ = t.await;
+        }
         server.shutdown().await;
         Ok::<i32, anyhow::Error>(0)
     })
+}
+
+async fn kube_client(kubeconfig: &std::path::Path) -> Result<kube::Client> {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        .await?;
+    Ok(kube::Client::try_from(cfg)?)
+}
+
+fn agent_config(
+    f: &ServerFlags,
+    engine: Option<skiff_engine::Engine>,
+) -> Result<(skiff_agent::kubelet::AgentConfig, skiff_engine::Engine)> {
+    let engine = engine.ok_or_else(|| anyhow!("the node agent needs the engine root"))?;
+    let node_name = match &f.node_name {
+        Some(n) => n.clone(),
+        None => nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "skiff".into())
+            .to_ascii_lowercase(),
+    };
+    let node_ip = f.node_ip.clone().unwrap_or_else(|| {
+        f.advertise_address
+            .map(|a| a.to_string())
+            .or_else(|| (!f.bind_address.is_unspecified()).then(|| f.bind_address.to_string()))
+            .unwrap_or_else(|| "127.0.0.1".into())
+    });
+    let (net, _) = skiff_engine::network::parse_cidr(&f.cluster_cidr)?;
+    let pod_cidr = format!("{net}/24");
+    let bridge = skiff_engine::network::BridgeConfig::with(
+        Some(&f.pod_bridge),
+        Some(&pod_cidr),
+        Some(&format!("{}_pods", engine.bridge.table)),
+    )?;
+    let cfg = skiff_agent::kubelet::AgentConfig {
+        node: skiff_agent::pod::NodeSettings {
+            bridge,
+            node_ip,
+            node_name,
+            cluster_domain: "cluster.local".into(),
+            pods_dir: engine.root.join("pods"),
+            cgroup_root: "kubepods".into(),
+        },
+        pod_cidr,
+        lease_duration: std::time::Duration::from_secs(40),
+        sync_period: std::time::Duration::from_millis(500),
+    };
+    Ok((cfg, engine))
 }

@@ -33,11 +33,17 @@ pub fn config(data_dir: &Path) -> ServerConfig {
 
 impl Fixture {
     pub async fn start() -> Fixture {
+        Fixture::start_with(|_, _| {}).await
+    }
+
+    /// Starts with a configuration adjusted by `adjust(config, work_dir)`.
+    pub async fn start_with(adjust: impl FnOnce(&mut ServerConfig, &Path)) -> Fixture {
         let data_dir = tempfile::tempdir().expect("tempdir");
         let work_dir = tempfile::tempdir().expect("tempdir");
         let kubeconfig = work_dir.path().join("kubeconfig");
         let mut cfg = config(data_dir.path());
         cfg.write_kubeconfig = Some(kubeconfig.clone());
+        adjust(&mut cfg, work_dir.path());
         let server = start(cfg).await.expect("server starts");
         Fixture {
             server: Some(server),
@@ -82,6 +88,24 @@ impl Fixture {
         )
     }
 
+    /// Starts kubectl in the background; the task yields its stdout.
+    pub fn spawn(&self, bin: &str, args: &[&str]) -> tokio::task::JoinHandle<String> {
+        let mut cmd = tokio::process::Command::new(bin);
+        cmd.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.cache_dir.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        tokio::spawn(async move {
+            match tokio::time::timeout(Duration::from_secs(60), cmd.output()).await {
+                Ok(Ok(out)) => String::from_utf8_lossy(&out.stdout).into_owned(),
+                _ => String::new(),
+            }
+        })
+    }
+
     /// Runs kubectl and asserts success; returns stdout.
     pub async fn ok(&self, bin: &str, args: &[&str]) -> String {
         let (ok, out, err) = self.run(bin, args).await;
@@ -103,15 +127,19 @@ impl Fixture {
     }
 }
 
-/// Whether the kubectl binaries are installed (tests skip with a note otherwise).
+/// The kubectl binaries must be installed: these tests exist to drive the real
+/// clients, so a machine without them fails loudly (see the README) rather than
+/// passing without checking anything.
 pub fn have_kubectl() -> bool {
-    let ok = [DISPATCHER, KUBECTL_OLD, KUBECTL_NEW]
-        .iter()
-        .all(|b| Path::new(b).exists());
-    if !ok {
-        eprintln!("kubectl (dispatcher and 1.27/1.33 clients) not installed: skipping");
-    }
-    ok
+    let missing: Vec<&str> = [DISPATCHER, KUBECTL_OLD, KUBECTL_NEW]
+        .into_iter()
+        .filter(|b| !Path::new(b).exists())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "kubectl is not installed ({missing:?} missing): install the kubectl clients as the README says"
+    );
+    true
 }
 
 pub const DEPLOYMENT: &str = r#"apiVersion: apps/v1

@@ -1,0 +1,525 @@
+//! The node agent's loop against the API server: register the Node and keep its
+//! Lease fresh, run the Pods bound to this node (level-triggered: every pass
+//! compares the pods the API wants here with what runs, and closes the gap), report
+//! their status, and finish their deletion.
+
+use crate::pod::{self, NodeSettings, RunningPod};
+use crate::podspec::{self, ObjectLookup};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::Client;
+use serde_json::json;
+use skiff_engine::Engine;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// The agent's settings.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub node: NodeSettings,
+    /// The node's pod CIDR (spec.podCIDR).
+    pub pod_cidr: String,
+    /// Lease duration; the lease is renewed every quarter of it (10 s of 40 s).
+    pub lease_duration: Duration,
+    /// How often pods are synced when nothing else wakes the loop.
+    pub sync_period: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("API: {0}")]
+    Api(#[from] kube::Error),
+    #[error(transparent)]
+    Engine(#[from] skiff_engine::EngineError),
+    #[error("{0}")]
+    Other(String),
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn meminfo_total() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| {
+                    v.split_whitespace()
+                        .next()
+                        .and_then(|x| x.parse::<u64>().ok())
+                })
+        })
+        .unwrap_or(0)
+        * 1024
+}
+
+fn disk_total(path: &std::path::Path) -> u64 {
+    nix::sys::statvfs::statvfs(path)
+        .map(|s| s.blocks() * s.fragment_size())
+        .unwrap_or(0)
+}
+
+/// The Node object this agent registers.
+pub fn node_object(cfg: &AgentConfig, root: &std::path::Path) -> serde_json::Value {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let mem = meminfo_total();
+    let disk = disk_total(root);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let os_image = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+                .map(|v| v.trim_matches('"').to_string())
+        })
+        .unwrap_or_else(|| "Linux".into());
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let capacity = json!({
+        "cpu": cpus.to_string(),
+        "memory": format!("{}Ki", mem / 1024),
+        "ephemeral-storage": format!("{}Ki", disk / 1024),
+        "pods": "110",
+    });
+    json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": cfg.node.node_name,
+            "labels": {
+                "kubernetes.io/hostname": cfg.node.node_name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": arch,
+                "beta.kubernetes.io/os": "linux",
+                "beta.kubernetes.io/arch": arch,
+                "node-role.kubernetes.io/control-plane": "true",
+            },
+        },
+        "spec": {"podCIDR": cfg.pod_cidr, "podCIDRs": [cfg.pod_cidr]},
+        "status": {
+            "capacity": capacity,
+            "allocatable": capacity,
+            "addresses": [
+                {"type": "InternalIP", "address": cfg.node.node_ip},
+                {"type": "Hostname", "address": cfg.node.node_name},
+            ],
+            "nodeInfo": {
+                "architecture": arch,
+                "bootID": std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default().trim(),
+                "containerRuntimeVersion": format!("skiff://{}", env!("CARGO_PKG_VERSION")),
+                "kernelVersion": kernel.trim(),
+                "kubeProxyVersion": "v1.33.0",
+                "kubeletVersion": "v1.33.0",
+                "machineID": std::fs::read_to_string("/etc/machine-id").unwrap_or_default().trim(),
+                "operatingSystem": "linux",
+                "osImage": os_image,
+                "systemUUID": "",
+            },
+            "conditions": conditions(),
+        }
+    })
+}
+
+fn conditions() -> serde_json::Value {
+    let t = now();
+    let c = |ty: &str, status: &str, reason: &str, msg: &str| {
+        json!({"type": ty, "status": status, "reason": reason, "message": msg,
+               "lastHeartbeatTime": t, "lastTransitionTime": t})
+    };
+    json!([
+        c(
+            "MemoryPressure",
+            "False",
+            "KubeletHasSufficientMemory",
+            "kubelet has sufficient memory available"
+        ),
+        c(
+            "DiskPressure",
+            "False",
+            "KubeletHasNoDiskPressure",
+            "kubelet has no disk pressure"
+        ),
+        c(
+            "PIDPressure",
+            "False",
+            "KubeletHasSufficientPID",
+            "kubelet has sufficient PID available"
+        ),
+        c(
+            "Ready",
+            "True",
+            "KubeletReady",
+            "kubelet is posting ready status"
+        ),
+    ])
+}
+
+/// Register (or refresh) the Node.
+pub async fn register_node(
+    client: &Client,
+    cfg: &AgentConfig,
+    root: &std::path::Path,
+) -> Result<(), AgentError> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let obj = node_object(cfg, root);
+    let node: Node =
+        serde_json::from_value(obj.clone()).map_err(|e| AgentError::Other(e.to_string()))?;
+    match nodes.create(&PostParams::default(), &node).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => return Err(e.into()),
+    }
+    nodes
+        .patch_status(
+            &cfg.node.node_name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": obj["status"]})),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Create or renew the node's Lease in kube-node-lease.
+pub async fn renew_lease(client: &Client, cfg: &AgentConfig) -> Result<(), AgentError> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    let name = &cfg.node.node_name;
+    let spec = json!({
+        "holderIdentity": name,
+        "leaseDurationSeconds": cfg.lease_duration.as_secs(),
+        "renewTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+    });
+    match leases.get_opt(name).await? {
+        Some(_) => {
+            leases
+                .patch(
+                    name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": spec})),
+                )
+                .await?;
+        }
+        None => {
+            let l: Lease = serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": "kube-node-lease"},
+                "spec": spec,
+            }))
+            .map_err(|e| AgentError::Other(e.to_string()))?;
+            leases.create(&PostParams::default(), &l).await?;
+        }
+    }
+    Ok(())
+}
+
+/// ConfigMaps and Secrets read from the API (from a blocking thread).
+struct ApiLookup {
+    client: Client,
+    handle: tokio::runtime::Handle,
+}
+
+impl ObjectLookup for ApiLookup {
+    fn config_map(&self, ns: &str, name: &str) -> Option<BTreeMap<String, String>> {
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), ns);
+        let cm = self.handle.block_on(api.get_opt(name)).ok().flatten()?;
+        Some(cm.data.unwrap_or_default())
+    }
+    fn secret(&self, ns: &str, name: &str) -> Option<BTreeMap<String, String>> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
+        let s = self.handle.block_on(api.get_opt(name)).ok().flatten()?;
+        let mut out: BTreeMap<String, String> = s
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).to_string()))
+            .collect();
+        out.extend(s.string_data.unwrap_or_default());
+        Some(out)
+    }
+}
+
+/// The container statuses and phase of a running pod, from the engine's state.
+pub fn pod_status(engine: &Engine, pod: &Pod, running: &RunningPod) -> serde_json::Value {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let policy = spec
+        .restart_policy
+        .clone()
+        .unwrap_or_else(|| "Always".into());
+    let mut statuses = Vec::new();
+    let (mut all_done, mut any_failed, mut all_ready) = (true, false, true);
+    for c in &spec.containers {
+        let st = running
+            .containers
+            .get(&c.name)
+            .and_then(|id| engine.get(id).ok());
+        let (state, ready, restarts, id, image_id) = match &st {
+            Some(ct) => {
+                let s = &ct.state;
+                let state = match s.status {
+                    skiff_engine::Status::Running | skiff_engine::Status::Paused => {
+                        json!({"running": {"startedAt": s.started_at}})
+                    }
+                    skiff_engine::Status::Restarting => json!({"waiting": {
+                        "reason": "CrashLoopBackOff",
+                        "message": format!("back-off restarting failed container {} in pod {}", c.name, pod.metadata.name.clone().unwrap_or_default()),
+                    }}),
+                    skiff_engine::Status::Created => {
+                        json!({"waiting": {"reason": "ContainerCreating"}})
+                    }
+                    _ => json!({"terminated": {
+                        "exitCode": s.exit_code,
+                        "reason": match s.exit_reason {
+                            Some(skiff_engine::state::ExitReason::OOMKilled) => "OOMKilled",
+                            Some(skiff_engine::state::ExitReason::Completed) => "Completed",
+                            _ => "Error",
+                        },
+                        "startedAt": s.started_at,
+                        "finishedAt": s.finished_at,
+                        "containerID": format!("skiff://{}", ct.record.id),
+                    }}),
+                };
+                let running_now = s.status == skiff_engine::Status::Running;
+                if s.status.is_active() {
+                    all_done = false;
+                } else if s.exit_code != 0 {
+                    any_failed = true;
+                }
+                (
+                    state,
+                    running_now,
+                    s.restart_count,
+                    format!("skiff://{}", ct.record.id),
+                    ct.record.image_id.clone(),
+                )
+            }
+            None => {
+                all_done = false;
+                (
+                    json!({"waiting": {"reason": "ContainerCreating"}}),
+                    false,
+                    0,
+                    String::new(),
+                    String::new(),
+                )
+            }
+        };
+        all_ready &= ready;
+        statuses.push(json!({
+            "name": c.name,
+            "image": c.image,
+            "imageID": image_id,
+            "containerID": id,
+            "ready": ready,
+            "started": ready,
+            "restartCount": restarts,
+            "state": state,
+        }));
+    }
+    let phase = if all_done {
+        if policy == "Always" || any_failed {
+            if any_failed {
+                "Failed"
+            } else {
+                "Succeeded"
+            }
+        } else {
+            "Succeeded"
+        }
+    } else {
+        "Running"
+    };
+    let t = now();
+    let cond = |ty: &str, ok: bool| json!({"type": ty, "status": if ok { "True" } else { "False" }, "lastTransitionTime": t, "lastProbeTime": null});
+    let pod_ip = running.ip.map(|i| i.to_string());
+    json!({
+        "phase": phase,
+        "conditions": [
+            cond("PodReadyToStartContainers", true),
+            cond("Initialized", true),
+            cond("Ready", all_ready && phase == "Running"),
+            cond("ContainersReady", all_ready && phase == "Running"),
+            cond("PodScheduled", true),
+        ],
+        "podIP": pod_ip,
+        "podIPs": pod_ip.as_ref().map(|ip| vec![json!({"ip": ip})]),
+        "startTime": pod.status.as_ref().and_then(|s| s.start_time.clone()).map(|t| serde_json::to_value(t).unwrap_or_default()).unwrap_or(json!(t)),
+        "qosClass": podspec::qos_class(pod),
+        "containerStatuses": statuses,
+    })
+}
+
+/// Run the agent until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    engine: Arc<Engine>,
+    cfg: AgentConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), AgentError> {
+    register_node(&client, &cfg, &engine.root).await?;
+    renew_lease(&client, &cfg).await?;
+    // Pods a previous run started keep running: adopt them.
+    let (e, n) = (engine.clone(), cfg.node.clone());
+    let adopted = tokio::task::spawn_blocking(move || pod::adopt(&e, &n))
+        .await
+        .map_err(|e| AgentError::Other(e.to_string()))?;
+    let running: Arc<Mutex<BTreeMap<String, RunningPod>>> = Arc::new(Mutex::new(adopted));
+    let mut lease_tick = tokio::time::interval(cfg.lease_duration / 4);
+    let mut sync_tick = tokio::time::interval(cfg.sync_period);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            _ = lease_tick.tick() => {
+                if let Err(e) = renew_lease(&client, &cfg).await {
+                    tracing::warn!(error = %e, "renewing the node lease");
+                }
+                let nodes: Api<Node> = Api::all(client.clone());
+                let _ = nodes.patch_status(&cfg.node.node_name, &PatchParams::default(),
+                    &Patch::Merge(json!({"status": {"conditions": conditions()}}))).await;
+            }
+            _ = sync_tick.tick() => {
+                if let Err(e) = sync_pods(&client, &engine, &cfg, &running).await {
+                    tracing::warn!(error = %e, "syncing pods");
+                }
+            }
+        }
+    }
+}
+
+/// One level-triggered pass over the pods bound to this node.
+pub async fn sync_pods(
+    client: &Client,
+    engine: &Arc<Engine>,
+    cfg: &AgentConfig,
+    running: &Arc<Mutex<BTreeMap<String, RunningPod>>>,
+) -> Result<(), AgentError> {
+    let pods: Api<Pod> = Api::all(client.clone());
+    let lp = ListParams::default().fields(&format!("spec.nodeName={}", cfg.node.node_name));
+    let list = pods.list(&lp).await?;
+    let mut wanted = BTreeMap::new();
+    for p in list.items {
+        if let Some(uid) = p.metadata.uid.clone() {
+            wanted.insert(uid, p);
+        }
+    }
+    let mut map = running.lock().await;
+    // Gone from the API, or being deleted: stop, then finish the deletion.
+    let uids: Vec<String> = map.keys().cloned().collect();
+    for uid in uids {
+        let pod = wanted.get(&uid);
+        let deleting = pod
+            .map(|p| p.metadata.deletion_timestamp.is_some())
+            .unwrap_or(true);
+        if !deleting {
+            continue;
+        }
+        let Some(rp) = map.remove(&uid) else { continue };
+        let grace = pod
+            .and_then(|p| p.metadata.deletion_grace_period_seconds)
+            .unwrap_or(30)
+            .max(0) as u64;
+        let (e, n) = (engine.clone(), cfg.node.clone());
+        let r = tokio::task::spawn_blocking(move || {
+            pod::stop_pod(&e, &n, &rp, Duration::from_secs(grace))
+        })
+        .await
+        .map_err(|e| AgentError::Other(e.to_string()))?;
+        if let Err(e) = r {
+            tracing::warn!(pod = %uid, error = %e, "stopping pod");
+        }
+        if let Some(p) = pod {
+            let ns = p.metadata.namespace.clone().unwrap_or_default();
+            let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+            let _ = api
+                .delete(
+                    &p.metadata.name.clone().unwrap_or_default(),
+                    &DeleteParams::default().grace_period(0),
+                )
+                .await;
+        }
+    }
+    for (uid, p) in &wanted {
+        let ns = p.metadata.namespace.clone().unwrap_or_default();
+        let name = p.metadata.name.clone().unwrap_or_default();
+        let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        if p.metadata.deletion_timestamp.is_some() {
+            if !map.contains_key(uid) {
+                let _ = api
+                    .delete(&name, &DeleteParams::default().grace_period(0))
+                    .await;
+            }
+            continue;
+        }
+        let phase = p
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default();
+        if !map.contains_key(uid) {
+            if phase == "Succeeded" || phase == "Failed" {
+                continue;
+            }
+            let (e, n, pod) = (engine.clone(), cfg.node.clone(), p.clone());
+            let lookup = ApiLookup {
+                client: client.clone(),
+                handle: tokio::runtime::Handle::current(),
+            };
+            let started =
+                tokio::task::spawn_blocking(move || pod::start_pod(&e, &n, &pod, &lookup))
+                    .await
+                    .map_err(|e| AgentError::Other(e.to_string()))?;
+            match started {
+                Ok(rp) => {
+                    map.insert(uid.clone(), rp);
+                }
+                Err(err) => {
+                    let reason = match &err {
+                        pod::PodError::Spec(podspec::SpecError::ConfigMissing(_)) => {
+                            "CreateContainerConfigError"
+                        }
+                        pod::PodError::Engine(skiff_engine::EngineError::Image(_)) => {
+                            "ErrImageNeverPull"
+                        }
+                        _ => "CreateContainerError",
+                    };
+                    let waiting: Vec<serde_json::Value> = p
+                        .spec
+                        .as_ref()
+                        .map(|s| s.containers.iter().map(|c| json!({
+                            "name": c.name, "image": c.image, "imageID": "", "ready": false, "restartCount": 0,
+                            "state": {"waiting": {"reason": reason, "message": err.to_string()}},
+                        })).collect())
+                        .unwrap_or_default();
+                    let _ = api
+                        .patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": {
+                            "phase": "Pending", "qosClass": podspec::qos_class(p), "containerStatuses": waiting,
+                            "hostIP": cfg.node.node_ip,
+                        }})))
+                        .await;
+                    continue;
+                }
+            }
+        }
+        if let Some(rp) = map.get(uid) {
+            let mut status = pod_status(engine, p, rp);
+            status["hostIP"] = json!(cfg.node.node_ip);
+            status["hostIPs"] = json!([{"ip": cfg.node.node_ip}]);
+            let _ = api
+                .patch_status(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"status": status})),
+                )
+                .await;
+        }
+    }
+    Ok(())
+}

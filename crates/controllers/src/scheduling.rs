@@ -1,0 +1,139 @@
+//! The scheduler's loop: pods without a node are placed with `skiff-scheduler`'s
+//! filter and score plugins and bound through `pods/binding`; a pod that fits
+//! nowhere gets `PodScheduled=False` (reason Unschedulable) and a FailedScheduling
+//! event, and is retried on the next pass (the cluster may have changed).
+
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::Client;
+use serde_json::json;
+use std::time::Duration;
+
+/// One pass: schedule every pending pod of `schedulerName` default-scheduler.
+pub async fn schedule_pending(client: &Client) -> Result<usize, kube::Error> {
+    let pods: Api<Pod> = Api::all(client.clone());
+    let nodes: Api<Node> = Api::all(client.clone());
+    let nss: Api<Namespace> = Api::all(client.clone());
+    let all = pods.list(&ListParams::default()).await?.items;
+    let mut snap = skiff_scheduler::Snapshot {
+        nodes: nodes.list(&ListParams::default()).await?.items,
+        pods: all.clone(),
+        namespaces: nss.list(&ListParams::default()).await?.items,
+    };
+    let mut bound = 0;
+    for p in all {
+        let spec = match &p.spec {
+            Some(s) => s,
+            None => continue,
+        };
+        if spec.node_name.as_deref().is_some_and(|n| !n.is_empty())
+            || p.metadata.deletion_timestamp.is_some()
+            || spec
+                .scheduler_name
+                .as_deref()
+                .unwrap_or("default-scheduler")
+                != "default-scheduler"
+            || spec
+                .scheduling_gates
+                .as_ref()
+                .is_some_and(|g| !g.is_empty())
+        {
+            continue;
+        }
+        let ns = p
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let name = p.metadata.name.clone().unwrap_or_default();
+        let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        match skiff_scheduler::schedule(&p, &snap) {
+            Ok(node) => {
+                let binding = json!({
+                    "apiVersion": "v1", "kind": "Binding",
+                    "metadata": {"name": name, "namespace": ns},
+                    "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+                });
+                let req = kube::core::Request::new(format!("/api/v1/namespaces/{ns}/pods"));
+                let r = req
+                    .create_subresource(
+                        "binding",
+                        name.as_str(),
+                        &PostParams::default(),
+                        serde_json::to_vec(&binding).unwrap_or_default(),
+                    )
+                    .map_err(kube::Error::BuildRequest)?;
+                match client.request::<serde_json::Value>(r).await {
+                    Ok(_) => {
+                        snap.assume(&p, &node);
+                        bound += 1;
+                        event(
+                            client,
+                            &p,
+                            "Normal",
+                            "Scheduled",
+                            &format!("Successfully assigned {ns}/{name} to {node}"),
+                        )
+                        .await;
+                    }
+                    Err(e) => tracing::warn!(pod = %name, error = %e, "binding"),
+                }
+            }
+            Err(u) => {
+                let _ = api
+                    .patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": {
+                        "phase": "Pending",
+                        "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                        "message": u.message, "lastProbeTime": null,
+                                        "lastTransitionTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)}],
+                    }})))
+                    .await;
+                event(client, &p, "Warning", "FailedScheduling", &u.message).await;
+            }
+        }
+    }
+    Ok(bound)
+}
+
+async fn event(client: &Client, pod: &Pod, ty: &str, reason: &str, message: &str) {
+    let ns = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let ev = json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"generateName": format!("{name}."), "namespace": ns},
+        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": name, "namespace": ns, "uid": pod.metadata.uid},
+        "reason": reason, "message": message, "type": ty,
+        "source": {"component": "default-scheduler"},
+        "reportingComponent": "default-scheduler",
+        "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+    });
+    let api: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), &ns);
+    if let Ok(e) = serde_json::from_value(ev) {
+        let _ = api.create(&PostParams::default(), &e).await;
+    }
+}
+
+/// Run passes every `period` until `shutdown`.
+pub async fn run(
+    client: Client,
+    period: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tick.tick() => {
+                if let Err(e) = schedule_pending(&client).await {
+                    tracing::warn!(error = %e, "scheduling pass");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! The cluster on one node: `skiff server` with its in-process node agent and
+//! scheduler, driven by the real kubectl. Pods run for real on the engine.
+
+use skiff_testsupport::Root;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const EXE: &str = env!("CARGO_BIN_EXE_skiff");
+
+struct Cluster {
+    root: Root,
+    server: Option<Child>,
+    node: String,
+}
+
+impl Cluster {
+    fn start(root: Root) -> Cluster {
+        let node = format!(
+            "node-{}",
+            root.table.trim_start_matches("skt").replace('x', "-")
+        );
+        let mut c = Cluster {
+            root,
+            server: None,
+            node,
+        };
+        c.boot();
+        c
+    }
+
+    fn boot(&mut self) {
+        let r = &self.root;
+        let second = r.cidr.split('.').nth(1).unwrap().to_string();
+        let third = r.cidr.split('.').nth(2).unwrap().to_string();
+        let mut child = r
+            .cmd(&[
+                "server",
+                "--https-listen-port",
+                "0",
+                "--bind-address",
+                "127.0.0.1",
+                "--node-name",
+                &self.node,
+                "--pod-bridge",
+                &format!("{}q", r.bridge),
+                "--cluster-cidr",
+                &format!(
+                    "10.{}.{}.0/24",
+                    200 + (second.parse::<u32>().unwrap() % 50),
+                    third
+                ),
+            ])
+            .arg("--data-dir")
+            .arg(r.dir.join("server"))
+            .arg("--write-kubeconfig")
+            .arg(r.dir.join("kubeconfig"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stderr.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.contains("API on port"), "{line}");
+        self.server = Some(child);
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut s) = self.server.take() {
+            unsafe { libc::kill(s.id() as i32, libc::SIGTERM) };
+            let _ = s.wait();
+        }
+    }
+
+    fn kubectl(&self, args: &[&str]) -> std::process::Output {
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(self.root.dir.join("kubeconfig"))
+            .arg("--cache-dir")
+            .arg(self.root.dir.join("kcache"))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.kubectl(args);
+        assert!(
+            o.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).to_string()
+    }
+
+    fn apply(&self, yaml: &str) {
+        let f = self.root.dir.join("obj.yaml");
+        std::fs::write(&f, yaml).unwrap();
+        self.ok(&["apply", "-f", f.to_str().unwrap()]);
+    }
+
+    fn wait_for(&self, args: &[&str], want: &str, secs: u64) -> String {
+        let start = Instant::now();
+        loop {
+            let o = self.kubectl(args);
+            let out = String::from_utf8_lossy(&o.stdout).to_string();
+            if out.contains(want) {
+                return out;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(secs),
+                "waited for {want:?} in {args:?}; last: {out} {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Let the agent stop every pod properly, then make sure of it.
+        if self.server.is_some() {
+            let _ = self.kubectl(&[
+                "delete",
+                "pods",
+                "--all",
+                "--grace-period",
+                "1",
+                "--timeout",
+                "20s",
+            ]);
+        }
+        self.stop();
+        let mut uids = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(self.root.dir.join("pods")) {
+            for e in rd.flatten() {
+                uids.push(e.file_name().to_string_lossy().to_string());
+                if let Ok(b) = std::fs::read(e.path().join("running.json")) {
+                    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&b) {
+                        if let Some(pid) = v["sandbox"]["pid"].as_i64() {
+                            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                        }
+                    }
+                }
+            }
+        }
+        let ids = self.root.run(&["ps", "-aq", "--no-trunc"]);
+        for id in String::from_utf8_lossy(&ids.stdout).lines() {
+            let _ = self.root.run(&["rm", "-f", id]);
+        }
+        if let Ok(host) = skiff_runtime::cgroups::Host::detect() {
+            for uid in uids {
+                for p in host.paths_for("kubepods", &format!("pod{uid}")).values() {
+                    let _ = std::fs::remove_dir(p);
+                }
+            }
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &format!("{}q", self.root.bridge)])
+            .stderr(Stdio::null())
+            .status();
+        let _ = Command::new("nft")
+            .args([
+                "delete",
+                "table",
+                "ip",
+                &format!("{}_pods", self.root.table),
+            ])
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(self.root.dir.join("pods"));
+    }
+}
+
+#[test]
+fn pods_run_on_the_node_and_are_scheduled_by_their_constraints() {
+    let c = Cluster::start(Root::with_busybox(EXE));
+    let node = c.wait_for(&["get", "nodes"], " Ready ", 20);
+    assert!(node.contains(&c.node), "{node}");
+
+    // A pod that runs to completion (the tutorial's hostAliases pod).
+    c.apply(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: hostaliases-pod\nspec:\n  restartPolicy: Never\n  hostAliases:\n  - ip: \"10.1.2.3\"\n    hostnames:\n    - \"foo.remote\"\n    - \"bar.remote\"\n  containers:\n  - name: cat-hosts\n    image: busybox\n    imagePullPolicy: Never\n    command:\n    - cat\n    args:\n    - \"/etc/hosts\"\n",
+    );
+    c.wait_for(
+        &[
+            "get",
+            "pod",
+            "hostaliases-pod",
+            "-o",
+            "jsonpath={.status.phase}",
+        ],
+        "Succeeded",
+        30,
+    );
+    let events = c.ok(&["get", "events", "-o", "jsonpath={.items[*].reason}"]);
+    assert!(events.contains("Scheduled"), "{events}");
+
+    // A long-running pod gets an address the node reaches.
+    c.apply("apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  labels:\n    app: web\nspec:\n  containers:\n  - name: httpd\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/var/www\"]\n");
+    let ip = c.wait_for(
+        &[
+            "get",
+            "pod",
+            "web",
+            "-o",
+            "jsonpath={.status.phase} {.status.podIP}",
+        ],
+        "Running 10.",
+        30,
+    );
+    let ip = ip.split_whitespace().nth(1).unwrap().to_string();
+    let body = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect((ip.as_str(), 8080)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    assert!(body.ends_with("hello from skiff\n"), "{body}");
+    let wide = c.ok(&["get", "pods", "-o", "wide"]);
+    assert!(wide.contains(&c.node) && wide.contains("1/1"), "{wide}");
+
+    // A pod that fits nowhere waits, with the scheduler's reason, until a node
+    // with the right label appears.
+    c.apply("apiVersion: v1\nkind: Pod\nmetadata:\n  name: picky\nspec:\n  nodeSelector:\n    disk: ssd\n  containers:\n  - name: c\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"sleep\", \"60\"]\n");
+    let cond = c.wait_for(
+        &[
+            "get",
+            "pod",
+            "picky",
+            "-o",
+            "jsonpath={.status.conditions[0].reason} {.status.conditions[0].message}",
+        ],
+        "Unschedulable",
+        20,
+    );
+    assert!(
+        cond.contains("didn't match Pod's node affinity/selector"),
+        "{cond}"
+    );
+    c.ok(&["label", "node", &c.node, "disk=ssd"]);
+    c.wait_for(
+        &["get", "pod", "picky", "-o", "jsonpath={.status.phase}"],
+        "Running",
+        30,
+    );
+
+    // Deleting a pod stops its containers and removes every trace.
+    c.ok(&["delete", "pod", "picky", "--grace-period", "1"]);
+    let gone = c.kubectl(&["get", "pod", "picky"]);
+    assert!(!gone.status.success());
+    let ps = c.root.ok(&["ps", "-a", "--no-trunc"]);
+    assert!(!ps.contains("sleep 60"), "{ps}");
+}
+
+#[test]
+fn a_restarted_server_re_adopts_running_pods() {
+    let mut c = Cluster::start(Root::with_busybox(EXE));
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    c.apply("apiVersion: v1\nkind: Pod\nmetadata:\n  name: steady\nspec:\n  containers:\n  - name: c\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"sleep\", \"300\"]\n");
+    c.wait_for(
+        &["get", "pod", "steady", "-o", "jsonpath={.status.phase}"],
+        "Running",
+        30,
+    );
+    let before = c.ok(&[
+        "get",
+        "pod",
+        "steady",
+        "-o",
+        "jsonpath={.status.containerStatuses[0].containerID}",
+    ]);
+    c.stop();
+    c.boot();
+    std::thread::sleep(Duration::from_secs(2));
+    let after = c.wait_for(
+        &[
+            "get",
+            "pod",
+            "steady",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].containerID}",
+        ],
+        "skiff://",
+        20,
+    );
+    assert_eq!(before, after, "the same container, not a new one");
+    assert_eq!(c.root.ok(&["ps", "-q"]).lines().count(), 1);
+    c.ok(&["delete", "pod", "steady", "--grace-period", "1"]);
+    assert_eq!(c.root.ok(&["ps", "-aq"]).trim(), "");
+}
