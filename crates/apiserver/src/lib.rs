@@ -28,7 +28,7 @@
 //! or `run(config, shutdown_future)`, which serves until the future completes.
 //!
 //! Not built yet (answered with clear errors, never pretended): server-side apply (501),
-//! the etcd backend (`datastore_endpoint` is refused at start), OpenAPI schemas
+//! OpenAPI schemas
 //! (`kubectl explain`), RBAC (every authenticated user may do everything, and access
 //! reviews say so), ServiceAccount and bootstrap tokens (501 on `serviceaccounts/token`),
 //! the ServiceAccount, LimitRanger and ResourceQuota admission plugins (NamespaceLifecycle,
@@ -166,12 +166,25 @@ pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()>) -> Re
 }
 
 fn open_store(config: &ServerConfig) -> Result<Arc<dyn Store>> {
-    if let Some(ep) = &config.datastore_endpoint {
-        return Err(Error::Unsupported(format!(
-            "--datastore-endpoint {ep}: the etcd backend is not built yet; omit the flag to use the embedded store"
-        )));
-    }
     let store = EmbeddedStore::open(config.data_dir.join("db"), EmbeddedOptions::default())?;
+    Ok(Arc::new(store))
+}
+
+/// `--datastore-endpoint http://host:2379[,...]`: etcd v3 (k3s's flag and form).
+async fn open_etcd(endpoint: &str) -> Result<Arc<dyn Store>> {
+    let endpoints: Vec<String> = endpoint
+        .split(',')
+        .map(|e| e.trim().to_string())
+        .filter(|e| !e.is_empty())
+        .collect();
+    for e in &endpoints {
+        if !(e.starts_with("http://") || e.starts_with("https://")) {
+            return Err(Error::Config(format!(
+                "--datastore-endpoint {endpoint}: only etcd endpoints (http://host:2379) are supported"
+            )));
+        }
+    }
+    let store = skiff_store::EtcdStore::connect(&endpoints, None).await?;
     Ok(Arc::new(store))
 }
 
@@ -193,10 +206,15 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer> {
         }
         None => Default::default(),
     };
-    let cfg = config.clone();
-    let store = tokio::task::spawn_blocking(move || open_store(&cfg))
-        .await
-        .map_err(|e| Error::Config(format!("opening the store: {e}")))??;
+    let store = match &config.datastore_endpoint {
+        Some(ep) => open_etcd(ep).await?,
+        None => {
+            let cfg = config.clone();
+            tokio::task::spawn_blocking(move || open_store(&cfg))
+                .await
+                .map_err(|e| Error::Config(format!("opening the store: {e}")))??
+        }
+    };
     let compactor =
         skiff_store::spawn_compactor(store.clone(), skiff_store::CompactionPolicy::default());
     let listener = TcpListener::bind(SocketAddr::new(

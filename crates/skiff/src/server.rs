@@ -1,6 +1,6 @@
 //! `skiff server`: the Kubernetes-compatible control plane on the embedded store
-//! (or etcd), with k3s's flag names. The node agent is a later piece: until it
-//! exists, `--disable-agent` is required and its absence is a clear error.
+//! (or etcd), with k3s's flag names, plus (unless `--disable-agent`) the scheduler's
+//! loop and this node's agent in the same process, as k3s does.
 
 use anyhow::{anyhow, Result};
 use clap::Args;
