@@ -229,40 +229,48 @@ fn env_value(
         return Ok(Some(v.to_string()));
     }
     if let Some(r) = &src.config_map_key_ref {
-        return match lookup.config_map(ns, &r.name) {
-            Some(d) => match d.get(&r.key) {
-                Some(v) => Ok(Some(v.clone())),
-                None if r.optional == Some(true) => Ok(None),
-                None => Err(SpecError::ConfigMissing(format!(
-                    "couldn't find key {} in ConfigMap {ns}/{}",
-                    r.key, r.name
-                ))),
-            },
-            None if r.optional == Some(true) => Ok(None),
-            None => Err(SpecError::ConfigMissing(format!(
-                "configmap \"{}\" not found",
-                r.name
-            ))),
-        };
+        let data = lookup.config_map(ns, &r.name);
+        return key_ref(
+            "ConfigMap",
+            "configmap",
+            data,
+            ns,
+            &r.name,
+            &r.key,
+            r.optional,
+        );
     }
     if let Some(r) = &src.secret_key_ref {
-        return match lookup.secret(ns, &r.name) {
-            Some(d) => match d.get(&r.key) {
-                Some(v) => Ok(Some(v.clone())),
-                None if r.optional == Some(true) => Ok(None),
-                None => Err(SpecError::ConfigMissing(format!(
-                    "couldn't find key {} in Secret {ns}/{}",
-                    r.key, r.name
-                ))),
-            },
-            None if r.optional == Some(true) => Ok(None),
-            None => Err(SpecError::ConfigMissing(format!(
-                "secret \"{}\" not found",
-                r.name
-            ))),
-        };
+        let data = lookup.secret(ns, &r.name);
+        return key_ref("Secret", "secret", data, ns, &r.name, &r.key, r.optional);
     }
     Ok(Some(String::new()))
+}
+
+/// A `configMapKeyRef` / `secretKeyRef` value, with the kubelet's messages.
+fn key_ref(
+    kind: &str,
+    lower: &str,
+    data: Option<BTreeMap<String, String>>,
+    ns: &str,
+    name: &str,
+    key: &str,
+    optional: Option<bool>,
+) -> Result<Option<String>, SpecError> {
+    let optional = optional == Some(true);
+    match data {
+        Some(d) => match d.get(key) {
+            Some(v) => Ok(Some(v.clone())),
+            None if optional => Ok(None),
+            None => Err(SpecError::ConfigMissing(format!(
+                "couldn't find key {key} in {kind} {ns}/{name}"
+            ))),
+        },
+        None if optional => Ok(None),
+        None => Err(SpecError::ConfigMissing(format!(
+            "{lower} \"{name}\" not found"
+        ))),
+    }
 }
 
 /// The value of a downward API `fieldRef` path.
