@@ -394,6 +394,15 @@ pub async fn run(
     }
 }
 
+/// Pods whose containers are being stopped right now (their API object is deleted
+/// only once that is done).
+static STOPPING: std::sync::LazyLock<std::sync::Mutex<std::collections::BTreeSet<String>>> =
+    std::sync::LazyLock::new(Default::default);
+
+fn stopping(uid: &str) -> bool {
+    STOPPING.lock().map(|s| s.contains(uid)).unwrap_or(false)
+}
+
 /// One level-triggered pass over the pods bound to this node.
 pub async fn sync_pods(
     client: &Client,
@@ -426,30 +435,42 @@ pub async fn sync_pods(
             .and_then(|p| p.metadata.deletion_grace_period_seconds)
             .unwrap_or(30)
             .max(0) as u64;
-        let (e, n) = (engine.clone(), cfg.node.clone());
-        let r = tokio::task::spawn_blocking(move || {
-            pod::stop_pod(&e, &n, &rp, Duration::from_secs(grace))
-        })
-        .await
-        .map_err(|e| AgentError::Other(e.to_string()))?;
-        if let Err(e) = r {
-            tracing::warn!(pod = %uid, error = %e, "stopping pod");
+        // Stopping honours the grace period: do it beside the loop, not in it.
+        let (e, n, client) = (engine.clone(), cfg.node.clone(), client.clone());
+        let pod = pod.cloned();
+        if let Ok(mut s) = STOPPING.lock() {
+            s.insert(uid.clone());
         }
-        if let Some(p) = pod {
-            let ns = p.metadata.namespace.clone().unwrap_or_default();
-            let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-            let _ = api
-                .delete(
-                    &p.metadata.name.clone().unwrap_or_default(),
-                    &DeleteParams::default().grace_period(0),
-                )
-                .await;
-        }
+        tokio::spawn(async move {
+            let r = tokio::task::spawn_blocking(move || {
+                pod::stop_pod(&e, &n, &rp, Duration::from_secs(grace))
+            })
+            .await;
+            if let Ok(Err(e)) = r {
+                tracing::warn!(pod = %uid, error = %e, "stopping pod");
+            }
+            if let Some(p) = pod {
+                let ns = p.metadata.namespace.clone().unwrap_or_default();
+                let api: Api<Pod> = Api::namespaced(client, &ns);
+                let _ = api
+                    .delete(
+                        &p.metadata.name.clone().unwrap_or_default(),
+                        &DeleteParams::default().grace_period(0),
+                    )
+                    .await;
+            }
+            if let Ok(mut s) = STOPPING.lock() {
+                s.remove(&uid);
+            }
+        });
     }
     for (uid, p) in &wanted {
         let ns = p.metadata.namespace.clone().unwrap_or_default();
         let name = p.metadata.name.clone().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        if stopping(uid) {
+            continue;
+        }
         if p.metadata.deletion_timestamp.is_some() {
             if !map.contains_key(uid) {
                 let _ = api

@@ -108,6 +108,14 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
                 },
             )));
             let mut rx = stop_rx.clone();
+            tasks.push(tokio::spawn(skiff_controllers::workloads::run(
+                client.clone(),
+                std::time::Duration::from_millis(500),
+                async move {
+                    let _ = rx.changed().await;
+                },
+            )));
+            let mut rx = stop_rx.clone();
             tasks.push(tokio::spawn(async move {
                 if let Err(e) = skiff_agent::kubelet::run(
                     client,

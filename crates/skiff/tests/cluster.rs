@@ -295,3 +295,67 @@ fn a_restarted_server_re_adopts_running_pods() {
     c.ok(&["delete", "pod", "steady", "--grace-period", "1"]);
     assert_eq!(c.root.ok(&["ps", "-aq"]).trim(), "");
 }
+
+#[test]
+fn a_deployment_runs_its_replicas_replaces_lost_pods_and_rolls_to_a_new_template() {
+    let c = Cluster::start(Root::with_busybox(EXE));
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    // A second local image to roll to.
+    c.root.ok(&["tag", "busybox", "busybox:v2"]);
+    let deploy = |image: &str| {
+        format!("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\n  selector:\n    matchLabels:\n      app: web\n  strategy:\n    rollingUpdate:\n      maxUnavailable: 0\n      maxSurge: 1\n  template:\n    metadata:\n      labels:\n        app: web\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: httpd\n        image: {image}\n        imagePullPolicy: IfNotPresent\n        command: [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/var/www\"]\n")
+    };
+    c.apply(&deploy("busybox"));
+    c.wait_for(&["get", "deploy", "web"], "2/2", 40);
+    let pods = c.ok(&["get", "pods", "-l", "app=web", "-o", "name"]);
+    assert_eq!(pods.lines().count(), 2, "{pods}");
+    // A deleted pod is replaced.
+    let first = pods.lines().next().unwrap().to_string();
+    c.ok(&["delete", &first, "--grace-period", "1"]);
+    c.wait_for(&["get", "deploy", "web"], "2/2", 40);
+    let again = c.ok(&["get", "pods", "-l", "app=web", "-o", "name"]);
+    assert_eq!(again.lines().count(), 2);
+    assert!(!again.contains(&first), "{again}");
+    // Roll to a new template: a new ReplicaSet takes over, never below 2 ready.
+    c.apply(&deploy("busybox:v2"));
+    let start = Instant::now();
+    loop {
+        let ready = c.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.status.readyReplicas}",
+        ]);
+        if ready.trim().parse::<i32>().unwrap_or(0) < 2 {
+            let rs = c.ok(&["get", "rs", "-o", "wide"]);
+            let pods = c.ok(&["get", "pods", "-o", "wide"]);
+            panic!("availability dropped: {ready}\n{rs}\n{pods}");
+        }
+        let rs = c.ok(&["get", "rs", "-o", "jsonpath={range .items[*]}{.spec.template.spec.containers[0].image}={.status.readyReplicas} {end}"]);
+        if rs.contains("busybox:v2=2")
+            && c.ok(&["get", "pods", "-l", "app=web", "-o", "name"])
+                .lines()
+                .count()
+                == 2
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "rollout did not finish: {rs}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Deleting the deployment removes its ReplicaSets and pods.
+    c.ok(&["delete", "deploy", "web"]);
+    c.wait_for(&["get", "pods", "-o", "name"], "", 1);
+    let start = Instant::now();
+    while !c.ok(&["get", "pods", "-o", "name"]).trim().is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "pods left behind"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}

@@ -1,0 +1,505 @@
+//! Deployments, ReplicaSets and owner-based garbage collection, as level-triggered
+//! passes: each pass reads the objects and closes the gap.
+//!
+//! Deployment: one ReplicaSet per pod template (named `<deployment>-<pod-template-hash>`,
+//! the hash also labelled on its pods); the current one is scaled to `replicas`,
+//! older ones scaled down as new pods become ready, never dropping below
+//! `replicas - maxUnavailable` available nor above `replicas + maxSurge`;
+//! `Recreate` scales the old ones to zero first. ReplicaSet: create or delete pods
+//! until the selector matches `replicas` of them. GC: objects whose controlling
+//! owner is gone are deleted.
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::Client;
+use serde_json::json;
+
+fn is_active(p: &Pod) -> bool {
+    p.metadata.deletion_timestamp.is_none()
+        && !matches!(
+            p.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Succeeded") | Some("Failed")
+        )
+}
+
+fn is_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .map(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        .unwrap_or(false)
+}
+
+fn controller_of(refs: &Option<Vec<OwnerReference>>) -> Option<&OwnerReference> {
+    refs.as_ref()?.iter().find(|r| r.controller == Some(true))
+}
+
+/// FNV-1a of the template, printed like Kubernetes' pod-template-hash.
+pub fn template_hash(template: &serde_json::Value) -> String {
+    let bytes = serde_json::to_vec(template).unwrap_or_default();
+    let mut h: u32 = 0x811c_9dc5;
+    for b in bytes {
+        h ^= b as u32;
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    // Kubernetes renders the hash with a "safe" alphabet (no vowels).
+    const ALPHA: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut n = h as u64;
+    let mut s = String::new();
+    while n > 0 || s.is_empty() {
+        s.push(ALPHA[(n % ALPHA.len() as u64) as usize] as char);
+        n /= ALPHA.len() as u64;
+    }
+    s
+}
+
+fn owner_ref(api_version: &str, kind: &str, name: &str, uid: &str) -> serde_json::Value {
+    json!({"apiVersion": api_version, "kind": kind, "name": name, "uid": uid,
+           "controller": true, "blockOwnerDeletion": true})
+}
+
+/// Percent-or-int fields like maxSurge, resolved against `replicas` (round up for
+/// surge, down for unavailable, as Kubernetes does).
+fn int_or_percent(
+    v: Option<&serde_json::Value>,
+    replicas: i32,
+    default: &str,
+    round_up: bool,
+) -> i32 {
+    let v = v.cloned().unwrap_or(json!(default));
+    match v {
+        serde_json::Value::Number(n) => n.as_i64().unwrap_or(0) as i32,
+        serde_json::Value::String(s) => {
+            match s.strip_suffix('%').and_then(|p| p.parse::<f64>().ok()) {
+                Some(p) => {
+                    let x = p * replicas as f64 / 100.0;
+                    (if round_up { x.ceil() } else { x.floor() }) as i32
+                }
+                None => s.parse().unwrap_or(0),
+            }
+        }
+        _ => 0,
+    }
+}
+
+/// One pass over every ReplicaSet.
+pub async fn sync_replicasets(client: &Client) -> Result<(), kube::Error> {
+    let rss: Api<ReplicaSet> = Api::all(client.clone());
+    let pods: Api<Pod> = Api::all(client.clone());
+    let all_pods = pods.list(&ListParams::default()).await?.items;
+    for rs in rss.list(&ListParams::default()).await?.items {
+        if rs.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let ns = rs.metadata.namespace.clone().unwrap_or_default();
+        let name = rs.metadata.name.clone().unwrap_or_default();
+        let uid = rs.metadata.uid.clone().unwrap_or_default();
+        let Some(spec) = &rs.spec else { continue };
+        let want = spec.replicas.unwrap_or(1).max(0);
+        let owned: Vec<&Pod> = all_pods
+            .iter()
+            .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
+            .filter(|p| {
+                controller_of(&p.metadata.owner_references)
+                    .map(|o| o.uid == uid)
+                    .unwrap_or(false)
+            })
+            .filter(|p| is_active(p))
+            .collect();
+        let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let have = owned.len() as i32;
+        let mut remaining: Vec<&Pod> = owned.clone();
+        if have < want {
+            let template = serde_json::to_value(&spec.template).unwrap_or_default();
+            for _ in have..want {
+                let mut pod = json!({
+                    "apiVersion": "v1", "kind": "Pod",
+                    "metadata": template.get("metadata").cloned().unwrap_or(json!({})),
+                    "spec": template.get("spec").cloned().unwrap_or(json!({})),
+                });
+                pod["metadata"]["generateName"] = json!(format!("{name}-"));
+                pod["metadata"]["namespace"] = json!(ns);
+                pod["metadata"]["ownerReferences"] =
+                    json!([owner_ref("apps/v1", "ReplicaSet", &name, &uid)]);
+                if let Ok(p) = serde_json::from_value::<Pod>(pod) {
+                    if let Err(e) = api.create(&PostParams::default(), &p).await {
+                        tracing::warn!(replicaset = %name, error = %e, "creating pod");
+                    }
+                }
+            }
+        } else if have > want {
+            // Delete the least useful first: not ready before ready, newest first.
+            let mut victims = owned.clone();
+            victims.sort_by_key(|p| {
+                (
+                    is_ready(p),
+                    std::cmp::Reverse(
+                        p.metadata
+                            .creation_timestamp
+                            .clone()
+                            .map(|t| t.0.to_string()),
+                    ),
+                )
+            });
+            for p in victims.into_iter().take((have - want) as usize) {
+                let _ = api
+                    .delete(
+                        &p.metadata.name.clone().unwrap_or_default(),
+                        &DeleteParams::default(),
+                    )
+                    .await;
+                remaining.retain(|x| x.metadata.uid != p.metadata.uid);
+            }
+        }
+        // Status as it stands after this pass's deletions, so a reader never counts
+        // a pod being deleted as available.
+        let ready = remaining.iter().filter(|p| is_ready(p)).count() as i32;
+        let labeled = remaining
+            .iter()
+            .filter(|p| {
+                spec.template
+                    .as_ref()
+                    .and_then(|t| t.metadata.as_ref())
+                    .and_then(|m| m.labels.as_ref())
+                    .map(|l| {
+                        l.iter().all(|(k, v)| {
+                            p.metadata.labels.as_ref().and_then(|pl| pl.get(k)) == Some(v)
+                        })
+                    })
+                    .unwrap_or(true)
+            })
+            .count() as i32;
+        let status = json!({"status": {
+            "replicas": remaining.len() as i32,
+            "fullyLabeledReplicas": labeled,
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+            "observedGeneration": rs.metadata.generation,
+        }});
+        let rapi: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns);
+        let _ = rapi
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(status))
+            .await;
+    }
+    Ok(())
+}
+
+/// One pass over every Deployment.
+pub async fn sync_deployments(client: &Client) -> Result<(), kube::Error> {
+    let deps: Api<Deployment> = Api::all(client.clone());
+    let rss_all: Api<ReplicaSet> = Api::all(client.clone());
+    let all_rs = rss_all.list(&ListParams::default()).await?.items;
+    for d in deps.list(&ListParams::default()).await?.items {
+        if d.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let ns = d.metadata.namespace.clone().unwrap_or_default();
+        let name = d.metadata.name.clone().unwrap_or_default();
+        let uid = d.metadata.uid.clone().unwrap_or_default();
+        let Some(spec) = &d.spec else { continue };
+        let replicas = spec.replicas.unwrap_or(1).max(0);
+        let rs_api: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns);
+        let mut template = serde_json::to_value(&spec.template).unwrap_or_default();
+        let hash = template_hash(&template);
+        template["metadata"]["labels"]["pod-template-hash"] = json!(hash);
+        let owned: Vec<&ReplicaSet> = all_rs
+            .iter()
+            .filter(|r| r.metadata.namespace.as_deref() == Some(ns.as_str()))
+            .filter(|r| {
+                controller_of(&r.metadata.owner_references)
+                    .map(|o| o.uid == uid)
+                    .unwrap_or(false)
+            })
+            .collect();
+        let new_name = format!("{name}-{hash}");
+        let current = owned
+            .iter()
+            .find(|r| r.metadata.name.as_deref() == Some(new_name.as_str()));
+        let old: Vec<&&ReplicaSet> = owned
+            .iter()
+            .filter(|r| r.metadata.name.as_deref() != Some(new_name.as_str()))
+            .collect();
+        let old_active: i32 = old
+            .iter()
+            .map(|r| r.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0))
+            .sum();
+        // A ReplicaSet never has more available pods than it is scaled to.
+        let ready_of = |r: &ReplicaSet| {
+            r.status
+                .as_ref()
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0)
+                .min(r.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0))
+        };
+        let old_ready: i32 = old.iter().map(|r| ready_of(r)).sum();
+        let strategy = spec.strategy.as_ref();
+        let recreate = strategy.and_then(|s| s.type_.as_deref()) == Some("Recreate");
+        let ru = strategy.and_then(|s| s.rolling_update.as_ref());
+        let max_surge = int_or_percent(
+            ru.and_then(|r| r.max_surge.as_ref())
+                .map(|v| serde_json::to_value(v).unwrap_or_default())
+                .as_ref(),
+            replicas,
+            "25%",
+            true,
+        );
+        let max_unavailable = int_or_percent(
+            ru.and_then(|r| r.max_unavailable.as_ref())
+                .map(|v| serde_json::to_value(v).unwrap_or_default())
+                .as_ref(),
+            replicas,
+            "25%",
+            false,
+        );
+        let (new_replicas_now, new_ready) = match current {
+            Some(r) => (
+                r.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0),
+                ready_of(r),
+            ),
+            None => (0, 0),
+        };
+        // How many the new ReplicaSet may have now.
+        let target_new = if recreate {
+            if old_active > 0
+                || old
+                    .iter()
+                    .any(|r| r.status.as_ref().map(|s| s.replicas).unwrap_or(0) > 0)
+            {
+                0
+            } else {
+                replicas
+            }
+        } else {
+            let surge_room =
+                (replicas + max_surge.max(if max_unavailable == 0 { 1 } else { 0 })) - old_active;
+            new_replicas_now.max(surge_room.min(replicas)).min(replicas)
+        };
+        match current {
+            None => {
+                let rs = json!({
+                    "apiVersion": "apps/v1", "kind": "ReplicaSet",
+                    "metadata": {
+                        "name": new_name, "namespace": ns,
+                        "labels": template["metadata"]["labels"].clone(),
+                        "annotations": {"deployment.kubernetes.io/revision": (owned.len() + 1).to_string()},
+                        "ownerReferences": [owner_ref("apps/v1", "Deployment", &name, &uid)],
+                    },
+                    "spec": {
+                        "replicas": target_new,
+                        "minReadySeconds": spec.min_ready_seconds.unwrap_or(0),
+                        "selector": {"matchLabels": {
+                            "pod-template-hash": hash,
+                        }},
+                        "template": template,
+                    }
+                });
+                let mut rs = rs;
+                // The deployment's selector plus the hash.
+                if let Some(ml) = spec.selector.match_labels.as_ref() {
+                    for (k, v) in ml {
+                        rs["spec"]["selector"]["matchLabels"][k] = json!(v);
+                    }
+                }
+                if let Ok(r) = serde_json::from_value::<ReplicaSet>(rs) {
+                    if let Err(e) = rs_api.create(&PostParams::default(), &r).await {
+                        tracing::warn!(deployment = %name, error = %e, "creating replicaset");
+                    }
+                }
+            }
+            Some(_) if new_replicas_now != target_new => {
+                let _ = rs_api
+                    .patch(
+                        &new_name,
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({"spec": {"replicas": target_new}})),
+                    )
+                    .await;
+            }
+            _ => {}
+        }
+        // Scale old ReplicaSets down as far as availability allows.
+        let min_available = replicas - max_unavailable;
+        let mut can_remove = if recreate {
+            i32::MAX
+        } else {
+            (new_ready + old_ready - min_available).max(0)
+        };
+        for r in &old {
+            let cur = r.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+            if cur == 0 {
+                continue;
+            }
+            let not_ready = cur - ready_of(r);
+            let down = (can_remove + not_ready.max(0)).min(cur);
+            if down > 0 {
+                can_remove -= (down - not_ready.max(0)).max(0);
+                let rn = r.metadata.name.clone().unwrap_or_default();
+                let _ = rs_api
+                    .patch(
+                        &rn,
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({"spec": {"replicas": cur - down}})),
+                    )
+                    .await;
+            }
+        }
+        // Old ReplicaSets beyond revisionHistoryLimit go.
+        let limit = spec.revision_history_limit.unwrap_or(10).max(0) as usize;
+        let mut idle: Vec<&&ReplicaSet> = old
+            .iter()
+            .filter(|r| r.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0) == 0)
+            .copied()
+            .collect();
+        if idle.len() > limit {
+            idle.sort_by_key(|r| {
+                r.metadata
+                    .creation_timestamp
+                    .clone()
+                    .map(|t| t.0.to_string())
+            });
+            for r in idle.iter().take(idle.len() - limit) {
+                let _ = rs_api
+                    .delete(
+                        &r.metadata.name.clone().unwrap_or_default(),
+                        &DeleteParams::background(),
+                    )
+                    .await;
+            }
+        }
+        let total: i32 = owned
+            .iter()
+            .map(|r| r.status.as_ref().map(|s| s.replicas).unwrap_or(0))
+            .sum();
+        let ready: i32 = old_ready + new_ready;
+        let updated = current
+            .and_then(|r| r.status.as_ref().map(|s| s.replicas))
+            .unwrap_or(0);
+        let available = ready >= min_available;
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let complete = updated == replicas && new_ready == replicas && old_active == 0;
+        let status = json!({"status": {
+            "observedGeneration": d.metadata.generation,
+            "replicas": total,
+            "updatedReplicas": updated,
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+            "unavailableReplicas": (replicas - ready).max(0),
+            "conditions": [
+                {"type": "Available", "status": if available { "True" } else { "False" },
+                 "reason": if available { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" },
+                 "message": if available { "Deployment has minimum availability." } else { "Deployment does not have minimum availability." },
+                 "lastUpdateTime": now, "lastTransitionTime": now},
+                {"type": "Progressing", "status": "True",
+                 "reason": if complete { "NewReplicaSetAvailable" } else { "ReplicaSetUpdated" },
+                 "message": if complete { format!("ReplicaSet \"{new_name}\" has successfully progressed.") } else { format!("ReplicaSet \"{new_name}\" is progressing.") },
+                 "lastUpdateTime": now, "lastTransitionTime": now},
+            ],
+        }});
+        let dapi: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        let _ = dapi
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(status))
+            .await;
+    }
+    Ok(())
+}
+
+/// Background garbage collection: ReplicaSets and Pods whose controlling owner is
+/// gone are deleted.
+pub async fn collect_garbage(client: &Client) -> Result<(), kube::Error> {
+    let deps: Api<Deployment> = Api::all(client.clone());
+    let rss: Api<ReplicaSet> = Api::all(client.clone());
+    let pods: Api<Pod> = Api::all(client.clone());
+    let dep_uids: std::collections::BTreeSet<String> = deps
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|d| d.metadata.uid)
+        .collect();
+    let rs_list = rss.list(&ListParams::default()).await?.items;
+    let rs_uids: std::collections::BTreeSet<String> = rs_list
+        .iter()
+        .filter_map(|r| r.metadata.uid.clone())
+        .collect();
+    for r in &rs_list {
+        if let Some(o) = controller_of(&r.metadata.owner_references) {
+            if o.kind == "Deployment" && !dep_uids.contains(&o.uid) {
+                let api: Api<ReplicaSet> = Api::namespaced(
+                    client.clone(),
+                    r.metadata.namespace.as_deref().unwrap_or("default"),
+                );
+                let _ = api
+                    .delete(
+                        r.metadata.name.as_deref().unwrap_or(""),
+                        &DeleteParams::background(),
+                    )
+                    .await;
+            }
+        }
+    }
+    for p in pods.list(&ListParams::default()).await?.items {
+        if let Some(o) = controller_of(&p.metadata.owner_references) {
+            if o.kind == "ReplicaSet"
+                && !rs_uids.contains(&o.uid)
+                && p.metadata.deletion_timestamp.is_none()
+            {
+                let api: Api<Pod> = Api::namespaced(
+                    client.clone(),
+                    p.metadata.namespace.as_deref().unwrap_or("default"),
+                );
+                let _ = api
+                    .delete(
+                        p.metadata.name.as_deref().unwrap_or(""),
+                        &DeleteParams::default(),
+                    )
+                    .await;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Run the workload passes every `period` until `shutdown`.
+pub async fn run(
+    client: Client,
+    period: std::time::Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tick.tick() => {
+                for r in [
+                    sync_deployments(&client).await,
+                    sync_replicasets(&client).await,
+                    collect_garbage(&client).await,
+                ] {
+                    if let Err(e) = r {
+                        tracing::warn!(error = %e, "workload pass");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_and_percentages() {
+        let a = template_hash(&json!({"spec": {"containers": [{"image": "nginx:1"}]}}));
+        let b = template_hash(&json!({"spec": {"containers": [{"image": "nginx:2"}]}}));
+        assert_ne!(a, b);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_eq!(int_or_percent(None, 4, "25%", true), 1);
+        assert_eq!(int_or_percent(Some(&json!("50%")), 3, "25%", true), 2);
+        assert_eq!(int_or_percent(Some(&json!("50%")), 3, "25%", false), 1);
+        assert_eq!(int_or_percent(Some(&json!(2)), 3, "25%", false), 2);
+    }
+}
