@@ -373,6 +373,7 @@ pub async fn run(
     let running: Arc<Mutex<BTreeMap<String, RunningPod>>> = Arc::new(Mutex::new(adopted));
     let mut lease_tick = tokio::time::interval(cfg.lease_duration / 4);
     let mut sync_tick = tokio::time::interval(cfg.sync_period);
+    sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -464,6 +465,7 @@ pub async fn sync_pods(
             }
         });
     }
+    let mut to_start: Vec<Pod> = Vec::new();
     for (uid, p) in &wanted {
         let ns = p.metadata.namespace.clone().unwrap_or_default();
         let name = p.metadata.name.clone().unwrap_or_default();
@@ -488,59 +490,121 @@ pub async fn sync_pods(
             if phase == "Succeeded" || phase == "Failed" {
                 continue;
             }
-            let (e, n, pod) = (engine.clone(), cfg.node.clone(), p.clone());
-            let lookup = ApiLookup {
-                client: client.clone(),
-                handle: tokio::runtime::Handle::current(),
-            };
-            let started =
-                tokio::task::spawn_blocking(move || pod::start_pod(&e, &n, &pod, &lookup))
-                    .await
-                    .map_err(|e| AgentError::Other(e.to_string()))?;
-            match started {
-                Ok(rp) => {
-                    map.insert(uid.clone(), rp);
-                }
-                Err(err) => {
-                    let reason = match &err {
-                        pod::PodError::Spec(podspec::SpecError::ConfigMissing(_)) => {
-                            "CreateContainerConfigError"
-                        }
-                        pod::PodError::Engine(skiff_engine::EngineError::Image(_)) => {
-                            "ErrImageNeverPull"
-                        }
-                        _ => "CreateContainerError",
-                    };
-                    let waiting: Vec<serde_json::Value> = p
-                        .spec
-                        .as_ref()
-                        .map(|s| s.containers.iter().map(|c| json!({
-                            "name": c.name, "image": c.image, "imageID": "", "ready": false, "restartCount": 0,
-                            "state": {"waiting": {"reason": reason, "message": err.to_string()}},
-                        })).collect())
-                        .unwrap_or_default();
-                    let _ = api
-                        .patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": {
-                            "phase": "Pending", "qosClass": podspec::qos_class(p), "containerStatuses": waiting,
-                            "hostIP": cfg.node.node_ip,
-                        }})))
-                        .await;
-                    continue;
-                }
-            }
+            to_start.push(p.clone());
+            continue;
         }
         if let Some(rp) = map.get(uid) {
-            let mut status = pod_status(engine, p, rp);
-            status["hostIP"] = json!(cfg.node.node_ip);
-            status["hostIPs"] = json!([{"ip": cfg.node.node_ip}]);
-            let _ = api
-                .patch_status(
-                    &name,
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({"status": status})),
-                )
-                .await;
+            report_status(engine, cfg, &api, p, rp).await;
+        }
+    }
+    // New pods start side by side (each is mostly waiting on the kernel).
+    let starts = to_start.into_iter().map(|p| {
+        let (e, n) = (engine.clone(), cfg.node.clone());
+        let lookup = ApiLookup {
+            client: client.clone(),
+            handle: tokio::runtime::Handle::current(),
+        };
+        let pod = p.clone();
+        async move {
+            let r =
+                tokio::task::spawn_blocking(move || pod::start_pod(&e, &n, &pod, &lookup)).await;
+            (p, r)
+        }
+    });
+    for (p, r) in futures::future::join_all(starts).await {
+        let uid = p.metadata.uid.clone().unwrap_or_default();
+        let ns = p.metadata.namespace.clone().unwrap_or_default();
+        let name = p.metadata.name.clone().unwrap_or_default();
+        let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        match r.map_err(|e| AgentError::Other(e.to_string()))? {
+            Ok(rp) => {
+                report_status(engine, cfg, &api, &p, &rp).await;
+                map.insert(uid, rp);
+            }
+            Err(err) => {
+                let reason = match &err {
+                    pod::PodError::Spec(podspec::SpecError::ConfigMissing(_)) => {
+                        "CreateContainerConfigError"
+                    }
+                    pod::PodError::Engine(skiff_engine::EngineError::Image(_)) => {
+                        "ErrImageNeverPull"
+                    }
+                    _ => "CreateContainerError",
+                };
+                let waiting: Vec<serde_json::Value> = p
+                    .spec
+                    .as_ref()
+                    .map(|s| {
+                        s.containers
+                            .iter()
+                            .map(|c| {
+                                json!({
+                                    "name": c.name, "image": c.image, "imageID": "", "ready": false, "restartCount": 0,
+                                    "state": {"waiting": {"reason": reason, "message": err.to_string()}},
+                                })
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let _ = api
+                    .patch_status(
+                        &name,
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({"status": {
+                            "phase": "Pending", "qosClass": podspec::qos_class(&p), "containerStatuses": waiting,
+                            "hostIP": cfg.node.node_ip,
+                        }})),
+                    )
+                    .await;
+            }
         }
     }
     Ok(())
+}
+
+/// The last status reported per pod, so unchanged statuses are not written again.
+static REPORTED: std::sync::LazyLock<std::sync::Mutex<BTreeMap<String, serde_json::Value>>> =
+    std::sync::LazyLock::new(Default::default);
+
+async fn report_status(
+    engine: &Engine,
+    cfg: &AgentConfig,
+    api: &Api<Pod>,
+    p: &Pod,
+    rp: &RunningPod,
+) {
+    let mut status = pod_status(engine, p, rp);
+    status["hostIP"] = json!(cfg.node.node_ip);
+    status["hostIPs"] = json!([{"ip": cfg.node.node_ip}]);
+    // Compare without the timestamps that change on every computation.
+    let mut key = status.clone();
+    if let Some(c) = key.get_mut("conditions").and_then(|c| c.as_array_mut()) {
+        for x in c {
+            x.as_object_mut().map(|o| o.remove("lastTransitionTime"));
+        }
+    }
+    if let Some(o) = key.as_object_mut() {
+        o.remove("startTime");
+    }
+    let unchanged = REPORTED
+        .lock()
+        .map(|m| m.get(&rp.uid) == Some(&key))
+        .unwrap_or(false);
+    if unchanged {
+        return;
+    }
+    let name = p.metadata.name.clone().unwrap_or_default();
+    if api
+        .patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": status})),
+        )
+        .await
+        .is_ok()
+    {
+        if let Ok(mut m) = REPORTED.lock() {
+            m.insert(rp.uid.clone(), key);
+        }
+    }
 }

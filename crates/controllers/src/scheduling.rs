@@ -126,6 +126,7 @@ pub async fn run(
 ) {
     tokio::pin!(shutdown);
     let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = &mut shutdown => return,

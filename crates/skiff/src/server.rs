@@ -102,7 +102,7 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
             let mut rx = stop_rx.clone();
             tasks.push(tokio::spawn(skiff_controllers::scheduling::run(
                 client.clone(),
-                std::time::Duration::from_millis(500),
+                std::time::Duration::from_millis(100),
                 async move {
                     let _ = rx.changed().await;
                 },
@@ -110,7 +110,7 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
             let mut rx = stop_rx.clone();
             tasks.push(tokio::spawn(skiff_controllers::workloads::run(
                 client.clone(),
-                std::time::Duration::from_millis(500),
+                std::time::Duration::from_millis(200),
                 async move {
                     let _ = rx.changed().await;
                 },
@@ -189,7 +189,7 @@ fn agent_config(
         },
         pod_cidr,
         lease_duration: std::time::Duration::from_secs(40),
-        sync_period: std::time::Duration::from_millis(500),
+        sync_period: std::time::Duration::from_millis(100),
     };
     Ok((cfg, engine))
 }
