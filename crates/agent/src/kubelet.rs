@@ -286,7 +286,15 @@ pub fn pod_status(engine: &Engine, pod: &Pod, running: &RunningPod) -> serde_jso
                         "containerID": format!("skiff://{}", ct.record.id),
                     }}),
                 };
-                let running_now = s.status == skiff_engine::Status::Running;
+                let verdict = VERDICTS
+                    .lock()
+                    .ok()
+                    .and_then(|v| v.get(&ct.record.id).cloned());
+                let running_now = s.status == skiff_engine::Status::Running
+                    && match &verdict {
+                        Some(v) => v.ready,
+                        None => c.readiness_probe.is_none() && c.startup_probe.is_none(),
+                    };
                 if s.status.is_active() {
                     all_done = false;
                 } else if s.exit_code != 0 {
@@ -372,6 +380,8 @@ pub async fn run(
         .map_err(|e| AgentError::Other(e.to_string()))?;
     let running: Arc<Mutex<BTreeMap<String, RunningPod>>> = Arc::new(Mutex::new(adopted));
     let mut lease_tick = tokio::time::interval(cfg.lease_duration / 4);
+    let mut probe_tick = tokio::time::interval(Duration::from_millis(250));
+    probe_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sync_tick = tokio::time::interval(cfg.sync_period);
     sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
@@ -386,10 +396,86 @@ pub async fn run(
                 let _ = nodes.patch_status(&cfg.node.node_name, &PatchParams::default(),
                     &Patch::Merge(json!({"status": {"conditions": conditions()}}))).await;
             }
+            _ = probe_tick.tick() => {
+                let snapshot = running.lock().await.clone();
+                let e = engine.clone();
+                let _ = tokio::task::spawn_blocking(move || probe_pass(&e, &snapshot)).await;
+            }
             _ = sync_tick.tick() => {
                 if let Err(e) = sync_pods(&client, &engine, &cfg, &running).await {
                     tracing::warn!(error = %e, "syncing pods");
                 }
+            }
+        }
+    }
+}
+
+/// Probe state and the latest verdict per container id.
+static PROBER: std::sync::LazyLock<crate::prober::Prober> =
+    std::sync::LazyLock::new(Default::default);
+static VERDICTS: std::sync::LazyLock<std::sync::Mutex<BTreeMap<String, crate::prober::Verdict>>> =
+    std::sync::LazyLock::new(Default::default);
+/// The pod objects last seen for this node, by uid (for the prober).
+static PODS: std::sync::LazyLock<std::sync::Mutex<BTreeMap<String, Pod>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Run due probes of every running container; restart those whose liveness or
+/// startup probe failed (the monitor brings them back by the restart policy).
+pub fn probe_pass(engine: &Engine, running: &BTreeMap<String, RunningPod>) {
+    let pods = PODS.lock().map(|m| m.clone()).unwrap_or_default();
+    for (uid, rp) in running {
+        let Some(pod) = pods.get(uid) else { continue };
+        let Some(spec) = &pod.spec else { continue };
+        for c in &spec.containers {
+            let Some(id) = rp.containers.get(&c.name) else {
+                continue;
+            };
+            if c.liveness_probe.is_none()
+                && c.readiness_probe.is_none()
+                && c.startup_probe.is_none()
+            {
+                continue;
+            }
+            let Ok(ct) = engine.get(id) else { continue };
+            if ct.state.status != skiff_engine::Status::Running {
+                PROBER.forget(id);
+                if let Ok(mut v) = VERDICTS.lock() {
+                    v.remove(id);
+                }
+                continue;
+            }
+            let since = ct
+                .state
+                .started_at
+                .as_deref()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| {
+                    (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+                        .to_std()
+                        .unwrap_or_default()
+                })
+                .unwrap_or_default();
+            let target = crate::prober::Target {
+                skiff: &engine.exe,
+                root: &engine.root,
+                container_id: id,
+                pod_ip: rp.ip.map(std::net::IpAddr::V4),
+                started_at: std::time::Instant::now()
+                    .checked_sub(since)
+                    .unwrap_or_else(std::time::Instant::now),
+            };
+            let verdict = PROBER.check(c, &target);
+            if let Some(why) = &verdict.restart {
+                tracing::info!(pod = %uid, container = %c.name, "{why}");
+                // Not `engine.kill`: that is a user's stop and disables the restart
+                // policy; this restart is the policy's to carry out.
+                if ct.state.pid > 0 {
+                    unsafe { libc::kill(ct.state.pid, libc::SIGKILL) };
+                }
+                PROBER.forget(id);
+            }
+            if let Ok(mut v) = VERDICTS.lock() {
+                v.insert(id.clone(), verdict);
             }
         }
     }
@@ -419,6 +505,9 @@ pub async fn sync_pods(
         if let Some(uid) = p.metadata.uid.clone() {
             wanted.insert(uid, p);
         }
+    }
+    if let Ok(mut m) = PODS.lock() {
+        *m = wanted.clone();
     }
     let mut map = running.lock().await;
     // Gone from the API, or being deleted: stop, then finish the deletion.

@@ -11,4 +11,5 @@ pub mod kubelet;
 pub mod pod;
 pub mod podspec;
 pub mod probe;
+pub mod prober;
 pub mod volumes;

@@ -359,3 +359,40 @@ fn a_deployment_runs_its_replicas_replaces_lost_pods_and_rolls_to_a_new_template
         std::thread::sleep(Duration::from_millis(300));
     }
 }
+
+#[test]
+fn readiness_and_liveness_probes_drive_ready_and_restarts() {
+    let c = Cluster::start(Root::with_busybox(EXE));
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    c.apply("apiVersion: v1\nkind: Pod\nmetadata:\n  name: probed\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: app\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", \"rm -f /tmp/ready /tmp/alive; sleep 2; touch /tmp/ready /tmp/alive; sleep 3; rm /tmp/alive; sleep 600\"]\n    readinessProbe:\n      exec:\n        command: [\"cat\", \"/tmp/ready\"]\n      periodSeconds: 1\n    livenessProbe:\n      exec:\n        command: [\"cat\", \"/tmp/alive\"]\n      initialDelaySeconds: 3\n      periodSeconds: 1\n      failureThreshold: 2\n");
+    // Running but not ready until the readiness probe passes.
+    let first = c.wait_for(
+        &[
+            "get",
+            "pod",
+            "probed",
+            "-o",
+            "jsonpath={.status.phase} {.status.containerStatuses[0].ready}",
+        ],
+        "Running",
+        30,
+    );
+    assert_eq!(
+        first.trim(),
+        "Running false",
+        "not ready before the probe passes"
+    );
+    c.wait_for(&["get", "pod", "probed"], "1/1", 20);
+    // The liveness probe fails once /tmp/alive is gone: the container restarts.
+    c.wait_for(
+        &[
+            "get",
+            "pod",
+            "probed",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].restartCount}",
+        ],
+        "1",
+        30,
+    );
+}
