@@ -439,12 +439,22 @@ pub async fn collect_garbage(client: &Client) -> Result<(), kube::Error> {
             }
         }
     }
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::all(client.clone());
+    let job_uids: std::collections::BTreeSet<String> = jobs
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|j| j.metadata.uid)
+        .collect();
     for p in pods.list(&ListParams::default()).await?.items {
         if let Some(o) = controller_of(&p.metadata.owner_references) {
-            if o.kind == "ReplicaSet"
-                && !rs_uids.contains(&o.uid)
-                && p.metadata.deletion_timestamp.is_none()
-            {
+            let gone = match o.kind.as_str() {
+                "ReplicaSet" => !rs_uids.contains(&o.uid),
+                "Job" => !job_uids.contains(&o.uid),
+                _ => false,
+            };
+            if gone && p.metadata.deletion_timestamp.is_none() {
                 let api: Api<Pod> = Api::namespaced(
                     client.clone(),
                     p.metadata.namespace.as_deref().unwrap_or("default"),
@@ -477,6 +487,7 @@ pub async fn run(
                 for r in [
                     sync_deployments(&client).await,
                     sync_replicasets(&client).await,
+                    crate::jobs::sync_jobs(&client).await,
                     collect_garbage(&client).await,
                 ] {
                     if let Err(e) = r {

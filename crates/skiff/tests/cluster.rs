@@ -396,3 +396,57 @@ fn readiness_and_liveness_probes_drive_ready_and_restarts() {
         30,
     );
 }
+
+#[test]
+fn a_job_runs_its_completions_and_a_failing_one_hits_its_backoff_limit() {
+    let c = Cluster::start(Root::with_busybox(EXE));
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    c.apply("apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: pi\nspec:\n  completions: 3\n  parallelism: 2\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n      - name: pi\n        image: busybox\n        imagePullPolicy: Never\n        command: [\"sh\", \"-c\", \"echo computing; sleep 0.5\"]\n");
+    c.wait_for(
+        &[
+            "get",
+            "job",
+            "pi",
+            "-o",
+            "jsonpath={.status.conditions[0].type} {.status.succeeded}",
+        ],
+        "Complete 3",
+        60,
+    );
+    let pods = c.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "job-name=pi",
+        "-o",
+        "jsonpath={range .items[*]}{.status.phase} {end}",
+    ]);
+    assert_eq!(pods.matches("Succeeded").count(), 3, "{pods}");
+    c.apply("apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: doomed\nspec:\n  backoffLimit: 1\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n      - name: c\n        image: busybox\n        imagePullPolicy: Never\n        command: [\"sh\", \"-c\", \"exit 1\"]\n");
+    let st = c.wait_for(
+        &[
+            "get",
+            "job",
+            "doomed",
+            "-o",
+            "jsonpath={.status.conditions[0].reason} {.status.failed}",
+        ],
+        "BackoffLimitExceeded",
+        60,
+    );
+    assert!(st.ends_with(" 2"), "failed pods = backoffLimit + 1: {st}");
+    // Deleting a job removes its pods.
+    c.ok(&["delete", "job", "pi"]);
+    let start = Instant::now();
+    while !c
+        .ok(&["get", "pods", "-l", "job-name=pi", "-o", "name"])
+        .trim()
+        .is_empty()
+    {
+        if start.elapsed() > Duration::from_secs(30) {
+            let left = c.ok(&["get", "pods", "-l", "job-name=pi", "-o", "jsonpath={range .items[*]}{.metadata.name} {.metadata.deletionTimestamp} {.metadata.ownerReferences[0].kind} {.status.phase};{end}"]);
+            panic!("job pods left behind: {left}");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
