@@ -440,13 +440,38 @@ pub async fn collect_garbage(client: &Client) -> Result<(), kube::Error> {
         }
     }
     let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::all(client.clone());
-    let job_uids: std::collections::BTreeSet<String> = jobs
+    let job_list = jobs.list(&ListParams::default()).await?.items;
+    let job_uids: std::collections::BTreeSet<String> = job_list
+        .iter()
+        .filter_map(|j| j.metadata.uid.clone())
+        .collect();
+    let cjs: Api<k8s_openapi::api::batch::v1::CronJob> = Api::all(client.clone());
+    let cj_uids: std::collections::BTreeSet<String> = cjs
         .list(&ListParams::default())
         .await?
         .items
         .into_iter()
         .filter_map(|j| j.metadata.uid)
         .collect();
+    for j in &job_list {
+        if let Some(o) = controller_of(&j.metadata.owner_references) {
+            if o.kind == "CronJob"
+                && !cj_uids.contains(&o.uid)
+                && j.metadata.deletion_timestamp.is_none()
+            {
+                let api: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(
+                    client.clone(),
+                    j.metadata.namespace.as_deref().unwrap_or("default"),
+                );
+                let _ = api
+                    .delete(
+                        j.metadata.name.as_deref().unwrap_or(""),
+                        &DeleteParams::background(),
+                    )
+                    .await;
+            }
+        }
+    }
     for p in pods.list(&ListParams::default()).await?.items {
         if let Some(o) = controller_of(&p.metadata.owner_references) {
             let gone = match o.kind.as_str() {
@@ -488,6 +513,7 @@ pub async fn run(
                     sync_deployments(&client).await,
                     sync_replicasets(&client).await,
                     crate::jobs::sync_jobs(&client).await,
+                    crate::cronjobs::sync_cronjobs(&client).await,
                     collect_garbage(&client).await,
                 ] {
                     if let Err(e) = r {

@@ -450,3 +450,39 @@ fn a_job_runs_its_completions_and_a_failing_one_hits_its_backoff_limit() {
         std::thread::sleep(Duration::from_millis(300));
     }
 }
+
+#[test]
+fn a_cronjob_every_minute_runs_a_job_to_completion() {
+    let c = Cluster::start(Root::with_busybox(EXE));
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    c.apply("apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: hello\nspec:\n  schedule: \"* * * * *\"\n  successfulJobsHistoryLimit: 1\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          restartPolicy: OnFailure\n          containers:\n          - name: hello\n            image: busybox\n            imagePullPolicy: Never\n            command: [\"sh\", \"-c\", \"date; echo Hello from the Kubernetes cluster\"]\n");
+    // The schedule fires within a minute; its Job completes.
+    let jobs = c.wait_for(
+        &[
+            "get",
+            "jobs",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}={.status.succeeded} {end}",
+        ],
+        "=1",
+        80,
+    );
+    assert!(jobs.starts_with("hello-"), "{jobs}");
+    let last = c.ok(&[
+        "get",
+        "cronjob",
+        "hello",
+        "-o",
+        "jsonpath={.status.lastScheduleTime}",
+    ]);
+    assert!(last.ends_with('Z'), "{last}");
+    c.ok(&["delete", "cronjob", "hello"]);
+    let start = Instant::now();
+    while !c.ok(&["get", "jobs", "-o", "name"]).trim().is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "jobs left behind"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}

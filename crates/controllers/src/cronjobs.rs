@@ -1,0 +1,331 @@
+//! CronJobs: at each time the schedule names (standard 5-field cron, in UTC or
+//! `timeZone` when it is "UTC"/"Etc/UTC"), a Job from the template, named
+//! `<cronjob>-<minutes since the epoch>` as Kubernetes names them; with
+//! `concurrencyPolicy` (Allow, Forbid, Replace), `suspend`,
+//! `startingDeadlineSeconds`, and the successful/failed history limits.
+
+use chrono::{DateTime, Datelike, Duration, Timelike, Utc};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::Client;
+use serde_json::json;
+
+/// A parsed cron schedule: the allowed values of each field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule {
+    minutes: Vec<u32>,
+    hours: Vec<u32>,
+    days: Vec<u32>,
+    months: Vec<u32>,
+    weekdays: Vec<u32>,
+    dom_star: bool,
+    dow_star: bool,
+}
+
+fn field(s: &str, lo: u32, hi: u32, names: &[&str]) -> Result<Vec<u32>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        let (range, step) = match part.split_once('/') {
+            Some((r, st)) => (
+                r,
+                st.parse::<u32>().map_err(|_| format!("bad step in {s}"))?,
+            ),
+            None => (part, 1),
+        };
+        if step == 0 {
+            return Err(format!("bad step in {s}"));
+        }
+        let num = |x: &str| -> Result<u32, String> {
+            if let Some(i) = names.iter().position(|n| n.eq_ignore_ascii_case(x)) {
+                return Ok(i as u32 + lo);
+            }
+            x.parse::<u32>()
+                .map_err(|_| format!("bad value {x} in {s}"))
+        };
+        let (a, b) = if range == "*" {
+            (lo, hi)
+        } else if let Some((a, b)) = range.split_once('-') {
+            (num(a)?, num(b)?)
+        } else {
+            let v = num(range)?;
+            (v, if part.contains('/') { hi } else { v })
+        };
+        if a < lo || b > hi || a > b {
+            return Err(format!("value out of range in {s}"));
+        }
+        out.extend((a..=b).step_by(step as usize));
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+impl Schedule {
+    pub fn parse(s: &str) -> Result<Schedule, String> {
+        let s = match s.trim() {
+            "@yearly" | "@annually" => "0 0 1 1 *",
+            "@monthly" => "0 0 1 * *",
+            "@weekly" => "0 0 * * 0",
+            "@daily" | "@midnight" => "0 0 * * *",
+            "@hourly" => "0 * * * *",
+            other => other,
+        };
+        let f: Vec<&str> = s.split_whitespace().collect();
+        if f.len() != 5 {
+            return Err(format!("expected exactly 5 fields, found {}: {s}", f.len()));
+        }
+        const MON: &[&str] = &[
+            "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+        ];
+        const DOW: &[&str] = &["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
+        let mut weekdays = field(f[4], 0, 7, DOW)?;
+        if weekdays.contains(&7) {
+            weekdays.retain(|d| *d != 7);
+            weekdays.push(0);
+            weekdays.sort_unstable();
+            weekdays.dedup();
+        }
+        Ok(Schedule {
+            minutes: field(f[0], 0, 59, &[])?,
+            hours: field(f[1], 0, 23, &[])?,
+            days: field(f[2], 1, 31, &[])?,
+            months: field(f[3], 1, 12, MON)?,
+            weekdays,
+            dom_star: f[2] == "*",
+            dow_star: f[4] == "*",
+        })
+    }
+
+    fn matches(&self, t: &DateTime<Utc>) -> bool {
+        let dom = self.days.contains(&t.day());
+        let dow = self.weekdays.contains(&t.weekday().num_days_from_sunday());
+        // cron's rule: with both day fields restricted, either may match.
+        let day_ok = match (self.dom_star, self.dow_star) {
+            (false, false) => dom || dow,
+            _ => dom && dow,
+        };
+        self.minutes.contains(&t.minute())
+            && self.hours.contains(&t.hour())
+            && self.months.contains(&t.month())
+            && day_ok
+    }
+
+    /// The latest scheduled time in `(after, until]`, if any.
+    pub fn last_between(
+        &self,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        let mut t = until.with_second(0)?.with_nanosecond(0)?;
+        // Bounded walk back (at most a year of minutes would be far too many for
+        // a pass; 7 days covers every practical missed window).
+        for _ in 0..(7 * 24 * 60) {
+            if t <= after {
+                return None;
+            }
+            if self.matches(&t) {
+                return Some(t);
+            }
+            t -= Duration::minutes(1);
+        }
+        None
+    }
+}
+
+fn job_done(j: &Job) -> Option<bool> {
+    j.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.status == "True" && (c.type_ == "Complete" || c.type_ == "Failed"))
+        .map(|c| c.type_ == "Complete")
+}
+
+/// One pass over every CronJob.
+pub async fn sync_cronjobs(client: &Client) -> Result<(), kube::Error> {
+    let cjs: Api<CronJob> = Api::all(client.clone());
+    let jobs_all: Api<Job> = Api::all(client.clone());
+    let all_jobs = jobs_all.list(&ListParams::default()).await?.items;
+    let now = Utc::now();
+    for cj in cjs.list(&ListParams::default()).await?.items {
+        if cj.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let ns = cj.metadata.namespace.clone().unwrap_or_default();
+        let name = cj.metadata.name.clone().unwrap_or_default();
+        let uid = cj.metadata.uid.clone().unwrap_or_default();
+        let Some(spec) = &cj.spec else { continue };
+        let api_cj: Api<CronJob> = Api::namespaced(client.clone(), &ns);
+        let api_jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
+        let tz_ok = matches!(
+            spec.time_zone.as_deref(),
+            None | Some("UTC") | Some("Etc/UTC")
+        );
+        let schedule = match (tz_ok, Schedule::parse(&spec.schedule)) {
+            (true, Ok(s)) => s,
+            (false, _) => {
+                tracing::warn!(cronjob = %name, "timeZone {:?} is not supported yet (UTC only)", spec.time_zone);
+                continue;
+            }
+            (_, Err(e)) => {
+                tracing::warn!(cronjob = %name, error = %e, "unparseable schedule");
+                continue;
+            }
+        };
+        let mut owned: Vec<&Job> = all_jobs
+            .iter()
+            .filter(|j| j.metadata.namespace.as_deref() == Some(ns.as_str()))
+            .filter(|j| {
+                j.metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|o| o.uid == uid && o.controller == Some(true))
+            })
+            .collect();
+        owned.sort_by_key(|j| {
+            j.metadata
+                .creation_timestamp
+                .clone()
+                .map(|t| t.0.to_string())
+        });
+        let active: Vec<&&Job> = owned.iter().filter(|j| job_done(j).is_none()).collect();
+        let last = cj
+            .status
+            .as_ref()
+            .and_then(|s| s.last_schedule_time.as_ref())
+            .and_then(|t| DateTime::parse_from_rfc3339(&t.0.to_string()).ok())
+            .map(|t| t.with_timezone(&Utc))
+            .or_else(|| {
+                cj.metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .and_then(|t| DateTime::parse_from_rfc3339(&t.0.to_string()).ok())
+                    .map(|t| t.with_timezone(&Utc))
+            })
+            .unwrap_or(now);
+        let mut last_schedule = None;
+        if !spec.suspend.unwrap_or(false) {
+            if let Some(due) = schedule.last_between(last, now) {
+                let late = (now - due).num_seconds();
+                let in_time = spec
+                    .starting_deadline_seconds
+                    .map(|d| late <= d)
+                    .unwrap_or(true);
+                let policy = spec.concurrency_policy.as_deref().unwrap_or("Allow");
+                let mut create = in_time;
+                if in_time && !active.is_empty() {
+                    match policy {
+                        "Forbid" => create = false,
+                        "Replace" => {
+                            for j in &active {
+                                let _ = api_jobs
+                                    .delete(
+                                        j.metadata.name.as_deref().unwrap_or(""),
+                                        &DeleteParams::background(),
+                                    )
+                                    .await;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                if create {
+                    let job_name = format!("{name}-{}", due.timestamp() / 60);
+                    let template = serde_json::to_value(&spec.job_template).unwrap_or_default();
+                    let mut job = json!({
+                        "apiVersion": "batch/v1", "kind": "Job",
+                        "metadata": template.get("metadata").cloned().unwrap_or(json!({})),
+                        "spec": template.get("spec").cloned().unwrap_or(json!({})),
+                    });
+                    job["metadata"]["name"] = json!(job_name);
+                    job["metadata"]["namespace"] = json!(ns);
+                    job["metadata"]["annotations"]
+                        ["batch.kubernetes.io/cronjob-scheduled-timestamp"] =
+                        json!(due.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+                    job["metadata"]["ownerReferences"] = json!([{"apiVersion": "batch/v1", "kind": "CronJob",
+                        "name": name, "uid": uid, "controller": true, "blockOwnerDeletion": true}]);
+                    if let Ok(j) = serde_json::from_value::<Job>(job) {
+                        match api_jobs.create(&PostParams::default(), &j).await {
+                            Ok(_) => {}
+                            Err(kube::Error::Api(e)) if e.code == 409 => {}
+                            Err(e) => tracing::warn!(cronjob = %name, error = %e, "creating job"),
+                        }
+                    }
+                }
+                // Whether run, skipped or too late, this time has been handled.
+                last_schedule = Some(due);
+            }
+        }
+        // History limits.
+        let keep_ok = spec.successful_jobs_history_limit.unwrap_or(3).max(0) as usize;
+        let keep_failed = spec.failed_jobs_history_limit.unwrap_or(1).max(0) as usize;
+        for (want, limit) in [(true, keep_ok), (false, keep_failed)] {
+            let done: Vec<&&Job> = owned.iter().filter(|j| job_done(j) == Some(want)).collect();
+            if done.len() > limit {
+                for j in done.iter().take(done.len() - limit) {
+                    let _ = api_jobs
+                        .delete(
+                            j.metadata.name.as_deref().unwrap_or(""),
+                            &DeleteParams::background(),
+                        )
+                        .await;
+                }
+            }
+        }
+        let mut status = json!({
+            "active": active.iter().map(|j| json!({"kind": "Job", "apiVersion": "batch/v1",
+                "name": j.metadata.name, "namespace": ns, "uid": j.metadata.uid})).collect::<Vec<_>>(),
+        });
+        if let Some(t) = last_schedule {
+            status["lastScheduleTime"] =
+                json!(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        }
+        if let Some(last_ok) = owned
+            .iter()
+            .filter(|j| job_done(j) == Some(true))
+            .filter_map(|j| j.status.as_ref().and_then(|s| s.completion_time.clone()))
+            .max_by_key(|t| t.0.to_string())
+        {
+            status["lastSuccessfulTime"] = serde_json::to_value(last_ok).unwrap_or_default();
+        }
+        let _ = api_cj
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": status})),
+            )
+            .await;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn schedules() {
+        let s = Schedule::parse("*/15 9-17 * * mon-fri").unwrap();
+        let t = Utc.with_ymd_and_hms(2026, 11, 23, 9, 30, 0).unwrap(); // a Monday
+        assert!(s.matches(&t));
+        assert!(!s.matches(&(t + Duration::minutes(1))));
+        assert!(!s.matches(&Utc.with_ymd_and_hms(2026, 11, 22, 9, 30, 0).unwrap())); // Sunday
+        let every = Schedule::parse("* * * * *").unwrap();
+        let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 5, 30).unwrap();
+        assert_eq!(
+            every.last_between(now - Duration::minutes(2), now),
+            Some(Utc.with_ymd_and_hms(2026, 1, 1, 0, 5, 0).unwrap())
+        );
+        assert_eq!(Schedule::parse("@hourly").unwrap().minutes, vec![0]);
+        assert!(Schedule::parse("61 * * * *").is_err());
+        assert!(Schedule::parse("* * *").is_err());
+        // Both day fields restricted: either matches.
+        let s = Schedule::parse("0 0 1 * 1").unwrap();
+        assert!(s.matches(&Utc.with_ymd_and_hms(2026, 11, 23, 0, 0, 0).unwrap())); // Monday the 23rd
+        assert!(s.matches(&Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap()));
+        // Tuesday the 1st
+    }
+}
