@@ -445,6 +445,14 @@ pub async fn collect_garbage(client: &Client) -> Result<(), kube::Error> {
         .iter()
         .filter_map(|j| j.metadata.uid.clone())
         .collect();
+    let dss: Api<k8s_openapi::api::apps::v1::DaemonSet> = Api::all(client.clone());
+    let ds_uids: std::collections::BTreeSet<String> = dss
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|d| d.metadata.uid)
+        .collect();
     let cjs: Api<k8s_openapi::api::batch::v1::CronJob> = Api::all(client.clone());
     let cj_uids: std::collections::BTreeSet<String> = cjs
         .list(&ListParams::default())
@@ -477,6 +485,7 @@ pub async fn collect_garbage(client: &Client) -> Result<(), kube::Error> {
             let gone = match o.kind.as_str() {
                 "ReplicaSet" => !rs_uids.contains(&o.uid),
                 "Job" => !job_uids.contains(&o.uid),
+                "DaemonSet" => !ds_uids.contains(&o.uid),
                 _ => false,
             };
             if gone && p.metadata.deletion_timestamp.is_none() {
@@ -514,6 +523,7 @@ pub async fn run(
                     sync_replicasets(&client).await,
                     crate::jobs::sync_jobs(&client).await,
                     crate::cronjobs::sync_cronjobs(&client).await,
+                    crate::daemonsets::sync_daemonsets(&client).await,
                     collect_garbage(&client).await,
                 ] {
                     if let Err(e) = r {

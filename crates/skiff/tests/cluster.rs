@@ -486,3 +486,60 @@ fn a_cronjob_every_minute_runs_a_job_to_completion() {
         std::thread::sleep(Duration::from_millis(300));
     }
 }
+
+#[test]
+fn a_daemonset_runs_one_pod_per_eligible_node() {
+    let c = Cluster::start(Root::with_busybox(EXE));
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    c.apply("apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: agent\nspec:\n  selector:\n    matchLabels:\n      app: agent\n  template:\n    metadata:\n      labels:\n        app: agent\n    spec:\n      terminationGracePeriodSeconds: 1\n      nodeSelector:\n        role: edge\n      containers:\n      - name: a\n        image: busybox\n        imagePullPolicy: Never\n        command: [\"sleep\", \"600\"]\n");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        c.ok(&["get", "pods", "-l", "app=agent", "-o", "name"])
+            .trim(),
+        "",
+        "no eligible node yet"
+    );
+    c.ok(&["label", "node", &c.node, "role=edge"]);
+    c.wait_for(
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=agent",
+            "-o",
+            "jsonpath={.items[0].status.phase} {.items[0].spec.nodeName}",
+        ],
+        &format!("Running {}", c.node),
+        30,
+    );
+    c.wait_for(
+        &[
+            "get",
+            "ds",
+            "agent",
+            "-o",
+            "jsonpath={.status.desiredNumberScheduled}/{.status.numberReady}",
+        ],
+        "1/1",
+        20,
+    );
+    assert_eq!(
+        c.ok(&["get", "pods", "-l", "app=agent", "-o", "name"])
+            .lines()
+            .count(),
+        1
+    );
+    c.ok(&["delete", "ds", "agent"]);
+    let start = Instant::now();
+    while !c
+        .ok(&["get", "pods", "-l", "app=agent", "-o", "name"])
+        .trim()
+        .is_empty()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "daemonset pods left behind"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
