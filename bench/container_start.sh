@@ -15,6 +15,7 @@ SKIFF="$CARGO_TARGET_DIR/release/skiff"
 W=$(mktemp -d /var/tmp/skiff-bench.XXXXXX)
 ROOT="$W/root"
 cleanup() {
+  set +e
   "$SKIFF" --root "$ROOT" ps -aq 2>/dev/null | xargs -r "$SKIFF" --root "$ROOT" rm -f >/dev/null 2>&1 || true
   ip link del skbench0 2>/dev/null || true
   nft delete table ip skbench 2>/dev/null || true

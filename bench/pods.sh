@@ -14,6 +14,7 @@ SKIFF="$CARGO_TARGET_DIR/release/skiff"
 W=$(mktemp -d /var/tmp/skiff-podbench.XXXXXX)
 export SKIFF_FILTER_TABLE=skpodbench SKIFF_BRIDGE=skpodbench0 SKIFF_BRIDGE_CIDR=10.231.1.0/24
 cleanup() {
+  set +e
   [ -n "${SPID:-}" ] && kill "$SPID" 2>/dev/null && wait "$SPID" 2>/dev/null
   for f in "$W"/root/pods/*/running.json; do
     [ -f "$f" ] && kill -9 "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["sandbox"]["pid"])' "$f")" 2>/dev/null

@@ -15,7 +15,7 @@ etcd --data-dir "$W/etcd" --listen-client-urls "http://127.0.0.1:$C" --advertise
   --listen-peer-urls "http://127.0.0.1:$P" --initial-advertise-peer-urls "http://127.0.0.1:$P" \
   --initial-cluster "default=http://127.0.0.1:$P" > "$W/etcd.log" 2>&1 &
 EPID=$!
-trap 'kill $EPID 2>/dev/null; wait $EPID 2>/dev/null; rm -rf "$W"' EXIT
+trap 'set +e; kill $EPID 2>/dev/null; wait $EPID 2>/dev/null; rm -rf "$W"' EXIT
 for _ in $(seq 1 50); do ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$C" endpoint health >/dev/null 2>&1 && break; sleep 0.2; done
 echo "== etcd $(etcd --version | head -1 | awk '{print $3}'): etcdctl check perf --load=l"
 ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$C" check perf --load=l 2>&1 | grep -vE '^\s*[0-9]+ / [0-9]+' | tail -6 || true
