@@ -173,17 +173,7 @@ pub async fn sync_cronjobs(client: &Client) -> Result<(), kube::Error> {
                 continue;
             }
         };
-        let mut owned: Vec<&Job> = all_jobs
-            .iter()
-            .filter(|j| j.metadata.namespace.as_deref() == Some(ns.as_str()))
-            .filter(|j| {
-                j.metadata
-                    .owner_references
-                    .iter()
-                    .flatten()
-                    .any(|o| o.uid == uid && o.controller == Some(true))
-            })
-            .collect();
+        let mut owned: Vec<&Job> = crate::controlled_by(&all_jobs, &ns, &uid);
         owned.sort_by_key(|j| {
             j.metadata
                 .creation_timestamp

@@ -56,16 +56,8 @@ pub async fn sync_daemonsets(client: &Client) -> Result<(), kube::Error> {
         }))
         .unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-        let owned: Vec<&Pod> = pods
-            .iter()
-            .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
-            .filter(|p| {
-                p.metadata
-                    .owner_references
-                    .iter()
-                    .flatten()
-                    .any(|o| o.uid == uid && o.controller == Some(true))
-            })
+        let owned: Vec<&Pod> = crate::controlled_by(&pods, &ns, &uid)
+            .into_iter()
             .filter(|p| p.metadata.deletion_timestamp.is_none())
             .collect();
         let node_of = |p: &Pod| {

@@ -42,17 +42,7 @@ pub async fn sync_jobs(client: &Client) -> Result<(), kube::Error> {
                     .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
             })
             .unwrap_or(false);
-        let owned: Vec<&Pod> = all_pods
-            .iter()
-            .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
-            .filter(|p| {
-                p.metadata
-                    .owner_references
-                    .iter()
-                    .flatten()
-                    .any(|o| o.uid == uid && o.controller == Some(true))
-            })
-            .collect();
+        let owned: Vec<&Pod> = crate::controlled_by(&all_pods, &ns, &uid);
         let succeeded = owned.iter().filter(|p| phase(p) == "Succeeded").count() as i32;
         let failed = owned.iter().filter(|p| phase(p) == "Failed").count() as i32;
         let active: Vec<&&Pod> = owned

@@ -98,14 +98,8 @@ pub async fn sync_replicasets(client: &Client) -> Result<(), kube::Error> {
         let uid = rs.metadata.uid.clone().unwrap_or_default();
         let Some(spec) = &rs.spec else { continue };
         let want = spec.replicas.unwrap_or(1).max(0);
-        let owned: Vec<&Pod> = all_pods
-            .iter()
-            .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
-            .filter(|p| {
-                controller_of(&p.metadata.owner_references)
-                    .map(|o| o.uid == uid)
-                    .unwrap_or(false)
-            })
+        let owned: Vec<&Pod> = crate::controlled_by(&all_pods, &ns, &uid)
+            .into_iter()
             .filter(|p| is_active(p))
             .collect();
         let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
@@ -204,15 +198,7 @@ pub async fn sync_deployments(client: &Client) -> Result<(), kube::Error> {
         let mut template = serde_json::to_value(&spec.template).unwrap_or_default();
         let hash = template_hash(&template);
         template["metadata"]["labels"]["pod-template-hash"] = json!(hash);
-        let owned: Vec<&ReplicaSet> = all_rs
-            .iter()
-            .filter(|r| r.metadata.namespace.as_deref() == Some(ns.as_str()))
-            .filter(|r| {
-                controller_of(&r.metadata.owner_references)
-                    .map(|o| o.uid == uid)
-                    .unwrap_or(false)
-            })
-            .collect();
+        let owned: Vec<&ReplicaSet> = crate::controlled_by(&all_rs, &ns, &uid);
         let new_name = format!("{name}-{hash}");
         let current = owned
             .iter()
