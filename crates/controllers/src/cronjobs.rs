@@ -234,8 +234,8 @@ pub async fn sync_cronjobs(client: &Client) -> Result<(), kube::Error> {
                     job["metadata"]["annotations"]
                         ["batch.kubernetes.io/cronjob-scheduled-timestamp"] =
                         json!(due.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-                    job["metadata"]["ownerReferences"] = json!([{"apiVersion": "batch/v1", "kind": "CronJob",
-                        "name": name, "uid": uid, "controller": true, "blockOwnerDeletion": true}]);
+                    job["metadata"]["ownerReferences"] =
+                        json!([crate::owner_ref("batch/v1", "CronJob", &name, &uid)]);
                     if let Ok(j) = serde_json::from_value::<Job>(job) {
                         match api_jobs.create(&PostParams::default(), &j).await {
                             Ok(_) => {}

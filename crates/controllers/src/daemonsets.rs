@@ -123,15 +123,11 @@ pub async fn sync_daemonsets(client: &Client) -> Result<(), kube::Error> {
                 }
                 continue;
             }
-            let mut pod = json!({
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": template.get("metadata").cloned().unwrap_or(json!({})),
-                "spec": template.get("spec").cloned().unwrap_or(json!({})),
-            });
-            pod["metadata"]["generateName"] = json!(format!("{name}-"));
-            pod["metadata"]["namespace"] = json!(ns);
-            pod["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "DaemonSet",
-                "name": name, "uid": uid, "controller": true, "blockOwnerDeletion": true}]);
+            let mut pod = crate::pod_from_template(
+                &template,
+                &ns,
+                crate::owner_ref("apps/v1", "DaemonSet", &name, &uid),
+            );
             pod["spec"]["affinity"]["nodeAffinity"]
                 ["requiredDuringSchedulingIgnoredDuringExecution"] = json!({"nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [nname]}]}]});
             // DaemonSet pods tolerate the node conditions, as Kubernetes adds.

@@ -103,20 +103,16 @@ pub async fn sync_jobs(client: &Client) -> Result<(), kube::Error> {
                 if !spec.suspend.unwrap_or(false) {
                     let template = serde_json::to_value(&spec.template).unwrap_or_default();
                     for _ in 0..want.max(0) {
-                        let mut pod = json!({
-                            "apiVersion": "v1", "kind": "Pod",
-                            "metadata": template.get("metadata").cloned().unwrap_or(json!({})),
-                            "spec": template.get("spec").cloned().unwrap_or(json!({})),
-                        });
-                        pod["metadata"]["generateName"] = json!(format!("{name}-"));
-                        pod["metadata"]["namespace"] = json!(ns);
+                        let mut pod = crate::pod_from_template(
+                            &template,
+                            &ns,
+                            crate::owner_ref("batch/v1", "Job", &name, &uid),
+                        );
                         pod["metadata"]["labels"]["controller-uid"] = json!(uid);
                         pod["metadata"]["labels"]["job-name"] = json!(name);
                         pod["metadata"]["labels"]["batch.kubernetes.io/controller-uid"] =
                             json!(uid);
                         pod["metadata"]["labels"]["batch.kubernetes.io/job-name"] = json!(name);
-                        pod["metadata"]["ownerReferences"] = json!([{"apiVersion": "batch/v1", "kind": "Job",
-                            "name": name, "uid": uid, "controller": true, "blockOwnerDeletion": true}]);
                         if let Ok(p) = serde_json::from_value::<Pod>(pod) {
                             if let Err(e) = api_pods.create(&PostParams::default(), &p).await {
                                 tracing::warn!(job = %name, error = %e, "creating pod");

@@ -6,6 +6,31 @@
 
 pub mod cronjobs;
 
+/// A controller reference to the owner `kind`/`name` (uid `uid`).
+pub fn owner_ref(api_version: &str, kind: &str, name: &str, uid: &str) -> serde_json::Value {
+    serde_json::json!({"apiVersion": api_version, "kind": kind, "name": name, "uid": uid,
+                       "controller": true, "blockOwnerDeletion": true})
+}
+
+/// A new pod from a pod template, named `<owner name>-<random>`, in `ns`, controlled
+/// by `owner` (an [`owner_ref`]).
+pub fn pod_from_template(
+    template: &serde_json::Value,
+    ns: &str,
+    owner: serde_json::Value,
+) -> serde_json::Value {
+    let mut pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": template.get("metadata").cloned().unwrap_or(serde_json::json!({})),
+        "spec": template.get("spec").cloned().unwrap_or(serde_json::json!({})),
+    });
+    pod["metadata"]["generateName"] =
+        serde_json::json!(format!("{}-", owner["name"].as_str().unwrap_or("pod")));
+    pod["metadata"]["namespace"] = serde_json::json!(ns);
+    pod["metadata"]["ownerReferences"] = serde_json::json!([owner]);
+    pod
+}
+
 /// Objects in namespace `ns` whose controlling owner has `uid`.
 pub fn controlled_by<'a, K: kube::Resource>(items: &'a [K], ns: &str, uid: &str) -> Vec<&'a K> {
     items

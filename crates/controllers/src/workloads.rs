@@ -9,6 +9,7 @@
 //! until the selector matches `replicas` of them. GC: objects whose controlling
 //! owner is gone are deleted.
 
+use crate::owner_ref;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -53,11 +54,6 @@ pub fn template_hash(template: &serde_json::Value) -> String {
         n /= ALPHA.len() as u64;
     }
     s
-}
-
-fn owner_ref(api_version: &str, kind: &str, name: &str, uid: &str) -> serde_json::Value {
-    json!({"apiVersion": api_version, "kind": kind, "name": name, "uid": uid,
-           "controller": true, "blockOwnerDeletion": true})
 }
 
 /// Percent-or-int fields like maxSurge, resolved against `replicas` (round up for
@@ -108,15 +104,11 @@ pub async fn sync_replicasets(client: &Client) -> Result<(), kube::Error> {
         if have < want {
             let template = serde_json::to_value(&spec.template).unwrap_or_default();
             for _ in have..want {
-                let mut pod = json!({
-                    "apiVersion": "v1", "kind": "Pod",
-                    "metadata": template.get("metadata").cloned().unwrap_or(json!({})),
-                    "spec": template.get("spec").cloned().unwrap_or(json!({})),
-                });
-                pod["metadata"]["generateName"] = json!(format!("{name}-"));
-                pod["metadata"]["namespace"] = json!(ns);
-                pod["metadata"]["ownerReferences"] =
-                    json!([owner_ref("apps/v1", "ReplicaSet", &name, &uid)]);
+                let pod = crate::pod_from_template(
+                    &template,
+                    &ns,
+                    owner_ref("apps/v1", "ReplicaSet", &name, &uid),
+                );
                 if let Ok(p) = serde_json::from_value::<Pod>(pod) {
                     if let Err(e) = api.create(&PostParams::default(), &p).await {
                         tracing::warn!(replicaset = %name, error = %e, "creating pod");
