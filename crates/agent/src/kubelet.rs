@@ -26,6 +26,9 @@ pub struct AgentConfig {
     pub lease_duration: Duration,
     /// How often pods are synced when nothing else wakes the loop.
     pub sync_period: Duration,
+    /// The port of this node's streaming endpoint (logs, exec, attach, port-forward),
+    /// reported in the Node's `status.daemonEndpoints`.
+    pub kubelet_port: u16,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +129,7 @@ pub fn node_object(cfg: &AgentConfig, root: &std::path::Path) -> serde_json::Val
                 "systemUUID": "",
             },
             "conditions": conditions(),
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": cfg.kubelet_port}},
         }
     })
 }

@@ -12,4 +12,5 @@ pub mod pod;
 pub mod podspec;
 pub mod probe;
 pub mod prober;
+pub mod streaming;
 pub mod volumes;

@@ -48,6 +48,8 @@ pub struct State {
     pub tokens: HashMap<String, User>,
     /// Shared watch fan-out.
     pub hubs: crate::watchhub::Hubs,
+    /// The client TLS towards node agents (pods' log/exec/attach/portforward).
+    pub kubelet_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Parses a static token file (kube-apiserver's `--token-auth-file` CSV):
@@ -93,6 +95,11 @@ pub fn parse_token_file(text: &str) -> Result<HashMap<String, User>, String> {
         );
     }
     Ok(out)
+}
+
+/// An empty body.
+pub fn empty_body() -> Body {
+    full(Bytes::new())
 }
 
 fn full(bytes: impl Into<Bytes>) -> Body {
@@ -583,6 +590,9 @@ async fn resource_request(
     version: &str,
     rest: &[String],
 ) -> ApiResult<Response<Body>> {
+    if group.is_empty() && rest.len() >= 3 && rest[0] == "nodes" && rest[2] == "proxy" {
+        return crate::nodeproxy::node_proxy(state, req, &rest[1], &rest[3..].join("/")).await;
+    }
     let t = parse_target(group, version, rest)?;
     let q = parse_query(req.uri().query());
     let accept = parse_accept(req.headers().get("accept").and_then(|v| v.to_str().ok()));
@@ -608,6 +618,22 @@ async fn resource_request(
         Some("status") if res.status => Some("status"),
         Some("scale") if res.scale => Some("scale"),
         Some("finalize") if res.kind == "Namespace" => Some("finalize"),
+        Some(other @ ("log" | "exec" | "attach" | "portforward")) if res.kind == "Pod" => {
+            let (Some(ns), Some(name)) = (ns, t.name.as_deref()) else {
+                return Err(not_found_path());
+            };
+            let ok = if other == "log" {
+                method == Method::GET
+            } else {
+                matches!(method, Method::GET | Method::POST)
+            };
+            if !ok {
+                return Err(ApiError::method_not_allowed(format!(
+                    "{method} is not supported on pods/{other}"
+                )));
+            }
+            return crate::nodeproxy::pod_subresource(state, req, ns, name, other).await;
+        }
         Some(
             other @ ("log"
             | "exec"

@@ -41,6 +41,7 @@ pub mod convert;
 pub mod discovery;
 pub mod error;
 pub mod handler;
+pub mod nodeproxy;
 pub mod openapi;
 pub mod patch;
 pub mod pki;
@@ -279,6 +280,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer> {
         shutdown: stop_rx.clone(),
         tokens,
         hubs: Default::default(),
+        kubelet_tls: Some(
+            nodeproxy::kubelet_client_tls(&pki.admin_cert_pem, &pki.admin_key_pem)
+                .map_err(Error::Tls)?,
+        ),
     });
     drop(store);
     let task = tokio::spawn(serve(listener, tls, state, stop_rx, compactor));
@@ -389,7 +394,7 @@ async fn serve(
                         .http1()
                         .timer(hyper_util::rt::TokioTimer::new())
                         .header_read_timeout(Duration::from_secs(30));
-                    if let Err(e) = builder.serve_connection(TokioIo::new(tls), svc).await {
+                    if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc).await {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
                     }
                 });

@@ -687,6 +687,7 @@ impl Engine {
             terminal: r.tty,
             oom_score_adj: h.oom_score_adj,
             seccomp,
+            console_size: None,
         };
         let mut spec = ContainerSpec::new(&r.id, rootfs, process);
         spec.hostname = Some(r.hostname.clone());

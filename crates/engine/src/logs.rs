@@ -50,6 +50,15 @@ pub fn encode(line: &[u8], stream: &str) -> Vec<u8> {
     v
 }
 
+/// Where a container's log from before its last restart is kept (the monitor moves
+/// the log there when it restarts a container that asks for it, as the kubelet keeps
+/// one previous instance for `kubectl logs --previous`).
+pub fn previous_path(log: &std::path::Path) -> std::path::PathBuf {
+    let mut p = log.as_os_str().to_owned();
+    p.push(".previous");
+    std::path::PathBuf::from(p)
+}
+
 /// Options of `skiff logs`.
 #[derive(Debug, Clone, Default)]
 pub struct LogOptions {

@@ -273,7 +273,7 @@ fn container_init(
         )?;
     }
     if let Some(sock) = console_w {
-        let master = open_console()?;
+        let master = open_console(spec.process.console_size)?;
         setup("send console", sys::send_fd(sock, master))?;
         sys::close(master);
         sys::close(sock);
@@ -347,7 +347,7 @@ fn install_stdio(stdio: Stdio) -> Result<(), (i32, String)> {
 
 /// Open a pty in the container's own devpts and make its slave the controlling
 /// terminal and stdio of this process; returns the master.
-fn open_console() -> Result<libc::c_int, (i32, String)> {
+fn open_console(size: Option<(u16, u16)>) -> Result<libc::c_int, (i32, String)> {
     let master = setup(
         "open /dev/ptmx",
         sys::open_path(Path::new("/dev/ptmx"), libc::O_RDWR | libc::O_NOCTTY),
@@ -368,6 +368,15 @@ fn open_console() -> Result<libc::c_int, (i32, String)> {
         "open pty slave",
         sys::open_path(Path::new(&name), libc::O_RDWR | libc::O_NOCTTY),
     )?;
+    if let Some((cols, rows)) = size {
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        unsafe { libc::ioctl(slave, libc::TIOCSWINSZ, &ws) };
+    }
     unsafe {
         libc::ioctl(slave, libc::TIOCSCTTY, 0);
         for fd in 0..3 {
@@ -1251,7 +1260,7 @@ fn exec_enter(
             if let Some((r, w)) = console {
                 sys::close(r);
                 unsafe { libc::setsid() };
-                let master = open_console()?;
+                let master = open_console(process.console_size)?;
                 setup("send console", sys::send_fd(w, master))?;
                 sys::close(master);
                 sys::close(w);

@@ -125,6 +125,10 @@ pub struct Process {
     /// containers and `seccomp=unconfined`).
     #[serde(default)]
     pub seccomp: bool,
+    /// The terminal's size (columns, rows) when `terminal` is set, applied before the
+    /// process starts so it never sees an unsized terminal.
+    #[serde(default)]
+    pub console_size: Option<(u16, u16)>,
 }
 
 /// Everything the runtime needs to create a container.

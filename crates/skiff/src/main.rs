@@ -1563,6 +1563,7 @@ fn exec(root: &Path, a: ExecArgs) -> Result<i32> {
         no_new_privileges: !c.record.host.privileged,
         rlimits: vec![],
         terminal: a.tty,
+        console_size: if a.tty { term::initial_size() } else { None },
         oom_score_adj: None,
         seccomp: !c.record.host.privileged
             && !c

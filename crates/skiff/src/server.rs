@@ -55,6 +55,10 @@ pub struct ServerFlags {
     /// The bridge pods attach to on this node.
     #[arg(long = "pod-bridge", default_value = "skiffpods0")]
     pub pod_bridge: String,
+    /// Port of this node's streaming endpoint (logs, exec, attach, port-forward) on
+    /// the node address; 0 picks a free one.
+    #[arg(long = "kubelet-port", default_value_t = 10250)]
+    pub kubelet_port: u16,
 }
 
 /// Run the server until SIGINT or SIGTERM. `engine` is the engine the in-process
@@ -65,6 +69,7 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
     } else {
         Some(agent_config(&f, engine)?)
     };
+    let (data_dir, kubelet_port) = (f.data_dir.clone(), f.kubelet_port);
     let config = skiff_apiserver::ServerConfig {
         data_dir: f.data_dir,
         bind_address: f.bind_address,
@@ -97,8 +102,35 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
         );
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut tasks = Vec::new();
-        if let Some((cfg, engine)) = agent {
+        if let Some((mut cfg, engine)) = agent {
             let client = kube_client(&server.kubeconfig_path).await?;
+            let engine = std::sync::Arc::new(engine);
+            let listener = tokio::net::TcpListener::bind((cfg.node.node_ip.as_str(), kubelet_port))
+                .await
+                .map_err(|e| {
+                    anyhow!(
+                        "listening on {}:{} for the node agent: {e}",
+                        cfg.node.node_ip,
+                        kubelet_port
+                    )
+                })?;
+            cfg.kubelet_port = listener.local_addr()?.port();
+            let streaming = std::sync::Arc::new(skiff_agent::streaming::Config {
+                engine: engine.clone(),
+                pods_dir: cfg.node.pods_dir.clone(),
+                client_ca_pem: std::fs::read_to_string(data_dir.join("tls").join("server-ca.crt"))
+                    .map_err(|e| anyhow!("reading the cluster CA: {e}"))?,
+                node_name: cfg.node.node_name.clone(),
+                node_ip: cfg.node.node_ip.clone(),
+            });
+            let mut rx = stop_rx.clone();
+            tasks.push(tokio::spawn(skiff_agent::streaming::serve(
+                listener,
+                streaming,
+                async move {
+                    let _ = rx.changed().await;
+                },
+            )));
             let mut rx = stop_rx.clone();
             tasks.push(tokio::spawn(skiff_controllers::scheduling::run(
                 client.clone(),
@@ -117,14 +149,9 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
             )));
             let mut rx = stop_rx.clone();
             tasks.push(tokio::spawn(async move {
-                if let Err(e) = skiff_agent::kubelet::run(
-                    client,
-                    std::sync::Arc::new(engine),
-                    cfg,
-                    async move {
-                        let _ = rx.changed().await;
-                    },
-                )
+                if let Err(e) = skiff_agent::kubelet::run(client, engine, cfg, async move {
+                    let _ = rx.changed().await;
+                })
                 .await
                 {
                     eprintln!("skiff server: node agent: {e}");
@@ -190,6 +217,7 @@ fn agent_config(
         pod_cidr,
         lease_duration: std::time::Duration::from_secs(40),
         sync_period: std::time::Duration::from_millis(100),
+        kubelet_port: f.kubelet_port,
     };
     Ok((cfg, engine))
 }

@@ -44,6 +44,8 @@ impl Cluster {
                 &self.node,
                 "--pod-bridge",
                 &format!("{}q", r.bridge),
+                "--kubelet-port",
+                "0",
                 "--cluster-cidr",
                 &format!(
                     "10.{}.{}.0/24",
@@ -75,14 +77,81 @@ impl Cluster {
     }
 
     fn kubectl(&self, args: &[&str]) -> std::process::Output {
-        Command::new("kubectl")
-            .arg("--kubeconfig")
+        self.kubectl_with("kubectl", args, None)
+    }
+
+    /// Runs a given kubectl binary, with `stdin` as its standard input when given.
+    fn kubectl_with(&self, bin: &str, args: &[&str], stdin: Option<&[u8]>) -> std::process::Output {
+        let mut cmd = self.kubectl_cmd(bin, args);
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        if let Some(data) = stdin {
+            use std::io::Write;
+            let mut w = child.stdin.take().unwrap();
+            w.write_all(data).unwrap();
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs kubectl on a terminal (33 rows, 101 columns); returns what it printed.
+    fn kubectl_in_pty(&self, bin: &str, args: &[&str]) -> String {
+        use std::io::Read;
+        use std::os::fd::{FromRawFd, OwnedFd};
+        let (mut master, mut slave) = (0, 0);
+        let ws = libc::winsize {
+            ws_row: 33,
+            ws_col: 101,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let r = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                &ws,
+            )
+        };
+        assert_eq!(r, 0, "openpty");
+        let slave = unsafe { OwnedFd::from_raw_fd(slave) };
+        let mut cmd = self.kubectl_cmd(bin, args);
+        cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
+            .stdout(Stdio::from(slave.try_clone().unwrap()))
+            .stderr(Stdio::from(slave));
+        let mut child = cmd.spawn().unwrap();
+        drop(cmd);
+        let mut master = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(master) });
+        let reader = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let mut buf = [0u8; 4096];
+            // EIO once the last holder of the slave (kubectl) is gone.
+            while let Ok(n) = master.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                out.extend_from_slice(&buf[..n]);
+            }
+            String::from_utf8_lossy(&out).to_string()
+        });
+        let _ = child.wait();
+        reader.join().unwrap()
+    }
+
+    fn kubectl_cmd(&self, bin: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin);
+        cmd.arg("--kubeconfig")
             .arg(self.root.dir.join("kubeconfig"))
             .arg("--cache-dir")
             .arg(self.root.dir.join("kcache"))
-            .args(args)
-            .output()
-            .unwrap()
+            .args(args);
+        cmd
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -541,5 +610,209 @@ fn a_daemonset_runs_one_pod_per_eligible_node() {
             "daemonset pods left behind"
         );
         std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+const KUBECTL_DIR: &str = "/usr/lib/google-cloud-sdk/bin";
+
+#[test]
+fn kubectl_logs_exec_attach_cp_and_port_forward_reach_the_pod() {
+    let c = Cluster::start(Root::with_busybox(EXE));
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    c.apply(concat!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: shell\nspec:\n  containers:\n",
+        "  - name: main\n    image: busybox\n    imagePullPolicy: Never\n",
+        "    command: [\"sh\", \"-c\", \"echo hello-out; echo hello-err >&2; sleep 0.3; echo third; exec sleep 1000\"]\n",
+        "  - name: web\n    image: busybox\n    imagePullPolicy: Never\n",
+        "    command: [\"sh\", \"-c\", \"mkdir -p /www && echo pf-ok > /www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www\"]\n",
+        "  - name: reader\n    image: busybox\n    imagePullPolicy: Never\n    stdin: true\n",
+        "    command: [\"sh\", \"-c\", \"while read line; do echo got-$line; done\"]\n",
+    ));
+    c.wait_for(
+        &["get", "pod", "shell", "-o", "jsonpath={.status.phase}"],
+        "Running",
+        30,
+    );
+
+    // Logs: both streams, --tail, a container that must be named, a wrong one.
+    let out = c.wait_for(&["logs", "shell", "-c", "main"], "third", 10);
+    assert!(
+        out.contains("hello-out\n") && out.contains("hello-err\n"),
+        "{out}"
+    );
+    assert_eq!(
+        c.ok(&["logs", "shell", "-c", "main", "--tail=1"]),
+        "third\n"
+    );
+    let ts = c.ok(&["logs", "shell", "-c", "main", "--timestamps", "--tail=1"]);
+    assert!(ts.ends_with("Z third\n") && ts.starts_with("20"), "{ts}");
+    let o = c.kubectl(&["logs", "shell", "-c", "nope"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("container nope is not valid for pod shell"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = c.kubectl(&["logs", "shell", "-c", "main", "--previous"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("previous terminated container \"main\" in pod \"shell\" not found"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // exec and attach with an old (SPDY) and a new (WebSocket) client.
+    for v in ["1.27", "1.29", "1.30", "1.33"] {
+        let k = format!("{KUBECTL_DIR}/kubectl.{v}");
+        let o = c.kubectl_with(
+            &k,
+            &[
+                "exec",
+                "shell",
+                "-c",
+                "main",
+                "--",
+                "sh",
+                "-c",
+                "echo from-exec; echo e >&2; exit 3",
+            ],
+            None,
+        );
+        assert_eq!(
+            o.status.code(),
+            Some(3),
+            "{v}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "from-exec\n", "{v}");
+        // stdin reaches the process and its end is the process's EOF.
+        let o = c.kubectl_with(
+            &k,
+            &[
+                "exec",
+                "-i",
+                "shell",
+                "-c",
+                "main",
+                "--",
+                "sh",
+                "-c",
+                "cat; echo done",
+            ],
+            Some(b"piped-in\n"),
+        );
+        assert!(
+            o.status.success(),
+            "{v}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout),
+            "piped-in\ndone\n",
+            "{v}"
+        );
+        // A terminal: the shell sees a tty of the size kubectl's terminal has.
+        let out = c.kubectl_in_pty(
+            &k,
+            &[
+                "exec",
+                "-i",
+                "-t",
+                "shell",
+                "-c",
+                "main",
+                "--",
+                "sh",
+                "-c",
+                "test -t 0 && echo is-a-tty; stty size",
+            ],
+        );
+        assert!(
+            out.contains("is-a-tty") && out.contains("33 101"),
+            "{v}: {out}"
+        );
+        // attach: what we type reaches the container's stdin, its answers come back.
+        let o = c.kubectl_with(
+            &k,
+            &["attach", "-i", "shell", "-c", "reader"],
+            Some(format!("v{v}\n").as_bytes()),
+        );
+        let _ = o;
+    }
+    let got = c.wait_for(&["logs", "shell", "-c", "reader"], "got-v1.33", 10);
+    assert!(got.contains("got-v1.27"), "{got}");
+
+    // cp both ways (tar over exec, stdin EOF included).
+    let src = c.root.dir.join("cp-src.txt");
+    std::fs::write(&src, "copied-in\n").unwrap();
+    c.ok(&[
+        "cp",
+        src.to_str().unwrap(),
+        "shell:/tmp/x.txt",
+        "-c",
+        "main",
+    ]);
+    assert_eq!(
+        c.ok(&["exec", "shell", "-c", "main", "--", "cat", "/tmp/x.txt"]),
+        "copied-in\n"
+    );
+    let back = c.root.dir.join("cp-back.txt");
+    c.ok(&[
+        "cp",
+        "shell:/tmp/x.txt",
+        back.to_str().unwrap(),
+        "-c",
+        "main",
+    ]);
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), "copied-in\n");
+
+    // port-forward to a server listening on the pod's localhost only.
+    for v in ["1.27", "1.33"] {
+        let k = format!("{KUBECTL_DIR}/kubectl.{v}");
+        let mut pf = c
+            .kubectl_cmd(&k, &["port-forward", "pod/shell", ":8080"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let mut out = BufReader::new(pf.stdout.take().unwrap());
+        out.read_line(&mut line).unwrap();
+        // Keep draining kubectl's output: a closed stdout kills it ("Handling connection").
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while out.read_line(&mut sink).unwrap_or(0) > 0 {
+                sink.clear();
+            }
+        });
+        let port: u16 = line
+            .split("127.0.0.1:")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| {
+                let _ = pf.kill();
+                let mut err = String::new();
+                use std::io::Read;
+                let _ = pf.stderr.take().unwrap().read_to_string(&mut err);
+                panic!("{v}: {line} {err}")
+            });
+        for _ in 0..2 {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").unwrap();
+            let mut resp = String::new();
+            let _ = s.read_to_string(&mut resp);
+            if !resp.contains("pf-ok") {
+                let _ = pf.kill();
+                let mut err = String::new();
+                use std::io::Read;
+                let _ = pf.stderr.take().unwrap().read_to_string(&mut err);
+                panic!("{v}: {resp:?} {err}");
+            }
+        }
+        unsafe { libc::kill(pf.id() as i32, libc::SIGTERM) };
+        let _ = pf.wait();
     }
 }
