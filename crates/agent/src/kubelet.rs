@@ -224,10 +224,62 @@ pub async fn renew_lease(client: &Client, cfg: &AgentConfig) -> Result<(), Agent
     Ok(())
 }
 
-/// ConfigMaps and Secrets read from the API (from a blocking thread).
+/// ConfigMaps and Secrets read from the API, and events recorded to it (from a
+/// blocking thread).
 struct ApiLookup {
     client: Client,
     handle: tokio::runtime::Handle,
+    node: String,
+}
+
+/// Records an Event about a pod (and one of its containers) as the kubelet does.
+pub async fn pod_event(
+    client: &Client,
+    node: &str,
+    pod: &Pod,
+    container: Option<&str>,
+    warning: bool,
+    reason: &str,
+    message: &str,
+) {
+    let ns = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let now = chrono::Utc::now();
+    let field_path = container.map(|c| {
+        let init = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.init_containers.as_ref())
+            .is_some_and(|ics| ics.iter().any(|i| i.name == c));
+        if init {
+            format!("spec.initContainers{{{c}}}")
+        } else {
+            format!("spec.containers{{{c}}}")
+        }
+    });
+    let ev = json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": format!("{name}.{:x}", now.timestamp_nanos_opt().unwrap_or_default()), "namespace": ns},
+        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": name, "namespace": ns,
+                           "uid": pod.metadata.uid, "fieldPath": field_path},
+        "reason": reason, "message": message,
+        "type": if warning { "Warning" } else { "Normal" },
+        "source": {"component": "kubelet", "host": node},
+        "reportingComponent": "kubelet", "reportingInstance": node,
+        "firstTimestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "lastTimestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "count": 1,
+    });
+    let api: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), &ns);
+    if let Ok(e) = serde_json::from_value(ev) {
+        if let Err(err) = api.create(&PostParams::default(), &e).await {
+            tracing::debug!(error = %err, "recording an event");
+        }
+    }
 }
 
 impl ObjectLookup for ApiLookup {
@@ -247,6 +299,24 @@ impl ObjectLookup for ApiLookup {
             .collect();
         out.extend(s.string_data.unwrap_or_default());
         Some(out)
+    }
+    fn event(
+        &self,
+        pod: &Pod,
+        container: Option<&str>,
+        warning: bool,
+        reason: &str,
+        message: &str,
+    ) {
+        self.handle.block_on(pod_event(
+            &self.client,
+            &self.node,
+            pod,
+            container,
+            warning,
+            reason,
+            message,
+        ));
     }
 }
 
@@ -403,7 +473,15 @@ pub async fn run(
             _ = probe_tick.tick() => {
                 let snapshot = running.lock().await.clone();
                 let e = engine.clone();
-                let _ = tokio::task::spawn_blocking(move || probe_pass(&e, &snapshot)).await;
+                let events = tokio::task::spawn_blocking(move || probe_pass(&e, &snapshot))
+                    .await
+                    .unwrap_or_default();
+                let pods = PODS.lock().map(|m| m.clone()).unwrap_or_default();
+                for ev in events {
+                    if let Some(p) = pods.get(&ev.uid) {
+                        pod_event(&client, &cfg.node.node_name, p, Some(&ev.container), ev.warning, ev.reason, &ev.message).await;
+                    }
+                }
             }
             _ = sync_tick.tick() => {
                 if let Err(e) = sync_pods(&client, &engine, &cfg, &running).await {
@@ -423,9 +501,20 @@ static VERDICTS: std::sync::LazyLock<std::sync::Mutex<BTreeMap<String, crate::pr
 static PODS: std::sync::LazyLock<std::sync::Mutex<BTreeMap<String, Pod>>> =
     std::sync::LazyLock::new(Default::default);
 
+/// An event a probe pass wants recorded.
+pub struct ProbeEvent {
+    pub uid: String,
+    pub container: String,
+    pub warning: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
 /// Run due probes of every running container; restart those whose liveness or
 /// startup probe failed (the monitor brings them back by the restart policy).
-pub fn probe_pass(engine: &Engine, running: &BTreeMap<String, RunningPod>) {
+/// Returns the Unhealthy and Killing events to record.
+pub fn probe_pass(engine: &Engine, running: &BTreeMap<String, RunningPod>) -> Vec<ProbeEvent> {
+    let mut events = Vec::new();
     let pods = PODS.lock().map(|m| m.clone()).unwrap_or_default();
     for (uid, rp) in running {
         let Some(pod) = pods.get(uid) else { continue };
@@ -469,8 +558,24 @@ pub fn probe_pass(engine: &Engine, running: &BTreeMap<String, RunningPod>) {
                     .unwrap_or_else(std::time::Instant::now),
             };
             let verdict = PROBER.check(c, &target);
+            for f in &verdict.failures {
+                events.push(ProbeEvent {
+                    uid: uid.clone(),
+                    container: c.name.clone(),
+                    warning: true,
+                    reason: "Unhealthy",
+                    message: f.clone(),
+                });
+            }
             if let Some(why) = &verdict.restart {
                 tracing::info!(pod = %uid, container = %c.name, "{why}");
+                events.push(ProbeEvent {
+                    uid: uid.clone(),
+                    container: c.name.clone(),
+                    warning: false,
+                    reason: "Killing",
+                    message: why.clone(),
+                });
                 // Not `engine.kill`: that is a user's stop and disables the restart
                 // policy; this restart is the policy's to carry out.
                 if ct.state.pid > 0 {
@@ -483,6 +588,7 @@ pub fn probe_pass(engine: &Engine, running: &BTreeMap<String, RunningPod>) {
             }
         }
     }
+    events
 }
 
 /// Pods whose containers are being stopped right now (their API object is deleted
@@ -513,6 +619,9 @@ pub async fn sync_pods(
     if let Ok(mut m) = PODS.lock() {
         *m = wanted.clone();
     }
+    if let Ok(mut m) = START_FAILURES.lock() {
+        m.retain(|uid, _| wanted.contains_key(uid));
+    }
     let mut map = running.lock().await;
     // Gone from the API, or being deleted: stop, then finish the deletion.
     let uids: Vec<String> = map.keys().cloned().collect();
@@ -535,9 +644,25 @@ pub async fn sync_pods(
         if let Ok(mut s) = STOPPING.lock() {
             s.insert(uid.clone());
         }
+        let node_name = cfg.node.node_name.clone();
         tokio::spawn(async move {
+            if let Some(p) = &pod {
+                for c in rp.containers.keys() {
+                    pod_event(
+                        &client,
+                        &node_name,
+                        p,
+                        Some(c),
+                        false,
+                        "Killing",
+                        &format!("Stopping container {c}"),
+                    )
+                    .await;
+                }
+            }
+            let spec_pod = pod.clone();
             let r = tokio::task::spawn_blocking(move || {
-                pod::stop_pod(&e, &n, &rp, Duration::from_secs(grace))
+                pod::stop_pod(&e, &n, &rp, Duration::from_secs(grace), spec_pod.as_ref())
             })
             .await;
             if let Ok(Err(e)) = r {
@@ -583,11 +708,14 @@ pub async fn sync_pods(
             if phase == "Succeeded" || phase == "Failed" {
                 continue;
             }
+            if backing_off(client, cfg, &api, p, uid).await {
+                continue;
+            }
             to_start.push(p.clone());
             continue;
         }
         if let Some(rp) = map.get(uid) {
-            report_status(engine, cfg, &api, p, rp).await;
+            report_status(client, engine, cfg, &api, p, rp).await;
         }
     }
     // New pods start side by side (each is mostly waiting on the kernel).
@@ -596,6 +724,7 @@ pub async fn sync_pods(
         let lookup = ApiLookup {
             client: client.clone(),
             handle: tokio::runtime::Handle::current(),
+            node: cfg.node.node_name.clone(),
         };
         let pod = p.clone();
         async move {
@@ -611,7 +740,10 @@ pub async fn sync_pods(
         let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
         match r.map_err(|e| AgentError::Other(e.to_string()))? {
             Ok(rp) => {
-                report_status(engine, cfg, &api, &p, &rp).await;
+                if let Ok(mut m) = START_FAILURES.lock() {
+                    m.remove(&uid);
+                }
+                report_status(client, engine, cfg, &api, &p, &rp).await;
                 map.insert(uid, rp);
             }
             Err(err) => {
@@ -619,40 +751,138 @@ pub async fn sync_pods(
                     pod::PodError::Spec(podspec::SpecError::ConfigMissing(_)) => {
                         "CreateContainerConfigError"
                     }
-                    pod::PodError::Engine(skiff_engine::EngineError::Image(_)) => {
-                        "ErrImageNeverPull"
-                    }
+                    pod::PodError::ImageNeverPull(_) => "ErrImageNeverPull",
+                    pod::PodError::ImagePull(_) => "ErrImagePull",
                     _ => "CreateContainerError",
                 };
-                let waiting: Vec<serde_json::Value> = p
-                    .spec
-                    .as_ref()
-                    .map(|s| {
-                        s.containers
-                            .iter()
-                            .map(|c| {
-                                json!({
-                                    "name": c.name, "image": c.image, "imageID": "", "ready": false, "restartCount": 0,
-                                    "state": {"waiting": {"reason": reason, "message": err.to_string()}},
-                                })
-                            })
-                            .collect()
+                let count = START_FAILURES
+                    .lock()
+                    .map(|mut m| {
+                        let f = m.entry(uid.clone()).or_insert_with(|| StartFailure {
+                            count: 0,
+                            next: std::time::Instant::now(),
+                            reason: String::new(),
+                            message: String::new(),
+                            backing_off: false,
+                        });
+                        f.count += 1;
+                        let delay = (START_BACKOFF * 2u32.saturating_pow(f.count - 1))
+                            .min(START_BACKOFF_MAX);
+                        f.next = std::time::Instant::now() + delay;
+                        f.reason = reason.to_string();
+                        f.message = err.to_string();
+                        f.backing_off = false;
+                        f.count
                     })
-                    .unwrap_or_default();
-                let _ = api
-                    .patch_status(
-                        &name,
-                        &PatchParams::default(),
-                        &Patch::Merge(json!({"status": {
-                            "phase": "Pending", "qosClass": podspec::qos_class(&p), "containerStatuses": waiting,
-                            "hostIP": cfg.node.node_ip,
-                        }})),
-                    )
-                    .await;
+                    .unwrap_or(1);
+                tracing::debug!(pod = %name, attempt = count, error = %err, "starting the pod failed");
+                patch_waiting(&api, &name, &p, reason, &err.to_string(), &cfg.node.node_ip).await;
             }
         }
     }
     Ok(())
+}
+
+/// Why a pod could not be started, and when to try again (the kubelet's back-off:
+/// 10 s doubling up to 5 minutes).
+struct StartFailure {
+    count: u32,
+    next: std::time::Instant,
+    reason: String,
+    message: String,
+    /// The waiting reason already shows the back-off (ImagePullBackOff).
+    backing_off: bool,
+}
+
+const START_BACKOFF: Duration = Duration::from_secs(10);
+const START_BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+static START_FAILURES: std::sync::LazyLock<std::sync::Mutex<BTreeMap<String, StartFailure>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Whether a pod waits out its start back-off; the first time an image pull is
+/// being backed off, its status says ImagePullBackOff and a BackOff event is recorded.
+async fn backing_off(
+    client: &Client,
+    cfg: &AgentConfig,
+    api: &Api<Pod>,
+    p: &Pod,
+    uid: &str,
+) -> bool {
+    let (wait, announce) = match START_FAILURES.lock() {
+        Ok(mut m) => match m.get_mut(uid) {
+            Some(f) if std::time::Instant::now() < f.next => {
+                let announce =
+                    (f.reason == "ErrImagePull" && !f.backing_off).then(|| f.message.clone());
+                f.backing_off = true;
+                (true, announce)
+            }
+            _ => (false, None),
+        },
+        Err(_) => (false, None),
+    };
+    if let Some(message) = announce {
+        let name = p.metadata.name.clone().unwrap_or_default();
+        patch_waiting(
+            api,
+            &name,
+            p,
+            "ImagePullBackOff",
+            &message,
+            &cfg.node.node_ip,
+        )
+        .await;
+        for c in p.spec.iter().flat_map(|s| s.containers.iter()) {
+            let img = c.image.clone().unwrap_or_default();
+            pod_event(
+                client,
+                &cfg.node.node_name,
+                p,
+                Some(&c.name),
+                false,
+                "BackOff",
+                &format!("Back-off pulling image \"{img}\""),
+            )
+            .await;
+        }
+    }
+    wait
+}
+
+/// Reports every container of a pod that could not start as waiting for `reason`.
+async fn patch_waiting(
+    api: &Api<Pod>,
+    name: &str,
+    p: &Pod,
+    reason: &str,
+    message: &str,
+    node_ip: &str,
+) {
+    let waiting: Vec<serde_json::Value> = p
+        .spec
+        .as_ref()
+        .map(|s| {
+            s.containers
+                .iter()
+                .map(|c| {
+                    json!({
+                        "name": c.name, "image": c.image, "imageID": "", "ready": false, "restartCount": 0,
+                        "state": {"waiting": {"reason": reason, "message": message}},
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let _ = api
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {
+                "phase": "Pending", "qosClass": podspec::qos_class(p), "containerStatuses": waiting,
+                "hostIP": node_ip,
+            }})),
+        )
+        .await;
 }
 
 /// The last status reported per pod, so unchanged statuses are not written again.
@@ -660,6 +890,7 @@ static REPORTED: std::sync::LazyLock<std::sync::Mutex<BTreeMap<String, serde_jso
     std::sync::LazyLock::new(Default::default);
 
 async fn report_status(
+    client: &Client,
     engine: &Engine,
     cfg: &AgentConfig,
     api: &Api<Pod>,
@@ -686,7 +917,39 @@ async fn report_status(
     if unchanged {
         return;
     }
+    // Containers that just entered CrashLoopBackOff get the kubelet's BackOff event.
+    let crashing = |v: &serde_json::Value| -> Vec<String> {
+        v["containerStatuses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["state"]["waiting"]["reason"] == "CrashLoopBackOff")
+            .filter_map(|c| c["name"].as_str().map(String::from))
+            .collect()
+    };
+    let before = REPORTED
+        .lock()
+        .ok()
+        .and_then(|m| m.get(&rp.uid).map(crashing))
+        .unwrap_or_default();
     let name = p.metadata.name.clone().unwrap_or_default();
+    let ns = p.metadata.namespace.clone().unwrap_or_default();
+    for c in crashing(&key).into_iter().filter(|c| !before.contains(c)) {
+        let msg = format!(
+            "Back-off restarting failed container {c} in pod {name}_{ns}({})",
+            rp.uid
+        );
+        pod_event(
+            client,
+            &cfg.node.node_name,
+            p,
+            Some(&c),
+            true,
+            "BackOff",
+            &msg,
+        )
+        .await;
+    }
     if api
         .patch_status(
             &name,

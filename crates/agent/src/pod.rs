@@ -27,6 +27,12 @@ pub enum PodError {
     InitFailed { name: String, code: i32 },
     #[error("{0}")]
     Unsupported(String),
+    /// The image is missing and the pull policy is Never.
+    #[error("{0}")]
+    ImageNeverPull(String),
+    /// The image is missing and could not be pulled.
+    #[error("{0}")]
+    ImagePull(String),
 }
 
 /// The node-level settings pods are run with.
@@ -129,7 +135,7 @@ pub fn start_pod(
             Ok(running)
         }
         Err(e) => {
-            let _ = stop_pod(engine, node, &running, Duration::from_secs(0));
+            let _ = stop_pod(engine, node, &running, Duration::from_secs(0), None);
             Err(e)
         }
     }
@@ -171,7 +177,11 @@ fn start_containers(
 
     for c in spec.init_containers.iter().flatten() {
         let id = create_container(engine, node, pod, c, lookup, &rt, &vols, running, "init")?;
+        created_event(lookup, pod, &c.name);
         let (mut s, first) = engine.start(&id, None)?;
+        if let Report::Started(_) = first {
+            started_event(lookup, pod, &c.name);
+        }
         let code = match first {
             Report::Started(_) => match s.next_report() {
                 Report::Exited(code) => code,
@@ -191,16 +201,111 @@ fn start_containers(
     }
     for c in &spec.containers {
         let id = create_container(engine, node, pod, c, lookup, &rt, &vols, running, "app")?;
+        created_event(lookup, pod, &c.name);
         let (_s, first) = engine.start(&id, None)?;
         if let Report::Failed(code, msg) = first {
+            lookup.event(
+                pod,
+                Some(&c.name),
+                true,
+                "Failed",
+                &format!("Error: failed to start container \"{}\": {msg}", c.name),
+            );
             return Err(PodError::Engine(skiff_engine::EngineError::Start {
                 code,
                 message: msg,
             }));
         }
+        started_event(lookup, pod, &c.name);
+        // postStart runs right after the start; its failure kills the container,
+        // which then restarts by the pod's policy (as in Kubernetes).
+        if let Some(h) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
+            if let Err(why) = run_hook(engine, h, c, &id, running.ip, Duration::from_secs(30)) {
+                lookup.event(
+                    pod,
+                    Some(&c.name),
+                    true,
+                    "FailedPostStartHook",
+                    &format!("PostStartHook failed: {why}"),
+                );
+                if let Ok(ct) = engine.get(&id) {
+                    if ct.state.pid > 0 {
+                        unsafe { libc::kill(ct.state.pid, libc::SIGKILL) };
+                    }
+                }
+            }
+        }
         running.containers.insert(c.name.clone(), id);
     }
     Ok(())
+}
+
+fn created_event(lookup: &dyn ObjectLookup, pod: &Pod, name: &str) {
+    lookup.event(
+        pod,
+        Some(name),
+        false,
+        "Created",
+        &format!("Created container: {name}"),
+    );
+}
+
+fn started_event(lookup: &dyn ObjectLookup, pod: &Pod, name: &str) {
+    lookup.event(
+        pod,
+        Some(name),
+        false,
+        "Started",
+        &format!("Started container {name}"),
+    );
+}
+
+/// Runs a lifecycle hook (exec in the container, or an HTTP GET to the pod); the
+/// error says why it failed.
+pub fn run_hook(
+    engine: &Engine,
+    h: &k8s_openapi::api::core::v1::LifecycleHandler,
+    c: &Container,
+    id: &str,
+    pod_ip: Option<std::net::Ipv4Addr>,
+    timeout: Duration,
+) -> Result<(), String> {
+    use crate::probe::{self, ProbeResult};
+    let r = if let Some(e) = &h.exec {
+        let cmd = e.command.clone().unwrap_or_default();
+        probe::exec(&engine.exe, &engine.root, id, &cmd, timeout)
+    } else if let Some(g) = &h.http_get {
+        let port = crate::prober::resolve_port(&g.port, c)
+            .ok_or_else(|| format!("unknown port {:?}", g.port))?;
+        let host: std::net::IpAddr = match g.host.as_deref().filter(|h| !h.is_empty()) {
+            Some(h) => h.parse().map_err(|_| format!("invalid host {h}"))?,
+            None => pod_ip
+                .map(std::net::IpAddr::V4)
+                .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
+        };
+        let headers: Vec<(String, String)> = g
+            .http_headers
+            .iter()
+            .flatten()
+            .map(|h| (h.name.clone(), h.value.clone()))
+            .collect();
+        probe::http_get(
+            std::net::SocketAddr::new(host, port),
+            g.path.as_deref().unwrap_or("/"),
+            "",
+            &headers,
+            timeout,
+        )
+    } else if let Some(s) = &h.sleep {
+        std::thread::sleep(Duration::from_secs(s.seconds.max(0) as u64).min(timeout));
+        ProbeResult::Success
+    } else {
+        return Err("the hook has no handler (exec, httpGet or sleep)".into());
+    };
+    match r {
+        ProbeResult::Success => Ok(()),
+        ProbeResult::Failure(m) => Err(m),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -225,10 +330,44 @@ fn create_container(
             c.name
         )))
     })?;
-    let image = engine
-        .images
-        .resolve(&image_ref)
-        .map_err(skiff_engine::EngineError::from)?;
+    let policy = podspec::pull_policy(c);
+    let image = match engine.images.resolve(&image_ref) {
+        Ok(i) => {
+            if policy == "Always" {
+                // There is no registry client yet; an air-gapped node keeps working
+                // from its own store, and says so.
+                lookup.event(
+                    pod,
+                    Some(&c.name),
+                    true,
+                    "Failed",
+                    &format!("Failed to pull image \"{image_ref}\" (imagePullPolicy Always): skiff has no registry client yet; using the image present on this node"),
+                );
+            } else {
+                lookup.event(
+                    pod,
+                    Some(&c.name),
+                    false,
+                    "Pulled",
+                    &format!("Container image \"{image_ref}\" already present on machine"),
+                );
+            }
+            i
+        }
+        Err(_) if policy == "Never" => {
+            let msg =
+                format!("Container image \"{image_ref}\" is not present with pull policy of Never");
+            lookup.event(pod, Some(&c.name), true, "ErrImageNeverPull", &msg);
+            return Err(PodError::ImageNeverPull(msg));
+        }
+        Err(e) => {
+            let msg = format!(
+                "Failed to pull image \"{image_ref}\": the image is not on this node and skiff cannot pull from registries yet ({e}); load it with `skiff load` or build it with `skiff build`"
+            );
+            lookup.event(pod, Some(&c.name), true, "Failed", &msg);
+            return Err(PodError::ImagePull(msg));
+        }
+    };
     let icfg = &image.config.config;
     let env = podspec::resolve_env(pod, c, lookup, rt)?;
     let mut full_env = icfg.env.clone();
@@ -502,14 +641,42 @@ pub fn stop_pod(
     node: &NodeSettings,
     running: &RunningPod,
     grace: Duration,
+    pod: Option<&Pod>,
 ) -> Result<(), PodError> {
     let all = engine.list()?;
-    for c in all
+    let mine: Vec<&skiff_engine::Container> = all
         .iter()
         .filter(|c| c.record.labels.get("io.kubernetes.pod.uid") == Some(&running.uid))
-    {
+        .collect();
+    // preStop hooks run first, side by side, inside the grace period; the stop
+    // signal follows with what is left of it.
+    let deadline = std::time::Instant::now() + grace;
+    if let Some(spec) = pod.and_then(|p| p.spec.as_ref()) {
+        std::thread::scope(|s| {
+            for c in &spec.containers {
+                let Some(h) = c.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref()) else {
+                    continue;
+                };
+                let Some(id) = running.containers.get(&c.name) else {
+                    continue;
+                };
+                let active = mine
+                    .iter()
+                    .any(|x| &x.record.id == id && x.state.status.is_active());
+                if active {
+                    s.spawn(move || {
+                        if let Err(why) = run_hook(engine, h, c, id, running.ip, grace) {
+                            tracing::info!(container = %c.name, "preStop hook failed: {why}");
+                        }
+                    });
+                }
+            }
+        });
+    }
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    for c in mine {
         if c.state.status.is_active() {
-            engine.stop(&c.record.id, Some(grace.as_secs() as i64))?;
+            engine.stop(&c.record.id, Some(left.as_secs() as i64))?;
         }
         engine.remove(&c.record.id, true, true)?;
     }
@@ -545,7 +712,7 @@ pub fn adopt(engine: &Engine, node: &NodeSettings) -> BTreeMap<String, RunningPo
         if rp.sandbox.alive() {
             out.insert(rp.uid.clone(), rp);
         } else {
-            let _ = stop_pod(engine, node, &rp, Duration::from_secs(0));
+            let _ = stop_pod(engine, node, &rp, Duration::from_secs(0), None);
         }
     }
     out

@@ -88,6 +88,28 @@ pub trait ObjectLookup {
     fn config_map(&self, namespace: &str, name: &str) -> Option<BTreeMap<String, String>>;
     /// The decoded data of Secret `name` in `namespace`, if it exists.
     fn secret(&self, namespace: &str, name: &str) -> Option<BTreeMap<String, String>>;
+    /// Records an Event about `pod` (and one of its containers): Pulled, Created,
+    /// Started, Failed, FailedPostStartHook, …
+    fn event(&self, pod: &Pod, container: Option<&str>, warning: bool, reason: &str, message: &str);
+}
+
+/// The image pull policy in effect: the container's, else Always for `:latest` or
+/// untagged images and IfNotPresent otherwise, as the API server defaults it.
+pub fn pull_policy(c: &Container) -> String {
+    if let Some(p) = c.image_pull_policy.as_deref().filter(|p| !p.is_empty()) {
+        return p.to_string();
+    }
+    let image = c.image.as_deref().unwrap_or("");
+    let last = image.rsplit('/').next().unwrap_or(image);
+    let tag = if image.contains('@') {
+        Some("digest")
+    } else {
+        last.split_once(':').map(|(_, t)| t)
+    };
+    match tag {
+        None | Some("latest") => "Always".into(),
+        Some(_) => "IfNotPresent".into(),
+    }
 }
 
 /// Values the downward API exposes that live outside the Pod object.
@@ -556,6 +578,27 @@ mod tests {
                     .collect()
             })
         }
+        fn event(&self, _: &Pod, _: Option<&str>, _: bool, _: &str, _: &str) {}
+    }
+
+    #[test]
+    fn pull_policy_defaults_as_the_api_server_does() {
+        let c = |image: &str, policy: Option<&str>| Container {
+            name: "c".into(),
+            image: Some(image.into()),
+            image_pull_policy: policy.map(String::from),
+            ..Default::default()
+        };
+        assert_eq!(pull_policy(&c("nginx", None)), "Always");
+        assert_eq!(pull_policy(&c("nginx:latest", None)), "Always");
+        assert_eq!(pull_policy(&c("nginx:1.27", None)), "IfNotPresent");
+        assert_eq!(pull_policy(&c("localhost:5000/app", None)), "Always");
+        assert_eq!(
+            pull_policy(&c("localhost:5000/app:v2", None)),
+            "IfNotPresent"
+        );
+        assert_eq!(pull_policy(&c("app@sha256:abcd", None)), "IfNotPresent");
+        assert_eq!(pull_policy(&c("nginx", Some("Never"))), "Never");
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub struct Verdict {
     pub started: bool,
     /// The liveness (or startup) probe failed past its threshold: restart it.
     pub restart: Option<String>,
+    /// Failed probe runs of this round, as the Unhealthy events word them
+    /// ("Liveness probe failed: …").
+    pub failures: Vec<String>,
 }
 
 /// Where probes reach the container.
@@ -45,26 +48,28 @@ pub struct Target<'a> {
     pub started_at: Instant,
 }
 
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+/// A probe's or hook's port: a number, or the name of one of the container's ports.
+pub fn resolve_port(port: &IntOrString, c: &Container) -> Option<u16> {
+    match port {
+        IntOrString::Int(n) => u16::try_from(*n).ok(),
+        IntOrString::String(name) => c
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref() == Some(name.as_str()))
+            .map(|p| p.container_port as u16),
+    }
+}
+
 fn run(p: &Probe, c: &Container, t: &Target) -> ProbeResult {
     let timeout = Duration::from_secs(p.timeout_seconds.unwrap_or(1).max(1) as u64);
     if let Some(e) = &p.exec {
         let cmd = e.command.clone().unwrap_or_default();
         return probe::exec(t.skiff, t.root, t.container_id, &cmd, timeout);
     }
-    let port_of =
-        |port: &k8s_openapi::apimachinery::pkg::util::intstr::IntOrString| -> Option<u16> {
-            match port {
-                k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(n) => {
-                    Some(*n as u16)
-                }
-                k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(name) => c
-                    .ports
-                    .iter()
-                    .flatten()
-                    .find(|p| p.name.as_deref() == Some(name.as_str()))
-                    .map(|p| p.container_port as u16),
-            }
-        };
+    let port_of = |port: &IntOrString| resolve_port(port, c);
     let ip = t.pod_ip.unwrap_or(IpAddr::from([127, 0, 0, 1]));
     if let Some(h) = &p.http_get {
         let Some(port) = port_of(&h.port) else {
@@ -102,10 +107,11 @@ impl Prober {
             ready: true,
             started: true,
             restart: None,
+            failures: Vec::new(),
         };
         let startup_done = match &c.startup_probe {
             Some(p) => {
-                let ok = self.step("startup", p, c, t, false);
+                let ok = self.step("startup", p, c, t, false, &mut v.failures);
                 if ok == Some(false) && self.failed_out("startup", p, t) {
                     v.restart = Some(format!(
                         "Container {} failed startup probe, will be restarted",
@@ -122,7 +128,9 @@ impl Prober {
             return v;
         }
         if let Some(p) = &c.liveness_probe {
-            if self.step("liveness", p, c, t, true) == Some(false) && v.restart.is_none() {
+            if self.step("liveness", p, c, t, true, &mut v.failures) == Some(false)
+                && v.restart.is_none()
+            {
                 v.restart = Some(format!(
                     "Container {} failed liveness probe, will be restarted",
                     c.name
@@ -130,7 +138,7 @@ impl Prober {
             }
         }
         if let Some(p) = &c.readiness_probe {
-            v.ready = self.step("readiness", p, c, t, false) == Some(true);
+            v.ready = self.step("readiness", p, c, t, false, &mut v.failures) == Some(true);
         }
         v
     }
@@ -150,6 +158,7 @@ impl Prober {
         c: &Container,
         t: &Target,
         initial: bool,
+        failures: &mut Vec<String>,
     ) -> Option<bool> {
         let key = (t.container_id.to_string(), kind);
         let period = Duration::from_secs(p.period_seconds.unwrap_or(10).max(1) as u64);
@@ -175,7 +184,10 @@ impl Prober {
                         tr.ok = Some(true);
                     }
                 }
-                ProbeResult::Failure(_) => {
+                ProbeResult::Failure(why) => {
+                    let mut kind = kind.to_string();
+                    kind[..1].make_ascii_uppercase();
+                    failures.push(format!("{kind} probe failed: {why}"));
                     tr.failures += 1;
                     tr.successes = 0;
                     if tr.failures >= p.failure_threshold.unwrap_or(3).max(1) {

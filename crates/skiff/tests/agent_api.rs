@@ -236,8 +236,25 @@ fn exec_probes_run_in_the_container() {
     ));
 }
 
-struct Objects;
+/// Objects the pod refers to; records the events the agent reports.
+#[derive(Default)]
+struct Objects {
+    events: std::sync::Mutex<Vec<String>>,
+}
 impl skiff_agent::podspec::ObjectLookup for Objects {
+    fn event(
+        &self,
+        _: &k8s_openapi::api::core::v1::Pod,
+        container: Option<&str>,
+        _: bool,
+        reason: &str,
+        _: &str,
+    ) {
+        self.events
+            .lock()
+            .unwrap()
+            .push(format!("{reason} {}", container.unwrap_or("")));
+    }
     fn config_map(&self, ns: &str, name: &str) -> Option<BTreeMap<String, String>> {
         (ns == "default" && name == "web-config").then(|| {
             [("greeting".to_string(), "hello from a configmap".to_string())]
@@ -299,8 +316,21 @@ fn a_two_container_pod_with_an_init_container_and_shared_volumes() {
         }
     }))
     .unwrap();
-    let running = start_pod(&e, &node, &pod, &Objects).unwrap();
+    let objects = Objects::default();
+    let running = start_pod(&e, &node, &pod, &objects).unwrap();
     assert_eq!(running.containers.len(), 2);
+    let events = objects.events.lock().unwrap().clone();
+    // `busybox` means :latest, pull policy Always: no registry, so the local image runs with a warning.
+    for want in [
+        "Failed prepare",
+        "Created prepare",
+        "Started prepare",
+        "Created client",
+        "Started client",
+        "Started server",
+    ] {
+        assert!(events.iter().any(|e| e == want), "{want}: {events:?}");
+    }
     let ip = running.ip.unwrap().to_string();
     let client = running.containers["client"].clone();
     let mut out = String::new();
@@ -324,7 +354,14 @@ fn a_two_container_pod_with_an_init_container_and_shared_volumes() {
         std::fs::read_link(format!("/proc/{}/ns/net", c.state.pid)).unwrap()
     };
     assert_eq!(net(&client), net(&running.containers["server"]));
-    stop_pod(&e, &node, &running, std::time::Duration::from_secs(1)).unwrap();
+    stop_pod(
+        &e,
+        &node,
+        &running,
+        std::time::Duration::from_secs(1),
+        Some(&pod),
+    )
+    .unwrap();
     assert!(
         e.list().unwrap().is_empty(),
         "every container of the pod is gone"

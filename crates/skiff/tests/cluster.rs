@@ -816,3 +816,102 @@ fn kubectl_logs_exec_attach_cp_and_port_forward_reach_the_pod() {
         let _ = pf.wait();
     }
 }
+
+#[test]
+fn lifecycle_hooks_events_and_image_pull_errors() {
+    let c = Cluster::start(Root::with_busybox(EXE));
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    let shared = c.root.dir.join("hook-out");
+    std::fs::create_dir_all(&shared).unwrap();
+    c.apply(&format!(
+        concat!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: hooks\nspec:\n",
+            "  terminationGracePeriodSeconds: 5\n",
+            "  volumes:\n  - name: out\n    hostPath:\n      path: {}\n",
+            "  containers:\n  - name: main\n    image: busybox\n    imagePullPolicy: IfNotPresent\n",
+            "    command: [\"sh\", \"-c\", \"while ! test -f /tmp/post; do sleep 0.1; done; cat /tmp/post; exec sleep 1000\"]\n",
+            "    volumeMounts:\n    - name: out\n      mountPath: /out\n",
+            "    lifecycle:\n      postStart:\n        exec:\n          command: [\"sh\", \"-c\", \"echo from-post-start > /tmp/post\"]\n",
+            "      preStop:\n        exec:\n          command: [\"sh\", \"-c\", \"echo from-pre-stop > /out/prestop\"]\n",
+            "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: never\nspec:\n  containers:\n",
+            "  - name: main\n    image: not-here:v1\n    imagePullPolicy: Never\n",
+            "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: missing\nspec:\n  containers:\n",
+            "  - name: main\n    image: not-here:v1\n",
+        ),
+        shared.display()
+    ));
+    c.wait_for(&["logs", "hooks"], "from-post-start", 30);
+    let ev = c.wait_for(
+        &["get", "events", "--field-selector", "involvedObject.name=hooks", "-o", "jsonpath={range .items[*]}{.reason}:{.involvedObject.fieldPath}:{.message}{\"\\n\"}{end}"],
+        "Started:spec.containers{main}:Started container main",
+        10,
+    );
+    assert!(ev.contains("Scheduled:"), "{ev}");
+    assert!(
+        ev.contains(
+            "Pulled:spec.containers{main}:Container image \"busybox\" already present on machine"
+        ),
+        "{ev}"
+    );
+    assert!(
+        ev.contains("Created:spec.containers{main}:Created container: main"),
+        "{ev}"
+    );
+    let describe = c.ok(&["describe", "pod", "hooks"]);
+    assert!(describe.contains("Started container main"), "{describe}");
+
+    // Image errors as the kubelet reports them.
+    c.wait_for(
+        &[
+            "get",
+            "pod",
+            "never",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].state.waiting.reason}",
+        ],
+        "ErrImageNeverPull",
+        20,
+    );
+    c.wait_for(
+        &[
+            "get",
+            "pod",
+            "missing",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].state.waiting.reason}",
+        ],
+        "ImagePullBackOff",
+        20,
+    );
+    let pods = c.ok(&["get", "pods"]);
+    assert!(
+        pods.contains("ErrImageNeverPull") && pods.contains("ImagePullBackOff"),
+        "{pods}"
+    );
+    let ev = c.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=missing",
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ]);
+    assert!(ev.contains("Failed") && ev.contains("BackOff"), "{ev}");
+
+    // Deleting runs preStop inside the grace period, then records Killing.
+    c.ok(&["delete", "pod", "hooks", "--wait=true", "--timeout=30s"]);
+    assert_eq!(
+        std::fs::read_to_string(shared.join("prestop")).unwrap(),
+        "from-pre-stop\n"
+    );
+    let ev = c.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=hooks,reason=Killing",
+        "-o",
+        "jsonpath={.items[*].message}",
+    ]);
+    assert!(ev.contains("Stopping container main"), "{ev}");
+    let _ = std::fs::remove_dir_all(&shared);
+}
