@@ -35,6 +35,9 @@ pub enum PodError {
     ImagePull(String),
 }
 
+/// Label of engine containers whose pod spec says `stdinOnce: true`.
+pub const STDIN_ONCE_LABEL: &str = "io.kubernetes.container.stdinOnce";
+
 /// The node-level settings pods are run with.
 #[derive(Debug, Clone)]
 pub struct NodeSettings {
@@ -461,6 +464,10 @@ fn create_container(
     );
     labels.insert("io.kubernetes.container.name".to_string(), c.name.clone());
     labels.insert("io.kubernetes.container.type".to_string(), kind.to_string());
+    if c.stdin_once.unwrap_or(false) {
+        // Read by attach: the first client's end of input closes the container's.
+        labels.insert(STDIN_ONCE_LABEL.to_string(), "true".to_string());
+    }
     let opts = CreateOptions {
         image: image.id.clone(),
         entrypoint: Some(String::new()),
@@ -501,6 +508,7 @@ fn create_container(
         },
         extra_labels: labels,
         managed_files: managed,
+        log_per_run: true,
         ..Default::default()
     };
     Ok(engine.create(&opts)?.record.id)

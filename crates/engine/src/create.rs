@@ -69,6 +69,8 @@ pub struct CreateOptions {
     /// `/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf` (the node agent's managed
     /// files): destination → host path.
     pub managed_files: BTreeMap<String, String>,
+    /// Keep each run's log apart from the previous one (see `HostConfig::log_per_run`).
+    pub log_per_run: bool,
 }
 
 /// Parse a docker size (`512m`, `1g`, `100k`, `1024`, `2GB`) to bytes.
@@ -551,6 +553,7 @@ impl Engine {
                     network_mode: network.clone(),
                     restart_policy: restart.clone(),
                     auto_remove: opts.auto_remove,
+                    log_per_run: opts.log_per_run,
                     privileged: opts.privileged,
                     cap_add: opts.cap_add.clone(),
                     cap_drop: opts.cap_drop.clone(),

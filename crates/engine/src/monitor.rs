@@ -205,6 +205,13 @@ impl Monitor {
                 report(self.fds.status, &format!("X {exit}"));
                 return 0;
             }
+            if self.c.record.host.log_per_run {
+                let log = self.c.log_path();
+                let _ = std::fs::rename(&log, logs::previous_path(&log));
+                if let Ok(f) = OpenOptions::new().create(true).append(true).open(&log) {
+                    self.log = f;
+                }
+            }
             // docker: the delay doubles from 100ms and resets after 10s of running.
             if started_at.elapsed() > Duration::from_secs(10) {
                 backoff = Duration::from_millis(100);

@@ -259,6 +259,10 @@ pub struct HostConfig {
     /// Networks joined with `network connect` besides `network_mode`.
     #[serde(default)]
     pub extra_networks: Vec<String>,
+    /// On a restart, keep the last run's log apart (`logs::previous_path`) and start
+    /// a fresh one, as the kubelet keeps one previous instance per container.
+    #[serde(default)]
+    pub log_per_run: bool,
     /// `--network-alias` names on user-defined networks.
     #[serde(default)]
     pub network_aliases: Vec<String>,

@@ -625,8 +625,10 @@ fn kubectl_logs_exec_attach_cp_and_port_forward_reach_the_pod() {
         "    command: [\"sh\", \"-c\", \"echo hello-out; echo hello-err >&2; sleep 0.3; echo third; exec sleep 1000\"]\n",
         "  - name: web\n    image: busybox\n    imagePullPolicy: Never\n",
         "    command: [\"sh\", \"-c\", \"mkdir -p /www && echo pf-ok > /www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www\"]\n",
-        "  - name: reader\n    image: busybox\n    imagePullPolicy: Never\n    stdin: true\n",
+        "  - name: reader\n    image: busybox\n    imagePullPolicy: Never\n    stdin: true\n    stdinOnce: true\n",
         "    command: [\"sh\", \"-c\", \"while read line; do echo got-$line; done\"]\n",
+        "  - name: crasher\n    image: busybox\n    imagePullPolicy: Never\n",
+        "    command: [\"sh\", \"-c\", \"echo attempt-$(cat /proc/uptime); sleep 0.2; exit 1\"]\n",
     ));
     c.wait_for(
         &["get", "pod", "shell", "-o", "jsonpath={.status.phase}"],
@@ -659,6 +661,33 @@ fn kubectl_logs_exec_attach_cp_and_port_forward_reach_the_pod() {
             .contains("previous terminated container \"main\" in pod \"shell\" not found"),
         "{}",
         String::from_utf8_lossy(&o.stderr)
+    );
+
+    // The log of a restarted container's previous run.
+    let start = Instant::now();
+    while c
+        .ok(&[
+            "get",
+            "pod",
+            "shell",
+            "-o",
+            "jsonpath={.status.containerStatuses[?(@.name==\"crasher\")].restartCount}",
+        ])
+        .trim()
+        .parse::<u32>()
+        .unwrap_or(0)
+        < 1
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "crasher never restarted"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let prev = c.ok(&["logs", "shell", "-c", "crasher", "--previous"]);
+    assert!(
+        prev.starts_with("attempt-") && prev.lines().count() == 1,
+        "{prev}"
     );
 
     // exec and attach with an old (SPDY) and a new (WebSocket) client.
@@ -731,16 +760,28 @@ fn kubectl_logs_exec_attach_cp_and_port_forward_reach_the_pod() {
             out.contains("is-a-tty") && out.contains("33 101"),
             "{v}: {out}"
         );
-        // attach: what we type reaches the container's stdin, its answers come back.
-        let o = c.kubectl_with(
-            &k,
-            &["attach", "-i", "shell", "-c", "reader"],
-            Some(format!("v{v}\n").as_bytes()),
-        );
-        let _ = o;
+        // attach: what we type reaches the container's stdin, its answers come back;
+        // with stdinOnce the end of our input ends its stdin (it exits and restarts).
+        let start = Instant::now();
+        loop {
+            let o = c.kubectl_with(
+                &k,
+                &["attach", "-i", "shell", "-c", "reader"],
+                Some(format!("v{v}\n").as_bytes()),
+            );
+            let out = String::from_utf8_lossy(&o.stdout).to_string();
+            if out.contains(&format!("got-v{v}")) {
+                break;
+            }
+            // The container may be between runs after the previous attach.
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{v}: {out} {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
     }
-    let got = c.wait_for(&["logs", "shell", "-c", "reader"], "got-v1.33", 10);
-    assert!(got.contains("got-v1.27"), "{got}");
 
     // cp both ways (tar over exec, stdin EOF included).
     let src = c.root.dir.join("cp-src.txt");

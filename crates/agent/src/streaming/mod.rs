@@ -479,9 +479,14 @@ async fn remote_command(
     let id = c.record.id.clone();
     let dir = c.dir.clone();
     let container_tty = c.record.tty;
+    let stdin_once = c
+        .record
+        .labels
+        .get(crate::pod::STDIN_ONCE_LABEL)
+        .is_some_and(|v| v == "true");
     let run = move |io: remote::Io| async move {
         if attach {
-            remote::attach(&dir, container_tty, io).await
+            remote::attach(&dir, container_tty, stdin_once, io).await
         } else {
             remote::exec(&engine.exe, &engine.root, &id, &command, want.tty, io).await
         }

@@ -171,7 +171,11 @@ async fn pump<R: tokio::io::AsyncRead + Unpin>(
 
 /// Attaches to the engine container's stdio through its monitor's socket (raw with a
 /// terminal, docker's stdcopy framing without).
-pub async fn attach(container_dir: &Path, tty: bool, mut io: Io) {
+///
+/// The end of the client's input closes the container's stdin only with
+/// `stdin_once` (the pod's `stdinOnce`); otherwise the container keeps it open for
+/// the next client, and the session lasts until the container exits.
+pub async fn attach(container_dir: &Path, tty: bool, stdin_once: bool, mut io: Io) {
     let sock = match skiff_engine::state::short_socket_path(container_dir, "attach.sock") {
         Ok((_dir, path)) => tokio::net::UnixStream::connect(&path).await,
         Err(e) => Err(std::io::Error::other(e.to_string())),
@@ -186,6 +190,8 @@ pub async fn attach(container_dir: &Path, tty: bool, mut io: Io) {
         }
     };
     let (mut rd, mut wr) = sock.into_split();
+    let mut keep = None;
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     if let Some(mut rx) = io.stdin.take() {
         tokio::spawn(async move {
             while let Some(b) = rx.recv().await {
@@ -193,10 +199,16 @@ pub async fn attach(container_dir: &Path, tty: bool, mut io: Io) {
                     return;
                 }
             }
-            let _ = wr.shutdown().await;
+            if stdin_once {
+                let _ = wr.shutdown().await;
+            } else {
+                // Hold the write side open until the session ends.
+                let _ = done_rx.await;
+                drop(wr);
+            }
         });
     } else {
-        drop(wr);
+        keep = Some(wr);
     }
     if tty {
         pump(Some(rd), io.out.clone(), Out::Stdout).await;
@@ -222,6 +234,8 @@ pub async fn attach(container_dir: &Path, tty: bool, mut io: Io) {
             }
         }
     }
+    drop(keep);
+    drop(done_tx);
     let _ = io.out.send(Out::Done(exit_status(0)));
 }
 
