@@ -200,7 +200,8 @@ pub fn helper_main(init_exe: &Path) -> ! {
                 for fd in 0..3 {
                     libc::dup2(devnull, fd);
                 }
-                let argv = [c"pause".as_ptr(), c"--pause".as_ptr(), std::ptr::null()];
+                // `ps` in a pod shows PID 1 as `/pause`, as with Kubernetes' pause image.
+                let argv = [c"/pause".as_ptr(), std::ptr::null()];
                 let envp = [std::ptr::null::<libc::c_char>()];
                 libc::syscall(
                     libc::SYS_execveat,

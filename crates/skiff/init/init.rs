@@ -35,8 +35,9 @@ const SIGTTOU: c_int = 22;
 const WNOHANG: c_int = 1;
 
 fn main() {
+    let argv0 = std::env::args().next().unwrap_or_default();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(|a| a.as_str()) == Some("--pause") {
+    if argv0 == "/pause" || args.first().map(|a| a.as_str()) == Some("--pause") {
         pause();
     }
     let cmd: Vec<String> = match args.iter().position(|a| a == "--") {

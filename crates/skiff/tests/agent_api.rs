@@ -168,10 +168,7 @@ fn a_pod_sandbox_shares_localhost_ipc_and_pid_with_its_containers() {
             .map(|x| x.log)
             .collect();
     assert_eq!(logs[0], "web-0\n");
-    assert_eq!(
-        logs[1], "pause --pause \n",
-        "the infra process is the pod's PID 1"
-    );
+    assert_eq!(logs[1], "/pause \n", "the infra process is the pod's PID 1");
     assert_eq!(logs[2], "hello from skiff\n");
     // The node reaches the pod by its address.
     let body = {

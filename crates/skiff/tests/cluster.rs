@@ -99,8 +99,9 @@ impl Cluster {
         child.wait_with_output().unwrap()
     }
 
-    /// Runs kubectl on a terminal (33 rows, 101 columns); returns what it printed.
-    fn kubectl_in_pty(&self, bin: &str, args: &[&str]) -> String {
+    /// Runs kubectl on a terminal (33 rows, 101 columns), typing `input` a moment
+    /// after it starts; returns what it printed.
+    fn kubectl_in_pty(&self, bin: &str, args: &[&str], input: &[u8]) -> String {
         use std::io::Read;
         use std::os::fd::{FromRawFd, OwnedFd};
         let (mut master, mut slave) = (0, 0);
@@ -128,6 +129,12 @@ impl Cluster {
         let mut child = cmd.spawn().unwrap();
         drop(cmd);
         let mut master = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(master) });
+        if !input.is_empty() {
+            use std::io::Write;
+            std::thread::sleep(Duration::from_millis(1500));
+            let mut w = master.try_clone().unwrap();
+            w.write_all(input).unwrap();
+        }
         let reader = std::thread::spawn(move || {
             let mut out = Vec::new();
             let mut buf = [0u8; 4096];
@@ -755,6 +762,7 @@ fn kubectl_logs_exec_attach_cp_and_port_forward_reach_the_pod() {
                 "-c",
                 "test -t 0 && echo is-a-tty; stty size",
             ],
+            b"",
         );
         assert!(
             out.contains("is-a-tty") && out.contains("33 101"),
@@ -955,4 +963,46 @@ fn lifecycle_hooks_events_and_image_pull_errors() {
     ]);
     assert!(ev.contains("Stopping container main"), "{ev}");
     let _ = std::fs::remove_dir_all(&shared);
+}
+
+#[test]
+fn the_tutorials_shared_pid_namespace_pod_and_attach_to_its_shell() {
+    let c = Cluster::start(Root::with_busybox(EXE));
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    // The tutorial's nginx.yaml, with busybox's httpd standing in for nginx.
+    c.apply(concat!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: nginx\nspec:\n  shareProcessNamespace: true\n",
+        "  containers:\n  - name: nginx\n    image: busybox\n    imagePullPolicy: Never\n",
+        "    command: [\"httpd\", \"-f\", \"-p\", \"80\"]\n",
+        // Docker Hub's busybox has CMD ["sh"]; the test image is a bare import.
+        "  - name: shell\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"sh\"]\n    stdin: true\n    tty: true\n",
+    ));
+    c.wait_for(
+        &["get", "pod", "nginx", "-o", "jsonpath={.status.phase}"],
+        "Running",
+        30,
+    );
+    for v in ["1.27", "1.33"] {
+        let k = format!("{KUBECTL_DIR}/kubectl.{v}");
+        let out = c.kubectl_in_pty(
+            &k,
+            &["attach", "-it", "nginx", "-c", "shell"],
+            b"ps ax\nexit\n",
+        );
+        assert!(out.contains("/pause"), "{v}: {out}");
+        assert!(out.contains("httpd -f -p 80"), "{v}: {out}");
+        // Leaving the shell ends its container, which restarts; wait for it.
+        c.wait_for(
+            &[
+                "get",
+                "pod",
+                "nginx",
+                "-o",
+                "jsonpath={.status.containerStatuses[?(@.name==\"shell\")].state}",
+            ],
+            "running",
+            30,
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
