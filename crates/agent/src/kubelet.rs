@@ -591,6 +591,35 @@ pub fn probe_pass(engine: &Engine, running: &BTreeMap<String, RunningPod>) -> Ve
     events
 }
 
+/// The hostPorts this node publishes.
+static HOST_PORTS: std::sync::LazyLock<crate::hostports::HostPorts> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Publishes a running pod's hostPorts unless they already are (also for pods a
+/// previous run of the agent started); failures become Warning events.
+async fn publish_host_ports(client: &Client, cfg: &AgentConfig, p: &Pod, rp: &RunningPod) {
+    if HOST_PORTS.is_open(&rp.uid) {
+        return;
+    }
+    let ports = crate::hostports::mappings(p);
+    let Some(ip) = rp.ip else { return };
+    if ports.is_empty() {
+        return;
+    }
+    for why in HOST_PORTS.open(&rp.uid, ip, &ports).await {
+        pod_event(
+            client,
+            &cfg.node.node_name,
+            p,
+            None,
+            true,
+            "FailedHostPort",
+            &why,
+        )
+        .await;
+    }
+}
+
 /// Pods whose containers are being stopped right now (their API object is deleted
 /// only once that is done).
 static STOPPING: std::sync::LazyLock<std::sync::Mutex<std::collections::BTreeSet<String>>> =
@@ -634,6 +663,7 @@ pub async fn sync_pods(
             continue;
         }
         let Some(rp) = map.remove(&uid) else { continue };
+        HOST_PORTS.close(&uid);
         let grace = pod
             .and_then(|p| p.metadata.deletion_grace_period_seconds)
             .unwrap_or(30)
@@ -683,6 +713,7 @@ pub async fn sync_pods(
             }
         });
     }
+    HOST_PORTS.retain(&|uid| map.contains_key(uid));
     let mut to_start: Vec<Pod> = Vec::new();
     for (uid, p) in &wanted {
         let ns = p.metadata.namespace.clone().unwrap_or_default();
@@ -715,6 +746,7 @@ pub async fn sync_pods(
             continue;
         }
         if let Some(rp) = map.get(uid) {
+            publish_host_ports(client, cfg, p, rp).await;
             report_status(client, engine, cfg, &api, p, rp).await;
         }
     }
@@ -743,6 +775,7 @@ pub async fn sync_pods(
                 if let Ok(mut m) = START_FAILURES.lock() {
                     m.remove(&uid);
                 }
+                publish_host_ports(client, cfg, &p, &rp).await;
                 report_status(client, engine, cfg, &api, &p, &rp).await;
                 map.insert(uid, rp);
             }

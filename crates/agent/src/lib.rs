@@ -7,6 +7,7 @@
 //! engine through the engine's library API; it knows nothing of how the API server
 //! stores objects.
 
+pub mod hostports;
 pub mod kubelet;
 pub mod pod;
 pub mod podspec;

@@ -870,6 +870,7 @@ fn kubectl_logs_exec_attach_cp_and_port_forward_reach_the_pod() {
 fn lifecycle_hooks_events_and_image_pull_errors() {
     let c = Cluster::start(Root::with_busybox(EXE));
     c.wait_for(&["get", "nodes"], " Ready ", 20);
+    let host_port = 20000 + (std::process::id() % 20000);
     let shared = c.root.dir.join("hook-out");
     std::fs::create_dir_all(&shared).unwrap();
     c.apply(&format!(
@@ -882,12 +883,17 @@ fn lifecycle_hooks_events_and_image_pull_errors() {
             "    volumeMounts:\n    - name: out\n      mountPath: /out\n",
             "    lifecycle:\n      postStart:\n        exec:\n          command: [\"sh\", \"-c\", \"echo from-post-start > /tmp/post\"]\n",
             "      preStop:\n        exec:\n          command: [\"sh\", \"-c\", \"echo from-pre-stop > /out/prestop\"]\n",
+            "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: hp\nspec:\n  containers:\n",
+            "  - name: web\n    image: busybox\n    imagePullPolicy: Never\n",
+            "    command: [\"sh\", \"-c\", \"mkdir /www; echo via-host-port > /www/index.html; exec httpd -f -p 8080 -h /www\"]\n",
+            "    ports:\n    - containerPort: 8080\n      hostPort: {}\n",
             "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: never\nspec:\n  containers:\n",
             "  - name: main\n    image: not-here:v1\n    imagePullPolicy: Never\n",
             "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: missing\nspec:\n  containers:\n",
             "  - name: main\n    image: not-here:v1\n",
         ),
-        shared.display()
+        shared.display(),
+        host_port
     ));
     c.wait_for(&["logs", "hooks"], "from-post-start", 30);
     let ev = c.wait_for(
@@ -908,6 +914,31 @@ fn lifecycle_hooks_events_and_image_pull_errors() {
     );
     let describe = c.ok(&["describe", "pod", "hooks"]);
     assert!(describe.contains("Started container main"), "{describe}");
+
+    // hostPort: the container's port on the node.
+    c.wait_for(
+        &["get", "pod", "hp", "-o", "jsonpath={.status.phase}"],
+        "Running",
+        20,
+    );
+    let start = Instant::now();
+    loop {
+        use std::io::{Read, Write};
+        let mut resp = String::new();
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", host_port as u16)) {
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let _ = s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n");
+            let _ = s.read_to_string(&mut resp);
+        }
+        if resp.contains("via-host-port") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "hostPort: {resp:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // Image errors as the kubelet reports them.
     c.wait_for(
