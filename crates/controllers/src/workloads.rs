@@ -6,13 +6,12 @@
 //! older ones scaled down as new pods become ready, never dropping below
 //! `replicas - maxUnavailable` available nor above `replicas + maxSurge`;
 //! `Recreate` scales the old ones to zero first. ReplicaSet: create or delete pods
-//! until the selector matches `replicas` of them. GC: objects whose controlling
-//! owner is gone are deleted.
+//! until the selector matches `replicas` of them. (Their garbage collection is
+//! [`crate::gc`]'s.)
 
 use crate::owner_ref;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
 use serde_json::json;
@@ -31,10 +30,6 @@ fn is_ready(p: &Pod) -> bool {
         .and_then(|s| s.conditions.as_ref())
         .map(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
         .unwrap_or(false)
-}
-
-fn controller_of(refs: &Option<Vec<OwnerReference>>) -> Option<&OwnerReference> {
-    refs.as_ref()?.iter().find(|r| r.controller == Some(true))
 }
 
 /// FNV-1a of the template, printed like Kubernetes' pod-template-hash.
@@ -383,131 +378,24 @@ pub async fn sync_deployments(client: &Client) -> Result<(), kube::Error> {
     Ok(())
 }
 
-/// Background garbage collection: ReplicaSets and Pods whose controlling owner is
-/// gone are deleted.
-pub async fn collect_garbage(client: &Client) -> Result<(), kube::Error> {
-    let deps: Api<Deployment> = Api::all(client.clone());
-    let rss: Api<ReplicaSet> = Api::all(client.clone());
-    let pods: Api<Pod> = Api::all(client.clone());
-    let dep_uids: std::collections::BTreeSet<String> = deps
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter_map(|d| d.metadata.uid)
-        .collect();
-    let rs_list = rss.list(&ListParams::default()).await?.items;
-    let rs_uids: std::collections::BTreeSet<String> = rs_list
-        .iter()
-        .filter_map(|r| r.metadata.uid.clone())
-        .collect();
-    for r in &rs_list {
-        if let Some(o) = controller_of(&r.metadata.owner_references) {
-            if o.kind == "Deployment" && !dep_uids.contains(&o.uid) {
-                let api: Api<ReplicaSet> = Api::namespaced(
-                    client.clone(),
-                    r.metadata.namespace.as_deref().unwrap_or("default"),
-                );
-                let _ = api
-                    .delete(
-                        r.metadata.name.as_deref().unwrap_or(""),
-                        &DeleteParams::background(),
-                    )
-                    .await;
-            }
-        }
-    }
-    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::all(client.clone());
-    let job_list = jobs.list(&ListParams::default()).await?.items;
-    let job_uids: std::collections::BTreeSet<String> = job_list
-        .iter()
-        .filter_map(|j| j.metadata.uid.clone())
-        .collect();
-    let dss: Api<k8s_openapi::api::apps::v1::DaemonSet> = Api::all(client.clone());
-    let ds_uids: std::collections::BTreeSet<String> = dss
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter_map(|d| d.metadata.uid)
-        .collect();
-    let cjs: Api<k8s_openapi::api::batch::v1::CronJob> = Api::all(client.clone());
-    let cj_uids: std::collections::BTreeSet<String> = cjs
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter_map(|j| j.metadata.uid)
-        .collect();
-    for j in &job_list {
-        if let Some(o) = controller_of(&j.metadata.owner_references) {
-            if o.kind == "CronJob"
-                && !cj_uids.contains(&o.uid)
-                && j.metadata.deletion_timestamp.is_none()
-            {
-                let api: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(
-                    client.clone(),
-                    j.metadata.namespace.as_deref().unwrap_or("default"),
-                );
-                let _ = api
-                    .delete(
-                        j.metadata.name.as_deref().unwrap_or(""),
-                        &DeleteParams::background(),
-                    )
-                    .await;
-            }
-        }
-    }
-    for p in pods.list(&ListParams::default()).await?.items {
-        if let Some(o) = controller_of(&p.metadata.owner_references) {
-            let gone = match o.kind.as_str() {
-                "ReplicaSet" => !rs_uids.contains(&o.uid),
-                "Job" => !job_uids.contains(&o.uid),
-                "DaemonSet" => !ds_uids.contains(&o.uid),
-                _ => false,
-            };
-            if gone && p.metadata.deletion_timestamp.is_none() {
-                let api: Api<Pod> = Api::namespaced(
-                    client.clone(),
-                    p.metadata.namespace.as_deref().unwrap_or("default"),
-                );
-                let _ = api
-                    .delete(
-                        p.metadata.name.as_deref().unwrap_or(""),
-                        &DeleteParams::default(),
-                    )
-                    .await;
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Run the workload passes every `period` until `shutdown`.
 pub async fn run(
     client: Client,
     period: std::time::Duration,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    tokio::pin!(shutdown);
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => return,
-            _ = tick.tick() => {
-                for r in [
-                    sync_deployments(&client).await,
-                    sync_replicasets(&client).await,
-                    crate::jobs::sync_jobs(&client).await,
-                    crate::cronjobs::sync_cronjobs(&client).await,
-                    crate::daemonsets::sync_daemonsets(&client).await,
-                    collect_garbage(&client).await,
-                ] {
-                    if let Err(e) = r {
-                        tracing::warn!(error = %e, "workload pass");
-                    }
-                }
+    let mut ticker = crate::Ticker::new(period, shutdown);
+    while ticker.tick().await {
+        for r in [
+            sync_deployments(&client).await,
+            sync_replicasets(&client).await,
+            crate::statefulsets::sync_statefulsets(&client).await,
+            crate::jobs::sync_jobs(&client).await,
+            crate::cronjobs::sync_cronjobs(&client).await,
+            crate::daemonsets::sync_daemonsets(&client).await,
+        ] {
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "workload pass");
             }
         }
     }

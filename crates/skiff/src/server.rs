@@ -55,6 +55,10 @@ pub struct ServerFlags {
     /// The bridge pods attach to on this node.
     #[arg(long = "pod-bridge", default_value = "skiffpods0")]
     pub pod_bridge: String,
+    /// How long a node's Lease may go unrenewed before the node is unreachable.
+    #[arg(long = "node-monitor-grace-period", default_value = "40s",
+          value_parser = skiff_controllers::parse_duration)]
+    pub node_monitor_grace_period: std::time::Duration,
 }
 
 /// Run the server until SIGINT or SIGTERM. `engine` is the engine the in-process
@@ -65,6 +69,15 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
     } else {
         Some(agent_config(&f, engine)?)
     };
+    let mut cluster = skiff_controllers::cluster::Settings {
+        node_monitor_grace_period: f.node_monitor_grace_period,
+        ..Default::default()
+    };
+    let api_host = f
+        .advertise_address
+        .or((!f.bind_address.is_unspecified()).then_some(f.bind_address))
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "127.0.0.1".into());
     let config = skiff_apiserver::ServerConfig {
         data_dir: f.data_dir,
         bind_address: f.bind_address,
@@ -111,6 +124,16 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
             tasks.push(tokio::spawn(skiff_controllers::workloads::run(
                 client.clone(),
                 std::time::Duration::from_millis(200),
+                async move {
+                    let _ = rx.changed().await;
+                },
+            )));
+            cluster.ca_pem = Some(server.ca_cert_pem.clone());
+            cluster.api_endpoint = Some((api_host, server.port));
+            let mut rx = stop_rx.clone();
+            tasks.push(tokio::spawn(skiff_controllers::cluster::run(
+                client.clone(),
+                cluster,
                 async move {
                     let _ = rx.changed().await;
                 },

@@ -543,3 +543,152 @@ fn a_daemonset_runs_one_pod_per_eligible_node() {
         std::thread::sleep(Duration::from_millis(300));
     }
 }
+
+/// A Deployment of one busybox `sleep` pod, with a 1 s grace period.
+fn sleeper_deployment(name: &str, ns: &str) -> String {
+    format!("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: {name}\n  template:\n    metadata:\n      labels:\n        app: {name}\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: c\n        image: busybox\n        imagePullPolicy: Never\n        command: [\"sleep\", \"600\"]\n")
+}
+
+#[test]
+fn deleting_a_namespace_deletes_its_content_then_the_namespace() {
+    let c = Cluster::start(Root::with_busybox(EXE));
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    c.ok(&["create", "namespace", "doomed"]);
+    c.apply(&sleeper_deployment("app", "doomed"));
+    c.ok(&[
+        "create",
+        "configmap",
+        "settings",
+        "-n",
+        "doomed",
+        "--from-literal=a=b",
+    ]);
+    c.wait_for(&["get", "deploy", "app", "-n", "doomed"], "1/1", 40);
+    c.ok(&["delete", "namespace", "doomed", "--wait=false"]);
+    let phase = c.ok(&["get", "ns", "doomed", "-o", "jsonpath={.status.phase}"]);
+    assert_eq!(phase, "Terminating");
+    let start = Instant::now();
+    loop {
+        let o = c.kubectl(&[
+            "get",
+            "ns",
+            "doomed",
+            "-o",
+            "jsonpath={.status.conditions[*].type}",
+        ]);
+        if !o.status.success() {
+            assert!(String::from_utf8_lossy(&o.stderr).contains("NotFound"));
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "namespace still there: {} {}",
+            String::from_utf8_lossy(&o.stdout),
+            c.ok(&["get", "all,cm", "-n", "doomed"])
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let left = c.ok(&[
+        "get",
+        "pods,rs,deploy,cm",
+        "-A",
+        "-o",
+        "name",
+        "--field-selector",
+        "metadata.namespace=doomed",
+    ]);
+    assert_eq!(left.trim(), "", "{left}");
+    assert_eq!(
+        c.root.ok(&["ps", "-q"]).trim(),
+        "",
+        "its containers stopped"
+    );
+}
+
+#[test]
+fn cascading_deletion_orphans_or_deletes_dependents_in_the_foreground() {
+    let c = Cluster::start(Root::with_busybox(EXE));
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    // Orphan: the ReplicaSet and its pod outlive the Deployment, no longer owned.
+    c.apply(&sleeper_deployment("kept", "default"));
+    c.wait_for(&["get", "deploy", "kept"], "1/1", 40);
+    c.ok(&["delete", "deploy", "kept", "--cascade=orphan"]);
+    assert!(!c.kubectl(&["get", "deploy", "kept"]).status.success());
+    let rs = c.ok(&["get", "rs", "-l", "app=kept", "-o", "jsonpath={.items[*].metadata.name}|{.items[*].metadata.ownerReferences}|{.items[*].status.readyReplicas}"]);
+    let parts: Vec<&str> = rs.split('|').collect();
+    assert!(parts[0].starts_with("kept-"), "{rs}");
+    assert_eq!(parts[1], "", "no owner left: {rs}");
+    assert_eq!(parts[2], "1", "{rs}");
+    std::thread::sleep(Duration::from_secs(2));
+    let pod = c.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=kept",
+        "-o",
+        "jsonpath={.items[*].status.phase}",
+    ]);
+    assert_eq!(pod, "Running", "the pod stays");
+    // Foreground: pods go first, then the ReplicaSet, then the Deployment.
+    c.apply(&sleeper_deployment("fg", "default"));
+    c.wait_for(&["get", "deploy", "fg"], "1/1", 40);
+    c.ok(&[
+        "delete",
+        "deploy",
+        "fg",
+        "--cascade=foreground",
+        "--wait=false",
+    ]);
+    let fin = c.ok(&[
+        "get",
+        "deploy",
+        "fg",
+        "-o",
+        "jsonpath={.metadata.finalizers}",
+    ]);
+    assert!(fin.contains("foregroundDeletion"), "{fin}");
+    let start = Instant::now();
+    let mut saw_deploy_waiting_for_pods = false;
+    loop {
+        let count = |what: &str| {
+            c.ok(&["get", what, "-l", "app=fg", "-o", "name"])
+                .lines()
+                .count()
+        };
+        let pods = count("pods");
+        let rss = count("rs");
+        let deploy = c.kubectl(&["get", "deploy", "fg"]).status.success();
+        assert!(
+            !(rss == 0 && pods > 0),
+            "the ReplicaSet went before its pods"
+        );
+        assert!(
+            !(!deploy && rss > 0),
+            "the Deployment went before its ReplicaSet"
+        );
+        if deploy && pods > 0 {
+            saw_deploy_waiting_for_pods = true;
+        }
+        if !deploy {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "foreground deletion did not finish: {pods} pods, {rss} rs"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(saw_deploy_waiting_for_pods);
+    assert_eq!(
+        c.ok(&["get", "pods,rs", "-l", "app=fg", "-o", "name"])
+            .trim(),
+        ""
+    );
+    // The orphaned ReplicaSet still runs its pod.
+    assert_eq!(
+        c.ok(&["get", "pods", "-l", "app=kept", "-o", "name"])
+            .lines()
+            .count(),
+        1
+    );
+}
