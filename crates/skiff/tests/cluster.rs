@@ -692,3 +692,118 @@ fn cascading_deletion_orphans_or_deletes_dependents_in_the_foreground() {
         1
     );
 }
+
+#[test]
+fn rollout_history_undo_pause_resume_and_restart() {
+    let c = Cluster::start(Root::with_busybox(EXE));
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    c.root.ok(&["tag", "busybox", "busybox:v2"]);
+    c.apply("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  annotations:\n    kubernetes.io/change-cause: first\nspec:\n  replicas: 1\n  revisionHistoryLimit: 2\n  selector:\n    matchLabels:\n      app: web\n  template:\n    metadata:\n      labels:\n        app: web\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: c\n        image: busybox\n        imagePullPolicy: IfNotPresent\n        command: [\"sleep\", \"600\"]\n");
+    let done = |c: &Cluster| {
+        c.ok(&["rollout", "status", "deploy/web", "--timeout=60s"]);
+    };
+    let image = |c: &Cluster| {
+        c.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ])
+    };
+    done(&c);
+    let first_rs = c.ok(&[
+        "get",
+        "rs",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ]);
+    c.ok(&["set", "image", "deploy/web", "c=busybox:v2"]);
+    c.ok(&[
+        "annotate",
+        "deploy",
+        "web",
+        "kubernetes.io/change-cause=second",
+        "--overwrite",
+    ]);
+    done(&c);
+    let st = c.ok(&["get", "deploy", "web", "-o", "jsonpath={.metadata.annotations.deployment\\.kubernetes\\.io/revision} {.status.conditions[?(@.type==\"Progressing\")].reason} {.status.observedGeneration}/{.metadata.generation}"]);
+    let f: Vec<&str> = st.split(' ').collect();
+    assert_eq!(f[0], "2", "{st}");
+    assert_eq!(f[1], "NewReplicaSetAvailable", "{st}");
+    let (og, g) = f[2].split_once('/').unwrap();
+    assert_eq!(og, g, "{st}");
+    let rs = c.ok(&["get", "rs", "-l", "app=web", "-o", "jsonpath={range .items[*]}{.metadata.annotations.deployment\\.kubernetes\\.io/revision}={.metadata.annotations.kubernetes\\.io/change-cause}={.metadata.annotations.deployment\\.kubernetes\\.io/desired-replicas}={.metadata.annotations.deployment\\.kubernetes\\.io/max-replicas} {end}"]);
+    assert!(
+        rs.contains("1=first=1=2") && rs.contains("2=second=1=2"),
+        "{rs}"
+    );
+    let history = c.ok(&["rollout", "history", "deploy/web"]);
+    assert!(
+        history.contains("1         first") && history.contains("2         second"),
+        "{history}"
+    );
+    // Undo: back to the first template, which becomes revision 3 of the same ReplicaSet.
+    c.ok(&["rollout", "undo", "deploy/web"]);
+    done(&c);
+    assert_eq!(image(&c), "busybox");
+    let rev = c.ok(&["get", "rs", &first_rs, "-o", "jsonpath={.metadata.annotations.deployment\\.kubernetes\\.io/revision} {.metadata.annotations.deployment\\.kubernetes\\.io/revision-history} {.spec.replicas}"]);
+    assert_eq!(rev, "3 1 1");
+    c.ok(&["rollout", "undo", "deploy/web", "--to-revision=2"]);
+    done(&c);
+    assert_eq!(image(&c), "busybox:v2");
+    // Paused: a template change waits for resume.
+    c.ok(&["rollout", "pause", "deploy/web"]);
+    c.ok(&["set", "env", "deploy/web", "MODE=paused"]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        c.ok(&["get", "rs", "-l", "app=web", "-o", "name"])
+            .lines()
+            .count(),
+        2
+    );
+    c.wait_for(
+        &[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Progressing\")].reason}",
+        ],
+        "DeploymentPaused",
+        10,
+    );
+    c.ok(&["rollout", "resume", "deploy/web"]);
+    done(&c);
+    let env = c.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[*].spec.containers[0].env[0].value}",
+    ]);
+    assert_eq!(env, "paused");
+    // Restart: a new ReplicaSet of the same template; only two old ones are kept.
+    c.ok(&["rollout", "restart", "deploy/web"]);
+    done(&c);
+    let rs = c.ok(&["get", "rs", "-l", "app=web", "-o", "jsonpath={range .items[*]}{.metadata.annotations.deployment\\.kubernetes\\.io/revision} {end}"]);
+    let mut revs: Vec<i32> = rs.split_whitespace().map(|r| r.parse().unwrap()).collect();
+    revs.sort();
+    assert_eq!(
+        revs,
+        vec![4, 5, 6],
+        "revisionHistoryLimit 2 keeps two old ones"
+    );
+    let pod = c.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[*].metadata.annotations.kubectl\\.kubernetes\\.io/restartedAt}",
+    ]);
+    assert!(!pod.is_empty());
+}
