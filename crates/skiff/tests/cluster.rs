@@ -807,3 +807,127 @@ fn rollout_history_undo_pause_resume_and_restart() {
     ]);
     assert!(!pod.is_empty());
 }
+
+#[test]
+fn a_statefulset_creates_ordered_pods_rolls_from_the_highest_and_makes_claims() {
+    let c = Cluster::start(Root::with_busybox(EXE));
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    let sts = |env: &str| {
+        format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  clusterIP: None\n  selector:\n    app: web\n  ports:\n  - port: 80\n---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: web\nspec:\n  serviceName: web\n  replicas: 2\n  selector:\n    matchLabels:\n      app: web\n  template:\n    metadata:\n      labels:\n        app: web\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: c\n        image: busybox\n        imagePullPolicy: Never\n        command: [\"sleep\", \"600\"]\n        env:\n        - name: MODE\n          value: {env}\n")
+    };
+    c.apply(&sts("one"));
+    let pods = |c: &Cluster| {
+        c.ok(&["get", "pods", "-l", "app=web", "-o", "jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Ready\")].status}={.metadata.uid}={.metadata.labels.controller-revision-hash}={.metadata.deletionTimestamp} {end}"])
+    };
+    // web-1 only once web-0 is ready.
+    let start = Instant::now();
+    loop {
+        let p = pods(&c);
+        if p.contains("web-1=") {
+            assert!(
+                p.contains("web-0=True="),
+                "web-1 before web-0 was ready: {p}"
+            );
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(40), "no web-1: {p}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    c.wait_for(
+        &[
+            "get",
+            "sts",
+            "web",
+            "-o",
+            "jsonpath={.status.readyReplicas}",
+        ],
+        "2",
+        30,
+    );
+    let spec = c.ok(&["get", "pod", "web-1", "-o", "jsonpath={.spec.hostname}.{.spec.subdomain} {.metadata.labels.statefulset\\.kubernetes\\.io/pod-name} {.metadata.labels.apps\\.kubernetes\\.io/pod-index}"]);
+    assert_eq!(spec, "web-1.web web-1 1");
+    let st = c.ok(&["get", "sts", "web", "-o", "jsonpath={.status.currentRevision} {.status.updateRevision} {.status.currentReplicas} {.status.updatedReplicas}"]);
+    let f: Vec<&str> = st.split(' ').collect();
+    assert_eq!(f[0], f[1], "{st}");
+    assert_eq!(&f[2..], &["2", "2"], "{st}");
+    let revs = c.ok(&["get", "controllerrevisions", "-o", "name"]);
+    assert!(
+        revs.contains(&format!("controllerrevision.apps/{}", f[0])),
+        "{revs}"
+    );
+    // A new template: web-1 is replaced first, then web-0.
+    let before = pods(&c);
+    let uid_of = |p: &str, name: &str| {
+        p.split_whitespace()
+            .find(|x| x.starts_with(&format!("{name}=")))
+            .map(|x| x.split('=').nth(2).unwrap().to_string())
+    };
+    let (old0, old1) = (
+        uid_of(&before, "web-0").unwrap(),
+        uid_of(&before, "web-1").unwrap(),
+    );
+    c.apply(&sts("two"));
+    let start = Instant::now();
+    loop {
+        let p = pods(&c);
+        let (u0, u1) = (uid_of(&p, "web-0"), uid_of(&p, "web-1"));
+        if u0.as_ref().is_some_and(|u| *u != old0) {
+            assert!(
+                u1.as_ref().is_some_and(|u| *u != old1),
+                "web-0 replaced before web-1: {p}"
+            );
+        }
+        let st = c.ok(&["get", "sts", "web", "-o", "jsonpath={.status.currentRevision} {.status.updateRevision} {.status.updatedReplicas} {.status.readyReplicas}"]);
+        let f: Vec<&str> = st.split(' ').collect();
+        if f[0] == f[1] && f[0] != "" && f[2] == "2" && f[3] == "2" && u0.is_some_and(|u| u != old0)
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "rolling update did not finish: {st} {p}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Scaling down removes the highest ordinal.
+    c.ok(&["scale", "sts", "web", "--replicas=1"]);
+    let start = Instant::now();
+    while c.kubectl(&["get", "pod", "web-1"]).status.success() {
+        assert!(start.elapsed() < Duration::from_secs(30), "web-1 stays");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(c.kubectl(&["get", "pod", "web-0"]).status.success());
+    // Claims from volumeClaimTemplates, owned by the set as the retention policy asks.
+    c.apply("apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: db\nspec:\n  serviceName: db\n  replicas: 2\n  podManagementPolicy: Parallel\n  persistentVolumeClaimRetentionPolicy:\n    whenDeleted: Delete\n  selector:\n    matchLabels:\n      app: db\n  template:\n    metadata:\n      labels:\n        app: db\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: c\n        image: busybox\n        imagePullPolicy: Never\n        command: [\"sleep\", \"600\"]\n        volumeMounts:\n        - name: data\n          mountPath: /data\n  volumeClaimTemplates:\n  - metadata:\n      name: data\n    spec:\n      accessModes: [\"ReadWriteOnce\"]\n      resources:\n        requests:\n          storage: 1Gi\n");
+    let pvcs = c.wait_for(
+        &[
+            "get",
+            "pvc",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}={.metadata.ownerReferences[0].kind} {end}",
+        ],
+        "data-db-1=",
+        20,
+    );
+    assert!(
+        pvcs.contains("data-db-0=StatefulSet") && pvcs.contains("data-db-1=StatefulSet"),
+        "{pvcs}"
+    );
+    let vol = c.ok(&[
+        "get",
+        "pod",
+        "db-0",
+        "-o",
+        "jsonpath={.spec.volumes[?(@.name==\"data\")].persistentVolumeClaim.claimName}",
+    ]);
+    assert_eq!(vol, "data-db-0");
+    c.ok(&["delete", "sts", "db"]);
+    let start = Instant::now();
+    while !c.ok(&["get", "pvc", "-o", "name"]).trim().is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "claims left behind"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
