@@ -408,7 +408,7 @@ fn a_job_runs_its_completions_and_a_failing_one_hits_its_backoff_limit() {
             "job",
             "pi",
             "-o",
-            "jsonpath={.status.conditions[0].type} {.status.succeeded}",
+            "jsonpath={.status.conditions[?(@.type==\"Complete\")].type} {.status.succeeded}",
         ],
         "Complete 3",
         60,
@@ -927,6 +927,70 @@ fn a_statefulset_creates_ordered_pods_rolls_from_the_highest_and_makes_claims() 
         assert!(
             start.elapsed() < Duration::from_secs(30),
             "claims left behind"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn indexed_jobs_deadlines_and_ttl_after_finished() {
+    let c = Cluster::start(Root::with_busybox(EXE));
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    // Each pod knows its index, and its hostname says it.
+    c.apply("apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: idx\nspec:\n  completions: 3\n  parallelism: 3\n  completionMode: Indexed\n  backoffLimit: 0\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n      - name: c\n        image: busybox\n        imagePullPolicy: Never\n        command: [\"sh\", \"-c\", \"test \\\"$(hostname)\\\" = \\\"idx-$JOB_COMPLETION_INDEX\\\"\"]\n");
+    let st = c.wait_for(
+        &[
+            "get",
+            "job",
+            "idx",
+            "-o",
+            "jsonpath={.status.conditions[*].type} {.status.completedIndexes} {.status.succeeded}",
+        ],
+        " 0-2 3",
+        60,
+    );
+    assert_eq!(st, "SuccessCriteriaMet Complete 0-2 3");
+    let idx = c.ok(&["get", "pods", "-l", "job-name=idx", "-o", "jsonpath={range .items[*]}{.metadata.labels.batch\\.kubernetes\\.io/job-completion-index}{.spec.hostname} {end}"]);
+    let mut idx: Vec<&str> = idx.split_whitespace().collect();
+    idx.sort();
+    assert_eq!(idx, vec!["0idx-0", "1idx-1", "2idx-2"]);
+    // Past activeDeadlineSeconds: failed, its pod stopped.
+    c.apply("apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: slow\nspec:\n  activeDeadlineSeconds: 2\n  template:\n    spec:\n      restartPolicy: Never\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: c\n        image: busybox\n        imagePullPolicy: Never\n        command: [\"sleep\", \"600\"]\n");
+    c.wait_for(
+        &[
+            "get",
+            "job",
+            "slow",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Failed\")].reason}",
+        ],
+        "DeadlineExceeded",
+        30,
+    );
+    // Deleted, with its pods, once finished for ttlSecondsAfterFinished.
+    c.apply("apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: brief\nspec:\n  ttlSecondsAfterFinished: 2\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n      - name: c\n        image: busybox\n        imagePullPolicy: Never\n        command: [\"true\"]\n");
+    c.wait_for(
+        &["get", "job", "brief", "-o", "jsonpath={.status.succeeded}"],
+        "1",
+        30,
+    );
+    let start = Instant::now();
+    while c.kubectl(&["get", "job", "brief"]).status.success() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "job outlived its TTL"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let start = Instant::now();
+    while !c
+        .ok(&["get", "pods", "-l", "job-name=brief", "-o", "name"])
+        .trim()
+        .is_empty()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "its pods outlived it"
         );
         std::thread::sleep(Duration::from_millis(300));
     }
