@@ -15,8 +15,6 @@ pub struct Settings {
     pub node_monitor_grace_period: Duration,
     /// The cluster CA (PEM), published as `kube-root-ca.crt` in every namespace.
     pub ca_pem: Option<String>,
-    /// The API server's address and port, the `kubernetes` service's endpoint.
-    pub api_endpoint: Option<(String, u16)>,
 }
 
 impl Default for Settings {
@@ -25,7 +23,6 @@ impl Default for Settings {
             period: Duration::from_millis(500),
             node_monitor_grace_period: Duration::from_secs(40),
             ca_pem: None,
-            api_endpoint: None,
         }
     }
 }
@@ -63,7 +60,7 @@ pub async fn run(
         }
         for r in [
             crate::serviceaccounts::sync(&client, settings.ca_pem.as_deref()).await,
-            crate::endpoints::sync(&client, settings.api_endpoint.as_ref()).await,
+            crate::endpoints::sync(&client).await,
             nodes
                 .sync(&client, settings.node_monitor_grace_period)
                 .await,

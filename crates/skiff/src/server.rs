@@ -73,11 +73,6 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
         node_monitor_grace_period: f.node_monitor_grace_period,
         ..Default::default()
     };
-    let api_host = f
-        .advertise_address
-        .or((!f.bind_address.is_unspecified()).then_some(f.bind_address))
-        .map(|a| a.to_string())
-        .unwrap_or_else(|| "127.0.0.1".into());
     let config = skiff_apiserver::ServerConfig {
         data_dir: f.data_dir,
         bind_address: f.bind_address,
@@ -129,7 +124,6 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
                 },
             )));
             cluster.ca_pem = Some(server.ca_cert_pem.clone());
-            cluster.api_endpoint = Some((api_host, server.port));
             let mut rx = stop_rx.clone();
             tasks.push(tokio::spawn(skiff_controllers::cluster::run(
                 client.clone(),

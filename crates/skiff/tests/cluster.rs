@@ -60,10 +60,12 @@ impl Cluster {
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stderr.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        stderr.read_line(&mut line).unwrap();
         assert!(line.contains("API on port"), "{line}");
+        // Keep draining the server's log (into server.log), so it never blocks on a full pipe.
+        let mut log = std::fs::File::create(r.dir.join("server.log")).unwrap();
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut log));
         self.server = Some(child);
     }
 
@@ -991,6 +993,108 @@ fn indexed_jobs_deadlines_and_ttl_after_finished() {
         assert!(
             start.elapsed() < Duration::from_secs(20),
             "its pods outlived it"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn service_accounts_root_ca_and_endpoints_follow_pods() {
+    let c = Cluster::start(Root::with_busybox(EXE));
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    // Every namespace gets its default ServiceAccount and the root CA.
+    c.ok(&["create", "namespace", "team"]);
+    c.wait_for(
+        &["get", "sa", "-n", "team", "-o", "name"],
+        "serviceaccount/default",
+        10,
+    );
+    let ca = c.wait_for(
+        &[
+            "get",
+            "cm",
+            "kube-root-ca.crt",
+            "-n",
+            "team",
+            "-o",
+            "jsonpath={.data.ca\\.crt}",
+        ],
+        "BEGIN CERTIFICATE",
+        10,
+    );
+    let want = std::fs::read_to_string(c.root.dir.join("server/tls/server-ca.crt")).unwrap();
+    assert_eq!(ca.trim(), want.trim());
+    c.ok(&["delete", "sa", "default", "-n", "team"]);
+    c.wait_for(
+        &["get", "sa", "-n", "team", "-o", "name"],
+        "serviceaccount/default",
+        10,
+    );
+    // The kubernetes service's endpoint is the API server.
+    let port = c.wait_for(
+        &[
+            "get",
+            "endpoints",
+            "kubernetes",
+            "-o",
+            "jsonpath={.subsets[0].addresses[0].ip}:{.subsets[0].ports[0].port}",
+        ],
+        "127.0.0.1:",
+        10,
+    );
+    let kc = std::fs::read_to_string(c.root.dir.join("kubeconfig")).unwrap();
+    assert!(kc.contains(&format!("https://{port}")), "{port} {kc}");
+    // A pod is listed not ready, then ready, on the named target port.
+    c.apply("apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector:\n    app: web\n  ports:\n  - name: http\n    port: 80\n    targetPort: http\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  labels:\n    app: web\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", \"sleep 5; touch /tmp/ready; sleep 600\"]\n    ports:\n    - name: http\n      containerPort: 8080\n    readinessProbe:\n      exec:\n        command: [\"cat\", \"/tmp/ready\"]\n      periodSeconds: 1\n");
+    let ip = c.wait_for(
+        &["get", "pod", "web", "-o", "jsonpath={.status.podIP}"],
+        "10.",
+        30,
+    );
+    let nr = c.wait_for(
+        &[
+            "get",
+            "endpoints",
+            "web",
+            "-o",
+            "jsonpath={.subsets[0].notReadyAddresses[0].ip}:{.subsets[0].ports[0].port}",
+        ],
+        &ip,
+        10,
+    );
+    assert_eq!(nr, format!("{ip}:8080"));
+    let sl = c.ok(&[
+        "get",
+        "endpointslices",
+        "-l",
+        "kubernetes.io/service-name=web",
+        "-o",
+        "jsonpath={.items[0].endpoints[0].conditions.ready}",
+    ]);
+    assert_eq!(sl, "false");
+    let ready = c.wait_for(&["get", "endpoints", "web", "-o", "jsonpath={.subsets[0].addresses[0].ip} {.subsets[0].addresses[0].targetRef.name} {.subsets[0].addresses[0].nodeName}"], &ip, 20);
+    assert_eq!(ready, format!("{ip} web {}", c.node));
+    let sl = c.wait_for(&["get", "endpointslices", "-l", "endpointslice.kubernetes.io/managed-by=endpointslice-controller.k8s.io,kubernetes.io/service-name=web", "-o", "jsonpath={.items[0].endpoints[0].addresses[0]} {.items[0].endpoints[0].conditions.ready} {.items[0].endpoints[0].targetRef.name} {.items[0].ports[0].port} {.items[0].addressType}"], "true", 10);
+    assert_eq!(sl, format!("{ip} true web 8080 IPv4"));
+    // No Service, no endpoints.
+    c.ok(&["delete", "svc", "web"]);
+    let start = Instant::now();
+    while !c
+        .ok(&[
+            "get",
+            "endpoints,endpointslices",
+            "-l",
+            "kubernetes.io/service-name=web",
+            "-o",
+            "name",
+        ])
+        .trim()
+        .is_empty()
+        || c.kubectl(&["get", "endpoints", "web"]).status.success()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "endpoints left behind"
         );
         std::thread::sleep(Duration::from_millis(300));
     }
