@@ -12,10 +12,16 @@ struct Cluster {
     root: Root,
     server: Option<Child>,
     node: String,
+    extra: Vec<String>,
 }
 
 impl Cluster {
     fn start(root: Root) -> Cluster {
+        Cluster::start_with(root, &[])
+    }
+
+    /// A cluster whose server has `extra` flags too.
+    fn start_with(root: Root, extra: &[&str]) -> Cluster {
         let node = format!(
             "node-{}",
             root.table.trim_start_matches("skt").replace('x', "-")
@@ -24,6 +30,7 @@ impl Cluster {
             root,
             server: None,
             node,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         c.boot();
         c
@@ -55,6 +62,7 @@ impl Cluster {
             .arg(r.dir.join("server"))
             .arg("--write-kubeconfig")
             .arg(r.dir.join("kubeconfig"))
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -1098,4 +1106,85 @@ fn service_accounts_root_ca_and_endpoints_follow_pods() {
         );
         std::thread::sleep(Duration::from_millis(300));
     }
+}
+
+#[test]
+fn an_unreachable_node_is_tainted_and_its_pods_evicted_by_their_tolerations() {
+    let c = Cluster::start_with(
+        Root::with_busybox(EXE),
+        &["--node-monitor-grace-period", "12s"],
+    );
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    // A node no agent runs for: its lease is never renewed.
+    c.apply("apiVersion: v1\nkind: Node\nmetadata:\n  name: ghost\n  labels:\n    kubernetes.io/hostname: ghost\n");
+    let pod = |name: &str, tol: &str| {
+        format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  nodeName: ghost\n  tolerations:\n{tol}  containers:\n  - name: c\n    image: busybox\n    command: [\"sleep\", \"600\"]\n")
+    };
+    c.apply(&pod("brief", "  - key: node.kubernetes.io/unreachable\n    operator: Exists\n    effect: NoExecute\n    tolerationSeconds: 3\n"));
+    c.apply(&pod(
+        "patient",
+        "  - key: node.kubernetes.io/unreachable\n    operator: Exists\n    effect: NoExecute\n",
+    ));
+    let taints = c.wait_for(
+        &[
+            "get",
+            "node",
+            "ghost",
+            "-o",
+            "jsonpath={range .spec.taints[*]}{.key}:{.effect} {end}",
+        ],
+        "NoExecute",
+        30,
+    );
+    assert!(
+        taints.contains("node.kubernetes.io/unreachable:NoSchedule"),
+        "{taints}"
+    );
+    assert!(
+        taints.contains("node.kubernetes.io/unreachable:NoExecute"),
+        "{taints}"
+    );
+    let ready = c.ok(&["get", "node", "ghost", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status} {.status.conditions[?(@.type==\"Ready\")].reason}"]);
+    assert_eq!(ready, "Unknown NodeStatusUnknown");
+    // The pod that tolerates it for 3 s goes; the one that tolerates it for ever stays.
+    c.wait_for(
+        &[
+            "get",
+            "pod",
+            "brief",
+            "-o",
+            "jsonpath={.metadata.deletionTimestamp}",
+        ],
+        "Z",
+        15,
+    );
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "pod",
+            "patient",
+            "-o",
+            "jsonpath={.metadata.deletionTimestamp}"
+        ]),
+        ""
+    );
+    // The node that runs its agent is neither unknown nor tainted.
+    let me = c.ok(&[
+        "get",
+        "node",
+        &c.node,
+        "-o",
+        "jsonpath={.spec.taints}|{.status.conditions[?(@.type==\"Ready\")].status}",
+    ]);
+    assert_eq!(me, "|True");
+    // No agent will ever finish them: remove them by force.
+    c.ok(&[
+        "delete",
+        "pod",
+        "brief",
+        "patient",
+        "--grace-period=0",
+        "--force",
+    ]);
+    c.ok(&["delete", "node", "ghost"]);
 }
