@@ -1,5 +1,6 @@
-//! CronJobs: at each time the schedule names (standard 5-field cron, in UTC or
-//! `timeZone` when it is "UTC"/"Etc/UTC"), a Job from the template, named
+//! CronJobs: at each time the schedule names (standard 5-field cron, in UTC or in the
+//! IANA `timeZone`; an unknown zone schedules nothing and gets an UnknownTimeZone
+//! Warning event), a Job from the template, named
 //! `<cronjob>-<minutes since the epoch>` as Kubernetes names them; with
 //! `concurrencyPolicy` (Allow, Forbid, Replace), `suspend`,
 //! `startingDeadlineSeconds`, and the successful/failed history limits.
@@ -96,7 +97,8 @@ impl Schedule {
         })
     }
 
-    fn matches(&self, t: &DateTime<Utc>) -> bool {
+    fn matches(&self, t: &DateTime<Utc>, tz: chrono_tz::Tz) -> bool {
+        let t = t.with_timezone(&tz);
         let dom = self.days.contains(&t.day());
         let dow = self.weekdays.contains(&t.weekday().num_days_from_sunday());
         // cron's rule: with both day fields restricted, either may match.
@@ -110,11 +112,12 @@ impl Schedule {
             && day_ok
     }
 
-    /// The latest scheduled time in `(after, until]`, if any.
+    /// The latest scheduled time in `(after, until]`, the schedule read in `tz`.
     pub fn last_between(
         &self,
         after: DateTime<Utc>,
         until: DateTime<Utc>,
+        tz: chrono_tz::Tz,
     ) -> Option<DateTime<Utc>> {
         let mut t = until.with_second(0)?.with_nanosecond(0)?;
         // Bounded walk back (at most a year of minutes would be far too many for
@@ -123,7 +126,7 @@ impl Schedule {
             if t <= after {
                 return None;
             }
-            if self.matches(&t) {
+            if self.matches(&t, tz) {
                 return Some(t);
             }
             t -= Duration::minutes(1);
@@ -142,6 +145,10 @@ fn job_done(j: &Job) -> Option<bool> {
         .map(|c| c.type_ == "Complete")
 }
 
+/// CronJobs already warned about an unknown time zone (by uid).
+static WARNED: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
 /// One pass over every CronJob.
 pub async fn sync_cronjobs(client: &Client) -> Result<(), kube::Error> {
     let cjs: Api<CronJob> = Api::all(client.clone());
@@ -158,17 +165,35 @@ pub async fn sync_cronjobs(client: &Client) -> Result<(), kube::Error> {
         let Some(spec) = &cj.spec else { continue };
         let api_cj: Api<CronJob> = Api::namespaced(client.clone(), &ns);
         let api_jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
-        let tz_ok = matches!(
-            spec.time_zone.as_deref(),
-            None | Some("UTC") | Some("Etc/UTC")
-        );
-        let schedule = match (tz_ok, Schedule::parse(&spec.schedule)) {
-            (true, Ok(s)) => s,
-            (false, _) => {
-                tracing::warn!(cronjob = %name, "timeZone {:?} is not supported yet (UTC only)", spec.time_zone);
-                continue;
-            }
-            (_, Err(e)) => {
+        let tz = match spec.time_zone.as_deref() {
+            None => chrono_tz::UTC,
+            Some(z) => match z.parse::<chrono_tz::Tz>() {
+                Ok(tz) => tz,
+                Err(e) => {
+                    if WARNED
+                        .lock()
+                        .map(|mut w| w.insert(uid.clone()))
+                        .unwrap_or(false)
+                    {
+                        let involved = json!({"apiVersion": "batch/v1", "kind": "CronJob",
+                            "name": name, "namespace": ns, "uid": uid});
+                        crate::event(
+                            client,
+                            involved,
+                            "Warning",
+                            "UnknownTimeZone",
+                            &format!("invalid timeZone: {z:?}: {e}"),
+                            "cronjob-controller",
+                        )
+                        .await;
+                    }
+                    continue;
+                }
+            },
+        };
+        let schedule = match Schedule::parse(&spec.schedule) {
+            Ok(s) => s,
+            Err(e) => {
                 tracing::warn!(cronjob = %name, error = %e, "unparseable schedule");
                 continue;
             }
@@ -197,7 +222,7 @@ pub async fn sync_cronjobs(client: &Client) -> Result<(), kube::Error> {
             .unwrap_or(now);
         let mut last_schedule = None;
         if !spec.suspend.unwrap_or(false) {
-            if let Some(due) = schedule.last_between(last, now) {
+            if let Some(due) = schedule.last_between(last, now, tz) {
                 let late = (now - due).num_seconds();
                 let in_time = spec
                     .starting_deadline_seconds
@@ -300,13 +325,16 @@ mod tests {
     fn schedules() {
         let s = Schedule::parse("*/15 9-17 * * mon-fri").unwrap();
         let t = Utc.with_ymd_and_hms(2026, 11, 23, 9, 30, 0).unwrap(); // a Monday
-        assert!(s.matches(&t));
-        assert!(!s.matches(&(t + Duration::minutes(1))));
-        assert!(!s.matches(&Utc.with_ymd_and_hms(2026, 11, 22, 9, 30, 0).unwrap())); // Sunday
+        assert!(s.matches(&t, chrono_tz::UTC));
+        assert!(!s.matches(&(t + Duration::minutes(1)), chrono_tz::UTC));
+        assert!(!s.matches(
+            &Utc.with_ymd_and_hms(2026, 11, 22, 9, 30, 0).unwrap(),
+            chrono_tz::UTC
+        )); // Sunday
         let every = Schedule::parse("* * * * *").unwrap();
         let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 5, 30).unwrap();
         assert_eq!(
-            every.last_between(now - Duration::minutes(2), now),
+            every.last_between(now - Duration::minutes(2), now, chrono_tz::UTC),
             Some(Utc.with_ymd_and_hms(2026, 1, 1, 0, 5, 0).unwrap())
         );
         assert_eq!(Schedule::parse("@hourly").unwrap().minutes, vec![0]);
@@ -314,8 +342,29 @@ mod tests {
         assert!(Schedule::parse("* * *").is_err());
         // Both day fields restricted: either matches.
         let s = Schedule::parse("0 0 1 * 1").unwrap();
-        assert!(s.matches(&Utc.with_ymd_and_hms(2026, 11, 23, 0, 0, 0).unwrap())); // Monday the 23rd
-        assert!(s.matches(&Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap()));
+        assert!(s.matches(
+            &Utc.with_ymd_and_hms(2026, 11, 23, 0, 0, 0).unwrap(),
+            chrono_tz::UTC
+        )); // Monday the 23rd
+        assert!(s.matches(
+            &Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap(),
+            chrono_tz::UTC
+        ));
         // Tuesday the 1st
+    }
+
+    #[test]
+    fn schedules_in_a_time_zone() {
+        let s = Schedule::parse("30 9 * * *").unwrap();
+        let tz: chrono_tz::Tz = "Asia/Tokyo".parse().unwrap();
+        // 09:30 in Tokyo is 00:30 UTC.
+        let utc = Utc.with_ymd_and_hms(2026, 3, 1, 0, 30, 0).unwrap();
+        assert!(s.matches(&utc, tz));
+        assert!(!s.matches(&utc, chrono_tz::UTC));
+        assert_eq!(
+            s.last_between(utc - Duration::hours(1), utc + Duration::minutes(5), tz),
+            Some(utc)
+        );
+        assert!("Mars/Olympus".parse::<chrono_tz::Tz>().is_err());
     }
 }

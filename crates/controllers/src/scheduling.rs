@@ -96,26 +96,9 @@ pub async fn schedule_pending(client: &Client) -> Result<usize, kube::Error> {
 }
 
 async fn event(client: &Client, pod: &Pod, ty: &str, reason: &str, message: &str) {
-    let ns = pod
-        .metadata
-        .namespace
-        .clone()
-        .unwrap_or_else(|| "default".into());
-    let name = pod.metadata.name.clone().unwrap_or_default();
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let ev = json!({
-        "apiVersion": "v1", "kind": "Event",
-        "metadata": {"generateName": format!("{name}."), "namespace": ns},
-        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": name, "namespace": ns, "uid": pod.metadata.uid},
-        "reason": reason, "message": message, "type": ty,
-        "source": {"component": "default-scheduler"},
-        "reportingComponent": "default-scheduler",
-        "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-    });
-    let api: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), &ns);
-    if let Ok(e) = serde_json::from_value(ev) {
-        let _ = api.create(&PostParams::default(), &e).await;
-    }
+    let involved = json!({"apiVersion": "v1", "kind": "Pod", "name": pod.metadata.name,
+        "namespace": pod.metadata.namespace.as_deref().unwrap_or("default"), "uid": pod.metadata.uid});
+    crate::event(client, involved, ty, reason, message, "default-scheduler").await;
 }
 
 /// Run passes every `period` until `shutdown`.
@@ -124,17 +107,10 @@ pub async fn run(
     period: Duration,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    tokio::pin!(shutdown);
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => return,
-            _ = tick.tick() => {
-                if let Err(e) = schedule_pending(&client).await {
-                    tracing::warn!(error = %e, "scheduling pass");
-                }
-            }
+    let mut ticker = crate::Ticker::new(period, shutdown);
+    while ticker.tick().await {
+        if let Err(e) = schedule_pending(&client).await {
+            tracing::warn!(error = %e, "scheduling pass");
         }
     }
 }

@@ -6,16 +6,17 @@
 //! older ones scaled down as new pods become ready, never dropping below
 //! `replicas - maxUnavailable` available nor above `replicas + maxSurge`;
 //! `Recreate` scales the old ones to zero first. ReplicaSet: create or delete pods
-//! until the selector matches `replicas` of them. GC: objects whose controlling
-//! owner is gone are deleted.
+//! until the selector matches `replicas` of them. (Their garbage collection is
+//! [`crate::gc`]'s.)
 
 use crate::owner_ref;
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
 use serde_json::json;
+use std::collections::BTreeMap;
 
 fn is_active(p: &Pod) -> bool {
     p.metadata.deletion_timestamp.is_none()
@@ -31,10 +32,6 @@ fn is_ready(p: &Pod) -> bool {
         .and_then(|s| s.conditions.as_ref())
         .map(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
         .unwrap_or(false)
-}
-
-fn controller_of(refs: &Option<Vec<OwnerReference>>) -> Option<&OwnerReference> {
-    refs.as_ref()?.iter().find(|r| r.controller == Some(true))
 }
 
 /// FNV-1a of the template, printed like Kubernetes' pod-template-hash.
@@ -254,14 +251,29 @@ pub async fn sync_deployments(client: &Client) -> Result<(), kube::Error> {
                 (replicas + max_surge.max(if max_unavailable == 0 { 1 } else { 0 })) - old_active;
             new_replicas_now.max(surge_room.min(replicas)).min(replicas)
         };
+        let paused = spec.paused.unwrap_or(false);
+        let max_revision = owned
+            .iter()
+            .map(|r| revision_of(&r.metadata))
+            .max()
+            .unwrap_or(0);
+        let mut rs_annotations = copied_annotations(&d);
+        rs_annotations.insert(DESIRED.into(), replicas.to_string());
+        rs_annotations.insert(MAX.into(), (replicas + max_surge).to_string());
+        let mut progressed = false;
+        let mut created = false;
+        let mut revision = current.map(|r| revision_of(&r.metadata));
         match current {
+            None if paused => {}
             None => {
+                revision = Some(max_revision + 1);
+                rs_annotations.insert(REVISION.into(), (max_revision + 1).to_string());
                 let rs = json!({
                     "apiVersion": "apps/v1", "kind": "ReplicaSet",
                     "metadata": {
                         "name": new_name, "namespace": ns,
                         "labels": template["metadata"]["labels"].clone(),
-                        "annotations": {"deployment.kubernetes.io/revision": (owned.len() + 1).to_string()},
+                        "annotations": rs_annotations,
                         "ownerReferences": [owner_ref("apps/v1", "Deployment", &name, &uid)],
                     },
                     "spec": {
@@ -281,21 +293,59 @@ pub async fn sync_deployments(client: &Client) -> Result<(), kube::Error> {
                     }
                 }
                 if let Ok(r) = serde_json::from_value::<ReplicaSet>(rs) {
-                    if let Err(e) = rs_api.create(&PostParams::default(), &r).await {
-                        tracing::warn!(deployment = %name, error = %e, "creating replicaset");
+                    match rs_api.create(&PostParams::default(), &r).await {
+                        Ok(_) => created = true,
+                        Err(e) => {
+                            tracing::warn!(deployment = %name, error = %e, "creating replicaset")
+                        }
                     }
                 }
             }
-            Some(_) if new_replicas_now != target_new => {
-                let _ = rs_api
-                    .patch(
-                        &new_name,
-                        &PatchParams::default(),
-                        &Patch::Merge(json!({"spec": {"replicas": target_new}})),
-                    )
-                    .await;
+            Some(r) => {
+                // A template rolled back to is this ReplicaSet's again: it becomes
+                // the newest revision, remembering the ones it had.
+                let mut patch = json!({});
+                let rev = revision_of(&r.metadata);
+                if rev < max_revision || rev == 0 {
+                    let mut history: Vec<String> = r
+                        .metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get(REVISION_HISTORY))
+                        .map(|h| h.split(',').map(String::from).collect())
+                        .unwrap_or_default();
+                    if rev > 0 {
+                        history.push(rev.to_string());
+                    }
+                    rs_annotations.insert(REVISION.into(), (max_revision + 1).to_string());
+                    if !history.is_empty() {
+                        rs_annotations.insert(REVISION_HISTORY.into(), history.join(","));
+                    }
+                    revision = Some(max_revision + 1);
+                }
+                let have = r.metadata.annotations.clone().unwrap_or_default();
+                if rs_annotations.iter().any(|(k, v)| have.get(k) != Some(v)) {
+                    patch["metadata"]["annotations"] = json!(rs_annotations);
+                }
+                let want = if paused {
+                    if old_active == 0 {
+                        replicas
+                    } else {
+                        new_replicas_now
+                    }
+                } else {
+                    target_new
+                };
+                if new_replicas_now != want {
+                    patch["spec"]["replicas"] = json!(want);
+                    progressed = true;
+                }
+                if patch != json!({}) {
+                    let _ = rs_api
+                        .patch(&new_name, &PatchParams::default(), &Patch::Merge(patch))
+                        .await;
+                }
             }
-            _ => {}
         }
         // Scale old ReplicaSets down as far as availability allows.
         let min_available = replicas - max_unavailable;
@@ -304,7 +354,7 @@ pub async fn sync_deployments(client: &Client) -> Result<(), kube::Error> {
         } else {
             (new_ready + old_ready - min_available).max(0)
         };
-        for r in &old {
+        for r in old.iter().filter(|_| !paused) {
             let cur = r.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
             if cur == 0 {
                 continue;
@@ -313,6 +363,7 @@ pub async fn sync_deployments(client: &Client) -> Result<(), kube::Error> {
             let down = (can_remove + not_ready.max(0)).min(cur);
             if down > 0 {
                 can_remove -= (down - not_ready.max(0)).max(0);
+                progressed = true;
                 let rn = r.metadata.name.clone().unwrap_or_default();
                 let _ = rs_api
                     .patch(
@@ -323,25 +374,41 @@ pub async fn sync_deployments(client: &Client) -> Result<(), kube::Error> {
                     .await;
             }
         }
-        // Old ReplicaSets beyond revisionHistoryLimit go.
+        // Old ReplicaSets beyond revisionHistoryLimit go, oldest revision first.
         let limit = spec.revision_history_limit.unwrap_or(10).max(0) as usize;
         let mut idle: Vec<&&ReplicaSet> = old
             .iter()
-            .filter(|r| r.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0) == 0)
+            .filter(|r| {
+                r.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0) == 0
+                    && r.status.as_ref().map(|s| s.replicas).unwrap_or(0) == 0
+            })
             .copied()
             .collect();
         if idle.len() > limit {
-            idle.sort_by_key(|r| {
-                r.metadata
-                    .creation_timestamp
-                    .clone()
-                    .map(|t| t.0.to_string())
-            });
+            idle.sort_by_key(|r| revision_of(&r.metadata));
             for r in idle.iter().take(idle.len() - limit) {
                 let _ = rs_api
                     .delete(
                         &r.metadata.name.clone().unwrap_or_default(),
                         &DeleteParams::background(),
+                    )
+                    .await;
+            }
+        }
+        let dapi: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        if let Some(rev) = revision {
+            let rev = rev.to_string();
+            if d.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(REVISION))
+                != Some(&rev)
+            {
+                let _ = dapi
+                    .patch(
+                        &name,
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({"metadata": {"annotations": {REVISION: rev}}})),
                     )
                     .await;
             }
@@ -354,9 +421,27 @@ pub async fn sync_deployments(client: &Client) -> Result<(), kube::Error> {
         let updated = current
             .and_then(|r| r.status.as_ref().map(|s| s.replicas))
             .unwrap_or(0);
-        let available = ready >= min_available;
-        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let complete = updated == replicas && new_ready == replicas && old_active == 0;
+        let counts = [total, updated, ready];
+        let prev = d.status.clone().unwrap_or_default();
+        if [prev.replicas, prev.updated_replicas, prev.ready_replicas].map(|x| x.unwrap_or(0))
+            != counts
+        {
+            progressed = true;
+        }
+        let progress = Progress {
+            new_rs: new_name.clone(),
+            paused,
+            created,
+            progressed,
+            complete: updated == replicas && new_ready == replicas && old_active == 0,
+            available: ready >= min_available,
+            deadline_seconds: spec.progress_deadline_seconds.unwrap_or(600) as i64,
+        };
+        let conditions = next_conditions(
+            prev.conditions.as_deref().unwrap_or(&[]),
+            &progress,
+            chrono::Utc::now(),
+        );
         let status = json!({"status": {
             "observedGeneration": d.metadata.generation,
             "replicas": total,
@@ -364,18 +449,8 @@ pub async fn sync_deployments(client: &Client) -> Result<(), kube::Error> {
             "readyReplicas": ready,
             "availableReplicas": ready,
             "unavailableReplicas": (replicas - ready).max(0),
-            "conditions": [
-                {"type": "Available", "status": if available { "True" } else { "False" },
-                 "reason": if available { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" },
-                 "message": if available { "Deployment has minimum availability." } else { "Deployment does not have minimum availability." },
-                 "lastUpdateTime": now, "lastTransitionTime": now},
-                {"type": "Progressing", "status": "True",
-                 "reason": if complete { "NewReplicaSetAvailable" } else { "ReplicaSetUpdated" },
-                 "message": if complete { format!("ReplicaSet \"{new_name}\" has successfully progressed.") } else { format!("ReplicaSet \"{new_name}\" is progressing.") },
-                 "lastUpdateTime": now, "lastTransitionTime": now},
-            ],
+            "conditions": conditions,
         }});
-        let dapi: Api<Deployment> = Api::namespaced(client.clone(), &ns);
         let _ = dapi
             .patch_status(&name, &PatchParams::default(), &Patch::Merge(status))
             .await;
@@ -383,104 +458,159 @@ pub async fn sync_deployments(client: &Client) -> Result<(), kube::Error> {
     Ok(())
 }
 
-/// Background garbage collection: ReplicaSets and Pods whose controlling owner is
-/// gone are deleted.
-pub async fn collect_garbage(client: &Client) -> Result<(), kube::Error> {
-    let deps: Api<Deployment> = Api::all(client.clone());
-    let rss: Api<ReplicaSet> = Api::all(client.clone());
-    let pods: Api<Pod> = Api::all(client.clone());
-    let dep_uids: std::collections::BTreeSet<String> = deps
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter_map(|d| d.metadata.uid)
-        .collect();
-    let rs_list = rss.list(&ListParams::default()).await?.items;
-    let rs_uids: std::collections::BTreeSet<String> = rs_list
+const REVISION: &str = "deployment.kubernetes.io/revision";
+const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
+const DESIRED: &str = "deployment.kubernetes.io/desired-replicas";
+const MAX: &str = "deployment.kubernetes.io/max-replicas";
+
+/// The `deployment.kubernetes.io/revision` of an object (0 if none).
+pub fn revision_of(meta: &ObjectMeta) -> i64 {
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(REVISION))
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The Deployment's annotations its ReplicaSets carry too (`kubernetes.io/change-cause`
+/// among them), as the real controller copies them.
+fn copied_annotations(d: &Deployment) -> BTreeMap<String, String> {
+    d.metadata
+        .annotations
         .iter()
-        .filter_map(|r| r.metadata.uid.clone())
-        .collect();
-    for r in &rs_list {
-        if let Some(o) = controller_of(&r.metadata.owner_references) {
-            if o.kind == "Deployment" && !dep_uids.contains(&o.uid) {
-                let api: Api<ReplicaSet> = Api::namespaced(
-                    client.clone(),
-                    r.metadata.namespace.as_deref().unwrap_or("default"),
-                );
-                let _ = api
-                    .delete(
-                        r.metadata.name.as_deref().unwrap_or(""),
-                        &DeleteParams::background(),
-                    )
-                    .await;
-            }
+        .flatten()
+        .filter(|(k, _)| {
+            !matches!(
+                k.as_str(),
+                "kubectl.kubernetes.io/last-applied-configuration"
+                    | REVISION
+                    | REVISION_HISTORY
+                    | DESIRED
+                    | MAX
+                    | "deprecated.deployment.rollback.to"
+            )
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// What a pass saw of a Deployment's rollout.
+pub struct Progress {
+    pub new_rs: String,
+    pub paused: bool,
+    /// The new ReplicaSet was created in this pass.
+    pub created: bool,
+    /// Something moved: a ReplicaSet scaled, or the counts changed.
+    pub progressed: bool,
+    /// Every replica is updated and available, no old one left.
+    pub complete: bool,
+    /// At least `replicas - maxUnavailable` are available.
+    pub available: bool,
+    pub deadline_seconds: i64,
+}
+
+/// The Available and Progressing conditions after a pass, from the previous ones:
+/// times move only when the status (transition) or the progress (update) does.
+pub fn next_conditions(
+    prev: &[DeploymentCondition],
+    p: &Progress,
+    now: chrono::DateTime<chrono::Utc>,
+) -> serde_json::Value {
+    let stamp = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let find = |t: &str| prev.iter().find(|c| c.type_ == t);
+    let time = |t: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| {
+        t.as_ref()
+            .map(|t| t.0.to_string())
+            .unwrap_or_else(|| stamp.clone())
+    };
+    let make = |t: &str, status: &str, reason: &str, message: String, update: bool| {
+        let old = find(t);
+        let same_status = old.is_some_and(|c| c.status == status);
+        let same_reason = old.is_some_and(|c| c.reason.as_deref() == Some(reason));
+        json!({"type": t, "status": status, "reason": reason, "message": message,
+               "lastTransitionTime": if same_status { time(&old.unwrap().last_transition_time) } else { stamp.clone() },
+               "lastUpdateTime": if same_status && same_reason && !update { time(&old.unwrap().last_update_time) } else { stamp.clone() }})
+    };
+    let available = if p.available {
+        make(
+            "Available",
+            "True",
+            "MinimumReplicasAvailable",
+            "Deployment has minimum availability.".into(),
+            false,
+        )
+    } else {
+        make(
+            "Available",
+            "False",
+            "MinimumReplicasUnavailable",
+            "Deployment does not have minimum availability.".into(),
+            false,
+        )
+    };
+    let rs = &p.new_rs;
+    let old = find("Progressing");
+    let old_reason = old.and_then(|c| c.reason.as_deref());
+    let progressing = if p.paused {
+        make(
+            "Progressing",
+            "Unknown",
+            "DeploymentPaused",
+            "Deployment is paused".into(),
+            false,
+        )
+    } else if old_reason == Some("DeploymentPaused") {
+        make(
+            "Progressing",
+            "True",
+            "DeploymentResumed",
+            "Deployment is resumed".into(),
+            true,
+        )
+    } else if p.complete {
+        make(
+            "Progressing",
+            "True",
+            "NewReplicaSetAvailable",
+            format!("ReplicaSet \"{rs}\" has successfully progressed."),
+            false,
+        )
+    } else if p.created {
+        make(
+            "Progressing",
+            "True",
+            "NewReplicaSetCreated",
+            format!("Created new replica set \"{rs}\""),
+            true,
+        )
+    } else if p.progressed || old.is_none() || old_reason == Some("NewReplicaSetAvailable") {
+        make(
+            "Progressing",
+            "True",
+            "ReplicaSetUpdated",
+            format!("ReplicaSet \"{rs}\" is progressing."),
+            true,
+        )
+    } else if old_reason == Some("ProgressDeadlineExceeded") {
+        serde_json::to_value(old).unwrap_or_default()
+    } else {
+        let last = old
+            .and_then(|c| c.last_update_time.as_ref())
+            .map(|t| t.0.as_second())
+            .unwrap_or(now.timestamp());
+        if now.timestamp() - last > p.deadline_seconds {
+            make(
+                "Progressing",
+                "False",
+                "ProgressDeadlineExceeded",
+                format!("ReplicaSet \"{rs}\" has timed out progressing."),
+                true,
+            )
+        } else {
+            serde_json::to_value(old).unwrap_or_default()
         }
-    }
-    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::all(client.clone());
-    let job_list = jobs.list(&ListParams::default()).await?.items;
-    let job_uids: std::collections::BTreeSet<String> = job_list
-        .iter()
-        .filter_map(|j| j.metadata.uid.clone())
-        .collect();
-    let dss: Api<k8s_openapi::api::apps::v1::DaemonSet> = Api::all(client.clone());
-    let ds_uids: std::collections::BTreeSet<String> = dss
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter_map(|d| d.metadata.uid)
-        .collect();
-    let cjs: Api<k8s_openapi::api::batch::v1::CronJob> = Api::all(client.clone());
-    let cj_uids: std::collections::BTreeSet<String> = cjs
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter_map(|j| j.metadata.uid)
-        .collect();
-    for j in &job_list {
-        if let Some(o) = controller_of(&j.metadata.owner_references) {
-            if o.kind == "CronJob"
-                && !cj_uids.contains(&o.uid)
-                && j.metadata.deletion_timestamp.is_none()
-            {
-                let api: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(
-                    client.clone(),
-                    j.metadata.namespace.as_deref().unwrap_or("default"),
-                );
-                let _ = api
-                    .delete(
-                        j.metadata.name.as_deref().unwrap_or(""),
-                        &DeleteParams::background(),
-                    )
-                    .await;
-            }
-        }
-    }
-    for p in pods.list(&ListParams::default()).await?.items {
-        if let Some(o) = controller_of(&p.metadata.owner_references) {
-            let gone = match o.kind.as_str() {
-                "ReplicaSet" => !rs_uids.contains(&o.uid),
-                "Job" => !job_uids.contains(&o.uid),
-                "DaemonSet" => !ds_uids.contains(&o.uid),
-                _ => false,
-            };
-            if gone && p.metadata.deletion_timestamp.is_none() {
-                let api: Api<Pod> = Api::namespaced(
-                    client.clone(),
-                    p.metadata.namespace.as_deref().unwrap_or("default"),
-                );
-                let _ = api
-                    .delete(
-                        p.metadata.name.as_deref().unwrap_or(""),
-                        &DeleteParams::default(),
-                    )
-                    .await;
-            }
-        }
-    }
-    Ok(())
+    };
+    json!([available, progressing])
 }
 
 /// Run the workload passes every `period` until `shutdown`.
@@ -489,25 +619,18 @@ pub async fn run(
     period: std::time::Duration,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    tokio::pin!(shutdown);
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => return,
-            _ = tick.tick() => {
-                for r in [
-                    sync_deployments(&client).await,
-                    sync_replicasets(&client).await,
-                    crate::jobs::sync_jobs(&client).await,
-                    crate::cronjobs::sync_cronjobs(&client).await,
-                    crate::daemonsets::sync_daemonsets(&client).await,
-                    collect_garbage(&client).await,
-                ] {
-                    if let Err(e) = r {
-                        tracing::warn!(error = %e, "workload pass");
-                    }
-                }
+    let mut ticker = crate::Ticker::new(period, shutdown);
+    while ticker.tick().await {
+        for r in [
+            sync_deployments(&client).await,
+            sync_replicasets(&client).await,
+            crate::statefulsets::sync_statefulsets(&client).await,
+            crate::jobs::sync_jobs(&client).await,
+            crate::cronjobs::sync_cronjobs(&client).await,
+            crate::daemonsets::sync_daemonsets(&client).await,
+        ] {
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "workload pass");
             }
         }
     }
@@ -527,5 +650,55 @@ mod tests {
         assert_eq!(int_or_percent(Some(&json!("50%")), 3, "25%", true), 2);
         assert_eq!(int_or_percent(Some(&json!("50%")), 3, "25%", false), 1);
         assert_eq!(int_or_percent(Some(&json!(2)), 3, "25%", false), 2);
+    }
+
+    #[test]
+    fn progressing_and_available_conditions() {
+        let t0 = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let mut p = Progress {
+            new_rs: "web-abc".into(),
+            paused: false,
+            created: true,
+            progressed: true,
+            complete: false,
+            available: false,
+            deadline_seconds: 10,
+        };
+        let parse = |v: serde_json::Value| -> Vec<DeploymentCondition> {
+            serde_json::from_value(v).unwrap()
+        };
+        let c = parse(next_conditions(&[], &p, t0));
+        assert_eq!(c[0].reason.as_deref(), Some("MinimumReplicasUnavailable"));
+        assert_eq!(c[1].reason.as_deref(), Some("NewReplicaSetCreated"));
+        // No progress for longer than the deadline.
+        p.created = false;
+        p.progressed = false;
+        let c2 = parse(next_conditions(&c, &p, t0 + chrono::Duration::seconds(5)));
+        assert_eq!(c2[1].reason.as_deref(), Some("NewReplicaSetCreated"));
+        let c3 = parse(next_conditions(&c2, &p, t0 + chrono::Duration::seconds(11)));
+        assert_eq!(c3[1].reason.as_deref(), Some("ProgressDeadlineExceeded"));
+        assert_eq!(c3[1].status, "False");
+        // Done: available, and the new ReplicaSet has progressed.
+        p.complete = true;
+        p.available = true;
+        let c4 = parse(next_conditions(&c3, &p, t0 + chrono::Duration::seconds(12)));
+        assert_eq!(c4[0].reason.as_deref(), Some("MinimumReplicasAvailable"));
+        assert_eq!(c4[1].reason.as_deref(), Some("NewReplicaSetAvailable"));
+        assert_eq!(
+            c4[1].message.as_deref(),
+            Some("ReplicaSet \"web-abc\" has successfully progressed.")
+        );
+        // Transition times stay while the status does.
+        let c5 = parse(next_conditions(&c4, &p, t0 + chrono::Duration::seconds(30)));
+        assert_eq!(c5[0].last_transition_time, c4[0].last_transition_time);
+        assert_eq!(c5[1].last_update_time, c4[1].last_update_time);
+        p.paused = true;
+        let c6 = parse(next_conditions(&c5, &p, t0 + chrono::Duration::seconds(31)));
+        assert_eq!(c6[1].reason.as_deref(), Some("DeploymentPaused"));
+        p.paused = false;
+        let c7 = parse(next_conditions(&c6, &p, t0 + chrono::Duration::seconds(32)));
+        assert_eq!(c7[1].reason.as_deref(), Some("DeploymentResumed"));
     }
 }

@@ -59,6 +59,10 @@ pub struct ServerFlags {
     /// the node address; 0 picks a free one.
     #[arg(long = "kubelet-port", default_value_t = 10250)]
     pub kubelet_port: u16,
+    /// How long a node's Lease may go unrenewed before the node is unreachable.
+    #[arg(long = "node-monitor-grace-period", default_value = "40s",
+          value_parser = skiff_controllers::parse_duration)]
+    pub node_monitor_grace_period: std::time::Duration,
 }
 
 /// Run the server until SIGINT or SIGTERM. `engine` is the engine the in-process
@@ -69,7 +73,11 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
     } else {
         Some(agent_config(&f, engine)?)
     };
-    let (data_dir, kubelet_port) = (f.data_dir.clone(), f.kubelet_port);
+    let kubelet_port = f.kubelet_port;
+    let mut cluster = skiff_controllers::cluster::Settings {
+        node_monitor_grace_period: f.node_monitor_grace_period,
+        ..Default::default()
+    };
     let config = skiff_apiserver::ServerConfig {
         data_dir: f.data_dir,
         bind_address: f.bind_address,
@@ -118,8 +126,7 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
             let streaming = std::sync::Arc::new(skiff_agent::streaming::Config {
                 engine: engine.clone(),
                 pods_dir: cfg.node.pods_dir.clone(),
-                client_ca_pem: std::fs::read_to_string(data_dir.join("tls").join("server-ca.crt"))
-                    .map_err(|e| anyhow!("reading the cluster CA: {e}"))?,
+                client_ca_pem: server.ca_cert_pem.clone(),
                 node_name: cfg.node.node_name.clone(),
                 node_ip: cfg.node.node_ip.clone(),
             });
@@ -143,6 +150,15 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
             tasks.push(tokio::spawn(skiff_controllers::workloads::run(
                 client.clone(),
                 std::time::Duration::from_millis(200),
+                async move {
+                    let _ = rx.changed().await;
+                },
+            )));
+            cluster.ca_pem = Some(server.ca_cert_pem.clone());
+            let mut rx = stop_rx.clone();
+            tasks.push(tokio::spawn(skiff_controllers::cluster::run(
+                client.clone(),
+                cluster,
                 async move {
                     let _ = rx.changed().await;
                 },

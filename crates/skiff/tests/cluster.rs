@@ -12,10 +12,16 @@ struct Cluster {
     root: Root,
     server: Option<Child>,
     node: String,
+    extra: Vec<String>,
 }
 
 impl Cluster {
     fn start(root: Root) -> Cluster {
+        Cluster::start_with(root, &[])
+    }
+
+    /// A cluster whose server has `extra` flags too.
+    fn start_with(root: Root, extra: &[&str]) -> Cluster {
         let node = format!(
             "node-{}",
             root.table.trim_start_matches("skt").replace('x', "-")
@@ -24,6 +30,7 @@ impl Cluster {
             root,
             server: None,
             node,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         c.boot();
         c
@@ -57,15 +64,18 @@ impl Cluster {
             .arg(r.dir.join("server"))
             .arg("--write-kubeconfig")
             .arg(r.dir.join("kubeconfig"))
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stderr.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        stderr.read_line(&mut line).unwrap();
         assert!(line.contains("API on port"), "{line}");
+        // Keep draining the server's log (into server.log), so it never blocks on a full pipe.
+        let mut log = std::fs::File::create(r.dir.join("server.log")).unwrap();
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut log));
         self.server = Some(child);
     }
 
@@ -484,7 +494,7 @@ fn a_job_runs_its_completions_and_a_failing_one_hits_its_backoff_limit() {
             "job",
             "pi",
             "-o",
-            "jsonpath={.status.conditions[0].type} {.status.succeeded}",
+            "jsonpath={.status.conditions[?(@.type==\"Complete\")].type} {.status.succeeded}",
         ],
         "Complete 3",
         60,
@@ -1036,4 +1046,639 @@ fn the_tutorials_shared_pid_namespace_pod_and_attach_to_its_shell() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// A Deployment of one busybox `sleep` pod, with a 1 s grace period.
+fn sleeper_deployment(name: &str, ns: &str) -> String {
+    format!("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: {name}\n  template:\n    metadata:\n      labels:\n        app: {name}\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: c\n        image: busybox\n        imagePullPolicy: Never\n        command: [\"sleep\", \"600\"]\n")
+}
+
+#[test]
+fn deleting_a_namespace_deletes_its_content_then_the_namespace() {
+    let c = Cluster::start(Root::with_busybox(EXE));
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    c.ok(&["create", "namespace", "doomed"]);
+    c.apply(&sleeper_deployment("app", "doomed"));
+    c.ok(&[
+        "create",
+        "configmap",
+        "settings",
+        "-n",
+        "doomed",
+        "--from-literal=a=b",
+    ]);
+    c.wait_for(&["get", "deploy", "app", "-n", "doomed"], "1/1", 40);
+    c.ok(&["delete", "namespace", "doomed", "--wait=false"]);
+    let phase = c.ok(&["get", "ns", "doomed", "-o", "jsonpath={.status.phase}"]);
+    assert_eq!(phase, "Terminating");
+    let start = Instant::now();
+    loop {
+        let o = c.kubectl(&[
+            "get",
+            "ns",
+            "doomed",
+            "-o",
+            "jsonpath={.status.conditions[*].type}",
+        ]);
+        if !o.status.success() {
+            assert!(String::from_utf8_lossy(&o.stderr).contains("NotFound"));
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "namespace still there: {} {}",
+            String::from_utf8_lossy(&o.stdout),
+            c.ok(&["get", "all,cm", "-n", "doomed"])
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let left = c.ok(&[
+        "get",
+        "pods,rs,deploy,cm",
+        "-A",
+        "-o",
+        "name",
+        "--field-selector",
+        "metadata.namespace=doomed",
+    ]);
+    assert_eq!(left.trim(), "", "{left}");
+    assert_eq!(
+        c.root.ok(&["ps", "-q"]).trim(),
+        "",
+        "its containers stopped"
+    );
+}
+
+#[test]
+fn cascading_deletion_orphans_or_deletes_dependents_in_the_foreground() {
+    let c = Cluster::start(Root::with_busybox(EXE));
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    // Orphan: the ReplicaSet and its pod outlive the Deployment, no longer owned.
+    c.apply(&sleeper_deployment("kept", "default"));
+    c.wait_for(&["get", "deploy", "kept"], "1/1", 40);
+    c.ok(&["delete", "deploy", "kept", "--cascade=orphan"]);
+    assert!(!c.kubectl(&["get", "deploy", "kept"]).status.success());
+    let rs = c.ok(&["get", "rs", "-l", "app=kept", "-o", "jsonpath={.items[*].metadata.name}|{.items[*].metadata.ownerReferences}|{.items[*].status.readyReplicas}"]);
+    let parts: Vec<&str> = rs.split('|').collect();
+    assert!(parts[0].starts_with("kept-"), "{rs}");
+    assert_eq!(parts[1], "", "no owner left: {rs}");
+    assert_eq!(parts[2], "1", "{rs}");
+    std::thread::sleep(Duration::from_secs(2));
+    let pod = c.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=kept",
+        "-o",
+        "jsonpath={.items[*].status.phase}",
+    ]);
+    assert_eq!(pod, "Running", "the pod stays");
+    // Foreground: pods go first, then the ReplicaSet, then the Deployment.
+    c.apply(&sleeper_deployment("fg", "default"));
+    c.wait_for(&["get", "deploy", "fg"], "1/1", 40);
+    c.ok(&[
+        "delete",
+        "deploy",
+        "fg",
+        "--cascade=foreground",
+        "--wait=false",
+    ]);
+    let fin = c.ok(&[
+        "get",
+        "deploy",
+        "fg",
+        "-o",
+        "jsonpath={.metadata.finalizers}",
+    ]);
+    assert!(fin.contains("foregroundDeletion"), "{fin}");
+    let start = Instant::now();
+    let mut saw_deploy_waiting_for_pods = false;
+    loop {
+        let count = |what: &str| {
+            c.ok(&["get", what, "-l", "app=fg", "-o", "name"])
+                .lines()
+                .count()
+        };
+        let pods = count("pods");
+        let rss = count("rs");
+        let deploy = c.kubectl(&["get", "deploy", "fg"]).status.success();
+        assert!(
+            !(rss == 0 && pods > 0),
+            "the ReplicaSet went before its pods"
+        );
+        assert!(
+            !(!deploy && rss > 0),
+            "the Deployment went before its ReplicaSet"
+        );
+        if deploy && pods > 0 {
+            saw_deploy_waiting_for_pods = true;
+        }
+        if !deploy {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "foreground deletion did not finish: {pods} pods, {rss} rs"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(saw_deploy_waiting_for_pods);
+    assert_eq!(
+        c.ok(&["get", "pods,rs", "-l", "app=fg", "-o", "name"])
+            .trim(),
+        ""
+    );
+    // The orphaned ReplicaSet still runs its pod.
+    assert_eq!(
+        c.ok(&["get", "pods", "-l", "app=kept", "-o", "name"])
+            .lines()
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn rollout_history_undo_pause_resume_and_restart() {
+    let c = Cluster::start(Root::with_busybox(EXE));
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    c.root.ok(&["tag", "busybox", "busybox:v2"]);
+    c.apply("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  annotations:\n    kubernetes.io/change-cause: first\nspec:\n  replicas: 1\n  revisionHistoryLimit: 2\n  selector:\n    matchLabels:\n      app: web\n  template:\n    metadata:\n      labels:\n        app: web\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: c\n        image: busybox\n        imagePullPolicy: IfNotPresent\n        command: [\"sleep\", \"600\"]\n");
+    let done = |c: &Cluster| {
+        c.ok(&["rollout", "status", "deploy/web", "--timeout=60s"]);
+    };
+    let image = |c: &Cluster| {
+        c.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ])
+    };
+    done(&c);
+    let first_rs = c.ok(&[
+        "get",
+        "rs",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ]);
+    c.ok(&["set", "image", "deploy/web", "c=busybox:v2"]);
+    c.ok(&[
+        "annotate",
+        "deploy",
+        "web",
+        "kubernetes.io/change-cause=second",
+        "--overwrite",
+    ]);
+    done(&c);
+    let st = c.ok(&["get", "deploy", "web", "-o", "jsonpath={.metadata.annotations.deployment\\.kubernetes\\.io/revision} {.status.conditions[?(@.type==\"Progressing\")].reason} {.status.observedGeneration}/{.metadata.generation}"]);
+    let f: Vec<&str> = st.split(' ').collect();
+    assert_eq!(f[0], "2", "{st}");
+    assert_eq!(f[1], "NewReplicaSetAvailable", "{st}");
+    let (og, g) = f[2].split_once('/').unwrap();
+    assert_eq!(og, g, "{st}");
+    let rs = c.ok(&["get", "rs", "-l", "app=web", "-o", "jsonpath={range .items[*]}{.metadata.annotations.deployment\\.kubernetes\\.io/revision}={.metadata.annotations.kubernetes\\.io/change-cause}={.metadata.annotations.deployment\\.kubernetes\\.io/desired-replicas}={.metadata.annotations.deployment\\.kubernetes\\.io/max-replicas} {end}"]);
+    assert!(
+        rs.contains("1=first=1=2") && rs.contains("2=second=1=2"),
+        "{rs}"
+    );
+    let history = c.ok(&["rollout", "history", "deploy/web"]);
+    assert!(
+        history.contains("1         first") && history.contains("2         second"),
+        "{history}"
+    );
+    // Undo: back to the first template, which becomes revision 3 of the same ReplicaSet.
+    c.ok(&["rollout", "undo", "deploy/web"]);
+    done(&c);
+    assert_eq!(image(&c), "busybox");
+    let rev = c.ok(&["get", "rs", &first_rs, "-o", "jsonpath={.metadata.annotations.deployment\\.kubernetes\\.io/revision} {.metadata.annotations.deployment\\.kubernetes\\.io/revision-history} {.spec.replicas}"]);
+    assert_eq!(rev, "3 1 1");
+    c.ok(&["rollout", "undo", "deploy/web", "--to-revision=2"]);
+    done(&c);
+    assert_eq!(image(&c), "busybox:v2");
+    // Paused: a template change waits for resume.
+    c.ok(&["rollout", "pause", "deploy/web"]);
+    c.ok(&["set", "env", "deploy/web", "MODE=paused"]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        c.ok(&["get", "rs", "-l", "app=web", "-o", "name"])
+            .lines()
+            .count(),
+        2
+    );
+    c.wait_for(
+        &[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Progressing\")].reason}",
+        ],
+        "DeploymentPaused",
+        10,
+    );
+    c.ok(&["rollout", "resume", "deploy/web"]);
+    done(&c);
+    let env = c.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[*].spec.containers[0].env[0].value}",
+    ]);
+    assert_eq!(env, "paused");
+    // Restart: a new ReplicaSet of the same template; only two old ones are kept.
+    c.ok(&["rollout", "restart", "deploy/web"]);
+    done(&c);
+    let rs = c.ok(&["get", "rs", "-l", "app=web", "-o", "jsonpath={range .items[*]}{.metadata.annotations.deployment\\.kubernetes\\.io/revision} {end}"]);
+    let mut revs: Vec<i32> = rs.split_whitespace().map(|r| r.parse().unwrap()).collect();
+    revs.sort();
+    assert_eq!(
+        revs,
+        vec![4, 5, 6],
+        "revisionHistoryLimit 2 keeps two old ones"
+    );
+    let pod = c.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[*].metadata.annotations.kubectl\\.kubernetes\\.io/restartedAt}",
+    ]);
+    assert!(!pod.is_empty());
+}
+
+#[test]
+fn a_statefulset_creates_ordered_pods_rolls_from_the_highest_and_makes_claims() {
+    let c = Cluster::start(Root::with_busybox(EXE));
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    let sts = |env: &str| {
+        format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  clusterIP: None\n  selector:\n    app: web\n  ports:\n  - port: 80\n---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: web\nspec:\n  serviceName: web\n  replicas: 2\n  selector:\n    matchLabels:\n      app: web\n  template:\n    metadata:\n      labels:\n        app: web\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: c\n        image: busybox\n        imagePullPolicy: Never\n        command: [\"sleep\", \"600\"]\n        env:\n        - name: MODE\n          value: {env}\n")
+    };
+    c.apply(&sts("one"));
+    let pods = |c: &Cluster| {
+        c.ok(&["get", "pods", "-l", "app=web", "-o", "jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Ready\")].status}={.metadata.uid}={.metadata.labels.controller-revision-hash}={.metadata.deletionTimestamp} {end}"])
+    };
+    // web-1 only once web-0 is ready.
+    let start = Instant::now();
+    loop {
+        let p = pods(&c);
+        if p.contains("web-1=") {
+            assert!(
+                p.contains("web-0=True="),
+                "web-1 before web-0 was ready: {p}"
+            );
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(40), "no web-1: {p}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    c.wait_for(
+        &[
+            "get",
+            "sts",
+            "web",
+            "-o",
+            "jsonpath={.status.readyReplicas}",
+        ],
+        "2",
+        30,
+    );
+    let spec = c.ok(&["get", "pod", "web-1", "-o", "jsonpath={.spec.hostname}.{.spec.subdomain} {.metadata.labels.statefulset\\.kubernetes\\.io/pod-name} {.metadata.labels.apps\\.kubernetes\\.io/pod-index}"]);
+    assert_eq!(spec, "web-1.web web-1 1");
+    let st = c.ok(&["get", "sts", "web", "-o", "jsonpath={.status.currentRevision} {.status.updateRevision} {.status.currentReplicas} {.status.updatedReplicas}"]);
+    let f: Vec<&str> = st.split(' ').collect();
+    assert_eq!(f[0], f[1], "{st}");
+    assert_eq!(&f[2..], &["2", "2"], "{st}");
+    let revs = c.ok(&["get", "controllerrevisions", "-o", "name"]);
+    assert!(
+        revs.contains(&format!("controllerrevision.apps/{}", f[0])),
+        "{revs}"
+    );
+    // A new template: web-1 is replaced first, then web-0.
+    let before = pods(&c);
+    let uid_of = |p: &str, name: &str| {
+        p.split_whitespace()
+            .find(|x| x.starts_with(&format!("{name}=")))
+            .map(|x| x.split('=').nth(2).unwrap().to_string())
+    };
+    let (old0, old1) = (
+        uid_of(&before, "web-0").unwrap(),
+        uid_of(&before, "web-1").unwrap(),
+    );
+    c.apply(&sts("two"));
+    let start = Instant::now();
+    loop {
+        let p = pods(&c);
+        let (u0, u1) = (uid_of(&p, "web-0"), uid_of(&p, "web-1"));
+        if u0.as_ref().is_some_and(|u| *u != old0) {
+            assert!(
+                u1.as_ref().is_some_and(|u| *u != old1),
+                "web-0 replaced before web-1: {p}"
+            );
+        }
+        let st = c.ok(&["get", "sts", "web", "-o", "jsonpath={.status.currentRevision} {.status.updateRevision} {.status.updatedReplicas} {.status.readyReplicas}"]);
+        let f: Vec<&str> = st.split(' ').collect();
+        if f[0] == f[1] && f[0] != "" && f[2] == "2" && f[3] == "2" && u0.is_some_and(|u| u != old0)
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "rolling update did not finish: {st} {p}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Scaling down removes the highest ordinal.
+    c.ok(&["scale", "sts", "web", "--replicas=1"]);
+    let start = Instant::now();
+    while c.kubectl(&["get", "pod", "web-1"]).status.success() {
+        assert!(start.elapsed() < Duration::from_secs(30), "web-1 stays");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(c.kubectl(&["get", "pod", "web-0"]).status.success());
+    // Claims from volumeClaimTemplates, owned by the set as the retention policy asks.
+    c.apply("apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: db\nspec:\n  serviceName: db\n  replicas: 2\n  podManagementPolicy: Parallel\n  persistentVolumeClaimRetentionPolicy:\n    whenDeleted: Delete\n  selector:\n    matchLabels:\n      app: db\n  template:\n    metadata:\n      labels:\n        app: db\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: c\n        image: busybox\n        imagePullPolicy: Never\n        command: [\"sleep\", \"600\"]\n        volumeMounts:\n        - name: data\n          mountPath: /data\n  volumeClaimTemplates:\n  - metadata:\n      name: data\n    spec:\n      accessModes: [\"ReadWriteOnce\"]\n      resources:\n        requests:\n          storage: 1Gi\n");
+    let pvcs = c.wait_for(
+        &[
+            "get",
+            "pvc",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}={.metadata.ownerReferences[0].kind} {end}",
+        ],
+        "data-db-1=",
+        20,
+    );
+    assert!(
+        pvcs.contains("data-db-0=StatefulSet") && pvcs.contains("data-db-1=StatefulSet"),
+        "{pvcs}"
+    );
+    let vol = c.ok(&[
+        "get",
+        "pod",
+        "db-0",
+        "-o",
+        "jsonpath={.spec.volumes[?(@.name==\"data\")].persistentVolumeClaim.claimName}",
+    ]);
+    assert_eq!(vol, "data-db-0");
+    c.ok(&["delete", "sts", "db"]);
+    let start = Instant::now();
+    while !c.ok(&["get", "pvc", "-o", "name"]).trim().is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "claims left behind"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn indexed_jobs_deadlines_and_ttl_after_finished() {
+    let c = Cluster::start(Root::with_busybox(EXE));
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    // Each pod knows its index, and its hostname says it.
+    c.apply("apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: idx\nspec:\n  completions: 3\n  parallelism: 3\n  completionMode: Indexed\n  backoffLimit: 0\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n      - name: c\n        image: busybox\n        imagePullPolicy: Never\n        command: [\"sh\", \"-c\", \"test \\\"$(hostname)\\\" = \\\"idx-$JOB_COMPLETION_INDEX\\\"\"]\n");
+    let st = c.wait_for(
+        &[
+            "get",
+            "job",
+            "idx",
+            "-o",
+            "jsonpath={.status.conditions[*].type} {.status.completedIndexes} {.status.succeeded}",
+        ],
+        " 0-2 3",
+        60,
+    );
+    assert_eq!(st, "SuccessCriteriaMet Complete 0-2 3");
+    let idx = c.ok(&["get", "pods", "-l", "job-name=idx", "-o", "jsonpath={range .items[*]}{.metadata.labels.batch\\.kubernetes\\.io/job-completion-index}{.spec.hostname} {end}"]);
+    let mut idx: Vec<&str> = idx.split_whitespace().collect();
+    idx.sort();
+    assert_eq!(idx, vec!["0idx-0", "1idx-1", "2idx-2"]);
+    // Past activeDeadlineSeconds: failed, its pod stopped.
+    c.apply("apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: slow\nspec:\n  activeDeadlineSeconds: 2\n  template:\n    spec:\n      restartPolicy: Never\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: c\n        image: busybox\n        imagePullPolicy: Never\n        command: [\"sleep\", \"600\"]\n");
+    c.wait_for(
+        &[
+            "get",
+            "job",
+            "slow",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Failed\")].reason}",
+        ],
+        "DeadlineExceeded",
+        30,
+    );
+    // Deleted, with its pods, once finished for ttlSecondsAfterFinished.
+    c.apply("apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: brief\nspec:\n  ttlSecondsAfterFinished: 2\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n      - name: c\n        image: busybox\n        imagePullPolicy: Never\n        command: [\"true\"]\n");
+    c.wait_for(
+        &["get", "job", "brief", "-o", "jsonpath={.status.succeeded}"],
+        "1",
+        30,
+    );
+    let start = Instant::now();
+    while c.kubectl(&["get", "job", "brief"]).status.success() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "job outlived its TTL"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let start = Instant::now();
+    while !c
+        .ok(&["get", "pods", "-l", "job-name=brief", "-o", "name"])
+        .trim()
+        .is_empty()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "its pods outlived it"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn service_accounts_root_ca_and_endpoints_follow_pods() {
+    let c = Cluster::start(Root::with_busybox(EXE));
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    // Every namespace gets its default ServiceAccount and the root CA.
+    c.ok(&["create", "namespace", "team"]);
+    c.wait_for(
+        &["get", "sa", "-n", "team", "-o", "name"],
+        "serviceaccount/default",
+        10,
+    );
+    let ca = c.wait_for(
+        &[
+            "get",
+            "cm",
+            "kube-root-ca.crt",
+            "-n",
+            "team",
+            "-o",
+            "jsonpath={.data.ca\\.crt}",
+        ],
+        "BEGIN CERTIFICATE",
+        10,
+    );
+    let want = std::fs::read_to_string(c.root.dir.join("server/tls/server-ca.crt")).unwrap();
+    assert_eq!(ca.trim(), want.trim());
+    c.ok(&["delete", "sa", "default", "-n", "team"]);
+    c.wait_for(
+        &["get", "sa", "-n", "team", "-o", "name"],
+        "serviceaccount/default",
+        10,
+    );
+    // The kubernetes service's endpoint is the API server.
+    let port = c.wait_for(
+        &[
+            "get",
+            "endpoints",
+            "kubernetes",
+            "-o",
+            "jsonpath={.subsets[0].addresses[0].ip}:{.subsets[0].ports[0].port}",
+        ],
+        "127.0.0.1:",
+        10,
+    );
+    let kc = std::fs::read_to_string(c.root.dir.join("kubeconfig")).unwrap();
+    assert!(kc.contains(&format!("https://{port}")), "{port} {kc}");
+    // A pod is listed not ready, then ready, on the named target port.
+    c.apply("apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector:\n    app: web\n  ports:\n  - name: http\n    port: 80\n    targetPort: http\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  labels:\n    app: web\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", \"sleep 5; touch /tmp/ready; sleep 600\"]\n    ports:\n    - name: http\n      containerPort: 8080\n    readinessProbe:\n      exec:\n        command: [\"cat\", \"/tmp/ready\"]\n      periodSeconds: 1\n");
+    let ip = c.wait_for(
+        &["get", "pod", "web", "-o", "jsonpath={.status.podIP}"],
+        "10.",
+        30,
+    );
+    let nr = c.wait_for(
+        &[
+            "get",
+            "endpoints",
+            "web",
+            "-o",
+            "jsonpath={.subsets[0].notReadyAddresses[0].ip}:{.subsets[0].ports[0].port}",
+        ],
+        &ip,
+        10,
+    );
+    assert_eq!(nr, format!("{ip}:8080"));
+    let sl = c.ok(&[
+        "get",
+        "endpointslices",
+        "-l",
+        "kubernetes.io/service-name=web",
+        "-o",
+        "jsonpath={.items[0].endpoints[0].conditions.ready}",
+    ]);
+    assert_eq!(sl, "false");
+    let ready = c.wait_for(&["get", "endpoints", "web", "-o", "jsonpath={.subsets[0].addresses[0].ip} {.subsets[0].addresses[0].targetRef.name} {.subsets[0].addresses[0].nodeName}"], &ip, 20);
+    assert_eq!(ready, format!("{ip} web {}", c.node));
+    let sl = c.wait_for(&["get", "endpointslices", "-l", "endpointslice.kubernetes.io/managed-by=endpointslice-controller.k8s.io,kubernetes.io/service-name=web", "-o", "jsonpath={.items[0].endpoints[0].addresses[0]} {.items[0].endpoints[0].conditions.ready} {.items[0].endpoints[0].targetRef.name} {.items[0].ports[0].port} {.items[0].addressType}"], "true", 10);
+    assert_eq!(sl, format!("{ip} true web 8080 IPv4"));
+    // No Service, no endpoints.
+    c.ok(&["delete", "svc", "web"]);
+    let start = Instant::now();
+    while !c
+        .ok(&[
+            "get",
+            "endpoints,endpointslices",
+            "-l",
+            "kubernetes.io/service-name=web",
+            "-o",
+            "name",
+        ])
+        .trim()
+        .is_empty()
+        || c.kubectl(&["get", "endpoints", "web"]).status.success()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "endpoints left behind"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn an_unreachable_node_is_tainted_and_its_pods_evicted_by_their_tolerations() {
+    let c = Cluster::start_with(
+        Root::with_busybox(EXE),
+        &["--node-monitor-grace-period", "12s"],
+    );
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    // A node no agent runs for: its lease is never renewed.
+    c.apply("apiVersion: v1\nkind: Node\nmetadata:\n  name: ghost\n  labels:\n    kubernetes.io/hostname: ghost\n");
+    let pod = |name: &str, tol: &str| {
+        format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  nodeName: ghost\n  tolerations:\n{tol}  containers:\n  - name: c\n    image: busybox\n    command: [\"sleep\", \"600\"]\n")
+    };
+    c.apply(&pod("brief", "  - key: node.kubernetes.io/unreachable\n    operator: Exists\n    effect: NoExecute\n    tolerationSeconds: 3\n"));
+    c.apply(&pod(
+        "patient",
+        "  - key: node.kubernetes.io/unreachable\n    operator: Exists\n    effect: NoExecute\n",
+    ));
+    let taints = c.wait_for(
+        &[
+            "get",
+            "node",
+            "ghost",
+            "-o",
+            "jsonpath={range .spec.taints[*]}{.key}:{.effect} {end}",
+        ],
+        "NoExecute",
+        30,
+    );
+    assert!(
+        taints.contains("node.kubernetes.io/unreachable:NoSchedule"),
+        "{taints}"
+    );
+    assert!(
+        taints.contains("node.kubernetes.io/unreachable:NoExecute"),
+        "{taints}"
+    );
+    let ready = c.ok(&["get", "node", "ghost", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status} {.status.conditions[?(@.type==\"Ready\")].reason}"]);
+    assert_eq!(ready, "Unknown NodeStatusUnknown");
+    // The pod that tolerates it for 3 s goes; the one that tolerates it for ever stays.
+    c.wait_for(
+        &[
+            "get",
+            "pod",
+            "brief",
+            "-o",
+            "jsonpath={.metadata.deletionTimestamp}",
+        ],
+        "Z",
+        15,
+    );
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "pod",
+            "patient",
+            "-o",
+            "jsonpath={.metadata.deletionTimestamp}"
+        ]),
+        ""
+    );
+    // The node that runs its agent is neither unknown nor tainted.
+    let me = c.ok(&[
+        "get",
+        "node",
+        &c.node,
+        "-o",
+        "jsonpath={.spec.taints}|{.status.conditions[?(@.type==\"Ready\")].status}",
+    ]);
+    assert_eq!(me, "|True");
+    // No agent will ever finish them: remove them by force.
+    c.ok(&[
+        "delete",
+        "pod",
+        "brief",
+        "patient",
+        "--grace-period=0",
+        "--force",
+    ]);
+    c.ok(&["delete", "node", "ghost"]);
 }

@@ -1,0 +1,324 @@
+//! Endpoints and EndpointSlices: for each Service with a selector, an Endpoints object
+//! of the same name (ready pods in `addresses`, the others in `notReadyAddresses`) and
+//! EndpointSlices labelled `kubernetes.io/service-name` and managed by
+//! `endpointslice-controller.k8s.io` (ready or not in `conditions`), one per set of
+//! resolved ports, with each pod's target port resolved (numbers, or container port
+//! names), its node and a reference to it. (The `kubernetes` service's are the API
+//! server's own.)
+
+use crate::workloads::template_hash;
+use k8s_openapi::api::core::v1::{Endpoints, Pod, Service, ServicePort};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::Client;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+const SERVICE_NAME: &str = "kubernetes.io/service-name";
+const SLICE_MANAGER: &str = "endpointslice.kubernetes.io/managed-by";
+const SLICE_CONTROLLER: &str = "endpointslice-controller.k8s.io";
+const EP_MANAGER: &str = "endpoints.kubernetes.io/managed-by";
+const EP_CONTROLLER: &str = "endpoint-controller";
+
+/// The pod's port for a service port: a number as is, a name looked up among the
+/// pod's container ports; None if the pod has no such named port.
+pub fn resolve_port(sp: &ServicePort, pod: &Pod) -> Option<i32> {
+    match &sp.target_port {
+        None => Some(sp.port),
+        Some(IntOrString::Int(n)) => Some(*n),
+        Some(IntOrString::String(name)) => match name.parse::<i32>() {
+            Ok(n) => Some(n),
+            Err(_) => pod
+                .spec
+                .as_ref()?
+                .containers
+                .iter()
+                .flat_map(|c| c.ports.iter().flatten())
+                .find(|p| p.name.as_deref() == Some(name.as_str()))
+                .map(|p| p.container_port),
+        },
+    }
+}
+
+fn selects(selector: &BTreeMap<String, String>, pod: &Pod) -> bool {
+    let labels = pod.metadata.labels.as_ref();
+    selector
+        .iter()
+        .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+}
+
+/// One pass over every Service.
+pub async fn sync(client: &Client) -> Result<(), kube::Error> {
+    let lp = ListParams::default();
+    let services = Api::<Service>::all(client.clone()).list(&lp).await?.items;
+    let pods = Api::<Pod>::all(client.clone()).list(&lp).await?.items;
+    let eps = Api::<Endpoints>::all(client.clone()).list(&lp).await?.items;
+    let slices = Api::<EndpointSlice>::all(client.clone())
+        .list(&lp)
+        .await?
+        .items;
+    for svc in &services {
+        let ns = svc.metadata.namespace.clone().unwrap_or_default();
+        let name = svc.metadata.name.clone().unwrap_or_default();
+        let Some(spec) = &svc.spec else { continue };
+        let selector = spec.selector.clone().unwrap_or_default();
+        if svc.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        if selector.is_empty() {
+            continue;
+        }
+        let publish = spec.publish_not_ready_addresses.unwrap_or(false);
+        let sports = spec.ports.clone().unwrap_or_default();
+        // Pods grouped by their resolved port set.
+        let mut groups: BTreeMap<String, (Value, Vec<(Value, bool)>)> = BTreeMap::new();
+        let mut selected: Vec<&Pod> = pods
+            .iter()
+            .filter(|p| {
+                p.metadata.namespace.as_deref() == Some(ns.as_str()) && selects(&selector, p)
+            })
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter(|p| {
+                let st = p.status.as_ref();
+                !matches!(
+                    st.and_then(|s| s.phase.as_deref()),
+                    Some("Succeeded") | Some("Failed")
+                ) && st
+                    .and_then(|s| s.pod_ip.as_deref())
+                    .is_some_and(|ip| !ip.is_empty())
+            })
+            .collect();
+        selected.sort_by_key(|p| p.status.as_ref().and_then(|s| s.pod_ip.clone()));
+        for p in selected {
+            let ports: Vec<Value> = sports
+                .iter()
+                .filter_map(|sp| {
+                    resolve_port(sp, p).map(|port| {
+                        json!({"name": sp.name.clone().unwrap_or_default(), "port": port,
+                               "protocol": sp.protocol.clone().unwrap_or("TCP".into())})
+                    })
+                })
+                .collect();
+            if ports.is_empty() && !sports.is_empty() {
+                continue;
+            }
+            let pspec = p.spec.as_ref();
+            let mut addr = json!({
+                "ip": p.status.as_ref().and_then(|s| s.pod_ip.clone()),
+                "nodeName": pspec.and_then(|s| s.node_name.clone()),
+                "targetRef": {"kind": "Pod", "namespace": ns, "name": p.metadata.name, "uid": p.metadata.uid},
+            });
+            if let (Some(h), Some(sub)) = (
+                pspec.and_then(|s| s.hostname.as_ref()),
+                pspec.and_then(|s| s.subdomain.as_ref()),
+            ) {
+                if *sub == name {
+                    addr["hostname"] = json!(h);
+                }
+            }
+            let key = serde_json::to_string(&ports).unwrap_or_default();
+            groups
+                .entry(key)
+                .or_insert_with(|| (json!(ports), vec![]))
+                .1
+                .push((addr, publish || crate::pod_ready(p)));
+        }
+        let groups: Vec<(Value, Vec<(Value, bool)>)> = groups.into_values().collect();
+        write(client, svc, &eps, &slices, groups).await?;
+    }
+    // Endpoints and slices whose Service is gone or no longer selects.
+    let managed_by = |svc_ns: Option<&str>, svc_name: &str| {
+        services.iter().any(|s| {
+            s.metadata.namespace.as_deref() == svc_ns
+                && s.metadata.name.as_deref() == Some(svc_name)
+                && s.spec
+                    .as_ref()
+                    .and_then(|s| s.selector.as_ref())
+                    .is_some_and(|x| !x.is_empty())
+        })
+    };
+    for e in &eps {
+        let mine = e
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(EP_MANAGER))
+            .map(String::as_str)
+            == Some(EP_CONTROLLER);
+        let n = e.metadata.name.as_deref().unwrap_or("");
+        if mine && !managed_by(e.metadata.namespace.as_deref(), n) {
+            let api: Api<Endpoints> = Api::namespaced(
+                client.clone(),
+                e.metadata.namespace.as_deref().unwrap_or(""),
+            );
+            let _ = api.delete(n, &DeleteParams::default()).await;
+        }
+    }
+    Ok(())
+}
+
+/// Writes the Endpoints and EndpointSlices of `svc` for `groups` (ports, addresses
+/// with readiness); slices of other port sets are deleted.
+async fn write(
+    client: &Client,
+    svc: &Service,
+    eps: &[Endpoints],
+    slices: &[EndpointSlice],
+    groups: Vec<(Value, Vec<(Value, bool)>)>,
+) -> Result<(), kube::Error> {
+    let ns = svc.metadata.namespace.clone().unwrap_or_default();
+    let name = svc.metadata.name.clone().unwrap_or_default();
+    let uid = svc.metadata.uid.clone().unwrap_or_default();
+    let mut labels: BTreeMap<String, String> = svc.metadata.labels.clone().unwrap_or_default();
+    labels.insert(EP_MANAGER.into(), EP_CONTROLLER.into());
+    if svc.spec.as_ref().and_then(|s| s.cluster_ip.as_deref()) == Some("None") {
+        labels.insert("service.kubernetes.io/headless".into(), String::new());
+    }
+    let subsets: Vec<Value> = groups
+        .iter()
+        .filter(|(_, a)| !a.is_empty())
+        .map(|(ports, addrs)| {
+            let pick = |ready: bool| -> Vec<Value> {
+                addrs
+                    .iter()
+                    .filter(|(_, r)| *r == ready)
+                    .map(|(a, _)| a.clone())
+                    .collect()
+            };
+            let mut s = json!({"ports": ports});
+            let (r, nr) = (pick(true), pick(false));
+            if !r.is_empty() {
+                s["addresses"] = json!(r);
+            }
+            if !nr.is_empty() {
+                s["notReadyAddresses"] = json!(nr);
+            }
+            s
+        })
+        .collect();
+    let want: Endpoints = serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": ns, "labels": labels},
+        "subsets": subsets,
+    }))
+    .map_err(kube::Error::SerdeError)?;
+    let ep_api: Api<Endpoints> = Api::namespaced(client.clone(), &ns);
+    let have = eps.iter().find(|e| {
+        e.metadata.namespace.as_deref() == Some(ns.as_str())
+            && e.metadata.name.as_deref() == Some(name.as_str())
+    });
+    upsert(&ep_api, have, want, |e| {
+        serde_json::to_value((&e.subsets, &e.metadata.labels)).unwrap_or_default()
+    })
+    .await?;
+    // Slices.
+    let sl_api: Api<EndpointSlice> = Api::namespaced(client.clone(), &ns);
+    let mut wanted_names = Vec::new();
+    for (ports, addrs) in &groups {
+        let slice_name = format!("{name}-{}", template_hash(ports));
+        wanted_names.push(slice_name.clone());
+        let mut sl_labels = labels.clone();
+        sl_labels.remove(EP_MANAGER);
+        sl_labels.insert(SERVICE_NAME.into(), name.clone());
+        sl_labels.insert(SLICE_MANAGER.into(), SLICE_CONTROLLER.into());
+        let endpoints: Vec<Value> = addrs
+            .iter()
+            .map(|(a, ready)| {
+                let mut e = json!({"addresses": [a["ip"]],
+                    "conditions": {"ready": ready, "serving": ready, "terminating": false}});
+                for k in ["nodeName", "targetRef", "hostname"] {
+                    if !a[k].is_null() {
+                        e[k] = a[k].clone();
+                    }
+                }
+                e
+            })
+            .collect();
+        let want = json!({
+            "metadata": {"name": slice_name, "namespace": ns, "labels": sl_labels,
+                         "ownerReferences": [crate::owner_ref("v1", "Service", &name, &uid)]},
+            "addressType": "IPv4",
+            "endpoints": endpoints,
+            "ports": ports,
+        });
+        let want: EndpointSlice = serde_json::from_value(want).map_err(kube::Error::SerdeError)?;
+        let have = slices.iter().find(|s| {
+            s.metadata.namespace.as_deref() == Some(ns.as_str())
+                && s.metadata.name.as_deref() == Some(slice_name.as_str())
+        });
+        upsert(&sl_api, have, want, |s| {
+            serde_json::to_value((&s.endpoints, &s.ports, &s.metadata.labels)).unwrap_or_default()
+        })
+        .await?;
+    }
+    for s in slices.iter().filter(|s| {
+        s.metadata.namespace.as_deref() == Some(ns.as_str())
+            && s.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME)) == Some(&name)
+            && s.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SLICE_MANAGER))
+                .map(String::as_str)
+                == Some(SLICE_CONTROLLER)
+            && !wanted_names
+                .iter()
+                .any(|n| Some(n.as_str()) == s.metadata.name.as_deref())
+    }) {
+        let _ = sl_api
+            .delete(
+                s.metadata.name.as_deref().unwrap_or(""),
+                &DeleteParams::default(),
+            )
+            .await;
+    }
+    Ok(())
+}
+
+/// Creates `want`, or replaces `have` when `key` of the two differs.
+async fn upsert<K>(
+    api: &Api<K>,
+    have: Option<&K>,
+    mut want: K,
+    key: impl Fn(&K) -> Value,
+) -> Result<(), kube::Error>
+where
+    K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match have {
+        None => match api.create(&PostParams::default(), &want).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 409 || e.code == 403 => Ok(()),
+            Err(e) => Err(e),
+        },
+        Some(h) if key(h) != key(&want) => {
+            want.meta_mut().resource_version = h.meta().resource_version.clone();
+            let name = h.meta().name.clone().unwrap_or_default();
+            match api.replace(&name, &PostParams::default(), &want).await {
+                Ok(_) => Ok(()),
+                Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_ports_resolve_by_number_or_name() {
+        let pod: Pod = serde_json::from_value(json!({"spec": {"containers": [
+            {"name": "c", "ports": [{"name": "http", "containerPort": 8080}]}]}}))
+        .unwrap();
+        let sp = |t: Value| -> ServicePort {
+            serde_json::from_value(json!({"port": 80, "targetPort": t})).unwrap()
+        };
+        assert_eq!(resolve_port(&sp(json!(9090)), &pod), Some(9090));
+        assert_eq!(resolve_port(&sp(json!("http")), &pod), Some(8080));
+        assert_eq!(resolve_port(&sp(json!("grpc")), &pod), None);
+        let plain: ServicePort = serde_json::from_value(json!({"port": 80})).unwrap();
+        assert_eq!(resolve_port(&plain, &pod), Some(80));
+    }
+}
