@@ -37,15 +37,20 @@
 //! share one store watch per resource through [`watchhub`]), YAML request bodies (415).
 
 pub mod admission;
+pub mod authn;
 pub mod convert;
+pub mod csr;
 pub mod discovery;
 pub mod error;
 pub mod handler;
+pub mod nodeauthz;
 pub mod openapi;
 pub mod patch;
 pub mod pki;
 pub mod proto;
 pub mod quantity;
+pub mod quota;
+pub mod rbac;
 pub mod registry;
 pub mod resources;
 pub mod selector;
@@ -244,7 +249,9 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer> {
         IpAddr::V6(v6) => format!("[{v6}]"),
         v4 => v4.to_string(),
     };
-    let registry = registry::Registry::new(store.clone());
+    let auth = authn::Authenticator::load(&config.data_dir, tokens, &token)?;
+    let signer = csr::Signer::new(&pki.ca_cert_pem, &pki.ca_key_pem()?)?;
+    let registry = registry::Registry::new(store.clone()).with_root_ca(&pki.ca_cert_pem);
     bootstrap(&registry, port).await?;
     let advertise = config.advertise_address.unwrap_or_else(|| {
         if !config.bind_address.is_unspecified() {
@@ -277,7 +284,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer> {
         registry,
         server_address: format!("{url_host}:{port}"),
         shutdown: stop_rx.clone(),
-        tokens,
+        auth,
+        signer,
         hubs: Default::default(),
     });
     drop(store);
@@ -337,7 +345,11 @@ fn user_from_cert(der: &[u8]) -> Option<User> {
         .iter_organization()
         .filter_map(|o| o.as_str().ok().map(String::from))
         .collect();
-    Some(User { name, groups })
+    Some(User {
+        name,
+        groups,
+        ..Default::default()
+    })
 }
 
 async fn serve(
@@ -472,8 +484,13 @@ async fn reconcile_endpoints(registry: &registry::Registry, ip: IpAddr, port: u1
     Ok(())
 }
 
-/// Objects every cluster has: the system namespaces and the `kubernetes` service.
+/// Objects every cluster has: the default RBAC policy, the system namespaces (with their
+/// `default` ServiceAccount and `kube-root-ca.crt`), the `kubernetes` service, the system
+/// priority classes and the default storage class.
 async fn bootstrap(registry: &registry::Registry, port: u16) -> Result<()> {
+    rbac::reconcile_bootstrap_policy(registry)
+        .await
+        .map_err(|e| Error::Config(format!("reconciling the default RBAC policy: {e}")))?;
     let nsres = resources::lookup("", "v1", "namespaces")
         .ok_or_else(|| Error::Config("namespaces not served".into()))?;
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
@@ -481,6 +498,20 @@ async fn bootstrap(registry: &registry::Registry, port: u16) -> Result<()> {
             .ensure(nsres, None, json!({"metadata": {"name": ns}}))
             .await
             .map_err(|e| Error::Config(format!("creating namespace {ns}: {e}")))?;
+    }
+    // Every namespace (also those of an earlier run) has its default ServiceAccount.
+    let all = registry
+        .list(nsres, None, &registry::ListOptions::default())
+        .await
+        .map_err(|e| Error::Config(format!("listing namespaces: {e}")))?;
+    for ns in all
+        .items
+        .iter()
+        .filter_map(|n| n.pointer("/metadata/name").and_then(|v| v.as_str()))
+    {
+        admission::namespace_defaults(registry, ns)
+            .await
+            .map_err(|e| Error::Config(format!("populating namespace {ns}: {e}")))?;
     }
     let svc = resources::lookup("", "v1", "services")
         .ok_or_else(|| Error::Config("services not served".into()))?;

@@ -430,9 +430,10 @@ async fn watch_from_compacted_revision_expires() {
             ],
         )
         .await;
+    // (and the namespace's kube-root-ca.crt)
     assert_eq!(
         out.lines().filter(|l| l.contains("\"ADDED\"")).count(),
-        3,
+        4,
         "{out}"
     );
     fx.stop().await;
