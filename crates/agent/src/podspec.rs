@@ -88,6 +88,18 @@ pub trait ObjectLookup {
     fn config_map(&self, namespace: &str, name: &str) -> Option<BTreeMap<String, String>>;
     /// The decoded data of Secret `name` in `namespace`, if it exists.
     fn secret(&self, namespace: &str, name: &str) -> Option<BTreeMap<String, String>>;
+    /// A token of ServiceAccount `account` bound to the pod (the TokenRequest API), for
+    /// projected `serviceAccountToken` sources.
+    fn service_account_token(
+        &self,
+        _namespace: &str,
+        _account: &str,
+        _pod: (&str, &str),
+        _audience: Option<&str>,
+        _expiration_seconds: i64,
+    ) -> Option<String> {
+        None
+    }
 }
 
 /// Values the downward API exposes that live outside the Pod object.
