@@ -1,14 +1,18 @@
 //! skiff-apiserver: the Kubernetes REST API of a skiff server.
 //!
-//! It owns: serving HTTPS (TLS with the cluster CA; client-certificate and static bearer
-//! token authentication), the cluster's certificates, admin kubeconfig and join token
-//! ([`pki`]), discovery, legacy and aggregated ([`discovery`]), a minimal OpenAPI v2/v3
-//! surface ([`openapi`]), one generic resource store over [`skiff_store::Store`]
-//! ([`registry`]) driven by a table of resources ([`resources`]) and per-kind strategies
-//! ([`strategy`], [`validation`], [`typed`], [`quantity`]), admission ([`admission`]),
-//! views of one stored resource through several APIs ([`convert`]), the patch engines
-//! ([`patch`]), label/field selectors ([`selector`]), protobuf request bodies ([`proto`]),
-//! server-side printing ([`table`]) and watch streams ([`handler`], [`watchhub`]).
+//! It owns: serving HTTPS (TLS with the cluster CA; client-certificate and bearer token
+//! authentication: static tokens, the join token, bootstrap tokens and ServiceAccount
+//! tokens, [`authn`]), authorization ([`rbac`]: `system:masters`, the Node authorizer in
+//! [`nodeauthz`], then RBAC with the default policy reconciled at start; impersonation;
+//! access reviews), the cluster's certificates, admin kubeconfig and join token ([`pki`]),
+//! CertificateSigningRequest approval and signing ([`csr`]), discovery, legacy and
+//! aggregated ([`discovery`]), a minimal OpenAPI v2/v3 surface ([`openapi`]), one generic
+//! resource store over [`skiff_store::Store`] ([`registry`]) driven by a table of resources
+//! ([`resources`]) and per-kind strategies ([`strategy`], [`validation`], [`typed`],
+//! [`quantity`]), admission ([`admission`], [`quota`]), views of one stored resource through
+//! several APIs ([`convert`]), the patch engines ([`patch`]), label/field selectors
+//! ([`selector`]), protobuf request bodies ([`proto`]), server-side printing ([`table`]) and
+//! watch streams ([`handler`], [`watchhub`]).
 //!
 //! It must not know about containers, nodes' runtimes, the scheduler or controllers: it
 //! stores and serves objects; others act on them through the API.
@@ -28,13 +32,11 @@
 //! or `run(config, shutdown_future)`, which serves until the future completes.
 //!
 //! Not built yet (answered with clear errors, never pretended): server-side apply (501),
-//! OpenAPI schemas
-//! (`kubectl explain`), RBAC (every authenticated user may do everything, and access
-//! reviews say so), ServiceAccount and bootstrap tokens (501 on `serviceaccounts/token`),
-//! the ServiceAccount, LimitRanger and ResourceQuota admission plugins (NamespaceLifecycle,
-//! Priority, DefaultStorageClass and DefaultTolerationSeconds are in), pods'
-//! exec/log/attach/port-forward/eviction (501), a list cache (lists read the store; watches
-//! share one store watch per resource through [`watchhub`]), YAML request bodies (415).
+//! OpenAPI schemas (`kubectl explain`), ClusterRole aggregation (the default admin/edit/view
+//! roles carry their aggregated rules statically), anonymous requests beyond the health and
+//! version endpoints (401), pods' exec/log/attach/port-forward/eviction (501), a list cache
+//! (lists read the store; watches share one store watch per resource through
+//! [`watchhub`]), YAML request bodies (415).
 
 pub mod admission;
 pub mod authn;
