@@ -215,6 +215,12 @@ async fn rbac_impersonation_and_access_reviews() {
     }
     fx.ok(K, &["label", "clusterrole", "view", "mine=yes"])
         .await;
+    fx.ok(K, &["patch", "clusterrole", "view", "--type=json", "-p", r#"[{"op":"add","path":"/rules/-","value":{"apiGroups":["example.com"],"resources":["widgets"],"verbs":["get"]}}]"#]).await;
+    let before = json(
+        &fx.ok(K, &["get", "clusterrole", "view", "-o", "json"])
+            .await,
+    );
+    assert!(before["rules"].to_string().contains("widgets"));
     fx.stop().await;
     let mut cfg = config(fx.data_dir.path());
     cfg.write_kubeconfig = Some(fx.kubeconfig.clone());
@@ -223,6 +229,11 @@ async fn rbac_impersonation_and_access_reviews() {
         .ok(K, &["get", "clusterrole", "view", "--show-labels"])
         .await;
     assert!(out.contains("mine=yes"), "{out}");
+    let after = json(
+        &fx.ok(K, &["get", "clusterrole", "view", "-o", "json"])
+            .await,
+    );
+    assert_eq!(before["rules"], after["rules"]);
     fx.stop().await;
 }
 
