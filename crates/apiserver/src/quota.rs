@@ -235,6 +235,15 @@ pub async fn admit(reg: &Registry, res: &Resource, obj: &Value) -> ApiResult<()>
     Ok(())
 }
 
+/// [`refresh`] as a boxed future (for [`Registry::update`], which it calls back).
+pub fn refresh_boxed<'a>(
+    reg: &'a Registry,
+    res: &'a Resource,
+    ns: &'a str,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ApiResult<()>> + Send + 'a>> {
+    Box::pin(refresh(reg, res, ns))
+}
+
 /// Recomputes `status.hard` and `status.used` of the quotas in `ns` that concern `res`.
 pub async fn refresh(reg: &Registry, res: &Resource, ns: &str) -> ApiResult<()> {
     let Some(qres) = quotas_res() else {

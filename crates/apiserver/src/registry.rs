@@ -642,6 +642,13 @@ impl Registry {
             {
                 Ok(rev) => {
                     set_rv(&mut new, rev);
+                    // Terminal pods stop counting against quotas.
+                    let phase = |o: &Value| o.pointer("/status/phase").cloned();
+                    if res.kind == "Pod" && phase(&old) != phase(&new) {
+                        if let Some(ns) = ns {
+                            crate::quota::refresh_boxed(self, res, ns).await?;
+                        }
+                    }
                     return Ok(new);
                 }
                 Err(skiff_store::Error::Conflict { .. }) if precondition.is_none() => continue,

@@ -671,6 +671,27 @@ async fn pod_admission() {
     assert_eq!(quota["status"]["used"]["pods"], "1", "{quota}");
     fx.ok(K, &["run", "third", "-n", "team", "--image=busybox:1.36"])
         .await;
+    // A pod that has finished no longer counts.
+    fx.ok(
+        K,
+        &[
+            "patch",
+            "pod",
+            "limited",
+            "-n",
+            "team",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"phase":"Succeeded"}}"#,
+        ],
+    )
+    .await;
+    let quota = json(
+        &fx.ok(K, &["get", "quota", "q", "-n", "team", "-o", "json"])
+            .await,
+    );
+    assert_eq!(quota["status"]["used"]["pods"], "1", "{quota}");
 
     // Priority classes.
     fx.ok(
