@@ -211,6 +211,19 @@ pub fn canonicalize_map(map: &mut serde_json::Map<String, serde_json::Value>) ->
 #[cfg(test)]
 mod tests {
     use super::canonicalize as c;
+    use super::{from_milli, milli_value};
+
+    #[test]
+    fn milli_values() {
+        assert_eq!(milli_value("500m"), Some(500));
+        assert_eq!(milli_value("1"), Some(1000));
+        assert_eq!(milli_value("1Gi"), Some(1024 * 1024 * 1024 * 1000));
+        assert_eq!(milli_value("0.5"), Some(500));
+        assert_eq!(milli_value("1n"), Some(1));
+        assert_eq!(from_milli(1500), "1500m");
+        assert_eq!(from_milli(2000), "2");
+        assert_eq!(from_milli(256 * 1024 * 1024 * 1000), "256Mi");
+    }
 
     #[test]
     fn canonical_forms() {
