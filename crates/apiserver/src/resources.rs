@@ -173,6 +173,8 @@ pub static RESOURCES: &[Resource] = &[
     // authentication.k8s.io/v1 (create only, not stored)
     res("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview", false, NONE, NONE, false, false, false, Subdomain),
     res("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", "tokenreview", false, NONE, NONE, false, false, false, Subdomain),
+    // kubectl 1.27's `auth whoami` asks v1beta1 only.
+    res("authentication.k8s.io", "v1beta1", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview", false, NONE, NONE, false, false, false, Subdomain),
     // authorization.k8s.io/v1 (create only, not stored)
     res("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", "selfsubjectaccessreview", false, NONE, NONE, false, false, false, Subdomain),
     res("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews", "selfsubjectrulesreview", false, NONE, NONE, false, false, false, Subdomain),
@@ -222,7 +224,11 @@ mod tests {
     fn table_is_consistent() {
         let mut seen = std::collections::HashSet::new();
         for r in RESOURCES {
-            assert!(seen.insert((r.group, r.plural)), "duplicate {}", r.plural);
+            assert!(
+                seen.insert((r.group, r.version, r.plural)),
+                "duplicate {}",
+                r.plural
+            );
             assert_eq!(r.singular, r.kind.to_lowercase());
         }
         assert!(lookup("apps", "v1", "deployments").is_some_and(|r| r.scale));

@@ -160,6 +160,17 @@ async fn rbac_impersonation_and_access_reviews() {
         "{out}"
     );
 
+    // kubectl 1.27 asks authentication.k8s.io/v1beta1.
+    let out = fx.ok(KUBECTL_OLD, &["auth", "whoami", "--as", "bob"]).await;
+    assert!(out.contains("bob"), "{out}");
+    let out = fx
+        .ok(
+            KUBECTL_OLD,
+            &["auth", "can-i", "list", "pods", "--as", "alice"],
+        )
+        .await;
+    assert_eq!(out.trim(), "yes");
+
     // SubjectAccessReview by the admin about alice.
     let sar = fx.file("sar.json", r#"{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","spec":{"user":"alice","resourceAttributes":{"namespace":"default","verb":"list","resource":"pods"}}}"#);
     let out = fx
