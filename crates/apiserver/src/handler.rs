@@ -656,14 +656,12 @@ async fn resource_request(
         Some("token") if res.kind == "ServiceAccount" && method == Method::POST => {
             let (body, ct) = read_body(req).await?;
             let body = parse_json_body(&body, ct.as_deref())?;
-            let out = crate::authn::token_request(
-                &state.auth,
-                reg,
+            let (ns, account) = (
                 ns.unwrap_or_default(),
                 t.name.as_deref().unwrap_or_default(),
-                body,
-            )
-            .await?;
+            );
+            crate::nodeauthz::admit_token_request(reg, user_ref, ns, account, &body).await?;
+            let out = crate::authn::token_request(&state.auth, reg, ns, account, body).await?;
             return Ok(json_response(201, &out, &[]));
         }
         Some("approval") if res.kind == "CertificateSigningRequest" => Some("approval"),

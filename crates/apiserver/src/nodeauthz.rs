@@ -102,6 +102,37 @@ pub fn admit_create(user: &User, res: &Resource, obj: &Value) -> ApiResult<()> {
     Ok(())
 }
 
+/// NodeRestriction on TokenRequests: a kubelet asks only for tokens bound to pods on
+/// its node.
+pub async fn admit_token_request(
+    reg: &Registry,
+    user: &User,
+    ns: &str,
+    account: &str,
+    body: &Value,
+) -> ApiResult<()> {
+    let Some(node) = node_of(user) else {
+        return Ok(());
+    };
+    let refused = |why: &str| {
+        Err(ApiError::forbidden(format!(
+            "serviceaccounts \"{account}\" is forbidden: {why}"
+        )))
+    };
+    let bound = body.pointer("/spec/boundObjectRef");
+    if bound.and_then(|b| b.get("kind")).and_then(Value::as_str) != Some("Pod") {
+        return refused("node requested token not bound to a pod");
+    }
+    let pod = bound
+        .and_then(|b| b.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if pod_node(reg, ns, pod).await?.as_deref() != Some(node) {
+        return refused("node requested token bound to a pod scheduled on a different node");
+    }
+    Ok(())
+}
+
 async fn pod_node(reg: &Registry, ns: &str, name: &str) -> ApiResult<Option<String>> {
     let Some(res) = lookup("", "v1", "pods") else {
         return Ok(None);

@@ -554,6 +554,11 @@ async fn bootstrap_tokens_csrs_and_the_node_authorizer() {
     )
     .await;
     assert!(out.trim().split('.').count() == 3, "{out}");
+    let err = fails_with(&fx, &node, &["create", "token", "default"]).await;
+    assert!(
+        err.contains("node requested token not bound to a pod"),
+        "{err}"
+    );
     fx.stop().await;
 }
 
