@@ -612,7 +612,7 @@ pub fn node_rules() -> Vec<Value> {
         ),
         rule(READ, &[""], &["pods"]),
         rule(&["create", "delete"], &[""], &["pods"]),
-        rule(&["update", "patch"], &[""], &["pods/status"]),
+        rule(&["get", "update", "patch"], &[""], &["pods/status"]),
         rule(&["create"], &[""], &["pods/eviction"]),
         rule(
             &["get"],

@@ -554,6 +554,50 @@ async fn bootstrap_tokens_csrs_and_the_node_authorizer() {
     )
     .await;
     assert!(out.trim().split('.').count() == 3, "{out}");
+    // Status of its own pods only; its own Lease only.
+    let status = r#"{"status":{"phase":"Running"}}"#;
+    ok_with(
+        &fx,
+        &node,
+        &[
+            "patch",
+            "pod",
+            "onn1",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            status,
+        ],
+    )
+    .await;
+    fx.ok(K, &["run", "elsewhere", "--image=busybox:1.36"])
+        .await;
+    let elsewhere = fx.ok(K, &["get", "pod", "elsewhere", "-o", "json"]).await;
+    let body = fx.file("elsewhere.json", &elsewhere);
+    let err = fails_with(
+        &fx,
+        &node,
+        &[
+            "replace",
+            "--raw",
+            "/api/v1/namespaces/default/pods/elsewhere/status",
+            "-f",
+            body.to_str().unwrap_or_default(),
+        ],
+    )
+    .await;
+    assert!(
+        err.contains(r#"cannot update resource "pods/status""#)
+            && err.contains("no relationship found"),
+        "{err}"
+    );
+    let other = fx.file("lease2.yaml", "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: n2\n  namespace: kube-node-lease\n");
+    fails_with(
+        &fx,
+        &node,
+        &["create", "-f", other.to_str().unwrap_or_default()],
+    )
+    .await;
     let err = fails_with(&fx, &node, &["create", "token", "default"]).await;
     assert!(
         err.contains("node requested token not bound to a pod"),
