@@ -256,10 +256,7 @@ pub async fn reconcile(
         None
     };
     reg.update(res, None, &name, Subresource::Status, false, |old| {
-        let mut new = old.clone();
-        if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
-            m.remove("resourceVersion");
-        }
+        let mut new = crate::handler::without_rv(old);
         if !new.get("status").is_some_and(Value::is_object) {
             new["status"] = json!({});
         }

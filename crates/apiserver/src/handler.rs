@@ -1117,7 +1117,8 @@ fn patch_error(e: patch::PatchError) -> ApiError {
     }
 }
 
-fn without_rv(obj: &Value) -> Value {
+/// A copy of `obj` without its resourceVersion (an unconditional update).
+pub fn without_rv(obj: &Value) -> Value {
     let mut o = obj.clone();
     if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");

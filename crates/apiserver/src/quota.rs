@@ -278,10 +278,7 @@ pub async fn refresh(reg: &Registry, res: &Resource, ns: &str) -> ApiResult<()> 
             .to_string();
         let result = reg
             .update(qres, Some(ns), &name, Subresource::Status, false, |old| {
-                let mut new = old.clone();
-                if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
-                    m.remove("resourceVersion");
-                }
+                let mut new = crate::handler::without_rv(old);
                 new["status"] = status.clone();
                 Ok(new)
             })

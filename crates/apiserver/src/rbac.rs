@@ -947,10 +947,7 @@ pub async fn reconcile_bootstrap_policy(reg: &Registry) -> ApiResult<()> {
                 crate::strategy::Subresource::Main,
                 false,
                 |old| {
-                    let mut new = old.clone();
-                    if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
-                        m.remove("resourceVersion");
-                    }
+                    let mut new = crate::handler::without_rv(old);
                     let mut list = old
                         .get(field)
                         .and_then(Value::as_array)
