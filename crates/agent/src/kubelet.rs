@@ -318,6 +318,31 @@ impl ObjectLookup for ApiLookup {
             message,
         ));
     }
+    fn service_account_token(
+        &self,
+        ns: &str,
+        account: &str,
+        pod: (&str, &str),
+        audience: Option<&str>,
+        expiration_seconds: i64,
+    ) -> Option<String> {
+        let api: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+            Api::namespaced(self.client.clone(), ns);
+        let req: k8s_openapi::api::authentication::v1::TokenRequest =
+            serde_json::from_value(json!({
+                "spec": {
+                    "audiences": audience.map(|a| vec![a]).unwrap_or_default(),
+                    "expirationSeconds": expiration_seconds,
+                    "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": pod.0, "uid": pod.1},
+                }
+            }))
+            .ok()?;
+        let out = self
+            .handle
+            .block_on(api.create_token_request(account, &PostParams::default(), &req))
+            .ok()?;
+        out.status.map(|s| s.token)
+    }
 }
 
 /// The container statuses and phase of a running pod, from the engine's state.

@@ -636,10 +636,117 @@ fn volume_path(
         volumes::write_atomic(&t, &payload).map_err(verr)?;
         return Ok(t);
     }
+    if let Some(proj) = &v.projected {
+        let payload = projected_payload(pod, v, proj, ns, lookup, rt)?;
+        let t = target("kubernetes.io~projected");
+        volumes::write_atomic(&t, &payload).map_err(verr)?;
+        return Ok(t);
+    }
     Err(PodError::Unsupported(format!(
         "volume {}: this volume type is not supported by the node agent yet",
         v.name
     )))
+}
+
+/// The files of a projected volume: its configMap, secret, downwardAPI (fieldRef) and
+/// serviceAccountToken sources.
+fn projected_payload(
+    pod: &Pod,
+    v: &Volume,
+    proj: &k8s_openapi::api::core::v1::ProjectedVolumeSource,
+    ns: &str,
+    lookup: &dyn ObjectLookup,
+    rt: &PodRuntimeInfo,
+) -> Result<BTreeMap<String, FileProjection>, PodError> {
+    let mode = proj.default_mode.unwrap_or(0o644);
+    let missing = |what: &str, name: &str| {
+        PodError::Volume(format!(
+            "MountVolume.SetUp failed for volume \"{}\" : {what} \"{name}\" not found",
+            v.name
+        ))
+    };
+    let mut payload = BTreeMap::new();
+    for src in proj.sources.iter().flatten() {
+        let (data, items, optional, what, name) = if let Some(cm) = &src.config_map {
+            let name = cm.name.clone();
+            (
+                lookup.config_map(ns, &name),
+                &cm.items,
+                cm.optional,
+                "configmap",
+                name,
+            )
+        } else if let Some(sec) = &src.secret {
+            let name = sec.name.clone();
+            (
+                lookup.secret(ns, &name),
+                &sec.items,
+                sec.optional,
+                "secret",
+                name,
+            )
+        } else {
+            if let Some(d) = &src.downward_api {
+                for item in d.items.iter().flatten() {
+                    let Some(f) = &item.field_ref else {
+                        return Err(PodError::Unsupported(format!(
+                            "projected volume {}: only fieldRef downwardAPI items are supported yet",
+                            v.name
+                        )));
+                    };
+                    let value = podspec::field_ref_value(pod, &f.field_path, rt)?;
+                    let m = item.mode.unwrap_or(mode) as u32;
+                    payload.insert(
+                        item.path.clone(),
+                        FileProjection {
+                            data: value.into_bytes(),
+                            mode: m,
+                        },
+                    );
+                }
+            }
+            if let Some(t) = &src.service_account_token {
+                let account = pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.service_account_name.clone())
+                    .unwrap_or_else(|| "default".into());
+                let pod_ref = (
+                    pod.metadata.name.as_deref().unwrap_or(""),
+                    pod.metadata.uid.as_deref().unwrap_or(""),
+                );
+                let token = lookup
+                    .service_account_token(ns, &account, pod_ref, t.audience.as_deref(), t.expiration_seconds.unwrap_or(3600))
+                    .ok_or_else(|| PodError::Volume(format!(
+                        "MountVolume.SetUp failed for volume \"{}\" : failed to fetch token for service account \"{account}\"",
+                        v.name
+                    )))?;
+                payload.insert(
+                    t.path.clone(),
+                    FileProjection {
+                        data: token.into_bytes(),
+                        mode: mode as u32,
+                    },
+                );
+            }
+            continue;
+        };
+        let data = match (data, optional) {
+            (Some(d), _) => d,
+            (None, Some(true)) => BTreeMap::new(),
+            (None, _) => return Err(missing(what, &name)),
+        };
+        let bytes = data.into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+        let items: Option<Vec<(String, String, Option<i32>)>> = items.as_ref().map(|i| {
+            i.iter()
+                .map(|k| (k.key.clone(), k.path.clone(), k.mode))
+                .collect()
+        });
+        payload.extend(
+            volumes::project(&bytes, items.as_deref(), Some(mode)).map_err(PodError::Volume)?,
+        );
+    }
+    Ok(payload)
 }
 
 /// Stop a pod: each app container with the grace period (SIGTERM, then SIGKILL),
@@ -724,4 +831,89 @@ pub fn adopt(engine: &Engine, node: &NodeSettings) -> BTreeMap<String, RunningPo
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    struct Objects;
+    impl ObjectLookup for Objects {
+        fn config_map(&self, _ns: &str, name: &str) -> Option<BTreeMap<String, String>> {
+            (name == "kube-root-ca.crt").then(|| {
+                [("ca.crt".to_string(), "PEM".to_string())]
+                    .into_iter()
+                    .collect()
+            })
+        }
+        fn secret(&self, _ns: &str, _name: &str) -> Option<BTreeMap<String, String>> {
+            None
+        }
+        fn event(&self, _: &Pod, _: Option<&str>, _: bool, _: &str, _: &str) {}
+        fn service_account_token(
+            &self,
+            ns: &str,
+            account: &str,
+            pod: (&str, &str),
+            _audience: Option<&str>,
+            expiration_seconds: i64,
+        ) -> Option<String> {
+            Some(format!("{ns}/{account}/{}/{expiration_seconds}", pod.0))
+        }
+    }
+
+    #[test]
+    fn projected_service_account_volume() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "team", "uid": "u1"},
+            "spec": {"serviceAccountName": "builder", "containers": [{"name": "c"}],
+                "volumes": [{"name": "kube-api-access-abcde", "projected": {"defaultMode": 420, "sources": [
+                    {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                    {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                    {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}]}}]}
+        }))
+        .expect("pod");
+        let v = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.clone())
+            .unwrap_or_default()[0]
+            .clone();
+        let proj = v.projected.clone().expect("projected");
+        let files = projected_payload(
+            &pod,
+            &v,
+            &proj,
+            "team",
+            &Objects,
+            &PodRuntimeInfo::default(),
+        )
+        .expect("payload");
+        assert_eq!(files["token"].data, b"team/builder/web/3607");
+        assert_eq!(files["ca.crt"].data, b"PEM");
+        assert_eq!(files["namespace"].data, b"team");
+        assert_eq!(files["token"].mode, 0o644);
+        let missing: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "x", "namespace": "team"},
+            "spec": {"containers": [{"name": "c"}], "volumes": [{"name": "p", "projected": {"sources": [{"configMap": {"name": "nope"}}]}}]}
+        }))
+        .expect("pod");
+        let v = missing
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.clone())
+            .unwrap_or_default()[0]
+            .clone();
+        let proj = v.projected.clone().expect("projected");
+        assert!(projected_payload(
+            &missing,
+            &v,
+            &proj,
+            "team",
+            &Objects,
+            &PodRuntimeInfo::default()
+        )
+        .is_err());
+    }
 }

@@ -91,6 +91,18 @@ pub trait ObjectLookup {
     /// Records an Event about `pod` (and one of its containers): Pulled, Created,
     /// Started, Failed, FailedPostStartHook, …
     fn event(&self, pod: &Pod, container: Option<&str>, warning: bool, reason: &str, message: &str);
+    /// A token of ServiceAccount `account` bound to the pod (the TokenRequest API), for
+    /// projected `serviceAccountToken` sources.
+    fn service_account_token(
+        &self,
+        _namespace: &str,
+        _account: &str,
+        _pod: (&str, &str),
+        _audience: Option<&str>,
+        _expiration_seconds: i64,
+    ) -> Option<String> {
+        None
+    }
 }
 
 /// The image pull policy in effect: the container's, else Always for `:latest` or

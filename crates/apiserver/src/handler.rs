@@ -30,11 +30,13 @@ pub const MAX_BODY: usize = 3 * 1024 * 1024;
 pub type Body = BoxBody<Bytes, Infallible>;
 type ApiResult<T> = Result<T, ApiError>;
 
-/// Who made a request (from its client certificate).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Who made a request (from its client certificate or bearer token).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct User {
     pub name: String,
     pub groups: Vec<String>,
+    pub uid: String,
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// What every request handler shares.
@@ -44,8 +46,10 @@ pub struct State {
     pub server_address: String,
     /// Becomes true when the server shuts down (ends watches).
     pub shutdown: tokio::sync::watch::Receiver<bool>,
-    /// Static bearer tokens (`--token-auth-file`).
-    pub tokens: HashMap<String, User>,
+    /// Bearer-token authentication (static, join, bootstrap and ServiceAccount tokens).
+    pub auth: crate::authn::Authenticator,
+    /// Signs approved CertificateSigningRequests.
+    pub signer: crate::csr::Signer,
     /// Shared watch fan-out.
     pub hubs: crate::watchhub::Hubs,
     /// The client TLS towards node agents (pods' log/exec/attach/portforward).
@@ -91,6 +95,8 @@ pub fn parse_token_file(text: &str) -> Result<HashMap<String, User>, String> {
             User {
                 name: fields[1].trim().to_string(),
                 groups,
+                uid: fields[2].trim().to_string(),
+                ..Default::default()
             },
         );
     }
@@ -213,9 +219,34 @@ pub async fn handle(
 ) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    // A verified client certificate wins; otherwise a bearer token must be known.
-    let mut user = user;
-    let mut bad_token = false;
+    let resp = match authenticate_and_authorize(&state, user, &req).await {
+        Ok(user) => {
+            let who = user.as_ref().map(|u| u.name.clone()).unwrap_or_default();
+            let resp = match route(&state, user.as_ref(), req).await {
+                Ok(r) => r,
+                Err(e) => error_response(&e),
+            };
+            tracing::debug!(%method, %path, status = resp.status().as_u16(), user = %who, "request");
+            resp
+        }
+        Err(e) => error_response(&e),
+    };
+    resp
+}
+
+/// Who the request is from (a verified client certificate wins; otherwise a bearer
+/// token must be valid), after impersonation, and whether they may make it.
+async fn authenticate_and_authorize(
+    state: &State,
+    user: Option<User>,
+    req: &Request<Incoming>,
+) -> ApiResult<Option<User>> {
+    let path = req.uri().path();
+    let public = matches!(
+        path.trim_end_matches('/'),
+        "/version" | "/healthz" | "/livez" | "/readyz"
+    );
+    let mut user = user.map(crate::authn::with_authenticated);
     if user.is_none() {
         let bearer = req
             .headers()
@@ -224,23 +255,30 @@ pub async fn handle(
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
         if let Some(token) = bearer {
-            user = state.tokens.get(token).cloned();
-            bad_token = user.is_none();
+            match state.auth.authenticate(&state.registry, token, &[]).await? {
+                Ok(u) => user = Some(u),
+                Err(_) if public => {}
+                Err(_) => return Err(ApiError::unauthorized()),
+            }
         }
     }
-    let public = matches!(
-        path.trim_end_matches('/'),
-        "/version" | "/healthz" | "/livez" | "/readyz"
-    );
-    if bad_token && !public {
-        return error_response(&ApiError::unauthorized());
-    }
-    let resp = match route(&state, user.as_ref(), req).await {
-        Ok(r) => r,
-        Err(e) => error_response(&e),
+    let Some(mut user) = user else {
+        // Anonymous requests may read the public health and version endpoints only.
+        return if public {
+            Ok(None)
+        } else {
+            Err(ApiError::unauthorized())
+        };
     };
-    tracing::debug!(%method, %path, status = resp.status().as_u16(), user = user.as_ref().map(|u| u.name.as_str()).unwrap_or("-"), "request");
-    resp
+    if let Some(imp) = crate::authn::impersonate(&state.registry, &user, req.headers()).await? {
+        user = imp;
+    }
+    let attrs = crate::rbac::Attributes::of_request(req.method().as_str(), path, req.uri().query());
+    let decision = crate::rbac::authorize(&state.registry, &user, &attrs).await?;
+    if !decision.allowed {
+        return Err(crate::rbac::forbidden(&user, &attrs, &decision.reason));
+    }
+    Ok(Some(user))
 }
 
 async fn route(
@@ -267,15 +305,6 @@ async fn route(
     }
     if user.is_none() {
         return Err(ApiError::unauthorized());
-    }
-    if req
-        .headers()
-        .keys()
-        .any(|k| k.as_str().to_ascii_lowercase().starts_with("impersonate-"))
-    {
-        return Err(ApiError::forbidden(
-            "impersonation is not supported by this server yet",
-        ));
     }
     let segs: Vec<String> = path
         .split('/')
@@ -376,7 +405,7 @@ async fn route(
     }
 }
 
-fn percent_decode(s: &str) -> String {
+pub fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -603,14 +632,16 @@ async fn resource_request(
     if res.namespaced && t.ns.is_none() && !(method == Method::GET && t.name.is_none()) {
         return Err(not_found_path());
     }
-    if res.kind == "SelfSubjectReview" {
-        return self_subject_review(user, req, &method, t.name.is_some()).await;
-    }
+    let user_ref = user.ok_or_else(ApiError::unauthorized)?;
     if matches!(
         res.kind,
-        "SelfSubjectAccessReview" | "SubjectAccessReview" | "SelfSubjectRulesReview"
+        "SelfSubjectReview"
+            | "SelfSubjectAccessReview"
+            | "SubjectAccessReview"
+            | "SelfSubjectRulesReview"
+            | "TokenReview"
     ) {
-        return access_review(res, req, &method, t.name.is_some()).await;
+        return review(state, user_ref, res, req, &method, t.name.is_some()).await;
     }
     let sub = match t.sub.as_deref() {
         None => None,
@@ -648,17 +679,25 @@ async fn resource_request(
                 res.plural
             )))
         }
-        Some("token") if res.kind == "ServiceAccount" => {
-            return Err(ApiError::not_implemented(
-                "serviceaccounts/token is not available yet: the server does not issue ServiceAccount tokens",
-            ))
+        Some("token") if res.kind == "ServiceAccount" && method == Method::POST => {
+            let (body, ct) = read_body(req).await?;
+            let body = parse_json_body(&body, ct.as_deref())?;
+            let (ns, account) = (
+                ns.unwrap_or_default(),
+                t.name.as_deref().unwrap_or_default(),
+            );
+            crate::nodeauthz::admit_token_request(reg, user_ref, ns, account, &body).await?;
+            let out = crate::authn::token_request(&state.auth, reg, ns, account, body).await?;
+            return Ok(json_response(201, &out, &[]));
         }
+        Some("approval") if res.kind == "CertificateSigningRequest" => Some("approval"),
         Some(_) => return Err(not_found_path()),
     };
     // Which verbs each subresource takes.
     let allowed = match sub {
         Some("binding") => method == Method::POST,
         Some("finalize") => method == Method::PUT,
+        Some("approval") => matches!(method, Method::GET | Method::PUT),
         Some(_) => matches!(method, Method::GET | Method::PUT | Method::PATCH),
         None => true,
     };
@@ -726,7 +765,21 @@ async fn resource_request(
                 }
             }
             let warnings = typed_check(res, &mut obj, fv)?;
-            let created = reg.create(res, ns, obj, dry).await?;
+            crate::nodeauthz::admit_create(user_ref, res, &obj)?;
+            if res.kind == "CertificateSigningRequest" {
+                crate::csr::prepare_create(user_ref, &mut obj)?;
+            }
+            let mut created = reg.create(res, ns, obj, dry).await?;
+            if res.kind == "CertificateSigningRequest" && !dry {
+                created = crate::csr::reconcile(reg, res, &state.signer, created).await?;
+            }
+            if res.kind == "Namespace" && !dry {
+                let name = created
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                crate::admission::namespace_defaults(reg, name).await?;
+            }
             Ok(json_response(
                 201,
                 &render_one(res, &created, accept, &q),
@@ -755,6 +808,23 @@ async fn resource_request(
             }
             check_body_type(res, &body)?;
             let warnings = typed_check(res, &mut body, fv)?;
+            if sub == Some("approval") {
+                let updated = reg
+                    .update(res, ns, name, Subresource::Status, dry, |old| {
+                        crate::csr::apply_approval(old, &body)
+                    })
+                    .await?;
+                let updated = if dry {
+                    updated
+                } else {
+                    crate::csr::reconcile(reg, res, &state.signer, updated).await?
+                };
+                return Ok(json_response(
+                    200,
+                    &render_one(res, &updated, accept, &q),
+                    &warnings,
+                ));
+            }
             let subres = match sub {
                 Some("status") => Subresource::Status,
                 Some("finalize") => Subresource::Finalize,
@@ -940,9 +1010,12 @@ async fn resource_request(
     }
 }
 
-/// `authorization.k8s.io/v1` access reviews. Authorization is not enforced yet: every
-/// authenticated user may do everything, and the reviews say so (with that reason).
-async fn access_review(
+/// The create-only review resources: `authorization.k8s.io/v1` access reviews (answered
+/// by the authorizer), `authentication.k8s.io/v1` SelfSubjectReview (`kubectl auth
+/// whoami`) and TokenReview.
+async fn review(
+    state: &State,
+    user: &User,
     res: &Resource,
     req: Request<Incoming>,
     method: &Method,
@@ -955,7 +1028,11 @@ async fn access_review(
         )));
     }
     let (body, ct) = read_body(req).await?;
-    let mut review = parse_json_body(&body, ct.as_deref())?;
+    let mut review = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        parse_json_body(&body, ct.as_deref())?
+    };
     check_body_type(res, &review)?;
     review["apiVersion"] = json!(res.api_version());
     review["kind"] = json!(res.kind);
@@ -963,49 +1040,100 @@ async fn access_review(
         review["metadata"] = json!({});
     }
     review["metadata"]["creationTimestamp"] = Value::Null;
-    const REASON: &str =
-        "skiff does not enforce authorization yet: every authenticated user is allowed";
-    review["status"] = if res.kind == "SelfSubjectRulesReview" {
-        json!({
-            "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
-            "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
-            "incomplete": false,
-            "evaluationError": REASON,
-        })
-    } else {
-        json!({"allowed": true, "reason": REASON})
+    let spec = review.get("spec").cloned().unwrap_or(json!({}));
+    let reg = &state.registry;
+    review["status"] = match res.kind {
+        "SelfSubjectReview" => json!({"userInfo": user_info(user)}),
+        "TokenReview" => crate::authn::token_review(&state.auth, reg, &spec).await?,
+        "SelfSubjectRulesReview" => {
+            let ns = spec.get("namespace").and_then(Value::as_str).unwrap_or("");
+            crate::rbac::rules_for(reg, user, ns).await?
+        }
+        _ => {
+            let subject = if res.kind == "SubjectAccessReview" {
+                let strs = |k: &str| -> Vec<String> {
+                    spec.get(k)
+                        .and_then(Value::as_array)
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(Value::as_str)
+                                .map(String::from)
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                };
+                User {
+                    name: spec
+                        .get("user")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .into(),
+                    groups: strs("groups"),
+                    uid: spec.get("uid").and_then(Value::as_str).unwrap_or("").into(),
+                    extra: serde_json::from_value(spec.get("extra").cloned().unwrap_or(json!({})))
+                        .unwrap_or_default(),
+                }
+            } else {
+                user.clone()
+            };
+            let attrs = review_attributes(&spec)?;
+            let d = crate::rbac::authorize(reg, &subject, &attrs).await?;
+            let mut status = json!({"allowed": d.allowed});
+            if d.denied {
+                status["denied"] = json!(true);
+            }
+            if !d.reason.is_empty() {
+                status["reason"] = json!(d.reason);
+            }
+            status
+        }
     };
     Ok(json_response(201, &review, &[]))
 }
 
-/// `authentication.k8s.io/v1` SelfSubjectReview (`kubectl auth whoami`): who the caller is.
-async fn self_subject_review(
-    user: Option<&User>,
-    req: Request<Incoming>,
-    method: &Method,
-    named: bool,
-) -> ApiResult<Response<Body>> {
-    if *method != Method::POST || named {
-        return Err(ApiError::method_not_allowed(
-            "selfsubjectreviews only supports create",
-        ));
+/// The attributes an access review asks about.
+fn review_attributes(spec: &Value) -> ApiResult<crate::rbac::Attributes> {
+    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    if let Some(r) = spec.get("resourceAttributes").filter(|r| r.is_object()) {
+        return Ok(crate::rbac::Attributes {
+            verb: s(r, "verb"),
+            resource_request: true,
+            group: s(r, "group"),
+            resource: s(r, "resource"),
+            subresource: s(r, "subresource"),
+            namespace: s(r, "namespace"),
+            name: s(r, "name"),
+            path: String::new(),
+        });
     }
-    let _ = read_body(req).await?;
-    let user = user.ok_or_else(ApiError::unauthorized)?;
-    let mut groups = user.groups.clone();
-    if !groups.iter().any(|g| g == "system:authenticated") {
-        groups.push("system:authenticated".into());
+    if let Some(r) = spec.get("nonResourceAttributes").filter(|r| r.is_object()) {
+        return Ok(crate::rbac::Attributes {
+            verb: s(r, "verb"),
+            path: s(r, "path"),
+            ..Default::default()
+        });
     }
-    Ok(json_response(
-        201,
-        &json!({
-            "kind": "SelfSubjectReview",
-            "apiVersion": "authentication.k8s.io/v1",
-            "metadata": {"creationTimestamp": null},
-            "status": {"userInfo": {"username": user.name, "groups": groups}},
-        }),
-        &[],
+    Err(ApiError::invalid(
+        "authorization.k8s.io",
+        "SubjectAccessReview",
+        "",
+        vec![crate::error::Cause::invalid(
+            "spec.resourceAttributes",
+            "",
+            "exactly one of nonResourceAttributes or resourceAttributes must be specified",
+        )],
     ))
+}
+
+fn user_info(user: &User) -> Value {
+    let mut info = json!({"username": user.name, "groups": user.groups});
+    if !user.uid.is_empty() {
+        info["uid"] = json!(user.uid);
+    }
+    if !user.extra.is_empty() {
+        info["extra"] = json!(user.extra);
+    }
+    info
 }
 
 fn patch_error(e: patch::PatchError) -> ApiError {
@@ -1015,7 +1143,8 @@ fn patch_error(e: patch::PatchError) -> ApiError {
     }
 }
 
-fn without_rv(obj: &Value) -> Value {
+/// A copy of `obj` without its resourceVersion (an unconditional update).
+pub fn without_rv(obj: &Value) -> Value {
     let mut o = obj.clone();
     if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");
@@ -1493,7 +1622,9 @@ mod tests {
             t["abc"],
             User {
                 name: "alice".into(),
-                groups: vec!["dev".into(), "ops".into()]
+                groups: vec!["dev".into(), "ops".into()],
+                uid: "1".into(),
+                ..Default::default()
             }
         );
         assert_eq!(t["xyz"].groups, Vec::<String>::new());

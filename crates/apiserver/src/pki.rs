@@ -43,7 +43,7 @@ fn read(dir: &Path, name: &str) -> Result<String> {
     std::fs::read_to_string(&path).map_err(|e| Error::io(format!("reading {}", path.display()), e))
 }
 
-fn write_private(path: &Path, contents: &str, mode: u32) -> Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &str, mode: u32) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
@@ -160,6 +160,11 @@ impl Pki {
         ];
         validity(&mut params, 10);
         params
+    }
+
+    /// The CA's private key (PEM), for signing certificate requests.
+    pub fn ca_key_pem(&self) -> Result<String> {
+        read(&self.dir, CA_KEY)
     }
 
     /// sha256 (hex) of the CA certificate's PEM, as k3s puts it in its join token.

@@ -285,6 +285,16 @@ fn message(name: &str, b: &[u8]) -> Result<Value, ProtoError> {
             return Ok(if ty == 1 { json!(s) } else { json!(int) });
         }
         "k8s.io.apimachinery.pkg.runtime.RawExtension" => return raw_json(b),
+        // `ExtraValue` is a list of strings on the wire and in JSON.
+        n if n.ends_with(".ExtraValue") => {
+            let mut items = Vec::new();
+            for (num, raw) in fields(b)? {
+                if let (1, Raw::Bytes(s)) = (num, raw) {
+                    items.push(json!(String::from_utf8_lossy(s)));
+                }
+            }
+            return Ok(Value::Array(items));
+        }
         _ => {}
     }
     let schema = schema()

@@ -106,6 +106,33 @@ fn pow10(e: i32) -> Option<i128> {
     10i128.checked_pow(u32::try_from(e).ok()?)
 }
 
+/// The value of a quantity in thousandths (`500m` → 500, `1Gi` → 1073741824000), rounded
+/// up; `None` if it does not parse or overflows.
+pub fn milli_value(s: &str) -> Option<i128> {
+    let q = parse(s)?;
+    let e = q.exp + 3;
+    if e >= 0 {
+        q.mantissa.checked_mul(pow10(e)?)
+    } else {
+        let d = pow10(-e)?;
+        let v = q.mantissa / d;
+        Some(if q.mantissa % d > 0 { v + 1 } else { v })
+    }
+}
+
+/// Writes a value in thousandths as a canonical quantity (binary suffixes for whole
+/// multiples of 1024, as memory is shown).
+pub fn from_milli(m: i128) -> String {
+    if m % 1000 == 0 {
+        let v = m / 1000;
+        if v != 0 && v % 1024 == 0 {
+            return canonicalize(&format!("{}Ki", v / 1024)).unwrap_or_else(|| v.to_string());
+        }
+        return v.to_string();
+    }
+    canonicalize(&format!("{m}m")).unwrap_or_else(|| format!("{m}m"))
+}
+
 /// The canonical form of a quantity string, or `None` if it does not parse.
 pub fn canonicalize(s: &str) -> Option<String> {
     let q = normalize(parse(s)?);
@@ -184,6 +211,19 @@ pub fn canonicalize_map(map: &mut serde_json::Map<String, serde_json::Value>) ->
 #[cfg(test)]
 mod tests {
     use super::canonicalize as c;
+    use super::{from_milli, milli_value};
+
+    #[test]
+    fn milli_values() {
+        assert_eq!(milli_value("500m"), Some(500));
+        assert_eq!(milli_value("1"), Some(1000));
+        assert_eq!(milli_value("1Gi"), Some(1024 * 1024 * 1024 * 1000));
+        assert_eq!(milli_value("0.5"), Some(500));
+        assert_eq!(milli_value("1n"), Some(1));
+        assert_eq!(from_milli(1500), "1500m");
+        assert_eq!(from_milli(2000), "2");
+        assert_eq!(from_milli(256 * 1024 * 1024 * 1000), "256Mi");
+    }
 
     #[test]
     fn canonical_forms() {

@@ -57,6 +57,8 @@ pub struct Deleted {
 #[derive(Clone)]
 pub struct Registry {
     store: Arc<dyn Store>,
+    /// The cluster CA (PEM) published in every namespace as `kube-root-ca.crt`.
+    root_ca: Option<Arc<str>>,
 }
 
 pub fn key(res: &Resource, ns: Option<&str>, name: &str) -> String {
@@ -168,7 +170,20 @@ fn decode_continue(token: &str, prefix: &str) -> ApiResult<(Revision, Vec<u8>)> 
 
 impl Registry {
     pub fn new(store: Arc<dyn Store>) -> Registry {
-        Registry { store }
+        Registry {
+            store,
+            root_ca: None,
+        }
+    }
+
+    /// Sets the CA certificate published as `kube-root-ca.crt`.
+    pub fn with_root_ca(mut self, pem: &str) -> Registry {
+        self.root_ca = Some(Arc::from(pem));
+        self
+    }
+
+    pub fn root_ca(&self) -> Option<&str> {
+        self.root_ca.as_deref()
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -330,6 +345,9 @@ impl Registry {
             .await
             .map_err(Self::err(res, &name))?;
         set_rv(&mut obj, rev);
+        if let Some(ns) = ns.filter(|_| res.namespaced) {
+            crate::quota::refresh(self, res, ns).await?;
+        }
         Ok(obj)
     }
 
@@ -624,6 +642,13 @@ impl Registry {
             {
                 Ok(rev) => {
                     set_rv(&mut new, rev);
+                    // Terminal pods stop counting against quotas.
+                    let phase = |o: &Value| o.pointer("/status/phase").cloned();
+                    if res.kind == "Pod" && phase(&old) != phase(&new) {
+                        if let Some(ns) = ns {
+                            crate::quota::refresh_boxed(self, res, ns).await?;
+                        }
+                    }
                     return Ok(new);
                 }
                 Err(skiff_store::Error::Conflict { .. }) if precondition.is_none() => continue,
@@ -785,10 +810,13 @@ impl Registry {
                 .await
             {
                 Ok(_) => {
+                    if let Some(ns) = ns.filter(|_| res.namespaced) {
+                        crate::quota::refresh(self, res, ns).await?;
+                    }
                     return Ok(Deleted {
                         object: obj,
                         removed: true,
-                    })
+                    });
                 }
                 Err(skiff_store::Error::Conflict { .. }) => continue,
                 Err(e) => return Err(Self::err(res, name)(e)),

@@ -62,6 +62,7 @@ impl Resource {
         if matches!(
             self.kind,
             "SelfSubjectReview"
+                | "TokenReview"
                 | "SelfSubjectAccessReview"
                 | "SelfSubjectRulesReview"
                 | "SubjectAccessReview"
@@ -146,6 +147,8 @@ pub static RESOURCES: &[Resource] = &[
     // batch/v1
     res("batch", "v1", "CronJob", "cronjobs", "cronjob", true, &["cj"], ALL, true, false, true, Subdomain),
     res("batch", "v1", "Job", "jobs", "job", true, NONE, ALL, true, false, true, Subdomain),
+    // certificates.k8s.io/v1
+    res("certificates.k8s.io", "v1", "CertificateSigningRequest", "certificatesigningrequests", "certificatesigningrequest", false, &["csr"], NONE, true, false, false, Subdomain),
     // coordination.k8s.io/v1
     res("coordination.k8s.io", "v1", "Lease", "leases", "lease", true, NONE, NONE, false, false, false, Subdomain),
     // discovery.k8s.io/v1
@@ -158,7 +161,7 @@ pub static RESOURCES: &[Resource] = &[
     res("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", "networkpolicy", true, &["netpol"], NONE, false, false, true, Subdomain),
     // policy/v1
     res("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", true, &["pdb"], NONE, true, false, true, Subdomain),
-    // rbac.authorization.k8s.io/v1 (stored and served; not enforced yet)
+    // rbac.authorization.k8s.io/v1 (enforced by `rbac`)
     res("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding", false, NONE, NONE, false, false, false, PathSegment),
     res("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", "clusterrole", false, NONE, NONE, false, false, false, PathSegment),
     res("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", "rolebinding", true, NONE, NONE, false, false, false, PathSegment),
@@ -169,6 +172,9 @@ pub static RESOURCES: &[Resource] = &[
     res("storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", false, &["sc"], NONE, false, false, false, Subdomain),
     // authentication.k8s.io/v1 (create only, not stored)
     res("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview", false, NONE, NONE, false, false, false, Subdomain),
+    res("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", "tokenreview", false, NONE, NONE, false, false, false, Subdomain),
+    // kubectl 1.27's `auth whoami` asks v1beta1 only.
+    res("authentication.k8s.io", "v1beta1", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview", false, NONE, NONE, false, false, false, Subdomain),
     // authorization.k8s.io/v1 (create only, not stored)
     res("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", "selfsubjectaccessreview", false, NONE, NONE, false, false, false, Subdomain),
     res("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews", "selfsubjectrulesreview", false, NONE, NONE, false, false, false, Subdomain),
@@ -218,7 +224,11 @@ mod tests {
     fn table_is_consistent() {
         let mut seen = std::collections::HashSet::new();
         for r in RESOURCES {
-            assert!(seen.insert((r.group, r.plural)), "duplicate {}", r.plural);
+            assert!(
+                seen.insert((r.group, r.version, r.plural)),
+                "duplicate {}",
+                r.plural
+            );
             assert_eq!(r.singular, r.kind.to_lowercase());
         }
         assert!(lookup("apps", "v1", "deployments").is_some_and(|r| r.scale));

@@ -232,6 +232,14 @@ fn columns(kind: &str) -> Vec<Col> {
             AGE,
             ("VolumeMode", "string", "", 1),
         ],
+        "CertificateSigningRequest" => vec![
+            NAME,
+            AGE,
+            ("SignerName", "string", "", 0),
+            ("Requestor", "string", "", 0),
+            ("RequestedDuration", "string", "", 0),
+            ("Condition", "string", "", 0),
+        ],
         _ => vec![NAME, AGE],
     }
 }
@@ -1016,6 +1024,37 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
             age,
             json!(s(o, "/spec/volumeMode")),
         ],
+        "CertificateSigningRequest" => {
+            let mut conds: Vec<&str> = o
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .map(|cs| {
+                    cs.iter()
+                        .filter_map(|c| c.get("type").and_then(Value::as_str))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if o.pointer("/status/certificate").is_some() {
+                conds.push("Issued");
+            }
+            let duration = o
+                .pointer("/spec/expirationSeconds")
+                .and_then(Value::as_i64)
+                .map(|secs| format!("{}m", secs / 60))
+                .unwrap_or_else(|| "<none>".into());
+            vec![
+                name,
+                age,
+                json!(s(o, "/spec/signerName")),
+                json!(s(o, "/spec/username")),
+                json!(duration),
+                json!(if conds.is_empty() {
+                    "Pending".to_string()
+                } else {
+                    conds.join(",")
+                }),
+            ]
+        }
         _ => vec![name, age],
     }
 }

@@ -25,8 +25,8 @@ fn round_trip(res: &Resource, obj: &Value) -> Result<Option<Value>, String> {
         res.kind
     };
     use k8s_openapi::api::{
-        apps, autoscaling, batch, coordination, core, discovery, networking, policy, rbac,
-        scheduling, storage,
+        apps, autoscaling, batch, certificates, coordination, core, discovery, networking, policy,
+        rbac, scheduling, storage,
     };
     macro_rules! rt {
         ($t:ty) => {{
@@ -61,6 +61,7 @@ fn round_trip(res: &Resource, obj: &Value) -> Result<Option<Value>, String> {
         "CronJob" => rt!(batch::v1::CronJob),
         "Job" => rt!(batch::v1::Job),
         "Lease" => rt!(coordination::v1::Lease),
+        "CertificateSigningRequest" => rt!(certificates::v1::CertificateSigningRequest),
         "EndpointSlice" => rt!(discovery::v1::EndpointSlice),
         "IngressClass" => rt!(networking::v1::IngressClass),
         "Ingress" => rt!(networking::v1::Ingress),

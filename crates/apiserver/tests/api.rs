@@ -301,62 +301,23 @@ async fn authentication_and_limits() {
     .await;
     let k = KUBECTL_NEW;
     // A kubeconfig with the CA and an unknown bearer token instead of the client certificate.
-    let full = std::fs::read_to_string(&fx.kubeconfig).expect("kubeconfig");
-    let anonymous: String = full
-        .lines()
-        .filter(|l| !l.contains("client-certificate-data") && !l.contains("client-key-data"))
-        .map(|l| format!("{l}\n"))
-        .collect::<String>()
-        .replace("  user:\n", "  user:\n    token: not-a-valid-token\n");
-    let anon_path = fx.file("anon.kubeconfig", &anonymous);
-    let (ok, out, err) = tokio::process::Command::new(k)
-        .arg("--kubeconfig")
-        .arg(&anon_path)
-        .arg("--cache-dir")
-        .arg(fx.cache_dir.path().join("anon"))
-        .args(["get", "ns"])
-        .output()
-        .await
-        .map(|o| {
-            (
-                o.status.success(),
-                String::from_utf8_lossy(&o.stdout).into_owned(),
-                String::from_utf8_lossy(&o.stderr).into_owned(),
-            )
-        })
-        .expect("run kubectl");
+    let anon_path = fx.token_kubeconfig("anon", "not-a-valid-token");
+    let (ok, out, err) = fx.run_with(&anon_path, k, &["get", "ns"]).await;
     assert!(
         !ok && err.contains("You must be logged in to the server"),
         "{out}{err}"
     );
-    let out = tokio::process::Command::new(k)
-        .arg("--kubeconfig")
-        .arg(&anon_path)
-        .args(["get", "--raw", "/version"])
-        .output()
-        .await
-        .expect("run kubectl");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("v1.33.0"));
+    let (_, out, _) = fx
+        .run_with(&anon_path, k, &["get", "--raw", "/version"])
+        .await;
+    assert!(out.contains("v1.33.0"), "{out}");
 
     // A token from the static token file authenticates as its user and groups.
-    let alice = fx.file(
-        "alice.kubeconfig",
-        &anonymous.replace("not-a-valid-token", "s3cr3t-token"),
-    );
-    let out = tokio::process::Command::new(k)
-        .arg("--kubeconfig")
-        .arg(&alice)
-        .arg("--cache-dir")
-        .arg(fx.cache_dir.path().join("alice"))
-        .args(["auth", "whoami"])
-        .output()
-        .await
-        .expect("run kubectl");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let alice = fx.token_kubeconfig("alice", "s3cr3t-token");
+    let (_, text, err) = fx.run_with(&alice, k, &["auth", "whoami"]).await;
     assert!(
         text.contains("alice") && text.contains("dev") && text.contains("ops"),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
+        "{text}{err}"
     );
 
     // Bodies over 3 MiB are refused with 413.
@@ -430,9 +391,10 @@ async fn watch_from_compacted_revision_expires() {
             ],
         )
         .await;
+    // (and the namespace's kube-root-ca.crt)
     assert_eq!(
         out.lines().filter(|l| l.contains("\"ADDED\"")).count(),
-        3,
+        4,
         "{out}"
     );
     fx.stop().await;

@@ -67,11 +67,50 @@ impl Fixture {
 
     /// Runs `bin` with the kubeconfig and cache dir; returns (success, stdout, stderr).
     pub async fn run(&self, bin: &str, args: &[&str]) -> (bool, String, String) {
+        self.run_with(&self.kubeconfig, bin, args).await
+    }
+
+    /// A kubeconfig for this server whose user authenticates with `user_fields` (YAML
+    /// lines under `user:`, e.g. `token: abc`) instead of the admin certificate.
+    pub fn kubeconfig_as(&self, name: &str, user_fields: &[(&str, &str)]) -> PathBuf {
+        let admin = std::fs::read_to_string(&self.kubeconfig).expect("kubeconfig");
+        let mut user = String::from("  user:\n");
+        for (k, v) in user_fields {
+            user.push_str(&format!("    {k}: {v}\n"));
+        }
+        let text: String = admin
+            .lines()
+            .filter(|l| !l.contains("client-certificate-data") && !l.contains("client-key-data"))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+            .replace("  user:\n", &user);
+        self.file(&format!("{name}.kubeconfig"), &text)
+    }
+
+    /// A kubeconfig authenticating with a bearer token.
+    pub fn token_kubeconfig(&self, name: &str, token: &str) -> PathBuf {
+        self.kubeconfig_as(name, &[("token", token)])
+    }
+
+    /// Runs `bin` with another kubeconfig (and a cache dir of its own).
+    pub async fn run_with(
+        &self,
+        kubeconfig: &Path,
+        bin: &str,
+        args: &[&str],
+    ) -> (bool, String, String) {
+        let cache = if kubeconfig == self.kubeconfig {
+            self.cache_dir.path().to_path_buf()
+        } else {
+            self.cache_dir
+                .path()
+                .join(kubeconfig.file_stem().unwrap_or_default())
+        };
         let mut cmd = tokio::process::Command::new(bin);
         cmd.arg("--kubeconfig")
-            .arg(&self.kubeconfig)
+            .arg(kubeconfig)
             .arg("--cache-dir")
-            .arg(self.cache_dir.path())
+            .arg(cache)
             .args(args)
             .current_dir(self.work_dir.path())
             .env("HOME", self.work_dir.path())
