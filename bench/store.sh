@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/skiff-target}"
-cargo build --release -q -p skiff-store --example bench
+cargo build --release -q -p skiff-store --example store_bench
 W=$(mktemp -d /var/tmp/skiff-storebench.XXXXXX)
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 C=$(port); P=$(port)
@@ -20,4 +20,4 @@ for _ in $(seq 1 50); do ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$C" endpoi
 echo "== etcd $(etcd --version | head -1 | awk '{print $3}'): etcdctl check perf --load=l"
 ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$C" check perf --load=l 2>&1 | grep -vE '^\s*[0-9]+ / [0-9]+' | tail -6 || true
 echo "== skiff embedded store: 64 writers, 50000 creates of 1 KiB"
-TMPDIR="$W" "$CARGO_TARGET_DIR/release/examples/bench" 64 50000 1024 0
+TMPDIR="$W" "$CARGO_TARGET_DIR/release/examples/store_bench" 64 50000 1024 0

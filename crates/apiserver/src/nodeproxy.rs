@@ -117,6 +117,14 @@ pub async fn pod_subresource(
         .ok_or_else(|| ApiError::internal("no pods resource"))?;
     let pod = state.registry.get(pods, Some(ns), name).await?;
     let node = pod["spec"]["nodeName"].as_str().unwrap_or("");
+    if node.is_empty() && sub == "log" {
+        // As kube-apiserver: no host yet, no log (an empty answer).
+        return Response::builder()
+            .status(200)
+            .header("Content-Type", "text/plain")
+            .body(crate::handler::empty_body())
+            .map_err(|e| ApiError::internal(e.to_string()));
+    }
     if node.is_empty() {
         return Err(ApiError::bad_request(format!(
             "pod {name} does not have a host assigned"

@@ -244,8 +244,15 @@ async fn dispatcher_end_to_end() {
         p["spec"]["containers"][0]["resources"]["limits"]["cpu"],
         "1"
     );
-    let err = fx.fails(k, &["logs", "p1", "-n", "team-a"]).await;
-    assert!(err.contains("not available yet"), "{err}");
+    // Not scheduled (no agent here): no log yet, and nowhere to exec.
+    assert_eq!(fx.ok(k, &["logs", "p1", "-n", "team-a"]).await, "");
+    let err = fx
+        .fails(k, &["exec", "p1", "-n", "team-a", "--", "true"])
+        .await;
+    assert!(
+        err.contains("pod p1 does not have a host assigned"),
+        "{err}"
+    );
 
     // Errors as the real server words them.
     let bad = fx.file(

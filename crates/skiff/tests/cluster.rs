@@ -1167,7 +1167,7 @@ fn cascading_deletion_orphans_or_deletes_dependents_in_the_foreground() {
             "the ReplicaSet went before its pods"
         );
         assert!(
-            !(!deploy && rss > 0),
+            deploy || rss == 0,
             "the Deployment went before its ReplicaSet"
         );
         if deploy && pods > 0 {
@@ -1383,7 +1383,11 @@ fn a_statefulset_creates_ordered_pods_rolls_from_the_highest_and_makes_claims() 
         }
         let st = c.ok(&["get", "sts", "web", "-o", "jsonpath={.status.currentRevision} {.status.updateRevision} {.status.updatedReplicas} {.status.readyReplicas}"]);
         let f: Vec<&str> = st.split(' ').collect();
-        if f[0] == f[1] && f[0] != "" && f[2] == "2" && f[3] == "2" && u0.is_some_and(|u| u != old0)
+        if f[0] == f[1]
+            && !f[0].is_empty()
+            && f[2] == "2"
+            && f[3] == "2"
+            && u0.is_some_and(|u| u != old0)
         {
             break;
         }

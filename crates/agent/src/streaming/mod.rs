@@ -235,7 +235,13 @@ async fn logs(
 ) -> Response<Body> {
     let q = query(req);
     let Some(c) = find_container(&cfg.engine, ns, pod, name) else {
-        return container_missing(ns, pod, name);
+        // The kubelet's answer for a container that has not run yet.
+        return text(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "container \"{name}\" in pod \"{pod}\" is waiting to start: ContainerCreating"
+            ),
+        );
     };
     let previous = flag(&q, "previous");
     let path = if previous {

@@ -1,6 +1,6 @@
 //! Write throughput and latency of the embedded store under concurrent creates.
 //!
-//! cargo run --release -p skiff-store --example bench -- [tasks] [creates] [value_bytes] [watchers]
+//! cargo run --release -p skiff-store --example store_bench -- [tasks] [creates] [value_bytes] [watchers]
 //! Defaults: 64 tasks, 50000 creates, 1024-byte values, 0 watchers. Uses a temp dir under
 //! $TMPDIR (fsync'd writes, as in production).
 

@@ -1,7 +1,7 @@
 //! A rough benchmark (not a test): creates, gets and lists of ConfigMaps over HTTP/2 with
 //! many concurrent clients against an in-process server on the embedded store.
 //!
-//! `cargo run --release -p skiff-apiserver --example bench -- [CLIENTS] [OPS_PER_CLIENT]`
+//! `cargo run --release -p skiff-apiserver --example api_bench -- [CLIENTS] [OPS_PER_CLIENT]`
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
