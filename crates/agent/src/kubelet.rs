@@ -29,6 +29,9 @@ pub struct AgentConfig {
     /// The port of this node's streaming endpoint (logs, exec, attach, port-forward),
     /// reported in the Node's `status.daemonEndpoints`.
     pub kubelet_port: u16,
+    /// The node runs the control plane too (`skiff server`): labelled
+    /// `node-role.kubernetes.io/control-plane` (a joining agent may not set that).
+    pub control_plane: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,19 +97,22 @@ pub fn node_object(cfg: &AgentConfig, root: &std::path::Path) -> serde_json::Val
         "ephemeral-storage": format!("{}Ki", disk / 1024),
         "pods": "110",
     });
+    let mut labels = json!({
+        "kubernetes.io/hostname": cfg.node.node_name,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": arch,
+        "beta.kubernetes.io/os": "linux",
+        "beta.kubernetes.io/arch": arch,
+    });
+    if cfg.control_plane {
+        labels["node-role.kubernetes.io/control-plane"] = json!("true");
+    }
     json!({
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {
             "name": cfg.node.node_name,
-            "labels": {
-                "kubernetes.io/hostname": cfg.node.node_name,
-                "kubernetes.io/os": "linux",
-                "kubernetes.io/arch": arch,
-                "beta.kubernetes.io/os": "linux",
-                "beta.kubernetes.io/arch": arch,
-                "node-role.kubernetes.io/control-plane": "true",
-            },
+            "labels": labels,
         },
         "spec": {"podCIDR": cfg.pod_cidr, "podCIDRs": [cfg.pod_cidr]},
         "status": {
@@ -168,6 +174,35 @@ fn conditions() -> serde_json::Value {
     ])
 }
 
+/// Creates this node's Node (if it does not exist) and waits until the control plane
+/// gives it a pod CIDR (`spec.podCIDR`), which it returns.
+pub async fn await_pod_cidr(client: &Client, node: &str) -> Result<String, AgentError> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let obj: Node = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": node, "labels": {"kubernetes.io/hostname": node, "kubernetes.io/os": "linux"}},
+    }))
+    .map_err(|e| AgentError::Other(e.to_string()))?;
+    match nodes.create(&PostParams::default(), &obj).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => return Err(e.into()),
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let n = nodes.get(node).await?;
+        if let Some(c) = n.spec.and_then(|s| s.pod_cidr).filter(|c| !c.is_empty()) {
+            return Ok(c);
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(AgentError::Other(format!(
+                "node {node} got no pod CIDR from the control plane within 2 minutes (is its controller manager running?)"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Register (or refresh) the Node.
 pub async fn register_node(
     client: &Client,
@@ -183,6 +218,13 @@ pub async fn register_node(
         Err(kube::Error::Api(e)) if e.code == 409 => {}
         Err(e) => return Err(e.into()),
     }
+    nodes
+        .patch(
+            &cfg.node.node_name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": obj["metadata"]["labels"]}})),
+        )
+        .await?;
     nodes
         .patch_status(
             &cfg.node.node_name,

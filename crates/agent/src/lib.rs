@@ -8,6 +8,7 @@
 //! stores objects.
 
 pub mod hostports;
+pub mod join;
 pub mod kubelet;
 pub mod pod;
 pub mod podspec;

@@ -54,6 +54,9 @@ pub struct State {
     pub hubs: crate::watchhub::Hubs,
     /// The client TLS towards node agents (pods' log/exec/attach/portforward).
     pub kubelet_tls: Option<Arc<rustls::ClientConfig>>,
+    /// The cluster CA (served at `/cacerts`, as k3s does, for joining agents to check
+    /// against the hash in their token).
+    pub ca_cert_pem: String,
 }
 
 /// Parses a static token file (kube-apiserver's `--token-auth-file` CSV):
@@ -130,7 +133,7 @@ fn error_response(e: &ApiError) -> Response<Body> {
     json_response(e.code, &e.status(), &[])
 }
 
-fn text_response(code: u16, text: &'static str) -> Response<Body> {
+fn text_response(code: u16, text: impl Into<Bytes>) -> Response<Body> {
     Response::builder()
         .status(StatusCode::from_u16(code).unwrap_or(StatusCode::OK))
         .header("Content-Type", "text/plain; charset=utf-8")
@@ -244,7 +247,7 @@ async fn authenticate_and_authorize(
     let path = req.uri().path();
     let public = matches!(
         path.trim_end_matches('/'),
-        "/version" | "/healthz" | "/livez" | "/readyz"
+        "/version" | "/healthz" | "/livez" | "/readyz" | "/cacerts"
     );
     let mut user = user.map(crate::authn::with_authenticated);
     if user.is_none() {
@@ -301,6 +304,7 @@ async fn route(
             return Ok(text_response(200, "ok"))
         }
         "/version" => return Ok(json_response(200, &crate::discovery::version(), &[])),
+        "/cacerts" => return Ok(text_response(200, state.ca_cert_pem.clone())),
         _ => {}
     }
     if user.is_none() {

@@ -290,6 +290,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer> {
         auth,
         signer,
         hubs: Default::default(),
+        ca_cert_pem: pki.ca_cert_pem.clone(),
         kubelet_tls: Some(
             nodeproxy::kubelet_client_tls(&pki.admin_cert_pem, &pki.admin_key_pem)
                 .map_err(Error::Tls)?,

@@ -15,6 +15,8 @@ pub struct Settings {
     pub node_monitor_grace_period: Duration,
     /// The cluster CA (PEM), published as `kube-root-ca.crt` in every namespace.
     pub ca_pem: Option<String>,
+    /// The pods' address range; nodes without a pod CIDR get a /24 of it.
+    pub cluster_cidr: Option<String>,
 }
 
 impl Default for Settings {
@@ -23,6 +25,7 @@ impl Default for Settings {
             period: Duration::from_millis(500),
             node_monitor_grace_period: Duration::from_secs(40),
             ca_pem: None,
+            cluster_cidr: None,
         }
     }
 }
@@ -56,6 +59,11 @@ pub async fn run(
                     crate::namespaces::sync_namespaces(&client, res, &items).await;
                 }
                 Err(e) => tracing::warn!(error = %e, "inventory"),
+            }
+        }
+        if let Some(cidr) = &settings.cluster_cidr {
+            if let Err(e) = crate::nodeipam::sync(&client, cidr).await {
+                tracing::warn!(error = %e, "allocating pod CIDRs");
             }
         }
         for r in [

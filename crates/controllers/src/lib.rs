@@ -10,6 +10,7 @@ pub mod cronjobs;
 pub mod endpoints;
 pub mod gc;
 pub mod namespaces;
+pub mod nodeipam;
 pub mod nodes;
 pub mod serviceaccounts;
 pub mod statefulsets;

@@ -2,6 +2,7 @@
 //! The skiff binary: a docker-style CLI over the engine, and the hidden modes the
 //! engine re-executes (the container monitor). Nothing but wiring lives here.
 
+mod agent;
 mod format;
 mod inspect;
 mod server;
@@ -349,6 +350,8 @@ enum Cmd {
     },
     /// Run the Kubernetes-compatible control plane (k3s's flags).
     Server(server::ServerFlags),
+    /// Run a node agent that joins a server by its token (k3s's flags).
+    Agent(agent::AgentFlags),
     /// Manage images (docker's `image` group).
     #[command(subcommand)]
     Image(ImageCmd),
@@ -953,6 +956,7 @@ fn real_main(cli: Cli) -> Result<i32> {
             let e = if f.disable_agent { None } else { Some(engine(&root)?) };
             server::run(f, e)
         }
+        Cmd::Agent(f) => agent::run(f, engine(&root)?),
         Cmd::Info => {
             let e = engine(&root)?;
             let all = e.list()?;

@@ -59,6 +59,9 @@ pub struct ServerFlags {
     /// the node address; 0 picks a free one.
     #[arg(long = "kubelet-port", default_value_t = 10250)]
     pub kubelet_port: u16,
+    /// Run no controllers (scheduler, workload and cluster controllers).
+    #[arg(long = "disable-controller-manager")]
+    pub disable_controller_manager: bool,
     /// How long a node's Lease may go unrenewed before the node is unreachable.
     #[arg(long = "node-monitor-grace-period", default_value = "40s",
           value_parser = skiff_controllers::parse_duration)]
@@ -74,8 +77,10 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
         Some(agent_config(&f, engine)?)
     };
     let kubelet_port = f.kubelet_port;
+    let controllers = !f.disable_controller_manager;
     let mut cluster = skiff_controllers::cluster::Settings {
         node_monitor_grace_period: f.node_monitor_grace_period,
+        cluster_cidr: Some(f.cluster_cidr.clone()),
         ..Default::default()
     };
     let config = skiff_apiserver::ServerConfig {
@@ -89,13 +94,7 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
         advertise_address: f.advertise_address,
         token_auth_file: f.token_auth_file,
     };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
+    crate::agent::init_tracing();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -109,76 +108,39 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
             server.token
         );
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stop = || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.changed().await;
+            }
+        };
         let mut tasks = Vec::new();
-        if let Some((mut cfg, engine)) = agent {
-            let client = kube_client(&server.kubeconfig_path).await?;
-            let engine = std::sync::Arc::new(engine);
-            let listener = tokio::net::TcpListener::bind((cfg.node.node_ip.as_str(), kubelet_port))
-                .await
-                .map_err(|e| {
-                    anyhow!(
-                        "listening on {}:{} for the node agent: {e}",
-                        cfg.node.node_ip,
-                        kubelet_port
-                    )
-                })?;
-            cfg.kubelet_port = listener.local_addr()?.port();
-            let streaming = std::sync::Arc::new(skiff_agent::streaming::Config {
-                engine: engine.clone(),
-                pods_dir: cfg.node.pods_dir.clone(),
-                client_ca_pem: server.ca_cert_pem.clone(),
-                node_name: cfg.node.node_name.clone(),
-                node_ip: cfg.node.node_ip.clone(),
-            });
-            let mut rx = stop_rx.clone();
-            tasks.push(tokio::spawn(skiff_agent::streaming::serve(
-                listener,
-                streaming,
-                async move {
-                    let _ = rx.changed().await;
-                },
-            )));
-            let mut rx = stop_rx.clone();
+        let client = kube_client(&server.kubeconfig_path).await?;
+        if controllers {
             tasks.push(tokio::spawn(skiff_controllers::scheduling::run(
                 client.clone(),
                 std::time::Duration::from_millis(100),
-                async move {
-                    let _ = rx.changed().await;
-                },
+                stop(),
             )));
-            let mut rx = stop_rx.clone();
             tasks.push(tokio::spawn(skiff_controllers::workloads::run(
                 client.clone(),
                 std::time::Duration::from_millis(200),
-                async move {
-                    let _ = rx.changed().await;
-                },
+                stop(),
             )));
             cluster.ca_pem = Some(server.ca_cert_pem.clone());
-            let mut rx = stop_rx.clone();
             tasks.push(tokio::spawn(skiff_controllers::cluster::run(
                 client.clone(),
                 cluster,
-                async move {
-                    let _ = rx.changed().await;
-                },
+                stop(),
             )));
-            let mut rx = stop_rx.clone();
-            tasks.push(tokio::spawn(async move {
-                if let Err(e) = skiff_agent::kubelet::run(client, engine, cfg, async move {
-                    let _ = rx.changed().await;
-                })
-                .await
-                {
-                    eprintln!("skiff server: node agent: {e}");
-                }
-            }));
         }
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+        if let Some((cfg, engine)) = agent {
+            tasks.extend(
+                crate::agent::start(client, engine, cfg, &server.ca_cert_pem, kubelet_port, stop)
+                    .await?,
+            );
         }
+        crate::agent::wait_for_signal().await?;
         let _ = stop_tx.send(true);
         for t in tasks {
             let _ = t.await;
@@ -200,40 +162,23 @@ fn agent_config(
     engine: Option<skiff_engine::Engine>,
 ) -> Result<(skiff_agent::kubelet::AgentConfig, skiff_engine::Engine)> {
     let engine = engine.ok_or_else(|| anyhow!("the node agent needs the engine root"))?;
-    let node_name = match &f.node_name {
-        Some(n) => n.clone(),
-        None => nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .unwrap_or_else(|| "skiff".into())
-            .to_ascii_lowercase(),
-    };
     let node_ip = f.node_ip.clone().unwrap_or_else(|| {
         f.advertise_address
             .map(|a| a.to_string())
             .or_else(|| (!f.bind_address.is_unspecified()).then(|| f.bind_address.to_string()))
             .unwrap_or_else(|| "127.0.0.1".into())
     });
+    // The server's own node takes the first /24 of the cluster CIDR (joining nodes get
+    // theirs from the control plane's allocator).
     let (net, _) = skiff_engine::network::parse_cidr(&f.cluster_cidr)?;
-    let pod_cidr = format!("{net}/24");
-    let bridge = skiff_engine::network::BridgeConfig::with(
-        Some(&f.pod_bridge),
-        Some(&pod_cidr),
-        Some(&format!("{}_pods", engine.bridge.table)),
+    let mut cfg = crate::agent::config(
+        &engine,
+        f.node_name.clone(),
+        node_ip,
+        &f.pod_bridge,
+        &format!("{net}/24"),
+        f.kubelet_port,
     )?;
-    let cfg = skiff_agent::kubelet::AgentConfig {
-        node: skiff_agent::pod::NodeSettings {
-            bridge,
-            node_ip,
-            node_name,
-            cluster_domain: "cluster.local".into(),
-            pods_dir: engine.root.join("pods"),
-            cgroup_root: "kubepods".into(),
-        },
-        pod_cidr,
-        lease_duration: std::time::Duration::from_secs(40),
-        sync_period: std::time::Duration::from_millis(100),
-        kubelet_port: f.kubelet_port,
-    };
+    cfg.control_plane = true;
     Ok((cfg, engine))
 }

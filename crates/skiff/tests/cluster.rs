@@ -13,6 +13,8 @@ struct Cluster {
     server: Option<Child>,
     node: String,
     extra: Vec<String>,
+    /// The server's first line: its port and join token.
+    banner: String,
 }
 
 impl Cluster {
@@ -31,6 +33,7 @@ impl Cluster {
             server: None,
             node,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            banner: String::new(),
         };
         c.boot();
         c
@@ -53,11 +56,12 @@ impl Cluster {
                 &format!("{}q", r.bridge),
                 "--kubelet-port",
                 "0",
+                // A /23: this node takes the first /24, a joining one the second.
                 "--cluster-cidr",
                 &format!(
-                    "10.{}.{}.0/24",
+                    "10.{}.{}.0/23",
                     200 + (second.parse::<u32>().unwrap() % 50),
-                    third
+                    (third.parse::<u32>().unwrap() * 2) % 250
                 ),
             ])
             .arg("--data-dir")
@@ -73,6 +77,7 @@ impl Cluster {
         let mut stderr = BufReader::new(child.stderr.take().unwrap());
         stderr.read_line(&mut line).unwrap();
         assert!(line.contains("API on port"), "{line}");
+        self.banner = line.clone();
         // Keep draining the server's log (into server.log), so it never blocks on a full pipe.
         let mut log = std::fs::File::create(r.dir.join("server.log")).unwrap();
         std::thread::spawn(move || std::io::copy(&mut stderr, &mut log));
@@ -220,45 +225,46 @@ impl Drop for Cluster {
             ]);
         }
         self.stop();
-        let mut uids = Vec::new();
-        if let Ok(rd) = std::fs::read_dir(self.root.dir.join("pods")) {
-            for e in rd.flatten() {
-                uids.push(e.file_name().to_string_lossy().to_string());
-                if let Ok(b) = std::fs::read(e.path().join("running.json")) {
-                    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&b) {
-                        if let Some(pid) = v["sandbox"]["pid"].as_i64() {
-                            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-                        }
+        clean_node_root(&self.root);
+    }
+}
+
+/// Removes what a node agent on `root` may have left: pods' infra processes,
+/// containers, pod cgroups, the pod bridge and filter table, pod directories.
+fn clean_node_root(root: &Root) {
+    let mut uids = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(root.dir.join("pods")) {
+        for e in rd.flatten() {
+            uids.push(e.file_name().to_string_lossy().to_string());
+            if let Ok(b) = std::fs::read(e.path().join("running.json")) {
+                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&b) {
+                    if let Some(pid) = v["sandbox"]["pid"].as_i64() {
+                        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
                     }
                 }
             }
         }
-        let ids = self.root.run(&["ps", "-aq", "--no-trunc"]);
-        for id in String::from_utf8_lossy(&ids.stdout).lines() {
-            let _ = self.root.run(&["rm", "-f", id]);
-        }
-        if let Ok(host) = skiff_runtime::cgroups::Host::detect() {
-            for uid in uids {
-                for p in host.paths_for("kubepods", &format!("pod{uid}")).values() {
-                    let _ = std::fs::remove_dir(p);
-                }
+    }
+    let ids = root.run(&["ps", "-aq", "--no-trunc"]);
+    for id in String::from_utf8_lossy(&ids.stdout).lines() {
+        let _ = root.run(&["rm", "-f", id]);
+    }
+    if let Ok(host) = skiff_runtime::cgroups::Host::detect() {
+        for uid in uids {
+            for p in host.paths_for("kubepods", &format!("pod{uid}")).values() {
+                let _ = std::fs::remove_dir(p);
             }
         }
-        let _ = Command::new("ip")
-            .args(["link", "del", &format!("{}q", self.root.bridge)])
-            .stderr(Stdio::null())
-            .status();
-        let _ = Command::new("nft")
-            .args([
-                "delete",
-                "table",
-                "ip",
-                &format!("{}_pods", self.root.table),
-            ])
-            .stderr(Stdio::null())
-            .status();
-        let _ = std::fs::remove_dir_all(self.root.dir.join("pods"));
     }
+    let _ = Command::new("ip")
+        .args(["link", "del", &format!("{}q", root.bridge)])
+        .stderr(Stdio::null())
+        .status();
+    let _ = Command::new("nft")
+        .args(["delete", "table", "ip", &format!("{}_pods", root.table)])
+        .stderr(Stdio::null())
+        .status();
+    let _ = std::fs::remove_dir_all(root.dir.join("pods"));
 }
 
 #[test]
@@ -1685,4 +1691,207 @@ fn an_unreachable_node_is_tainted_and_its_pods_evicted_by_their_tolerations() {
         "--force",
     ]);
     c.ok(&["delete", "node", "ghost"]);
+}
+
+/// A second node: `skiff agent` on its own root, stopped (its pods deleted first)
+/// and cleaned up when dropped.
+struct JoinedAgent<'a> {
+    cluster: &'a Cluster,
+    root: Root,
+    child: Option<Child>,
+    name: String,
+}
+
+impl Drop for JoinedAgent<'_> {
+    fn drop(&mut self) {
+        let _ = self.cluster.kubectl(&[
+            "delete",
+            "pods",
+            "-A",
+            "--field-selector",
+            &format!("spec.nodeName={}", self.name),
+            "--grace-period=1",
+            "--timeout=20s",
+        ]);
+        if let Some(mut c) = self.child.take() {
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+        clean_node_root(&self.root);
+    }
+}
+
+#[test]
+fn an_agent_joins_by_token_and_runs_pods_as_its_node() {
+    let c = Cluster::start(Root::with_busybox(EXE));
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    let port = c
+        .banner
+        .split("API on port ")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let token = c
+        .banner
+        .split("join token ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(token.starts_with("K10"), "{token}");
+    let server = format!("https://127.0.0.1:{port}");
+    let root = Root::with_busybox(EXE);
+    let name = format!("{}-b", c.node);
+
+    // A token whose CA hash is not the server's is refused before anything is sent.
+    let bad = format!(
+        "K10{}::server:{}",
+        "0".repeat(64),
+        token.rsplit(':').next().unwrap()
+    );
+    let o = root.run(&[
+        "agent",
+        "--server",
+        &server,
+        "--token",
+        &bad,
+        "--node-name",
+        &name,
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("does not match the token"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    let mut child = root
+        .cmd(&[
+            "agent",
+            "--server",
+            &server,
+            "--token",
+            &token,
+            "--node-name",
+            &name,
+            "--node-ip",
+            "127.0.0.1",
+            "--kubelet-port",
+            "0",
+            "--pod-bridge",
+            &format!("{}q", root.bridge),
+        ])
+        .arg("--data-dir")
+        .arg(root.dir.join("agent"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        let mut sink = Vec::new();
+        use std::io::Read;
+        let _ = err.read_to_end(&mut sink);
+    });
+    let agent = JoinedAgent {
+        cluster: &c,
+        root,
+        child: Some(child),
+        name: name.clone(),
+    };
+    c.wait_for(&["get", "node", &name], " Ready ", 30);
+    // Its identity came from a CSR the server approved and signed.
+    let csrs = c.ok(&[
+        "get",
+        "csr",
+        "-o",
+        "jsonpath={range .items[*]}{.spec.username} {.status.conditions[0].type}{\"\\n\"}{end}",
+    ]);
+    assert!(csrs.contains("system:bootstrap:"), "{csrs}");
+    assert!(csrs.contains("Approved"), "{csrs}");
+    // The control plane gave it the second /24 of the cluster CIDR.
+    let cidrs = c.ok(&[
+        "get",
+        "nodes",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name}={.spec.podCIDR} {end}",
+    ]);
+    let mine = cidrs
+        .split_whitespace()
+        .find(|x| x.starts_with(&format!("{name}=")))
+        .unwrap()
+        .to_string();
+    let first = cidrs
+        .split_whitespace()
+        .find(|x| x.starts_with(&format!("{}=", c.node)))
+        .unwrap()
+        .to_string();
+    assert_ne!(mine.split('=').nth(1), first.split('=').nth(1), "{cidrs}");
+
+    // A pod placed on the new node runs there; logs and exec reach it through its agent.
+    c.apply(&format!(
+        concat!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: on-b\nspec:\n",
+            "  nodeSelector:\n    kubernetes.io/hostname: {}\n  containers:\n",
+            "  - name: c\n    image: busybox\n    imagePullPolicy: Never\n",
+            "    command: [\"sh\", \"-c\", \"echo hello-from-b; exec sleep 1000\"]\n"
+        ),
+        name
+    ));
+    c.wait_for(
+        &["get", "pod", "on-b", "-o", "jsonpath={.status.phase}"],
+        "Running",
+        30,
+    );
+    let ip = c.ok(&["get", "pod", "on-b", "-o", "jsonpath={.status.podIP}"]);
+    let prefix = mine
+        .split('=')
+        .nth(1)
+        .unwrap()
+        .rsplit_once('.')
+        .unwrap()
+        .0
+        .to_string();
+    assert!(ip.starts_with(&prefix), "{ip} not in {mine}");
+    c.wait_for(&["logs", "on-b"], "hello-from-b", 10);
+    assert_eq!(c.ok(&["exec", "on-b", "--", "hostname"]), "on-b\n");
+
+    // The node's own credentials reach only what the Node authorizer allows.
+    let node_kc = agent.root.dir.join("agent").join("kubelet.kubeconfig");
+    let as_node = |args: &[&str]| {
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&node_kc)
+            .arg("--cache-dir")
+            .arg(agent.root.dir.join("kcache"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let who = as_node(&[
+        "auth",
+        "whoami",
+        "-o",
+        "jsonpath={.status.userInfo.username}",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&who.stdout),
+        format!("system:node:{name}")
+    );
+    let o = as_node(&["get", "secrets", "-A"]);
+    assert!(
+        !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("Forbidden"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = as_node(&["label", "node", &c.node, "stolen=yes"]);
+    assert!(
+        !o.status.success(),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    drop(agent);
 }

@@ -1,0 +1,180 @@
+//! `skiff agent`: a node agent alone, joining a server by its token (k3s's `agent`
+//! flags), and what `skiff server`'s in-process agent shares with it: the node's
+//! settings, and starting the agent's loops and streaming endpoint.
+
+use anyhow::{anyhow, Result};
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args, Clone)]
+pub struct AgentFlags {
+    /// The server to join: `https://HOST:PORT`.
+    #[arg(long, short = 's', env = "SKIFF_URL")]
+    pub server: String,
+    /// The join token `skiff server` prints (`K10<CA hash>::server:<secret>`).
+    #[arg(long, short = 't', env = "SKIFF_TOKEN")]
+    pub token: String,
+    /// Directory of the agent's state (its certificates and kubeconfig).
+    #[arg(long = "data-dir", short = 'd', default_value = "/var/lib/skiff/agent")]
+    pub data_dir: PathBuf,
+    /// This node's name (default: the host name).
+    #[arg(long = "node-name")]
+    pub node_name: Option<String>,
+    /// This node's address, where the server reaches its agent (default 127.0.0.1).
+    #[arg(long = "node-ip", default_value = "127.0.0.1")]
+    pub node_ip: String,
+    /// Port of this node's streaming endpoint on the node address; 0 picks one.
+    #[arg(long = "kubelet-port", default_value_t = 10250)]
+    pub kubelet_port: u16,
+    /// The bridge pods attach to on this node.
+    #[arg(long = "pod-bridge", default_value = "skiffpods0")]
+    pub pod_bridge: String,
+}
+
+/// Logs to stderr, filtered by `SKIFF_LOG` (default: warnings).
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Waits for SIGINT or SIGTERM.
+pub async fn wait_for_signal() -> Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "skiff".into())
+        .to_ascii_lowercase()
+}
+
+/// The agent's settings for a node whose pods live in `pod_cidr` on `pod_bridge`.
+pub fn config(
+    engine: &skiff_engine::Engine,
+    node_name: Option<String>,
+    node_ip: String,
+    pod_bridge: &str,
+    pod_cidr: &str,
+    kubelet_port: u16,
+) -> Result<skiff_agent::kubelet::AgentConfig> {
+    let bridge = skiff_engine::network::BridgeConfig::with(
+        Some(pod_bridge),
+        Some(pod_cidr),
+        Some(&format!("{}_pods", engine.bridge.table)),
+    )?;
+    Ok(skiff_agent::kubelet::AgentConfig {
+        node: skiff_agent::pod::NodeSettings {
+            bridge,
+            node_ip,
+            node_name: node_name.unwrap_or_else(host_name),
+            cluster_domain: "cluster.local".into(),
+            pods_dir: engine.root.join("pods"),
+            cgroup_root: "kubepods".into(),
+        },
+        pod_cidr: pod_cidr.to_string(),
+        lease_duration: std::time::Duration::from_secs(40),
+        sync_period: std::time::Duration::from_millis(100),
+        kubelet_port,
+        control_plane: false,
+    })
+}
+
+/// Starts the agent: its streaming endpoint on `node_ip:kubelet_port` (clients
+/// verified against `ca_pem`) and its pod loop. The tasks end when `stop()`'s
+/// futures complete.
+pub async fn start<F, Fut>(
+    client: kube::Client,
+    engine: skiff_engine::Engine,
+    mut cfg: skiff_agent::kubelet::AgentConfig,
+    ca_pem: &str,
+    kubelet_port: u16,
+    stop: F,
+) -> Result<Vec<tokio::task::JoinHandle<()>>>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let engine = std::sync::Arc::new(engine);
+    let listener = tokio::net::TcpListener::bind((cfg.node.node_ip.as_str(), kubelet_port))
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "listening on {}:{} for the node agent: {e}",
+                cfg.node.node_ip,
+                kubelet_port
+            )
+        })?;
+    cfg.kubelet_port = listener.local_addr()?.port();
+    let streaming = std::sync::Arc::new(skiff_agent::streaming::Config {
+        engine: engine.clone(),
+        pods_dir: cfg.node.pods_dir.clone(),
+        client_ca_pem: ca_pem.to_string(),
+        node_name: cfg.node.node_name.clone(),
+        node_ip: cfg.node.node_ip.clone(),
+    });
+    let mut tasks = vec![tokio::spawn(skiff_agent::streaming::serve(
+        listener,
+        streaming,
+        stop(),
+    ))];
+    let done = stop();
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = skiff_agent::kubelet::run(client, engine, cfg, done).await {
+            eprintln!("skiff: node agent: {e}");
+        }
+    }));
+    Ok(tasks)
+}
+
+/// `skiff agent`: join, wait for this node's pod CIDR, run until a signal.
+pub fn run(f: AgentFlags, engine: skiff_engine::Engine) -> Result<i32> {
+    init_tracing();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow!("starting the agent runtime: {e}"))?;
+    rt.block_on(async move {
+        let node = f.node_name.clone().unwrap_or_else(host_name);
+        let (id, client) = skiff_agent::join::join(&f.server, &f.token, &node, &f.data_dir).await?;
+        let pod_cidr = skiff_agent::kubelet::await_pod_cidr(&client, &node).await?;
+        let cfg = config(
+            &engine,
+            Some(node.clone()),
+            f.node_ip.clone(),
+            &f.pod_bridge,
+            &pod_cidr,
+            f.kubelet_port,
+        )?;
+        eprintln!(
+            "skiff agent: node {node} joined {} (pods in {pod_cidr}); kubeconfig {}",
+            f.server,
+            id.kubeconfig.display()
+        );
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stop = || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.changed().await;
+            }
+        };
+        let tasks = start(client, engine, cfg, &id.ca_pem, f.kubelet_port, stop).await?;
+        wait_for_signal().await?;
+        let _ = stop_tx.send(true);
+        for t in tasks {
+            let _ = t.await;
+        }
+        Ok::<i32, anyhow::Error>(0)
+    })
+}
