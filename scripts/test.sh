@@ -5,5 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/skiff-target}"
+# One-shot builds from fresh clones gain nothing from incremental state, which would
+# pile up per clone path in the shared target dir.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 cargo build --workspace --all-targets
 cargo test --workspace --no-fail-fast 2>&1

@@ -350,15 +350,25 @@ impl ObjectLookup for ApiLookup {
         reason: &str,
         message: &str,
     ) {
-        self.handle.block_on(pod_event(
-            &self.client,
-            &self.node,
-            pod,
-            container,
-            warning,
-            reason,
-            message,
-        ));
+        // Recorded beside the pod's start, not in its way.
+        let (client, node, pod) = (self.client.clone(), self.node.clone(), pod.clone());
+        let (container, reason, message) = (
+            container.map(String::from),
+            reason.to_string(),
+            message.to_string(),
+        );
+        self.handle.spawn(async move {
+            pod_event(
+                &client,
+                &node,
+                &pod,
+                container.as_deref(),
+                warning,
+                &reason,
+                &message,
+            )
+            .await
+        });
     }
     fn service_account_token(
         &self,
