@@ -51,7 +51,15 @@ pub struct NodeSettings {
     pub pods_dir: PathBuf,
     /// The cgroup parent of every pod's cgroup.
     pub cgroup_root: String,
+    /// How containers restart (Kubernetes: back-off from 10 s doubling to 300 s).
+    pub restarts: skiff_engine::state::PodRuns,
 }
+
+/// Kubernetes' container restart back-off: 10 s, doubling, at most 5 minutes.
+pub const DEFAULT_RESTARTS: skiff_engine::state::PodRuns = skiff_engine::state::PodRuns {
+    backoff_initial_ms: 10_000,
+    backoff_max_ms: 300_000,
+};
 
 /// A pod started on this node (kept as `running.json` in the pod's directory, so a
 /// restarted agent re-adopts it instead of starting it again).
@@ -508,7 +516,7 @@ fn create_container(
         },
         extra_labels: labels,
         managed_files: managed,
-        log_per_run: true,
+        pod_runs: Some(node.restarts),
         ..Default::default()
     };
     Ok(engine.create(&opts)?.record.id)

@@ -69,8 +69,8 @@ pub struct CreateOptions {
     /// `/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf` (the node agent's managed
     /// files): destination → host path.
     pub managed_files: BTreeMap<String, String>,
-    /// Keep each run's log apart from the previous one (see `HostConfig::log_per_run`).
-    pub log_per_run: bool,
+    /// Restart as the kubelet does (see `state::PodRuns`).
+    pub pod_runs: Option<crate::state::PodRuns>,
 }
 
 /// Parse a docker size (`512m`, `1g`, `100k`, `1024`, `2GB`) to bytes.
@@ -553,7 +553,7 @@ impl Engine {
                     network_mode: network.clone(),
                     restart_policy: restart.clone(),
                     auto_remove: opts.auto_remove,
-                    log_per_run: opts.log_per_run,
+                    pod_runs: opts.pod_runs,
                     privileged: opts.privileged,
                     cap_add: opts.cap_add.clone(),
                     cap_drop: opts.cap_drop.clone(),

@@ -132,6 +132,7 @@ impl Monitor {
         let me = std::process::id() as i32;
         let my_start = state::process_start_time(me).unwrap_or(0);
         let mut backoff = Duration::from_millis(100);
+        let mut pod_backoff: Option<Duration> = None;
         loop {
             let parent = if self.c.record.host.cgroup_parent.is_empty() {
                 "skiff".to_string()
@@ -205,19 +206,40 @@ impl Monitor {
                 report(self.fds.status, &format!("X {exit}"));
                 return 0;
             }
-            if self.c.record.host.log_per_run {
-                let log = self.c.log_path();
-                let _ = std::fs::rename(&log, logs::previous_path(&log));
-                if let Ok(f) = OpenOptions::new().create(true).append(true).open(&log) {
-                    self.log = f;
+            match self.c.record.host.pod_runs {
+                Some(runs) => {
+                    let log = self.c.log_path();
+                    let _ = std::fs::rename(&log, logs::previous_path(&log));
+                    if let Ok(f) = OpenOptions::new().create(true).append(true).open(&log) {
+                        self.log = f;
+                    }
+                    // The next run starts from the image again.
+                    for d in ["upper", "work"] {
+                        let p = self.c.dir.join(d);
+                        let _ = std::fs::remove_dir_all(&p);
+                        let _ = std::fs::create_dir_all(&p);
+                    }
+                    let max = Duration::from_millis(runs.backoff_max_ms);
+                    if started_at.elapsed() > max * 2 {
+                        pod_backoff = None;
+                    }
+                    if let Some(d) = pod_backoff {
+                        std::thread::sleep(d);
+                    }
+                    pod_backoff = Some(match pod_backoff {
+                        None => Duration::from_millis(runs.backoff_initial_ms),
+                        Some(d) => (d * 2).min(max),
+                    });
+                }
+                None => {
+                    // docker: the delay doubles from 100ms and resets after 10s of running.
+                    if started_at.elapsed() > Duration::from_secs(10) {
+                        backoff = Duration::from_millis(100);
+                    }
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(60));
                 }
             }
-            // docker: the delay doubles from 100ms and resets after 10s of running.
-            if started_at.elapsed() > Duration::from_secs(10) {
-                backoff = Duration::from_millis(100);
-            }
-            std::thread::sleep(backoff);
-            backoff = (backoff * 2).min(Duration::from_secs(60));
             if self
                 .c
                 .reload()

@@ -227,6 +227,17 @@ pub struct RestartPolicy {
     pub maximum_retry_count: u32,
 }
 
+/// Kubelet-style restarts: every run starts from a fresh writable layer; the last
+/// run's log is kept apart (`logs::previous_path`, for `kubectl logs --previous`);
+/// the first restart is immediate, later ones wait a back-off doubling from
+/// `backoff_initial_ms` up to `backoff_max_ms` (Kubernetes: 10 s and 300 s), which
+/// resets once a run lasted twice the maximum.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PodRuns {
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct HostConfig {
     pub binds: Vec<String>,
@@ -259,10 +270,10 @@ pub struct HostConfig {
     /// Networks joined with `network connect` besides `network_mode`.
     #[serde(default)]
     pub extra_networks: Vec<String>,
-    /// On a restart, keep the last run's log apart (`logs::previous_path`) and start
-    /// a fresh one, as the kubelet keeps one previous instance per container.
+    /// Restarts as the kubelet does them (the node agent's containers), instead of
+    /// docker's.
     #[serde(default)]
-    pub log_per_run: bool,
+    pub pod_runs: Option<PodRuns>,
     /// `--network-alias` names on user-defined networks.
     #[serde(default)]
     pub network_aliases: Vec<String>,

@@ -29,6 +29,30 @@ pub struct AgentFlags {
     /// The bridge pods attach to on this node.
     #[arg(long = "pod-bridge", default_value = "skiffpods0")]
     pub pod_bridge: String,
+    #[command(flatten)]
+    pub restarts: RestartFlags,
+}
+
+/// How the node agent restarts failed containers (the CrashLoopBackOff delays).
+#[derive(Args, Clone)]
+pub struct RestartFlags {
+    /// The first delay before restarting a container that failed again.
+    #[arg(long = "initial-container-restart-period", default_value = "10s",
+          value_parser = skiff_controllers::parse_duration)]
+    pub initial: std::time::Duration,
+    /// The longest delay between restarts (Kubernetes' maxContainerRestartPeriod).
+    #[arg(long = "max-container-restart-period", default_value = "300s",
+          value_parser = skiff_controllers::parse_duration)]
+    pub max: std::time::Duration,
+}
+
+impl RestartFlags {
+    pub fn runs(&self) -> skiff_engine::state::PodRuns {
+        skiff_engine::state::PodRuns {
+            backoff_initial_ms: self.initial.as_millis() as u64,
+            backoff_max_ms: self.max.as_millis().max(self.initial.as_millis()) as u64,
+        }
+    }
 }
 
 /// Logs to stderr, filtered by `SKIFF_LOG` (default: warnings).
@@ -82,6 +106,7 @@ pub fn config(
             cluster_domain: "cluster.local".into(),
             pods_dir: engine.root.join("pods"),
             cgroup_root: "kubepods".into(),
+            restarts: skiff_agent::pod::DEFAULT_RESTARTS,
         },
         pod_cidr: pod_cidr.to_string(),
         lease_duration: std::time::Duration::from_secs(40),
@@ -149,7 +174,7 @@ pub fn run(f: AgentFlags, engine: skiff_engine::Engine) -> Result<i32> {
         let node = f.node_name.clone().unwrap_or_else(host_name);
         let (id, client) = skiff_agent::join::join(&f.server, &f.token, &node, &f.data_dir).await?;
         let pod_cidr = skiff_agent::kubelet::await_pod_cidr(&client, &node).await?;
-        let cfg = config(
+        let mut cfg = config(
             &engine,
             Some(node.clone()),
             f.node_ip.clone(),
@@ -157,6 +182,7 @@ pub fn run(f: AgentFlags, engine: skiff_engine::Engine) -> Result<i32> {
             &pod_cidr,
             f.kubelet_port,
         )?;
+        cfg.node.restarts = f.restarts.runs();
         eprintln!(
             "skiff agent: node {node} joined {} (pods in {pod_cidr}); kubeconfig {}",
             f.server,

@@ -198,7 +198,7 @@ impl RunFlags {
             group_add: self.group_add.clone(),
             extra_labels: Default::default(),
             managed_files: Default::default(),
-            log_per_run: false,
+            pod_runs: None,
             network_aliases: self.network_alias.clone(),
         }
     }

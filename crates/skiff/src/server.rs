@@ -59,6 +59,8 @@ pub struct ServerFlags {
     /// the node address; 0 picks a free one.
     #[arg(long = "kubelet-port", default_value_t = 10250)]
     pub kubelet_port: u16,
+    #[command(flatten)]
+    pub restarts: crate::agent::RestartFlags,
     /// Run no controllers (scheduler, workload and cluster controllers).
     #[arg(long = "disable-controller-manager")]
     pub disable_controller_manager: bool,
@@ -180,5 +182,6 @@ fn agent_config(
         f.kubelet_port,
     )?;
     cfg.control_plane = true;
+    cfg.node.restarts = f.restarts.runs();
     Ok((cfg, engine))
 }

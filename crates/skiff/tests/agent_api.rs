@@ -281,6 +281,7 @@ fn a_two_container_pod_with_an_init_container_and_shared_volumes() {
         cluster_domain: "cluster.local".into(),
         pods_dir: r.dir.join("pods"),
         cgroup_root: format!("skiff-pods-{}", std::process::id()),
+        restarts: skiff_agent::pod::DEFAULT_RESTARTS,
     };
     // The tutorials' shape: an init container prepares the shared volume; one
     // container serves it, the other talks to it over localhost.

@@ -640,7 +640,16 @@ const KUBECTL_DIR: &str = "/usr/lib/google-cloud-sdk/bin";
 
 #[test]
 fn kubectl_logs_exec_attach_cp_and_port_forward_reach_the_pod() {
-    let c = Cluster::start(Root::with_busybox(EXE));
+    // Short restart back-off: the attached container restarts after every session.
+    let c = Cluster::start_with(
+        Root::with_busybox(EXE),
+        &[
+            "--initial-container-restart-period",
+            "1s",
+            "--max-container-restart-period",
+            "2s",
+        ],
+    );
     c.wait_for(&["get", "nodes"], " Ready ", 20);
     c.apply(concat!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: shell\nspec:\n  containers:\n",
@@ -651,7 +660,7 @@ fn kubectl_logs_exec_attach_cp_and_port_forward_reach_the_pod() {
         "  - name: reader\n    image: busybox\n    imagePullPolicy: Never\n    stdin: true\n    stdinOnce: true\n",
         "    command: [\"sh\", \"-c\", \"while read line; do echo got-$line; done\"]\n",
         "  - name: crasher\n    image: busybox\n    imagePullPolicy: Never\n",
-        "    command: [\"sh\", \"-c\", \"echo attempt-$(cat /proc/uptime); sleep 0.2; exit 1\"]\n",
+        "    command: [\"sh\", \"-c\", \"test -f /marker && echo stale-layer; touch /marker; echo attempt-$(cat /proc/uptime); sleep 0.2; exit 1\"]\n",
     ));
     c.wait_for(
         &["get", "pod", "shell", "-o", "jsonpath={.status.phase}"],
@@ -707,10 +716,25 @@ fn kubectl_logs_exec_attach_cp_and_port_forward_reach_the_pod() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // Each run starts from the image again (no /marker), and its log is its own.
     let prev = c.ok(&["logs", "shell", "-c", "crasher", "--previous"]);
     assert!(
         prev.starts_with("attempt-") && prev.lines().count() == 1,
         "{prev}"
+    );
+    // Failing again, it waits in CrashLoopBackOff, with the kubelet's BackOff event.
+    c.wait_for(&["get", "pod", "shell"], "CrashLoopBackOff", 20);
+    let ev = c.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=shell,reason=BackOff",
+        "-o",
+        "jsonpath={.items[*].message}",
+    ]);
+    assert!(
+        ev.contains("Back-off restarting failed container crasher in pod shell_default"),
+        "{ev}"
     );
 
     // exec and attach with an old (SPDY) and a new (WebSocket) client.
@@ -1165,9 +1189,11 @@ fn cascading_deletion_orphans_or_deletes_dependents_in_the_foreground() {
                 .lines()
                 .count()
         };
-        let pods = count("pods");
-        let rss = count("rs");
+        // Sampled owner first: each later sample sees at least as much deleted, so
+        // the order checks below hold only if deletion really went dependents-first.
         let deploy = c.kubectl(&["get", "deploy", "fg"]).status.success();
+        let rss = count("rs");
+        let pods = count("pods");
         assert!(
             !(rss == 0 && pods > 0),
             "the ReplicaSet went before its pods"
