@@ -29,6 +29,9 @@ pub struct AgentConfig {
     /// The port of this node's streaming endpoint (logs, exec, attach, port-forward),
     /// reported in the Node's `status.daemonEndpoints`.
     pub kubelet_port: u16,
+    /// How often housekeeping runs (cAdvisor's housekeeping interval, 10 s): node
+    /// pressure and eviction, image garbage collection, directories of deleted volumes.
+    pub housekeeping_period: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +69,10 @@ fn disk_total(path: &std::path::Path) -> u64 {
         .map(|s| s.blocks() * s.fragment_size())
         .unwrap_or(0)
 }
+
+/// The node annotation naming the directory of this node's local volumes (read by
+/// the local-path provisioner).
+pub const STORAGE_DIR_ANNOTATION: &str = "skiff.io/local-path-dir";
 
 /// The Node object this agent registers.
 pub fn node_object(cfg: &AgentConfig, root: &std::path::Path) -> serde_json::Value {
@@ -107,6 +114,7 @@ pub fn node_object(cfg: &AgentConfig, root: &std::path::Path) -> serde_json::Val
                 "beta.kubernetes.io/arch": arch,
                 "node-role.kubernetes.io/control-plane": "true",
             },
+            "annotations": {STORAGE_DIR_ANNOTATION: cfg.node.storage_dir.to_string_lossy()},
         },
         "spec": {"podCIDR": cfg.pod_cidr, "podCIDRs": [cfg.pod_cidr]},
         "status": {
@@ -180,7 +188,17 @@ pub async fn register_node(
         serde_json::from_value(obj.clone()).map_err(|e| AgentError::Other(e.to_string()))?;
     match nodes.create(&PostParams::default(), &node).await {
         Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            nodes
+                .patch(
+                    &cfg.node.node_name,
+                    &PatchParams::default(),
+                    &Patch::Merge(
+                        json!({"metadata": {"annotations": obj["metadata"]["annotations"]}}),
+                    ),
+                )
+                .await?;
+        }
         Err(e) => return Err(e.into()),
     }
     nodes
@@ -343,6 +361,60 @@ impl ObjectLookup for ApiLookup {
             .ok()?;
         out.status.map(|s| s.token)
     }
+    fn persistent_volume(
+        &self,
+        ns: &str,
+        claim: &str,
+    ) -> Result<k8s_openapi::api::core::v1::PersistentVolume, String> {
+        let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+            Api::namespaced(self.client.clone(), ns);
+        let c = self
+            .handle
+            .block_on(claims.get_opt(claim))
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("persistentvolumeclaim \"{claim}\" not found"))?;
+        let bound = c.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
+        let name = c
+            .spec
+            .and_then(|s| s.volume_name)
+            .filter(|v| bound && !v.is_empty())
+            .ok_or_else(|| format!("persistentvolumeclaim \"{claim}\" is not bound"))?;
+        let pvs: Api<k8s_openapi::api::core::v1::PersistentVolume> = Api::all(self.client.clone());
+        self.handle
+            .block_on(pvs.get_opt(&name))
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("persistentvolume \"{name}\" not found"))
+    }
+}
+
+/// Removes the directories of this node's local volumes whose PersistentVolume is
+/// gone (deleted by its reclaim policy). The directories are read before the volumes
+/// are listed, so a volume made in between is never mistaken for a deleted one.
+pub async fn remove_released_storage(client: &Client, dir: &std::path::Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let found: Vec<String> = rd
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    if found.is_empty() {
+        return;
+    }
+    let pvs: Api<k8s_openapi::api::core::v1::PersistentVolume> = Api::all(client.clone());
+    let Ok(list) = pvs.list(&ListParams::default()).await else {
+        return;
+    };
+    for name in found {
+        if !list
+            .items
+            .iter()
+            .any(|v| v.metadata.name.as_deref() == Some(name.as_str()))
+        {
+            tracing::info!(volume = %name, "removing the directory of a deleted volume");
+            let _ = std::fs::remove_dir_all(dir.join(&name));
+        }
+    }
 }
 
 /// The container statuses and phase of a running pod, from the engine's state.
@@ -481,6 +553,8 @@ pub async fn run(
     let mut lease_tick = tokio::time::interval(cfg.lease_duration / 4);
     let mut probe_tick = tokio::time::interval(Duration::from_millis(250));
     probe_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut housekeeping_tick = tokio::time::interval(cfg.housekeeping_period);
+    housekeeping_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sync_tick = tokio::time::interval(cfg.sync_period);
     sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
@@ -507,6 +581,9 @@ pub async fn run(
                         pod_event(&client, &cfg.node.node_name, p, Some(&ev.container), ev.warning, ev.reason, &ev.message).await;
                     }
                 }
+            }
+            _ = housekeeping_tick.tick() => {
+                remove_released_storage(&client, &cfg.node.storage_dir).await;
             }
             _ = sync_tick.tick() => {
                 if let Err(e) = sync_pods(&client, &engine, &cfg, &running).await {
@@ -804,6 +881,39 @@ pub async fn sync_pods(
                 report_status(client, engine, cfg, &api, &p, &rp).await;
                 map.insert(uid, rp);
             }
+            Err(pod::PodError::VolumeNotReady(why)) => {
+                let first = START_FAILURES
+                    .lock()
+                    .map(|mut m| {
+                        let f = m.entry(uid.clone()).or_insert_with(|| StartFailure {
+                            count: 0,
+                            next: std::time::Instant::now(),
+                            reason: String::new(),
+                            message: String::new(),
+                            backing_off: false,
+                        });
+                        f.next = std::time::Instant::now() + VOLUME_RETRY;
+                        let first = f.reason != "FailedMount" || f.message != why;
+                        f.reason = "FailedMount".into();
+                        f.message = why.clone();
+                        first
+                    })
+                    .unwrap_or(false);
+                if first {
+                    pod_event(
+                        client,
+                        &cfg.node.node_name,
+                        &p,
+                        None,
+                        true,
+                        "FailedMount",
+                        &why,
+                    )
+                    .await;
+                    patch_waiting(&api, &name, &p, "ContainerCreating", "", &cfg.node.node_ip)
+                        .await;
+                }
+            }
             Err(err) => {
                 let reason = match &err {
                     pod::PodError::Spec(podspec::SpecError::ConfigMissing(_)) => {
@@ -853,6 +963,8 @@ struct StartFailure {
 }
 
 const START_BACKOFF: Duration = Duration::from_secs(10);
+/// How soon a pod whose volumes were not ready is tried again.
+const VOLUME_RETRY: Duration = Duration::from_secs(1);
 const START_BACKOFF_MAX: Duration = Duration::from_secs(300);
 
 static START_FAILURES: std::sync::LazyLock<std::sync::Mutex<BTreeMap<String, StartFailure>>> =

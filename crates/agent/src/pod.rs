@@ -33,6 +33,10 @@ pub enum PodError {
     /// The image is missing and could not be pulled.
     #[error("{0}")]
     ImagePull(String),
+    /// A volume cannot be set up yet (a claim that is not bound): retried shortly,
+    /// without the start back-off.
+    #[error("{0}")]
+    VolumeNotReady(String),
 }
 
 /// Label of engine containers whose pod spec says `stdinOnce: true`.
@@ -49,6 +53,8 @@ pub struct NodeSettings {
     pub cluster_domain: String,
     /// Where pod directories live (`<dir>/<pod uid>/volumes/...`).
     pub pods_dir: PathBuf,
+    /// Where local persistent volumes live (`<dir>/<pv name>`).
+    pub storage_dir: PathBuf,
     /// The cgroup parent of every pod's cgroup.
     pub cgroup_root: String,
 }
@@ -95,6 +101,12 @@ pub fn start_pod(
         .spec
         .as_ref()
         .ok_or_else(|| PodError::Spec(podspec::SpecError::Invalid("pod has no spec".into())))?;
+    // Claims must be bound before anything is set up.
+    for v in spec.volumes.iter().flatten() {
+        if let Some(c) = &v.persistent_volume_claim {
+            claim_path(v, c, &namespace_of(pod), lookup)?;
+        }
+    }
     let dir = node.pods_dir.join(&uid);
     std::fs::create_dir_all(&dir).map_err(|e| PodError::Volume(format!("pod dir: {e}")))?;
     let host_network = spec.host_network.unwrap_or(false);
@@ -521,11 +533,7 @@ pub fn prepare_volumes(
     lookup: &dyn ObjectLookup,
     rt: &PodRuntimeInfo,
 ) -> Result<BTreeMap<String, PathBuf>, PodError> {
-    let ns = pod
-        .metadata
-        .namespace
-        .clone()
-        .unwrap_or_else(|| "default".into());
+    let ns = namespace_of(pod);
     let mut out = BTreeMap::new();
     for v in pod
         .spec
@@ -537,6 +545,54 @@ pub fn prepare_volumes(
         out.insert(v.name.clone(), p);
     }
     Ok(out)
+}
+
+fn namespace_of(pod: &Pod) -> String {
+    pod.metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into())
+}
+
+/// The node directory of a persistentVolumeClaim volume: its bound volume's hostPath
+/// or local path (made if missing, as the local-path provisioner does).
+fn claim_path(
+    v: &Volume,
+    c: &k8s_openapi::api::core::v1::PersistentVolumeClaimVolumeSource,
+    ns: &str,
+    lookup: &dyn ObjectLookup,
+) -> Result<PathBuf, PodError> {
+    let pv = lookup.persistent_volume(ns, &c.claim_name).map_err(|why| {
+        PodError::VolumeNotReady(format!(
+            "Unable to attach or mount volumes: unmounted volumes=[{}]: {why}",
+            v.name
+        ))
+    })?;
+    let spec = pv.spec.unwrap_or_default();
+    let (path, kind) = match (&spec.host_path, &spec.local) {
+        (Some(h), _) => (h.path.clone(), h.type_.clone().unwrap_or_default()),
+        (None, Some(l)) => (l.path.clone(), "Directory".into()),
+        _ => {
+            return Err(PodError::Unsupported(format!(
+                "volume {}: persistent volume {} is neither hostPath nor local",
+                v.name,
+                pv.metadata.name.unwrap_or_default()
+            )))
+        }
+    };
+    let p = PathBuf::from(path);
+    let kind = if kind.is_empty() {
+        "DirectoryOrCreate"
+    } else {
+        &kind
+    };
+    let fresh = !p.exists();
+    volumes::check_host_path(&p, kind).map_err(PodError::Volume)?;
+    if fresh && p.is_dir() {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777));
+    }
+    Ok(p)
 }
 
 fn volume_path(
@@ -561,6 +617,9 @@ fn volume_path(
         let p = PathBuf::from(&h.path);
         volumes::check_host_path(&p, h.type_.as_deref().unwrap_or("")).map_err(PodError::Volume)?;
         return Ok(p);
+    }
+    if let Some(c) = &v.persistent_volume_claim {
+        return claim_path(v, c, ns, lookup);
     }
     let target = |plugin: &str| dir.join("volumes").join(plugin).join(&v.name);
     if let Some(cm) = &v.config_map {

@@ -63,6 +63,11 @@ pub struct ServerFlags {
     #[arg(long = "node-monitor-grace-period", default_value = "40s",
           value_parser = skiff_controllers::parse_duration)]
     pub node_monitor_grace_period: std::time::Duration,
+    /// How often the node agent's housekeeping runs (node pressure and eviction, image
+    /// garbage collection, directories of deleted volumes).
+    #[arg(long = "housekeeping-interval", default_value = "10s",
+          value_parser = skiff_controllers::parse_duration)]
+    pub housekeeping_interval: std::time::Duration,
 }
 
 /// Run the server until SIGINT or SIGTERM. `engine` is the engine the in-process
@@ -228,12 +233,14 @@ fn agent_config(
             node_name,
             cluster_domain: "cluster.local".into(),
             pods_dir: engine.root.join("pods"),
+            storage_dir: engine.root.join("storage"),
             cgroup_root: "kubepods".into(),
         },
         pod_cidr,
         lease_duration: std::time::Duration::from_secs(40),
         sync_period: std::time::Duration::from_millis(100),
         kubelet_port: f.kubelet_port,
+        housekeeping_period: f.housekeeping_interval,
     };
     Ok((cfg, engine))
 }

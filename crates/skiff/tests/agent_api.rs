@@ -280,6 +280,7 @@ fn a_two_container_pod_with_an_init_container_and_shared_volumes() {
         node_name: "node-a".into(),
         cluster_domain: "cluster.local".into(),
         pods_dir: r.dir.join("pods"),
+        storage_dir: r.dir.join("storage"),
         cgroup_root: format!("skiff-pods-{}", std::process::id()),
     };
     // The tutorials' shape: an init container prepares the shared volume; one

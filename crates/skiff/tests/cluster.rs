@@ -1167,7 +1167,7 @@ fn cascading_deletion_orphans_or_deletes_dependents_in_the_foreground() {
             "the ReplicaSet went before its pods"
         );
         assert!(
-            !(!deploy && rss > 0),
+            deploy || rss <= 0,
             "the Deployment went before its ReplicaSet"
         );
         if deploy && pods > 0 {
@@ -1383,7 +1383,11 @@ fn a_statefulset_creates_ordered_pods_rolls_from_the_highest_and_makes_claims() 
         }
         let st = c.ok(&["get", "sts", "web", "-o", "jsonpath={.status.currentRevision} {.status.updateRevision} {.status.updatedReplicas} {.status.readyReplicas}"]);
         let f: Vec<&str> = st.split(' ').collect();
-        if f[0] == f[1] && f[0] != "" && f[2] == "2" && f[3] == "2" && u0.is_some_and(|u| u != old0)
+        if f[0] == f[1]
+            && !f[0].is_empty()
+            && f[2] == "2"
+            && f[3] == "2"
+            && u0.is_some_and(|u| u != old0)
         {
             break;
         }
@@ -1681,4 +1685,160 @@ fn an_unreachable_node_is_tainted_and_its_pods_evicted_by_their_tolerations() {
         "--force",
     ]);
     c.ok(&["delete", "node", "ghost"]);
+}
+
+#[test]
+fn claims_get_local_volumes_on_the_consumers_node_and_keep_their_data() {
+    let c = Cluster::start_with(Root::with_busybox(EXE), &["--housekeeping-interval", "1s"]);
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    let sc = c.ok(&["get", "storageclass"]);
+    assert!(
+        sc.contains("local-path (default)")
+            && sc.contains("skiff.io/local-path")
+            && sc.contains("WaitForFirstConsumer"),
+        "{sc}"
+    );
+    // A StatefulSet's claim is provisioned on the node its pod is scheduled to.
+    c.apply("apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: keeper\nspec:\n  serviceName: keeper\n  replicas: 1\n  selector:\n    matchLabels:\n      app: keeper\n  template:\n    metadata:\n      labels:\n        app: keeper\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: c\n        image: busybox\n        imagePullPolicy: Never\n        command: [\"sh\", \"-c\", \"[ -f /data/first ] || echo $HOSTNAME-$RANDOM > /data/first; sleep 600\"]\n        volumeMounts:\n        - name: www\n          mountPath: /data\n  volumeClaimTemplates:\n  - metadata:\n      name: www\n    spec:\n      accessModes: [\"ReadWriteOnce\"]\n      resources:\n        requests:\n          storage: 1Gi\n");
+    c.wait_for(
+        &["get", "pod", "keeper-0", "-o", "jsonpath={.status.phase}"],
+        "Running",
+        40,
+    );
+    let pvc = c.ok(&[
+        "get",
+        "pvc",
+        "www-keeper-0",
+        "-o",
+        "jsonpath={.status.phase} {.spec.volumeName} {.status.capacity.storage} {.metadata.annotations.volume\\.kubernetes\\.io/selected-node}",
+    ]);
+    let parts: Vec<&str> = pvc.split_whitespace().collect();
+    assert_eq!(parts.len(), 4, "{pvc}");
+    assert_eq!(
+        (parts[0], parts[2], parts[3]),
+        ("Bound", "1Gi", c.node.as_str()),
+        "{pvc}"
+    );
+    let pv = parts[1].to_string();
+    let affinity = c.ok(&["get", "pv", &pv, "-o", "jsonpath={.spec.nodeAffinity.required.nodeSelectorTerms[0].matchExpressions[0].values[0]} {.spec.persistentVolumeReclaimPolicy} {.status.phase}"]);
+    assert_eq!(affinity, format!("{} Delete Bound", c.node));
+    let first = c.wait_for(
+        &["exec", "keeper-0", "--", "cat", "/data/first"],
+        "keeper-0-",
+        20,
+    );
+    let dir = c.root.dir.join("storage").join(&pv);
+    assert_eq!(std::fs::read_to_string(dir.join("first")).unwrap(), first);
+    // The pod comes back with the same data.
+    c.ok(&["delete", "pod", "keeper-0", "--wait=false"]);
+    c.wait_for(
+        &[
+            "get",
+            "pod",
+            "keeper-0",
+            "-o",
+            "jsonpath={.status.phase} {.metadata.deletionTimestamp}",
+        ],
+        "Running",
+        40,
+    );
+    let again = c.wait_for(
+        &["exec", "keeper-0", "--", "cat", "/data/first"],
+        "keeper-0-",
+        20,
+    );
+    assert_eq!(again, first);
+
+    // A claim without a provisioner waits for a matching volume; the agent waits for
+    // the claim of a pod placed on it directly.
+    let manual = c.root.dir.join("manual-pv");
+    c.apply(&format!("apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: manual\nspec:\n  storageClassName: manual\n  accessModes: [\"ReadWriteOnce\"]\n  resources:\n    requests:\n      storage: 100Mi\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: direct\nspec:\n  nodeName: {}\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", \"echo hi > /m/hello; sleep 600\"]\n    volumeMounts:\n    - name: m\n      mountPath: /m\n  volumes:\n  - name: m\n    persistentVolumeClaim:\n      claimName: manual\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: scheduled\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"sleep\", \"600\"]\n    volumeMounts:\n    - name: m\n      mountPath: /m\n  volumes:\n  - name: m\n    persistentVolumeClaim:\n      claimName: manual\n", c.node));
+    c.wait_for(
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=direct",
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ],
+        "FailedMount",
+        20,
+    );
+    c.wait_for(
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=scheduled",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ],
+        "pod has unbound immediate PersistentVolumeClaims",
+        20,
+    );
+    assert!(c
+        .ok(&["get", "pod", "direct", "-o", "jsonpath={.status.phase}"])
+        .contains("Pending"));
+    c.apply(&format!("apiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: manual-big\nspec:\n  storageClassName: manual\n  capacity:\n    storage: 5Gi\n  accessModes: [\"ReadWriteOnce\"]\n  hostPath:\n    path: /nonexistent\n---\napiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: manual-small\nspec:\n  storageClassName: manual\n  capacity:\n    storage: 200Mi\n  accessModes: [\"ReadWriteOnce\", \"ReadWriteMany\"]\n  hostPath:\n    path: {}\n    type: DirectoryOrCreate\n", manual.display()));
+    c.wait_for(
+        &[
+            "get",
+            "pvc",
+            "manual",
+            "-o",
+            "jsonpath={.status.phase} {.spec.volumeName}",
+        ],
+        "Bound manual-small",
+        20,
+    );
+    c.wait_for(
+        &[
+            "get",
+            "pod",
+            "direct",
+            "scheduled",
+            "-o",
+            "jsonpath={.items[*].status.phase}",
+        ],
+        "Running Running",
+        40,
+    );
+    c.wait_for(&["exec", "scheduled", "--", "cat", "/m/hello"], "hi", 20);
+    assert!(c
+        .ok(&["get", "pv", "manual-big", "-o", "jsonpath={.status.phase}"])
+        .contains("Available"));
+
+    // Deleting the set and its claim deletes the provisioned volume and its directory.
+    c.ok(&["delete", "sts", "keeper", "--wait=false"]);
+    c.ok(&["delete", "pod", "keeper-0", "--wait=false"]);
+    c.ok(&["delete", "pvc", "www-keeper-0", "--wait=false"]);
+    let start = Instant::now();
+    while dir.exists() || c.kubectl(&["get", "pv", &pv]).status.success() {
+        assert!(start.elapsed() < Duration::from_secs(30), "{pv} stays");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The manually made volume is kept (Retain), released.
+    c.ok(&[
+        "delete",
+        "pod",
+        "direct",
+        "scheduled",
+        "--grace-period",
+        "1",
+        "--wait=false",
+    ]);
+    c.ok(&["delete", "pvc", "manual", "--wait=false"]);
+    c.wait_for(
+        &[
+            "get",
+            "pv",
+            "manual-small",
+            "-o",
+            "jsonpath={.status.phase}",
+        ],
+        "Released",
+        30,
+    );
+    assert!(manual.join("hello").exists());
 }
