@@ -32,6 +32,9 @@ pub struct AgentConfig {
     /// How often housekeeping runs (cAdvisor's housekeeping interval, 10 s): node
     /// pressure and eviction, image garbage collection, directories of deleted volumes.
     pub housekeeping_period: Duration,
+    /// How often running pods' configMap, secret, downwardAPI and projected volumes are
+    /// brought up to date (the kubelet's --sync-frequency, 1 minute).
+    pub volume_resync_period: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -248,6 +251,47 @@ struct ApiLookup {
     client: Client,
     handle: tokio::runtime::Handle,
     node: String,
+}
+
+fn api_lookup(client: &Client, cfg: &AgentConfig) -> ApiLookup {
+    ApiLookup {
+        client: client.clone(),
+        handle: tokio::runtime::Handle::current(),
+        node: cfg.node.node_name.clone(),
+    }
+}
+
+/// Brings the configMap, secret, downwardAPI and projected volumes of every running
+/// pod up to date with the API.
+async fn refresh_volumes(
+    client: &Client,
+    cfg: &AgentConfig,
+    running: &Arc<Mutex<BTreeMap<String, RunningPod>>>,
+) {
+    let snapshot = running.lock().await.clone();
+    let pods = PODS.lock().map(|m| m.clone()).unwrap_or_default();
+    let lookup = api_lookup(client, cfg);
+    let node_ip = cfg.node.node_ip.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        for (uid, rp) in &snapshot {
+            let Some(p) = pods.get(uid) else { continue };
+            if p.metadata.deletion_timestamp.is_some() || stopping(uid) || !rp.dir.exists() {
+                continue;
+            }
+            let rt = podspec::PodRuntimeInfo {
+                pod_ip: rp
+                    .ip
+                    .map(|i| i.to_string())
+                    .unwrap_or_else(|| node_ip.clone()),
+                host_ip: node_ip.clone(),
+                ..Default::default()
+            };
+            if let Err(e) = pod::refresh_volumes(p, &rp.dir, &lookup, &rt) {
+                tracing::debug!(pod = %uid, error = %e, "refreshing volumes");
+            }
+        }
+    })
+    .await;
 }
 
 /// Records an Event about a pod (and one of its containers) as the kubelet does.
@@ -555,6 +599,8 @@ pub async fn run(
     probe_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut housekeeping_tick = tokio::time::interval(cfg.housekeeping_period);
     housekeeping_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut resync_tick = tokio::time::interval(cfg.volume_resync_period);
+    resync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sync_tick = tokio::time::interval(cfg.sync_period);
     sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
@@ -585,6 +631,7 @@ pub async fn run(
             _ = housekeeping_tick.tick() => {
                 remove_released_storage(&client, &cfg.node.storage_dir).await;
             }
+            _ = resync_tick.tick() => refresh_volumes(&client, &cfg, &running).await,
             _ = sync_tick.tick() => {
                 if let Err(e) = sync_pods(&client, &engine, &cfg, &running).await {
                     tracing::warn!(error = %e, "syncing pods");
@@ -855,11 +902,7 @@ pub async fn sync_pods(
     // New pods start side by side (each is mostly waiting on the kernel).
     let starts = to_start.into_iter().map(|p| {
         let (e, n) = (engine.clone(), cfg.node.clone());
-        let lookup = ApiLookup {
-            client: client.clone(),
-            handle: tokio::runtime::Handle::current(),
-            node: cfg.node.node_name.clone(),
-        };
+        let lookup = api_lookup(client, cfg);
         let pod = p.clone();
         async move {
             let r =

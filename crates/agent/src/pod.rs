@@ -696,8 +696,8 @@ fn volume_path(
         return Ok(t);
     }
     if let Some(proj) = &v.projected {
-        let payload = projected_payload(pod, v, proj, ns, lookup, rt)?;
         let t = target("kubernetes.io~projected");
+        let payload = projected_payload(pod, v, proj, ns, lookup, rt, &t)?;
         volumes::write_atomic(&t, &payload).map_err(verr)?;
         return Ok(t);
     }
@@ -716,6 +716,7 @@ fn projected_payload(
     ns: &str,
     lookup: &dyn ObjectLookup,
     rt: &PodRuntimeInfo,
+    current: &Path,
 ) -> Result<BTreeMap<String, FileProjection>, PodError> {
     let mode = proj.default_mode.unwrap_or(0o644);
     let missing = |what: &str, name: &str| {
@@ -774,8 +775,13 @@ fn projected_payload(
                     pod.metadata.name.as_deref().unwrap_or(""),
                     pod.metadata.uid.as_deref().unwrap_or(""),
                 );
-                let token = lookup
-                    .service_account_token(ns, &account, pod_ref, t.audience.as_deref(), t.expiration_seconds.unwrap_or(3600))
+                let now = chrono::Utc::now().timestamp();
+                let kept = std::fs::read_to_string(current.join(&t.path))
+                    .ok()
+                    .filter(|tok| token_fresh(tok, now));
+                let token = kept
+                    .or_else(|| lookup
+                    .service_account_token(ns, &account, pod_ref, t.audience.as_deref(), t.expiration_seconds.unwrap_or(3600)))
                     .ok_or_else(|| PodError::Volume(format!(
                         "MountVolume.SetUp failed for volume \"{}\" : failed to fetch token for service account \"{account}\"",
                         v.name
@@ -806,6 +812,49 @@ fn projected_payload(
         );
     }
     Ok(payload)
+}
+
+/// Whether a projected ServiceAccount token (a JWT) is still good to keep: the
+/// kubelet asks for a new one once 80% of its lifetime (`iat` to `exp`) has passed.
+pub fn token_fresh(token: &str, now: i64) -> bool {
+    use base64::Engine as _;
+    let Some(claims) = token.split('.').nth(1) else {
+        return false;
+    };
+    let Ok(raw) =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(claims.trim_end_matches('='))
+    else {
+        return false;
+    };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&raw) else {
+        return false;
+    };
+    match (v["iat"].as_i64(), v["exp"].as_i64()) {
+        (Some(iat), Some(exp)) if exp > iat => now < iat + (exp - iat) * 8 / 10,
+        _ => false,
+    }
+}
+
+/// Rewrites a running pod's configMap, secret, downwardAPI and projected volumes from
+/// the current objects and pod metadata (each through the atomic writer, so only a
+/// change swaps `..data`). Mounts with a subPath keep what they were started with.
+pub fn refresh_volumes(
+    pod: &Pod,
+    dir: &Path,
+    lookup: &dyn ObjectLookup,
+    rt: &PodRuntimeInfo,
+) -> Result<(), PodError> {
+    let ns = namespace_of(pod);
+    for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
+        if v.config_map.is_some()
+            || v.secret.is_some()
+            || v.downward_api.is_some()
+            || v.projected.is_some()
+        {
+            volume_path(pod, v, dir, &ns, lookup, rt)?;
+        }
+    }
+    Ok(())
 }
 
 /// Stop a pod: each app container with the grace period (SIGTERM, then SIGKILL),
@@ -947,6 +996,7 @@ mod tests {
             "team",
             &Objects,
             &PodRuntimeInfo::default(),
+            Path::new("/nonexistent"),
         )
         .expect("payload");
         assert_eq!(files["token"].data, b"team/builder/web/3607");
@@ -971,8 +1021,59 @@ mod tests {
             &proj,
             "team",
             &Objects,
-            &PodRuntimeInfo::default()
+            &PodRuntimeInfo::default(),
+            Path::new("/nonexistent"),
         )
         .is_err());
+    }
+
+    #[test]
+    fn tokens_are_renewed_after_80_percent_of_their_lifetime() {
+        use base64::Engine as _;
+        let jwt = |iat: i64, exp: i64| {
+            let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(json!({"iat": iat, "exp": exp}).to_string());
+            format!("e30.{claims}.sig")
+        };
+        assert!(token_fresh(&jwt(1000, 4600), 1000));
+        assert!(token_fresh(&jwt(1000, 4600), 3879));
+        assert!(!token_fresh(&jwt(1000, 4600), 3880));
+        assert!(!token_fresh("not-a-jwt", 0));
+    }
+
+    #[test]
+    fn volumes_follow_their_objects_and_the_pods_labels() {
+        struct Changing(std::sync::Mutex<String>);
+        impl ObjectLookup for Changing {
+            fn config_map(&self, _: &str, _: &str) -> Option<BTreeMap<String, String>> {
+                let v = self.0.lock().unwrap().clone();
+                Some([("k".to_string(), v)].into_iter().collect())
+            }
+            fn secret(&self, _: &str, _: &str) -> Option<BTreeMap<String, String>> {
+                None
+            }
+            fn event(&self, _: &Pod, _: Option<&str>, _: bool, _: &str, _: &str) {}
+        }
+        let mut pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "ns", "labels": {"a": "1"}},
+            "spec": {"containers": [{"name": "c"}], "volumes": [
+                {"name": "cm", "configMap": {"name": "x"}},
+                {"name": "info", "downwardAPI": {"items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}},
+                {"name": "scratch", "emptyDir": {}}]}
+        }))
+        .unwrap();
+        let t = tempfile::tempdir().unwrap();
+        let objects = Changing(std::sync::Mutex::new("one".into()));
+        let rt = PodRuntimeInfo::default();
+        let vols = prepare_volumes(&pod, t.path(), &objects, &rt).unwrap();
+        let read = |v: &str, f: &str| std::fs::read_to_string(vols[v].join(f)).unwrap();
+        assert_eq!(read("cm", "k"), "one");
+        std::fs::write(vols["scratch"].join("keep"), "x").unwrap();
+        *objects.0.lock().unwrap() = "two".into();
+        pod.metadata.labels = Some([("a".to_string(), "2".to_string())].into_iter().collect());
+        refresh_volumes(&pod, t.path(), &objects, &rt).unwrap();
+        assert_eq!(read("cm", "k"), "two");
+        assert_eq!(read("info", "labels"), "a=\"2\"");
+        assert_eq!(read("scratch", "keep"), "x");
     }
 }

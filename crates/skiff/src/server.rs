@@ -68,6 +68,11 @@ pub struct ServerFlags {
     #[arg(long = "housekeeping-interval", default_value = "10s",
           value_parser = skiff_controllers::parse_duration)]
     pub housekeeping_interval: std::time::Duration,
+    /// How often the node agent brings running pods' configMap, secret, downwardAPI and
+    /// projected volumes up to date (the kubelet's --sync-frequency).
+    #[arg(long = "sync-frequency", default_value = "1m",
+          value_parser = skiff_controllers::parse_duration)]
+    pub sync_frequency: std::time::Duration,
 }
 
 /// Run the server until SIGINT or SIGTERM. `engine` is the engine the in-process
@@ -241,6 +246,7 @@ fn agent_config(
         sync_period: std::time::Duration::from_millis(100),
         kubelet_port: f.kubelet_port,
         housekeeping_period: f.housekeeping_interval,
+        volume_resync_period: f.sync_frequency,
     };
     Ok((cfg, engine))
 }

@@ -1842,3 +1842,38 @@ fn claims_get_local_volumes_on_the_consumers_node_and_keep_their_data() {
     );
     assert!(manual.join("hello").exists());
 }
+
+#[test]
+fn configmap_and_downward_api_volumes_follow_their_objects_in_place() {
+    let c = Cluster::start_with(Root::with_busybox(EXE), &["--sync-frequency", "1s"]);
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    c.apply("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: conf\ndata:\n  mode: one\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: watcher\n  labels:\n    stage: a\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"sleep\", \"600\"]\n    volumeMounts:\n    - name: conf\n      mountPath: /conf\n    - name: conf\n      mountPath: /pinned/mode\n      subPath: mode\n    - name: info\n      mountPath: /info\n  volumes:\n  - name: conf\n    configMap:\n      name: conf\n  - name: info\n    downwardAPI:\n      items:\n      - path: labels\n        fieldRef:\n          fieldPath: metadata.labels\n");
+    c.wait_for(
+        &["get", "pod", "watcher", "-o", "jsonpath={.status.phase}"],
+        "Running",
+        30,
+    );
+    assert_eq!(c.ok(&["exec", "watcher", "--", "cat", "/conf/mode"]), "one");
+    c.ok(&[
+        "patch",
+        "configmap",
+        "conf",
+        "-p",
+        "{\"data\":{\"mode\":\"two\"}}",
+    ]);
+    c.ok(&["label", "pod", "watcher", "stage=b", "--overwrite"]);
+    c.wait_for(&["exec", "watcher", "--", "cat", "/conf/mode"], "two", 20);
+    c.wait_for(
+        &["exec", "watcher", "--", "cat", "/info/labels"],
+        "stage=\"b\"",
+        20,
+    );
+    // The swap is atomic (..data points at the new generation); subPath mounts keep
+    // what they started with, as in Kubernetes.
+    let ls = c.ok(&["exec", "watcher", "--", "ls", "-a", "/conf"]);
+    assert!(ls.contains("..data") && ls.contains("mode"), "{ls}");
+    assert_eq!(
+        c.ok(&["exec", "watcher", "--", "cat", "/pinned/mode"]),
+        "one"
+    );
+}
