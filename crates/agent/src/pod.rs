@@ -55,6 +55,10 @@ pub struct NodeSettings {
     pub pods_dir: PathBuf,
     /// Where local persistent volumes live (`<dir>/<pv name>`).
     pub storage_dir: PathBuf,
+    /// Container logs are rotated at this size (containerLogMaxSize, 10Mi; 0: never)…
+    pub container_log_max_size: u64,
+    /// …keeping this many files (containerLogMaxFiles, 5).
+    pub container_log_max_files: u32,
     /// The cgroup parent of every pod's cgroup.
     pub cgroup_root: String,
 }
@@ -521,6 +525,8 @@ fn create_container(
         extra_labels: labels,
         managed_files: managed,
         log_per_run: true,
+        log_max_size: node.container_log_max_size,
+        log_max_files: node.container_log_max_files,
         ..Default::default()
     };
     Ok(engine.create(&opts)?.record.id)

@@ -73,6 +73,19 @@ pub struct ServerFlags {
     #[arg(long = "sync-frequency", default_value = "1m",
           value_parser = skiff_controllers::parse_duration)]
     pub sync_frequency: std::time::Duration,
+    /// Containers' logs are rotated once they reach this size (a quantity).
+    #[arg(long = "container-log-max-size", default_value = "10Mi", value_parser = parse_bytes)]
+    pub container_log_max_size: u64,
+    /// How many log files are kept per container, the current one included.
+    #[arg(long = "container-log-max-files", default_value_t = 5)]
+    pub container_log_max_files: u32,
+}
+
+/// A quantity of bytes (`10Mi`, `100M`, `1024`).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    skiff_agent::podspec::parse_quantity_milli(s)
+        .map(|m| (m / 1000).max(0) as u64)
+        .map_err(|e| e.to_string())
 }
 
 /// Run the server until SIGINT or SIGTERM. `engine` is the engine the in-process
@@ -239,6 +252,8 @@ fn agent_config(
             cluster_domain: "cluster.local".into(),
             pods_dir: engine.root.join("pods"),
             storage_dir: engine.root.join("storage"),
+            container_log_max_size: f.container_log_max_size,
+            container_log_max_files: f.container_log_max_files,
             cgroup_root: "kubepods".into(),
         },
         pod_cidr,

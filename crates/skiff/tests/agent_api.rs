@@ -281,6 +281,8 @@ fn a_two_container_pod_with_an_init_container_and_shared_volumes() {
         cluster_domain: "cluster.local".into(),
         pods_dir: r.dir.join("pods"),
         storage_dir: r.dir.join("storage"),
+        container_log_max_size: 10 << 20,
+        container_log_max_files: 5,
         cgroup_root: format!("skiff-pods-{}", std::process::id()),
     };
     // The tutorials' shape: an init container prepares the shared volume; one

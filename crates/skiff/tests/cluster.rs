@@ -1877,3 +1877,68 @@ fn configmap_and_downward_api_volumes_follow_their_objects_in_place() {
         "one"
     );
 }
+
+#[test]
+fn container_logs_rotate_by_size_and_kubectl_logs_reads_the_current_file() {
+    let c = Cluster::start_with(
+        Root::with_busybox(EXE),
+        &[
+            "--container-log-max-size",
+            "4Ki",
+            "--container-log-max-files",
+            "3",
+        ],
+    );
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    c.apply("apiVersion: v1\nkind: Pod\nmetadata:\n  name: chatty\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", \"sleep 3; i=0; while [ $i -lt 200 ]; do echo line-$i-padding-padding-padding; usleep 10000; i=$((i+1)); done; sleep 1; echo last-line; sleep 600\"]\n");
+    c.wait_for(
+        &["get", "pod", "chatty", "-o", "jsonpath={.status.phase}"],
+        "Running",
+        30,
+    );
+    // A follower sees every line, across rotations.
+    let mut follow = c
+        .kubectl_cmd("kubectl", &["logs", "-f", "chatty"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let reader = BufReader::new(follow.stdout.take().unwrap());
+    let mut seen = 0;
+    for line in reader.lines() {
+        let line = line.unwrap();
+        if line.starts_with("line-") {
+            seen += 1;
+        }
+        if line == "last-line" {
+            break;
+        }
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert_eq!(seen, 200);
+    let out = c.ok(&["logs", "chatty"]);
+    // Only the current file: far fewer than 200 lines, ending with the latest.
+    assert!(out.lines().count() < 100, "{}", out.lines().count());
+    assert!(!out.contains("line-0-"), "{out}");
+    let id = c.ok(&[
+        "get",
+        "pod",
+        "chatty",
+        "-o",
+        "jsonpath={.status.containerStatuses[0].containerID}",
+    ]);
+    let id = id.trim_start_matches("skiff://").to_string();
+    let logs: Vec<String> = std::fs::read_dir(c.root.dir.join("containers").join(&id))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.contains("-json.log"))
+        .collect();
+    assert_eq!(logs.len(), 3, "{logs:?}");
+    for f in &logs {
+        let len = std::fs::metadata(c.root.dir.join("containers").join(&id).join(f))
+            .unwrap()
+            .len();
+        assert!(len < 4096 + 200, "{f}: {len}");
+    }
+}
