@@ -35,6 +35,8 @@ pub struct AgentConfig {
     /// How often running pods' configMap, secret, downwardAPI and projected volumes are
     /// brought up to date (the kubelet's --sync-frequency, 1 minute).
     pub volume_resync_period: Duration,
+    /// The hard eviction thresholds (`--eviction-hard`).
+    pub eviction_hard: crate::pressure::Thresholds,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -145,31 +147,64 @@ pub fn node_object(cfg: &AgentConfig, root: &std::path::Path) -> serde_json::Val
     })
 }
 
+/// The node's (MemoryPressure, DiskPressure, PIDPressure), from the last housekeeping.
+static PRESSURE: std::sync::Mutex<(bool, bool, bool)> =
+    std::sync::Mutex::new((false, false, false));
+
 fn conditions() -> serde_json::Value {
+    let (mem, disk, pid) = PRESSURE.lock().map(|p| *p).unwrap_or_default();
     let t = now();
     let c = |ty: &str, status: &str, reason: &str, msg: &str| {
         json!({"type": ty, "status": status, "reason": reason, "message": msg,
                "lastHeartbeatTime": t, "lastTransitionTime": t})
     };
+    let flag = |on: bool| if on { "True" } else { "False" };
     json!([
-        c(
-            "MemoryPressure",
-            "False",
-            "KubeletHasSufficientMemory",
-            "kubelet has sufficient memory available"
-        ),
-        c(
-            "DiskPressure",
-            "False",
-            "KubeletHasNoDiskPressure",
-            "kubelet has no disk pressure"
-        ),
-        c(
-            "PIDPressure",
-            "False",
-            "KubeletHasSufficientPID",
-            "kubelet has sufficient PID available"
-        ),
+        if mem {
+            c(
+                "MemoryPressure",
+                "True",
+                "KubeletHasInsufficientMemory",
+                "kubelet has insufficient memory available",
+            )
+        } else {
+            c(
+                "MemoryPressure",
+                flag(mem),
+                "KubeletHasSufficientMemory",
+                "kubelet has sufficient memory available",
+            )
+        },
+        if disk {
+            c(
+                "DiskPressure",
+                "True",
+                "KubeletHasDiskPressure",
+                "kubelet has disk pressure",
+            )
+        } else {
+            c(
+                "DiskPressure",
+                "False",
+                "KubeletHasNoDiskPressure",
+                "kubelet has no disk pressure",
+            )
+        },
+        if pid {
+            c(
+                "PIDPressure",
+                "True",
+                "KubeletHasInsufficientPID",
+                "kubelet has insufficient PID available",
+            )
+        } else {
+            c(
+                "PIDPressure",
+                "False",
+                "KubeletHasSufficientPID",
+                "kubelet has sufficient PID available",
+            )
+        },
         c(
             "Ready",
             "True",
@@ -630,6 +665,14 @@ pub async fn run(
             }
             _ = housekeeping_tick.tick() => {
                 remove_released_storage(&client, &cfg.node.storage_dir).await;
+                let readings = crate::pressure::read(&engine.root, &engine.root.join("images"));
+                let now = crate::pressure::pressure(&readings, &cfg.eviction_hard);
+                let changed = PRESSURE.lock().map(|mut p| std::mem::replace(&mut *p, now) != now).unwrap_or(false);
+                if changed {
+                    let nodes: Api<Node> = Api::all(client.clone());
+                    let _ = nodes.patch_status(&cfg.node.node_name, &PatchParams::default(),
+                        &Patch::Merge(json!({"status": {"conditions": conditions()}}))).await;
+                }
             }
             _ = resync_tick.tick() => refresh_volumes(&client, &cfg, &running).await,
             _ = sync_tick.tick() => {

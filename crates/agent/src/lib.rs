@@ -11,6 +11,7 @@ pub mod hostports;
 pub mod kubelet;
 pub mod pod;
 pub mod podspec;
+pub mod pressure;
 pub mod probe;
 pub mod prober;
 pub mod streaming;

@@ -79,6 +79,9 @@ pub struct ServerFlags {
     /// How many log files are kept per container, the current one included.
     #[arg(long = "container-log-max-files", default_value_t = 5)]
     pub container_log_max_files: u32,
+    /// Hard eviction thresholds: the node reports pressure below them.
+    #[arg(long = "eviction-hard", default_value = skiff_agent::pressure::DEFAULT_EVICTION_HARD)]
+    pub eviction_hard: String,
 }
 
 /// A quantity of bytes (`10Mi`, `100M`, `1024`).
@@ -262,6 +265,7 @@ fn agent_config(
         kubelet_port: f.kubelet_port,
         housekeeping_period: f.housekeeping_interval,
         volume_resync_period: f.sync_frequency,
+        eviction_hard: skiff_agent::pressure::parse(&f.eviction_hard).map_err(|e| anyhow!(e))?,
     };
     Ok((cfg, engine))
 }

@@ -1942,3 +1942,61 @@ fn container_logs_rotate_by_size_and_kubectl_logs_reads_the_current_file() {
         assert!(len < 4096 + 200, "{f}: {len}");
     }
 }
+
+#[test]
+fn a_node_under_pressure_reports_it_and_is_tainted() {
+    // Thresholds no host meets: everything is "under pressure".
+    let c = Cluster::start_with(
+        Root::with_busybox(EXE),
+        &[
+            "--housekeeping-interval",
+            "1s",
+            "--eviction-hard",
+            "memory.available<100Ei,nodefs.available<101%",
+        ],
+    );
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    let conds = c.wait_for(
+        &[
+            "get",
+            "node",
+            &c.node,
+            "-o",
+            "jsonpath={range .status.conditions[*]}{.type}={.status} {end}",
+        ],
+        "MemoryPressure=True",
+        20,
+    );
+    assert!(
+        conds.contains("DiskPressure=True") && conds.contains("PIDPressure=False"),
+        "{conds}"
+    );
+    let taints = c.wait_for(
+        &[
+            "get",
+            "node",
+            &c.node,
+            "-o",
+            "jsonpath={.spec.taints[*].key}",
+        ],
+        "node.kubernetes.io/disk-pressure",
+        20,
+    );
+    assert!(
+        taints.contains("node.kubernetes.io/memory-pressure"),
+        "{taints}"
+    );
+    // New pods without a toleration are not scheduled there.
+    c.apply("apiVersion: v1\nkind: Pod\nmetadata:\n  name: squeezed\nspec:\n  containers:\n  - name: c\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"sleep\", \"60\"]\n");
+    c.wait_for(
+        &[
+            "get",
+            "pod",
+            "squeezed",
+            "-o",
+            "jsonpath={.status.conditions[0].message}",
+        ],
+        "untolerated taint",
+        20,
+    );
+}
