@@ -32,6 +32,14 @@ pub struct AgentConfig {
     /// The node runs the control plane too (`skiff server`): labelled
     /// `node-role.kubernetes.io/control-plane` (a joining agent may not set that).
     pub control_plane: bool,
+    /// How often housekeeping runs (cAdvisor's housekeeping interval, 10 s): node
+    /// pressure and eviction, image garbage collection, directories of deleted volumes.
+    pub housekeeping_period: Duration,
+    /// How often running pods' configMap, secret, downwardAPI and projected volumes are
+    /// brought up to date (the kubelet's --sync-frequency, 1 minute).
+    pub volume_resync_period: Duration,
+    /// The hard eviction thresholds (`--eviction-hard`).
+    pub eviction_hard: crate::pressure::Thresholds,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +77,10 @@ fn disk_total(path: &std::path::Path) -> u64 {
         .map(|s| s.blocks() * s.fragment_size())
         .unwrap_or(0)
 }
+
+/// The node annotation naming the directory of this node's local volumes (read by
+/// the local-path provisioner).
+pub const STORAGE_DIR_ANNOTATION: &str = "skiff.io/local-path-dir";
 
 /// The Node object this agent registers.
 pub fn node_object(cfg: &AgentConfig, root: &std::path::Path) -> serde_json::Value {
@@ -113,6 +125,7 @@ pub fn node_object(cfg: &AgentConfig, root: &std::path::Path) -> serde_json::Val
         "metadata": {
             "name": cfg.node.node_name,
             "labels": labels,
+            "annotations": {STORAGE_DIR_ANNOTATION: cfg.node.storage_dir.to_string_lossy()},
         },
         "spec": {"podCIDR": cfg.pod_cidr, "podCIDRs": [cfg.pod_cidr]},
         "status": {
@@ -140,31 +153,64 @@ pub fn node_object(cfg: &AgentConfig, root: &std::path::Path) -> serde_json::Val
     })
 }
 
+/// The node's (MemoryPressure, DiskPressure, PIDPressure), from the last housekeeping.
+static PRESSURE: std::sync::Mutex<(bool, bool, bool)> =
+    std::sync::Mutex::new((false, false, false));
+
 fn conditions() -> serde_json::Value {
+    let (mem, disk, pid) = PRESSURE.lock().map(|p| *p).unwrap_or_default();
     let t = now();
     let c = |ty: &str, status: &str, reason: &str, msg: &str| {
         json!({"type": ty, "status": status, "reason": reason, "message": msg,
                "lastHeartbeatTime": t, "lastTransitionTime": t})
     };
+    let flag = |on: bool| if on { "True" } else { "False" };
     json!([
-        c(
-            "MemoryPressure",
-            "False",
-            "KubeletHasSufficientMemory",
-            "kubelet has sufficient memory available"
-        ),
-        c(
-            "DiskPressure",
-            "False",
-            "KubeletHasNoDiskPressure",
-            "kubelet has no disk pressure"
-        ),
-        c(
-            "PIDPressure",
-            "False",
-            "KubeletHasSufficientPID",
-            "kubelet has sufficient PID available"
-        ),
+        if mem {
+            c(
+                "MemoryPressure",
+                "True",
+                "KubeletHasInsufficientMemory",
+                "kubelet has insufficient memory available",
+            )
+        } else {
+            c(
+                "MemoryPressure",
+                flag(mem),
+                "KubeletHasSufficientMemory",
+                "kubelet has sufficient memory available",
+            )
+        },
+        if disk {
+            c(
+                "DiskPressure",
+                "True",
+                "KubeletHasDiskPressure",
+                "kubelet has disk pressure",
+            )
+        } else {
+            c(
+                "DiskPressure",
+                "False",
+                "KubeletHasNoDiskPressure",
+                "kubelet has no disk pressure",
+            )
+        },
+        if pid {
+            c(
+                "PIDPressure",
+                "True",
+                "KubeletHasInsufficientPID",
+                "kubelet has insufficient PID available",
+            )
+        } else {
+            c(
+                "PIDPressure",
+                "False",
+                "KubeletHasSufficientPID",
+                "kubelet has sufficient PID available",
+            )
+        },
         c(
             "Ready",
             "True",
@@ -215,7 +261,17 @@ pub async fn register_node(
         serde_json::from_value(obj.clone()).map_err(|e| AgentError::Other(e.to_string()))?;
     match nodes.create(&PostParams::default(), &node).await {
         Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            nodes
+                .patch(
+                    &cfg.node.node_name,
+                    &PatchParams::default(),
+                    &Patch::Merge(
+                        json!({"metadata": {"annotations": obj["metadata"]["annotations"]}}),
+                    ),
+                )
+                .await?;
+        }
         Err(e) => return Err(e.into()),
     }
     nodes
@@ -272,6 +328,47 @@ struct ApiLookup {
     client: Client,
     handle: tokio::runtime::Handle,
     node: String,
+}
+
+fn api_lookup(client: &Client, cfg: &AgentConfig) -> ApiLookup {
+    ApiLookup {
+        client: client.clone(),
+        handle: tokio::runtime::Handle::current(),
+        node: cfg.node.node_name.clone(),
+    }
+}
+
+/// Brings the configMap, secret, downwardAPI and projected volumes of every running
+/// pod up to date with the API.
+async fn refresh_volumes(
+    client: &Client,
+    cfg: &AgentConfig,
+    running: &Arc<Mutex<BTreeMap<String, RunningPod>>>,
+) {
+    let snapshot = running.lock().await.clone();
+    let pods = PODS.lock().map(|m| m.clone()).unwrap_or_default();
+    let lookup = api_lookup(client, cfg);
+    let node_ip = cfg.node.node_ip.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        for (uid, rp) in &snapshot {
+            let Some(p) = pods.get(uid) else { continue };
+            if p.metadata.deletion_timestamp.is_some() || stopping(uid) || !rp.dir.exists() {
+                continue;
+            }
+            let rt = podspec::PodRuntimeInfo {
+                pod_ip: rp
+                    .ip
+                    .map(|i| i.to_string())
+                    .unwrap_or_else(|| node_ip.clone()),
+                host_ip: node_ip.clone(),
+                ..Default::default()
+            };
+            if let Err(e) = pod::refresh_volumes(p, &rp.dir, &lookup, &rt) {
+                tracing::debug!(pod = %uid, error = %e, "refreshing volumes");
+            }
+        }
+    })
+    .await;
 }
 
 /// Records an Event about a pod (and one of its containers) as the kubelet does.
@@ -394,6 +491,60 @@ impl ObjectLookup for ApiLookup {
             .block_on(api.create_token_request(account, &PostParams::default(), &req))
             .ok()?;
         out.status.map(|s| s.token)
+    }
+    fn persistent_volume(
+        &self,
+        ns: &str,
+        claim: &str,
+    ) -> Result<k8s_openapi::api::core::v1::PersistentVolume, String> {
+        let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+            Api::namespaced(self.client.clone(), ns);
+        let c = self
+            .handle
+            .block_on(claims.get_opt(claim))
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("persistentvolumeclaim \"{claim}\" not found"))?;
+        let bound = c.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
+        let name = c
+            .spec
+            .and_then(|s| s.volume_name)
+            .filter(|v| bound && !v.is_empty())
+            .ok_or_else(|| format!("persistentvolumeclaim \"{claim}\" is not bound"))?;
+        let pvs: Api<k8s_openapi::api::core::v1::PersistentVolume> = Api::all(self.client.clone());
+        self.handle
+            .block_on(pvs.get_opt(&name))
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("persistentvolume \"{name}\" not found"))
+    }
+}
+
+/// Removes the directories of this node's local volumes whose PersistentVolume is
+/// gone (deleted by its reclaim policy). The directories are read before the volumes
+/// are listed, so a volume made in between is never mistaken for a deleted one.
+pub async fn remove_released_storage(client: &Client, dir: &std::path::Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let found: Vec<String> = rd
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    if found.is_empty() {
+        return;
+    }
+    let pvs: Api<k8s_openapi::api::core::v1::PersistentVolume> = Api::all(client.clone());
+    let Ok(list) = pvs.list(&ListParams::default()).await else {
+        return;
+    };
+    for name in found {
+        if !list
+            .items
+            .iter()
+            .any(|v| v.metadata.name.as_deref() == Some(name.as_str()))
+        {
+            tracing::info!(volume = %name, "removing the directory of a deleted volume");
+            let _ = std::fs::remove_dir_all(dir.join(&name));
+        }
     }
 }
 
@@ -533,6 +684,10 @@ pub async fn run(
     let mut lease_tick = tokio::time::interval(cfg.lease_duration / 4);
     let mut probe_tick = tokio::time::interval(Duration::from_millis(250));
     probe_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut housekeeping_tick = tokio::time::interval(cfg.housekeeping_period);
+    housekeeping_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut resync_tick = tokio::time::interval(cfg.volume_resync_period);
+    resync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sync_tick = tokio::time::interval(cfg.sync_period);
     sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
@@ -560,6 +715,18 @@ pub async fn run(
                     }
                 }
             }
+            _ = housekeeping_tick.tick() => {
+                remove_released_storage(&client, &cfg.node.storage_dir).await;
+                let readings = crate::pressure::read(&engine.root, &engine.root.join("images"));
+                let now = crate::pressure::pressure(&readings, &cfg.eviction_hard);
+                let changed = PRESSURE.lock().map(|mut p| std::mem::replace(&mut *p, now) != now).unwrap_or(false);
+                if changed {
+                    let nodes: Api<Node> = Api::all(client.clone());
+                    let _ = nodes.patch_status(&cfg.node.node_name, &PatchParams::default(),
+                        &Patch::Merge(json!({"status": {"conditions": conditions()}}))).await;
+                }
+            }
+            _ = resync_tick.tick() => refresh_volumes(&client, &cfg, &running).await,
             _ = sync_tick.tick() => {
                 if let Err(e) = sync_pods(&client, &engine, &cfg, &running).await {
                     tracing::warn!(error = %e, "syncing pods");
@@ -830,11 +997,7 @@ pub async fn sync_pods(
     // New pods start side by side (each is mostly waiting on the kernel).
     let starts = to_start.into_iter().map(|p| {
         let (e, n) = (engine.clone(), cfg.node.clone());
-        let lookup = ApiLookup {
-            client: client.clone(),
-            handle: tokio::runtime::Handle::current(),
-            node: cfg.node.node_name.clone(),
-        };
+        let lookup = api_lookup(client, cfg);
         let pod = p.clone();
         async move {
             let r =
@@ -855,6 +1018,39 @@ pub async fn sync_pods(
                 publish_host_ports(client, cfg, &p, &rp).await;
                 report_status(client, engine, cfg, &api, &p, &rp).await;
                 map.insert(uid, rp);
+            }
+            Err(pod::PodError::VolumeNotReady(why)) => {
+                let first = START_FAILURES
+                    .lock()
+                    .map(|mut m| {
+                        let f = m.entry(uid.clone()).or_insert_with(|| StartFailure {
+                            count: 0,
+                            next: std::time::Instant::now(),
+                            reason: String::new(),
+                            message: String::new(),
+                            backing_off: false,
+                        });
+                        f.next = std::time::Instant::now() + VOLUME_RETRY;
+                        let first = f.reason != "FailedMount" || f.message != why;
+                        f.reason = "FailedMount".into();
+                        f.message = why.clone();
+                        first
+                    })
+                    .unwrap_or(false);
+                if first {
+                    pod_event(
+                        client,
+                        &cfg.node.node_name,
+                        &p,
+                        None,
+                        true,
+                        "FailedMount",
+                        &why,
+                    )
+                    .await;
+                    patch_waiting(&api, &name, &p, "ContainerCreating", "", &cfg.node.node_ip)
+                        .await;
+                }
             }
             Err(err) => {
                 let reason = match &err {
@@ -905,6 +1101,8 @@ struct StartFailure {
 }
 
 const START_BACKOFF: Duration = Duration::from_secs(10);
+/// How soon a pod whose volumes were not ready is tried again.
+const VOLUME_RETRY: Duration = Duration::from_secs(1);
 const START_BACKOFF_MAX: Duration = Duration::from_secs(300);
 
 static START_FAILURES: std::sync::LazyLock<std::sync::Mutex<BTreeMap<String, StartFailure>>> =

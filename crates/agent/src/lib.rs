@@ -12,6 +12,7 @@ pub mod join;
 pub mod kubelet;
 pub mod pod;
 pub mod podspec;
+pub mod pressure;
 pub mod probe;
 pub mod prober;
 pub mod streaming;

@@ -33,6 +33,10 @@ pub enum PodError {
     /// The image is missing and could not be pulled.
     #[error("{0}")]
     ImagePull(String),
+    /// A volume cannot be set up yet (a claim that is not bound): retried shortly,
+    /// without the start back-off.
+    #[error("{0}")]
+    VolumeNotReady(String),
 }
 
 /// Label of engine containers whose pod spec says `stdinOnce: true`.
@@ -49,6 +53,12 @@ pub struct NodeSettings {
     pub cluster_domain: String,
     /// Where pod directories live (`<dir>/<pod uid>/volumes/...`).
     pub pods_dir: PathBuf,
+    /// Where local persistent volumes live (`<dir>/<pv name>`).
+    pub storage_dir: PathBuf,
+    /// Container logs are rotated at this size (containerLogMaxSize, 10Mi; 0: never)…
+    pub container_log_max_size: u64,
+    /// …keeping this many files (containerLogMaxFiles, 5).
+    pub container_log_max_files: u32,
     /// The cgroup parent of every pod's cgroup.
     pub cgroup_root: String,
     /// How containers restart (Kubernetes: back-off from 10 s doubling to 300 s).
@@ -103,6 +113,12 @@ pub fn start_pod(
         .spec
         .as_ref()
         .ok_or_else(|| PodError::Spec(podspec::SpecError::Invalid("pod has no spec".into())))?;
+    // Claims must be bound before anything is set up.
+    for v in spec.volumes.iter().flatten() {
+        if let Some(c) = &v.persistent_volume_claim {
+            claim_path(v, c, &namespace_of(pod), lookup)?;
+        }
+    }
     let dir = node.pods_dir.join(&uid);
     std::fs::create_dir_all(&dir).map_err(|e| PodError::Volume(format!("pod dir: {e}")))?;
     let host_network = spec.host_network.unwrap_or(false);
@@ -517,6 +533,8 @@ fn create_container(
         extra_labels: labels,
         managed_files: managed,
         pod_runs: Some(node.restarts),
+        log_max_size: node.container_log_max_size,
+        log_max_files: node.container_log_max_files,
         ..Default::default()
     };
     Ok(engine.create(&opts)?.record.id)
@@ -529,11 +547,7 @@ pub fn prepare_volumes(
     lookup: &dyn ObjectLookup,
     rt: &PodRuntimeInfo,
 ) -> Result<BTreeMap<String, PathBuf>, PodError> {
-    let ns = pod
-        .metadata
-        .namespace
-        .clone()
-        .unwrap_or_else(|| "default".into());
+    let ns = namespace_of(pod);
     let mut out = BTreeMap::new();
     for v in pod
         .spec
@@ -545,6 +559,54 @@ pub fn prepare_volumes(
         out.insert(v.name.clone(), p);
     }
     Ok(out)
+}
+
+fn namespace_of(pod: &Pod) -> String {
+    pod.metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into())
+}
+
+/// The node directory of a persistentVolumeClaim volume: its bound volume's hostPath
+/// or local path (made if missing, as the local-path provisioner does).
+fn claim_path(
+    v: &Volume,
+    c: &k8s_openapi::api::core::v1::PersistentVolumeClaimVolumeSource,
+    ns: &str,
+    lookup: &dyn ObjectLookup,
+) -> Result<PathBuf, PodError> {
+    let pv = lookup.persistent_volume(ns, &c.claim_name).map_err(|why| {
+        PodError::VolumeNotReady(format!(
+            "Unable to attach or mount volumes: unmounted volumes=[{}]: {why}",
+            v.name
+        ))
+    })?;
+    let spec = pv.spec.unwrap_or_default();
+    let (path, kind) = match (&spec.host_path, &spec.local) {
+        (Some(h), _) => (h.path.clone(), h.type_.clone().unwrap_or_default()),
+        (None, Some(l)) => (l.path.clone(), "Directory".into()),
+        _ => {
+            return Err(PodError::Unsupported(format!(
+                "volume {}: persistent volume {} is neither hostPath nor local",
+                v.name,
+                pv.metadata.name.unwrap_or_default()
+            )))
+        }
+    };
+    let p = PathBuf::from(path);
+    let kind = if kind.is_empty() {
+        "DirectoryOrCreate"
+    } else {
+        &kind
+    };
+    let fresh = !p.exists();
+    volumes::check_host_path(&p, kind).map_err(PodError::Volume)?;
+    if fresh && p.is_dir() {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777));
+    }
+    Ok(p)
 }
 
 fn volume_path(
@@ -569,6 +631,9 @@ fn volume_path(
         let p = PathBuf::from(&h.path);
         volumes::check_host_path(&p, h.type_.as_deref().unwrap_or("")).map_err(PodError::Volume)?;
         return Ok(p);
+    }
+    if let Some(c) = &v.persistent_volume_claim {
+        return claim_path(v, c, ns, lookup);
     }
     let target = |plugin: &str| dir.join("volumes").join(plugin).join(&v.name);
     if let Some(cm) = &v.config_map {
@@ -645,8 +710,8 @@ fn volume_path(
         return Ok(t);
     }
     if let Some(proj) = &v.projected {
-        let payload = projected_payload(pod, v, proj, ns, lookup, rt)?;
         let t = target("kubernetes.io~projected");
+        let payload = projected_payload(pod, v, proj, ns, lookup, rt, &t)?;
         volumes::write_atomic(&t, &payload).map_err(verr)?;
         return Ok(t);
     }
@@ -665,6 +730,7 @@ fn projected_payload(
     ns: &str,
     lookup: &dyn ObjectLookup,
     rt: &PodRuntimeInfo,
+    current: &Path,
 ) -> Result<BTreeMap<String, FileProjection>, PodError> {
     let mode = proj.default_mode.unwrap_or(0o644);
     let missing = |what: &str, name: &str| {
@@ -723,8 +789,13 @@ fn projected_payload(
                     pod.metadata.name.as_deref().unwrap_or(""),
                     pod.metadata.uid.as_deref().unwrap_or(""),
                 );
-                let token = lookup
-                    .service_account_token(ns, &account, pod_ref, t.audience.as_deref(), t.expiration_seconds.unwrap_or(3600))
+                let now = chrono::Utc::now().timestamp();
+                let kept = std::fs::read_to_string(current.join(&t.path))
+                    .ok()
+                    .filter(|tok| token_fresh(tok, now));
+                let token = kept
+                    .or_else(|| lookup
+                    .service_account_token(ns, &account, pod_ref, t.audience.as_deref(), t.expiration_seconds.unwrap_or(3600)))
                     .ok_or_else(|| PodError::Volume(format!(
                         "MountVolume.SetUp failed for volume \"{}\" : failed to fetch token for service account \"{account}\"",
                         v.name
@@ -755,6 +826,49 @@ fn projected_payload(
         );
     }
     Ok(payload)
+}
+
+/// Whether a projected ServiceAccount token (a JWT) is still good to keep: the
+/// kubelet asks for a new one once 80% of its lifetime (`iat` to `exp`) has passed.
+pub fn token_fresh(token: &str, now: i64) -> bool {
+    use base64::Engine as _;
+    let Some(claims) = token.split('.').nth(1) else {
+        return false;
+    };
+    let Ok(raw) =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(claims.trim_end_matches('='))
+    else {
+        return false;
+    };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&raw) else {
+        return false;
+    };
+    match (v["iat"].as_i64(), v["exp"].as_i64()) {
+        (Some(iat), Some(exp)) if exp > iat => now < iat + (exp - iat) * 8 / 10,
+        _ => false,
+    }
+}
+
+/// Rewrites a running pod's configMap, secret, downwardAPI and projected volumes from
+/// the current objects and pod metadata (each through the atomic writer, so only a
+/// change swaps `..data`). Mounts with a subPath keep what they were started with.
+pub fn refresh_volumes(
+    pod: &Pod,
+    dir: &Path,
+    lookup: &dyn ObjectLookup,
+    rt: &PodRuntimeInfo,
+) -> Result<(), PodError> {
+    let ns = namespace_of(pod);
+    for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
+        if v.config_map.is_some()
+            || v.secret.is_some()
+            || v.downward_api.is_some()
+            || v.projected.is_some()
+        {
+            volume_path(pod, v, dir, &ns, lookup, rt)?;
+        }
+    }
+    Ok(())
 }
 
 /// Stop a pod: each app container with the grace period (SIGTERM, then SIGKILL),
@@ -896,6 +1010,7 @@ mod tests {
             "team",
             &Objects,
             &PodRuntimeInfo::default(),
+            Path::new("/nonexistent"),
         )
         .expect("payload");
         assert_eq!(files["token"].data, b"team/builder/web/3607");
@@ -920,8 +1035,59 @@ mod tests {
             &proj,
             "team",
             &Objects,
-            &PodRuntimeInfo::default()
+            &PodRuntimeInfo::default(),
+            Path::new("/nonexistent"),
         )
         .is_err());
+    }
+
+    #[test]
+    fn tokens_are_renewed_after_80_percent_of_their_lifetime() {
+        use base64::Engine as _;
+        let jwt = |iat: i64, exp: i64| {
+            let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(json!({"iat": iat, "exp": exp}).to_string());
+            format!("e30.{claims}.sig")
+        };
+        assert!(token_fresh(&jwt(1000, 4600), 1000));
+        assert!(token_fresh(&jwt(1000, 4600), 3879));
+        assert!(!token_fresh(&jwt(1000, 4600), 3880));
+        assert!(!token_fresh("not-a-jwt", 0));
+    }
+
+    #[test]
+    fn volumes_follow_their_objects_and_the_pods_labels() {
+        struct Changing(std::sync::Mutex<String>);
+        impl ObjectLookup for Changing {
+            fn config_map(&self, _: &str, _: &str) -> Option<BTreeMap<String, String>> {
+                let v = self.0.lock().unwrap().clone();
+                Some([("k".to_string(), v)].into_iter().collect())
+            }
+            fn secret(&self, _: &str, _: &str) -> Option<BTreeMap<String, String>> {
+                None
+            }
+            fn event(&self, _: &Pod, _: Option<&str>, _: bool, _: &str, _: &str) {}
+        }
+        let mut pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "ns", "labels": {"a": "1"}},
+            "spec": {"containers": [{"name": "c"}], "volumes": [
+                {"name": "cm", "configMap": {"name": "x"}},
+                {"name": "info", "downwardAPI": {"items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}},
+                {"name": "scratch", "emptyDir": {}}]}
+        }))
+        .unwrap();
+        let t = tempfile::tempdir().unwrap();
+        let objects = Changing(std::sync::Mutex::new("one".into()));
+        let rt = PodRuntimeInfo::default();
+        let vols = prepare_volumes(&pod, t.path(), &objects, &rt).unwrap();
+        let read = |v: &str, f: &str| std::fs::read_to_string(vols[v].join(f)).unwrap();
+        assert_eq!(read("cm", "k"), "one");
+        std::fs::write(vols["scratch"].join("keep"), "x").unwrap();
+        *objects.0.lock().unwrap() = "two".into();
+        pod.metadata.labels = Some([("a".to_string(), "2".to_string())].into_iter().collect());
+        refresh_volumes(&pod, t.path(), &objects, &rt).unwrap();
+        assert_eq!(read("cm", "k"), "two");
+        assert_eq!(read("info", "labels"), "a=\"2\"");
+        assert_eq!(read("scratch", "keep"), "x");
     }
 }

@@ -103,6 +103,15 @@ pub trait ObjectLookup {
     ) -> Option<String> {
         None
     }
+    /// The PersistentVolume claim `claim` in `namespace` is bound to; Err says why
+    /// there is none yet (the claim is missing or not bound).
+    fn persistent_volume(
+        &self,
+        _namespace: &str,
+        claim: &str,
+    ) -> Result<k8s_openapi::api::core::v1::PersistentVolume, String> {
+        Err(format!("persistentvolumeclaim \"{claim}\" not found"))
+    }
 }
 
 /// The image pull policy in effect: the container's, else Always for `:latest` or

@@ -1,6 +1,6 @@
 //! The cluster-wide loop: each pass takes one inventory of every object (found by
 //! discovery) and runs the garbage collector and the namespace controller over it,
-//! then the service-account, endpoints and node-lifecycle passes.
+//! then the service-account, endpoints, persistent-volume and node-lifecycle passes.
 
 use crate::gc::{self, Resources};
 use kube::Client;
@@ -69,6 +69,7 @@ pub async fn run(
         for r in [
             crate::serviceaccounts::sync(&client, settings.ca_pem.as_deref()).await,
             crate::endpoints::sync(&client).await,
+            crate::persistentvolumes::sync(&client).await,
             nodes
                 .sync(&client, settings.node_monitor_grace_period)
                 .await,

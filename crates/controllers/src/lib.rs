@@ -3,7 +3,7 @@
 //! seen every event. The scheduler's binding loop; workloads (Deployments, ReplicaSets,
 //! StatefulSets, Jobs, CronJobs, DaemonSets); and the cluster loops (garbage collection
 //! with its orphan and foreground finalizers, namespace deletion, service accounts and
-//! the root CA, endpoints, node lifecycle).
+//! the root CA, endpoints, node lifecycle, persistent volumes and their claims).
 
 pub mod cluster;
 pub mod cronjobs;
@@ -12,6 +12,7 @@ pub mod gc;
 pub mod namespaces;
 pub mod nodeipam;
 pub mod nodes;
+pub mod persistentvolumes;
 pub mod serviceaccounts;
 pub mod statefulsets;
 

@@ -1,8 +1,9 @@
 //! Node lifecycle: a node whose Lease (in kube-node-lease) has not been renewed within
 //! the grace period gets its conditions set to Unknown (NodeStatusUnknown) and the
 //! `node.kubernetes.io/unreachable` NoSchedule and NoExecute taints; a node reporting
-//! Ready=False gets the `node.kubernetes.io/not-ready` ones; a healthy node loses
-//! them. Pods on a node with a NoExecute taint are deleted once their toleration for
+//! Ready=False gets the `node.kubernetes.io/not-ready` ones; a node reporting
+//! MemoryPressure, DiskPressure or PIDPressure gets the matching NoSchedule taint; a
+//! healthy node loses them. Pods on a node with a NoExecute taint are deleted once their toleration for
 //! it runs out (at once without one), so their controllers replace them.
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -14,6 +15,12 @@ use std::collections::HashMap;
 
 const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 const NOT_READY: &str = "node.kubernetes.io/not-ready";
+/// The NoSchedule taints of the pressure conditions.
+const PRESSURE: [(&str, &str); 3] = [
+    ("MemoryPressure", "node.kubernetes.io/memory-pressure"),
+    ("DiskPressure", "node.kubernetes.io/disk-pressure"),
+    ("PIDPressure", "node.kubernetes.io/pid-pressure"),
+];
 
 /// What the monitor remembers between passes: when it first saw each node (a node
 /// that never renewed a lease is unreachable a grace period after that).
@@ -134,13 +141,36 @@ impl NodeMonitor {
                 .as_ref()
                 .and_then(|s| s.taints.clone())
                 .unwrap_or_default();
+            let pressure: Vec<&str> = PRESSURE
+                .iter()
+                .filter(|(ty, _)| {
+                    !stale
+                        && conditions
+                            .iter()
+                            .any(|c| &c.type_ == ty && c.status == "True")
+                })
+                .map(|(_, key)| *key)
+                .collect();
             let mut next: Vec<Taint> = taints
                 .iter()
                 .filter(|t| {
                     !((t.key == UNREACHABLE || t.key == NOT_READY) && Some(t.key.as_str()) != want)
+                        && (!PRESSURE.iter().any(|(_, k)| *k == t.key)
+                            || pressure.contains(&t.key.as_str()))
                 })
                 .cloned()
                 .collect();
+            for key in pressure {
+                if !next
+                    .iter()
+                    .any(|t| t.key == key && t.effect == "NoSchedule")
+                {
+                    next.push(
+                        serde_json::from_value(json!({"key": key, "effect": "NoSchedule"}))
+                            .map_err(kube::Error::SerdeError)?,
+                    );
+                }
+            }
             if let Some(key) = want {
                 for effect in ["NoSchedule", "NoExecute"] {
                     if !next.iter().any(|t| t.key == key && t.effect == effect) {

@@ -3,7 +3,8 @@
 //! nowhere gets `PodScheduled=False` (reason Unschedulable) and a FailedScheduling
 //! event, and is retried on the next pass (the cluster may have changed).
 
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
 use serde_json::json;
@@ -21,6 +22,7 @@ pub async fn schedule_pending(client: &Client) -> Result<usize, kube::Error> {
         namespaces: nss.list(&ListParams::default()).await?.items,
     };
     let mut bound = 0;
+    let mut vols: Option<skiff_scheduler::Volumes> = None;
     for p in all {
         let spec = match &p.spec {
             Some(s) => s,
@@ -47,8 +49,19 @@ pub async fn schedule_pending(client: &Client) -> Result<usize, kube::Error> {
             .unwrap_or_else(|| "default".into());
         let name = p.metadata.name.clone().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-        match skiff_scheduler::schedule(&p, &snap) {
+        let claims = skiff_scheduler::pod_claims(&p);
+        if !claims.is_empty() && vols.is_none() {
+            vols = Some(volumes(client).await?);
+        }
+        let decision = match &vols {
+            Some(v) if !claims.is_empty() => skiff_scheduler::schedule_with(&p, &snap, v),
+            _ => skiff_scheduler::schedule(&p, &snap),
+        };
+        match decision {
             Ok(node) => {
+                if let Some(v) = &vols {
+                    select_node(client, v, &ns, &claims, &node).await?;
+                }
                 let binding = json!({
                     "apiVersion": "v1", "kind": "Binding",
                     "metadata": {"name": name, "namespace": ns},
@@ -93,6 +106,62 @@ pub async fn schedule_pending(client: &Client) -> Result<usize, kube::Error> {
         }
     }
     Ok(bound)
+}
+
+/// The storage objects VolumeBinding reads.
+async fn volumes(client: &Client) -> Result<skiff_scheduler::Volumes, kube::Error> {
+    let lp = ListParams::default();
+    Ok(skiff_scheduler::Volumes {
+        claims: Api::<PersistentVolumeClaim>::all(client.clone())
+            .list(&lp)
+            .await?
+            .items,
+        volumes: Api::<PersistentVolume>::all(client.clone())
+            .list(&lp)
+            .await?
+            .items,
+        classes: Api::<StorageClass>::all(client.clone())
+            .list(&lp)
+            .await?
+            .items,
+    })
+}
+
+/// Tells the provisioner which node the pod's unbound claims that wait for their
+/// first consumer are wanted on (`volume.kubernetes.io/selected-node`).
+async fn select_node(
+    client: &Client,
+    vols: &skiff_scheduler::Volumes,
+    ns: &str,
+    claims: &[String],
+    node: &str,
+) -> Result<(), kube::Error> {
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    for c in vols.claims.iter().filter(|c| {
+        c.metadata.namespace.as_deref() == Some(ns)
+            && c.metadata.name.as_ref().is_some_and(|n| claims.contains(n))
+    }) {
+        let spec = c.spec.clone().unwrap_or_default();
+        let unbound = spec.volume_name.as_deref().unwrap_or("").is_empty();
+        let selected = c
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(crate::persistentvolumes::SELECTED_NODE));
+        if unbound
+            && selected.is_none()
+            && skiff_scheduler::waits_for_first_consumer(vols, spec.storage_class_name.as_deref())
+        {
+            api.patch(
+                c.metadata.name.as_deref().unwrap_or(""),
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {
+                    crate::persistentvolumes::SELECTED_NODE: node}}})),
+            )
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 async fn event(client: &Client, pod: &Pod, ty: &str, reason: &str, message: &str) {

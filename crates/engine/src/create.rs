@@ -71,6 +71,10 @@ pub struct CreateOptions {
     pub managed_files: BTreeMap<String, String>,
     /// Restart as the kubelet does (see `state::PodRuns`).
     pub pod_runs: Option<crate::state::PodRuns>,
+    /// Rotate the log at this size (0: never; see `HostConfig::log_max_size`).
+    pub log_max_size: u64,
+    /// Log files kept, the current one included (see `HostConfig::log_max_files`).
+    pub log_max_files: u32,
 }
 
 /// Parse a docker size (`512m`, `1g`, `100k`, `1024`, `2GB`) to bytes.
@@ -554,6 +558,8 @@ impl Engine {
                     restart_policy: restart.clone(),
                     auto_remove: opts.auto_remove,
                     pod_runs: opts.pod_runs,
+                    log_max_size: opts.log_max_size,
+                    log_max_files: opts.log_max_files,
                     privileged: opts.privileged,
                     cap_add: opts.cap_add.clone(),
                     cap_drop: opts.cap_drop.clone(),

@@ -59,6 +59,25 @@ pub fn previous_path(log: &std::path::Path) -> std::path::PathBuf {
     std::path::PathBuf::from(p)
 }
 
+/// Rotates `log`: `<log>.N` becomes `<log>.N+1` and `log` becomes `<log>.1`, keeping
+/// `max_files` files with the current one (which the writer then creates afresh).
+pub fn rotate(log: &std::path::Path, max_files: u32) -> std::io::Result<()> {
+    let numbered = |n: u32| {
+        let mut p = log.as_os_str().to_owned();
+        p.push(format!(".{n}"));
+        std::path::PathBuf::from(p)
+    };
+    let keep = max_files.max(1) - 1;
+    if keep == 0 {
+        return std::fs::remove_file(log);
+    }
+    let _ = std::fs::remove_file(numbered(keep));
+    for n in (1..keep).rev() {
+        let _ = std::fs::rename(numbered(n), numbered(n + 1));
+    }
+    std::fs::rename(log, numbered(1))
+}
+
 /// Options of `skiff logs`.
 #[derive(Debug, Clone, Default)]
 pub struct LogOptions {
@@ -91,6 +110,21 @@ pub fn print_entry(e: &Entry, opts: &LogOptions, out: &mut dyn Write, err: &mut 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rotation_keeps_max_files() {
+        let t = tempfile::tempdir().unwrap();
+        let log = t.path().join("c-json.log");
+        for i in 0..5 {
+            std::fs::write(&log, format!("{i}")).unwrap();
+            rotate(&log, 3).unwrap();
+        }
+        let read = |s: &str| std::fs::read_to_string(t.path().join(s)).ok();
+        assert_eq!(read("c-json.log.1").as_deref(), Some("4"));
+        assert_eq!(read("c-json.log.2").as_deref(), Some("3"));
+        assert_eq!(read("c-json.log.3"), None);
+        assert!(!log.exists());
+    }
 
     #[test]
     fn splits_lines_and_encodes() {

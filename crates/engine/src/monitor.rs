@@ -79,6 +79,21 @@ struct Monitor {
 }
 
 impl Monitor {
+    /// Appends to the json-file log, rotating it first if it has reached the
+    /// container's `log_max_size`.
+    fn write_log(&mut self, bytes: &[u8]) {
+        let max = self.c.record.host.log_max_size;
+        if max > 0 && self.log.metadata().map(|m| m.len()).unwrap_or(0) >= max {
+            let path = self.c.log_path();
+            if logs::rotate(&path, self.c.record.host.log_max_files).is_ok() {
+                if let Ok(f) = OpenOptions::new().create(true).append(true).open(&path) {
+                    self.log = f;
+                }
+            }
+        }
+        let _ = self.log.write_all(bytes);
+    }
+
     fn new(root: &Path, id: &str, fds: MonitorFds) -> crate::Result<Monitor> {
         let dir = root.join("containers").join(id);
         let record: Record = read_json(&dir.join("config.json"))?;
@@ -531,7 +546,7 @@ impl Monitor {
                             }
                         }
                         for line in splitter.feed(data) {
-                            let _ = self.log.write_all(&logs::encode(&line, stream));
+                            self.write_log(&logs::encode(&line, stream));
                         }
                     }
                     3 => {
@@ -581,7 +596,7 @@ impl Monitor {
         }
         for (s, stream) in [(&mut split_out, "stdout"), (&mut split_err, "stderr")] {
             if let Some(rest) = s.flush() {
-                let _ = self.log.write_all(&logs::encode(&rest, stream));
+                self.write_log(&logs::encode(&rest, stream));
             }
         }
         if let (Some(w), None) = (input_target, console) {

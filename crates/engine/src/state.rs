@@ -274,6 +274,14 @@ pub struct HostConfig {
     /// docker's.
     #[serde(default)]
     pub pod_runs: Option<PodRuns>,
+    /// Once the log reaches this many bytes it is rotated (`<log>.1`, `<log>.2`, …;
+    /// json-file's max-size, the kubelet's containerLogMaxSize); 0: never.
+    #[serde(default)]
+    pub log_max_size: u64,
+    /// How many log files are kept, the current one included (max-file,
+    /// containerLogMaxFiles).
+    #[serde(default)]
+    pub log_max_files: u32,
     /// `--network-alias` names on user-defined networks.
     #[serde(default)]
     pub network_aliases: Vec<String>,

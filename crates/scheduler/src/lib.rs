@@ -2,7 +2,7 @@
 //!
 //! This crate owns the scheduling *decision*: the filter plugins of kube-scheduler's
 //! default profile (NodeUnschedulable, NodeName, TaintToleration, NodeAffinity, NodePorts,
-//! NodeResourcesFit, PodTopologySpread, InterPodAffinity), its score plugins
+//! NodeResourcesFit, PodTopologySpread, VolumeBinding, InterPodAffinity), its score plugins
 //! (NodeResourcesFit LeastAllocated, NodeResourcesBalancedAllocation, TaintToleration,
 //! NodeAffinity, InterPodAffinity, PodTopologySpread) with the default weights, and the
 //! FailedScheduling message kube-scheduler writes when no node fits. It also exports the
@@ -29,6 +29,7 @@ mod spread;
 mod taints;
 #[cfg(test)]
 mod testutil;
+mod volumes;
 
 pub use labels::{
     label_selector_matches, node_selector_term_matches, pod_matches_node_selector_and_affinity,
@@ -43,6 +44,8 @@ pub use taints::{
     find_untolerated_taint, pod_tolerations, tolerates, toleration_tolerates,
     UNSCHEDULABLE_TAINT_KEY,
 };
+
+pub use volumes::{pod_claims, waits_for_first_consumer, Volumes};
 
 use nodes::NodeInfo;
 
@@ -127,12 +130,16 @@ struct Cycle<'a> {
     requests: Resources,
     interpod: interpod::State,
     spread: spread::FilterState,
+    volumes: volumes::State,
     ns_labels: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl<'a> Cycle<'a> {
-    fn new(pod: &'a Pod, snap: &'a Snapshot) -> Cycle<'a> {
+    fn new(pod: &'a Pod, snap: &'a Snapshot, vols: Option<&Volumes>) -> Cycle<'a> {
         let nodes = nodes::build(pod, snap);
+        let volumes = vols.map_or(volumes::State::Required(Vec::new()), |v| {
+            volumes::State::new(pod, v)
+        });
         let ns_labels = nodes::namespace_labels(snap);
         let interpod = interpod::State::new(pod, &nodes, &ns_labels);
         let spread = spread::FilterState::new(pod, &nodes);
@@ -141,6 +148,7 @@ impl<'a> Cycle<'a> {
             requests: pod_requests(pod),
             interpod,
             spread,
+            volumes,
             nodes,
             ns_labels,
         }
@@ -156,12 +164,22 @@ impl<'a> Cycle<'a> {
             .or_else(|| simple_filters::node_ports(pod, ni))
             .or_else(|| simple_filters::node_resources_fit(&self.requests, ni))
             .or_else(|| self.spread.filter(pod, ni))
+            .or_else(|| self.volumes.filter(ni))
             .or_else(|| self.interpod.filter(ni))
     }
 
     fn run_filters(&self) -> Outcome {
         let mut out = Outcome::default();
         let allowed = labels::required_node_names(self.pod);
+        if let Some(why) = self.volumes.rejected() {
+            // VolumeBinding's PreFilter rejects the pod outright.
+            out.prefilter_msg = Some(why.to_string());
+            for ni in &self.nodes {
+                out.failed
+                    .insert(ni.name.to_string(), Status::unresolvable(why));
+            }
+            return out;
+        }
         if allowed.as_ref().is_some_and(|names| names.is_empty()) {
             // NodeAffinity's PreFilter rejects the pod outright.
             out.prefilter_msg = Some(ERR_AFFINITY_CONFLICT.to_string());
@@ -208,7 +226,7 @@ struct Outcome {
 
 /// Runs every filter plugin against every node of the snapshot.
 pub fn filter(pod: &Pod, snap: &Snapshot) -> Filtered {
-    let cycle = Cycle::new(pod, snap);
+    let cycle = Cycle::new(pod, snap, None);
     let Outcome {
         feasible, failed, ..
     } = cycle.run_filters();
@@ -223,7 +241,7 @@ pub fn filter(pod: &Pod, snap: &Snapshot) -> Filtered {
 
 /// Scores the feasible nodes with the default profile's score plugins and weights.
 pub fn score(pod: &Pod, snap: &Snapshot) -> BTreeMap<String, NodeScore> {
-    let cycle = Cycle::new(pod, snap);
+    let cycle = Cycle::new(pod, snap, None);
     let feasible = cycle.run_filters().feasible;
     scores::score(pod, &cycle.nodes, &feasible, &cycle.ns_labels)
 }
@@ -231,7 +249,21 @@ pub fn score(pod: &Pod, snap: &Snapshot) -> BTreeMap<String, NodeScore> {
 /// Picks the node for `pod`: the feasible node with the highest weighted score, ties
 /// broken by the smallest node name (kube-scheduler breaks ties at random).
 pub fn schedule(pod: &Pod, snap: &Snapshot) -> Result<String, Unschedulable> {
-    let cycle = Cycle::new(pod, snap);
+    schedule_inner(pod, snap, None)
+}
+
+/// [`schedule`] for a pod whose PersistentVolumeClaims are looked up in `vols`
+/// (VolumeBinding).
+pub fn schedule_with(pod: &Pod, snap: &Snapshot, vols: &Volumes) -> Result<String, Unschedulable> {
+    schedule_inner(pod, snap, Some(vols))
+}
+
+fn schedule_inner(
+    pod: &Pod,
+    snap: &Snapshot,
+    vols: Option<&Volumes>,
+) -> Result<String, Unschedulable> {
+    let cycle = Cycle::new(pod, snap, vols);
     let outcome = cycle.run_filters();
     let feasible = &outcome.feasible;
     if feasible.is_empty() {

@@ -30,28 +30,63 @@ pub struct AgentFlags {
     #[arg(long = "pod-bridge", default_value = "skiffpods0")]
     pub pod_bridge: String,
     #[command(flatten)]
-    pub restarts: RestartFlags,
+    pub node: NodeFlags,
 }
 
-/// How the node agent restarts failed containers (the CrashLoopBackOff delays).
+/// The node agent's tunables (`skiff server` and `skiff agent`), with the kubelet's
+/// defaults.
 #[derive(Args, Clone)]
-pub struct RestartFlags {
+pub struct NodeFlags {
     /// The first delay before restarting a container that failed again.
     #[arg(long = "initial-container-restart-period", default_value = "10s",
           value_parser = skiff_controllers::parse_duration)]
-    pub initial: std::time::Duration,
+    pub initial_restart: std::time::Duration,
     /// The longest delay between restarts (Kubernetes' maxContainerRestartPeriod).
     #[arg(long = "max-container-restart-period", default_value = "300s",
           value_parser = skiff_controllers::parse_duration)]
-    pub max: std::time::Duration,
+    pub max_restart: std::time::Duration,
+    /// How often the node agent's housekeeping runs (node pressure and eviction, image
+    /// garbage collection, directories of deleted volumes).
+    #[arg(long = "housekeeping-interval", default_value = "10s",
+          value_parser = skiff_controllers::parse_duration)]
+    pub housekeeping_interval: std::time::Duration,
+    /// How often the node agent brings running pods' configMap, secret, downwardAPI and
+    /// projected volumes up to date (the kubelet's --sync-frequency).
+    #[arg(long = "sync-frequency", default_value = "1m",
+          value_parser = skiff_controllers::parse_duration)]
+    pub sync_frequency: std::time::Duration,
+    /// Containers' logs are rotated once they reach this size (a quantity).
+    #[arg(long = "container-log-max-size", default_value = "10Mi", value_parser = parse_bytes)]
+    pub container_log_max_size: u64,
+    /// How many log files are kept per container, the current one included.
+    #[arg(long = "container-log-max-files", default_value_t = 5)]
+    pub container_log_max_files: u32,
+    /// Hard eviction thresholds: the node reports pressure below them.
+    #[arg(long = "eviction-hard", default_value = skiff_agent::pressure::DEFAULT_EVICTION_HARD)]
+    pub eviction_hard: String,
 }
 
-impl RestartFlags {
-    pub fn runs(&self) -> skiff_engine::state::PodRuns {
-        skiff_engine::state::PodRuns {
-            backoff_initial_ms: self.initial.as_millis() as u64,
-            backoff_max_ms: self.max.as_millis().max(self.initial.as_millis()) as u64,
-        }
+/// A quantity of bytes (`10Mi`, `100M`, `1024`).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    skiff_agent::podspec::parse_quantity_milli(s)
+        .map(|m| (m / 1000).max(0) as u64)
+        .map_err(|e| e.to_string())
+}
+
+impl NodeFlags {
+    /// Sets these tunables in an agent's settings.
+    pub fn apply(&self, cfg: &mut skiff_agent::kubelet::AgentConfig) -> Result<()> {
+        cfg.node.restarts = skiff_engine::state::PodRuns {
+            backoff_initial_ms: self.initial_restart.as_millis() as u64,
+            backoff_max_ms: self.max_restart.max(self.initial_restart).as_millis() as u64,
+        };
+        cfg.node.container_log_max_size = self.container_log_max_size;
+        cfg.node.container_log_max_files = self.container_log_max_files;
+        cfg.housekeeping_period = self.housekeeping_interval;
+        cfg.volume_resync_period = self.sync_frequency;
+        cfg.eviction_hard =
+            skiff_agent::pressure::parse(&self.eviction_hard).map_err(|e| anyhow!(e))?;
+        Ok(())
     }
 }
 
@@ -107,12 +142,19 @@ pub fn config(
             pods_dir: engine.root.join("pods"),
             cgroup_root: "kubepods".into(),
             restarts: skiff_agent::pod::DEFAULT_RESTARTS,
+            storage_dir: engine.root.join("storage"),
+            container_log_max_size: 10 << 20,
+            container_log_max_files: 5,
         },
         pod_cidr: pod_cidr.to_string(),
         lease_duration: std::time::Duration::from_secs(40),
         sync_period: std::time::Duration::from_millis(100),
         kubelet_port,
         control_plane: false,
+        housekeeping_period: std::time::Duration::from_secs(10),
+        volume_resync_period: std::time::Duration::from_secs(60),
+        eviction_hard: skiff_agent::pressure::parse(skiff_agent::pressure::DEFAULT_EVICTION_HARD)
+            .map_err(|e| anyhow!(e))?,
     })
 }
 
@@ -182,7 +224,7 @@ pub fn run(f: AgentFlags, engine: skiff_engine::Engine) -> Result<i32> {
             &pod_cidr,
             f.kubelet_port,
         )?;
-        cfg.node.restarts = f.restarts.runs();
+        f.node.apply(&mut cfg)?;
         eprintln!(
             "skiff agent: node {node} joined {} (pods in {pod_cidr}); kubeconfig {}",
             f.server,

@@ -199,6 +199,8 @@ impl RunFlags {
             extra_labels: Default::default(),
             managed_files: Default::default(),
             pod_runs: None,
+            log_max_size: 0,
+            log_max_files: 0,
             network_aliases: self.network_alias.clone(),
         }
     }

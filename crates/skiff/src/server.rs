@@ -60,7 +60,7 @@ pub struct ServerFlags {
     #[arg(long = "kubelet-port", default_value_t = 10250)]
     pub kubelet_port: u16,
     #[command(flatten)]
-    pub restarts: crate::agent::RestartFlags,
+    pub node: crate::agent::NodeFlags,
     /// Run no controllers (scheduler, workload and cluster controllers).
     #[arg(long = "disable-controller-manager")]
     pub disable_controller_manager: bool,
@@ -182,6 +182,6 @@ fn agent_config(
         f.kubelet_port,
     )?;
     cfg.control_plane = true;
-    cfg.node.restarts = f.restarts.runs();
+    f.node.apply(&mut cfg)?;
     Ok((cfg, engine))
 }

@@ -280,6 +280,9 @@ fn a_two_container_pod_with_an_init_container_and_shared_volumes() {
         node_name: "node-a".into(),
         cluster_domain: "cluster.local".into(),
         pods_dir: r.dir.join("pods"),
+        storage_dir: r.dir.join("storage"),
+        container_log_max_size: 10 << 20,
+        container_log_max_files: 5,
         cgroup_root: format!("skiff-pods-{}", std::process::id()),
         restarts: skiff_agent::pod::DEFAULT_RESTARTS,
     };

@@ -69,6 +69,7 @@ impl Cluster {
             .arg("--write-kubeconfig")
             .arg(r.dir.join("kubeconfig"))
             .args(&self.extra)
+            .args(lenient_eviction(&self.extra))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -227,6 +228,19 @@ impl Drop for Cluster {
         self.stop();
         clean_node_root(&self.root);
     }
+}
+
+/// The test machine's disk is shared and may be fuller than the kubelet's default
+/// thresholds allow (imagefs.available<15%): unless a test sets its own, nodes use
+/// thresholds only a truly full machine reaches.
+fn lenient_eviction(extra: &[String]) -> Vec<String> {
+    if extra.iter().any(|a| a == "--eviction-hard") {
+        return Vec::new();
+    }
+    vec![
+        "--eviction-hard".into(),
+        "memory.available<10Mi,nodefs.available<1%,imagefs.available<1%".into(),
+    ]
 }
 
 /// Removes what a node agent on `root` may have left: pods' infra processes,
@@ -1748,6 +1762,262 @@ impl Drop for JoinedAgent<'_> {
 }
 
 #[test]
+fn claims_get_local_volumes_on_the_consumers_node_and_keep_their_data() {
+    let c = Cluster::start_with(Root::with_busybox(EXE), &["--housekeeping-interval", "1s"]);
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    let sc = c.ok(&["get", "storageclass"]);
+    assert!(
+        sc.contains("local-path (default)")
+            && sc.contains("skiff.io/local-path")
+            && sc.contains("WaitForFirstConsumer"),
+        "{sc}"
+    );
+    // A StatefulSet's claim is provisioned on the node its pod is scheduled to.
+    c.apply("apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: keeper\nspec:\n  serviceName: keeper\n  replicas: 1\n  selector:\n    matchLabels:\n      app: keeper\n  template:\n    metadata:\n      labels:\n        app: keeper\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: c\n        image: busybox\n        imagePullPolicy: Never\n        command: [\"sh\", \"-c\", \"[ -f /data/first ] || echo $HOSTNAME-$RANDOM > /data/first; sleep 600\"]\n        volumeMounts:\n        - name: www\n          mountPath: /data\n  volumeClaimTemplates:\n  - metadata:\n      name: www\n    spec:\n      accessModes: [\"ReadWriteOnce\"]\n      resources:\n        requests:\n          storage: 1Gi\n");
+    c.wait_for(
+        &["get", "pod", "keeper-0", "-o", "jsonpath={.status.phase}"],
+        "Running",
+        40,
+    );
+    let pvc = c.ok(&[
+        "get",
+        "pvc",
+        "www-keeper-0",
+        "-o",
+        "jsonpath={.status.phase} {.spec.volumeName} {.status.capacity.storage} {.metadata.annotations.volume\\.kubernetes\\.io/selected-node}",
+    ]);
+    let parts: Vec<&str> = pvc.split_whitespace().collect();
+    assert_eq!(parts.len(), 4, "{pvc}");
+    assert_eq!(
+        (parts[0], parts[2], parts[3]),
+        ("Bound", "1Gi", c.node.as_str()),
+        "{pvc}"
+    );
+    let pv = parts[1].to_string();
+    let affinity = c.ok(&["get", "pv", &pv, "-o", "jsonpath={.spec.nodeAffinity.required.nodeSelectorTerms[0].matchExpressions[0].values[0]} {.spec.persistentVolumeReclaimPolicy} {.status.phase}"]);
+    assert_eq!(affinity, format!("{} Delete Bound", c.node));
+    let first = c.wait_for(
+        &["exec", "keeper-0", "--", "cat", "/data/first"],
+        "keeper-0-",
+        20,
+    );
+    let dir = c.root.dir.join("storage").join(&pv);
+    assert_eq!(std::fs::read_to_string(dir.join("first")).unwrap(), first);
+    // The pod comes back with the same data.
+    c.ok(&["delete", "pod", "keeper-0", "--wait=false"]);
+    c.wait_for(
+        &[
+            "get",
+            "pod",
+            "keeper-0",
+            "-o",
+            "jsonpath={.status.phase} {.metadata.deletionTimestamp}",
+        ],
+        "Running",
+        40,
+    );
+    let again = c.wait_for(
+        &["exec", "keeper-0", "--", "cat", "/data/first"],
+        "keeper-0-",
+        20,
+    );
+    assert_eq!(again, first);
+
+    // A claim without a provisioner waits for a matching volume; the agent waits for
+    // the claim of a pod placed on it directly.
+    let manual = c.root.dir.join("manual-pv");
+    c.apply(&format!("apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: manual\nspec:\n  storageClassName: manual\n  accessModes: [\"ReadWriteOnce\"]\n  resources:\n    requests:\n      storage: 100Mi\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: direct\nspec:\n  nodeName: {}\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", \"echo hi > /m/hello; sleep 600\"]\n    volumeMounts:\n    - name: m\n      mountPath: /m\n  volumes:\n  - name: m\n    persistentVolumeClaim:\n      claimName: manual\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: scheduled\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"sleep\", \"600\"]\n    volumeMounts:\n    - name: m\n      mountPath: /m\n  volumes:\n  - name: m\n    persistentVolumeClaim:\n      claimName: manual\n", c.node));
+    c.wait_for(
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=direct",
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ],
+        "FailedMount",
+        20,
+    );
+    c.wait_for(
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=scheduled",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ],
+        "pod has unbound immediate PersistentVolumeClaims",
+        20,
+    );
+    assert!(c
+        .ok(&["get", "pod", "direct", "-o", "jsonpath={.status.phase}"])
+        .contains("Pending"));
+    c.apply(&format!("apiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: manual-big\nspec:\n  storageClassName: manual\n  capacity:\n    storage: 5Gi\n  accessModes: [\"ReadWriteOnce\"]\n  hostPath:\n    path: /nonexistent\n---\napiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: manual-small\nspec:\n  storageClassName: manual\n  capacity:\n    storage: 200Mi\n  accessModes: [\"ReadWriteOnce\", \"ReadWriteMany\"]\n  hostPath:\n    path: {}\n    type: DirectoryOrCreate\n", manual.display()));
+    c.wait_for(
+        &[
+            "get",
+            "pvc",
+            "manual",
+            "-o",
+            "jsonpath={.status.phase} {.spec.volumeName}",
+        ],
+        "Bound manual-small",
+        20,
+    );
+    c.wait_for(
+        &[
+            "get",
+            "pod",
+            "direct",
+            "scheduled",
+            "-o",
+            "jsonpath={.items[*].status.phase}",
+        ],
+        "Running Running",
+        40,
+    );
+    c.wait_for(&["exec", "scheduled", "--", "cat", "/m/hello"], "hi", 20);
+    assert!(c
+        .ok(&["get", "pv", "manual-big", "-o", "jsonpath={.status.phase}"])
+        .contains("Available"));
+
+    // Deleting the set and its claim deletes the provisioned volume and its directory.
+    c.ok(&["delete", "sts", "keeper", "--wait=false"]);
+    c.ok(&["delete", "pod", "keeper-0", "--wait=false"]);
+    c.ok(&["delete", "pvc", "www-keeper-0", "--wait=false"]);
+    let start = Instant::now();
+    while dir.exists() || c.kubectl(&["get", "pv", &pv]).status.success() {
+        assert!(start.elapsed() < Duration::from_secs(30), "{pv} stays");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The manually made volume is kept (Retain), released.
+    c.ok(&[
+        "delete",
+        "pod",
+        "direct",
+        "scheduled",
+        "--grace-period",
+        "1",
+        "--wait=false",
+    ]);
+    c.ok(&["delete", "pvc", "manual", "--wait=false"]);
+    c.wait_for(
+        &[
+            "get",
+            "pv",
+            "manual-small",
+            "-o",
+            "jsonpath={.status.phase}",
+        ],
+        "Released",
+        30,
+    );
+    assert!(manual.join("hello").exists());
+}
+
+#[test]
+fn configmap_and_downward_api_volumes_follow_their_objects_in_place() {
+    let c = Cluster::start_with(Root::with_busybox(EXE), &["--sync-frequency", "1s"]);
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    c.apply("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: conf\ndata:\n  mode: one\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: watcher\n  labels:\n    stage: a\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"sleep\", \"600\"]\n    volumeMounts:\n    - name: conf\n      mountPath: /conf\n    - name: conf\n      mountPath: /pinned/mode\n      subPath: mode\n    - name: info\n      mountPath: /info\n  volumes:\n  - name: conf\n    configMap:\n      name: conf\n  - name: info\n    downwardAPI:\n      items:\n      - path: labels\n        fieldRef:\n          fieldPath: metadata.labels\n");
+    c.wait_for(
+        &["get", "pod", "watcher", "-o", "jsonpath={.status.phase}"],
+        "Running",
+        30,
+    );
+    assert_eq!(c.ok(&["exec", "watcher", "--", "cat", "/conf/mode"]), "one");
+    c.ok(&[
+        "patch",
+        "configmap",
+        "conf",
+        "-p",
+        "{\"data\":{\"mode\":\"two\"}}",
+    ]);
+    c.ok(&["label", "pod", "watcher", "stage=b", "--overwrite"]);
+    c.wait_for(&["exec", "watcher", "--", "cat", "/conf/mode"], "two", 20);
+    c.wait_for(
+        &["exec", "watcher", "--", "cat", "/info/labels"],
+        "stage=\"b\"",
+        20,
+    );
+    // The swap is atomic (..data points at the new generation); subPath mounts keep
+    // what they started with, as in Kubernetes.
+    let ls = c.ok(&["exec", "watcher", "--", "ls", "-a", "/conf"]);
+    assert!(ls.contains("..data") && ls.contains("mode"), "{ls}");
+    assert_eq!(
+        c.ok(&["exec", "watcher", "--", "cat", "/pinned/mode"]),
+        "one"
+    );
+}
+
+#[test]
+fn container_logs_rotate_by_size_and_kubectl_logs_reads_the_current_file() {
+    let c = Cluster::start_with(
+        Root::with_busybox(EXE),
+        &[
+            "--container-log-max-size",
+            "4Ki",
+            "--container-log-max-files",
+            "3",
+        ],
+    );
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    c.apply("apiVersion: v1\nkind: Pod\nmetadata:\n  name: chatty\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", \"sleep 3; i=0; while [ $i -lt 200 ]; do echo line-$i-padding-padding-padding; usleep 10000; i=$((i+1)); done; sleep 1; echo last-line; sleep 600\"]\n");
+    c.wait_for(
+        &["get", "pod", "chatty", "-o", "jsonpath={.status.phase}"],
+        "Running",
+        30,
+    );
+    // A follower sees every line, across rotations.
+    let mut follow = c
+        .kubectl_cmd("kubectl", &["logs", "-f", "chatty"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let reader = BufReader::new(follow.stdout.take().unwrap());
+    let mut seen = 0;
+    for line in reader.lines() {
+        let line = line.unwrap();
+        if line.starts_with("line-") {
+            seen += 1;
+        }
+        if line == "last-line" {
+            break;
+        }
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert_eq!(seen, 200);
+    let out = c.ok(&["logs", "chatty"]);
+    // Only the current file: far fewer than 200 lines, ending with the latest.
+    assert!(out.lines().count() < 100, "{}", out.lines().count());
+    assert!(!out.contains("line-0-"), "{out}");
+    let id = c.ok(&[
+        "get",
+        "pod",
+        "chatty",
+        "-o",
+        "jsonpath={.status.containerStatuses[0].containerID}",
+    ]);
+    let id = id.trim_start_matches("skiff://").to_string();
+    let logs: Vec<String> = std::fs::read_dir(c.root.dir.join("containers").join(&id))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.contains("-json.log"))
+        .collect();
+    assert_eq!(logs.len(), 3, "{logs:?}");
+    for f in &logs {
+        let len = std::fs::metadata(c.root.dir.join("containers").join(&id).join(f))
+            .unwrap()
+            .len();
+        assert!(len < 4096 + 200, "{f}: {len}");
+    }
+}
+
+#[test]
 fn an_agent_joins_by_token_and_runs_pods_as_its_node() {
     let c = Cluster::start(Root::with_busybox(EXE));
     c.wait_for(&["get", "nodes"], " Ready ", 20);
@@ -1810,6 +2080,7 @@ fn an_agent_joins_by_token_and_runs_pods_as_its_node() {
             "--pod-bridge",
             &format!("{}q", root.bridge),
         ])
+        .args(lenient_eviction(&[]))
         .arg("--data-dir")
         .arg(root.dir.join("agent"))
         .stdout(Stdio::null())
@@ -1920,4 +2191,62 @@ fn an_agent_joins_by_token_and_runs_pods_as_its_node() {
         String::from_utf8_lossy(&o.stdout)
     );
     drop(agent);
+}
+
+#[test]
+fn a_node_under_pressure_reports_it_and_is_tainted() {
+    // Thresholds no host meets: everything is "under pressure".
+    let c = Cluster::start_with(
+        Root::with_busybox(EXE),
+        &[
+            "--housekeeping-interval",
+            "1s",
+            "--eviction-hard",
+            "memory.available<100Ei,nodefs.available<101%",
+        ],
+    );
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    let conds = c.wait_for(
+        &[
+            "get",
+            "node",
+            &c.node,
+            "-o",
+            "jsonpath={range .status.conditions[*]}{.type}={.status} {end}",
+        ],
+        "MemoryPressure=True",
+        20,
+    );
+    assert!(
+        conds.contains("DiskPressure=True") && conds.contains("PIDPressure=False"),
+        "{conds}"
+    );
+    let taints = c.wait_for(
+        &[
+            "get",
+            "node",
+            &c.node,
+            "-o",
+            "jsonpath={.spec.taints[*].key}",
+        ],
+        "node.kubernetes.io/disk-pressure",
+        20,
+    );
+    assert!(
+        taints.contains("node.kubernetes.io/memory-pressure"),
+        "{taints}"
+    );
+    // New pods without a toleration are not scheduled there.
+    c.apply("apiVersion: v1\nkind: Pod\nmetadata:\n  name: squeezed\nspec:\n  containers:\n  - name: c\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"sleep\", \"60\"]\n");
+    c.wait_for(
+        &[
+            "get",
+            "pod",
+            "squeezed",
+            "-o",
+            "jsonpath={.status.conditions[0].message}",
+        ],
+        "untolerated taint",
+        20,
+    );
 }

@@ -353,7 +353,32 @@ fn stream_log(
     }
     let mut pos = f.seek(SeekFrom::End(0)).unwrap_or(0);
     loop {
-        let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        if len <= pos {
+            // Rotated: what the old file had is read; go on with the new one.
+            use std::os::unix::fs::MetadataExt;
+            let ino = |m: std::io::Result<std::fs::Metadata>| m.map(|m| m.ino()).ok();
+            let mine = ino(f.metadata());
+            if ino(std::fs::metadata(&path)) != mine {
+                // The file after ours: `<log>.N-1` if ours is now `<log>.N`, else the
+                // newest rotated one our file is older than, else the current log.
+                let numbered = |n: u32| {
+                    let mut p = path.as_os_str().to_owned();
+                    p.push(format!(".{n}"));
+                    PathBuf::from(p)
+                };
+                let at = (1..=64).find(|&n| ino(std::fs::metadata(numbered(n))) == mine);
+                let next = match at {
+                    Some(n) if n > 1 => numbered(n - 1),
+                    _ => path.clone(),
+                };
+                if let Ok(nf) = std::fs::File::open(&next) {
+                    f = nf;
+                    pos = 0;
+                    continue;
+                }
+            }
+        }
         if len > pos {
             let _ = f.seek(SeekFrom::Start(pos));
             let mut r = std::io::BufReader::new(&f);
