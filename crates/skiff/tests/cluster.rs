@@ -1178,7 +1178,11 @@ fn cascading_deletion_orphans_or_deletes_dependents_in_the_foreground() {
     ]);
     assert_eq!(pod, "Running", "the pod stays");
     // Foreground: pods go first, then the ReplicaSet, then the Deployment.
-    c.apply(&sleeper_deployment("fg", "default"));
+    // A longer grace period keeps the pods (and so their owners) around for a while.
+    c.apply(&sleeper_deployment("fg", "default").replace(
+        "terminationGracePeriodSeconds: 1",
+        "terminationGracePeriodSeconds: 4",
+    ));
     c.wait_for(&["get", "deploy", "fg"], "1/1", 40);
     c.ok(&[
         "delete",
@@ -1804,7 +1808,14 @@ fn claims_get_local_volumes_on_the_consumers_node_and_keep_their_data() {
     let dir = c.root.dir.join("storage").join(&pv);
     assert_eq!(std::fs::read_to_string(dir.join("first")).unwrap(), first);
     // The pod comes back with the same data.
-    c.ok(&["delete", "pod", "keeper-0", "--wait=false"]);
+    // (Seen under load: keeper-0 already gone and being recreated, NotFound; the
+    // point here is only that the pod comes back with its data.)
+    let o = c.kubectl(&["delete", "pod", "keeper-0", "--wait=false"]);
+    assert!(
+        o.status.success() || String::from_utf8_lossy(&o.stderr).contains("NotFound"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     c.wait_for(
         &[
             "get",
