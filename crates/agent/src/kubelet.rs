@@ -40,6 +40,8 @@ pub struct AgentConfig {
     pub volume_resync_period: Duration,
     /// The hard eviction thresholds (`--eviction-hard`).
     pub eviction_hard: crate::pressure::Thresholds,
+    /// When unused images are removed (`--image-gc-high-threshold`/`-low-threshold`).
+    pub image_gc: crate::imagegc::Thresholds,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -725,6 +727,22 @@ pub async fn run(
                     let _ = nodes.patch_status(&cfg.node.node_name, &PatchParams::default(),
                         &Patch::Merge(json!({"status": {"conditions": conditions()}}))).await;
                 }
+                let e = engine.clone();
+                let gc = cfg.image_gc;
+                if let Ok(removed) = tokio::task::spawn_blocking(move || crate::imagegc::collect(&e, gc)).await {
+                    for id in removed {
+                        tracing::info!(image = %id, "image garbage collection removed an unused image");
+                    }
+                }
+                let signal = match now {
+                    (true, _, _) => Some("memory"),
+                    (_, true, _) => Some("ephemeral-storage"),
+                    (_, _, true) => Some("pids"),
+                    _ => None,
+                };
+                if let Some(signal) = signal {
+                    evict_one(&client, &engine, &cfg, &running, signal).await;
+                }
             }
             _ = resync_tick.tick() => refresh_volumes(&client, &cfg, &running).await,
             _ = sync_tick.tick() => {
@@ -864,6 +882,87 @@ async fn publish_host_ports(client: &Client, cfg: &AgentConfig, p: &Pod, rp: &Ru
     }
 }
 
+/// Pods this node evicted (phase Failed, reason Evicted): never started or reported
+/// again while their object exists.
+static EVICTED: std::sync::LazyLock<std::sync::Mutex<std::collections::BTreeSet<String>>> =
+    std::sync::LazyLock::new(Default::default);
+
+fn evicted(uid: &str) -> bool {
+    EVICTED.lock().map(|s| s.contains(uid)).unwrap_or(false)
+}
+
+/// Under pressure, evicts one pod as the kubelet ranks them: BestEffort before
+/// Burstable before Guaranteed, lower priority first, the most recently started first;
+/// system-critical pods (priority ≥ 2,000,000,000) are left alone.
+async fn evict_one(
+    client: &Client,
+    engine: &Arc<Engine>,
+    cfg: &AgentConfig,
+    running: &Arc<Mutex<BTreeMap<String, RunningPod>>>,
+    signal: &str,
+) {
+    let pods = PODS.lock().map(|m| m.clone()).unwrap_or_default();
+    let mut map = running.lock().await;
+    let qos_rank = |p: &Pod| match podspec::qos_class(p) {
+        "BestEffort" => 0,
+        "Burstable" => 1,
+        _ => 2,
+    };
+    let victim = map
+        .keys()
+        .filter_map(|uid| pods.get(uid).map(|p| (uid.clone(), p)))
+        .filter(|(_, p)| p.spec.as_ref().and_then(|s| s.priority).unwrap_or(0) < 2_000_000_000)
+        .min_by_key(|(_, p)| {
+            let started = p
+                .status
+                .as_ref()
+                .and_then(|s| s.start_time.as_ref())
+                .map(|t| t.0.as_second())
+                .unwrap_or(0);
+            (
+                qos_rank(p),
+                p.spec.as_ref().and_then(|s| s.priority).unwrap_or(0),
+                std::cmp::Reverse(started),
+            )
+        })
+        .map(|(uid, p)| (uid, p.clone()));
+    let Some((uid, pod)) = victim else { return };
+    let Some(rp) = map.remove(&uid) else { return };
+    drop(map);
+    if let Ok(mut s) = EVICTED.lock() {
+        s.insert(uid.clone());
+    }
+    HOST_PORTS.close(&uid);
+    let message = format!("The node was low on resource: {signal}. ");
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let _ = api
+        .patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"status": {"phase": "Failed", "reason": "Evicted", "message": message}}),
+            ),
+        )
+        .await;
+    pod_event(
+        client,
+        &cfg.node.node_name,
+        &pod,
+        None,
+        true,
+        "Evicted",
+        &message,
+    )
+    .await;
+    let (e, n) = (engine.clone(), cfg.node.clone());
+    let _ = tokio::task::spawn_blocking(move || {
+        pod::stop_pod(&e, &n, &rp, Duration::from_secs(0), Some(&pod))
+    })
+    .await;
+}
+
 /// Pods whose containers are being stopped right now (their API object is deleted
 /// only once that is done).
 static STOPPING: std::sync::LazyLock<std::sync::Mutex<std::collections::BTreeSet<String>>> =
@@ -894,6 +993,9 @@ pub async fn sync_pods(
     }
     if let Ok(mut m) = START_FAILURES.lock() {
         m.retain(|uid, _| wanted.contains_key(uid));
+    }
+    if let Ok(mut s) = EVICTED.lock() {
+        s.retain(|uid| wanted.contains_key(uid));
     }
     let mut map = running.lock().await;
     // Gone from the API, or being deleted: stop, then finish the deletion.
@@ -963,7 +1065,7 @@ pub async fn sync_pods(
         let ns = p.metadata.namespace.clone().unwrap_or_default();
         let name = p.metadata.name.clone().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-        if stopping(uid) {
+        if stopping(uid) || evicted(uid) {
             continue;
         }
         if p.metadata.deletion_timestamp.is_some() {

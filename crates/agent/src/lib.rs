@@ -8,6 +8,7 @@
 //! stores objects.
 
 pub mod hostports;
+pub mod imagegc;
 pub mod join;
 pub mod kubelet;
 pub mod pod;

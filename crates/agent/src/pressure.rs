@@ -85,7 +85,8 @@ fn meminfo(key: &str) -> u64 {
         * 1024
 }
 
-fn fs(path: &std::path::Path) -> (u64, u64) {
+/// (available, capacity) in bytes of the filesystem holding `path`.
+pub fn fs(path: &std::path::Path) -> (u64, u64) {
     nix::sys::statvfs::statvfs(path)
         .map(|s| {
             (

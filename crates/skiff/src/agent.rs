@@ -64,6 +64,12 @@ pub struct NodeFlags {
     /// Hard eviction thresholds: the node reports pressure below them.
     #[arg(long = "eviction-hard", default_value = skiff_agent::pressure::DEFAULT_EVICTION_HARD)]
     pub eviction_hard: String,
+    /// Image garbage collection starts when the image filesystem is this full (%).
+    #[arg(long = "image-gc-high-threshold", default_value_t = 85)]
+    pub image_gc_high_threshold: u64,
+    /// … and removes unused images until it is below this (%).
+    #[arg(long = "image-gc-low-threshold", default_value_t = 80)]
+    pub image_gc_low_threshold: u64,
 }
 
 /// A quantity of bytes (`10Mi`, `100M`, `1024`).
@@ -86,6 +92,19 @@ impl NodeFlags {
         cfg.volume_resync_period = self.sync_frequency;
         cfg.eviction_hard =
             skiff_agent::pressure::parse(&self.eviction_hard).map_err(|e| anyhow!(e))?;
+        if self.image_gc_low_threshold > self.image_gc_high_threshold
+            || self.image_gc_high_threshold > 100
+        {
+            return Err(anyhow!(
+                "--image-gc-low-threshold ({}) must not exceed --image-gc-high-threshold ({}), which must be at most 100",
+                self.image_gc_low_threshold,
+                self.image_gc_high_threshold
+            ));
+        }
+        cfg.image_gc = skiff_agent::imagegc::Thresholds {
+            high_percent: self.image_gc_high_threshold,
+            low_percent: self.image_gc_low_threshold,
+        };
         Ok(())
     }
 }
@@ -155,6 +174,7 @@ pub fn config(
         volume_resync_period: std::time::Duration::from_secs(60),
         eviction_hard: skiff_agent::pressure::parse(skiff_agent::pressure::DEFAULT_EVICTION_HARD)
             .map_err(|e| anyhow!(e))?,
+        image_gc: Default::default(),
     })
 }
 

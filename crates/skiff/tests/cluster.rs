@@ -234,13 +234,24 @@ impl Drop for Cluster {
 /// thresholds allow (imagefs.available<15%): unless a test sets its own, nodes use
 /// thresholds only a truly full machine reaches.
 fn lenient_eviction(extra: &[String]) -> Vec<String> {
-    if extra.iter().any(|a| a == "--eviction-hard") {
-        return Vec::new();
+    let mut out = Vec::new();
+    if !extra.iter().any(|a| a == "--eviction-hard") {
+        out.push("--eviction-hard".into());
+        out.push("memory.available<10Mi,nodefs.available<1%,imagefs.available<1%".into());
     }
-    vec![
-        "--eviction-hard".into(),
-        "memory.available<10Mi,nodefs.available<1%,imagefs.available<1%".into(),
-    ]
+    // Likewise image garbage collection (it starts at 85% by default): never.
+    if !extra.iter().any(|a| a == "--image-gc-high-threshold") {
+        out.extend(
+            [
+                "--image-gc-high-threshold",
+                "100",
+                "--image-gc-low-threshold",
+                "99",
+            ]
+            .map(String::from),
+        );
+    }
+    out
 }
 
 /// Removes what a node agent on `root` may have left: pods' infra processes,
@@ -2259,5 +2270,97 @@ fn a_node_under_pressure_reports_it_and_is_tainted() {
         ],
         "untolerated taint",
         20,
+    );
+}
+
+#[test]
+fn pressure_evicts_pods_and_image_gc_removes_unused_images() {
+    let root = Root::with_busybox(EXE);
+    // busybox stays in use by a plain container; extra:v1 is used by nothing.
+    root.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "holder",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let ctx = root.dir.join("extra-ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN echo extra > /extra\n",
+    )
+    .unwrap();
+    root.ok(&["build", "-t", "extra:v1", ctx.to_str().unwrap()]);
+    // Thresholds this host always crosses: disk pressure, and image GC due.
+    let c = Cluster::start_with(
+        root,
+        &[
+            "--housekeeping-interval",
+            "1s",
+            "--eviction-hard",
+            "imagefs.available<100%",
+            "--image-gc-high-threshold",
+            "0",
+            "--image-gc-low-threshold",
+            "0",
+        ],
+    );
+    let start = Instant::now();
+    loop {
+        let images = c.root.ok(&["images"]);
+        if !images.contains("extra") {
+            assert!(
+                images.contains("busybox"),
+                "the image in use went too: {images}"
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "extra:v1 was never collected: {images}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // A pod that tolerates the pressure taint is admitted, then evicted.
+    c.apply(concat!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: victim\nspec:\n",
+        "  tolerations:\n  - key: node.kubernetes.io/disk-pressure\n    operator: Exists\n    effect: NoSchedule\n",
+        "  containers:\n  - name: c\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"sleep\", \"300\"]\n",
+    ));
+    c.wait_for(
+        &[
+            "get",
+            "pod",
+            "victim",
+            "-o",
+            "jsonpath={.status.phase}/{.status.reason}",
+        ],
+        "Failed/Evicted",
+        30,
+    );
+    let msg = c.ok(&["get", "pod", "victim", "-o", "jsonpath={.status.message}"]);
+    assert!(
+        msg.contains("The node was low on resource: ephemeral-storage"),
+        "{msg}"
+    );
+    let ev = c.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=victim,reason=Evicted",
+        "-o",
+        "jsonpath={.items[*].type}",
+    ]);
+    assert!(ev.contains("Warning"), "{ev}");
+    // Evicted pods stay Failed: their containers are gone and nothing restarts them.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        c.ok(&["get", "pod", "victim", "-o", "jsonpath={.status.phase}"]),
+        "Failed"
     );
 }
