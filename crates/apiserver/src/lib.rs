@@ -45,6 +45,7 @@ pub mod csr;
 pub mod discovery;
 pub mod error;
 pub mod handler;
+pub mod managed;
 pub mod nodeauthz;
 pub mod nodeproxy;
 pub mod openapi;
