@@ -1213,7 +1213,11 @@ async fn server_side_apply(
     q: &Query,
 ) -> ApiResult<Response<Body>> {
     let reg = &state.registry;
-    crate::managed::validate_manager(&manager.name, true)?;
+    // Apply names its manager explicitly (no user-agent fallback).
+    crate::managed::validate_manager(
+        q.get("fieldManager").map(String::as_str).unwrap_or(""),
+        true,
+    )?;
     if !matches!(sub, None | Some("status")) {
         return Err(ApiError::unsupported_media(format!(
             "server-side apply is not supported on {}/{}",

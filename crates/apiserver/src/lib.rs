@@ -10,7 +10,8 @@
 //! resource store over [`skiff_store::Store`] ([`registry`]) driven by a table of resources
 //! ([`resources`]) and per-kind strategies ([`strategy`], [`validation`], [`typed`],
 //! [`quantity`]), admission ([`admission`], [`quota`]), views of one stored resource through
-//! several APIs ([`convert`]), the patch engines ([`patch`]), label/field selectors
+//! several APIs ([`convert`]), the patch engines ([`patch`]), managed fields and
+//! server-side apply ([`managed`]), label/field selectors
 //! ([`selector`]), protobuf request bodies ([`proto`]), server-side printing ([`table`]) and
 //! watch streams ([`handler`], [`watchhub`]).
 //!
@@ -31,12 +32,14 @@
 //!
 //! or `run(config, shutdown_future)`, which serves until the future completes.
 //!
-//! Not built yet (answered with clear errors, never pretended): server-side apply (501),
-//! OpenAPI schemas (`kubectl explain`), ClusterRole aggregation (the default admin/edit/view
-//! roles carry their aggregated rules statically), anonymous requests beyond the health and
-//! version endpoints (401), pods' exec/log/attach/port-forward/eviction (501), a list cache
-//! (lists read the store; watches share one store watch per resource through
-//! [`watchhub`]), YAML request bodies (415).
+//! Request bodies may be JSON, YAML (`application/yaml`) or protobuf; server-side apply
+//! takes `application/apply-patch+yaml`.
+//!
+//! Not built yet (answered with clear errors, never pretended): OpenAPI schemas (`kubectl
+//! explain`), ClusterRole aggregation (the default admin/edit/view roles carry their
+//! aggregated rules statically), anonymous requests beyond the health and version endpoints
+//! (401), pods' eviction (501), a list cache (lists read the store; watches share one store
+//! watch per resource through [`watchhub`]), `application/apply-patch+cbor` bodies.
 
 pub mod admission;
 pub mod authn;

@@ -219,7 +219,6 @@ async fn server_side_apply_create_conflict_force_and_removal() {
         "IfNotPresent"
     );
 
-    // Missing fieldManager on a raw apply patch is refused, as kube-apiserver does.
     fx.stop().await;
 }
 
@@ -229,12 +228,21 @@ async fn client_side_apply_migrates_to_server_side() {
         return;
     }
     let mut fx = Fixture::start().await;
-    let k = KUBECTL_NEW;
-    let cm =
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\ndata:\n  a: \"1\"\n  b: \"2\"\n";
-    fx.file("cm.yaml", cm);
-    fx.ok(k, &["apply", "-f", "cm.yaml"]).await;
-    let list = managed(&fx, k, &["cm", "cfg"]).await;
+    for (k, name) in [(KUBECTL_NEW, "new"), (KUBECTL_OLD, "old")] {
+        migrate(&fx, k, name).await;
+    }
+    fx.stop().await;
+}
+
+/// Client-side apply, then server-side apply of ConfigMap `name` with client `k`.
+async fn migrate(fx: &Fixture, k: &str, name: &str) {
+    let cm = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  a: \"1\"\n  b: \"2\"\n"
+    );
+    let file = format!("{name}.yaml");
+    fx.file(&file, &cm);
+    fx.ok(k, &["apply", "-f", &file]).await;
+    let list = managed(fx, k, &["cm", name]).await;
     let csa =
         entry(&list, "kubectl-client-side-apply", "Update").unwrap_or_else(|| panic!("{list:?}"));
     let f = &csa["fieldsV1"];
@@ -266,16 +274,124 @@ async fn client_side_apply_migrates_to_server_side() {
 
     // kubectl apply --server-side upgrades client-side apply's fields to its own: then the
     // fields dropped from the configuration go.
-    fx.file("cm.yaml", &cm.replace("  b: \"2\"\n", ""));
-    fx.ok(k, &["apply", "--server-side", "-f", "cm.yaml"]).await;
-    let list = managed(&fx, k, &["cm", "cfg"]).await;
+    fx.file(&file, &cm.replace("  b: \"2\"\n", ""));
+    fx.ok(k, &["apply", "--server-side", "-f", &file]).await;
+    let list = managed(fx, k, &["cm", name]).await;
     assert!(
         entry(&list, "kubectl-client-side-apply", "Update").is_none(),
         "{list:?}"
     );
     assert!(entry(&list, "kubectl", "Apply").is_some(), "{list:?}");
-    fx.ok(k, &["apply", "--server-side", "-f", "cm.yaml"]).await;
-    let d = json(&fx.ok(k, &["get", "cm", "cfg", "-o", "json"]).await);
+    fx.ok(k, &["apply", "--server-side", "-f", &file]).await;
+    let d = json(&fx.ok(k, &["get", "cm", name, "-o", "json"]).await);
     assert_eq!(d["data"], serde_json::json!({"a": "1"}), "{d}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn yaml_request_bodies() {
+    if !have_kubectl() {
+        return;
+    }
+    let mut fx = Fixture::start_with(|cfg, work| {
+        let file = work.join("tokens.csv");
+        std::fs::write(&file, "yaml-token,yamler,1002,\"system:masters\"\n")
+            .expect("write token file");
+        cfg.token_auth_file = Some(file);
+    })
+    .await;
+    let t = "yaml-token";
+    let cms = "/api/v1/namespaces/default/configmaps";
+
+    // Create and update with application/yaml.
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: yc\n  labels:\n    app: yc\ndata:\n  n: \"1\"\n  text: |\n    two\n    lines\n";
+    let (code, body) = fx.curl(t, "POST", cms, "application/yaml", cm).await;
+    assert_eq!(code, 201, "{body}");
+    let created = json(&body);
+    assert_eq!(created["data"]["text"], "two\nlines\n");
+    // The manager of a request without fieldManager is its user agent's program.
+    let mf = &created["metadata"]["managedFields"][0];
+    assert_eq!(mf["manager"], "curl", "{created}");
+    assert_eq!(mf["operation"], "Update");
+    let put = cm.replace("n: \"1\"", "n: \"2\"");
+    let (code, body) = fx
+        .curl(
+            t,
+            "PUT",
+            &format!("{cms}/yc"),
+            "application/yaml; charset=utf-8",
+            &put,
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(json(&body)["data"]["n"], "2");
+    let (code, body) = fx
+        .curl(t, "POST", cms, "application/yaml", "data: [unclosed\n")
+        .await;
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = fx.curl(t, "POST", cms, "text/plain", "x").await;
+    assert_eq!(code, 415, "{body}");
+
+    // Server-side apply in real YAML; fieldManager is required.
+    let apply =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: yc\ndata:\n  n: \"3\"  # a comment\n";
+    let patch = "application/apply-patch+yaml";
+    let (code, body) = fx
+        .curl(t, "PATCH", &format!("{cms}/yc"), patch, apply)
+        .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("fieldManager"), "{body}");
+    let (code, body) = fx
+        .curl(
+            t,
+            "PATCH",
+            &format!("{cms}/yc?fieldManager=tool"),
+            patch,
+            apply,
+        )
+        .await;
+    assert_eq!(code, 409, "{body}");
+    let status = json(&body);
+    assert_eq!(status["reason"], "Conflict");
+    assert_eq!(
+        status["message"],
+        "Apply failed with 1 conflict: conflict with \"curl\" using v1: .data.n"
+    );
+    assert_eq!(status["details"]["causes"][0]["field"], ".data.n");
+    let (code, body) = fx
+        .curl(
+            t,
+            "PATCH",
+            &format!("{cms}/yc?fieldManager=tool&force=true"),
+            patch,
+            apply,
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(json(&body)["data"]["n"], "3");
+    // Apply creates a missing object (201) and refuses a body of another name.
+    let (code, body) = fx
+        .curl(
+            t,
+            "PATCH",
+            &format!("{cms}/z?fieldManager=tool"),
+            patch,
+            &apply.replace("name: yc", "name: z"),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = fx
+        .curl(
+            t,
+            "PATCH",
+            &format!("{cms}/w?fieldManager=tool"),
+            patch,
+            apply,
+        )
+        .await;
+    assert_eq!(code, 400, "{body}");
+    let out = fx
+        .ok(KUBECTL_NEW, &["get", "cm", "z", "-o", "jsonpath={.data.n}"])
+        .await;
+    assert_eq!(out, "3");
     fx.stop().await;
 }

@@ -244,8 +244,12 @@ async fn dispatcher_end_to_end() {
         p["spec"]["containers"][0]["resources"]["limits"]["cpu"],
         "1"
     );
+    // An unscheduled pod has no node to stream logs from (the real server's words).
     let err = fx.fails(k, &["logs", "p1", "-n", "team-a"]).await;
-    assert!(err.contains("not available yet"), "{err}");
+    assert!(
+        err.contains("pod p1 does not have a host assigned"),
+        "{err}"
+    );
 
     // Errors as the real server words them.
     let bad = fx.file(
