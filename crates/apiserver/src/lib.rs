@@ -6,7 +6,7 @@
 //! [`nodeauthz`], then RBAC with the default policy reconciled at start; impersonation;
 //! access reviews), the cluster's certificates, admin kubeconfig and join token ([`pki`]),
 //! CertificateSigningRequest approval and signing ([`csr`]), discovery, legacy and
-//! aggregated ([`discovery`]), a minimal OpenAPI v2/v3 surface ([`openapi`]), one generic
+//! aggregated ([`discovery`]), OpenAPI v2/v3 with the kinds' schemas ([`openapi`]), one generic
 //! resource store over [`skiff_store::Store`] ([`registry`]) driven by a table of resources
 //! ([`resources`]) and per-kind strategies ([`strategy`], [`validation`], [`typed`],
 //! [`quantity`]), admission ([`admission`], [`quota`]), views of one stored resource through
@@ -35,11 +35,11 @@
 //! Request bodies may be JSON, YAML (`application/yaml`) or protobuf; server-side apply
 //! takes `application/apply-patch+yaml`.
 //!
-//! Not built yet (answered with clear errors, never pretended): OpenAPI schemas (`kubectl
-//! explain`), ClusterRole aggregation (the default admin/edit/view roles carry their
-//! aggregated rules statically), anonymous requests beyond the health and version endpoints
-//! (401), pods' eviction (501), a list cache (lists read the store; watches share one store
-//! watch per resource through [`watchhub`]), `application/apply-patch+cbor` bodies.
+//! Not built yet (answered with clear errors, never pretended): ClusterRole aggregation (the
+//! default admin/edit/view roles carry their aggregated rules statically), anonymous
+//! requests beyond the health and version endpoints (401), pods' eviction (501), a list
+//! cache (lists read the store; watches share one store watch per resource through
+//! [`watchhub`]), `application/apply-patch+cbor` bodies.
 
 pub mod admission;
 pub mod authn;

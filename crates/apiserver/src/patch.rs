@@ -142,6 +142,12 @@ pub fn list_rule(field: &str, has: impl Fn(&str) -> bool) -> Option<&'static Lis
         .or_else(|| list_rules(field).next())
 }
 
+/// Fields whose patch strategy includes `retainKeys` (kubectl then sends `$retainKeys`):
+/// a Deployment's `strategy` and each of a pod's `volumes`.
+pub fn retains_keys(field: &str) -> bool {
+    matches!(field, "strategy" | "volumes")
+}
+
 /// Primitive lists merged as sets rather than replaced (`x-kubernetes-list-type: set`).
 pub fn merges_primitives(field: &str) -> bool {
     matches!(field, "finalizers")
