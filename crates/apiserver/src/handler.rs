@@ -399,7 +399,15 @@ async fn route(
         ["apis", g, v, rest @ ..] if !rest.is_empty() => {
             let (g, v) = (g.to_string(), v.to_string());
             let rest = rest.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-            resource_request(state, user, req, &g, &v, &rest).await
+            let role_write = g == "rbac.authorization.k8s.io"
+                && rest.first().is_some_and(|r| r == "clusterroles")
+                && req.method() != Method::GET;
+            let resp = resource_request(state, user, req, &g, &v, &rest).await?;
+            // The clusterrole-aggregation controller's work, done as roles change.
+            if role_write && resp.status().is_success() {
+                crate::rbac::aggregate_cluster_roles(&state.registry).await?;
+            }
+            Ok(resp)
         }
         _ => Err(not_found_path()),
     }

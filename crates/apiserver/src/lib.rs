@@ -35,11 +35,15 @@
 //! Request bodies may be JSON, YAML (`application/yaml`) or protobuf; server-side apply
 //! takes `application/apply-patch+yaml`.
 //!
-//! Not built yet (answered with clear errors, never pretended): ClusterRole aggregation (the
-//! default admin/edit/view roles carry their aggregated rules statically), anonymous
-//! requests beyond the health and version endpoints (401), pods' eviction (501), a list
-//! cache (lists read the store; watches share one store watch per resource through
-//! [`watchhub`]), `application/apply-patch+cbor` bodies.
+//! ClusterRoles with an `aggregationRule` hold the union of the rules of the roles their
+//! selectors pick, kept up to date as ClusterRoles change ([`rbac`], the work of
+//! kube-controller-manager's clusterrole-aggregation controller); the default admin, edit
+//! and view roles are built that way, as upstream.
+//!
+//! Not built yet (answered with clear errors, never pretended): anonymous requests beyond
+//! the health and version endpoints (401), pods' eviction (501), a list cache (lists read
+//! the store; watches share one store watch per resource through [`watchhub`]),
+//! `application/apply-patch+cbor` bodies.
 
 pub mod admission;
 pub mod authn;
