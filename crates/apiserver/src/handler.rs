@@ -126,6 +126,15 @@ fn json_response(code: u16, v: &Value, warnings: &[String]) -> Response<Body> {
         .unwrap_or_else(|_| Response::new(full("")))
 }
 
+/// A 200 with a body built once (the OpenAPI documents).
+fn static_response(content_type: &'static str, body: &'static [u8]) -> Response<Body> {
+    Response::builder()
+        .status(200)
+        .header("Content-Type", content_type)
+        .body(full(Bytes::from_static(body)))
+        .unwrap_or_else(|_| Response::new(full("")))
+}
+
 fn error_response(e: &ApiError) -> Response<Body> {
     json_response(e.code, &e.status(), &[])
 }
@@ -357,33 +366,33 @@ async fn route(
         }
     }
     match segs.as_slice() {
-        ["openapi", "v3"] => return Ok(json_response(200, &crate::openapi::index(), &[])),
+        ["openapi", "v3"] => {
+            return Ok(static_response(
+                "application/json",
+                crate::openapi::index_bytes(),
+            ))
+        }
         ["openapi", "v2"] => {
             let wants_pb = req
                 .headers()
                 .get("accept")
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|a| a.contains("protobuf"));
-            if !wants_pb {
-                return Ok(json_response(200, &crate::openapi::v2_json(), &[]));
-            }
-            return Ok(Response::builder()
-                .status(200)
-                .header(
-                    "Content-Type",
-                    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
-                )
-                .body(full(crate::openapi::v2_protobuf()))
-                .unwrap_or_else(|_| Response::new(full(""))));
+            let ct = if wants_pb {
+                "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+            } else {
+                "application/json"
+            };
+            return Ok(static_response(ct, crate::openapi::v2_bytes(wants_pb)));
         }
         ["openapi", "v3", "api", v] => {
-            return crate::openapi::group_version_doc("", v)
-                .map(|d| json_response(200, &d, &[]))
+            return crate::openapi::group_version_bytes("", v)
+                .map(|d| static_response("application/json", d))
                 .ok_or_else(not_found_path)
         }
         ["openapi", "v3", "apis", g, v] => {
-            return crate::openapi::group_version_doc(g, v)
-                .map(|d| json_response(200, &d, &[]))
+            return crate::openapi::group_version_bytes(g, v)
+                .map(|d| static_response("application/json", d))
                 .ok_or_else(not_found_path)
         }
         _ => {}

@@ -626,6 +626,19 @@ pub fn apply(
     let scope = Scope::of(res, subresource);
     let sub = subresource.unwrap_or("");
     let mut list = live.map(entries).unwrap_or_default();
+    // An object nobody manages yet (made before managed fields were recorded) is owned by
+    // "before-first-apply", as kube-apiserver does, so a first apply does not silently
+    // take over what it changes.
+    if let (Some(l), true) = (live, list.is_empty()) {
+        list.push(Entry {
+            manager: "before-first-apply".into(),
+            operation: "Update".into(),
+            api_version: res.api_version(),
+            time: Some(crate::strategy::now_rfc3339()),
+            subresource: String::new(),
+            fields: field_set(l, scope),
+        });
+    }
     let mut config = config.clone();
     if let Some(m) = config.as_object_mut() {
         if scope == Scope::Main {
@@ -923,6 +936,24 @@ mod tests {
         assert_eq!(c["env"], json!([{"name": "A", "value": "1"}]));
         assert_eq!(c["imagePullPolicy"], "Always");
         assert_eq!(out["metadata"]["labels"], json!({}));
+    }
+
+    #[test]
+    fn unmanaged_objects_belong_to_before_first_apply() {
+        let res = deployments();
+        let live = config(1, json!([]));
+        let err = apply(res, Some(&live), &config(2, json!([])), "m", None, false)
+            .err()
+            .expect("conflict");
+        assert_eq!(
+            err.message,
+            "Apply failed with 1 conflict: conflict with \"before-first-apply\" using apps/v1: .spec.replicas"
+        );
+        let out = apply(res, Some(&live), &config(1, json!([])), "m", None, false)
+            .expect("same values")
+            .object;
+        let managers: Vec<String> = entries(&out).into_iter().map(|e| e.manager).collect();
+        assert_eq!(managers, vec!["m", "before-first-apply"]);
     }
 
     #[test]

@@ -265,20 +265,61 @@ fn annotate(field: &str, schema: &mut Value, defs: &Map<String, Value>) {
     }
 }
 
-/// The `/openapi/v3` index: each group-version's document with a content hash.
-pub fn index() -> Value {
-    let mut paths = Map::new();
-    for (g, v) in group_versions() {
-        if let Some(doc) = group_version_doc(g, v) {
-            let hash = hex::encode(Sha256::digest(doc.to_string().as_bytes())).to_uppercase();
-            let p = gv_path(g, v);
+/// The served documents, serialized once: (each group-version's v3 document by its path,
+/// the v3 index, the v2 document as JSON and as protobuf).
+struct Served {
+    docs: std::collections::BTreeMap<String, Vec<u8>>,
+    index: Vec<u8>,
+    v2_json: Vec<u8>,
+    v2_protobuf: Vec<u8>,
+}
+
+fn served() -> &'static Served {
+    static SERVED: OnceLock<Served> = OnceLock::new();
+    SERVED.get_or_init(|| {
+        let mut docs = std::collections::BTreeMap::new();
+        for (g, v) in group_versions() {
+            if let Some(doc) = group_version_doc(g, v) {
+                docs.insert(gv_path(g, v), serde_json::to_vec(&doc).unwrap_or_default());
+            }
+        }
+        let mut paths = Map::new();
+        for (p, doc) in &docs {
+            let hash = hex::encode(Sha256::digest(doc)).to_uppercase();
             paths.insert(
                 p.clone(),
                 json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={hash}")}),
             );
         }
+        Served {
+            index: serde_json::to_vec(&json!({"paths": paths})).unwrap_or_default(),
+            docs,
+            v2_json: serde_json::to_vec(&v2_json()).unwrap_or_default(),
+            v2_protobuf: v2_protobuf(),
+        }
+    })
+}
+
+/// The `/openapi/v3` index (JSON): each group-version's document with a content hash.
+pub fn index_bytes() -> &'static [u8] {
+    &served().index
+}
+
+/// The v3 document (JSON) of a group-version, if served.
+pub fn group_version_bytes(group: &str, version: &str) -> Option<&'static [u8]> {
+    served()
+        .docs
+        .get(&gv_path(group, version))
+        .map(Vec::as_slice)
+}
+
+/// The v2 document, as protobuf or JSON.
+pub fn v2_bytes(protobuf: bool) -> &'static [u8] {
+    if protobuf {
+        &served().v2_protobuf
+    } else {
+        &served().v2_json
     }
-    json!({"paths": paths})
 }
 
 /// Every served group-version, core first.
@@ -579,7 +620,8 @@ mod tests {
             .unwrap()
             .iter()
             .any(|p| p["name"] == "fieldValidation"));
-        assert!(index()["paths"]["api/v1"]["serverRelativeURL"]
+        let index: Value = serde_json::from_slice(index_bytes()).unwrap();
+        assert!(index["paths"]["api/v1"]["serverRelativeURL"]
             .as_str()
             .unwrap()
             .starts_with("/openapi/v3/api/v1?hash="));
