@@ -830,7 +830,7 @@ async fn resource_request(
                         name,
                         Subresource::Main,
                         dry,
-                        Some(&manager),
+                        Some(&manager.through("scale")),
                         |old| {
                             let mut new = without_rv(old);
                             new["spec"]["replicas"] = json!(replicas);
@@ -909,7 +909,7 @@ async fn resource_request(
                         name,
                         Subresource::Main,
                         dry,
-                        Some(&manager),
+                        Some(&manager.through("scale")),
                         |old| {
                             let mut scale = scale_of(res, old);
                             if let Some(m) =

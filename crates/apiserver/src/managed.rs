@@ -408,10 +408,12 @@ fn store_entries(obj: &mut Value, mut list: Vec<Entry>) {
     }
 }
 
-/// Who makes an update: the request's `fieldManager`, else its user agent's program name.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Who makes an update: the request's `fieldManager`, else its user agent's program name;
+/// and the subresource it writes through when the write itself does not say (`scale`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Manager {
     pub name: String,
+    pub subresource: Option<&'static str>,
 }
 
 impl Manager {
@@ -426,7 +428,18 @@ impl Manager {
                 .take(128)
                 .collect(),
         };
-        Manager { name }
+        Manager {
+            name,
+            subresource: None,
+        }
+    }
+
+    /// The same manager writing through `subresource`.
+    pub fn through(&self, subresource: &'static str) -> Manager {
+        Manager {
+            subresource: Some(subresource),
+            ..self.clone()
+        }
     }
 }
 
@@ -838,7 +851,13 @@ mod tests {
     fn update_takes_changed_fields_from_others() {
         let res = deployments();
         let mut created = config(1, json!([]));
-        record_update(res, None, &mut created, &Manager { name: "a".into() }, None);
+        record_update(
+            res,
+            None,
+            &mut created,
+            &Manager::of_request(Some("a"), None),
+            None,
+        );
         let mut changed = created.clone();
         changed["spec"]["replicas"] = json!(3);
         changed["metadata"]["labels"]["x"] = json!("y");
@@ -846,7 +865,7 @@ mod tests {
             res,
             Some(&created),
             &mut changed,
-            &Manager { name: "b".into() },
+            &Manager::of_request(Some("b"), None),
             None,
         );
         let list = entries(&changed);
@@ -863,7 +882,7 @@ mod tests {
             res,
             Some(&changed),
             &mut same,
-            &Manager { name: "c".into() },
+            &Manager::of_request(Some("c"), None),
             None,
         );
         assert_eq!(same, changed);
@@ -874,7 +893,7 @@ mod tests {
             res,
             Some(&changed),
             &mut cleared,
-            &Manager { name: "c".into() },
+            &Manager::of_request(Some("c"), None),
             None,
         );
         assert!(cleared["metadata"].get("managedFields").is_none());
@@ -894,9 +913,7 @@ mod tests {
             res,
             Some(&first),
             &mut live,
-            &Manager {
-                name: "other".into(),
-            },
+            &Manager::of_request(Some("other"), None),
             None,
         );
 

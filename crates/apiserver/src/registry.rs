@@ -643,10 +643,10 @@ impl Registry {
                 self.update_service_ports(&mut new, ns, name).await?;
             }
             if let Some(m) = manager {
-                let subresource = match sub {
+                let subresource = m.subresource.or(match sub {
                     Subresource::Status => Some("status"),
                     _ => None,
-                };
+                });
                 crate::managed::record_update(res, Some(&old), &mut new, m, subresource);
             }
             let mut causes = crate::validation::validate(res, &new);

@@ -219,6 +219,27 @@ async fn server_side_apply_create_conflict_force_and_removal() {
         "IfNotPresent"
     );
 
+    // kubectl scale writes through the scale subresource: its manager says so, and an
+    // apply that would undo it conflicts with it.
+    fx.ok(k, &["scale", "deploy", "web", "--replicas=3"]).await;
+    let list = managed(&fx, k, &["deploy", "web"]).await;
+    let scaler = list
+        .iter()
+        .find(|e| e["subresource"] == "scale")
+        .unwrap_or_else(|| panic!("{list:?}"));
+    assert_eq!(scaler["operation"], "Update");
+    assert_eq!(
+        scaler["fieldsV1"],
+        serde_json::json!({"f:spec": {"f:replicas": {}}})
+    );
+    let err = fx
+        .fails(k, &["apply", "--server-side", "-f", smaller])
+        .await;
+    assert!(
+        err.contains(r#"with subresource "scale" using apps/v1: .spec.replicas"#),
+        "{err}"
+    );
+
     fx.stop().await;
 }
 
