@@ -253,18 +253,44 @@ fn atomic_object(field: &str, v: &Map<String, Value>) -> bool {
     field == "selector" && (v.contains_key("matchLabels") || v.contains_key("matchExpressions"))
 }
 
+/// Fields of map type (string keys to values, as opposed to structs): an update that adds
+/// one owns the map itself too (`.`), as kube-apiserver's comparison of objects makes it.
+fn map_field(field: &str) -> bool {
+    matches!(
+        field,
+        "labels"
+            | "annotations"
+            | "data"
+            | "binaryData"
+            | "stringData"
+            | "nodeSelector"
+            | "matchLabels"
+            | "selector"
+            | "limits"
+            | "requests"
+            | "capacity"
+            | "allocatable"
+            | "hard"
+            | "parameters"
+    )
+}
+
 /// The leaves of `obj` (scalars, empty objects, atomic lists and structs) with their values,
-/// and the items of keyed and set lists (as members with value `true`).
-pub fn leaves(obj: &Value, scope: Scope) -> BTreeMap<Path, Value> {
-    fn walk(v: &Value, path: &mut Path, scope: Scope, out: &mut BTreeMap<Path, Value>) {
+/// and the items of keyed and set lists (as members with value `true`); with `maps`, the
+/// maps too (members with value `true`).
+pub fn leaves(obj: &Value, scope: Scope, maps: bool) -> BTreeMap<Path, Value> {
+    fn walk(v: &Value, path: &mut Path, scope: Scope, maps: bool, out: &mut BTreeMap<Path, Value>) {
         if !path.is_empty() && stripped(path, scope) {
             return;
         }
         match v {
             Value::Object(m) if !m.is_empty() && !atomic_object(last_field(path), m) => {
+                if maps && !path.is_empty() && map_field(last_field(path)) {
+                    out.insert(path.clone(), Value::Bool(true));
+                }
                 for (k, c) in m {
                     path.push(PathElement::Field(k.clone()));
-                    walk(c, path, scope, out);
+                    walk(c, path, scope, maps, out);
                     path.pop();
                 }
             }
@@ -274,7 +300,7 @@ pub fn leaves(obj: &Value, scope: Scope) -> BTreeMap<Path, Value> {
                         let key = item_key(item, &keys).unwrap_or_default();
                         path.push(PathElement::Key(key));
                         out.insert(path.clone(), Value::Bool(true));
-                        walk(item, path, scope, out);
+                        walk(item, path, scope, maps, out);
                         path.pop();
                     }
                 }
@@ -297,18 +323,18 @@ pub fn leaves(obj: &Value, scope: Scope) -> BTreeMap<Path, Value> {
         }
     }
     let mut out = BTreeMap::new();
-    walk(obj, &mut Vec::new(), scope, &mut out);
+    walk(obj, &mut Vec::new(), scope, maps, &mut out);
     out
 }
 
 /// The fields a configuration sets.
 pub fn field_set(obj: &Value, scope: Scope) -> FieldSet {
-    leaves(obj, scope).into_keys().collect()
+    leaves(obj, scope, false).into_keys().collect()
 }
 
 /// What changed from `old` to `new`: (added or modified fields, removed fields).
 pub fn compare(old: &Value, new: &Value, scope: Scope) -> (FieldSet, FieldSet) {
-    let (o, n) = (leaves(old, scope), leaves(new, scope));
+    let (o, n) = (leaves(old, scope, true), leaves(new, scope, true));
     let changed = n
         .iter()
         .filter(|(p, v)| o.get(*p) != Some(*v))
@@ -701,9 +727,11 @@ pub fn apply(
         .filter(|e| !e.same_owner(manager, "Apply", sub))
         .flat_map(|e| e.fields.iter().cloned())
         .collect();
+    // A path still leading to applied or others' fields stays (a map whose `.` the
+    // applier owned keeps the entries it still applies).
     let dropped: Vec<&Path> = previous
         .iter()
-        .filter(|p| !applied.contains(*p) && !others.iter().any(|o| o.starts_with(p)))
+        .filter(|p| !applied.iter().chain(&others).any(|o| o.starts_with(p)))
         .collect();
     // Only the outermost: a dropped list item goes with its fields (its keys find it).
     for p in &dropped {
@@ -876,6 +904,41 @@ mod tests {
         );
         let a = list.iter().find(|e| e.manager == "a").expect("a");
         assert!(!a.fields.iter().any(|p| path_string(p) == ".spec.replicas"));
+        // The first label of an object owns the labels map too (`.`).
+        let mut bare = json!({"metadata": {"name": "d"}, "spec": {"replicas": 1}});
+        let before = bare.clone();
+        bare["metadata"]["labels"] = json!({"a": "1"});
+        record_update(
+            res,
+            Some(&before),
+            &mut bare,
+            &Manager::of_request(Some("l"), None),
+            None,
+        );
+        assert_eq!(
+            bare["metadata"]["managedFields"][0]["fieldsV1"],
+            json!({"f:metadata": {"f:labels": {".": {}, "f:a": {}}}})
+        );
+        // Applying after owning the map's `.` keeps the map, drops the unapplied keys.
+        let mut cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1", "b": "2"}});
+        let cms = lookup("", "v1", "configmaps").expect("configmaps");
+        record_update(
+            cms,
+            None,
+            &mut cm,
+            &Manager::of_request(Some("m"), None),
+            None,
+        );
+        assert_eq!(
+            cm["metadata"]["managedFields"][0]["fieldsV1"]["f:data"]["."],
+            json!({})
+        );
+        cm["metadata"]["managedFields"][0]["operation"] = json!("Apply");
+        let cfg = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1"}});
+        let out = apply(cms, Some(&cm), &cfg, "m", None, false)
+            .expect("apply")
+            .object;
+        assert_eq!(out["data"], json!({"a": "1"}));
         // No change: nothing recorded, the entries stay as they are.
         let mut same = changed.clone();
         record_update(
