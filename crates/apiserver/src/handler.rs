@@ -1273,7 +1273,7 @@ async fn server_side_apply(
     };
     if existing.is_none() {
         let applied = crate::managed::apply(res, None, &config, &manager.name, None, force)?;
-        let mut obj = applied.object;
+        let mut obj = applied;
         warnings = typed_check(res, &mut obj, fv)?;
         match reg.create(res, ns, obj, dry).await {
             Ok(created) => {
@@ -1297,7 +1297,7 @@ async fn server_side_apply(
         .update(res, ns, name, subres, dry, |old| {
             let applied =
                 crate::managed::apply(res, Some(old), &config, &manager.name, sub, force)?;
-            let mut doc = without_rv(&applied.object);
+            let mut doc = without_rv(&applied);
             warnings = typed_check(res, &mut doc, fv)?;
             Ok(doc)
         })

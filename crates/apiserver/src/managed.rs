@@ -646,11 +646,6 @@ fn step<'a>(node: &'a mut Value, e: &PathElement, at: &[PathElement]) -> Option<
     }
 }
 
-/// The outcome of an apply: the object to store.
-pub struct Applied {
-    pub object: Value,
-}
-
 /// Server-side apply of `config` by `manager` to `live` (None: the object does not exist
 /// yet). Returns the object to store, with its managed fields, or a 409 Conflict listing
 /// the fields other managers own that the apply would change (unless `force`).
@@ -661,7 +656,7 @@ pub fn apply(
     manager: &str,
     subresource: Option<&str>,
     force: bool,
-) -> Result<Applied, ApiError> {
+) -> Result<Value, ApiError> {
     let scope = Scope::of(res, subresource);
     let sub = subresource.unwrap_or("");
     let mut list = live.map(entries).unwrap_or_default();
@@ -772,7 +767,7 @@ pub fn apply(
         object["metadata"] = json!({});
     }
     store_entries(&mut object, list);
-    Ok(Applied { object })
+    Ok(object)
 }
 
 /// The 409 of an apply with conflicts, worded as kube-apiserver does.
@@ -935,9 +930,7 @@ mod tests {
         );
         cm["metadata"]["managedFields"][0]["operation"] = json!("Apply");
         let cfg = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1"}});
-        let out = apply(cms, Some(&cm), &cfg, "m", None, false)
-            .expect("apply")
-            .object;
+        let out = apply(cms, Some(&cm), &cfg, "m", None, false).expect("apply");
         assert_eq!(out["data"], json!({"a": "1"}));
         // No change: nothing recorded, the entries stay as they are.
         let mut same = changed.clone();
@@ -966,9 +959,8 @@ mod tests {
     fn apply_conflicts_force_and_removal() {
         let res = deployments();
         let two_env = json!([{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]);
-        let first = apply(res, None, &config(1, two_env.clone()), "mgr", None, false)
-            .expect("apply")
-            .object;
+        let first =
+            apply(res, None, &config(1, two_env.clone()), "mgr", None, false).expect("apply");
         let mut live = first.clone();
         live["spec"]["replicas"] = json!(4);
         live["spec"]["template"]["spec"]["containers"][0]["image"] = json!("j");
@@ -988,8 +980,7 @@ mod tests {
             None,
             false,
         )
-        .err()
-        .expect("conflict");
+        .expect_err("conflict");
         assert_eq!(err.code, 409);
         assert_eq!(
             err.message,
@@ -998,9 +989,8 @@ mod tests {
         let causes = err.details.map(|d| d.causes).unwrap_or_default();
         assert_eq!(causes[0].reason, "FieldManagerConflict");
 
-        let forced = apply(res, Some(&live), &config(1, two_env), "mgr", None, true)
-            .expect("forced")
-            .object;
+        let forced =
+            apply(res, Some(&live), &config(1, two_env), "mgr", None, true).expect("forced");
         assert_eq!(forced["spec"]["replicas"], 1);
         assert!(entries(&forced).iter().all(|e| e.manager == "mgr"));
 
@@ -1009,9 +999,7 @@ mod tests {
         live["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] = json!("Always");
         let mut smaller = config(1, json!([{"name": "A", "value": "1"}]));
         smaller["metadata"]["labels"] = json!({});
-        let out = apply(res, Some(&live), &smaller, "mgr", None, false)
-            .expect("apply")
-            .object;
+        let out = apply(res, Some(&live), &smaller, "mgr", None, false).expect("apply");
         let c = &out["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(c["env"], json!([{"name": "A", "value": "1"}]));
         assert_eq!(c["imagePullPolicy"], "Always");
@@ -1022,16 +1010,14 @@ mod tests {
     fn unmanaged_objects_belong_to_before_first_apply() {
         let res = deployments();
         let live = config(1, json!([]));
-        let err = apply(res, Some(&live), &config(2, json!([])), "m", None, false)
-            .err()
-            .expect("conflict");
+        let err =
+            apply(res, Some(&live), &config(2, json!([])), "m", None, false).expect_err("conflict");
         assert_eq!(
             err.message,
             "Apply failed with 1 conflict: conflict with \"before-first-apply\" using apps/v1: .spec.replicas"
         );
-        let out = apply(res, Some(&live), &config(1, json!([])), "m", None, false)
-            .expect("same values")
-            .object;
+        let out =
+            apply(res, Some(&live), &config(1, json!([])), "m", None, false).expect("same values");
         let managers: Vec<String> = entries(&out).into_iter().map(|e| e.manager).collect();
         assert_eq!(managers, vec!["m", "before-first-apply"]);
     }

@@ -60,8 +60,9 @@ pub fn apply(doc: &mut Value, patch: &[u8], kind: PatchType) -> Result<(), Patch
                 serde_json::from_slice(patch).map_err(|e| PatchError::Malformed(e.to_string()))?;
             strategic_merge(doc, &p)
         }
+        // Apply patches need the managed fields: `crate::managed::apply` takes them.
         PatchType::Apply => Err(PatchError::Failed(
-            "server-side apply is not supported by this server yet; use client-side apply".into(),
+            "server-side apply is not supported on this subresource".into(),
         )),
     }
 }
