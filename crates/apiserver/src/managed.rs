@@ -708,7 +708,7 @@ pub fn apply(
         }
     }
     if !conflicts.is_empty() {
-        return Err(conflict_error(res, &config, conflicts));
+        return Err(conflict_error(conflicts));
     }
 
     // Fields this manager applied before and no longer applies go, unless others own them.
@@ -771,7 +771,7 @@ pub fn apply(
 }
 
 /// The 409 of an apply with conflicts, worded as kube-apiserver does.
-fn conflict_error(res: &Resource, config: &Value, conflicts: Vec<(String, Path)>) -> ApiError {
+fn conflict_error(conflicts: Vec<(String, Path)>) -> ApiError {
     let message = if let [(who, path)] = conflicts.as_slice() {
         format!(
             "Apply failed with 1 conflict: conflict with {who}: {}",
@@ -801,14 +801,12 @@ fn conflict_error(res: &Resource, config: &Value, conflicts: Vec<(String, Path)>
             message: format!("conflict with {who}"),
         })
         .collect();
-    let name = config
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let mut e = ApiError::invalid(res.group, res.kind, name, causes);
-    e.code = 409;
-    e.reason = "Conflict";
-    e.message = message;
+    // Details carry the causes only, as kube-apiserver's NewApplyConflict.
+    let mut e = ApiError::new(409, "Conflict", message);
+    e.details = Some(Box::new(crate::error::Details {
+        causes,
+        ..Default::default()
+    }));
     e
 }
 

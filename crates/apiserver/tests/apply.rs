@@ -190,6 +190,20 @@ async fn server_side_apply_create_conflict_force_and_removal() {
     let smaller = fx.file("smaller.yaml", &smaller);
     let smaller = smaller.to_str().unwrap_or_default();
 
+    // kubectl diff --server-side shows what the apply would change (exit 1: differences).
+    let (ok, out, err) = fx.run(k, &["diff", "--server-side", "-f", smaller]).await;
+    assert!(!ok && err.is_empty(), "{out}{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with('-') && l.contains("tier: front")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with('-') && l.contains("name: B")),
+        "{out}"
+    );
+
     // A server dry run changes nothing.
     let out = fx
         .ok(
