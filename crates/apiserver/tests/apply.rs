@@ -233,6 +233,28 @@ async fn server_side_apply_create_conflict_force_and_removal() {
         "IfNotPresent"
     );
 
+    // A Service: ports merge by (port, protocol) with the defaulted protocol; the
+    // allocated cluster IP stays.
+    let svc = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector: {app: web}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n  - {name: https, port: 443}\n";
+    fx.file("svc.yaml", svc);
+    fx.ok(k, &["apply", "--server-side", "-f", "svc.yaml"])
+        .await;
+    let before = json(&fx.ok(k, &["get", "svc", "web", "-o", "json"]).await);
+    fx.file(
+        "svc.yaml",
+        &svc.replace("targetPort: 8080", "targetPort: 9090")
+            .replace("  - {name: https, port: 443}\n", ""),
+    );
+    fx.ok(k, &["apply", "--server-side", "-f", "svc.yaml"])
+        .await;
+    let after = json(&fx.ok(k, &["get", "svc", "web", "-o", "json"]).await);
+    assert_eq!(before["spec"]["clusterIP"], after["spec"]["clusterIP"]);
+    assert_eq!(
+        after["spec"]["ports"],
+        serde_json::json!([{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 9090}]),
+        "{after}"
+    );
+
     // kubectl scale writes through the scale subresource: its manager says so, and an
     // apply that would undo it conflicts with it.
     fx.ok(k, &["scale", "deploy", "web", "--replicas=3"]).await;
