@@ -1078,6 +1078,8 @@ pub async fn aggregate_cluster_roles(reg: &Registry) -> ApiResult<()> {
     let Some(res) = lookup("rbac.authorization.k8s.io", "v1", "clusterroles") else {
         return Ok(());
     };
+    let manager =
+        crate::managed::Manager::of_request(Some("clusterrole-aggregation-controller"), None);
     for _round in 0..8 {
         let all = reg
             .list(res, None, &crate::registry::ListOptions::default())
@@ -1097,12 +1099,13 @@ pub async fn aggregate_cluster_roles(reg: &Registry) -> ApiResult<()> {
                 .and_then(Value::as_str)
                 .unwrap_or("");
             let out = reg
-                .update(
+                .update_as(
                     res,
                     None,
                     name,
                     crate::strategy::Subresource::Main,
                     false,
+                    Some(&manager),
                     |old| {
                         let mut new = crate::handler::without_rv(old);
                         new["rules"] = json!(rules);

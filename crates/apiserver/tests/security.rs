@@ -842,6 +842,23 @@ async fn cluster_roles_aggregate() {
         "true"
     );
     let rules = rules_of(&admin);
+    let managers = fx
+        .ok(
+            k,
+            &[
+                "get",
+                "clusterrole",
+                "admin",
+                "--show-managed-fields",
+                "-o",
+                "jsonpath={.metadata.managedFields[*].manager}",
+            ],
+        )
+        .await;
+    assert!(
+        managers.contains("clusterrole-aggregation-controller"),
+        "{managers}"
+    );
     assert!(
         rules.iter().any(|r| r["resources"]
             .as_array()
