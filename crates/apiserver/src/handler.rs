@@ -129,6 +129,15 @@ fn json_response(code: u16, v: &Value, warnings: &[String]) -> Response<Body> {
         .unwrap_or_else(|_| Response::new(full("")))
 }
 
+/// A 200 with a body built once (the OpenAPI documents).
+fn static_response(content_type: &'static str, body: &'static [u8]) -> Response<Body> {
+    Response::builder()
+        .status(200)
+        .header("Content-Type", content_type)
+        .body(full(Bytes::from_static(body)))
+        .unwrap_or_else(|_| Response::new(full("")))
+}
+
 fn error_response(e: &ApiError) -> Response<Body> {
     json_response(e.code, &e.status(), &[])
 }
@@ -361,33 +370,33 @@ async fn route(
         }
     }
     match segs.as_slice() {
-        ["openapi", "v3"] => return Ok(json_response(200, &crate::openapi::index(), &[])),
+        ["openapi", "v3"] => {
+            return Ok(static_response(
+                "application/json",
+                crate::openapi::index_bytes(),
+            ))
+        }
         ["openapi", "v2"] => {
             let wants_pb = req
                 .headers()
                 .get("accept")
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|a| a.contains("protobuf"));
-            if !wants_pb {
-                return Ok(json_response(200, &crate::openapi::v2_json(), &[]));
-            }
-            return Ok(Response::builder()
-                .status(200)
-                .header(
-                    "Content-Type",
-                    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
-                )
-                .body(full(crate::openapi::v2_protobuf()))
-                .unwrap_or_else(|_| Response::new(full(""))));
+            let ct = if wants_pb {
+                "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+            } else {
+                "application/json"
+            };
+            return Ok(static_response(ct, crate::openapi::v2_bytes(wants_pb)));
         }
         ["openapi", "v3", "api", v] => {
-            return crate::openapi::group_version_doc("", v)
-                .map(|d| json_response(200, &d, &[]))
+            return crate::openapi::group_version_bytes("", v)
+                .map(|d| static_response("application/json", d))
                 .ok_or_else(not_found_path)
         }
         ["openapi", "v3", "apis", g, v] => {
-            return crate::openapi::group_version_doc(g, v)
-                .map(|d| json_response(200, &d, &[]))
+            return crate::openapi::group_version_bytes(g, v)
+                .map(|d| static_response("application/json", d))
                 .ok_or_else(not_found_path)
         }
         _ => {}
@@ -403,7 +412,15 @@ async fn route(
         ["apis", g, v, rest @ ..] if !rest.is_empty() => {
             let (g, v) = (g.to_string(), v.to_string());
             let rest = rest.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-            resource_request(state, user, req, &g, &v, &rest).await
+            let role_write = g == "rbac.authorization.k8s.io"
+                && rest.first().is_some_and(|r| r == "clusterroles")
+                && req.method() != Method::GET;
+            let resp = resource_request(state, user, req, &g, &v, &rest).await?;
+            // The clusterrole-aggregation controller's work, done as roles change.
+            if role_write && resp.status().is_success() {
+                crate::rbac::aggregate_cluster_roles(&state.registry).await?;
+            }
+            Ok(resp)
         }
         _ => Err(not_found_path()),
     }
@@ -513,9 +530,12 @@ fn parse_json_body(body: &[u8], ct: Option<&str>) -> ApiResult<Value> {
     if base == "application/vnd.kubernetes.protobuf" {
         return crate::proto::decode(body).map_err(|e| ApiError::bad_request(e.to_string()));
     }
+    if base == "application/yaml" {
+        return parse_yaml_object(body);
+    }
     if !matches!(base.as_str(), "application/json" | "" | "*/*") {
         return Err(ApiError::unsupported_media(format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/vnd.kubernetes.protobuf (got {base})"
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {base})"
         )));
     }
     let v: Value = serde_json::from_slice(body).map_err(|e| {
@@ -637,6 +657,15 @@ async fn resource_request(
         return Err(not_found_path());
     }
     let user_ref = user.ok_or_else(ApiError::unauthorized)?;
+    let manager = crate::managed::Manager::of_request(
+        q.get("fieldManager").map(String::as_str),
+        req.headers()
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok()),
+    );
+    if matches!(method, Method::POST | Method::PUT | Method::PATCH) {
+        crate::managed::validate_manager(&manager.name, false)?;
+    }
     if matches!(
         res.kind,
         "SelfSubjectReview"
@@ -773,7 +802,7 @@ async fn resource_request(
             if res.kind == "CertificateSigningRequest" {
                 crate::csr::prepare_create(user_ref, &mut obj)?;
             }
-            let mut created = reg.create(res, ns, obj, dry).await?;
+            let mut created = reg.create_as(res, ns, obj, dry, Some(&manager)).await?;
             if res.kind == "CertificateSigningRequest" && !dry {
                 created = crate::csr::reconcile(reg, res, &state.signer, created).await?;
             }
@@ -799,14 +828,22 @@ async fn resource_request(
                 let replicas = scale_replicas(&body)?;
                 let rv = body.pointer("/metadata/resourceVersion").cloned();
                 let updated = reg
-                    .update(res, ns, name, Subresource::Main, dry, |old| {
-                        let mut new = without_rv(old);
-                        new["spec"]["replicas"] = json!(replicas);
-                        if let Some(rv) = &rv {
-                            new["metadata"]["resourceVersion"] = rv.clone();
-                        }
-                        Ok(new)
-                    })
+                    .update_as(
+                        res,
+                        ns,
+                        name,
+                        Subresource::Main,
+                        dry,
+                        Some(&manager.through("scale")),
+                        |old| {
+                            let mut new = without_rv(old);
+                            new["spec"]["replicas"] = json!(replicas);
+                            if let Some(rv) = &rv {
+                                new["metadata"]["resourceVersion"] = rv.clone();
+                            }
+                            Ok(new)
+                        },
+                    )
                     .await?;
                 return Ok(json_response(200, &scale_of(res, &updated), &[]));
             }
@@ -835,7 +872,9 @@ async fn resource_request(
                 _ => Subresource::Main,
             };
             let updated = reg
-                .update(res, ns, name, subres, dry, |_| Ok(body.clone()))
+                .update_as(res, ns, name, subres, dry, Some(&manager), |_| {
+                    Ok(body.clone())
+                })
                 .await?;
             Ok(json_response(
                 200,
@@ -857,29 +896,41 @@ async fn resource_request(
                     "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {ct:?})"
                 ))
             })?;
-            if ptype == PatchType::Apply {
-                return Err(ApiError::not_implemented(
-                    "server-side apply is not supported by this server yet; use client-side apply (kubectl apply without --server-side)",
-                ));
-            }
             let (body, _) = read_body(req).await?;
+            if ptype == PatchType::Apply {
+                let force = truthy(&q, "force");
+                return server_side_apply(
+                    state, res, ns, name, sub, &body, &manager, force, dry, fv, accept, &q,
+                )
+                .await;
+            }
             let mut warnings = Vec::new();
             if sub == Some("scale") {
                 let updated = reg
-                    .update(res, ns, name, Subresource::Main, dry, |old| {
-                        let mut scale = scale_of(res, old);
-                        if let Some(m) = scale.get_mut("metadata").and_then(Value::as_object_mut) {
-                            m.remove("resourceVersion");
-                        }
-                        patch::apply(&mut scale, &body, ptype).map_err(patch_error)?;
-                        let replicas = scale_replicas(&scale)?;
-                        let mut new = without_rv(old);
-                        new["spec"]["replicas"] = json!(replicas);
-                        if let Some(rv) = scale.pointer("/metadata/resourceVersion") {
-                            new["metadata"]["resourceVersion"] = rv.clone();
-                        }
-                        Ok(new)
-                    })
+                    .update_as(
+                        res,
+                        ns,
+                        name,
+                        Subresource::Main,
+                        dry,
+                        Some(&manager.through("scale")),
+                        |old| {
+                            let mut scale = scale_of(res, old);
+                            if let Some(m) =
+                                scale.get_mut("metadata").and_then(Value::as_object_mut)
+                            {
+                                m.remove("resourceVersion");
+                            }
+                            patch::apply(&mut scale, &body, ptype).map_err(patch_error)?;
+                            let replicas = scale_replicas(&scale)?;
+                            let mut new = without_rv(old);
+                            new["spec"]["replicas"] = json!(replicas);
+                            if let Some(rv) = scale.pointer("/metadata/resourceVersion") {
+                                new["metadata"]["resourceVersion"] = rv.clone();
+                            }
+                            Ok(new)
+                        },
+                    )
                     .await?;
                 return Ok(json_response(200, &scale_of(res, &updated), &[]));
             }
@@ -889,9 +940,12 @@ async fn resource_request(
                 Subresource::Main
             };
             let updated = reg
-                .update(res, ns, name, subres, dry, |old| {
-                    let mut doc = without_rv(old);
+                .update_as(res, ns, name, subres, dry, Some(&manager), |old| {
+                    let mut doc = patch_base(old, ptype);
                     patch::apply(&mut doc, &body, ptype).map_err(patch_error)?;
+                    if ptype == PatchType::Json && rv_of(&doc) == rv_of(old) {
+                        doc = without_rv(&doc);
+                    }
                     warnings = typed_check(res, &mut doc, fv)?;
                     Ok(doc)
                 })
@@ -1145,6 +1199,136 @@ fn patch_error(e: patch::PatchError) -> ApiError {
         patch::PatchError::Malformed(m) => ApiError::bad_request(m),
         patch::PatchError::Failed(m) => ApiError::new(422, "Invalid", m),
     }
+}
+
+/// The document a patch applies to: the live object, with its resourceVersion for JSON
+/// patches (they may test or replace it, as `kubectl apply --server-side` does when it
+/// upgrades client-side apply's managed fields), else without it (unconditional).
+fn patch_base(old: &Value, ptype: PatchType) -> Value {
+    if ptype == PatchType::Json {
+        old.clone()
+    } else {
+        without_rv(old)
+    }
+}
+
+fn rv_of(obj: &Value) -> Option<&Value> {
+    obj.pointer("/metadata/resourceVersion")
+}
+
+/// `PATCH` with `application/apply-patch+yaml`: server-side apply of the body by `manager`,
+/// creating the object if it does not exist.
+#[allow(clippy::too_many_arguments)]
+async fn server_side_apply(
+    state: &State,
+    res: &Resource,
+    ns: Option<&str>,
+    name: &str,
+    sub: Option<&str>,
+    body: &[u8],
+    manager: &crate::managed::Manager,
+    force: bool,
+    dry: bool,
+    fv: FieldValidation,
+    accept: Accept,
+    q: &Query,
+) -> ApiResult<Response<Body>> {
+    let reg = &state.registry;
+    // Apply names its manager explicitly (no user-agent fallback).
+    crate::managed::validate_manager(
+        q.get("fieldManager").map(String::as_str).unwrap_or(""),
+        true,
+    )?;
+    if !matches!(sub, None | Some("status")) {
+        return Err(ApiError::unsupported_media(format!(
+            "server-side apply is not supported on {}/{}",
+            res.plural,
+            sub.unwrap_or_default()
+        )));
+    }
+    let config = parse_yaml_object(body)?;
+    for (field, what) in [("apiVersion", "apiVersion"), ("kind", "kind")] {
+        if config
+            .get(field)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .is_empty()
+        {
+            return Err(ApiError::bad_request(format!(
+                "{what} must be set in the apply configuration"
+            )));
+        }
+    }
+    check_body_type(res, &config)?;
+    let body_name = config
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if body_name != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    let mut warnings = Vec::new();
+    let existing = match reg.get(res, ns, name).await {
+        Ok(o) => Some(o),
+        Err(e) if e.code == 404 && sub.is_none() => None,
+        Err(e) => return Err(e),
+    };
+    if existing.is_none() {
+        let applied = crate::managed::apply(res, None, &config, &manager.name, None, force)?;
+        let mut obj = applied;
+        warnings = typed_check(res, &mut obj, fv)?;
+        match reg.create(res, ns, obj, dry).await {
+            Ok(created) => {
+                return Ok(json_response(
+                    201,
+                    &render_one(res, &created, accept, q),
+                    &warnings,
+                ))
+            }
+            // Created meanwhile: apply to it.
+            Err(e) if e.code == 409 && e.reason == "AlreadyExists" => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let subres = if sub == Some("status") {
+        Subresource::Status
+    } else {
+        Subresource::Main
+    };
+    let updated = reg
+        .update(res, ns, name, subres, dry, |old| {
+            let applied =
+                crate::managed::apply(res, Some(old), &config, &manager.name, sub, force)?;
+            let mut doc = without_rv(&applied);
+            warnings = typed_check(res, &mut doc, fv)?;
+            Ok(doc)
+        })
+        .await?;
+    Ok(json_response(
+        200,
+        &render_one(res, &updated, accept, q),
+        &warnings,
+    ))
+}
+
+/// A YAML (or JSON) document that must be an object.
+fn parse_yaml_object(body: &[u8]) -> ApiResult<Value> {
+    let text = std::str::from_utf8(body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not UTF-8: {e}")))?;
+    let v: Value = serde_saphyr::from_str(text).map_err(|e| {
+        ApiError::bad_request(format!(
+            "error decoding YAML: {}",
+            e.to_string().lines().next().unwrap_or_default()
+        ))
+    })?;
+    if !v.is_object() {
+        return Err(ApiError::bad_request(
+            "the body of the request must be an object",
+        ));
+    }
+    Ok(v)
 }
 
 /// A copy of `obj` without its resourceVersion (an unconditional update).

@@ -6,11 +6,12 @@
 //! [`nodeauthz`], then RBAC with the default policy reconciled at start; impersonation;
 //! access reviews), the cluster's certificates, admin kubeconfig and join token ([`pki`]),
 //! CertificateSigningRequest approval and signing ([`csr`]), discovery, legacy and
-//! aggregated ([`discovery`]), a minimal OpenAPI v2/v3 surface ([`openapi`]), one generic
+//! aggregated ([`discovery`]), OpenAPI v2/v3 with the kinds' schemas ([`openapi`]), one generic
 //! resource store over [`skiff_store::Store`] ([`registry`]) driven by a table of resources
 //! ([`resources`]) and per-kind strategies ([`strategy`], [`validation`], [`typed`],
 //! [`quantity`]), admission ([`admission`], [`quota`]), views of one stored resource through
-//! several APIs ([`convert`]), the patch engines ([`patch`]), label/field selectors
+//! several APIs ([`convert`]), the patch engines ([`patch`]), managed fields and
+//! server-side apply ([`managed`]), label/field selectors
 //! ([`selector`]), protobuf request bodies ([`proto`]), server-side printing ([`table`]) and
 //! watch streams ([`handler`], [`watchhub`]).
 //!
@@ -31,12 +32,18 @@
 //!
 //! or `run(config, shutdown_future)`, which serves until the future completes.
 //!
-//! Not built yet (answered with clear errors, never pretended): server-side apply (501),
-//! OpenAPI schemas (`kubectl explain`), ClusterRole aggregation (the default admin/edit/view
-//! roles carry their aggregated rules statically), anonymous requests beyond the health and
-//! version endpoints (401), pods' exec/log/attach/port-forward/eviction (501), a list cache
-//! (lists read the store; watches share one store watch per resource through
-//! [`watchhub`]), YAML request bodies (415).
+//! Request bodies may be JSON, YAML (`application/yaml`) or protobuf; server-side apply
+//! takes `application/apply-patch+yaml`.
+//!
+//! ClusterRoles with an `aggregationRule` hold the union of the rules of the roles their
+//! selectors pick, kept up to date as ClusterRoles change ([`rbac`], the work of
+//! kube-controller-manager's clusterrole-aggregation controller); the default admin, edit
+//! and view roles are built that way, as upstream.
+//!
+//! Not built yet (answered with clear errors, never pretended): anonymous requests beyond
+//! the health and version endpoints (401), pods' eviction (501), a list cache (lists read
+//! the store; watches share one store watch per resource through [`watchhub`]),
+//! `application/apply-patch+cbor` bodies.
 
 pub mod admission;
 pub mod authn;
@@ -45,6 +52,7 @@ pub mod csr;
 pub mod discovery;
 pub mod error;
 pub mod handler;
+pub mod managed;
 pub mod nodeauthz;
 pub mod nodeproxy;
 pub mod openapi;

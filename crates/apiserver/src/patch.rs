@@ -21,9 +21,7 @@ impl PatchType {
             "application/json-patch+json" => Some(PatchType::Json),
             "application/merge-patch+json" => Some(PatchType::Merge),
             "application/strategic-merge-patch+json" => Some(PatchType::StrategicMerge),
-            "application/apply-patch+yaml" | "application/apply-patch+cbor" => {
-                Some(PatchType::Apply)
-            }
+            "application/apply-patch+yaml" => Some(PatchType::Apply),
             _ => None,
         }
     }
@@ -62,39 +60,97 @@ pub fn apply(doc: &mut Value, patch: &[u8], kind: PatchType) -> Result<(), Patch
                 serde_json::from_slice(patch).map_err(|e| PatchError::Malformed(e.to_string()))?;
             strategic_merge(doc, &p)
         }
+        // Apply patches need the managed fields: `crate::managed::apply` takes them.
         PatchType::Apply => Err(PatchError::Failed(
-            "server-side apply is not supported by this server yet; use client-side apply".into(),
+            "server-side apply is not supported on this subresource".into(),
         )),
     }
 }
 
-/// The merge keys of list fields of the built-in types, by field name. Several candidates
-/// where one field name is used with different keys (container vs service `ports`).
-fn merge_keys(field: &str) -> Option<&'static [&'static str]> {
-    Some(match field {
-        "containers"
-        | "initContainers"
-        | "ephemeralContainers"
-        | "env"
-        | "volumes"
-        | "imagePullSecrets"
-        | "resourceClaims"
-        | "schedulingGates"
-        | "secrets" => &["name"],
-        "volumeMounts" => &["mountPath"],
-        "volumeDevices" => &["devicePath"],
-        "ports" => &["containerPort", "port"],
-        "hostAliases" => &["ip"],
-        "conditions" | "addresses" => &["type"],
-        "ownerReferences" => &["uid"],
-        "topologySpreadConstraints" => &["topologyKey"],
-        "taints" => &["key"],
-        _ => return None,
-    })
+/// How one list field of the built-in types merges: the key strategic merge patch matches
+/// its items by (`x-kubernetes-patch-merge-key`) and the keys server-side apply identifies
+/// them by (`x-kubernetes-list-map-keys`, each with the default a missing key field takes).
+/// One field name may have several rules (container vs service `ports`): the rule whose
+/// merge key the items carry is the one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListRule {
+    pub field: &'static str,
+    pub merge_key: &'static str,
+    pub map_keys: &'static [(&'static str, Option<&'static str>)],
 }
 
-/// Primitive lists merged as sets rather than replaced.
-fn merges_primitives(field: &str) -> bool {
+const fn by(field: &'static str, key: &'static str) -> ListRule {
+    ListRule {
+        field,
+        merge_key: key,
+        map_keys: &[],
+    }
+}
+
+/// The list fields of the built-in types that merge by key (the one table of the patch
+/// engines, server-side apply and the OpenAPI extensions).
+pub const LIST_RULES: &[ListRule] = &[
+    by("containers", "name"),
+    by("initContainers", "name"),
+    by("ephemeralContainers", "name"),
+    by("env", "name"),
+    by("volumes", "name"),
+    by("imagePullSecrets", "name"),
+    by("resourceClaims", "name"),
+    by("schedulingGates", "name"),
+    by("secrets", "name"),
+    by("volumeMounts", "mountPath"),
+    by("volumeDevices", "devicePath"),
+    ListRule {
+        field: "ports",
+        merge_key: "containerPort",
+        map_keys: &[("containerPort", None), ("protocol", Some("TCP"))],
+    },
+    ListRule {
+        field: "ports",
+        merge_key: "port",
+        map_keys: &[("port", None), ("protocol", Some("TCP"))],
+    },
+    by("hostAliases", "ip"),
+    by("conditions", "type"),
+    by("addresses", "type"),
+    by("ownerReferences", "uid"),
+    by("topologySpreadConstraints", "topologyKey"),
+    by("taints", "key"),
+];
+
+impl ListRule {
+    /// The server-side apply keys: the declared list-map keys, else the merge key.
+    pub fn keys(&self) -> Vec<(&'static str, Option<&'static str>)> {
+        if self.map_keys.is_empty() {
+            vec![(self.merge_key, None)]
+        } else {
+            self.map_keys.to_vec()
+        }
+    }
+}
+
+/// The rules for list field `field`.
+pub fn list_rules(field: &str) -> impl Iterator<Item = &'static ListRule> + '_ {
+    LIST_RULES.iter().filter(move |r| r.field == field)
+}
+
+/// The rule for list field `field` whose items carry its merge key (`has` tells whether
+/// the items carry a field); the first rule if none does.
+pub fn list_rule(field: &str, has: impl Fn(&str) -> bool) -> Option<&'static ListRule> {
+    list_rules(field)
+        .find(|r| has(r.merge_key))
+        .or_else(|| list_rules(field).next())
+}
+
+/// Fields whose patch strategy includes `retainKeys` (kubectl then sends `$retainKeys`):
+/// a Deployment's `strategy` and each of a pod's `volumes`.
+pub fn retains_keys(field: &str) -> bool {
+    matches!(field, "strategy" | "volumes")
+}
+
+/// Primitive lists merged as sets rather than replaced (`x-kubernetes-list-type: set`).
+pub fn merges_primitives(field: &str) -> bool {
     matches!(field, "finalizers")
 }
 
@@ -219,12 +275,10 @@ fn strip_map(m: &Map<String, Value>) -> Map<String, Value> {
 }
 
 fn pick_key(field: &str, orig: &[Value], patch: &[Value]) -> Option<&'static str> {
-    let candidates = merge_keys(field)?;
-    candidates
-        .iter()
-        .find(|key| patch.iter().chain(orig).any(|x| x.get(**key).is_some()))
-        .or(candidates.first())
-        .copied()
+    list_rule(field, |key| {
+        patch.iter().chain(orig).any(|x| x.get(key).is_some())
+    })
+    .map(|r| r.merge_key)
 }
 
 fn merge_list(field: &str, orig: &mut Vec<Value>, patch: &[Value]) -> Result<(), PatchError> {

@@ -6,7 +6,7 @@
 //! the real server's words, the rules of a user (SelfSubjectRulesReview) and the default
 //! roles and bindings every cluster starts with ([`bootstrap_policy`]).
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::error::ApiError;
 use crate::handler::User;
@@ -504,8 +504,9 @@ fn view_rules() -> Vec<Value> {
     ]
 }
 
+/// What `edit` adds to `view` (the `system:aggregate-to-edit` role).
 fn edit_rules() -> Vec<Value> {
-    let mut rules = view_rules();
+    let mut rules = Vec::new();
     rules.extend([
         rule(
             &[
@@ -570,8 +571,9 @@ fn edit_rules() -> Vec<Value> {
     rules
 }
 
+/// What `admin` adds to `edit` (the `system:aggregate-to-admin` role).
 fn admin_rules() -> Vec<Value> {
-    let mut rules = edit_rules();
+    let mut rules = Vec::new();
     rules.extend([
         rule(
             ALL_VERBS,
@@ -667,9 +669,12 @@ fn cluster_roles() -> Vec<(&'static str, Vec<Value>)> {
             "cluster-admin",
             vec![rule(&["*"], all_groups, &["*"]), url_rule(&["*"], &["*"])],
         ),
-        ("admin", admin_rules()),
-        ("edit", edit_rules()),
-        ("view", view_rules()),
+        ("admin", vec![]),
+        ("edit", vec![]),
+        ("view", vec![]),
+        ("system:aggregate-to-admin", admin_rules()),
+        ("system:aggregate-to-edit", edit_rules()),
+        ("system:aggregate-to-view", view_rules()),
         (
             "system:basic-user",
             vec![
@@ -876,11 +881,41 @@ fn bootstrap_meta(name: &str) -> Value {
     })
 }
 
+const AGGREGATE_TO: &str = "rbac.authorization.k8s.io/aggregate-to-";
+
+/// How the default roles aggregate, as upstream: `admin` gathers the roles labelled
+/// `aggregate-to-admin` (`edit` and `system:aggregate-to-admin`), `edit` those labelled
+/// `aggregate-to-edit` (`view`, `system:aggregate-to-edit`), `view` those labelled
+/// `aggregate-to-view`. Returns (the label it selects, the labels it carries).
+fn aggregation(name: &str) -> (Option<&'static str>, &'static [&'static str]) {
+    match name {
+        "admin" => (Some("admin"), &[]),
+        "edit" => (Some("edit"), &["admin"]),
+        "view" => (Some("view"), &["edit"]),
+        "system:aggregate-to-admin" => (None, &["admin"]),
+        "system:aggregate-to-edit" => (None, &["edit"]),
+        "system:aggregate-to-view" => (None, &["view"]),
+        _ => (None, &[]),
+    }
+}
+
 /// The default ClusterRoles and ClusterRoleBindings, as objects.
 pub fn bootstrap_policy() -> (Vec<Value>, Vec<Value>) {
     let roles = cluster_roles()
         .into_iter()
-        .map(|(name, rules)| json!({"metadata": bootstrap_meta(name), "rules": rules}))
+        .map(|(name, rules)| {
+            let mut role = json!({"metadata": bootstrap_meta(name), "rules": rules});
+            let (selects, labels) = aggregation(name);
+            for to in labels {
+                role["metadata"]["labels"][format!("{AGGREGATE_TO}{to}")] = json!("true");
+            }
+            if let Some(to) = selects {
+                role["aggregationRule"] = json!({"clusterRoleSelectors": [
+                    {"matchLabels": {format!("{AGGREGATE_TO}{to}"): "true"}}
+                ]});
+            }
+            role
+        })
         .collect();
     let bindings = cluster_role_bindings()
         .into_iter()
@@ -937,7 +972,23 @@ pub async fn reconcile_bootstrap_policy(reg: &Registry) -> ApiResult<()> {
                 .into_iter()
                 .filter(|r| !have.contains(r))
                 .collect();
-            if !auto || missing.is_empty() {
+            // Roles that aggregate now (older stores kept their rules statically).
+            let aggregation_rule = want.get("aggregationRule").cloned();
+            let missing_labels: Map<String, Value> = want["metadata"]["labels"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(k, _)| {
+                    existing
+                        .pointer("/metadata/labels")
+                        .and_then(|l| l.get(k))
+                        .is_none()
+                })
+                .collect();
+            let rule_changed = aggregation_rule.is_some()
+                && existing.get("aggregationRule") != aggregation_rule.as_ref();
+            if !auto || (missing.is_empty() && missing_labels.is_empty() && !rule_changed) {
                 continue;
             }
             reg.update(
@@ -959,10 +1010,117 @@ pub async fn reconcile_bootstrap_policy(reg: &Registry) -> ApiResult<()> {
                         }
                     }
                     new[field] = Value::Array(list);
+                    if let Some(rule) = &aggregation_rule {
+                        new["aggregationRule"] = rule.clone();
+                    }
+                    for (k, v) in &missing_labels {
+                        new["metadata"]["labels"][k] = v.clone();
+                    }
                     Ok(new)
                 },
             )
             .await?;
+        }
+    }
+    aggregate_cluster_roles(reg).await
+}
+
+/// Whether ClusterRole `role` is selected by one of `selectors` (label selector objects;
+/// an empty one selects every role, as upstream).
+fn selected(role: &Value, selectors: &[Value]) -> bool {
+    selectors.iter().any(|sel| {
+        let text = crate::table::selector_string(Some(sel));
+        let text = if text == "<none>" {
+            String::new()
+        } else {
+            text
+        };
+        crate::selector::LabelSelector::parse(&text).is_ok_and(|s| s.matches_object(role))
+    })
+}
+
+/// The rules of every aggregated ClusterRole (`aggregationRule`) from the roles its
+/// selectors pick, as kube-controller-manager's clusterrole-aggregation controller keeps
+/// them: the union of their rules, roles in name order, each rule once.
+pub fn aggregated_rules(role: &Value, all: &[Value]) -> Option<Vec<Value>> {
+    let selectors = role
+        .pointer("/aggregationRule/clusterRoleSelectors")
+        .and_then(Value::as_array)?;
+    let name = role.pointer("/metadata/name");
+    let mut picked: Vec<&Value> = all
+        .iter()
+        .filter(|r| r.pointer("/metadata/name") != name && selected(r, selectors))
+        .collect();
+    picked.sort_by_key(|r| {
+        r.pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    });
+    let mut rules: Vec<Value> = Vec::new();
+    for r in picked {
+        for rule in r
+            .get("rules")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if !rules.contains(rule) {
+                rules.push(rule.clone());
+            }
+        }
+    }
+    Some(rules)
+}
+
+/// Brings every aggregated ClusterRole's rules up to date; repeats while one changes (an
+/// aggregated role may itself be aggregated, as `view` into `edit` into `admin`).
+pub async fn aggregate_cluster_roles(reg: &Registry) -> ApiResult<()> {
+    let Some(res) = lookup("rbac.authorization.k8s.io", "v1", "clusterroles") else {
+        return Ok(());
+    };
+    let manager =
+        crate::managed::Manager::of_request(Some("clusterrole-aggregation-controller"), None);
+    for _round in 0..8 {
+        let all = reg
+            .list(res, None, &crate::registry::ListOptions::default())
+            .await?
+            .items;
+        let mut changed = false;
+        for role in &all {
+            let Some(rules) = aggregated_rules(role, &all) else {
+                continue;
+            };
+            let current = role.get("rules").cloned().unwrap_or(json!([]));
+            if current == json!(rules) || (rules.is_empty() && current.is_null()) {
+                continue;
+            }
+            let name = role
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let out = reg
+                .update_as(
+                    res,
+                    None,
+                    name,
+                    crate::strategy::Subresource::Main,
+                    false,
+                    Some(&manager),
+                    |old| {
+                        let mut new = crate::handler::without_rv(old);
+                        new["rules"] = json!(rules);
+                        Ok(new)
+                    },
+                )
+                .await;
+            match out {
+                Ok(_) => changed = true,
+                Err(e) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if !changed {
+            break;
         }
     }
     Ok(())
@@ -971,6 +1129,50 @@ pub async fn reconcile_bootstrap_policy(reg: &Registry) -> ApiResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_roles_aggregate_like_upstream() {
+        let (roles, _) = bootstrap_policy();
+        let by = |n: &str| {
+            roles
+                .iter()
+                .find(|r| r["metadata"]["name"] == n)
+                .cloned()
+                .unwrap_or_default()
+        };
+        // view, then edit (which includes view), then admin.
+        let mut all = roles.clone();
+        for name in ["view", "edit", "admin"] {
+            let role = all
+                .iter()
+                .find(|r| r["metadata"]["name"] == name)
+                .cloned()
+                .unwrap_or_default();
+            let rules = aggregated_rules(&role, &all).expect("aggregated");
+            if let Some(r) = all.iter_mut().find(|r| r["metadata"]["name"] == name) {
+                r["rules"] = json!(rules);
+            }
+        }
+        let rules_of = |n: &str| -> Vec<Value> {
+            all.iter()
+                .find(|r| r["metadata"]["name"] == n)
+                .and_then(|r| r["rules"].as_array().cloned())
+                .unwrap_or_default()
+        };
+        assert_eq!(rules_of("view"), view_rules());
+        let edit = rules_of("edit");
+        assert!(view_rules()
+            .iter()
+            .chain(&edit_rules())
+            .all(|r| edit.contains(r)));
+        let admin = rules_of("admin");
+        assert!(admin_rules().iter().chain(&edit).all(|r| admin.contains(r)));
+        assert_eq!(
+            by("edit")["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-admin"],
+            "true"
+        );
+        assert!(aggregated_rules(&by("cluster-admin"), &all).is_none());
+    }
 
     fn attrs(method: &str, path: &str) -> Attributes {
         Attributes::of_request(method, path, None)

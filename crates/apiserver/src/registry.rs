@@ -290,8 +290,20 @@ impl Registry {
         &self,
         res: &Resource,
         ns: Option<&str>,
+        obj: Value,
+        dry_run: bool,
+    ) -> ApiResult<Value> {
+        self.create_as(res, ns, obj, dry_run, None).await
+    }
+
+    /// [`Registry::create`], recording `manager`'s fields in the managed fields.
+    pub async fn create_as(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
         mut obj: Value,
         dry_run: bool,
+        manager: Option<&crate::managed::Manager>,
     ) -> ApiResult<Value> {
         if !obj.is_object() {
             return Err(ApiError::bad_request("the body must be a JSON object"));
@@ -335,6 +347,9 @@ impl Registry {
         crate::admission::admit_create(self, res, &mut obj).await?;
         if res.kind == "Service" {
             self.allocate_service(&mut obj).await?;
+        }
+        if let Some(m) = manager {
+            crate::managed::record_update(res, None, &mut obj, m, None);
         }
         if dry_run {
             return Ok(obj);
@@ -539,6 +554,25 @@ impl Registry {
         name: &str,
         sub: Subresource,
         dry_run: bool,
+        mutate: F,
+    ) -> ApiResult<Value>
+    where
+        F: FnMut(&Value) -> ApiResult<Value> + Send,
+    {
+        self.update_as(res, ns, name, sub, dry_run, None, mutate)
+            .await
+    }
+
+    /// [`Registry::update`], recording the fields `manager` changes in the managed fields.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn update_as<F>(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        name: &str,
+        sub: Subresource,
+        dry_run: bool,
+        manager: Option<&crate::managed::Manager>,
         mut mutate: F,
     ) -> ApiResult<Value>
     where
@@ -607,6 +641,13 @@ impl Registry {
             strategy::prepare_for_update(res, &old, &mut new, sub);
             if res.kind == "Service" && sub == Subresource::Main {
                 self.update_service_ports(&mut new, ns, name).await?;
+            }
+            if let Some(m) = manager {
+                let subresource = m.subresource.or(match sub {
+                    Subresource::Status => Some("status"),
+                    _ => None,
+                });
+                crate::managed::record_update(res, Some(&old), &mut new, m, subresource);
             }
             let mut causes = crate::validation::validate(res, &new);
             causes.extend(strategy::validate_update(res, &old, &new, sub));

@@ -351,7 +351,8 @@ fn join_names(list: Option<&Value>, field: &str) -> String {
         .unwrap_or_default()
 }
 
-fn selector_string(sel: Option<&Value>) -> String {
+/// A label selector object as its string form (`<none>` for none).
+pub(crate) fn selector_string(sel: Option<&Value>) -> String {
     let Some(sel) = sel else {
         return "<none>".into();
     };

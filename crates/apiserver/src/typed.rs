@@ -17,17 +17,71 @@ pub fn kube_minor() -> u32 {
     v
 }
 
-/// Round-trips `obj` through the typed struct of `kind`. `Ok(None)` for kinds without one.
-fn round_trip(res: &Resource, obj: &Value) -> Result<Option<Value>, String> {
-    let kind = if res.group == "events.k8s.io" {
+/// The key of a resource's typed struct in [`with_type!`]: its kind, `events.k8s.io/Event`
+/// for the events API's Event.
+pub fn type_key(res: &Resource) -> &'static str {
+    if res.group == "events.k8s.io" {
         "events.k8s.io/Event"
     } else {
         res.kind
-    };
-    use k8s_openapi::api::{
-        apps, autoscaling, batch, certificates, coordination, core, discovery, networking, policy,
-        rbac, scheduling, storage,
-    };
+    }
+}
+
+/// `with_type!(key, m, default)`: expands `m!(Type)` for the k8s-openapi struct of the
+/// [`type_key`] `key`, `default` for kinds without one (one table for the decoder and the
+/// OpenAPI schemas).
+#[macro_export]
+macro_rules! with_type {
+    ($key:expr, $m:ident, $default:expr) => {{
+        use k8s_openapi::api::{
+            apps, autoscaling, batch, certificates, coordination, core, discovery, networking,
+            policy, rbac, scheduling, storage,
+        };
+        match $key {
+            "ConfigMap" => $m!(core::v1::ConfigMap),
+            "Endpoints" => $m!(core::v1::Endpoints),
+            "Event" => $m!(core::v1::Event),
+            "events.k8s.io/Event" => $m!(k8s_openapi::api::events::v1::Event),
+            "LimitRange" => $m!(core::v1::LimitRange),
+            "Namespace" => $m!(core::v1::Namespace),
+            "Node" => $m!(core::v1::Node),
+            "PersistentVolumeClaim" => $m!(core::v1::PersistentVolumeClaim),
+            "PersistentVolume" => $m!(core::v1::PersistentVolume),
+            "Pod" => $m!(core::v1::Pod),
+            "PodTemplate" => $m!(core::v1::PodTemplate),
+            "ReplicationController" => $m!(core::v1::ReplicationController),
+            "ResourceQuota" => $m!(core::v1::ResourceQuota),
+            "Secret" => $m!(core::v1::Secret),
+            "ServiceAccount" => $m!(core::v1::ServiceAccount),
+            "Service" => $m!(core::v1::Service),
+            "ControllerRevision" => $m!(apps::v1::ControllerRevision),
+            "DaemonSet" => $m!(apps::v1::DaemonSet),
+            "Deployment" => $m!(apps::v1::Deployment),
+            "ReplicaSet" => $m!(apps::v1::ReplicaSet),
+            "StatefulSet" => $m!(apps::v1::StatefulSet),
+            "CronJob" => $m!(batch::v1::CronJob),
+            "Job" => $m!(batch::v1::Job),
+            "Lease" => $m!(coordination::v1::Lease),
+            "CertificateSigningRequest" => $m!(certificates::v1::CertificateSigningRequest),
+            "EndpointSlice" => $m!(discovery::v1::EndpointSlice),
+            "IngressClass" => $m!(networking::v1::IngressClass),
+            "Ingress" => $m!(networking::v1::Ingress),
+            "NetworkPolicy" => $m!(networking::v1::NetworkPolicy),
+            "PodDisruptionBudget" => $m!(policy::v1::PodDisruptionBudget),
+            "ClusterRoleBinding" => $m!(rbac::v1::ClusterRoleBinding),
+            "ClusterRole" => $m!(rbac::v1::ClusterRole),
+            "RoleBinding" => $m!(rbac::v1::RoleBinding),
+            "Role" => $m!(rbac::v1::Role),
+            "PriorityClass" => $m!(scheduling::v1::PriorityClass),
+            "StorageClass" => $m!(storage::v1::StorageClass),
+            "HorizontalPodAutoscaler" => $m!(autoscaling::v2::HorizontalPodAutoscaler),
+            _ => $default,
+        }
+    }};
+}
+
+/// Round-trips `obj` through the typed struct of `kind`. `Ok(None)` for kinds without one.
+fn round_trip(res: &Resource, obj: &Value) -> Result<Option<Value>, String> {
     macro_rules! rt {
         ($t:ty) => {{
             let typed: $t = serde_json::from_value(obj.clone()).map_err(|e| e.to_string())?;
@@ -36,46 +90,7 @@ fn round_trip(res: &Resource, obj: &Value) -> Result<Option<Value>, String> {
                 .map_err(|e| e.to_string())
         }};
     }
-    match kind {
-        "ConfigMap" => rt!(core::v1::ConfigMap),
-        "Endpoints" => rt!(core::v1::Endpoints),
-        "Event" => rt!(core::v1::Event),
-        "events.k8s.io/Event" => rt!(k8s_openapi::api::events::v1::Event),
-        "LimitRange" => rt!(core::v1::LimitRange),
-        "Namespace" => rt!(core::v1::Namespace),
-        "Node" => rt!(core::v1::Node),
-        "PersistentVolumeClaim" => rt!(core::v1::PersistentVolumeClaim),
-        "PersistentVolume" => rt!(core::v1::PersistentVolume),
-        "Pod" => rt!(core::v1::Pod),
-        "PodTemplate" => rt!(core::v1::PodTemplate),
-        "ReplicationController" => rt!(core::v1::ReplicationController),
-        "ResourceQuota" => rt!(core::v1::ResourceQuota),
-        "Secret" => rt!(core::v1::Secret),
-        "ServiceAccount" => rt!(core::v1::ServiceAccount),
-        "Service" => rt!(core::v1::Service),
-        "ControllerRevision" => rt!(apps::v1::ControllerRevision),
-        "DaemonSet" => rt!(apps::v1::DaemonSet),
-        "Deployment" => rt!(apps::v1::Deployment),
-        "ReplicaSet" => rt!(apps::v1::ReplicaSet),
-        "StatefulSet" => rt!(apps::v1::StatefulSet),
-        "CronJob" => rt!(batch::v1::CronJob),
-        "Job" => rt!(batch::v1::Job),
-        "Lease" => rt!(coordination::v1::Lease),
-        "CertificateSigningRequest" => rt!(certificates::v1::CertificateSigningRequest),
-        "EndpointSlice" => rt!(discovery::v1::EndpointSlice),
-        "IngressClass" => rt!(networking::v1::IngressClass),
-        "Ingress" => rt!(networking::v1::Ingress),
-        "NetworkPolicy" => rt!(networking::v1::NetworkPolicy),
-        "PodDisruptionBudget" => rt!(policy::v1::PodDisruptionBudget),
-        "ClusterRoleBinding" => rt!(rbac::v1::ClusterRoleBinding),
-        "ClusterRole" => rt!(rbac::v1::ClusterRole),
-        "RoleBinding" => rt!(rbac::v1::RoleBinding),
-        "Role" => rt!(rbac::v1::Role),
-        "PriorityClass" => rt!(scheduling::v1::PriorityClass),
-        "StorageClass" => rt!(storage::v1::StorageClass),
-        "HorizontalPodAutoscaler" => rt!(autoscaling::v2::HorizontalPodAutoscaler),
-        _ => Ok(None),
-    }
+    with_type!(type_key(res), rt, Ok(None))
 }
 
 /// Checks `obj` (of `kind`): `Err(message)` if it does not decode; otherwise removes

@@ -272,19 +272,6 @@ async fn semantics() {
         .await;
     assert!(err.contains("Too large resource version"), "{err}");
 
-    // Server-side apply is not built: a clear error, not a pretence.
-    let err = fx
-        .fails(
-            k,
-            &[
-                "apply",
-                "--server-side",
-                "-f",
-                file.to_str().unwrap_or_default(),
-            ],
-        )
-        .await;
-    assert!(err.contains("server-side apply is not supported"), "{err}");
     fx.stop().await;
 }
 

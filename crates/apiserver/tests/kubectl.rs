@@ -582,3 +582,65 @@ async fn restart_keeps_objects_and_certs() {
     assert!(out.contains("IPv4") && out.contains(&port), "{out}");
     fx.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_prints_field_descriptions() {
+    if !have_kubectl() {
+        return;
+    }
+    let mut fx = Fixture::start().await;
+    for k in [KUBECTL_NEW, KUBECTL_OLD] {
+        let out = fx.ok(k, &["explain", "pods.spec.containers"]).await;
+        assert!(out.contains("KIND:") && out.contains("Pod"), "{k}: {out}");
+        assert!(
+            out.contains("A single application container that you want to run within a pod"),
+            "{k}: {out}"
+        );
+        assert!(
+            out.contains("image") && out.contains("<string>"),
+            "{k}: {out}"
+        );
+        assert!(
+            out.contains("env") && out.contains("<[]EnvVar>"),
+            "{k}: {out}"
+        );
+        let out = fx
+            .ok(
+                k,
+                &[
+                    "explain",
+                    "deployments.spec.replicas",
+                    "--api-version=apps/v1",
+                ],
+            )
+            .await;
+        assert!(out.contains("<integer>"), "{k}: {out}");
+        assert!(out.contains("Number of desired pods"), "{k}: {out}");
+    }
+    // Explain from the OpenAPI v2 document (protobuf).
+    let out = fx
+        .ok(
+            KUBECTL_OLD,
+            &[
+                "explain",
+                "pods.spec.containers",
+                "--output=plaintext-openapiv2",
+            ],
+        )
+        .await;
+    assert!(
+        out.contains("A single application container that you want to run within a pod"),
+        "{out}"
+    );
+    // v2 names referenced types Object, as the real server's document makes kubectl do.
+    assert!(
+        out.contains("RESOURCE: containers <[]Object>") && out.contains("<string>"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.trim_start().starts_with("env") && l.contains("<[]Object>")),
+        "{out}"
+    );
+    fx.stop().await;
+}

@@ -226,10 +226,36 @@ async fn rbac_impersonation_and_access_reviews() {
     }
     fx.ok(K, &["label", "clusterrole", "view", "mine=yes"])
         .await;
-    fx.ok(K, &["patch", "clusterrole", "view", "--type=json", "-p", r#"[{"op":"add","path":"/rules/-","value":{"apiGroups":["example.com"],"resources":["widgets"],"verbs":["get"]}}]"#]).await;
+    // view's rules are the aggregation's: a direct edit is undone; other defaults keep
+    // what an administrator adds.
+    let add = r#"[{"op":"add","path":"/rules/-","value":{"apiGroups":["example.com"],"resources":["widgets"],"verbs":["get"]}}]"#;
+    fx.ok(
+        K,
+        &["patch", "clusterrole", "view", "--type=json", "-p", add],
+    )
+    .await;
+    let view = fx
+        .ok(K, &["get", "clusterrole", "view", "-o", "json"])
+        .await;
+    assert!(!view.contains("widgets"), "{view}");
+    fx.ok(
+        K,
+        &[
+            "patch",
+            "clusterrole",
+            "system:basic-user",
+            "--type=json",
+            "-p",
+            add,
+        ],
+    )
+    .await;
     let before = json(
-        &fx.ok(K, &["get", "clusterrole", "view", "-o", "json"])
-            .await,
+        &fx.ok(
+            K,
+            &["get", "clusterrole", "system:basic-user", "-o", "json"],
+        )
+        .await,
     );
     assert!(before["rules"].to_string().contains("widgets"));
     fx.stop().await;
@@ -241,8 +267,11 @@ async fn rbac_impersonation_and_access_reviews() {
         .await;
     assert!(out.contains("mine=yes"), "{out}");
     let after = json(
-        &fx.ok(K, &["get", "clusterrole", "view", "-o", "json"])
-            .await,
+        &fx.ok(
+            K,
+            &["get", "clusterrole", "system:basic-user", "-o", "json"],
+        )
+        .await,
     );
     assert_eq!(before["rules"], after["rules"]);
     fx.stop().await;
@@ -782,6 +811,117 @@ async fn pod_admission() {
     assert!(
         err.contains(r#"pods "np" is forbidden: no PriorityClass with name nope was found"#),
         "{err}"
+    );
+    fx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_roles_aggregate() {
+    if !have_kubectl() {
+        return;
+    }
+    let mut fx = Fixture::start().await;
+    let k = KUBECTL_NEW;
+    let rules_of = |v: &serde_json::Value| -> Vec<serde_json::Value> {
+        v["rules"].as_array().cloned().unwrap_or_default()
+    };
+    let get = |name: &'static str| {
+        let fx = &fx;
+        async move {
+            serde_json::from_str::<serde_json::Value>(
+                &fx.ok(k, &["get", "clusterrole", name, "-o", "json"]).await,
+            )
+            .unwrap_or_default()
+        }
+    };
+    // The defaults are built by aggregation, as upstream.
+    let admin = get("admin").await;
+    assert_eq!(
+        admin["aggregationRule"]["clusterRoleSelectors"][0]["matchLabels"]
+            ["rbac.authorization.k8s.io/aggregate-to-admin"],
+        "true"
+    );
+    let rules = rules_of(&admin);
+    let managers = fx
+        .ok(
+            k,
+            &[
+                "get",
+                "clusterrole",
+                "admin",
+                "--show-managed-fields",
+                "-o",
+                "jsonpath={.metadata.managedFields[*].manager}",
+            ],
+        )
+        .await;
+    assert!(
+        managers.contains("clusterrole-aggregation-controller"),
+        "{managers}"
+    );
+    assert!(
+        rules.iter().any(|r| r["resources"]
+            .as_array()
+            .is_some_and(|a| a.contains(&"rolebindings".into()))),
+        "{admin}"
+    );
+    assert!(
+        rules.iter().any(|r| r["resources"]
+            .as_array()
+            .is_some_and(|a| a.contains(&"deployments".into()))),
+        "{admin}"
+    );
+
+    // A role labelled aggregate-to-view reaches view, edit and admin; deleting it removes it.
+    fx.file(
+        "templates.yaml",
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: podtemplate-reader\n  labels:\n    rbac.authorization.k8s.io/aggregate-to-view: \"true\"\nrules:\n- apiGroups: [\"\"]\n  resources: [podtemplates]\n  verbs: [get, list]\n",
+    );
+    fx.ok(k, &["apply", "-f", "templates.yaml"]).await;
+    let has_templates = |v: &serde_json::Value| {
+        rules_of(v)
+            .iter()
+            .any(|r| r["resources"] == serde_json::json!(["podtemplates"]))
+    };
+    for name in ["view", "edit", "admin"] {
+        assert!(has_templates(&get(name).await), "{name}");
+    }
+    fx.ok(
+        k,
+        &[
+            "create",
+            "rolebinding",
+            "jane-view",
+            "--clusterrole=view",
+            "--user=jane",
+        ],
+    )
+    .await;
+    let out = fx
+        .ok(k, &["auth", "can-i", "list", "podtemplates", "--as=jane"])
+        .await;
+    assert_eq!(out.trim(), "yes");
+    fx.ok(k, &["delete", "clusterrole", "podtemplate-reader"])
+        .await;
+    for name in ["view", "edit", "admin"] {
+        assert!(!has_templates(&get(name).await), "{name}");
+    }
+    let (_, out, _) = fx
+        .run(k, &["auth", "can-i", "list", "podtemplates", "--as=jane"])
+        .await;
+    assert_eq!(out.trim(), "no");
+
+    // A role of one's own that aggregates by a label.
+    fx.file(
+        "agg.yaml",
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: team-all\naggregationRule:\n  clusterRoleSelectors:\n  - matchLabels: {team: blue}\nrules: []\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: blue-cm\n  labels: {team: blue}\nrules:\n- apiGroups: [\"\"]\n  resources: [configmaps]\n  verbs: [get]\n",
+    );
+    fx.ok(k, &["apply", "-f", "agg.yaml"]).await;
+    let team = get("team-all").await;
+    assert_eq!(
+        rules_of(&team),
+        vec![serde_json::json!({"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]})],
+        "{team}"
     );
     fx.stop().await;
 }

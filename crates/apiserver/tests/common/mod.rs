@@ -159,6 +159,48 @@ impl Fixture {
         err
     }
 
+    /// Sends one request with curl and a bearer token (a raw HTTP client, for bodies
+    /// kubectl does not send); returns (HTTP status, body).
+    pub async fn curl(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &str,
+    ) -> (u16, String) {
+        let ca = self.file(
+            "curl-ca.crt",
+            &self
+                .server
+                .as_ref()
+                .map(|s| s.ca_cert_pem.clone())
+                .unwrap_or_default(),
+        );
+        let mut cmd = tokio::process::Command::new("curl");
+        cmd.args(["-sS", "-X", method, "--cacert"])
+            .arg(&ca)
+            .arg("-H")
+            .arg(format!("Authorization: Bearer {token}"))
+            .arg("-w")
+            .arg("\n%{http_code}");
+        if !body.is_empty() {
+            cmd.arg("-H")
+                .arg(format!("Content-Type: {content_type}"))
+                .arg("--data-binary")
+                .arg(body);
+        }
+        cmd.arg(format!("https://127.0.0.1:{}{path}", self.port()))
+            .kill_on_drop(true);
+        let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+            .await
+            .expect("curl timed out")
+            .expect("curl runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+
     pub async fn stop(&mut self) {
         if let Some(s) = self.server.take() {
             s.shutdown().await;
