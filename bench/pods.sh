@@ -32,7 +32,8 @@ tar -C "$RF" -cf "$W/rootfs.tar" .
 "$SKIFF" --root "$W/root" import "$W/rootfs.tar" busybox:latest >/dev/null
 "$SKIFF" --root "$W/root" server --data-dir "$W/server" --https-listen-port 0 --bind-address 127.0.0.1 \
   --write-kubeconfig "$W/kc" --pod-bridge skpodbench1 --cluster-cidr 10.232.0.0/16 --node-name bench \
-  --eviction-hard "memory.available<10Mi,nodefs.available<1%,imagefs.available<1%" 2>"$W/server.log" &
+  --eviction-hard "memory.available<10Mi,nodefs.available<1%,imagefs.available<1%" \
+  --image-gc-high-threshold 100 --image-gc-low-threshold 99 2>"$W/server.log" &
 SPID=$!
 for _ in $(seq 1 100); do [ -f "$W/kc" ] && grep -q "API on port" "$W/server.log" && break; sleep 0.1; done
 python3 - "$W" "$N" <<'PY'
