@@ -98,6 +98,70 @@ pub fn read_entries(path: &std::path::Path) -> Vec<Entry> {
         .collect()
 }
 
+/// Follows a container's json-file log at `path` from its current end: `each` gets
+/// every entry appended (across size rotations, `<log>.1`, `<log>.2`, …), until it
+/// returns false or the container `c` is no longer running and all is read.
+pub fn follow(
+    c: &mut crate::Container,
+    path: &std::path::Path,
+    mut each: impl FnMut(&Entry) -> bool,
+) {
+    use std::io::{Seek, SeekFrom};
+    use std::os::unix::fs::MetadataExt;
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return;
+    };
+    let mut pos = f.seek(SeekFrom::End(0)).unwrap_or(0);
+    let ino = |m: std::io::Result<std::fs::Metadata>| m.map(|m| m.ino()).ok();
+    loop {
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        if len <= pos {
+            // Rotated: what the old file had is read; go on with the next one, which
+            // is `<log>.N-1` if ours is now `<log>.N`, else the current log.
+            let mine = ino(f.metadata());
+            if ino(std::fs::metadata(path)) != mine {
+                let numbered = |n: u32| {
+                    let mut p = path.as_os_str().to_owned();
+                    p.push(format!(".{n}"));
+                    std::path::PathBuf::from(p)
+                };
+                let at = (1..=64).find(|&n| ino(std::fs::metadata(numbered(n))) == mine);
+                let next = match at {
+                    Some(n) if n > 1 => numbered(n - 1),
+                    _ => path.to_path_buf(),
+                };
+                if let Ok(nf) = std::fs::File::open(&next) {
+                    f = nf;
+                    pos = 0;
+                    continue;
+                }
+            }
+        }
+        if len > pos {
+            let _ = f.seek(SeekFrom::Start(pos));
+            let mut r = std::io::BufReader::new(&f);
+            let mut line = String::new();
+            while r.read_line(&mut line).unwrap_or(0) > 0 {
+                if !line.ends_with('\n') {
+                    break;
+                }
+                pos += line.len() as u64;
+                if let Ok(e) = serde_json::from_str::<Entry>(&line) {
+                    if !each(&e) {
+                        return;
+                    }
+                }
+                line.clear();
+            }
+            continue;
+        }
+        if c.reload().is_err() || !c.state.status.is_active() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// Write one entry as `docker logs` prints it, to stdout or stderr.
 pub fn print_entry(e: &Entry, opts: &LogOptions, out: &mut dyn Write, err: &mut dyn Write) {
     let w: &mut dyn Write = if e.stream == "stderr" { err } else { out };

@@ -1394,35 +1394,14 @@ fn logs(root: &Path, name: &str, follow: bool, tail: Option<String>, ts: bool) -
     if !follow {
         return Ok(0);
     }
-    // Follow: read appended lines until the container stops.
-    use std::io::{BufRead, Seek, SeekFrom};
-    let mut f = std::fs::File::open(&path).map_err(|err| anyhow!("{err}"))?;
-    let mut pos = f.seek(SeekFrom::End(0)).unwrap_or(0);
+    // Follow: print appended lines until the container stops.
     let mut c = c;
-    loop {
-        let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        if len > pos {
-            f.seek(SeekFrom::Start(pos)).ok();
-            let mut r = std::io::BufReader::new(&f);
-            let mut line = String::new();
-            while r.read_line(&mut line).unwrap_or(0) > 0 {
-                if !line.ends_with('\n') {
-                    break;
-                }
-                pos += line.len() as u64;
-                if let Ok(en) = serde_json::from_str::<skiff_engine::logs::Entry>(&line) {
-                    skiff_engine::logs::print_entry(&en, &opts, &mut o, &mut er);
-                }
-                line.clear();
-            }
-            let _ = o.flush();
-            continue;
-        }
-        if c.reload().is_err() || !c.state.status.is_active() {
-            return Ok(0);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    skiff_engine::logs::follow(&mut c, &path, |en| {
+        skiff_engine::logs::print_entry(en, &opts, &mut o, &mut er);
+        let _ = o.flush();
+        true
+    });
+    Ok(0)
 }
 
 /// `skiff attach`: stdio of a running container through its monitor's socket.

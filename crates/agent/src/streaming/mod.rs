@@ -322,7 +322,6 @@ fn stream_log(
     follow: bool,
     tx: tokio::sync::mpsc::Sender<Bytes>,
 ) {
-    use std::io::{BufRead, Seek, SeekFrom};
     let mut budget = limit.unwrap_or(u64::MAX);
     let mut send = |mut b: Vec<u8>| -> bool {
         if budget == 0 {
@@ -333,9 +332,6 @@ fn stream_log(
         }
         budget -= b.len() as u64;
         tx.blocking_send(Bytes::from(b)).is_ok() && budget > 0
-    };
-    let Ok(mut f) = std::fs::File::open(&path) else {
-        return;
     };
     let entries = skiff_engine::logs::read_entries(&path);
     let rendered: Vec<Vec<u8>> = entries.iter().filter_map(|e| filter.render(e)).collect();
@@ -348,61 +344,11 @@ fn stream_log(
             return;
         }
     }
-    if !follow {
-        return;
-    }
-    let mut pos = f.seek(SeekFrom::End(0)).unwrap_or(0);
-    loop {
-        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-        if len <= pos {
-            // Rotated: what the old file had is read; go on with the new one.
-            use std::os::unix::fs::MetadataExt;
-            let ino = |m: std::io::Result<std::fs::Metadata>| m.map(|m| m.ino()).ok();
-            let mine = ino(f.metadata());
-            if ino(std::fs::metadata(&path)) != mine {
-                // The file after ours: `<log>.N-1` if ours is now `<log>.N`, else the
-                // newest rotated one our file is older than, else the current log.
-                let numbered = |n: u32| {
-                    let mut p = path.as_os_str().to_owned();
-                    p.push(format!(".{n}"));
-                    PathBuf::from(p)
-                };
-                let at = (1..=64).find(|&n| ino(std::fs::metadata(numbered(n))) == mine);
-                let next = match at {
-                    Some(n) if n > 1 => numbered(n - 1),
-                    _ => path.clone(),
-                };
-                if let Ok(nf) = std::fs::File::open(&next) {
-                    f = nf;
-                    pos = 0;
-                    continue;
-                }
-            }
-        }
-        if len > pos {
-            let _ = f.seek(SeekFrom::Start(pos));
-            let mut r = std::io::BufReader::new(&f);
-            let mut line = String::new();
-            while r.read_line(&mut line).unwrap_or(0) > 0 {
-                if !line.ends_with('\n') {
-                    break;
-                }
-                pos += line.len() as u64;
-                if let Ok(e) = serde_json::from_str::<skiff_engine::logs::Entry>(&line) {
-                    if let Some(b) = filter.render(&e) {
-                        if !send(b) {
-                            return;
-                        }
-                    }
-                }
-                line.clear();
-            }
-            continue;
-        }
-        if tx.is_closed() || c.reload().is_err() || !c.state.status.is_active() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    if follow {
+        skiff_engine::logs::follow(&mut c, &path, |e| match filter.render(e) {
+            Some(b) => send(b) && !tx.is_closed(),
+            None => !tx.is_closed(),
+        });
     }
 }
 
