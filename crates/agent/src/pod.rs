@@ -636,53 +636,59 @@ fn volume_path(
         return claim_path(v, c, ns, lookup);
     }
     let target = |plugin: &str| dir.join("volumes").join(plugin).join(&v.name);
-    if let Some(cm) = &v.config_map {
-        let data = lookup.config_map(ns, &cm.name);
-        let data = match (data, cm.optional) {
+    // configMap and secret volumes: the object's keys (or the listed items) as files.
+    let keys = |kind: &str,
+                name: &str,
+                data: Option<BTreeMap<String, String>>,
+                optional: Option<bool>,
+                items: &Option<Vec<k8s_openapi::api::core::v1::KeyToPath>>,
+                default_mode: Option<i32>,
+                plugin: &str|
+     -> Result<PathBuf, PodError> {
+        let data = match (data, optional) {
             (Some(d), _) => d,
             (None, Some(true)) => BTreeMap::new(),
             (None, _) => {
                 return Err(PodError::Volume(format!(
-                    "MountVolume.SetUp failed for volume \"{}\" : configmap \"{}\" not found",
-                    v.name, cm.name
-                )))
-            }
-        };
-        let bytes = data.into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
-        let items: Option<Vec<(String, String, Option<i32>)>> = cm.items.as_ref().map(|i| {
-            i.iter()
-                .map(|k| (k.key.clone(), k.path.clone(), k.mode))
-                .collect()
-        });
-        let payload = volumes::project(&bytes, items.as_deref(), cm.default_mode)
-            .map_err(PodError::Volume)?;
-        let t = target("kubernetes.io~configmap");
-        volumes::write_atomic(&t, &payload).map_err(verr)?;
-        return Ok(t);
-    }
-    if let Some(sec) = &v.secret {
-        let name = sec.secret_name.clone().unwrap_or_default();
-        let data = match (lookup.secret(ns, &name), sec.optional) {
-            (Some(d), _) => d,
-            (None, Some(true)) => BTreeMap::new(),
-            (None, _) => {
-                return Err(PodError::Volume(format!(
-                    "MountVolume.SetUp failed for volume \"{}\" : secret \"{name}\" not found",
+                    "MountVolume.SetUp failed for volume \"{}\" : {kind} \"{name}\" not found",
                     v.name
                 )))
             }
         };
         let bytes = data.into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
-        let items: Option<Vec<(String, String, Option<i32>)>> = sec.items.as_ref().map(|i| {
+        let items: Option<Vec<(String, String, Option<i32>)>> = items.as_ref().map(|i| {
             i.iter()
                 .map(|k| (k.key.clone(), k.path.clone(), k.mode))
                 .collect()
         });
-        let payload = volumes::project(&bytes, items.as_deref(), sec.default_mode)
-            .map_err(PodError::Volume)?;
-        let t = target("kubernetes.io~secret");
+        let payload =
+            volumes::project(&bytes, items.as_deref(), default_mode).map_err(PodError::Volume)?;
+        let t = target(plugin);
         volumes::write_atomic(&t, &payload).map_err(verr)?;
-        return Ok(t);
+        Ok(t)
+    };
+    if let Some(cm) = &v.config_map {
+        return keys(
+            "configmap",
+            &cm.name,
+            lookup.config_map(ns, &cm.name),
+            cm.optional,
+            &cm.items,
+            cm.default_mode,
+            "kubernetes.io~configmap",
+        );
+    }
+    if let Some(sec) = &v.secret {
+        let name = sec.secret_name.clone().unwrap_or_default();
+        return keys(
+            "secret",
+            &name,
+            lookup.secret(ns, &name),
+            sec.optional,
+            &sec.items,
+            sec.default_mode,
+            "kubernetes.io~secret",
+        );
     }
     if let Some(d) = &v.downward_api {
         let mut payload = BTreeMap::new();

@@ -24,7 +24,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use skiff_engine::{Container, Engine};
-use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -412,7 +411,7 @@ const SPDY_CHANNEL_VERSIONS: &[&str] = &[
 
 async fn remote_command(
     cfg: &Config,
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
     ns: &str,
     pod: &str,
     name: &str,
@@ -468,29 +467,62 @@ async fn remote_command(
             remote::exec(&engine.exe, &engine.root, &id, &command, want.tty, io).await
         }
     };
+    let run_spdy = run.clone();
+    upgrade(
+        req,
+        ws::CHANNEL_PROTOCOLS,
+        SPDY_CHANNEL_VERSIONS,
+        move |sock, proto| async move {
+            let (io, task) = ws::channels_io(sock, proto, want.stdin, want.tty);
+            run(io).await;
+            let _ = task.await;
+        },
+        move |conn, version| async move {
+            if let Some(io) = remote::spdy_io(conn, version, want).await {
+                run_spdy(io).await;
+            }
+        },
+    )
+}
+
+/// Answers an upgrade request: a WebSocket (GET) with one of `ws_protocols`, or
+/// SPDY/3.1 (POST) with one of `spdy_versions` in `X-Stream-Protocol-Version`; the
+/// upgraded connection then goes to `on_ws` or `on_spdy` with what was negotiated.
+fn upgrade<W, WF, S, SF>(
+    mut req: Request<Incoming>,
+    ws_protocols: &'static [&'static str],
+    spdy_versions: &'static [&'static str],
+    on_ws: W,
+    on_spdy: S,
+) -> Response<Body>
+where
+    W: FnOnce(ws::Ws, &'static str) -> WF + Send + 'static,
+    WF: Future<Output = ()> + Send,
+    S: FnOnce(TokioIo<hyper::upgrade::Upgraded>, &'static str) -> SF + Send + 'static,
+    SF: Future<Output = ()> + Send,
+{
     if is_websocket(&req) {
-        let offered = header(&req, "sec-websocket-protocol")
-            .unwrap_or("")
-            .to_string();
-        let Some(proto) = ws::negotiate(&offered, ws::CHANNEL_PROTOCOLS) else {
+        let offered = header(&req, "sec-websocket-protocol").unwrap_or("");
+        let Some(proto) = ws::negotiate(offered, ws_protocols) else {
             return text(
                 StatusCode::BAD_REQUEST,
-                &format!("unsupported WebSocket subprotocols {offered:?}; this node speaks v5.channel.k8s.io and v4.channel.k8s.io"),
+                &format!(
+                    "unsupported WebSocket subprotocols {offered:?}; this endpoint speaks {}",
+                    ws_protocols.join(", ")
+                ),
             );
         };
         let resp = websocket_accept(&req, proto);
         let upgrade = hyper::upgrade::on(&mut req);
         tokio::spawn(async move {
-            let Ok(up) = upgrade.await else { return };
-            let sock = ws::accept(up).await;
-            let (io, task) = ws::channels_io(sock, proto, want.stdin, want.tty);
-            run(io).await;
-            let _ = task.await;
+            if let Ok(up) = upgrade.await {
+                on_ws(ws::accept(up).await, proto).await;
+            }
         });
         return resp;
     }
     if is_spdy(&req) {
-        let Some(version) = spdy_version(&req, SPDY_CHANNEL_VERSIONS) else {
+        let Some(version) = spdy_version(&req, spdy_versions) else {
             return text(
                 StatusCode::FORBIDDEN,
                 "unable to upgrade: no common stream protocol version",
@@ -498,25 +530,22 @@ async fn remote_command(
         };
         let upgrade = hyper::upgrade::on(&mut req);
         tokio::spawn(async move {
-            let Ok(up) = upgrade.await else { return };
-            if let Some(io) = remote::spdy_io(TokioIo::new(up), version, want).await {
-                run(io).await;
+            if let Ok(up) = upgrade.await {
+                on_spdy(TokioIo::new(up), version).await;
             }
         });
         return spdy_accept(version);
     }
     text(
         StatusCode::BAD_REQUEST,
-        "Upgrade request required: use a WebSocket (v5.channel.k8s.io) or SPDY/3.1",
+        &format!(
+            "Upgrade request required: use a WebSocket ({}) or SPDY/3.1",
+            ws_protocols.join(", ")
+        ),
     )
 }
 
-async fn port_forward(
-    cfg: &Config,
-    mut req: Request<Incoming>,
-    ns: &str,
-    pod: &str,
-) -> Response<Body> {
+async fn port_forward(cfg: &Config, req: Request<Incoming>, ns: &str, pod: &str) -> Response<Body> {
     let Some(pid) = sandbox_pid(cfg, ns, pod) else {
         return text(
             StatusCode::NOT_FOUND,
@@ -524,45 +553,19 @@ async fn port_forward(
         );
     };
     let label = format!("{pod}_{ns}");
-    if is_websocket(&req) {
-        let offered = header(&req, "sec-websocket-protocol")
-            .unwrap_or("")
-            .to_string();
-        if ws::negotiate(&offered, &[ws::PORTFORWARD_TUNNEL]).is_none() {
-            return text(
-                StatusCode::BAD_REQUEST,
-                &format!("unsupported WebSocket subprotocols {offered:?} for port-forward"),
-            );
-        }
-        let resp = websocket_accept(&req, ws::PORTFORWARD_TUNNEL);
-        let upgrade = hyper::upgrade::on(&mut req);
-        tokio::spawn(async move {
-            let Ok(up) = upgrade.await else { return };
-            let tunnel = ws::Tunnel::new(ws::accept(up).await);
-            portforward::serve(tunnel, pid, label).await;
-        });
-        return resp;
-    }
-    if is_spdy(&req) {
-        let Some(version) = spdy_version(&req, &["portforward.k8s.io"]) else {
-            return text(
-                StatusCode::FORBIDDEN,
-                "unable to upgrade: no common stream protocol version",
-            );
-        };
-        let upgrade = hyper::upgrade::on(&mut req);
-        tokio::spawn(async move {
-            let Ok(up) = upgrade.await else { return };
-            portforward::serve(TokioIo::new(up), pid, label).await;
-        });
-        return spdy_accept(version);
-    }
-    text(StatusCode::BAD_REQUEST, "Upgrade request required")
+    let tunnel_label = label.clone();
+    upgrade(
+        req,
+        &[ws::PORTFORWARD_TUNNEL],
+        &["portforward.k8s.io"],
+        move |sock, _| portforward::serve(ws::Tunnel::new(sock), pid, tunnel_label),
+        move |conn, _| portforward::serve(conn, pid, label),
+    )
 }
 
 /// The infra process of a pod running on this node.
 fn sandbox_pid(cfg: &Config, ns: &str, pod: &str) -> Option<i32> {
-    let uids: HashMap<String, ()> = cfg
+    let uids: std::collections::BTreeSet<String> = cfg
         .engine
         .list()
         .ok()?
@@ -573,9 +576,8 @@ fn sandbox_pid(cfg: &Config, ns: &str, pod: &str) -> Option<i32> {
                 && l.get("io.kubernetes.pod.name").map(String::as_str) == Some(pod)
         })
         .filter_map(|c| c.record.labels.get("io.kubernetes.pod.uid").cloned())
-        .map(|u| (u, ()))
         .collect();
-    uids.keys().find_map(|uid| {
+    uids.iter().find_map(|uid| {
         let running: crate::pod::RunningPod = serde_json::from_slice(
             &std::fs::read(cfg.pods_dir.join(uid).join("running.json")).ok()?,
         )
