@@ -5,9 +5,11 @@
 //! `concurrencyPolicy` (Allow, Forbid, Replace), `suspend`,
 //! `startingDeadlineSeconds`, and the successful/failed history limits.
 
+use crate::informer::{Expectations, Informer, Key, Requeue};
+use crate::workloads::EXPECTATIONS_RECHECK;
 use chrono::{DateTime, Datelike, Duration, Timelike, Utc};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch};
 use kube::Client;
 use serde_json::json;
 
@@ -149,20 +151,38 @@ fn job_done(j: &Job) -> Option<bool> {
 static WARNED: std::sync::Mutex<std::collections::BTreeSet<String>> =
     std::sync::Mutex::new(std::collections::BTreeSet::new());
 
-/// One pass over every CronJob.
-pub async fn sync_cronjobs(client: &Client) -> Result<(), kube::Error> {
-    let cjs: Api<CronJob> = Api::all(client.clone());
-    let jobs_all: Api<Job> = Api::all(client.clone());
-    let all_jobs = jobs_all.list(&ListParams::default()).await?.items;
-    let now = Utc::now();
-    for cj in cjs.list(&ListParams::default()).await?.items {
+/// The CronJob controller: a CronJob is reconciled when it or one of its Jobs changes,
+/// and every second for its schedule.
+pub struct CronJobs {
+    pub client: Client,
+    pub cronjobs: Informer<CronJob>,
+    pub jobs: Informer<Job>,
+    pub expectations: Expectations<Job>,
+}
+
+/// How often a CronJob's schedule is looked at.
+const SCHEDULE_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl CronJobs {
+    pub async fn reconcile(&self, key: Key) -> Result<Requeue, kube::Error> {
+        let client = &self.client;
+        let now = Utc::now();
+        let Some(cj) = self.cronjobs.get(&key) else {
+            self.expectations.forget(&key);
+            return Ok(None);
+        };
         if cj.metadata.deletion_timestamp.is_some() {
-            continue;
+            return Ok(None);
+        }
+        if !self.expectations.satisfied(&key) {
+            return Ok(Some(EXPECTATIONS_RECHECK));
         }
         let ns = cj.metadata.namespace.clone().unwrap_or_default();
         let name = cj.metadata.name.clone().unwrap_or_default();
         let uid = cj.metadata.uid.clone().unwrap_or_default();
-        let Some(spec) = &cj.spec else { continue };
+        let Some(spec) = &cj.spec else {
+            return Ok(None);
+        };
         let api_cj: Api<CronJob> = Api::namespaced(client.clone(), &ns);
         let api_jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
         let tz = match spec.time_zone.as_deref() {
@@ -187,7 +207,7 @@ pub async fn sync_cronjobs(client: &Client) -> Result<(), kube::Error> {
                         )
                         .await;
                     }
-                    continue;
+                    return Ok(None);
                 }
             },
         };
@@ -195,10 +215,11 @@ pub async fn sync_cronjobs(client: &Client) -> Result<(), kube::Error> {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(cronjob = %name, error = %e, "unparseable schedule");
-                continue;
+                return Ok(None);
             }
         };
-        let mut owned: Vec<&Job> = crate::controlled_by(&all_jobs, &ns, &uid);
+        let owned_jobs = self.jobs.controlled_by(&ns, &uid);
+        let mut owned: Vec<&Job> = owned_jobs.iter().map(|j| j.as_ref()).collect();
         owned.sort_by_key(|j| {
             j.metadata
                 .creation_timestamp
@@ -235,12 +256,15 @@ pub async fn sync_cronjobs(client: &Client) -> Result<(), kube::Error> {
                         "Forbid" => create = false,
                         "Replace" => {
                             for j in &active {
-                                let _ = api_jobs
+                                if let Ok(r) = api_jobs
                                     .delete(
                                         j.metadata.name.as_deref().unwrap_or(""),
                                         &DeleteParams::background(),
                                     )
-                                    .await;
+                                    .await
+                                {
+                                    self.expectations.deleted(&key, j, r.left().as_ref());
+                                }
                             }
                         }
                         _ => {}
@@ -262,8 +286,8 @@ pub async fn sync_cronjobs(client: &Client) -> Result<(), kube::Error> {
                     job["metadata"]["ownerReferences"] =
                         json!([crate::owner_ref("batch/v1", "CronJob", &name, &uid)]);
                     if let Ok(j) = serde_json::from_value::<Job>(job) {
-                        match api_jobs.create(&PostParams::default(), &j).await {
-                            Ok(_) => {}
+                        match api_jobs.create(&crate::post_params(), &j).await {
+                            Ok(j) => self.expectations.wrote(&key, &j),
                             Err(kube::Error::Api(e)) if e.code == 409 => {}
                             Err(e) => tracing::warn!(cronjob = %name, error = %e, "creating job"),
                         }
@@ -280,12 +304,15 @@ pub async fn sync_cronjobs(client: &Client) -> Result<(), kube::Error> {
             let done: Vec<&&Job> = owned.iter().filter(|j| job_done(j) == Some(want)).collect();
             if done.len() > limit {
                 for j in done.iter().take(done.len() - limit) {
-                    let _ = api_jobs
+                    if let Ok(r) = api_jobs
                         .delete(
                             j.metadata.name.as_deref().unwrap_or(""),
                             &DeleteParams::background(),
                         )
-                        .await;
+                        .await
+                    {
+                        self.expectations.deleted(&key, j, r.left().as_ref());
+                    }
                 }
             }
         }
@@ -305,15 +332,17 @@ pub async fn sync_cronjobs(client: &Client) -> Result<(), kube::Error> {
         {
             status["lastSuccessfulTime"] = serde_json::to_value(last_ok).unwrap_or_default();
         }
-        let _ = api_cj
-            .patch_status(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": status})),
-            )
-            .await;
+        if crate::patch_changes(&cj.status, &status) {
+            api_cj
+                .patch_status(
+                    &name,
+                    &crate::patch_params(),
+                    &Patch::Merge(json!({ "status": status })),
+                )
+                .await?;
+        }
+        Ok(Some(SCHEDULE_RECHECK))
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -5,9 +5,11 @@
 //! deleted; a changed template replaces pods node by node (RollingUpdate with
 //! maxUnavailable 1).
 
+use crate::informer::{Expectations, Informer, Key, Requeue};
+use crate::workloads::EXPECTATIONS_RECHECK;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch};
 use kube::Client;
 use serde_json::json;
 
@@ -28,25 +30,37 @@ fn eligible(template_pod: &Pod, node: &Node) -> bool {
     .is_none()
 }
 
-/// One pass over every DaemonSet.
-pub async fn sync_daemonsets(client: &Client) -> Result<(), kube::Error> {
-    let dss: Api<DaemonSet> = Api::all(client.clone());
-    let nodes: Vec<Node> = Api::<Node>::all(client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items;
-    let pods: Vec<Pod> = Api::<Pod>::all(client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items;
-    for ds in dss.list(&ListParams::default()).await?.items {
+/// The DaemonSet controller: a DaemonSet is reconciled when it or one of its pods
+/// changes, and every DaemonSet when a node does.
+pub struct DaemonSets {
+    pub client: Client,
+    pub daemonsets: Informer<DaemonSet>,
+    pub nodes: Informer<Node>,
+    pub pods: Informer<Pod>,
+    pub expectations: Expectations<Pod>,
+}
+
+impl DaemonSets {
+    pub async fn reconcile(&self, key: Key) -> Result<Requeue, kube::Error> {
+        let client = &self.client;
+        let Some(ds) = self.daemonsets.get(&key) else {
+            self.expectations.forget(&key);
+            return Ok(None);
+        };
         if ds.metadata.deletion_timestamp.is_some() {
-            continue;
+            return Ok(None);
         }
+        if !self.expectations.satisfied(&key) {
+            return Ok(Some(EXPECTATIONS_RECHECK));
+        }
+        let mut nodes: Vec<std::sync::Arc<Node>> = self.nodes.state();
+        nodes.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         let ns = ds.metadata.namespace.clone().unwrap_or_default();
         let name = ds.metadata.name.clone().unwrap_or_default();
         let uid = ds.metadata.uid.clone().unwrap_or_default();
-        let Some(spec) = &ds.spec else { continue };
+        let Some(spec) = &ds.spec else {
+            return Ok(None);
+        };
         let mut template = serde_json::to_value(&spec.template).unwrap_or_default();
         let hash = crate::workloads::template_hash(&template);
         template["metadata"]["labels"]["controller-revision-hash"] = json!(hash);
@@ -56,8 +70,10 @@ pub async fn sync_daemonsets(client: &Client) -> Result<(), kube::Error> {
         }))
         .unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-        let owned: Vec<&Pod> = crate::controlled_by(&pods, &ns, &uid)
-            .into_iter()
+        let owned_pods = self.pods.controlled_by(&ns, &uid);
+        let owned: Vec<&Pod> = owned_pods
+            .iter()
+            .map(|p| p.as_ref())
             .filter(|p| p.metadata.deletion_timestamp.is_none())
             .collect();
         let node_of = |p: &Pod| {
@@ -73,12 +89,15 @@ pub async fn sync_daemonsets(client: &Client) -> Result<(), kube::Error> {
             let here: Vec<&&Pod> = owned.iter().filter(|p| node_of(p) == nname).collect();
             if !eligible(&template_pod, node) {
                 for p in here {
-                    let _ = api
+                    if let Ok(r) = api
                         .delete(
                             p.metadata.name.as_deref().unwrap_or(""),
                             &DeleteParams::default(),
                         )
-                        .await;
+                        .await
+                    {
+                        self.expectations.deleted(&key, p, r.left().as_ref());
+                    }
                 }
                 continue;
             }
@@ -106,20 +125,26 @@ pub async fn sync_daemonsets(client: &Client) -> Result<(), kube::Error> {
                 } else if !replaced_one {
                     // One node at a time.
                     replaced_one = true;
-                    let _ = api
+                    if let Ok(r) = api
                         .delete(
                             p.metadata.name.as_deref().unwrap_or(""),
                             &DeleteParams::default(),
                         )
-                        .await;
+                        .await
+                    {
+                        self.expectations.deleted(&key, p, r.left().as_ref());
+                    }
                 }
                 for extra in here.iter().skip(1) {
-                    let _ = api
+                    if let Ok(r) = api
                         .delete(
                             extra.metadata.name.as_deref().unwrap_or(""),
                             &DeleteParams::default(),
                         )
-                        .await;
+                        .await
+                    {
+                        self.expectations.deleted(&key, extra, r.left().as_ref());
+                    }
                 }
                 continue;
             }
@@ -147,12 +172,13 @@ pub async fn sync_daemonsets(client: &Client) -> Result<(), kube::Error> {
             }
             pod["spec"]["tolerations"] = json!(tol);
             if let Ok(p) = serde_json::from_value::<Pod>(pod) {
-                if let Err(e) = api.create(&PostParams::default(), &p).await {
-                    tracing::warn!(daemonset = %name, error = %e, "creating pod");
+                match api.create(&crate::post_params(), &p).await {
+                    Ok(p) => self.expectations.wrote(&key, &p),
+                    Err(e) => tracing::warn!(daemonset = %name, error = %e, "creating pod"),
                 }
             }
         }
-        let status = json!({"status": {
+        let status = json!({
             "desiredNumberScheduled": desired,
             "currentNumberScheduled": current,
             "numberReady": ready,
@@ -160,11 +186,16 @@ pub async fn sync_daemonsets(client: &Client) -> Result<(), kube::Error> {
             "updatedNumberScheduled": updated,
             "numberMisscheduled": 0,
             "observedGeneration": ds.metadata.generation,
-        }});
-        let dapi: Api<DaemonSet> = Api::namespaced(client.clone(), &ns);
-        let _ = dapi
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(status))
-            .await;
+        });
+        if crate::patch_changes(&ds.status, &status) {
+            let dapi: Api<DaemonSet> = Api::namespaced(client.clone(), &ns);
+            dapi.patch_status(
+                &name,
+                &crate::patch_params(),
+                &Patch::Merge(json!({ "status": status })),
+            )
+            .await?;
+        }
+        Ok(None)
     }
-    Ok(())
 }

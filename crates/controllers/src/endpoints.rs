@@ -10,7 +10,7 @@ use crate::workloads::template_hash;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams};
 use kube::Client;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -285,7 +285,7 @@ where
     K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     match have {
-        None => match api.create(&PostParams::default(), &want).await {
+        None => match api.create(&crate::post_params(), &want).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(e)) if e.code == 409 || e.code == 403 => Ok(()),
             Err(e) => Err(e),
@@ -293,7 +293,7 @@ where
         Some(h) if key(h) != key(&want) => {
             want.meta_mut().resource_version = h.meta().resource_version.clone();
             let name = h.meta().name.clone().unwrap_or_default();
-            match api.replace(&name, &PostParams::default(), &want).await {
+            match api.replace(&name, &crate::post_params(), &want).await {
                 Ok(_) => Ok(()),
                 Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
                 Err(e) => Err(e),

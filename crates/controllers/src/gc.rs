@@ -5,7 +5,7 @@
 //! deleted (foreground themselves), and loses the finalizer once no dependent that
 //! blocks owner deletion is left.
 
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch};
 use kube::discovery::{verbs, ApiCapabilities, Discovery, Scope};
 use kube::Client;
 use serde_json::json;
@@ -110,7 +110,7 @@ pub async fn remove_finalizer(client: &Client, res: &Resources, it: &Item, f: &s
     }});
     if let Err(e) = res
         .api(client, it.res, it.ns())
-        .patch(it.name(), &PatchParams::default(), &Patch::Merge(patch))
+        .patch(it.name(), &crate::patch_params(), &Patch::Merge(patch))
         .await
     {
         tracing::debug!(object = it.name(), error = %e, "removing finalizer {f}");
@@ -194,7 +194,7 @@ pub async fn collect(client: &Client, res: &Resources, items: &[Item]) {
                 }});
                 if let Err(e) = res
                     .api(client, d.res, d.ns())
-                    .patch(d.name(), &PatchParams::default(), &Patch::Merge(patch))
+                    .patch(d.name(), &crate::patch_params(), &Patch::Merge(patch))
                     .await
                 {
                     tracing::debug!(object = d.name(), error = %e, "orphaning");

@@ -8,11 +8,14 @@
 //! `<job>-<index>`) and the job completes once every index has succeeded. A finished
 //! job with `ttlSecondsAfterFinished` is deleted that long after it finished.
 
+use crate::informer::{Expectations, Informer, Key, Requeue};
+use crate::workloads::EXPECTATIONS_RECHECK;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch};
 use kube::Client;
 use serde_json::json;
+use std::time::Duration;
 
 fn phase(p: &Pod) -> &str {
     p.status
@@ -84,15 +87,34 @@ fn set_index(pod: &mut serde_json::Value, job: &str, i: i32) {
     }
 }
 
-/// One pass over every Job.
-pub async fn sync_jobs(client: &Client) -> Result<(), kube::Error> {
-    let jobs: Api<Job> = Api::all(client.clone());
-    let pods: Api<Pod> = Api::all(client.clone());
-    let all_pods = pods.list(&ListParams::default()).await?.items;
-    for job in jobs.list(&ListParams::default()).await?.items {
+/// The Job controller: a Job is reconciled when it or one of its pods changes.
+pub struct Jobs {
+    pub client: Client,
+    pub jobs: Informer<Job>,
+    pub pods: Informer<Pod>,
+    pub expectations: Expectations<Pod>,
+}
+
+/// How often a Job with a deadline or a time to live is looked at.
+const DEADLINE_RECHECK: Duration = Duration::from_secs(1);
+
+impl Jobs {
+    pub async fn reconcile(&self, key: Key) -> Result<Requeue, kube::Error> {
+        let client = &self.client;
+        let Some(job) = self.jobs.get(&key) else {
+            self.expectations.forget(&key);
+            return Ok(None);
+        };
         if job.metadata.deletion_timestamp.is_some() {
-            continue;
+            return Ok(None);
         }
+        if !self.expectations.satisfied(&key) {
+            return Ok(Some(EXPECTATIONS_RECHECK));
+        }
+        let timed = job.spec.as_ref().is_some_and(|s| {
+            s.ttl_seconds_after_finished.is_some() || s.active_deadline_seconds.is_some()
+        });
+        let requeue = timed.then_some(DEADLINE_RECHECK);
         if let (Some(ttl), Some(at)) = (
             job.spec.as_ref().and_then(|s| s.ttl_seconds_after_finished),
             finished_at(&job),
@@ -108,13 +130,15 @@ pub async fn sync_jobs(client: &Client) -> Result<(), kube::Error> {
                         &DeleteParams::foreground(),
                     )
                     .await;
-                continue;
+                return Ok(None);
             }
         }
         let ns = job.metadata.namespace.clone().unwrap_or_default();
         let name = job.metadata.name.clone().unwrap_or_default();
         let uid = job.metadata.uid.clone().unwrap_or_default();
-        let Some(spec) = &job.spec else { continue };
+        let Some(spec) = &job.spec else {
+            return Ok(None);
+        };
         let done = job
             .status
             .as_ref()
@@ -124,7 +148,8 @@ pub async fn sync_jobs(client: &Client) -> Result<(), kube::Error> {
                     .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
             })
             .unwrap_or(false);
-        let owned: Vec<&Pod> = crate::controlled_by(&all_pods, &ns, &uid);
+        let owned_pods = self.pods.controlled_by(&ns, &uid);
+        let owned: Vec<&Pod> = owned_pods.iter().map(|p| p.as_ref()).collect();
         let indexed = spec.completion_mode.as_deref() == Some("Indexed");
         let completed_idx: std::collections::BTreeSet<i32> = owned
             .iter()
@@ -164,12 +189,15 @@ pub async fn sync_jobs(client: &Client) -> Result<(), kube::Error> {
         if !done {
             if failed > backoff_limit || deadline_passed {
                 for p in &active {
-                    let _ = api_pods
+                    if let Ok(r) = api_pods
                         .delete(
                             p.metadata.name.as_deref().unwrap_or(""),
                             &DeleteParams::default(),
                         )
-                        .await;
+                        .await
+                    {
+                        self.expectations.deleted(&key, p, r.left().as_ref());
+                    }
                 }
                 let (reason, msg) = if deadline_passed {
                     (
@@ -221,8 +249,9 @@ pub async fn sync_jobs(client: &Client) -> Result<(), kube::Error> {
                             }
                         }
                         if let Ok(p) = serde_json::from_value::<Pod>(pod) {
-                            if let Err(e) = api_pods.create(&PostParams::default(), &p).await {
-                                tracing::warn!(job = %name, error = %e, "creating pod");
+                            match api_pods.create(&crate::post_params(), &p).await {
+                                Ok(p) => self.expectations.wrote(&key, &p),
+                                Err(e) => tracing::warn!(job = %name, error = %e, "creating pod"),
                             }
                         }
                     }
@@ -249,16 +278,17 @@ pub async fn sync_jobs(client: &Client) -> Result<(), kube::Error> {
         if let Some(t) = completion_time {
             status["completionTime"] = json!(t);
         }
-        let japi: Api<Job> = Api::namespaced(client.clone(), &ns);
-        let _ = japi
-            .patch_status(
+        if crate::patch_changes(&job.status, &status) {
+            let japi: Api<Job> = Api::namespaced(client.clone(), &ns);
+            japi.patch_status(
                 &name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": status})),
+                &crate::patch_params(),
+                &Patch::Merge(json!({ "status": status })),
             )
-            .await;
+            .await?;
+        }
+        Ok(requeue)
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,20 +1,176 @@
-//! skiff-controllers: the control loops that make API objects true. Each is a
-//! level-triggered reconcile pass over the current state; none relies on having
-//! seen every event. The scheduler's binding loop; workloads (Deployments, ReplicaSets,
-//! StatefulSets, Jobs, CronJobs, DaemonSets); and the cluster loops (garbage collection
+//! skiff-controllers: the control loops that make API objects true, shaped like
+//! kube-controller-manager's and kube-scheduler's: shared informers (one watch per
+//! resource kind, [`informer`]) feed the caches every controller reads and the work
+//! queues of the controllers interested in a change (an owned object's change queues
+//! its owner); each controller is a level-triggered reconcile of one object from the
+//! caches, with expectations so a lagging cache never makes it create twice, and a
+//! periodic resync as a safety net. None relies on having seen every event.
+//!
+//! The scheduler ([`scheduling`]); the workloads (Deployments, ReplicaSets,
+//! StatefulSets, Jobs, CronJobs, DaemonSets); and the cluster loop (garbage collection
 //! with its orphan and foreground finalizers, namespace deletion, service accounts and
 //! the root CA, endpoints, node lifecycle, persistent volumes and their claims).
+//! Controller writes carry the field manager `kube-controller-manager`, the
+//! scheduler's `kube-scheduler`, as in Kubernetes.
 
 pub mod cluster;
 pub mod cronjobs;
 pub mod endpoints;
 pub mod gc;
+pub mod informer;
 pub mod namespaces;
 pub mod nodeipam;
 pub mod nodes;
 pub mod persistentvolumes;
 pub mod serviceaccounts;
 pub mod statefulsets;
+
+use informer::Informer;
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::api::{Api, PatchParams, PostParams};
+use kube::runtime::watcher;
+
+/// The field manager of controller writes, as kube-controller-manager's.
+pub const FIELD_MANAGER: &str = "kube-controller-manager";
+
+/// PostParams of a controller write.
+pub fn post_params() -> PostParams {
+    PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    }
+}
+
+/// PatchParams of a controller write.
+pub fn patch_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    }
+}
+
+/// The shared informers: one watch per kind, read by every controller.
+#[derive(Clone)]
+pub struct Informers {
+    pub pods: Informer<Pod>,
+    pub nodes: Informer<Node>,
+    pub namespaces: Informer<Namespace>,
+    pub replicasets: Informer<ReplicaSet>,
+    pub deployments: Informer<Deployment>,
+    pub statefulsets: Informer<StatefulSet>,
+    pub revisions: Informer<ControllerRevision>,
+    pub daemonsets: Informer<DaemonSet>,
+    pub jobs: Informer<Job>,
+    pub cronjobs: Informer<CronJob>,
+    pub claims: Informer<PersistentVolumeClaim>,
+    pub volumes: Informer<PersistentVolume>,
+    pub classes: Informer<StorageClass>,
+}
+
+impl Informers {
+    /// Starts every watch; they run until `stop`.
+    pub fn spawn(client: &kube::Client, stop: &tokio::sync::watch::Receiver<bool>) -> Informers {
+        fn start<K>(client: &kube::Client, stop: &tokio::sync::watch::Receiver<bool>) -> Informer<K>
+        where
+            K: kube::Resource<DynamicType = (), Scope = k8s_openapi::ClusterResourceScope>
+                + Clone
+                + serde::de::DeserializeOwned
+                + std::fmt::Debug
+                + Send
+                + Sync
+                + 'static,
+        {
+            Informer::spawn(
+                Api::all(client.clone()),
+                watcher::Config::default(),
+                stop.clone(),
+            )
+        }
+        fn start_ns<K>(
+            client: &kube::Client,
+            stop: &tokio::sync::watch::Receiver<bool>,
+        ) -> Informer<K>
+        where
+            K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+                + Clone
+                + serde::de::DeserializeOwned
+                + std::fmt::Debug
+                + Send
+                + Sync
+                + 'static,
+        {
+            Informer::spawn(
+                Api::all(client.clone()),
+                watcher::Config::default(),
+                stop.clone(),
+            )
+        }
+        Informers {
+            pods: start_ns(client, stop),
+            nodes: start(client, stop),
+            namespaces: start(client, stop),
+            replicasets: start_ns(client, stop),
+            deployments: start_ns(client, stop),
+            statefulsets: start_ns(client, stop),
+            revisions: start_ns(client, stop),
+            daemonsets: start_ns(client, stop),
+            jobs: start_ns(client, stop),
+            cronjobs: start_ns(client, stop),
+            claims: start_ns(client, stop),
+            volumes: start(client, stop),
+            classes: start(client, stop),
+        }
+    }
+
+    /// Waits until every cache holds its first complete list.
+    pub async fn synced(&self) {
+        self.pods.synced().await;
+        self.nodes.synced().await;
+        self.namespaces.synced().await;
+        self.replicasets.synced().await;
+        self.deployments.synced().await;
+        self.statefulsets.synced().await;
+        self.revisions.synced().await;
+        self.daemonsets.synced().await;
+        self.jobs.synced().await;
+        self.cronjobs.synced().await;
+        self.claims.synced().await;
+        self.volumes.synced().await;
+        self.classes.synced().await;
+    }
+}
+
+/// Runs the scheduler, the workload controllers and the cluster loop over one set of
+/// shared informers until `shutdown`.
+pub async fn run(
+    client: kube::Client,
+    cluster: cluster::Settings,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let informers = Informers::spawn(&client, &stop);
+    let mut tasks = vec![tokio::spawn(scheduling::run(
+        client.clone(),
+        informers.clone(),
+        stop.clone(),
+    ))];
+    tasks.extend(workloads::start(&client, &informers, &stop));
+    tasks.push(tokio::spawn(cluster::run(
+        client.clone(),
+        cluster,
+        informer::stopped(stop.clone()),
+    )));
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+}
 
 /// Ticks every `period` until `shutdown` completes: `while t.tick().await { pass }`.
 pub struct Ticker<S: std::future::Future<Output = ()>> {
@@ -68,8 +224,17 @@ pub async fn event(
     });
     let api: kube::Api<k8s_openapi::api::core::v1::Event> =
         kube::Api::namespaced(client.clone(), &ns);
+    let manager = if component == "default-scheduler" {
+        scheduling::FIELD_MANAGER
+    } else {
+        FIELD_MANAGER
+    };
+    let pp = PostParams {
+        field_manager: Some(manager.into()),
+        ..Default::default()
+    };
     if let Ok(e) = serde_json::from_value(ev) {
-        let _ = api.create(&kube::api::PostParams::default(), &e).await;
+        let _ = api.create(&pp, &e).await;
     }
 }
 
@@ -107,6 +272,34 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         rest = &rest[u..];
     }
     Ok(std::time::Duration::from_secs_f64(total))
+}
+
+/// Whether merging `patch` (a JSON merge patch) into `current` would change it: a
+/// controller writes a status only when it differs from what the cache shows.
+pub fn patch_changes<T: serde::Serialize>(current: &T, patch: &serde_json::Value) -> bool {
+    fn merge(target: &mut serde_json::Value, patch: &serde_json::Value) {
+        match patch {
+            serde_json::Value::Object(p) => {
+                if !target.is_object() {
+                    *target = serde_json::json!({});
+                }
+                if let Some(t) = target.as_object_mut() {
+                    for (k, v) in p {
+                        if v.is_null() {
+                            t.remove(k);
+                        } else {
+                            merge(t.entry(k.clone()).or_insert(serde_json::Value::Null), v);
+                        }
+                    }
+                }
+            }
+            other => *target = other.clone(),
+        }
+    }
+    let before = serde_json::to_value(current).unwrap_or_default();
+    let mut after = before.clone();
+    merge(&mut after, patch);
+    after != before
 }
 
 /// The current time as Kubernetes writes it (RFC 3339, seconds, `Z`).
@@ -171,6 +364,21 @@ pub mod workloads;
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn a_patch_that_changes_nothing_is_not_sent() {
+        let cur = serde_json::json!({"replicas": 3, "readyReplicas": 2});
+        assert!(!patch_changes(&cur, &serde_json::json!({"replicas": 3})));
+        assert!(!patch_changes(&cur, &serde_json::json!({"gone": null})));
+        assert!(patch_changes(
+            &cur,
+            &serde_json::json!({"readyReplicas": 3})
+        ));
+        assert!(patch_changes(
+            &None::<i32>,
+            &serde_json::json!({"replicas": 0})
+        ));
+    }
 
     #[test]
     fn durations() {

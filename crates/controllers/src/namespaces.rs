@@ -5,7 +5,7 @@
 
 use crate::gc::{Item, Resources};
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch};
 use kube::Client;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -117,7 +117,7 @@ pub async fn sync_namespaces(client: &Client, res: &Resources, items: &[Item]) {
         let _ = api
             .patch_status(
                 name,
-                &PatchParams::default(),
+                &crate::patch_params(),
                 &Patch::Merge(json!({"status": {"phase": "Terminating",
                     "conditions": conditions(&remaining, &finalizers)}})),
             )
@@ -134,7 +134,7 @@ pub async fn sync_namespaces(client: &Client, res: &Resources, items: &[Item]) {
             }
         }
         if let Err(e) = api
-            .replace_subresource("finalize", name, &PostParams::default(), &current)
+            .replace_subresource("finalize", name, &crate::post_params(), &current)
             .await
         {
             tracing::warn!(namespace = name, error = %e, "finalizing");

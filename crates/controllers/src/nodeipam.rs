@@ -2,7 +2,7 @@
 //! `spec.podCIDR` gets the next free /24 of the cluster CIDR.
 
 use k8s_openapi::api::core::v1::Node;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch};
 use kube::Client;
 use serde_json::json;
 use std::net::Ipv4Addr;
@@ -58,7 +58,7 @@ pub async fn sync(client: &Client, cluster_cidr: &str) -> Result<(), kube::Error
         let name = n.metadata.name.clone().unwrap_or_default();
         api.patch(
             &name,
-            &PatchParams::default(),
+            &crate::patch_params(),
             &Patch::Merge(json!({"spec": {"podCIDR": free, "podCIDRs": [free]}})),
         )
         .await?;

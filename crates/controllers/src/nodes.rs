@@ -8,7 +8,7 @@
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod, Taint};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch};
 use kube::Client;
 use serde_json::json;
 use std::collections::HashMap;
@@ -125,7 +125,7 @@ impl NodeMonitor {
                     .collect();
                 api.patch_status(
                     &name,
-                    &PatchParams::default(),
+                    &crate::patch_params(),
                     &Patch::Merge(json!({"status": {"conditions": updated}})),
                 )
                 .await?;
@@ -185,7 +185,7 @@ impl NodeMonitor {
             if next != taints {
                 api.patch(
                     &name,
-                    &PatchParams::default(),
+                    &crate::patch_params(),
                     &Patch::Merge(json!({"spec": {"taints": if next.is_empty() { json!(null) } else { json!(next) }}})),
                 )
                 .await?;

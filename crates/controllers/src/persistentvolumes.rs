@@ -12,7 +12,7 @@
 
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch};
 use kube::Client;
 use serde_json::{json, Value};
 
@@ -205,7 +205,7 @@ pub async fn sync(client: &Client) -> Result<(), kube::Error> {
                 let rest: Vec<&String> = finalizers.iter().filter(|f| *f != PROTECTION).collect();
                 api.patch(
                     &name,
-                    &PatchParams::default(),
+                    &crate::patch_params(),
                     &Patch::Merge(json!({"metadata": {"finalizers": rest}})),
                 )
                 .await?;
@@ -217,7 +217,7 @@ pub async fn sync(client: &Client) -> Result<(), kube::Error> {
             all.push(PROTECTION.into());
             api.patch(
                 &name,
-                &PatchParams::default(),
+                &crate::patch_params(),
                 &Patch::Merge(json!({"metadata": {"finalizers": all}})),
             )
             .await?;
@@ -291,7 +291,7 @@ pub async fn sync(client: &Client) -> Result<(), kube::Error> {
             .unwrap_or_default();
         let pv: PersistentVolume = serde_json::from_value(provisioned(c, class, &hostname, dir))
             .map_err(kube::Error::SerdeError)?;
-        let created = match pv_api.create(&PostParams::default(), &pv).await {
+        let created = match pv_api.create(&crate::post_params(), &pv).await {
             Ok(v) => v,
             Err(kube::Error::Api(e)) if e.code == 409 => continue,
             Err(e) => return Err(e),
@@ -364,7 +364,7 @@ pub async fn sync(client: &Client) -> Result<(), kube::Error> {
             pv_api
                 .patch_status(
                     &name,
-                    &PatchParams::default(),
+                    &crate::patch_params(),
                     &Patch::Merge(json!({"status": {"phase": want}})),
                 )
                 .await?;
@@ -385,7 +385,7 @@ async fn bind(
     let pv_api: Api<PersistentVolume> = Api::all(client.clone());
     let claim_ref = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": ns,
         "name": cname, "uid": c.metadata.uid, "resourceVersion": c.metadata.resource_version});
-    let pp = PatchParams::default();
+    let pp = crate::patch_params();
     pv_api
         .patch(
             &vname,

@@ -1,130 +1,266 @@
-//! The scheduler's loop: pods without a node are placed with `skiff-scheduler`'s
-//! filter and score plugins and bound through `pods/binding`; a pod that fits
-//! nowhere gets `PodScheduled=False` (reason Unschedulable) and a FailedScheduling
-//! event, and is retried on the next pass (the cluster may have changed).
+//! The scheduler's loop, as kube-scheduler's: pods without a node come from a watch
+//! of `spec.nodeName=` (its scheduling queue); the cluster they are placed in is the
+//! shared informers' nodes, pods, namespaces and storage objects. Each pass places the
+//! waiting pods with `skiff-scheduler`'s filter and score plugins, in creation order,
+//! assuming each decision at once (so the next pod sees it) and posting the Bindings
+//! together. A bound pod stays *assumed* until the pod cache shows it bound, so a
+//! lagging cache never double-counts or re-binds it.
+//!
+//! A pod that fits nowhere gets `PodScheduled=False` (reason Unschedulable) and a
+//! FailedScheduling event, once per distinct reason; it is tried again whenever a node,
+//! a bound pod, a namespace or a storage object changes (any of which may make room),
+//! and every few seconds besides. Every write carries the field manager `kube-scheduler`.
 
-use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
-use k8s_openapi::api::storage::v1::StorageClass;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use crate::informer::{stopped, Informer};
+use crate::Informers;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
 use kube::Client;
 use serde_json::json;
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, Notify};
 
-/// One pass: schedule every pending pod of `schedulerName` default-scheduler.
-pub async fn schedule_pending(client: &Client) -> Result<usize, kube::Error> {
-    let pods: Api<Pod> = Api::all(client.clone());
-    let nodes: Api<Node> = Api::all(client.clone());
-    let nss: Api<Namespace> = Api::all(client.clone());
-    let all = pods.list(&ListParams::default()).await?.items;
-    let mut snap = skiff_scheduler::Snapshot {
-        nodes: nodes.list(&ListParams::default()).await?.items,
-        pods: all.clone(),
-        namespaces: nss.list(&ListParams::default()).await?.items,
-    };
-    let mut bound = 0;
-    let mut vols: Option<skiff_scheduler::Volumes> = None;
-    for p in all {
-        let spec = match &p.spec {
-            Some(s) => s,
-            None => continue,
-        };
-        if spec.node_name.as_deref().is_some_and(|n| !n.is_empty())
-            || p.metadata.deletion_timestamp.is_some()
-            || spec
-                .scheduler_name
-                .as_deref()
-                .unwrap_or("default-scheduler")
-                != "default-scheduler"
-            || spec
-                .scheduling_gates
-                .as_ref()
-                .is_some_and(|g| !g.is_empty())
-        {
-            continue;
+/// kube-scheduler's field manager.
+pub const FIELD_MANAGER: &str = "kube-scheduler";
+/// How long a binding is assumed before the pod cache must show it.
+const ASSUME_TTL: Duration = Duration::from_secs(30);
+/// How often unschedulable pods are tried again even if nothing was seen to change.
+const RETRY_UNSCHEDULABLE: Duration = Duration::from_secs(5);
+
+fn patch_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    }
+}
+
+fn post_params() -> PostParams {
+    PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    }
+}
+
+fn node_name(p: &Pod) -> &str {
+    p.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .unwrap_or("")
+}
+
+fn uid(p: &Pod) -> &str {
+    p.metadata.uid.as_deref().unwrap_or("")
+}
+
+/// Whether this scheduler should place `p` now.
+fn wants_scheduling(p: &Pod) -> bool {
+    let Some(spec) = &p.spec else { return false };
+    node_name(p).is_empty()
+        && p.metadata.deletion_timestamp.is_none()
+        && spec
+            .scheduler_name
+            .as_deref()
+            .unwrap_or("default-scheduler")
+            == "default-scheduler"
+        && spec.scheduling_gates.as_ref().is_none_or(|g| g.is_empty())
+}
+
+/// The scheduler's memory between passes.
+struct Scheduler {
+    client: Client,
+    informers: Informers,
+    /// The scheduling queue: pods with no node.
+    pending: Informer<Pod>,
+    /// Pods bound by this scheduler that the pod cache does not show bound yet.
+    assumed: HashMap<String, (String, Instant)>,
+    /// Pods that fit nowhere, with the cluster epoch they were last tried at.
+    unschedulable: HashMap<String, u64>,
+}
+
+impl Scheduler {
+    /// One pass over the waiting pods.
+    async fn pass(&mut self, epoch: u64, retry_all: bool) {
+        let waiting = self.pending.state();
+        if !waiting.iter().any(|p| wants_scheduling(p)) {
+            self.unschedulable.clear();
+            return;
         }
-        let ns = p
-            .metadata
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "default".into());
-        let name = p.metadata.name.clone().unwrap_or_default();
-        let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-        let claims = skiff_scheduler::pod_claims(&p);
-        if !claims.is_empty() && vols.is_none() {
-            vols = Some(volumes(client).await?);
+        let inf = &self.informers;
+        let mut pods: Vec<Pod> = inf.pods.state().iter().map(|p| (**p).clone()).collect();
+        let known: HashSet<String> = pods.iter().map(|p| uid(p).to_string()).collect();
+        // The queue's watch may be ahead of the pod cache.
+        pods.extend(
+            waiting
+                .iter()
+                .filter(|p| !known.contains(uid(p)))
+                .map(|p| (**p).clone()),
+        );
+        let bound: HashSet<&str> = pods
+            .iter()
+            .filter(|p| !node_name(p).is_empty())
+            .map(uid)
+            .collect();
+        let present: HashSet<&str> = pods.iter().map(uid).collect();
+        self.assumed.retain(|u, (_, at)| {
+            at.elapsed() < ASSUME_TTL && !bound.contains(u.as_str()) && present.contains(u.as_str())
+        });
+        let waiting_uids: HashSet<&str> = waiting.iter().map(|p| uid(p)).collect();
+        self.unschedulable
+            .retain(|u, _| waiting_uids.contains(u.as_str()));
+        let mut queue: Vec<Pod> = waiting
+            .iter()
+            .filter(|p| wants_scheduling(p) && !self.assumed.contains_key(uid(p)))
+            .filter(|p| retry_all || self.unschedulable.get(uid(p)).is_none_or(|e| *e < epoch))
+            .map(|p| (**p).clone())
+            .collect();
+        if queue.is_empty() {
+            return;
         }
-        let decision = match &vols {
-            Some(v) if !claims.is_empty() => skiff_scheduler::schedule_with(&p, &snap, v),
-            _ => skiff_scheduler::schedule(&p, &snap),
+        queue.sort_by(|a, b| {
+            let t = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            t(a).cmp(&t(b))
+                .then_with(|| a.metadata.name.cmp(&b.metadata.name))
+        });
+        for p in pods.iter_mut() {
+            if let Some((node, _)) = self.assumed.get(uid(p)) {
+                p.spec.get_or_insert_with(Default::default).node_name = Some(node.clone());
+            }
+        }
+        let mut snap = skiff_scheduler::Snapshot {
+            nodes: inf.nodes.state().iter().map(|n| (**n).clone()).collect(),
+            pods,
+            namespaces: inf
+                .namespaces
+                .state()
+                .iter()
+                .map(|n| (**n).clone())
+                .collect(),
         };
-        match decision {
-            Ok(node) => {
-                if let Some(v) = &vols {
-                    select_node(client, v, &ns, &claims, &node).await?;
+        let mut vols: Option<skiff_scheduler::Volumes> = None;
+        let mut bindings = Vec::new();
+        for p in queue {
+            let claims = skiff_scheduler::pod_claims(&p);
+            if !claims.is_empty() && vols.is_none() {
+                vols = Some(self.volumes());
+            }
+            let decision = match &vols {
+                Some(v) if !claims.is_empty() => skiff_scheduler::schedule_with(&p, &snap, v),
+                _ => skiff_scheduler::schedule(&p, &snap),
+            };
+            match decision {
+                Ok(node) => {
+                    snap.assume(&p, &node);
+                    self.assumed
+                        .insert(uid(&p).to_string(), (node.clone(), Instant::now()));
+                    self.unschedulable.remove(uid(&p));
+                    bindings.push((p, node, claims));
                 }
-                let binding = json!({
-                    "apiVersion": "v1", "kind": "Binding",
-                    "metadata": {"name": name, "namespace": ns},
-                    "target": {"apiVersion": "v1", "kind": "Node", "name": node},
-                });
-                let req = kube::core::Request::new(format!("/api/v1/namespaces/{ns}/pods"));
-                let r = req
-                    .create_subresource(
-                        "binding",
-                        name.as_str(),
-                        &PostParams::default(),
-                        serde_json::to_vec(&binding).unwrap_or_default(),
-                    )
-                    .map_err(kube::Error::BuildRequest)?;
-                match client.request::<serde_json::Value>(r).await {
-                    Ok(_) => {
-                        snap.assume(&p, &node);
-                        bound += 1;
-                        event(
-                            client,
-                            &p,
-                            "Normal",
-                            "Scheduled",
-                            &format!("Successfully assigned {ns}/{name} to {node}"),
-                        )
-                        .await;
-                    }
-                    Err(e) => tracing::warn!(pod = %name, error = %e, "binding"),
+                Err(u) => {
+                    self.unschedulable.insert(uid(&p).to_string(), epoch);
+                    self.unschedulable_pod(&p, &u.message).await;
                 }
             }
-            Err(u) => {
-                let _ = api
-                    .patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": {
-                        "phase": "Pending",
-                        "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                                        "message": u.message, "lastProbeTime": null,
-                                        "lastTransitionTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)}],
-                    }})))
-                    .await;
-                event(client, &p, "Warning", "FailedScheduling", &u.message).await;
+        }
+        let results = futures::future::join_all(
+            bindings
+                .iter()
+                .map(|(p, node, claims)| self.bind(p, node, claims, vols.as_ref())),
+        )
+        .await;
+        for ((p, node, _), r) in bindings.iter().zip(results) {
+            let ns = p.metadata.namespace.as_deref().unwrap_or("default");
+            let name = p.metadata.name.as_deref().unwrap_or("");
+            match r {
+                Ok(()) => {
+                    let (client, p, msg) = (
+                        self.client.clone(),
+                        p.clone(),
+                        format!("Successfully assigned {ns}/{name} to {node}"),
+                    );
+                    tokio::spawn(async move {
+                        event(&client, &p, "Normal", "Scheduled", &msg).await;
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(pod = %name, namespace = %ns, error = %e, "binding");
+                    self.assumed.remove(uid(p));
+                }
             }
         }
     }
-    Ok(bound)
-}
 
-/// The storage objects VolumeBinding reads.
-async fn volumes(client: &Client) -> Result<skiff_scheduler::Volumes, kube::Error> {
-    let lp = ListParams::default();
-    Ok(skiff_scheduler::Volumes {
-        claims: Api::<PersistentVolumeClaim>::all(client.clone())
-            .list(&lp)
-            .await?
-            .items,
-        volumes: Api::<PersistentVolume>::all(client.clone())
-            .list(&lp)
-            .await?
-            .items,
-        classes: Api::<StorageClass>::all(client.clone())
-            .list(&lp)
-            .await?
-            .items,
-    })
+    /// The storage objects VolumeBinding reads.
+    fn volumes(&self) -> skiff_scheduler::Volumes {
+        let inf = &self.informers;
+        skiff_scheduler::Volumes {
+            claims: inf.claims.state().iter().map(|c| (**c).clone()).collect(),
+            volumes: inf.volumes.state().iter().map(|v| (**v).clone()).collect(),
+            classes: inf.classes.state().iter().map(|c| (**c).clone()).collect(),
+        }
+    }
+
+    async fn bind(
+        &self,
+        p: &Pod,
+        node: &str,
+        claims: &[String],
+        vols: Option<&skiff_scheduler::Volumes>,
+    ) -> Result<(), kube::Error> {
+        let ns = p.metadata.namespace.as_deref().unwrap_or("default");
+        let name = p.metadata.name.as_deref().unwrap_or("");
+        if let Some(v) = vols.filter(|_| !claims.is_empty()) {
+            select_node(&self.client, v, ns, claims, node).await?;
+        }
+        let binding = json!({
+            "apiVersion": "v1", "kind": "Binding",
+            "metadata": {"name": name, "namespace": ns},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+        });
+        let req = kube::core::Request::new(format!("/api/v1/namespaces/{ns}/pods"));
+        let r = req
+            .create_subresource(
+                "binding",
+                name,
+                &post_params(),
+                serde_json::to_vec(&binding).unwrap_or_default(),
+            )
+            .map_err(kube::Error::BuildRequest)?;
+        self.client.request::<serde_json::Value>(r).await?;
+        Ok(())
+    }
+
+    /// Records that `p` fits nowhere, unless its condition already says so.
+    async fn unschedulable_pod(&self, p: &Pod, message: &str) {
+        let same = p
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"))
+            .is_some_and(|c| {
+                c.status == "False"
+                    && c.reason.as_deref() == Some("Unschedulable")
+                    && c.message.as_deref() == Some(message)
+            });
+        if same {
+            return;
+        }
+        let ns = p.metadata.namespace.as_deref().unwrap_or("default");
+        let name = p.metadata.name.as_deref().unwrap_or("");
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        let _ = api
+            .patch_status(name, &patch_params(), &Patch::Merge(json!({"status": {
+                "phase": "Pending",
+                "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                "message": message, "lastProbeTime": null,
+                                "lastTransitionTime": crate::now()}],
+            }})))
+            .await;
+        event(&self.client, p, "Warning", "FailedScheduling", message).await;
+    }
 }
 
 /// Tells the provisioner which node the pod's unbound claims that wait for their
@@ -154,7 +290,7 @@ async fn select_node(
         {
             api.patch(
                 c.metadata.name.as_deref().unwrap_or(""),
-                &PatchParams::default(),
+                &patch_params(),
                 &Patch::Merge(json!({"metadata": {"annotations": {
                     crate::persistentvolumes::SELECTED_NODE: node}}})),
             )
@@ -170,16 +306,75 @@ async fn event(client: &Client, pod: &Pod, ty: &str, reason: &str, message: &str
     crate::event(client, involved, ty, reason, message, "default-scheduler").await;
 }
 
-/// Run passes every `period` until `shutdown`.
-pub async fn run(
-    client: Client,
-    period: Duration,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
-    let mut ticker = crate::Ticker::new(period, shutdown);
-    while ticker.tick().await {
-        if let Err(e) = schedule_pending(&client).await {
-            tracing::warn!(error = %e, "scheduling pass");
+/// Runs the scheduler until `stop`: a pass whenever a pod is waiting, and for pods that
+/// fit nowhere whenever the cluster changes.
+pub async fn run(client: Client, informers: Informers, stop: watch::Receiver<bool>) {
+    let pending = Informer::<Pod>::spawn(
+        Api::all(client.clone()),
+        watcher::Config::default().fields("spec.nodeName="),
+        stop.clone(),
+    );
+    let kick = Arc::new(Notify::new());
+    // Bumped by every change that may let an unschedulable pod fit.
+    let epoch = Arc::new(AtomicU64::new(1));
+    {
+        let kick = kick.clone();
+        pending.on_change(move |_| kick.notify_one());
+    }
+    let changed = {
+        let (kick, epoch) = (kick.clone(), epoch.clone());
+        move || {
+            epoch.fetch_add(1, Ordering::SeqCst);
+            kick.notify_one();
+        }
+    };
+    {
+        let changed = changed.clone();
+        informers.nodes.on_change(move |_| changed());
+    }
+    {
+        let changed = changed.clone();
+        informers.pods.on_change(move |p| {
+            if !node_name(p).is_empty() {
+                changed()
+            }
+        });
+    }
+    {
+        let changed = changed.clone();
+        informers.namespaces.on_change(move |_| changed());
+    }
+    {
+        let changed = changed.clone();
+        informers.claims.on_change(move |_| changed());
+    }
+    {
+        let changed = changed.clone();
+        informers.volumes.on_change(move |_| changed());
+    }
+    informers.classes.on_change(move |_| changed());
+    pending.synced().await;
+    informers.synced().await;
+    let mut s = Scheduler {
+        client,
+        informers,
+        pending,
+        assumed: HashMap::new(),
+        unschedulable: HashMap::new(),
+    };
+    let stop = stopped(stop);
+    tokio::pin!(stop);
+    let mut last_retry = Instant::now();
+    loop {
+        let retry_all = last_retry.elapsed() >= RETRY_UNSCHEDULABLE;
+        if retry_all {
+            last_retry = Instant::now();
+        }
+        s.pass(epoch.load(Ordering::SeqCst), retry_all).await;
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = kick.notified() => {}
+            _ = tokio::time::sleep(RETRY_UNSCHEDULABLE) => {}
         }
     }
 }

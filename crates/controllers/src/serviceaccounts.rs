@@ -3,7 +3,7 @@
 //! `ca.crt` is the cluster CA, kept as it should be.
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch};
 use kube::Client;
 use serde_json::json;
 
@@ -38,7 +38,7 @@ pub async fn sync(client: &Client, ca_pem: Option<&str>) -> Result<(), kube::Err
                 serde_json::from_value(json!({"metadata": {"name": "default", "namespace": ns}}))
                     .unwrap_or_default();
             let api: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
-            match api.create(&PostParams::default(), &sa).await {
+            match api.create(&crate::post_params(), &sa).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 409 || e.code == 403 => {}
                 Err(e) => return Err(e),
@@ -54,7 +54,7 @@ pub async fn sync(client: &Client, ca_pem: Option<&str>) -> Result<(), kube::Err
                     "data": {"ca.crt": pem},
                 }))
                 .unwrap_or_default();
-                match api.create(&PostParams::default(), &cm).await {
+                match api.create(&crate::post_params(), &cm).await {
                     Ok(_) => {}
                     Err(kube::Error::Api(e)) if e.code == 409 || e.code == 403 => {}
                     Err(e) => return Err(e),
@@ -74,7 +74,7 @@ pub async fn sync(client: &Client, ca_pem: Option<&str>) -> Result<(), kube::Err
                     }
                     api.patch(
                         ROOT_CA,
-                        &PatchParams::default(),
+                        &crate::patch_params(),
                         &Patch::Merge(json!({ "data": want })),
                     )
                     .await?;

@@ -7,10 +7,12 @@
 //! volumeClaimTemplate gives every ordinal a PVC `<template>-<set>-<ordinal>`, owned by
 //! the set or the pod only as persistentVolumeClaimRetentionPolicy asks.
 
+use crate::informer::{Expectations, Informer, Key, Requeue};
 use crate::workloads::template_hash;
+use crate::workloads::EXPECTATIONS_RECHECK;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch};
 use kube::Client;
 use serde_json::json;
 
@@ -125,26 +127,45 @@ pub fn plan(
     p
 }
 
-/// One pass over every StatefulSet.
-pub async fn sync_statefulsets(client: &Client) -> Result<(), kube::Error> {
-    let sets: Api<StatefulSet> = Api::all(client.clone());
-    let all_pods = Api::<Pod>::all(client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items;
-    let all_revs = Api::<ControllerRevision>::all(client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items;
-    for set in sets.list(&ListParams::default()).await?.items {
+/// The StatefulSet controller: a set is reconciled when it, one of its pods or one of
+/// its ControllerRevisions changes.
+pub struct StatefulSets {
+    pub client: Client,
+    pub statefulsets: Informer<StatefulSet>,
+    pub pods: Informer<Pod>,
+    pub revisions: Informer<ControllerRevision>,
+    pub expectations: Expectations<Pod>,
+}
+
+impl StatefulSets {
+    pub async fn reconcile(&self, key: Key) -> Result<Requeue, kube::Error> {
+        let Some(set) = self.statefulsets.get(&key) else {
+            self.expectations.forget(&key);
+            return Ok(None);
+        };
         if set.metadata.deletion_timestamp.is_some() {
-            continue;
+            return Ok(None);
         }
-        if let Err(e) = sync_one(client, &set, &all_pods, &all_revs).await {
-            tracing::warn!(statefulset = ?set.metadata.name, error = %e, "statefulset pass");
+        if !self.expectations.satisfied(&key) {
+            return Ok(Some(EXPECTATIONS_RECHECK));
         }
+        let uid = set.metadata.uid.clone().unwrap_or_default();
+        let ns = key.namespace.clone();
+        let pods: Vec<Pod> = self
+            .pods
+            .controlled_by(&ns, &uid)
+            .iter()
+            .map(|p| (**p).clone())
+            .collect();
+        let revs: Vec<ControllerRevision> = self
+            .revisions
+            .controlled_by(&ns, &uid)
+            .iter()
+            .map(|r| (**r).clone())
+            .collect();
+        sync_one(&self.client, &set, &pods, &revs, &self.expectations, &key).await?;
+        Ok(None)
     }
-    Ok(())
 }
 
 async fn sync_one(
@@ -152,6 +173,8 @@ async fn sync_one(
     set: &StatefulSet,
     all_pods: &[Pod],
     all_revs: &[ControllerRevision],
+    expectations: &Expectations<Pod>,
+    key: &Key,
 ) -> Result<(), kube::Error> {
     let ns = set.metadata.namespace.clone().unwrap_or_default();
     let name = set.metadata.name.clone().unwrap_or_default();
@@ -195,14 +218,20 @@ async fn sync_one(
                 "revision": max_rev + 1,
             });
             if let Ok(cr) = serde_json::from_value::<ControllerRevision>(cr) {
-                rev_api.create(&PostParams::default(), &cr).await?;
+                match rev_api.create(&crate::post_params(), &cr).await {
+                    // The cache has not shown it yet.
+                    Err(kube::Error::Api(e)) if e.code == 409 => {}
+                    r => {
+                        r?;
+                    }
+                }
             }
         }
         Some(r) if r.revision < max_rev => {
             rev_api
                 .patch(
                     &update_rev,
-                    &PatchParams::default(),
+                    &crate::patch_params(),
                     &Patch::Merge(json!({"revision": max_rev + 1})),
                 )
                 .await?;
@@ -235,11 +264,13 @@ async fn sync_one(
         };
         if finished(p) && p.metadata.deletion_timestamp.is_none() {
             // A failed or finished pod is replaced.
-            api.delete(
-                p.metadata.name.as_deref().unwrap_or(""),
-                &DeleteParams::default(),
-            )
-            .await?;
+            let r = api
+                .delete(
+                    p.metadata.name.as_deref().unwrap_or(""),
+                    &DeleteParams::default(),
+                )
+                .await?;
+            expectations.deleted(key, p, r.left().as_ref());
             continue;
         }
         let i = i as usize;
@@ -307,7 +338,7 @@ async fn sync_one(
                     o.remove("status");
                 }
                 if let Ok(pvc) = serde_json::from_value::<PersistentVolumeClaim>(pvc) {
-                    pvc_api.create(&PostParams::default(), &pvc).await?;
+                    pvc_api.create(&crate::post_params(), &pvc).await?;
                 }
             }
         }
@@ -315,8 +346,8 @@ async fn sync_one(
             pod["spec"]["volumes"] = json!(volumes);
         }
         if let Ok(p) = serde_json::from_value::<Pod>(pod) {
-            match api.create(&PostParams::default(), &p).await {
-                Ok(_) => {}
+            match api.create(&crate::post_params(), &p).await {
+                Ok(p) => expectations.wrote(key, &p),
                 Err(kube::Error::Api(e)) if e.code == 409 => {}
                 Err(e) => return Err(e),
             }
@@ -337,14 +368,17 @@ async fn sync_one(
                     let _ = pvc_api
                         .patch(
                             &claim_name,
-                            &PatchParams::default(),
+                            &crate::patch_params(),
                             &Patch::Merge(json!({"metadata": {"ownerReferences": pod_owner}})),
                         )
                         .await;
                 }
             }
         }
-        api.delete(&pod_name, &DeleteParams::default()).await?;
+        let r = api.delete(&pod_name, &DeleteParams::default()).await?;
+        if let Some(p) = by_ordinal.get(i as usize).copied().flatten() {
+            expectations.deleted(key, p, r.left().as_ref());
+        }
     }
     // Status.
     let live: Vec<&Pod> = by_ordinal.iter().flatten().copied().collect();
@@ -372,9 +406,11 @@ async fn sync_one(
         "updateRevision": update_rev,
         "collisionCount": 0,
     }});
-    Api::<StatefulSet>::namespaced(client.clone(), &ns)
-        .patch_status(&name, &PatchParams::default(), &Patch::Merge(st))
-        .await?;
+    if crate::patch_changes(&set.status, &st["status"]) {
+        Api::<StatefulSet>::namespaced(client.clone(), &ns)
+            .patch_status(&name, &crate::patch_params(), &Patch::Merge(st))
+            .await?;
+    }
     // Old revisions beyond revisionHistoryLimit.
     let limit = spec.revision_history_limit.unwrap_or(10).max(0) as usize;
     let mut old: Vec<&&ControllerRevision> = revs

@@ -1,5 +1,7 @@
-//! Deployments, ReplicaSets and owner-based garbage collection, as level-triggered
-//! passes: each pass reads the objects and closes the gap.
+//! Deployments and ReplicaSets, each a level-triggered reconcile of one object from the
+//! shared caches (a ReplicaSet is queued when it or one of its pods changes, a
+//! Deployment when it or one of its ReplicaSets does), and the wiring that starts
+//! every workload controller.
 //!
 //! Deployment: one ReplicaSet per pod template (named `<deployment>-<pod-template-hash>`,
 //! the hash also labelled on its pods); the current one is scaled to `replicas`,
@@ -9,14 +11,18 @@
 //! until the selector matches `replicas` of them. (Their garbage collection is
 //! [`crate::gc`]'s.)
 
-use crate::owner_ref;
+use crate::informer::{resync, run_workers, stopped, Expectations, Informer, Key, Queue, Requeue};
+use crate::{owner_ref, Informers};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch};
 use kube::Client;
 use serde_json::json;
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
 
 fn is_active(p: &Pod) -> bool {
     p.metadata.deletion_timestamp.is_none()
@@ -77,42 +83,79 @@ fn int_or_percent(
     }
 }
 
-/// One pass over every ReplicaSet.
-pub async fn sync_replicasets(client: &Client) -> Result<(), kube::Error> {
-    let rss: Api<ReplicaSet> = Api::all(client.clone());
-    let pods: Api<Pod> = Api::all(client.clone());
-    let all_pods = pods.list(&ListParams::default()).await?.items;
-    for rs in rss.list(&ListParams::default()).await?.items {
+/// The ReplicaSet controller's reconcile of one ReplicaSet, from the caches.
+pub struct ReplicaSets {
+    pub client: Client,
+    pub replicasets: Informer<ReplicaSet>,
+    pub pods: Informer<Pod>,
+    pub expectations: Expectations<Pod>,
+}
+
+/// Pods created at once grow 1, 2, 4, ... (Kubernetes' slow start), so a template that
+/// fails does not fail a thousand times.
+const SLOW_START_INITIAL_BATCH: usize = 1;
+
+impl ReplicaSets {
+    pub async fn reconcile(&self, key: Key) -> Result<Requeue, kube::Error> {
+        let Some(rs) = self.replicasets.get(&key) else {
+            self.expectations.forget(&key);
+            return Ok(None);
+        };
         if rs.metadata.deletion_timestamp.is_some() {
-            continue;
+            return Ok(None);
         }
-        let ns = rs.metadata.namespace.clone().unwrap_or_default();
-        let name = rs.metadata.name.clone().unwrap_or_default();
+        let ns = key.namespace.clone();
+        let name = key.name.clone();
         let uid = rs.metadata.uid.clone().unwrap_or_default();
-        let Some(spec) = &rs.spec else { continue };
+        let Some(spec) = &rs.spec else {
+            return Ok(None);
+        };
         let want = spec.replicas.unwrap_or(1).max(0);
-        let owned: Vec<&Pod> = crate::controlled_by(&all_pods, &ns, &uid)
-            .into_iter()
+        let owned_pods = self.pods.controlled_by(&ns, &uid);
+        let owned: Vec<&Pod> = owned_pods
+            .iter()
+            .map(|p| p.as_ref())
             .filter(|p| is_active(p))
             .collect();
-        let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
         let have = owned.len() as i32;
         let mut remaining: Vec<&Pod> = owned.clone();
-        if have < want {
+        // Until the cache shows this controller's last creations and deletions, it
+        // cannot tell how many pods there are.
+        let manage = self.expectations.satisfied(&key);
+        if manage && have < want {
             let template = serde_json::to_value(&spec.template).unwrap_or_default();
-            for _ in have..want {
-                let pod = crate::pod_from_template(
-                    &template,
-                    &ns,
-                    owner_ref("apps/v1", "ReplicaSet", &name, &uid),
-                );
-                if let Ok(p) = serde_json::from_value::<Pod>(pod) {
-                    if let Err(e) = api.create(&PostParams::default(), &p).await {
-                        tracing::warn!(replicaset = %name, error = %e, "creating pod");
+            let pod = crate::pod_from_template(
+                &template,
+                &ns,
+                owner_ref("apps/v1", "ReplicaSet", &name, &uid),
+            );
+            if let Ok(p) = serde_json::from_value::<Pod>(pod) {
+                let mut left = (want - have) as usize;
+                let mut batch = SLOW_START_INITIAL_BATCH;
+                while left > 0 {
+                    let n = batch.min(left);
+                    let pp = crate::post_params();
+                    let results =
+                        futures::future::join_all((0..n).map(|_| api.create(&pp, &p))).await;
+                    let mut failed = false;
+                    for r in results {
+                        match r {
+                            Ok(created) => self.expectations.wrote(&key, &created),
+                            Err(e) => {
+                                failed = true;
+                                tracing::warn!(replicaset = %name, error = %e, "creating pod");
+                            }
+                        }
                     }
+                    if failed {
+                        break;
+                    }
+                    left -= n;
+                    batch *= 2;
                 }
             }
-        } else if have > want {
+        } else if manage && have > want {
             // Delete the least useful first: not ready before ready, newest first.
             let mut victims = owned.clone();
             victims.sort_by_key(|p| {
@@ -127,12 +170,15 @@ pub async fn sync_replicasets(client: &Client) -> Result<(), kube::Error> {
                 )
             });
             for p in victims.into_iter().take((have - want) as usize) {
-                let _ = api
+                let r = api
                     .delete(
                         &p.metadata.name.clone().unwrap_or_default(),
                         &DeleteParams::default(),
                     )
                     .await;
+                if let Ok(r) = r {
+                    self.expectations.deleted(&key, p, r.left().as_ref());
+                }
                 remaining.retain(|x| x.metadata.uid != p.metadata.uid);
             }
         }
@@ -154,40 +200,65 @@ pub async fn sync_replicasets(client: &Client) -> Result<(), kube::Error> {
                     .unwrap_or(true)
             })
             .count() as i32;
-        let status = json!({"status": {
+        let status = json!({
             "replicas": remaining.len() as i32,
             "fullyLabeledReplicas": labeled,
             "readyReplicas": ready,
             "availableReplicas": ready,
             "observedGeneration": rs.metadata.generation,
-        }});
-        let rapi: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns);
-        let _ = rapi
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(status))
-            .await;
+        });
+        if crate::patch_changes(&rs.status, &status) {
+            let rapi: Api<ReplicaSet> = Api::namespaced(self.client.clone(), &ns);
+            rapi.patch_status(
+                &name,
+                &crate::patch_params(),
+                &Patch::Merge(json!({ "status": status })),
+            )
+            .await?;
+        }
+        Ok((!manage).then_some(EXPECTATIONS_RECHECK))
     }
-    Ok(())
 }
 
-/// One pass over every Deployment.
-pub async fn sync_deployments(client: &Client) -> Result<(), kube::Error> {
-    let deps: Api<Deployment> = Api::all(client.clone());
-    let rss_all: Api<ReplicaSet> = Api::all(client.clone());
-    let all_rs = rss_all.list(&ListParams::default()).await?.items;
-    for d in deps.list(&ListParams::default()).await?.items {
+/// How soon a controller waiting on its expectations looks again (the awaited events
+/// queue it sooner).
+pub const EXPECTATIONS_RECHECK: Duration = Duration::from_secs(1);
+
+/// The Deployment controller's reconcile of one Deployment, from the caches.
+pub struct Deployments {
+    pub client: Client,
+    pub deployments: Informer<Deployment>,
+    pub replicasets: Informer<ReplicaSet>,
+    pub expectations: Expectations<ReplicaSet>,
+}
+
+impl Deployments {
+    pub async fn reconcile(&self, key: Key) -> Result<Requeue, kube::Error> {
+        let Some(d) = self.deployments.get(&key) else {
+            self.expectations.forget(&key);
+            return Ok(None);
+        };
         if d.metadata.deletion_timestamp.is_some() {
-            continue;
+            return Ok(None);
         }
+        // Its ReplicaSets as this controller last wrote them, or wait.
+        if !self.expectations.satisfied(&key) {
+            return Ok(Some(EXPECTATIONS_RECHECK));
+        }
+        let client = &self.client;
         let ns = d.metadata.namespace.clone().unwrap_or_default();
         let name = d.metadata.name.clone().unwrap_or_default();
         let uid = d.metadata.uid.clone().unwrap_or_default();
-        let Some(spec) = &d.spec else { continue };
+        let Some(spec) = &d.spec else {
+            return Ok(None);
+        };
         let replicas = spec.replicas.unwrap_or(1).max(0);
         let rs_api: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns);
         let mut template = serde_json::to_value(&spec.template).unwrap_or_default();
         let hash = template_hash(&template);
         template["metadata"]["labels"]["pod-template-hash"] = json!(hash);
-        let owned: Vec<&ReplicaSet> = crate::controlled_by(&all_rs, &ns, &uid);
+        let owned_rs = self.replicasets.controlled_by(&ns, &uid);
+        let owned: Vec<&ReplicaSet> = owned_rs.iter().map(|r| r.as_ref()).collect();
         let new_name = format!("{name}-{hash}");
         let current = owned
             .iter()
@@ -293,8 +364,11 @@ pub async fn sync_deployments(client: &Client) -> Result<(), kube::Error> {
                     }
                 }
                 if let Ok(r) = serde_json::from_value::<ReplicaSet>(rs) {
-                    match rs_api.create(&PostParams::default(), &r).await {
-                        Ok(_) => created = true,
+                    match rs_api.create(&crate::post_params(), &r).await {
+                        Ok(r) => {
+                            self.expectations.wrote(&key, &r);
+                            created = true
+                        }
                         Err(e) => {
                             tracing::warn!(deployment = %name, error = %e, "creating replicaset")
                         }
@@ -341,9 +415,12 @@ pub async fn sync_deployments(client: &Client) -> Result<(), kube::Error> {
                     progressed = true;
                 }
                 if patch != json!({}) {
-                    let _ = rs_api
-                        .patch(&new_name, &PatchParams::default(), &Patch::Merge(patch))
-                        .await;
+                    if let Ok(r) = rs_api
+                        .patch(&new_name, &crate::patch_params(), &Patch::Merge(patch))
+                        .await
+                    {
+                        self.expectations.wrote(&key, &r);
+                    }
                 }
             }
         }
@@ -365,13 +442,16 @@ pub async fn sync_deployments(client: &Client) -> Result<(), kube::Error> {
                 can_remove -= (down - not_ready.max(0)).max(0);
                 progressed = true;
                 let rn = r.metadata.name.clone().unwrap_or_default();
-                let _ = rs_api
+                if let Ok(r) = rs_api
                     .patch(
                         &rn,
-                        &PatchParams::default(),
+                        &crate::patch_params(),
                         &Patch::Merge(json!({"spec": {"replicas": cur - down}})),
                     )
-                    .await;
+                    .await
+                {
+                    self.expectations.wrote(&key, &r);
+                }
             }
         }
         // Old ReplicaSets beyond revisionHistoryLimit go, oldest revision first.
@@ -387,12 +467,15 @@ pub async fn sync_deployments(client: &Client) -> Result<(), kube::Error> {
         if idle.len() > limit {
             idle.sort_by_key(|r| revision_of(&r.metadata));
             for r in idle.iter().take(idle.len() - limit) {
-                let _ = rs_api
+                if let Ok(gone) = rs_api
                     .delete(
                         &r.metadata.name.clone().unwrap_or_default(),
                         &DeleteParams::background(),
                     )
-                    .await;
+                    .await
+                {
+                    self.expectations.deleted(&key, r, gone.left().as_ref());
+                }
             }
         }
         let dapi: Api<Deployment> = Api::namespaced(client.clone(), &ns);
@@ -407,7 +490,7 @@ pub async fn sync_deployments(client: &Client) -> Result<(), kube::Error> {
                 let _ = dapi
                     .patch(
                         &name,
-                        &PatchParams::default(),
+                        &crate::patch_params(),
                         &Patch::Merge(json!({"metadata": {"annotations": {REVISION: rev}}})),
                     )
                     .await;
@@ -428,12 +511,13 @@ pub async fn sync_deployments(client: &Client) -> Result<(), kube::Error> {
         {
             progressed = true;
         }
+        let progress_complete = updated == replicas && new_ready == replicas && old_active == 0;
         let progress = Progress {
             new_rs: new_name.clone(),
             paused,
             created,
             progressed,
-            complete: updated == replicas && new_ready == replicas && old_active == 0,
+            complete: progress_complete,
             available: ready >= min_available,
             deadline_seconds: spec.progress_deadline_seconds.unwrap_or(600) as i64,
         };
@@ -442,7 +526,7 @@ pub async fn sync_deployments(client: &Client) -> Result<(), kube::Error> {
             &progress,
             chrono::Utc::now(),
         );
-        let status = json!({"status": {
+        let status = json!({
             "observedGeneration": d.metadata.generation,
             "replicas": total,
             "updatedReplicas": updated,
@@ -450,13 +534,22 @@ pub async fn sync_deployments(client: &Client) -> Result<(), kube::Error> {
             "availableReplicas": ready,
             "unavailableReplicas": (replicas - ready).max(0),
             "conditions": conditions,
-        }});
-        let _ = dapi
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(status))
-            .await;
+        });
+        if crate::patch_changes(&d.status, &status) {
+            dapi.patch_status(
+                &name,
+                &crate::patch_params(),
+                &Patch::Merge(json!({ "status": status })),
+            )
+            .await?;
+        }
+        // The progress deadline is a matter of time.
+        Ok((!progress_complete && !paused).then_some(PROGRESS_RECHECK))
     }
-    Ok(())
 }
+
+/// How often a Deployment still rolling out is looked at for its progress deadline.
+const PROGRESS_RECHECK: Duration = Duration::from_secs(5);
 
 const REVISION: &str = "deployment.kubernetes.io/revision";
 const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
@@ -613,27 +706,211 @@ pub fn next_conditions(
     json!([available, progressing])
 }
 
-/// Run the workload passes every `period` until `shutdown`.
-pub async fn run(
-    client: Client,
-    period: std::time::Duration,
-    shutdown: impl std::future::Future<Output = ()>,
+/// How often every object is reconciled even if nothing was seen to change.
+pub const RESYNC: Duration = Duration::from_secs(30);
+
+/// Queues the key of every object of `informer` that changes.
+pub fn enqueue_changed<K: kube::Resource<DynamicType = ()> + Clone + 'static>(
+    informer: &Informer<K>,
+    queue: &Arc<Queue>,
 ) {
-    let mut ticker = crate::Ticker::new(period, shutdown);
-    while ticker.tick().await {
-        for r in [
-            sync_deployments(&client).await,
-            sync_replicasets(&client).await,
-            crate::statefulsets::sync_statefulsets(&client).await,
-            crate::jobs::sync_jobs(&client).await,
-            crate::cronjobs::sync_cronjobs(&client).await,
-            crate::daemonsets::sync_daemonsets(&client).await,
-        ] {
-            if let Err(e) = r {
-                tracing::warn!(error = %e, "workload pass");
-            }
+    let q = queue.clone();
+    informer.on_change(move |o| q.add(Key::of(o)));
+}
+
+/// Queues the controlling owner of kind `kind` of every object of `informer` that changes.
+pub fn enqueue_owner<K: kube::Resource<DynamicType = ()> + Clone + 'static>(
+    informer: &Informer<K>,
+    kind: &'static str,
+    queue: &Arc<Queue>,
+) {
+    let q = queue.clone();
+    informer.on_change(move |o| {
+        if let Some(k) = Key::controller_of(o, kind) {
+            q.add(k)
         }
+    });
+}
+
+/// Starts a controller's workers over `queue` once the caches are synced, with a
+/// resync of every object of `primary` every [`RESYNC`].
+pub fn spawn_controller<K, F, Fut>(
+    name: &'static str,
+    workers: usize,
+    queue: Arc<Queue>,
+    primary: Informer<K>,
+    informers: Informers,
+    stop: watch::Receiver<bool>,
+    reconcile: F,
+) -> tokio::task::JoinHandle<()>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+    F: Fn(Key) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Requeue, kube::Error>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = informers.synced() => {}
+            _ = stopped(stop.clone()) => return,
+        }
+        tokio::spawn(resync(primary, queue.clone(), RESYNC, stop.clone()));
+        run_workers(name, queue, workers, reconcile, stop).await;
+    })
+}
+
+/// Starts the workload controllers (Deployments, ReplicaSets, StatefulSets, Jobs,
+/// CronJobs, DaemonSets) over the shared informers; they run until `stop`.
+pub fn start(
+    client: &Client,
+    inf: &Informers,
+    stop: &watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+
+    let q = Queue::new();
+    enqueue_changed(&inf.replicasets, &q);
+    enqueue_owner(&inf.pods, "ReplicaSet", &q);
+    let c = Arc::new(ReplicaSets {
+        client: client.clone(),
+        replicasets: inf.replicasets.clone(),
+        pods: inf.pods.clone(),
+        expectations: Expectations::new(inf.pods.clone()),
+    });
+    tasks.push(spawn_controller(
+        "replicaset",
+        5,
+        q,
+        inf.replicasets.clone(),
+        inf.clone(),
+        stop.clone(),
+        move |k| {
+            let c = c.clone();
+            async move { c.reconcile(k).await }
+        },
+    ));
+
+    let q = Queue::new();
+    enqueue_changed(&inf.deployments, &q);
+    enqueue_owner(&inf.replicasets, "Deployment", &q);
+    let c = Arc::new(Deployments {
+        client: client.clone(),
+        deployments: inf.deployments.clone(),
+        replicasets: inf.replicasets.clone(),
+        expectations: Expectations::new(inf.replicasets.clone()),
+    });
+    tasks.push(spawn_controller(
+        "deployment",
+        5,
+        q,
+        inf.deployments.clone(),
+        inf.clone(),
+        stop.clone(),
+        move |k| {
+            let c = c.clone();
+            async move { c.reconcile(k).await }
+        },
+    ));
+
+    let q = Queue::new();
+    enqueue_changed(&inf.statefulsets, &q);
+    enqueue_owner(&inf.pods, "StatefulSet", &q);
+    enqueue_owner(&inf.revisions, "StatefulSet", &q);
+    let c = Arc::new(crate::statefulsets::StatefulSets {
+        client: client.clone(),
+        statefulsets: inf.statefulsets.clone(),
+        pods: inf.pods.clone(),
+        revisions: inf.revisions.clone(),
+        expectations: Expectations::new(inf.pods.clone()),
+    });
+    tasks.push(spawn_controller(
+        "statefulset",
+        2,
+        q,
+        inf.statefulsets.clone(),
+        inf.clone(),
+        stop.clone(),
+        move |k| {
+            let c = c.clone();
+            async move { c.reconcile(k).await }
+        },
+    ));
+
+    let q = Queue::new();
+    enqueue_changed(&inf.jobs, &q);
+    enqueue_owner(&inf.pods, "Job", &q);
+    let c = Arc::new(crate::jobs::Jobs {
+        client: client.clone(),
+        jobs: inf.jobs.clone(),
+        pods: inf.pods.clone(),
+        expectations: Expectations::new(inf.pods.clone()),
+    });
+    tasks.push(spawn_controller(
+        "job",
+        3,
+        q,
+        inf.jobs.clone(),
+        inf.clone(),
+        stop.clone(),
+        move |k| {
+            let c = c.clone();
+            async move { c.reconcile(k).await }
+        },
+    ));
+
+    let q = Queue::new();
+    enqueue_changed(&inf.cronjobs, &q);
+    enqueue_owner(&inf.jobs, "CronJob", &q);
+    let c = Arc::new(crate::cronjobs::CronJobs {
+        client: client.clone(),
+        cronjobs: inf.cronjobs.clone(),
+        jobs: inf.jobs.clone(),
+        expectations: Expectations::new(inf.jobs.clone()),
+    });
+    tasks.push(spawn_controller(
+        "cronjob",
+        2,
+        q,
+        inf.cronjobs.clone(),
+        inf.clone(),
+        stop.clone(),
+        move |k| {
+            let c = c.clone();
+            async move { c.reconcile(k).await }
+        },
+    ));
+
+    let q = Queue::new();
+    enqueue_changed(&inf.daemonsets, &q);
+    enqueue_owner(&inf.pods, "DaemonSet", &q);
+    {
+        // A node that comes, goes or changes may change where every set runs.
+        let (q, sets) = (q.clone(), inf.daemonsets.clone());
+        inf.nodes.on_change(move |_| {
+            for ds in sets.state() {
+                q.add(Key::of(ds.as_ref()));
+            }
+        });
     }
+    let c = Arc::new(crate::daemonsets::DaemonSets {
+        client: client.clone(),
+        daemonsets: inf.daemonsets.clone(),
+        nodes: inf.nodes.clone(),
+        pods: inf.pods.clone(),
+        expectations: Expectations::new(inf.pods.clone()),
+    });
+    tasks.push(spawn_controller(
+        "daemonset",
+        2,
+        q,
+        inf.daemonsets.clone(),
+        inf.clone(),
+        stop.clone(),
+        move |k| {
+            let c = c.clone();
+            async move { c.reconcile(k).await }
+        },
+    ));
+    tasks
 }
 
 #[cfg(test)]

@@ -119,18 +119,8 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
         let mut tasks = Vec::new();
         let client = kube_client(&server.kubeconfig_path).await?;
         if controllers {
-            tasks.push(tokio::spawn(skiff_controllers::scheduling::run(
-                client.clone(),
-                std::time::Duration::from_millis(100),
-                stop(),
-            )));
-            tasks.push(tokio::spawn(skiff_controllers::workloads::run(
-                client.clone(),
-                std::time::Duration::from_millis(200),
-                stop(),
-            )));
             cluster.ca_pem = Some(server.ca_cert_pem.clone());
-            tasks.push(tokio::spawn(skiff_controllers::cluster::run(
+            tasks.push(tokio::spawn(skiff_controllers::run(
                 client.clone(),
                 cluster,
                 stop(),

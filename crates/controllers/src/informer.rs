@@ -1,0 +1,544 @@
+//! Shared informers, work queues and expectations: the machinery every controller
+//! stands on, shaped like client-go's (and kube-rs's watcher → reflector → controller).
+//!
+//! - [`Informer`]: one watch of one resource kind (kube-rs's `watcher`, which re-lists
+//!   after a 410 Gone and backs off on errors) feeding a reflector [`Store`] that every
+//!   controller reads instead of listing, and calling the handlers controllers register
+//!   to turn a changed object into keys of their work queues. It also records the
+//!   highest resourceVersion it has applied, so a controller can tell whether its own
+//!   writes are in the cache yet.
+//! - [`Queue`]: a deduplicating work queue of object keys: a key is never processed by
+//!   two workers at once, a key added while being processed is processed again after,
+//!   failures are retried with exponential back-off.
+//! - [`Expectations`]: what a controller wrote and has not yet seen in the cache; while
+//!   any is outstanding it does not create or delete again (Kubernetes'
+//!   ControllerExpectations), so a lagging cache never makes it double-create.
+//!
+//! Nothing here knows a particular kind of object.
+
+use futures::StreamExt;
+use kube::api::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::Resource;
+use serde::de::DeserializeOwned;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, Notify};
+
+/// A controller's handle on a changed object.
+pub type Handler<K> = Arc<dyn Fn(&K) + Send + Sync>;
+
+/// The key of a namespaced (or, with an empty namespace, cluster-scoped) object.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl Key {
+    pub fn of<K: Resource>(obj: &K) -> Key {
+        Key {
+            namespace: obj.meta().namespace.clone().unwrap_or_default(),
+            name: obj.meta().name.clone().unwrap_or_default(),
+        }
+    }
+
+    /// The key of the object's controlling owner, if it is of kind `kind`.
+    pub fn controller_of<K: Resource>(obj: &K, kind: &str) -> Option<Key> {
+        let r = obj
+            .meta()
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|r| r.controller == Some(true))?;
+        (r.kind == kind).then(|| Key {
+            namespace: obj.meta().namespace.clone().unwrap_or_default(),
+            name: r.name.clone(),
+        })
+    }
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.namespace.is_empty() {
+            write!(f, "{}", self.name)
+        } else {
+            write!(f, "{}/{}", self.namespace, self.name)
+        }
+    }
+}
+
+/// A future that completes once `stop` turns true (or its sender is gone).
+pub async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// One watch of one kind, its cache, and the handlers told of every change.
+pub struct Informer<K: Resource<DynamicType = ()> + Clone + 'static> {
+    store: Store<K>,
+    handlers: Arc<Mutex<Vec<Handler<K>>>>,
+    revision: watch::Receiver<u64>,
+    synced: watch::Receiver<bool>,
+}
+
+impl<K: Resource<DynamicType = ()> + Clone + 'static> Clone for Informer<K> {
+    fn clone(&self) -> Self {
+        Informer {
+            store: self.store.clone(),
+            handlers: self.handlers.clone(),
+            revision: self.revision.clone(),
+            synced: self.synced.clone(),
+        }
+    }
+}
+
+fn revision_of<K: Resource>(obj: &K) -> u64 {
+    obj.meta()
+        .resource_version
+        .as_deref()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0)
+}
+
+impl<K> Informer<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    /// Starts watching `api` (with `config`'s selectors) until `stop`.
+    pub fn spawn(api: Api<K>, config: watcher::Config, stop: watch::Receiver<bool>) -> Self {
+        let (store, mut writer) = reflector::store::<K>();
+        let handlers: Arc<Mutex<Vec<Handler<K>>>> = Arc::default();
+        let (rev_tx, revision) = watch::channel(0u64);
+        let (synced_tx, synced) = watch::channel(false);
+        let (h, reader) = (handlers.clone(), store.clone());
+        let kind = K::kind(&()).to_string();
+        tokio::spawn(async move {
+            let mut stream = watcher::watcher(api, config).default_backoff().boxed();
+            let stop = stopped(stop);
+            tokio::pin!(stop);
+            // A re-list: what the cache held before it, and what the list brought.
+            let mut before: Vec<Arc<K>> = Vec::new();
+            let mut listed: Vec<K> = Vec::new();
+            loop {
+                let ev = tokio::select! {
+                    _ = &mut stop => break,
+                    ev = stream.next() => ev,
+                };
+                let ev = match ev {
+                    None => break,
+                    Some(Ok(ev)) => ev,
+                    Some(Err(e)) => {
+                        tracing::debug!(kind = %kind, error = %e, "watch");
+                        continue;
+                    }
+                };
+                writer.apply_watcher_event(&ev);
+                let bump = |o: &K| {
+                    let rv = revision_of(o);
+                    rev_tx.send_if_modified(|r| {
+                        let newer = rv > *r;
+                        if newer {
+                            *r = rv;
+                        }
+                        newer
+                    });
+                };
+                let changed: Vec<K> = match ev {
+                    Event::Apply(o) | Event::Delete(o) => {
+                        bump(&o);
+                        vec![o]
+                    }
+                    Event::Init => {
+                        before = reader.state();
+                        listed.clear();
+                        Vec::new()
+                    }
+                    Event::InitApply(o) => {
+                        bump(&o);
+                        listed.push(o);
+                        Vec::new()
+                    }
+                    Event::InitDone => {
+                        synced_tx.send_replace(true);
+                        // Everything listed may have changed; whatever is gone was deleted
+                        // while the watch was down.
+                        let now: HashSet<Option<String>> =
+                            listed.iter().map(|o| o.meta().uid.clone()).collect();
+                        let mut changed = std::mem::take(&mut listed);
+                        changed.extend(
+                            before
+                                .drain(..)
+                                .filter(|o| !now.contains(&o.meta().uid))
+                                .map(|o| (*o).clone()),
+                        );
+                        changed
+                    }
+                };
+                if changed.is_empty() {
+                    continue;
+                }
+                let handlers: Vec<Handler<K>> = h.lock().map(|h| h.clone()).unwrap_or_default();
+                for o in &changed {
+                    for f in &handlers {
+                        f(o);
+                    }
+                }
+            }
+        });
+        Informer {
+            store,
+            handlers,
+            revision,
+            synced,
+        }
+    }
+}
+
+impl<K: Resource<DynamicType = ()> + Clone + 'static> Informer<K> {
+    /// Calls `f` with every object that changes (added, modified, deleted) from now on.
+    pub fn on_change(&self, f: impl Fn(&K) + Send + Sync + 'static) {
+        if let Ok(mut h) = self.handlers.lock() {
+            h.push(Arc::new(f));
+        }
+    }
+
+    /// Every cached object.
+    pub fn state(&self) -> Vec<Arc<K>> {
+        self.store.state()
+    }
+
+    /// The cached objects `keep` selects.
+    pub fn select(&self, keep: impl Fn(&K) -> bool) -> Vec<Arc<K>> {
+        self.store.state_filter(|o| keep(o))
+    }
+
+    /// The cached object at `key`.
+    pub fn get(&self, key: &Key) -> Option<Arc<K>> {
+        let mut r = reflector::ObjectRef::new(&key.name);
+        if !key.namespace.is_empty() {
+            r = r.within(&key.namespace);
+        }
+        self.store.get(&r)
+    }
+
+    /// The cached objects of namespace `ns` controlled by the object with `uid`.
+    pub fn controlled_by(&self, ns: &str, uid: &str) -> Vec<Arc<K>> {
+        self.select(|o| {
+            o.meta().namespace.as_deref() == Some(ns)
+                && o.meta()
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|r| r.uid == uid && r.controller == Some(true))
+        })
+    }
+
+    /// Whether the cache has applied every change up to resourceVersion `rv`.
+    pub fn has_seen(&self, rv: u64) -> bool {
+        *self.revision.borrow() >= rv
+    }
+
+    /// Waits for the first complete list.
+    pub async fn synced(&self) {
+        let mut s = self.synced.clone();
+        let _ = s.wait_for(|s| *s).await;
+    }
+}
+
+/// One outstanding write.
+#[derive(Debug, Clone)]
+enum Expect {
+    /// The cache must reach this resourceVersion (a create or an update).
+    Seen(u64),
+    /// The object with this uid must be gone from the cache, or terminating.
+    Gone(Key, String),
+}
+
+/// How long an expectation may stay unmet before it is dropped (a watch that lost the
+/// event re-lists long before this).
+const EXPECTATION_TTL: Duration = Duration::from_secs(60);
+
+/// What a controller has written to objects of kind `K` and not yet seen in its
+/// informer, per controller key.
+pub struct Expectations<K: Resource<DynamicType = ()> + Clone + 'static> {
+    informer: Informer<K>,
+    pending: Mutex<HashMap<Key, Vec<(Expect, Instant)>>>,
+}
+
+impl<K: Resource<DynamicType = ()> + Clone + 'static> Expectations<K> {
+    pub fn new(informer: Informer<K>) -> Self {
+        Expectations {
+            informer,
+            pending: Mutex::default(),
+        }
+    }
+
+    fn add(&self, key: &Key, e: Expect) {
+        if let Ok(mut p) = self.pending.lock() {
+            p.entry(key.clone()).or_default().push((e, Instant::now()));
+        }
+    }
+
+    /// `key`'s controller created or updated `obj` (as the API returned it).
+    pub fn wrote(&self, key: &Key, obj: &K) {
+        self.add(key, Expect::Seen(revision_of(obj)));
+    }
+
+    /// `key`'s controller deleted `deleted` (the object it read); `returned` is what the
+    /// API answered (the object, when its deletion is graceful or waits on finalizers).
+    pub fn deleted(&self, key: &Key, deleted: &K, returned: Option<&K>) {
+        match returned {
+            Some(o) if o.meta().deletion_timestamp.is_some() => self.wrote(key, o),
+            _ => self.add(
+                key,
+                Expect::Gone(
+                    Key::of(deleted),
+                    deleted.meta().uid.clone().unwrap_or_default(),
+                ),
+            ),
+        }
+    }
+
+    /// Whether everything `key`'s controller wrote is in the cache (unmet expectations
+    /// older than a minute are dropped).
+    pub fn satisfied(&self, key: &Key) -> bool {
+        let Ok(mut p) = self.pending.lock() else {
+            return true;
+        };
+        let Some(list) = p.get_mut(key) else {
+            return true;
+        };
+        list.retain(|(e, at)| {
+            at.elapsed() < EXPECTATION_TTL
+                && match e {
+                    Expect::Seen(rv) => !self.informer.has_seen(*rv),
+                    Expect::Gone(k, uid) => self.informer.get(k).is_some_and(|o| {
+                        o.meta().uid.as_deref() == Some(uid.as_str())
+                            && o.meta().deletion_timestamp.is_none()
+                    }),
+                }
+        });
+        if list.is_empty() {
+            p.remove(key);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Forgets `key` (its object is gone).
+    pub fn forget(&self, key: &Key) {
+        if let Ok(mut p) = self.pending.lock() {
+            p.remove(key);
+        }
+    }
+}
+
+#[derive(Default)]
+struct QueueState {
+    queue: VecDeque<Key>,
+    dirty: HashSet<Key>,
+    processing: HashSet<Key>,
+    failures: HashMap<Key, u32>,
+}
+
+/// A work queue of keys, as client-go's: deduplicated, one worker per key at a time.
+#[derive(Default)]
+pub struct Queue {
+    state: Mutex<QueueState>,
+    notify: Notify,
+}
+
+impl Queue {
+    pub fn new() -> Arc<Queue> {
+        Arc::new(Queue::default())
+    }
+
+    /// Adds `key` unless it is already waiting.
+    pub fn add(&self, key: Key) {
+        let Ok(mut s) = self.state.lock() else { return };
+        if !s.dirty.insert(key.clone()) {
+            return;
+        }
+        if !s.processing.contains(&key) {
+            s.queue.push_back(key);
+            drop(s);
+            self.notify.notify_one();
+        }
+    }
+
+    /// Adds `key` after `delay`.
+    pub fn add_after(self: &Arc<Self>, key: Key, delay: Duration) {
+        let q = Arc::downgrade(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            if let Some(q) = q.upgrade() {
+                q.add(key);
+            }
+        });
+    }
+
+    async fn get(&self) -> Key {
+        loop {
+            if let Ok(mut s) = self.state.lock() {
+                if let Some(k) = s.queue.pop_front() {
+                    s.dirty.remove(&k);
+                    s.processing.insert(k.clone());
+                    if !s.queue.is_empty() {
+                        self.notify.notify_one();
+                    }
+                    return k;
+                }
+            }
+            self.notify.notified().await;
+        }
+    }
+
+    fn done(&self, key: &Key) {
+        let Ok(mut s) = self.state.lock() else { return };
+        s.processing.remove(key);
+        if s.dirty.contains(key) {
+            s.queue.push_back(key.clone());
+            drop(s);
+            self.notify.notify_one();
+        }
+    }
+
+    /// The next back-off for a failing key: 100 ms doubling up to 30 s.
+    fn failed(&self, key: &Key) -> Duration {
+        let Ok(mut s) = self.state.lock() else {
+            return Duration::from_secs(1);
+        };
+        let n = s.failures.entry(key.clone()).or_default();
+        *n = (*n + 1).min(10);
+        Duration::from_millis(100 << (*n - 1)).min(Duration::from_secs(30))
+    }
+
+    fn forget(&self, key: &Key) {
+        if let Ok(mut s) = self.state.lock() {
+            s.failures.remove(key);
+        }
+    }
+}
+
+/// What a reconcile asks for: nothing, or to be run again after a while.
+pub type Requeue = Option<Duration>;
+
+/// Runs `workers` workers over `queue` until `stop`, each taking a key and calling
+/// `reconcile`; errors are retried with back-off, `Some(d)` runs the key again after `d`.
+pub async fn run_workers<F, Fut>(
+    name: &'static str,
+    queue: Arc<Queue>,
+    workers: usize,
+    reconcile: F,
+    stop: watch::Receiver<bool>,
+) where
+    F: Fn(Key) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Requeue, kube::Error>> + Send + 'static,
+{
+    let mut tasks = Vec::new();
+    for _ in 0..workers.max(1) {
+        let (queue, reconcile, stop) = (queue.clone(), reconcile.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let stop = stopped(stop);
+            tokio::pin!(stop);
+            loop {
+                let key = tokio::select! {
+                    _ = &mut stop => return,
+                    k = queue.get() => k,
+                };
+                match reconcile(key.clone()).await {
+                    Ok(after) => {
+                        queue.forget(&key);
+                        if let Some(d) = after {
+                            queue.add_after(key.clone(), d);
+                        }
+                    }
+                    Err(e) => {
+                        let d = queue.failed(&key);
+                        tracing::warn!(controller = name, key = %key, error = %e, retry_in = ?d, "reconcile");
+                        queue.add_after(key.clone(), d);
+                    }
+                }
+                queue.done(&key);
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+/// Adds every object of `informer` to `queue` every `period` (the safety net under the
+/// event-driven triggers), until `stop`.
+pub async fn resync<K: Resource<DynamicType = ()> + Clone + 'static>(
+    informer: Informer<K>,
+    queue: Arc<Queue>,
+    period: Duration,
+    stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let stop = stopped(stop);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tick.tick() => {
+                for o in informer.state() {
+                    queue.add(Key::of(o.as_ref()));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: &str) -> Key {
+        Key {
+            namespace: "ns".into(),
+            name: n.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_key_is_queued_once_and_again_after_processing_if_added_meanwhile() {
+        let q = Queue::new();
+        q.add(key("a"));
+        q.add(key("a"));
+        q.add(key("b"));
+        let a = q.get().await;
+        assert_eq!(a, key("a"));
+        // Added while processing: not handed out twice at once, but again after done.
+        q.add(key("a"));
+        assert_eq!(q.get().await, key("b"));
+        assert!(q.state.lock().unwrap().queue.is_empty());
+        q.done(&a);
+        assert_eq!(q.get().await, key("a"));
+        q.done(&key("a"));
+        q.done(&key("b"));
+        assert!(q.state.lock().unwrap().queue.is_empty());
+    }
+
+    #[test]
+    fn back_off_doubles_up_to_a_limit() {
+        let q = Queue::default();
+        let k = key("a");
+        assert_eq!(q.failed(&k), Duration::from_millis(100));
+        assert_eq!(q.failed(&k), Duration::from_millis(200));
+        for _ in 0..20 {
+            q.failed(&k);
+        }
+        assert_eq!(q.failed(&k), Duration::from_secs(30));
+        q.forget(&k);
+        assert_eq!(q.failed(&k), Duration::from_millis(100));
+    }
+}
