@@ -2363,3 +2363,80 @@ fn pressure_evicts_pods_and_image_gc_removes_unused_images() {
         "Failed"
     );
 }
+
+#[test]
+fn controller_and_scheduler_writes_carry_their_field_managers() {
+    let c = Cluster::start(Root::with_busybox(EXE));
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    let mut deploy = sleeper_deployment("managed", "default");
+    deploy = deploy.replace("replicas: 1", "replicas: 3");
+    c.apply(&deploy);
+    c.wait_for(&["get", "deploy", "managed"], "3/3", 40);
+    // Exactly the replicas asked for: the controller never created twice on a stale cache.
+    let pods = c.ok(&["get", "pods", "-l", "app=managed", "-o", "name"]);
+    assert_eq!(pods.lines().count(), 3, "{pods}");
+    let managers = |what: &[&str]| {
+        let mut args = vec!["get"];
+        args.extend_from_slice(what);
+        args.extend_from_slice(&[
+            "--show-managed-fields",
+            "-o",
+            "jsonpath={range .items[*]}{range .metadata.managedFields[*]}{.manager}:{.operation}:{.subresource} {end}{end}",
+        ]);
+        c.ok(&args)
+    };
+    // The ReplicaSet, its status, the pods and the Deployment's status are the
+    // controller manager's writes.
+    let rs = managers(&["rs", "-l", "app=managed"]);
+    assert!(rs.contains("kube-controller-manager:Update: "), "{rs}");
+    assert!(rs.contains("kube-controller-manager:Update:status"), "{rs}");
+    let pods = managers(&["pods", "-l", "app=managed"]);
+    assert_eq!(
+        pods.matches("kube-controller-manager:Update: ").count(),
+        3,
+        "{pods}"
+    );
+    let d = c.ok(&[
+        "get",
+        "deploy",
+        "managed",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={range .metadata.managedFields[*]}{.manager}:{.operation}:{.subresource} {end}",
+    ]);
+    assert!(d.contains("kube-controller-manager:Update:status"), "{d}");
+    // A pod that fits nowhere: its PodScheduled condition is the scheduler's.
+    c.apply("apiVersion: v1\nkind: Pod\nmetadata:\n  name: nowhere\nspec:\n  nodeSelector:\n    disk: none\n  containers:\n  - name: c\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"sleep\", \"60\"]\n");
+    c.wait_for(
+        &[
+            "get",
+            "pod",
+            "nowhere",
+            "-o",
+            "jsonpath={.status.conditions[0].reason}",
+        ],
+        "Unschedulable",
+        20,
+    );
+    let p = c.ok(&[
+        "get",
+        "pod",
+        "nowhere",
+        "--show-managed-fields",
+        "-o",
+        "yaml",
+    ]);
+    assert!(
+        p.contains("manager: kube-scheduler") && p.contains("subresource: status"),
+        "{p}"
+    );
+    // Once it fits (a node changed), it is scheduled without waiting for a poll.
+    c.ok(&["label", "node", &c.node, "disk=none"]);
+    c.wait_for(
+        &["get", "pod", "nowhere", "-o", "jsonpath={.spec.nodeName}"],
+        &c.node,
+        10,
+    );
+    c.ok(&["delete", "pod", "nowhere", "--grace-period", "1"]);
+    c.ok(&["delete", "deploy", "managed"]);
+}
