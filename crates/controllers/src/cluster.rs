@@ -1,6 +1,10 @@
-//! The cluster-wide loop: each pass takes one inventory of every object (found by
-//! discovery) and runs the garbage collector and the namespace controller over it,
-//! then the service-account, endpoints, persistent-volume and node-lifecycle passes.
+//! The cluster-wide loops. Every `period`: one inventory of every object (found by
+//! discovery, read from the API) for the garbage collector and the namespace
+//! controller, then pod CIDR allocation and the persistent-volume pass (which bind by
+//! what they read, so they read the API, not a cache that may lag their own writes).
+//! Whenever a namespace, service account, ConfigMap, Service, pod, Endpoints,
+//! EndpointSlice, node or node Lease changes (and every second): the service-account
+//! and root-CA, endpoints and node-lifecycle passes, over the shared caches.
 
 use crate::gc::{self, Resources};
 use kube::Client;
@@ -37,11 +41,17 @@ const REDISCOVER: Duration = Duration::from_secs(30);
 pub async fn run(
     client: Client,
     settings: Settings,
-    shutdown: impl std::future::Future<Output = ()>,
+    informers: crate::Informers,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    tokio::spawn(run_cached(
+        client.clone(),
+        settings.clone(),
+        informers,
+        stop.clone(),
+    ));
     let mut resources: Option<(Resources, Instant)> = None;
-    let mut nodes = crate::nodes::NodeMonitor::default();
-    let mut ticker = crate::Ticker::new(settings.period, shutdown);
+    let mut ticker = crate::Ticker::new(settings.period, crate::informer::stopped(stop));
     while ticker.tick().await {
         if resources
             .as_ref()
@@ -66,17 +76,66 @@ pub async fn run(
                 tracing::warn!(error = %e, "allocating pod CIDRs");
             }
         }
+        if let Err(e) = crate::persistentvolumes::sync(&client).await {
+            tracing::warn!(error = %e, "persistent volume pass");
+        }
+    }
+}
+
+/// How often the cached passes run even if nothing was seen to change (node leases
+/// expire with time alone).
+const CACHED_RESYNC: Duration = Duration::from_secs(1);
+
+/// The passes that read only the shared caches (service accounts and the root CA,
+/// endpoints, node lifecycle): run whenever one of the kinds they read changes, and
+/// every [`CACHED_RESYNC`].
+async fn run_cached(
+    client: Client,
+    settings: Settings,
+    inf: crate::Informers,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let kick = std::sync::Arc::new(tokio::sync::Notify::new());
+    macro_rules! kick_on {
+        ($($i:ident),*) => {$({
+            let k = kick.clone();
+            inf.$i.on_change(move |_| k.notify_one());
+        })*};
+    }
+    kick_on!(
+        namespaces,
+        service_accounts,
+        config_maps,
+        services,
+        pods,
+        endpoints,
+        endpoint_slices,
+        nodes,
+        node_leases
+    );
+    let stopped = crate::informer::stopped(stop);
+    tokio::pin!(stopped);
+    tokio::select! {
+        _ = inf.synced() => {}
+        _ = &mut stopped => return,
+    }
+    let mut nodes = crate::nodes::NodeMonitor::default();
+    loop {
         for r in [
-            crate::serviceaccounts::sync(&client, settings.ca_pem.as_deref()).await,
-            crate::endpoints::sync(&client).await,
-            crate::persistentvolumes::sync(&client).await,
+            crate::serviceaccounts::sync(&client, &inf, settings.ca_pem.as_deref()).await,
+            crate::endpoints::sync(&client, &inf).await,
             nodes
-                .sync(&client, settings.node_monitor_grace_period)
+                .sync(&client, &inf, settings.node_monitor_grace_period)
                 .await,
         ] {
             if let Err(e) = r {
                 tracing::warn!(error = %e, "cluster pass");
             }
+        }
+        tokio::select! {
+            _ = &mut stopped => return,
+            _ = kick.notified() => {}
+            _ = tokio::time::sleep(CACHED_RESYNC) => {}
         }
     }
 }

@@ -10,7 +10,7 @@ use crate::workloads::template_hash;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{Api, DeleteParams, ListParams};
+use kube::api::{Api, DeleteParams};
 use kube::Client;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -49,15 +49,11 @@ fn selects(selector: &BTreeMap<String, String>, pod: &Pod) -> bool {
 }
 
 /// One pass over every Service.
-pub async fn sync(client: &Client) -> Result<(), kube::Error> {
-    let lp = ListParams::default();
-    let services = Api::<Service>::all(client.clone()).list(&lp).await?.items;
-    let pods = Api::<Pod>::all(client.clone()).list(&lp).await?.items;
-    let eps = Api::<Endpoints>::all(client.clone()).list(&lp).await?.items;
-    let slices = Api::<EndpointSlice>::all(client.clone())
-        .list(&lp)
-        .await?
-        .items;
+pub async fn sync(client: &Client, inf: &crate::Informers) -> Result<(), kube::Error> {
+    let services: Vec<Service> = crate::cached(&inf.services);
+    let pods: Vec<Pod> = crate::cached(&inf.pods);
+    let eps: Vec<Endpoints> = crate::cached(&inf.endpoints);
+    let slices: Vec<EndpointSlice> = crate::cached(&inf.endpoint_slices);
     for svc in &services {
         let ns = svc.metadata.namespace.clone().unwrap_or_default();
         let name = svc.metadata.name.clone().unwrap_or_default();

@@ -30,7 +30,12 @@ use k8s_openapi::api::apps::v1::{
     ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
 };
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Endpoints, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, Service,
+    ServiceAccount,
+};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, PatchParams, PostParams};
 use kube::runtime::watcher;
@@ -70,6 +75,18 @@ pub struct Informers {
     pub claims: Informer<PersistentVolumeClaim>,
     pub volumes: Informer<PersistentVolume>,
     pub classes: Informer<StorageClass>,
+    pub services: Informer<Service>,
+    pub endpoints: Informer<Endpoints>,
+    pub endpoint_slices: Informer<EndpointSlice>,
+    pub service_accounts: Informer<ServiceAccount>,
+    pub config_maps: Informer<ConfigMap>,
+    /// The nodes' Leases (namespace kube-node-lease).
+    pub node_leases: Informer<Lease>,
+}
+
+/// Copies of every object an informer holds.
+pub fn cached<K: kube::Resource<DynamicType = ()> + Clone + 'static>(i: &Informer<K>) -> Vec<K> {
+    i.state().iter().map(|o| (**o).clone()).collect()
 }
 
 impl Informers {
@@ -124,6 +141,16 @@ impl Informers {
             claims: start_ns(client, stop),
             volumes: start(client, stop),
             classes: start(client, stop),
+            services: start_ns(client, stop),
+            endpoints: start_ns(client, stop),
+            endpoint_slices: start_ns(client, stop),
+            service_accounts: start_ns(client, stop),
+            config_maps: start_ns(client, stop),
+            node_leases: Informer::spawn(
+                Api::namespaced(client.clone(), "kube-node-lease"),
+                watcher::Config::default(),
+                stop.clone(),
+            ),
         }
     }
 
@@ -142,6 +169,12 @@ impl Informers {
         self.claims.synced().await;
         self.volumes.synced().await;
         self.classes.synced().await;
+        self.services.synced().await;
+        self.endpoints.synced().await;
+        self.endpoint_slices.synced().await;
+        self.service_accounts.synced().await;
+        self.config_maps.synced().await;
+        self.node_leases.synced().await;
     }
 }
 
@@ -163,7 +196,8 @@ pub async fn run(
     tasks.push(tokio::spawn(cluster::run(
         client.clone(),
         cluster,
-        informer::stopped(stop.clone()),
+        informers.clone(),
+        stop.clone(),
     )));
     shutdown.await;
     let _ = stop_tx.send(true);

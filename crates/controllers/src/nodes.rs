@@ -8,7 +8,7 @@
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod, Taint};
-use kube::api::{Api, DeleteParams, ListParams, Patch};
+use kube::api::{Api, DeleteParams, Patch};
 use kube::Client;
 use serde_json::json;
 use std::collections::HashMap;
@@ -76,14 +76,11 @@ impl NodeMonitor {
     pub async fn sync(
         &mut self,
         client: &Client,
+        inf: &crate::Informers,
         grace: std::time::Duration,
     ) -> Result<(), kube::Error> {
-        let lp = ListParams::default();
-        let nodes = Api::<Node>::all(client.clone()).list(&lp).await?.items;
-        let leases = Api::<Lease>::namespaced(client.clone(), "kube-node-lease")
-            .list(&lp)
-            .await?
-            .items;
+        let nodes: Vec<Node> = crate::cached(&inf.nodes);
+        let leases: Vec<Lease> = crate::cached(&inf.node_leases);
         let now = chrono::Utc::now().timestamp();
         let api: Api<Node> = Api::all(client.clone());
         let mut tainted: HashMap<String, Vec<Taint>> = HashMap::new();
@@ -198,7 +195,7 @@ impl NodeMonitor {
             return Ok(());
         }
         // Taint-based eviction.
-        for pod in Api::<Pod>::all(client.clone()).list(&lp).await?.items {
+        for pod in crate::cached::<Pod>(&inf.pods) {
             let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.as_ref()) else {
                 continue;
             };

@@ -3,7 +3,7 @@
 //! `ca.crt` is the cluster CA, kept as it should be.
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
-use kube::api::{Api, ListParams, Patch};
+use kube::api::{Api, Patch};
 use kube::Client;
 use serde_json::json;
 
@@ -17,15 +17,20 @@ fn in_ns<'a, K: kube::Resource>(items: &'a [K], ns: &str, name: &str) -> Option<
 }
 
 /// One pass over every namespace.
-pub async fn sync(client: &Client, ca_pem: Option<&str>) -> Result<(), kube::Error> {
-    let lp = ListParams::default();
-    let namespaces = Api::<Namespace>::all(client.clone()).list(&lp).await?.items;
-    let sas = Api::<ServiceAccount>::all(client.clone())
-        .list(&lp)
-        .await?
-        .items;
-    let cms = match ca_pem {
-        Some(_) => Api::<ConfigMap>::all(client.clone()).list(&lp).await?.items,
+pub async fn sync(
+    client: &Client,
+    inf: &crate::Informers,
+    ca_pem: Option<&str>,
+) -> Result<(), kube::Error> {
+    let namespaces: Vec<Namespace> = crate::cached(&inf.namespaces);
+    let sas: Vec<ServiceAccount> = crate::cached(&inf.service_accounts);
+    let cms: Vec<ConfigMap> = match ca_pem {
+        Some(_) => inf
+            .config_maps
+            .select(|c| c.metadata.name.as_deref() == Some(ROOT_CA))
+            .iter()
+            .map(|c| (**c).clone())
+            .collect(),
         None => vec![],
     };
     for ns in namespaces {
