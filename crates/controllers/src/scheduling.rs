@@ -113,7 +113,10 @@ impl Scheduler {
             .retain(|u, _| waiting_uids.contains(u.as_str()));
         let mut queue: Vec<Pod> = waiting
             .iter()
-            .filter(|p| wants_scheduling(p) && !self.assumed.contains_key(uid(p)))
+            // The pod cache may show a binding before the queue's watch drops the pod.
+            .filter(|p| {
+                wants_scheduling(p) && !self.assumed.contains_key(uid(p)) && !bound.contains(uid(p))
+            })
             .filter(|p| retry_all || self.unschedulable.get(uid(p)).is_none_or(|e| *e < epoch))
             .map(|p| (**p).clone())
             .collect();
