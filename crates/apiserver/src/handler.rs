@@ -23,6 +23,7 @@ use crate::resources::{self, Resource};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::strategy::Subresource;
 use crate::table::{self, IncludeObject};
+use crate::watchcache::{Prepared, Source};
 
 /// Largest request body accepted (kube-apiserver's limit).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -50,8 +51,6 @@ pub struct State {
     pub auth: crate::authn::Authenticator,
     /// Signs approved CertificateSigningRequests.
     pub signer: crate::csr::Signer,
-    /// Shared watch fan-out.
-    pub hubs: crate::watchhub::Hubs,
     /// The client TLS towards node agents (pods' log/exec/attach/portforward).
     pub kubelet_tls: Option<Arc<rustls::ClientConfig>>,
     /// The cluster CA (served at `/cacerts`, as k3s does, for joining agents to check
@@ -116,7 +115,14 @@ fn full(bytes: impl Into<Bytes>) -> Body {
 }
 
 fn json_response(code: u16, v: &Value, warnings: &[String]) -> Response<Body> {
-    let body = serde_json::to_vec(v).unwrap_or_default();
+    json_bytes_response(code, serde_json::to_vec(v).unwrap_or_default(), warnings)
+}
+
+fn bytes_response(code: u16, body: Vec<u8>) -> Response<Body> {
+    json_bytes_response(code, body, &[])
+}
+
+fn json_bytes_response(code: u16, body: Vec<u8>, warnings: &[String]) -> Response<Body> {
     let mut b = Response::builder()
         .status(StatusCode::from_u16(code).unwrap_or(StatusCode::OK))
         .header("Content-Type", "application/json")
@@ -747,32 +753,37 @@ async fn resource_request(
                 return watch(state, res, ns, &q, accept).await;
             }
             let opts = list_options(res, &q)?;
-            if opts.exact_revision.is_none() && opts.continue_token.is_none() {
-                if let Some(rv) = q
-                    .get("resourceVersion")
-                    .filter(|r| !r.is_empty() && *r != "0")
-                {
-                    wait_for_revision(reg, registry::parse_rv(rv)?).await?;
-                }
-            }
-            let page = reg.list(res, ns, &opts).await?;
+            let page = reg.list_items(res, ns, &opts).await?;
             let mut meta = json!({"resourceVersion": page.revision.to_string()});
             if let Some(c) = &page.continue_token {
                 meta["continue"] = json!(c);
             }
             let out = if accept.table {
+                let objects: Vec<Value> = page.items.iter().map(|p| p.obj.clone()).collect();
                 table::table(
                     res.kind,
-                    &page.items,
+                    &objects,
                     IncludeObject::parse(q.get("includeObject").map(String::as_str)),
                     meta,
                     true,
                 )
             } else if accept.partial {
                 json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta,
-                    "items": page.items.iter().map(partial).collect::<Vec<_>>()})
+                    "items": page.items.iter().map(|p| partial(&p.obj)).collect::<Vec<_>>()})
             } else {
-                json!({"kind": format!("{}List", res.kind), "apiVersion": res.api_version(), "metadata": meta, "items": page.items})
+                // The items' JSON is spliced in as the cache holds it.
+                let head = json!({"kind": format!("{}List", res.kind), "apiVersion": res.api_version(), "metadata": meta});
+                let mut body = serde_json::to_vec(&head).unwrap_or_default();
+                body.pop();
+                body.extend_from_slice(b",\"items\":[");
+                for (i, p) in page.items.iter().enumerate() {
+                    if i > 0 {
+                        body.push(b',');
+                    }
+                    body.extend_from_slice(&p.obj_json);
+                }
+                body.extend_from_slice(b"]}");
+                return Ok(bytes_response(200, body));
             };
             Ok(json_response(200, &out, &[]))
         }
@@ -1491,17 +1502,28 @@ fn list_options(res: &Resource, q: &Query) -> ApiResult<ListOptions> {
         _ => 0,
     };
     let continue_token = q.get("continue").filter(|c| !c.is_empty()).cloned();
-    let exact_revision = match (
-        q.get("resourceVersionMatch").map(String::as_str),
-        q.get("resourceVersion"),
+    let rv = q.get("resourceVersion").filter(|r| !r.is_empty());
+    let (exact_revision, min_revision) = match (
+        q.get("resourceVersionMatch")
+            .map(String::as_str)
+            .filter(|m| !m.is_empty()),
+        rv,
     ) {
-        (Some("Exact"), Some(rv)) => Some(registry::parse_rv(rv)?).filter(|r| *r > 0),
-        (Some("Exact"), None) => {
+        // A watch-list (sendInitialEvents) with no resourceVersion: a consistent start.
+        (Some("NotOlderThan"), None) if truthy(q, "sendInitialEvents") => (None, None),
+        (Some(_), None) => {
             return Err(ApiError::bad_request(
                 "resourceVersionMatch is forbidden unless resourceVersion is provided",
             ))
         }
-        _ => None,
+        (Some("Exact"), Some(rv)) => (Some(registry::parse_rv(rv)?).filter(|r| *r > 0), None),
+        (Some("NotOlderThan") | None, Some(rv)) => (None, Some(registry::parse_rv(rv)?)),
+        (None, None) => (None, None),
+        (Some(other), Some(_)) => {
+            return Err(ApiError::bad_request(format!(
+                "resourceVersionMatch: Unsupported value: \"{other}\": supported values: \"Exact\", \"NotOlderThan\""
+            )))
+        }
     };
     if continue_token.is_some() && exact_revision.is_some() {
         return Err(ApiError::bad_request(
@@ -1514,6 +1536,7 @@ fn list_options(res: &Resource, q: &Query) -> ApiResult<ListOptions> {
         limit,
         continue_token,
         exact_revision,
+        min_revision,
     })
 }
 
@@ -1593,7 +1616,7 @@ struct WatchRender {
 
 impl WatchRender {
     /// One event of a prepared change: the shared serialization unless rendering tables.
-    fn prepared(&mut self, kind: &str, ev: &crate::watchhub::Prepared) -> Bytes {
+    fn prepared(&mut self, kind: &str, ev: &Prepared) -> Bytes {
         if self.table {
             return self.event(kind, &ev.obj);
         }
@@ -1668,25 +1691,12 @@ async fn watch(
         include: IncludeObject::parse(q.get("includeObject").map(String::as_str)),
         first_table: true,
     };
-    let ns_owned = ns.map(String::from);
     // Initial state (synthetic ADDED events) is read before answering, so errors are HTTP errors.
-    let (initial, start) = match from {
-        None => {
-            let page = reg
-                .list(res, ns_owned.as_deref(), &ListOptions::default())
-                .await?;
-            (page.items, page.revision)
-        }
-        Some(r) => (Vec::new(), r),
-    };
-    let source = state
-        .hubs
-        .source(reg.store(), res, &prefix, start, state.shutdown.clone())
-        .await;
+    let (initial, start, source) = watch_start(&reg, res, ns, &prefix, from, rv.as_deref()).await?;
     tokio::spawn(async move {
         let matches = |o: &Value| labels.matches_object(o) && fields.matches_object(o);
-        for obj in initial.iter().filter(|o| matches(o)) {
-            if tx.send(render.event("ADDED", obj)).await.is_err() {
+        for p in initial.iter().filter(|p| matches(&p.obj)) {
+            if tx.send(render.prepared("ADDED", p)).await.is_err() {
                 return;
             }
         }
@@ -1738,6 +1748,9 @@ async fn watch(
                             continue;
                         }
                         last = ev.rev;
+                        if !ev.key.starts_with(&prefix) {
+                            continue;
+                        }
                         let kind = match ev.kind {
                             EventKind::Put => match (matches(&ev.obj), ev.prev.as_ref().map(&matches)) {
                                 (true, None | Some(false)) => Some("ADDED"),
@@ -1765,28 +1778,54 @@ async fn watch(
         .unwrap_or_else(|_| Response::new(full(""))))
 }
 
-/// A list "not older than" `rv` waits (up to 3 s) for the store to reach it, as the real
-/// server waits for its cache, then answers 504.
-async fn wait_for_revision(reg: &Registry, rv: Revision) -> ApiResult<()> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-    loop {
-        let current = reg
-            .store()
-            .current_revision()
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-        if current >= rv {
-            return Ok(());
+/// Where a watch starts: the initial objects (for ADDED events; none when watching from
+/// a resourceVersion), the revision they reflect, and the source of later changes. From
+/// the watch cache when it can serve the request, else from the store.
+async fn watch_start(
+    reg: &Registry,
+    res: &'static Resource,
+    ns: Option<&str>,
+    prefix: &str,
+    from: Option<Revision>,
+    rv: Option<&str>,
+) -> ApiResult<(
+    Vec<Arc<Prepared>>,
+    Revision,
+    Result<Source, skiff_store::Error>,
+)> {
+    if let Some(r) = from {
+        if let Some(src) = reg.cache().and_then(|c| c.changes_after(res, r)) {
+            return Ok((Vec::new(), r, Ok(src)));
         }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(ApiError::new(
-                504,
-                "Timeout",
-                format!("Too large resource version: {rv}, current: {current}"),
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let src = reg.store().watch(prefix.as_bytes(), r + 1).await;
+        return Ok((Vec::new(), r, src.map(|w| Source::Direct(res, w))));
     }
+    if let Some(cache) = reg.cache() {
+        // No resourceVersion: the state as of now; "0": any state the cache has.
+        let target = if rv == Some("0") {
+            0
+        } else {
+            reg.store()
+                .current_revision()
+                .await
+                .map_err(|e| ApiError::from_store(e, res.group, res.plural, ""))?
+        };
+        if cache.wait_for(target, Duration::from_millis(500)).await {
+            if let Some((items, rev, src)) = cache.snapshot(res, prefix) {
+                return Ok((items, rev, Ok(src)));
+            }
+        }
+    }
+    let page = reg.list_store(res, ns, &ListOptions::default()).await?;
+    let src = reg
+        .store()
+        .watch(prefix.as_bytes(), page.revision + 1)
+        .await;
+    Ok((
+        page.items,
+        page.revision,
+        src.map(|w| Source::Direct(res, w)),
+    ))
 }
 
 fn watch_error(e: skiff_store::Error, last: Revision) -> Value {
