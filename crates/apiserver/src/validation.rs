@@ -153,9 +153,593 @@ pub fn validate(res: &Resource, obj: &Value) -> Vec<Cause> {
                 }
             }
         }
+        "ResourceQuota" => validate_resource_quota(obj, &mut causes),
+        "LimitRange" => validate_limit_range(obj, &mut causes),
         _ => {}
     }
     causes
+}
+
+/// `Required value: <detail>`.
+pub fn required_because(field: impl Into<String>, detail: &str) -> Cause {
+    Cause {
+        reason: "FieldValueRequired",
+        field: field.into(),
+        message: format!("Required value: {detail}"),
+    }
+}
+
+/// `Invalid value: <value as Go's %#v prints it>: <detail>`.
+pub fn invalid_raw(field: impl Into<String>, value: &str, detail: &str) -> Cause {
+    Cause {
+        reason: "FieldValueInvalid",
+        field: field.into(),
+        message: format!("Invalid value: {value}: {detail}"),
+    }
+}
+
+/// `Duplicate value: "<value>"`.
+pub fn duplicate(field: impl Into<String>, value: &str) -> Cause {
+    Cause {
+        reason: "FieldValueDuplicate",
+        field: field.into(),
+        message: format!("Duplicate value: {}", serde_json::json!(value)),
+    }
+}
+
+/// `Unsupported value: "<value>": supported values: "a", "b"`.
+pub fn not_supported(field: impl Into<String>, value: &str, supported: &[&str]) -> Cause {
+    let list: Vec<String> = supported
+        .iter()
+        .map(|s| serde_json::json!(s).to_string())
+        .collect();
+    Cause {
+        reason: "FieldValueNotSupported",
+        field: field.into(),
+        message: format!(
+            "Unsupported value: {}: supported values: {}",
+            serde_json::json!(value),
+            list.join(", ")
+        ),
+    }
+}
+
+const QUALIFIED_NAME_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+
+/// Resource names the system knows (`helper.IsStandardResourceName`).
+fn is_standard_resource(name: &str) -> bool {
+    matches!(
+        name,
+        "cpu"
+            | "memory"
+            | "ephemeral-storage"
+            | "requests.cpu"
+            | "requests.memory"
+            | "requests.ephemeral-storage"
+            | "limits.cpu"
+            | "limits.memory"
+            | "limits.ephemeral-storage"
+            | "pods"
+            | "resourcequotas"
+            | "services"
+            | "replicationcontrollers"
+            | "secrets"
+            | "configmaps"
+            | "persistentvolumeclaims"
+            | "storage"
+            | "requests.storage"
+            | "services.nodeports"
+            | "services.loadbalancers"
+    ) || is_quota_hugepages(name)
+}
+
+fn is_quota_hugepages(name: &str) -> bool {
+    name.starts_with("hugepages-") || name.starts_with("requests.hugepages-")
+}
+
+/// `validateResourceName`: a qualified name, standard unless it has a domain.
+fn validate_resource_name(name: &str, path: &str, causes: &mut Vec<Cause>) -> bool {
+    if !crate::selector::valid_label_key(name) {
+        causes.push(Cause::invalid(path, name, QUALIFIED_NAME_MSG));
+        return false;
+    }
+    if !name.contains('/') && !is_standard_resource(name) {
+        causes.push(Cause::invalid(
+            path,
+            name,
+            "must be a standard resource type or fully qualified",
+        ));
+        return false;
+    }
+    true
+}
+
+/// Resource names that a quota can name (`ValidateResourceQuotaResourceName`).
+fn validate_quota_resource_name(name: &str, path: &str, causes: &mut Vec<Cause>) {
+    validate_resource_name(name, path, causes);
+    let standard_quota = matches!(
+        name,
+        "cpu"
+            | "memory"
+            | "ephemeral-storage"
+            | "requests.cpu"
+            | "requests.memory"
+            | "requests.storage"
+            | "requests.ephemeral-storage"
+            | "limits.cpu"
+            | "limits.memory"
+            | "limits.ephemeral-storage"
+            | "pods"
+            | "resourcequotas"
+            | "services"
+            | "replicationcontrollers"
+            | "secrets"
+            | "persistentvolumeclaims"
+            | "configmaps"
+            | "services.nodeports"
+            | "services.loadbalancers"
+    ) || is_quota_hugepages(name);
+    if !name.contains('/') && !standard_quota {
+        causes.push(Cause::invalid(
+            path,
+            name,
+            "must be a standard resource for quota",
+        ));
+    }
+}
+
+/// Resources counted in whole numbers (`helper.IsIntegerResourceName`).
+fn is_integer_resource(name: &str) -> bool {
+    matches!(
+        name,
+        "pods"
+            | "resourcequotas"
+            | "services"
+            | "replicationcontrollers"
+            | "secrets"
+            | "configmaps"
+            | "persistentvolumeclaims"
+            | "services.nodeports"
+            | "services.loadbalancers"
+    ) || (!name.contains("kubernetes.io/") && name.contains('/') && !name.starts_with("requests."))
+}
+
+/// `ValidateResourceQuantityValue`: not negative, whole where it must be.
+fn validate_quantity_value(name: &str, v: &Value, path: &str, causes: &mut Vec<Cause>) {
+    let text = match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let Some(milli) = crate::quantity::milli_value(&text) else {
+        causes.push(Cause::invalid(
+            path,
+            &text,
+            "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
+        ));
+        return;
+    };
+    let canonical = crate::quantity::canonicalize(&text).unwrap_or(text);
+    if milli < 0 {
+        causes.push(Cause::invalid(
+            path,
+            &canonical,
+            "must be greater than or equal to 0",
+        ));
+    }
+    if is_integer_resource(name) && milli % 1000 != 0 {
+        causes.push(Cause::invalid(path, &canonical, "must be an integer"));
+    }
+}
+
+const QUOTA_SCOPES: [&str; 6] = [
+    "Terminating",
+    "NotTerminating",
+    "BestEffort",
+    "NotBestEffort",
+    "PriorityClass",
+    "CrossNamespacePodAffinity",
+];
+
+/// `helper.IsResourceQuotaScopeValidForResource` for the standard quota names.
+fn scope_valid_for(scope: &str, resource: &str) -> bool {
+    let count = resource == "pods";
+    let compute = matches!(
+        resource,
+        "cpu" | "memory" | "limits.cpu" | "limits.memory" | "requests.cpu" | "requests.memory"
+    );
+    match scope {
+        "Terminating"
+        | "NotTerminating"
+        | "NotBestEffort"
+        | "PriorityClass"
+        | "CrossNamespacePodAffinity" => count || compute,
+        "BestEffort" => count,
+        _ => true,
+    }
+}
+
+fn standard_quota_name(name: &str) -> bool {
+    let mut scratch = Vec::new();
+    validate_quota_resource_name(name, "", &mut scratch);
+    scratch.is_empty() && !name.contains('/')
+}
+
+/// Go's `%#v` of a list of strings of type `ty` (`[]core.ResourceQuotaScope{"BestEffort"}`).
+fn go_list(ty: &str, items: &[String]) -> String {
+    if items.is_empty() {
+        return format!("[]{ty}(nil)");
+    }
+    let quoted: Vec<String> = items
+        .iter()
+        .map(|s| serde_json::json!(s).to_string())
+        .collect();
+    format!("[]{ty}{{{}}}", quoted.join(", "))
+}
+
+fn validate_resource_quota(obj: &Value, causes: &mut Vec<Cause>) {
+    let hard: Vec<String> = obj
+        .pointer("/spec/hard")
+        .and_then(Value::as_object)
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    for (k, v) in obj
+        .pointer("/spec/hard")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        let path = format!("spec.hard[{k}]");
+        validate_quota_resource_name(k, &path, causes);
+        validate_quantity_value(k, v, &path, causes);
+    }
+    let conflicting = |set: &std::collections::BTreeSet<String>| {
+        (set.contains("BestEffort") && set.contains("NotBestEffort"))
+            || (set.contains("Terminating") && set.contains("NotTerminating"))
+    };
+    let scopes: Vec<String> = obj
+        .pointer("/spec/scopes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(String::from)
+        .collect();
+    if !scopes.is_empty() {
+        let value = go_list("core.ResourceQuotaScope", &scopes);
+        let mut set = std::collections::BTreeSet::new();
+        for scope in &scopes {
+            if !QUOTA_SCOPES.contains(&scope.as_str()) {
+                causes.push(invalid_raw("spec.scopes", &value, "unsupported scope"));
+            }
+            for k in &hard {
+                if standard_quota_name(k) && !scope_valid_for(scope, k) {
+                    causes.push(invalid_raw(
+                        "spec.scopes",
+                        &value,
+                        "unsupported scope applied to resource",
+                    ));
+                }
+            }
+            set.insert(scope.clone());
+        }
+        if conflicting(&set) {
+            causes.push(invalid_raw("spec.scopes", &value, "conflicting scopes"));
+        }
+    }
+    let Some(selector) = obj.pointer("/spec/scopeSelector").filter(|s| !s.is_null()) else {
+        return;
+    };
+    let exprs = selector
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let path = "spec.scopeSelector.matchExpressions";
+    let mut set = std::collections::BTreeSet::new();
+    let go_selector = || {
+        let reqs: Vec<String> = exprs
+            .iter()
+            .map(|e| {
+                let s = |k: &str| {
+                    serde_json::json!(e.get(k).and_then(Value::as_str).unwrap_or("")).to_string()
+                };
+                let values: Vec<String> = e
+                    .get("values")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect();
+                format!(
+                    "core.ScopedResourceSelectorRequirement{{ScopeName:{}, Operator:{}, Values:{}}}",
+                    s("scopeName"),
+                    s("operator"),
+                    go_list("string", &values)
+                )
+            })
+            .collect();
+        format!(
+            "core.ScopeSelector{{MatchExpressions:[]core.ScopedResourceSelectorRequirement{{{}}}}}",
+            reqs.join(", ")
+        )
+    };
+    for e in &exprs {
+        let scope = e.get("scopeName").and_then(Value::as_str).unwrap_or("");
+        let op = e.get("operator").and_then(Value::as_str).unwrap_or("");
+        let values = e
+            .get("values")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if !QUOTA_SCOPES.contains(&scope) {
+            causes.push(Cause::invalid(
+                format!("{path}.scopeName"),
+                scope,
+                "unsupported scope",
+            ));
+        }
+        for k in &hard {
+            if standard_quota_name(k) && !scope_valid_for(scope, k) {
+                causes.push(invalid_raw(
+                    path,
+                    &go_selector(),
+                    "unsupported scope applied to resource",
+                ));
+            }
+        }
+        if matches!(
+            scope,
+            "BestEffort"
+                | "NotBestEffort"
+                | "Terminating"
+                | "NotTerminating"
+                | "CrossNamespacePodAffinity"
+        ) && op != "Exists"
+        {
+            causes.push(Cause::invalid(format!("{path}.operator"), op, "must be 'Exists' when scope is any of ResourceQuotaScopeTerminating, ResourceQuotaScopeNotTerminating, ResourceQuotaScopeBestEffort, ResourceQuotaScopeNotBestEffort or ResourceQuotaScopeCrossNamespacePodAffinity"));
+        }
+        match op {
+            "In" | "NotIn" if values.is_empty() => causes.push(required_because(
+                format!("{path}.values"),
+                "must be at least one value when `operator` is 'In' or 'NotIn' for scope selector",
+            )),
+            "Exists" | "DoesNotExist" if !values.is_empty() => {
+                let v: Vec<String> = values
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect();
+                causes.push(invalid_raw(
+                    format!("{path}.values"),
+                    &go_list("string", &v),
+                    "must be no value when `operator` is 'Exist' or 'DoesNotExist' for scope selector",
+                ))
+            }
+            "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
+            _ => causes.push(Cause::invalid(
+                format!("{path}.operator"),
+                op,
+                "not a valid selector operator",
+            )),
+        }
+        set.insert(scope.to_string());
+    }
+    if conflicting(&set) {
+        causes.push(invalid_raw(
+            path,
+            &go_list("core.ResourceQuotaScope", &scopes),
+            "conflicting scopes",
+        ));
+    }
+}
+
+fn validate_limit_range(obj: &Value, causes: &mut Vec<Cause>) {
+    let mut types = std::collections::BTreeSet::new();
+    let limits = obj
+        .pointer("/spec/limits")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for (i, item) in limits.iter().enumerate() {
+        let idx = format!("spec.limits[{i}]");
+        let ty = item.get("type").and_then(Value::as_str).unwrap_or("");
+        if !crate::selector::valid_label_key(ty) {
+            causes.push(Cause::invalid(
+                format!("{idx}.type"),
+                ty,
+                QUALIFIED_NAME_MSG,
+            ));
+        } else if !ty.contains('/') && !matches!(ty, "Pod" | "Container" | "PersistentVolumeClaim")
+        {
+            causes.push(Cause::invalid(
+                format!("{idx}.type"),
+                ty,
+                "must be a standard limit type or fully qualified",
+            ));
+        }
+        if !types.insert(ty.to_string()) {
+            causes.push(duplicate(format!("{idx}.type"), ty));
+        }
+        let map = |field: &str| -> std::collections::BTreeMap<String, (i128, String)> {
+            item.get(field)
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| {
+                            let t = v.as_str()?;
+                            Some((
+                                k.clone(),
+                                (
+                                    crate::quantity::milli_value(t)?,
+                                    crate::quantity::canonicalize(t)?,
+                                ),
+                            ))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let container_like = matches!(ty, "Pod" | "Container");
+        let check_names = |field: &str, causes: &mut Vec<Cause>| {
+            for k in item
+                .get(field)
+                .and_then(Value::as_object)
+                .into_iter()
+                .flat_map(|m| m.keys())
+            {
+                let path = format!("{idx}.{field}[{k}]");
+                if validate_resource_name(k, &path, causes)
+                    && container_like
+                    && !k.contains('/')
+                    && !matches!(k.as_str(), "cpu" | "memory" | "ephemeral-storage")
+                    && !k.starts_with("hugepages-")
+                {
+                    causes.push(Cause::invalid(
+                        path,
+                        k,
+                        "must be a standard resource for containers",
+                    ));
+                }
+            }
+        };
+        check_names("max", causes);
+        check_names("min", causes);
+        let (max, min) = (map("max"), map("min"));
+        let (mut default, mut default_request) = (Default::default(), Default::default());
+        let nonempty = |f: &str| {
+            item.get(f)
+                .and_then(Value::as_object)
+                .is_some_and(|m| !m.is_empty())
+        };
+        if ty == "Pod" {
+            for f in ["default", "defaultRequest"] {
+                if nonempty(f) {
+                    causes.push(Cause::forbidden(
+                        format!("{idx}.{f}"),
+                        "may not be specified when `type` is 'Pod'",
+                    ));
+                }
+            }
+        } else {
+            check_names("default", causes);
+            check_names("defaultRequest", causes);
+            default = map("default");
+            default_request = map("defaultRequest");
+        }
+        if ty == "PersistentVolumeClaim"
+            && !min.contains_key("storage")
+            && !max.contains_key("storage")
+        {
+            causes.push(required_because(
+                format!("{idx}.limits"),
+                "either minimum or maximum storage value is required, but neither was provided",
+            ));
+        }
+        check_names("maxLimitRequestRatio", causes);
+        let ratio = map("maxLimitRequestRatio");
+        let keys: std::collections::BTreeSet<&String> = max
+            .keys()
+            .chain(min.keys())
+            .chain(default.keys())
+            .chain(default_request.keys())
+            .chain(ratio.keys())
+            .collect();
+        for k in keys {
+            let (mn, mx, df, dr, ra) = (
+                min.get(k),
+                max.get(k),
+                default.get(k),
+                default_request.get(k),
+                ratio.get(k),
+            );
+            let at = |f: &str| format!("{idx}.{f}[{k}]");
+            if let (Some(mn), Some(mx)) = (mn, mx) {
+                if mn.0 > mx.0 {
+                    causes.push(Cause::invalid(
+                        at("min"),
+                        &mn.1,
+                        &format!("min value {} is greater than max value {}", mn.1, mx.1),
+                    ));
+                }
+            }
+            if let (Some(dr), Some(mn)) = (dr, mn) {
+                if mn.0 > dr.0 {
+                    causes.push(Cause::invalid(
+                        at("defaultRequest"),
+                        &dr.1,
+                        &format!(
+                            "min value {} is greater than default request value {}",
+                            mn.1, dr.1
+                        ),
+                    ));
+                }
+            }
+            if let (Some(dr), Some(mx)) = (dr, mx) {
+                if dr.0 > mx.0 {
+                    causes.push(Cause::invalid(
+                        at("defaultRequest"),
+                        &dr.1,
+                        &format!(
+                            "default request value {} is greater than max value {}",
+                            dr.1, mx.1
+                        ),
+                    ));
+                }
+            }
+            if let (Some(dr), Some(df)) = (dr, df) {
+                if dr.0 > df.0 {
+                    causes.push(Cause::invalid(
+                        at("defaultRequest"),
+                        &dr.1,
+                        &format!(
+                            "default request value {} is greater than default limit value {}",
+                            dr.1, df.1
+                        ),
+                    ));
+                }
+            }
+            if let (Some(df), Some(mn)) = (df, mn) {
+                if mn.0 > df.0 {
+                    causes.push(Cause::invalid(
+                        at("default"),
+                        &mn.1,
+                        &format!("min value {} is greater than default value {}", mn.1, df.1),
+                    ));
+                }
+            }
+            if let (Some(df), Some(mx)) = (df, mx) {
+                if df.0 > mx.0 {
+                    causes.push(Cause::invalid(
+                        at("default"),
+                        &mx.1,
+                        &format!("default value {} is greater than max value {}", df.1, mx.1),
+                    ));
+                }
+            }
+            if let Some(ra) = ra {
+                if ra.0 < 1000 {
+                    causes.push(Cause::invalid(
+                        at("maxLimitRequestRatio"),
+                        &ra.1,
+                        &format!("ratio {} is less than 1", ra.1),
+                    ));
+                }
+                if let (Some(mn), Some(mx)) = (mn, mx) {
+                    if mn.0 > 0 {
+                        let limit = mx.0 as f64 / mn.0 as f64;
+                        if ra.0 as f64 / 1000.0 > limit {
+                            causes.push(Cause::invalid(
+                                at("maxLimitRequestRatio"),
+                                &ra.1,
+                                &format!("ratio {} is greater than max/min = {limit:.6}", ra.1),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn is_config_key(k: &str) -> bool {
