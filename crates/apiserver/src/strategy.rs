@@ -626,7 +626,54 @@ pub fn validate_update(res: &Resource, old: &Value, new: &Value, sub: Subresourc
     };
     match res.kind {
         "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => {
-            immutable("spec.selector", &mut causes)
+            if old.pointer("/spec/selector") != new.pointer("/spec/selector") {
+                causes.push(crate::validation::invalid_raw(
+                    "spec.selector",
+                    &go_label_selector(new.pointer("/spec/selector")),
+                    "field is immutable",
+                ));
+            }
+            if res.kind == "StatefulSet" {
+                let rest = |o: &Value| {
+                    let mut spec = o.get("spec").cloned().unwrap_or(Value::Null);
+                    if let Some(m) = spec.as_object_mut() {
+                        for k in [
+                            "replicas",
+                            "ordinals",
+                            "template",
+                            "updateStrategy",
+                            "persistentVolumeClaimRetentionPolicy",
+                            "minReadySeconds",
+                            "selector",
+                        ] {
+                            m.remove(k);
+                        }
+                    }
+                    spec
+                };
+                if rest(old) != rest(new) {
+                    causes.push(Cause::forbidden("spec", "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"));
+                }
+            }
+        }
+        "RoleBinding" | "ClusterRoleBinding" if old.get("roleRef") != new.get("roleRef") => {
+            let field = |k: &str| {
+                json!(new
+                    .pointer(&format!("/roleRef/{k}"))
+                    .and_then(Value::as_str)
+                    .unwrap_or(""))
+                .to_string()
+            };
+            causes.push(crate::validation::invalid_raw(
+                "roleRef",
+                &format!(
+                    "rbac.RoleRef{{APIGroup:{}, Kind:{}, Name:{}}}",
+                    field("apiGroup"),
+                    field("kind"),
+                    field("name")
+                ),
+                "cannot change roleRef",
+            ));
         }
         "Job" => {
             immutable("spec.selector", &mut causes);
@@ -709,6 +756,54 @@ pub fn validate_update(res: &Resource, old: &Value, new: &Value, sub: Subresourc
         _ => {}
     }
     causes
+}
+
+/// Go's `%#v` of a `*metav1.LabelSelector` as validation errors print it.
+fn go_label_selector(sel: Option<&Value>) -> String {
+    let Some(sel) = sel.filter(|s| !s.is_null()) else {
+        return "null".into();
+    };
+    let labels: std::collections::BTreeMap<String, String> = sel
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+        .collect();
+    let exprs: Vec<String> = sel
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let values: Vec<String> = e
+                .get("values")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(Value::to_string)
+                .collect();
+            let values = if values.is_empty() {
+                "[]string(nil)".to_string()
+            } else {
+                format!("[]string{{{}}}", values.join(", "))
+            };
+            format!(
+                "v1.LabelSelectorRequirement{{Key:{}, Operator:{}, Values:{values}}}",
+                e.get("key").cloned().unwrap_or(json!("")),
+                e.get("operator").cloned().unwrap_or(json!(""))
+            )
+        })
+        .collect();
+    let exprs = if exprs.is_empty() {
+        "[]v1.LabelSelectorRequirement(nil)".to_string()
+    } else {
+        format!("[]v1.LabelSelectorRequirement{{{}}}", exprs.join(", "))
+    };
+    format!(
+        "v1.LabelSelector{{MatchLabels:{}, MatchExpressions:{exprs}}}",
+        crate::validation::go_string_map(&labels)
+    )
 }
 
 #[cfg(test)]
