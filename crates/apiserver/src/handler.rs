@@ -14,7 +14,6 @@ use hyper::body::{Frame, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 use skiff_store::{EventKind, Revision};
-use tokio::sync::mpsc;
 
 use crate::error::ApiError;
 use crate::patch::{self, PatchType};
@@ -1590,19 +1589,81 @@ async fn delete_options(req: Request<Incoming>, q: &Query) -> ApiResult<DeleteOp
     Ok(opts)
 }
 
-/// A response body fed by a channel (watch streams).
-struct ChannelBody {
-    rx: mpsc::Receiver<Bytes>,
+/// Where a watch's producer puts its event lines.
+#[derive(Clone, Default)]
+struct Lines(Arc<std::sync::Mutex<std::collections::VecDeque<Bytes>>>);
+
+/// Lines queued before the producer lets the body send them.
+const LINES_QUEUED: usize = 64;
+
+impl Lines {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<Bytes>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues one line; with a full queue, yields once so the body sends them first.
+    async fn send(&self, line: Bytes) {
+        let full = {
+            let mut q = self.lock();
+            q.push_back(line);
+            q.len() >= LINES_QUEUED
+        };
+        if full {
+            let mut yielded = false;
+            std::future::poll_fn(|_| {
+                if yielded {
+                    Poll::Ready(())
+                } else {
+                    // No wake-up needed: the body polls its producer on every poll.
+                    yielded = true;
+                    Poll::Pending
+                }
+            })
+            .await;
+        }
+    }
 }
 
-impl hyper::body::Body for ChannelBody {
+/// A watch response body that runs its producer itself (no task or channel of its own
+/// per watch): each poll advances the producer, then sends everything it queued as
+/// one frame.
+struct WatchBody<F> {
+    /// (In a mutex only to be `Sync`; reached through `get_mut`, never locked.)
+    producer: Option<std::sync::Mutex<Pin<Box<F>>>>,
+    lines: Lines,
+}
+
+impl<F: std::future::Future<Output = ()> + Send> hyper::body::Body for WatchBody<F> {
     type Data = Bytes;
     type Error = Infallible;
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
+        if let Some(p) = self.producer.as_mut() {
+            let p = p.get_mut().unwrap_or_else(|e| e.into_inner());
+            if p.as_mut().poll(cx).is_ready() {
+                self.producer = None;
+            }
+        }
+        let mut q = self.lines.lock();
+        let frame = match q.len() {
+            0 => None,
+            1 => q.pop_front(),
+            _ => {
+                let mut buf = Vec::with_capacity(q.iter().map(Bytes::len).sum());
+                for b in q.drain(..) {
+                    buf.extend_from_slice(&b);
+                }
+                Some(Bytes::from(buf))
+            }
+        };
+        drop(q);
+        match (frame, &self.producer) {
+            (Some(b), _) => Poll::Ready(Some(Ok(Frame::data(b)))),
+            (None, None) => Poll::Ready(None),
+            (None, Some(_)) => Poll::Pending,
+        }
     }
 }
 
@@ -1619,6 +1680,9 @@ impl WatchRender {
     fn prepared(&mut self, kind: &str, ev: &Prepared) -> Bytes {
         if self.table {
             return self.event(kind, &ev.obj);
+        }
+        if kind == crate::watchcache::natural_type(ev.kind, ev.prev.is_some()) {
+            return ev.line.clone();
         }
         let mut line = Vec::with_capacity(ev.obj_json.len() + 32);
         line.extend_from_slice(b"{\"type\":\"");
@@ -1684,7 +1748,8 @@ async fn watch(
     let reg = state.registry.clone();
     let prefix = registry::prefix(res, ns);
     let mut shutdown = state.shutdown.clone();
-    let (tx, rx) = mpsc::channel::<Bytes>(256);
+    let tx = Lines::default();
+    let lines = tx.clone();
     let mut render = WatchRender {
         res,
         table: accept.table,
@@ -1693,12 +1758,10 @@ async fn watch(
     };
     // Initial state (synthetic ADDED events) is read before answering, so errors are HTTP errors.
     let (initial, start, source) = watch_start(&reg, res, ns, &prefix, from, rv.as_deref()).await?;
-    tokio::spawn(async move {
+    let producer = async move {
         let matches = |o: &Value| labels.matches_object(o) && fields.matches_object(o);
         for p in initial.iter().filter(|p| matches(&p.obj)) {
-            if tx.send(render.prepared("ADDED", p)).await.is_err() {
-                return;
-            }
+            tx.send(render.prepared("ADDED", p)).await;
         }
         let bookmark = |rev: Revision, initial_end: bool| {
             let mut meta = json!({"resourceVersion": rev.to_string()});
@@ -1709,14 +1772,12 @@ async fn watch(
         };
         if send_initial && bookmarks {
             let b = render.event("BOOKMARK", &bookmark(start, true));
-            if tx.send(b).await.is_err() {
-                return;
-            }
+            tx.send(b).await;
         }
         let mut source = match source {
             Ok(s) => s,
             Err(e) => {
-                let _ = tx.send(render.event("ERROR", &watch_error(e, start))).await;
+                tx.send(render.event("ERROR", &watch_error(e, start))).await;
                 return;
             }
         };
@@ -1726,19 +1787,16 @@ async fn watch(
         ticker.tick().await;
         loop {
             tokio::select! {
-                _ = tx.closed() => return,
                 _ = shutdown.changed() => return,
                 _ = tokio::time::sleep_until(deadline) => return,
                 _ = ticker.tick(), if bookmarks => {
-                    if tx.send(render.event("BOOKMARK", &bookmark(last, false))).await.is_err() {
-                        return;
-                    }
+                    tx.send(render.event("BOOKMARK", &bookmark(last, false))).await;
                 }
                 batch = source.next() => {
                     let events = match batch {
                         None => return,
                         Some(Err(e)) => {
-                            let _ = tx.send(render.event("ERROR", &watch_error(e, last))).await;
+                            tx.send(render.event("ERROR", &watch_error(e, last))).await;
                             return;
                         }
                         Some(Ok(events)) => events,
@@ -1761,20 +1819,24 @@ async fn watch(
                             EventKind::Delete => matches(&ev.obj).then_some("DELETED"),
                         };
                         if let Some(kind) = kind {
-                            if tx.send(render.prepared(kind, ev)).await.is_err() {
-                                return;
-                            }
+                            tx.send(render.prepared(kind, ev)).await;
                         }
                     }
                 }
             }
         }
-    });
+    };
     Ok(Response::builder()
         .status(200)
         .header("Content-Type", "application/json")
         .header("Cache-Control", "no-cache, private")
-        .body(ChannelBody { rx }.boxed())
+        .body(
+            WatchBody {
+                producer: Some(std::sync::Mutex::new(Box::pin(producer))),
+                lines,
+            }
+            .boxed(),
+        )
         .unwrap_or_else(|_| Response::new(full(""))))
 }
 

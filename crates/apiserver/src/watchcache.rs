@@ -45,8 +45,11 @@ pub struct Prepared {
     /// The object after a put; the last state (with the deletion's resourceVersion) after
     /// a delete.
     pub obj: Value,
-    /// `obj` as JSON.
+    /// `obj` as JSON (a slice of `line`).
     pub obj_json: Bytes,
+    /// The watch event line of this change as a watcher without selectors sees it:
+    /// `{"type":"ADDED|MODIFIED|DELETED","object":…}\n`.
+    pub line: Bytes,
     /// The state before a put, when there was one (selectors see transitions).
     pub prev: Option<Value>,
 }
@@ -66,23 +69,50 @@ pub fn prepare(res: &Resource, ev: &Event) -> Option<Prepared> {
             (prev, None)
         }
     };
+    let (line, obj_json) = event_line(natural_type(ev.kind, prev.is_some()), &obj)?;
     Some(Prepared {
         key: String::from_utf8_lossy(&ev.kv.key).into_owned(),
         rev: ev.revision(),
         kind: ev.kind,
-        obj_json: Bytes::from(serde_json::to_vec(&obj).ok()?),
+        obj_json,
+        line,
         obj,
         prev,
     })
 }
 
+/// The watch event type of a change seen without selectors.
+pub fn natural_type(kind: EventKind, had_prev: bool) -> &'static str {
+    match (kind, had_prev) {
+        (EventKind::Put, false) => "ADDED",
+        (EventKind::Put, true) => "MODIFIED",
+        (EventKind::Delete, _) => "DELETED",
+    }
+}
+
+/// A watch event line for `obj` and the object's JSON within it.
+fn event_line(ty: &str, obj: &Value) -> Option<(Bytes, Bytes)> {
+    let mut line = Vec::with_capacity(256);
+    line.extend_from_slice(b"{\"type\":\"");
+    line.extend_from_slice(ty.as_bytes());
+    line.extend_from_slice(b"\",\"object\":");
+    let start = line.len();
+    serde_json::to_writer(&mut line, obj).ok()?;
+    let end = line.len();
+    line.extend_from_slice(b"}\n");
+    let line = Bytes::from(line);
+    Some((line.clone(), line.slice(start..end)))
+}
+
 /// A current object as a list item.
 pub fn listed(key: &[u8], rev: Revision, obj: Value) -> Prepared {
+    let (line, obj_json) = event_line("ADDED", &obj).unwrap_or_default();
     Prepared {
         key: String::from_utf8_lossy(key).into_owned(),
         rev,
         kind: EventKind::Put,
-        obj_json: Bytes::from(serde_json::to_vec(&obj).unwrap_or_default()),
+        obj_json,
+        line,
         obj,
         prev: None,
     }
