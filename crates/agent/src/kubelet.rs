@@ -695,7 +695,12 @@ pub async fn run(
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            _ = &mut shutdown => return Ok(()),
+            _ = &mut shutdown => {
+                // Pods keep running across restarts of the agent; with none left, the
+                // node's pod cgroups go too.
+                crate::pod::remove_pods_cgroup(&cfg.node.pods_cgroup);
+                return Ok(());
+            }
             _ = lease_tick.tick() => {
                 if let Err(e) = renew_lease(&client, &cfg).await {
                     tracing::warn!(error = %e, "renewing the node lease");
@@ -956,9 +961,9 @@ async fn evict_one(
         &message,
     )
     .await;
-    let (e, n) = (engine.clone(), cfg.node.clone());
+    let e = engine.clone();
     let _ = tokio::task::spawn_blocking(move || {
-        pod::stop_pod(&e, &n, &rp, Duration::from_secs(0), Some(&pod))
+        pod::stop_pod(&e, &rp, Duration::from_secs(0), Some(&pod))
     })
     .await;
 }
@@ -1015,7 +1020,7 @@ pub async fn sync_pods(
             .unwrap_or(30)
             .max(0) as u64;
         // Stopping honours the grace period: do it beside the loop, not in it.
-        let (e, n, client) = (engine.clone(), cfg.node.clone(), client.clone());
+        let (e, client) = (engine.clone(), client.clone());
         let pod = pod.cloned();
         if let Ok(mut s) = STOPPING.lock() {
             s.insert(uid.clone());
@@ -1038,7 +1043,7 @@ pub async fn sync_pods(
             }
             let spec_pod = pod.clone();
             let r = tokio::task::spawn_blocking(move || {
-                pod::stop_pod(&e, &n, &rp, Duration::from_secs(grace), spec_pod.as_ref())
+                pod::stop_pod(&e, &rp, Duration::from_secs(grace), spec_pod.as_ref())
             })
             .await;
             if let Ok(Err(e)) = r {

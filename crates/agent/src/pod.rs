@@ -59,8 +59,10 @@ pub struct NodeSettings {
     pub container_log_max_size: u64,
     /// …keeping this many files (containerLogMaxFiles, 5).
     pub container_log_max_files: u32,
-    /// The cgroup parent of every pod's cgroup.
-    pub cgroup_root: String,
+    /// The cgroup every pod's cgroup is made in (`<--cgroup-root>/kubepods`; see
+    /// [`pods_cgroup`]): pod `<uid>` is `<pods_cgroup>/pod<uid>`, its containers
+    /// beneath that.
+    pub pods_cgroup: String,
     /// How containers restart (Kubernetes: back-off from 10 s doubling to 300 s).
     pub restarts: skiff_engine::state::PodRuns,
 }
@@ -70,6 +72,54 @@ pub const DEFAULT_RESTARTS: skiff_engine::state::PodRuns = skiff_engine::state::
     backoff_initial_ms: 10_000,
     backoff_max_ms: 300_000,
 };
+
+/// The kubelet's default `--cgroup-root` for a node agent: one per node name, so
+/// several agents on one host (each its own node) never share a pod cgroup parent
+/// nor count each other's pods.
+pub fn default_cgroup_root(node_name: &str) -> String {
+    format!("skiff-{node_name}")
+}
+
+/// The parent of pod cgroups under a `--cgroup-root`, as the kubelet lays them out
+/// (`<root>/kubepods/pod<uid>`).
+pub fn pods_cgroup(cgroup_root: &str) -> String {
+    let root = cgroup_root.trim_end_matches('/');
+    if root.is_empty() {
+        "/kubepods".into()
+    } else {
+        format!("{root}/kubepods")
+    }
+}
+
+/// The directories of cgroup `path` (relative to this process's own cgroup unless
+/// it starts with `/`) in every hierarchy.
+pub fn cgroup_dirs(path: &str) -> Vec<PathBuf> {
+    let Ok(host) = skiff_runtime::cgroups::Host::detect() else {
+        return Vec::new();
+    };
+    let (parent, name) = match path.trim_end_matches('/').rsplit_once('/') {
+        Some(("", n)) => ("/", n),
+        Some((p, n)) => (p, n),
+        None => ("", path),
+    };
+    host.paths_for(parent, name).into_values().collect()
+}
+
+/// Removes a node's pod cgroup parent and the `--cgroup-root` above it in every
+/// hierarchy, if no pod is left in them (best effort).
+pub fn remove_pods_cgroup(pods_cgroup: &str) {
+    let root = pods_cgroup
+        .trim_end_matches('/')
+        .rsplit_once('/')
+        .map(|(r, _)| r);
+    for p in cgroup_dirs(pods_cgroup) {
+        if std::fs::remove_dir(&p).is_ok() && !matches!(root, None | Some("")) {
+            if let Some(up) = p.parent() {
+                let _ = std::fs::remove_dir(up);
+            }
+        }
+    }
+}
 
 /// A pod started on this node (kept as `running.json` in the pod's directory, so a
 /// restarted agent re-adopts it instead of starting it again).
@@ -81,6 +131,20 @@ pub struct RunningPod {
     /// App container name → engine container id.
     pub containers: BTreeMap<String, String>,
     pub dir: PathBuf,
+    /// The cgroup the pod's containers are children of (`<pods_cgroup>/pod<uid>`).
+    #[serde(default)]
+    pub cgroup: String,
+}
+
+impl RunningPod {
+    /// The pod's cgroup (pods recorded before it was kept ran under `kubepods`).
+    pub fn cgroup(&self) -> String {
+        if self.cgroup.is_empty() {
+            format!("kubepods/pod{}", self.uid)
+        } else {
+            self.cgroup.clone()
+        }
+    }
 }
 
 fn pod_uid(pod: &Pod) -> Result<String, PodError> {
@@ -153,6 +217,7 @@ pub fn start_pod(
         ip,
         containers: BTreeMap::new(),
         dir: dir.clone(),
+        cgroup: format!("{}/pod{uid}", node.pods_cgroup),
     };
     match start_containers(engine, node, pod, lookup, &mut running) {
         Ok(()) => {
@@ -162,7 +227,7 @@ pub fn start_pod(
             Ok(running)
         }
         Err(e) => {
-            let _ = stop_pod(engine, node, &running, Duration::from_secs(0), None);
+            let _ = stop_pod(engine, &running, Duration::from_secs(0), None);
             Err(e)
         }
     }
@@ -522,7 +587,7 @@ fn create_container(
             .unwrap_or(false),
         tty: c.tty.unwrap_or(false),
         interactive: c.stdin.unwrap_or(false),
-        cgroup_parent: Some(format!("{}/pod{}", node.cgroup_root, running.uid)),
+        cgroup_parent: Some(running.cgroup()),
         // App containers restart as the pod's restartPolicy says (the monitor does
         // it, with back-off); init containers run once.
         restart: match (kind, spec.restart_policy.as_deref().unwrap_or("Always")) {
@@ -881,7 +946,6 @@ pub fn refresh_volumes(
 /// the sandbox, the volumes (not persistent ones), the address.
 pub fn stop_pod(
     engine: &Engine,
-    node: &NodeSettings,
     running: &RunningPod,
     grace: Duration,
     pod: Option<&Pod>,
@@ -925,12 +989,15 @@ pub fn stop_pod(
     }
     engine.stop_sandbox(&running.sandbox)?;
     // The pod-level cgroup the containers were children of.
-    if let Ok(host) = skiff_runtime::cgroups::Host::detect() {
-        for p in host
-            .paths_for(&node.cgroup_root, &format!("pod{}", running.uid))
-            .values()
-        {
-            let _ = std::fs::remove_dir(p);
+    // The containers' monitors remove their own groups as they finish: wait for them.
+    for p in cgroup_dirs(&running.cgroup()) {
+        for _ in 0..100 {
+            match std::fs::remove_dir(&p) {
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => break,
+            }
         }
     }
     volumes::remove_pod_volumes(&running.dir).map_err(|e| PodError::Volume(e.to_string()))?;
@@ -955,7 +1022,7 @@ pub fn adopt(engine: &Engine, node: &NodeSettings) -> BTreeMap<String, RunningPo
         if rp.sandbox.alive() {
             out.insert(rp.uid.clone(), rp);
         } else {
-            let _ = stop_pod(engine, node, &rp, Duration::from_secs(0), None);
+            let _ = stop_pod(engine, &rp, Duration::from_secs(0), None);
         }
     }
     out

@@ -70,6 +70,12 @@ pub struct NodeFlags {
     /// … and removes unused images until it is below this (%).
     #[arg(long = "image-gc-low-threshold", default_value_t = 80)]
     pub image_gc_low_threshold: u64,
+    /// The cgroup this node's pods run under, as the kubelet's `--cgroup-root`: pods
+    /// get `<cgroup-root>/kubepods/pod<uid>`. Relative to the agent's own cgroup
+    /// unless it starts with `/`. Default `skiff-<node name>`, so several agents on
+    /// one host never share a parent.
+    #[arg(long = "cgroup-root")]
+    pub cgroup_root: Option<String>,
 }
 
 /// A quantity of bytes (`10Mi`, `100M`, `1024`).
@@ -105,6 +111,12 @@ impl NodeFlags {
             high_percent: self.image_gc_high_threshold,
             low_percent: self.image_gc_low_threshold,
         };
+        if let Some(root) = &self.cgroup_root {
+            if root.is_empty() || root.split('/').any(|p| p == "..") {
+                return Err(anyhow!("--cgroup-root {root:?}: not a cgroup path"));
+            }
+            cfg.node.pods_cgroup = skiff_agent::pod::pods_cgroup(root);
+        }
         Ok(())
     }
 }
@@ -152,14 +164,17 @@ pub fn config(
         Some(pod_cidr),
         Some(&format!("{}_pods", engine.bridge.table)),
     )?;
+    let node_name = node_name.unwrap_or_else(host_name);
     Ok(skiff_agent::kubelet::AgentConfig {
         node: skiff_agent::pod::NodeSettings {
             bridge,
             node_ip,
-            node_name: node_name.unwrap_or_else(host_name),
+            pods_cgroup: skiff_agent::pod::pods_cgroup(&skiff_agent::pod::default_cgroup_root(
+                &node_name,
+            )),
+            node_name,
             cluster_domain: "cluster.local".into(),
             pods_dir: engine.root.join("pods"),
-            cgroup_root: "kubepods".into(),
             restarts: skiff_agent::pod::DEFAULT_RESTARTS,
             storage_dir: engine.root.join("storage"),
             container_log_max_size: 10 << 20,

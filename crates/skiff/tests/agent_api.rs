@@ -283,7 +283,7 @@ fn a_two_container_pod_with_an_init_container_and_shared_volumes() {
         storage_dir: r.dir.join("storage"),
         container_log_max_size: 10 << 20,
         container_log_max_files: 5,
-        cgroup_root: format!("skiff-pods-{}", std::process::id()),
+        pods_cgroup: skiff_agent::pod::pods_cgroup(&format!("skiff-pods-{}", std::process::id())),
         restarts: skiff_agent::pod::DEFAULT_RESTARTS,
     };
     // The tutorials' shape: an init container prepares the shared volume; one
@@ -355,22 +355,20 @@ fn a_two_container_pod_with_an_init_container_and_shared_volumes() {
         std::fs::read_link(format!("/proc/{}/ns/net", c.state.pid)).unwrap()
     };
     assert_eq!(net(&client), net(&running.containers["server"]));
-    stop_pod(
-        &e,
-        &node,
-        &running,
-        std::time::Duration::from_secs(1),
-        Some(&pod),
-    )
-    .unwrap();
+    stop_pod(&e, &running, std::time::Duration::from_secs(1), Some(&pod)).unwrap();
     assert!(
         e.list().unwrap().is_empty(),
         "every container of the pod is gone"
     );
     assert!(!running.dir.exists());
     skiff_engine::network::teardown(&node.bridge).unwrap();
-    let host = skiff_runtime::cgroups::Host::detect().unwrap();
-    for p in host.paths_for("", &node.cgroup_root).values() {
-        std::fs::remove_dir(p).unwrap();
+    // The pod's group went with it; the node's parent goes once no pod is left.
+    for p in skiff_agent::pod::cgroup_dirs(&running.cgroup()) {
+        assert!(!p.exists(), "{} left behind", p.display());
+    }
+    skiff_agent::pod::remove_pods_cgroup(&node.pods_cgroup);
+    for p in skiff_agent::pod::cgroup_dirs(&node.pods_cgroup) {
+        assert!(!p.exists(), "{} left behind", p.display());
+        assert!(!p.parent().unwrap().exists(), "{} left behind", p.display());
     }
 }
