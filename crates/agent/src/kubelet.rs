@@ -3,6 +3,7 @@
 //! compares the pods the API wants here with what runs, and closes the gap), report
 //! their status, and finish their deletion.
 
+use crate::cri::{ContainerState, Runtime, SharedRuntime};
 use crate::pod::{self, NodeSettings, RunningPod};
 use crate::podspec::{self, ObjectLookup};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -10,7 +11,6 @@ use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
 use serde_json::json;
-use skiff_engine::Engine;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,7 +49,7 @@ pub enum AgentError {
     #[error("API: {0}")]
     Api(#[from] kube::Error),
     #[error(transparent)]
-    Engine(#[from] skiff_engine::EngineError),
+    Runtime(#[from] crate::cri::RuntimeError),
     #[error("{0}")]
     Other(String),
 }
@@ -550,8 +550,8 @@ pub async fn remove_released_storage(client: &Client, dir: &std::path::Path) {
     }
 }
 
-/// The container statuses and phase of a running pod, from the engine's state.
-pub fn pod_status(engine: &Engine, pod: &Pod, running: &RunningPod) -> serde_json::Value {
+/// The container statuses and phase of a running pod, from the runtime's state.
+pub fn pod_status(runtime: &dyn Runtime, pod: &Pod, running: &RunningPod) -> serde_json::Value {
     let spec = pod.spec.clone().unwrap_or_default();
     let policy = spec
         .restart_policy
@@ -563,43 +563,35 @@ pub fn pod_status(engine: &Engine, pod: &Pod, running: &RunningPod) -> serde_jso
         let st = running
             .containers
             .get(&c.name)
-            .and_then(|id| engine.get(id).ok());
+            .and_then(|id| runtime.container_status(id).ok());
         let (state, ready, restarts, id, image_id) = match &st {
-            Some(ct) => {
-                let s = &ct.state;
-                let state = match s.status {
-                    skiff_engine::Status::Running | skiff_engine::Status::Paused => {
+            Some(s) => {
+                let state = match s.state {
+                    ContainerState::Running => {
                         json!({"running": {"startedAt": s.started_at}})
                     }
-                    skiff_engine::Status::Restarting => json!({"waiting": {
+                    ContainerState::Restarting => json!({"waiting": {
                         "reason": "CrashLoopBackOff",
                         "message": format!("back-off restarting failed container {} in pod {}", c.name, pod.metadata.name.clone().unwrap_or_default()),
                     }}),
-                    skiff_engine::Status::Created => {
+                    ContainerState::Created => {
                         json!({"waiting": {"reason": "ContainerCreating"}})
                     }
-                    _ => json!({"terminated": {
+                    ContainerState::Exited => json!({"terminated": {
                         "exitCode": s.exit_code,
-                        "reason": match s.exit_reason {
-                            Some(skiff_engine::state::ExitReason::OOMKilled) => "OOMKilled",
-                            Some(skiff_engine::state::ExitReason::Completed) => "Completed",
-                            _ => "Error",
-                        },
+                        "reason": s.reason,
                         "startedAt": s.started_at,
                         "finishedAt": s.finished_at,
-                        "containerID": format!("skiff://{}", ct.record.id),
+                        "containerID": format!("skiff://{}", s.id),
                     }}),
                 };
-                let verdict = VERDICTS
-                    .lock()
-                    .ok()
-                    .and_then(|v| v.get(&ct.record.id).cloned());
-                let running_now = s.status == skiff_engine::Status::Running
+                let verdict = VERDICTS.lock().ok().and_then(|v| v.get(&s.id).cloned());
+                let running_now = s.state == ContainerState::Running
                     && match &verdict {
                         Some(v) => v.ready,
                         None => c.readiness_probe.is_none() && c.startup_probe.is_none(),
                     };
-                if s.status.is_active() {
+                if s.state.is_active() {
                     all_done = false;
                 } else if s.exit_code != 0 {
                     any_failed = true;
@@ -608,8 +600,8 @@ pub fn pod_status(engine: &Engine, pod: &Pod, running: &RunningPod) -> serde_jso
                     state,
                     running_now,
                     s.restart_count,
-                    format!("skiff://{}", ct.record.id),
-                    ct.record.image_id.clone(),
+                    format!("skiff://{}", s.id),
+                    s.image_ref.clone(),
                 )
             }
             None => {
@@ -671,15 +663,16 @@ pub fn pod_status(engine: &Engine, pod: &Pod, running: &RunningPod) -> serde_jso
 /// Run the agent until `shutdown` resolves.
 pub async fn run(
     client: Client,
-    engine: Arc<Engine>,
+    runtime: SharedRuntime,
     cfg: AgentConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), AgentError> {
-    register_node(&client, &cfg, &engine.root).await?;
+    let fs = runtime.image_fs_info();
+    register_node(&client, &cfg, &fs.container_filesystem).await?;
     renew_lease(&client, &cfg).await?;
     // Pods a previous run started keep running: adopt them.
-    let (e, n) = (engine.clone(), cfg.node.clone());
-    let adopted = tokio::task::spawn_blocking(move || pod::adopt(&e, &n))
+    let (e, n) = (runtime.clone(), cfg.node.clone());
+    let adopted = tokio::task::spawn_blocking(move || pod::adopt(&*e, &n))
         .await
         .map_err(|e| AgentError::Other(e.to_string()))?;
     let running: Arc<Mutex<BTreeMap<String, RunningPod>>> = Arc::new(Mutex::new(adopted));
@@ -711,8 +704,8 @@ pub async fn run(
             }
             _ = probe_tick.tick() => {
                 let snapshot = running.lock().await.clone();
-                let e = engine.clone();
-                let events = tokio::task::spawn_blocking(move || probe_pass(&e, &snapshot))
+                let e = runtime.clone();
+                let events = tokio::task::spawn_blocking(move || probe_pass(&*e, &snapshot))
                     .await
                     .unwrap_or_default();
                 let pods = PODS.lock().map(|m| m.clone()).unwrap_or_default();
@@ -724,7 +717,7 @@ pub async fn run(
             }
             _ = housekeeping_tick.tick() => {
                 remove_released_storage(&client, &cfg.node.storage_dir).await;
-                let readings = crate::pressure::read(&engine.root, &engine.root.join("images"));
+                let readings = crate::pressure::read(&fs.container_filesystem, &fs.image_filesystem);
                 let now = crate::pressure::pressure(&readings, &cfg.eviction_hard);
                 let changed = PRESSURE.lock().map(|mut p| std::mem::replace(&mut *p, now) != now).unwrap_or(false);
                 if changed {
@@ -732,9 +725,9 @@ pub async fn run(
                     let _ = nodes.patch_status(&cfg.node.node_name, &PatchParams::default(),
                         &Patch::Merge(json!({"status": {"conditions": conditions()}}))).await;
                 }
-                let e = engine.clone();
+                let e = runtime.clone();
                 let gc = cfg.image_gc;
-                if let Ok(removed) = tokio::task::spawn_blocking(move || crate::imagegc::collect(&e, gc)).await {
+                if let Ok(removed) = tokio::task::spawn_blocking(move || crate::imagegc::collect(&*e, gc)).await {
                     for id in removed {
                         tracing::info!(image = %id, "image garbage collection removed an unused image");
                     }
@@ -746,12 +739,12 @@ pub async fn run(
                     _ => None,
                 };
                 if let Some(signal) = signal {
-                    evict_one(&client, &engine, &cfg, &running, signal).await;
+                    evict_one(&client, &runtime, &cfg, &running, signal).await;
                 }
             }
             _ = resync_tick.tick() => refresh_volumes(&client, &cfg, &running).await,
             _ = sync_tick.tick() => {
-                if let Err(e) = sync_pods(&client, &engine, &cfg, &running).await {
+                if let Err(e) = sync_pods(&client, &runtime, &cfg, &running).await {
                     tracing::warn!(error = %e, "syncing pods");
                 }
             }
@@ -780,7 +773,10 @@ pub struct ProbeEvent {
 /// Run due probes of every running container; restart those whose liveness or
 /// startup probe failed (the monitor brings them back by the restart policy).
 /// Returns the Unhealthy and Killing events to record.
-pub fn probe_pass(engine: &Engine, running: &BTreeMap<String, RunningPod>) -> Vec<ProbeEvent> {
+pub fn probe_pass(
+    runtime: &dyn Runtime,
+    running: &BTreeMap<String, RunningPod>,
+) -> Vec<ProbeEvent> {
     let mut events = Vec::new();
     let pods = PODS.lock().map(|m| m.clone()).unwrap_or_default();
     for (uid, rp) in running {
@@ -796,8 +792,10 @@ pub fn probe_pass(engine: &Engine, running: &BTreeMap<String, RunningPod>) -> Ve
             {
                 continue;
             }
-            let Ok(ct) = engine.get(id) else { continue };
-            if ct.state.status != skiff_engine::Status::Running {
+            let Ok(ct) = runtime.container_status(id) else {
+                continue;
+            };
+            if ct.state != ContainerState::Running {
                 PROBER.forget(id);
                 if let Ok(mut v) = VERDICTS.lock() {
                     v.remove(id);
@@ -805,7 +803,6 @@ pub fn probe_pass(engine: &Engine, running: &BTreeMap<String, RunningPod>) -> Ve
                 continue;
             }
             let since = ct
-                .state
                 .started_at
                 .as_deref()
                 .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
@@ -816,8 +813,7 @@ pub fn probe_pass(engine: &Engine, running: &BTreeMap<String, RunningPod>) -> Ve
                 })
                 .unwrap_or_default();
             let target = crate::prober::Target {
-                skiff: &engine.exe,
-                root: &engine.root,
+                runtime,
                 container_id: id,
                 pod_ip: rp.ip.map(std::net::IpAddr::V4),
                 started_at: std::time::Instant::now()
@@ -843,10 +839,10 @@ pub fn probe_pass(engine: &Engine, running: &BTreeMap<String, RunningPod>) -> Ve
                     reason: "Killing",
                     message: why.clone(),
                 });
-                // Not `engine.kill`: that is a user's stop and disables the restart
+                // Not StopContainer: that is a user's stop and disables the restart
                 // policy; this restart is the policy's to carry out.
-                if ct.state.pid > 0 {
-                    unsafe { libc::kill(ct.state.pid, libc::SIGKILL) };
+                if ct.pid > 0 {
+                    unsafe { libc::kill(ct.pid, libc::SIGKILL) };
                 }
                 PROBER.forget(id);
             }
@@ -901,7 +897,7 @@ fn evicted(uid: &str) -> bool {
 /// system-critical pods (priority ≥ 2,000,000,000) are left alone.
 async fn evict_one(
     client: &Client,
-    engine: &Arc<Engine>,
+    runtime: &SharedRuntime,
     cfg: &AgentConfig,
     running: &Arc<Mutex<BTreeMap<String, RunningPod>>>,
     signal: &str,
@@ -961,9 +957,9 @@ async fn evict_one(
         &message,
     )
     .await;
-    let e = engine.clone();
+    let e = runtime.clone();
     let _ = tokio::task::spawn_blocking(move || {
-        pod::stop_pod(&e, &rp, Duration::from_secs(0), Some(&pod))
+        pod::stop_pod(&*e, &rp, Duration::from_secs(0), Some(&pod))
     })
     .await;
 }
@@ -980,7 +976,7 @@ fn stopping(uid: &str) -> bool {
 /// One level-triggered pass over the pods bound to this node.
 pub async fn sync_pods(
     client: &Client,
-    engine: &Arc<Engine>,
+    runtime: &SharedRuntime,
     cfg: &AgentConfig,
     running: &Arc<Mutex<BTreeMap<String, RunningPod>>>,
 ) -> Result<(), AgentError> {
@@ -1020,7 +1016,7 @@ pub async fn sync_pods(
             .unwrap_or(30)
             .max(0) as u64;
         // Stopping honours the grace period: do it beside the loop, not in it.
-        let (e, client) = (engine.clone(), client.clone());
+        let (e, client) = (runtime.clone(), client.clone());
         let pod = pod.cloned();
         if let Ok(mut s) = STOPPING.lock() {
             s.insert(uid.clone());
@@ -1043,7 +1039,7 @@ pub async fn sync_pods(
             }
             let spec_pod = pod.clone();
             let r = tokio::task::spawn_blocking(move || {
-                pod::stop_pod(&e, &rp, Duration::from_secs(grace), spec_pod.as_ref())
+                pod::stop_pod(&*e, &rp, Duration::from_secs(grace), spec_pod.as_ref())
             })
             .await;
             if let Ok(Err(e)) = r {
@@ -1098,17 +1094,17 @@ pub async fn sync_pods(
         }
         if let Some(rp) = map.get(uid) {
             publish_host_ports(client, cfg, p, rp).await;
-            report_status(client, engine, cfg, &api, p, rp).await;
+            report_status(client, &**runtime, cfg, &api, p, rp).await;
         }
     }
     // New pods start side by side (each is mostly waiting on the kernel).
     let starts = to_start.into_iter().map(|p| {
-        let (e, n) = (engine.clone(), cfg.node.clone());
+        let (e, n) = (runtime.clone(), cfg.node.clone());
         let lookup = api_lookup(client, cfg);
         let pod = p.clone();
         async move {
             let r =
-                tokio::task::spawn_blocking(move || pod::start_pod(&e, &n, &pod, &lookup)).await;
+                tokio::task::spawn_blocking(move || pod::start_pod(&*e, &n, &pod, &lookup)).await;
             (p, r)
         }
     });
@@ -1123,7 +1119,7 @@ pub async fn sync_pods(
                     m.remove(&uid);
                 }
                 publish_host_ports(client, cfg, &p, &rp).await;
-                report_status(client, engine, cfg, &api, &p, &rp).await;
+                report_status(client, &**runtime, cfg, &api, &p, &rp).await;
                 map.insert(uid, rp);
             }
             Err(pod::PodError::VolumeNotReady(why)) => {
@@ -1306,13 +1302,13 @@ static REPORTED: std::sync::LazyLock<std::sync::Mutex<BTreeMap<String, serde_jso
 
 async fn report_status(
     client: &Client,
-    engine: &Engine,
+    runtime: &dyn Runtime,
     cfg: &AgentConfig,
     api: &Api<Pod>,
     p: &Pod,
     rp: &RunningPod,
 ) {
-    let mut status = pod_status(engine, p, rp);
+    let mut status = pod_status(runtime, p, rp);
     status["hostIP"] = json!(cfg.node.node_ip);
     status["hostIPs"] = json!([{"ip": cfg.node.node_ip}]);
     // Compare without the timestamps that change on every computation.
