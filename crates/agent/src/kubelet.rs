@@ -54,6 +54,23 @@ pub enum AgentError {
     Other(String),
 }
 
+/// The field manager of the agent's writes (the kubelet's own name in managedFields).
+pub const FIELD_MANAGER: &str = "kubelet";
+
+fn patch_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    }
+}
+
+fn post_params() -> PostParams {
+    PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    }
+}
+
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
@@ -231,7 +248,7 @@ pub async fn await_pod_cidr(client: &Client, node: &str) -> Result<String, Agent
         "metadata": {"name": node, "labels": {"kubernetes.io/hostname": node, "kubernetes.io/os": "linux"}},
     }))
     .map_err(|e| AgentError::Other(e.to_string()))?;
-    match nodes.create(&PostParams::default(), &obj).await {
+    match nodes.create(&post_params(), &obj).await {
         Ok(_) => {}
         Err(kube::Error::Api(e)) if e.code == 409 => {}
         Err(e) => return Err(e.into()),
@@ -261,13 +278,13 @@ pub async fn register_node(
     let obj = node_object(cfg, root);
     let node: Node =
         serde_json::from_value(obj.clone()).map_err(|e| AgentError::Other(e.to_string()))?;
-    match nodes.create(&PostParams::default(), &node).await {
+    match nodes.create(&post_params(), &node).await {
         Ok(_) => {}
         Err(kube::Error::Api(e)) if e.code == 409 => {
             nodes
                 .patch(
                     &cfg.node.node_name,
-                    &PatchParams::default(),
+                    &patch_params(),
                     &Patch::Merge(
                         json!({"metadata": {"annotations": obj["metadata"]["annotations"]}}),
                     ),
@@ -279,14 +296,14 @@ pub async fn register_node(
     nodes
         .patch(
             &cfg.node.node_name,
-            &PatchParams::default(),
+            &patch_params(),
             &Patch::Merge(json!({"metadata": {"labels": obj["metadata"]["labels"]}})),
         )
         .await?;
     nodes
         .patch_status(
             &cfg.node.node_name,
-            &PatchParams::default(),
+            &patch_params(),
             &Patch::Merge(json!({"status": obj["status"]})),
         )
         .await?;
@@ -305,11 +322,7 @@ pub async fn renew_lease(client: &Client, cfg: &AgentConfig) -> Result<(), Agent
     match leases.get_opt(name).await? {
         Some(_) => {
             leases
-                .patch(
-                    name,
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({"spec": spec})),
-                )
+                .patch(name, &patch_params(), &Patch::Merge(json!({"spec": spec})))
                 .await?;
         }
         None => {
@@ -318,7 +331,7 @@ pub async fn renew_lease(client: &Client, cfg: &AgentConfig) -> Result<(), Agent
                 "spec": spec,
             }))
             .map_err(|e| AgentError::Other(e.to_string()))?;
-            leases.create(&PostParams::default(), &l).await?;
+            leases.create(&post_params(), &l).await?;
         }
     }
     Ok(())
@@ -417,7 +430,7 @@ pub async fn pod_event(
     });
     let api: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), &ns);
     if let Ok(e) = serde_json::from_value(ev) {
-        if let Err(err) = api.create(&PostParams::default(), &e).await {
+        if let Err(err) = api.create(&post_params(), &e).await {
             tracing::debug!(error = %err, "recording an event");
         }
     }
@@ -490,7 +503,7 @@ impl ObjectLookup for ApiLookup {
             .ok()?;
         let out = self
             .handle
-            .block_on(api.create_token_request(account, &PostParams::default(), &req))
+            .block_on(api.create_token_request(account, &post_params(), &req))
             .ok()?;
         out.status.map(|s| s.token)
     }
@@ -686,9 +699,45 @@ pub async fn run(
     let mut sync_tick = tokio::time::interval(cfg.sync_period);
     sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
+    // The pods bound to this node, as a watch keeps them (re-listed when the watch
+    // expires, 410 Gone); every change wakes the loop.
+    let (pod_store, writer) = kube::runtime::reflector::store::<Pod>();
+    let pod_changed = Arc::new(tokio::sync::Notify::new());
+    // Nothing is synced from the cache before its first list is in: an empty cache
+    // would stop every adopted pod.
+    let listed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watch = {
+        use futures::StreamExt;
+        use kube::runtime::WatchStreamExt;
+        let api: Api<Pod> = Api::all(client.clone());
+        let wc = kube::runtime::watcher::Config::default().fields(&node_pods_selector(&cfg));
+        let (changed, listed) = (pod_changed.clone(), listed.clone());
+        tokio::spawn(async move {
+            let stream =
+                kube::runtime::reflector(writer, kube::runtime::watcher(api, wc).default_backoff());
+            futures::pin_mut!(stream);
+            while let Some(ev) = stream.next().await {
+                match ev {
+                    Ok(ev) => {
+                        if matches!(ev, kube::runtime::watcher::Event::InitDone) {
+                            listed.store(true, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        changed.notify_one()
+                    }
+                    Err(e) => tracing::debug!(error = %e, "watching this node's pods"),
+                }
+            }
+        })
+    };
+    let cached = || {
+        listed
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .then(|| pod_store.state().iter().map(|p| (**p).clone()).collect())
+    };
     loop {
         tokio::select! {
             _ = &mut shutdown => {
+                watch.abort();
                 // Pods keep running across restarts of the agent; with none left, the
                 // node's pod cgroups go too.
                 crate::pod::remove_pods_cgroup(&cfg.node.pods_cgroup);
@@ -699,7 +748,7 @@ pub async fn run(
                     tracing::warn!(error = %e, "renewing the node lease");
                 }
                 let nodes: Api<Node> = Api::all(client.clone());
-                let _ = nodes.patch_status(&cfg.node.node_name, &PatchParams::default(),
+                let _ = nodes.patch_status(&cfg.node.node_name, &patch_params(),
                     &Patch::Merge(json!({"status": {"conditions": conditions()}}))).await;
             }
             _ = probe_tick.tick() => {
@@ -722,7 +771,7 @@ pub async fn run(
                 let changed = PRESSURE.lock().map(|mut p| std::mem::replace(&mut *p, now) != now).unwrap_or(false);
                 if changed {
                     let nodes: Api<Node> = Api::all(client.clone());
-                    let _ = nodes.patch_status(&cfg.node.node_name, &PatchParams::default(),
+                    let _ = nodes.patch_status(&cfg.node.node_name, &patch_params(),
                         &Patch::Merge(json!({"status": {"conditions": conditions()}}))).await;
                 }
                 let e = runtime.clone();
@@ -742,10 +791,29 @@ pub async fn run(
                     evict_one(&client, &runtime, &cfg, &running, signal).await;
                 }
             }
-            _ = resync_tick.tick() => refresh_volumes(&client, &cfg, &running).await,
-            _ = sync_tick.tick() => {
-                if let Err(e) = sync_pods(&client, &runtime, &cfg, &running).await {
+            _ = resync_tick.tick() => {
+                refresh_volumes(&client, &cfg, &running).await;
+                // The safety net under the watch: a pass over the pods as the API
+                // lists them now.
+                if let Err(e) = sync_pods(&client, &runtime, &cfg, &running, None).await {
                     tracing::warn!(error = %e, "syncing pods");
+                }
+            }
+            // A pod bound here, changed or deleted starts a pass at once; the tick
+            // catches up with the containers' own changes (exits, restarts) as the
+            // kubelet's relist does.
+            _ = pod_changed.notified() => {
+                if let Some(pods) = cached() {
+                    if let Err(e) = sync_pods(&client, &runtime, &cfg, &running, Some(pods)).await {
+                        tracing::warn!(error = %e, "syncing pods");
+                    }
+                }
+            }
+            _ = sync_tick.tick() => {
+                if let Some(pods) = cached() {
+                    if let Err(e) = sync_pods(&client, &runtime, &cfg, &running, Some(pods)).await {
+                        tracing::warn!(error = %e, "syncing pods");
+                    }
                 }
             }
         }
@@ -941,7 +1009,7 @@ async fn evict_one(
     let _ = api
         .patch_status(
             &name,
-            &PatchParams::default(),
+            &patch_params(),
             &Patch::Merge(
                 json!({"status": {"phase": "Failed", "reason": "Evicted", "message": message}}),
             ),
@@ -964,6 +1032,11 @@ async fn evict_one(
     .await;
 }
 
+/// The field selector of the pods bound to this node.
+fn node_pods_selector(cfg: &AgentConfig) -> String {
+    format!("spec.nodeName={}", cfg.node.node_name)
+}
+
 /// Pods whose containers are being stopped right now (their API object is deleted
 /// only once that is done).
 static STOPPING: std::sync::LazyLock<std::sync::Mutex<std::collections::BTreeSet<String>>> =
@@ -973,18 +1046,25 @@ fn stopping(uid: &str) -> bool {
     STOPPING.lock().map(|s| s.contains(uid)).unwrap_or(false)
 }
 
-/// One level-triggered pass over the pods bound to this node.
+/// One level-triggered pass over the pods bound to this node: `pods` (the watch's
+/// cache), or, with None, the pods listed from the API right now.
 pub async fn sync_pods(
     client: &Client,
     runtime: &SharedRuntime,
     cfg: &AgentConfig,
     running: &Arc<Mutex<BTreeMap<String, RunningPod>>>,
+    pods: Option<Vec<Pod>>,
 ) -> Result<(), AgentError> {
-    let pods: Api<Pod> = Api::all(client.clone());
-    let lp = ListParams::default().fields(&format!("spec.nodeName={}", cfg.node.node_name));
-    let list = pods.list(&lp).await?;
+    let items = match pods {
+        Some(p) => p,
+        None => {
+            let api: Api<Pod> = Api::all(client.clone());
+            let lp = ListParams::default().fields(&node_pods_selector(cfg));
+            api.list(&lp).await?.items
+        }
+    };
     let mut wanted = BTreeMap::new();
-    for p in list.items {
+    for p in items {
         if let Some(uid) = p.metadata.uid.clone() {
             wanted.insert(uid, p);
         }
@@ -1287,7 +1367,7 @@ async fn patch_waiting(
     let _ = api
         .patch_status(
             name,
-            &PatchParams::default(),
+            &patch_params(),
             &Patch::Merge(json!({"status": {
                 "phase": "Pending", "qosClass": podspec::qos_class(p), "containerStatuses": waiting,
                 "hostIP": node_ip,
@@ -1364,7 +1444,7 @@ async fn report_status(
     if api
         .patch_status(
             &name,
-            &PatchParams::default(),
+            &patch_params(),
             &Patch::Merge(json!({"status": status})),
         )
         .await

@@ -2319,6 +2319,18 @@ fn an_agent_joins_by_token_and_runs_pods_as_its_node() {
     assert!(ip.starts_with(&prefix), "{ip} not in {mine}");
     c.wait_for(&["logs", "on-b"], "hello-from-b", 10);
     assert_eq!(c.ok(&["exec", "on-b", "--", "hostname"]), "on-b\n");
+    // The agent writes as the kubelet does: its field manager owns the pod's status
+    // and the node's.
+    for obj in [vec!["pod", "on-b"], vec!["node", name.as_str()]] {
+        let mut args = vec!["get"];
+        args.extend(obj.iter().copied());
+        args.extend(["-o", "jsonpath={.metadata.managedFields[*].manager}"]);
+        let managers = c.ok(&args);
+        assert!(
+            managers.split_whitespace().any(|m| m == "kubelet"),
+            "{obj:?}: {managers}"
+        );
+    }
     let addr = c.ok(&[
         "get",
         "node",
