@@ -211,6 +211,17 @@ pub struct ContainerFilter {
     pub label_selector: BTreeMap<String, String>,
 }
 
+/// ContainerStats (the parts eviction ranks pods by).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ContainerStats {
+    /// MemoryUsage.working_set_bytes: usage less the inactive page cache.
+    pub memory_working_set_bytes: u64,
+    /// FilesystemUsage.used_bytes of the writable layer.
+    pub writable_layer_bytes: u64,
+    /// The container's processes (its cgroup's pids.current).
+    pub processes: u64,
+}
+
 /// ExecSyncResponse.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecSyncResponse {
@@ -265,6 +276,8 @@ pub trait RuntimeService: Send + Sync {
     fn remove_container(&self, id: &str) -> Result<()>;
     fn container_status(&self, id: &str) -> Result<ContainerStatus>;
     fn list_containers(&self, filter: &ContainerFilter) -> Result<Vec<ContainerStatus>>;
+    /// ContainerStats.
+    fn container_stats(&self, id: &str) -> Result<ContainerStats>;
     /// ExecSync: runs `cmd` in the container to completion or `timeout`.
     fn exec_sync(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<ExecSyncResponse>;
     /// Exec: where an interactive exec session runs.
@@ -518,6 +531,41 @@ impl RuntimeService for EngineRuntime {
             .collect())
     }
 
+    fn container_stats(&self, id: &str) -> Result<ContainerStats> {
+        use skiff_runtime::cgroups::{Cgroup, Host};
+        let c = self.engine.get(id)?;
+        let host = Host::detect().map_err(|e| RuntimeError::Runtime(e.to_string()))?;
+        let parent = if c.record.host.cgroup_parent.is_empty() {
+            "skiff"
+        } else {
+            c.record.host.cgroup_parent.as_str()
+        };
+        let cg = Cgroup {
+            version: host.version.clone(),
+            paths: host.paths_for(parent, &c.record.id),
+        };
+        let (usage, _) = cg.memory();
+        let inactive = cg
+            .paths
+            .get("memory")
+            .or_else(|| cg.paths.get(""))
+            .and_then(|d| std::fs::read_to_string(d.join("memory.stat")).ok())
+            .and_then(|s| {
+                s.lines().find_map(|l| {
+                    let (k, v) = l.split_once(' ')?;
+                    matches!(k, "total_inactive_file" | "inactive_file")
+                        .then(|| v.trim().parse::<u64>().ok())
+                        .flatten()
+                })
+            })
+            .unwrap_or(0);
+        Ok(ContainerStats {
+            memory_working_set_bytes: usage.saturating_sub(inactive),
+            writable_layer_bytes: dir_bytes(&c.dir.join("upper")),
+            processes: cg.pids_current(),
+        })
+    }
+
     fn exec_sync(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<ExecSyncResponse> {
         use std::io::Read;
         // The engine's exec wants a single-threaded caller: it gets its own process.
@@ -643,4 +691,32 @@ impl ImageService for EngineRuntime {
             container_filesystem: self.engine.root.clone(),
         }
     }
+}
+
+/// Bytes of the regular files under `dir` (not following links, staying on its
+/// filesystem).
+pub fn dir_bytes(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(top) = std::fs::symlink_metadata(dir) else {
+        return 0;
+    };
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.dev() != top.dev() {
+                continue;
+            }
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if m.is_file() {
+                total += m.len();
+            }
+        }
+    }
+    total
 }

@@ -782,9 +782,9 @@ pub async fn run(
                     }
                 }
                 let signal = match now {
-                    (true, _, _) => Some("memory"),
-                    (_, true, _) => Some("ephemeral-storage"),
-                    (_, _, true) => Some("pids"),
+                    (true, _, _) => Some(crate::eviction::Signal::Memory),
+                    (_, true, _) => Some(crate::eviction::Signal::Disk),
+                    (_, _, true) => Some(crate::eviction::Signal::Pids),
                     _ => None,
                 };
                 if let Some(signal) = signal {
@@ -951,6 +951,26 @@ async fn publish_host_ports(client: &Client, cfg: &AgentConfig, p: &Pod, rp: &Ru
     }
 }
 
+/// What a running pod uses, from its containers' stats (working set, writable layers,
+/// processes) and its logs and local volumes; None when a container's stats cannot be
+/// read.
+fn pod_usage(rt: &dyn Runtime, rp: &RunningPod) -> Option<crate::eviction::Usage> {
+    let mut u = crate::eviction::Usage {
+        disk: crate::cri::dir_bytes(&rp.dir),
+        ..Default::default()
+    };
+    for id in rp.containers.values() {
+        let st = rt.container_stats(id).ok()?;
+        u.memory += st.memory_working_set_bytes;
+        u.disk += st.writable_layer_bytes;
+        u.processes += st.processes;
+        if let Ok(s) = rt.container_status(id) {
+            u.disk += std::fs::metadata(&s.log_path).map(|m| m.len()).unwrap_or(0);
+        }
+    }
+    Some(u)
+}
+
 /// Pods this node evicted (phase Failed, reason Evicted): never started or reported
 /// again while their object exists.
 static EVICTED: std::sync::LazyLock<std::sync::Mutex<std::collections::BTreeSet<String>>> =
@@ -960,41 +980,37 @@ fn evicted(uid: &str) -> bool {
     EVICTED.lock().map(|s| s.contains(uid)).unwrap_or(false)
 }
 
-/// Under pressure, evicts one pod as the kubelet ranks them: BestEffort before
-/// Burstable before Guaranteed, lower priority first, the most recently started first;
+/// Under pressure, evicts one pod as the kubelet ranks them (see [`crate::eviction`]):
+/// usage of the starved resource above requests, priority, usage above requests;
 /// system-critical pods (priority ≥ 2,000,000,000) are left alone.
 async fn evict_one(
     client: &Client,
     runtime: &SharedRuntime,
     cfg: &AgentConfig,
     running: &Arc<Mutex<BTreeMap<String, RunningPod>>>,
-    signal: &str,
+    signal: crate::eviction::Signal,
 ) {
     let pods = PODS.lock().map(|m| m.clone()).unwrap_or_default();
     let mut map = running.lock().await;
-    let qos_rank = |p: &Pod| match podspec::qos_class(p) {
-        "BestEffort" => 0,
-        "Burstable" => 1,
-        _ => 2,
-    };
-    let victim = map
-        .keys()
-        .filter_map(|uid| pods.get(uid).map(|p| (uid.clone(), p)))
-        .filter(|(_, p)| p.spec.as_ref().and_then(|s| s.priority).unwrap_or(0) < 2_000_000_000)
-        .min_by_key(|(_, p)| {
-            let started = p
-                .status
-                .as_ref()
-                .and_then(|s| s.start_time.as_ref())
-                .map(|t| t.0.as_second())
-                .unwrap_or(0);
-            (
-                qos_rank(p),
-                p.spec.as_ref().and_then(|s| s.priority).unwrap_or(0),
-                std::cmp::Reverse(started),
-            )
-        })
-        .map(|(uid, p)| (uid, p.clone()));
+    let eligible: Vec<(String, Pod, RunningPod)> = map
+        .iter()
+        .filter_map(|(uid, rp)| pods.get(uid).map(|p| (uid.clone(), p.clone(), rp.clone())))
+        .filter(|(_, p, _)| p.spec.as_ref().and_then(|s| s.priority).unwrap_or(0) < 2_000_000_000)
+        .collect();
+    let rt = runtime.clone();
+    let ranked = tokio::task::spawn_blocking(move || {
+        let mut candidates: Vec<crate::eviction::Candidate> = eligible
+            .iter()
+            .map(|(uid, p, rp)| crate::eviction::Candidate::new(uid, p, pod_usage(&*rt, rp)))
+            .collect();
+        crate::eviction::rank(&mut candidates, signal);
+        candidates
+    })
+    .await
+    .unwrap_or_default();
+    let victim = ranked
+        .first()
+        .and_then(|c| pods.get(&c.uid).map(|p| (c.uid.clone(), p.clone())));
     let Some((uid, pod)) = victim else { return };
     let Some(rp) = map.remove(&uid) else { return };
     drop(map);
@@ -1002,7 +1018,7 @@ async fn evict_one(
         s.insert(uid.clone());
     }
     HOST_PORTS.close(&uid);
-    let message = format!("The node was low on resource: {signal}. ");
+    let message = format!("The node was low on resource: {}. ", signal.resource());
     let name = pod.metadata.name.clone().unwrap_or_default();
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let api: Api<Pod> = Api::namespaced(client.clone(), &ns);

@@ -8,6 +8,7 @@
 //! behind it; it knows nothing of how the API server stores objects.
 
 pub mod cri;
+pub mod eviction;
 pub mod hostports;
 pub mod imagegc;
 pub mod join;

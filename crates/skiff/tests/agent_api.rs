@@ -358,6 +358,13 @@ fn a_two_container_pod_with_an_init_container_and_shared_volumes() {
         std::fs::read_link(format!("/proc/{}/ns/net", c.state.pid)).unwrap()
     };
     assert_eq!(net(&client), net(&running.containers["server"]));
+    // ContainerStats reads the container's own cgroup and writable layer.
+    let st = skiff_agent::cri::RuntimeService::container_stats(&rt, &running.containers["server"])
+        .unwrap();
+    assert!(
+        st.memory_working_set_bytes > 0 && st.processes >= 1,
+        "{st:?}"
+    );
     stop_pod(&rt, &running, std::time::Duration::from_secs(1), Some(&pod)).unwrap();
     assert!(
         e.list().unwrap().is_empty(),
