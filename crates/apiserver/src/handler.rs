@@ -1826,17 +1826,16 @@ async fn watch(
             }
         }
     };
+    let body = WatchBody {
+        producer: Some(std::sync::Mutex::new(Box::pin(producer))),
+        lines,
+    };
+    let body = body.boxed();
     Ok(Response::builder()
         .status(200)
         .header("Content-Type", "application/json")
         .header("Cache-Control", "no-cache, private")
-        .body(
-            WatchBody {
-                producer: Some(std::sync::Mutex::new(Box::pin(producer))),
-                lines,
-            }
-            .boxed(),
-        )
+        .body(body)
         .unwrap_or_else(|_| Response::new(full(""))))
 }
 
