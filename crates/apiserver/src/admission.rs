@@ -164,10 +164,7 @@ async fn limit_ranges(reg: &Registry, ns: &str) -> ApiResult<Vec<Value>> {
     let Some(lrres) = lookup("", "v1", "limitranges") else {
         return Ok(Vec::new());
     };
-    let mut ranges = reg
-        .list(lrres, Some(ns), &ListOptions::default())
-        .await?
-        .items;
+    let mut ranges = reg.list(lrres, Some(ns), &ListOptions::any()).await?.items;
     for r in &mut ranges {
         crate::strategy::apply_defaults(lrres, r);
     }

@@ -181,7 +181,7 @@ async fn referenced(
             Some(ns),
             &ListOptions {
                 fields,
-                ..Default::default()
+                ..ListOptions::any()
             },
         )
         .await?

@@ -582,10 +582,9 @@ pub async fn admit(reg: &Registry, res: &Resource, obj: &Value) -> ApiResult<()>
     let Some(qres) = quotas_res() else {
         return Ok(());
     };
-    let mut quotas = reg
-        .list(qres, Some(ns), &ListOptions::default())
-        .await?
-        .items;
+    // The quotas as the watch cache holds them now, as kube-apiserver's admission reads
+    // them from its informer.
+    let mut quotas = reg.list(qres, Some(ns), &ListOptions::any()).await?.items;
     if quotas.is_empty() {
         return Ok(());
     }
@@ -673,10 +672,9 @@ pub async fn refresh(reg: &Registry, res: &Resource, ns: &str) -> ApiResult<()> 
     let Some(qres) = quotas_res() else {
         return Ok(());
     };
-    let quotas = reg
-        .list(qres, Some(ns), &ListOptions::default())
-        .await?
-        .items;
+    // Which quotas exist: from the cache as it is (a quota created since gets its usage
+    // computed by its own creation); the usage itself is counted consistently.
+    let quotas = reg.list(qres, Some(ns), &ListOptions::any()).await?.items;
     for q in quotas {
         let hard = hard_of(&q);
         if res.kind != "ResourceQuota" && !hard.keys().any(|k| tracks(res, k)) {

@@ -31,6 +31,18 @@ pub struct ListOptions {
     pub min_revision: Option<Revision>,
 }
 
+impl ListOptions {
+    /// Everything, in whatever state the watch cache holds now (no wait for it to catch
+    /// up with the store): what kube-apiserver's own informers give its authorizer and
+    /// admission plugins.
+    pub fn any() -> ListOptions {
+        ListOptions {
+            min_revision: Some(0),
+            ..ListOptions::default()
+        }
+    }
+}
+
 /// A page of a list.
 #[derive(Debug)]
 pub struct ListPage {
