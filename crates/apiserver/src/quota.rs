@@ -672,9 +672,11 @@ pub async fn refresh(reg: &Registry, res: &Resource, ns: &str) -> ApiResult<()> 
     let Some(qres) = quotas_res() else {
         return Ok(());
     };
-    // Which quotas exist: from the cache as it is (a quota created since gets its usage
-    // computed by its own creation); the usage itself is counted consistently.
-    let quotas = reg.list(qres, Some(ns), &ListOptions::any()).await?.items;
+    // Consistent: a quota just created is refreshed by its own creation.
+    let quotas = reg
+        .list(qres, Some(ns), &ListOptions::default())
+        .await?
+        .items;
     for q in quotas {
         let hard = hard_of(&q);
         if res.kind != "ResourceQuota" && !hard.keys().any(|k| tracks(res, k)) {
