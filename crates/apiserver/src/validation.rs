@@ -842,11 +842,32 @@ fn validate_workload(obj: &Value, causes: &mut Vec<Cause>) {
             )),
         }
     }
-    validate_pod_spec(
-        obj.pointer("/spec/template/spec"),
-        "spec.template.spec",
-        causes,
-    );
+    // A StatefulSet's pods get one volume per claim template (the controller
+    // adds them), so mounts may name those templates.
+    let mut spec = obj.pointer("/spec/template/spec").cloned();
+    if kind == "StatefulSet" {
+        if let Some(s) = spec.as_mut().and_then(Value::as_object_mut) {
+            let claims: Vec<Value> = obj
+                .pointer("/spec/volumeClaimTemplates")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|t| t.pointer("/metadata/name").and_then(Value::as_str))
+                .map(|n| serde_json::json!({"name": n, "persistentVolumeClaim": {"claimName": n}}))
+                .collect();
+            let vols = s
+                .entry("volumes")
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let Some(vols) = vols.as_array_mut() {
+                for c in claims {
+                    if !vols.iter().any(|v| v.get("name") == c.get("name")) {
+                        vols.push(c);
+                    }
+                }
+            }
+        }
+    }
+    validate_pod_spec(spec.as_ref(), "spec.template.spec", causes);
     let rp = obj
         .pointer("/spec/template/spec/restartPolicy")
         .and_then(Value::as_str)
@@ -1495,6 +1516,26 @@ mod tests {
         assert!(!is_dns1035_label("1abc"));
         assert!(check_name(NameRule::PathSegment, "system:controller:x").is_none());
         assert!(check_name(NameRule::PathSegment, "..").is_some());
+    }
+
+    #[test]
+    fn statefulset_mounts_may_name_claim_templates() {
+        let res = crate::resources::lookup("apps", "v1", "statefulsets").unwrap();
+        let sts = |mount: &str| {
+            json!({"kind": "StatefulSet", "metadata": {"name": "db"}, "spec": {
+                "selector": {"matchLabels": {"app": "db"}},
+                "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [
+                    {"name": "c", "image": "busybox", "volumeMounts": [{"name": mount, "mountPath": "/d"}]}
+                ]}},
+                "volumeClaimTemplates": [{"metadata": {"name": "data"}}]
+            }})
+        };
+        assert!(validate(res, &sts("data")).is_empty());
+        let causes = validate(res, &sts("other"));
+        assert_eq!(
+            causes[0].field,
+            "spec.template.spec.containers[0].volumeMounts[0].name"
+        );
     }
 
     #[test]
