@@ -2,7 +2,7 @@
 //! fuller than the high threshold, images no container uses are removed, oldest
 //! first, until it is below the low threshold.
 
-use skiff_engine::Engine;
+use crate::cri::{ContainerFilter, Runtime};
 use std::collections::BTreeSet;
 
 /// The thresholds, in percent of the image filesystem used (Kubernetes: 85 and 80).
@@ -44,20 +44,19 @@ pub fn candidates(images: &[(String, Option<String>)], in_use: &BTreeSet<String>
 }
 
 /// One pass: returns the ids removed (empty when below the high threshold).
-pub fn collect(engine: &Engine, t: Thresholds) -> Vec<String> {
-    let dir = engine.root.join("images");
+pub fn collect(rt: &dyn Runtime, t: Thresholds) -> Vec<String> {
+    let dir = rt.image_fs_info().image_filesystem;
     if used_percent(crate::pressure::fs(&dir)) <= t.high_percent {
         return Vec::new();
     }
-    let in_use: BTreeSet<String> = engine
-        .list()
+    let in_use: BTreeSet<String> = rt
+        .list_containers(&ContainerFilter::default())
         .unwrap_or_default()
         .into_iter()
-        .map(|c| c.record.image_id)
+        .map(|c| c.image_ref)
         .collect();
-    let images: Vec<(String, Option<String>)> = engine
-        .images
-        .list()
+    let images: Vec<(String, Option<String>)> = rt
+        .list_images()
         .unwrap_or_default()
         .into_iter()
         .map(|i| (i.id, i.created))
@@ -67,7 +66,7 @@ pub fn collect(engine: &Engine, t: Thresholds) -> Vec<String> {
         if used_percent(crate::pressure::fs(&dir)) < t.low_percent {
             break;
         }
-        match engine.images.remove(&id, true) {
+        match rt.remove_image(&id) {
             Ok(_) => removed.push(id),
             Err(e) => tracing::warn!(image = %id, error = %e, "image garbage collection"),
         }

@@ -215,12 +215,18 @@ pub async fn join(
         }
     }))
     .map_err(|e| JoinError::Other(e.to_string()))?;
-    csrs.create(&PostParams::default(), &obj)
-        .await
-        .map_err(|e| JoinError::Server {
-            server: server.into(),
-            message: format!("creating the node certificate request: {e}"),
-        })?;
+    csrs.create(
+        &PostParams {
+            field_manager: Some(crate::kubelet::FIELD_MANAGER.into()),
+            ..Default::default()
+        },
+        &obj,
+    )
+    .await
+    .map_err(|e| JoinError::Server {
+        server: server.into(),
+        message: format!("creating the node certificate request: {e}"),
+    })?;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let cert_pem = loop {
         let csr = csrs.get(&name).await.map_err(|e| JoinError::Server {

@@ -3,6 +3,7 @@
 //! compares the pods the API wants here with what runs, and closes the gap), report
 //! their status, and finish their deletion.
 
+use crate::cri::{ContainerState, Runtime, SharedRuntime};
 use crate::pod::{self, NodeSettings, RunningPod};
 use crate::podspec::{self, ObjectLookup};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -10,7 +11,6 @@ use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
 use serde_json::json;
-use skiff_engine::Engine;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,9 +49,26 @@ pub enum AgentError {
     #[error("API: {0}")]
     Api(#[from] kube::Error),
     #[error(transparent)]
-    Engine(#[from] skiff_engine::EngineError),
+    Runtime(#[from] crate::cri::RuntimeError),
     #[error("{0}")]
     Other(String),
+}
+
+/// The field manager of the agent's writes (the kubelet's own name in managedFields).
+pub const FIELD_MANAGER: &str = "kubelet";
+
+fn patch_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    }
+}
+
+fn post_params() -> PostParams {
+    PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    }
 }
 
 fn now() -> String {
@@ -231,7 +248,7 @@ pub async fn await_pod_cidr(client: &Client, node: &str) -> Result<String, Agent
         "metadata": {"name": node, "labels": {"kubernetes.io/hostname": node, "kubernetes.io/os": "linux"}},
     }))
     .map_err(|e| AgentError::Other(e.to_string()))?;
-    match nodes.create(&PostParams::default(), &obj).await {
+    match nodes.create(&post_params(), &obj).await {
         Ok(_) => {}
         Err(kube::Error::Api(e)) if e.code == 409 => {}
         Err(e) => return Err(e.into()),
@@ -261,13 +278,13 @@ pub async fn register_node(
     let obj = node_object(cfg, root);
     let node: Node =
         serde_json::from_value(obj.clone()).map_err(|e| AgentError::Other(e.to_string()))?;
-    match nodes.create(&PostParams::default(), &node).await {
+    match nodes.create(&post_params(), &node).await {
         Ok(_) => {}
         Err(kube::Error::Api(e)) if e.code == 409 => {
             nodes
                 .patch(
                     &cfg.node.node_name,
-                    &PatchParams::default(),
+                    &patch_params(),
                     &Patch::Merge(
                         json!({"metadata": {"annotations": obj["metadata"]["annotations"]}}),
                     ),
@@ -279,14 +296,14 @@ pub async fn register_node(
     nodes
         .patch(
             &cfg.node.node_name,
-            &PatchParams::default(),
+            &patch_params(),
             &Patch::Merge(json!({"metadata": {"labels": obj["metadata"]["labels"]}})),
         )
         .await?;
     nodes
         .patch_status(
             &cfg.node.node_name,
-            &PatchParams::default(),
+            &patch_params(),
             &Patch::Merge(json!({"status": obj["status"]})),
         )
         .await?;
@@ -305,11 +322,7 @@ pub async fn renew_lease(client: &Client, cfg: &AgentConfig) -> Result<(), Agent
     match leases.get_opt(name).await? {
         Some(_) => {
             leases
-                .patch(
-                    name,
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({"spec": spec})),
-                )
+                .patch(name, &patch_params(), &Patch::Merge(json!({"spec": spec})))
                 .await?;
         }
         None => {
@@ -318,7 +331,7 @@ pub async fn renew_lease(client: &Client, cfg: &AgentConfig) -> Result<(), Agent
                 "spec": spec,
             }))
             .map_err(|e| AgentError::Other(e.to_string()))?;
-            leases.create(&PostParams::default(), &l).await?;
+            leases.create(&post_params(), &l).await?;
         }
     }
     Ok(())
@@ -417,7 +430,7 @@ pub async fn pod_event(
     });
     let api: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), &ns);
     if let Ok(e) = serde_json::from_value(ev) {
-        if let Err(err) = api.create(&PostParams::default(), &e).await {
+        if let Err(err) = api.create(&post_params(), &e).await {
             tracing::debug!(error = %err, "recording an event");
         }
     }
@@ -490,7 +503,7 @@ impl ObjectLookup for ApiLookup {
             .ok()?;
         let out = self
             .handle
-            .block_on(api.create_token_request(account, &PostParams::default(), &req))
+            .block_on(api.create_token_request(account, &post_params(), &req))
             .ok()?;
         out.status.map(|s| s.token)
     }
@@ -550,8 +563,8 @@ pub async fn remove_released_storage(client: &Client, dir: &std::path::Path) {
     }
 }
 
-/// The container statuses and phase of a running pod, from the engine's state.
-pub fn pod_status(engine: &Engine, pod: &Pod, running: &RunningPod) -> serde_json::Value {
+/// The container statuses and phase of a running pod, from the runtime's state.
+pub fn pod_status(runtime: &dyn Runtime, pod: &Pod, running: &RunningPod) -> serde_json::Value {
     let spec = pod.spec.clone().unwrap_or_default();
     let policy = spec
         .restart_policy
@@ -563,43 +576,35 @@ pub fn pod_status(engine: &Engine, pod: &Pod, running: &RunningPod) -> serde_jso
         let st = running
             .containers
             .get(&c.name)
-            .and_then(|id| engine.get(id).ok());
+            .and_then(|id| runtime.container_status(id).ok());
         let (state, ready, restarts, id, image_id) = match &st {
-            Some(ct) => {
-                let s = &ct.state;
-                let state = match s.status {
-                    skiff_engine::Status::Running | skiff_engine::Status::Paused => {
+            Some(s) => {
+                let state = match s.state {
+                    ContainerState::Running => {
                         json!({"running": {"startedAt": s.started_at}})
                     }
-                    skiff_engine::Status::Restarting => json!({"waiting": {
+                    ContainerState::Restarting => json!({"waiting": {
                         "reason": "CrashLoopBackOff",
                         "message": format!("back-off restarting failed container {} in pod {}", c.name, pod.metadata.name.clone().unwrap_or_default()),
                     }}),
-                    skiff_engine::Status::Created => {
+                    ContainerState::Created => {
                         json!({"waiting": {"reason": "ContainerCreating"}})
                     }
-                    _ => json!({"terminated": {
+                    ContainerState::Exited => json!({"terminated": {
                         "exitCode": s.exit_code,
-                        "reason": match s.exit_reason {
-                            Some(skiff_engine::state::ExitReason::OOMKilled) => "OOMKilled",
-                            Some(skiff_engine::state::ExitReason::Completed) => "Completed",
-                            _ => "Error",
-                        },
+                        "reason": s.reason,
                         "startedAt": s.started_at,
                         "finishedAt": s.finished_at,
-                        "containerID": format!("skiff://{}", ct.record.id),
+                        "containerID": format!("skiff://{}", s.id),
                     }}),
                 };
-                let verdict = VERDICTS
-                    .lock()
-                    .ok()
-                    .and_then(|v| v.get(&ct.record.id).cloned());
-                let running_now = s.status == skiff_engine::Status::Running
+                let verdict = VERDICTS.lock().ok().and_then(|v| v.get(&s.id).cloned());
+                let running_now = s.state == ContainerState::Running
                     && match &verdict {
                         Some(v) => v.ready,
                         None => c.readiness_probe.is_none() && c.startup_probe.is_none(),
                     };
-                if s.status.is_active() {
+                if s.state.is_active() {
                     all_done = false;
                 } else if s.exit_code != 0 {
                     any_failed = true;
@@ -608,8 +613,8 @@ pub fn pod_status(engine: &Engine, pod: &Pod, running: &RunningPod) -> serde_jso
                     state,
                     running_now,
                     s.restart_count,
-                    format!("skiff://{}", ct.record.id),
-                    ct.record.image_id.clone(),
+                    format!("skiff://{}", s.id),
+                    s.image_ref.clone(),
                 )
             }
             None => {
@@ -671,15 +676,16 @@ pub fn pod_status(engine: &Engine, pod: &Pod, running: &RunningPod) -> serde_jso
 /// Run the agent until `shutdown` resolves.
 pub async fn run(
     client: Client,
-    engine: Arc<Engine>,
+    runtime: SharedRuntime,
     cfg: AgentConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), AgentError> {
-    register_node(&client, &cfg, &engine.root).await?;
+    let fs = runtime.image_fs_info();
+    register_node(&client, &cfg, &fs.container_filesystem).await?;
     renew_lease(&client, &cfg).await?;
     // Pods a previous run started keep running: adopt them.
-    let (e, n) = (engine.clone(), cfg.node.clone());
-    let adopted = tokio::task::spawn_blocking(move || pod::adopt(&e, &n))
+    let (e, n) = (runtime.clone(), cfg.node.clone());
+    let adopted = tokio::task::spawn_blocking(move || pod::adopt(&*e, &n))
         .await
         .map_err(|e| AgentError::Other(e.to_string()))?;
     let running: Arc<Mutex<BTreeMap<String, RunningPod>>> = Arc::new(Mutex::new(adopted));
@@ -693,21 +699,62 @@ pub async fn run(
     let mut sync_tick = tokio::time::interval(cfg.sync_period);
     sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
+    // The pods bound to this node, as a watch keeps them (re-listed when the watch
+    // expires, 410 Gone); every change wakes the loop.
+    let (pod_store, writer) = kube::runtime::reflector::store::<Pod>();
+    let pod_changed = Arc::new(tokio::sync::Notify::new());
+    // Nothing is synced from the cache before its first list is in: an empty cache
+    // would stop every adopted pod.
+    let listed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watch = {
+        use futures::StreamExt;
+        use kube::runtime::WatchStreamExt;
+        let api: Api<Pod> = Api::all(client.clone());
+        let wc = kube::runtime::watcher::Config::default().fields(&node_pods_selector(&cfg));
+        let (changed, listed) = (pod_changed.clone(), listed.clone());
+        tokio::spawn(async move {
+            let stream =
+                kube::runtime::reflector(writer, kube::runtime::watcher(api, wc).default_backoff());
+            futures::pin_mut!(stream);
+            while let Some(ev) = stream.next().await {
+                match ev {
+                    Ok(ev) => {
+                        if matches!(ev, kube::runtime::watcher::Event::InitDone) {
+                            listed.store(true, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        changed.notify_one()
+                    }
+                    Err(e) => tracing::debug!(error = %e, "watching this node's pods"),
+                }
+            }
+        })
+    };
+    let cached = || {
+        listed
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .then(|| pod_store.state().iter().map(|p| (**p).clone()).collect())
+    };
     loop {
         tokio::select! {
-            _ = &mut shutdown => return Ok(()),
+            _ = &mut shutdown => {
+                watch.abort();
+                // Pods keep running across restarts of the agent; with none left, the
+                // node's pod cgroups go too.
+                crate::pod::remove_pods_cgroup(&cfg.node.pods_cgroup);
+                return Ok(());
+            }
             _ = lease_tick.tick() => {
                 if let Err(e) = renew_lease(&client, &cfg).await {
                     tracing::warn!(error = %e, "renewing the node lease");
                 }
                 let nodes: Api<Node> = Api::all(client.clone());
-                let _ = nodes.patch_status(&cfg.node.node_name, &PatchParams::default(),
+                let _ = nodes.patch_status(&cfg.node.node_name, &patch_params(),
                     &Patch::Merge(json!({"status": {"conditions": conditions()}}))).await;
             }
             _ = probe_tick.tick() => {
                 let snapshot = running.lock().await.clone();
-                let e = engine.clone();
-                let events = tokio::task::spawn_blocking(move || probe_pass(&e, &snapshot))
+                let e = runtime.clone();
+                let events = tokio::task::spawn_blocking(move || probe_pass(&*e, &snapshot))
                     .await
                     .unwrap_or_default();
                 let pods = PODS.lock().map(|m| m.clone()).unwrap_or_default();
@@ -719,35 +766,54 @@ pub async fn run(
             }
             _ = housekeeping_tick.tick() => {
                 remove_released_storage(&client, &cfg.node.storage_dir).await;
-                let readings = crate::pressure::read(&engine.root, &engine.root.join("images"));
+                let readings = crate::pressure::read(&fs.container_filesystem, &fs.image_filesystem);
                 let now = crate::pressure::pressure(&readings, &cfg.eviction_hard);
                 let changed = PRESSURE.lock().map(|mut p| std::mem::replace(&mut *p, now) != now).unwrap_or(false);
                 if changed {
                     let nodes: Api<Node> = Api::all(client.clone());
-                    let _ = nodes.patch_status(&cfg.node.node_name, &PatchParams::default(),
+                    let _ = nodes.patch_status(&cfg.node.node_name, &patch_params(),
                         &Patch::Merge(json!({"status": {"conditions": conditions()}}))).await;
                 }
-                let e = engine.clone();
+                let e = runtime.clone();
                 let gc = cfg.image_gc;
-                if let Ok(removed) = tokio::task::spawn_blocking(move || crate::imagegc::collect(&e, gc)).await {
+                if let Ok(removed) = tokio::task::spawn_blocking(move || crate::imagegc::collect(&*e, gc)).await {
                     for id in removed {
                         tracing::info!(image = %id, "image garbage collection removed an unused image");
                     }
                 }
                 let signal = match now {
-                    (true, _, _) => Some("memory"),
-                    (_, true, _) => Some("ephemeral-storage"),
-                    (_, _, true) => Some("pids"),
+                    (true, _, _) => Some(crate::eviction::Signal::Memory),
+                    (_, true, _) => Some(crate::eviction::Signal::Disk),
+                    (_, _, true) => Some(crate::eviction::Signal::Pids),
                     _ => None,
                 };
                 if let Some(signal) = signal {
-                    evict_one(&client, &engine, &cfg, &running, signal).await;
+                    evict_one(&client, &runtime, &cfg, &running, signal).await;
                 }
             }
-            _ = resync_tick.tick() => refresh_volumes(&client, &cfg, &running).await,
-            _ = sync_tick.tick() => {
-                if let Err(e) = sync_pods(&client, &engine, &cfg, &running).await {
+            _ = resync_tick.tick() => {
+                refresh_volumes(&client, &cfg, &running).await;
+                // The safety net under the watch: a pass over the pods as the API
+                // lists them now.
+                if let Err(e) = sync_pods(&client, &runtime, &cfg, &running, None).await {
                     tracing::warn!(error = %e, "syncing pods");
+                }
+            }
+            // A pod bound here, changed or deleted starts a pass at once; the tick
+            // catches up with the containers' own changes (exits, restarts) as the
+            // kubelet's relist does.
+            _ = pod_changed.notified() => {
+                if let Some(pods) = cached() {
+                    if let Err(e) = sync_pods(&client, &runtime, &cfg, &running, Some(pods)).await {
+                        tracing::warn!(error = %e, "syncing pods");
+                    }
+                }
+            }
+            _ = sync_tick.tick() => {
+                if let Some(pods) = cached() {
+                    if let Err(e) = sync_pods(&client, &runtime, &cfg, &running, Some(pods)).await {
+                        tracing::warn!(error = %e, "syncing pods");
+                    }
                 }
             }
         }
@@ -775,7 +841,10 @@ pub struct ProbeEvent {
 /// Run due probes of every running container; restart those whose liveness or
 /// startup probe failed (the monitor brings them back by the restart policy).
 /// Returns the Unhealthy and Killing events to record.
-pub fn probe_pass(engine: &Engine, running: &BTreeMap<String, RunningPod>) -> Vec<ProbeEvent> {
+pub fn probe_pass(
+    runtime: &dyn Runtime,
+    running: &BTreeMap<String, RunningPod>,
+) -> Vec<ProbeEvent> {
     let mut events = Vec::new();
     let pods = PODS.lock().map(|m| m.clone()).unwrap_or_default();
     for (uid, rp) in running {
@@ -791,8 +860,10 @@ pub fn probe_pass(engine: &Engine, running: &BTreeMap<String, RunningPod>) -> Ve
             {
                 continue;
             }
-            let Ok(ct) = engine.get(id) else { continue };
-            if ct.state.status != skiff_engine::Status::Running {
+            let Ok(ct) = runtime.container_status(id) else {
+                continue;
+            };
+            if ct.state != ContainerState::Running {
                 PROBER.forget(id);
                 if let Ok(mut v) = VERDICTS.lock() {
                     v.remove(id);
@@ -800,7 +871,6 @@ pub fn probe_pass(engine: &Engine, running: &BTreeMap<String, RunningPod>) -> Ve
                 continue;
             }
             let since = ct
-                .state
                 .started_at
                 .as_deref()
                 .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
@@ -811,8 +881,7 @@ pub fn probe_pass(engine: &Engine, running: &BTreeMap<String, RunningPod>) -> Ve
                 })
                 .unwrap_or_default();
             let target = crate::prober::Target {
-                skiff: &engine.exe,
-                root: &engine.root,
+                runtime,
                 container_id: id,
                 pod_ip: rp.ip.map(std::net::IpAddr::V4),
                 started_at: std::time::Instant::now()
@@ -838,10 +907,10 @@ pub fn probe_pass(engine: &Engine, running: &BTreeMap<String, RunningPod>) -> Ve
                     reason: "Killing",
                     message: why.clone(),
                 });
-                // Not `engine.kill`: that is a user's stop and disables the restart
+                // Not StopContainer: that is a user's stop and disables the restart
                 // policy; this restart is the policy's to carry out.
-                if ct.state.pid > 0 {
-                    unsafe { libc::kill(ct.state.pid, libc::SIGKILL) };
+                if ct.pid > 0 {
+                    unsafe { libc::kill(ct.pid, libc::SIGKILL) };
                 }
                 PROBER.forget(id);
             }
@@ -882,6 +951,26 @@ async fn publish_host_ports(client: &Client, cfg: &AgentConfig, p: &Pod, rp: &Ru
     }
 }
 
+/// What a running pod uses, from its containers' stats (working set, writable layers,
+/// processes) and its logs and local volumes; None when a container's stats cannot be
+/// read.
+fn pod_usage(rt: &dyn Runtime, rp: &RunningPod) -> Option<crate::eviction::Usage> {
+    let mut u = crate::eviction::Usage {
+        disk: crate::cri::dir_bytes(&rp.dir),
+        ..Default::default()
+    };
+    for id in rp.containers.values() {
+        let st = rt.container_stats(id).ok()?;
+        u.memory += st.memory_working_set_bytes;
+        u.disk += st.writable_layer_bytes;
+        u.processes += st.processes;
+        if let Ok(s) = rt.container_status(id) {
+            u.disk += std::fs::metadata(&s.log_path).map(|m| m.len()).unwrap_or(0);
+        }
+    }
+    Some(u)
+}
+
 /// Pods this node evicted (phase Failed, reason Evicted): never started or reported
 /// again while their object exists.
 static EVICTED: std::sync::LazyLock<std::sync::Mutex<std::collections::BTreeSet<String>>> =
@@ -891,41 +980,37 @@ fn evicted(uid: &str) -> bool {
     EVICTED.lock().map(|s| s.contains(uid)).unwrap_or(false)
 }
 
-/// Under pressure, evicts one pod as the kubelet ranks them: BestEffort before
-/// Burstable before Guaranteed, lower priority first, the most recently started first;
+/// Under pressure, evicts one pod as the kubelet ranks them (see [`crate::eviction`]):
+/// usage of the starved resource above requests, priority, usage above requests;
 /// system-critical pods (priority ≥ 2,000,000,000) are left alone.
 async fn evict_one(
     client: &Client,
-    engine: &Arc<Engine>,
+    runtime: &SharedRuntime,
     cfg: &AgentConfig,
     running: &Arc<Mutex<BTreeMap<String, RunningPod>>>,
-    signal: &str,
+    signal: crate::eviction::Signal,
 ) {
     let pods = PODS.lock().map(|m| m.clone()).unwrap_or_default();
     let mut map = running.lock().await;
-    let qos_rank = |p: &Pod| match podspec::qos_class(p) {
-        "BestEffort" => 0,
-        "Burstable" => 1,
-        _ => 2,
-    };
-    let victim = map
-        .keys()
-        .filter_map(|uid| pods.get(uid).map(|p| (uid.clone(), p)))
-        .filter(|(_, p)| p.spec.as_ref().and_then(|s| s.priority).unwrap_or(0) < 2_000_000_000)
-        .min_by_key(|(_, p)| {
-            let started = p
-                .status
-                .as_ref()
-                .and_then(|s| s.start_time.as_ref())
-                .map(|t| t.0.as_second())
-                .unwrap_or(0);
-            (
-                qos_rank(p),
-                p.spec.as_ref().and_then(|s| s.priority).unwrap_or(0),
-                std::cmp::Reverse(started),
-            )
-        })
-        .map(|(uid, p)| (uid, p.clone()));
+    let eligible: Vec<(String, Pod, RunningPod)> = map
+        .iter()
+        .filter_map(|(uid, rp)| pods.get(uid).map(|p| (uid.clone(), p.clone(), rp.clone())))
+        .filter(|(_, p, _)| p.spec.as_ref().and_then(|s| s.priority).unwrap_or(0) < 2_000_000_000)
+        .collect();
+    let rt = runtime.clone();
+    let ranked = tokio::task::spawn_blocking(move || {
+        let mut candidates: Vec<crate::eviction::Candidate> = eligible
+            .iter()
+            .map(|(uid, p, rp)| crate::eviction::Candidate::new(uid, p, pod_usage(&*rt, rp)))
+            .collect();
+        crate::eviction::rank(&mut candidates, signal);
+        candidates
+    })
+    .await
+    .unwrap_or_default();
+    let victim = ranked
+        .first()
+        .and_then(|c| pods.get(&c.uid).map(|p| (c.uid.clone(), p.clone())));
     let Some((uid, pod)) = victim else { return };
     let Some(rp) = map.remove(&uid) else { return };
     drop(map);
@@ -933,14 +1018,14 @@ async fn evict_one(
         s.insert(uid.clone());
     }
     HOST_PORTS.close(&uid);
-    let message = format!("The node was low on resource: {signal}. ");
+    let message = format!("The node was low on resource: {}. ", signal.resource());
     let name = pod.metadata.name.clone().unwrap_or_default();
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let _ = api
         .patch_status(
             &name,
-            &PatchParams::default(),
+            &patch_params(),
             &Patch::Merge(
                 json!({"status": {"phase": "Failed", "reason": "Evicted", "message": message}}),
             ),
@@ -956,11 +1041,16 @@ async fn evict_one(
         &message,
     )
     .await;
-    let (e, n) = (engine.clone(), cfg.node.clone());
+    let e = runtime.clone();
     let _ = tokio::task::spawn_blocking(move || {
-        pod::stop_pod(&e, &n, &rp, Duration::from_secs(0), Some(&pod))
+        pod::stop_pod(&*e, &rp, Duration::from_secs(0), Some(&pod))
     })
     .await;
+}
+
+/// The field selector of the pods bound to this node.
+fn node_pods_selector(cfg: &AgentConfig) -> String {
+    format!("spec.nodeName={}", cfg.node.node_name)
 }
 
 /// Pods whose containers are being stopped right now (their API object is deleted
@@ -972,18 +1062,25 @@ fn stopping(uid: &str) -> bool {
     STOPPING.lock().map(|s| s.contains(uid)).unwrap_or(false)
 }
 
-/// One level-triggered pass over the pods bound to this node.
+/// One level-triggered pass over the pods bound to this node: `pods` (the watch's
+/// cache), or, with None, the pods listed from the API right now.
 pub async fn sync_pods(
     client: &Client,
-    engine: &Arc<Engine>,
+    runtime: &SharedRuntime,
     cfg: &AgentConfig,
     running: &Arc<Mutex<BTreeMap<String, RunningPod>>>,
+    pods: Option<Vec<Pod>>,
 ) -> Result<(), AgentError> {
-    let pods: Api<Pod> = Api::all(client.clone());
-    let lp = ListParams::default().fields(&format!("spec.nodeName={}", cfg.node.node_name));
-    let list = pods.list(&lp).await?;
+    let items = match pods {
+        Some(p) => p,
+        None => {
+            let api: Api<Pod> = Api::all(client.clone());
+            let lp = ListParams::default().fields(&node_pods_selector(cfg));
+            api.list(&lp).await?.items
+        }
+    };
     let mut wanted = BTreeMap::new();
-    for p in list.items {
+    for p in items {
         if let Some(uid) = p.metadata.uid.clone() {
             wanted.insert(uid, p);
         }
@@ -1015,7 +1112,7 @@ pub async fn sync_pods(
             .unwrap_or(30)
             .max(0) as u64;
         // Stopping honours the grace period: do it beside the loop, not in it.
-        let (e, n, client) = (engine.clone(), cfg.node.clone(), client.clone());
+        let (e, client) = (runtime.clone(), client.clone());
         let pod = pod.cloned();
         if let Ok(mut s) = STOPPING.lock() {
             s.insert(uid.clone());
@@ -1038,7 +1135,7 @@ pub async fn sync_pods(
             }
             let spec_pod = pod.clone();
             let r = tokio::task::spawn_blocking(move || {
-                pod::stop_pod(&e, &n, &rp, Duration::from_secs(grace), spec_pod.as_ref())
+                pod::stop_pod(&*e, &rp, Duration::from_secs(grace), spec_pod.as_ref())
             })
             .await;
             if let Ok(Err(e)) = r {
@@ -1093,17 +1190,17 @@ pub async fn sync_pods(
         }
         if let Some(rp) = map.get(uid) {
             publish_host_ports(client, cfg, p, rp).await;
-            report_status(client, engine, cfg, &api, p, rp).await;
+            report_status(client, &**runtime, cfg, &api, p, rp).await;
         }
     }
     // New pods start side by side (each is mostly waiting on the kernel).
     let starts = to_start.into_iter().map(|p| {
-        let (e, n) = (engine.clone(), cfg.node.clone());
+        let (e, n) = (runtime.clone(), cfg.node.clone());
         let lookup = api_lookup(client, cfg);
         let pod = p.clone();
         async move {
             let r =
-                tokio::task::spawn_blocking(move || pod::start_pod(&e, &n, &pod, &lookup)).await;
+                tokio::task::spawn_blocking(move || pod::start_pod(&*e, &n, &pod, &lookup)).await;
             (p, r)
         }
     });
@@ -1118,7 +1215,7 @@ pub async fn sync_pods(
                     m.remove(&uid);
                 }
                 publish_host_ports(client, cfg, &p, &rp).await;
-                report_status(client, engine, cfg, &api, &p, &rp).await;
+                report_status(client, &**runtime, cfg, &api, &p, &rp).await;
                 map.insert(uid, rp);
             }
             Err(pod::PodError::VolumeNotReady(why)) => {
@@ -1286,7 +1383,7 @@ async fn patch_waiting(
     let _ = api
         .patch_status(
             name,
-            &PatchParams::default(),
+            &patch_params(),
             &Patch::Merge(json!({"status": {
                 "phase": "Pending", "qosClass": podspec::qos_class(p), "containerStatuses": waiting,
                 "hostIP": node_ip,
@@ -1301,13 +1398,13 @@ static REPORTED: std::sync::LazyLock<std::sync::Mutex<BTreeMap<String, serde_jso
 
 async fn report_status(
     client: &Client,
-    engine: &Engine,
+    runtime: &dyn Runtime,
     cfg: &AgentConfig,
     api: &Api<Pod>,
     p: &Pod,
     rp: &RunningPod,
 ) {
-    let mut status = pod_status(engine, p, rp);
+    let mut status = pod_status(runtime, p, rp);
     status["hostIP"] = json!(cfg.node.node_ip);
     status["hostIPs"] = json!([{"ip": cfg.node.node_ip}]);
     // Compare without the timestamps that change on every computation.
@@ -1363,7 +1460,7 @@ async fn report_status(
     if api
         .patch_status(
             &name,
-            &PatchParams::default(),
+            &patch_params(),
             &Patch::Merge(json!({"status": status})),
         )
         .await

@@ -4,9 +4,11 @@
 //! translation rules (command/args against the image, environment, resources and
 //! QoS, security context, the managed /etc/hosts), and, as it grows, pod workers,
 //! volumes, probes, status, streaming, and node registration. It talks to the
-//! engine through the engine's library API; it knows nothing of how the API server
-//! stores objects.
+//! engine only through a CRI-shaped runtime interface ([`cri`]), with skiff's engine
+//! behind it; it knows nothing of how the API server stores objects.
 
+pub mod cri;
+pub mod eviction;
 pub mod hostports;
 pub mod imagegc;
 pub mod join;

@@ -4,13 +4,14 @@
 //! all down again. The API-facing pod worker (watching, status, restarts, probes)
 //! drives this.
 
+use crate::cri::{
+    ContainerConfig, ContainerFilter, ContainerState, Mount, NamespaceMode, NamespaceOption,
+    PodSandbox, PodSandboxConfig, PodSandboxState, RestartPolicy, Runtime, RuntimeError,
+    RuntimeService,
+};
 use crate::podspec::{self, ObjectLookup, PodRuntimeInfo};
 use crate::volumes::{self, FileProjection};
 use k8s_openapi::api::core::v1::{Container, Pod, Volume};
-use skiff_engine::network::{self, BridgeConfig};
-use skiff_engine::ops::Report;
-use skiff_engine::sandbox::{Sandbox, SandboxNet, SandboxSpec};
-use skiff_engine::{CreateOptions, Engine};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,7 +21,7 @@ pub enum PodError {
     #[error(transparent)]
     Spec(#[from] podspec::SpecError),
     #[error(transparent)]
-    Engine(#[from] skiff_engine::EngineError),
+    Runtime(#[from] RuntimeError),
     #[error("{0}")]
     Volume(String),
     #[error("init container {name} failed with exit code {code}")]
@@ -45,8 +46,6 @@ pub const STDIN_ONCE_LABEL: &str = "io.kubernetes.container.stdinOnce";
 /// The node-level settings pods are run with.
 #[derive(Debug, Clone)]
 pub struct NodeSettings {
-    /// The bridge and subnet of this node's pods (its slice of the cluster CIDR).
-    pub bridge: BridgeConfig,
     /// This node's address (status.hostIP).
     pub node_ip: String,
     pub node_name: String,
@@ -59,28 +58,91 @@ pub struct NodeSettings {
     pub container_log_max_size: u64,
     /// …keeping this many files (containerLogMaxFiles, 5).
     pub container_log_max_files: u32,
-    /// The cgroup parent of every pod's cgroup.
-    pub cgroup_root: String,
-    /// How containers restart (Kubernetes: back-off from 10 s doubling to 300 s).
-    pub restarts: skiff_engine::state::PodRuns,
+    /// The cgroup every pod's cgroup is made in (`<--cgroup-root>/kubepods`; see
+    /// [`pods_cgroup`]): pod `<uid>` is `<pods_cgroup>/pod<uid>`, its containers
+    /// beneath that.
+    pub pods_cgroup: String,
+    /// How containers restart: the first delay, doubling up to the longest
+    /// (Kubernetes: 10 s to 300 s).
+    pub restarts: (Duration, Duration),
 }
 
 /// Kubernetes' container restart back-off: 10 s, doubling, at most 5 minutes.
-pub const DEFAULT_RESTARTS: skiff_engine::state::PodRuns = skiff_engine::state::PodRuns {
-    backoff_initial_ms: 10_000,
-    backoff_max_ms: 300_000,
-};
+pub const DEFAULT_RESTARTS: (Duration, Duration) =
+    (Duration::from_secs(10), Duration::from_secs(300));
+
+/// The kubelet's default `--cgroup-root` for a node agent: one per node name, so
+/// several agents on one host (each its own node) never share a pod cgroup parent
+/// nor count each other's pods.
+pub fn default_cgroup_root(node_name: &str) -> String {
+    format!("skiff-{node_name}")
+}
+
+/// The parent of pod cgroups under a `--cgroup-root`, as the kubelet lays them out
+/// (`<root>/kubepods/pod<uid>`).
+pub fn pods_cgroup(cgroup_root: &str) -> String {
+    let root = cgroup_root.trim_end_matches('/');
+    if root.is_empty() {
+        "/kubepods".into()
+    } else {
+        format!("{root}/kubepods")
+    }
+}
+
+/// The directories of cgroup `path` (relative to this process's own cgroup unless
+/// it starts with `/`) in every hierarchy.
+pub fn cgroup_dirs(path: &str) -> Vec<PathBuf> {
+    let Ok(host) = skiff_runtime::cgroups::Host::detect() else {
+        return Vec::new();
+    };
+    let (parent, name) = match path.trim_end_matches('/').rsplit_once('/') {
+        Some(("", n)) => ("/", n),
+        Some((p, n)) => (p, n),
+        None => ("", path),
+    };
+    host.paths_for(parent, name).into_values().collect()
+}
+
+/// Removes a node's pod cgroup parent and the `--cgroup-root` above it in every
+/// hierarchy, if no pod is left in them (best effort).
+pub fn remove_pods_cgroup(pods_cgroup: &str) {
+    let root = pods_cgroup
+        .trim_end_matches('/')
+        .rsplit_once('/')
+        .map(|(r, _)| r);
+    for p in cgroup_dirs(pods_cgroup) {
+        if std::fs::remove_dir(&p).is_ok() && !matches!(root, None | Some("")) {
+            if let Some(up) = p.parent() {
+                let _ = std::fs::remove_dir(up);
+            }
+        }
+    }
+}
 
 /// A pod started on this node (kept as `running.json` in the pod's directory, so a
 /// restarted agent re-adopts it instead of starting it again).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RunningPod {
     pub uid: String,
-    pub sandbox: Sandbox,
+    pub sandbox: PodSandbox,
     pub ip: Option<std::net::Ipv4Addr>,
     /// App container name → engine container id.
     pub containers: BTreeMap<String, String>,
     pub dir: PathBuf,
+    /// The cgroup the pod's containers are children of (`<pods_cgroup>/pod<uid>`).
+    #[serde(default)]
+    pub cgroup: String,
+}
+
+impl RunningPod {
+    /// The pod's cgroup (pods recorded before it was kept ran under `kubepods`).
+    pub fn cgroup(&self) -> String {
+        if self.cgroup.is_empty() {
+            format!("kubepods/pod{}", self.uid)
+        } else {
+            self.cgroup.clone()
+        }
+    }
 }
 
 fn pod_uid(pod: &Pod) -> Result<String, PodError> {
@@ -103,7 +165,7 @@ fn sandbox_id(uid: &str) -> String {
 /// Start `pod`: volumes, sandbox, init containers (each to success, in order), app
 /// containers. Anything that fails midway is torn down again.
 pub fn start_pod(
-    engine: &Engine,
+    rt: &dyn Runtime,
     node: &NodeSettings,
     pod: &Pod,
     lookup: &dyn ObjectLookup,
@@ -121,40 +183,25 @@ pub fn start_pod(
     }
     let dir = node.pods_dir.join(&uid);
     std::fs::create_dir_all(&dir).map_err(|e| PodError::Volume(format!("pod dir: {e}")))?;
-    let host_network = spec.host_network.unwrap_or(false);
-    let id = sandbox_id(&uid);
-    let ip = if host_network {
-        None
-    } else {
-        Some(network::allocate_ip(&engine.root, &node.bridge, &id)?)
-    };
     let name = pod.metadata.name.clone().unwrap_or_default();
     let hostname = spec.hostname.clone().unwrap_or_else(|| name.clone());
-    let sandbox = match engine.run_sandbox(&SandboxSpec {
-        id: id.clone(),
-        hostname: hostname.clone(),
-        host_network,
+    let sandbox = rt.run_pod_sandbox(&PodSandboxConfig {
+        id: sandbox_id(&uid),
+        hostname,
+        host_network: spec.host_network.unwrap_or(false),
         host_ipc: spec.host_ipc.unwrap_or(false),
         share_pid: spec.share_process_namespace.unwrap_or(false),
-        network: ip.map(|ip| SandboxNet {
-            bridge: node.bridge.clone(),
-            ip,
-        }),
-    }) {
-        Ok(s) => s,
-        Err(e) => {
-            network::release_ip(&engine.root, &id);
-            return Err(e.into());
-        }
-    };
+    })?;
+    let ip = sandbox.ip;
     let mut running = RunningPod {
         uid: uid.clone(),
         sandbox,
         ip,
         containers: BTreeMap::new(),
         dir: dir.clone(),
+        cgroup: format!("{}/pod{uid}", node.pods_cgroup),
     };
-    match start_containers(engine, node, pod, lookup, &mut running) {
+    match start_containers(rt, node, pod, lookup, &mut running) {
         Ok(()) => {
             let json = serde_json::to_vec(&running).map_err(|e| PodError::Volume(e.to_string()))?;
             std::fs::write(dir.join("running.json"), json)
@@ -162,14 +209,14 @@ pub fn start_pod(
             Ok(running)
         }
         Err(e) => {
-            let _ = stop_pod(engine, node, &running, Duration::from_secs(0), None);
+            let _ = stop_pod(rt, &running, Duration::from_secs(0), None);
             Err(e)
         }
     }
 }
 
 fn start_containers(
-    engine: &Engine,
+    rt: &dyn Runtime,
     node: &NodeSettings,
     pod: &Pod,
     lookup: &dyn ObjectLookup,
@@ -179,7 +226,7 @@ fn start_containers(
         .spec
         .as_ref()
         .ok_or_else(|| PodError::Unsupported("no spec".into()))?;
-    let rt = PodRuntimeInfo {
+    let info = PodRuntimeInfo {
         pod_ip: running
             .ip
             .map(|i| i.to_string())
@@ -187,11 +234,11 @@ fn start_containers(
         host_ip: node.node_ip.clone(),
         ..Default::default()
     };
-    let vols = prepare_volumes(pod, &running.dir, lookup, &rt)?;
+    let vols = prepare_volumes(pod, &running.dir, lookup, &info)?;
     // Managed files: /etc/hosts (kubelet's format with hostAliases), hostname.
     let etc = running.dir.join("etc");
     std::fs::create_dir_all(&etc).map_err(|e| PodError::Volume(e.to_string()))?;
-    let hosts = podspec::hosts_file(pod, &rt.pod_ip, &node.cluster_domain);
+    let hosts = podspec::hosts_file(pod, &info.pod_ip, &node.cluster_domain);
     std::fs::write(etc.join("hosts"), hosts).map_err(|e| PodError::Volume(e.to_string()))?;
     let hostname = spec
         .hostname
@@ -203,21 +250,15 @@ fn start_containers(
     std::fs::write(etc.join("resolv.conf"), resolv).map_err(|e| PodError::Volume(e.to_string()))?;
 
     for c in spec.init_containers.iter().flatten() {
-        let id = create_container(engine, node, pod, c, lookup, &rt, &vols, running, "init")?;
+        let id = create_container(rt, node, pod, c, lookup, &info, &vols, running, "init")?;
         created_event(lookup, pod, &c.name);
-        let (mut s, first) = engine.start(&id, None)?;
-        if let Report::Started(_) = first {
-            started_event(lookup, pod, &c.name);
-        }
-        let code = match first {
-            Report::Started(_) => match s.next_report() {
-                Report::Exited(code) => code,
-                Report::Failed(code, _) => code,
-                _ => 255,
-            },
-            Report::Failed(code, _) => code,
-            Report::Exited(code) => code,
-            Report::Lost => 255,
+        let code = match rt.start_container(&id) {
+            Ok(()) => {
+                started_event(lookup, pod, &c.name);
+                wait_for_exit(rt, &id)
+            }
+            Err(RuntimeError::StartFailed { code, .. }) => code,
+            Err(e) => return Err(e.into()),
         };
         if code != 0 {
             return Err(PodError::InitFailed {
@@ -227,27 +268,27 @@ fn start_containers(
         }
     }
     for c in &spec.containers {
-        let id = create_container(engine, node, pod, c, lookup, &rt, &vols, running, "app")?;
+        let id = create_container(rt, node, pod, c, lookup, &info, &vols, running, "app")?;
         created_event(lookup, pod, &c.name);
-        let (_s, first) = engine.start(&id, None)?;
-        if let Report::Failed(code, msg) = first {
-            lookup.event(
-                pod,
-                Some(&c.name),
-                true,
-                "Failed",
-                &format!("Error: failed to start container \"{}\": {msg}", c.name),
-            );
-            return Err(PodError::Engine(skiff_engine::EngineError::Start {
-                code,
-                message: msg,
-            }));
+        match rt.start_container(&id) {
+            Ok(()) => {}
+            Err(RuntimeError::StartFailed { code, message }) => {
+                lookup.event(
+                    pod,
+                    Some(&c.name),
+                    true,
+                    "Failed",
+                    &format!("Error: failed to start container \"{}\": {message}", c.name),
+                );
+                return Err(RuntimeError::StartFailed { code, message }.into());
+            }
+            Err(e) => return Err(e.into()),
         }
         started_event(lookup, pod, &c.name);
         // postStart runs right after the start; its failure kills the container,
         // which then restarts by the pod's policy (as in Kubernetes).
         if let Some(h) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
-            if let Err(why) = run_hook(engine, h, c, &id, running.ip, Duration::from_secs(30)) {
+            if let Err(why) = run_hook(rt, h, c, &id, running.ip, Duration::from_secs(30)) {
                 lookup.event(
                     pod,
                     Some(&c.name),
@@ -255,9 +296,9 @@ fn start_containers(
                     "FailedPostStartHook",
                     &format!("PostStartHook failed: {why}"),
                 );
-                if let Ok(ct) = engine.get(&id) {
-                    if ct.state.pid > 0 {
-                        unsafe { libc::kill(ct.state.pid, libc::SIGKILL) };
+                if let Ok(st) = rt.container_status(&id) {
+                    if st.pid > 0 {
+                        unsafe { libc::kill(st.pid, libc::SIGKILL) };
                     }
                 }
             }
@@ -265,6 +306,18 @@ fn start_containers(
         running.containers.insert(c.name.clone(), id);
     }
     Ok(())
+}
+
+/// Waits for a started container to exit (the kubelet watches ContainerStatus);
+/// 255 when it vanished.
+fn wait_for_exit(rt: &dyn RuntimeService, id: &str) -> i32 {
+    loop {
+        match rt.container_status(id) {
+            Ok(st) if st.state == ContainerState::Exited => return st.exit_code,
+            Ok(_) => std::thread::sleep(Duration::from_millis(10)),
+            Err(_) => return 255,
+        }
+    }
 }
 
 fn created_event(lookup: &dyn ObjectLookup, pod: &Pod, name: &str) {
@@ -290,7 +343,7 @@ fn started_event(lookup: &dyn ObjectLookup, pod: &Pod, name: &str) {
 /// Runs a lifecycle hook (exec in the container, or an HTTP GET to the pod); the
 /// error says why it failed.
 pub fn run_hook(
-    engine: &Engine,
+    rt: &dyn RuntimeService,
     h: &k8s_openapi::api::core::v1::LifecycleHandler,
     c: &Container,
     id: &str,
@@ -300,7 +353,7 @@ pub fn run_hook(
     use crate::probe::{self, ProbeResult};
     let r = if let Some(e) = &h.exec {
         let cmd = e.command.clone().unwrap_or_default();
-        probe::exec(&engine.exe, &engine.root, id, &cmd, timeout)
+        probe::exec(rt, id, &cmd, timeout)
     } else if let Some(g) = &h.http_get {
         let port = crate::prober::resolve_port(&g.port, c)
             .ok_or_else(|| format!("unknown port {:?}", g.port))?;
@@ -337,7 +390,7 @@ pub fn run_hook(
 
 #[allow(clippy::too_many_arguments)]
 fn create_container(
-    engine: &Engine,
+    runtime: &dyn Runtime,
     node: &NodeSettings,
     pod: &Pod,
     c: &Container,
@@ -358,8 +411,8 @@ fn create_container(
         )))
     })?;
     let policy = podspec::pull_policy(c);
-    let image = match engine.images.resolve(&image_ref) {
-        Ok(i) => {
+    let image = match runtime.image_status(&image_ref) {
+        Ok(Some(i)) => {
             if policy == "Always" {
                 // There is no registry client yet; an air-gapped node keeps working
                 // from its own store, and says so.
@@ -381,44 +434,39 @@ fn create_container(
             }
             i
         }
-        Err(_) if policy == "Never" => {
+        Ok(None) if policy == "Never" => {
             let msg =
                 format!("Container image \"{image_ref}\" is not present with pull policy of Never");
             lookup.event(pod, Some(&c.name), true, "ErrImageNeverPull", &msg);
             return Err(PodError::ImageNeverPull(msg));
         }
-        Err(e) => {
+        Ok(None) => {
             let msg = format!(
-                "Failed to pull image \"{image_ref}\": the image is not on this node and skiff cannot pull from registries yet ({e}); load it with `skiff load` or build it with `skiff build`"
+                "Failed to pull image \"{image_ref}\": the image is not on this node and skiff cannot pull from registries yet; load it with `skiff load` or build it with `skiff build`"
             );
             lookup.event(pod, Some(&c.name), true, "Failed", &msg);
             return Err(PodError::ImagePull(msg));
         }
+        Err(e) => return Err(e.into()),
     };
-    let icfg = &image.config.config;
     let env = podspec::resolve_env(pod, c, lookup, rt)?;
-    let mut full_env = icfg.env.clone();
+    let mut full_env = image.env.clone();
     for e in &env {
         let k = e.split('=').next().unwrap_or(e);
         full_env.retain(|x| x.split('=').next() != Some(k));
         full_env.push(e.clone());
     }
-    let argv = podspec::command_line(
-        c,
-        icfg.entrypoint.as_deref().unwrap_or(&[]),
-        icfg.cmd.as_deref().unwrap_or(&[]),
-        &full_env,
-    );
+    let argv = podspec::command_line(c, &image.entrypoint, &image.cmd, &full_env);
     if argv.is_empty() {
         return Err(PodError::Spec(podspec::SpecError::Invalid(format!(
             "container {} has no command and its image none",
             c.name
         ))));
     }
-    let user = podspec::user_for(pod, c, &icfg.user)?;
+    let user = podspec::user_for(pod, c, &image.user)?;
     let sc = c.security_context.as_ref();
     let caps = sc.and_then(|s| s.capabilities.as_ref());
-    let mut volumes_flags = Vec::new();
+    let mut mounts = Vec::new();
     for m in c.volume_mounts.iter().flatten() {
         let src = vols.get(&m.name).ok_or_else(|| {
             PodError::Volume(format!(
@@ -439,12 +487,11 @@ fn create_container(
             }
             _ => src.clone(),
         };
-        let ro = if m.read_only.unwrap_or(false) {
-            ":ro"
-        } else {
-            ""
-        };
-        volumes_flags.push(format!("{}:{}{ro}", src.display(), m.mount_path));
+        mounts.push(Mount {
+            host_path: src,
+            container_path: m.mount_path.clone(),
+            readonly: m.read_only.unwrap_or(false),
+        });
     }
     let mut managed = BTreeMap::new();
     for f in ["hosts", "hostname", "resolv.conf"] {
@@ -454,22 +501,14 @@ fn create_container(
             .flatten()
             .any(|m| m.mount_path == format!("/etc/{f}"))
         {
-            managed.insert(
-                format!("/etc/{f}"),
-                running
-                    .dir
-                    .join("etc")
-                    .join(f)
-                    .to_string_lossy()
-                    .to_string(),
-            );
+            managed.insert(format!("/etc/{f}"), running.dir.join("etc").join(f));
         }
     }
-    let ns_or_host = |host: bool, kind: &str| {
-        if host {
-            "host".to_string()
+    let pod_or_node = |host: Option<bool>| {
+        if host.unwrap_or(false) {
+            NamespaceMode::Node
         } else {
-            running.sandbox.ns(kind)
+            NamespaceMode::Pod
         }
     };
     let res = podspec::container_resources(c);
@@ -492,52 +531,54 @@ fn create_container(
         // Read by attach: the first client's end of input closes the container's.
         labels.insert(STDIN_ONCE_LABEL.to_string(), "true".to_string());
     }
-    let opts = CreateOptions {
+    let config = ContainerConfig {
+        name: c.name.clone(),
         image: image.id.clone(),
-        entrypoint: Some(String::new()),
-        args: argv,
-        env,
-        workdir: c.working_dir.clone().filter(|w| !w.is_empty()),
+        command: argv,
+        envs: env,
+        working_dir: c.working_dir.clone().filter(|w| !w.is_empty()),
         user: Some(user),
-        volumes: volumes_flags,
-        network: Some(ns_or_host(spec.host_network.unwrap_or(false), "net")),
-        ipc: Some(ns_or_host(spec.host_ipc.unwrap_or(false), "ipc")),
-        uts: Some(ns_or_host(spec.host_network.unwrap_or(false), "uts")),
-        pid: if spec.host_pid.unwrap_or(false) {
-            Some("host".into())
-        } else if running.sandbox.share_pid {
-            Some(running.sandbox.ns("pid"))
-        } else {
-            None
+        mounts,
+        etc_files: managed,
+        labels,
+        namespace_options: NamespaceOption {
+            network: pod_or_node(spec.host_network),
+            ipc: pod_or_node(spec.host_ipc),
+            pid: if spec.host_pid.unwrap_or(false) {
+                NamespaceMode::Node
+            } else if running.sandbox.share_pid {
+                NamespaceMode::Pod
+            } else {
+                NamespaceMode::Container
+            },
         },
-        memory: res.memory.map(|m| m.to_string()),
-        cpu_period: res.cpu_period,
-        cpu_quota: res.cpu_quota,
-        cpu_shares: res.cpu_shares,
+        resources: crate::cri::LinuxContainerResources {
+            memory_limit_in_bytes: res.memory,
+            cpu_period: res.cpu_period,
+            cpu_quota: res.cpu_quota,
+            cpu_shares: res.cpu_shares,
+        },
         privileged: sc.and_then(|s| s.privileged).unwrap_or(false),
-        cap_add: caps.and_then(|c| c.add.clone()).unwrap_or_default(),
-        cap_drop: caps.and_then(|c| c.drop.clone()).unwrap_or_default(),
-        read_only: sc
+        add_capabilities: caps.and_then(|c| c.add.clone()).unwrap_or_default(),
+        drop_capabilities: caps.and_then(|c| c.drop.clone()).unwrap_or_default(),
+        readonly_rootfs: sc
             .and_then(|s| s.read_only_root_filesystem)
             .unwrap_or(false),
         tty: c.tty.unwrap_or(false),
-        interactive: c.stdin.unwrap_or(false),
-        cgroup_parent: Some(format!("{}/pod{}", node.cgroup_root, running.uid)),
-        // App containers restart as the pod's restartPolicy says (the monitor does
+        stdin: c.stdin.unwrap_or(false),
+        cgroup_parent: running.cgroup(),
+        // App containers restart as the pod's restartPolicy says (the runtime does
         // it, with back-off); init containers run once.
-        restart: match (kind, spec.restart_policy.as_deref().unwrap_or("Always")) {
-            ("app", "Always") => Some("always".into()),
-            ("app", "OnFailure") => Some("on-failure".into()),
-            _ => None,
+        restart_policy: match (kind, spec.restart_policy.as_deref().unwrap_or("Always")) {
+            ("app", "Always") => RestartPolicy::Always,
+            ("app", "OnFailure") => RestartPolicy::OnFailure,
+            _ => RestartPolicy::Never,
         },
-        extra_labels: labels,
-        managed_files: managed,
-        pod_runs: Some(node.restarts),
+        restart_backoff: node.restarts,
         log_max_size: node.container_log_max_size,
         log_max_files: node.container_log_max_files,
-        ..Default::default()
     };
-    Ok(engine.create(&opts)?.record.id)
+    Ok(runtime.create_container(&running.sandbox, &config)?)
 }
 
 /// Materialize the pod's volumes under its directory; name → host path.
@@ -880,17 +921,16 @@ pub fn refresh_volumes(
 /// Stop a pod: each app container with the grace period (SIGTERM, then SIGKILL),
 /// the sandbox, the volumes (not persistent ones), the address.
 pub fn stop_pod(
-    engine: &Engine,
-    node: &NodeSettings,
+    rt: &dyn Runtime,
     running: &RunningPod,
     grace: Duration,
     pod: Option<&Pod>,
 ) -> Result<(), PodError> {
-    let all = engine.list()?;
-    let mine: Vec<&skiff_engine::Container> = all
-        .iter()
-        .filter(|c| c.record.labels.get("io.kubernetes.pod.uid") == Some(&running.uid))
-        .collect();
+    let mine = rt.list_containers(&ContainerFilter {
+        label_selector: [("io.kubernetes.pod.uid".to_string(), running.uid.clone())]
+            .into_iter()
+            .collect(),
+    })?;
     // preStop hooks run first, side by side, inside the grace period; the stop
     // signal follows with what is left of it.
     let deadline = std::time::Instant::now() + grace;
@@ -903,12 +943,10 @@ pub fn stop_pod(
                 let Some(id) = running.containers.get(&c.name) else {
                     continue;
                 };
-                let active = mine
-                    .iter()
-                    .any(|x| &x.record.id == id && x.state.status.is_active());
+                let active = mine.iter().any(|x| &x.id == id && x.state.is_active());
                 if active {
                     s.spawn(move || {
-                        if let Err(why) = run_hook(engine, h, c, id, running.ip, grace) {
+                        if let Err(why) = run_hook(rt, h, c, id, running.ip, grace) {
                             tracing::info!(container = %c.name, "preStop hook failed: {why}");
                         }
                     });
@@ -918,19 +956,22 @@ pub fn stop_pod(
     }
     let left = deadline.saturating_duration_since(std::time::Instant::now());
     for c in mine {
-        if c.state.status.is_active() {
-            engine.stop(&c.record.id, Some(left.as_secs() as i64))?;
+        if c.state.is_active() {
+            rt.stop_container(&c.id, Duration::from_secs(left.as_secs()))?;
         }
-        engine.remove(&c.record.id, true, true)?;
+        rt.remove_container(&c.id)?;
     }
-    engine.stop_sandbox(&running.sandbox)?;
+    rt.stop_pod_sandbox(&running.sandbox)?;
     // The pod-level cgroup the containers were children of.
-    if let Ok(host) = skiff_runtime::cgroups::Host::detect() {
-        for p in host
-            .paths_for(&node.cgroup_root, &format!("pod{}", running.uid))
-            .values()
-        {
-            let _ = std::fs::remove_dir(p);
+    // The containers' monitors remove their own groups as they finish: wait for them.
+    for p in cgroup_dirs(&running.cgroup()) {
+        for _ in 0..100 {
+            match std::fs::remove_dir(&p) {
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => break,
+            }
         }
     }
     volumes::remove_pod_volumes(&running.dir).map_err(|e| PodError::Volume(e.to_string()))?;
@@ -940,7 +981,7 @@ pub fn stop_pod(
 
 /// The pods a previous run of the agent left running (their sandbox still alive);
 /// the directories of pods whose sandbox died are cleaned up.
-pub fn adopt(engine: &Engine, node: &NodeSettings) -> BTreeMap<String, RunningPod> {
+pub fn adopt(rt: &dyn Runtime, node: &NodeSettings) -> BTreeMap<String, RunningPod> {
     let mut out = BTreeMap::new();
     let Ok(rd) = std::fs::read_dir(&node.pods_dir) else {
         return out;
@@ -952,10 +993,10 @@ pub fn adopt(engine: &Engine, node: &NodeSettings) -> BTreeMap<String, RunningPo
         let Ok(rp) = serde_json::from_slice::<RunningPod>(&bytes) else {
             continue;
         };
-        if rp.sandbox.alive() {
+        if rt.pod_sandbox_status(&rp.sandbox) == PodSandboxState::Ready {
             out.insert(rp.uid.clone(), rp);
         } else {
-            let _ = stop_pod(engine, node, &rp, Duration::from_secs(0), None);
+            let _ = stop_pod(rt, &rp, Duration::from_secs(0), None);
         }
     }
     out

@@ -4,7 +4,6 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,54 +74,22 @@ pub fn http_get(
     }
 }
 
-/// Exec: run `command` in the container through the skiff binary; success on exit 0.
+/// Exec: run `command` in the container (the runtime's ExecSync); success on exit 0.
 pub fn exec(
-    skiff: &Path,
-    root: &Path,
+    rt: &dyn crate::cri::RuntimeService,
     container: &str,
     command: &[String],
     timeout: Duration,
 ) -> ProbeResult {
-    let mut child = match std::process::Command::new(skiff)
-        .arg("--root")
-        .arg(root)
-        .arg("exec")
-        .arg(container)
-        .args(command)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-    {
-        Ok(c) => c,
-        Err(e) => return ProbeResult::Failure(format!("starting exec probe: {e}")),
-    };
-    let start = std::time::Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(st)) => {
-                let mut out = String::new();
-                if let Some(mut o) = child.stdout.take() {
-                    let _ = o.read_to_string(&mut out);
-                }
-                return if st.success() {
-                    ProbeResult::Success
-                } else {
-                    ProbeResult::Failure(out.trim().to_string())
-                };
-            }
-            Ok(None) if start.elapsed() > timeout => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return ProbeResult::Failure(format!(
-                    "command {:?} timed out after {}s",
-                    command.join(" "),
-                    timeout.as_secs()
-                ));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-            Err(e) => return ProbeResult::Failure(e.to_string()),
-        }
+    match rt.exec_sync(container, command, timeout) {
+        Ok(r) if r.timed_out => ProbeResult::Failure(format!(
+            "command {:?} timed out after {}s",
+            command.join(" "),
+            timeout.as_secs()
+        )),
+        Ok(r) if r.exit_code == 0 => ProbeResult::Success,
+        Ok(r) => ProbeResult::Failure(String::from_utf8_lossy(&r.stdout).trim().to_string()),
+        Err(e) => ProbeResult::Failure(format!("starting exec probe: {e}")),
     }
 }
 

@@ -7,7 +7,6 @@ use crate::probe::{self, ProbeResult};
 use k8s_openapi::api::core::v1::{Container, Probe};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -40,8 +39,7 @@ pub struct Verdict {
 
 /// Where probes reach the container.
 pub struct Target<'a> {
-    pub skiff: &'a std::path::Path,
-    pub root: &'a std::path::Path,
+    pub runtime: &'a dyn crate::cri::RuntimeService,
     pub container_id: &'a str,
     pub pod_ip: Option<IpAddr>,
     /// When the container (this run of it) started.
@@ -67,7 +65,7 @@ fn run(p: &Probe, c: &Container, t: &Target) -> ProbeResult {
     let timeout = Duration::from_secs(p.timeout_seconds.unwrap_or(1).max(1) as u64);
     if let Some(e) = &p.exec {
         let cmd = e.command.clone().unwrap_or_default();
-        return probe::exec(t.skiff, t.root, t.container_id, &cmd, timeout);
+        return probe::exec(t.runtime, t.container_id, &cmd, timeout);
     }
     let port_of = |port: &IntOrString| resolve_port(port, c);
     let ip = t.pod_ip.unwrap_or(IpAddr::from([127, 0, 0, 1]));
@@ -209,9 +207,4 @@ impl Prober {
         let mut m = self.tracks.lock().unwrap_or_else(|e| e.into_inner());
         m.retain(|(id, _), _| id != container_id);
     }
-}
-
-/// The skiff binary probes exec through (the engine's own).
-pub fn skiff_binary(engine: &skiff_engine::Engine) -> PathBuf {
-    engine.exe.clone()
 }

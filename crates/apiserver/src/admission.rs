@@ -1,5 +1,6 @@
 //! Admission on create, as kube-apiserver's default plugins do it (after the namespace
-//! lifecycle check): LimitRanger (container defaults and min/max from LimitRanges),
+//! lifecycle check): LimitRanger (container defaults, then min/max/ratio of the
+//! Container, Pod and PersistentVolumeClaim items of LimitRanges),
 //! ServiceAccount (the pod's account must exist; its token, the cluster CA and the
 //! namespace are mounted as the `kube-api-access-*` volume), Priority (a pod's
 //! `priorityClassName` → `priority` and `preemptionPolicy`; the global default class
@@ -13,7 +14,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::error::ApiError;
-use crate::quantity::{from_milli, milli_value};
+use crate::quota::{container_list, pod_resources, Amount, Usage};
 use crate::registry::{ListOptions, Registry};
 use crate::resources::{lookup, Resource};
 
@@ -29,7 +30,10 @@ pub async fn admit_create(reg: &Registry, res: &Resource, obj: &mut Value) -> Ap
             let qos = crate::strategy::qos_class(obj.get("spec").unwrap_or(&Value::Null));
             obj["status"]["qosClass"] = json!(qos);
         }
-        "PersistentVolumeClaim" => default_storage_class(reg, obj).await?,
+        "PersistentVolumeClaim" => {
+            default_storage_class(reg, obj).await?;
+            limit_ranger_claim(reg, obj).await?;
+        }
         _ => {}
     }
     crate::quota::admit(reg, res, obj).await
@@ -154,150 +158,319 @@ async fn service_account(reg: &Registry, pod: &mut Value) -> ApiResult<()> {
     Ok(())
 }
 
-/// A map of resource name → quantity in thousandths.
-fn milli_map(v: Option<&Value>) -> Vec<(String, i128, String)> {
-    v.and_then(Value::as_object)
+/// The LimitRanges of a namespace, with the API defaults of their items applied (for
+/// objects stored before the server applied them).
+async fn limit_ranges(reg: &Registry, ns: &str) -> ApiResult<Vec<Value>> {
+    let Some(lrres) = lookup("", "v1", "limitranges") else {
+        return Ok(Vec::new());
+    };
+    let mut ranges = reg.list(lrres, Some(ns), &ListOptions::any()).await?.items;
+    for r in &mut ranges {
+        crate::strategy::apply_defaults(lrres, r);
+    }
+    Ok(ranges)
+}
+
+fn limit_items<'a>(range: &'a Value, ty: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+    range
+        .pointer("/spec/limits")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(move |i| i.get("type").and_then(Value::as_str) == Some(ty))
+}
+
+/// A quantity map of a LimitRange item, sorted by resource name.
+fn item_list(item: &Value, field: &str) -> Vec<(String, Amount)> {
+    item.get(field)
+        .and_then(Value::as_object)
         .map(|m| {
             m.iter()
-                .filter_map(|(k, q)| {
-                    let text = q.as_str()?.to_string();
-                    Some((k.clone(), milli_value(&text)?, text))
-                })
+                .filter_map(|(k, v)| Some((k.clone(), Amount::parse(v.as_str()?)?)))
                 .collect()
         })
         .unwrap_or_default()
 }
 
-/// LimitRanger for `type: Container` items: defaults, then min/max/ratio checks.
+/// `minConstraint`.
+fn min_constraint(
+    ty: &str,
+    k: &str,
+    enforced: &Amount,
+    req: &Usage,
+    lim: &Usage,
+) -> Option<String> {
+    let e = enforced.text();
+    match (req.get(k), lim.get(k)) {
+        (None, _) => Some(format!(
+            "minimum {k} usage per {ty} is {e}.  No request is specified"
+        )),
+        (Some(r), _) if r.milli < enforced.milli => Some(format!(
+            "minimum {k} usage per {ty} is {e}, but request is {}",
+            r.text()
+        )),
+        (_, Some(l)) if l.milli < enforced.milli => Some(format!(
+            "minimum {k} usage per {ty} is {e}, but limit is {}",
+            l.text()
+        )),
+        _ => None,
+    }
+}
+
+/// `maxConstraint`.
+fn max_constraint(
+    ty: &str,
+    k: &str,
+    enforced: &Amount,
+    req: &Usage,
+    lim: &Usage,
+) -> Option<String> {
+    let e = enforced.text();
+    match (req.get(k), lim.get(k)) {
+        (_, None) => Some(format!(
+            "maximum {k} usage per {ty} is {e}.  No limit is specified"
+        )),
+        (_, Some(l)) if l.milli > enforced.milli => Some(format!(
+            "maximum {k} usage per {ty} is {e}, but limit is {}",
+            l.text()
+        )),
+        (Some(r), _) if r.milli > enforced.milli => Some(format!(
+            "maximum {k} usage per {ty} is {e}, but request is {}",
+            r.text()
+        )),
+        _ => None,
+    }
+}
+
+/// `maxRequestConstraint` (claims: only requests are user input).
+fn max_request_constraint(ty: &str, k: &str, enforced: &Amount, req: &Usage) -> Option<String> {
+    let e = enforced.text();
+    match req.get(k) {
+        None => Some(format!(
+            "maximum {k} usage per {ty} is {e}.  No request is specified"
+        )),
+        Some(r) if r.milli > enforced.milli => Some(format!(
+            "maximum {k} usage per {ty} is {e}, but request is {}",
+            r.text()
+        )),
+        _ => None,
+    }
+}
+
+/// `limitRequestRatioConstraint`.
+fn ratio_constraint(
+    ty: &str,
+    k: &str,
+    enforced: &Amount,
+    req: &Usage,
+    lim: &Usage,
+) -> Option<String> {
+    let e = enforced.text();
+    let r = req.get(k).map_or(0, |a| a.milli);
+    let l = lim.get(k).map_or(0, |a| a.milli);
+    if r == 0 {
+        return Some(format!("{k} max limit to request ratio per {ty} is {e}, but no request is specified or request is 0"));
+    }
+    if l == 0 {
+        return Some(format!("{k} max limit to request ratio per {ty} is {e}, but no limit is specified or limit is 0"));
+    }
+    let ratio = l as f64 / r as f64;
+    (ratio * 1000.0 > enforced.milli as f64).then(|| {
+        format!("{k} max limit to request ratio per {ty} is {e}, but provided ratio is {ratio:.6}")
+    })
+}
+
+/// The checks of one item (min, max, ratio) against requests and limits.
+fn check_item(ty: &str, item: &Value, req: &Usage, lim: &Usage, errors: &mut Vec<String>) {
+    for (k, v) in item_list(item, "min") {
+        errors.extend(min_constraint(ty, &k, &v, req, lim));
+    }
+    for (k, v) in item_list(item, "max") {
+        errors.extend(max_constraint(ty, &k, &v, req, lim));
+    }
+    for (k, v) in item_list(item, "maxLimitRequestRatio") {
+        errors.extend(ratio_constraint(ty, &k, &v, req, lim));
+    }
+}
+
+/// `utilerrors.NewAggregate(errs).Error()`: one message as is, several in brackets
+/// (duplicates once).
+fn aggregate(errors: Vec<String>) -> Option<String> {
+    let mut seen = std::collections::HashSet::new();
+    let unique: Vec<String> = errors
+        .into_iter()
+        .filter(|e| seen.insert(e.clone()))
+        .collect();
+    match unique.len() {
+        0 => None,
+        1 => unique.into_iter().next(),
+        _ => Some(format!("[{}]", unique.join(", "))),
+    }
+}
+
+/// LimitRanger for pods: the Container items' defaults are merged into every container
+/// (noted in the `kubernetes.io/limit-ranger` annotation), then each LimitRange's
+/// Container items are checked per container and its Pod items against the pod's
+/// effective requests and limits.
 async fn limit_ranger(reg: &Registry, pod: &mut Value) -> ApiResult<()> {
-    let Some(lrres) = lookup("", "v1", "limitranges") else {
-        return Ok(());
-    };
     let ns = pod
         .pointer("/metadata/namespace")
         .and_then(Value::as_str)
         .unwrap_or("default")
         .to_string();
-    let ranges = reg
-        .list(lrres, Some(&ns), &ListOptions::default())
-        .await?
-        .items;
-    let items: Vec<Value> = ranges
-        .iter()
-        .flat_map(|r| {
-            r.pointer("/spec/limits")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default()
-        })
-        .filter(|i| i.get("type").and_then(Value::as_str) == Some("Container"))
-        .collect();
-    if items.is_empty() {
+    let ranges = limit_ranges(reg, &ns).await?;
+    if ranges.is_empty() {
         return Ok(());
     }
-    let mut errors = Vec::new();
-    let pod_snapshot = pod.clone();
-    for item in &items {
-        // The LimitRange defaults: max → default, default → defaultRequest.
-        let mut default: Map<String, Value> = item
-            .get("default")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
-        for (k, v) in item
-            .get("max")
-            .and_then(Value::as_object)
-            .into_iter()
-            .flatten()
-        {
-            default.entry(k.clone()).or_insert_with(|| v.clone());
+    for range in &ranges {
+        let mut default_limits = Map::new();
+        let mut default_requests = Map::new();
+        for item in limit_items(range, "Container") {
+            for (field, into) in [
+                ("default", &mut default_limits),
+                ("defaultRequest", &mut default_requests),
+            ] {
+                if let Some(m) = item.get(field).and_then(Value::as_object) {
+                    into.extend(m.clone());
+                }
+            }
         }
-        let mut default_request: Map<String, Value> = item
-            .get("defaultRequest")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
-        for (k, v) in &default {
-            default_request
-                .entry(k.clone())
-                .or_insert_with(|| v.clone());
+        if default_limits.is_empty() && default_requests.is_empty() {
+            continue;
         }
-        for list in ["containers", "initContainers"] {
-            let Some(cs) = pod
+        let mut notes = Vec::new();
+        for (list, what) in [
+            ("containers", "container"),
+            ("initContainers", "init container"),
+        ] {
+            for c in pod
                 .pointer_mut(&format!("/spec/{list}"))
                 .and_then(Value::as_array_mut)
-            else {
-                continue;
-            };
-            for c in cs.iter_mut().filter_map(Value::as_object_mut) {
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_object_mut)
+            {
+                let cname = c
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
                 let resources = c.entry("resources").or_insert_with(|| json!({}));
                 if !resources.is_object() {
                     *resources = json!({});
                 }
-                for (field, defaults) in [("limits", &default), ("requests", &default_request)] {
-                    if defaults.is_empty() {
-                        continue;
-                    }
-                    let target = resources
-                        .as_object_mut()
-                        .map(|r| r.entry(field).or_insert_with(|| json!({})));
-                    if let Some(Value::Object(t)) = target {
-                        for (k, v) in defaults {
-                            t.entry(k.clone()).or_insert_with(|| v.clone());
+                let mut set = |field: &str, defaults: &Map<String, Value>| -> Vec<String> {
+                    let mut added = Vec::new();
+                    if let Some(r) = resources.as_object_mut() {
+                        let target = r.entry(field).or_insert_with(|| json!({}));
+                        if !target.is_object() {
+                            *target = json!({});
+                        }
+                        if let Some(t) = target.as_object_mut() {
+                            for (k, v) in defaults {
+                                if !t.contains_key(k) {
+                                    t.insert(k.clone(), v.clone());
+                                    added.push(k.clone());
+                                }
+                            }
                         }
                     }
-                }
-                let requests = milli_map(resources.get("requests"));
-                let limits = milli_map(resources.get("limits"));
-                let find = |l: &[(String, i128, String)], k: &str| {
-                    l.iter().find(|(n, _, _)| n == k).cloned()
+                    added.sort();
+                    added
                 };
-                for (k, min, min_text) in milli_map(item.get("min")) {
-                    match (find(&requests, &k), find(&limits, &k)) {
-                        (None, _) => errors.push(format!("minimum {k} usage per Container is {min_text}.  No request is specified")),
-                        (Some((_, r, rt)), _) if r < min => errors.push(format!("minimum {k} usage per Container is {min_text}, but request is {rt}")),
-                        (_, Some((_, l, lt))) if l < min => errors.push(format!("minimum {k} usage per Container is {min_text}, but limit is {lt}")),
-                        _ => {}
-                    }
+                let requests = set("requests", &default_requests);
+                let limits = set("limits", &default_limits);
+                if !requests.is_empty() {
+                    notes.push(format!(
+                        "{} request for {what} {cname}",
+                        requests.join(", ")
+                    ));
                 }
-                for (k, max, max_text) in milli_map(item.get("max")) {
-                    match (find(&requests, &k), find(&limits, &k)) {
-                        (_, None) => errors.push(format!(
-                            "maximum {k} usage per Container is {max_text}.  No limit is specified"
-                        )),
-                        (_, Some((_, l, lt))) if l > max => errors.push(format!(
-                            "maximum {k} usage per Container is {max_text}, but limit is {lt}"
-                        )),
-                        (Some((_, r, rt)), _) if r > max => errors.push(format!(
-                            "maximum {k} usage per Container is {max_text}, but request is {rt}"
-                        )),
-                        _ => {}
-                    }
-                }
-                for (k, ratio, ratio_text) in milli_map(item.get("maxLimitRequestRatio")) {
-                    if let (Some((_, r, _)), Some((_, l, _))) =
-                        (find(&requests, &k), find(&limits, &k))
-                    {
-                        if r > 0 && l * 1000 > ratio * r {
-                            errors.push(format!(
-                                "{k} max limit to request ratio per Container is {ratio_text}, but provided ratio is {}",
-                                from_milli(l * 1000 / r)
-                            ));
-                        }
-                    }
+                if !limits.is_empty() {
+                    notes.push(format!("{} limit for {what} {cname}", limits.join(", ")));
                 }
             }
         }
+        if !notes.is_empty() {
+            let meta = pod
+                .as_object_mut()
+                .map(|o| o.entry("metadata").or_insert_with(|| json!({})));
+            if let Some(Value::Object(meta)) = meta {
+                let ann = meta.entry("annotations").or_insert_with(|| json!({}));
+                if !ann.is_object() {
+                    *ann = json!({});
+                }
+                ann["kubernetes.io/limit-ranger"] =
+                    json!(format!("LimitRanger plugin set: {}", notes.join("; ")));
+            }
+        }
     }
-    match errors.len() {
-        0 => Ok(()),
-        1 => Err(forbidden("pods", &pod_snapshot, &errors[0])),
-        _ => Err(forbidden(
-            "pods",
-            &pod_snapshot,
-            &format!("[{}]", errors.join(", ")),
-        )),
+    for range in &ranges {
+        let mut errors = Vec::new();
+        for item in range
+            .pointer("/spec/limits")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            match item.get("type").and_then(Value::as_str) {
+                Some("Container") => {
+                    for list in ["containers", "initContainers"] {
+                        for c in pod
+                            .pointer(&format!("/spec/{list}"))
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                        {
+                            let req = container_list(c, "requests");
+                            let lim = container_list(c, "limits");
+                            check_item("Container", item, &req, &lim, &mut errors);
+                        }
+                    }
+                }
+                Some("Pod") => {
+                    let req = pod_resources(pod, "requests");
+                    let lim = pod_resources(pod, "limits");
+                    check_item("Pod", item, &req, &lim, &mut errors);
+                }
+                _ => {}
+            }
+        }
+        if let Some(msg) = aggregate(errors) {
+            return Err(forbidden("pods", pod, &msg));
+        }
     }
+    Ok(())
+}
+
+/// LimitRanger for claims: min and max of the PersistentVolumeClaim items against the
+/// claim's requests (claims get no defaults).
+async fn limit_ranger_claim(reg: &Registry, pvc: &Value) -> ApiResult<()> {
+    let ns = pvc
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("default")
+        .to_string();
+    let requests = pvc
+        .get("spec")
+        .map(|spec| container_list(spec, "requests"))
+        .unwrap_or_default();
+    let ty = "PersistentVolumeClaim";
+    for range in limit_ranges(reg, &ns).await? {
+        let mut errors = Vec::new();
+        for item in limit_items(&range, ty) {
+            for (k, v) in item_list(item, "min") {
+                errors.extend(min_constraint(ty, &k, &v, &requests, &Usage::new()));
+            }
+            for (k, v) in item_list(item, "max") {
+                errors.extend(max_request_constraint(ty, &k, &v, &requests));
+            }
+        }
+        if let Some(msg) = aggregate(errors) {
+            return Err(forbidden("persistentvolumeclaims", pvc, &msg));
+        }
+    }
+    Ok(())
 }
 
 async fn classes(reg: &Registry, group: &str, plural: &str) -> ApiResult<Vec<Value>> {

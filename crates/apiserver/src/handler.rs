@@ -14,7 +14,6 @@ use hyper::body::{Frame, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 use skiff_store::{EventKind, Revision};
-use tokio::sync::mpsc;
 
 use crate::error::ApiError;
 use crate::patch::{self, PatchType};
@@ -23,6 +22,7 @@ use crate::resources::{self, Resource};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::strategy::Subresource;
 use crate::table::{self, IncludeObject};
+use crate::watchcache::{Prepared, Source};
 
 /// Largest request body accepted (kube-apiserver's limit).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -50,8 +50,6 @@ pub struct State {
     pub auth: crate::authn::Authenticator,
     /// Signs approved CertificateSigningRequests.
     pub signer: crate::csr::Signer,
-    /// Shared watch fan-out.
-    pub hubs: crate::watchhub::Hubs,
     /// The client TLS towards node agents (pods' log/exec/attach/portforward).
     pub kubelet_tls: Option<Arc<rustls::ClientConfig>>,
     /// The cluster CA (served at `/cacerts`, as k3s does, for joining agents to check
@@ -116,7 +114,14 @@ fn full(bytes: impl Into<Bytes>) -> Body {
 }
 
 fn json_response(code: u16, v: &Value, warnings: &[String]) -> Response<Body> {
-    let body = serde_json::to_vec(v).unwrap_or_default();
+    json_bytes_response(code, serde_json::to_vec(v).unwrap_or_default(), warnings)
+}
+
+fn bytes_response(code: u16, body: Vec<u8>) -> Response<Body> {
+    json_bytes_response(code, body, &[])
+}
+
+fn json_bytes_response(code: u16, body: Vec<u8>, warnings: &[String]) -> Response<Body> {
     let mut b = Response::builder()
         .status(StatusCode::from_u16(code).unwrap_or(StatusCode::OK))
         .header("Content-Type", "application/json")
@@ -747,32 +752,37 @@ async fn resource_request(
                 return watch(state, res, ns, &q, accept).await;
             }
             let opts = list_options(res, &q)?;
-            if opts.exact_revision.is_none() && opts.continue_token.is_none() {
-                if let Some(rv) = q
-                    .get("resourceVersion")
-                    .filter(|r| !r.is_empty() && *r != "0")
-                {
-                    wait_for_revision(reg, registry::parse_rv(rv)?).await?;
-                }
-            }
-            let page = reg.list(res, ns, &opts).await?;
+            let page = reg.list_items(res, ns, &opts).await?;
             let mut meta = json!({"resourceVersion": page.revision.to_string()});
             if let Some(c) = &page.continue_token {
                 meta["continue"] = json!(c);
             }
             let out = if accept.table {
+                let objects: Vec<Value> = page.items.iter().map(|p| p.obj.clone()).collect();
                 table::table(
                     res.kind,
-                    &page.items,
+                    &objects,
                     IncludeObject::parse(q.get("includeObject").map(String::as_str)),
                     meta,
                     true,
                 )
             } else if accept.partial {
                 json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta,
-                    "items": page.items.iter().map(partial).collect::<Vec<_>>()})
+                    "items": page.items.iter().map(|p| partial(&p.obj)).collect::<Vec<_>>()})
             } else {
-                json!({"kind": format!("{}List", res.kind), "apiVersion": res.api_version(), "metadata": meta, "items": page.items})
+                // The items' JSON is spliced in as the cache holds it.
+                let head = json!({"kind": format!("{}List", res.kind), "apiVersion": res.api_version(), "metadata": meta});
+                let mut body = serde_json::to_vec(&head).unwrap_or_default();
+                body.pop();
+                body.extend_from_slice(b",\"items\":[");
+                for (i, p) in page.items.iter().enumerate() {
+                    if i > 0 {
+                        body.push(b',');
+                    }
+                    body.extend_from_slice(&p.obj_json);
+                }
+                body.extend_from_slice(b"]}");
+                return Ok(bytes_response(200, body));
             };
             Ok(json_response(200, &out, &[]))
         }
@@ -1491,17 +1501,28 @@ fn list_options(res: &Resource, q: &Query) -> ApiResult<ListOptions> {
         _ => 0,
     };
     let continue_token = q.get("continue").filter(|c| !c.is_empty()).cloned();
-    let exact_revision = match (
-        q.get("resourceVersionMatch").map(String::as_str),
-        q.get("resourceVersion"),
+    let rv = q.get("resourceVersion").filter(|r| !r.is_empty());
+    let (exact_revision, min_revision) = match (
+        q.get("resourceVersionMatch")
+            .map(String::as_str)
+            .filter(|m| !m.is_empty()),
+        rv,
     ) {
-        (Some("Exact"), Some(rv)) => Some(registry::parse_rv(rv)?).filter(|r| *r > 0),
-        (Some("Exact"), None) => {
+        // A watch-list (sendInitialEvents) with no resourceVersion: a consistent start.
+        (Some("NotOlderThan"), None) if truthy(q, "sendInitialEvents") => (None, None),
+        (Some(_), None) => {
             return Err(ApiError::bad_request(
                 "resourceVersionMatch is forbidden unless resourceVersion is provided",
             ))
         }
-        _ => None,
+        (Some("Exact"), Some(rv)) => (Some(registry::parse_rv(rv)?).filter(|r| *r > 0), None),
+        (Some("NotOlderThan") | None, Some(rv)) => (None, Some(registry::parse_rv(rv)?)),
+        (None, None) => (None, None),
+        (Some(other), Some(_)) => {
+            return Err(ApiError::bad_request(format!(
+                "resourceVersionMatch: Unsupported value: \"{other}\": supported values: \"Exact\", \"NotOlderThan\""
+            )))
+        }
     };
     if continue_token.is_some() && exact_revision.is_some() {
         return Err(ApiError::bad_request(
@@ -1514,6 +1535,7 @@ fn list_options(res: &Resource, q: &Query) -> ApiResult<ListOptions> {
         limit,
         continue_token,
         exact_revision,
+        min_revision,
     })
 }
 
@@ -1567,19 +1589,81 @@ async fn delete_options(req: Request<Incoming>, q: &Query) -> ApiResult<DeleteOp
     Ok(opts)
 }
 
-/// A response body fed by a channel (watch streams).
-struct ChannelBody {
-    rx: mpsc::Receiver<Bytes>,
+/// Where a watch's producer puts its event lines.
+#[derive(Clone, Default)]
+struct Lines(Arc<std::sync::Mutex<std::collections::VecDeque<Bytes>>>);
+
+/// Lines queued before the producer lets the body send them.
+const LINES_QUEUED: usize = 64;
+
+impl Lines {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<Bytes>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues one line; with a full queue, yields once so the body sends them first.
+    async fn send(&self, line: Bytes) {
+        let full = {
+            let mut q = self.lock();
+            q.push_back(line);
+            q.len() >= LINES_QUEUED
+        };
+        if full {
+            let mut yielded = false;
+            std::future::poll_fn(|_| {
+                if yielded {
+                    Poll::Ready(())
+                } else {
+                    // No wake-up needed: the body polls its producer on every poll.
+                    yielded = true;
+                    Poll::Pending
+                }
+            })
+            .await;
+        }
+    }
 }
 
-impl hyper::body::Body for ChannelBody {
+/// A watch response body that runs its producer itself (no task or channel of its own
+/// per watch): each poll advances the producer, then sends everything it queued as
+/// one frame.
+struct WatchBody<F> {
+    /// (In a mutex only to be `Sync`; reached through `get_mut`, never locked.)
+    producer: Option<std::sync::Mutex<Pin<Box<F>>>>,
+    lines: Lines,
+}
+
+impl<F: std::future::Future<Output = ()> + Send> hyper::body::Body for WatchBody<F> {
     type Data = Bytes;
     type Error = Infallible;
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
+        if let Some(p) = self.producer.as_mut() {
+            let p = p.get_mut().unwrap_or_else(|e| e.into_inner());
+            if p.as_mut().poll(cx).is_ready() {
+                self.producer = None;
+            }
+        }
+        let mut q = self.lines.lock();
+        let frame = match q.len() {
+            0 => None,
+            1 => q.pop_front(),
+            _ => {
+                let mut buf = Vec::with_capacity(q.iter().map(Bytes::len).sum());
+                for b in q.drain(..) {
+                    buf.extend_from_slice(&b);
+                }
+                Some(Bytes::from(buf))
+            }
+        };
+        drop(q);
+        match (frame, &self.producer) {
+            (Some(b), _) => Poll::Ready(Some(Ok(Frame::data(b)))),
+            (None, None) => Poll::Ready(None),
+            (None, Some(_)) => Poll::Pending,
+        }
     }
 }
 
@@ -1593,9 +1677,12 @@ struct WatchRender {
 
 impl WatchRender {
     /// One event of a prepared change: the shared serialization unless rendering tables.
-    fn prepared(&mut self, kind: &str, ev: &crate::watchhub::Prepared) -> Bytes {
+    fn prepared(&mut self, kind: &str, ev: &Prepared) -> Bytes {
         if self.table {
             return self.event(kind, &ev.obj);
+        }
+        if kind == crate::watchcache::natural_type(ev.kind, ev.prev.is_some()) {
+            return ev.line.clone();
         }
         let mut line = Vec::with_capacity(ev.obj_json.len() + 32);
         line.extend_from_slice(b"{\"type\":\"");
@@ -1661,34 +1748,20 @@ async fn watch(
     let reg = state.registry.clone();
     let prefix = registry::prefix(res, ns);
     let mut shutdown = state.shutdown.clone();
-    let (tx, rx) = mpsc::channel::<Bytes>(256);
+    let tx = Lines::default();
+    let lines = tx.clone();
     let mut render = WatchRender {
         res,
         table: accept.table,
         include: IncludeObject::parse(q.get("includeObject").map(String::as_str)),
         first_table: true,
     };
-    let ns_owned = ns.map(String::from);
     // Initial state (synthetic ADDED events) is read before answering, so errors are HTTP errors.
-    let (initial, start) = match from {
-        None => {
-            let page = reg
-                .list(res, ns_owned.as_deref(), &ListOptions::default())
-                .await?;
-            (page.items, page.revision)
-        }
-        Some(r) => (Vec::new(), r),
-    };
-    let source = state
-        .hubs
-        .source(reg.store(), res, &prefix, start, state.shutdown.clone())
-        .await;
-    tokio::spawn(async move {
+    let (initial, start, source) = watch_start(&reg, res, ns, &prefix, from, rv.as_deref()).await?;
+    let producer = async move {
         let matches = |o: &Value| labels.matches_object(o) && fields.matches_object(o);
-        for obj in initial.iter().filter(|o| matches(o)) {
-            if tx.send(render.event("ADDED", obj)).await.is_err() {
-                return;
-            }
+        for p in initial.iter().filter(|p| matches(&p.obj)) {
+            tx.send(render.prepared("ADDED", p)).await;
         }
         let bookmark = |rev: Revision, initial_end: bool| {
             let mut meta = json!({"resourceVersion": rev.to_string()});
@@ -1699,14 +1772,12 @@ async fn watch(
         };
         if send_initial && bookmarks {
             let b = render.event("BOOKMARK", &bookmark(start, true));
-            if tx.send(b).await.is_err() {
-                return;
-            }
+            tx.send(b).await;
         }
         let mut source = match source {
             Ok(s) => s,
             Err(e) => {
-                let _ = tx.send(render.event("ERROR", &watch_error(e, start))).await;
+                tx.send(render.event("ERROR", &watch_error(e, start))).await;
                 return;
             }
         };
@@ -1716,19 +1787,16 @@ async fn watch(
         ticker.tick().await;
         loop {
             tokio::select! {
-                _ = tx.closed() => return,
                 _ = shutdown.changed() => return,
                 _ = tokio::time::sleep_until(deadline) => return,
                 _ = ticker.tick(), if bookmarks => {
-                    if tx.send(render.event("BOOKMARK", &bookmark(last, false))).await.is_err() {
-                        return;
-                    }
+                    tx.send(render.event("BOOKMARK", &bookmark(last, false))).await;
                 }
                 batch = source.next() => {
                     let events = match batch {
                         None => return,
                         Some(Err(e)) => {
-                            let _ = tx.send(render.event("ERROR", &watch_error(e, last))).await;
+                            tx.send(render.event("ERROR", &watch_error(e, last))).await;
                             return;
                         }
                         Some(Ok(events)) => events,
@@ -1738,6 +1806,9 @@ async fn watch(
                             continue;
                         }
                         last = ev.rev;
+                        if !ev.key.starts_with(&prefix) {
+                            continue;
+                        }
                         let kind = match ev.kind {
                             EventKind::Put => match (matches(&ev.obj), ev.prev.as_ref().map(&matches)) {
                                 (true, None | Some(false)) => Some("ADDED"),
@@ -1748,45 +1819,74 @@ async fn watch(
                             EventKind::Delete => matches(&ev.obj).then_some("DELETED"),
                         };
                         if let Some(kind) = kind {
-                            if tx.send(render.prepared(kind, ev)).await.is_err() {
-                                return;
-                            }
+                            tx.send(render.prepared(kind, ev)).await;
                         }
                     }
                 }
             }
         }
-    });
+    };
+    let body = WatchBody {
+        producer: Some(std::sync::Mutex::new(Box::pin(producer))),
+        lines,
+    };
+    let body = body.boxed();
     Ok(Response::builder()
         .status(200)
         .header("Content-Type", "application/json")
         .header("Cache-Control", "no-cache, private")
-        .body(ChannelBody { rx }.boxed())
+        .body(body)
         .unwrap_or_else(|_| Response::new(full(""))))
 }
 
-/// A list "not older than" `rv` waits (up to 3 s) for the store to reach it, as the real
-/// server waits for its cache, then answers 504.
-async fn wait_for_revision(reg: &Registry, rv: Revision) -> ApiResult<()> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-    loop {
-        let current = reg
-            .store()
-            .current_revision()
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-        if current >= rv {
-            return Ok(());
+/// Where a watch starts: the initial objects (for ADDED events; none when watching from
+/// a resourceVersion), the revision they reflect, and the source of later changes. From
+/// the watch cache when it can serve the request, else from the store.
+async fn watch_start(
+    reg: &Registry,
+    res: &'static Resource,
+    ns: Option<&str>,
+    prefix: &str,
+    from: Option<Revision>,
+    rv: Option<&str>,
+) -> ApiResult<(
+    Vec<Arc<Prepared>>,
+    Revision,
+    Result<Source, skiff_store::Error>,
+)> {
+    if let Some(r) = from {
+        if let Some(src) = reg.cache().and_then(|c| c.changes_after(res, r)) {
+            return Ok((Vec::new(), r, Ok(src)));
         }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(ApiError::new(
-                504,
-                "Timeout",
-                format!("Too large resource version: {rv}, current: {current}"),
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let src = reg.store().watch(prefix.as_bytes(), r + 1).await;
+        return Ok((Vec::new(), r, src.map(|w| Source::Direct(res, w))));
     }
+    if let Some(cache) = reg.cache() {
+        // No resourceVersion: the state as of now; "0": any state the cache has.
+        let target = if rv == Some("0") {
+            0
+        } else {
+            reg.store()
+                .current_revision()
+                .await
+                .map_err(|e| ApiError::from_store(e, res.group, res.plural, ""))?
+        };
+        if cache.wait_for(target, Duration::from_millis(500)).await {
+            if let Some((items, rev, src)) = cache.snapshot(res, prefix) {
+                return Ok((items, rev, Ok(src)));
+            }
+        }
+    }
+    let page = reg.list_store(res, ns, &ListOptions::default()).await?;
+    let src = reg
+        .store()
+        .watch(prefix.as_bytes(), page.revision + 1)
+        .await;
+    Ok((
+        page.items,
+        page.revision,
+        src.map(|w| Source::Direct(res, w)),
+    ))
 }
 
 fn watch_error(e: skiff_store::Error, last: Revision) -> Value {

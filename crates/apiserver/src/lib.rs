@@ -69,7 +69,7 @@ pub mod strategy;
 pub mod table;
 pub mod typed;
 pub mod validation;
-pub mod watchhub;
+pub mod watchcache;
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -291,13 +291,19 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer> {
     tracing::info!(token = %token, "join token (agents use it to join and to pin the CA)");
 
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    // Lists and watches are served from the watch cache once it has loaded (reads fall
+    // back to the store until then).
+    let cache = watchcache::WatchCache::start(store.clone(), stop_rx.clone());
+    if !cache.wait_for(1, Duration::from_secs(10)).await {
+        tracing::warn!("the watch cache has not loaded yet; reads go to the store until it has");
+    }
+    let registry = registry.with_cache(cache);
     let state = Arc::new(handler::State {
         registry,
         server_address: format!("{url_host}:{port}"),
         shutdown: stop_rx.clone(),
         auth,
         signer,
-        hubs: Default::default(),
         ca_cert_pem: pki.ca_cert_pem.clone(),
         kubelet_tls: Some(
             nodeproxy::kubelet_client_tls(&pki.admin_cert_pem, &pki.admin_key_pem)

@@ -53,7 +53,11 @@ pub async fn authorize(reg: &Registry, user: &User, a: &Attributes) -> ApiResult
                 no_relationship(node)
             }
         }
-        ("", "pods") if a.subresource == "status" => {
+        // NodeRestriction: a kubelet deletes (finishes the graceful deletion of) only the
+        // pods bound to it.
+        ("", "pods")
+            if a.subresource == "status" || (a.verb == "delete" && a.subresource.is_empty()) =>
+        {
             if pod_node(reg, &a.namespace, &a.name).await?.as_deref() == Some(node) {
                 allow()
             } else {
@@ -177,7 +181,7 @@ async fn referenced(
             Some(ns),
             &ListOptions {
                 fields,
-                ..Default::default()
+                ..ListOptions::any()
             },
         )
         .await?

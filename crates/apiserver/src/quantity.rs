@@ -133,9 +133,27 @@ pub fn from_milli(m: i128) -> String {
     canonicalize(&format!("{m}m")).unwrap_or_else(|| format!("{m}m"))
 }
 
+/// Writes a value in thousandths in the format of the quantity `like` (what
+/// `Quantity.Add` keeps: the sum of `1G` and `1G` is `2G`, of `1Gi` and `1Gi` is `2Gi`).
+pub fn from_milli_as(m: i128, like: &str) -> String {
+    let Some(format) = parse(like).map(|q| q.format) else {
+        return from_milli(m);
+    };
+    canonical(Quantity {
+        mantissa: m,
+        exp: -3,
+        format,
+    })
+    .unwrap_or_else(|| from_milli(m))
+}
+
 /// The canonical form of a quantity string, or `None` if it does not parse.
 pub fn canonicalize(s: &str) -> Option<String> {
-    let q = normalize(parse(s)?);
+    canonical(parse(s)?)
+}
+
+fn canonical(q: Quantity) -> Option<String> {
+    let q = normalize(q);
     if q.mantissa == 0 {
         return Some("0".into());
     }
@@ -223,6 +241,10 @@ mod tests {
         assert_eq!(from_milli(1500), "1500m");
         assert_eq!(from_milli(2000), "2");
         assert_eq!(from_milli(256 * 1024 * 1024 * 1000), "256Mi");
+        assert_eq!(super::from_milli_as(2_000_000_000_000, "1G"), "2G");
+        assert_eq!(super::from_milli_as(2_147_483_648_000, "1Gi"), "2Gi");
+        assert_eq!(super::from_milli_as(300, "100m"), "300m");
+        assert_eq!(super::from_milli_as(0, "1Gi"), "0");
     }
 
     #[test]

@@ -321,7 +321,7 @@ async fn grants(reg: &Registry, user: &User, ns: &str) -> ApiResult<Vec<Grant>> 
         let Some(res) = lookup("rbac.authorization.k8s.io", "v1", plural) else {
             continue;
         };
-        let bindings = reg.list(res, scope, &ListOptions::default()).await?.items;
+        let bindings = reg.list(res, scope, &ListOptions::any()).await?.items;
         for b in bindings {
             let bns = scope.unwrap_or("");
             let Some(subject) = b

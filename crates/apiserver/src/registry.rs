@@ -3,6 +3,7 @@
 //! `metadata.resourceVersion` is the store's `mod_revision` and is not stored.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use skiff_store::{KeyValue, RangeOptions, Revision, Store};
@@ -11,6 +12,7 @@ use crate::error::{ApiError, Cause};
 use crate::resources::{lookup, Resource};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::strategy::{self, Subresource};
+use crate::watchcache::{Prepared, WatchCache};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -24,6 +26,21 @@ pub struct ListOptions {
     pub continue_token: Option<String>,
     /// Read at exactly this revision (`resourceVersionMatch=Exact`).
     pub exact_revision: Option<Revision>,
+    /// `None`: a consistent read (the state as of now); `Some(n)`: any state not older
+    /// than revision `n` (`Some(0)`: any state, `resourceVersion=0`).
+    pub min_revision: Option<Revision>,
+}
+
+impl ListOptions {
+    /// Everything, in whatever state the watch cache holds now (no wait for it to catch
+    /// up with the store): what kube-apiserver's own informers give its authorizer and
+    /// admission plugins.
+    pub fn any() -> ListOptions {
+        ListOptions {
+            min_revision: Some(0),
+            ..ListOptions::default()
+        }
+    }
 }
 
 /// A page of a list.
@@ -33,6 +50,18 @@ pub struct ListPage {
     pub revision: Revision,
     pub continue_token: Option<String>,
 }
+
+/// A page of a list as the watch cache holds its items (each with its JSON).
+pub struct ItemPage {
+    pub items: Vec<Arc<Prepared>>,
+    pub revision: Revision,
+    pub continue_token: Option<String>,
+}
+
+/// How long a consistent read waits for the watch cache before reading the store.
+const CONSISTENT_WAIT: Duration = Duration::from_millis(500);
+/// How long a read "not older than" a revision waits for it (kube-apiserver: 3 s).
+const REVISION_WAIT: Duration = Duration::from_secs(3);
 
 /// Options of a delete (query parameters and the DeleteOptions body).
 #[derive(Debug, Default, Clone)]
@@ -57,6 +86,8 @@ pub struct Deleted {
 #[derive(Clone)]
 pub struct Registry {
     store: Arc<dyn Store>,
+    /// Serves lists when present and fresh enough.
+    cache: Option<WatchCache>,
     /// The cluster CA (PEM) published in every namespace as `kube-root-ca.crt`.
     root_ca: Option<Arc<str>>,
 }
@@ -127,6 +158,15 @@ fn rv_of(v: &Value) -> Option<&str> {
         .filter(|s| !s.is_empty())
 }
 
+/// kube-apiserver's answer to a read of a revision the server has not reached.
+pub fn too_large_rv(rv: Revision, current: Revision) -> ApiError {
+    ApiError::new(
+        504,
+        "Timeout",
+        format!("Too large resource version: {rv}, current: {current}"),
+    )
+}
+
 /// Parses a resourceVersion string.
 pub fn parse_rv(rv: &str) -> ApiResult<Revision> {
     rv.parse::<Revision>()
@@ -172,8 +212,19 @@ impl Registry {
     pub fn new(store: Arc<dyn Store>) -> Registry {
         Registry {
             store,
+            cache: None,
             root_ca: None,
         }
+    }
+
+    /// Serves lists from `cache`.
+    pub fn with_cache(mut self, cache: WatchCache) -> Registry {
+        self.cache = Some(cache);
+        self
+    }
+
+    pub fn cache(&self) -> Option<&WatchCache> {
+        self.cache.as_ref()
     }
 
     /// Sets the CA certificate published as `kube-root-ca.crt`.
@@ -206,12 +257,79 @@ impl Registry {
         decode_as(res, &kv)
     }
 
+    /// The objects of `res` (in `ns`) that `opts` selects.
     pub async fn list(
         &self,
         res: &Resource,
         ns: Option<&str>,
         opts: &ListOptions,
     ) -> ApiResult<ListPage> {
+        let page = self.list_items(res, ns, opts).await?;
+        Ok(ListPage {
+            items: page.items.iter().map(|p| p.obj.clone()).collect(),
+            revision: page.revision,
+            continue_token: page.continue_token,
+        })
+    }
+
+    /// [`Registry::list`] as shared items: from the watch cache when it can answer
+    /// (no continue token, no exact revision, cache fresh enough), else from the store.
+    pub async fn list_items(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> ApiResult<ItemPage> {
+        let prefix = prefix(res, ns);
+        let mut revision_wait = REVISION_WAIT;
+        if let (Some(cache), None, None) = (&self.cache, &opts.continue_token, opts.exact_revision)
+        {
+            let (target, wait) = match opts.min_revision {
+                None => (
+                    self.store
+                        .current_revision()
+                        .await
+                        .map_err(|e| ApiError::from_store(e, res.group, res.plural, ""))?,
+                    CONSISTENT_WAIT,
+                ),
+                Some(n) => (n, REVISION_WAIT),
+            };
+            if cache.wait_for(target, wait).await {
+                let keep =
+                    |o: &Value| opts.labels.matches_object(o) && opts.fields.matches_object(o);
+                if let Some(list) = cache.list(res, &prefix, keep, opts.limit) {
+                    let continue_token = if list.more {
+                        list.items
+                            .last()
+                            .map(|p| encode_continue(list.revision, p.key.as_bytes()))
+                    } else {
+                        None
+                    };
+                    return Ok(ItemPage {
+                        items: list.items,
+                        revision: list.revision,
+                        continue_token,
+                    });
+                }
+            }
+            // Already waited: the store gets one look.
+            revision_wait = Duration::ZERO;
+        }
+        if let Some(rv) = opts.min_revision.filter(|r| *r > 0) {
+            if opts.continue_token.is_none() && opts.exact_revision.is_none() {
+                self.wait_for_store_revision(rv, revision_wait).await?;
+            }
+        }
+        self.list_store(res, ns, opts).await
+    }
+
+    /// [`Registry::list_items`] read from the store.
+    pub async fn list_store(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> ApiResult<ItemPage> {
         let prefix = prefix(res, ns);
         let (mut revision, mut start_after) = match &opts.continue_token {
             Some(t) => {
@@ -249,7 +367,11 @@ impl Registry {
             for kv in &page.kvs {
                 let obj = decode_as(res, kv)?;
                 if opts.labels.matches_object(&obj) && opts.fields.matches_object(&obj) {
-                    items.push(obj);
+                    items.push(Arc::new(crate::watchcache::listed(
+                        &kv.key,
+                        kv.mod_revision,
+                        obj,
+                    )));
                 }
             }
             let last = page.kvs.last().map(|kv| kv.key.clone());
@@ -264,11 +386,31 @@ impl Registry {
             }
             start_after = last;
         }
-        Ok(ListPage {
+        Ok(ItemPage {
             items,
             revision,
             continue_token,
         })
+    }
+
+    /// A read "not older than" `rv` that the cache cannot serve waits (up to 3 s) for the
+    /// store to reach it, then answers 504 as kube-apiserver does.
+    async fn wait_for_store_revision(&self, rv: Revision, wait: Duration) -> ApiResult<()> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let current = self
+                .store
+                .current_revision()
+                .await
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            if current >= rv {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(too_large_rv(rv, current));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Checks that `ns` exists and is not terminating (for creates).

@@ -240,6 +240,7 @@ pub fn apply_defaults(res: &Resource, obj: &mut Value) {
         "ResourceQuota" => {
             canonical_quantities(obj, &["/spec/hard", "/status/hard", "/status/used"])
         }
+        "LimitRange" => limit_range_defaults(obj),
         "Node" => canonical_quantities(obj, &["/status/capacity", "/status/allocatable"]),
         "PriorityClass" if obj.get("preemptionPolicy").is_none_or(Value::is_null) => {
             obj["preemptionPolicy"] = json!("PreemptLowerPriority");
@@ -253,6 +254,47 @@ pub fn apply_defaults(res: &Resource, obj: &mut Value) {
             }
         }
         _ => {}
+    }
+}
+
+/// `SetDefaults_LimitRangeItem`: a Container item's default limit is its max, its default
+/// request the default limit, else the min; quantities canonical.
+fn limit_range_defaults(obj: &mut Value) {
+    let Some(Value::Array(items)) = obj.pointer_mut("/spec/limits") else {
+        return;
+    };
+    for item in items.iter_mut().filter(|i| i.is_object()) {
+        for f in [
+            "max",
+            "min",
+            "default",
+            "defaultRequest",
+            "maxLimitRequestRatio",
+        ] {
+            if let Some(Value::Object(m)) = item.get_mut(f) {
+                crate::quantity::canonicalize_map(m);
+            }
+        }
+        if item.get("type").and_then(Value::as_str) != Some("Container") {
+            continue;
+        }
+        let get = |item: &Value, f: &str| item.get(f).and_then(Value::as_object).cloned();
+        let max = get(item, "max").unwrap_or_default();
+        let min = get(item, "min").unwrap_or_default();
+        let mut default = get(item, "default").unwrap_or_default();
+        for (k, v) in &max {
+            default.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        let mut request = get(item, "defaultRequest").unwrap_or_default();
+        for (k, v) in default.iter().chain(min.iter()) {
+            request.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        if !default.is_empty() {
+            item["default"] = Value::Object(default);
+        }
+        if !request.is_empty() {
+            item["defaultRequest"] = Value::Object(request);
+        }
     }
 }
 
@@ -378,10 +420,20 @@ pub fn default_pull_policy(image: &str) -> &'static str {
     }
 }
 
-/// The pod's QoS class from its containers' requests and limits.
+/// The pod's QoS class from its containers' requests and limits (`qos.GetPodQOS`): only
+/// non-zero cpu and memory count; a request not given is the limit (the API default);
+/// Guaranteed when every container limits both and the summed requests equal the
+/// summed limits.
 pub fn qos_class(spec: &Value) -> &'static str {
-    let mut any = false;
+    let mut requests: std::collections::BTreeMap<&str, i128> = Default::default();
+    let mut limits: std::collections::BTreeMap<&str, i128> = Default::default();
     let mut guaranteed = true;
+    let amount = |c: &Value, part: &str, r: &str| {
+        c.pointer(&format!("/resources/{part}/{r}"))
+            .and_then(Value::as_str)
+            .and_then(crate::quantity::milli_value)
+            .filter(|v| *v > 0)
+    };
     for list in ["containers", "initContainers"] {
         for c in spec
             .get(list)
@@ -389,23 +441,31 @@ pub fn qos_class(spec: &Value) -> &'static str {
             .into_iter()
             .flatten()
         {
-            let limits = c.pointer("/resources/limits").and_then(Value::as_object);
-            let requests = c.pointer("/resources/requests").and_then(Value::as_object);
-            if limits.is_some_and(|m| !m.is_empty()) || requests.is_some_and(|m| !m.is_empty()) {
-                any = true;
-            }
+            let mut limited = 0;
             for r in ["cpu", "memory"] {
-                let l = limits.and_then(|m| m.get(r));
-                let q = requests.and_then(|m| m.get(r)).or(l);
-                if l.is_none() || q != l {
-                    guaranteed = false;
+                let limit = amount(c, "limits", r);
+                let request = if c.pointer(&format!("/resources/requests/{r}")).is_some() {
+                    amount(c, "requests", r)
+                } else {
+                    limit
+                };
+                if let Some(v) = request {
+                    *requests.entry(r).or_default() += v;
                 }
+                if let Some(v) = limit {
+                    *limits.entry(r).or_default() += v;
+                    limited += 1;
+                }
+            }
+            if limited < 2 {
+                guaranteed = false;
             }
         }
     }
-    if !any {
-        "BestEffort"
-    } else if guaranteed {
+    if requests.is_empty() && limits.is_empty() {
+        return "BestEffort";
+    }
+    if guaranteed && requests == limits {
         "Guaranteed"
     } else {
         "Burstable"
@@ -566,7 +626,54 @@ pub fn validate_update(res: &Resource, old: &Value, new: &Value, sub: Subresourc
     };
     match res.kind {
         "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => {
-            immutable("spec.selector", &mut causes)
+            if old.pointer("/spec/selector") != new.pointer("/spec/selector") {
+                causes.push(crate::validation::invalid_raw(
+                    "spec.selector",
+                    &go_label_selector(new.pointer("/spec/selector")),
+                    "field is immutable",
+                ));
+            }
+            if res.kind == "StatefulSet" {
+                let rest = |o: &Value| {
+                    let mut spec = o.get("spec").cloned().unwrap_or(Value::Null);
+                    if let Some(m) = spec.as_object_mut() {
+                        for k in [
+                            "replicas",
+                            "ordinals",
+                            "template",
+                            "updateStrategy",
+                            "persistentVolumeClaimRetentionPolicy",
+                            "minReadySeconds",
+                            "selector",
+                        ] {
+                            m.remove(k);
+                        }
+                    }
+                    spec
+                };
+                if rest(old) != rest(new) {
+                    causes.push(Cause::forbidden("spec", "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"));
+                }
+            }
+        }
+        "RoleBinding" | "ClusterRoleBinding" if old.get("roleRef") != new.get("roleRef") => {
+            let field = |k: &str| {
+                json!(new
+                    .pointer(&format!("/roleRef/{k}"))
+                    .and_then(Value::as_str)
+                    .unwrap_or(""))
+                .to_string()
+            };
+            causes.push(crate::validation::invalid_raw(
+                "roleRef",
+                &format!(
+                    "rbac.RoleRef{{APIGroup:{}, Kind:{}, Name:{}}}",
+                    field("apiGroup"),
+                    field("kind"),
+                    field("name")
+                ),
+                "cannot change roleRef",
+            ));
         }
         "Job" => {
             immutable("spec.selector", &mut causes);
@@ -588,6 +695,36 @@ pub fn validate_update(res: &Resource, old: &Value, new: &Value, sub: Subresourc
             }
         }
         "Service" => immutable("spec.clusterIP", &mut causes),
+        "ResourceQuota" => {
+            let scopes = |o: &Value| -> std::collections::BTreeSet<String> {
+                o.pointer("/spec/scopes")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect()
+            };
+            if scopes(old) != scopes(new) {
+                let list: Vec<String> = new
+                    .pointer("/spec/scopes")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .map(Value::to_string)
+                    .collect();
+                let value = if list.is_empty() {
+                    "[]core.ResourceQuotaScope(nil)".to_string()
+                } else {
+                    format!("[]core.ResourceQuotaScope{{{}}}", list.join(", "))
+                };
+                causes.push(crate::validation::invalid_raw(
+                    "spec.scopes",
+                    &value,
+                    "field is immutable",
+                ));
+            }
+        }
         "Pod" => {
             let strip = |spec: Option<&Value>| {
                 let mut s = spec.cloned().unwrap_or(Value::Null);
@@ -619,6 +756,54 @@ pub fn validate_update(res: &Resource, old: &Value, new: &Value, sub: Subresourc
         _ => {}
     }
     causes
+}
+
+/// Go's `%#v` of a `*metav1.LabelSelector` as validation errors print it.
+fn go_label_selector(sel: Option<&Value>) -> String {
+    let Some(sel) = sel.filter(|s| !s.is_null()) else {
+        return "null".into();
+    };
+    let labels: std::collections::BTreeMap<String, String> = sel
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+        .collect();
+    let exprs: Vec<String> = sel
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let values: Vec<String> = e
+                .get("values")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(Value::to_string)
+                .collect();
+            let values = if values.is_empty() {
+                "[]string(nil)".to_string()
+            } else {
+                format!("[]string{{{}}}", values.join(", "))
+            };
+            format!(
+                "v1.LabelSelectorRequirement{{Key:{}, Operator:{}, Values:{values}}}",
+                e.get("key").cloned().unwrap_or(json!("")),
+                e.get("operator").cloned().unwrap_or(json!(""))
+            )
+        })
+        .collect();
+    let exprs = if exprs.is_empty() {
+        "[]v1.LabelSelectorRequirement(nil)".to_string()
+    } else {
+        format!("[]v1.LabelSelectorRequirement{{{}}}", exprs.join(", "))
+    };
+    format!(
+        "v1.LabelSelector{{MatchLabels:{}, MatchExpressions:{exprs}}}",
+        crate::validation::go_string_map(&labels)
+    )
 }
 
 #[cfg(test)]

@@ -101,9 +101,19 @@ pub fn read_entries(path: &std::path::Path) -> Vec<Entry> {
 /// Follows a container's json-file log at `path` from its current end: `each` gets
 /// every entry appended (across size rotations, `<log>.1`, `<log>.2`, …), until it
 /// returns false or the container `c` is no longer running and all is read.
-pub fn follow(
-    c: &mut crate::Container,
+pub fn follow(c: &mut crate::Container, path: &std::path::Path, each: impl FnMut(&Entry) -> bool) {
+    follow_while(
+        path,
+        || c.reload().is_ok() && c.state.status.is_active(),
+        each,
+    )
+}
+
+/// [`follow`] for a reader that learns whether the container still runs from
+/// `running` (the node agent asks its runtime interface).
+pub fn follow_while(
     path: &std::path::Path,
+    mut running: impl FnMut() -> bool,
     mut each: impl FnMut(&Entry) -> bool,
 ) {
     use std::io::{Seek, SeekFrom};
@@ -155,7 +165,7 @@ pub fn follow(
             }
             continue;
         }
-        if c.reload().is_err() || !c.state.status.is_active() {
+        if !running() {
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));

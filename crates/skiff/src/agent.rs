@@ -70,6 +70,12 @@ pub struct NodeFlags {
     /// … and removes unused images until it is below this (%).
     #[arg(long = "image-gc-low-threshold", default_value_t = 80)]
     pub image_gc_low_threshold: u64,
+    /// The cgroup this node's pods run under, as the kubelet's `--cgroup-root`: pods
+    /// get `<cgroup-root>/kubepods/pod<uid>`. Relative to the agent's own cgroup
+    /// unless it starts with `/`. Default `skiff-<node name>`, so several agents on
+    /// one host never share a parent.
+    #[arg(long = "cgroup-root")]
+    pub cgroup_root: Option<String>,
 }
 
 /// A quantity of bytes (`10Mi`, `100M`, `1024`).
@@ -82,10 +88,10 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
 impl NodeFlags {
     /// Sets these tunables in an agent's settings.
     pub fn apply(&self, cfg: &mut skiff_agent::kubelet::AgentConfig) -> Result<()> {
-        cfg.node.restarts = skiff_engine::state::PodRuns {
-            backoff_initial_ms: self.initial_restart.as_millis() as u64,
-            backoff_max_ms: self.max_restart.max(self.initial_restart).as_millis() as u64,
-        };
+        cfg.node.restarts = (
+            self.initial_restart,
+            self.max_restart.max(self.initial_restart),
+        );
         cfg.node.container_log_max_size = self.container_log_max_size;
         cfg.node.container_log_max_files = self.container_log_max_files;
         cfg.housekeeping_period = self.housekeeping_interval;
@@ -105,6 +111,12 @@ impl NodeFlags {
             high_percent: self.image_gc_high_threshold,
             low_percent: self.image_gc_low_threshold,
         };
+        if let Some(root) = &self.cgroup_root {
+            if root.is_empty() || root.split('/').any(|p| p == "..") {
+                return Err(anyhow!("--cgroup-root {root:?}: not a cgroup path"));
+            }
+            cfg.node.pods_cgroup = skiff_agent::pod::pods_cgroup(root);
+        }
         Ok(())
     }
 }
@@ -138,28 +150,34 @@ fn host_name() -> String {
         .to_ascii_lowercase()
 }
 
-/// The agent's settings for a node whose pods live in `pod_cidr` on `pod_bridge`.
+/// The agent's settings for a node whose pods live in `pod_cidr` on `pod_bridge`, and
+/// the runtime it runs them on: `engine` behind the CRI-shaped interface.
 pub fn config(
-    engine: &skiff_engine::Engine,
+    engine: skiff_engine::Engine,
     node_name: Option<String>,
     node_ip: String,
     pod_bridge: &str,
     pod_cidr: &str,
     kubelet_port: u16,
-) -> Result<skiff_agent::kubelet::AgentConfig> {
+) -> Result<(
+    skiff_agent::kubelet::AgentConfig,
+    skiff_agent::cri::SharedRuntime,
+)> {
     let bridge = skiff_engine::network::BridgeConfig::with(
         Some(pod_bridge),
         Some(pod_cidr),
         Some(&format!("{}_pods", engine.bridge.table)),
     )?;
-    Ok(skiff_agent::kubelet::AgentConfig {
+    let node_name = node_name.unwrap_or_else(host_name);
+    let cfg = skiff_agent::kubelet::AgentConfig {
         node: skiff_agent::pod::NodeSettings {
-            bridge,
             node_ip,
-            node_name: node_name.unwrap_or_else(host_name),
+            pods_cgroup: skiff_agent::pod::pods_cgroup(&skiff_agent::pod::default_cgroup_root(
+                &node_name,
+            )),
+            node_name,
             cluster_domain: "cluster.local".into(),
             pods_dir: engine.root.join("pods"),
-            cgroup_root: "kubepods".into(),
             restarts: skiff_agent::pod::DEFAULT_RESTARTS,
             storage_dir: engine.root.join("storage"),
             container_log_max_size: 10 << 20,
@@ -175,7 +193,9 @@ pub fn config(
         eviction_hard: skiff_agent::pressure::parse(skiff_agent::pressure::DEFAULT_EVICTION_HARD)
             .map_err(|e| anyhow!(e))?,
         image_gc: Default::default(),
-    })
+    };
+    let runtime = skiff_agent::cri::EngineRuntime::new(std::sync::Arc::new(engine), bridge);
+    Ok((cfg, std::sync::Arc::new(runtime)))
 }
 
 /// Starts the agent: its streaming endpoint on `node_ip:kubelet_port` (clients
@@ -183,7 +203,7 @@ pub fn config(
 /// futures complete.
 pub async fn start<F, Fut>(
     client: kube::Client,
-    engine: skiff_engine::Engine,
+    runtime: skiff_agent::cri::SharedRuntime,
     mut cfg: skiff_agent::kubelet::AgentConfig,
     ca_pem: &str,
     kubelet_port: u16,
@@ -193,7 +213,6 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let engine = std::sync::Arc::new(engine);
     let listener = tokio::net::TcpListener::bind((cfg.node.node_ip.as_str(), kubelet_port))
         .await
         .map_err(|e| {
@@ -205,7 +224,7 @@ where
         })?;
     cfg.kubelet_port = listener.local_addr()?.port();
     let streaming = std::sync::Arc::new(skiff_agent::streaming::Config {
-        engine: engine.clone(),
+        runtime: runtime.clone(),
         pods_dir: cfg.node.pods_dir.clone(),
         client_ca_pem: ca_pem.to_string(),
         node_name: cfg.node.node_name.clone(),
@@ -218,7 +237,7 @@ where
     ))];
     let done = stop();
     tasks.push(tokio::spawn(async move {
-        if let Err(e) = skiff_agent::kubelet::run(client, engine, cfg, done).await {
+        if let Err(e) = skiff_agent::kubelet::run(client, runtime, cfg, done).await {
             eprintln!("skiff: node agent: {e}");
         }
     }));
@@ -236,8 +255,8 @@ pub fn run(f: AgentFlags, engine: skiff_engine::Engine) -> Result<i32> {
         let node = f.node_name.clone().unwrap_or_else(host_name);
         let (id, client) = skiff_agent::join::join(&f.server, &f.token, &node, &f.data_dir).await?;
         let pod_cidr = skiff_agent::kubelet::await_pod_cidr(&client, &node).await?;
-        let mut cfg = config(
-            &engine,
+        let (mut cfg, runtime) = config(
+            engine,
             Some(node.clone()),
             f.node_ip.clone(),
             &f.pod_bridge,
@@ -257,7 +276,7 @@ pub fn run(f: AgentFlags, engine: skiff_engine::Engine) -> Result<i32> {
                 let _ = rx.changed().await;
             }
         };
-        let tasks = start(client, engine, cfg, &id.ca_pem, f.kubelet_port, stop).await?;
+        let tasks = start(client, runtime, cfg, &id.ca_pem, f.kubelet_port, stop).await?;
         wait_for_signal().await?;
         let _ = stop_tx.send(true);
         for t in tasks {

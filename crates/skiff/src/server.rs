@@ -126,10 +126,17 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
                 stop(),
             )));
         }
-        if let Some((cfg, engine)) = agent {
+        if let Some((cfg, runtime)) = agent {
             tasks.extend(
-                crate::agent::start(client, engine, cfg, &server.ca_cert_pem, kubelet_port, stop)
-                    .await?,
+                crate::agent::start(
+                    client,
+                    runtime,
+                    cfg,
+                    &server.ca_cert_pem,
+                    kubelet_port,
+                    stop,
+                )
+                .await?,
             );
         }
         crate::agent::wait_for_signal().await?;
@@ -152,7 +159,10 @@ async fn kube_client(kubeconfig: &std::path::Path) -> Result<kube::Client> {
 fn agent_config(
     f: &ServerFlags,
     engine: Option<skiff_engine::Engine>,
-) -> Result<(skiff_agent::kubelet::AgentConfig, skiff_engine::Engine)> {
+) -> Result<(
+    skiff_agent::kubelet::AgentConfig,
+    skiff_agent::cri::SharedRuntime,
+)> {
     let engine = engine.ok_or_else(|| anyhow!("the node agent needs the engine root"))?;
     let node_ip = f.node_ip.clone().unwrap_or_else(|| {
         f.advertise_address
@@ -163,8 +173,8 @@ fn agent_config(
     // The server's own node takes the first /24 of the cluster CIDR (joining nodes get
     // theirs from the control plane's allocator).
     let (net, _) = skiff_engine::network::parse_cidr(&f.cluster_cidr)?;
-    let mut cfg = crate::agent::config(
-        &engine,
+    let (mut cfg, runtime) = crate::agent::config(
+        engine,
         f.node_name.clone(),
         node_ip,
         &f.pod_bridge,
@@ -173,5 +183,5 @@ fn agent_config(
     )?;
     cfg.control_plane = true;
     f.node.apply(&mut cfg)?;
-    Ok((cfg, engine))
+    Ok((cfg, runtime))
 }

@@ -214,23 +214,31 @@ fn exec_probes_run_in_the_container() {
     std::thread::sleep(std::time::Duration::from_millis(200));
     let t = std::time::Duration::from_secs(5);
     let cmd = |s: &str| vec!["sh".to_string(), "-c".to_string(), s.to_string()];
+    let rt = runtime(&r, "p");
     assert_eq!(
-        exec(
-            std::path::Path::new(EXE),
-            &r.dir,
-            "probed",
-            &cmd("cat /tmp/healthy"),
-            t
-        ),
+        exec(&rt, "probed", &cmd("cat /tmp/healthy"), t),
         ProbeResult::Success
     );
     assert!(
-        matches!(exec(std::path::Path::new(EXE), &r.dir, "probed", &cmd("echo sick; exit 1"), t), ProbeResult::Failure(m) if m == "sick")
+        matches!(exec(&rt, "probed", &cmd("echo sick; exit 1"), t), ProbeResult::Failure(m) if m == "sick")
     );
     assert!(matches!(
-        exec(std::path::Path::new(EXE), &r.dir, "probed", &cmd("sleep 5"), std::time::Duration::from_millis(300)),
+        exec(&rt, "probed", &cmd("sleep 5"), std::time::Duration::from_millis(300)),
         ProbeResult::Failure(m) if m.contains("timed out")
     ));
+}
+
+/// The engine of root `r` behind the CRI-shaped interface, its pods on bridge
+/// `<bridge><suffix>` in the upper half of the root's subnet.
+fn runtime(r: &Root, suffix: &str) -> skiff_agent::cri::EngineRuntime {
+    let e = Engine::open(&r.dir, std::path::Path::new(EXE)).unwrap();
+    let bridge = skiff_engine::network::BridgeConfig::with(
+        Some(&format!("{}{suffix}", r.bridge)),
+        Some(&r.cidr.replace(".0/24", ".128/25")),
+        Some(&format!("{}{suffix}", r.table)),
+    )
+    .unwrap();
+    skiff_agent::cri::EngineRuntime::new(std::sync::Arc::new(e), bridge)
 }
 
 /// Objects the pod refers to; records the events the agent reports.
@@ -268,14 +276,9 @@ impl skiff_agent::podspec::ObjectLookup for Objects {
 fn a_two_container_pod_with_an_init_container_and_shared_volumes() {
     use skiff_agent::pod::{start_pod, stop_pod, NodeSettings};
     let r = Root::with_busybox(EXE);
-    let e = Engine::open(&r.dir, std::path::Path::new(EXE)).unwrap();
+    let rt = runtime(&r, "k");
+    let e = rt.engine.clone();
     let node = NodeSettings {
-        bridge: skiff_engine::network::BridgeConfig::with(
-            Some(&format!("{}k", r.bridge)),
-            Some(&r.cidr.replace(".0/24", ".128/25")),
-            Some(&format!("{}k", r.table)),
-        )
-        .unwrap(),
         node_ip: "127.0.0.1".into(),
         node_name: "node-a".into(),
         cluster_domain: "cluster.local".into(),
@@ -283,7 +286,7 @@ fn a_two_container_pod_with_an_init_container_and_shared_volumes() {
         storage_dir: r.dir.join("storage"),
         container_log_max_size: 10 << 20,
         container_log_max_files: 5,
-        cgroup_root: format!("skiff-pods-{}", std::process::id()),
+        pods_cgroup: skiff_agent::pod::pods_cgroup(&format!("skiff-pods-{}", std::process::id())),
         restarts: skiff_agent::pod::DEFAULT_RESTARTS,
     };
     // The tutorials' shape: an init container prepares the shared volume; one
@@ -318,7 +321,7 @@ fn a_two_container_pod_with_an_init_container_and_shared_volumes() {
     }))
     .unwrap();
     let objects = Objects::default();
-    let running = start_pod(&e, &node, &pod, &objects).unwrap();
+    let running = start_pod(&rt, &node, &pod, &objects).unwrap();
     assert_eq!(running.containers.len(), 2);
     let events = objects.events.lock().unwrap().clone();
     // `busybox` means :latest, pull policy Always: no registry, so the local image runs with a warning.
@@ -355,22 +358,27 @@ fn a_two_container_pod_with_an_init_container_and_shared_volumes() {
         std::fs::read_link(format!("/proc/{}/ns/net", c.state.pid)).unwrap()
     };
     assert_eq!(net(&client), net(&running.containers["server"]));
-    stop_pod(
-        &e,
-        &node,
-        &running,
-        std::time::Duration::from_secs(1),
-        Some(&pod),
-    )
-    .unwrap();
+    // ContainerStats reads the container's own cgroup and writable layer.
+    let st = skiff_agent::cri::RuntimeService::container_stats(&rt, &running.containers["server"])
+        .unwrap();
+    assert!(
+        st.memory_working_set_bytes > 0 && st.processes >= 1,
+        "{st:?}"
+    );
+    stop_pod(&rt, &running, std::time::Duration::from_secs(1), Some(&pod)).unwrap();
     assert!(
         e.list().unwrap().is_empty(),
         "every container of the pod is gone"
     );
     assert!(!running.dir.exists());
-    skiff_engine::network::teardown(&node.bridge).unwrap();
-    let host = skiff_runtime::cgroups::Host::detect().unwrap();
-    for p in host.paths_for("", &node.cgroup_root).values() {
-        std::fs::remove_dir(p).unwrap();
+    skiff_engine::network::teardown(&rt.bridge).unwrap();
+    // The pod's group went with it; the node's parent goes once no pod is left.
+    for p in skiff_agent::pod::cgroup_dirs(&running.cgroup()) {
+        assert!(!p.exists(), "{} left behind", p.display());
+    }
+    skiff_agent::pod::remove_pods_cgroup(&node.pods_cgroup);
+    for p in skiff_agent::pod::cgroup_dirs(&node.pods_cgroup) {
+        assert!(!p.exists(), "{} left behind", p.display());
+        assert!(!p.parent().unwrap().exists(), "{} left behind", p.display());
     }
 }

@@ -13,6 +13,8 @@ struct Cluster {
     server: Option<Child>,
     node: String,
     extra: Vec<String>,
+    /// The address the API (and this node's agent) listens on.
+    bind: String,
     /// The server's first line: its port and join token.
     banner: String,
 }
@@ -24,6 +26,11 @@ impl Cluster {
 
     /// A cluster whose server has `extra` flags too.
     fn start_with(root: Root, extra: &[&str]) -> Cluster {
+        Cluster::start_on(root, "127.0.0.1", extra)
+    }
+
+    /// A cluster whose API and node agent listen on `bind`.
+    fn start_on(root: Root, bind: &str, extra: &[&str]) -> Cluster {
         let node = format!(
             "node-{}",
             root.table.trim_start_matches("skt").replace('x', "-")
@@ -33,6 +40,7 @@ impl Cluster {
             server: None,
             node,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            bind: bind.to_string(),
             banner: String::new(),
         };
         c.boot();
@@ -49,7 +57,7 @@ impl Cluster {
                 "--https-listen-port",
                 "0",
                 "--bind-address",
-                "127.0.0.1",
+                &self.bind,
                 "--node-name",
                 &self.node,
                 "--pod-bridge",
@@ -226,7 +234,7 @@ impl Drop for Cluster {
             ]);
         }
         self.stop();
-        clean_node_root(&self.root);
+        clean_node_root(&self.root, &self.node);
     }
 }
 
@@ -254,9 +262,16 @@ fn lenient_eviction(extra: &[String]) -> Vec<String> {
     out
 }
 
-/// Removes what a node agent on `root` may have left: pods' infra processes,
+/// The cgroup directories (every hierarchy) of pod `uid` on node `node` (its
+/// agent's default `--cgroup-root`).
+fn pod_cgroups(node: &str, uid: &str) -> Vec<std::path::PathBuf> {
+    let parent = skiff_agent::pod::pods_cgroup(&skiff_agent::pod::default_cgroup_root(node));
+    skiff_agent::pod::cgroup_dirs(&format!("{parent}/pod{uid}"))
+}
+
+/// Removes what node `node`'s agent on `root` may have left: pods' infra processes,
 /// containers, pod cgroups, the pod bridge and filter table, pod directories.
-fn clean_node_root(root: &Root) {
+fn clean_node_root(root: &Root, node: &str) {
     let mut uids = Vec::new();
     if let Ok(rd) = std::fs::read_dir(root.dir.join("pods")) {
         for e in rd.flatten() {
@@ -274,13 +289,14 @@ fn clean_node_root(root: &Root) {
     for id in String::from_utf8_lossy(&ids.stdout).lines() {
         let _ = root.run(&["rm", "-f", id]);
     }
-    if let Ok(host) = skiff_runtime::cgroups::Host::detect() {
-        for uid in uids {
-            for p in host.paths_for("kubepods", &format!("pod{uid}")).values() {
-                let _ = std::fs::remove_dir(p);
-            }
+    for uid in uids {
+        for p in pod_cgroups(node, &uid) {
+            let _ = std::fs::remove_dir(p);
         }
     }
+    skiff_agent::pod::remove_pods_cgroup(&skiff_agent::pod::pods_cgroup(
+        &skiff_agent::pod::default_cgroup_root(node),
+    ));
     let _ = Command::new("ip")
         .args(["link", "del", &format!("{}q", root.bridge)])
         .stderr(Stdio::null())
@@ -1748,6 +1764,131 @@ fn an_unreachable_node_is_tainted_and_its_pods_evicted_by_their_tolerations() {
     c.ok(&["delete", "node", "ghost"]);
 }
 
+/// A network namespace of the test's own, joined to the host by a veth pair with
+/// test-only addresses (a /30 in 10.213.250.0–10.213.253.255, which no test's
+/// cluster or engine subnet uses): `host_ip` on the host's end, `ns_ip` on the
+/// namespace's `eth0`. The namespace (with everything in it) and the veth go when
+/// dropped, also after a failed assertion.
+struct NetNs {
+    name: String,
+    host_if: String,
+    host_ip: String,
+    ns_ip: String,
+}
+
+impl NetNs {
+    fn new() -> NetNs {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let pid = std::process::id() as usize;
+        let block = (pid * 4 + k) % 256;
+        let (third, fourth) = (250 + block / 64, (block % 64) * 4);
+        let ns = NetNs {
+            name: format!("skt{}n{k}", pid % 100_000),
+            host_if: format!("skt{}v{k}", pid % 100_000),
+            host_ip: format!("10.213.{third}.{}", fourth + 1),
+            ns_ip: format!("10.213.{third}.{}", fourth + 2),
+        };
+        ns.cleanup();
+        let ip = |args: &[&str]| {
+            let o = Command::new("ip").args(args).output().unwrap();
+            assert!(
+                o.status.success(),
+                "ip {args:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        };
+        ip(&["netns", "add", &ns.name]);
+        ip(&[
+            "link",
+            "add",
+            &ns.host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &ns.name,
+        ]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}/30", ns.host_ip),
+            "dev",
+            &ns.host_if,
+        ]);
+        ip(&["link", "set", &ns.host_if, "up"]);
+        ip(&[
+            "-n",
+            &ns.name,
+            "addr",
+            "add",
+            &format!("{}/30", ns.ns_ip),
+            "dev",
+            "eth0",
+        ]);
+        ip(&["-n", &ns.name, "link", "set", "eth0", "up"]);
+        ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// Makes `cmd` run inside the namespace (only its network namespace changes: it
+    /// keeps the host's mounts, cgroups and /sys).
+    fn enter(&self, cmd: &mut Command) {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let f = std::fs::File::open(format!("/run/netns/{}", self.name)).unwrap();
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+
+    /// Runs a command inside the namespace.
+    fn run(&self, program: &str, args: &[&str]) -> std::process::Output {
+        let mut cmd = Command::new(program);
+        cmd.args(args);
+        self.enter(&mut cmd);
+        cmd.output().unwrap()
+    }
+
+    fn cleanup(&self) {
+        // Whatever still runs inside goes first (the agent and its monitors are
+        // stopped before this; this is the safety net).
+        if let Ok(o) = Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+        {
+            for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                if let Ok(pid) = pid.parse::<i32>() {
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
+        for args in [
+            vec!["netns", "del", &self.name],
+            vec!["link", "del", &self.host_if],
+        ] {
+            let _ = Command::new("ip")
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
 /// A second node: `skiff agent` on its own root, stopped (its pods deleted first)
 /// and cleaned up when dropped.
 struct JoinedAgent<'a> {
@@ -1772,7 +1913,7 @@ impl Drop for JoinedAgent<'_> {
             unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
             let _ = c.wait();
         }
-        clean_node_root(&self.root);
+        clean_node_root(&self.root, &self.name);
     }
 }
 
@@ -2040,7 +2181,10 @@ fn container_logs_rotate_by_size_and_kubectl_logs_reads_the_current_file() {
 
 #[test]
 fn an_agent_joins_by_token_and_runs_pods_as_its_node() {
-    let c = Cluster::start(Root::with_busybox(EXE));
+    // The second node's agent runs in a network namespace of its own, reaching the
+    // API through a veth pair; the API listens on the host's end only.
+    let net = NetNs::new();
+    let c = Cluster::start_on(Root::with_busybox(EXE), &net.host_ip, &[]);
     c.wait_for(&["get", "nodes"], " Ready ", 20);
     let port = c
         .banner
@@ -2059,7 +2203,7 @@ fn an_agent_joins_by_token_and_runs_pods_as_its_node() {
         .trim()
         .to_string();
     assert!(token.starts_with("K10"), "{token}");
-    let server = format!("https://127.0.0.1:{port}");
+    let server = format!("https://{}:{port}", net.host_ip);
     let root = Root::with_busybox(EXE);
     let name = format!("{}-b", c.node);
 
@@ -2085,29 +2229,28 @@ fn an_agent_joins_by_token_and_runs_pods_as_its_node() {
         String::from_utf8_lossy(&o.stderr)
     );
 
-    let mut child = root
-        .cmd(&[
-            "agent",
-            "--server",
-            &server,
-            "--token",
-            &token,
-            "--node-name",
-            &name,
-            "--node-ip",
-            "127.0.0.1",
-            "--kubelet-port",
-            "0",
-            "--pod-bridge",
-            &format!("{}q", root.bridge),
-        ])
-        .args(lenient_eviction(&[]))
+    let mut cmd = root.cmd(&[
+        "agent",
+        "--server",
+        &server,
+        "--token",
+        &token,
+        "--node-name",
+        &name,
+        "--node-ip",
+        &net.ns_ip,
+        "--kubelet-port",
+        "0",
+        "--pod-bridge",
+        &format!("{}q", root.bridge),
+    ]);
+    cmd.args(lenient_eviction(&[]))
         .arg("--data-dir")
         .arg(root.dir.join("agent"))
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::piped());
+    net.enter(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
     let mut err = child.stderr.take().unwrap();
     std::thread::spawn(move || {
         let mut sink = Vec::new();
@@ -2176,6 +2319,125 @@ fn an_agent_joins_by_token_and_runs_pods_as_its_node() {
     assert!(ip.starts_with(&prefix), "{ip} not in {mine}");
     c.wait_for(&["logs", "on-b"], "hello-from-b", 10);
     assert_eq!(c.ok(&["exec", "on-b", "--", "hostname"]), "on-b\n");
+    // The agent writes as the kubelet does: its field manager owns the pod's status
+    // and the node's.
+    for obj in [vec!["pod", "on-b"], vec!["node", name.as_str()]] {
+        let mut args = vec!["get"];
+        args.extend(obj.iter().copied());
+        args.extend(["-o", "jsonpath={.metadata.managedFields[*].manager}"]);
+        let managers = c.ok(&args);
+        assert!(
+            managers.split_whitespace().any(|m| m == "kubelet"),
+            "{obj:?}: {managers}"
+        );
+    }
+    let addr = c.ok(&[
+        "get",
+        "node",
+        &name,
+        "-o",
+        "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}",
+    ]);
+    assert_eq!(addr, net.ns_ip);
+    // Its pod network lives in the agent's namespace, not the host's: the bridge with
+    // the pod's veth on it, the filter table, the route to the pod.
+    let bridge = format!("{}q", agent.root.bridge);
+    let table = format!("{}_pods", agent.root.table);
+    let o = net.run("ip", &["-o", "link", "show", "master", &bridge]);
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains("veth"),
+        "no veth on {bridge} in the agent's namespace: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(net
+        .run("nft", &["list", "table", "ip", &table])
+        .status
+        .success());
+    assert!(net.run("ip", &["route", "get", &ip]).status.success());
+    let host_side = |program: &str, args: &[&str]| {
+        Command::new(program)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(!host_side("ip", &["link", "show", &bridge]));
+    assert!(!host_side("nft", &["list", "table", "ip", &table]));
+
+    // Each agent keeps its pods' cgroups under its own --cgroup-root (the default,
+    // skiff-<node name>), and removes them with the pods.
+    c.apply(&format!(
+        concat!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: on-a\nspec:\n",
+            "  nodeName: {}\n  terminationGracePeriodSeconds: 1\n  containers:\n",
+            "  - name: c\n    image: busybox\n    imagePullPolicy: Never\n",
+            "    command: [\"sleep\", \"1000\"]\n"
+        ),
+        c.node
+    ));
+    c.wait_for(
+        &["get", "pod", "on-a", "-o", "jsonpath={.status.phase}"],
+        "Running",
+        30,
+    );
+    let uid = |pod: &str| c.ok(&["get", "pod", pod, "-o", "jsonpath={.metadata.uid}"]);
+    let (uid_a, uid_b) = (uid("on-a"), uid("on-b"));
+    let holds_a_container = |dirs: &[std::path::PathBuf]| {
+        !dirs.is_empty()
+            && dirs.iter().all(|d| {
+                std::fs::read_dir(d)
+                    .map(|rd| rd.flatten().any(|e| e.path().is_dir()))
+                    .unwrap_or(false)
+            })
+    };
+    for (node, mine, other) in [(&c.node, &uid_a, &uid_b), (&name, &uid_b, &uid_a)] {
+        let dirs = pod_cgroups(node, mine);
+        assert!(holds_a_container(&dirs), "{dirs:?}");
+        assert!(pod_cgroups(node, other).iter().all(|d| !d.exists()));
+    }
+    // Not in the parent every agent used to share.
+    for uid in [&uid_a, &uid_b] {
+        let shared = skiff_agent::pod::cgroup_dirs(&format!("kubepods/pod{uid}"));
+        assert!(shared.iter().all(|d| !d.exists()), "{shared:?}");
+    }
+    c.ok(&[
+        "delete",
+        "pod",
+        "on-a",
+        "on-b",
+        "--grace-period=1",
+        "--wait=false",
+    ]);
+    let start = Instant::now();
+    for (node, uid) in [(&c.node, &uid_a), (&name, &uid_b)] {
+        loop {
+            let left: Vec<_> = pod_cgroups(node, uid)
+                .into_iter()
+                .filter(|d| d.exists())
+                .collect();
+            if left.is_empty() {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "left behind: {left:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    while c.kubectl(&["get", "pod", "on-a"]).status.success() {
+        assert!(start.elapsed() < Duration::from_secs(30), "on-a never went");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The joined node's agent finishes the deletion of its own pod (the Node authorizer
+    // lets a kubelet delete pods bound to it).
+    while c.kubectl(&["get", "pod", "on-b"]).status.success() {
+        assert!(start.elapsed() < Duration::from_secs(40), "on-b never went");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // The node's own credentials reach only what the Node authorizer allows.
     let node_kc = agent.root.dir.join("agent").join("kubelet.kubeconfig");

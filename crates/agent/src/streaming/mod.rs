@@ -16,6 +16,7 @@ pub mod remote;
 pub mod spdy;
 pub mod ws;
 
+use crate::cri::{ContainerFilter, ContainerStatus, PodSandboxState, Runtime, SharedRuntime};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
@@ -23,7 +24,6 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use skiff_engine::{Container, Engine};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,7 +34,7 @@ pub type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
 /// What the streaming server needs.
 pub struct Config {
-    pub engine: Arc<Engine>,
+    pub runtime: SharedRuntime,
     /// Where pods' `running.json` records are (the node's pods dir).
     pub pods_dir: PathBuf,
     /// PEM of the CA whose client certificates are accepted (the cluster CA).
@@ -202,19 +202,20 @@ async fn handle(cfg: Arc<Config>, req: Request<Incoming>) -> Response<Body> {
 }
 
 /// The engine container of a pod's container (the running one when several exist).
-fn find_container(engine: &Engine, ns: &str, pod: &str, name: &str) -> Option<Container> {
-    let mut found: Vec<Container> = engine
-        .list()
-        .ok()?
-        .into_iter()
-        .filter(|c| {
-            let l = &c.record.labels;
-            l.get("io.kubernetes.pod.namespace").map(String::as_str) == Some(ns)
-                && l.get("io.kubernetes.pod.name").map(String::as_str) == Some(pod)
-                && l.get("io.kubernetes.container.name").map(String::as_str) == Some(name)
+fn find_container(rt: &dyn Runtime, ns: &str, pod: &str, name: &str) -> Option<ContainerStatus> {
+    let mut found = rt
+        .list_containers(&ContainerFilter {
+            label_selector: [
+                ("io.kubernetes.pod.namespace", ns),
+                ("io.kubernetes.pod.name", pod),
+                ("io.kubernetes.container.name", name),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         })
-        .collect();
-    found.sort_by_key(|c| (c.state.status.is_active(), c.record.created.clone()));
+        .ok()?;
+    found.sort_by_key(|c| (c.state.is_active(), c.created_at.clone()));
     found.pop()
 }
 
@@ -233,7 +234,7 @@ async fn logs(
     name: &str,
 ) -> Response<Body> {
     let q = query(req);
-    let Some(c) = find_container(&cfg.engine, ns, pod, name) else {
+    let Some(c) = find_container(&*cfg.runtime, ns, pod, name) else {
         // The kubelet's answer for a container that has not run yet.
         return text(
             StatusCode::BAD_REQUEST,
@@ -244,7 +245,7 @@ async fn logs(
     };
     let previous = flag(&q, "previous");
     let path = if previous {
-        let p = skiff_engine::logs::previous_path(&c.log_path());
+        let p = skiff_engine::logs::previous_path(&c.log_path);
         if !p.exists() {
             return text(
                 StatusCode::BAD_REQUEST,
@@ -253,7 +254,7 @@ async fn logs(
         }
         p
     } else {
-        c.log_path()
+        c.log_path.clone()
     };
     let since = match (param(&q, "sinceSeconds"), param(&q, "sinceTime")) {
         (Some(s), _) => match s.parse::<i64>() {
@@ -274,7 +275,10 @@ async fn logs(
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
     let follow = flag(&q, "follow") && !previous;
-    tokio::task::spawn_blocking(move || stream_log(c, path, filter, tail, limit, follow, tx));
+    let rt = cfg.runtime.clone();
+    tokio::task::spawn_blocking(move || {
+        stream_log(rt, c.id, path, filter, tail, limit, follow, tx)
+    });
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv()
             .await
@@ -312,8 +316,10 @@ impl LogFilter {
 
 /// Sends a json-file log's lines (filtered, tailed, limited) and, with `follow`,
 /// what is appended until the container stops or the client goes away.
+#[allow(clippy::too_many_arguments)]
 fn stream_log(
-    mut c: Container,
+    rt: SharedRuntime,
+    id: String,
     path: PathBuf,
     filter: LogFilter,
     tail: Option<i64>,
@@ -344,7 +350,12 @@ fn stream_log(
         }
     }
     if follow {
-        skiff_engine::logs::follow(&mut c, &path, |e| match filter.render(e) {
+        let running = || {
+            rt.container_status(&id)
+                .map(|s| s.state.is_active())
+                .unwrap_or(false)
+        };
+        skiff_engine::logs::follow_while(&path, running, |e| match filter.render(e) {
             Some(b) => send(b) && !tx.is_closed(),
             None => !tx.is_closed(),
         });
@@ -418,10 +429,10 @@ async fn remote_command(
     attach: bool,
 ) -> Response<Body> {
     let q = query(&req);
-    let Some(c) = find_container(&cfg.engine, ns, pod, name) else {
+    let Some(c) = find_container(&*cfg.runtime, ns, pod, name) else {
         return container_missing(ns, pod, name);
     };
-    if !c.state.status.is_active() {
+    if !c.state.is_active() {
         return text(
             StatusCode::BAD_REQUEST,
             &format!("container {name} is not running"),
@@ -444,27 +455,25 @@ async fn remote_command(
             "you must specify at least 1 command",
         );
     }
-    if attach && want.tty && !c.record.tty {
+    if attach && want.tty && !c.tty {
         // kubelet refuses a terminal the container does not have.
         return text(
             StatusCode::BAD_REQUEST,
             &format!("tty is not supported for container {name}: the container was not started with tty: true"),
         );
     }
-    let engine = cfg.engine.clone();
-    let id = c.record.id.clone();
-    let dir = c.dir.clone();
-    let container_tty = c.record.tty;
+    let runtime = cfg.runtime.clone();
+    let id = c.id.clone();
+    let container_tty = c.tty;
     let stdin_once = c
-        .record
         .labels
         .get(crate::pod::STDIN_ONCE_LABEL)
         .is_some_and(|v| v == "true");
     let run = move |io: remote::Io| async move {
         if attach {
-            remote::attach(&dir, container_tty, stdin_once, io).await
+            remote::attach(&*runtime, &id, container_tty, stdin_once, io).await
         } else {
-            remote::exec(&engine.exe, &engine.root, &id, &command, want.tty, io).await
+            remote::exec(&*runtime, &id, &command, want.tty, io).await
         }
     };
     let run_spdy = run.clone();
@@ -566,22 +575,25 @@ async fn port_forward(cfg: &Config, req: Request<Incoming>, ns: &str, pod: &str)
 /// The infra process of a pod running on this node.
 fn sandbox_pid(cfg: &Config, ns: &str, pod: &str) -> Option<i32> {
     let uids: std::collections::BTreeSet<String> = cfg
-        .engine
-        .list()
+        .runtime
+        .list_containers(&ContainerFilter {
+            label_selector: [
+                ("io.kubernetes.pod.namespace".to_string(), ns.to_string()),
+                ("io.kubernetes.pod.name".to_string(), pod.to_string()),
+            ]
+            .into_iter()
+            .collect(),
+        })
         .ok()?
         .into_iter()
-        .filter(|c| {
-            let l = &c.record.labels;
-            l.get("io.kubernetes.pod.namespace").map(String::as_str) == Some(ns)
-                && l.get("io.kubernetes.pod.name").map(String::as_str) == Some(pod)
-        })
-        .filter_map(|c| c.record.labels.get("io.kubernetes.pod.uid").cloned())
+        .filter_map(|c| c.labels.get("io.kubernetes.pod.uid").cloned())
         .collect();
     uids.iter().find_map(|uid| {
         let running: crate::pod::RunningPod = serde_json::from_slice(
             &std::fs::read(cfg.pods_dir.join(uid).join("running.json")).ok()?,
         )
         .ok()?;
-        running.sandbox.alive().then_some(running.sandbox.pid)
+        (cfg.runtime.pod_sandbox_status(&running.sandbox) == PodSandboxState::Ready)
+            .then_some(running.sandbox.pid)
     })
 }

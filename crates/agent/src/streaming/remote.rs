@@ -6,7 +6,6 @@
 use super::spdy;
 use bytes::Bytes;
 use serde_json::{json, Value};
-use std::path::Path;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -56,18 +55,30 @@ pub fn failure(message: &str) -> Value {
     })
 }
 
-/// Runs `command` in the engine container `id` through `skiff exec` (the engine's
-/// exec wants a single-threaded caller, so it gets its own process).
-pub async fn exec(exe: &Path, root: &Path, id: &str, command: &[String], tty: bool, mut io: Io) {
-    let mut cmd = tokio::process::Command::new(exe);
-    cmd.arg("--root").arg(root).arg("exec");
-    if io.stdin.is_some() {
-        cmd.arg("-i");
-    }
-    if tty {
-        cmd.arg("-t");
-    }
-    cmd.arg(id).args(command);
+/// Runs `command` in container `id` through the runtime's Exec (with skiff's engine,
+/// a `skiff exec` process: the engine's exec wants a single-threaded caller).
+pub async fn exec(
+    rt: &dyn crate::cri::RuntimeService,
+    id: &str,
+    command: &[String],
+    tty: bool,
+    mut io: Io,
+) {
+    let target = rt.exec(&crate::cri::ExecRequest {
+        container_id: id.to_string(),
+        cmd: command.to_vec(),
+        tty,
+        stdin: io.stdin.is_some(),
+    });
+    let target = match target {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = io.out.send(Out::Done(failure(&format!("exec: {e}"))));
+            return;
+        }
+    };
+    let mut cmd = tokio::process::Command::new(&target.program);
+    cmd.args(&target.args);
     cmd.stdin(if io.stdin.is_some() {
         std::process::Stdio::piped()
     } else {
@@ -175,9 +186,15 @@ async fn pump<R: tokio::io::AsyncRead + Unpin>(
 /// The end of the client's input closes the container's stdin only with
 /// `stdin_once` (the pod's `stdinOnce`); otherwise the container keeps it open for
 /// the next client, and the session lasts until the container exits.
-pub async fn attach(container_dir: &Path, tty: bool, stdin_once: bool, mut io: Io) {
-    let sock = match skiff_engine::state::short_socket_path(container_dir, "attach.sock") {
-        Ok((_dir, path)) => tokio::net::UnixStream::connect(&path).await,
+pub async fn attach(
+    rt: &dyn crate::cri::RuntimeService,
+    id: &str,
+    tty: bool,
+    stdin_once: bool,
+    mut io: Io,
+) {
+    let sock = match rt.attach(id) {
+        Ok(s) => tokio::net::UnixStream::connect(&s.path).await,
         Err(e) => Err(std::io::Error::other(e.to_string())),
     };
     let sock = match sock {

@@ -1,0 +1,722 @@
+//! The runtime interface between the node agent and a container engine, shaped after
+//! the CRI (k8s.io/cri-api `pkg/apis/runtime/v1/api.proto`): a [`RuntimeService`] for
+//! pod sandboxes, containers, exec and attach, and an [`ImageService`] for images and
+//! the image filesystem, with the CRI's names for the calls the agent makes. The
+//! kubelet code reaches the engine only through these traits, so another engine could
+//! stand behind them; [`EngineRuntime`] puts skiff's own engine there.
+//!
+//! Calls block (the engine works with files, locks and helper processes): run them
+//! from `spawn_blocking` in async code.
+//!
+//! Where skiff differs from the CRI it says so: the engine's per-container monitor
+//! restarts containers by the pod's policy with the kubelet's back-off (so a container
+//! config carries its restart policy and `restart_count` is the runtime's), and Exec
+//! and Attach answer with a local endpoint the agent's streaming server relays rather
+//! than the URL of a streaming server of the runtime's own.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// No such container, sandbox or image.
+    #[error("{0}")]
+    NotFound(String),
+    /// StartContainer: the container's process could not be started.
+    #[error("{message}")]
+    StartFailed { code: i32, message: String },
+    #[error("{0}")]
+    Runtime(String),
+}
+
+impl From<skiff_engine::EngineError> for RuntimeError {
+    fn from(e: skiff_engine::EngineError) -> Self {
+        match e {
+            skiff_engine::EngineError::Start { code, message } => {
+                RuntimeError::StartFailed { code, message }
+            }
+            skiff_engine::EngineError::NoSuchContainer(_) => RuntimeError::NotFound(e.to_string()),
+            e => RuntimeError::Runtime(e.to_string()),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, RuntimeError>;
+
+/// PodSandboxConfig: what the sandbox of one pod holds.
+#[derive(Debug, Clone, Default)]
+pub struct PodSandboxConfig {
+    /// The sandbox's id (derived from the pod's uid by the agent).
+    pub id: String,
+    pub hostname: String,
+    /// NamespaceOption.network == NODE (hostNetwork): no pod network.
+    pub host_network: bool,
+    /// NamespaceOption.ipc == NODE.
+    pub host_ipc: bool,
+    /// NamespaceOption.pid == POD (shareProcessNamespace).
+    pub share_pid: bool,
+}
+
+/// A running pod sandbox, as the agent records it (`running.json`) to find it again
+/// after a restart.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PodSandbox {
+    pub id: String,
+    /// The infra process holding the pod's namespaces.
+    pub pid: i32,
+    /// Its start time (clock ticks since boot), telling it from a later process with
+    /// the same pid.
+    pub start_time: u64,
+    /// PodSandboxNetworkStatus.ip.
+    pub ip: Option<Ipv4Addr>,
+    pub share_pid: bool,
+}
+
+/// PodSandboxState.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodSandboxState {
+    Ready,
+    NotReady,
+}
+
+/// NamespaceMode: whose namespace a container uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NamespaceMode {
+    /// The pod sandbox's.
+    #[default]
+    Pod,
+    /// Its own (pid without shareProcessNamespace).
+    Container,
+    /// The node's (hostNetwork, hostIPC, hostPID).
+    Node,
+}
+
+/// NamespaceOption.
+#[derive(Debug, Clone, Default)]
+pub struct NamespaceOption {
+    pub network: NamespaceMode,
+    pub pid: NamespaceMode,
+    pub ipc: NamespaceMode,
+}
+
+/// Mount: a host path at a container path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub host_path: PathBuf,
+    pub container_path: String,
+    pub readonly: bool,
+}
+
+/// LinuxContainerResources (the parts the agent sets).
+#[derive(Debug, Clone, Default)]
+pub struct LinuxContainerResources {
+    pub memory_limit_in_bytes: Option<i64>,
+    pub cpu_period: Option<u64>,
+    pub cpu_quota: Option<i64>,
+    pub cpu_shares: Option<u64>,
+}
+
+/// How the runtime restarts a container that exits (a skiff extension: see the module
+/// documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RestartPolicy {
+    #[default]
+    Never,
+    Always,
+    OnFailure,
+}
+
+/// ContainerConfig.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerConfig {
+    /// ContainerMetadata.name.
+    pub name: String,
+    /// ImageSpec.image: the image's id, from ImageStatus.
+    pub image: String,
+    /// The whole command line (the agent resolves the image's entrypoint and cmd).
+    pub command: Vec<String>,
+    /// `KEY=value`.
+    pub envs: Vec<String>,
+    pub working_dir: Option<String>,
+    /// LinuxContainerSecurityContext.run_as_user/run_as_group as `uid[:gid]` or a name.
+    pub user: Option<String>,
+    pub mounts: Vec<Mount>,
+    /// The node's managed `/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf` (container
+    /// path → host file), bind-mounted in place of the image's.
+    pub etc_files: BTreeMap<String, PathBuf>,
+    pub labels: BTreeMap<String, String>,
+    pub namespace_options: NamespaceOption,
+    pub resources: LinuxContainerResources,
+    pub privileged: bool,
+    pub add_capabilities: Vec<String>,
+    pub drop_capabilities: Vec<String>,
+    pub readonly_rootfs: bool,
+    /// LinuxContainerConfig's cgroup parent (`<pods_cgroup>/pod<uid>`).
+    pub cgroup_parent: String,
+    pub tty: bool,
+    pub stdin: bool,
+    pub restart_policy: RestartPolicy,
+    /// The restart back-off: first delay and longest delay.
+    pub restart_backoff: (Duration, Duration),
+    /// The log is rotated at this size (0: never), keeping this many files.
+    pub log_max_size: u64,
+    pub log_max_files: u32,
+}
+
+/// ContainerState, with the states skiff's monitor adds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerState {
+    Created,
+    Running,
+    /// Exited and waiting out its restart back-off (CrashLoopBackOff).
+    Restarting,
+    Exited,
+}
+
+impl ContainerState {
+    pub fn is_active(self) -> bool {
+        matches!(self, ContainerState::Running | ContainerState::Restarting)
+    }
+}
+
+/// ContainerStatus.
+#[derive(Debug, Clone)]
+pub struct ContainerStatus {
+    pub id: String,
+    pub state: ContainerState,
+    /// RFC 3339.
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub exit_code: i32,
+    /// `OOMKilled`, `Completed` or `Error` once exited.
+    pub reason: String,
+    /// The image's id.
+    pub image_ref: String,
+    pub labels: BTreeMap<String, String>,
+    pub log_path: PathBuf,
+    pub restart_count: u32,
+    pub tty: bool,
+    /// The container's main process while it runs (the verbose `info` of containerd).
+    pub pid: i32,
+}
+
+/// ContainerFilter: containers whose labels include all of these.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerFilter {
+    pub label_selector: BTreeMap<String, String>,
+}
+
+/// ContainerStats (the parts eviction ranks pods by).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ContainerStats {
+    /// MemoryUsage.working_set_bytes: usage less the inactive page cache.
+    pub memory_working_set_bytes: u64,
+    /// FilesystemUsage.used_bytes of the writable layer.
+    pub writable_layer_bytes: u64,
+    /// The container's processes (its cgroup's pids.current).
+    pub processes: u64,
+}
+
+/// ExecSyncResponse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecSyncResponse {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub exit_code: i32,
+    /// The command did not finish within the timeout (and was killed).
+    pub timed_out: bool,
+}
+
+/// ExecRequest.
+#[derive(Debug, Clone)]
+pub struct ExecRequest {
+    pub container_id: String,
+    pub cmd: Vec<String>,
+    pub tty: bool,
+    pub stdin: bool,
+}
+
+/// Exec's answer: a local command whose stdio is the exec session's.
+#[derive(Debug, Clone)]
+pub struct ExecCommand {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+}
+
+/// Attach's answer: a unix socket carrying the container's stdio (docker's stdcopy
+/// framing without a terminal). `path` is valid while this value lives.
+#[derive(Debug)]
+pub struct AttachSocket {
+    pub path: PathBuf,
+    /// Keeps `path` (through /proc/self/fd) valid.
+    pub keep: Option<std::fs::File>,
+}
+
+/// The CRI's RuntimeService, as the agent uses it.
+pub trait RuntimeService: Send + Sync {
+    /// RunPodSandbox: the infra process, its namespaces and (without host network)
+    /// the pod's address on the node's pod network.
+    fn run_pod_sandbox(&self, config: &PodSandboxConfig) -> Result<PodSandbox>;
+    /// StopPodSandbox: stops the infra process and releases the pod's address.
+    fn stop_pod_sandbox(&self, sandbox: &PodSandbox) -> Result<()>;
+    /// PodSandboxStatus.
+    fn pod_sandbox_status(&self, sandbox: &PodSandbox) -> PodSandboxState;
+    /// CreateContainer in a sandbox; returns the container's id.
+    fn create_container(&self, sandbox: &PodSandbox, config: &ContainerConfig) -> Result<String>;
+    /// StartContainer.
+    fn start_container(&self, id: &str) -> Result<()>;
+    /// StopContainer: the stop signal, then SIGKILL after `timeout`; no restart.
+    fn stop_container(&self, id: &str, timeout: Duration) -> Result<()>;
+    /// RemoveContainer (stopping it first if it still runs).
+    fn remove_container(&self, id: &str) -> Result<()>;
+    fn container_status(&self, id: &str) -> Result<ContainerStatus>;
+    fn list_containers(&self, filter: &ContainerFilter) -> Result<Vec<ContainerStatus>>;
+    /// ContainerStats.
+    fn container_stats(&self, id: &str) -> Result<ContainerStats>;
+    /// ExecSync: runs `cmd` in the container to completion or `timeout`.
+    fn exec_sync(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<ExecSyncResponse>;
+    /// Exec: where an interactive exec session runs.
+    fn exec(&self, req: &ExecRequest) -> Result<ExecCommand>;
+    /// Attach: where the container's own stdio is reached.
+    fn attach(&self, id: &str) -> Result<AttachSocket>;
+}
+
+/// Image (the parts the agent reads).
+#[derive(Debug, Clone, Default)]
+pub struct Image {
+    pub id: String,
+    /// RFC 3339.
+    pub created: Option<String>,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub user: String,
+}
+
+/// ImageFsInfoResponse: the filesystems of images and of containers' writable layers
+/// (the kubelet's imagefs and nodefs signals read their usage).
+#[derive(Debug, Clone)]
+pub struct ImageFsInfo {
+    pub image_filesystem: PathBuf,
+    pub container_filesystem: PathBuf,
+}
+
+/// The CRI's ImageService, as the agent uses it.
+pub trait ImageService: Send + Sync {
+    /// ImageStatus: the image a reference names, if present.
+    fn image_status(&self, image: &str) -> Result<Option<Image>>;
+    fn list_images(&self) -> Result<Vec<Image>>;
+    fn remove_image(&self, id: &str) -> Result<()>;
+    fn image_fs_info(&self) -> ImageFsInfo;
+}
+
+/// Both services, as one runtime endpoint serves them.
+pub trait Runtime: RuntimeService + ImageService {}
+impl<T: RuntimeService + ImageService> Runtime for T {}
+
+/// The shared handle the agent's tasks hold.
+pub type SharedRuntime = Arc<dyn Runtime>;
+
+/// skiff's engine behind the CRI: sandboxes are the engine's infra processes on the
+/// node's pod bridge, containers the engine's (labelled with the pod's identity).
+pub struct EngineRuntime {
+    pub engine: Arc<skiff_engine::Engine>,
+    /// The node's pod network.
+    pub bridge: skiff_engine::network::BridgeConfig,
+}
+
+impl EngineRuntime {
+    pub fn new(
+        engine: Arc<skiff_engine::Engine>,
+        bridge: skiff_engine::network::BridgeConfig,
+    ) -> EngineRuntime {
+        EngineRuntime { engine, bridge }
+    }
+
+    fn engine_sandbox(s: &PodSandbox) -> skiff_engine::sandbox::Sandbox {
+        skiff_engine::sandbox::Sandbox {
+            id: s.id.clone(),
+            pid: s.pid,
+            start_time: s.start_time,
+            ip: s.ip,
+            share_pid: s.share_pid,
+        }
+    }
+
+    fn status_of(c: &skiff_engine::Container) -> ContainerStatus {
+        use skiff_engine::state::ExitReason;
+        use skiff_engine::Status;
+        let s = &c.state;
+        let state = match s.status {
+            Status::Running | Status::Paused => ContainerState::Running,
+            Status::Restarting => ContainerState::Restarting,
+            Status::Created => ContainerState::Created,
+            Status::Exited | Status::Dead | Status::Removing => ContainerState::Exited,
+        };
+        ContainerStatus {
+            id: c.record.id.clone(),
+            state,
+            created_at: c.record.created.clone(),
+            started_at: s.started_at.clone(),
+            finished_at: s.finished_at.clone(),
+            exit_code: s.exit_code,
+            reason: match s.exit_reason {
+                Some(ExitReason::OOMKilled) => "OOMKilled",
+                Some(ExitReason::Completed) => "Completed",
+                _ => "Error",
+            }
+            .into(),
+            image_ref: c.record.image_id.clone(),
+            labels: c.record.labels.clone(),
+            log_path: c.log_path(),
+            restart_count: s.restart_count,
+            tty: c.record.tty,
+            pid: s.pid,
+        }
+    }
+}
+
+impl RuntimeService for EngineRuntime {
+    fn run_pod_sandbox(&self, config: &PodSandboxConfig) -> Result<PodSandbox> {
+        use skiff_engine::network;
+        let root = &self.engine.root;
+        let ip = if config.host_network {
+            None
+        } else {
+            Some(network::allocate_ip(root, &self.bridge, &config.id)?)
+        };
+        let spec = skiff_engine::sandbox::SandboxSpec {
+            id: config.id.clone(),
+            hostname: config.hostname.clone(),
+            host_network: config.host_network,
+            host_ipc: config.host_ipc,
+            share_pid: config.share_pid,
+            network: ip.map(|ip| skiff_engine::sandbox::SandboxNet {
+                bridge: self.bridge.clone(),
+                ip,
+            }),
+        };
+        match self.engine.run_sandbox(&spec) {
+            Ok(s) => Ok(PodSandbox {
+                id: s.id,
+                pid: s.pid,
+                start_time: s.start_time,
+                ip: s.ip,
+                share_pid: s.share_pid,
+            }),
+            Err(e) => {
+                network::release_ip(root, &config.id);
+                Err(e.into())
+            }
+        }
+    }
+
+    fn stop_pod_sandbox(&self, sandbox: &PodSandbox) -> Result<()> {
+        Ok(self.engine.stop_sandbox(&Self::engine_sandbox(sandbox))?)
+    }
+
+    fn pod_sandbox_status(&self, sandbox: &PodSandbox) -> PodSandboxState {
+        if Self::engine_sandbox(sandbox).alive() {
+            PodSandboxState::Ready
+        } else {
+            PodSandboxState::NotReady
+        }
+    }
+
+    fn create_container(&self, sandbox: &PodSandbox, c: &ContainerConfig) -> Result<String> {
+        let sb = Self::engine_sandbox(sandbox);
+        let ns = |mode: NamespaceMode, kind: &str| match mode {
+            NamespaceMode::Node => Some("host".to_string()),
+            NamespaceMode::Pod => Some(sb.ns(kind)),
+            NamespaceMode::Container => None,
+        };
+        let nso = &c.namespace_options;
+        let opts = skiff_engine::CreateOptions {
+            image: c.image.clone(),
+            entrypoint: Some(String::new()),
+            args: c.command.clone(),
+            env: c.envs.clone(),
+            workdir: c.working_dir.clone(),
+            user: c.user.clone(),
+            volumes: c
+                .mounts
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{}:{}{}",
+                        m.host_path.display(),
+                        m.container_path,
+                        if m.readonly { ":ro" } else { "" }
+                    )
+                })
+                .collect(),
+            network: ns(nso.network, "net"),
+            ipc: ns(nso.ipc, "ipc"),
+            // The pod's hostname lives in the sandbox's UTS namespace (the node's with
+            // host networking).
+            uts: ns(nso.network, "uts"),
+            pid: ns(nso.pid, "pid"),
+            memory: c.resources.memory_limit_in_bytes.map(|m| m.to_string()),
+            cpu_period: c.resources.cpu_period,
+            cpu_quota: c.resources.cpu_quota,
+            cpu_shares: c.resources.cpu_shares,
+            privileged: c.privileged,
+            cap_add: c.add_capabilities.clone(),
+            cap_drop: c.drop_capabilities.clone(),
+            read_only: c.readonly_rootfs,
+            tty: c.tty,
+            interactive: c.stdin,
+            cgroup_parent: Some(c.cgroup_parent.clone()),
+            restart: match c.restart_policy {
+                RestartPolicy::Always => Some("always".into()),
+                RestartPolicy::OnFailure => Some("on-failure".into()),
+                RestartPolicy::Never => None,
+            },
+            extra_labels: c.labels.clone(),
+            managed_files: c
+                .etc_files
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_string_lossy().to_string()))
+                .collect(),
+            pod_runs: Some(skiff_engine::state::PodRuns {
+                backoff_initial_ms: c.restart_backoff.0.as_millis() as u64,
+                backoff_max_ms: c.restart_backoff.1.as_millis() as u64,
+            }),
+            log_max_size: c.log_max_size,
+            log_max_files: c.log_max_files,
+            ..Default::default()
+        };
+        Ok(self.engine.create(&opts)?.record.id)
+    }
+
+    fn start_container(&self, id: &str) -> Result<()> {
+        use skiff_engine::ops::Report;
+        let (_s, first) = self.engine.start(id, None)?;
+        match first {
+            Report::Failed(code, message) => Err(RuntimeError::StartFailed { code, message }),
+            _ => Ok(()),
+        }
+    }
+
+    fn stop_container(&self, id: &str, timeout: Duration) -> Result<()> {
+        Ok(self.engine.stop(id, Some(timeout.as_secs() as i64))?)
+    }
+
+    fn remove_container(&self, id: &str) -> Result<()> {
+        self.engine.remove(id, true, true)?;
+        Ok(())
+    }
+
+    fn container_status(&self, id: &str) -> Result<ContainerStatus> {
+        Ok(Self::status_of(&self.engine.get(id)?))
+    }
+
+    fn list_containers(&self, filter: &ContainerFilter) -> Result<Vec<ContainerStatus>> {
+        Ok(self
+            .engine
+            .list()?
+            .iter()
+            .filter(|c| {
+                filter
+                    .label_selector
+                    .iter()
+                    .all(|(k, v)| c.record.labels.get(k) == Some(v))
+            })
+            .map(Self::status_of)
+            .collect())
+    }
+
+    fn container_stats(&self, id: &str) -> Result<ContainerStats> {
+        use skiff_runtime::cgroups::{Cgroup, Host};
+        let c = self.engine.get(id)?;
+        let host = Host::detect().map_err(|e| RuntimeError::Runtime(e.to_string()))?;
+        let parent = if c.record.host.cgroup_parent.is_empty() {
+            "skiff"
+        } else {
+            c.record.host.cgroup_parent.as_str()
+        };
+        let cg = Cgroup {
+            version: host.version.clone(),
+            paths: host.paths_for(parent, &c.record.id),
+        };
+        let (usage, _) = cg.memory();
+        let inactive = cg
+            .paths
+            .get("memory")
+            .or_else(|| cg.paths.get(""))
+            .and_then(|d| std::fs::read_to_string(d.join("memory.stat")).ok())
+            .and_then(|s| {
+                s.lines().find_map(|l| {
+                    let (k, v) = l.split_once(' ')?;
+                    matches!(k, "total_inactive_file" | "inactive_file")
+                        .then(|| v.trim().parse::<u64>().ok())
+                        .flatten()
+                })
+            })
+            .unwrap_or(0);
+        Ok(ContainerStats {
+            memory_working_set_bytes: usage.saturating_sub(inactive),
+            writable_layer_bytes: dir_bytes(&c.dir.join("upper")),
+            processes: cg.pids_current(),
+        })
+    }
+
+    fn exec_sync(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<ExecSyncResponse> {
+        use std::io::Read;
+        // The engine's exec wants a single-threaded caller: it gets its own process.
+        let mut child = std::process::Command::new(&self.engine.exe)
+            .arg("--root")
+            .arg(&self.engine.root)
+            .arg("exec")
+            .arg(id)
+            .args(cmd)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| RuntimeError::Runtime(format!("starting exec: {e}")))?;
+        let start = std::time::Instant::now();
+        loop {
+            match child.try_wait() {
+                Ok(Some(st)) => {
+                    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+                    if let Some(mut o) = child.stdout.take() {
+                        let _ = o.read_to_end(&mut stdout);
+                    }
+                    if let Some(mut e) = child.stderr.take() {
+                        let _ = e.read_to_end(&mut stderr);
+                    }
+                    return Ok(ExecSyncResponse {
+                        stdout,
+                        stderr,
+                        exit_code: st.code().unwrap_or(255),
+                        timed_out: false,
+                    });
+                }
+                Ok(None) if start.elapsed() > timeout => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Ok(ExecSyncResponse {
+                        stdout: Vec::new(),
+                        stderr: Vec::new(),
+                        exit_code: 137,
+                        timed_out: true,
+                    });
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                Err(e) => return Err(RuntimeError::Runtime(e.to_string())),
+            }
+        }
+    }
+
+    fn exec(&self, req: &ExecRequest) -> Result<ExecCommand> {
+        let mut args = vec![
+            "--root".to_string(),
+            self.engine.root.to_string_lossy().to_string(),
+            "exec".into(),
+        ];
+        if req.stdin {
+            args.push("-i".into());
+        }
+        if req.tty {
+            args.push("-t".into());
+        }
+        args.push(req.container_id.clone());
+        args.extend(req.cmd.iter().cloned());
+        Ok(ExecCommand {
+            program: self.engine.exe.clone(),
+            args,
+        })
+    }
+
+    fn attach(&self, id: &str) -> Result<AttachSocket> {
+        let c = self.engine.get(id)?;
+        let (keep, path) = skiff_engine::state::short_socket_path(&c.dir, "attach.sock")?;
+        Ok(AttachSocket {
+            path,
+            keep: Some(keep),
+        })
+    }
+}
+
+impl ImageService for EngineRuntime {
+    fn image_status(&self, image: &str) -> Result<Option<Image>> {
+        match self.engine.images.resolve(image) {
+            Ok(i) => {
+                let c = &i.config.config;
+                Ok(Some(Image {
+                    id: i.id.clone(),
+                    created: i.config.created.clone(),
+                    entrypoint: c.entrypoint.clone().unwrap_or_default(),
+                    cmd: c.cmd.clone().unwrap_or_default(),
+                    env: c.env.clone(),
+                    user: c.user.clone(),
+                }))
+            }
+            Err(_) => Ok(None),
+        }
+    }
+
+    fn list_images(&self) -> Result<Vec<Image>> {
+        Ok(self
+            .engine
+            .images
+            .list()
+            .map_err(|e| RuntimeError::Runtime(e.to_string()))?
+            .into_iter()
+            .map(|i| Image {
+                id: i.id,
+                created: i.created,
+                ..Default::default()
+            })
+            .collect())
+    }
+
+    fn remove_image(&self, id: &str) -> Result<()> {
+        self.engine
+            .images
+            .remove(id, true)
+            .map(|_| ())
+            .map_err(|e| RuntimeError::Runtime(e.to_string()))
+    }
+
+    fn image_fs_info(&self) -> ImageFsInfo {
+        ImageFsInfo {
+            image_filesystem: self.engine.root.join("images"),
+            container_filesystem: self.engine.root.clone(),
+        }
+    }
+}
+
+/// Bytes of the regular files under `dir` (not following links, staying on its
+/// filesystem).
+pub fn dir_bytes(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(top) = std::fs::symlink_metadata(dir) else {
+        return 0;
+    };
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.dev() != top.dev() {
+                continue;
+            }
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if m.is_file() {
+                total += m.len();
+            }
+        }
+    }
+    total
+}

@@ -1,0 +1,692 @@
+//! The watch cache (kube-apiserver's cacher): one store watch over every stored object
+//! keeps an in-memory copy of each served resource, and lists and watches are answered
+//! from it instead of the store.
+//!
+//! - The cache loads everything under `/registry/` at one revision, then follows a single
+//!   store watch from the next one. Every change is decoded and serialized once, for all
+//!   lists and watchers.
+//! - It tracks the store revision it reflects ([`WatchCache::revision`]). A consistent
+//!   read (a list with no resourceVersion) first asks the store for its current revision
+//!   and waits until the cache has caught up with it, as kube-apiserver's
+//!   consistent-list-from-cache does; `resourceVersion=N` waits for N.
+//! - Each resource keeps a backlog of recent changes, so a watch from a recent
+//!   resourceVersion starts without a store replay. What the cache cannot serve exactly
+//!   (a watch from before its backlog, a continue token, an exact-revision list, any read
+//!   while it is reloading) goes to the store, so no read is ever stale or short.
+//! - A store watch error (compaction under the watch, a lost etcd connection) ends every
+//!   cache-fed watch with that error (clients re-list) and the cache reloads.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ops::Bound;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::Value;
+use skiff_store::{Event, EventKind, RangeOptions, Revision, Store, WatchStream};
+use tokio::sync::broadcast;
+
+use crate::registry;
+use crate::resources::{Resource, RESOURCES};
+
+/// The store prefix every object lives under.
+const ROOT: &str = "/registry/";
+/// Most events kept per resource for watches that start a little in the past.
+const BACKLOG_EVENTS: usize = 4096;
+/// Batches a watcher may fall behind before it must re-list (410).
+const CHANNEL_BATCHES: usize = 1024;
+
+/// One change (or, in the object map, one current object), decoded and serialized once.
+pub struct Prepared {
+    /// The store key (`/registry/<group>/<plural>/[<ns>/]<name>`).
+    pub key: String,
+    pub rev: Revision,
+    pub kind: EventKind,
+    /// The object after a put; the last state (with the deletion's resourceVersion) after
+    /// a delete.
+    pub obj: Value,
+    /// `obj` as JSON (a slice of `line`).
+    pub obj_json: Bytes,
+    /// The watch event line of this change as a watcher without selectors sees it:
+    /// `{"type":"ADDED|MODIFIED|DELETED","object":…}\n`.
+    pub line: Bytes,
+    /// The state before a put, when there was one (selectors see transitions).
+    pub prev: Option<Value>,
+}
+
+/// Decodes one store event for `res`; `None` for an undecodable object.
+pub fn prepare(res: &Resource, ev: &Event) -> Option<Prepared> {
+    let (obj, prev) = match ev.kind {
+        EventKind::Put => (
+            registry::decode_as(res, &ev.kv).ok()?,
+            ev.prev_kv
+                .as_ref()
+                .and_then(|p| registry::decode_as(res, p).ok()),
+        ),
+        EventKind::Delete => {
+            let mut prev = registry::decode_as(res, ev.prev_kv.as_ref()?).ok()?;
+            registry::set_rv(&mut prev, ev.revision());
+            (prev, None)
+        }
+    };
+    let (line, obj_json) = event_line(natural_type(ev.kind, prev.is_some()), &obj)?;
+    Some(Prepared {
+        key: String::from_utf8_lossy(&ev.kv.key).into_owned(),
+        rev: ev.revision(),
+        kind: ev.kind,
+        obj_json,
+        line,
+        obj,
+        prev,
+    })
+}
+
+/// The watch event type of a change seen without selectors.
+pub fn natural_type(kind: EventKind, had_prev: bool) -> &'static str {
+    match (kind, had_prev) {
+        (EventKind::Put, false) => "ADDED",
+        (EventKind::Put, true) => "MODIFIED",
+        (EventKind::Delete, _) => "DELETED",
+    }
+}
+
+/// A watch event line for `obj` and the object's JSON within it.
+fn event_line(ty: &str, obj: &Value) -> Option<(Bytes, Bytes)> {
+    let mut line = Vec::with_capacity(256);
+    line.extend_from_slice(b"{\"type\":\"");
+    line.extend_from_slice(ty.as_bytes());
+    line.extend_from_slice(b"\",\"object\":");
+    let start = line.len();
+    serde_json::to_writer(&mut line, obj).ok()?;
+    let end = line.len();
+    line.extend_from_slice(b"}\n");
+    let line = Bytes::from(line);
+    Some((line.clone(), line.slice(start..end)))
+}
+
+/// A current object as a list item.
+pub fn listed(key: &[u8], rev: Revision, obj: Value) -> Prepared {
+    let (line, obj_json) = event_line("ADDED", &obj).unwrap_or_default();
+    Prepared {
+        key: String::from_utf8_lossy(key).into_owned(),
+        rev,
+        kind: EventKind::Put,
+        obj_json,
+        line,
+        obj,
+        prev: None,
+    }
+}
+
+pub type Batch = Arc<Vec<Arc<Prepared>>>;
+
+/// What a watcher receives.
+#[derive(Clone)]
+pub enum Msg {
+    Batch(Batch),
+    Error(skiff_store::Error),
+}
+
+/// Where a watch reads its changes from.
+pub enum Source {
+    /// Its own store watch (events prepared per watcher).
+    Direct(&'static Resource, WatchStream),
+    /// The cache: the backlog first, then live batches.
+    Shared(VecDeque<Batch>, broadcast::Receiver<Msg>),
+}
+
+impl Source {
+    /// The next batch of changes; `None` when the source has ended.
+    pub async fn next(&mut self) -> Option<Result<Batch, skiff_store::Error>> {
+        match self {
+            Source::Direct(res, stream) => match stream.recv().await? {
+                Ok(events) => Some(Ok(Arc::new(
+                    events
+                        .iter()
+                        .filter_map(|e| prepare(res, e).map(Arc::new))
+                        .collect(),
+                ))),
+                Err(e) => Some(Err(e)),
+            },
+            Source::Shared(backlog, rx) => {
+                if let Some(b) = backlog.pop_front() {
+                    return Some(Ok(b));
+                }
+                match rx.recv().await {
+                    Ok(Msg::Batch(b)) => Some(Ok(b)),
+                    Ok(Msg::Error(e)) => Some(Err(e)),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        Some(Err(skiff_store::Error::WatchLagged { missed }))
+                    }
+                    Err(broadcast::error::RecvError::Closed) => None,
+                }
+            }
+        }
+    }
+}
+
+/// The cached state of one served resource.
+struct ResCache {
+    /// Current objects by key.
+    objects: BTreeMap<String, Arc<Prepared>>,
+    /// Recent batches, oldest first.
+    backlog: VecDeque<Batch>,
+    backlog_events: usize,
+    /// Changes up to this revision are not (or no longer) in the backlog.
+    evicted_upto: Revision,
+    tx: broadcast::Sender<Msg>,
+}
+
+impl ResCache {
+    fn new(rev: Revision) -> ResCache {
+        ResCache {
+            objects: BTreeMap::new(),
+            backlog: VecDeque::new(),
+            backlog_events: 0,
+            evicted_upto: rev,
+            tx: broadcast::channel(CHANNEL_BATCHES).0,
+        }
+    }
+
+    fn apply(&mut self, batch: Batch) {
+        for p in batch.iter() {
+            match p.kind {
+                EventKind::Put => {
+                    self.objects.insert(p.key.clone(), p.clone());
+                }
+                EventKind::Delete => {
+                    self.objects.remove(&p.key);
+                }
+            }
+        }
+        self.backlog_events += batch.len();
+        self.backlog.push_back(batch.clone());
+        while self.backlog_events > BACKLOG_EVENTS {
+            let Some(old) = self.backlog.pop_front() else {
+                break;
+            };
+            self.backlog_events -= old.len();
+            if let Some(last) = old.last() {
+                self.evicted_upto = last.rev;
+            }
+        }
+        let _ = self.tx.send(Msg::Batch(batch));
+    }
+}
+
+struct State {
+    /// Loaded and following the store.
+    ready: bool,
+    /// Every store change up to this revision is reflected.
+    rev: Revision,
+    caches: Vec<ResCache>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// The reflected revision, for readers waiting to be fresh (0 while not ready).
+    applied: tokio::sync::watch::Sender<Revision>,
+    /// The cache index (or indices: core and events.k8s.io Events share storage) of
+    /// each storage prefix.
+    by_prefix: HashMap<String, Vec<usize>>,
+    /// The resource of each cache index.
+    resources: Vec<&'static Resource>,
+}
+
+/// The server's watch cache. Cloning shares it.
+#[derive(Clone)]
+pub struct WatchCache {
+    shared: Arc<Shared>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The cached resources: every stored one (those that can be listed).
+fn cached_resources() -> impl Iterator<Item = &'static Resource> {
+    RESOURCES.iter().filter(|r| r.verbs().contains(&"list"))
+}
+
+/// `/registry/<group>/<plural>/` of a key.
+fn storage_prefix(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix(ROOT)?;
+    let group_end = rest.find('/')?;
+    let plural_end = rest[group_end + 1..].find('/')?;
+    Some(&key[..ROOT.len() + group_end + 1 + plural_end + 1])
+}
+
+/// Items of a list served from the cache.
+pub struct CachedList {
+    pub items: Vec<Arc<Prepared>>,
+    /// The revision the list reflects.
+    pub revision: Revision,
+    /// More matching items follow the last one (the list was cut at its limit).
+    pub more: bool,
+}
+
+impl WatchCache {
+    /// Starts loading and following `store`; serves reads once loaded. Ends when
+    /// `shutdown` changes or the store closes.
+    pub fn start(
+        store: Arc<dyn Store>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> WatchCache {
+        let mut by_prefix: HashMap<String, Vec<usize>> = HashMap::new();
+        let resources: Vec<&'static Resource> = cached_resources().collect();
+        for (i, res) in resources.iter().enumerate() {
+            by_prefix
+                .entry(registry::prefix(res, None))
+                .or_default()
+                .push(i);
+        }
+        let caches = resources.iter().map(|_| ResCache::new(0)).collect();
+        let cache = WatchCache {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State {
+                    ready: false,
+                    rev: 0,
+                    caches,
+                }),
+                applied: tokio::sync::watch::channel(0).0,
+                by_prefix,
+                resources,
+            }),
+        };
+        tokio::spawn(cache.clone().run(store, shutdown));
+        cache
+    }
+
+    /// The revision the cache reflects; `None` while it is (re)loading.
+    pub fn revision(&self) -> Option<Revision> {
+        let s = lock(&self.shared.state);
+        s.ready.then_some(s.rev)
+    }
+
+    /// Waits (up to `timeout`) until the cache reflects at least revision `rev`; false
+    /// if it does not by then (or is reloading).
+    pub async fn wait_for(&self, rev: Revision, timeout: Duration) -> bool {
+        let mut rx = self.shared.applied.subscribe();
+        let fresh = |r: &Revision| *r > 0 && *r >= rev;
+        if fresh(&rx.borrow_and_update()) {
+            return true;
+        }
+        let caught_up = matches!(
+            tokio::time::timeout(timeout, rx.wait_for(fresh)).await,
+            Ok(Ok(_))
+        );
+        caught_up
+    }
+
+    fn index(&self, res: &Resource) -> Option<usize> {
+        self.shared
+            .by_prefix
+            .get(&registry::prefix(res, None))?
+            .iter()
+            .copied()
+            .find(|&i| *self.shared.resources[i] == *res)
+    }
+
+    /// The objects of `res` under `prefix` that `keep` accepts, at most `limit` (0: all);
+    /// `None` while the cache is reloading.
+    pub fn list(
+        &self,
+        res: &Resource,
+        prefix: &str,
+        keep: impl Fn(&Value) -> bool,
+        limit: usize,
+    ) -> Option<CachedList> {
+        let i = self.index(res)?;
+        let s = lock(&self.shared.state);
+        if !s.ready {
+            return None;
+        }
+        let mut items = Vec::new();
+        let mut more = false;
+        for (key, p) in s.caches[i]
+            .objects
+            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+        {
+            if !key.starts_with(prefix) {
+                break;
+            }
+            if !keep(&p.obj) {
+                continue;
+            }
+            if limit > 0 && items.len() == limit {
+                more = true;
+                break;
+            }
+            items.push(p.clone());
+        }
+        Some(CachedList {
+            items,
+            revision: s.rev,
+            more,
+        })
+    }
+
+    /// A watch of `res` from its current state: the current objects under `prefix` (for
+    /// the initial ADDED events), the revision they reflect, and the changes after it.
+    pub fn snapshot(
+        &self,
+        res: &'static Resource,
+        prefix: &str,
+    ) -> Option<(Vec<Arc<Prepared>>, Revision, Source)> {
+        let i = self.index(res)?;
+        let s = lock(&self.shared.state);
+        if !s.ready {
+            return None;
+        }
+        let c = &s.caches[i];
+        let items = c
+            .objects
+            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(_, p)| p.clone())
+            .collect();
+        Some((
+            items,
+            s.rev,
+            Source::Shared(VecDeque::new(), c.tx.subscribe()),
+        ))
+    }
+
+    /// The changes of `res` after revision `after`, when the cache still holds them all.
+    pub fn changes_after(&self, res: &'static Resource, after: Revision) -> Option<Source> {
+        let i = self.index(res)?;
+        let s = lock(&self.shared.state);
+        let c = &s.caches[i];
+        if !s.ready || after < c.evicted_upto {
+            return None;
+        }
+        let backlog = c
+            .backlog
+            .iter()
+            .filter(|b| b.last().is_some_and(|e| e.rev > after))
+            .cloned()
+            .collect();
+        Some(Source::Shared(backlog, c.tx.subscribe()))
+    }
+
+    async fn run(self, store: Arc<dyn Store>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut retry = Duration::from_millis(100);
+        loop {
+            let stream = tokio::select! {
+                _ = shutdown.changed() => return,
+                loaded = self.load(&store) => loaded,
+            };
+            let mut stream = match stream {
+                Ok(s) => {
+                    retry = Duration::from_millis(100);
+                    s
+                }
+                Err(skiff_store::Error::Closed) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "watch cache: loading failed; retrying");
+                    tokio::select! {
+                        _ = shutdown.changed() => return,
+                        _ = tokio::time::sleep(retry) => {}
+                    }
+                    retry = (retry * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            let err = loop {
+                let next = tokio::select! {
+                    _ = shutdown.changed() => return,
+                    next = stream.recv() => next,
+                };
+                match next {
+                    None => return,
+                    Some(Ok(events)) => self.apply(&events),
+                    Some(Err(e)) => break e,
+                }
+            };
+            tracing::warn!(error = %err, "watch cache: store watch ended; reloading");
+            self.unload(err);
+        }
+    }
+
+    /// Loads every object and starts the store watch right after the loaded revision.
+    async fn load(&self, store: &Arc<dyn Store>) -> Result<WatchStream, skiff_store::Error> {
+        let page = store
+            .range(ROOT.as_bytes(), RangeOptions::default())
+            .await?;
+        let stream = store.watch(ROOT.as_bytes(), page.revision + 1).await?;
+        let rev = page.revision;
+        let mut caches: Vec<ResCache> = self
+            .shared
+            .resources
+            .iter()
+            .map(|_| ResCache::new(rev))
+            .collect();
+        for kv in &page.kvs {
+            let key = String::from_utf8_lossy(&kv.key);
+            let Some(idx) = storage_prefix(&key).and_then(|p| self.shared.by_prefix.get(p)) else {
+                continue;
+            };
+            for &i in idx {
+                if let Ok(obj) = registry::decode_as(self.shared.resources[i], kv) {
+                    let p = listed(&kv.key, kv.mod_revision, obj);
+                    caches[i].objects.insert(p.key.clone(), Arc::new(p));
+                }
+            }
+        }
+        let mut s = lock(&self.shared.state);
+        s.caches = caches;
+        s.rev = rev;
+        s.ready = true;
+        self.shared.applied.send_replace(rev);
+        Ok(stream)
+    }
+
+    fn apply(&self, events: &[Event]) {
+        let Some(last) = events.last().map(Event::revision) else {
+            return;
+        };
+        // Decode outside the lock.
+        let mut per: Vec<(usize, Vec<Arc<Prepared>>)> = Vec::new();
+        for ev in events {
+            let key = String::from_utf8_lossy(&ev.kv.key);
+            let Some(idx) = storage_prefix(&key).and_then(|p| self.shared.by_prefix.get(p)) else {
+                continue;
+            };
+            for &i in idx {
+                let Some(p) = prepare(self.shared.resources[i], ev) else {
+                    continue;
+                };
+                match per.iter_mut().find(|(j, _)| *j == i) {
+                    Some((_, v)) => v.push(Arc::new(p)),
+                    None => per.push((i, vec![Arc::new(p)])),
+                }
+            }
+        }
+        let mut s = lock(&self.shared.state);
+        for (i, batch) in per {
+            s.caches[i].apply(Arc::new(batch));
+        }
+        s.rev = last;
+        self.shared.applied.send_replace(last);
+    }
+
+    /// Ends every cache-fed watch with `err` and marks the cache as reloading.
+    fn unload(&self, err: skiff_store::Error) {
+        let mut s = lock(&self.shared.state);
+        s.ready = false;
+        self.shared.applied.send_replace(0);
+        for c in &mut s.caches {
+            let _ = c.tx.send(Msg::Error(err.clone()));
+            c.objects.clear();
+            c.backlog.clear();
+            c.backlog_events = 0;
+            c.tx = broadcast::channel(CHANNEL_BATCHES).0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::lookup;
+    use serde_json::json;
+
+    fn cm(ns: &str, name: &str, v: &str) -> Vec<u8> {
+        serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": ns}, "data": {"v": v}}))
+        .unwrap_or_default()
+    }
+
+    fn names(items: &[Arc<Prepared>]) -> Vec<String> {
+        items
+            .iter()
+            .map(|p| p.obj["metadata"]["name"].as_str().unwrap_or("").to_string())
+            .collect()
+    }
+
+    /// A real embedded store under the cache: loads, follows, pages, serves watches from
+    /// its backlog, and reloads after the store watch fails.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn follows_the_store() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store: Arc<dyn Store> = Arc::new(skiff_store::EmbeddedStore::open(
+            dir.path(),
+            Default::default(),
+        )?);
+        let cms = lookup("", "v1", "configmaps").ok_or("configmaps")?;
+        let evs = lookup("events.k8s.io", "v1", "events").ok_or("events")?;
+        let loaded = store
+            .create(b"/registry/core/configmaps/a/one", cm("a", "one", "1"))
+            .await?;
+        let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+        let cache = WatchCache::start(store.clone(), stop_rx);
+        assert!(cache.wait_for(1, Duration::from_secs(5)).await);
+        let all = |prefix: &str| cache.list(cms, prefix, |_| true, 0).ok_or("not ready");
+        assert_eq!(names(&all("/registry/core/configmaps/")?.items), ["one"]);
+
+        // Writes after the load are followed, in every namespace and resource.
+        store
+            .create(b"/registry/core/configmaps/b/two", cm("b", "two", "2"))
+            .await?;
+        store
+            .create(
+                b"/registry/core/events/a/e1",
+                serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "Event",
+                "metadata": {"name": "e1", "namespace": "a"}, "reason": "Started"}))?,
+            )
+            .await?;
+        let rev = store
+            .update(
+                b"/registry/core/configmaps/a/one",
+                cm("a", "one", "1b"),
+                None,
+            )
+            .await?;
+        assert!(cache.wait_for(rev, Duration::from_secs(5)).await);
+        let list = all("/registry/core/configmaps/")?;
+        assert_eq!(list.revision, rev);
+        assert_eq!(names(&list.items), ["one", "two"]);
+        assert_eq!(list.items[0].obj["data"]["v"], "1b");
+        assert_eq!(
+            list.items[0].obj["metadata"]["resourceVersion"],
+            rev.to_string()
+        );
+        assert_eq!(names(&all("/registry/core/configmaps/b/")?.items), ["two"]);
+        // events.k8s.io/v1 sees the core event converted.
+        let ev = cache
+            .list(evs, "/registry/core/events/", |_| true, 0)
+            .ok_or("not ready")?;
+        assert_eq!(ev.items[0].obj["apiVersion"], "events.k8s.io/v1");
+        // Limits and selectors.
+        let page = cache
+            .list(cms, "/registry/core/configmaps/", |_| true, 1)
+            .ok_or("not ready")?;
+        assert!(page.more);
+        assert_eq!(names(&page.items), ["one"]);
+        let page = cache
+            .list(
+                cms,
+                "/registry/core/configmaps/",
+                |o| o["data"]["v"] == "2",
+                1,
+            )
+            .ok_or("not ready")?;
+        assert!(!page.more);
+        assert_eq!(names(&page.items), ["two"]);
+
+        // A snapshot and the changes after it; a watch from a revision in the backlog.
+        let (items, at, mut src) = cache
+            .snapshot(cms, "/registry/core/configmaps/")
+            .ok_or("not ready")?;
+        assert_eq!((items.len(), at), (2, rev));
+        let mut from_past = cache.changes_after(cms, loaded).ok_or("backlog")?;
+        let (del, _) = store
+            .delete(b"/registry/core/configmaps/b/two", None)
+            .await?;
+        let batch = src.next().await.ok_or("ended")??;
+        assert_eq!(batch.len(), 1);
+        assert_eq!((batch[0].kind, batch[0].rev), (EventKind::Delete, del));
+        assert_eq!(batch[0].obj["metadata"]["name"], "two");
+        let mut seen = Vec::new();
+        while seen.last() != Some(&del) {
+            let b = from_past.next().await.ok_or("ended")??;
+            seen.extend(b.iter().map(|p| p.rev));
+        }
+        assert_eq!(seen.len(), 3, "two, one updated, two deleted: {seen:?}");
+        assert!(cache.wait_for(del, Duration::from_secs(5)).await);
+        assert_eq!(names(&all("/registry/core/configmaps/")?.items), ["one"]);
+
+        // A revision the store has not reached: not fresh.
+        assert!(!cache.wait_for(del + 10, Duration::from_millis(100)).await);
+        Ok(())
+    }
+
+    /// Past the backlog, a watch must read the store: the cache says so.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn watches_from_before_the_backlog_go_to_the_store(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store: Arc<dyn Store> = Arc::new(skiff_store::EmbeddedStore::open(
+            dir.path(),
+            Default::default(),
+        )?);
+        let cms = lookup("", "v1", "configmaps").ok_or("configmaps")?;
+        let first = store
+            .create(b"/registry/core/configmaps/a/c", cm("a", "c", "0"))
+            .await?;
+        let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+        let cache = WatchCache::start(store.clone(), stop_rx);
+        assert!(cache.wait_for(first, Duration::from_secs(5)).await);
+        // Loaded at `first`: nothing before it is in the backlog.
+        assert!(cache.changes_after(cms, first - 1).is_none());
+        assert!(cache.changes_after(cms, first).is_some());
+        let mut last = first;
+        for i in 0..(BACKLOG_EVENTS + 10) {
+            last = store
+                .update(
+                    b"/registry/core/configmaps/a/c",
+                    cm("a", "c", &i.to_string()),
+                    None,
+                )
+                .await?;
+        }
+        assert!(cache.wait_for(last, Duration::from_secs(20)).await);
+        assert!(cache.changes_after(cms, first).is_none());
+        assert!(cache.changes_after(cms, last - 100).is_some());
+        Ok(())
+    }
+
+    #[test]
+    fn storage_prefixes() {
+        assert_eq!(
+            storage_prefix("/registry/core/pods/default/web"),
+            Some("/registry/core/pods/")
+        );
+        assert_eq!(
+            storage_prefix("/registry/core/nodes/n1"),
+            Some("/registry/core/nodes/")
+        );
+        assert_eq!(storage_prefix("/registry/core"), None);
+        assert_eq!(storage_prefix("/other/core/pods/x"), None);
+    }
+}

@@ -1,0 +1,491 @@
+//! `kubectl describe` of one object of every stored kind the server serves, with the
+//! dispatcher and the 1.27 and 1.33 clients: each must succeed and show what kubectl
+//! shows for that kind on a real cluster (the kind's own fields, and its events where
+//! kubectl lists events).
+
+mod common;
+
+use common::*;
+use skiff_apiserver::resources::RESOURCES;
+
+/// One object of every stored kind, in namespace `d` (cluster-scoped ones by name).
+const MANIFEST: &str = r#"apiVersion: v1
+kind: ConfigMap
+metadata: {name: cfg, namespace: d}
+data: {key: value}
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {name: web, namespace: d}
+subsets:
+- addresses: [{ip: 10.1.0.5}]
+  ports: [{name: http, port: 80, protocol: TCP}]
+---
+apiVersion: v1
+kind: Event
+metadata: {name: ev-0, namespace: d}
+involvedObject: {kind: ConfigMap, name: cfg, namespace: d}
+reason: Created
+message: made by hand
+type: Normal
+source: {component: test}
+---
+apiVersion: v1
+kind: LimitRange
+metadata: {name: limits, namespace: d}
+spec:
+  limits:
+  - type: Container
+    default: {cpu: 200m}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: node-x, labels: {kubernetes.io/hostname: node-x}}
+spec:
+  podCIDR: 10.42.9.0/24
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: pv-x}
+spec:
+  capacity: {storage: 1Gi}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  hostPath: {path: /tmp/pv-x}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: claim, namespace: d}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: pod-x, namespace: d, labels: {app: web}}
+spec:
+  containers:
+  - name: c
+    image: busybox:1.36
+    command: [sleep, "3600"]
+    ports: [{containerPort: 80}]
+    env: [{name: A, value: "1"}]
+---
+apiVersion: v1
+kind: PodTemplate
+metadata: {name: tmpl, namespace: d}
+template:
+  metadata: {labels: {app: t}}
+  spec:
+    containers: [{name: c, image: busybox:1.36}]
+---
+apiVersion: v1
+kind: ReplicationController
+metadata: {name: rc, namespace: d}
+spec:
+  replicas: 0
+  selector: {app: rc}
+  template:
+    metadata: {labels: {app: rc}}
+    spec:
+      containers: [{name: c, image: busybox:1.36}]
+---
+apiVersion: v1
+kind: ResourceQuota
+metadata: {name: quota, namespace: d}
+spec:
+  hard: {pods: "10", requests.cpu: "4"}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: sec, namespace: d}
+stringData: {password: hunter2}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: robot, namespace: d}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: d}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: 80}]
+---
+apiVersion: apps/v1
+kind: ControllerRevision
+metadata: {name: rev-1, namespace: d}
+revision: 1
+data: {spec: {template: {metadata: {labels: {app: x}}}}}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: ds, namespace: d}
+spec:
+  selector: {matchLabels: {app: ds}}
+  template:
+    metadata: {labels: {app: ds}}
+    spec:
+      containers: [{name: c, image: busybox:1.36}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: deploy, namespace: d}
+spec:
+  replicas: 0
+  selector: {matchLabels: {app: deploy}}
+  template:
+    metadata: {labels: {app: deploy}}
+    spec:
+      containers: [{name: c, image: busybox:1.36}]
+---
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {name: rs, namespace: d}
+spec:
+  replicas: 0
+  selector: {matchLabels: {app: rs}}
+  template:
+    metadata: {labels: {app: rs}}
+    spec:
+      containers: [{name: c, image: busybox:1.36}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: sts, namespace: d}
+spec:
+  replicas: 0
+  serviceName: web
+  selector: {matchLabels: {app: sts}}
+  template:
+    metadata: {labels: {app: sts}}
+    spec:
+      containers: [{name: c, image: busybox:1.36}]
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: {requests: {storage: 1Gi}}
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: cron, namespace: d}
+spec:
+  schedule: "*/5 * * * *"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: OnFailure
+          containers: [{name: c, image: busybox:1.36}]
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: job, namespace: d}
+spec:
+  suspend: true
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: c, image: busybox:1.36}]
+---
+apiVersion: coordination.k8s.io/v1
+kind: Lease
+metadata: {name: lease, namespace: d}
+spec: {holderIdentity: me, leaseDurationSeconds: 15}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-abc, namespace: d, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+endpoints: [{addresses: [10.1.0.5], conditions: {ready: true}}]
+ports: [{name: http, port: 80, protocol: TCP}]
+---
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: nginx}
+spec: {controller: example.com/ingress}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: ing, namespace: d}
+spec:
+  ingressClassName: nginx
+  rules:
+  - host: example.com
+    http:
+      paths:
+      - path: /
+        pathType: Prefix
+        backend: {service: {name: web, port: {number: 80}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny, namespace: d}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Ingress]
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: pdb, namespace: d}
+spec:
+  minAvailable: 1
+  selector: {matchLabels: {app: web}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: reader}
+rules:
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: reader}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: reader}
+subjects: [{kind: User, apiGroup: rbac.authorization.k8s.io, name: alice}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: editor, namespace: d}
+rules:
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, update]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: editor, namespace: d}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: editor}
+subjects: [{kind: ServiceAccount, name: robot, namespace: d}]
+---
+apiVersion: scheduling.k8s.io/v1
+kind: PriorityClass
+metadata: {name: high}
+value: 1000
+description: important
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: fast}
+provisioner: example.com/fast
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: hpa, namespace: d}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: deploy}
+  minReplicas: 1
+  maxReplicas: 3
+  metrics:
+  - type: Resource
+    resource: {name: cpu, target: {type: Utilization, averageUtilization: 80}}
+"#;
+
+/// An event about one object, as a controller records it (cluster-scoped objects'
+/// events live in `default`).
+fn event(n: usize, kind: &str, name: &str, namespace: &str, uid: &str) -> String {
+    let home = if namespace.is_empty() {
+        "default"
+    } else {
+        namespace
+    };
+    format!(
+        "---\napiVersion: v1\nkind: Event\nmetadata: {{name: ev-{n}, namespace: {home}}}\ninvolvedObject: {{kind: {kind}, name: {name}, namespace: \"{namespace}\", uid: \"{uid}\"}}\nreason: Tested{kind}\nmessage: about {name}\ntype: Normal\nsource: {{component: test}}\ncount: 1\nfirstTimestamp: \"2024-01-01T00:00:00Z\"\nlastTimestamp: \"2024-01-01T00:00:00Z\"\n"
+    )
+}
+
+/// A key and a PEM certificate request.
+fn certificate_request(cn: &str) -> String {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::default();
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, cn);
+    params.distinguished_name = dn;
+    let csr = params.serialize_request(&key).expect("csr");
+    csr.pem().expect("pem")
+}
+
+/// The name of the object of each kind, and what its description must contain.
+fn expectations(kind: &str) -> (&'static str, &'static [&'static str]) {
+    match kind {
+        "ConfigMap" => ("cfg", &["Data\n====", "key:", "value"]),
+        "Endpoints" => ("web", &["Subsets:", "10.1.0.5", "http  80"]),
+        "Event" => ("ev-0", &["Reason:", "Message:"]),
+        "LimitRange" => ("limits", &["Container", "cpu", "200m"]),
+        "Namespace" => (
+            "d",
+            &["Status:       Active", "Resource Quotas", "Resource Limits"],
+        ),
+        "Node" => ("node-x", &["PodCIDR:", "10.42.9.0/24"]),
+        "PersistentVolumeClaim" => ("claim", &["Status:", "Access Modes:"]),
+        "PersistentVolume" => ("pv-x", &["Reclaim Policy:", "Retain", "HostPath"]),
+        "Pod" => (
+            "pod-x",
+            &["Containers:", "busybox:1.36", "Status:", "QoS Class:"],
+        ),
+        "PodTemplate" => ("tmpl", &["Template:", "busybox:1.36"]),
+        "ReplicationController" => ("rc", &["Replicas:", "Pod Template:"]),
+        "ResourceQuota" => ("quota", &["requests.cpu", "pods"]),
+        "Secret" => ("sec", &["Type:  Opaque", "password:  7 bytes"]),
+        "ServiceAccount" => ("robot", &["Mountable secrets:", "Tokens:"]),
+        "Service" => ("web", &["Type:", "ClusterIP", "IP:", "Port:"]),
+        "ControllerRevision" => ("rev-1", &["Revision:", "1"]),
+        "DaemonSet" => ("ds", &["Selector:", "Pod Template:"]),
+        "Deployment" => (
+            "deploy",
+            &["StrategyType:", "RollingUpdate", "Pod Template:"],
+        ),
+        "ReplicaSet" => ("rs", &["Replicas:", "Pod Template:"]),
+        "StatefulSet" => ("sts", &["Update Strategy:", "Volume Claims:"]),
+        "CronJob" => ("cron", &["Schedule:", "*/5 * * * *", "Concurrency Policy:"]),
+        "Job" => ("job", &["Completions:", "Pod Template:"]),
+        "CertificateSigningRequest" => ("csr-x", &["Requesting User:", "Signer:", "Status:"]),
+        "Lease" => ("lease", &["Holder Identity:"]),
+        "EndpointSlice" => ("web-abc", &["AddressType:", "IPv4", "10.1.0.5"]),
+        "IngressClass" => ("nginx", &["Controller:", "example.com/ingress"]),
+        "Ingress" => ("ing", &["Rules:", "example.com", "web:80"]),
+        "NetworkPolicy" => ("deny", &["PodSelector:", "app=web"]),
+        "PodDisruptionBudget" => ("pdb", &["Min available:", "Selector:"]),
+        "ClusterRoleBinding" => ("reader", &["Role:", "alice"]),
+        "ClusterRole" => ("reader", &["PolicyRule:", "pods"]),
+        "RoleBinding" => ("editor", &["Role:", "robot"]),
+        "Role" => ("editor", &["PolicyRule:", "deployments.apps"]),
+        "PriorityClass" => ("high", &["Value:", "1000"]),
+        "StorageClass" => ("fast", &["Provisioner:", "example.com/fast"]),
+        "HorizontalPodAutoscaler" => ("hpa", &["Reference:", "Deployment/deploy", "Min replicas:"]),
+        other => panic!("no expectation for {other}: add one"),
+    }
+}
+
+/// Kinds whose description must list the object's events (kubectl shows them for most
+/// kinds; wherever it prints an `Events:` section, the object's own event must be in it).
+const MUST_SHOW_EVENTS: &[&str] = &[
+    "Pod",
+    "Deployment",
+    "ReplicaSet",
+    "StatefulSet",
+    "DaemonSet",
+    "Job",
+    "CronJob",
+    "Service",
+    "Node",
+    "PersistentVolumeClaim",
+    "PersistentVolume",
+    "Ingress",
+    "ServiceAccount",
+    "HorizontalPodAutoscaler",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_every_kind() {
+    if !have_kubectl() {
+        return;
+    }
+    let fx = Fixture::start().await;
+    fx.ok(DISPATCHER, &["create", "ns", "d"]).await;
+    let manifest = MANIFEST.to_string();
+    let kinds: Vec<&str> = {
+        let mut seen = Vec::new();
+        for r in RESOURCES.iter() {
+            if r.verbs().contains(&"get") && !seen.contains(&r.kind) {
+                seen.push(r.kind);
+            }
+        }
+        seen
+    };
+    let file = fx.file("all.yaml", &manifest);
+    fx.ok(
+        DISPATCHER,
+        &["create", "-f", file.to_str().unwrap_or_default()],
+    )
+    .await;
+    let csr = format!(
+        r#"{{"apiVersion":"certificates.k8s.io/v1","kind":"CertificateSigningRequest","metadata":{{"name":"csr-x"}},"spec":{{"request":"{}","signerName":"kubernetes.io/kube-apiserver-client","usages":["client auth"]}}}}"#,
+        {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(certificate_request("someone"))
+        }
+    );
+    let file = fx.file("csr.json", &csr);
+    fx.ok(
+        DISPATCHER,
+        &["create", "-f", file.to_str().unwrap_or_default()],
+    )
+    .await;
+    // Then an event about each object (the event names the object's uid, as describe's
+    // field selector asks).
+    let mut events = String::new();
+    for (n, kind) in kinds.iter().enumerate() {
+        let (name, _) = expectations(kind);
+        let res = RESOURCES.iter().find(|r| r.kind == *kind).expect("kind");
+        let target = if res.group.is_empty() {
+            res.plural.to_string()
+        } else {
+            format!("{}.{}", res.plural, res.group)
+        };
+        let mut args = vec![
+            "get",
+            target.as_str(),
+            name,
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ];
+        if res.namespaced {
+            args.extend(["-n", "d"]);
+        }
+        let uid = fx.ok(DISPATCHER, &args).await;
+        let ns = if res.namespaced { "d" } else { "" };
+        events.push_str(&event(n + 1, kind, name, ns, uid.trim()));
+    }
+    let file = fx.file("events.yaml", &events);
+    fx.ok(
+        DISPATCHER,
+        &["create", "-f", file.to_str().unwrap_or_default()],
+    )
+    .await;
+
+    let mut failures = Vec::new();
+    for kubectl in [DISPATCHER, KUBECTL_OLD, KUBECTL_NEW] {
+        for kind in &kinds {
+            let res = RESOURCES.iter().find(|r| r.kind == *kind).expect("kind");
+            let (name, wants) = expectations(kind);
+            let target = if res.group.is_empty() {
+                res.plural.to_string()
+            } else {
+                format!("{}.{}", res.plural, res.group)
+            };
+            let mut args = vec!["describe", target.as_str(), name];
+            if res.namespaced {
+                args.extend(["-n", "d"]);
+            }
+            let (ok, out, err) = fx.run(kubectl, &args).await;
+            if !ok {
+                failures.push(format!("{kubectl} {args:?} failed: {err}"));
+                continue;
+            }
+            let mut missing: Vec<String> = wants
+                .iter()
+                .filter(|w| !out.contains(**w))
+                .map(|w| w.to_string())
+                .collect();
+            if !out.contains("Name:") {
+                missing.push("Name:".into());
+            }
+            let reason = format!("Tested{kind}");
+            if (out.contains("Events:") || MUST_SHOW_EVENTS.contains(kind))
+                && !out.contains(&reason)
+            {
+                missing.push(format!("its event {reason}"));
+            }
+            if !missing.is_empty() {
+                failures.push(format!(
+                    "{kubectl} {args:?}: missing {missing:?} in:\n{out}"
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
