@@ -5,7 +5,8 @@
 //! namespace are mounted as the `kube-api-access-*` volume), Priority (a pod's
 //! `priorityClassName` → `priority` and `preemptionPolicy`; the global default class
 //! otherwise), DefaultStorageClass (a claim without `storageClassName` gets the default
-//! class) and, last, ResourceQuota (see [`crate::quota`]). DefaultTolerationSeconds is
+//! class), StorageObjectInUseProtection (the `kubernetes.io/pvc-protection` and
+//! `kubernetes.io/pv-protection` finalizers) and, last, ResourceQuota (see [`crate::quota`]). DefaultTolerationSeconds is
 //! applied with the pod defaults in [`crate::strategy`].
 //!
 //! Also what the ServiceAccount and root-CA controllers keep in every namespace: the
@@ -33,7 +34,9 @@ pub async fn admit_create(reg: &Registry, res: &Resource, obj: &mut Value) -> Ap
         "PersistentVolumeClaim" => {
             default_storage_class(reg, obj).await?;
             limit_ranger_claim(reg, obj).await?;
+            in_use_protection(obj, "kubernetes.io/pvc-protection");
         }
+        "PersistentVolume" => in_use_protection(obj, "kubernetes.io/pv-protection"),
         _ => {}
     }
     crate::quota::admit(reg, res, obj).await
@@ -527,6 +530,20 @@ async fn priority(reg: &Registry, pod: &mut Value) -> ApiResult<()> {
         }
     }
     Ok(())
+}
+
+/// StorageObjectInUseProtection: claims and volumes carry the finalizer their
+/// protection controller removes once nothing uses them.
+fn in_use_protection(obj: &mut Value, finalizer: &str) {
+    let meta = &mut obj["metadata"];
+    if !meta["finalizers"].is_array() {
+        meta["finalizers"] = json!([]);
+    }
+    if let Some(f) = meta["finalizers"].as_array_mut() {
+        if !f.iter().any(|x| x == finalizer) {
+            f.push(json!(finalizer));
+        }
+    }
 }
 
 async fn default_storage_class(reg: &Registry, pvc: &mut Value) -> ApiResult<()> {

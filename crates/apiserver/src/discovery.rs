@@ -97,6 +97,7 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
         list.push(main);
         if r.kind == "Pod" {
             list.push(json!({"name": "pods/binding", "singularName": "", "namespaced": true, "kind": "Binding", "verbs": ["create"]}));
+            list.push(json!({"name": "pods/eviction", "singularName": "", "namespaced": true, "group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"]}));
         }
         if r.kind == "Namespace" {
             list.push(json!({"name": "namespaces/finalize", "singularName": "", "namespaced": false, "kind": "Namespace", "verbs": ["update"]}));
@@ -160,6 +161,7 @@ pub fn aggregated(core: bool) -> Value {
                             }
                             if r.kind == "Pod" {
                                 subs.push(json!({"subresource": "binding", "responseKind": gvk("", "v1", "Binding"), "verbs": ["create"]}));
+                                subs.push(json!({"subresource": "eviction", "responseKind": gvk("policy", "v1", "Eviction"), "verbs": ["create"]}));
                             }
                             if r.kind == "Namespace" {
                                 subs.push(json!({"subresource": "finalize", "responseKind": gvk("", "v1", "Namespace"), "verbs": ["update"]}));

@@ -684,6 +684,7 @@ async fn resource_request(
     let sub = match t.sub.as_deref() {
         None => None,
         Some("binding") if res.kind == "Pod" => Some("binding"),
+        Some("eviction") if res.kind == "Pod" => Some("eviction"),
         Some("status") if res.status => Some("status"),
         Some("scale") if res.scale => Some("scale"),
         Some("finalize") if res.kind == "Namespace" => Some("finalize"),
@@ -704,13 +705,7 @@ async fn resource_request(
             return crate::nodeproxy::pod_subresource(state, req, ns, name, other).await;
         }
         Some(
-            other @ ("log"
-            | "exec"
-            | "attach"
-            | "portforward"
-            | "proxy"
-            | "eviction"
-            | "ephemeralcontainers"),
+            other @ ("log" | "exec" | "attach" | "portforward" | "proxy" | "ephemeralcontainers"),
         ) if matches!(res.kind, "Pod" | "Service" | "Node") => {
             return Err(ApiError::not_implemented(format!(
                 "{}/{other} is not available yet: streaming and eviction come with the node agent",
@@ -733,7 +728,7 @@ async fn resource_request(
     };
     // Which verbs each subresource takes.
     let allowed = match sub {
-        Some("binding") => method == Method::POST,
+        Some("binding" | "eviction") => method == Method::POST,
         Some("finalize") => method == Method::PUT,
         Some("approval") => matches!(method, Method::GET | Method::PUT),
         Some(_) => matches!(method, Method::GET | Method::PUT | Method::PATCH),
@@ -1061,6 +1056,20 @@ async fn resource_request(
                 Ok(new)
             })
             .await?;
+            Ok(json_response(
+                201,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+                &[],
+            ))
+        }
+        (&Method::POST, Some(name)) if sub == Some("eviction") => {
+            let mut opts = delete_options_from_query(&q)?;
+            let (body, ct) = read_body(req).await?;
+            let eviction = parse_json_body(&body, ct.as_deref())?;
+            if let Some(d) = eviction.get("deleteOptions").filter(|d| d.is_object()) {
+                delete_options_body(d, &mut opts);
+            }
+            crate::eviction::evict(reg, ns.unwrap_or_default(), name, &eviction, &opts).await?;
             Ok(json_response(
                 201,
                 &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
@@ -1562,6 +1571,14 @@ async fn delete_options(req: Request<Incoming>, q: &Query) -> ApiResult<DeleteOp
     if body.iter().any(|b| !b.is_ascii_whitespace()) {
         let v: Value = serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?;
+        delete_options_body(&v, &mut opts);
+    }
+    Ok(opts)
+}
+
+/// Applies a DeleteOptions body to `opts` (on top of the query's).
+fn delete_options_body(v: &Value, opts: &mut DeleteOptions) {
+    {
         if let Some(p) = v.get("propagationPolicy").and_then(Value::as_str) {
             opts.propagation_policy = Some(p.to_string());
         } else if let Some(orphan) = v.get("orphanDependents").and_then(Value::as_bool) {
@@ -1586,7 +1603,6 @@ async fn delete_options(req: Request<Incoming>, q: &Query) -> ApiResult<DeleteOp
             opts.dry_run = true;
         }
     }
-    Ok(opts)
 }
 
 /// Where a watch's producer puts its event lines.

@@ -51,6 +51,7 @@ pub mod convert;
 pub mod csr;
 pub mod discovery;
 pub mod error;
+pub mod eviction;
 pub mod handler;
 pub mod managed;
 pub mod nodeauthz;

@@ -240,6 +240,42 @@ impl LabelSelector {
     }
 }
 
+/// Whether `labels` satisfy a `metav1.LabelSelector` (matchLabels and
+/// matchExpressions; an empty selector matches everything). An unknown operator
+/// matches nothing.
+pub fn label_selector_matches(sel: &Value, labels: &BTreeMap<String, String>) -> bool {
+    let by_label = sel
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k).map(String::as_str) == v.as_str());
+    by_label
+        && sel
+            .get("matchExpressions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .all(|e| {
+                let key = e.get("key").and_then(Value::as_str).unwrap_or("");
+                let values: Vec<&str> = e
+                    .get("values")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                let have = labels.get(key);
+                match e.get("operator").and_then(Value::as_str).unwrap_or("") {
+                    "In" => have.is_some_and(|h| values.contains(&h.as_str())),
+                    "NotIn" => have.is_none_or(|h| !values.contains(&h.as_str())),
+                    "Exists" => have.is_some(),
+                    "DoesNotExist" => have.is_none(),
+                    _ => false,
+                }
+            })
+}
+
 /// `metadata.labels` of an object as a map.
 pub fn labels_of(obj: &Value) -> BTreeMap<String, String> {
     obj.pointer("/metadata/labels")

@@ -718,17 +718,39 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
             ]
         }
         "Job" => {
-            let complete = o
-                .pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .find(|c| {
-                    s(c, "/status") == "True"
-                        && matches!(s(c, "/type"), "Complete" | "Failed" | "Suspended")
-                })
-                .map(|c| s(c, "/type").to_string());
-            let status = complete.unwrap_or_else(|| "Running".into());
+            // kubectl's printer: the first of these that holds.
+            let has = |t: &str| {
+                o.pointer("/status/conditions")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .any(|c| s(c, "/status") == "True" && s(c, "/type") == t)
+            };
+            let status = if has("Complete") {
+                "Complete"
+            } else if has("Failed") {
+                "Failed"
+            } else if o.pointer("/metadata/deletionTimestamp").is_some() {
+                "Terminating"
+            } else if has("Suspended") {
+                "Suspended"
+            } else if has("FailureTarget") {
+                "FailureTarget"
+            } else if has("SuccessCriteriaMet") {
+                "SuccessCriteriaMet"
+            } else {
+                "Running"
+            };
+            let time = |p: &str| {
+                o.pointer(p)
+                    .and_then(Value::as_str)
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            };
+            let duration = match (time("/status/startTime"), time("/status/completionTime")) {
+                (None, _) => String::new(),
+                (Some(st), None) => human_duration(chrono::Utc::now().signed_duration_since(st)),
+                (Some(st), Some(ct)) => human_duration(ct.signed_duration_since(st)),
+            };
             let completions = format!(
                 "{}/{}",
                 i(o, "/status/succeeded"),
@@ -738,7 +760,7 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
                 name,
                 json!(status),
                 json!(completions),
-                json!(""),
+                json!(duration),
                 age,
                 containers("/spec/template/spec/containers"),
                 images("/spec/template/spec/containers"),

@@ -788,38 +788,8 @@ fn validate_workload(obj: &Value, causes: &mut Vec<Cause>) {
             }
         }
     }
-    let matches = selector.is_some_and(|sel| {
-        let labels = sel
-            .get("matchLabels")
-            .and_then(Value::as_object)
-            .into_iter()
-            .flatten()
-            .all(|(k, v)| template_labels.get(k).map(String::as_str) == v.as_str());
-        let exprs = sel
-            .get("matchExpressions")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .all(|e| {
-                let key = e.get("key").and_then(Value::as_str).unwrap_or("");
-                let values: Vec<&str> = e
-                    .get("values")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .collect();
-                let have = template_labels.get(key);
-                match e.get("operator").and_then(Value::as_str).unwrap_or("") {
-                    "In" => have.is_some_and(|h| values.contains(&h.as_str())),
-                    "NotIn" => have.is_none_or(|h| !values.contains(&h.as_str())),
-                    "Exists" => have.is_some(),
-                    "DoesNotExist" => have.is_none(),
-                    _ => false,
-                }
-            });
-        labels && exprs
-    });
+    let matches =
+        selector.is_some_and(|sel| crate::selector::label_selector_matches(sel, &template_labels));
     if !matches && obj.pointer("/spec/template").is_some() {
         causes.push(invalid_raw(
             "spec.template.metadata.labels",

@@ -3,8 +3,9 @@
 //! controller, then pod CIDR allocation and the persistent-volume pass (which bind by
 //! what they read, so they read the API, not a cache that may lag their own writes).
 //! Whenever a namespace, service account, ConfigMap, Service, pod, Endpoints,
-//! EndpointSlice, node or node Lease changes (and every second): the service-account
-//! and root-CA, endpoints and node-lifecycle passes, over the shared caches.
+//! EndpointSlice, node, node Lease, PodDisruptionBudget or pod controller changes (and
+//! every second): the service-account and root-CA, endpoints, disruption-budget and
+//! node-lifecycle passes, over the shared caches.
 
 use crate::gc::{self, Resources};
 use kube::Client;
@@ -111,7 +112,11 @@ async fn run_cached(
         endpoints,
         endpoint_slices,
         nodes,
-        node_leases
+        node_leases,
+        pdbs,
+        replicasets,
+        deployments,
+        statefulsets
     );
     let stopped = crate::informer::stopped(stop);
     tokio::pin!(stopped);
@@ -124,6 +129,7 @@ async fn run_cached(
         for r in [
             crate::serviceaccounts::sync(&client, &inf, settings.ca_pem.as_deref()).await,
             crate::endpoints::sync(&client, &inf).await,
+            crate::disruption::sync(&client, &inf).await,
             nodes
                 .sync(&client, &inf, settings.node_monitor_grace_period)
                 .await,

@@ -30,6 +30,34 @@ fn eligible(template_pod: &Pod, node: &Node) -> bool {
     .is_none()
 }
 
+/// The node a DaemonSet pod is for: where it is bound, or, while it is still
+/// pending, the node its `metadata.name` affinity names (Kubernetes'
+/// `GetTargetNodeName`), so a pod waiting on a node that is not ready yet is not
+/// created again.
+fn target_node(p: &Pod) -> String {
+    if let Some(n) = p.spec.as_ref().and_then(|s| s.node_name.clone()) {
+        return n;
+    }
+    p.spec
+        .as_ref()
+        .and_then(|s| s.affinity.as_ref())
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+        .and_then(|r| {
+            r.node_selector_terms.iter().find_map(|t| {
+                t.match_fields.iter().flatten().find_map(|f| {
+                    (f.key == "metadata.name" && f.operator == "In")
+                        .then(|| f.values.as_ref().and_then(|v| v.first().cloned()))
+                        .flatten()
+                })
+            })
+        })
+        .unwrap_or_default()
+}
+
 /// The DaemonSet controller: a DaemonSet is reconciled when it or one of its pods
 /// changes, and every DaemonSet when a node does.
 pub struct DaemonSets {
@@ -76,12 +104,7 @@ impl DaemonSets {
             .map(|p| p.as_ref())
             .filter(|p| p.metadata.deletion_timestamp.is_none())
             .collect();
-        let node_of = |p: &Pod| {
-            p.spec
-                .as_ref()
-                .and_then(|s| s.node_name.clone())
-                .unwrap_or_default()
-        };
+        let node_of = target_node;
         let (mut desired, mut current, mut ready, mut updated) = (0, 0, 0, 0);
         let mut replaced_one = false;
         for node in &nodes {
@@ -197,5 +220,26 @@ impl DaemonSets {
             .await?;
         }
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pending_pod_belongs_to_the_node_its_affinity_names() {
+        let pending: Pod = serde_json::from_value(
+            json!({"spec": {"containers": [], "affinity": {"nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}
+            ]}}}}}),
+        )
+        .unwrap();
+        assert_eq!(target_node(&pending), "n1");
+        let bound: Pod =
+            serde_json::from_value(json!({"spec": {"containers": [], "nodeName": "n2"}})).unwrap();
+        assert_eq!(target_node(&bound), "n2");
+        assert_eq!(target_node(&Pod::default()), "");
     }
 }

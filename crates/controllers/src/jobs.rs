@@ -186,6 +186,13 @@ impl Jobs {
         };
         let mut conditions = Vec::new();
         let mut completion_time = None;
+        let suspended = spec.suspend.unwrap_or(false);
+        let was_suspended = job
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "Suspended"))
+            .map(|c| c.status == "True");
         if !done {
             if failed > backoff_limit || deadline_passed {
                 for p in &active {
@@ -223,9 +230,22 @@ impl Jobs {
                         "lastProbeTime": now(), "lastTransitionTime": now()}));
                 }
                 completion_time = Some(now());
+            } else if suspended {
+                // A suspended Job runs nothing: its active pods go.
+                for p in &active {
+                    if let Ok(r) = api_pods
+                        .delete(
+                            p.metadata.name.as_deref().unwrap_or(""),
+                            &DeleteParams::default(),
+                        )
+                        .await
+                    {
+                        self.expectations.deleted(&key, p, r.left().as_ref());
+                    }
+                }
             } else {
                 let want = parallelism.min(completions - succeeded) - active.len() as i32;
-                if !spec.suspend.unwrap_or(false) {
+                {
                     let template = serde_json::to_value(&spec.template).unwrap_or_default();
                     let busy: std::collections::BTreeSet<i32> =
                         active.iter().filter_map(|p| index_of(p)).collect();
@@ -265,14 +285,53 @@ impl Jobs {
             "ready": active.iter().filter(|p| p.status.as_ref().and_then(|s| s.conditions.as_ref())
                 .map(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True")).unwrap_or(false)).count(),
         });
-        if start.is_none() {
+        // Suspending and resuming, as the job controller records them: a Job
+        // created suspended has no startTime; resuming starts the clock anew.
+        let mut suspend_condition = None;
+        if !done && conditions.is_empty() {
+            if suspended && was_suspended != Some(true) {
+                suspend_condition = Some(json!({"type": "Suspended", "status": "True",
+                    "reason": "JobSuspended", "message": "Job suspended",
+                    "lastProbeTime": now(), "lastTransitionTime": now()}));
+            } else if !suspended && was_suspended == Some(true) {
+                suspend_condition = Some(json!({"type": "Suspended", "status": "False",
+                    "reason": "JobResumed", "message": "Job resumed",
+                    "lastProbeTime": now(), "lastTransitionTime": now()}));
+                status["startTime"] = json!(now());
+            }
+        }
+        if start.is_none() && !suspended {
             status["startTime"] = json!(now());
+        }
+        if let Some(c) = suspend_condition {
+            let mut all: Vec<serde_json::Value> = job
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .into_iter()
+                .flatten()
+                .filter(|c| c.type_ != "Suspended")
+                .filter_map(|c| serde_json::to_value(c).ok())
+                .collect();
+            all.push(c);
+            status["conditions"] = json!(all);
         }
         if indexed {
             status["completedIndexes"] = json!(format_indexes(&completed_idx));
         }
         if !conditions.is_empty() {
-            status["conditions"] = json!(conditions);
+            // A finished Job keeps the record of having been suspended.
+            let mut all: Vec<serde_json::Value> = job
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .into_iter()
+                .flatten()
+                .filter(|c| c.type_ == "Suspended")
+                .filter_map(|c| serde_json::to_value(c).ok())
+                .collect();
+            all.extend(conditions);
+            status["conditions"] = json!(all);
             status["active"] = json!(0);
         }
         if let Some(t) = completion_time {

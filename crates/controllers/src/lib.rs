@@ -15,6 +15,7 @@
 
 pub mod cluster;
 pub mod cronjobs;
+pub mod disruption;
 pub mod endpoints;
 pub mod gc;
 pub mod informer;
@@ -36,6 +37,7 @@ use k8s_openapi::api::core::v1::{
     ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, PatchParams, PostParams};
 use kube::runtime::watcher;
@@ -82,6 +84,7 @@ pub struct Informers {
     pub config_maps: Informer<ConfigMap>,
     /// The nodes' Leases (namespace kube-node-lease).
     pub node_leases: Informer<Lease>,
+    pub pdbs: Informer<PodDisruptionBudget>,
 }
 
 /// Copies of every object an informer holds.
@@ -146,6 +149,7 @@ impl Informers {
             endpoint_slices: start_ns(client, stop),
             service_accounts: start_ns(client, stop),
             config_maps: start_ns(client, stop),
+            pdbs: start_ns(client, stop),
             node_leases: Informer::spawn(
                 Api::namespaced(client.clone(), "kube-node-lease"),
                 watcher::Config::default(),
@@ -175,6 +179,7 @@ impl Informers {
         self.service_accounts.synced().await;
         self.config_maps.synced().await;
         self.node_leases.synced().await;
+        self.pdbs.synced().await;
     }
 }
 
@@ -232,7 +237,9 @@ impl<S: std::future::Future<Output = ()>> Ticker<S> {
 }
 
 /// Records an Event about `involved` (an ObjectReference: apiVersion, kind, name,
-/// namespace, uid) from `component`.
+/// namespace, uid) from `component`. Repeats of the same event (same object, type,
+/// reason, message and source) are one Event whose `count` and `lastTimestamp` grow,
+/// as client-go's event correlator aggregates them.
 pub async fn event(
     client: &kube::Client,
     involved: serde_json::Value,
@@ -241,15 +248,28 @@ pub async fn event(
     message: &str,
     component: &str,
 ) {
+    use std::hash::{Hash, Hasher};
     let ns = involved["namespace"]
         .as_str()
         .unwrap_or("default")
         .to_string();
     let name = involved["name"].as_str().unwrap_or("").to_string();
+    // The aggregation key names the Event.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (
+        involved["kind"].as_str(),
+        involved["uid"].as_str(),
+        ty,
+        reason,
+        message,
+        component,
+    )
+        .hash(&mut h);
+    let event_name = format!("{name}.{:016x}", h.finish());
     let now = now();
     let ev = serde_json::json!({
         "apiVersion": "v1", "kind": "Event",
-        "metadata": {"generateName": format!("{name}."), "namespace": ns},
+        "metadata": {"name": event_name, "namespace": ns},
         "involvedObject": involved,
         "reason": reason, "message": message, "type": ty,
         "source": {"component": component},
@@ -267,8 +287,28 @@ pub async fn event(
         field_manager: Some(manager.into()),
         ..Default::default()
     };
-    if let Ok(e) = serde_json::from_value(ev) {
-        let _ = api.create(&pp, &e).await;
+    let Ok(e) = serde_json::from_value(ev) else {
+        return;
+    };
+    match api.create(&pp, &e).await {
+        Err(kube::Error::Api(err)) if err.code == 409 => {
+            // Seen before: one more occurrence.
+            if let Ok(old) = api.get(&event_name).await {
+                let patch = serde_json::json!({
+                    "metadata": {"resourceVersion": old.metadata.resource_version},
+                    "count": old.count.unwrap_or(1) + 1,
+                    "lastTimestamp": now,
+                });
+                let pp = PatchParams {
+                    field_manager: Some(manager.into()),
+                    ..Default::default()
+                };
+                let _ = api
+                    .patch(&event_name, &pp, &kube::api::Patch::Merge(patch))
+                    .await;
+            }
+        }
+        _ => {}
     }
 }
 

@@ -8,7 +8,8 @@
 //! pinned to the node by nodeAffinity. A volume whose claim is gone is Released, and
 //! deleted if its reclaimPolicy is Delete and it was provisioned here (the node's agent
 //! then removes its directory). Claims carry the `kubernetes.io/pvc-protection`
-//! finalizer, lifted once no pod uses them.
+//! finalizer, lifted once no pod uses them; volumes the `kubernetes.io/pv-protection`
+//! finalizer, lifted once they are not Bound.
 
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
@@ -22,6 +23,7 @@ pub const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
 pub const STORAGE_DIR: &str = "skiff.io/local-path-dir";
 const PROVISIONED_BY: &str = "pv.kubernetes.io/provisioned-by";
 const PROTECTION: &str = "kubernetes.io/pvc-protection";
+const PV_PROTECTION: &str = "kubernetes.io/pv-protection";
 
 fn bytes(q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>) -> i128 {
     q.and_then(|q| skiff_scheduler::parse_quantity(&q.0).ok())
@@ -313,24 +315,51 @@ pub async fn sync(client: &Client) -> Result<(), kube::Error> {
         bind(client, &created, c).await?;
         vols.push(created);
     }
-    // Volumes: Available when free, Released once their claim is gone.
+    // Volumes: Available when free, Released once their claim is gone; a volume
+    // being deleted keeps its protection finalizer while it is bound.
     for v in &vols {
         let name = v.metadata.name.clone().unwrap_or_default();
+        let finalizers = v.metadata.finalizers.clone().unwrap_or_default();
+        let protected = finalizers.iter().any(|f| f == PV_PROTECTION);
+        let claim_ref = v.spec.as_ref().and_then(|s| s.claim_ref.as_ref());
+        let claimed = claim_ref.is_some_and(|r| {
+            claims.iter().any(|c| {
+                c.metadata.name == r.name
+                    && c.metadata.namespace == r.namespace
+                    && r.uid
+                        .as_ref()
+                        .is_none_or(|u| Some(u) == c.metadata.uid.as_ref())
+            })
+        });
         if v.metadata.deletion_timestamp.is_some() {
+            if protected && !(claimed && phase(v) == "Bound") {
+                let rest: Vec<&String> =
+                    finalizers.iter().filter(|f| *f != PV_PROTECTION).collect();
+                pv_api
+                    .patch(
+                        &name,
+                        &crate::patch_params(),
+                        &Patch::Merge(json!({"metadata": {"finalizers": rest}})),
+                    )
+                    .await?;
+            }
             continue;
         }
-        let claim_ref = v.spec.as_ref().and_then(|s| s.claim_ref.as_ref());
+        if !protected {
+            let mut all = finalizers.clone();
+            all.push(PV_PROTECTION.into());
+            pv_api
+                .patch(
+                    &name,
+                    &crate::patch_params(),
+                    &Patch::Merge(json!({"metadata": {"finalizers": all}})),
+                )
+                .await?;
+        }
         let want = match claim_ref {
             None => "Available",
             Some(r) => {
-                let live = claims.iter().any(|c| {
-                    c.metadata.name == r.name
-                        && c.metadata.namespace == r.namespace
-                        && r.uid
-                            .as_ref()
-                            .is_none_or(|u| Some(u) == c.metadata.uid.as_ref())
-                });
-                if live {
+                if claimed {
                     continue;
                 }
                 if r.uid.is_none() {

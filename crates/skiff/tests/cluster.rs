@@ -2038,6 +2038,25 @@ fn claims_get_local_volumes_on_the_consumers_node_and_keep_their_data() {
     assert!(c
         .ok(&["get", "pv", "manual-big", "-o", "jsonpath={.status.phase}"])
         .contains("Available"));
+    // Volumes and claims carry their in-use protection finalizers.
+    assert!(c
+        .ok(&[
+            "get",
+            "pv",
+            "manual-big",
+            "-o",
+            "jsonpath={.metadata.finalizers}"
+        ])
+        .contains("kubernetes.io/pv-protection"));
+    assert!(c
+        .ok(&[
+            "get",
+            "pvc",
+            "www-keeper-0",
+            "-o",
+            "jsonpath={.metadata.finalizers}"
+        ])
+        .contains("kubernetes.io/pvc-protection"));
 
     // Deleting the set and its claim deletes the provisioned volume and its directory.
     c.ok(&["delete", "sts", "keeper", "--wait=false"]);
@@ -2701,4 +2720,183 @@ fn controller_and_scheduler_writes_carry_their_field_managers() {
     );
     c.ok(&["delete", "pod", "nowhere", "--grace-period", "1"]);
     c.ok(&["delete", "deploy", "managed"]);
+}
+
+#[test]
+fn kubectl_drain_evicts_within_the_pod_disruption_budget() {
+    let c = Cluster::start(Root::with_busybox(EXE));
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    let node = c.node.clone();
+    c.apply(&sleeper_deployment("web", "default").replace("replicas: 1", "replicas: 2"));
+    c.apply("apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: web\nspec:\n  minAvailable: 2\n  selector:\n    matchLabels:\n      app: web\n");
+    // The disruption controller keeps the budget's status.
+    c.wait_for(
+        &["get", "pdb", "web", "-o", "jsonpath={.status.expectedPods} {.status.currentHealthy} {.status.desiredHealthy} {.status.disruptionsAllowed} {.status.conditions[0].reason}"],
+        "2 2 2 0 InsufficientPods",
+        60,
+    );
+    let table = c.ok(&["get", "pdb", "web"]);
+    assert!(
+        table.contains("MIN AVAILABLE") && table.contains("ALLOWED DISRUPTIONS"),
+        "{table}"
+    );
+    // Evicting through the subresource is refused with 429 while no disruption is allowed.
+    let pods = c.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ]);
+    let pods: Vec<&str> = pods.split_whitespace().collect();
+    assert_eq!(pods.len(), 2, "{pods:?}");
+    let eviction = c.root.dir.join("eviction.json");
+    let write_eviction = |pod: &str| {
+        std::fs::write(
+            &eviction,
+            format!("{{\"apiVersion\":\"policy/v1\",\"kind\":\"Eviction\",\"metadata\":{{\"name\":\"{pod}\",\"namespace\":\"default\"}}}}"),
+        )
+        .unwrap();
+    };
+    write_eviction(pods[0]);
+    let raw = format!("/api/v1/namespaces/default/pods/{}/eviction", pods[0]);
+    let o = c.kubectl(&["create", "--raw", &raw, "-f", eviction.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("TooManyRequests") || err.contains("disruption budget"),
+        "{err}"
+    );
+    // kubectl drain cordons the node, then retries the refused evictions until its timeout.
+    let o = c.kubectl(&["drain", &node, "--ignore-daemonsets", "--timeout", "8s"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("Cannot evict pod as it would violate the pod's disruption budget"),
+        "{err}"
+    );
+    assert!(c.ok(&["get", "node", &node]).contains("SchedulingDisabled"));
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "--field-selector",
+            "status.phase=Running",
+            "-o",
+            "name"
+        ])
+        .lines()
+        .count(),
+        2
+    );
+    // With room for one disruption, one eviction goes through and is recorded.
+    c.ok(&[
+        "patch",
+        "pdb",
+        "web",
+        "--type",
+        "merge",
+        "-p",
+        "{\"spec\":{\"minAvailable\":1}}",
+    ]);
+    c.wait_for(
+        &[
+            "get",
+            "pdb",
+            "web",
+            "-o",
+            "jsonpath={.status.observedGeneration} {.status.disruptionsAllowed}",
+        ],
+        "2 1",
+        30,
+    );
+    let o = c.kubectl(&["create", "--raw", &raw, "-f", eviction.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The replacement cannot run on the cordoned node, so no second disruption is allowed.
+    c.wait_for(
+        &[
+            "get",
+            "pdb",
+            "web",
+            "-o",
+            "jsonpath={.status.currentHealthy} {.status.disruptionsAllowed}",
+        ],
+        "1 0",
+        30,
+    );
+    write_eviction(pods[1]);
+    let raw = format!("/api/v1/namespaces/default/pods/{}/eviction", pods[1]);
+    let o = c.kubectl(&["create", "--raw", &raw, "-f", eviction.to_str().unwrap()]);
+    assert!(!o.status.success());
+    // Without the budget, drain empties the node; uncordoned, the pods come back.
+    c.ok(&["delete", "pdb", "web"]);
+    let out = c.ok(&["drain", &node, "--ignore-daemonsets", "--timeout", "60s"]);
+    assert!(out.contains("drained"), "{out}");
+    assert!(c
+        .ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "--field-selector",
+            "status.phase=Running",
+            "-o",
+            "name"
+        ])
+        .trim()
+        .is_empty());
+    c.ok(&["uncordon", &node]);
+    c.wait_for(
+        &[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.status.readyReplicas}",
+        ],
+        "2",
+        60,
+    );
+}
+
+#[test]
+fn a_suspended_job_waits_and_runs_when_resumed() {
+    let c = Cluster::start(Root::with_busybox(EXE));
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    c.apply("apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: later\nspec:\n  suspend: true\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n      - name: c\n        image: busybox\n        imagePullPolicy: Never\n        command: [\"true\"]\n");
+    let table = c.wait_for(&["get", "job", "later"], "Suspended", 30);
+    assert!(table.contains("0/1"), "{table}");
+    let st = c.ok(&[
+        "get",
+        "job",
+        "later",
+        "-o",
+        "jsonpath={.status.startTime}|{.status.conditions[0].reason}",
+    ]);
+    assert_eq!(st, "|JobSuspended");
+    assert!(c
+        .ok(&["get", "pods", "-l", "job-name=later", "-o", "name"])
+        .trim()
+        .is_empty());
+    c.ok(&[
+        "patch",
+        "job",
+        "later",
+        "--type",
+        "merge",
+        "-p",
+        "{\"spec\":{\"suspend\":false}}",
+    ]);
+    c.wait_for(&["get", "job", "later"], "Complete", 60);
+    let st = c.ok(&[
+        "get",
+        "job",
+        "later",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Suspended\")].reason} {.status.startTime}",
+    ]);
+    assert!(st.starts_with("JobResumed 20"), "{st}");
 }
