@@ -312,6 +312,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer> {
         ),
     });
     drop(store);
+    tokio::spawn(quota_resync(state.registry.clone(), stop_rx.clone()));
     let task = tokio::spawn(serve(listener, tls, state, stop_rx, compactor));
     Ok(RunningServer {
         port,
@@ -373,6 +374,22 @@ fn user_from_cert(der: &[u8]) -> Option<User> {
         groups,
         ..Default::default()
     })
+}
+
+/// Recounts every quota's usage every [`quota::RESYNC`] until `stop`.
+async fn quota_resync(reg: registry::Registry, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(quota::RESYNC);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tick.tick() => {
+                if let Err(e) = quota::resync(&reg).await {
+                    tracing::warn!(error = %e, "resource quota resync");
+                }
+            }
+        }
+    }
 }
 
 async fn serve(

@@ -334,13 +334,18 @@ pub fn field_set(obj: &Value, scope: Scope) -> FieldSet {
 
 /// What changed from `old` to `new`: (added or modified fields, removed fields).
 pub fn compare(old: &Value, new: &Value, scope: Scope) -> (FieldSet, FieldSet) {
-    let (o, n) = (leaves(old, scope, true), leaves(new, scope, true));
-    let changed = n
-        .iter()
-        .filter(|(p, v)| o.get(*p) != Some(*v))
-        .map(|(p, _)| p.clone())
-        .collect();
+    let n = leaves(new, scope, true);
+    if old.is_null() {
+        // A new object: every field is new.
+        return (n.into_keys().collect(), FieldSet::new());
+    }
+    let o = leaves(old, scope, true);
     let removed = o.keys().filter(|p| !n.contains_key(*p)).cloned().collect();
+    let changed = n
+        .into_iter()
+        .filter(|(p, v)| o.get(p) != Some(v))
+        .map(|(p, _)| p)
+        .collect();
     (changed, removed)
 }
 

@@ -672,6 +672,17 @@ pub async fn refresh(reg: &Registry, res: &Resource, ns: &str) -> ApiResult<()> 
     let Some(qres) = quotas_res() else {
         return Ok(());
     };
+    // A namespace the cache shows without quotas has none to refresh (a quota created
+    // meanwhile counts usage itself, and the resync catches any race).
+    if res.kind != "ResourceQuota"
+        && reg
+            .list(qres, Some(ns), &ListOptions::any())
+            .await?
+            .items
+            .is_empty()
+    {
+        return Ok(());
+    }
     // Consistent: a quota just created is refreshed by its own creation.
     let quotas = reg
         .list(qres, Some(ns), &ListOptions::default())
@@ -682,7 +693,38 @@ pub async fn refresh(reg: &Registry, res: &Resource, ns: &str) -> ApiResult<()> 
         if res.kind != "ResourceQuota" && !hard.keys().any(|k| tracks(res, k)) {
             continue;
         }
-        let used: serde_json::Map<String, Value> = used_by(reg, ns, &q)
+        refresh_one(reg, ns, &q).await?;
+    }
+    Ok(())
+}
+
+/// How often every quota's usage is recounted, whatever was seen to change (the
+/// resource quota controller's full resync).
+pub const RESYNC: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Recounts the usage of every quota.
+pub async fn resync(reg: &Registry) -> ApiResult<()> {
+    let Some(qres) = quotas_res() else {
+        return Ok(());
+    };
+    for q in reg.list(qres, None, &ListOptions::default()).await?.items {
+        let ns = q
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        refresh_one(reg, &ns, &q).await?;
+    }
+    Ok(())
+}
+
+/// Writes quota `q`'s status from a fresh count, if it changed.
+async fn refresh_one(reg: &Registry, ns: &str, q: &Value) -> ApiResult<()> {
+    let Some(qres) = quotas_res() else {
+        return Ok(());
+    };
+    {
+        let used: serde_json::Map<String, Value> = used_by(reg, ns, q)
             .await?
             .into_iter()
             .map(|(k, v)| (k, json!(v.text())))
@@ -690,9 +732,9 @@ pub async fn refresh(reg: &Registry, res: &Resource, ns: &str) -> ApiResult<()> 
         let hard = q.pointer("/spec/hard").cloned().unwrap_or(json!({}));
         let status = json!({"hard": hard, "used": used});
         if q.get("status") == Some(&status) {
-            continue;
+            return Ok(());
         }
-        let name = name_of(&q).to_string();
+        let name = name_of(q).to_string();
         let result = reg
             .update(qres, Some(ns), &name, Subresource::Status, false, |old| {
                 let mut new = crate::handler::without_rv(old);

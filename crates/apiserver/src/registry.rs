@@ -135,15 +135,49 @@ pub fn decode_as(res: &Resource, kv: &KeyValue) -> ApiResult<Value> {
 }
 
 fn encode_as(res: &Resource, v: &Value) -> ApiResult<Vec<u8>> {
-    encode(&crate::convert::to_storage(res, v))
+    if crate::convert::is_view(res) {
+        encode(&crate::convert::to_storage(res, v))
+    } else {
+        encode(v)
+    }
 }
 
+/// The stored form of an object: its JSON without `metadata.resourceVersion` (the
+/// store's revision is the version), written without copying the object.
 fn encode(v: &Value) -> ApiResult<Vec<u8>> {
-    let mut v = v.clone();
-    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.remove("resourceVersion");
+    use serde::ser::{SerializeMap, Serializer};
+    struct Without<'a>(&'a serde_json::Map<String, Value>, &'static str);
+    impl serde::Serialize for Without<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let mut m = s.serialize_map(None)?;
+            for (k, v) in self.0 {
+                if k != self.1 {
+                    m.serialize_entry(k, v)?;
+                }
+            }
+            m.end()
+        }
     }
-    serde_json::to_vec(&v).map_err(|e| ApiError::internal(e.to_string()))
+    struct Stored<'a>(&'a serde_json::Map<String, Value>);
+    impl serde::Serialize for Stored<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let mut m = s.serialize_map(Some(self.0.len()))?;
+            for (k, v) in self.0 {
+                match v {
+                    Value::Object(meta) if k == "metadata" => {
+                        m.serialize_entry(k, &Without(meta, "resourceVersion"))?
+                    }
+                    _ => m.serialize_entry(k, v)?,
+                }
+            }
+            m.end()
+        }
+    }
+    let out = match v {
+        Value::Object(m) => serde_json::to_vec(&Stored(m)),
+        other => serde_json::to_vec(other),
+    };
+    out.map_err(|e| ApiError::internal(e.to_string()))
 }
 
 fn name_of(v: &Value) -> &str {
@@ -418,8 +452,22 @@ impl Registry {
         let Some(nsres) = lookup("", "v1", "namespaces") else {
             return Err(ApiError::internal("namespaces are not served"));
         };
-        let obj = self.get(nsres, None, ns).await?;
-        if obj.pointer("/metadata/deletionTimestamp").is_some() {
+        // The cache as it is, as kube-apiserver's NamespaceLifecycle reads its informer;
+        // a namespace the cache does not show yet is looked up in the store.
+        let cached = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.get(nsres, &key(nsres, None, ns)))
+            .flatten();
+        let terminating = match cached {
+            Some(p) => p.obj.pointer("/metadata/deletionTimestamp").is_some(),
+            None => self
+                .get(nsres, None, ns)
+                .await?
+                .pointer("/metadata/deletionTimestamp")
+                .is_some(),
+        };
+        if terminating {
             return Err(ApiError::forbidden(format!(
                 "unable to create new content in namespace {ns} because it is being terminated"
             )));
@@ -483,15 +531,18 @@ impl Registry {
         if !causes.is_empty() {
             return Err(ApiError::invalid(res.group, res.kind, &name, causes));
         }
+        // The request's fields, defaults included, belong to its manager; what admission
+        // adds afterwards (a pod's service-account volume, a Service's cluster IP) is
+        // owned by no one, as in kube-apiserver.
+        if let Some(m) = manager {
+            crate::managed::record_update(res, None, &mut obj, m, None);
+        }
         if let Some(ns) = ns.filter(|_| res.namespaced) {
             self.check_namespace(ns).await?;
         }
         crate::admission::admit_create(self, res, &mut obj).await?;
         if res.kind == "Service" {
             self.allocate_service(&mut obj).await?;
-        }
-        if let Some(m) = manager {
-            crate::managed::record_update(res, None, &mut obj, m, None);
         }
         if dry_run {
             return Ok(obj);

@@ -366,6 +366,17 @@ impl WatchCache {
         })
     }
 
+    /// One object of `res` by storage key as the cache holds it now: `None` while the
+    /// cache is reloading, `Some(None)` when it holds no such object.
+    pub fn get(&self, res: &Resource, key: &str) -> Option<Option<Arc<Prepared>>> {
+        let i = self.index(res)?;
+        let s = lock(&self.shared.state);
+        if !s.ready {
+            return None;
+        }
+        Some(s.caches[i].objects.get(key).cloned())
+    }
+
     /// A watch of `res` from its current state: the current objects under `prefix` (for
     /// the initial ADDED events), the revision they reflect, and the changes after it.
     pub fn snapshot(

@@ -369,6 +369,20 @@ async fn yaml_request_bodies() {
     let mf = &created["metadata"]["managedFields"][0];
     assert_eq!(mf["manager"], "curl", "{created}");
     assert_eq!(mf["operation"], "Update");
+    // A pod's fields, defaults included, are its creator's; what admission adds (the
+    // service-account token volume) belongs to no manager, as in kube-apiserver.
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: yp\nspec:\n  containers:\n  - name: c\n    image: busybox\n";
+    let (code, body) = fx
+        .curl(t, "POST", "/api/v1/namespaces/default/pods", "application/yaml", pod)
+        .await;
+    assert_eq!(code, 201, "{body}");
+    let created = json(&body);
+    assert!(created["spec"]["volumes"][0]["name"]
+        .as_str()
+        .is_some_and(|n| n.starts_with("kube-api-access-")));
+    let fields = &created["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"];
+    assert!(fields.get("f:dnsPolicy").is_some(), "{fields}");
+    assert!(fields.get("f:volumes").is_none(), "{fields}");
     let put = cm.replace("n: \"1\"", "n: \"2\"");
     let (code, body) = fx
         .curl(
