@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::Value;
-use skiff_store::{Event, EventKind, RangeOptions, Revision, Store, WatchStream};
+use skiff_store::{Event, EventKind, RangeOptions, Revision, Store, WatchItem, WatchStream};
 use tokio::sync::broadcast;
 
 use crate::registry;
@@ -231,7 +231,14 @@ struct Shared {
     by_prefix: HashMap<String, Vec<usize>>,
     /// The resource of each cache index.
     resources: Vec<&'static Resource>,
+    /// Asks the store watch for a progress notification (etcd).
+    progress: Mutex<Option<Arc<tokio::sync::Notify>>>,
 }
+
+/// A reader waiting this long for the cache asks the store for progress...
+const PROGRESS_AFTER: Duration = Duration::from_millis(10);
+/// ...and again this often while it waits.
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
 /// The server's watch cache. Cloning shares it.
 #[derive(Clone)]
@@ -291,6 +298,7 @@ impl WatchCache {
                 applied: tokio::sync::watch::channel(0).0,
                 by_prefix,
                 resources,
+                progress: Mutex::new(None),
             }),
         };
         tokio::spawn(cache.clone().run(store, shutdown));
@@ -311,11 +319,38 @@ impl WatchCache {
         if fresh(&rx.borrow_and_update()) {
             return true;
         }
-        let caught_up = matches!(
-            tokio::time::timeout(timeout, rx.wait_for(fresh)).await,
-            Ok(Ok(_))
-        );
-        caught_up
+        // Writes the cache's watch does not cover (other users of a shared etcd) move
+        // the revision without events: after a moment without catching up, ask the
+        // store for progress, as kube-apiserver does for consistent reads.
+        let progress = lock(&self.shared.progress).clone();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut ask_after = PROGRESS_AFTER;
+        loop {
+            let until = match &progress {
+                Some(_) => deadline.min(tokio::time::Instant::now() + ask_after),
+                None => deadline,
+            };
+            match tokio::time::timeout_at(until, rx.wait_for(fresh)).await {
+                Ok(Ok(_)) => return true,
+                Ok(Err(_)) => return false,
+                Err(_) if tokio::time::Instant::now() >= deadline => return false,
+                Err(_) => {
+                    if let Some(p) = &progress {
+                        p.notify_one();
+                    }
+                    ask_after = PROGRESS_EVERY;
+                }
+            }
+        }
+    }
+
+    /// Every change up to `rev` has been delivered (a progress notification).
+    fn progressed(&self, rev: Revision) {
+        let mut s = lock(&self.shared.state);
+        if s.ready && rev > s.rev {
+            s.rev = rev;
+            self.shared.applied.send_replace(rev);
+        }
     }
 
     fn index(&self, res: &Resource) -> Option<usize> {
@@ -443,14 +478,16 @@ impl WatchCache {
                     continue;
                 }
             };
+            *lock(&self.shared.progress) = stream.progress_requester();
             let err = loop {
                 let next = tokio::select! {
                     _ = shutdown.changed() => return,
-                    next = stream.recv() => next,
+                    next = stream.recv_item() => next,
                 };
                 match next {
                     None => return,
-                    Some(Ok(events)) => self.apply(&events),
+                    Some(Ok(WatchItem::Events(events))) => self.apply(&events),
+                    Some(Ok(WatchItem::Progress(rev))) => self.progressed(rev),
                     Some(Err(e)) => break e,
                 }
             };

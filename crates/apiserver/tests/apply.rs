@@ -373,7 +373,13 @@ async fn yaml_request_bodies() {
     // service-account token volume) belongs to no manager, as in kube-apiserver.
     let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: yp\nspec:\n  containers:\n  - name: c\n    image: busybox\n";
     let (code, body) = fx
-        .curl(t, "POST", "/api/v1/namespaces/default/pods", "application/yaml", pod)
+        .curl(
+            t,
+            "POST",
+            "/api/v1/namespaces/default/pods",
+            "application/yaml",
+            pod,
+        )
         .await;
     assert_eq!(code, 201, "{body}");
     let created = json(&body);

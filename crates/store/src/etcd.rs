@@ -42,7 +42,7 @@ use tokio::sync::watch as signal;
 
 use crate::{
     Error, Event, EventKind, KeyValue, RangeOptions, RangeResult, Result, Revision, Store,
-    WatchSource, WatchStream,
+    WatchItem, WatchSource, WatchStream,
 };
 
 /// Largest gRPC message accepted from etcd: etcd's own send limit (`math.MaxInt32`), as
@@ -415,8 +415,11 @@ fn header_revision(header: Option<&etcd_client::ResponseHeader>, op: &'static st
 // Watch
 
 struct EtcdWatch {
-    /// Keeps the server-side watch alive; dropping it cancels the watch.
-    _requests: etcd_client::WatchRequestSender,
+    /// Keeps the server-side watch alive (dropping it cancels the watch); progress
+    /// requests go through it.
+    requests: etcd_client::WatchRequestSender,
+    /// Notified when a reader wants a progress notification.
+    want_progress: Arc<tokio::sync::Notify>,
     responses: etcd_client::WatchResponseStream,
     prefix: Vec<u8>,
     requested: Revision,
@@ -451,9 +454,34 @@ impl EtcdWatch {
 impl WatchSource for EtcdWatch {
     async fn next_batch(&mut self) -> Option<Result<Vec<Event>>> {
         loop {
+            match self.next_item().await? {
+                Ok(WatchItem::Events(events)) => return Some(Ok(events)),
+                Ok(WatchItem::Progress(_)) => continue,
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+
+    fn progress_requester(&self) -> Option<Arc<tokio::sync::Notify>> {
+        Some(Arc::clone(&self.want_progress))
+    }
+
+    async fn next_item(&mut self) -> Option<Result<WatchItem>> {
+        loop {
             let message = tokio::select! {
                 // The store was dropped.
                 _ = self.closed.changed() => return None,
+                _ = self.want_progress.notified() => {
+                    // etcd answers on the response stream with the revision every
+                    // change before it has been sent at.
+                    if let Err(e) = self.requests.request_progress().await {
+                        return Some(Err(Error::Etcd {
+                            op: "watching",
+                            message: format!("requesting watch progress: {e}"),
+                        }));
+                    }
+                    continue;
+                }
                 message = self.responses.message() => message,
             };
             let resp = match message {
@@ -488,8 +516,15 @@ impl WatchSource for EtcdWatch {
                 }));
             }
             match self.events(&resp) {
-                Ok(events) if events.is_empty() => continue,
-                other => return Some(other),
+                Ok(events) if events.is_empty() => {
+                    // No events and not the creation: a progress notification.
+                    let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
+                    if !resp.created() && rev > 0 {
+                        return Some(Ok(WatchItem::Progress(rev)));
+                    }
+                    continue;
+                }
+                other => return Some(other.map(WatchItem::Events)),
             }
         }
     }
@@ -672,7 +707,8 @@ impl Store for EtcdStore {
             }
         }
         Ok(WatchStream::new(Box::new(EtcdWatch {
-            _requests: requests,
+            requests,
+            want_progress: Arc::new(tokio::sync::Notify::new()),
             responses,
             prefix: self.prefix.clone(),
             requested: from_revision,

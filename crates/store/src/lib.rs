@@ -43,6 +43,7 @@ mod embedded;
 mod etcd;
 
 use std::fmt;
+use std::sync::Arc;
 
 pub use compactor::{spawn_compactor, CompactionPolicy};
 pub use embedded::{EmbeddedOptions, EmbeddedStore, DB_FILE};
@@ -261,12 +262,32 @@ pub trait Store: Send + Sync {
     async fn compact_revision(&self) -> Result<Revision>;
 }
 
+/// What a watch delivers: changes, or word that every change up to a revision has
+/// been delivered (etcd's progress notification).
+#[derive(Debug)]
+pub enum WatchItem {
+    Events(Vec<Event>),
+    Progress(Revision),
+}
+
 /// A source of watch events, implemented per backend.
 #[async_trait::async_trait]
 pub trait WatchSource: Send {
     /// Next batch of events (non-empty, ascending revisions), an error (after which the
     /// stream ends), or `None` when the stream has ended (store closed).
     async fn next_batch(&mut self) -> Option<Result<Vec<Event>>>;
+
+    /// Next batch of events or progress notification. Backends that cannot tell
+    /// progress deliver only events.
+    async fn next_item(&mut self) -> Option<Result<WatchItem>> {
+        Some(self.next_batch().await?.map(WatchItem::Events))
+    }
+
+    /// A handle that asks the backend for a progress notification, if it can give one
+    /// (needed where writers the watch does not see advance the revision: a shared etcd).
+    fn progress_requester(&self) -> Option<Arc<tokio::sync::Notify>> {
+        None
+    }
 }
 
 /// A stream of watch events. Dropping it cancels the watch.
@@ -282,6 +303,24 @@ impl WatchStream {
             source,
             done: false,
         }
+    }
+
+    /// Like [`WatchStream::recv`], with progress notifications (see [`WatchItem`]).
+    pub async fn recv_item(&mut self) -> Option<Result<WatchItem>> {
+        if self.done {
+            return None;
+        }
+        let next = self.source.next_item().await;
+        match &next {
+            None | Some(Err(_)) => self.done = true,
+            Some(Ok(_)) => {}
+        }
+        next
+    }
+
+    /// See [`WatchSource::progress_requester`].
+    pub fn progress_requester(&self) -> Option<Arc<tokio::sync::Notify>> {
+        self.source.progress_requester()
     }
 
     /// Next batch of events in revision order. After an error ([`Error::Compacted`],

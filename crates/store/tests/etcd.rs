@@ -283,6 +283,37 @@ async fn stores_with_different_prefixes_do_not_see_each_other() -> TestResult {
     Ok(())
 }
 
+/// Writes a watch does not cover (another cluster on the same etcd) move the revision
+/// without events; a progress request makes etcd say how far the watch has got.
+#[tokio::test]
+async fn progress_requests_report_revisions_moved_by_foreign_writes() -> TestResult {
+    let etcd = EtcdServer::start().await?;
+    let ours = etcd.store(Some(b"/cluster-a")).await?;
+    let theirs = etcd.store(Some(b"/cluster-b")).await?;
+    let mut w = ours.watch(b"", 0).await?;
+    let mine = ours.create(b"/k", b"a".to_vec()).await?;
+    let foreign = theirs.create(b"/k", b"b".to_vec()).await?;
+    assert!(foreign > mine);
+    let progress = w
+        .progress_requester()
+        .ok_or("the etcd watch offers progress requests")?;
+    progress.notify_one();
+    let mut events = 0;
+    let reached = loop {
+        match tokio::time::timeout(Duration::from_secs(10), w.recv_item()).await? {
+            Some(Ok(skiff_store::WatchItem::Events(evs))) => events += evs.len(),
+            Some(Ok(skiff_store::WatchItem::Progress(rev))) => break rev,
+            other => return Err(format!("watch ended: {other:?}").into()),
+        }
+    };
+    assert_eq!(events, 1, "our own write arrives first, as an event");
+    assert!(
+        reached >= foreign,
+        "progress {reached} < foreign write {foreign}"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn watch_ends_when_store_is_dropped() -> TestResult {
     let (_etcd, s) = fresh().await?;
