@@ -9,4 +9,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/skiff-target}"
 # pile up per clone path in the shared target dir.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 cargo build --workspace --all-targets
-cargo test --workspace --no-fail-fast 2>&1
+status=0
+cargo test --workspace --no-fail-fast 2>&1 || status=$?
+# The API server's integration tests again, on etcd (one etcd per test fixture).
+SKIFF_TEST_DATASTORE=etcd cargo test -p skiff-apiserver --no-fail-fast --test '*' 2>&1 || status=$?
+exit $status

@@ -343,10 +343,7 @@ async fn watch_from_compacted_revision_expires() {
     }
     fx.stop().await;
     {
-        use skiff_store::Store;
-        let store =
-            skiff_store::EmbeddedStore::open(fx.data_dir.path().join("db"), Default::default())
-                .expect("open store");
+        let store = fx.open_store().await;
         let rev = store.current_revision().await.expect("revision");
         store.compact(rev).await.expect("compact");
     }

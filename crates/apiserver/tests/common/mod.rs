@@ -20,14 +20,99 @@ pub struct Fixture {
     pub cache_dir: tempfile::TempDir,
     pub work_dir: tempfile::TempDir,
     pub kubeconfig: PathBuf,
+    /// The fixture's own etcd when the suite runs on etcd (dropped after the server).
+    pub etcd: Option<Etcd>,
 }
+
+/// `SKIFF_TEST_DATASTORE=etcd` runs the suite on etcd (one etcd per fixture) instead of
+/// the embedded store: the same tests, both backends.
+pub fn on_etcd() -> bool {
+    std::env::var("SKIFF_TEST_DATASTORE").is_ok_and(|d| d == "etcd")
+}
+
+/// Where a fixture notes its etcd endpoint, so restarts find the same store.
+const ENDPOINT_FILE: &str = "test-datastore-endpoint";
 
 pub fn config(data_dir: &Path) -> ServerConfig {
     ServerConfig {
         data_dir: data_dir.to_path_buf(),
         bind_address: std::net::Ipv4Addr::LOCALHOST.into(),
         https_listen_port: 0,
+        datastore_endpoint: std::fs::read_to_string(data_dir.join(ENDPOINT_FILE)).ok(),
         ..ServerConfig::default()
+    }
+}
+
+/// A real etcd on free ports with a throw-away data dir, killed on drop.
+pub struct Etcd {
+    child: std::process::Child,
+    pub endpoint: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Etcd {
+    pub fn start() -> Etcd {
+        assert!(
+            Path::new("/usr/bin/etcd").exists(),
+            "etcd is not installed: run scripts/deps.sh"
+        );
+        let port = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .expect("free port")
+        };
+        let base = if Path::new("/dev/shm").is_dir() {
+            tempfile::Builder::new()
+                .prefix("skiff-etcd-")
+                .tempdir_in("/dev/shm")
+        } else {
+            tempfile::tempdir()
+        };
+        let dir = base.expect("tempdir");
+        let (c, p) = (port(), port());
+        let client = format!("http://127.0.0.1:{c}");
+        let peer = format!("http://127.0.0.1:{p}");
+        let child = std::process::Command::new("/usr/bin/etcd")
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
+            .args(["--initial-cluster", &format!("default={peer}")])
+            .args(["--logger", "zap", "--log-level", "warn"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("etcd starts");
+        let etcd = Etcd {
+            child,
+            endpoint: client,
+            _dir: dir,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", c)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "etcd did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        etcd
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -41,6 +126,11 @@ impl Fixture {
         let data_dir = tempfile::tempdir().expect("tempdir");
         let work_dir = tempfile::tempdir().expect("tempdir");
         let kubeconfig = work_dir.path().join("kubeconfig");
+        let etcd = on_etcd().then(Etcd::start);
+        if let Some(e) = &etcd {
+            std::fs::write(data_dir.path().join(ENDPOINT_FILE), &e.endpoint)
+                .expect("note the etcd endpoint");
+        }
         let mut cfg = config(data_dir.path());
         cfg.write_kubeconfig = Some(kubeconfig.clone());
         adjust(&mut cfg, work_dir.path());
@@ -51,6 +141,7 @@ impl Fixture {
             cache_dir: tempfile::tempdir().expect("tempdir"),
             work_dir,
             kubeconfig,
+            etcd,
         }
     }
 
@@ -199,6 +290,25 @@ impl Fixture {
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
         (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+
+    /// The server's store, opened directly (the server must be stopped first when it
+    /// is the embedded one).
+    pub async fn open_store(&self) -> Box<dyn skiff_store::Store> {
+        match &self.etcd {
+            Some(e) => Box::new(
+                skiff_store::EtcdStore::connect(&[e.endpoint.clone()], None)
+                    .await
+                    .expect("connect to etcd"),
+            ),
+            None => Box::new(
+                skiff_store::EmbeddedStore::open(
+                    self.data_dir.path().join("db"),
+                    Default::default(),
+                )
+                .expect("open store"),
+            ),
+        }
     }
 
     pub async fn stop(&mut self) {
