@@ -297,7 +297,7 @@ impl Fixture {
     pub async fn open_store(&self) -> Box<dyn skiff_store::Store> {
         match &self.etcd {
             Some(e) => Box::new(
-                skiff_store::EtcdStore::connect(&[e.endpoint.clone()], None)
+                skiff_store::EtcdStore::connect(std::slice::from_ref(&e.endpoint), None)
                     .await
                     .expect("connect to etcd"),
             ),
