@@ -93,6 +93,9 @@ pub enum NamespaceMode {
     Container,
     /// The node's (hostNetwork, hostIPC, hostPID).
     Node,
+    /// Another container's (`target_id`): an ephemeral container's view of the
+    /// processes of the container it debugs.
+    Target,
 }
 
 /// NamespaceOption.
@@ -101,6 +104,8 @@ pub struct NamespaceOption {
     pub network: NamespaceMode,
     pub pid: NamespaceMode,
     pub ipc: NamespaceMode,
+    /// The container whose namespace a `Target` mode means.
+    pub target_id: Option<String>,
 }
 
 /// Mount: a host path at a container path.
@@ -430,12 +435,13 @@ impl RuntimeService for EngineRuntime {
 
     fn create_container(&self, sandbox: &PodSandbox, c: &ContainerConfig) -> Result<String> {
         let sb = Self::engine_sandbox(sandbox);
+        let nso = &c.namespace_options;
         let ns = |mode: NamespaceMode, kind: &str| match mode {
             NamespaceMode::Node => Some("host".to_string()),
             NamespaceMode::Pod => Some(sb.ns(kind)),
             NamespaceMode::Container => None,
+            NamespaceMode::Target => nso.target_id.as_ref().map(|t| format!("container:{t}")),
         };
-        let nso = &c.namespace_options;
         let opts = skiff_engine::CreateOptions {
             image: c.image.clone(),
             entrypoint: Some(String::new()),

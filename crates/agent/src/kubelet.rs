@@ -404,13 +404,17 @@ pub async fn pod_event(
     let name = pod.metadata.name.clone().unwrap_or_default();
     let now = chrono::Utc::now();
     let field_path = container.map(|c| {
-        let init = pod
-            .spec
-            .as_ref()
+        let spec = pod.spec.as_ref();
+        let init = spec
             .and_then(|s| s.init_containers.as_ref())
             .is_some_and(|ics| ics.iter().any(|i| i.name == c));
+        let ephemeral = spec
+            .and_then(|s| s.ephemeral_containers.as_ref())
+            .is_some_and(|ecs| ecs.iter().any(|i| i.name == c));
         if init {
             format!("spec.initContainers{{{c}}}")
+        } else if ephemeral {
+            format!("spec.ephemeralContainers{{{c}}}")
         } else {
             format!("spec.containers{{{c}}}")
         }
@@ -579,25 +583,7 @@ pub fn pod_status(runtime: &dyn Runtime, pod: &Pod, running: &RunningPod) -> ser
             .and_then(|id| runtime.container_status(id).ok());
         let (state, ready, restarts, id, image_id) = match &st {
             Some(s) => {
-                let state = match s.state {
-                    ContainerState::Running => {
-                        json!({"running": {"startedAt": s.started_at}})
-                    }
-                    ContainerState::Restarting => json!({"waiting": {
-                        "reason": "CrashLoopBackOff",
-                        "message": format!("back-off restarting failed container {} in pod {}", c.name, pod.metadata.name.clone().unwrap_or_default()),
-                    }}),
-                    ContainerState::Created => {
-                        json!({"waiting": {"reason": "ContainerCreating"}})
-                    }
-                    ContainerState::Exited => json!({"terminated": {
-                        "exitCode": s.exit_code,
-                        "reason": s.reason,
-                        "startedAt": s.started_at,
-                        "finishedAt": s.finished_at,
-                        "containerID": format!("skiff://{}", s.id),
-                    }}),
-                };
+                let state = container_state(s, &c.name, pod);
                 let verdict = VERDICTS.lock().ok().and_then(|v| v.get(&s.id).cloned());
                 let running_now = s.state == ContainerState::Running
                     && match &verdict {
@@ -640,6 +626,44 @@ pub fn pod_status(runtime: &dyn Runtime, pod: &Pod, running: &RunningPod) -> ser
             "state": state,
         }));
     }
+    // Ephemeral containers: started once, never ready, never restarted.
+    let mut ephemeral = Vec::new();
+    for c in spec.ephemeral_containers.iter().flatten() {
+        let st = running
+            .ephemeral
+            .get(&c.name)
+            .and_then(|id| runtime.container_status(id).ok());
+        let (state, id, image_id) = match &st {
+            Some(s) => (
+                container_state(s, &c.name, pod),
+                format!("skiff://{}", s.id),
+                s.image_ref.clone(),
+            ),
+            None => {
+                let failed = EPHEMERAL_FAILURES.lock().ok().and_then(|m| {
+                    m.get(&(running.uid.clone(), c.name.clone()))
+                        .map(|f| (f.reason.clone(), f.message.clone()))
+                });
+                let waiting = match failed {
+                    Some((reason, message)) => json!({"reason": reason, "message": message}),
+                    None => json!({"reason": "ContainerCreating"}),
+                };
+                (json!({ "waiting": waiting }), String::new(), String::new())
+            }
+        };
+        let mut status = json!({
+            "name": c.name,
+            "image": c.image,
+            "imageID": image_id,
+            "ready": false,
+            "restartCount": 0,
+            "state": state,
+        });
+        if !id.is_empty() {
+            status["containerID"] = json!(id);
+        }
+        ephemeral.push(status);
+    }
     let phase = if all_done {
         if policy == "Always" || any_failed {
             if any_failed {
@@ -670,7 +694,56 @@ pub fn pod_status(runtime: &dyn Runtime, pod: &Pod, running: &RunningPod) -> ser
         "startTime": pod.status.as_ref().and_then(|s| s.start_time.clone()).map(|t| serde_json::to_value(t).unwrap_or_default()).unwrap_or(json!(t)),
         "qosClass": podspec::qos_class(pod),
         "containerStatuses": statuses,
+        "ephemeralContainerStatuses": if ephemeral.is_empty() { serde_json::Value::Null } else { json!(ephemeral) },
     })
+}
+
+/// A container's state as the pod status shows it.
+fn container_state(s: &crate::cri::ContainerStatus, name: &str, pod: &Pod) -> serde_json::Value {
+    match s.state {
+        ContainerState::Running => json!({"running": {"startedAt": s.started_at}}),
+        ContainerState::Restarting => json!({"waiting": {
+            "reason": "CrashLoopBackOff",
+            "message": format!("back-off restarting failed container {name} in pod {}", pod.metadata.name.clone().unwrap_or_default()),
+        }}),
+        ContainerState::Created => json!({"waiting": {"reason": "ContainerCreating"}}),
+        ContainerState::Exited => json!({"terminated": {
+            "exitCode": s.exit_code,
+            "reason": s.reason,
+            "startedAt": s.started_at,
+            "finishedAt": s.finished_at,
+            "containerID": format!("skiff://{}", s.id),
+        }}),
+    }
+}
+
+/// Ephemeral containers that could not be started: why, and when to try again.
+struct EphemeralFailure {
+    reason: String,
+    message: String,
+    next: std::time::Instant,
+}
+
+static EPHEMERAL_FAILURES: std::sync::LazyLock<
+    std::sync::Mutex<BTreeMap<(String, String), EphemeralFailure>>,
+> = std::sync::LazyLock::new(Default::default);
+
+/// The ephemeral containers of a running pod still to be started (not started yet,
+/// not waiting out a failed start).
+fn pending_ephemeral(p: &Pod, rp: &RunningPod) -> Vec<String> {
+    let now = std::time::Instant::now();
+    p.spec
+        .iter()
+        .flat_map(|s| s.ephemeral_containers.iter().flatten())
+        .filter(|c| !rp.ephemeral.contains_key(&c.name))
+        .filter(|c| {
+            EPHEMERAL_FAILURES.lock().is_ok_and(|m| {
+                m.get(&(rp.uid.clone(), c.name.clone()))
+                    .is_none_or(|f| f.next <= now)
+            })
+        })
+        .map(|c| c.name.clone())
+        .collect()
 }
 
 /// Run the agent until `shutdown` resolves.
@@ -1157,7 +1230,11 @@ pub async fn sync_pods(
         });
     }
     HOST_PORTS.retain(&|uid| map.contains_key(uid));
+    if let Ok(mut m) = EPHEMERAL_FAILURES.lock() {
+        m.retain(|(uid, _), _| wanted.contains_key(uid));
+    }
     let mut to_start: Vec<Pod> = Vec::new();
+    let mut to_debug: Vec<(Pod, Vec<String>)> = Vec::new();
     for (uid, p) in &wanted {
         let ns = p.metadata.namespace.clone().unwrap_or_default();
         let name = p.metadata.name.clone().unwrap_or_default();
@@ -1190,8 +1267,67 @@ pub async fn sync_pods(
         }
         if let Some(rp) = map.get(uid) {
             publish_host_ports(client, cfg, p, rp).await;
-            report_status(client, &**runtime, cfg, &api, p, rp).await;
+            let debug = pending_ephemeral(p, rp);
+            if debug.is_empty() {
+                report_status(client, &**runtime, cfg, &api, p, rp).await;
+            } else {
+                to_debug.push((p.clone(), debug));
+            }
         }
+    }
+    // Ephemeral containers added to running pods (`kubectl debug`).
+    for (p, names) in to_debug {
+        let uid = p.metadata.uid.clone().unwrap_or_default();
+        let Some(mut rp) = map.remove(&uid) else {
+            continue;
+        };
+        let (e, n, lookup, pod) = (
+            runtime.clone(),
+            cfg.node.clone(),
+            api_lookup(client, cfg),
+            p.clone(),
+        );
+        let r = tokio::task::spawn_blocking(move || {
+            let mut failures = Vec::new();
+            for name in names {
+                if let Err(err) = pod::start_ephemeral(&*e, &n, &pod, &name, &lookup, &mut rp) {
+                    failures.push((name, err));
+                }
+            }
+            (rp, failures)
+        })
+        .await;
+        let Ok((rp, failures)) = r else {
+            tracing::warn!(pod = %uid, "starting ephemeral containers panicked");
+            continue;
+        };
+        for (name, err) in failures {
+            let reason = match &err {
+                pod::PodError::ImageNeverPull(_) => "ErrImageNeverPull",
+                pod::PodError::ImagePull(_) => "ErrImagePull",
+                pod::PodError::Spec(podspec::SpecError::ConfigMissing(_)) => {
+                    "CreateContainerConfigError"
+                }
+                _ => "CreateContainerError",
+            };
+            tracing::info!(pod = %uid, container = %name, error = %err, "starting an ephemeral container failed");
+            if let Ok(mut m) = EPHEMERAL_FAILURES.lock() {
+                m.insert(
+                    (uid.clone(), name),
+                    EphemeralFailure {
+                        reason: reason.into(),
+                        message: err.to_string(),
+                        next: std::time::Instant::now() + START_BACKOFF,
+                    },
+                );
+            }
+        }
+        let api: Api<Pod> = Api::namespaced(
+            client.clone(),
+            &p.metadata.namespace.clone().unwrap_or_default(),
+        );
+        report_status(client, &**runtime, cfg, &api, &p, &rp).await;
+        map.insert(uid, rp);
     }
     // New pods start side by side (each is mostly waiting on the kernel).
     let starts = to_start.into_iter().map(|p| {

@@ -132,6 +132,10 @@ pub struct RunningPod {
     /// The cgroup the pod's containers are children of (`<pods_cgroup>/pod<uid>`).
     #[serde(default)]
     pub cgroup: String,
+    /// Ephemeral container name → engine container id (`kubectl debug`); they run
+    /// once and are never restarted.
+    #[serde(default)]
+    pub ephemeral: BTreeMap<String, String>,
 }
 
 impl RunningPod {
@@ -200,18 +204,104 @@ pub fn start_pod(
         containers: BTreeMap::new(),
         dir: dir.clone(),
         cgroup: format!("{}/pod{uid}", node.pods_cgroup),
+        ephemeral: BTreeMap::new(),
     };
     match start_containers(rt, node, pod, lookup, &mut running) {
         Ok(()) => {
-            let json = serde_json::to_vec(&running).map_err(|e| PodError::Volume(e.to_string()))?;
-            std::fs::write(dir.join("running.json"), json)
-                .map_err(|e| PodError::Volume(format!("recording the pod: {e}")))?;
+            record(&running)?;
             Ok(running)
         }
         Err(e) => {
             let _ = stop_pod(rt, &running, Duration::from_secs(0), None);
             Err(e)
         }
+    }
+}
+
+/// Keeps what runs of the pod in its directory (`running.json`), for a restarted agent.
+fn record(running: &RunningPod) -> Result<(), PodError> {
+    let json = serde_json::to_vec(running).map_err(|e| PodError::Volume(e.to_string()))?;
+    std::fs::write(running.dir.join("running.json"), json)
+        .map_err(|e| PodError::Volume(format!("recording the pod: {e}")))
+}
+
+fn runtime_info(node: &NodeSettings, running: &RunningPod) -> PodRuntimeInfo {
+    PodRuntimeInfo {
+        pod_ip: running
+            .ip
+            .map(|i| i.to_string())
+            .unwrap_or_else(|| node.node_ip.clone()),
+        host_ip: node.node_ip.clone(),
+        ..Default::default()
+    }
+}
+
+/// Starts ephemeral container `name` of a running pod (`kubectl debug`): in the
+/// pod's sandbox, with the PID namespace of its `targetContainerName` when it has
+/// one, never restarted.
+pub fn start_ephemeral(
+    rt: &dyn Runtime,
+    node: &NodeSettings,
+    pod: &Pod,
+    name: &str,
+    lookup: &dyn ObjectLookup,
+    running: &mut RunningPod,
+) -> Result<(), PodError> {
+    let ec = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.ephemeral_containers.as_ref())
+        .and_then(|l| l.iter().find(|c| c.name == name))
+        .ok_or_else(|| PodError::Unsupported(format!("no ephemeral container {name}")))?;
+    // The same fields as a container, less what validation forbids.
+    let c: Container = serde_json::to_value(ec)
+        .and_then(serde_json::from_value)
+        .map_err(|e| PodError::Unsupported(format!("ephemeral container {name}: {e}")))?;
+    let target = match ec
+        .target_container_name
+        .as_deref()
+        .filter(|t| !t.is_empty())
+    {
+        Some(t) => Some(running.containers.get(t).cloned().ok_or_else(|| {
+            PodError::Unsupported(format!(
+                "target container {t} of ephemeral container {name} is not running"
+            ))
+        })?),
+        None => None,
+    };
+    let info = runtime_info(node, running);
+    let vols = prepare_volumes(pod, &running.dir, lookup, &info)?;
+    let id = create_container(
+        rt,
+        node,
+        pod,
+        &c,
+        lookup,
+        &info,
+        &vols,
+        running,
+        "ephemeral",
+        target,
+    )?;
+    created_event(lookup, pod, name);
+    running.ephemeral.insert(name.to_string(), id.clone());
+    record(running)?;
+    match rt.start_container(&id) {
+        Ok(()) => {
+            started_event(lookup, pod, name);
+            Ok(())
+        }
+        Err(RuntimeError::StartFailed { message, .. }) => {
+            lookup.event(
+                pod,
+                Some(name),
+                true,
+                "Failed",
+                &format!("Error: failed to start container \"{name}\": {message}"),
+            );
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -226,14 +316,7 @@ fn start_containers(
         .spec
         .as_ref()
         .ok_or_else(|| PodError::Unsupported("no spec".into()))?;
-    let info = PodRuntimeInfo {
-        pod_ip: running
-            .ip
-            .map(|i| i.to_string())
-            .unwrap_or_else(|| node.node_ip.clone()),
-        host_ip: node.node_ip.clone(),
-        ..Default::default()
-    };
+    let info = runtime_info(node, running);
     let vols = prepare_volumes(pod, &running.dir, lookup, &info)?;
     // Managed files: /etc/hosts (kubelet's format with hostAliases), hostname.
     let etc = running.dir.join("etc");
@@ -250,7 +333,9 @@ fn start_containers(
     std::fs::write(etc.join("resolv.conf"), resolv).map_err(|e| PodError::Volume(e.to_string()))?;
 
     for c in spec.init_containers.iter().flatten() {
-        let id = create_container(rt, node, pod, c, lookup, &info, &vols, running, "init")?;
+        let id = create_container(
+            rt, node, pod, c, lookup, &info, &vols, running, "init", None,
+        )?;
         created_event(lookup, pod, &c.name);
         let code = match rt.start_container(&id) {
             Ok(()) => {
@@ -268,7 +353,7 @@ fn start_containers(
         }
     }
     for c in &spec.containers {
-        let id = create_container(rt, node, pod, c, lookup, &info, &vols, running, "app")?;
+        let id = create_container(rt, node, pod, c, lookup, &info, &vols, running, "app", None)?;
         created_event(lookup, pod, &c.name);
         match rt.start_container(&id) {
             Ok(()) => {}
@@ -399,6 +484,7 @@ fn create_container(
     vols: &BTreeMap<String, PathBuf>,
     running: &RunningPod,
     kind: &str,
+    target: Option<String>,
 ) -> Result<String, PodError> {
     let spec = pod
         .spec
@@ -548,9 +634,12 @@ fn create_container(
                 NamespaceMode::Node
             } else if running.sandbox.share_pid {
                 NamespaceMode::Pod
+            } else if target.is_some() {
+                NamespaceMode::Target
             } else {
                 NamespaceMode::Container
             },
+            target_id: target,
         },
         resources: crate::cri::LinuxContainerResources {
             memory_limit_in_bytes: res.memory,

@@ -96,8 +96,13 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
         }
         list.push(main);
         if r.kind == "Pod" {
+            list.push(json!({"name": "pods/attach", "singularName": "", "namespaced": true, "kind": "PodAttachOptions", "verbs": ["create", "get"]}));
             list.push(json!({"name": "pods/binding", "singularName": "", "namespaced": true, "kind": "Binding", "verbs": ["create"]}));
+            list.push(json!({"name": "pods/ephemeralcontainers", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get", "patch", "update"]}));
             list.push(json!({"name": "pods/eviction", "singularName": "", "namespaced": true, "group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"]}));
+            list.push(json!({"name": "pods/exec", "singularName": "", "namespaced": true, "kind": "PodExecOptions", "verbs": ["create", "get"]}));
+            list.push(json!({"name": "pods/log", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get"]}));
+            list.push(json!({"name": "pods/portforward", "singularName": "", "namespaced": true, "kind": "PodPortForwardOptions", "verbs": ["create", "get"]}));
         }
         if r.kind == "Namespace" {
             list.push(json!({"name": "namespaces/finalize", "singularName": "", "namespaced": false, "kind": "Namespace", "verbs": ["update"]}));
@@ -160,8 +165,13 @@ pub fn aggregated(core: bool) -> Value {
                                 subs.push(json!({"subresource": "scale", "responseKind": gvk("autoscaling", "v1", "Scale"), "verbs": ["get", "patch", "update"]}));
                             }
                             if r.kind == "Pod" {
+                                subs.push(json!({"subresource": "attach", "responseKind": gvk("", "v1", "PodAttachOptions"), "verbs": ["create", "get"]}));
                                 subs.push(json!({"subresource": "binding", "responseKind": gvk("", "v1", "Binding"), "verbs": ["create"]}));
+                                subs.push(json!({"subresource": "ephemeralcontainers", "responseKind": gvk("", "v1", "Pod"), "verbs": ["get", "patch", "update"]}));
                                 subs.push(json!({"subresource": "eviction", "responseKind": gvk("policy", "v1", "Eviction"), "verbs": ["create"]}));
+                                subs.push(json!({"subresource": "exec", "responseKind": gvk("", "v1", "PodExecOptions"), "verbs": ["create", "get"]}));
+                                subs.push(json!({"subresource": "log", "responseKind": gvk("", "v1", "Pod"), "verbs": ["get"]}));
+                                subs.push(json!({"subresource": "portforward", "responseKind": gvk("", "v1", "PodPortForwardOptions"), "verbs": ["create", "get"]}));
                             }
                             if r.kind == "Namespace" {
                                 subs.push(json!({"subresource": "finalize", "responseKind": gvk("", "v1", "Namespace"), "verbs": ["update"]}));

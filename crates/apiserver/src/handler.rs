@@ -685,6 +685,7 @@ async fn resource_request(
         None => None,
         Some("binding") if res.kind == "Pod" => Some("binding"),
         Some("eviction") if res.kind == "Pod" => Some("eviction"),
+        Some("ephemeralcontainers") if res.kind == "Pod" => Some("ephemeralcontainers"),
         Some("status") if res.status => Some("status"),
         Some("scale") if res.scale => Some("scale"),
         Some("finalize") if res.kind == "Namespace" => Some("finalize"),
@@ -704,11 +705,11 @@ async fn resource_request(
             }
             return crate::nodeproxy::pod_subresource(state, req, ns, name, other).await;
         }
-        Some(
-            other @ ("log" | "exec" | "attach" | "portforward" | "proxy" | "ephemeralcontainers"),
-        ) if matches!(res.kind, "Pod" | "Service" | "Node") => {
+        Some(other @ ("log" | "exec" | "attach" | "portforward" | "proxy"))
+            if matches!(res.kind, "Pod" | "Service" | "Node") =>
+        {
             return Err(ApiError::not_implemented(format!(
-                "{}/{other} is not available yet: streaming and eviction come with the node agent",
+                "{}/{other} is not available: skiff proxies only nodes/proxy and the pods' log, exec, attach and portforward",
                 res.plural
             )))
         }
@@ -871,11 +872,7 @@ async fn resource_request(
                     &warnings,
                 ));
             }
-            let subres = match sub {
-                Some("status") => Subresource::Status,
-                Some("finalize") => Subresource::Finalize,
-                _ => Subresource::Main,
-            };
+            let subres = Subresource::of_update(sub);
             let updated = reg
                 .update_as(res, ns, name, subres, dry, Some(&manager), |_| {
                     Ok(body.clone())
@@ -939,11 +936,7 @@ async fn resource_request(
                     .await?;
                 return Ok(json_response(200, &scale_of(res, &updated), &[]));
             }
-            let subres = if sub == Some("status") {
-                Subresource::Status
-            } else {
-                Subresource::Main
-            };
+            let subres = Subresource::of_update(sub);
             let updated = reg
                 .update_as(res, ns, name, subres, dry, Some(&manager), |old| {
                     let mut doc = patch_base(old, ptype);
@@ -1311,11 +1304,7 @@ async fn server_side_apply(
             Err(e) => return Err(e),
         }
     }
-    let subres = if sub == Some("status") {
-        Subresource::Status
-    } else {
-        Subresource::Main
-    };
+    let subres = Subresource::of_update(sub);
     let updated = reg
         .update(res, ns, name, subres, dry, |old| {
             let applied =

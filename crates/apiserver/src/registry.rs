@@ -527,7 +527,8 @@ impl Registry {
         obj["kind"] = json!(res.kind);
         strategy::prepare_for_create(res, &mut obj);
         let name = name_of(&obj).to_string();
-        let causes = crate::validation::validate(res, &obj);
+        let mut causes = crate::validation::validate(res, &obj);
+        causes.extend(strategy::validate_create(res, &obj));
         if !causes.is_empty() {
             return Err(ApiError::invalid(res.group, res.kind, &name, causes));
         }
@@ -836,10 +837,7 @@ impl Registry {
                 self.update_service_ports(&mut new, ns, name).await?;
             }
             if let Some(m) = manager {
-                let subresource = m.subresource.or(match sub {
-                    Subresource::Status => Some("status"),
-                    _ => None,
-                });
+                let subresource = m.subresource.or(sub.managed_name());
                 crate::managed::record_update(res, Some(&old), &mut new, m, subresource);
             }
             let mut causes = crate::validation::validate(res, &new);

@@ -15,6 +15,29 @@ pub enum Subresource {
     Finalize,
     /// `pods/{name}/binding`: only `spec.nodeName` changes.
     Binding,
+    /// `pods/{name}/ephemeralcontainers`: only `spec.ephemeralContainers` changes.
+    EphemeralContainers,
+}
+
+impl Subresource {
+    /// The subresource a PUT, PATCH or apply on `sub` writes.
+    pub fn of_update(sub: Option<&str>) -> Subresource {
+        match sub {
+            Some("status") => Subresource::Status,
+            Some("finalize") => Subresource::Finalize,
+            Some("ephemeralcontainers") => Subresource::EphemeralContainers,
+            _ => Subresource::Main,
+        }
+    }
+
+    /// The name managed fields record for writes through this subresource.
+    pub fn managed_name(self) -> Option<&'static str> {
+        match self {
+            Subresource::Status => Some("status"),
+            Subresource::EphemeralContainers => Some("ephemeralcontainers"),
+            _ => None,
+        }
+    }
 }
 
 /// RFC 3339 timestamp with seconds, as Kubernetes writes `metav1.Time`.
@@ -374,7 +397,7 @@ fn pod_spec_defaults(spec: &mut Value, is_pod: bool) {
         }
         s.insert("tolerations".into(), Value::Array(tolerations));
     }
-    for list in ["containers", "initContainers"] {
+    for list in ["containers", "initContainers", "ephemeralContainers"] {
         if let Some(Value::Array(cs)) = s.get_mut(list) {
             for c in cs.iter_mut().filter_map(Value::as_object_mut) {
                 default(c, "terminationMessagePath", json!("/dev/termination-log"));
@@ -498,6 +521,21 @@ pub fn prepare_for_update(res: &Resource, old: &Value, new: &mut Value, sub: Sub
         new["status"] = status;
         return;
     }
+    if sub == Subresource::EphemeralContainers {
+        let list = new
+            .pointer("/spec/ephemeralContainers")
+            .cloned()
+            .unwrap_or(Value::Null);
+        *new = old.clone();
+        let spec = obj_mut(new, "spec");
+        if list.is_null() {
+            spec.remove("ephemeralContainers");
+        } else {
+            spec.insert("ephemeralContainers".into(), list);
+        }
+        apply_defaults(res, new);
+        return;
+    }
     // Server-owned metadata.
     let old_meta = old.get("metadata").cloned().unwrap_or(json!({}));
     let meta = obj_mut(new, "metadata");
@@ -605,9 +643,48 @@ fn spec_of(obj: &Value) -> Value {
     o
 }
 
+/// Rules only a create checks.
+pub fn validate_create(res: &Resource, obj: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    if res.kind == "Pod"
+        && obj
+            .pointer("/spec/ephemeralContainers")
+            .and_then(Value::as_array)
+            .is_some_and(|l| !l.is_empty())
+    {
+        causes.push(Cause::forbidden(
+            "spec.ephemeralContainers",
+            "cannot be set on create",
+        ));
+    }
+    causes
+}
+
 /// Immutable-field rules of an update (after [`prepare_for_update`]).
 pub fn validate_update(res: &Resource, old: &Value, new: &Value, sub: Subresource) -> Vec<Cause> {
     let mut causes = Vec::new();
+    if sub == Subresource::EphemeralContainers {
+        // Ephemeral containers may be added, never changed or removed.
+        let list = |o: &Value| {
+            o.pointer("/spec/ephemeralContainers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let now = list(new);
+        for was in list(old) {
+            let name = was.get("name").and_then(Value::as_str).unwrap_or_default();
+            let message = match now.iter().find(|c| c.get("name") == was.get("name")) {
+                None => format!("existing ephemeral containers {name:?} may not be removed"),
+                Some(c) if c != &was => {
+                    format!("existing ephemeral containers {name:?} may not be changed")
+                }
+                Some(_) => continue,
+            };
+            causes.push(Cause::forbidden("spec.ephemeralContainers", &message));
+        }
+        return causes;
+    }
     if sub != Subresource::Main {
         return causes;
     }

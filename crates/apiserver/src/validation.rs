@@ -1382,6 +1382,7 @@ pub fn validate_pod_spec(spec: Option<&Value>, path: &str, causes: &mut Vec<Caus
             }
         }
     }
+    validate_ephemeral_containers(spec, path, &names, &volumes, causes);
     if let Some(rp) = spec
         .and_then(|s| s.get("restartPolicy"))
         .and_then(Value::as_str)
@@ -1396,6 +1397,111 @@ pub fn validate_pod_spec(spec: Option<&Value>, path: &str, causes: &mut Vec<Caus
                 ),
             });
         }
+    }
+}
+
+/// `spec.ephemeralContainers` as kube-apiserver checks them: named uniquely across all
+/// the pod's containers, with an image, targeting an existing container, and without
+/// what only a regular container may have (ports, probes, lifecycle, resources).
+fn validate_ephemeral_containers(
+    spec: Option<&Value>,
+    path: &str,
+    app_names: &std::collections::HashSet<&str>,
+    volumes: &std::collections::HashSet<&str>,
+    causes: &mut Vec<Cause>,
+) {
+    let list = |k: &str| {
+        spec.and_then(|s| s.get(k))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+    };
+    let mut others: std::collections::HashSet<&str> = app_names.clone();
+    others.extend(list("initContainers").filter_map(|c| c.get("name").and_then(Value::as_str)));
+    let mut taken = others.clone();
+    for (i, c) in list("ephemeralContainers").enumerate() {
+        let at = format!("{path}.ephemeralContainers[{i}]");
+        let name = c.get("name").and_then(Value::as_str).unwrap_or("");
+        if name.is_empty() {
+            causes.push(Cause::required(format!("{at}.name")));
+        } else if !is_dns1123_label(name) {
+            causes.push(Cause::invalid(format!("{at}.name"), name, LABEL_MSG));
+        } else if !taken.insert(name) {
+            causes.push(duplicate(format!("{at}.name"), name));
+        }
+        if c.get("image")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .is_empty()
+        {
+            causes.push(Cause::required(format!("{at}.image")));
+        }
+        for field in [
+            "ports",
+            "livenessProbe",
+            "readinessProbe",
+            "startupProbe",
+            "lifecycle",
+            "resources",
+            "resizePolicy",
+            "restartPolicy",
+        ] {
+            let set = match c.get(field) {
+                None | Some(Value::Null) => false,
+                Some(Value::Object(m)) => m.values().any(|v| !is_empty_value(v)),
+                Some(Value::Array(a)) => !a.is_empty(),
+                Some(Value::String(s)) => !s.is_empty(),
+                Some(_) => true,
+            };
+            if set {
+                causes.push(Cause::forbidden(
+                    format!("{at}.{field}"),
+                    "cannot be set for an Ephemeral Container",
+                ));
+            }
+        }
+        if let Some(target) = c
+            .get("targetContainerName")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+        {
+            if !others.contains(target) {
+                causes.push(Cause {
+                    reason: "FieldValueNotFound",
+                    field: format!("{at}.targetContainerName"),
+                    message: format!("Not found: {}", serde_json::json!(target)),
+                });
+            }
+        }
+        for (j, m) in c
+            .get("volumeMounts")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            if m.get("subPath")
+                .and_then(Value::as_str)
+                .is_some_and(|p| !p.is_empty())
+            {
+                causes.push(Cause::forbidden(
+                    format!("{at}.volumeMounts[{j}].subPath"),
+                    "cannot be set for an Ephemeral Container",
+                ));
+            }
+        }
+        validate_container_extras(c, &at, volumes, causes);
+    }
+}
+
+/// Whether a JSON value is Go's zero value (absent in the object it came from).
+fn is_empty_value(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Object(m) => m.values().all(is_empty_value),
+        Value::Array(a) => a.is_empty(),
+        Value::String(s) => s.is_empty(),
+        _ => false,
     }
 }
 

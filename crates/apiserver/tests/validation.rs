@@ -320,3 +320,220 @@ spec:
         .await;
     assert!(err.contains("spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ephemeral_containers_are_only_added_through_their_subresource() {
+    if !have_kubectl() {
+        return;
+    }
+    let fx = Fixture::start().await;
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: dbg\nspec:\n  containers:\n  - name: app\n    image: busybox\n";
+    let f = fx.file("pod.yaml", pod);
+    fx.ok(K, &["create", "-f", f.to_str().unwrap_or_default()])
+        .await;
+    // Not on create.
+    refused(
+        &fx,
+        &format!(
+            "{}  ephemeralContainers:\n  - name: e\n    image: busybox\n",
+            pod.replace("name: dbg", "name: dbg2")
+        ),
+        &["spec.ephemeralContainers: Forbidden: cannot be set on create"],
+    )
+    .await;
+
+    // kubectl debug (both ends of the supported range) adds them through the subresource.
+    for (k, name) in [(KUBECTL_OLD, "d1"), (KUBECTL_NEW, "d2")] {
+        let out = fx
+            .ok(
+                k,
+                &[
+                    "debug",
+                    "dbg",
+                    "--image=busybox",
+                    "-c",
+                    name,
+                    "--target=app",
+                    "--",
+                    "sh",
+                ],
+            )
+            .await;
+        assert!(out.is_empty() || !out.contains("error"), "{out}");
+    }
+    let raw = "/api/v1/namespaces/default/pods/dbg/ephemeralcontainers";
+    let got: serde_json::Value =
+        serde_json::from_str(&fx.ok(K, &["get", "--raw", raw]).await).expect("json");
+    assert_eq!(got["kind"], "Pod", "{got}");
+    let ecs = got["spec"]["ephemeralContainers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(ecs.len(), 2, "{got}");
+    assert_eq!(ecs[0]["name"], "d1");
+    assert_eq!(ecs[1]["targetContainerName"], "app");
+    assert_eq!(ecs[1]["command"], serde_json::json!(["sh"]));
+    // Defaulted as containers are.
+    assert_eq!(ecs[0]["terminationMessagePolicy"], "File", "{got}");
+    assert_eq!(ecs[0]["imagePullPolicy"], "Always", "{got}");
+    let managers: Vec<(String, String)> = got["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            (
+                m["manager"].as_str().unwrap_or_default().to_string(),
+                m["subresource"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    // kubectl debug sends no fieldManager: the manager comes from its user agent.
+    assert!(
+        managers
+            .iter()
+            .any(|(m, s)| m.starts_with("kubectl") && s == "ephemeralcontainers"),
+        "{managers:?}"
+    );
+
+    // Through the subresource: added, never changed or removed; no ports, probes,
+    // resources; targets must exist; names are unique across the pod.
+    let put = |mutate: &dyn Fn(&mut serde_json::Value)| {
+        let mut body = got.clone();
+        mutate(&mut body);
+        fx.file("ec.json", &body.to_string())
+    };
+    type Mutation = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(Mutation, &str)> = vec![
+        (
+            Box::new(|b| b["spec"]["ephemeralContainers"][0]["image"] = "busybox:2".into()),
+            "spec.ephemeralContainers: Forbidden: existing ephemeral containers \"d1\" may not be changed",
+        ),
+        (
+            Box::new(|b| {
+                if let Some(l) = b["spec"]["ephemeralContainers"].as_array_mut() {
+                    l.remove(0);
+                }
+            }),
+            "spec.ephemeralContainers: Forbidden: existing ephemeral containers \"d1\" may not be removed",
+        ),
+        (
+            Box::new(|b| {
+                push_ephemeral(b, serde_json::json!({"name": "d3", "image": "busybox",
+                    "ports": [{"containerPort": 80}], "readinessProbe": {"exec": {"command": ["true"]}},
+                    "resources": {"limits": {"cpu": "1"}}, "targetContainerName": "nope"}));
+            }),
+            "spec.ephemeralContainers[2].ports: Forbidden: cannot be set for an Ephemeral Container",
+        ),
+        (
+            Box::new(|b| {
+                push_ephemeral(b, serde_json::json!({"name": "app", "image": "busybox"}));
+            }),
+            "spec.ephemeralContainers[2].name: Duplicate value: \"app\"",
+        ),
+    ];
+    for (mutate, want) in &cases {
+        let f = put(mutate.as_ref());
+        let err = fx
+            .fails(
+                K,
+                &[
+                    "replace",
+                    "--raw",
+                    raw,
+                    "-f",
+                    f.to_str().unwrap_or_default(),
+                ],
+            )
+            .await;
+        assert!(err.contains(want), "want {want}\nin: {err}");
+    }
+    let f = put(&|b| {
+        push_ephemeral(
+            b,
+            serde_json::json!({"name": "d3", "image": "busybox", "targetContainerName": "nope"}),
+        );
+    });
+    let err = fx
+        .fails(
+            K,
+            &[
+                "replace",
+                "--raw",
+                raw,
+                "-f",
+                f.to_str().unwrap_or_default(),
+            ],
+        )
+        .await;
+    assert!(
+        err.contains("spec.ephemeralContainers[2].targetContainerName: Not found: \"nope\""),
+        "{err}"
+    );
+    for f in ["readinessProbe", "resources"] {
+        let f = format!("spec.ephemeralContainers[2].{f}: Forbidden");
+        let err = fx
+            .fails(
+                K,
+                &[
+                    "replace",
+                    "--raw",
+                    raw,
+                    "-f",
+                    put(cases[2].0.as_ref()).to_str().unwrap_or_default(),
+                ],
+            )
+            .await;
+        assert!(err.contains(&f), "want {f}\nin: {err}");
+    }
+    // A good addition lands; the rest of the pod is untouched by it.
+    let f = put(&|b| {
+        push_ephemeral(b, serde_json::json!({"name": "d3", "image": "busybox"}));
+        b["spec"]["containers"][0]["image"] = "changed".into();
+        b["metadata"]["labels"] = serde_json::json!({"x": "y"});
+    });
+    fx.ok(
+        K,
+        &[
+            "replace",
+            "--raw",
+            raw,
+            "-f",
+            f.to_str().unwrap_or_default(),
+        ],
+    )
+    .await;
+    let now: serde_json::Value =
+        serde_json::from_str(&fx.ok(K, &["get", "pod", "dbg", "-o", "json"]).await).expect("json");
+    assert_eq!(
+        now["spec"]["ephemeralContainers"].as_array().map(Vec::len),
+        Some(3)
+    );
+    assert_eq!(now["spec"]["containers"][0]["image"], "busybox", "{now}");
+    assert!(now["metadata"]["labels"].is_null(), "{now}");
+
+    // The pod itself cannot change them.
+    let err = fx
+        .fails(
+            K,
+            &[
+                "patch",
+                "pod",
+                "dbg",
+                "--type=json",
+                "-p",
+                r#"[{"op":"remove","path":"/spec/ephemeralContainers/0"}]"#,
+            ],
+        )
+        .await;
+    assert!(err.contains("pod updates may not change fields"), "{err}");
+    // Discovery lists the subresource.
+    let out = fx.ok(K, &["get", "--raw", "/api/v1"]).await;
+    assert!(out.contains("\"pods/ephemeralcontainers\""), "{out}");
+}
+
+/// Appends an ephemeral container to a pod body.
+fn push_ephemeral(pod: &mut serde_json::Value, ec: serde_json::Value) {
+    if let Some(l) = pod["spec"]["ephemeralContainers"].as_array_mut() {
+        l.push(ec);
+    }
+}

@@ -1119,6 +1119,80 @@ fn the_tutorials_shared_pid_namespace_pod_and_attach_to_its_shell() {
     }
 }
 
+#[test]
+fn kubectl_debug_adds_an_ephemeral_container_in_the_targets_process_namespace() {
+    let c = Cluster::start(Root::with_busybox(EXE));
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    // No shareProcessNamespace: only --target lets the debugger see the app.
+    c.apply(concat!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: app\nspec:\n",
+        "  containers:\n  - name: web\n    image: busybox\n    imagePullPolicy: Never\n",
+        "    command: [\"httpd\", \"-f\", \"-p\", \"8080\"]\n",
+    ));
+    c.wait_for(
+        &["get", "pod", "app", "-o", "jsonpath={.status.phase}"],
+        "Running",
+        30,
+    );
+    for (v, name) in [("1.27", "dbg27"), ("1.33", "dbg33")] {
+        let k = format!("{KUBECTL_DIR}/kubectl.{v}");
+        let out = c.kubectl_in_pty(
+            &k,
+            &[
+                "debug",
+                "-it",
+                "app",
+                "--image=busybox",
+                "--image-pull-policy=Never",
+                "--target=web",
+                "-c",
+                name,
+                "--",
+                "sh",
+            ],
+            b"ps ax\nexit\n",
+        );
+        assert!(out.contains("httpd -f -p 8080"), "{v}: {out}");
+        assert!(!out.contains("/pause"), "{v}: {out}");
+        // Leaving the shell ends the ephemeral container for good: never restarted.
+        let jp = format!(
+            "jsonpath={{.status.ephemeralContainerStatuses[?(@.name==\"{name}\")].state.terminated.exitCode}}"
+        );
+        c.wait_for(&["get", "pod", "app", "-o", &jp], "0", 30);
+        std::thread::sleep(Duration::from_millis(1500));
+        let restarts = c.ok(&[
+            "get",
+            "pod",
+            "app",
+            "-o",
+            &format!(
+                "jsonpath={{.status.ephemeralContainerStatuses[?(@.name==\"{name}\")].restartCount}}/{{.status.ephemeralContainerStatuses[?(@.name==\"{name}\")].state}}"
+            ),
+        ]);
+        assert!(
+            restarts.starts_with("0/") && restarts.contains("terminated"),
+            "{restarts}"
+        );
+        // What the session printed is its log.
+        let logs = c.ok(&["logs", "app", "-c", name]);
+        assert!(logs.contains("httpd -f -p 8080"), "{v}: {logs}");
+    }
+    // The app container ran on untouched; describe shows the debuggers.
+    let st = c.ok(&[
+        "get",
+        "pod",
+        "app",
+        "-o",
+        "jsonpath={.status.containerStatuses[0].restartCount}/{.status.phase}",
+    ]);
+    assert_eq!(st, "0/Running");
+    let d = c.ok(&["describe", "pod", "app"]);
+    assert!(
+        d.contains("Ephemeral Containers:") && d.contains("dbg33"),
+        "{d}"
+    );
+}
+
 /// A Deployment of one busybox `sleep` pod, with a 1 s grace period.
 fn sleeper_deployment(name: &str, ns: &str) -> String {
     format!("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: {name}\n  template:\n    metadata:\n      labels:\n        app: {name}\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: c\n        image: busybox\n        imagePullPolicy: Never\n        command: [\"sleep\", \"600\"]\n")
