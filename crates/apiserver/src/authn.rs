@@ -417,15 +417,15 @@ pub async fn token_request(
         .get("expirationSeconds")
         .and_then(Value::as_i64)
         .unwrap_or(3600);
-    if expiration < 600 {
+    if let Some(msg) = crate::validation::token_expiration_error(expiration) {
         return Err(ApiError::invalid(
             "authentication.k8s.io",
             "TokenRequest",
             "",
-            vec![crate::error::Cause::invalid(
+            vec![crate::validation::invalid_raw(
                 "spec.expirationSeconds",
                 &expiration.to_string(),
-                "may not specify a duration less than 10 minutes",
+                msg,
             )],
         ));
     }

@@ -112,6 +112,9 @@ pub struct ServerConfig {
     pub advertise_address: Option<IpAddr>,
     /// `--token-auth-file`: static bearer tokens, `token,user,uid,"group1,group2"` per line.
     pub token_auth_file: Option<PathBuf>,
+    /// The shortest ServiceAccount token lifetime accepted, in seconds (Kubernetes:
+    /// 600). Shorter only for tests of token rotation.
+    pub min_token_expiration_seconds: i64,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -126,6 +129,10 @@ impl std::fmt::Debug for ServerConfig {
             .field("tls_san", &self.tls_san)
             .field("advertise_address", &self.advertise_address)
             .field("token_auth_file", &self.token_auth_file)
+            .field(
+                "min_token_expiration_seconds",
+                &self.min_token_expiration_seconds,
+            )
             .finish()
     }
 }
@@ -142,6 +149,7 @@ impl Default for ServerConfig {
             tls_san: Vec::new(),
             advertise_address: None,
             token_auth_file: None,
+            min_token_expiration_seconds: validation::DEFAULT_MIN_TOKEN_EXPIRATION,
         }
     }
 }
@@ -211,6 +219,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer> {
         .map_err(|e| Error::io(format!("creating {}", config.data_dir.display()), e))?;
     let mut sans = config.tls_san.clone();
     sans.push(config.bind_address.to_string());
+    validation::set_min_token_expiration(config.min_token_expiration_seconds);
     let pki = pki::Pki::load_or_generate(&config.data_dir, &sans)?;
     let token = pki::join_token(&config.data_dir, &pki, config.token.as_deref())?;
     let tls = tls_config(&pki)?;

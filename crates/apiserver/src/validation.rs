@@ -1284,6 +1284,67 @@ fn validate_binding(kind: &str, obj: &Value, causes: &mut Vec<Cause>) {
 }
 
 /// Required fields of a pod spec: containers with a name and an image.
+/// The shortest lifetime a ServiceAccount token may be asked for, in seconds:
+/// Kubernetes' 10 minutes, unless the server was started with a shorter one (a hidden
+/// flag for tests of token rotation).
+static MIN_TOKEN_EXPIRATION: std::sync::atomic::AtomicI64 =
+    std::sync::atomic::AtomicI64::new(DEFAULT_MIN_TOKEN_EXPIRATION);
+
+/// Kubernetes' minimum token lifetime: 10 minutes.
+pub const DEFAULT_MIN_TOKEN_EXPIRATION: i64 = 600;
+
+pub fn set_min_token_expiration(seconds: i64) {
+    MIN_TOKEN_EXPIRATION.store(seconds, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// A token lifetime's problem, as kube-apiserver words it.
+pub fn token_expiration_error(seconds: i64) -> Option<&'static str> {
+    let min = MIN_TOKEN_EXPIRATION.load(std::sync::atomic::Ordering::Relaxed);
+    if seconds < min {
+        Some(if min == DEFAULT_MIN_TOKEN_EXPIRATION {
+            "may not specify a duration less than 10 minutes"
+        } else {
+            "may not specify a duration less than the server's minimum token expiration"
+        })
+    } else if seconds > 1 << 32 {
+        Some("may not specify a duration larger than 2^32 seconds")
+    } else {
+        None
+    }
+}
+
+/// A projected volume's serviceAccountToken sources: a path, a lifetime in range.
+fn validate_token_projections(volume: &Value, at: &str, causes: &mut Vec<Cause>) {
+    for (j, src) in volume
+        .pointer("/projected/sources")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let Some(t) = src.get("serviceAccountToken").filter(|t| !t.is_null()) else {
+            continue;
+        };
+        let at = format!("{at}.projected.sources[{j}].serviceAccountToken");
+        if t.get("path")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .is_empty()
+        {
+            causes.push(Cause::required(format!("{at}.path")));
+        }
+        if let Some(secs) = t.get("expirationSeconds").and_then(Value::as_i64) {
+            if let Some(msg) = token_expiration_error(secs) {
+                causes.push(invalid_raw(
+                    format!("{at}.expirationSeconds"),
+                    &secs.to_string(),
+                    msg,
+                ));
+            }
+        }
+    }
+}
+
 pub fn validate_pod_spec(spec: Option<&Value>, path: &str, causes: &mut Vec<Cause>) {
     let containers = spec
         .and_then(|s| s.get("containers"))
@@ -1309,6 +1370,7 @@ pub fn validate_pod_spec(spec: Option<&Value>, path: &str, causes: &mut Vec<Caus
         } else if !volumes.insert(name) {
             causes.push(duplicate(at, name));
         }
+        validate_token_projections(v, &format!("{path}.volumes[{i}]"), causes);
     }
     for (i, c) in spec
         .and_then(|s| s.get("initContainers"))

@@ -38,6 +38,23 @@ async fn invalid_objects_of_common_kinds() {
     assert!(!ok, "{out}");
     assert!(err.contains("422 Unprocessable Entity"), "{err}");
 
+    // Projected tokens live at least 10 minutes; TokenRequest says the same.
+    refused(
+        &fx,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: tok}\nspec:\n  containers: [{name: c, image: busybox}]\n  volumes:\n  - name: t\n    projected:\n      sources:\n      - serviceAccountToken: {path: token, expirationSeconds: 60}\n      - serviceAccountToken: {path: \"\"}\n",
+        &[
+            "spec.volumes[0].projected.sources[0].serviceAccountToken.expirationSeconds: Invalid value: 60: may not specify a duration less than 10 minutes",
+            "spec.volumes[0].projected.sources[1].serviceAccountToken.path: Required value",
+        ],
+    )
+    .await;
+    let err = fx
+        .fails(K, &["create", "token", "default", "--duration", "1m"])
+        .await;
+    assert!(
+        err.contains("spec.expirationSeconds: Invalid value: 60: may not specify a duration less than 10 minutes"),
+        "{err}"
+    );
     refused(
         &fx,
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: Bad_Name}\ndata: {\"a b\": x}\n",

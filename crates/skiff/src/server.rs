@@ -68,6 +68,11 @@ pub struct ServerFlags {
     #[arg(long = "node-monitor-grace-period", default_value = "40s",
           value_parser = skiff_controllers::parse_duration)]
     pub node_monitor_grace_period: std::time::Duration,
+    /// The shortest ServiceAccount token lifetime accepted (Kubernetes: 10 minutes);
+    /// for tests of token rotation only.
+    #[arg(long = "service-account-min-token-expiration", default_value = "10m", hide = true,
+          value_parser = skiff_controllers::parse_duration)]
+    pub min_token_expiration: std::time::Duration,
 }
 
 /// Run the server until SIGINT or SIGTERM. `engine` is the engine the in-process
@@ -95,6 +100,7 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
         tls_san: f.tls_san,
         advertise_address: f.advertise_address,
         token_auth_file: f.token_auth_file,
+        min_token_expiration_seconds: f.min_token_expiration.as_secs() as i64,
     };
     crate::agent::init_tracing();
     let rt = tokio::runtime::Builder::new_multi_thread()

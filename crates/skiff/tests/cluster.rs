@@ -1193,6 +1193,93 @@ fn kubectl_debug_adds_an_ephemeral_container_in_the_targets_process_namespace() 
     );
 }
 
+#[test]
+fn projected_service_account_tokens_are_rotated_before_they_expire() {
+    // Tokens of 10 s (the server's minimum lowered for the test), volumes resynced
+    // every second: the agent asks for a new token once 80% of its life has passed.
+    let c = Cluster::start_with(
+        Root::with_busybox(EXE),
+        &[
+            "--service-account-min-token-expiration",
+            "5s",
+            "--sync-frequency",
+            "1s",
+        ],
+    );
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    c.wait_for(&["get", "sa", "-o", "name"], "serviceaccount/default", 10);
+    c.apply(concat!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: tok\nspec:\n",
+        "  terminationGracePeriodSeconds: 1\n",
+        "  containers:\n  - name: c\n    image: busybox\n    imagePullPolicy: Never\n",
+        "    command: [\"sleep\", \"600\"]\n",
+        "    volumeMounts:\n    - name: t\n      mountPath: /var/run/tok\n",
+        "  volumes:\n  - name: t\n    projected:\n      sources:\n",
+        "      - serviceAccountToken:\n          path: token\n          expirationSeconds: 10\n",
+    ));
+    c.wait_for(
+        &["get", "pod", "tok", "-o", "jsonpath={.status.phase}"],
+        "Running",
+        30,
+    );
+    let read = || c.ok(&["exec", "tok", "--", "cat", "/var/run/tok/token"]);
+    // Whether the API server takes a token (a TokenReview, as a webhook would ask).
+    let review = |token: &str| {
+        let f = c.root.dir.join("review.json");
+        let body = serde_json::json!({
+            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+            "spec": {"token": token},
+        });
+        std::fs::write(&f, body.to_string()).unwrap();
+        let out = c.ok(&["create", "-f", f.to_str().unwrap(), "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        (
+            v["status"]["authenticated"].as_bool().unwrap_or(false),
+            v["status"]["user"]["username"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+        )
+    };
+    let first = read();
+    assert_eq!(first.split('.').count(), 3, "{first}");
+    assert_eq!(
+        review(&first),
+        (true, "system:serviceaccount:default:default".to_string())
+    );
+    let start = Instant::now();
+    let second = loop {
+        let t = read();
+        if t != first {
+            break t;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the token was never replaced"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    // Replaced before the old one expired (at 80% of its 10 s), by a good one.
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(review(&second).0);
+    // The old one runs out; the pod's current one still works.
+    std::thread::sleep(Duration::from_secs(11));
+    assert!(!review(&first).0);
+    assert!(review(&read()).0);
+    // Shorter than the server's minimum is refused.
+    let out = c.kubectl(&["create", "token", "default", "--duration", "4s"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("may not specify a duration less than"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A Deployment of one busybox `sleep` pod, with a 1 s grace period.
 fn sleeper_deployment(name: &str, ns: &str) -> String {
     format!("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: {name}\n  template:\n    metadata:\n      labels:\n        app: {name}\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: c\n        image: busybox\n        imagePullPolicy: Never\n        command: [\"sleep\", \"600\"]\n")
