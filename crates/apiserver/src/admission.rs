@@ -90,7 +90,7 @@ async fn service_account(reg: &Registry, pod: &mut Value) -> ApiResult<()> {
     let Some(sares) = lookup("", "v1", "serviceaccounts") else {
         return Ok(());
     };
-    let sa = match reg.get(sares, Some(&ns), &name).await {
+    let sa = match reg.get_cached(sares, Some(&ns), &name).await {
         Ok(sa) => sa,
         Err(e) if e.code == 404 => {
             return Err(forbidden(

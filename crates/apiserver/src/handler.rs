@@ -121,7 +121,7 @@ fn bytes_response(code: u16, body: Vec<u8>) -> Response<Body> {
     json_bytes_response(code, body, &[])
 }
 
-fn json_bytes_response(code: u16, body: Vec<u8>, warnings: &[String]) -> Response<Body> {
+fn json_bytes_response(code: u16, body: impl Into<Bytes>, warnings: &[String]) -> Response<Body> {
     let mut b = Response::builder()
         .status(StatusCode::from_u16(code).unwrap_or(StatusCode::OK))
         .header("Content-Type", "application/json")
@@ -808,7 +808,22 @@ async fn resource_request(
             if res.kind == "CertificateSigningRequest" {
                 crate::csr::prepare_create(user_ref, &mut obj)?;
             }
-            let mut created = reg.create_as(res, ns, obj, dry, Some(&manager)).await?;
+            let p = reg
+                .create_prepared(res, ns, obj, dry, Some(&manager))
+                .await?;
+            if !accept.table && !accept.partial && res.kind != "CertificateSigningRequest" {
+                if res.kind == "Namespace" && !dry {
+                    let name = p
+                        .obj
+                        .pointer("/metadata/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    crate::admission::namespace_defaults(reg, name).await?;
+                }
+                // The JSON the watch cache serves too, serialized once.
+                return Ok(json_bytes_response(201, p.obj_json.clone(), &warnings));
+            }
+            let mut created = p.obj.clone();
             if res.kind == "CertificateSigningRequest" && !dry {
                 created = crate::csr::reconcile(reg, res, &state.signer, created).await?;
             }

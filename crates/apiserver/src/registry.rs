@@ -51,6 +51,22 @@ pub struct ListPage {
     pub continue_token: Option<String>,
 }
 
+/// An object read for admission: the watch cache's copy, or one read from the store.
+pub enum CachedObject {
+    Shared(Arc<Prepared>),
+    Owned(Value),
+}
+
+impl std::ops::Deref for CachedObject {
+    type Target = Value;
+    fn deref(&self) -> &Value {
+        match self {
+            CachedObject::Shared(p) => &p.obj,
+            CachedObject::Owned(v) => v,
+        }
+    }
+}
+
 /// A page of a list as the watch cache holds its items (each with its JSON).
 pub struct ItemPage {
     pub items: Vec<Arc<Prepared>>,
@@ -447,26 +463,37 @@ impl Registry {
         }
     }
 
+    /// An object as the watch cache holds it now, without waiting for the cache to catch
+    /// up (what kube-apiserver's admission plugins read from their informers); one the
+    /// cache does not show (yet) is looked up in the store, as those plugins do.
+    pub async fn get_cached(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        name: &str,
+    ) -> ApiResult<CachedObject> {
+        let cached = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.get(res, &key(res, ns, name)))
+            .flatten();
+        Ok(match cached {
+            Some(p) => CachedObject::Shared(p),
+            None => CachedObject::Owned(self.get(res, ns, name).await?),
+        })
+    }
+
     /// Checks that `ns` exists and is not terminating (for creates).
     async fn check_namespace(&self, ns: &str) -> ApiResult<()> {
         let Some(nsres) = lookup("", "v1", "namespaces") else {
             return Err(ApiError::internal("namespaces are not served"));
         };
-        // The cache as it is, as kube-apiserver's NamespaceLifecycle reads its informer;
-        // a namespace the cache does not show yet is looked up in the store.
-        let cached = self
-            .cache
-            .as_ref()
-            .and_then(|c| c.get(nsres, &key(nsres, None, ns)))
-            .flatten();
-        let terminating = match cached {
-            Some(p) => p.obj.pointer("/metadata/deletionTimestamp").is_some(),
-            None => self
-                .get(nsres, None, ns)
-                .await?
-                .pointer("/metadata/deletionTimestamp")
-                .is_some(),
-        };
+        // The cache as it is, as kube-apiserver's NamespaceLifecycle reads its informer.
+        let terminating = self
+            .get_cached(nsres, None, ns)
+            .await?
+            .pointer("/metadata/deletionTimestamp")
+            .is_some();
         if terminating {
             return Err(ApiError::forbidden(format!(
                 "unable to create new content in namespace {ns} because it is being terminated"
@@ -491,10 +518,24 @@ impl Registry {
         &self,
         res: &Resource,
         ns: Option<&str>,
-        mut obj: Value,
+        obj: Value,
         dry_run: bool,
         manager: Option<&crate::managed::Manager>,
     ) -> ApiResult<Value> {
+        let p = self.create_prepared(res, ns, obj, dry_run, manager).await?;
+        Ok(Arc::try_unwrap(p).map_or_else(|p| p.obj.clone(), |p| p.obj))
+    }
+
+    /// [`Registry::create_as`], answering the created object with its JSON (as the
+    /// watch cache keeps it, which is handed the same).
+    pub async fn create_prepared(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        mut obj: Value,
+        dry_run: bool,
+        manager: Option<&crate::managed::Manager>,
+    ) -> ApiResult<Arc<Prepared>> {
         if !obj.is_object() {
             return Err(ApiError::bad_request("the body must be a JSON object"));
         }
@@ -545,19 +586,42 @@ impl Registry {
         if res.kind == "Service" {
             self.allocate_service(&mut obj).await?;
         }
+        let key = key(res, ns, &name);
         if dry_run {
-            return Ok(obj);
+            return Ok(Arc::new(crate::watchcache::listed(key.as_bytes(), 0, obj)));
         }
-        let rev = self
-            .store
-            .create(key(res, ns, &name).as_bytes(), encode_as(res, &obj)?)
-            .await
-            .map_err(Self::err(res, &name))?;
-        set_rv(&mut obj, rev);
+        let stored = encode_as(res, &obj)?;
+        // The watch cache takes the object as built here for this create's event.
+        let cache = self
+            .cache
+            .as_ref()
+            .filter(|_| !crate::convert::is_view(res));
+        let slot = match cache {
+            Some(c) => c
+                .creating(res, key.clone(), stored.clone(), obj)
+                .map(|p| (c, p)),
+            None => Err(obj),
+        };
+        let rev = match self.store.create(key.as_bytes(), stored).await {
+            Ok(rev) => rev,
+            Err(e) => {
+                if let Ok((c, p)) = &slot {
+                    c.create_failed(p);
+                }
+                return Err(Self::err(res, &name)(e));
+            }
+        };
+        let p = match slot {
+            Ok((_, p)) => p.finish(rev),
+            Err(mut obj) => {
+                set_rv(&mut obj, rev);
+                Arc::new(crate::watchcache::listed(key.as_bytes(), rev, obj))
+            }
+        };
         if let Some(ns) = ns.filter(|_| res.namespaced) {
             crate::quota::refresh(self, res, ns).await?;
         }
-        Ok(obj)
+        Ok(p)
     }
 
     /// Allocates a cluster IP (and node ports) for a new Service.

@@ -233,6 +233,39 @@ struct Shared {
     resources: Vec<&'static Resource>,
     /// Asks the store watch for a progress notification (etcd).
     progress: Mutex<Option<Arc<tokio::sync::Notify>>>,
+    /// Creates this server is making, by store key: the store event of each is answered
+    /// with the object the registry built instead of decoding the stored bytes again
+    /// ([`WatchCache::creating`]).
+    pending: Mutex<HashMap<String, Arc<PendingCreate>>>,
+}
+
+/// Pending creates older than this are dropped (their event never came: a reload).
+const PENDING_FOR: Duration = Duration::from_secs(30);
+
+/// A create on its way to the store. Whoever needs it first once it is written, the
+/// registry for its answer or the cache for its store event, turns it into the one
+/// [`Prepared`] both use.
+pub struct PendingCreate {
+    index: usize,
+    key: String,
+    /// The bytes being stored: the store event matches only if its value is these.
+    stored: Vec<u8>,
+    obj: Mutex<Option<Value>>,
+    done: std::sync::OnceLock<Arc<Prepared>>,
+    since: std::time::Instant,
+}
+
+impl PendingCreate {
+    /// The created object, written at `rev`.
+    pub fn finish(&self, rev: Revision) -> Arc<Prepared> {
+        self.done
+            .get_or_init(|| {
+                let mut obj = lock(&self.obj).take().unwrap_or_default();
+                registry::set_rv(&mut obj, rev);
+                Arc::new(listed(self.key.as_bytes(), rev, obj))
+            })
+            .clone()
+    }
 }
 
 /// A reader waiting this long for the cache asks the store for progress...
@@ -299,6 +332,7 @@ impl WatchCache {
                 by_prefix,
                 resources,
                 progress: Mutex::new(None),
+                pending: Mutex::new(HashMap::new()),
             }),
         };
         tokio::spawn(cache.clone().run(store, shutdown));
@@ -350,6 +384,41 @@ impl WatchCache {
         if s.ready && rev > s.rev {
             s.rev = rev;
             self.shared.applied.send_replace(rev);
+        }
+    }
+
+    /// Tells the cache that this server is about to store `stored` (the stored form of
+    /// `obj`, an object of `res` without a resourceVersion) at `key` as a create, so its
+    /// store event needs no decoding. The registry calls [`PendingCreate::finish`] once
+    /// the write succeeded, or [`WatchCache::create_failed`]. `obj` comes back for a
+    /// resource the cache does not hold.
+    pub fn creating(
+        &self,
+        res: &Resource,
+        key: String,
+        stored: Vec<u8>,
+        obj: Value,
+    ) -> Result<Arc<PendingCreate>, Value> {
+        let Some(index) = self.index(res) else {
+            return Err(obj);
+        };
+        let p = Arc::new(PendingCreate {
+            index,
+            key: key.clone(),
+            stored,
+            obj: Mutex::new(Some(obj)),
+            done: std::sync::OnceLock::new(),
+            since: std::time::Instant::now(),
+        });
+        lock(&self.shared.pending).insert(key, p.clone());
+        Ok(p)
+    }
+
+    /// The create `p` was refused by the store.
+    pub fn create_failed(&self, p: &Arc<PendingCreate>) {
+        let mut m = lock(&self.shared.pending);
+        if m.get(&p.key).is_some_and(|q| Arc::ptr_eq(p, q)) {
+            m.remove(&p.key);
         }
     }
 
@@ -533,20 +602,40 @@ impl WatchCache {
         let Some(last) = events.last().map(Event::revision) else {
             return;
         };
-        // Decode outside the lock.
+        // Decode outside the lock (creates this server made come decoded already).
         let mut per: Vec<(usize, Vec<Arc<Prepared>>)> = Vec::new();
+        let mut pending = {
+            let mut m = lock(&self.shared.pending);
+            if m.is_empty() {
+                HashMap::new()
+            } else {
+                std::mem::take(&mut *m)
+            }
+        };
         for ev in events {
             let key = String::from_utf8_lossy(&ev.kv.key);
             let Some(idx) = storage_prefix(&key).and_then(|p| self.shared.by_prefix.get(p)) else {
                 continue;
             };
+            let created = ev.kind == EventKind::Put && ev.prev_kv.is_none();
+            let ours = if created && !pending.is_empty() {
+                pending
+                    .remove(key.as_ref())
+                    .filter(|p| p.stored == ev.kv.value)
+            } else {
+                None
+            };
             for &i in idx {
-                let Some(p) = prepare(self.shared.resources[i], ev) else {
-                    continue;
+                let p = match &ours {
+                    Some(p) if p.index == i => p.finish(ev.revision()),
+                    _ => match prepare(self.shared.resources[i], ev) {
+                        Some(p) => Arc::new(p),
+                        None => continue,
+                    },
                 };
                 match per.iter_mut().find(|(j, _)| *j == i) {
-                    Some((_, v)) => v.push(Arc::new(p)),
-                    None => per.push((i, vec![Arc::new(p)])),
+                    Some((_, v)) => v.push(p),
+                    None => per.push((i, vec![p])),
                 }
             }
         }
@@ -556,6 +645,15 @@ impl WatchCache {
         }
         s.rev = last;
         self.shared.applied.send_replace(last);
+        drop(s);
+        // Creates still on their way go back (unless long gone).
+        pending.retain(|_, p| p.since.elapsed() < PENDING_FOR);
+        if !pending.is_empty() {
+            let mut m = lock(&self.shared.pending);
+            for (k, p) in pending {
+                m.entry(k).or_insert(p);
+            }
+        }
     }
 
     /// Ends every cache-fed watch with `err` and marks the cache as reloading.
@@ -590,6 +688,79 @@ mod tests {
             .iter()
             .map(|p| p.obj["metadata"]["name"].as_str().unwrap_or("").to_string())
             .collect()
+    }
+
+    /// A create this server makes reaches the cache as the object the registry built (no
+    /// decoding), identical to what decoding the stored bytes gives; a create whose stored
+    /// bytes differ from what was announced is decoded; a refused one leaves nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn creates_hand_their_object_to_the_cache() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store: Arc<dyn Store> = Arc::new(skiff_store::EmbeddedStore::open(
+            dir.path(),
+            Default::default(),
+        )?);
+        let cms = lookup("", "v1", "configmaps").ok_or("configmaps")?;
+        let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+        let cache = WatchCache::start(store.clone(), stop_rx);
+        let rev0 = store
+            .create(b"/registry/core/configmaps/a/x", cm("a", "x", "0"))
+            .await?;
+        assert!(cache.wait_for(rev0, Duration::from_secs(5)).await);
+
+        let key = "/registry/core/configmaps/a/one".to_string();
+        let obj: Value = serde_json::from_slice(&cm("a", "one", "1"))?;
+        let bytes = cm("a", "one", "1");
+        let pending = cache
+            .creating(cms, key.clone(), bytes.clone(), obj)
+            .map_err(|_| "not held")?;
+        let rev = store.create(key.as_bytes(), bytes).await?;
+        assert!(cache.wait_for(rev, Duration::from_secs(5)).await);
+        let held = cache.get(cms, &key).ok_or("not ready")?.ok_or("missing")?;
+        let answered = pending.finish(rev);
+        assert!(Arc::ptr_eq(&held, &answered));
+        let kv = store.get(key.as_bytes()).await?.ok_or("not stored")?;
+        assert_eq!(held.obj, registry::decode_as(cms, &kv)?);
+        assert_eq!(held.obj["metadata"]["resourceVersion"], rev.to_string());
+        let line: Value = serde_json::from_slice(&held.line)?;
+        assert_eq!(line["type"], "ADDED");
+        assert_eq!(line["object"], held.obj);
+
+        // Announced one thing, stored another: the cache decodes what was stored.
+        let key2 = "/registry/core/configmaps/a/two".to_string();
+        let pending = cache
+            .creating(
+                cms,
+                key2.clone(),
+                cm("a", "two", "2"),
+                serde_json::from_slice(&cm("a", "two", "2"))?,
+            )
+            .map_err(|_| "not held")?;
+        let rev = store
+            .create(key2.as_bytes(), cm("a", "two", "other"))
+            .await?;
+        assert!(cache.wait_for(rev, Duration::from_secs(5)).await);
+        let held = cache.get(cms, &key2).ok_or("not ready")?.ok_or("missing")?;
+        assert_eq!(held.obj["data"]["v"], "other");
+        assert!(!Arc::ptr_eq(&held, &pending.finish(rev)));
+
+        // A refused create leaves no pending entry behind.
+        let pending = cache
+            .creating(cms, key.clone(), cm("a", "one", "9"), json!({}))
+            .map_err(|_| "not held")?;
+        assert!(store
+            .create(key.as_bytes(), cm("a", "one", "9"))
+            .await
+            .is_err());
+        cache.create_failed(&pending);
+        assert!(lock(&cache.shared.pending).is_empty());
+        // Resources the cache does not hold give the object back.
+        let reviews =
+            lookup("authorization.k8s.io", "v1", "selfsubjectaccessreviews").ok_or("reviews")?;
+        assert!(cache
+            .creating(reviews, "k".into(), Vec::new(), json!({"a": 1}))
+            .is_err_and(|o| o["a"] == 1));
+        Ok(())
     }
 
     /// A real embedded store under the cache: loads, follows, pages, serves watches from
