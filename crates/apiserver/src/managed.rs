@@ -278,15 +278,22 @@ fn map_field(field: &str) -> bool {
 /// The leaves of `obj` (scalars, empty objects, atomic lists and structs) with their values,
 /// and the items of keyed and set lists (as members with value `true`); with `maps`, the
 /// maps too (members with value `true`).
-pub fn leaves(obj: &Value, scope: Scope, maps: bool) -> BTreeMap<Path, Value> {
-    fn walk(v: &Value, path: &mut Path, scope: Scope, maps: bool, out: &mut BTreeMap<Path, Value>) {
+pub fn leaves(obj: &Value, scope: Scope, maps: bool) -> BTreeMap<Path, &Value> {
+    static MEMBER: Value = Value::Bool(true);
+    fn walk<'a>(
+        v: &'a Value,
+        path: &mut Path,
+        scope: Scope,
+        maps: bool,
+        out: &mut BTreeMap<Path, &'a Value>,
+    ) {
         if !path.is_empty() && stripped(path, scope) {
             return;
         }
         match v {
             Value::Object(m) if !m.is_empty() && !atomic_object(last_field(path), m) => {
                 if maps && !path.is_empty() && map_field(last_field(path)) {
-                    out.insert(path.clone(), Value::Bool(true));
+                    out.insert(path.clone(), &MEMBER);
                 }
                 for (k, c) in m {
                     path.push(PathElement::Field(k.clone()));
@@ -299,7 +306,7 @@ pub fn leaves(obj: &Value, scope: Scope, maps: bool) -> BTreeMap<Path, Value> {
                     for item in items {
                         let key = item_key(item, &keys).unwrap_or_default();
                         path.push(PathElement::Key(key));
-                        out.insert(path.clone(), Value::Bool(true));
+                        out.insert(path.clone(), &MEMBER);
                         walk(item, path, scope, maps, out);
                         path.pop();
                     }
@@ -307,18 +314,18 @@ pub fn leaves(obj: &Value, scope: Scope, maps: bool) -> BTreeMap<Path, Value> {
                 ListKind::Set => {
                     for item in items {
                         path.push(PathElement::Value(canonical(item)));
-                        out.insert(path.clone(), Value::Bool(true));
+                        out.insert(path.clone(), &MEMBER);
                         path.pop();
                     }
                 }
                 _ => {
-                    out.insert(path.clone(), v.clone());
+                    out.insert(path.clone(), v);
                 }
             },
             Value::Null if path.is_empty() => {}
             _ if path.is_empty() => {}
             other => {
-                out.insert(path.clone(), other.clone());
+                out.insert(path.clone(), other);
             }
         }
     }
