@@ -251,15 +251,23 @@ pub fn apply_defaults(res: &Resource, obj: &mut Value) {
             let spec = obj_mut(obj, "spec");
             default(spec, "finalizers", json!(["kubernetes"]));
         }
-        "PersistentVolumeClaim" => canonical_quantities(
-            obj,
-            &[
-                "/spec/resources/requests",
-                "/spec/resources/limits",
-                "/status/capacity",
-            ],
-        ),
-        "PersistentVolume" => canonical_quantities(obj, &["/spec/capacity"]),
+        "PersistentVolumeClaim" => {
+            default(obj_mut(obj, "spec"), "volumeMode", json!("Filesystem"));
+            canonical_quantities(
+                obj,
+                &[
+                    "/spec/resources/requests",
+                    "/spec/resources/limits",
+                    "/status/capacity",
+                ],
+            )
+        }
+        "PersistentVolume" => {
+            let spec = obj_mut(obj, "spec");
+            default(spec, "persistentVolumeReclaimPolicy", json!("Retain"));
+            default(spec, "volumeMode", json!("Filesystem"));
+            canonical_quantities(obj, &["/spec/capacity"])
+        }
         "ResourceQuota" => {
             canonical_quantities(obj, &["/spec/hard", "/status/hard", "/status/used"])
         }
@@ -772,6 +780,65 @@ pub fn validate_update(res: &Resource, old: &Value, new: &Value, sub: Subresourc
             }
         }
         "Service" => immutable("spec.clusterIP", &mut causes),
+        "PersistentVolumeClaim" => {
+            // kube-apiserver's ValidatePersistentVolumeClaimUpdate: a claim's spec is fixed
+            // once created, except binding (volumeName, once), a storage class on a claim
+            // that had none (retroactive default class), volumeAttributesClassName, and a
+            // bound claim's storage request (expansion only).
+            let bound = old.pointer("/status/phase").and_then(Value::as_str) == Some("Bound");
+            let spec_of = |o: &Value| o.get("spec").cloned().unwrap_or(Value::Null);
+            let (mut was, mut now) = (spec_of(old), spec_of(new));
+            if let (Some(w), Some(n)) = (was.as_object_mut(), now.as_object_mut()) {
+                for k in ["volumeAttributesClassName"] {
+                    w.remove(k);
+                    n.remove(k);
+                }
+                if w.get("volumeName")
+                    .is_none_or(|v| v.as_str().unwrap_or("").is_empty())
+                {
+                    w.remove("volumeName");
+                    n.remove("volumeName");
+                }
+                // Claims stored before volumeMode was defaulted get it on their next write.
+                if w.get("volumeMode").is_none() {
+                    n.remove("volumeMode");
+                }
+                if w.get("storageClassName").is_none_or(Value::is_null) && !bound {
+                    w.remove("storageClassName");
+                    n.remove("storageClassName");
+                }
+                if bound {
+                    for m in [&mut *w, &mut *n] {
+                        if let Some(r) = m
+                            .get_mut("resources")
+                            .and_then(|r| r.get_mut("requests"))
+                            .and_then(Value::as_object_mut)
+                        {
+                            r.remove("storage");
+                        }
+                    }
+                }
+            }
+            if was != now {
+                causes.push(Cause::forbidden(
+                    "spec",
+                    "spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims",
+                ));
+            }
+            let storage = |o: &Value| {
+                o.pointer("/spec/resources/requests/storage")
+                    .and_then(Value::as_str)
+                    .and_then(crate::quantity::milli_value)
+            };
+            if let (Some(before), Some(after)) = (storage(old), storage(new)) {
+                if after < before {
+                    causes.push(Cause::forbidden(
+                        "spec.resources.requests.storage",
+                        "field can not be less than previous value",
+                    ));
+                }
+            }
+        }
         "ResourceQuota" => {
             let scopes = |o: &Value| -> std::collections::BTreeSet<String> {
                 o.pointer("/spec/scopes")

@@ -548,6 +548,84 @@ async fn ephemeral_containers_are_only_added_through_their_subresource() {
     assert!(out.contains("\"pods/ephemeralcontainers\""), "{out}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claims_spec_is_fixed_but_for_binding_and_expansion() {
+    if !have_kubectl() {
+        return;
+    }
+    let fx = Fixture::start().await;
+    let f = fx.file(
+        "pvc.yaml",
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: c}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 1Gi}}\n---\napiVersion: v1\nkind: PersistentVolume\nmetadata: {name: v}\nspec:\n  accessModes: [ReadWriteOnce]\n  capacity: {storage: 1Gi}\n  hostPath: {path: /tmp/v}\n",
+    );
+    fx.ok(K, &["create", "-f", f.to_str().unwrap_or_default()])
+        .await;
+    // Defaults as kube-apiserver sets them.
+    let spec = fx
+        .ok(K, &["get", "pvc", "c", "-o", "jsonpath={.spec.volumeMode}"])
+        .await;
+    assert_eq!(spec, "Filesystem");
+    let pv = fx
+        .ok(
+            K,
+            &[
+                "get",
+                "pv",
+                "v",
+                "-o",
+                "jsonpath={.spec.persistentVolumeReclaimPolicy}/{.spec.volumeMode}",
+            ],
+        )
+        .await;
+    assert_eq!(pv, "Retain/Filesystem");
+    let fixed = "spec: Forbidden: spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims";
+    let patch = |p: &'static str| ["patch", "pvc", "c", "-p", p];
+    for p in [
+        r#"{"spec":{"accessModes":["ReadWriteMany"]}}"#,
+        r#"{"spec":{"storageClassName":"other"}}"#,
+        // An unbound claim's request is fixed too.
+        r#"{"spec":{"resources":{"requests":{"storage":"2Gi"}}}}"#,
+    ] {
+        let err = fx.fails(K, &patch(p)).await;
+        assert!(err.contains(fixed), "{p}: {err}");
+    }
+    // Binding sets the volume once; labels are not the spec.
+    fx.ok(K, &patch(r#"{"spec":{"volumeName":"v"}}"#)).await;
+    let err = fx.fails(K, &patch(r#"{"spec":{"volumeName":"w"}}"#)).await;
+    assert!(err.contains(fixed), "{err}");
+    fx.ok(K, &["label", "pvc", "c", "a=b"]).await;
+    // A bound claim may grow, never shrink.
+    fx.ok(
+        K,
+        &[
+            "patch",
+            "pvc",
+            "c",
+            "--subresource=status",
+            "-p",
+            r#"{"status":{"phase":"Bound"}}"#,
+        ],
+    )
+    .await;
+    fx.ok(
+        K,
+        &patch(r#"{"spec":{"resources":{"requests":{"storage":"2Gi"}}}}"#),
+    )
+    .await;
+    let err = fx
+        .fails(
+            K,
+            &patch(r#"{"spec":{"resources":{"requests":{"storage":"1Gi"}}}}"#),
+        )
+        .await;
+    assert!(
+        err.contains(
+            "spec.resources.requests.storage: Forbidden: field can not be less than previous value"
+        ),
+        "{err}"
+    );
+}
+
 /// Appends an ephemeral container to a pod body.
 fn push_ephemeral(pod: &mut serde_json::Value, ec: serde_json::Value) {
     if let Some(l) = pod["spec"]["ephemeralContainers"].as_array_mut() {
