@@ -789,10 +789,8 @@ pub fn validate_update(res: &Resource, old: &Value, new: &Value, sub: Subresourc
             let spec_of = |o: &Value| o.get("spec").cloned().unwrap_or(Value::Null);
             let (mut was, mut now) = (spec_of(old), spec_of(new));
             if let (Some(w), Some(n)) = (was.as_object_mut(), now.as_object_mut()) {
-                for k in ["volumeAttributesClassName"] {
-                    w.remove(k);
-                    n.remove(k);
-                }
+                w.remove("volumeAttributesClassName");
+                n.remove("volumeAttributesClassName");
                 if w.get("volumeName")
                     .is_none_or(|v| v.as_str().unwrap_or("").is_empty())
                 {
