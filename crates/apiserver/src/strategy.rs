@@ -597,6 +597,17 @@ pub fn prepare_for_update(res: &Resource, old: &Value, new: &mut Value, sub: Sub
                     }
                 }
             }
+            // A client that changed only clusterIP changed the first of clusterIPs
+            // (kube-apiserver's normalizeClusterIPs); validation then refuses it.
+            let ip = new.pointer("/spec/clusterIP").cloned();
+            if ip.is_some()
+                && ip.as_ref() != old.pointer("/spec/clusterIP")
+                && new.pointer("/spec/clusterIPs") == old.pointer("/spec/clusterIPs")
+            {
+                if let (Some(ip), Some(first)) = (ip, new.pointer_mut("/spec/clusterIPs/0")) {
+                    *first = ip;
+                }
+            }
             // Node ports too, matched by port number and protocol.
             let old_ports = old
                 .pointer("/spec/ports")
@@ -779,7 +790,49 @@ pub fn validate_update(res: &Resource, old: &Value, new: &Value, sub: Subresourc
                 immutable("type", &mut causes);
             }
         }
-        "Service" => immutable("spec.clusterIP", &mut causes),
+        "Service" => {
+            // kube-apiserver's validateUpgradeDowngradeClusterIPs: the primary cluster IP
+            // stays (unless the Service becomes or stops being ExternalName).
+            let ty = |o: &Value| {
+                o.pointer("/spec/type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("ClusterIP")
+                    .to_string()
+            };
+            let ips = |o: &Value| -> Vec<String> {
+                o.pointer("/spec/clusterIPs")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect()
+            };
+            let go_list = |l: &[String]| {
+                let quoted: Vec<String> = l.iter().map(|s| json!(s).to_string()).collect();
+                format!("[]string{{{}}}", quoted.join(", "))
+            };
+            let (was, now) = (ips(old), ips(new));
+            if ty(old) != "ExternalName" && ty(new) != "ExternalName" {
+                if let (Some(a), Some(b)) = (was.first(), now.first()) {
+                    if a != b {
+                        causes.push(crate::validation::invalid_raw(
+                            "spec.clusterIPs[0]",
+                            &go_list(&now),
+                            "may not change once set",
+                        ));
+                    }
+                }
+                let ip = new.pointer("/spec/clusterIP").and_then(Value::as_str);
+                if now.first().is_some_and(|first| Some(first.as_str()) != ip) {
+                    causes.push(crate::validation::invalid_raw(
+                        "spec.clusterIPs",
+                        &go_list(&now),
+                        "first value must match `clusterIP`",
+                    ));
+                }
+            }
+        }
         "PersistentVolumeClaim" => {
             // kube-apiserver's ValidatePersistentVolumeClaimUpdate: a claim's spec is fixed
             // once created, except binding (volumeName, once), a storage class on a claim

@@ -626,6 +626,52 @@ async fn a_claims_spec_is_fixed_but_for_binding_and_expansion() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_services_cluster_ip_may_not_change_once_set() {
+    if !have_kubectl() {
+        return;
+    }
+    let fx = Fixture::start().await;
+    let f = fx.file(
+        "svc.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec:\n  ports: [{port: 80}]\n",
+    );
+    fx.ok(K, &["apply", "-f", f.to_str().unwrap_or_default()])
+        .await;
+    let ip = fx
+        .ok(K, &["get", "svc", "s", "-o", "jsonpath={.spec.clusterIP}"])
+        .await;
+    assert!(ip.starts_with("10.43."), "{ip}");
+    // An old client's change of clusterIP alone, and a new client's of both.
+    for p in [
+        r#"{"spec":{"clusterIP":"10.43.250.250"}}"#,
+        r#"{"spec":{"clusterIP":"10.43.250.250","clusterIPs":["10.43.250.250"]}}"#,
+    ] {
+        let err = fx.fails(K, &["patch", "svc", "s", "-p", p]).await;
+        assert!(
+            err.contains(r#"spec.clusterIPs[0]: Invalid value: []string{"10.43.250.250"}: may not change once set"#),
+            "{p}: {err}"
+        );
+    }
+    // Leaving it out keeps it: applying the same file again, or a label.
+    fx.ok(K, &["apply", "-f", f.to_str().unwrap_or_default()])
+        .await;
+    fx.ok(K, &["label", "svc", "s", "a=b"]).await;
+    let now = fx
+        .ok(
+            K,
+            &[
+                "get",
+                "svc",
+                "s",
+                "-o",
+                "jsonpath={.spec.clusterIP}/{.spec.clusterIPs[0]}",
+            ],
+        )
+        .await;
+    assert_eq!(now, format!("{ip}/{ip}"));
+}
+
 /// Appends an ephemeral container to a pod body.
 fn push_ephemeral(pod: &mut serde_json::Value, ec: serde_json::Value) {
     if let Some(l) = pod["spec"]["ephemeralContainers"].as_array_mut() {
