@@ -1284,6 +1284,60 @@ fn validate_binding(kind: &str, obj: &Value, causes: &mut Vec<Cause>) {
 }
 
 /// Required fields of a pod spec: containers with a name and an image.
+/// A container's resources as kube-apiserver's ValidateResourceRequirements checks them:
+/// quantities that parse and are not negative, a request no larger than its limit.
+fn validate_resources(c: &Value, at: &str, causes: &mut Vec<Cause>) {
+    let quantities = |part: &str| -> Vec<(String, String, Option<i128>)> {
+        c.pointer(&format!("/resources/{part}"))
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| {
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                let milli = crate::quantity::milli_value(&text);
+                (k.clone(), text, milli)
+            })
+            .collect()
+    };
+    let limits = quantities("limits");
+    for part in ["limits", "requests"] {
+        for (k, text, milli) in quantities(part) {
+            let field = format!("{at}.{part}[{k}]");
+            let shown = crate::quantity::canonicalize(&text).unwrap_or_else(|| text.clone());
+            match milli {
+                None => causes.push(Cause::invalid(
+                    field,
+                    &text,
+                    "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
+                )),
+                Some(m) if m < 0 => causes.push(Cause::invalid(
+                    field,
+                    &shown,
+                    "must be greater than or equal to 0",
+                )),
+                Some(m) if part == "requests" => {
+                    let limit = limits.iter().find(|(lk, _, _)| *lk == k);
+                    if let Some((_, ltext, Some(l))) = limit {
+                        if m > *l {
+                            let lshown = crate::quantity::canonicalize(ltext)
+                                .unwrap_or_else(|| ltext.clone());
+                            causes.push(Cause::invalid(
+                                format!("{at}.requests"),
+                                &shown,
+                                &format!("must be less than or equal to {k} limit of {lshown}"),
+                            ));
+                        }
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+    }
+}
+
 /// The shortest lifetime a ServiceAccount token may be asked for, in seconds:
 /// Kubernetes' 10 minutes, unless the server was started with a shorter one (a hidden
 /// flag for tests of token rotation).
@@ -1395,6 +1449,7 @@ pub fn validate_pod_spec(spec: Option<&Value>, path: &str, causes: &mut Vec<Caus
             causes.push(Cause::required(format!("{at}.image")));
         }
         validate_container_extras(c, &at, &volumes, causes);
+        validate_resources(c, &format!("{at}.resources"), causes);
     }
     let mut names = std::collections::HashSet::new();
     for (i, c) in containers.iter().enumerate() {
@@ -1422,27 +1477,7 @@ pub fn validate_pod_spec(spec: Option<&Value>, path: &str, causes: &mut Vec<Caus
             causes.push(Cause::required(format!("{path}.containers[{i}].image")));
         }
         validate_container_extras(c, &format!("{path}.containers[{i}]"), &volumes, causes);
-        for part in ["limits", "requests"] {
-            let Some(m) = c
-                .pointer(&format!("/resources/{part}"))
-                .and_then(Value::as_object)
-            else {
-                continue;
-            };
-            for (k, v) in m {
-                let text = match v {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                if crate::quantity::canonicalize(&text).is_none() {
-                    causes.push(Cause::invalid(
-                        format!("{path}.containers[{i}].resources.{part}[{k}]"),
-                        &text,
-                        "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
-                    ));
-                }
-            }
-        }
+        validate_resources(c, &format!("{path}.containers[{i}].resources"), causes);
     }
     validate_ephemeral_containers(spec, path, &names, &volumes, causes);
     if let Some(rp) = spec

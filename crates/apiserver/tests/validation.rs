@@ -38,6 +38,17 @@ async fn invalid_objects_of_common_kinds() {
     assert!(!ok, "{out}");
     assert!(err.contains("422 Unprocessable Entity"), "{err}");
 
+    // Requests within limits, nothing negative, in containers and init containers.
+    refused(
+        &fx,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: res}\nspec:\n  initContainers: [{name: i, image: busybox, resources: {requests: {cpu: \"-1\"}}}]\n  containers:\n  - name: c\n    image: busybox\n    resources: {limits: {cpu: \"1\", memory: 1Gi}, requests: {cpu: \"2\", memory: -1Gi}}\n",
+        &[
+            r#"spec.initContainers[0].resources.requests[cpu]: Invalid value: "-1": must be greater than or equal to 0"#,
+            r#"spec.containers[0].resources.requests: Invalid value: "2": must be less than or equal to cpu limit of 1"#,
+            r#"spec.containers[0].resources.requests[memory]: Invalid value: "-1Gi": must be greater than or equal to 0"#,
+        ],
+    )
+    .await;
     // Projected tokens live at least 10 minutes; TokenRequest says the same.
     refused(
         &fx,
