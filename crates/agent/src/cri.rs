@@ -208,6 +208,27 @@ pub struct ContainerStatus {
     pub tty: bool,
     /// The container's main process while it runs (the verbose `info` of containerd).
     pub pid: i32,
+    /// How the previous run ended, once restarted.
+    pub last: Option<LastTermination>,
+}
+
+/// A previous run's end (the kubelet's lastState.terminated).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastTermination {
+    pub exit_code: i32,
+    /// `OOMKilled`, `Completed` or `Error`.
+    pub reason: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+fn reason_name(r: Option<&skiff_engine::state::ExitReason>) -> &'static str {
+    use skiff_engine::state::ExitReason;
+    match r {
+        Some(ExitReason::OOMKilled) => "OOMKilled",
+        Some(ExitReason::Completed) => "Completed",
+        _ => "Error",
+    }
 }
 
 /// ContainerFilter: containers whose labels include all of these.
@@ -354,7 +375,6 @@ impl EngineRuntime {
     }
 
     fn status_of(c: &skiff_engine::Container) -> ContainerStatus {
-        use skiff_engine::state::ExitReason;
         use skiff_engine::Status;
         let s = &c.state;
         let state = match s.status {
@@ -370,18 +390,19 @@ impl EngineRuntime {
             started_at: s.started_at.clone(),
             finished_at: s.finished_at.clone(),
             exit_code: s.exit_code,
-            reason: match s.exit_reason {
-                Some(ExitReason::OOMKilled) => "OOMKilled",
-                Some(ExitReason::Completed) => "Completed",
-                _ => "Error",
-            }
-            .into(),
+            reason: reason_name(s.exit_reason.as_ref()).into(),
             image_ref: c.record.image_id.clone(),
             labels: c.record.labels.clone(),
             log_path: c.log_path(),
             restart_count: s.restart_count,
             tty: c.record.tty,
             pid: s.pid,
+            last: s.last_run.as_ref().map(|l| LastTermination {
+                exit_code: l.exit_code,
+                reason: reason_name(Some(&l.exit_reason)).into(),
+                started_at: l.started_at.clone(),
+                finished_at: l.finished_at.clone(),
+            }),
         }
     }
 }

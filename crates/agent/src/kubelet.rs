@@ -581,14 +581,21 @@ pub fn pod_status(runtime: &dyn Runtime, pod: &Pod, running: &RunningPod) -> ser
             .containers
             .get(&c.name)
             .and_then(|id| runtime.container_status(id).ok());
-        let (state, ready, restarts, id, image_id) = match &st {
+        let (state, ready, started, restarts, id, image_id) = match &st {
             Some(s) => {
                 let state = container_state(s, &c.name, pod);
                 let verdict = VERDICTS.lock().ok().and_then(|v| v.get(&s.id).cloned());
-                let running_now = s.state == ContainerState::Running
+                let running = s.state == ContainerState::Running;
+                let running_now = running
                     && match &verdict {
                         Some(v) => v.ready,
                         None => c.readiness_probe.is_none() && c.startup_probe.is_none(),
+                    };
+                // Started: running, past its startup probe if it has one.
+                let started = running
+                    && match &verdict {
+                        Some(v) => v.started,
+                        None => c.startup_probe.is_none(),
                     };
                 if s.state.is_active() {
                     all_done = false;
@@ -598,6 +605,7 @@ pub fn pod_status(runtime: &dyn Runtime, pod: &Pod, running: &RunningPod) -> ser
                 (
                     state,
                     running_now,
+                    started,
                     s.restart_count,
                     format!("skiff://{}", s.id),
                     s.image_ref.clone(),
@@ -608,6 +616,7 @@ pub fn pod_status(runtime: &dyn Runtime, pod: &Pod, running: &RunningPod) -> ser
                 (
                     json!({"waiting": {"reason": "ContainerCreating"}}),
                     false,
+                    false,
                     0,
                     String::new(),
                     String::new(),
@@ -615,15 +624,27 @@ pub fn pod_status(runtime: &dyn Runtime, pod: &Pod, running: &RunningPod) -> ser
             }
         };
         all_ready &= ready;
+        // How the previous run ended, as the kubelet keeps it (empty before a restart).
+        let last_state = match st.as_ref().and_then(|s| s.last.as_ref().map(|l| (s, l))) {
+            Some((s, l)) => json!({"terminated": {
+                "exitCode": l.exit_code,
+                "reason": l.reason,
+                "startedAt": l.started_at,
+                "finishedAt": l.finished_at,
+                "containerID": format!("skiff://{}", s.id),
+            }}),
+            None => json!({}),
+        };
         statuses.push(json!({
             "name": c.name,
             "image": c.image,
             "imageID": image_id,
             "containerID": id,
             "ready": ready,
-            "started": ready,
+            "started": started,
             "restartCount": restarts,
             "state": state,
+            "lastState": last_state,
         }));
     }
     // Ephemeral containers: started once, never ready, never restarted.

@@ -211,6 +211,12 @@ impl Monitor {
                 });
                 if restart {
                     s.restart_count += 1;
+                    s.last_run = Some(state::LastRun {
+                        exit_code: exit,
+                        exit_reason: s.exit_reason.clone().unwrap_or(ExitReason::Error),
+                        started_at: s.started_at.clone(),
+                        finished_at: s.finished_at.clone(),
+                    });
                 }
             });
             if !restart {

@@ -131,6 +131,19 @@ pub struct State {
     /// Published ports as bound (random host ports resolved).
     #[serde(default)]
     pub ports: Vec<PortBinding>,
+    /// How the run before the current one ended, once the container has been restarted
+    /// (a pod container's `lastState`).
+    #[serde(default)]
+    pub last_run: Option<LastRun>,
+}
+
+/// A finished run of a restarted container.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LastRun {
+    pub exit_code: i32,
+    pub exit_reason: ExitReason,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
 }
 
 /// One network interface of a container.

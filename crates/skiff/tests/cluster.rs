@@ -1280,6 +1280,163 @@ fn projected_service_account_tokens_are_rotated_before_they_expire() {
     );
 }
 
+#[test]
+fn resources_security_context_host_namespaces_and_startup_probes_as_the_kubelet_applies_them() {
+    let c = Cluster::start(Root::with_busybox(EXE));
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    c.apply(concat!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: env\ndata:\n  GREETING: hi\n---\n",
+        // Over its memory limit: OOMKilled, restarted, the kill kept as lastState.
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: oom\nspec:\n  terminationGracePeriodSeconds: 1\n",
+        "  containers:\n  - name: c\n    image: busybox\n    imagePullPolicy: Never\n",
+        // The shell itself grows past the limit (the OOM killer picks it).
+        "    command: [\"sh\", \"-c\", \"sleep 1; x=$(head -c 60000000 /dev/zero | tr '\\\\0' a); sleep 600\"]\n",
+        "    resources:\n      limits: {memory: 24Mi}\n---\n",
+        // Limits, security context, a memory-backed emptyDir, env from resources and a
+        // ConfigMap, and a startup probe that passes after 3 s.
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: tight\nspec:\n  terminationGracePeriodSeconds: 1\n",
+        "  securityContext:\n    runAsUser: 1000\n    runAsGroup: 3000\n",
+        "  containers:\n  - name: c\n    image: busybox\n    imagePullPolicy: Never\n",
+        "    command: [\"sh\", \"-c\", \"sleep 3; touch /cache/started; sleep 600\"]\n",
+        "    resources:\n      requests: {cpu: 250m, memory: 32Mi}\n      limits: {cpu: 500m, memory: 64Mi}\n",
+        "    securityContext:\n      readOnlyRootFilesystem: true\n      allowPrivilegeEscalation: false\n",
+        "      capabilities:\n        drop: [ALL]\n",
+        "    env:\n    - name: MEM_LIMIT\n      valueFrom:\n        resourceFieldRef: {resource: limits.memory}\n",
+        "    envFrom:\n    - configMapRef: {name: env}\n",
+        "    volumeMounts:\n    - name: cache\n      mountPath: /cache\n",
+        "    startupProbe:\n      exec:\n        command: [\"cat\", \"/cache/started\"]\n      periodSeconds: 1\n      failureThreshold: 30\n",
+        "  volumes:\n  - name: cache\n    emptyDir:\n      medium: Memory\n---\n",
+        // The host's network and PID namespaces.
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: host\nspec:\n  terminationGracePeriodSeconds: 1\n",
+        "  hostNetwork: true\n  hostPID: true\n",
+        "  containers:\n  - name: c\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"sleep\", \"600\"]\n",
+        "    resources:\n      requests: {cpu: 100m, memory: 16Mi}\n      limits: {cpu: 100m, memory: 16Mi}\n",
+    ));
+    // The startup probe holds `started` (and readiness) until it passes.
+    c.wait_for(
+        &["get", "pod", "tight", "-o", "jsonpath={.status.phase}"],
+        "Running",
+        30,
+    );
+    let early = c.ok(&[
+        "get",
+        "pod",
+        "tight",
+        "-o",
+        "jsonpath={.status.containerStatuses[0].started}/{.status.containerStatuses[0].ready}",
+    ]);
+    assert_eq!(early, "false/false");
+    c.wait_for(
+        &[
+            "get",
+            "pod",
+            "tight",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].started}/{.status.containerStatuses[0].ready}",
+        ],
+        "true/true",
+        30,
+    );
+    let sh = |pod: &str, script: &str| c.ok(&["exec", pod, "--", "sh", "-c", script]);
+    assert_eq!(sh("tight", "id -u; id -g").trim(), "1000\n3000");
+    let ro = c.kubectl(&["exec", "tight", "--", "touch", "/file"]);
+    assert!(!ro.status.success());
+    assert!(
+        String::from_utf8_lossy(&ro.stderr).contains("Read-only file system"),
+        "{}",
+        String::from_utf8_lossy(&ro.stderr)
+    );
+    let caps = sh("tight", "grep -E '^Cap(Eff|Bnd)' /proc/self/status");
+    assert!(
+        caps.lines().all(|l| l.ends_with("0000000000000000")),
+        "{caps}"
+    );
+    assert!(sh("tight", "grep NoNewPrivs /proc/self/status").contains('1'));
+    assert!(sh("tight", "grep ' /cache ' /proc/mounts").starts_with("tmpfs "));
+    assert_eq!(
+        sh("tight", "echo $MEM_LIMIT $GREETING").trim(),
+        (64 * 1024 * 1024).to_string() + " hi"
+    );
+    // Requests below limits: Burstable; equal: Guaranteed; none: BestEffort.
+    for (pod, qos) in [
+        ("tight", "Burstable"),
+        ("host", "Guaranteed"),
+        ("oom", "Burstable"),
+    ] {
+        let got = c.ok(&["get", "pod", pod, "-o", "jsonpath={.status.qosClass}"]);
+        assert_eq!(got, qos, "{pod}");
+    }
+    // The limits are the container's cgroup's.
+    let uid = c.ok(&["get", "pod", "tight", "-o", "jsonpath={.metadata.uid}"]);
+    let dirs = pod_cgroups(&c.node, &uid);
+    let read_child = |file: &str| -> Vec<String> {
+        dirs.iter()
+            .filter_map(|d| std::fs::read_dir(d).ok())
+            .flat_map(|rd| rd.flatten())
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| std::fs::read_to_string(e.path().join(file)).ok())
+            .map(|s| s.trim().to_string())
+            .collect()
+    };
+    assert!(
+        read_child("cpu.cfs_quota_us").contains(&"50000".to_string()),
+        "{:?}",
+        read_child("cpu.cfs_quota_us")
+    );
+    assert!(read_child("memory.limit_in_bytes").contains(&(64u64 << 20).to_string()));
+    // Host namespaces.
+    let host_ns = |n: &str| {
+        std::fs::read_link(format!("/proc/self/ns/{n}"))
+            .unwrap()
+            .to_string_lossy()
+            .to_string()
+    };
+    let pod_ns = sh("host", "readlink /proc/self/ns/net; readlink /proc/self/ns/pid");
+    assert_eq!(
+        pod_ns.split_whitespace().collect::<Vec<_>>(),
+        [host_ns("net"), host_ns("pid")]
+    );
+    assert!(
+        sh("host", "ps -o comm | grep -c . ")
+            .trim()
+            .parse::<u32>()
+            .unwrap_or(0)
+            > 5
+    );
+    let tight_ns = sh("tight", "readlink /proc/self/ns/net");
+    assert_ne!(tight_ns.trim(), host_ns("net"));
+    // The OOM kill: restarted, its last run terminated as OOMKilled with 137.
+    let last = c.wait_for(
+        &[
+            "get",
+            "pod",
+            "oom",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].lastState.terminated.reason}/{.status.containerStatuses[0].lastState.terminated.exitCode}",
+        ],
+        "OOMKilled/137",
+        60,
+    );
+    assert_eq!(last, "OOMKilled/137");
+    let restarts = c.ok(&[
+        "get",
+        "pod",
+        "oom",
+        "-o",
+        "jsonpath={.status.containerStatuses[0].restartCount}",
+    ]);
+    assert!(restarts.parse::<u32>().unwrap_or(0) >= 1, "{restarts}");
+    // A container never restarted has an empty lastState, as the kubelet reports it.
+    let fresh = c.ok(&[
+        "get",
+        "pod",
+        "host",
+        "-o",
+        "jsonpath={.status.containerStatuses[0].lastState}",
+    ]);
+    assert_eq!(fresh, "{}");
+}
+
 /// A Deployment of one busybox `sleep` pod, with a 1 s grace period.
 fn sleeper_deployment(name: &str, ns: &str) -> String {
     format!("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: {name}\n  template:\n    metadata:\n      labels:\n        app: {name}\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: c\n        image: busybox\n        imagePullPolicy: Never\n        command: [\"sleep\", \"600\"]\n")
