@@ -7,7 +7,7 @@
 
 use crate::informer::{Expectations, Informer, Key, Requeue};
 use crate::workloads::EXPECTATIONS_RECHECK;
-use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, Patch};
 use kube::Client;
@@ -65,6 +65,7 @@ pub struct DaemonSets {
     pub daemonsets: Informer<DaemonSet>,
     pub nodes: Informer<Node>,
     pub pods: Informer<Pod>,
+    pub revisions: Informer<ControllerRevision>,
     pub expectations: Expectations<Pod>,
 }
 
@@ -97,6 +98,31 @@ impl DaemonSets {
             "spec": template.get("spec").cloned().unwrap_or(json!({})),
         }))
         .unwrap_or_default();
+        // The template's ControllerRevision (`kubectl rollout history|undo`): its data
+        // is the patch that puts this template back, as the real controller stores it.
+        let rev_name = format!("{name}-{hash}");
+        let owned_revs = self.revisions.controlled_by(&ns, &uid);
+        let revs: Vec<&ControllerRevision> = owned_revs.iter().map(|r| r.as_ref()).collect();
+        let rev_api: Api<ControllerRevision> = Api::namespaced(client.clone(), &ns);
+        let mut restore = serde_json::to_value(&spec.template).unwrap_or_default();
+        restore["$patch"] = json!("replace");
+        crate::ensure_revision(
+            &rev_api,
+            &revs,
+            &rev_name,
+            json!({
+                "labels": template["metadata"]["labels"].clone(),
+                "annotations": ds.metadata.annotations.clone().unwrap_or_default(),
+                "ownerReferences": [crate::owner_ref("apps/v1", "DaemonSet", &name, &uid)],
+            }),
+            json!({"spec": {"template": restore}}),
+        )
+        .await?;
+        let on_delete = spec
+            .update_strategy
+            .as_ref()
+            .and_then(|s| s.type_.as_deref())
+            == Some("OnDelete");
         let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
         let owned_pods = self.pods.controlled_by(&ns, &uid);
         let owned: Vec<&Pod> = owned_pods
@@ -145,7 +171,7 @@ impl DaemonSets {
                 }
                 if fresh(p) {
                     updated += 1;
-                } else if !replaced_one {
+                } else if !replaced_one && !on_delete {
                     // One node at a time.
                     replaced_one = true;
                     if let Ok(r) = api
@@ -201,6 +227,16 @@ impl DaemonSets {
                 }
             }
         }
+        // History beyond revisionHistoryLimit goes, except what pods still run.
+        let mut keep: Vec<String> = owned
+            .iter()
+            .filter_map(|p| p.metadata.labels.as_ref()?.get("controller-revision-hash"))
+            .map(|h| format!("{name}-{h}"))
+            .collect();
+        keep.push(rev_name.clone());
+        let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
+        let limit = spec.revision_history_limit.unwrap_or(10).max(0) as usize;
+        crate::trim_revisions(&rev_api, &revs, &keep, limit).await;
         let status = json!({
             "desiredNumberScheduled": desired,
             "currentNumberScheduled": current,

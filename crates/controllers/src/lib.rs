@@ -416,6 +416,76 @@ pub fn pod_from_template(
 }
 
 /// Objects in namespace `ns` whose controlling owner has `uid`.
+/// Makes `name` the newest ControllerRevision of an owner whose revisions are `revs`:
+/// created (with `meta`'s labels, annotations and owner references, and `data`) as
+/// revision max+1, or, when it exists but is not the newest (a rollback to it),
+/// renumbered max+1, as the DaemonSet and StatefulSet controllers keep their history.
+pub async fn ensure_revision(
+    api: &kube::Api<k8s_openapi::api::apps::v1::ControllerRevision>,
+    revs: &[&k8s_openapi::api::apps::v1::ControllerRevision],
+    name: &str,
+    meta: serde_json::Value,
+    data: serde_json::Value,
+) -> Result<(), kube::Error> {
+    let max_rev = revs.iter().map(|r| r.revision).max().unwrap_or(0);
+    match revs
+        .iter()
+        .find(|r| r.metadata.name.as_deref() == Some(name))
+    {
+        None => {
+            let mut metadata = meta;
+            metadata["name"] = serde_json::json!(name);
+            let cr = serde_json::json!({
+                "apiVersion": "apps/v1", "kind": "ControllerRevision",
+                "metadata": metadata, "data": data, "revision": max_rev + 1,
+            });
+            if let Ok(cr) = serde_json::from_value(cr) {
+                match api.create(&post_params(), &cr).await {
+                    // The cache has not shown it yet.
+                    Err(kube::Error::Api(e)) if e.code == 409 => {}
+                    r => {
+                        r?;
+                    }
+                }
+            }
+        }
+        Some(r) if r.revision < max_rev => {
+            api.patch(
+                name,
+                &patch_params(),
+                &kube::api::Patch::Merge(serde_json::json!({"revision": max_rev + 1})),
+            )
+            .await?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Deletes the oldest of `revs` beyond `limit`, never those named in `keep`.
+pub async fn trim_revisions(
+    api: &kube::Api<k8s_openapi::api::apps::v1::ControllerRevision>,
+    revs: &[&k8s_openapi::api::apps::v1::ControllerRevision],
+    keep: &[&str],
+    limit: usize,
+) {
+    let mut old: Vec<_> = revs
+        .iter()
+        .filter(|r| !keep.contains(&r.metadata.name.as_deref().unwrap_or("")))
+        .collect();
+    if old.len() > limit {
+        old.sort_by_key(|r| r.revision);
+        for r in old.iter().take(old.len() - limit) {
+            let _ = api
+                .delete(
+                    r.metadata.name.as_deref().unwrap_or(""),
+                    &kube::api::DeleteParams::background(),
+                )
+                .await;
+        }
+    }
+}
+
 pub fn controlled_by<'a, K: kube::Resource>(items: &'a [K], ns: &str, uid: &str) -> Vec<&'a K> {
     items
         .iter()

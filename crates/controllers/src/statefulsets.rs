@@ -198,46 +198,20 @@ async fn sync_one(
     let template = serde_json::to_value(&spec.template).unwrap_or_default();
     let update_rev = format!("{name}-{}", template_hash(&template));
     let revs: Vec<&ControllerRevision> = crate::controlled_by(all_revs, &ns, &uid);
-    let max_rev = revs.iter().map(|r| r.revision).max().unwrap_or(0);
     let rev_api: Api<ControllerRevision> = Api::namespaced(client.clone(), &ns);
-    match revs
-        .iter()
-        .find(|r| r.metadata.name.as_deref() == Some(update_rev.as_str()))
-    {
-        None => {
-            let mut labels = spec.selector.match_labels.clone().unwrap_or_default();
-            labels.insert(
-                "controller.kubernetes.io/hash".into(),
-                template_hash(&template),
-            );
-            let cr = json!({
-                "apiVersion": "apps/v1", "kind": "ControllerRevision",
-                "metadata": {"name": update_rev, "namespace": ns, "labels": labels,
-                             "ownerReferences": [owner.clone()]},
-                "data": {"spec": {"template": template}},
-                "revision": max_rev + 1,
-            });
-            if let Ok(cr) = serde_json::from_value::<ControllerRevision>(cr) {
-                match rev_api.create(&crate::post_params(), &cr).await {
-                    // The cache has not shown it yet.
-                    Err(kube::Error::Api(e)) if e.code == 409 => {}
-                    r => {
-                        r?;
-                    }
-                }
-            }
-        }
-        Some(r) if r.revision < max_rev => {
-            rev_api
-                .patch(
-                    &update_rev,
-                    &crate::patch_params(),
-                    &Patch::Merge(json!({"revision": max_rev + 1})),
-                )
-                .await?;
-        }
-        _ => {}
-    }
+    let mut labels = spec.selector.match_labels.clone().unwrap_or_default();
+    labels.insert(
+        "controller.kubernetes.io/hash".into(),
+        template_hash(&template),
+    );
+    crate::ensure_revision(
+        &rev_api,
+        &revs,
+        &update_rev,
+        json!({"labels": labels, "ownerReferences": [owner.clone()]}),
+        json!({"spec": {"template": template}}),
+    )
+    .await?;
     let status = set.status.clone().unwrap_or_default();
     let current_rev = status
         .current_revision
@@ -413,24 +387,7 @@ async fn sync_one(
     }
     // Old revisions beyond revisionHistoryLimit.
     let limit = spec.revision_history_limit.unwrap_or(10).max(0) as usize;
-    let mut old: Vec<&&ControllerRevision> = revs
-        .iter()
-        .filter(|r| {
-            let n = r.metadata.name.as_deref();
-            n != Some(current_rev.as_str()) && n != Some(update_rev.as_str())
-        })
-        .collect();
-    if old.len() > limit {
-        old.sort_by_key(|r| r.revision);
-        for r in old.iter().take(old.len() - limit) {
-            let _ = rev_api
-                .delete(
-                    r.metadata.name.as_deref().unwrap_or(""),
-                    &DeleteParams::background(),
-                )
-                .await;
-        }
-    }
+    crate::trim_revisions(&rev_api, &revs, &[&current_rev, &update_rev], limit).await;
     Ok(())
 }
 

@@ -882,6 +882,7 @@ pub fn start(
     let q = Queue::new();
     enqueue_changed(&inf.daemonsets, &q);
     enqueue_owner(&inf.pods, "DaemonSet", &q);
+    enqueue_owner(&inf.revisions, "DaemonSet", &q);
     {
         // A node that comes, goes or changes may change where every set runs.
         let (q, sets) = (q.clone(), inf.daemonsets.clone());
@@ -896,6 +897,7 @@ pub fn start(
         daemonsets: inf.daemonsets.clone(),
         nodes: inf.nodes.clone(),
         pods: inf.pods.clone(),
+        revisions: inf.revisions.clone(),
         expectations: Expectations::new(inf.pods.clone()),
     });
     tasks.push(spawn_controller(

@@ -1391,7 +1391,10 @@ fn resources_security_context_host_namespaces_and_startup_probes_as_the_kubelet_
             .to_string_lossy()
             .to_string()
     };
-    let pod_ns = sh("host", "readlink /proc/self/ns/net; readlink /proc/self/ns/pid");
+    let pod_ns = sh(
+        "host",
+        "readlink /proc/self/ns/net; readlink /proc/self/ns/pid",
+    );
     assert_eq!(
         pod_ns.split_whitespace().collect::<Vec<_>>(),
         [host_ns("net"), host_ns("pid")]
@@ -1435,6 +1438,107 @@ fn resources_security_context_host_namespaces_and_startup_probes_as_the_kubelet_
         "jsonpath={.status.containerStatuses[0].lastState}",
     ]);
     assert_eq!(fresh, "{}");
+}
+
+#[test]
+fn a_daemonset_rolls_to_a_new_image_and_a_stuck_rollout_exceeds_its_deadline() {
+    let c = Cluster::start(Root::with_busybox(EXE));
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    c.root.ok(&["tag", "busybox", "busybox:v2"]);
+    c.apply(concat!(
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: agent\nspec:\n",
+        "  selector:\n    matchLabels:\n      app: agent\n",
+        "  template:\n    metadata:\n      labels:\n        app: agent\n    spec:\n",
+        "      terminationGracePeriodSeconds: 1\n      containers:\n      - name: a\n",
+        "        image: busybox\n        imagePullPolicy: Never\n        command: [\"sleep\", \"600\"]\n",
+    ));
+    c.ok(&["rollout", "status", "ds/agent", "--timeout=60s"]);
+    let first = c.ok(&["get", "pods", "-l", "app=agent", "-o", "name"]);
+    c.ok(&["set", "image", "ds/agent", "a=busybox:v2"]);
+    let out = c.ok(&["rollout", "status", "ds/agent", "--timeout=60s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let now = c.wait_for(
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=agent",
+            "-o",
+            "jsonpath={range .items[*]}{.spec.containers[0].image}={.status.phase} {end}",
+        ],
+        "busybox:v2=Running",
+        30,
+    );
+    assert!(!now.contains("busybox="), "{now}");
+    assert_ne!(
+        c.ok(&["get", "pods", "-l", "app=agent", "-o", "name"]),
+        first
+    );
+    let history = c.ok(&["rollout", "history", "ds/agent"]);
+    assert!(
+        history.contains("\n1 ") && history.contains("\n2 "),
+        "{history}"
+    );
+    // Undo puts the first template back, through its ControllerRevision.
+    c.ok(&["rollout", "undo", "ds/agent"]);
+    c.ok(&["rollout", "status", "ds/agent", "--timeout=60s"]);
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "ds",
+            "agent",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}"
+        ]),
+        "busybox"
+    );
+    c.wait_for(
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=agent",
+            "-o",
+            "jsonpath={range .items[*]}{.spec.containers[0].image}={.status.phase} {end}",
+        ],
+        "busybox=Running",
+        30,
+    );
+    let history = c.ok(&["rollout", "history", "ds/agent"]);
+    assert!(
+        history.contains("\n2 ") && history.contains("\n3 ") && !history.contains("\n1 "),
+        "{history}"
+    );
+
+    // A Deployment whose new pods never become available: Progressing=False with
+    // ProgressDeadlineExceeded after progressDeadlineSeconds; rollout status says so.
+    c.apply(concat!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: stuck\nspec:\n",
+        "  replicas: 1\n  progressDeadlineSeconds: 3\n",
+        "  selector:\n    matchLabels:\n      app: stuck\n",
+        "  template:\n    metadata:\n      labels:\n        app: stuck\n    spec:\n",
+        "      terminationGracePeriodSeconds: 1\n      containers:\n      - name: c\n",
+        "        image: no-such-image\n        imagePullPolicy: Never\n",
+    ));
+    let reason = c.wait_for(
+        &[
+            "get",
+            "deploy",
+            "stuck",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Progressing\")].status}/{.status.conditions[?(@.type==\"Progressing\")].reason}",
+        ],
+        "ProgressDeadlineExceeded",
+        40,
+    );
+    assert_eq!(reason, "False/ProgressDeadlineExceeded");
+    let o = c.kubectl(&["rollout", "status", "deploy/stuck", "--timeout=20s"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("deployment \"stuck\" exceeded its progress deadline"),
+        "{err}"
+    );
 }
 
 /// A Deployment of one busybox `sleep` pod, with a 1 s grace period.
