@@ -441,6 +441,24 @@ pub async fn pod_event(
 }
 
 impl ObjectLookup for ApiLookup {
+    fn init_progress(&self, pod: &Pod, statuses: Vec<serde_json::Value>) {
+        // In order, before the next step of the pod's start.
+        let api: Api<Pod> = Api::namespaced(
+            self.client.clone(),
+            pod.metadata.namespace.as_deref().unwrap_or_default(),
+        );
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let status = initializing_status(pod, statuses);
+        let _ = self.handle.block_on(async move {
+            api.patch_status(
+                &name,
+                &patch_params(),
+                &Patch::Merge(json!({ "status": status })),
+            )
+            .await
+        });
+    }
+
     fn config_map(&self, ns: &str, name: &str) -> Option<BTreeMap<String, String>> {
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), ns);
         let cm = self.handle.block_on(api.get_opt(name)).ok().flatten()?;
@@ -647,6 +665,28 @@ pub fn pod_status(runtime: &dyn Runtime, pod: &Pod, running: &RunningPod) -> ser
             "lastState": last_state,
         }));
     }
+    // Init containers: run to completion before the app containers started.
+    let mut init = Vec::new();
+    for c in spec.init_containers.iter().flatten() {
+        let Some(s) = running
+            .init
+            .get(&c.name)
+            .and_then(|id| runtime.container_status(id).ok())
+        else {
+            continue;
+        };
+        init.push(json!({
+            "name": c.name,
+            "image": c.image,
+            "imageID": s.image_ref,
+            "containerID": format!("skiff://{}", s.id),
+            "ready": s.state == ContainerState::Exited && s.exit_code == 0,
+            "started": false,
+            "restartCount": 0,
+            "state": container_state(&s, &c.name, pod),
+            "lastState": {},
+        }));
+    }
     // Ephemeral containers: started once, never ready, never restarted.
     let mut ephemeral = Vec::new();
     for c in spec.ephemeral_containers.iter().flatten() {
@@ -715,7 +755,54 @@ pub fn pod_status(runtime: &dyn Runtime, pod: &Pod, running: &RunningPod) -> ser
         "startTime": pod.status.as_ref().and_then(|s| s.start_time.clone()).map(|t| serde_json::to_value(t).unwrap_or_default()).unwrap_or(json!(t)),
         "qosClass": podspec::qos_class(pod),
         "containerStatuses": statuses,
+        "initContainerStatuses": if init.is_empty() { serde_json::Value::Null } else { json!(init) },
         "ephemeralContainerStatuses": if ephemeral.is_empty() { serde_json::Value::Null } else { json!(ephemeral) },
+    })
+}
+
+/// The status of a pod whose init containers are running (or one of them failed):
+/// Pending, not Initialized, app containers waiting in PodInitializing.
+fn initializing_status(pod: &Pod, init: Vec<serde_json::Value>) -> serde_json::Value {
+    let t = now();
+    let pending: Vec<String> = init
+        .iter()
+        .filter(|s| s.pointer("/state/terminated/exitCode") != Some(&json!(0)))
+        .filter_map(|s| s.get("name").and_then(|n| n.as_str()).map(String::from))
+        .collect();
+    let apps: Vec<serde_json::Value> = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.containers.iter())
+        .map(|c| {
+            json!({
+                "name": c.name, "image": c.image, "imageID": "", "ready": false,
+                "started": false, "restartCount": 0, "lastState": {},
+                "state": {"waiting": {"reason": "PodInitializing"}},
+            })
+        })
+        .collect();
+    let apps_names: Vec<&str> = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.containers.iter())
+        .map(|c| c.name.as_str())
+        .collect();
+    let not = |ty: &str, reason: &str, message: String| {
+        json!({"type": ty, "status": "False", "reason": reason, "message": message,
+               "lastTransitionTime": t, "lastProbeTime": null})
+    };
+    json!({
+        "phase": "Pending",
+        "qosClass": podspec::qos_class(pod),
+        "conditions": [
+            {"type": "PodReadyToStartContainers", "status": "True", "lastTransitionTime": t, "lastProbeTime": null},
+            not("Initialized", "ContainersNotInitialized", format!("containers with incomplete status: [{}]", pending.join(" "))),
+            not("Ready", "ContainersNotReady", format!("containers with unready status: [{}]", apps_names.join(" "))),
+            not("ContainersReady", "ContainersNotReady", format!("containers with unready status: [{}]", apps_names.join(" "))),
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": t, "lastProbeTime": null},
+        ],
+        "initContainerStatuses": init,
+        "containerStatuses": apps,
     })
 }
 
@@ -1438,6 +1525,21 @@ pub async fn sync_pods(
                     })
                     .unwrap_or(1);
                 tracing::debug!(pod = %name, attempt = count, error = %err, "starting the pod failed");
+                if let pod::PodError::InitFailed { .. } = &err {
+                    // Its statuses are reported; with restartPolicy Never the pod fails.
+                    let never =
+                        p.spec.as_ref().and_then(|s| s.restart_policy.as_deref()) == Some("Never");
+                    if never {
+                        let _ = api
+                            .patch_status(
+                                &name,
+                                &patch_params(),
+                                &Patch::Merge(json!({"status": {"phase": "Failed"}})),
+                            )
+                            .await;
+                    }
+                    continue;
+                }
                 patch_waiting(&api, &name, &p, reason, &err.to_string(), &cfg.node.node_ip).await;
             }
         }

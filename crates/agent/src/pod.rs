@@ -136,6 +136,10 @@ pub struct RunningPod {
     /// once and are never restarted.
     #[serde(default)]
     pub ephemeral: BTreeMap<String, String>,
+    /// Init container name → engine container id (kept, exited, for their status
+    /// and logs).
+    #[serde(default)]
+    pub init: BTreeMap<String, String>,
 }
 
 impl RunningPod {
@@ -205,6 +209,7 @@ pub fn start_pod(
         dir: dir.clone(),
         cgroup: format!("{}/pod{uid}", node.pods_cgroup),
         ephemeral: BTreeMap::new(),
+        init: BTreeMap::new(),
     };
     match start_containers(rt, node, pod, lookup, &mut running) {
         Ok(()) => {
@@ -332,20 +337,61 @@ fn start_containers(
     let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     std::fs::write(etc.join("resolv.conf"), resolv).map_err(|e| PodError::Volume(e.to_string()))?;
 
-    for c in spec.init_containers.iter().flatten() {
+    let inits: Vec<&Container> = spec.init_containers.iter().flatten().collect();
+    // What each init container is doing, reported as it changes.
+    let mut states: Vec<serde_json::Value> = inits
+        .iter()
+        .map(|_| serde_json::json!({"waiting": {"reason": "PodInitializing"}}))
+        .collect();
+    let report = |states: &[serde_json::Value], ids: &[String]| {
+        let statuses = inits
+            .iter()
+            .zip(states)
+            .enumerate()
+            .map(|(i, (c, st))| {
+                let mut v = serde_json::json!({
+                    "name": c.name, "image": c.image, "imageID": "",
+                    "ready": st.pointer("/terminated/exitCode") == Some(&serde_json::json!(0)),
+                    "started": st.get("running").is_some(),
+                    "restartCount": 0, "state": st, "lastState": {},
+                });
+                if let Some(id) = ids.get(i) {
+                    v["containerID"] = serde_json::json!(format!("skiff://{id}"));
+                }
+                v
+            })
+            .collect();
+        lookup.init_progress(pod, statuses);
+    };
+    let mut ids: Vec<String> = Vec::new();
+    for (i, c) in inits.iter().enumerate() {
         let id = create_container(
             rt, node, pod, c, lookup, &info, &vols, running, "init", None,
         )?;
+        running.init.insert(c.name.clone(), id.clone());
+        ids.push(id.clone());
         created_event(lookup, pod, &c.name);
         let code = match rt.start_container(&id) {
             Ok(()) => {
                 started_event(lookup, pod, &c.name);
+                let started = rt.container_status(&id).ok().and_then(|s| s.started_at);
+                states[i] = serde_json::json!({"running": {"startedAt": started}});
+                report(&states, &ids);
                 wait_for_exit(rt, &id)
             }
             Err(RuntimeError::StartFailed { code, .. }) => code,
             Err(e) => return Err(e.into()),
         };
+        let st = rt.container_status(&id).ok();
+        states[i] = serde_json::json!({"terminated": {
+            "exitCode": code,
+            "reason": if code == 0 { "Completed" } else { "Error" },
+            "startedAt": st.as_ref().and_then(|s| s.started_at.clone()),
+            "finishedAt": st.as_ref().and_then(|s| s.finished_at.clone()),
+            "containerID": format!("skiff://{id}"),
+        }});
         if code != 0 {
+            report(&states, &ids);
             return Err(PodError::InitFailed {
                 name: c.name.clone(),
                 code,

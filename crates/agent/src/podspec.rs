@@ -103,6 +103,9 @@ pub trait ObjectLookup {
     ) -> Option<String> {
         None
     }
+    /// The statuses of the pod's init containers while they run (the kubelet reports
+    /// them as each starts and ends): `initContainerStatuses` as the API shows them.
+    fn init_progress(&self, _pod: &Pod, _statuses: Vec<serde_json::Value>) {}
     /// The PersistentVolume claim `claim` in `namespace` is bound to; Err says why
     /// there is none yet (the claim is missing or not bound).
     fn persistent_volume(

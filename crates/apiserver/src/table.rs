@@ -412,11 +412,54 @@ fn pod_status(pod: &Value) -> String {
     if !s(pod, "/status/reason").is_empty() {
         reason = s(pod, "/status/reason").to_string();
     }
-    let mut has_running = false;
-    if let Some(statuses) = pod
-        .pointer("/status/containerStatuses")
+    // Init containers first, as kubectl's printPod: the first one not done says why.
+    let inits = pod
+        .pointer("/status/initContainerStatuses")
         .and_then(Value::as_array)
-    {
+        .cloned()
+        .unwrap_or_default();
+    let total_inits = pod
+        .pointer("/spec/initContainers")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    let mut initializing = false;
+    for (n, c) in inits.iter().enumerate() {
+        let terminated = c.pointer("/state/terminated");
+        let waiting = s(c, "/state/waiting/reason");
+        if terminated.is_some_and(|t| i(t, "/exitCode") == 0) {
+            continue;
+        }
+        reason = if let Some(t) = terminated {
+            match t.get("reason").and_then(Value::as_str) {
+                Some(r) if !r.is_empty() => format!("Init:{r}"),
+                _ => match t.get("signal").and_then(Value::as_i64) {
+                    Some(sig) if sig != 0 => format!("Init:Signal:{sig}"),
+                    _ => format!("Init:ExitCode:{}", i(t, "/exitCode")),
+                },
+            }
+        } else if !waiting.is_empty() && waiting != "PodInitializing" {
+            format!("Init:{waiting}")
+        } else {
+            format!("Init:{n}/{total_inits}")
+        };
+        initializing = true;
+        break;
+    }
+    let initialized = pod
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| s(c, "/type") == "Initialized" && s(c, "/status") == "True")
+        });
+    let mut has_running = false;
+    let statuses = if initializing && !initialized {
+        None
+    } else {
+        pod.pointer("/status/containerStatuses")
+            .and_then(Value::as_array)
+    };
+    if let Some(statuses) = statuses {
         for c in statuses.iter().rev() {
             let waiting = s(c, "/state/waiting/reason");
             let terminated = c.pointer("/state/terminated");
@@ -1156,5 +1199,44 @@ mod tests {
         assert_eq!(c[1], "1/2");
         assert_eq!(c[2], "CrashLoopBackOff");
         assert_eq!(c[3], "3");
+    }
+
+    /// The STATUS of a pod with init containers, as kubectl prints it.
+    #[test]
+    fn pod_status_while_initializing() {
+        let pod = |inits: Value, initialized: bool| {
+            json!({"metadata": {"name": "p"},
+                "spec": {"initContainers": [{"name": "i1"}, {"name": "i2"}], "containers": [{"name": "a"}]},
+                "status": {"phase": "Pending", "initContainerStatuses": inits,
+                    "conditions": [{"type": "Initialized", "status": if initialized { "True" } else { "False" }}],
+                    "containerStatuses": [{"ready": false, "state": {"waiting": {"reason": "PodInitializing"}}}]}})
+        };
+        let done = json!({"state": {"terminated": {"exitCode": 0, "reason": "Completed"}}});
+        let running = json!({"state": {"running": {}}});
+        let waiting = json!({"state": {"waiting": {"reason": "PodInitializing"}}});
+        let failed = json!({"state": {"terminated": {"exitCode": 3, "reason": "Error"}}});
+        let cases = [
+            (json!([running.clone(), waiting.clone()]), false, "Init:0/2"),
+            (json!([done.clone(), running.clone()]), false, "Init:1/2"),
+            (json!([done.clone(), failed]), false, "Init:Error"),
+            (
+                json!([done.clone(), {"state": {"terminated": {"exitCode": 2}}}]),
+                false,
+                "Init:ExitCode:2",
+            ),
+            (
+                json!([{"state": {"waiting": {"reason": "CrashLoopBackOff"}}}, waiting]),
+                false,
+                "Init:CrashLoopBackOff",
+            ),
+            (json!([done.clone(), done]), true, "PodInitializing"),
+        ];
+        for (inits, initialized, want) in cases {
+            assert_eq!(
+                cells("Pod", &pod(inits.clone(), initialized))[2],
+                want,
+                "{inits}"
+            );
+        }
     }
 }

@@ -1541,6 +1541,80 @@ fn a_daemonset_rolls_to_a_new_image_and_a_stuck_rollout_exceeds_its_deadline() {
     );
 }
 
+#[test]
+fn init_containers_prepare_a_volume_in_order_and_show_their_progress() {
+    let c = Cluster::start(Root::with_busybox(EXE));
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    c.apply(concat!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: init\nspec:\n  terminationGracePeriodSeconds: 1\n",
+        "  initContainers:\n",
+        "  - name: fetch\n    image: busybox\n    imagePullPolicy: Never\n",
+        "    command: [\"sh\", \"-c\", \"sleep 3; echo fetched > /work/index.html; echo fetch done\"]\n",
+        "    volumeMounts:\n    - {name: work, mountPath: /work}\n",
+        "  - name: check\n    image: busybox\n    imagePullPolicy: Never\n",
+        "    command: [\"sh\", \"-c\", \"sleep 3; cat /work/index.html; echo checked >> /work/index.html\"]\n",
+        "    volumeMounts:\n    - {name: work, mountPath: /work}\n",
+        "  containers:\n  - name: web\n    image: busybox\n    imagePullPolicy: Never\n",
+        "    command: [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/work\"]\n",
+        "    volumeMounts:\n    - {name: work, mountPath: /work}\n",
+        "  volumes:\n  - name: work\n    emptyDir: {}\n",
+    ));
+    // kubectl's STATUS column follows the init containers, one after the other.
+    c.wait_for(&["get", "pod", "init", "--no-headers"], "Init:0/2", 20);
+    c.wait_for(&["get", "pod", "init", "--no-headers"], "Init:1/2", 20);
+    c.wait_for(&["get", "pod", "init", "--no-headers"], "Running", 20);
+    let page = c.ok(&["exec", "init", "--", "cat", "/work/index.html"]);
+    assert_eq!(page, "fetched\nchecked\n");
+    let inits = c.ok(&[
+        "get",
+        "pod",
+        "init",
+        "-o",
+        "jsonpath={range .status.initContainerStatuses[*]}{.name}={.state.terminated.reason}/{.state.terminated.exitCode}/{.ready} {end}",
+    ]);
+    assert_eq!(inits, "fetch=Completed/0/true check=Completed/0/true ");
+    let init_cond = c.ok(&[
+        "get",
+        "pod",
+        "init",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Initialized\")].status}",
+    ]);
+    assert_eq!(init_cond, "True");
+    // Their logs stay readable.
+    assert_eq!(c.ok(&["logs", "init", "-c", "fetch"]), "fetch done\n");
+    assert_eq!(c.ok(&["logs", "init", "-c", "check"]), "fetched\n");
+    let d = c.ok(&["describe", "pod", "init"]);
+    assert!(
+        d.contains("Init Containers:") && d.contains("Completed"),
+        "{d}"
+    );
+
+    // A failing init container fails a pod that never restarts; its app never starts.
+    c.apply(concat!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: bad-init\nspec:\n  restartPolicy: Never\n",
+        "  terminationGracePeriodSeconds: 1\n",
+        "  initContainers:\n  - name: fail\n    image: busybox\n    imagePullPolicy: Never\n",
+        "    command: [\"sh\", \"-c\", \"exit 3\"]\n",
+        "  containers:\n  - name: app\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"sleep\", \"600\"]\n",
+    ));
+    c.wait_for(
+        &["get", "pod", "bad-init", "-o", "jsonpath={.status.phase}"],
+        "Failed",
+        30,
+    );
+    let row = c.ok(&["get", "pod", "bad-init", "--no-headers"]);
+    assert!(row.contains("Init:Error"), "{row}");
+    let st = c.ok(&[
+        "get",
+        "pod",
+        "bad-init",
+        "-o",
+        "jsonpath={.status.initContainerStatuses[0].state.terminated.exitCode} {.status.containerStatuses[0].state.waiting.reason}",
+    ]);
+    assert_eq!(st, "3 PodInitializing");
+}
+
 /// A Deployment of one busybox `sleep` pod, with a 1 s grace period.
 fn sleeper_deployment(name: &str, ns: &str) -> String {
     format!("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: {name}\n  template:\n    metadata:\n      labels:\n        app: {name}\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: c\n        image: busybox\n        imagePullPolicy: Never\n        command: [\"sleep\", \"600\"]\n")
