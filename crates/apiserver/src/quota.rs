@@ -572,6 +572,47 @@ fn name_of_container(c: &Value) -> &str {
 
 /// Refuses `obj` (about to be created) if it would exceed a quota of its namespace.
 pub async fn admit(reg: &Registry, res: &Resource, obj: &Value) -> ApiResult<()> {
+    check(reg, res, obj, usage(res, obj), true).await
+}
+
+/// Quota admission of an update: what it adds to the object's usage (a claim that
+/// grows, a Service that takes node ports) must fit, as the quota evaluator checks
+/// updates; what it gives back needs no check.
+pub async fn admit_update(
+    reg: &Registry,
+    res: &Resource,
+    old: &Value,
+    new: &Value,
+) -> ApiResult<()> {
+    let was = usage(res, old);
+    let delta: Usage = usage(res, new)
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let before = was.get(&k).map_or(0, |a| a.milli);
+            (v.milli > before).then(|| {
+                let grown = Amount {
+                    milli: v.milli - before,
+                    like: v.like,
+                };
+                (k, grown)
+            })
+        })
+        .collect();
+    if delta.is_empty() {
+        return Ok(());
+    }
+    check(reg, res, new, delta, false).await
+}
+
+/// Checks `delta` more of `obj`'s resources against the quotas of its namespace (and,
+/// for a new pod, that it states what they constrain).
+async fn check(
+    reg: &Registry,
+    res: &Resource,
+    obj: &Value,
+    delta: Usage,
+    creating: bool,
+) -> ApiResult<()> {
     let Some(ns) = obj
         .pointer("/metadata/namespace")
         .and_then(Value::as_str)
@@ -605,7 +646,7 @@ pub async fn admit(reg: &Registry, res: &Resource, obj: &Value) -> ApiResult<()>
                 && scopes_match(&scope_requirements(q), res, obj)
         })
         .collect();
-    if res.group.is_empty() && res.kind == "Pod" {
+    if creating && res.group.is_empty() && res.kind == "Pod" {
         for q in &matching {
             let hard = hard_of(q);
             let required: BTreeSet<&str> = hard.keys().map(String::as_str).collect();
@@ -614,7 +655,6 @@ pub async fn admit(reg: &Registry, res: &Resource, obj: &Value) -> ApiResult<()>
             }
         }
     }
-    let delta = usage(res, obj);
     for q in matching {
         let hard = hard_of(q);
         let requested: Usage = delta

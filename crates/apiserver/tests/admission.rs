@@ -416,3 +416,76 @@ spec:
         assert!(err.contains(want), "{want}\n{err}");
     }
 }
+
+/// Updates are admitted against quotas too: what they add must fit (a claim that grows,
+/// a Service that takes node ports), as the quota evaluator checks them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_on_updates() {
+    if !have_kubectl() {
+        return;
+    }
+    let fx = Fixture::start().await;
+    fx.ok(K, &["create", "ns", "q"]).await;
+    let (ok, _, err) = apply(
+        &fx,
+        "objs.yaml",
+        "apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: q, namespace: q}\nspec:\n  hard: {requests.storage: 2Gi, services.nodeports: \"1\"}\n---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: c, namespace: q}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 1Gi}}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: q}\nspec:\n  ports: [{port: 80, name: a}, {port: 81, name: b}]\n",
+    )
+    .await;
+    assert!(ok, "{err}");
+    // A bound claim may grow within the quota, not past it.
+    fx.ok(
+        K,
+        &[
+            "patch",
+            "pvc",
+            "c",
+            "-n",
+            "q",
+            "--subresource=status",
+            "-p",
+            r#"{"status":{"phase":"Bound"}}"#,
+        ],
+    )
+    .await;
+    let grow = |size: &'static str| {
+        [
+            "patch".to_string(),
+            "pvc".into(),
+            "c".into(),
+            "-n".into(),
+            "q".into(),
+            "-p".into(),
+            format!(r#"{{"spec":{{"resources":{{"requests":{{"storage":"{size}"}}}}}}}}"#),
+        ]
+    };
+    let args = grow("3Gi");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let err = fx.fails(K, &args).await;
+    assert!(
+        err.contains("persistentvolumeclaims \"c\" is forbidden: exceeded quota: q, requested: requests.storage=2Gi, used: requests.storage=1Gi, limited: requests.storage=2Gi"),
+        "{err}"
+    );
+    let args = grow("2Gi");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    fx.ok(K, &args).await;
+    // A ClusterIP Service turned NodePort takes two node ports; the quota allows one.
+    let err = fx
+        .fails(
+            K,
+            &[
+                "patch",
+                "svc",
+                "s",
+                "-n",
+                "q",
+                "-p",
+                r#"{"spec":{"type":"NodePort"}}"#,
+            ],
+        )
+        .await;
+    assert!(
+        err.contains("services \"s\" is forbidden: exceeded quota: q, requested: services.nodeports=2, used: services.nodeports=0, limited: services.nodeports=1"),
+        "{err}"
+    );
+}
