@@ -42,6 +42,21 @@ pub async fn admit_create(reg: &Registry, res: &Resource, obj: &mut Value) -> Ap
     crate::quota::admit(reg, res, obj).await
 }
 
+/// The admission plugins that see updates: LimitRanger for a claim whose request
+/// changes (its min and max storage), then ResourceQuota for what the update adds.
+pub async fn admit_update(
+    reg: &Registry,
+    res: &Resource,
+    old: &Value,
+    new: &Value,
+) -> ApiResult<()> {
+    let requests = |o: &Value| o.pointer("/spec/resources/requests").cloned();
+    if res.kind == "PersistentVolumeClaim" && requests(old) != requests(new) {
+        limit_ranger_claim(reg, new).await?;
+    }
+    crate::quota::admit_update(reg, res, old, new).await
+}
+
 fn forbidden(res_plural: &str, obj: &Value, msg: &str) -> ApiError {
     let name = obj
         .pointer("/metadata/name")

@@ -914,7 +914,7 @@ impl Registry {
                 return Ok(old);
             }
             if new.pointer("/metadata/deletionTimestamp").is_none() {
-                crate::quota::admit_update(self, res, &old, &new).await?;
+                crate::admission::admit_update(self, res, &old, &new).await?;
             }
             // A pending deletion completes once the last finalizer is gone.
             if deletion_can_finish(res, &new) {

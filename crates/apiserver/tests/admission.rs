@@ -376,6 +376,36 @@ spec:
     assert!(err.contains(r#"persistentvolumeclaims "tiny" is forbidden: minimum storage usage per PersistentVolumeClaim is 1Gi, but request is 100Mi"#), "{err}");
     let (ok, out, err) = apply(&fx, "fine.yaml", &claim("fine", "2Gi")).await;
     assert!(ok, "{out}{err}");
+    // Growing a bound claim past the maximum is refused the same way.
+    fx.ok(
+        K,
+        &[
+            "patch",
+            "pvc",
+            "fine",
+            "-n",
+            "q",
+            "--subresource=status",
+            "-p",
+            r#"{"status":{"phase":"Bound"}}"#,
+        ],
+    )
+    .await;
+    let err = fx
+        .fails(
+            K,
+            &[
+                "patch",
+                "pvc",
+                "fine",
+                "-n",
+                "q",
+                "-p",
+                r#"{"spec":{"resources":{"requests":{"storage":"6Gi"}}}}"#,
+            ],
+        )
+        .await;
+    assert!(err.contains(r#"persistentvolumeclaims "fine" is forbidden: maximum storage usage per PersistentVolumeClaim is 5Gi, but request is 6Gi"#), "{err}");
 
     // describe shows every item.
     let out = fx.ok(K, &["describe", "limits", "lr", "-n", "q"]).await;
