@@ -207,3 +207,76 @@ fn a_bad_datastore_endpoint_is_a_clear_error() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// `kill -9` of the server in the middle of a stream of creates from several clients:
+/// after a restart every create that was acknowledged is there, whole.
+#[test]
+fn kill_9_during_writes_keeps_every_acknowledged_object() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().to_path_buf();
+    let (mut s, _) = start(&dir);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (dir, stop) = (dir.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut acked = Vec::new();
+                for i in 0.. {
+                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        break;
+                    }
+                    let name = format!("w{w}-{i}");
+                    let o = Command::new("kubectl")
+                        .arg("--kubeconfig")
+                        .arg(dir.join("kubeconfig"))
+                        .arg("--cache-dir")
+                        .arg(dir.join(format!("cache{w}")))
+                        .args(["create", "configmap", &name])
+                        .arg(format!("--from-literal=n={i}"))
+                        .arg("--request-timeout=5s")
+                        .output()
+                        .unwrap();
+                    if o.status.success() {
+                        acked.push((name, i));
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    unsafe { libc::kill(s.0.id() as i32, libc::SIGKILL) };
+    let _ = s.0.wait();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let acked: Vec<(String, i32)> = writers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    assert!(
+        acked.len() > 8,
+        "too few writes before the kill: {}",
+        acked.len()
+    );
+    std::mem::forget(s);
+    let (_s, _) = start(&dir);
+    let out = kubectl(
+        &dir,
+        &[
+            "get",
+            "configmaps",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}={.data.n} {end}",
+        ],
+    );
+    let stored: std::collections::HashMap<&str, &str> = out
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .collect();
+    for (name, i) in &acked {
+        assert_eq!(
+            stored.get(name.as_str()).copied(),
+            Some(i.to_string().as_str()),
+            "acknowledged {name} lost: {out}"
+        );
+    }
+}
