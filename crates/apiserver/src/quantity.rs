@@ -147,6 +147,9 @@ pub fn from_milli_as(m: i128, like: &str) -> String {
     .unwrap_or_else(|| from_milli(m))
 }
 
+/// What a quantity must look like, as resource.Quantity's parse error says it.
+pub const PATTERN: &str = "^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$";
+
 /// The canonical form of a quantity string, or `None` if it does not parse.
 pub fn canonicalize(s: &str) -> Option<String> {
     canonical(parse(s)?)

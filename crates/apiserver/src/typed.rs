@@ -99,9 +99,52 @@ pub fn check(res: &Resource, obj: &mut Value) -> Result<Vec<String>, String> {
     let Some(typed) = round_trip(res, obj)? else {
         return Ok(Vec::new());
     };
+    // resource.Quantity fails to decode in kube-apiserver: the whole body is refused.
+    if has_bad_quantity(obj, "") {
+        return Err(format!(
+            "quantities must match the regular expression '{}'",
+            crate::quantity::PATTERN
+        ));
+    }
     let mut unknown = Vec::new();
     prune(obj, &typed, String::new(), &mut unknown);
     Ok(unknown)
+}
+
+/// Fields of the built-in kinds that hold resource lists (name → Quantity).
+const QUANTITY_LISTS: [&str; 12] = [
+    "limits",
+    "requests",
+    "capacity",
+    "allocatable",
+    "hard",
+    "used",
+    "min",
+    "max",
+    "default",
+    "defaultRequest",
+    "maxLimitRequestRatio",
+    "overhead",
+];
+/// Fields that are one Quantity.
+const QUANTITY_FIELDS: [&str; 2] = ["sizeLimit", "divisor"];
+
+/// Whether a Quantity field of `v` (under key `key`) does not parse.
+fn has_bad_quantity(v: &Value, key: &str) -> bool {
+    let bad = |q: &Value| match q {
+        Value::String(s) => crate::quantity::canonicalize(s).is_none(),
+        Value::Number(_) | Value::Null => false,
+        _ => true,
+    };
+    match v {
+        Value::Object(m) if QUANTITY_LISTS.contains(&key) && m.values().all(|q| !q.is_object()) => {
+            m.values().any(bad)
+        }
+        Value::Object(m) => m.iter().any(|(k, c)| has_bad_quantity(c, k)),
+        Value::Array(a) => a.iter().any(|c| has_bad_quantity(c, "")),
+        q if QUANTITY_FIELDS.contains(&key) => bad(q),
+        _ => false,
+    }
 }
 
 fn prune(input: &mut Value, typed: &Value, path: String, unknown: &mut Vec<String>) {

@@ -38,6 +38,37 @@ async fn invalid_objects_of_common_kinds() {
     assert!(!ok, "{out}");
     assert!(err.contains("422 Unprocessable Entity"), "{err}");
 
+    // A quantity that does not parse fails the decoding of the whole body (400), as
+    // resource.Quantity does in kube-apiserver.
+    for (kind, yaml) in [
+        ("Pod", "apiVersion: v1\nkind: Pod\nmetadata: {name: q}\nspec:\n  containers: [{name: c, image: busybox, resources: {limits: {memory: lots}}}]\n"),
+        ("ResourceQuota", "apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: q}\nspec:\n  hard: {pods: abc}\n"),
+        ("Pod", "apiVersion: v1\nkind: Pod\nmetadata: {name: q}\nspec:\n  containers: [{name: c, image: busybox}]\n  volumes: [{name: v, emptyDir: {sizeLimit: huge}}]\n"),
+    ] {
+        let f = fx.file("q.yaml", yaml);
+        let err = fx
+            .fails(K, &["create", "-f", f.to_str().unwrap_or_default(), "--validate=false"])
+            .await;
+        assert!(
+            err.contains(&format!("Error from server (BadRequest): error when creating \"{}\": {kind} in version \"v1\" cannot be handled as a {kind}: quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'", f.display())),
+            "{err}"
+        );
+    }
+    // LimitRange items hold quantities by name; a type is not one.
+    fx.ok(
+        K,
+        &[
+            "create",
+            "-f",
+            fx.file(
+                "lr.yaml",
+                "apiVersion: v1\nkind: LimitRange\nmetadata: {name: lr}\nspec:\n  limits: [{type: Container}]\n",
+            )
+            .to_str()
+            .unwrap_or_default(),
+        ],
+    )
+    .await;
     // Requests within limits, nothing negative, in containers and init containers.
     refused(
         &fx,
