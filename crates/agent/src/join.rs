@@ -205,59 +205,15 @@ pub async fn join(
         &hex::encode(Sha256::digest(csr_pem.as_bytes()))[..8]
     );
     let csrs: Api<CertificateSigningRequest> = Api::all(bootstrap);
-    let obj: CertificateSigningRequest = serde_json::from_value(json!({
-        "apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
-        "metadata": {"name": name},
-        "spec": {
-            "request": base64_of(csr_pem.as_bytes()),
-            "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
-            "usages": ["digital signature", "client auth"],
-        }
-    }))
-    .map_err(|e| JoinError::Other(e.to_string()))?;
-    csrs.create(
-        &PostParams {
-            field_manager: Some(crate::kubelet::FIELD_MANAGER.into()),
-            ..Default::default()
-        },
-        &obj,
+    let cert_pem = request_certificate(
+        &csrs,
+        server,
+        &name,
+        &csr_pem,
+        "kubernetes.io/kube-apiserver-client-kubelet",
+        &["digital signature", "client auth"],
     )
-    .await
-    .map_err(|e| JoinError::Server {
-        server: server.into(),
-        message: format!("creating the node certificate request: {e}"),
-    })?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let cert_pem = loop {
-        let csr = csrs.get(&name).await.map_err(|e| JoinError::Server {
-            server: server.into(),
-            message: format!("reading the node certificate request: {e}"),
-        })?;
-        let status = csr.status.unwrap_or_default();
-        if let Some(c) = status
-            .conditions
-            .iter()
-            .flatten()
-            .find(|c| (c.type_ == "Denied" || c.type_ == "Failed") && c.status == "True")
-        {
-            return Err(JoinError::Refused {
-                name,
-                state: c.type_.to_ascii_lowercase(),
-                message: c.message.clone().unwrap_or_default(),
-            });
-        }
-        if let Some(cert) = status.certificate.filter(|c| !c.0.is_empty()) {
-            break String::from_utf8_lossy(&cert.0).into_owned();
-        }
-        if std::time::Instant::now() > deadline {
-            return Err(JoinError::Refused {
-                name,
-                state: "not signed within 60 s".into(),
-                message: "approve it with `kubectl certificate approve`".into(),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    .await?;
     let key_pem = key.serialize_pem();
     std::fs::write(&files.0, &ca_pem).map_err(|e| io("writing the CA", e))?;
     std::fs::write(&files.1, &cert_pem).map_err(|e| io("writing the certificate", e))?;
@@ -283,6 +239,171 @@ pub async fn join(
         },
         client,
     ))
+}
+
+/// Creates CertificateSigningRequest `name` for `csr_pem` with `signer` and `usages`,
+/// and waits (up to 60 s) for its certificate.
+async fn request_certificate(
+    csrs: &Api<CertificateSigningRequest>,
+    server: &str,
+    name: &str,
+    csr_pem: &str,
+    signer: &str,
+    usages: &[&str],
+) -> Result<String, JoinError> {
+    let obj: CertificateSigningRequest = serde_json::from_value(json!({
+        "apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+        "metadata": {"name": name},
+        "spec": {
+            "request": base64_of(csr_pem.as_bytes()),
+            "signerName": signer,
+            "usages": usages,
+        }
+    }))
+    .map_err(|e| JoinError::Other(e.to_string()))?;
+    csrs.create(
+        &PostParams {
+            field_manager: Some(crate::kubelet::FIELD_MANAGER.into()),
+            ..Default::default()
+        },
+        &obj,
+    )
+    .await
+    .map_err(|e| JoinError::Server {
+        server: server.into(),
+        message: format!("creating the node certificate request: {e}"),
+    })?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let csr = csrs.get(name).await.map_err(|e| JoinError::Server {
+            server: server.into(),
+            message: format!("reading the node certificate request: {e}"),
+        })?;
+        let status = csr.status.unwrap_or_default();
+        if let Some(c) = status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| (c.type_ == "Denied" || c.type_ == "Failed") && c.status == "True")
+        {
+            return Err(JoinError::Refused {
+                name: name.into(),
+                state: c.type_.to_ascii_lowercase(),
+                message: c.message.clone().unwrap_or_default(),
+            });
+        }
+        if let Some(cert) = status.certificate.filter(|c| !c.0.is_empty()) {
+            return Ok(String::from_utf8_lossy(&cert.0).into_owned());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(JoinError::Refused {
+                name: name.into(),
+                state: "not signed within 60 s".into(),
+                message: "approve it with `kubectl certificate approve`".into(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The node's serving certificate (for its streaming endpoint), signed by the cluster
+/// CA through a `kubernetes.io/kubelet-serving` CertificateSigningRequest, kept in
+/// `dir` and reused while it is the CA's, names this node and address, and has more
+/// than a day left. Returns (certificate PEM, key PEM).
+pub async fn serving_certificate(
+    client: &Client,
+    server: &str,
+    ca_pem: &str,
+    node: &str,
+    node_ip: &str,
+    dir: &Path,
+) -> Result<(String, String), JoinError> {
+    let io = |what: &str, e: std::io::Error| JoinError::Other(format!("{what}: {e}"));
+    std::fs::create_dir_all(dir).map_err(|e| io("creating the certificate dir", e))?;
+    let (cert_file, key_file) = (
+        dir.join("serving-kubelet.crt"),
+        dir.join("serving-kubelet.key"),
+    );
+    if let (Ok(cert), Ok(key)) = (
+        std::fs::read_to_string(&cert_file),
+        std::fs::read_to_string(&key_file),
+    ) {
+        if serving_cert_fits(&cert, ca_pem, node, node_ip) {
+            return Ok((cert, key));
+        }
+    }
+    let key = rcgen::KeyPair::generate().map_err(|e| JoinError::Other(e.to_string()))?;
+    let mut params = rcgen::CertificateParams::new(vec![node.to_string()])
+        .map_err(|e| JoinError::Other(format!("serving certificate names: {e}")))?;
+    if let Ok(ip) = node_ip.parse::<std::net::IpAddr>() {
+        params.subject_alt_names.push(rcgen::SanType::IpAddress(ip));
+    }
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("system:node:{node}"));
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "system:nodes");
+    let csr_pem = params
+        .serialize_request(&key)
+        .and_then(|r| r.pem())
+        .map_err(|e| JoinError::Other(format!("building the certificate request: {e}")))?;
+    let name = format!(
+        "csr-serving-{node}-{}",
+        &hex::encode(Sha256::digest(csr_pem.as_bytes()))[..8]
+    );
+    let csrs: Api<CertificateSigningRequest> = Api::all(client.clone());
+    let cert = request_certificate(
+        &csrs,
+        server,
+        &name,
+        &csr_pem,
+        "kubernetes.io/kubelet-serving",
+        &["digital signature", "key encipherment", "server auth"],
+    )
+    .await?;
+    let key_pem = key.serialize_pem();
+    std::fs::write(&cert_file, &cert).map_err(|e| io("writing the serving certificate", e))?;
+    write_private(&key_file, &key_pem).map_err(|e| io("writing the serving key", e))?;
+    Ok((cert, key_pem))
+}
+
+/// Whether a kept serving certificate is still good: issued by the CA of `ca_pem`,
+/// for this node's name and address, valid for more than a day.
+fn serving_cert_fits(cert: &str, ca_pem: &str, node: &str, node_ip: &str) -> bool {
+    use x509_parser::prelude::*;
+    let (Ok((_, c)), Ok((_, ca))) = (
+        x509_parser::pem::parse_x509_pem(cert.as_bytes()),
+        x509_parser::pem::parse_x509_pem(ca_pem.as_bytes()),
+    ) else {
+        return false;
+    };
+    let (Ok(c), Ok(ca)) = (c.parse_x509(), ca.parse_x509()) else {
+        return false;
+    };
+    if c.verify_signature(Some(ca.public_key())).is_err() {
+        return false;
+    }
+    let left = c.validity().time_to_expiration();
+    if left.is_none_or(|d| d.whole_seconds() < 86400) {
+        return false;
+    }
+    let ip: Option<std::net::IpAddr> = node_ip.parse().ok();
+    let Ok(Some(san)) = c.subject_alternative_name() else {
+        return false;
+    };
+    let names = &san.value.general_names;
+    let has_name = names
+        .iter()
+        .any(|n| matches!(n, GeneralName::DNSName(d) if *d == node));
+    let has_ip = ip.is_none_or(|ip| {
+        names.iter().any(|n| match (n, ip) {
+            (GeneralName::IPAddress(b), std::net::IpAddr::V4(v4)) => *b == v4.octets(),
+            (GeneralName::IPAddress(b), std::net::IpAddr::V6(v6)) => *b == v6.octets(),
+            _ => false,
+        })
+    });
+    has_name && has_ip
 }
 
 fn write_private(p: &Path, text: &str) -> std::io::Result<()> {

@@ -21,6 +21,7 @@ type ApiResult<T> = Result<T, ApiError>;
 
 pub const KUBELET_CLIENT: &str = "kubernetes.io/kube-apiserver-client-kubelet";
 pub const CLIENT: &str = "kubernetes.io/kube-apiserver-client";
+pub const KUBELET_SERVING: &str = "kubernetes.io/kubelet-serving";
 
 /// Signs certificates with the cluster CA.
 pub struct Signer {
@@ -36,8 +37,9 @@ impl Signer {
         })
     }
 
-    /// A client certificate for the public key and subject of `request_pem`.
-    fn sign(&self, request_pem: &str, seconds: i64) -> Result<String, String> {
+    /// A client (or, with `serving`, a server) certificate for the public key, subject
+    /// and names of `request_pem`.
+    fn sign(&self, request_pem: &str, seconds: i64, serving: bool) -> Result<String, String> {
         let mut csr =
             CertificateSigningRequestParams::from_pem(request_pem).map_err(|e| e.to_string())?;
         let now = time_now();
@@ -48,7 +50,11 @@ impl Signer {
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,
         ];
-        csr.params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        csr.params.extended_key_usages = vec![if serving {
+            ExtendedKeyUsagePurpose::ServerAuth
+        } else {
+            ExtendedKeyUsagePurpose::ClientAuth
+        }];
         let mut serial = [0u8; 16];
         let _ = getrandom::fill(&mut serial);
         serial[0] &= 0x7f;
@@ -156,15 +162,14 @@ fn has_condition(csr: &Value, ty: &str) -> bool {
         })
 }
 
-/// Whether csrapproving would approve this kubelet client request.
-async fn auto_approvable(reg: &Registry, csr: &Value) -> ApiResult<bool> {
-    if csr.pointer("/spec/signerName").and_then(Value::as_str) != Some(KUBELET_CLIENT) {
-        return Ok(false);
-    }
-    let Some((cn, orgs, sans)) = request_pem(csr).as_deref().and_then(subject) else {
+/// Whether a node's serving certificate request is approved automatically (as k3s
+/// does for its agents): a `system:node:<name>` subject in `system:nodes`, server
+/// usages only, asked for by that node itself or by someone who may approve requests.
+async fn serving_approvable(reg: &Registry, csr: &Value) -> ApiResult<bool> {
+    let Some((cn, orgs, _)) = request_pem(csr).as_deref().and_then(subject) else {
         return Ok(false);
     };
-    if !cn.starts_with("system:node:") || orgs != ["system:nodes"] || sans {
+    if !cn.starts_with("system:node:") || orgs != ["system:nodes"] {
         return Ok(false);
     }
     let usages: Vec<&str> = csr
@@ -172,11 +177,27 @@ async fn auto_approvable(reg: &Registry, csr: &Value) -> ApiResult<bool> {
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
-    let allowed = ["digital signature", "key encipherment", "client auth"];
-    if !usages.contains(&"client auth") || usages.iter().any(|u| !allowed.contains(u)) {
+    let allowed = ["digital signature", "key encipherment", "server auth"];
+    if !usages.contains(&"server auth") || usages.iter().any(|u| !allowed.contains(u)) {
         return Ok(false);
     }
-    let requester = User {
+    let requester = requester(csr);
+    if requester.name == cn && requester.groups.iter().any(|g| g == "system:nodes") {
+        return Ok(true);
+    }
+    let a = Attributes::resource(
+        "update",
+        "certificates.k8s.io",
+        "certificatesigningrequests",
+        "",
+    )
+    .subresource("approval");
+    Ok(crate::rbac::authorize(reg, &requester, &a).await?.allowed)
+}
+
+/// Who asked for a request (as recorded on create).
+fn requester(csr: &Value) -> User {
+    User {
         name: csr
             .pointer("/spec/username")
             .and_then(Value::as_str)
@@ -193,7 +214,32 @@ async fn auto_approvable(reg: &Registry, csr: &Value) -> ApiResult<bool> {
             })
             .unwrap_or_default(),
         ..Default::default()
+    }
+}
+
+/// Whether csrapproving would approve this kubelet client request.
+async fn auto_approvable(reg: &Registry, csr: &Value) -> ApiResult<bool> {
+    match csr.pointer("/spec/signerName").and_then(Value::as_str) {
+        Some(KUBELET_CLIENT) => {}
+        Some(KUBELET_SERVING) => return serving_approvable(reg, csr).await,
+        _ => return Ok(false),
+    }
+    let Some((cn, orgs, sans)) = request_pem(csr).as_deref().and_then(subject) else {
+        return Ok(false);
     };
+    if !cn.starts_with("system:node:") || orgs != ["system:nodes"] || sans {
+        return Ok(false);
+    }
+    let usages: Vec<&str> = csr
+        .pointer("/spec/usages")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let allowed = ["digital signature", "key encipherment", "client auth"];
+    if !usages.contains(&"client auth") || usages.iter().any(|u| !allowed.contains(u)) {
+        return Ok(false);
+    }
+    let requester = requester(csr);
     let sub = if requester.name == cn {
         "selfnodeclient"
     } else {
@@ -234,7 +280,7 @@ pub async fn reconcile(
         && !has_condition(&csr, "Denied")
         && !has_condition(&csr, "Failed")
         && csr.pointer("/status/certificate").is_none()
-        && matches!(signer_name, KUBELET_CLIENT | CLIENT);
+        && matches!(signer_name, KUBELET_CLIENT | CLIENT | KUBELET_SERVING);
     if !approve && !sign {
         return Ok(csr);
     }
@@ -248,7 +294,7 @@ pub async fn reconcile(
                 .ok_or_else(|| ApiError::bad_request("no request"))
                 .and_then(|pem| {
                     signer
-                        .sign(&pem, seconds)
+                        .sign(&pem, seconds, signer_name == KUBELET_SERVING)
                         .map_err(|e| ApiError::internal(format!("signing: {e}")))
                 }),
         )
@@ -269,7 +315,11 @@ pub async fn reconcile(
         if approve && !has_condition(old, "Approved") {
             conditions.push(
                 json!({"type": "Approved", "status": "True", "reason": "AutoApproved",
-                "message": "Auto approving kubelet client certificate after SubjectAccessReview.",
+                "message": if signer_name == KUBELET_SERVING {
+                    "Auto approving kubelet serving certificate after SubjectAccessReview."
+                } else {
+                    "Auto approving kubelet client certificate after SubjectAccessReview."
+                },
                 "lastUpdateTime": now, "lastTransitionTime": now}),
             );
         }

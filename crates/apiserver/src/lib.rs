@@ -316,8 +316,12 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer> {
         signer,
         ca_cert_pem: pki.ca_cert_pem.clone(),
         kubelet_tls: Some(
-            nodeproxy::kubelet_client_tls(&pki.admin_cert_pem, &pki.admin_key_pem)
-                .map_err(Error::Tls)?,
+            nodeproxy::kubelet_client_tls(
+                &pki.ca_cert_pem,
+                &pki.admin_cert_pem,
+                &pki.admin_key_pem,
+            )
+            .map_err(Error::Tls)?,
         ),
     });
     drop(store);

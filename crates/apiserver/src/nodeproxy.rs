@@ -5,8 +5,9 @@
 //! with 101 (WebSocket or SPDY) becomes a byte pipe between the two connections, so
 //! the protocols are spoken end to end by kubectl and the agent.
 //!
-//! As kube-apiserver without `--kubelet-certificate-authority`, the agent's serving
-//! certificate is not verified; the agent verifies ours against the cluster CA.
+//! Both ends verify each other against the cluster CA: the agent's serving certificate
+//! comes from a kubelet-serving CertificateSigningRequest (as kube-apiserver with
+//! `--kubelet-certificate-authority`, which k3s sets).
 
 use crate::error::ApiError;
 use crate::handler::{Body, State};
@@ -16,7 +17,7 @@ use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,7 @@ type ApiResult<T> = Result<T, ApiError>;
 
 /// The TLS client the server uses towards node agents.
 pub fn kubelet_client_tls(
+    ca_pem: &str,
     cert_pem: &str,
     key_pem: &str,
 ) -> Result<Arc<rustls::ClientConfig>, String> {
@@ -34,62 +36,26 @@ pub fn kubelet_client_tls(
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
         .map_err(|e| format!("kubelet client key: {e}"))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots
+            .add(c.map_err(|e| format!("cluster CA: {e}"))?)
+            .map_err(|e| format!("cluster CA: {e}"))?;
+    }
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| format!("kubelet serving verifier: {e}"))?;
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyServer(provider)))
+        .with_webpki_verifier(verifier)
         .with_client_auth_cert(certs, key)
         .map_err(|e| format!("kubelet client certificate: {e}"))?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
-}
-
-/// Accepts any serving certificate (signatures still checked), as kube-apiserver does
-/// towards kubelets when no kubelet CA is configured.
-#[derive(Debug)]
-struct AnyServer(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AnyServer {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 fn pod_containers(pod: &Value) -> Vec<String> {

@@ -503,6 +503,50 @@ async fn bootstrap_tokens_csrs_and_the_node_authorizer() {
         out.contains("system:node:n1") && out.contains("system:nodes"),
         "{out}"
     );
+    // Its serving certificate: a kubelet-serving request by the node itself is approved
+    // and signed for server auth; the same request from someone else waits.
+    let serving = |name: &str, cn: &str| {
+        let (_, req) = certificate_request(cn, &["system:nodes"]);
+        csr_manifest(name, &req, "kubernetes.io/kubelet-serving")
+            .replace(r#""client auth""#, r#""key encipherment","server auth""#)
+    };
+    let f = fx.file("serving.json", &serving("serving-n1", "system:node:n1"));
+    ok_with(
+        &fx,
+        &node,
+        &["create", "-f", f.to_str().unwrap_or_default()],
+    )
+    .await;
+    let got = json(&ok_with(&fx, &node, &["get", "csr", "serving-n1", "-o", "json"]).await);
+    assert_eq!(
+        got["status"]["conditions"][0]["reason"], "AutoApproved",
+        "{got}"
+    );
+    let pem = {
+        use base64::Engine;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(got["status"]["certificate"].as_str().unwrap_or(""))
+            .unwrap_or_default();
+        String::from_utf8(raw).unwrap_or_default()
+    };
+    use rustls::pki_types::pem::PemObject;
+    let der = rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).expect("cert");
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).expect("x509");
+    let eku = cert
+        .extended_key_usage()
+        .ok()
+        .flatten()
+        .map(|e| e.value.clone());
+    assert!(eku.is_some_and(|e| e.server_auth && !e.client_auth));
+    let f = fx.file("serving2.json", &serving("serving-n2", "system:node:n2"));
+    ok_with(
+        &fx,
+        &node,
+        &["create", "-f", f.to_str().unwrap_or_default()],
+    )
+    .await;
+    let out = fx.ok(K, &["get", "csr", "serving-n2"]).await;
+    assert!(out.contains("Pending"), "{out}");
     let n1 = fx.file(
         "n1.yaml",
         "apiVersion: v1\nkind: Node\nmetadata:\n  name: n1\n",

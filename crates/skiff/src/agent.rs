@@ -207,6 +207,8 @@ pub async fn start<F, Fut>(
     mut cfg: skiff_agent::kubelet::AgentConfig,
     ca_pem: &str,
     kubelet_port: u16,
+    server: &str,
+    cert_dir: &std::path::Path,
     stop: F,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>>
 where
@@ -223,12 +225,23 @@ where
             )
         })?;
     cfg.kubelet_port = listener.local_addr()?.port();
+    // The streaming endpoint serves with a certificate of the cluster CA, asked for
+    // through a kubelet-serving CertificateSigningRequest.
+    let (serving_cert_pem, serving_key_pem) = skiff_agent::join::serving_certificate(
+        &client,
+        server,
+        ca_pem,
+        &cfg.node.node_name,
+        &cfg.node.node_ip,
+        cert_dir,
+    )
+    .await?;
     let streaming = std::sync::Arc::new(skiff_agent::streaming::Config {
         runtime: runtime.clone(),
         pods_dir: cfg.node.pods_dir.clone(),
         client_ca_pem: ca_pem.to_string(),
-        node_name: cfg.node.node_name.clone(),
-        node_ip: cfg.node.node_ip.clone(),
+        serving_cert_pem,
+        serving_key_pem,
     });
     let mut tasks = vec![tokio::spawn(skiff_agent::streaming::serve(
         listener,
@@ -276,7 +289,17 @@ pub fn run(f: AgentFlags, engine: skiff_engine::Engine) -> Result<i32> {
                 let _ = rx.changed().await;
             }
         };
-        let tasks = start(client, runtime, cfg, &id.ca_pem, f.kubelet_port, stop).await?;
+        let tasks = start(
+            client,
+            runtime,
+            cfg,
+            &id.ca_pem,
+            f.kubelet_port,
+            &f.server,
+            &f.data_dir,
+            stop,
+        )
+        .await?;
         wait_for_signal().await?;
         let _ = stop_tx.send(true);
         for t in tasks {

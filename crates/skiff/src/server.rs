@@ -90,6 +90,8 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
         cluster_cidr: Some(f.cluster_cidr.clone()),
         ..Default::default()
     };
+    // This node's own certificates, beside the server's.
+    let agent_dir = f.data_dir.join("agent");
     let config = skiff_apiserver::ServerConfig {
         data_dir: f.data_dir,
         bind_address: f.bind_address,
@@ -140,6 +142,8 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
                     cfg,
                     &server.ca_cert_pem,
                     kubelet_port,
+                    &format!("https://127.0.0.1:{}", server.port),
+                    &agent_dir,
                     stop,
                 )
                 .await?,

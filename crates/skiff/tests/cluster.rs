@@ -2788,6 +2788,29 @@ fn an_agent_joins_by_token_and_runs_pods_as_its_node() {
     ]);
     assert!(csrs.contains("system:bootstrap:"), "{csrs}");
     assert!(csrs.contains("Approved"), "{csrs}");
+    // So did its serving certificate (kubelet-serving, asked for by the node itself),
+    // which the API server verifies against the cluster CA when it proxies logs/exec.
+    let serving = c.wait_for(
+        &[
+            "get",
+            "csr",
+            "-o",
+            "jsonpath={range .items[*]}{.spec.signerName} {.spec.username} {.status.conditions[0].type}{\"\\n\"}{end}",
+        ],
+        &format!("kubernetes.io/kubelet-serving system:node:{name} Approved"),
+        30,
+    );
+    // The server's own node asked with the server's credentials.
+    assert!(
+        serving.contains("kubernetes.io/kubelet-serving system:admin Approved"),
+        "{serving}"
+    );
+    let cert = std::fs::read_to_string(agent.root.dir.join("agent/serving-kubelet.crt"))
+        .unwrap_or_default();
+    assert!(
+        cert.contains("BEGIN CERTIFICATE"),
+        "no serving certificate kept"
+    );
     // The control plane gave it the second /24 of the cluster CIDR.
     let cidrs = c.ok(&[
         "get",

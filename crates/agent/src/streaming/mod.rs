@@ -39,24 +39,18 @@ pub struct Config {
     pub pods_dir: PathBuf,
     /// PEM of the CA whose client certificates are accepted (the cluster CA).
     pub client_ca_pem: String,
-    /// Names and addresses for the self-signed serving certificate.
-    pub node_name: String,
-    pub node_ip: String,
+    /// The node's serving certificate and key (PEM), signed by the cluster CA.
+    pub serving_cert_pem: String,
+    pub serving_key_pem: String,
 }
 
 /// The TLS configuration: a serving certificate for the node, client certificates
 /// required and verified against the cluster CA.
 pub fn tls_config(cfg: &Config) -> Result<Arc<rustls::ServerConfig>, String> {
-    let mut sans = vec![cfg.node_name.clone(), "localhost".to_string()];
-    sans.push(cfg.node_ip.clone());
-    let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
-    let mut params = rcgen::CertificateParams::new(sans).map_err(|e| e.to_string())?;
-    params.distinguished_name.push(
-        rcgen::DnType::CommonName,
-        format!("{}@kubelet", cfg.node_name),
-    );
-    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-    let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(cfg.serving_cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("serving certificate: {e}"))?;
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(cfg.client_ca_pem.as_bytes()) {
         roots
@@ -70,13 +64,13 @@ pub fn tls_config(cfg: &Config) -> Result<Arc<rustls::ServerConfig>, String> {
     )
     .build()
     .map_err(|e| format!("client verifier: {e}"))?;
-    let key_der = PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes())
+    let key_der = PrivateKeyDer::from_pem_slice(cfg.serving_key_pem.as_bytes())
         .map_err(|e| format!("serving key: {e}"))?;
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(vec![cert.der().clone()], key_der)
+        .with_single_cert(chain, key_der)
         .map_err(|e| format!("serving certificate: {e}"))?;
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(tls))
