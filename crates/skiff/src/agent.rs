@@ -198,6 +198,18 @@ pub fn config(
     Ok((cfg, std::sync::Arc::new(runtime)))
 }
 
+/// Where a node agent's streaming endpoint listens and how it gets its certificate.
+pub struct Endpoint<'a> {
+    /// The cluster CA (PEM): client certificates are checked against it.
+    pub ca_pem: &'a str,
+    /// The streaming port (0: a free one).
+    pub kubelet_port: u16,
+    /// The API server, for messages.
+    pub server: &'a str,
+    /// Where the serving certificate is kept.
+    pub cert_dir: &'a std::path::Path,
+}
+
 /// Starts the agent: its streaming endpoint on `node_ip:kubelet_port` (clients
 /// verified against `ca_pem`) and its pod loop. The tasks end when `stop()`'s
 /// futures complete.
@@ -205,16 +217,19 @@ pub async fn start<F, Fut>(
     client: kube::Client,
     runtime: skiff_agent::cri::SharedRuntime,
     mut cfg: skiff_agent::kubelet::AgentConfig,
-    ca_pem: &str,
-    kubelet_port: u16,
-    server: &str,
-    cert_dir: &std::path::Path,
+    endpoint: Endpoint<'_>,
     stop: F,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
+    let Endpoint {
+        ca_pem,
+        kubelet_port,
+        server,
+        cert_dir,
+    } = endpoint;
     let listener = tokio::net::TcpListener::bind((cfg.node.node_ip.as_str(), kubelet_port))
         .await
         .map_err(|e| {
@@ -289,17 +304,13 @@ pub fn run(f: AgentFlags, engine: skiff_engine::Engine) -> Result<i32> {
                 let _ = rx.changed().await;
             }
         };
-        let tasks = start(
-            client,
-            runtime,
-            cfg,
-            &id.ca_pem,
-            f.kubelet_port,
-            &f.server,
-            &f.data_dir,
-            stop,
-        )
-        .await?;
+        let endpoint = Endpoint {
+            ca_pem: &id.ca_pem,
+            kubelet_port: f.kubelet_port,
+            server: &f.server,
+            cert_dir: &f.data_dir,
+        };
+        let tasks = start(client, runtime, cfg, endpoint, stop).await?;
         wait_for_signal().await?;
         let _ = stop_tx.send(true);
         for t in tasks {

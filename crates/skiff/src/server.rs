@@ -140,10 +140,12 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
                     client,
                     runtime,
                     cfg,
-                    &server.ca_cert_pem,
-                    kubelet_port,
-                    &format!("https://127.0.0.1:{}", server.port),
-                    &agent_dir,
+                    crate::agent::Endpoint {
+                        ca_pem: &server.ca_cert_pem,
+                        kubelet_port,
+                        server: &format!("https://127.0.0.1:{}", server.port),
+                        cert_dir: &agent_dir,
+                    },
                     stop,
                 )
                 .await?,
