@@ -104,8 +104,7 @@ impl DaemonSets {
         let owned_revs = self.revisions.controlled_by(&ns, &uid);
         let revs: Vec<&ControllerRevision> = owned_revs.iter().map(|r| r.as_ref()).collect();
         let rev_api: Api<ControllerRevision> = Api::namespaced(client.clone(), &ns);
-        let mut restore = serde_json::to_value(&spec.template).unwrap_or_default();
-        restore["$patch"] = json!("replace");
+        let restore = crate::restoring(&serde_json::to_value(&spec.template).unwrap_or_default());
         crate::ensure_revision(
             &rev_api,
             &revs,

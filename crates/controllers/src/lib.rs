@@ -416,6 +416,15 @@ pub fn pod_from_template(
 }
 
 /// Objects in namespace `ns` whose controlling owner has `uid`.
+/// A pod template as the strategic merge patch that puts it back in place of the
+/// live one (a ControllerRevision's data, as the DaemonSet and StatefulSet
+/// controllers store it for `kubectl rollout undo`).
+pub fn restoring(template: &serde_json::Value) -> serde_json::Value {
+    let mut t = template.clone();
+    t["$patch"] = serde_json::json!("replace");
+    t
+}
+
 /// Makes `name` the newest ControllerRevision of an owner whose revisions are `revs`:
 /// created (with `meta`'s labels, annotations and owner references, and `data`) as
 /// revision max+1, or, when it exists but is not the newest (a rollback to it),

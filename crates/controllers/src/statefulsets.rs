@@ -209,7 +209,9 @@ async fn sync_one(
         &revs,
         &update_rev,
         json!({"labels": labels, "ownerReferences": [owner.clone()]}),
-        json!({"spec": {"template": template}}),
+        // The patch that puts this template back, as the real controller stores it
+        // (`kubectl rollout undo` applies it).
+        json!({"spec": {"template": crate::restoring(&template)}}),
     )
     .await?;
     let status = set.status.clone().unwrap_or_default();
@@ -222,6 +224,12 @@ async fn sync_one(
         .find(|r| r.metadata.name.as_deref() == Some(current_rev.as_str()))
         .and_then(|r| r.data.as_ref())
         .and_then(|d| d.0.pointer("/spec/template").cloned())
+        .map(|mut t| {
+            if let Some(m) = t.as_object_mut() {
+                m.remove("$patch");
+            }
+            t
+        })
         .unwrap_or(template.clone());
     // The pods, by ordinal.
     let owned: Vec<&Pod> = crate::controlled_by(all_pods, &ns, &uid);

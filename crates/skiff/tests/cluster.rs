@@ -1978,6 +1978,32 @@ fn a_statefulset_creates_ordered_pods_rolls_from_the_highest_and_makes_claims() 
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(c.kubectl(&["get", "pod", "web-0"]).status.success());
+    // Undo puts the first template back through its ControllerRevision.
+    let history = c.ok(&["rollout", "history", "sts/web"]);
+    assert!(
+        history.contains("\n1 ") && history.contains("\n2 "),
+        "{history}"
+    );
+    c.ok(&["rollout", "undo", "sts/web"]);
+    let mode = c.ok(&[
+        "get",
+        "sts",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].env[0].value}",
+    ]);
+    assert_eq!(mode, "one");
+    c.wait_for(
+        &[
+            "get",
+            "pod",
+            "web-0",
+            "-o",
+            "jsonpath={.spec.containers[0].env[0].value}/{.status.phase}",
+        ],
+        "one/Running",
+        60,
+    );
     // Claims from volumeClaimTemplates, owned by the set as the retention policy asks.
     c.apply("apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: db\nspec:\n  serviceName: db\n  replicas: 2\n  podManagementPolicy: Parallel\n  persistentVolumeClaimRetentionPolicy:\n    whenDeleted: Delete\n  selector:\n    matchLabels:\n      app: db\n  template:\n    metadata:\n      labels:\n        app: db\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: c\n        image: busybox\n        imagePullPolicy: Never\n        command: [\"sleep\", \"600\"]\n        volumeMounts:\n        - name: data\n          mountPath: /data\n  volumeClaimTemplates:\n  - metadata:\n      name: data\n    spec:\n      accessModes: [\"ReadWriteOnce\"]\n      resources:\n        requests:\n          storage: 1Gi\n");
     let pvcs = c.wait_for(
