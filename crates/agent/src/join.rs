@@ -188,22 +188,8 @@ pub async fn join(
     cfg.root_cert = Some(vec![pem_to_der(&ca_pem)?]);
     cfg.auth_info.token = Some(token.secret.clone().into());
     let bootstrap = Client::try_from(cfg).map_err(|e| JoinError::Other(e.to_string()))?;
-    let key = rcgen::KeyPair::generate().map_err(|e| JoinError::Other(e.to_string()))?;
-    let mut params = rcgen::CertificateParams::default();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, format!("system:node:{node}"));
-    params
-        .distinguished_name
-        .push(rcgen::DnType::OrganizationName, "system:nodes");
-    let csr_pem = params
-        .serialize_request(&key)
-        .and_then(|r| r.pem())
-        .map_err(|e| JoinError::Other(format!("building the certificate request: {e}")))?;
-    let name = format!(
-        "node-csr-{node}-{}",
-        &hex::encode(Sha256::digest(csr_pem.as_bytes()))[..8]
-    );
+    let (key, csr_pem, digest) = node_request(node, rcgen::CertificateParams::default())?;
+    let name = format!("node-csr-{node}-{digest}");
     let csrs: Api<CertificateSigningRequest> = Api::all(bootstrap);
     let cert_pem = request_certificate(
         &csrs,
@@ -239,6 +225,27 @@ pub async fn join(
         },
         client,
     ))
+}
+
+/// A new key and a PEM certificate request for `system:node:<node>` in `system:nodes`
+/// (with `params`' names), and a short digest of the request to name it by.
+fn node_request(
+    node: &str,
+    mut params: rcgen::CertificateParams,
+) -> Result<(rcgen::KeyPair, String, String), JoinError> {
+    let key = rcgen::KeyPair::generate().map_err(|e| JoinError::Other(e.to_string()))?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("system:node:{node}"));
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "system:nodes");
+    let csr_pem = params
+        .serialize_request(&key)
+        .and_then(|r| r.pem())
+        .map_err(|e| JoinError::Other(format!("building the certificate request: {e}")))?;
+    let digest = hex::encode(Sha256::digest(csr_pem.as_bytes()))[..8].to_string();
+    Ok((key, csr_pem, digest))
 }
 
 /// Creates CertificateSigningRequest `name` for `csr_pem` with `signer` and `usages`,
@@ -332,26 +339,13 @@ pub async fn serving_certificate(
             return Ok((cert, key));
         }
     }
-    let key = rcgen::KeyPair::generate().map_err(|e| JoinError::Other(e.to_string()))?;
     let mut params = rcgen::CertificateParams::new(vec![node.to_string()])
         .map_err(|e| JoinError::Other(format!("serving certificate names: {e}")))?;
     if let Ok(ip) = node_ip.parse::<std::net::IpAddr>() {
         params.subject_alt_names.push(rcgen::SanType::IpAddress(ip));
     }
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, format!("system:node:{node}"));
-    params
-        .distinguished_name
-        .push(rcgen::DnType::OrganizationName, "system:nodes");
-    let csr_pem = params
-        .serialize_request(&key)
-        .and_then(|r| r.pem())
-        .map_err(|e| JoinError::Other(format!("building the certificate request: {e}")))?;
-    let name = format!(
-        "csr-serving-{node}-{}",
-        &hex::encode(Sha256::digest(csr_pem.as_bytes()))[..8]
-    );
+    let (key, csr_pem, digest) = node_request(node, params)?;
+    let name = format!("csr-serving-{node}-{digest}");
     let csrs: Api<CertificateSigningRequest> = Api::all(client.clone());
     let cert = request_certificate(
         &csrs,

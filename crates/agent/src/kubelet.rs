@@ -1410,14 +1410,7 @@ pub async fn sync_pods(
             continue;
         };
         for (name, err) in failures {
-            let reason = match &err {
-                pod::PodError::ImageNeverPull(_) => "ErrImageNeverPull",
-                pod::PodError::ImagePull(_) => "ErrImagePull",
-                pod::PodError::Spec(podspec::SpecError::ConfigMissing(_)) => {
-                    "CreateContainerConfigError"
-                }
-                _ => "CreateContainerError",
-            };
+            let reason = start_failure_reason(&err);
             tracing::info!(pod = %uid, container = %name, error = %err, "starting an ephemeral container failed");
             if let Ok(mut m) = EPHEMERAL_FAILURES.lock() {
                 m.insert(
@@ -1496,14 +1489,7 @@ pub async fn sync_pods(
                 }
             }
             Err(err) => {
-                let reason = match &err {
-                    pod::PodError::Spec(podspec::SpecError::ConfigMissing(_)) => {
-                        "CreateContainerConfigError"
-                    }
-                    pod::PodError::ImageNeverPull(_) => "ErrImageNeverPull",
-                    pod::PodError::ImagePull(_) => "ErrImagePull",
-                    _ => "CreateContainerError",
-                };
+                let reason = start_failure_reason(&err);
                 let count = START_FAILURES
                     .lock()
                     .map(|mut m| {
@@ -1545,6 +1531,16 @@ pub async fn sync_pods(
         }
     }
     Ok(())
+}
+
+/// The waiting reason the kubelet shows for a container that could not be started.
+fn start_failure_reason(err: &pod::PodError) -> &'static str {
+    match err {
+        pod::PodError::Spec(podspec::SpecError::ConfigMissing(_)) => "CreateContainerConfigError",
+        pod::PodError::ImageNeverPull(_) => "ErrImageNeverPull",
+        pod::PodError::ImagePull(_) => "ErrImagePull",
+        _ => "CreateContainerError",
+    }
 }
 
 /// Why a pod could not be started, and when to try again (the kubelet's back-off:

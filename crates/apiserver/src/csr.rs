@@ -162,25 +162,30 @@ fn has_condition(csr: &Value, ty: &str) -> bool {
         })
 }
 
-/// Whether a node's serving certificate request is approved automatically (as k3s
-/// does for its agents): a `system:node:<name>` subject in `system:nodes`, server
-/// usages only, asked for by that node itself or by someone who may approve requests.
-async fn serving_approvable(reg: &Registry, csr: &Value) -> ApiResult<bool> {
-    let Some((cn, orgs, _)) = request_pem(csr).as_deref().and_then(subject) else {
-        return Ok(false);
-    };
-    if !cn.starts_with("system:node:") || orgs != ["system:nodes"] {
-        return Ok(false);
+/// The CN of a node's request: a `system:node:<name>` subject in `system:nodes`, with
+/// usages `purpose` plus at most digital signature and key encipherment, and
+/// subject alternative names only when `names` allows them.
+fn node_request(csr: &Value, purpose: &str, names: bool) -> Option<String> {
+    let (cn, orgs, sans) = request_pem(csr).as_deref().and_then(subject)?;
+    if !cn.starts_with("system:node:") || orgs != ["system:nodes"] || (sans && !names) {
+        return None;
     }
     let usages: Vec<&str> = csr
         .pointer("/spec/usages")
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
-    let allowed = ["digital signature", "key encipherment", "server auth"];
-    if !usages.contains(&"server auth") || usages.iter().any(|u| !allowed.contains(u)) {
+    let allowed = ["digital signature", "key encipherment", purpose];
+    (usages.contains(&purpose) && usages.iter().all(|u| allowed.contains(u))).then_some(cn)
+}
+
+/// Whether a node's serving certificate request is approved automatically (as k3s
+/// does for its agents): a `system:node:<name>` subject in `system:nodes`, server
+/// usages only, asked for by that node itself or by someone who may approve requests.
+async fn serving_approvable(reg: &Registry, csr: &Value) -> ApiResult<bool> {
+    let Some(cn) = node_request(csr, "server auth", true) else {
         return Ok(false);
-    }
+    };
     let requester = requester(csr);
     if requester.name == cn && requester.groups.iter().any(|g| g == "system:nodes") {
         return Ok(true);
@@ -224,21 +229,9 @@ async fn auto_approvable(reg: &Registry, csr: &Value) -> ApiResult<bool> {
         Some(KUBELET_SERVING) => return serving_approvable(reg, csr).await,
         _ => return Ok(false),
     }
-    let Some((cn, orgs, sans)) = request_pem(csr).as_deref().and_then(subject) else {
+    let Some(cn) = node_request(csr, "client auth", false) else {
         return Ok(false);
     };
-    if !cn.starts_with("system:node:") || orgs != ["system:nodes"] || sans {
-        return Ok(false);
-    }
-    let usages: Vec<&str> = csr
-        .pointer("/spec/usages")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    let allowed = ["digital signature", "key encipherment", "client auth"];
-    if !usages.contains(&"client auth") || usages.iter().any(|u| !allowed.contains(u)) {
-        return Ok(false);
-    }
     let requester = requester(csr);
     let sub = if requester.name == cn {
         "selfnodeclient"

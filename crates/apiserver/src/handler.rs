@@ -811,28 +811,21 @@ async fn resource_request(
             let p = reg
                 .create_prepared(res, ns, obj, dry, Some(&manager))
                 .await?;
+            if res.kind == "Namespace" && !dry {
+                let name = p
+                    .obj
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                crate::admission::namespace_defaults(reg, name).await?;
+            }
             if !accept.table && !accept.partial && res.kind != "CertificateSigningRequest" {
-                if res.kind == "Namespace" && !dry {
-                    let name = p
-                        .obj
-                        .pointer("/metadata/name")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default();
-                    crate::admission::namespace_defaults(reg, name).await?;
-                }
                 // The JSON the watch cache serves too, serialized once.
                 return Ok(json_bytes_response(201, p.obj_json.clone(), &warnings));
             }
             let mut created = p.obj.clone();
             if res.kind == "CertificateSigningRequest" && !dry {
                 created = crate::csr::reconcile(reg, res, &state.signer, created).await?;
-            }
-            if res.kind == "Namespace" && !dry {
-                let name = created
-                    .pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                crate::admission::namespace_defaults(reg, name).await?;
             }
             Ok(json_response(
                 201,

@@ -913,7 +913,9 @@ impl Registry {
             if new == old {
                 return Ok(old);
             }
-            if new.pointer("/metadata/deletionTimestamp").is_none() {
+            // Status and other subresources never add to what quotas count (and pod
+            // status writes are the busiest updates).
+            if sub == Subresource::Main && new.pointer("/metadata/deletionTimestamp").is_none() {
                 crate::admission::admit_update(self, res, &old, &new).await?;
             }
             // A pending deletion completes once the last finalizer is gone.
