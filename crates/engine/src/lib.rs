@@ -73,7 +73,8 @@ pub struct Engine {
     pub root: PathBuf,
     pub images: ImageStore,
     /// The skiff binary, re-executed for monitors (under `cargo test` the current
-    /// executable is the test binary, so callers pass it explicitly).
+    /// executable is the test binary, so callers pass it explicitly; a sealed skiff
+    /// passes `/proc/self/exe`, see [`skiff_runtime::sealed::helper_exe`]).
     pub exe: PathBuf,
     /// The bridge network's parameters, used when the root's network is first
     /// created (afterwards the persisted ones win).
@@ -97,6 +98,16 @@ impl Engine {
         };
         e.reconcile()?;
         Ok(e)
+    }
+
+    /// A command that starts the skiff binary in one of its helper modes, named
+    /// `skiff` in process listings (its path may be `/proc/self/exe`: see
+    /// [`skiff_runtime::sealed`]).
+    pub fn helper_command(&self) -> std::process::Command {
+        use std::os::unix::process::CommandExt;
+        let mut c = std::process::Command::new(&self.exe);
+        c.arg0("skiff");
+        c
     }
 
     pub fn containers_dir(&self) -> PathBuf {

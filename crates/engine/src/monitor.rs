@@ -648,9 +648,9 @@ fn start_proxy(
 ) -> Result<(std::process::Child, Vec<PortBinding>), String> {
     use std::io::BufRead;
     use std::os::unix::process::CommandExt;
-    let exe = std::env::current_exe().map_err(|e| format!("finding skiff: {e}"))?;
     let (r, w) = sys::pipe().map_err(|e| format!("pipe: {e}"))?;
-    let mut cmd = std::process::Command::new(exe);
+    let mut cmd =
+        skiff_runtime::sealed::helper_command().map_err(|e| format!("finding skiff: {e}"))?;
     cmd.arg("--root").arg(root).arg("__proxy");
     if plan.dns {
         cmd.arg("--dns-pid").arg(pid.to_string());

@@ -200,7 +200,7 @@ impl Engine {
             stdout: -1,
             stderr: -1,
         });
-        let mut cmd = std::process::Command::new(&self.exe);
+        let mut cmd = self.helper_command();
         cmd.arg("--root")
             .arg(&self.root)
             .arg("__monitor")

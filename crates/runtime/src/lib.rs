@@ -10,6 +10,7 @@
 pub mod cgroups;
 pub mod devices_bpf;
 pub mod linux;
+pub mod sealed;
 pub mod seccomp;
 pub mod spec;
 pub mod sys;

@@ -5,6 +5,7 @@
 mod agent;
 mod format;
 mod inspect;
+mod relay;
 mod server;
 mod term;
 
@@ -633,6 +634,12 @@ impl std::fmt::Display for Exit {
 impl std::error::Error for Exit {}
 
 fn main() {
+    // Before anything else: run from a read-only view of our own file, so no helper
+    // that enters a container exposes a writable host binary.
+    if let Err(e) = skiff_runtime::sealed::reexec_sealed() {
+        eprintln!("skiff: Error: cannot run from a read-only view of the skiff binary: {e}");
+        std::process::exit(125);
+    }
     let cli = Cli::parse();
     if let Cmd::Monitor { id } = &cli.cmd {
         skiff_engine::monitor::run(
@@ -695,10 +702,8 @@ static BRIDGE: std::sync::OnceLock<skiff_engine::network::BridgeConfig> =
     std::sync::OnceLock::new();
 
 fn engine(root: &Path) -> Result<Engine> {
-    let exe = std::env::var_os("SKIFF_EXE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::current_exe().ok())
-        .ok_or_else(|| anyhow!("cannot find the skiff executable"))?;
+    let exe = skiff_runtime::sealed::helper_exe()
+        .map_err(|e| anyhow!("cannot find the skiff executable: {e}"))?;
     let mut e = Engine::open(root, &exe)?;
     e.install_init(SKIFF_INIT)?;
     if let Some(b) = BRIDGE.get() {
@@ -1533,6 +1538,8 @@ fn exec(root: &Path, a: ExecArgs) -> Result<i32> {
         )
         .map_err(|m| anyhow!(m))?
     };
+    // exec'd processes get the container's no_new_privs and seccomp, as docker's.
+    let (no_new_privileges, seccomp) = skiff_engine::create::security_options(&c.record.host)?;
     let process = skiff_runtime::spec::Process {
         args: a.command.clone(),
         env,
@@ -1546,31 +1553,40 @@ fn exec(root: &Path, a: ExecArgs) -> Result<i32> {
         user: a.user.clone().unwrap_or_else(|| c.record.user.clone()),
         additional_gids: vec![],
         capabilities: caps,
-        no_new_privileges: !c.record.host.privileged,
+        no_new_privileges,
         rlimits: vec![],
         terminal: a.tty,
         console_size: if a.tty { term::initial_size() } else { None },
         oom_score_adj: None,
-        seccomp: !c.record.host.privileged
-            && !c
-                .record
-                .host
-                .security_opt
-                .iter()
-                .any(|o| o == "seccomp=unconfined" || o == "seccomp:unconfined"),
+        seccomp,
     };
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    // Without a terminal the process gets pipes, never our own files (see relay.rs).
+    let mut relay = if a.tty {
+        None
+    } else {
+        Some(relay::Relay::new([
+            if a.interactive && !a.detach { 0 } else { -1 },
+            if a.detach { -1 } else { 1 },
+            if a.detach { -1 } else { 2 },
+        ])?)
+    };
+    let [stdin, stdout, stderr] = relay.as_ref().map(|r| r.stdio).unwrap_or([-1; 3]);
     let stdio = skiff_runtime::Stdio {
-        stdin: if a.interactive && !a.detach { 0 } else { -1 },
-        stdout: if a.detach { -1 } else { 1 },
-        stderr: if a.detach { -1 } else { 2 },
+        stdin,
+        stdout,
+        stderr,
     };
     let raw = if a.tty && a.interactive {
         term::RawMode::enable(0)
     } else {
         None
     };
-    let started = match e.exec(&a.container, &process, stdio) {
+    let started = e.exec(&a.container, &process, stdio);
+    if let Some(r) = relay.as_mut() {
+        r.start();
+    }
+    let started = match started {
         Ok(s) => s,
         Err(EngineError::Start { code, message }) => {
             drop(raw);
@@ -1612,6 +1628,9 @@ fn exec(root: &Path, a: ExecArgs) -> Result<i32> {
             break 128 + libc::WTERMSIG(st);
         }
     };
+    if let Some(r) = relay {
+        r.finish();
+    }
     drop(raw);
     Ok(code)
 }

@@ -1,0 +1,255 @@
+//! Running skiff from an executable no container can write (the CVE-2019-5736 class).
+//!
+//! A process that enters a container (the exec helper, a container's init before it
+//! executes the entrypoint, the pod sandbox before it executes the pause program) can
+//! be seen from inside: `/proc/<pid>/exe` there, or `/proc/self/exe` reached through a
+//! `#!/proc/self/exe` script the helper is asked to run. If that resolves to the host's
+//! skiff file, a container process can keep a descriptor to it and write the host
+//! binary once nothing executes it any more.
+//!
+//! So skiff re-executes itself, before anything else, from a read-only view of its own
+//! file: a detached bind mount of the binary (`open_tree(OPEN_TREE_CLONE)`) made
+//! read-only with `mount_setattr`, never attached to any mount tree, gone with the
+//! last process that executes it. A write through any descriptor to it fails with
+//! EROFS, and a container lacks the capability to change the mount. Where those
+//! calls are missing (kernels before 5.12), a sealed memfd copy serves instead, as
+//! runc does. Helpers started by a sealed process are started through
+//! `/proc/self/exe` ([`helper_exe`]), so they are sealed from their first instruction.
+
+use std::ffi::{CString, OsString};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// The environment variable holding the path of the host's skiff file while skiff runs
+/// from its sealed view (whose own path says nothing useful).
+pub const EXE_ENV: &str = "SKIFF_EXE";
+
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// Whether this process executes a file that cannot be written: a read-only mount or
+/// a memfd with write seals.
+pub fn is_sealed() -> bool {
+    let Ok(f) = std::fs::File::open("/proc/self/exe") else {
+        return false;
+    };
+    is_sealed_fd(&f)
+}
+
+fn is_sealed_fd(f: &impl AsRawFd) -> bool {
+    let fd = f.as_raw_fd();
+    // SAFETY: fstatvfs writes into a zeroed struct we own; fd is open.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::fstatvfs(fd, &mut st) } == 0 && st.f_flag & libc::ST_RDONLY != 0 {
+        return true;
+    }
+    // SAFETY: F_GET_SEALS on any descriptor only reads its seals.
+    let seals = unsafe { libc::fcntl(fd, libc::F_GET_SEALS) };
+    seals >= 0 && seals & libc::F_SEAL_WRITE != 0
+}
+
+/// A descriptor for a read-only view of `path`: a detached read-only bind mount of
+/// the file, or (without the new mount calls) a sealed memfd copy of it.
+pub fn sealed_view(path: &Path) -> io::Result<OwnedFd> {
+    match ro_mount_view(path) {
+        Ok(fd) => Ok(fd),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ENOSYS) | Some(libc::EPERM) | Some(libc::EINVAL)
+            ) =>
+        {
+            memfd_copy(path)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn ro_mount_view(path: &Path) -> io::Result<OwnedFd> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: open_tree takes a NUL-terminated path and flags; returns a new fd.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the syscall returned a descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) };
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: mount_setattr reads `attr` (of the size given) and changes the detached
+    // mount behind `fd`.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+fn memfd_copy(path: &Path) -> io::Result<OwnedFd> {
+    let mut src = std::fs::File::open(path)?;
+    // SAFETY: memfd_create takes a NUL-terminated name and flags; returns a new fd.
+    let fd = unsafe {
+        libc::memfd_create(
+            c"skiff".as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: memfd_create returned a descriptor that nothing else owns.
+    let mut dst = unsafe { std::fs::File::from_raw_fd(fd) };
+    io::copy(&mut src, &mut dst)?;
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: F_ADD_SEALS on our own memfd.
+    if unsafe { libc::fcntl(dst.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(dst.into())
+}
+
+/// The path of the host's skiff file: [`EXE_ENV`] when set, else this process's exe.
+pub fn host_exe() -> io::Result<PathBuf> {
+    match std::env::var_os(EXE_ENV) {
+        Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
+        _ => std::env::current_exe(),
+    }
+}
+
+/// What to start skiff's own helper processes from: `/proc/self/exe` when this process
+/// is sealed (the child then executes the same read-only view), else the host file.
+pub fn helper_exe() -> io::Result<PathBuf> {
+    if is_sealed() {
+        Ok(PathBuf::from("/proc/self/exe"))
+    } else {
+        host_exe()
+    }
+}
+
+/// A command that starts skiff itself (a hidden helper mode), from [`helper_exe`],
+/// with `skiff` as its `argv[0]`.
+pub fn helper_command() -> io::Result<std::process::Command> {
+    use std::os::unix::process::CommandExt;
+    let mut c = std::process::Command::new(helper_exe()?);
+    c.arg0("skiff");
+    Ok(c)
+}
+
+/// Re-execute this process from a sealed view of its own file unless it already runs
+/// from one. Returns only when no re-execution is needed (already sealed, or not root:
+/// only root runs containers); an error means the sealed view could not be made or
+/// executed. Call first thing in `main`, before any thread exists.
+pub fn reexec_sealed() -> io::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || is_sealed() {
+        return Ok(());
+    }
+    let exe = std::fs::read_link("/proc/self/exe")?;
+    let view = sealed_view(&exe)?;
+    if !is_sealed_fd(&view) {
+        return Err(io::Error::other(format!(
+            "the read-only view of {} is writable",
+            exe.display()
+        )));
+    }
+    let mut env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    if !env.iter().any(|(k, _)| k == EXE_ENV) {
+        env.push((EXE_ENV.into(), exe.clone().into_os_string()));
+    }
+    let cstr = |b: &[u8]| CString::new(b).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL));
+    let argv: Vec<CString> = std::env::args_os()
+        .map(|a| cstr(a.as_bytes()))
+        .collect::<io::Result<_>>()?;
+    let envp: Vec<CString> = env
+        .iter()
+        .map(|(k, v)| {
+            let mut b = k.as_bytes().to_vec();
+            b.push(b'=');
+            b.extend_from_slice(v.as_bytes());
+            cstr(&b)
+        })
+        .collect::<io::Result<_>>()?;
+    let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|c| c.as_ptr()).collect();
+    argv_p.push(std::ptr::null());
+    let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|c| c.as_ptr()).collect();
+    envp_p.push(std::ptr::null());
+    // SAFETY: execveat with AT_EMPTY_PATH executes the file behind `view` (close-on-
+    // exec, so it is gone in the new image); argv and envp are NULL-terminated arrays
+    // of NUL-terminated strings that outlive the call. It returns only on failure.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            view.as_raw_fd(),
+            c"".as_ptr(),
+            argv_p.as_ptr(),
+            envp_p.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        );
+    }
+    Err(io::Error::last_os_error())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn views_are_not_writable() {
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bin");
+        std::fs::write(&p, b"\x7fELF not really").unwrap();
+        for view in [ro_mount_view(&p).unwrap(), memfd_copy(&p).unwrap()] {
+            assert!(is_sealed_fd(&view));
+            let path = format!("/proc/self/fd/{}", view.as_raw_fd());
+            let w = std::fs::OpenOptions::new().append(true).open(&path);
+            match w {
+                Ok(mut f) => assert!(f.write_all(b"x").is_err(), "wrote through {path}"),
+                Err(e) => assert!(
+                    matches!(e.raw_os_error(), Some(libc::EROFS) | Some(libc::EPERM)),
+                    "{e}"
+                ),
+            }
+        }
+        assert_eq!(std::fs::read(&p).unwrap(), b"\x7fELF not really");
+        let plain = std::fs::File::open(&p).unwrap();
+        assert!(!is_sealed_fd(&plain));
+    }
+}
