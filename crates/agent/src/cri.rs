@@ -59,6 +59,9 @@ pub struct PodSandboxConfig {
     pub host_ipc: bool,
     /// NamespaceOption.pid == POD (shareProcessNamespace).
     pub share_pid: bool,
+    /// LinuxPodSandboxConfig.cgroup_parent: the pod's cgroup, where the infra
+    /// process gets a group of its own.
+    pub cgroup_parent: String,
 }
 
 /// A running pod sandbox, as the agent records it (`running.json`) to find it again
@@ -74,6 +77,9 @@ pub struct PodSandbox {
     /// PodSandboxNetworkStatus.ip.
     pub ip: Option<Ipv4Addr>,
     pub share_pid: bool,
+    /// The infra process's cgroup (in the pod's), removed with the sandbox.
+    #[serde(default)]
+    pub cgroup: Option<skiff_runtime::cgroups::Cgroup>,
 }
 
 /// PodSandboxState.
@@ -160,6 +166,8 @@ pub struct ContainerConfig {
     pub add_capabilities: Vec<String>,
     pub drop_capabilities: Vec<String>,
     pub readonly_rootfs: bool,
+    /// LinuxContainerSecurityContext.no_new_privs (`allowPrivilegeEscalation: false`).
+    pub no_new_privs: bool,
     /// LinuxContainerConfig's cgroup parent (`<pods_cgroup>/pod<uid>`).
     pub cgroup_parent: String,
     pub tty: bool,
@@ -371,6 +379,7 @@ impl EngineRuntime {
             start_time: s.start_time,
             ip: s.ip,
             share_pid: s.share_pid,
+            cgroup: s.cgroup.clone(),
         }
     }
 
@@ -422,6 +431,7 @@ impl RuntimeService for EngineRuntime {
             host_network: config.host_network,
             host_ipc: config.host_ipc,
             share_pid: config.share_pid,
+            cgroup_parent: (!config.cgroup_parent.is_empty()).then(|| config.cgroup_parent.clone()),
             network: ip.map(|ip| skiff_engine::sandbox::SandboxNet {
                 bridge: self.bridge.clone(),
                 ip,
@@ -434,6 +444,7 @@ impl RuntimeService for EngineRuntime {
                 start_time: s.start_time,
                 ip: s.ip,
                 share_pid: s.share_pid,
+                cgroup: s.cgroup,
             }),
             Err(e) => {
                 network::release_ip(root, &config.id);
@@ -496,6 +507,11 @@ impl RuntimeService for EngineRuntime {
             cap_add: c.add_capabilities.clone(),
             cap_drop: c.drop_capabilities.clone(),
             read_only: c.readonly_rootfs,
+            security_opt: if c.no_new_privs {
+                vec!["no-new-privileges".into()]
+            } else {
+                Vec::new()
+            },
             tty: c.tty,
             interactive: c.stdin,
             cgroup_parent: Some(c.cgroup_parent.clone()),

@@ -199,6 +199,7 @@ pub fn start_pod(
         host_network: spec.host_network.unwrap_or(false),
         host_ipc: spec.host_ipc.unwrap_or(false),
         share_pid: spec.share_process_namespace.unwrap_or(false),
+        cgroup_parent: format!("{}/pod{uid}", node.pods_cgroup),
     })?;
     let ip = sandbox.ip;
     let mut running = RunningPod {
@@ -699,6 +700,8 @@ fn create_container(
         readonly_rootfs: sc
             .and_then(|s| s.read_only_root_filesystem)
             .unwrap_or(false),
+        // The kubelet sets no_new_privs only for allowPrivilegeEscalation: false.
+        no_new_privs: sc.and_then(|s| s.allow_privilege_escalation) == Some(false),
         tty: c.tty.unwrap_or(false),
         stdin: c.stdin.unwrap_or(false),
         cgroup_parent: running.cgroup(),

@@ -646,23 +646,7 @@ impl Engine {
             spec::adjust_capabilities(spec::DEFAULT_CAPABILITIES, &h.cap_add, &h.cap_drop)
                 .map_err(EngineError::Invalid)?
         };
-        let mut no_new_privs = true;
-        let mut seccomp = !h.privileged;
-        for o in &h.security_opt {
-            match o.as_str() {
-                "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true" => {
-                    no_new_privs = true
-                }
-                "no-new-privileges=false" | "no-new-privileges:false" => no_new_privs = false,
-                "seccomp=unconfined" | "seccomp:unconfined" => seccomp = false,
-                "apparmor=unconfined" | "label=disable" => {}
-                other => {
-                    return Err(EngineError::Invalid(format!(
-                        "invalid --security-opt: {other}"
-                    )))
-                }
-            }
-        }
+        let (no_new_privs, seccomp) = security_options(h)?;
         let mut additional_gids = Vec::new();
         for g in &h.group_add {
             additional_gids.push(g.parse::<u32>().map_err(|_| {
@@ -691,7 +675,7 @@ impl Engine {
             user: r.user.clone(),
             additional_gids,
             capabilities: caps,
-            no_new_privileges: no_new_privs && !h.privileged,
+            no_new_privileges: no_new_privs,
             rlimits: h.ulimits.clone(),
             terminal: r.tty,
             oom_score_adj: h.oom_score_adj,
@@ -746,6 +730,11 @@ impl Engine {
             m => return Err(EngineError::Invalid(format!("invalid UTS mode: {m}"))),
         };
         spec.namespaces.cgroup = NsMode::New;
+        if spec.namespaces.net == NsMode::New {
+            // As docker: unprivileged ICMP sockets, so a non-root `ping` works.
+            spec.sysctl
+                .push(("net.ipv4.ping_group_range".into(), "0 2147483647".into()));
+        }
         for m in &r.mounts {
             spec.mounts.push(Mount {
                 kind: MountKind::Bind,
@@ -937,4 +926,28 @@ mod tests {
         assert_eq!((u.soft, u.hard), (1024, 2048));
         assert!(parse_ulimit("nofile").is_err());
     }
+}
+
+/// What `--security-opt` says of a container: (no_new_privs, seccomp). As docker:
+/// no_new_privs only with `no-new-privileges` (so setuid binaries work by default),
+/// the default seccomp profile unless privileged or `seccomp=unconfined`.
+pub fn security_options(h: &crate::state::HostConfig) -> Result<(bool, bool)> {
+    let mut no_new_privs = false;
+    let mut seccomp = !h.privileged;
+    for o in &h.security_opt {
+        match o.as_str() {
+            "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true" => {
+                no_new_privs = true
+            }
+            "no-new-privileges=false" | "no-new-privileges:false" => no_new_privs = false,
+            "seccomp=unconfined" | "seccomp:unconfined" => seccomp = false,
+            "apparmor=unconfined" | "label=disable" => {}
+            other => {
+                return Err(EngineError::Invalid(format!(
+                    "invalid --security-opt: {other}"
+                )))
+            }
+        }
+    }
+    Ok((no_new_privs, seccomp))
 }

@@ -25,6 +25,10 @@ pub struct SandboxSpec {
     pub share_pid: bool,
     /// The pod's interface: a bridge and the address on it.
     pub network: Option<SandboxNet>,
+    /// The pod's cgroup: the infra process gets a group of its own in it, named
+    /// after the sandbox (as containerd places the sandbox container).
+    #[serde(default)]
+    pub cgroup_parent: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -41,6 +45,9 @@ pub struct Sandbox {
     pub start_time: u64,
     pub ip: Option<Ipv4Addr>,
     pub share_pid: bool,
+    /// The infra process's cgroup, removed with the sandbox.
+    #[serde(default)]
+    pub cgroup: Option<skiff_runtime::cgroups::Cgroup>,
 }
 
 impl Sandbox {
@@ -62,7 +69,8 @@ impl Engine {
                 self.init_exe().display()
             )));
         }
-        let mut child = std::process::Command::new(&self.exe)
+        let mut child = self
+            .helper_command()
             .arg("--root")
             .arg(&self.root)
             .arg("__sandbox")
@@ -101,6 +109,15 @@ impl Engine {
                     break;
                 }
                 std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        }
+        if let Some(cg) = &sb.cgroup {
+            // Empty once the infra process is gone (it may take a moment to leave).
+            for _ in 0..100 {
+                match cg.remove() {
+                    Ok(()) => break,
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+                }
             }
         }
         network::release_ip(&self.root, &sb.id);
@@ -175,6 +192,9 @@ pub fn helper_main(init_exe: &Path) -> ! {
             }
             if !spec.host_network {
                 skiff_runtime::linux::loopback_up().map_err(|(_, m)| m)?;
+                // Unprivileged ICMP in the pod's network, as containerd enables it.
+                std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647")
+                    .map_err(|e| format!("setting net.ipv4.ping_group_range: {e}"))?;
             }
             let devnull = skiff_runtime::sys::open_path(Path::new("/dev/null"), libc::O_RDWR)
                 .map_err(|e| e.to_string())?;
@@ -234,6 +254,28 @@ pub fn helper_main(init_exe: &Path) -> ! {
         Some(t) => t,
         None => fail("the infra process exited at once".into()),
     };
+    let mut cgroup = None;
+    if let Some(parent) = &spec.cgroup_parent {
+        let placed = skiff_runtime::cgroups::Host::detect().and_then(|host| {
+            let cg = skiff_runtime::cgroups::Cgroup::create(
+                &host,
+                parent,
+                &spec.id,
+                &Default::default(),
+            )?;
+            cg.join(pid)?;
+            Ok(cg)
+        });
+        match placed {
+            Ok(cg) => cgroup = Some(cg),
+            Err(e) => {
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                fail(format!(
+                    "placing the infra process in the pod's cgroup: {e}"
+                ));
+            }
+        }
+    }
     let mut ip = None;
     if let Some(n) = &spec.network {
         let r = network::ensure_bridge(&n.bridge)
@@ -250,6 +292,7 @@ pub fn helper_main(init_exe: &Path) -> ! {
         start_time,
         ip,
         share_pid: spec.share_pid,
+        cgroup,
     };
     println!("{}", serde_json::to_string(&sb).unwrap_or_default());
     std::process::exit(0)

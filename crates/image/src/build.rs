@@ -1443,6 +1443,7 @@ impl Builder<'_> {
                             ImageError::io(format!("mknod {}", dst.display()), e.into())
                         })?;
                         lchown(&dst, uid, gid)?;
+                        layer::set_mode(&dst, m.mode() & 0o7777)?;
                     }
                     PlanKind::Extract => {
                         fs::create_dir_all(&dst).ctx("creating", &dst)?;

@@ -224,6 +224,8 @@ pub(crate) fn unpack_layer(reader: impl Read, dest: &Path) -> Result<u64> {
                 Some(nix::unistd::Gid::from_raw(gid as u32)),
             )
             .map_err(|e| ImageError::io(format!("chown {}", target.display()), e.into()))?;
+            // The node keeps the image's mode exactly (mknod applies the umask).
+            set_mode(&target, mode & 0o7777)?;
             continue;
         }
         if kind.is_dir() {
@@ -585,7 +587,8 @@ pub(crate) fn resolve_scoped(
     resolved
 }
 
-/// Copies permission bits from `meta` (used where a full metadata copy is not wanted).
+/// Sets `path`'s permission bits exactly, with no umask (used where a full metadata
+/// copy is not wanted, and after mknod); `path` is not a symlink.
 pub(crate) fn set_mode(path: &Path, mode: u32) -> Result<()> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o7777)).ctx("chmod", path)
 }

@@ -219,6 +219,10 @@ fn container_init(
     go_r: libc::c_int,
     console_w: Option<libc::c_int>,
 ) -> ChildResult {
+    // Until it executes the entrypoint, no other process (another container sharing
+    // the PID namespace) may open our /proc entries: exe, fds, memory.
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     let ns = &spec.namespaces;
     for (kind, mode) in [("net", &ns.net), ("ipc", &ns.ipc), ("uts", &ns.uts)] {
         if let NsMode::Join(p) = mode {
@@ -291,7 +295,93 @@ fn container_init(
             sys::unshare(libc::CLONE_NEWCGROUP),
         )?;
     }
+    // Mounted now, inside the container's cgroup namespace, so each hierarchy is
+    // rooted at the container's own cgroup.
+    mount_cgroups(spec.privileged)?;
     exec_process(&spec.process)
+}
+
+/// `/sys/fs/cgroup` as docker and the kubelet mount it: read-only unless privileged;
+/// on cgroup v2 the unified hierarchy, on v1 a tmpfs with each hierarchy at
+/// `/sys/fs/cgroup/<controllers>` (and a link per controller of a shared one).
+fn mount_cgroups(privileged: bool) -> Result<(), (i32, String)> {
+    let target = Path::new("/sys/fs/cgroup");
+    if std::fs::symlink_metadata(target)
+        .map(|m| !m.is_dir())
+        .unwrap_or(true)
+    {
+        // No sysfs directory to mount on (sysfs could not be mounted): nothing to do.
+        return Ok(());
+    }
+    let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    let ro = if privileged { 0 } else { libc::MS_RDONLY };
+    let own = setup(
+        "read /proc/self/cgroup",
+        std::fs::read_to_string("/proc/self/cgroup"),
+    )?;
+    // (hierarchy id, controllers) of every v1 hierarchy; `0::` is the unified one.
+    let v1: Vec<String> = own
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, ctl) = (f.next()?, f.next()?);
+            (!ctl.is_empty()).then(|| ctl.to_string())
+        })
+        .collect();
+    if v1.is_empty() {
+        return setup(
+            "mount /sys/fs/cgroup",
+            sys::mount(Some("cgroup2"), target, Some("cgroup2"), flags | ro, None),
+        );
+    }
+    setup(
+        "mount /sys/fs/cgroup",
+        sys::mount(
+            Some("tmpfs"),
+            target,
+            Some("tmpfs"),
+            flags,
+            Some("mode=755,size=64k"),
+        ),
+    )?;
+    for ctl in &v1 {
+        let (dir, data) = match ctl.strip_prefix("name=") {
+            Some(n) => (n.to_string(), format!("none,name={n}")),
+            None => (ctl.clone(), ctl.clone()),
+        };
+        let at = target.join(&dir);
+        mkdir_p(&at)?;
+        setup(
+            &format!("mount cgroup {ctl}"),
+            sys::mount(Some("cgroup"), &at, Some("cgroup"), flags | ro, Some(&data)),
+        )?;
+        if ctl.contains(',') && !ctl.starts_with("name=") {
+            for one in ctl.split(',') {
+                let _ = std::os::unix::fs::symlink(&dir, target.join(one));
+            }
+        }
+    }
+    if own.lines().any(|l| l.starts_with("0::")) {
+        let at = target.join("unified");
+        mkdir_p(&at)?;
+        setup(
+            "mount cgroup2 at /sys/fs/cgroup/unified",
+            sys::mount(Some("cgroup2"), &at, Some("cgroup2"), flags | ro, None),
+        )?;
+    }
+    if ro != 0 {
+        setup(
+            "remount /sys/fs/cgroup read-only",
+            sys::mount(
+                None,
+                target,
+                None,
+                libc::MS_REMOUNT | libc::MS_RDONLY | flags,
+                None,
+            ),
+        )?;
+    }
+    Ok(())
 }
 
 /// Bring `lo` up in a fresh network namespace (an ioctl: no netlink needed).
@@ -541,6 +631,8 @@ fn build_rootfs(spec: &ContainerSpec) -> Result<PathBuf, (i32, String)> {
             "mknod",
             sys::mknod(&dev.join(name), 'c', major, minor, 0o666),
         )?;
+        // mknod applies the umask; docker's and the kubelet's devices are 0666.
+        setup("chmod device", chmod(&dev.join(name), 0o666))?;
     }
     if spec.privileged {
         copy_host_devices(&dev)?;
@@ -556,6 +648,7 @@ fn build_rootfs(spec: &ContainerSpec) -> Result<PathBuf, (i32, String)> {
             sys::mknod(&p, d.kind, d.major, d.minor, d.mode),
         )?;
         setup("chown device", sys::chown(&p, d.uid, d.gid))?;
+        setup("chmod device", chmod(&p, d.mode & 0o7777))?;
     }
     for (link, target) in [
         ("fd", "/proc/self/fd"),
@@ -1153,6 +1246,11 @@ fn exec_process(p: &Process) -> ChildResult {
     Err((code, format!("exec: \"{}\": {what}", p.args[0])))
 }
 
+fn chmod(p: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+}
+
 /// Where to exec a new process: a running container's init and its cgroup.
 #[derive(Debug, Clone)]
 pub struct ExecTarget<'a> {
@@ -1224,6 +1322,19 @@ fn exec_enter(
     err_w: libc::c_int,
     console: Option<(libc::c_int, libc::c_int)>,
 ) -> ChildResult {
+    // Nothing the container can see may lead to our files: our /proc entries are
+    // closed to its processes until we execute its command, and no descriptor of
+    // ours but the stdio given crosses that exec.
+    // SAFETY: prctl and close_range with integer arguments only.
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
+    }
     if let Some(cg) = target.cgroup {
         let me = std::process::id() as i32;
         cg.join(me).map_err(|e| (1, e.to_string()))?;

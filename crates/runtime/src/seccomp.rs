@@ -165,9 +165,35 @@ pub fn default_profile(capabilities: &[String]) -> Result<Vec<BpfProgram>, Strin
 }
 
 /// Install compiled filters on the calling thread.
+///
+/// Installed with the seccomp system call directly, while the caller still holds
+/// CAP_SYS_ADMIN: seccompiler's `apply_filter` would also set no_new_privs, which
+/// docker leaves off unless asked (`--security-opt no-new-privileges`), so setuid
+/// binaries keep working.
 pub fn install(filters: &[BpfProgram]) -> Result<(), String> {
     for f in filters {
-        seccompiler::apply_filter(f).map_err(|e| format!("installing seccomp filter: {e}"))?;
+        let len = u16::try_from(f.len())
+            .map_err(|_| format!("seccomp filter too long ({} instructions)", f.len()))?;
+        let prog = libc::sock_fprog {
+            len,
+            // seccompiler's sock_filter has the kernel's layout (code, jt, jf, k).
+            filter: f.as_ptr() as *mut libc::sock_filter,
+        };
+        // SAFETY: the program points into `f`, alive for the call; the kernel copies it.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0,
+                &prog as *const libc::sock_fprog,
+            )
+        };
+        if r != 0 {
+            return Err(format!(
+                "installing seccomp filter: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
     }
     Ok(())
 }

@@ -3,7 +3,8 @@
 //! reaps every orphan that lands on it, and exits with the command's status.
 //!
 //! `skiff-init --pause` is a pod's infra process: it holds the pod's namespaces,
-//! reaps orphans when it is the pod's PID 1, and does nothing else until killed.
+//! reaps orphans when it is the pod's PID 1, and does nothing else until SIGINT or
+//! SIGTERM (which end it, as Kubernetes' pause) or SIGKILL.
 //!
 //! Built by the skiff crate's build script as a static binary with plain rustc (no
 //! crates), so it runs in any image, and embedded in skiff.
@@ -28,6 +29,8 @@ extern "C" {
 
 const SIG_BLOCK: c_int = 0;
 const SIG_SETMASK: c_int = 2;
+const SIGINT: c_int = 2;
+const SIGTERM: c_int = 15;
 const SIGCHLD: c_int = 17;
 const SIGTSTP: c_int = 20;
 const SIGTTIN: c_int = 21;
@@ -108,9 +111,14 @@ fn pause() -> ! {
         sigprocmask(SIG_BLOCK, &all, std::ptr::null_mut());
         loop {
             let mut info = [0u8; 128];
-            if sigwaitinfo(&all, &mut info) == SIGCHLD {
-                let mut st: c_int = 0;
-                while waitpid(-1, &mut st, WNOHANG) > 0 {}
+            match sigwaitinfo(&all, &mut info) {
+                SIGCHLD => {
+                    let mut st: c_int = 0;
+                    while waitpid(-1, &mut st, WNOHANG) > 0 {}
+                }
+                // As Kubernetes' pause: SIGINT and SIGTERM end it (status 0).
+                SIGINT | SIGTERM => _exit(0),
+                _ => {}
             }
         }
     }

@@ -382,3 +382,65 @@ fn a_two_container_pod_with_an_init_container_and_shared_volumes() {
         assert!(!p.parent().unwrap().exists(), "{} left behind", p.display());
     }
 }
+
+#[test]
+fn the_infra_process_lives_in_the_pod_cgroup_and_ends_on_sigterm() {
+    let r = Root::with_busybox(EXE);
+    let e = Engine::open(&r.dir, std::path::Path::new(EXE)).unwrap();
+    let parent = format!("skiff-test-{}/podcg", std::process::id());
+    for (i, share_pid) in [false, true].into_iter().enumerate() {
+        let id = format!("{:0>64}", format!("cafe{i}"));
+        let sb = e
+            .run_sandbox(&skiff_engine::sandbox::SandboxSpec {
+                id: id.clone(),
+                hostname: "pod".into(),
+                share_pid,
+                cgroup_parent: Some(parent.clone()),
+                ..Default::default()
+            })
+            .unwrap();
+        let own = std::fs::read_to_string(format!("/proc/{}/cgroup", sb.pid)).unwrap();
+        let want = format!("{parent}/{id}");
+        let v2 = !own.lines().any(|l| l.contains(":memory:"));
+        let line = own
+            .lines()
+            .find(|l| {
+                if v2 {
+                    l.starts_with("0::")
+                } else {
+                    l.contains(":memory:")
+                }
+            })
+            .unwrap_or_default();
+        assert!(
+            line.ends_with(&want),
+            "the infra process is in the pod's cgroup: {own}"
+        );
+        let dirs = sb
+            .cgroup
+            .as_ref()
+            .map(|c| c.paths.clone())
+            .unwrap_or_default();
+        assert!(!dirs.is_empty());
+        // SIGTERM ends it, as Kubernetes' pause (exit status 0).
+        unsafe { libc::kill(sb.pid, libc::SIGTERM) };
+        let t = std::time::Instant::now();
+        while sb.alive() {
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(5),
+                "pause ignored SIGTERM (share_pid={share_pid})"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        e.stop_sandbox(&sb).unwrap();
+        for d in dirs.values() {
+            assert!(!d.exists(), "sandbox cgroup {} removed", d.display());
+        }
+    }
+    for d in skiff_agent::pod::cgroup_dirs(&parent) {
+        let _ = std::fs::remove_dir(&d);
+        if let Some(p) = d.parent() {
+            let _ = std::fs::remove_dir(p);
+        }
+    }
+}

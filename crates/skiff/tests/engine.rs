@@ -626,7 +626,8 @@ fn security_defaults_and_overrides() {
         caps.contains("CapEff:\t00000000a80425fb"),
         "docker's default set: {caps}"
     );
-    assert!(caps.contains("NoNewPrivs:\t1"));
+    // As docker: no_new_privs only when asked for (setuid binaries work).
+    assert!(caps.contains("NoNewPrivs:\t0"), "{caps}");
     let caps = r.ok(&[
         "run",
         "--rm",
@@ -1167,4 +1168,93 @@ fn nix_hostname() -> String {
         .unwrap()
         .trim()
         .to_string()
+}
+
+/// What images that run as a user rely on, as docker sets it up: device nodes 0666,
+/// setuid binaries working unless `--security-opt no-new-privileges`, unprivileged
+/// ICMP allowed, /sys/fs/cgroup read-only and rooted at the container's own cgroup,
+/// and device nodes from the image keeping their modes.
+#[test]
+fn user_processes_get_dockers_defaults() {
+    let r = root();
+    let ctx = r.dir.join("suid-ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN mkdir /suid && cp /bin/busybox /suid/busybox && chmod 4755 /suid/busybox && mknod -m 640 /imgdev c 1 3\n",
+    )
+    .unwrap();
+    r.ok(&["build", "-q", "-t", "suid", ctx.to_str().unwrap()]);
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-u",
+        "1000:1000",
+        "suid",
+        "sh",
+        "-c",
+        "stat -c '%a %n' /dev/null /dev/zero /dev/full /dev/random /dev/urandom /dev/tty /imgdev; \
+         echo x > /dev/null && echo null-writable; \
+         grep NoNewPrivs /proc/self/status; \
+         cat /proc/sys/net/ipv4/ping_group_range; \
+         /suid/busybox ping -c 1 -W 2 127.0.0.1 >/dev/null 2>&1 && echo setuid-ping-ok",
+    ]);
+    for dev in ["null", "zero", "full", "random", "urandom", "tty"] {
+        assert!(out.contains(&format!("666 /dev/{dev}")), "{dev}: {out}");
+    }
+    assert!(
+        out.contains("640 /imgdev"),
+        "the image's device keeps its mode: {out}"
+    );
+    assert!(out.contains("null-writable"), "{out}");
+    assert!(out.contains("NoNewPrivs:\t0"), "{out}");
+    assert!(out.contains("0\t2147483647"), "{out}");
+    assert!(out.contains("setuid-ping-ok"), "{out}");
+    let out = r.ok(&[
+        "run", "--rm", "--network", "none", "-u", "1000:1000", "--security-opt",
+        "no-new-privileges", "suid", "sh", "-c",
+        "grep NoNewPrivs /proc/self/status; /suid/busybox ping -c 1 -W 2 127.0.0.1 >/dev/null 2>&1 && echo setuid-ping-ok || echo setuid-refused",
+    ]);
+    assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+    assert!(out.contains("setuid-refused"), "{out}");
+    // exec'd processes follow the container's setting.
+    let id = r.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--security-opt",
+        "no-new-privileges",
+        "suid",
+        "sleep",
+        "60",
+    ]);
+    let out = r.ok(&["exec", id.trim(), "grep", "NoNewPrivs", "/proc/self/status"]);
+    assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+    // /sys/fs/cgroup: read-only, each hierarchy rooted at the container's cgroup.
+    let out = r.ok(&[
+        "run", "--rm", "--network", "none", "--memory", "64m", "busybox", "sh", "-c",
+        "touch /sys/fs/cgroup/x 2>&1 || true; \
+         if [ -e /sys/fs/cgroup/cgroup.controllers ]; then cat /sys/fs/cgroup/memory.max; \
+         else cat /sys/fs/cgroup/memory/memory.limit_in_bytes; mkdir /sys/fs/cgroup/memory/sub 2>&1 || true; fi",
+    ]);
+    assert!(out.contains("Read-only file system"), "{out}");
+    assert!(
+        out.contains("67108864"),
+        "the container's own limit at the root: {out}"
+    );
+    let out = r.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--privileged",
+        "busybox",
+        "sh",
+        "-c",
+        "mount | grep ' /sys/fs/cgroup' | head -3",
+    ]);
+    assert!(!out.contains("(ro"), "rw when privileged: {out}");
 }
