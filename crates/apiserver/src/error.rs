@@ -247,7 +247,16 @@ impl ApiError {
                 "too old resource version: {} ({compact_revision})",
                 requested.saturating_sub(1)
             )),
-            S::TooLarge { .. } => ApiError::too_large(),
+            // kube-apiserver passes etcd's 500 `etcdserver: request is too large` on;
+            // we say what was too large and what the store takes.
+            S::TooLarge { size, max, .. } => ApiError::new(
+                413,
+                "RequestEntityTooLarge",
+                format!(
+                    "Request entity too large: {plural}{}{group} \"{name}\" is {size} bytes when stored, over the store's limit of {max} bytes for one write",
+                    if group.is_empty() { "" } else { "." },
+                ),
+            ),
             S::FutureRevision { requested, current } => ApiError::new(
                 504,
                 "Timeout",

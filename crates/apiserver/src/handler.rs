@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::{Frame, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
@@ -498,31 +498,61 @@ async fn read_body(req: Request<Incoming>) -> ApiResult<(Bytes, Option<String>)>
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .map(String::from);
-    if let Some(len) = req
+    let declared = req
         .headers()
         .get("content-length")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        if len > MAX_BODY {
-            return Err(ApiError::too_large());
+        .and_then(|v| v.parse::<usize>().ok());
+    let mut body = req.into_body();
+    let mut buf = bytes::BytesMut::new();
+    let mut over = declared.is_some_and(|len| len > MAX_BODY);
+    let mut discarded = 0usize;
+    // Past the limit the rest is read and dropped, up to a bound, so the client gets
+    // the 413 as an answer (over HTTP/2 an unread stream would be reset under it).
+    let drain_until = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let frame = if over {
+            match tokio::time::timeout_at(drain_until, body.frame()).await {
+                Ok(f) => f,
+                Err(_) => break,
+            }
+        } else {
+            body.frame().await
+        };
+        let Some(frame) = frame else { break };
+        let frame = match frame {
+            Ok(f) => f,
+            Err(_) if over => break,
+            Err(e) => {
+                return Err(ApiError::bad_request(format!(
+                    "reading the request body: {e}"
+                )))
+            }
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if over {
+            discarded += data.len();
+            if discarded > DRAIN_LIMIT {
+                break;
+            }
+        } else if buf.len() + data.len() > MAX_BODY {
+            over = true;
+            discarded = buf.len() + data.len();
+            buf = bytes::BytesMut::new();
+        } else {
+            buf.extend_from_slice(&data);
         }
     }
-    let body = Limited::new(req.into_body(), MAX_BODY)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                ApiError::too_large()
-            } else {
-                ApiError::bad_request(format!("reading the request body: {e}"))
-            }
-        })?
-        .to_bytes();
-    Ok((body, ct))
+    if over {
+        return Err(ApiError::too_large());
+    }
+    Ok((buf.freeze(), ct))
 }
+
+/// How much of an oversized body is read and dropped before answering 413.
+const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
 
 fn parse_json_body(body: &[u8], ct: Option<&str>) -> ApiResult<Value> {
     let base = ct
@@ -1218,6 +1248,11 @@ fn patch_error(e: patch::PatchError) -> ApiError {
     match e {
         patch::PatchError::Malformed(m) => ApiError::bad_request(m),
         patch::PatchError::Failed(m) => ApiError::new(422, "Invalid", m),
+        patch::PatchError::TooLarge(m) => ApiError::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("Request entity too large: {m}"),
+        ),
     }
 }
 

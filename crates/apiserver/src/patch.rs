@@ -34,16 +34,21 @@ pub enum PatchError {
     Malformed(String),
     #[error("{0}")]
     Failed(String),
+    /// Over a limit that protects the server (413, as kube-apiserver answers).
+    #[error("{0}")]
+    TooLarge(String),
 }
+
+/// kube-apiserver's bound on the operations of one JSON patch (CVE-2019-1002100).
+pub const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
+/// kube-apiserver's `JSONPatchMaxCopyBytes`: how much a JSON patch's `copy`
+/// operations may add to a document, in all.
+pub const MAX_JSON_PATCH_COPY_BYTES: usize = 3 * 1024 * 1024;
 
 /// Applies `patch` (raw body) of `kind` to `doc`.
 pub fn apply(doc: &mut Value, patch: &[u8], kind: PatchType) -> Result<(), PatchError> {
     match kind {
-        PatchType::Json => {
-            let ops: json_patch::Patch =
-                serde_json::from_slice(patch).map_err(|e| PatchError::Malformed(e.to_string()))?;
-            json_patch::patch(doc, &ops).map_err(|e| PatchError::Failed(e.to_string()))
-        }
+        PatchType::Json => json_patch_bounded(doc, patch),
         PatchType::Merge => {
             let p: Value =
                 serde_json::from_slice(patch).map_err(|e| PatchError::Malformed(e.to_string()))?;
@@ -65,6 +70,66 @@ pub fn apply(doc: &mut Value, patch: &[u8], kind: PatchType) -> Result<(), Patch
             "server-side apply is not supported on this subresource".into(),
         )),
     }
+}
+
+/// A JSON patch, applied with kube-apiserver's bounds: at most
+/// [`MAX_JSON_PATCH_OPERATIONS`] operations, and `copy` operations adding at most
+/// [`MAX_JSON_PATCH_COPY_BYTES`] in all, so a patch that copies a value into itself
+/// over and over is refused before it grows the document.
+fn json_patch_bounded(doc: &mut Value, patch: &[u8]) -> Result<(), PatchError> {
+    let raw: Value =
+        serde_json::from_slice(patch).map_err(|e| PatchError::Malformed(e.to_string()))?;
+    let n = raw.as_array().map(Vec::len).ok_or_else(|| {
+        PatchError::Malformed("a JSON patch must be an array of operations".into())
+    })?;
+    if n > MAX_JSON_PATCH_OPERATIONS {
+        return Err(PatchError::TooLarge(format!(
+            "The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, got {n}"
+        )));
+    }
+    let ops: json_patch::Patch =
+        serde_json::from_value(raw).map_err(|e| PatchError::Malformed(e.to_string()))?;
+    let mut copied = 0usize;
+    for (i, op) in ops.0.iter().enumerate() {
+        if let json_patch::PatchOperation::Copy(c) = op {
+            if let Some(v) = doc.pointer(c.from.as_str()) {
+                copied = copied.saturating_add(json_size(v, MAX_JSON_PATCH_COPY_BYTES + 1));
+            }
+            if copied > MAX_JSON_PATCH_COPY_BYTES {
+                return Err(PatchError::Failed(format!(
+                    "Unable to complete copy, the accumulated size increase of copy is {copied}, exceeding the limit {MAX_JSON_PATCH_COPY_BYTES}"
+                )));
+            }
+        }
+        // `doc` is the caller's working copy: no undo log is needed on failure.
+        json_patch::patch_unsafe(doc, std::slice::from_ref(op)).map_err(|e| {
+            PatchError::Failed(format!(
+                "operation '/{i}' failed at path '{}': {}",
+                e.path, e.kind
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// The length of `v` as compact JSON, counted up to `cap` (no copy is made).
+fn json_size(v: &Value, cap: usize) -> usize {
+    struct Count(usize, usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            if self.0 > self.1 {
+                return Err(std::io::Error::other("over the cap"));
+            }
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0, cap);
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
 }
 
 /// How one list field of the built-in types merges: the key strategic merge patch matches
@@ -430,6 +495,61 @@ mod tests {
             json!({"args": ["c"], "ports": [{"$patch": "replace"}, {"port": 90}]}),
         );
         assert_eq!(out, json!({"args": ["c"], "ports": [{"port": 90}]}));
+    }
+
+    #[test]
+    fn json_patch_bounds() {
+        let mut doc = json!({"metadata": {}});
+        let big: String = "x".repeat(1024);
+        let mut ops =
+            vec![json!({"op": "add", "path": "/metadata/annotations", "value": {"a": big}})];
+        for i in 0..40 {
+            ops.push(json!({"op": "copy", "from": "/metadata/annotations", "path": format!("/metadata/annotations/c{i}")}));
+        }
+        let e = apply(
+            &mut doc,
+            &serde_json::to_vec(&ops).unwrap(),
+            PatchType::Json,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("Unable to complete copy, the accumulated size increase of copy is"),
+            "{e}"
+        );
+        let many: Vec<Value> = (0..20_000)
+            .map(|_| json!({"op": "test", "path": "/metadata", "value": {}}))
+            .collect();
+        let e = apply(
+            &mut doc,
+            &serde_json::to_vec(&many).unwrap(),
+            PatchType::Json,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            PatchError::TooLarge(
+                "The allowed maximum operations in a JSON patch is 10000, got 20000".into()
+            )
+        );
+        // Within the bounds, operations still apply in order and fail with their index.
+        let mut doc = json!({"a": 1});
+        let ok =
+            json!([{"op": "copy", "from": "/a", "path": "/b"}, {"op": "remove", "path": "/a"}]);
+        apply(&mut doc, &serde_json::to_vec(&ok).unwrap(), PatchType::Json).unwrap();
+        assert_eq!(doc, json!({"b": 1}));
+        let bad = json!([{"op": "add", "path": "/c", "value": 1}, {"op": "remove", "path": "/zz"}]);
+        let e = apply(
+            &mut doc,
+            &serde_json::to_vec(&bad).unwrap(),
+            PatchType::Json,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("operation '/1' failed at path '/zz'"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -62,8 +62,8 @@ pub struct EmbeddedOptions {
     pub purge_chunk: usize,
     /// redb page cache size in bytes.
     pub cache_size: usize,
-    /// Largest key + value accepted in one write (etcd's `--max-request-bytes`, 1.5 MiB
-    /// by default); larger writes fail with [`Error::TooLarge`] before reaching the batch.
+    /// Largest key + value accepted in one write ([`crate::MAX_WRITE_BYTES`], what etcd
+    /// takes by default, so both backends take the same objects); larger writes fail with [`Error::TooLarge`] before reaching the batch.
     pub max_write_bytes: usize,
 }
 
@@ -76,7 +76,7 @@ impl Default for EmbeddedOptions {
             replay_chunk: 1024,
             purge_chunk: 10_000,
             cache_size: 256 * 1024 * 1024,
-            max_write_bytes: 1536 * 1024,
+            max_write_bytes: crate::MAX_WRITE_BYTES,
         }
     }
 }

@@ -76,7 +76,7 @@ impl Default for EtcdOptions {
             keep_alive_interval: Duration::from_secs(10),
             keep_alive_timeout: Duration::from_secs(5),
             // Room for etcd's request framing within its 1.5 MiB limit.
-            max_write_bytes: 1536 * 1024 - 512,
+            max_write_bytes: crate::MAX_WRITE_BYTES,
         }
     }
 }

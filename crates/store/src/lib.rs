@@ -57,6 +57,10 @@ pub type Revision = i64;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// One key with its value and its revision bookkeeping (etcd's `mvccpb.KeyValue`).
+/// The largest key + value one write may carry on either backend: etcd's default
+/// `--max-request-bytes` (1.5 MiB) less what its request framing takes.
+pub const MAX_WRITE_BYTES: usize = 1536 * 1024 - 512;
+
 #[derive(Clone, PartialEq, Eq)]
 pub struct KeyValue {
     pub key: Vec<u8>,
