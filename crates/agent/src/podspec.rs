@@ -498,7 +498,7 @@ pub fn qos_class(pod: &Pod) -> &'static str {
 }
 
 /// The pod's managed /etc/hosts, in the kubelet's format, with hostAliases after
-/// the managed entries (one hostname a line, as the tutorials show it).
+/// the managed entries under their own heading (an entry's hostnames on one line).
 pub fn hosts_file(pod: &Pod, pod_ip: &str, cluster_domain: &str) -> String {
     let mut s = String::from(
         "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
@@ -523,12 +523,15 @@ pub fn hosts_file(pod: &Pod, pod_ip: &str, cluster_domain: &str) -> String {
             _ => s.push_str(&format!("{pod_ip}\t{hostname}\n")),
         }
     }
-    for a in spec
+    let aliases = spec
         .and_then(|s| s.host_aliases.clone())
-        .unwrap_or_default()
-    {
-        for h in a.hostnames.unwrap_or_default() {
-            s.push_str(&format!("{}\t{h}\n", a.ip));
+        .unwrap_or_default();
+    if !aliases.is_empty() {
+        // The kubelet's hostsEntriesFromHostAliases: one line per entry.
+        s.push_str("\n# Entries added by HostAliases.\n");
+        for a in aliases {
+            let names = a.hostnames.unwrap_or_default().join("\t");
+            s.push_str(&format!("{}\t{names}\n", a.ip));
         }
     }
     s
@@ -760,15 +763,19 @@ mod tests {
         assert!(h.starts_with("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n"));
         assert!(
             h.ends_with(
-                "10.244.135.10\thostaliases-pod\n10.1.2.3\tfoo.remote\n10.1.2.3\tbar.remote\n"
+                "10.244.135.10\thostaliases-pod\n\n# Entries added by HostAliases.\n10.1.2.3\tfoo.remote\tbar.remote\n"
             ),
             "{h}"
         );
         let s = pod(
             json!({"metadata": {"name": "web-0", "namespace": "prod"}, "spec": {"containers": [], "hostname": "web-0", "subdomain": "web"}}),
         );
-        assert!(hosts_file(&s, "10.42.0.3", "cluster.local")
-            .contains("10.42.0.3\tweb-0.web.prod.svc.cluster.local\tweb-0\n"));
+        let h = hosts_file(&s, "10.42.0.3", "cluster.local");
+        assert!(h.ends_with("10.42.0.3\tweb-0.web.prod.svc.cluster.local\tweb-0\n"));
+        assert!(
+            !h.contains("HostAliases"),
+            "no heading without aliases: {h}"
+        );
     }
 
     #[test]

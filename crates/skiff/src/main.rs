@@ -712,6 +712,16 @@ fn engine(root: &Path) -> Result<Engine> {
     Ok(e)
 }
 
+/// The engine of a node (server or agent): the root's network is created and
+/// recorded now, from the flags on its first use, so later commands on the same root
+/// use the same bridge, subnet and table.
+fn node_engine(root: &Path) -> Result<Engine> {
+    let mut e = engine(root)?;
+    e.bridge = skiff_engine::network::BridgeConfig::load_or_init(root, &e.bridge)?;
+    skiff_engine::network::ensure_bridge(&e.bridge)?;
+    Ok(e)
+}
+
 static FORWARD_PID: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn forward_signal(sig: libc::c_int) {
@@ -960,10 +970,10 @@ fn real_main(cli: Cli) -> Result<i32> {
             }
         },
         Cmd::Server(f) => {
-            let e = if f.disable_agent { None } else { Some(engine(&root)?) };
+            let e = if f.disable_agent { None } else { Some(node_engine(&root)?) };
             server::run(f, e)
         }
-        Cmd::Agent(f) => agent::run(f, engine(&root)?),
+        Cmd::Agent(f) => agent::run(f, node_engine(&root)?),
         Cmd::Info => {
             let e = engine(&root)?;
             let all = e.list()?;

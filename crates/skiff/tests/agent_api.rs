@@ -350,7 +350,7 @@ fn a_two_container_pod_with_an_init_container_and_shared_volumes() {
     }
     assert_eq!(
         out,
-        format!("prepared-by-init\nhello from a configmap\napp=\"web\"\ntwo-containers {ip}\n10.1.2.3\tfoo.remote\n10.1.2.3\tbar.remote\n")
+        format!("prepared-by-init\nhello from a configmap\napp=\"web\"\ntwo-containers {ip}\n10.1.2.3\tfoo.remote\tbar.remote\n")
     );
     // Both app containers share the sandbox's network namespace.
     let net = |id: &str| {

@@ -314,6 +314,34 @@ fn pods_run_on_the_node_and_are_scheduled_by_their_constraints() {
     let node = c.wait_for(&["get", "nodes"], " Ready ", 20);
     assert!(node.contains(&c.node), "{node}");
 
+    // The server created and recorded its root's network from its flags: a plain
+    // `skiff run` on that root, with no network flags, uses the same bridge.
+    let r = &c.root;
+    let rec: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(r.dir.join("networks/bridge.json")).expect("the network is recorded"),
+    )
+    .unwrap();
+    assert_eq!(rec["bridge"], r.bridge.as_str(), "{rec}");
+    assert_eq!(rec["table"], r.table.as_str(), "{rec}");
+    let o = std::process::Command::new(EXE)
+        .arg("--root")
+        .arg(&r.dir)
+        .args([
+            "run", "--rm", "busybox", "ip", "-4", "-o", "addr", "show", "eth0",
+        ])
+        .env_remove("SKIFF_BRIDGE")
+        .env_remove("SKIFF_BRIDGE_CIDR")
+        .env_remove("SKIFF_FILTER_TABLE")
+        .output()
+        .unwrap();
+    let addr = String::from_utf8_lossy(&o.stdout);
+    let prefix = r.cidr.trim_end_matches("0/24");
+    assert!(
+        addr.contains(&format!("inet {prefix}")),
+        "{addr}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
     // A pod that runs to completion (the tutorial's hostAliases pod).
     c.apply(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: hostaliases-pod\nspec:\n  restartPolicy: Never\n  hostAliases:\n  - ip: \"10.1.2.3\"\n    hostnames:\n    - \"foo.remote\"\n    - \"bar.remote\"\n  containers:\n  - name: cat-hosts\n    image: busybox\n    imagePullPolicy: Never\n    command:\n    - cat\n    args:\n    - \"/etc/hosts\"\n",
@@ -328,6 +356,15 @@ fn pods_run_on_the_node_and_are_scheduled_by_their_constraints() {
         ],
         "Succeeded",
         30,
+    );
+    // The kubelet's format: the aliases under their heading, an entry per line.
+    let hosts = c.ok(&["logs", "hostaliases-pod"]);
+    assert!(
+        hosts.starts_with("# Kubernetes-managed hosts file.\n")
+            && hosts.ends_with(
+                "\n\n# Entries added by HostAliases.\n10.1.2.3\tfoo.remote\tbar.remote\n"
+            ),
+        "{hosts}"
     );
     let events = c.ok(&["get", "events", "-o", "jsonpath={.items[*].reason}"]);
     assert!(events.contains("Scheduled"), "{events}");
