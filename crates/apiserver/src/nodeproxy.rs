@@ -139,6 +139,15 @@ pub async fn pod_subresource(
         };
         format!("/{kind}/{ns}/{name}/{container}")
     };
+    // PodPortForwardOptions' `ports` reach the kubelet as `port`, as kube-apiserver
+    // passes them on.
+    let query: Vec<(String, String)> = query
+        .into_iter()
+        .map(|(k, v)| match (sub, k.as_str()) {
+            ("portforward", "ports") => ("port".to_string(), v),
+            _ => (k, v),
+        })
+        .collect();
     let rest: String = form_urlencoded::Serializer::new(String::new())
         .extend_pairs(query.iter().filter(|(k, _)| k != "container"))
         .finish();

@@ -982,6 +982,144 @@ fn kubectl_logs_exec_attach_cp_and_port_forward_reach_the_pod() {
         unsafe { libc::kill(pf.id() as i32, libc::SIGTERM) };
         let _ = pf.wait();
     }
+
+    // Non-kubectl clients over plain WebSocket, as the kubelet serves them: stdin in
+    // text messages, the base64 protocols, and port-forward with its port channels.
+    let exec = "/api/v1/namespaces/default/pods/shell/exec?container=main&command=head&command=-n1&stdin=true&stdout=true&stderr=true";
+    let got = ws_session(
+        &c,
+        exec,
+        Some("v4.channel.k8s.io"),
+        &[("text", "\u{0}typed\n")],
+        5,
+    );
+    assert_eq!(got["protocol"], "v4.channel.k8s.io", "{got}");
+    let msgs = ws_binary_channels(&got);
+    assert!(
+        msgs.contains(&(1, b"typed\n".to_vec())),
+        "stdin from a text message: {got}"
+    );
+    assert!(
+        msgs.iter()
+            .any(|(ch, d)| *ch == 3 && String::from_utf8_lossy(d).contains("\"Success\"")),
+        "{got}"
+    );
+    let got = ws_session(
+        &c,
+        exec,
+        Some("base64.channel.k8s.io"),
+        &[("text", "0dHlwZWQK")],
+        5,
+    );
+    assert_eq!(got["protocol"], "base64.channel.k8s.io", "{got}");
+    let texts: Vec<String> = got["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["op"] == "text")
+        .map(|m| m["data"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        texts.contains(&"1dHlwZWQK".to_string()),
+        "base64 stdout: {got}"
+    );
+    let forward = "/api/v1/namespaces/default/pods/shell/portforward?ports=8080";
+    for proto in [Some("v4.channel.k8s.io"), None] {
+        let req = "\u{0}GET /index.html HTTP/1.0\r\n\r\n";
+        let got = ws_session(&c, forward, proto, &[("binary", req)], 3);
+        assert_eq!(got["status"], 101, "{got}");
+        let msgs = ws_binary_channels(&got);
+        // Each channel opens with the port, little-endian.
+        assert_eq!(msgs[0], (0, vec![0x90, 0x1f]), "{got}");
+        assert_eq!(msgs[1], (1, vec![0x90, 0x1f]), "{got}");
+        let body: Vec<u8> = msgs[2..]
+            .iter()
+            .filter(|(ch, _)| *ch == 0)
+            .flat_map(|(_, d)| d.clone())
+            .collect();
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains("pf-ok"), "{proto:?}: {got}");
+    }
+    let got = ws_session(
+        &c,
+        "/api/v1/namespaces/default/pods/shell/portforward",
+        None,
+        &[],
+        3,
+    );
+    assert_eq!(got["status"], 400, "a port is required: {got}");
+}
+
+/// One WebSocket session through the API server with tests/wsclient.py: `send` is
+/// (kind, payload) with kind `text` or `binary` (the payload's chars as bytes).
+fn ws_session(
+    c: &Cluster,
+    path: &str,
+    protocol: Option<&str>,
+    send: &[(&str, &str)],
+    idle: u64,
+) -> serde_json::Value {
+    use std::io::Write;
+    let send: Vec<serde_json::Value> = send
+        .iter()
+        .map(|(kind, p)| match *kind {
+            "text" => serde_json::json!({"text": p}),
+            _ => serde_json::json!({"binary": b64(p.as_bytes())}),
+        })
+        .collect();
+    let req = serde_json::json!({
+        "kubeconfig": c.root.dir.join("kubeconfig"),
+        "path": path,
+        "protocol": protocol,
+        "send": send,
+        "idle": idle,
+    });
+    let mut child = std::process::Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/wsclient.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(req.to_string().as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "wsclient: {e}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    })
+}
+
+/// The binary messages of a session as (channel, data).
+fn ws_binary_channels(got: &serde_json::Value) -> Vec<(u8, Vec<u8>)> {
+    got["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["op"] == "binary")
+        .map(|m| unb64(m["data"].as_str().unwrap()))
+        .filter(|d| !d.is_empty())
+        .map(|d| (d[0], d[1..].to_vec()))
+        .collect()
+}
+
+fn b64(data: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+fn unb64(s: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .unwrap_or_default()
 }
 
 #[test]

@@ -372,13 +372,17 @@ fn is_spdy(req: &Request<Incoming>) -> bool {
 fn websocket_accept(req: &Request<Incoming>, protocol: &str) -> Response<Body> {
     let key = header(req, "sec-websocket-key").unwrap_or("");
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
-    Response::builder()
+    let resp = Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header("Connection", "Upgrade")
         .header("Upgrade", "websocket")
-        .header("Sec-WebSocket-Accept", accept)
-        .header("Sec-WebSocket-Protocol", protocol)
-        .body(full(""))
+        .header("Sec-WebSocket-Accept", accept);
+    let resp = if protocol.is_empty() {
+        resp
+    } else {
+        resp.header("Sec-WebSocket-Protocol", protocol)
+    };
+    resp.body(full(""))
         .unwrap_or_else(|_| Response::new(full("")))
 }
 
@@ -506,7 +510,13 @@ where
 {
     if is_websocket(&req) {
         let offered = header(&req, "sec-websocket-protocol").unwrap_or("");
-        let Some(proto) = ws::negotiate(offered, ws_protocols) else {
+        // A client offering no subprotocol gets binary channels, as the kubelet's.
+        let proto = if offered.trim().is_empty() {
+            Some(ws::NO_PROTOCOL)
+        } else {
+            ws::negotiate(offered, ws_protocols)
+        };
+        let Some(proto) = proto else {
             return text(
                 StatusCode::BAD_REQUEST,
                 &format!(
@@ -556,12 +566,46 @@ async fn port_forward(cfg: &Config, req: Request<Incoming>, ns: &str, pod: &str)
         );
     };
     let label = format!("{pod}_{ns}");
-    let tunnel_label = label.clone();
+    let ws_label = label.clone();
+    // Plain WebSocket clients name their ports in the query (`port`, as the API server
+    // passes them on; `ports` as clients send them to the API server).
+    let mut ports = Vec::new();
+    for (k, v) in form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
+        if k != "port" && k != "ports" {
+            continue;
+        }
+        for p in v.split(',').filter(|p| !p.is_empty()) {
+            match p.trim().parse::<u16>() {
+                Ok(n) if n > 0 => ports.push(n),
+                _ => {
+                    return text(
+                        StatusCode::BAD_REQUEST,
+                        &format!("unable to parse \"{p}\" as a port: invalid port"),
+                    )
+                }
+            }
+        }
+    }
+    let tunnel = is_websocket(&req)
+        && header(&req, "sec-websocket-protocol")
+            .is_some_and(|o| ws::negotiate(o, &[ws::PORTFORWARD_TUNNEL]).is_some());
+    if is_websocket(&req) && !tunnel && ports.is_empty() {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "query parameter \"port\" is required",
+        );
+    }
     upgrade(
         req,
-        &[ws::PORTFORWARD_TUNNEL],
+        ws::PORTFORWARD_ALL,
         &["portforward.k8s.io"],
-        move |sock, _| portforward::serve(ws::Tunnel::new(sock), pid, tunnel_label),
+        move |sock, proto| async move {
+            if proto == ws::PORTFORWARD_TUNNEL {
+                portforward::serve(ws::Tunnel::new(sock), pid, ws_label).await
+            } else {
+                portforward::serve_channels(sock, proto, ports, pid, ws_label).await
+            }
+        },
         move |conn, _| portforward::serve(conn, pid, label),
     )
 }

@@ -1,9 +1,14 @@
 //! Port forwarding into a pod (`portforward.k8s.io` over SPDY): kubectl opens an
 //! error stream and a data stream per forwarded connection, paired by `requestid`;
 //! the agent connects to `localhost:PORT` inside the pod's network namespace and
-//! copies bytes both ways, as the kubelet's CRI runtimes do.
+//! copies bytes both ways, as the kubelet's CRI runtimes do. Over a plain WebSocket
+//! (the kubelet's `portforward/websocket.go`) the ports come in the query and each
+//! gets a data channel (2i) and an error channel (2i+1), each opened by the server
+//! with the port as two little-endian bytes.
 
 use super::spdy::{self, Stream, Writer};
+use super::ws::{self, Framing};
+use futures::{SinkExt, StreamExt};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -46,6 +51,91 @@ where
         }
     }
     writer.goaway();
+}
+
+/// Serves port-forward over a plain WebSocket with channel framing `protocol`: one
+/// connection to each of `ports` inside the pod, for the life of the socket.
+pub async fn serve_channels(sock: ws::Ws, protocol: &str, ports: Vec<u16>, pid: i32, pod: String) {
+    use tokio_tungstenite::tungstenite::protocol::Message;
+    let framing = Framing::of(protocol);
+    let (mut sink, mut source) = sock.split();
+    let (out_tx, mut out_rx) = tokio::sync::mpsc::unbounded_channel::<Message>();
+    for (i, port) in ports.iter().enumerate() {
+        let p = port.to_le_bytes();
+        for ch in [2 * i as u8, 2 * i as u8 + 1] {
+            let _ = out_tx.send(framing.encode(ch, &p));
+        }
+    }
+    // One connection per port; what the client sends on a data channel goes to it.
+    let mut to_pod: Vec<Option<tokio::sync::mpsc::UnboundedSender<bytes::Bytes>>> = Vec::new();
+    for (i, &port) in ports.iter().enumerate() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<bytes::Bytes>();
+        to_pod.push(Some(tx));
+        let out = out_tx.clone();
+        let pod = pod.clone();
+        let data_ch = 2 * i as u8;
+        tokio::spawn(async move {
+            let tcp = match connect_in_netns(pid, port).await {
+                Ok(t) => t,
+                Err(e) => {
+                    let msg = format!(
+                        "error forwarding port {port} to pod {pod}: failed to connect to localhost:{port} inside namespace of the pod: {e}"
+                    );
+                    let _ = out.send(framing.encode(data_ch + 1, msg.as_bytes()));
+                    return;
+                }
+            };
+            let (mut rd, mut wr) = tcp.into_split();
+            let up = async move {
+                while let Some(b) = rx.recv().await {
+                    if wr.write_all(&b).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = wr.shutdown().await;
+            };
+            let down = async {
+                let mut buf = vec![0u8; 32 * 1024];
+                loop {
+                    match rd.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if out.send(framing.encode(data_ch, &buf[..n])).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            };
+            tokio::join!(up, down);
+        });
+    }
+    drop(out_tx);
+    let writer = tokio::spawn(async move {
+        while let Some(m) = out_rx.recv().await {
+            if sink.send(m).await.is_err() {
+                return;
+            }
+        }
+        ws::close(&mut sink).await;
+    });
+    while let Some(Ok(msg)) = source.next().await {
+        if matches!(msg, Message::Close(_)) {
+            break;
+        }
+        let Some((ch, data)) = framing.decode(msg) else {
+            continue;
+        };
+        // Data channels only (the error channels are ours to write).
+        if ch % 2 == 0 {
+            if let Some(Some(tx)) = to_pod.get(usize::from(ch / 2)) {
+                let _ = tx.send(data);
+            }
+        }
+    }
+    // The client went away: end every connection.
+    to_pod.clear();
+    writer.abort();
 }
 
 async fn forward(w: Writer, err: Stream, mut data: Stream, port: u16, pid: i32, pod: String) {

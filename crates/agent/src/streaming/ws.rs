@@ -1,11 +1,16 @@
-//! Kubernetes' WebSocket channel protocols, server side: `v5.channel.k8s.io` and
-//! `v4.channel.k8s.io` (exec and attach from kubectl 1.30), where every binary
-//! message starts with a channel byte (0 stdin, 1 stdout, 2 stderr, 3 error, 4 resize;
-//! v5 adds 255: close the channel in the next byte, which is how stdin's EOF
-//! travels), and `SPDY/3.1+portforward.k8s.io` (port-forward from kubectl 1.31), a
-//! tunnel whose binary messages carry the bytes of a SPDY session.
+//! Kubernetes' WebSocket channel protocols, server side, as the kubelet's wsstream
+//! speaks them: `v5.channel.k8s.io` and `v4.channel.k8s.io` (exec and attach from
+//! kubectl 1.30), where every message starts with a channel byte (0 stdin, 1 stdout,
+//! 2 stderr, 3 error, 4 resize; v5 adds 255: close the channel in the next byte, which
+//! is how stdin's EOF travels); their base64 forms (`v4.base64.channel.k8s.io`,
+//! `base64.channel.k8s.io`: text messages, the channel as an ASCII digit, the data in
+//! base64); the unversioned `channel.k8s.io` (and no subprotocol at all), whose error
+//! channel carries a plain message; and `SPDY/3.1+portforward.k8s.io` (port-forward
+//! from kubectl 1.31), a tunnel whose binary messages carry the bytes of a SPDY
+//! session. Clients may send binary channel data in text messages too.
 
 use super::remote::{Io, Out};
+use base64::Engine as _;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use hyper::upgrade::Upgraded;
@@ -18,10 +23,25 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Message, Role};
 use tokio_tungstenite::WebSocketStream;
 
-/// The channel protocols we speak, best first.
-pub const CHANNEL_PROTOCOLS: &[&str] = &["v5.channel.k8s.io", "v4.channel.k8s.io"];
+/// The channel protocols exec and attach speak, best first.
+pub const CHANNEL_PROTOCOLS: &[&str] = &[
+    "v5.channel.k8s.io",
+    "v4.channel.k8s.io",
+    "v4.base64.channel.k8s.io",
+    "channel.k8s.io",
+    "base64.channel.k8s.io",
+];
 /// kubectl ≥1.31's port-forward tunnel.
 pub const PORTFORWARD_TUNNEL: &str = "SPDY/3.1+portforward.k8s.io";
+/// Everything the port-forward endpoint speaks over WebSocket, best first: the SPDY
+/// tunnel, then the channel protocols of the kubelet's `portforward/websocket.go`.
+pub const PORTFORWARD_ALL: &[&str] = &[
+    PORTFORWARD_TUNNEL,
+    "v4.channel.k8s.io",
+    "v4.base64.channel.k8s.io",
+];
+/// What a client that offers no subprotocol gets: binary channels, unversioned.
+pub const NO_PROTOCOL: &str = "";
 
 pub type Ws = WebSocketStream<TokioIo<Upgraded>>;
 
@@ -36,6 +56,80 @@ pub fn negotiate<'a>(offered: &str, ours: &[&'a str]) -> Option<&'a str> {
     ours.iter().copied().find(|p| offered.contains(p))
 }
 
+/// How one negotiated channel protocol frames its messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Framing {
+    /// Text messages with an ASCII channel digit and base64 data.
+    pub base64: bool,
+    /// v4 and later: the error channel carries a JSON Status (else a plain message,
+    /// and nothing on success).
+    pub versioned: bool,
+    /// v5: channel 255 closes a channel.
+    pub v5: bool,
+}
+
+impl Framing {
+    pub fn of(protocol: &str) -> Framing {
+        Framing {
+            base64: protocol.contains("base64"),
+            versioned: protocol.starts_with("v4.") || protocol.starts_with("v5."),
+            v5: protocol.starts_with("v5."),
+        }
+    }
+
+    /// A client message as (channel, data); None for control messages and messages
+    /// that do not decode.
+    pub fn decode(&self, msg: Message) -> Option<(u8, Bytes)> {
+        let data: Bytes = match msg {
+            Message::Binary(b) => b,
+            Message::Text(t) => Bytes::copy_from_slice(t.as_bytes()),
+            _ => return None,
+        };
+        if data.is_empty() {
+            return None;
+        }
+        if self.base64 {
+            let ch = data[0].checked_sub(b'0')?;
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(&data[1..])
+                .ok()?;
+            Some((ch, Bytes::from(raw)))
+        } else {
+            Some((data[0], data.slice(1..)))
+        }
+    }
+
+    /// A server message on `channel`.
+    pub fn encode(&self, channel: u8, data: &[u8]) -> Message {
+        if self.base64 {
+            let mut t = String::with_capacity(1 + data.len() * 4 / 3 + 4);
+            t.push(char::from(b'0' + channel));
+            t.push_str(&base64::engine::general_purpose::STANDARD.encode(data));
+            Message::Text(t.into())
+        } else {
+            let mut m = Vec::with_capacity(data.len() + 1);
+            m.push(channel);
+            m.extend_from_slice(data);
+            Message::Binary(m.into())
+        }
+    }
+}
+
+/// A normal closure with its status code (a bare close frame is an error to Go's
+/// client: "close 1005 (no status)").
+pub async fn close<S>(sink: &mut S)
+where
+    S: futures::Sink<Message> + Unpin,
+{
+    let _ = sink
+        .send(Message::Close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        })))
+        .await;
+    let _ = sink.close().await;
+}
+
 /// Runs the channel protocol: client messages feed `io`'s stdin and resize channels;
 /// `out` (stdout, stderr and the final status) becomes channel messages, then the
 /// socket is closed.
@@ -46,38 +140,35 @@ pub async fn serve_channels(
     resize: Option<mpsc::UnboundedSender<(u16, u16)>>,
     mut out: mpsc::UnboundedReceiver<Out>,
 ) {
-    let v5 = protocol.starts_with("v5.");
+    let framing = Framing::of(protocol);
     let (mut sink, mut source) = ws.split();
     let reader = tokio::spawn(async move {
         let mut stdin = stdin;
         while let Some(Ok(msg)) = source.next().await {
-            let data = match msg {
-                Message::Binary(b) => b,
-                Message::Close(_) => break,
-                _ => continue,
-            };
-            if data.is_empty() {
-                continue;
+            if matches!(msg, Message::Close(_)) {
+                break;
             }
-            match data[0] {
+            let Some((ch, data)) = framing.decode(msg) else {
+                continue;
+            };
+            match ch {
                 0 => {
                     if let Some(tx) = &stdin {
-                        if data.len() > 1 {
-                            let _ = tx.send(data.slice(1..));
+                        if !data.is_empty() {
+                            let _ = tx.send(data);
                         }
                     }
                 }
                 4 => {
-                    if let (Some(tx), Ok(sz)) = (
-                        &resize,
-                        serde_json::from_slice::<serde_json::Value>(&data[1..]),
-                    ) {
+                    if let (Some(tx), Ok(sz)) =
+                        (&resize, serde_json::from_slice::<serde_json::Value>(&data))
+                    {
                         let w = sz.get("Width").and_then(|v| v.as_u64()).unwrap_or(0);
                         let h = sz.get("Height").and_then(|v| v.as_u64()).unwrap_or(0);
                         let _ = tx.send((w as u16, h as u16));
                     }
                 }
-                255 if v5 && data.get(1) == Some(&0) => {
+                255 if framing.v5 && data.first() == Some(&0) => {
                     // stdin closed by the client.
                     stdin = None;
                 }
@@ -89,27 +180,30 @@ pub async fn serve_channels(
         let (ch, data, last) = match o {
             Out::Stdout(b) => (1u8, b.to_vec(), false),
             Out::Stderr(b) => (2u8, b.to_vec(), false),
-            Out::Done(status) => (3u8, serde_json::to_vec(&status).unwrap_or_default(), true),
+            Out::Done(status) if framing.versioned => {
+                (3u8, serde_json::to_vec(&status).unwrap_or_default(), true)
+            }
+            Out::Done(status) => {
+                // Before v4 the error channel carries only a failure's message.
+                if status["status"] == "Success" {
+                    break;
+                }
+                let msg = status["message"]
+                    .as_str()
+                    .unwrap_or("error")
+                    .as_bytes()
+                    .to_vec();
+                (3u8, msg, true)
+            }
         };
-        let mut m = Vec::with_capacity(data.len() + 1);
-        m.push(ch);
-        m.extend_from_slice(&data);
-        if sink.send(Message::Binary(m.into())).await.is_err() {
+        if sink.send(framing.encode(ch, &data)).await.is_err() {
             break;
         }
         if last {
             break;
         }
     }
-    // A normal closure with its status code (a bare close frame is an error to Go's
-    // client: "close 1005 (no status)").
-    let _ = sink
-        .send(Message::Close(Some(CloseFrame {
-            code: CloseCode::Normal,
-            reason: "".into(),
-        })))
-        .await;
-    let _ = sink.close().await;
+    close(&mut sink).await;
     reader.abort();
 }
 
@@ -235,6 +329,32 @@ mod tests {
             negotiate("v4.channel.k8s.io", CHANNEL_PROTOCOLS),
             Some("v4.channel.k8s.io")
         );
-        assert_eq!(negotiate("channel.k8s.io", CHANNEL_PROTOCOLS), None);
+        assert_eq!(
+            negotiate("channel.k8s.io", CHANNEL_PROTOCOLS),
+            Some("channel.k8s.io")
+        );
+        assert_eq!(negotiate("x.k8s.io", CHANNEL_PROTOCOLS), None);
+    }
+
+    #[test]
+    fn framings_decode_text_and_base64() {
+        let v4 = Framing::of("v4.channel.k8s.io");
+        assert_eq!(
+            v4.decode(Message::Text("\u{0}hi\n".into())),
+            Some((0, Bytes::from_static(b"hi\n")))
+        );
+        assert_eq!(
+            v4.decode(Message::Binary(Bytes::from_static(b"\x00hi"))),
+            Some((0, Bytes::from_static(b"hi")))
+        );
+        let b64 = Framing::of("base64.channel.k8s.io");
+        assert!(!b64.versioned && b64.base64);
+        assert_eq!(
+            b64.decode(Message::Text("0aGkK".into())),
+            Some((0, Bytes::from_static(b"hi\n")))
+        );
+        assert_eq!(b64.encode(1, b"hi\n"), Message::Text("1aGkK".into()));
+        assert_eq!(b64.decode(Message::Text("0!!".into())), None);
+        assert!(Framing::of("v5.channel.k8s.io").v5);
     }
 }
