@@ -171,10 +171,7 @@ async fn hostile_requests_are_refused_in_bounded_memory() {
     let mut laughs = String::from("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bomb\na0: &a0 [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
     for i in 1..12 {
         let prev = format!("*a{}", i - 1);
-        laughs.push_str(&format!(
-            "a{i}: &a{i} [{}]\n",
-            vec![prev.as_str(); 9].join(",")
-        ));
+        laughs.push_str(&format!("a{i}: &a{i} [{}]\n", [prev.as_str(); 9].join(",")));
     }
     let (code, body) = curl(
         &fx,

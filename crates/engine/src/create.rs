@@ -860,6 +860,30 @@ fn parse_device(s: &str) -> Result<spec::Device> {
     })
 }
 
+/// What `--security-opt` says of a container: (no_new_privs, seccomp). As docker:
+/// no_new_privs only with `no-new-privileges` (so setuid binaries work by default),
+/// the default seccomp profile unless privileged or `seccomp=unconfined`.
+pub fn security_options(h: &crate::state::HostConfig) -> Result<(bool, bool)> {
+    let mut no_new_privs = false;
+    let mut seccomp = !h.privileged;
+    for o in &h.security_opt {
+        match o.as_str() {
+            "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true" => {
+                no_new_privs = true
+            }
+            "no-new-privileges=false" | "no-new-privileges:false" => no_new_privs = false,
+            "seccomp=unconfined" | "seccomp:unconfined" => seccomp = false,
+            "apparmor=unconfined" | "label=disable" => {}
+            other => {
+                return Err(EngineError::Invalid(format!(
+                    "invalid --security-opt: {other}"
+                )))
+            }
+        }
+    }
+    Ok((no_new_privs, seccomp))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -926,28 +950,4 @@ mod tests {
         assert_eq!((u.soft, u.hard), (1024, 2048));
         assert!(parse_ulimit("nofile").is_err());
     }
-}
-
-/// What `--security-opt` says of a container: (no_new_privs, seccomp). As docker:
-/// no_new_privs only with `no-new-privileges` (so setuid binaries work by default),
-/// the default seccomp profile unless privileged or `seccomp=unconfined`.
-pub fn security_options(h: &crate::state::HostConfig) -> Result<(bool, bool)> {
-    let mut no_new_privs = false;
-    let mut seccomp = !h.privileged;
-    for o in &h.security_opt {
-        match o.as_str() {
-            "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true" => {
-                no_new_privs = true
-            }
-            "no-new-privileges=false" | "no-new-privileges:false" => no_new_privs = false,
-            "seccomp=unconfined" | "seccomp:unconfined" => seccomp = false,
-            "apparmor=unconfined" | "label=disable" => {}
-            other => {
-                return Err(EngineError::Invalid(format!(
-                    "invalid --security-opt: {other}"
-                )))
-            }
-        }
-    }
-    Ok((no_new_privs, seccomp))
 }
