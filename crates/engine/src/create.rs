@@ -806,7 +806,7 @@ impl Engine {
     /// The init binary `--init` uses, installed under the root by the binary that
     /// embeds it (see [`Engine::install_init`]).
     pub fn init_exe(&self) -> PathBuf {
-        self.root.join("bin").join("skiff-init")
+        init_exe_in(&self.root)
     }
 
     /// Install (or refresh) the static init binary under the root.
@@ -858,6 +858,11 @@ fn parse_device(s: &str) -> Result<spec::Device> {
         uid: 0,
         gid: 0,
     })
+}
+
+/// Where a root keeps the static init (and pod infra) binary.
+pub fn init_exe_in(root: &Path) -> PathBuf {
+    root.join("bin").join("skiff-init")
 }
 
 /// What `--security-opt` says of a container: (no_new_privs, seccomp). As docker:

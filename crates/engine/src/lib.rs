@@ -16,6 +16,7 @@ pub mod names;
 pub mod network;
 pub mod ops;
 pub mod proxy;
+pub mod reexec;
 pub mod sandbox;
 pub mod state;
 pub mod volumes;
@@ -98,16 +99,6 @@ impl Engine {
         };
         e.reconcile()?;
         Ok(e)
-    }
-
-    /// A command that starts the skiff binary in one of its helper modes, named
-    /// `skiff` in process listings (its path may be `/proc/self/exe`: see
-    /// [`skiff_runtime::sealed`]).
-    pub fn helper_command(&self) -> std::process::Command {
-        use std::os::unix::process::CommandExt;
-        let mut c = std::process::Command::new(&self.exe);
-        c.arg0("skiff");
-        c
     }
 
     pub fn containers_dir(&self) -> PathBuf {

@@ -649,26 +649,28 @@ fn start_proxy(
     use std::io::BufRead;
     use std::os::unix::process::CommandExt;
     let (r, w) = sys::pipe().map_err(|e| format!("pipe: {e}"))?;
-    let mut cmd =
-        skiff_runtime::sealed::helper_command().map_err(|e| format!("finding skiff: {e}"))?;
-    cmd.arg("--root").arg(root).arg("__proxy");
-    if plan.dns {
-        cmd.arg("--dns-pid").arg(pid.to_string());
-        for a in &plan.attachments {
-            cmd.arg("--dns-net").arg(&a.network);
-        }
-    }
+    let exe = skiff_runtime::sealed::helper_exe().map_err(|e| format!("finding skiff: {e}"))?;
     let ip = plan.primary_ip().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
-    cmd.arg("--");
-    for p in &plan.ports {
-        cmd.arg(crate::network::proxy_arg(p, ip));
-    }
+    let helper = crate::reexec::Helper::Proxy {
+        dns_pid: plan.dns.then_some(pid),
+        dns_networks: if plan.dns {
+            plan.attachments.iter().map(|a| a.network.clone()).collect()
+        } else {
+            Vec::new()
+        },
+        specs: plan
+            .ports
+            .iter()
+            .map(|p| crate::network::proxy_arg(p, ip))
+            .collect(),
+    };
+    let mut cmd = helper.command(&exe, root);
     cmd.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     unsafe {
         cmd.pre_exec(move || {
-            libc::dup2(w, 3);
+            libc::dup2(w, crate::proxy::FD_STATUS);
             Ok(())
         });
     }

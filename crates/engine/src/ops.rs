@@ -200,12 +200,11 @@ impl Engine {
             stdout: -1,
             stderr: -1,
         });
-        let mut cmd = self.helper_command();
-        cmd.arg("--root")
-            .arg(&self.root)
-            .arg("__monitor")
-            .arg(&c.record.id)
-            .stdin(std::process::Stdio::null())
+        let mut cmd = crate::reexec::Helper::Monitor {
+            id: c.record.id.clone(),
+        }
+        .command(&self.exe, &self.root);
+        cmd.stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
         // Duplicate the descriptors out of the way first: by the time pre_exec runs,

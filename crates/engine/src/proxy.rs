@@ -65,6 +65,9 @@ fn bind_dns_in(pid: i32) -> Result<UdpSocket, String> {
     s
 }
 
+/// The descriptor the proxy reports its bound ports (or its failure) on.
+pub const FD_STATUS: i32 = 3;
+
 /// Entry point; `status` is the fd to report `OK p1,p2,...` or `ERR message` on.
 /// Must be called before any thread exists (it enters a network namespace).
 pub fn run(specs: &[String], status: i32, dns: Option<DnsConfig>) -> ! {

@@ -69,11 +69,8 @@ impl Engine {
                 self.init_exe().display()
             )));
         }
-        let mut child = self
-            .helper_command()
-            .arg("--root")
-            .arg(&self.root)
-            .arg("__sandbox")
+        let mut child = crate::reexec::Helper::Sandbox
+            .command(&self.exe, &self.root)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())

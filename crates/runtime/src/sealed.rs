@@ -160,15 +160,6 @@ pub fn helper_exe() -> io::Result<PathBuf> {
     }
 }
 
-/// A command that starts skiff itself (a hidden helper mode), from [`helper_exe`],
-/// with `skiff` as its `argv[0]`.
-pub fn helper_command() -> io::Result<std::process::Command> {
-    use std::os::unix::process::CommandExt;
-    let mut c = std::process::Command::new(helper_exe()?);
-    c.arg0("skiff");
-    Ok(c)
-}
-
 /// Re-execute this process from a sealed view of its own file unless it already runs
 /// from one. Returns only when no re-execution is needed (already sealed, or not root:
 /// only root runs containers); an error means the sealed view could not be made or

@@ -463,26 +463,9 @@ enum Cmd {
     /// Manage the engine.
     #[command(subcommand)]
     System(SystemCmd),
-    /// Internal: the container monitor.
-    #[command(name = "__monitor", hide = true)]
-    Monitor {
-        id: String,
-    },
     /// Manage networks.
     #[command(subcommand)]
     Network(NetworkCmd),
-    /// Internal: create a pod sandbox (spec on stdin, result on stdout).
-    #[command(name = "__sandbox", hide = true)]
-    Sandbox,
-    /// Internal: the published-port proxy and embedded DNS of one container.
-    #[command(name = "__proxy", hide = true)]
-    Proxy {
-        #[arg(long = "dns-pid")]
-        dns_pid: Option<i32>,
-        #[arg(long = "dns-net")]
-        dns_net: Vec<String>,
-        specs: Vec<String>,
-    },
 }
 
 #[derive(Subcommand)]
@@ -640,35 +623,12 @@ fn main() {
         eprintln!("skiff: Error: cannot run from a read-only view of the skiff binary: {e}");
         std::process::exit(125);
     }
+    // skiff's own helper processes (see skiff_engine::reexec), before any parsing.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if let Some((root, helper)) = skiff_engine::reexec::Helper::from_args(&args) {
+        helper.run(&root);
+    }
     let cli = Cli::parse();
-    if let Cmd::Monitor { id } = &cli.cmd {
-        skiff_engine::monitor::run(
-            &cli.root,
-            id,
-            skiff_engine::monitor::MonitorFds {
-                status: fd_if_open(skiff_engine::monitor::FD_STATUS),
-                stdin: fd_if_open(skiff_engine::monitor::FD_STDIN),
-                stdout: fd_if_open(skiff_engine::monitor::FD_STDOUT),
-                stderr: fd_if_open(skiff_engine::monitor::FD_STDERR),
-            },
-        );
-    }
-    if let Cmd::Sandbox = &cli.cmd {
-        skiff_engine::sandbox::helper_main(&cli.root.join("bin").join("skiff-init"));
-    }
-    if let Cmd::Proxy {
-        dns_pid,
-        dns_net,
-        specs,
-    } = &cli.cmd
-    {
-        let dns = dns_pid.map(|pid| skiff_engine::proxy::DnsConfig {
-            pid,
-            root: cli.root.clone(),
-            networks: dns_net.clone(),
-        });
-        skiff_engine::proxy::run(specs, 3, dns);
-    }
     let code = match real_main(cli) {
         Ok(c) => c,
         Err(e) => {
@@ -685,14 +645,6 @@ fn main() {
     };
     let _ = std::io::stdout().flush();
     std::process::exit(code);
-}
-
-fn fd_if_open(fd: i32) -> i32 {
-    if unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0 {
-        fd
-    } else {
-        -1
-    }
 }
 
 /// The static init for `--init`, built by build.rs.
@@ -752,9 +704,6 @@ fn real_main(cli: Cli) -> Result<i32> {
         cli.filter_table.as_deref(),
     )?);
     match cli.cmd {
-        Cmd::Monitor { .. } | Cmd::Proxy { .. } | Cmd::Sandbox => {
-            unreachable!("handled before")
-        }
         Cmd::Run(f) => run(&root, f),
         Cmd::Create(f) => {
             let e = engine(&root)?;

@@ -1,0 +1,185 @@
+//! skiff's hidden helper modes, defined once for both sides (docker's `reexec`
+//! pattern): the engine starts a helper with [`Helper::command`], and the binary's
+//! `main` hands its arguments to [`Helper::from_args`] before any parsing of its own,
+//! running the helper when they name one. A helper's command line is always
+//! `--root ROOT __mode ARGS...`; nothing else spells a mode's name.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+const MONITOR: &str = "__monitor";
+const SANDBOX: &str = "__sandbox";
+const PROXY: &str = "__proxy";
+
+/// One helper mode and its arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Helper {
+    /// Supervise container `id` (its stdio at the descriptors of
+    /// [`crate::monitor::MonitorFds`]); see [`crate::monitor`].
+    Monitor { id: String },
+    /// Create a pod sandbox: its spec on stdin, the sandbox on stdout; see
+    /// [`crate::sandbox`].
+    Sandbox,
+    /// The published-port proxy and embedded DNS of one container; see
+    /// [`crate::proxy`].
+    Proxy {
+        dns_pid: Option<i32>,
+        dns_networks: Vec<String>,
+        specs: Vec<String>,
+    },
+}
+
+impl Helper {
+    /// The arguments that start this helper on `root`.
+    pub fn args(&self, root: &Path) -> Vec<OsString> {
+        let mut a: Vec<OsString> = vec!["--root".into(), root.into()];
+        match self {
+            Helper::Monitor { id } => {
+                a.push(MONITOR.into());
+                a.push(id.into());
+            }
+            Helper::Sandbox => a.push(SANDBOX.into()),
+            Helper::Proxy {
+                dns_pid,
+                dns_networks,
+                specs,
+            } => {
+                a.push(PROXY.into());
+                if let Some(pid) = dns_pid {
+                    a.push("--dns-pid".into());
+                    a.push(pid.to_string().into());
+                }
+                for n in dns_networks {
+                    a.push("--dns-net".into());
+                    a.push(n.into());
+                }
+                a.push("--".into());
+                a.extend(specs.iter().map(OsString::from));
+            }
+        }
+        a
+    }
+
+    /// A command starting this helper from `exe` (see
+    /// [`skiff_runtime::sealed::helper_exe`]), named `skiff` in process listings.
+    pub fn command(&self, exe: &Path, root: &Path) -> std::process::Command {
+        use std::os::unix::process::CommandExt;
+        let mut c = std::process::Command::new(exe);
+        c.arg0("skiff").args(self.args(root));
+        c
+    }
+
+    /// The helper (and its root) that `args` (a process's arguments after the
+    /// program name) start, if they start one.
+    pub fn from_args(args: &[OsString]) -> Option<(PathBuf, Helper)> {
+        let [flag, root, mode, rest @ ..] = args else {
+            return None;
+        };
+        if flag != "--root" {
+            return None;
+        }
+        let root = PathBuf::from(root);
+        let s = |o: &OsString| o.to_str().map(String::from);
+        let h = match mode.to_str()? {
+            MONITOR => match rest {
+                [id] => Helper::Monitor { id: s(id)? },
+                _ => return None,
+            },
+            SANDBOX if rest.is_empty() => Helper::Sandbox,
+            PROXY => {
+                let mut dns_pid = None;
+                let mut dns_networks = Vec::new();
+                let mut it = rest.iter();
+                loop {
+                    match it.next()?.to_str()? {
+                        "--dns-pid" => dns_pid = Some(it.next()?.to_str()?.parse().ok()?),
+                        "--dns-net" => dns_networks.push(s(it.next()?)?),
+                        "--" => break,
+                        _ => return None,
+                    }
+                }
+                Helper::Proxy {
+                    dns_pid,
+                    dns_networks,
+                    specs: it.map(s).collect::<Option<Vec<_>>>()?,
+                }
+            }
+            _ => return None,
+        };
+        Some((root, h))
+    }
+
+    /// Runs the helper in this process; never returns. Call before any thread
+    /// exists (the monitor and the sandbox helper fork).
+    pub fn run(self, root: &Path) -> ! {
+        match self {
+            Helper::Monitor { id } => {
+                let open = |fd: i32| {
+                    // SAFETY: F_GETFD only asks whether the descriptor is open.
+                    if unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0 {
+                        fd
+                    } else {
+                        -1
+                    }
+                };
+                crate::monitor::run(
+                    root,
+                    &id,
+                    crate::monitor::MonitorFds {
+                        status: open(crate::monitor::FD_STATUS),
+                        stdin: open(crate::monitor::FD_STDIN),
+                        stdout: open(crate::monitor::FD_STDOUT),
+                        stderr: open(crate::monitor::FD_STDERR),
+                    },
+                )
+            }
+            Helper::Sandbox => crate::sandbox::helper_main(&crate::create::init_exe_in(root)),
+            Helper::Proxy {
+                dns_pid,
+                dns_networks,
+                specs,
+            } => {
+                let dns = dns_pid.map(|pid| crate::proxy::DnsConfig {
+                    pid,
+                    root: root.to_path_buf(),
+                    networks: dns_networks,
+                });
+                crate::proxy::run(&specs, crate::proxy::FD_STATUS, dns)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_helper_round_trips_through_its_arguments() {
+        let root = Path::new("/var/lib/skiff");
+        for h in [
+            Helper::Monitor { id: "abc".into() },
+            Helper::Sandbox,
+            Helper::Proxy {
+                dns_pid: Some(42),
+                dns_networks: vec!["front".into(), "back".into()],
+                specs: vec!["tcp:0.0.0.0:8080:10.0.0.2:80".into(), "--odd".into()],
+            },
+            Helper::Proxy {
+                dns_pid: None,
+                dns_networks: vec![],
+                specs: vec![],
+            },
+        ] {
+            let args = h.args(root);
+            assert_eq!(Helper::from_args(&args), Some((root.to_path_buf(), h)));
+        }
+        let user: Vec<OsString> = ["run", "busybox"].iter().map(OsString::from).collect();
+        assert_eq!(Helper::from_args(&user), None);
+        let bad: Vec<OsString> = ["--root", "/r", "__monitor"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        assert_eq!(Helper::from_args(&bad), None);
+    }
+}
