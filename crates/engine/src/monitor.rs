@@ -76,6 +76,9 @@ struct Monitor {
     net: Option<NetPlan>,
     /// `attach.sock`: clients that attach to the container's stdio.
     attach: Option<UnixListener>,
+    /// The starting client's stdin is copied into a pipe of ours (it is not a pipe
+    /// itself, and the container must never hold the client's own file).
+    relay_stdin: bool,
 }
 
 impl Monitor {
@@ -136,6 +139,7 @@ impl Monitor {
             log,
             sigfd,
             net,
+            relay_stdin: false,
         })
     }
 
@@ -305,12 +309,15 @@ impl Monitor {
             err_pipe = sys::pipe().map_err(|e| (125, format!("pipe: {e}")))?;
         }
         // A detached container with open stdin gets a pipe the monitor holds, for
-        // attach clients; a foreground one reads the client's stdin directly.
+        // attach clients; a foreground one reads the client's stdin directly when
+        // that is a pipe, else a pipe the monitor copies the client's input into
+        // (a file or terminal of the client's must not be reachable from inside).
         let mut stdin_pipe = None;
         let stdin = if self.c.record.open_stdin && !tty {
-            if self.fds.stdin >= 0 {
+            if self.fds.stdin >= 0 && is_pipe(self.fds.stdin) {
                 self.fds.stdin
             } else {
+                self.relay_stdin = self.fds.stdin >= 0;
                 let p = sys::pipe().map_err(|e| (125, format!("pipe: {e}")))?;
                 stdin_pipe = Some(p);
                 p.0
@@ -437,7 +444,7 @@ impl Monitor {
         let out_src = console.unwrap_or(out_r);
         let mut attach_out = self.fds.stdout;
         let mut attach_err = self.fds.stderr;
-        let mut relay_in = if console.is_some() && self.c.record.open_stdin {
+        let mut relay_in = if (console.is_some() || self.relay_stdin) && self.c.record.open_stdin {
             self.fds.stdin
         } else {
             -1
@@ -561,10 +568,15 @@ impl Monitor {
                         };
                         if n <= 0 {
                             relay_in = -1;
+                            // Without a terminal, the client's EOF is the container's.
+                            if let (Some(w), None) = (input_target, console) {
+                                sys::close(w);
+                                input_target = None;
+                            }
                             continue;
                         }
-                        if let Some(m) = console {
-                            let _ = sys::write_all(m, &buf[..n as usize]);
+                        if let Some(t) = input_target {
+                            let _ = sys::write_all(t, &buf[..n as usize]);
                         }
                     }
                     4 => {
@@ -714,4 +726,12 @@ fn set_winsize_from(master: i32, client: i32) {
     if unsafe { libc::ioctl(client, libc::TIOCGWINSZ, &mut ws) } == 0 {
         unsafe { libc::ioctl(master, libc::TIOCSWINSZ, &ws) };
     }
+}
+
+/// Whether `fd` is a pipe (reopening a pipe through /proc reaches only the pipe).
+fn is_pipe(fd: i32) -> bool {
+    // SAFETY: fstat writes into a zeroed struct we own; a bad fd makes it fail.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::fstat(fd, &mut st) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFIFO }
 }

@@ -314,6 +314,25 @@ fn pods_run_on_the_node_and_are_scheduled_by_their_constraints() {
     let node = c.wait_for(&["get", "nodes"], " Ready ", 20);
     assert!(node.contains(&c.node), "{node}");
 
+    // The server runs from a read-only view of its binary (see
+    // skiff_runtime::sealed), so every helper it starts (kubectl exec's and exec
+    // probes' `skiff exec`, the sandbox helper, monitors) is sealed too.
+    let pid = c.server.as_ref().unwrap().id();
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    let fd = std::fs::OpenOptions::new()
+        .append(true)
+        .open(format!("/proc/{pid}/exe"));
+    assert!(
+        matches!(&fd, Err(e) if e.raw_os_error() == Some(libc::EROFS) || e.raw_os_error() == Some(libc::ETXTBSY)),
+        "{}: {fd:?}",
+        exe.display()
+    );
+    assert!(
+        exe == std::path::Path::new("/") || exe.to_string_lossy().starts_with("/memfd:"),
+        "the server is not sealed: {}",
+        exe.display()
+    );
+
     // The server created and recorded its root's network from its flags: a plain
     // `skiff run` on that root, with no network flags, uses the same bridge.
     let r = &c.root;

@@ -267,6 +267,30 @@ fn exec_does_not_hand_host_files_into_the_container() {
         "stdout and stderr are pipes, not the caller's file: {rest}"
     );
     assert_eq!(lines[2], "done");
+    // `run -i` alike: a file given as stdin reaches the container through a pipe.
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "from a host file\n").unwrap();
+    let o = r
+        .cmd(&[
+            "run",
+            "-i",
+            "--rm",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "readlink /proc/self/fd/0; cat",
+        ])
+        .stdin(Stdio::from(std::fs::File::open(&input).unwrap()))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.starts_with("pipe:") && text.ends_with("\nfrom a host file\n"),
+        "{text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     // Pipes still work both ways, and the exit code comes back.
     let mut c = r.cmd(&["exec", "-i", "quiet", "sh", "-c", "tr a-z A-Z; exit 3"]);
     c.stdin(Stdio::piped()).stdout(Stdio::piped());
