@@ -9,7 +9,9 @@
 //! aggregated ([`discovery`]), OpenAPI v2/v3 with the kinds' schemas ([`openapi`]), one generic
 //! resource store over [`skiff_store::Store`] ([`registry`]) driven by a table of resources
 //! ([`resources`]) and per-kind strategies ([`strategy`], [`validation`], [`typed`],
-//! [`quantity`]), admission ([`admission`], [`quota`], [`podsecurity`]), views of one stored resource through
+//! [`quantity`]), admission ([`admission`], [`quota`], [`podsecurity`]; what admission
+//! learns of and adds to a request, its user, warnings and audit annotations, in
+//! [`requestctx`]), views of one stored resource through
 //! several APIs ([`convert`]), the patch engines ([`patch`]), managed fields and
 //! server-side apply ([`managed`]), label/field selectors
 //! ([`selector`]), protobuf request bodies ([`proto`]), server-side printing ([`table`]) and

@@ -183,6 +183,58 @@ async fn enforce_refuses_the_attack_from_an_editor() {
     assert!(ok, "{out}{err}");
     assert!(warnings(&err).is_empty(), "{err}");
 
+    // Ephemeral containers are part of the pod: a privileged debugger is refused, a
+    // baseline one is not.
+    let (ok, out, err) = create(&fx, &eddie, "dbgme.yaml", &plain("dbgme", "team")).await;
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = fx
+        .run_with(
+            &admin,
+            K,
+            &[
+                "debug",
+                "dbgme",
+                "-n",
+                "team",
+                "--image=busybox:1.36",
+                "--profile=sysadmin",
+                "--container=dbg",
+            ],
+        )
+        .await;
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains(r#"pods "dbgme" is forbidden: violates PodSecurity "baseline:latest": privileged (container "dbg" must not set securityContext.privileged=true)"#),
+        "{err}"
+    );
+    let (ok, out, err) = fx
+        .run_with(
+            &admin,
+            K,
+            &[
+                "debug",
+                "dbgme",
+                "-n",
+                "team",
+                "--image=busybox:1.36",
+                "--profile=baseline",
+                "--container=dbg2",
+            ],
+        )
+        .await;
+    assert!(ok, "{out}{err}");
+    let pod = json(
+        &fx.ok(K, &["get", "pod", "dbgme", "-n", "team", "-o", "json"])
+            .await,
+    );
+    let names: Vec<&str> = pod["spec"]["ephemeralContainers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names, ["dbg2"]);
+
     // The raw 403: a Status with kube-apiserver's reason and message.
     let body =
         serde_json::to_string(&serde_saphyr::from_str::<Value>(&attack("x", "team", "")).unwrap())
@@ -280,6 +332,16 @@ async fn warn_audit_versions_and_workloads() {
         "{err}"
     );
     assert!(warnings(&err).is_empty(), "{err}");
+
+    // Audit alone neither refuses nor warns (its annotations go to the server log).
+    namespace(
+        &fx,
+        "audited",
+        &["pod-security.kubernetes.io/audit=restricted"],
+    )
+    .await;
+    let (ok, _, err) = create(&fx, &admin, "au.yaml", &attack("au", "audited", "")).await;
+    assert!(ok && warnings(&err).is_empty(), "{err}");
 
     // Workloads: never enforced, warned (warn follows an explicitly stricter enforce).
     namespace(
