@@ -143,7 +143,8 @@ fn static_response(content_type: &'static str, body: &'static [u8]) -> Response<
 }
 
 /// Adds what admission collected to a response: `Warning` headers; audit annotations
-/// go to the server log (skiff keeps no audit log).
+/// go to the server log at debug level (skiff keeps no audit log; PodSecurity's audit
+/// violations are logged at info level where they are found).
 fn with_collected(
     mut resp: Response<Body>,
     collected: crate::requestctx::Collected,
@@ -162,7 +163,7 @@ fn with_collected(
             .iter()
             .map(|(k, v)| format!("{k}={v:?}"))
             .collect();
-        tracing::info!(target: "skiff_apiserver::audit", %method, %path, %user, annotations = %annotations.join(" "), "audit annotations");
+        tracing::debug!(target: "skiff_apiserver::audit", %method, %path, %user, annotations = %annotations.join(" "), "audit annotations");
     }
     resp
 }

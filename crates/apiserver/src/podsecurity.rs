@@ -17,10 +17,11 @@
 //! `warn` adds `Warning` headers `would violate PodSecurity ...`; `audit` adds the audit
 //! annotation `pod-security.kubernetes.io/audit-violations`. Workloads (Deployment,
 //! ReplicaSet, StatefulSet, DaemonSet, Job, CronJob, ReplicationController, PodTemplate)
-//! get warn and audit only. skiff keeps no audit log: audit annotations
+//! get warn and audit only. skiff keeps no audit log: the audit annotations
 //! (`pod-security.kubernetes.io/enforce-policy`, `.../audit-violations`, `.../exempt`,
-//! `.../error`) are written to the server log at info level, one line per request, under
-//! the `skiff_apiserver::audit` target ([`crate::requestctx`]).
+//! `.../error`) are written to the server log under the `skiff_apiserver::audit` target,
+//! at debug level one line per request ([`crate::requestctx`]), and each audit violation
+//! at info level (user, resource, namespace, name and the violation).
 //!
 //! `latest` is this server's version (`v1.<minor>` of `/version`); a pinned version newer
 //! than that is evaluated as the server's version, as upstream does with its emulation
@@ -1884,7 +1885,19 @@ fn labels_of(obj: &Value) -> Option<&Map<String, Value>> {
     obj.pointer("/metadata/labels").and_then(Value::as_object)
 }
 
-fn emit(d: Decision) {
+/// Hands a decision's warnings and audit annotations to the request; an audit violation
+/// is also written to the server log at info level (skiff keeps no audit log).
+fn emit(d: Decision, res: &Resource, obj: &Value) {
+    if let Some(v) = d.audit_annotations.get("audit-violations") {
+        tracing::info!(
+            target: "skiff_apiserver::audit",
+            user = crate::requestctx::user().unwrap_or_default(),
+            resource = res.plural,
+            namespace = str_at(obj, "/metadata/namespace"),
+            name = str_at(obj, "/metadata/name"),
+            "{LABEL_PREFIX}audit-violations: {v}"
+        );
+    }
     for (k, v) in d.audit_annotations {
         crate::requestctx::add_audit_annotation(format!("{LABEL_PREFIX}{k}"), v);
     }
@@ -1912,29 +1925,26 @@ pub async fn admit(
             }
             let meta = obj.get("metadata").unwrap_or(&Value::Null);
             let spec = obj.get("spec").unwrap_or(&Value::Null);
-            let Some((policy, errs)) = namespace_policy(reg, cfg, obj, true).await? else {
+            let Some((policy, errs)) = namespace_policy(reg, cfg, res, obj, true).await? else {
                 return Ok(());
             };
             let d = evaluate_pod(cfg, &policy, &errs, meta, spec, true);
             if let Some(msg) = d.forbidden.clone() {
-                emit(Decision {
-                    warnings: Vec::new(),
-                    ..d
-                });
+                emit(d, res, obj);
                 let name = str_at(obj, "/metadata/name");
                 return Err(ApiError::forbidden(format!(
                     "pods {} is forbidden: {msg}",
                     go_quote(name)
                 )));
             }
-            emit(d);
+            emit(d, res, obj);
             Ok(())
         }
         _ => {
             let Some(template) = pod_template(res, obj) else {
                 return Ok(());
             };
-            let Some((policy, errs)) = namespace_policy(reg, cfg, obj, false).await? else {
+            let Some((policy, errs)) = namespace_policy(reg, cfg, res, obj, false).await? else {
                 return Ok(());
             };
             let Some(template) = template else {
@@ -1942,7 +1952,11 @@ pub async fn admit(
             };
             let meta = template.get("metadata").unwrap_or(&Value::Null);
             let spec = template.get("spec").unwrap_or(&Value::Null);
-            emit(evaluate_pod(cfg, &policy, &errs, meta, spec, false));
+            emit(
+                evaluate_pod(cfg, &policy, &errs, meta, spec, false),
+                res,
+                obj,
+            );
             Ok(())
         }
     }
@@ -1954,17 +1968,18 @@ pub async fn admit(
 async fn namespace_policy(
     reg: &Registry,
     cfg: &Config,
+    res: &Resource,
     obj: &Value,
     pod: bool,
 ) -> ApiResult<Option<(Policy, Vec<LabelError>)>> {
     let ns = str_at(obj, "/metadata/namespace");
     if !ns.is_empty() && cfg.exempt_namespaces.iter().any(|n| n == ns) {
-        emit(Decision::exempt("namespace"));
+        emit(Decision::exempt("namespace"), res, obj);
         return Ok(None);
     }
     if let Some(user) = crate::requestctx::user() {
         if !user.is_empty() && cfg.exempt_usernames.contains(&user) {
-            emit(Decision::exempt("user"));
+            emit(Decision::exempt("user"), res, obj);
             return Ok(None);
         }
     }
@@ -1990,14 +2005,18 @@ async fn namespace_policy(
     let (policy, errs) = policy_to_evaluate(labels_of(&namespace), &cfg.defaults);
     if errs.is_empty() {
         if pod && policy.fully_privileged() {
-            emit(Decision {
-                audit_annotations: [(
-                    "enforce-policy".to_string(),
-                    LevelVersion::PRIVILEGED.to_string(),
-                )]
-                .into(),
-                ..Default::default()
-            });
+            emit(
+                Decision {
+                    audit_annotations: [(
+                        "enforce-policy".to_string(),
+                        LevelVersion::PRIVILEGED.to_string(),
+                    )]
+                    .into(),
+                    ..Default::default()
+                },
+                res,
+                obj,
+            );
             return Ok(None);
         }
         if !pod && policy.warn.level == Level::Privileged && policy.audit.level == Level::Privileged

@@ -8,7 +8,7 @@
 //! own bootstrap writes) there is no user and warnings go nowhere.
 //!
 //! skiff keeps no audit log: the audit annotations of a request are written to the
-//! server log at info level under the `skiff_apiserver::audit` target (method, path,
+//! server log at debug level under the `skiff_apiserver::audit` target (method, path,
 //! user, annotations), where kube-apiserver would put them in its audit events.
 
 use std::future::Future;
