@@ -757,6 +757,7 @@ async fn resource_request(
         Some("approval") if res.kind == "CertificateSigningRequest" => Some("approval"),
         Some(_) => return Err(not_found_path()),
     };
+    crate::requestctx::set_subresource(sub);
     // Which verbs each subresource takes.
     let allowed = match sub {
         Some("binding" | "eviction") => method == Method::POST,

@@ -1944,6 +1944,10 @@ pub async fn admit(
             let Some(template) = pod_template(res, obj) else {
                 return Ok(());
             };
+            // Writes through a subresource (`scale`) are not evaluated.
+            if crate::requestctx::subresource().is_some() {
+                return Ok(());
+            }
             let Some((policy, errs)) = namespace_policy(reg, cfg, res, obj, false).await? else {
                 return Ok(());
             };

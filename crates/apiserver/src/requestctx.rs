@@ -4,7 +4,7 @@
 //! (`audit.AddAuditAnnotation`).
 //!
 //! [`crate::handler`] runs each request inside [`scope`]; code deep in the registry calls
-//! [`user`], [`add_warning`] and [`add_audit_annotation`]. Outside a request (the server's
+//! [`user`], [`subresource`], [`add_warning`] and [`add_audit_annotation`]. Outside a request (the server's
 //! own bootstrap writes) there is no user and warnings go nowhere.
 //!
 //! skiff keeps no audit log: the audit annotations of a request are written to the
@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 #[derive(Default)]
 struct Context {
     user: Option<String>,
+    subresource: Mutex<Option<String>>,
     warnings: Mutex<Vec<String>>,
     audit: Mutex<Vec<(String, String)>>,
 }
@@ -53,6 +54,26 @@ pub async fn scope<F: Future>(user: Option<String>, f: F) -> (F::Output, Collect
 /// The requesting user's name (None outside a request).
 pub fn user() -> Option<String> {
     REQUEST.try_with(|c| c.user.clone()).ok().flatten()
+}
+
+/// Notes the subresource the request is for (`scale`, `status`, ...).
+pub fn set_subresource(sub: Option<&str>) {
+    let _ = REQUEST.try_with(|c| {
+        *c.subresource.lock().unwrap_or_else(|e| e.into_inner()) = sub.map(String::from)
+    });
+}
+
+/// The subresource of the request (None for the object itself or outside a request).
+pub fn subresource() -> Option<String> {
+    REQUEST
+        .try_with(|c| {
+            c.subresource
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        })
+        .ok()
+        .flatten()
 }
 
 /// Adds a warning to the response (once).
@@ -97,6 +118,9 @@ mod tests {
             add_warning("a");
             add_warning("b");
             add_audit_annotation("k", "v");
+            assert_eq!(subresource(), None);
+            set_subresource(Some("scale"));
+            assert_eq!(subresource().as_deref(), Some("scale"));
             user()
         })
         .await;

@@ -363,6 +363,17 @@ async fn warn_audit_versions_and_workloads() {
         assert!(ok, "{file}: {out}{err}");
         assert_eq!(warnings(&err), [want], "{file}: {err}");
     }
+    // Updates of a workload are evaluated (warned) too, scaling is not.
+    let (ok, _, err) = fx
+        .run(K, &["label", "deploy", "d", "-n", "strict", "x=y"])
+        .await;
+    assert!(ok, "{err}");
+    assert_eq!(warnings(&err), [want], "{err}");
+    let (ok, _, err) = fx
+        .run(K, &["scale", "deploy", "d", "-n", "strict", "--replicas=2"])
+        .await;
+    assert!(ok && warnings(&err).is_empty(), "{err}");
+
     // Version pins: runAsUser=0 is a restricted violation from v1.23 on only.
     namespace(
         &fx,
