@@ -1931,11 +1931,16 @@ pub async fn admit(
             let d = evaluate_pod(cfg, &policy, &errs, meta, spec, true);
             if let Some(msg) = d.forbidden.clone() {
                 emit(d, res, obj);
+                // `apierrors.NewForbidden(pods, name, err)`.
                 let name = str_at(obj, "/metadata/name");
-                return Err(ApiError::forbidden(format!(
-                    "pods {} is forbidden: {msg}",
-                    go_quote(name)
-                )));
+                let mut e =
+                    ApiError::forbidden(format!("pods {} is forbidden: {msg}", go_quote(name)));
+                e.details = Some(Box::new(crate::error::Details {
+                    kind: "pods".into(),
+                    name: name.into(),
+                    ..Default::default()
+                }));
+                return Err(e);
             }
             emit(d, res, obj);
             Ok(())

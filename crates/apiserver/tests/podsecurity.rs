@@ -254,6 +254,10 @@ async fn enforce_refuses_the_attack_from_an_editor() {
     assert_eq!(status["reason"], "Forbidden");
     assert_eq!(status["code"], 403);
     assert_eq!(status["message"], attack_refused("x", "baseline:latest"));
+    assert_eq!(
+        status["details"],
+        serde_json::json!({"name": "x", "kind": "pods"})
+    );
 
     // Updates: a label on a running pod is not evaluated; a new image is.
     fx.ok(
