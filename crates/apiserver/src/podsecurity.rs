@@ -21,7 +21,8 @@
 //! (`pod-security.kubernetes.io/enforce-policy`, `.../audit-violations`, `.../exempt`,
 //! `.../error`) are written to the server log under the `skiff_apiserver::audit` target,
 //! at debug level one line per request ([`crate::requestctx`]), and each audit violation
-//! at info level (user, resource, namespace, name and the violation).
+//! at info level (user, resource, namespace, name and the violation); `skiff server`
+//! shows them with `SKIFF_LOG=warn,skiff_apiserver::audit=info`.
 //!
 //! `latest` is this server's version (`v1.<minor>` of `/version`); a pinned version newer
 //! than that is evaluated as the server's version, as upstream does with its emulation
