@@ -6,7 +6,8 @@
 //! `priorityClassName` → `priority` and `preemptionPolicy`; the global default class
 //! otherwise), DefaultStorageClass (a claim without `storageClassName` gets the default
 //! class), StorageObjectInUseProtection (the `kubernetes.io/pvc-protection` and
-//! `kubernetes.io/pv-protection` finalizers) and, last, ResourceQuota (see [`crate::quota`]). DefaultTolerationSeconds is
+//! `kubernetes.io/pv-protection` finalizers), then the validating PodSecurity (see
+//! [`crate::podsecurity`]) and, last, ResourceQuota (see [`crate::quota`]). DefaultTolerationSeconds is
 //! applied with the pod defaults in [`crate::strategy`].
 //!
 //! Also what the ServiceAccount and root-CA controllers keep in every namespace: the
@@ -39,11 +40,13 @@ pub async fn admit_create(reg: &Registry, res: &Resource, obj: &mut Value) -> Ap
         "PersistentVolume" => in_use_protection(obj, "kubernetes.io/pv-protection"),
         _ => {}
     }
+    crate::podsecurity::admit(reg, res, None, obj).await?;
     crate::quota::admit(reg, res, obj).await
 }
 
 /// The admission plugins that see updates: LimitRanger for a claim whose request
-/// changes (its min and max storage), then ResourceQuota for what the update adds.
+/// changes (its min and max storage), PodSecurity, then ResourceQuota for what the
+/// update adds.
 pub async fn admit_update(
     reg: &Registry,
     res: &Resource,
@@ -54,6 +57,7 @@ pub async fn admit_update(
     if res.kind == "PersistentVolumeClaim" && requests(old) != requests(new) {
         limit_ranger_claim(reg, new).await?;
     }
+    crate::podsecurity::admit(reg, res, Some(old), new).await?;
     crate::quota::admit_update(reg, res, old, new).await
 }
 

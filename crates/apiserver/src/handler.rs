@@ -127,8 +127,7 @@ fn json_bytes_response(code: u16, body: impl Into<Bytes>, warnings: &[String]) -
         .header("Content-Type", "application/json")
         .header("Cache-Control", "no-cache, private");
     for w in warnings {
-        let text = w.replace('"', "\\\"");
-        b = b.header("Warning", format!("299 - \"{text}\""));
+        b = b.header("Warning", crate::requestctx::warning_header(w));
     }
     b.body(full(body))
         .unwrap_or_else(|_| Response::new(full("")))
@@ -141,6 +140,32 @@ fn static_response(content_type: &'static str, body: &'static [u8]) -> Response<
         .header("Content-Type", content_type)
         .body(full(Bytes::from_static(body)))
         .unwrap_or_else(|_| Response::new(full("")))
+}
+
+/// Adds what admission collected to a response: `Warning` headers; audit annotations
+/// go to the server log at debug level (skiff keeps no audit log; PodSecurity's audit
+/// violations are logged at info level where they are found).
+fn with_collected(
+    mut resp: Response<Body>,
+    collected: crate::requestctx::Collected,
+    method: &hyper::Method,
+    path: &str,
+    user: &str,
+) -> Response<Body> {
+    for w in &collected.warnings {
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&crate::requestctx::warning_header(w)) {
+            resp.headers_mut().append("Warning", v);
+        }
+    }
+    if !collected.audit_annotations.is_empty() {
+        let annotations: Vec<String> = collected
+            .audit_annotations
+            .iter()
+            .map(|(k, v)| format!("{k}={v:?}"))
+            .collect();
+        tracing::debug!(target: "skiff_apiserver::audit", %method, %path, %user, annotations = %annotations.join(" "), "audit annotations");
+    }
+    resp
 }
 
 fn error_response(e: &ApiError) -> Response<Body> {
@@ -239,10 +264,15 @@ pub async fn handle(
     let resp = match authenticate_and_authorize(&state, user, &req).await {
         Ok(user) => {
             let who = user.as_ref().map(|u| u.name.clone()).unwrap_or_default();
-            let resp = match route(&state, user.as_ref(), req).await {
-                Ok(r) => r,
-                Err(e) => error_response(&e),
-            };
+            let name = user.as_ref().map(|u| u.name.clone());
+            let (resp, collected) = crate::requestctx::scope(name, async {
+                match route(&state, user.as_ref(), req).await {
+                    Ok(r) => r,
+                    Err(e) => error_response(&e),
+                }
+            })
+            .await;
+            let resp = with_collected(resp, collected, &method, &path, &who);
             tracing::debug!(%method, %path, status = resp.status().as_u16(), user = %who, "request");
             resp
         }
@@ -757,6 +787,7 @@ async fn resource_request(
         Some("approval") if res.kind == "CertificateSigningRequest" => Some("approval"),
         Some(_) => return Err(not_found_path()),
     };
+    crate::requestctx::set_subresource(sub);
     // Which verbs each subresource takes.
     let allowed = match sub {
         Some("binding" | "eviction") => method == Method::POST,

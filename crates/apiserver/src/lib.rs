@@ -9,7 +9,9 @@
 //! aggregated ([`discovery`]), OpenAPI v2/v3 with the kinds' schemas ([`openapi`]), one generic
 //! resource store over [`skiff_store::Store`] ([`registry`]) driven by a table of resources
 //! ([`resources`]) and per-kind strategies ([`strategy`], [`validation`], [`typed`],
-//! [`quantity`]), admission ([`admission`], [`quota`]), views of one stored resource through
+//! [`quantity`]), admission ([`admission`], [`quota`], [`podsecurity`]; what admission
+//! learns of and adds to a request, its user, warnings and audit annotations, in
+//! [`requestctx`]), views of one stored resource through
 //! several APIs ([`convert`]), the patch engines ([`patch`]), managed fields and
 //! server-side apply ([`managed`]), label/field selectors
 //! ([`selector`]), protobuf request bodies ([`proto`]), server-side printing ([`table`]) and
@@ -59,11 +61,13 @@ pub mod nodeproxy;
 pub mod openapi;
 pub mod patch;
 pub mod pki;
+pub mod podsecurity;
 pub mod proto;
 pub mod quantity;
 pub mod quota;
 pub mod rbac;
 pub mod registry;
+pub mod requestctx;
 pub mod resources;
 pub mod selector;
 pub mod strategy;
@@ -115,6 +119,9 @@ pub struct ServerConfig {
     /// The shortest ServiceAccount token lifetime accepted, in seconds (Kubernetes:
     /// 600). Shorter only for tests of token rotation.
     pub min_token_expiration_seconds: i64,
+    /// `--admission-control-config-file`: an AdmissionConfiguration with the
+    /// PodSecurity plugin's defaults and exemptions ([`podsecurity`]).
+    pub admission_control_config_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -133,6 +140,10 @@ impl std::fmt::Debug for ServerConfig {
                 "min_token_expiration_seconds",
                 &self.min_token_expiration_seconds,
             )
+            .field(
+                "admission_control_config_file",
+                &self.admission_control_config_file,
+            )
             .finish()
     }
 }
@@ -150,6 +161,7 @@ impl Default for ServerConfig {
             advertise_address: None,
             token_auth_file: None,
             min_token_expiration_seconds: validation::DEFAULT_MIN_TOKEN_EXPIRATION,
+            admission_control_config_file: None,
         }
     }
 }
@@ -215,6 +227,11 @@ async fn open_etcd(endpoint: &str) -> Result<Arc<dyn Store>> {
 
 /// Starts the server: certificates, store, bootstrap objects, kubeconfig, listener.
 pub async fn start(config: ServerConfig) -> Result<RunningServer> {
+    let pod_security = match &config.admission_control_config_file {
+        Some(path) => podsecurity::load_admission_config(path)
+            .map_err(|e| Error::Config(format!("--admission-control-config-file {e}")))?,
+        None => podsecurity::Config::default(),
+    };
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| Error::io(format!("creating {}", config.data_dir.display()), e))?;
     let mut sans = config.tls_san.clone();
@@ -272,7 +289,9 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer> {
     };
     let auth = authn::Authenticator::load(&config.data_dir, tokens, &token)?;
     let signer = csr::Signer::new(&pki.ca_cert_pem, &pki.ca_key_pem()?)?;
-    let registry = registry::Registry::new(store.clone()).with_root_ca(&pki.ca_cert_pem);
+    let registry = registry::Registry::new(store.clone())
+        .with_root_ca(&pki.ca_cert_pem)
+        .with_pod_security(pod_security);
     bootstrap(&registry, port).await?;
     let advertise = config.advertise_address.unwrap_or_else(|| {
         if !config.bind_address.is_unspecified() {

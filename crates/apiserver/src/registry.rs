@@ -106,6 +106,8 @@ pub struct Registry {
     cache: Option<WatchCache>,
     /// The cluster CA (PEM) published in every namespace as `kube-root-ca.crt`.
     root_ca: Option<Arc<str>>,
+    /// The PodSecurity admission plugin's configuration.
+    pod_security: Arc<crate::podsecurity::Config>,
 }
 
 pub fn key(res: &Resource, ns: Option<&str>, name: &str) -> String {
@@ -264,7 +266,18 @@ impl Registry {
             store,
             cache: None,
             root_ca: None,
+            pod_security: Default::default(),
         }
+    }
+
+    /// Sets the PodSecurity plugin's defaults and exemptions.
+    pub fn with_pod_security(mut self, cfg: crate::podsecurity::Config) -> Registry {
+        self.pod_security = Arc::new(cfg);
+        self
+    }
+
+    pub fn pod_security(&self) -> &crate::podsecurity::Config {
+        &self.pod_security
     }
 
     /// Serves lists from `cache`.
@@ -917,6 +930,9 @@ impl Registry {
             // status writes are the busiest updates).
             if sub == Subresource::Main && new.pointer("/metadata/deletionTimestamp").is_none() {
                 crate::admission::admit_update(self, res, &old, &new).await?;
+            }
+            if sub == Subresource::EphemeralContainers {
+                crate::podsecurity::admit(self, res, Some(&old), &new).await?;
             }
             // A pending deletion completes once the last finalizer is gone.
             if deletion_can_finish(res, &new) {

@@ -222,7 +222,19 @@ impl DaemonSets {
             if let Ok(p) = serde_json::from_value::<Pod>(pod) {
                 match api.create(&crate::post_params(), &p).await {
                     Ok(p) => self.expectations.wrote(&key, &p),
-                    Err(e) => tracing::warn!(daemonset = %name, error = %e, "creating pod"),
+                    Err(e) => {
+                        tracing::warn!(daemonset = %name, error = %e, "creating pod");
+                        let involved = json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+                            "name": name, "namespace": ns, "uid": uid});
+                        crate::failed_create(
+                            client,
+                            involved,
+                            "daemonset-controller",
+                            |m| format!("Error creating: {m}"),
+                            &e,
+                        )
+                        .await;
+                    }
                 }
             }
         }

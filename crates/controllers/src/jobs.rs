@@ -271,7 +271,19 @@ impl Jobs {
                         if let Ok(p) = serde_json::from_value::<Pod>(pod) {
                             match api_pods.create(&crate::post_params(), &p).await {
                                 Ok(p) => self.expectations.wrote(&key, &p),
-                                Err(e) => tracing::warn!(job = %name, error = %e, "creating pod"),
+                                Err(e) => {
+                                    tracing::warn!(job = %name, error = %e, "creating pod");
+                                    let involved = json!({"apiVersion": "batch/v1", "kind": "Job",
+                                        "name": name, "namespace": ns, "uid": uid});
+                                    crate::failed_create(
+                                        client,
+                                        involved,
+                                        "job-controller",
+                                        |m| format!("Error creating: {m}"),
+                                        &e,
+                                    )
+                                    .await;
+                                }
                             }
                         }
                     }

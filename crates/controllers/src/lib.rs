@@ -312,6 +312,31 @@ pub async fn event(
     }
 }
 
+/// Records the `FailedCreate` Warning of a controller whose create was refused (by
+/// admission, e.g. PodSecurity, or anything else), as kube-controller-manager's
+/// controllers do: `message` is theirs, `err` the API server's message.
+pub async fn failed_create(
+    client: &kube::Client,
+    involved: serde_json::Value,
+    component: &str,
+    message: impl FnOnce(&str) -> String,
+    err: &kube::Error,
+) {
+    let text = match err {
+        kube::Error::Api(e) => e.message.clone(),
+        e => e.to_string(),
+    };
+    event(
+        client,
+        involved,
+        "Warning",
+        "FailedCreate",
+        &message(&text),
+        component,
+    )
+    .await;
+}
+
 /// A Go-style duration (`40s`, `5m`, `1m30s`, `500ms`, `2h`), as Kubernetes' flags take.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let mut total = 0f64;

@@ -331,7 +331,22 @@ async fn sync_one(
             match api.create(&crate::post_params(), &p).await {
                 Ok(p) => expectations.wrote(key, &p),
                 Err(kube::Error::Api(e)) if e.code == 409 => {}
-                Err(e) => return Err(e),
+                Err(e) => {
+                    let involved = json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+                        "name": name, "namespace": ns, "uid": uid});
+                    let pod_name = p.metadata.name.clone().unwrap_or_default();
+                    crate::failed_create(
+                        client,
+                        involved,
+                        "statefulset-controller",
+                        |m| {
+                            format!("create Pod {pod_name} in StatefulSet {name} failed error: {m}")
+                        },
+                        &e,
+                    )
+                    .await;
+                    return Err(e);
+                }
             }
         }
     }

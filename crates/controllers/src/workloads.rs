@@ -145,6 +145,16 @@ impl ReplicaSets {
                             Err(e) => {
                                 failed = true;
                                 tracing::warn!(replicaset = %name, error = %e, "creating pod");
+                                let involved = serde_json::json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                    "name": name, "namespace": ns, "uid": uid});
+                                crate::failed_create(
+                                    &self.client,
+                                    involved,
+                                    "replicaset-controller",
+                                    |m| format!("Error creating: {m}"),
+                                    &e,
+                                )
+                                .await;
                             }
                         }
                     }

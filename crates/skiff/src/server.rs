@@ -73,6 +73,43 @@ pub struct ServerFlags {
     #[arg(long = "service-account-min-token-expiration", default_value = "10m", hide = true,
           value_parser = skiff_controllers::parse_duration)]
     pub min_token_expiration: std::time::Duration,
+    /// kube-apiserver's `--admission-control-config-file`: an AdmissionConfiguration
+    /// (the PodSecurity plugin's defaults and exemptions).
+    #[arg(long = "admission-control-config-file")]
+    pub admission_control_config_file: Option<PathBuf>,
+    /// k3s's pass-through of kube-apiserver flags, `name=value`; skiff takes
+    /// `admission-control-config-file=FILE` and refuses any other.
+    #[arg(long = "kube-apiserver-arg")]
+    pub kube_apiserver_arg: Vec<String>,
+}
+
+/// The `--admission-control-config-file`, given directly or as k3s's
+/// `--kube-apiserver-arg=admission-control-config-file=FILE`.
+fn admission_config_file(f: &ServerFlags) -> Result<Option<PathBuf>> {
+    let mut file = f.admission_control_config_file.clone();
+    for arg in &f.kube_apiserver_arg {
+        let (name, value) = arg
+            .trim_start_matches('-')
+            .split_once('=')
+            .unwrap_or((arg, ""));
+        match name {
+            "admission-control-config-file" if !value.is_empty() => {
+                if file.as_ref().is_some_and(|p| p.as_os_str() != value) {
+                    return Err(anyhow!(
+                        "--kube-apiserver-arg {arg}: --admission-control-config-file is already {}",
+                        file.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
+                    ));
+                }
+                file = Some(PathBuf::from(value));
+            }
+            _ => {
+                return Err(anyhow!(
+                    "--kube-apiserver-arg {arg}: not supported (skiff takes only admission-control-config-file=FILE)"
+                ))
+            }
+        }
+    }
+    Ok(file)
 }
 
 /// Run the server until SIGINT or SIGTERM. `engine` is the engine the in-process
@@ -83,6 +120,7 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
     } else {
         Some(agent_config(&f, engine)?)
     };
+    let admission_control_config_file = admission_config_file(&f)?;
     let kubelet_port = f.kubelet_port;
     let controllers = !f.disable_controller_manager;
     let mut cluster = skiff_controllers::cluster::Settings {
@@ -103,6 +141,7 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
         advertise_address: f.advertise_address,
         token_auth_file: f.token_auth_file,
         min_token_expiration_seconds: f.min_token_expiration.as_secs() as i64,
+        admission_control_config_file,
     };
     crate::agent::init_tracing();
     let rt = tokio::runtime::Builder::new_multi_thread()

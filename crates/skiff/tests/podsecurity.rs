@@ -1,0 +1,195 @@
+//! PodSecurity in `skiff server` as a user starts it: the AdmissionConfiguration given
+//! with k3s's `--kube-apiserver-arg=admission-control-config-file=FILE`, a bad one
+//! refusing to start, and pods that controllers create refused too, the refusal shown
+//! in the controllers' `FailedCreate` events as kube-controller-manager records them.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const EXE: &str = env!("CARGO_BIN_EXE_skiff");
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
+
+const CONFIG: &str = "apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+- name: PodSecurity
+  configuration:
+    apiVersion: pod-security.admission.config.k8s.io/v1
+    kind: PodSecurityConfiguration
+    defaults:
+      enforce: baseline
+      warn: baseline
+";
+
+fn server(dir: &Path, extra: &[String]) -> Command {
+    let mut cmd = Command::new(EXE);
+    cmd.args([
+        "server",
+        "--disable-agent",
+        "--https-listen-port",
+        "0",
+        "--bind-address",
+        "127.0.0.1",
+    ])
+    .arg("--data-dir")
+    .arg(dir.join("data"))
+    .arg("--write-kubeconfig")
+    .arg(dir.join("kubeconfig"))
+    .args(extra)
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    cmd
+}
+
+/// Runs kubectl; returns (success, stdout, stderr).
+fn kubectl(dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let o = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(dir.join("kubeconfig"))
+        .arg("--cache-dir")
+        .arg(dir.join("cache"))
+        .args(args)
+        .output()
+        .expect("kubectl is installed (see README)");
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// The server's error output once it has exited (it must not start).
+fn refused(dir: &Path, extra: &[String]) -> String {
+    let mut child = server(dir, extra).spawn().expect("start skiff server");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            assert!(!status.success(), "the server exited successfully");
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the server started with {extra:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    err
+}
+
+#[test]
+fn controllers_pods_are_refused_with_failed_create_events() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let config = dir.join("admission.yaml");
+    std::fs::write(&config, CONFIG).unwrap();
+
+    // A bad file, or a kube-apiserver flag skiff does not take: no server.
+    let bad = dir.join("bad.yaml");
+    std::fs::write(&bad, CONFIG.replace("enforce: baseline", "enforce: tight")).unwrap();
+    let err = refused(
+        dir,
+        &[format!(
+            "--kube-apiserver-arg=admission-control-config-file={}",
+            bad.display()
+        )],
+    );
+    assert!(
+        err.contains(&format!(
+            r#"--admission-control-config-file {}: plugins[0] (PodSecurity): defaults.enforce: Invalid value: "tight": must be one of privileged, baseline, restricted"#,
+            bad.display()
+        )),
+        "{err}"
+    );
+    let err = refused(dir, &["--kube-apiserver-arg=audit-log-path=/tmp/x".into()]);
+    assert!(
+        err.contains("--kube-apiserver-arg audit-log-path=/tmp/x: not supported (skiff takes only admission-control-config-file=FILE)"),
+        "{err}"
+    );
+
+    let mut child = server(
+        dir,
+        &[format!(
+            "--kube-apiserver-arg=admission-control-config-file={}",
+            config.display()
+        )],
+    )
+    .spawn()
+    .expect("start skiff server");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let _server = Server(child);
+    assert!(line.contains("API on port"), "{line}");
+    // The rest of the server's log, kept for failures.
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for l in stderr.lines().map_while(Result::ok) {
+            sink.lock().unwrap().push_str(&format!("{l}\n"));
+        }
+    });
+
+    // The Deployment is admitted with a warning; its pods are not.
+    let manifest = dir.join("web.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      hostPID: true\n      containers:\n      - name: web\n        image: busybox:1.36\n        securityContext: {privileged: true}\n",
+    )
+    .unwrap();
+    let (ok, _, err) = kubectl(dir, &["create", "-f", manifest.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains(r#"Warning: would violate PodSecurity "baseline:latest": host namespaces (hostPID=true), privileged (container "web" must not set securityContext.privileged=true)"#),
+        "{err}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let event = loop {
+        let (_, out, err) = kubectl(
+            dir,
+            &[
+                "get",
+                "events",
+                "--field-selector",
+                "reason=FailedCreate",
+                "-o",
+                "jsonpath={range .items[*]}{.involvedObject.kind} {.source.component} {.type} {.message}{\"\\n\"}{end}",
+            ],
+        );
+        if let Some(l) = out.lines().find(|l| l.starts_with("ReplicaSet ")) {
+            break l.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no FailedCreate event: {out}{err}\nserver log:\n{}\nobjects:\n{}",
+            log.lock().unwrap(),
+            kubectl(dir, &["get", "all,events", "-A"]).1
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(
+        event.starts_with(r#"ReplicaSet replicaset-controller Warning Error creating: pods "web-"#)
+            && event.ends_with(r#"" is forbidden: violates PodSecurity "baseline:latest": host namespaces (hostPID=true), privileged (container "web" must not set securityContext.privileged=true)"#),
+        "{event}"
+    );
+    let (_, pods, _) = kubectl(dir, &["get", "pods", "-o", "name"]);
+    assert!(pods.trim().is_empty(), "{pods}");
+}
