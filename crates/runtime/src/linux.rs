@@ -11,7 +11,6 @@
 use crate::spec::{ContainerSpec, MountKind, NsMode, Process, Propagation, Rootfs};
 use crate::sys;
 use crate::{Error, ExecFailure};
-use std::ffi::CString;
 use std::io;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
@@ -1211,18 +1210,9 @@ fn exec_process(p: &Process) -> ChildResult {
     }
     setup(&format!("chdir to {cwd}"), std::env::set_current_dir(cwd))?;
 
-    let to_c = |v: &[String]| -> Result<Vec<CString>, (i32, String)> {
-        v.iter()
-            .map(|s| CString::new(s.as_str()).map_err(|_| (1, "argument contains NUL".to_string())))
-            .collect()
-    };
-    let argv = to_c(&p.args)?;
-    let envp = to_c(&env)?;
+    let argv = sys::CStrArray::new(&p.args).map_err(|e| (1, e.to_string()))?;
+    let envp = sys::CStrArray::new(&env).map_err(|e| (1, e.to_string()))?;
     let exe_c = sys::cstr(&exe).map_err(|e| (1, e.to_string()))?;
-    let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|c| c.as_ptr()).collect();
-    argv_p.push(std::ptr::null());
-    let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|c| c.as_ptr()).collect();
-    envp_p.push(std::ptr::null());
     // Nothing of ours but 0, 1, 2 survives the exec.
     unsafe {
         libc::syscall(
@@ -1231,7 +1221,7 @@ fn exec_process(p: &Process) -> ChildResult {
             u32::MAX,
             libc::CLOSE_RANGE_CLOEXEC,
         );
-        libc::execve(exe_c.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr());
+        libc::execve(exe_c.as_ptr(), argv.as_ptr(), envp.as_ptr());
     }
     let e = io::Error::last_os_error();
     let code = match e.raw_os_error() {

@@ -19,7 +19,7 @@
 use std::ffi::{CString, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 /// The environment variable holding the path of the host's skiff file while skiff runs
@@ -181,23 +181,13 @@ pub fn reexec_sealed() -> io::Result<()> {
     if !env.iter().any(|(k, _)| k == EXE_ENV) {
         env.push((EXE_ENV.into(), exe.clone().into_os_string()));
     }
-    let cstr = |b: &[u8]| CString::new(b).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL));
-    let argv: Vec<CString> = std::env::args_os()
-        .map(|a| cstr(a.as_bytes()))
-        .collect::<io::Result<_>>()?;
-    let envp: Vec<CString> = env
-        .iter()
-        .map(|(k, v)| {
-            let mut b = k.as_bytes().to_vec();
-            b.push(b'=');
-            b.extend_from_slice(v.as_bytes());
-            cstr(&b)
-        })
-        .collect::<io::Result<_>>()?;
-    let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|c| c.as_ptr()).collect();
-    argv_p.push(std::ptr::null());
-    let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|c| c.as_ptr()).collect();
-    envp_p.push(std::ptr::null());
+    let argv = crate::sys::CStrArray::new(std::env::args_os().map(|a| a.into_vec()))?;
+    let envp = crate::sys::CStrArray::new(env.iter().map(|(k, v)| {
+        let mut b = k.as_bytes().to_vec();
+        b.push(b'=');
+        b.extend_from_slice(v.as_bytes());
+        b
+    }))?;
     // SAFETY: execveat with AT_EMPTY_PATH executes the file behind `view` (close-on-
     // exec, so it is gone in the new image); argv and envp are NULL-terminated arrays
     // of NUL-terminated strings that outlive the call. It returns only on failure.
@@ -206,8 +196,8 @@ pub fn reexec_sealed() -> io::Result<()> {
             libc::SYS_execveat,
             view.as_raw_fd(),
             c"".as_ptr(),
-            argv_p.as_ptr(),
-            envp_p.as_ptr(),
+            argv.as_ptr(),
+            envp.as_ptr(),
             libc::AT_EMPTY_PATH,
         );
     }

@@ -13,6 +13,41 @@ pub fn cstr(p: &Path) -> io::Result<CString> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
 }
 
+/// A NULL-terminated array of C strings, as execve takes argv and envp: the strings
+/// and the pointers into them, kept together.
+pub struct CStrArray {
+    _strings: Vec<CString>,
+    ptrs: Vec<*const libc::c_char>,
+}
+
+impl CStrArray {
+    pub fn new<I, S>(items: I) -> io::Result<CStrArray>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<[u8]>,
+    {
+        let strings = items
+            .into_iter()
+            .map(|s| {
+                CString::new(s.as_ref()).map_err(|_| {
+                    io::Error::new(io::ErrorKind::InvalidInput, "argument contains NUL")
+                })
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        let mut ptrs: Vec<*const libc::c_char> = strings.iter().map(|c| c.as_ptr()).collect();
+        ptrs.push(std::ptr::null());
+        Ok(CStrArray {
+            _strings: strings,
+            ptrs,
+        })
+    }
+
+    /// The array, valid while `self` lives.
+    pub fn as_ptr(&self) -> *const *const libc::c_char {
+        self.ptrs.as_ptr()
+    }
+}
+
 pub fn cs(s: &str) -> io::Result<CString> {
     CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "string contains NUL"))
 }
