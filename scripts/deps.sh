@@ -8,6 +8,9 @@ command -v ip >/dev/null 2>&1 || need+=(iproute2)
 # etcd-client's build compiles etcd's protobufs; the etcd backend's tests start a real etcd.
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+# The cluster tests' WebSocket client (tests/wsclient.py) and raw HTTP requests.
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 if [ "${SKIFF_BENCH:-}" = 1 ]; then
   command -v runc >/dev/null 2>&1 || need+=(runc)
   command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
