@@ -396,7 +396,33 @@ pub fn owner_ref(api_version: &str, kind: &str, name: &str, uid: &str) -> serde_
                        "controller": true, "blockOwnerDeletion": true})
 }
 
-/// A new pod from a pod template, named `<owner name>-<random>`, in `ns`, controlled
+/// The metadata an object made from a template keeps of the template's: its labels,
+/// annotations and finalizers only, as Kubernetes' controllers copy them (a name,
+/// namespace, generateName or uid in a template is ignored).
+pub fn template_metadata(template: &serde_json::Value) -> serde_json::Value {
+    let mut meta = serde_json::json!({});
+    if let Some(m) = template.get("metadata") {
+        for k in ["labels", "annotations", "finalizers"] {
+            if let Some(v) = m.get(k).filter(|v| !v.is_null()) {
+                meta[k] = v.clone();
+            }
+        }
+    }
+    meta
+}
+
+/// The generateName of the pods of the controller named `owner`: `<owner>-`, or the
+/// bare name when the dash would make it too long a name (as getPodsPrefix).
+pub fn pods_prefix(owner: &str) -> String {
+    if owner.len() < 253 {
+        format!("{owner}-")
+    } else {
+        owner.to_string()
+    }
+}
+
+/// A new pod from a pod template (its spec, labels, annotations and finalizers),
+/// named `<owner name>-<random>` whatever name the template has, in `ns`, controlled
 /// by `owner` (an [`owner_ref`]).
 pub fn pod_from_template(
     template: &serde_json::Value,
@@ -405,11 +431,11 @@ pub fn pod_from_template(
 ) -> serde_json::Value {
     let mut pod = serde_json::json!({
         "apiVersion": "v1", "kind": "Pod",
-        "metadata": template.get("metadata").cloned().unwrap_or(serde_json::json!({})),
+        "metadata": template_metadata(template),
         "spec": template.get("spec").cloned().unwrap_or(serde_json::json!({})),
     });
     pod["metadata"]["generateName"] =
-        serde_json::json!(format!("{}-", owner["name"].as_str().unwrap_or("pod")));
+        serde_json::json!(pods_prefix(owner["name"].as_str().unwrap_or("pod")));
     pod["metadata"]["namespace"] = serde_json::json!(ns);
     pod["metadata"]["ownerReferences"] = serde_json::json!([owner]);
     pod
@@ -531,6 +557,26 @@ mod tests {
             &None::<i32>,
             &serde_json::json!({"replicas": 0})
         ));
+    }
+
+    #[test]
+    fn pods_from_a_template_are_named_for_their_owner() {
+        let template = serde_json::json!({
+            "metadata": {"name": "fixed-name", "namespace": "elsewhere", "generateName": "x-",
+                         "uid": "u", "labels": {"app": "a"}, "annotations": {"k": "v"},
+                         "finalizers": ["f/f"]},
+            "spec": {"containers": [{"name": "c", "image": "i"}]}});
+        let owner = owner_ref("apps/v1", "ReplicaSet", "web-abc", "uid1");
+        let pod = pod_from_template(&template, "ns1", owner.clone());
+        assert_eq!(
+            pod["metadata"],
+            serde_json::json!({"generateName": "web-abc-", "namespace": "ns1",
+                "labels": {"app": "a"}, "annotations": {"k": "v"}, "finalizers": ["f/f"],
+                "ownerReferences": [owner]})
+        );
+        assert_eq!(pod["spec"], template["spec"]);
+        let long = "a".repeat(253);
+        assert_eq!(pods_prefix(&long), long);
     }
 
     #[test]
