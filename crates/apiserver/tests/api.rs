@@ -763,3 +763,293 @@ async fn cached_lists_are_consistent_and_watches_stay_in_their_namespace() {
     );
     fx.stop().await;
 }
+
+/// The schema a `$ref` (or a one-element `allOf`) names, followed to the end.
+fn resolve<'a>(mut schema: &'a Value, schemas: &'a serde_json::Map<String, Value>) -> &'a Value {
+    for _ in 0..16 {
+        let target = schema.get("$ref").and_then(Value::as_str).or_else(|| {
+            schema
+                .get("allOf")
+                .and_then(Value::as_array)
+                .filter(|a| a.len() == 1)
+                .and_then(|a| a[0].get("$ref"))
+                .and_then(Value::as_str)
+        });
+        match target
+            .and_then(|r| r.rsplit('/').next())
+            .and_then(|n| schemas.get(n))
+        {
+            Some(s) => schema = s,
+            None => break,
+        }
+    }
+    schema
+}
+
+/// A Time or MicroTime: Go writes a zero one (a non-pointer field) as `null`.
+fn is_time(schema: &Value) -> bool {
+    let name = |s: &Value| {
+        s.get("$ref")
+            .or_else(|| s.pointer("/allOf/0/$ref"))
+            .and_then(Value::as_str)
+            .map(|r| r.ends_with(".Time") || r.ends_with(".MicroTime"))
+    };
+    name(schema).unwrap_or(false)
+}
+
+/// Every field `schema` requires that `v` lacks (a required field that is `null` is
+/// missing, but for a zero time), recursively through properties, maps and arrays.
+fn missing_required(
+    v: &Value,
+    schema: &Value,
+    schemas: &serde_json::Map<String, Value>,
+    at: &str,
+    out: &mut Vec<String>,
+) {
+    let s = resolve(schema, schemas);
+    for part in s
+        .get("allOf")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        missing_required(v, part, schemas, at, out);
+    }
+    match v {
+        Value::Object(o) => {
+            let props = s.get("properties").and_then(Value::as_object);
+            for r in s
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let r = r.as_str().unwrap_or_default();
+                let prop = props.and_then(|p| p.get(r));
+                match o.get(r) {
+                    None => out.push(format!("{at}.{r}")),
+                    Some(Value::Null) if !prop.is_some_and(is_time) => {
+                        out.push(format!("{at}.{r} (null)"))
+                    }
+                    _ => {}
+                }
+            }
+            for (k, sub) in props.into_iter().flatten() {
+                if let Some(x) = o.get(k) {
+                    missing_required(x, sub, schemas, &format!("{at}.{k}"), out);
+                }
+            }
+            if let Some(ap) = s.get("additionalProperties").filter(|a| a.is_object()) {
+                for (k, x) in o {
+                    missing_required(x, ap, schemas, &format!("{at}[{k}]"), out);
+                }
+            }
+        }
+        Value::Array(a) => {
+            if let Some(items) = s.get("items") {
+                for (i, x) in a.iter().enumerate() {
+                    missing_required(x, items, schemas, &format!("{at}[{i}]"), out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Every answer of every kind the server serves (create, get, list, watch; create only
+/// for the reviews) carries every field the kind's OpenAPI v3 schema requires, as
+/// kube-apiserver's always do (a typed client rejects an answer without them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_has_the_fields_its_schema_requires() {
+    use skiff_apiserver::resources::RESOURCES;
+    if !have_kubectl() {
+        return;
+    }
+    let mut fx = Fixture::start_with(|cfg, work| {
+        let file = work.join("tokens.csv");
+        std::fs::write(&file, "schema-token,schemer,1003,\"system:masters\"\n")
+            .expect("write token file");
+        cfg.token_auth_file = Some(file);
+    })
+    .await;
+    let t = "schema-token";
+    // The schemas of every group-version the server describes.
+    let (code, index) = fx.curl(t, "GET", "/openapi/v3", "", "").await;
+    assert_eq!(code, 200, "{index}");
+    let mut schemas = serde_json::Map::new();
+    for gv in json(&index)["paths"].as_object().into_iter().flatten() {
+        let url = gv.1["serverRelativeURL"].as_str().unwrap_or_default();
+        let (code, doc) = fx.curl(t, "GET", url, "", "").await;
+        assert_eq!(code, 200, "{url}: {doc}");
+        if let Some(s) = json(&doc)
+            .pointer("/components/schemas")
+            .and_then(Value::as_object)
+        {
+            schemas.extend(s.clone());
+        }
+    }
+    let kind_schema = |r: &skiff_apiserver::resources::Resource| {
+        schemas
+            .values()
+            .find(|s| {
+                s["x-kubernetes-group-version-kind"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|g| {
+                        g["group"] == r.group && g["version"] == r.version && g["kind"] == r.kind
+                    })
+            })
+            .cloned()
+    };
+    let collection = |r: &skiff_apiserver::resources::Resource| {
+        let base = if r.group.is_empty() {
+            format!("/api/{}", r.version)
+        } else {
+            format!("/apis/{}/{}", r.group, r.version)
+        };
+        if r.namespaced {
+            format!("{base}/namespaces/d/{}", r.plural)
+        } else {
+            format!("{base}/{}", r.plural)
+        }
+    };
+    let mut failures = Vec::new();
+    let mut check = |what: String, v: &Value, schema: &Value| {
+        let mut out = Vec::new();
+        missing_required(v, schema, &schemas, "", &mut out);
+        if !out.is_empty() {
+            failures.push(format!("{what}: missing {out:?} in {v}"));
+        }
+    };
+
+    // One object of every stored kind, and an events.k8s.io Event.
+    let mut docs: Vec<Value> = vec![serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "d"}})];
+    for doc in EVERY_KIND.split("\n---\n") {
+        docs.push(serde_saphyr::from_str(doc).expect("manifest YAML"));
+    }
+    let request = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(certificate_request("someone"))
+    };
+    docs.push(serde_json::json!({
+        "apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+        "metadata": {"name": "csr-x"},
+        "spec": {"request": request, "signerName": "kubernetes.io/kube-apiserver-client",
+                 "usages": ["client auth"]}}));
+    docs.push(serde_json::json!({
+        "apiVersion": "events.k8s.io/v1", "kind": "Event",
+        "metadata": {"name": "new-ev", "namespace": "d"},
+        "eventTime": "2024-01-01T00:00:00.000000Z", "reportingController": "test/x",
+        "reportingInstance": "x-1", "action": "Testing", "reason": "Tested", "type": "Normal",
+        "regarding": {"kind": "ConfigMap", "name": "cfg", "namespace": "d"}}));
+    let mut kinds = Vec::new();
+    for doc in &docs {
+        let api_version = doc["apiVersion"].as_str().unwrap_or_default();
+        let kind = doc["kind"].as_str().unwrap_or_default();
+        let r = RESOURCES
+            .iter()
+            .find(|r| r.api_version() == api_version && r.kind == kind)
+            .unwrap_or_else(|| panic!("{api_version} {kind} is not served"));
+        let name = doc["metadata"]["name"].as_str().unwrap_or_default();
+        let schema = kind_schema(r).unwrap_or_else(|| panic!("no schema for {kind}"));
+        let (code, body) = fx
+            .curl(
+                t,
+                "POST",
+                &collection(r),
+                "application/json",
+                &doc.to_string(),
+            )
+            .await;
+        assert_eq!(code, 201, "create {kind}: {body}");
+        check(format!("create {kind}"), &json(&body), &schema);
+        let (code, body) = fx
+            .curl(t, "GET", &format!("{}/{name}", collection(r)), "", "")
+            .await;
+        assert_eq!(code, 200, "get {kind}: {body}");
+        check(format!("get {kind}"), &json(&body), &schema);
+        if !kinds.contains(&r) {
+            kinds.push(r);
+        }
+    }
+    // Every served kind has been created (a new kind needs an object above).
+    for r in RESOURCES.iter().filter(|r| r.verbs().contains(&"get")) {
+        assert!(
+            kinds.contains(&r),
+            "no object of {} {}",
+            r.api_version(),
+            r.kind
+        );
+    }
+    for r in &kinds {
+        let schema = kind_schema(r).unwrap_or_default();
+        let (code, body) = fx.curl(t, "GET", &collection(r), "", "").await;
+        assert_eq!(code, 200, "list {}: {body}", r.kind);
+        let list = json(&body);
+        assert!(list["items"].is_array(), "list {}: {list}", r.kind);
+        assert!(list["metadata"].is_object(), "list {}: {list}", r.kind);
+        for item in list["items"].as_array().into_iter().flatten() {
+            check(format!("list {}", r.kind), item, &schema);
+        }
+        let (code, body) = fx
+            .curl(
+                t,
+                "GET",
+                &format!(
+                    "{}?watch=1&resourceVersion=0&timeoutSeconds=1",
+                    collection(r)
+                ),
+                "",
+                "",
+            )
+            .await;
+        assert_eq!(code, 200, "watch {}: {body}", r.kind);
+        let events: Vec<Value> = body.lines().filter(|l| !l.is_empty()).map(json).collect();
+        assert!(!events.is_empty(), "watch {}: no events", r.kind);
+        for e in &events {
+            check(format!("watch {}", r.kind), &e["object"], &schema);
+        }
+    }
+    // The reviews, created only.
+    for review in [
+        serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}),
+        serde_json::json!({"apiVersion": "authentication.k8s.io/v1beta1", "kind": "SelfSubjectReview"}),
+        serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+            "spec": {"token": t}}),
+        serde_json::json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": {"verb": "get", "resource": "pods", "namespace": "d"}}}),
+        serde_json::json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectRulesReview",
+            "spec": {"namespace": "d"}}),
+        serde_json::json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+            "spec": {"user": "jane", "resourceAttributes": {"verb": "get", "resource": "pods"}}}),
+    ] {
+        let kind = review["kind"].as_str().unwrap_or_default();
+        let api_version = review["apiVersion"].as_str().unwrap_or_default();
+        let r = RESOURCES
+            .iter()
+            .find(|r| r.api_version() == api_version && r.kind == kind)
+            .unwrap_or_else(|| panic!("{api_version} {kind} is not served"));
+        let (code, body) = fx
+            .curl(
+                t,
+                "POST",
+                &collection(r),
+                "application/json",
+                &review.to_string(),
+            )
+            .await;
+        assert_eq!(code, 201, "create {kind}: {body}");
+        // (A kind the server describes no schema of has nothing to check against.)
+        if let Some(schema) = kind_schema(r) {
+            check(
+                format!("create {api_version} {kind}"),
+                &json(&body),
+                &schema,
+            );
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    fx.stop().await;
+}
