@@ -249,7 +249,28 @@ pub fn apply_defaults(res: &Resource, obj: &mut Value) {
             }
             template_defaults(obj.pointer_mut("/spec/template"));
         }
-        "ReplicaSet" | "ReplicationController" => {
+        "ReplicaSet" => {
+            default(obj_mut(obj, "spec"), "replicas", json!(1));
+            template_defaults(obj.pointer_mut("/spec/template"));
+        }
+        "ReplicationController" => {
+            // An empty selector, and empty labels, are the template's labels
+            // (SetDefaults_ReplicationController).
+            let labels = obj
+                .pointer("/spec/template/metadata/labels")
+                .filter(|l| l.as_object().is_some_and(|m| !m.is_empty()))
+                .cloned();
+            if let Some(labels) = labels {
+                let empty = |v: Option<&Value>| {
+                    v.is_none_or(|v| v.as_object().is_none_or(|m| m.is_empty()))
+                };
+                if empty(obj.pointer("/spec/selector")) {
+                    obj_mut(obj, "spec").insert("selector".into(), labels.clone());
+                }
+                if empty(obj.pointer("/metadata/labels")) {
+                    obj_mut(obj, "metadata").insert("labels".into(), labels);
+                }
+            }
             default(obj_mut(obj, "spec"), "replicas", json!(1));
             template_defaults(obj.pointer_mut("/spec/template"));
         }

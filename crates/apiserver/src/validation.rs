@@ -98,6 +98,7 @@ pub fn validate(res: &Resource, obj: &Value) -> Vec<Cause> {
         "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => {
             validate_workload(obj, &mut causes)
         }
+        "ReplicationController" => validate_replication_controller(obj, &mut causes),
         "Job" => {
             validate_pod_spec(
                 obj.pointer("/spec/template/spec"),
@@ -764,6 +765,37 @@ pub fn go_string_map(m: &std::collections::BTreeMap<String, String>) -> String {
     format!("map[string]string{{{}}}", items.join(", "))
 }
 
+/// A ReplicationController: an equality-based selector (a plain map), required and
+/// matching the template's labels, as ValidateReplicationControllerSpec.
+fn validate_replication_controller(obj: &Value, causes: &mut Vec<Cause>) {
+    let selector: std::collections::BTreeMap<String, String> = obj
+        .pointer("/spec/selector")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    if selector.is_empty() {
+        causes.push(Cause::required("spec.selector"));
+    }
+    match obj.pointer("/spec/template").filter(|t| !t.is_null()) {
+        None => causes.push(Cause::required("spec.template")),
+        Some(t) => {
+            let labels = crate::selector::labels_of(t);
+            if !selector.is_empty() && !selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+                causes.push(invalid_raw(
+                    "spec.template.metadata.labels",
+                    &go_string_map(&labels),
+                    "selector does not match template labels",
+                ));
+            }
+        }
+    }
+    validate_replicas_and_template(obj, causes);
+}
+
 fn validate_workload(obj: &Value, causes: &mut Vec<Cause>) {
     let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
     let selector = obj.pointer("/spec/selector").filter(|s| !s.is_null());
@@ -797,6 +829,12 @@ fn validate_workload(obj: &Value, causes: &mut Vec<Cause>) {
             "`selector` does not match template `labels`",
         ));
     }
+    validate_replicas_and_template(obj, causes);
+}
+
+/// `spec.replicas` and the pod template of a workload (its restart policy Always).
+fn validate_replicas_and_template(obj: &Value, causes: &mut Vec<Cause>) {
+    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
     if let Some(r) = obj.pointer("/spec/replicas") {
         match r.as_i64() {
             Some(n) if n < 0 => causes.push(invalid_raw(

@@ -6,7 +6,7 @@
 //! caches, with expectations so a lagging cache never makes it create twice, and a
 //! periodic resync as a safety net. None relies on having seen every event.
 //!
-//! The scheduler ([`scheduling`]); the workloads (Deployments, ReplicaSets,
+//! The scheduler ([`scheduling`]); the workloads (Deployments, ReplicaSets, ReplicationControllers,
 //! StatefulSets, Jobs, CronJobs, DaemonSets); and the cluster loop (garbage collection
 //! with its orphan and foreground finalizers, namespace deletion, service accounts and
 //! the root CA, endpoints, node lifecycle, persistent volumes and their claims).
@@ -33,8 +33,8 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, Service,
-    ServiceAccount,
+    ConfigMap, Endpoints, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
+    ReplicationController, Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -68,6 +68,7 @@ pub struct Informers {
     pub nodes: Informer<Node>,
     pub namespaces: Informer<Namespace>,
     pub replicasets: Informer<ReplicaSet>,
+    pub replication_controllers: Informer<ReplicationController>,
     pub deployments: Informer<Deployment>,
     pub statefulsets: Informer<StatefulSet>,
     pub revisions: Informer<ControllerRevision>,
@@ -135,6 +136,7 @@ impl Informers {
             nodes: start(client, stop),
             namespaces: start(client, stop),
             replicasets: start_ns(client, stop),
+            replication_controllers: start_ns(client, stop),
             deployments: start_ns(client, stop),
             statefulsets: start_ns(client, stop),
             revisions: start_ns(client, stop),
@@ -164,6 +166,7 @@ impl Informers {
         self.nodes.synced().await;
         self.namespaces.synced().await;
         self.replicasets.synced().await;
+        self.replication_controllers.synced().await;
         self.deployments.synced().await;
         self.statefulsets.synced().await;
         self.revisions.synced().await;
