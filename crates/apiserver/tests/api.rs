@@ -1053,3 +1053,109 @@ async fn every_answer_has_the_fields_its_schema_requires() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     fx.stop().await;
 }
+
+/// Names as kube-apiserver checks them: subdomains of up to 253 characters (no limit on
+/// a segment), namespaces as DNS-1123 labels, services as DNS-1035 labels, with its
+/// messages; generateName prefixes cut to 58 characters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_are_checked_and_generated_as_kube_apiserver_does() {
+    if !have_kubectl() {
+        return;
+    }
+    let mut fx = Fixture::start().await;
+    let k = KUBECTL_NEW;
+    // A 64-character Pod name, a 100-character segment, a 253-character name.
+    let pod64 = "p".repeat(64);
+    let file = fx.file(
+        "pod64.yaml",
+        &format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {pod64}\nspec:\n  containers:\n  - name: c\n    image: busybox\n"),
+    );
+    fx.ok(k, &["create", "-f", file.to_str().unwrap_or_default()])
+        .await;
+    // kubectl run labels it with its name and names its container so: both too long,
+    // and said so.
+    let run64 = "r".repeat(64);
+    let err = fx
+        .fails(k, &["run", &run64, "--image=busybox", "--restart=Never"])
+        .await;
+    assert!(
+        err.contains(&format!("metadata.labels: Invalid value: \"{run64}\": must be no more than 63 characters"))
+            && err.contains(&format!("spec.containers[0].name: Invalid value: \"{run64}\": must be no more than 63 characters"))
+            && !err.contains("metadata.name"),
+        "{err}"
+    );
+    let segment = format!("{}.x", "s".repeat(100));
+    fx.ok(k, &["create", "configmap", &segment]).await;
+    let longest = format!("{}.{}", "a".repeat(126), "b".repeat(126));
+    assert_eq!(longest.len(), 253);
+    fx.ok(k, &["create", "configmap", &longest]).await;
+    let too_long = format!("{longest}c");
+    let err = fx.fails(k, &["create", "configmap", &too_long]).await;
+    assert!(
+        err.contains(&format!(
+            "ConfigMap \"{too_long}\" is invalid: metadata.name: Invalid value: \"{too_long}\": must be no more than 253 characters"
+        )),
+        "{err}"
+    );
+    let err = fx.fails(k, &["create", "configmap", "Upper"]).await;
+    assert!(
+        err.contains("metadata.name: Invalid value: \"Upper\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"),
+        "{err}"
+    );
+    // Namespaces: DNS-1123 labels.
+    let ns64 = "n".repeat(64);
+    let err = fx.fails(k, &["create", "namespace", &ns64]).await;
+    assert!(
+        err.contains(&format!(
+            "metadata.name: Invalid value: \"{ns64}\": must be no more than 63 characters"
+        )),
+        "{err}"
+    );
+    let err = fx.fails(k, &["create", "namespace", "a.b"]).await;
+    assert!(
+        err.contains("metadata.name: Invalid value: \"a.b\": must not contain dots"),
+        "{err}"
+    );
+    fx.ok(k, &["create", "namespace", &"n".repeat(63)]).await;
+    // Services: DNS-1035 labels.
+    let err = fx
+        .fails(k, &["create", "service", "clusterip", "1svc", "--tcp=80"])
+        .await;
+    assert!(
+        err.contains("metadata.name: Invalid value: \"1svc\": a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character"),
+        "{err}"
+    );
+    let svc64 = "v".repeat(64);
+    let err = fx
+        .fails(k, &["create", "service", "clusterip", &svc64, "--tcp=80"])
+        .await;
+    assert!(err.contains("must be no more than 63 characters"), "{err}");
+    // generateName: a prefix of 70 characters is cut to 58, then 5 random ones.
+    let prefix = format!("{}-", "g".repeat(69));
+    let file = fx.file(
+        "gen.yaml",
+        &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  generateName: {prefix}\n"),
+    );
+    let name = fx
+        .ok(
+            k,
+            &[
+                "create",
+                "-f",
+                file.to_str().unwrap_or_default(),
+                "-o",
+                "jsonpath={.metadata.name}",
+            ],
+        )
+        .await;
+    assert_eq!(name.len(), 63, "{name}");
+    assert!(name.starts_with(&"g".repeat(58)), "{name}");
+    for n in [pod64.as_str()] {
+        fx.ok(k, &["delete", "pod", n, "--wait=false"]).await;
+    }
+    fx.ok(k, &["delete", "configmap", &segment, &longest, &name])
+        .await;
+    fx.ok(k, &["delete", "namespace", &"n".repeat(63), "--wait=false"])
+        .await;
+    fx.stop().await;
+}

@@ -3546,6 +3546,18 @@ fn a_replication_controller_runs_scales_and_its_pods_ignore_the_templates_name()
         "{ds:?}"
     );
 
+    // A Deployment with a 50-character name runs its pod: the generated name is cut
+    // to 58 characters plus 5.
+    let long = format!("long-{}", "d".repeat(45));
+    c.apply(&format!("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {long}\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: long-name\n  template:\n    metadata:\n      labels:\n        app: long-name\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: c\n        image: busybox\n        imagePullPolicy: Never\n        command: [\"sleep\", \"600\"]\n"));
+    c.wait_for(&["get", "deploy", &long], "1/1", 60);
+    let lp = wait_pods(&c, "long-name", 1);
+    assert!(lp[0].len() == 63 && lp[0].starts_with(&long), "{lp:?}");
+    let hostname = c.ok(&["exec", &lp[0], "--", "hostname"]);
+    assert_eq!(hostname.trim(), lp[0]);
+    c.ok(&["delete", "deploy", &long]);
+    wait_pods(&c, "long-name", 0);
+
     // Deleting them removes their pods.
     c.ok(&["delete", "rc", "rc-web"]);
     c.ok(&["delete", "deploy", "named-tmpl"]);
