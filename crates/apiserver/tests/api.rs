@@ -1159,3 +1159,97 @@ async fn names_are_checked_and_generated_as_kube_apiserver_does() {
         .await;
     fx.stop().await;
 }
+
+/// Answers as Go writes them: a Status with metav1.Status's fields in their order, a
+/// watch event's type before its object, and every JSON answer ending in a newline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statuses_and_json_answers_are_written_as_go_writes_them() {
+    if !have_kubectl() {
+        return;
+    }
+    let mut fx = Fixture::start_with(|cfg, work| {
+        let file = work.join("tokens.csv");
+        std::fs::write(&file, "go-token,gopher,1004,\"system:masters\"\n")
+            .expect("write token file");
+        cfg.token_auth_file = Some(file);
+    })
+    .await;
+    let t = "go-token";
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let cm = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"go"},"data":{"a":"1"}}"#;
+    let mut answers = Vec::new();
+    answers.push((
+        "create",
+        fx.curl(t, "POST", cms, "application/json", cm).await,
+    ));
+    answers.push(("get", fx.curl(t, "GET", &format!("{cms}/go"), "", "").await));
+    answers.push(("list", fx.curl(t, "GET", cms, "", "").await));
+    answers.push((
+        "patch",
+        fx.curl(
+            t,
+            "PATCH",
+            &format!("{cms}/go"),
+            "application/merge-patch+json",
+            r#"{"data":{"b":"2"}}"#,
+        )
+        .await,
+    ));
+    answers.push(("discovery", fx.curl(t, "GET", "/api/v1", "", "").await));
+    answers.push(("groups", fx.curl(t, "GET", "/apis", "", "").await));
+    answers.push(("version", fx.curl(t, "GET", "/version", "", "").await));
+    let (code, missing) = fx
+        .curl(t, "GET", &format!("{cms}/nothing-here"), "", "")
+        .await;
+    assert_eq!(code, 404, "{missing}");
+    assert_eq!(
+        missing,
+        "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"configmaps \\\"nothing-here\\\" not found\",\"reason\":\"NotFound\",\"details\":{\"name\":\"nothing-here\",\"kind\":\"configmaps\"},\"code\":404}\n"
+    );
+    let (code, invalid) = fx
+        .curl(
+            t,
+            "POST",
+            cms,
+            "application/json",
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"Bad"}}"#,
+        )
+        .await;
+    assert_eq!(code, 422, "{invalid}");
+    assert!(
+        invalid.starts_with("{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"ConfigMap \\\"Bad\\\" is invalid: ")
+            && invalid.contains("\"reason\":\"Invalid\",\"details\":{\"name\":\"Bad\",\"kind\":\"ConfigMap\",\"causes\":[{\"reason\":\"FieldValueInvalid\",\"message\":\"Invalid value: \\\"Bad\\\": a lowercase RFC 1123 subdomain")
+            && invalid.ends_with("\"field\":\"metadata.name\"}]},\"code\":422}\n"),
+        "{invalid}"
+    );
+    answers.push((
+        "delete",
+        fx.curl(t, "DELETE", &format!("{cms}/go"), "", "").await,
+    ));
+    for (what, (code, body)) in &answers {
+        assert!(*code < 300, "{what}: {code} {body}");
+        assert!(
+            body.ends_with("}\n") && !body.ends_with("\n\n"),
+            "{what}: {body:?}"
+        );
+    }
+    // A watch: one event a line, its type first.
+    let (code, events) = fx
+        .curl(
+            t,
+            "GET",
+            "/api/v1/namespaces/kube-system/configmaps?watch=1&resourceVersion=0&timeoutSeconds=1",
+            "",
+            "",
+        )
+        .await;
+    assert_eq!(code, 200, "{events}");
+    assert!(!events.is_empty() && events.ends_with('\n'), "{events:?}");
+    for line in events.lines() {
+        assert!(
+            line.starts_with("{\"type\":\"ADDED\",\"object\":{"),
+            "{line}"
+        );
+    }
+    fx.stop().await;
+}
