@@ -88,6 +88,46 @@ pub fn check_name(rule: NameRule, name: &str) -> Vec<String> {
     out
 }
 
+/// The most data a ConfigMap or Secret holds (core.MaxSecretSize).
+pub const MAX_CONFIG_SIZE: usize = 1024 * 1024;
+
+/// The bytes a base64 value decodes to.
+fn decoded_len(s: &str) -> usize {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .map(|b| b.len())
+        .unwrap_or(s.len())
+}
+
+/// A ConfigMap's data and binaryData, or a Secret's data (its stringData already
+/// merged in), together at most [`MAX_CONFIG_SIZE`] bytes: over it, TooLong on the
+/// whole object (`[]`) for a ConfigMap, on `data` for a Secret, as ValidateConfigMap
+/// and ValidateSecret.
+fn config_size(kind: &str, obj: &Value, causes: &mut Vec<Cause>) {
+    let values = |field: &str| {
+        obj.get(field)
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .filter_map(|(_, v)| v.as_str())
+    };
+    let total: usize = if kind == "Secret" {
+        values("data").map(decoded_len).sum::<usize>()
+            + values("stringData").map(str::len).sum::<usize>()
+    } else {
+        values("data").map(str::len).sum::<usize>()
+            + values("binaryData").map(decoded_len).sum::<usize>()
+    };
+    if total > MAX_CONFIG_SIZE {
+        causes.push(Cause {
+            reason: "FieldValueTooLong",
+            field: if kind == "Secret" { "data" } else { "[]" }.into(),
+            message: format!("Too long: must have at most {MAX_CONFIG_SIZE} bytes"),
+        });
+    }
+}
+
 /// A DNS-1123 label field's problems as causes (ValidateDNS1123Label).
 fn label_causes(field: &str, value: &str) -> Vec<Cause> {
     check_name(NameRule::Label, value)
@@ -190,6 +230,7 @@ pub fn validate(res: &Resource, obj: &Value) -> Vec<Cause> {
             if res.kind == "Secret" {
                 validate_secret_type(obj, &mut causes);
             }
+            config_size(res.kind, obj, &mut causes);
             for field in ["data", "binaryData", "stringData"] {
                 if let Some(map) = obj.get(field).and_then(Value::as_object) {
                     for k in map.keys() {

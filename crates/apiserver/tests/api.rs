@@ -1253,3 +1253,105 @@ async fn statuses_and_json_answers_are_written_as_go_writes_them() {
     }
     fx.stop().await;
 }
+
+/// A ConfigMap's data and binaryData, and a Secret's data and stringData, hold at most
+/// 1 MiB together; over it the create is refused as kube-apiserver refuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configmaps_and_secrets_hold_at_most_one_mebibyte() {
+    use base64::Engine;
+    if !have_kubectl() {
+        return;
+    }
+    let mut fx = Fixture::start_with(|cfg, work| {
+        let file = work.join("tokens.csv");
+        std::fs::write(&file, "size-token,sizer,1005,\"system:masters\"\n")
+            .expect("write token file");
+        cfg.token_auth_file = Some(file);
+    })
+    .await;
+    let t = "size-token";
+    let b64 = |n: usize| base64::engine::general_purpose::STANDARD.encode(vec![b'x'; n]);
+    const MIB: usize = 1024 * 1024;
+    let post = |name: &str, path: &'static str, body: Value| {
+        let file = fx.file(&format!("{name}.json"), &body.to_string());
+        let at = format!("@{}", file.display());
+        let fx = &fx;
+        async move { fx.curl(t, "POST", path, "application/json", &at).await }
+    };
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let secrets = "/api/v1/namespaces/default/secrets";
+    // Exactly 1 MiB, split between data and binaryData: fine.
+    let (code, body) = post(
+        "cm-full",
+        cms,
+        serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "full"},
+            "data": {"a": "x".repeat(MIB / 2)}, "binaryData": {"b": b64(MIB / 2)}}),
+    )
+    .await;
+    assert_eq!(code, 201, "{}", &body[..body.len().min(300)]);
+    // One byte more: 422, the whole object too long.
+    let (code, body) = post(
+        "cm-over",
+        cms,
+        serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "over"},
+            "data": {"a": "x".repeat(MIB / 2 + 1)}, "binaryData": {"b": b64(MIB / 2)}}),
+    )
+    .await;
+    assert_eq!(code, 422, "{body}");
+    let status = json(&body);
+    assert_eq!(
+        status["message"],
+        "ConfigMap \"over\" is invalid: []: Too long: must have at most 1048576 bytes"
+    );
+    assert_eq!(
+        status["details"]["causes"],
+        serde_json::json!([{"reason": "FieldValueTooLong", "message": "Too long: must have at most 1048576 bytes", "field": "[]"}])
+    );
+    // A Secret: data and stringData together, on `data`.
+    let (code, body) = post(
+        "secret-over",
+        secrets,
+        serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "over"},
+            "data": {"a": b64(MIB / 2)}, "stringData": {"b": "y".repeat(MIB / 2 + 1)}}),
+    )
+    .await;
+    assert_eq!(code, 422, "{body}");
+    let status = json(&body);
+    assert_eq!(
+        status["message"],
+        "Secret \"over\" is invalid: data: Too long: must have at most 1048576 bytes"
+    );
+    assert_eq!(status["details"]["causes"][0]["field"], "data");
+    let (code, body) = post(
+        "secret-full",
+        secrets,
+        serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "full"},
+            "data": {"a": b64(MIB / 2)}, "stringData": {"b": "y".repeat(MIB / 2)}}),
+    )
+    .await;
+    assert_eq!(code, 201, "{}", &body[..body.len().min(300)]);
+    // Growing one past the limit by an update is refused too.
+    let k = KUBECTL_NEW;
+    let err = fx
+        .fails(
+            k,
+            &[
+                "patch",
+                "configmap",
+                "full",
+                "--type=merge",
+                "-p",
+                r#"{"data":{"c":"z"}}"#,
+            ],
+        )
+        .await;
+    assert!(
+        err.contains(
+            "ConfigMap \"full\" is invalid: []: Too long: must have at most 1048576 bytes"
+        ),
+        "{err}"
+    );
+    fx.ok(k, &["delete", "configmap", "full"]).await;
+    fx.ok(k, &["delete", "secret", "full"]).await;
+    fx.stop().await;
+}
