@@ -226,6 +226,7 @@ fn set_label(obj: &mut Value, key: &str, value: Value) {
 /// Defaults of the built-in kinds, as the real server applies them (also on update).
 pub fn apply_defaults(res: &Resource, obj: &mut Value) {
     match res.kind {
+        "Event" if res.group.is_empty() => crate::convert::core_event_defaults(obj),
         "Pod" => {
             if let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) {
                 pod_spec_defaults(spec, true);
