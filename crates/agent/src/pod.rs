@@ -191,8 +191,7 @@ pub fn start_pod(
     }
     let dir = node.pods_dir.join(&uid);
     std::fs::create_dir_all(&dir).map_err(|e| PodError::Volume(format!("pod dir: {e}")))?;
-    let name = pod.metadata.name.clone().unwrap_or_default();
-    let hostname = spec.hostname.clone().unwrap_or_else(|| name.clone());
+    let hostname = podspec::pod_hostname(pod);
     let sandbox = rt.run_pod_sandbox(&PodSandboxConfig {
         id: sandbox_id(&uid),
         hostname,
@@ -329,10 +328,7 @@ fn start_containers(
     std::fs::create_dir_all(&etc).map_err(|e| PodError::Volume(e.to_string()))?;
     let hosts = podspec::hosts_file(pod, &info.pod_ip, &node.cluster_domain);
     std::fs::write(etc.join("hosts"), hosts).map_err(|e| PodError::Volume(e.to_string()))?;
-    let hostname = spec
-        .hostname
-        .clone()
-        .unwrap_or_else(|| pod.metadata.name.clone().unwrap_or_default());
+    let hostname = podspec::pod_hostname(pod);
     std::fs::write(etc.join("hostname"), format!("{hostname}\n"))
         .map_err(|e| PodError::Volume(e.to_string()))?;
     let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();

@@ -497,6 +497,25 @@ pub fn qos_class(pod: &Pod) -> &'static str {
     }
 }
 
+/// The pod's hostname: `spec.hostname`, else its name cut to 63 characters without a
+/// trailing '-' or '.' (a pod name may be a 253-character subdomain; the kubelet's
+/// truncatePodHostnameIfNeeded).
+pub fn pod_hostname(pod: &Pod) -> String {
+    if let Some(h) = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.hostname.clone())
+        .filter(|h| !h.is_empty())
+    {
+        return h;
+    }
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    if name.len() <= 63 {
+        return name;
+    }
+    name[..63].trim_end_matches(['-', '.']).to_string()
+}
+
 /// The pod's managed /etc/hosts, in the kubelet's format, with hostAliases after
 /// the managed entries under their own heading (an entry's hostnames on one line).
 pub fn hosts_file(pod: &Pod, pod_ip: &str, cluster_domain: &str) -> String {
@@ -504,10 +523,7 @@ pub fn hosts_file(pod: &Pod, pod_ip: &str, cluster_domain: &str) -> String {
         "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
     );
     let spec = pod.spec.as_ref();
-    let name = pod.metadata.name.clone().unwrap_or_default();
-    let hostname = spec
-        .and_then(|s| s.hostname.clone())
-        .unwrap_or_else(|| name.clone());
+    let hostname = pod_hostname(pod);
     if !pod_ip.is_empty() {
         match spec.and_then(|s| s.subdomain.clone()) {
             Some(sub) if !sub.is_empty() => {
@@ -581,6 +597,24 @@ pub fn user_for(pod: &Pod, c: &Container, image_user: &str) -> Result<String, Sp
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_long_pod_name_makes_a_63_character_hostname() {
+        let pod = |name: &str, hostname: Option<&str>| -> Pod {
+            serde_json::from_value(json!({"metadata": {"name": name},
+                "spec": {"containers": [], "hostname": hostname}}))
+            .unwrap()
+        };
+        assert_eq!(pod_hostname(&pod("web", None)), "web");
+        assert_eq!(pod_hostname(&pod("web", Some("h"))), "h");
+        let long = format!("{}-{}", "a".repeat(62), "b".repeat(10));
+        assert_eq!(pod_hostname(&pod(&long, None)), "a".repeat(62));
+        let dotted = format!("{}.{}", "a".repeat(61), "b".repeat(10));
+        assert_eq!(
+            pod_hostname(&pod(&dotted, None)),
+            format!("{}.b", "a".repeat(61))
+        );
+    }
 
     fn pod(v: serde_json::Value) -> Pod {
         serde_json::from_value(v).unwrap()

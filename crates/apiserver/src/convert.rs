@@ -36,11 +36,35 @@ fn rename(obj: &mut Value, from_core: bool) {
     }
 }
 
+/// The fields of a core/v1 Event Go always writes (strings without `omitempty`, a
+/// struct): empty when unset.
+pub fn core_event_defaults(obj: &mut Value) {
+    if let Some(m) = obj.as_object_mut() {
+        for (k, v) in [
+            ("reportingComponent", json!("")),
+            ("reportingInstance", json!("")),
+            ("source", json!({})),
+        ] {
+            if m.get(k).is_none_or(Value::is_null) {
+                m.insert(k.into(), v);
+            }
+        }
+    }
+}
+
 /// Stored form → the form `res` serves.
 pub fn from_storage(res: &Resource, mut obj: Value) -> Value {
     if is_view(res) {
         rename(&mut obj, true);
         obj["apiVersion"] = json!(res.api_version());
+        // events.k8s.io/v1 leaves out empty reporting fields (`omitempty`).
+        if let Some(m) = obj.as_object_mut() {
+            for k in ["reportingController", "reportingInstance"] {
+                if m.get(k).is_some_and(|v| v == "") {
+                    m.remove(k);
+                }
+            }
+        }
     }
     obj
 }
@@ -51,6 +75,7 @@ pub fn to_storage(res: &Resource, obj: &Value) -> Value {
     if is_view(res) {
         rename(&mut obj, false);
         obj["apiVersion"] = json!("v1");
+        core_event_defaults(&mut obj);
     }
     obj
 }
@@ -69,6 +94,14 @@ mod tests {
         assert_eq!(v["note"], "hi");
         assert_eq!(v["deprecatedCount"], 2);
         assert_eq!(v["reason"], "Started");
-        assert_eq!(to_storage(view, &v), core);
+        let mut stored = core.clone();
+        core_event_defaults(&mut stored);
+        assert_eq!(to_storage(view, &v), stored);
+        assert_eq!(stored["reportingComponent"], "");
+        assert_eq!(stored["source"], json!({}));
+        // Empty reporting fields are left out of the view; the source stays ({}).
+        let v = from_storage(view, stored);
+        assert!(v.get("reportingController").is_none() && v.get("reportingInstance").is_none());
+        assert_eq!(v["deprecatedSource"], json!({}));
     }
 }

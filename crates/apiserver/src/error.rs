@@ -266,3 +266,112 @@ impl ApiError {
         }
     }
 }
+
+/// metav1.Status's fields in the order of its Go struct (what kube-apiserver writes).
+const STATUS_ORDER: &[&str] = &[
+    "kind",
+    "apiVersion",
+    "metadata",
+    "status",
+    "message",
+    "reason",
+    "details",
+    "code",
+];
+/// metav1.StatusDetails's.
+const DETAILS_ORDER: &[&str] = &[
+    "name",
+    "group",
+    "kind",
+    "uid",
+    "causes",
+    "retryAfterSeconds",
+];
+/// metav1.StatusCause's.
+const CAUSE_ORDER: &[&str] = &["reason", "message", "field"];
+
+/// A JSON value written with a `Status` (and its details and causes) in its Go
+/// struct's field order, wherever it is (an answer, a watch event's object); other
+/// objects' keys as the map holds them.
+struct GoOrder<'a>(&'a Value, Option<&'static [&'static str]>);
+
+impl serde::Serialize for GoOrder<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self.0 {
+            Value::Object(m) => {
+                let order = self.1.or_else(|| {
+                    (m.get("kind").and_then(Value::as_str) == Some("Status")
+                        && m.get("apiVersion").and_then(Value::as_str) == Some("v1"))
+                    .then_some(STATUS_ORDER)
+                });
+                let mut map = s.serialize_map(Some(m.len()))?;
+                let child = |k: &str| match (order, k) {
+                    (Some(o), "details") if std::ptr::eq(o, STATUS_ORDER) => Some(DETAILS_ORDER),
+                    _ => None,
+                };
+                let mut keys: Vec<&String> = m.keys().collect();
+                if let Some(o) = order {
+                    keys.sort_by_key(|k| o.iter().position(|x| x == k).unwrap_or(o.len()));
+                }
+                for k in keys {
+                    let v = &m[k];
+                    if order.is_some_and(|o| std::ptr::eq(o, DETAILS_ORDER)) && k == "causes" {
+                        let items: Vec<GoOrder> = v
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(|c| GoOrder(c, Some(CAUSE_ORDER)))
+                            .collect();
+                        map.serialize_entry(k, &items)?;
+                    } else {
+                        map.serialize_entry(k, &GoOrder(v, child(k)))?;
+                    }
+                }
+                map.end()
+            }
+            Value::Array(a) => {
+                let mut seq = s.serialize_seq(Some(a.len()))?;
+                for v in a {
+                    seq.serialize_element(&GoOrder(v, None))?;
+                }
+                seq.end()
+            }
+            other => other.serialize(s),
+        }
+    }
+}
+
+/// `v` as JSON, a `Status` in it written in kube-apiserver's field order.
+pub fn to_json(v: &Value) -> Vec<u8> {
+    serde_json::to_vec(&GoOrder(v, None)).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod order_tests {
+    use super::*;
+
+    #[test]
+    fn a_status_is_written_in_go_order() {
+        let e = ApiError::invalid(
+            "apps",
+            "Deployment",
+            "web",
+            vec![Cause::invalid("spec.replicas", "x", "bad")],
+        );
+        let text = String::from_utf8(to_json(&e.status())).unwrap();
+        assert_eq!(
+            text,
+            r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Deployment \"web\" is invalid: spec.replicas: Invalid value: \"x\": bad","reason":"Invalid","details":{"name":"web","group":"apps","kind":"Deployment","causes":[{"reason":"FieldValueInvalid","message":"Invalid value: \"x\": bad","field":"spec.replicas"}]},"code":422}"#
+        );
+        // Nested too; other objects as before.
+        let list = json!([ApiError::gone("too old").status()]);
+        let text = String::from_utf8(to_json(&list)).unwrap();
+        assert_eq!(
+            text,
+            r#"[{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"too old","reason":"Expired","code":410}]"#
+        );
+        let pod = json!({"kind": "Pod", "apiVersion": "v1", "b": 1, "a": 2});
+        assert_eq!(to_json(&pod), serde_json::to_vec(&pod).unwrap());
+    }
+}

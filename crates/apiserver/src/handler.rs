@@ -114,14 +114,22 @@ fn full(bytes: impl Into<Bytes>) -> Body {
 }
 
 fn json_response(code: u16, v: &Value, warnings: &[String]) -> Response<Body> {
-    json_bytes_response(code, serde_json::to_vec(v).unwrap_or_default(), warnings)
+    json_bytes_response(code, crate::error::to_json(v), warnings)
 }
 
 fn bytes_response(code: u16, body: Vec<u8>) -> Response<Body> {
     json_bytes_response(code, body, &[])
 }
 
+/// A JSON answer, ending in a newline as Go's encoder writes it.
 fn json_bytes_response(code: u16, body: impl Into<Bytes>, warnings: &[String]) -> Response<Body> {
+    let mut body: Bytes = body.into();
+    if body.last() != Some(&b'\n') {
+        let mut v = Vec::with_capacity(body.len() + 1);
+        v.extend_from_slice(&body);
+        v.push(b'\n');
+        body = v.into();
+    }
     let mut b = Response::builder()
         .status(StatusCode::from_u16(code).unwrap_or(StatusCode::OK))
         .header("Content-Type", "application/json")
@@ -374,7 +382,11 @@ async fn route(
                     .header("Content-Type", crate::discovery::AGGREGATED_CONTENT_TYPE)
                     .header("Cache-Control", "no-cache, private")
                     .body(full(
-                        serde_json::to_vec(&crate::discovery::aggregated(core)).unwrap_or_default(),
+                        [
+                            crate::error::to_json(&crate::discovery::aggregated(core)),
+                            vec![b'\n'],
+                        ]
+                        .concat(),
                     ))
                     .unwrap_or_else(|_| Response::new(full(""))));
             }
@@ -1790,9 +1802,10 @@ impl WatchRender {
         } else {
             obj.clone()
         };
-        let mut line =
-            serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
-        line.push(b'\n');
+        // {"type":..,"object":..} in metav1.WatchEvent's order.
+        let mut line = format!("{{\"type\":{},\"object\":", json!(kind)).into_bytes();
+        line.extend(crate::error::to_json(&object));
+        line.extend_from_slice(b"}\n");
         Bytes::from(line)
     }
 }

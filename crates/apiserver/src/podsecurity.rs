@@ -1577,13 +1577,18 @@ pub fn parse_pod_security_config(v: &Value) -> Result<Config, String> {
                 errs.push(format!("{path}: must be a string"));
                 continue;
             };
+            // check_name gives every problem (as kube-apiserver lists them): say them
+            // in one message, as the exemption's cause.
+            let joined = |v: Vec<String>| (!v.is_empty()).then(|| v.join(", "));
             let bad = match k {
-                "namespaces" => crate::validation::check_name(crate::resources::NameRule::Label, s)
-                    .map(String::from),
-                "runtimeClasses" => {
-                    crate::validation::check_name(crate::resources::NameRule::Subdomain, s)
-                        .map(String::from)
-                }
+                "namespaces" => joined(crate::validation::check_name(
+                    crate::resources::NameRule::Label,
+                    s,
+                )),
+                "runtimeClasses" => joined(crate::validation::check_name(
+                    crate::resources::NameRule::Subdomain,
+                    s,
+                )),
                 _ => s
                     .is_empty()
                     .then(|| "username must not be empty".to_string()),

@@ -540,8 +540,28 @@ impl Registry {
     }
 
     /// [`Registry::create_as`], answering the created object with its JSON (as the
-    /// watch cache keeps it, which is handed the same).
+    /// watch cache keeps it, which is handed the same). A name generated from
+    /// `generateName` that is taken is generated again (RetryGenerateName).
     pub async fn create_prepared(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        obj: Value,
+        dry_run: bool,
+        manager: Option<&crate::managed::Manager>,
+    ) -> ApiResult<Arc<Prepared>> {
+        let generated = name_of(&obj).is_empty()
+            && obj
+                .pointer("/metadata/generateName")
+                .and_then(Value::as_str)
+                .is_some_and(|g| !g.is_empty());
+        retry_generated_name(generated, || {
+            self.create_once(res, ns, obj.clone(), dry_run, manager)
+        })
+        .await
+    }
+
+    async fn create_once(
         &self,
         res: &Resource,
         ns: Option<&str>,
@@ -572,8 +592,7 @@ impl Registry {
                 .and_then(Value::as_str)
             {
                 if !gen.is_empty() {
-                    let name = format!("{gen}{}", strategy::random_suffix());
-                    obj["metadata"]["name"] = json!(name);
+                    obj["metadata"]["name"] = json!(generate_name(gen));
                 }
             }
         }
@@ -1183,8 +1202,93 @@ fn deletion_can_finish(res: &Resource, obj: &Value) -> bool {
     }
 }
 
+/// The longest `generateName` prefix kept: a generated name fits a DNS label (63) with
+/// its 5 random characters (names.SimpleNameGenerator).
+pub const MAX_GENERATED_NAME_PREFIX: usize = 63 - 5;
+
+/// A name from the `generateName` prefix `base`: cut to [`MAX_GENERATED_NAME_PREFIX`]
+/// characters, then 5 random ones.
+pub fn generate_name(base: &str) -> String {
+    let mut cut = base.len().min(MAX_GENERATED_NAME_PREFIX);
+    while !base.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{}", &base[..cut], strategy::random_suffix())
+}
+
+/// How many times a create with a generated name is tried while the names it draws are
+/// taken (kube-apiserver's maxNameGenerationCreateAttempts).
+pub const GENERATED_NAME_ATTEMPTS: usize = 8;
+
+/// Runs `create` once, or, when the name is `generated`, again (each attempt drawing a
+/// new name) while it fails with AlreadyExists, up to [`GENERATED_NAME_ATTEMPTS`] times.
+pub async fn retry_generated_name<T, F, Fut>(generated: bool, mut create: F) -> ApiResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ApiResult<T>>,
+{
+    let attempts = if generated {
+        GENERATED_NAME_ATTEMPTS
+    } else {
+        1
+    };
+    let mut last = None;
+    for _ in 0..attempts {
+        match create().await {
+            Err(e) if e.reason == "AlreadyExists" => last = Some(e),
+            r => return r,
+        }
+    }
+    Err(last.unwrap_or_else(|| ApiError::new(500, "InternalError", "no create attempted")))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn generated_names_fit_a_label() {
+        let long = "d".repeat(70);
+        let n = super::generate_name(&format!("{long}-"));
+        assert_eq!(n.len(), 63);
+        assert!(n.starts_with(&"d".repeat(58)));
+        let n = super::generate_name("web-");
+        assert!(n.starts_with("web-") && n.len() == 9, "{n}");
+    }
+
+    #[tokio::test]
+    async fn a_generated_name_that_is_taken_is_generated_again() {
+        use crate::error::ApiError;
+        let taken = || ApiError::new(409, "AlreadyExists", "taken");
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let attempt = |fails: usize| {
+            let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                if n < fails {
+                    Err(taken())
+                } else {
+                    Ok(n)
+                }
+            }
+        };
+        // Taken three times, then free.
+        let r = super::retry_generated_name(true, || attempt(3)).await;
+        assert_eq!(r.ok(), Some(3));
+        // Always taken: eight attempts, then the AlreadyExists.
+        calls.store(0, std::sync::atomic::Ordering::SeqCst);
+        let r = super::retry_generated_name(true, || attempt(100)).await;
+        assert_eq!(r.err().map(|e| e.reason), Some("AlreadyExists"));
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 8);
+        // A name the client chose is not retried.
+        calls.store(0, std::sync::atomic::Ordering::SeqCst);
+        let r = super::retry_generated_name(false, || attempt(100)).await;
+        assert!(r.is_err());
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // Nor is another error.
+        calls.store(0, std::sync::atomic::Ordering::SeqCst);
+        let r: Result<usize, _> =
+            super::retry_generated_name(true, || async { Err(ApiError::new(422, "Invalid", "x")) })
+                .await;
+        assert_eq!(r.err().map(|e| e.code), Some(422));
+    }
     use super::*;
 
     #[test]

@@ -52,12 +52,17 @@ pub fn valid_label_key(key: &str) -> bool {
 
 /// A label value: at most 63 characters of `[A-Za-z0-9._-]`, alphanumeric at both ends.
 pub fn valid_label_value(v: &str) -> bool {
+    v.len() <= 63 && label_value_format(v)
+}
+
+/// A label value's characters (empty, or alphanumeric at both ends with `-_.` between),
+/// whatever its length.
+pub fn label_value_format(v: &str) -> bool {
     if v.is_empty() {
         return true;
     }
     let b = v.as_bytes();
-    v.len() <= 63
-        && b[0].is_ascii_alphanumeric()
+    b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
         && b.iter()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))

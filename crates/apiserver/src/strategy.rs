@@ -115,6 +115,7 @@ pub fn prepare_for_create(res: &Resource, obj: &mut Value) {
         obj["status"] = json!({});
     }
     apply_defaults(res, obj);
+    status_defaults(res, obj);
     match res.kind {
         "Pod" => {
             let qos = qos_class(obj.get("spec").unwrap_or(&Value::Null));
@@ -134,6 +135,84 @@ pub fn prepare_for_create(res: &Resource, obj: &mut Value) {
     }
 }
 
+/// The fields of each kind's status kube-apiserver always writes (required in the
+/// OpenAPI schema, or non-pointer fields without `omitempty` in the Go types), zero
+/// when no controller has set them yet: what a typed client insists on finding.
+const STATUS_ZEROES: &[(&str, &[&str])] = &[
+    (
+        "DaemonSet",
+        &[
+            "currentNumberScheduled",
+            "numberMisscheduled",
+            "desiredNumberScheduled",
+            "numberReady",
+        ],
+    ),
+    ("ReplicaSet", &["replicas"]),
+    ("ReplicationController", &["replicas"]),
+    ("StatefulSet", &["replicas", "availableReplicas"]),
+    (
+        "PodDisruptionBudget",
+        &[
+            "disruptionsAllowed",
+            "currentHealthy",
+            "desiredHealthy",
+            "expectedPods",
+        ],
+    ),
+    ("HorizontalPodAutoscaler", &["desiredReplicas"]),
+];
+
+/// The string fields of a Node's `status.nodeInfo` (all required).
+const NODE_INFO: &[&str] = &[
+    "machineID",
+    "systemUUID",
+    "bootID",
+    "kernelVersion",
+    "osImage",
+    "containerRuntimeVersion",
+    "kubeletVersion",
+    "kubeProxyVersion",
+    "operatingSystem",
+    "architecture",
+];
+
+/// Fills in the status fields kube-apiserver always serializes (see [`STATUS_ZEROES`]),
+/// on create and on every status write.
+pub fn status_defaults(res: &Resource, obj: &mut Value) {
+    if !res.status {
+        return;
+    }
+    if let Some((_, fields)) = STATUS_ZEROES.iter().find(|(k, _)| *k == res.kind) {
+        let status = obj_mut(obj, "status");
+        for f in *fields {
+            default(status, f, json!(0));
+        }
+        return;
+    }
+    match res.kind {
+        // Structs without `omitempty`'s effect in Go: always there, if empty.
+        "Ingress" => default(obj_mut(obj, "status"), "loadBalancer", json!({})),
+        "Node" => {
+            let status = obj_mut(obj, "status");
+            default(status, "daemonEndpoints", json!({}));
+            if let Some(Value::Object(d)) = status.get_mut("daemonEndpoints") {
+                default(d, "kubeletEndpoint", json!({}));
+                if let Some(Value::Object(k)) = d.get_mut("kubeletEndpoint") {
+                    default(k, "Port", json!(0));
+                }
+            }
+            default(status, "nodeInfo", json!({}));
+            if let Some(Value::Object(info)) = status.get_mut("nodeInfo") {
+                for f in NODE_INFO {
+                    default(info, f, json!(""));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 fn set_label(obj: &mut Value, key: &str, value: Value) {
     let meta = obj_mut(obj, "metadata");
     if !meta.get("labels").is_some_and(Value::is_object) {
@@ -147,6 +226,7 @@ fn set_label(obj: &mut Value, key: &str, value: Value) {
 /// Defaults of the built-in kinds, as the real server applies them (also on update).
 pub fn apply_defaults(res: &Resource, obj: &mut Value) {
     match res.kind {
+        "Event" if res.group.is_empty() => crate::convert::core_event_defaults(obj),
         "Pod" => {
             if let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) {
                 pod_spec_defaults(spec, true);
@@ -170,7 +250,28 @@ pub fn apply_defaults(res: &Resource, obj: &mut Value) {
             }
             template_defaults(obj.pointer_mut("/spec/template"));
         }
-        "ReplicaSet" | "ReplicationController" => {
+        "ReplicaSet" => {
+            default(obj_mut(obj, "spec"), "replicas", json!(1));
+            template_defaults(obj.pointer_mut("/spec/template"));
+        }
+        "ReplicationController" => {
+            // An empty selector, and empty labels, are the template's labels
+            // (SetDefaults_ReplicationController).
+            let labels = obj
+                .pointer("/spec/template/metadata/labels")
+                .filter(|l| l.as_object().is_some_and(|m| !m.is_empty()))
+                .cloned();
+            if let Some(labels) = labels {
+                let empty = |v: Option<&Value>| {
+                    v.is_none_or(|v| v.as_object().is_none_or(|m| m.is_empty()))
+                };
+                if empty(obj.pointer("/spec/selector")) {
+                    obj_mut(obj, "spec").insert("selector".into(), labels.clone());
+                }
+                if empty(obj.pointer("/metadata/labels")) {
+                    obj_mut(obj, "metadata").insert("labels".into(), labels);
+                }
+            }
             default(obj_mut(obj, "spec"), "replicas", json!(1));
             template_defaults(obj.pointer_mut("/spec/template"));
         }
@@ -527,6 +628,7 @@ pub fn prepare_for_update(res: &Resource, old: &Value, new: &mut Value, sub: Sub
         let status = new.get("status").cloned().unwrap_or(json!({}));
         *new = old.clone();
         new["status"] = status;
+        status_defaults(res, new);
         return;
     }
     if sub == Subresource::EphemeralContainers {
@@ -1020,6 +1122,36 @@ mod tests {
         assert_eq!(pod["status"]["phase"], "Pending");
         assert_eq!(pod["status"]["qosClass"], "BestEffort");
         assert_eq!(pod["metadata"]["uid"].as_str().map(str::len), Some(36));
+    }
+
+    #[test]
+    fn status_writes_keep_the_fields_go_always_writes() {
+        let res = lookup("apps", "v1", "daemonsets").unwrap();
+        let mut old = json!({"metadata": {"name": "d"}, "spec": {}});
+        prepare_for_create(res, &mut old);
+        assert_eq!(
+            old["status"],
+            json!({"currentNumberScheduled": 0, "numberMisscheduled": 0,
+            "desiredNumberScheduled": 0, "numberReady": 0})
+        );
+        let mut new = old.clone();
+        new["status"] = json!({"numberReady": 2, "observedGeneration": 1});
+        prepare_for_update(res, &old, &mut new, Subresource::Status);
+        assert_eq!(
+            new["status"],
+            json!({"currentNumberScheduled": 0, "numberMisscheduled": 0,
+            "desiredNumberScheduled": 0, "numberReady": 2, "observedGeneration": 1})
+        );
+        let node = lookup("", "v1", "nodes").unwrap();
+        let mut n =
+            json!({"metadata": {"name": "n"}, "status": {"nodeInfo": {"kubeletVersion": "v1"}}});
+        prepare_for_create(node, &mut n);
+        assert_eq!(n["status"]["nodeInfo"]["kubeletVersion"], "v1");
+        assert_eq!(n["status"]["nodeInfo"]["bootID"], "");
+        assert_eq!(
+            n["status"]["daemonEndpoints"],
+            json!({"kubeletEndpoint": {"Port": 0}})
+        );
     }
 
     #[test]

@@ -6,20 +6,30 @@ use serde_json::Value;
 use crate::error::Cause;
 use crate::resources::{NameRule, Resource};
 
-/// DNS-1123 label: at most 63 of `[a-z0-9-]`, alphanumeric at both ends.
-pub fn is_dns1123_label(s: &str) -> bool {
+/// `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, of any length.
+fn label_format(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
-        && b.len() <= 63
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
         && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
-/// DNS-1123 subdomain: at most 253 characters, dot-separated DNS-1123 labels.
+/// Dot-separated [`label_format`]s (no limit on each one's length, as upstream's regex).
+fn subdomain_format(s: &str) -> bool {
+    s.split('.').all(label_format)
+}
+
+/// DNS-1123 label: at most 63 of `[a-z0-9-]`, alphanumeric at both ends.
+pub fn is_dns1123_label(s: &str) -> bool {
+    s.len() <= 63 && label_format(s)
+}
+
+/// DNS-1123 subdomain: at most 253 characters, dot-separated `[a-z0-9-]` runs,
+/// alphanumeric at both ends.
 pub fn is_dns1123_subdomain(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns1123_label)
+    s.len() <= 253 && subdomain_format(s)
 }
 
 /// DNS-1035 label: a DNS-1123 label starting with a letter.
@@ -31,25 +41,99 @@ const LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case a
 const SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
 const LABEL1035_MSG: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')";
 
-/// Checks a name against a rule; `None` when valid, else the detail message.
-pub fn check_name(rule: NameRule, name: &str) -> Option<&'static str> {
-    let ok = match rule {
-        NameRule::Label => is_dns1123_label(name),
-        NameRule::Subdomain => is_dns1123_subdomain(name),
-        NameRule::Label1035 => is_dns1035_label(name),
-        NameRule::PathSegment => {
-            !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '%'])
+/// apimachinery's MaxLenError.
+fn max_len(n: usize) -> String {
+    format!("must be no more than {n} characters")
+}
+
+/// What is wrong with `name` under `rule`, each as kube-apiserver words it (its length
+/// first, then its characters, as IsDNS1123Subdomain and friends); empty when valid.
+pub fn check_name(rule: NameRule, name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    match rule {
+        NameRule::Subdomain => {
+            if name.len() > 253 {
+                out.push(max_len(253));
+            }
+            if !subdomain_format(name) {
+                out.push(SUBDOMAIN_MSG.into());
+            }
         }
-    };
-    if ok {
-        return None;
+        NameRule::Label => {
+            if name.len() > 63 {
+                out.push(max_len(63));
+            }
+            if !label_format(name) {
+                out.push(if subdomain_format(name) {
+                    "must not contain dots".into()
+                } else {
+                    LABEL_MSG.into()
+                });
+            }
+        }
+        NameRule::Label1035 => {
+            if name.len() > 63 {
+                out.push(max_len(63));
+            }
+            if !(label_format(name) && name.as_bytes()[0].is_ascii_lowercase()) {
+                out.push(LABEL1035_MSG.into());
+            }
+        }
+        NameRule::PathSegment => {
+            if name.is_empty() || name == "." || name == ".." || name.contains(['/', '%']) {
+                out.push("may not be '.' or '..' and may not contain '/' or '%'".into());
+            }
+        }
     }
-    Some(match rule {
-        NameRule::Label => LABEL_MSG,
-        NameRule::Subdomain => SUBDOMAIN_MSG,
-        NameRule::Label1035 => LABEL1035_MSG,
-        NameRule::PathSegment => "may not be '.' or '..' and may not contain '/' or '%'",
-    })
+    out
+}
+
+/// The most data a ConfigMap or Secret holds (core.MaxSecretSize).
+pub const MAX_CONFIG_SIZE: usize = 1024 * 1024;
+
+/// The bytes a base64 value decodes to.
+fn decoded_len(s: &str) -> usize {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .map(|b| b.len())
+        .unwrap_or(s.len())
+}
+
+/// A ConfigMap's data and binaryData, or a Secret's data (its stringData already
+/// merged in), together at most [`MAX_CONFIG_SIZE`] bytes: over it, TooLong on the
+/// whole object (`[]`) for a ConfigMap, on `data` for a Secret, as ValidateConfigMap
+/// and ValidateSecret.
+fn config_size(kind: &str, obj: &Value, causes: &mut Vec<Cause>) {
+    let values = |field: &str| {
+        obj.get(field)
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .filter_map(|(_, v)| v.as_str())
+    };
+    let total: usize = if kind == "Secret" {
+        values("data").map(decoded_len).sum::<usize>()
+            + values("stringData").map(str::len).sum::<usize>()
+    } else {
+        values("data").map(str::len).sum::<usize>()
+            + values("binaryData").map(decoded_len).sum::<usize>()
+    };
+    if total > MAX_CONFIG_SIZE {
+        causes.push(Cause {
+            reason: "FieldValueTooLong",
+            field: if kind == "Secret" { "data" } else { "[]" }.into(),
+            message: format!("Too long: must have at most {MAX_CONFIG_SIZE} bytes"),
+        });
+    }
+}
+
+/// A DNS-1123 label field's problems as causes (ValidateDNS1123Label).
+fn label_causes(field: &str, value: &str) -> Vec<Cause> {
+    check_name(NameRule::Label, value)
+        .iter()
+        .map(|m| Cause::invalid(field, value, m))
+        .collect()
 }
 
 /// Validates metadata and the kind's required fields.
@@ -65,8 +149,10 @@ pub fn validate(res: &Resource, obj: &Value) -> Vec<Cause> {
             field: "metadata.name".into(),
             message: "Required value: name or generateName is required".into(),
         });
-    } else if let Some(msg) = check_name(res.name_rule, name) {
-        causes.push(Cause::invalid("metadata.name", name, msg));
+    } else {
+        for msg in check_name(res.name_rule, name) {
+            causes.push(Cause::invalid("metadata.name", name, &msg));
+        }
     }
     for (field, what) in [("labels", true), ("annotations", false)] {
         if let Some(map) = obj.pointer(&format!("/metadata/{field}")) {
@@ -84,11 +170,20 @@ pub fn validate(res: &Resource, obj: &Value) -> Vec<Cause> {
                     causes.push(Cause::invalid(path.clone(), k, "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"));
                 }
                 match v.as_str() {
-                    Some(s) if what && !crate::selector::valid_label_value(s) => causes.push(
-                        Cause::invalid(path.clone(), s, "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"),
-                    ),
+                    Some(s) if what && !crate::selector::valid_label_value(s) => {
+                        if s.len() > 63 {
+                            causes.push(Cause::invalid(path.clone(), s, &max_len(63)));
+                        }
+                        if !crate::selector::label_value_format(s) {
+                            causes.push(Cause::invalid(path.clone(), s, "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"));
+                        }
+                    }
                     Some(_) => {}
-                    None => causes.push(Cause::invalid(format!("{path}.{k}"), "", "must be a string")),
+                    None => causes.push(Cause::invalid(
+                        format!("{path}.{k}"),
+                        "",
+                        "must be a string",
+                    )),
                 }
             }
         }
@@ -98,6 +193,7 @@ pub fn validate(res: &Resource, obj: &Value) -> Vec<Cause> {
         "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => {
             validate_workload(obj, &mut causes)
         }
+        "ReplicationController" => validate_replication_controller(obj, &mut causes),
         "Job" => {
             validate_pod_spec(
                 obj.pointer("/spec/template/spec"),
@@ -134,6 +230,7 @@ pub fn validate(res: &Resource, obj: &Value) -> Vec<Cause> {
             if res.kind == "Secret" {
                 validate_secret_type(obj, &mut causes);
             }
+            config_size(res.kind, obj, &mut causes);
             for field in ["data", "binaryData", "stringData"] {
                 if let Some(map) = obj.get(field).and_then(Value::as_object) {
                     for k in map.keys() {
@@ -764,6 +861,37 @@ pub fn go_string_map(m: &std::collections::BTreeMap<String, String>) -> String {
     format!("map[string]string{{{}}}", items.join(", "))
 }
 
+/// A ReplicationController: an equality-based selector (a plain map), required and
+/// matching the template's labels, as ValidateReplicationControllerSpec.
+fn validate_replication_controller(obj: &Value, causes: &mut Vec<Cause>) {
+    let selector: std::collections::BTreeMap<String, String> = obj
+        .pointer("/spec/selector")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    if selector.is_empty() {
+        causes.push(Cause::required("spec.selector"));
+    }
+    match obj.pointer("/spec/template").filter(|t| !t.is_null()) {
+        None => causes.push(Cause::required("spec.template")),
+        Some(t) => {
+            let labels = crate::selector::labels_of(t);
+            if !selector.is_empty() && !selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+                causes.push(invalid_raw(
+                    "spec.template.metadata.labels",
+                    &go_string_map(&labels),
+                    "selector does not match template labels",
+                ));
+            }
+        }
+    }
+    validate_replicas_and_template(obj, causes);
+}
+
 fn validate_workload(obj: &Value, causes: &mut Vec<Cause>) {
     let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
     let selector = obj.pointer("/spec/selector").filter(|s| !s.is_null());
@@ -797,6 +925,12 @@ fn validate_workload(obj: &Value, causes: &mut Vec<Cause>) {
             "`selector` does not match template `labels`",
         ));
     }
+    validate_replicas_and_template(obj, causes);
+}
+
+/// `spec.replicas` and the pod template of a workload (its restart policy Always).
+fn validate_replicas_and_template(obj: &Value, causes: &mut Vec<Cause>) {
+    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
     if let Some(r) = obj.pointer("/spec/replicas") {
         match r.as_i64() {
             Some(n) if n < 0 => causes.push(invalid_raw(
@@ -915,7 +1049,7 @@ fn validate_service(obj: &Value, causes: &mut Vec<Cause>) {
                 causes.push(Cause::required(at("name")));
             }
         } else if !is_dns1123_label(name) {
-            causes.push(Cause::invalid(at("name"), name, LABEL_MSG));
+            causes.extend(label_causes(&at("name"), name));
         } else if !names.insert(name) {
             causes.push(duplicate(at("name"), name));
         }
@@ -1420,7 +1554,7 @@ pub fn validate_pod_spec(spec: Option<&Value>, path: &str, causes: &mut Vec<Caus
         if name.is_empty() {
             causes.push(Cause::required(at));
         } else if !is_dns1123_label(name) {
-            causes.push(Cause::invalid(at, name, LABEL_MSG));
+            causes.extend(label_causes(&at, name));
         } else if !volumes.insert(name) {
             causes.push(duplicate(at, name));
         }
@@ -1457,11 +1591,7 @@ pub fn validate_pod_spec(spec: Option<&Value>, path: &str, causes: &mut Vec<Caus
         if name.is_empty() {
             causes.push(Cause::required(format!("{path}.containers[{i}].name")));
         } else if !is_dns1123_label(name) {
-            causes.push(Cause::invalid(
-                format!("{path}.containers[{i}].name"),
-                name,
-                LABEL_MSG,
-            ));
+            causes.extend(label_causes(&format!("{path}.containers[{i}].name"), name));
         } else if !names.insert(name) {
             causes.push(Cause {
                 reason: "FieldValueDuplicate",
@@ -1522,7 +1652,7 @@ fn validate_ephemeral_containers(
         if name.is_empty() {
             causes.push(Cause::required(format!("{at}.name")));
         } else if !is_dns1123_label(name) {
-            causes.push(Cause::invalid(format!("{at}.name"), name, LABEL_MSG));
+            causes.extend(label_causes(&format!("{at}.name"), name));
         } else if !taken.insert(name) {
             causes.push(duplicate(format!("{at}.name"), name));
         }
@@ -1687,8 +1817,38 @@ mod tests {
         assert!(!is_dns1123_subdomain("a..b"));
         assert!(!is_dns1123_subdomain("../etc"));
         assert!(!is_dns1035_label("1abc"));
-        assert!(check_name(NameRule::PathSegment, "system:controller:x").is_none());
-        assert!(check_name(NameRule::PathSegment, "..").is_some());
+        assert!(check_name(NameRule::PathSegment, "system:controller:x").is_empty());
+        assert!(!check_name(NameRule::PathSegment, "..").is_empty());
+        // A subdomain's segments have no length of their own; the whole is 253.
+        let long_segment = "a".repeat(100);
+        assert!(check_name(NameRule::Subdomain, &format!("{long_segment}.b")).is_empty());
+        assert!(check_name(NameRule::Subdomain, &"a".repeat(253)).is_empty());
+        assert_eq!(
+            check_name(NameRule::Subdomain, &"a".repeat(254)),
+            vec!["must be no more than 253 characters".to_string()]
+        );
+        assert_eq!(check_name(NameRule::Subdomain, "A").len(), 1);
+        assert!(check_name(NameRule::Subdomain, "A")[0]
+            .starts_with("a lowercase RFC 1123 subdomain must consist of"));
+        assert_eq!(
+            check_name(NameRule::Subdomain, &format!("{}-", "a".repeat(253))).len(),
+            2
+        );
+        // Labels: 63, and no dots.
+        assert_eq!(
+            check_name(NameRule::Label, &"a".repeat(64)),
+            vec!["must be no more than 63 characters".to_string()]
+        );
+        assert_eq!(
+            check_name(NameRule::Label, "a.b"),
+            vec!["must not contain dots".to_string()]
+        );
+        assert!(check_name(NameRule::Label, "A")[0].starts_with("a lowercase RFC 1123 label"));
+        assert_eq!(
+            check_name(NameRule::Label1035, &"a".repeat(64)),
+            vec!["must be no more than 63 characters".to_string()]
+        );
+        assert!(check_name(NameRule::Label1035, "1a")[0].starts_with("a DNS-1035 label"));
     }
 
     #[test]

@@ -763,3 +763,623 @@ async fn cached_lists_are_consistent_and_watches_stay_in_their_namespace() {
     );
     fx.stop().await;
 }
+
+/// The schema a `$ref` (or a one-element `allOf`) names, followed to the end.
+fn resolve<'a>(mut schema: &'a Value, schemas: &'a serde_json::Map<String, Value>) -> &'a Value {
+    for _ in 0..16 {
+        let target = schema.get("$ref").and_then(Value::as_str).or_else(|| {
+            schema
+                .get("allOf")
+                .and_then(Value::as_array)
+                .filter(|a| a.len() == 1)
+                .and_then(|a| a[0].get("$ref"))
+                .and_then(Value::as_str)
+        });
+        match target
+            .and_then(|r| r.rsplit('/').next())
+            .and_then(|n| schemas.get(n))
+        {
+            Some(s) => schema = s,
+            None => break,
+        }
+    }
+    schema
+}
+
+/// A Time or MicroTime: Go writes a zero one (a non-pointer field) as `null`.
+fn is_time(schema: &Value) -> bool {
+    let name = |s: &Value| {
+        s.get("$ref")
+            .or_else(|| s.pointer("/allOf/0/$ref"))
+            .and_then(Value::as_str)
+            .map(|r| r.ends_with(".Time") || r.ends_with(".MicroTime"))
+    };
+    name(schema).unwrap_or(false)
+}
+
+/// Every field `schema` requires that `v` lacks (a required field that is `null` is
+/// missing, but for a zero time), recursively through properties, maps and arrays.
+fn missing_required(
+    v: &Value,
+    schema: &Value,
+    schemas: &serde_json::Map<String, Value>,
+    at: &str,
+    out: &mut Vec<String>,
+) {
+    let s = resolve(schema, schemas);
+    for part in s
+        .get("allOf")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        missing_required(v, part, schemas, at, out);
+    }
+    match v {
+        Value::Object(o) => {
+            let props = s.get("properties").and_then(Value::as_object);
+            for r in s
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let r = r.as_str().unwrap_or_default();
+                let prop = props.and_then(|p| p.get(r));
+                match o.get(r) {
+                    None => out.push(format!("{at}.{r}")),
+                    Some(Value::Null) if !prop.is_some_and(is_time) => {
+                        out.push(format!("{at}.{r} (null)"))
+                    }
+                    _ => {}
+                }
+            }
+            for (k, sub) in props.into_iter().flatten() {
+                if let Some(x) = o.get(k) {
+                    missing_required(x, sub, schemas, &format!("{at}.{k}"), out);
+                }
+            }
+            if let Some(ap) = s.get("additionalProperties").filter(|a| a.is_object()) {
+                for (k, x) in o {
+                    missing_required(x, ap, schemas, &format!("{at}[{k}]"), out);
+                }
+            }
+        }
+        Value::Array(a) => {
+            if let Some(items) = s.get("items") {
+                for (i, x) in a.iter().enumerate() {
+                    missing_required(x, items, schemas, &format!("{at}[{i}]"), out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Every answer of every kind the server serves (create, get, list, watch; create only
+/// for the reviews) carries every field the kind's OpenAPI v3 schema requires, as
+/// kube-apiserver's always do (a typed client rejects an answer without them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_has_the_fields_its_schema_requires() {
+    use skiff_apiserver::resources::RESOURCES;
+    if !have_kubectl() {
+        return;
+    }
+    let mut fx = Fixture::start_with(|cfg, work| {
+        let file = work.join("tokens.csv");
+        std::fs::write(&file, "schema-token,schemer,1003,\"system:masters\"\n")
+            .expect("write token file");
+        cfg.token_auth_file = Some(file);
+    })
+    .await;
+    let t = "schema-token";
+    // The schemas of every group-version the server describes.
+    let (code, index) = fx.curl(t, "GET", "/openapi/v3", "", "").await;
+    assert_eq!(code, 200, "{index}");
+    let mut schemas = serde_json::Map::new();
+    for gv in json(&index)["paths"].as_object().into_iter().flatten() {
+        let url = gv.1["serverRelativeURL"].as_str().unwrap_or_default();
+        let (code, doc) = fx.curl(t, "GET", url, "", "").await;
+        assert_eq!(code, 200, "{url}: {doc}");
+        if let Some(s) = json(&doc)
+            .pointer("/components/schemas")
+            .and_then(Value::as_object)
+        {
+            schemas.extend(s.clone());
+        }
+    }
+    let kind_schema = |r: &skiff_apiserver::resources::Resource| {
+        schemas
+            .values()
+            .find(|s| {
+                s["x-kubernetes-group-version-kind"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|g| {
+                        g["group"] == r.group && g["version"] == r.version && g["kind"] == r.kind
+                    })
+            })
+            .cloned()
+    };
+    let collection = |r: &skiff_apiserver::resources::Resource| {
+        let base = if r.group.is_empty() {
+            format!("/api/{}", r.version)
+        } else {
+            format!("/apis/{}/{}", r.group, r.version)
+        };
+        if r.namespaced {
+            format!("{base}/namespaces/d/{}", r.plural)
+        } else {
+            format!("{base}/{}", r.plural)
+        }
+    };
+    let mut failures = Vec::new();
+    let mut check = |what: String, v: &Value, schema: &Value| {
+        let mut out = Vec::new();
+        missing_required(v, schema, &schemas, "", &mut out);
+        if !out.is_empty() {
+            failures.push(format!("{what}: missing {out:?} in {v}"));
+        }
+    };
+
+    // One object of every stored kind, and an events.k8s.io Event.
+    let mut docs: Vec<Value> = vec![serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "d"}})];
+    for doc in EVERY_KIND.split("\n---\n") {
+        docs.push(serde_saphyr::from_str(doc).expect("manifest YAML"));
+    }
+    let request = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(certificate_request("someone"))
+    };
+    docs.push(serde_json::json!({
+        "apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+        "metadata": {"name": "csr-x"},
+        "spec": {"request": request, "signerName": "kubernetes.io/kube-apiserver-client",
+                 "usages": ["client auth"]}}));
+    docs.push(serde_json::json!({
+        "apiVersion": "events.k8s.io/v1", "kind": "Event",
+        "metadata": {"name": "new-ev", "namespace": "d"},
+        "eventTime": "2024-01-01T00:00:00.000000Z", "reportingController": "test/x",
+        "reportingInstance": "x-1", "action": "Testing", "reason": "Tested", "type": "Normal",
+        "regarding": {"kind": "ConfigMap", "name": "cfg", "namespace": "d"}}));
+    let mut kinds = Vec::new();
+    for doc in &docs {
+        let api_version = doc["apiVersion"].as_str().unwrap_or_default();
+        let kind = doc["kind"].as_str().unwrap_or_default();
+        let r = RESOURCES
+            .iter()
+            .find(|r| r.api_version() == api_version && r.kind == kind)
+            .unwrap_or_else(|| panic!("{api_version} {kind} is not served"));
+        let name = doc["metadata"]["name"].as_str().unwrap_or_default();
+        let schema = kind_schema(r).unwrap_or_else(|| panic!("no schema for {kind}"));
+        let (code, body) = fx
+            .curl(
+                t,
+                "POST",
+                &collection(r),
+                "application/json",
+                &doc.to_string(),
+            )
+            .await;
+        assert_eq!(code, 201, "create {kind}: {body}");
+        check(format!("create {kind}"), &json(&body), &schema);
+        let (code, body) = fx
+            .curl(t, "GET", &format!("{}/{name}", collection(r)), "", "")
+            .await;
+        assert_eq!(code, 200, "get {kind}: {body}");
+        check(format!("get {kind}"), &json(&body), &schema);
+        if !kinds.contains(&r) {
+            kinds.push(r);
+        }
+    }
+    // Every served kind has been created (a new kind needs an object above).
+    for r in RESOURCES.iter().filter(|r| r.verbs().contains(&"get")) {
+        assert!(
+            kinds.contains(&r),
+            "no object of {} {}",
+            r.api_version(),
+            r.kind
+        );
+    }
+    for r in &kinds {
+        let schema = kind_schema(r).unwrap_or_default();
+        let (code, body) = fx.curl(t, "GET", &collection(r), "", "").await;
+        assert_eq!(code, 200, "list {}: {body}", r.kind);
+        let list = json(&body);
+        assert!(list["items"].is_array(), "list {}: {list}", r.kind);
+        assert!(list["metadata"].is_object(), "list {}: {list}", r.kind);
+        for item in list["items"].as_array().into_iter().flatten() {
+            check(format!("list {}", r.kind), item, &schema);
+        }
+        let (code, body) = fx
+            .curl(
+                t,
+                "GET",
+                &format!(
+                    "{}?watch=1&resourceVersion=0&timeoutSeconds=1",
+                    collection(r)
+                ),
+                "",
+                "",
+            )
+            .await;
+        assert_eq!(code, 200, "watch {}: {body}", r.kind);
+        let events: Vec<Value> = body.lines().filter(|l| !l.is_empty()).map(json).collect();
+        assert!(!events.is_empty(), "watch {}: no events", r.kind);
+        for e in &events {
+            check(format!("watch {}", r.kind), &e["object"], &schema);
+        }
+    }
+    // A core Event has the strings and struct Go always writes; the events.k8s.io
+    // view of it leaves the empty reporting fields out, as its `omitempty`.
+    let (_, ev) = fx
+        .curl(t, "GET", "/api/v1/namespaces/d/events/ev-0", "", "")
+        .await;
+    let ev = json(&ev);
+    assert_eq!(
+        (&ev["reportingComponent"], &ev["reportingInstance"]),
+        (&Value::from(""), &Value::from("")),
+        "{ev}"
+    );
+    let (_, ev) = fx
+        .curl(
+            t,
+            "GET",
+            "/apis/events.k8s.io/v1/namespaces/d/events/ev-0",
+            "",
+            "",
+        )
+        .await;
+    let ev = json(&ev);
+    assert!(ev.get("reportingController").is_none(), "{ev}");
+    let (_, ev) = fx
+        .curl(t, "GET", "/api/v1/namespaces/d/events/new-ev", "", "")
+        .await;
+    let ev = json(&ev);
+    assert_eq!(ev["reportingComponent"], "test/x", "{ev}");
+    assert_eq!(ev["source"], serde_json::json!({}), "{ev}");
+    // The reviews, created only.
+    for review in [
+        serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}),
+        serde_json::json!({"apiVersion": "authentication.k8s.io/v1beta1", "kind": "SelfSubjectReview"}),
+        serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+            "spec": {"token": t}}),
+        serde_json::json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": {"verb": "get", "resource": "pods", "namespace": "d"}}}),
+        serde_json::json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectRulesReview",
+            "spec": {"namespace": "d"}}),
+        serde_json::json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+            "spec": {"user": "jane", "resourceAttributes": {"verb": "get", "resource": "pods"}}}),
+    ] {
+        let kind = review["kind"].as_str().unwrap_or_default();
+        let api_version = review["apiVersion"].as_str().unwrap_or_default();
+        let r = RESOURCES
+            .iter()
+            .find(|r| r.api_version() == api_version && r.kind == kind)
+            .unwrap_or_else(|| panic!("{api_version} {kind} is not served"));
+        let (code, body) = fx
+            .curl(
+                t,
+                "POST",
+                &collection(r),
+                "application/json",
+                &review.to_string(),
+            )
+            .await;
+        assert_eq!(code, 201, "create {kind}: {body}");
+        // (A kind the server describes no schema of has nothing to check against.)
+        if let Some(schema) = kind_schema(r) {
+            check(
+                format!("create {api_version} {kind}"),
+                &json(&body),
+                &schema,
+            );
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    fx.stop().await;
+}
+
+/// Names as kube-apiserver checks them: subdomains of up to 253 characters (no limit on
+/// a segment), namespaces as DNS-1123 labels, services as DNS-1035 labels, with its
+/// messages; generateName prefixes cut to 58 characters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_are_checked_and_generated_as_kube_apiserver_does() {
+    if !have_kubectl() {
+        return;
+    }
+    let mut fx = Fixture::start().await;
+    let k = KUBECTL_NEW;
+    // A 64-character Pod name, a 100-character segment, a 253-character name.
+    let pod64 = "p".repeat(64);
+    let file = fx.file(
+        "pod64.yaml",
+        &format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {pod64}\nspec:\n  containers:\n  - name: c\n    image: busybox\n"),
+    );
+    fx.ok(k, &["create", "-f", file.to_str().unwrap_or_default()])
+        .await;
+    // kubectl run labels it with its name and names its container so: both too long,
+    // and said so.
+    let run64 = "r".repeat(64);
+    let err = fx
+        .fails(k, &["run", &run64, "--image=busybox", "--restart=Never"])
+        .await;
+    assert!(
+        err.contains(&format!("metadata.labels: Invalid value: \"{run64}\": must be no more than 63 characters"))
+            && err.contains(&format!("spec.containers[0].name: Invalid value: \"{run64}\": must be no more than 63 characters"))
+            && !err.contains("metadata.name"),
+        "{err}"
+    );
+    let segment = format!("{}.x", "s".repeat(100));
+    fx.ok(k, &["create", "configmap", &segment]).await;
+    let longest = format!("{}.{}", "a".repeat(126), "b".repeat(126));
+    assert_eq!(longest.len(), 253);
+    fx.ok(k, &["create", "configmap", &longest]).await;
+    let too_long = format!("{longest}c");
+    let err = fx.fails(k, &["create", "configmap", &too_long]).await;
+    assert!(
+        err.contains(&format!(
+            "ConfigMap \"{too_long}\" is invalid: metadata.name: Invalid value: \"{too_long}\": must be no more than 253 characters"
+        )),
+        "{err}"
+    );
+    let err = fx.fails(k, &["create", "configmap", "Upper"]).await;
+    assert!(
+        err.contains("metadata.name: Invalid value: \"Upper\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"),
+        "{err}"
+    );
+    // Namespaces: DNS-1123 labels.
+    let ns64 = "n".repeat(64);
+    let err = fx.fails(k, &["create", "namespace", &ns64]).await;
+    assert!(
+        err.contains(&format!(
+            "metadata.name: Invalid value: \"{ns64}\": must be no more than 63 characters"
+        )),
+        "{err}"
+    );
+    let err = fx.fails(k, &["create", "namespace", "a.b"]).await;
+    assert!(
+        err.contains("metadata.name: Invalid value: \"a.b\": must not contain dots"),
+        "{err}"
+    );
+    fx.ok(k, &["create", "namespace", &"n".repeat(63)]).await;
+    // Services: DNS-1035 labels.
+    let err = fx
+        .fails(k, &["create", "service", "clusterip", "1svc", "--tcp=80"])
+        .await;
+    assert!(
+        err.contains("metadata.name: Invalid value: \"1svc\": a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character"),
+        "{err}"
+    );
+    let svc64 = "v".repeat(64);
+    let err = fx
+        .fails(k, &["create", "service", "clusterip", &svc64, "--tcp=80"])
+        .await;
+    assert!(err.contains("must be no more than 63 characters"), "{err}");
+    // generateName: a prefix of 70 characters is cut to 58, then 5 random ones.
+    let prefix = format!("{}-", "g".repeat(69));
+    let file = fx.file(
+        "gen.yaml",
+        &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  generateName: {prefix}\n"),
+    );
+    let name = fx
+        .ok(
+            k,
+            &[
+                "create",
+                "-f",
+                file.to_str().unwrap_or_default(),
+                "-o",
+                "jsonpath={.metadata.name}",
+            ],
+        )
+        .await;
+    assert_eq!(name.len(), 63, "{name}");
+    assert!(name.starts_with(&"g".repeat(58)), "{name}");
+    for n in [pod64.as_str()] {
+        fx.ok(k, &["delete", "pod", n, "--wait=false"]).await;
+    }
+    fx.ok(k, &["delete", "configmap", &segment, &longest, &name])
+        .await;
+    fx.ok(k, &["delete", "namespace", &"n".repeat(63), "--wait=false"])
+        .await;
+    fx.stop().await;
+}
+
+/// Answers as Go writes them: a Status with metav1.Status's fields in their order, a
+/// watch event's type before its object, and every JSON answer ending in a newline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statuses_and_json_answers_are_written_as_go_writes_them() {
+    if !have_kubectl() {
+        return;
+    }
+    let mut fx = Fixture::start_with(|cfg, work| {
+        let file = work.join("tokens.csv");
+        std::fs::write(&file, "go-token,gopher,1004,\"system:masters\"\n")
+            .expect("write token file");
+        cfg.token_auth_file = Some(file);
+    })
+    .await;
+    let t = "go-token";
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let cm = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"go"},"data":{"a":"1"}}"#;
+    let mut answers = Vec::new();
+    answers.push((
+        "create",
+        fx.curl(t, "POST", cms, "application/json", cm).await,
+    ));
+    answers.push(("get", fx.curl(t, "GET", &format!("{cms}/go"), "", "").await));
+    answers.push(("list", fx.curl(t, "GET", cms, "", "").await));
+    answers.push((
+        "patch",
+        fx.curl(
+            t,
+            "PATCH",
+            &format!("{cms}/go"),
+            "application/merge-patch+json",
+            r#"{"data":{"b":"2"}}"#,
+        )
+        .await,
+    ));
+    answers.push(("discovery", fx.curl(t, "GET", "/api/v1", "", "").await));
+    answers.push(("groups", fx.curl(t, "GET", "/apis", "", "").await));
+    answers.push(("version", fx.curl(t, "GET", "/version", "", "").await));
+    let (code, missing) = fx
+        .curl(t, "GET", &format!("{cms}/nothing-here"), "", "")
+        .await;
+    assert_eq!(code, 404, "{missing}");
+    assert_eq!(
+        missing,
+        "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"configmaps \\\"nothing-here\\\" not found\",\"reason\":\"NotFound\",\"details\":{\"name\":\"nothing-here\",\"kind\":\"configmaps\"},\"code\":404}\n"
+    );
+    let (code, invalid) = fx
+        .curl(
+            t,
+            "POST",
+            cms,
+            "application/json",
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"Bad"}}"#,
+        )
+        .await;
+    assert_eq!(code, 422, "{invalid}");
+    assert!(
+        invalid.starts_with("{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"ConfigMap \\\"Bad\\\" is invalid: ")
+            && invalid.contains("\"reason\":\"Invalid\",\"details\":{\"name\":\"Bad\",\"kind\":\"ConfigMap\",\"causes\":[{\"reason\":\"FieldValueInvalid\",\"message\":\"Invalid value: \\\"Bad\\\": a lowercase RFC 1123 subdomain")
+            && invalid.ends_with("\"field\":\"metadata.name\"}]},\"code\":422}\n"),
+        "{invalid}"
+    );
+    answers.push((
+        "delete",
+        fx.curl(t, "DELETE", &format!("{cms}/go"), "", "").await,
+    ));
+    for (what, (code, body)) in &answers {
+        assert!(*code < 300, "{what}: {code} {body}");
+        assert!(
+            body.ends_with("}\n") && !body.ends_with("\n\n"),
+            "{what}: {body:?}"
+        );
+    }
+    // A watch: one event a line, its type first.
+    let (code, events) = fx
+        .curl(
+            t,
+            "GET",
+            "/api/v1/namespaces/kube-system/configmaps?watch=1&resourceVersion=0&timeoutSeconds=1",
+            "",
+            "",
+        )
+        .await;
+    assert_eq!(code, 200, "{events}");
+    assert!(!events.is_empty() && events.ends_with('\n'), "{events:?}");
+    for line in events.lines() {
+        assert!(
+            line.starts_with("{\"type\":\"ADDED\",\"object\":{"),
+            "{line}"
+        );
+    }
+    fx.stop().await;
+}
+
+/// A ConfigMap's data and binaryData, and a Secret's data and stringData, hold at most
+/// 1 MiB together; over it the create is refused as kube-apiserver refuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configmaps_and_secrets_hold_at_most_one_mebibyte() {
+    use base64::Engine;
+    if !have_kubectl() {
+        return;
+    }
+    let mut fx = Fixture::start_with(|cfg, work| {
+        let file = work.join("tokens.csv");
+        std::fs::write(&file, "size-token,sizer,1005,\"system:masters\"\n")
+            .expect("write token file");
+        cfg.token_auth_file = Some(file);
+    })
+    .await;
+    let t = "size-token";
+    let b64 = |n: usize| base64::engine::general_purpose::STANDARD.encode(vec![b'x'; n]);
+    const MIB: usize = 1024 * 1024;
+    let post = |name: &str, path: &'static str, body: Value| {
+        let file = fx.file(&format!("{name}.json"), &body.to_string());
+        let at = format!("@{}", file.display());
+        let fx = &fx;
+        async move { fx.curl(t, "POST", path, "application/json", &at).await }
+    };
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let secrets = "/api/v1/namespaces/default/secrets";
+    // Exactly 1 MiB, split between data and binaryData: fine.
+    let (code, body) = post(
+        "cm-full",
+        cms,
+        serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "full"},
+            "data": {"a": "x".repeat(MIB / 2)}, "binaryData": {"b": b64(MIB / 2)}}),
+    )
+    .await;
+    assert_eq!(code, 201, "{}", &body[..body.len().min(300)]);
+    // One byte more: 422, the whole object too long.
+    let (code, body) = post(
+        "cm-over",
+        cms,
+        serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "over"},
+            "data": {"a": "x".repeat(MIB / 2 + 1)}, "binaryData": {"b": b64(MIB / 2)}}),
+    )
+    .await;
+    assert_eq!(code, 422, "{body}");
+    let status = json(&body);
+    assert_eq!(
+        status["message"],
+        "ConfigMap \"over\" is invalid: []: Too long: must have at most 1048576 bytes"
+    );
+    assert_eq!(
+        status["details"]["causes"],
+        serde_json::json!([{"reason": "FieldValueTooLong", "message": "Too long: must have at most 1048576 bytes", "field": "[]"}])
+    );
+    // A Secret: data and stringData together, on `data`.
+    let (code, body) = post(
+        "secret-over",
+        secrets,
+        serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "over"},
+            "data": {"a": b64(MIB / 2)}, "stringData": {"b": "y".repeat(MIB / 2 + 1)}}),
+    )
+    .await;
+    assert_eq!(code, 422, "{body}");
+    let status = json(&body);
+    assert_eq!(
+        status["message"],
+        "Secret \"over\" is invalid: data: Too long: must have at most 1048576 bytes"
+    );
+    assert_eq!(status["details"]["causes"][0]["field"], "data");
+    let (code, body) = post(
+        "secret-full",
+        secrets,
+        serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "full"},
+            "data": {"a": b64(MIB / 2)}, "stringData": {"b": "y".repeat(MIB / 2)}}),
+    )
+    .await;
+    assert_eq!(code, 201, "{}", &body[..body.len().min(300)]);
+    // Growing one past the limit by an update is refused too.
+    let k = KUBECTL_NEW;
+    let err = fx
+        .fails(
+            k,
+            &[
+                "patch",
+                "configmap",
+                "full",
+                "--type=merge",
+                "-p",
+                r#"{"data":{"c":"z"}}"#,
+            ],
+        )
+        .await;
+    assert!(
+        err.contains(
+            "ConfigMap \"full\" is invalid: []: Too long: must have at most 1048576 bytes"
+        ),
+        "{err}"
+    );
+    fx.ok(k, &["delete", "configmap", "full"]).await;
+    fx.ok(k, &["delete", "secret", "full"]).await;
+    fx.stop().await;
+}

@@ -147,6 +147,32 @@ fn job_done(j: &Job) -> Option<bool> {
         .map(|c| c.type_ == "Complete")
 }
 
+/// The Job a CronJob named `name` runs at `due`: named `<cronjob>-<due in minutes>`
+/// whatever name its template has, with the template's labels and annotations and
+/// the scheduled time (in the CronJob's zone), as getJobFromTemplate2.
+pub fn job_from_template(
+    template: &serde_json::Value,
+    ns: &str,
+    name: &str,
+    uid: &str,
+    due: DateTime<Utc>,
+    tz: chrono_tz::Tz,
+) -> serde_json::Value {
+    let mut job = json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": crate::template_metadata(template),
+        "spec": template.get("spec").cloned().unwrap_or(json!({})),
+    });
+    job["metadata"]["name"] = json!(format!("{name}-{}", due.timestamp() / 60));
+    job["metadata"]["namespace"] = json!(ns);
+    job["metadata"]["annotations"]["batch.kubernetes.io/cronjob-scheduled-timestamp"] = json!(due
+        .with_timezone(&tz)
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    job["metadata"]["ownerReferences"] =
+        json!([crate::owner_ref("batch/v1", "CronJob", name, uid)]);
+    job
+}
+
 /// CronJobs already warned about an unknown time zone (by uid).
 static WARNED: std::sync::Mutex<std::collections::BTreeSet<String>> =
     std::sync::Mutex::new(std::collections::BTreeSet::new());
@@ -271,20 +297,8 @@ impl CronJobs {
                     }
                 }
                 if create {
-                    let job_name = format!("{name}-{}", due.timestamp() / 60);
                     let template = serde_json::to_value(&spec.job_template).unwrap_or_default();
-                    let mut job = json!({
-                        "apiVersion": "batch/v1", "kind": "Job",
-                        "metadata": template.get("metadata").cloned().unwrap_or(json!({})),
-                        "spec": template.get("spec").cloned().unwrap_or(json!({})),
-                    });
-                    job["metadata"]["name"] = json!(job_name);
-                    job["metadata"]["namespace"] = json!(ns);
-                    job["metadata"]["annotations"]
-                        ["batch.kubernetes.io/cronjob-scheduled-timestamp"] =
-                        json!(due.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-                    job["metadata"]["ownerReferences"] =
-                        json!([crate::owner_ref("batch/v1", "CronJob", &name, &uid)]);
+                    let job = job_from_template(&template, &ns, &name, &uid, due, tz);
                     if let Ok(j) = serde_json::from_value::<Job>(job) {
                         match api_jobs.create(&crate::post_params(), &j).await {
                             Ok(j) => self.expectations.wrote(&key, &j),
@@ -349,6 +363,28 @@ impl CronJobs {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn jobs_are_named_for_the_cronjob_and_the_time() {
+        let template = json!({"metadata": {"name": "fixed", "labels": {"a": "b"}},
+                              "spec": {"template": {"spec": {"containers": []}}}});
+        let due = Utc.with_ymd_and_hms(2024, 1, 1, 0, 5, 0).unwrap();
+        let j = job_from_template(&template, "ns", "cj", "u", due, chrono_tz::UTC);
+        assert_eq!(
+            j["metadata"]["name"],
+            json!(format!("cj-{}", due.timestamp() / 60))
+        );
+        assert_eq!(j["metadata"]["labels"], json!({"a": "b"}));
+        assert_eq!(
+            j["metadata"]["annotations"]["batch.kubernetes.io/cronjob-scheduled-timestamp"],
+            json!("2024-01-01T00:05:00Z")
+        );
+        let j = job_from_template(&template, "ns", "cj", "u", due, chrono_tz::Europe::Paris);
+        assert_eq!(
+            j["metadata"]["annotations"]["batch.kubernetes.io/cronjob-scheduled-timestamp"],
+            json!("2024-01-01T01:05:00+01:00")
+        );
+    }
 
     #[test]
     fn schedules() {

@@ -5,7 +5,7 @@
 //!
 //! With an integer `minAvailable` the expected count is the number of matching pods;
 //! with a percentage or `maxUnavailable` it is the scale of the pods' controllers
-//! (Deployment through its ReplicaSet, ReplicaSet, StatefulSet), and a pod without one
+//! (Deployment through its ReplicaSet, ReplicaSet, ReplicationController, StatefulSet), and a pod without one
 //! of those makes the budget fail safe (no disruption allowed, condition reason
 //! SyncFailed). Pods recorded in `disruptedPods` by an eviction count as unhealthy until
 //! they are gone, or for two minutes.
@@ -101,6 +101,15 @@ fn controller_scale(inf: &crate::Informers, pod: &Pod) -> Option<(String, i32)> 
                 owner.uid.clone(),
                 rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
             ))
+        }
+        "ReplicationController" => {
+            let rc = inf.replication_controllers.get(&key)?;
+            (rc.metadata.uid.as_deref() == Some(owner.uid.as_str())).then(|| {
+                (
+                    owner.uid.clone(),
+                    rc.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+                )
+            })
         }
         "StatefulSet" => {
             let sts = inf.statefulsets.get(&key)?;

@@ -6,7 +6,7 @@
 //! caches, with expectations so a lagging cache never makes it create twice, and a
 //! periodic resync as a safety net. None relies on having seen every event.
 //!
-//! The scheduler ([`scheduling`]); the workloads (Deployments, ReplicaSets,
+//! The scheduler ([`scheduling`]); the workloads (Deployments, ReplicaSets, ReplicationControllers,
 //! StatefulSets, Jobs, CronJobs, DaemonSets); and the cluster loop (garbage collection
 //! with its orphan and foreground finalizers, namespace deletion, service accounts and
 //! the root CA, endpoints, node lifecycle, persistent volumes and their claims).
@@ -33,8 +33,8 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, Service,
-    ServiceAccount,
+    ConfigMap, Endpoints, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
+    ReplicationController, Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -68,6 +68,7 @@ pub struct Informers {
     pub nodes: Informer<Node>,
     pub namespaces: Informer<Namespace>,
     pub replicasets: Informer<ReplicaSet>,
+    pub replication_controllers: Informer<ReplicationController>,
     pub deployments: Informer<Deployment>,
     pub statefulsets: Informer<StatefulSet>,
     pub revisions: Informer<ControllerRevision>,
@@ -135,6 +136,7 @@ impl Informers {
             nodes: start(client, stop),
             namespaces: start(client, stop),
             replicasets: start_ns(client, stop),
+            replication_controllers: start_ns(client, stop),
             deployments: start_ns(client, stop),
             statefulsets: start_ns(client, stop),
             revisions: start_ns(client, stop),
@@ -164,6 +166,7 @@ impl Informers {
         self.nodes.synced().await;
         self.namespaces.synced().await;
         self.replicasets.synced().await;
+        self.replication_controllers.synced().await;
         self.deployments.synced().await;
         self.statefulsets.synced().await;
         self.revisions.synced().await;
@@ -421,7 +424,33 @@ pub fn owner_ref(api_version: &str, kind: &str, name: &str, uid: &str) -> serde_
                        "controller": true, "blockOwnerDeletion": true})
 }
 
-/// A new pod from a pod template, named `<owner name>-<random>`, in `ns`, controlled
+/// The metadata an object made from a template keeps of the template's: its labels,
+/// annotations and finalizers only, as Kubernetes' controllers copy them (a name,
+/// namespace, generateName or uid in a template is ignored).
+pub fn template_metadata(template: &serde_json::Value) -> serde_json::Value {
+    let mut meta = serde_json::json!({});
+    if let Some(m) = template.get("metadata") {
+        for k in ["labels", "annotations", "finalizers"] {
+            if let Some(v) = m.get(k).filter(|v| !v.is_null()) {
+                meta[k] = v.clone();
+            }
+        }
+    }
+    meta
+}
+
+/// The generateName of the pods of the controller named `owner`: `<owner>-`, or the
+/// bare name when the dash would make it too long a name (as getPodsPrefix).
+pub fn pods_prefix(owner: &str) -> String {
+    if owner.len() < 253 {
+        format!("{owner}-")
+    } else {
+        owner.to_string()
+    }
+}
+
+/// A new pod from a pod template (its spec, labels, annotations and finalizers),
+/// named `<owner name>-<random>` whatever name the template has, in `ns`, controlled
 /// by `owner` (an [`owner_ref`]).
 pub fn pod_from_template(
     template: &serde_json::Value,
@@ -430,11 +459,11 @@ pub fn pod_from_template(
 ) -> serde_json::Value {
     let mut pod = serde_json::json!({
         "apiVersion": "v1", "kind": "Pod",
-        "metadata": template.get("metadata").cloned().unwrap_or(serde_json::json!({})),
+        "metadata": template_metadata(template),
         "spec": template.get("spec").cloned().unwrap_or(serde_json::json!({})),
     });
     pod["metadata"]["generateName"] =
-        serde_json::json!(format!("{}-", owner["name"].as_str().unwrap_or("pod")));
+        serde_json::json!(pods_prefix(owner["name"].as_str().unwrap_or("pod")));
     pod["metadata"]["namespace"] = serde_json::json!(ns);
     pod["metadata"]["ownerReferences"] = serde_json::json!([owner]);
     pod
@@ -556,6 +585,26 @@ mod tests {
             &None::<i32>,
             &serde_json::json!({"replicas": 0})
         ));
+    }
+
+    #[test]
+    fn pods_from_a_template_are_named_for_their_owner() {
+        let template = serde_json::json!({
+            "metadata": {"name": "fixed-name", "namespace": "elsewhere", "generateName": "x-",
+                         "uid": "u", "labels": {"app": "a"}, "annotations": {"k": "v"},
+                         "finalizers": ["f/f"]},
+            "spec": {"containers": [{"name": "c", "image": "i"}]}});
+        let owner = owner_ref("apps/v1", "ReplicaSet", "web-abc", "uid1");
+        let pod = pod_from_template(&template, "ns1", owner.clone());
+        assert_eq!(
+            pod["metadata"],
+            serde_json::json!({"generateName": "web-abc-", "namespace": "ns1",
+                "labels": {"app": "a"}, "annotations": {"k": "v"}, "finalizers": ["f/f"],
+                "ownerReferences": [owner]})
+        );
+        assert_eq!(pod["spec"], template["spec"]);
+        let long = "a".repeat(253);
+        assert_eq!(pods_prefix(&long), long);
     }
 
     #[test]

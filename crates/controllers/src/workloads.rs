@@ -7,14 +7,14 @@
 //! the hash also labelled on its pods); the current one is scaled to `replicas`,
 //! older ones scaled down as new pods become ready, never dropping below
 //! `replicas - maxUnavailable` available nor above `replicas + maxSurge`;
-//! `Recreate` scales the old ones to zero first. ReplicaSet: create or delete pods
-//! until the selector matches `replicas` of them. (Their garbage collection is
-//! [`crate::gc`]'s.)
+//! `Recreate` scales the old ones to zero first. ReplicaSet (and ReplicationController,
+//! the same controller over the older kind): create or delete pods until it controls
+//! `replicas` of them. (Their garbage collection is [`crate::gc`]'s.)
 
 use crate::informer::{resync, run_workers, stopped, Expectations, Informer, Key, Queue, Requeue};
 use crate::{owner_ref, Informers};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, ReplicaSet};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, Patch};
 use kube::Client;
@@ -83,34 +83,91 @@ fn int_or_percent(
     }
 }
 
-/// The ReplicaSet controller's reconcile of one ReplicaSet, from the caches.
-pub struct ReplicaSets {
+/// What the replica controller needs of the kind it runs: ReplicaSets (apps/v1) and
+/// ReplicationControllers (v1, the original replica controller, with an
+/// equality-based selector) share one controller.
+pub trait ReplicaOwner:
+    kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + serde::Serialize
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    const API_VERSION: &'static str;
+    const KIND: &'static str;
+    /// `spec.replicas` (1 when unset), or None without a spec.
+    fn desired(&self) -> Option<i32>;
+    /// `spec.template`.
+    fn template(&self) -> Option<&PodTemplateSpec>;
+    /// `status`, as JSON (null when unset).
+    fn status_json(&self) -> serde_json::Value;
+}
+
+impl ReplicaOwner for ReplicaSet {
+    const API_VERSION: &'static str = "apps/v1";
+    const KIND: &'static str = "ReplicaSet";
+    fn desired(&self) -> Option<i32> {
+        self.spec.as_ref().map(|s| s.replicas.unwrap_or(1))
+    }
+    fn template(&self) -> Option<&PodTemplateSpec> {
+        self.spec.as_ref().and_then(|s| s.template.as_ref())
+    }
+    fn status_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.status).unwrap_or_default()
+    }
+}
+
+impl ReplicaOwner for ReplicationController {
+    const API_VERSION: &'static str = "v1";
+    const KIND: &'static str = "ReplicationController";
+    fn desired(&self) -> Option<i32> {
+        self.spec.as_ref().map(|s| s.replicas.unwrap_or(1))
+    }
+    fn template(&self) -> Option<&PodTemplateSpec> {
+        self.spec.as_ref().and_then(|s| s.template.as_ref())
+    }
+    fn status_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.status).unwrap_or_default()
+    }
+}
+
+/// The replica controller's reconcile of one ReplicaSet or ReplicationController,
+/// from the caches.
+pub struct Replicas<K: ReplicaOwner> {
     pub client: Client,
-    pub replicasets: Informer<ReplicaSet>,
+    pub owners: Informer<K>,
     pub pods: Informer<Pod>,
     pub expectations: Expectations<Pod>,
 }
+
+/// The ReplicaSet controller.
+pub type ReplicaSets = Replicas<ReplicaSet>;
+/// The ReplicationController controller.
+pub type ReplicationControllers = Replicas<ReplicationController>;
 
 /// Pods created at once grow 1, 2, 4, ... (Kubernetes' slow start), so a template that
 /// fails does not fail a thousand times.
 const SLOW_START_INITIAL_BATCH: usize = 1;
 
-impl ReplicaSets {
+impl<K: ReplicaOwner> Replicas<K> {
     pub async fn reconcile(&self, key: Key) -> Result<Requeue, kube::Error> {
-        let Some(rs) = self.replicasets.get(&key) else {
+        let Some(rs) = self.owners.get(&key) else {
             self.expectations.forget(&key);
             return Ok(None);
         };
-        if rs.metadata.deletion_timestamp.is_some() {
+        if rs.meta().deletion_timestamp.is_some() {
             return Ok(None);
         }
         let ns = key.namespace.clone();
         let name = key.name.clone();
-        let uid = rs.metadata.uid.clone().unwrap_or_default();
-        let Some(spec) = &rs.spec else {
+        let uid = rs.meta().uid.clone().unwrap_or_default();
+        let Some(want) = rs.desired() else {
             return Ok(None);
         };
-        let want = spec.replicas.unwrap_or(1).max(0);
+        let want = want.max(0);
         let owned_pods = self.pods.controlled_by(&ns, &uid);
         let owned: Vec<&Pod> = owned_pods
             .iter()
@@ -124,11 +181,11 @@ impl ReplicaSets {
         // cannot tell how many pods there are.
         let manage = self.expectations.satisfied(&key);
         if manage && have < want {
-            let template = serde_json::to_value(&spec.template).unwrap_or_default();
+            let template = serde_json::to_value(rs.template()).unwrap_or_default();
             let pod = crate::pod_from_template(
                 &template,
                 &ns,
-                owner_ref("apps/v1", "ReplicaSet", &name, &uid),
+                owner_ref(K::API_VERSION, K::KIND, &name, &uid),
             );
             if let Ok(p) = serde_json::from_value::<Pod>(pod) {
                 let mut left = (want - have) as usize;
@@ -144,13 +201,18 @@ impl ReplicaSets {
                             Ok(created) => self.expectations.wrote(&key, &created),
                             Err(e) => {
                                 failed = true;
-                                tracing::warn!(replicaset = %name, error = %e, "creating pod");
-                                let involved = serde_json::json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                tracing::warn!(kind = K::KIND, name = %name, error = %e, "creating pod");
+                                let involved = serde_json::json!({"apiVersion": K::API_VERSION, "kind": K::KIND,
                                     "name": name, "namespace": ns, "uid": uid});
+                                let component = if K::KIND == "ReplicationController" {
+                                    "replication-controller"
+                                } else {
+                                    "replicaset-controller"
+                                };
                                 crate::failed_create(
                                     &self.client,
                                     involved,
-                                    "replicaset-controller",
+                                    component,
                                     |m| format!("Error creating: {m}"),
                                     &e,
                                 )
@@ -198,8 +260,7 @@ impl ReplicaSets {
         let labeled = remaining
             .iter()
             .filter(|p| {
-                spec.template
-                    .as_ref()
+                rs.template()
                     .and_then(|t| t.metadata.as_ref())
                     .and_then(|m| m.labels.as_ref())
                     .map(|l| {
@@ -215,10 +276,10 @@ impl ReplicaSets {
             "fullyLabeledReplicas": labeled,
             "readyReplicas": ready,
             "availableReplicas": ready,
-            "observedGeneration": rs.metadata.generation,
+            "observedGeneration": rs.meta().generation,
         });
-        if crate::patch_changes(&rs.status, &status) {
-            let rapi: Api<ReplicaSet> = Api::namespaced(self.client.clone(), &ns);
+        if crate::patch_changes(&rs.status_json(), &status) {
+            let rapi: Api<K> = Api::namespaced(self.client.clone(), &ns);
             rapi.patch_status(
                 &name,
                 &crate::patch_params(),
@@ -768,7 +829,7 @@ where
     })
 }
 
-/// Starts the workload controllers (Deployments, ReplicaSets, StatefulSets, Jobs,
+/// Starts the workload controllers (Deployments, ReplicaSets, ReplicationControllers, StatefulSets, Jobs,
 /// CronJobs, DaemonSets) over the shared informers; they run until `stop`.
 pub fn start(
     client: &Client,
@@ -782,7 +843,7 @@ pub fn start(
     enqueue_owner(&inf.pods, "ReplicaSet", &q);
     let c = Arc::new(ReplicaSets {
         client: client.clone(),
-        replicasets: inf.replicasets.clone(),
+        owners: inf.replicasets.clone(),
         pods: inf.pods.clone(),
         expectations: Expectations::new(inf.pods.clone()),
     });
@@ -791,6 +852,28 @@ pub fn start(
         5,
         q,
         inf.replicasets.clone(),
+        inf.clone(),
+        stop.clone(),
+        move |k| {
+            let c = c.clone();
+            async move { c.reconcile(k).await }
+        },
+    ));
+
+    let q = Queue::new();
+    enqueue_changed(&inf.replication_controllers, &q);
+    enqueue_owner(&inf.pods, "ReplicationController", &q);
+    let c = Arc::new(ReplicationControllers {
+        client: client.clone(),
+        owners: inf.replication_controllers.clone(),
+        pods: inf.pods.clone(),
+        expectations: Expectations::new(inf.pods.clone()),
+    });
+    tasks.push(spawn_controller(
+        "replicationcontroller",
+        5,
+        q,
+        inf.replication_controllers.clone(),
         inf.clone(),
         stop.clone(),
         move |k| {

@@ -3639,3 +3639,124 @@ fn a_suspended_job_waits_and_runs_when_resumed() {
     ]);
     assert!(st.starts_with("JobResumed 20"), "{st}");
 }
+
+/// The names of the pods with label `app=<app>` that are not being deleted.
+fn live_pods(c: &Cluster, app: &str) -> Vec<String> {
+    let list = c.ok(&["get", "pods", "-l", &format!("app={app}"), "-o", "json"]);
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .map(|p| {
+            p["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+/// Waits until `app` has exactly `n` pods.
+fn wait_pods(c: &Cluster, app: &str, n: usize) -> Vec<String> {
+    let start = Instant::now();
+    loop {
+        let pods = live_pods(c, app);
+        if pods.len() == n {
+            return pods;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{app}: wanted {n} pods, have {pods:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn a_replication_controller_runs_scales_and_its_pods_ignore_the_templates_name() {
+    let c = Cluster::start(Root::with_busybox(EXE));
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    // A ReplicationController without a selector (it defaults to the template's
+    // labels), whose template names its pods: the name is ignored.
+    c.apply("apiVersion: v1\nkind: ReplicationController\nmetadata:\n  name: rc-web\nspec:\n  replicas: 2\n  template:\n    metadata:\n      name: fixed-name\n      labels:\n        app: rc-web\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: c\n        image: busybox\n        imagePullPolicy: Never\n        command: [\"sleep\", \"600\"]\n");
+    let rc = c.ok(&["get", "rc", "rc-web", "-o", "json"]);
+    let rc: serde_json::Value = serde_json::from_str(&rc).unwrap();
+    assert_eq!(rc["spec"]["selector"], serde_json::json!({"app": "rc-web"}));
+    assert_eq!(
+        rc["metadata"]["labels"],
+        serde_json::json!({"app": "rc-web"})
+    );
+    let status = "jsonpath={.status.replicas}/{.status.fullyLabeledReplicas}/{.status.readyReplicas}/{.status.availableReplicas}/{.status.observedGeneration}";
+    c.wait_for(&["get", "rc", "rc-web", "-o", status], "2/2/2/2/1", 60);
+    let pods = wait_pods(&c, "rc-web", 2);
+    for p in &pods {
+        assert!(
+            p.starts_with("rc-web-") && p.len() == "rc-web-".len() + 5,
+            "{pods:?}"
+        );
+    }
+    // A deleted pod is replaced.
+    c.ok(&["delete", "pod", &pods[0], "--grace-period", "1"]);
+    c.wait_for(&["get", "rc", "rc-web", "-o", status], "2/2/2/2/1", 60);
+    assert!(!live_pods(&c, "rc-web").contains(&pods[0]));
+    // kubectl scale, through the scale subresource, up and down.
+    c.ok(&["scale", "rc", "rc-web", "--replicas=3"]);
+    c.wait_for(&["get", "rc", "rc-web", "-o", status], "3/3/3/3/2", 60);
+    wait_pods(&c, "rc-web", 3);
+    let scale = c.ok(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/replicationcontrollers/rc-web/scale",
+    ]);
+    let scale: serde_json::Value = serde_json::from_str(&scale).unwrap();
+    assert_eq!(scale["spec"]["replicas"], 3, "{scale}");
+    assert_eq!(scale["status"]["selector"], "app=rc-web", "{scale}");
+    c.ok(&["scale", "rc", "rc-web", "--replicas=1"]);
+    c.wait_for(&["get", "rc", "rc-web", "-o", status], "1/1/1/1/3", 60);
+    wait_pods(&c, "rc-web", 1);
+    // A selector that does not match the template is refused as upstream words it.
+    let bad = c.root.dir.join("bad-rc.yaml");
+    std::fs::write(&bad, "apiVersion: v1\nkind: ReplicationController\nmetadata:\n  name: rc-bad\nspec:\n  selector:\n    app: other\n  template:\n    metadata:\n      labels:\n        app: rc-bad\n    spec:\n      containers:\n      - name: c\n        image: busybox\n").unwrap();
+    let o = c.kubectl(&["create", "-f", bad.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"rc-bad\"}: selector does not match template labels"),
+        "{err}"
+    );
+
+    // A Deployment of 2 whose template has a name runs both (pods named for their
+    // ReplicaSet), as does a DaemonSet's.
+    c.apply("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: named-tmpl\nspec:\n  replicas: 2\n  selector:\n    matchLabels:\n      app: named-tmpl\n  template:\n    metadata:\n      name: fixed-name\n      labels:\n        app: named-tmpl\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: c\n        image: busybox\n        imagePullPolicy: Never\n        command: [\"sleep\", \"600\"]\n");
+    c.wait_for(&["get", "deploy", "named-tmpl"], "2/2", 60);
+    for p in wait_pods(&c, "named-tmpl", 2) {
+        assert!(p.starts_with("named-tmpl-") && p != "fixed-name", "{p}");
+    }
+    c.apply("apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: named-ds\nspec:\n  selector:\n    matchLabels:\n      app: named-ds\n  template:\n    metadata:\n      name: named-ds\n      labels:\n        app: named-ds\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: c\n        image: busybox\n        imagePullPolicy: Never\n        command: [\"sleep\", \"600\"]\n");
+    let ds = wait_pods(&c, "named-ds", 1);
+    assert!(
+        ds[0].starts_with("named-ds-") && ds[0].len() == "named-ds-".len() + 5,
+        "{ds:?}"
+    );
+
+    // A Deployment with a 50-character name runs its pod: the generated name is cut
+    // to 58 characters plus 5.
+    let long = format!("long-{}", "d".repeat(45));
+    c.apply(&format!("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {long}\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: long-name\n  template:\n    metadata:\n      labels:\n        app: long-name\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: c\n        image: busybox\n        imagePullPolicy: Never\n        command: [\"sleep\", \"600\"]\n"));
+    c.wait_for(&["get", "deploy", &long], "1/1", 60);
+    let lp = wait_pods(&c, "long-name", 1);
+    assert!(lp[0].len() == 63 && lp[0].starts_with(&long), "{lp:?}");
+    let hostname = c.ok(&["exec", &lp[0], "--", "hostname"]);
+    assert_eq!(hostname.trim(), lp[0]);
+    c.ok(&["delete", "deploy", &long]);
+    wait_pods(&c, "long-name", 0);
+
+    // Deleting them removes their pods.
+    c.ok(&["delete", "rc", "rc-web"]);
+    c.ok(&["delete", "deploy", "named-tmpl"]);
+    c.ok(&["delete", "ds", "named-ds"]);
+    wait_pods(&c, "rc-web", 0);
+    wait_pods(&c, "named-tmpl", 0);
+    wait_pods(&c, "named-ds", 0);
+}

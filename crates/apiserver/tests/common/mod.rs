@@ -363,3 +363,290 @@ data:
   a: "1"
   b: "2"
 "#;
+
+/// One object of every stored kind, in namespace `d` (cluster-scoped ones by name).
+pub const EVERY_KIND: &str = r#"apiVersion: v1
+kind: ConfigMap
+metadata: {name: cfg, namespace: d}
+data: {key: value}
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {name: web, namespace: d}
+subsets:
+- addresses: [{ip: 10.1.0.5}]
+  ports: [{name: http, port: 80, protocol: TCP}]
+---
+apiVersion: v1
+kind: Event
+metadata: {name: ev-0, namespace: d}
+involvedObject: {kind: ConfigMap, name: cfg, namespace: d}
+reason: Created
+message: made by hand
+type: Normal
+source: {component: test}
+---
+apiVersion: v1
+kind: LimitRange
+metadata: {name: limits, namespace: d}
+spec:
+  limits:
+  - type: Container
+    default: {cpu: 200m}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: node-x, labels: {kubernetes.io/hostname: node-x}}
+spec:
+  podCIDR: 10.42.9.0/24
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: pv-x}
+spec:
+  capacity: {storage: 1Gi}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  hostPath: {path: /tmp/pv-x}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: claim, namespace: d}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: pod-x, namespace: d, labels: {app: web}}
+spec:
+  containers:
+  - name: c
+    image: busybox:1.36
+    command: [sleep, "3600"]
+    ports: [{containerPort: 80}]
+    env: [{name: A, value: "1"}]
+---
+apiVersion: v1
+kind: PodTemplate
+metadata: {name: tmpl, namespace: d}
+template:
+  metadata: {labels: {app: t}}
+  spec:
+    containers: [{name: c, image: busybox:1.36}]
+---
+apiVersion: v1
+kind: ReplicationController
+metadata: {name: rc, namespace: d}
+spec:
+  replicas: 0
+  selector: {app: rc}
+  template:
+    metadata: {labels: {app: rc}}
+    spec:
+      containers: [{name: c, image: busybox:1.36}]
+---
+apiVersion: v1
+kind: ResourceQuota
+metadata: {name: quota, namespace: d}
+spec:
+  hard: {pods: "10", requests.cpu: "4"}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: sec, namespace: d}
+stringData: {password: hunter2}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: robot, namespace: d}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: d}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: 80}]
+---
+apiVersion: apps/v1
+kind: ControllerRevision
+metadata: {name: rev-1, namespace: d}
+revision: 1
+data: {spec: {template: {metadata: {labels: {app: x}}}}}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: ds, namespace: d}
+spec:
+  selector: {matchLabels: {app: ds}}
+  template:
+    metadata: {labels: {app: ds}}
+    spec:
+      containers: [{name: c, image: busybox:1.36}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: deploy, namespace: d}
+spec:
+  replicas: 0
+  selector: {matchLabels: {app: deploy}}
+  template:
+    metadata: {labels: {app: deploy}}
+    spec:
+      containers: [{name: c, image: busybox:1.36}]
+---
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {name: rs, namespace: d}
+spec:
+  replicas: 0
+  selector: {matchLabels: {app: rs}}
+  template:
+    metadata: {labels: {app: rs}}
+    spec:
+      containers: [{name: c, image: busybox:1.36}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: sts, namespace: d}
+spec:
+  replicas: 0
+  serviceName: web
+  selector: {matchLabels: {app: sts}}
+  template:
+    metadata: {labels: {app: sts}}
+    spec:
+      containers: [{name: c, image: busybox:1.36}]
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: {requests: {storage: 1Gi}}
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: cron, namespace: d}
+spec:
+  schedule: "*/5 * * * *"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: OnFailure
+          containers: [{name: c, image: busybox:1.36}]
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: job, namespace: d}
+spec:
+  suspend: true
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: c, image: busybox:1.36}]
+---
+apiVersion: coordination.k8s.io/v1
+kind: Lease
+metadata: {name: lease, namespace: d}
+spec: {holderIdentity: me, leaseDurationSeconds: 15}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-abc, namespace: d, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+endpoints: [{addresses: [10.1.0.5], conditions: {ready: true}}]
+ports: [{name: http, port: 80, protocol: TCP}]
+---
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: nginx}
+spec: {controller: example.com/ingress}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: ing, namespace: d}
+spec:
+  ingressClassName: nginx
+  rules:
+  - host: example.com
+    http:
+      paths:
+      - path: /
+        pathType: Prefix
+        backend: {service: {name: web, port: {number: 80}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny, namespace: d}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Ingress]
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: pdb, namespace: d}
+spec:
+  minAvailable: 1
+  selector: {matchLabels: {app: web}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: reader}
+rules:
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: reader}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: reader}
+subjects: [{kind: User, apiGroup: rbac.authorization.k8s.io, name: alice}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: editor, namespace: d}
+rules:
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, update]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: editor, namespace: d}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: editor}
+subjects: [{kind: ServiceAccount, name: robot, namespace: d}]
+---
+apiVersion: scheduling.k8s.io/v1
+kind: PriorityClass
+metadata: {name: high}
+value: 1000
+description: important
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: fast}
+provisioner: example.com/fast
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: hpa, namespace: d}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: deploy}
+  minReplicas: 1
+  maxReplicas: 3
+  metrics:
+  - type: Resource
+    resource: {name: cpu, target: {type: Utilization, averageUtilization: 80}}
+"#;
+
+/// A key and a PEM certificate request.
+pub fn certificate_request(cn: &str) -> String {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::default();
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, cn);
+    params.distinguished_name = dn;
+    let csr = params.serialize_request(&key).expect("csr");
+    csr.pem().expect("pem")
+}
