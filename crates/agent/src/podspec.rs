@@ -372,64 +372,11 @@ pub fn field_ref_value(pod: &Pod, path: &str, rt: &PodRuntimeInfo) -> Result<Str
     })
 }
 
-/// A Kubernetes quantity in thousandths (`500m` → 500, `1` → 1000, `1Ki` → 1024000).
+/// A Kubernetes quantity in thousandths (`500m` → 500, `1` → 1000, `1Ki` → 1024000),
+/// as `skiff_meta::quantity` reads it.
 pub fn parse_quantity_milli(s: &str) -> Result<i128, SpecError> {
-    let bad = || SpecError::Invalid(format!("invalid quantity: {s}"));
-    let s = s.trim();
-    let suffixes: [(&str, i128, i128); 14] = [
-        ("Ki", 1 << 10, 1),
-        ("Mi", 1 << 20, 1),
-        ("Gi", 1 << 30, 1),
-        ("Ti", 1 << 40, 1),
-        ("Pi", 1 << 50, 1),
-        ("Ei", 1 << 60, 1),
-        ("n", 1, 1_000_000),
-        ("u", 1, 1_000),
-        ("m", 1, 1),
-        ("k", 1_000, 1),
-        ("M", 1_000_000, 1),
-        ("G", 1_000_000_000, 1),
-        ("T", 1_000_000_000_000, 1),
-        ("P", 1_000_000_000_000_000, 1),
-    ];
-    let (num, mul, div, milli) = suffixes
-        .iter()
-        .find(|(suf, _, _)| s.ends_with(suf))
-        .map(|(suf, m, d)| {
-            (
-                &s[..s.len() - suf.len()],
-                *m,
-                *d,
-                *suf == "m" || *suf == "u" || *suf == "n",
-            )
-        })
-        .unwrap_or((s, 1, 1, false));
-    let (num, exp) = match num.find(['e', 'E']) {
-        Some(i) => (&num[..i], num[i + 1..].parse::<i32>().map_err(|_| bad())?),
-        None => (num, 0),
-    };
-    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
-    if int.is_empty() && frac.is_empty() {
-        return Err(bad());
-    }
-    let digits = format!("{int}{frac}");
-    if !digits.chars().all(|c| c.is_ascii_digit()) {
-        return Err(bad());
-    }
-    let mut v: i128 = digits.parse().map_err(|_| bad())?;
-    let mut scale: i32 = exp - frac.len() as i32 + if milli { 0 } else { 3 };
-    v *= mul;
-    while scale > 0 {
-        v *= 10;
-        scale -= 1;
-    }
-    let mut den: i128 = div;
-    while scale < 0 {
-        den *= 10;
-        scale += 1;
-    }
-    // Round up, as Kubernetes rounds quantities it cannot represent exactly.
-    Ok((v + den - 1) / den)
+    skiff_meta::quantity::parse_milli(s)
+        .map_err(|_| SpecError::Invalid(format!("invalid quantity: {s}")))
 }
 
 fn quantity(c: &Container, which: &str, name: &str) -> Option<i128> {

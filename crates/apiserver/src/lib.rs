@@ -63,7 +63,7 @@ pub mod patch;
 pub mod pki;
 pub mod podsecurity;
 pub mod proto;
-pub mod quantity;
+pub use skiff_meta::quantity;
 pub mod quota;
 pub mod rbac;
 pub mod registry;

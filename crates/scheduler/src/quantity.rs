@@ -1,132 +1,14 @@
-//! Kubernetes resource quantities ("100m", "0.5", "128Mi", "1G", "1e3", "1.5Gi"),
-//! parsed exactly (no floating point) into milli-units.
+//! Kubernetes resource quantities ("100m", "0.5", "128Mi", "1G", "1e3", "1.5Gi") as the
+//! scheduler counts them: milli-units (read by `skiff_meta::quantity`), whole units and
+//! the int64 values Kubernetes keeps.
 
-use thiserror::Error;
-
-/// Why a quantity string could not be parsed.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum QuantityError {
-    #[error("quantity is empty")]
-    Empty,
-    #[error("quantity {0:?} has no digits")]
-    NoDigits(String),
-    #[error("quantity {quantity:?} has an unknown suffix {suffix:?}")]
-    UnknownSuffix { quantity: String, suffix: String },
-    #[error("quantity {0:?} is too large")]
-    Overflow(String),
-}
+pub use skiff_meta::quantity::QuantityError;
 
 /// Parses a Kubernetes quantity into milli-units, rounding up as
 /// `Quantity.MilliValue()` does ("0.1m" is 1 milli). "1" is 1000, "100m" is 100,
-/// "1Ki" is 1024000.
+/// "1Ki" is 1024000. The one reader of quantities is `skiff_meta::quantity`.
 pub fn parse_quantity(s: &str) -> Result<i128, QuantityError> {
-    if s.is_empty() {
-        return Err(QuantityError::Empty);
-    }
-    let bytes = s.as_bytes();
-    let mut i = 0;
-    let mut negative = false;
-    if bytes[0] == b'+' || bytes[0] == b'-' {
-        negative = bytes[0] == b'-';
-        i = 1;
-    }
-    let overflow = || QuantityError::Overflow(s.to_string());
-    let mut mantissa: i128 = 0;
-    let mut frac_digits: u32 = 0;
-    let mut digits = 0usize;
-    let mut seen_dot = false;
-    while i < bytes.len() {
-        let c = bytes[i];
-        if c.is_ascii_digit() {
-            digits += 1;
-            // Leading zeros and trailing zeros are harmless; cap precision to avoid overflow
-            // on absurdly long strings.
-            mantissa = mantissa
-                .checked_mul(10)
-                .and_then(|m| m.checked_add(i128::from(c - b'0')))
-                .ok_or_else(overflow)?;
-            if seen_dot {
-                frac_digits += 1;
-            }
-        } else if c == b'.' && !seen_dot {
-            seen_dot = true;
-        } else {
-            break;
-        }
-        i += 1;
-    }
-    if digits == 0 {
-        return Err(QuantityError::NoDigits(s.to_string()));
-    }
-    let suffix = &s[i..];
-    // value = mantissa / 10^frac_digits * 2^bin_exp * 10^dec_exp
-    let (bin_exp, dec_exp): (u32, i32) = match suffix {
-        "" => (0, 0),
-        "Ki" => (10, 0),
-        "Mi" => (20, 0),
-        "Gi" => (30, 0),
-        "Ti" => (40, 0),
-        "Pi" => (50, 0),
-        "Ei" => (60, 0),
-        "n" => (0, -9),
-        "u" => (0, -6),
-        "m" => (0, -3),
-        "k" => (0, 3),
-        "M" => (0, 6),
-        "G" => (0, 9),
-        "T" => (0, 12),
-        "P" => (0, 15),
-        "E" => (0, 18),
-        _ => {
-            let unknown = || QuantityError::UnknownSuffix {
-                quantity: s.to_string(),
-                suffix: suffix.to_string(),
-            };
-            let rest = suffix
-                .strip_prefix('e')
-                .or_else(|| suffix.strip_prefix('E'))
-                .ok_or_else(unknown)?;
-            let digits_part = rest.strip_prefix(['+', '-']).unwrap_or(rest);
-            if digits_part.is_empty() || !digits_part.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(unknown());
-            }
-            let exp: i32 = rest.parse().map_err(|_| overflow())?;
-            (0, exp)
-        }
-    };
-    // Milli-units: multiply by 10^3.
-    let dec_exp = dec_exp
-        .checked_add(3)
-        .and_then(|e| e.checked_sub(i32::try_from(frac_digits).ok()?))
-        .ok_or_else(overflow)?;
-    let mut numerator = mantissa
-        .checked_mul(1i128.checked_shl(bin_exp).ok_or_else(overflow)?)
-        .ok_or_else(overflow)?;
-    let mut denominator: i128 = 1;
-    if dec_exp >= 0 {
-        let pow = 10i128
-            .checked_pow(dec_exp.unsigned_abs())
-            .ok_or_else(overflow)?;
-        numerator = numerator.checked_mul(pow).ok_or_else(overflow)?;
-    } else if dec_exp.unsigned_abs() > 38 {
-        // Smaller than one milli-unit: rounds up to 1 unless zero.
-        return Ok(match (numerator == 0, negative) {
-            (true, _) => 0,
-            (false, false) => 1,
-            (false, true) => 0,
-        });
-    } else {
-        denominator = 10i128
-            .checked_pow(dec_exp.unsigned_abs())
-            .ok_or_else(overflow)?;
-    }
-    // Round up (towards +infinity), as resource.Quantity does for MilliValue.
-    let value = if negative {
-        -(numerator / denominator)
-    } else {
-        numerator / denominator + i128::from(numerator % denominator != 0)
-    };
-    Ok(value)
+    skiff_meta::quantity::parse_milli(s)
 }
 
 /// Converts milli-units to whole units, rounding up as `Quantity.Value()` does.
@@ -185,8 +67,9 @@ mod tests {
         }
         assert!(matches!(
             parse_quantity("1e99999"),
-            Err(QuantityError::Overflow(_))
+            Err(QuantityError::Invalid(_))
         ));
+        assert_eq!(parse_quantity(""), Err(QuantityError::Empty));
     }
 
     #[test]

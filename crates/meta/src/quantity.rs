@@ -106,6 +106,24 @@ fn pow10(e: i32) -> Option<i128> {
     10i128.checked_pow(u32::try_from(e).ok()?)
 }
 
+/// Why a quantity could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuantityError {
+    #[error("quantity is empty")]
+    Empty,
+    /// Not a quantity, or one out of the range Kubernetes takes.
+    #[error("quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$' (got {0:?})")]
+    Invalid(String),
+}
+
+/// [`milli_value`] with the reason when there is none.
+pub fn parse_milli(s: &str) -> Result<i128, QuantityError> {
+    if s.trim().is_empty() {
+        return Err(QuantityError::Empty);
+    }
+    milli_value(s).ok_or_else(|| QuantityError::Invalid(s.to_string()))
+}
+
 /// The value of a quantity in thousandths (`500m` → 500, `1Gi` → 1073741824000), rounded
 /// up; `None` if it does not parse or overflows.
 pub fn milli_value(s: &str) -> Option<i128> {
