@@ -7,14 +7,15 @@
 //! skiff file, a container process can keep a descriptor to it and write the host
 //! binary once nothing executes it any more.
 //!
-//! So skiff re-executes itself, before anything else, from a read-only view of its own
-//! file: a detached bind mount of the binary (`open_tree(OPEN_TREE_CLONE)`) made
-//! read-only with `mount_setattr`, never attached to any mount tree, gone with the
-//! last process that executes it. A write through any descriptor to it fails with
-//! EROFS, and a container lacks the capability to change the mount. Where those
-//! calls are missing (kernels before 5.12), a sealed memfd copy serves instead, as
-//! runc does. Helpers started by a sealed process are started through
-//! `/proc/self/exe` ([`helper_exe`]), so they are sealed from their first instruction.
+//! So every such process runs from a read-only view of skiff's file: a detached bind
+//! mount of the binary (`open_tree(OPEN_TREE_CLONE)`) made read-only with
+//! `mount_setattr`, never attached to any mount tree, gone with the last process that
+//! executes it. A write through any descriptor to it fails with EROFS, and a container
+//! lacks the capability to change the mount. Where those calls are missing (kernels
+//! before 5.12), a sealed memfd copy serves instead, as runc does. A command whose own
+//! process forks into containers re-executes itself from the view first
+//! ([`reexec_sealed`]); helpers are always started from a view ([`helper_exe`]), so
+//! they are sealed from their first instruction.
 
 use std::ffi::{CString, OsString};
 use std::io;
@@ -150,20 +151,38 @@ pub fn host_exe() -> io::Result<PathBuf> {
     }
 }
 
-/// What to start skiff's own helper processes from: `/proc/self/exe` when this process
-/// is sealed (the child then executes the same read-only view), else the host file.
+/// What to start skiff's own helper processes from, so that they run sealed from
+/// their first instruction: `/proc/self/exe` when this process is sealed (the child
+/// executes the same read-only view); else `/proc/self/fd/N` of a read-only view of
+/// the host file made once for this process (no re-execution of this process needed).
 pub fn helper_exe() -> io::Result<PathBuf> {
     if is_sealed() {
-        Ok(PathBuf::from("/proc/self/exe"))
-    } else {
-        host_exe()
+        return Ok(PathBuf::from("/proc/self/exe"));
     }
+    static VIEW: std::sync::OnceLock<OwnedFd> = std::sync::OnceLock::new();
+    let fd = match VIEW.get() {
+        Some(fd) => fd,
+        None => {
+            let view = sealed_view(&host_exe()?)?;
+            // Out of the way of the low descriptors a spawner installs in its child
+            // before the exec (the path is resolved at exec time, in the child).
+            // SAFETY: F_DUPFD_CLOEXEC duplicates a descriptor we own.
+            let high = unsafe { libc::fcntl(view.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 200) };
+            if high < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: fcntl returned a new descriptor that nothing else owns.
+            VIEW.get_or_init(|| unsafe { OwnedFd::from_raw_fd(high) })
+        }
+    };
+    Ok(PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())))
 }
 
 /// Re-execute this process from a sealed view of its own file unless it already runs
-/// from one. Returns only when no re-execution is needed (already sealed, or not root:
-/// only root runs containers); an error means the sealed view could not be made or
-/// executed. Call first thing in `main`, before any thread exists.
+/// from one: for the commands whose own process forks into containers (exec, build,
+/// a server or agent). Returns only when no re-execution is needed (already sealed,
+/// or not root: only root runs containers); an error means the sealed view could not
+/// be made or executed. Call before any thread exists.
 pub fn reexec_sealed() -> io::Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 || is_sealed() {

@@ -617,18 +617,25 @@ impl std::fmt::Display for Exit {
 impl std::error::Error for Exit {}
 
 fn main() {
-    // Before anything else: run from a read-only view of our own file, so no helper
-    // that enters a container exposes a writable host binary.
-    if let Err(e) = skiff_runtime::sealed::reexec_sealed() {
-        eprintln!("skiff: Error: cannot run from a read-only view of the skiff binary: {e}");
-        std::process::exit(125);
-    }
-    // skiff's own helper processes (see skiff_engine::reexec), before any parsing.
+    // skiff's own helper processes (see skiff_engine::reexec), before any parsing;
+    // they are started from a read-only view of the binary (skiff_runtime::sealed).
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     if let Some((root, helper)) = skiff_engine::reexec::Helper::from_args(&args) {
         helper.run(&root);
     }
     let cli = Cli::parse();
+    // Commands whose own process forks into containers (exec's process, build's RUN
+    // steps, a node's helpers) run from a read-only view of our file, so none of them
+    // exposes a writable host binary; the others start their helpers from one.
+    if matches!(
+        cli.cmd,
+        Cmd::Exec { .. } | Cmd::Build { .. } | Cmd::Server(..) | Cmd::Agent(..)
+    ) {
+        if let Err(e) = skiff_runtime::sealed::reexec_sealed() {
+            eprintln!("skiff: Error: cannot run from a read-only view of the skiff binary: {e}");
+            std::process::exit(125);
+        }
+    }
     let code = match real_main(cli) {
         Ok(c) => c,
         Err(e) => {
