@@ -71,9 +71,7 @@ fn post_params() -> PostParams {
     }
 }
 
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
+use skiff_meta::time::now;
 
 fn meminfo_total() -> u64 {
     std::fs::read_to_string("/proc/meminfo")

@@ -41,9 +41,7 @@ impl Subresource {
 }
 
 /// RFC 3339 timestamp with seconds, as Kubernetes writes `metav1.Time`.
-pub fn now_rfc3339() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
+pub use skiff_meta::time::now as now_rfc3339;
 
 /// A random version-4 UUID.
 pub fn new_uid() -> String {

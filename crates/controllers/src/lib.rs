@@ -405,9 +405,7 @@ pub fn patch_changes<T: serde::Serialize>(current: &T, patch: &serde_json::Value
 }
 
 /// The current time as Kubernetes writes it (RFC 3339, seconds, `Z`).
-pub fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
+pub use skiff_meta::time::now;
 
 /// Whether the pod's Ready condition is True.
 pub fn pod_ready(p: &k8s_openapi::api::core::v1::Pod) -> bool {
