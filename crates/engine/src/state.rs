@@ -5,38 +5,19 @@
 use crate::{EngineError, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 /// A held `flock`; released on drop.
-pub struct Lock(File);
+pub struct Lock(#[allow(dead_code)] skiff_image::lock::FileLock);
 
 impl Lock {
     pub fn exclusive(path: &Path) -> Result<Lock> {
-        let f = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .map_err(|e| EngineError::io(format!("opening lock {}", path.display()), e))?;
-        loop {
-            let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
-            if r == 0 {
-                return Ok(Lock(f));
-            }
-            let e = std::io::Error::last_os_error();
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(EngineError::io(format!("locking {}", path.display()), e));
-            }
-        }
-    }
-}
-
-impl Drop for Lock {
-    fn drop(&mut self) {
-        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
+        skiff_image::lock::exclusive(path)
+            .map(Lock)
+            .map_err(|e| EngineError::io(format!("locking {}", path.display()), e))
     }
 }
 

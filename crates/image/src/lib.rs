@@ -28,6 +28,7 @@ mod dockerfile;
 mod error;
 mod ignore;
 mod layer;
+pub mod lock;
 mod reference;
 mod store;
 mod user;

@@ -9,7 +9,6 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{BufReader, Read, Write};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 pub(crate) const MEDIA_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -165,32 +164,11 @@ impl Repositories {
     }
 }
 
-/// A held `flock`; released on drop.
-pub(crate) struct FileLock(#[allow(dead_code)] fs::File);
+use crate::lock::{FileLock, Mode};
 
-impl FileLock {
-    fn take(path: &Path, op: libc::c_int) -> Result<Option<FileLock>> {
-        let f = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(path)
-            .ctx("opening lock file", path)?;
-        loop {
-            // SAFETY: flock on a file descriptor we own.
-            let r = unsafe { libc::flock(f.as_raw_fd(), op) };
-            if r == 0 {
-                return Ok(Some(FileLock(f)));
-            }
-            let e = std::io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::EWOULDBLOCK) if op & libc::LOCK_NB != 0 => return Ok(None),
-                _ => return Err(ImageError::io(format!("flock {}", path.display()), e)),
-            }
-        }
-    }
+fn lock_at(path: &Path, mode: Mode, wait: bool) -> Result<Option<FileLock>> {
+    crate::lock::take(path, mode, wait)
+        .map_err(|e| ImageError::io(format!("flock {}", path.display()), e))
 }
 
 /// A writer that hashes (sha256) and counts what goes through it.
@@ -314,14 +292,14 @@ impl ImageStore {
     }
 
     pub(crate) fn lock(&self) -> Result<FileLock> {
-        FileLock::take(&self.dir.join("repositories.lock"), libc::LOCK_EX)?
+        lock_at(&self.dir.join("repositories.lock"), Mode::Exclusive, true)?
             .ok_or_else(|| ImageError::Conflict("could not lock repositories".into()))
     }
 
     /// Held (shared) by operations that write blobs before registering an image, so that
     /// garbage collection in another process does not delete them half-way.
     pub(crate) fn gc_shared(&self) -> Result<FileLock> {
-        FileLock::take(&self.dir.join("gc.lock"), libc::LOCK_SH)?
+        lock_at(&self.dir.join("gc.lock"), Mode::Shared, true)?
             .ok_or_else(|| ImageError::Conflict("could not lock gc".into()))
     }
 
@@ -837,8 +815,7 @@ impl ImageStore {
     /// Deletes blobs, snapshots and cache entries no image refers to. Skipped (not an
     /// error) while another operation that is writing new content holds the gc lock.
     pub fn gc(&self) -> Result<()> {
-        let Some(_gc) = FileLock::take(&self.dir.join("gc.lock"), libc::LOCK_EX | libc::LOCK_NB)?
-        else {
+        let Some(_gc) = lock_at(&self.dir.join("gc.lock"), Mode::Exclusive, false)? else {
             tracing::debug!("image gc skipped: content is being written");
             return Ok(());
         };
