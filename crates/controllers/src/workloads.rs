@@ -803,6 +803,33 @@ pub fn enqueue_owner<K: kube::Resource<DynamicType = ()> + Clone + 'static>(
     });
 }
 
+/// The replica controller for owners of kind `K` (ReplicaSets or ReplicationControllers):
+/// one queue fed by the owners and by their pods, one reconcile.
+fn spawn_replicas<K>(
+    name: &'static str,
+    client: &Client,
+    owners: Informer<K>,
+    inf: &Informers,
+    stop: &watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()>
+where
+    K: ReplicaOwner + kube::Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    let q = Queue::new();
+    enqueue_changed(&owners, &q);
+    enqueue_owner(&inf.pods, K::KIND, &q);
+    let c = Arc::new(Replicas::<K> {
+        client: client.clone(),
+        owners: owners.clone(),
+        pods: inf.pods.clone(),
+        expectations: Expectations::new(inf.pods.clone()),
+    });
+    spawn_controller(name, 5, q, owners, inf.clone(), stop.clone(), move |k| {
+        let c = c.clone();
+        async move { c.reconcile(k).await }
+    })
+}
+
 /// Starts a controller's workers over `queue` once the caches are synced, with a
 /// resync of every object of `primary` every [`RESYNC`].
 pub fn spawn_controller<K, F, Fut>(
@@ -838,48 +865,19 @@ pub fn start(
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
 
-    let q = Queue::new();
-    enqueue_changed(&inf.replicasets, &q);
-    enqueue_owner(&inf.pods, "ReplicaSet", &q);
-    let c = Arc::new(ReplicaSets {
-        client: client.clone(),
-        owners: inf.replicasets.clone(),
-        pods: inf.pods.clone(),
-        expectations: Expectations::new(inf.pods.clone()),
-    });
-    tasks.push(spawn_controller(
+    tasks.push(spawn_replicas(
         "replicaset",
-        5,
-        q,
+        client,
         inf.replicasets.clone(),
-        inf.clone(),
-        stop.clone(),
-        move |k| {
-            let c = c.clone();
-            async move { c.reconcile(k).await }
-        },
+        inf,
+        stop,
     ));
-
-    let q = Queue::new();
-    enqueue_changed(&inf.replication_controllers, &q);
-    enqueue_owner(&inf.pods, "ReplicationController", &q);
-    let c = Arc::new(ReplicationControllers {
-        client: client.clone(),
-        owners: inf.replication_controllers.clone(),
-        pods: inf.pods.clone(),
-        expectations: Expectations::new(inf.pods.clone()),
-    });
-    tasks.push(spawn_controller(
+    tasks.push(spawn_replicas(
         "replicationcontroller",
-        5,
-        q,
+        client,
         inf.replication_controllers.clone(),
-        inf.clone(),
-        stop.clone(),
-        move |k| {
-            let c = c.clone();
-            async move { c.reconcile(k).await }
-        },
+        inf,
+        stop,
     ));
 
     let q = Queue::new();
