@@ -3,6 +3,7 @@
 //! engine re-executes (the container monitor). Nothing but wiring lives here.
 
 mod agent;
+mod commands;
 mod format;
 mod inspect;
 mod relay;
@@ -11,6 +12,7 @@ mod term;
 
 use anyhow::{anyhow, Result};
 use clap::{Args, Parser, Subcommand};
+use commands::{networks, system, volumes};
 use skiff_engine::ops::{Attach, Report};
 use skiff_engine::{CreateOptions, Engine, EngineError};
 use std::io::Write;
@@ -459,44 +461,13 @@ enum Cmd {
     },
     /// Manage volumes.
     #[command(subcommand)]
-    Volume(VolumeCmd),
+    Volume(volumes::VolumeCmd),
     /// Manage the engine.
     #[command(subcommand)]
-    System(SystemCmd),
+    System(system::SystemCmd),
     /// Manage networks.
     #[command(subcommand)]
-    Network(NetworkCmd),
-}
-
-#[derive(Subcommand)]
-enum VolumeCmd {
-    Create {
-        #[arg(short = 'l', long = "label")]
-        label: Vec<String>,
-        name: Option<String>,
-    },
-    Ls {
-        #[arg(short = 'q', long)]
-        quiet: bool,
-    },
-    Inspect {
-        #[arg(short = 'f', long)]
-        format: Option<String>,
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
-    Rm {
-        #[arg(short = 'f', long)]
-        force: bool,
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
-    Prune {
-        #[arg(short = 'f', long)]
-        force: bool,
-        #[arg(short = 'a', long)]
-        all: bool,
-    },
+    Network(networks::NetworkCmd),
 }
 
 #[derive(Subcommand)]
@@ -537,72 +508,6 @@ enum ImageCmd {
         #[arg(short = 'f', long)]
         force: bool,
     },
-}
-
-#[derive(Subcommand)]
-enum NetworkCmd {
-    /// Create a bridge network.
-    Create {
-        #[arg(short = 'd', long, default_value = "bridge")]
-        driver: String,
-        #[arg(long)]
-        subnet: Option<String>,
-        #[arg(long)]
-        gateway: Option<String>,
-        #[arg(long)]
-        internal: bool,
-        #[arg(long = "label")]
-        label: Vec<String>,
-        name: String,
-    },
-    /// List networks.
-    Ls {
-        #[arg(short = 'q', long)]
-        quiet: bool,
-        #[arg(long = "no-trunc")]
-        no_trunc: bool,
-    },
-    /// Display detailed information on networks.
-    Inspect {
-        #[arg(short = 'f', long)]
-        format: Option<String>,
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
-    /// Remove networks.
-    Rm {
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
-    /// Connect a container to a network (takes effect at its next start).
-    Connect {
-        #[arg(long)]
-        alias: Vec<String>,
-        network: String,
-        container: String,
-    },
-    /// Disconnect a container from a network (takes effect at its next start).
-    Disconnect {
-        #[arg(short = 'f', long)]
-        force: bool,
-        network: String,
-        container: String,
-    },
-}
-
-#[derive(Subcommand)]
-enum SystemCmd {
-    /// Remove stopped containers, dangling images and unused volumes.
-    Prune {
-        #[arg(short = 'f', long)]
-        force: bool,
-        #[arg(short = 'a', long)]
-        all: bool,
-        #[arg(long)]
-        volumes: bool,
-    },
-    /// Restart containers with `--restart always` (for a boot-time unit).
-    Boot,
 }
 
 /// An error with the exit code skiff should leave with.
@@ -923,26 +828,8 @@ fn real_main(cli: Cli) -> Result<i32> {
             server::run(f, e)
         }
         Cmd::Agent(f) => agent::run(f, node_engine(&root)?),
-        Cmd::Info => {
-            let e = engine(&root)?;
-            let all = e.list()?;
-            let running = all.iter().filter(|c| c.state.status == skiff_engine::Status::Running).count();
-            let paused = all.iter().filter(|c| c.state.status == skiff_engine::Status::Paused).count();
-            let cg = skiff_runtime::cgroups::Host::detect()?;
-            println!("Client:\n Version:    {}\n\nServer:", env!("CARGO_PKG_VERSION"));
-            println!(" Containers: {}\n  Running: {running}\n  Paused: {paused}\n  Stopped: {}", all.len(), all.len() - running - paused);
-            println!(" Images: {}", e.images.all_images()?.len());
-            println!(" Server Version: {}", env!("CARGO_PKG_VERSION"));
-            println!(" Storage Driver: overlay2\n Logging Driver: json-file");
-            println!(" Cgroup Driver: cgroupfs\n Cgroup Version: {}", if cg.version == skiff_runtime::cgroups::Version::V2 { 2 } else { 1 });
-            println!(" Runtime: skiff (daemonless)\n Kernel Version: {}", std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim());
-            println!(" Docker Root Dir: {}", e.root.display());
-            Ok(0)
-        }
-        Cmd::Version => {
-            println!("Client:\n Version:           {}\n OS/Arch:           linux/{}\n\nServer: skiff\n Engine:\n  Version:          {}", env!("CARGO_PKG_VERSION"), skiff_image::host_arch(), env!("CARGO_PKG_VERSION"));
-            Ok(0)
-        }
+        Cmd::Info => system::info(&root),
+        Cmd::Version => system::version(),
         Cmd::Tag { source, target } => {
             engine(&root)?.images.tag(&source, &target)?;
             Ok(0)
@@ -1097,9 +984,9 @@ fn real_main(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
-        Cmd::Volume(v) => volume(&root, v),
-        Cmd::Network(n) => network(&root, n),
-        Cmd::System(s) => system(&root, s),
+        Cmd::Volume(v) => volumes::volume(&root, v),
+        Cmd::Network(n) => networks::network(&root, n),
+        Cmd::System(s) => system::system(&root, s),
     }
 }
 
@@ -1892,343 +1779,4 @@ fn history(root: &Path, no_trunc: bool, quiet: bool, image: &str) -> Result<i32>
     }
     print!("{}", format::table(&rows));
     Ok(0)
-}
-
-fn volume(root: &Path, v: VolumeCmd) -> Result<i32> {
-    let e = engine(root)?;
-    match v {
-        VolumeCmd::Create { label, name } => {
-            let name = name.unwrap_or_else(skiff_engine::names::new_id);
-            let labels = label
-                .iter()
-                .map(|l| {
-                    let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
-                    (k.to_string(), v.to_string())
-                })
-                .collect();
-            let v = skiff_engine::volumes::create(&e.root, &name, labels, false)?;
-            println!("{}", v.name);
-            Ok(0)
-        }
-        VolumeCmd::Ls { quiet } => {
-            let list = skiff_engine::volumes::list(&e.root)?;
-            if quiet {
-                for v in list {
-                    println!("{}", v.name);
-                }
-            } else {
-                let mut rows = vec![vec!["DRIVER".to_string(), "VOLUME NAME".to_string()]];
-                for v in list {
-                    rows.push(vec![v.driver, v.name]);
-                }
-                print!("{}", format::table(&rows));
-            }
-            Ok(0)
-        }
-        VolumeCmd::Inspect { format: fmt, names } => {
-            let mut out = Vec::new();
-            for n in &names {
-                out.push(serde_json::to_value(skiff_engine::volumes::inspect(
-                    &e.root, n,
-                )?)?);
-            }
-            match fmt {
-                Some(t) => {
-                    for v in &out {
-                        println!("{}", format::template(&t, v).map_err(|m| anyhow!(m))?);
-                    }
-                }
-                None => println!("{}", serde_json::to_string_pretty(&out)?),
-            }
-            Ok(0)
-        }
-        VolumeCmd::Rm { force, names } => {
-            let containers = e.list()?;
-            let mut failed = false;
-            for n in &names {
-                if let Some(c) = containers.iter().find(|c| {
-                    c.record
-                        .mounts
-                        .iter()
-                        .any(|m| m.kind == "volume" && &m.name == n)
-                }) {
-                    if !force || c.state.status.is_active() {
-                        eprintln!(
-                            "Error response from daemon: remove {n}: volume is in use - [{}]",
-                            c.record.id
-                        );
-                        failed = true;
-                        continue;
-                    }
-                }
-                match skiff_engine::volumes::remove(&e.root, n) {
-                    Ok(()) => println!("{n}"),
-                    Err(err) => {
-                        eprintln!("Error response from daemon: {err}");
-                        failed = true;
-                    }
-                }
-            }
-            Ok(if failed { 1 } else { 0 })
-        }
-        VolumeCmd::Prune { force: _, all } => {
-            let removed = prune_volumes(&e, all)?;
-            println!("Deleted Volumes:");
-            for n in removed {
-                println!("{n}");
-            }
-            Ok(0)
-        }
-    }
-}
-
-/// Remove volumes no container refers to (anonymous ones only unless `all`).
-fn prune_volumes(e: &Engine, all: bool) -> Result<Vec<String>> {
-    let containers = e.list()?;
-    let mut removed = Vec::new();
-    for v in skiff_engine::volumes::list(&e.root)? {
-        let used = containers.iter().any(|c| {
-            c.record
-                .mounts
-                .iter()
-                .any(|m| m.kind == "volume" && m.name == v.name)
-        });
-        if used || (!all && !v.anonymous) {
-            continue;
-        }
-        if skiff_engine::volumes::remove(&e.root, &v.name).is_ok() {
-            removed.push(v.name);
-        }
-    }
-    Ok(removed)
-}
-
-fn network(root: &Path, n: NetworkCmd) -> Result<i32> {
-    use skiff_engine::network as net;
-    let e = engine(root)?;
-    let id12 = |id: &str| id.chars().take(12).collect::<String>();
-    match n {
-        NetworkCmd::Create {
-            driver,
-            subnet,
-            gateway,
-            internal,
-            label,
-            name,
-        } => {
-            if driver != "bridge" {
-                return Err(anyhow!(
-                    "network driver {driver} is not supported (only bridge)"
-                ));
-            }
-            let labels = label
-                .iter()
-                .map(|l| {
-                    let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
-                    (k.to_string(), v.to_string())
-                })
-                .collect();
-            let created = net::create_network(
-                &e.root,
-                &e.bridge,
-                &name,
-                subnet.as_deref(),
-                gateway.as_deref(),
-                labels,
-                internal,
-            )?;
-            println!("{}", created.id);
-            Ok(0)
-        }
-        NetworkCmd::Ls { quiet, no_trunc } => {
-            let list = net::list_networks(&e.root, &e.bridge)?;
-            let mut all: Vec<(String, String, String)> = list
-                .iter()
-                .map(|n| (n.id.clone(), n.name.clone(), "bridge".to_string()))
-                .collect();
-            for (name, driver) in [("host", "host"), ("none", "null")] {
-                use sha2::Digest;
-                let id = hex::encode(sha2::Sha256::digest(
-                    format!("{}/{name}", e.root.display()).as_bytes(),
-                ));
-                all.push((id, name.to_string(), driver.to_string()));
-            }
-            all.sort_by(|a, b| a.1.cmp(&b.1));
-            let mut rows = vec![["NETWORK ID", "NAME", "DRIVER", "SCOPE"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>()];
-            for (id, name, driver) in all {
-                let shown = if no_trunc { id.clone() } else { id12(&id) };
-                if quiet {
-                    println!("{shown}");
-                } else {
-                    rows.push(vec![shown, name, driver, "local".into()]);
-                }
-            }
-            if !quiet {
-                print!("{}", format::table(&rows));
-            }
-            Ok(0)
-        }
-        NetworkCmd::Inspect { format: fmt, names } => {
-            let containers = e.list()?;
-            let mut out = Vec::new();
-            for name in &names {
-                let n = net::get_network(&e.root, &e.bridge, name)?;
-                let mut members = serde_json::Map::new();
-                for c in containers.iter().filter(|c| c.state.status.is_active()) {
-                    let plan: Option<skiff_engine::state::NetPlan> =
-                        skiff_engine::state::read_json(&c.dir.join("net.json")).ok();
-                    if let Some(a) = plan
-                        .as_ref()
-                        .and_then(|p| p.attachments.iter().find(|a| a.network == n.name))
-                    {
-                        members.insert(
-                            c.record.id.clone(),
-                            serde_json::json!({
-                                "Name": c.record.name,
-                                "IPv4Address": format!("{}/{}", a.ip, a.bridge.prefix),
-                                "IPv6Address": "",
-                            }),
-                        );
-                    }
-                }
-                out.push(serde_json::json!({
-                    "Name": n.name,
-                    "Id": n.id,
-                    "Created": n.created,
-                    "Scope": "local",
-                    "Driver": "bridge",
-                    "EnableIPv6": false,
-                    "IPAM": {
-                        "Driver": "default",
-                        "Options": {},
-                        "Config": [{
-                            "Subnet": format!("{}/{}", n.bridge.subnet, n.bridge.prefix),
-                            "Gateway": n.bridge.gateway.to_string(),
-                        }],
-                    },
-                    "Internal": n.internal,
-                    "Attachable": false,
-                    "Ingress": false,
-                    "Containers": members,
-                    "Options": {"com.docker.network.bridge.name": n.bridge.bridge},
-                    "Labels": n.labels,
-                }));
-            }
-            match fmt {
-                Some(t) => {
-                    for v in &out {
-                        println!("{}", format::template(&t, v).map_err(|m| anyhow!(m))?);
-                    }
-                }
-                None => println!("{}", serde_json::to_string_pretty(&out)?),
-            }
-            Ok(0)
-        }
-        NetworkCmd::Rm { names } => {
-            let containers = e.list()?;
-            let mut failed = false;
-            for name in &names {
-                let res = (|| -> Result<()> {
-                    let n = net::get_network(&e.root, &e.bridge, name)?;
-                    if let Some(c) = containers.iter().find(|c| {
-                        c.state.status.is_active()
-                            && (c.record.host.network_mode == n.name
-                                || c.record.host.extra_networks.contains(&n.name))
-                    }) {
-                        return Err(anyhow!(
-                            "error while removing network: network {} id {} has active endpoints (container {})",
-                            n.name,
-                            n.id,
-                            c.record.name
-                        ));
-                    }
-                    net::remove_network(&e.root, &n)?;
-                    Ok(())
-                })();
-                match res {
-                    Ok(()) => println!("{name}"),
-                    Err(err) => {
-                        eprintln!("Error response from daemon: {err:#}");
-                        failed = true;
-                    }
-                }
-            }
-            Ok(if failed { 1 } else { 0 })
-        }
-        NetworkCmd::Connect {
-            alias,
-            network: netname,
-            container,
-        } => {
-            let n = net::get_network(&e.root, &e.bridge, &netname)?;
-            e.connect_network(&container, &n.name, &alias, true)?;
-            Ok(0)
-        }
-        NetworkCmd::Disconnect {
-            force: _,
-            network: netname,
-            container,
-        } => {
-            let n = net::get_network(&e.root, &e.bridge, &netname)?;
-            e.connect_network(&container, &n.name, &[], false)?;
-            Ok(0)
-        }
-    }
-}
-
-fn system(root: &Path, s: SystemCmd) -> Result<i32> {
-    let e = engine(root)?;
-    match s {
-        SystemCmd::Prune {
-            force: _,
-            all: _,
-            volumes,
-        } => {
-            println!("Deleted Containers:");
-            for c in e.list()? {
-                if !c.state.status.is_active() {
-                    e.remove(&c.record.id, false, false)?;
-                    println!("{}", c.record.id);
-                }
-            }
-            let used: Vec<String> = e.list()?.into_iter().map(|c| c.record.image_id).collect();
-            let imgs = e.images.prune_dangling_keeping(&used)?;
-            println!("\nDeleted Images:");
-            for i in imgs {
-                println!("deleted: {i}");
-            }
-            // docker prunes anonymous volumes with --volumes; unused anonymous volumes
-            // left by removed containers are prunable here too.
-            let vols = prune_volumes(&e, volumes)?;
-            println!("\nDeleted Volumes:");
-            for v in vols {
-                println!("{v}");
-            }
-            Ok(0)
-        }
-        SystemCmd::Boot => {
-            let mut failed = false;
-            for c in e.list()? {
-                let p = &c.record.host.restart_policy.name;
-                let wanted = p == "always" || (p == "unless-stopped" && !c.state.manually_stopped);
-                if wanted && !c.state.status.is_active() {
-                    match e.start(&c.record.id, None) {
-                        Ok((_, Report::Started(_))) => println!("{}", c.record.name),
-                        Ok((_, r)) => {
-                            eprintln!("{}: {r:?}", c.record.name);
-                            failed = true;
-                        }
-                        Err(err) => {
-                            eprintln!("{}: {err}", c.record.name);
-                            failed = true;
-                        }
-                    }
-                }
-            }
-            Ok(if failed { 1 } else { 0 })
-        }
-    }
 }

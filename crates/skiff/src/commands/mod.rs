@@ -1,0 +1,5 @@
+//! The commands of skiff's CLI, one module per group.
+
+pub(crate) mod networks;
+pub(crate) mod system;
+pub(crate) mod volumes;
