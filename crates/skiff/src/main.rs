@@ -12,7 +12,7 @@ mod term;
 
 use anyhow::{anyhow, Result};
 use clap::{Args, Parser, Subcommand};
-use commands::{networks, system, volumes};
+use commands::{images, networks, system, volumes};
 use skiff_engine::ops::{Attach, Report};
 use skiff_engine::{CreateOptions, Engine, EngineError};
 use std::io::Write;
@@ -300,14 +300,7 @@ enum Cmd {
         command: Vec<String>,
     },
     /// Low-level information on containers, images or volumes.
-    Inspect {
-        #[arg(short = 'f', long)]
-        format: Option<String>,
-        #[arg(long = "type")]
-        kind: Option<String>,
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
+    Inspect(commands::inspect::InspectArgs),
     /// Attach to a running container's input and output.
     Attach {
         #[arg(long = "no-stdin")]
@@ -359,62 +352,23 @@ enum Cmd {
     Agent(agent::AgentFlags),
     /// Manage images (docker's `image` group).
     #[command(subcommand)]
-    Image(ImageCmd),
+    Image(images::ImageCmd),
     /// Engine-wide information.
     Info,
     /// Version information.
     Version,
     /// List images.
-    Images {
-        #[arg(short = 'q', long)]
-        quiet: bool,
-        #[arg(short = 'a', long)]
-        all: bool,
-        #[arg(long = "no-trunc")]
-        no_trunc: bool,
-        repository: Option<String>,
-    },
+    Images(images::ImagesArgs),
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE.
-    Tag {
-        source: String,
-        target: String,
-    },
+    Tag(images::TagArgs),
     /// Remove images.
-    Rmi {
-        #[arg(short = 'f', long)]
-        force: bool,
-        #[arg(required = true)]
-        images: Vec<String>,
-    },
+    Rmi(images::RmiArgs),
     /// Import a root filesystem tarball as an image.
-    Import {
-        file: String,
-        reference: Option<String>,
-    },
+    Import(images::ImportArgs),
     /// Show the history of an image.
-    History {
-        #[arg(long = "no-trunc")]
-        no_trunc: bool,
-        #[arg(short = 'q', long)]
-        quiet: bool,
-        image: String,
-    },
+    History(images::HistoryArgs),
     /// Build an image from a Dockerfile.
-    Build {
-        #[arg(short = 't', long = "tag")]
-        tag: Vec<String>,
-        #[arg(short = 'f', long = "file")]
-        file: Option<PathBuf>,
-        #[arg(long = "build-arg")]
-        build_arg: Vec<String>,
-        #[arg(long)]
-        target: Option<String>,
-        #[arg(long = "no-cache")]
-        no_cache: bool,
-        #[arg(short = 'q', long)]
-        quiet: bool,
-        context: PathBuf,
-    },
+    Build(images::BuildArgs),
     /// Create a new image from a container's changes.
     Commit {
         #[arg(short = 'a', long)]
@@ -432,33 +386,13 @@ enum Cmd {
         destination: String,
     },
     /// Save images to a tar archive (OCI layout and docker-save layout in one).
-    Save {
-        #[arg(short = 'o', long)]
-        output: Option<PathBuf>,
-        #[arg(required = true)]
-        images: Vec<String>,
-    },
+    Save(images::SaveArgs),
     /// Load images from a tar archive (OCI or docker-save layout).
-    Load {
-        #[arg(short = 'i', long)]
-        input: Option<PathBuf>,
-        #[arg(short = 'q', long)]
-        quiet: bool,
-    },
+    Load(images::LoadArgs),
     /// Registry commands (not available yet).
-    Pull {
-        image: String,
-    },
-    Push {
-        image: String,
-    },
-    Login {
-        #[arg(short = 'u', long)]
-        username: Option<String>,
-        #[arg(short = 'p', long)]
-        password: Option<String>,
-        server: Option<String>,
-    },
+    Pull(images::PullArgs),
+    Push(images::PushArgs),
+    Login(images::LoginArgs),
     /// Manage volumes.
     #[command(subcommand)]
     Volume(volumes::VolumeCmd),
@@ -468,46 +402,6 @@ enum Cmd {
     /// Manage networks.
     #[command(subcommand)]
     Network(networks::NetworkCmd),
-}
-
-#[derive(Subcommand)]
-enum ImageCmd {
-    /// Display detailed information on images.
-    Inspect {
-        #[arg(short = 'f', long)]
-        format: Option<String>,
-        #[arg(required = true)]
-        images: Vec<String>,
-    },
-    /// List images.
-    #[command(visible_alias = "list")]
-    Ls {
-        #[arg(short = 'q', long)]
-        quiet: bool,
-        #[arg(long = "no-trunc")]
-        no_trunc: bool,
-        repository: Option<String>,
-    },
-    /// Remove images.
-    Rm {
-        #[arg(short = 'f', long)]
-        force: bool,
-        #[arg(required = true)]
-        images: Vec<String>,
-    },
-    /// Tag an image.
-    Tag { source: String, target: String },
-    /// Show an image's history.
-    History {
-        #[arg(long = "no-trunc")]
-        no_trunc: bool,
-        image: String,
-    },
-    /// Remove dangling images.
-    Prune {
-        #[arg(short = 'f', long)]
-        force: bool,
-    },
 }
 
 /// An error with the exit code skiff should leave with.
@@ -648,7 +542,11 @@ fn real_main(cli: Cli) -> Result<i32> {
                             eprintln!("skiff: Error response from daemon: failed to start container {c}: {msg}");
                             code = c2;
                         }
-                        _ => return Err(anyhow!("failed to start container {c}: the monitor exited")),
+                        _ => {
+                            return Err(anyhow!(
+                                "failed to start container {c}: the monitor exited"
+                            ))
+                        }
                     },
                     Err(err) => {
                         eprintln!("skiff: Error response from daemon: {err}");
@@ -724,11 +622,7 @@ fn real_main(cli: Cli) -> Result<i32> {
                 command,
             },
         ),
-        Cmd::Inspect {
-            format,
-            kind,
-            names,
-        } => inspect_cmd(&root, format, kind, &names),
+        Cmd::Inspect(a) => commands::inspect::inspect(&root, a),
         Cmd::Attach {
             no_stdin,
             sig_proxy,
@@ -762,26 +656,59 @@ fn real_main(cli: Cli) -> Result<i32> {
             for p in &c.state.ports {
                 let key = format!("{}/{}", p.container_port, p.proto);
                 if let Some(want) = &port {
-                    let want = if want.contains('/') { want.clone() } else { format!("{want}/tcp") };
+                    let want = if want.contains('/') {
+                        want.clone()
+                    } else {
+                        format!("{want}/tcp")
+                    };
                     if want != key {
                         continue;
                     }
-                    println!("{}:{}", if p.host_ip.is_empty() { "0.0.0.0" } else { &p.host_ip }, p.host_port);
+                    println!(
+                        "{}:{}",
+                        if p.host_ip.is_empty() {
+                            "0.0.0.0"
+                        } else {
+                            &p.host_ip
+                        },
+                        p.host_port
+                    );
                 } else {
-                    println!("{key} -> {}:{}", if p.host_ip.is_empty() { "0.0.0.0" } else { &p.host_ip }, p.host_port);
+                    println!(
+                        "{key} -> {}:{}",
+                        if p.host_ip.is_empty() {
+                            "0.0.0.0"
+                        } else {
+                            &p.host_ip
+                        },
+                        p.host_port
+                    );
                 }
                 found = true;
             }
             if let (Some(p), false) = (&port, found) {
-                return Err(Exit(1, format!("Error: No public port '{p}' published for {container}")).into());
+                return Err(Exit(
+                    1,
+                    format!("Error: No public port '{p}' published for {container}"),
+                )
+                .into());
             }
             Ok(0)
         }
         Cmd::Top { container } => {
             let e = engine(&root)?;
-            let mut rows = vec![vec!["UID".into(), "PID".into(), "PPID".into(), "CMD".into()]];
+            let mut rows = vec![vec![
+                "UID".into(),
+                "PID".into(),
+                "PPID".into(),
+                "CMD".into(),
+            ]];
             for (pid, ppid, uid, cmd) in e.top(&container)? {
-                let user = if uid == 0 { "root".to_string() } else { uid.to_string() };
+                let user = if uid == 0 {
+                    "root".to_string()
+                } else {
+                    uid.to_string()
+                };
                 rows.push(vec![user, pid.to_string(), ppid.to_string(), cmd]);
             }
             print!("{}", format::table(&rows));
@@ -792,131 +719,27 @@ fn real_main(cli: Cli) -> Result<i32> {
             all,
             containers,
         } => stats(&root, no_stream, all, &containers),
-        Cmd::Images {
-            quiet,
-            all: _,
-            no_trunc,
-            repository,
-        } => images(&root, quiet, no_trunc, repository),
-        Cmd::Image(i) => match i {
-            ImageCmd::Inspect { format, images } => {
-                inspect_cmd(&root, format, Some("image".into()), &images)
-            }
-            ImageCmd::Ls {
-                quiet,
-                no_trunc,
-                repository,
-            } => images(&root, quiet, no_trunc, repository),
-            ImageCmd::Rm { force, images } => rmi(&root, force, &images),
-            ImageCmd::Tag { source, target } => {
-                engine(&root)?.images.tag(&source, &target)?;
-                Ok(0)
-            }
-            ImageCmd::History { no_trunc, image } => history(&root, no_trunc, false, &image),
-            ImageCmd::Prune { force: _ } => {
-                let e = engine(&root)?;
-                let used: Vec<String> = e.list()?.into_iter().map(|c| c.record.image_id).collect();
-                println!("Deleted Images:");
-                for i in e.images.prune_dangling_keeping(&used)? {
-                    println!("deleted: {i}");
-                }
-                Ok(0)
-            }
-        },
+        Cmd::Images(a) => images::images(&root, a),
+        Cmd::Image(i) => images::image(&root, i),
         Cmd::Server(f) => {
-            let e = if f.disable_agent { None } else { Some(node_engine(&root)?) };
+            let e = if f.disable_agent {
+                None
+            } else {
+                Some(node_engine(&root)?)
+            };
             server::run(f, e)
         }
         Cmd::Agent(f) => agent::run(f, node_engine(&root)?),
         Cmd::Info => system::info(&root),
         Cmd::Version => system::version(),
-        Cmd::Tag { source, target } => {
-            engine(&root)?.images.tag(&source, &target)?;
-            Ok(0)
-        }
-        Cmd::Rmi { force, images } => rmi(&root, force, &images),
-        Cmd::Import { file, reference } => {
-            let e = engine(&root)?;
-            let img = if file == "-" {
-                e.images.import_rootfs(std::io::stdin().lock(), reference.as_deref())?
-            } else {
-                let f = std::fs::File::open(&file)
-                    .map_err(|err| anyhow!("open {file}: {err}"))?;
-                e.images
-                    .import_rootfs(std::io::BufReader::new(f), reference.as_deref())?
-            };
-            println!("{}", img.id);
-            Ok(0)
-        }
-        Cmd::History {
-            no_trunc,
-            quiet,
-            image,
-        } => history(&root, no_trunc, quiet, &image),
-        Cmd::Pull { image } => Err(Exit(
-            125,
-            format!("Error response from daemon: pull {image}: the registry client is not built yet; load images with `skiff load -i FILE` or build them with `skiff build`"),
-        )
-        .into()),
-        Cmd::Push { image } => Err(Exit(
-            125,
-            format!("Error response from daemon: push {image}: the registry client is not built yet; export images with `skiff save`"),
-        )
-        .into()),
-        Cmd::Login { .. } => Err(Exit(
-            125,
-            "Error response from daemon: login: the registry client is not built yet".into(),
-        )
-        .into()),
-        Cmd::Build {
-            tag,
-            file,
-            build_arg,
-            target,
-            no_cache,
-            quiet,
-            context,
-        } => {
-            let e = engine(&root)?;
-            let mut args = std::collections::BTreeMap::new();
-            for a in build_arg {
-                match a.split_once('=') {
-                    Some((k, v)) => {
-                        args.insert(k.to_string(), v.to_string());
-                    }
-                    None => {
-                        if let Ok(v) = std::env::var(&a) {
-                            args.insert(a.clone(), v);
-                        }
-                    }
-                }
-            }
-            if !context.is_dir() {
-                return Err(Exit(1, format!("ERROR: unable to prepare context: path \"{}\" not found", context.display())).into());
-            }
-            let opts = skiff_image::BuildOptions {
-                context_dir: context.clone(),
-                dockerfile: file.map(|f| if f.is_absolute() || f.exists() { f } else { context.join(f) }),
-                tags: tag,
-                build_args: args,
-                target,
-                no_cache,
-            };
-            let runner = skiff_engine::build::BuildRunner { engine: &e };
-            let stdout = std::io::stdout();
-            let mut sink = std::io::sink();
-            let mut lock = stdout.lock();
-            let out: &mut dyn Write = if quiet { &mut sink } else { &mut lock };
-            match skiff_image::build(&e.images, &opts, &runner, out) {
-                Ok(img) => {
-                    if quiet {
-                        println!("{}", img.id);
-                    }
-                    Ok(0)
-                }
-                Err(err) => Err(Exit(1, format!("{err}")).into()),
-            }
-        }
+        Cmd::Tag(a) => images::tag(&root, a),
+        Cmd::Rmi(a) => images::rmi(&root, a),
+        Cmd::Import(a) => images::import(&root, a),
+        Cmd::History(a) => images::history(&root, a),
+        Cmd::Pull(a) => images::pull(a),
+        Cmd::Push(a) => images::push(a),
+        Cmd::Login(a) => images::login(a),
+        Cmd::Build(a) => images::build(&root, a),
         Cmd::Commit {
             author,
             message,
@@ -928,7 +751,11 @@ fn real_main(cli: Cli) -> Result<i32> {
             let img = e.commit(
                 &container,
                 repository.as_deref(),
-                &skiff_engine::files::CommitOptions { author, message, pause },
+                &skiff_engine::files::CommitOptions {
+                    author,
+                    message,
+                    pause,
+                },
             )?;
             println!("{}", img.id);
             Ok(0)
@@ -937,53 +764,8 @@ fn real_main(cli: Cli) -> Result<i32> {
             source,
             destination,
         } => cp(&root, &source, &destination),
-        Cmd::Save { output, images } => {
-            let e = engine(&root)?;
-            let refs: Vec<&str> = images.iter().map(|s| s.as_str()).collect();
-            match output {
-                Some(p) => {
-                    let tmp = p.with_extension("skiff-tmp");
-                    let f = std::fs::File::create(&tmp).map_err(|err| anyhow!("{}: {err}", p.display()))?;
-                    let mut w = std::io::BufWriter::new(f);
-                    if let Err(err) = e.images.save(&refs, &mut w) {
-                        let _ = std::fs::remove_file(&tmp);
-                        return Err(err.into());
-                    }
-                    w.flush()?;
-                    std::fs::rename(&tmp, &p)?;
-                }
-                None => {
-                    if unsafe { libc::isatty(1) } == 1 {
-                        return Err(anyhow!("cowardly refusing to save to a terminal. Use the -o flag or redirect"));
-                    }
-                    let stdout = std::io::stdout();
-                    let mut w = std::io::BufWriter::new(stdout.lock());
-                    e.images.save(&refs, &mut w)?;
-                    w.flush()?;
-                }
-            }
-            Ok(0)
-        }
-        Cmd::Load { input, quiet } => {
-            let e = engine(&root)?;
-            let names = match input {
-                Some(p) => {
-                    let f = std::fs::File::open(&p).map_err(|err| anyhow!("open {}: {err}", p.display()))?;
-                    e.images.load(std::io::BufReader::new(f))?
-                }
-                None => e.images.load(std::io::stdin().lock())?,
-            };
-            if !quiet {
-                for n in names {
-                    if n.starts_with("sha256:") {
-                        println!("Loaded image ID: {n}");
-                    } else {
-                        println!("Loaded image: {}", skiff_image::familiar_name(&n));
-                    }
-                }
-            }
-            Ok(0)
-        }
+        Cmd::Save(a) => images::save(&root, a),
+        Cmd::Load(a) => images::load(&root, a),
         Cmd::Volume(v) => volumes::volume(&root, v),
         Cmd::Network(n) => networks::network(&root, n),
         Cmd::System(s) => system::system(&root, s),
@@ -1481,61 +1263,6 @@ fn exec(root: &Path, a: ExecArgs) -> Result<i32> {
     Ok(code)
 }
 
-fn inspect_cmd(
-    root: &Path,
-    fmt: Option<String>,
-    kind: Option<String>,
-    names: &[String],
-) -> Result<i32> {
-    let e = engine(root)?;
-    let mut out = Vec::new();
-    let mut failed = false;
-    for n in names {
-        let v = match kind.as_deref() {
-            Some("image") => e
-                .images
-                .resolve(n)
-                .map(|i| inspect::image(&i, i.size))
-                .map_err(|err| anyhow!("{err}")),
-            Some("volume") => skiff_engine::volumes::inspect(&e.root, n)
-                .map(|v| serde_json::to_value(v).unwrap_or_default())
-                .map_err(|err| anyhow!("{err}")),
-            Some("container") => e
-                .get(n)
-                .map(|c| inspect::container(&c))
-                .map_err(|err| anyhow!("{err}")),
-            Some(other) => return Err(anyhow!("\"{other}\" is not a valid value for --type")),
-            None => match e.get(n) {
-                Ok(c) => Ok(inspect::container(&c)),
-                Err(_) => e
-                    .images
-                    .resolve(n)
-                    .map(|i| inspect::image(&i, i.size))
-                    .map_err(|_| anyhow!("No such object: {n}")),
-            },
-        };
-        match v {
-            Ok(v) => out.push(v),
-            Err(err) => {
-                eprintln!("Error: {err}");
-                failed = true;
-            }
-        }
-    }
-    match fmt {
-        Some(t) => {
-            for v in &out {
-                println!("{}", format::template(&t, v).map_err(|m| Exit(125, m))?);
-            }
-        }
-        None => println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::Value::Array(out))?
-        ),
-    }
-    Ok(if failed { 1 } else { 0 })
-}
-
 fn stats(root: &Path, no_stream: bool, all: bool, names: &[String]) -> Result<i32> {
     if no_stream {
         return stats_once(root, all, names).map(|t| {
@@ -1627,156 +1354,4 @@ fn stats_once(root: &Path, all: bool, names: &[String]) -> Result<String> {
         ]);
     }
     Ok(format::table(&rows))
-}
-
-fn images(root: &Path, quiet: bool, no_trunc: bool, repo: Option<String>) -> Result<i32> {
-    let e = engine(root)?;
-    let mut list = e.images.list()?;
-    if let Some(r) = &repo {
-        list.retain(|s| &s.repository == r);
-    }
-    if quiet {
-        let mut seen = std::collections::BTreeSet::new();
-        for s in list {
-            let id = if no_trunc {
-                s.id.clone()
-            } else {
-                skiff_image::short_id(&s.id)
-            };
-            if seen.insert(id.clone()) {
-                println!("{id}");
-            }
-        }
-        return Ok(0);
-    }
-    let mut rows = vec![["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect::<Vec<_>>()];
-    for s in list {
-        rows.push(vec![
-            s.repository.clone(),
-            s.tag.clone(),
-            if no_trunc {
-                s.id.clone()
-            } else {
-                skiff_image::short_id(&s.id)
-            },
-            s.created
-                .as_deref()
-                .map(|c| format!("{} ago", format::human_duration(format::since(c))))
-                .unwrap_or_else(|| "N/A".into()),
-            format::human_size(s.size),
-        ]);
-    }
-    print!("{}", format::table(&rows));
-    Ok(0)
-}
-
-fn rmi(root: &Path, force: bool, images: &[String]) -> Result<i32> {
-    let e = engine(root)?;
-    let containers = e.list()?;
-    let mut failed = false;
-    for i in images {
-        let img = match e.images.resolve(i) {
-            Ok(img) => img,
-            Err(err) => {
-                eprintln!("Error response from daemon: {err}");
-                failed = true;
-                continue;
-            }
-        };
-        let users: Vec<_> = containers
-            .iter()
-            .filter(|c| c.record.image_id == img.id)
-            .collect();
-        if let Some(run) = users.iter().find(|c| c.state.status.is_active()) {
-            eprintln!(
-                "Error response from daemon: conflict: unable to delete {} (cannot be forced) - image is being used by running container {}",
-                skiff_image::short_id(&img.id),
-                run.short_id()
-            );
-            failed = true;
-            continue;
-        }
-        // Removing one of several names only untags; the last name needs no user.
-        let by_id = i.trim_start_matches("sha256:").len() >= 4
-            && img
-                .id
-                .trim_start_matches("sha256:")
-                .starts_with(i.trim_start_matches("sha256:"));
-        let last_name = img.names.len() <= 1 || by_id;
-        if let Some(c) = users.first() {
-            if last_name && !force {
-                eprintln!(
-                    "Error response from daemon: conflict: unable to remove repository reference \"{i}\" (must force) - container {} is using its referenced image {}",
-                    c.short_id(),
-                    skiff_image::short_id(&img.id)
-                );
-                failed = true;
-                continue;
-            }
-        }
-        match e.images.remove(i, force) {
-            Ok(events) => {
-                for ev in events {
-                    match ev {
-                        skiff_image::RemoveEvent::Untagged(n) => println!("Untagged: {n}"),
-                        skiff_image::RemoveEvent::Deleted(d) => println!("Deleted: {d}"),
-                    }
-                }
-            }
-            Err(err) => {
-                eprintln!("Error response from daemon: {err}");
-                failed = true;
-            }
-        }
-    }
-    Ok(if failed { 1 } else { 0 })
-}
-
-fn history(root: &Path, no_trunc: bool, quiet: bool, image: &str) -> Result<i32> {
-    let e = engine(root)?;
-    let h = e.images.history(image)?;
-    if quiet {
-        for x in h {
-            println!(
-                "{}",
-                if no_trunc {
-                    x.id
-                } else {
-                    skiff_image::short_id(&x.id)
-                }
-            );
-        }
-        return Ok(0);
-    }
-    let mut rows = vec![["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect::<Vec<_>>()];
-    for x in h {
-        let mut by = x.created_by.clone();
-        if !no_trunc && by.chars().count() > 45 {
-            by = by.chars().take(44).collect::<String>() + "…";
-        }
-        rows.push(vec![
-            if x.id.is_empty() || x.id == "<missing>" {
-                "<missing>".to_string()
-            } else if no_trunc {
-                x.id.clone()
-            } else {
-                skiff_image::short_id(&x.id)
-            },
-            x.created
-                .as_deref()
-                .map(|c| format!("{} ago", format::human_duration(format::since(c))))
-                .unwrap_or_default(),
-            by,
-            format::human_size(x.size),
-            x.comment.clone(),
-        ]);
-    }
-    print!("{}", format::table(&rows));
-    Ok(0)
 }
