@@ -12,13 +12,11 @@ mod relay;
 mod server;
 mod term;
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
-use commands::{containers, exec, images, networks, run, system, volumes};
-use skiff_engine::Engine;
+use commands::{cluster, containers, exec, images, networks, run, system, volumes};
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::path::PathBuf;
 
 #[derive(Parser)]
 #[command(
@@ -178,62 +176,13 @@ fn main() {
     std::process::exit(code);
 }
 
-/// The static init for `--init`, built by build.rs.
-static SKIFF_INIT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/skiff-init"));
-
-static BRIDGE: std::sync::OnceLock<skiff_engine::network::BridgeConfig> =
-    std::sync::OnceLock::new();
-
-fn engine(root: &Path) -> Result<Engine> {
-    let exe = skiff_runtime::sealed::helper_exe()
-        .map_err(|e| anyhow!("cannot find the skiff executable: {e}"))?;
-    let mut e = Engine::open(root, &exe)?;
-    e.install_init(SKIFF_INIT)?;
-    if let Some(b) = BRIDGE.get() {
-        e.bridge = b.clone();
-    }
-    Ok(e)
-}
-
-/// The engine of a node (server or agent): the root's network is created and
-/// recorded now, from the flags on its first use, so later commands on the same root
-/// use the same bridge, subnet and table.
-fn node_engine(root: &Path) -> Result<Engine> {
-    let mut e = engine(root)?;
-    e.bridge = skiff_engine::network::BridgeConfig::load_or_init(root, &e.bridge)?;
-    skiff_engine::network::ensure_bridge(&e.bridge)?;
-    Ok(e)
-}
-
-static FORWARD_PID: AtomicI32 = AtomicI32::new(0);
-
-extern "C" fn forward_signal(sig: libc::c_int) {
-    let pid = FORWARD_PID.load(Ordering::SeqCst);
-    if pid > 0 {
-        unsafe { libc::kill(pid, sig) };
-    }
-}
-
-fn install_forwarding() {
-    for s in [
-        libc::SIGINT,
-        libc::SIGTERM,
-        libc::SIGHUP,
-        libc::SIGQUIT,
-        libc::SIGUSR1,
-        libc::SIGUSR2,
-    ] {
-        unsafe { libc::signal(s, forward_signal as *const () as libc::sighandler_t) };
-    }
-}
-
 fn real_main(cli: Cli) -> Result<i32> {
     let root = cli.root.as_path();
-    let _ = BRIDGE.set(skiff_engine::network::BridgeConfig::with(
+    commands::configure_bridge(
         cli.bridge_name.as_deref(),
         cli.bridge_cidr.as_deref(),
         cli.filter_table.as_deref(),
-    )?);
+    )?;
     match cli.cmd {
         Cmd::Run(f) => run::run(root, f),
         Cmd::Create(f) => run::create(root, f),
@@ -254,15 +203,8 @@ fn real_main(cli: Cli) -> Result<i32> {
         Cmd::Port(a) => containers::port(root, a),
         Cmd::Top(a) => containers::top(root, a),
         Cmd::Stats(a) => containers::stats(root, a),
-        Cmd::Server(f) => {
-            let e = if f.disable_agent {
-                None
-            } else {
-                Some(node_engine(root)?)
-            };
-            server::run(f, e)
-        }
-        Cmd::Agent(f) => agent::run(f, node_engine(root)?),
+        Cmd::Server(f) => cluster::server(root, f),
+        Cmd::Agent(f) => cluster::agent(root, f),
         Cmd::Image(i) => images::image(root, i),
         Cmd::Info => system::info(root),
         Cmd::Version => system::version(),
@@ -283,18 +225,4 @@ fn real_main(cli: Cli) -> Result<i32> {
         Cmd::Network(n) => networks::network(root, n),
         Cmd::System(s) => system::system(root, s),
     }
-}
-
-/// Apply `f` to each named container, docker-style: errors are printed and the
-/// command exits 1 at the end if any failed.
-fn each(root: &Path, names: &[String], f: impl Fn(&Engine, &str) -> Result<()>) -> Result<i32> {
-    let e = engine(root)?;
-    let mut failed = false;
-    for n in names {
-        if let Err(err) = f(&e, n) {
-            eprintln!("Error response from daemon: {err:#}");
-            failed = true;
-        }
-    }
-    Ok(if failed { 1 } else { 0 })
 }

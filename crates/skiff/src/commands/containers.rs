@@ -2,7 +2,7 @@
 //! `restart`, `kill`, `rm`, `wait`, `pause`, `unpause`, `rename`, `ps`, `logs`,
 //! `port`, `top`, `stats`, `commit` and `cp`, with their flags.
 
-use crate::{each, engine};
+use super::{each, engine};
 use crate::{format, Exit};
 use anyhow::{anyhow, Result};
 use clap::Args;

@@ -2,13 +2,12 @@
 //! environment, capabilities and security options, its stdio relayed through pipes
 //! (or a terminal), and its exit code as ours.
 
-use crate::{engine, install_forwarding, FORWARD_PID};
+use super::{engine, forward};
 use crate::{relay, term, Exit};
 use anyhow::{anyhow, Result};
 use clap::Args;
 use skiff_engine::EngineError;
 use std::path::Path;
-use std::sync::atomic::Ordering;
 
 #[derive(Args)]
 pub(crate) struct ExecArgs {
@@ -120,9 +119,9 @@ pub(crate) fn exec(root: &Path, a: ExecArgs) -> Result<i32> {
     if a.detach {
         return Ok(0);
     }
-    FORWARD_PID.store(started.pid, Ordering::SeqCst);
+    forward::set_pid(started.pid);
     if !a.tty {
-        install_forwarding();
+        forward::install();
     }
     if let Some(master) = started.console {
         term::relay(master, if a.interactive { 0 } else { -1 }, 1);

@@ -2,7 +2,7 @@
 //! `history`, `import`, `save`, `load`, and the registry commands `pull`, `push`
 //! and `login`, which say they are not available yet.
 
-use crate::engine;
+use super::engine;
 use crate::{format, Exit};
 use anyhow::{anyhow, Result};
 use clap::{Args, Subcommand};

@@ -2,7 +2,7 @@
 //! containers, images or volumes (built by `crate::inspect`), or a `--format`
 //! template over it.
 
-use crate::engine;
+use super::engine;
 use crate::{format, Exit};
 use anyhow::{anyhow, Result};
 use clap::Args;

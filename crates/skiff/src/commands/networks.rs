@@ -1,7 +1,7 @@
 //! `skiff network`: user-defined bridge networks (create, list, inspect, remove) and
 //! connecting containers to them.
 
-use crate::engine;
+use super::engine;
 use crate::format;
 use anyhow::{anyhow, Result};
 use clap::Subcommand;

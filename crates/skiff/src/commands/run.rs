@@ -2,7 +2,7 @@
 //! `create`, `start` and `attach`, their flags, and waiting for the container's exit
 //! code while forwarding signals to it.
 
-use crate::{engine, install_forwarding, FORWARD_PID};
+use super::{engine, forward};
 use crate::{term, Exit};
 use anyhow::{anyhow, Result};
 use clap::Args;
@@ -10,7 +10,6 @@ use skiff_engine::ops::{Attach, Report};
 use skiff_engine::{CreateOptions, EngineError};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 
 #[derive(Args, Clone, Default)]
 pub(crate) struct RunFlags {
@@ -233,9 +232,9 @@ pub(crate) fn run(root: &Path, f: RunFlags) -> Result<i32> {
                 println!("{}", c.record.id);
                 return Ok(0);
             }
-            FORWARD_PID.store(pid, Ordering::SeqCst);
+            forward::set_pid(pid);
             if !f.tty {
-                install_forwarding();
+                forward::install();
             }
             wait_exit(&mut s)
         }
@@ -281,8 +280,8 @@ pub(crate) fn start(root: &Path, a: StartArgs) -> Result<i32> {
                 match first {
                     Report::Started(pid) => {
                         if attach {
-                            FORWARD_PID.store(pid, Ordering::SeqCst);
-                            install_forwarding();
+                            forward::set_pid(pid);
+                            forward::install();
                             code = wait_exit(&mut s)?;
                         } else {
                             println!("{c}");
@@ -339,8 +338,8 @@ pub(crate) fn attach(root: &Path, a: AttachArgs) -> Result<i32> {
         None
     };
     if sig_proxy && !tty {
-        FORWARD_PID.store(c.state.pid, Ordering::SeqCst);
-        install_forwarding();
+        forward::set_pid(c.state.pid);
+        forward::install();
     }
     if !no_stdin && c.record.open_stdin {
         let mut w = sock.try_clone()?;
@@ -408,7 +407,7 @@ fn wait_exit(s: &mut skiff_engine::ops::Starting) -> Result<i32> {
     loop {
         match s.next_report() {
             Report::Exited(code) => return Ok(code),
-            Report::Started(pid) => FORWARD_PID.store(pid, Ordering::SeqCst),
+            Report::Started(pid) => forward::set_pid(pid),
             Report::Failed(code, msg) => return Err(Exit(code, msg).into()),
             Report::Lost => {
                 return Err(Exit(125, "the container's monitor exited unexpectedly".into()).into())

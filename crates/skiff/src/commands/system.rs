@@ -1,8 +1,8 @@
 //! Engine-wide commands: `info`, `version`, and `system prune` and `system boot`
 //! (restarting the containers whose restart policy asks for it).
 
+use super::engine;
 use super::volumes::prune_volumes;
-use crate::engine;
 use anyhow::Result;
 use clap::Subcommand;
 use skiff_engine::ops::Report;

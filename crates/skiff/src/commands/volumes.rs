@@ -1,7 +1,7 @@
 //! `skiff volume`: create, list, inspect, remove and prune named and anonymous
 //! volumes, and the pruning `system prune` shares.
 
-use crate::engine;
+use super::engine;
 use crate::format;
 use anyhow::{anyhow, Result};
 use clap::Subcommand;
