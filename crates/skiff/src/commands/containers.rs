@@ -1,0 +1,577 @@
+//! The commands on containers that neither run nor attach to them: `stop`,
+//! `restart`, `kill`, `rm`, `wait`, `pause`, `unpause`, `rename`, `ps`, `logs`,
+//! `port`, `top`, `stats`, `commit` and `cp`, with their flags.
+
+use super::{each, engine};
+use crate::{format, Exit};
+use anyhow::{anyhow, Result};
+use clap::Args;
+use skiff_engine::ops::Report;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Args)]
+pub(crate) struct StopArgs {
+    /// Seconds to wait for the stop signal before SIGKILL.
+    #[arg(
+        short = 't',
+        long = "time",
+        visible_alias = "timeout",
+        allow_hyphen_values = true
+    )]
+    time: Option<i64>,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct KillArgs {
+    #[arg(short = 's', long, default_value = "KILL")]
+    signal: String,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct RmArgs {
+    #[arg(short = 'f', long)]
+    force: bool,
+    #[arg(short = 'v', long)]
+    volumes: bool,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+// The containers `wait`, `pause` and `unpause` act on.
+#[derive(Args)]
+pub(crate) struct Targets {
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct PsArgs {
+    #[arg(short = 'a', long)]
+    all: bool,
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    #[arg(long = "no-trunc")]
+    no_trunc: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct LogsArgs {
+    #[arg(short = 'f', long)]
+    follow: bool,
+    #[arg(short = 'n', long)]
+    tail: Option<String>,
+    #[arg(short = 't', long)]
+    timestamps: bool,
+    container: String,
+}
+
+#[derive(Args)]
+pub(crate) struct RenameArgs {
+    container: String,
+    new_name: String,
+}
+
+#[derive(Args)]
+pub(crate) struct PortArgs {
+    container: String,
+    port: Option<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct TopArgs {
+    container: String,
+}
+
+#[derive(Args)]
+pub(crate) struct StatsArgs {
+    #[arg(long = "no-stream")]
+    no_stream: bool,
+    #[arg(short = 'a', long)]
+    all: bool,
+    containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct CommitArgs {
+    #[arg(short = 'a', long)]
+    author: Option<String>,
+    #[arg(short = 'm', long)]
+    message: Option<String>,
+    #[arg(short = 'p', long, default_value_t = true, action = clap::ArgAction::Set)]
+    pause: bool,
+    container: String,
+    repository: Option<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct CpArgs {
+    source: String,
+    destination: String,
+}
+
+pub(crate) fn stop(root: &Path, a: StopArgs) -> Result<i32> {
+    let StopArgs { time, containers } = a;
+    each(root, &containers, |e, c| {
+        e.stop(c, time)?;
+        println!("{c}");
+        Ok(())
+    })
+}
+
+pub(crate) fn restart(root: &Path, a: StopArgs) -> Result<i32> {
+    let StopArgs { time, containers } = a;
+    each(root, &containers, |e, c| {
+        e.stop(c, time)?;
+        let (_, first) = e.start(c, None)?;
+        match first {
+            Report::Started(_) => {
+                println!("{c}");
+                Ok(())
+            }
+            Report::Failed(_, m) => Err(anyhow!("{m}")),
+            _ => Err(anyhow!("the monitor exited")),
+        }
+    })
+}
+
+pub(crate) fn kill(root: &Path, a: KillArgs) -> Result<i32> {
+    let KillArgs { signal, containers } = a;
+    each(root, &containers, |e, c| {
+        e.kill(c, &signal)?;
+        println!("{c}");
+        Ok(())
+    })
+}
+
+pub(crate) fn rm(root: &Path, a: RmArgs) -> Result<i32> {
+    let RmArgs {
+        force,
+        volumes,
+        containers,
+    } = a;
+    each(root, &containers, |e, c| {
+        e.remove(c, force, volumes)?;
+        println!("{c}");
+        Ok(())
+    })
+}
+
+pub(crate) fn wait(root: &Path, a: Targets) -> Result<i32> {
+    each(root, &a.containers, |e, c| {
+        println!("{}", e.wait(c, None)?);
+        Ok(())
+    })
+}
+
+pub(crate) fn pause(root: &Path, a: Targets) -> Result<i32> {
+    each(root, &a.containers, |e, c| {
+        e.pause(c, true)?;
+        println!("{c}");
+        Ok(())
+    })
+}
+
+pub(crate) fn unpause(root: &Path, a: Targets) -> Result<i32> {
+    each(root, &a.containers, |e, c| {
+        e.pause(c, false)?;
+        println!("{c}");
+        Ok(())
+    })
+}
+
+pub(crate) fn rename(root: &Path, a: RenameArgs) -> Result<i32> {
+    let RenameArgs {
+        container,
+        new_name,
+    } = a;
+    engine(root)?.rename(&container, &new_name)?;
+    Ok(0)
+}
+
+pub(crate) fn ps(root: &Path, a: PsArgs) -> Result<i32> {
+    let PsArgs {
+        all,
+        quiet,
+        no_trunc,
+    } = a;
+    let e = engine(root)?;
+    let list: Vec<_> = e
+        .list()?
+        .into_iter()
+        .filter(|c| all || c.state.status.is_active())
+        .collect();
+    if quiet {
+        for c in list {
+            println!("{}", if no_trunc { &c.record.id } else { c.short_id() });
+        }
+        return Ok(0);
+    }
+    let mut rows = vec![[
+        "CONTAINER ID",
+        "IMAGE",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "PORTS",
+        "NAMES",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect::<Vec<_>>()];
+    for c in list {
+        let r = &c.record;
+        let mut cmd = std::iter::once(r.path.clone())
+            .chain(r.args.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        if !no_trunc && cmd.chars().count() > 20 {
+            cmd = cmd.chars().take(19).collect::<String>() + "…";
+        }
+        let s = &c.state;
+        let status = match s.status {
+            skiff_engine::Status::Running => format!(
+                "Up {}",
+                format::human_duration(format::since(s.started_at.as_deref().unwrap_or("")))
+            ),
+            skiff_engine::Status::Paused => format!(
+                "Up {} (Paused)",
+                format::human_duration(format::since(s.started_at.as_deref().unwrap_or("")))
+            ),
+            skiff_engine::Status::Restarting => format!(
+                "Restarting ({}) {} ago",
+                s.exit_code,
+                format::human_duration(format::since(s.finished_at.as_deref().unwrap_or("")))
+            ),
+            skiff_engine::Status::Exited => format!(
+                "Exited ({}) {} ago",
+                s.exit_code,
+                format::human_duration(format::since(s.finished_at.as_deref().unwrap_or("")))
+            ),
+            skiff_engine::Status::Created => "Created".into(),
+            ref other => other.as_str().to_string(),
+        };
+        let ports = if c.state.status.is_active() && !s.ports.is_empty() {
+            &s.ports
+        } else {
+            &r.ports
+        };
+        let ports = ports
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}:{}->{}/{}",
+                    if p.host_ip.is_empty() {
+                        "0.0.0.0"
+                    } else {
+                        &p.host_ip
+                    },
+                    p.host_port,
+                    p.container_port,
+                    p.proto
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let image = if r.image.starts_with("sha256:") {
+            skiff_image::short_id(&r.image)
+        } else {
+            r.image.clone()
+        };
+        rows.push(vec![
+            if no_trunc {
+                r.id.clone()
+            } else {
+                c.short_id().to_string()
+            },
+            image,
+            format!("\"{cmd}\""),
+            format!("{} ago", format::human_duration(format::since(&r.created))),
+            status,
+            ports,
+            r.name.clone(),
+        ]);
+    }
+    print!("{}", format::table(&rows));
+    Ok(0)
+}
+
+pub(crate) fn logs(root: &Path, a: LogsArgs) -> Result<i32> {
+    let LogsArgs {
+        follow,
+        tail,
+        timestamps: ts,
+        container,
+    } = a;
+    let name = container.as_str();
+    let e = engine(root)?;
+    let c = e.get(name)?;
+    let opts = skiff_engine::logs::LogOptions {
+        tail: match tail.as_deref() {
+            None | Some("all") => None,
+            Some(n) => Some(
+                n.parse()
+                    .map_err(|_| anyhow!("invalid --tail value: {n}"))?,
+            ),
+        },
+        timestamps: ts,
+        since: None,
+    };
+    let path = c.log_path();
+    let entries = skiff_engine::logs::read_entries(&path);
+    let skip = opts
+        .tail
+        .map(|t| entries.len().saturating_sub(t))
+        .unwrap_or(0);
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    let (mut o, mut er) = (stdout.lock(), stderr.lock());
+    for en in &entries[skip..] {
+        skiff_engine::logs::print_entry(en, &opts, &mut o, &mut er);
+    }
+    let _ = o.flush();
+    if !follow {
+        return Ok(0);
+    }
+    // Follow: print appended lines until the container stops.
+    let mut c = c;
+    skiff_engine::logs::follow(&mut c, &path, |en| {
+        skiff_engine::logs::print_entry(en, &opts, &mut o, &mut er);
+        let _ = o.flush();
+        true
+    });
+    Ok(0)
+}
+
+pub(crate) fn port(root: &Path, a: PortArgs) -> Result<i32> {
+    let PortArgs { container, port } = a;
+    let e = engine(root)?;
+    let c = e.get(&container)?;
+    let mut found = false;
+    for p in &c.state.ports {
+        let key = format!("{}/{}", p.container_port, p.proto);
+        if let Some(want) = &port {
+            let want = if want.contains('/') {
+                want.clone()
+            } else {
+                format!("{want}/tcp")
+            };
+            if want != key {
+                continue;
+            }
+            println!(
+                "{}:{}",
+                if p.host_ip.is_empty() {
+                    "0.0.0.0"
+                } else {
+                    &p.host_ip
+                },
+                p.host_port
+            );
+        } else {
+            println!(
+                "{key} -> {}:{}",
+                if p.host_ip.is_empty() {
+                    "0.0.0.0"
+                } else {
+                    &p.host_ip
+                },
+                p.host_port
+            );
+        }
+        found = true;
+    }
+    if let (Some(p), false) = (&port, found) {
+        return Err(Exit(
+            1,
+            format!("Error: No public port '{p}' published for {container}"),
+        )
+        .into());
+    }
+    Ok(0)
+}
+
+pub(crate) fn top(root: &Path, a: TopArgs) -> Result<i32> {
+    let TopArgs { container } = a;
+    let e = engine(root)?;
+    let mut rows = vec![vec![
+        "UID".into(),
+        "PID".into(),
+        "PPID".into(),
+        "CMD".into(),
+    ]];
+    for (pid, ppid, uid, cmd) in e.top(&container)? {
+        let user = if uid == 0 {
+            "root".to_string()
+        } else {
+            uid.to_string()
+        };
+        rows.push(vec![user, pid.to_string(), ppid.to_string(), cmd]);
+    }
+    print!("{}", format::table(&rows));
+    Ok(0)
+}
+
+pub(crate) fn stats(root: &Path, a: StatsArgs) -> Result<i32> {
+    let StatsArgs {
+        no_stream,
+        all,
+        containers,
+    } = a;
+    let names = containers.as_slice();
+    if no_stream {
+        return stats_once(root, all, names).map(|t| {
+            print!("{t}");
+            0
+        });
+    }
+    // Streaming: redraw about once a second until interrupted, as docker does.
+    loop {
+        let t = stats_once(root, all, names)?;
+        print!("\x1b[2J\x1b[H{t}");
+        std::io::stdout().flush()?;
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
+fn stats_once(root: &Path, all: bool, names: &[String]) -> Result<String> {
+    let e = engine(root)?;
+    let list: Vec<_> = if names.is_empty() {
+        e.list()?
+            .into_iter()
+            .filter(|c| all || c.state.status.is_active())
+            .collect()
+    } else {
+        names.iter().map(|n| e.get(n)).collect::<Result<_, _>>()?
+    };
+    // CPU % over a short sampling window, from the cgroup counters.
+    let sample = |c: &skiff_engine::Container| c.state.cgroup.as_ref().map(|g| g.cpu_usage_ns());
+    let before: Vec<Option<u64>> = list.iter().map(sample).collect();
+    let t0 = std::time::Instant::now();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let dt = t0.elapsed().as_nanos() as f64;
+    let mut rows = vec![[
+        "CONTAINER ID",
+        "NAME",
+        "CPU %",
+        "MEM USAGE / LIMIT",
+        "MEM %",
+        "NET I/O",
+        "BLOCK I/O",
+        "PIDS",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect::<Vec<_>>()];
+    let host_mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| {
+                    v.split_whitespace()
+                        .next()
+                        .and_then(|x| x.parse::<u64>().ok())
+                })
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(u64::MAX);
+    for (c, b) in list.iter().zip(before) {
+        let (cpu, mem, lim, pids) = match &c.state.cgroup {
+            Some(g) if c.state.status.is_active() => {
+                let after = g.cpu_usage_ns();
+                let cpu = b
+                    .map(|b| (after.saturating_sub(b)) as f64 / dt * 100.0)
+                    .unwrap_or(0.0);
+                let (m, l) = g.memory();
+                (cpu, m, l.min(host_mem), g.pids_current())
+            }
+            _ => (0.0, 0, 0, 0),
+        };
+        let pct = if lim > 0 {
+            mem as f64 / lim as f64 * 100.0
+        } else {
+            0.0
+        };
+        rows.push(vec![
+            c.short_id().to_string(),
+            c.record.name.clone(),
+            format!("{cpu:.2}%"),
+            format!(
+                "{} / {}",
+                format::binary_size(mem),
+                format::binary_size(lim)
+            ),
+            format!("{pct:.2}%"),
+            "0B / 0B".into(),
+            "0B / 0B".into(),
+            pids.to_string(),
+        ]);
+    }
+    Ok(format::table(&rows))
+}
+
+pub(crate) fn commit(root: &Path, a: CommitArgs) -> Result<i32> {
+    let CommitArgs {
+        author,
+        message,
+        pause,
+        container,
+        repository,
+    } = a;
+    let e = engine(root)?;
+    let img = e.commit(
+        &container,
+        repository.as_deref(),
+        &skiff_engine::files::CommitOptions {
+            author,
+            message,
+            pause,
+        },
+    )?;
+    println!("{}", img.id);
+    Ok(0)
+}
+
+/// `skiff cp CONTAINER:SRC DEST` or `skiff cp SRC CONTAINER:DEST`.
+pub(crate) fn cp(root: &Path, a: CpArgs) -> Result<i32> {
+    let (source, destination) = (a.source.as_str(), a.destination.as_str());
+    let e = engine(root)?;
+    let split = |s: &str| -> Option<(String, String)> {
+        if s.starts_with('/') || s.starts_with('.') {
+            return None;
+        }
+        s.split_once(':')
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+    };
+    match (split(source), split(destination)) {
+        (Some((c, path)), None) => {
+            let ctr = e.get(&c)?;
+            let dst = PathBuf::from(destination);
+            let dst_text = destination.to_string();
+            e.with_rootfs(&ctr, |root| {
+                let src = skiff_engine::files::in_root(root, &path);
+                skiff_engine::files::copy_path(&src, &dst, &dst_text)
+            })?;
+            Ok(0)
+        }
+        (None, Some((c, path))) => {
+            let ctr = e.get(&c)?;
+            let src = PathBuf::from(source);
+            if !src.exists() {
+                return Err(anyhow!("lstat {source}: no such file or directory"));
+            }
+            e.with_rootfs(&ctr, |root| {
+                let dst = skiff_engine::files::in_root(root, &path);
+                skiff_engine::files::copy_path(&src, &dst, &path)
+            })?;
+            Ok(0)
+        }
+        (Some(_), Some(_)) => Err(anyhow!("copying between containers is not supported")),
+        (None, None) => Err(anyhow!("must specify at least one container source")),
+    }
+}
