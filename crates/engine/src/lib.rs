@@ -10,6 +10,7 @@ pub mod build;
 pub mod create;
 pub mod dns;
 pub mod files;
+pub mod helpers;
 pub mod logs;
 pub mod monitor;
 pub mod names;

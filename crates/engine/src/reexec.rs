@@ -1,7 +1,7 @@
 //! skiff's hidden helper modes, defined once for both sides (docker's `reexec`
 //! pattern): the engine starts a helper with [`Helper::command`], and the binary's
 //! `main` hands its arguments to [`Helper::from_args`] before any parsing of its own,
-//! running the helper when they name one. A helper's command line is always
+//! running the helper ([`crate::helpers::run`]) when they name one. A helper's command line is always
 //! `--root ROOT __mode ARGS...`; nothing else spells a mode's name.
 
 use std::ffi::OsString;
@@ -107,46 +107,6 @@ impl Helper {
             _ => return None,
         };
         Some((root, h))
-    }
-
-    /// Runs the helper in this process; never returns. Call before any thread
-    /// exists (the monitor and the sandbox helper fork).
-    pub fn run(self, root: &Path) -> ! {
-        match self {
-            Helper::Monitor { id } => {
-                let open = |fd: i32| {
-                    // SAFETY: F_GETFD only asks whether the descriptor is open.
-                    if unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0 {
-                        fd
-                    } else {
-                        -1
-                    }
-                };
-                crate::monitor::run(
-                    root,
-                    &id,
-                    crate::monitor::MonitorFds {
-                        status: open(crate::monitor::FD_STATUS),
-                        stdin: open(crate::monitor::FD_STDIN),
-                        stdout: open(crate::monitor::FD_STDOUT),
-                        stderr: open(crate::monitor::FD_STDERR),
-                    },
-                )
-            }
-            Helper::Sandbox => crate::sandbox::helper_main(&crate::create::init_exe_in(root)),
-            Helper::Proxy {
-                dns_pid,
-                dns_networks,
-                specs,
-            } => {
-                let dns = dns_pid.map(|pid| crate::proxy::DnsConfig {
-                    pid,
-                    root: root.to_path_buf(),
-                    networks: dns_networks,
-                });
-                crate::proxy::run(&specs, crate::proxy::FD_STATUS, dns)
-            }
-        }
     }
 }
 

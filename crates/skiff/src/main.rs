@@ -150,7 +150,7 @@ fn main() {
     // they are started from a read-only view of the binary (skiff_runtime::sealed).
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     if let Some((root, helper)) = skiff_engine::reexec::Helper::from_args(&args) {
-        helper.run(&root);
+        skiff_engine::helpers::run(helper, &root);
     }
     let cli = Cli::parse();
     // Commands whose own process forks into containers (exec's process, build's RUN
