@@ -121,11 +121,24 @@ impl NodeFlags {
     }
 }
 
-/// Logs to stderr, filtered by `SKIFF_LOG` (default: warnings).
+/// The log filter `--log-level` (or `SKIFF_LOG`) gave.
+static LOG_FILTER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Checks and keeps the log filter: a level (`error`, `warn`, `info`, `debug`,
+/// `trace`) or tracing's directives (`warn,skiff_apiserver::audit=info`).
+pub fn set_log_filter(filter: &str) -> Result<()> {
+    tracing_subscriber::EnvFilter::try_new(filter)
+        .map_err(|e| anyhow!("invalid --log-level {filter:?}: {e}"))?;
+    let _ = LOG_FILTER.set(filter.to_string());
+    Ok(())
+}
+
+/// Logs to stderr, filtered by `--log-level` / `SKIFF_LOG` (default: warnings).
 pub fn init_tracing() {
+    let filter = LOG_FILTER.get().map(String::as_str).unwrap_or("warn");
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
+            tracing_subscriber::EnvFilter::try_new(filter)
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)

@@ -42,6 +42,15 @@ struct Cli {
     /// nftables table holding this engine's rules (first creation only).
     #[arg(long = "filter-table", global = true, env = "SKIFF_FILTER_TABLE")]
     filter_table: Option<String>,
+    /// What `skiff server` and `skiff agent` log to stderr: a level (error, warn, info,
+    /// debug, trace) or tracing directives, e.g. warn,skiff_apiserver::audit=info.
+    #[arg(
+        long = "log-level",
+        global = true,
+        env = "SKIFF_LOG",
+        default_value = "warn"
+    )]
+    log_level: String,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -184,6 +193,7 @@ fn main() {
 }
 
 fn real_main(cli: Cli) -> Result<i32> {
+    agent::set_log_filter(&cli.log_level)?;
     let root = cli.root.as_path();
     commands::configure_bridge(
         cli.bridge_name.as_deref(),
