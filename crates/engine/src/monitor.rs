@@ -314,7 +314,7 @@ impl Monitor {
         // (a file or terminal of the client's must not be reachable from inside).
         let mut stdin_pipe = None;
         let stdin = if self.c.record.open_stdin && !tty {
-            if self.fds.stdin >= 0 && is_pipe(self.fds.stdin) {
+            if self.fds.stdin >= 0 && sys::is_pipe(self.fds.stdin) {
                 self.fds.stdin
             } else {
                 self.relay_stdin = self.fds.stdin >= 0;
@@ -726,12 +726,4 @@ fn set_winsize_from(master: i32, client: i32) {
     if unsafe { libc::ioctl(client, libc::TIOCGWINSZ, &mut ws) } == 0 {
         unsafe { libc::ioctl(master, libc::TIOCSWINSZ, &ws) };
     }
-}
-
-/// Whether `fd` is a pipe (reopening a pipe through /proc reaches only the pipe).
-fn is_pipe(fd: i32) -> bool {
-    // SAFETY: fstat writes into a zeroed struct we own; a bad fd makes it fail.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    unsafe { libc::fstat(fd, &mut st) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFIFO }
 }

@@ -122,25 +122,6 @@ impl Engine {
     }
 }
 
-/// A sealed memfd holding the static infra binary.
-fn sealed_copy(path: &Path) -> std::result::Result<i32, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-    unsafe {
-        let name = c"skiff-pause";
-        let fd = libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING);
-        if fd < 0 {
-            return Err(format!("memfd_create: {}", std::io::Error::last_os_error()));
-        }
-        skiff_runtime::sys::write_all(fd, &bytes).map_err(|e| format!("memfd write: {e}"))?;
-        let seals =
-            libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
-        if libc::fcntl(fd, libc::F_ADD_SEALS, seals) < 0 {
-            return Err(format!("sealing: {}", std::io::Error::last_os_error()));
-        }
-        Ok(fd)
-    }
-}
-
 /// `skiff __sandbox`: read a [`SandboxSpec`] on stdin, create the sandbox, print the
 /// [`Sandbox`] as JSON. Runs single-threaded; exits the process.
 pub fn helper_main(init_exe: &Path) -> ! {
@@ -156,9 +137,10 @@ pub fn helper_main(init_exe: &Path) -> ! {
         Ok(s) => s,
         Err(e) => fail(format!("bad sandbox spec: {e}")),
     };
-    let memfd = match sealed_copy(init_exe) {
-        Ok(fd) => fd,
-        Err(e) => fail(e),
+    // The infra process runs from a sealed memfd copy, not a host file.
+    let memfd = match skiff_runtime::sealed::memfd_copy_named(init_exe, c"skiff-pause") {
+        Ok(fd) => std::os::fd::IntoRawFd::into_raw_fd(fd),
+        Err(e) => fail(format!("sealing a copy of {}: {e}", init_exe.display())),
     };
     let (r, w) = match skiff_runtime::sys::pipe() {
         Ok(p) => p,

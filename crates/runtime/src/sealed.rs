@@ -120,15 +120,13 @@ fn ro_mount_view(path: &Path) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-fn memfd_copy(path: &Path) -> io::Result<OwnedFd> {
+/// A sealed (no write, grow, shrink or further seals) memfd copy of `path`, named
+/// `name` (what `/proc/<pid>/exe` shows as `/memfd:<name>`), close-on-exec.
+pub fn memfd_copy_named(path: &Path, name: &std::ffi::CStr) -> io::Result<OwnedFd> {
     let mut src = std::fs::File::open(path)?;
     // SAFETY: memfd_create takes a NUL-terminated name and flags; returns a new fd.
-    let fd = unsafe {
-        libc::memfd_create(
-            c"skiff".as_ptr(),
-            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
-        )
-    };
+    let fd =
+        unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -141,6 +139,10 @@ fn memfd_copy(path: &Path) -> io::Result<OwnedFd> {
         return Err(io::Error::last_os_error());
     }
     Ok(dst.into())
+}
+
+fn memfd_copy(path: &Path) -> io::Result<OwnedFd> {
+    memfd_copy_named(path, c"skiff")
 }
 
 /// The path of the host's skiff file: [`EXE_ENV`] when set, else this process's exe.

@@ -48,6 +48,14 @@ impl CStrArray {
     }
 }
 
+/// Whether `fd` is a pipe (reopening a pipe through /proc reaches only the pipe).
+pub fn is_pipe(fd: libc::c_int) -> bool {
+    // SAFETY: fstat writes into a zeroed struct we own; a bad fd makes it fail.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::fstat(fd, &mut st) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFIFO }
+}
+
 pub fn cs(s: &str) -> io::Result<CString> {
     CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "string contains NUL"))
 }

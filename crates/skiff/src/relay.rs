@@ -24,13 +24,6 @@ pub struct Relay {
     exited: Arc<AtomicBool>,
 }
 
-fn is_pipe(fd: RawFd) -> bool {
-    // SAFETY: fstat writes into a zeroed struct we own.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: as above; a closed fd makes fstat fail.
-    unsafe { libc::fstat(fd, &mut st) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFIFO }
-}
-
 impl Relay {
     /// Plan the stdio for descriptors `fds` (each the caller's 0, 1 or 2, or -1).
     pub fn new(fds: [RawFd; 3]) -> std::io::Result<Relay> {
@@ -42,7 +35,7 @@ impl Relay {
             exited: Arc::new(AtomicBool::new(false)),
         };
         for (i, fd) in fds.into_iter().enumerate() {
-            if fd < 0 || is_pipe(fd) {
+            if fd < 0 || skiff_runtime::sys::is_pipe(fd) {
                 r.stdio[i] = fd;
                 continue;
             }
