@@ -1,6 +1,9 @@
 //! Builds skiff-init (init/init.rs) as a static executable with plain rustc, for
 //! `skiff run --init`; skiff embeds it and installs it under the engine root.
 
+// A build script reports failure by panicking: that is its error path.
+#![allow(clippy::expect_used)]
+
 use std::path::PathBuf;
 use std::process::Command;
 

@@ -316,8 +316,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer> {
         }
         None => config.data_dir.join("cred").join("admin.kubeconfig"),
     };
-    tracing::info!(%local_addr, kubeconfig = %kubeconfig_path.display(), "API server listening");
-    tracing::info!(token = %token, "join token (agents use it to join and to pin the CA)");
+    tracing::debug!(%local_addr, kubeconfig = %kubeconfig_path.display(), "API server listening");
+    tracing::debug!(token = %token, "join token (agents use it to join and to pin the CA)");
 
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     // Lists and watches are served from the watch cache once it has loaded (reads fall

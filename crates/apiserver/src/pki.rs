@@ -94,7 +94,7 @@ impl Pki {
             let key = KeyPair::from_pem(&key_pem).map_err(tls_err("loading the CA key"))?;
             (Self::ca_params(), key, read(&dir, CA_CERT)?)
         } else {
-            tracing::info!(dir = %dir.display(), "generating the cluster CA");
+            tracing::debug!(dir = %dir.display(), "generating the cluster CA");
             let params = Self::ca_params();
             let key = KeyPair::generate().map_err(tls_err("generating the CA key"))?;
             let cert = params
@@ -116,7 +116,7 @@ impl Pki {
         let same_sans =
             std::fs::read_to_string(dir.join(SERVING_SANS)).is_ok_and(|f| f == fingerprint);
         if !(dir.join(SERVING_CERT).exists() && dir.join(SERVING_KEY).exists() && same_sans) {
-            tracing::info!(dir = %dir.display(), "issuing the serving certificate");
+            tracing::debug!(dir = %dir.display(), "issuing the serving certificate");
             let mut params = CertificateParams::default();
             params.distinguished_name = dn("kube-apiserver", &[]);
             validity(&mut params, 10);

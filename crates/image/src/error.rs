@@ -14,19 +14,18 @@ pub enum ImageError {
     /// A reference that docker's grammar rejects.
     #[error("invalid reference format: {reference}: {reason}")]
     InvalidReference { reference: String, reason: String },
-    /// A file-system operation failed; `context` says which and on what path.
-    #[error("{context}: {source}")]
+    /// A file-system operation failed; `context` says which and on what path. The OS
+    /// error is part of the message and kept in `err` (not repeated as a source).
+    #[error("{context}: {err}")]
     Io {
         context: String,
-        #[source]
-        source: std::io::Error,
+        err: std::io::Error,
     },
     /// A JSON document could not be read or written.
-    #[error("{context}: {source}")]
+    #[error("{context}: {err}")]
     Json {
         context: String,
-        #[source]
-        source: serde_json::Error,
+        err: serde_json::Error,
     },
     /// Content (an archive, a manifest, a layer) that is malformed.
     #[error("{0}")]
@@ -62,13 +61,13 @@ impl ImageError {
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         ImageError::Io {
             context: context.into(),
-            source,
+            err: source,
         }
     }
     pub(crate) fn json(context: impl Into<String>, source: serde_json::Error) -> Self {
         ImageError::Json {
             context: context.into(),
-            source,
+            err: source,
         }
     }
 }

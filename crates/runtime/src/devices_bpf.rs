@@ -183,6 +183,10 @@ pub fn attach(dir: &Path, rules: &[DeviceRule]) -> Result<(), Error> {
             attr.log_size = l.len() as u32;
             attr.log_buf = l.as_mut_ptr() as u64;
         }
+        // SAFETY: `attr` is a fully initialised, zero-padded bpf_attr for
+        // BPF_PROG_LOAD; the instruction array, licence string and log buffer it points
+        // to live until the call returns, and the kernel writes at most `log_size`
+        // bytes into the log.
         unsafe {
             libc::syscall(
                 libc::SYS_bpf,
@@ -220,6 +224,8 @@ pub fn attach(dir: &Path, rules: &[DeviceRule]) -> Result<(), Error> {
         attach_flags: BPF_F_ALLOW_MULTI,
         ..Default::default()
     };
+    // SAFETY: `at` is a fully initialised, zero-padded bpf_attr for BPF_PROG_ATTACH
+    // that lives until the call returns; the descriptors it names are open.
     let r = unsafe {
         libc::syscall(
             libc::SYS_bpf,
@@ -229,7 +235,7 @@ pub fn attach(dir: &Path, rules: &[DeviceRule]) -> Result<(), Error> {
         )
     };
     let err = std::io::Error::last_os_error();
-    unsafe { libc::close(fd) };
+    crate::sys::close(fd);
     if r < 0 {
         return Err(Error::Cgroup(format!(
             "attaching the device filter to {}: {err}",

@@ -26,14 +26,34 @@ pub struct ExecFailure {
     pub message: String,
 }
 
+/// Errors of the runtime. Each message is one line that says everything once: a
+/// system call's failure names what was being done and the OS error, and keeps that
+/// error (errno) in [`Error::os_error`] rather than as a second link of the chain.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cgroups: {0}")]
     Cgroup(String),
+    #[error("{op}: {err}")]
+    Sys { op: String, err: std::io::Error },
     #[error("{0}")]
-    Sys(String),
+    Protocol(String),
     #[error("{}", .0.message)]
     Exec(ExecFailure),
     #[error("{0}")]
     Invalid(String),
+}
+
+impl Error {
+    /// A failed system call: what was being done, and the OS error.
+    pub fn sys(op: impl Into<String>, err: std::io::Error) -> Error {
+        Error::Sys { op: op.into(), err }
+    }
+
+    /// The OS error number behind a failed system call, if that is what this is.
+    pub fn os_error(&self) -> Option<i32> {
+        match self {
+            Error::Sys { err, .. } => err.raw_os_error(),
+            _ => None,
+        }
+    }
 }

@@ -78,10 +78,10 @@ fn ns_flag(kind: &str) -> libc::c_int {
 
 /// Clone the container's first process. See the module docs.
 pub fn create(spec: &ContainerSpec, stdio: Stdio) -> Result<Created, Error> {
-    let (go_r, go_w) = sys::pipe().map_err(|e| Error::Sys(format!("pipe: {e}")))?;
-    let (err_r, err_w) = sys::pipe().map_err(|e| Error::Sys(format!("pipe: {e}")))?;
+    let (go_r, go_w) = sys::pipe().map_err(|e| Error::sys("pipe", e))?;
+    let (err_r, err_w) = sys::pipe().map_err(|e| Error::sys("pipe", e))?;
     let console = if spec.process.terminal {
-        Some(sys::socketpair().map_err(|e| Error::Sys(format!("socketpair: {e}")))?)
+        Some(sys::socketpair().map_err(|e| Error::sys("socketpair", e))?)
     } else {
         None
     };
@@ -102,25 +102,29 @@ pub fn create(spec: &ContainerSpec, stdio: Stdio) -> Result<Created, Error> {
     let mut restore_pid_ns = None;
     if let NsMode::Join(p) = &ns.pid {
         let own = sys::open_path(Path::new("/proc/self/ns/pid"), libc::O_RDONLY)
-            .map_err(|e| Error::Sys(e.to_string()))?;
-        let fd = sys::open_path(p, libc::O_RDONLY).map_err(|e| Error::Sys(e.to_string()))?;
+            .map_err(|e| Error::sys("opening /proc/self/ns/pid", e))?;
+        let fd = sys::open_path(p, libc::O_RDONLY)
+            .map_err(|e| Error::sys(format!("opening {}", p.display()), e))?;
         let r = sys::setns(fd, libc::CLONE_NEWPID);
         sys::close(fd);
         if let Err(e) = r {
             sys::close(own);
-            return Err(Error::Sys(format!(
-                "joining pid namespace {}: {e}",
-                p.display()
-            )));
+            return Err(Error::sys(
+                format!("joining pid namespace {}", p.display()),
+                e,
+            ));
         }
         restore_pid_ns = Some(own);
     }
+    // SAFETY: the runtime is only driven from single-threaded processes (the monitor
+    // and the helpers, see the crate docs), and the child only runs `child_main`,
+    // which execs or `_exit`s.
     let pid = unsafe { sys::clone_fork(flags) };
     if let Some(own) = restore_pid_ns {
         let _ = sys::setns(own, libc::CLONE_NEWPID);
         sys::close(own);
     }
-    let pid = pid.map_err(|e| Error::Sys(format!("clone: {e}")))?;
+    let pid = pid.map_err(|e| Error::sys("clone", e))?;
     if pid == 0 {
         sys::close(go_w);
         sys::close(err_r);
@@ -148,11 +152,9 @@ pub fn create(spec: &ContainerSpec, stdio: Stdio) -> Result<Created, Error> {
 impl Created {
     /// Kill the waiting process and reap it.
     pub fn abort(self) {
-        unsafe {
-            libc::kill(self.pid, libc::SIGKILL);
-            let mut st = 0;
-            libc::waitpid(self.pid, &mut st, 0);
-        }
+        let pid = nix::unistd::Pid::from_raw(self.pid);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(pid, None);
     }
 
     /// Let the process go on to exec its command; wait until it has.
@@ -180,8 +182,7 @@ impl Created {
         if let Some(c) = console {
             sys::close(c);
         }
-        let mut status = 0;
-        unsafe { libc::waitpid(self.pid, &mut status, 0) };
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(self.pid), None);
         Err(parse_failure(&msg))
     }
 }
@@ -205,6 +206,8 @@ fn report_and_exit(err_w: libc::c_int, r: ChildResult) -> ! {
         Ok(never) => match never {},
     };
     let _ = sys::write_all(err_w, format!("{code}\n{msg}").as_bytes());
+    // SAFETY: the forked child leaves without running the parent's exit handlers or
+    // destructors, which belong to the parent's copy of the state.
     unsafe { libc::_exit(code) }
 }
 
@@ -234,7 +237,7 @@ fn container_init(
         }
     }
     install_stdio(stdio)?;
-    unsafe { libc::setsid() };
+    let _ = nix::unistd::setsid();
     if ns.net == NsMode::New {
         loopback_up()?;
     }
@@ -385,6 +388,9 @@ fn mount_cgroups(privileged: bool) -> Result<(), (i32, String)> {
 
 /// Bring `lo` up in a fresh network namespace (an ioctl: no netlink needed).
 pub fn loopback_up() -> Result<(), (i32, String)> {
+    // SAFETY: `req` is a zeroed ifreq (a valid bit pattern) whose name is the
+    // NUL-terminated "lo"; both ioctls read or write exactly one ifreq; `s` is a
+    // socket this block opened and closes on every path.
     unsafe {
         let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
         if s < 0 {
@@ -422,8 +428,8 @@ fn install_stdio(stdio: Stdio) -> Result<(), (i32, String)> {
     };
     for (src, dst) in [(stdio.stdin, 0), (stdio.stdout, 1), (stdio.stderr, 2)] {
         let src = if src < 0 { null.unwrap_or(-1) } else { src };
-        if src != dst && unsafe { libc::dup2(src, dst) } < 0 {
-            return Err((1, format!("dup2: {}", io::Error::last_os_error())));
+        if src != dst {
+            setup("dup2", sys::dup2(src, dst))?;
         }
     }
     if let Some(n) = null {
@@ -441,15 +447,19 @@ fn open_console(size: Option<(u16, u16)>) -> Result<libc::c_int, (i32, String)> 
         "open /dev/ptmx",
         sys::open_path(Path::new("/dev/ptmx"), libc::O_RDWR | libc::O_NOCTTY),
     )?;
+    // SAFETY: grantpt(3) and unlockpt(3) take the master descriptor opened above.
     unsafe {
         if libc::grantpt(master) < 0 || libc::unlockpt(master) < 0 {
             return Err((1, format!("unlockpt: {}", io::Error::last_os_error())));
         }
     }
     let mut buf = [0 as libc::c_char; 128];
+    // SAFETY: ptsname_r(3) writes a NUL-terminated name of at most `buf.len()` bytes.
     if unsafe { libc::ptsname_r(master, buf.as_mut_ptr(), buf.len()) } != 0 {
         return Err((1, "ptsname failed".into()));
     }
+    // SAFETY: on success `buf` holds a NUL-terminated string (ptsname_r fails with
+    // ERANGE rather than truncate).
     let name = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
         .to_string_lossy()
         .to_string();
@@ -464,13 +474,13 @@ fn open_console(size: Option<(u16, u16)>) -> Result<libc::c_int, (i32, String)> 
             ws_xpixel: 0,
             ws_ypixel: 0,
         };
+        // SAFETY: TIOCSWINSZ reads one winsize, which `ws` is.
         unsafe { libc::ioctl(slave, libc::TIOCSWINSZ, &ws) };
     }
-    unsafe {
-        libc::ioctl(slave, libc::TIOCSCTTY, 0);
-        for fd in 0..3 {
-            libc::dup2(slave, fd);
-        }
+    // SAFETY: TIOCSCTTY takes an integer argument; `slave` is the pty opened above.
+    unsafe { libc::ioctl(slave, libc::TIOCSCTTY, 0) };
+    for fd in 0..3 {
+        let _ = sys::dup2(slave, fd);
     }
     if slave > 2 {
         sys::close(slave);
@@ -871,7 +881,7 @@ pub struct User {
 
 /// Resolve a docker user spec (`""`, `uid`, `uid:gid`, `name`, `name:group`) with
 /// the given passwd and group file contents, as docker does.
-pub fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<User, String> {
+pub(crate) fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<User, String> {
     let (u, g) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
@@ -974,6 +984,7 @@ pub fn clamp_process(p: &mut Process) -> Result<Vec<String>, Error> {
             rlim_cur: 0,
             rlim_max: 0,
         };
+        // SAFETY: getrlimit(2) writes one rlimit, which `cur` is.
         unsafe { libc::getrlimit(res, &mut cur) };
         if r.name == "nofile" {
             let nr_open: u64 = std::fs::read_to_string("/proc/sys/fs/nr_open")
@@ -1057,6 +1068,7 @@ fn apply_capabilities(names: &[String], keep_effective: bool) -> Result<(), (i32
         .unwrap_or(40);
     for c in 0..=last {
         if mask & (1u64 << c) == 0 {
+            // SAFETY: PR_CAPBSET_DROP takes integer arguments only.
             let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, c as libc::c_ulong, 0, 0, 0) };
             if r < 0 {
                 let e = io::Error::last_os_error();
@@ -1075,6 +1087,8 @@ fn apply_capabilities(names: &[String], keep_effective: bool) -> Result<(), (i32
         pid: 0,
     };
     let mut cur = [CapData::default(); 2];
+    // SAFETY: capget(2) with the version-3 header reads `hdr` and writes two CapData
+    // (the 64-bit sets as two 32-bit halves), the length of `cur`.
     unsafe {
         libc::syscall(
             libc::SYS_capget,
@@ -1096,10 +1110,13 @@ fn apply_capabilities(names: &[String], keep_effective: bool) -> Result<(), (i32
             inheritable: (m >> 32) as u32,
         },
     ];
+    // SAFETY: capset(2) with the version-3 header reads `hdr` and two CapData, the
+    // length of `data`.
     let r = unsafe { libc::syscall(libc::SYS_capset, &mut hdr as *mut CapHeader, data.as_ptr()) };
     if r < 0 {
         return Err((1, format!("capset: {}", io::Error::last_os_error())));
     }
+    // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL takes integer arguments only.
     unsafe {
         libc::prctl(
             libc::PR_CAP_AMBIENT,
@@ -1150,6 +1167,7 @@ fn exec_process(p: &Process) -> ChildResult {
                 rlim_cur: r.soft,
                 rlim_max: r.hard,
             };
+            // SAFETY: setrlimit(2) reads one rlimit, which `l` is.
             if unsafe { libc::setrlimit(res, &l) } < 0 {
                 return Err((
                     1,
@@ -1192,21 +1210,21 @@ fn exec_process(p: &Process) -> ChildResult {
     apply_capabilities(&p.capabilities, false)?;
     let mut groups: Vec<libc::gid_t> = user.groups.clone();
     groups.extend(p.additional_gids.iter().copied());
-    unsafe {
-        if libc::setgroups(groups.len(), groups.as_ptr()) < 0 {
-            return Err((1, format!("setgroups: {}", io::Error::last_os_error())));
-        }
-        if libc::setgid(user.gid) < 0 {
-            return Err((1, format!("setgid: {}", io::Error::last_os_error())));
-        }
-        if user.uid == 0 {
-            apply_capabilities(&p.capabilities, true)?;
-        } else if libc::setuid(user.uid) < 0 {
-            return Err((1, format!("setuid: {}", io::Error::last_os_error())));
-        }
+    let groups: Vec<nix::unistd::Gid> =
+        groups.into_iter().map(nix::unistd::Gid::from_raw).collect();
+    if let Err(e) = nix::unistd::setgroups(&groups) {
+        return Err((1, format!("setgroups: {}", io::Error::from(e))));
+    }
+    if let Err(e) = nix::unistd::setgid(nix::unistd::Gid::from_raw(user.gid)) {
+        return Err((1, format!("setgid: {}", io::Error::from(e))));
+    }
+    if user.uid == 0 {
+        apply_capabilities(&p.capabilities, true)?;
+    } else if let Err(e) = nix::unistd::setuid(nix::unistd::Uid::from_raw(user.uid)) {
+        return Err((1, format!("setuid: {}", io::Error::from(e))));
     }
     if p.no_new_privileges {
-        unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+        let _ = nix::sys::prctl::set_no_new_privs();
     }
     setup(&format!("chdir to {cwd}"), std::env::set_current_dir(cwd))?;
 
@@ -1214,6 +1232,9 @@ fn exec_process(p: &Process) -> ChildResult {
     let envp = sys::CStrArray::new(&env).map_err(|e| (1, e.to_string()))?;
     let exe_c = sys::cstr(&exe).map_err(|e| (1, e.to_string()))?;
     // Nothing of ours but 0, 1, 2 survives the exec.
+    // SAFETY: close_range(2) only marks descriptors close-on-exec; execve(2) gets
+    // NUL-terminated strings and NULL-terminated arrays (`CStrArray`) that live until
+    // it returns, which it only does on failure.
     unsafe {
         libc::syscall(
             libc::SYS_close_range,
@@ -1253,14 +1274,17 @@ pub struct ExecTarget<'a> {
 /// The new process is a grandchild of the caller, which must be a child subreaper
 /// (`prctl(PR_SET_CHILD_SUBREAPER)`) to wait for it. Returns its pid.
 pub fn exec(target: &ExecTarget, process: &Process, stdio: Stdio) -> Result<Started, Error> {
-    let (pid_r, pid_w) = sys::pipe().map_err(|e| Error::Sys(format!("pipe: {e}")))?;
-    let (err_r, err_w) = sys::pipe().map_err(|e| Error::Sys(format!("pipe: {e}")))?;
+    let (pid_r, pid_w) = sys::pipe().map_err(|e| Error::sys("pipe", e))?;
+    let (err_r, err_w) = sys::pipe().map_err(|e| Error::sys("pipe", e))?;
     let console = if process.terminal {
-        Some(sys::socketpair().map_err(|e| Error::Sys(format!("socketpair: {e}")))?)
+        Some(sys::socketpair().map_err(|e| Error::sys("socketpair", e))?)
     } else {
         None
     };
-    let mid = unsafe { sys::clone_fork(0) }.map_err(|e| Error::Sys(format!("fork: {e}")))?;
+    // SAFETY: `exec` is called from single-threaded processes (the CLI's `exec`
+    // re-executes first, the agent runs it in a helper), and the child only runs
+    // `exec_enter`, which execs or `_exit`s.
+    let mid = unsafe { sys::clone_fork(0) }.map_err(|e| Error::sys("fork", e))?;
     if mid == 0 {
         sys::close(pid_r);
         sys::close(err_r);
@@ -1275,8 +1299,7 @@ pub fn exec(target: &ExecTarget, process: &Process, stdio: Stdio) -> Result<Star
     });
     let pid_bytes = sys::read_to_end(pid_r).unwrap_or_default();
     sys::close(pid_r);
-    let mut st = 0;
-    unsafe { libc::waitpid(mid, &mut st, 0) };
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(mid), None);
     let console = match console_r {
         Some(sock) => {
             let fd = if pid_bytes.is_empty() {
@@ -1300,7 +1323,7 @@ pub fn exec(target: &ExecTarget, process: &Process, stdio: Stdio) -> Result<Star
     let pid: libc::pid_t = String::from_utf8_lossy(&pid_bytes)
         .trim()
         .parse()
-        .map_err(|_| Error::Sys("exec helper did not report a pid".into()))?;
+        .map_err(|_| Error::Protocol("exec helper did not report a pid".into()))?;
     Ok(Started { pid, console })
 }
 
@@ -1354,13 +1377,15 @@ fn exec_enter(
         setup(&format!("join {k} namespace"), sys::setns(fd, ns_flag(k)))?;
         sys::close(fd);
     }
+    // SAFETY: this is the single-threaded middle process of `exec`; the child only
+    // runs the closure below, which execs or `_exit`s.
     let child = unsafe { sys::clone_fork(0) }.map_err(|e| (1, format!("fork: {e}")))?;
     if child == 0 {
         sys::close(pid_w);
         let r = (|| -> ChildResult {
             if let Some((r, w)) = console {
                 sys::close(r);
-                unsafe { libc::setsid() };
+                let _ = nix::unistd::setsid();
                 let master = open_console(process.console_size)?;
                 setup("send console", sys::send_fd(w, master))?;
                 sys::close(master);
@@ -1377,6 +1402,8 @@ fn exec_enter(
     // The grandchild holds err_w until it execs; our copy must go so the caller
     // sees EOF on success.
     sys::close(err_w);
+    // SAFETY: the forked middle process leaves without running the parent's exit
+    // handlers or destructors.
     unsafe { libc::_exit(0) }
 }
 

@@ -186,8 +186,7 @@ pub fn helper_exe() -> io::Result<PathBuf> {
 /// or not root: only root runs containers); an error means the sealed view could not
 /// be made or executed. Call before any thread exists.
 pub fn reexec_sealed() -> io::Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 || is_sealed() {
+    if !nix::unistd::geteuid().is_root() || is_sealed() {
         return Ok(());
     }
     let exe = std::fs::read_link("/proc/self/exe")?;
@@ -232,7 +231,7 @@ mod tests {
 
     #[test]
     fn views_are_not_writable() {
-        if unsafe { libc::geteuid() } != 0 {
+        if !nix::unistd::geteuid().is_root() {
             return;
         }
         let dir = tempfile::tempdir().unwrap();

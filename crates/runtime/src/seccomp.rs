@@ -170,7 +170,7 @@ pub fn default_profile(capabilities: &[String]) -> Result<Vec<BpfProgram>, Strin
 /// CAP_SYS_ADMIN: seccompiler's `apply_filter` would also set no_new_privs, which
 /// docker leaves off unless asked (`--security-opt no-new-privileges`), so setuid
 /// binaries keep working.
-pub fn install(filters: &[BpfProgram]) -> Result<(), String> {
+pub(crate) fn install(filters: &[BpfProgram]) -> Result<(), String> {
     for f in filters {
         let len = u16::try_from(f.len())
             .map_err(|_| format!("seccomp filter too long ({} instructions)", f.len()))?;

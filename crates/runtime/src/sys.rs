@@ -76,21 +76,15 @@ pub fn mount(
     flags: libc::c_ulong,
     data: Option<&str>,
 ) -> io::Result<()> {
-    let src = source.map(cs).transpose()?;
-    let tgt = cstr(target)?;
-    let fst = fstype.map(cs).transpose()?;
-    let dat = data.map(cs).transpose()?;
-    let r = unsafe {
-        libc::mount(
-            src.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
-            tgt.as_ptr(),
-            fst.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
-            flags,
-            dat.as_ref()
-                .map_or(std::ptr::null(), |s| s.as_ptr() as *const libc::c_void),
-        )
-    };
-    check(r).map(|_| ()).map_err(|e| {
+    let r = nix::mount::mount(
+        source,
+        target,
+        fstype,
+        nix::mount::MsFlags::from_bits_retain(flags),
+        data,
+    );
+    r.map_err(|e| {
+        let e = io::Error::from(e);
         io::Error::new(
             e.kind(),
             format!(
@@ -109,64 +103,89 @@ pub fn mount_path(source: &Path, target: &Path, flags: libc::c_ulong) -> io::Res
 }
 
 pub fn umount_detach(target: &Path) -> io::Result<()> {
-    let t = cstr(target)?;
-    check(unsafe { libc::umount2(t.as_ptr(), libc::MNT_DETACH) }).map(|_| ())
+    nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH).map_err(io::Error::from)
 }
 
 pub fn pivot_root_dot() -> io::Result<()> {
-    let dot = cs(".")?;
-    check(unsafe { libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) as i32 })
-        .map(|_| ())
-        .map_err(|e| io::Error::new(e.kind(), format!("pivot_root: {e}")))
+    nix::unistd::pivot_root(".", ".").map_err(|e| {
+        let e = io::Error::from(e);
+        io::Error::new(e.kind(), format!("pivot_root: {e}"))
+    })
 }
 
 pub fn mknod(path: &Path, kind: char, major: u64, minor: u64, mode: u32) -> io::Result<()> {
-    let p = cstr(path)?;
+    use nix::sys::stat::{makedev, Mode, SFlag};
     let t = if kind == 'b' {
-        libc::S_IFBLK
+        SFlag::S_IFBLK
     } else {
-        libc::S_IFCHR
+        SFlag::S_IFCHR
     };
-    let dev = libc::makedev(major as u32, minor as u32);
-    check(unsafe { libc::mknod(p.as_ptr(), t | (mode & 0o7777), dev) })
-        .map(|_| ())
-        .map_err(|e| io::Error::new(e.kind(), format!("mknod {}: {e}", path.display())))
+    nix::sys::stat::mknod(
+        path,
+        t,
+        Mode::from_bits_truncate(mode & 0o7777),
+        makedev(major, minor),
+    )
+    .map_err(|e| {
+        let e = io::Error::from(e);
+        io::Error::new(e.kind(), format!("mknod {}: {e}", path.display()))
+    })
 }
 
 pub fn chown(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
-    let p = cstr(path)?;
-    check(unsafe { libc::lchown(p.as_ptr(), uid, gid) }).map(|_| ())
+    nix::unistd::fchownat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        Some(nix::unistd::Uid::from_raw(uid)),
+        Some(nix::unistd::Gid::from_raw(gid)),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .map_err(io::Error::from)
 }
 
 pub fn setns(fd: libc::c_int, nstype: libc::c_int) -> io::Result<()> {
+    // SAFETY: setns(2) takes a descriptor and flags by value and touches no memory of
+    // ours; a bad descriptor is an EBADF error.
     check(unsafe { libc::setns(fd, nstype) }).map(|_| ())
 }
 
 pub fn unshare(flags: libc::c_int) -> io::Result<()> {
-    check(unsafe { libc::unshare(flags) }).map(|_| ())
+    nix::sched::unshare(nix::sched::CloneFlags::from_bits_retain(flags)).map_err(io::Error::from)
 }
 
 pub fn open_path(path: &Path, flags: libc::c_int) -> io::Result<libc::c_int> {
     let p = cstr(path)?;
+    // SAFETY: `p` is a NUL-terminated string that outlives the call.
     check(unsafe { libc::open(p.as_ptr(), flags | libc::O_CLOEXEC) })
         .map_err(|e| io::Error::new(e.kind(), format!("open {}: {e}", path.display())))
 }
 
 pub fn close(fd: libc::c_int) {
+    // SAFETY: close(2) on a raw descriptor the caller owns and no longer uses; errors
+    // (EBADF, EINTR) are ignored as the descriptor is gone either way.
     unsafe {
         libc::close(fd);
     }
 }
 
+/// dup2(2): make `dst` a copy of `src` (clearing its close-on-exec flag).
+pub fn dup2(src: libc::c_int, dst: libc::c_int) -> io::Result<()> {
+    // SAFETY: dup2(2) takes descriptors by value and touches no memory of ours; the
+    // caller owns `dst` (a standard stream being replaced).
+    check(unsafe { libc::dup2(src, dst) }).map(|_| ())
+}
+
 /// A pipe with both ends close-on-exec.
 pub fn pipe() -> io::Result<(libc::c_int, libc::c_int)> {
     let mut fds = [0; 2];
+    // SAFETY: `fds` is a writable array of the two ints pipe2(2) fills.
     check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
     Ok((fds[0], fds[1]))
 }
 
 pub fn write_all(fd: libc::c_int, mut buf: &[u8]) -> io::Result<()> {
     while !buf.is_empty() {
+        // SAFETY: `buf` is valid for reads of `buf.len()` bytes.
         let n = unsafe { libc::write(fd, buf.as_ptr() as *const libc::c_void, buf.len()) };
         if n < 0 {
             let e = io::Error::last_os_error();
@@ -185,6 +204,7 @@ pub fn read_to_end(fd: libc::c_int) -> io::Result<Vec<u8>> {
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
+        // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
         let n = unsafe { libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
         if n < 0 {
             let e = io::Error::last_os_error();
@@ -204,6 +224,7 @@ pub fn read_to_end(fd: libc::c_int) -> io::Result<Vec<u8>> {
 pub fn read_byte(fd: libc::c_int) -> io::Result<Option<u8>> {
     let mut b = [0u8; 1];
     loop {
+        // SAFETY: `b` is valid for a write of one byte.
         let n = unsafe { libc::read(fd, b.as_mut_ptr() as *mut libc::c_void, 1) };
         if n < 0 {
             let e = io::Error::last_os_error();
@@ -269,6 +290,7 @@ pub fn recv_fd(sock: libc::c_int) -> io::Result<Option<libc::c_int>> {
 /// A connected unix stream socket pair, close-on-exec.
 pub fn socketpair() -> io::Result<(libc::c_int, libc::c_int)> {
     let mut fds = [0; 2];
+    // SAFETY: `fds` is a writable array of the two ints socketpair(2) fills.
     check(unsafe {
         libc::socketpair(
             libc::AF_UNIX,

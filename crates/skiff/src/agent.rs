@@ -31,6 +31,8 @@ pub struct AgentFlags {
     pub pod_bridge: String,
     #[command(flatten)]
     pub node: NodeFlags,
+    #[command(flatten)]
+    pub log: crate::logging::LogFlags,
 }
 
 /// The node agent's tunables (`skiff server` and `skiff agent`), with the kubelet's
@@ -119,30 +121,6 @@ impl NodeFlags {
         }
         Ok(())
     }
-}
-
-/// The log filter `--log-level` (or `SKIFF_LOG`) gave.
-static LOG_FILTER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-
-/// Checks and keeps the log filter: a level (`error`, `warn`, `info`, `debug`,
-/// `trace`) or tracing's directives (`warn,skiff_apiserver::audit=info`).
-pub fn set_log_filter(filter: &str) -> Result<()> {
-    tracing_subscriber::EnvFilter::try_new(filter)
-        .map_err(|e| anyhow!("invalid --log-level {filter:?}: {e}"))?;
-    let _ = LOG_FILTER.set(filter.to_string());
-    Ok(())
-}
-
-/// Logs to stderr, filtered by `--log-level` / `SKIFF_LOG` (default: warnings).
-pub fn init_tracing() {
-    let filter = LOG_FILTER.get().map(String::as_str).unwrap_or("warn");
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(filter)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 /// Waits for SIGINT or SIGTERM.
@@ -287,7 +265,7 @@ where
 
 /// `skiff agent`: join, wait for this node's pod CIDR, run until a signal.
 pub fn run(f: AgentFlags, engine: skiff_engine::Engine) -> Result<i32> {
-    init_tracing();
+    crate::logging::init_daemon(&f.log)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -8,6 +8,7 @@ mod agent;
 mod commands;
 mod format;
 mod inspect;
+mod logging;
 mod relay;
 mod server;
 mod term;
@@ -42,15 +43,11 @@ struct Cli {
     /// nftables table holding this engine's rules (first creation only).
     #[arg(long = "filter-table", global = true, env = "SKIFF_FILTER_TABLE")]
     filter_table: Option<String>,
-    /// What `skiff server` and `skiff agent` log to stderr: a level (error, warn, info,
-    /// debug, trace) or tracing directives, e.g. warn,skiff_apiserver::audit=info.
-    #[arg(
-        long = "log-level",
-        global = true,
-        env = "SKIFF_LOG",
-        default_value = "warn"
-    )]
-    log_level: String,
+    /// What skiff logs: a level (error, warn, info, debug, trace) or tracing
+    /// directives, e.g. warn,skiff_apiserver=debug. Default: info for `server` and
+    /// `agent` (see their --log, --alsologtostderr and -v), warn for other commands.
+    #[arg(long = "log-level", global = true, env = "SKIFF_LOG")]
+    log_level: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -193,7 +190,10 @@ fn main() {
 }
 
 fn real_main(cli: Cli) -> Result<i32> {
-    agent::set_log_filter(&cli.log_level)?;
+    logging::set_level(cli.log_level.as_deref())?;
+    if !matches!(cli.cmd, Cmd::Server(_) | Cmd::Agent(_)) {
+        logging::init_cli()?;
+    }
     let root = cli.root.as_path();
     commands::configure_bridge(
         cli.bridge_name.as_deref(),

@@ -81,6 +81,8 @@ pub struct ServerFlags {
     /// `admission-control-config-file=FILE` and refuses any other.
     #[arg(long = "kube-apiserver-arg")]
     pub kube_apiserver_arg: Vec<String>,
+    #[command(flatten)]
+    pub log: crate::logging::LogFlags,
 }
 
 /// The `--admission-control-config-file`, given directly or as k3s's
@@ -130,6 +132,18 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
     };
     // This node's own certificates, beside the server's.
     let agent_dir = f.data_dir.join("agent");
+    let new_ca = !f.data_dir.join("tls").exists();
+    let store = match &f.datastore_endpoint {
+        Some(endpoints) => format!("etcd at {endpoints}"),
+        None => format!("embedded in {}", f.data_dir.join("db").display()),
+    };
+    let node = agent.as_ref().map(|(cfg, _)| {
+        (
+            cfg.node.node_name.clone(),
+            cfg.node.node_ip.clone(),
+            cfg.pod_cidr.clone(),
+        )
+    });
     let config = skiff_apiserver::ServerConfig {
         data_dir: f.data_dir,
         bind_address: f.bind_address,
@@ -143,7 +157,7 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
         min_token_expiration_seconds: f.min_token_expiration.as_secs() as i64,
         admission_control_config_file,
     };
-    crate::agent::init_tracing();
+    crate::logging::init_daemon(&f.log)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -165,6 +179,37 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
         };
         let mut tasks = Vec::new();
         let client = kube_client(&server.kubeconfig_path).await?;
+        let kubernetes = client
+            .apiserver_version()
+            .await
+            .map(|v| v.git_version)
+            .unwrap_or_default();
+        tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
+            kubernetes = %kubernetes,
+            address = %server.local_addr,
+            kubeconfig = %server.kubeconfig_path.display(),
+            store = %store,
+            "skiff server started"
+        );
+        if new_ca {
+            tracing::info!(dir = %agent_dir.with_file_name("tls").display(), "generated the cluster CA");
+        }
+        match &node {
+            Some((name, ip, pod_cidr)) => tracing::info!(
+                node = %name,
+                node_ip = %ip,
+                pod_cidr = %pod_cidr,
+                kubelet_port,
+                "running this node's agent"
+            ),
+            None => tracing::info!("no node agent (--disable-agent)"),
+        }
+        if controllers {
+            tracing::info!("running the controllers and the scheduler");
+        } else {
+            tracing::info!("no controllers (--disable-controller-manager)");
+        }
         if controllers {
             cluster.ca_pem = Some(server.ca_cert_pem.clone());
             tasks.push(tokio::spawn(skiff_controllers::run(
@@ -191,11 +236,13 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
             );
         }
         crate::agent::wait_for_signal().await?;
+        tracing::info!("stopping: signal received");
         let _ = stop_tx.send(true);
         for t in tasks {
             let _ = t.await;
         }
         server.shutdown().await;
+        tracing::info!("stopped");
         Ok::<i32, anyhow::Error>(0)
     })
 }

@@ -1,34 +1,44 @@
 //! Terminal handling for `-it`: raw mode on the client's terminal and a relay
 //! between it and a pty master.
 
+use std::os::fd::BorrowedFd;
+
+use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
+
+/// A standard stream of this process (0, 1 or 2) as a borrowed descriptor.
+fn std_stream(fd: i32) -> Option<BorrowedFd<'static>> {
+    // SAFETY: 0, 1 and 2 stay open for the whole life of the process (nothing in
+    // skiff closes them), so a borrow of them cannot outlive the descriptor.
+    (0..=2)
+        .contains(&fd)
+        .then(|| unsafe { BorrowedFd::borrow_raw(fd) })
+}
+
 /// The client's terminal in raw mode; restored on drop.
 pub struct RawMode {
-    fd: i32,
-    saved: libc::termios,
+    fd: BorrowedFd<'static>,
+    saved: Termios,
 }
 
 impl RawMode {
-    /// Put `fd` in raw mode if it is a terminal.
+    /// Put `fd` (a standard stream) in raw mode if it is a terminal.
     pub fn enable(fd: i32) -> Option<RawMode> {
-        if unsafe { libc::isatty(fd) } != 1 {
+        use std::io::IsTerminal;
+        let fd = std_stream(fd)?;
+        if !fd.is_terminal() {
             return None;
         }
-        let mut t: libc::termios = unsafe { std::mem::zeroed() };
-        if unsafe { libc::tcgetattr(fd, &mut t) } != 0 {
-            return None;
-        }
-        let saved = t;
-        unsafe {
-            libc::cfmakeraw(&mut t);
-            libc::tcsetattr(fd, libc::TCSANOW, &t);
-        }
+        let saved = tcgetattr(fd).ok()?;
+        let mut t = saved.clone();
+        cfmakeraw(&mut t);
+        let _ = tcsetattr(fd, SetArg::TCSANOW, &t);
         Some(RawMode { fd, saved })
     }
 }
 
 impl Drop for RawMode {
     fn drop(&mut self) {
-        unsafe { libc::tcsetattr(self.fd, libc::TCSANOW, &self.saved) };
+        let _ = tcsetattr(self.fd, SetArg::TCSANOW, &self.saved);
     }
 }
 
@@ -41,7 +51,8 @@ pub fn initial_size() -> Option<(u16, u16)> {
             return Some((c, r));
         }
     }
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let mut ws = winsize(0, 0);
+    // SAFETY: TIOCGWINSZ writes one winsize, which `ws` is.
     (unsafe { libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) } == 0 && ws.ws_col > 0)
         .then_some((ws.ws_col, ws.ws_row))
 }
@@ -51,13 +62,16 @@ pub fn initial_size() -> Option<(u16, u16)> {
 /// open descriptor (the node agent's exec does this), "COLS ROWS" lines read from it
 /// resize the terminal.
 pub fn relay(master: i32, input: i32, output: i32) {
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let mut ws = winsize(0, 0);
+    // SAFETY: TIOCGWINSZ writes one winsize and TIOCSWINSZ reads one; `ws` is one.
     if unsafe { libc::ioctl(output, libc::TIOCGWINSZ, &mut ws) } == 0 {
+        // SAFETY: as above.
         unsafe { libc::ioctl(master, libc::TIOCSWINSZ, &ws) };
     }
     let mut resize: i32 = std::env::var("SKIFF_RESIZE_FD")
         .ok()
         .and_then(|v| v.parse().ok())
+        // SAFETY: F_GETFD only asks whether the descriptor is open.
         .filter(|fd| unsafe { libc::fcntl(*fd, libc::F_GETFD) } >= 0)
         .unwrap_or(-1);
     let mut pending = Vec::new();
@@ -82,6 +96,7 @@ pub fn relay(master: i32, input: i32, output: i32) {
             },
         ];
         // Negative descriptors are ignored by poll.
+        // SAFETY: `fds` is an array of three initialised pollfd, the count passed.
         let r = unsafe { libc::poll(fds.as_mut_ptr(), 3, -1) };
         if r < 0 {
             if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
@@ -90,6 +105,7 @@ pub fn relay(master: i32, input: i32, output: i32) {
             return;
         }
         if fds[0].revents != 0 {
+            // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
             let k = unsafe { libc::read(master, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
             if k <= 0 {
                 return;
@@ -97,6 +113,7 @@ pub fn relay(master: i32, input: i32, output: i32) {
             let _ = skiff_runtime::sys::write_all(output, &buf[..k as usize]);
         }
         if input >= 0 && fds[1].revents != 0 {
+            // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
             let k = unsafe { libc::read(input, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
             if k <= 0 {
                 input = -1;
@@ -105,6 +122,7 @@ pub fn relay(master: i32, input: i32, output: i32) {
             let _ = skiff_runtime::sys::write_all(master, &buf[..k as usize]);
         }
         if resize >= 0 && fds[2].revents != 0 {
+            // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
             let k = unsafe { libc::read(resize, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
             if k <= 0 {
                 resize = -1;
@@ -116,15 +134,20 @@ pub fn relay(master: i32, input: i32, output: i32) {
                 let text = String::from_utf8_lossy(&line);
                 let mut it = text.split_whitespace().map(|n| n.parse::<u16>().ok());
                 if let (Some(Some(cols)), Some(Some(rows))) = (it.next(), it.next()) {
-                    let ws = libc::winsize {
-                        ws_row: rows,
-                        ws_col: cols,
-                        ws_xpixel: 0,
-                        ws_ypixel: 0,
-                    };
+                    let ws = winsize(cols, rows);
+                    // SAFETY: TIOCSWINSZ reads one winsize, which `ws` is.
                     unsafe { libc::ioctl(master, libc::TIOCSWINSZ, &ws) };
                 }
             }
         }
+    }
+}
+
+fn winsize(cols: u16, rows: u16) -> libc::winsize {
+    libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
     }
 }

@@ -148,7 +148,7 @@ impl EmbeddedStore {
         let dir = data_dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|e| Error::Io {
             context: format!("creating data directory {}", dir.display()),
-            source: Arc::new(e),
+            err: Arc::new(e),
         })?;
         let path = dir.join(DB_FILE);
         let db = Database::builder()
@@ -206,7 +206,7 @@ impl EmbeddedStore {
             .spawn(move || writer_loop(writer_shared, rx, max_batch, purge_chunk))
             .map_err(|e| Error::Io {
                 context: "spawning the store writer thread".into(),
-                source: Arc::new(e),
+                err: Arc::new(e),
             })?;
         tracing::debug!(path = %path.display(), revision, compact_revision, "store opened");
         Ok(EmbeddedStore {
@@ -953,7 +953,7 @@ mod tests {
     async fn compaction_purges_the_log_in_chunks() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| Error::Io {
             context: "tempdir".into(),
-            source: Arc::new(e),
+            err: Arc::new(e),
         })?;
         let s = EmbeddedStore::open(
             dir.path(),

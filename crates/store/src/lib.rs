@@ -166,17 +166,18 @@ pub enum Error {
     WatchLagged { missed: u64 },
     #[error("store is closed")]
     Closed,
-    #[error("storage error while {op}: {source}")]
+    /// The embedded database failed; its error is part of the message and kept in
+    /// `err` (not repeated as a source, so a printed chain says it once).
+    #[error("storage error while {op}: {err}")]
     Storage {
         op: &'static str,
-        #[source]
-        source: std::sync::Arc<redb::Error>,
+        err: std::sync::Arc<redb::Error>,
     },
-    #[error("I/O error while {context}: {source}")]
+    /// A file-system operation failed; the OS error (errno) is kept in `err`.
+    #[error("I/O error while {context}: {err}")]
     Io {
         context: String,
-        #[source]
-        source: std::sync::Arc<std::io::Error>,
+        err: std::sync::Arc<std::io::Error>,
     },
     #[error("corrupt record in {table}: {detail}")]
     Corrupt { table: &'static str, detail: String },
@@ -201,7 +202,7 @@ impl Error {
     pub(crate) fn storage<E: Into<redb::Error>>(op: &'static str) -> impl FnOnce(E) -> Error {
         move |e| Error::Storage {
             op,
-            source: std::sync::Arc::new(e.into()),
+            err: std::sync::Arc::new(e.into()),
         }
     }
 }

@@ -8,6 +8,7 @@ static FORWARD_PID: AtomicI32 = AtomicI32::new(0);
 extern "C" fn forward_signal(sig: libc::c_int) {
     let pid = FORWARD_PID.load(Ordering::SeqCst);
     if pid > 0 {
+        // SAFETY: kill(2) is async-signal-safe and takes integers only.
         unsafe { libc::kill(pid, sig) };
     }
 }
@@ -27,6 +28,8 @@ pub(super) fn install() {
         libc::SIGUSR1,
         libc::SIGUSR2,
     ] {
+        // SAFETY: `forward_signal` is an `extern "C"` handler that only does
+        // async-signal-safe work (an atomic load and kill(2)).
         unsafe { libc::signal(s, forward_signal as *const () as libc::sighandler_t) };
     }
 }

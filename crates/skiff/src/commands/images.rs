@@ -314,7 +314,7 @@ pub(crate) fn save(root: &Path, a: SaveArgs) -> Result<i32> {
             std::fs::rename(&tmp, &p)?;
         }
         None => {
-            if unsafe { libc::isatty(1) } == 1 {
+            if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
                 return Err(anyhow!(
                     "cowardly refusing to save to a terminal. Use the -o flag or redirect"
                 ));
