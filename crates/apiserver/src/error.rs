@@ -10,15 +10,17 @@ pub enum Error {
     Config(String),
     #[error("not supported yet: {0}")]
     Unsupported(String),
-    #[error("I/O error while {context}: {source}")]
+    /// A file-system operation failed; the OS error (errno) is part of the message and
+    /// kept in `err`, not repeated as a source.
+    #[error("I/O error while {context}: {err}")]
     Io {
         context: String,
-        #[source]
-        source: std::io::Error,
+        err: std::io::Error,
     },
     #[error("TLS setup: {0}")]
     Tls(String),
-    #[error("store: {0}")]
+    /// The store's own error says what failed (it names the operation and the key).
+    #[error(transparent)]
     Store(#[from] skiff_store::Error),
 }
 
@@ -26,7 +28,7 @@ impl Error {
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Error {
         Error::Io {
             context: context.into(),
-            source,
+            err: source,
         }
     }
 }

@@ -38,11 +38,12 @@ pub enum EngineError {
     Conflict(String),
     #[error("{0}")]
     Invalid(String),
-    #[error("{context}: {source}")]
+    /// A file-system or system call failed: what was being done, and the OS error,
+    /// said once (the error, with its errno, is kept in `err`, not as a source).
+    #[error("{context}: {err}")]
     Io {
         context: String,
-        #[source]
-        source: std::io::Error,
+        err: std::io::Error,
     },
     #[error("corrupt state: {0}")]
     Corrupt(String),
@@ -63,7 +64,7 @@ impl EngineError {
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         EngineError::Io {
             context: context.into(),
-            source,
+            err: source,
         }
     }
 }

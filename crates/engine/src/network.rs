@@ -215,10 +215,7 @@ fn rt() -> Result<tokio::runtime::Runtime> {
 }
 
 fn nl_err(what: &str, e: rtnetlink::Error) -> EngineError {
-    EngineError::Io {
-        context: what.to_string(),
-        source: std::io::Error::other(e.to_string()),
-    }
+    EngineError::io(what, std::io::Error::other(e.to_string()))
 }
 
 async fn link_index(h: &rtnetlink::Handle, name: &str) -> Result<Option<u32>> {
