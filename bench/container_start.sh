@@ -10,8 +10,9 @@ cd "$(dirname "$0")/.."
 N="${1:-40}"
 SKIFF_BENCH=1 bash scripts/deps.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/skiff-target}"
-cargo build --release -q -p skiff
-SKIFF="$CARGO_TARGET_DIR/release/skiff"
+# SKIFF_BIN: measure that binary instead of building this tree's (bench/ab.sh).
+[ -n "${SKIFF_BIN:-}" ] || cargo build --release -q -p skiff
+SKIFF="${SKIFF_BIN:-$CARGO_TARGET_DIR/release/skiff}"
 W=$(mktemp -d /var/tmp/skiff-bench.XXXXXX)
 ROOT="$W/root"
 cleanup() {

@@ -9,8 +9,9 @@ cd "$(dirname "$0")/.."
 N="${1:-20}"
 bash scripts/deps.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/skiff-target}"
-cargo build --release -q -p skiff
-SKIFF="$CARGO_TARGET_DIR/release/skiff"
+# SKIFF_BIN: measure that binary instead of building this tree's (bench/ab.sh).
+[ -n "${SKIFF_BIN:-}" ] || cargo build --release -q -p skiff
+SKIFF="${SKIFF_BIN:-$CARGO_TARGET_DIR/release/skiff}"
 W=$(mktemp -d /var/tmp/skiff-podbench.XXXXXX)
 export SKIFF_FILTER_TABLE=skpodbench SKIFF_BRIDGE=skpodbench0 SKIFF_BRIDGE_CIDR=10.231.1.0/24
 cleanup() {

@@ -13,6 +13,7 @@ command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 if [ "${SKIFF_BENCH:-}" = 1 ]; then
   command -v runc >/dev/null 2>&1 || need+=(runc)
+  command -v h2load >/dev/null 2>&1 || need+=(nghttp2-client)
   command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 fi
 if [ ${#need[@]} -gt 0 ]; then
