@@ -122,6 +122,7 @@ fn run_step(spec: &ContainerSpec, out: &mut dyn Write) -> Result<(), StepError> 
         }
         let mut buf = [0u8; 8192];
         loop {
+            // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
             let n = unsafe { libc::read(r, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
             if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
                 continue;
@@ -132,6 +133,7 @@ fn run_step(spec: &ContainerSpec, out: &mut dyn Write) -> Result<(), StepError> 
             let _ = out.write_all(&buf[..n as usize]);
         }
         let mut st = 0;
+        // SAFETY: waitpid(2) writes one int, which `st` is.
         unsafe { libc::waitpid(pid, &mut st, 0) };
         let code = if libc::WIFEXITED(st) {
             libc::WEXITSTATUS(st)

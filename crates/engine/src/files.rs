@@ -80,6 +80,9 @@ impl Engine {
         let (lowers, base) = self.overlay_lowers(&bottom_first);
         let merged = c.dir.join("merged");
         let (r, w) = sys::pipe().map_err(|e| EngineError::io("pipe", e))?;
+        // SAFETY: only the CLI's `cp` comes here, from a
+        // single-threaded process; the child unshares its mount namespace, mounts the
+        // stopped container's overlay, runs `f` and `_exit`s.
         let pid = unsafe { libc::fork() };
         if pid < 0 {
             return Err(EngineError::io("fork", std::io::Error::last_os_error()));
@@ -113,14 +116,18 @@ impl Engine {
             })();
             if let Err(m) = res {
                 let _ = sys::write_all(w, m.as_bytes());
+                // SAFETY: a forked child leaves without running the parent's exit
+                // handlers or destructors.
                 unsafe { libc::_exit(1) };
             }
+            // SAFETY: as above.
             unsafe { libc::_exit(0) };
         }
         sys::close(w);
         let msg = sys::read_to_end(r).unwrap_or_default();
         sys::close(r);
         let mut st = 0;
+        // SAFETY: waitpid(2) writes one int, which `st` is.
         unsafe { libc::waitpid(pid, &mut st, 0) };
         if !msg.is_empty() || !libc::WIFEXITED(st) || libc::WEXITSTATUS(st) != 0 {
             return Err(EngineError::Invalid(

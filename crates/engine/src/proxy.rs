@@ -71,7 +71,7 @@ pub const FD_STATUS: i32 = 3;
 /// Entry point; `status` is the fd to report `OK p1,p2,...` or `ERR message` on.
 /// Must be called before any thread exists (it enters a network namespace).
 pub fn run(specs: &[String], status: i32, dns: Option<DnsConfig>) -> ! {
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
     let report = |s: &str| {
         let _ = skiff_runtime::sys::write_all(status, format!("{s}\n").as_bytes());
         skiff_runtime::sys::close(status);

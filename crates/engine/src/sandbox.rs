@@ -100,7 +100,10 @@ impl Engine {
     /// pod), release the pod address.
     pub fn stop_sandbox(&self, sb: &Sandbox) -> Result<()> {
         if sb.alive() {
-            unsafe { libc::kill(sb.pid, libc::SIGKILL) };
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(sb.pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
             for _ in 0..500 {
                 if !sb.alive() {
                     break;
@@ -156,6 +159,8 @@ pub fn helper_main(init_exe: &Path) -> ! {
     if spec.share_pid {
         flags |= libc::CLONE_NEWPID;
     }
+    // SAFETY: the sandbox helper is single-threaded (it runs before any thread
+    // exists), and the child only runs the closure below, which execs or `_exit`s.
     let a = unsafe { libc::fork() };
     if a < 0 {
         fail(format!("fork: {}", std::io::Error::last_os_error()));
@@ -163,7 +168,7 @@ pub fn helper_main(init_exe: &Path) -> ! {
     if a == 0 {
         skiff_runtime::sys::close(r);
         let res = (|| -> std::result::Result<(), String> {
-            unsafe { libc::setsid() };
+            let _ = nix::unistd::setsid();
             skiff_runtime::sys::unshare(flags).map_err(|e| format!("unshare: {e}"))?;
             if !spec.hostname.is_empty() {
                 nix::unistd::sethostname(&spec.hostname)
@@ -179,12 +184,16 @@ pub fn helper_main(init_exe: &Path) -> ! {
                 .map_err(|e| e.to_string())?;
             let me = if spec.share_pid {
                 // The next child is PID 1 of the new namespace.
+                // SAFETY: this child is single-threaded, as its parent was; the
+                // grandchild goes on to exec the infra process or `_exit`s.
                 let b = unsafe { libc::fork() };
                 if b < 0 {
                     return Err(format!("fork: {}", std::io::Error::last_os_error()));
                 }
                 if b > 0 {
                     let _ = skiff_runtime::sys::write_all(w, b.to_string().as_bytes());
+                    // SAFETY: a forked child leaves without running the parent's exit
+                    // handlers or destructors.
                     unsafe { libc::_exit(0) };
                 }
                 None
@@ -195,6 +204,7 @@ pub fn helper_main(init_exe: &Path) -> ! {
                 let _ = skiff_runtime::sys::write_all(w, pid.to_string().as_bytes());
             }
             skiff_runtime::sys::close(w);
+            // SAFETY: dup2(2) on descriptors this child owns; no memory is passed.
             unsafe {
                 for fd in 0..3 {
                     libc::dup2(devnull, fd);
@@ -216,13 +226,14 @@ pub fn helper_main(init_exe: &Path) -> ! {
         if let Err(m) = res {
             eprintln!("{m}");
         }
+        // SAFETY: a forked child leaves without running the parent's exit handlers or
+        // destructors.
         unsafe { libc::_exit(1) };
     }
     skiff_runtime::sys::close(w);
     let got = skiff_runtime::sys::read_to_end(r).unwrap_or_default();
     if spec.share_pid {
-        let mut st = 0;
-        unsafe { libc::waitpid(a, &mut st, 0) };
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(a), None);
     }
     let pid: i32 = match String::from_utf8_lossy(&got).trim().parse() {
         Ok(p) => p,
@@ -248,7 +259,10 @@ pub fn helper_main(init_exe: &Path) -> ! {
         match placed {
             Ok(cg) => cgroup = Some(cg),
             Err(e) => {
-                unsafe { libc::kill(pid, libc::SIGKILL) };
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
                 fail(format!(
                     "placing the infra process in the pod's cgroup: {e}"
                 ));
@@ -260,7 +274,10 @@ pub fn helper_main(init_exe: &Path) -> ! {
         let r = network::ensure_bridge(&n.bridge)
             .and_then(|_| network::attach(&n.bridge, &spec.id, pid, n.ip, "eth0", true));
         if let Err(e) = r {
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
             fail(format!("wiring the pod network: {e}"));
         }
         ip = Some(n.ip);
