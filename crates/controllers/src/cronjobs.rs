@@ -5,8 +5,7 @@
 //! `concurrencyPolicy` (Allow, Forbid, Replace), `suspend`,
 //! `startingDeadlineSeconds`, and the successful/failed history limits.
 
-use crate::informer::{Expectations, Informer, Key, Requeue};
-use crate::workloads::EXPECTATIONS_RECHECK;
+use crate::informer::{Expectations, Informer, Key, Requeue, EXPECTATIONS_RECHECK};
 use chrono::{DateTime, Datelike, Duration, Timelike, Utc};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use kube::api::{Api, DeleteParams, Patch};

@@ -5,8 +5,7 @@
 //! deleted; a changed template replaces pods node by node (RollingUpdate with
 //! maxUnavailable 1).
 
-use crate::informer::{Expectations, Informer, Key, Requeue};
-use crate::workloads::EXPECTATIONS_RECHECK;
+use crate::informer::{Expectations, Informer, Key, Requeue, EXPECTATIONS_RECHECK};
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, Patch};
@@ -91,7 +90,7 @@ impl DaemonSets {
             return Ok(None);
         };
         let mut template = serde_json::to_value(&spec.template).unwrap_or_default();
-        let hash = crate::workloads::template_hash(&template);
+        let hash = crate::pods::template_hash(&template);
         template["metadata"]["labels"]["controller-revision-hash"] = json!(hash);
         let template_pod: Pod = serde_json::from_value(json!({
             "metadata": template.get("metadata").cloned().unwrap_or(json!({})),

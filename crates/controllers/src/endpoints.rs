@@ -6,7 +6,7 @@
 //! names), its node and a reference to it. (The `kubernetes` service's are the API
 //! server's own.)
 
-use crate::workloads::template_hash;
+use crate::pods::template_hash;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;

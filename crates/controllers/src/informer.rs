@@ -259,6 +259,10 @@ enum Expect {
     Gone(Key, String),
 }
 
+/// How soon a controller waiting on its expectations looks again (the awaited events
+/// queue it sooner).
+pub const EXPECTATIONS_RECHECK: Duration = Duration::from_secs(1);
+
 /// How long an expectation may stay unmet before it is dropped (a watch that lost the
 /// event re-lists long before this).
 const EXPECTATION_TTL: Duration = Duration::from_secs(60);

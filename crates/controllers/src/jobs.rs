@@ -8,8 +8,7 @@
 //! `<job>-<index>`) and the job completes once every index has succeeded. A finished
 //! job with `ttlSecondsAfterFinished` is deleted that long after it finished.
 
-use crate::informer::{Expectations, Informer, Key, Requeue};
-use crate::workloads::EXPECTATIONS_RECHECK;
+use crate::informer::{Expectations, Informer, Key, Requeue, EXPECTATIONS_RECHECK};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch};

@@ -200,7 +200,7 @@ pub async fn run(
         informers.clone(),
         stop.clone(),
     ))];
-    tasks.extend(workloads::start(&client, &informers, &stop));
+    tasks.extend(wiring::start(&client, &informers, &stop));
     tasks.push(tokio::spawn(cluster::run(
         client.clone(),
         cluster,
@@ -562,7 +562,9 @@ pub fn controlled_by<'a, K: kube::Resource>(items: &'a [K], ns: &str, uid: &str)
 }
 pub mod daemonsets;
 pub mod jobs;
+pub mod pods;
 pub mod scheduling;
+pub mod wiring;
 pub mod workloads;
 
 #[cfg(test)]

@@ -7,9 +7,8 @@
 //! volumeClaimTemplate gives every ordinal a PVC `<template>-<set>-<ordinal>`, owned by
 //! the set or the pod only as persistentVolumeClaimRetentionPolicy asks.
 
-use crate::informer::{Expectations, Informer, Key, Requeue};
-use crate::workloads::template_hash;
-use crate::workloads::EXPECTATIONS_RECHECK;
+use crate::informer::{Expectations, Informer, Key, Requeue, EXPECTATIONS_RECHECK};
+use crate::pods::template_hash;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{Api, DeleteParams, Patch};
