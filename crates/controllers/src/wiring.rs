@@ -4,12 +4,12 @@
 
 use crate::cronjobs::CronJobs;
 use crate::daemonsets::DaemonSets;
-use crate::informer::{resync, run_workers, stopped, Expectations, Informer, Key, Queue, Requeue};
 use crate::jobs::Jobs;
 use crate::statefulsets::StatefulSets;
 use crate::workloads::{Deployments, ReplicaOwner, Replicas};
-use crate::Informers;
 use kube::Client;
+use skiff_informer::Informers;
+use skiff_informer::{resync, run_workers, stopped, Expectations, Informer, Key, Queue, Requeue};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;

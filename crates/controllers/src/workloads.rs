@@ -10,7 +10,6 @@
 //! the same controller over the older kind): create or delete pods until it controls
 //! `replicas` of them. (Their garbage collection is [`crate::gc`]'s.)
 
-use crate::informer::{Expectations, Informer, Key, Requeue, EXPECTATIONS_RECHECK};
 use crate::owner_ref;
 use crate::pods::template_hash;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, ReplicaSet};
@@ -19,6 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, Patch};
 use kube::Client;
 use serde_json::json;
+use skiff_informer::{Expectations, Informer, Key, Requeue, EXPECTATIONS_RECHECK};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -169,7 +169,11 @@ impl<K: ReplicaOwner> Replicas<K> {
                     let mut failed = false;
                     for r in results {
                         match r {
-                            Ok(created) => self.expectations.wrote(&key, &created),
+                            Ok(created) => {
+                                tracing::info!(owner = %format!("{}/{ns}/{name}", K::KIND),
+                                    pod = created.metadata.name.as_deref().unwrap_or(""), "created pod");
+                                self.expectations.wrote(&key, &created)
+                            }
                             Err(e) => {
                                 failed = true;
                                 tracing::warn!(kind = K::KIND, name = %name, error = %e, "creating pod");
@@ -220,6 +224,8 @@ impl<K: ReplicaOwner> Replicas<K> {
                     )
                     .await;
                 if let Ok(r) = r {
+                    tracing::info!(owner = %format!("{}/{ns}/{name}", K::KIND),
+                        pod = p.metadata.name.as_deref().unwrap_or(""), replicas = want, "deleted pod (scaling down)");
                     self.expectations.deleted(&key, p, r.left().as_ref());
                 }
                 remaining.retain(|x| x.metadata.uid != p.metadata.uid);
@@ -404,6 +410,8 @@ impl Deployments {
                 if let Ok(r) = serde_json::from_value::<ReplicaSet>(rs) {
                     match rs_api.create(&crate::post_params(), &r).await {
                         Ok(r) => {
+                            tracing::info!(deployment = %format!("{ns}/{name}"), replicaset = %new_name,
+                                replicas = target_new, "rollout: created replicaset");
                             self.expectations.wrote(&key, &r);
                             created = true
                         }
@@ -457,6 +465,10 @@ impl Deployments {
                         .patch(&new_name, &crate::patch_params(), &Patch::Merge(patch))
                         .await
                     {
+                        if new_replicas_now != want {
+                            tracing::info!(deployment = %format!("{ns}/{name}"), replicaset = %new_name,
+                                from = new_replicas_now, to = want, "scaled new replicaset");
+                        }
                         self.expectations.wrote(&key, &r);
                     }
                 }
@@ -488,6 +500,8 @@ impl Deployments {
                     )
                     .await
                 {
+                    tracing::info!(deployment = %format!("{ns}/{name}"), replicaset = %rn,
+                        from = cur, to = cur - down, "rollout: scaled old replicaset down");
                     self.expectations.wrote(&key, &r);
                 }
             }
@@ -512,6 +526,8 @@ impl Deployments {
                     )
                     .await
                 {
+                    tracing::info!(deployment = %format!("{ns}/{name}"),
+                        replicaset = r.metadata.name.as_deref().unwrap_or(""), "deleted old replicaset (revision history limit)");
                     self.expectations.deleted(&key, r, gone.left().as_ref());
                 }
             }

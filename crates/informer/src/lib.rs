@@ -14,7 +14,18 @@
 //!   any is outstanding it does not create or delete again (Kubernetes'
 //!   ControllerExpectations), so a lagging cache never makes it double-create.
 //!
-//! Nothing here knows a particular kind of object.
+//! - [`Informers`]: the shared set, one informer per kind the controllers and the
+//!   scheduler read, started once by the server.
+//! - [`event`]: records an Event about an object, aggregated as client-go's recorder does.
+//!
+//! The controllers (`skiff-controllers`) and the scheduler's loop (`skiff-scheduler`)
+//! both stand on this crate; it knows neither.
+
+mod events;
+mod informers;
+
+pub use events::event;
+pub use informers::{cached, Informers};
 
 use futures::StreamExt;
 use kube::api::Api;
