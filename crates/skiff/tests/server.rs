@@ -3,6 +3,8 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
+use skiff_testsupport::etcd::Etcd;
+
 const EXE: &str = env!("CARGO_BIN_EXE_skiff");
 
 struct Server(Child);
@@ -81,66 +83,10 @@ fn server_serves_kubectl_and_keeps_objects_across_restarts() {
     assert_eq!(cm, "1");
 }
 
-/// A real etcd on free ports, killed on drop.
-struct Etcd(Child, String);
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn etcd(dir: &std::path::Path) -> Etcd {
-    assert!(
-        std::path::Path::new("/usr/bin/etcd").exists(),
-        "etcd is not installed: run scripts/deps.sh"
-    );
-    let (c, p) = (free_port(), free_port());
-    let url = format!("http://127.0.0.1:{c}");
-    let child = Command::new("/usr/bin/etcd")
-        .arg("--data-dir")
-        .arg(dir.join("etcd"))
-        .args([
-            "--listen-client-urls",
-            &url,
-            "--advertise-client-urls",
-            &url,
-        ])
-        .args(["--listen-peer-urls", &format!("http://127.0.0.1:{p}")])
-        .args([
-            "--initial-advertise-peer-urls",
-            &format!("http://127.0.0.1:{p}"),
-        ])
-        .args([
-            "--initial-cluster",
-            &format!("default=http://127.0.0.1:{p}"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", c)).is_ok() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    Etcd(child, url)
-}
-
 #[test]
 fn server_on_etcd_keeps_objects_in_etcd() {
     let t = tempfile::tempdir().unwrap();
-    let e = etcd(t.path());
+    let e = Etcd::start();
     let run = |data: &str| {
         let mut child = Command::new(EXE)
             .args([
@@ -151,7 +97,7 @@ fn server_on_etcd_keeps_objects_in_etcd() {
                 "--bind-address",
                 "127.0.0.1",
             ])
-            .args(["--datastore-endpoint", &e.1])
+            .args(["--datastore-endpoint", &e.endpoint])
             .arg("--data-dir")
             .arg(t.path().join(data))
             .arg("--write-kubeconfig")
