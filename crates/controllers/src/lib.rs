@@ -33,18 +33,12 @@ pub const FIELD_MANAGER: &str = "kube-controller-manager";
 
 /// PostParams of a controller write.
 pub fn post_params() -> PostParams {
-    PostParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    }
+    skiff_informer::post_params(FIELD_MANAGER)
 }
 
 /// PatchParams of a controller write.
 pub fn patch_params() -> PatchParams {
-    PatchParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    }
+    skiff_informer::patch_params(FIELD_MANAGER)
 }
 
 /// Runs the workload controllers and the cluster loop over the shared informers

@@ -14,6 +14,26 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// Starts controller `$c` (a value with `async fn reconcile(&self, Key)`) over
+/// `$queue` with [`spawn_controller`].
+macro_rules! spawn {
+    ($name:expr, $workers:expr, $queue:expr, $primary:expr, $inf:expr, $stop:expr, $c:expr) => {{
+        let c = Arc::new($c);
+        spawn_controller(
+            $name,
+            $workers,
+            $queue,
+            $primary,
+            $inf.clone(),
+            $stop.clone(),
+            move |k| {
+                let c = c.clone();
+                async move { c.reconcile(k).await }
+            },
+        )
+    }};
+}
+
 /// How often every object is reconciled even if nothing was seen to change.
 pub const RESYNC: Duration = Duration::from_secs(30);
 
@@ -55,16 +75,20 @@ where
     let q = Queue::new();
     enqueue_changed(&owners, &q);
     enqueue_owner(&inf.pods, K::KIND, &q);
-    let c = Arc::new(Replicas::<K> {
-        client: client.clone(),
-        owners: owners.clone(),
-        pods: inf.pods.clone(),
-        expectations: Expectations::new(inf.pods.clone()),
-    });
-    spawn_controller(name, 5, q, owners, inf.clone(), stop.clone(), move |k| {
-        let c = c.clone();
-        async move { c.reconcile(k).await }
-    })
+    spawn!(
+        name,
+        5,
+        q,
+        owners,
+        inf,
+        stop,
+        Replicas::<K> {
+            client: client.clone(),
+            owners: owners.clone(),
+            pods: inf.pods.clone(),
+            expectations: Expectations::new(inf.pods.clone()),
+        }
+    )
 }
 
 /// Starts a controller's workers over `queue` once the caches are synced, with a
@@ -120,91 +144,75 @@ pub fn start(
     let q = Queue::new();
     enqueue_changed(&inf.deployments, &q);
     enqueue_owner(&inf.replicasets, "Deployment", &q);
-    let c = Arc::new(Deployments {
-        client: client.clone(),
-        deployments: inf.deployments.clone(),
-        replicasets: inf.replicasets.clone(),
-        expectations: Expectations::new(inf.replicasets.clone()),
-    });
-    tasks.push(spawn_controller(
+    tasks.push(spawn!(
         "deployment",
         5,
         q,
         inf.deployments.clone(),
-        inf.clone(),
-        stop.clone(),
-        move |k| {
-            let c = c.clone();
-            async move { c.reconcile(k).await }
-        },
+        inf,
+        stop,
+        Deployments {
+            client: client.clone(),
+            deployments: inf.deployments.clone(),
+            replicasets: inf.replicasets.clone(),
+            expectations: Expectations::new(inf.replicasets.clone()),
+        }
     ));
 
     let q = Queue::new();
     enqueue_changed(&inf.statefulsets, &q);
     enqueue_owner(&inf.pods, "StatefulSet", &q);
     enqueue_owner(&inf.revisions, "StatefulSet", &q);
-    let c = Arc::new(StatefulSets {
-        client: client.clone(),
-        statefulsets: inf.statefulsets.clone(),
-        pods: inf.pods.clone(),
-        revisions: inf.revisions.clone(),
-        expectations: Expectations::new(inf.pods.clone()),
-    });
-    tasks.push(spawn_controller(
+    tasks.push(spawn!(
         "statefulset",
         2,
         q,
         inf.statefulsets.clone(),
-        inf.clone(),
-        stop.clone(),
-        move |k| {
-            let c = c.clone();
-            async move { c.reconcile(k).await }
-        },
+        inf,
+        stop,
+        StatefulSets {
+            client: client.clone(),
+            statefulsets: inf.statefulsets.clone(),
+            pods: inf.pods.clone(),
+            revisions: inf.revisions.clone(),
+            expectations: Expectations::new(inf.pods.clone()),
+        }
     ));
 
     let q = Queue::new();
     enqueue_changed(&inf.jobs, &q);
     enqueue_owner(&inf.pods, "Job", &q);
-    let c = Arc::new(Jobs {
-        client: client.clone(),
-        jobs: inf.jobs.clone(),
-        pods: inf.pods.clone(),
-        expectations: Expectations::new(inf.pods.clone()),
-    });
-    tasks.push(spawn_controller(
+    tasks.push(spawn!(
         "job",
         3,
         q,
         inf.jobs.clone(),
-        inf.clone(),
-        stop.clone(),
-        move |k| {
-            let c = c.clone();
-            async move { c.reconcile(k).await }
-        },
+        inf,
+        stop,
+        Jobs {
+            client: client.clone(),
+            jobs: inf.jobs.clone(),
+            pods: inf.pods.clone(),
+            expectations: Expectations::new(inf.pods.clone()),
+        }
     ));
 
     let q = Queue::new();
     enqueue_changed(&inf.cronjobs, &q);
     enqueue_owner(&inf.jobs, "CronJob", &q);
-    let c = Arc::new(CronJobs {
-        client: client.clone(),
-        cronjobs: inf.cronjobs.clone(),
-        jobs: inf.jobs.clone(),
-        expectations: Expectations::new(inf.jobs.clone()),
-    });
-    tasks.push(spawn_controller(
+    tasks.push(spawn!(
         "cronjob",
         2,
         q,
         inf.cronjobs.clone(),
-        inf.clone(),
-        stop.clone(),
-        move |k| {
-            let c = c.clone();
-            async move { c.reconcile(k).await }
-        },
+        inf,
+        stop,
+        CronJobs {
+            client: client.clone(),
+            cronjobs: inf.cronjobs.clone(),
+            jobs: inf.jobs.clone(),
+            expectations: Expectations::new(inf.jobs.clone()),
+        }
     ));
 
     let q = Queue::new();
@@ -220,25 +228,21 @@ pub fn start(
             }
         });
     }
-    let c = Arc::new(DaemonSets {
-        client: client.clone(),
-        daemonsets: inf.daemonsets.clone(),
-        nodes: inf.nodes.clone(),
-        pods: inf.pods.clone(),
-        revisions: inf.revisions.clone(),
-        expectations: Expectations::new(inf.pods.clone()),
-    });
-    tasks.push(spawn_controller(
+    tasks.push(spawn!(
         "daemonset",
         2,
         q,
         inf.daemonsets.clone(),
-        inf.clone(),
-        stop.clone(),
-        move |k| {
-            let c = c.clone();
-            async move { c.reconcile(k).await }
-        },
+        inf,
+        stop,
+        DaemonSets {
+            client: client.clone(),
+            daemonsets: inf.daemonsets.clone(),
+            nodes: inf.nodes.clone(),
+            pods: inf.pods.clone(),
+            revisions: inf.revisions.clone(),
+            expectations: Expectations::new(inf.pods.clone()),
+        }
     ));
     tasks
 }

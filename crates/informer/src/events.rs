@@ -1,7 +1,5 @@
 //! Events, as client-go's recorder writes them.
 
-use kube::api::{PatchParams, PostParams};
-
 /// Records an Event about `involved` (an ObjectReference: apiVersion, kind, name,
 /// namespace, uid) from `component`, written with `field_manager`. Repeats of the same
 /// event (same object, type, reason, message and source) are one Event whose `count`
@@ -45,10 +43,7 @@ pub async fn event(
     });
     let api: kube::Api<k8s_openapi::api::core::v1::Event> =
         kube::Api::namespaced(client.clone(), &ns);
-    let pp = PostParams {
-        field_manager: Some(field_manager.into()),
-        ..Default::default()
-    };
+    let pp = crate::post_params(field_manager);
     let Ok(e) = serde_json::from_value(ev) else {
         return;
     };
@@ -61,10 +56,7 @@ pub async fn event(
                     "count": old.count.unwrap_or(1) + 1,
                     "lastTimestamp": now,
                 });
-                let pp = PatchParams {
-                    field_manager: Some(field_manager.into()),
-                    ..Default::default()
-                };
+                let pp = crate::patch_params(field_manager);
                 let _ = api
                     .patch(&event_name, &pp, &kube::api::Patch::Merge(patch))
                     .await;

@@ -52,28 +52,10 @@ pub fn cached<K: kube::Resource<DynamicType = ()> + Clone + 'static>(i: &Informe
 impl Informers {
     /// Starts every watch; they run until `stop`.
     pub fn spawn(client: &kube::Client, stop: &tokio::sync::watch::Receiver<bool>) -> Informers {
+        // One watch of every object of kind K, cluster-wide.
         fn start<K>(client: &kube::Client, stop: &tokio::sync::watch::Receiver<bool>) -> Informer<K>
         where
-            K: kube::Resource<DynamicType = (), Scope = k8s_openapi::ClusterResourceScope>
-                + Clone
-                + serde::de::DeserializeOwned
-                + std::fmt::Debug
-                + Send
-                + Sync
-                + 'static,
-        {
-            Informer::spawn(
-                Api::all(client.clone()),
-                watcher::Config::default(),
-                stop.clone(),
-            )
-        }
-        fn start_ns<K>(
-            client: &kube::Client,
-            stop: &tokio::sync::watch::Receiver<bool>,
-        ) -> Informer<K>
-        where
-            K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            K: kube::Resource<DynamicType = ()>
                 + Clone
                 + serde::de::DeserializeOwned
                 + std::fmt::Debug
@@ -88,26 +70,26 @@ impl Informers {
             )
         }
         Informers {
-            pods: start_ns(client, stop),
+            pods: start(client, stop),
             nodes: start(client, stop),
             namespaces: start(client, stop),
-            replicasets: start_ns(client, stop),
-            replication_controllers: start_ns(client, stop),
-            deployments: start_ns(client, stop),
-            statefulsets: start_ns(client, stop),
-            revisions: start_ns(client, stop),
-            daemonsets: start_ns(client, stop),
-            jobs: start_ns(client, stop),
-            cronjobs: start_ns(client, stop),
-            claims: start_ns(client, stop),
+            replicasets: start(client, stop),
+            replication_controllers: start(client, stop),
+            deployments: start(client, stop),
+            statefulsets: start(client, stop),
+            revisions: start(client, stop),
+            daemonsets: start(client, stop),
+            jobs: start(client, stop),
+            cronjobs: start(client, stop),
+            claims: start(client, stop),
             volumes: start(client, stop),
             classes: start(client, stop),
-            services: start_ns(client, stop),
-            endpoints: start_ns(client, stop),
-            endpoint_slices: start_ns(client, stop),
-            service_accounts: start_ns(client, stop),
-            config_maps: start_ns(client, stop),
-            pdbs: start_ns(client, stop),
+            services: start(client, stop),
+            endpoints: start(client, stop),
+            endpoint_slices: start(client, stop),
+            service_accounts: start(client, stop),
+            config_maps: start(client, stop),
+            pdbs: start(client, stop),
             node_leases: Informer::spawn(
                 Api::namespaced(client.clone(), "kube-node-lease"),
                 watcher::Config::default(),

@@ -27,6 +27,22 @@ mod informers;
 pub use events::event;
 pub use informers::{cached, Informers};
 
+/// PostParams of a write by `field_manager`.
+pub fn post_params(field_manager: &str) -> kube::api::PostParams {
+    kube::api::PostParams {
+        field_manager: Some(field_manager.into()),
+        ..Default::default()
+    }
+}
+
+/// PatchParams of a write by `field_manager`.
+pub fn patch_params(field_manager: &str) -> kube::api::PatchParams {
+    kube::api::PatchParams {
+        field_manager: Some(field_manager.into()),
+        ..Default::default()
+    }
+}
+
 use futures::StreamExt;
 use kube::api::Api;
 use kube::runtime::reflector::{self, Store};

@@ -13,7 +13,7 @@
 
 use crate::{pod_claims, schedule, schedule_with, waits_for_first_consumer, Snapshot, Volumes};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch};
 use kube::runtime::watcher;
 use kube::Client;
 use serde_json::json;
@@ -31,18 +31,12 @@ const ASSUME_TTL: Duration = Duration::from_secs(30);
 /// How often unschedulable pods are tried again even if nothing was seen to change.
 const RETRY_UNSCHEDULABLE: Duration = Duration::from_secs(5);
 
-fn patch_params() -> PatchParams {
-    PatchParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    }
+fn patch_params() -> kube::api::PatchParams {
+    skiff_informer::patch_params(FIELD_MANAGER)
 }
 
-fn post_params() -> PostParams {
-    PostParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    }
+fn post_params() -> kube::api::PostParams {
+    skiff_informer::post_params(FIELD_MANAGER)
 }
 
 fn node_name(p: &Pod) -> &str {
