@@ -482,10 +482,7 @@ mod tests {
     }
 
     fn node(name: &str) -> Node {
-        serde_json::from_value(
-            json!({"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}}}),
-        )
-        .unwrap()
+        skiff_testsupport::objects::node(name, json!({}), json!({}), json!({}))
     }
 
     #[test]
