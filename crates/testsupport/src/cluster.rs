@@ -206,6 +206,16 @@ impl Cluster {
         self.ok(&["apply", "-f", f.to_str().unwrap()]);
     }
 
+    /// Waits until `kubectl args` prints nothing (what it lists is gone); `what` says
+    /// what was left behind if it does not within `secs`.
+    pub fn wait_empty(&self, args: &[&str], secs: u64, what: &str) {
+        let start = Instant::now();
+        while !self.ok(args).trim().is_empty() {
+            assert!(start.elapsed() < Duration::from_secs(secs), "{what}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
     pub fn wait_for(&self, args: &[&str], want: &str, secs: u64) -> String {
         let start = Instant::now();
         loop {

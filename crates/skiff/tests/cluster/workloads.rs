@@ -203,18 +203,11 @@ fn a_daemonset_runs_one_pod_per_eligible_node() {
         1
     );
     c.ok(&["delete", "ds", "agent"]);
-    let start = Instant::now();
-    while !c
-        .ok(&["get", "pods", "-l", "app=agent", "-o", "name"])
-        .trim()
-        .is_empty()
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "daemonset pods left behind"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    c.wait_empty(
+        &["get", "pods", "-l", "app=agent", "-o", "name"],
+        30,
+        "daemonset pods left behind",
+    );
 }
 
 #[test]
@@ -637,18 +630,11 @@ fn indexed_jobs_deadlines_and_ttl_after_finished() {
         );
         std::thread::sleep(Duration::from_millis(300));
     }
-    let start = Instant::now();
-    while !c
-        .ok(&["get", "pods", "-l", "job-name=brief", "-o", "name"])
-        .trim()
-        .is_empty()
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "its pods outlived it"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    c.wait_empty(
+        &["get", "pods", "-l", "job-name=brief", "-o", "name"],
+        20,
+        "its pods outlived it",
+    );
 }
 
 #[test]
