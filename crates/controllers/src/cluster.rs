@@ -42,7 +42,7 @@ const REDISCOVER: Duration = Duration::from_secs(30);
 pub async fn run(
     client: Client,
     settings: Settings,
-    informers: crate::Informers,
+    informers: skiff_informer::Informers,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
     tokio::spawn(run_cached(
@@ -52,7 +52,7 @@ pub async fn run(
         stop.clone(),
     ));
     let mut resources: Option<(Resources, Instant)> = None;
-    let mut ticker = crate::Ticker::new(settings.period, crate::informer::stopped(stop));
+    let mut ticker = crate::Ticker::new(settings.period, skiff_informer::stopped(stop));
     while ticker.tick().await {
         if resources
             .as_ref()
@@ -93,7 +93,7 @@ const CACHED_RESYNC: Duration = Duration::from_secs(1);
 async fn run_cached(
     client: Client,
     settings: Settings,
-    inf: crate::Informers,
+    inf: skiff_informer::Informers,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let kick = std::sync::Arc::new(tokio::sync::Notify::new());
@@ -118,7 +118,7 @@ async fn run_cached(
         deployments,
         statefulsets
     );
-    let stopped = crate::informer::stopped(stop);
+    let stopped = skiff_informer::stopped(stop);
     tokio::pin!(stopped);
     tokio::select! {
         _ = inf.synced() => {}

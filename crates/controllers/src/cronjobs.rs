@@ -5,13 +5,12 @@
 //! `concurrencyPolicy` (Allow, Forbid, Replace), `suspend`,
 //! `startingDeadlineSeconds`, and the successful/failed history limits.
 
-use crate::informer::{Expectations, Informer, Key, Requeue};
-use crate::workloads::EXPECTATIONS_RECHECK;
 use chrono::{DateTime, Datelike, Duration, Timelike, Utc};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use kube::api::{Api, DeleteParams, Patch};
 use kube::Client;
 use serde_json::json;
+use skiff_informer::{Expectations, Informer, Key, Requeue, EXPECTATIONS_RECHECK};
 
 /// A parsed cron schedule: the allowed values of each field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,13 +222,14 @@ impl CronJobs {
                     {
                         let involved = json!({"apiVersion": "batch/v1", "kind": "CronJob",
                             "name": name, "namespace": ns, "uid": uid});
-                        crate::event(
+                        skiff_informer::event(
                             client,
                             involved,
                             "Warning",
                             "UnknownTimeZone",
                             &format!("invalid timeZone: {z:?}: {e}"),
                             "cronjob-controller",
+                            crate::FIELD_MANAGER,
                         )
                         .await;
                     }
@@ -289,6 +289,8 @@ impl CronJobs {
                                     )
                                     .await
                                 {
+                                    tracing::info!(cronjob = %format!("{ns}/{name}"),
+                                        job = j.metadata.name.as_deref().unwrap_or(""), "replaced running job (concurrencyPolicy Replace)");
                                     self.expectations.deleted(&key, j, r.left().as_ref());
                                 }
                             }
@@ -301,7 +303,11 @@ impl CronJobs {
                     let job = job_from_template(&template, &ns, &name, &uid, due, tz);
                     if let Ok(j) = serde_json::from_value::<Job>(job) {
                         match api_jobs.create(&crate::post_params(), &j).await {
-                            Ok(j) => self.expectations.wrote(&key, &j),
+                            Ok(j) => {
+                                tracing::info!(cronjob = %format!("{ns}/{name}"),
+                                    job = j.metadata.name.as_deref().unwrap_or(""), scheduled = %due, "scheduled job");
+                                self.expectations.wrote(&key, &j)
+                            }
                             Err(kube::Error::Api(e)) if e.code == 409 => {}
                             Err(e) => tracing::warn!(cronjob = %name, error = %e, "creating job"),
                         }
@@ -325,6 +331,8 @@ impl CronJobs {
                         )
                         .await
                     {
+                        tracing::info!(cronjob = %format!("{ns}/{name}"),
+                            job = j.metadata.name.as_deref().unwrap_or(""), "deleted job (history limit)");
                         self.expectations.deleted(&key, j, r.left().as_ref());
                     }
                 }

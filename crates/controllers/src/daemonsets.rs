@@ -5,13 +5,12 @@
 //! deleted; a changed template replaces pods node by node (RollingUpdate with
 //! maxUnavailable 1).
 
-use crate::informer::{Expectations, Informer, Key, Requeue};
-use crate::workloads::EXPECTATIONS_RECHECK;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, Patch};
 use kube::Client;
 use serde_json::json;
+use skiff_informer::{Expectations, Informer, Key, Requeue, EXPECTATIONS_RECHECK};
 
 fn eligible(template_pod: &Pod, node: &Node) -> bool {
     if !skiff_scheduler::pod_matches_node_selector_and_affinity(template_pod, node) {
@@ -91,7 +90,7 @@ impl DaemonSets {
             return Ok(None);
         };
         let mut template = serde_json::to_value(&spec.template).unwrap_or_default();
-        let hash = crate::workloads::template_hash(&template);
+        let hash = crate::pods::template_hash(&template);
         template["metadata"]["labels"]["controller-revision-hash"] = json!(hash);
         let template_pod: Pod = serde_json::from_value(json!({
             "metadata": template.get("metadata").cloned().unwrap_or(json!({})),
@@ -144,6 +143,8 @@ impl DaemonSets {
                         )
                         .await
                     {
+                        tracing::info!(owner = %format!("DaemonSet/{ns}/{name}"), node = %nname,
+                            pod = p.metadata.name.as_deref().unwrap_or(""), "deleted pod (node not eligible)");
                         self.expectations.deleted(&key, p, r.left().as_ref());
                     }
                 }
@@ -159,13 +160,7 @@ impl DaemonSets {
             };
             if let Some(p) = here.first() {
                 current += 1;
-                let is_ready = p
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .map(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-                    .unwrap_or(false);
-                if is_ready {
+                if crate::pod_ready(p) {
                     ready += 1;
                 }
                 if fresh(p) {
@@ -180,6 +175,8 @@ impl DaemonSets {
                         )
                         .await
                     {
+                        tracing::info!(owner = %format!("DaemonSet/{ns}/{name}"), node = %nname,
+                            pod = p.metadata.name.as_deref().unwrap_or(""), "rollout: deleted out-of-date pod");
                         self.expectations.deleted(&key, p, r.left().as_ref());
                     }
                 }
@@ -191,6 +188,8 @@ impl DaemonSets {
                         )
                         .await
                     {
+                        tracing::info!(owner = %format!("DaemonSet/{ns}/{name}"), node = %nname,
+                            pod = extra.metadata.name.as_deref().unwrap_or(""), "deleted extra pod");
                         self.expectations.deleted(&key, extra, r.left().as_ref());
                     }
                 }
@@ -221,7 +220,11 @@ impl DaemonSets {
             pod["spec"]["tolerations"] = json!(tol);
             if let Ok(p) = serde_json::from_value::<Pod>(pod) {
                 match api.create(&crate::post_params(), &p).await {
-                    Ok(p) => self.expectations.wrote(&key, &p),
+                    Ok(p) => {
+                        tracing::info!(owner = %format!("DaemonSet/{ns}/{name}"), node = %nname,
+                            pod = p.metadata.name.as_deref().unwrap_or(""), "created pod");
+                        self.expectations.wrote(&key, &p)
+                    }
                     Err(e) => {
                         tracing::warn!(daemonset = %name, error = %e, "creating pod");
                         let involved = json!({"apiVersion": "apps/v1", "kind": "DaemonSet",

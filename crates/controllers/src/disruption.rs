@@ -64,7 +64,7 @@ fn scaled(value: &IntOrString, of: i32) -> Result<i32, String> {
 }
 
 /// The replicas the pod's controller wants, and that controller's uid (counted once).
-fn controller_scale(inf: &crate::Informers, pod: &Pod) -> Option<(String, i32)> {
+fn controller_scale(inf: &skiff_informer::Informers, pod: &Pod) -> Option<(String, i32)> {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let owner = pod
         .metadata
@@ -72,7 +72,7 @@ fn controller_scale(inf: &crate::Informers, pod: &Pod) -> Option<(String, i32)> 
         .iter()
         .flatten()
         .find(|r| r.controller == Some(true))?;
-    let key = crate::informer::Key {
+    let key = skiff_informer::Key {
         namespace: ns.clone(),
         name: owner.name.clone(),
     };
@@ -90,7 +90,7 @@ fn controller_scale(inf: &crate::Informers, pod: &Pod) -> Option<(String, i32)> 
                 .flatten()
                 .find(|r| r.controller == Some(true) && r.kind == "Deployment")
             {
-                let dep = inf.deployments.get(&crate::informer::Key {
+                let dep = inf.deployments.get(&skiff_informer::Key {
                     namespace: ns,
                     name: d.name.clone(),
                 })?;
@@ -126,7 +126,7 @@ fn controller_scale(inf: &crate::Informers, pod: &Pod) -> Option<(String, i32)> 
 
 /// (expected pods, desired healthy) for a budget over `pods`.
 fn expectations(
-    inf: &crate::Informers,
+    inf: &skiff_informer::Informers,
     pdb: &PodDisruptionBudget,
     pods: &[&Pod],
 ) -> Result<(i32, i32), String> {
@@ -163,7 +163,7 @@ fn expectations(
 }
 
 /// One pass over every budget.
-pub async fn sync(client: &Client, inf: &crate::Informers) -> Result<(), kube::Error> {
+pub async fn sync(client: &Client, inf: &skiff_informer::Informers) -> Result<(), kube::Error> {
     let pods = inf.pods.state();
     let now = k8s_openapi::jiff::Timestamp::now().as_second();
     for pdb in inf.pdbs.state() {

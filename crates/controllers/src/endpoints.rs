@@ -6,7 +6,7 @@
 //! names), its node and a reference to it. (The `kubernetes` service's are the API
 //! server's own.)
 
-use crate::workloads::template_hash;
+use crate::pods::template_hash;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -49,11 +49,11 @@ fn selects(selector: &BTreeMap<String, String>, pod: &Pod) -> bool {
 }
 
 /// One pass over every Service.
-pub async fn sync(client: &Client, inf: &crate::Informers) -> Result<(), kube::Error> {
-    let services: Vec<Service> = crate::cached(&inf.services);
-    let pods: Vec<Pod> = crate::cached(&inf.pods);
-    let eps: Vec<Endpoints> = crate::cached(&inf.endpoints);
-    let slices: Vec<EndpointSlice> = crate::cached(&inf.endpoint_slices);
+pub async fn sync(client: &Client, inf: &skiff_informer::Informers) -> Result<(), kube::Error> {
+    let services: Vec<Service> = skiff_informer::cached(&inf.services);
+    let pods: Vec<Pod> = skiff_informer::cached(&inf.pods);
+    let eps: Vec<Endpoints> = skiff_informer::cached(&inf.endpoints);
+    let slices: Vec<EndpointSlice> = skiff_informer::cached(&inf.endpoint_slices);
     for svc in &services {
         let ns = svc.metadata.namespace.clone().unwrap_or_default();
         let name = svc.metadata.name.clone().unwrap_or_default();

@@ -248,12 +248,16 @@ pub async fn collect(client: &Client, res: &Resources, items: &[Item]) {
             }
             _ => DeleteParams::background(),
         };
-        if let Err(e) = res
+        match res
             .api(client, it.res, it.ns())
             .delete(it.name(), &dp)
             .await
         {
-            tracing::debug!(object = it.name(), error = %e, "collecting");
+            Ok(_) => {
+                tracing::info!(kind = %res.list[it.res].0.kind, namespace = it.ns().unwrap_or(""),
+                object = it.name(), owners = ?states, "garbage collected")
+            }
+            Err(e) => tracing::debug!(object = it.name(), error = %e, "collecting"),
         }
     }
 }

@@ -8,13 +8,12 @@
 //! `<job>-<index>`) and the job completes once every index has succeeded. A finished
 //! job with `ttlSecondsAfterFinished` is deleted that long after it finished.
 
-use crate::informer::{Expectations, Informer, Key, Requeue};
-use crate::workloads::EXPECTATIONS_RECHECK;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch};
 use kube::Client;
 use serde_json::json;
+use skiff_informer::{Expectations, Informer, Key, Requeue, EXPECTATIONS_RECHECK};
 use std::time::Duration;
 
 fn phase(p: &Pod) -> &str {
@@ -124,12 +123,16 @@ impl Jobs {
                     client.clone(),
                     job.metadata.namespace.as_deref().unwrap_or(""),
                 );
-                let _ = api
+                if api
                     .delete(
                         job.metadata.name.as_deref().unwrap_or(""),
                         &DeleteParams::foreground(),
                     )
-                    .await;
+                    .await
+                    .is_ok()
+                {
+                    tracing::info!(job = %key, "deleted finished job (ttlSecondsAfterFinished)");
+                }
                 return Ok(None);
             }
         }
@@ -217,6 +220,7 @@ impl Jobs {
                         "Job has reached the specified backoff limit",
                     )
                 };
+                tracing::info!(job = %format!("{ns}/{name}"), reason, failed, "job failed");
                 for t in ["FailureTarget", "Failed"] {
                     conditions.push(
                         json!({"type": t, "status": "True", "reason": reason, "message": msg,
@@ -224,6 +228,7 @@ impl Jobs {
                     );
                 }
             } else if succeeded >= completions {
+                tracing::info!(job = %format!("{ns}/{name}"), succeeded, "job completed");
                 for t in ["SuccessCriteriaMet", "Complete"] {
                     conditions.push(json!({"type": t, "status": "True",
                         "reason": "CompletionsReached", "message": "Reached expected number of succeeded pods",
@@ -270,7 +275,11 @@ impl Jobs {
                         }
                         if let Ok(p) = serde_json::from_value::<Pod>(pod) {
                             match api_pods.create(&crate::post_params(), &p).await {
-                                Ok(p) => self.expectations.wrote(&key, &p),
+                                Ok(p) => {
+                                    tracing::info!(owner = %format!("Job/{ns}/{name}"),
+                                        pod = p.metadata.name.as_deref().unwrap_or(""), "created pod");
+                                    self.expectations.wrote(&key, &p)
+                                }
                                 Err(e) => {
                                     tracing::warn!(job = %name, error = %e, "creating pod");
                                     let involved = json!({"apiVersion": "batch/v1", "kind": "Job",

@@ -1,24 +1,23 @@
 //! skiff-controllers: the control loops that make API objects true, shaped like
-//! kube-controller-manager's and kube-scheduler's: shared informers (one watch per
-//! resource kind, [`informer`]) feed the caches every controller reads and the work
+//! kube-controller-manager's: shared informers (one watch per resource kind,
+//! `skiff-informer`) feed the caches every controller reads and the work
 //! queues of the controllers interested in a change (an owned object's change queues
 //! its owner); each controller is a level-triggered reconcile of one object from the
 //! caches, with expectations so a lagging cache never makes it create twice, and a
 //! periodic resync as a safety net. None relies on having seen every event.
 //!
-//! The scheduler ([`scheduling`]); the workloads (Deployments, ReplicaSets, ReplicationControllers,
+//! The workloads (Deployments, ReplicaSets, ReplicationControllers,
 //! StatefulSets, Jobs, CronJobs, DaemonSets); and the cluster loop (garbage collection
 //! with its orphan and foreground finalizers, namespace deletion, service accounts and
 //! the root CA, endpoints, node lifecycle, persistent volumes and their claims).
-//! Controller writes carry the field manager `kube-controller-manager`, the
-//! scheduler's `kube-scheduler`, as in Kubernetes.
+//! Controller writes carry the field manager `kube-controller-manager`, as in
+//! Kubernetes. The scheduler's loop is `skiff_scheduler::scheduling`'s.
 
 pub mod cluster;
 pub mod cronjobs;
 pub mod disruption;
 pub mod endpoints;
 pub mod gc;
-pub mod informer;
 pub mod namespaces;
 pub mod nodeipam;
 pub mod nodes;
@@ -26,189 +25,32 @@ pub mod persistentvolumes;
 pub mod serviceaccounts;
 pub mod statefulsets;
 
-use informer::Informer;
-use k8s_openapi::api::apps::v1::{
-    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
-};
-use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
-    ReplicationController, Service, ServiceAccount,
-};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::storage::v1::StorageClass;
-use kube::api::{Api, PatchParams, PostParams};
-use kube::runtime::watcher;
+use kube::api::{PatchParams, PostParams};
+use skiff_informer::Informers;
 
 /// The field manager of controller writes, as kube-controller-manager's.
 pub const FIELD_MANAGER: &str = "kube-controller-manager";
 
 /// PostParams of a controller write.
 pub fn post_params() -> PostParams {
-    PostParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    }
+    skiff_informer::post_params(FIELD_MANAGER)
 }
 
 /// PatchParams of a controller write.
 pub fn patch_params() -> PatchParams {
-    PatchParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    }
+    skiff_informer::patch_params(FIELD_MANAGER)
 }
 
-/// The shared informers: one watch per kind, read by every controller.
-#[derive(Clone)]
-pub struct Informers {
-    pub pods: Informer<Pod>,
-    pub nodes: Informer<Node>,
-    pub namespaces: Informer<Namespace>,
-    pub replicasets: Informer<ReplicaSet>,
-    pub replication_controllers: Informer<ReplicationController>,
-    pub deployments: Informer<Deployment>,
-    pub statefulsets: Informer<StatefulSet>,
-    pub revisions: Informer<ControllerRevision>,
-    pub daemonsets: Informer<DaemonSet>,
-    pub jobs: Informer<Job>,
-    pub cronjobs: Informer<CronJob>,
-    pub claims: Informer<PersistentVolumeClaim>,
-    pub volumes: Informer<PersistentVolume>,
-    pub classes: Informer<StorageClass>,
-    pub services: Informer<Service>,
-    pub endpoints: Informer<Endpoints>,
-    pub endpoint_slices: Informer<EndpointSlice>,
-    pub service_accounts: Informer<ServiceAccount>,
-    pub config_maps: Informer<ConfigMap>,
-    /// The nodes' Leases (namespace kube-node-lease).
-    pub node_leases: Informer<Lease>,
-    pub pdbs: Informer<PodDisruptionBudget>,
-}
-
-/// Copies of every object an informer holds.
-pub fn cached<K: kube::Resource<DynamicType = ()> + Clone + 'static>(i: &Informer<K>) -> Vec<K> {
-    i.state().iter().map(|o| (**o).clone()).collect()
-}
-
-impl Informers {
-    /// Starts every watch; they run until `stop`.
-    pub fn spawn(client: &kube::Client, stop: &tokio::sync::watch::Receiver<bool>) -> Informers {
-        fn start<K>(client: &kube::Client, stop: &tokio::sync::watch::Receiver<bool>) -> Informer<K>
-        where
-            K: kube::Resource<DynamicType = (), Scope = k8s_openapi::ClusterResourceScope>
-                + Clone
-                + serde::de::DeserializeOwned
-                + std::fmt::Debug
-                + Send
-                + Sync
-                + 'static,
-        {
-            Informer::spawn(
-                Api::all(client.clone()),
-                watcher::Config::default(),
-                stop.clone(),
-            )
-        }
-        fn start_ns<K>(
-            client: &kube::Client,
-            stop: &tokio::sync::watch::Receiver<bool>,
-        ) -> Informer<K>
-        where
-            K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-                + Clone
-                + serde::de::DeserializeOwned
-                + std::fmt::Debug
-                + Send
-                + Sync
-                + 'static,
-        {
-            Informer::spawn(
-                Api::all(client.clone()),
-                watcher::Config::default(),
-                stop.clone(),
-            )
-        }
-        Informers {
-            pods: start_ns(client, stop),
-            nodes: start(client, stop),
-            namespaces: start(client, stop),
-            replicasets: start_ns(client, stop),
-            replication_controllers: start_ns(client, stop),
-            deployments: start_ns(client, stop),
-            statefulsets: start_ns(client, stop),
-            revisions: start_ns(client, stop),
-            daemonsets: start_ns(client, stop),
-            jobs: start_ns(client, stop),
-            cronjobs: start_ns(client, stop),
-            claims: start_ns(client, stop),
-            volumes: start(client, stop),
-            classes: start(client, stop),
-            services: start_ns(client, stop),
-            endpoints: start_ns(client, stop),
-            endpoint_slices: start_ns(client, stop),
-            service_accounts: start_ns(client, stop),
-            config_maps: start_ns(client, stop),
-            pdbs: start_ns(client, stop),
-            node_leases: Informer::spawn(
-                Api::namespaced(client.clone(), "kube-node-lease"),
-                watcher::Config::default(),
-                stop.clone(),
-            ),
-        }
-    }
-
-    /// Waits until every cache holds its first complete list.
-    pub async fn synced(&self) {
-        self.pods.synced().await;
-        self.nodes.synced().await;
-        self.namespaces.synced().await;
-        self.replicasets.synced().await;
-        self.replication_controllers.synced().await;
-        self.deployments.synced().await;
-        self.statefulsets.synced().await;
-        self.revisions.synced().await;
-        self.daemonsets.synced().await;
-        self.jobs.synced().await;
-        self.cronjobs.synced().await;
-        self.claims.synced().await;
-        self.volumes.synced().await;
-        self.classes.synced().await;
-        self.services.synced().await;
-        self.endpoints.synced().await;
-        self.endpoint_slices.synced().await;
-        self.service_accounts.synced().await;
-        self.config_maps.synced().await;
-        self.node_leases.synced().await;
-        self.pdbs.synced().await;
-    }
-}
-
-/// Runs the scheduler, the workload controllers and the cluster loop over one set of
-/// shared informers until `shutdown`.
+/// Runs the workload controllers and the cluster loop over the shared informers
+/// (which the caller starts, and shares with the scheduler) until `stop`.
 pub async fn run(
     client: kube::Client,
     cluster: cluster::Settings,
-    shutdown: impl std::future::Future<Output = ()>,
+    informers: Informers,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let informers = Informers::spawn(&client, &stop);
-    let mut tasks = vec![tokio::spawn(scheduling::run(
-        client.clone(),
-        informers.clone(),
-        stop.clone(),
-    ))];
-    tasks.extend(workloads::start(&client, &informers, &stop));
-    tasks.push(tokio::spawn(cluster::run(
-        client.clone(),
-        cluster,
-        informers.clone(),
-        stop.clone(),
-    )));
-    shutdown.await;
-    let _ = stop_tx.send(true);
+    let mut tasks = wiring::start(&client, &informers, &stop);
+    tasks.push(tokio::spawn(cluster::run(client, cluster, informers, stop)));
     for t in tasks {
         let _ = t.await;
     }
@@ -239,82 +81,6 @@ impl<S: std::future::Future<Output = ()>> Ticker<S> {
     }
 }
 
-/// Records an Event about `involved` (an ObjectReference: apiVersion, kind, name,
-/// namespace, uid) from `component`. Repeats of the same event (same object, type,
-/// reason, message and source) are one Event whose `count` and `lastTimestamp` grow,
-/// as client-go's event correlator aggregates them.
-pub async fn event(
-    client: &kube::Client,
-    involved: serde_json::Value,
-    ty: &str,
-    reason: &str,
-    message: &str,
-    component: &str,
-) {
-    use std::hash::{Hash, Hasher};
-    let ns = involved["namespace"]
-        .as_str()
-        .unwrap_or("default")
-        .to_string();
-    let name = involved["name"].as_str().unwrap_or("").to_string();
-    // The aggregation key names the Event.
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (
-        involved["kind"].as_str(),
-        involved["uid"].as_str(),
-        ty,
-        reason,
-        message,
-        component,
-    )
-        .hash(&mut h);
-    let event_name = format!("{name}.{:016x}", h.finish());
-    let now = now();
-    let ev = serde_json::json!({
-        "apiVersion": "v1", "kind": "Event",
-        "metadata": {"name": event_name, "namespace": ns},
-        "involvedObject": involved,
-        "reason": reason, "message": message, "type": ty,
-        "source": {"component": component},
-        "reportingComponent": component,
-        "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-    });
-    let api: kube::Api<k8s_openapi::api::core::v1::Event> =
-        kube::Api::namespaced(client.clone(), &ns);
-    let manager = if component == "default-scheduler" {
-        scheduling::FIELD_MANAGER
-    } else {
-        FIELD_MANAGER
-    };
-    let pp = PostParams {
-        field_manager: Some(manager.into()),
-        ..Default::default()
-    };
-    let Ok(e) = serde_json::from_value(ev) else {
-        return;
-    };
-    match api.create(&pp, &e).await {
-        Err(kube::Error::Api(err)) if err.code == 409 => {
-            // Seen before: one more occurrence.
-            if let Ok(old) = api.get(&event_name).await {
-                let patch = serde_json::json!({
-                    "metadata": {"resourceVersion": old.metadata.resource_version},
-                    "count": old.count.unwrap_or(1) + 1,
-                    "lastTimestamp": now,
-                });
-                let pp = PatchParams {
-                    field_manager: Some(manager.into()),
-                    ..Default::default()
-                };
-                let _ = api
-                    .patch(&event_name, &pp, &kube::api::Patch::Merge(patch))
-                    .await;
-            }
-        }
-        _ => {}
-    }
-}
-
 /// Records the `FailedCreate` Warning of a controller whose create was refused (by
 /// admission, e.g. PodSecurity, or anything else), as kube-controller-manager's
 /// controllers do: `message` is theirs, `err` the API server's message.
@@ -329,13 +95,14 @@ pub async fn failed_create(
         kube::Error::Api(e) => e.message.clone(),
         e => e.to_string(),
     };
-    event(
+    skiff_informer::event(
         client,
         involved,
         "Warning",
         "FailedCreate",
         &message(&text),
         component,
+        FIELD_MANAGER,
     )
     .await;
 }
@@ -562,7 +329,8 @@ pub fn controlled_by<'a, K: kube::Resource>(items: &'a [K], ns: &str, uid: &str)
 }
 pub mod daemonsets;
 pub mod jobs;
-pub mod scheduling;
+pub mod pods;
+pub mod wiring;
 pub mod workloads;
 
 #[cfg(test)]

@@ -133,11 +133,12 @@ pub async fn sync_namespaces(client: &Client, res: &Resources, items: &[Item]) {
                 f.retain(|f| f != "kubernetes");
             }
         }
-        if let Err(e) = api
+        match api
             .replace_subresource("finalize", name, &crate::post_params(), &current)
             .await
         {
-            tracing::warn!(namespace = name, error = %e, "finalizing");
+            Ok(_) => tracing::info!(namespace = name, "namespace finalized"),
+            Err(e) => tracing::warn!(namespace = name, error = %e, "finalizing"),
         }
     }
 }

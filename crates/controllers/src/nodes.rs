@@ -76,11 +76,11 @@ impl NodeMonitor {
     pub async fn sync(
         &mut self,
         client: &Client,
-        inf: &crate::Informers,
+        inf: &skiff_informer::Informers,
         grace: std::time::Duration,
     ) -> Result<(), kube::Error> {
-        let nodes: Vec<Node> = crate::cached(&inf.nodes);
-        let leases: Vec<Lease> = crate::cached(&inf.node_leases);
+        let nodes: Vec<Node> = skiff_informer::cached(&inf.nodes);
+        let leases: Vec<Lease> = skiff_informer::cached(&inf.node_leases);
         let now = chrono::Utc::now().timestamp();
         let api: Api<Node> = Api::all(client.clone());
         let mut tainted: HashMap<String, Vec<Taint>> = HashMap::new();
@@ -126,6 +126,7 @@ impl NodeMonitor {
                     &Patch::Merge(json!({"status": {"conditions": updated}})),
                 )
                 .await?;
+                tracing::info!(node = %name, "node stopped posting status: conditions Unknown");
             }
             let ready_status = if stale {
                 Some("Unknown")
@@ -186,6 +187,13 @@ impl NodeMonitor {
                     &Patch::Merge(json!({"spec": {"taints": if next.is_empty() { json!(null) } else { json!(next) }}})),
                 )
                 .await?;
+                let shown = |ts: &[Taint]| {
+                    ts.iter()
+                        .map(|t| format!("{}:{}", t.key, t.effect))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
+                tracing::info!(node = %name, from = %shown(&taints), to = %shown(&next), "node taints changed");
             }
             if next.iter().any(|t| t.effect == "NoExecute") {
                 tainted.insert(name, next);
@@ -195,7 +203,7 @@ impl NodeMonitor {
             return Ok(());
         }
         // Taint-based eviction.
-        for pod in crate::cached::<Pod>(&inf.pods) {
+        for pod in skiff_informer::cached::<Pod>(&inf.pods) {
             let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.as_ref()) else {
                 continue;
             };
@@ -212,9 +220,11 @@ impl NodeMonitor {
                 );
                 let name = pod.metadata.name.clone().unwrap_or_default();
                 if pods.delete(&name, &DeleteParams::default()).await.is_ok() {
+                    tracing::info!(node = %node, pod = %format!("{}/{name}", pod.metadata.namespace.as_deref().unwrap_or("")),
+                        "evicted pod (untolerated NoExecute taint)");
                     let involved = json!({"apiVersion": "v1", "kind": "Pod", "name": name,
                         "namespace": pod.metadata.namespace, "uid": pod.metadata.uid});
-                    crate::event(
+                    skiff_informer::event(
                         client,
                         involved,
                         "Normal",
@@ -224,6 +234,7 @@ impl NodeMonitor {
                             pod.metadata.namespace.as_deref().unwrap_or("")
                         ),
                         "taint-eviction-controller",
+                        crate::FIELD_MANAGER,
                     )
                     .await;
                 }

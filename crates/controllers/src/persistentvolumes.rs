@@ -18,7 +18,6 @@ use kube::Client;
 use serde_json::{json, Value};
 
 pub const PROVISIONER: &str = "skiff.io/local-path";
-pub const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
 /// The node annotation naming the directory its local volumes live in.
 pub const STORAGE_DIR: &str = "skiff.io/local-path-dir";
 const PROVISIONED_BY: &str = "pv.kubernetes.io/provisioned-by";
@@ -26,7 +25,7 @@ const PROTECTION: &str = "kubernetes.io/pvc-protection";
 const PV_PROTECTION: &str = "kubernetes.io/pv-protection";
 
 fn bytes(q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>) -> i128 {
-    q.and_then(|q| skiff_scheduler::parse_quantity(&q.0).ok())
+    q.and_then(|q| skiff_meta::quantity::parse_milli(&q.0).ok())
         .unwrap_or(0)
 }
 
@@ -243,7 +242,7 @@ pub async fn sync(client: &Client) -> Result<(), kube::Error> {
             .metadata
             .annotations
             .as_ref()
-            .and_then(|a| a.get(SELECTED_NODE))
+            .and_then(|a| a.get(skiff_scheduler::SELECTED_NODE))
             .cloned();
         if wffc && selected.is_none() {
             continue;
@@ -298,9 +297,11 @@ pub async fn sync(client: &Client) -> Result<(), kube::Error> {
             Err(kube::Error::Api(e)) if e.code == 409 => continue,
             Err(e) => return Err(e),
         };
+        tracing::info!(volume = created.metadata.name.as_deref().unwrap_or(""),
+            claim = %format!("{ns}/{name}"), node = %hostname, "provisioned local volume");
         let involved = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "name": name,
             "namespace": ns, "uid": c.metadata.uid});
-        crate::event(
+        skiff_informer::event(
             client,
             involved,
             "Normal",
@@ -310,6 +311,7 @@ pub async fn sync(client: &Client) -> Result<(), kube::Error> {
                 created.metadata.name.clone().unwrap_or_default()
             ),
             PROVISIONER,
+            crate::FIELD_MANAGER,
         )
         .await;
         bind(client, &created, c).await?;
@@ -450,6 +452,7 @@ async fn bind(
         ),
     )
     .await?;
+    tracing::info!(volume = %vname, claim = %format!("{ns}/{cname}"), "bound volume to claim");
     Ok(())
 }
 
@@ -479,10 +482,7 @@ mod tests {
     }
 
     fn node(name: &str) -> Node {
-        serde_json::from_value(
-            json!({"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}}}),
-        )
-        .unwrap()
+        skiff_testsupport::objects::node(name, json!({}), json!({}), json!({}))
     }
 
     #[test]

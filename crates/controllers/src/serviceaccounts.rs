@@ -19,11 +19,11 @@ fn in_ns<'a, K: kube::Resource>(items: &'a [K], ns: &str, name: &str) -> Option<
 /// One pass over every namespace.
 pub async fn sync(
     client: &Client,
-    inf: &crate::Informers,
+    inf: &skiff_informer::Informers,
     ca_pem: Option<&str>,
 ) -> Result<(), kube::Error> {
-    let namespaces: Vec<Namespace> = crate::cached(&inf.namespaces);
-    let sas: Vec<ServiceAccount> = crate::cached(&inf.service_accounts);
+    let namespaces: Vec<Namespace> = skiff_informer::cached(&inf.namespaces);
+    let sas: Vec<ServiceAccount> = skiff_informer::cached(&inf.service_accounts);
     let cms: Vec<ConfigMap> = match ca_pem {
         Some(_) => inf
             .config_maps

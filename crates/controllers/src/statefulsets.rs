@@ -7,14 +7,13 @@
 //! volumeClaimTemplate gives every ordinal a PVC `<template>-<set>-<ordinal>`, owned by
 //! the set or the pod only as persistentVolumeClaimRetentionPolicy asks.
 
-use crate::informer::{Expectations, Informer, Key, Requeue};
-use crate::workloads::template_hash;
-use crate::workloads::EXPECTATIONS_RECHECK;
+use crate::pods::template_hash;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{Api, DeleteParams, Patch};
 use kube::Client;
 use serde_json::json;
+use skiff_informer::{Expectations, Informer, Key, Requeue, EXPECTATIONS_RECHECK};
 
 /// The ordinal of pod `pod` of set `set`, if it is one of its names.
 pub fn ordinal_of(set: &str, pod: &str) -> Option<i32> {
@@ -252,6 +251,8 @@ async fn sync_one(
                     &DeleteParams::default(),
                 )
                 .await?;
+            tracing::info!(owner = %format!("StatefulSet/{ns}/{name}"),
+                pod = p.metadata.name.as_deref().unwrap_or(""), "deleted finished pod (to replace it)");
             expectations.deleted(key, p, r.left().as_ref());
             continue;
         }
@@ -321,6 +322,7 @@ async fn sync_one(
                 }
                 if let Ok(pvc) = serde_json::from_value::<PersistentVolumeClaim>(pvc) {
                     pvc_api.create(&crate::post_params(), &pvc).await?;
+                    tracing::info!(owner = %format!("StatefulSet/{ns}/{name}"), claim = %claim_name, "created claim");
                 }
             }
         }
@@ -329,7 +331,10 @@ async fn sync_one(
         }
         if let Ok(p) = serde_json::from_value::<Pod>(pod) {
             match api.create(&crate::post_params(), &p).await {
-                Ok(p) => expectations.wrote(key, &p),
+                Ok(p) => {
+                    tracing::info!(owner = %format!("StatefulSet/{ns}/{name}"), pod = %pod_name, "created pod");
+                    expectations.wrote(key, &p)
+                }
                 Err(kube::Error::Api(e)) if e.code == 409 => {}
                 Err(e) => {
                     let involved = json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
@@ -373,6 +378,7 @@ async fn sync_one(
             }
         }
         let r = api.delete(&pod_name, &DeleteParams::default()).await?;
+        tracing::info!(owner = %format!("StatefulSet/{ns}/{name}"), pod = %pod_name, "deleted pod");
         if let Some(p) = by_ordinal.get(i as usize).copied().flatten() {
             expectations.deleted(key, p, r.left().as_ref());
         }

@@ -1,7 +1,6 @@
 //! Deployments and ReplicaSets, each a level-triggered reconcile of one object from the
 //! shared caches (a ReplicaSet is queued when it or one of its pods changes, a
-//! Deployment when it or one of its ReplicaSets does), and the wiring that starts
-//! every workload controller.
+//! Deployment when it or one of its ReplicaSets does). [`crate::wiring`] starts them.
 //!
 //! Deployment: one ReplicaSet per pod template (named `<deployment>-<pod-template-hash>`,
 //! the hash also labelled on its pods); the current one is scaled to `replicas`,
@@ -11,18 +10,17 @@
 //! the same controller over the older kind): create or delete pods until it controls
 //! `replicas` of them. (Their garbage collection is [`crate::gc`]'s.)
 
-use crate::informer::{resync, run_workers, stopped, Expectations, Informer, Key, Queue, Requeue};
-use crate::{owner_ref, Informers};
+use crate::owner_ref;
+use crate::pods::template_hash;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, ReplicaSet};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, Patch};
 use kube::Client;
 use serde_json::json;
+use skiff_informer::{Expectations, Informer, Key, Requeue, EXPECTATIONS_RECHECK};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 
 fn is_active(p: &Pod) -> bool {
     p.metadata.deletion_timestamp.is_none()
@@ -30,33 +28,6 @@ fn is_active(p: &Pod) -> bool {
             p.status.as_ref().and_then(|s| s.phase.as_deref()),
             Some("Succeeded") | Some("Failed")
         )
-}
-
-fn is_ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .map(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        .unwrap_or(false)
-}
-
-/// FNV-1a of the template, printed like Kubernetes' pod-template-hash.
-pub fn template_hash(template: &serde_json::Value) -> String {
-    let bytes = serde_json::to_vec(template).unwrap_or_default();
-    let mut h: u32 = 0x811c_9dc5;
-    for b in bytes {
-        h ^= b as u32;
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    // Kubernetes renders the hash with a "safe" alphabet (no vowels).
-    const ALPHA: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let mut n = h as u64;
-    let mut s = String::new();
-    while n > 0 || s.is_empty() {
-        s.push(ALPHA[(n % ALPHA.len() as u64) as usize] as char);
-        n /= ALPHA.len() as u64;
-    }
-    s
 }
 
 /// Percent-or-int fields like maxSurge, resolved against `replicas` (round up for
@@ -198,7 +169,11 @@ impl<K: ReplicaOwner> Replicas<K> {
                     let mut failed = false;
                     for r in results {
                         match r {
-                            Ok(created) => self.expectations.wrote(&key, &created),
+                            Ok(created) => {
+                                tracing::info!(owner = %format!("{}/{ns}/{name}", K::KIND),
+                                    pod = created.metadata.name.as_deref().unwrap_or(""), "created pod");
+                                self.expectations.wrote(&key, &created)
+                            }
                             Err(e) => {
                                 failed = true;
                                 tracing::warn!(kind = K::KIND, name = %name, error = %e, "creating pod");
@@ -232,7 +207,7 @@ impl<K: ReplicaOwner> Replicas<K> {
             let mut victims = owned.clone();
             victims.sort_by_key(|p| {
                 (
-                    is_ready(p),
+                    crate::pod_ready(p),
                     std::cmp::Reverse(
                         p.metadata
                             .creation_timestamp
@@ -249,6 +224,8 @@ impl<K: ReplicaOwner> Replicas<K> {
                     )
                     .await;
                 if let Ok(r) = r {
+                    tracing::info!(owner = %format!("{}/{ns}/{name}", K::KIND),
+                        pod = p.metadata.name.as_deref().unwrap_or(""), replicas = want, "deleted pod (scaling down)");
                     self.expectations.deleted(&key, p, r.left().as_ref());
                 }
                 remaining.retain(|x| x.metadata.uid != p.metadata.uid);
@@ -256,7 +233,7 @@ impl<K: ReplicaOwner> Replicas<K> {
         }
         // Status as it stands after this pass's deletions, so a reader never counts
         // a pod being deleted as available.
-        let ready = remaining.iter().filter(|p| is_ready(p)).count() as i32;
+        let ready = remaining.iter().filter(|p| crate::pod_ready(p)).count() as i32;
         let labeled = remaining
             .iter()
             .filter(|p| {
@@ -290,10 +267,6 @@ impl<K: ReplicaOwner> Replicas<K> {
         Ok((!manage).then_some(EXPECTATIONS_RECHECK))
     }
 }
-
-/// How soon a controller waiting on its expectations looks again (the awaited events
-/// queue it sooner).
-pub const EXPECTATIONS_RECHECK: Duration = Duration::from_secs(1);
 
 /// The Deployment controller's reconcile of one Deployment, from the caches.
 pub struct Deployments {
@@ -437,6 +410,8 @@ impl Deployments {
                 if let Ok(r) = serde_json::from_value::<ReplicaSet>(rs) {
                     match rs_api.create(&crate::post_params(), &r).await {
                         Ok(r) => {
+                            tracing::info!(deployment = %format!("{ns}/{name}"), replicaset = %new_name,
+                                replicas = target_new, "rollout: created replicaset");
                             self.expectations.wrote(&key, &r);
                             created = true
                         }
@@ -490,6 +465,10 @@ impl Deployments {
                         .patch(&new_name, &crate::patch_params(), &Patch::Merge(patch))
                         .await
                     {
+                        if new_replicas_now != want {
+                            tracing::info!(deployment = %format!("{ns}/{name}"), replicaset = %new_name,
+                                from = new_replicas_now, to = want, "scaled new replicaset");
+                        }
                         self.expectations.wrote(&key, &r);
                     }
                 }
@@ -521,6 +500,8 @@ impl Deployments {
                     )
                     .await
                 {
+                    tracing::info!(deployment = %format!("{ns}/{name}"), replicaset = %rn,
+                        from = cur, to = cur - down, "rollout: scaled old replicaset down");
                     self.expectations.wrote(&key, &r);
                 }
             }
@@ -545,6 +526,8 @@ impl Deployments {
                     )
                     .await
                 {
+                    tracing::info!(deployment = %format!("{ns}/{name}"),
+                        replicaset = r.metadata.name.as_deref().unwrap_or(""), "deleted old replicaset (revision history limit)");
                     self.expectations.deleted(&key, r, gone.left().as_ref());
                 }
             }
@@ -775,235 +758,6 @@ pub fn next_conditions(
         }
     };
     json!([available, progressing])
-}
-
-/// How often every object is reconciled even if nothing was seen to change.
-pub const RESYNC: Duration = Duration::from_secs(30);
-
-/// Queues the key of every object of `informer` that changes.
-pub fn enqueue_changed<K: kube::Resource<DynamicType = ()> + Clone + 'static>(
-    informer: &Informer<K>,
-    queue: &Arc<Queue>,
-) {
-    let q = queue.clone();
-    informer.on_change(move |o| q.add(Key::of(o)));
-}
-
-/// Queues the controlling owner of kind `kind` of every object of `informer` that changes.
-pub fn enqueue_owner<K: kube::Resource<DynamicType = ()> + Clone + 'static>(
-    informer: &Informer<K>,
-    kind: &'static str,
-    queue: &Arc<Queue>,
-) {
-    let q = queue.clone();
-    informer.on_change(move |o| {
-        if let Some(k) = Key::controller_of(o, kind) {
-            q.add(k)
-        }
-    });
-}
-
-/// The replica controller for owners of kind `K` (ReplicaSets or ReplicationControllers):
-/// one queue fed by the owners and by their pods, one reconcile.
-fn spawn_replicas<K>(
-    name: &'static str,
-    client: &Client,
-    owners: Informer<K>,
-    inf: &Informers,
-    stop: &watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()>
-where
-    K: ReplicaOwner + kube::Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
-{
-    let q = Queue::new();
-    enqueue_changed(&owners, &q);
-    enqueue_owner(&inf.pods, K::KIND, &q);
-    let c = Arc::new(Replicas::<K> {
-        client: client.clone(),
-        owners: owners.clone(),
-        pods: inf.pods.clone(),
-        expectations: Expectations::new(inf.pods.clone()),
-    });
-    spawn_controller(name, 5, q, owners, inf.clone(), stop.clone(), move |k| {
-        let c = c.clone();
-        async move { c.reconcile(k).await }
-    })
-}
-
-/// Starts a controller's workers over `queue` once the caches are synced, with a
-/// resync of every object of `primary` every [`RESYNC`].
-pub fn spawn_controller<K, F, Fut>(
-    name: &'static str,
-    workers: usize,
-    queue: Arc<Queue>,
-    primary: Informer<K>,
-    informers: Informers,
-    stop: watch::Receiver<bool>,
-    reconcile: F,
-) -> tokio::task::JoinHandle<()>
-where
-    K: kube::Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
-    F: Fn(Key) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<Requeue, kube::Error>> + Send + 'static,
-{
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = informers.synced() => {}
-            _ = stopped(stop.clone()) => return,
-        }
-        tokio::spawn(resync(primary, queue.clone(), RESYNC, stop.clone()));
-        run_workers(name, queue, workers, reconcile, stop).await;
-    })
-}
-
-/// Starts the workload controllers (Deployments, ReplicaSets, ReplicationControllers, StatefulSets, Jobs,
-/// CronJobs, DaemonSets) over the shared informers; they run until `stop`.
-pub fn start(
-    client: &Client,
-    inf: &Informers,
-    stop: &watch::Receiver<bool>,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut tasks = Vec::new();
-
-    tasks.push(spawn_replicas(
-        "replicaset",
-        client,
-        inf.replicasets.clone(),
-        inf,
-        stop,
-    ));
-    tasks.push(spawn_replicas(
-        "replicationcontroller",
-        client,
-        inf.replication_controllers.clone(),
-        inf,
-        stop,
-    ));
-
-    let q = Queue::new();
-    enqueue_changed(&inf.deployments, &q);
-    enqueue_owner(&inf.replicasets, "Deployment", &q);
-    let c = Arc::new(Deployments {
-        client: client.clone(),
-        deployments: inf.deployments.clone(),
-        replicasets: inf.replicasets.clone(),
-        expectations: Expectations::new(inf.replicasets.clone()),
-    });
-    tasks.push(spawn_controller(
-        "deployment",
-        5,
-        q,
-        inf.deployments.clone(),
-        inf.clone(),
-        stop.clone(),
-        move |k| {
-            let c = c.clone();
-            async move { c.reconcile(k).await }
-        },
-    ));
-
-    let q = Queue::new();
-    enqueue_changed(&inf.statefulsets, &q);
-    enqueue_owner(&inf.pods, "StatefulSet", &q);
-    enqueue_owner(&inf.revisions, "StatefulSet", &q);
-    let c = Arc::new(crate::statefulsets::StatefulSets {
-        client: client.clone(),
-        statefulsets: inf.statefulsets.clone(),
-        pods: inf.pods.clone(),
-        revisions: inf.revisions.clone(),
-        expectations: Expectations::new(inf.pods.clone()),
-    });
-    tasks.push(spawn_controller(
-        "statefulset",
-        2,
-        q,
-        inf.statefulsets.clone(),
-        inf.clone(),
-        stop.clone(),
-        move |k| {
-            let c = c.clone();
-            async move { c.reconcile(k).await }
-        },
-    ));
-
-    let q = Queue::new();
-    enqueue_changed(&inf.jobs, &q);
-    enqueue_owner(&inf.pods, "Job", &q);
-    let c = Arc::new(crate::jobs::Jobs {
-        client: client.clone(),
-        jobs: inf.jobs.clone(),
-        pods: inf.pods.clone(),
-        expectations: Expectations::new(inf.pods.clone()),
-    });
-    tasks.push(spawn_controller(
-        "job",
-        3,
-        q,
-        inf.jobs.clone(),
-        inf.clone(),
-        stop.clone(),
-        move |k| {
-            let c = c.clone();
-            async move { c.reconcile(k).await }
-        },
-    ));
-
-    let q = Queue::new();
-    enqueue_changed(&inf.cronjobs, &q);
-    enqueue_owner(&inf.jobs, "CronJob", &q);
-    let c = Arc::new(crate::cronjobs::CronJobs {
-        client: client.clone(),
-        cronjobs: inf.cronjobs.clone(),
-        jobs: inf.jobs.clone(),
-        expectations: Expectations::new(inf.jobs.clone()),
-    });
-    tasks.push(spawn_controller(
-        "cronjob",
-        2,
-        q,
-        inf.cronjobs.clone(),
-        inf.clone(),
-        stop.clone(),
-        move |k| {
-            let c = c.clone();
-            async move { c.reconcile(k).await }
-        },
-    ));
-
-    let q = Queue::new();
-    enqueue_changed(&inf.daemonsets, &q);
-    enqueue_owner(&inf.pods, "DaemonSet", &q);
-    enqueue_owner(&inf.revisions, "DaemonSet", &q);
-    {
-        // A node that comes, goes or changes may change where every set runs.
-        let (q, sets) = (q.clone(), inf.daemonsets.clone());
-        inf.nodes.on_change(move |_| {
-            for ds in sets.state() {
-                q.add(Key::of(ds.as_ref()));
-            }
-        });
-    }
-    let c = Arc::new(crate::daemonsets::DaemonSets {
-        client: client.clone(),
-        daemonsets: inf.daemonsets.clone(),
-        nodes: inf.nodes.clone(),
-        pods: inf.pods.clone(),
-        revisions: inf.revisions.clone(),
-        expectations: Expectations::new(inf.pods.clone()),
-    });
-    tasks.push(spawn_controller(
-        "daemonset",
-        2,
-        q,
-        inf.daemonsets.clone(),
-        inf.clone(),
-        stop.clone(),
-        move |k| {
-            let c = c.clone();
-            async move { c.reconcile(k).await }
-        },
-    ));
-    tasks
 }
 
 #[cfg(test)]

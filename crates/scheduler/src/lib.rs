@@ -6,12 +6,13 @@
 //! (NodeResourcesFit LeastAllocated, NodeResourcesBalancedAllocation, TaintToleration,
 //! NodeAffinity, InterPodAffinity, PodTopologySpread) with the default weights, and the
 //! FailedScheduling message kube-scheduler writes when no node fits. It also exports the
-//! helpers other components share: effective pod requests, quantity parsing, label
+//! helpers other components share: effective pod requests, label
 //! selector matching and taint toleration.
 //!
-//! It must not know about the API server, watches, bindings, events or time: it is pure
-//! logic over a [`Snapshot`] (no I/O, no async). The controller that watches pods and
-//! nodes, calls [`schedule`] and posts the Binding lives elsewhere.
+//! The decision is pure logic over a [`Snapshot`] (no I/O, no async, no time). The loop
+//! around it, [`scheduling`], watches the pods waiting for a node through the shared
+//! informers (`skiff-informer`), calls [`schedule`], posts the Bindings and records the
+//! events; it is the only part that knows the API server.
 
 use std::collections::BTreeMap;
 
@@ -21,8 +22,8 @@ use thiserror::Error;
 mod interpod;
 mod labels;
 mod nodes;
-mod quantity;
 mod resources;
+pub mod scheduling;
 mod scores;
 mod simple_filters;
 mod spread;
@@ -35,7 +36,6 @@ pub use labels::{
     label_selector_matches, node_selector_term_matches, pod_matches_node_selector_and_affinity,
     required_node_names,
 };
-pub use quantity::{parse_quantity, QuantityError};
 pub use resources::{
     node_allocatable, pod_non_zero_requests, pod_requests, Resources, DEFAULT_MEMORY_REQUEST,
     DEFAULT_MILLI_CPU_REQUEST,
@@ -45,7 +45,7 @@ pub use taints::{
     UNSCHEDULABLE_TAINT_KEY,
 };
 
-pub use volumes::{pod_claims, waits_for_first_consumer, Volumes};
+pub use volumes::{pod_claims, waits_for_first_consumer, Volumes, SELECTED_NODE};
 
 use nodes::NodeInfo;
 

@@ -6,7 +6,17 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Container, Node, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use crate::quantity::{milli_to_units, parse_quantity, to_i64};
+use skiff_meta::quantity::parse_milli;
+
+/// Converts milli-units to whole units, rounding up as `Quantity.Value()` does.
+pub(crate) fn milli_to_units(milli: i128) -> i128 {
+    milli.div_euclid(1000) + i128::from(milli.rem_euclid(1000) != 0)
+}
+
+/// Saturating conversion used where Kubernetes keeps int64 values.
+pub(crate) fn to_i64(v: i128) -> i64 {
+    i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX })
+}
 
 /// Default cpu request (milli-cores) the scoring plugins assume for a container without one.
 pub const DEFAULT_MILLI_CPU_REQUEST: i64 = 100;
@@ -30,7 +40,7 @@ impl Resources {
     pub fn from_list(list: &BTreeMap<String, Quantity>) -> Resources {
         let mut r = Resources::default();
         for (name, q) in list {
-            let milli = parse_quantity(&q.0).unwrap_or(0);
+            let milli = parse_milli(&q.0).unwrap_or(0);
             r.set(name, milli);
         }
         r
@@ -158,7 +168,7 @@ pub fn node_allocatable(node: &Node) -> (Resources, i64) {
         .unwrap_or(&empty);
     let pods = list
         .get("pods")
-        .and_then(|q| parse_quantity(&q.0).ok())
+        .and_then(|q| parse_milli(&q.0).ok())
         .map(|m| to_i64(milli_to_units(m)))
         .unwrap_or(0);
     (Resources::from_list(list), pods)
@@ -251,5 +261,64 @@ mod tests {
         assert_eq!(r.memory, 8 << 30);
         assert_eq!(r.ephemeral_storage, 100_000_000_000);
         assert_eq!(pods, 110);
+    }
+
+    // The scheduler reads quantities with skiff_meta::quantity::parse_milli.
+    #[test]
+    fn parses_kubernetes_quantities_exactly() {
+        let cases: &[(&str, i128)] = &[
+            ("100m", 100),
+            ("0.5", 500),
+            ("1", 1000),
+            ("2", 2000),
+            ("128Mi", 128 * 1024 * 1024 * 1000),
+            ("1G", 1_000_000_000_000),
+            ("1e3", 1_000_000),
+            ("1E3", 1_000_000),
+            ("1e-3", 1),
+            ("1.5Gi", 1536 * 1024 * 1024 * 1000),
+            ("1Ki", 1_024_000),
+            ("1k", 1_000_000),
+            ("0.1m", 1),
+            ("1n", 1),
+            ("0", 0),
+            ("0m", 0),
+            (".5", 500),
+            ("5.", 5000),
+            ("+1", 1000),
+            ("-1", -1000),
+            ("250u", 1),
+            ("1E", 1_000_000_000_000_000_000_000),
+            ("1Ei", (1i128 << 60) * 1000),
+            ("110", 110_000),
+        ];
+        for (s, want) in cases {
+            assert_eq!(parse_milli(s), Ok(*want), "{s}");
+        }
+    }
+
+    #[test]
+    fn rejects_malformed_quantities() {
+        for s in [
+            "", "abc", "1x", "Mi", "1e", "1e+", "1.2.3", "1 Mi", "1mi", "1KB",
+        ] {
+            assert!(parse_milli(s).is_err(), "{s} should not parse");
+        }
+        assert!(matches!(
+            parse_milli("1e99999"),
+            Err(skiff_meta::quantity::QuantityError::Invalid(_))
+        ));
+        assert_eq!(
+            parse_milli(""),
+            Err(skiff_meta::quantity::QuantityError::Empty)
+        );
+    }
+
+    #[test]
+    fn milli_to_units_rounds_up() {
+        assert_eq!(milli_to_units(1500), 2);
+        assert_eq!(milli_to_units(1000), 1);
+        assert_eq!(milli_to_units(0), 0);
+        assert_eq!(milli_to_units(1), 1);
     }
 }

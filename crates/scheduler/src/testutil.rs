@@ -3,29 +3,11 @@
 use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::{json, Value};
 
-pub fn pod(v: Value) -> Pod {
-    serde_json::from_value(v).expect("test pod JSON")
-}
+pub use skiff_testsupport::objects::pod;
 
 /// A Ready node with the given labels (plus kubernetes.io/hostname) and allocatable.
 pub fn node(name: &str, labels: Value, allocatable: Value) -> Node {
-    let mut labels = labels;
-    if let Some(m) = labels.as_object_mut() {
-        m.entry("kubernetes.io/hostname")
-            .or_insert_with(|| json!(name));
-    }
-    serde_json::from_value(json!({
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {"name": name, "labels": labels},
-        "spec": {},
-        "status": {
-            "capacity": allocatable,
-            "allocatable": allocatable,
-            "conditions": [{"type": "Ready", "status": "True"}]
-        }
-    }))
-    .expect("test node JSON")
+    skiff_testsupport::objects::node(name, labels, allocatable, json!({}))
 }
 
 pub fn small_alloc() -> Value {

@@ -16,6 +16,9 @@ pub struct Volumes {
     pub classes: Vec<StorageClass>,
 }
 
+/// The annotation that tells the provisioner which node a claim waiting for its first
+/// consumer is wanted on.
+pub const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
 pub const ERR_CONFLICT: &str = "node(s) had volume node affinity conflict";
 pub const ERR_UNBOUND_IMMEDIATE: &str = "pod has unbound immediate PersistentVolumeClaims";
 

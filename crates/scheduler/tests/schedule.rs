@@ -4,30 +4,23 @@
 use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::{json, Value};
 use skiff_scheduler::{filter, schedule, score, Snapshot};
+use skiff_testsupport::objects::{self, pod};
 
 fn node_with(name: &str, labels: Value, allocatable: Value, spec: Value) -> Node {
     let mut labels = labels;
     if let Some(m) = labels.as_object_mut() {
-        m.entry("kubernetes.io/hostname")
-            .or_insert_with(|| json!(name));
         m.entry("kubernetes.io/os")
             .or_insert_with(|| json!("linux"));
     }
-    serde_json::from_value(json!({
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {"name": name, "labels": labels},
-        "spec": spec,
-        "status": {
-            "capacity": allocatable,
-            "allocatable": allocatable,
-            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
-            "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux", "kubeletVersion": "v1.33.0",
-                "bootID": "", "containerRuntimeVersion": "skiff://0.1.0", "kernelVersion": "6.1.0",
-                "kubeProxyVersion": "", "machineID": "", "osImage": "skiff", "systemUUID": ""}
-        }
-    }))
-    .expect("node JSON")
+    let mut n = objects::node(name, labels, allocatable, spec);
+    n.status.get_or_insert_with(Default::default).node_info = Some(
+        serde_json::from_value(json!({"architecture": "amd64", "operatingSystem": "linux",
+            "kubeletVersion": "v1.33.0", "bootID": "", "containerRuntimeVersion": "skiff://0.1.0",
+            "kernelVersion": "6.1.0", "kubeProxyVersion": "", "machineID": "", "osImage": "skiff",
+            "systemUUID": ""}))
+        .expect("nodeInfo JSON"),
+    );
+    n
 }
 
 fn alloc(cpu: &str, memory: &str) -> Value {
@@ -36,10 +29,6 @@ fn alloc(cpu: &str, memory: &str) -> Value {
 
 fn node(name: &str, labels: Value) -> Node {
     node_with(name, labels, alloc("4", "8Gi"), json!({}))
-}
-
-fn pod(v: Value) -> Pod {
-    serde_json::from_value(v).expect("pod JSON")
 }
 
 /// A Deployment-style replica: one nginx container with requests.

@@ -212,10 +212,17 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
         }
         if controllers {
             cluster.ca_pem = Some(server.ca_cert_pem.clone());
+            let informers = skiff_informer::Informers::spawn(&client, &stop_rx);
+            tasks.push(tokio::spawn(skiff_scheduler::scheduling::run(
+                client.clone(),
+                informers.clone(),
+                stop_rx.clone(),
+            )));
             tasks.push(tokio::spawn(skiff_controllers::run(
                 client.clone(),
                 cluster,
-                stop(),
+                informers,
+                stop_rx.clone(),
             )));
         }
         if let Some((cfg, runtime)) = agent {

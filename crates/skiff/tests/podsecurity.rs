@@ -3,21 +3,14 @@
 //! refusing to start, and pods that controllers create refused too, the refusal shown
 //! in the controllers' `FailedCreate` events as kube-controller-manager records them.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use skiff_testsupport::server::{self, Server};
+
 const EXE: &str = env!("CARGO_BIN_EXE_skiff");
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let _ = self.0.wait();
-    }
-}
 
 const CONFIG: &str = "apiVersion: apiserver.config.k8s.io/v1
 kind: AdmissionConfiguration
@@ -32,36 +25,12 @@ plugins:
 ";
 
 fn server(dir: &Path, extra: &[String]) -> Command {
-    let mut cmd = Command::new(EXE);
-    cmd.args([
-        "server",
-        "--disable-agent",
-        "--https-listen-port",
-        "0",
-        "--bind-address",
-        "127.0.0.1",
-    ])
-    .arg("--data-dir")
-    .arg(dir.join("data"))
-    .arg("--write-kubeconfig")
-    .arg(dir.join("kubeconfig"))
-    .args(extra)
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
-    cmd
+    server::command(EXE, &dir.join("data"), &dir.join("kubeconfig"), extra)
 }
 
 /// Runs kubectl; returns (success, stdout, stderr).
 fn kubectl(dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let o = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(dir.join("kubeconfig"))
-        .arg("--cache-dir")
-        .arg(dir.join("cache"))
-        .args(args)
-        .output()
-        .expect("kubectl is installed (see README)");
+    let o = server::kubectl(dir, args);
     (
         o.status.success(),
         String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -125,28 +94,13 @@ fn controllers_pods_are_refused_with_failed_create_events() {
         "{err}"
     );
 
-    let mut child = server(
+    let server = Server::start(server(
         dir,
         &[format!(
             "--kube-apiserver-arg=admission-control-config-file={}",
             config.display()
         )],
-    )
-    .spawn()
-    .expect("start skiff server");
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let _server = Server(child);
-    assert!(line.contains("API on port"), "{line}");
-    // The rest of the server's log, kept for failures.
-    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for l in stderr.lines().map_while(Result::ok) {
-            sink.lock().unwrap().push_str(&format!("{l}\n"));
-        }
-    });
+    ));
 
     // The Deployment is admitted with a warning; its pods are not.
     let manifest = dir.join("web.yaml");
@@ -180,7 +134,7 @@ fn controllers_pods_are_refused_with_failed_create_events() {
         assert!(
             Instant::now() < deadline,
             "no FailedCreate event: {out}{err}\nserver log:\n{}\nobjects:\n{}",
-            log.lock().unwrap(),
+            server.log(),
             kubectl(dir, &["get", "all,events", "-A"]).1
         );
         std::thread::sleep(Duration::from_millis(500));

@@ -1,55 +1,25 @@
 //! `skiff server` as a user starts it, driven by the real kubectl.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+
+use skiff_testsupport::etcd::Etcd;
+use skiff_testsupport::server::{self, Server};
 
 const EXE: &str = env!("CARGO_BIN_EXE_skiff");
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let _ = self.0.wait();
-    }
-}
-
 fn start(dir: &std::path::Path) -> (Server, String) {
-    let mut child = Command::new(EXE)
-        .args([
-            "server",
-            "--disable-agent",
-            "--https-listen-port",
-            "0",
-            "--bind-address",
-            "127.0.0.1",
-        ])
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--write-kubeconfig")
-        .arg(dir.join("kubeconfig"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start skiff server");
-    let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.contains("API on port"), "{line}");
-    (Server(child), line)
+    let s = Server::start(server::command(
+        EXE,
+        &dir.join("data"),
+        &dir.join("kubeconfig"),
+        &[],
+    ));
+    let banner = s.banner.clone();
+    (s, banner)
 }
 
 fn kubectl(dir: &std::path::Path, args: &[&str]) -> String {
-    let o = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(dir.join("kubeconfig"))
-        .arg("--cache-dir")
-        .arg(dir.join("cache"))
-        .args(args)
-        .output()
-        .expect("kubectl is installed (see README)");
+    let o = server::kubectl(dir, args);
     assert!(
         o.status.success(),
         "kubectl {args:?}: {}",
@@ -81,92 +51,17 @@ fn server_serves_kubectl_and_keeps_objects_across_restarts() {
     assert_eq!(cm, "1");
 }
 
-/// A real etcd on free ports, killed on drop.
-struct Etcd(Child, String);
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn etcd(dir: &std::path::Path) -> Etcd {
-    assert!(
-        std::path::Path::new("/usr/bin/etcd").exists(),
-        "etcd is not installed: run scripts/deps.sh"
-    );
-    let (c, p) = (free_port(), free_port());
-    let url = format!("http://127.0.0.1:{c}");
-    let child = Command::new("/usr/bin/etcd")
-        .arg("--data-dir")
-        .arg(dir.join("etcd"))
-        .args([
-            "--listen-client-urls",
-            &url,
-            "--advertise-client-urls",
-            &url,
-        ])
-        .args(["--listen-peer-urls", &format!("http://127.0.0.1:{p}")])
-        .args([
-            "--initial-advertise-peer-urls",
-            &format!("http://127.0.0.1:{p}"),
-        ])
-        .args([
-            "--initial-cluster",
-            &format!("default=http://127.0.0.1:{p}"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", c)).is_ok() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    Etcd(child, url)
-}
-
 #[test]
 fn server_on_etcd_keeps_objects_in_etcd() {
     let t = tempfile::tempdir().unwrap();
-    let e = etcd(t.path());
+    let e = Etcd::start();
     let run = |data: &str| {
-        let mut child = Command::new(EXE)
-            .args([
-                "server",
-                "--disable-agent",
-                "--https-listen-port",
-                "0",
-                "--bind-address",
-                "127.0.0.1",
-            ])
-            .args(["--datastore-endpoint", &e.1])
-            .arg("--data-dir")
-            .arg(t.path().join(data))
-            .arg("--write-kubeconfig")
-            .arg(t.path().join("kubeconfig"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stderr.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.contains("API on port"), "{line}");
-        Server(child)
+        Server::start(server::command(
+            EXE,
+            &t.path().join(data),
+            &t.path().join("kubeconfig"),
+            &["--datastore-endpoint".into(), e.endpoint.clone()],
+        ))
     };
     {
         let _s = run("a");
@@ -245,8 +140,7 @@ fn kill_9_during_writes_keeps_every_acknowledged_object() {
         })
         .collect();
     std::thread::sleep(std::time::Duration::from_secs(3));
-    unsafe { libc::kill(s.0.id() as i32, libc::SIGKILL) };
-    let _ = s.0.wait();
+    s.kill();
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let acked: Vec<(String, i32)> = writers
         .into_iter()

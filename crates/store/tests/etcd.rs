@@ -1,36 +1,23 @@
 //! The etcd backend against a real etcd: the shared scenarios of `common` (also run against
 //! the embedded backend), plus what is particular to etcd (key prefixes, lost connections).
 //!
-//! Every test starts its own etcd on free ports with a throw-away data directory and kills
-//! it when done, so tests run in parallel and leave nothing behind. etcd comes from the
-//! distribution (`/usr/bin/etcd`, installed by `scripts/deps.sh`); without it these tests
-//! fail rather than skip.
+//! Every test starts its own etcd (`skiff_testsupport::etcd`: free ports, a throw-away
+//! data directory, killed when done), so tests run in parallel and leave nothing behind.
+//! Without etcd (`scripts/deps.sh` installs it) these tests fail rather than skip.
 
 mod common;
 
 use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::TestResult;
 use skiff_store::{Error, EtcdOptions, EtcdStore, RangeOptions, Store};
+use skiff_testsupport::etcd::Etcd;
 
-const ETCD: &str = "/usr/bin/etcd";
-/// Overrides [`ETCD`] (another etcd build).
-const ETCD_ENV: &str = "SKIFF_ETCD_BIN";
 const PREFIX: &[u8] = b"/skiff-test";
 
 type BoxError = Box<dyn std::error::Error>;
-
-/// One etcd server for one test; killed (and its data removed) on drop.
-struct EtcdServer {
-    child: Child,
-    endpoint: String,
-    _dir: tempfile::TempDir,
-}
 
 fn free_port() -> std::io::Result<(TcpListener, u16)> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
@@ -38,126 +25,37 @@ fn free_port() -> std::io::Result<(TcpListener, u16)> {
     Ok((listener, port))
 }
 
-impl EtcdServer {
-    /// Starts etcd and waits until it answers. Retries on fresh ports if it dies at
-    /// start-up (another test may have taken a port between probing and binding).
-    async fn start() -> Result<Self, BoxError> {
-        let etcd = std::env::var(ETCD_ENV).unwrap_or_else(|_| ETCD.to_string());
-        if !Path::new(&etcd).exists() {
-            return Err(format!(
-                "{etcd} is missing: the etcd backend tests need a real etcd; \
-                 run scripts/deps.sh (installs etcd-server) and try again"
-            )
-            .into());
-        }
-        let mut last_error = String::new();
-        for _ in 0..3 {
-            match Self::try_start(&etcd).await {
-                Ok(server) => return Ok(server),
-                Err(e) => last_error = e.to_string(),
-            }
-        }
-        Err(format!("etcd did not start: {last_error}").into())
-    }
-
-    async fn try_start(etcd: &str) -> Result<Self, BoxError> {
-        // RAM-backed when available (etcd fsyncs every commit), unless
-        // SKIFF_ETCD_TEST_DIR names a directory (e.g. on disk, for the benchmark).
-        let dir = if let Some(base) = std::env::var_os("SKIFF_ETCD_TEST_DIR") {
-            tempfile::Builder::new()
-                .prefix("skiff-etcd-")
-                .tempdir_in(base)?
-        } else if Path::new("/dev/shm").is_dir() {
-            tempfile::Builder::new()
-                .prefix("skiff-etcd-")
-                .tempdir_in("/dev/shm")?
-        } else {
-            tempfile::Builder::new().prefix("skiff-etcd-").tempdir()?
+/// A started etcd (`skiff_testsupport::etcd`) that a store can reach.
+async fn start_etcd() -> Result<Etcd, BoxError> {
+    let etcd = Etcd::try_start()?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let opts = EtcdOptions {
+            connect_timeout: Duration::from_millis(500),
+            ..EtcdOptions::default()
         };
-        let (client_listener, client_port) = free_port()?;
-        let (peer_listener, peer_port) = free_port()?;
-        let client_url = format!("http://127.0.0.1:{client_port}");
-        let peer_url = format!("http://127.0.0.1:{peer_port}");
-        let log = std::fs::File::create(dir.path().join("etcd.log"))?;
-        let mut cmd = Command::new(etcd);
-        cmd.arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .args(["--listen-client-urls", &client_url])
-            .args(["--advertise-client-urls", &client_url])
-            .args(["--listen-peer-urls", &peer_url])
-            .args(["--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("default={peer_url}")])
-            .args(["--logger", "zap", "--log-level", "warn"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill etcd if this
-        // test process dies without running the guard's Drop.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
+        if EtcdStore::connect_with(&etcd.endpoints(), None, opts)
+            .await
+            .is_ok()
+        {
+            return Ok(etcd);
         }
-        drop((client_listener, peer_listener));
-        let child = cmd.spawn()?;
-        let mut server = EtcdServer {
-            child,
-            endpoint: client_url,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = server.child.try_wait()? {
-                return Err(format!("etcd exited with {status}: {}", server.log_tail()).into());
-            }
-            let opts = EtcdOptions {
-                connect_timeout: Duration::from_millis(500),
-                ..EtcdOptions::default()
-            };
-            if EtcdStore::connect_with(&server.endpoints(), None, opts)
-                .await
-                .is_ok()
-            {
-                return Ok(server);
-            }
-            if Instant::now() > deadline {
-                return Err(format!("etcd not answering: {}", server.log_tail()).into());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        if Instant::now() > deadline {
+            return Err(format!("etcd not answering: {}", etcd.log_tail()).into());
         }
-    }
-
-    fn endpoints(&self) -> Vec<String> {
-        vec![self.endpoint.clone()]
-    }
-
-    fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self._dir.path().join("etcd.log")).unwrap_or_default();
-        let start = log.len().saturating_sub(2000);
-        log.get(start..).unwrap_or_default().to_string()
-    }
-
-    async fn store(&self, prefix: Option<&[u8]>) -> Result<EtcdStore, Error> {
-        EtcdStore::connect(&self.endpoints(), prefix).await
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
-impl Drop for EtcdServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// A store on `etcd` under `prefix`.
+async fn store_on(etcd: &Etcd, prefix: Option<&[u8]>) -> Result<EtcdStore, Error> {
+    EtcdStore::connect(&etcd.endpoints(), prefix).await
 }
 
 /// A fresh etcd and a store on it under the test prefix.
-async fn fresh() -> Result<(EtcdServer, EtcdStore), BoxError> {
-    let etcd = EtcdServer::start().await?;
-    let s = etcd.store(Some(PREFIX)).await?;
+async fn fresh() -> Result<(Etcd, EtcdStore), BoxError> {
+    let etcd = start_etcd().await?;
+    let s = store_on(&etcd, Some(PREFIX)).await?;
     Ok((etcd, s))
 }
 
@@ -181,8 +79,8 @@ async fn range_by_prefix_with_limit_and_continuation() -> TestResult {
 
 #[tokio::test]
 async fn range_without_a_store_prefix_spans_the_whole_key_space() -> TestResult {
-    let etcd = EtcdServer::start().await?;
-    let s = etcd.store(None).await?;
+    let etcd = start_etcd().await?;
+    let s = store_on(&etcd, None).await?;
     common::range_by_prefix_with_limit_and_continuation(&s).await
 }
 
@@ -212,10 +110,10 @@ async fn compaction_then_watch_or_read_below_it_is_compacted() -> TestResult {
 
 #[tokio::test]
 async fn reopen_keeps_data_revision_and_compaction() -> TestResult {
-    let etcd = EtcdServer::start().await?;
+    let etcd = start_etcd().await?;
     let etcd = &etcd;
     common::reopen_keeps_data_revision_and_compaction(move || async move {
-        Ok(Box::new(etcd.store(Some(PREFIX)).await?) as Box<dyn Store>)
+        Ok(Box::new(store_on(etcd, Some(PREFIX)).await?) as Box<dyn Store>)
     })
     .await
 }
@@ -234,7 +132,7 @@ async fn compactor_compacts_to_the_revision_one_interval_ago() -> TestResult {
 
 #[tokio::test]
 async fn empty_keys_and_oversized_writes_are_refused_alone() -> TestResult {
-    let etcd = EtcdServer::start().await?;
+    let etcd = start_etcd().await?;
     let s = EtcdStore::connect_with(
         &etcd.endpoints(),
         Some(PREFIX),
@@ -255,9 +153,9 @@ async fn concurrent_cas_increments_never_lose_an_update() -> TestResult {
 
 #[tokio::test]
 async fn stores_with_different_prefixes_do_not_see_each_other() -> TestResult {
-    let etcd = EtcdServer::start().await?;
-    let a = etcd.store(Some(b"/cluster-a")).await?;
-    let b = etcd.store(Some(b"/cluster-b")).await?;
+    let etcd = start_etcd().await?;
+    let a = store_on(&etcd, Some(b"/cluster-a")).await?;
+    let b = store_on(&etcd, Some(b"/cluster-b")).await?;
     let mut wa = a.watch(b"", 0).await?;
     a.create(b"/k", b"a".to_vec()).await?;
     let rb = b.create(b"/k", b"b".to_vec()).await?;
@@ -275,7 +173,7 @@ async fn stores_with_different_prefixes_do_not_see_each_other() -> TestResult {
         vec![2, 4]
     );
     // In the raw key space keys sit under their prefixes (a's was deleted).
-    let raw = etcd.store(None).await?;
+    let raw = store_on(&etcd, None).await?;
     assert_eq!(
         common::keys(&raw.range(b"", RangeOptions::default()).await?.kvs),
         vec!["/cluster-b/k"]
@@ -287,9 +185,9 @@ async fn stores_with_different_prefixes_do_not_see_each_other() -> TestResult {
 /// without events; a progress request makes etcd say how far the watch has got.
 #[tokio::test]
 async fn progress_requests_report_revisions_moved_by_foreign_writes() -> TestResult {
-    let etcd = EtcdServer::start().await?;
-    let ours = etcd.store(Some(b"/cluster-a")).await?;
-    let theirs = etcd.store(Some(b"/cluster-b")).await?;
+    let etcd = start_etcd().await?;
+    let ours = store_on(&etcd, Some(b"/cluster-a")).await?;
+    let theirs = store_on(&etcd, Some(b"/cluster-b")).await?;
     let mut w = ours.watch(b"", 0).await?;
     let mine = ours.create(b"/k", b"a".to_vec()).await?;
     let foreign = theirs.create(b"/k", b"b".to_vec()).await?;

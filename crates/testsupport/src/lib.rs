@@ -1,6 +1,16 @@
 //! Shared helpers for skiff's integration tests: a private engine root per test,
 //! a busybox image built from Debian's busybox-static, and running the real binary.
 //! Every root is torn down (containers killed and removed, directory deleted) on drop.
+//!
+//! Also: a real etcd ([`etcd`]), the kubectl clients ([`kubectl`]), manifests
+//! ([`objects`]), `skiff server` without a node ([`server`]) and, with the `cluster` feature, the one-node cluster ([`cluster`]).
+
+#[cfg(feature = "cluster")]
+pub mod cluster;
+pub mod etcd;
+pub mod kubectl;
+pub mod objects;
+pub mod server;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

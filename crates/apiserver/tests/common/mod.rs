@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use skiff_apiserver::{start, RunningServer, ServerConfig};
 
-/// The dispatcher (`/usr/bin/kubectl`) and versioned clients.
-pub const DISPATCHER: &str = "/usr/bin/kubectl";
-pub const KUBECTL_OLD: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.27";
-pub const KUBECTL_NEW: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
+pub use skiff_testsupport::etcd::Etcd;
+// Each test binary takes what it needs of these.
+#[allow(unused_imports)]
+pub use skiff_testsupport::kubectl::{have_kubectl, DISPATCHER, KUBECTL_NEW, KUBECTL_OLD};
 
 pub struct Fixture {
     pub server: Option<RunningServer>,
@@ -40,79 +40,6 @@ pub fn config(data_dir: &Path) -> ServerConfig {
         https_listen_port: 0,
         datastore_endpoint: std::fs::read_to_string(data_dir.join(ENDPOINT_FILE)).ok(),
         ..ServerConfig::default()
-    }
-}
-
-/// A real etcd on free ports with a throw-away data dir, killed on drop.
-pub struct Etcd {
-    child: std::process::Child,
-    pub endpoint: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Etcd {
-    pub fn start() -> Etcd {
-        assert!(
-            Path::new("/usr/bin/etcd").exists(),
-            "etcd is not installed: run scripts/deps.sh"
-        );
-        let port = || {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .map(|a| a.port())
-                .expect("free port")
-        };
-        let base = if Path::new("/dev/shm").is_dir() {
-            tempfile::Builder::new()
-                .prefix("skiff-etcd-")
-                .tempdir_in("/dev/shm")
-        } else {
-            tempfile::tempdir()
-        };
-        let dir = base.expect("tempdir");
-        let (c, p) = (port(), port());
-        let client = format!("http://127.0.0.1:{c}");
-        let peer = format!("http://127.0.0.1:{p}");
-        let child = std::process::Command::new("/usr/bin/etcd")
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .args([
-                "--listen-client-urls",
-                &client,
-                "--advertise-client-urls",
-                &client,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &peer,
-                "--initial-advertise-peer-urls",
-                &peer,
-            ])
-            .args(["--initial-cluster", &format!("default={peer}")])
-            .args(["--logger", "zap", "--log-level", "warn"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("etcd starts");
-        let etcd = Etcd {
-            child,
-            endpoint: client,
-            _dir: dir,
-        };
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", c)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "etcd did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        etcd
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -316,21 +243,6 @@ impl Fixture {
             s.shutdown().await;
         }
     }
-}
-
-/// The kubectl binaries must be installed: these tests exist to drive the real
-/// clients, so a machine without them fails loudly (see the README) rather than
-/// passing without checking anything.
-pub fn have_kubectl() -> bool {
-    let missing: Vec<&str> = [DISPATCHER, KUBECTL_OLD, KUBECTL_NEW]
-        .into_iter()
-        .filter(|b| !Path::new(b).exists())
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "kubectl is not installed ({missing:?} missing): install the kubectl clients as the README says"
-    );
-    true
 }
 
 pub const DEPLOYMENT: &str = r#"apiVersion: apps/v1

@@ -14,7 +14,34 @@
 //!   any is outstanding it does not create or delete again (Kubernetes'
 //!   ControllerExpectations), so a lagging cache never makes it double-create.
 //!
-//! Nothing here knows a particular kind of object.
+//! - [`Informers`]: the shared set, one informer per kind the controllers and the
+//!   scheduler read, started once by the server.
+//! - [`event`]: records an Event about an object, aggregated as client-go's recorder does.
+//!
+//! The controllers (`skiff-controllers`) and the scheduler's loop (`skiff-scheduler`)
+//! both stand on this crate; it knows neither.
+
+mod events;
+mod informers;
+
+pub use events::event;
+pub use informers::{cached, Informers};
+
+/// PostParams of a write by `field_manager`.
+pub fn post_params(field_manager: &str) -> kube::api::PostParams {
+    kube::api::PostParams {
+        field_manager: Some(field_manager.into()),
+        ..Default::default()
+    }
+}
+
+/// PatchParams of a write by `field_manager`.
+pub fn patch_params(field_manager: &str) -> kube::api::PatchParams {
+    kube::api::PatchParams {
+        field_manager: Some(field_manager.into()),
+        ..Default::default()
+    }
+}
 
 use futures::StreamExt;
 use kube::api::Api;
@@ -258,6 +285,10 @@ enum Expect {
     /// The object with this uid must be gone from the cache, or terminating.
     Gone(Key, String),
 }
+
+/// How soon a controller waiting on its expectations looks again (the awaited events
+/// queue it sooner).
+pub const EXPECTATIONS_RECHECK: Duration = Duration::from_secs(1);
 
 /// How long an expectation may stay unmet before it is dropped (a watch that lost the
 /// event re-lists long before this).

@@ -1,4 +1,4 @@
-//! The scheduler's loop, as kube-scheduler's: pods without a node come from a watch
+//! The scheduler's loop, as kube-scheduler's, over the shared informers (`skiff-informer`): pods without a node come from a watch
 //! of `spec.nodeName=` (its scheduling queue); the cluster they are placed in is the
 //! shared informers' nodes, pods, namespaces and storage objects. Each pass places the
 //! waiting pods with `skiff-scheduler`'s filter and score plugins, in creation order,
@@ -11,13 +11,13 @@
 //! a bound pod, a namespace or a storage object changes (any of which may make room),
 //! and every few seconds besides. Every write carries the field manager `kube-scheduler`.
 
-use crate::informer::{stopped, Informer};
-use crate::Informers;
+use crate::{pod_claims, schedule, schedule_with, waits_for_first_consumer, Snapshot, Volumes};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch};
 use kube::runtime::watcher;
 use kube::Client;
 use serde_json::json;
+use skiff_informer::{stopped, Informer, Informers};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -31,18 +31,12 @@ const ASSUME_TTL: Duration = Duration::from_secs(30);
 /// How often unschedulable pods are tried again even if nothing was seen to change.
 const RETRY_UNSCHEDULABLE: Duration = Duration::from_secs(5);
 
-fn patch_params() -> PatchParams {
-    PatchParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    }
+fn patch_params() -> kube::api::PatchParams {
+    skiff_informer::patch_params(FIELD_MANAGER)
 }
 
-fn post_params() -> PostParams {
-    PostParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    }
+fn post_params() -> kube::api::PostParams {
+    skiff_informer::post_params(FIELD_MANAGER)
 }
 
 fn node_name(p: &Pod) -> &str {
@@ -133,7 +127,7 @@ impl Scheduler {
                 p.spec.get_or_insert_with(Default::default).node_name = Some(node.clone());
             }
         }
-        let mut snap = skiff_scheduler::Snapshot {
+        let mut snap = Snapshot {
             nodes: inf.nodes.state().iter().map(|n| (**n).clone()).collect(),
             pods,
             namespaces: inf
@@ -143,16 +137,16 @@ impl Scheduler {
                 .map(|n| (**n).clone())
                 .collect(),
         };
-        let mut vols: Option<skiff_scheduler::Volumes> = None;
+        let mut vols: Option<Volumes> = None;
         let mut bindings = Vec::new();
         for p in queue {
-            let claims = skiff_scheduler::pod_claims(&p);
+            let claims = pod_claims(&p);
             if !claims.is_empty() && vols.is_none() {
                 vols = Some(self.volumes());
             }
             let decision = match &vols {
-                Some(v) if !claims.is_empty() => skiff_scheduler::schedule_with(&p, &snap, v),
-                _ => skiff_scheduler::schedule(&p, &snap),
+                Some(v) if !claims.is_empty() => schedule_with(&p, &snap, v),
+                _ => schedule(&p, &snap),
             };
             match decision {
                 Ok(node) => {
@@ -179,6 +173,7 @@ impl Scheduler {
             let name = p.metadata.name.as_deref().unwrap_or("");
             match r {
                 Ok(()) => {
+                    tracing::info!(pod = %format!("{ns}/{name}"), node = %node, "bound pod to node");
                     let (client, p, msg) = (
                         self.client.clone(),
                         p.clone(),
@@ -189,7 +184,7 @@ impl Scheduler {
                     });
                 }
                 Err(e) => {
-                    tracing::warn!(pod = %name, namespace = %ns, error = %e, "binding");
+                    tracing::info!(pod = %format!("{ns}/{name}"), node = %node, error = %e, "binding failed");
                     self.assumed.remove(uid(p));
                 }
             }
@@ -197,9 +192,9 @@ impl Scheduler {
     }
 
     /// The storage objects VolumeBinding reads.
-    fn volumes(&self) -> skiff_scheduler::Volumes {
+    fn volumes(&self) -> Volumes {
         let inf = &self.informers;
-        skiff_scheduler::Volumes {
+        Volumes {
             claims: inf.claims.state().iter().map(|c| (**c).clone()).collect(),
             volumes: inf.volumes.state().iter().map(|v| (**v).clone()).collect(),
             classes: inf.classes.state().iter().map(|c| (**c).clone()).collect(),
@@ -211,7 +206,7 @@ impl Scheduler {
         p: &Pod,
         node: &str,
         claims: &[String],
-        vols: Option<&skiff_scheduler::Volumes>,
+        vols: Option<&Volumes>,
     ) -> Result<(), kube::Error> {
         let ns = p.metadata.namespace.as_deref().unwrap_or("default");
         let name = p.metadata.name.as_deref().unwrap_or("");
@@ -253,13 +248,14 @@ impl Scheduler {
         }
         let ns = p.metadata.namespace.as_deref().unwrap_or("default");
         let name = p.metadata.name.as_deref().unwrap_or("");
+        tracing::info!(pod = %format!("{ns}/{name}"), reason = %message, "unschedulable");
         let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
         let _ = api
             .patch_status(name, &patch_params(), &Patch::Merge(json!({"status": {
                 "phase": "Pending",
                 "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
                                 "message": message, "lastProbeTime": null,
-                                "lastTransitionTime": crate::now()}],
+                                "lastTransitionTime": skiff_meta::time::now()}],
             }})))
             .await;
         event(&self.client, p, "Warning", "FailedScheduling", message).await;
@@ -270,7 +266,7 @@ impl Scheduler {
 /// first consumer are wanted on (`volume.kubernetes.io/selected-node`).
 async fn select_node(
     client: &Client,
-    vols: &skiff_scheduler::Volumes,
+    vols: &Volumes,
     ns: &str,
     claims: &[String],
     node: &str,
@@ -286,16 +282,16 @@ async fn select_node(
             .metadata
             .annotations
             .as_ref()
-            .and_then(|a| a.get(crate::persistentvolumes::SELECTED_NODE));
+            .and_then(|a| a.get(crate::SELECTED_NODE));
         if unbound
             && selected.is_none()
-            && skiff_scheduler::waits_for_first_consumer(vols, spec.storage_class_name.as_deref())
+            && waits_for_first_consumer(vols, spec.storage_class_name.as_deref())
         {
             api.patch(
                 c.metadata.name.as_deref().unwrap_or(""),
                 &patch_params(),
                 &Patch::Merge(json!({"metadata": {"annotations": {
-                    crate::persistentvolumes::SELECTED_NODE: node}}})),
+                    crate::SELECTED_NODE: node}}})),
             )
             .await?;
         }
@@ -306,7 +302,16 @@ async fn select_node(
 async fn event(client: &Client, pod: &Pod, ty: &str, reason: &str, message: &str) {
     let involved = json!({"apiVersion": "v1", "kind": "Pod", "name": pod.metadata.name,
         "namespace": pod.metadata.namespace.as_deref().unwrap_or("default"), "uid": pod.metadata.uid});
-    crate::event(client, involved, ty, reason, message, "default-scheduler").await;
+    skiff_informer::event(
+        client,
+        involved,
+        ty,
+        reason,
+        message,
+        "default-scheduler",
+        FIELD_MANAGER,
+    )
+    .await;
 }
 
 /// Runs the scheduler until `stop`: a pass whenever a pod is waiting, and for pods that

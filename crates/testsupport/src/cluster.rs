@@ -1,0 +1,324 @@
+//! The cluster on one node: `skiff server` with its in-process node agent, driven by
+//! the real kubectl, on a private engine [`Root`]. Dropping a [`Cluster`] deletes its
+//! pods, stops the server and removes what its node left (infra processes,
+//! containers, pod cgroups, the pod bridge and filter table, pod directories).
+
+use crate::Root;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Cluster {
+    pub root: Root,
+    pub server: Option<Child>,
+    pub node: String,
+    pub extra: Vec<String>,
+    /// The address the API (and this node's agent) listens on.
+    pub bind: String,
+    /// The server's first line: its port and join token.
+    pub banner: String,
+}
+
+impl Cluster {
+    pub fn start(root: Root) -> Cluster {
+        Cluster::start_with(root, &[])
+    }
+
+    /// A cluster whose server has `extra` flags too.
+    pub fn start_with(root: Root, extra: &[&str]) -> Cluster {
+        Cluster::start_on(root, "127.0.0.1", extra)
+    }
+
+    /// A cluster whose API and node agent listen on `bind`.
+    pub fn start_on(root: Root, bind: &str, extra: &[&str]) -> Cluster {
+        let node = format!(
+            "node-{}",
+            root.table.trim_start_matches("skt").replace('x', "-")
+        );
+        let mut c = Cluster {
+            root,
+            server: None,
+            node,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            bind: bind.to_string(),
+            banner: String::new(),
+        };
+        c.boot();
+        c
+    }
+
+    pub fn boot(&mut self) {
+        let r = &self.root;
+        let second = r.cidr.split('.').nth(1).unwrap().to_string();
+        let third = r.cidr.split('.').nth(2).unwrap().to_string();
+        let mut child = r
+            .cmd(&[
+                "server",
+                "--https-listen-port",
+                "0",
+                "--bind-address",
+                &self.bind,
+                "--node-name",
+                &self.node,
+                "--pod-bridge",
+                &format!("{}q", r.bridge),
+                "--kubelet-port",
+                "0",
+                // A /23: this node takes the first /24, a joining one the second.
+                "--cluster-cidr",
+                &format!(
+                    "10.{}.{}.0/23",
+                    200 + (second.parse::<u32>().unwrap() % 50),
+                    (third.parse::<u32>().unwrap() * 2) % 250
+                ),
+            ])
+            .arg("--data-dir")
+            .arg(r.dir.join("server"))
+            .arg("--write-kubeconfig")
+            .arg(r.dir.join("kubeconfig"))
+            .args(&self.extra)
+            .args(lenient_eviction(&self.extra))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        stderr.read_line(&mut line).unwrap();
+        assert!(line.contains("API on port"), "{line}");
+        self.banner = line.clone();
+        // Keep draining the server's log (into server.log), so it never blocks on a full pipe.
+        let mut log = std::fs::File::create(r.dir.join("server.log")).unwrap();
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut log));
+        self.server = Some(child);
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut s) = self.server.take() {
+            unsafe { libc::kill(s.id() as i32, libc::SIGTERM) };
+            let _ = s.wait();
+        }
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> std::process::Output {
+        self.kubectl_with("kubectl", args, None)
+    }
+
+    /// Runs a given kubectl binary, with `stdin` as its standard input when given.
+    pub fn kubectl_with(
+        &self,
+        bin: &str,
+        args: &[&str],
+        stdin: Option<&[u8]>,
+    ) -> std::process::Output {
+        let mut cmd = self.kubectl_cmd(bin, args);
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        if let Some(data) = stdin {
+            use std::io::Write;
+            let mut w = child.stdin.take().unwrap();
+            w.write_all(data).unwrap();
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs kubectl on a terminal (33 rows, 101 columns), typing `input` a moment
+    /// after it starts; returns what it printed.
+    pub fn kubectl_in_pty(&self, bin: &str, args: &[&str], input: &[u8]) -> String {
+        use std::io::Read;
+        use std::os::fd::{FromRawFd, OwnedFd};
+        let (mut master, mut slave) = (0, 0);
+        let ws = libc::winsize {
+            ws_row: 33,
+            ws_col: 101,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let r = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                &ws,
+            )
+        };
+        assert_eq!(r, 0, "openpty");
+        let slave = unsafe { OwnedFd::from_raw_fd(slave) };
+        let mut cmd = self.kubectl_cmd(bin, args);
+        cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
+            .stdout(Stdio::from(slave.try_clone().unwrap()))
+            .stderr(Stdio::from(slave));
+        let mut child = cmd.spawn().unwrap();
+        drop(cmd);
+        let mut master = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(master) });
+        if !input.is_empty() {
+            use std::io::Write;
+            std::thread::sleep(Duration::from_millis(1500));
+            let mut w = master.try_clone().unwrap();
+            w.write_all(input).unwrap();
+        }
+        let reader = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let mut buf = [0u8; 4096];
+            // EIO once the last holder of the slave (kubectl) is gone.
+            while let Ok(n) = master.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                out.extend_from_slice(&buf[..n]);
+            }
+            String::from_utf8_lossy(&out).to_string()
+        });
+        let _ = child.wait();
+        reader.join().unwrap()
+    }
+
+    pub fn kubectl_cmd(&self, bin: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin);
+        cmd.arg("--kubeconfig")
+            .arg(self.root.dir.join("kubeconfig"))
+            .arg("--cache-dir")
+            .arg(self.root.dir.join("kcache"))
+            .args(args);
+        cmd
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.kubectl(args);
+        assert!(
+            o.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).to_string()
+    }
+
+    pub fn apply(&self, yaml: &str) {
+        let f = self.root.dir.join("obj.yaml");
+        std::fs::write(&f, yaml).unwrap();
+        self.ok(&["apply", "-f", f.to_str().unwrap()]);
+    }
+
+    /// Waits until `kubectl args` prints nothing (what it lists is gone); `what` says
+    /// what was left behind if it does not within `secs`.
+    pub fn wait_empty(&self, args: &[&str], secs: u64, what: &str) {
+        let start = Instant::now();
+        while !self.ok(args).trim().is_empty() {
+            assert!(start.elapsed() < Duration::from_secs(secs), "{what}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    pub fn wait_for(&self, args: &[&str], want: &str, secs: u64) -> String {
+        let start = Instant::now();
+        loop {
+            let o = self.kubectl(args);
+            let out = String::from_utf8_lossy(&o.stdout).to_string();
+            if out.contains(want) {
+                return out;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(secs),
+                "waited for {want:?} in {args:?}; last: {out} {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Let the agent stop every pod properly, then make sure of it.
+        if self.server.is_some() {
+            let _ = self.kubectl(&[
+                "delete",
+                "pods",
+                "--all",
+                "--grace-period",
+                "1",
+                "--timeout",
+                "20s",
+            ]);
+        }
+        self.stop();
+        clean_node_root(&self.root, &self.node);
+    }
+}
+
+/// The test machine's disk is shared and may be fuller than the kubelet's default
+/// thresholds allow (imagefs.available<15%): unless a test sets its own, nodes use
+/// thresholds only a truly full machine reaches.
+pub fn lenient_eviction(extra: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    if !extra.iter().any(|a| a == "--eviction-hard") {
+        out.push("--eviction-hard".into());
+        out.push("memory.available<10Mi,nodefs.available<1%,imagefs.available<1%".into());
+    }
+    // Likewise image garbage collection (it starts at 85% by default): never.
+    if !extra.iter().any(|a| a == "--image-gc-high-threshold") {
+        out.extend(
+            [
+                "--image-gc-high-threshold",
+                "100",
+                "--image-gc-low-threshold",
+                "99",
+            ]
+            .map(String::from),
+        );
+    }
+    out
+}
+
+/// The cgroup directories (every hierarchy) of pod `uid` on node `node` (its
+/// agent's default `--cgroup-root`).
+pub fn pod_cgroups(node: &str, uid: &str) -> Vec<std::path::PathBuf> {
+    let parent = skiff_agent::pod::pods_cgroup(&skiff_agent::pod::default_cgroup_root(node));
+    skiff_agent::pod::cgroup_dirs(&format!("{parent}/pod{uid}"))
+}
+
+/// Removes what node `node`'s agent on `root` may have left: pods' infra processes,
+/// containers, pod cgroups, the pod bridge and filter table, pod directories.
+pub fn clean_node_root(root: &Root, node: &str) {
+    let mut uids = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(root.dir.join("pods")) {
+        for e in rd.flatten() {
+            uids.push(e.file_name().to_string_lossy().to_string());
+            if let Ok(b) = std::fs::read(e.path().join("running.json")) {
+                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&b) {
+                    if let Some(pid) = v["sandbox"]["pid"].as_i64() {
+                        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                    }
+                }
+            }
+        }
+    }
+    let ids = root.run(&["ps", "-aq", "--no-trunc"]);
+    for id in String::from_utf8_lossy(&ids.stdout).lines() {
+        let _ = root.run(&["rm", "-f", id]);
+    }
+    for uid in uids {
+        for p in pod_cgroups(node, &uid) {
+            let _ = std::fs::remove_dir(p);
+        }
+    }
+    skiff_agent::pod::remove_pods_cgroup(&skiff_agent::pod::pods_cgroup(
+        &skiff_agent::pod::default_cgroup_root(node),
+    ));
+    let _ = Command::new("ip")
+        .args(["link", "del", &format!("{}q", root.bridge)])
+        .stderr(Stdio::null())
+        .status();
+    let _ = Command::new("nft")
+        .args(["delete", "table", "ip", &format!("{}_pods", root.table)])
+        .stderr(Stdio::null())
+        .status();
+    let _ = std::fs::remove_dir_all(root.dir.join("pods"));
+}
