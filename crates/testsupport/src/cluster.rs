@@ -82,13 +82,11 @@ impl Cluster {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut line = String::new();
         let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        stderr.read_line(&mut line).unwrap();
-        assert!(line.contains("API on port"), "{line}");
-        self.banner = line.clone();
-        // Keep draining the server's log (into server.log), so it never blocks on a full pipe.
+        // Log lines may come before the banner: keep them in server.log too.
         let mut log = std::fs::File::create(r.dir.join("server.log")).unwrap();
+        self.banner = crate::server::read_banner(&mut stderr, &mut log);
+        // Keep draining the server's log (into server.log), so it never blocks on a full pipe.
         std::thread::spawn(move || std::io::copy(&mut stderr, &mut log));
         self.server = Some(child);
     }

@@ -44,9 +44,9 @@ impl Server {
     pub fn start(mut cmd: Command) -> Server {
         let mut child = cmd.spawn().expect("start skiff server");
         let mut stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
-        let mut banner = String::new();
-        stderr.read_line(&mut banner).expect("read the banner");
-        let log = Arc::new(Mutex::new(String::new()));
+        let mut early = Vec::new();
+        let banner = read_banner(&mut stderr, &mut early);
+        let log = Arc::new(Mutex::new(String::from_utf8_lossy(&early).to_string()));
         let sink = log.clone();
         // Keep draining its log, so it never blocks on a full pipe.
         std::thread::spawn(move || {
@@ -92,4 +92,19 @@ pub fn kubectl(dir: &Path, args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .expect("kubectl is installed (see README)")
+}
+
+/// Reads the server's stderr up to its banner line (`skiff server: API on port …`),
+/// copying the log lines before it to `early`; panics if the server exits first.
+pub fn read_banner(stderr: &mut impl BufRead, early: &mut impl std::io::Write) -> String {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = stderr.read_line(&mut line).expect("read the server's stderr");
+        assert!(n > 0, "the server exited before its banner");
+        if line.contains("API on port") {
+            return line;
+        }
+        let _ = early.write_all(line.as_bytes());
+    }
 }
