@@ -4,7 +4,7 @@
 //! containers, pod cgroups, the pod bridge and filter table, pod directories).
 
 use crate::Root;
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
