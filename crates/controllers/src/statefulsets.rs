@@ -91,7 +91,7 @@ pub fn plan(
         if parallel {
             p.delete = condemned
                 .iter()
-                .filter(|i| !pods[**i].unwrap().1)
+                .filter(|i| pods[**i].is_some_and(|(_, terminating, _)| !terminating))
                 .map(|i| *i as i32)
                 .collect();
         } else {
@@ -100,7 +100,7 @@ pub fn plan(
                 .take(replicas)
                 .all(|x| x.is_some_and(|(ready, _, _)| ready));
             let top = condemned[0];
-            if all_healthy && !pods[top].unwrap().1 {
+            if all_healthy && pods[top].is_some_and(|(_, terminating, _)| !terminating) {
                 p.delete.push(top as i32);
             }
         }
@@ -285,9 +285,10 @@ async fn sync_one(
             (&template, &update_rev)
         };
         let mut pod = crate::pod_from_template(tmpl, &ns, owner.clone());
-        let meta = pod["metadata"].as_object_mut().unwrap();
-        meta.remove("generateName");
-        meta.insert("name".into(), json!(pod_name));
+        if let Some(meta) = pod["metadata"].as_object_mut() {
+            meta.remove("generateName");
+        }
+        pod["metadata"]["name"] = json!(pod_name);
         pod["metadata"]["labels"]["controller-revision-hash"] = json!(rev);
         pod["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"] = json!(pod_name);
         pod["metadata"]["labels"]["apps.kubernetes.io/pod-index"] = json!(i.to_string());

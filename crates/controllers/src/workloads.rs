@@ -671,12 +671,11 @@ pub fn next_conditions(
             .unwrap_or_else(|| stamp.clone())
     };
     let make = |t: &str, status: &str, reason: &str, message: String, update: bool| {
-        let old = find(t);
-        let same_status = old.is_some_and(|c| c.status == status);
-        let same_reason = old.is_some_and(|c| c.reason.as_deref() == Some(reason));
+        let same_status = find(t).filter(|c| c.status == status);
+        let same_reason = same_status.filter(|c| c.reason.as_deref() == Some(reason) && !update);
         json!({"type": t, "status": status, "reason": reason, "message": message,
-               "lastTransitionTime": if same_status { time(&old.unwrap().last_transition_time) } else { stamp.clone() },
-               "lastUpdateTime": if same_status && same_reason && !update { time(&old.unwrap().last_update_time) } else { stamp.clone() }})
+               "lastTransitionTime": same_status.map_or_else(|| stamp.clone(), |c| time(&c.last_transition_time)),
+               "lastUpdateTime": same_reason.map_or_else(|| stamp.clone(), |c| time(&c.last_update_time))})
     };
     let available = if p.available {
         make(

@@ -1,5 +1,7 @@
 //! End-to-end scheduling decisions over realistic Node and Pod objects, through the
 //! public API only.
+// A test: a panic is its failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::{json, Value};

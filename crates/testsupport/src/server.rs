@@ -100,7 +100,9 @@ pub fn read_banner(stderr: &mut impl BufRead, early: &mut impl std::io::Write) -
     let mut line = String::new();
     loop {
         line.clear();
-        let n = stderr.read_line(&mut line).expect("read the server's stderr");
+        let n = stderr
+            .read_line(&mut line)
+            .expect("read the server's stderr");
         assert!(n > 0, "the server exited before its banner");
         if line.contains("API on port") {
             return line;
