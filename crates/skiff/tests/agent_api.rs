@@ -2,6 +2,8 @@
 //! containers joining namespaces held by a process that is not a container (a pod's
 //! infra process), a pod-level cgroup parent, labels, managed files instead of the
 //! init layer, and the dead container's record kept with its exit reason.
+// A test: a panic is its failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use skiff_engine::ops::Report;
 use skiff_engine::{CreateOptions, Engine};
@@ -17,6 +19,8 @@ fn containers_join_an_infra_process_namespaces() {
     // The "infra" process: its own net, ipc and uts namespaces.
     let mut infra = std::process::Command::new("sleep");
     infra.arg("60");
+    // SAFETY: the hook only calls unshare(2), which is async-signal-safe, between
+    // fork and exec.
     unsafe {
         infra.pre_exec(|| {
             if libc::unshare(libc::CLONE_NEWNET | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS) != 0 {
@@ -423,6 +427,7 @@ fn the_infra_process_lives_in_the_pod_cgroup_and_ends_on_sigterm() {
             .unwrap_or_default();
         assert!(!dirs.is_empty());
         // SIGTERM ends it, as Kubernetes' pause (exit status 0).
+        // SAFETY: kill(2) takes integers only.
         unsafe { libc::kill(sb.pid, libc::SIGTERM) };
         let t = std::time::Instant::now();
         while sb.alive() {

@@ -1,5 +1,7 @@
 //! Integration tests of the container engine: the real skiff binary, as root,
 //! starting real containers from a busybox image, each test in its own root.
+// A test: a panic is its failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use skiff_testsupport::{stderr, stdout, Root};
 use std::path::Path;
@@ -556,14 +558,13 @@ fn restart_policy_on_failure() {
 fn interactive_tty_gets_a_working_shell() {
     let r = root();
     // Drive `run -it` through a pty of our own (CI has no stdin).
-    let (mut master, slave) = openpty();
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let mut master = std::fs::File::from(pty.master);
+    let slave = pty.slave;
     let mut cmd = r.cmd(&["run", "-it", "--rm", "--network", "none", "busybox", "sh"]);
-    use std::os::unix::io::{FromRawFd, IntoRawFd};
-    let s2 = unsafe { libc::dup(slave) };
-    let s3 = unsafe { libc::dup(slave) };
-    cmd.stdin(unsafe { std::process::Stdio::from_raw_fd(slave) })
-        .stdout(unsafe { std::process::Stdio::from_raw_fd(s2) })
-        .stderr(unsafe { std::process::Stdio::from_raw_fd(s3) });
+    cmd.stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave);
     let mut child = cmd.spawn().unwrap();
     use std::io::{Read, Write};
     std::thread::sleep(std::time::Duration::from_millis(500));
@@ -571,9 +572,12 @@ fn interactive_tty_gets_a_working_shell() {
     std::thread::sleep(std::time::Duration::from_millis(500));
     master.write_all(b"exit 4\r").unwrap();
     let status = child.wait().unwrap();
-    let fd = master.into_raw_fd();
-    unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK) };
-    let mut m = unsafe { std::fs::File::from_raw_fd(fd) };
+    nix::fcntl::fcntl(
+        &master,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )
+    .unwrap();
+    let mut m = master;
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
     while let Ok(n) = m.read(&mut buf) {
@@ -589,23 +593,6 @@ fn interactive_tty_gets_a_working_shell() {
         "the container's own devpts: {out}"
     );
     assert_eq!(status.code(), Some(4));
-}
-
-fn openpty() -> (std::fs::File, i32) {
-    use std::os::unix::io::FromRawFd;
-    let mut m = 0;
-    let mut s = 0;
-    let r = unsafe {
-        libc::openpty(
-            &mut m,
-            &mut s,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(r, 0);
-    (unsafe { std::fs::File::from_raw_fd(m) }, s)
 }
 
 #[test]
@@ -925,6 +912,7 @@ fn init_seccomp_and_stale_state() {
     )
     .unwrap();
     let mon = st["monitor_pid"].as_i64().unwrap() as i32;
+    // SAFETY: kill(2) takes integers only.
     unsafe { libc::kill(mon, libc::SIGKILL) };
     std::thread::sleep(std::time::Duration::from_millis(200));
     let ps = r.ok(&["ps", "-a"]);

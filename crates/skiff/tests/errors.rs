@@ -2,6 +2,8 @@
 //! reason, never a cause repeated by a wrapper and again by the chain below it. Run
 //! the way a user meets them: the CLI against a bad root, a second server on a data
 //! directory in use, and kubectl against the API.
+// A test: a panic is its failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};

@@ -7,6 +7,8 @@
 //! that process is gone it tries to write the file through `/proc/self/fd`. The write
 //! must fail because the file is read-only (never merely "busy", which would succeed
 //! as soon as no skiff process executes it).
+// A test: a panic is its failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use skiff_testsupport::Root;
 use std::io::Write;
@@ -107,6 +109,7 @@ fn probe(copy: &Copy, r: &Root, victim: &str, trigger: impl FnOnce() -> Child) {
         assert!(t.elapsed() < Duration::from_secs(30), "trigger did not end");
         std::thread::sleep(Duration::from_millis(20));
     }
+    // SAFETY: kill(2) takes integers only.
     unsafe { libc::kill(monitor, libc::SIGKILL) };
     while std::path::Path::new(&format!("/proc/{monitor}/exe")).exists()
         && std::fs::read_link(format!("/proc/{monitor}/exe")).is_ok()

@@ -2,6 +2,8 @@
 //! with k3s's `--kube-apiserver-arg=admission-control-config-file=FILE`, a bad one
 //! refusing to start, and pods that controllers create refused too, the refusal shown
 //! in the controllers' `FailedCreate` events as kube-controller-manager records them.
+// A test: a panic is its failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Read;
 use std::path::Path;

@@ -1,4 +1,6 @@
 //! `skiff server` as a user starts it, driven by the real kubectl.
+// A test: a panic is its failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Command;
 

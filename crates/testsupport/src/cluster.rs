@@ -93,7 +93,7 @@ impl Cluster {
 
     pub fn stop(&mut self) {
         if let Some(mut s) = self.server.take() {
-            unsafe { libc::kill(s.id() as i32, libc::SIGTERM) };
+            crate::kill(s.id() as i32, libc::SIGTERM);
             let _ = s.wait();
         }
     }
@@ -130,32 +130,21 @@ impl Cluster {
     /// after it starts; returns what it printed.
     pub fn kubectl_in_pty(&self, bin: &str, args: &[&str], input: &[u8]) -> String {
         use std::io::Read;
-        use std::os::fd::{FromRawFd, OwnedFd};
-        let (mut master, mut slave) = (0, 0);
-        let ws = libc::winsize {
+        let ws = nix::pty::Winsize {
             ws_row: 33,
             ws_col: 101,
             ws_xpixel: 0,
             ws_ypixel: 0,
         };
-        let r = unsafe {
-            libc::openpty(
-                &mut master,
-                &mut slave,
-                std::ptr::null_mut(),
-                std::ptr::null(),
-                &ws,
-            )
-        };
-        assert_eq!(r, 0, "openpty");
-        let slave = unsafe { OwnedFd::from_raw_fd(slave) };
+        let pty = nix::pty::openpty(Some(&ws), None).expect("openpty");
+        let slave = pty.slave;
         let mut cmd = self.kubectl_cmd(bin, args);
         cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
             .stdout(Stdio::from(slave.try_clone().unwrap()))
             .stderr(Stdio::from(slave));
         let mut child = cmd.spawn().unwrap();
         drop(cmd);
-        let mut master = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(master) });
+        let mut master = std::fs::File::from(pty.master);
         if !input.is_empty() {
             use std::io::Write;
             std::thread::sleep(Duration::from_millis(1500));
@@ -292,7 +281,7 @@ pub fn clean_node_root(root: &Root, node: &str) {
             if let Ok(b) = std::fs::read(e.path().join("running.json")) {
                 if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&b) {
                     if let Some(pid) = v["sandbox"]["pid"].as_i64() {
-                        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                        crate::kill(pid as i32, libc::SIGKILL);
                     }
                 }
             }

@@ -4,6 +4,8 @@
 //!
 //! Also: a real etcd ([`etcd`]), the kubectl clients ([`kubectl`]), manifests
 //! ([`objects`]), `skiff server` without a node ([`server`]) and, with the `cluster` feature, the one-node cluster ([`cluster`]).
+// Test fixtures: a panic is the failure report of the test using them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[cfg(feature = "cluster")]
 pub mod cluster;
@@ -206,4 +208,10 @@ pub fn stdout(o: &Output) -> String {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).trim().to_string()
+}
+
+/// Sends `sig` to `pid`, ignoring a process that is already gone.
+pub fn kill(pid: i32, sig: libc::c_int) {
+    // SAFETY: kill(2) takes integers only.
+    unsafe { libc::kill(pid, sig) };
 }

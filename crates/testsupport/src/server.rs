@@ -76,7 +76,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        crate::kill(self.child.id() as i32, libc::SIGTERM);
         let _ = self.child.wait();
     }
 }

@@ -2,6 +2,8 @@
 //! scheduler, driven by the real kubectl. Pods run for real on the engine. One test
 //! binary (its tests run in parallel, as before), its tests by area; the `Cluster`
 //! fixture is `skiff_testsupport::cluster`'s.
+// A test: a panic is its failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod nodes;
 mod objects;

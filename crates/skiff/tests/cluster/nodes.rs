@@ -344,6 +344,8 @@ impl NetNs {
         use std::os::fd::AsRawFd;
         use std::os::unix::process::CommandExt;
         let f = std::fs::File::open(format!("/run/netns/{}", self.name)).unwrap();
+        // SAFETY: the hook only calls setns(2), which is async-signal-safe, between
+        // fork and exec; `f` lives in the closure.
         unsafe {
             cmd.pre_exec(move || {
                 if libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
@@ -371,6 +373,7 @@ impl NetNs {
         {
             for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
                 if let Ok(pid) = pid.parse::<i32>() {
+                    // SAFETY: kill(2) takes integers only.
                     unsafe { libc::kill(pid, libc::SIGKILL) };
                 }
             }
@@ -415,6 +418,7 @@ impl Drop for JoinedAgent<'_> {
             "--timeout=20s",
         ]);
         if let Some(mut c) = self.child.take() {
+            // SAFETY: kill(2) takes integers only.
             unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
             let _ = c.wait();
         }

@@ -272,6 +272,7 @@ fn kubectl_logs_exec_attach_cp_and_port_forward_reach_the_pod() {
                 panic!("{v}: {resp:?} {err}");
             }
         }
+        // SAFETY: kill(2) takes integers only.
         unsafe { libc::kill(pf.id() as i32, libc::SIGTERM) };
         let _ = pf.wait();
     }
