@@ -1135,7 +1135,7 @@ async fn publish_host_ports(client: &Client, cfg: &AgentConfig, p: &Pod, rp: &Ru
 /// read.
 fn pod_usage(rt: &dyn Runtime, rp: &RunningPod) -> Option<crate::eviction::Usage> {
     let mut u = crate::eviction::Usage {
-        disk: crate::cri::dir_bytes(&rp.dir),
+        disk: skiff_engine::files::dir_bytes(&rp.dir),
         ..Default::default()
     };
     for id in rp.containers.values() {
@@ -1143,9 +1143,7 @@ fn pod_usage(rt: &dyn Runtime, rp: &RunningPod) -> Option<crate::eviction::Usage
         u.memory += st.memory_working_set_bytes;
         u.disk += st.writable_layer_bytes;
         u.processes += st.processes;
-        if let Ok(s) = rt.container_status(id) {
-            u.disk += std::fs::metadata(&s.log_path).map(|m| m.len()).unwrap_or(0);
-        }
+        u.disk += st.log_bytes;
     }
     Some(u)
 }

@@ -6,7 +6,7 @@
 //! Links, addresses and routes are made over netlink (rtnetlink); the masquerade
 //! rule is one nftables table, named per engine root, applied with `nft`.
 
-use crate::state::{self, read_json, write_json, Lock, PortBinding};
+use crate::persist::{self, read_json, write_json, Lock};
 use crate::{EngineError, Result};
 use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
@@ -459,6 +459,15 @@ pub fn attach(
     })
 }
 
+/// A published port: `-p [ip:]host:container[/proto]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PortBinding {
+    pub host_ip: String,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub proto: String,
+}
+
 /// One published port as the proxy is told it: `proto:hostip:hostport:ctrip:ctrport`.
 pub fn proxy_arg(p: &PortBinding, ip: Ipv4Addr) -> String {
     format!(
@@ -636,7 +645,7 @@ pub fn create_network(
     let n = Network {
         name: name.into(),
         id: network_id(name, &cfg),
-        created: state::now(),
+        created: persist::now(),
         bridge: cfg,
         labels,
         internal,

@@ -8,7 +8,6 @@ mod agent;
 mod commands;
 mod format;
 mod inspect;
-mod relay;
 mod server;
 mod term;
 
