@@ -100,7 +100,7 @@ fn disk_total(path: &std::path::Path) -> u64 {
 pub const STORAGE_DIR_ANNOTATION: &str = "skiff.io/local-path-dir";
 
 /// The Node object this agent registers.
-pub fn node_object(cfg: &AgentConfig, root: &std::path::Path) -> serde_json::Value {
+pub fn node_object(k: &Kubelet, cfg: &AgentConfig, root: &std::path::Path) -> serde_json::Value {
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -164,18 +164,14 @@ pub fn node_object(cfg: &AgentConfig, root: &std::path::Path) -> serde_json::Val
                 "osImage": os_image,
                 "systemUUID": "",
             },
-            "conditions": conditions(),
+            "conditions": conditions(k),
             "daemonEndpoints": {"kubeletEndpoint": {"Port": cfg.kubelet_port}},
         }
     })
 }
 
-/// The node's (MemoryPressure, DiskPressure, PIDPressure), from the last housekeeping.
-static PRESSURE: std::sync::Mutex<(bool, bool, bool)> =
-    std::sync::Mutex::new((false, false, false));
-
-fn conditions() -> serde_json::Value {
-    let (mem, disk, pid) = PRESSURE.lock().map(|p| *p).unwrap_or_default();
+fn conditions(k: &Kubelet) -> serde_json::Value {
+    let (mem, disk, pid) = k.pressure.lock().map(|p| *p).unwrap_or_default();
     let t = now();
     let c = |ty: &str, status: &str, reason: &str, msg: &str| {
         json!({"type": ty, "status": status, "reason": reason, "message": msg,
@@ -268,12 +264,13 @@ pub async fn await_pod_cidr(client: &Client, node: &str) -> Result<String, Agent
 
 /// Register (or refresh) the Node.
 pub async fn register_node(
+    k: &Kubelet,
     client: &Client,
     cfg: &AgentConfig,
     root: &std::path::Path,
 ) -> Result<(), AgentError> {
     let nodes: Api<Node> = Api::all(client.clone());
-    let obj = node_object(cfg, root);
+    let obj = node_object(k, cfg, root);
     let node: Node =
         serde_json::from_value(obj.clone()).map_err(|e| AgentError::Other(e.to_string()))?;
     match nodes.create(&post_params(), &node).await {
@@ -354,18 +351,20 @@ fn api_lookup(client: &Client, cfg: &AgentConfig) -> ApiLookup {
 /// Brings the configMap, secret, downwardAPI and projected volumes of every running
 /// pod up to date with the API.
 async fn refresh_volumes(
+    k: &Arc<Kubelet>,
     client: &Client,
     cfg: &AgentConfig,
     running: &Arc<Mutex<BTreeMap<String, RunningPod>>>,
 ) {
     let snapshot = running.lock().await.clone();
-    let pods = PODS.lock().map(|m| m.clone()).unwrap_or_default();
+    let pods = k.pods.lock().map(|m| m.clone()).unwrap_or_default();
     let lookup = api_lookup(client, cfg);
     let node_ip = cfg.node.node_ip.clone();
+    let k = k.clone();
     let _ = tokio::task::spawn_blocking(move || {
         for (uid, rp) in &snapshot {
             let Some(p) = pods.get(uid) else { continue };
-            if p.metadata.deletion_timestamp.is_some() || stopping(uid) || !rp.dir.exists() {
+            if p.metadata.deletion_timestamp.is_some() || k.stopping(uid) || !rp.dir.exists() {
                 continue;
             }
             let rt = podspec::PodRuntimeInfo {
@@ -584,7 +583,12 @@ pub async fn remove_released_storage(client: &Client, dir: &std::path::Path) {
 }
 
 /// The container statuses and phase of a running pod, from the runtime's state.
-pub fn pod_status(runtime: &dyn Runtime, pod: &Pod, running: &RunningPod) -> serde_json::Value {
+pub fn pod_status(
+    k: &Kubelet,
+    runtime: &dyn Runtime,
+    pod: &Pod,
+    running: &RunningPod,
+) -> serde_json::Value {
     let spec = pod.spec.clone().unwrap_or_default();
     let policy = spec
         .restart_policy
@@ -600,7 +604,7 @@ pub fn pod_status(runtime: &dyn Runtime, pod: &Pod, running: &RunningPod) -> ser
         let (state, ready, started, restarts, id, image_id) = match &st {
             Some(s) => {
                 let state = container_state(s, &c.name, pod);
-                let verdict = VERDICTS.lock().ok().and_then(|v| v.get(&s.id).cloned());
+                let verdict = k.verdicts.lock().ok().and_then(|v| v.get(&s.id).cloned());
                 let running = s.state == ContainerState::Running;
                 let running_now = running
                     && match &verdict {
@@ -699,7 +703,7 @@ pub fn pod_status(runtime: &dyn Runtime, pod: &Pod, running: &RunningPod) -> ser
                 s.image_ref.clone(),
             ),
             None => {
-                let failed = EPHEMERAL_FAILURES.lock().ok().and_then(|m| {
+                let failed = k.ephemeral_failures.lock().ok().and_then(|m| {
                     m.get(&(running.uid.clone(), c.name.clone()))
                         .map(|f| (f.reason.clone(), f.message.clone()))
                 });
@@ -830,26 +834,66 @@ struct EphemeralFailure {
     next: std::time::Instant,
 }
 
-static EPHEMERAL_FAILURES: std::sync::LazyLock<
-    std::sync::Mutex<BTreeMap<(String, String), EphemeralFailure>>,
-> = std::sync::LazyLock::new(Default::default);
-
 /// The ephemeral containers of a running pod still to be started (not started yet,
 /// not waiting out a failed start).
-fn pending_ephemeral(p: &Pod, rp: &RunningPod) -> Vec<String> {
+fn pending_ephemeral(k: &Kubelet, p: &Pod, rp: &RunningPod) -> Vec<String> {
     let now = std::time::Instant::now();
     p.spec
         .iter()
         .flat_map(|s| s.ephemeral_containers.iter().flatten())
         .filter(|c| !rp.ephemeral.contains_key(&c.name))
         .filter(|c| {
-            EPHEMERAL_FAILURES.lock().is_ok_and(|m| {
+            k.ephemeral_failures.lock().is_ok_and(|m| {
                 m.get(&(rp.uid.clone(), c.name.clone()))
                     .is_none_or(|f| f.next <= now)
             })
         })
         .map(|c| c.name.clone())
         .collect()
+}
+
+/// What the node agent keeps between its passes, shared by its tasks.
+#[derive(Default)]
+pub struct Kubelet {
+    /// The node's (MemoryPressure, DiskPressure, PIDPressure), from the last
+    /// housekeeping.
+    pressure: std::sync::Mutex<(bool, bool, bool)>,
+    /// Ephemeral containers that could not be started, by (pod uid, name).
+    ephemeral_failures: std::sync::Mutex<BTreeMap<(String, String), EphemeralFailure>>,
+    /// Probe state per container id.
+    prober: crate::prober::Prober,
+    /// The latest probe verdict per container id.
+    verdicts: std::sync::Mutex<BTreeMap<String, crate::prober::Verdict>>,
+    /// The pod objects last seen for this node, by uid (for the prober).
+    pods: std::sync::Mutex<BTreeMap<String, Pod>>,
+    /// The hostPorts this node publishes.
+    host_ports: crate::hostports::HostPorts,
+    /// Pods this node evicted (phase Failed, reason Evicted): never started or
+    /// reported again while their object exists.
+    evicted: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// Pods whose containers are being stopped right now (their API object is
+    /// deleted only once that is done).
+    stopping: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// Pods that failed to start: why, and when to try again.
+    start_failures: std::sync::Mutex<BTreeMap<String, StartFailure>>,
+    /// The last status reported per pod, so unchanged statuses are not written again.
+    reported: std::sync::Mutex<BTreeMap<String, serde_json::Value>>,
+}
+
+impl Kubelet {
+    fn evicted(&self, uid: &str) -> bool {
+        self.evicted
+            .lock()
+            .map(|s| s.contains(uid))
+            .unwrap_or(false)
+    }
+
+    fn stopping(&self, uid: &str) -> bool {
+        self.stopping
+            .lock()
+            .map(|s| s.contains(uid))
+            .unwrap_or(false)
+    }
 }
 
 /// Run the agent until `shutdown` resolves.
@@ -859,8 +903,10 @@ pub async fn run(
     cfg: AgentConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), AgentError> {
+    let k = Arc::new(Kubelet::default());
     let fs = runtime.image_fs_info();
-    register_node(&client, &cfg, &fs.container_filesystem).await?;
+    register_node(&k, &client, &cfg, &fs.container_filesystem).await?;
+    tracing::info!(node = %cfg.node.node_name, "node registered");
     renew_lease(&client, &cfg).await?;
     // Pods a previous run started keep running: adopt them.
     let (e, n) = (runtime.clone(), cfg.node.clone());
@@ -928,15 +974,18 @@ pub async fn run(
                 }
                 let nodes: Api<Node> = Api::all(client.clone());
                 let _ = nodes.patch_status(&cfg.node.node_name, &patch_params(),
-                    &Patch::Merge(json!({"status": {"conditions": conditions()}}))).await;
+                    &Patch::Merge(json!({"status": {"conditions": conditions(&k)}}))).await;
             }
             _ = probe_tick.tick() => {
                 let snapshot = running.lock().await.clone();
                 let e = runtime.clone();
-                let events = tokio::task::spawn_blocking(move || probe_pass(&*e, &snapshot))
+                let events = tokio::task::spawn_blocking({
+                    let k = k.clone();
+                    move || probe_pass(&k, &*e, &snapshot)
+                })
                     .await
                     .unwrap_or_default();
-                let pods = PODS.lock().map(|m| m.clone()).unwrap_or_default();
+                let pods = k.pods.lock().map(|m| m.clone()).unwrap_or_default();
                 for ev in events {
                     if let Some(p) = pods.get(&ev.uid) {
                         pod_event(&client, &cfg.node.node_name, p, Some(&ev.container), ev.warning, ev.reason, &ev.message).await;
@@ -947,11 +996,11 @@ pub async fn run(
                 remove_released_storage(&client, &cfg.node.storage_dir).await;
                 let readings = crate::pressure::read(&fs.container_filesystem, &fs.image_filesystem);
                 let now = crate::pressure::pressure(&readings, &cfg.eviction_hard);
-                let changed = PRESSURE.lock().map(|mut p| std::mem::replace(&mut *p, now) != now).unwrap_or(false);
+                let changed = k.pressure.lock().map(|mut p| std::mem::replace(&mut *p, now) != now).unwrap_or(false);
                 if changed {
                     let nodes: Api<Node> = Api::all(client.clone());
                     let _ = nodes.patch_status(&cfg.node.node_name, &patch_params(),
-                        &Patch::Merge(json!({"status": {"conditions": conditions()}}))).await;
+                        &Patch::Merge(json!({"status": {"conditions": conditions(&k)}}))).await;
                 }
                 let e = runtime.clone();
                 let gc = cfg.image_gc;
@@ -967,14 +1016,14 @@ pub async fn run(
                     _ => None,
                 };
                 if let Some(signal) = signal {
-                    evict_one(&client, &runtime, &cfg, &running, signal).await;
+                    evict_one(&k, &client, &runtime, &cfg, &running, signal).await;
                 }
             }
             _ = resync_tick.tick() => {
-                refresh_volumes(&client, &cfg, &running).await;
+                refresh_volumes(&k, &client, &cfg, &running).await;
                 // The safety net under the watch: a pass over the pods as the API
                 // lists them now.
-                if let Err(e) = sync_pods(&client, &runtime, &cfg, &running, None).await {
+                if let Err(e) = sync_pods(&k, &client, &runtime, &cfg, &running, None).await {
                     tracing::warn!(error = %e, "syncing pods");
                 }
             }
@@ -983,14 +1032,14 @@ pub async fn run(
             // kubelet's relist does.
             _ = pod_changed.notified() => {
                 if let Some(pods) = cached() {
-                    if let Err(e) = sync_pods(&client, &runtime, &cfg, &running, Some(pods)).await {
+                    if let Err(e) = sync_pods(&k, &client, &runtime, &cfg, &running, Some(pods)).await {
                         tracing::warn!(error = %e, "syncing pods");
                     }
                 }
             }
             _ = sync_tick.tick() => {
                 if let Some(pods) = cached() {
-                    if let Err(e) = sync_pods(&client, &runtime, &cfg, &running, Some(pods)).await {
+                    if let Err(e) = sync_pods(&k, &client, &runtime, &cfg, &running, Some(pods)).await {
                         tracing::warn!(error = %e, "syncing pods");
                     }
                 }
@@ -998,15 +1047,6 @@ pub async fn run(
         }
     }
 }
-
-/// Probe state and the latest verdict per container id.
-static PROBER: std::sync::LazyLock<crate::prober::Prober> =
-    std::sync::LazyLock::new(Default::default);
-static VERDICTS: std::sync::LazyLock<std::sync::Mutex<BTreeMap<String, crate::prober::Verdict>>> =
-    std::sync::LazyLock::new(Default::default);
-/// The pod objects last seen for this node, by uid (for the prober).
-static PODS: std::sync::LazyLock<std::sync::Mutex<BTreeMap<String, Pod>>> =
-    std::sync::LazyLock::new(Default::default);
 
 /// An event a probe pass wants recorded.
 pub struct ProbeEvent {
@@ -1021,11 +1061,12 @@ pub struct ProbeEvent {
 /// startup probe failed (the monitor brings them back by the restart policy).
 /// Returns the Unhealthy and Killing events to record.
 pub fn probe_pass(
+    k: &Kubelet,
     runtime: &dyn Runtime,
     running: &BTreeMap<String, RunningPod>,
 ) -> Vec<ProbeEvent> {
     let mut events = Vec::new();
-    let pods = PODS.lock().map(|m| m.clone()).unwrap_or_default();
+    let pods = k.pods.lock().map(|m| m.clone()).unwrap_or_default();
     for (uid, rp) in running {
         let Some(pod) = pods.get(uid) else { continue };
         let Some(spec) = &pod.spec else { continue };
@@ -1043,8 +1084,8 @@ pub fn probe_pass(
                 continue;
             };
             if ct.state != ContainerState::Running {
-                PROBER.forget(id);
-                if let Ok(mut v) = VERDICTS.lock() {
+                k.prober.forget(id);
+                if let Ok(mut v) = k.verdicts.lock() {
                     v.remove(id);
                 }
                 continue;
@@ -1067,7 +1108,7 @@ pub fn probe_pass(
                     .checked_sub(since)
                     .unwrap_or_else(std::time::Instant::now),
             };
-            let verdict = PROBER.check(c, &target);
+            let verdict = k.prober.check(c, &target);
             for f in &verdict.failures {
                 events.push(ProbeEvent {
                     uid: uid.clone(),
@@ -1091,9 +1132,14 @@ pub fn probe_pass(
                 if ct.pid > 0 {
                     unsafe { libc::kill(ct.pid, libc::SIGKILL) };
                 }
-                PROBER.forget(id);
+                k.prober.forget(id);
             }
-            if let Ok(mut v) = VERDICTS.lock() {
+            if let Ok(mut v) = k.verdicts.lock() {
+                let was = v.get(id).map(|old| (old.ready, old.started));
+                if was.is_some_and(|w| w != (verdict.ready, verdict.started)) {
+                    tracing::info!(pod = %uid, container = %c.name, ready = verdict.ready,
+                        started = verdict.started, "probe result changed");
+                }
                 v.insert(id.clone(), verdict);
             }
         }
@@ -1101,14 +1147,16 @@ pub fn probe_pass(
     events
 }
 
-/// The hostPorts this node publishes.
-static HOST_PORTS: std::sync::LazyLock<crate::hostports::HostPorts> =
-    std::sync::LazyLock::new(Default::default);
-
 /// Publishes a running pod's hostPorts unless they already are (also for pods a
 /// previous run of the agent started); failures become Warning events.
-async fn publish_host_ports(client: &Client, cfg: &AgentConfig, p: &Pod, rp: &RunningPod) {
-    if HOST_PORTS.is_open(&rp.uid) {
+async fn publish_host_ports(
+    k: &Kubelet,
+    client: &Client,
+    cfg: &AgentConfig,
+    p: &Pod,
+    rp: &RunningPod,
+) {
+    if k.host_ports.is_open(&rp.uid) {
         return;
     }
     let ports = crate::hostports::mappings(p);
@@ -1116,7 +1164,7 @@ async fn publish_host_ports(client: &Client, cfg: &AgentConfig, p: &Pod, rp: &Ru
     if ports.is_empty() {
         return;
     }
-    for why in HOST_PORTS.open(&rp.uid, ip, &ports).await {
+    for why in k.host_ports.open(&rp.uid, ip, &ports).await {
         pod_event(
             client,
             &cfg.node.node_name,
@@ -1148,26 +1196,18 @@ fn pod_usage(rt: &dyn Runtime, rp: &RunningPod) -> Option<crate::eviction::Usage
     Some(u)
 }
 
-/// Pods this node evicted (phase Failed, reason Evicted): never started or reported
-/// again while their object exists.
-static EVICTED: std::sync::LazyLock<std::sync::Mutex<std::collections::BTreeSet<String>>> =
-    std::sync::LazyLock::new(Default::default);
-
-fn evicted(uid: &str) -> bool {
-    EVICTED.lock().map(|s| s.contains(uid)).unwrap_or(false)
-}
-
 /// Under pressure, evicts one pod as the kubelet ranks them (see [`crate::eviction`]):
 /// usage of the starved resource above requests, priority, usage above requests;
 /// system-critical pods (priority ≥ 2,000,000,000) are left alone.
 async fn evict_one(
+    k: &Kubelet,
     client: &Client,
     runtime: &SharedRuntime,
     cfg: &AgentConfig,
     running: &Arc<Mutex<BTreeMap<String, RunningPod>>>,
     signal: crate::eviction::Signal,
 ) {
-    let pods = PODS.lock().map(|m| m.clone()).unwrap_or_default();
+    let pods = k.pods.lock().map(|m| m.clone()).unwrap_or_default();
     let mut map = running.lock().await;
     let eligible: Vec<(String, Pod, RunningPod)> = map
         .iter()
@@ -1191,11 +1231,12 @@ async fn evict_one(
     let Some((uid, pod)) = victim else { return };
     let Some(rp) = map.remove(&uid) else { return };
     drop(map);
-    if let Ok(mut s) = EVICTED.lock() {
+    if let Ok(mut s) = k.evicted.lock() {
         s.insert(uid.clone());
     }
-    HOST_PORTS.close(&uid);
+    k.host_ports.close(&uid);
     let message = format!("The node was low on resource: {}. ", signal.resource());
+    tracing::info!(pod = %uid, resource = signal.resource(), "evicting pod");
     let name = pod.metadata.name.clone().unwrap_or_default();
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
@@ -1230,18 +1271,10 @@ fn node_pods_selector(cfg: &AgentConfig) -> String {
     format!("spec.nodeName={}", cfg.node.node_name)
 }
 
-/// Pods whose containers are being stopped right now (their API object is deleted
-/// only once that is done).
-static STOPPING: std::sync::LazyLock<std::sync::Mutex<std::collections::BTreeSet<String>>> =
-    std::sync::LazyLock::new(Default::default);
-
-fn stopping(uid: &str) -> bool {
-    STOPPING.lock().map(|s| s.contains(uid)).unwrap_or(false)
-}
-
 /// One level-triggered pass over the pods bound to this node: `pods` (the watch's
 /// cache), or, with None, the pods listed from the API right now.
 pub async fn sync_pods(
+    k: &Arc<Kubelet>,
     client: &Client,
     runtime: &SharedRuntime,
     cfg: &AgentConfig,
@@ -1262,13 +1295,13 @@ pub async fn sync_pods(
             wanted.insert(uid, p);
         }
     }
-    if let Ok(mut m) = PODS.lock() {
+    if let Ok(mut m) = k.pods.lock() {
         *m = wanted.clone();
     }
-    if let Ok(mut m) = START_FAILURES.lock() {
+    if let Ok(mut m) = k.start_failures.lock() {
         m.retain(|uid, _| wanted.contains_key(uid));
     }
-    if let Ok(mut s) = EVICTED.lock() {
+    if let Ok(mut s) = k.evicted.lock() {
         s.retain(|uid| wanted.contains_key(uid));
     }
     let mut map = running.lock().await;
@@ -1283,7 +1316,7 @@ pub async fn sync_pods(
             continue;
         }
         let Some(rp) = map.remove(&uid) else { continue };
-        HOST_PORTS.close(&uid);
+        k.host_ports.close(&uid);
         let grace = pod
             .and_then(|p| p.metadata.deletion_grace_period_seconds)
             .unwrap_or(30)
@@ -1291,10 +1324,11 @@ pub async fn sync_pods(
         // Stopping honours the grace period: do it beside the loop, not in it.
         let (e, client) = (runtime.clone(), client.clone());
         let pod = pod.cloned();
-        if let Ok(mut s) = STOPPING.lock() {
+        if let Ok(mut s) = k.stopping.lock() {
             s.insert(uid.clone());
         }
         let node_name = cfg.node.node_name.clone();
+        let k = k.clone();
         tokio::spawn(async move {
             if let Some(p) = &pod {
                 for c in rp.containers.keys() {
@@ -1310,6 +1344,7 @@ pub async fn sync_pods(
                     .await;
                 }
             }
+            tracing::info!(pod = %uid, grace_seconds = grace, "stopping pod");
             let spec_pod = pod.clone();
             let r = tokio::task::spawn_blocking(move || {
                 pod::stop_pod(&*e, &rp, Duration::from_secs(grace), spec_pod.as_ref())
@@ -1328,13 +1363,13 @@ pub async fn sync_pods(
                     )
                     .await;
             }
-            if let Ok(mut s) = STOPPING.lock() {
+            if let Ok(mut s) = k.stopping.lock() {
                 s.remove(&uid);
             }
         });
     }
-    HOST_PORTS.retain(&|uid| map.contains_key(uid));
-    if let Ok(mut m) = EPHEMERAL_FAILURES.lock() {
+    k.host_ports.retain(&|uid| map.contains_key(uid));
+    if let Ok(mut m) = k.ephemeral_failures.lock() {
         m.retain(|(uid, _), _| wanted.contains_key(uid));
     }
     let mut to_start: Vec<Pod> = Vec::new();
@@ -1343,7 +1378,7 @@ pub async fn sync_pods(
         let ns = p.metadata.namespace.clone().unwrap_or_default();
         let name = p.metadata.name.clone().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-        if stopping(uid) || evicted(uid) {
+        if k.stopping(uid) || k.evicted(uid) {
             continue;
         }
         if p.metadata.deletion_timestamp.is_some() {
@@ -1363,17 +1398,17 @@ pub async fn sync_pods(
             if phase == "Succeeded" || phase == "Failed" {
                 continue;
             }
-            if backing_off(client, cfg, &api, p, uid).await {
+            if backing_off(k, client, cfg, &api, p, uid).await {
                 continue;
             }
             to_start.push(p.clone());
             continue;
         }
         if let Some(rp) = map.get(uid) {
-            publish_host_ports(client, cfg, p, rp).await;
-            let debug = pending_ephemeral(p, rp);
+            publish_host_ports(k, client, cfg, p, rp).await;
+            let debug = pending_ephemeral(k, p, rp);
             if debug.is_empty() {
-                report_status(client, &**runtime, cfg, &api, p, rp).await;
+                report_status(k, client, &**runtime, cfg, &api, p, rp).await;
             } else {
                 to_debug.push((p.clone(), debug));
             }
@@ -1408,7 +1443,7 @@ pub async fn sync_pods(
         for (name, err) in failures {
             let reason = start_failure_reason(&err);
             tracing::info!(pod = %uid, container = %name, error = %err, "starting an ephemeral container failed");
-            if let Ok(mut m) = EPHEMERAL_FAILURES.lock() {
+            if let Ok(mut m) = k.ephemeral_failures.lock() {
                 m.insert(
                     (uid.clone(), name),
                     EphemeralFailure {
@@ -1423,7 +1458,7 @@ pub async fn sync_pods(
             client.clone(),
             &p.metadata.namespace.clone().unwrap_or_default(),
         );
-        report_status(client, &**runtime, cfg, &api, &p, &rp).await;
+        report_status(k, client, &**runtime, cfg, &api, &p, &rp).await;
         map.insert(uid, rp);
     }
     // New pods start side by side (each is mostly waiting on the kernel).
@@ -1444,15 +1479,17 @@ pub async fn sync_pods(
         let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
         match r.map_err(|e| AgentError::Other(e.to_string()))? {
             Ok(rp) => {
-                if let Ok(mut m) = START_FAILURES.lock() {
+                tracing::info!(pod = %format!("{ns}/{name}"), %uid, "pod started");
+                if let Ok(mut m) = k.start_failures.lock() {
                     m.remove(&uid);
                 }
-                publish_host_ports(client, cfg, &p, &rp).await;
-                report_status(client, &**runtime, cfg, &api, &p, &rp).await;
+                publish_host_ports(k, client, cfg, &p, &rp).await;
+                report_status(k, client, &**runtime, cfg, &api, &p, &rp).await;
                 map.insert(uid, rp);
             }
             Err(pod::PodError::VolumeNotReady(why)) => {
-                let first = START_FAILURES
+                let first = k
+                    .start_failures
                     .lock()
                     .map(|mut m| {
                         let f = m.entry(uid.clone()).or_insert_with(|| StartFailure {
@@ -1486,7 +1523,8 @@ pub async fn sync_pods(
             }
             Err(err) => {
                 let reason = start_failure_reason(&err);
-                let count = START_FAILURES
+                let count = k
+                    .start_failures
                     .lock()
                     .map(|mut m| {
                         let f = m.entry(uid.clone()).or_insert_with(|| StartFailure {
@@ -1555,19 +1593,17 @@ const START_BACKOFF: Duration = Duration::from_secs(10);
 const VOLUME_RETRY: Duration = Duration::from_secs(1);
 const START_BACKOFF_MAX: Duration = Duration::from_secs(300);
 
-static START_FAILURES: std::sync::LazyLock<std::sync::Mutex<BTreeMap<String, StartFailure>>> =
-    std::sync::LazyLock::new(Default::default);
-
 /// Whether a pod waits out its start back-off; the first time an image pull is
 /// being backed off, its status says ImagePullBackOff and a BackOff event is recorded.
 async fn backing_off(
+    k: &Kubelet,
     client: &Client,
     cfg: &AgentConfig,
     api: &Api<Pod>,
     p: &Pod,
     uid: &str,
 ) -> bool {
-    let (wait, announce) = match START_FAILURES.lock() {
+    let (wait, announce) = match k.start_failures.lock() {
         Ok(mut m) => match m.get_mut(uid) {
             Some(f) if std::time::Instant::now() < f.next => {
                 let announce =
@@ -1643,11 +1679,8 @@ async fn patch_waiting(
         .await;
 }
 
-/// The last status reported per pod, so unchanged statuses are not written again.
-static REPORTED: std::sync::LazyLock<std::sync::Mutex<BTreeMap<String, serde_json::Value>>> =
-    std::sync::LazyLock::new(Default::default);
-
 async fn report_status(
+    k: &Kubelet,
     client: &Client,
     runtime: &dyn Runtime,
     cfg: &AgentConfig,
@@ -1655,7 +1688,7 @@ async fn report_status(
     p: &Pod,
     rp: &RunningPod,
 ) {
-    let mut status = pod_status(runtime, p, rp);
+    let mut status = pod_status(k, runtime, p, rp);
     status["hostIP"] = json!(cfg.node.node_ip);
     status["hostIPs"] = json!([{"ip": cfg.node.node_ip}]);
     // Compare without the timestamps that change on every computation.
@@ -1668,7 +1701,8 @@ async fn report_status(
     if let Some(o) = key.as_object_mut() {
         o.remove("startTime");
     }
-    let unchanged = REPORTED
+    let unchanged = k
+        .reported
         .lock()
         .map(|m| m.get(&rp.uid) == Some(&key))
         .unwrap_or(false);
@@ -1685,7 +1719,8 @@ async fn report_status(
             .filter_map(|c| c["name"].as_str().map(String::from))
             .collect()
     };
-    let before = REPORTED
+    let before = k
+        .reported
         .lock()
         .ok()
         .and_then(|m| m.get(&rp.uid).map(crashing))
@@ -1717,7 +1752,7 @@ async fn report_status(
         .await
         .is_ok()
     {
-        if let Ok(mut m) = REPORTED.lock() {
+        if let Ok(mut m) = k.reported.lock() {
             m.insert(rp.uid.clone(), key);
         }
     }

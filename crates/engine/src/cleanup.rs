@@ -10,7 +10,13 @@ use std::path::Path;
 pub fn remove_files(root: &Path, c: &Container) {
     crate::network::release_ip(root, &c.record.id);
     for v in &c.record.anonymous_volumes {
-        let _ = volumes::remove(root, v);
+        if let Err(e) = volumes::remove(root, v) {
+            tracing::warn!(container = %c.record.id, volume = %v, error = %e, "removing an anonymous volume");
+        }
     }
-    let _ = fs::remove_dir_all(&c.dir);
+    if let Err(e) = fs::remove_dir_all(&c.dir) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(container = %c.record.id, error = %e, "removing the container's directory");
+        }
+    }
 }

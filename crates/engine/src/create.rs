@@ -598,8 +598,14 @@ impl Engine {
                 state: State::default(),
             })
         })();
-        if result.is_err() {
-            let _ = fs::remove_dir_all(&dir);
+        match &result {
+            Ok(c) => {
+                tracing::info!(container = %c.record.id, name = %c.record.name, image = %c.record.image, "container created")
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "creating a container failed");
+                let _ = fs::remove_dir_all(&dir);
+            }
         }
         result
     }

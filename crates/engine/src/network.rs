@@ -153,7 +153,9 @@ pub fn release_ip_on(root: &Path, cfg: &BridgeConfig, id: &str) {
     let p = dir.join(format!("ipam-{}.json", cfg.bridge));
     let mut ipam: Ipam = read_json(&p).unwrap_or_default();
     ipam.leases.retain(|_, v| v != id);
-    let _ = write_json(&p, &ipam);
+    if let Err(e) = write_json(&p, &ipam) {
+        tracing::warn!(container = %id, error = %e, "releasing an address");
+    }
 }
 
 /// Delete a host-side veth (its peer in the container goes with it).
@@ -201,7 +203,9 @@ pub fn release_ip(root: &Path, id: &str) {
         let before = ipam.leases.len();
         ipam.leases.retain(|_, v| v != id);
         if ipam.leases.len() != before {
-            let _ = write_json(&p, &ipam);
+            if let Err(e) = write_json(&p, &ipam) {
+                tracing::warn!(container = %id, error = %e, "releasing an address");
+            }
         }
     }
 }
@@ -359,6 +363,7 @@ pub fn attach(
     ifname: &str,
     default_route: bool,
 ) -> Result<()> {
+    tracing::debug!(container = %id, bridge = %cfg.bridge, %ip, ifname, "attaching to the network");
     let suffix = ifname.trim_start_matches("eth");
     let host_name = host_veth(id, ifname);
     let peer_tmp = format!("vp{}{}", &id[..8], suffix);

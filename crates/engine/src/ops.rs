@@ -244,6 +244,12 @@ impl Engine {
             warnings,
         };
         let first = starting.next_report();
+        match &first {
+            Report::Failed(code, message) => {
+                tracing::info!(container = %c.record.id, code, %message, "container failed to start")
+            }
+            _ => tracing::info!(container = %c.record.id, "container started"),
+        }
         Ok((starting, first))
     }
 
@@ -533,6 +539,7 @@ impl Engine {
             }
         }
         let sig = parse_signal(&c.record.stop_signal).unwrap_or(libc::SIGTERM);
+        tracing::info!(container = %c.record.id, signal = sig, timeout = t, "stopping container");
         unsafe { libc::kill(c.state.pid, sig) };
         if t >= 0
             && self
@@ -542,8 +549,11 @@ impl Engine {
             return Ok(());
         }
         c.reload()?;
+        tracing::info!(container = %c.record.id, "container did not stop in time: killing it");
         if let Some(cg) = &c.state.cgroup {
-            let _ = cg.kill_all();
+            if let Err(e) = cg.kill_all() {
+                tracing::warn!(container = %c.record.id, error = %e, "killing the container's processes");
+            }
         } else if c.state.pid > 0 {
             unsafe { libc::kill(c.state.pid, libc::SIGKILL) };
         }
@@ -578,6 +588,7 @@ impl Engine {
             c.record.anonymous_volumes.clear();
         }
         crate::cleanup::remove_files(&self.root, &c);
+        tracing::info!(container = %c.record.id, "container removed");
         Ok(c.record.id.clone())
     }
 
