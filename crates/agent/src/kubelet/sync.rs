@@ -379,13 +379,7 @@ pub async fn sync_pods(
                     .start_failures
                     .lock()
                     .map(|mut m| {
-                        let f = m.entry(uid.clone()).or_insert_with(|| StartFailure {
-                            count: 0,
-                            next: std::time::Instant::now(),
-                            reason: String::new(),
-                            message: String::new(),
-                            backing_off: false,
-                        });
+                        let f = m.entry(uid.clone()).or_insert_with(StartFailure::new);
                         f.next = std::time::Instant::now() + VOLUME_RETRY;
                         let first = f.reason != "FailedMount" || f.message != why;
                         f.reason = "FailedMount".into();
@@ -414,13 +408,7 @@ pub async fn sync_pods(
                     .start_failures
                     .lock()
                     .map(|mut m| {
-                        let f = m.entry(uid.clone()).or_insert_with(|| StartFailure {
-                            count: 0,
-                            next: std::time::Instant::now(),
-                            reason: String::new(),
-                            message: String::new(),
-                            backing_off: false,
-                        });
+                        let f = m.entry(uid.clone()).or_insert_with(StartFailure::new);
                         f.count += 1;
                         let delay = (START_BACKOFF * 2u32.saturating_pow(f.count - 1))
                             .min(START_BACKOFF_MAX);
@@ -473,6 +461,19 @@ pub(super) struct StartFailure {
     message: String,
     /// The waiting reason already shows the back-off (ImagePullBackOff).
     backing_off: bool,
+}
+
+impl StartFailure {
+    /// No failure counted yet, due now.
+    fn new() -> StartFailure {
+        StartFailure {
+            count: 0,
+            next: std::time::Instant::now(),
+            reason: String::new(),
+            message: String::new(),
+            backing_off: false,
+        }
+    }
 }
 
 pub(super) const START_BACKOFF: Duration = Duration::from_secs(10);
