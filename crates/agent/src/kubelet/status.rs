@@ -361,6 +361,25 @@ pub(super) async fn report_status(
         .unwrap_or_default();
     let name = p.metadata.name.clone().unwrap_or_default();
     let ns = p.metadata.namespace.clone().unwrap_or_default();
+    let restarts = |v: &serde_json::Value| -> BTreeMap<String, u64> {
+        v["containerStatuses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| Some((c["name"].as_str()?.to_string(), c["restartCount"].as_u64()?)))
+            .collect()
+    };
+    let restarted_before = k
+        .reported
+        .lock()
+        .ok()
+        .and_then(|m| m.get(&rp.uid).map(restarts))
+        .unwrap_or_default();
+    for (c, n) in restarts(&key) {
+        if restarted_before.get(&c).is_some_and(|&was| n > was) {
+            tracing::info!(pod = %format!("{ns}/{name}"), container = %c, restarts = n, "container restarted");
+        }
+    }
     for c in crashing(&key).into_iter().filter(|c| !before.contains(c)) {
         let msg = format!(
             "Back-off restarting failed container {c} in pod {name}_{ns}({})",
