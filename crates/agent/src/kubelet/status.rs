@@ -353,12 +353,8 @@ pub(super) async fn report_status(
             .filter_map(|c| c["name"].as_str().map(String::from))
             .collect()
     };
-    let before = k
-        .reported
-        .lock()
-        .ok()
-        .and_then(|m| m.get(&rp.uid).map(crashing))
-        .unwrap_or_default();
+    let previous = k.reported.lock().ok().and_then(|m| m.get(&rp.uid).cloned());
+    let before = previous.as_ref().map(crashing).unwrap_or_default();
     let name = p.metadata.name.clone().unwrap_or_default();
     let ns = p.metadata.namespace.clone().unwrap_or_default();
     let restarts = |v: &serde_json::Value| -> BTreeMap<String, u64> {
@@ -369,12 +365,7 @@ pub(super) async fn report_status(
             .filter_map(|c| Some((c["name"].as_str()?.to_string(), c["restartCount"].as_u64()?)))
             .collect()
     };
-    let restarted_before = k
-        .reported
-        .lock()
-        .ok()
-        .and_then(|m| m.get(&rp.uid).map(restarts))
-        .unwrap_or_default();
+    let restarted_before = previous.as_ref().map(restarts).unwrap_or_default();
     for (c, n) in restarts(&key) {
         if restarted_before.get(&c).is_some_and(|&was| n > was) {
             tracing::info!(pod = %format!("{ns}/{name}"), container = %c, restarts = n, "container restarted");
