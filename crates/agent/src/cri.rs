@@ -15,6 +15,7 @@
 //! than the URL of a streaming server of the runtime's own.
 
 use serde::{Deserialize, Serialize};
+use skiff_engine::reexec::Helper;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -230,6 +231,13 @@ pub struct LastTermination {
     pub finished_at: Option<String>,
 }
 
+fn log_entry(e: skiff_engine::logs::Entry) -> LogEntry {
+    LogEntry {
+        time: e.time,
+        log: e.log,
+    }
+}
+
 fn reason_name(r: Option<&skiff_engine::state::ExitReason>) -> &'static str {
     use skiff_engine::state::ExitReason;
     match r {
@@ -254,6 +262,17 @@ pub struct ContainerStats {
     pub writable_layer_bytes: u64,
     /// The container's processes (its cgroup's pids.current).
     pub processes: u64,
+    /// Its log files (the kubelet counts them in the pod's ephemeral storage).
+    pub log_bytes: u64,
+}
+
+/// One entry of a container's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    /// RFC 3339 with nanoseconds.
+    pub time: String,
+    /// The line, with its newline.
+    pub log: String,
 }
 
 /// ExecSyncResponse.
@@ -273,14 +292,23 @@ pub struct ExecRequest {
     pub cmd: Vec<String>,
     pub tty: bool,
     pub stdin: bool,
+    /// The terminal's first size (columns, rows), with `tty`.
+    pub size: Option<(u16, u16)>,
 }
 
-/// Exec's answer: a local command whose stdio is the exec session's.
+/// Exec's answer: a local command whose stdio is the exec session's (with skiff's
+/// engine, an exec helper started from the sealed view of the binary).
 #[derive(Debug, Clone)]
 pub struct ExecCommand {
     pub program: PathBuf,
-    pub args: Vec<String>,
+    pub args: Vec<std::ffi::OsString>,
+    /// With a terminal: the descriptor (in the command) where it reads "COLS ROWS"
+    /// lines that resize it.
+    pub resize_fd: Option<i32>,
 }
+
+/// Where an exec helper with a terminal reads its resize lines.
+const EXEC_RESIZE_FD: i32 = 3;
 
 /// Attach's answer: a unix socket carrying the container's stdio (docker's stdcopy
 /// framing without a terminal). `path` is valid while this value lives.
@@ -312,6 +340,12 @@ pub trait RuntimeService: Send + Sync {
     fn list_containers(&self, filter: &ContainerFilter) -> Result<Vec<ContainerStatus>>;
     /// ContainerStats.
     fn container_stats(&self, id: &str) -> Result<ContainerStats>;
+    /// The container's log (its previous run's with `previous`: None when it has
+    /// none), as ReopenContainerLog's files hold it.
+    fn read_log(&self, id: &str, previous: bool) -> Result<Option<Vec<LogEntry>>>;
+    /// `each` gets every entry appended to the container's log from now on, until it
+    /// returns false or the container no longer runs.
+    fn follow_log(&self, id: &str, each: &mut dyn FnMut(&LogEntry) -> bool);
     /// ExecSync: runs `cmd` in the container to completion or `timeout`.
     fn exec_sync(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<ExecSyncResponse>;
     /// Exec: where an interactive exec session runs.
@@ -575,49 +609,54 @@ impl RuntimeService for EngineRuntime {
     }
 
     fn container_stats(&self, id: &str) -> Result<ContainerStats> {
-        use skiff_runtime::cgroups::{Cgroup, Host};
-        let c = self.engine.get(id)?;
-        let host = Host::detect().map_err(|e| RuntimeError::Runtime(e.to_string()))?;
-        let parent = if c.record.host.cgroup_parent.is_empty() {
-            "skiff"
-        } else {
-            c.record.host.cgroup_parent.as_str()
-        };
-        let cg = Cgroup {
-            version: host.version.clone(),
-            paths: host.paths_for(parent, &c.record.id),
-        };
-        let (usage, _) = cg.memory();
-        let inactive = cg
-            .paths
-            .get("memory")
-            .or_else(|| cg.paths.get(""))
-            .and_then(|d| std::fs::read_to_string(d.join("memory.stat")).ok())
-            .and_then(|s| {
-                s.lines().find_map(|l| {
-                    let (k, v) = l.split_once(' ')?;
-                    matches!(k, "total_inactive_file" | "inactive_file")
-                        .then(|| v.trim().parse::<u64>().ok())
-                        .flatten()
-                })
-            })
-            .unwrap_or(0);
+        let u = self.engine.usage(id)?;
         Ok(ContainerStats {
-            memory_working_set_bytes: usage.saturating_sub(inactive),
-            writable_layer_bytes: dir_bytes(&c.dir.join("upper")),
-            processes: cg.pids_current(),
+            memory_working_set_bytes: u.memory_working_set_bytes,
+            writable_layer_bytes: u.writable_layer_bytes,
+            log_bytes: u.log_bytes,
+            processes: u.processes,
         })
+    }
+
+    fn read_log(&self, id: &str, previous: bool) -> Result<Option<Vec<LogEntry>>> {
+        let c = self.engine.get(id)?;
+        let path = if previous {
+            skiff_engine::logs::previous_path(&c.log_path())
+        } else {
+            c.log_path()
+        };
+        if previous && !path.exists() {
+            return Ok(None);
+        }
+        Ok(Some(
+            skiff_engine::logs::read_entries(&path)
+                .into_iter()
+                .map(log_entry)
+                .collect(),
+        ))
+    }
+
+    fn follow_log(&self, id: &str, each: &mut dyn FnMut(&LogEntry) -> bool) {
+        let Ok(mut c) = self.engine.get(id) else {
+            return;
+        };
+        let path = c.log_path();
+        skiff_engine::logs::follow(&mut c, &path, |e| each(&log_entry(e.clone())));
     }
 
     fn exec_sync(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<ExecSyncResponse> {
         use std::io::Read;
-        // The engine's exec wants a single-threaded caller: it gets its own process.
-        let mut child = std::process::Command::new(&self.engine.exe)
-            .arg("--root")
-            .arg(&self.engine.root)
-            .arg("exec")
-            .arg(id)
-            .args(cmd)
+        // The engine's exec wants a single-threaded caller: it runs in an exec helper.
+        let helper = Helper::Exec {
+            id: id.to_string(),
+            tty: false,
+            stdin: false,
+            size: None,
+            resize_fd: None,
+            cmd: cmd.to_vec(),
+        };
+        let mut child = helper
+            .command(&self.engine.exe, &self.engine.root)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -658,22 +697,19 @@ impl RuntimeService for EngineRuntime {
     }
 
     fn exec(&self, req: &ExecRequest) -> Result<ExecCommand> {
-        let mut args = vec![
-            "--root".to_string(),
-            self.engine.root.to_string_lossy().to_string(),
-            "exec".into(),
-        ];
-        if req.stdin {
-            args.push("-i".into());
-        }
-        if req.tty {
-            args.push("-t".into());
-        }
-        args.push(req.container_id.clone());
-        args.extend(req.cmd.iter().cloned());
+        let resize_fd = req.tty.then_some(EXEC_RESIZE_FD);
+        let helper = Helper::Exec {
+            id: req.container_id.clone(),
+            tty: req.tty,
+            stdin: req.stdin,
+            size: req.size,
+            resize_fd,
+            cmd: req.cmd.clone(),
+        };
         Ok(ExecCommand {
             program: self.engine.exe.clone(),
-            args,
+            args: helper.args(&self.engine.root),
+            resize_fd,
         })
     }
 
@@ -734,32 +770,4 @@ impl ImageService for EngineRuntime {
             container_filesystem: self.engine.root.clone(),
         }
     }
-}
-
-/// Bytes of the regular files under `dir` (not following links, staying on its
-/// filesystem).
-pub fn dir_bytes(dir: &std::path::Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(top) = std::fs::symlink_metadata(dir) else {
-        return 0;
-    };
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let Ok(m) = e.metadata() else { continue };
-            if m.dev() != top.dev() {
-                continue;
-            }
-            if m.is_dir() {
-                stack.push(e.path());
-            } else if m.is_file() {
-                total += m.len();
-            }
-        }
-    }
-    total
 }

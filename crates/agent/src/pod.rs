@@ -640,7 +640,6 @@ fn create_container(
             NamespaceMode::Pod
         }
     };
-    let res = podspec::container_resources(c);
     let mut labels = BTreeMap::new();
     labels.insert("io.kubernetes.pod.uid".to_string(), running.uid.clone());
     labels.insert(
@@ -684,12 +683,7 @@ fn create_container(
             },
             target_id: target,
         },
-        resources: crate::cri::LinuxContainerResources {
-            memory_limit_in_bytes: res.memory,
-            cpu_period: res.cpu_period,
-            cpu_quota: res.cpu_quota,
-            cpu_shares: res.cpu_shares,
-        },
+        resources: podspec::container_resources(c),
         privileged: sc.and_then(|s| s.privileged).unwrap_or(false),
         add_capabilities: caps.and_then(|c| c.add.clone()).unwrap_or_default(),
         drop_capabilities: caps.and_then(|c| c.drop.clone()).unwrap_or_default(),

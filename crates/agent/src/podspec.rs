@@ -1,7 +1,7 @@
 //! How a Pod's spec becomes engine settings, by Kubernetes' rules.
 
+use crate::cri::LinuxContainerResources;
 use k8s_openapi::api::core::v1::{Container, EnvVar, Pod};
-use skiff_runtime::cgroups::Resources;
 use std::collections::BTreeMap;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -392,12 +392,12 @@ fn quantity(c: &Container, which: &str, name: &str) -> Option<i128> {
 /// A container's cgroup settings from its requests and limits, as the kubelet
 /// writes them: cpu limit → CFS quota over a 100 ms period, cpu request → shares
 /// (min 2), memory limit → the memory limit.
-pub fn container_resources(c: &Container) -> Resources {
+pub fn container_resources(c: &Container) -> LinuxContainerResources {
     let cpu_req = quantity(c, "requests", "cpu").or_else(|| quantity(c, "limits", "cpu"));
     let shares = cpu_req
         .map(|m| ((m * 1024) / 1000).max(2) as u64)
         .unwrap_or(2);
-    let mut r = Resources {
+    let mut r = LinuxContainerResources {
         cpu_shares: Some(shares),
         ..Default::default()
     };
@@ -406,7 +406,7 @@ pub fn container_resources(c: &Container) -> Resources {
         r.cpu_quota = Some(((l * 100_000) / 1000).max(1000) as i64);
     }
     if let Some(m) = quantity(c, "limits", "memory") {
-        r.memory = Some((m / 1000) as i64);
+        r.memory_limit_in_bytes = Some((m / 1000) as i64);
     }
     r
 }
@@ -719,7 +719,12 @@ mod tests {
         assert_eq!(qos_class(&g), "Guaranteed");
         let r = container_resources(&g.spec.as_ref().unwrap().containers[0]);
         assert_eq!(
-            (r.cpu_quota, r.cpu_period, r.cpu_shares, r.memory),
+            (
+                r.cpu_quota,
+                r.cpu_period,
+                r.cpu_shares,
+                r.memory_limit_in_bytes
+            ),
             (Some(25_000), Some(100_000), Some(256), Some(128 << 20))
         );
         let b = pod(

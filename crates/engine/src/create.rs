@@ -1,9 +1,9 @@
 //! `create`: turn docker-style options and an image into a container on disk (its
 //! record, its runtime spec, its root filesystem directories), without starting it.
 
-use crate::state::{
-    self, write_json, HostConfig, Lock, MountPoint, PortBinding, Record, RestartPolicy, State,
-};
+use crate::network::PortBinding;
+use crate::persist::{write_json, Lock};
+use crate::state::{HostConfig, MountPoint, Record, RestartPolicy, State};
 use crate::{names, volumes, Container, Engine, EngineError, Result};
 use skiff_runtime::cgroups::Resources;
 use skiff_runtime::spec::{
@@ -508,7 +508,7 @@ impl Engine {
             let record = Record {
                 id: id.clone(),
                 name: name.clone(),
-                created: state::now(),
+                created: crate::persist::now(),
                 image: opts.image.clone(),
                 image_id: image.id.clone(),
                 path: argv[0].clone(),
@@ -598,8 +598,14 @@ impl Engine {
                 state: State::default(),
             })
         })();
-        if result.is_err() {
-            let _ = fs::remove_dir_all(&dir);
+        match &result {
+            Ok(c) => {
+                tracing::info!(container = %c.record.id, name = %c.record.name, image = %c.record.image, "container created")
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "creating a container failed");
+                let _ = fs::remove_dir_all(&dir);
+            }
         }
         result
     }

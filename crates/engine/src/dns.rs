@@ -3,7 +3,8 @@
 //! answering the names, aliases and short ids of running containers that share a
 //! network with it, and forwarding everything else to the host's resolvers.
 
-use crate::state::{read_json, NetPlan, Record, State};
+use crate::persist::read_json;
+use crate::state::{NetPlan, Record, State};
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::{rdata::A, RData, Record as RR, RecordType};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};

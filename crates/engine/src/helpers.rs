@@ -1,5 +1,5 @@
 //! The entry points of skiff's helper modes, each [`Helper`] to the code that runs it:
-//! the monitor, the sandbox helper and the port proxy. Their command lines are defined
+//! the monitor, the sandbox helper, the port proxy and exec sessions. Their command lines are defined
 //! in [`crate::reexec`], which knows none of them.
 
 use std::path::Path;
@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::reexec::Helper;
 
 /// Runs `helper` in this process; never returns. Call before any thread exists (the
-/// monitor and the sandbox helper fork).
+/// monitor, the sandbox helper and exec fork).
 pub fn run(helper: Helper, root: &Path) -> ! {
     match helper {
         Helper::Monitor { id } => {
@@ -42,6 +42,22 @@ pub fn run(helper: Helper, root: &Path) -> ! {
                 networks: dns_networks,
             });
             crate::proxy::run(&specs, crate::proxy::FD_STATUS, dns)
+        }
+        Helper::Exec {
+            id,
+            tty,
+            stdin,
+            size,
+            resize_fd,
+            cmd,
+        } => {
+            let opts = crate::exec::ExecOptions {
+                cmd,
+                tty,
+                console_size: size,
+                ..Default::default()
+            };
+            crate::exec::helper_main(root, &id, &opts, stdin, resize_fd)
         }
     }
 }

@@ -7,8 +7,10 @@
 //! The CLI is a thin layer over this library; the node agent calls it in-process.
 
 pub mod build;
+pub mod cleanup;
 pub mod create;
 pub mod dns;
+pub mod exec;
 pub mod files;
 pub mod helpers;
 pub mod logs;
@@ -16,8 +18,10 @@ pub mod monitor;
 pub mod names;
 pub mod network;
 pub mod ops;
+pub mod persist;
 pub mod proxy;
 pub mod reexec;
+pub mod relay;
 pub mod sandbox;
 pub mod state;
 pub mod volumes;

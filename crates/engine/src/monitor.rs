@@ -7,7 +7,9 @@
 //! `S <pid>` started, `E <code> <message>` could not start, `X <code>` exited.
 
 use crate::logs::{self, LineSplitter};
-use crate::state::{self, read_json, ExitReason, NetPlan, PortBinding, Record, State, Status};
+use crate::network::PortBinding;
+use crate::persist::{self, read_json};
+use crate::state::{self, ExitReason, NetPlan, Record, State, Status};
 use crate::Container;
 use skiff_runtime::cgroups::{Cgroup, Host};
 use skiff_runtime::linux::Stdio;
@@ -205,7 +207,7 @@ impl Monitor {
                 s.exit_code = exit;
                 s.oom_killed = oom;
                 s.pid = 0;
-                s.finished_at = Some(state::now());
+                s.finished_at = Some(persist::now());
                 s.exit_reason = Some(if oom {
                     ExitReason::OOMKilled
                 } else if exit == 0 {
@@ -226,7 +228,7 @@ impl Monitor {
             if !restart {
                 crate::network::release_ip(&self.root, &self.c.record.id);
                 if self.c.record.host.auto_remove {
-                    crate::ops::remove_files(&self.root, &self.c);
+                    crate::cleanup::remove_files(&self.root, &self.c);
                 }
                 report(self.fds.status, &format!("X {exit}"));
                 return 0;
@@ -294,7 +296,7 @@ impl Monitor {
             &format!("E {code} {}", msg.replace('\n', " ")),
         );
         if self.c.record.host.auto_remove {
-            crate::ops::remove_files(&self.root, &self.c);
+            crate::cleanup::remove_files(&self.root, &self.c);
         }
         0
     }
@@ -397,7 +399,7 @@ impl Monitor {
             s.pid = pid;
             s.monitor_pid = me;
             s.monitor_start = my_start;
-            s.started_at = Some(state::now());
+            s.started_at = Some(persist::now());
             s.finished_at = None;
             s.error.clear();
             s.cgroup = Some(cgc);

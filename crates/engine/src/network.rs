@@ -6,7 +6,7 @@
 //! Links, addresses and routes are made over netlink (rtnetlink); the masquerade
 //! rule is one nftables table, named per engine root, applied with `nft`.
 
-use crate::state::{self, read_json, write_json, Lock, PortBinding};
+use crate::persist::{self, read_json, write_json, Lock};
 use crate::{EngineError, Result};
 use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
@@ -153,7 +153,9 @@ pub fn release_ip_on(root: &Path, cfg: &BridgeConfig, id: &str) {
     let p = dir.join(format!("ipam-{}.json", cfg.bridge));
     let mut ipam: Ipam = read_json(&p).unwrap_or_default();
     ipam.leases.retain(|_, v| v != id);
-    let _ = write_json(&p, &ipam);
+    if let Err(e) = write_json(&p, &ipam) {
+        tracing::warn!(container = %id, error = %e, "releasing an address");
+    }
 }
 
 /// Delete a host-side veth (its peer in the container goes with it).
@@ -201,7 +203,9 @@ pub fn release_ip(root: &Path, id: &str) {
         let before = ipam.leases.len();
         ipam.leases.retain(|_, v| v != id);
         if ipam.leases.len() != before {
-            let _ = write_json(&p, &ipam);
+            if let Err(e) = write_json(&p, &ipam) {
+                tracing::warn!(container = %id, error = %e, "releasing an address");
+            }
         }
     }
 }
@@ -356,6 +360,7 @@ pub fn attach(
     ifname: &str,
     default_route: bool,
 ) -> Result<()> {
+    tracing::debug!(container = %id, bridge = %cfg.bridge, %ip, ifname, "attaching to the network");
     let suffix = ifname.trim_start_matches("eth");
     let host_name = host_veth(id, ifname);
     let peer_tmp = format!("vp{}{}", &id[..8], suffix);
@@ -454,6 +459,15 @@ pub fn attach(
         }
         Ok::<(), EngineError>(())
     })
+}
+
+/// A published port: `-p [ip:]host:container[/proto]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PortBinding {
+    pub host_ip: String,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub proto: String,
 }
 
 /// One published port as the proxy is told it: `proto:hostip:hostport:ctrip:ctrport`.
@@ -633,7 +647,7 @@ pub fn create_network(
     let n = Network {
         name: name.into(),
         id: network_id(name, &cfg),
-        created: state::now(),
+        created: persist::now(),
         bridge: cfg,
         labels,
         internal,

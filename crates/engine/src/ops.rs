@@ -2,8 +2,9 @@
 //! pause, rename, exec, and reconciling state left by dead monitors.
 
 use crate::monitor::{FD_STATUS, FD_STDERR, FD_STDIN, FD_STDOUT};
-use crate::state::{self, read_json, write_json, Record, State, Status};
-use crate::{volumes, Container, Engine, EngineError, Result};
+use crate::persist::{self, read_json, write_json, Lock};
+use crate::state::{self, Record, State, Status};
+use crate::{Container, Engine, EngineError, Result};
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
@@ -56,15 +57,6 @@ impl Starting {
             }
         }
     }
-}
-
-/// Remove everything a container left on disk (its directory and anonymous volumes).
-pub fn remove_files(root: &Path, c: &Container) {
-    crate::network::release_ip(root, &c.record.id);
-    for v in &c.record.anonymous_volumes {
-        let _ = volumes::remove(root, v);
-    }
-    let _ = fs::remove_dir_all(&c.dir);
 }
 
 impl Engine {
@@ -159,7 +151,7 @@ impl Engine {
                 s.pid = 0;
                 s.error = "the container's monitor process died".into();
                 s.ports.clear();
-                s.finished_at = Some(state::now());
+                s.finished_at = Some(persist::now());
             });
         }
         Ok(())
@@ -252,6 +244,12 @@ impl Engine {
             warnings,
         };
         let first = starting.next_report();
+        match &first {
+            Report::Failed(code, message) => {
+                tracing::info!(container = %c.record.id, code, %message, "container failed to start")
+            }
+            _ => tracing::info!(container = %c.record.id, "container started"),
+        }
         Ok((starting, first))
     }
 
@@ -297,7 +295,7 @@ impl Engine {
             )));
         }
         {
-            let _l = state::Lock::exclusive(&self.containers_dir().join(".lock"))?;
+            let _l = Lock::exclusive(&self.containers_dir().join(".lock"))?;
             if connect {
                 c.record.host.extra_networks.push(net.name.clone());
                 for a in aliases {
@@ -541,6 +539,7 @@ impl Engine {
             }
         }
         let sig = parse_signal(&c.record.stop_signal).unwrap_or(libc::SIGTERM);
+        tracing::info!(container = %c.record.id, signal = sig, timeout = t, "stopping container");
         unsafe { libc::kill(c.state.pid, sig) };
         if t >= 0
             && self
@@ -550,8 +549,11 @@ impl Engine {
             return Ok(());
         }
         c.reload()?;
+        tracing::info!(container = %c.record.id, "container did not stop in time: killing it");
         if let Some(cg) = &c.state.cgroup {
-            let _ = cg.kill_all();
+            if let Err(e) = cg.kill_all() {
+                tracing::warn!(container = %c.record.id, error = %e, "killing the container's processes");
+            }
         } else if c.state.pid > 0 {
             unsafe { libc::kill(c.state.pid, libc::SIGKILL) };
         }
@@ -585,7 +587,8 @@ impl Engine {
         if !volumes {
             c.record.anonymous_volumes.clear();
         }
-        remove_files(&self.root, &c);
+        crate::cleanup::remove_files(&self.root, &c);
+        tracing::info!(container = %c.record.id, "container removed");
         Ok(c.record.id.clone())
     }
 
@@ -625,7 +628,7 @@ impl Engine {
     }
 
     pub fn rename(&self, reference: &str, new_name: &str) -> Result<()> {
-        let _g = state::Lock::exclusive(&self.containers_dir().join(".lock"))?;
+        let _g = Lock::exclusive(&self.containers_dir().join(".lock"))?;
         let mut c = self.get(reference)?;
         let n = new_name.trim_start_matches('/');
         if !crate::names::valid_name(n) {
@@ -641,40 +644,6 @@ impl Engine {
         }
         c.record.name = n.to_string();
         write_json(&c.dir.join("config.json"), &c.record)
-    }
-
-    /// Run a process inside a running container (all its namespaces and its cgroup).
-    /// The caller must be single-threaded and a child subreaper.
-    pub fn exec(
-        &self,
-        reference: &str,
-        process: &skiff_runtime::spec::Process,
-        stdio: skiff_runtime::Stdio,
-    ) -> Result<skiff_runtime::Started> {
-        let c = self.get(reference)?;
-        if c.state.status == Status::Paused {
-            return Err(EngineError::Conflict(format!(
-                "Container {} is paused, unpause the container before exec",
-                c.record.id
-            )));
-        }
-        if c.state.status != Status::Running || c.state.pid <= 0 {
-            return Err(EngineError::Conflict(format!(
-                "Container {} is not running",
-                c.record.id
-            )));
-        }
-        let target = skiff_runtime::ExecTarget {
-            pid: c.state.pid,
-            cgroup: c.state.cgroup.as_ref(),
-        };
-        skiff_runtime::exec(&target, process, stdio).map_err(|e| match e {
-            skiff_runtime::Error::Exec(f) => EngineError::Start {
-                code: f.code,
-                message: f.message,
-            },
-            e => e.into(),
-        })
     }
 
     /// The process list of a running container: (pid, ppid, user, cmdline).
@@ -710,6 +679,58 @@ impl Engine {
         }
         out.sort();
         Ok(out)
+    }
+}
+
+/// What a container uses ([`Engine::usage`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Memory usage less the inactive page cache.
+    pub memory_working_set_bytes: u64,
+    /// The files of its writable layer.
+    pub writable_layer_bytes: u64,
+    /// Its current log file.
+    pub log_bytes: u64,
+    /// Its cgroup's pids.current.
+    pub processes: u64,
+}
+
+impl Engine {
+    /// What container `reference` uses now (nothing of its cgroup once it is gone).
+    pub fn usage(&self, reference: &str) -> Result<Usage> {
+        use skiff_runtime::cgroups::{Cgroup, Host};
+        let c = self.get(reference)?;
+        let host = Host::detect()?;
+        let parent = if c.record.host.cgroup_parent.is_empty() {
+            "skiff"
+        } else {
+            c.record.host.cgroup_parent.as_str()
+        };
+        let cg = Cgroup {
+            version: host.version.clone(),
+            paths: host.paths_for(parent, &c.record.id),
+        };
+        let (usage, _) = cg.memory();
+        let inactive = cg
+            .paths
+            .get("memory")
+            .or_else(|| cg.paths.get(""))
+            .and_then(|d| fs::read_to_string(d.join("memory.stat")).ok())
+            .and_then(|s| {
+                s.lines().find_map(|l| {
+                    let (k, v) = l.split_once(' ')?;
+                    matches!(k, "total_inactive_file" | "inactive_file")
+                        .then(|| v.trim().parse::<u64>().ok())
+                        .flatten()
+                })
+            })
+            .unwrap_or(0);
+        Ok(Usage {
+            memory_working_set_bytes: usage.saturating_sub(inactive),
+            writable_layer_bytes: crate::files::dir_bytes(&c.dir.join("upper")),
+            log_bytes: fs::metadata(c.log_path()).map(|m| m.len()).unwrap_or(0),
+            processes: cg.pids_current(),
+        })
     }
 }
 

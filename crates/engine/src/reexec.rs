@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 const MONITOR: &str = "__monitor";
 const SANDBOX: &str = "__sandbox";
 const PROXY: &str = "__proxy";
+const EXEC: &str = "__exec";
 
 /// One helper mode and its arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +27,17 @@ pub enum Helper {
         dns_pid: Option<i32>,
         dns_networks: Vec<String>,
         specs: Vec<String>,
+    },
+    /// An exec session in container `id` on the helper's stdio (stdin only when
+    /// `stdin`), its terminal resized by "COLS ROWS" lines on descriptor
+    /// `resize_fd`; see [`crate::exec`].
+    Exec {
+        id: String,
+        tty: bool,
+        stdin: bool,
+        size: Option<(u16, u16)>,
+        resize_fd: Option<i32>,
+        cmd: Vec<String>,
     },
 }
 
@@ -55,6 +67,33 @@ impl Helper {
                 }
                 a.push("--".into());
                 a.extend(specs.iter().map(OsString::from));
+            }
+            Helper::Exec {
+                id,
+                tty,
+                stdin,
+                size,
+                resize_fd,
+                cmd,
+            } => {
+                a.push(EXEC.into());
+                if *tty {
+                    a.push("-t".into());
+                }
+                if *stdin {
+                    a.push("-i".into());
+                }
+                if let Some((cols, rows)) = size {
+                    a.push("--size".into());
+                    a.push(format!("{cols}x{rows}").into());
+                }
+                if let Some(fd) = resize_fd {
+                    a.push("--resize-fd".into());
+                    a.push(fd.to_string().into());
+                }
+                a.push("--".into());
+                a.push(id.into());
+                a.extend(cmd.iter().map(OsString::from));
             }
         }
         a
@@ -104,6 +143,31 @@ impl Helper {
                     specs: it.map(s).collect::<Option<Vec<_>>>()?,
                 }
             }
+            EXEC => {
+                let (mut tty, mut stdin, mut size, mut resize_fd) = (false, false, None, None);
+                let mut it = rest.iter();
+                loop {
+                    match it.next()?.to_str()? {
+                        "-t" => tty = true,
+                        "-i" => stdin = true,
+                        "--size" => {
+                            let (c, r) = it.next()?.to_str()?.split_once('x')?;
+                            size = Some((c.parse().ok()?, r.parse().ok()?));
+                        }
+                        "--resize-fd" => resize_fd = Some(it.next()?.to_str()?.parse().ok()?),
+                        "--" => break,
+                        _ => return None,
+                    }
+                }
+                Helper::Exec {
+                    id: s(it.next()?)?,
+                    tty,
+                    stdin,
+                    size,
+                    resize_fd,
+                    cmd: it.map(s).collect::<Option<Vec<_>>>()?,
+                }
+            }
             _ => return None,
         };
         Some((root, h))
@@ -129,6 +193,22 @@ mod tests {
                 dns_pid: None,
                 dns_networks: vec![],
                 specs: vec![],
+            },
+            Helper::Exec {
+                id: "abc".into(),
+                tty: true,
+                stdin: true,
+                size: Some((80, 24)),
+                resize_fd: Some(3),
+                cmd: vec!["sh".into(), "-c".into(), "--".into()],
+            },
+            Helper::Exec {
+                id: "abc".into(),
+                tty: false,
+                stdin: false,
+                size: None,
+                resize_fd: None,
+                cmd: vec!["-t".into()],
             },
         ] {
             let args = h.args(root);

@@ -121,6 +121,7 @@ impl Engine {
             }
         }
         network::release_ip(&self.root, &sb.id);
+        tracing::debug!(sandbox = %sb.id, "sandbox stopped");
         Ok(())
     }
 }

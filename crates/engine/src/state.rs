@@ -1,53 +1,14 @@
 //! Persistent container records: plain JSON files under `<root>/containers/<id>/`,
 //! guarded by `flock`, so several skiff processes (CLIs, monitors, the node agent)
-//! share them safely. Writes go to a temp file and are renamed into place.
+//! share them safely (see [`crate::persist`]).
 
+use crate::persist::{read_json, write_json, Lock};
 use crate::{EngineError, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::Write;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-
-/// A held `flock`; released on drop.
-pub struct Lock(#[allow(dead_code)] skiff_image::lock::FileLock);
-
-impl Lock {
-    pub fn exclusive(path: &Path) -> Result<Lock> {
-        skiff_image::lock::exclusive(path)
-            .map(Lock)
-            .map_err(|e| EngineError::io(format!("locking {}", path.display()), e))
-    }
-}
-
-/// Write `bytes` to `path` atomically (temp file + rename in the same directory).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("f"),
-        std::process::id()
-    ));
-    let mut f =
-        File::create(&tmp).map_err(|e| EngineError::io(format!("writing {}", tmp.display()), e))?;
-    f.write_all(bytes)
-        .map_err(|e| EngineError::io(format!("writing {}", tmp.display()), e))?;
-    fs::rename(&tmp, path)
-        .map_err(|e| EngineError::io(format!("renaming to {}", path.display()), e))
-}
-
-pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    let b =
-        fs::read(path).map_err(|e| EngineError::io(format!("reading {}", path.display()), e))?;
-    serde_json::from_slice(&b).map_err(|e| EngineError::Corrupt(format!("{}: {e}", path.display())))
-}
-
-pub fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
-    let b = serde_json::to_vec_pretty(v)
-        .map_err(|e| EngineError::Corrupt(format!("encoding {}: {e}", path.display())))?;
-    write_atomic(path, &b)
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
@@ -111,7 +72,7 @@ pub struct State {
     pub ip_address: String,
     /// Published ports as bound (random host ports resolved).
     #[serde(default)]
-    pub ports: Vec<PortBinding>,
+    pub ports: Vec<crate::network::PortBinding>,
     /// How the run before the current one ended, once the container has been restarted
     /// (a pod container's `lastState`).
     #[serde(default)]
@@ -143,7 +104,7 @@ pub struct NetAttachment {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NetPlan {
     pub attachments: Vec<NetAttachment>,
-    pub ports: Vec<PortBinding>,
+    pub ports: Vec<crate::network::PortBinding>,
     /// Serve the embedded DNS at 127.0.0.11 inside the container.
     pub dns: bool,
 }
@@ -171,15 +132,6 @@ pub struct MountPoint {
     pub rw: bool,
     #[serde(rename = "Propagation")]
     pub propagation: String,
-}
-
-/// A published port: `-p [ip:]host:container[/proto]`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct PortBinding {
-    pub host_ip: String,
-    pub host_port: u16,
-    pub container_port: u16,
-    pub proto: String,
 }
 
 /// The immutable description of a container: `config.json`. Field names follow
@@ -210,7 +162,7 @@ pub struct Record {
     pub stop_timeout: Option<i64>,
     pub mounts: Vec<MountPoint>,
     pub host: HostConfig,
-    pub ports: Vec<PortBinding>,
+    pub ports: Vec<crate::network::PortBinding>,
     /// Anonymous volumes created for this container (removed by `rm -v`).
     pub anonymous_volumes: Vec<String>,
 }
@@ -331,10 +283,6 @@ pub fn process_start_time(pid: i32) -> Option<u64> {
         return None;
     }
     fields.nth(18)?.parse().ok()
-}
-
-pub fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
 /// A path to `dir/name` short enough for a unix socket address (sun_path holds

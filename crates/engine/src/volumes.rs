@@ -1,7 +1,7 @@
 //! Volumes: named and anonymous directories under `<root>/volumes/<name>/_data`,
 //! with a small `meta.json` beside the data, as docker's local driver keeps them.
 
-use crate::state::{self, MountPoint};
+use crate::state::MountPoint;
 use crate::{EngineError, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -145,14 +145,14 @@ pub fn create(
             labels,
             anonymous,
         };
-        state::write_json(&dir.join("meta.json"), &meta)?;
+        crate::persist::write_json(&dir.join("meta.json"), &meta)?;
     }
     inspect(root, name)
 }
 
 pub fn inspect(root: &Path, name: &str) -> Result<Volume> {
     let dir = volumes_dir(root).join(name);
-    let meta: Meta = state::read_json(&dir.join("meta.json"))
+    let meta: Meta = crate::persist::read_json(&dir.join("meta.json"))
         .map_err(|_| EngineError::Invalid(format!("get {name}: no such volume")))?;
     Ok(Volume {
         created_at: meta.created_at,

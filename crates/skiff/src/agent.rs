@@ -273,7 +273,7 @@ pub fn run(f: AgentFlags, engine: skiff_engine::Engine) -> Result<i32> {
     rt.block_on(async move {
         let node = f.node_name.clone().unwrap_or_else(host_name);
         let (id, client) = skiff_agent::join::join(&f.server, &f.token, &node, &f.data_dir).await?;
-        let pod_cidr = skiff_agent::kubelet::await_pod_cidr(&client, &node).await?;
+        let pod_cidr = skiff_agent::kubelet::node::await_pod_cidr(&client, &node).await?;
         let (mut cfg, runtime) = config(
             engine,
             Some(node.clone()),

@@ -32,7 +32,7 @@ pub fn container(c: &Container) -> Value {
         .collect();
     let res = &h.resources;
     let plan: Option<skiff_engine::state::NetPlan> =
-        skiff_engine::state::read_json(&c.dir.join("net.json")).ok();
+        skiff_engine::persist::read_json(&c.dir.join("net.json")).ok();
     let first = plan
         .as_ref()
         .and_then(|p| p.attachments.first())

@@ -9,7 +9,6 @@ mod commands;
 mod format;
 mod inspect;
 mod logging;
-mod relay;
 mod server;
 mod term;
 

@@ -16,7 +16,9 @@ pub mod remote;
 pub mod spdy;
 pub mod ws;
 
-use crate::cri::{ContainerFilter, ContainerStatus, PodSandboxState, Runtime, SharedRuntime};
+use crate::cri::{
+    ContainerFilter, ContainerStatus, LogEntry, PodSandboxState, Runtime, SharedRuntime,
+};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
@@ -238,18 +240,6 @@ async fn logs(
         );
     };
     let previous = flag(&q, "previous");
-    let path = if previous {
-        let p = skiff_engine::logs::previous_path(&c.log_path);
-        if !p.exists() {
-            return text(
-                StatusCode::BAD_REQUEST,
-                &format!("previous terminated container \"{name}\" in pod \"{pod}\" not found"),
-            );
-        }
-        p
-    } else {
-        c.log_path.clone()
-    };
     let since = match (param(&q, "sinceSeconds"), param(&q, "sinceTime")) {
         (Some(s), _) => match s.parse::<i64>() {
             Ok(n) => Some(chrono::Utc::now() - chrono::Duration::seconds(n)),
@@ -270,8 +260,24 @@ async fn logs(
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
     let follow = flag(&q, "follow") && !previous;
     let rt = cfg.runtime.clone();
+    let entries = match tokio::task::spawn_blocking({
+        let (rt, id) = (rt.clone(), c.id.clone());
+        move || rt.read_log(&id, previous)
+    })
+    .await
+    {
+        Ok(Ok(Some(entries))) => entries,
+        Ok(Ok(None)) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                &format!("previous terminated container \"{name}\" in pod \"{pod}\" not found"),
+            )
+        }
+        Ok(Err(e)) => return text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
     tokio::task::spawn_blocking(move || {
-        stream_log(rt, c.id, path, filter, tail, limit, follow, tx)
+        stream_log(rt, c.id, entries, filter, tail, limit, follow, tx)
     });
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv()
@@ -291,7 +297,7 @@ struct LogFilter {
 }
 
 impl LogFilter {
-    fn render(&self, e: &skiff_engine::logs::Entry) -> Option<Vec<u8>> {
+    fn render(&self, e: &LogEntry) -> Option<Vec<u8>> {
         if let Some(s) = self.since {
             let t = chrono::DateTime::parse_from_rfc3339(&e.time).ok()?;
             if t < s {
@@ -308,13 +314,13 @@ impl LogFilter {
     }
 }
 
-/// Sends a json-file log's lines (filtered, tailed, limited) and, with `follow`,
-/// what is appended until the container stops or the client goes away.
+/// Sends a log's `entries` (filtered, tailed, limited) and, with `follow`, what is
+/// appended until the container stops or the client goes away.
 #[allow(clippy::too_many_arguments)]
 fn stream_log(
     rt: SharedRuntime,
     id: String,
-    path: PathBuf,
+    entries: Vec<LogEntry>,
     filter: LogFilter,
     tail: Option<i64>,
     limit: Option<u64>,
@@ -332,7 +338,6 @@ fn stream_log(
         budget -= b.len() as u64;
         tx.blocking_send(Bytes::from(b)).is_ok() && budget > 0
     };
-    let entries = skiff_engine::logs::read_entries(&path);
     let rendered: Vec<Vec<u8>> = entries.iter().filter_map(|e| filter.render(e)).collect();
     let skip = match tail {
         Some(t) if t >= 0 => rendered.len().saturating_sub(t as usize),
@@ -344,12 +349,7 @@ fn stream_log(
         }
     }
     if follow {
-        let running = || {
-            rt.container_status(&id)
-                .map(|s| s.state.is_active())
-                .unwrap_or(false)
-        };
-        skiff_engine::logs::follow_while(&path, running, |e| match filter.render(e) {
+        rt.follow_log(&id, &mut |e| match filter.render(e) {
             Some(b) => send(b) && !tx.is_closed(),
             None => !tx.is_closed(),
         });

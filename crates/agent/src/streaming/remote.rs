@@ -56,7 +56,7 @@ pub fn failure(message: &str) -> Value {
 }
 
 /// Runs `command` in container `id` through the runtime's Exec (with skiff's engine,
-/// a `skiff exec` process: the engine's exec wants a single-threaded caller).
+/// an exec helper process: the engine's exec wants a single-threaded caller).
 pub async fn exec(
     rt: &dyn crate::cri::RuntimeService,
     id: &str,
@@ -64,11 +64,19 @@ pub async fn exec(
     tty: bool,
     mut io: Io,
 ) {
+    // kubectl sends its terminal's size first thing; start the process with it.
+    let mut size = None;
+    if let Some(rx) = io.resize.as_mut() {
+        if let Ok(Some(s)) = tokio::time::timeout(Duration::from_secs(2), rx.recv()).await {
+            size = Some(s);
+        }
+    }
     let target = rt.exec(&crate::cri::ExecRequest {
         container_id: id.to_string(),
         cmd: command.to_vec(),
         tty,
         stdin: io.stdin.is_some(),
+        size,
     });
     let target = match target {
         Ok(t) => t,
@@ -87,31 +95,26 @@ pub async fn exec(
     .stdout(std::process::Stdio::piped())
     .stderr(std::process::Stdio::piped())
     .kill_on_drop(true);
-    // Terminal size changes travel to `skiff exec` on fd 3, one "COLS ROWS" line each.
-    let resize_pipe = if tty {
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok()
-    } else {
-        None
+    // Terminal size changes travel to the exec command on its resize descriptor, one
+    // "COLS ROWS" line each.
+    let resize_pipe = match target.resize_fd {
+        Some(fd) => nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .ok()
+            .map(|p| (p, fd)),
+        None => None,
     };
-    if let Some((r, _)) = &resize_pipe {
+    if let Some(((r, _), fd)) = &resize_pipe {
         use std::os::fd::AsRawFd;
-        let rfd = r.as_raw_fd();
-        cmd.env("SKIFF_RESIZE_FD", "3");
+        let (rfd, fd) = (r.as_raw_fd(), *fd);
+        // SAFETY: dup2 only, between fork and exec; the pipe's read end stays open in
+        // the parent until after the spawn.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::dup2(rfd, 3) < 0 {
+                if libc::dup2(rfd, fd) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
             });
-        }
-    }
-    // kubectl sends its terminal's size first thing; start the process with it.
-    if let Some(rx) = io.resize.as_mut() {
-        if let Ok(Some((cols, rows))) =
-            tokio::time::timeout(Duration::from_secs(2), rx.recv()).await
-        {
-            cmd.env("SKIFF_TTY_SIZE", format!("{cols} {rows}"));
         }
     }
     let mut child = match cmd.spawn() {
@@ -123,7 +126,7 @@ pub async fn exec(
             return;
         }
     };
-    let resize_writer = resize_pipe.map(|(r, w)| {
+    let resize_writer = resize_pipe.map(|((r, w), _)| {
         drop(r);
         std::fs::File::from(w)
     });

@@ -134,7 +134,7 @@ pub(crate) fn network(root: &Path, n: NetworkCmd) -> Result<i32> {
                 let mut members = serde_json::Map::new();
                 for c in containers.iter().filter(|c| c.state.status.is_active()) {
                     let plan: Option<skiff_engine::state::NetPlan> =
-                        skiff_engine::state::read_json(&c.dir.join("net.json")).ok();
+                        skiff_engine::persist::read_json(&c.dir.join("net.json")).ok();
                     if let Some(a) = plan
                         .as_ref()
                         .and_then(|p| p.attachments.iter().find(|a| a.network == n.name))

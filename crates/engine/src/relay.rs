@@ -1,4 +1,5 @@
-//! The stdio that `skiff exec` hands into a container: never the caller's own files.
+//! The stdio an exec session hands into a container: never the caller's own files;
+//! and the relay between a session's terminal and the caller ([`console`]).
 //!
 //! A descriptor given to a container process can be reopened through
 //! `/proc/self/fd/N` inside it: the caller's terminal, a file its output was
@@ -118,6 +119,86 @@ fn copy(from: RawFd, to: RawFd, exited: Option<&AtomicBool>) {
         }
         if skiff_runtime::sys::write_all(to, &buf[..k as usize]).is_err() {
             break;
+        }
+    }
+}
+
+/// Copy `input` → `master` and `master` → `output` until the pty closes (the
+/// process and everything holding its slave exited). "COLS ROWS" lines read from
+/// `resize` (when not -1) resize the terminal.
+pub fn console(master: RawFd, input: RawFd, output: RawFd, resize: RawFd) {
+    // SAFETY: ioctls on descriptors the caller owns, with a winsize we own.
+    unsafe {
+        let mut ws: libc::winsize = std::mem::zeroed();
+        if libc::ioctl(output, libc::TIOCGWINSZ, &mut ws) == 0 {
+            libc::ioctl(master, libc::TIOCSWINSZ, &ws);
+        }
+    }
+    // SAFETY: F_GETFD only asks whether the descriptor is open.
+    let mut resize = if resize >= 0 && unsafe { libc::fcntl(resize, libc::F_GETFD) } >= 0 {
+        resize
+    } else {
+        -1
+    };
+    let mut pending = Vec::new();
+    let mut input = input;
+    let mut buf = [0u8; 8192];
+    let read = |fd: RawFd, buf: &mut [u8]| -> isize {
+        // SAFETY: reading into a buffer we own, at most its length.
+        unsafe { libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) }
+    };
+    loop {
+        let mut fds = [master, input, resize].map(|fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        // Negative descriptors are ignored by poll.
+        // SAFETY: three pollfds we own.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), 3, -1) };
+        if r < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return;
+        }
+        if fds[0].revents != 0 {
+            let k = read(master, &mut buf);
+            if k <= 0 {
+                return;
+            }
+            let _ = skiff_runtime::sys::write_all(output, &buf[..k as usize]);
+        }
+        if input >= 0 && fds[1].revents != 0 {
+            let k = read(input, &mut buf);
+            if k <= 0 {
+                input = -1;
+                continue;
+            }
+            let _ = skiff_runtime::sys::write_all(master, &buf[..k as usize]);
+        }
+        if resize >= 0 && fds[2].revents != 0 {
+            let k = read(resize, &mut buf);
+            if k <= 0 {
+                resize = -1;
+                continue;
+            }
+            pending.extend_from_slice(&buf[..k as usize]);
+            while let Some(i) = pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=i).collect();
+                let text = String::from_utf8_lossy(&line);
+                let mut it = text.split_whitespace().map(|n| n.parse::<u16>().ok());
+                if let (Some(Some(cols)), Some(Some(rows))) = (it.next(), it.next()) {
+                    let ws = libc::winsize {
+                        ws_row: rows,
+                        ws_col: cols,
+                        ws_xpixel: 0,
+                        ws_ypixel: 0,
+                    };
+                    // SAFETY: TIOCSWINSZ on the pty master with a winsize we own.
+                    unsafe { libc::ioctl(master, libc::TIOCSWINSZ, &ws) };
+                }
+            }
         }
     }
 }

@@ -1,0 +1,292 @@
+//! The node agent's loop against the API server: register the Node and keep its
+//! Lease fresh, run the Pods bound to this node (level-triggered: every pass
+//! compares the pods the API wants here with what runs, and closes the gap), report
+//! their status, and finish their deletion.
+//!
+//! [`run`] owns the loop and the [`Kubelet`] its tasks share; [`node`] is the Node
+//! and its Lease, `lookups` what is read from the API and the Events recorder,
+//! `sync` the pass over the pods, `probes` the probe pass, `status` what is
+//! reported.
+
+use crate::cri::{ContainerState, Runtime, SharedRuntime};
+use crate::pod::{self, NodeSettings, RunningPod};
+use crate::podspec::{self, ObjectLookup};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::Client;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+mod lookups;
+pub mod node;
+mod probes;
+mod status;
+mod sync;
+
+use lookups::*;
+use node::*;
+use probes::*;
+use status::*;
+use sync::*;
+
+/// The agent's settings.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub node: NodeSettings,
+    /// The node's pod CIDR (spec.podCIDR).
+    pub pod_cidr: String,
+    /// Lease duration; the lease is renewed every quarter of it (10 s of 40 s).
+    pub lease_duration: Duration,
+    /// How often pods are synced when nothing else wakes the loop.
+    pub sync_period: Duration,
+    /// The port of this node's streaming endpoint (logs, exec, attach, port-forward),
+    /// reported in the Node's `status.daemonEndpoints`.
+    pub kubelet_port: u16,
+    /// The node runs the control plane too (`skiff server`): labelled
+    /// `node-role.kubernetes.io/control-plane` (a joining agent may not set that).
+    pub control_plane: bool,
+    /// How often housekeeping runs (cAdvisor's housekeeping interval, 10 s): node
+    /// pressure and eviction, image garbage collection, directories of deleted volumes.
+    pub housekeeping_period: Duration,
+    /// How often running pods' configMap, secret, downwardAPI and projected volumes are
+    /// brought up to date (the kubelet's --sync-frequency, 1 minute).
+    pub volume_resync_period: Duration,
+    /// The hard eviction thresholds (`--eviction-hard`).
+    pub eviction_hard: crate::pressure::Thresholds,
+    /// When unused images are removed (`--image-gc-high-threshold`/`-low-threshold`).
+    pub image_gc: crate::imagegc::Thresholds,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("API: {0}")]
+    Api(#[from] kube::Error),
+    #[error(transparent)]
+    Runtime(#[from] crate::cri::RuntimeError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The field manager of the agent's writes (the kubelet's own name in managedFields).
+pub const FIELD_MANAGER: &str = "kubelet";
+
+fn patch_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    }
+}
+
+fn post_params() -> PostParams {
+    PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    }
+}
+
+use skiff_meta::time::now;
+
+/// What the node agent keeps between its passes, shared by its tasks.
+#[derive(Default)]
+pub struct Kubelet {
+    /// The node's (MemoryPressure, DiskPressure, PIDPressure), from the last
+    /// housekeeping.
+    pressure: std::sync::Mutex<(bool, bool, bool)>,
+    /// Ephemeral containers that could not be started, by (pod uid, name).
+    ephemeral_failures: std::sync::Mutex<BTreeMap<(String, String), EphemeralFailure>>,
+    /// Probe state per container id.
+    prober: crate::prober::Prober,
+    /// The latest probe verdict per container id.
+    verdicts: std::sync::Mutex<BTreeMap<String, crate::prober::Verdict>>,
+    /// The pod objects last seen for this node, by uid (for the prober).
+    pods: std::sync::Mutex<BTreeMap<String, Pod>>,
+    /// The hostPorts this node publishes.
+    host_ports: crate::hostports::HostPorts,
+    /// Pods this node evicted (phase Failed, reason Evicted): never started or
+    /// reported again while their object exists.
+    evicted: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// Pods whose containers are being stopped right now (their API object is
+    /// deleted only once that is done).
+    stopping: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// Pods that failed to start: why, and when to try again.
+    start_failures: std::sync::Mutex<BTreeMap<String, StartFailure>>,
+    /// The last status reported per pod, so unchanged statuses are not written again.
+    reported: std::sync::Mutex<BTreeMap<String, serde_json::Value>>,
+}
+
+impl Kubelet {
+    fn evicted(&self, uid: &str) -> bool {
+        self.evicted
+            .lock()
+            .map(|s| s.contains(uid))
+            .unwrap_or(false)
+    }
+
+    fn stopping(&self, uid: &str) -> bool {
+        self.stopping
+            .lock()
+            .map(|s| s.contains(uid))
+            .unwrap_or(false)
+    }
+}
+
+/// Run the agent until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    runtime: SharedRuntime,
+    cfg: AgentConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), AgentError> {
+    let k = Arc::new(Kubelet::default());
+    let fs = runtime.image_fs_info();
+    register_node(&k, &client, &cfg, &fs.container_filesystem).await?;
+    tracing::info!(node = %cfg.node.node_name, "node registered");
+    renew_lease(&client, &cfg).await?;
+    // Pods a previous run started keep running: adopt them.
+    let (e, n) = (runtime.clone(), cfg.node.clone());
+    let adopted = tokio::task::spawn_blocking(move || pod::adopt(&*e, &n))
+        .await
+        .map_err(|e| AgentError::Other(e.to_string()))?;
+    let running: Arc<Mutex<BTreeMap<String, RunningPod>>> = Arc::new(Mutex::new(adopted));
+    let mut lease_tick = tokio::time::interval(cfg.lease_duration / 4);
+    let mut probe_tick = tokio::time::interval(Duration::from_millis(250));
+    probe_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut housekeeping_tick = tokio::time::interval(cfg.housekeeping_period);
+    housekeeping_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut resync_tick = tokio::time::interval(cfg.volume_resync_period);
+    resync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sync_tick = tokio::time::interval(cfg.sync_period);
+    sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    // The pods bound to this node, as a watch keeps them (re-listed when the watch
+    // expires, 410 Gone); every change wakes the loop.
+    let (pod_store, writer) = kube::runtime::reflector::store::<Pod>();
+    let pod_changed = Arc::new(tokio::sync::Notify::new());
+    // Nothing is synced from the cache before its first list is in: an empty cache
+    // would stop every adopted pod.
+    let listed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watch = {
+        use futures::StreamExt;
+        use kube::runtime::WatchStreamExt;
+        let api: Api<Pod> = Api::all(client.clone());
+        let wc = kube::runtime::watcher::Config::default().fields(&node_pods_selector(&cfg));
+        let (changed, listed) = (pod_changed.clone(), listed.clone());
+        tokio::spawn(async move {
+            let stream =
+                kube::runtime::reflector(writer, kube::runtime::watcher(api, wc).default_backoff());
+            futures::pin_mut!(stream);
+            while let Some(ev) = stream.next().await {
+                match ev {
+                    Ok(ev) => {
+                        if matches!(ev, kube::runtime::watcher::Event::InitDone) {
+                            listed.store(true, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        changed.notify_one()
+                    }
+                    Err(e) => tracing::debug!(error = %e, "watching this node's pods"),
+                }
+            }
+        })
+    };
+    let cached = || {
+        listed
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .then(|| pod_store.state().iter().map(|p| (**p).clone()).collect())
+    };
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => {
+                watch.abort();
+                // Pods keep running across restarts of the agent; with none left, the
+                // node's pod cgroups go too.
+                crate::pod::remove_pods_cgroup(&cfg.node.pods_cgroup);
+                return Ok(());
+            }
+            _ = lease_tick.tick() => {
+                if let Err(e) = renew_lease(&client, &cfg).await {
+                    tracing::warn!(error = %e, "renewing the node lease");
+                }
+                let nodes: Api<Node> = Api::all(client.clone());
+                let _ = nodes.patch_status(&cfg.node.node_name, &patch_params(),
+                    &Patch::Merge(json!({"status": {"conditions": conditions(&k)}}))).await;
+            }
+            _ = probe_tick.tick() => {
+                let snapshot = running.lock().await.clone();
+                let e = runtime.clone();
+                let events = tokio::task::spawn_blocking({
+                    let k = k.clone();
+                    move || probe_pass(&k, &*e, &snapshot)
+                })
+                    .await
+                    .unwrap_or_default();
+                let pods = k.pods.lock().map(|m| m.clone()).unwrap_or_default();
+                for ev in events {
+                    if let Some(p) = pods.get(&ev.uid) {
+                        pod_event(&client, &cfg.node.node_name, p, Some(&ev.container), ev.warning, ev.reason, &ev.message).await;
+                    }
+                }
+            }
+            _ = housekeeping_tick.tick() => {
+                remove_released_storage(&client, &cfg.node.storage_dir).await;
+                let readings = crate::pressure::read(&fs.container_filesystem, &fs.image_filesystem);
+                let now = crate::pressure::pressure(&readings, &cfg.eviction_hard);
+                let changed = k.pressure.lock().map(|mut p| std::mem::replace(&mut *p, now) != now).unwrap_or(false);
+                if changed {
+                    let nodes: Api<Node> = Api::all(client.clone());
+                    let _ = nodes.patch_status(&cfg.node.node_name, &patch_params(),
+                        &Patch::Merge(json!({"status": {"conditions": conditions(&k)}}))).await;
+                }
+                let e = runtime.clone();
+                let gc = cfg.image_gc;
+                if let Ok(removed) = tokio::task::spawn_blocking(move || crate::imagegc::collect(&*e, gc)).await {
+                    for id in removed {
+                        tracing::info!(image = %id, "image garbage collection removed an unused image");
+                    }
+                }
+                let signal = match now {
+                    (true, _, _) => Some(crate::eviction::Signal::Memory),
+                    (_, true, _) => Some(crate::eviction::Signal::Disk),
+                    (_, _, true) => Some(crate::eviction::Signal::Pids),
+                    _ => None,
+                };
+                if let Some(signal) = signal {
+                    evict_one(&k, &client, &runtime, &cfg, &running, signal).await;
+                }
+            }
+            _ = resync_tick.tick() => {
+                refresh_volumes(&k, &client, &cfg, &running).await;
+                // The safety net under the watch: a pass over the pods as the API
+                // lists them now.
+                if let Err(e) = sync_pods(&k, &client, &runtime, &cfg, &running, None).await {
+                    tracing::warn!(error = %e, "syncing pods");
+                }
+            }
+            // A pod bound here, changed or deleted starts a pass at once; the tick
+            // catches up with the containers' own changes (exits, restarts) as the
+            // kubelet's relist does.
+            _ = pod_changed.notified() => {
+                if let Some(pods) = cached() {
+                    if let Err(e) = sync_pods(&k, &client, &runtime, &cfg, &running, Some(pods)).await {
+                        tracing::warn!(error = %e, "syncing pods");
+                    }
+                }
+            }
+            _ = sync_tick.tick() => {
+                if let Some(pods) = cached() {
+                    if let Err(e) = sync_pods(&k, &client, &runtime, &cfg, &running, Some(pods)).await {
+                        tracing::warn!(error = %e, "syncing pods");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The field selector of the pods bound to this node.
+fn node_pods_selector(cfg: &AgentConfig) -> String {
+    format!("spec.nodeName={}", cfg.node.node_name)
+}

@@ -1,0 +1,293 @@
+//! This node's Node object: registration, conditions (pressure) and Lease, the pod
+//! CIDR the controllers give it, and the directories of its released local volumes.
+
+use super::*;
+
+pub(super) fn meminfo_total() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| {
+                    v.split_whitespace()
+                        .next()
+                        .and_then(|x| x.parse::<u64>().ok())
+                })
+        })
+        .unwrap_or(0)
+        * 1024
+}
+
+pub(super) fn disk_total(path: &std::path::Path) -> u64 {
+    nix::sys::statvfs::statvfs(path)
+        .map(|s| s.blocks() * s.fragment_size())
+        .unwrap_or(0)
+}
+
+/// The node annotation naming the directory of this node's local volumes (read by
+/// the local-path provisioner).
+pub const STORAGE_DIR_ANNOTATION: &str = "skiff.io/local-path-dir";
+
+/// The Node object this agent registers.
+pub fn node_object(k: &Kubelet, cfg: &AgentConfig, root: &std::path::Path) -> serde_json::Value {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let mem = meminfo_total();
+    let disk = disk_total(root);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let os_image = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+                .map(|v| v.trim_matches('"').to_string())
+        })
+        .unwrap_or_else(|| "Linux".into());
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let capacity = json!({
+        "cpu": cpus.to_string(),
+        "memory": format!("{}Ki", mem / 1024),
+        "ephemeral-storage": format!("{}Ki", disk / 1024),
+        "pods": "110",
+    });
+    let mut labels = json!({
+        "kubernetes.io/hostname": cfg.node.node_name,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": arch,
+        "beta.kubernetes.io/os": "linux",
+        "beta.kubernetes.io/arch": arch,
+    });
+    if cfg.control_plane {
+        labels["node-role.kubernetes.io/control-plane"] = json!("true");
+    }
+    json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": cfg.node.node_name,
+            "labels": labels,
+            "annotations": {STORAGE_DIR_ANNOTATION: cfg.node.storage_dir.to_string_lossy()},
+        },
+        "spec": {"podCIDR": cfg.pod_cidr, "podCIDRs": [cfg.pod_cidr]},
+        "status": {
+            "capacity": capacity,
+            "allocatable": capacity,
+            "addresses": [
+                {"type": "InternalIP", "address": cfg.node.node_ip},
+                {"type": "Hostname", "address": cfg.node.node_name},
+            ],
+            "nodeInfo": {
+                "architecture": arch,
+                "bootID": std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default().trim(),
+                "containerRuntimeVersion": format!("skiff://{}", env!("CARGO_PKG_VERSION")),
+                "kernelVersion": kernel.trim(),
+                "kubeProxyVersion": "v1.33.0",
+                "kubeletVersion": "v1.33.0",
+                "machineID": std::fs::read_to_string("/etc/machine-id").unwrap_or_default().trim(),
+                "operatingSystem": "linux",
+                "osImage": os_image,
+                "systemUUID": "",
+            },
+            "conditions": conditions(k),
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": cfg.kubelet_port}},
+        }
+    })
+}
+
+pub(super) fn conditions(k: &Kubelet) -> serde_json::Value {
+    let (mem, disk, pid) = k.pressure.lock().map(|p| *p).unwrap_or_default();
+    let t = now();
+    let c = |ty: &str, status: &str, reason: &str, msg: &str| {
+        json!({"type": ty, "status": status, "reason": reason, "message": msg,
+               "lastHeartbeatTime": t, "lastTransitionTime": t})
+    };
+    let flag = |on: bool| if on { "True" } else { "False" };
+    json!([
+        if mem {
+            c(
+                "MemoryPressure",
+                "True",
+                "KubeletHasInsufficientMemory",
+                "kubelet has insufficient memory available",
+            )
+        } else {
+            c(
+                "MemoryPressure",
+                flag(mem),
+                "KubeletHasSufficientMemory",
+                "kubelet has sufficient memory available",
+            )
+        },
+        if disk {
+            c(
+                "DiskPressure",
+                "True",
+                "KubeletHasDiskPressure",
+                "kubelet has disk pressure",
+            )
+        } else {
+            c(
+                "DiskPressure",
+                "False",
+                "KubeletHasNoDiskPressure",
+                "kubelet has no disk pressure",
+            )
+        },
+        if pid {
+            c(
+                "PIDPressure",
+                "True",
+                "KubeletHasInsufficientPID",
+                "kubelet has insufficient PID available",
+            )
+        } else {
+            c(
+                "PIDPressure",
+                "False",
+                "KubeletHasSufficientPID",
+                "kubelet has sufficient PID available",
+            )
+        },
+        c(
+            "Ready",
+            "True",
+            "KubeletReady",
+            "kubelet is posting ready status"
+        ),
+    ])
+}
+
+/// Creates this node's Node (if it does not exist) and waits until the control plane
+/// gives it a pod CIDR (`spec.podCIDR`), which it returns.
+pub async fn await_pod_cidr(client: &Client, node: &str) -> Result<String, AgentError> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let obj: Node = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": node, "labels": {"kubernetes.io/hostname": node, "kubernetes.io/os": "linux"}},
+    }))
+    .map_err(|e| AgentError::Other(e.to_string()))?;
+    match nodes.create(&post_params(), &obj).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => return Err(e.into()),
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let n = nodes.get(node).await?;
+        if let Some(c) = n.spec.and_then(|s| s.pod_cidr).filter(|c| !c.is_empty()) {
+            return Ok(c);
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(AgentError::Other(format!(
+                "node {node} got no pod CIDR from the control plane within 2 minutes (is its controller manager running?)"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Register (or refresh) the Node.
+pub async fn register_node(
+    k: &Kubelet,
+    client: &Client,
+    cfg: &AgentConfig,
+    root: &std::path::Path,
+) -> Result<(), AgentError> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let obj = node_object(k, cfg, root);
+    let node: Node =
+        serde_json::from_value(obj.clone()).map_err(|e| AgentError::Other(e.to_string()))?;
+    match nodes.create(&post_params(), &node).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            nodes
+                .patch(
+                    &cfg.node.node_name,
+                    &patch_params(),
+                    &Patch::Merge(
+                        json!({"metadata": {"annotations": obj["metadata"]["annotations"]}}),
+                    ),
+                )
+                .await?;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    nodes
+        .patch(
+            &cfg.node.node_name,
+            &patch_params(),
+            &Patch::Merge(json!({"metadata": {"labels": obj["metadata"]["labels"]}})),
+        )
+        .await?;
+    nodes
+        .patch_status(
+            &cfg.node.node_name,
+            &patch_params(),
+            &Patch::Merge(json!({"status": obj["status"]})),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Create or renew the node's Lease in kube-node-lease.
+pub async fn renew_lease(client: &Client, cfg: &AgentConfig) -> Result<(), AgentError> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    let name = &cfg.node.node_name;
+    let spec = json!({
+        "holderIdentity": name,
+        "leaseDurationSeconds": cfg.lease_duration.as_secs(),
+        "renewTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+    });
+    match leases.get_opt(name).await? {
+        Some(_) => {
+            leases
+                .patch(name, &patch_params(), &Patch::Merge(json!({"spec": spec})))
+                .await?;
+        }
+        None => {
+            let l: Lease = serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": "kube-node-lease"},
+                "spec": spec,
+            }))
+            .map_err(|e| AgentError::Other(e.to_string()))?;
+            leases.create(&post_params(), &l).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes the directories of this node's local volumes whose PersistentVolume is
+/// gone (deleted by its reclaim policy). The directories are read before the volumes
+/// are listed, so a volume made in between is never mistaken for a deleted one.
+pub async fn remove_released_storage(client: &Client, dir: &std::path::Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let found: Vec<String> = rd
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    if found.is_empty() {
+        return;
+    }
+    let pvs: Api<k8s_openapi::api::core::v1::PersistentVolume> = Api::all(client.clone());
+    let Ok(list) = pvs.list(&ListParams::default()).await else {
+        return;
+    };
+    for name in found {
+        if !list
+            .items
+            .iter()
+            .any(|v| v.metadata.name.as_deref() == Some(name.as_str()))
+        {
+            tracing::info!(volume = %name, "removing the directory of a deleted volume");
+            let _ = std::fs::remove_dir_all(dir.join(&name));
+        }
+    }
+}
