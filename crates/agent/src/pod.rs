@@ -426,7 +426,10 @@ fn start_containers(
                 );
                 if let Ok(st) = rt.container_status(&id) {
                     if st.pid > 0 {
-                        unsafe { libc::kill(st.pid, libc::SIGKILL) };
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(st.pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
                     }
                 }
             }

@@ -46,18 +46,22 @@ fn report(fd: i32, line: &str) {
 pub fn run(root: &Path, id: &str, fds: MonitorFds) -> ! {
     // Detach: the starter reaps this first process at once; the real monitor is
     // re-parented to init (or the nearest subreaper) and leaves the CLI's session.
+    // SAFETY: the monitor is a fresh single-threaded helper process; both sides go on
+    // with only this thread, and the parent leaves at once with `_exit`, which runs
+    // no exit handlers or destructors of the state it shares with the child.
     match unsafe { libc::fork() } {
         0 => {}
         -1 => {
             report(fds.status, "E 125 fork failed");
+            // SAFETY: as above.
             unsafe { libc::_exit(1) }
         }
+        // SAFETY: as above.
         _ => unsafe { libc::_exit(0) },
     }
-    unsafe {
-        libc::setsid();
-        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-    }
+    let _ = nix::unistd::setsid();
+    // SAFETY: SIG_IGN installs no handler code.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let code = match Monitor::new(root, id, fds) {
         Ok(mut m) => m.run(),
         Err(e) => {
@@ -65,6 +69,8 @@ pub fn run(root: &Path, id: &str, fds: MonitorFds) -> ! {
             125
         }
     };
+    // SAFETY: the monitor leaves without unwinding: everything it owns was flushed
+    // and recorded by `run`.
     unsafe { libc::_exit(code) }
 }
 
@@ -472,6 +478,8 @@ impl Monitor {
                     break;
                 }
             }
+            // SAFETY: every descriptor borrowed here is owned by this loop and stays
+            // open until after the poll returns.
             let b = |fd: i32| unsafe { BorrowedFd::borrow_raw(fd) };
             let mut pfds = vec![PollFd::new(b(self.sigfd.as_raw_fd()), PollFlags::POLLIN)];
             let mut kinds: Vec<usize> = vec![0];
@@ -524,16 +532,19 @@ impl Monitor {
                     0 => {
                         while let Ok(Some(_)) = self.sigfd.read_signal() {}
                         let mut st = 0;
+                        // SAFETY: waitpid(2) writes one int, which `st` is.
                         let r = unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) };
                         if r == pid {
                             exit = Some(exit_code(st));
                             exit_seen_at = Some(Instant::now());
                         }
                         // Reap anything else that was ours.
+                        // SAFETY: as above.
                         while unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) } > 0 {}
                     }
                     1 | 2 => {
                         let fd = if kind == 1 { out_src } else { err_r };
+                        // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
                         let n = unsafe {
                             libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len())
                         };
@@ -565,6 +576,7 @@ impl Monitor {
                         }
                     }
                     3 => {
+                        // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
                         let n = unsafe {
                             libc::read(relay_in, buf.as_mut_ptr() as *mut libc::c_void, buf.len())
                         };
@@ -626,6 +638,7 @@ impl Monitor {
             Some(c) => c,
             None => {
                 let mut st = 0;
+                // SAFETY: waitpid(2) writes one int, which `st` is.
                 unsafe { libc::waitpid(pid, &mut st, 0) };
                 exit_code(st)
             }
@@ -682,6 +695,8 @@ fn start_proxy(
     cmd.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
+    // SAFETY: the hook only calls dup2(2), which is async-signal-safe, between fork
+    // and exec.
     unsafe {
         cmd.pre_exec(move || {
             libc::dup2(w, crate::proxy::FD_STATUS);
@@ -694,6 +709,7 @@ fn start_proxy(
         sys::close(r);
         format!("starting the port proxy: {e}")
     })?;
+    // SAFETY: `r` is the read end of the pipe made above, owned here alone.
     let f = unsafe { <std::fs::File as std::os::unix::io::FromRawFd>::from_raw_fd(r) };
     let mut line = String::new();
     let _ = std::io::BufReader::new(f).read_line(&mut line);
@@ -724,8 +740,11 @@ fn set_winsize_from(master: i32, client: i32) {
     if client < 0 {
         return;
     }
+    // SAFETY: an all-zero winsize is a valid value.
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ writes one winsize and TIOCSWINSZ reads one; `ws` is one.
     if unsafe { libc::ioctl(client, libc::TIOCGWINSZ, &mut ws) } == 0 {
+        // SAFETY: as above.
         unsafe { libc::ioctl(master, libc::TIOCSWINSZ, &ws) };
     }
 }

@@ -209,10 +209,13 @@ impl Engine {
         ];
         for (src, _) in fds.iter_mut() {
             if *src >= 0 {
+                // SAFETY: F_DUPFD_CLOEXEC takes an integer and touches no memory.
                 *src = unsafe { libc::fcntl(*src, libc::F_DUPFD_CLOEXEC, 10) };
             }
         }
         let moved: Vec<i32> = fds.iter().map(|(s, _)| *s).collect();
+        // SAFETY: the hook only calls dup2(2) and close(2), which are
+        // async-signal-safe, between fork and exec; `fds` is moved into it.
         unsafe {
             cmd.pre_exec(move || {
                 for (src, dst) in fds.iter() {
@@ -237,6 +240,7 @@ impl Engine {
             EngineError::io(format!("starting monitor {}", self.exe.display()), e)
         })?;
         let _ = child.wait();
+        // SAFETY: `status_r` is the read end of the status pipe, owned here alone.
         let file = unsafe { <fs::File as std::os::unix::io::FromRawFd>::from_raw_fd(status_r) };
         let mut starting = Starting {
             status: BufReader::new(file),
@@ -516,6 +520,7 @@ impl Engine {
                 }
             }
         }
+        // SAFETY: kill(2) takes integers only.
         if unsafe { libc::kill(c.state.pid, sig) } < 0 {
             return Err(EngineError::io(
                 format!("signalling container {}", c.record.id),
@@ -540,6 +545,7 @@ impl Engine {
         }
         let sig = parse_signal(&c.record.stop_signal).unwrap_or(libc::SIGTERM);
         tracing::info!(container = %c.record.id, signal = sig, timeout = t, "stopping container");
+        // SAFETY: kill(2) takes integers only.
         unsafe { libc::kill(c.state.pid, sig) };
         if t >= 0
             && self
@@ -555,6 +561,7 @@ impl Engine {
                 tracing::warn!(container = %c.record.id, error = %e, "killing the container's processes");
             }
         } else if c.state.pid > 0 {
+            // SAFETY: kill(2) takes integers only.
             unsafe { libc::kill(c.state.pid, libc::SIGKILL) };
         }
         self.wait(&c.record.id, Some(Duration::from_secs(30)))?;
@@ -580,6 +587,7 @@ impl Engine {
                 }
                 let _ = cg.kill_all();
             } else if c.state.pid > 0 {
+                // SAFETY: kill(2) takes integers only.
                 unsafe { libc::kill(c.state.pid, libc::SIGKILL) };
             }
             let _ = self.wait(&c.record.id, Some(Duration::from_secs(30)));

@@ -85,7 +85,10 @@ pub fn probe_pass(
                 // Not StopContainer: that is a user's stop and disables the restart
                 // policy; this restart is the policy's to carry out.
                 if ct.pid > 0 {
-                    unsafe { libc::kill(ct.pid, libc::SIGKILL) };
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(ct.pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
                 }
                 k.prober.forget(id);
             }
