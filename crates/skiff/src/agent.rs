@@ -72,6 +72,10 @@ pub struct NodeFlags {
     /// … and removes unused images until it is below this (%).
     #[arg(long = "image-gc-low-threshold", default_value_t = 80)]
     pub image_gc_low_threshold: u64,
+    /// An unused image is removed only once this node has known it this long.
+    #[arg(long = "minimum-image-ttl-duration", default_value = "2m",
+          value_parser = skiff_controllers::parse_duration)]
+    pub minimum_image_ttl_duration: std::time::Duration,
     /// The cgroup this node's pods run under, as the kubelet's `--cgroup-root`: pods
     /// get `<cgroup-root>/kubepods/pod<uid>`. Relative to the agent's own cgroup
     /// unless it starts with `/`. Default `skiff-<node name>`, so several agents on
@@ -112,6 +116,7 @@ impl NodeFlags {
         cfg.image_gc = skiff_agent::imagegc::Thresholds {
             high_percent: self.image_gc_high_threshold,
             low_percent: self.image_gc_low_threshold,
+            min_age: self.minimum_image_ttl_duration,
         };
         if let Some(root) = &self.cgroup_root {
             if root.is_empty() || root.split('/').any(|p| p == "..") {

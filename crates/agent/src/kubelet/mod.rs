@@ -155,6 +155,8 @@ pub async fn run(
     let mut lease_tick = tokio::time::interval(cfg.lease_duration / 4);
     let mut probe_tick = tokio::time::interval(Duration::from_millis(250));
     probe_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // What image garbage collection knows of each image (first seen, last used).
+    let images = Arc::new(std::sync::Mutex::new(crate::imagegc::Tracker::default()));
     let mut housekeeping_tick = tokio::time::interval(cfg.housekeeping_period);
     housekeeping_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut resync_tick = tokio::time::interval(cfg.volume_resync_period);
@@ -242,7 +244,11 @@ pub async fn run(
                 }
                 let e = runtime.clone();
                 let gc = cfg.image_gc;
-                if let Ok(removed) = tokio::task::spawn_blocking(move || crate::imagegc::collect(&*e, gc)).await {
+                let tracker = images.clone();
+                if let Ok(removed) = tokio::task::spawn_blocking(move || {
+                    let mut tracker = tracker.lock().unwrap_or_else(|p| p.into_inner());
+                    crate::imagegc::collect(&*e, gc, &mut tracker)
+                }).await {
                     for id in removed {
                         tracing::info!(image = %id, "image garbage collection removed an unused image");
                     }

@@ -1008,7 +1008,9 @@ fn pressure_evicts_pods_and_image_gc_removes_unused_images() {
     )
     .unwrap();
     root.ok(&["build", "-t", "extra:v1", ctx.to_str().unwrap()]);
-    // Thresholds this host always crosses: disk pressure, and image GC due.
+    // Thresholds this host always crosses: disk pressure, and image GC due; an
+    // image is only collected once the node has known it for the minimum age.
+    let start = Instant::now();
     let c = Cluster::start_with(
         root,
         &[
@@ -1020,15 +1022,20 @@ fn pressure_evicts_pods_and_image_gc_removes_unused_images() {
             "0",
             "--image-gc-low-threshold",
             "0",
+            "--minimum-image-ttl-duration",
+            "3s",
         ],
     );
-    let start = Instant::now();
     loop {
         let images = c.root.ok(&["images"]);
         if !images.contains("extra") {
             assert!(
                 images.contains("busybox"),
                 "the image in use went too: {images}"
+            );
+            assert!(
+                start.elapsed() >= Duration::from_secs(3),
+                "extra:v1 was collected before its minimum age"
             );
             break;
         }
