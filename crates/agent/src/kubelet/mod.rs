@@ -75,17 +75,11 @@ pub enum AgentError {
 pub const FIELD_MANAGER: &str = "kubelet";
 
 fn patch_params() -> PatchParams {
-    PatchParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    }
+    skiff_informer::patch_params(FIELD_MANAGER)
 }
 
 fn post_params() -> PostParams {
-    PostParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    }
+    skiff_informer::post_params(FIELD_MANAGER)
 }
 
 use skiff_meta::time::now;
