@@ -295,7 +295,7 @@ pub async fn reconcile(
         None
     };
     reg.update(res, None, &name, Subresource::Status, false, |old| {
-        let mut new = crate::handler::without_rv(old);
+        let mut new = skiff_meta::object::without_rv(old);
         if !new.get("status").is_some_and(Value::is_object) {
             new["status"] = json!({});
         }

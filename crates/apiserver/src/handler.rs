@@ -19,10 +19,11 @@ use crate::error::ApiError;
 use crate::patch::{self, PatchType};
 use crate::registry::{self, DeleteOptions, ListOptions, Registry};
 use crate::resources::{self, Resource};
-use crate::selector::{FieldSelector, LabelSelector};
 use crate::strategy::Subresource;
 use crate::table::{self, IncludeObject};
 use crate::watchcache::{Prepared, Source};
+use skiff_meta::object::without_rv;
+use skiff_meta::selector::{FieldSelector, LabelSelector};
 
 /// Largest request body accepted (kube-apiserver's limit).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -527,7 +528,7 @@ fn parse_target(group: &str, version: &str, rest: &[String]) -> ApiResult<Target
         }
     }
     if let Some(n) = &ns {
-        if !crate::validation::is_dns1123_label(n) {
+        if !skiff_meta::names::is_dns1123_label(n) {
             return Err(ApiError::not_found("", "namespaces", n));
         }
     }
@@ -1423,15 +1424,6 @@ fn parse_yaml_object(body: &[u8]) -> ApiResult<Value> {
         ));
     }
     Ok(v)
-}
-
-/// A copy of `obj` without its resourceVersion (an unconditional update).
-pub fn without_rv(obj: &Value) -> Value {
-    let mut o = obj.clone();
-    if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("resourceVersion");
-    }
-    o
 }
 
 fn partial(obj: &Value) -> Value {

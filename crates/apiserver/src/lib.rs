@@ -14,7 +14,7 @@
 //! [`requestctx`]), views of one stored resource through
 //! several APIs ([`convert`]), the patch engines ([`patch`]), managed fields and
 //! server-side apply ([`managed`]), label/field selectors
-//! ([`selector`]), protobuf request bodies ([`proto`]), server-side printing ([`table`]) and
+//! ([`skiff_meta::selector`]), protobuf request bodies ([`proto`]), server-side printing ([`table`]) and
 //! watch streams ([`handler`], [`watchhub`]).
 //!
 //! It must not know about containers, nodes' runtimes, the scheduler or controllers: it
@@ -69,7 +69,6 @@ pub mod rbac;
 pub mod registry;
 pub mod requestctx;
 pub mod resources;
-pub mod selector;
 pub mod strategy;
 pub mod table;
 pub mod typed;

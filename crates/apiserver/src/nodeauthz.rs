@@ -10,7 +10,7 @@ use crate::handler::User;
 use crate::rbac::{rule_allows, Attributes, Decision};
 use crate::registry::{ListOptions, Registry};
 use crate::resources::{lookup, Resource};
-use crate::selector::FieldSelector;
+use skiff_meta::selector::FieldSelector;
 
 type ApiResult<T> = Result<T, ApiError>;
 

@@ -24,6 +24,7 @@ use crate::quantity::{from_milli_as, milli_value};
 use crate::registry::{ListOptions, Registry};
 use crate::resources::{lookup, Resource, RESOURCES};
 use crate::strategy::Subresource;
+use skiff_meta::object::name_of;
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -473,12 +474,6 @@ fn quotas_res() -> Option<&'static Resource> {
     lookup("", "v1", "resourcequotas")
 }
 
-fn name_of(obj: &Value) -> &str {
-    obj.pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-}
-
 /// What the objects of `ns` that `q` matches use of its hard names.
 async fn used_by(reg: &Registry, ns: &str, q: &Value) -> ApiResult<Usage> {
     let hard = hard_of(q);
@@ -777,7 +772,7 @@ async fn refresh_one(reg: &Registry, ns: &str, q: &Value) -> ApiResult<()> {
         let name = name_of(q).to_string();
         let result = reg
             .update(qres, Some(ns), &name, Subresource::Status, false, |old| {
-                let mut new = crate::handler::without_rv(old);
+                let mut new = skiff_meta::object::without_rv(old);
                 new["status"] = status.clone();
                 Ok(new)
             })

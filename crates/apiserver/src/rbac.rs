@@ -998,7 +998,7 @@ pub async fn reconcile_bootstrap_policy(reg: &Registry) -> ApiResult<()> {
                 crate::strategy::Subresource::Main,
                 false,
                 |old| {
-                    let mut new = crate::handler::without_rv(old);
+                    let mut new = skiff_meta::object::without_rv(old);
                     let mut list = old
                         .get(field)
                         .and_then(Value::as_array)
@@ -1035,7 +1035,7 @@ fn selected(role: &Value, selectors: &[Value]) -> bool {
         } else {
             text
         };
-        crate::selector::LabelSelector::parse(&text).is_ok_and(|s| s.matches_object(role))
+        skiff_meta::selector::LabelSelector::parse(&text).is_ok_and(|s| s.matches_object(role))
     })
 }
 
@@ -1107,7 +1107,7 @@ pub async fn aggregate_cluster_roles(reg: &Registry) -> ApiResult<()> {
                     false,
                     Some(&manager),
                     |old| {
-                        let mut new = crate::handler::without_rv(old);
+                        let mut new = skiff_meta::object::without_rv(old);
                         new["rules"] = json!(rules);
                         Ok(new)
                     },

@@ -10,9 +10,10 @@ use skiff_store::{KeyValue, RangeOptions, Revision, Store};
 
 use crate::error::{ApiError, Cause};
 use crate::resources::{lookup, Resource};
-use crate::selector::{FieldSelector, LabelSelector};
 use crate::strategy::{self, Subresource};
 use crate::watchcache::{Prepared, WatchCache};
+use skiff_meta::object::{name_of, rv_of, set_rv};
+use skiff_meta::selector::{FieldSelector, LabelSelector};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -141,12 +142,6 @@ pub fn decode(kv: &KeyValue) -> ApiResult<Value> {
     Ok(v)
 }
 
-pub fn set_rv(v: &mut Value, rev: Revision) {
-    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.insert("resourceVersion".into(), json!(rev.to_string()));
-    }
-}
-
 /// Decodes a stored object into the form `res` serves.
 pub fn decode_as(res: &Resource, kv: &KeyValue) -> ApiResult<Value> {
     Ok(crate::convert::from_storage(res, decode(kv)?))
@@ -196,18 +191,6 @@ fn encode(v: &Value) -> ApiResult<Vec<u8>> {
         other => serde_json::to_vec(other),
     };
     out.map_err(|e| ApiError::internal(e.to_string()))
-}
-
-fn name_of(v: &Value) -> &str {
-    v.pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-}
-
-fn rv_of(v: &Value) -> Option<&str> {
-    v.pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
 }
 
 /// kube-apiserver's answer to a read of a revision the server has not reached.

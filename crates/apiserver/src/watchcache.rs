@@ -65,7 +65,7 @@ pub fn prepare(res: &Resource, ev: &Event) -> Option<Prepared> {
         ),
         EventKind::Delete => {
             let mut prev = registry::decode_as(res, ev.prev_kv.as_ref()?).ok()?;
-            registry::set_rv(&mut prev, ev.revision());
+            skiff_meta::object::set_rv(&mut prev, ev.revision());
             (prev, None)
         }
     };
@@ -261,7 +261,7 @@ impl PendingCreate {
         self.done
             .get_or_init(|| {
                 let mut obj = lock(&self.obj).take().unwrap_or_default();
-                registry::set_rv(&mut obj, rev);
+                skiff_meta::object::set_rv(&mut obj, rev);
                 Arc::new(listed(self.key.as_bytes(), rev, obj))
             })
             .clone()
