@@ -13,10 +13,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, Error};
-use crate::handler::User;
 use crate::rbac::{self, Attributes};
 use crate::registry::Registry;
 use crate::resources::lookup;
+use crate::user::User;
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -335,7 +335,7 @@ pub async fn impersonate(
     let mut extra: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (k, v) in headers.iter() {
         if let Some(key) = k.as_str().strip_prefix("impersonate-extra-") {
-            let key = crate::handler::percent_decode(key);
+            let key = crate::http::percent_decode(key);
             if let Ok(v) = v.to_str() {
                 extra.entry(key).or_default().push(v.to_string());
             }
@@ -386,7 +386,7 @@ pub async fn impersonate(
     }
     imp.extra = extra;
     for a in checks {
-        let d = rbac::authorize(reg, user, &a).await?;
+        let d = crate::authz::authorize(reg, user, &a).await?;
         if !d.allowed {
             return Err(rbac::forbidden(user, &a, &d.reason));
         }

@@ -11,11 +11,11 @@ use rcgen::{
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, Cause};
-use crate::handler::User;
 use crate::rbac::Attributes;
 use crate::registry::Registry;
 use crate::resources::Resource;
 use crate::strategy::{now_rfc3339, Subresource};
+use crate::user::User;
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -197,7 +197,7 @@ async fn serving_approvable(reg: &Registry, csr: &Value) -> ApiResult<bool> {
         "",
     )
     .subresource("approval");
-    Ok(crate::rbac::authorize(reg, &requester, &a).await?.allowed)
+    Ok(crate::authz::authorize(reg, &requester, &a).await?.allowed)
 }
 
 /// Who asked for a request (as recorded on create).
@@ -245,7 +245,7 @@ async fn auto_approvable(reg: &Registry, csr: &Value) -> ApiResult<bool> {
         "",
     )
     .subresource(sub);
-    Ok(crate::rbac::authorize(reg, &requester, &a).await?.allowed)
+    Ok(crate::authz::authorize(reg, &requester, &a).await?.allowed)
 }
 
 /// The controllers' part: approves what may be approved automatically and signs what is

@@ -1,7 +1,6 @@
 //! The HTTP API: routing of one request to discovery or to the generic resource store,
 //! content negotiation (JSON, Table, PartialObjectMetadata), and watch streams.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -9,147 +8,30 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, Response};
 use serde_json::{json, Value};
 use skiff_store::{EventKind, Revision};
 
 use crate::error::ApiError;
+use crate::http::{
+    bytes_response, error_response, full, json_bytes_response, json_response, not_found_path,
+    parse_accept, parse_json_body, parse_query, parse_yaml_object, percent_decode, read_body,
+    static_response, text_response, truthy, wants_aggregated_discovery, Accept, Body, Query,
+};
 use crate::patch::{self, PatchType};
 use crate::registry::{self, DeleteOptions, ListOptions, Registry};
 use crate::resources::{self, Resource};
+use crate::state::State;
 use crate::strategy::Subresource;
 use crate::table::{self, IncludeObject};
+use crate::user::User;
 use crate::watchcache::{Prepared, Source};
 use skiff_meta::object::without_rv;
 use skiff_meta::selector::{FieldSelector, LabelSelector};
 
-/// Largest request body accepted (kube-apiserver's limit).
-pub const MAX_BODY: usize = 3 * 1024 * 1024;
-
-pub type Body = BoxBody<Bytes, Infallible>;
 type ApiResult<T> = Result<T, ApiError>;
-
-/// Who made a request (from its client certificate or bearer token).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct User {
-    pub name: String,
-    pub groups: Vec<String>,
-    pub uid: String,
-    pub extra: std::collections::BTreeMap<String, Vec<String>>,
-}
-
-/// What every request handler shares.
-pub struct State {
-    pub registry: Registry,
-    /// `host:port` clients reach the server at (for `/api`).
-    pub server_address: String,
-    /// Becomes true when the server shuts down (ends watches).
-    pub shutdown: tokio::sync::watch::Receiver<bool>,
-    /// Bearer-token authentication (static, join, bootstrap and ServiceAccount tokens).
-    pub auth: crate::authn::Authenticator,
-    /// Signs approved CertificateSigningRequests.
-    pub signer: crate::csr::Signer,
-    /// The client TLS towards node agents (pods' log/exec/attach/portforward).
-    pub kubelet_tls: Option<Arc<rustls::ClientConfig>>,
-    /// The cluster CA (served at `/cacerts`, as k3s does, for joining agents to check
-    /// against the hash in their token).
-    pub ca_cert_pem: String,
-}
-
-/// Parses a static token file (kube-apiserver's `--token-auth-file` CSV):
-/// `token,user,uid[,"group1,group2"]`, one per line; `#` starts a comment line.
-pub fn parse_token_file(text: &str) -> Result<HashMap<String, User>, String> {
-    let mut out = HashMap::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        // Split on commas outside double quotes.
-        let mut fields = Vec::new();
-        let mut cur = String::new();
-        let mut quoted = false;
-        for c in line.chars() {
-            match c {
-                '"' => quoted = !quoted,
-                ',' if !quoted => fields.push(std::mem::take(&mut cur)),
-                c => cur.push(c),
-            }
-        }
-        fields.push(cur);
-        if fields.len() < 3 || fields[0].is_empty() || fields[1].is_empty() {
-            return Err(format!("line {}: want token,user,uid[,\"groups\"]", i + 1));
-        }
-        let groups = fields
-            .get(3)
-            .map(|g| {
-                g.split(',')
-                    .map(str::trim)
-                    .filter(|g| !g.is_empty())
-                    .map(String::from)
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.insert(
-            fields[0].trim().to_string(),
-            User {
-                name: fields[1].trim().to_string(),
-                groups,
-                uid: fields[2].trim().to_string(),
-                ..Default::default()
-            },
-        );
-    }
-    Ok(out)
-}
-
-/// An empty body.
-pub fn empty_body() -> Body {
-    full(Bytes::new())
-}
-
-fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).boxed()
-}
-
-fn json_response(code: u16, v: &Value, warnings: &[String]) -> Response<Body> {
-    json_bytes_response(code, crate::error::to_json(v), warnings)
-}
-
-fn bytes_response(code: u16, body: Vec<u8>) -> Response<Body> {
-    json_bytes_response(code, body, &[])
-}
-
-/// A JSON answer, ending in a newline as Go's encoder writes it.
-fn json_bytes_response(code: u16, body: impl Into<Bytes>, warnings: &[String]) -> Response<Body> {
-    let mut body: Bytes = body.into();
-    if body.last() != Some(&b'\n') {
-        let mut v = Vec::with_capacity(body.len() + 1);
-        v.extend_from_slice(&body);
-        v.push(b'\n');
-        body = v.into();
-    }
-    let mut b = Response::builder()
-        .status(StatusCode::from_u16(code).unwrap_or(StatusCode::OK))
-        .header("Content-Type", "application/json")
-        .header("Cache-Control", "no-cache, private");
-    for w in warnings {
-        b = b.header("Warning", crate::requestctx::warning_header(w));
-    }
-    b.body(full(body))
-        .unwrap_or_else(|_| Response::new(full("")))
-}
-
-/// A 200 with a body built once (the OpenAPI documents).
-fn static_response(content_type: &'static str, body: &'static [u8]) -> Response<Body> {
-    Response::builder()
-        .status(200)
-        .header("Content-Type", content_type)
-        .body(full(Bytes::from_static(body)))
-        .unwrap_or_else(|_| Response::new(full("")))
-}
 
 /// Adds what admission collected to a response: `Warning` headers; audit annotations
 /// go to the server log at debug level (skiff keeps no audit log; PodSecurity's audit
@@ -175,91 +57,6 @@ fn with_collected(
         tracing::debug!(target: "skiff_apiserver::audit", %method, %path, %user, annotations = %annotations.join(" "), "audit annotations");
     }
     resp
-}
-
-fn error_response(e: &ApiError) -> Response<Body> {
-    json_response(e.code, &e.status(), &[])
-}
-
-fn text_response(code: u16, text: impl Into<Bytes>) -> Response<Body> {
-    Response::builder()
-        .status(StatusCode::from_u16(code).unwrap_or(StatusCode::OK))
-        .header("Content-Type", "text/plain; charset=utf-8")
-        .body(full(text))
-        .unwrap_or_else(|_| Response::new(full("")))
-}
-
-fn not_found_path() -> ApiError {
-    ApiError::new(
-        404,
-        "NotFound",
-        "the server could not find the requested resource",
-    )
-}
-
-/// Parsed `Accept` header: which representation the client wants.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Accept {
-    table: bool,
-    partial: bool,
-}
-
-fn parse_accept(h: Option<&str>) -> Accept {
-    let mut a = Accept::default();
-    for range in h.unwrap_or("").split(',') {
-        let params: Vec<&str> = range.split(';').map(str::trim).collect();
-        let has = |p: &str| params.contains(&p);
-        if has("as=Table") && has("g=meta.k8s.io") {
-            a.table = true;
-            break;
-        }
-        if (has("as=PartialObjectMetadata") || has("as=PartialObjectMetadataList"))
-            && has("g=meta.k8s.io")
-        {
-            a.partial = true;
-            break;
-        }
-        let media = params.first().copied().unwrap_or("");
-        if matches!(media, "application/json" | "*/*" | "application/*" | "")
-            && !range.contains("as=")
-        {
-            break;
-        }
-    }
-    a
-}
-
-/// Whether the client asks for aggregated discovery v2 (before any plain JSON).
-fn wants_aggregated_discovery(accept: &str) -> bool {
-    for range in accept.split(',') {
-        let params: Vec<&str> = range.split(';').map(str::trim).collect();
-        let has = |p: &str| params.contains(&p);
-        if has("g=apidiscovery.k8s.io") && has("v=v2") && has("as=APIGroupDiscoveryList") {
-            return true;
-        }
-        if params
-            .first()
-            .is_some_and(|m| *m == "application/json" || *m == "*/*")
-            && !range.contains("as=")
-        {
-            return false;
-        }
-    }
-    false
-}
-
-type Query = HashMap<String, String>;
-
-fn parse_query(q: Option<&str>) -> Query {
-    let mut out = HashMap::new();
-    for (k, v) in form_urlencoded::parse(q.unwrap_or("").as_bytes()) {
-        out.entry(k.into_owned()).or_insert_with(|| v.into_owned());
-    }
-    out
-}
-
-fn truthy(q: &Query, k: &str) -> bool {
-    matches!(q.get(k).map(String::as_str), Some("1" | "true" | "True"))
 }
 
 /// Entry point for one request.
@@ -330,7 +127,7 @@ async fn authenticate_and_authorize(
         user = imp;
     }
     let attrs = crate::rbac::Attributes::of_request(req.method().as_str(), path, req.uri().query());
-    let decision = crate::rbac::authorize(&state.registry, &user, &attrs).await?;
+    let decision = crate::authz::authorize(&state.registry, &user, &attrs).await?;
     if !decision.allowed {
         return Err(crate::rbac::forbidden(&user, &attrs, &decision.reason));
     }
@@ -474,25 +271,6 @@ async fn route(
     }
 }
 
-pub fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
-            if let Some(x) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(x);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// The parts of a resource path.
 struct Target {
     res: &'static Resource,
@@ -533,100 +311,6 @@ fn parse_target(group: &str, version: &str, rest: &[String]) -> ApiResult<Target
         }
     }
     Ok(Target { res, ns, name, sub })
-}
-
-async fn read_body(req: Request<Incoming>) -> ApiResult<(Bytes, Option<String>)> {
-    let ct = req
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .map(String::from);
-    let declared = req
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    let mut body = req.into_body();
-    let mut buf = bytes::BytesMut::new();
-    let mut over = declared.is_some_and(|len| len > MAX_BODY);
-    let mut discarded = 0usize;
-    // Past the limit the rest is read and dropped, up to a bound, so the client gets
-    // the 413 as an answer (over HTTP/2 an unread stream would be reset under it).
-    let drain_until = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        let frame = if over {
-            match tokio::time::timeout_at(drain_until, body.frame()).await {
-                Ok(f) => f,
-                Err(_) => break,
-            }
-        } else {
-            body.frame().await
-        };
-        let Some(frame) = frame else { break };
-        let frame = match frame {
-            Ok(f) => f,
-            Err(_) if over => break,
-            Err(e) => {
-                return Err(ApiError::bad_request(format!(
-                    "reading the request body: {e}"
-                )))
-            }
-        };
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        if over {
-            discarded += data.len();
-            if discarded > DRAIN_LIMIT {
-                break;
-            }
-        } else if buf.len() + data.len() > MAX_BODY {
-            over = true;
-            discarded = buf.len() + data.len();
-            buf = bytes::BytesMut::new();
-        } else {
-            buf.extend_from_slice(&data);
-        }
-    }
-    if over {
-        return Err(ApiError::too_large());
-    }
-    Ok((buf.freeze(), ct))
-}
-
-/// How much of an oversized body is read and dropped before answering 413.
-const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
-
-fn parse_json_body(body: &[u8], ct: Option<&str>) -> ApiResult<Value> {
-    let base = ct
-        .unwrap_or("application/json")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_string();
-    if base == "application/vnd.kubernetes.protobuf" {
-        return crate::proto::decode(body).map_err(|e| ApiError::bad_request(e.to_string()));
-    }
-    if base == "application/yaml" {
-        return parse_yaml_object(body);
-    }
-    if !matches!(base.as_str(), "application/json" | "" | "*/*") {
-        return Err(ApiError::unsupported_media(format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {base})"
-        )));
-    }
-    let v: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "the body of the request could not be decoded as JSON: {e}"
-        ))
-    })?;
-    if !v.is_object() {
-        return Err(ApiError::bad_request(
-            "the body of the request must be a JSON object",
-        ));
-    }
-    Ok(v)
 }
 
 /// `fieldValidation`: how unknown fields are treated.
@@ -1229,7 +913,7 @@ async fn review(
                 user.clone()
             };
             let attrs = review_attributes(&spec)?;
-            let d = crate::rbac::authorize(reg, &subject, &attrs).await?;
+            let d = crate::authz::authorize(reg, &subject, &attrs).await?;
             let mut status = json!({"allowed": d.allowed});
             if d.denied {
                 status["denied"] = json!(true);
@@ -1406,24 +1090,6 @@ async fn server_side_apply(
         &render_one(res, &updated, accept, q),
         &warnings,
     ))
-}
-
-/// A YAML (or JSON) document that must be an object.
-fn parse_yaml_object(body: &[u8]) -> ApiResult<Value> {
-    let text = std::str::from_utf8(body)
-        .map_err(|e| ApiError::bad_request(format!("the body is not UTF-8: {e}")))?;
-    let v: Value = serde_saphyr::from_str(text).map_err(|e| {
-        ApiError::bad_request(format!(
-            "error decoding YAML: {}",
-            e.to_string().lines().next().unwrap_or_default()
-        ))
-    })?;
-    if !v.is_object() {
-        return Err(ApiError::bad_request(
-            "the body of the request must be an object",
-        ));
-    }
-    Ok(v)
 }
 
 fn partial(obj: &Value) -> Value {
@@ -1830,7 +1496,7 @@ async fn watch(
         .filter(|t| *t > 0)
         .unwrap_or(1800);
     let reg = state.registry.clone();
-    let prefix = registry::prefix(res, ns);
+    let prefix = crate::storage::prefix(res, ns);
     let mut shutdown = state.shutdown.clone();
     let tx = Lines::default();
     let lines = tx.clone();
@@ -1986,40 +1652,6 @@ fn watch_error(e: skiff_store::Error, last: Revision) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn token_file() {
-        let t = parse_token_file("# comment\nabc,alice,1,\"dev,ops\"\nxyz,bob,2\n").unwrap();
-        assert_eq!(
-            t["abc"],
-            User {
-                name: "alice".into(),
-                groups: vec!["dev".into(), "ops".into()],
-                uid: "1".into(),
-                ..Default::default()
-            }
-        );
-        assert_eq!(t["xyz"].groups, Vec::<String>::new());
-        assert!(parse_token_file("onlytoken\n").is_err());
-    }
-
-    #[test]
-    fn accept_parsing() {
-        let a = parse_accept(Some("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"));
-        assert!(a.table);
-        assert!(!parse_accept(Some("application/json")).table);
-        assert!(
-            parse_accept(Some(
-                "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
-            ))
-            .partial
-        );
-        assert!(wants_aggregated_discovery("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"));
-        assert!(!wants_aggregated_discovery(
-            "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"
-        ));
-        assert!(!wants_aggregated_discovery("application/json, */*"));
-    }
 
     #[test]
     fn targets() {

@@ -49,12 +49,14 @@
 
 pub mod admission;
 pub mod authn;
+pub mod authz;
 pub mod convert;
 pub mod csr;
 pub mod discovery;
 pub mod error;
 pub mod eviction;
 pub mod handler;
+pub mod http;
 pub mod managed;
 pub mod nodeauthz;
 pub mod nodeproxy;
@@ -69,9 +71,12 @@ pub mod rbac;
 pub mod registry;
 pub mod requestctx;
 pub mod resources;
+pub mod state;
+pub mod storage;
 pub mod strategy;
 pub mod table;
 pub mod typed;
+pub mod user;
 pub mod validation;
 pub mod watchcache;
 
@@ -89,7 +94,7 @@ use skiff_store::{EmbeddedOptions, EmbeddedStore, Store};
 use tokio::net::TcpListener;
 
 pub use error::{ApiError, Error, Result};
-pub use handler::User;
+pub use user::User;
 
 /// Configuration of `skiff server` (flags mirror k3s's).
 #[derive(Clone)]
@@ -243,7 +248,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-            handler::parse_token_file(&text)
+            user::parse_token_file(&text)
                 .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?
         }
         None => Default::default(),
@@ -326,7 +331,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer> {
         tracing::warn!("the watch cache has not loaded yet; reads go to the store until it has");
     }
     let registry = registry.with_cache(cache);
-    let state = Arc::new(handler::State {
+    let state = Arc::new(state::State {
         registry,
         server_address: format!("{url_host}:{port}"),
         shutdown: stop_rx.clone(),
@@ -426,7 +431,7 @@ async fn quota_resync(reg: registry::Registry, mut stop: tokio::sync::watch::Rec
 async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
-    state: Arc<handler::State>,
+    state: Arc<state::State>,
     mut stop: tokio::sync::watch::Receiver<bool>,
     compactor: tokio::task::JoinHandle<()>,
 ) {
