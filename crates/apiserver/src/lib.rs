@@ -48,6 +48,7 @@
 //! `application/apply-patch+cbor` bodies.
 
 pub mod admission;
+pub mod admit;
 pub mod authn;
 pub mod authz;
 pub mod convert;
@@ -61,6 +62,7 @@ pub mod managed;
 pub mod nodeauthz;
 pub mod nodeproxy;
 pub mod openapi;
+pub mod options;
 pub mod patch;
 pub mod pki;
 pub mod podsecurity;
@@ -295,7 +297,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer> {
     let signer = csr::Signer::new(&pki.ca_cert_pem, &pki.ca_key_pem()?)?;
     let registry = registry::Registry::new(store.clone())
         .with_root_ca(&pki.ca_cert_pem)
-        .with_pod_security(pod_security);
+        .with_admission(Arc::new(admission::Chain::new(pod_security)))
+        .with_after_write(Arc::new(quota::Refresh));
     bootstrap(&registry, port).await?;
     let advertise = config.advertise_address.unwrap_or_else(|| {
         if !config.bind_address.is_unspecified() {
