@@ -58,11 +58,13 @@ pub mod error;
 pub mod eviction;
 pub mod handler;
 pub mod http;
+pub mod httplog;
 pub mod managed;
 pub mod nodeauthz;
 pub mod nodeproxy;
 pub mod openapi;
 pub mod options;
+pub mod params;
 pub mod patch;
 pub mod pki;
 pub mod podsecurity;
@@ -80,6 +82,7 @@ pub mod table;
 pub mod typed;
 pub mod user;
 pub mod validation;
+pub mod watch;
 pub mod watchcache;
 
 use std::future::Future;
@@ -473,7 +476,7 @@ async fn serve(
                     let svc = hyper::service::service_fn(move |req| {
                         let state = state.clone();
                         let user = user.clone();
-                        async move { Ok::<_, std::convert::Infallible>(handler::handle(state, user, req).await) }
+                        async move { Ok::<_, std::convert::Infallible>(handler::handle(state, user, Some(peer), req).await) }
                     });
                     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                     builder
