@@ -2,20 +2,24 @@
 //!
 //! It owns: serving HTTPS (TLS with the cluster CA; client-certificate and bearer token
 //! authentication: static tokens, the join token, bootstrap tokens and ServiceAccount
-//! tokens, [`authn`]), authorization ([`rbac`]: `system:masters`, the Node authorizer in
-//! [`nodeauthz`], then RBAC with the default policy reconciled at start; impersonation;
+//! tokens, [`authn`]), authorization ([`authz`]: `system:masters`, the Node authorizer in
+//! [`nodeauthz`], then [`rbac`] with the default policy reconciled at start; impersonation;
 //! access reviews), the cluster's certificates, admin kubeconfig and join token ([`pki`]),
 //! CertificateSigningRequest approval and signing ([`csr`]), discovery, legacy and
 //! aggregated ([`discovery`]), OpenAPI v2/v3 with the kinds' schemas ([`openapi`]), one generic
 //! resource store over [`skiff_store::Store`] ([`registry`]) driven by a table of resources
 //! ([`resources`]) and per-kind strategies ([`strategy`], [`validation`], [`typed`],
-//! [`quantity`]), admission ([`admission`], [`quota`], [`podsecurity`]; what admission
+//! [`quantity`]), admission as a chain handed to the registry ([`admit`]: the traits and the
+//! narrow view of the cluster plugins read through; [`admission`], [`quota`] (also an
+//! after-write hook), [`podsecurity`]; what admission
 //! learns of and adds to a request, its user, warnings and audit annotations, in
 //! [`requestctx`]), views of one stored resource through
 //! several APIs ([`convert`]), the patch engines ([`patch`]), managed fields and
 //! server-side apply ([`managed`]), label/field selectors
 //! ([`skiff_meta::selector`]), protobuf request bodies ([`proto`]), server-side printing ([`table`]) and
-//! watch streams ([`handler`], [`watchhub`]).
+//! watch streams ([`watch`], over the watch cache [`watchcache`]). [`handler`] routes;
+//! the request plumbing below it is in [`http`], [`params`], [`user`], [`state`] and
+//! [`httplog`] (the request log).
 //!
 //! It must not know about containers, nodes' runtimes, the scheduler or controllers: it
 //! stores and serves objects; others act on them through the API.
@@ -44,46 +48,46 @@
 //!
 //! Not built yet (answered with clear errors, never pretended): anonymous requests beyond
 //! the health and version endpoints (401), pods' eviction (501), a list cache (lists read
-//! the store; watches share one store watch per resource through [`watchhub`]),
+//! the store; watches share one store watch per resource through [`watchcache`]),
 //! `application/apply-patch+cbor` bodies.
 
-pub mod admission;
-pub mod admit;
-pub mod authn;
-pub mod authz;
-pub mod convert;
-pub mod csr;
-pub mod discovery;
-pub mod error;
-pub mod eviction;
-pub mod handler;
-pub mod http;
-pub mod httplog;
-pub mod managed;
-pub mod nodeauthz;
-pub mod nodeproxy;
-pub mod openapi;
-pub mod options;
-pub mod params;
-pub mod patch;
-pub mod pki;
-pub mod podsecurity;
-pub mod proto;
-pub use skiff_meta::quantity;
-pub mod quota;
-pub mod rbac;
-pub mod registry;
-pub mod requestctx;
+mod admission;
+mod admit;
+mod authn;
+mod authz;
+mod convert;
+mod csr;
+mod discovery;
+mod error;
+mod eviction;
+mod handler;
+mod http;
+mod httplog;
+mod managed;
+mod nodeauthz;
+mod nodeproxy;
+mod openapi;
+mod options;
+mod params;
+mod patch;
+mod pki;
+mod podsecurity;
+mod proto;
+use skiff_meta::quantity;
+mod quota;
+mod rbac;
+mod registry;
+mod requestctx;
 pub mod resources;
-pub mod state;
-pub mod storage;
-pub mod strategy;
-pub mod table;
-pub mod typed;
-pub mod user;
-pub mod validation;
-pub mod watch;
-pub mod watchcache;
+mod state;
+mod storage;
+mod strategy;
+mod table;
+mod typed;
+mod user;
+mod validation;
+mod watch;
+mod watchcache;
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -98,8 +102,8 @@ use serde_json::json;
 use skiff_store::{EmbeddedOptions, EmbeddedStore, Store};
 use tokio::net::TcpListener;
 
-pub use error::{ApiError, Error, Result};
-pub use user::User;
+pub use error::{Error, Result};
+use user::User;
 
 /// Configuration of `skiff server` (flags mirror k3s's).
 #[derive(Clone)]

@@ -40,8 +40,6 @@ impl ListOptions {
 #[derive(Debug)]
 pub struct ListPage {
     pub items: Vec<Value>,
-    pub revision: Revision,
-    pub continue_token: Option<String>,
 }
 
 /// An object read for admission: the watch cache's copy, or one read from the store.

@@ -161,8 +161,6 @@ impl Registry {
         let page = self.list_items(res, ns, opts).await?;
         Ok(ListPage {
             items: page.items.iter().map(|p| p.obj.clone()).collect(),
-            revision: page.revision,
-            continue_token: page.continue_token,
         })
     }
 

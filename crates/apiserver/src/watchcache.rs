@@ -338,12 +338,6 @@ impl WatchCache {
         cache
     }
 
-    /// The revision the cache reflects; `None` while it is (re)loading.
-    pub fn revision(&self) -> Option<Revision> {
-        let s = lock(&self.shared.state);
-        s.ready.then_some(s.rev)
-    }
-
     /// Waits (up to `timeout`) until the cache reflects at least revision `rev`; false
     /// if it does not by then (or is reloading).
     pub async fn wait_for(&self, rev: Revision, timeout: Duration) -> bool {
