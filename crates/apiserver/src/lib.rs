@@ -53,6 +53,7 @@
 
 mod admission;
 mod admit;
+mod apply;
 mod authn;
 mod authz;
 mod convert;
@@ -77,8 +78,11 @@ use skiff_meta::quantity;
 mod quota;
 mod rbac;
 mod registry;
+mod render;
 mod requestctx;
 pub mod resources;
+mod review;
+mod scale;
 mod state;
 mod storage;
 mod strategy;

@@ -1,5 +1,6 @@
 //! The query parameters (and DeleteOptions bodies) of resource requests: list options,
-//! delete options, dry runs and field validation.
+//! delete options, dry runs and field validation, and the checks of a body's type and
+//! fields.
 
 use hyper::body::Incoming;
 use hyper::Request;
@@ -195,4 +196,63 @@ pub(crate) fn delete_options_body(v: &Value, opts: &mut DeleteOptions) {
             opts.dry_run = true;
         }
     }
+}
+
+/// Type-checks and prunes a written object; returns warnings.
+pub(crate) fn typed_check(
+    res: &Resource,
+    obj: &mut Value,
+    fv: FieldValidation,
+) -> ApiResult<Vec<String>> {
+    let unknown = crate::typed::check(res, obj).map_err(|e| {
+        ApiError::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: {e}",
+            res.kind, res.version, res.kind
+        ))
+    })?;
+    if unknown.is_empty() {
+        return Ok(Vec::new());
+    }
+    match fv {
+        FieldValidation::Ignore => Ok(Vec::new()),
+        FieldValidation::Warn => Ok(unknown
+            .iter()
+            .map(|f| format!("unknown field \"{f}\""))
+            .collect()),
+        FieldValidation::Strict => {
+            let list: Vec<String> = unknown
+                .iter()
+                .map(|f| format!("unknown field \"{f}\""))
+                .collect();
+            Err(ApiError::bad_request(format!(
+                "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+                res.kind,
+                res.version,
+                res.kind,
+                list.join(", ")
+            )))
+        }
+    }
+}
+
+pub(crate) fn check_body_type(res: &Resource, body: &Value) -> ApiResult<()> {
+    if let Some(kind) = body.get("kind").and_then(Value::as_str) {
+        if !kind.is_empty() && kind != res.kind {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({}) does not match the expected API version ({}) or the kind ({kind}) is not {}",
+                body.get("apiVersion").and_then(Value::as_str).unwrap_or(""),
+                res.api_version(),
+                res.kind
+            )));
+        }
+    }
+    if let Some(av) = body.get("apiVersion").and_then(Value::as_str) {
+        if !av.is_empty() && av != res.api_version() {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({av}) does not match the expected API version ({})",
+                res.api_version()
+            )));
+        }
+    }
+    Ok(())
 }
