@@ -430,16 +430,7 @@ pub async fn token_request(
         ));
     }
     let expiration = expiration.min(48 * 3600);
-    let mut audiences: Vec<String> = spec
-        .get("audiences")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut audiences: Vec<String> = skiff_meta::object::string_list(spec.get("audiences"));
     if audiences.is_empty() {
         audiences.push(ISSUER.into());
     }
@@ -539,16 +530,7 @@ pub async fn token_request(
 /// The `status` of a TokenReview of `token`.
 pub async fn token_review(auth: &Authenticator, reg: &Registry, spec: &Value) -> ApiResult<Value> {
     let token = spec.get("token").and_then(Value::as_str).unwrap_or("");
-    let audiences: Vec<String> = spec
-        .get("audiences")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default();
+    let audiences: Vec<String> = skiff_meta::object::string_list(spec.get("audiences"));
     Ok(match auth.authenticate(reg, token, &audiences).await? {
         Ok(u) => {
             let mut user = json!({"username": u.name, "groups": u.groups});

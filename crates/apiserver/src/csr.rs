@@ -208,16 +208,7 @@ fn requester(csr: &Value) -> User {
             .and_then(Value::as_str)
             .unwrap_or("")
             .into(),
-        groups: csr
-            .pointer("/spec/groups")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(String::from)
-                    .collect()
-            })
-            .unwrap_or_default(),
+        groups: skiff_meta::object::string_list(csr.pointer("/spec/groups")),
         ..Default::default()
     }
 }

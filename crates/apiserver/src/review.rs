@@ -55,17 +55,8 @@ pub(crate) async fn review(
         }
         _ => {
             let subject = if res.kind == "SubjectAccessReview" {
-                let strs = |k: &str| -> Vec<String> {
-                    spec.get(k)
-                        .and_then(Value::as_array)
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(Value::as_str)
-                                .map(String::from)
-                                .collect()
-                        })
-                        .unwrap_or_default()
-                };
+                let strs =
+                    |k: &str| -> Vec<String> { skiff_meta::object::string_list(spec.get(k)) };
                 User {
                     name: spec
                         .get("user")

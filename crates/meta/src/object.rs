@@ -45,3 +45,15 @@ pub fn labels_of(obj: &Value) -> BTreeMap<String, String> {
         })
         .unwrap_or_default()
 }
+
+/// The strings of a JSON array (other items skipped); empty when `v` is not an array.
+pub fn string_list(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
