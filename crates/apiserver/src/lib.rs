@@ -64,6 +64,7 @@ mod eviction;
 mod handler;
 mod http;
 mod httplog;
+mod kinds;
 mod managed;
 mod nodeauthz;
 mod nodeproxy;

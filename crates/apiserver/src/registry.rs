@@ -1013,19 +1013,7 @@ fn deletion_can_finish(res: &Resource, obj: &Value) -> bool {
     {
         return false;
     }
-    match res.kind {
-        "Namespace" => obj
-            .pointer("/spec/finalizers")
-            .and_then(Value::as_array)
-            .is_none_or(|a| a.is_empty()),
-        "Pod" => {
-            obj.pointer("/metadata/deletionGracePeriodSeconds")
-                .and_then(Value::as_i64)
-                .unwrap_or(0)
-                == 0
-        }
-        _ => true,
-    }
+    crate::kinds::of(res).deletion_can_finish(obj)
 }
 
 /// The longest `generateName` prefix kept: a generated name fits a DNS label (63) with
