@@ -44,42 +44,6 @@ pub(crate) fn dry_run(q: &Query) -> ApiResult<bool> {
     }
 }
 
-/// Field selectors each resource supports (beyond metadata.name/namespace).
-pub(crate) fn supported_fields(kind: &str) -> &'static [&'static str] {
-    match kind {
-        "Pod" => &[
-            "spec.nodeName",
-            "spec.restartPolicy",
-            "spec.schedulerName",
-            "spec.serviceAccountName",
-            "spec.hostNetwork",
-            "status.phase",
-            "status.podIP",
-            "status.nominatedNodeName",
-        ],
-        "Event" => &[
-            "involvedObject.kind",
-            "involvedObject.namespace",
-            "involvedObject.name",
-            "involvedObject.uid",
-            "involvedObject.apiVersion",
-            "involvedObject.resourceVersion",
-            "involvedObject.fieldPath",
-            "reason",
-            "reportingComponent",
-            "source",
-            "type",
-        ],
-        "Secret" => &["type"],
-        "Node" => &["spec.unschedulable"],
-        "Namespace" => &["status.phase"],
-        "ReplicaSet" | "ReplicationController" => &["status.replicas"],
-        "Job" => &["status.successful"],
-        "Service" => &["spec.clusterIP", "spec.type"],
-        _ => &[],
-    }
-}
-
 pub(crate) fn list_options(res: &Resource, q: &Query) -> ApiResult<ListOptions> {
     let labels = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -88,7 +52,9 @@ pub(crate) fn list_options(res: &Resource, q: &Query) -> ApiResult<ListOptions> 
     for (f, _, _) in &fields.terms {
         if !(f == "metadata.name"
             || f == "metadata.namespace"
-            || supported_fields(res.kind).contains(&f.as_str()))
+            || crate::kinds::of(res)
+                .field_selectors()
+                .contains(&f.as_str()))
         {
             return Err(ApiError::bad_request(format!(
                 "field label not supported: {f}"

@@ -4,16 +4,23 @@
 //! here and one row in [`TABLE`]; a CustomResourceDefinition will become a `Strategy`
 //! built from its schema.
 //!
-//! Being moved here kind by kind: for now a pending deletion's last condition. Defaults,
-//! validation, table columns and field selectors still sit in `strategy.rs`,
-//! `validation.rs`, `table.rs` and `params.rs`.
+//! Being moved here kind by kind: for now a pending deletion's last condition and the
+//! fields of field selectors. Defaults, validation and table columns still sit in
+//! `strategy.rs`, `validation.rs` and `table.rs`.
 
 use serde_json::Value;
 
 use crate::resources::Resource;
 
+mod event;
+mod job;
 mod namespace;
+mod node;
 mod pod;
+mod replicaset;
+mod replicationcontroller;
+mod secret;
+mod service;
 
 /// What one kind does differently from the generic registry.
 pub(crate) trait Strategy: Send + Sync {
@@ -21,6 +28,12 @@ pub(crate) trait Strategy: Send + Sync {
     /// `metadata.finalizers` are gone (the registry checks those).
     fn deletion_can_finish(&self, _obj: &Value) -> bool {
         true
+    }
+
+    /// The fields a field selector may name beyond `metadata.name` and
+    /// `metadata.namespace`.
+    fn field_selectors(&self) -> &'static [&'static str] {
+        &[]
     }
 }
 
@@ -31,8 +44,20 @@ impl Strategy for Generic {}
 
 /// The kinds with behaviour of their own: (group, resource) and their strategy.
 static TABLE: &[(&str, &str, &dyn Strategy)] = &[
+    ("", "events", &event::Event),
     ("", "namespaces", &namespace::Namespace),
+    ("", "nodes", &node::Node),
     ("", "pods", &pod::Pod),
+    (
+        "",
+        "replicationcontrollers",
+        &replicationcontroller::ReplicationController,
+    ),
+    ("", "secrets", &secret::Secret),
+    ("", "services", &service::Service),
+    ("apps", "replicasets", &replicaset::ReplicaSet),
+    ("batch", "jobs", &job::Job),
+    ("events.k8s.io", "events", &event::Event),
 ];
 
 /// The strategy of `res`.

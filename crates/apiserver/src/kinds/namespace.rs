@@ -7,6 +7,10 @@ use super::Strategy;
 pub(crate) struct Namespace;
 
 impl Strategy for Namespace {
+    fn field_selectors(&self) -> &'static [&'static str] {
+        &["status.phase"]
+    }
+
     /// A namespace goes once its `spec.finalizers` (the namespace controller's) are gone.
     fn deletion_can_finish(&self, obj: &Value) -> bool {
         obj.pointer("/spec/finalizers")
