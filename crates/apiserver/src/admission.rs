@@ -15,50 +15,90 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::admit::{Admission, Objects};
 use crate::error::ApiError;
+use crate::options::ListOptions;
 use crate::quota::{container_list, pod_resources, Amount, Usage};
-use crate::registry::{ListOptions, Registry};
 use crate::resources::{lookup, Resource};
+use crate::strategy::Subresource;
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// Mutating admission of a new object, then quota.
-pub async fn admit_create(reg: &Registry, res: &Resource, obj: &mut Value) -> ApiResult<()> {
-    match res.kind {
-        "Pod" => {
-            limit_ranger(reg, obj).await?;
-            service_account(reg, obj).await?;
-            priority(reg, obj).await?;
-            let qos = crate::strategy::qos_class(obj.get("spec").unwrap_or(&Value::Null));
-            obj["status"]["qosClass"] = json!(qos);
-        }
-        "PersistentVolumeClaim" => {
-            default_storage_class(reg, obj).await?;
-            limit_ranger_claim(reg, obj).await?;
-            in_use_protection(obj, "kubernetes.io/pvc-protection");
-        }
-        "PersistentVolume" => in_use_protection(obj, "kubernetes.io/pv-protection"),
-        _ => {}
-    }
-    crate::podsecurity::admit(reg, res, None, obj).await?;
-    crate::quota::admit(reg, res, obj).await
+/// The admission chain of writes, in kube-apiserver's order: the mutating plugins
+/// (LimitRanger, ServiceAccount, Priority, DefaultStorageClass, in-use protection), then
+/// PodSecurity (see [`crate::podsecurity`]) with its configuration, then ResourceQuota (see
+/// [`crate::quota`]).
+pub struct Chain {
+    pod_security: crate::podsecurity::Config,
 }
 
-/// The admission plugins that see updates: LimitRanger for a claim whose request
-/// changes (its min and max storage), PodSecurity, then ResourceQuota for what the
-/// update adds.
-pub async fn admit_update(
-    reg: &Registry,
-    res: &Resource,
-    old: &Value,
-    new: &Value,
-) -> ApiResult<()> {
-    let requests = |o: &Value| o.pointer("/spec/resources/requests").cloned();
-    if res.kind == "PersistentVolumeClaim" && requests(old) != requests(new) {
-        limit_ranger_claim(reg, new).await?;
+impl Chain {
+    pub fn new(pod_security: crate::podsecurity::Config) -> Chain {
+        Chain { pod_security }
     }
-    crate::podsecurity::admit(reg, res, Some(old), new).await?;
-    crate::quota::admit_update(reg, res, old, new).await
+}
+
+#[async_trait::async_trait]
+impl Admission for Chain {
+    /// Mutating admission of a new object, then PodSecurity and quota.
+    async fn admit_create(
+        &self,
+        reg: &dyn Objects,
+        res: &Resource,
+        obj: &mut Value,
+    ) -> ApiResult<()> {
+        match res.kind {
+            "Pod" => {
+                limit_ranger(reg, obj).await?;
+                service_account(reg, obj).await?;
+                priority(reg, obj).await?;
+                let qos = crate::strategy::qos_class(obj.get("spec").unwrap_or(&Value::Null));
+                obj["status"]["qosClass"] = json!(qos);
+            }
+            "PersistentVolumeClaim" => {
+                default_storage_class(reg, obj).await?;
+                limit_ranger_claim(reg, obj).await?;
+                in_use_protection(obj, "kubernetes.io/pvc-protection");
+            }
+            "PersistentVolume" => in_use_protection(obj, "kubernetes.io/pv-protection"),
+            _ => {}
+        }
+        crate::podsecurity::admit(reg, &self.pod_security, res, None, obj).await?;
+        crate::quota::admit(reg, res, obj).await
+    }
+
+    /// The admission plugins that see updates: LimitRanger for a claim whose request
+    /// changes (its min and max storage), PodSecurity, then ResourceQuota for what the
+    /// update adds.
+    async fn admit_update(
+        &self,
+        reg: &dyn Objects,
+        res: &Resource,
+        old: &Value,
+        new: &Value,
+    ) -> ApiResult<()> {
+        let requests = |o: &Value| o.pointer("/spec/resources/requests").cloned();
+        if res.kind == "PersistentVolumeClaim" && requests(old) != requests(new) {
+            limit_ranger_claim(reg, new).await?;
+        }
+        crate::podsecurity::admit(reg, &self.pod_security, res, Some(old), new).await?;
+        crate::quota::admit_update(reg, res, old, new).await
+    }
+
+    /// Ephemeral containers pass PodSecurity.
+    async fn admit_subresource(
+        &self,
+        reg: &dyn Objects,
+        res: &Resource,
+        sub: Subresource,
+        old: &Value,
+        new: &Value,
+    ) -> ApiResult<()> {
+        if sub == Subresource::EphemeralContainers {
+            crate::podsecurity::admit(reg, &self.pod_security, res, Some(old), new).await?;
+        }
+        Ok(())
+    }
 }
 
 fn forbidden(res_plural: &str, obj: &Value, msg: &str) -> ApiError {
@@ -70,7 +110,7 @@ fn forbidden(res_plural: &str, obj: &Value, msg: &str) -> ApiError {
 }
 
 /// Makes sure `ns` has its `default` ServiceAccount and the `kube-root-ca.crt` ConfigMap.
-pub async fn namespace_defaults(reg: &Registry, ns: &str) -> ApiResult<()> {
+pub async fn namespace_defaults(reg: &dyn Objects, ns: &str) -> ApiResult<()> {
     if let Some(sa) = lookup("", "v1", "serviceaccounts") {
         reg.ensure(sa, Some(ns), json!({"metadata": {"name": "default"}}))
             .await?;
@@ -88,7 +128,7 @@ pub async fn namespace_defaults(reg: &Registry, ns: &str) -> ApiResult<()> {
 
 pub const SA_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
-async fn service_account(reg: &Registry, pod: &mut Value) -> ApiResult<()> {
+async fn service_account(reg: &dyn Objects, pod: &mut Value) -> ApiResult<()> {
     if pod
         .pointer("/metadata/annotations/kubernetes.io~1config.mirror")
         .is_some()
@@ -182,7 +222,7 @@ async fn service_account(reg: &Registry, pod: &mut Value) -> ApiResult<()> {
 
 /// The LimitRanges of a namespace, with the API defaults of their items applied (for
 /// objects stored before the server applied them).
-async fn limit_ranges(reg: &Registry, ns: &str) -> ApiResult<Vec<Value>> {
+async fn limit_ranges(reg: &dyn Objects, ns: &str) -> ApiResult<Vec<Value>> {
     let Some(lrres) = lookup("", "v1", "limitranges") else {
         return Ok(Vec::new());
     };
@@ -334,7 +374,7 @@ fn aggregate(errors: Vec<String>) -> Option<String> {
 /// (noted in the `kubernetes.io/limit-ranger` annotation), then each LimitRange's
 /// Container items are checked per container and its Pod items against the pod's
 /// effective requests and limits.
-async fn limit_ranger(reg: &Registry, pod: &mut Value) -> ApiResult<()> {
+async fn limit_ranger(reg: &dyn Objects, pod: &mut Value) -> ApiResult<()> {
     let ns = pod
         .pointer("/metadata/namespace")
         .and_then(Value::as_str)
@@ -467,7 +507,7 @@ async fn limit_ranger(reg: &Registry, pod: &mut Value) -> ApiResult<()> {
 
 /// LimitRanger for claims: min and max of the PersistentVolumeClaim items against the
 /// claim's requests (claims get no defaults).
-async fn limit_ranger_claim(reg: &Registry, pvc: &Value) -> ApiResult<()> {
+async fn limit_ranger_claim(reg: &dyn Objects, pvc: &Value) -> ApiResult<()> {
     let ns = pvc
         .pointer("/metadata/namespace")
         .and_then(Value::as_str)
@@ -495,14 +535,14 @@ async fn limit_ranger_claim(reg: &Registry, pvc: &Value) -> ApiResult<()> {
     Ok(())
 }
 
-async fn classes(reg: &Registry, group: &str, plural: &str) -> ApiResult<Vec<Value>> {
+async fn classes(reg: &dyn Objects, group: &str, plural: &str) -> ApiResult<Vec<Value>> {
     let Some(res) = lookup(group, "v1", plural) else {
         return Ok(Vec::new());
     };
     Ok(reg.list(res, None, &ListOptions::default()).await?.items)
 }
 
-async fn priority(reg: &Registry, pod: &mut Value) -> ApiResult<()> {
+async fn priority(reg: &dyn Objects, pod: &mut Value) -> ApiResult<()> {
     let wanted = pod
         .pointer("/spec/priorityClassName")
         .and_then(Value::as_str)
@@ -565,7 +605,7 @@ fn in_use_protection(obj: &mut Value, finalizer: &str) {
     }
 }
 
-async fn default_storage_class(reg: &Registry, pvc: &mut Value) -> ApiResult<()> {
+async fn default_storage_class(reg: &dyn Objects, pvc: &mut Value) -> ApiResult<()> {
     if pvc
         .pointer("/spec/storageClassName")
         .is_some_and(|v| !v.is_null())

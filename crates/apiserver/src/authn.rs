@@ -13,10 +13,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, Error};
-use crate::handler::User;
 use crate::rbac::{self, Attributes};
 use crate::registry::Registry;
 use crate::resources::lookup;
+use crate::user::User;
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -335,7 +335,7 @@ pub async fn impersonate(
     let mut extra: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (k, v) in headers.iter() {
         if let Some(key) = k.as_str().strip_prefix("impersonate-extra-") {
-            let key = crate::handler::percent_decode(key);
+            let key = crate::http::percent_decode(key);
             if let Ok(v) = v.to_str() {
                 extra.entry(key).or_default().push(v.to_string());
             }
@@ -386,7 +386,7 @@ pub async fn impersonate(
     }
     imp.extra = extra;
     for a in checks {
-        let d = rbac::authorize(reg, user, &a).await?;
+        let d = crate::authz::authorize(reg, user, &a).await?;
         if !d.allowed {
             return Err(rbac::forbidden(user, &a, &d.reason));
         }
@@ -430,16 +430,7 @@ pub async fn token_request(
         ));
     }
     let expiration = expiration.min(48 * 3600);
-    let mut audiences: Vec<String> = spec
-        .get("audiences")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut audiences: Vec<String> = skiff_meta::object::string_list(spec.get("audiences"));
     if audiences.is_empty() {
         audiences.push(ISSUER.into());
     }
@@ -539,16 +530,7 @@ pub async fn token_request(
 /// The `status` of a TokenReview of `token`.
 pub async fn token_review(auth: &Authenticator, reg: &Registry, spec: &Value) -> ApiResult<Value> {
     let token = spec.get("token").and_then(Value::as_str).unwrap_or("");
-    let audiences: Vec<String> = spec
-        .get("audiences")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default();
+    let audiences: Vec<String> = skiff_meta::object::string_list(spec.get("audiences"));
     Ok(match auth.authenticate(reg, token, &audiences).await? {
         Ok(u) => {
             let mut user = json!({"username": u.name, "groups": u.groups});

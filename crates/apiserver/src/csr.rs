@@ -11,11 +11,11 @@ use rcgen::{
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, Cause};
-use crate::handler::User;
 use crate::rbac::Attributes;
 use crate::registry::Registry;
 use crate::resources::Resource;
 use crate::strategy::{now_rfc3339, Subresource};
+use crate::user::User;
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -197,7 +197,7 @@ async fn serving_approvable(reg: &Registry, csr: &Value) -> ApiResult<bool> {
         "",
     )
     .subresource("approval");
-    Ok(crate::rbac::authorize(reg, &requester, &a).await?.allowed)
+    Ok(crate::authz::authorize(reg, &requester, &a).await?.allowed)
 }
 
 /// Who asked for a request (as recorded on create).
@@ -208,16 +208,7 @@ fn requester(csr: &Value) -> User {
             .and_then(Value::as_str)
             .unwrap_or("")
             .into(),
-        groups: csr
-            .pointer("/spec/groups")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(String::from)
-                    .collect()
-            })
-            .unwrap_or_default(),
+        groups: skiff_meta::object::string_list(csr.pointer("/spec/groups")),
         ..Default::default()
     }
 }
@@ -245,7 +236,7 @@ async fn auto_approvable(reg: &Registry, csr: &Value) -> ApiResult<bool> {
         "",
     )
     .subresource(sub);
-    Ok(crate::rbac::authorize(reg, &requester, &a).await?.allowed)
+    Ok(crate::authz::authorize(reg, &requester, &a).await?.allowed)
 }
 
 /// The controllers' part: approves what may be approved automatically and signs what is
@@ -295,7 +286,7 @@ pub async fn reconcile(
         None
     };
     reg.update(res, None, &name, Subresource::Status, false, |old| {
-        let mut new = crate::handler::without_rv(old);
+        let mut new = skiff_meta::object::without_rv(old);
         if !new.get("status").is_some_and(Value::is_object) {
             new["status"] = json!({});
         }

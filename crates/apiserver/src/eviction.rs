@@ -80,7 +80,7 @@ pub async fn evict(
         reg.delete(pods, Some(ns), name, opts).await?;
         return Ok(());
     }
-    let labels = crate::selector::labels_of(&pod);
+    let labels = skiff_meta::selector::labels_of(&pod);
     let budgets: Vec<Value> = reg
         .list(pdbs, Some(ns), &ListOptions::any())
         .await?
@@ -89,7 +89,7 @@ pub async fn evict(
         .filter(|b| {
             b.pointer("/spec/selector")
                 .filter(|s| !s.is_null())
-                .is_some_and(|s| crate::selector::label_selector_matches(s, &labels))
+                .is_some_and(|s| skiff_meta::selector::label_selector_matches(s, &labels))
         })
         .collect();
     let budget = match budgets.as_slice() {

@@ -6,11 +6,11 @@
 use serde_json::Value;
 
 use crate::error::ApiError;
-use crate::handler::User;
 use crate::rbac::{rule_allows, Attributes, Decision};
 use crate::registry::{ListOptions, Registry};
 use crate::resources::{lookup, Resource};
-use crate::selector::FieldSelector;
+use crate::user::User;
+use skiff_meta::selector::FieldSelector;
 
 type ApiResult<T> = Result<T, ApiError>;
 

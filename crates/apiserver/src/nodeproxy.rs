@@ -10,7 +10,8 @@
 //! `--kubelet-certificate-authority`, which k3s sets).
 
 use crate::error::ApiError;
-use crate::handler::{Body, State};
+use crate::http::Body;
+use crate::state::State;
 use bytes::Bytes;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
@@ -88,7 +89,7 @@ pub async fn pod_subresource(
         return Response::builder()
             .status(200)
             .header("Content-Type", "text/plain")
-            .body(crate::handler::empty_body())
+            .body(crate::http::empty_body())
             .map_err(|e| ApiError::internal(e.to_string()));
     }
     if node.is_empty() {
@@ -291,7 +292,7 @@ async fn to_node(
             let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
         });
         return answer
-            .body(crate::handler::empty_body())
+            .body(crate::http::empty_body())
             .map_err(|e| ApiError::internal(e.to_string()));
     }
     if !status.is_success() {

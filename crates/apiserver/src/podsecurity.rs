@@ -34,8 +34,9 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
+use crate::admit::Objects;
 use crate::error::{ApiError, Cause};
-use crate::registry::{ListOptions, Registry};
+use crate::options::ListOptions;
 use crate::resources::{lookup, Resource};
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -1917,12 +1918,12 @@ fn emit(d: Decision, res: &Resource, obj: &Value) {
 /// are validated (and a tightened enforce level checked against the running pods).
 /// Called after the mutating plugins, before ResourceQuota, as kube-apiserver orders them.
 pub async fn admit(
-    reg: &Registry,
+    reg: &dyn Objects,
+    cfg: &Config,
     res: &Resource,
     old: Option<&Value>,
     obj: &Value,
 ) -> ApiResult<()> {
-    let cfg = reg.pod_security();
     match (res.group, res.kind) {
         ("", "Namespace") => admit_namespace(reg, cfg, old, obj).await,
         ("", "Pod") => {
@@ -1981,7 +1982,7 @@ pub async fn admit(
 /// or user) or the namespace's policy is privileged for every mode the request is
 /// evaluated in.
 async fn namespace_policy(
-    reg: &Registry,
+    reg: &dyn Objects,
     cfg: &Config,
     res: &Resource,
     obj: &Value,
@@ -2046,7 +2047,7 @@ async fn namespace_policy(
 /// on an update that tightens the enforce level, warnings for the pods that would now be
 /// refused.
 async fn admit_namespace(
-    reg: &Registry,
+    reg: &dyn Objects,
     cfg: &Config,
     old: Option<&Value>,
     ns: &Value,

@@ -19,11 +19,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
+use crate::admit::{AfterWrite, Objects};
 use crate::error::ApiError;
+use crate::options::ListOptions;
 use crate::quantity::{from_milli_as, milli_value};
-use crate::registry::{ListOptions, Registry};
 use crate::resources::{lookup, Resource, RESOURCES};
-use crate::strategy::Subresource;
+use skiff_meta::object::name_of;
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -473,14 +474,8 @@ fn quotas_res() -> Option<&'static Resource> {
     lookup("", "v1", "resourcequotas")
 }
 
-fn name_of(obj: &Value) -> &str {
-    obj.pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-}
-
 /// What the objects of `ns` that `q` matches use of its hard names.
-async fn used_by(reg: &Registry, ns: &str, q: &Value) -> ApiResult<Usage> {
+async fn used_by(reg: &dyn Objects, ns: &str, q: &Value) -> ApiResult<Usage> {
     let hard = hard_of(q);
     let scopes = scope_requirements(q);
     let mut used: Usage = hard
@@ -571,7 +566,7 @@ fn name_of_container(c: &Value) -> &str {
 }
 
 /// Refuses `obj` (about to be created) if it would exceed a quota of its namespace.
-pub async fn admit(reg: &Registry, res: &Resource, obj: &Value) -> ApiResult<()> {
+pub async fn admit(reg: &dyn Objects, res: &Resource, obj: &Value) -> ApiResult<()> {
     check(reg, res, obj, usage(res, obj), true).await
 }
 
@@ -579,7 +574,7 @@ pub async fn admit(reg: &Registry, res: &Resource, obj: &Value) -> ApiResult<()>
 /// grows, a Service that takes node ports) must fit, as the quota evaluator checks
 /// updates; what it gives back needs no check.
 pub async fn admit_update(
-    reg: &Registry,
+    reg: &dyn Objects,
     res: &Resource,
     old: &Value,
     new: &Value,
@@ -607,7 +602,7 @@ pub async fn admit_update(
 /// Checks `delta` more of `obj`'s resources against the quotas of its namespace (and,
 /// for a new pod, that it states what they constrain).
 async fn check(
-    reg: &Registry,
+    reg: &dyn Objects,
     res: &Resource,
     obj: &Value,
     delta: Usage,
@@ -698,17 +693,8 @@ async fn check(
     Ok(())
 }
 
-/// [`refresh`] as a boxed future (for [`Registry::update`], which it calls back).
-pub fn refresh_boxed<'a>(
-    reg: &'a Registry,
-    res: &'a Resource,
-    ns: &'a str,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = ApiResult<()>> + Send + 'a>> {
-    Box::pin(refresh(reg, res, ns))
-}
-
 /// Recomputes `status.hard` and `status.used` of the quotas in `ns` that track `res`.
-pub async fn refresh(reg: &Registry, res: &Resource, ns: &str) -> ApiResult<()> {
+pub async fn refresh(reg: &dyn Objects, res: &Resource, ns: &str) -> ApiResult<()> {
     let Some(qres) = quotas_res() else {
         return Ok(());
     };
@@ -738,12 +724,39 @@ pub async fn refresh(reg: &Registry, res: &Resource, ns: &str) -> ApiResult<()> 
     Ok(())
 }
 
+/// The quota hook after writes: usage recounted after creates and removals in a
+/// namespace, and after a pod's phase changes (terminal pods stop counting).
+pub struct Refresh;
+
+#[async_trait::async_trait]
+impl AfterWrite for Refresh {
+    async fn after_write(
+        &self,
+        objs: &dyn Objects,
+        res: &Resource,
+        ns: Option<&str>,
+        old: Option<&Value>,
+        new: Option<&Value>,
+    ) -> ApiResult<()> {
+        let Some(ns) = ns else {
+            return Ok(());
+        };
+        if let (Some(old), Some(new)) = (old, new) {
+            let phase = |o: &Value| o.pointer("/status/phase").cloned();
+            if res.kind != "Pod" || phase(old) == phase(new) {
+                return Ok(());
+            }
+        }
+        refresh(objs, res, ns).await
+    }
+}
+
 /// How often every quota's usage is recounted, whatever was seen to change (the
 /// resource quota controller's full resync).
 pub const RESYNC: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Recounts the usage of every quota.
-pub async fn resync(reg: &Registry) -> ApiResult<()> {
+pub async fn resync(reg: &dyn Objects) -> ApiResult<()> {
     let Some(qres) = quotas_res() else {
         return Ok(());
     };
@@ -759,7 +772,7 @@ pub async fn resync(reg: &Registry) -> ApiResult<()> {
 }
 
 /// Writes quota `q`'s status from a fresh count, if it changed.
-async fn refresh_one(reg: &Registry, ns: &str, q: &Value) -> ApiResult<()> {
+async fn refresh_one(reg: &dyn Objects, ns: &str, q: &Value) -> ApiResult<()> {
     let Some(qres) = quotas_res() else {
         return Ok(());
     };
@@ -775,13 +788,7 @@ async fn refresh_one(reg: &Registry, ns: &str, q: &Value) -> ApiResult<()> {
             return Ok(());
         }
         let name = name_of(q).to_string();
-        let result = reg
-            .update(qres, Some(ns), &name, Subresource::Status, false, |old| {
-                let mut new = crate::handler::without_rv(old);
-                new["status"] = status.clone();
-                Ok(new)
-            })
-            .await;
+        let result = reg.write_status(qres, Some(ns), &name, status).await;
         match result {
             Ok(_) => {}
             Err(e) if e.code == 404 => {}

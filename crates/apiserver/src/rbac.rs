@@ -1,7 +1,7 @@
-//! Authorization: kube-apiserver's `Node,RBAC` chain. The `system:masters` group bypasses
-//! everything (as the real server's privileged-group authorizer does); users
-//! `system:node:<name>` in `system:nodes` are judged by the [`crate::nodeauthz`] Node
-//! authorizer; everyone else by Roles, ClusterRoles and their bindings, read from the store
+//! Authorization by RBAC, the last of the `Node,RBAC` chain in [`crate::authz`] (before it,
+//! the `system:masters` group may do everything, as the real server's privileged-group
+//! authorizer does, and users `system:node:<name>` in `system:nodes` are judged by the
+//! [`crate::nodeauthz`] Node authorizer): Roles, ClusterRoles and their bindings, read from the store
 //! for each decision. Also: the request attributes of a request, the Forbidden messages in
 //! the real server's words, the rules of a user (SelfSubjectRulesReview) and the default
 //! roles and bindings every cluster starts with ([`bootstrap_policy`]).
@@ -9,9 +9,9 @@
 use serde_json::{json, Map, Value};
 
 use crate::error::ApiError;
-use crate::handler::User;
 use crate::registry::{ListOptions, Registry};
 use crate::resources::lookup;
+use crate::user::User;
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -56,7 +56,7 @@ impl Attributes {
         let segs: Vec<String> = path
             .split('/')
             .filter(|s| !s.is_empty())
-            .map(crate::handler::percent_decode)
+            .map(crate::http::percent_decode)
             .collect();
         let non_resource = |verb: &str| Attributes {
             verb: verb.into(),
@@ -215,18 +215,6 @@ pub fn forbidden(user: &User, a: &Attributes, reason: &str) -> ApiError {
 
 pub const MASTERS: &str = "system:masters";
 
-/// Decides whether `user` may do `a`.
-pub async fn authorize(reg: &Registry, user: &User, a: &Attributes) -> ApiResult<Decision> {
-    if user.groups.iter().any(|g| g == MASTERS) {
-        return Ok(Decision::allow(""));
-    }
-    let node = crate::nodeauthz::authorize(reg, user, a).await?;
-    if node.allowed || node.denied {
-        return Ok(node);
-    }
-    rbac_authorize(reg, user, a).await
-}
-
 fn str_list(v: Option<&Value>) -> Vec<&str> {
     v.and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_str).collect())
@@ -359,7 +347,7 @@ async fn grants(reg: &Registry, user: &User, ns: &str) -> ApiResult<Vec<Grant>> 
     Ok(out)
 }
 
-async fn rbac_authorize(reg: &Registry, user: &User, a: &Attributes) -> ApiResult<Decision> {
+pub(crate) async fn authorize(reg: &Registry, user: &User, a: &Attributes) -> ApiResult<Decision> {
     for g in grants(reg, user, &a.namespace).await? {
         if g.rules.iter().any(|r| rule_allows(r, a)) {
             return Ok(Decision::allow(format!(
@@ -998,7 +986,7 @@ pub async fn reconcile_bootstrap_policy(reg: &Registry) -> ApiResult<()> {
                 crate::strategy::Subresource::Main,
                 false,
                 |old| {
-                    let mut new = crate::handler::without_rv(old);
+                    let mut new = skiff_meta::object::without_rv(old);
                     let mut list = old
                         .get(field)
                         .and_then(Value::as_array)
@@ -1035,7 +1023,7 @@ fn selected(role: &Value, selectors: &[Value]) -> bool {
         } else {
             text
         };
-        crate::selector::LabelSelector::parse(&text).is_ok_and(|s| s.matches_object(role))
+        skiff_meta::selector::LabelSelector::parse(&text).is_ok_and(|s| s.matches_object(role))
     })
 }
 
@@ -1107,7 +1095,7 @@ pub async fn aggregate_cluster_roles(reg: &Registry) -> ApiResult<()> {
                     false,
                     Some(&manager),
                     |old| {
-                        let mut new = crate::handler::without_rv(old);
+                        let mut new = skiff_meta::object::without_rv(old);
                         new["rules"] = json!(rules);
                         Ok(new)
                     },

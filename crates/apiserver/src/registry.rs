@@ -6,97 +6,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use skiff_store::{KeyValue, RangeOptions, Revision, Store};
+use skiff_store::{RangeOptions, Revision, Store};
 
+use crate::admit::{Admission, AfterWrite, Objects};
 use crate::error::{ApiError, Cause};
+pub use crate::options::{CachedObject, DeleteOptions, Deleted, ItemPage, ListOptions, ListPage};
 use crate::resources::{lookup, Resource};
-use crate::selector::{FieldSelector, LabelSelector};
+use crate::storage::{decode_as, encode_as, key, prefix};
 use crate::strategy::{self, Subresource};
 use crate::watchcache::{Prepared, WatchCache};
+use skiff_meta::object::{name_of, rv_of, set_rv};
 
 type ApiResult<T> = Result<T, ApiError>;
-
-/// Options of a list.
-#[derive(Debug, Default, Clone)]
-pub struct ListOptions {
-    pub labels: LabelSelector,
-    pub fields: FieldSelector,
-    /// 0 = no limit.
-    pub limit: usize,
-    pub continue_token: Option<String>,
-    /// Read at exactly this revision (`resourceVersionMatch=Exact`).
-    pub exact_revision: Option<Revision>,
-    /// `None`: a consistent read (the state as of now); `Some(n)`: any state not older
-    /// than revision `n` (`Some(0)`: any state, `resourceVersion=0`).
-    pub min_revision: Option<Revision>,
-}
-
-impl ListOptions {
-    /// Everything, in whatever state the watch cache holds now (no wait for it to catch
-    /// up with the store): what kube-apiserver's own informers give its authorizer and
-    /// admission plugins.
-    pub fn any() -> ListOptions {
-        ListOptions {
-            min_revision: Some(0),
-            ..ListOptions::default()
-        }
-    }
-}
-
-/// A page of a list.
-#[derive(Debug)]
-pub struct ListPage {
-    pub items: Vec<Value>,
-    pub revision: Revision,
-    pub continue_token: Option<String>,
-}
-
-/// An object read for admission: the watch cache's copy, or one read from the store.
-pub enum CachedObject {
-    Shared(Arc<Prepared>),
-    Owned(Value),
-}
-
-impl std::ops::Deref for CachedObject {
-    type Target = Value;
-    fn deref(&self) -> &Value {
-        match self {
-            CachedObject::Shared(p) => &p.obj,
-            CachedObject::Owned(v) => v,
-        }
-    }
-}
-
-/// A page of a list as the watch cache holds its items (each with its JSON).
-pub struct ItemPage {
-    pub items: Vec<Arc<Prepared>>,
-    pub revision: Revision,
-    pub continue_token: Option<String>,
-}
 
 /// How long a consistent read waits for the watch cache before reading the store.
 const CONSISTENT_WAIT: Duration = Duration::from_millis(500);
 /// How long a read "not older than" a revision waits for it (kube-apiserver: 3 s).
 const REVISION_WAIT: Duration = Duration::from_secs(3);
-
-/// Options of a delete (query parameters and the DeleteOptions body).
-#[derive(Debug, Default, Clone)]
-pub struct DeleteOptions {
-    pub propagation_policy: Option<String>,
-    pub grace_period_seconds: Option<i64>,
-    pub precondition_uid: Option<String>,
-    pub precondition_resource_version: Option<String>,
-    pub dry_run: bool,
-}
-
-/// What a delete did.
-#[derive(Debug)]
-pub struct Deleted {
-    /// The object as deleted, or as it now is (deletion pending on finalizers or grace).
-    pub object: Value,
-    /// Removed from the store now.
-    pub removed: bool,
-}
 
 /// The generic store over a [`Store`].
 #[derive(Clone)]
@@ -106,108 +32,10 @@ pub struct Registry {
     cache: Option<WatchCache>,
     /// The cluster CA (PEM) published in every namespace as `kube-root-ca.crt`.
     root_ca: Option<Arc<str>>,
-    /// The PodSecurity admission plugin's configuration.
-    pod_security: Arc<crate::podsecurity::Config>,
-}
-
-pub fn key(res: &Resource, ns: Option<&str>, name: &str) -> String {
-    match (res.namespaced, ns) {
-        (true, Some(ns)) => format!(
-            "/registry/{}/{}/{ns}/{name}",
-            res.storage_group(),
-            res.plural
-        ),
-        _ => format!("/registry/{}/{}/{name}", res.storage_group(), res.plural),
-    }
-}
-
-/// The key prefix of all objects of `res` (in `ns` when given).
-pub fn prefix(res: &Resource, ns: Option<&str>) -> String {
-    match (res.namespaced, ns) {
-        (true, Some(ns)) => format!("/registry/{}/{}/{ns}/", res.storage_group(), res.plural),
-        _ => format!("/registry/{}/{}/", res.storage_group(), res.plural),
-    }
-}
-
-/// Decodes a stored object and sets its resourceVersion.
-pub fn decode(kv: &KeyValue) -> ApiResult<Value> {
-    let mut v: Value = serde_json::from_slice(&kv.value).map_err(|e| {
-        ApiError::internal(format!(
-            "corrupt object at {}: {e}",
-            skiff_store::DisplayKey(&kv.key)
-        ))
-    })?;
-    set_rv(&mut v, kv.mod_revision);
-    Ok(v)
-}
-
-pub fn set_rv(v: &mut Value, rev: Revision) {
-    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.insert("resourceVersion".into(), json!(rev.to_string()));
-    }
-}
-
-/// Decodes a stored object into the form `res` serves.
-pub fn decode_as(res: &Resource, kv: &KeyValue) -> ApiResult<Value> {
-    Ok(crate::convert::from_storage(res, decode(kv)?))
-}
-
-fn encode_as(res: &Resource, v: &Value) -> ApiResult<Vec<u8>> {
-    if crate::convert::is_view(res) {
-        encode(&crate::convert::to_storage(res, v))
-    } else {
-        encode(v)
-    }
-}
-
-/// The stored form of an object: its JSON without `metadata.resourceVersion` (the
-/// store's revision is the version), written without copying the object.
-fn encode(v: &Value) -> ApiResult<Vec<u8>> {
-    use serde::ser::{SerializeMap, Serializer};
-    struct Without<'a>(&'a serde_json::Map<String, Value>, &'static str);
-    impl serde::Serialize for Without<'_> {
-        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            let mut m = s.serialize_map(None)?;
-            for (k, v) in self.0 {
-                if k != self.1 {
-                    m.serialize_entry(k, v)?;
-                }
-            }
-            m.end()
-        }
-    }
-    struct Stored<'a>(&'a serde_json::Map<String, Value>);
-    impl serde::Serialize for Stored<'_> {
-        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            let mut m = s.serialize_map(Some(self.0.len()))?;
-            for (k, v) in self.0 {
-                match v {
-                    Value::Object(meta) if k == "metadata" => {
-                        m.serialize_entry(k, &Without(meta, "resourceVersion"))?
-                    }
-                    _ => m.serialize_entry(k, v)?,
-                }
-            }
-            m.end()
-        }
-    }
-    let out = match v {
-        Value::Object(m) => serde_json::to_vec(&Stored(m)),
-        other => serde_json::to_vec(other),
-    };
-    out.map_err(|e| ApiError::internal(e.to_string()))
-}
-
-fn name_of(v: &Value) -> &str {
-    v.pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-}
-
-fn rv_of(v: &Value) -> Option<&str> {
-    v.pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
+    /// The admission chain writes pass.
+    admission: Arc<dyn Admission>,
+    /// What runs after each write (quota usage).
+    after_write: Arc<dyn AfterWrite>,
 }
 
 /// kube-apiserver's answer to a read of a revision the server has not reached.
@@ -266,18 +94,21 @@ impl Registry {
             store,
             cache: None,
             root_ca: None,
-            pod_security: Default::default(),
+            admission: Arc::new(crate::admit::Nothing),
+            after_write: Arc::new(crate::admit::Nothing),
         }
     }
 
-    /// Sets the PodSecurity plugin's defaults and exemptions.
-    pub fn with_pod_security(mut self, cfg: crate::podsecurity::Config) -> Registry {
-        self.pod_security = Arc::new(cfg);
+    /// Hands the registry the admission chain its writes pass.
+    pub fn with_admission(mut self, chain: Arc<dyn Admission>) -> Registry {
+        self.admission = chain;
         self
     }
 
-    pub fn pod_security(&self) -> &crate::podsecurity::Config {
-        &self.pod_security
+    /// Hands the registry what runs after each write.
+    pub fn with_after_write(mut self, hook: Arc<dyn AfterWrite>) -> Registry {
+        self.after_write = hook;
+        self
     }
 
     /// Serves lists from `cache`.
@@ -330,8 +161,6 @@ impl Registry {
         let page = self.list_items(res, ns, opts).await?;
         Ok(ListPage {
             items: page.items.iter().map(|p| p.obj.clone()).collect(),
-            revision: page.revision,
-            continue_token: page.continue_token,
         })
     }
 
@@ -614,7 +443,7 @@ impl Registry {
         if let Some(ns) = ns.filter(|_| res.namespaced) {
             self.check_namespace(ns).await?;
         }
-        crate::admission::admit_create(self, res, &mut obj).await?;
+        self.admission.admit_create(self, res, &mut obj).await?;
         if res.kind == "Service" {
             self.allocate_service(&mut obj).await?;
         }
@@ -650,9 +479,9 @@ impl Registry {
                 Arc::new(crate::watchcache::listed(key.as_bytes(), rev, obj))
             }
         };
-        if let Some(ns) = ns.filter(|_| res.namespaced) {
-            crate::quota::refresh(self, res, ns).await?;
-        }
+        self.after_write
+            .after_write(self, res, ns.filter(|_| res.namespaced), None, Some(&p.obj))
+            .await?;
         Ok(p)
     }
 
@@ -948,10 +777,11 @@ impl Registry {
             // Status and other subresources never add to what quotas count (and pod
             // status writes are the busiest updates).
             if sub == Subresource::Main && new.pointer("/metadata/deletionTimestamp").is_none() {
-                crate::admission::admit_update(self, res, &old, &new).await?;
-            }
-            if sub == Subresource::EphemeralContainers {
-                crate::podsecurity::admit(self, res, Some(&old), &new).await?;
+                self.admission.admit_update(self, res, &old, &new).await?;
+            } else if sub != Subresource::Main {
+                self.admission
+                    .admit_subresource(self, res, sub, &old, &new)
+                    .await?;
             }
             // A pending deletion completes once the last finalizer is gone.
             if deletion_can_finish(res, &new) {
@@ -978,13 +808,9 @@ impl Registry {
             {
                 Ok(rev) => {
                     set_rv(&mut new, rev);
-                    // Terminal pods stop counting against quotas.
-                    let phase = |o: &Value| o.pointer("/status/phase").cloned();
-                    if res.kind == "Pod" && phase(&old) != phase(&new) {
-                        if let Some(ns) = ns {
-                            crate::quota::refresh_boxed(self, res, ns).await?;
-                        }
-                    }
+                    self.after_write
+                        .after_write(self, res, ns, Some(&old), Some(&new))
+                        .await?;
                     return Ok(new);
                 }
                 Err(skiff_store::Error::Conflict { .. }) if precondition.is_none() => continue,
@@ -1146,9 +972,9 @@ impl Registry {
                 .await
             {
                 Ok(_) => {
-                    if let Some(ns) = ns.filter(|_| res.namespaced) {
-                        crate::quota::refresh(self, res, ns).await?;
-                    }
+                    self.after_write
+                        .after_write(self, res, ns.filter(|_| res.namespaced), Some(&obj), None)
+                        .await?;
                     return Ok(Deleted {
                         object: obj,
                         removed: true,
@@ -1187,19 +1013,7 @@ fn deletion_can_finish(res: &Resource, obj: &Value) -> bool {
     {
         return false;
     }
-    match res.kind {
-        "Namespace" => obj
-            .pointer("/spec/finalizers")
-            .and_then(Value::as_array)
-            .is_none_or(|a| a.is_empty()),
-        "Pod" => {
-            obj.pointer("/metadata/deletionGracePeriodSeconds")
-                .and_then(Value::as_i64)
-                .unwrap_or(0)
-                == 0
-        }
-        _ => true,
-    }
+    crate::kinds::of(res).deletion_can_finish(obj)
 }
 
 /// The longest `generateName` prefix kept: a generated name fits a DNS label (63) with
@@ -1240,6 +1054,50 @@ where
         }
     }
     Err(last.unwrap_or_else(|| ApiError::new(500, "InternalError", "no create attempted")))
+}
+
+#[async_trait::async_trait]
+impl Objects for Registry {
+    async fn get(&self, res: &Resource, ns: Option<&str>, name: &str) -> ApiResult<Value> {
+        Registry::get(self, res, ns, name).await
+    }
+    async fn get_cached(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        name: &str,
+    ) -> ApiResult<CachedObject> {
+        Registry::get_cached(self, res, ns, name).await
+    }
+    async fn list(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> ApiResult<ListPage> {
+        Registry::list(self, res, ns, opts).await
+    }
+    async fn ensure(&self, res: &Resource, ns: Option<&str>, obj: Value) -> ApiResult<()> {
+        Registry::ensure(self, res, ns, obj).await
+    }
+    async fn write_status(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        name: &str,
+        status: Value,
+    ) -> ApiResult<()> {
+        self.update(res, ns, name, Subresource::Status, false, |old| {
+            let mut new = skiff_meta::object::without_rv(old);
+            new["status"] = status.clone();
+            Ok(new)
+        })
+        .await
+        .map(|_| ())
+    }
+    fn root_ca(&self) -> Option<&str> {
+        Registry::root_ca(self)
+    }
 }
 
 #[cfg(test)]

@@ -6,36 +6,7 @@ use serde_json::Value;
 use crate::error::Cause;
 use crate::resources::{NameRule, Resource};
 
-/// `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, of any length.
-fn label_format(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-}
-
-/// Dot-separated [`label_format`]s (no limit on each one's length, as upstream's regex).
-fn subdomain_format(s: &str) -> bool {
-    s.split('.').all(label_format)
-}
-
-/// DNS-1123 label: at most 63 of `[a-z0-9-]`, alphanumeric at both ends.
-pub fn is_dns1123_label(s: &str) -> bool {
-    s.len() <= 63 && label_format(s)
-}
-
-/// DNS-1123 subdomain: at most 253 characters, dot-separated `[a-z0-9-]` runs,
-/// alphanumeric at both ends.
-pub fn is_dns1123_subdomain(s: &str) -> bool {
-    s.len() <= 253 && subdomain_format(s)
-}
-
-/// DNS-1035 label: a DNS-1123 label starting with a letter.
-pub fn is_dns1035_label(s: &str) -> bool {
-    is_dns1123_label(s) && s.as_bytes()[0].is_ascii_lowercase()
-}
+use skiff_meta::names::{is_dns1123_label, is_dns1123_subdomain, label_format, subdomain_format};
 
 const LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
 const SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
@@ -166,15 +137,15 @@ pub fn validate(res: &Resource, obj: &Value) -> Vec<Cause> {
             };
             for (k, v) in map {
                 let path = format!("metadata.{field}");
-                if !crate::selector::valid_label_key(k) {
+                if !skiff_meta::selector::valid_label_key(k) {
                     causes.push(Cause::invalid(path.clone(), k, "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"));
                 }
                 match v.as_str() {
-                    Some(s) if what && !crate::selector::valid_label_value(s) => {
+                    Some(s) if what && !skiff_meta::selector::valid_label_value(s) => {
                         if s.len() > 63 {
                             causes.push(Cause::invalid(path.clone(), s, &max_len(63)));
                         }
-                        if !crate::selector::label_value_format(s) {
+                        if !skiff_meta::selector::label_value_format(s) {
                             causes.push(Cause::invalid(path.clone(), s, "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"));
                         }
                     }
@@ -337,7 +308,7 @@ fn is_quota_hugepages(name: &str) -> bool {
 
 /// `validateResourceName`: a qualified name, standard unless it has a domain.
 fn validate_resource_name(name: &str, path: &str, causes: &mut Vec<Cause>) -> bool {
-    if !crate::selector::valid_label_key(name) {
+    if !skiff_meta::selector::valid_label_key(name) {
         causes.push(Cause::invalid(path, name, QUALIFIED_NAME_MSG));
         return false;
     }
@@ -642,7 +613,7 @@ fn validate_limit_range(obj: &Value, causes: &mut Vec<Cause>) {
     for (i, item) in limits.iter().enumerate() {
         let idx = format!("spec.limits[{i}]");
         let ty = item.get("type").and_then(Value::as_str).unwrap_or("");
-        if !crate::selector::valid_label_key(ty) {
+        if !skiff_meta::selector::valid_label_key(ty) {
             causes.push(Cause::invalid(
                 format!("{idx}.type"),
                 ty,
@@ -879,7 +850,7 @@ fn validate_replication_controller(obj: &Value, causes: &mut Vec<Cause>) {
     match obj.pointer("/spec/template").filter(|t| !t.is_null()) {
         None => causes.push(Cause::required("spec.template")),
         Some(t) => {
-            let labels = crate::selector::labels_of(t);
+            let labels = skiff_meta::selector::labels_of(t);
             if !selector.is_empty() && !selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
                 causes.push(invalid_raw(
                     "spec.template.metadata.labels",
@@ -896,7 +867,7 @@ fn validate_workload(obj: &Value, causes: &mut Vec<Cause>) {
     let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
     let selector = obj.pointer("/spec/selector").filter(|s| !s.is_null());
     let template_labels =
-        crate::selector::labels_of(obj.pointer("/spec/template").unwrap_or(&Value::Null));
+        skiff_meta::selector::labels_of(obj.pointer("/spec/template").unwrap_or(&Value::Null));
     match selector {
         None => causes.push(Cause::required("spec.selector")),
         Some(sel) => {
@@ -916,8 +887,8 @@ fn validate_workload(obj: &Value, causes: &mut Vec<Cause>) {
             }
         }
     }
-    let matches =
-        selector.is_some_and(|sel| crate::selector::label_selector_matches(sel, &template_labels));
+    let matches = selector
+        .is_some_and(|sel| skiff_meta::selector::label_selector_matches(sel, &template_labels));
     if !matches && obj.pointer("/spec/template").is_some() {
         causes.push(invalid_raw(
             "spec.template.metadata.labels",
@@ -1810,13 +1781,6 @@ mod tests {
 
     #[test]
     fn names() {
-        assert!(is_dns1123_label("a-1"));
-        assert!(!is_dns1123_label("A"));
-        assert!(!is_dns1123_label("-a"));
-        assert!(is_dns1123_subdomain("a.b-c.d"));
-        assert!(!is_dns1123_subdomain("a..b"));
-        assert!(!is_dns1123_subdomain("../etc"));
-        assert!(!is_dns1035_label("1abc"));
         assert!(check_name(NameRule::PathSegment, "system:controller:x").is_empty());
         assert!(!check_name(NameRule::PathSegment, "..").is_empty());
         // A subdomain's segments have no length of their own; the whole is 253.

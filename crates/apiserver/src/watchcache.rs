@@ -26,7 +26,6 @@ use serde_json::Value;
 use skiff_store::{Event, EventKind, RangeOptions, Revision, Store, WatchItem, WatchStream};
 use tokio::sync::broadcast;
 
-use crate::registry;
 use crate::resources::{Resource, RESOURCES};
 
 /// The store prefix every object lives under.
@@ -58,14 +57,14 @@ pub struct Prepared {
 pub fn prepare(res: &Resource, ev: &Event) -> Option<Prepared> {
     let (obj, prev) = match ev.kind {
         EventKind::Put => (
-            registry::decode_as(res, &ev.kv).ok()?,
+            crate::storage::decode_as(res, &ev.kv).ok()?,
             ev.prev_kv
                 .as_ref()
-                .and_then(|p| registry::decode_as(res, p).ok()),
+                .and_then(|p| crate::storage::decode_as(res, p).ok()),
         ),
         EventKind::Delete => {
-            let mut prev = registry::decode_as(res, ev.prev_kv.as_ref()?).ok()?;
-            registry::set_rv(&mut prev, ev.revision());
+            let mut prev = crate::storage::decode_as(res, ev.prev_kv.as_ref()?).ok()?;
+            skiff_meta::object::set_rv(&mut prev, ev.revision());
             (prev, None)
         }
     };
@@ -261,7 +260,7 @@ impl PendingCreate {
         self.done
             .get_or_init(|| {
                 let mut obj = lock(&self.obj).take().unwrap_or_default();
-                registry::set_rv(&mut obj, rev);
+                skiff_meta::object::set_rv(&mut obj, rev);
                 Arc::new(listed(self.key.as_bytes(), rev, obj))
             })
             .clone()
@@ -316,7 +315,7 @@ impl WatchCache {
         let resources: Vec<&'static Resource> = cached_resources().collect();
         for (i, res) in resources.iter().enumerate() {
             by_prefix
-                .entry(registry::prefix(res, None))
+                .entry(crate::storage::prefix(res, None))
                 .or_default()
                 .push(i);
         }
@@ -337,12 +336,6 @@ impl WatchCache {
         };
         tokio::spawn(cache.clone().run(store, shutdown));
         cache
-    }
-
-    /// The revision the cache reflects; `None` while it is (re)loading.
-    pub fn revision(&self) -> Option<Revision> {
-        let s = lock(&self.shared.state);
-        s.ready.then_some(s.rev)
     }
 
     /// Waits (up to `timeout`) until the cache reflects at least revision `rev`; false
@@ -425,7 +418,7 @@ impl WatchCache {
     fn index(&self, res: &Resource) -> Option<usize> {
         self.shared
             .by_prefix
-            .get(&registry::prefix(res, None))?
+            .get(&crate::storage::prefix(res, None))?
             .iter()
             .copied()
             .find(|&i| *self.shared.resources[i] == *res)
@@ -584,7 +577,7 @@ impl WatchCache {
                 continue;
             };
             for &i in idx {
-                if let Ok(obj) = registry::decode_as(self.shared.resources[i], kv) {
+                if let Ok(obj) = crate::storage::decode_as(self.shared.resources[i], kv) {
                     let p = listed(&kv.key, kv.mod_revision, obj);
                     caches[i].objects.insert(p.key.clone(), Arc::new(p));
                 }
@@ -720,7 +713,7 @@ mod tests {
         let answered = pending.finish(rev);
         assert!(Arc::ptr_eq(&held, &answered));
         let kv = store.get(key.as_bytes()).await?.ok_or("not stored")?;
-        assert_eq!(held.obj, registry::decode_as(cms, &kv)?);
+        assert_eq!(held.obj, crate::storage::decode_as(cms, &kv)?);
         assert_eq!(held.obj["metadata"]["resourceVersion"], rev.to_string());
         let line: Value = serde_json::from_slice(&held.line)?;
         assert_eq!(line["type"], "ADDED");

@@ -5,31 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::core::v1::{Node, NodeSelectorRequirement, NodeSelectorTerm, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-/// Whether `labels` satisfy a `metav1.LabelSelector`: every matchLabels pair and every
-/// matchExpressions requirement (In, NotIn, Exists, DoesNotExist). An empty selector
-/// matches everything; an unknown operator matches nothing.
-pub fn label_selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    for (k, v) in selector.match_labels.iter().flatten() {
-        if labels.get(k) != Some(v) {
-            return false;
-        }
-    }
-    for req in selector.match_expressions.iter().flatten() {
-        let values = req.values.as_deref().unwrap_or(&[]);
-        let got = labels.get(&req.key);
-        let ok = match req.operator.as_str() {
-            "In" => got.is_some_and(|g| values.contains(g)),
-            "NotIn" => got.is_none_or(|g| !values.contains(g)),
-            "Exists" => got.is_some(),
-            "DoesNotExist" => got.is_none(),
-            _ => false,
-        };
-        if !ok {
-            return false;
-        }
-    }
-    true
-}
+pub use skiff_meta::selector::typed_label_selector_matches as label_selector_matches;
 
 /// `metav1.LabelSelectorAsSelector` semantics for an optional selector: absent selects
 /// nothing, present-but-empty selects everything.

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+pub use crate::object::labels_of;
+
 /// A selector that failed to parse; the message is shown to the client as a 400.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unable to parse requirement: {0}")]
@@ -43,7 +45,7 @@ pub fn valid_label_key(key: &str) -> bool {
         None => (None, key),
     };
     if let Some(p) = prefix {
-        if p.is_empty() || p.len() > 253 || !crate::validation::is_dns1123_subdomain(p) {
+        if p.is_empty() || p.len() > 253 || !crate::names::is_dns1123_subdomain(p) {
             return false;
         }
     }
@@ -281,16 +283,33 @@ pub fn label_selector_matches(sel: &Value, labels: &BTreeMap<String, String>) ->
             })
 }
 
-/// `metadata.labels` of an object as a map.
-pub fn labels_of(obj: &Value) -> BTreeMap<String, String> {
-    obj.pointer("/metadata/labels")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
-                .collect()
-        })
-        .unwrap_or_default()
+/// Whether `labels` satisfy a typed `metav1.LabelSelector`: every matchLabels pair and
+/// every matchExpressions requirement (In, NotIn, Exists, DoesNotExist). An empty
+/// selector matches everything; an unknown operator matches nothing.
+pub fn typed_label_selector_matches(
+    selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    for (k, v) in selector.match_labels.iter().flatten() {
+        if labels.get(k) != Some(v) {
+            return false;
+        }
+    }
+    for req in selector.match_expressions.iter().flatten() {
+        let values = req.values.as_deref().unwrap_or(&[]);
+        let got = labels.get(&req.key);
+        let ok = match req.operator.as_str() {
+            "In" => got.is_some_and(|g| values.contains(g)),
+            "NotIn" => got.is_none_or(|g| !values.contains(g)),
+            "Exists" => got.is_some(),
+            "DoesNotExist" => got.is_none(),
+            _ => false,
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
 }
 
 /// A parsed field selector: `field=value`, `field==value`, `field!=value`, comma-separated.

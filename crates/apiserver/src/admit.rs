@@ -1,0 +1,125 @@
+//! The admission chain and after-write hooks the registry is handed, and the narrow view
+//! of the cluster they read and write through ([`Objects`], which the registry
+//! implements), so that admission plugins never name the registry.
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::options::{CachedObject, ListOptions, ListPage};
+use crate::resources::Resource;
+use crate::strategy::Subresource;
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// What admission plugins and hooks read and write of the cluster.
+#[async_trait]
+pub trait Objects: Send + Sync {
+    /// One object, read consistently.
+    async fn get(&self, res: &Resource, ns: Option<&str>, name: &str) -> ApiResult<Value>;
+    /// One object as the watch cache holds it now (what kube-apiserver's plugins read
+    /// from their informers).
+    async fn get_cached(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        name: &str,
+    ) -> ApiResult<CachedObject>;
+    /// The objects of `res` (in `ns`) that `opts` selects.
+    async fn list(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> ApiResult<ListPage>;
+    /// Creates `obj` unless it exists.
+    async fn ensure(&self, res: &Resource, ns: Option<&str>, obj: Value) -> ApiResult<()>;
+    /// Replaces the status of one object (a write to its status subresource).
+    async fn write_status(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        name: &str,
+        status: Value,
+    ) -> ApiResult<()>;
+    /// The cluster CA (PEM) published in every namespace.
+    fn root_ca(&self) -> Option<&str>;
+}
+
+/// The admission plugins a write passes, in kube-apiserver's order.
+#[async_trait]
+pub trait Admission: Send + Sync {
+    /// A new object (mutating plugins, then validating ones).
+    async fn admit_create(
+        &self,
+        objs: &dyn Objects,
+        res: &Resource,
+        obj: &mut Value,
+    ) -> ApiResult<()>;
+    /// An update of an object's main resource.
+    async fn admit_update(
+        &self,
+        objs: &dyn Objects,
+        res: &Resource,
+        old: &Value,
+        new: &Value,
+    ) -> ApiResult<()>;
+    /// An update through a subresource (status writes pass no plugin).
+    async fn admit_subresource(
+        &self,
+        _objs: &dyn Objects,
+        _res: &Resource,
+        _sub: Subresource,
+        _old: &Value,
+        _new: &Value,
+    ) -> ApiResult<()> {
+        Ok(())
+    }
+}
+
+/// What runs after a write reached the store: `old` is None for a create, `new` None for
+/// a removal.
+#[async_trait]
+pub trait AfterWrite: Send + Sync {
+    async fn after_write(
+        &self,
+        objs: &dyn Objects,
+        res: &Resource,
+        ns: Option<&str>,
+        old: Option<&Value>,
+        new: Option<&Value>,
+    ) -> ApiResult<()>;
+}
+
+/// No admission at all (a registry nobody handed a chain).
+pub struct Nothing;
+
+#[async_trait]
+impl Admission for Nothing {
+    async fn admit_create(&self, _: &dyn Objects, _: &Resource, _: &mut Value) -> ApiResult<()> {
+        Ok(())
+    }
+    async fn admit_update(
+        &self,
+        _: &dyn Objects,
+        _: &Resource,
+        _: &Value,
+        _: &Value,
+    ) -> ApiResult<()> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl AfterWrite for Nothing {
+    async fn after_write(
+        &self,
+        _: &dyn Objects,
+        _: &Resource,
+        _: Option<&str>,
+        _: Option<&Value>,
+        _: Option<&Value>,
+    ) -> ApiResult<()> {
+        Ok(())
+    }
+}
