@@ -1,5 +1,7 @@
 //! Runs the API server alone: `cargo run -p skiff-apiserver --example serve -- DATA_DIR [PORT]`.
 //! Prints the kubeconfig path; stop it with Ctrl-C.
+// A benchmark tool: a panic is its error report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

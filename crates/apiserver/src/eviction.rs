@@ -66,9 +66,12 @@ pub async fn evict(
             )));
         }
     }
-    let pods = crate::resources::lookup("", "v1", "pods").expect("pods are served");
-    let pdbs =
-        crate::resources::lookup("policy", "v1", "poddisruptionbudgets").expect("PDBs are served");
+    let served = |group, version, resource| {
+        crate::resources::lookup(group, version, resource)
+            .ok_or_else(|| ApiError::internal(format!("{resource} are not served")))
+    };
+    let pods = served("", "v1", "pods")?;
+    let pdbs = served("policy", "v1", "poddisruptionbudgets")?;
     let pod = reg.get(pods, Some(ns), name).await?;
     let phase = pod
         .pointer("/status/phase")

@@ -1,6 +1,8 @@
 //! Quota scopes and LimitRange items other than Container, driven by the real kubectl
 //! against a real server: what is admitted, what is refused with kube-apiserver's
 //! messages, what the quotas' `status.used` counts, and the validation of both kinds.
+// A test: a panic is its failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

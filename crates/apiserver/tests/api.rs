@@ -1,5 +1,7 @@
 //! API semantics through the real kubectl: conflicts, subresources, dry-run, generateName,
 //! finalizers, paging, authentication, size limits and expired watches.
+// A test: a panic is its failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

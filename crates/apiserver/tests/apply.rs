@@ -1,4 +1,6 @@
 //! Server-side apply and managed fields with the real kubectl, YAML request bodies.
+// A test: a panic is its failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -2,6 +2,8 @@
 //! dispatcher and the 1.27 and 1.33 clients: each must succeed and show what kubectl
 //! shows for that kind on a real cluster (the kind's own fields, and its events where
 //! kubectl lists events).
+// A test: a panic is its failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,4 +1,6 @@
 //! The real kubectl against a real server: the dispatcher and the 1.27 and 1.33 clients.
+// A test: a panic is its failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -3,6 +3,8 @@
 //! patches, request bodies over 3 MiB on HTTP/1.1 and HTTP/2, and objects larger than
 //! one store write takes. One test per file: the memory bound is read from this
 //! process, where the server runs.
+// A test: a panic is its failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -3,6 +3,8 @@
 //! templates (warnings only), version pins, namespace label validation and the warnings
 //! for existing pods when a namespace's enforce level is tightened, and the plugin's
 //! defaults and exemptions from `--admission-control-config-file`.
+// A test: a panic is its failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

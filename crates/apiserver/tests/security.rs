@@ -1,5 +1,7 @@
 //! Authorization, impersonation, tokens, certificate requests, the Node authorizer and
 //! pod admission, driven by the real kubectl.
+// A test: a panic is its failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,5 +1,7 @@
 //! Invalid objects of the common kinds are refused with 422 Invalid, kube-apiserver's
 //! field paths and messages, as the real kubectl prints them; immutable fields stay so.
+// A test: a panic is its failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

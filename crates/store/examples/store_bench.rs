@@ -3,6 +3,8 @@
 //! cargo run --release -p skiff-store --example store_bench -- [tasks] [creates] [value_bytes] [watchers]
 //! Defaults: 64 tasks, 50000 creates, 1024-byte values, 0 watchers. Uses a temp dir under
 //! $TMPDIR (fsync'd writes, as in production).
+// A benchmark tool: a panic is its error report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

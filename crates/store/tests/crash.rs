@@ -1,5 +1,7 @@
 //! kill -9 in the middle of a write storm leaves a committed prefix that holds every
 //! acknowledged write. The test re-runs its own binary as the writer child.
+// A test: a panic is its failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};

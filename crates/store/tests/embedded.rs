@@ -1,5 +1,7 @@
 //! Behaviour of the embedded backend through the `Store` trait: the shared scenarios of
 //! `common` (also run against etcd), plus what only the embedded backend does.
+// A test: a panic is its failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

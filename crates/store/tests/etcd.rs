@@ -4,6 +4,8 @@
 //! Every test starts its own etcd (`skiff_testsupport::etcd`: free ports, a throw-away
 //! data directory, killed when done), so tests run in parallel and leave nothing behind.
 //! Without etcd (`scripts/deps.sh` installs it) these tests fail rather than skip.
+// A test: a panic is its failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
