@@ -851,7 +851,7 @@ fn validate_replication_controller(obj: &Value, causes: &mut Vec<Cause>) {
         None => causes.push(Cause::required("spec.template")),
         Some(t) => {
             let labels = skiff_meta::selector::labels_of(t);
-            if !selector.is_empty() && !selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+            if !selector.is_empty() && !skiff_meta::selector::set_matches(&selector, &labels) {
                 causes.push(invalid_raw(
                     "spec.template.metadata.labels",
                     &go_string_map(&labels),

@@ -27,24 +27,7 @@ fn selects(
     sel: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
     labels: &BTreeMap<String, String>,
 ) -> bool {
-    let Some(sel) = sel else { return false };
-    let by_label = sel
-        .match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    by_label
-        && sel.match_expressions.iter().flatten().all(|e| {
-            let have = labels.get(&e.key);
-            let values = e.values.clone().unwrap_or_default();
-            match e.operator.as_str() {
-                "In" => have.is_some_and(|h| values.contains(h)),
-                "NotIn" => have.is_none_or(|h| !values.contains(h)),
-                "Exists" => have.is_some(),
-                "DoesNotExist" => have.is_none(),
-                _ => false,
-            }
-        })
+    sel.is_some_and(|sel| skiff_meta::selector::typed_label_selector_matches(sel, labels))
 }
 
 /// `value` of `of`: an integer as is, a percentage of `of` rounded up.

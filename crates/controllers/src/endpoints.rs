@@ -42,10 +42,8 @@ pub fn resolve_port(sp: &ServicePort, pod: &Pod) -> Option<i32> {
 }
 
 fn selects(selector: &BTreeMap<String, String>, pod: &Pod) -> bool {
-    let labels = pod.metadata.labels.as_ref();
-    selector
-        .iter()
-        .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+    static NONE: BTreeMap<String, String> = BTreeMap::new();
+    skiff_meta::selector::set_matches(selector, pod.metadata.labels.as_ref().unwrap_or(&NONE))
 }
 
 /// One pass over every Service.

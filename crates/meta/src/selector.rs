@@ -283,6 +283,12 @@ pub fn label_selector_matches(sel: &Value, labels: &BTreeMap<String, String>) ->
             })
 }
 
+/// Whether `labels` carry every pair of `set` (a Service's or a ReplicationController's
+/// selector, apimachinery's `SelectorFromSet`; an empty set matches everything).
+pub fn set_matches(set: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    set.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
 /// Whether `labels` satisfy a typed `metav1.LabelSelector`: every matchLabels pair and
 /// every matchExpressions requirement (In, NotIn, Exists, DoesNotExist). An empty
 /// selector matches everything; an unknown operator matches nothing.
@@ -290,8 +296,8 @@ pub fn typed_label_selector_matches(
     selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
     labels: &BTreeMap<String, String>,
 ) -> bool {
-    for (k, v) in selector.match_labels.iter().flatten() {
-        if labels.get(k) != Some(v) {
+    if let Some(set) = &selector.match_labels {
+        if !set_matches(set, labels) {
             return false;
         }
     }
