@@ -72,17 +72,7 @@ pub struct Readings {
 }
 
 fn meminfo(key: &str) -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| {
-                v.split_whitespace()
-                    .next()
-                    .and_then(|x| x.parse::<u64>().ok())
-            })
-        })
-        .unwrap_or(0)
-        * 1024
+    skiff_runtime::sys::meminfo(key).unwrap_or(0)
 }
 
 /// (available, capacity) in bytes of the filesystem holding `path`.

@@ -301,3 +301,17 @@ pub fn socketpair() -> io::Result<(libc::c_int, libc::c_int)> {
     })?;
     Ok((fds[0], fds[1]))
 }
+
+/// A field of the host's `/proc/meminfo` (`"MemTotal:"`, `"MemAvailable:"`, ...) in
+/// bytes; None if it cannot be read.
+pub fn meminfo(key: &str) -> Option<u64> {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(key))?
+        .split_whitespace()
+        .next()?
+        .parse::<u64>()
+        .ok()
+        .map(|kb| kb * 1024)
+}

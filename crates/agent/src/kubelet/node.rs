@@ -4,19 +4,7 @@
 use super::*;
 
 pub(super) fn meminfo_total() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|v| {
-                    v.split_whitespace()
-                        .next()
-                        .and_then(|x| x.parse::<u64>().ok())
-                })
-        })
-        .unwrap_or(0)
-        * 1024
+    skiff_runtime::sys::meminfo("MemTotal:").unwrap_or(0)
 }
 
 pub(super) fn disk_total(path: &std::path::Path) -> u64 {

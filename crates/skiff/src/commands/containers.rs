@@ -467,19 +467,7 @@ fn stats_once(root: &Path, all: bool, names: &[String]) -> Result<String> {
     .iter()
     .map(|s| s.to_string())
     .collect::<Vec<_>>()];
-    let host_mem = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|v| {
-                    v.split_whitespace()
-                        .next()
-                        .and_then(|x| x.parse::<u64>().ok())
-                })
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(u64::MAX);
+    let host_mem = skiff_runtime::sys::meminfo("MemTotal:").unwrap_or(u64::MAX);
     for (c, b) in list.iter().zip(before) {
         let (cpu, mem, lim, pids) = match &c.state.cgroup {
             Some(g) if c.state.status.is_active() => {
