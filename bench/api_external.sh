@@ -21,7 +21,7 @@ cleanup() {
 }
 trap cleanup EXIT
 echo 'benchtoken,bench,1000,"system:masters"' > "$W/tokens"
-"$SKIFF" --log-level warn server --disable-agent --data-dir "$W/server" --https-listen-port 0 \
+SKIFF_LOG=warn "$SKIFF" server --disable-agent --data-dir "$W/server" --https-listen-port 0 \
   --bind-address 127.0.0.1 --write-kubeconfig "$W/kc" --token-auth-file "$W/tokens" 2>"$W/server.log" &
 SPID=$!
 PORT=""
