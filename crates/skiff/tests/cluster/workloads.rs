@@ -239,7 +239,21 @@ fn a_daemonset_rolls_to_a_new_image_and_a_stuck_rollout_exceeds_its_deadline() {
         "busybox:v2=Running",
         30,
     );
-    assert!(!now.contains("busybox="), "{now}");
+    assert!(now.contains("busybox:v2=Running"), "{now}");
+    // `rollout status` is done once the new pod is available; the old one may still
+    // be terminating (as on Kubernetes), and then goes.
+    c.wait_empty(
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=agent",
+            "-o",
+            "jsonpath={range .items[?(@.spec.containers[0].image==\"busybox\")]}{.metadata.name} {end}",
+        ],
+        30,
+        "the old template's pod is still there",
+    );
     assert_ne!(
         c.ok(&["get", "pods", "-l", "app=agent", "-o", "name"]),
         first
