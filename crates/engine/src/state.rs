@@ -55,7 +55,7 @@ pub struct State {
     pub status: Status,
     pub pid: i32,
     pub monitor_pid: i32,
-    /// The monitor's start time (field 22 of /proc/<pid>/stat) to detect pid reuse.
+    /// The monitor's start time (field 22 of `/proc/<pid>/stat`) to detect pid reuse.
     pub monitor_start: u64,
     pub exit_code: i32,
     pub oom_killed: bool,
@@ -143,7 +143,7 @@ pub struct Record {
     pub created: String,
     /// The image reference as the user gave it.
     pub image: String,
-    /// "sha256:<hex>".
+    /// `"sha256:<hex>"`.
     pub image_id: String,
     pub path: String,
     pub args: Vec<String>,

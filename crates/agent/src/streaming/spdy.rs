@@ -3,7 +3,7 @@
 //! blocks with SPDY's dictionary, streams opened by the client (SYN_STREAM, answered
 //! with SYN_REPLY), data with FIN for half-close, PING echo, GOAWAY.
 //!
-//! A [`Session`] runs over any byte stream (an upgraded HTTP/1.1 connection, or a
+//! A session ([`serve`]) runs over any byte stream (an upgraded HTTP/1.1 connection, or a
 //! WebSocket tunnel carrying SPDY as kubectl ≥1.31 does for port-forward). It hands
 //! out each new [`Stream`] with its headers; data written with [`Writer`] goes out as
 //! DATA frames. Flow control (WINDOW_UPDATE) is not enforced by Go's spdystream
