@@ -107,42 +107,6 @@ pub async fn failed_create(
     .await;
 }
 
-/// A Go-style duration (`40s`, `5m`, `1m30s`, `500ms`, `2h`), as Kubernetes' flags take.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let mut total = 0f64;
-    let mut rest = s.trim();
-    if rest == "0" {
-        return Ok(std::time::Duration::ZERO);
-    }
-    if rest.is_empty() {
-        return Err("empty duration".into());
-    }
-    while !rest.is_empty() {
-        let n = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("missing unit in duration {s:?}"))?;
-        let value: f64 = rest[..n]
-            .parse()
-            .map_err(|_| format!("invalid duration {s:?}"))?;
-        rest = &rest[n..];
-        let u = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..u] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            other => return Err(format!("unknown unit {other:?} in duration {s:?}")),
-        };
-        total += value * scale;
-        rest = &rest[u..];
-    }
-    Ok(std::time::Duration::from_secs_f64(total))
-}
-
 /// Whether merging `patch` (a JSON merge patch) into `current` would change it: a
 /// controller writes a status only when it differs from what the cache shows.
 pub fn patch_changes<T: serde::Serialize>(current: &T, patch: &serde_json::Value) -> bool {
@@ -336,7 +300,6 @@ pub mod workloads;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn a_patch_that_changes_nothing_is_not_sent() {
@@ -371,15 +334,5 @@ mod tests {
         assert_eq!(pod["spec"], template["spec"]);
         let long = "a".repeat(253);
         assert_eq!(pods_prefix(&long), long);
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("40s"), Ok(Duration::from_secs(40)));
-        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        assert!(parse_duration("40").is_err());
-        assert!(parse_duration("4x").is_err());
     }
 }

@@ -6,8 +6,88 @@ pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// Why a duration could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("invalid duration {0:?}: empty")]
+    Empty(String),
+    #[error("invalid duration {0:?}: missing unit (ns, us, ms, s, m, h)")]
+    MissingUnit(String),
+    #[error("invalid duration {0:?}: not a number")]
+    Number(String),
+    #[error("invalid duration {input:?}: unknown unit {unit:?}")]
+    Unit { input: String, unit: String },
+}
+
+/// A Go duration (`time.ParseDuration`): `40s`, `5m`, `1m30s`, `1.5h`, `500ms`, `0`, as
+/// Kubernetes' flags and Dockerfile `HEALTHCHECK` options take them.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, DurationError> {
+    if s == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    if s.is_empty() {
+        return Err(DurationError::Empty(s.into()));
+    }
+    let mut nanos = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| DurationError::MissingUnit(s.into()))?;
+        let value: f64 = rest[..n]
+            .parse()
+            .map_err(|_| DurationError::Number(s.into()))?;
+        rest = &rest[n..];
+        let u = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..u] {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            unit => {
+                return Err(DurationError::Unit {
+                    input: s.into(),
+                    unit: unit.into(),
+                })
+            }
+        };
+        nanos += value * scale;
+        rest = &rest[u..];
+    }
+    Ok(std::time::Duration::from_nanos(nanos as u64))
+}
+
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        let d = |s| parse_duration(s).map(|d| d.as_millis());
+        assert_eq!(d("40s"), Ok(40_000));
+        assert_eq!(d("1m30s"), Ok(90_000));
+        assert_eq!(d("1.5h"), Ok(5_400_000));
+        assert_eq!(d("500ms"), Ok(500));
+        assert_eq!(d("0"), Ok(0));
+        assert_eq!(
+            parse_duration("3").unwrap_err().to_string(),
+            "invalid duration \"3\": missing unit (ns, us, ms, s, m, h)"
+        );
+        assert!(matches!(
+            parse_duration("2d"),
+            Err(DurationError::Unit { .. })
+        ));
+        assert!(matches!(parse_duration(""), Err(DurationError::Empty(_))));
+        assert!(matches!(
+            parse_duration("1..2s"),
+            Err(DurationError::Number(_))
+        ));
+    }
+
     #[test]
     fn whole_seconds_in_utc() {
         let t = super::now();

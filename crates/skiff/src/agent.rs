@@ -41,21 +41,21 @@ pub struct AgentFlags {
 pub struct NodeFlags {
     /// The first delay before restarting a container that failed again.
     #[arg(long = "initial-container-restart-period", default_value = "10s",
-          value_parser = skiff_controllers::parse_duration)]
+          value_parser = skiff_meta::time::parse_duration)]
     pub initial_restart: std::time::Duration,
     /// The longest delay between restarts (Kubernetes' maxContainerRestartPeriod).
     #[arg(long = "max-container-restart-period", default_value = "300s",
-          value_parser = skiff_controllers::parse_duration)]
+          value_parser = skiff_meta::time::parse_duration)]
     pub max_restart: std::time::Duration,
     /// How often the node agent's housekeeping runs (node pressure and eviction, image
     /// garbage collection, directories of deleted volumes).
     #[arg(long = "housekeeping-interval", default_value = "10s",
-          value_parser = skiff_controllers::parse_duration)]
+          value_parser = skiff_meta::time::parse_duration)]
     pub housekeeping_interval: std::time::Duration,
     /// How often the node agent brings running pods' configMap, secret, downwardAPI and
     /// projected volumes up to date (the kubelet's --sync-frequency).
     #[arg(long = "sync-frequency", default_value = "1m",
-          value_parser = skiff_controllers::parse_duration)]
+          value_parser = skiff_meta::time::parse_duration)]
     pub sync_frequency: std::time::Duration,
     /// Containers' logs are rotated once they reach this size (a quantity).
     #[arg(long = "container-log-max-size", default_value = "10Mi", value_parser = parse_bytes)]
@@ -74,7 +74,7 @@ pub struct NodeFlags {
     pub image_gc_low_threshold: u64,
     /// An unused image is removed only once this node has known it this long.
     #[arg(long = "minimum-image-ttl-duration", default_value = "2m",
-          value_parser = skiff_controllers::parse_duration)]
+          value_parser = skiff_meta::time::parse_duration)]
     pub minimum_image_ttl_duration: std::time::Duration,
     /// The cgroup this node's pods run under, as the kubelet's `--cgroup-root`: pods
     /// get `<cgroup-root>/kubepods/pod<uid>`. Relative to the agent's own cgroup

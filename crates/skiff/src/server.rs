@@ -66,12 +66,12 @@ pub struct ServerFlags {
     pub disable_controller_manager: bool,
     /// How long a node's Lease may go unrenewed before the node is unreachable.
     #[arg(long = "node-monitor-grace-period", default_value = "40s",
-          value_parser = skiff_controllers::parse_duration)]
+          value_parser = skiff_meta::time::parse_duration)]
     pub node_monitor_grace_period: std::time::Duration,
     /// The shortest ServiceAccount token lifetime accepted (Kubernetes: 10 minutes);
     /// for tests of token rotation only.
     #[arg(long = "service-account-min-token-expiration", default_value = "10m", hide = true,
-          value_parser = skiff_controllers::parse_duration)]
+          value_parser = skiff_meta::time::parse_duration)]
     pub min_token_expiration: std::time::Duration,
     /// kube-apiserver's `--admission-control-config-file`: an AdmissionConfiguration
     /// (the PodSecurity plugin's defaults and exemptions).
