@@ -334,6 +334,9 @@ pub trait RuntimeService: Send + Sync {
     fn start_container(&self, id: &str) -> Result<()>;
     /// StopContainer: the stop signal, then SIGKILL after `timeout`; no restart.
     fn stop_container(&self, id: &str, timeout: Duration) -> Result<()>;
+    /// Kill the container's process so that its restart policy restarts it (a failed
+    /// liveness probe or postStart hook), unlike StopContainer.
+    fn kill_container(&self, id: &str) -> Result<()>;
     /// RemoveContainer (stopping it first if it still runs).
     fn remove_container(&self, id: &str) -> Result<()>;
     fn container_status(&self, id: &str) -> Result<ContainerStatus>;
@@ -582,6 +585,10 @@ impl RuntimeService for EngineRuntime {
 
     fn stop_container(&self, id: &str, timeout: Duration) -> Result<()> {
         Ok(self.engine.stop(id, Some(timeout.as_secs() as i64))?)
+    }
+
+    fn kill_container(&self, id: &str) -> Result<()> {
+        Ok(self.engine.crash(id)?)
     }
 
     fn remove_container(&self, id: &str) -> Result<()> {

@@ -424,13 +424,8 @@ fn start_containers(
                     "FailedPostStartHook",
                     &format!("PostStartHook failed: {why}"),
                 );
-                if let Ok(st) = rt.container_status(&id) {
-                    if st.pid > 0 {
-                        let _ = nix::sys::signal::kill(
-                            nix::unistd::Pid::from_raw(st.pid),
-                            nix::sys::signal::Signal::SIGKILL,
-                        );
-                    }
+                if let Err(e) = rt.kill_container(&id) {
+                    tracing::warn!(container = %id, error = %e, "killing the container after its failed postStart hook");
                 }
             }
         }

@@ -499,6 +499,30 @@ impl Engine {
         }
     }
 
+    /// SIGKILL the container's main process as a crash, which its restart policy
+    /// answers (the node agent's failed liveness probe or postStart hook); unlike
+    /// `kill`, no stop by hand is recorded.
+    pub fn crash(&self, reference: &str) -> Result<()> {
+        let c = self.get(reference)?;
+        if !c.state.status.is_active() || c.state.pid <= 0 {
+            return Err(EngineError::Conflict(format!(
+                "Container {} is not running",
+                c.record.id
+            )));
+        }
+        tracing::info!(container = %c.record.id, "killing the container for its restart policy");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.state.pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .map_err(|e| {
+            EngineError::io(
+                format!("killing container {}", c.record.id),
+                std::io::Error::from(e),
+            )
+        })
+    }
+
     /// Send a signal to the container's main process.
     pub fn kill(&self, reference: &str, signal: &str) -> Result<()> {
         let mut c = self.get(reference)?;

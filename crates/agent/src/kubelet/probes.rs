@@ -84,11 +84,8 @@ pub fn probe_pass(
                 });
                 // Not StopContainer: that is a user's stop and disables the restart
                 // policy; this restart is the policy's to carry out.
-                if ct.pid > 0 {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(ct.pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
+                if let Err(e) = runtime.kill_container(id) {
+                    tracing::warn!(pod = %uid, container = %c.name, error = %e, "killing the container after its failed probe");
                 }
                 k.prober.forget(id);
             }
