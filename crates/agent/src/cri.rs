@@ -337,6 +337,12 @@ pub trait RuntimeService: Send + Sync {
     /// Kill the container's process so that its restart policy restarts it (a failed
     /// liveness probe or postStart hook), unlike StopContainer.
     fn kill_container(&self, id: &str) -> Result<()>;
+    /// Remove the node's pod cgroup parent (and the cgroup root above it) where no
+    /// pod is left in it (best effort; the agent's shutdown).
+    fn remove_pods_cgroup(&self, pods_cgroup: &str);
+    /// Remove a stopped pod's cgroup (`<pods_cgroup>/pod<uid>`), once its containers'
+    /// groups are gone.
+    fn remove_pod_cgroup(&self, cgroup: &str);
     /// RemoveContainer (stopping it first if it still runs).
     fn remove_container(&self, id: &str) -> Result<()>;
     fn container_status(&self, id: &str) -> Result<ContainerStatus>;
@@ -589,6 +595,14 @@ impl RuntimeService for EngineRuntime {
 
     fn kill_container(&self, id: &str) -> Result<()> {
         Ok(self.engine.crash(id)?)
+    }
+
+    fn remove_pods_cgroup(&self, pods_cgroup: &str) {
+        skiff_engine::cgroups::remove_pods_cgroup(pods_cgroup)
+    }
+
+    fn remove_pod_cgroup(&self, cgroup: &str) {
+        skiff_engine::cgroups::remove_pod_cgroup(cgroup)
     }
 
     fn remove_container(&self, id: &str) -> Result<()> {

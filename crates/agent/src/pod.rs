@@ -89,36 +89,6 @@ pub fn pods_cgroup(cgroup_root: &str) -> String {
     }
 }
 
-/// The directories of cgroup `path` (relative to this process's own cgroup unless
-/// it starts with `/`) in every hierarchy.
-pub fn cgroup_dirs(path: &str) -> Vec<PathBuf> {
-    let Ok(host) = skiff_runtime::cgroups::Host::detect() else {
-        return Vec::new();
-    };
-    let (parent, name) = match path.trim_end_matches('/').rsplit_once('/') {
-        Some(("", n)) => ("/", n),
-        Some((p, n)) => (p, n),
-        None => ("", path),
-    };
-    host.paths_for(parent, name).into_values().collect()
-}
-
-/// Removes a node's pod cgroup parent and the `--cgroup-root` above it in every
-/// hierarchy, if no pod is left in them (best effort).
-pub fn remove_pods_cgroup(pods_cgroup: &str) {
-    let root = pods_cgroup
-        .trim_end_matches('/')
-        .rsplit_once('/')
-        .map(|(r, _)| r);
-    for p in cgroup_dirs(pods_cgroup) {
-        if std::fs::remove_dir(&p).is_ok() && !matches!(root, None | Some("")) {
-            if let Some(up) = p.parent() {
-                let _ = std::fs::remove_dir(up);
-            }
-        }
-    }
-}
-
 /// A pod started on this node (kept as `running.json` in the pod's directory, so a
 /// restarted agent re-adopts it instead of starting it again).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -1089,17 +1059,7 @@ pub fn stop_pod(
     }
     rt.stop_pod_sandbox(&running.sandbox)?;
     // The pod-level cgroup the containers were children of.
-    // The containers' monitors remove their own groups as they finish: wait for them.
-    for p in cgroup_dirs(&running.cgroup()) {
-        for _ in 0..100 {
-            match std::fs::remove_dir(&p) {
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                _ => break,
-            }
-        }
-    }
+    rt.remove_pod_cgroup(&running.cgroup());
     volumes::remove_pod_volumes(&running.dir).map_err(|e| PodError::Volume(e.to_string()))?;
     let _ = std::fs::remove_dir_all(&running.dir);
     Ok(())

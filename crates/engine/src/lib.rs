@@ -7,6 +7,7 @@
 //! The CLI is a thin layer over this library; the node agent calls it in-process.
 
 pub mod build;
+pub mod cgroups;
 pub mod cleanup;
 pub mod create;
 pub mod dns;

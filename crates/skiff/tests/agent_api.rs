@@ -377,11 +377,11 @@ fn a_two_container_pod_with_an_init_container_and_shared_volumes() {
     assert!(!running.dir.exists());
     skiff_engine::network::teardown(&rt.bridge).unwrap();
     // The pod's group went with it; the node's parent goes once no pod is left.
-    for p in skiff_agent::pod::cgroup_dirs(&running.cgroup()) {
+    for p in skiff_engine::cgroups::cgroup_dirs(&running.cgroup()) {
         assert!(!p.exists(), "{} left behind", p.display());
     }
-    skiff_agent::pod::remove_pods_cgroup(&node.pods_cgroup);
-    for p in skiff_agent::pod::cgroup_dirs(&node.pods_cgroup) {
+    skiff_engine::cgroups::remove_pods_cgroup(&node.pods_cgroup);
+    for p in skiff_engine::cgroups::cgroup_dirs(&node.pods_cgroup) {
         assert!(!p.exists(), "{} left behind", p.display());
         assert!(!p.parent().unwrap().exists(), "{} left behind", p.display());
     }
@@ -442,7 +442,7 @@ fn the_infra_process_lives_in_the_pod_cgroup_and_ends_on_sigterm() {
             assert!(!d.exists(), "sandbox cgroup {} removed", d.display());
         }
     }
-    for d in skiff_agent::pod::cgroup_dirs(&parent) {
+    for d in skiff_engine::cgroups::cgroup_dirs(&parent) {
         let _ = std::fs::remove_dir(&d);
         if let Some(p) = d.parent() {
             let _ = std::fs::remove_dir(p);

@@ -268,7 +268,7 @@ pub fn lenient_eviction(extra: &[String]) -> Vec<String> {
 /// agent's default `--cgroup-root`).
 pub fn pod_cgroups(node: &str, uid: &str) -> Vec<std::path::PathBuf> {
     let parent = skiff_agent::pod::pods_cgroup(&skiff_agent::pod::default_cgroup_root(node));
-    skiff_agent::pod::cgroup_dirs(&format!("{parent}/pod{uid}"))
+    skiff_engine::cgroups::cgroup_dirs(&format!("{parent}/pod{uid}"))
 }
 
 /// Removes what node `node`'s agent on `root` may have left: pods' infra processes,
@@ -296,7 +296,7 @@ pub fn clean_node_root(root: &Root, node: &str) {
             let _ = std::fs::remove_dir(p);
         }
     }
-    skiff_agent::pod::remove_pods_cgroup(&skiff_agent::pod::pods_cgroup(
+    skiff_engine::cgroups::remove_pods_cgroup(&skiff_agent::pod::pods_cgroup(
         &skiff_agent::pod::default_cgroup_root(node),
     ));
     let _ = Command::new("ip")

@@ -199,7 +199,7 @@ pub async fn run(
                 watch.abort();
                 // Pods keep running across restarts of the agent; with none left, the
                 // node's pod cgroups go too.
-                crate::pod::remove_pods_cgroup(&cfg.node.pods_cgroup);
+                runtime.remove_pods_cgroup(&cfg.node.pods_cgroup);
                 return Ok(());
             }
             _ = lease_tick.tick() => {

@@ -851,7 +851,7 @@ fn an_agent_joins_by_token_and_runs_pods_as_its_node() {
     }
     // Not in the parent every agent used to share.
     for uid in [&uid_a, &uid_b] {
-        let shared = skiff_agent::pod::cgroup_dirs(&format!("kubepods/pod{uid}"));
+        let shared = skiff_engine::cgroups::cgroup_dirs(&format!("kubepods/pod{uid}"));
         assert!(shared.iter().all(|d| !d.exists()), "{shared:?}");
     }
     c.ok(&[
