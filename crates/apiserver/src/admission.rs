@@ -22,7 +22,7 @@ use crate::quota::{container_list, pod_resources, Amount, Usage};
 use crate::resources::{lookup, Resource};
 use crate::strategy::Subresource;
 
-type ApiResult<T> = Result<T, ApiError>;
+use crate::error::ApiResult;
 
 /// The admission chain of writes, in kube-apiserver's order: the mutating plugins
 /// (LimitRanger, ServiceAccount, Priority, DefaultStorageClass, in-use protection), then

@@ -5,12 +5,11 @@
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::error::ApiError;
 use crate::options::{CachedObject, ListOptions, ListPage};
 use crate::resources::Resource;
 use crate::strategy::Subresource;
 
-type ApiResult<T> = Result<T, ApiError>;
+use crate::error::ApiResult;
 
 /// What admission plugins and hooks read and write of the cluster.
 #[async_trait]

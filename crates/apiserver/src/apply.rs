@@ -13,7 +13,7 @@ use crate::state::State;
 use crate::strategy::Subresource;
 use skiff_meta::object::without_rv;
 
-type ApiResult<T> = Result<T, ApiError>;
+use crate::error::ApiResult;
 
 /// `PATCH` with `application/apply-patch+yaml`: server-side apply of the body by `manager`,
 /// creating the object if it does not exist.

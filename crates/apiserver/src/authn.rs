@@ -18,7 +18,7 @@ use crate::registry::Registry;
 use crate::resources::lookup;
 use crate::user::User;
 
-type ApiResult<T> = Result<T, ApiError>;
+use crate::error::ApiResult;
 
 /// The issuer and default audience of ServiceAccount tokens (kube-apiserver's default
 /// `--service-account-issuer` in k3s).

@@ -17,7 +17,7 @@ use crate::resources::Resource;
 use crate::strategy::{now_rfc3339, Subresource};
 use crate::user::User;
 
-type ApiResult<T> = Result<T, ApiError>;
+use crate::error::ApiResult;
 
 pub const KUBELET_CLIENT: &str = "kubernetes.io/kube-apiserver-client-kubelet";
 pub const CLIENT: &str = "kubernetes.io/kube-apiserver-client";

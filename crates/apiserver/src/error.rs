@@ -36,6 +36,9 @@ impl Error {
 /// Result alias for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The result of serving (part of) one API request.
+pub(crate) type ApiResult<T> = std::result::Result<T, ApiError>;
+
 /// One cause of an Invalid error: a field path and what is wrong with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cause {

@@ -13,7 +13,7 @@
 
 use crate::error::{ApiError, Cause};
 
-type ApiResult<T> = Result<T, ApiError>;
+use crate::error::ApiResult;
 use crate::registry::{DeleteOptions, ListOptions, Registry};
 use crate::strategy::Subresource;
 use serde_json::{json, Value};

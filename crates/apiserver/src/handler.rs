@@ -30,7 +30,7 @@ use crate::table::{self, IncludeObject};
 use crate::user::User;
 use skiff_meta::object::without_rv;
 
-type ApiResult<T> = Result<T, ApiError>;
+use crate::error::ApiResult;
 
 /// Adds what admission collected to a response: `Warning` headers; audit annotations
 /// go to the server log at debug level (skiff keeps no audit log; PodSecurity's audit
@@ -692,45 +692,7 @@ async fn resource_request(
             let dry = dry_run(&q)?;
             let (body, ct) = read_body(req).await?;
             let binding = parse_json_body(&body, ct.as_deref())?;
-            let node = binding
-                .pointer("/target/name")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            if node.is_empty() {
-                return Err(ApiError::invalid(
-                    "",
-                    "Binding",
-                    name,
-                    vec![crate::error::Cause::required("target.name")],
-                ));
-            }
-            reg.update(res, ns, name, Subresource::Binding, dry, |old| {
-                let current = old
-                    .pointer("/spec/nodeName")
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
-                if !current.is_empty() {
-                    return Err(ApiError::new(
-                        409,
-                        "Conflict",
-                        format!(
-                            "Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is already assigned to node \"{current}\""
-                        ),
-                    ));
-                }
-                if old.pointer("/metadata/deletionTimestamp").is_some() {
-                    return Err(ApiError::new(
-                        409,
-                        "Conflict",
-                        format!("Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is being deleted, cannot be assigned to a host"),
-                    ));
-                }
-                let mut new = without_rv(old);
-                new["spec"]["nodeName"] = json!(node);
-                Ok(new)
-            })
-            .await?;
+            crate::binding::bind(reg, res, ns, name, dry, &binding).await?;
             Ok(json_response(
                 201,
                 &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),

@@ -59,6 +59,7 @@ mod admit;
 mod apply;
 mod authn;
 mod authz;
+mod binding;
 mod convert;
 mod csr;
 mod discovery;

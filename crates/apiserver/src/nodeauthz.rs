@@ -12,7 +12,7 @@ use crate::resources::{lookup, Resource};
 use crate::user::User;
 use skiff_meta::selector::FieldSelector;
 
-type ApiResult<T> = Result<T, ApiError>;
+use crate::error::ApiResult;
 
 pub const NODES_GROUP: &str = "system:nodes";
 

@@ -23,7 +23,7 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
-type ApiResult<T> = Result<T, ApiError>;
+use crate::error::ApiResult;
 
 /// The TLS client the server uses towards node agents.
 pub fn kubelet_client_tls(

@@ -13,7 +13,7 @@ use crate::options::{DeleteOptions, ListOptions};
 use crate::registry;
 use crate::resources::Resource;
 
-type ApiResult<T> = Result<T, ApiError>;
+use crate::error::ApiResult;
 
 /// `fieldValidation`: how unknown fields are treated.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -39,7 +39,7 @@ use crate::error::{ApiError, Cause};
 use crate::options::ListOptions;
 use crate::resources::{lookup, Resource};
 
-type ApiResult<T> = Result<T, ApiError>;
+use crate::error::ApiResult;
 
 pub const LABEL_PREFIX: &str = "pod-security.kubernetes.io/";
 pub const ENFORCE_LABEL: &str = "pod-security.kubernetes.io/enforce";

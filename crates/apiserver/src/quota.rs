@@ -26,7 +26,7 @@ use crate::quantity::{from_milli_as, milli_value};
 use crate::resources::{lookup, Resource, RESOURCES};
 use skiff_meta::object::name_of;
 
-type ApiResult<T> = Result<T, ApiError>;
+use crate::error::ApiResult;
 
 /// A quantity in thousandths with the text of the first non-zero quantity summed into it
 /// (whose format — `Mi`, `G`, `m` — the sum is written in, as `Quantity.Add` keeps it).

@@ -13,7 +13,7 @@ use crate::registry::{ListOptions, Registry};
 use crate::resources::lookup;
 use crate::user::User;
 
-type ApiResult<T> = Result<T, ApiError>;
+use crate::error::ApiResult;
 
 /// What a request wants to do (kube-apiserver's `authorizer.Attributes`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

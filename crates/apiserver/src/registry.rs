@@ -17,7 +17,7 @@ use crate::strategy::{self, Subresource};
 use crate::watchcache::{Prepared, WatchCache};
 use skiff_meta::object::{name_of, rv_of, set_rv};
 
-type ApiResult<T> = Result<T, ApiError>;
+use crate::error::ApiResult;
 
 /// How long a consistent read waits for the watch cache before reading the store.
 const CONSISTENT_WAIT: Duration = Duration::from_millis(500);

@@ -12,7 +12,7 @@ use crate::resources::Resource;
 use crate::state::State;
 use crate::user::User;
 
-type ApiResult<T> = Result<T, ApiError>;
+use crate::error::ApiResult;
 
 /// The create-only review resources: `authorization.k8s.io/v1` access reviews (answered
 /// by the authorizer), `authentication.k8s.io/v1` SelfSubjectReview (`kubectl auth

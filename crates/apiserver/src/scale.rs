@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use crate::error::ApiError;
 use crate::resources::Resource;
 
-type ApiResult<T> = Result<T, ApiError>;
+use crate::error::ApiResult;
 
 pub(crate) fn selector_of(obj: &Value) -> String {
     let Some(ml) = obj

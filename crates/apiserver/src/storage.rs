@@ -8,7 +8,7 @@ use skiff_store::KeyValue;
 use crate::error::ApiError;
 use crate::resources::Resource;
 
-type ApiResult<T> = Result<T, ApiError>;
+use crate::error::ApiResult;
 
 pub fn key(res: &Resource, ns: Option<&str>, name: &str) -> String {
     match (res.namespaced, ns) {

@@ -25,7 +25,7 @@ use crate::state::State;
 use crate::table::{self, IncludeObject};
 use crate::watchcache::{Prepared, Source};
 
-type ApiResult<T> = Result<T, ApiError>;
+use crate::error::ApiResult;
 
 /// Where a watch's producer puts its event lines.
 #[derive(Clone, Default)]
