@@ -5,12 +5,12 @@
 // A test: a panic is its failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use skiff_testsupport::server;
+use std::process::{Command, Output, Stdio};
 
 const EXE: &str = env!("CARGO_BIN_EXE_skiff");
 
-/// The message has no segment (between ": ") said twice, and is one line.
+/// No line of the message says a segment (between ": ") twice.
 fn assert_said_once(what: &str, msg: &str) {
     let msg = msg.trim_end();
     assert!(!msg.is_empty(), "{what}: no message");
@@ -32,33 +32,11 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
 }
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
-        let _ = self.0.wait();
-    }
-}
-
-fn server_cmd(dir: &std::path::Path, kubeconfig: &str) -> Command {
-    let mut c = Command::new(EXE);
-    c.args([
-        "--log-level",
-        "warn",
-        "server",
-        "--disable-agent",
-        "--https-listen-port",
-        "0",
-        "--bind-address",
-        "127.0.0.1",
-    ])
-    .arg("--data-dir")
-    .arg(dir.join("data"))
-    .arg("--write-kubeconfig")
-    .arg(dir.join(kubeconfig))
-    .stdin(Stdio::null())
-    .stdout(Stdio::null());
+/// `skiff server` (no node) on `dir`, its kubeconfig at `dir/<kubeconfig>`, logging
+/// warnings only.
+fn server_cmd(dir: &std::path::Path, kubeconfig: &str) -> std::process::Command {
+    let mut c = server::command(EXE, &dir.join("data"), &dir.join(kubeconfig), &[]);
+    c.env("SKIFF_LOG", "warn");
     c
 }
 
@@ -114,21 +92,7 @@ fn cli_errors_name_the_object_and_say_the_reason_once() {
 #[test]
 fn server_and_api_errors_say_the_reason_once() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = server_cmd(dir.path(), "kubeconfig")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(err.read_line(&mut line).unwrap() > 0, "server exited");
-        if line.contains("API on port") {
-            break;
-        }
-    }
-    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
-    let _server = Server(child);
+    let _server = server::Server::start(server_cmd(dir.path(), "kubeconfig"));
 
     // A second server on the same data directory: the store's lock, said once.
     let o = server_cmd(dir.path(), "kubeconfig2").output().unwrap();
