@@ -139,6 +139,20 @@ pub fn table(rows: &[Vec<String>]) -> String {
 /// Evaluate a Go-template subset over a JSON value: literal text, `{{.A.B}}`,
 /// `{{json .A}}`, `{{index .A "k"}}`, `{{range .A}}...{{end}}` with `{{.}}` inside,
 /// `{{println}}`. Unknown actions are an error naming them.
+/// What `inspect` prints for `out`: each object through `--format`'s template, else
+/// the array as indented JSON (docker's output).
+pub fn print_inspect(out: &[Value], fmt: Option<&str>) -> anyhow::Result<()> {
+    match fmt {
+        Some(t) => {
+            for v in out {
+                println!("{}", template(t, v).map_err(|m| anyhow::anyhow!(m))?);
+            }
+        }
+        None => println!("{}", serde_json::to_string_pretty(out)?),
+    }
+    Ok(())
+}
+
 pub fn template(tpl: &str, v: &Value) -> Result<String, String> {
     let mut out = String::new();
     render(tpl, v, &mut out)?;

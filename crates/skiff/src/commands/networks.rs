@@ -172,14 +172,7 @@ pub(crate) fn network(root: &Path, n: NetworkCmd) -> Result<i32> {
                     "Labels": n.labels,
                 }));
             }
-            match fmt {
-                Some(t) => {
-                    for v in &out {
-                        println!("{}", format::template(&t, v).map_err(|m| anyhow!(m))?);
-                    }
-                }
-                None => println!("{}", serde_json::to_string_pretty(&out)?),
-            }
+            format::print_inspect(&out, fmt.as_deref())?;
             Ok(0)
         }
         NetworkCmd::Rm { names } => {

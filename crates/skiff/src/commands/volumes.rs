@@ -3,7 +3,7 @@
 
 use super::engine;
 use crate::format;
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use clap::Subcommand;
 use skiff_engine::Engine;
 use std::path::Path;
@@ -77,14 +77,7 @@ pub(crate) fn volume(root: &Path, v: VolumeCmd) -> Result<i32> {
                     &e.root, n,
                 )?)?);
             }
-            match fmt {
-                Some(t) => {
-                    for v in &out {
-                        println!("{}", format::template(&t, v).map_err(|m| anyhow!(m))?);
-                    }
-                }
-                None => println!("{}", serde_json::to_string_pretty(&out)?),
-            }
+            format::print_inspect(&out, fmt.as_deref())?;
             Ok(0)
         }
         VolumeCmd::Rm { force, names } => {
