@@ -24,25 +24,55 @@ pub struct Schedule {
     dow_star: bool,
 }
 
-fn field(s: &str, lo: u32, hi: u32, names: &[&str]) -> Result<Vec<u32>, String> {
+/// Why a cron schedule does not parse; each names the offending field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleError {
+    /// Not five fields (after expanding `@hourly` and the like).
+    #[error("expected exactly 5 fields, found {found}: {schedule}")]
+    Fields {
+        /// How many fields there were.
+        found: usize,
+        /// The schedule as written.
+        schedule: String,
+    },
+    /// A `/step` that is not a positive number.
+    #[error("bad step in {0}")]
+    Step(String),
+    /// A value that is neither a number nor a known name.
+    #[error("bad value {value} in {field}")]
+    Value {
+        /// The value.
+        value: String,
+        /// The field it is in.
+        field: String,
+    },
+    /// A value or range outside the field's bounds.
+    #[error("value out of range in {0}")]
+    Range(String),
+}
+
+fn field(s: &str, lo: u32, hi: u32, names: &[&str]) -> Result<Vec<u32>, ScheduleError> {
     let mut out = Vec::new();
     for part in s.split(',') {
         let (range, step) = match part.split_once('/') {
             Some((r, st)) => (
                 r,
-                st.parse::<u32>().map_err(|_| format!("bad step in {s}"))?,
+                st.parse::<u32>()
+                    .map_err(|_| ScheduleError::Step(s.to_string()))?,
             ),
             None => (part, 1),
         };
         if step == 0 {
-            return Err(format!("bad step in {s}"));
+            return Err(ScheduleError::Step(s.to_string()));
         }
-        let num = |x: &str| -> Result<u32, String> {
+        let num = |x: &str| -> Result<u32, ScheduleError> {
             if let Some(i) = names.iter().position(|n| n.eq_ignore_ascii_case(x)) {
                 return Ok(i as u32 + lo);
             }
-            x.parse::<u32>()
-                .map_err(|_| format!("bad value {x} in {s}"))
+            x.parse::<u32>().map_err(|_| ScheduleError::Value {
+                value: x.to_string(),
+                field: s.to_string(),
+            })
         };
         let (a, b) = if range == "*" {
             (lo, hi)
@@ -53,7 +83,7 @@ fn field(s: &str, lo: u32, hi: u32, names: &[&str]) -> Result<Vec<u32>, String> 
             (v, if part.contains('/') { hi } else { v })
         };
         if a < lo || b > hi || a > b {
-            return Err(format!("value out of range in {s}"));
+            return Err(ScheduleError::Range(s.to_string()));
         }
         out.extend((a..=b).step_by(step as usize));
     }
@@ -63,7 +93,8 @@ fn field(s: &str, lo: u32, hi: u32, names: &[&str]) -> Result<Vec<u32>, String> 
 }
 
 impl Schedule {
-    pub fn parse(s: &str) -> Result<Schedule, String> {
+    /// Parses a standard 5-field cron schedule or one of the `@` shorthands.
+    pub fn parse(s: &str) -> Result<Schedule, ScheduleError> {
         let s = match s.trim() {
             "@yearly" | "@annually" => "0 0 1 1 *",
             "@monthly" => "0 0 1 * *",
@@ -74,7 +105,10 @@ impl Schedule {
         };
         let f: Vec<&str> = s.split_whitespace().collect();
         if f.len() != 5 {
-            return Err(format!("expected exactly 5 fields, found {}: {s}", f.len()));
+            return Err(ScheduleError::Fields {
+                found: f.len(),
+                schedule: s.to_string(),
+            });
         }
         const MON: &[&str] = &[
             "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",

@@ -7,19 +7,26 @@ use kube::Client;
 use serde_json::json;
 use std::net::Ipv4Addr;
 
+/// Why a cluster CIDR cannot be cut into /24 blocks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CidrError {
+    /// Not `a.b.c.d/n` with an IPv4 address.
+    #[error("invalid cluster CIDR {0:?}")]
+    Invalid(String),
+    /// A prefix longer than /24 holds no whole block.
+    #[error("the cluster CIDR {0:?} must be /24 or larger")]
+    TooSmall(String),
+}
+
 /// The /24 blocks of `cluster_cidr` (`a.b.c.d/n`, n ≤ 24), in order.
-pub fn blocks(cluster_cidr: &str) -> Result<Vec<String>, String> {
-    let (addr, len) = cluster_cidr
-        .split_once('/')
-        .ok_or_else(|| format!("invalid cluster CIDR {cluster_cidr:?}"))?;
-    let addr: Ipv4Addr = addr
-        .parse()
-        .map_err(|_| format!("invalid cluster CIDR {cluster_cidr:?}"))?;
-    let len: u32 = len
-        .parse()
-        .ok()
-        .filter(|l| *l <= 24)
-        .ok_or_else(|| format!("the cluster CIDR {cluster_cidr:?} must be /24 or larger"))?;
+pub fn blocks(cluster_cidr: &str) -> Result<Vec<String>, CidrError> {
+    let invalid = || CidrError::Invalid(cluster_cidr.to_string());
+    let (addr, len) = cluster_cidr.split_once('/').ok_or_else(invalid)?;
+    let addr: Ipv4Addr = addr.parse().map_err(|_| invalid())?;
+    let len: u32 = len.parse().map_err(|_| invalid())?;
+    if len > 24 {
+        return Err(CidrError::TooSmall(cluster_cidr.to_string()));
+    }
     let base = u32::from(addr) & (u32::MAX.checked_shl(32 - len).unwrap_or(0));
     let count = 1u32 << (24 - len);
     Ok((0..count)

@@ -66,11 +66,11 @@ impl Engine {
     pub fn with_rootfs(
         &self,
         c: &Container,
-        f: impl FnOnce(&Path) -> std::result::Result<(), String>,
+        f: impl FnOnce(&Path) -> std::result::Result<(), CopyError>,
     ) -> Result<()> {
         if c.state.status.is_active() && c.state.pid > 0 {
             let root = PathBuf::from(format!("/proc/{}/root", c.state.pid));
-            return f(&root).map_err(EngineError::Invalid);
+            return f(&root).map_err(|e| EngineError::Invalid(e.to_string()));
         }
         let image = self.images.resolve(&c.record.image_id)?;
         let mut bottom_first = self.images.layer_dirs(&image);
@@ -112,7 +112,7 @@ impl Engine {
                 );
                 sys::mount(Some("overlay"), &merged, Some("overlay"), 0, Some(&data))
                     .map_err(|e| e.to_string())?;
-                f(&merged)
+                f(&merged).map_err(|e| e.to_string())
             })();
             if let Err(m) = res {
                 let _ = sys::write_all(w, m.as_bytes());
@@ -138,37 +138,73 @@ impl Engine {
     }
 }
 
+/// Why a `docker cp` copy failed; the messages are docker's.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    /// The source path does not exist.
+    #[error("Could not find the file {} in the source", .0.display())]
+    SourceMissing(PathBuf),
+    /// The source path has no last component to name the copy by (`/`, `..`).
+    #[error("invalid source path {}", .0.display())]
+    SourceName(PathBuf),
+    /// The destination's directory does not exist.
+    #[error("no such directory: {0}")]
+    NoDirectory(String),
+    /// A filesystem call failed on `path`.
+    #[error("{op} {}: {err}", path.display())]
+    Io {
+        /// What was being done (`creating`, `copying to`, …).
+        op: &'static str,
+        /// The path it was done to.
+        path: PathBuf,
+        /// The error of the call.
+        err: std::io::Error,
+    },
+}
+
+impl CopyError {
+    fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> CopyError + 'a {
+        move |err| CopyError::Io {
+            op,
+            path: path.to_path_buf(),
+            err,
+        }
+    }
+}
+
 /// Copy `src` to `dst` with `docker cp` semantics: into an existing directory by
 /// base name, otherwise as `dst`; `src/.` copies a directory's content.
-pub fn copy_path(src: &Path, dst: &Path, dst_text: &str) -> std::result::Result<(), String> {
-    let md = std::fs::symlink_metadata(src)
-        .map_err(|_| format!("Could not find the file {} in the source", src.display()))?;
+pub fn copy_path(src: &Path, dst: &Path, dst_text: &str) -> std::result::Result<(), CopyError> {
+    let md =
+        std::fs::symlink_metadata(src).map_err(|_| CopyError::SourceMissing(src.to_path_buf()))?;
     let contents_only = src.ends_with(".") || src.to_string_lossy().ends_with("/.");
     let target = if dst.is_dir() && !contents_only {
-        dst.join(src.file_name().ok_or("invalid source path")?)
+        dst.join(
+            src.file_name()
+                .ok_or_else(|| CopyError::SourceName(src.to_path_buf()))?,
+        )
     } else {
         if dst_text.ends_with('/') && !dst.exists() {
-            return Err(format!("no such directory: {dst_text}"));
+            return Err(CopyError::NoDirectory(dst_text.to_string()));
         }
         dst.to_path_buf()
     };
     if md.is_dir() {
-        std::fs::create_dir_all(&target)
-            .map_err(|e| format!("creating {}: {e}", target.display()))?;
-        copy_tree(src, &target).map_err(|e| e.to_string())
+        std::fs::create_dir_all(&target).map_err(CopyError::io("creating", &target))?;
+        copy_tree(src, &target).map_err(CopyError::io("copying to", &target))
     } else if md.file_type().is_symlink() {
-        let l = std::fs::read_link(src).map_err(|e| e.to_string())?;
+        let l = std::fs::read_link(src).map_err(CopyError::io("reading the link", src))?;
         let _ = std::fs::remove_file(&target);
-        std::os::unix::fs::symlink(l, &target).map_err(|e| e.to_string())
+        std::os::unix::fs::symlink(l, &target).map_err(CopyError::io("creating the link", &target))
     } else {
         if let Some(p) = target.parent() {
             if !p.exists() {
-                return Err(format!("no such directory: {}", p.display()));
+                return Err(CopyError::NoDirectory(p.display().to_string()));
             }
         }
         std::fs::copy(src, &target)
             .map(|_| ())
-            .map_err(|e| format!("copying to {}: {e}", target.display()))
+            .map_err(CopyError::io("copying to", &target))
     }
 }
 

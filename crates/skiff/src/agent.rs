@@ -85,10 +85,8 @@ pub struct NodeFlags {
 }
 
 /// A quantity of bytes (`10Mi`, `100M`, `1024`).
-pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    skiff_agent::podspec::parse_quantity_milli(s)
-        .map(|m| (m / 1000).max(0) as u64)
-        .map_err(|e| e.to_string())
+pub fn parse_bytes(s: &str) -> Result<u64, skiff_meta::quantity::QuantityError> {
+    skiff_meta::quantity::parse_milli(s).map(|m| u64::try_from(m / 1000).unwrap_or(0))
 }
 
 impl NodeFlags {

@@ -117,6 +117,10 @@ fn admission_config_file(f: &ServerFlags) -> Result<Option<PathBuf>> {
 /// Run the server until SIGINT or SIGTERM. `engine` is the engine the in-process
 /// node agent runs pods on (None with --disable-agent).
 pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> {
+    // Nodes get /24s of the cluster CIDR: one too small for that is refused here
+    // rather than leaving every joining node without a pod range.
+    skiff_controllers::nodeipam::blocks(&f.cluster_cidr)
+        .map_err(|e| anyhow!("--cluster-cidr: {e}"))?;
     let agent = if f.disable_agent {
         None
     } else {

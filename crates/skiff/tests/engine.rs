@@ -806,6 +806,21 @@ fn build_cache_commit_and_save_load_round_trip() {
     ]);
     r.ok(&["cp", ctx.join("d").to_str().unwrap(), "live:/tmp/"]);
     assert_eq!(r.ok(&["exec", "live", "cat", "/tmp/d/x"]).trim(), "x");
+    // cp's errors are docker's, one line each, naming the path.
+    let o = r.run(&["cp", "src:/not-there", dest.to_str().unwrap()]);
+    assert_ne!(o.status.code(), Some(0));
+    let e = stderr(&o);
+    assert_eq!(e.matches("Could not find the file").count(), 1, "{e}");
+    assert!(e.contains("/not-there in the source"), "{e}");
+    let o = r.run(&["cp", ctx.join("d").to_str().unwrap(), "live:/no/such/dir/"]);
+    assert_ne!(o.status.code(), Some(0));
+    let e = stderr(&o);
+    assert_eq!(
+        e.matches("no such directory: /no/such/dir/").count(),
+        1,
+        "{e}"
+    );
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
     // rmi refuses an image a running container uses, even with -f.
     let o = r.run(&["rmi", "-f", "busybox"]);
     assert_ne!(o.status.code(), Some(0));
