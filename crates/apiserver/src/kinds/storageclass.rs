@@ -1,0 +1,18 @@
+//! StorageClasses (storage.k8s.io/v1): reclaim policy and binding mode defaults.
+
+use serde_json::{json, Value};
+
+use super::Strategy;
+
+pub(crate) struct StorageClass;
+
+impl Strategy for StorageClass {
+    fn defaults(&self, obj: &mut Value) {
+        if obj.get("reclaimPolicy").is_none_or(Value::is_null) {
+            obj["reclaimPolicy"] = json!("Delete");
+        }
+        if obj.get("volumeBindingMode").is_none_or(Value::is_null) {
+            obj["volumeBindingMode"] = json!("Immediate");
+        }
+    }
+}
