@@ -5,10 +5,17 @@ use serde_json::Value;
 
 use super::Strategy;
 use crate::error::Cause;
+use crate::typed::Typed;
 
 pub(crate) struct ClusterRoleBinding;
 
 impl Strategy for ClusterRoleBinding {
+    fn typed(&self) -> Option<&'static dyn Typed> {
+        Some(crate::typed::of::<
+            k8s_openapi::api::rbac::v1::ClusterRoleBinding,
+        >())
+    }
+
     fn validate(&self, obj: &Value, causes: &mut Vec<Cause>) {
         super::rolebinding::validate_binding(obj, true, causes);
     }

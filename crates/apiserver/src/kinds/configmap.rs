@@ -4,11 +4,16 @@ use serde_json::Value;
 
 use super::Strategy;
 use crate::error::Cause;
+use crate::typed::Typed;
 use crate::validation::{config_keys, config_size, config_values, decoded_len};
 
 pub(crate) struct ConfigMap;
 
 impl Strategy for ConfigMap {
+    fn typed(&self) -> Option<&'static dyn Typed> {
+        Some(crate::typed::of::<k8s_openapi::api::core::v1::ConfigMap>())
+    }
+
     /// Its data and binaryData (decoded) at most [`crate::validation::MAX_CONFIG_SIZE`]
     /// bytes together (else TooLong on the whole object, `[]`), its keys.
     fn validate(&self, obj: &Value, causes: &mut Vec<Cause>) {

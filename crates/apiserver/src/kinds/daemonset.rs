@@ -5,10 +5,15 @@ use serde_json::{json, Value};
 use super::Strategy;
 use crate::error::Cause;
 use crate::strategy::{default, obj_mut, template_defaults};
+use crate::typed::Typed;
 
 pub(crate) struct DaemonSet;
 
 impl Strategy for DaemonSet {
+    fn typed(&self) -> Option<&'static dyn Typed> {
+        Some(crate::typed::of::<k8s_openapi::api::apps::v1::DaemonSet>())
+    }
+
     fn defaults(&self, obj: &mut Value) {
         let spec = obj_mut(obj, "spec");
         default(spec, "revisionHistoryLimit", json!(10));

@@ -3,6 +3,7 @@
 use serde_json::Value;
 
 use super::Strategy;
+use crate::typed::Typed;
 
 /// core/v1 Events.
 pub(crate) struct Event;
@@ -26,6 +27,10 @@ const FIELD_SELECTORS: &[&str] = &[
 ];
 
 impl Strategy for Event {
+    fn typed(&self) -> Option<&'static dyn Typed> {
+        Some(crate::typed::of::<k8s_openapi::api::core::v1::Event>())
+    }
+
     fn field_selectors(&self) -> &'static [&'static str] {
         FIELD_SELECTORS
     }
@@ -36,6 +41,10 @@ impl Strategy for Event {
 }
 
 impl Strategy for EventsView {
+    fn typed(&self) -> Option<&'static dyn Typed> {
+        Some(crate::typed::of::<k8s_openapi::api::events::v1::Event>())
+    }
+
     fn field_selectors(&self) -> &'static [&'static str] {
         FIELD_SELECTORS
     }

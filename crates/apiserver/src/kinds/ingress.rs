@@ -6,11 +6,16 @@ use serde_json::{json, Value};
 use super::Strategy;
 use crate::error::Cause;
 use crate::strategy::{default, obj_mut};
+use crate::typed::Typed;
 use crate::validation::{invalid_raw, not_supported, required_because};
 
 pub(crate) struct Ingress;
 
 impl Strategy for Ingress {
+    fn typed(&self) -> Option<&'static dyn Typed> {
+        Some(crate::typed::of::<k8s_openapi::api::networking::v1::Ingress>())
+    }
+
     /// A struct without `omitempty`'s effect in Go: always there, if empty.
     fn status_defaults(&self, obj: &mut Value) {
         default(obj_mut(obj, "status"), "loadBalancer", json!({}));

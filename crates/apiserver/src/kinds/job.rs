@@ -5,10 +5,15 @@ use serde_json::{json, Value};
 use super::Strategy;
 use crate::error::Cause;
 use crate::strategy::{default, immutable, obj_mut, template_defaults};
+use crate::typed::Typed;
 
 pub(crate) struct Job;
 
 impl Strategy for Job {
+    fn typed(&self) -> Option<&'static dyn Typed> {
+        Some(crate::typed::of::<k8s_openapi::api::batch::v1::Job>())
+    }
+
     fn field_selectors(&self) -> &'static [&'static str] {
         &["status.successful"]
     }

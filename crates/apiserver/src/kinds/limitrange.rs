@@ -4,11 +4,16 @@ use serde_json::Value;
 
 use super::Strategy;
 use crate::error::Cause;
+use crate::typed::Typed;
 use crate::validation::{duplicate, required_because, validate_resource_name, QUALIFIED_NAME_MSG};
 
 pub(crate) struct LimitRange;
 
 impl Strategy for LimitRange {
+    fn typed(&self) -> Option<&'static dyn Typed> {
+        Some(crate::typed::of::<k8s_openapi::api::core::v1::LimitRange>())
+    }
+
     fn defaults(&self, obj: &mut Value) {
         limit_range_defaults(obj);
     }

@@ -1,9 +1,10 @@
 //! Per-kind behaviour behind one object-safe trait, [`Strategy`], looked up in one table
 //! keyed by group and resource ([`of`]); the generic registry, strategy steps, validation
 //! and admission chain name no kind. A kind implements only what differs from the
-//! defaults: its defaults, the status a new object starts with, what an update carries
-//! over, its validation (on every write, on create, on update), allocations before it is
-//! stored, what a pending deletion waits for, the fields of field selectors. Adding a
+//! defaults: its typed schema, its defaults, the status a new object starts with, what an
+//! update carries over, its validation (on every write, on create, on update),
+//! allocations before it is stored, what a pending deletion waits for, the fields of
+//! field selectors. Adding a
 //! built-in kind's behaviour is one file here and one row in [`TABLE`]; a
 //! CustomResourceDefinition can become a `Strategy` built from its schema (every method
 //! takes `&self` and the object as JSON).
@@ -18,24 +19,33 @@ use serde_json::{json, Value};
 use crate::admit::Objects;
 use crate::error::{ApiResult, Cause};
 use crate::resources::Resource;
+use crate::typed::Typed;
 
+mod certificatesigningrequest;
 mod clusterrole;
 mod clusterrolebinding;
 mod configmap;
+mod controllerrevision;
 mod cronjob;
 mod daemonset;
 mod deployment;
+mod endpoints;
+mod endpointslice;
 mod event;
 mod horizontalpodautoscaler;
 mod ingress;
+mod ingressclass;
 mod job;
+mod lease;
 mod limitrange;
 mod namespace;
+mod networkpolicy;
 mod node;
 mod persistentvolume;
 mod persistentvolumeclaim;
 mod pod;
 mod poddisruptionbudget;
+mod podtemplate;
 mod priorityclass;
 mod replicaset;
 mod replicationcontroller;
@@ -44,6 +54,7 @@ mod role;
 mod rolebinding;
 mod secret;
 mod service;
+mod serviceaccount;
 mod statefulset;
 mod storageclass;
 
@@ -71,6 +82,12 @@ pub(crate) trait Strategy: Send + Sync {
 
     /// Marks an object whose deletion has just begun (beyond `deletionTimestamp`).
     fn deletion_started(&self, _obj: &mut Value) {}
+
+    /// The kind's typed schema, which the decoder checks bodies against and OpenAPI
+    /// describes; `None` for kinds without one (bodies pass as they are).
+    fn typed(&self) -> Option<&'static dyn Typed> {
+        None
+    }
 
     /// The fields a field selector may name beyond `metadata.name` and
     /// `metadata.namespace`.
@@ -145,9 +162,11 @@ struct Generic;
 
 impl Strategy for Generic {}
 
-/// The kinds with behaviour of their own: (group, resource) and their strategy.
+/// The kinds with behaviour (or a typed schema) of their own: (group, resource) and
+/// their strategy.
 static TABLE: &[(&str, &str, &dyn Strategy)] = &[
     ("", "configmaps", &configmap::ConfigMap),
+    ("", "endpoints", &endpoints::Endpoints),
     ("", "events", &event::Event),
     ("", "limitranges", &limitrange::LimitRange),
     ("", "namespaces", &namespace::Namespace),
@@ -159,6 +178,7 @@ static TABLE: &[(&str, &str, &dyn Strategy)] = &[
     ),
     ("", "persistentvolumes", &persistentvolume::PersistentVolume),
     ("", "pods", &pod::Pod),
+    ("", "podtemplates", &podtemplate::PodTemplate),
     (
         "",
         "replicationcontrollers",
@@ -166,7 +186,13 @@ static TABLE: &[(&str, &str, &dyn Strategy)] = &[
     ),
     ("", "resourcequotas", &resourcequota::ResourceQuota),
     ("", "secrets", &secret::Secret),
+    ("", "serviceaccounts", &serviceaccount::ServiceAccount),
     ("", "services", &service::Service),
+    (
+        "apps",
+        "controllerrevisions",
+        &controllerrevision::ControllerRevision,
+    ),
     ("apps", "daemonsets", &daemonset::DaemonSet),
     ("apps", "deployments", &deployment::Deployment),
     ("apps", "replicasets", &replicaset::ReplicaSet),
@@ -178,8 +204,29 @@ static TABLE: &[(&str, &str, &dyn Strategy)] = &[
     ),
     ("batch", "cronjobs", &cronjob::CronJob),
     ("batch", "jobs", &job::Job),
+    (
+        "certificates.k8s.io",
+        "certificatesigningrequests",
+        &certificatesigningrequest::CertificateSigningRequest,
+    ),
+    ("coordination.k8s.io", "leases", &lease::Lease),
+    (
+        "discovery.k8s.io",
+        "endpointslices",
+        &endpointslice::EndpointSlice,
+    ),
     ("events.k8s.io", "events", &event::EventsView),
+    (
+        "networking.k8s.io",
+        "ingressclasses",
+        &ingressclass::IngressClass,
+    ),
     ("networking.k8s.io", "ingresses", &ingress::Ingress),
+    (
+        "networking.k8s.io",
+        "networkpolicies",
+        &networkpolicy::NetworkPolicy,
+    ),
     (
         "policy",
         "poddisruptionbudgets",

@@ -5,10 +5,15 @@ use serde_json::{json, Value};
 
 use super::Strategy;
 use crate::strategy::{default, obj_mut, set_label};
+use crate::typed::Typed;
 
 pub(crate) struct Namespace;
 
 impl Strategy for Namespace {
+    fn typed(&self) -> Option<&'static dyn Typed> {
+        Some(crate::typed::of::<k8s_openapi::api::core::v1::Namespace>())
+    }
+
     fn field_selectors(&self) -> &'static [&'static str] {
         &["status.phase"]
     }

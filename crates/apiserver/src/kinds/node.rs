@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 
 use super::Strategy;
 use crate::strategy::{default, obj_mut};
+use crate::typed::Typed;
 
 pub(crate) struct Node;
 
@@ -23,6 +24,10 @@ const NODE_INFO: &[&str] = &[
 ];
 
 impl Strategy for Node {
+    fn typed(&self) -> Option<&'static dyn Typed> {
+        Some(crate::typed::of::<k8s_openapi::api::core::v1::Node>())
+    }
+
     fn field_selectors(&self) -> &'static [&'static str] {
         &["spec.unschedulable"]
     }

@@ -5,11 +5,18 @@ use serde_json::{json, Value};
 use super::Strategy;
 use crate::error::Cause;
 use crate::strategy::{canonical_quantities, default, obj_mut};
+use crate::typed::Typed;
 use crate::validation::{access_modes, required_because};
 
 pub(crate) struct PersistentVolume;
 
 impl Strategy for PersistentVolume {
+    fn typed(&self) -> Option<&'static dyn Typed> {
+        Some(crate::typed::of::<
+            k8s_openapi::api::core::v1::PersistentVolume,
+        >())
+    }
+
     fn defaults(&self, obj: &mut Value) {
         let spec = obj_mut(obj, "spec");
         default(spec, "persistentVolumeReclaimPolicy", json!("Retain"));

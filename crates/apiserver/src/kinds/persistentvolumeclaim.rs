@@ -6,11 +6,18 @@ use serde_json::{json, Value};
 use super::Strategy;
 use crate::error::Cause;
 use crate::strategy::{canonical_quantities, default, obj_mut};
+use crate::typed::Typed;
 use crate::validation::access_modes;
 
 pub(crate) struct PersistentVolumeClaim;
 
 impl Strategy for PersistentVolumeClaim {
+    fn typed(&self) -> Option<&'static dyn Typed> {
+        Some(crate::typed::of::<
+            k8s_openapi::api::core::v1::PersistentVolumeClaim,
+        >())
+    }
+
     fn defaults(&self, obj: &mut Value) {
         default(obj_mut(obj, "spec"), "volumeMode", json!("Filesystem"));
         canonical_quantities(

@@ -6,11 +6,16 @@ use serde_json::{json, Value};
 use super::Strategy;
 use crate::admit::Objects;
 use crate::error::{ApiResult, Cause};
+use crate::typed::Typed;
 
 pub(crate) struct Pod;
 
 #[async_trait]
 impl Strategy for Pod {
+    fn typed(&self) -> Option<&'static dyn Typed> {
+        Some(crate::typed::of::<k8s_openapi::api::core::v1::Pod>())
+    }
+
     fn field_selectors(&self) -> &'static [&'static str] {
         &[
             "spec.nodeName",

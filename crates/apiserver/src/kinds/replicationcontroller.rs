@@ -5,11 +5,18 @@ use serde_json::{json, Value};
 use super::Strategy;
 use crate::error::Cause;
 use crate::strategy::{default, obj_mut, template_defaults};
+use crate::typed::Typed;
 use crate::validation::{go_string_map, invalid_raw, validate_replicas_and_template};
 
 pub(crate) struct ReplicationController;
 
 impl Strategy for ReplicationController {
+    fn typed(&self) -> Option<&'static dyn Typed> {
+        Some(crate::typed::of::<
+            k8s_openapi::api::core::v1::ReplicationController,
+        >())
+    }
+
     fn field_selectors(&self) -> &'static [&'static str] {
         &["status.replicas"]
     }

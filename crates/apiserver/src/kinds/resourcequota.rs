@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use super::Strategy;
 use crate::error::Cause;
+use crate::typed::Typed;
 use crate::validation::{
     invalid_raw, is_quota_hugepages, required_because, validate_resource_name,
 };
@@ -12,6 +13,10 @@ use crate::validation::{
 pub(crate) struct ResourceQuota;
 
 impl Strategy for ResourceQuota {
+    fn typed(&self) -> Option<&'static dyn Typed> {
+        Some(crate::typed::of::<k8s_openapi::api::core::v1::ResourceQuota>())
+    }
+
     fn defaults(&self, obj: &mut Value) {
         crate::strategy::canonical_quantities(obj, &["/spec/hard", "/status/hard", "/status/used"])
     }

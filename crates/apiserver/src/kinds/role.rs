@@ -4,11 +4,16 @@ use serde_json::Value;
 
 use super::Strategy;
 use crate::error::Cause;
+use crate::typed::Typed;
 use crate::validation::{invalid_raw, required_because};
 
 pub(crate) struct Role;
 
 impl Strategy for Role {
+    fn typed(&self) -> Option<&'static dyn Typed> {
+        Some(crate::typed::of::<k8s_openapi::api::rbac::v1::Role>())
+    }
+
     fn validate(&self, obj: &Value, causes: &mut Vec<Cause>) {
         validate_rules(obj, true, causes);
     }

@@ -5,11 +5,16 @@ use serde_json::{json, Value};
 
 use super::Strategy;
 use crate::error::Cause;
+use crate::typed::Typed;
 use crate::validation::{invalid_raw, not_supported};
 
 pub(crate) struct RoleBinding;
 
 impl Strategy for RoleBinding {
+    fn typed(&self) -> Option<&'static dyn Typed> {
+        Some(crate::typed::of::<k8s_openapi::api::rbac::v1::RoleBinding>())
+    }
+
     fn validate(&self, obj: &Value, causes: &mut Vec<Cause>) {
         validate_binding(obj, false, causes);
     }

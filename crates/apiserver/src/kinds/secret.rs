@@ -6,11 +6,16 @@ use serde_json::{json, Value};
 use super::Strategy;
 use crate::error::Cause;
 use crate::strategy::obj_mut;
+use crate::typed::Typed;
 use crate::validation::{config_keys, config_size, config_values, decoded_len};
 
 pub(crate) struct Secret;
 
 impl Strategy for Secret {
+    fn typed(&self) -> Option<&'static dyn Typed> {
+        Some(crate::typed::of::<k8s_openapi::api::core::v1::Secret>())
+    }
+
     fn field_selectors(&self) -> &'static [&'static str] {
         &["type"]
     }

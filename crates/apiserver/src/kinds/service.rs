@@ -11,6 +11,7 @@ use crate::error::{ApiError, ApiResult, Cause};
 use crate::options::ListOptions;
 use crate::resources::lookup;
 use crate::strategy::{default, obj_mut};
+use crate::typed::Typed;
 use crate::validation::{
     duplicate, invalid_raw, label_causes, not_supported, port_cause, SUBDOMAIN_MSG,
 };
@@ -20,6 +21,10 @@ pub(crate) struct Service;
 
 #[async_trait]
 impl Strategy for Service {
+    fn typed(&self) -> Option<&'static dyn Typed> {
+        Some(crate::typed::of::<k8s_openapi::api::core::v1::Service>())
+    }
+
     fn field_selectors(&self) -> &'static [&'static str] {
         &["spec.clusterIP", "spec.type"]
     }
