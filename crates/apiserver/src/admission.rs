@@ -40,36 +40,26 @@ impl Chain {
 
 #[async_trait::async_trait]
 impl Admission for Chain {
-    /// Mutating admission of a new object, then PodSecurity and quota.
+    /// Mutating admission of a new object, then PodSecurity and quota. (The pod's QoS
+    /// class is set again afterwards, by its strategy's `before_create`.)
     async fn admit_create(
         &self,
         reg: &dyn Objects,
         res: &Resource,
         obj: &mut Value,
     ) -> ApiResult<()> {
-        match res.kind {
-            "Pod" => {
-                limit_ranger(reg, obj).await?;
-                service_account(reg, obj).await?;
-                priority(reg, obj).await?;
-                let qos = crate::strategy::qos_class(obj.get("spec").unwrap_or(&Value::Null));
-                obj["status"]["qosClass"] = json!(qos);
-            }
-            "PersistentVolumeClaim" => {
-                default_storage_class(reg, obj).await?;
-                limit_ranger_claim(reg, obj).await?;
-                in_use_protection(obj, "kubernetes.io/pvc-protection");
-            }
-            "PersistentVolume" => in_use_protection(obj, "kubernetes.io/pv-protection"),
-            _ => {}
-        }
+        // Each plugin admits only the kinds it is about.
+        limit_ranger(reg, res, obj).await?;
+        service_account(reg, res, obj).await?;
+        priority(reg, res, obj).await?;
+        default_storage_class(reg, res, obj).await?;
+        in_use_protection(res, obj);
         crate::podsecurity::admit(reg, &self.pod_security, res, None, obj).await?;
         crate::quota::admit(reg, res, obj).await
     }
 
-    /// The admission plugins that see updates: LimitRanger for a claim whose request
-    /// changes (its min and max storage), PodSecurity, then ResourceQuota for what the
-    /// update adds.
+    /// The admission plugins that see updates: LimitRanger (for a claim whose request
+    /// changes), PodSecurity, then ResourceQuota for what the update adds.
     async fn admit_update(
         &self,
         reg: &dyn Objects,
@@ -77,10 +67,7 @@ impl Admission for Chain {
         old: &Value,
         new: &Value,
     ) -> ApiResult<()> {
-        let requests = |o: &Value| o.pointer("/spec/resources/requests").cloned();
-        if res.kind == "PersistentVolumeClaim" && requests(old) != requests(new) {
-            limit_ranger_claim(reg, new).await?;
-        }
+        limit_ranger_update(reg, res, old, new).await?;
         crate::podsecurity::admit(reg, &self.pod_security, res, Some(old), new).await?;
         crate::quota::admit_update(reg, res, old, new).await
     }
@@ -99,6 +86,11 @@ impl Admission for Chain {
         }
         Ok(())
     }
+}
+
+/// Whether `res` is the core group's `plural` (what a plugin is about).
+fn is(res: &Resource, plural: &str) -> bool {
+    res.group.is_empty() && res.plural == plural
 }
 
 fn forbidden(res_plural: &str, obj: &Value, msg: &str) -> ApiError {
@@ -128,7 +120,11 @@ pub async fn namespace_defaults(reg: &dyn Objects, ns: &str) -> ApiResult<()> {
 
 pub const SA_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
-async fn service_account(reg: &dyn Objects, pod: &mut Value) -> ApiResult<()> {
+/// ServiceAccount, for pods.
+async fn service_account(reg: &dyn Objects, res: &Resource, pod: &mut Value) -> ApiResult<()> {
+    if !is(res, "pods") {
+        return Ok(());
+    }
     if pod
         .pointer("/metadata/annotations/kubernetes.io~1config.mirror")
         .is_some()
@@ -374,7 +370,7 @@ fn aggregate(errors: Vec<String>) -> Option<String> {
 /// (noted in the `kubernetes.io/limit-ranger` annotation), then each LimitRange's
 /// Container items are checked per container and its Pod items against the pod's
 /// effective requests and limits.
-async fn limit_ranger(reg: &dyn Objects, pod: &mut Value) -> ApiResult<()> {
+async fn limit_ranger_pod(reg: &dyn Objects, pod: &mut Value) -> ApiResult<()> {
     let ns = pod
         .pointer("/metadata/namespace")
         .and_then(Value::as_str)
@@ -507,6 +503,32 @@ async fn limit_ranger(reg: &dyn Objects, pod: &mut Value) -> ApiResult<()> {
 
 /// LimitRanger for claims: min and max of the PersistentVolumeClaim items against the
 /// claim's requests (claims get no defaults).
+/// LimitRanger on a new object: pods and claims.
+async fn limit_ranger(reg: &dyn Objects, res: &Resource, obj: &mut Value) -> ApiResult<()> {
+    if is(res, "pods") {
+        limit_ranger_pod(reg, obj).await
+    } else if is(res, "persistentvolumeclaims") {
+        limit_ranger_claim(reg, obj).await
+    } else {
+        Ok(())
+    }
+}
+
+/// LimitRanger on an update: a claim whose request changes (its min and max storage).
+async fn limit_ranger_update(
+    reg: &dyn Objects,
+    res: &Resource,
+    old: &Value,
+    new: &Value,
+) -> ApiResult<()> {
+    let requests = |o: &Value| o.pointer("/spec/resources/requests").cloned();
+    if is(res, "persistentvolumeclaims") && requests(old) != requests(new) {
+        limit_ranger_claim(reg, new).await?;
+    }
+    Ok(())
+}
+
+/// LimitRanger for claims: the min and max storage of PersistentVolumeClaim items.
 async fn limit_ranger_claim(reg: &dyn Objects, pvc: &Value) -> ApiResult<()> {
     let ns = pvc
         .pointer("/metadata/namespace")
@@ -542,7 +564,11 @@ async fn classes(reg: &dyn Objects, group: &str, plural: &str) -> ApiResult<Vec<
     Ok(reg.list(res, None, &ListOptions::default()).await?.items)
 }
 
-async fn priority(reg: &dyn Objects, pod: &mut Value) -> ApiResult<()> {
+/// Priority, for pods.
+async fn priority(reg: &dyn Objects, res: &Resource, pod: &mut Value) -> ApiResult<()> {
+    if !is(res, "pods") {
+        return Ok(());
+    }
     let wanted = pod
         .pointer("/spec/priorityClassName")
         .and_then(Value::as_str)
@@ -593,7 +619,14 @@ async fn priority(reg: &dyn Objects, pod: &mut Value) -> ApiResult<()> {
 
 /// StorageObjectInUseProtection: claims and volumes carry the finalizer their
 /// protection controller removes once nothing uses them.
-fn in_use_protection(obj: &mut Value, finalizer: &str) {
+fn in_use_protection(res: &Resource, obj: &mut Value) {
+    let finalizer = if is(res, "persistentvolumeclaims") {
+        "kubernetes.io/pvc-protection"
+    } else if is(res, "persistentvolumes") {
+        "kubernetes.io/pv-protection"
+    } else {
+        return;
+    };
     let meta = &mut obj["metadata"];
     if !meta["finalizers"].is_array() {
         meta["finalizers"] = json!([]);
@@ -605,10 +638,16 @@ fn in_use_protection(obj: &mut Value, finalizer: &str) {
     }
 }
 
-async fn default_storage_class(reg: &dyn Objects, pvc: &mut Value) -> ApiResult<()> {
-    if pvc
-        .pointer("/spec/storageClassName")
-        .is_some_and(|v| !v.is_null())
+/// DefaultStorageClass: a claim without `storageClassName` gets the default class.
+async fn default_storage_class(
+    reg: &dyn Objects,
+    res: &Resource,
+    pvc: &mut Value,
+) -> ApiResult<()> {
+    if !is(res, "persistentvolumeclaims")
+        || pvc
+            .pointer("/spec/storageClassName")
+            .is_some_and(|v| !v.is_null())
     {
         return Ok(());
     }

@@ -8,8 +8,8 @@
 //! CertificateSigningRequest approval and signing ([`csr`]), discovery, legacy and
 //! aggregated ([`discovery`]), OpenAPI v2/v3 with the kinds' schemas ([`openapi`]), one generic
 //! resource store over [`skiff_store::Store`] ([`registry`]) driven by a table of resources
-//! ([`resources`]) and per-kind strategies ([`strategy`], [`validation`], [`typed`],
-//! [`quantity`]), admission as a chain handed to the registry ([`admit`]: the traits and the
+//! ([`resources`]) and per-kind strategies ([`kinds`], one file per kind, over the generic
+//! steps of [`strategy`] and [`validation`]; [`typed`], [`quantity`]), admission as a chain handed to the registry ([`admit`]: the traits and the
 //! narrow view of the cluster plugins read through; [`admission`], [`quota`] (also an
 //! after-write hook), [`podsecurity`]; what admission
 //! learns of and adds to a request, its user, warnings and audit annotations, in

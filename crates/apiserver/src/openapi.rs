@@ -161,14 +161,10 @@ fn build_definitions(v3: bool) -> Map<String, Value> {
     let mut gen = settings.into_generator();
     let mut kinds: Vec<(String, &Resource)> = Vec::new();
     for r in resources::RESOURCES {
-        macro_rules! sub {
-            ($t:ty) => {
-                Some(gen.subschema_for::<$t>())
-            };
-        }
-        let Some(schema) = crate::with_type!(crate::typed::type_key(r), sub, None) else {
+        let Some(typed) = crate::kinds::of(r).typed() else {
             continue;
         };
+        let schema = typed.schema(&mut gen);
         if let Some(name) = schema
             .get("$ref")
             .and_then(Value::as_str)

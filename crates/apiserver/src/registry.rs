@@ -444,9 +444,7 @@ impl Registry {
             self.check_namespace(ns).await?;
         }
         self.admission.admit_create(self, res, &mut obj).await?;
-        if res.kind == "Service" {
-            self.allocate_service(&mut obj).await?;
-        }
+        crate::kinds::of(res).before_create(self, &mut obj).await?;
         let key = key(res, ns, &name);
         if dry_run {
             return Ok(Arc::new(crate::watchcache::listed(key.as_bytes(), 0, obj)));
@@ -483,182 +481,6 @@ impl Registry {
             .after_write(self, res, ns.filter(|_| res.namespaced), None, Some(&p.obj))
             .await?;
         Ok(p)
-    }
-
-    /// Allocates a cluster IP (and node ports) for a new Service.
-    async fn allocate_service(&self, obj: &mut Value) -> ApiResult<()> {
-        let ty = obj
-            .pointer("/spec/type")
-            .and_then(Value::as_str)
-            .unwrap_or("ClusterIP")
-            .to_string();
-        if ty == "ExternalName" {
-            return Ok(());
-        }
-        let Some(svcres) = lookup("", "v1", "services") else {
-            return Ok(());
-        };
-        let all = self.list(svcres, None, &ListOptions::default()).await?;
-        let used_ips: std::collections::HashSet<String> = all
-            .items
-            .iter()
-            .filter_map(|s| {
-                s.pointer("/spec/clusterIP")
-                    .and_then(Value::as_str)
-                    .map(String::from)
-            })
-            .collect();
-        let requested = obj
-            .pointer("/spec/clusterIP")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let ip = if requested == "None" {
-            requested
-        } else if !requested.is_empty() {
-            let valid = requested
-                .parse::<std::net::Ipv4Addr>()
-                .is_ok_and(|ip| ip.octets()[0] == 10 && ip.octets()[1] == 43);
-            if !valid {
-                return Err(ApiError::invalid(
-                    "",
-                    "Service",
-                    name_of(obj),
-                    vec![Cause::invalid(
-                    "spec.clusterIPs[0]",
-                    &requested,
-                    "provided IP is not in the valid range. The range of valid IPs is 10.43.0.0/16",
-                )],
-                ));
-            }
-            if used_ips.contains(&requested) {
-                return Err(ApiError::invalid(
-                    "",
-                    "Service",
-                    name_of(obj),
-                    vec![Cause::invalid(
-                        "spec.clusterIPs",
-                        &requested,
-                        "failed to allocate IP: provided IP is already allocated",
-                    )],
-                ));
-            }
-            requested
-        } else {
-            let mut found = None;
-            for _ in 0..1000 {
-                let mut b = [0u8; 2];
-                let _ = getrandom::fill(&mut b);
-                if (b[0] == 0 && b[1] <= 10) || (b[0] == 255 && b[1] == 255) {
-                    continue;
-                }
-                let cand = format!("10.43.{}.{}", b[0], b[1]);
-                if !used_ips.contains(&cand) {
-                    found = Some(cand);
-                    break;
-                }
-            }
-            found.ok_or_else(|| {
-                ApiError::internal("failed to allocate a service IP: range is full")
-            })?
-        };
-        let spec = &mut obj["spec"];
-        spec["clusterIP"] = json!(ip);
-        spec["clusterIPs"] = json!([ip]);
-        if ip != "None" || spec.get("ipFamilies").is_none() {
-            spec["ipFamilies"] = json!(["IPv4"]);
-            spec["ipFamilyPolicy"] = json!("SingleStack");
-        }
-        assign_node_ports(obj, &all.items, None);
-        Ok(())
-    }
-
-    /// On update: node ports for a Service that now needs them, none for one that does not.
-    async fn update_service_ports(
-        &self,
-        obj: &mut Value,
-        ns: Option<&str>,
-        name: &str,
-    ) -> ApiResult<()> {
-        let Some(svcres) = lookup("", "v1", "services") else {
-            return Ok(());
-        };
-        let all = self.list(svcres, None, &ListOptions::default()).await?;
-        assign_node_ports(obj, &all.items, Some((ns.unwrap_or_default(), name)));
-        Ok(())
-    }
-}
-
-/// Gives every port of a NodePort/LoadBalancer Service a free node port (30000-32767) and
-/// clears node ports of other types, as the real server does. `this` (namespace, name) is
-/// the Service itself, whose ports are not counted as used.
-fn assign_node_ports(obj: &mut Value, all: &[Value], this: Option<(&str, &str)>) {
-    let ty = obj
-        .pointer("/spec/type")
-        .and_then(Value::as_str)
-        .unwrap_or("ClusterIP")
-        .to_string();
-    let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) else {
-        return;
-    };
-    {
-        if ty != "NodePort" && ty != "LoadBalancer" {
-            if let Some(Value::Array(ports)) = spec.get_mut("ports") {
-                for p in ports.iter_mut().filter_map(Value::as_object_mut) {
-                    p.remove("nodePort");
-                }
-            }
-            if let Some(m) = spec.as_object_mut() {
-                m.remove("externalTrafficPolicy");
-                m.remove("allocateLoadBalancerNodePorts");
-            }
-            return;
-        }
-        {
-            let used_ports: std::collections::HashSet<i64> = all
-                .iter()
-                .filter(|s| {
-                    let key = (
-                        s.pointer("/metadata/namespace")
-                            .and_then(Value::as_str)
-                            .unwrap_or(""),
-                        s.pointer("/metadata/name")
-                            .and_then(Value::as_str)
-                            .unwrap_or(""),
-                    );
-                    Some(key) != this
-                })
-                .flat_map(|s| {
-                    s.pointer("/spec/ports")
-                        .and_then(Value::as_array)
-                        .cloned()
-                        .unwrap_or_default()
-                })
-                .filter_map(|p| p.get("nodePort").and_then(Value::as_i64))
-                .collect();
-            let mut next = 30000 + {
-                let mut b = [0u8; 2];
-                let _ = getrandom::fill(&mut b);
-                i64::from(u16::from_le_bytes(b)) % 2768
-            };
-            if let Some(Value::Array(ports)) = spec.get_mut("ports") {
-                for p in ports.iter_mut() {
-                    if p.get("nodePort").and_then(Value::as_i64).is_none() {
-                        while used_ports.contains(&next) {
-                            next = 30000 + (next - 30000 + 1) % 2768;
-                        }
-                        p["nodePort"] = json!(next);
-                        next = 30000 + (next - 30000 + 1) % 2768;
-                    }
-                }
-            }
-            if ty == "LoadBalancer" {
-                spec["allocateLoadBalancerNodePorts"] = json!(true);
-                spec["externalTrafficPolicy"] = json!("Cluster");
-            } else if spec.get("externalTrafficPolicy").is_none() {
-                spec["externalTrafficPolicy"] = json!("Cluster");
-            }
-        }
     }
 }
 
@@ -758,8 +580,10 @@ impl Registry {
             new["apiVersion"] = json!(res.api_version());
             new["kind"] = json!(res.kind);
             strategy::prepare_for_update(res, &old, &mut new, sub);
-            if res.kind == "Service" && sub == Subresource::Main {
-                self.update_service_ports(&mut new, ns, name).await?;
+            if sub == Subresource::Main {
+                crate::kinds::of(res)
+                    .before_update(self, &old, &mut new)
+                    .await?;
             }
             if let Some(m) = manager {
                 let subresource = m.subresource.or(sub.managed_name());
@@ -882,37 +706,13 @@ impl Registry {
                 }
             }
             let already = obj.pointer("/metadata/deletionTimestamp").is_some();
-            let ns_finalizers = res.kind == "Namespace"
-                && obj
-                    .pointer("/spec/finalizers")
-                    .and_then(Value::as_array)
-                    .is_some_and(|a| !a.is_empty());
-            let graceful_pod = res.kind == "Pod"
-                && obj
-                    .pointer("/spec/nodeName")
-                    .and_then(Value::as_str)
-                    .is_some_and(|n| !n.is_empty())
-                && opts
-                    .grace_period_seconds
-                    .or_else(|| {
-                        obj.pointer("/spec/terminationGracePeriodSeconds")
-                            .and_then(Value::as_i64)
-                    })
-                    .unwrap_or(30)
-                    > 0;
-            if !finalizers.is_empty() || ns_finalizers || graceful_pod {
+            let strategy = crate::kinds::of(res);
+            let waits = strategy.deletion_waits(&obj);
+            let grace = strategy.deletion_grace(&obj, opts.grace_period_seconds);
+            if !finalizers.is_empty() || waits || grace.is_some() {
                 let mut changed = false;
                 if !already {
-                    let grace = if graceful_pod {
-                        opts.grace_period_seconds
-                            .or_else(|| {
-                                obj.pointer("/spec/terminationGracePeriodSeconds")
-                                    .and_then(Value::as_i64)
-                            })
-                            .unwrap_or(30)
-                    } else {
-                        0
-                    };
+                    let grace = grace.unwrap_or(0);
                     let when = chrono::Utc::now() + chrono::Duration::seconds(grace);
                     obj["metadata"]["deletionTimestamp"] =
                         json!(when.format("%Y-%m-%dT%H:%M:%SZ").to_string());
@@ -924,9 +724,7 @@ impl Registry {
                             .unwrap_or(1);
                         obj["metadata"]["generation"] = json!(gen + 1);
                     }
-                    if res.kind == "Namespace" {
-                        obj["status"]["phase"] = json!("Terminating");
-                    }
+                    strategy.deletion_started(&mut obj);
                     changed = true;
                 }
                 if obj

@@ -1,5 +1,9 @@
-//! Per-kind behaviour of the generic store (kube-apiserver's "strategies"): server-set
-//! metadata, defaults, the spec/status split, generation, immutable fields.
+//! The generic steps of the store's writes (kube-apiserver's "strategies"): server-set
+//! metadata (uid, timestamps, generation), the spec/status split of subresources, then
+//! each kind's own hooks from [`crate::kinds`] (defaults, status, what an update carries
+//! over, create and update rules). Also the defaults several kinds share (pod specs and
+//! pod templates, canonical quantities), the pod's QoS class and the Go renderings of
+//! immutable-field errors.
 
 use serde_json::{json, Map, Value};
 
@@ -74,7 +78,8 @@ pub fn random_suffix() -> String {
         .collect()
 }
 
-fn obj_mut<'a>(v: &'a mut Value, key: &str) -> &'a mut Map<String, Value> {
+/// `v[key]` as an object, made one if it is not.
+pub(crate) fn obj_mut<'a>(v: &'a mut Value, key: &str) -> &'a mut Map<String, Value> {
     if !v.get(key).is_some_and(Value::is_object) {
         v[key] = json!({});
     }
@@ -84,7 +89,8 @@ fn obj_mut<'a>(v: &'a mut Value, key: &str) -> &'a mut Map<String, Value> {
     }
 }
 
-fn default(map: &mut Map<String, Value>, key: &str, value: Value) {
+/// Sets `map[key]` to `value` unless it holds something other than null.
+pub(crate) fn default(map: &mut Map<String, Value>, key: &str, value: Value) {
     if map.get(key).is_none_or(Value::is_null) {
         map.insert(key.to_string(), value);
     }
@@ -93,6 +99,7 @@ fn default(map: &mut Map<String, Value>, key: &str, value: Value) {
 /// Sets server-owned metadata and defaults on an object about to be created. `name` and
 /// `namespace` are already final.
 pub fn prepare_for_create(res: &Resource, obj: &mut Value) {
+    let strategy = crate::kinds::of(res);
     let meta = obj_mut(obj, "metadata");
     meta.insert("uid".into(), json!(new_uid()));
     meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
@@ -109,109 +116,34 @@ pub fn prepare_for_create(res: &Resource, obj: &mut Value) {
     } else {
         meta.remove("generation");
     }
-    if res.status && !matches!(res.kind, "Node") {
-        obj["status"] = json!({});
+    if res.status {
+        strategy.reset_status(obj);
     }
-    apply_defaults(res, obj);
+    strategy.defaults(obj);
     status_defaults(res, obj);
-    match res.kind {
-        "Pod" => {
-            let qos = qos_class(obj.get("spec").unwrap_or(&Value::Null));
-            obj["status"] = json!({"phase": "Pending", "qosClass": qos});
-        }
-        "Namespace" => {
-            let name = obj
-                .pointer("/metadata/name")
-                .cloned()
-                .unwrap_or(Value::Null);
-            set_label(obj, "kubernetes.io/metadata.name", name);
-            obj["status"] = json!({"phase": "Active"});
-        }
-        "Service" => obj["status"] = json!({"loadBalancer": {}}),
-        "PersistentVolumeClaim" | "PersistentVolume" => obj["status"] = json!({"phase": "Pending"}),
-        _ => {}
-    }
+    strategy.prepare_create(obj);
 }
 
-/// The fields of each kind's status kube-apiserver always writes (required in the
-/// OpenAPI schema, or non-pointer fields without `omitempty` in the Go types), zero
-/// when no controller has set them yet: what a typed client insists on finding.
-const STATUS_ZEROES: &[(&str, &[&str])] = &[
-    (
-        "DaemonSet",
-        &[
-            "currentNumberScheduled",
-            "numberMisscheduled",
-            "desiredNumberScheduled",
-            "numberReady",
-        ],
-    ),
-    ("ReplicaSet", &["replicas"]),
-    ("ReplicationController", &["replicas"]),
-    ("StatefulSet", &["replicas", "availableReplicas"]),
-    (
-        "PodDisruptionBudget",
-        &[
-            "disruptionsAllowed",
-            "currentHealthy",
-            "desiredHealthy",
-            "expectedPods",
-        ],
-    ),
-    ("HorizontalPodAutoscaler", &["desiredReplicas"]),
-];
-
-/// The string fields of a Node's `status.nodeInfo` (all required).
-const NODE_INFO: &[&str] = &[
-    "machineID",
-    "systemUUID",
-    "bootID",
-    "kernelVersion",
-    "osImage",
-    "containerRuntimeVersion",
-    "kubeletVersion",
-    "kubeProxyVersion",
-    "operatingSystem",
-    "architecture",
-];
-
-/// Fills in the status fields kube-apiserver always serializes (see [`STATUS_ZEROES`]),
-/// on create and on every status write.
+/// Fills in the status fields kube-apiserver always serializes (required in the OpenAPI
+/// schema, or non-pointer fields without `omitempty` in the Go types), on create and on
+/// every status write.
 pub fn status_defaults(res: &Resource, obj: &mut Value) {
-    if !res.status {
-        return;
-    }
-    if let Some((_, fields)) = STATUS_ZEROES.iter().find(|(k, _)| *k == res.kind) {
-        let status = obj_mut(obj, "status");
-        for f in *fields {
-            default(status, f, json!(0));
-        }
-        return;
-    }
-    match res.kind {
-        // Structs without `omitempty`'s effect in Go: always there, if empty.
-        "Ingress" => default(obj_mut(obj, "status"), "loadBalancer", json!({})),
-        "Node" => {
-            let status = obj_mut(obj, "status");
-            default(status, "daemonEndpoints", json!({}));
-            if let Some(Value::Object(d)) = status.get_mut("daemonEndpoints") {
-                default(d, "kubeletEndpoint", json!({}));
-                if let Some(Value::Object(k)) = d.get_mut("kubeletEndpoint") {
-                    default(k, "Port", json!(0));
-                }
-            }
-            default(status, "nodeInfo", json!({}));
-            if let Some(Value::Object(info)) = status.get_mut("nodeInfo") {
-                for f in NODE_INFO {
-                    default(info, f, json!(""));
-                }
-            }
-        }
-        _ => {}
+    if res.status {
+        crate::kinds::of(res).status_defaults(obj);
     }
 }
 
-fn set_label(obj: &mut Value, key: &str, value: Value) {
+/// Zero in each of `fields` of `obj`'s status that no controller has set yet: what a
+/// typed client insists on finding.
+pub(crate) fn zero_status(obj: &mut Value, fields: &[&str]) {
+    let status = obj_mut(obj, "status");
+    for f in fields {
+        default(status, f, json!(0));
+    }
+}
+
+/// Sets one label of `obj`.
+pub(crate) fn set_label(obj: &mut Value, key: &str, value: Value) {
     let meta = obj_mut(obj, "metadata");
     if !meta.get("labels").is_some_and(Value::is_object) {
         meta.insert("labels".into(), json!({}));
@@ -221,214 +153,13 @@ fn set_label(obj: &mut Value, key: &str, value: Value) {
     }
 }
 
-/// Defaults of the built-in kinds, as the real server applies them (also on update).
+/// Defaults of the kind of `res`, as the real server applies them (also on update).
 pub fn apply_defaults(res: &Resource, obj: &mut Value) {
-    match res.kind {
-        "Event" if res.group.is_empty() => crate::convert::core_event_defaults(obj),
-        "Pod" => {
-            if let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) {
-                pod_spec_defaults(spec, true);
-            }
-        }
-        "Deployment" => {
-            let spec = obj_mut(obj, "spec");
-            default(spec, "replicas", json!(1));
-            default(spec, "revisionHistoryLimit", json!(10));
-            default(spec, "progressDeadlineSeconds", json!(600));
-            default(spec, "strategy", json!({}));
-            if let Some(Value::Object(strategy)) = spec.get_mut("strategy") {
-                default(strategy, "type", json!("RollingUpdate"));
-                if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
-                    default(strategy, "rollingUpdate", json!({}));
-                    if let Some(Value::Object(ru)) = strategy.get_mut("rollingUpdate") {
-                        default(ru, "maxUnavailable", json!("25%"));
-                        default(ru, "maxSurge", json!("25%"));
-                    }
-                }
-            }
-            template_defaults(obj.pointer_mut("/spec/template"));
-        }
-        "ReplicaSet" => {
-            default(obj_mut(obj, "spec"), "replicas", json!(1));
-            template_defaults(obj.pointer_mut("/spec/template"));
-        }
-        "ReplicationController" => {
-            // An empty selector, and empty labels, are the template's labels
-            // (SetDefaults_ReplicationController).
-            let labels = obj
-                .pointer("/spec/template/metadata/labels")
-                .filter(|l| l.as_object().is_some_and(|m| !m.is_empty()))
-                .cloned();
-            if let Some(labels) = labels {
-                let empty = |v: Option<&Value>| {
-                    v.is_none_or(|v| v.as_object().is_none_or(|m| m.is_empty()))
-                };
-                if empty(obj.pointer("/spec/selector")) {
-                    obj_mut(obj, "spec").insert("selector".into(), labels.clone());
-                }
-                if empty(obj.pointer("/metadata/labels")) {
-                    obj_mut(obj, "metadata").insert("labels".into(), labels);
-                }
-            }
-            default(obj_mut(obj, "spec"), "replicas", json!(1));
-            template_defaults(obj.pointer_mut("/spec/template"));
-        }
-        "StatefulSet" => {
-            let spec = obj_mut(obj, "spec");
-            default(spec, "replicas", json!(1));
-            default(spec, "revisionHistoryLimit", json!(10));
-            default(spec, "podManagementPolicy", json!("OrderedReady"));
-            default(
-                spec,
-                "updateStrategy",
-                json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
-            );
-            default(
-                spec,
-                "persistentVolumeClaimRetentionPolicy",
-                json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
-            );
-            template_defaults(obj.pointer_mut("/spec/template"));
-        }
-        "DaemonSet" => {
-            let spec = obj_mut(obj, "spec");
-            default(spec, "revisionHistoryLimit", json!(10));
-            default(
-                spec,
-                "updateStrategy",
-                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
-            );
-            template_defaults(obj.pointer_mut("/spec/template"));
-        }
-        "Job" => {
-            job_defaults(obj);
-        }
-        "CronJob" => {
-            let spec = obj_mut(obj, "spec");
-            default(spec, "concurrencyPolicy", json!("Allow"));
-            default(spec, "suspend", json!(false));
-            default(spec, "successfulJobsHistoryLimit", json!(3));
-            default(spec, "failedJobsHistoryLimit", json!(1));
-            template_defaults(obj.pointer_mut("/spec/jobTemplate/spec/template"));
-        }
-        "Service" => {
-            let spec = obj_mut(obj, "spec");
-            default(spec, "type", json!("ClusterIP"));
-            default(spec, "sessionAffinity", json!("None"));
-            if spec.get("type").and_then(Value::as_str) != Some("ExternalName") {
-                default(spec, "internalTrafficPolicy", json!("Cluster"));
-            }
-            if let Some(Value::Array(ports)) = spec.get_mut("ports") {
-                for p in ports.iter_mut().filter_map(Value::as_object_mut) {
-                    default(p, "protocol", json!("TCP"));
-                    if let Some(port) = p.get("port").cloned() {
-                        default(p, "targetPort", port);
-                    }
-                }
-            }
-        }
-        "Secret" => {
-            if obj.get("type").is_none_or(Value::is_null) {
-                obj["type"] = json!("Opaque");
-            }
-            // stringData is write-only: merged into data (base64) and dropped.
-            if let Some(Value::Object(sd)) =
-                obj.as_object_mut().and_then(|o| o.remove("stringData"))
-            {
-                use base64::Engine;
-                let data = obj_mut(obj, "data");
-                for (k, v) in sd {
-                    let s = v.as_str().unwrap_or_default();
-                    data.insert(
-                        k,
-                        json!(base64::engine::general_purpose::STANDARD.encode(s)),
-                    );
-                }
-            }
-        }
-        "Namespace" => {
-            let spec = obj_mut(obj, "spec");
-            default(spec, "finalizers", json!(["kubernetes"]));
-        }
-        "PersistentVolumeClaim" => {
-            default(obj_mut(obj, "spec"), "volumeMode", json!("Filesystem"));
-            canonical_quantities(
-                obj,
-                &[
-                    "/spec/resources/requests",
-                    "/spec/resources/limits",
-                    "/status/capacity",
-                ],
-            )
-        }
-        "PersistentVolume" => {
-            let spec = obj_mut(obj, "spec");
-            default(spec, "persistentVolumeReclaimPolicy", json!("Retain"));
-            default(spec, "volumeMode", json!("Filesystem"));
-            canonical_quantities(obj, &["/spec/capacity"])
-        }
-        "ResourceQuota" => {
-            canonical_quantities(obj, &["/spec/hard", "/status/hard", "/status/used"])
-        }
-        "LimitRange" => limit_range_defaults(obj),
-        "Node" => canonical_quantities(obj, &["/status/capacity", "/status/allocatable"]),
-        "PriorityClass" if obj.get("preemptionPolicy").is_none_or(Value::is_null) => {
-            obj["preemptionPolicy"] = json!("PreemptLowerPriority");
-        }
-        "StorageClass" => {
-            if obj.get("reclaimPolicy").is_none_or(Value::is_null) {
-                obj["reclaimPolicy"] = json!("Delete");
-            }
-            if obj.get("volumeBindingMode").is_none_or(Value::is_null) {
-                obj["volumeBindingMode"] = json!("Immediate");
-            }
-        }
-        _ => {}
-    }
+    crate::kinds::of(res).defaults(obj);
 }
 
-/// `SetDefaults_LimitRangeItem`: a Container item's default limit is its max, its default
-/// request the default limit, else the min; quantities canonical.
-fn limit_range_defaults(obj: &mut Value) {
-    let Some(Value::Array(items)) = obj.pointer_mut("/spec/limits") else {
-        return;
-    };
-    for item in items.iter_mut().filter(|i| i.is_object()) {
-        for f in [
-            "max",
-            "min",
-            "default",
-            "defaultRequest",
-            "maxLimitRequestRatio",
-        ] {
-            if let Some(Value::Object(m)) = item.get_mut(f) {
-                crate::quantity::canonicalize_map(m);
-            }
-        }
-        if item.get("type").and_then(Value::as_str) != Some("Container") {
-            continue;
-        }
-        let get = |item: &Value, f: &str| item.get(f).and_then(Value::as_object).cloned();
-        let max = get(item, "max").unwrap_or_default();
-        let min = get(item, "min").unwrap_or_default();
-        let mut default = get(item, "default").unwrap_or_default();
-        for (k, v) in &max {
-            default.entry(k.clone()).or_insert_with(|| v.clone());
-        }
-        let mut request = get(item, "defaultRequest").unwrap_or_default();
-        for (k, v) in default.iter().chain(min.iter()) {
-            request.entry(k.clone()).or_insert_with(|| v.clone());
-        }
-        if !default.is_empty() {
-            item["default"] = Value::Object(default);
-        }
-        if !request.is_empty() {
-            item["defaultRequest"] = Value::Object(request);
-        }
-    }
-}
-
-fn template_defaults(template: Option<&mut Value>) {
+/// PodSpec defaults of the pod template at `template` (workloads).
+pub(crate) fn template_defaults(template: Option<&mut Value>) {
     if let Some(spec) = template
         .and_then(|t| t.get_mut("spec"))
         .filter(|s| s.is_object())
@@ -437,45 +168,8 @@ fn template_defaults(template: Option<&mut Value>) {
     }
 }
 
-fn job_defaults(obj: &mut Value) {
-    let uid = obj.pointer("/metadata/uid").cloned().unwrap_or(Value::Null);
-    let name = obj
-        .pointer("/metadata/name")
-        .cloned()
-        .unwrap_or(Value::Null);
-    let spec = obj_mut(obj, "spec");
-    default(spec, "parallelism", json!(1));
-    if spec.get("completions").is_none() && spec.get("parallelism").is_some() {
-        spec.insert("completions".into(), json!(1));
-    }
-    default(spec, "backoffLimit", json!(6));
-    default(spec, "completionMode", json!("NonIndexed"));
-    default(spec, "suspend", json!(false));
-    default(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
-    let manual = spec.get("manualSelector").and_then(Value::as_bool) == Some(true);
-    if !manual && !uid.is_null() && spec.get("selector").is_none() {
-        spec.insert(
-            "selector".into(),
-            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
-        );
-        if let Some(t) = spec.get_mut("template").filter(|t| t.is_object()) {
-            let tmeta = obj_mut(t, "metadata");
-            if !tmeta.get("labels").is_some_and(Value::is_object) {
-                tmeta.insert("labels".into(), json!({}));
-            }
-        }
-        if let Some(Value::Object(labels)) = obj.pointer_mut("/spec/template/metadata/labels") {
-            labels.insert("batch.kubernetes.io/controller-uid".into(), uid.clone());
-            labels.insert("batch.kubernetes.io/job-name".into(), name.clone());
-            labels.insert("controller-uid".into(), uid);
-            labels.insert("job-name".into(), name);
-        }
-    }
-    template_defaults(obj.pointer_mut("/spec/template"));
-}
-
 /// PodSpec defaults (`is_pod`: defaults only real pods get, not templates).
-fn pod_spec_defaults(spec: &mut Value, is_pod: bool) {
+pub(crate) fn pod_spec_defaults(spec: &mut Value, is_pod: bool) {
     let Some(s) = spec.as_object_mut() else {
         return;
     };
@@ -530,7 +224,7 @@ fn pod_spec_defaults(spec: &mut Value, is_pod: bool) {
 }
 
 /// Canonicalizes the quantity maps of kinds that carry them outside pod specs.
-fn canonical_quantities(obj: &mut Value, pointers: &[&str]) {
+pub(crate) fn canonical_quantities(obj: &mut Value, pointers: &[&str]) {
     for p in pointers {
         if let Some(Value::Object(m)) = obj.pointer_mut(p) {
             crate::quantity::canonicalize_map(m);
@@ -645,6 +339,7 @@ pub fn prepare_for_update(res: &Resource, old: &Value, new: &mut Value, sub: Sub
         return;
     }
     // Server-owned metadata.
+    let strategy = crate::kinds::of(res);
     let old_meta = old.get("metadata").cloned().unwrap_or(json!({}));
     let meta = obj_mut(new, "metadata");
     for k in [
@@ -660,83 +355,10 @@ pub fn prepare_for_update(res: &Resource, old: &Value, new: &mut Value, sub: Sub
         };
     }
     meta.remove("selfLink");
-    if res.status && res.kind != "Namespace" {
-        match old.get("status") {
-            Some(s) => new["status"] = s.clone(),
-            None => {
-                if let Some(o) = new.as_object_mut() {
-                    o.remove("status");
-                }
-            }
-        }
+    if res.status {
+        strategy.keep_status(old, new);
     }
-    match res.kind {
-        "Namespace" => {
-            // spec.finalizers change only through /finalize; the phase is the server's.
-            if let Some(s) = old.get("spec") {
-                new["spec"] = s.clone();
-            }
-            if let Some(s) = old.get("status") {
-                new["status"] = s.clone();
-            }
-            let name = old
-                .pointer("/metadata/name")
-                .cloned()
-                .unwrap_or(Value::Null);
-            set_label(new, "kubernetes.io/metadata.name", name);
-        }
-        "Service" => {
-            // Allocated values survive an update that leaves them empty.
-            for field in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
-                let empty = new
-                    .pointer(&format!("/spec/{field}"))
-                    .is_none_or(|v| v.is_null() || v == "" || v == &json!([]));
-                if empty {
-                    if let Some(v) = old.pointer(&format!("/spec/{field}")) {
-                        obj_mut(new, "spec").insert(field.into(), v.clone());
-                    }
-                }
-            }
-            // A client that changed only clusterIP changed the first of clusterIPs
-            // (kube-apiserver's normalizeClusterIPs); validation then refuses it.
-            let ip = new.pointer("/spec/clusterIP").cloned();
-            if ip.is_some()
-                && ip.as_ref() != old.pointer("/spec/clusterIP")
-                && new.pointer("/spec/clusterIPs") == old.pointer("/spec/clusterIPs")
-            {
-                if let (Some(ip), Some(first)) = (ip, new.pointer_mut("/spec/clusterIPs/0")) {
-                    *first = ip;
-                }
-            }
-            // Node ports too, matched by port number and protocol.
-            let old_ports = old
-                .pointer("/spec/ports")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            if let Some(Value::Array(ports)) = new.pointer_mut("/spec/ports") {
-                for p in ports
-                    .iter_mut()
-                    .filter(|p| p.get("nodePort").is_none_or(Value::is_null))
-                {
-                    let same = old_ports.iter().find(|o| {
-                        o.get("port") == p.get("port")
-                            && o.get("protocol").and_then(Value::as_str).unwrap_or("TCP")
-                                == p.get("protocol").and_then(Value::as_str).unwrap_or("TCP")
-                    });
-                    if let Some(np) = same.and_then(|o| o.get("nodePort")) {
-                        p["nodePort"] = np.clone();
-                    }
-                }
-            }
-        }
-        "Job" if new.pointer("/spec/selector").is_none() => {
-            if let Some(sel) = old.pointer("/spec/selector") {
-                obj_mut(new, "spec").insert("selector".into(), sel.clone());
-            }
-        }
-        _ => {}
-    }
+    strategy.prepare_update(old, new);
     apply_defaults(res, new);
     if res.generation {
         let changed = spec_of(old) != spec_of(new);
@@ -765,17 +387,7 @@ fn spec_of(obj: &Value) -> Value {
 /// Rules only a create checks.
 pub fn validate_create(res: &Resource, obj: &Value) -> Vec<Cause> {
     let mut causes = Vec::new();
-    if res.kind == "Pod"
-        && obj
-            .pointer("/spec/ephemeralContainers")
-            .and_then(Value::as_array)
-            .is_some_and(|l| !l.is_empty())
-    {
-        causes.push(Cause::forbidden(
-            "spec.ephemeralContainers",
-            "cannot be set on create",
-        ));
-    }
+    crate::kinds::of(res).validate_create(obj, &mut causes);
     causes
 }
 
@@ -807,250 +419,34 @@ pub fn validate_update(res: &Resource, old: &Value, new: &Value, sub: Subresourc
     if sub != Subresource::Main {
         return causes;
     }
-    let immutable = |path: &str, causes: &mut Vec<Cause>| {
-        let p = format!("/{}", path.replace('.', "/"));
-        if old.pointer(&p) != new.pointer(&p) {
-            causes.push(Cause {
-                reason: "FieldValueInvalid",
-                field: path.into(),
-                message: format!(
-                    "Invalid value: {}: field is immutable",
-                    new.pointer(&p).cloned().unwrap_or(Value::Null)
-                ),
-            });
-        }
-    };
-    match res.kind {
-        "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => {
-            if old.pointer("/spec/selector") != new.pointer("/spec/selector") {
-                causes.push(crate::validation::invalid_raw(
-                    "spec.selector",
-                    &go_label_selector(new.pointer("/spec/selector")),
-                    "field is immutable",
-                ));
-            }
-            if res.kind == "StatefulSet" {
-                let rest = |o: &Value| {
-                    let mut spec = o.get("spec").cloned().unwrap_or(Value::Null);
-                    if let Some(m) = spec.as_object_mut() {
-                        for k in [
-                            "replicas",
-                            "ordinals",
-                            "template",
-                            "updateStrategy",
-                            "persistentVolumeClaimRetentionPolicy",
-                            "minReadySeconds",
-                            "selector",
-                        ] {
-                            m.remove(k);
-                        }
-                    }
-                    spec
-                };
-                if rest(old) != rest(new) {
-                    causes.push(Cause::forbidden("spec", "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"));
-                }
-            }
-        }
-        "RoleBinding" | "ClusterRoleBinding" if old.get("roleRef") != new.get("roleRef") => {
-            let field = |k: &str| {
-                json!(new
-                    .pointer(&format!("/roleRef/{k}"))
-                    .and_then(Value::as_str)
-                    .unwrap_or(""))
-                .to_string()
-            };
-            causes.push(crate::validation::invalid_raw(
-                "roleRef",
-                &format!(
-                    "rbac.RoleRef{{APIGroup:{}, Kind:{}, Name:{}}}",
-                    field("apiGroup"),
-                    field("kind"),
-                    field("name")
-                ),
-                "cannot change roleRef",
-            ));
-        }
-        "Job" => {
-            immutable("spec.selector", &mut causes);
-            immutable("spec.completions", &mut causes);
-        }
-        "ConfigMap" | "Secret" => {
-            if old.get("immutable").and_then(Value::as_bool) == Some(true) {
-                for f in ["data", "binaryData", "immutable"] {
-                    if old.get(f) != new.get(f) {
-                        causes.push(Cause::forbidden(
-                            f,
-                            "field is immutable when `immutable` is set",
-                        ));
-                    }
-                }
-            }
-            if res.kind == "Secret" {
-                immutable("type", &mut causes);
-            }
-        }
-        "Service" => {
-            // kube-apiserver's validateUpgradeDowngradeClusterIPs: the primary cluster IP
-            // stays (unless the Service becomes or stops being ExternalName).
-            let ty = |o: &Value| {
-                o.pointer("/spec/type")
-                    .and_then(Value::as_str)
-                    .unwrap_or("ClusterIP")
-                    .to_string()
-            };
-            let ips = |o: &Value| -> Vec<String> {
-                o.pointer("/spec/clusterIPs")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .map(String::from)
-                    .collect()
-            };
-            let go_list = |l: &[String]| {
-                let quoted: Vec<String> = l.iter().map(|s| json!(s).to_string()).collect();
-                format!("[]string{{{}}}", quoted.join(", "))
-            };
-            let (was, now) = (ips(old), ips(new));
-            if ty(old) != "ExternalName" && ty(new) != "ExternalName" {
-                if let (Some(a), Some(b)) = (was.first(), now.first()) {
-                    if a != b {
-                        causes.push(crate::validation::invalid_raw(
-                            "spec.clusterIPs[0]",
-                            &go_list(&now),
-                            "may not change once set",
-                        ));
-                    }
-                }
-                let ip = new.pointer("/spec/clusterIP").and_then(Value::as_str);
-                if now.first().is_some_and(|first| Some(first.as_str()) != ip) {
-                    causes.push(crate::validation::invalid_raw(
-                        "spec.clusterIPs",
-                        &go_list(&now),
-                        "first value must match `clusterIP`",
-                    ));
-                }
-            }
-        }
-        "PersistentVolumeClaim" => {
-            // kube-apiserver's ValidatePersistentVolumeClaimUpdate: a claim's spec is fixed
-            // once created, except binding (volumeName, once), a storage class on a claim
-            // that had none (retroactive default class), volumeAttributesClassName, and a
-            // bound claim's storage request (expansion only).
-            let bound = old.pointer("/status/phase").and_then(Value::as_str) == Some("Bound");
-            let spec_of = |o: &Value| o.get("spec").cloned().unwrap_or(Value::Null);
-            let (mut was, mut now) = (spec_of(old), spec_of(new));
-            if let (Some(w), Some(n)) = (was.as_object_mut(), now.as_object_mut()) {
-                w.remove("volumeAttributesClassName");
-                n.remove("volumeAttributesClassName");
-                if w.get("volumeName")
-                    .is_none_or(|v| v.as_str().unwrap_or("").is_empty())
-                {
-                    w.remove("volumeName");
-                    n.remove("volumeName");
-                }
-                // Claims stored before volumeMode was defaulted get it on their next write.
-                if w.get("volumeMode").is_none() {
-                    n.remove("volumeMode");
-                }
-                if w.get("storageClassName").is_none_or(Value::is_null) && !bound {
-                    w.remove("storageClassName");
-                    n.remove("storageClassName");
-                }
-                if bound {
-                    for m in [&mut *w, &mut *n] {
-                        if let Some(r) = m
-                            .get_mut("resources")
-                            .and_then(|r| r.get_mut("requests"))
-                            .and_then(Value::as_object_mut)
-                        {
-                            r.remove("storage");
-                        }
-                    }
-                }
-            }
-            if was != now {
-                causes.push(Cause::forbidden(
-                    "spec",
-                    "spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims",
-                ));
-            }
-            let storage = |o: &Value| {
-                o.pointer("/spec/resources/requests/storage")
-                    .and_then(Value::as_str)
-                    .and_then(crate::quantity::milli_value)
-            };
-            if let (Some(before), Some(after)) = (storage(old), storage(new)) {
-                if after < before {
-                    causes.push(Cause::forbidden(
-                        "spec.resources.requests.storage",
-                        "field can not be less than previous value",
-                    ));
-                }
-            }
-        }
-        "ResourceQuota" => {
-            let scopes = |o: &Value| -> std::collections::BTreeSet<String> {
-                o.pointer("/spec/scopes")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .map(String::from)
-                    .collect()
-            };
-            if scopes(old) != scopes(new) {
-                let list: Vec<String> = new
-                    .pointer("/spec/scopes")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .map(Value::to_string)
-                    .collect();
-                let value = if list.is_empty() {
-                    "[]core.ResourceQuotaScope(nil)".to_string()
-                } else {
-                    format!("[]core.ResourceQuotaScope{{{}}}", list.join(", "))
-                };
-                causes.push(crate::validation::invalid_raw(
-                    "spec.scopes",
-                    &value,
-                    "field is immutable",
-                ));
-            }
-        }
-        "Pod" => {
-            let strip = |spec: Option<&Value>| {
-                let mut s = spec.cloned().unwrap_or(Value::Null);
-                for list in ["containers", "initContainers"] {
-                    if let Some(Value::Array(cs)) = s.get_mut(list) {
-                        for c in cs.iter_mut().filter_map(Value::as_object_mut) {
-                            c.remove("image");
-                        }
-                    }
-                }
-                if let Some(m) = s.as_object_mut() {
-                    for k in [
-                        "activeDeadlineSeconds",
-                        "tolerations",
-                        "terminationGracePeriodSeconds",
-                    ] {
-                        m.remove(k);
-                    }
-                }
-                s
-            };
-            if strip(old.get("spec")) != strip(new.get("spec")) {
-                causes.push(Cause::forbidden(
-                    "spec",
-                    "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)",
-                ));
-            }
-        }
-        _ => {}
-    }
+    crate::kinds::of(res).validate_update(old, new, &mut causes);
     causes
+}
+
+/// `field is immutable` on `path` (dotted) if it differs between `old` and `new`.
+pub(crate) fn immutable(old: &Value, new: &Value, path: &str, causes: &mut Vec<Cause>) {
+    let p = format!("/{}", path.replace('.', "/"));
+    if old.pointer(&p) != new.pointer(&p) {
+        causes.push(Cause {
+            reason: "FieldValueInvalid",
+            field: path.into(),
+            message: format!(
+                "Invalid value: {}: field is immutable",
+                new.pointer(&p).cloned().unwrap_or(Value::Null)
+            ),
+        });
+    }
+}
+
+/// A workload's `spec.selector` never changes.
+pub(crate) fn selector_immutable(old: &Value, new: &Value, causes: &mut Vec<Cause>) {
+    if old.pointer("/spec/selector") != new.pointer("/spec/selector") {
+        causes.push(crate::validation::invalid_raw(
+            "spec.selector",
+            &go_label_selector(new.pointer("/spec/selector")),
+            "field is immutable",
+        ));
+    }
 }
 
 /// Go's `%#v` of a `*metav1.LabelSelector` as validation errors print it.

@@ -1,7 +1,12 @@
 //! Checks a JSON object against the typed Kubernetes schema (k8s-openapi's structs), as the
 //! real server's decoder does: wrongly typed fields are a 400, unknown fields are pruned
 //! and reported (`fieldValidation`: Strict → error, Warn → warning, Ignore → silent).
+//! Which struct is a kind's is its strategy's answer ([`crate::kinds::Strategy::typed`]),
+//! through the object-safe [`Typed`].
 
+use std::marker::PhantomData;
+
+use k8s_openapi::schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::Value;
 
 use crate::resources::Resource;
@@ -17,88 +22,55 @@ pub fn kube_minor() -> u32 {
     v
 }
 
-/// The key of a resource's typed struct in [`with_type!`]: its kind, `events.k8s.io/Event`
-/// for the events API's Event.
-pub fn type_key(res: &Resource) -> &'static str {
-    if res.group == "events.k8s.io" {
-        "events.k8s.io/Event"
-    } else {
-        res.kind
+/// A kind's typed schema: the k8s-openapi struct of a built-in kind (see [`of`]), which
+/// the decoder round-trips objects through and OpenAPI describes. Object-safe, so that
+/// a kind's strategy ([`crate::kinds::Strategy::typed`]) can answer one.
+pub(crate) trait Typed: Send + Sync {
+    /// `obj` through the typed struct and back: an error if it does not decode.
+    fn round_trip(&self, obj: &Value) -> Result<Value, String>;
+    /// The struct's schema as `generator` references it.
+    fn schema(&self, generator: &mut SchemaGenerator) -> Schema;
+}
+
+/// [`Typed`] by the k8s-openapi struct `T`.
+struct As<T>(PhantomData<fn() -> T>);
+
+impl<T> Typed for As<T>
+where
+    T: serde::de::DeserializeOwned + serde::Serialize + JsonSchema + 'static,
+{
+    fn round_trip(&self, obj: &Value) -> Result<Value, String> {
+        let typed: T = serde_json::from_value(obj.clone()).map_err(|e| e.to_string())?;
+        serde_json::to_value(&typed).map_err(|e| e.to_string())
+    }
+
+    fn schema(&self, generator: &mut SchemaGenerator) -> Schema {
+        generator.subschema_for::<T>()
     }
 }
 
-/// `with_type!(key, m, default)`: expands `m!(Type)` for the k8s-openapi struct of the
-/// [`type_key`] `key`, `default` for kinds without one (one table for the decoder and the
-/// OpenAPI schemas).
-#[macro_export]
-macro_rules! with_type {
-    ($key:expr, $m:ident, $default:expr) => {{
-        use k8s_openapi::api::{
-            apps, autoscaling, batch, certificates, coordination, core, discovery, networking,
-            policy, rbac, scheduling, storage,
-        };
-        match $key {
-            "ConfigMap" => $m!(core::v1::ConfigMap),
-            "Endpoints" => $m!(core::v1::Endpoints),
-            "Event" => $m!(core::v1::Event),
-            "events.k8s.io/Event" => $m!(k8s_openapi::api::events::v1::Event),
-            "LimitRange" => $m!(core::v1::LimitRange),
-            "Namespace" => $m!(core::v1::Namespace),
-            "Node" => $m!(core::v1::Node),
-            "PersistentVolumeClaim" => $m!(core::v1::PersistentVolumeClaim),
-            "PersistentVolume" => $m!(core::v1::PersistentVolume),
-            "Pod" => $m!(core::v1::Pod),
-            "PodTemplate" => $m!(core::v1::PodTemplate),
-            "ReplicationController" => $m!(core::v1::ReplicationController),
-            "ResourceQuota" => $m!(core::v1::ResourceQuota),
-            "Secret" => $m!(core::v1::Secret),
-            "ServiceAccount" => $m!(core::v1::ServiceAccount),
-            "Service" => $m!(core::v1::Service),
-            "ControllerRevision" => $m!(apps::v1::ControllerRevision),
-            "DaemonSet" => $m!(apps::v1::DaemonSet),
-            "Deployment" => $m!(apps::v1::Deployment),
-            "ReplicaSet" => $m!(apps::v1::ReplicaSet),
-            "StatefulSet" => $m!(apps::v1::StatefulSet),
-            "CronJob" => $m!(batch::v1::CronJob),
-            "Job" => $m!(batch::v1::Job),
-            "Lease" => $m!(coordination::v1::Lease),
-            "CertificateSigningRequest" => $m!(certificates::v1::CertificateSigningRequest),
-            "EndpointSlice" => $m!(discovery::v1::EndpointSlice),
-            "IngressClass" => $m!(networking::v1::IngressClass),
-            "Ingress" => $m!(networking::v1::Ingress),
-            "NetworkPolicy" => $m!(networking::v1::NetworkPolicy),
-            "PodDisruptionBudget" => $m!(policy::v1::PodDisruptionBudget),
-            "ClusterRoleBinding" => $m!(rbac::v1::ClusterRoleBinding),
-            "ClusterRole" => $m!(rbac::v1::ClusterRole),
-            "RoleBinding" => $m!(rbac::v1::RoleBinding),
-            "Role" => $m!(rbac::v1::Role),
-            "PriorityClass" => $m!(scheduling::v1::PriorityClass),
-            "StorageClass" => $m!(storage::v1::StorageClass),
-            "HorizontalPodAutoscaler" => $m!(autoscaling::v2::HorizontalPodAutoscaler),
-            _ => $default,
-        }
-    }};
+impl<T> As<T>
+where
+    T: serde::de::DeserializeOwned + serde::Serialize + JsonSchema + 'static,
+{
+    const TYPED: &'static dyn Typed = &As::<T>(PhantomData);
 }
 
-/// Round-trips `obj` through the typed struct of `kind`. `Ok(None)` for kinds without one.
-fn round_trip(res: &Resource, obj: &Value) -> Result<Option<Value>, String> {
-    macro_rules! rt {
-        ($t:ty) => {{
-            let typed: $t = serde_json::from_value(obj.clone()).map_err(|e| e.to_string())?;
-            serde_json::to_value(&typed)
-                .map(Some)
-                .map_err(|e| e.to_string())
-        }};
-    }
-    with_type!(type_key(res), rt, Ok(None))
+/// The [`Typed`] of the k8s-openapi struct `T`.
+pub(crate) fn of<T>() -> &'static dyn Typed
+where
+    T: serde::de::DeserializeOwned + serde::Serialize + JsonSchema + 'static,
+{
+    As::<T>::TYPED
 }
 
-/// Checks `obj` (of `kind`): `Err(message)` if it does not decode; otherwise removes
-/// unknown fields from it and returns their paths.
+/// Checks `obj` (of `res`): `Err(message)` if it does not decode; otherwise removes
+/// unknown fields from it and returns their paths. Kinds without a typed schema pass.
 pub fn check(res: &Resource, obj: &mut Value) -> Result<Vec<String>, String> {
-    let Some(typed) = round_trip(res, obj)? else {
+    let Some(typed) = crate::kinds::of(res).typed() else {
         return Ok(Vec::new());
     };
+    let typed = typed.round_trip(obj)?;
     // resource.Quantity fails to decode in kube-apiserver: the whole body is refused.
     if has_bad_quantity(obj, "") {
         return Err(format!(

@@ -1,15 +1,18 @@
-//! Validation as kube-apiserver does it: names (DNS-1123 and friends), object metadata and
-//! the required fields of the built-in kinds. Returns [`Cause`]s with field paths.
+//! Validation as kube-apiserver does it: names (DNS-1123 and friends) and object metadata,
+//! then each kind's own rules from [`crate::kinds`]. Also the checks several kinds share
+//! (pod specs and pod templates, workloads, config maps and secrets, access modes,
+//! resource names) and the [`Cause`] constructors, all returning [`Cause`]s with field
+//! paths.
 
 use serde_json::Value;
 
 use crate::error::Cause;
 use crate::resources::{NameRule, Resource};
 
-use skiff_meta::names::{is_dns1123_label, is_dns1123_subdomain, label_format, subdomain_format};
+use skiff_meta::names::{is_dns1123_label, label_format, subdomain_format};
 
 const LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
-const SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+pub(crate) const SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
 const LABEL1035_MSG: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')";
 
 /// apimachinery's MaxLenError.
@@ -63,7 +66,7 @@ pub fn check_name(rule: NameRule, name: &str) -> Vec<String> {
 pub const MAX_CONFIG_SIZE: usize = 1024 * 1024;
 
 /// The bytes a base64 value decodes to.
-fn decoded_len(s: &str) -> usize {
+pub(crate) fn decoded_len(s: &str) -> usize {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD
         .decode(s)
@@ -71,43 +74,62 @@ fn decoded_len(s: &str) -> usize {
         .unwrap_or(s.len())
 }
 
-/// A ConfigMap's data and binaryData, or a Secret's data (its stringData already
-/// merged in), together at most [`MAX_CONFIG_SIZE`] bytes: over it, TooLong on the
-/// whole object (`[]`) for a ConfigMap, on `data` for a Secret, as ValidateConfigMap
-/// and ValidateSecret.
-fn config_size(kind: &str, obj: &Value, causes: &mut Vec<Cause>) {
-    let values = |field: &str| {
-        obj.get(field)
-            .and_then(Value::as_object)
-            .into_iter()
-            .flatten()
-            .filter_map(|(_, v)| v.as_str())
-    };
-    let total: usize = if kind == "Secret" {
-        values("data").map(decoded_len).sum::<usize>()
-            + values("stringData").map(str::len).sum::<usize>()
-    } else {
-        values("data").map(str::len).sum::<usize>()
-            + values("binaryData").map(decoded_len).sum::<usize>()
-    };
+/// The string values of the map `obj[field]` (a ConfigMap's or Secret's data).
+pub(crate) fn config_values<'a>(obj: &'a Value, field: &str) -> impl Iterator<Item = &'a str> {
+    obj.get(field)
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(_, v)| v.as_str())
+}
+
+/// TooLong on `field` when a ConfigMap's or Secret's data, `total` bytes, is over
+/// [`MAX_CONFIG_SIZE`] (ValidateConfigMap, ValidateSecret).
+pub(crate) fn config_size(total: usize, field: &str, causes: &mut Vec<Cause>) {
     if total > MAX_CONFIG_SIZE {
         causes.push(Cause {
             reason: "FieldValueTooLong",
-            field: if kind == "Secret" { "data" } else { "[]" }.into(),
+            field: field.into(),
             message: format!("Too long: must have at most {MAX_CONFIG_SIZE} bytes"),
         });
     }
 }
 
+/// The keys of a ConfigMap's or Secret's `data`, `binaryData` and `stringData`.
+pub(crate) fn config_keys(obj: &Value, causes: &mut Vec<Cause>) {
+    for field in ["data", "binaryData", "stringData"] {
+        if let Some(map) = obj.get(field).and_then(Value::as_object) {
+            for k in map.keys() {
+                if !is_config_key(k) {
+                    causes.push(Cause::invalid(
+                        format!("{field}[{k}]"),
+                        k,
+                        "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')",
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn is_config_key(k: &str) -> bool {
+    !k.is_empty()
+        && k.len() <= 253
+        && k != "."
+        && k != ".."
+        && k.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
 /// A DNS-1123 label field's problems as causes (ValidateDNS1123Label).
-fn label_causes(field: &str, value: &str) -> Vec<Cause> {
+pub(crate) fn label_causes(field: &str, value: &str) -> Vec<Cause> {
     check_name(NameRule::Label, value)
         .iter()
         .map(|m| Cause::invalid(field, value, m))
         .collect()
 }
 
-/// Validates metadata and the kind's required fields.
+/// Validates metadata, then the kind's own fields.
 pub fn validate(res: &Resource, obj: &Value) -> Vec<Cause> {
     let mut causes = Vec::new();
     let name = obj
@@ -159,73 +181,7 @@ pub fn validate(res: &Resource, obj: &Value) -> Vec<Cause> {
             }
         }
     }
-    match res.kind {
-        "Pod" => validate_pod_spec(obj.get("spec"), "spec", &mut causes),
-        "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => {
-            validate_workload(obj, &mut causes)
-        }
-        "ReplicationController" => validate_replication_controller(obj, &mut causes),
-        "Job" => {
-            validate_pod_spec(
-                obj.pointer("/spec/template/spec"),
-                "spec.template.spec",
-                &mut causes,
-            );
-            job_restart_policy(
-                obj.pointer("/spec/template/spec"),
-                "spec.template.spec",
-                &mut causes,
-            );
-        }
-        "CronJob" => {
-            if obj
-                .pointer("/spec/schedule")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .is_empty()
-            {
-                causes.push(Cause::required("spec.schedule"));
-            }
-            validate_pod_spec(
-                obj.pointer("/spec/jobTemplate/spec/template/spec"),
-                "spec.jobTemplate.spec.template.spec",
-                &mut causes,
-            );
-            job_restart_policy(
-                obj.pointer("/spec/jobTemplate/spec/template/spec"),
-                "spec.jobTemplate.spec.template.spec",
-                &mut causes,
-            );
-        }
-        "ConfigMap" | "Secret" => {
-            if res.kind == "Secret" {
-                validate_secret_type(obj, &mut causes);
-            }
-            config_size(res.kind, obj, &mut causes);
-            for field in ["data", "binaryData", "stringData"] {
-                if let Some(map) = obj.get(field).and_then(Value::as_object) {
-                    for k in map.keys() {
-                        if !is_config_key(k) {
-                            causes.push(Cause::invalid(
-                                format!("{field}[{k}]"),
-                                k,
-                                "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')",
-                            ));
-                        }
-                    }
-                }
-            }
-        }
-        "Service" => validate_service(obj, &mut causes),
-        "Ingress" => validate_ingress(obj, &mut causes),
-        "PersistentVolumeClaim" => validate_claim(obj, &mut causes),
-        "PersistentVolume" => validate_volume(obj, &mut causes),
-        "Role" | "ClusterRole" => validate_rules(obj, &mut causes),
-        "RoleBinding" | "ClusterRoleBinding" => validate_binding(res.kind, obj, &mut causes),
-        "ResourceQuota" => validate_resource_quota(obj, &mut causes),
-        "LimitRange" => validate_limit_range(obj, &mut causes),
-        _ => {}
-    }
+    crate::kinds::of(res).validate(obj, &mut causes);
     causes
 }
 
@@ -273,7 +229,7 @@ pub fn not_supported(field: impl Into<String>, value: &str, supported: &[&str]) 
     }
 }
 
-const QUALIFIED_NAME_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+pub(crate) const QUALIFIED_NAME_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
 
 /// Resource names the system knows (`helper.IsStandardResourceName`).
 fn is_standard_resource(name: &str) -> bool {
@@ -302,12 +258,12 @@ fn is_standard_resource(name: &str) -> bool {
     ) || is_quota_hugepages(name)
 }
 
-fn is_quota_hugepages(name: &str) -> bool {
+pub(crate) fn is_quota_hugepages(name: &str) -> bool {
     name.starts_with("hugepages-") || name.starts_with("requests.hugepages-")
 }
 
 /// `validateResourceName`: a qualified name, standard unless it has a domain.
-fn validate_resource_name(name: &str, path: &str, causes: &mut Vec<Cause>) -> bool {
+pub(crate) fn validate_resource_name(name: &str, path: &str, causes: &mut Vec<Cause>) -> bool {
     if !skiff_meta::selector::valid_label_key(name) {
         causes.push(Cause::invalid(path, name, QUALIFIED_NAME_MSG));
         return false;
@@ -323,503 +279,6 @@ fn validate_resource_name(name: &str, path: &str, causes: &mut Vec<Cause>) -> bo
     true
 }
 
-/// Resource names that a quota can name (`ValidateResourceQuotaResourceName`).
-fn validate_quota_resource_name(name: &str, path: &str, causes: &mut Vec<Cause>) {
-    validate_resource_name(name, path, causes);
-    let standard_quota = matches!(
-        name,
-        "cpu"
-            | "memory"
-            | "ephemeral-storage"
-            | "requests.cpu"
-            | "requests.memory"
-            | "requests.storage"
-            | "requests.ephemeral-storage"
-            | "limits.cpu"
-            | "limits.memory"
-            | "limits.ephemeral-storage"
-            | "pods"
-            | "resourcequotas"
-            | "services"
-            | "replicationcontrollers"
-            | "secrets"
-            | "persistentvolumeclaims"
-            | "configmaps"
-            | "services.nodeports"
-            | "services.loadbalancers"
-    ) || is_quota_hugepages(name);
-    if !name.contains('/') && !standard_quota {
-        causes.push(Cause::invalid(
-            path,
-            name,
-            "must be a standard resource for quota",
-        ));
-    }
-}
-
-/// Resources counted in whole numbers (`helper.IsIntegerResourceName`).
-fn is_integer_resource(name: &str) -> bool {
-    matches!(
-        name,
-        "pods"
-            | "resourcequotas"
-            | "services"
-            | "replicationcontrollers"
-            | "secrets"
-            | "configmaps"
-            | "persistentvolumeclaims"
-            | "services.nodeports"
-            | "services.loadbalancers"
-    ) || (!name.contains("kubernetes.io/") && name.contains('/') && !name.starts_with("requests."))
-}
-
-/// `ValidateResourceQuantityValue`: not negative, whole where it must be.
-fn validate_quantity_value(name: &str, v: &Value, path: &str, causes: &mut Vec<Cause>) {
-    let text = match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    let Some(milli) = crate::quantity::milli_value(&text) else {
-        causes.push(Cause::invalid(
-            path,
-            &text,
-            "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
-        ));
-        return;
-    };
-    let canonical = crate::quantity::canonicalize(&text).unwrap_or(text);
-    if milli < 0 {
-        causes.push(Cause::invalid(
-            path,
-            &canonical,
-            "must be greater than or equal to 0",
-        ));
-    }
-    if is_integer_resource(name) && milli % 1000 != 0 {
-        causes.push(Cause::invalid(path, &canonical, "must be an integer"));
-    }
-}
-
-const QUOTA_SCOPES: [&str; 6] = [
-    "Terminating",
-    "NotTerminating",
-    "BestEffort",
-    "NotBestEffort",
-    "PriorityClass",
-    "CrossNamespacePodAffinity",
-];
-
-/// `helper.IsResourceQuotaScopeValidForResource` for the standard quota names.
-fn scope_valid_for(scope: &str, resource: &str) -> bool {
-    let count = resource == "pods";
-    let compute = matches!(
-        resource,
-        "cpu" | "memory" | "limits.cpu" | "limits.memory" | "requests.cpu" | "requests.memory"
-    );
-    match scope {
-        "Terminating"
-        | "NotTerminating"
-        | "NotBestEffort"
-        | "PriorityClass"
-        | "CrossNamespacePodAffinity" => count || compute,
-        "BestEffort" => count,
-        _ => true,
-    }
-}
-
-fn standard_quota_name(name: &str) -> bool {
-    let mut scratch = Vec::new();
-    validate_quota_resource_name(name, "", &mut scratch);
-    scratch.is_empty() && !name.contains('/')
-}
-
-/// Go's `%#v` of a list of strings of type `ty` (`[]core.ResourceQuotaScope{"BestEffort"}`).
-fn go_list(ty: &str, items: &[String]) -> String {
-    if items.is_empty() {
-        return format!("[]{ty}(nil)");
-    }
-    let quoted: Vec<String> = items
-        .iter()
-        .map(|s| serde_json::json!(s).to_string())
-        .collect();
-    format!("[]{ty}{{{}}}", quoted.join(", "))
-}
-
-fn validate_resource_quota(obj: &Value, causes: &mut Vec<Cause>) {
-    let hard: Vec<String> = obj
-        .pointer("/spec/hard")
-        .and_then(Value::as_object)
-        .map(|m| m.keys().cloned().collect())
-        .unwrap_or_default();
-    for (k, v) in obj
-        .pointer("/spec/hard")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-    {
-        let path = format!("spec.hard[{k}]");
-        validate_quota_resource_name(k, &path, causes);
-        validate_quantity_value(k, v, &path, causes);
-    }
-    let conflicting = |set: &std::collections::BTreeSet<String>| {
-        (set.contains("BestEffort") && set.contains("NotBestEffort"))
-            || (set.contains("Terminating") && set.contains("NotTerminating"))
-    };
-    let scopes: Vec<String> = obj
-        .pointer("/spec/scopes")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(String::from)
-        .collect();
-    if !scopes.is_empty() {
-        let value = go_list("core.ResourceQuotaScope", &scopes);
-        let mut set = std::collections::BTreeSet::new();
-        for scope in &scopes {
-            if !QUOTA_SCOPES.contains(&scope.as_str()) {
-                causes.push(invalid_raw("spec.scopes", &value, "unsupported scope"));
-            }
-            for k in &hard {
-                if standard_quota_name(k) && !scope_valid_for(scope, k) {
-                    causes.push(invalid_raw(
-                        "spec.scopes",
-                        &value,
-                        "unsupported scope applied to resource",
-                    ));
-                }
-            }
-            set.insert(scope.clone());
-        }
-        if conflicting(&set) {
-            causes.push(invalid_raw("spec.scopes", &value, "conflicting scopes"));
-        }
-    }
-    let Some(selector) = obj.pointer("/spec/scopeSelector").filter(|s| !s.is_null()) else {
-        return;
-    };
-    let exprs = selector
-        .get("matchExpressions")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let path = "spec.scopeSelector.matchExpressions";
-    let mut set = std::collections::BTreeSet::new();
-    let go_selector = || {
-        let reqs: Vec<String> = exprs
-            .iter()
-            .map(|e| {
-                let s = |k: &str| {
-                    serde_json::json!(e.get(k).and_then(Value::as_str).unwrap_or("")).to_string()
-                };
-                let values: Vec<String> = e
-                    .get("values")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .map(String::from)
-                    .collect();
-                format!(
-                    "core.ScopedResourceSelectorRequirement{{ScopeName:{}, Operator:{}, Values:{}}}",
-                    s("scopeName"),
-                    s("operator"),
-                    go_list("string", &values)
-                )
-            })
-            .collect();
-        format!(
-            "core.ScopeSelector{{MatchExpressions:[]core.ScopedResourceSelectorRequirement{{{}}}}}",
-            reqs.join(", ")
-        )
-    };
-    for e in &exprs {
-        let scope = e.get("scopeName").and_then(Value::as_str).unwrap_or("");
-        let op = e.get("operator").and_then(Value::as_str).unwrap_or("");
-        let values = e
-            .get("values")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        if !QUOTA_SCOPES.contains(&scope) {
-            causes.push(Cause::invalid(
-                format!("{path}.scopeName"),
-                scope,
-                "unsupported scope",
-            ));
-        }
-        for k in &hard {
-            if standard_quota_name(k) && !scope_valid_for(scope, k) {
-                causes.push(invalid_raw(
-                    path,
-                    &go_selector(),
-                    "unsupported scope applied to resource",
-                ));
-            }
-        }
-        if matches!(
-            scope,
-            "BestEffort"
-                | "NotBestEffort"
-                | "Terminating"
-                | "NotTerminating"
-                | "CrossNamespacePodAffinity"
-        ) && op != "Exists"
-        {
-            causes.push(Cause::invalid(format!("{path}.operator"), op, "must be 'Exists' when scope is any of ResourceQuotaScopeTerminating, ResourceQuotaScopeNotTerminating, ResourceQuotaScopeBestEffort, ResourceQuotaScopeNotBestEffort or ResourceQuotaScopeCrossNamespacePodAffinity"));
-        }
-        match op {
-            "In" | "NotIn" if values.is_empty() => causes.push(required_because(
-                format!("{path}.values"),
-                "must be at least one value when `operator` is 'In' or 'NotIn' for scope selector",
-            )),
-            "Exists" | "DoesNotExist" if !values.is_empty() => {
-                let v: Vec<String> = values
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(String::from)
-                    .collect();
-                causes.push(invalid_raw(
-                    format!("{path}.values"),
-                    &go_list("string", &v),
-                    "must be no value when `operator` is 'Exist' or 'DoesNotExist' for scope selector",
-                ))
-            }
-            "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
-            _ => causes.push(Cause::invalid(
-                format!("{path}.operator"),
-                op,
-                "not a valid selector operator",
-            )),
-        }
-        set.insert(scope.to_string());
-    }
-    if conflicting(&set) {
-        causes.push(invalid_raw(
-            path,
-            &go_list("core.ResourceQuotaScope", &scopes),
-            "conflicting scopes",
-        ));
-    }
-}
-
-fn validate_limit_range(obj: &Value, causes: &mut Vec<Cause>) {
-    let mut types = std::collections::BTreeSet::new();
-    let limits = obj
-        .pointer("/spec/limits")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    for (i, item) in limits.iter().enumerate() {
-        let idx = format!("spec.limits[{i}]");
-        let ty = item.get("type").and_then(Value::as_str).unwrap_or("");
-        if !skiff_meta::selector::valid_label_key(ty) {
-            causes.push(Cause::invalid(
-                format!("{idx}.type"),
-                ty,
-                QUALIFIED_NAME_MSG,
-            ));
-        } else if !ty.contains('/') && !matches!(ty, "Pod" | "Container" | "PersistentVolumeClaim")
-        {
-            causes.push(Cause::invalid(
-                format!("{idx}.type"),
-                ty,
-                "must be a standard limit type or fully qualified",
-            ));
-        }
-        if !types.insert(ty.to_string()) {
-            causes.push(duplicate(format!("{idx}.type"), ty));
-        }
-        let map = |field: &str| -> std::collections::BTreeMap<String, (i128, String)> {
-            item.get(field)
-                .and_then(Value::as_object)
-                .map(|m| {
-                    m.iter()
-                        .filter_map(|(k, v)| {
-                            let t = v.as_str()?;
-                            Some((
-                                k.clone(),
-                                (
-                                    crate::quantity::milli_value(t)?,
-                                    crate::quantity::canonicalize(t)?,
-                                ),
-                            ))
-                        })
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let container_like = matches!(ty, "Pod" | "Container");
-        let check_names = |field: &str, causes: &mut Vec<Cause>| {
-            for k in item
-                .get(field)
-                .and_then(Value::as_object)
-                .into_iter()
-                .flat_map(|m| m.keys())
-            {
-                let path = format!("{idx}.{field}[{k}]");
-                if validate_resource_name(k, &path, causes)
-                    && container_like
-                    && !k.contains('/')
-                    && !matches!(k.as_str(), "cpu" | "memory" | "ephemeral-storage")
-                    && !k.starts_with("hugepages-")
-                {
-                    causes.push(Cause::invalid(
-                        path,
-                        k,
-                        "must be a standard resource for containers",
-                    ));
-                }
-            }
-        };
-        check_names("max", causes);
-        check_names("min", causes);
-        let (max, min) = (map("max"), map("min"));
-        let (mut default, mut default_request) = (Default::default(), Default::default());
-        let nonempty = |f: &str| {
-            item.get(f)
-                .and_then(Value::as_object)
-                .is_some_and(|m| !m.is_empty())
-        };
-        if ty == "Pod" {
-            for f in ["default", "defaultRequest"] {
-                if nonempty(f) {
-                    causes.push(Cause::forbidden(
-                        format!("{idx}.{f}"),
-                        "may not be specified when `type` is 'Pod'",
-                    ));
-                }
-            }
-        } else {
-            check_names("default", causes);
-            check_names("defaultRequest", causes);
-            default = map("default");
-            default_request = map("defaultRequest");
-        }
-        if ty == "PersistentVolumeClaim"
-            && !min.contains_key("storage")
-            && !max.contains_key("storage")
-        {
-            causes.push(required_because(
-                format!("{idx}.limits"),
-                "either minimum or maximum storage value is required, but neither was provided",
-            ));
-        }
-        check_names("maxLimitRequestRatio", causes);
-        let ratio = map("maxLimitRequestRatio");
-        let keys: std::collections::BTreeSet<&String> = max
-            .keys()
-            .chain(min.keys())
-            .chain(default.keys())
-            .chain(default_request.keys())
-            .chain(ratio.keys())
-            .collect();
-        for k in keys {
-            let (mn, mx, df, dr, ra) = (
-                min.get(k),
-                max.get(k),
-                default.get(k),
-                default_request.get(k),
-                ratio.get(k),
-            );
-            let at = |f: &str| format!("{idx}.{f}[{k}]");
-            if let (Some(mn), Some(mx)) = (mn, mx) {
-                if mn.0 > mx.0 {
-                    causes.push(Cause::invalid(
-                        at("min"),
-                        &mn.1,
-                        &format!("min value {} is greater than max value {}", mn.1, mx.1),
-                    ));
-                }
-            }
-            if let (Some(dr), Some(mn)) = (dr, mn) {
-                if mn.0 > dr.0 {
-                    causes.push(Cause::invalid(
-                        at("defaultRequest"),
-                        &dr.1,
-                        &format!(
-                            "min value {} is greater than default request value {}",
-                            mn.1, dr.1
-                        ),
-                    ));
-                }
-            }
-            if let (Some(dr), Some(mx)) = (dr, mx) {
-                if dr.0 > mx.0 {
-                    causes.push(Cause::invalid(
-                        at("defaultRequest"),
-                        &dr.1,
-                        &format!(
-                            "default request value {} is greater than max value {}",
-                            dr.1, mx.1
-                        ),
-                    ));
-                }
-            }
-            if let (Some(dr), Some(df)) = (dr, df) {
-                if dr.0 > df.0 {
-                    causes.push(Cause::invalid(
-                        at("defaultRequest"),
-                        &dr.1,
-                        &format!(
-                            "default request value {} is greater than default limit value {}",
-                            dr.1, df.1
-                        ),
-                    ));
-                }
-            }
-            if let (Some(df), Some(mn)) = (df, mn) {
-                if mn.0 > df.0 {
-                    causes.push(Cause::invalid(
-                        at("default"),
-                        &mn.1,
-                        &format!("min value {} is greater than default value {}", mn.1, df.1),
-                    ));
-                }
-            }
-            if let (Some(df), Some(mx)) = (df, mx) {
-                if df.0 > mx.0 {
-                    causes.push(Cause::invalid(
-                        at("default"),
-                        &mx.1,
-                        &format!("default value {} is greater than max value {}", df.1, mx.1),
-                    ));
-                }
-            }
-            if let Some(ra) = ra {
-                if ra.0 < 1000 {
-                    causes.push(Cause::invalid(
-                        at("maxLimitRequestRatio"),
-                        &ra.1,
-                        &format!("ratio {} is less than 1", ra.1),
-                    ));
-                }
-                if let (Some(mn), Some(mx)) = (mn, mx) {
-                    if mn.0 > 0 {
-                        let limit = mx.0 as f64 / mn.0 as f64;
-                        if ra.0 as f64 / 1000.0 > limit {
-                            causes.push(Cause::invalid(
-                                at("maxLimitRequestRatio"),
-                                &ra.1,
-                                &format!("ratio {} is greater than max/min = {limit:.6}", ra.1),
-                            ));
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn is_config_key(k: &str) -> bool {
-    !k.is_empty()
-        && k.len() <= 253
-        && k != "."
-        && k != ".."
-        && k.bytes()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
-}
-
 /// Go's `%#v` of a `map[string]string` (`map[string]string{"app":"web"}`).
 pub fn go_string_map(m: &std::collections::BTreeMap<String, String>) -> String {
     if m.is_empty() {
@@ -832,39 +291,16 @@ pub fn go_string_map(m: &std::collections::BTreeMap<String, String>) -> String {
     format!("map[string]string{{{}}}", items.join(", "))
 }
 
-/// A ReplicationController: an equality-based selector (a plain map), required and
-/// matching the template's labels, as ValidateReplicationControllerSpec.
-fn validate_replication_controller(obj: &Value, causes: &mut Vec<Cause>) {
-    let selector: std::collections::BTreeMap<String, String> = obj
-        .pointer("/spec/selector")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
-    if selector.is_empty() {
-        causes.push(Cause::required("spec.selector"));
-    }
-    match obj.pointer("/spec/template").filter(|t| !t.is_null()) {
-        None => causes.push(Cause::required("spec.template")),
-        Some(t) => {
-            let labels = skiff_meta::selector::labels_of(t);
-            if !selector.is_empty() && !skiff_meta::selector::set_matches(&selector, &labels) {
-                causes.push(invalid_raw(
-                    "spec.template.metadata.labels",
-                    &go_string_map(&labels),
-                    "selector does not match template labels",
-                ));
-            }
-        }
-    }
-    validate_replicas_and_template(obj, causes);
-}
-
-fn validate_workload(obj: &Value, causes: &mut Vec<Cause>) {
-    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
+/// A workload with a label selector (Deployment, ReplicaSet, StatefulSet, DaemonSet):
+/// the selector required, not empty and matching the template's labels; then
+/// [`validate_replicas_and_template`] with `pod_spec` as its template's spec. `what` is
+/// the kind in lower case, as the messages name it.
+pub(crate) fn validate_workload(
+    obj: &Value,
+    what: &str,
+    pod_spec: Option<&Value>,
+    causes: &mut Vec<Cause>,
+) {
     let selector = obj.pointer("/spec/selector").filter(|s| !s.is_null());
     let template_labels =
         skiff_meta::selector::labels_of(obj.pointer("/spec/template").unwrap_or(&Value::Null));
@@ -882,7 +318,7 @@ fn validate_workload(obj: &Value, causes: &mut Vec<Cause>) {
                 causes.push(invalid_raw(
                     "spec.selector",
                     "v1.LabelSelector{MatchLabels:map[string]string(nil), MatchExpressions:[]v1.LabelSelectorRequirement(nil)}",
-                    &format!("empty selector is invalid for {}", kind.to_lowercase()),
+                    &format!("empty selector is invalid for {what}"),
                 ));
             }
         }
@@ -896,12 +332,16 @@ fn validate_workload(obj: &Value, causes: &mut Vec<Cause>) {
             "`selector` does not match template `labels`",
         ));
     }
-    validate_replicas_and_template(obj, causes);
+    validate_replicas_and_template(obj, pod_spec, causes);
 }
 
-/// `spec.replicas` and the pod template of a workload (its restart policy Always).
-fn validate_replicas_and_template(obj: &Value, causes: &mut Vec<Cause>) {
-    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
+/// `spec.replicas` and the pod template of a workload (its restart policy Always);
+/// `pod_spec` is the template's spec as validated.
+pub(crate) fn validate_replicas_and_template(
+    obj: &Value,
+    pod_spec: Option<&Value>,
+    causes: &mut Vec<Cause>,
+) {
     if let Some(r) = obj.pointer("/spec/replicas") {
         match r.as_i64() {
             Some(n) if n < 0 => causes.push(invalid_raw(
@@ -917,32 +357,7 @@ fn validate_replicas_and_template(obj: &Value, causes: &mut Vec<Cause>) {
             )),
         }
     }
-    // A StatefulSet's pods get one volume per claim template (the controller
-    // adds them), so mounts may name those templates.
-    let mut spec = obj.pointer("/spec/template/spec").cloned();
-    if kind == "StatefulSet" {
-        if let Some(s) = spec.as_mut().and_then(Value::as_object_mut) {
-            let claims: Vec<Value> = obj
-                .pointer("/spec/volumeClaimTemplates")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|t| t.pointer("/metadata/name").and_then(Value::as_str))
-                .map(|n| serde_json::json!({"name": n, "persistentVolumeClaim": {"claimName": n}}))
-                .collect();
-            let vols = s
-                .entry("volumes")
-                .or_insert_with(|| Value::Array(Vec::new()));
-            if let Some(vols) = vols.as_array_mut() {
-                for c in claims {
-                    if !vols.iter().any(|v| v.get("name") == c.get("name")) {
-                        vols.push(c);
-                    }
-                }
-            }
-        }
-    }
-    validate_pod_spec(spec.as_ref(), "spec.template.spec", causes);
+    validate_pod_spec(pod_spec, "spec.template.spec", causes);
     let rp = obj
         .pointer("/spec/template/spec/restartPolicy")
         .and_then(Value::as_str)
@@ -957,7 +372,7 @@ fn validate_replicas_and_template(obj: &Value, causes: &mut Vec<Cause>) {
 }
 
 /// A Job's pods must not restart in place forever.
-fn job_restart_policy(spec: Option<&Value>, path: &str, causes: &mut Vec<Cause>) {
+pub(crate) fn job_restart_policy(spec: Option<&Value>, path: &str, causes: &mut Vec<Cause>) {
     let rp = spec
         .and_then(|s| s.get("restartPolicy"))
         .and_then(Value::as_str)
@@ -972,216 +387,12 @@ fn job_restart_policy(spec: Option<&Value>, path: &str, causes: &mut Vec<Cause>)
 }
 
 /// `must be between 1 and 65535, inclusive` for a port number.
-fn port_cause(path: String, n: i64) -> Cause {
+pub(crate) fn port_cause(path: String, n: i64) -> Cause {
     invalid_raw(
         path,
         &n.to_string(),
         "must be between 1 and 65535, inclusive",
     )
-}
-
-fn validate_service(obj: &Value, causes: &mut Vec<Cause>) {
-    let ty = obj
-        .pointer("/spec/type")
-        .and_then(Value::as_str)
-        .unwrap_or("ClusterIP");
-    if !matches!(
-        ty,
-        "ClusterIP" | "ExternalName" | "LoadBalancer" | "NodePort"
-    ) {
-        causes.push(not_supported(
-            "spec.type",
-            ty,
-            &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
-        ));
-    }
-    let ports = obj.pointer("/spec/ports").and_then(Value::as_array);
-    let headless = obj.pointer("/spec/clusterIP").and_then(Value::as_str) == Some("None");
-    if ty == "ExternalName" {
-        let name = obj
-            .pointer("/spec/externalName")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        if name.is_empty() {
-            causes.push(Cause::required("spec.externalName"));
-        } else if !is_dns1123_subdomain(name.trim_end_matches('.')) {
-            causes.push(Cause::invalid("spec.externalName", name, SUBDOMAIN_MSG));
-        }
-    } else if ports.is_none_or(|p| p.is_empty()) && !headless {
-        causes.push(Cause::required("spec.ports"));
-    }
-    let many = ports.is_some_and(|p| p.len() > 1);
-    let mut names = std::collections::HashSet::new();
-    for (i, p) in ports.into_iter().flatten().enumerate() {
-        let at = |f: &str| format!("spec.ports[{i}].{f}");
-        let name = p.get("name").and_then(Value::as_str).unwrap_or("");
-        if name.is_empty() {
-            if many {
-                causes.push(Cause::required(at("name")));
-            }
-        } else if !is_dns1123_label(name) {
-            causes.extend(label_causes(&at("name"), name));
-        } else if !names.insert(name) {
-            causes.push(duplicate(at("name"), name));
-        }
-        match p.get("port").and_then(Value::as_i64) {
-            Some(1..=65535) => {}
-            Some(n) => causes.push(port_cause(at("port"), n)),
-            None => causes.push(Cause::required(at("port"))),
-        }
-        let proto = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
-        if !matches!(proto, "TCP" | "UDP" | "SCTP") {
-            causes.push(not_supported(
-                at("protocol"),
-                proto,
-                &["SCTP", "TCP", "UDP"],
-            ));
-        }
-        match p.get("targetPort") {
-            Some(Value::Number(n)) => match n.as_i64() {
-                Some(1..=65535) => {}
-                Some(n) => causes.push(port_cause(at("targetPort"), n)),
-                None => {}
-            },
-            Some(Value::String(s)) if !is_port_name(s) => causes.push(Cause::invalid(
-                at("targetPort"),
-                s,
-                "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)",
-            )),
-            _ => {}
-        }
-        if let Some(np) = p.get("nodePort").and_then(Value::as_i64) {
-            if np != 0 && ty != "NodePort" && ty != "LoadBalancer" {
-                causes.push(Cause::forbidden(
-                    at("nodePort"),
-                    "may not be used when `type` is 'ClusterIP'",
-                ));
-            }
-        }
-    }
-}
-
-/// An IANA service name: at most 15 of `[a-z0-9-]` with a letter, no `--`.
-fn is_port_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 15
-        && s.bytes()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
-        && s.bytes().any(|c| c.is_ascii_lowercase())
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-        && !s.contains("--")
-}
-
-/// The keys a Secret of a built-in type must carry.
-fn validate_secret_type(obj: &Value, causes: &mut Vec<Cause>) {
-    let ty = obj.get("type").and_then(Value::as_str).unwrap_or("Opaque");
-    let data = obj.get("data").and_then(Value::as_object);
-    let has = |k: &str| data.is_some_and(|d| d.contains_key(k));
-    let need = |k: &str, causes: &mut Vec<Cause>| {
-        if !has(k) {
-            causes.push(Cause::required(format!("data[{k}]")));
-        }
-    };
-    match ty {
-        "kubernetes.io/tls" => {
-            need("tls.crt", causes);
-            need("tls.key", causes);
-        }
-        "kubernetes.io/dockerconfigjson" => need(".dockerconfigjson", causes),
-        "kubernetes.io/dockercfg" => need(".dockercfg", causes),
-        "kubernetes.io/basic-auth" if !has("username") && !has("password") => {
-            need("username", causes);
-            need("password", causes);
-        }
-        "kubernetes.io/ssh-auth" => {
-            let empty = data
-                .and_then(|d| d.get("ssh-privatekey"))
-                .and_then(Value::as_str)
-                .is_none_or(str::is_empty);
-            if empty {
-                causes.push(Cause::required("data[ssh-privatekey]"));
-            }
-        }
-        "kubernetes.io/service-account-token" => {
-            let name = obj
-                .pointer("/metadata/annotations/kubernetes.io~1service-account.name")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            if name.is_empty() {
-                causes.push(Cause::required(
-                    "metadata.annotations[kubernetes.io/service-account.name]",
-                ));
-            }
-        }
-        _ => {}
-    }
-}
-
-fn validate_ingress(obj: &Value, causes: &mut Vec<Cause>) {
-    for (i, rule) in obj
-        .pointer("/spec/rules")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        for (j, path) in rule
-            .pointer("/http/paths")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
-            let at = format!("spec.rules[{i}].http.paths[{j}]");
-            let ty = path.get("pathType").and_then(Value::as_str).unwrap_or("");
-            match ty {
-                "" => causes.push(required_because(
-                    format!("{at}.pathType"),
-                    "pathType must be specified",
-                )),
-                "Exact" | "Prefix" | "ImplementationSpecific" => {}
-                other => causes.push(not_supported(
-                    format!("{at}.pathType"),
-                    other,
-                    &["Exact", "ImplementationSpecific", "Prefix"],
-                )),
-            }
-            let p = path.get("path").and_then(Value::as_str).unwrap_or("");
-            if matches!(ty, "Exact" | "Prefix") && !p.starts_with('/') {
-                causes.push(Cause::invalid(
-                    format!("{at}.path"),
-                    p,
-                    "must be an absolute path",
-                ));
-            }
-            let backend = path.get("backend");
-            let service = backend.and_then(|b| b.get("service"));
-            let resource = backend.and_then(|b| b.get("resource"));
-            if service.is_none() && resource.is_none() {
-                causes.push(invalid_raw(
-                    format!("{at}.backend"),
-                    "\"\"",
-                    "resource or service backend is required",
-                ));
-            }
-            if let Some(svc) = service {
-                let name = svc.get("name").and_then(Value::as_str).unwrap_or("");
-                if name.is_empty() {
-                    causes.push(Cause::required(format!("{at}.backend.service.name")));
-                }
-                let port = svc.get("port");
-                let number = port.and_then(|p| p.get("number")).and_then(Value::as_i64);
-                let pname = port.and_then(|p| p.get("name")).and_then(Value::as_str);
-                if number.is_none() && pname.is_none() {
-                    causes.push(required_because(
-                        format!("{at}.backend.service.port"),
-                        "port name or number is required",
-                    ));
-                }
-            }
-        }
-    }
 }
 
 const ACCESS_MODES: [&str; 4] = [
@@ -1191,7 +402,7 @@ const ACCESS_MODES: [&str; 4] = [
     "ReadWriteOncePod",
 ];
 
-fn access_modes(obj: &Value, causes: &mut Vec<Cause>, required_detail: Option<&str>) {
+pub(crate) fn access_modes(obj: &Value, causes: &mut Vec<Cause>, required_detail: Option<&str>) {
     let modes: Vec<&str> = obj
         .pointer("/spec/accessModes")
         .and_then(Value::as_array)
@@ -1208,182 +419,6 @@ fn access_modes(obj: &Value, causes: &mut Vec<Cause>, required_detail: Option<&s
     for m in modes {
         if !ACCESS_MODES.contains(&m) {
             causes.push(not_supported("spec.accessModes", m, &ACCESS_MODES));
-        }
-    }
-}
-
-fn validate_claim(obj: &Value, causes: &mut Vec<Cause>) {
-    access_modes(obj, causes, Some("at least 1 access mode is required"));
-    if obj.pointer("/spec/resources/requests/storage").is_none() {
-        causes.push(Cause::required("spec.resources[storage]"));
-    }
-}
-
-fn validate_volume(obj: &Value, causes: &mut Vec<Cause>) {
-    access_modes(obj, causes, None);
-    let capacity = obj.pointer("/spec/capacity").and_then(Value::as_object);
-    if capacity.is_none_or(|c| c.is_empty()) {
-        causes.push(Cause::required("spec.capacity"));
-    }
-    const SOURCES: [&str; 23] = [
-        "hostPath",
-        "local",
-        "nfs",
-        "csi",
-        "iscsi",
-        "fc",
-        "rbd",
-        "cephfs",
-        "cinder",
-        "glusterfs",
-        "flexVolume",
-        "flocker",
-        "azureFile",
-        "azureDisk",
-        "vsphereVolume",
-        "quobyte",
-        "photonPersistentDisk",
-        "portworxVolume",
-        "scaleIO",
-        "storageos",
-        "gcePersistentDisk",
-        "awsElasticBlockStore",
-        "persistentVolumeSource",
-    ];
-    let spec = obj.get("spec");
-    if !SOURCES
-        .iter()
-        .any(|s| spec.and_then(|sp| sp.get(*s)).is_some_and(|v| !v.is_null()))
-    {
-        causes.push(required_because("spec", "must specify a volume type"));
-    }
-}
-
-fn validate_rules(obj: &Value, causes: &mut Vec<Cause>) {
-    for (i, rule) in obj
-        .get("rules")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        let list = |k: &str| rule.get(k).and_then(Value::as_array).map_or(0, Vec::len);
-        if list("verbs") == 0 {
-            causes.push(required_because(
-                format!("rules[{i}].verbs"),
-                "verbs must contain at least one value",
-            ));
-        }
-        let urls = list("nonResourceURLs");
-        if urls > 0 {
-            if obj.get("kind").and_then(Value::as_str) == Some("Role") {
-                causes.push(invalid_raw(
-                    format!("rules[{i}].nonResourceURLs"),
-                    &format!(
-                        "{:?}",
-                        rule.get("nonResourceURLs").cloned().unwrap_or_default()
-                    ),
-                    "namespaced rules cannot apply to non-resource URLs",
-                ));
-            }
-            if list("apiGroups") > 0 || list("resources") > 0 || list("resourceNames") > 0 {
-                causes.push(invalid_raw(
-                    format!("rules[{i}].nonResourceURLs"),
-                    "[]string{}",
-                    "rules cannot apply to both regular resources and non-resource URLs",
-                ));
-            }
-            continue;
-        }
-        if list("apiGroups") == 0 {
-            causes.push(required_because(
-                format!("rules[{i}].apiGroups"),
-                "resource rules must supply at least one api group",
-            ));
-        }
-        if list("resources") == 0 {
-            causes.push(required_because(
-                format!("rules[{i}].resources"),
-                "resource rules must supply at least one resource",
-            ));
-        }
-    }
-}
-
-fn validate_binding(kind: &str, obj: &Value, causes: &mut Vec<Cause>) {
-    let rk = obj
-        .pointer("/roleRef/kind")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let supported: &[&str] = if kind == "RoleBinding" {
-        &["Role", "ClusterRole"]
-    } else {
-        &["ClusterRole"]
-    };
-    if !supported.contains(&rk) {
-        causes.push(not_supported("roleRef.kind", rk, supported));
-    }
-    let group = obj
-        .pointer("/roleRef/apiGroup")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    if group != "rbac.authorization.k8s.io" {
-        causes.push(not_supported(
-            "roleRef.apiGroup",
-            group,
-            &["rbac.authorization.k8s.io"],
-        ));
-    }
-    if obj
-        .pointer("/roleRef/name")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .is_empty()
-    {
-        causes.push(Cause::required("roleRef.name"));
-    }
-    for (i, s) in obj
-        .get("subjects")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        let at = |f: &str| format!("subjects[{i}].{f}");
-        if s.get("name")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .is_empty()
-        {
-            causes.push(Cause::required(at("name")));
-        }
-        let k = s.get("kind").and_then(Value::as_str).unwrap_or("");
-        match k {
-            "ServiceAccount" => {
-                if kind == "ClusterRoleBinding"
-                    && s.get("namespace")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .is_empty()
-                {
-                    causes.push(Cause::required(at("namespace")));
-                }
-            }
-            "User" | "Group" => {
-                let g = s.get("apiGroup").and_then(Value::as_str).unwrap_or("");
-                if g != "rbac.authorization.k8s.io" {
-                    causes.push(not_supported(
-                        at("apiGroup"),
-                        g,
-                        &["rbac.authorization.k8s.io"],
-                    ));
-                }
-            }
-            other => causes.push(not_supported(
-                at("kind"),
-                other,
-                &["ServiceAccount", "User", "Group"],
-            )),
         }
     }
 }

@@ -1,11 +1,83 @@
 //! Jobs (batch/v1).
 
+use serde_json::{json, Value};
+
 use super::Strategy;
+use crate::error::Cause;
+use crate::strategy::{default, immutable, obj_mut, template_defaults};
+use crate::typed::Typed;
 
 pub(crate) struct Job;
 
 impl Strategy for Job {
+    fn typed(&self) -> Option<&'static dyn Typed> {
+        Some(crate::typed::of::<k8s_openapi::api::batch::v1::Job>())
+    }
+
     fn field_selectors(&self) -> &'static [&'static str] {
         &["status.successful"]
     }
+
+    fn defaults(&self, obj: &mut Value) {
+        job_defaults(obj);
+    }
+
+    /// A selector left out of an update is the one the job has.
+    fn prepare_update(&self, old: &Value, new: &mut Value) {
+        if new.pointer("/spec/selector").is_none() {
+            if let Some(sel) = old.pointer("/spec/selector") {
+                obj_mut(new, "spec").insert("selector".into(), sel.clone());
+            }
+        }
+    }
+
+    fn validate(&self, obj: &Value, causes: &mut Vec<Cause>) {
+        let spec = obj.pointer("/spec/template/spec");
+        crate::validation::validate_pod_spec(spec, "spec.template.spec", causes);
+        crate::validation::job_restart_policy(spec, "spec.template.spec", causes);
+    }
+
+    fn validate_update(&self, old: &Value, new: &Value, causes: &mut Vec<Cause>) {
+        immutable(old, new, "spec.selector", causes);
+        immutable(old, new, "spec.completions", causes);
+    }
+}
+
+/// `SetDefaults_Job`: counts and policies, and (unless the selector is manual) a selector
+/// on the job's uid with the matching template labels.
+fn job_defaults(obj: &mut Value) {
+    let uid = obj.pointer("/metadata/uid").cloned().unwrap_or(Value::Null);
+    let name = obj
+        .pointer("/metadata/name")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let spec = obj_mut(obj, "spec");
+    default(spec, "parallelism", json!(1));
+    if spec.get("completions").is_none() && spec.get("parallelism").is_some() {
+        spec.insert("completions".into(), json!(1));
+    }
+    default(spec, "backoffLimit", json!(6));
+    default(spec, "completionMode", json!("NonIndexed"));
+    default(spec, "suspend", json!(false));
+    default(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
+    let manual = spec.get("manualSelector").and_then(Value::as_bool) == Some(true);
+    if !manual && !uid.is_null() && spec.get("selector").is_none() {
+        spec.insert(
+            "selector".into(),
+            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
+        );
+        if let Some(t) = spec.get_mut("template").filter(|t| t.is_object()) {
+            let tmeta = obj_mut(t, "metadata");
+            if !tmeta.get("labels").is_some_and(Value::is_object) {
+                tmeta.insert("labels".into(), json!({}));
+            }
+        }
+        if let Some(Value::Object(labels)) = obj.pointer_mut("/spec/template/metadata/labels") {
+            labels.insert("batch.kubernetes.io/controller-uid".into(), uid.clone());
+            labels.insert("batch.kubernetes.io/job-name".into(), name.clone());
+            labels.insert("controller-uid".into(), uid);
+            labels.insert("job-name".into(), name);
+        }
+    }
+    template_defaults(obj.pointer_mut("/spec/template"));
 }

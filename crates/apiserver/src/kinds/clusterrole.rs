@@ -1,0 +1,19 @@
+//! ClusterRoles (rbac.authorization.k8s.io/v1): their rules.
+
+use serde_json::Value;
+
+use super::Strategy;
+use crate::error::Cause;
+use crate::typed::Typed;
+
+pub(crate) struct ClusterRole;
+
+impl Strategy for ClusterRole {
+    fn typed(&self) -> Option<&'static dyn Typed> {
+        Some(crate::typed::of::<k8s_openapi::api::rbac::v1::ClusterRole>())
+    }
+
+    fn validate(&self, obj: &Value, causes: &mut Vec<Cause>) {
+        super::role::validate_rules(obj, false, causes);
+    }
+}

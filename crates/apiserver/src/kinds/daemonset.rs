@@ -1,0 +1,52 @@
+//! DaemonSets (apps/v1).
+
+use serde_json::{json, Value};
+
+use super::Strategy;
+use crate::error::Cause;
+use crate::strategy::{default, obj_mut, template_defaults};
+use crate::typed::Typed;
+
+pub(crate) struct DaemonSet;
+
+impl Strategy for DaemonSet {
+    fn typed(&self) -> Option<&'static dyn Typed> {
+        Some(crate::typed::of::<k8s_openapi::api::apps::v1::DaemonSet>())
+    }
+
+    fn defaults(&self, obj: &mut Value) {
+        let spec = obj_mut(obj, "spec");
+        default(spec, "revisionHistoryLimit", json!(10));
+        default(
+            spec,
+            "updateStrategy",
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+        );
+        template_defaults(obj.pointer_mut("/spec/template"));
+    }
+
+    fn status_defaults(&self, obj: &mut Value) {
+        crate::strategy::zero_status(
+            obj,
+            &[
+                "currentNumberScheduled",
+                "numberMisscheduled",
+                "desiredNumberScheduled",
+                "numberReady",
+            ],
+        );
+    }
+
+    fn validate(&self, obj: &Value, causes: &mut Vec<Cause>) {
+        crate::validation::validate_workload(
+            obj,
+            "daemonset",
+            obj.pointer("/spec/template/spec"),
+            causes,
+        );
+    }
+
+    fn validate_update(&self, old: &Value, new: &Value, causes: &mut Vec<Cause>) {
+        crate::strategy::selector_immutable(old, new, causes);
+    }
+}

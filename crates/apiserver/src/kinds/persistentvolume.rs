@@ -1,0 +1,74 @@
+//! PersistentVolumes: defaults, the Pending phase, required fields.
+
+use serde_json::{json, Value};
+
+use super::Strategy;
+use crate::error::Cause;
+use crate::strategy::{canonical_quantities, default, obj_mut};
+use crate::typed::Typed;
+use crate::validation::{access_modes, required_because};
+
+pub(crate) struct PersistentVolume;
+
+impl Strategy for PersistentVolume {
+    fn typed(&self) -> Option<&'static dyn Typed> {
+        Some(crate::typed::of::<
+            k8s_openapi::api::core::v1::PersistentVolume,
+        >())
+    }
+
+    fn defaults(&self, obj: &mut Value) {
+        let spec = obj_mut(obj, "spec");
+        default(spec, "persistentVolumeReclaimPolicy", json!("Retain"));
+        default(spec, "volumeMode", json!("Filesystem"));
+        canonical_quantities(obj, &["/spec/capacity"])
+    }
+
+    fn prepare_create(&self, obj: &mut Value) {
+        obj["status"] = json!({"phase": "Pending"});
+    }
+
+    fn validate(&self, obj: &Value, causes: &mut Vec<Cause>) {
+        validate_volume(obj, causes);
+    }
+}
+
+fn validate_volume(obj: &Value, causes: &mut Vec<Cause>) {
+    access_modes(obj, causes, None);
+    let capacity = obj.pointer("/spec/capacity").and_then(Value::as_object);
+    if capacity.is_none_or(|c| c.is_empty()) {
+        causes.push(Cause::required("spec.capacity"));
+    }
+    const SOURCES: [&str; 23] = [
+        "hostPath",
+        "local",
+        "nfs",
+        "csi",
+        "iscsi",
+        "fc",
+        "rbd",
+        "cephfs",
+        "cinder",
+        "glusterfs",
+        "flexVolume",
+        "flocker",
+        "azureFile",
+        "azureDisk",
+        "vsphereVolume",
+        "quobyte",
+        "photonPersistentDisk",
+        "portworxVolume",
+        "scaleIO",
+        "storageos",
+        "gcePersistentDisk",
+        "awsElasticBlockStore",
+        "persistentVolumeSource",
+    ];
+    let spec = obj.get("spec");
+    if !SOURCES
+        .iter()
+        .any(|s| spec.and_then(|sp| sp.get(*s)).is_some_and(|v| !v.is_null()))
+    {
+        causes.push(required_because("spec", "must specify a volume type"));
+    }
+}

@@ -1,0 +1,12 @@
+//! PodTemplates: only the typed schema.
+
+use super::Strategy;
+use crate::typed::Typed;
+
+pub(crate) struct PodTemplate;
+
+impl Strategy for PodTemplate {
+    fn typed(&self) -> Option<&'static dyn Typed> {
+        Some(crate::typed::of::<k8s_openapi::api::core::v1::PodTemplate>())
+    }
+}
