@@ -1,7 +1,7 @@
 //! The table of served resources: for each, what discovery says about it and which generic
 //! behaviours (status and scale subresources, generation, name rules) the store applies.
 //! Per-kind behaviour (defaults, validation, table columns) is keyed by `kind` in
-//! [`crate::strategy`] and [`crate::table`].
+//! [`crate::strategy`] and [`crate::kinds`] (`Columns`).
 
 /// How names of a resource are validated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

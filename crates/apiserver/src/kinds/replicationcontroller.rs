@@ -9,3 +9,17 @@ impl Strategy for ReplicationController {
         &["status.replicas"]
     }
 }
+
+// What `kubectl get` prints (`super::Columns`).
+use crate::table::prelude::*;
+
+/// ReplicationControllers print as ReplicaSets do.
+impl Columns for ReplicationController {
+    fn columns(&self) -> &'static [Col] {
+        super::replicaset::ReplicaSet.columns()
+    }
+
+    fn cells(&self, o: &Value) -> Vec<Value> {
+        super::replicaset::ReplicaSet.cells(o)
+    }
+}
