@@ -24,3 +24,17 @@ impl Strategy for ClusterRoleBinding {
         super::rolebinding::role_ref_unchanged(old, new, causes);
     }
 }
+
+// What `kubectl get` prints (`super::Columns`).
+use crate::table::prelude::*;
+
+/// ClusterRoleBindings print as RoleBindings do.
+impl Columns for ClusterRoleBinding {
+    fn columns(&self) -> &'static [Col] {
+        super::rolebinding::RoleBinding.columns()
+    }
+
+    fn cells(&self, o: &Value) -> Vec<Value> {
+        super::rolebinding::RoleBinding.cells(o)
+    }
+}

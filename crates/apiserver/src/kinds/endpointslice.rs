@@ -12,3 +12,58 @@ impl Strategy for EndpointSlice {
         >())
     }
 }
+
+// What `kubectl get` prints (`super::Columns`).
+use crate::table::prelude::*;
+
+impl Columns for EndpointSlice {
+    fn columns(&self) -> &'static [Col] {
+        &[
+            NAME,
+            ("AddressType", "string", "", 0),
+            ("Ports", "string", "", 0),
+            ("Endpoints", "string", "", 0),
+            AGE,
+        ]
+    }
+
+    fn cells(&self, o: &Value) -> Vec<Value> {
+        let name = name(o);
+        let age = age(o);
+        let ports: Vec<String> = o
+            .get("ports")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|p| i(p, "/port").to_string())
+            .collect();
+        let addrs: Vec<String> = o
+            .get("endpoints")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .flat_map(|e| {
+                e.get("addresses")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter_map(|a| a.as_str().map(String::from))
+            .collect();
+        vec![
+            name,
+            json!(s(o, "/addressType")),
+            json!(if ports.is_empty() {
+                "<unset>".to_string()
+            } else {
+                ports.join(",")
+            }),
+            json!(if addrs.is_empty() {
+                "<unset>".to_string()
+            } else {
+                addrs.join(",")
+            }),
+            age,
+        ]
+    }
+}

@@ -49,3 +49,61 @@ impl Strategy for EventsView {
         FIELD_SELECTORS
     }
 }
+
+// What `kubectl get` prints (`super::Columns`).
+use crate::table::prelude::*;
+
+impl Columns for Event {
+    fn columns(&self) -> &'static [Col] {
+        &[
+            ("Last Seen", "string", "", 0),
+            ("Type", "string", "", 0),
+            ("Reason", "string", "", 0),
+            ("Object", "string", "", 0),
+            ("Subobject", "string", "", 1),
+            ("Source", "string", "", 1),
+            ("Message", "string", "", 0),
+            ("First Seen", "string", "", 1),
+            ("Count", "string", "", 1),
+            ("Name", "string", "", 1),
+        ]
+    }
+
+    fn cells(&self, o: &Value) -> Vec<Value> {
+        let name = name(o);
+        // Core/v1 field names, or the events.k8s.io/v1 ones.
+        let field = |core: &str, view: &str| o.get(core).filter(|v| !v.is_null()).or(o.get(view));
+        let last = field("lastTimestamp", "deprecatedLastTimestamp")
+            .filter(|v| !v.is_null())
+            .or(o.get("eventTime").filter(|v| !v.is_null()))
+            .or(o.pointer("/metadata/creationTimestamp"));
+        let regarding = field("involvedObject", "regarding")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let object = format!(
+            "{}/{}",
+            s(&regarding, "/kind").to_lowercase(),
+            s(&regarding, "/name")
+        );
+        let source = field("source", "deprecatedSource")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let count = field("count", "deprecatedCount")
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
+        vec![
+            json!(since(last)),
+            json!(s(o, "/type")),
+            json!(s(o, "/reason")),
+            json!(object),
+            json!(s(&regarding, "/fieldPath")),
+            json!(s(&source, "/component")),
+            json!(field("message", "note")
+                .and_then(Value::as_str)
+                .unwrap_or("")),
+            json!(since(field("firstTimestamp", "deprecatedFirstTimestamp"))),
+            json!(count.max(1).to_string()),
+            name,
+        ]
+    }
+}

@@ -12,3 +12,31 @@ impl Strategy for IngressClass {
         >())
     }
 }
+
+// What `kubectl get` prints (`super::Columns`).
+use crate::table::prelude::*;
+
+impl Columns for IngressClass {
+    fn columns(&self) -> &'static [Col] {
+        &[
+            NAME,
+            ("Controller", "string", "", 0),
+            ("Parameters", "string", "", 0),
+            AGE,
+        ]
+    }
+
+    fn cells(&self, o: &Value) -> Vec<Value> {
+        let name = name(o);
+        let age = age(o);
+        vec![
+            name,
+            json!(s(o, "/spec/controller")),
+            json!(match o.pointer("/spec/parameters") {
+                Some(p) => format!("{}/{}", s(p, "/kind"), s(p, "/name")),
+                None => "<none>".into(),
+            }),
+            age,
+        ]
+    }
+}

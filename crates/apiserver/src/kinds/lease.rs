@@ -10,3 +10,18 @@ impl Strategy for Lease {
         Some(crate::typed::of::<k8s_openapi::api::coordination::v1::Lease>())
     }
 }
+
+// What `kubectl get` prints (`super::Columns`).
+use crate::table::prelude::*;
+
+impl Columns for Lease {
+    fn columns(&self) -> &'static [Col] {
+        &[NAME, ("Holder", "string", "", 0), AGE]
+    }
+
+    fn cells(&self, o: &Value) -> Vec<Value> {
+        let name = name(o);
+        let age = age(o);
+        vec![name, json!(s(o, "/spec/holderIdentity")), age]
+    }
+}

@@ -271,3 +271,17 @@ fn validate_limit_range(obj: &Value, causes: &mut Vec<Cause>) {
         }
     }
 }
+
+// What `kubectl get` prints (`super::Columns`).
+use crate::table::prelude::*;
+
+impl Columns for LimitRange {
+    fn columns(&self) -> &'static [Col] {
+        &[NAME, ("Created At", "date", "", 0)]
+    }
+
+    fn cells(&self, o: &Value) -> Vec<Value> {
+        let name = name(o);
+        vec![name, json!(s(o, "/metadata/creationTimestamp"))]
+    }
+}

@@ -69,3 +69,18 @@ impl Strategy for Namespace {
         set_label(new, "kubernetes.io/metadata.name", name);
     }
 }
+
+// What `kubectl get` prints (`super::Columns`).
+use crate::table::prelude::*;
+
+impl Columns for Namespace {
+    fn columns(&self) -> &'static [Col] {
+        &[NAME, ("Status", "string", "", 0), AGE]
+    }
+
+    fn cells(&self, o: &Value) -> Vec<Value> {
+        let name = name(o);
+        let age = age(o);
+        vec![name, json!(s(o, "/status/phase")), age]
+    }
+}

@@ -12,3 +12,27 @@ impl Strategy for NetworkPolicy {
         >())
     }
 }
+
+// What `kubectl get` prints (`super::Columns`).
+use crate::table::prelude::*;
+
+impl Columns for NetworkPolicy {
+    fn columns(&self) -> &'static [Col] {
+        &[NAME, ("Pod-Selector", "string", "", 0), AGE]
+    }
+
+    fn cells(&self, o: &Value) -> Vec<Value> {
+        let name = name(o);
+        let age = age(o);
+        let sel = selector_string(o.pointer("/spec/podSelector"));
+        vec![
+            name,
+            json!(if sel == "<none>" {
+                "<none>".to_string()
+            } else {
+                sel
+            }),
+            age,
+        ]
+    }
+}

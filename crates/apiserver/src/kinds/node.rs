@@ -57,3 +57,72 @@ impl Strategy for Node {
         }
     }
 }
+
+// What `kubectl get` prints (`super::Columns`).
+use crate::table::prelude::*;
+
+impl Columns for Node {
+    fn columns(&self) -> &'static [Col] {
+        &[
+            NAME,
+            ("Status", "string", "", 0),
+            ("Roles", "string", "", 0),
+            AGE,
+            ("Version", "string", "", 0),
+            ("Internal-IP", "string", "", 1),
+            ("External-IP", "string", "", 1),
+            ("OS-Image", "string", "", 1),
+            ("Kernel-Version", "string", "", 1),
+            ("Container-Runtime", "string", "", 1),
+        ]
+    }
+
+    fn cells(&self, o: &Value) -> Vec<Value> {
+        let name = name(o);
+        let age = age(o);
+        let ready = o
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .and_then(|cs| cs.iter().find(|c| s(c, "/type") == "Ready"))
+            .map(|c| {
+                if s(c, "/status") == "True" {
+                    "Ready"
+                } else {
+                    "NotReady"
+                }
+            })
+            .unwrap_or("Unknown");
+        let mut status = ready.to_string();
+        if o.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true) {
+            status.push_str(",SchedulingDisabled");
+        }
+        let roles: Vec<&str> = o
+            .pointer("/metadata/labels")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, _)| k.strip_prefix("node-role.kubernetes.io/"))
+            .collect();
+        let addr = |t: &str| {
+            o.pointer("/status/addresses")
+                .and_then(Value::as_array)
+                .and_then(|a| a.iter().find(|x| s(x, "/type") == t))
+                .map(|x| s(x, "/address").to_string())
+                .unwrap_or_else(|| "<none>".into())
+        };
+        vec![
+            name,
+            json!(status),
+            json!(or_none(roles.join(","))),
+            age,
+            json!(s(o, "/status/nodeInfo/kubeletVersion")),
+            json!(addr("InternalIP")),
+            json!(addr("ExternalIP")),
+            json!(or_none(s(o, "/status/nodeInfo/osImage").into())),
+            json!(or_none(s(o, "/status/nodeInfo/kernelVersion").into())),
+            json!(or_none(
+                s(o, "/status/nodeInfo/containerRuntimeVersion").into()
+            )),
+        ]
+    }
+}

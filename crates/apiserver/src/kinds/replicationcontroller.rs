@@ -81,3 +81,17 @@ fn validate_replication_controller(obj: &Value, causes: &mut Vec<Cause>) {
     }
     validate_replicas_and_template(obj, obj.pointer("/spec/template/spec"), causes);
 }
+
+// What `kubectl get` prints (`super::Columns`).
+use crate::table::prelude::*;
+
+/// ReplicationControllers print as ReplicaSets do.
+impl Columns for ReplicationController {
+    fn columns(&self) -> &'static [Col] {
+        super::replicaset::ReplicaSet.columns()
+    }
+
+    fn cells(&self, o: &Value) -> Vec<Value> {
+        super::replicaset::ReplicaSet.cells(o)
+    }
+}

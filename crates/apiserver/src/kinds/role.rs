@@ -71,3 +71,17 @@ pub(super) fn validate_rules(obj: &Value, namespaced: bool, causes: &mut Vec<Cau
         }
     }
 }
+
+// What `kubectl get` prints (`super::Columns`).
+use crate::table::prelude::*;
+
+impl Columns for Role {
+    fn columns(&self) -> &'static [Col] {
+        &[NAME, ("Created At", "date", "", 0)]
+    }
+
+    fn cells(&self, o: &Value) -> Vec<Value> {
+        let name = name(o);
+        vec![name, json!(s(o, "/metadata/creationTimestamp"))]
+    }
+}
