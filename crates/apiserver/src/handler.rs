@@ -50,10 +50,16 @@ pub async fn handle(
     peer: Option<std::net::SocketAddr>,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    let log = crate::httplog::Entry::begin(&req, peer);
+    // What the request asks, as the authorizer and the request log read it.
+    let attrs = crate::rbac::Attributes::of_request(
+        req.method().as_str(),
+        req.uri().path(),
+        req.uri().query(),
+    );
+    let log = crate::httplog::Entry::begin(&req, &attrs, peer);
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let (resp, who) = match authenticate_and_authorize(&state, user, &req).await {
+    let (resp, who) = match authenticate_and_authorize(&state, user, &req, &attrs).await {
         Ok(user) => {
             let who = user.as_ref().map(|u| u.name.clone()).unwrap_or_default();
             let name = user.as_ref().map(|u| u.name.clone());
@@ -78,6 +84,7 @@ async fn authenticate_and_authorize(
     state: &State,
     user: Option<User>,
     req: &Request<Incoming>,
+    attrs: &crate::rbac::Attributes,
 ) -> ApiResult<Option<User>> {
     let path = req.uri().path();
     let public = matches!(
@@ -111,10 +118,9 @@ async fn authenticate_and_authorize(
     if let Some(imp) = crate::authn::impersonate(&state.registry, &user, req.headers()).await? {
         user = imp;
     }
-    let attrs = crate::rbac::Attributes::of_request(req.method().as_str(), path, req.uri().query());
-    let decision = crate::authz::authorize(&state.registry, &user, &attrs).await?;
+    let decision = crate::authz::authorize(&state.registry, &user, attrs).await?;
     if !decision.allowed {
-        return Err(crate::rbac::forbidden(&user, &attrs, &decision.reason));
+        return Err(crate::rbac::forbidden(&user, attrs, &decision.reason));
     }
     Ok(Some(user))
 }
