@@ -1,5 +1,7 @@
-//! The HTTP API: routing of one request to discovery or to the generic resource store,
-//! content negotiation (JSON, Table, PartialObjectMetadata), and watch streams.
+//! The HTTP API's front door: one request authenticated, authorized and logged, then
+//! routed: to the health and version endpoints, discovery and OpenAPI, the nodes' and
+//! pods' streams, the access reviews, or a verb on a resource ([`crate::verbs`]), chosen
+//! by method, name and subresource once the subresource and the verbs it takes are known.
 
 use std::sync::Arc;
 
