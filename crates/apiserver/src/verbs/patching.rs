@@ -4,7 +4,7 @@
 
 use hyper::body::Incoming;
 use hyper::{Request, Response};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::Call;
 use crate::error::{ApiError, ApiResult};
@@ -12,7 +12,7 @@ use crate::http::{json_response, read_body, truthy, Body};
 use crate::params::{dry_run, field_validation, typed_check};
 use crate::patch::{self, PatchType};
 use crate::render::render_one;
-use crate::scale::{scale_of, scale_replicas};
+use crate::scale::{scale_of, scale_replicas, scaled};
 use crate::strategy::Subresource;
 use skiff_meta::object::without_rv;
 
@@ -101,12 +101,11 @@ async fn scale(
                 }
                 patch::apply(&mut scale, body, ptype).map_err(patch_error)?;
                 let replicas = scale_replicas(&scale)?;
-                let mut new = without_rv(old);
-                new["spec"]["replicas"] = json!(replicas);
-                if let Some(rv) = scale.pointer("/metadata/resourceVersion") {
-                    new["metadata"]["resourceVersion"] = rv.clone();
-                }
-                Ok(new)
+                Ok(scaled(
+                    old,
+                    replicas,
+                    scale.pointer("/metadata/resourceVersion"),
+                ))
             },
         )
         .await?;

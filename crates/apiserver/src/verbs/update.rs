@@ -4,16 +4,15 @@
 
 use hyper::body::Incoming;
 use hyper::{Request, Response};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::Call;
 use crate::error::ApiResult;
 use crate::http::{json_response, parse_json_body, read_body, Body};
 use crate::params::{check_body_type, dry_run, field_validation, typed_check, FieldValidation};
 use crate::render::render_one;
-use crate::scale::{scale_of, scale_replicas};
+use crate::scale::{scale_of, scale_replicas, scaled};
 use crate::strategy::Subresource;
-use skiff_meta::object::without_rv;
 
 /// A PUT's dry-run and field validation (checked before the body is read) and its body.
 struct Put {
@@ -88,14 +87,7 @@ pub(crate) async fn scale(
             Subresource::Main,
             put.dry,
             Some(&call.manager.through("scale")),
-            |old| {
-                let mut new = without_rv(old);
-                new["spec"]["replicas"] = json!(replicas);
-                if let Some(rv) = &rv {
-                    new["metadata"]["resourceVersion"] = rv.clone();
-                }
-                Ok(new)
-            },
+            |old| Ok(scaled(old, replicas, rv.as_ref())),
         )
         .await?;
     Ok(json_response(200, &scale_of(res, &updated), &[]))
