@@ -1,36 +1,23 @@
-//! The HTTP API: routing of one request to discovery or to the generic resource store,
-//! content negotiation (JSON, Table, PartialObjectMetadata), and watch streams.
+//! The HTTP API's front door: one request authenticated, authorized and logged, then
+//! routed: to the health and version endpoints, discovery and OpenAPI, the nodes' and
+//! pods' streams, the access reviews, or a verb on a resource ([`crate::verbs`]), chosen
+//! by method, name and subresource once the subresource and the verbs it takes are known.
 
 use std::sync::Arc;
 
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
-use serde_json::{json, Value};
 
-use crate::apply::{patch_base, patch_error, rv_of, server_side_apply};
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiResult};
 use crate::http::{
-    bytes_response, error_response, full, json_bytes_response, json_response, not_found_path,
-    parse_accept, parse_json_body, parse_query, percent_decode, read_body, static_response,
-    text_response, truthy, wants_aggregated_discovery, Body,
+    error_response, full, json_response, not_found_path, parse_accept, parse_query, percent_decode,
+    static_response, text_response, truthy, wants_aggregated_discovery, Body,
 };
-use crate::params::{
-    check_body_type, delete_options, delete_options_body, delete_options_from_query, dry_run,
-    field_validation, list_options, typed_check,
-};
-use crate::patch::{self, PatchType};
-use crate::registry::ListOptions;
-use crate::render::{delete_result, partial, render_one};
 use crate::resources::{self, Resource};
 use crate::review::review;
-use crate::scale::{scale_of, scale_replicas};
 use crate::state::State;
-use crate::strategy::Subresource;
-use crate::table::{self, IncludeObject};
 use crate::user::User;
-use skiff_meta::object::without_rv;
-
-use crate::error::ApiResult;
+use crate::verbs::{self, Call};
 
 /// Adds what admission collected to a response: `Warning` headers; audit annotations
 /// go to the server log at debug level (skiff keeps no audit log; PodSecurity's audit
@@ -65,10 +52,16 @@ pub async fn handle(
     peer: Option<std::net::SocketAddr>,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    let log = crate::httplog::Entry::begin(&req, peer);
+    // What the request asks, as the authorizer and the request log read it.
+    let attrs = crate::rbac::Attributes::of_request(
+        req.method().as_str(),
+        req.uri().path(),
+        req.uri().query(),
+    );
+    let log = crate::httplog::Entry::begin(&req, &attrs, peer);
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let (resp, who) = match authenticate_and_authorize(&state, user, &req).await {
+    let (resp, who) = match authenticate_and_authorize(&state, user, &req, &attrs).await {
         Ok(user) => {
             let who = user.as_ref().map(|u| u.name.clone()).unwrap_or_default();
             let name = user.as_ref().map(|u| u.name.clone());
@@ -93,6 +86,7 @@ async fn authenticate_and_authorize(
     state: &State,
     user: Option<User>,
     req: &Request<Incoming>,
+    attrs: &crate::rbac::Attributes,
 ) -> ApiResult<Option<User>> {
     let path = req.uri().path();
     let public = matches!(
@@ -126,10 +120,9 @@ async fn authenticate_and_authorize(
     if let Some(imp) = crate::authn::impersonate(&state.registry, &user, req.headers()).await? {
         user = imp;
     }
-    let attrs = crate::rbac::Attributes::of_request(req.method().as_str(), path, req.uri().query());
-    let decision = crate::authz::authorize(&state.registry, &user, &attrs).await?;
+    let decision = crate::authz::authorize(&state.registry, &user, attrs).await?;
     if !decision.allowed {
-        return Err(crate::rbac::forbidden(&user, &attrs, &decision.reason));
+        return Err(crate::rbac::forbidden(&user, attrs, &decision.reason));
     }
     Ok(Some(user))
 }
@@ -313,6 +306,9 @@ fn parse_target(group: &str, version: &str, rest: &[String]) -> ApiResult<Target
     Ok(Target { res, ns, name, sub })
 }
 
+/// A request on a resource: the pods' and nodes' streams go to the nodes, the access
+/// reviews to `review`; everything else to its verb's module, chosen by method, name
+/// and subresource, once the subresource and its verbs are known.
 async fn resource_request(
     state: &State,
     user: Option<&User>,
@@ -325,16 +321,14 @@ async fn resource_request(
         return crate::nodeproxy::node_proxy(state, req, &rest[1], &rest[3..].join("/")).await;
     }
     let t = parse_target(group, version, rest)?;
-    let q = parse_query(req.uri().query());
-    let accept = parse_accept(req.headers().get("accept").and_then(|v| v.to_str().ok()));
     let method = req.method().clone();
     let res = t.res;
     let ns = t.ns.as_deref();
-    let reg = &state.registry;
     if res.namespaced && t.ns.is_none() && !(method == Method::GET && t.name.is_none()) {
         return Err(not_found_path());
     }
-    let user_ref = user.ok_or_else(ApiError::unauthorized)?;
+    let user = user.ok_or_else(ApiError::unauthorized)?;
+    let q = parse_query(req.uri().query());
     let manager = crate::managed::Manager::of_request(
         q.get("fieldManager").map(String::as_str),
         req.headers()
@@ -352,8 +346,17 @@ async fn resource_request(
             | "SelfSubjectRulesReview"
             | "TokenReview"
     ) {
-        return review(state, user_ref, res, req, &method, t.name.is_some()).await;
+        return review(state, user, res, req, &method, t.name.is_some()).await;
     }
+    let call = Call {
+        state,
+        user,
+        res,
+        ns,
+        accept: parse_accept(req.headers().get("accept").and_then(|v| v.to_str().ok())),
+        q,
+        manager,
+    };
     let sub = match t.sub.as_deref() {
         None => None,
         Some("binding") if res.kind == "Pod" => Some("binding"),
@@ -387,15 +390,8 @@ async fn resource_request(
             )))
         }
         Some("token") if res.kind == "ServiceAccount" && method == Method::POST => {
-            let (body, ct) = read_body(req).await?;
-            let body = parse_json_body(&body, ct.as_deref())?;
-            let (ns, account) = (
-                ns.unwrap_or_default(),
-                t.name.as_deref().unwrap_or_default(),
-            );
-            crate::nodeauthz::admit_token_request(reg, user_ref, ns, account, &body).await?;
-            let out = crate::authn::token_request(&state.auth, reg, ns, account, body).await?;
-            return Ok(json_response(201, &out, &[]));
+            let account = t.name.as_deref().unwrap_or_default();
+            return verbs::create::token(&call, account, req).await;
         }
         Some("approval") if res.kind == "CertificateSigningRequest" => Some("approval"),
         Some(_) => return Err(not_found_path()),
@@ -416,308 +412,32 @@ async fn resource_request(
             sub.unwrap_or_default()
         )));
     }
-    match (&method, t.name.as_deref()) {
-        (&Method::GET, None) => {
-            if truthy(&q, "watch") {
-                return crate::watch::watch(state, res, ns, &q, accept).await;
-            }
-            let opts = list_options(res, &q)?;
-            let page = reg.list_items(res, ns, &opts).await?;
-            let mut meta = json!({"resourceVersion": page.revision.to_string()});
-            if let Some(c) = &page.continue_token {
-                meta["continue"] = json!(c);
-            }
-            let out = if accept.table {
-                let objects: Vec<Value> = page.items.iter().map(|p| p.obj.clone()).collect();
-                table::table(
-                    res.kind,
-                    &objects,
-                    IncludeObject::parse(q.get("includeObject").map(String::as_str)),
-                    meta,
-                    true,
-                )
-            } else if accept.partial {
-                json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta,
-                    "items": page.items.iter().map(|p| partial(&p.obj)).collect::<Vec<_>>()})
-            } else {
-                // The items' JSON is spliced in as the cache holds it.
-                let head = json!({"kind": format!("{}List", res.kind), "apiVersion": res.api_version(), "metadata": meta});
-                let mut body = serde_json::to_vec(&head).unwrap_or_default();
-                body.pop();
-                body.extend_from_slice(b",\"items\":[");
-                for (i, p) in page.items.iter().enumerate() {
-                    if i > 0 {
-                        body.push(b',');
-                    }
-                    body.extend_from_slice(&p.obj_json);
-                }
-                body.extend_from_slice(b"]}");
-                return Ok(bytes_response(200, body));
-            };
-            Ok(json_response(200, &out, &[]))
+    match (&method, t.name.as_deref(), sub) {
+        (&Method::GET, None, _) => verbs::read::list(&call).await,
+        (&Method::GET, Some(name), _) => verbs::read::get(&call, name, sub).await,
+        (&Method::POST, None, _) => verbs::create::create(&call, req).await,
+        (&Method::POST, Some(name), Some("binding")) => {
+            verbs::create::binding(&call, name, req).await
         }
-        (&Method::GET, Some(name)) => {
-            let obj = reg.get(res, ns, name).await?;
-            if sub == Some("scale") {
-                return Ok(json_response(200, &scale_of(res, &obj), &[]));
-            }
-            Ok(json_response(200, &render_one(res, &obj, accept, &q), &[]))
+        (&Method::POST, Some(name), Some("eviction")) => {
+            verbs::create::eviction(&call, name, req).await
         }
-        (&Method::POST, None) => {
-            let dry = dry_run(&q)?;
-            let fv = field_validation(&q)?;
-            let (body, ct) = read_body(req).await?;
-            let mut obj = parse_json_body(&body, ct.as_deref())?;
-            check_body_type(res, &obj)?;
-            if let (Some(body_ns), Some(ns)) = (
-                obj.pointer("/metadata/namespace").and_then(Value::as_str),
-                ns,
-            ) {
-                if !body_ns.is_empty() && body_ns != ns {
-                    return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
-                }
-            }
-            let warnings = typed_check(res, &mut obj, fv)?;
-            crate::nodeauthz::admit_create(user_ref, res, &obj)?;
-            if res.kind == "CertificateSigningRequest" {
-                crate::csr::prepare_create(user_ref, &mut obj)?;
-            }
-            let p = reg
-                .create_prepared(res, ns, obj, dry, Some(&manager))
-                .await?;
-            if res.kind == "Namespace" && !dry {
-                let name = p
-                    .obj
-                    .pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                crate::admission::namespace_defaults(reg, name).await?;
-            }
-            if !accept.table && !accept.partial && res.kind != "CertificateSigningRequest" {
-                // The JSON the watch cache serves too, serialized once.
-                return Ok(json_bytes_response(201, p.obj_json.clone(), &warnings));
-            }
-            let mut created = p.obj.clone();
-            if res.kind == "CertificateSigningRequest" && !dry {
-                created = crate::csr::reconcile(reg, res, &state.signer, created).await?;
-            }
-            Ok(json_response(
-                201,
-                &render_one(res, &created, accept, &q),
-                &warnings,
-            ))
-        }
-        (&Method::PUT, Some(name)) => {
-            let dry = dry_run(&q)?;
-            let fv = field_validation(&q)?;
-            let (body, ct) = read_body(req).await?;
-            let mut body = parse_json_body(&body, ct.as_deref())?;
-            if sub == Some("scale") {
-                let replicas = scale_replicas(&body)?;
-                let rv = body.pointer("/metadata/resourceVersion").cloned();
-                let updated = reg
-                    .update_as(
-                        res,
-                        ns,
-                        name,
-                        Subresource::Main,
-                        dry,
-                        Some(&manager.through("scale")),
-                        |old| {
-                            let mut new = without_rv(old);
-                            new["spec"]["replicas"] = json!(replicas);
-                            if let Some(rv) = &rv {
-                                new["metadata"]["resourceVersion"] = rv.clone();
-                            }
-                            Ok(new)
-                        },
-                    )
-                    .await?;
-                return Ok(json_response(200, &scale_of(res, &updated), &[]));
-            }
-            check_body_type(res, &body)?;
-            let warnings = typed_check(res, &mut body, fv)?;
-            if sub == Some("approval") {
-                let updated = reg
-                    .update(res, ns, name, Subresource::Status, dry, |old| {
-                        crate::csr::apply_approval(old, &body)
-                    })
-                    .await?;
-                let updated = if dry {
-                    updated
-                } else {
-                    crate::csr::reconcile(reg, res, &state.signer, updated).await?
-                };
-                return Ok(json_response(
-                    200,
-                    &render_one(res, &updated, accept, &q),
-                    &warnings,
-                ));
-            }
-            let subres = Subresource::of_update(sub);
-            let updated = reg
-                .update_as(res, ns, name, subres, dry, Some(&manager), |_| {
-                    Ok(body.clone())
-                })
-                .await?;
-            Ok(json_response(
-                200,
-                &render_one(res, &updated, accept, &q),
-                &warnings,
-            ))
-        }
-        (&Method::PATCH, Some(name)) => {
-            let dry = dry_run(&q)?;
-            let fv = field_validation(&q)?;
-            let ct = req
-                .headers()
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string();
-            let ptype = PatchType::from_content_type(&ct).ok_or_else(|| {
-                ApiError::unsupported_media(format!(
-                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {ct:?})"
-                ))
-            })?;
-            let (body, _) = read_body(req).await?;
-            if ptype == PatchType::Apply {
-                let force = truthy(&q, "force");
-                return server_side_apply(
-                    state, res, ns, name, sub, &body, &manager, force, dry, fv, accept, &q,
-                )
-                .await;
-            }
-            let mut warnings = Vec::new();
-            if sub == Some("scale") {
-                let updated = reg
-                    .update_as(
-                        res,
-                        ns,
-                        name,
-                        Subresource::Main,
-                        dry,
-                        Some(&manager.through("scale")),
-                        |old| {
-                            let mut scale = scale_of(res, old);
-                            if let Some(m) =
-                                scale.get_mut("metadata").and_then(Value::as_object_mut)
-                            {
-                                m.remove("resourceVersion");
-                            }
-                            patch::apply(&mut scale, &body, ptype).map_err(patch_error)?;
-                            let replicas = scale_replicas(&scale)?;
-                            let mut new = without_rv(old);
-                            new["spec"]["replicas"] = json!(replicas);
-                            if let Some(rv) = scale.pointer("/metadata/resourceVersion") {
-                                new["metadata"]["resourceVersion"] = rv.clone();
-                            }
-                            Ok(new)
-                        },
-                    )
-                    .await?;
-                return Ok(json_response(200, &scale_of(res, &updated), &[]));
-            }
-            let subres = Subresource::of_update(sub);
-            let updated = reg
-                .update_as(res, ns, name, subres, dry, Some(&manager), |old| {
-                    let mut doc = patch_base(old, ptype);
-                    patch::apply(&mut doc, &body, ptype).map_err(patch_error)?;
-                    if ptype == PatchType::Json && rv_of(&doc) == rv_of(old) {
-                        doc = without_rv(&doc);
-                    }
-                    warnings = typed_check(res, &mut doc, fv)?;
-                    Ok(doc)
-                })
-                .await?;
-            Ok(json_response(
-                200,
-                &render_one(res, &updated, accept, &q),
-                &warnings,
-            ))
-        }
-        (&Method::DELETE, Some(name)) => {
-            if sub.is_some() {
-                return Err(ApiError::method_not_allowed(
-                    "the subresource does not support DELETE",
-                ));
-            }
-            let opts = delete_options(req, &q).await?;
-            let deleted = reg.delete(res, ns, name, &opts).await?;
-            Ok(json_response(200, &delete_result(res, &deleted), &[]))
-        }
-        (&Method::DELETE, None) => {
-            let opts = delete_options_from_query(&q)?;
-            let list_opts = list_options(res, &q)?;
-            let page = reg
-                .list(
-                    res,
-                    ns,
-                    &ListOptions {
-                        limit: 0,
-                        continue_token: None,
-                        ..list_opts
-                    },
-                )
-                .await?;
-            let mut items = Vec::new();
-            for obj in page.items {
-                let name = obj
-                    .pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                let ons = obj
-                    .pointer("/metadata/namespace")
-                    .and_then(Value::as_str)
-                    .map(String::from);
-                match reg.delete(res, ons.as_deref(), &name, &opts).await {
-                    Ok(d) => items.push(d.object),
-                    Err(e) if e.code == 404 => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            let rev = reg
-                .store()
-                .current_revision()
-                .await
-                .map_err(|e| ApiError::internal(e.to_string()))?;
-            Ok(json_response(
-                200,
-                &json!({"kind": format!("{}List", res.kind), "apiVersion": res.api_version(), "metadata": {"resourceVersion": rev.to_string()}, "items": items}),
-                &[],
-            ))
-        }
-        (&Method::POST, Some(name)) if sub == Some("binding") => {
-            let dry = dry_run(&q)?;
-            let (body, ct) = read_body(req).await?;
-            let binding = parse_json_body(&body, ct.as_deref())?;
-            crate::binding::bind(reg, res, ns, name, dry, &binding).await?;
-            Ok(json_response(
-                201,
-                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
-                &[],
-            ))
-        }
-        (&Method::POST, Some(name)) if sub == Some("eviction") => {
-            let mut opts = delete_options_from_query(&q)?;
-            let (body, ct) = read_body(req).await?;
-            let eviction = parse_json_body(&body, ct.as_deref())?;
-            if let Some(d) = eviction.get("deleteOptions").filter(|d| d.is_object()) {
-                delete_options_body(d, &mut opts);
-            }
-            crate::eviction::evict(reg, ns.unwrap_or_default(), name, &eviction, &opts).await?;
-            Ok(json_response(
-                201,
-                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
-                &[],
-            ))
-        }
-        (&Method::POST, Some(_)) => Err(ApiError::method_not_allowed(format!(
+        (&Method::POST, Some(_), _) => Err(ApiError::method_not_allowed(format!(
             "POST on {} subresource {:?} is not supported by this server yet",
             res.plural,
             t.sub.as_deref().unwrap_or("")
         ))),
+        (&Method::PUT, Some(name), Some("scale")) => verbs::update::scale(&call, name, req).await,
+        (&Method::PUT, Some(name), Some("approval")) => {
+            verbs::update::approval(&call, name, req).await
+        }
+        (&Method::PUT, Some(name), _) => verbs::update::update(&call, name, sub, req).await,
+        (&Method::PATCH, Some(name), _) => verbs::patching::patch(&call, name, sub, req).await,
+        (&Method::DELETE, Some(_), Some(_)) => Err(ApiError::method_not_allowed(
+            "the subresource does not support DELETE",
+        )),
+        (&Method::DELETE, Some(name), None) => verbs::delete::delete(&call, name, req).await,
+        (&Method::DELETE, None, _) => verbs::delete::delete_collection(&call).await,
         _ => Err(ApiError::method_not_allowed(format!(
             "{method} is not supported on this path"
         ))),

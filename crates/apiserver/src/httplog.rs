@@ -1,10 +1,13 @@
 //! The request log: one line per API request at `debug`, under the
 //! `skiff_apiserver::httplog` target, in the shape of kube-apiserver's `httplog`
-//! (`"HTTP" verb="GET" URI="/api/v1/…" latency="…" userAgent="…" audit-ID="" srcIP="…"
-//! resp=200`), plus the user.
+//! (`"HTTP" verb="LIST" URI="/api/v1/…" latency="…" userAgent="…" audit-ID="" srcIP="…"
+//! resp=200`), plus the user. The verb is the one kube-apiserver logs (its metrics'
+//! normalized verb), read from the request's attributes.
 
 use std::net::SocketAddr;
 use std::time::Instant;
+
+use crate::rbac::Attributes;
 
 /// What the log line says of a request, taken before it is handled.
 pub(crate) struct Entry {
@@ -16,9 +19,13 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
-    pub(crate) fn begin<B>(req: &hyper::Request<B>, peer: Option<SocketAddr>) -> Entry {
+    pub(crate) fn begin<B>(
+        req: &hyper::Request<B>,
+        attrs: &Attributes,
+        peer: Option<SocketAddr>,
+    ) -> Entry {
         Entry {
-            verb: req.method().to_string(),
+            verb: verb(req, attrs),
             uri: req
                 .uri()
                 .path_and_query()
@@ -47,6 +54,113 @@ impl Entry {
             srcIP = %self.src_ip,
             resp = status,
             "HTTP"
+        );
+    }
+}
+
+/// The verb kube-apiserver's httplog names (`metrics.NormalizedVerb`): the HTTP method in
+/// capitals, but LIST for a GET of a collection, WATCH for a watch, APPLY for a
+/// server-side apply patch and CONNECT for the streaming subresources.
+fn verb<B>(req: &hyper::Request<B>, attrs: &Attributes) -> String {
+    let method = req.method().as_str().to_ascii_uppercase();
+    let streaming = matches!(
+        attrs.subresource.as_str(),
+        "log" | "exec" | "portforward" | "attach" | "proxy"
+    );
+    if attrs.resource_request && streaming {
+        return "CONNECT".into();
+    }
+    match method.as_str() {
+        "GET" | "HEAD" if attrs.verb == "watch" => "WATCH".into(),
+        // A collection, as kube-apiserver's request scope tells (a namespace or the
+        // cluster, not one named object).
+        "GET" | "HEAD" if attrs.resource_request && attrs.name.is_empty() => "LIST".into(),
+        "GET" | "HEAD" => "GET".into(),
+        "PATCH"
+            if req
+                .headers()
+                .get(hyper::header::CONTENT_TYPE)
+                .is_some_and(|ct| ct == "application/apply-patch+yaml") =>
+        {
+            "APPLY".into()
+        }
+        _ => method,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logged(method: &str, uri: &str, content_type: Option<&str>) -> String {
+        let mut req = hyper::Request::builder().method(method).uri(uri);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let req = req.body(()).unwrap();
+        let attrs = Attributes::of_request(method, req.uri().path(), req.uri().query());
+        verb(&req, &attrs)
+    }
+
+    #[test]
+    fn verbs_as_kube_apiserver_logs_them() {
+        assert_eq!(
+            logged("GET", "/api/v1/namespaces/default/pods", None),
+            "LIST"
+        );
+        assert_eq!(logged("GET", "/api/v1/pods", None), "LIST");
+        assert_eq!(
+            logged("GET", "/api/v1/namespaces/default/pods/web", None),
+            "GET"
+        );
+        assert_eq!(logged("GET", "/api/v1/pods?watch=true", None), "WATCH");
+        assert_eq!(logged("GET", "/api/v1/namespaces/default", None), "GET");
+        assert_eq!(logged("GET", "/api/v1/namespaces", None), "LIST");
+        assert_eq!(logged("GET", "/version", None), "GET");
+        assert_eq!(logged("GET", "/api", None), "GET");
+        assert_eq!(
+            logged("POST", "/api/v1/namespaces/default/pods", None),
+            "POST"
+        );
+        assert_eq!(
+            logged("PUT", "/api/v1/namespaces/default/pods/web/status", None),
+            "PUT"
+        );
+        assert_eq!(
+            logged(
+                "PATCH",
+                "/apis/apps/v1/namespaces/default/deployments/web",
+                Some("application/merge-patch+json")
+            ),
+            "PATCH"
+        );
+        assert_eq!(
+            logged(
+                "PATCH",
+                "/apis/apps/v1/namespaces/default/deployments/web",
+                Some("application/apply-patch+yaml")
+            ),
+            "APPLY"
+        );
+        assert_eq!(
+            logged("DELETE", "/api/v1/namespaces/default/pods/web", None),
+            "DELETE"
+        );
+        assert_eq!(
+            logged("DELETE", "/api/v1/namespaces/default/pods", None),
+            "DELETE"
+        );
+        assert_eq!(
+            logged("GET", "/api/v1/namespaces/default/pods/web/log", None),
+            "CONNECT"
+        );
+        assert_eq!(
+            logged("POST", "/api/v1/namespaces/default/pods/web/exec", None),
+            "CONNECT"
+        );
+        assert_eq!(
+            logged("GET", "/api/v1/nodes/n1/proxy/stats", None),
+            "CONNECT"
         );
     }
 }

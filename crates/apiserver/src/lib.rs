@@ -17,8 +17,9 @@
 //! several APIs ([`convert`]), the patch engines ([`patch`]), managed fields and
 //! server-side apply ([`managed`]), label/field selectors
 //! ([`skiff_meta::selector`]), protobuf request bodies ([`proto`]), server-side printing ([`table`]) and
-//! watch streams ([`watch`], over the watch cache [`watchcache`]). [`handler`] routes;
-//! the request plumbing below it is in [`http`], [`params`], [`user`], [`state`] and
+//! watch streams ([`watch`], over the watch cache [`watchcache`]). [`handler`] routes
+//! each request to its verb ([`verbs`]: get, list and watch; create; update; patch and
+//! apply; delete and deletecollection) or subresource; the request plumbing below it is in [`http`], [`params`], [`user`], [`state`] and
 //! [`httplog`] (the request log).
 //!
 //! It must not know about containers, nodes' runtimes, the scheduler or controllers: it
@@ -56,7 +57,6 @@
 
 mod admission;
 mod admit;
-mod apply;
 mod authn;
 mod authz;
 mod binding;
@@ -95,6 +95,7 @@ mod table;
 mod typed;
 mod user;
 mod validation;
+mod verbs;
 mod watch;
 mod watchcache;
 

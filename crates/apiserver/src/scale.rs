@@ -1,9 +1,11 @@
-//! The scale subresource: a workload's replicas as an autoscaling/v1 Scale.
+//! The scale subresource: a workload's replicas as an autoscaling/v1 Scale, and a
+//! Scale's replicas written back to the workload.
 
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
 use crate::resources::Resource;
+use skiff_meta::object::without_rv;
 
 use crate::error::ApiResult;
 
@@ -57,4 +59,15 @@ pub(crate) fn scale_replicas(scale: &Value) -> ApiResult<i64> {
             .filter(|n| *n >= 0 && *n <= i64::from(i32::MAX))
             .ok_or_else(|| ApiError::new(422, "Invalid", format!("Scale.autoscaling \"\" is invalid: spec.replicas: Invalid value: {v}: must be greater than or equal to 0"))),
     }
+}
+
+/// The object `old` with a Scale's `replicas` written to `spec.replicas`, conditional on
+/// the Scale's resourceVersion if it has one.
+pub(crate) fn scaled(old: &Value, replicas: i64, rv: Option<&Value>) -> Value {
+    let mut new = without_rv(old);
+    new["spec"]["replicas"] = json!(replicas);
+    if let Some(rv) = rv {
+        new["metadata"]["resourceVersion"] = rv.clone();
+    }
+    new
 }

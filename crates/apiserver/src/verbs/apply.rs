@@ -1,37 +1,39 @@
-//! Patches and server-side apply of one object (its errors, its base, creating on apply).
+//! Server-side apply: a PATCH with `application/apply-patch+yaml`, merged into the
+//! object (or its status) by the managed-fields rules of `crate::managed`, creating the
+//! object when it does not exist.
 
 use hyper::Response;
 use serde_json::Value;
 
-use crate::error::ApiError;
-use crate::http::{json_response, parse_yaml_object, Accept, Body, Query};
+use super::Call;
+use crate::error::{ApiError, ApiResult};
+use crate::http::{json_response, parse_yaml_object, Body};
 use crate::params::{check_body_type, typed_check, FieldValidation};
-use crate::patch::{self, PatchType};
 use crate::render::render_one;
-use crate::resources::Resource;
-use crate::state::State;
 use crate::strategy::Subresource;
 use skiff_meta::object::without_rv;
 
-use crate::error::ApiResult;
-
-/// `PATCH` with `application/apply-patch+yaml`: server-side apply of the body by `manager`,
-/// creating the object if it does not exist.
-#[allow(clippy::too_many_arguments)]
+/// `PATCH` with `application/apply-patch+yaml`: server-side apply of the body by the
+/// request's manager, creating the object if it does not exist.
 pub(crate) async fn server_side_apply(
-    state: &State,
-    res: &Resource,
-    ns: Option<&str>,
+    call: &Call<'_>,
     name: &str,
     sub: Option<&str>,
     body: &[u8],
-    manager: &crate::managed::Manager,
     force: bool,
     dry: bool,
     fv: FieldValidation,
-    accept: Accept,
-    q: &Query,
 ) -> ApiResult<Response<Body>> {
+    let Call {
+        state,
+        res,
+        ns,
+        q,
+        accept,
+        manager,
+        ..
+    } = call;
+    let (res, ns, accept) = (*res, *ns, *accept);
     let reg = &state.registry;
     // Apply names its manager explicitly (no user-agent fallback).
     crate::managed::validate_manager(
@@ -106,31 +108,4 @@ pub(crate) async fn server_side_apply(
         &render_one(res, &updated, accept, q),
         &warnings,
     ))
-}
-
-pub(crate) fn patch_error(e: patch::PatchError) -> ApiError {
-    match e {
-        patch::PatchError::Malformed(m) => ApiError::bad_request(m),
-        patch::PatchError::Failed(m) => ApiError::new(422, "Invalid", m),
-        patch::PatchError::TooLarge(m) => ApiError::new(
-            413,
-            "RequestEntityTooLarge",
-            format!("Request entity too large: {m}"),
-        ),
-    }
-}
-
-/// The document a patch applies to: the live object, with its resourceVersion for JSON
-/// patches (they may test or replace it, as `kubectl apply --server-side` does when it
-/// upgrades client-side apply's managed fields), else without it (unconditional).
-pub(crate) fn patch_base(old: &Value, ptype: PatchType) -> Value {
-    if ptype == PatchType::Json {
-        old.clone()
-    } else {
-        without_rv(old)
-    }
-}
-
-pub(crate) fn rv_of(obj: &Value) -> Option<&Value> {
-    obj.pointer("/metadata/resourceVersion")
 }
