@@ -19,7 +19,7 @@ pub(crate) fn render_one(res: &Resource, obj: &Value, accept: Accept, q: &Query)
             .cloned()
             .unwrap_or(json!(""));
         table::table(
-            res.kind,
+            res,
             std::slice::from_ref(obj),
             IncludeObject::parse(q.get("includeObject").map(String::as_str)),
             json!({"resourceVersion": rv}),

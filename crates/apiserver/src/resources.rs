@@ -1,7 +1,7 @@
 //! The table of served resources: for each, what discovery says about it and which generic
 //! behaviours (status and scale subresources, generation, name rules) the store applies.
 //! Per-kind behaviour (defaults, validation, allocation, table columns) is in
-//! [`crate::kinds`]: strategies keyed by group and resource, columns by `kind`.
+//! [`crate::kinds`]: one strategy per kind (with its table columns), keyed by group and resource.
 
 /// How names of a resource are validated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,11 +1,12 @@
 //! Server-side printing: `meta.k8s.io/v1` Tables and their rows (`IncludeObject`: the
 //! object, its PartialObjectMetadata or nothing), human durations, and the cell helpers
 //! the kinds' columns share. Which columns a kind has and what its cells say live with the
-//! kind (`kinds::Columns`, looked up by `kinds::columns_of`); this module names no kind.
+//! kind (`kinds::Columns`, a supertrait of its `kinds::Strategy`); this module names no kind.
 
 use serde_json::{json, Value};
 
 use crate::kinds;
+use crate::resources::Resource;
 
 /// Whether rows carry the object, its metadata, or nothing (`includeObject`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -46,9 +47,9 @@ pub(crate) mod prelude {
     pub(crate) use serde_json::{json, Value};
 }
 
-/// The column definitions of `kind`'s table.
-pub fn column_definitions(kind: &str) -> Vec<Value> {
-    kinds::columns_of(kind)
+/// The column definitions of `res`'s table.
+pub fn column_definitions(res: &Resource) -> Vec<Value> {
+    kinds::of(res)
         .columns()
         .iter()
         .map(|&(name, ty, format, priority)| {
@@ -237,9 +238,9 @@ pub(crate) fn count(obj: &Value, field: &str) -> usize {
         .map_or(0, |m| m.len())
 }
 
-/// One row of `kind`'s table for `obj`.
-pub fn row(kind: &str, obj: &Value, include: IncludeObject) -> Value {
-    let mut row = json!({"cells": kinds::columns_of(kind).cells(obj)});
+/// One row of `res`'s table for `obj`.
+pub fn row(res: &Resource, obj: &Value, include: IncludeObject) -> Value {
+    let mut row = json!({"cells": kinds::of(res).cells(obj)});
     match include {
         IncludeObject::None => {}
         IncludeObject::Object => row["object"] = obj.clone(),
@@ -256,7 +257,7 @@ pub fn row(kind: &str, obj: &Value, include: IncludeObject) -> Value {
 
 /// A Table of `objects`; `with_columns` false for the later events of a watch.
 pub fn table(
-    kind: &str,
+    res: &Resource,
     objects: &[Value],
     include: IncludeObject,
     list_meta: Value,
@@ -266,10 +267,10 @@ pub fn table(
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
         "metadata": list_meta,
-        "rows": objects.iter().map(|o| row(kind, o, include)).collect::<Vec<_>>(),
+        "rows": objects.iter().map(|o| row(res, o, include)).collect::<Vec<_>>(),
     });
     if with_columns {
-        t["columnDefinitions"] = Value::Array(column_definitions(kind));
+        t["columnDefinitions"] = Value::Array(column_definitions(res));
     }
     t
 }

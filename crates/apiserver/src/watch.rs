@@ -138,7 +138,7 @@ impl WatchRender {
                 .cloned()
                 .unwrap_or(json!(""));
             let t = table::table(
-                self.res.kind,
+                self.res,
                 std::slice::from_ref(obj),
                 self.include,
                 json!({"resourceVersion": rv}),

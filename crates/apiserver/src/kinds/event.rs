@@ -107,3 +107,14 @@ impl Columns for Event {
         ]
     }
 }
+
+/// events.k8s.io/v1 Events print as core/v1 Events do.
+impl Columns for EventsView {
+    fn columns(&self) -> &'static [crate::table::Col] {
+        Event.columns()
+    }
+
+    fn cells(&self, obj: &Value) -> Vec<Value> {
+        Event.cells(obj)
+    }
+}

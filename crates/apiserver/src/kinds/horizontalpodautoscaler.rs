@@ -18,3 +18,6 @@ impl Strategy for HorizontalPodAutoscaler {
         crate::strategy::zero_status(obj, &["desiredReplicas"]);
     }
 }
+
+// What `kubectl get` prints: the name and age (`super::Columns`'s defaults).
+impl super::Columns for HorizontalPodAutoscaler {}

@@ -13,9 +13,9 @@
 //! and template defaults in [`crate::strategy`], pod spec and workload checks and the
 //! [`Cause`] constructors in [`crate::validation`].
 //!
-//! What `kubectl get` prints for a kind, its table's columns and their cells, is a second
-//! trait, [`Columns`], implemented at the end of the kind's file and looked up by kind in
-//! [`COLUMNS`] ([`columns_of`]); a kind without its own prints its name and age.
+//! What `kubectl get` prints for a kind, its table's columns and their cells, is
+//! [`Columns`], a supertrait of [`Strategy`] implemented at the end of the kind's file; its
+//! defaults print the name and age.
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
@@ -65,7 +65,7 @@ mod storageclass;
 /// What one kind does differently from the generic registry. Every method has a
 /// default: the generic behaviour.
 #[async_trait]
-pub(crate) trait Strategy: Send + Sync {
+pub(crate) trait Strategy: Columns {
     /// Whether a deletion pending on this object may finish now, once its
     /// `metadata.finalizers` are gone (the registry checks those).
     fn deletion_can_finish(&self, _obj: &Value) -> bool {
@@ -274,113 +274,48 @@ pub(crate) fn of(res: &Resource) -> &'static dyn Strategy {
 
 // ---- Table columns: what `kubectl get` prints for a kind ----
 
-/// The columns of one kind's table (`kubectl get`) and its cells for one object. Kept
-/// apart from [`Strategy`]: columns are looked up by kind ([`columns_of`]), as the
-/// printers are, so the core/v1 and events.k8s.io/v1 Events print alike.
+/// The columns of one kind's table (`kubectl get`) and its cells for one object. Every
+/// [`Strategy`] has them (a supertrait); the defaults print the name and age, as
+/// kube-apiserver's default table convertor does.
 pub(crate) trait Columns: Send + Sync {
     /// The columns, in order (priority 1 for the `-o wide` ones).
-    fn columns(&self) -> &'static [crate::table::Col];
-
-    /// The cells of `obj`'s row, one per column.
-    fn cells(&self, obj: &Value) -> Vec<Value>;
-}
-
-/// A kind without columns of its own prints its name and age.
-impl Columns for Generic {
     fn columns(&self) -> &'static [crate::table::Col] {
         &[crate::table::NAME, crate::table::AGE]
     }
 
+    /// The cells of `obj`'s row, one per column.
     fn cells(&self, obj: &Value) -> Vec<Value> {
         vec![crate::table::name(obj), crate::table::age(obj)]
     }
 }
 
-/// The kinds with columns of their own, in the order of their files.
-static COLUMNS: &[(&str, &dyn Columns)] = &[
-    (
-        "CertificateSigningRequest",
-        &certificatesigningrequest::CertificateSigningRequest,
-    ),
-    ("ClusterRole", &clusterrole::ClusterRole),
-    (
-        "ClusterRoleBinding",
-        &clusterrolebinding::ClusterRoleBinding,
-    ),
-    ("ConfigMap", &configmap::ConfigMap),
-    (
-        "ControllerRevision",
-        &controllerrevision::ControllerRevision,
-    ),
-    ("CronJob", &cronjob::CronJob),
-    ("DaemonSet", &daemonset::DaemonSet),
-    ("Deployment", &deployment::Deployment),
-    ("Endpoints", &endpoints::Endpoints),
-    ("EndpointSlice", &endpointslice::EndpointSlice),
-    ("Event", &event::Event),
-    ("Ingress", &ingress::Ingress),
-    ("IngressClass", &ingressclass::IngressClass),
-    ("Job", &job::Job),
-    ("Lease", &lease::Lease),
-    ("LimitRange", &limitrange::LimitRange),
-    ("Namespace", &namespace::Namespace),
-    ("NetworkPolicy", &networkpolicy::NetworkPolicy),
-    ("Node", &node::Node),
-    ("PersistentVolume", &persistentvolume::PersistentVolume),
-    (
-        "PersistentVolumeClaim",
-        &persistentvolumeclaim::PersistentVolumeClaim,
-    ),
-    ("Pod", &pod::Pod),
-    (
-        "PodDisruptionBudget",
-        &poddisruptionbudget::PodDisruptionBudget,
-    ),
-    ("PriorityClass", &priorityclass::PriorityClass),
-    ("ReplicaSet", &replicaset::ReplicaSet),
-    (
-        "ReplicationController",
-        &replicationcontroller::ReplicationController,
-    ),
-    ("ResourceQuota", &resourcequota::ResourceQuota),
-    ("Role", &role::Role),
-    ("RoleBinding", &rolebinding::RoleBinding),
-    ("Secret", &secret::Secret),
-    ("Service", &service::Service),
-    ("ServiceAccount", &serviceaccount::ServiceAccount),
-    ("StatefulSet", &statefulset::StatefulSet),
-    ("StorageClass", &storageclass::StorageClass),
-];
-
-/// The columns of `kind`'s table.
-pub(crate) fn columns_of(kind: &str) -> &'static dyn Columns {
-    COLUMNS
-        .iter()
-        .find(|(k, _)| *k == kind)
-        .map_or(&Generic, |(_, c)| *c)
-}
+impl Columns for Generic {}
 
 #[cfg(test)]
 mod columns_tests {
     use super::*;
     use crate::resources::RESOURCES;
 
-    /// Every served kind, and every kind with columns, has a row as long as its columns.
+    /// Every served kind has a row as long as its columns.
     #[test]
     fn every_row_matches_its_columns() {
         let obj = serde_json::json!({"metadata": {"name": "x", "creationTimestamp": "2024-01-01T00:00:00Z"}});
-        let kinds = RESOURCES.iter().map(|r| r.kind);
-        for kind in kinds.chain(COLUMNS.iter().map(|(k, _)| *k)) {
-            let c = columns_of(kind);
-            assert_eq!(c.cells(&obj).len(), c.columns().len(), "{kind}");
+        for res in RESOURCES {
+            let c = of(res);
+            assert_eq!(c.cells(&obj).len(), c.columns().len(), "{}", res.kind);
         }
     }
 
-    /// A kind's columns are found under the name it is served as.
+    /// Every kind with a strategy of its own is served.
     #[test]
-    fn kinds_with_columns_are_served() {
-        for (kind, _) in COLUMNS {
-            assert!(RESOURCES.iter().any(|r| r.kind == *kind), "{kind}");
+    fn kinds_with_strategies_are_served() {
+        for (group, plural, _) in TABLE {
+            assert!(
+                RESOURCES
+                    .iter()
+                    .any(|r| r.group == *group && r.plural == *plural),
+                "{group}/{plural}"
+            );
         }
     }
 }

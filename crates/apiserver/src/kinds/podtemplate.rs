@@ -10,3 +10,6 @@ impl Strategy for PodTemplate {
         Some(crate::typed::of::<k8s_openapi::api::core::v1::PodTemplate>())
     }
 }
+
+// What `kubectl get` prints: the name and age (`super::Columns`'s defaults).
+impl super::Columns for PodTemplate {}

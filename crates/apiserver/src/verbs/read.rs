@@ -35,7 +35,7 @@ pub(crate) async fn list(call: &Call<'_>) -> ApiResult<Response<Body>> {
     let out = if accept.table {
         let objects: Vec<Value> = page.items.iter().map(|p| p.obj.clone()).collect();
         table::table(
-            res.kind,
+            res,
             &objects,
             IncludeObject::parse(q.get("includeObject").map(String::as_str)),
             meta,
