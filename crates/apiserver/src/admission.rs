@@ -20,7 +20,7 @@ use crate::error::ApiError;
 use crate::options::ListOptions;
 use crate::quota::{container_list, pod_resources, Amount, Usage};
 use crate::resources::{lookup, Resource};
-use crate::strategy::Subresource;
+use crate::subresource::Subresource;
 
 use crate::error::ApiResult;
 

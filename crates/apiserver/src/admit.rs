@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::options::{CachedObject, ListOptions, ListPage};
 use crate::resources::Resource;
-use crate::strategy::Subresource;
+use crate::subresource::Subresource;
 
 use crate::error::ApiResult;
 

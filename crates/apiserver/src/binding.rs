@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use crate::error::{ApiError, ApiResult};
 use crate::registry::Registry;
 use crate::resources::Resource;
-use crate::strategy::Subresource;
+use crate::subresource::Subresource;
 use skiff_meta::object::without_rv;
 
 /// Binds pod `name` to the node `binding.target.name` names.

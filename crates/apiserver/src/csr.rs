@@ -14,7 +14,8 @@ use crate::error::{ApiError, Cause};
 use crate::rbac::Attributes;
 use crate::registry::Registry;
 use crate::resources::Resource;
-use crate::strategy::{now_rfc3339, Subresource};
+use crate::strategy::now_rfc3339;
+use crate::subresource::Subresource;
 use crate::user::User;
 
 use crate::error::ApiResult;

@@ -15,7 +15,7 @@ use crate::error::{ApiError, Cause};
 
 use crate::error::ApiResult;
 use crate::registry::{DeleteOptions, ListOptions, Registry};
-use crate::strategy::Subresource;
+use crate::subresource::Subresource;
 use serde_json::{json, Value};
 
 /// Kubernetes' cap on pods recorded in `disruptedPods` awaiting confirmation.

@@ -91,6 +91,7 @@ mod scale;
 mod state;
 mod storage;
 mod strategy;
+mod subresource;
 mod table;
 mod typed;
 mod user;
@@ -554,7 +555,7 @@ async fn reconcile_endpoints(registry: &registry::Registry, ip: IpAddr, port: u1
                     res,
                     Some("default"),
                     "kubernetes",
-                    strategy::Subresource::Main,
+                    crate::subresource::Subresource::Main,
                     false,
                     |old| {
                         let mut new = desired.clone();

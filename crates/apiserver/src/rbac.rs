@@ -983,7 +983,7 @@ pub async fn reconcile_bootstrap_policy(reg: &Registry) -> ApiResult<()> {
                 res,
                 None,
                 &name,
-                crate::strategy::Subresource::Main,
+                crate::subresource::Subresource::Main,
                 false,
                 |old| {
                     let mut new = skiff_meta::object::without_rv(old);
@@ -1091,7 +1091,7 @@ pub async fn aggregate_cluster_roles(reg: &Registry) -> ApiResult<()> {
                     res,
                     None,
                     name,
-                    crate::strategy::Subresource::Main,
+                    crate::subresource::Subresource::Main,
                     false,
                     Some(&manager),
                     |old| {

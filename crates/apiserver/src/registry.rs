@@ -13,7 +13,8 @@ use crate::error::{ApiError, Cause};
 pub use crate::options::{CachedObject, DeleteOptions, Deleted, ItemPage, ListOptions, ListPage};
 use crate::resources::{lookup, Resource};
 use crate::storage::{decode_as, encode_as, key, prefix};
-use crate::strategy::{self, Subresource};
+use crate::strategy;
+use crate::subresource::Subresource;
 use crate::watchcache::{Prepared, WatchCache};
 use skiff_meta::object::{name_of, rv_of, set_rv};
 

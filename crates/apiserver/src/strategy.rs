@@ -1,5 +1,6 @@
 //! The generic steps of the store's writes (kube-apiserver's "strategies"): server-set
-//! metadata (uid, timestamps, generation), the spec/status split of subresources, then
+//! metadata (uid, timestamps, generation), what a subresource's write may change (from
+//! [`crate::subresource`]), then
 //! each kind's own hooks from [`crate::kinds`] (defaults, status, what an update carries
 //! over, create and update rules). Also the defaults several kinds share (pod specs and
 //! pod templates, canonical quantities), the pod's QoS class and the Go renderings of
@@ -10,39 +11,7 @@ use serde_json::{json, Map, Value};
 use crate::error::Cause;
 use crate::resources::Resource;
 
-/// Which part of an object a write addresses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Subresource {
-    Main,
-    Status,
-    /// `namespaces/{name}/finalize`: only `spec.finalizers` changes.
-    Finalize,
-    /// `pods/{name}/binding`: only `spec.nodeName` changes.
-    Binding,
-    /// `pods/{name}/ephemeralcontainers`: only `spec.ephemeralContainers` changes.
-    EphemeralContainers,
-}
-
-impl Subresource {
-    /// The subresource a PUT, PATCH or apply on `sub` writes.
-    pub fn of_update(sub: Option<&str>) -> Subresource {
-        match sub {
-            Some("status") => Subresource::Status,
-            Some("finalize") => Subresource::Finalize,
-            Some("ephemeralcontainers") => Subresource::EphemeralContainers,
-            _ => Subresource::Main,
-        }
-    }
-
-    /// The name managed fields record for writes through this subresource.
-    pub fn managed_name(self) -> Option<&'static str> {
-        match self {
-            Subresource::Status => Some("status"),
-            Subresource::EphemeralContainers => Some("ephemeralcontainers"),
-            _ => None,
-        }
-    }
-}
+use crate::subresource::Subresource;
 
 /// RFC 3339 timestamp with seconds, as Kubernetes writes `metav1.Time`.
 pub use skiff_meta::time::now as now_rfc3339;
@@ -78,16 +47,7 @@ pub fn random_suffix() -> String {
         .collect()
 }
 
-/// `v[key]` as an object, made one if it is not.
-pub(crate) fn obj_mut<'a>(v: &'a mut Value, key: &str) -> &'a mut Map<String, Value> {
-    if !v.get(key).is_some_and(Value::is_object) {
-        v[key] = json!({});
-    }
-    match v.get_mut(key) {
-        Some(Value::Object(m)) => m,
-        _ => unreachable!("just set to an object"),
-    }
-}
+pub(crate) use skiff_meta::object::obj_mut;
 
 /// Sets `map[key]` to `value` unless it holds something other than null.
 pub(crate) fn default(map: &mut Map<String, Value>, key: &str, value: Value) {
@@ -298,45 +258,22 @@ pub fn qos_class(spec: &Value) -> &'static str {
 
 /// Carries server-owned state from `old` into `new` for an update of `sub`.
 pub fn prepare_for_update(res: &Resource, old: &Value, new: &mut Value, sub: Subresource) {
-    if sub == Subresource::Finalize {
-        let finalizers = new
-            .pointer("/spec/finalizers")
-            .cloned()
-            .unwrap_or(json!([]));
-        *new = old.clone();
-        obj_mut(new, "spec").insert("finalizers".into(), finalizers);
-        return;
-    }
-    if sub == Subresource::Binding {
-        let node = new
-            .pointer("/spec/nodeName")
-            .cloned()
-            .unwrap_or(Value::Null);
-        *new = old.clone();
-        obj_mut(new, "spec").insert("nodeName".into(), node);
-        return;
-    }
-    if sub == Subresource::Status {
-        let status = new.get("status").cloned().unwrap_or(json!({}));
-        *new = old.clone();
-        new["status"] = status;
-        status_defaults(res, new);
-        return;
-    }
-    if sub == Subresource::EphemeralContainers {
-        let list = new
-            .pointer("/spec/ephemeralContainers")
-            .cloned()
-            .unwrap_or(Value::Null);
-        *new = old.clone();
-        let spec = obj_mut(new, "spec");
-        if list.is_null() {
-            spec.remove("ephemeralContainers");
-        } else {
-            spec.insert("ephemeralContainers".into(), list);
+    match sub {
+        Subresource::Main => {}
+        Subresource::Status => {
+            sub.carry_over(old, new);
+            status_defaults(res, new);
+            return;
         }
-        apply_defaults(res, new);
-        return;
+        Subresource::EphemeralContainers => {
+            sub.carry_over(old, new);
+            apply_defaults(res, new);
+            return;
+        }
+        Subresource::Finalize | Subresource::Binding => {
+            sub.carry_over(old, new);
+            return;
+        }
     }
     // Server-owned metadata.
     let strategy = crate::kinds::of(res);
@@ -394,29 +331,8 @@ pub fn validate_create(res: &Resource, obj: &Value) -> Vec<Cause> {
 /// Immutable-field rules of an update (after [`prepare_for_update`]).
 pub fn validate_update(res: &Resource, old: &Value, new: &Value, sub: Subresource) -> Vec<Cause> {
     let mut causes = Vec::new();
-    if sub == Subresource::EphemeralContainers {
-        // Ephemeral containers may be added, never changed or removed.
-        let list = |o: &Value| {
-            o.pointer("/spec/ephemeralContainers")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default()
-        };
-        let now = list(new);
-        for was in list(old) {
-            let name = was.get("name").and_then(Value::as_str).unwrap_or_default();
-            let message = match now.iter().find(|c| c.get("name") == was.get("name")) {
-                None => format!("existing ephemeral containers {name:?} may not be removed"),
-                Some(c) if c != &was => {
-                    format!("existing ephemeral containers {name:?} may not be changed")
-                }
-                Some(_) => continue,
-            };
-            causes.push(Cause::forbidden("spec.ephemeralContainers", &message));
-        }
-        return causes;
-    }
     if sub != Subresource::Main {
+        sub.validate_update(old, new, &mut causes);
         return causes;
     }
     crate::kinds::of(res).validate_update(old, new, &mut causes);

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// `metadata.name`, or `""`.
 pub fn name_of(obj: &Value) -> &str {
@@ -56,4 +56,16 @@ pub fn string_list(v: Option<&Value>) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The object under `key` in `v`, made an empty one first if it is missing or not an
+/// object (`v` itself must be an object or null).
+pub fn obj_mut<'a>(v: &'a mut Value, key: &str) -> &'a mut Map<String, Value> {
+    if !v.get(key).is_some_and(Value::is_object) {
+        v[key] = Value::Object(Map::new());
+    }
+    match v.get_mut(key) {
+        Some(Value::Object(m)) => m,
+        _ => unreachable!("just set to an object"),
+    }
 }

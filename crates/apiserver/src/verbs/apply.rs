@@ -10,7 +10,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::{json_response, parse_yaml_object, Body};
 use crate::params::{check_body_type, typed_check, FieldValidation};
 use crate::render::render_one;
-use crate::strategy::Subresource;
+use crate::subresource::Subresource;
 use skiff_meta::object::without_rv;
 
 /// `PATCH` with `application/apply-patch+yaml`: server-side apply of the body by the

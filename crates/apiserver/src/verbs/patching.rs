@@ -13,7 +13,7 @@ use crate::params::{dry_run, field_validation, typed_check};
 use crate::patch::{self, PatchType};
 use crate::render::render_one;
 use crate::scale::{scale_of, scale_replicas, scaled};
-use crate::strategy::Subresource;
+use crate::subresource::Subresource;
 use skiff_meta::object::without_rv;
 
 /// PATCH on an object or one of its subresources.

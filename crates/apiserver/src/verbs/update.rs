@@ -12,7 +12,7 @@ use crate::http::{json_response, parse_json_body, read_body, Body};
 use crate::params::{check_body_type, dry_run, field_validation, typed_check, FieldValidation};
 use crate::render::render_one;
 use crate::scale::{scale_of, scale_replicas, scaled};
-use crate::strategy::Subresource;
+use crate::subresource::Subresource;
 
 /// A PUT's dry-run and field validation (checked before the body is read) and its body.
 struct Put {
