@@ -1,15 +1,20 @@
-//! Running one Pod on this node: its volumes, its sandbox (infra process, pod IP on
-//! the node bridge, managed /etc files), its init containers in order, then its
-//! app containers, all as engine containers in a pod-level cgroup; and tearing it
-//! all down again. The API-facing pod worker (watching, status, restarts, probes)
-//! drives this.
+//! The pod worker: runs one Pod on this node (its volumes, its sandbox with the
+//! infra process, pod IP on the node bridge and managed /etc files, its init
+//! containers in order, then its app containers, all in a pod-level cgroup), starts
+//! its ephemeral containers, refreshes its volumes, and tears it all down again.
+//! The sync loop (`kubelet::sync`) drives it and hands down a [`Context`]: the
+//! runtime, the node's settings, the object lookup, the Events recorder and where
+//! init containers' progress goes. From here a pod goes only further down: its spec
+//! to [`crate::podspec`], its containers to the runtime interface ([`crate::cri`]).
 
 use crate::cri::{
     ContainerConfig, ContainerFilter, ContainerState, Mount, NamespaceMode, NamespaceOption,
     PodSandbox, PodSandboxConfig, PodSandboxState, RestartPolicy, Runtime, RuntimeError,
     RuntimeService,
 };
-use crate::podspec::{self, ObjectLookup, PodRuntimeInfo};
+use crate::events::PodEvents;
+use crate::lookup::ObjectLookup;
+use crate::podspec::{self, PodRuntimeInfo};
 use crate::volumes::{self, FileProjection};
 use k8s_openapi::api::core::v1::{Container, Pod, Volume};
 use std::collections::BTreeMap;
@@ -38,6 +43,21 @@ pub enum PodError {
     /// without the start back-off.
     #[error("{0}")]
     VolumeNotReady(String),
+}
+
+/// What the pod worker needs from the agent around it, handed down by the sync loop
+/// with each pod it starts.
+pub struct Context<'a> {
+    /// The runtime the pod's sandbox and containers run on.
+    pub runtime: &'a dyn Runtime,
+    pub node: &'a NodeSettings,
+    /// The objects the pod refers to.
+    pub lookup: &'a dyn ObjectLookup,
+    /// Where the pod's Events go.
+    pub events: &'a dyn PodEvents,
+    /// Told the statuses of the pod's init containers (`initContainerStatuses` as the
+    /// API shows them) as each starts and ends, before the start goes on.
+    pub init_progress: &'a dyn Fn(&Pod, Vec<serde_json::Value>),
 }
 
 /// Label of engine containers whose pod spec says `stdinOnce: true`.
@@ -142,12 +162,8 @@ fn sandbox_id(uid: &str) -> String {
 
 /// Start `pod`: volumes, sandbox, init containers (each to success, in order), app
 /// containers. Anything that fails midway is torn down again.
-pub fn start_pod(
-    rt: &dyn Runtime,
-    node: &NodeSettings,
-    pod: &Pod,
-    lookup: &dyn ObjectLookup,
-) -> Result<RunningPod, PodError> {
+pub fn start_pod(cx: &Context, pod: &Pod) -> Result<RunningPod, PodError> {
+    let (rt, node) = (cx.runtime, cx.node);
     let uid = pod_uid(pod)?;
     let spec = pod
         .spec
@@ -156,7 +172,7 @@ pub fn start_pod(
     // Claims must be bound before anything is set up.
     for v in spec.volumes.iter().flatten() {
         if let Some(c) = &v.persistent_volume_claim {
-            claim_path(v, c, &namespace_of(pod), lookup)?;
+            claim_path(v, c, &namespace_of(pod), cx.lookup)?;
         }
     }
     let dir = node.pods_dir.join(&uid);
@@ -181,7 +197,7 @@ pub fn start_pod(
         ephemeral: BTreeMap::new(),
         init: BTreeMap::new(),
     };
-    match start_containers(rt, node, pod, lookup, &mut running) {
+    match start_containers(cx, pod, &mut running) {
         Ok(()) => {
             record(&running)?;
             Ok(running)
@@ -215,13 +231,12 @@ fn runtime_info(node: &NodeSettings, running: &RunningPod) -> PodRuntimeInfo {
 /// pod's sandbox, with the PID namespace of its `targetContainerName` when it has
 /// one, never restarted.
 pub fn start_ephemeral(
-    rt: &dyn Runtime,
-    node: &NodeSettings,
+    cx: &Context,
     pod: &Pod,
     name: &str,
-    lookup: &dyn ObjectLookup,
     running: &mut RunningPod,
 ) -> Result<(), PodError> {
+    let rt = cx.runtime;
     let ec = pod
         .spec
         .as_ref()
@@ -244,30 +259,19 @@ pub fn start_ephemeral(
         })?),
         None => None,
     };
-    let info = runtime_info(node, running);
-    let vols = prepare_volumes(pod, &running.dir, lookup, &info)?;
-    let id = create_container(
-        rt,
-        node,
-        pod,
-        &c,
-        lookup,
-        &info,
-        &vols,
-        running,
-        "ephemeral",
-        target,
-    )?;
-    created_event(lookup, pod, name);
+    let info = runtime_info(cx.node, running);
+    let vols = prepare_volumes(pod, &running.dir, cx.lookup, &info)?;
+    let id = create_container(cx, pod, &c, &info, &vols, running, "ephemeral", target)?;
+    created_event(cx.events, pod, name);
     running.ephemeral.insert(name.to_string(), id.clone());
     record(running)?;
     match rt.start_container(&id) {
         Ok(()) => {
-            started_event(lookup, pod, name);
+            started_event(cx.events, pod, name);
             Ok(())
         }
         Err(RuntimeError::StartFailed { message, .. }) => {
-            lookup.event(
+            cx.events.event(
                 pod,
                 Some(name),
                 true,
@@ -280,19 +284,14 @@ pub fn start_ephemeral(
     }
 }
 
-fn start_containers(
-    rt: &dyn Runtime,
-    node: &NodeSettings,
-    pod: &Pod,
-    lookup: &dyn ObjectLookup,
-    running: &mut RunningPod,
-) -> Result<(), PodError> {
+fn start_containers(cx: &Context, pod: &Pod, running: &mut RunningPod) -> Result<(), PodError> {
+    let (rt, node) = (cx.runtime, cx.node);
     let spec = pod
         .spec
         .as_ref()
         .ok_or_else(|| PodError::Unsupported("no spec".into()))?;
     let info = runtime_info(node, running);
-    let vols = prepare_volumes(pod, &running.dir, lookup, &info)?;
+    let vols = prepare_volumes(pod, &running.dir, cx.lookup, &info)?;
     // Managed files: /etc/hosts (kubelet's format with hostAliases), hostname.
     let etc = running.dir.join("etc");
     std::fs::create_dir_all(&etc).map_err(|e| PodError::Volume(e.to_string()))?;
@@ -328,19 +327,17 @@ fn start_containers(
                 v
             })
             .collect();
-        lookup.init_progress(pod, statuses);
+        (cx.init_progress)(pod, statuses);
     };
     let mut ids: Vec<String> = Vec::new();
     for (i, c) in inits.iter().enumerate() {
-        let id = create_container(
-            rt, node, pod, c, lookup, &info, &vols, running, "init", None,
-        )?;
+        let id = create_container(cx, pod, c, &info, &vols, running, "init", None)?;
         running.init.insert(c.name.clone(), id.clone());
         ids.push(id.clone());
-        created_event(lookup, pod, &c.name);
+        created_event(cx.events, pod, &c.name);
         let code = match rt.start_container(&id) {
             Ok(()) => {
-                started_event(lookup, pod, &c.name);
+                started_event(cx.events, pod, &c.name);
                 let started = rt.container_status(&id).ok().and_then(|s| s.started_at);
                 states[i] = serde_json::json!({"running": {"startedAt": started}});
                 report(&states, &ids);
@@ -366,12 +363,12 @@ fn start_containers(
         }
     }
     for c in &spec.containers {
-        let id = create_container(rt, node, pod, c, lookup, &info, &vols, running, "app", None)?;
-        created_event(lookup, pod, &c.name);
+        let id = create_container(cx, pod, c, &info, &vols, running, "app", None)?;
+        created_event(cx.events, pod, &c.name);
         match rt.start_container(&id) {
             Ok(()) => {}
             Err(RuntimeError::StartFailed { code, message }) => {
-                lookup.event(
+                cx.events.event(
                     pod,
                     Some(&c.name),
                     true,
@@ -382,12 +379,12 @@ fn start_containers(
             }
             Err(e) => return Err(e.into()),
         }
-        started_event(lookup, pod, &c.name);
+        started_event(cx.events, pod, &c.name);
         // postStart runs right after the start; its failure kills the container,
         // which then restarts by the pod's policy (as in Kubernetes).
         if let Some(h) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
             if let Err(why) = run_hook(rt, h, c, &id, running.ip, Duration::from_secs(30)) {
-                lookup.event(
+                cx.events.event(
                     pod,
                     Some(&c.name),
                     true,
@@ -416,8 +413,8 @@ fn wait_for_exit(rt: &dyn RuntimeService, id: &str) -> i32 {
     }
 }
 
-fn created_event(lookup: &dyn ObjectLookup, pod: &Pod, name: &str) {
-    lookup.event(
+fn created_event(events: &dyn PodEvents, pod: &Pod, name: &str) {
+    events.event(
         pod,
         Some(name),
         false,
@@ -426,8 +423,8 @@ fn created_event(lookup: &dyn ObjectLookup, pod: &Pod, name: &str) {
     );
 }
 
-fn started_event(lookup: &dyn ObjectLookup, pod: &Pod, name: &str) {
-    lookup.event(
+fn started_event(events: &dyn PodEvents, pod: &Pod, name: &str) {
+    events.event(
         pod,
         Some(name),
         false,
@@ -486,11 +483,9 @@ pub fn run_hook(
 
 #[allow(clippy::too_many_arguments)]
 fn create_container(
-    runtime: &dyn Runtime,
-    node: &NodeSettings,
+    cx: &Context,
     pod: &Pod,
     c: &Container,
-    lookup: &dyn ObjectLookup,
     rt: &PodRuntimeInfo,
     vols: &BTreeMap<String, PathBuf>,
     running: &RunningPod,
@@ -507,13 +502,14 @@ fn create_container(
             c.name
         )))
     })?;
+    let (runtime, node, lookup, events) = (cx.runtime, cx.node, cx.lookup, cx.events);
     let policy = podspec::pull_policy(c);
     let image = match runtime.image_status(&image_ref) {
         Ok(Some(i)) => {
             if policy == "Always" {
                 // There is no registry client yet; an air-gapped node keeps working
                 // from its own store, and says so.
-                lookup.event(
+                events.event(
                     pod,
                     Some(&c.name),
                     true,
@@ -521,7 +517,7 @@ fn create_container(
                     &format!("Failed to pull image \"{image_ref}\" (imagePullPolicy Always): skiff has no registry client yet; using the image present on this node"),
                 );
             } else {
-                lookup.event(
+                events.event(
                     pod,
                     Some(&c.name),
                     false,
@@ -534,14 +530,14 @@ fn create_container(
         Ok(None) if policy == "Never" => {
             let msg =
                 format!("Container image \"{image_ref}\" is not present with pull policy of Never");
-            lookup.event(pod, Some(&c.name), true, "ErrImageNeverPull", &msg);
+            events.event(pod, Some(&c.name), true, "ErrImageNeverPull", &msg);
             return Err(PodError::ImageNeverPull(msg));
         }
         Ok(None) => {
             let msg = format!(
                 "Failed to pull image \"{image_ref}\": the image is not on this node and skiff cannot pull from registries yet; load it with `skiff load` or build it with `skiff build`"
             );
-            lookup.event(pod, Some(&c.name), true, "Failed", &msg);
+            events.event(pod, Some(&c.name), true, "Failed", &msg);
             return Err(PodError::ImagePull(msg));
         }
         Err(e) => return Err(e.into()),
@@ -1105,7 +1101,6 @@ mod tests {
         fn secret(&self, _ns: &str, _name: &str) -> Option<BTreeMap<String, String>> {
             None
         }
-        fn event(&self, _: &Pod, _: Option<&str>, _: bool, _: &str, _: &str) {}
         fn service_account_token(
             &self,
             ns: &str,
@@ -1199,7 +1194,6 @@ mod tests {
             fn secret(&self, _: &str, _: &str) -> Option<BTreeMap<String, String>> {
                 None
             }
-            fn event(&self, _: &Pod, _: Option<&str>, _: bool, _: &str, _: &str) {}
         }
         let mut pod: Pod = serde_json::from_value(json!({
             "metadata": {"name": "p", "namespace": "ns", "labels": {"a": "1"}},

@@ -1,6 +1,7 @@
 //! How a Pod's spec becomes engine settings, by Kubernetes' rules.
 
 use crate::cri::LinuxContainerResources;
+use crate::lookup::ObjectLookup;
 use k8s_openapi::api::core::v1::{Container, EnvVar, Pod};
 use std::collections::BTreeMap;
 
@@ -80,41 +81,6 @@ pub fn expand(s: &str, vars: &BTreeMap<String, String>) -> String {
         i += ch.len_utf8();
     }
     out
-}
-
-/// Where referenced ConfigMaps and Secrets come from (the agent's informers).
-pub trait ObjectLookup {
-    /// The data of ConfigMap `name` in `namespace`, if it exists.
-    fn config_map(&self, namespace: &str, name: &str) -> Option<BTreeMap<String, String>>;
-    /// The decoded data of Secret `name` in `namespace`, if it exists.
-    fn secret(&self, namespace: &str, name: &str) -> Option<BTreeMap<String, String>>;
-    /// Records an Event about `pod` (and one of its containers): Pulled, Created,
-    /// Started, Failed, FailedPostStartHook, …
-    fn event(&self, pod: &Pod, container: Option<&str>, warning: bool, reason: &str, message: &str);
-    /// A token of ServiceAccount `account` bound to the pod (the TokenRequest API), for
-    /// projected `serviceAccountToken` sources.
-    fn service_account_token(
-        &self,
-        _namespace: &str,
-        _account: &str,
-        _pod: (&str, &str),
-        _audience: Option<&str>,
-        _expiration_seconds: i64,
-    ) -> Option<String> {
-        None
-    }
-    /// The statuses of the pod's init containers while they run (the kubelet reports
-    /// them as each starts and ends): `initContainerStatuses` as the API shows them.
-    fn init_progress(&self, _pod: &Pod, _statuses: Vec<serde_json::Value>) {}
-    /// The PersistentVolume claim `claim` in `namespace` is bound to; Err says why
-    /// there is none yet (the claim is missing or not bound).
-    fn persistent_volume(
-        &self,
-        _namespace: &str,
-        claim: &str,
-    ) -> Result<k8s_openapi::api::core::v1::PersistentVolume, String> {
-        Err(format!("persistentvolumeclaim \"{claim}\" not found"))
-    }
 }
 
 /// The image pull policy in effect: the container's, else Always for `:latest` or
@@ -586,7 +552,6 @@ mod tests {
                     .collect()
             })
         }
-        fn event(&self, _: &Pod, _: Option<&str>, _: bool, _: &str, _: &str) {}
     }
 
     #[test]
