@@ -65,14 +65,28 @@ pub struct AgentConfig {
     pub image_gc: crate::imagegc::Thresholds,
 }
 
+/// Why the agent stopped, or could not do what it was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
+    /// A request to the API server failed (the error said here, not as a source).
     #[error("API: {0}")]
-    Api(#[from] kube::Error),
+    Api(kube::Error),
     #[error(transparent)]
     Runtime(#[from] crate::cri::RuntimeError),
-    #[error("{0}")]
-    Other(String),
+    /// An object the agent writes could not be built.
+    #[error(transparent)]
+    Encode(#[from] serde_json::Error),
+    /// A blocking task of the agent's failed (panicked).
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+    #[error("node {0} got no pod CIDR from the control plane within 2 minutes (is its controller manager running?)")]
+    NoPodCidr(String),
+}
+
+impl From<kube::Error> for AgentError {
+    fn from(e: kube::Error) -> Self {
+        AgentError::Api(e)
+    }
 }
 
 fn patch_params() -> PatchParams {
@@ -182,9 +196,7 @@ pub async fn run(
     renew_lease(&k).await?;
     // Pods a previous run started keep running: adopt them.
     let (e, n) = (runtime.clone(), cfg.node.clone());
-    let adopted = tokio::task::spawn_blocking(move || pod::adopt(&*e, &n))
-        .await
-        .map_err(|e| AgentError::Other(e.to_string()))?;
+    let adopted = tokio::task::spawn_blocking(move || pod::adopt(&*e, &n)).await?;
     *k.running.lock().await = adopted;
     let mut lease_tick = tokio::time::interval(cfg.lease_duration / 4);
     let mut probe_tick = tokio::time::interval(Duration::from_millis(250));

@@ -167,8 +167,7 @@ pub async fn await_pod_cidr(client: &Client, node: &str) -> Result<String, Agent
     let obj: Node = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Node",
         "metadata": {"name": node, "labels": {"kubernetes.io/hostname": node, "kubernetes.io/os": "linux"}},
-    }))
-    .map_err(|e| AgentError::Other(e.to_string()))?;
+    }))?;
     match nodes.create(&post_params(), &obj).await {
         Ok(_) => {}
         Err(kube::Error::Api(e)) if e.code == 409 => {}
@@ -181,9 +180,7 @@ pub async fn await_pod_cidr(client: &Client, node: &str) -> Result<String, Agent
             return Ok(c);
         }
         if std::time::Instant::now() > deadline {
-            return Err(AgentError::Other(format!(
-                "node {node} got no pod CIDR from the control plane within 2 minutes (is its controller manager running?)"
-            )));
+            return Err(AgentError::NoPodCidr(node.to_string()));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -194,8 +191,7 @@ pub async fn register_node(k: &Kubelet, root: &Path) -> Result<(), AgentError> {
     let cfg = &k.cfg;
     let nodes: Api<Node> = Api::all(k.client.clone());
     let obj = node_object(k, root);
-    let node: Node =
-        serde_json::from_value(obj.clone()).map_err(|e| AgentError::Other(e.to_string()))?;
+    let node: Node = serde_json::from_value(obj.clone())?;
     match nodes.create(&post_params(), &node).await {
         Ok(_) => {}
         Err(kube::Error::Api(e)) if e.code == 409 => {
@@ -248,8 +244,7 @@ pub async fn renew_lease(k: &Kubelet) -> Result<(), AgentError> {
             let l: Lease = serde_json::from_value(json!({
                 "metadata": {"name": name, "namespace": "kube-node-lease"},
                 "spec": spec,
-            }))
-            .map_err(|e| AgentError::Other(e.to_string()))?;
+            }))?;
             leases.create(&post_params(), &l).await?;
         }
     }

@@ -8,7 +8,7 @@ use crate::cri::Runtime;
 use crate::eviction::{self, Candidate, Signal, Usage};
 use crate::hostports;
 use crate::pod::{self, PodError, RunningPod};
-use crate::podspec::{PodRuntimeInfo, SpecError};
+use crate::podspec::PodRuntimeInfo;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, Patch};
 use serde_json::json;
@@ -348,7 +348,7 @@ pub async fn sync_pods(k: &Arc<Kubelet>, pods: Option<Vec<Pod>>) -> Result<(), A
         let ns = p.metadata.namespace.clone().unwrap_or_default();
         let name = p.metadata.name.clone().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-        match r.map_err(|e| AgentError::Other(e.to_string()))? {
+        match r? {
             Ok(rp) => {
                 tracing::info!(pod = %format!("{ns}/{name}"), %uid, "pod started");
                 if let Ok(mut m) = k.start_failures.lock() {
@@ -358,7 +358,8 @@ pub async fn sync_pods(k: &Arc<Kubelet>, pods: Option<Vec<Pod>>) -> Result<(), A
                 report_status(k, &api, &p, &rp).await;
                 map.insert(uid, rp);
             }
-            Err(PodError::VolumeNotReady(why)) => {
+            Err(err @ PodError::VolumeNotReady { .. }) => {
+                let why = err.to_string();
                 let first = k
                     .start_failures
                     .lock()
@@ -435,7 +436,7 @@ pub async fn sync_pods(k: &Arc<Kubelet>, pods: Option<Vec<Pod>>) -> Result<(), A
 /// The waiting reason the kubelet shows for a container that could not be started.
 pub(super) fn start_failure_reason(err: &PodError) -> &'static str {
     match err {
-        PodError::Spec(SpecError::ConfigMissing(_)) => "CreateContainerConfigError",
+        PodError::Spec(e) if e.config_missing() => "CreateContainerConfigError",
         PodError::ImageNeverPull(_) => "ErrImageNeverPull",
         PodError::ImagePull(_) => "ErrImagePull",
         _ => "CreateContainerError",
