@@ -147,6 +147,18 @@ mod tests {
         assert_eq!(t.nodefs, Some(Threshold::Percent(10.0)));
         assert_eq!(t.imagefs, Some(Threshold::Percent(15.0)));
         assert!(parse("bogus<1").is_err());
+        // The messages `skiff agent --eviction-hard` prints.
+        let said = |s: &str| parse(s).map(|_| ()).unwrap_err().to_string();
+        assert_eq!(said("bogus<1"), "unknown eviction signal \"bogus\"");
+        assert_eq!(
+            said("memory.available"),
+            "invalid eviction threshold \"memory.available\""
+        );
+        assert_eq!(
+            said("nodefs.available<x%"),
+            "invalid percentage in \"nodefs.available<x%\""
+        );
+        assert_eq!(said("memory.available<lots"), "invalid quantity: lots");
         let gib = 1u64 << 30;
         let ok = Readings {
             memory: (gib, 4 * gib),

@@ -372,13 +372,19 @@ mod tests {
         check_host_path(&d, "DirectoryOrCreate").unwrap();
         assert!(d.is_dir());
         check_host_path(&d, "Directory").unwrap();
-        assert!(check_host_path(&d, "File").is_err());
+        assert_eq!(
+            check_host_path(&d, "File").unwrap_err().to_string(),
+            format!("hostPath type check failed: {} is not a file", d.display())
+        );
         let f = t.path().join("f");
         check_host_path(&f, "FileOrCreate").unwrap();
         check_host_path(&f, "File").unwrap();
         check_host_path(Path::new("/dev/null"), "CharDevice").unwrap();
         assert!(check_host_path(&f, "Socket").is_err());
-        assert!(check_host_path(&f, "Bogus").is_err());
+        assert_eq!(
+            check_host_path(&f, "Bogus").unwrap_err().to_string(),
+            "unknown hostPath type Bogus"
+        );
     }
 
     #[test]
