@@ -16,6 +16,7 @@
 
 use serde::{Deserialize, Serialize};
 use skiff_engine::reexec::Helper;
+use skiff_engine::EngineError;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -25,23 +26,28 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     /// No such container, sandbox or image.
-    #[error("{0}")]
-    NotFound(String),
+    #[error(transparent)]
+    NotFound(EngineError),
     /// StartContainer: the container's process could not be started.
     #[error("{message}")]
     StartFailed { code: i32, message: String },
-    #[error("{0}")]
-    Runtime(String),
+    /// The engine behind the interface failed.
+    #[error(transparent)]
+    Engine(EngineError),
+    /// The exec helper of an ExecSync could not be started.
+    #[error("starting exec: {0}")]
+    ExecStart(std::io::Error),
+    /// The exec helper of an ExecSync could not be waited for.
+    #[error(transparent)]
+    ExecWait(std::io::Error),
 }
 
-impl From<skiff_engine::EngineError> for RuntimeError {
-    fn from(e: skiff_engine::EngineError) -> Self {
+impl From<EngineError> for RuntimeError {
+    fn from(e: EngineError) -> Self {
         match e {
-            skiff_engine::EngineError::Start { code, message } => {
-                RuntimeError::StartFailed { code, message }
-            }
-            skiff_engine::EngineError::NoSuchContainer(_) => RuntimeError::NotFound(e.to_string()),
-            e => RuntimeError::Runtime(e.to_string()),
+            EngineError::Start { code, message } => RuntimeError::StartFailed { code, message },
+            EngineError::NoSuchContainer(_) => RuntimeError::NotFound(e),
+            e => RuntimeError::Engine(e),
         }
     }
 }
@@ -682,7 +688,7 @@ impl RuntimeService for EngineRuntime {
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
-            .map_err(|e| RuntimeError::Runtime(format!("starting exec: {e}")))?;
+            .map_err(RuntimeError::ExecStart)?;
         let start = std::time::Instant::now();
         loop {
             match child.try_wait() {
@@ -712,7 +718,7 @@ impl RuntimeService for EngineRuntime {
                     });
                 }
                 Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-                Err(e) => return Err(RuntimeError::Runtime(e.to_string())),
+                Err(e) => return Err(RuntimeError::ExecWait(e)),
             }
         }
     }
@@ -767,7 +773,7 @@ impl ImageService for EngineRuntime {
             .engine
             .images
             .list()
-            .map_err(|e| RuntimeError::Runtime(e.to_string()))?
+            .map_err(|e| RuntimeError::Engine(e.into()))?
             .into_iter()
             .map(|i| Image {
                 id: i.id,
@@ -782,7 +788,7 @@ impl ImageService for EngineRuntime {
             .images
             .remove(id, true)
             .map(|_| ())
-            .map_err(|e| RuntimeError::Runtime(e.to_string()))
+            .map_err(|e| RuntimeError::Engine(e.into()))
     }
 
     fn image_fs_info(&self) -> ImageFsInfo {

@@ -270,7 +270,7 @@ async fn request_certificate(
     .map_err(|e| JoinError::Other(e.to_string()))?;
     csrs.create(
         &PostParams {
-            field_manager: Some(crate::kubelet::FIELD_MANAGER.into()),
+            field_manager: Some(crate::FIELD_MANAGER.into()),
             ..Default::default()
         },
         &obj,

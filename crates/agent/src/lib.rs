@@ -1,18 +1,23 @@
 //! skiff-agent: the node agent (the kubelet's job).
 //!
-//! Owns turning Pods into sandboxes and containers on the engine: the pod
-//! translation rules (command/args against the image, environment, resources and
-//! QoS, security context, the managed /etc/hosts), and, as it grows, pod workers,
-//! volumes, probes, status, streaming, and node registration. It talks to the
-//! engine only through a CRI-shaped runtime interface ([`cri`]), with skiff's engine
-//! behind it; it knows nothing of how the API server stores objects.
+//! Owns turning Pods into sandboxes and containers on the engine. A pod's way is
+//! one direction: the sync loop ([`kubelet`]) hands it to the pod worker ([`pod`]:
+//! start, stop, refresh one pod), which has its spec translated ([`podspec`]: command
+//! and args against the image, environment, resources and QoS, security context, the
+//! managed /etc/hosts) and runs it through a CRI-shaped runtime interface ([`cri`]),
+//! with skiff's engine behind it. What is read from the API goes through
+//! [`lookup`], Events through [`events`]. Volumes, probes, eviction, image garbage
+//! collection, streaming and joining a cluster have their own modules. It knows
+//! nothing of how the API server stores objects.
 
 pub mod cri;
+pub mod events;
 pub mod eviction;
 pub mod hostports;
 pub mod imagegc;
 pub mod join;
 pub mod kubelet;
+pub mod lookup;
 pub mod pod;
 pub mod podspec;
 pub mod pressure;
@@ -20,3 +25,6 @@ pub mod probe;
 pub mod prober;
 pub mod streaming;
 pub mod volumes;
+
+/// The field manager of the agent's writes (the kubelet's own name in managedFields).
+pub const FIELD_MANAGER: &str = "kubelet";

@@ -1,47 +1,128 @@
-//! Running one Pod on this node: its volumes, its sandbox (infra process, pod IP on
-//! the node bridge, managed /etc files), its init containers in order, then its
-//! app containers, all as engine containers in a pod-level cgroup; and tearing it
-//! all down again. The API-facing pod worker (watching, status, restarts, probes)
-//! drives this.
+//! The pod worker: runs one Pod on this node (its volumes, its sandbox with the
+//! infra process, pod IP on the node bridge and managed /etc files, its init
+//! containers in order, then its app containers, all in a pod-level cgroup), starts
+//! its ephemeral containers, refreshes its volumes, and tears it all down again.
+//! The sync loop (`kubelet::sync`) drives it and hands down a [`Context`]: the
+//! runtime, the node's settings, the object lookup, the Events recorder and where
+//! init containers' progress goes. From here a pod goes only further down: its spec
+//! to [`crate::podspec`], its containers to the runtime interface ([`crate::cri`]).
 
 use crate::cri::{
-    ContainerConfig, ContainerFilter, ContainerState, Mount, NamespaceMode, NamespaceOption,
-    PodSandbox, PodSandboxConfig, PodSandboxState, RestartPolicy, Runtime, RuntimeError,
-    RuntimeService,
+    ContainerFilter, ContainerState, Mount, PodSandbox, PodSandboxConfig, PodSandboxState, Runtime,
+    RuntimeError, RuntimeService,
 };
-use crate::podspec::{self, ObjectLookup, PodRuntimeInfo};
-use crate::volumes::{self, FileProjection};
+use crate::events::PodEvents;
+use crate::lookup::{LookupError, ObjectLookup};
+use crate::podspec::{self, ContainerKind, Placement, PodRuntimeInfo, SpecError};
+use crate::volumes::{self, FileProjection, HostPathError, MissingKey};
 use k8s_openapi::api::core::v1::{Container, Pod, Volume};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// Why a pod (or one of its containers) could not be started or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum PodError {
     #[error(transparent)]
-    Spec(#[from] podspec::SpecError),
+    Spec(#[from] SpecError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
-    #[error("{0}")]
-    Volume(String),
     #[error("init container {name} failed with exit code {code}")]
     InitFailed { name: String, code: i32 },
-    #[error("{0}")]
-    Unsupported(String),
     /// The image is missing and the pull policy is Never.
-    #[error("{0}")]
+    #[error("Container image \"{0}\" is not present with pull policy of Never")]
     ImageNeverPull(String),
     /// The image is missing and could not be pulled.
-    #[error("{0}")]
+    #[error("Failed to pull image \"{0}\": the image is not on this node and skiff cannot pull from registries yet; load it with `skiff load` or build it with `skiff build`")]
     ImagePull(String),
     /// A volume cannot be set up yet (a claim that is not bound): retried shortly,
     /// without the start back-off.
-    #[error("{0}")]
-    VolumeNotReady(String),
+    #[error("Unable to attach or mount volumes: unmounted volumes=[{volume}]: {error}")]
+    VolumeNotReady { volume: String, error: LookupError },
+    /// The pod's directory could not be made.
+    #[error("pod dir: {0}")]
+    PodDir(std::io::Error),
+    /// What runs of the pod could not be recorded in its directory.
+    #[error("recording the pod: {0}")]
+    Record(std::io::Error),
+    #[error(transparent)]
+    Encode(#[from] serde_json::Error),
+    /// A file of the pod's (its managed /etc files, a subPath, its volumes' removal).
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// Volume `volume`'s files could not be written.
+    #[error("volume {volume}: {error}")]
+    VolumeFiles {
+        volume: String,
+        error: std::io::Error,
+    },
+    #[error("volume {volume} of mount {mount_path} is not defined")]
+    UndefinedVolume { volume: String, mount_path: String },
+    #[error("invalid subPath {0}")]
+    InvalidSubPath(String),
+    #[error(transparent)]
+    HostPath(#[from] HostPathError),
+    #[error(transparent)]
+    MissingKey(#[from] MissingKey),
+    /// The ConfigMap or Secret (`kind` in lower case) a volume shows is missing.
+    #[error("MountVolume.SetUp failed for volume \"{volume}\" : {kind} \"{name}\" not found")]
+    VolumeSourceNotFound {
+        volume: String,
+        kind: &'static str,
+        name: String,
+    },
+    #[error("MountVolume.SetUp failed for volume \"{volume}\" : failed to fetch token for service account \"{account}\"")]
+    NoToken { volume: String, account: String },
+    #[error("volume {volume}: persistent volume {pv} is neither hostPath nor local")]
+    UnsupportedPersistentVolume { volume: String, pv: String },
+    /// An item of a downwardAPI volume that is not a fieldRef.
+    #[error("downwardAPI volume {0}: only fieldRef items are supported yet")]
+    UnsupportedDownwardApiItem(String),
+    /// A downwardAPI item of a projected volume that is not a fieldRef.
+    #[error("projected volume {0}: only fieldRef downwardAPI items are supported yet")]
+    UnsupportedProjectedItem(String),
+    #[error("volume {0}: this volume type is not supported by the node agent yet")]
+    UnsupportedVolume(String),
+    #[error("no ephemeral container {0}")]
+    NoEphemeralContainer(String),
+    #[error("ephemeral container {name}: {error}")]
+    EphemeralContainer {
+        name: String,
+        error: serde_json::Error,
+    },
+    #[error("target container {target} of ephemeral container {name} is not running")]
+    TargetNotRunning { target: String, name: String },
 }
 
-/// Label of engine containers whose pod spec says `stdinOnce: true`.
-pub const STDIN_ONCE_LABEL: &str = "io.kubernetes.container.stdinOnce";
+/// Why a lifecycle hook failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    /// An httpGet hook's port is neither a number nor a named port of the container.
+    #[error("unknown port {0}")]
+    UnknownPort(String),
+    #[error("invalid host {0}")]
+    InvalidHost(String),
+    #[error("the hook has no handler (exec, httpGet or sleep)")]
+    NoHandler,
+    /// The hook ran and failed: why.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// What the pod worker needs from the agent around it, handed down by the sync loop
+/// with each pod it starts.
+pub struct Context<'a> {
+    /// The runtime the pod's sandbox and containers run on.
+    pub runtime: &'a dyn Runtime,
+    pub node: &'a NodeSettings,
+    /// The objects the pod refers to.
+    pub lookup: &'a dyn ObjectLookup,
+    /// Where the pod's Events go.
+    pub events: &'a dyn PodEvents,
+    /// Told the statuses of the pod's init containers (`initContainerStatuses` as the
+    /// API shows them) as each starts and ends, before the start goes on.
+    pub init_progress: &'a dyn Fn(&Pod, Vec<serde_json::Value>),
+}
 
 /// The node-level settings pods are run with.
 #[derive(Debug, Clone)]
@@ -128,7 +209,7 @@ fn pod_uid(pod: &Pod) -> Result<String, PodError> {
         .uid
         .clone()
         .filter(|u| !u.is_empty())
-        .ok_or_else(|| PodError::Spec(podspec::SpecError::Invalid("pod has no uid".into())))
+        .ok_or(PodError::Spec(SpecError::NoUid))
 }
 
 /// An id in the engine's form (64 hex chars) derived from the pod uid.
@@ -142,25 +223,18 @@ fn sandbox_id(uid: &str) -> String {
 
 /// Start `pod`: volumes, sandbox, init containers (each to success, in order), app
 /// containers. Anything that fails midway is torn down again.
-pub fn start_pod(
-    rt: &dyn Runtime,
-    node: &NodeSettings,
-    pod: &Pod,
-    lookup: &dyn ObjectLookup,
-) -> Result<RunningPod, PodError> {
+pub fn start_pod(cx: &Context, pod: &Pod) -> Result<RunningPod, PodError> {
+    let (rt, node) = (cx.runtime, cx.node);
     let uid = pod_uid(pod)?;
-    let spec = pod
-        .spec
-        .as_ref()
-        .ok_or_else(|| PodError::Spec(podspec::SpecError::Invalid("pod has no spec".into())))?;
+    let spec = pod.spec.as_ref().ok_or(PodError::Spec(SpecError::NoSpec))?;
     // Claims must be bound before anything is set up.
     for v in spec.volumes.iter().flatten() {
         if let Some(c) = &v.persistent_volume_claim {
-            claim_path(v, c, &namespace_of(pod), lookup)?;
+            claim_path(v, c, &namespace_of(pod), cx.lookup)?;
         }
     }
     let dir = node.pods_dir.join(&uid);
-    std::fs::create_dir_all(&dir).map_err(|e| PodError::Volume(format!("pod dir: {e}")))?;
+    std::fs::create_dir_all(&dir).map_err(PodError::PodDir)?;
     let hostname = podspec::pod_hostname(pod);
     let sandbox = rt.run_pod_sandbox(&PodSandboxConfig {
         id: sandbox_id(&uid),
@@ -181,7 +255,7 @@ pub fn start_pod(
         ephemeral: BTreeMap::new(),
         init: BTreeMap::new(),
     };
-    match start_containers(rt, node, pod, lookup, &mut running) {
+    match start_containers(cx, pod, &mut running) {
         Ok(()) => {
             record(&running)?;
             Ok(running)
@@ -195,9 +269,8 @@ pub fn start_pod(
 
 /// Keeps what runs of the pod in its directory (`running.json`), for a restarted agent.
 fn record(running: &RunningPod) -> Result<(), PodError> {
-    let json = serde_json::to_vec(running).map_err(|e| PodError::Volume(e.to_string()))?;
-    std::fs::write(running.dir.join("running.json"), json)
-        .map_err(|e| PodError::Volume(format!("recording the pod: {e}")))
+    let json = serde_json::to_vec(running)?;
+    std::fs::write(running.dir.join("running.json"), json).map_err(PodError::Record)
 }
 
 fn runtime_info(node: &NodeSettings, running: &RunningPod) -> PodRuntimeInfo {
@@ -215,59 +288,61 @@ fn runtime_info(node: &NodeSettings, running: &RunningPod) -> PodRuntimeInfo {
 /// pod's sandbox, with the PID namespace of its `targetContainerName` when it has
 /// one, never restarted.
 pub fn start_ephemeral(
-    rt: &dyn Runtime,
-    node: &NodeSettings,
+    cx: &Context,
     pod: &Pod,
     name: &str,
-    lookup: &dyn ObjectLookup,
     running: &mut RunningPod,
 ) -> Result<(), PodError> {
+    let rt = cx.runtime;
     let ec = pod
         .spec
         .as_ref()
         .and_then(|s| s.ephemeral_containers.as_ref())
         .and_then(|l| l.iter().find(|c| c.name == name))
-        .ok_or_else(|| PodError::Unsupported(format!("no ephemeral container {name}")))?;
+        .ok_or_else(|| PodError::NoEphemeralContainer(name.to_string()))?;
     // The same fields as a container, less what validation forbids.
     let c: Container = serde_json::to_value(ec)
         .and_then(serde_json::from_value)
-        .map_err(|e| PodError::Unsupported(format!("ephemeral container {name}: {e}")))?;
-    let target = match ec
-        .target_container_name
-        .as_deref()
-        .filter(|t| !t.is_empty())
-    {
-        Some(t) => Some(running.containers.get(t).cloned().ok_or_else(|| {
-            PodError::Unsupported(format!(
-                "target container {t} of ephemeral container {name} is not running"
-            ))
-        })?),
-        None => None,
-    };
-    let info = runtime_info(node, running);
-    let vols = prepare_volumes(pod, &running.dir, lookup, &info)?;
+        .map_err(|error| PodError::EphemeralContainer {
+            name: name.to_string(),
+            error,
+        })?;
+    let target =
+        match ec
+            .target_container_name
+            .as_deref()
+            .filter(|t| !t.is_empty())
+        {
+            Some(t) => Some(running.containers.get(t).cloned().ok_or_else(|| {
+                PodError::TargetNotRunning {
+                    target: t.to_string(),
+                    name: name.to_string(),
+                }
+            })?),
+            None => None,
+        };
+    let info = runtime_info(cx.node, running);
+    let vols = prepare_volumes(pod, &running.dir, cx.lookup, &info)?;
     let id = create_container(
-        rt,
-        node,
+        cx,
         pod,
         &c,
-        lookup,
         &info,
         &vols,
         running,
-        "ephemeral",
+        ContainerKind::Ephemeral,
         target,
     )?;
-    created_event(lookup, pod, name);
+    created_event(cx.events, pod, name);
     running.ephemeral.insert(name.to_string(), id.clone());
     record(running)?;
     match rt.start_container(&id) {
         Ok(()) => {
-            started_event(lookup, pod, name);
+            started_event(cx.events, pod, name);
             Ok(())
         }
         Err(RuntimeError::StartFailed { message, .. }) => {
-            lookup.event(
+            cx.events.event(
                 pod,
                 Some(name),
                 true,
@@ -280,29 +355,20 @@ pub fn start_ephemeral(
     }
 }
 
-fn start_containers(
-    rt: &dyn Runtime,
-    node: &NodeSettings,
-    pod: &Pod,
-    lookup: &dyn ObjectLookup,
-    running: &mut RunningPod,
-) -> Result<(), PodError> {
-    let spec = pod
-        .spec
-        .as_ref()
-        .ok_or_else(|| PodError::Unsupported("no spec".into()))?;
+fn start_containers(cx: &Context, pod: &Pod, running: &mut RunningPod) -> Result<(), PodError> {
+    let (rt, node) = (cx.runtime, cx.node);
+    let spec = pod.spec.as_ref().ok_or(PodError::Spec(SpecError::NoSpec))?;
     let info = runtime_info(node, running);
-    let vols = prepare_volumes(pod, &running.dir, lookup, &info)?;
+    let vols = prepare_volumes(pod, &running.dir, cx.lookup, &info)?;
     // Managed files: /etc/hosts (kubelet's format with hostAliases), hostname.
     let etc = running.dir.join("etc");
-    std::fs::create_dir_all(&etc).map_err(|e| PodError::Volume(e.to_string()))?;
+    std::fs::create_dir_all(&etc)?;
     let hosts = podspec::hosts_file(pod, &info.pod_ip, &node.cluster_domain);
-    std::fs::write(etc.join("hosts"), hosts).map_err(|e| PodError::Volume(e.to_string()))?;
+    std::fs::write(etc.join("hosts"), hosts)?;
     let hostname = podspec::pod_hostname(pod);
-    std::fs::write(etc.join("hostname"), format!("{hostname}\n"))
-        .map_err(|e| PodError::Volume(e.to_string()))?;
+    std::fs::write(etc.join("hostname"), format!("{hostname}\n"))?;
     let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    std::fs::write(etc.join("resolv.conf"), resolv).map_err(|e| PodError::Volume(e.to_string()))?;
+    std::fs::write(etc.join("resolv.conf"), resolv)?;
 
     let inits: Vec<&Container> = spec.init_containers.iter().flatten().collect();
     // What each init container is doing, reported as it changes.
@@ -328,19 +394,17 @@ fn start_containers(
                 v
             })
             .collect();
-        lookup.init_progress(pod, statuses);
+        (cx.init_progress)(pod, statuses);
     };
     let mut ids: Vec<String> = Vec::new();
     for (i, c) in inits.iter().enumerate() {
-        let id = create_container(
-            rt, node, pod, c, lookup, &info, &vols, running, "init", None,
-        )?;
+        let id = create_container(cx, pod, c, &info, &vols, running, ContainerKind::Init, None)?;
         running.init.insert(c.name.clone(), id.clone());
         ids.push(id.clone());
-        created_event(lookup, pod, &c.name);
+        created_event(cx.events, pod, &c.name);
         let code = match rt.start_container(&id) {
             Ok(()) => {
-                started_event(lookup, pod, &c.name);
+                started_event(cx.events, pod, &c.name);
                 let started = rt.container_status(&id).ok().and_then(|s| s.started_at);
                 states[i] = serde_json::json!({"running": {"startedAt": started}});
                 report(&states, &ids);
@@ -366,12 +430,12 @@ fn start_containers(
         }
     }
     for c in &spec.containers {
-        let id = create_container(rt, node, pod, c, lookup, &info, &vols, running, "app", None)?;
-        created_event(lookup, pod, &c.name);
+        let id = create_container(cx, pod, c, &info, &vols, running, ContainerKind::App, None)?;
+        created_event(cx.events, pod, &c.name);
         match rt.start_container(&id) {
             Ok(()) => {}
             Err(RuntimeError::StartFailed { code, message }) => {
-                lookup.event(
+                cx.events.event(
                     pod,
                     Some(&c.name),
                     true,
@@ -382,12 +446,12 @@ fn start_containers(
             }
             Err(e) => return Err(e.into()),
         }
-        started_event(lookup, pod, &c.name);
+        started_event(cx.events, pod, &c.name);
         // postStart runs right after the start; its failure kills the container,
         // which then restarts by the pod's policy (as in Kubernetes).
         if let Some(h) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
             if let Err(why) = run_hook(rt, h, c, &id, running.ip, Duration::from_secs(30)) {
-                lookup.event(
+                cx.events.event(
                     pod,
                     Some(&c.name),
                     true,
@@ -416,8 +480,8 @@ fn wait_for_exit(rt: &dyn RuntimeService, id: &str) -> i32 {
     }
 }
 
-fn created_event(lookup: &dyn ObjectLookup, pod: &Pod, name: &str) {
-    lookup.event(
+fn created_event(events: &dyn PodEvents, pod: &Pod, name: &str) {
+    events.event(
         pod,
         Some(name),
         false,
@@ -426,8 +490,8 @@ fn created_event(lookup: &dyn ObjectLookup, pod: &Pod, name: &str) {
     );
 }
 
-fn started_event(lookup: &dyn ObjectLookup, pod: &Pod, name: &str) {
-    lookup.event(
+fn started_event(events: &dyn PodEvents, pod: &Pod, name: &str) {
+    events.event(
         pod,
         Some(name),
         false,
@@ -445,16 +509,18 @@ pub fn run_hook(
     id: &str,
     pod_ip: Option<std::net::Ipv4Addr>,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), HookError> {
     use crate::probe::{self, ProbeResult};
     let r = if let Some(e) = &h.exec {
         let cmd = e.command.clone().unwrap_or_default();
         probe::exec(rt, id, &cmd, timeout)
     } else if let Some(g) = &h.http_get {
         let port = crate::prober::resolve_port(&g.port, c)
-            .ok_or_else(|| format!("unknown port {:?}", g.port))?;
+            .ok_or_else(|| HookError::UnknownPort(format!("{:?}", g.port)))?;
         let host: std::net::IpAddr = match g.host.as_deref().filter(|h| !h.is_empty()) {
-            Some(h) => h.parse().map_err(|_| format!("invalid host {h}"))?,
+            Some(h) => h
+                .parse()
+                .map_err(|_| HookError::InvalidHost(h.to_string()))?,
             None => pod_ip
                 .map(std::net::IpAddr::V4)
                 .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
@@ -476,44 +542,37 @@ pub fn run_hook(
         std::thread::sleep(Duration::from_secs(s.seconds.max(0) as u64).min(timeout));
         ProbeResult::Success
     } else {
-        return Err("the hook has no handler (exec, httpGet or sleep)".into());
+        return Err(HookError::NoHandler);
     };
     match r {
         ProbeResult::Success => Ok(()),
-        ProbeResult::Failure(m) => Err(m),
+        ProbeResult::Failure(m) => Err(HookError::Failed(m)),
     }
 }
 
 #[allow(clippy::too_many_arguments)]
 fn create_container(
-    runtime: &dyn Runtime,
-    node: &NodeSettings,
+    cx: &Context,
     pod: &Pod,
     c: &Container,
-    lookup: &dyn ObjectLookup,
     rt: &PodRuntimeInfo,
     vols: &BTreeMap<String, PathBuf>,
     running: &RunningPod,
-    kind: &str,
+    kind: ContainerKind,
     target: Option<String>,
 ) -> Result<String, PodError> {
-    let spec = pod
-        .spec
-        .as_ref()
-        .ok_or_else(|| PodError::Unsupported("no spec".into()))?;
-    let image_ref = c.image.clone().ok_or_else(|| {
-        PodError::Spec(podspec::SpecError::Invalid(format!(
-            "container {} has no image",
-            c.name
-        )))
-    })?;
+    let image_ref = c
+        .image
+        .clone()
+        .ok_or_else(|| SpecError::NoImage(c.name.clone()))?;
+    let (runtime, node, lookup, events) = (cx.runtime, cx.node, cx.lookup, cx.events);
     let policy = podspec::pull_policy(c);
     let image = match runtime.image_status(&image_ref) {
         Ok(Some(i)) => {
             if policy == "Always" {
                 // There is no registry client yet; an air-gapped node keeps working
                 // from its own store, and says so.
-                lookup.event(
+                events.event(
                     pod,
                     Some(&c.name),
                     true,
@@ -521,7 +580,7 @@ fn create_container(
                     &format!("Failed to pull image \"{image_ref}\" (imagePullPolicy Always): skiff has no registry client yet; using the image present on this node"),
                 );
             } else {
-                lookup.event(
+                events.event(
                     pod,
                     Some(&c.name),
                     false,
@@ -532,53 +591,33 @@ fn create_container(
             i
         }
         Ok(None) if policy == "Never" => {
-            let msg =
-                format!("Container image \"{image_ref}\" is not present with pull policy of Never");
-            lookup.event(pod, Some(&c.name), true, "ErrImageNeverPull", &msg);
-            return Err(PodError::ImageNeverPull(msg));
+            let err = PodError::ImageNeverPull(image_ref);
+            let reason = "ErrImageNeverPull";
+            events.event(pod, Some(&c.name), true, reason, &err.to_string());
+            return Err(err);
         }
         Ok(None) => {
-            let msg = format!(
-                "Failed to pull image \"{image_ref}\": the image is not on this node and skiff cannot pull from registries yet; load it with `skiff load` or build it with `skiff build`"
-            );
-            lookup.event(pod, Some(&c.name), true, "Failed", &msg);
-            return Err(PodError::ImagePull(msg));
+            let err = PodError::ImagePull(image_ref);
+            events.event(pod, Some(&c.name), true, "Failed", &err.to_string());
+            return Err(err);
         }
         Err(e) => return Err(e.into()),
     };
     let env = podspec::resolve_env(pod, c, lookup, rt)?;
-    let mut full_env = image.env.clone();
-    for e in &env {
-        let k = e.split('=').next().unwrap_or(e);
-        full_env.retain(|x| x.split('=').next() != Some(k));
-        full_env.push(e.clone());
-    }
-    let argv = podspec::command_line(c, &image.entrypoint, &image.cmd, &full_env);
-    if argv.is_empty() {
-        return Err(PodError::Spec(podspec::SpecError::Invalid(format!(
-            "container {} has no command and its image none",
-            c.name
-        ))));
-    }
-    let user = podspec::user_for(pod, c, &image.user)?;
-    let sc = c.security_context.as_ref();
-    let caps = sc.and_then(|s| s.capabilities.as_ref());
     let mut mounts = Vec::new();
     for m in c.volume_mounts.iter().flatten() {
-        let src = vols.get(&m.name).ok_or_else(|| {
-            PodError::Volume(format!(
-                "volume {} of mount {} is not defined",
-                m.name, m.mount_path
-            ))
+        let src = vols.get(&m.name).ok_or_else(|| PodError::UndefinedVolume {
+            volume: m.name.clone(),
+            mount_path: m.mount_path.clone(),
         })?;
         let src = match &m.sub_path {
             Some(sp) if !sp.is_empty() => {
                 if sp.starts_with('/') || sp.split('/').any(|x| x == "..") {
-                    return Err(PodError::Volume(format!("invalid subPath {sp}")));
+                    return Err(PodError::InvalidSubPath(sp.clone()));
                 }
                 let p = src.join(sp);
                 if !p.exists() {
-                    std::fs::create_dir_all(&p).map_err(|e| PodError::Volume(e.to_string()))?;
+                    std::fs::create_dir_all(&p)?;
                 }
                 p
             }
@@ -590,90 +629,24 @@ fn create_container(
             readonly: m.read_only.unwrap_or(false),
         });
     }
-    let mut managed = BTreeMap::new();
-    for f in ["hosts", "hostname", "resolv.conf"] {
-        if !c
-            .volume_mounts
-            .iter()
-            .flatten()
-            .any(|m| m.mount_path == format!("/etc/{f}"))
-        {
-            managed.insert(format!("/etc/{f}"), running.dir.join("etc").join(f));
-        }
-    }
-    let pod_or_node = |host: Option<bool>| {
-        if host.unwrap_or(false) {
-            NamespaceMode::Node
-        } else {
-            NamespaceMode::Pod
-        }
-    };
-    let mut labels = BTreeMap::new();
-    labels.insert("io.kubernetes.pod.uid".to_string(), running.uid.clone());
-    labels.insert(
-        "io.kubernetes.pod.name".to_string(),
-        pod.metadata.name.clone().unwrap_or_default(),
-    );
-    labels.insert(
-        "io.kubernetes.pod.namespace".to_string(),
-        pod.metadata
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "default".into()),
-    );
-    labels.insert("io.kubernetes.container.name".to_string(), c.name.clone());
-    labels.insert("io.kubernetes.container.type".to_string(), kind.to_string());
-    if c.stdin_once.unwrap_or(false) {
-        // Read by attach: the first client's end of input closes the container's.
-        labels.insert(STDIN_ONCE_LABEL.to_string(), "true".to_string());
-    }
-    let config = ContainerConfig {
-        name: c.name.clone(),
-        image: image.id.clone(),
-        command: argv,
-        envs: env,
-        working_dir: c.working_dir.clone().filter(|w| !w.is_empty()),
-        user: Some(user),
+    let config = podspec::container_config(
+        pod,
+        c,
+        &image,
+        env,
         mounts,
-        etc_files: managed,
-        labels,
-        namespace_options: NamespaceOption {
-            network: pod_or_node(spec.host_network),
-            ipc: pod_or_node(spec.host_ipc),
-            pid: if spec.host_pid.unwrap_or(false) {
-                NamespaceMode::Node
-            } else if running.sandbox.share_pid {
-                NamespaceMode::Pod
-            } else if target.is_some() {
-                NamespaceMode::Target
-            } else {
-                NamespaceMode::Container
-            },
-            target_id: target,
+        &Placement {
+            sandbox: &running.sandbox,
+            pod_uid: &running.uid,
+            cgroup_parent: running.cgroup(),
+            etc_dir: &running.dir.join("etc"),
+            kind,
+            target,
+            restarts: node.restarts,
+            log_max_size: node.container_log_max_size,
+            log_max_files: node.container_log_max_files,
         },
-        resources: podspec::container_resources(c),
-        privileged: sc.and_then(|s| s.privileged).unwrap_or(false),
-        add_capabilities: caps.and_then(|c| c.add.clone()).unwrap_or_default(),
-        drop_capabilities: caps.and_then(|c| c.drop.clone()).unwrap_or_default(),
-        readonly_rootfs: sc
-            .and_then(|s| s.read_only_root_filesystem)
-            .unwrap_or(false),
-        // The kubelet sets no_new_privs only for allowPrivilegeEscalation: false.
-        no_new_privs: sc.and_then(|s| s.allow_privilege_escalation) == Some(false),
-        tty: c.tty.unwrap_or(false),
-        stdin: c.stdin.unwrap_or(false),
-        cgroup_parent: running.cgroup(),
-        // App containers restart as the pod's restartPolicy says (the runtime does
-        // it, with back-off); init containers run once.
-        restart_policy: match (kind, spec.restart_policy.as_deref().unwrap_or("Always")) {
-            ("app", "Always") => RestartPolicy::Always,
-            ("app", "OnFailure") => RestartPolicy::OnFailure,
-            _ => RestartPolicy::Never,
-        },
-        restart_backoff: node.restarts,
-        log_max_size: node.container_log_max_size,
-        log_max_files: node.container_log_max_files,
-    };
+    )?;
     Ok(runtime.create_container(&running.sandbox, &config)?)
 }
 
@@ -713,22 +686,21 @@ fn claim_path(
     ns: &str,
     lookup: &dyn ObjectLookup,
 ) -> Result<PathBuf, PodError> {
-    let pv = lookup.persistent_volume(ns, &c.claim_name).map_err(|why| {
-        PodError::VolumeNotReady(format!(
-            "Unable to attach or mount volumes: unmounted volumes=[{}]: {why}",
-            v.name
-        ))
-    })?;
+    let pv = lookup
+        .persistent_volume(ns, &c.claim_name)
+        .map_err(|error| PodError::VolumeNotReady {
+            volume: v.name.clone(),
+            error,
+        })?;
     let spec = pv.spec.unwrap_or_default();
     let (path, kind) = match (&spec.host_path, &spec.local) {
         (Some(h), _) => (h.path.clone(), h.type_.clone().unwrap_or_default()),
         (None, Some(l)) => (l.path.clone(), "Directory".into()),
         _ => {
-            return Err(PodError::Unsupported(format!(
-                "volume {}: persistent volume {} is neither hostPath nor local",
-                v.name,
-                pv.metadata.name.unwrap_or_default()
-            )))
+            return Err(PodError::UnsupportedPersistentVolume {
+                volume: v.name.clone(),
+                pv: pv.metadata.name.unwrap_or_default(),
+            })
         }
     };
     let p = PathBuf::from(path);
@@ -738,7 +710,7 @@ fn claim_path(
         &kind
     };
     let fresh = !p.exists();
-    volumes::check_host_path(&p, kind).map_err(PodError::Volume)?;
+    volumes::check_host_path(&p, kind)?;
     if fresh && p.is_dir() {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777));
@@ -754,7 +726,10 @@ fn volume_path(
     lookup: &dyn ObjectLookup,
     rt: &PodRuntimeInfo,
 ) -> Result<PathBuf, PodError> {
-    let verr = |e: std::io::Error| PodError::Volume(format!("volume {}: {e}", v.name));
+    let verr = |error: std::io::Error| PodError::VolumeFiles {
+        volume: v.name.clone(),
+        error,
+    };
     if let Some(e) = &v.empty_dir {
         let memory = e.medium.as_deref() == Some("Memory");
         let limit = e
@@ -766,7 +741,7 @@ fn volume_path(
     }
     if let Some(h) = &v.host_path {
         let p = PathBuf::from(&h.path);
-        volumes::check_host_path(&p, h.type_.as_deref().unwrap_or("")).map_err(PodError::Volume)?;
+        volumes::check_host_path(&p, h.type_.as_deref().unwrap_or(""))?;
         return Ok(p);
     }
     if let Some(c) = &v.persistent_volume_claim {
@@ -774,7 +749,7 @@ fn volume_path(
     }
     let target = |plugin: &str| dir.join("volumes").join(plugin).join(&v.name);
     // configMap and secret volumes: the object's keys (or the listed items) as files.
-    let keys = |kind: &str,
+    let keys = |kind: &'static str,
                 name: &str,
                 data: Option<BTreeMap<String, String>>,
                 optional: Option<bool>,
@@ -786,10 +761,11 @@ fn volume_path(
             (Some(d), _) => d,
             (None, Some(true)) => BTreeMap::new(),
             (None, _) => {
-                return Err(PodError::Volume(format!(
-                    "MountVolume.SetUp failed for volume \"{}\" : {kind} \"{name}\" not found",
-                    v.name
-                )))
+                return Err(PodError::VolumeSourceNotFound {
+                    volume: v.name.clone(),
+                    kind,
+                    name: name.to_string(),
+                })
             }
         };
         let bytes = data.into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
@@ -798,8 +774,7 @@ fn volume_path(
                 .map(|k| (k.key.clone(), k.path.clone(), k.mode))
                 .collect()
         });
-        let payload =
-            volumes::project(&bytes, items.as_deref(), default_mode).map_err(PodError::Volume)?;
+        let payload = volumes::project(&bytes, items.as_deref(), default_mode)?;
         let t = target(plugin);
         volumes::write_atomic(&t, &payload).map_err(verr)?;
         Ok(t)
@@ -833,12 +808,7 @@ fn volume_path(
         for item in d.items.iter().flatten() {
             let value = match (&item.field_ref, &item.resource_field_ref) {
                 (Some(f), _) => podspec::field_ref_value(pod, &f.field_path, rt)?,
-                _ => {
-                    return Err(PodError::Unsupported(format!(
-                        "downwardAPI volume {}: only fieldRef items are supported yet",
-                        v.name
-                    )))
-                }
+                _ => return Err(PodError::UnsupportedDownwardApiItem(v.name.clone())),
             };
             payload.insert(
                 item.path.clone(),
@@ -858,10 +828,7 @@ fn volume_path(
         volumes::write_atomic(&t, &payload).map_err(verr)?;
         return Ok(t);
     }
-    Err(PodError::Unsupported(format!(
-        "volume {}: this volume type is not supported by the node agent yet",
-        v.name
-    )))
+    Err(PodError::UnsupportedVolume(v.name.clone()))
 }
 
 /// The files of a projected volume: its configMap, secret, downwardAPI (fieldRef) and
@@ -876,11 +843,10 @@ fn projected_payload(
     current: &Path,
 ) -> Result<BTreeMap<String, FileProjection>, PodError> {
     let mode = proj.default_mode.unwrap_or(0o644);
-    let missing = |what: &str, name: &str| {
-        PodError::Volume(format!(
-            "MountVolume.SetUp failed for volume \"{}\" : {what} \"{name}\" not found",
-            v.name
-        ))
+    let missing = |kind: &'static str, name: String| PodError::VolumeSourceNotFound {
+        volume: v.name.clone(),
+        kind,
+        name,
     };
     let mut payload = BTreeMap::new();
     for src in proj.sources.iter().flatten() {
@@ -906,10 +872,7 @@ fn projected_payload(
             if let Some(d) = &src.downward_api {
                 for item in d.items.iter().flatten() {
                     let Some(f) = &item.field_ref else {
-                        return Err(PodError::Unsupported(format!(
-                            "projected volume {}: only fieldRef downwardAPI items are supported yet",
-                            v.name
-                        )));
+                        return Err(PodError::UnsupportedProjectedItem(v.name.clone()));
                     };
                     let value = podspec::field_ref_value(pod, &f.field_path, rt)?;
                     let m = item.mode.unwrap_or(mode) as u32;
@@ -937,12 +900,19 @@ fn projected_payload(
                     .ok()
                     .filter(|tok| token_fresh(tok, now));
                 let token = kept
-                    .or_else(|| lookup
-                    .service_account_token(ns, &account, pod_ref, t.audience.as_deref(), t.expiration_seconds.unwrap_or(3600)))
-                    .ok_or_else(|| PodError::Volume(format!(
-                        "MountVolume.SetUp failed for volume \"{}\" : failed to fetch token for service account \"{account}\"",
-                        v.name
-                    )))?;
+                    .or_else(|| {
+                        lookup.service_account_token(
+                            ns,
+                            &account,
+                            pod_ref,
+                            t.audience.as_deref(),
+                            t.expiration_seconds.unwrap_or(3600),
+                        )
+                    })
+                    .ok_or_else(|| PodError::NoToken {
+                        volume: v.name.clone(),
+                        account: account.clone(),
+                    })?;
                 payload.insert(
                     t.path.clone(),
                     FileProjection {
@@ -956,7 +926,7 @@ fn projected_payload(
         let data = match (data, optional) {
             (Some(d), _) => d,
             (None, Some(true)) => BTreeMap::new(),
-            (None, _) => return Err(missing(what, &name)),
+            (None, _) => return Err(missing(what, name)),
         };
         let bytes = data.into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
         let items: Option<Vec<(String, String, Option<i32>)>> = items.as_ref().map(|i| {
@@ -964,9 +934,7 @@ fn projected_payload(
                 .map(|k| (k.key.clone(), k.path.clone(), k.mode))
                 .collect()
         });
-        payload.extend(
-            volumes::project(&bytes, items.as_deref(), Some(mode)).map_err(PodError::Volume)?,
-        );
+        payload.extend(volumes::project(&bytes, items.as_deref(), Some(mode))?);
     }
     Ok(payload)
 }
@@ -1060,7 +1028,7 @@ pub fn stop_pod(
     rt.stop_pod_sandbox(&running.sandbox)?;
     // The pod-level cgroup the containers were children of.
     rt.remove_pod_cgroup(&running.cgroup());
-    volumes::remove_pod_volumes(&running.dir).map_err(|e| PodError::Volume(e.to_string()))?;
+    volumes::remove_pod_volumes(&running.dir)?;
     let _ = std::fs::remove_dir_all(&running.dir);
     Ok(())
 }
@@ -1105,7 +1073,6 @@ mod tests {
         fn secret(&self, _ns: &str, _name: &str) -> Option<BTreeMap<String, String>> {
             None
         }
-        fn event(&self, _: &Pod, _: Option<&str>, _: bool, _: &str, _: &str) {}
         fn service_account_token(
             &self,
             ns: &str,
@@ -1199,7 +1166,6 @@ mod tests {
             fn secret(&self, _: &str, _: &str) -> Option<BTreeMap<String, String>> {
                 None
             }
-            fn event(&self, _: &Pod, _: Option<&str>, _: bool, _: &str, _: &str) {}
         }
         let mut pod: Pod = serde_json::from_value(json!({
             "metadata": {"name": "p", "namespace": "ns", "labels": {"a": "1"}},

@@ -1,17 +1,223 @@
-//! How a Pod's spec becomes engine settings, by Kubernetes' rules.
+//! The spec translation: how a Pod's spec becomes the runtime's settings for its
+//! containers (the CRI's ContainerConfig, [`container_config`]), by Kubernetes'
+//! rules: command and args against the image, environment (with the objects it
+//! refers to read through [`ObjectLookup`]), downward API values, resources and QoS,
+//! security context, hostname and the managed /etc/hosts.
 
-use crate::cri::LinuxContainerResources;
+use crate::cri::{
+    ContainerConfig, Image, LinuxContainerResources, Mount, NamespaceMode, NamespaceOption,
+    PodSandbox, RestartPolicy,
+};
+use crate::lookup::ObjectLookup;
 use k8s_openapi::api::core::v1::{Container, EnvVar, Pod};
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
 
+/// Label of engine containers whose pod spec says `stdinOnce: true` (read by attach).
+pub const STDIN_ONCE_LABEL: &str = "io.kubernetes.container.stdinOnce";
+
+/// What a container is to its pod (its `io.kubernetes.container.type` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerKind {
+    Init,
+    App,
+    Ephemeral,
+}
+
+impl ContainerKind {
+    fn label(self) -> &'static str {
+        match self {
+            ContainerKind::Init => "init",
+            ContainerKind::App => "app",
+            ContainerKind::Ephemeral => "ephemeral",
+        }
+    }
+}
+
+/// Where a container goes, besides what its pod's spec says: its pod's sandbox and
+/// cgroup, the pod's managed /etc files, and the node's restart and log settings.
+pub struct Placement<'a> {
+    pub sandbox: &'a PodSandbox,
+    pub pod_uid: &'a str,
+    /// The cgroup the container is a child of (its pod's).
+    pub cgroup_parent: String,
+    /// Where the pod's managed `hosts`, `hostname` and `resolv.conf` are.
+    pub etc_dir: &'a Path,
+    pub kind: ContainerKind,
+    /// The engine id of an ephemeral container's `targetContainerName`, whose PID
+    /// namespace it joins.
+    pub target: Option<String>,
+    /// The first and the longest restart delay.
+    pub restarts: (Duration, Duration),
+    pub log_max_size: u64,
+    pub log_max_files: u32,
+}
+
+/// Why a pod's spec cannot be turned into its containers' settings.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SpecError {
-    /// A referenced ConfigMap, Secret or key is missing (the kubelet's
-    /// CreateContainerConfigError).
-    #[error("{0}")]
-    ConfigMissing(String),
-    #[error("{0}")]
-    Invalid(String),
+    /// A referenced ConfigMap or Secret is missing (`kind` as the kubelet writes it:
+    /// "configmap", "secret").
+    #[error("{kind} \"{name}\" not found")]
+    ObjectNotFound { kind: &'static str, name: String },
+    /// A referenced key of a ConfigMap or Secret is missing (`kind`: "ConfigMap",
+    /// "Secret").
+    #[error("couldn't find key {key} in {kind} {namespace}/{name}")]
+    KeyNotFound {
+        kind: &'static str,
+        namespace: String,
+        name: String,
+        key: String,
+    },
+    #[error("pod has no uid")]
+    NoUid,
+    #[error("pod has no spec")]
+    NoSpec,
+    #[error("container {0} has no image")]
+    NoImage(String),
+    #[error("container {0} has no command and its image none")]
+    NoCommand(String),
+    #[error("invalid quantity: {0}")]
+    InvalidQuantity(String),
+    /// A `resourceFieldRef` resource that is not `requests.X` or `limits.X`.
+    #[error("bad resource {0}")]
+    BadResource(String),
+    #[error("unsupported fieldRef fieldPath {0}")]
+    UnsupportedFieldPath(String),
+    /// The same, in the `fieldRef` of environment variable `env`.
+    #[error("unsupported fieldRef fieldPath {path} (env {env})")]
+    UnsupportedEnvFieldPath { path: String, env: String },
+    #[error("container has runAsNonRoot and image will run as root")]
+    RunAsRoot,
+    #[error("container has runAsNonRoot and image has non-numeric user ({0}), cannot verify user is non-root")]
+    NonNumericUser(String),
+}
+
+impl SpecError {
+    /// A referenced object or key is missing: the kubelet's
+    /// CreateContainerConfigError.
+    pub fn config_missing(&self) -> bool {
+        matches!(
+            self,
+            SpecError::ObjectNotFound { .. } | SpecError::KeyNotFound { .. }
+        )
+    }
+}
+
+/// Container `c` of `pod` as the runtime creates it (the CRI's ContainerConfig): its
+/// command against the image's, `env` (resolved by [`resolve_env`]) over the image's
+/// environment, its user, `mounts` and the managed /etc files it does not mount
+/// over, its namespaces, resources, security context, labels and restart policy.
+pub fn container_config(
+    pod: &Pod,
+    c: &Container,
+    image: &Image,
+    env: Vec<String>,
+    mounts: Vec<Mount>,
+    at: &Placement,
+) -> Result<ContainerConfig, SpecError> {
+    let spec = pod.spec.as_ref().ok_or(SpecError::NoSpec)?;
+    let mut full_env = image.env.clone();
+    for e in &env {
+        let k = e.split('=').next().unwrap_or(e);
+        full_env.retain(|x| x.split('=').next() != Some(k));
+        full_env.push(e.clone());
+    }
+    let argv = command_line(c, &image.entrypoint, &image.cmd, &full_env);
+    if argv.is_empty() {
+        return Err(SpecError::NoCommand(c.name.clone()));
+    }
+    let user = user_for(pod, c, &image.user)?;
+    let sc = c.security_context.as_ref();
+    let caps = sc.and_then(|s| s.capabilities.as_ref());
+    let mut managed = BTreeMap::new();
+    for f in ["hosts", "hostname", "resolv.conf"] {
+        if !c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| m.mount_path == format!("/etc/{f}"))
+        {
+            managed.insert(format!("/etc/{f}"), at.etc_dir.join(f));
+        }
+    }
+    let pod_or_node = |host: Option<bool>| {
+        if host.unwrap_or(false) {
+            NamespaceMode::Node
+        } else {
+            NamespaceMode::Pod
+        }
+    };
+    let mut labels = BTreeMap::new();
+    labels.insert("io.kubernetes.pod.uid".to_string(), at.pod_uid.to_string());
+    labels.insert(
+        "io.kubernetes.pod.name".to_string(),
+        pod.metadata.name.clone().unwrap_or_default(),
+    );
+    labels.insert(
+        "io.kubernetes.pod.namespace".to_string(),
+        pod.metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into()),
+    );
+    labels.insert("io.kubernetes.container.name".to_string(), c.name.clone());
+    labels.insert(
+        "io.kubernetes.container.type".to_string(),
+        at.kind.label().to_string(),
+    );
+    if c.stdin_once.unwrap_or(false) {
+        // Read by attach: the first client's end of input closes the container's.
+        labels.insert(STDIN_ONCE_LABEL.to_string(), "true".to_string());
+    }
+    Ok(ContainerConfig {
+        name: c.name.clone(),
+        image: image.id.clone(),
+        command: argv,
+        envs: env,
+        working_dir: c.working_dir.clone().filter(|w| !w.is_empty()),
+        user: Some(user),
+        mounts,
+        etc_files: managed,
+        labels,
+        namespace_options: NamespaceOption {
+            network: pod_or_node(spec.host_network),
+            ipc: pod_or_node(spec.host_ipc),
+            pid: if spec.host_pid.unwrap_or(false) {
+                NamespaceMode::Node
+            } else if at.sandbox.share_pid {
+                NamespaceMode::Pod
+            } else if at.target.is_some() {
+                NamespaceMode::Target
+            } else {
+                NamespaceMode::Container
+            },
+            target_id: at.target.clone(),
+        },
+        resources: container_resources(c),
+        privileged: sc.and_then(|s| s.privileged).unwrap_or(false),
+        add_capabilities: caps.and_then(|c| c.add.clone()).unwrap_or_default(),
+        drop_capabilities: caps.and_then(|c| c.drop.clone()).unwrap_or_default(),
+        readonly_rootfs: sc
+            .and_then(|s| s.read_only_root_filesystem)
+            .unwrap_or(false),
+        // The kubelet sets no_new_privs only for allowPrivilegeEscalation: false.
+        no_new_privs: sc.and_then(|s| s.allow_privilege_escalation) == Some(false),
+        tty: c.tty.unwrap_or(false),
+        stdin: c.stdin.unwrap_or(false),
+        cgroup_parent: at.cgroup_parent.clone(),
+        // App containers restart as the pod's restartPolicy says (the runtime does
+        // it, with back-off); init and ephemeral containers run once.
+        restart_policy: match (at.kind, spec.restart_policy.as_deref().unwrap_or("Always")) {
+            (ContainerKind::App, "Always") => RestartPolicy::Always,
+            (ContainerKind::App, "OnFailure") => RestartPolicy::OnFailure,
+            _ => RestartPolicy::Never,
+        },
+        restart_backoff: at.restarts,
+        log_max_size: at.log_max_size,
+        log_max_files: at.log_max_files,
+    })
 }
 
 /// The command a container runs: Kubernetes' `command`/`args` against the image's
@@ -82,41 +288,6 @@ pub fn expand(s: &str, vars: &BTreeMap<String, String>) -> String {
     out
 }
 
-/// Where referenced ConfigMaps and Secrets come from (the agent's informers).
-pub trait ObjectLookup {
-    /// The data of ConfigMap `name` in `namespace`, if it exists.
-    fn config_map(&self, namespace: &str, name: &str) -> Option<BTreeMap<String, String>>;
-    /// The decoded data of Secret `name` in `namespace`, if it exists.
-    fn secret(&self, namespace: &str, name: &str) -> Option<BTreeMap<String, String>>;
-    /// Records an Event about `pod` (and one of its containers): Pulled, Created,
-    /// Started, Failed, FailedPostStartHook, …
-    fn event(&self, pod: &Pod, container: Option<&str>, warning: bool, reason: &str, message: &str);
-    /// A token of ServiceAccount `account` bound to the pod (the TokenRequest API), for
-    /// projected `serviceAccountToken` sources.
-    fn service_account_token(
-        &self,
-        _namespace: &str,
-        _account: &str,
-        _pod: (&str, &str),
-        _audience: Option<&str>,
-        _expiration_seconds: i64,
-    ) -> Option<String> {
-        None
-    }
-    /// The statuses of the pod's init containers while they run (the kubelet reports
-    /// them as each starts and ends): `initContainerStatuses` as the API shows them.
-    fn init_progress(&self, _pod: &Pod, _statuses: Vec<serde_json::Value>) {}
-    /// The PersistentVolume claim `claim` in `namespace` is bound to; Err says why
-    /// there is none yet (the claim is missing or not bound).
-    fn persistent_volume(
-        &self,
-        _namespace: &str,
-        claim: &str,
-    ) -> Result<k8s_openapi::api::core::v1::PersistentVolume, String> {
-        Err(format!("persistentvolumeclaim \"{claim}\" not found"))
-    }
-}
-
 /// The image pull policy in effect: the container's, else Always for `:latest` or
 /// untagged images and IfNotPresent otherwise, as the API server defaults it.
 pub fn pull_policy(c: &Container) -> String {
@@ -174,10 +345,10 @@ pub fn resolve_env(
                 }
                 None if r.optional == Some(true) => {}
                 None => {
-                    return Err(SpecError::ConfigMissing(format!(
-                        "configmap \"{}\" not found",
-                        r.name
-                    )))
+                    return Err(SpecError::ObjectNotFound {
+                        kind: "configmap",
+                        name: r.name.clone(),
+                    })
                 }
             }
         }
@@ -190,10 +361,10 @@ pub fn resolve_env(
                 }
                 None if r.optional == Some(true) => {}
                 None => {
-                    return Err(SpecError::ConfigMissing(format!(
-                        "secret \"{}\" not found",
-                        r.name
-                    )))
+                    return Err(SpecError::ObjectNotFound {
+                        kind: "secret",
+                        name: r.name.clone(),
+                    })
                 }
             }
         }
@@ -226,7 +397,10 @@ fn env_value(
         return field_ref_value(pod, &f.field_path, rt)
             .map(Some)
             .map_err(|err| match err {
-                SpecError::Invalid(m) => SpecError::Invalid(format!("{m} (env {})", e.name)),
+                SpecError::UnsupportedFieldPath(path) => SpecError::UnsupportedEnvFieldPath {
+                    path,
+                    env: e.name.clone(),
+                },
                 other => other,
             });
     }
@@ -258,7 +432,7 @@ fn env_value(
         let (which, name) = r
             .resource
             .split_once('.')
-            .ok_or_else(|| SpecError::Invalid(format!("bad resource {}", r.resource)))?;
+            .ok_or_else(|| SpecError::BadResource(r.resource.clone()))?;
         let milli = match get(which, name) {
             Some(v) => v,
             // An unset limit reports the node's allocatable, as the kubelet does.
@@ -295,8 +469,8 @@ fn env_value(
 
 /// A `configMapKeyRef` / `secretKeyRef` value, with the kubelet's messages.
 fn key_ref(
-    kind: &str,
-    lower: &str,
+    kind: &'static str,
+    lower: &'static str,
     data: Option<BTreeMap<String, String>>,
     ns: &str,
     name: &str,
@@ -308,14 +482,18 @@ fn key_ref(
         Some(d) => match d.get(key) {
             Some(v) => Ok(Some(v.clone())),
             None if optional => Ok(None),
-            None => Err(SpecError::ConfigMissing(format!(
-                "couldn't find key {key} in {kind} {ns}/{name}"
-            ))),
+            None => Err(SpecError::KeyNotFound {
+                kind,
+                namespace: ns.to_string(),
+                name: name.to_string(),
+                key: key.to_string(),
+            }),
         },
         None if optional => Ok(None),
-        None => Err(SpecError::ConfigMissing(format!(
-            "{lower} \"{name}\" not found"
-        ))),
+        None => Err(SpecError::ObjectNotFound {
+            kind: lower,
+            name: name.to_string(),
+        }),
     }
 }
 
@@ -364,9 +542,7 @@ pub fn field_ref_value(pod: &Pod, path: &str, rt: &PodRuntimeInfo) -> Result<Str
                     .and_then(|l| l.get(&k).cloned())
                     .unwrap_or_default()
             } else {
-                return Err(SpecError::Invalid(format!(
-                    "unsupported fieldRef fieldPath {p}"
-                )));
+                return Err(SpecError::UnsupportedFieldPath(p.to_string()));
             }
         }
     })
@@ -375,8 +551,7 @@ pub fn field_ref_value(pod: &Pod, path: &str, rt: &PodRuntimeInfo) -> Result<Str
 /// A Kubernetes quantity in thousandths (`500m` → 500, `1` → 1000, `1Ki` → 1024000),
 /// as `skiff_meta::quantity` reads it.
 pub fn parse_quantity_milli(s: &str) -> Result<i128, SpecError> {
-    skiff_meta::quantity::parse_milli(s)
-        .map_err(|_| SpecError::Invalid(format!("invalid quantity: {s}")))
+    skiff_meta::quantity::parse_milli(s).map_err(|_| SpecError::InvalidQuantity(s.to_string()))
 }
 
 fn quantity(c: &Container, which: &str, name: &str) -> Option<i128> {
@@ -527,14 +702,10 @@ pub fn user_for(pod: &Pod, c: &Container, image_user: &str) -> Result<String, Sp
     if non_root {
         let u = user.split(':').next().unwrap_or("");
         if u.is_empty() || u == "0" || u == "root" {
-            return Err(SpecError::Invalid(
-                "container has runAsNonRoot and image will run as root".into(),
-            ));
+            return Err(SpecError::RunAsRoot);
         }
         if u.parse::<u32>().is_err() {
-            return Err(SpecError::Invalid(format!(
-                "container has runAsNonRoot and image has non-numeric user ({u}), cannot verify user is non-root"
-            )));
+            return Err(SpecError::NonNumericUser(u.to_string()));
         }
     }
     Ok(user)
@@ -586,7 +757,6 @@ mod tests {
                     .collect()
             })
         }
-        fn event(&self, _: &Pod, _: Option<&str>, _: bool, _: &str, _: &str) {}
     }
 
     #[test]
@@ -689,11 +859,94 @@ mod tests {
             "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "nope", "key": "k"}}}]}]}}),
         );
         let c = &missing.spec.as_ref().unwrap().containers[0];
+        let err = resolve_env(&missing, c, &Objects, &rt).unwrap_err();
         assert_eq!(
-            resolve_env(&missing, c, &Objects, &rt),
-            Err(SpecError::ConfigMissing(
-                "configmap \"nope\" not found".into()
-            ))
+            err,
+            SpecError::ObjectNotFound {
+                kind: "configmap",
+                name: "nope".into()
+            }
+        );
+        assert!(err.config_missing());
+        assert_eq!(err.to_string(), "configmap \"nope\" not found");
+    }
+
+    #[test]
+    fn container_configs_follow_the_spec_the_image_and_the_placement() {
+        let p = pod(json!({
+            "metadata": {"name": "web", "namespace": "team", "uid": "u1"},
+            "spec": {"restartPolicy": "OnFailure", "containers": [{"name": "c",
+                "args": ["$(GREETING)"], "stdinOnce": true,
+                "volumeMounts": [{"name": "h", "mountPath": "/etc/hosts"}]}]}
+        }));
+        let c = &p.spec.as_ref().unwrap().containers[0];
+        let image = Image {
+            id: "sha256:img".into(),
+            entrypoint: vec!["echo".into()],
+            env: vec!["GREETING=image".into(), "PATH=/bin".into()],
+            user: "1000".into(),
+            ..Default::default()
+        };
+        let sandbox = PodSandbox {
+            id: "s".into(),
+            pid: 1,
+            start_time: 0,
+            ip: None,
+            share_pid: false,
+            cgroup: None,
+        };
+        let at = |kind| Placement {
+            sandbox: &sandbox,
+            pod_uid: "u1",
+            cgroup_parent: "kubepods/podu1".into(),
+            etc_dir: Path::new("/pods/u1/etc"),
+            kind,
+            target: None,
+            restarts: (Duration::from_secs(1), Duration::from_secs(2)),
+            log_max_size: 10,
+            log_max_files: 2,
+        };
+        let env = vec!["GREETING=pod".to_string()];
+        let app = container_config(
+            &p,
+            c,
+            &image,
+            env.clone(),
+            Vec::new(),
+            &at(ContainerKind::App),
+        )
+        .unwrap();
+        assert_eq!(app.command, ["echo", "pod"]);
+        assert_eq!(app.envs, env);
+        assert_eq!(app.image, "sha256:img");
+        assert_eq!(app.user.as_deref(), Some("1000"));
+        assert_eq!(app.restart_policy, RestartPolicy::OnFailure);
+        assert_eq!(app.labels["io.kubernetes.container.type"], "app");
+        assert_eq!(app.labels[STDIN_ONCE_LABEL], "true");
+        assert_eq!(app.namespace_options.pid, NamespaceMode::Container);
+        // /etc/hosts is mounted over: only the other managed files are given.
+        assert_eq!(
+            app.etc_files.keys().collect::<Vec<_>>(),
+            ["/etc/hostname", "/etc/resolv.conf"]
+        );
+        let init =
+            container_config(&p, c, &image, env, Vec::new(), &at(ContainerKind::Init)).unwrap();
+        assert_eq!(init.restart_policy, RestartPolicy::Never);
+        assert_eq!(init.labels["io.kubernetes.container.type"], "init");
+        let bare = Image::default();
+        let none = pod(json!({"metadata": {"name": "x"}, "spec": {"containers": [{"name": "c"}]}}));
+        let c = &none.spec.as_ref().unwrap().containers[0];
+        assert_eq!(
+            container_config(
+                &none,
+                c,
+                &bare,
+                Vec::new(),
+                Vec::new(),
+                &at(ContainerKind::App)
+            )
+            .unwrap_err(),
+            SpecError::NoCommand("c".into())
         );
     }
 

@@ -33,20 +33,37 @@ pub struct Thresholds {
 pub const DEFAULT_EVICTION_HARD: &str =
     "memory.available<100Mi,nodefs.available<10%,imagefs.available<15%";
 
+/// What is wrong with an `--eviction-hard` setting.
+#[derive(Debug, thiserror::Error)]
+pub enum ThresholdError {
+    /// A part that is not `signal<value`.
+    #[error("invalid eviction threshold {0:?}")]
+    Invalid(String),
+    /// A part whose percentage is not a number.
+    #[error("invalid percentage in {0:?}")]
+    Percentage(String),
+    #[error("invalid quantity: {0}")]
+    Quantity(String),
+    #[error("unknown eviction signal {0:?}")]
+    UnknownSignal(String),
+}
+
 /// Parses `--eviction-hard` (`signal<quantity|percent`, comma-separated).
-pub fn parse(s: &str) -> Result<Thresholds, String> {
+pub fn parse(s: &str) -> Result<Thresholds, ThresholdError> {
     let mut t = Thresholds::default();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (signal, value) = part
             .split_once('<')
-            .ok_or_else(|| format!("invalid eviction threshold {part:?}"))?;
+            .ok_or_else(|| ThresholdError::Invalid(part.to_string()))?;
         let th = match value.strip_suffix('%') {
             Some(p) => Threshold::Percent(
                 p.parse()
-                    .map_err(|_| format!("invalid percentage in {part:?}"))?,
+                    .map_err(|_| ThresholdError::Percentage(part.to_string()))?,
             ),
             None => Threshold::Bytes(
-                (crate::podspec::parse_quantity_milli(value).map_err(|e| e.to_string())? / 1000)
+                (skiff_meta::quantity::parse_milli(value)
+                    .map_err(|_| ThresholdError::Quantity(value.to_string()))?
+                    / 1000)
                     .clamp(0, u64::MAX as i128) as u64,
             ),
         };
@@ -56,7 +73,7 @@ pub fn parse(s: &str) -> Result<Thresholds, String> {
             "imagefs.available" => t.imagefs = Some(th),
             "pid.available" => t.pids = Some(th),
             "nodefs.inodesFree" | "imagefs.inodesFree" => {}
-            other => return Err(format!("unknown eviction signal {other:?}")),
+            other => return Err(ThresholdError::UnknownSignal(other.to_string())),
         }
     }
     Ok(t)
@@ -130,6 +147,18 @@ mod tests {
         assert_eq!(t.nodefs, Some(Threshold::Percent(10.0)));
         assert_eq!(t.imagefs, Some(Threshold::Percent(15.0)));
         assert!(parse("bogus<1").is_err());
+        // The messages `skiff agent --eviction-hard` prints.
+        let said = |s: &str| parse(s).map(|_| ()).unwrap_err().to_string();
+        assert_eq!(said("bogus<1"), "unknown eviction signal \"bogus\"");
+        assert_eq!(
+            said("memory.available"),
+            "invalid eviction threshold \"memory.available\""
+        );
+        assert_eq!(
+            said("nodefs.available<x%"),
+            "invalid percentage in \"nodefs.available<x%\""
+        );
+        assert_eq!(said("memory.available<lots"), "invalid quantity: lots");
         let gib = 1u64 << 30;
         let ok = Readings {
             memory: (gib, 4 * gib),

@@ -9,6 +9,30 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
+/// Why a hostPath volume cannot be used as its type says.
+#[derive(Debug, thiserror::Error)]
+pub enum HostPathError {
+    /// The path is not what the volume's type wants (`what`: "a directory", …).
+    #[error("hostPath type check failed: {} is not {what}", path.display())]
+    NotA { path: PathBuf, what: &'static str },
+    /// A FileOrCreate path's parent directory is missing.
+    #[error("hostPath type check failed: {} does not exist", .0.display())]
+    ParentMissing(PathBuf),
+    /// A DirectoryOrCreate path could not be made.
+    #[error("creating {}: {err}", path.display())]
+    Create { path: PathBuf, err: io::Error },
+    /// A created path's permissions could not be set, or a FileOrCreate file made.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    #[error("unknown hostPath type {0}")]
+    UnknownType(String),
+}
+
+/// A key a configMap or secret volume lists in its `items` is not in the object.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration key {0} not found")]
+pub struct MissingKey(pub String);
+
 const DATA_DIR: &str = "..data";
 const DATA_TMP: &str = "..data_tmp";
 
@@ -127,7 +151,7 @@ pub fn project(
     data: &BTreeMap<String, Vec<u8>>,
     items: Option<&[(String, String, Option<i32>)]>,
     default_mode: Option<i32>,
-) -> Result<BTreeMap<String, FileProjection>, String> {
+) -> Result<BTreeMap<String, FileProjection>, MissingKey> {
     let mode = default_mode.unwrap_or(0o644) as u32;
     let mut out = BTreeMap::new();
     match items {
@@ -144,9 +168,7 @@ pub fn project(
         }
         Some(items) => {
             for (key, path, m) in items {
-                let v = data
-                    .get(key)
-                    .ok_or_else(|| format!("configuration key {key} not found"))?;
+                let v = data.get(key).ok_or_else(|| MissingKey(key.clone()))?;
                 out.insert(
                     path.clone(),
                     FileProjection {
@@ -161,13 +183,13 @@ pub fn project(
 }
 
 /// Check (and for the *OrCreate types, create) a hostPath volume as its type says.
-pub fn check_host_path(path: &Path, kind: &str) -> Result<(), String> {
+pub fn check_host_path(path: &Path, kind: &str) -> Result<(), HostPathError> {
     let md = fs::metadata(path);
-    let fail = |what: &str| {
-        Err(format!(
-            "hostPath type check failed: {} is not {what}",
-            path.display()
-        ))
+    let fail = |what: &'static str| {
+        Err(HostPathError::NotA {
+            path: path.to_path_buf(),
+            what,
+        })
     };
     match kind {
         "" => Ok(()),
@@ -175,10 +197,14 @@ pub fn check_host_path(path: &Path, kind: &str) -> Result<(), String> {
             Ok(m) if m.is_dir() => Ok(()),
             Ok(_) => fail("a directory"),
             Err(_) => {
-                fs::create_dir_all(path)
-                    .map_err(|e| format!("creating {}: {e}", path.display()))?;
-                fs::set_permissions(path, fs::Permissions::from_mode(0o755))
-                    .map_err(|e| e.to_string())
+                fs::create_dir_all(path).map_err(|err| HostPathError::Create {
+                    path: path.to_path_buf(),
+                    err,
+                })?;
+                Ok(fs::set_permissions(
+                    path,
+                    fs::Permissions::from_mode(0o755),
+                )?)
             }
         },
         "Directory" => match md {
@@ -191,17 +217,14 @@ pub fn check_host_path(path: &Path, kind: &str) -> Result<(), String> {
             Err(_) => {
                 if let Some(p) = path.parent() {
                     if !p.exists() {
-                        return Err(format!(
-                            "hostPath type check failed: {} does not exist",
-                            p.display()
-                        ));
+                        return Err(HostPathError::ParentMissing(p.to_path_buf()));
                     }
                 }
-                fs::File::create(path)
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())?;
-                fs::set_permissions(path, fs::Permissions::from_mode(0o644))
-                    .map_err(|e| e.to_string())
+                fs::File::create(path)?;
+                Ok(fs::set_permissions(
+                    path,
+                    fs::Permissions::from_mode(0o644),
+                )?)
             }
         },
         "File" => match md {
@@ -220,7 +243,7 @@ pub fn check_host_path(path: &Path, kind: &str) -> Result<(), String> {
             Ok(m) if m.file_type().is_block_device() => Ok(()),
             _ => fail("a block device"),
         },
-        other => Err(format!("unknown hostPath type {other}")),
+        other => Err(HostPathError::UnknownType(other.to_string())),
     }
 }
 
@@ -349,13 +372,19 @@ mod tests {
         check_host_path(&d, "DirectoryOrCreate").unwrap();
         assert!(d.is_dir());
         check_host_path(&d, "Directory").unwrap();
-        assert!(check_host_path(&d, "File").is_err());
+        assert_eq!(
+            check_host_path(&d, "File").unwrap_err().to_string(),
+            format!("hostPath type check failed: {} is not a file", d.display())
+        );
         let f = t.path().join("f");
         check_host_path(&f, "FileOrCreate").unwrap();
         check_host_path(&f, "File").unwrap();
         check_host_path(Path::new("/dev/null"), "CharDevice").unwrap();
         assert!(check_host_path(&f, "Socket").is_err());
-        assert!(check_host_path(&f, "Bogus").is_err());
+        assert_eq!(
+            check_host_path(&f, "Bogus").unwrap_err().to_string(),
+            "unknown hostPath type Bogus"
+        );
     }
 
     #[test]

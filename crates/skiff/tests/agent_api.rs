@@ -250,7 +250,7 @@ fn runtime(r: &Root, suffix: &str) -> skiff_agent::cri::EngineRuntime {
 struct Objects {
     events: std::sync::Mutex<Vec<String>>,
 }
-impl skiff_agent::podspec::ObjectLookup for Objects {
+impl skiff_agent::events::PodEvents for Objects {
     fn event(
         &self,
         _: &k8s_openapi::api::core::v1::Pod,
@@ -264,6 +264,8 @@ impl skiff_agent::podspec::ObjectLookup for Objects {
             .unwrap()
             .push(format!("{reason} {}", container.unwrap_or("")));
     }
+}
+impl skiff_agent::lookup::ObjectLookup for Objects {
     fn config_map(&self, ns: &str, name: &str) -> Option<BTreeMap<String, String>> {
         (ns == "default" && name == "web-config").then(|| {
             [("greeting".to_string(), "hello from a configmap".to_string())]
@@ -325,7 +327,14 @@ fn a_two_container_pod_with_an_init_container_and_shared_volumes() {
     }))
     .unwrap();
     let objects = Objects::default();
-    let running = start_pod(&rt, &node, &pod, &objects).unwrap();
+    let cx = skiff_agent::pod::Context {
+        runtime: &rt,
+        node: &node,
+        lookup: &objects,
+        events: &objects,
+        init_progress: &|_, _| {},
+    };
+    let running = start_pod(&cx, &pod).unwrap();
     assert_eq!(running.containers.len(), 2);
     let events = objects.events.lock().unwrap().clone();
     // `busybox` means :latest, pull policy Always: no registry, so the local image runs with a warning.

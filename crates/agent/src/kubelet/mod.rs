@@ -3,35 +3,39 @@
 //! compares the pods the API wants here with what runs, and closes the gap), report
 //! their status, and finish their deletion.
 //!
-//! [`run`] owns the loop and the [`Kubelet`] its tasks share; [`node`] is the Node
-//! and its Lease, `lookups` what is read from the API and the Events recorder,
-//! `sync` the pass over the pods, `probes` the probe pass, `status` what is
+//! [`run`] owns the loop and the [`Kubelet`] its tasks share (the API client, the
+//! runtime, the settings, the Events recorder and what is kept between passes);
+//! [`node`] is the Node and its Lease, `sync` the pass over the pods (handing each
+//! to the pod worker, [`crate::pod`]), `probes` the probe pass, `status` what is
 //! reported.
 
-use crate::cri::{ContainerState, Runtime, SharedRuntime};
+use crate::cri::SharedRuntime;
+use crate::events::Recorder;
+use crate::eviction::Signal;
+use crate::hostports::HostPorts;
+use crate::imagegc::Tracker;
+use crate::lookup::ApiLookup;
 use crate::pod::{self, NodeSettings, RunningPod};
-use crate::podspec::{self, ObjectLookup};
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use crate::prober::{Prober, Verdict};
+use crate::FIELD_MANAGER;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::Client;
 use serde_json::json;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
 
-mod lookups;
 pub mod node;
 mod probes;
 mod status;
 mod sync;
 
-use lookups::*;
-use node::*;
-use probes::*;
-use status::*;
-use sync::*;
+use node::{conditions, register_node, remove_released_storage, renew_lease};
+use probes::probe_pass;
+use status::EphemeralFailure;
+use sync::{evict_one, refresh_volumes, sync_pods, StartFailure};
 
 /// The agent's settings.
 #[derive(Debug, Clone)]
@@ -61,18 +65,29 @@ pub struct AgentConfig {
     pub image_gc: crate::imagegc::Thresholds,
 }
 
+/// Why the agent stopped, or could not do what it was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
+    /// A request to the API server failed (the error said here, not as a source).
     #[error("API: {0}")]
-    Api(#[from] kube::Error),
+    Api(kube::Error),
     #[error(transparent)]
     Runtime(#[from] crate::cri::RuntimeError),
-    #[error("{0}")]
-    Other(String),
+    /// An object the agent writes could not be built.
+    #[error(transparent)]
+    Encode(#[from] serde_json::Error),
+    /// A blocking task of the agent's failed (panicked).
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+    #[error("node {0} got no pod CIDR from the control plane within 2 minutes (is its controller manager running?)")]
+    NoPodCidr(String),
 }
 
-/// The field manager of the agent's writes (the kubelet's own name in managedFields).
-pub const FIELD_MANAGER: &str = "kubelet";
+impl From<kube::Error> for AgentError {
+    fn from(e: kube::Error) -> Self {
+        AgentError::Api(e)
+    }
+}
 
 fn patch_params() -> PatchParams {
     skiff_informer::patch_params(FIELD_MANAGER)
@@ -82,30 +97,39 @@ fn post_params() -> PostParams {
     skiff_informer::post_params(FIELD_MANAGER)
 }
 
-use skiff_meta::time::now;
-
-/// What the node agent keeps between its passes, shared by its tasks.
-#[derive(Default)]
+/// The node agent: what it talks to, its settings, and what it keeps between its
+/// passes, shared by its tasks.
 pub struct Kubelet {
+    client: Client,
+    runtime: SharedRuntime,
+    cfg: AgentConfig,
+    /// Where every Event the agent records goes.
+    recorder: Recorder,
+    /// The objects pods refer to, read through `client`.
+    lookup: ApiLookup,
+    /// The tokio runtime the agent runs on (for its blocking threads' API writes).
+    handle: tokio::runtime::Handle,
+    /// The pods this node runs, by uid.
+    running: Mutex<BTreeMap<String, RunningPod>>,
     /// The node's (MemoryPressure, DiskPressure, PIDPressure), from the last
     /// housekeeping.
     pressure: std::sync::Mutex<(bool, bool, bool)>,
     /// Ephemeral containers that could not be started, by (pod uid, name).
     ephemeral_failures: std::sync::Mutex<BTreeMap<(String, String), EphemeralFailure>>,
     /// Probe state per container id.
-    prober: crate::prober::Prober,
+    prober: Prober,
     /// The latest probe verdict per container id.
-    verdicts: std::sync::Mutex<BTreeMap<String, crate::prober::Verdict>>,
+    verdicts: std::sync::Mutex<BTreeMap<String, Verdict>>,
     /// The pod objects last seen for this node, by uid (for the prober).
     pods: std::sync::Mutex<BTreeMap<String, Pod>>,
     /// The hostPorts this node publishes.
-    host_ports: crate::hostports::HostPorts,
+    host_ports: HostPorts,
     /// Pods this node evicted (phase Failed, reason Evicted): never started or
     /// reported again while their object exists.
-    evicted: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    evicted: std::sync::Mutex<BTreeSet<String>>,
     /// Pods whose containers are being stopped right now (their API object is
     /// deleted only once that is done).
-    stopping: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    stopping: std::sync::Mutex<BTreeSet<String>>,
     /// Pods that failed to start: why, and when to try again.
     start_failures: std::sync::Mutex<BTreeMap<String, StartFailure>>,
     /// The last status reported per pod, so unchanged statuses are not written again.
@@ -113,6 +137,35 @@ pub struct Kubelet {
 }
 
 impl Kubelet {
+    /// A node agent on `client` and `runtime` with nothing running yet; made inside
+    /// the tokio runtime it records Events on.
+    fn new(client: Client, runtime: SharedRuntime, cfg: AgentConfig) -> Kubelet {
+        Kubelet {
+            recorder: Recorder::new(client.clone(), cfg.node.node_name.clone()),
+            lookup: ApiLookup::new(client.clone()),
+            handle: tokio::runtime::Handle::current(),
+            client,
+            runtime,
+            cfg,
+            running: Mutex::default(),
+            pressure: Default::default(),
+            ephemeral_failures: Default::default(),
+            prober: Default::default(),
+            verdicts: Default::default(),
+            pods: Default::default(),
+            host_ports: Default::default(),
+            evicted: Default::default(),
+            stopping: Default::default(),
+            start_failures: Default::default(),
+            reported: Default::default(),
+        }
+    }
+
+    /// The pods this node was last told to run, by uid.
+    fn pods(&self) -> BTreeMap<String, Pod> {
+        self.pods.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
     fn evicted(&self, uid: &str) -> bool {
         self.evicted
             .lock()
@@ -135,22 +188,21 @@ pub async fn run(
     cfg: AgentConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), AgentError> {
-    let k = Arc::new(Kubelet::default());
+    let k = Arc::new(Kubelet::new(client, runtime, cfg));
+    let (client, runtime, cfg) = (&k.client, &k.runtime, &k.cfg);
     let fs = runtime.image_fs_info();
-    register_node(&k, &client, &cfg, &fs.container_filesystem).await?;
+    register_node(&k, &fs.container_filesystem).await?;
     tracing::info!(node = %cfg.node.node_name, "node registered");
-    renew_lease(&client, &cfg).await?;
+    renew_lease(&k).await?;
     // Pods a previous run started keep running: adopt them.
     let (e, n) = (runtime.clone(), cfg.node.clone());
-    let adopted = tokio::task::spawn_blocking(move || pod::adopt(&*e, &n))
-        .await
-        .map_err(|e| AgentError::Other(e.to_string()))?;
-    let running: Arc<Mutex<BTreeMap<String, RunningPod>>> = Arc::new(Mutex::new(adopted));
+    let adopted = tokio::task::spawn_blocking(move || pod::adopt(&*e, &n)).await?;
+    *k.running.lock().await = adopted;
     let mut lease_tick = tokio::time::interval(cfg.lease_duration / 4);
     let mut probe_tick = tokio::time::interval(Duration::from_millis(250));
     probe_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // What image garbage collection knows of each image (first seen, last used).
-    let images = Arc::new(std::sync::Mutex::new(crate::imagegc::Tracker::default()));
+    let images = Arc::new(std::sync::Mutex::new(Tracker::default()));
     let mut housekeeping_tick = tokio::time::interval(cfg.housekeeping_period);
     housekeeping_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut resync_tick = tokio::time::interval(cfg.volume_resync_period);
@@ -169,7 +221,7 @@ pub async fn run(
         use futures::StreamExt;
         use kube::runtime::WatchStreamExt;
         let api: Api<Pod> = Api::all(client.clone());
-        let wc = kube::runtime::watcher::Config::default().fields(&node_pods_selector(&cfg));
+        let wc = kube::runtime::watcher::Config::default().fields(&node_pods_selector(cfg));
         let (changed, listed) = (pod_changed.clone(), listed.clone());
         tokio::spawn(async move {
             let stream =
@@ -203,7 +255,7 @@ pub async fn run(
                 return Ok(());
             }
             _ = lease_tick.tick() => {
-                if let Err(e) = renew_lease(&client, &cfg).await {
+                if let Err(e) = renew_lease(&k).await {
                     tracing::warn!(error = %e, "renewing the node lease");
                 }
                 let nodes: Api<Node> = Api::all(client.clone());
@@ -211,23 +263,21 @@ pub async fn run(
                     &Patch::Merge(json!({"status": {"conditions": conditions(&k)}}))).await;
             }
             _ = probe_tick.tick() => {
-                let snapshot = running.lock().await.clone();
-                let e = runtime.clone();
                 let events = tokio::task::spawn_blocking({
-                    let k = k.clone();
-                    move || probe_pass(&k, &*e, &snapshot)
+                    let (k, snapshot) = (k.clone(), k.running.lock().await.clone());
+                    move || probe_pass(&k, &snapshot)
                 })
                     .await
                     .unwrap_or_default();
-                let pods = k.pods.lock().map(|m| m.clone()).unwrap_or_default();
+                let pods = k.pods();
                 for ev in events {
                     if let Some(p) = pods.get(&ev.uid) {
-                        pod_event(&client, &cfg.node.node_name, p, Some(&ev.container), ev.warning, ev.reason, &ev.message).await;
+                        k.recorder.record(p, Some(&ev.container), ev.warning, ev.reason, &ev.message).await;
                     }
                 }
             }
             _ = housekeeping_tick.tick() => {
-                remove_released_storage(&client, &cfg.node.storage_dir).await;
+                remove_released_storage(client, &cfg.node.storage_dir).await;
                 let readings = crate::pressure::read(&fs.container_filesystem, &fs.image_filesystem);
                 let now = crate::pressure::pressure(&readings, &cfg.eviction_hard);
                 let changed = k.pressure.lock().map(|mut p| std::mem::replace(&mut *p, now) != now).unwrap_or(false);
@@ -248,20 +298,20 @@ pub async fn run(
                     }
                 }
                 let signal = match now {
-                    (true, _, _) => Some(crate::eviction::Signal::Memory),
-                    (_, true, _) => Some(crate::eviction::Signal::Disk),
-                    (_, _, true) => Some(crate::eviction::Signal::Pids),
+                    (true, _, _) => Some(Signal::Memory),
+                    (_, true, _) => Some(Signal::Disk),
+                    (_, _, true) => Some(Signal::Pids),
                     _ => None,
                 };
                 if let Some(signal) = signal {
-                    evict_one(&k, &client, &runtime, &cfg, &running, signal).await;
+                    evict_one(&k, signal).await;
                 }
             }
             _ = resync_tick.tick() => {
-                refresh_volumes(&k, &client, &cfg, &running).await;
+                refresh_volumes(&k).await;
                 // The safety net under the watch: a pass over the pods as the API
                 // lists them now.
-                if let Err(e) = sync_pods(&k, &client, &runtime, &cfg, &running, None).await {
+                if let Err(e) = sync_pods(&k, None).await {
                     tracing::warn!(error = %e, "syncing pods");
                 }
             }
@@ -270,14 +320,14 @@ pub async fn run(
             // kubelet's relist does.
             _ = pod_changed.notified() => {
                 if let Some(pods) = cached() {
-                    if let Err(e) = sync_pods(&k, &client, &runtime, &cfg, &running, Some(pods)).await {
+                    if let Err(e) = sync_pods(&k, Some(pods)).await {
                         tracing::warn!(error = %e, "syncing pods");
                     }
                 }
             }
             _ = sync_tick.tick() => {
                 if let Some(pods) = cached() {
-                    if let Err(e) = sync_pods(&k, &client, &runtime, &cfg, &running, Some(pods)).await {
+                    if let Err(e) = sync_pods(&k, Some(pods)).await {
                         tracing::warn!(error = %e, "syncing pods");
                     }
                 }

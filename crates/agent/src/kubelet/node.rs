@@ -1,13 +1,21 @@
 //! This node's Node object: registration, conditions (pressure) and Lease, the pod
 //! CIDR the controllers give it, and the directories of its released local volumes.
 
-use super::*;
+use super::{patch_params, post_params, AgentError, Kubelet};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, PersistentVolume};
+use kube::api::{Api, ListParams, Patch};
+use kube::Client;
+use serde_json::json;
+use skiff_meta::time::now;
+use std::path::Path;
+use std::time::Duration;
 
 pub(super) fn meminfo_total() -> u64 {
     skiff_runtime::sys::meminfo("MemTotal:").unwrap_or(0)
 }
 
-pub(super) fn disk_total(path: &std::path::Path) -> u64 {
+pub(super) fn disk_total(path: &Path) -> u64 {
     nix::sys::statvfs::statvfs(path)
         .map(|s| s.blocks() * s.fragment_size())
         .unwrap_or(0)
@@ -18,7 +26,8 @@ pub(super) fn disk_total(path: &std::path::Path) -> u64 {
 pub const STORAGE_DIR_ANNOTATION: &str = "skiff.io/local-path-dir";
 
 /// The Node object this agent registers.
-pub fn node_object(k: &Kubelet, cfg: &AgentConfig, root: &std::path::Path) -> serde_json::Value {
+pub fn node_object(k: &Kubelet, root: &Path) -> serde_json::Value {
+    let cfg = &k.cfg;
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -158,8 +167,7 @@ pub async fn await_pod_cidr(client: &Client, node: &str) -> Result<String, Agent
     let obj: Node = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Node",
         "metadata": {"name": node, "labels": {"kubernetes.io/hostname": node, "kubernetes.io/os": "linux"}},
-    }))
-    .map_err(|e| AgentError::Other(e.to_string()))?;
+    }))?;
     match nodes.create(&post_params(), &obj).await {
         Ok(_) => {}
         Err(kube::Error::Api(e)) if e.code == 409 => {}
@@ -172,25 +180,18 @@ pub async fn await_pod_cidr(client: &Client, node: &str) -> Result<String, Agent
             return Ok(c);
         }
         if std::time::Instant::now() > deadline {
-            return Err(AgentError::Other(format!(
-                "node {node} got no pod CIDR from the control plane within 2 minutes (is its controller manager running?)"
-            )));
+            return Err(AgentError::NoPodCidr(node.to_string()));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
 /// Register (or refresh) the Node.
-pub async fn register_node(
-    k: &Kubelet,
-    client: &Client,
-    cfg: &AgentConfig,
-    root: &std::path::Path,
-) -> Result<(), AgentError> {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let obj = node_object(k, cfg, root);
-    let node: Node =
-        serde_json::from_value(obj.clone()).map_err(|e| AgentError::Other(e.to_string()))?;
+pub async fn register_node(k: &Kubelet, root: &Path) -> Result<(), AgentError> {
+    let cfg = &k.cfg;
+    let nodes: Api<Node> = Api::all(k.client.clone());
+    let obj = node_object(k, root);
+    let node: Node = serde_json::from_value(obj.clone())?;
     match nodes.create(&post_params(), &node).await {
         Ok(_) => {}
         Err(kube::Error::Api(e)) if e.code == 409 => {
@@ -224,8 +225,9 @@ pub async fn register_node(
 }
 
 /// Create or renew the node's Lease in kube-node-lease.
-pub async fn renew_lease(client: &Client, cfg: &AgentConfig) -> Result<(), AgentError> {
-    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+pub async fn renew_lease(k: &Kubelet) -> Result<(), AgentError> {
+    let cfg = &k.cfg;
+    let leases: Api<Lease> = Api::namespaced(k.client.clone(), "kube-node-lease");
     let name = &cfg.node.node_name;
     let spec = json!({
         "holderIdentity": name,
@@ -242,8 +244,7 @@ pub async fn renew_lease(client: &Client, cfg: &AgentConfig) -> Result<(), Agent
             let l: Lease = serde_json::from_value(json!({
                 "metadata": {"name": name, "namespace": "kube-node-lease"},
                 "spec": spec,
-            }))
-            .map_err(|e| AgentError::Other(e.to_string()))?;
+            }))?;
             leases.create(&post_params(), &l).await?;
         }
     }
@@ -253,7 +254,7 @@ pub async fn renew_lease(client: &Client, cfg: &AgentConfig) -> Result<(), Agent
 /// Removes the directories of this node's local volumes whose PersistentVolume is
 /// gone (deleted by its reclaim policy). The directories are read before the volumes
 /// are listed, so a volume made in between is never mistaken for a deleted one.
-pub async fn remove_released_storage(client: &Client, dir: &std::path::Path) {
+pub async fn remove_released_storage(client: &Client, dir: &Path) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
     };
@@ -264,7 +265,7 @@ pub async fn remove_released_storage(client: &Client, dir: &std::path::Path) {
     if found.is_empty() {
         return;
     }
-    let pvs: Api<k8s_openapi::api::core::v1::PersistentVolume> = Api::all(client.clone());
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
     let Ok(list) = pvs.list(&ListParams::default()).await else {
         return;
     };

@@ -1,7 +1,11 @@
 //! The probe pass: runs due probes of running containers, restarts those whose
 //! liveness or startup probe failed.
 
-use super::*;
+use super::Kubelet;
+use crate::cri::ContainerState;
+use crate::pod::RunningPod;
+use crate::prober::Target;
+use std::collections::BTreeMap;
 
 /// An event a probe pass wants recorded.
 pub struct ProbeEvent {
@@ -15,13 +19,10 @@ pub struct ProbeEvent {
 /// Run due probes of every running container; restart those whose liveness or
 /// startup probe failed (the monitor brings them back by the restart policy).
 /// Returns the Unhealthy and Killing events to record.
-pub fn probe_pass(
-    k: &Kubelet,
-    runtime: &dyn Runtime,
-    running: &BTreeMap<String, RunningPod>,
-) -> Vec<ProbeEvent> {
+pub fn probe_pass(k: &Kubelet, running: &BTreeMap<String, RunningPod>) -> Vec<ProbeEvent> {
+    let runtime = &*k.runtime;
     let mut events = Vec::new();
-    let pods = k.pods.lock().map(|m| m.clone()).unwrap_or_default();
+    let pods = k.pods();
     for (uid, rp) in running {
         let Some(pod) = pods.get(uid) else { continue };
         let Some(spec) = &pod.spec else { continue };
@@ -55,7 +56,7 @@ pub fn probe_pass(
                         .unwrap_or_default()
                 })
                 .unwrap_or_default();
-            let target = crate::prober::Target {
+            let target = Target {
                 runtime,
                 container_id: id,
                 pod_ip: rp.ip.map(std::net::IpAddr::V4),

@@ -1,15 +1,19 @@
 //! A pod's status as the kubelet reports it, from the runtime's state and the probes'
 //! verdicts, and its writes to the API.
 
-use super::*;
+use super::{patch_params, Kubelet};
+use crate::cri::{ContainerState, ContainerStatus};
+use crate::pod::RunningPod;
+use crate::podspec;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, Patch};
+use serde_json::json;
+use skiff_meta::time::now;
+use std::collections::BTreeMap;
 
 /// The container statuses and phase of a running pod, from the runtime's state.
-pub fn pod_status(
-    k: &Kubelet,
-    runtime: &dyn Runtime,
-    pod: &Pod,
-    running: &RunningPod,
-) -> serde_json::Value {
+pub fn pod_status(k: &Kubelet, pod: &Pod, running: &RunningPod) -> serde_json::Value {
+    let runtime = &*k.runtime;
     let spec = pod.spec.clone().unwrap_or_default();
     let policy = spec
         .restart_policy
@@ -229,12 +233,28 @@ pub(super) fn initializing_status(pod: &Pod, init: Vec<serde_json::Value>) -> se
     })
 }
 
+/// Reports the statuses of a starting pod's init containers (`initContainerStatuses`
+/// as the API shows them), from the pod worker's blocking thread: written before
+/// its start goes on.
+pub(super) fn report_init_progress(k: &Kubelet, pod: &Pod, statuses: Vec<serde_json::Value>) {
+    let api: Api<Pod> = Api::namespaced(
+        k.client.clone(),
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+    );
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let status = initializing_status(pod, statuses);
+    let _ = k.handle.block_on(async move {
+        api.patch_status(
+            &name,
+            &patch_params(),
+            &Patch::Merge(json!({ "status": status })),
+        )
+        .await
+    });
+}
+
 /// A container's state as the pod status shows it.
-pub(super) fn container_state(
-    s: &crate::cri::ContainerStatus,
-    name: &str,
-    pod: &Pod,
-) -> serde_json::Value {
+pub(super) fn container_state(s: &ContainerStatus, name: &str, pod: &Pod) -> serde_json::Value {
     match s.state {
         ContainerState::Running => json!({"running": {"startedAt": s.started_at}}),
         ContainerState::Restarting => json!({"waiting": {
@@ -313,18 +333,13 @@ pub(super) async fn patch_waiting(
         .await;
 }
 
-pub(super) async fn report_status(
-    k: &Kubelet,
-    client: &Client,
-    runtime: &dyn Runtime,
-    cfg: &AgentConfig,
-    api: &Api<Pod>,
-    p: &Pod,
-    rp: &RunningPod,
-) {
-    let mut status = pod_status(k, runtime, p, rp);
-    status["hostIP"] = json!(cfg.node.node_ip);
-    status["hostIPs"] = json!([{"ip": cfg.node.node_ip}]);
+/// Writes a running pod's status, unless it is what was last written; containers
+/// that just entered CrashLoopBackOff get a BackOff event.
+pub(super) async fn report_status(k: &Kubelet, api: &Api<Pod>, p: &Pod, rp: &RunningPod) {
+    let mut status = pod_status(k, p, rp);
+    let node_ip = &k.cfg.node.node_ip;
+    status["hostIP"] = json!(node_ip);
+    status["hostIPs"] = json!([{ "ip": node_ip }]);
     // Compare without the timestamps that change on every computation.
     let mut key = status.clone();
     if let Some(c) = key.get_mut("conditions").and_then(|c| c.as_array_mut()) {
@@ -376,16 +391,7 @@ pub(super) async fn report_status(
             "Back-off restarting failed container {c} in pod {name}_{ns}({})",
             rp.uid
         );
-        pod_event(
-            client,
-            &cfg.node.node_name,
-            p,
-            Some(&c),
-            true,
-            "BackOff",
-            &msg,
-        )
-        .await;
+        k.recorder.record(p, Some(&c), true, "BackOff", &msg).await;
     }
     if api
         .patch_status(

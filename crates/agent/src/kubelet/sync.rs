@@ -1,21 +1,43 @@
 //! The sync loop's pass: start the pods bound here that do not run, stop those gone
-//! or deleted, back off failed starts, publish hostPorts, refresh volumes and evict
-//! under pressure.
+//! or deleted (each through the pod worker, [`crate::pod`]), back off failed starts,
+//! publish hostPorts, refresh volumes and evict under pressure.
 
-use super::*;
+use super::status::{patch_waiting, pending_ephemeral, report_init_progress, report_status};
+use super::{node_pods_selector, patch_params, AgentError, EphemeralFailure, Kubelet};
+use crate::cri::Runtime;
+use crate::eviction::{self, Candidate, Signal, Usage};
+use crate::hostports;
+use crate::pod::{self, PodError, RunningPod};
+use crate::podspec::PodRuntimeInfo;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams, Patch};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+impl Kubelet {
+    /// Runs `work` with the pod worker's context: this agent's runtime, node
+    /// settings, object lookup and Events recorder, init progress reported to the API.
+    /// Called from a blocking thread.
+    fn with_pod_worker<T>(&self, work: impl FnOnce(&pod::Context) -> T) -> T {
+        let progress = |p: &Pod, statuses| report_init_progress(self, p, statuses);
+        work(&pod::Context {
+            runtime: &*self.runtime,
+            node: &self.cfg.node,
+            lookup: &self.lookup,
+            events: &self.recorder,
+            init_progress: &progress,
+        })
+    }
+}
 
 /// Brings the configMap, secret, downwardAPI and projected volumes of every running
 /// pod up to date with the API.
-pub(super) async fn refresh_volumes(
-    k: &Arc<Kubelet>,
-    client: &Client,
-    cfg: &AgentConfig,
-    running: &Arc<Mutex<BTreeMap<String, RunningPod>>>,
-) {
-    let snapshot = running.lock().await.clone();
-    let pods = k.pods.lock().map(|m| m.clone()).unwrap_or_default();
-    let lookup = api_lookup(client, cfg);
-    let node_ip = cfg.node.node_ip.clone();
+pub(super) async fn refresh_volumes(k: &Arc<Kubelet>) {
+    let snapshot = k.running.lock().await.clone();
+    let pods = k.pods();
+    let node_ip = k.cfg.node.node_ip.clone();
     let k = k.clone();
     let _ = tokio::task::spawn_blocking(move || {
         for (uid, rp) in &snapshot {
@@ -23,7 +45,7 @@ pub(super) async fn refresh_volumes(
             if p.metadata.deletion_timestamp.is_some() || k.stopping(uid) || !rp.dir.exists() {
                 continue;
             }
-            let rt = podspec::PodRuntimeInfo {
+            let rt = PodRuntimeInfo {
                 pod_ip: rp
                     .ip
                     .map(|i| i.to_string())
@@ -31,7 +53,7 @@ pub(super) async fn refresh_volumes(
                 host_ip: node_ip.clone(),
                 ..Default::default()
             };
-            if let Err(e) = pod::refresh_volumes(p, &rp.dir, &lookup, &rt) {
+            if let Err(e) = pod::refresh_volumes(p, &rp.dir, &k.lookup, &rt) {
                 tracing::debug!(pod = %uid, error = %e, "refreshing volumes");
             }
         }
@@ -41,40 +63,27 @@ pub(super) async fn refresh_volumes(
 
 /// Publishes a running pod's hostPorts unless they already are (also for pods a
 /// previous run of the agent started); failures become Warning events.
-pub(super) async fn publish_host_ports(
-    k: &Kubelet,
-    client: &Client,
-    cfg: &AgentConfig,
-    p: &Pod,
-    rp: &RunningPod,
-) {
+pub(super) async fn publish_host_ports(k: &Kubelet, p: &Pod, rp: &RunningPod) {
     if k.host_ports.is_open(&rp.uid) {
         return;
     }
-    let ports = crate::hostports::mappings(p);
+    let ports = hostports::mappings(p);
     let Some(ip) = rp.ip else { return };
     if ports.is_empty() {
         return;
     }
     for why in k.host_ports.open(&rp.uid, ip, &ports).await {
-        pod_event(
-            client,
-            &cfg.node.node_name,
-            p,
-            None,
-            true,
-            "FailedHostPort",
-            &why,
-        )
-        .await;
+        k.recorder
+            .record(p, None, true, "FailedHostPort", &why)
+            .await;
     }
 }
 
 /// What a running pod uses, from its containers' stats (working set, writable layers,
 /// processes) and its logs and local volumes; None when a container's stats cannot be
 /// read.
-pub(super) fn pod_usage(rt: &dyn Runtime, rp: &RunningPod) -> Option<crate::eviction::Usage> {
-    let mut u = crate::eviction::Usage {
+pub(super) fn pod_usage(rt: &dyn Runtime, rp: &RunningPod) -> Option<Usage> {
+    let mut u = Usage {
         disk: skiff_engine::files::dir_bytes(&rp.dir),
         ..Default::default()
     };
@@ -88,31 +97,24 @@ pub(super) fn pod_usage(rt: &dyn Runtime, rp: &RunningPod) -> Option<crate::evic
     Some(u)
 }
 
-/// Under pressure, evicts one pod as the kubelet ranks them (see [`crate::eviction`]):
+/// Under pressure, evicts one pod as the kubelet ranks them (see [`eviction`]):
 /// usage of the starved resource above requests, priority, usage above requests;
 /// system-critical pods (priority ≥ 2,000,000,000) are left alone.
-pub(super) async fn evict_one(
-    k: &Kubelet,
-    client: &Client,
-    runtime: &SharedRuntime,
-    cfg: &AgentConfig,
-    running: &Arc<Mutex<BTreeMap<String, RunningPod>>>,
-    signal: crate::eviction::Signal,
-) {
-    let pods = k.pods.lock().map(|m| m.clone()).unwrap_or_default();
-    let mut map = running.lock().await;
+pub(super) async fn evict_one(k: &Kubelet, signal: Signal) {
+    let pods = k.pods();
+    let mut map = k.running.lock().await;
     let eligible: Vec<(String, Pod, RunningPod)> = map
         .iter()
         .filter_map(|(uid, rp)| pods.get(uid).map(|p| (uid.clone(), p.clone(), rp.clone())))
         .filter(|(_, p, _)| p.spec.as_ref().and_then(|s| s.priority).unwrap_or(0) < 2_000_000_000)
         .collect();
-    let rt = runtime.clone();
+    let rt = k.runtime.clone();
     let ranked = tokio::task::spawn_blocking(move || {
-        let mut candidates: Vec<crate::eviction::Candidate> = eligible
+        let mut candidates: Vec<Candidate> = eligible
             .iter()
-            .map(|(uid, p, rp)| crate::eviction::Candidate::new(uid, p, pod_usage(&*rt, rp)))
+            .map(|(uid, p, rp)| Candidate::new(uid, p, pod_usage(&*rt, rp)))
             .collect();
-        crate::eviction::rank(&mut candidates, signal);
+        eviction::rank(&mut candidates, signal);
         candidates
     })
     .await
@@ -131,7 +133,7 @@ pub(super) async fn evict_one(
     tracing::info!(pod = %uid, resource = signal.resource(), "evicting pod");
     let name = pod.metadata.name.clone().unwrap_or_default();
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
-    let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let api: Api<Pod> = Api::namespaced(k.client.clone(), &ns);
     let _ = api
         .patch_status(
             &name,
@@ -141,17 +143,10 @@ pub(super) async fn evict_one(
             ),
         )
         .await;
-    pod_event(
-        client,
-        &cfg.node.node_name,
-        &pod,
-        None,
-        true,
-        "Evicted",
-        &message,
-    )
-    .await;
-    let e = runtime.clone();
+    k.recorder
+        .record(&pod, None, true, "Evicted", &message)
+        .await;
+    let e = k.runtime.clone();
     let _ = tokio::task::spawn_blocking(move || {
         pod::stop_pod(&*e, &rp, Duration::from_secs(0), Some(&pod))
     })
@@ -160,19 +155,13 @@ pub(super) async fn evict_one(
 
 /// One level-triggered pass over the pods bound to this node: `pods` (the watch's
 /// cache), or, with None, the pods listed from the API right now.
-pub async fn sync_pods(
-    k: &Arc<Kubelet>,
-    client: &Client,
-    runtime: &SharedRuntime,
-    cfg: &AgentConfig,
-    running: &Arc<Mutex<BTreeMap<String, RunningPod>>>,
-    pods: Option<Vec<Pod>>,
-) -> Result<(), AgentError> {
+pub async fn sync_pods(k: &Arc<Kubelet>, pods: Option<Vec<Pod>>) -> Result<(), AgentError> {
+    let client = &k.client;
     let items = match pods {
         Some(p) => p,
         None => {
             let api: Api<Pod> = Api::all(client.clone());
-            let lp = ListParams::default().fields(&node_pods_selector(cfg));
+            let lp = ListParams::default().fields(&node_pods_selector(&k.cfg));
             api.list(&lp).await?.items
         }
     };
@@ -191,7 +180,7 @@ pub async fn sync_pods(
     if let Ok(mut s) = k.evicted.lock() {
         s.retain(|uid| wanted.contains_key(uid));
     }
-    let mut map = running.lock().await;
+    let mut map = k.running.lock().await;
     // Gone from the API, or being deleted: stop, then finish the deletion.
     let uids: Vec<String> = map.keys().cloned().collect();
     for uid in uids {
@@ -209,26 +198,24 @@ pub async fn sync_pods(
             .unwrap_or(30)
             .max(0) as u64;
         // Stopping honours the grace period: do it beside the loop, not in it.
-        let (e, client) = (runtime.clone(), client.clone());
+        let (e, client) = (k.runtime.clone(), client.clone());
         let pod = pod.cloned();
         if let Ok(mut s) = k.stopping.lock() {
             s.insert(uid.clone());
         }
-        let node_name = cfg.node.node_name.clone();
         let k = k.clone();
         tokio::spawn(async move {
             if let Some(p) = &pod {
                 for c in rp.containers.keys() {
-                    pod_event(
-                        &client,
-                        &node_name,
-                        p,
-                        Some(c),
-                        false,
-                        "Killing",
-                        &format!("Stopping container {c}"),
-                    )
-                    .await;
+                    k.recorder
+                        .record(
+                            p,
+                            Some(c),
+                            false,
+                            "Killing",
+                            &format!("Stopping container {c}"),
+                        )
+                        .await;
                 }
             }
             tracing::info!(pod = %uid, grace_seconds = grace, "stopping pod");
@@ -285,17 +272,17 @@ pub async fn sync_pods(
             if phase == "Succeeded" || phase == "Failed" {
                 continue;
             }
-            if backing_off(k, client, cfg, &api, p, uid).await {
+            if backing_off(k, &api, p, uid).await {
                 continue;
             }
             to_start.push(p.clone());
             continue;
         }
         if let Some(rp) = map.get(uid) {
-            publish_host_ports(k, client, cfg, p, rp).await;
+            publish_host_ports(k, p, rp).await;
             let debug = pending_ephemeral(k, p, rp);
             if debug.is_empty() {
-                report_status(k, client, &**runtime, cfg, &api, p, rp).await;
+                report_status(k, &api, p, rp).await;
             } else {
                 to_debug.push((p.clone(), debug));
             }
@@ -307,19 +294,16 @@ pub async fn sync_pods(
         let Some(mut rp) = map.remove(&uid) else {
             continue;
         };
-        let (e, n, lookup, pod) = (
-            runtime.clone(),
-            cfg.node.clone(),
-            api_lookup(client, cfg),
-            p.clone(),
-        );
+        let (worker, pod) = (k.clone(), p.clone());
         let r = tokio::task::spawn_blocking(move || {
             let mut failures = Vec::new();
-            for name in names {
-                if let Err(err) = pod::start_ephemeral(&*e, &n, &pod, &name, &lookup, &mut rp) {
-                    failures.push((name, err));
+            worker.with_pod_worker(|cx| {
+                for name in names {
+                    if let Err(err) = pod::start_ephemeral(cx, &pod, &name, &mut rp) {
+                        failures.push((name, err));
+                    }
                 }
-            }
+            });
             (rp, failures)
         })
         .await;
@@ -336,7 +320,7 @@ pub async fn sync_pods(
                     EphemeralFailure {
                         reason: reason.into(),
                         message: err.to_string(),
-                        next: std::time::Instant::now() + START_BACKOFF,
+                        next: Instant::now() + START_BACKOFF,
                     },
                 );
             }
@@ -345,17 +329,17 @@ pub async fn sync_pods(
             client.clone(),
             &p.metadata.namespace.clone().unwrap_or_default(),
         );
-        report_status(k, client, &**runtime, cfg, &api, &p, &rp).await;
+        report_status(k, &api, &p, &rp).await;
         map.insert(uid, rp);
     }
     // New pods start side by side (each is mostly waiting on the kernel).
     let starts = to_start.into_iter().map(|p| {
-        let (e, n) = (runtime.clone(), cfg.node.clone());
-        let lookup = api_lookup(client, cfg);
-        let pod = p.clone();
+        let (worker, pod) = (k.clone(), p.clone());
         async move {
-            let r =
-                tokio::task::spawn_blocking(move || pod::start_pod(&*e, &n, &pod, &lookup)).await;
+            let r = tokio::task::spawn_blocking(move || {
+                worker.with_pod_worker(|cx| pod::start_pod(cx, &pod))
+            })
+            .await;
             (p, r)
         }
     });
@@ -364,23 +348,24 @@ pub async fn sync_pods(
         let ns = p.metadata.namespace.clone().unwrap_or_default();
         let name = p.metadata.name.clone().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-        match r.map_err(|e| AgentError::Other(e.to_string()))? {
+        match r? {
             Ok(rp) => {
                 tracing::info!(pod = %format!("{ns}/{name}"), %uid, "pod started");
                 if let Ok(mut m) = k.start_failures.lock() {
                     m.remove(&uid);
                 }
-                publish_host_ports(k, client, cfg, &p, &rp).await;
-                report_status(k, client, &**runtime, cfg, &api, &p, &rp).await;
+                publish_host_ports(k, &p, &rp).await;
+                report_status(k, &api, &p, &rp).await;
                 map.insert(uid, rp);
             }
-            Err(pod::PodError::VolumeNotReady(why)) => {
+            Err(err @ PodError::VolumeNotReady { .. }) => {
+                let why = err.to_string();
                 let first = k
                     .start_failures
                     .lock()
                     .map(|mut m| {
                         let f = m.entry(uid.clone()).or_insert_with(StartFailure::new);
-                        f.next = std::time::Instant::now() + VOLUME_RETRY;
+                        f.next = Instant::now() + VOLUME_RETRY;
                         let first = f.reason != "FailedMount" || f.message != why;
                         f.reason = "FailedMount".into();
                         f.message = why.clone();
@@ -388,18 +373,16 @@ pub async fn sync_pods(
                     })
                     .unwrap_or(false);
                 if first {
-                    pod_event(
-                        client,
-                        &cfg.node.node_name,
+                    k.recorder.record(&p, None, true, "FailedMount", &why).await;
+                    patch_waiting(
+                        &api,
+                        &name,
                         &p,
-                        None,
-                        true,
-                        "FailedMount",
-                        &why,
+                        "ContainerCreating",
+                        "",
+                        &k.cfg.node.node_ip,
                     )
                     .await;
-                    patch_waiting(&api, &name, &p, "ContainerCreating", "", &cfg.node.node_ip)
-                        .await;
                 }
             }
             Err(err) => {
@@ -412,7 +395,7 @@ pub async fn sync_pods(
                         f.count += 1;
                         let delay = (START_BACKOFF * 2u32.saturating_pow(f.count - 1))
                             .min(START_BACKOFF_MAX);
-                        f.next = std::time::Instant::now() + delay;
+                        f.next = Instant::now() + delay;
                         f.reason = reason.to_string();
                         f.message = err.to_string();
                         f.backing_off = false;
@@ -420,7 +403,7 @@ pub async fn sync_pods(
                     })
                     .unwrap_or(1);
                 tracing::debug!(pod = %name, attempt = count, error = %err, "starting the pod failed");
-                if let pod::PodError::InitFailed { .. } = &err {
+                if let PodError::InitFailed { .. } = &err {
                     // Its statuses are reported; with restartPolicy Never the pod fails.
                     let never =
                         p.spec.as_ref().and_then(|s| s.restart_policy.as_deref()) == Some("Never");
@@ -435,7 +418,15 @@ pub async fn sync_pods(
                     }
                     continue;
                 }
-                patch_waiting(&api, &name, &p, reason, &err.to_string(), &cfg.node.node_ip).await;
+                patch_waiting(
+                    &api,
+                    &name,
+                    &p,
+                    reason,
+                    &err.to_string(),
+                    &k.cfg.node.node_ip,
+                )
+                .await;
             }
         }
     }
@@ -443,11 +434,11 @@ pub async fn sync_pods(
 }
 
 /// The waiting reason the kubelet shows for a container that could not be started.
-pub(super) fn start_failure_reason(err: &pod::PodError) -> &'static str {
+pub(super) fn start_failure_reason(err: &PodError) -> &'static str {
     match err {
-        pod::PodError::Spec(podspec::SpecError::ConfigMissing(_)) => "CreateContainerConfigError",
-        pod::PodError::ImageNeverPull(_) => "ErrImageNeverPull",
-        pod::PodError::ImagePull(_) => "ErrImagePull",
+        PodError::Spec(e) if e.config_missing() => "CreateContainerConfigError",
+        PodError::ImageNeverPull(_) => "ErrImageNeverPull",
+        PodError::ImagePull(_) => "ErrImagePull",
         _ => "CreateContainerError",
     }
 }
@@ -456,7 +447,7 @@ pub(super) fn start_failure_reason(err: &pod::PodError) -> &'static str {
 /// 10 s doubling up to 5 minutes).
 pub(super) struct StartFailure {
     count: u32,
-    next: std::time::Instant,
+    next: Instant,
     reason: String,
     message: String,
     /// The waiting reason already shows the back-off (ImagePullBackOff).
@@ -468,7 +459,7 @@ impl StartFailure {
     fn new() -> StartFailure {
         StartFailure {
             count: 0,
-            next: std::time::Instant::now(),
+            next: Instant::now(),
             reason: String::new(),
             message: String::new(),
             backing_off: false,
@@ -483,17 +474,10 @@ pub(super) const START_BACKOFF_MAX: Duration = Duration::from_secs(300);
 
 /// Whether a pod waits out its start back-off; the first time an image pull is
 /// being backed off, its status says ImagePullBackOff and a BackOff event is recorded.
-pub(super) async fn backing_off(
-    k: &Kubelet,
-    client: &Client,
-    cfg: &AgentConfig,
-    api: &Api<Pod>,
-    p: &Pod,
-    uid: &str,
-) -> bool {
+pub(super) async fn backing_off(k: &Kubelet, api: &Api<Pod>, p: &Pod, uid: &str) -> bool {
     let (wait, announce) = match k.start_failures.lock() {
         Ok(mut m) => match m.get_mut(uid) {
-            Some(f) if std::time::Instant::now() < f.next => {
+            Some(f) if Instant::now() < f.next => {
                 let announce =
                     (f.reason == "ErrImagePull" && !f.backing_off).then(|| f.message.clone());
                 f.backing_off = true;
@@ -511,21 +495,15 @@ pub(super) async fn backing_off(
             p,
             "ImagePullBackOff",
             &message,
-            &cfg.node.node_ip,
+            &k.cfg.node.node_ip,
         )
         .await;
         for c in p.spec.iter().flat_map(|s| s.containers.iter()) {
             let img = c.image.clone().unwrap_or_default();
-            pod_event(
-                client,
-                &cfg.node.node_name,
-                p,
-                Some(&c.name),
-                false,
-                "BackOff",
-                &format!("Back-off pulling image \"{img}\""),
-            )
-            .await;
+            let message = format!("Back-off pulling image \"{img}\"");
+            k.recorder
+                .record(p, Some(&c.name), false, "BackOff", &message)
+                .await;
         }
     }
     wait

@@ -465,7 +465,7 @@ async fn remote_command(
     let container_tty = c.tty;
     let stdin_once = c
         .labels
-        .get(crate::pod::STDIN_ONCE_LABEL)
+        .get(crate::podspec::STDIN_ONCE_LABEL)
         .is_some_and(|v| v == "true");
     let run = move |io: remote::Io| async move {
         if attach {
