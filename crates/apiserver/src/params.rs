@@ -170,7 +170,7 @@ pub(crate) fn typed_check(
     obj: &mut Value,
     fv: FieldValidation,
 ) -> ApiResult<Vec<String>> {
-    let unknown = crate::typed::check(res, obj).map_err(|e| {
+    let unknown = crate::typed::check(crate::kinds::of(res).typed(), obj).map_err(|e| {
         ApiError::bad_request(format!(
             "{} in version \"{}\" cannot be handled as a {}: {e}",
             res.kind, res.version, res.kind

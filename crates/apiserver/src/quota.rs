@@ -425,7 +425,7 @@ pub fn pod_matches_scope(req: &ScopeRequirement, pod: &Value) -> bool {
         .get("activeDeadlineSeconds")
         .and_then(Value::as_i64)
         .is_some_and(|s| s >= 0);
-    let best_effort = crate::strategy::qos_class(spec) == "BestEffort";
+    let best_effort = crate::defaults::qos_class(spec) == "BestEffort";
     match req.scope.as_str() {
         "Terminating" => terminating,
         "NotTerminating" => !terminating,

@@ -1017,7 +1017,7 @@ pub async fn reconcile_bootstrap_policy(reg: &Registry) -> ApiResult<()> {
 /// an empty one selects every role, as upstream).
 fn selected(role: &Value, selectors: &[Value]) -> bool {
     selectors.iter().any(|sel| {
-        let text = crate::table::selector_string(Some(sel));
+        let text = crate::cells::selector_string(Some(sel));
         let text = if text == "<none>" {
             String::new()
         } else {

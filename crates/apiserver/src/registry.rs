@@ -430,7 +430,7 @@ impl Registry {
         obj["kind"] = json!(res.kind);
         strategy::prepare_for_create(res, &mut obj);
         let name = name_of(&obj).to_string();
-        let mut causes = crate::validation::validate(res, &obj);
+        let mut causes = crate::strategy::validate(res, &obj);
         causes.extend(strategy::validate_create(res, &obj));
         if !causes.is_empty() {
             return Err(ApiError::invalid(res.group, res.kind, &name, causes));
@@ -590,7 +590,7 @@ impl Registry {
                 let subresource = m.subresource.or(sub.managed_name());
                 crate::managed::record_update(res, Some(&old), &mut new, m, subresource);
             }
-            let mut causes = crate::validation::validate(res, &new);
+            let mut causes = crate::strategy::validate(res, &new);
             causes.extend(strategy::validate_update(res, &old, &new, sub));
             if !causes.is_empty() {
                 return Err(ApiError::invalid(res.group, res.kind, name, causes));

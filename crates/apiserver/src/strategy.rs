@@ -1,13 +1,12 @@
 //! The generic steps of the store's writes (kube-apiserver's "strategies"): server-set
 //! metadata (uid, timestamps, generation), what a subresource's write may change (from
-//! [`crate::subresource`]), then
-//! each kind's own hooks from [`crate::kinds`] (defaults, status, what an update carries
-//! over, create and update rules). Also the defaults several kinds share (pod specs and
-//! pod templates, canonical quantities), the pod's QoS class and the Go renderings of
-//! immutable-field errors.
+//! [`crate::subresource`]), the metadata's validation, then each kind's own hooks from
+//! [`crate::kinds`] (defaults, status, what an update carries over, its rules on every
+//! write, on create and on update). Also new uids and random name suffixes.
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
+use crate::defaults::obj_mut;
 use crate::error::Cause;
 use crate::resources::Resource;
 
@@ -47,15 +46,6 @@ pub fn random_suffix() -> String {
         .collect()
 }
 
-pub(crate) use skiff_meta::object::obj_mut;
-
-/// Sets `map[key]` to `value` unless it holds something other than null.
-pub(crate) fn default(map: &mut Map<String, Value>, key: &str, value: Value) {
-    if map.get(key).is_none_or(Value::is_null) {
-        map.insert(key.to_string(), value);
-    }
-}
-
 /// Sets server-owned metadata and defaults on an object about to be created. `name` and
 /// `namespace` are already final.
 pub fn prepare_for_create(res: &Resource, obj: &mut Value) {
@@ -93,167 +83,9 @@ pub fn status_defaults(res: &Resource, obj: &mut Value) {
     }
 }
 
-/// Zero in each of `fields` of `obj`'s status that no controller has set yet: what a
-/// typed client insists on finding.
-pub(crate) fn zero_status(obj: &mut Value, fields: &[&str]) {
-    let status = obj_mut(obj, "status");
-    for f in fields {
-        default(status, f, json!(0));
-    }
-}
-
-/// Sets one label of `obj`.
-pub(crate) fn set_label(obj: &mut Value, key: &str, value: Value) {
-    let meta = obj_mut(obj, "metadata");
-    if !meta.get("labels").is_some_and(Value::is_object) {
-        meta.insert("labels".into(), json!({}));
-    }
-    if let Some(Value::Object(labels)) = meta.get_mut("labels") {
-        labels.insert(key.into(), value);
-    }
-}
-
 /// Defaults of the kind of `res`, as the real server applies them (also on update).
 pub fn apply_defaults(res: &Resource, obj: &mut Value) {
     crate::kinds::of(res).defaults(obj);
-}
-
-/// PodSpec defaults of the pod template at `template` (workloads).
-pub(crate) fn template_defaults(template: Option<&mut Value>) {
-    if let Some(spec) = template
-        .and_then(|t| t.get_mut("spec"))
-        .filter(|s| s.is_object())
-    {
-        pod_spec_defaults(spec, false);
-    }
-}
-
-/// PodSpec defaults (`is_pod`: defaults only real pods get, not templates).
-pub(crate) fn pod_spec_defaults(spec: &mut Value, is_pod: bool) {
-    let Some(s) = spec.as_object_mut() else {
-        return;
-    };
-    default(s, "restartPolicy", json!("Always"));
-    default(s, "dnsPolicy", json!("ClusterFirst"));
-    default(s, "terminationGracePeriodSeconds", json!(30));
-    default(s, "schedulerName", json!("default-scheduler"));
-    default(s, "securityContext", json!({}));
-    if is_pod {
-        default(s, "enableServiceLinks", json!(true));
-        let mut tolerations = s
-            .get("tolerations")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        for key in [
-            "node.kubernetes.io/not-ready",
-            "node.kubernetes.io/unreachable",
-        ] {
-            if !tolerations
-                .iter()
-                .any(|t| t.get("key").and_then(Value::as_str) == Some(key))
-            {
-                tolerations.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
-            }
-        }
-        s.insert("tolerations".into(), Value::Array(tolerations));
-    }
-    for list in ["containers", "initContainers", "ephemeralContainers"] {
-        if let Some(Value::Array(cs)) = s.get_mut(list) {
-            for c in cs.iter_mut().filter_map(Value::as_object_mut) {
-                default(c, "terminationMessagePath", json!("/dev/termination-log"));
-                default(c, "terminationMessagePolicy", json!("File"));
-                default(c, "resources", json!({}));
-                for part in ["limits", "requests"] {
-                    if let Some(Value::Object(m)) =
-                        c.get_mut("resources").and_then(|r| r.get_mut(part))
-                    {
-                        crate::quantity::canonicalize_map(m);
-                    }
-                }
-                let image = c.get("image").and_then(Value::as_str).unwrap_or("");
-                default(c, "imagePullPolicy", json!(default_pull_policy(image)));
-                if let Some(Value::Array(ports)) = c.get_mut("ports") {
-                    for p in ports.iter_mut().filter_map(Value::as_object_mut) {
-                        default(p, "protocol", json!("TCP"));
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Canonicalizes the quantity maps of kinds that carry them outside pod specs.
-pub(crate) fn canonical_quantities(obj: &mut Value, pointers: &[&str]) {
-    for p in pointers {
-        if let Some(Value::Object(m)) = obj.pointer_mut(p) {
-            crate::quantity::canonicalize_map(m);
-        }
-    }
-}
-
-/// `Always` for `:latest` or untagged images, `IfNotPresent` otherwise (digests included).
-pub fn default_pull_policy(image: &str) -> &'static str {
-    if image.contains('@') {
-        return "IfNotPresent";
-    }
-    let last = image.rsplit('/').next().unwrap_or(image);
-    match last.split_once(':') {
-        Some((_, "latest")) | None => "Always",
-        Some(_) => "IfNotPresent",
-    }
-}
-
-/// The pod's QoS class from its containers' requests and limits (`qos.GetPodQOS`): only
-/// non-zero cpu and memory count; a request not given is the limit (the API default);
-/// Guaranteed when every container limits both and the summed requests equal the
-/// summed limits.
-pub fn qos_class(spec: &Value) -> &'static str {
-    let mut requests: std::collections::BTreeMap<&str, i128> = Default::default();
-    let mut limits: std::collections::BTreeMap<&str, i128> = Default::default();
-    let mut guaranteed = true;
-    let amount = |c: &Value, part: &str, r: &str| {
-        c.pointer(&format!("/resources/{part}/{r}"))
-            .and_then(Value::as_str)
-            .and_then(crate::quantity::milli_value)
-            .filter(|v| *v > 0)
-    };
-    for list in ["containers", "initContainers"] {
-        for c in spec
-            .get(list)
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let mut limited = 0;
-            for r in ["cpu", "memory"] {
-                let limit = amount(c, "limits", r);
-                let request = if c.pointer(&format!("/resources/requests/{r}")).is_some() {
-                    amount(c, "requests", r)
-                } else {
-                    limit
-                };
-                if let Some(v) = request {
-                    *requests.entry(r).or_default() += v;
-                }
-                if let Some(v) = limit {
-                    *limits.entry(r).or_default() += v;
-                    limited += 1;
-                }
-            }
-            if limited < 2 {
-                guaranteed = false;
-            }
-        }
-    }
-    if requests.is_empty() && limits.is_empty() {
-        return "BestEffort";
-    }
-    if guaranteed && requests == limits {
-        "Guaranteed"
-    } else {
-        "Burstable"
-    }
 }
 
 /// Carries server-owned state from `old` into `new` for an update of `sub`.
@@ -321,6 +153,13 @@ fn spec_of(obj: &Value) -> Value {
     o
 }
 
+/// The rules of every write: the metadata's, then the kind's.
+pub fn validate(res: &Resource, obj: &Value) -> Vec<Cause> {
+    let mut causes = crate::validation::validate_metadata(res, obj);
+    crate::kinds::of(res).validate(obj, &mut causes);
+    causes
+}
+
 /// Rules only a create checks.
 pub fn validate_create(res: &Resource, obj: &Value) -> Vec<Cause> {
     let mut causes = Vec::new();
@@ -337,80 +176,6 @@ pub fn validate_update(res: &Resource, old: &Value, new: &Value, sub: Subresourc
     }
     crate::kinds::of(res).validate_update(old, new, &mut causes);
     causes
-}
-
-/// `field is immutable` on `path` (dotted) if it differs between `old` and `new`.
-pub(crate) fn immutable(old: &Value, new: &Value, path: &str, causes: &mut Vec<Cause>) {
-    let p = format!("/{}", path.replace('.', "/"));
-    if old.pointer(&p) != new.pointer(&p) {
-        causes.push(Cause {
-            reason: "FieldValueInvalid",
-            field: path.into(),
-            message: format!(
-                "Invalid value: {}: field is immutable",
-                new.pointer(&p).cloned().unwrap_or(Value::Null)
-            ),
-        });
-    }
-}
-
-/// A workload's `spec.selector` never changes.
-pub(crate) fn selector_immutable(old: &Value, new: &Value, causes: &mut Vec<Cause>) {
-    if old.pointer("/spec/selector") != new.pointer("/spec/selector") {
-        causes.push(crate::validation::invalid_raw(
-            "spec.selector",
-            &go_label_selector(new.pointer("/spec/selector")),
-            "field is immutable",
-        ));
-    }
-}
-
-/// Go's `%#v` of a `*metav1.LabelSelector` as validation errors print it.
-fn go_label_selector(sel: Option<&Value>) -> String {
-    let Some(sel) = sel.filter(|s| !s.is_null()) else {
-        return "null".into();
-    };
-    let labels: std::collections::BTreeMap<String, String> = sel
-        .get("matchLabels")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
-        .collect();
-    let exprs: Vec<String> = sel
-        .get("matchExpressions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .map(|e| {
-            let values: Vec<String> = e
-                .get("values")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .map(Value::to_string)
-                .collect();
-            let values = if values.is_empty() {
-                "[]string(nil)".to_string()
-            } else {
-                format!("[]string{{{}}}", values.join(", "))
-            };
-            format!(
-                "v1.LabelSelectorRequirement{{Key:{}, Operator:{}, Values:{values}}}",
-                e.get("key").cloned().unwrap_or(json!("")),
-                e.get("operator").cloned().unwrap_or(json!(""))
-            )
-        })
-        .collect();
-    let exprs = if exprs.is_empty() {
-        "[]v1.LabelSelectorRequirement(nil)".to_string()
-    } else {
-        format!("[]v1.LabelSelectorRequirement{{{}}}", exprs.join(", "))
-    };
-    format!(
-        "v1.LabelSelector{{MatchLabels:{}, MatchExpressions:{exprs}}}",
-        crate::validation::go_string_map(&labels)
-    )
 }
 
 #[cfg(test)]
@@ -482,14 +247,38 @@ mod tests {
     }
 
     #[test]
-    fn pull_policy() {
-        assert_eq!(default_pull_policy("nginx"), "Always");
-        assert_eq!(default_pull_policy("nginx:latest"), "Always");
-        assert_eq!(default_pull_policy("localhost:5000/nginx"), "Always");
+    fn statefulset_mounts_may_name_claim_templates() {
+        let res = crate::resources::lookup("apps", "v1", "statefulsets").unwrap();
+        let sts = |mount: &str| {
+            json!({"kind": "StatefulSet", "metadata": {"name": "db"}, "spec": {
+                "selector": {"matchLabels": {"app": "db"}},
+                "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [
+                    {"name": "c", "image": "busybox", "volumeMounts": [{"name": mount, "mountPath": "/d"}]}
+                ]}},
+                "volumeClaimTemplates": [{"metadata": {"name": "data"}}]
+            }})
+        };
+        assert!(validate(res, &sts("data")).is_empty());
+        let causes = validate(res, &sts("other"));
         assert_eq!(
-            default_pull_policy("localhost:5000/nginx:1"),
-            "IfNotPresent"
+            causes[0].field,
+            "spec.template.spec.containers[0].volumeMounts[0].name"
         );
-        assert_eq!(default_pull_policy("nginx@sha256:abc"), "IfNotPresent");
+    }
+    #[test]
+    fn pod_requires_containers() {
+        let res = crate::resources::lookup("", "v1", "pods").unwrap();
+        let causes = validate(res, &json!({"metadata": {"name": "p"}, "spec": {}}));
+        assert_eq!(causes[0].field, "spec.containers");
+        let causes = validate(
+            res,
+            &json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]}}),
+        );
+        assert_eq!(causes[0].field, "spec.containers[0].image");
+        let ok = validate(
+            res,
+            &json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}),
+        );
+        assert!(ok.is_empty());
     }
 }

@@ -1,15 +1,13 @@
 //! Checks a JSON object against the typed Kubernetes schema (k8s-openapi's structs), as the
 //! real server's decoder does: wrongly typed fields are a 400, unknown fields are pruned
 //! and reported (`fieldValidation`: Strict → error, Warn → warning, Ignore → silent).
-//! Which struct is a kind's is its strategy's answer ([`crate::kinds::Strategy::typed`]),
+//! Which struct is a kind's is its strategy's answer (`Strategy::typed` in `kinds`),
 //! through the object-safe [`Typed`].
 
 use std::marker::PhantomData;
 
 use k8s_openapi::schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::Value;
-
-use crate::resources::Resource;
 
 /// The Kubernetes minor version whose API this server implements (the k8s-openapi feature).
 pub fn kube_minor() -> u32 {
@@ -24,7 +22,7 @@ pub fn kube_minor() -> u32 {
 
 /// A kind's typed schema: the k8s-openapi struct of a built-in kind (see [`of`]), which
 /// the decoder round-trips objects through and OpenAPI describes. Object-safe, so that
-/// a kind's strategy ([`crate::kinds::Strategy::typed`]) can answer one.
+/// a kind's strategy (`Strategy::typed` in `kinds`) can answer one.
 pub(crate) trait Typed: Send + Sync {
     /// `obj` through the typed struct and back: an error if it does not decode.
     fn round_trip(&self, obj: &Value) -> Result<Value, String>;
@@ -64,10 +62,11 @@ where
     As::<T>::TYPED
 }
 
-/// Checks `obj` (of `res`): `Err(message)` if it does not decode; otherwise removes
-/// unknown fields from it and returns their paths. Kinds without a typed schema pass.
-pub fn check(res: &Resource, obj: &mut Value) -> Result<Vec<String>, String> {
-    let Some(typed) = crate::kinds::of(res).typed() else {
+/// Checks `obj` against its kind's typed schema (`None`: the kind has none, and it
+/// passes): `Err(message)` if it does not decode; otherwise removes unknown fields from
+/// it and returns their paths.
+pub fn check(typed: Option<&dyn Typed>, obj: &mut Value) -> Result<Vec<String>, String> {
+    let Some(typed) = typed else {
         return Ok(Vec::new());
     };
     let typed = typed.round_trip(obj)?;
@@ -152,14 +151,15 @@ fn prune(input: &mut Value, typed: &Value, path: String, unknown: &mut Vec<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::lookup;
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Pod;
     use serde_json::json;
 
     #[test]
     fn finds_and_prunes_unknown_fields() {
         let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "bogus": 1},
             "spec": {"containers": [{"name": "c", "image": "x", "imagePullPolicy": null, "colour": "red"}]}});
-        let unknown = check(lookup("", "v1", "pods").unwrap(), &mut pod).unwrap();
+        let unknown = check(Some(of::<Pod>()), &mut pod).unwrap();
         assert_eq!(unknown, vec!["metadata.bogus", "spec.containers[0].colour"]);
         assert!(pod["spec"]["containers"][0].get("colour").is_none());
         assert_eq!(pod["spec"]["containers"][0]["image"], "x");
@@ -168,7 +168,7 @@ mod tests {
     #[test]
     fn wrong_types_fail() {
         let mut d = json!({"metadata": {"name": "d"}, "spec": {"replicas": "three", "selector": {}, "template": {}}});
-        assert!(check(lookup("apps", "v1", "deployments").unwrap(), &mut d).is_err());
+        assert!(check(Some(of::<Deployment>()), &mut d).is_err());
     }
 
     #[test]

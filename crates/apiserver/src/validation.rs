@@ -1,10 +1,10 @@
-//! Validation as kube-apiserver does it: names (DNS-1123 and friends) and object metadata,
-//! then each kind's own rules from [`crate::kinds`]. Also the checks several kinds share
+//! Validation as kube-apiserver does it: names (DNS-1123 and friends) and object metadata
+//! (each kind's own rules are its strategy's, in `kinds`, and call these). Also the checks several kinds share
 //! (pod specs and pod templates, workloads, config maps and secrets, access modes,
 //! resource names) and the [`Cause`] constructors, all returning [`Cause`]s with field
 //! paths.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::error::Cause;
 use crate::resources::{NameRule, Resource};
@@ -129,8 +129,8 @@ pub(crate) fn label_causes(field: &str, value: &str) -> Vec<Cause> {
         .collect()
 }
 
-/// Validates metadata, then the kind's own fields.
-pub fn validate(res: &Resource, obj: &Value) -> Vec<Cause> {
+/// The rules of every object's metadata: its name by the resource's rule, label and annotation keys and values.
+pub fn validate_metadata(res: &Resource, obj: &Value) -> Vec<Cause> {
     let mut causes = Vec::new();
     let name = obj
         .pointer("/metadata/name")
@@ -181,7 +181,6 @@ pub fn validate(res: &Resource, obj: &Value) -> Vec<Cause> {
             }
         }
     }
-    crate::kinds::of(res).validate(obj, &mut causes);
     causes
 }
 
@@ -809,10 +808,83 @@ fn validate_container_extras(
     }
 }
 
+/// `field is immutable` on `path` (dotted) if it differs between `old` and `new`.
+pub(crate) fn immutable(old: &Value, new: &Value, path: &str, causes: &mut Vec<Cause>) {
+    let p = format!("/{}", path.replace('.', "/"));
+    if old.pointer(&p) != new.pointer(&p) {
+        causes.push(Cause {
+            reason: "FieldValueInvalid",
+            field: path.into(),
+            message: format!(
+                "Invalid value: {}: field is immutable",
+                new.pointer(&p).cloned().unwrap_or(Value::Null)
+            ),
+        });
+    }
+}
+
+/// A workload's `spec.selector` never changes.
+pub(crate) fn selector_immutable(old: &Value, new: &Value, causes: &mut Vec<Cause>) {
+    if old.pointer("/spec/selector") != new.pointer("/spec/selector") {
+        causes.push(crate::validation::invalid_raw(
+            "spec.selector",
+            &go_label_selector(new.pointer("/spec/selector")),
+            "field is immutable",
+        ));
+    }
+}
+
+/// Go's `%#v` of a `*metav1.LabelSelector` as validation errors print it.
+fn go_label_selector(sel: Option<&Value>) -> String {
+    let Some(sel) = sel.filter(|s| !s.is_null()) else {
+        return "null".into();
+    };
+    let labels: std::collections::BTreeMap<String, String> = sel
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+        .collect();
+    let exprs: Vec<String> = sel
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let values: Vec<String> = e
+                .get("values")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(Value::to_string)
+                .collect();
+            let values = if values.is_empty() {
+                "[]string(nil)".to_string()
+            } else {
+                format!("[]string{{{}}}", values.join(", "))
+            };
+            format!(
+                "v1.LabelSelectorRequirement{{Key:{}, Operator:{}, Values:{values}}}",
+                e.get("key").cloned().unwrap_or(json!("")),
+                e.get("operator").cloned().unwrap_or(json!(""))
+            )
+        })
+        .collect();
+    let exprs = if exprs.is_empty() {
+        "[]v1.LabelSelectorRequirement(nil)".to_string()
+    } else {
+        format!("[]v1.LabelSelectorRequirement{{{}}}", exprs.join(", "))
+    };
+    format!(
+        "v1.LabelSelector{{MatchLabels:{}, MatchExpressions:{exprs}}}",
+        go_string_map(&labels)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn names() {
@@ -848,42 +920,5 @@ mod tests {
             vec!["must be no more than 63 characters".to_string()]
         );
         assert!(check_name(NameRule::Label1035, "1a")[0].starts_with("a DNS-1035 label"));
-    }
-
-    #[test]
-    fn statefulset_mounts_may_name_claim_templates() {
-        let res = crate::resources::lookup("apps", "v1", "statefulsets").unwrap();
-        let sts = |mount: &str| {
-            json!({"kind": "StatefulSet", "metadata": {"name": "db"}, "spec": {
-                "selector": {"matchLabels": {"app": "db"}},
-                "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [
-                    {"name": "c", "image": "busybox", "volumeMounts": [{"name": mount, "mountPath": "/d"}]}
-                ]}},
-                "volumeClaimTemplates": [{"metadata": {"name": "data"}}]
-            }})
-        };
-        assert!(validate(res, &sts("data")).is_empty());
-        let causes = validate(res, &sts("other"));
-        assert_eq!(
-            causes[0].field,
-            "spec.template.spec.containers[0].volumeMounts[0].name"
-        );
-    }
-
-    #[test]
-    fn pod_requires_containers() {
-        let res = crate::resources::lookup("", "v1", "pods").unwrap();
-        let causes = validate(res, &json!({"metadata": {"name": "p"}, "spec": {}}));
-        assert_eq!(causes[0].field, "spec.containers");
-        let causes = validate(
-            res,
-            &json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]}}),
-        );
-        assert_eq!(causes[0].field, "spec.containers[0].image");
-        let ok = validate(
-            res,
-            &json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}),
-        );
-        assert!(ok.is_empty());
     }
 }

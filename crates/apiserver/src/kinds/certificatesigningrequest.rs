@@ -1,6 +1,6 @@
 //! CertificateSigningRequests (certificates.k8s.io/v1; approval and signing are in `csr`): only the typed schema.
 
-use super::Strategy;
+use super::hooks::Strategy;
 use crate::typed::Typed;
 
 pub(crate) struct CertificateSigningRequest;
@@ -14,7 +14,8 @@ impl Strategy for CertificateSigningRequest {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use crate::table::prelude::*;
+use super::hooks::Columns;
+use crate::cells::prelude::*;
 
 impl Columns for CertificateSigningRequest {
     fn columns(&self) -> &'static [Col] {

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::Strategy;
+use super::hooks::Strategy;
 use crate::error::Cause;
 use crate::typed::Typed;
 
@@ -19,7 +19,8 @@ impl Strategy for ClusterRole {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use crate::table::prelude::*;
+use super::hooks::Columns;
+use crate::cells::prelude::*;
 
 /// ClusterRoles print as Roles do.
 impl Columns for ClusterRole {

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::Strategy;
+use super::hooks::Strategy;
 use crate::error::Cause;
 use crate::typed::Typed;
 
@@ -26,7 +26,8 @@ impl Strategy for ClusterRoleBinding {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use crate::table::prelude::*;
+use super::hooks::Columns;
+use crate::cells::prelude::*;
 
 /// ClusterRoleBindings print as RoleBindings do.
 impl Columns for ClusterRoleBinding {

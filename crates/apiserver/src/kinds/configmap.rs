@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::Strategy;
+use super::hooks::Strategy;
 use crate::error::Cause;
 use crate::typed::Typed;
 use crate::validation::{config_keys, config_size, config_values, decoded_len};
@@ -45,7 +45,8 @@ pub(super) fn immutable_data(old: &Value, new: &Value, causes: &mut Vec<Cause>) 
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use crate::table::prelude::*;
+use super::hooks::Columns;
+use crate::cells::prelude::*;
 
 impl Columns for ConfigMap {
     fn columns(&self) -> &'static [Col] {

@@ -2,9 +2,9 @@
 
 use serde_json::{json, Value};
 
-use super::Strategy;
+use super::hooks::Strategy;
+use crate::defaults::{default, obj_mut, template_defaults};
 use crate::error::Cause;
-use crate::strategy::{default, obj_mut, template_defaults};
 use crate::typed::Typed;
 
 pub(crate) struct CronJob;
@@ -40,7 +40,8 @@ impl Strategy for CronJob {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use crate::table::prelude::*;
+use super::hooks::Columns;
+use crate::cells::prelude::*;
 
 impl Columns for CronJob {
     fn columns(&self) -> &'static [Col] {

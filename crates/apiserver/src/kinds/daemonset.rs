@@ -2,9 +2,9 @@
 
 use serde_json::{json, Value};
 
-use super::Strategy;
+use super::hooks::Strategy;
+use crate::defaults::{default, obj_mut, template_defaults};
 use crate::error::Cause;
-use crate::strategy::{default, obj_mut, template_defaults};
 use crate::typed::Typed;
 
 pub(crate) struct DaemonSet;
@@ -26,7 +26,7 @@ impl Strategy for DaemonSet {
     }
 
     fn status_defaults(&self, obj: &mut Value) {
-        crate::strategy::zero_status(
+        crate::defaults::zero_status(
             obj,
             &[
                 "currentNumberScheduled",
@@ -47,12 +47,13 @@ impl Strategy for DaemonSet {
     }
 
     fn validate_update(&self, old: &Value, new: &Value, causes: &mut Vec<Cause>) {
-        crate::strategy::selector_immutable(old, new, causes);
+        crate::validation::selector_immutable(old, new, causes);
     }
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use crate::table::prelude::*;
+use super::hooks::Columns;
+use crate::cells::prelude::*;
 
 impl Columns for DaemonSet {
     fn columns(&self) -> &'static [Col] {

@@ -1,6 +1,6 @@
 //! Endpoints: only the typed schema.
 
-use super::Strategy;
+use super::hooks::Strategy;
 use crate::typed::Typed;
 
 pub(crate) struct Endpoints;
@@ -12,7 +12,8 @@ impl Strategy for Endpoints {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use crate::table::prelude::*;
+use super::hooks::Columns;
+use crate::cells::prelude::*;
 
 impl Columns for Endpoints {
     fn columns(&self) -> &'static [Col] {

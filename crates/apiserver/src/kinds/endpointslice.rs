@@ -1,6 +1,6 @@
 //! EndpointSlices (discovery.k8s.io/v1): only the typed schema.
 
-use super::Strategy;
+use super::hooks::Strategy;
 use crate::typed::Typed;
 
 pub(crate) struct EndpointSlice;
@@ -14,7 +14,8 @@ impl Strategy for EndpointSlice {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use crate::table::prelude::*;
+use super::hooks::Columns;
+use crate::cells::prelude::*;
 
 impl Columns for EndpointSlice {
     fn columns(&self) -> &'static [Col] {

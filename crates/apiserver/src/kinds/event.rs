@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::Strategy;
+use super::hooks::Strategy;
 use crate::typed::Typed;
 
 /// core/v1 Events.
@@ -51,7 +51,8 @@ impl Strategy for EventsView {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use crate::table::prelude::*;
+use super::hooks::Columns;
+use crate::cells::prelude::*;
 
 impl Columns for Event {
     fn columns(&self) -> &'static [Col] {
@@ -110,7 +111,7 @@ impl Columns for Event {
 
 /// events.k8s.io/v1 Events print as core/v1 Events do.
 impl Columns for EventsView {
-    fn columns(&self) -> &'static [crate::table::Col] {
+    fn columns(&self) -> &'static [crate::cells::Col] {
         Event.columns()
     }
 

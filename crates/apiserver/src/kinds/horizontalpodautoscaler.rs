@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::Strategy;
+use super::hooks::Strategy;
 use crate::typed::Typed;
 
 pub(crate) struct HorizontalPodAutoscaler;
@@ -15,7 +15,7 @@ impl Strategy for HorizontalPodAutoscaler {
     }
 
     fn status_defaults(&self, obj: &mut Value) {
-        crate::strategy::zero_status(obj, &["desiredReplicas"]);
+        crate::defaults::zero_status(obj, &["desiredReplicas"]);
     }
 }
 

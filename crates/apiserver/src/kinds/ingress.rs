@@ -3,9 +3,9 @@
 
 use serde_json::{json, Value};
 
-use super::Strategy;
+use super::hooks::Strategy;
+use crate::defaults::{default, obj_mut};
 use crate::error::Cause;
-use crate::strategy::{default, obj_mut};
 use crate::typed::Typed;
 use crate::validation::{invalid_raw, not_supported, required_because};
 
@@ -93,7 +93,8 @@ fn validate_ingress(obj: &Value, causes: &mut Vec<Cause>) {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use crate::table::prelude::*;
+use super::hooks::Columns;
+use crate::cells::prelude::*;
 
 impl Columns for Ingress {
     fn columns(&self) -> &'static [Col] {

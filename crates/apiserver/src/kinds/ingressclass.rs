@@ -1,6 +1,6 @@
 //! IngressClasses (networking.k8s.io/v1): only the typed schema.
 
-use super::Strategy;
+use super::hooks::Strategy;
 use crate::typed::Typed;
 
 pub(crate) struct IngressClass;
@@ -14,7 +14,8 @@ impl Strategy for IngressClass {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use crate::table::prelude::*;
+use super::hooks::Columns;
+use crate::cells::prelude::*;
 
 impl Columns for IngressClass {
     fn columns(&self) -> &'static [Col] {

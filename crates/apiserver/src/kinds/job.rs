@@ -2,10 +2,11 @@
 
 use serde_json::{json, Value};
 
-use super::Strategy;
+use super::hooks::Strategy;
+use crate::defaults::{default, obj_mut, template_defaults};
 use crate::error::Cause;
-use crate::strategy::{default, immutable, obj_mut, template_defaults};
 use crate::typed::Typed;
+use crate::validation::immutable;
 
 pub(crate) struct Job;
 
@@ -83,7 +84,8 @@ fn job_defaults(obj: &mut Value) {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use crate::table::prelude::*;
+use super::hooks::Columns;
+use crate::cells::prelude::*;
 
 impl Columns for Job {
     fn columns(&self) -> &'static [Col] {

@@ -1,6 +1,6 @@
 //! Leases (coordination.k8s.io/v1): only the typed schema.
 
-use super::Strategy;
+use super::hooks::Strategy;
 use crate::typed::Typed;
 
 pub(crate) struct Lease;
@@ -12,7 +12,8 @@ impl Strategy for Lease {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use crate::table::prelude::*;
+use super::hooks::Columns;
+use crate::cells::prelude::*;
 
 impl Columns for Lease {
     fn columns(&self) -> &'static [Col] {

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::Strategy;
+use super::hooks::Strategy;
 use crate::error::Cause;
 use crate::typed::Typed;
 use crate::validation::{duplicate, required_because, validate_resource_name, QUALIFIED_NAME_MSG};
@@ -273,7 +273,8 @@ fn validate_limit_range(obj: &Value, causes: &mut Vec<Cause>) {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use crate::table::prelude::*;
+use super::hooks::Columns;
+use crate::cells::prelude::*;
 
 impl Columns for LimitRange {
     fn columns(&self) -> &'static [Col] {

@@ -9,21 +9,18 @@
 //! CustomResourceDefinition can become a `Strategy` built from its schema (every method
 //! takes `&self` and the object as JSON).
 //!
-//! Helpers several kinds share stay outside this module and dispatch on no kind: pod spec
-//! and template defaults in [`crate::strategy`], pod spec and workload checks and the
-//! [`Cause`] constructors in [`crate::validation`].
+//! The traits are in `hooks`. Helpers several kinds share stay outside this module and
+//! dispatch on no kind: pod spec and template defaults in `defaults`, pod spec, workload
+//! and immutable-field checks and the `Cause` constructors in `validation`, common table
+//! cells in `cells`.
 //!
 //! What `kubectl get` prints for a kind, its table's columns and their cells, is
 //! [`Columns`], a supertrait of [`Strategy`] implemented at the end of the kind's file; its
 //! defaults print the name and age.
 
-use async_trait::async_trait;
-use serde_json::{json, Value};
-
-use crate::admit::Objects;
-use crate::error::{ApiResult, Cause};
 use crate::resources::Resource;
-use crate::typed::Typed;
+
+mod hooks;
 
 mod certificatesigningrequest;
 mod clusterrole;
@@ -62,109 +59,8 @@ mod serviceaccount;
 mod statefulset;
 mod storageclass;
 
-/// What one kind does differently from the generic registry. Every method has a
-/// default: the generic behaviour.
-#[async_trait]
-pub(crate) trait Strategy: Columns {
-    /// Whether a deletion pending on this object may finish now, once its
-    /// `metadata.finalizers` are gone (the registry checks those).
-    fn deletion_can_finish(&self, _obj: &Value) -> bool {
-        true
-    }
-
-    /// Whether deleting this object waits for something beyond `metadata.finalizers`
-    /// (it is then only marked, as one with finalizers is).
-    fn deletion_waits(&self, _obj: &Value) -> bool {
-        false
-    }
-
-    /// The grace period a deletion of this object waits, when it waits one (given the
-    /// one the request asked for); `None` for kinds that go at once.
-    fn deletion_grace(&self, _obj: &Value, _requested: Option<i64>) -> Option<i64> {
-        None
-    }
-
-    /// Marks an object whose deletion has just begun (beyond `deletionTimestamp`).
-    fn deletion_started(&self, _obj: &mut Value) {}
-
-    /// The kind's typed schema, which the decoder checks bodies against and OpenAPI
-    /// describes; `None` for kinds without one (bodies pass as they are).
-    fn typed(&self) -> Option<&'static dyn Typed> {
-        None
-    }
-
-    /// The fields a field selector may name beyond `metadata.name` and
-    /// `metadata.namespace`.
-    fn field_selectors(&self) -> &'static [&'static str] {
-        &[]
-    }
-
-    /// The kind's defaults (kube-apiserver's `SetDefaults_*`), applied on create and on
-    /// every write of the main resource.
-    fn defaults(&self, _obj: &mut Value) {}
-
-    /// The status a new object of a kind with a status subresource starts from, before
-    /// defaults: empty (what the client sent is dropped).
-    fn reset_status(&self, obj: &mut Value) {
-        obj["status"] = json!({});
-    }
-
-    /// The status fields kube-apiserver always serializes for a kind with a status
-    /// subresource, filled in on create and on every status write.
-    fn status_defaults(&self, _obj: &mut Value) {}
-
-    /// The last step of preparing a new object (after defaults): server-set state.
-    fn prepare_create(&self, _obj: &mut Value) {}
-
-    /// On an update of the main resource of a kind with a status subresource: the
-    /// status it keeps, `old`'s (none if `old` has none).
-    fn keep_status(&self, old: &Value, new: &mut Value) {
-        match old.get("status") {
-            Some(s) => new["status"] = s.clone(),
-            None => {
-                if let Some(o) = new.as_object_mut() {
-                    o.remove("status");
-                }
-            }
-        }
-    }
-
-    /// On an update of the main resource: server-owned state carried from `old` into
-    /// `new` (after metadata and status, before defaults).
-    fn prepare_update(&self, _old: &Value, _new: &mut Value) {}
-
-    /// The kind's own fields, checked on every write (after the metadata).
-    fn validate(&self, _obj: &Value, _causes: &mut Vec<Cause>) {}
-
-    /// Rules only a create checks.
-    fn validate_create(&self, _obj: &Value, _causes: &mut Vec<Cause>) {}
-
-    /// Rules of an update of the main resource (immutable fields), after
-    /// [`Strategy::prepare_update`].
-    fn validate_update(&self, _old: &Value, _new: &Value, _causes: &mut Vec<Cause>) {}
-
-    /// A new object after admission, before it is stored: allocations that depend on
-    /// what exists.
-    async fn before_create(&self, _objs: &dyn Objects, _obj: &mut Value) -> ApiResult<()> {
-        Ok(())
-    }
-
-    /// An update of the main resource after [`Strategy::prepare_update`], before
-    /// validation: allocations that depend on what exists.
-    async fn before_update(
-        &self,
-        _objs: &dyn Objects,
-        _old: &Value,
-        _new: &mut Value,
-    ) -> ApiResult<()> {
-        Ok(())
-    }
-}
-
-/// A kind without behaviour of its own.
-struct Generic;
-
-impl Strategy for Generic {}
+use hooks::Generic;
+pub(crate) use hooks::{Columns, Strategy};
 
 /// The kinds with behaviour (or a typed schema) of their own: (group, resource) and
 /// their strategy.
@@ -271,25 +167,6 @@ pub(crate) fn of(res: &Resource) -> &'static dyn Strategy {
         .find(|(group, plural, _)| *group == res.group && *plural == res.plural)
         .map_or(&Generic, |(_, _, s)| *s)
 }
-
-// ---- Table columns: what `kubectl get` prints for a kind ----
-
-/// The columns of one kind's table (`kubectl get`) and its cells for one object. Every
-/// [`Strategy`] has them (a supertrait); the defaults print the name and age, as
-/// kube-apiserver's default table convertor does.
-pub(crate) trait Columns: Send + Sync {
-    /// The columns, in order (priority 1 for the `-o wide` ones).
-    fn columns(&self) -> &'static [crate::table::Col] {
-        &[crate::table::NAME, crate::table::AGE]
-    }
-
-    /// The cells of `obj`'s row, one per column.
-    fn cells(&self, obj: &Value) -> Vec<Value> {
-        vec![crate::table::name(obj), crate::table::age(obj)]
-    }
-}
-
-impl Columns for Generic {}
 
 #[cfg(test)]
 mod columns_tests {

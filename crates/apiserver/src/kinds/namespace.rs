@@ -3,8 +3,8 @@
 
 use serde_json::{json, Value};
 
-use super::Strategy;
-use crate::strategy::{default, obj_mut, set_label};
+use super::hooks::Strategy;
+use crate::defaults::{default, obj_mut, set_label};
 use crate::typed::Typed;
 
 pub(crate) struct Namespace;
@@ -71,7 +71,8 @@ impl Strategy for Namespace {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use crate::table::prelude::*;
+use super::hooks::Columns;
+use crate::cells::prelude::*;
 
 impl Columns for Namespace {
     fn columns(&self) -> &'static [Col] {

@@ -1,6 +1,6 @@
 //! NetworkPolicies (networking.k8s.io/v1): only the typed schema.
 
-use super::Strategy;
+use super::hooks::Strategy;
 use crate::typed::Typed;
 
 pub(crate) struct NetworkPolicy;
@@ -14,7 +14,8 @@ impl Strategy for NetworkPolicy {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use crate::table::prelude::*;
+use super::hooks::Columns;
+use crate::cells::prelude::*;
 
 impl Columns for NetworkPolicy {
     fn columns(&self) -> &'static [Col] {

@@ -3,8 +3,8 @@
 
 use serde_json::{json, Value};
 
-use super::Strategy;
-use crate::strategy::{default, obj_mut};
+use super::hooks::Strategy;
+use crate::defaults::{default, obj_mut};
 use crate::typed::Typed;
 
 pub(crate) struct Node;
@@ -36,7 +36,7 @@ impl Strategy for Node {
     fn reset_status(&self, _obj: &mut Value) {}
 
     fn defaults(&self, obj: &mut Value) {
-        crate::strategy::canonical_quantities(obj, &["/status/capacity", "/status/allocatable"]);
+        crate::defaults::canonical_quantities(obj, &["/status/capacity", "/status/allocatable"]);
     }
 
     /// Structs without `omitempty`'s effect in Go: always there, if empty.
@@ -59,7 +59,8 @@ impl Strategy for Node {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use crate::table::prelude::*;
+use super::hooks::Columns;
+use crate::cells::prelude::*;
 
 impl Columns for Node {
     fn columns(&self) -> &'static [Col] {

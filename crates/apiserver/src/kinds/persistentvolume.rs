@@ -2,9 +2,9 @@
 
 use serde_json::{json, Value};
 
-use super::Strategy;
+use super::hooks::Strategy;
+use crate::defaults::{canonical_quantities, default, obj_mut};
 use crate::error::Cause;
-use crate::strategy::{canonical_quantities, default, obj_mut};
 use crate::typed::Typed;
 use crate::validation::{access_modes, required_because};
 
@@ -74,7 +74,8 @@ fn validate_volume(obj: &Value, causes: &mut Vec<Cause>) {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use crate::table::prelude::*;
+use super::hooks::Columns;
+use crate::cells::prelude::*;
 
 impl Columns for PersistentVolume {
     fn columns(&self) -> &'static [Col] {

@@ -3,9 +3,9 @@
 
 use serde_json::{json, Value};
 
-use super::Strategy;
+use super::hooks::Strategy;
+use crate::defaults::{canonical_quantities, default, obj_mut};
 use crate::error::Cause;
-use crate::strategy::{canonical_quantities, default, obj_mut};
 use crate::typed::Typed;
 use crate::validation::access_modes;
 
@@ -105,7 +105,8 @@ fn validate_claim(obj: &Value, causes: &mut Vec<Cause>) {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use crate::table::prelude::*;
+use super::hooks::Columns;
+use crate::cells::prelude::*;
 
 impl Columns for PersistentVolumeClaim {
     fn columns(&self) -> &'static [Col] {

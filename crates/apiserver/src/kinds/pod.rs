@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
-use super::Strategy;
+use super::hooks::Strategy;
 use crate::admit::Objects;
 use crate::error::{ApiResult, Cause};
 use crate::typed::Typed;
@@ -55,13 +55,13 @@ impl Strategy for Pod {
 
     fn defaults(&self, obj: &mut Value) {
         if let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) {
-            crate::strategy::pod_spec_defaults(spec, true);
+            crate::defaults::pod_spec_defaults(spec, true);
         }
     }
 
     /// A new pod is Pending, with its QoS class.
     fn prepare_create(&self, obj: &mut Value) {
-        let qos = crate::strategy::qos_class(obj.get("spec").unwrap_or(&Value::Null));
+        let qos = crate::defaults::qos_class(obj.get("spec").unwrap_or(&Value::Null));
         obj["status"] = json!({"phase": "Pending", "qosClass": qos});
     }
 
@@ -116,14 +116,15 @@ impl Strategy for Pod {
 
     /// The QoS class again, from the resources admission (LimitRanger) may have set.
     async fn before_create(&self, _objs: &dyn Objects, obj: &mut Value) -> ApiResult<()> {
-        let qos = crate::strategy::qos_class(obj.get("spec").unwrap_or(&Value::Null));
+        let qos = crate::defaults::qos_class(obj.get("spec").unwrap_or(&Value::Null));
         obj["status"]["qosClass"] = json!(qos);
         Ok(())
     }
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use crate::table::prelude::*;
+use super::hooks::Columns;
+use crate::cells::prelude::*;
 
 impl Columns for Pod {
     fn columns(&self) -> &'static [Col] {

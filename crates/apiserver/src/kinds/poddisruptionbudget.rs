@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::Strategy;
+use super::hooks::Strategy;
 use crate::typed::Typed;
 
 pub(crate) struct PodDisruptionBudget;
@@ -15,7 +15,7 @@ impl Strategy for PodDisruptionBudget {
     }
 
     fn status_defaults(&self, obj: &mut Value) {
-        crate::strategy::zero_status(
+        crate::defaults::zero_status(
             obj,
             &[
                 "disruptionsAllowed",
@@ -28,7 +28,8 @@ impl Strategy for PodDisruptionBudget {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use crate::table::prelude::*;
+use super::hooks::Columns;
+use crate::cells::prelude::*;
 
 impl Columns for PodDisruptionBudget {
     fn columns(&self) -> &'static [Col] {

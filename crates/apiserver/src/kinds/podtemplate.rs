@@ -1,6 +1,6 @@
 //! PodTemplates: only the typed schema.
 
-use super::Strategy;
+use super::hooks::Strategy;
 use crate::typed::Typed;
 
 pub(crate) struct PodTemplate;

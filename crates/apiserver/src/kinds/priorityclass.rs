@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use super::Strategy;
+use super::hooks::Strategy;
 use crate::typed::Typed;
 
 pub(crate) struct PriorityClass;
@@ -22,7 +22,8 @@ impl Strategy for PriorityClass {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use crate::table::prelude::*;
+use super::hooks::Columns;
+use crate::cells::prelude::*;
 
 impl Columns for PriorityClass {
     fn columns(&self) -> &'static [Col] {

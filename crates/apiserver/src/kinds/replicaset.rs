@@ -2,9 +2,9 @@
 
 use serde_json::{json, Value};
 
-use super::Strategy;
+use super::hooks::Strategy;
+use crate::defaults::{default, obj_mut, template_defaults};
 use crate::error::Cause;
-use crate::strategy::{default, obj_mut, template_defaults};
 use crate::typed::Typed;
 
 pub(crate) struct ReplicaSet;
@@ -24,7 +24,7 @@ impl Strategy for ReplicaSet {
     }
 
     fn status_defaults(&self, obj: &mut Value) {
-        crate::strategy::zero_status(obj, &["replicas"]);
+        crate::defaults::zero_status(obj, &["replicas"]);
     }
 
     fn validate(&self, obj: &Value, causes: &mut Vec<Cause>) {
@@ -37,12 +37,13 @@ impl Strategy for ReplicaSet {
     }
 
     fn validate_update(&self, old: &Value, new: &Value, causes: &mut Vec<Cause>) {
-        crate::strategy::selector_immutable(old, new, causes);
+        crate::validation::selector_immutable(old, new, causes);
     }
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use crate::table::prelude::*;
+use super::hooks::Columns;
+use crate::cells::prelude::*;
 
 impl Columns for ReplicaSet {
     fn columns(&self) -> &'static [Col] {

@@ -2,9 +2,9 @@
 
 use serde_json::{json, Value};
 
-use super::Strategy;
+use super::hooks::Strategy;
+use crate::defaults::{default, obj_mut, template_defaults};
 use crate::error::Cause;
-use crate::strategy::{default, obj_mut, template_defaults};
 use crate::typed::Typed;
 use crate::validation::{go_string_map, invalid_raw, validate_replicas_and_template};
 
@@ -43,7 +43,7 @@ impl Strategy for ReplicationController {
     }
 
     fn status_defaults(&self, obj: &mut Value) {
-        crate::strategy::zero_status(obj, &["replicas"]);
+        crate::defaults::zero_status(obj, &["replicas"]);
     }
 
     fn validate(&self, obj: &Value, causes: &mut Vec<Cause>) {
@@ -83,7 +83,8 @@ fn validate_replication_controller(obj: &Value, causes: &mut Vec<Cause>) {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use crate::table::prelude::*;
+use super::hooks::Columns;
+use crate::cells::prelude::*;
 
 /// ReplicationControllers print as ReplicaSets do.
 impl Columns for ReplicationController {

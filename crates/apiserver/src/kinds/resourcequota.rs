@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::Strategy;
+use super::hooks::Strategy;
 use crate::error::Cause;
 use crate::typed::Typed;
 use crate::validation::{
@@ -18,7 +18,7 @@ impl Strategy for ResourceQuota {
     }
 
     fn defaults(&self, obj: &mut Value) {
-        crate::strategy::canonical_quantities(obj, &["/spec/hard", "/status/hard", "/status/used"])
+        crate::defaults::canonical_quantities(obj, &["/spec/hard", "/status/hard", "/status/used"])
     }
 
     fn validate(&self, obj: &Value, causes: &mut Vec<Cause>) {
@@ -334,7 +334,8 @@ fn go_list(ty: &str, items: &[String]) -> String {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use crate::table::prelude::*;
+use super::hooks::Columns;
+use crate::cells::prelude::*;
 
 impl Columns for ResourceQuota {
     fn columns(&self) -> &'static [Col] {

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::Strategy;
+use super::hooks::Strategy;
 use crate::error::Cause;
 use crate::typed::Typed;
 use crate::validation::{invalid_raw, required_because};
@@ -73,7 +73,8 @@ pub(super) fn validate_rules(obj: &Value, namespaced: bool, causes: &mut Vec<Cau
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use crate::table::prelude::*;
+use super::hooks::Columns;
+use crate::cells::prelude::*;
 
 impl Columns for Role {
     fn columns(&self) -> &'static [Col] {

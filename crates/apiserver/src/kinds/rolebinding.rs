@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use super::Strategy;
+use super::hooks::Strategy;
 use crate::error::Cause;
 use crate::typed::Typed;
 use crate::validation::{invalid_raw, not_supported};
@@ -130,7 +130,8 @@ pub(super) fn validate_binding(obj: &Value, cluster: bool, causes: &mut Vec<Caus
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use crate::table::prelude::*;
+use super::hooks::Columns;
+use crate::cells::prelude::*;
 
 impl Columns for RoleBinding {
     fn columns(&self) -> &'static [Col] {

@@ -3,9 +3,9 @@
 
 use serde_json::{json, Value};
 
-use super::Strategy;
+use super::hooks::Strategy;
+use crate::defaults::obj_mut;
 use crate::error::Cause;
-use crate::strategy::obj_mut;
 use crate::typed::Typed;
 use crate::validation::{config_keys, config_size, config_values, decoded_len};
 
@@ -52,7 +52,7 @@ impl Strategy for Secret {
 
     fn validate_update(&self, old: &Value, new: &Value, causes: &mut Vec<Cause>) {
         super::configmap::immutable_data(old, new, causes);
-        crate::strategy::immutable(old, new, "type", causes);
+        crate::validation::immutable(old, new, "type", causes);
     }
 }
 
@@ -102,7 +102,8 @@ fn validate_secret_type(obj: &Value, causes: &mut Vec<Cause>) {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use crate::table::prelude::*;
+use super::hooks::Columns;
+use crate::cells::prelude::*;
 
 impl Columns for Secret {
     fn columns(&self) -> &'static [Col] {

@@ -5,12 +5,12 @@ use async_trait::async_trait;
 use serde_json::{json, Value};
 use skiff_meta::object::name_of;
 
-use super::Strategy;
+use super::hooks::Strategy;
 use crate::admit::Objects;
+use crate::defaults::{default, obj_mut};
 use crate::error::{ApiError, ApiResult, Cause};
 use crate::options::ListOptions;
 use crate::resources::lookup;
-use crate::strategy::{default, obj_mut};
 use crate::typed::Typed;
 use crate::validation::{
     duplicate, invalid_raw, label_causes, not_supported, port_cause, SUBDOMAIN_MSG,
@@ -429,7 +429,8 @@ fn is_port_name(s: &str) -> bool {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use crate::table::prelude::*;
+use super::hooks::Columns;
+use crate::cells::prelude::*;
 
 impl Columns for Service {
     fn columns(&self) -> &'static [Col] {

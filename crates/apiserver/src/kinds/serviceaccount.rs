@@ -1,6 +1,6 @@
 //! ServiceAccounts: only the typed schema.
 
-use super::Strategy;
+use super::hooks::Strategy;
 use crate::typed::Typed;
 
 pub(crate) struct ServiceAccount;
@@ -12,7 +12,8 @@ impl Strategy for ServiceAccount {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use crate::table::prelude::*;
+use super::hooks::Columns;
+use crate::cells::prelude::*;
 
 impl Columns for ServiceAccount {
     fn columns(&self) -> &'static [Col] {

@@ -2,9 +2,9 @@
 
 use serde_json::{json, Value};
 
-use super::Strategy;
+use super::hooks::Strategy;
+use crate::defaults::{default, obj_mut, template_defaults};
 use crate::error::Cause;
-use crate::strategy::{default, obj_mut, template_defaults};
 use crate::typed::Typed;
 
 pub(crate) struct StatefulSet;
@@ -33,7 +33,7 @@ impl Strategy for StatefulSet {
     }
 
     fn status_defaults(&self, obj: &mut Value) {
-        crate::strategy::zero_status(obj, &["replicas", "availableReplicas"]);
+        crate::defaults::zero_status(obj, &["replicas", "availableReplicas"]);
     }
 
     /// A StatefulSet's pods get one volume per claim template (the controller adds
@@ -65,7 +65,7 @@ impl Strategy for StatefulSet {
 
     /// The selector never changes; of the rest of the spec, only what the message names.
     fn validate_update(&self, old: &Value, new: &Value, causes: &mut Vec<Cause>) {
-        crate::strategy::selector_immutable(old, new, causes);
+        crate::validation::selector_immutable(old, new, causes);
         let rest = |o: &Value| {
             let mut spec = o.get("spec").cloned().unwrap_or(Value::Null);
             if let Some(m) = spec.as_object_mut() {
@@ -90,7 +90,8 @@ impl Strategy for StatefulSet {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use crate::table::prelude::*;
+use super::hooks::Columns;
+use crate::cells::prelude::*;
 
 impl Columns for StatefulSet {
     fn columns(&self) -> &'static [Col] {
