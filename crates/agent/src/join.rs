@@ -31,8 +31,29 @@ pub enum JoinError {
         state: String,
         message: String,
     },
-    #[error("{0}")]
-    Other(String),
+    /// A file of the node's identity could not be read or written.
+    #[error("{what}: {err}")]
+    Io {
+        /// What was being done, naming the file or directory.
+        what: String,
+        /// The error of the call.
+        err: std::io::Error,
+    },
+    /// The kubeconfig, API client or a certificate could not be made.
+    #[error("{what}: {message}")]
+    Setup {
+        /// What was being made.
+        what: String,
+        /// Why it failed.
+        message: String,
+    },
+}
+
+impl JoinError {
+    fn setup(what: impl Into<String>) -> impl FnOnce(String) -> JoinError {
+        let what = what.into();
+        move |message| JoinError::Setup { what, message }
+    }
 }
 
 /// A parsed join token.
@@ -96,12 +117,13 @@ fn kubeconfig_text(server: &str, ca: &str, cert: &str, key: &str, user: &str) ->
 }
 
 async fn client_for(kubeconfig: &Path) -> Result<Client, JoinError> {
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig)
-        .map_err(|e| JoinError::Other(format!("reading {}: {e}", kubeconfig.display())))?;
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).map_err(|e| {
+        JoinError::setup(format!("reading {}", kubeconfig.display()))(e.to_string())
+    })?;
     let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
         .await
-        .map_err(|e| JoinError::Other(e.to_string()))?;
-    Client::try_from(cfg).map_err(|e| JoinError::Other(e.to_string()))
+        .map_err(|e| JoinError::setup("the API client's configuration")(e.to_string()))?;
+    Client::try_from(cfg).map_err(|e| JoinError::setup("the API client")(e.to_string()))
 }
 
 /// Fetches the server's CA and checks it against the token.
@@ -146,7 +168,10 @@ pub async fn join(
     node: &str,
     data_dir: &Path,
 ) -> Result<(Identity, Client), JoinError> {
-    let io = |what: &str, e: std::io::Error| JoinError::Other(format!("{what}: {e}"));
+    let io = |what: &str, err: std::io::Error| JoinError::Io {
+        what: what.to_string(),
+        err,
+    };
     std::fs::create_dir_all(data_dir).map_err(|e| io("creating the data dir", e))?;
     let kubeconfig = data_dir.join("kubelet.kubeconfig");
     let files = (
@@ -187,7 +212,8 @@ pub async fn join(
     })?);
     cfg.root_cert = Some(vec![pem_to_der(&ca_pem)?]);
     cfg.auth_info.token = Some(token.secret.clone().into());
-    let bootstrap = Client::try_from(cfg).map_err(|e| JoinError::Other(e.to_string()))?;
+    let bootstrap = Client::try_from(cfg)
+        .map_err(|e| JoinError::setup("the bootstrap API client")(e.to_string()))?;
     let (key, csr_pem, digest) = node_request(node, rcgen::CertificateParams::default())?;
     let name = format!("node-csr-{node}-{digest}");
     let csrs: Api<CertificateSigningRequest> = Api::all(bootstrap);
@@ -233,7 +259,8 @@ fn node_request(
     node: &str,
     mut params: rcgen::CertificateParams,
 ) -> Result<(rcgen::KeyPair, String, String), JoinError> {
-    let key = rcgen::KeyPair::generate().map_err(|e| JoinError::Other(e.to_string()))?;
+    let key = rcgen::KeyPair::generate()
+        .map_err(|e| JoinError::setup("the node's key")(e.to_string()))?;
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, format!("system:node:{node}"));
@@ -243,7 +270,7 @@ fn node_request(
     let csr_pem = params
         .serialize_request(&key)
         .and_then(|r| r.pem())
-        .map_err(|e| JoinError::Other(format!("building the certificate request: {e}")))?;
+        .map_err(|e| JoinError::setup("building the certificate request")(e.to_string()))?;
     let digest = hex::encode(Sha256::digest(csr_pem.as_bytes()))[..8].to_string();
     Ok((key, csr_pem, digest))
 }
@@ -267,7 +294,7 @@ async fn request_certificate(
             "usages": usages,
         }
     }))
-    .map_err(|e| JoinError::Other(e.to_string()))?;
+    .map_err(|e| JoinError::setup(format!("the certificate request {name}"))(e.to_string()))?;
     csrs.create(
         &PostParams {
             field_manager: Some(crate::FIELD_MANAGER.into()),
@@ -325,7 +352,10 @@ pub async fn serving_certificate(
     node_ip: &str,
     dir: &Path,
 ) -> Result<(String, String), JoinError> {
-    let io = |what: &str, e: std::io::Error| JoinError::Other(format!("{what}: {e}"));
+    let io = |what: &str, err: std::io::Error| JoinError::Io {
+        what: what.to_string(),
+        err,
+    };
     std::fs::create_dir_all(dir).map_err(|e| io("creating the certificate dir", e))?;
     let (cert_file, key_file) = (
         dir.join("serving-kubelet.crt"),
@@ -340,7 +370,7 @@ pub async fn serving_certificate(
         }
     }
     let mut params = rcgen::CertificateParams::new(vec![node.to_string()])
-        .map_err(|e| JoinError::Other(format!("serving certificate names: {e}")))?;
+        .map_err(|e| JoinError::setup("serving certificate names")(e.to_string()))?;
     if let Ok(ip) = node_ip.parse::<std::net::IpAddr>() {
         params.subject_alt_names.push(rcgen::SanType::IpAddress(ip));
     }
@@ -421,7 +451,7 @@ fn pem_to_der(pem: &str) -> Result<Vec<u8>, JoinError> {
     use rustls::pki_types::pem::PemObject;
     rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
         .map(|c| c.to_vec())
-        .map_err(|e| JoinError::Other(format!("the server's CA: {e}")))
+        .map_err(|e| JoinError::setup("the server's CA")(e.to_string()))
 }
 
 /// Whether a certificate is this node's (its CN is `system:node:<node>`).

@@ -478,6 +478,7 @@ impl Registry {
                 Arc::new(crate::watchcache::listed(key.as_bytes(), rev, obj))
             }
         };
+        crate::kinds::of(res).after_create(self, &p.obj).await?;
         self.after_write
             .after_write(self, res, ns.filter(|_| res.namespaced), None, Some(&p.obj))
             .await?;
@@ -771,6 +772,7 @@ impl Registry {
                 .await
             {
                 Ok(_) => {
+                    crate::kinds::of(res).after_delete(self, &obj).await?;
                     self.after_write
                         .after_write(self, res, ns.filter(|_| res.namespaced), Some(&obj), None)
                         .await?;

@@ -46,18 +46,32 @@ pub struct Config {
     pub serving_key_pem: String,
 }
 
+/// Why the node's TLS configuration could not be made: which part, and the reason.
+#[derive(Debug, thiserror::Error)]
+#[error("{part}: {message}")]
+pub struct TlsError {
+    /// The serving certificate or key, the client CA or verifier, the protocol versions.
+    pub part: &'static str,
+    /// rustls' reason.
+    pub message: String,
+}
+
+fn tls_err(part: &'static str) -> impl Fn(String) -> TlsError {
+    move |message| TlsError { part, message }
+}
+
 /// The TLS configuration: a serving certificate for the node, client certificates
 /// required and verified against the cluster CA.
-pub fn tls_config(cfg: &Config) -> Result<Arc<rustls::ServerConfig>, String> {
+pub fn tls_config(cfg: &Config) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let chain: Vec<CertificateDer<'static>> =
         CertificateDer::pem_slice_iter(cfg.serving_cert_pem.as_bytes())
             .collect::<Result<_, _>>()
-            .map_err(|e| format!("serving certificate: {e}"))?;
+            .map_err(|e| tls_err("serving certificate")(e.to_string()))?;
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(cfg.client_ca_pem.as_bytes()) {
         roots
-            .add(c.map_err(|e| format!("client CA: {e}"))?)
-            .map_err(|e| format!("client CA: {e}"))?;
+            .add(c.map_err(|e| tls_err("client CA")(e.to_string()))?)
+            .map_err(|e| tls_err("client CA")(e.to_string()))?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
@@ -65,15 +79,15 @@ pub fn tls_config(cfg: &Config) -> Result<Arc<rustls::ServerConfig>, String> {
         provider.clone(),
     )
     .build()
-    .map_err(|e| format!("client verifier: {e}"))?;
+    .map_err(|e| tls_err("client verifier")(e.to_string()))?;
     let key_der = PrivateKeyDer::from_pem_slice(cfg.serving_key_pem.as_bytes())
-        .map_err(|e| format!("serving key: {e}"))?;
+        .map_err(|e| tls_err("serving key")(e.to_string()))?;
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(|e| tls_err("protocol versions")(e.to_string()))?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key_der)
-        .map_err(|e| format!("serving certificate: {e}"))?;
+        .map_err(|e| tls_err("serving certificate")(e.to_string()))?;
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(tls))
 }

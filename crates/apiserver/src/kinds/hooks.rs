@@ -97,6 +97,18 @@ pub(crate) trait Strategy: Columns {
         Ok(())
     }
 
+    /// A new object once it is stored (kube-apiserver's `AfterCreate`): work that follows
+    /// from its existence. An error reaches the client; the object stays stored.
+    async fn after_create(&self, _objs: &dyn Objects, _obj: &Value) -> ApiResult<()> {
+        Ok(())
+    }
+
+    /// An object once it is gone from the store (kube-apiserver's `AfterDelete`): what it
+    /// held is released here. An error reaches the client; the object stays deleted.
+    async fn after_delete(&self, _objs: &dyn Objects, _obj: &Value) -> ApiResult<()> {
+        Ok(())
+    }
+
     /// An update of the main resource after [`Strategy::prepare_update`], before
     /// validation: allocations that depend on what exists.
     async fn before_update(

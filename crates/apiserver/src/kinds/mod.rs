@@ -3,7 +3,8 @@
 //! and admission chain name no kind. A kind implements only what differs from the
 //! defaults: its typed schema, its defaults, the status a new object starts with, what an
 //! update carries over, its validation (on every write, on create, on update),
-//! allocations before it is stored, what a pending deletion waits for, the fields of
+//! allocations before it is stored, work after it is stored or deleted, what a pending
+//! deletion waits for, the fields of
 //! field selectors. Adding a
 //! built-in kind's behaviour is one file here and one row in [`TABLE`]; a
 //! CustomResourceDefinition can become a `Strategy` built from its schema (every method
