@@ -19,7 +19,8 @@ use crate::admit::{Admission, Objects};
 use crate::error::ApiError;
 use crate::options::ListOptions;
 use crate::quota::{container_list, pod_resources, Amount, Usage};
-use crate::resources::{lookup, Resource};
+use crate::resource::Resource;
+use crate::resources::lookup;
 use crate::subresource::Subresource;
 
 use crate::error::ApiResult;

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::options::{CachedObject, ListOptions, ListPage};
-use crate::resources::Resource;
+use crate::resource::Resource;
 use crate::subresource::Subresource;
 
 use crate::error::ApiResult;

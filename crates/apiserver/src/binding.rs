@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
 use crate::registry::Registry;
-use crate::resources::Resource;
+use crate::resource::Resource;
 use crate::subresource::Subresource;
 use skiff_meta::object::without_rv;
 

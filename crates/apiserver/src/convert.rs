@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use crate::resources::Resource;
+use crate::resource::Resource;
 
 /// (core/v1 field, events.k8s.io/v1 field)
 const EVENT_FIELDS: &[(&str, &str)] = &[

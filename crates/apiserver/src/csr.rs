@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use crate::error::{ApiError, Cause};
 use crate::rbac::Attributes;
 use crate::registry::Registry;
-use crate::resources::Resource;
+use crate::resource::Resource;
 use crate::strategy::now_rfc3339;
 use crate::subresource::Subresource;
 use crate::user::User;

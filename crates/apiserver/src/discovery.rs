@@ -3,7 +3,8 @@
 
 use serde_json::{json, Value};
 
-use crate::resources::{self, Resource};
+use crate::resource::Resource;
+use crate::resources;
 
 /// The `/version` document.
 pub fn version() -> Value {

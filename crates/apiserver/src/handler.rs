@@ -13,7 +13,8 @@ use crate::http::{
     error_response, full, json_response, not_found_path, parse_accept, parse_query, percent_decode,
     static_response, text_response, truthy, wants_aggregated_discovery, Body,
 };
-use crate::resources::{self, Resource};
+use crate::resource::Resource;
+use crate::resources;
 use crate::review::review;
 use crate::state::State;
 use crate::user::User;

@@ -87,6 +87,7 @@ mod rbac;
 mod registry;
 mod render;
 mod requestctx;
+mod resource;
 pub mod resources;
 mod review;
 mod scale;
@@ -349,7 +350,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer> {
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     // Lists and watches are served from the watch cache once it has loaded (reads fall
     // back to the store until then).
-    let cache = watchcache::WatchCache::start(store.clone(), stop_rx.clone());
+    let cache = watchcache::WatchCache::start(store.clone(), resources::RESOURCES, stop_rx.clone());
     if !cache.wait_for(1, Duration::from_secs(10)).await {
         tracing::warn!("the watch cache has not loaded yet; reads go to the store until it has");
     }

@@ -19,7 +19,7 @@ use serde_json::{json, Map, Value};
 
 use crate::error::{ApiError, Cause};
 use crate::patch::{list_rule, merges_primitives};
-use crate::resources::Resource;
+use crate::resource::Resource;
 
 /// One step of a field path.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

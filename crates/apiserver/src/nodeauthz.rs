@@ -8,7 +8,8 @@ use serde_json::Value;
 use crate::error::ApiError;
 use crate::rbac::{rule_allows, Attributes, Decision};
 use crate::registry::{ListOptions, Registry};
-use crate::resources::{lookup, Resource};
+use crate::resource::Resource;
+use crate::resources::lookup;
 use crate::user::User;
 use skiff_meta::selector::FieldSelector;
 

@@ -15,7 +15,8 @@ use std::sync::OnceLock;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::resources::{self, Resource};
+use crate::resource::Resource;
+use crate::resources;
 
 fn gv_path(group: &str, version: &str) -> String {
     if group.is_empty() {

@@ -11,7 +11,7 @@ use crate::error::ApiError;
 use crate::http::{read_body, truthy, Query};
 use crate::options::{DeleteOptions, ListOptions};
 use crate::registry;
-use crate::resources::Resource;
+use crate::resource::Resource;
 
 use crate::error::ApiResult;
 

@@ -37,7 +37,8 @@ use serde_json::{Map, Value};
 use crate::admit::Objects;
 use crate::error::{ApiError, Cause};
 use crate::options::ListOptions;
-use crate::resources::{lookup, Resource};
+use crate::resource::Resource;
+use crate::resources::lookup;
 
 use crate::error::ApiResult;
 
@@ -1583,11 +1584,11 @@ pub fn parse_pod_security_config(v: &Value) -> Result<Config, String> {
             let joined = |v: Vec<String>| (!v.is_empty()).then(|| v.join(", "));
             let bad = match k {
                 "namespaces" => joined(crate::validation::check_name(
-                    crate::resources::NameRule::Label,
+                    crate::resource::NameRule::Label,
                     s,
                 )),
                 "runtimeClasses" => joined(crate::validation::check_name(
-                    crate::resources::NameRule::Subdomain,
+                    crate::resource::NameRule::Subdomain,
                     s,
                 )),
                 _ => s

@@ -23,7 +23,8 @@ use crate::admit::{AfterWrite, Objects};
 use crate::error::ApiError;
 use crate::options::ListOptions;
 use crate::quantity::{from_milli_as, milli_value};
-use crate::resources::{lookup, Resource, RESOURCES};
+use crate::resource::Resource;
+use crate::resources::{lookup, RESOURCES};
 use skiff_meta::object::name_of;
 
 use crate::error::ApiResult;

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use crate::http::{Accept, Query};
 use crate::registry;
-use crate::resources::Resource;
+use crate::resource::Resource;
 use crate::table::{self, IncludeObject};
 
 pub(crate) fn partial(obj: &Value) -> Value {

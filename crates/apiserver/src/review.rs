@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use crate::error::ApiError;
 use crate::http::{json_response, parse_json_body, read_body, Body};
 use crate::params::check_body_type;
-use crate::resources::Resource;
+use crate::resource::Resource;
 use crate::state::State;
 use crate::user::User;
 

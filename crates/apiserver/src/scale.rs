@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
-use crate::resources::Resource;
+use crate::resource::Resource;
 use skiff_meta::object::without_rv;
 
 use crate::error::ApiResult;

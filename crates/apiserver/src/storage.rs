@@ -6,7 +6,7 @@ use skiff_meta::object::set_rv;
 use skiff_store::KeyValue;
 
 use crate::error::ApiError;
-use crate::resources::Resource;
+use crate::resource::Resource;
 
 use crate::error::ApiResult;
 

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::defaults::obj_mut;
 use crate::error::Cause;
-use crate::resources::Resource;
+use crate::resource::Resource;
 
 use crate::subresource::Subresource;
 

@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 
 use crate::kinds;
-use crate::resources::Resource;
+use crate::resource::Resource;
 
 /// Whether rows carry the object, its metadata, or nothing (`includeObject`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

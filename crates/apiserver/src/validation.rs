@@ -7,7 +7,7 @@
 use serde_json::{json, Value};
 
 use crate::error::Cause;
-use crate::resources::{NameRule, Resource};
+use crate::resource::{NameRule, Resource};
 
 use skiff_meta::names::{is_dns1123_label, label_format, subdomain_format};
 

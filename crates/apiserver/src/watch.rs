@@ -20,7 +20,7 @@ use crate::error::ApiError;
 use crate::http::{full, truthy, Accept, Body, Query};
 use crate::params::list_options;
 use crate::registry::{self, ListOptions, Registry};
-use crate::resources::Resource;
+use crate::resource::Resource;
 use crate::state::State;
 use crate::table::{self, IncludeObject};
 use crate::watchcache::{Prepared, Source};

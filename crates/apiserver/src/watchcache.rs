@@ -26,7 +26,7 @@ use serde_json::Value;
 use skiff_store::{Event, EventKind, RangeOptions, Revision, Store, WatchItem, WatchStream};
 use tokio::sync::broadcast;
 
-use crate::resources::{Resource, RESOURCES};
+use crate::resource::Resource;
 
 /// The store prefix every object lives under.
 const ROOT: &str = "/registry/";
@@ -282,11 +282,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The cached resources: every stored one (those that can be listed).
-fn cached_resources() -> impl Iterator<Item = &'static Resource> {
-    RESOURCES.iter().filter(|r| r.verbs().contains(&"list"))
-}
-
 /// `/registry/<group>/<plural>/` of a key.
 fn storage_prefix(key: &str) -> Option<&str> {
     let rest = key.strip_prefix(ROOT)?;
@@ -305,14 +300,19 @@ pub struct CachedList {
 }
 
 impl WatchCache {
-    /// Starts loading and following `store`; serves reads once loaded. Ends when
-    /// `shutdown` changes or the store closes.
+    /// Starts loading and following `store` for every stored one of `served` (those
+    /// that can be listed); serves reads once loaded. Ends when `shutdown` changes or
+    /// the store closes.
     pub fn start(
         store: Arc<dyn Store>,
+        served: &'static [Resource],
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> WatchCache {
         let mut by_prefix: HashMap<String, Vec<usize>> = HashMap::new();
-        let resources: Vec<&'static Resource> = cached_resources().collect();
+        let resources: Vec<&'static Resource> = served
+            .iter()
+            .filter(|r| r.verbs().contains(&"list"))
+            .collect();
         for (i, res) in resources.iter().enumerate() {
             by_prefix
                 .entry(crate::storage::prefix(res, None))
@@ -695,7 +695,7 @@ mod tests {
         )?);
         let cms = lookup("", "v1", "configmaps").ok_or("configmaps")?;
         let (_stop, stop_rx) = tokio::sync::watch::channel(false);
-        let cache = WatchCache::start(store.clone(), stop_rx);
+        let cache = WatchCache::start(store.clone(), crate::resources::RESOURCES, stop_rx);
         let rev0 = store
             .create(b"/registry/core/configmaps/a/x", cm("a", "x", "0"))
             .await?;
@@ -771,7 +771,7 @@ mod tests {
             .create(b"/registry/core/configmaps/a/one", cm("a", "one", "1"))
             .await?;
         let (_stop, stop_rx) = tokio::sync::watch::channel(false);
-        let cache = WatchCache::start(store.clone(), stop_rx);
+        let cache = WatchCache::start(store.clone(), crate::resources::RESOURCES, stop_rx);
         assert!(cache.wait_for(1, Duration::from_secs(5)).await);
         let all = |prefix: &str| cache.list(cms, prefix, |_| true, 0).ok_or("not ready");
         assert_eq!(names(&all("/registry/core/configmaps/")?.items), ["one"]);
@@ -867,7 +867,7 @@ mod tests {
             .create(b"/registry/core/configmaps/a/c", cm("a", "c", "0"))
             .await?;
         let (_stop, stop_rx) = tokio::sync::watch::channel(false);
-        let cache = WatchCache::start(store.clone(), stop_rx);
+        let cache = WatchCache::start(store.clone(), crate::resources::RESOURCES, stop_rx);
         assert!(cache.wait_for(first, Duration::from_secs(5)).await);
         // Loaded at `first`: nothing before it is in the backlog.
         assert!(cache.changes_after(cms, first - 1).is_none());

@@ -4,9 +4,9 @@
 //! defaults: its typed schema, its defaults, the status a new object starts with, what an
 //! update carries over, its validation (on every write, on create, on update),
 //! allocations before it is stored, work after it is stored or deleted, what a pending
-//! deletion waits for, the fields of
-//! field selectors. Adding a
-//! built-in kind's behaviour is one file here and one row in [`TABLE`]; a
+//! deletion waits for, the fields of field selectors. [`TABLE`] is also the list of
+//! served resources (what discovery says about each, beside its strategy), so adding a
+//! built-in kind is one file here and one row in [`TABLE`]; a
 //! CustomResourceDefinition can become a `Strategy` built from its schema (every method
 //! takes `&self` and the object as JSON).
 //!
@@ -19,7 +19,8 @@
 //! [`Columns`], a supertrait of [`Strategy`] implemented at the end of the kind's file; its
 //! defaults print the name and age.
 
-use crate::resources::Resource;
+use crate::resource::NameRule::*;
+use crate::resource::{res, Resource, ALL, NONE};
 
 mod hooks;
 
@@ -63,136 +64,111 @@ mod storageclass;
 use hooks::Generic;
 pub(crate) use hooks::{Columns, Strategy};
 
-/// The kinds with behaviour (or a typed schema) of their own: (group, resource) and
-/// their strategy.
-static TABLE: &[(&str, &str, &dyn Strategy)] = &[
-    ("", "configmaps", &configmap::ConfigMap),
-    ("", "endpoints", &endpoints::Endpoints),
-    ("", "events", &event::Event),
-    ("", "limitranges", &limitrange::LimitRange),
-    ("", "namespaces", &namespace::Namespace),
-    ("", "nodes", &node::Node),
-    (
-        "",
-        "persistentvolumeclaims",
-        &persistentvolumeclaim::PersistentVolumeClaim,
-    ),
-    ("", "persistentvolumes", &persistentvolume::PersistentVolume),
-    ("", "pods", &pod::Pod),
-    ("", "podtemplates", &podtemplate::PodTemplate),
-    (
-        "",
-        "replicationcontrollers",
-        &replicationcontroller::ReplicationController,
-    ),
-    ("", "resourcequotas", &resourcequota::ResourceQuota),
-    ("", "secrets", &secret::Secret),
-    ("", "serviceaccounts", &serviceaccount::ServiceAccount),
-    ("", "services", &service::Service),
-    (
-        "apps",
-        "controllerrevisions",
-        &controllerrevision::ControllerRevision,
-    ),
-    ("apps", "daemonsets", &daemonset::DaemonSet),
-    ("apps", "deployments", &deployment::Deployment),
-    ("apps", "replicasets", &replicaset::ReplicaSet),
-    ("apps", "statefulsets", &statefulset::StatefulSet),
-    (
-        "autoscaling",
-        "horizontalpodautoscalers",
-        &horizontalpodautoscaler::HorizontalPodAutoscaler,
-    ),
-    ("batch", "cronjobs", &cronjob::CronJob),
-    ("batch", "jobs", &job::Job),
-    (
-        "certificates.k8s.io",
-        "certificatesigningrequests",
-        &certificatesigningrequest::CertificateSigningRequest,
-    ),
-    ("coordination.k8s.io", "leases", &lease::Lease),
-    (
-        "discovery.k8s.io",
-        "endpointslices",
-        &endpointslice::EndpointSlice,
-    ),
-    ("events.k8s.io", "events", &event::EventsView),
-    (
-        "networking.k8s.io",
-        "ingressclasses",
-        &ingressclass::IngressClass,
-    ),
-    ("networking.k8s.io", "ingresses", &ingress::Ingress),
-    (
-        "networking.k8s.io",
-        "networkpolicies",
-        &networkpolicy::NetworkPolicy,
-    ),
-    (
-        "policy",
-        "poddisruptionbudgets",
-        &poddisruptionbudget::PodDisruptionBudget,
-    ),
-    (
-        "rbac.authorization.k8s.io",
-        "clusterrolebindings",
-        &clusterrolebinding::ClusterRoleBinding,
-    ),
-    (
-        "rbac.authorization.k8s.io",
-        "clusterroles",
-        &clusterrole::ClusterRole,
-    ),
-    (
-        "rbac.authorization.k8s.io",
-        "rolebindings",
-        &rolebinding::RoleBinding,
-    ),
-    ("rbac.authorization.k8s.io", "roles", &role::Role),
-    (
-        "scheduling.k8s.io",
-        "priorityclasses",
-        &priorityclass::PriorityClass,
-    ),
-    (
-        "storage.k8s.io",
-        "storageclasses",
-        &storageclass::StorageClass,
-    ),
+/// Every served resource, in discovery order within a group-version, and its kind's
+/// strategy ([`Generic`] for a kind with no behaviour of its own). Columns of a row:
+/// group, version, kind, plural, singular, namespaced, shortNames, categories, status
+/// subresource, scale subresource, generation, name rule; then the strategy.
+#[rustfmt::skip]
+pub(crate) const TABLE: &[(Resource, &dyn Strategy)] = &[
+    // core/v1
+    (res("", "v1", "ConfigMap", "configmaps", "configmap", true, &["cm"], NONE, false, false, false, Subdomain), &configmap::ConfigMap),
+    (res("", "v1", "Endpoints", "endpoints", "endpoints", true, &["ep"], NONE, false, false, false, Subdomain), &endpoints::Endpoints),
+    (res("", "v1", "Event", "events", "event", true, &["ev"], NONE, false, false, false, Subdomain), &event::Event),
+    (res("", "v1", "LimitRange", "limitranges", "limitrange", true, &["limits"], NONE, false, false, false, Subdomain), &limitrange::LimitRange),
+    (res("", "v1", "Namespace", "namespaces", "namespace", false, &["ns"], NONE, true, false, false, Label), &namespace::Namespace),
+    (res("", "v1", "Node", "nodes", "node", false, &["no"], NONE, true, false, false, Subdomain), &node::Node),
+    (res("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", true, &["pvc"], NONE, true, false, false, Subdomain), &persistentvolumeclaim::PersistentVolumeClaim),
+    (res("", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", false, &["pv"], NONE, true, false, false, Subdomain), &persistentvolume::PersistentVolume),
+    (res("", "v1", "Pod", "pods", "pod", true, &["po"], ALL, true, false, false, Subdomain), &pod::Pod),
+    (res("", "v1", "PodTemplate", "podtemplates", "podtemplate", true, NONE, NONE, false, false, false, Subdomain), &podtemplate::PodTemplate),
+    (res("", "v1", "ReplicationController", "replicationcontrollers", "replicationcontroller", true, &["rc"], ALL, true, true, true, Subdomain), &replicationcontroller::ReplicationController),
+    (res("", "v1", "ResourceQuota", "resourcequotas", "resourcequota", true, &["quota"], NONE, true, false, false, Subdomain), &resourcequota::ResourceQuota),
+    (res("", "v1", "Secret", "secrets", "secret", true, NONE, NONE, false, false, false, Subdomain), &secret::Secret),
+    (res("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", true, &["sa"], NONE, false, false, false, Subdomain), &serviceaccount::ServiceAccount),
+    (service::RESOURCE, &service::Service),
+    // apps/v1
+    (res("apps", "v1", "ControllerRevision", "controllerrevisions", "controllerrevision", true, NONE, NONE, false, false, false, Subdomain), &controllerrevision::ControllerRevision),
+    (res("apps", "v1", "DaemonSet", "daemonsets", "daemonset", true, &["ds"], ALL, true, false, true, Subdomain), &daemonset::DaemonSet),
+    (res("apps", "v1", "Deployment", "deployments", "deployment", true, &["deploy"], ALL, true, true, true, Subdomain), &deployment::Deployment),
+    (res("apps", "v1", "ReplicaSet", "replicasets", "replicaset", true, &["rs"], ALL, true, true, true, Subdomain), &replicaset::ReplicaSet),
+    (res("apps", "v1", "StatefulSet", "statefulsets", "statefulset", true, &["sts"], ALL, true, true, true, Subdomain), &statefulset::StatefulSet),
+    // batch/v1
+    (res("batch", "v1", "CronJob", "cronjobs", "cronjob", true, &["cj"], ALL, true, false, true, Subdomain), &cronjob::CronJob),
+    (res("batch", "v1", "Job", "jobs", "job", true, NONE, ALL, true, false, true, Subdomain), &job::Job),
+    // certificates.k8s.io/v1
+    (res("certificates.k8s.io", "v1", "CertificateSigningRequest", "certificatesigningrequests", "certificatesigningrequest", false, &["csr"], NONE, true, false, false, Subdomain), &certificatesigningrequest::CertificateSigningRequest),
+    // coordination.k8s.io/v1
+    (res("coordination.k8s.io", "v1", "Lease", "leases", "lease", true, NONE, NONE, false, false, false, Subdomain), &lease::Lease),
+    // discovery.k8s.io/v1
+    (res("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", true, NONE, NONE, false, false, false, Subdomain), &endpointslice::EndpointSlice),
+    // events.k8s.io/v1: a view of core/v1 events
+    (res("events.k8s.io", "v1", "Event", "events", "event", true, NONE, NONE, false, false, false, Subdomain), &event::EventsView),
+    // networking.k8s.io/v1
+    (res("networking.k8s.io", "v1", "IngressClass", "ingressclasses", "ingressclass", false, NONE, NONE, false, false, false, Subdomain), &ingressclass::IngressClass),
+    (res("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", true, &["ing"], NONE, true, false, true, Subdomain), &ingress::Ingress),
+    (res("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", "networkpolicy", true, &["netpol"], NONE, false, false, true, Subdomain), &networkpolicy::NetworkPolicy),
+    // policy/v1
+    (res("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", true, &["pdb"], NONE, true, false, true, Subdomain), &poddisruptionbudget::PodDisruptionBudget),
+    // rbac.authorization.k8s.io/v1 (enforced by `rbac`)
+    (res("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding", false, NONE, NONE, false, false, false, PathSegment), &clusterrolebinding::ClusterRoleBinding),
+    (res("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", "clusterrole", false, NONE, NONE, false, false, false, PathSegment), &clusterrole::ClusterRole),
+    (res("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", "rolebinding", true, NONE, NONE, false, false, false, PathSegment), &rolebinding::RoleBinding),
+    (res("rbac.authorization.k8s.io", "v1", "Role", "roles", "role", true, NONE, NONE, false, false, false, PathSegment), &role::Role),
+    // scheduling.k8s.io/v1
+    (res("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", false, &["pc"], NONE, false, false, false, Subdomain), &priorityclass::PriorityClass),
+    // storage.k8s.io/v1
+    (res("storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", false, &["sc"], NONE, false, false, false, Subdomain), &storageclass::StorageClass),
+    // authentication.k8s.io/v1 (create only, not stored)
+    (res("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview", false, NONE, NONE, false, false, false, Subdomain), &Generic),
+    (res("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", "tokenreview", false, NONE, NONE, false, false, false, Subdomain), &Generic),
+    // kubectl 1.27's `auth whoami` asks v1beta1 only.
+    (res("authentication.k8s.io", "v1beta1", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview", false, NONE, NONE, false, false, false, Subdomain), &Generic),
+    // authorization.k8s.io/v1 (create only, not stored)
+    (res("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", "selfsubjectaccessreview", false, NONE, NONE, false, false, false, Subdomain), &Generic),
+    (res("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews", "selfsubjectrulesreview", false, NONE, NONE, false, false, false, Subdomain), &Generic),
+    (res("authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews", "subjectaccessreview", false, NONE, NONE, false, false, false, Subdomain), &Generic),
+    // autoscaling/v2
+    (res("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", true, &["hpa"], ALL, true, false, false, Subdomain), &horizontalpodautoscaler::HorizontalPodAutoscaler),
 ];
 
 /// The strategy of `res`.
 pub(crate) fn of(res: &Resource) -> &'static dyn Strategy {
     TABLE
         .iter()
-        .find(|(group, plural, _)| *group == res.group && *plural == res.plural)
-        .map_or(&Generic, |(_, _, s)| *s)
+        .find(|(r, _)| r.group == res.group && r.plural == res.plural)
+        .map_or(&Generic, |(_, s)| *s)
 }
 
 #[cfg(test)]
-mod columns_tests {
+mod tests {
     use super::*;
-    use crate::resources::RESOURCES;
 
     /// Every served kind has a row as long as its columns.
     #[test]
     fn every_row_matches_its_columns() {
         let obj = serde_json::json!({"metadata": {"name": "x", "creationTimestamp": "2024-01-01T00:00:00Z"}});
-        for res in RESOURCES {
-            let c = of(res);
-            assert_eq!(c.cells(&obj).len(), c.columns().len(), "{}", res.kind);
+        for (res, strategy) in TABLE {
+            assert_eq!(
+                strategy.cells(&obj).len(),
+                strategy.columns().len(),
+                "{}",
+                res.kind
+            );
         }
     }
 
-    /// Every kind with a strategy of its own is served.
+    /// A resource's strategy is the one beside it in the table.
     #[test]
-    fn kinds_with_strategies_are_served() {
-        for (group, plural, _) in TABLE {
-            assert!(
-                RESOURCES
-                    .iter()
-                    .any(|r| r.group == *group && r.plural == *plural),
-                "{group}/{plural}"
+    fn of_finds_the_strategy_beside_the_resource() {
+        let obj = serde_json::json!({"metadata": {"name": "x", "creationTimestamp": "2024-01-01T00:00:00Z"}});
+        for (res, strategy) in TABLE {
+            assert_eq!(of(res).columns(), strategy.columns(), "{}", res.kind);
+            assert_eq!(of(res).cells(&obj), strategy.cells(&obj), "{}", res.kind);
+            assert_eq!(
+                of(res).field_selectors(),
+                strategy.field_selectors(),
+                "{}",
+                res.kind
             );
         }
     }

@@ -10,12 +10,17 @@ use crate::admit::Objects;
 use crate::defaults::{default, obj_mut};
 use crate::error::{ApiError, ApiResult, Cause};
 use crate::options::ListOptions;
-use crate::resources::lookup;
+use crate::resource::NameRule::Label1035;
+use crate::resource::{res, Resource, ALL};
 use crate::typed::Typed;
 use crate::validation::{
     duplicate, invalid_raw, label_causes, not_supported, port_cause, SUBDOMAIN_MSG,
 };
 use skiff_meta::names::{is_dns1123_label, is_dns1123_subdomain};
+
+/// Services as discovery serves them (their row of `kinds::TABLE`).
+#[rustfmt::skip]
+pub(crate) const RESOURCE: Resource = res("", "v1", "Service", "services", "service", true, &["svc"], ALL, true, false, false, Label1035);
 
 pub(crate) struct Service;
 
@@ -169,9 +174,7 @@ async fn allocate(objs: &dyn Objects, obj: &mut Value) -> ApiResult<()> {
     if ty == "ExternalName" {
         return Ok(());
     }
-    let Some(svcres) = lookup("", "v1", "services") else {
-        return Ok(());
-    };
+    let svcres = &RESOURCE;
     let all = objs.list(svcres, None, &ListOptions::default()).await?;
     let used_ips: std::collections::HashSet<String> = all
         .items
@@ -247,9 +250,7 @@ async fn allocate(objs: &dyn Objects, obj: &mut Value) -> ApiResult<()> {
 
 /// On update: node ports for a Service that now needs them, none for one that does not.
 async fn update_ports(objs: &dyn Objects, obj: &mut Value) -> ApiResult<()> {
-    let Some(svcres) = lookup("", "v1", "services") else {
-        return Ok(());
-    };
+    let svcres = &RESOURCE;
     let all = objs.list(svcres, None, &ListOptions::default()).await?;
     let this = (
         obj.pointer("/metadata/namespace")

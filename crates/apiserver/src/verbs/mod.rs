@@ -16,7 +16,7 @@ pub(crate) mod update;
 
 use crate::http::{Accept, Query};
 use crate::managed::Manager;
-use crate::resources::Resource;
+use crate::resource::Resource;
 use crate::state::State;
 use crate::user::User;
 
