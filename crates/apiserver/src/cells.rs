@@ -13,7 +13,7 @@ pub(crate) const CONTAINERS: Col = ("Containers", "string", "", 1);
 pub(crate) const IMAGES: Col = ("Images", "string", "", 1);
 pub(crate) const SELECTOR: Col = ("Selector", "string", "", 1);
 
-/// What a kind's `impl Columns` uses, for one glob import at the end of its file (a glob
+/// What a kind's `impl Columns` uses, for one glob import among its imports (a glob
 /// never clashes with the file's own imports).
 pub(crate) mod prelude {
     pub(crate) use super::{

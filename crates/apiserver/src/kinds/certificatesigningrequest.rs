@@ -1,6 +1,7 @@
 //! CertificateSigningRequests (certificates.k8s.io/v1; approval and signing are in `csr`): only the typed schema.
 
-use super::hooks::Strategy;
+use super::hooks::{Columns, Strategy};
+use crate::cells::prelude::*;
 use crate::typed::Typed;
 
 pub(crate) struct CertificateSigningRequest;
@@ -14,9 +15,6 @@ impl Strategy for CertificateSigningRequest {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use super::hooks::Columns;
-use crate::cells::prelude::*;
-
 impl Columns for CertificateSigningRequest {
     fn columns(&self) -> &'static [Col] {
         &[

@@ -2,7 +2,8 @@
 
 use serde_json::Value;
 
-use super::hooks::Strategy;
+use super::hooks::{Columns, Strategy};
+use crate::cells::prelude::*;
 use crate::error::Cause;
 use crate::typed::Typed;
 
@@ -19,9 +20,6 @@ impl Strategy for ClusterRole {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use super::hooks::Columns;
-use crate::cells::prelude::*;
-
 /// ClusterRoles print as Roles do.
 impl Columns for ClusterRole {
     fn columns(&self) -> &'static [Col] {

@@ -3,7 +3,8 @@
 
 use serde_json::Value;
 
-use super::hooks::Strategy;
+use super::hooks::{Columns, Strategy};
+use crate::cells::prelude::*;
 use crate::error::Cause;
 use crate::typed::Typed;
 
@@ -26,9 +27,6 @@ impl Strategy for ClusterRoleBinding {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use super::hooks::Columns;
-use crate::cells::prelude::*;
-
 /// ClusterRoleBindings print as RoleBindings do.
 impl Columns for ClusterRoleBinding {
     fn columns(&self) -> &'static [Col] {

@@ -2,7 +2,8 @@
 
 use serde_json::Value;
 
-use super::hooks::Strategy;
+use super::hooks::{Columns, Strategy};
+use crate::cells::prelude::*;
 use crate::error::Cause;
 use crate::typed::Typed;
 use crate::validation::{config_keys, config_size, config_values, decoded_len};
@@ -45,9 +46,6 @@ pub(super) fn immutable_data(old: &Value, new: &Value, causes: &mut Vec<Cause>) 
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use super::hooks::Columns;
-use crate::cells::prelude::*;
-
 impl Columns for ConfigMap {
     fn columns(&self) -> &'static [Col] {
         &[NAME, ("Data", "string", "", 0), AGE]

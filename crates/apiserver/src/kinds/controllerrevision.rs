@@ -1,6 +1,7 @@
 //! ControllerRevisions (apps/v1): only the typed schema.
 
-use super::hooks::Strategy;
+use super::hooks::{Columns, Strategy};
+use crate::cells::prelude::*;
 use crate::typed::Typed;
 
 pub(crate) struct ControllerRevision;
@@ -14,9 +15,6 @@ impl Strategy for ControllerRevision {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use super::hooks::Columns;
-use crate::cells::prelude::*;
-
 impl Columns for ControllerRevision {
     fn columns(&self) -> &'static [Col] {
         &[

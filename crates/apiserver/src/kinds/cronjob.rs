@@ -2,7 +2,8 @@
 
 use serde_json::{json, Value};
 
-use super::hooks::Strategy;
+use super::hooks::{Columns, Strategy};
+use crate::cells::prelude::*;
 use crate::defaults::{default, obj_mut, template_defaults};
 use crate::error::Cause;
 use crate::typed::Typed;
@@ -40,9 +41,6 @@ impl Strategy for CronJob {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use super::hooks::Columns;
-use crate::cells::prelude::*;
-
 impl Columns for CronJob {
     fn columns(&self) -> &'static [Col] {
         &[

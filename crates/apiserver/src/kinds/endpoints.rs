@@ -1,6 +1,7 @@
 //! Endpoints: only the typed schema.
 
-use super::hooks::Strategy;
+use super::hooks::{Columns, Strategy};
+use crate::cells::prelude::*;
 use crate::typed::Typed;
 
 pub(crate) struct Endpoints;
@@ -12,9 +13,6 @@ impl Strategy for Endpoints {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use super::hooks::Columns;
-use crate::cells::prelude::*;
-
 impl Columns for Endpoints {
     fn columns(&self) -> &'static [Col] {
         &[NAME, ("Endpoints", "string", "", 0), AGE]

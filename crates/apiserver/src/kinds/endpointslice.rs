@@ -1,6 +1,7 @@
 //! EndpointSlices (discovery.k8s.io/v1): only the typed schema.
 
-use super::hooks::Strategy;
+use super::hooks::{Columns, Strategy};
+use crate::cells::prelude::*;
 use crate::typed::Typed;
 
 pub(crate) struct EndpointSlice;
@@ -14,9 +15,6 @@ impl Strategy for EndpointSlice {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use super::hooks::Columns;
-use crate::cells::prelude::*;
-
 impl Columns for EndpointSlice {
     fn columns(&self) -> &'static [Col] {
         &[

@@ -2,7 +2,8 @@
 
 use serde_json::Value;
 
-use super::hooks::Strategy;
+use super::hooks::{Columns, Strategy};
+use crate::cells::prelude::*;
 use crate::typed::Typed;
 
 /// core/v1 Events.
@@ -51,9 +52,6 @@ impl Strategy for EventsView {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use super::hooks::Columns;
-use crate::cells::prelude::*;
-
 impl Columns for Event {
     fn columns(&self) -> &'static [Col] {
         &[

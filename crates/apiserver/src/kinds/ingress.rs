@@ -3,7 +3,8 @@
 
 use serde_json::{json, Value};
 
-use super::hooks::Strategy;
+use super::hooks::{Columns, Strategy};
+use crate::cells::prelude::*;
 use crate::defaults::{default, obj_mut};
 use crate::error::Cause;
 use crate::typed::Typed;
@@ -93,9 +94,6 @@ fn validate_ingress(obj: &Value, causes: &mut Vec<Cause>) {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use super::hooks::Columns;
-use crate::cells::prelude::*;
-
 impl Columns for Ingress {
     fn columns(&self) -> &'static [Col] {
         &[

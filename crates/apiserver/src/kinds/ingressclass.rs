@@ -1,6 +1,7 @@
 //! IngressClasses (networking.k8s.io/v1): only the typed schema.
 
-use super::hooks::Strategy;
+use super::hooks::{Columns, Strategy};
+use crate::cells::prelude::*;
 use crate::typed::Typed;
 
 pub(crate) struct IngressClass;
@@ -14,9 +15,6 @@ impl Strategy for IngressClass {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use super::hooks::Columns;
-use crate::cells::prelude::*;
-
 impl Columns for IngressClass {
     fn columns(&self) -> &'static [Col] {
         &[

@@ -1,6 +1,7 @@
 //! Leases (coordination.k8s.io/v1): only the typed schema.
 
-use super::hooks::Strategy;
+use super::hooks::{Columns, Strategy};
+use crate::cells::prelude::*;
 use crate::typed::Typed;
 
 pub(crate) struct Lease;
@@ -12,9 +13,6 @@ impl Strategy for Lease {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use super::hooks::Columns;
-use crate::cells::prelude::*;
-
 impl Columns for Lease {
     fn columns(&self) -> &'static [Col] {
         &[NAME, ("Holder", "string", "", 0), AGE]

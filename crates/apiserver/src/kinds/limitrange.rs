@@ -2,7 +2,8 @@
 
 use serde_json::Value;
 
-use super::hooks::Strategy;
+use super::hooks::{Columns, Strategy};
+use crate::cells::prelude::*;
 use crate::error::Cause;
 use crate::typed::Typed;
 use crate::validation::{duplicate, required_because, validate_resource_name, QUALIFIED_NAME_MSG};
@@ -273,9 +274,6 @@ fn validate_limit_range(obj: &Value, causes: &mut Vec<Cause>) {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use super::hooks::Columns;
-use crate::cells::prelude::*;
-
 impl Columns for LimitRange {
     fn columns(&self) -> &'static [Col] {
         &[NAME, ("Created At", "date", "", 0)]

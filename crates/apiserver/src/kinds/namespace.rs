@@ -3,7 +3,8 @@
 
 use serde_json::{json, Value};
 
-use super::hooks::Strategy;
+use super::hooks::{Columns, Strategy};
+use crate::cells::prelude::*;
 use crate::defaults::{default, obj_mut, set_label};
 use crate::typed::Typed;
 
@@ -71,9 +72,6 @@ impl Strategy for Namespace {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use super::hooks::Columns;
-use crate::cells::prelude::*;
-
 impl Columns for Namespace {
     fn columns(&self) -> &'static [Col] {
         &[NAME, ("Status", "string", "", 0), AGE]

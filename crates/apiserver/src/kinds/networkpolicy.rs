@@ -1,6 +1,7 @@
 //! NetworkPolicies (networking.k8s.io/v1): only the typed schema.
 
-use super::hooks::Strategy;
+use super::hooks::{Columns, Strategy};
+use crate::cells::prelude::*;
 use crate::typed::Typed;
 
 pub(crate) struct NetworkPolicy;
@@ -14,9 +15,6 @@ impl Strategy for NetworkPolicy {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use super::hooks::Columns;
-use crate::cells::prelude::*;
-
 impl Columns for NetworkPolicy {
     fn columns(&self) -> &'static [Col] {
         &[NAME, ("Pod-Selector", "string", "", 0), AGE]

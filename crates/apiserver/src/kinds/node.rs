@@ -3,7 +3,8 @@
 
 use serde_json::{json, Value};
 
-use super::hooks::Strategy;
+use super::hooks::{Columns, Strategy};
+use crate::cells::prelude::*;
 use crate::defaults::{default, obj_mut};
 use crate::typed::Typed;
 
@@ -59,9 +60,6 @@ impl Strategy for Node {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use super::hooks::Columns;
-use crate::cells::prelude::*;
-
 impl Columns for Node {
     fn columns(&self) -> &'static [Col] {
         &[

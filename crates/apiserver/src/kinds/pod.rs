@@ -3,8 +3,9 @@
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
-use super::hooks::Strategy;
+use super::hooks::{Columns, Strategy};
 use crate::admit::Objects;
+use crate::cells::prelude::*;
 use crate::error::{ApiResult, Cause};
 use crate::typed::Typed;
 
@@ -123,9 +124,6 @@ impl Strategy for Pod {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use super::hooks::Columns;
-use crate::cells::prelude::*;
-
 impl Columns for Pod {
     fn columns(&self) -> &'static [Col] {
         &[

@@ -2,7 +2,8 @@
 
 use serde_json::Value;
 
-use super::hooks::Strategy;
+use super::hooks::{Columns, Strategy};
+use crate::cells::prelude::*;
 use crate::typed::Typed;
 
 pub(crate) struct PodDisruptionBudget;
@@ -28,9 +29,6 @@ impl Strategy for PodDisruptionBudget {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use super::hooks::Columns;
-use crate::cells::prelude::*;
-
 impl Columns for PodDisruptionBudget {
     fn columns(&self) -> &'static [Col] {
         &[

@@ -2,7 +2,8 @@
 
 use serde_json::{json, Value};
 
-use super::hooks::Strategy;
+use super::hooks::{Columns, Strategy};
+use crate::cells::prelude::*;
 use crate::typed::Typed;
 
 pub(crate) struct PriorityClass;
@@ -22,9 +23,6 @@ impl Strategy for PriorityClass {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use super::hooks::Columns;
-use crate::cells::prelude::*;
-
 impl Columns for PriorityClass {
     fn columns(&self) -> &'static [Col] {
         &[

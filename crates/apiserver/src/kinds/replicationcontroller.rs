@@ -2,7 +2,8 @@
 
 use serde_json::{json, Value};
 
-use super::hooks::Strategy;
+use super::hooks::{Columns, Strategy};
+use crate::cells::prelude::*;
 use crate::defaults::{default, obj_mut, template_defaults};
 use crate::error::Cause;
 use crate::typed::Typed;
@@ -83,9 +84,6 @@ fn validate_replication_controller(obj: &Value, causes: &mut Vec<Cause>) {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use super::hooks::Columns;
-use crate::cells::prelude::*;
-
 /// ReplicationControllers print as ReplicaSets do.
 impl Columns for ReplicationController {
     fn columns(&self) -> &'static [Col] {

@@ -3,7 +3,8 @@
 
 use serde_json::Value;
 
-use super::hooks::Strategy;
+use super::hooks::{Columns, Strategy};
+use crate::cells::prelude::*;
 use crate::error::Cause;
 use crate::typed::Typed;
 use crate::validation::{
@@ -334,9 +335,6 @@ fn go_list(ty: &str, items: &[String]) -> String {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use super::hooks::Columns;
-use crate::cells::prelude::*;
-
 impl Columns for ResourceQuota {
     fn columns(&self) -> &'static [Col] {
         &[

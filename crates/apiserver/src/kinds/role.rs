@@ -2,7 +2,8 @@
 
 use serde_json::Value;
 
-use super::hooks::Strategy;
+use super::hooks::{Columns, Strategy};
+use crate::cells::prelude::*;
 use crate::error::Cause;
 use crate::typed::Typed;
 use crate::validation::{invalid_raw, required_because};
@@ -73,9 +74,6 @@ pub(super) fn validate_rules(obj: &Value, namespaced: bool, causes: &mut Vec<Cau
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use super::hooks::Columns;
-use crate::cells::prelude::*;
-
 impl Columns for Role {
     fn columns(&self) -> &'static [Col] {
         &[NAME, ("Created At", "date", "", 0)]

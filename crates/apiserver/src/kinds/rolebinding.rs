@@ -3,7 +3,8 @@
 
 use serde_json::{json, Value};
 
-use super::hooks::Strategy;
+use super::hooks::{Columns, Strategy};
+use crate::cells::prelude::*;
 use crate::error::Cause;
 use crate::typed::Typed;
 use crate::validation::{invalid_raw, not_supported};
@@ -130,9 +131,6 @@ pub(super) fn validate_binding(obj: &Value, cluster: bool, causes: &mut Vec<Caus
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use super::hooks::Columns;
-use crate::cells::prelude::*;
-
 impl Columns for RoleBinding {
     fn columns(&self) -> &'static [Col] {
         &[

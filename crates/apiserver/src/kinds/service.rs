@@ -5,8 +5,9 @@ use async_trait::async_trait;
 use serde_json::{json, Value};
 use skiff_meta::object::name_of;
 
-use super::hooks::Strategy;
+use super::hooks::{Columns, Strategy};
 use crate::admit::Objects;
+use crate::cells::prelude::*;
 use crate::defaults::{default, obj_mut};
 use crate::error::{ApiError, ApiResult, Cause};
 use crate::options::ListOptions;
@@ -430,9 +431,6 @@ fn is_port_name(s: &str) -> bool {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use super::hooks::Columns;
-use crate::cells::prelude::*;
-
 impl Columns for Service {
     fn columns(&self) -> &'static [Col] {
         &[

@@ -1,6 +1,7 @@
 //! ServiceAccounts: only the typed schema.
 
-use super::hooks::Strategy;
+use super::hooks::{Columns, Strategy};
+use crate::cells::prelude::*;
 use crate::typed::Typed;
 
 pub(crate) struct ServiceAccount;
@@ -12,9 +13,6 @@ impl Strategy for ServiceAccount {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use super::hooks::Columns;
-use crate::cells::prelude::*;
-
 impl Columns for ServiceAccount {
     fn columns(&self) -> &'static [Col] {
         &[NAME, ("Secrets", "string", "", 0), AGE]

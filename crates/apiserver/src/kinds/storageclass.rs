@@ -2,7 +2,8 @@
 
 use serde_json::{json, Value};
 
-use super::hooks::Strategy;
+use super::hooks::{Columns, Strategy};
+use crate::cells::prelude::*;
 use crate::typed::Typed;
 
 pub(crate) struct StorageClass;
@@ -25,9 +26,6 @@ impl Strategy for StorageClass {
 }
 
 // What `kubectl get` prints (`super::Columns`).
-use super::hooks::Columns;
-use crate::cells::prelude::*;
-
 impl Columns for StorageClass {
     fn columns(&self) -> &'static [Col] {
         &[
