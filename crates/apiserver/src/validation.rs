@@ -278,6 +278,24 @@ pub(crate) fn validate_resource_name(name: &str, path: &str, causes: &mut Vec<Ca
     true
 }
 
+/// Go's `%#v` of a list of strings of type `ty` (`[]core.ResourceQuotaScope{"BestEffort"}`).
+pub(crate) fn go_list(ty: &str, items: &[String]) -> String {
+    let quoted: Vec<String> = items
+        .iter()
+        .map(|s| serde_json::json!(s).to_string())
+        .collect();
+    go_rendered_list(ty, &quoted)
+}
+
+/// Go's `%#v` of a list of type `ty` whose items are already rendered: `[]ty(nil)` when
+/// empty.
+pub(crate) fn go_rendered_list(ty: &str, rendered: &[String]) -> String {
+    if rendered.is_empty() {
+        return format!("[]{ty}(nil)");
+    }
+    format!("[]{ty}{{{}}}", rendered.join(", "))
+}
+
 /// Go's `%#v` of a `map[string]string` (`map[string]string{"app":"web"}`).
 pub fn go_string_map(m: &std::collections::BTreeMap<String, String>) -> String {
     if m.is_empty() {
@@ -859,11 +877,7 @@ fn go_label_selector(sel: Option<&Value>) -> String {
                 .flatten()
                 .map(Value::to_string)
                 .collect();
-            let values = if values.is_empty() {
-                "[]string(nil)".to_string()
-            } else {
-                format!("[]string{{{}}}", values.join(", "))
-            };
+            let values = go_rendered_list("string", &values);
             format!(
                 "v1.LabelSelectorRequirement{{Key:{}, Operator:{}, Values:{values}}}",
                 e.get("key").cloned().unwrap_or(json!("")),

@@ -8,7 +8,8 @@ use crate::cells::prelude::*;
 use crate::error::Cause;
 use crate::typed::Typed;
 use crate::validation::{
-    invalid_raw, is_quota_hugepages, required_because, validate_resource_name,
+    go_list, go_rendered_list, invalid_raw, is_quota_hugepages, required_because,
+    validate_resource_name,
 };
 
 pub(crate) struct ResourceQuota;
@@ -44,11 +45,7 @@ impl Strategy for ResourceQuota {
                 .flatten()
                 .map(Value::to_string)
                 .collect();
-            let value = if list.is_empty() {
-                "[]core.ResourceQuotaScope(nil)".to_string()
-            } else {
-                format!("[]core.ResourceQuotaScope{{{}}}", list.join(", "))
-            };
+            let value = go_rendered_list("core.ResourceQuotaScope", &list);
             causes.push(invalid_raw("spec.scopes", &value, "field is immutable"));
         }
     }
@@ -320,18 +317,6 @@ fn standard_quota_name(name: &str) -> bool {
     let mut scratch = Vec::new();
     validate_quota_resource_name(name, "", &mut scratch);
     scratch.is_empty() && !name.contains('/')
-}
-
-/// Go's `%#v` of a list of strings of type `ty` (`[]core.ResourceQuotaScope{"BestEffort"}`).
-fn go_list(ty: &str, items: &[String]) -> String {
-    if items.is_empty() {
-        return format!("[]{ty}(nil)");
-    }
-    let quoted: Vec<String> = items
-        .iter()
-        .map(|s| serde_json::json!(s).to_string())
-        .collect();
-    format!("[]{ty}{{{}}}", quoted.join(", "))
 }
 
 // What `kubectl get` prints (`super::Columns`).

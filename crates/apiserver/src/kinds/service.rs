@@ -15,7 +15,7 @@ use crate::resource::NameRule::Label1035;
 use crate::resource::{res, Resource, ALL};
 use crate::typed::Typed;
 use crate::validation::{
-    duplicate, invalid_raw, label_causes, not_supported, port_cause, SUBDOMAIN_MSG,
+    duplicate, go_list, invalid_raw, label_causes, not_supported, port_cause, SUBDOMAIN_MSG,
 };
 use skiff_meta::names::{is_dns1123_label, is_dns1123_subdomain};
 
@@ -124,17 +124,13 @@ impl Strategy for Service {
                 .map(String::from)
                 .collect()
         };
-        let go_list = |l: &[String]| {
-            let quoted: Vec<String> = l.iter().map(|s| json!(s).to_string()).collect();
-            format!("[]string{{{}}}", quoted.join(", "))
-        };
         let (was, now) = (ips(old), ips(new));
         if ty(old) != "ExternalName" && ty(new) != "ExternalName" {
             if let (Some(a), Some(b)) = (was.first(), now.first()) {
                 if a != b {
                     causes.push(invalid_raw(
                         "spec.clusterIPs[0]",
-                        &go_list(&now),
+                        &go_list("string", &now),
                         "may not change once set",
                     ));
                 }
@@ -143,7 +139,7 @@ impl Strategy for Service {
             if now.first().is_some_and(|first| Some(first.as_str()) != ip) {
                 causes.push(invalid_raw(
                     "spec.clusterIPs",
-                    &go_list(&now),
+                    &go_list("string", &now),
                     "first value must match `clusterIP`",
                 ));
             }

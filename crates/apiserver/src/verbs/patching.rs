@@ -84,32 +84,20 @@ async fn scale(
     dry: bool,
 ) -> ApiResult<Response<Body>> {
     let res = call.res;
-    let updated = call
-        .state
-        .registry
-        .update_as(
-            res,
-            call.ns,
-            name,
-            Subresource::Main,
-            dry,
-            Some(&call.manager.through("scale")),
-            |old| {
-                let mut scale = scale_of(res, old);
-                if let Some(m) = scale.get_mut("metadata").and_then(Value::as_object_mut) {
-                    m.remove("resourceVersion");
-                }
-                patch::apply(&mut scale, body, ptype).map_err(patch_error)?;
-                let replicas = scale_replicas(&scale)?;
-                Ok(scaled(
-                    old,
-                    replicas,
-                    scale.pointer("/metadata/resourceVersion"),
-                ))
-            },
-        )
-        .await?;
-    Ok(json_response(200, &scale_of(res, &updated), &[]))
+    call.write_scale(name, dry, |old| {
+        let mut scale = scale_of(res, old);
+        if let Some(m) = scale.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+        }
+        patch::apply(&mut scale, body, ptype).map_err(patch_error)?;
+        let replicas = scale_replicas(&scale)?;
+        Ok(scaled(
+            old,
+            replicas,
+            scale.pointer("/metadata/resourceVersion"),
+        ))
+    })
+    .await
 }
 
 fn patch_error(e: patch::PatchError) -> ApiError {

@@ -11,7 +11,7 @@ use crate::error::ApiResult;
 use crate::http::{json_response, parse_json_body, read_body, Body};
 use crate::params::{check_body_type, dry_run, field_validation, typed_check, FieldValidation};
 use crate::render::render_one;
-use crate::scale::{scale_of, scale_replicas, scaled};
+use crate::scale::{scale_replicas, scaled};
 use crate::subresource::Subresource;
 
 /// A PUT's dry-run and field validation (checked before the body is read) and its body.
@@ -76,21 +76,8 @@ pub(crate) async fn scale(
     let put = Put::read(call, req).await?;
     let replicas = scale_replicas(&put.body)?;
     let rv = put.body.pointer("/metadata/resourceVersion").cloned();
-    let res = call.res;
-    let updated = call
-        .state
-        .registry
-        .update_as(
-            res,
-            call.ns,
-            name,
-            Subresource::Main,
-            put.dry,
-            Some(&call.manager.through("scale")),
-            |old| Ok(scaled(old, replicas, rv.as_ref())),
-        )
-        .await?;
-    Ok(json_response(200, &scale_of(res, &updated), &[]))
+    call.write_scale(name, put.dry, |old| Ok(scaled(old, replicas, rv.as_ref())))
+        .await
 }
 
 /// PUT on `certificatesigningrequests/{name}/approval`: the conditions of the body
