@@ -149,6 +149,9 @@ pub struct ServerConfig {
     /// `--admission-control-config-file`: an AdmissionConfiguration with the
     /// PodSecurity plugin's defaults and exemptions ([`podsecurity`]).
     pub admission_control_config_file: Option<PathBuf>,
+    /// The cluster's network settings (`--cluster-cidr`, `--service-cidr`,
+    /// `--cluster-dns`, `--cluster-domain`, `--service-node-port-range`).
+    pub network: skiff_meta::netconf::ClusterNetwork,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -189,6 +192,7 @@ impl Default for ServerConfig {
             token_auth_file: None,
             min_token_expiration_seconds: validation::DEFAULT_MIN_TOKEN_EXPIRATION,
             admission_control_config_file: None,
+            network: Default::default(),
         }
     }
 }

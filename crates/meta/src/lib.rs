@@ -8,6 +8,7 @@
 //! server or the node.
 
 pub mod names;
+pub mod netconf;
 pub mod object;
 pub mod quantity;
 pub mod selector;

@@ -52,6 +52,20 @@ pub struct ServerFlags {
     /// The pods' address range; this node runs its pods in the first /24 of it.
     #[arg(long = "cluster-cidr", default_value = "10.42.0.0/16")]
     pub cluster_cidr: String,
+    /// The Services' virtual address range; its first address is the `kubernetes`
+    /// Service's.
+    #[arg(long = "service-cidr", default_value = skiff_meta::netconf::DEFAULT_SERVICE_CIDR)]
+    pub service_cidr: String,
+    /// The cluster DNS Service's address (default: the tenth address of --service-cidr).
+    #[arg(long = "cluster-dns")]
+    pub cluster_dns: Option<String>,
+    /// The cluster's DNS domain.
+    #[arg(long = "cluster-domain", default_value = skiff_meta::netconf::DEFAULT_CLUSTER_DOMAIN)]
+    pub cluster_domain: String,
+    /// The ports NodePort Services are given (`first-last`, or kube's `first+count`).
+    #[arg(long = "service-node-port-range",
+          default_value = skiff_meta::netconf::DEFAULT_NODE_PORT_RANGE)]
+    pub service_node_port_range: String,
     /// The bridge pods attach to on this node.
     #[arg(long = "pod-bridge", default_value = "skiffpods0")]
     pub pod_bridge: String,
@@ -121,6 +135,13 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
     // rather than leaving every joining node without a pod range.
     skiff_controllers::nodeipam::blocks(&f.cluster_cidr)
         .map_err(|e| anyhow!("--cluster-cidr: {e}"))?;
+    let network = skiff_meta::netconf::ClusterNetwork::parse(
+        &f.cluster_cidr,
+        &f.service_cidr,
+        f.cluster_dns.as_deref(),
+        &f.cluster_domain,
+        &f.service_node_port_range,
+    )?;
     let agent = if f.disable_agent {
         None
     } else {
@@ -160,6 +181,7 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
         token_auth_file: f.token_auth_file,
         min_token_expiration_seconds: f.min_token_expiration.as_secs() as i64,
         admission_control_config_file,
+        network,
     };
     crate::logging::init_daemon(&f.log)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
