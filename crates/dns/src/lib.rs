@@ -7,10 +7,11 @@
 //!   types (the hot path);
 //! - [`zone`]: the `Zone` trait, its `Query` and `Answer`, the SOA of negative answers;
 //! - [`table`]: an in-memory zone; [`hosts`]: one from a hosts file;
-//! - [`server`]: the UDP workers and the TCP listener;
+//! - [`server`]: the UDP workers and the TCP listener; [`batch`]: UDP by the batch;
 //! - [`forward`]: upstreams, failover, TCP retry, the cache;
 //! - [`resolvconf`]: resolv.conf as glibc reads it.
 
+pub mod batch;
 pub mod forward;
 pub mod hosts;
 pub mod resolvconf;

@@ -1,8 +1,8 @@
 //! The server loop: UDP and TCP on one address.
 //!
-//! UDP is served by a few plain threads sharing one socket, each reading a query,
-//! asking the zone and writing the answer with no allocation beyond the answer itself
-//! and no hand-off. Queries the zone does not own are answered from the forwarder's
+//! UDP is served by a few plain threads sharing one socket, each taking the waiting
+//! queries in one system call ([`crate::batch`]), asking the zone and sending the
+//! answers in one more, with no allocation beyond the answers and no hand-off. Queries the zone does not own are answered from the forwarder's
 //! cache on the same thread, or handed to a small tokio runtime (one thread) that
 //! waits for the upstreams and also serves TCP: one task per connection, at most
 //! [`Config::max_tcp_connections`] of them, each closed after
@@ -10,10 +10,12 @@
 //! (or the client's EDNS size, at most ours) goes out empty with TC set; over TCP
 //! the whole answer goes.
 
+use crate::batch::Batch;
 use crate::forward::Forwarder;
 use crate::wire::{self, Policy, Request, REFUSED};
 use crate::zone::{Answer, Zone};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -240,29 +242,33 @@ impl Drop for Running {
 }
 
 fn udp_worker(sock: Arc<UdpSocket>, shared: Arc<Shared>, rt: tokio::runtime::Handle) {
-    let mut buf = vec![0u8; 65535];
+    let fd = sock.as_raw_fd();
+    let mut batch = Batch::new();
+    let mut answers = Vec::with_capacity(crate::batch::BATCH);
     while !shared.stop.load(Ordering::Relaxed) {
-        let Ok((n, from)) = sock.recv_from(&mut buf) else {
+        let Ok(n) = batch.recv(fd) else {
             continue;
         };
-        let packet = &buf[..n];
-        match shared.handle(packet, false) {
-            (Outcome::Reply(r), _) => {
-                let _ = sock.send_to(&r, from);
+        answers.clear();
+        for i in 0..n {
+            let packet = batch.packet(i);
+            match shared.handle(packet, false) {
+                (Outcome::Reply(r), _) => answers.push((i, r)),
+                (Outcome::Forward, limit) => {
+                    let (Some(f), Some(from)) = (shared.forwarder.clone(), batch.peer(i)) else {
+                        continue;
+                    };
+                    let (packet, sock, policy) = (packet.to_vec(), sock.clone(), shared.policy);
+                    rt.spawn(async move {
+                        if let Some(r) = f.resolve(&packet, limit, policy).await {
+                            let _ = sock.send_to(&r, from);
+                        }
+                    });
+                }
+                (Outcome::Drop, _) => {}
             }
-            (Outcome::Forward, limit) => {
-                let Some(f) = shared.forwarder.clone() else {
-                    continue;
-                };
-                let (packet, sock, policy) = (packet.to_vec(), sock.clone(), shared.policy);
-                rt.spawn(async move {
-                    if let Some(r) = f.resolve(&packet, limit, policy).await {
-                        let _ = sock.send_to(&r, from);
-                    }
-                });
-            }
-            (Outcome::Drop, _) => {}
         }
+        batch.send(fd, &answers);
     }
 }
 
