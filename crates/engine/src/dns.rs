@@ -1,15 +1,16 @@
 //! The embedded DNS of user-defined networks, as docker's: served at 127.0.0.11
 //! inside each container on such a network (by the container's helper process),
 //! answering the names, aliases and short ids of running containers that share a
-//! network with it, and forwarding everything else to the host's resolvers.
+//! network with it, and forwarding everything else to the host's resolvers. The
+//! server, the forwarder and its cache are skiff-dns's; this module is the zone.
 
 use crate::persist::read_json;
 use crate::state::{NetPlan, Record, State};
-use hickory_proto::op::{Message, MessageType, ResponseCode};
-use hickory_proto::rr::{rdata::A, RData, Record as RR, RecordType};
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use hickory_proto::rr::{rdata::A, DNSClass, RData, Record as RR, RecordType};
+use skiff_dns::{Answer, Config, Forwarder, Options, Query, ResolvConf, Server, Zone};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
 
 /// Look `name` up among the running containers of `root` on `networks`.
 pub fn lookup(root: &Path, networks: &[String], name: &str) -> Option<Ipv4Addr> {
@@ -45,109 +46,70 @@ pub fn lookup(root: &Path, networks: &[String], name: &str) -> Option<Ipv4Addr> 
     None
 }
 
-/// The host's resolvers, skipping loopback ones (unreachable from here anyway).
+/// The host's resolvers, skipping loopback ones (a resolver on the host's loopback
+/// is not meant for containers).
 pub fn host_upstreams() -> Vec<SocketAddr> {
-    std::fs::read_to_string("/etc/resolv.conf")
+    ResolvConf::read(Path::new("/etc/resolv.conf"))
         .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("nameserver"))
-        .filter_map(|s| s.trim().parse::<std::net::IpAddr>().ok())
-        .filter(|ip| !ip.is_loopback())
-        .map(|ip| SocketAddr::new(ip, 53))
+        .upstreams()
+        .into_iter()
+        .filter(|a| !a.ip().is_loopback())
         .collect()
 }
 
-/// Answer one query packet; None when it should be forwarded upstream.
-pub fn answer(packet: &[u8], resolve: &dyn Fn(&str) -> Option<Ipv4Addr>) -> Option<Vec<u8>> {
-    let req = Message::from_vec(packet).ok()?;
-    let q = req.queries().first()?.clone();
-    let name = q.name().to_ascii();
-    let ip = resolve(&name);
-    let mut resp = Message::new();
-    resp.set_id(req.id())
-        .set_message_type(MessageType::Response)
-        .set_op_code(req.op_code())
-        .set_recursion_desired(req.recursion_desired())
-        .set_recursion_available(true)
-        .add_query(q.clone());
-    match (ip, q.query_type()) {
-        (Some(ip), RecordType::A) => {
-            resp.set_authoritative(true);
-            resp.add_answer(RR::from_rdata(q.name().clone(), 600, RData::A(A(ip))));
-        }
-        // A known name without an address of this type: empty answer, not NXDOMAIN.
-        (Some(_), _) => {
-            resp.set_authoritative(true);
-        }
-        (None, _) => return None,
-    }
-    resp.set_response_code(ResponseCode::NoError);
-    resp.to_vec().ok()
+/// The running containers' names as a DNS zone: A for a container's name, short id,
+/// hostname and aliases on the networks it serves; a known name asked for another
+/// type has no records (NOERROR, not NXDOMAIN); other names are not its business
+/// (the server forwards them).
+pub struct Containers<F> {
+    resolve: F,
 }
 
-fn servfail(packet: &[u8]) -> Option<Vec<u8>> {
-    let req = Message::from_vec(packet).ok()?;
-    let mut resp = Message::new();
-    resp.set_id(req.id())
-        .set_message_type(MessageType::Response)
-        .set_op_code(req.op_code())
-        .set_recursion_desired(req.recursion_desired())
-        .set_response_code(ResponseCode::ServFail);
-    for q in req.queries() {
-        resp.add_query(q.clone());
-    }
-    resp.to_vec().ok()
-}
-
-/// Serve queries arriving on `sock` forever.
-pub fn serve(sock: UdpSocket, root: PathBuf, networks: Vec<String>) {
-    let upstreams = host_upstreams();
-    let mut buf = [0u8; 4096];
-    loop {
-        let Ok((n, from)) = sock.recv_from(&mut buf) else {
-            continue;
-        };
-        let packet = buf[..n].to_vec();
-        let resolve = |name: &str| lookup(&root, &networks, name);
-        if let Some(reply) = answer(&packet, &resolve) {
-            let _ = sock.send_to(&reply, from);
-            continue;
-        }
-        let sock2 = match sock.try_clone() {
-            Ok(s) => s,
-            Err(_) => continue,
-        };
-        let ups = upstreams.clone();
-        std::thread::spawn(move || {
-            let reply = forward(&packet, &ups).or_else(|| servfail(&packet));
-            if let Some(r) = reply {
-                let _ = sock2.send_to(&r, from);
-            }
-        });
+impl<F: Fn(&str) -> Option<Ipv4Addr> + Send + Sync> Containers<F> {
+    pub fn new(resolve: F) -> Self {
+        Containers { resolve }
     }
 }
 
-fn forward(packet: &[u8], upstreams: &[SocketAddr]) -> Option<Vec<u8>> {
-    for up in upstreams {
-        let Ok(s) = UdpSocket::bind("0.0.0.0:0") else {
-            continue;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
-        if s.send_to(packet, up).is_err() {
-            continue;
+impl<F: Fn(&str) -> Option<Ipv4Addr> + Send + Sync> Zone for Containers<F> {
+    fn answer(&self, q: &Query<'_>) -> Answer {
+        if q.qclass != DNSClass::IN || q.name.is_empty() {
+            return Answer::NotMine;
         }
-        let mut b = [0u8; 4096];
-        if let Ok((n, _)) = s.recv_from(&mut b) {
-            return Some(b[..n].to_vec());
+        match ((self.resolve)(q.name), q.qtype) {
+            (Some(ip), RecordType::A) => match q.owner() {
+                Ok(owner) => Answer::records(vec![RR::from_rdata(owner, 600, RData::A(A(ip)))]),
+                Err(_) => Answer::NotMine,
+            },
+            (Some(_), _) => Answer::NoData { soa: None },
+            (None, _) => Answer::NotMine,
         }
     }
-    None
+}
+
+/// Serve the embedded DNS on sockets bound at 127.0.0.11:53 in a container's network
+/// namespace, until the process ends: the containers of `networks` under `root`,
+/// everything else forwarded to the host's resolvers (with a cache).
+pub fn serve(
+    udp: UdpSocket,
+    tcp: Option<TcpListener>,
+    root: PathBuf,
+    networks: Vec<String>,
+) -> std::io::Result<()> {
+    let zone = Containers::new(move |name: &str| lookup(&root, &networks, name));
+    let forwarder = Forwarder::new(host_upstreams(), Options::default());
+    // One container's queries: one UDP thread is plenty.
+    let config = Config {
+        udp_workers: 1,
+        ..Config::default()
+    };
+    Server::from_sockets(udp, tcp, Arc::new(zone), Some(forwarder), config).run()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hickory_proto::op::Query;
+    use hickory_proto::op::{Message, Query, ResponseCode};
     use hickory_proto::rr::Name;
     use std::str::FromStr;
 
@@ -158,25 +120,38 @@ mod tests {
         m.to_vec().unwrap()
     }
 
+    fn answer(packet: &[u8], zone: &dyn Zone) -> Option<Vec<u8>> {
+        skiff_dns::answer_packet(zone, packet, 512)
+    }
+
     #[test]
     fn answers_known_names_and_defers_the_rest() {
-        let resolve = |n: &str| {
+        let resolve = Containers::new(|n: &str| {
             if n.trim_end_matches('.') == "db" {
                 Some(Ipv4Addr::new(10, 5, 0, 3))
             } else {
                 None
             }
-        };
+        });
         let r = answer(&query("db.", RecordType::A), &resolve).unwrap();
         let m = Message::from_vec(&r).unwrap();
         assert_eq!(m.id(), 77);
+        assert!(m.authoritative());
         assert_eq!(m.answers().len(), 1);
+        assert_eq!(m.answers()[0].ttl(), 600);
         assert_eq!(
             m.answers()[0].data(),
             &RData::A(A(Ipv4Addr::new(10, 5, 0, 3)))
         );
         let r = answer(&query("db.", RecordType::AAAA), &resolve).unwrap();
-        assert_eq!(Message::from_vec(&r).unwrap().answers().len(), 0);
+        let m = Message::from_vec(&r).unwrap();
+        assert_eq!(m.response_code(), ResponseCode::NoError);
+        assert_eq!(m.answers().len(), 0);
+        // Case does not matter.
+        let mut p = query("db.", RecordType::A);
+        p[13] = b'D';
+        let r = answer(&p, &resolve).unwrap();
+        assert_eq!(Message::from_vec(&r).unwrap().answers().len(), 1);
         assert!(answer(&query("example.org.", RecordType::A), &resolve).is_none());
     }
 }

@@ -47,7 +47,9 @@ pub struct DnsConfig {
     pub networks: Vec<String>,
 }
 
-fn bind_dns_in(pid: i32) -> Result<UdpSocket, String> {
+/// The embedded DNS's sockets, UDP and TCP on 127.0.0.11:53 in the container's
+/// network namespace.
+fn bind_dns_in(pid: i32) -> Result<(UdpSocket, TcpListener), String> {
     use skiff_runtime::sys;
     let own = sys::open_path(std::path::Path::new("/proc/self/ns/net"), libc::O_RDONLY)
         .map_err(|e| e.to_string())?;
@@ -57,7 +59,9 @@ fn bind_dns_in(pid: i32) -> Result<UdpSocket, String> {
     )
     .map_err(|e| e.to_string())?;
     sys::setns(theirs, libc::CLONE_NEWNET).map_err(|e| format!("entering netns: {e}"))?;
-    let s = UdpSocket::bind("127.0.0.11:53").map_err(|e| format!("binding 127.0.0.11:53: {e}"));
+    let s = UdpSocket::bind("127.0.0.11:53")
+        .and_then(|u| Ok((u, TcpListener::bind("127.0.0.11:53")?)))
+        .map_err(|e| format!("binding 127.0.0.11:53: {e}"));
     let back = sys::setns(own, libc::CLONE_NEWNET);
     sys::close(own);
     sys::close(theirs);
@@ -129,9 +133,11 @@ pub fn run(specs: &[String], status: i32, dns: Option<DnsConfig>) -> ! {
     }
     report(&format!("OK {}", ports.join(",")));
     let mut handles = Vec::new();
-    if let (Some(sock), Some(d)) = (dns_sock, dns) {
+    if let (Some((udp, tcp)), Some(d)) = (dns_sock, dns) {
         handles.push(std::thread::spawn(move || {
-            crate::dns::serve(sock, d.root, d.networks)
+            if let Err(e) = crate::dns::serve(udp, Some(tcp), d.root, d.networks) {
+                tracing::error!("embedded DNS: {e}");
+            }
         }));
     }
     for b in bound {

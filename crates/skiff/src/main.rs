@@ -6,6 +6,7 @@
 
 mod agent;
 mod commands;
+mod dnsserve;
 mod format;
 mod inspect;
 mod logging;
@@ -137,6 +138,9 @@ enum Cmd {
     /// Manage networks.
     #[command(subcommand)]
     Network(networks::NetworkCmd),
+    /// Serve a hosts file with skiff's DNS server (the DNS benchmark's peer of dnsmasq).
+    #[command(name = "__dns-serve", hide = true)]
+    DnsServe(dnsserve::DnsServeArgs),
 }
 
 /// An error with the exit code skiff should leave with.
@@ -240,5 +244,6 @@ fn real_main(cli: Cli) -> Result<i32> {
         Cmd::Volume(v) => volumes::volume(root, v),
         Cmd::Network(n) => networks::network(root, n),
         Cmd::System(s) => system::system(root, s),
+        Cmd::DnsServe(a) => dnsserve::run(a),
     }
 }
