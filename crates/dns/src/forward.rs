@@ -159,9 +159,12 @@ impl Forwarder {
     }
 
     fn next_id(&self) -> u16 {
-        // A random start, then a stride that visits every id: unpredictable enough
-        // for answers from a fresh socket per query.
-        (self.ids.fetch_add(40503, Ordering::Relaxed) >> 8) as u16
+        // Random (with the fresh socket's random port, what a forger must guess); a
+        // counter should the system's generator fail.
+        match getrandom::u32() {
+            Ok(x) => x as u16,
+            Err(_) => (self.ids.fetch_add(40503, Ordering::Relaxed) >> 8) as u16,
+        }
     }
 
     /// The client's question with our id and our OPT record (its DO bit kept).
@@ -394,10 +397,49 @@ impl Cache {
                 .retain(|_, e| now.duration_since(e.stored).as_secs() < u64::from(e.p.lifetime));
         }
         if self.map.len() >= self.max {
-            if let Some(victim) = self.map.keys().next().cloned() {
-                self.map.remove(&victim);
+            // Still full of live answers: let a tenth go at once, so the scan above
+            // is not paid on every insert.
+            let victims: Vec<Box<[u8]>> =
+                self.map.keys().take(self.max / 10 + 1).cloned().collect();
+            for v in victims {
+                self.map.remove(&v);
             }
         }
         self.map.insert(k.into(), Entry { p, stored: now });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_stays_bounded() {
+        let mut c = Cache {
+            map: HashMap::new(),
+            max: 100,
+        };
+        let now = Instant::now();
+        for i in 0..1000u32 {
+            let p = Prepared {
+                msg: vec![0; HEADER],
+                ttls: Vec::new(),
+                lifetime: 30,
+            };
+            c.insert(&i.to_be_bytes(), p, now);
+            assert!(c.map.len() <= 100);
+        }
+        // Once full again, expired entries go first, all of them.
+        let later = now + Duration::from_secs(31);
+        for i in 0..20u32 {
+            let p = Prepared {
+                msg: vec![0; HEADER],
+                ttls: Vec::new(),
+                lifetime: 30,
+            };
+            c.insert(format!("fresh{i}").as_bytes(), p, later);
+        }
+        assert_eq!(c.map.len(), 20);
+        assert!(c.map.keys().all(|k| k.starts_with(b"fresh")));
     }
 }
