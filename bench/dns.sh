@@ -12,11 +12,12 @@
 #  3. latency at half dnsmasq's max of (1): dnsperf -Q RATE -v, p50/p99/max from
 #     its per-query lines.
 # Usage: sudo bench/dns.sh   (root; installs dnsperf and dnsmasq-base if missing)
-# Env: SKIFF_BIN (else this tree is built in release), DURATION (20), ROUNDS (2),
-#      CLIENTS (20), CAP (30), SERVER_CPU (0), CLIENT_CPU (1).
+# Env: SKIFF_BIN (else this tree is built in release), DURATION (20), ROUNDS (3),
+#      CLIENTS (20), CAP (30), SERVER_CPU (0), CLIENT_CPU (1). Medians of an even
+#      ROUNDS are the lower middle.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DURATION="${DURATION:-20}" ROUNDS="${ROUNDS:-2}" CLIENTS="${CLIENTS:-20}" CAP="${CAP:-30}"
+DURATION="${DURATION:-20}" ROUNDS="${ROUNDS:-3}" CLIENTS="${CLIENTS:-20}" CAP="${CAP:-30}"
 SERVER_CPU="${SERVER_CPU:-0}" CLIENT_CPU="${CLIENT_CPU:-1}"
 command -v dnsperf >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q dnsperf
 # dnsmasq-base: the binary without the service that would start on port 53.
