@@ -130,6 +130,33 @@ mod tests {
         assert!(within("anything", ""));
     }
 
+    struct Only(&'static str);
+
+    impl Zone for Only {
+        fn answer(&self, q: &Query<'_>) -> Answer {
+            if q.name == self.0 {
+                Answer::NoData { soa: None }
+            } else {
+                Answer::NotMine
+            }
+        }
+    }
+
+    #[test]
+    fn a_chain_asks_the_second_zone_only_for_what_the_first_does_not_own() {
+        let z = Chain(Only("a"), Chain(Only("b"), Nothing));
+        let ask = |name| {
+            z.answer(&Query {
+                name,
+                qtype: RecordType::A,
+                qclass: DNSClass::IN,
+            })
+        };
+        assert_eq!(ask("a"), Answer::NoData { soa: None });
+        assert_eq!(ask("b"), Answer::NoData { soa: None });
+        assert_eq!(ask("c"), Answer::NotMine);
+    }
+
     #[test]
     fn soa_is_coredns_shaped() {
         let z = Name::from_ascii("cluster.local.").unwrap();
