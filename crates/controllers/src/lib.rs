@@ -23,6 +23,7 @@ pub mod nodeipam;
 pub mod nodes;
 pub mod persistentvolumes;
 pub mod serviceaccounts;
+pub mod servicelb;
 pub mod statefulsets;
 
 use kube::api::{PatchParams, PostParams};

@@ -75,6 +75,11 @@ pub struct ServerFlags {
     pub kubelet_port: u16,
     #[command(flatten)]
     pub node: crate::agent::NodeFlags,
+    /// Do not deploy a packaged component (k3s's flag; repeatable or comma-separated):
+    /// `servicelb` (LoadBalancer Services stay pending), `coredns` (no cluster DNS);
+    /// `traefik` and `metrics-server` are accepted as skiff ships neither.
+    #[arg(long = "disable", value_delimiter = ',')]
+    pub disable: Vec<String>,
     /// Run no controllers (scheduler, workload and cluster controllers).
     #[arg(long = "disable-controller-manager")]
     pub disable_controller_manager: bool,
@@ -128,6 +133,33 @@ fn admission_config_file(f: &ServerFlags) -> Result<Option<PathBuf>> {
     Ok(file)
 }
 
+/// The packaged components `--disable` turned off.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Disabled {
+    servicelb: bool,
+    coredns: bool,
+}
+
+impl Disabled {
+    fn parse(names: &[String]) -> Result<Disabled> {
+        let mut d = Disabled::default();
+        for name in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+            match name {
+                "servicelb" => d.servicelb = true,
+                "coredns" => d.coredns = true,
+                // Components of k3s that skiff does not ship: nothing to turn off.
+                "traefik" | "metrics-server" => {}
+                other => {
+                    return Err(anyhow!(
+                        "--disable {other}: unknown component (skiff can disable servicelb and coredns; traefik and metrics-server are not shipped)"
+                    ))
+                }
+            }
+        }
+        Ok(d)
+    }
+}
+
 /// Run the server until SIGINT or SIGTERM. `engine` is the engine the in-process
 /// node agent runs pods on (None with --disable-agent).
 pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> {
@@ -148,11 +180,13 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
         Some(agent_config(&f, engine)?)
     };
     let admission_control_config_file = admission_config_file(&f)?;
+    let disabled = Disabled::parse(&f.disable)?;
     let kubelet_port = f.kubelet_port;
     let controllers = !f.disable_controller_manager;
     let mut cluster = skiff_controllers::cluster::Settings {
         node_monitor_grace_period: f.node_monitor_grace_period,
         cluster_cidr: Some(f.cluster_cidr.clone()),
+        servicelb: !disabled.servicelb,
         ..Default::default()
     };
     // This node's own certificates, beside the server's.
@@ -230,6 +264,9 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
                 "running this node's agent"
             ),
             None => tracing::info!("no node agent (--disable-agent)"),
+        }
+        if disabled.coredns {
+            tracing::info!("--disable coredns: no cluster DNS");
         }
         if controllers {
             tracing::info!("running the controllers and the scheduler");
@@ -315,4 +352,24 @@ fn agent_config(
     cfg.control_plane = true;
     f.node.apply(&mut cfg)?;
     Ok((cfg, runtime))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disable_takes_k3s_component_names() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let d = Disabled::parse(&names(&["servicelb", "traefik", ""])).unwrap();
+        assert!(d.servicelb && !d.coredns);
+        assert!(Disabled::parse(&names(&["coredns"])).unwrap().coredns);
+        let e = Disabled::parse(&names(&["local-storage"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("--disable local-storage: unknown component"),
+            "{e}"
+        );
+    }
 }

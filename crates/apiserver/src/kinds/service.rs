@@ -323,10 +323,10 @@ fn assign_node_ports(obj: &mut Value, all: &[Value], this: Option<(&str, &str)>)
                     }
                 }
             }
-            if ty == "LoadBalancer" {
+            if ty == "LoadBalancer" && spec.get("allocateLoadBalancerNodePorts").is_none() {
                 spec["allocateLoadBalancerNodePorts"] = json!(true);
-                spec["externalTrafficPolicy"] = json!("Cluster");
-            } else if spec.get("externalTrafficPolicy").is_none() {
+            }
+            if spec.get("externalTrafficPolicy").is_none() {
                 spec["externalTrafficPolicy"] = json!("Cluster");
             }
         }

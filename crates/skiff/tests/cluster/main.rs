@@ -8,6 +8,7 @@
 mod nodes;
 mod objects;
 mod pods;
+mod services;
 mod streaming;
 mod workloads;
 
