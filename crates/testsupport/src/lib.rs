@@ -11,6 +11,8 @@
 pub mod cluster;
 pub mod etcd;
 pub mod kubectl;
+pub mod lab;
+pub mod netns;
 pub mod objects;
 pub mod server;
 
