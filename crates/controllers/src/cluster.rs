@@ -24,6 +24,9 @@ pub struct Settings {
     pub cluster_cidr: Option<String>,
     /// Run ServiceLB (k3s's load balancer; off with `--disable servicelb`).
     pub servicelb: bool,
+    /// The cluster DNS address: keep the kube-dns Service and its per-node endpoints
+    /// (None: no cluster DNS, as with `--disable coredns`).
+    pub cluster_dns: Option<std::net::Ipv4Addr>,
 }
 
 impl Default for Settings {
@@ -34,6 +37,7 @@ impl Default for Settings {
             ca_pem: None,
             cluster_cidr: None,
             servicelb: true,
+            cluster_dns: None,
         }
     }
 }
@@ -136,6 +140,10 @@ async fn run_cached(
                 crate::servicelb::sync(&client, &inf).await
             } else {
                 Ok(())
+            },
+            match settings.cluster_dns {
+                Some(ip) => crate::nodedns::sync(&client, &inf, ip).await,
+                None => Ok(()),
             },
             crate::disruption::sync(&client, &inf).await,
             nodes

@@ -300,7 +300,7 @@ async fn write(
 }
 
 /// Creates `want`, or replaces `have` when `key` of the two differs.
-async fn upsert<K>(
+pub(crate) async fn upsert<K>(
     api: &Api<K>,
     have: Option<&K>,
     mut want: K,

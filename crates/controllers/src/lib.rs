@@ -19,6 +19,7 @@ pub mod disruption;
 pub mod endpoints;
 pub mod gc;
 pub mod namespaces;
+pub mod nodedns;
 pub mod nodeipam;
 pub mod nodes;
 pub mod persistentvolumes;
