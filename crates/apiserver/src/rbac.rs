@@ -589,6 +589,9 @@ pub fn node_rules() -> Vec<Value> {
         ),
         rule(READ, &[""], &["services", "endpoints"]),
         rule(READ, &["discovery.k8s.io"], &["endpointslices"]),
+        // A skiff node answers the cluster's DNS itself (where k3s runs CoreDNS with
+        // its own ServiceAccount): pod records need the namespaces.
+        rule(READ, &[""], &["namespaces"]),
         rule(
             &["create", "get", "list", "watch", "patch", "update"],
             &[""],
