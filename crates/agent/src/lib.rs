@@ -10,6 +10,7 @@
 //! collection, streaming and joining a cluster have their own modules. It knows
 //! nothing of how the API server stores objects.
 
+pub mod cleanup;
 pub mod cri;
 pub mod events;
 pub mod eviction;
