@@ -11,6 +11,7 @@
 //! nothing of how the API server stores objects.
 
 pub mod cri;
+pub mod dnsconfig;
 pub mod events;
 pub mod eviction;
 pub mod hostports;
