@@ -101,9 +101,21 @@ fn pods_get_service_links_and_the_kubelets_resolv_conf() {
                 "    options:\n    - name: ndots\n      value: \"1\"\n",
             ),
         ),
+        // One nameserver too many with the cluster's: trimmed, with a Warning.
+        sleeper(
+            "dns-trim",
+            "  dnsConfig:\n    nameservers: [\"192.0.2.7\", \"192.0.2.8\", \"192.0.2.9\"]\n",
+        ),
     ];
     c.apply(&pods.join("---\n"));
-    for p in ["links", "nolinks", "dns-default", "dns-none", "dns-merged"] {
+    for p in [
+        "links",
+        "nolinks",
+        "dns-default",
+        "dns-none",
+        "dns-merged",
+        "dns-trim",
+    ] {
         c.wait_for(
             &["get", "pod", p, "-o", "jsonpath={.status.phase}"],
             "Running",
@@ -175,6 +187,23 @@ fn pods_get_service_links_and_the_kubelets_resolv_conf() {
     assert_eq!(
         resolv_of("dns-merged"),
         "search default.svc.corp.internal svc.corp.internal corp.internal corp.example extra.example\nnameserver 10.43.0.53\nnameserver 192.0.2.9\noptions ndots:1\n"
+    );
+
+    assert_eq!(
+        resolv_of("dns-trim"),
+        "search default.svc.corp.internal svc.corp.internal corp.internal corp.example\nnameserver 10.43.0.53\nnameserver 192.0.2.7\nnameserver 192.0.2.8\noptions ndots:5\n"
+    );
+    c.wait_for(
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=dns-trim,reason=DNSConfigForming",
+            "-o",
+            "jsonpath={.items[*].type}: {.items[*].message}",
+        ],
+        "Warning: Nameserver limits were exceeded, some nameservers have been omitted, the applied nameserver line is: 10.43.0.53 192.0.2.7 192.0.2.8",
+        20,
     );
 
     // Malformed dnsConfig is refused with kube-apiserver's words.
@@ -276,4 +305,101 @@ fn the_kubernetes_endpoints_follow_the_advertise_address() {
     assert_eq!(out.trim(), "127.0.0.3");
     let table = c.ok(&["get", "endpoints", "kubernetes"]);
     assert!(table.contains("127.0.0.3:"), "{table}");
+}
+
+/// A joined node's agent, stopped and cleaned up when dropped.
+struct Joined<'a> {
+    cluster: &'a Cluster,
+    root: Root,
+    child: Option<std::process::Child>,
+    name: String,
+}
+
+impl Drop for Joined<'_> {
+    fn drop(&mut self) {
+        let _ = self.cluster.kubectl(&[
+            "delete",
+            "pods",
+            "-A",
+            "--field-selector",
+            &format!("spec.nodeName={}", self.name),
+            "--grace-period=1",
+            "--timeout=20s",
+        ]);
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill(2) takes integers only.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+        skiff_testsupport::cluster::clean_node_root(&self.root, &self.name);
+    }
+}
+
+#[test]
+fn a_joined_agent_reads_the_cluster_network_from_the_server() {
+    let c = Cluster::start_with(
+        Root::with_busybox(EXE),
+        &[
+            "--cluster-domain",
+            "joined.internal",
+            "--cluster-dns",
+            "10.43.0.77",
+        ],
+    );
+    c.wait_for(&["get", "nodes"], " Ready ", 30);
+    let after = |s: &str| c.banner.split(s).nth(1).unwrap().to_string();
+    let port = after("API on port ").split(';').next().unwrap().to_string();
+    let token = after("join token ").trim().to_string();
+    let root = Root::with_busybox(EXE);
+    let resolv = root.dir.join("agent-resolv.conf");
+    std::fs::write(&resolv, "nameserver 192.0.2.99\nsearch agent.example\n").unwrap();
+    let name = format!("{}-b", c.node);
+    let mut cmd = root.cmd(&[
+        "agent",
+        "--server",
+        &format!("https://127.0.0.1:{port}"),
+        "--token",
+        &token,
+        "--node-name",
+        &name,
+        "--node-ip",
+        "127.0.0.4",
+        "--kubelet-port",
+        "0",
+        "--pod-bridge",
+        &format!("{}q", root.bridge),
+        "--resolv-conf",
+        resolv.to_str().unwrap(),
+    ]);
+    cmd.args(skiff_testsupport::cluster::lenient_eviction(&[]))
+        .arg("--data-dir")
+        .arg(root.dir.join("agent"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let child = cmd.spawn().unwrap();
+    let _agent = Joined {
+        cluster: &c,
+        root,
+        child: Some(child),
+        name: name.clone(),
+    };
+    c.wait_for(&["get", "node", &name], " Ready ", 60);
+    c.apply(&sleeper("on-b", &format!("  nodeName: {name}\n")));
+    c.wait_for(
+        &["get", "pod", "on-b", "-o", "jsonpath={.status.phase}"],
+        "Running",
+        60,
+    );
+    // The cluster's DNS address and domain came from the server, the upstream search
+    // domain from the agent's own --resolv-conf.
+    assert_eq!(
+        c.ok(&["exec", "on-b", "--", "cat", "/etc/resolv.conf"]),
+        "search default.svc.joined.internal svc.joined.internal joined.internal agent.example\nnameserver 10.43.0.77\noptions ndots:5\n"
+    );
+    // The joined node's Services informer (a node may list and watch Services).
+    let kube_ip = jsonpath(&c, &["get", "svc", "kubernetes"], "{.spec.clusterIP}");
+    assert_eq!(
+        env_of(&c, "on-b").get("KUBERNETES_SERVICE_HOST"),
+        Some(&kube_ip)
+    );
 }
