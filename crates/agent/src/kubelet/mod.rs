@@ -210,11 +210,18 @@ pub async fn run(
     tokio::pin!(shutdown);
     // No pod starts before the Services are known (as the kubelet waits for its
     // service informer): its environment would miss them.
-    tokio::select! {
-        _ = services.synced() => {}
-        _ = &mut shutdown => {
-            let _ = services_stop.send(true);
-            return Ok(());
+    let synced = services.synced();
+    tokio::pin!(synced);
+    loop {
+        tokio::select! {
+            _ = &mut synced => break,
+            _ = tokio::time::sleep(Duration::from_secs(10)) => {
+                tracing::warn!("still waiting for the list of Services before starting pods");
+            }
+            _ = &mut shutdown => {
+                let _ = services_stop.send(true);
+                return Ok(());
+            }
         }
     }
     // Pods a previous run started keep running: adopt them.
