@@ -12,6 +12,7 @@
 
 pub mod cleanup;
 pub mod cri;
+pub mod dnsconfig;
 pub mod events;
 pub mod eviction;
 pub mod hostports;

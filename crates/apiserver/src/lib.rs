@@ -138,9 +138,12 @@ pub struct ServerConfig {
     /// `--tls-san`: extra IP addresses or DNS names for the serving certificate.
     pub tls_san: Vec<String>,
     /// `--advertise-address`: the address other nodes and pods reach the API at (the
-    /// `kubernetes` service's endpoint); default: the bind address, else the first
-    /// non-loopback IPv4 address of the host.
+    /// `kubernetes` service's endpoint); default: `node_ip`, else the bind address,
+    /// else the first non-loopback IPv4 address of the host.
     pub advertise_address: Option<IpAddr>,
+    /// `--node-ip` of the server's own node: the `kubernetes` service's endpoint when
+    /// no advertise address is given (as k3s).
+    pub node_ip: Option<IpAddr>,
     /// `--token-auth-file`: static bearer tokens, `token,user,uid,"group1,group2"` per line.
     pub token_auth_file: Option<PathBuf>,
     /// The shortest ServiceAccount token lifetime accepted, in seconds (Kubernetes:
@@ -165,6 +168,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("datastore_endpoint", &self.datastore_endpoint)
             .field("tls_san", &self.tls_san)
             .field("advertise_address", &self.advertise_address)
+            .field("node_ip", &self.node_ip)
             .field("token_auth_file", &self.token_auth_file)
             .field(
                 "min_token_expiration_seconds",
@@ -189,6 +193,7 @@ impl Default for ServerConfig {
             datastore_endpoint: None,
             tls_san: Vec::new(),
             advertise_address: None,
+            node_ip: None,
             token_auth_file: None,
             min_token_expiration_seconds: validation::DEFAULT_MIN_TOKEN_EXPIRATION,
             admission_control_config_file: None,
@@ -325,15 +330,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer> {
         .with_admission(Arc::new(admission::Chain::new(pod_security)))
         .with_after_write(Arc::new(quota::Refresh));
     bootstrap(&registry, port).await?;
-    let advertise = config.advertise_address.unwrap_or_else(|| {
-        if !config.bind_address.is_unspecified() {
-            return config.bind_address;
-        }
-        pki::host_addresses()
-            .into_iter()
-            .find(|ip| ip.is_ipv4() && !ip.is_loopback())
-            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
-    });
+    let advertise = advertised_address(&config, pki::host_addresses);
     reconcile_endpoints(&registry, advertise, port).await?;
 
     let kubeconfig = pki::admin_kubeconfig(&pki, &format!("https://{url_host}:{port}"));
@@ -366,6 +363,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer> {
         auth,
         signer,
         ca_cert_pem: pki.ca_cert_pem.clone(),
+        network: config.network.clone(),
         kubelet_tls: Some(
             nodeproxy::kubelet_client_tls(
                 &pki.ca_cert_pem,
@@ -529,6 +527,25 @@ async fn serve(
     let _ = tokio::task::spawn_blocking(move || drop(store)).await;
 }
 
+/// The address the `kubernetes` service's endpoints name: `--advertise-address`, else
+/// `--node-ip`, else the bind address unless it is unspecified, else the host's first
+/// non-loopback IPv4 address (from `host_addresses`), else 127.0.0.1.
+fn advertised_address(
+    config: &ServerConfig,
+    host_addresses: impl FnOnce() -> Vec<IpAddr>,
+) -> IpAddr {
+    config
+        .advertise_address
+        .or(config.node_ip)
+        .or((!config.bind_address.is_unspecified()).then_some(config.bind_address))
+        .or_else(|| {
+            host_addresses()
+                .into_iter()
+                .find(|ip| ip.is_ipv4() && !ip.is_loopback())
+        })
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
 /// Points the `kubernetes` service's Endpoints and EndpointSlice at this server.
 async fn reconcile_endpoints(registry: &registry::Registry, ip: IpAddr, port: u16) -> Result<()> {
     let family = if ip.is_ipv4() { "IPv4" } else { "IPv6" };
@@ -667,4 +684,32 @@ async fn bootstrap(registry: &registry::Registry, port: u16) -> Result<()> {
         .await
         .map_err(|e| Error::Config(format!("creating the default storage class: {e}")))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kubernetes_endpoints_follow_advertise_then_node_ip_then_bind() {
+        let ip = |s: &str| {
+            s.parse::<IpAddr>()
+                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+        };
+        let hosts = || vec![ip("127.0.0.1"), ip("192.0.2.7"), ip("198.51.100.1")];
+        let mut c = ServerConfig {
+            advertise_address: Some(ip("203.0.113.1")),
+            node_ip: Some(ip("203.0.113.2")),
+            bind_address: ip("203.0.113.3"),
+            ..ServerConfig::default()
+        };
+        assert_eq!(advertised_address(&c, hosts), ip("203.0.113.1"));
+        c.advertise_address = None;
+        assert_eq!(advertised_address(&c, hosts), ip("203.0.113.2"));
+        c.node_ip = None;
+        assert_eq!(advertised_address(&c, hosts), ip("203.0.113.3"));
+        c.bind_address = ip("0.0.0.0");
+        assert_eq!(advertised_address(&c, hosts), ip("192.0.2.7"));
+        assert_eq!(advertised_address(&c, Vec::new), ip("127.0.0.1"));
+    }
 }

@@ -581,6 +581,8 @@ fn admin_rules() -> Vec<Value> {
 /// the node's own objects.
 pub fn node_rules() -> Vec<Value> {
     vec![
+        // The cluster's network settings (skiff's `/v1-k3s/config`).
+        json!({"verbs": ["get"], "nonResourceURLs": [crate::handler::CONFIG_PATH]}),
         rule(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
         rule(
             &["create"],

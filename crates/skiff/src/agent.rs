@@ -82,6 +82,11 @@ pub struct NodeFlags {
     /// one host never share a parent.
     #[arg(long = "cgroup-root")]
     pub cgroup_root: Option<String>,
+    /// The resolver configuration pods with dnsPolicy Default are given, and whose
+    /// search domains ClusterFirst pods get too (the kubelet's `--resolv-conf`; empty:
+    /// none).
+    #[arg(long = "resolv-conf", default_value = "/etc/resolv.conf")]
+    pub resolv_conf: PathBuf,
 }
 
 /// A quantity of bytes (`10Mi`, `100M`, `1024`).
@@ -122,6 +127,32 @@ impl NodeFlags {
             }
             cfg.node.pods_cgroup = skiff_agent::pod::pods_cgroup(root);
         }
+        // Read once now, so a missing or broken file stops the agent at start rather
+        // than every pod later (it is read again at each pod start, as the kubelet does).
+        cfg.node.resolv_conf = if self.resolv_conf.as_os_str().is_empty() {
+            None
+        } else {
+            Some(self.resolv_conf.clone())
+        };
+        let host = skiff_agent::dnsconfig::read_resolv_conf(cfg.node.resolv_conf.as_deref())
+            .map_err(|e| anyhow!(e))?;
+        if let Some(h) = &host {
+            let loopback: Vec<&String> = h
+                .servers
+                .iter()
+                .filter(|s| {
+                    s.parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+                })
+                .collect();
+            if !loopback.is_empty() {
+                tracing::warn!(
+                    file = %self.resolv_conf.display(),
+                    nameservers = ?loopback,
+                    "--resolv-conf names loopback nameservers, which pods (in their own network namespace) cannot reach; point --resolv-conf at a file with the real upstream resolvers"
+                );
+            }
+        }
         Ok(())
     }
 }
@@ -153,6 +184,7 @@ pub fn config(
     pod_bridge: &str,
     pod_cidr: &str,
     kubelet_port: u16,
+    network: &skiff_meta::netconf::ClusterNetwork,
 ) -> Result<(
     skiff_agent::kubelet::AgentConfig,
     skiff_agent::cri::SharedRuntime,
@@ -170,7 +202,9 @@ pub fn config(
                 &node_name,
             )),
             node_name,
-            cluster_domain: "cluster.local".into(),
+            cluster_domain: network.cluster_domain.clone(),
+            cluster_dns: vec![std::net::IpAddr::V4(network.cluster_dns)],
+            resolv_conf: Some(PathBuf::from("/etc/resolv.conf")),
             pods_dir: engine.root.join("pods"),
             restarts: skiff_agent::pod::DEFAULT_RESTARTS,
             storage_dir: engine.root.join("storage"),
@@ -276,6 +310,7 @@ pub fn run(f: AgentFlags, engine: skiff_engine::Engine) -> Result<i32> {
     rt.block_on(async move {
         let node = f.node_name.clone().unwrap_or_else(host_name);
         let (id, client) = skiff_agent::join::join(&f.server, &f.token, &node, &f.data_dir).await?;
+        let network = skiff_agent::join::cluster_network(&client, &f.server).await?;
         let pod_cidr = skiff_agent::kubelet::node::await_pod_cidr(&client, &node).await?;
         let (mut cfg, runtime) = config(
             engine,
@@ -284,6 +319,7 @@ pub fn run(f: AgentFlags, engine: skiff_engine::Engine) -> Result<i32> {
             &f.pod_bridge,
             &pod_cidr,
             f.kubelet_port,
+            &network,
         )?;
         f.node.apply(&mut cfg)?;
         eprintln!(

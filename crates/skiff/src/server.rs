@@ -163,6 +163,8 @@ impl Disabled {
 /// Run the server until SIGINT or SIGTERM. `engine` is the engine the in-process
 /// node agent runs pods on (None with --disable-agent).
 pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> {
+    // Logging first: reading the node's settings may warn.
+    crate::logging::init_daemon(&f.log)?;
     // Nodes get /24s of the cluster CIDR: one too small for that is refused here
     // rather than leaving every joining node without a pod range.
     skiff_controllers::nodeipam::blocks(&f.cluster_cidr)
@@ -177,10 +179,18 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
     let agent = if f.disable_agent {
         None
     } else {
-        Some(agent_config(&f, engine)?)
+        Some(agent_config(&f, engine, &network)?)
     };
     let admission_control_config_file = admission_config_file(&f)?;
     let disabled = Disabled::parse(&f.disable)?;
+    let node_ip_flag = f
+        .node_ip
+        .as_deref()
+        .map(|ip| {
+            ip.parse::<IpAddr>()
+                .map_err(|_| anyhow!("--node-ip {ip:?}: not an IP address"))
+        })
+        .transpose()?;
     let kubelet_port = f.kubelet_port;
     let controllers = !f.disable_controller_manager;
     let mut cluster = skiff_controllers::cluster::Settings {
@@ -212,12 +222,12 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
         datastore_endpoint: f.datastore_endpoint,
         tls_san: f.tls_san,
         advertise_address: f.advertise_address,
+        node_ip: node_ip_flag,
         token_auth_file: f.token_auth_file,
         min_token_expiration_seconds: f.min_token_expiration.as_secs() as i64,
         admission_control_config_file,
         network,
     };
-    crate::logging::init_daemon(&f.log)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -327,6 +337,7 @@ async fn kube_client(kubeconfig: &std::path::Path) -> Result<kube::Client> {
 fn agent_config(
     f: &ServerFlags,
     engine: Option<skiff_engine::Engine>,
+    network: &skiff_meta::netconf::ClusterNetwork,
 ) -> Result<(
     skiff_agent::kubelet::AgentConfig,
     skiff_agent::cri::SharedRuntime,
@@ -348,6 +359,7 @@ fn agent_config(
         &f.pod_bridge,
         &format!("{net}/24"),
         f.kubelet_port,
+        network,
     )?;
     cfg.control_plane = true;
     f.node.apply(&mut cfg)?;

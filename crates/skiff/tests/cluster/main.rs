@@ -7,6 +7,7 @@
 
 mod nodes;
 mod objects;
+mod podnet;
 mod pods;
 mod services;
 mod streaming;
