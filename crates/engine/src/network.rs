@@ -291,14 +291,31 @@ fn nft_table_exists(table: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Replaces the bridge's rules with what `cfg` says now (one atomic nft
+/// transaction), for a bridge whose settings may have changed since its table was
+/// made (the node agent's pod bridge at start).
+pub fn refresh_rules(cfg: &BridgeConfig) -> Result<()> {
+    install_rules_with(cfg, true)
+}
+
 fn install_rules(cfg: &BridgeConfig) -> Result<()> {
+    install_rules_with(cfg, false)
+}
+
+fn install_rules_with(cfg: &BridgeConfig, replace: bool) -> Result<()> {
+    // `add` then `delete` makes the replacement work whether or not the table exists.
+    let reset = if replace {
+        format!("add table ip {t}\ndelete table ip {t}\n", t = cfg.table)
+    } else {
+        String::new()
+    };
     let keep = cfg
         .no_masquerade_to
         .as_deref()
         .map(|r| format!("ip daddr != {r} "))
         .unwrap_or_default();
     let rules = format!(
-        "table ip {t} {{\n\
+        "{reset}table ip {t} {{\n\
            chain postrouting {{ type nat hook postrouting priority srcnat; policy accept;\n\
              ip saddr {net}/{p} {keep}oifname != \"{br}\" masquerade\n\
            }}\n\

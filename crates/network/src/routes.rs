@@ -232,10 +232,14 @@ async fn link_index(h: &Handle, name: &str) -> Result<Option<u32>, RouteError> {
 
 /// The uplink: `--flannel-iface`, else the interface holding the node's address;
 /// its index and MTU.
-async fn uplink(h: &Handle, s: &RouteSettings) -> Result<(u32, u32), RouteError> {
+async fn uplink(
+    h: &Handle,
+    node_ip: Ipv4Addr,
+    iface: Option<&str>,
+) -> Result<(u32, u32), RouteError> {
     use netlink_packet_route::address::AddressAttribute;
     use netlink_packet_route::link::LinkAttribute;
-    let index = match &s.iface {
+    let index = match iface {
         Some(name) => link_index(h, name).await?.ok_or_else(|| {
             RouteError::Config(format!("--flannel-iface {name}: no such interface"))
         })?,
@@ -243,17 +247,16 @@ async fn uplink(h: &Handle, s: &RouteSettings) -> Result<(u32, u32), RouteError>
             let mut addrs = h.address().get().execute();
             let mut found = None;
             while let Some(a) = addrs.try_next().await.map_err(nl("listing addresses"))? {
-                if a.attributes.iter().any(|at| {
-                    matches!(at, AddressAttribute::Address(IpAddr::V4(ip)) if *ip == s.node_ip)
-                }) {
+                if a.attributes.iter().any(
+                    |at| matches!(at, AddressAttribute::Address(IpAddr::V4(ip)) if *ip == node_ip),
+                ) {
                     found = Some(a.header.index);
                     break;
                 }
             }
             found.ok_or_else(|| {
                 RouteError::Config(format!(
-                    "no interface holds the node address {} (set --flannel-iface)",
-                    s.node_ip
+                    "no interface holds the node address {node_ip} (set --flannel-iface)"
                 ))
             })?
         }
@@ -284,12 +287,38 @@ pub fn pod_mtu(backend: Backend, uplink_mtu: u32) -> u32 {
     }
 }
 
+/// The MTU the pod bridge and pod interfaces should have with `backend` on this
+/// node, or None to leave the kernel's default: no encapsulation, or a node on the
+/// loopback address (a lone node: pods talk only to the node and the outside).
+/// Runs netlink on a thread of its own, so it can be called from anywhere.
+pub fn pod_mtu_for(
+    backend: Backend,
+    node_ip: Ipv4Addr,
+    iface: Option<String>,
+) -> Result<Option<u32>, RouteError> {
+    if backend != Backend::Vxlan || node_ip.is_loopback() {
+        return Ok(None);
+    }
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let h = handle()?;
+            let (_, mtu) = uplink(&h, node_ip, iface.as_deref()).await?;
+            Ok(Some(pod_mtu(backend, mtu)))
+        })
+    })
+    .join()
+    .map_err(|_| RouteError::Config("the MTU lookup thread panicked".into()))?
+}
+
 /// Makes the VXLAN device if it is missing; returns its index.
 async fn ensure_vxlan(h: &Handle, s: &RouteSettings) -> Result<u32, RouteError> {
     if let Some(i) = link_index(h, &s.vxlan_device).await? {
         return Ok(i);
     }
-    let (up_index, up_mtu) = uplink(h, s).await?;
+    let (up_index, up_mtu) = uplink(h, s.node_ip, s.iface.as_deref()).await?;
     let msg = rtnetlink::LinkVxlan::new(&s.vxlan_device, s.vni)
         .dev(up_index)
         .port(s.vxlan_port)

@@ -73,8 +73,13 @@ pub struct ServerFlags {
     /// the node address; 0 picks a free one.
     #[arg(long = "kubelet-port", default_value_t = 10250)]
     pub kubelet_port: u16,
+    /// How pods on different nodes reach each other: `vxlan`, `host-gw` or `none`.
+    #[arg(long = "flannel-backend", default_value = skiff_meta::netconf::DEFAULT_FLANNEL_BACKEND)]
+    pub flannel_backend: String,
     #[command(flatten)]
     pub node: crate::agent::NodeFlags,
+    #[command(flatten)]
+    pub net: crate::agent::NetFlags,
     /// Do not deploy a packaged component (k3s's flag; repeatable or comma-separated):
     /// `servicelb` (LoadBalancer Services stay pending), `coredns` (no cluster DNS);
     /// `traefik` and `metrics-server` are accepted as skiff ships neither.
@@ -175,7 +180,8 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
         f.cluster_dns.as_deref(),
         &f.cluster_domain,
         &f.service_node_port_range,
-    )?;
+    )?
+    .with_backend(&f.flannel_backend)?;
     let agent = if f.disable_agent {
         None
     } else {
@@ -193,6 +199,8 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
         .transpose()?;
     let kubelet_port = f.kubelet_port;
     let controllers = !f.disable_controller_manager;
+    let node_network = network.clone();
+    let net_flags = f.net.clone();
     let mut cluster = skiff_controllers::cluster::Settings {
         node_monitor_grace_period: f.node_monitor_grace_period,
         cluster_cidr: Some(f.cluster_cidr.clone()),
@@ -299,6 +307,17 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
             )));
         }
         if let Some((cfg, runtime)) = agent {
+            tasks.extend(crate::agent::start_network(
+                client.clone(),
+                crate::agent::NodeNetwork {
+                    network: node_network.clone(),
+                    flags: net_flags.clone(),
+                    node_name: cfg.node.node_name.clone(),
+                    node_ip: cfg.node.node_ip.clone(),
+                    pod_cidr: cfg.pod_cidr.clone(),
+                },
+                stop_rx.clone(),
+            )?);
             tasks.extend(
                 crate::agent::start(
                     client,
@@ -356,10 +375,13 @@ fn agent_config(
         engine,
         f.node_name.clone(),
         node_ip,
-        &f.pod_bridge,
-        &format!("{net}/24"),
         f.kubelet_port,
-        network,
+        crate::agent::PodNet {
+            bridge: &f.pod_bridge,
+            cidr: &format!("{net}/24"),
+            network,
+            flags: &f.net,
+        },
     )?;
     cfg.control_plane = true;
     f.node.apply(&mut cfg)?;

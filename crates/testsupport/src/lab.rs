@@ -30,7 +30,8 @@ pub struct LabNode {
 }
 
 impl LabNode {
-    fn stop(&mut self) {
+    /// Stops the node's agent (SIGTERM), leaving what it made in place.
+    pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             crate::kill(c.id() as i32, libc::SIGTERM);
             let _ = c.wait();

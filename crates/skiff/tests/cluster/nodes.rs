@@ -1203,3 +1203,128 @@ fn three_nodes_in_network_namespaces_join_and_run_pods() {
     let o = lab.exec(1, "ip", &["route", "show", "default"]);
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "");
 }
+
+/// A pod answering HTTP on 8080 with the address its client came from.
+fn echo_ip_pod(name: &str, node: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels:\n    app: echo\nspec:\n  nodeName: {node}\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", \"mkdir -p /www/cgi-bin && printf '#!/bin/sh\\\\necho\\\\necho $REMOTE_ADDR\\\\n' > /www/cgi-bin/ip && chmod +x /www/cgi-bin/ip && exec httpd -f -p 8080 -h /www\"]\n"
+    )
+}
+
+fn pods_reach_pods_on_other_nodes(backend: &str) {
+    let lab = skiff_testsupport::lab::Lab::start(EXE, 3, &["--flannel-backend", backend], &[]);
+    let names = lab.node_names();
+    let c = &lab.server;
+    for (i, n) in names.iter().enumerate() {
+        c.apply(&echo_ip_pod(&format!("echo{i}"), n));
+    }
+    let ip_of = |p: &str| {
+        c.wait_for(
+            &[
+                "get",
+                "pod",
+                p,
+                "-o",
+                "jsonpath={.status.phase} {.status.podIP}",
+            ],
+            "Running 10.",
+            60,
+        )
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string()
+    };
+    let ips: Vec<String> = (0..names.len())
+        .map(|i| ip_of(&format!("echo{i}")))
+        .collect();
+    // Every pod reaches every other by its pod IP, and is seen with its own address
+    // (no NAT between pods).
+    for from in 0..names.len() {
+        for to in 0..names.len() {
+            if from == to {
+                continue;
+            }
+            let url = format!("http://{}:8080/cgi-bin/ip", ips[to]);
+            let got = c.wait_for(
+                &[
+                    "exec",
+                    &format!("echo{from}"),
+                    "--",
+                    "wget",
+                    "-qO-",
+                    "-T",
+                    "2",
+                    &url,
+                ],
+                &ips[from],
+                20,
+            );
+            assert_eq!(got.trim(), ips[from], "echo{from} -> echo{to} ({backend})");
+        }
+    }
+    // A node reaches the pods on the others.
+    let o = lab.exec(
+        0,
+        "curl",
+        &[
+            "-s",
+            "-m",
+            "3",
+            &format!("http://{}:8080/cgi-bin/ip", ips[2]),
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), lab.ip(0));
+    // Routes are skiff's (protocol 200); with vxlan through flannel.1 at MTU 1450.
+    let routes =
+        String::from_utf8_lossy(&lab.exec(0, "ip", &["route", "show", "proto", "200"]).stdout)
+            .to_string();
+    let cidr2 = c.ok(&["get", "node", &names[2], "-o", "jsonpath={.spec.podCIDR}"]);
+    assert!(routes.contains(&cidr2), "{routes}");
+    if backend == "vxlan" {
+        let link = String::from_utf8_lossy(
+            &lab.exec(0, "ip", &["-d", "link", "show", "flannel.1"])
+                .stdout,
+        )
+        .to_string();
+        assert!(
+            link.contains("mtu 1450") && link.contains("vxlan id 1"),
+            "{link}"
+        );
+    }
+    // Node 2 leaves: its route goes from the others within 5 s.
+    c.ok(&["delete", "pod", "echo2", "--grace-period=1"]);
+    let mut lab = lab;
+    let mut gone = lab.agents.pop().unwrap();
+    c_stop_agent(&mut gone);
+    lab.server.ok(&["delete", "node", &names[2]]);
+    let start = Instant::now();
+    loop {
+        let r =
+            String::from_utf8_lossy(&lab.exec(0, "ip", &["route", "show", "proto", "200"]).stdout)
+                .to_string();
+        if !r.contains(&cidr2) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "route to a deleted node left: {r}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn c_stop_agent(n: &mut skiff_testsupport::lab::LabNode) {
+    n.stop();
+    skiff_testsupport::cluster::clean_node_root(&n.root, &n.name);
+}
+
+#[test]
+fn pods_reach_pods_on_other_nodes_over_vxlan() {
+    pods_reach_pods_on_other_nodes("vxlan");
+}
+
+#[test]
+fn pods_reach_pods_on_other_nodes_over_host_gw() {
+    pods_reach_pods_on_other_nodes("host-gw");
+}
