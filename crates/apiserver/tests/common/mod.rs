@@ -500,6 +500,17 @@ spec:
   podSelector: {matchLabels: {app: web}}
   policyTypes: [Ingress]
 ---
+apiVersion: networking.k8s.io/v1
+kind: IPAddress
+metadata: {name: 10.43.0.200}
+spec:
+  parentRef: {group: "", resource: services, namespace: d, name: web}
+---
+apiVersion: networking.k8s.io/v1
+kind: ServiceCIDR
+metadata: {name: extra}
+spec: {cidrs: [10.44.0.0/24]}
+---
 apiVersion: policy/v1
 kind: PodDisruptionBudget
 metadata: {name: pdb, namespace: d}
