@@ -188,6 +188,20 @@ async fn taken_and_out_of_range_requests_are_422_with_kube_apiserver_messages() 
         .await,
         r#"Service "np2" is invalid: spec.ports[0].nodePort: Invalid value: 40000: provided port is not in the valid range. The range of valid ports is 30000-32767"#
     );
+    // Fields of other types are refused, as kube-apiserver refuses them.
+    assert_eq!(
+        refused(&fx, "np2", json!({"type": "NodePort", "healthCheckNodePort": 31000, "ports": [{"port": 80}]})).await,
+        "Service \"np2\" is invalid: spec.healthCheckNodePort: Invalid value: 31000: may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'"
+    );
+    assert_eq!(
+        refused(
+            &fx,
+            "np2",
+            json!({"externalTrafficPolicy": "Local", "ports": [{"port": 80}]})
+        )
+        .await,
+        r#"Service "np2" is invalid: spec.externalTrafficPolicy: Invalid value: "Local": may only be set for externally-accessible services"#
+    );
     // A refused create keeps nothing: its IP and its other port are free again.
     let msg = refused(
         &fx,

@@ -368,6 +368,18 @@ impl Allocator {
         let (first, last) = self.first_last();
         let size = u64::from(last - first) + 1;
         let offset = range_offset(size, 16, 16, 256) as u32;
+        // A few random tries first: in a range that is mostly free one of them is, and
+        // the claim costs one write, whatever the number of Services.
+        if !dry_run && last - (first + offset) >= 64 {
+            let span = u64::from(last - (first + offset)) + 1;
+            for _ in 0..4 {
+                let ip = Ipv4Addr::from(first + offset + random_below(span) as u32);
+                if self.create_ipaddress(ip, ns, name).await? {
+                    return Ok(ip);
+                }
+            }
+        }
+        // Then a scan from a random start, skipping what is taken.
         let taken = self.taken_ips().await?;
         for (lo, hi) in [(first + offset, last), (first, first + offset - 1)] {
             if hi < lo {

@@ -339,6 +339,50 @@ fn validate_service(obj: &Value, causes: &mut Vec<Cause>) {
             &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
         ));
     }
+    // Fields of some types only (kube's validateServiceExternalTrafficPolicy and
+    // validateServiceAllocateLoadBalancerNodePorts).
+    if let Some(hc) = obj
+        .pointer("/spec/healthCheckNodePort")
+        .and_then(Value::as_i64)
+        .filter(|&n| n != 0)
+    {
+        if !needs_health_check(obj) {
+            causes.push(invalid_raw(
+                "spec.healthCheckNodePort",
+                &hc.to_string(),
+                "may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'",
+            ));
+        }
+    }
+    if let Some(etp) = obj
+        .pointer("/spec/externalTrafficPolicy")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    {
+        if !externally_accessible(obj) {
+            causes.push(Cause::invalid(
+                "spec.externalTrafficPolicy",
+                etp,
+                "may only be set for externally-accessible services",
+            ));
+        } else if !matches!(etp, "Cluster" | "Local") {
+            causes.push(not_supported(
+                "spec.externalTrafficPolicy",
+                etp,
+                &["Cluster", "Local"],
+            ));
+        }
+    }
+    if ty != "LoadBalancer"
+        && obj
+            .pointer("/spec/allocateLoadBalancerNodePorts")
+            .is_some_and(|v| !v.is_null())
+    {
+        causes.push(Cause::forbidden(
+            "spec.allocateLoadBalancerNodePorts",
+            "may only be used when `type` is 'LoadBalancer'",
+        ));
+    }
     let ports = obj.pointer("/spec/ports").and_then(Value::as_array);
     let headless = obj.pointer("/spec/clusterIP").and_then(Value::as_str) == Some("None");
     if ty == "ExternalName" {
