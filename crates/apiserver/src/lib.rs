@@ -338,7 +338,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer> {
         &registry,
         registry.allocator(),
         &mut Default::default(),
-        true,
+        alloc::repair::Policy::AT_START,
     )
     .await
     .map_err(|e| Error::Config(format!("repairing the Service allocations: {e}")))?;

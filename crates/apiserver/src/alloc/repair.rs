@@ -11,8 +11,9 @@
 //! A write in flight has claimed before its Service is stored, so a pass while the
 //! server serves waits before it releases: an IPAddress must be older than
 //! [`ORPHAN_GRACE`] (kube-apiserver: 60 s), a port must be seen unowned on
-//! [`LEAK_PASSES`] passes (kube-apiserver: 3). The pass at start, before the server
-//! serves, has nothing in flight and releases at once.
+//! [`LEAK_PASSES`] passes (kube-apiserver: 3) ([`Policy::SERVING`]). The pass at start,
+//! before the server serves, has nothing in flight and releases at once
+//! ([`Policy::AT_START`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
@@ -47,6 +48,28 @@ pub struct Report {
     pub restored_ports: Vec<u16>,
 }
 
+/// When a pass releases what no Service holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// An IPAddress without its Service is deleted once older than this.
+    pub grace: Duration,
+    /// A port no Service holds is released once seen so on this many passes in a row.
+    pub leak_passes: u32,
+}
+
+impl Policy {
+    /// While the server serves: kube-apiserver's waits.
+    pub const SERVING: Policy = Policy {
+        grace: ORPHAN_GRACE,
+        leak_passes: LEAK_PASSES,
+    };
+    /// At start, before the server serves: nothing is in flight, nothing waits.
+    pub const AT_START: Policy = Policy {
+        grace: Duration::ZERO,
+        leak_passes: 1,
+    };
+}
+
 /// What passes remember between them: how many passes in a row each port was unowned.
 #[derive(Debug, Default)]
 pub struct State {
@@ -77,28 +100,28 @@ fn older_than(ipa: &Value, grace: Duration) -> bool {
         Some(t) => chrono::Utc::now()
             .signed_duration_since(t)
             .to_std()
-            .is_ok_and(|age| age > grace),
+            .is_ok_and(|age| age >= grace),
         None => true,
     }
 }
 
-/// One pass. `at_start`: nothing is in flight, so nothing waits.
+/// One pass, releasing by `policy`.
 pub async fn run_once(
     objs: &dyn Objects,
     alloc: &Allocator,
     state: &mut State,
-    at_start: bool,
+    policy: Policy,
 ) -> ApiResult<Report> {
     let mut report = Report::default();
-    repair_ips(objs, alloc, at_start, &mut report).await?;
-    repair_ports(objs, alloc, state, at_start, &mut report).await?;
+    repair_ips(objs, alloc, policy, &mut report).await?;
+    repair_ports(objs, alloc, state, policy, &mut report).await?;
     Ok(report)
 }
 
 async fn repair_ips(
     objs: &dyn Objects,
     alloc: &Allocator,
-    at_start: bool,
+    policy: Policy,
     report: &mut Report,
 ) -> ApiResult<()> {
     let services_res = lookup("", "services")?;
@@ -217,7 +240,7 @@ async fn repair_ips(
             },
             _ => true,
         };
-        if !orphan || !(at_start || older_than(ipa, ORPHAN_GRACE)) {
+        if !orphan || !older_than(ipa, policy.grace) {
             continue;
         }
         tracing::warn!(%ip, parent = ?pr, "the IPAddress appears to have leaked: cleaning up");
@@ -231,7 +254,7 @@ async fn repair_ports(
     objs: &dyn Objects,
     alloc: &Allocator,
     state: &mut State,
-    at_start: bool,
+    policy: Policy,
     report: &mut Report,
 ) -> ApiResult<()> {
     let services_res = lookup("", "services")?;
@@ -259,7 +282,7 @@ async fn repair_ports(
         let mut released = Vec::new();
         for &port in snapshot.difference(&used) {
             let seen = state.leaks.get(&port).copied().unwrap_or(0) + 1;
-            if at_start || seen >= LEAK_PASSES {
+            if seen >= policy.leak_passes {
                 released.push(port);
             } else {
                 leaks.insert(port, seen);
@@ -299,10 +322,85 @@ pub async fn run(
         tokio::select! {
             _ = stop.changed() => return,
             _ = tick.tick() => {
-                if let Err(e) = run_once(&registry, registry.allocator(), &mut state, false).await {
+                if let Err(e) = run_once(&registry, registry.allocator(), &mut state, Policy::SERVING).await {
                     tracing::warn!(error = %e, "repairing the Service allocations");
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// While serving, an orphaned IPAddress waits out the grace period and an unowned
+    /// port its passes; then both are released. A Service's missing IPAddress comes back
+    /// at once.
+    #[tokio::test]
+    async fn serving_passes_wait_then_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn skiff_store::Store> = Arc::new(
+            skiff_store::EmbeddedStore::open(dir.path().join("db"), Default::default()).unwrap(),
+        );
+        let reg = crate::registry::Registry::new(store);
+        let ns = lookup("", "namespaces").unwrap();
+        reg.create(
+            ns,
+            None,
+            serde_json::json!({"metadata": {"name": "default"}}),
+            false,
+        )
+        .await
+        .unwrap();
+        let svc = lookup("", "services").unwrap();
+        let web = reg
+            .create(
+                svc,
+                Some("default"),
+                serde_json::json!({"metadata": {"name": "web"}, "spec": {"type": "NodePort",
+                    "ports": [{"port": 80, "nodePort": 30100}]}}),
+                false,
+            )
+            .await
+            .unwrap();
+        let ip: Ipv4Addr = web["spec"]["clusterIP"].as_str().unwrap().parse().unwrap();
+        let alloc = reg.allocator().clone();
+        // An orphan (its Service never stored), a leaked port, a lost IPAddress.
+        let orphan = Ipv4Addr::new(10, 43, 0, 77);
+        assert!(alloc
+            .create_ipaddress(orphan, "default", "gone")
+            .await
+            .unwrap());
+        let (mut ports, rev) = alloc.port_snapshot().await.unwrap();
+        ports.insert(30555);
+        assert!(alloc.write_ports(&ports, rev).await.unwrap());
+        alloc.delete_ipaddress(ip).await.unwrap();
+
+        let mut state = State::default();
+        let slow = Policy {
+            grace: Duration::from_secs(3600),
+            leak_passes: 3,
+        };
+        let r = run_once(&reg, &alloc, &mut state, slow).await.unwrap();
+        assert_eq!(r.created, vec![ip]);
+        assert!(r.deleted.is_empty() && r.released_ports.is_empty(), "{r:?}");
+        let r = run_once(&reg, &alloc, &mut state, slow).await.unwrap();
+        assert!(r.released_ports.is_empty() && r.created.is_empty(), "{r:?}");
+        assert!(alloc.port_snapshot().await.unwrap().0.contains(&30555));
+        let r = run_once(&reg, &alloc, &mut state, slow).await.unwrap();
+        assert_eq!(r.released_ports, vec![30555]);
+        assert!(r.deleted.is_empty(), "{r:?}");
+        assert_eq!(alloc.port_snapshot().await.unwrap().0, [30100].into());
+        // Past its grace, the orphan goes; the Service's own IPAddress stays.
+        let quick = Policy {
+            grace: Duration::ZERO,
+            leak_passes: 3,
+        };
+        let r = run_once(&reg, &alloc, &mut state, quick).await.unwrap();
+        assert_eq!(r.deleted, vec![orphan]);
+        let r = run_once(&reg, &alloc, &mut state, quick).await.unwrap();
+        assert_eq!(r, Report::default());
     }
 }
