@@ -501,6 +501,27 @@ async fn a_configured_service_cidr_and_node_port_range_are_honoured() {
     .await;
     let (_, k) = get(&fx, &format!("{SVCS}/kubernetes")).await;
     assert_eq!(cluster_ip(&k), "10.96.0.1");
+    // In-cluster clients reach the API at that IP: the serving certificate names it.
+    let pem = std::fs::read(fx.data_dir.path().join("tls/serving.crt")).expect("serving cert");
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).expect("PEM");
+    let cert = pem.parse_x509().expect("certificate");
+    let sans: Vec<String> = cert
+        .subject_alternative_name()
+        .expect("SAN")
+        .expect("SAN")
+        .value
+        .general_names
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    assert!(
+        sans.iter().any(|n| n == "IPAddress(0a:60:00:01)"),
+        "{sans:?}"
+    );
+    assert!(
+        !sans.iter().any(|n| n == "IPAddress(0a:2b:00:01)"),
+        "{sans:?}"
+    );
     let (_, cidr) = get(&fx, "/apis/networking.k8s.io/v1/servicecidrs/kubernetes").await;
     assert_eq!(cidr["spec"]["cidrs"], json!(["10.96.0.0/24"]));
     assert_eq!(
