@@ -42,6 +42,11 @@
 //! Request bodies may be JSON, YAML (`application/yaml`) or protobuf; server-side apply
 //! takes `application/apply-patch+yaml`.
 //!
+//! Service cluster IPs and node ports are allocated as kube-apiserver 1.33 does it
+//! ([`alloc`]: an IPAddress object per cluster IP, a node-port bitmap under
+//! compare-and-swap, the repair pass at start and every few minutes), from the ranges
+//! in [`ServerConfig::network`].
+//!
 //! ClusterRoles with an `aggregationRule` hold the union of the rules of the roles their
 //! selectors pick, kept up to date as ClusterRoles change ([`rbac`], the work of
 //! kube-controller-manager's clusterrole-aggregation controller); the default admin, edit
