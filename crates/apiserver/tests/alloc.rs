@@ -202,6 +202,15 @@ async fn taken_and_out_of_range_requests_are_422_with_kube_apiserver_messages() 
         .await,
         r#"Service "np2" is invalid: spec.externalTrafficPolicy: Invalid value: "Local": may only be set for externally-accessible services"#
     );
+    assert_eq!(
+        refused(
+            &fx,
+            "np2",
+            json!({"type": "NodePort", "ports": port(70000)})
+        )
+        .await,
+        r#"Service "np2" is invalid: spec.ports[0].nodePort: Invalid value: 70000: must be between 1 and 65535, inclusive"#
+    );
     // A refused create keeps nothing: its IP and its other port are free again.
     let msg = refused(
         &fx,

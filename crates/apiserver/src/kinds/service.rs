@@ -346,7 +346,9 @@ fn validate_service(obj: &Value, causes: &mut Vec<Cause>) {
         .and_then(Value::as_i64)
         .filter(|&n| n != 0)
     {
-        if !needs_health_check(obj) {
+        if !(1..=65535).contains(&hc) {
+            causes.push(port_cause("spec.healthCheckNodePort".into(), hc));
+        } else if !needs_health_check(obj) {
             causes.push(invalid_raw(
                 "spec.healthCheckNodePort",
                 &hc.to_string(),
@@ -439,7 +441,9 @@ fn validate_service(obj: &Value, causes: &mut Vec<Cause>) {
             _ => {}
         }
         if let Some(np) = p.get("nodePort").and_then(Value::as_i64) {
-            if np != 0 && ty != "NodePort" && ty != "LoadBalancer" {
+            if np != 0 && !(1..=65535).contains(&np) {
+                causes.push(port_cause(at("nodePort"), np));
+            } else if np != 0 && ty != "NodePort" && ty != "LoadBalancer" {
                 causes.push(Cause::forbidden(
                     at("nodePort"),
                     "may not be used when `type` is 'ClusterIP'",
