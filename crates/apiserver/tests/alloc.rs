@@ -149,6 +149,9 @@ async fn taken_and_out_of_range_requests_are_422_with_kube_apiserver_messages() 
         .await,
         r#"Service "b" is invalid: spec.clusterIPs: Invalid value: []string{"10.43.0.5"}: failed to allocate IP 10.43.0.5: provided IP is already allocated"#
     );
+    // An IP in no ServiceCIDR is a mismatched network (kube-apiserver 1.33's allocator
+    // over ServiceCIDRs); the network and broadcast addresses of one are not in its
+    // valid range.
     assert_eq!(
         refused(
             &fx,
@@ -156,16 +159,35 @@ async fn taken_and_out_of_range_requests_are_422_with_kube_apiserver_messages() 
             json!({"clusterIP": "10.44.0.1", "ports": [{"port": 80}]})
         )
         .await,
-        r#"Service "b" is invalid: spec.clusterIPs: Invalid value: []string{"10.44.0.1"}: failed to allocate IP 10.44.0.1: the provided IP (10.44.0.1) is not in the valid range. The range of valid IPs is 10.43.0.0/16"#
+        r#"Service "b" is invalid: spec.clusterIPs: Invalid value: []string{"10.44.0.1"}: failed to allocate IP 10.44.0.1: the provided network does not match the current range"#
     );
-    // The network and broadcast addresses are not in the range.
-    assert!(refused(
+    assert_eq!(
+        refused(
+            &fx,
+            "b",
+            json!({"clusterIP": "10.43.255.255", "ports": [{"port": 80}]})
+        )
+        .await,
+        r#"Service "b" is invalid: spec.clusterIPs: Invalid value: []string{"10.43.255.255"}: failed to allocate IP 10.43.255.255: the provided IP (10.43.255.255) is not in the valid range. The range of valid IPs is 10.43.0.0/16"#
+    );
+    // Another ServiceCIDR adds its range.
+    let (code, out) = fx
+        .curl(
+            T,
+            "POST",
+            "/apis/networking.k8s.io/v1/servicecidrs",
+            "application/json",
+            r#"{"apiVersion":"networking.k8s.io/v1","kind":"ServiceCIDR","metadata":{"name":"extra"},"spec":{"cidrs":["10.44.0.0/24"]}}"#,
+        )
+        .await;
+    assert_eq!(code, 201, "{out}");
+    created(
         &fx,
         "b",
-        json!({"clusterIP": "10.43.255.255", "ports": [{"port": 80}]})
+        json!({"clusterIP": "10.44.0.1", "ports": [{"port": 80}]}),
     )
-    .await
-    .contains("the provided IP (10.43.255.255) is not in the valid range"));
+    .await;
+    assert!(ipaddress(&fx, "10.44.0.1").await.is_some());
 
     let np = created(&fx, "np", json!({"type": "NodePort", "ports": port(30080)})).await;
     assert_eq!(node_ports(&np), vec![30080]);
@@ -540,7 +562,16 @@ async fn a_configured_service_cidr_and_node_port_range_are_honoured() {
             json!({"clusterIP": "10.43.0.5", "ports": [{"port": 80}]})
         )
         .await,
-        r#"Service "x" is invalid: spec.clusterIPs: Invalid value: []string{"10.43.0.5"}: failed to allocate IP 10.43.0.5: the provided IP (10.43.0.5) is not in the valid range. The range of valid IPs is 10.96.0.0/24"#
+        r#"Service "x" is invalid: spec.clusterIPs: Invalid value: []string{"10.43.0.5"}: failed to allocate IP 10.43.0.5: the provided network does not match the current range"#
+    );
+    assert_eq!(
+        refused(
+            &fx,
+            "x",
+            json!({"clusterIP": "10.96.0.255", "ports": [{"port": 80}]})
+        )
+        .await,
+        r#"Service "x" is invalid: spec.clusterIPs: Invalid value: []string{"10.96.0.255"}: failed to allocate IP 10.96.0.255: the provided IP (10.96.0.255) is not in the valid range. The range of valid IPs is 10.96.0.0/24"#
     );
     assert_eq!(
         refused(&fx, "x", json!({"type": "NodePort", "ports": port(30080)})).await,

@@ -234,10 +234,27 @@ fn encode_ports(range: PortRange, set: &BTreeSet<u16>) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The first and last allocatable address of `net` (no network or broadcast address).
+fn first_last(net: Ipv4Net) -> (u32, u32) {
+    let (n, b) = (u32::from(net.network()), u32::from(net.broadcast()));
+    (
+        n.saturating_add(1),
+        b.saturating_sub(1).max(n.saturating_add(1)),
+    )
+}
+
+fn usable(net: Ipv4Net, ip: Ipv4Addr) -> bool {
+    let (first, last) = first_last(net);
+    net.prefix_len() <= 30 && (first..=last).contains(&u32::from(ip))
+}
+
 /// Why one IP could not be claimed.
 #[derive(Debug)]
 enum IpError {
-    NotInRange,
+    /// In no ServiceCIDR.
+    Mismatched,
+    /// In a ServiceCIDR (this one), but its network or broadcast address.
+    NotInRange(Ipv4Net),
     Allocated,
     Other(ApiError),
 }
@@ -257,19 +274,66 @@ impl Allocator {
         self.network.service_cidr
     }
 
+    /// The ranges cluster IPs come from, as kube-apiserver 1.33's allocator takes them:
+    /// `--service-cidr` (the ServiceCIDR `kubernetes`) first, then the IPv4 ranges of the
+    /// other ServiceCIDRs that are not being deleted and not marked not Ready.
+    pub(crate) async fn service_cidrs(&self) -> ApiResult<Vec<Ipv4Net>> {
+        let mut out = vec![self.cidr()];
+        let Some(res) = crate::resources::lookup("networking.k8s.io", "v1", "servicecidrs") else {
+            return Ok(out);
+        };
+        let prefix = crate::storage::prefix(res, None);
+        let page = self
+            .store
+            .range(prefix.as_bytes(), Default::default())
+            .await
+            .map_err(store_err)?;
+        for kv in &page.kvs {
+            let Ok(obj) = serde_json::from_slice::<Value>(&kv.value) else {
+                continue;
+            };
+            let deleting = obj.pointer("/metadata/deletionTimestamp").is_some();
+            let not_ready = obj
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] != "True");
+            if deleting || not_ready {
+                continue;
+            }
+            for c in obj
+                .pointer("/spec/cidrs")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
+                if let Ok(net) = c.parse::<Ipv4Net>() {
+                    let net = net.trunc();
+                    if !out.contains(&net) {
+                        out.push(net);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether `ip` may be claimed in one of `cidrs` (kube's MetaAllocator: an IP in no
+    /// range is a mismatched network; the network and broadcast addresses of a range
+    /// are not in its valid range).
+    fn check_range(cidrs: &[Ipv4Net], ip: Ipv4Addr) -> Result<(), IpError> {
+        let containing: Vec<&Ipv4Net> = cidrs.iter().filter(|c| c.contains(&ip)).collect();
+        match containing.first() {
+            None => Err(IpError::Mismatched),
+            Some(_) if containing.iter().any(|c| usable(**c, ip)) => Ok(()),
+            Some(c) => Err(IpError::NotInRange(**c)),
+        }
+    }
+
     fn ports(&self) -> PortRange {
         self.network.node_port_range
-    }
-
-    /// The first and last allocatable address (no network or broadcast address).
-    fn first_last(&self) -> (u32, u32) {
-        let c = self.cidr();
-        (u32::from(c.network()) + 1, u32::from(c.broadcast()) - 1)
-    }
-
-    fn in_range(&self, ip: Ipv4Addr) -> bool {
-        let (first, last) = self.first_last();
-        (first..=last).contains(&u32::from(ip))
     }
 
     // ---- IP addresses -------------------------------------------------------------
@@ -340,10 +404,14 @@ impl Allocator {
         }
     }
 
-    async fn claim_ip(&self, ip: Ipv4Addr, ns: &str, name: &str) -> Result<(), IpError> {
-        if !self.in_range(ip) {
-            return Err(IpError::NotInRange);
-        }
+    async fn claim_ip(
+        &self,
+        cidrs: &[Ipv4Net],
+        ip: Ipv4Addr,
+        ns: &str,
+        name: &str,
+    ) -> Result<(), IpError> {
+        Self::check_range(cidrs, ip)?;
         match self.create_ipaddress(ip, ns, name).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(IpError::Allocated),
@@ -362,10 +430,38 @@ impl Allocator {
             .is_some())
     }
 
-    /// A free IP: a random start in the upper part of the range, then the lower part.
-    /// Claimed for `ns/name` unless `dry_run`.
-    async fn next_ip(&self, ns: &str, name: &str, dry_run: bool) -> ApiResult<Ipv4Addr> {
-        let (first, last) = self.first_last();
+    /// A free IP of the first range that has one. Claimed for `ns/name` unless
+    /// `dry_run`.
+    async fn next_ip(
+        &self,
+        cidrs: &[Ipv4Net],
+        ns: &str,
+        name: &str,
+        dry_run: bool,
+    ) -> ApiResult<Ipv4Addr> {
+        for cidr in cidrs {
+            if let Some(ip) = self.next_ip_in(*cidr, ns, name, dry_run).await? {
+                return Ok(ip);
+            }
+        }
+        Err(ApiError::internal(
+            "Internal error occurred: failed to allocate a serviceIP: range is full",
+        ))
+    }
+
+    /// A free IP of `cidr` (None when it is full): a random start in the upper part of
+    /// the range, then the lower part.
+    async fn next_ip_in(
+        &self,
+        cidr: Ipv4Net,
+        ns: &str,
+        name: &str,
+        dry_run: bool,
+    ) -> ApiResult<Option<Ipv4Addr>> {
+        if cidr.prefix_len() > 30 {
+            return Ok(None);
+        }
+        let (first, last) = first_last(cidr);
         let size = u64::from(last - first) + 1;
         let offset = range_offset(size, 16, 16, 256) as u32;
         // A few random tries first: in a range that is mostly free one of them is, and
@@ -375,7 +471,7 @@ impl Allocator {
             for _ in 0..4 {
                 let ip = Ipv4Addr::from(first + offset + random_below(span) as u32);
                 if self.create_ipaddress(ip, ns, name).await? {
-                    return Ok(ip);
+                    return Ok(Some(ip));
                 }
             }
         }
@@ -394,17 +490,15 @@ impl Allocator {
                 }
                 let ip = Ipv4Addr::from(cand);
                 if dry_run {
-                    return Ok(ip);
+                    return Ok(Some(ip));
                 }
                 // Taken by a concurrent writer since the read: try the next one.
                 if self.create_ipaddress(ip, ns, name).await? {
-                    return Ok(ip);
+                    return Ok(Some(ip));
                 }
             }
         }
-        Err(ApiError::internal(
-            "Internal error occurred: failed to allocate a serviceIP: range is full",
-        ))
+        Ok(None)
     }
 
     /// Deletes the IPAddress of `ip` if it is `ns/name`'s.
@@ -604,12 +698,16 @@ impl Allocator {
         }
         let ips = cluster_ips(new);
         let invalid = |cause: Cause| ApiError::invalid("", "Service", name, vec![cause]);
+        let cidrs = self.service_cidrs().await?;
         let ip = match ips.first() {
-            None => self.next_ip(ns, name, dry_run).await.inspect(|ip| {
-                if !dry_run {
-                    claimed.push(*ip);
-                }
-            })?,
+            None => self
+                .next_ip(&cidrs, ns, name, dry_run)
+                .await
+                .inspect(|ip| {
+                    if !dry_run {
+                        claimed.push(*ip);
+                    }
+                })?,
             Some(requested) => {
                 let Ok(ip) = requested.parse::<Ipv4Addr>() else {
                     return Err(invalid(Cause::invalid(
@@ -627,15 +725,13 @@ impl Allocator {
                         ))
                     };
                     let outcome = if dry_run {
-                        if !self.in_range(ip) {
-                            Err(IpError::NotInRange)
-                        } else if self.ip_exists(ip).await? {
-                            Err(IpError::Allocated)
-                        } else {
-                            Ok(())
+                        match Self::check_range(&cidrs, ip) {
+                            Err(e) => Err(e),
+                            Ok(()) if self.ip_exists(ip).await? => Err(IpError::Allocated),
+                            Ok(()) => Ok(()),
                         }
                     } else {
-                        self.claim_ip(ip, ns, name).await
+                        self.claim_ip(&cidrs, ip, ns, name).await
                     };
                     match outcome {
                         Ok(()) => {
@@ -643,10 +739,14 @@ impl Allocator {
                                 claimed.push(ip);
                             }
                         }
-                        Err(IpError::NotInRange) => {
+                        Err(IpError::Mismatched) => {
+                            return Err(failed(
+                                "the provided network does not match the current range",
+                            ))
+                        }
+                        Err(IpError::NotInRange(cidr)) => {
                             return Err(failed(&format!(
-                                "the provided IP ({ip}) is not in the valid range. The range of valid IPs is {}",
-                                self.cidr()
+                                "the provided IP ({ip}) is not in the valid range. The range of valid IPs is {cidr}"
                             )))
                         }
                         Err(IpError::Allocated) => {

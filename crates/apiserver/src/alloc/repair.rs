@@ -141,12 +141,13 @@ async fn repair_ips(
         .map(|a| (name_of(a).to_string(), a))
         .collect();
 
+    let cidrs = alloc.service_cidrs().await?;
     // Every Service's IP has its IPAddress, naming it.
     for svc in &services {
         let (ns, name) = key_of(svc);
         for ip in ips_of(svc) {
-            if !alloc.in_range(ip) {
-                tracing::warn!(%ip, service = %format!("{ns}/{name}"), cidr = %alloc.cidr(), "the cluster IP is not within the service CIDR; please recreate the Service");
+            if Allocator::check_range(&cidrs, ip).is_err() {
+                tracing::warn!(%ip, service = %format!("{ns}/{name}"), ?cidrs, "the cluster IP is not within any ServiceCIDR; please recreate the Service");
                 continue;
             }
             let wanted = parent_ref(&ns, &name);

@@ -1,6 +1,6 @@
 //! ServiceCIDRs (networking.k8s.io/v1): the ranges Service cluster IPs come from. The
-//! server keeps the one named `kubernetes` equal to `--service-cidr` (allocation uses
-//! that range).
+//! server keeps the one named `kubernetes` equal to `--service-cidr`; the allocator
+//! (`crate::alloc`) takes IPs from it first, then from the others.
 
 use super::hooks::{Columns, Strategy};
 use crate::cells::prelude::*;
