@@ -112,7 +112,7 @@ pub fn needs_health_check(svc: &Value) -> bool {
 }
 
 /// Whether `svc` gets cluster IPs: not ExternalName, not headless.
-pub fn needs_cluster_ip(svc: &Value) -> bool {
+fn gets_cluster_ip(svc: &Value) -> bool {
     svc_type(svc) != "ExternalName"
         && svc.pointer("/spec/clusterIP").and_then(Value::as_str) != Some("None")
 }
@@ -693,7 +693,7 @@ impl Allocator {
         dry_run: bool,
         claimed: &mut Vec<Ipv4Addr>,
     ) -> ApiResult<()> {
-        if !needs_cluster_ip(new) {
+        if !gets_cluster_ip(new) {
             return Ok(());
         }
         let ips = cluster_ips(new);
