@@ -478,6 +478,27 @@ async fn type_changes_allocate_and_release_as_kube_apiserver_does() {
     .await;
     assert!(lb["spec"].get("healthCheckNodePort").is_none(), "{lb}");
     created(&fx, "hc", json!({"type": "NodePort", "ports": port(hc)})).await;
+    // Back to Local: a new one; the node ports stay through it all.
+    let lb2 = patched(
+        &fx,
+        "lb",
+        json!({"spec": {"externalTrafficPolicy": "Local"}}),
+    )
+    .await;
+    let hc2 = lb2["spec"]["healthCheckNodePort"]
+        .as_u64()
+        .expect("healthCheckNodePort");
+    assert_ne!(hc2, hc);
+    assert_eq!(node_ports(&lb2), node_ports(&lb));
+    // LoadBalancer -> NodePort keeps the node ports, drops the rest.
+    let np = patched(&fx, "lb", json!({"spec": {"type": "NodePort"}})).await;
+    assert_eq!(node_ports(&np), node_ports(&lb));
+    assert!(np["spec"].get("healthCheckNodePort").is_none(), "{np}");
+    assert!(
+        np["spec"].get("allocateLoadBalancerNodePorts").is_none(),
+        "{np}"
+    );
+    created(&fx, "hc2", json!({"type": "NodePort", "ports": port(hc2)})).await;
 
     // allocateLoadBalancerNodePorts: false gets only the node ports asked for.
     let bare = created(
