@@ -42,6 +42,11 @@
 //! Request bodies may be JSON, YAML (`application/yaml`) or protobuf; server-side apply
 //! takes `application/apply-patch+yaml`.
 //!
+//! Service cluster IPs and node ports are allocated as kube-apiserver 1.33 does it
+//! ([`alloc`]: an IPAddress object per cluster IP, a node-port bitmap under
+//! compare-and-swap, the repair pass at start and every few minutes), from the ranges
+//! in [`ServerConfig::network`].
+//!
 //! ClusterRoles with an `aggregationRule` hold the union of the rules of the roles their
 //! selectors pick, kept up to date as ClusterRoles change ([`rbac`], the work of
 //! kube-controller-manager's clusterrole-aggregation controller); the default admin, edit
@@ -57,6 +62,7 @@
 
 mod admission;
 mod admit;
+mod alloc;
 mod authn;
 mod authz;
 mod binding;
@@ -272,6 +278,12 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer> {
         .map_err(|e| Error::io(format!("creating {}", config.data_dir.display()), e))?;
     let mut sans = config.tls_san.clone();
     sans.push(config.bind_address.to_string());
+    // In-cluster clients reach the API at the `kubernetes` Service's IP and name.
+    sans.push(config.network.kubernetes_service_ip().to_string());
+    sans.push(format!(
+        "kubernetes.default.svc.{}",
+        config.network.cluster_domain
+    ));
     validation::set_min_token_expiration(config.min_token_expiration_seconds);
     let pki = pki::Pki::load_or_generate(&config.data_dir, &sans)?;
     let token = pki::join_token(&config.data_dir, &pki, config.token.as_deref())?;
@@ -328,8 +340,21 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer> {
     let registry = registry::Registry::new(store.clone())
         .with_root_ca(&pki.ca_cert_pem)
         .with_admission(Arc::new(admission::Chain::new(pod_security)))
-        .with_after_write(Arc::new(quota::Refresh));
-    bootstrap(&registry, port).await?;
+        .with_after_write(Arc::new(quota::Refresh))
+        .with_network(config.network.clone());
+    bootstrap(&registry, &config.network, port).await?;
+    // Before serving: what a crash or an older data dir left is repaired at once.
+    let report = alloc::repair::run_once(
+        &registry,
+        registry.allocator(),
+        &mut Default::default(),
+        alloc::repair::Policy::AT_START,
+    )
+    .await
+    .map_err(|e| Error::Config(format!("repairing the Service allocations: {e}")))?;
+    if report != Default::default() {
+        tracing::info!(?report, "repaired the Service allocations");
+    }
     let advertise = advertised_address(&config, pki::host_addresses);
     reconcile_endpoints(&registry, advertise, port).await?;
 
@@ -375,6 +400,11 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer> {
     });
     drop(store);
     tokio::spawn(quota_resync(state.registry.clone(), stop_rx.clone()));
+    tokio::spawn(alloc::repair::run(
+        state.registry.clone(),
+        alloc::repair::INTERVAL,
+        stop_rx.clone(),
+    ));
     let task = tokio::spawn(serve(listener, tls, state, stop_rx, compactor));
     Ok(RunningServer {
         port,
@@ -605,10 +635,89 @@ async fn reconcile_endpoints(registry: &registry::Registry, ip: IpAddr, port: u1
     Ok(())
 }
 
+/// The ServiceCIDR `kubernetes`: `--service-cidr`, Ready (kube-apiserver's default
+/// ServiceCIDR controller). A data dir made with another range has it changed to this
+/// one (the allocator takes IPs from the flag's range).
+async fn ensure_service_cidr(
+    registry: &registry::Registry,
+    network: &skiff_meta::netconf::ClusterNetwork,
+) -> Result<()> {
+    let res = resources::lookup("networking.k8s.io", "v1", "servicecidrs")
+        .ok_or_else(|| Error::Config("servicecidrs not served".into()))?;
+    let cidr = network.service_cidr.to_string();
+    let err = |e: error::ApiError| Error::Config(format!("the kubernetes ServiceCIDR: {e}"));
+    let current = match registry.get(res, None, "kubernetes").await {
+        Ok(obj) => obj,
+        Err(e) if e.code == 404 => registry
+            .create(
+                res,
+                None,
+                json!({"metadata": {"name": "kubernetes"}, "spec": {"cidrs": [cidr]}}),
+                false,
+            )
+            .await
+            .or_else(|e| {
+                if e.reason == "AlreadyExists" {
+                    Ok(json!({}))
+                } else {
+                    Err(e)
+                }
+            })
+            .map_err(err)?,
+        Err(e) => return Err(err(e)),
+    };
+    if current.pointer("/spec/cidrs") != Some(&json!([cidr])) && current.get("spec").is_some() {
+        tracing::warn!(was = ?current.pointer("/spec/cidrs"), now = %cidr, "--service-cidr changed: replacing the kubernetes ServiceCIDR");
+        registry
+            .delete(res, None, "kubernetes", &Default::default())
+            .await
+            .map_err(err)?;
+        registry
+            .create(
+                res,
+                None,
+                json!({"metadata": {"name": "kubernetes"}, "spec": {"cidrs": [cidr]}}),
+                false,
+            )
+            .await
+            .map_err(err)?;
+    }
+    let ready = registry
+        .get(res, None, "kubernetes")
+        .await
+        .map_err(err)?
+        .pointer("/status/conditions/0/status")
+        .and_then(|v| v.as_str())
+        == Some("True");
+    if !ready {
+        let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        admit::Objects::write_status(
+            registry,
+            res,
+            None,
+            "kubernetes",
+            json!({"conditions": [{
+                "type": "Ready",
+                "status": "True",
+                "lastTransitionTime": now,
+                "reason": "",
+                "message": "Kubernetes Service CIDR is ready",
+            }]}),
+        )
+        .await
+        .map_err(err)?;
+    }
+    Ok(())
+}
+
 /// Objects every cluster has: the default RBAC policy, the system namespaces (with their
 /// `default` ServiceAccount and `kube-root-ca.crt`), the `kubernetes` service, the system
 /// priority classes and the default storage class.
-async fn bootstrap(registry: &registry::Registry, port: u16) -> Result<()> {
+async fn bootstrap(
+    registry: &registry::Registry,
+    network: &skiff_meta::netconf::ClusterNetwork,
+    port: u16,
+) -> Result<()> {
     rbac::reconcile_bootstrap_policy(registry)
         .await
         .map_err(|e| Error::Config(format!("reconciling the default RBAC policy: {e}")))?;
@@ -634,19 +743,32 @@ async fn bootstrap(registry: &registry::Registry, port: u16) -> Result<()> {
             .await
             .map_err(|e| Error::Config(format!("populating namespace {ns}: {e}")))?;
     }
+    ensure_service_cidr(registry, network).await?;
+    // The `kubernetes` Service takes the first IP of the range, through the allocator.
     let svc = resources::lookup("", "v1", "services")
         .ok_or_else(|| Error::Config("services not served".into()))?;
+    let ip = network.kubernetes_service_ip().to_string();
     registry
         .ensure(
             svc,
             Some("default"),
             json!({
                 "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
-                "spec": {"clusterIP": pki::DEFAULT_SERVICE_IP, "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]},
+                "spec": {"clusterIP": ip, "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]},
             }),
         )
         .await
         .map_err(|e| Error::Config(format!("creating the kubernetes service: {e}")))?;
+    if let Ok(existing) = registry.get(svc, Some("default"), "kubernetes").await {
+        let has = existing.pointer("/spec/clusterIP").and_then(|v| v.as_str());
+        if has != Some(ip.as_str()) {
+            tracing::warn!(
+                cluster_ip = ?has,
+                expected = %ip,
+                "the kubernetes Service's cluster IP is not the first address of --service-cidr (the data dir was made with another range); delete the Service to have it re-created"
+            );
+        }
+    }
     let pc = resources::lookup("scheduling.k8s.io", "v1", "priorityclasses")
         .ok_or_else(|| Error::Config("priorityclasses not served".into()))?;
     for (name, value, what) in [
