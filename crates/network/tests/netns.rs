@@ -211,6 +211,21 @@ impl Lab {
         })
     }
 
+    /// One UDP datagram from `ns` to `addr` from a fixed source port (the same flow
+    /// each time) and its answer.
+    fn udp_from(&self, ns: &str, src_port: u16, addr: &str) -> String {
+        assert!(self.covered, "the service range is not covered yet");
+        let addr: SocketAddr = addr.parse().unwrap();
+        in_ns(ns, || {
+            let s = UdpSocket::bind(("0.0.0.0", src_port)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            s.send_to(b"hi", addr).unwrap();
+            let mut buf = [0u8; 256];
+            let (n, _) = s.recv_from(&mut buf).unwrap();
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        })
+    }
+
     /// Which pod answered each of `n` connections from `ns`.
     fn hits(&self, ns: &str, addr: &str, n: usize) -> BTreeMap<String, usize> {
         let mut hits = BTreeMap::new();
@@ -604,4 +619,49 @@ fn skeleton_covers_the_range_and_the_table_can_be_deleted() {
     assert!(nft.delete_table("skiff-node").unwrap());
     assert!(!nft.table_exists("skiff-node").unwrap());
     assert!(!nft.delete_table("skiff-node").unwrap());
+}
+
+#[test]
+fn udp_flows_to_removed_endpoints_are_deleted() {
+    let mut lab = Lab::new(2);
+    let dns = || {
+        service(
+            "dns",
+            "10.241.0.60",
+            json!({}),
+            json!([{"name": "dns", "port": 53, "protocol": "UDP"}]),
+        )
+    };
+    let eps = |i: usize| {
+        slice(
+            "dns",
+            json!([{"name": "dns", "port": 5353, "protocol": "UDP"}]),
+            &[(i, NODE)],
+        )
+    };
+    let mut snap = Snapshot {
+        services: vec![dns()],
+        slices: vec![eps(0)],
+    };
+    let node = lab.node.clone();
+    let (vip, src) = ("10.241.0.60:53", 40053);
+    // Without cleanup a UDP flow keeps going to the endpoint it was first sent to.
+    let mut bare = Proxier::new(NftCli::in_netns(&lab.node), lab.settings());
+    bare.sync(&snap, &BTreeSet::new()).unwrap();
+    lab.check_covered();
+    assert!(lab.udp_from(&node, src, vip).starts_with("pod0"));
+    snap.slices = vec![eps(1)];
+    bare.sync(&snap, &keys(&["default/dns"])).unwrap();
+    assert!(
+        lab.udp_from(&node, src, vip).starts_with("pod0"),
+        "the flow outlives its endpoint"
+    );
+    // A proxier with conntrack cleanup: its first sync sees the port gain endpoints and
+    // deletes the port's flows; then an endpoint removal deletes the flows to it.
+    let mut p = lab.proxier();
+    p.sync(&snap, &BTreeSet::new()).unwrap();
+    assert!(lab.udp_from(&node, src, vip).starts_with("pod1"));
+    snap.slices = vec![eps(0)];
+    p.sync(&snap, &keys(&["default/dns"])).unwrap();
+    assert!(lab.udp_from(&node, src, vip).starts_with("pod0"));
 }
