@@ -7,4 +7,4 @@ pub mod nft;
 pub mod proxy;
 mod run;
 
-pub use run::{cleanup, run, ProxyError, ProxySettings, DEFAULT_TABLE};
+pub use run::{cleanup, run, run_with, ProxyError, ProxySettings, DEFAULT_TABLE};

@@ -138,9 +138,22 @@ pub async fn run(
     stop: watch::Receiver<bool>,
 ) -> Result<(), ProxyError> {
     set_sysctl("net/ipv4/ip_forward", "1");
-    let mut proxier = Proxier::new(NftCli::new(), settings.rules());
-    if settings.conntrack {
-        proxier = proxier.with_conntrack(Conntrack::new());
+    let conntrack = settings.conntrack.then(Conntrack::new);
+    run_with(client, settings, NftCli::new(), conntrack, stop).await
+}
+
+/// [`run`] with the nftables backend and conntrack tool given (tests run them in a
+/// named network namespace), and no sysctls set.
+pub async fn run_with<B: Backend + 'static>(
+    client: kube::Client,
+    settings: ProxySettings,
+    backend: B,
+    conntrack: Option<Conntrack>,
+    stop: watch::Receiver<bool>,
+) -> Result<(), ProxyError> {
+    let mut proxier = Proxier::new(backend, settings.rules());
+    if let Some(ct) = conntrack {
+        proxier = proxier.with_conntrack(ct);
     }
     let (mut proxier, installed) = blocking(proxier, |p| p.ensure_skeleton()).await?;
     if installed? {
