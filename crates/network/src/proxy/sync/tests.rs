@@ -5,9 +5,10 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 
-/// Records what it is asked to apply; the kernel it pretends to be holds nothing.
+/// Records what it is asked to apply (and fails while told to); the kernel it pretends
+/// to be holds nothing.
 #[derive(Clone, Default)]
-struct Recorder(Arc<Mutex<Vec<String>>>);
+struct Recorder(Arc<Mutex<Vec<String>>>, Arc<std::sync::atomic::AtomicBool>);
 
 impl Recorder {
     fn last(&self) -> String {
@@ -20,6 +21,9 @@ impl Recorder {
 
 impl Backend for Recorder {
     fn apply(&self, tx: &Transaction) -> Result<(), NftError> {
+        if self.1.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(NftError::Parse("told to fail".into()));
+        }
         self.0.lock().unwrap().push(tx.render());
         Ok(())
     }
@@ -386,4 +390,24 @@ fn stale_udp_flows() {
         stale_udp(&[t(&["10.42.0.2"])], &[t(&["10.42.0.2"])]),
         vec![]
     );
+}
+
+#[test]
+fn a_failed_partial_sync_is_followed_by_a_full_one() {
+    let rec = Recorder::default();
+    let mut p = Proxier::new(rec.clone(), settings());
+    let mut snap = example();
+    p.sync(&snap, &BTreeSet::new()).unwrap();
+    snap.slices[0] = web_slice(&["10.42.1.9"]);
+    rec.1.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(p.sync(&snap, &keys(&["default/web"])).is_err());
+    assert!(p.needs_full_sync());
+    rec.1.store(false, std::sync::atomic::Ordering::SeqCst);
+    // The changed key is not given again: the full sync still carries the change.
+    let stats = p.sync(&snap, &BTreeSet::new()).unwrap();
+    assert!(stats.full);
+    assert!(rec.last().contains("dnat to 10.42.1.9:8080"));
+    assert!(!rec.last().contains("10.42.1.7"));
+    // And what was applied is exact again: an unchanged partial sync does nothing.
+    assert_eq!(p.sync(&snap, &keys(&["default/web"])).unwrap().commands, 0);
 }
