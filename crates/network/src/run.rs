@@ -138,6 +138,9 @@ pub async fn run(
     stop: watch::Receiver<bool>,
 ) -> Result<(), ProxyError> {
     set_sysctl("net/ipv4/ip_forward", "1");
+    // NodePorts answer on 127.0.0.1 as on k3s (the filter-input guard rule keeps 127/8
+    // closed to everything else from outside).
+    set_sysctl("net/ipv4/conf/all/route_localnet", "1");
     let conntrack = settings.conntrack.then(Conntrack::new);
     run_with(client, settings, NftCli::new(), conntrack, stop).await
 }

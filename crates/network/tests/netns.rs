@@ -335,3 +335,76 @@ fn udp_flows_to_removed_endpoints_are_deleted() {
     p.sync(&snap, &keys(&["default/dns"])).unwrap();
     assert!(lab.udp_from(&node, src, vip).starts_with("pod0"));
 }
+
+#[test]
+fn node_ports_on_node_addresses_and_localhost_with_both_external_policies() {
+    let mut lab = Lab::new(2);
+    let outside = lab.outside();
+    let np = |name: &str, ip: &str, node_port: u16, etp: &str| {
+        service(
+            name,
+            ip,
+            json!({"type": "NodePort", "externalTrafficPolicy": etp}),
+            json!([{"name": "http", "port": 80, "nodePort": node_port}]),
+        )
+    };
+    let http = || json!([{"name": "http", "port": 8080}]);
+    let snap = Snapshot {
+        services: vec![
+            np("cluster", "10.241.0.70", 30080, "Cluster"),
+            np("local", "10.241.0.71", 30081, "Local"),
+            np("nolocal", "10.241.0.72", 30082, "Local"),
+            np("none", "10.241.0.73", 30083, "Cluster"),
+        ],
+        slices: vec![
+            slice("cluster", http(), &[(0, NODE), (1, "node-b")]),
+            slice("local", http(), &[(0, NODE), (1, "node-b")]),
+            slice("nolocal", http(), &[(1, "node-b")]),
+        ],
+    };
+    let mut p = lab.proxier();
+    p.sync(&snap, &BTreeSet::new()).unwrap();
+    lab.check_covered();
+    let (node, pod1) = (lab.node.clone(), lab.pods[1].clone());
+    // ETP Cluster: every endpoint, from a pod, the node (its address and 127.0.0.1) and
+    // outside; outside clients are masqueraded.
+    for (ns, addr) in [
+        (&pod1, "10.240.0.1:30080"),
+        (&node, "10.240.0.1:30080"),
+        (&node, "127.0.0.1:30080"),
+        (&outside, "10.250.0.1:30080"),
+    ] {
+        let hits = lab.hits(ns, addr, 40);
+        assert!(
+            hits.get("pod0") >= Some(&1) && hits.get("pod1") >= Some(&1),
+            "{addr}: {hits:?}"
+        );
+    }
+    let answer = lab.tcp(&outside, "10.250.0.1:30080").unwrap();
+    assert!(answer.ends_with(&format!(" {GATEWAY}")), "{answer}");
+    // ETP Local: outside clients reach only this node's endpoint and keep their address;
+    // pods and the node itself still reach every endpoint.
+    for _ in 0..10 {
+        assert_eq!(
+            lab.tcp(&outside, "10.250.0.1:30081").unwrap(),
+            "pod0 10.250.0.2"
+        );
+    }
+    let hits = lab.hits(&node, "127.0.0.1:30081", 40);
+    assert!(
+        hits.get("pod0") >= Some(&1) && hits.get("pod1") >= Some(&1),
+        "{hits:?}"
+    );
+    // ETP Local without a local endpoint drops outside traffic; no endpoint rejects.
+    let r = lab.tcp(&outside, "10.250.0.1:30082");
+    assert!(
+        matches!(&r, Err(e) if e.kind() == ErrorKind::TimedOut || e.kind() == ErrorKind::WouldBlock),
+        "{r:?}"
+    );
+    assert!(lab
+        .tcp(&pod1, "10.240.0.1:30082")
+        .unwrap()
+        .starts_with("pod1"));
+    assert!(refused(lab.tcp(&outside, "10.250.0.1:30083")));
+    assert!(refused(lab.tcp(&node, "127.0.0.1:30083")));
+}

@@ -36,7 +36,7 @@ impl Categorized<'_> {
 
 pub fn categorize(sp: &ServicePort) -> Categorized<'_> {
     let cluster = usable(sp.endpoints.iter());
-    let local = if sp.internal_local {
+    let local = if sp.internal_local || sp.external_local {
         usable(sp.endpoints.iter().filter(|e| e.local))
     } else {
         Vec::new()
@@ -74,6 +74,8 @@ mod tests {
             cluster_ip: Ipv4Addr::new(10, 43, 0, 1),
             port: 80,
             internal_local,
+            node_port: None,
+            external_local: false,
             affinity: None,
             endpoints,
         }

@@ -93,6 +93,10 @@ pub struct ServicePort {
     pub port: u16,
     /// `internalTrafficPolicy: Local`.
     pub internal_local: bool,
+    /// The NodePort of a NodePort or LoadBalancer Service.
+    pub node_port: Option<u16>,
+    /// `externalTrafficPolicy: Local` (only for Services reachable from outside).
+    pub external_local: bool,
     /// `sessionAffinity: ClientIP` with its timeout in seconds.
     pub affinity: Option<u32>,
     pub endpoints: Vec<Endpoint>,
@@ -211,6 +215,8 @@ pub fn service_ports(
         return Vec::new();
     };
     let internal_local = spec.internal_traffic_policy.as_deref() == Some("Local");
+    let external = matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer"));
+    let external_local = external && spec.external_traffic_policy.as_deref() == Some("Local");
     let affinity = affinity(svc);
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
@@ -234,6 +240,12 @@ pub fn service_ports(
             cluster_ip: ip,
             port,
             internal_local,
+            node_port: p
+                .node_port
+                .filter(|_| external)
+                .and_then(|n| u16::try_from(n).ok())
+                .filter(|n| *n > 0),
+            external_local,
             affinity,
         });
     }

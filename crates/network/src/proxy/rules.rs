@@ -147,7 +147,13 @@ pub fn skeleton_chains(s: &RuleSettings) -> Vec<ChainDef> {
             "filter",
             "input",
             -110,
-            &["ct state new jump nodeport-endpoints-check", "ct state new jump service-endpoints-check"],
+            &[
+                "ct state new jump nodeport-endpoints-check",
+                "ct state new jump service-endpoints-check",
+                // NodePorts answer on 127.0.0.1 (route_localnet=1); kube-proxy's guard
+                // against CVE-2020-8558: nothing else may reach 127/8 from outside.
+                "iifname != \"lo\" ip daddr 127.0.0.0/8 ct status & dnat == 0 ct state != { established, related } drop",
+            ],
         ),
         base(
             "filter-forward",
@@ -267,14 +273,20 @@ fn dispatch_rules(sp: &ServicePort, eps: &[&Endpoint]) -> Vec<String> {
     rules
 }
 
+/// `external-<H>-ns/svc/proto/port`: where NodePort traffic goes.
+pub fn external_chain(sp: &ServicePort) -> String {
+    format!("external-{}", hash_and_truncate(&sp.name_base()))
+}
+
 /// The chains, sets and elements of one Service's ports.
 pub fn service_rules(ports: &[ServicePort], s: &RuleSettings) -> ServiceRules {
     let mut out = ServiceRules::default();
     for sp in ports {
         let cat = categorize(sp);
-        let key = format!("{} . {} . {}", sp.cluster_ip, sp.protocol.nft(), sp.port);
+        let proto = sp.protocol.nft();
+        let key = format!("{} . {proto} . {}", sp.cluster_ip, sp.port);
         out.elements
-            .insert((super::rules::CLUSTER_IPS, sp.cluster_ip.to_string()), None);
+            .insert((CLUSTER_IPS, sp.cluster_ip.to_string()), None);
         let internal = cat.internal(sp);
         if sp.protocol == Protocol::Udp {
             out.udp.push(UdpTarget {
@@ -282,6 +294,37 @@ pub fn service_rules(ports: &[ServicePort], s: &RuleSettings) -> ServiceRules {
                 port: sp.port,
                 endpoints: internal.iter().map(|e| e.ip).collect(),
             });
+        }
+        // The Cluster-policy chain serves ClusterIP traffic unless ITP is Local, and
+        // NodePort traffic (ETP Local short-circuits pods and the node to it).
+        let cluster_chain = service_chain(sp);
+        let local_chain = local_chain(sp);
+        let uses_cluster = cat.any && (!sp.internal_local || sp.node_port.is_some());
+        let uses_local = !cat.local.is_empty() && (sp.internal_local || sp.external_local);
+        let mut used: Vec<&Endpoint> = Vec::new();
+        if uses_cluster {
+            let mut rules = Vec::new();
+            if let Some(cidr) = s.cluster_cidr {
+                rules.push(format!(
+                    "ip daddr {} {proto} dport {} ip saddr != {cidr} jump {MARK_MASQ}",
+                    sp.cluster_ip, sp.port
+                ));
+            }
+            rules.extend(dispatch_rules(sp, &cat.cluster));
+            out.chains.insert(cluster_chain.clone(), rules);
+            used.extend(cat.cluster.iter().copied());
+        }
+        if uses_local {
+            out.chains
+                .insert(local_chain.clone(), dispatch_rules(sp, &cat.local));
+            used.extend(cat.local.iter().copied());
+        }
+        for ep in used {
+            out.chains
+                .insert(endpoint_chain(sp, ep), endpoint_rules(sp, ep));
+            if let Some(timeout) = sp.affinity {
+                out.sets.insert(affinity_set(sp, ep), timeout);
+            }
         }
         if internal.is_empty() {
             // None anywhere: reject; none on this node under Local policy: drop.
@@ -292,33 +335,52 @@ pub fn service_rules(ports: &[ServicePort], s: &RuleSettings) -> ServiceRules {
             };
             out.elements
                 .insert((NO_ENDPOINT_SERVICES, key), Some(verdict));
+        } else {
+            let chain = if sp.internal_local {
+                &local_chain
+            } else {
+                &cluster_chain
+            };
+            out.elements
+                .insert((SERVICE_IPS, key), Some(format!("goto {chain}")));
+        }
+        let Some(node_port) = sp.node_port else {
+            continue;
+        };
+        let port_key = format!("{proto} . {node_port}");
+        if !cat.any {
+            out.elements.insert(
+                (NO_ENDPOINT_NODEPORTS, port_key),
+                Some(format!("goto {REJECT_CHAIN}")),
+            );
             continue;
         }
-        let chain = if sp.internal_local {
-            local_chain(sp)
-        } else {
-            service_chain(sp)
-        };
-        let mut rules = Vec::new();
-        if let (false, Some(cidr)) = (sp.internal_local, s.cluster_cidr) {
-            rules.push(format!(
-                "ip daddr {} {} dport {} ip saddr != {cidr} jump {MARK_MASQ}",
-                sp.cluster_ip,
-                sp.protocol.nft(),
-                sp.port
-            ));
-        }
-        rules.extend(dispatch_rules(sp, internal));
-        out.elements
-            .insert((SERVICE_IPS, key), Some(format!("goto {chain}")));
-        out.chains.insert(chain, rules);
-        for ep in internal {
-            out.chains
-                .insert(endpoint_chain(sp, ep), endpoint_rules(sp, ep));
-            if let Some(timeout) = sp.affinity {
-                out.sets.insert(affinity_set(sp, ep), timeout);
+        let external = external_chain(sp);
+        let rules = if sp.external_local {
+            let mut rules = Vec::new();
+            // Pods and the node itself are not "external": they get every endpoint.
+            if let Some(cidr) = s.cluster_cidr {
+                rules.push(format!("ip saddr {cidr} goto {cluster_chain}"));
             }
-        }
+            rules.push(format!("fib saddr type local jump {MARK_MASQ}"));
+            rules.push(format!("fib saddr type local goto {cluster_chain}"));
+            if uses_local {
+                rules.push(format!("goto {local_chain}"));
+            } else {
+                out.elements.insert(
+                    (NO_ENDPOINT_NODEPORTS, port_key.clone()),
+                    Some("drop".into()),
+                );
+            }
+            rules
+        } else {
+            vec![format!("jump {MARK_MASQ}"), format!("goto {cluster_chain}")]
+        };
+        out.chains.insert(external.clone(), rules);
+        out.elements.insert(
+            (SERVICE_NODEPORTS, port_key),
+            Some(format!("goto {external}")),
+        );
     }
     out
 }

@@ -146,6 +146,64 @@ impl Lab {
         lab
     }
 
+    /// A client outside the cluster CIDR: namespace `<node>o` at 10.250.0.2 on the
+    /// node's bridge (the node is 10.250.0.1 there), with the node's route_localnet on
+    /// so that its NodePorts answer on 127.0.0.1.
+    pub fn outside(&mut self) -> String {
+        let (node, ns) = (self.node.clone(), format!("{}o", self.node));
+        run(&["ip", "netns", "add", &ns]);
+        self.pods.push(ns.clone());
+        run(&[
+            "ip",
+            "-n",
+            &node,
+            "addr",
+            "add",
+            "10.250.0.1/24",
+            "dev",
+            "br0",
+        ]);
+        run(&[
+            "ip", "-n", &node, "link", "add", "vo", "type", "veth", "peer", "name", "eth0",
+            "netns", &ns,
+        ]);
+        run(&[
+            "ip", "-n", &node, "link", "set", "vo", "master", "br0", "up",
+        ]);
+        run(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+        run(&[
+            "ip",
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            "10.250.0.2/24",
+            "dev",
+            "eth0",
+        ]);
+        run(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
+        run(&[
+            "ip",
+            "-n",
+            &ns,
+            "route",
+            "add",
+            "default",
+            "via",
+            "10.250.0.1",
+        ]);
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            &node,
+            "sh",
+            "-c",
+            "echo 1 > /proc/sys/net/ipv4/conf/all/route_localnet",
+        ]);
+        ns
+    }
+
     pub fn settings(&self) -> RuleSettings {
         RuleSettings {
             table: "skiff-node".into(),

@@ -82,7 +82,7 @@ fn slice(
     )
 }
 
-/// The §4.4 example of docs/plans/network.md (its NodePort part is step 4's).
+/// The §4.4 example of docs/plans/network.md.
 fn example() -> Snapshot {
     Snapshot {
         services: vec![
