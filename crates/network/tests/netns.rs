@@ -408,3 +408,67 @@ fn node_ports_on_node_addresses_and_localhost_with_both_external_policies() {
     assert!(refused(lab.tcp(&outside, "10.250.0.1:30083")));
     assert!(refused(lab.tcp(&node, "127.0.0.1:30083")));
 }
+
+#[test]
+fn load_balancer_ips_external_ips_and_source_ranges() {
+    let mut lab = Lab::new(1);
+    let outside = lab.outside();
+    // As k3s's ServiceLB: the ingress IP is the node's own address.
+    let lb = |name: &str,
+              ip: &str,
+              port: u16,
+              ranges: serde_json::Value|
+     -> std::sync::Arc<k8s_openapi::api::core::v1::Service> {
+        std::sync::Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {"namespace": "default", "name": name},
+                "spec": {"type": "LoadBalancer", "clusterIP": ip, "allocateLoadBalancerNodePorts": false,
+                         "loadBalancerSourceRanges": ranges,
+                         "ports": [{"name": "http", "port": port}]},
+                "status": {"loadBalancer": {"ingress": [{"ip": "10.250.0.1", "ipMode": "VIP"}]}}}))
+            .unwrap(),
+        )
+    };
+    let http = || json!([{"name": "http", "port": 8080}]);
+    let snap = Snapshot {
+        services: vec![
+            lb("open", "10.241.0.80", 8088, json!([])),
+            lb("allowed", "10.241.0.81", 8089, json!(["10.250.0.0/30"])),
+            lb("denied", "10.241.0.82", 8090, json!(["192.0.2.0/24"])),
+            lb("empty", "10.241.0.83", 8091, json!([])),
+            service(
+                "ext",
+                "10.241.0.84",
+                json!({"externalIPs": ["10.250.0.1"]}),
+                json!([{"name": "http", "port": 8092}]),
+            ),
+        ],
+        slices: vec![
+            slice("open", http(), &[(0, NODE)]),
+            slice("allowed", http(), &[(0, NODE)]),
+            slice("denied", http(), &[(0, NODE)]),
+            slice("ext", http(), &[(0, NODE)]),
+        ],
+    };
+    let mut p = lab.proxier();
+    p.sync(&snap, &BTreeSet::new()).unwrap();
+    lab.check_covered();
+    for addr in ["10.250.0.1:8088", "10.250.0.1:8089", "10.250.0.1:8092"] {
+        assert!(
+            lab.tcp(&outside, addr).unwrap().starts_with("pod0"),
+            "{addr}"
+        );
+    }
+    let r = lab.tcp(&outside, "10.250.0.1:8090");
+    assert!(
+        matches!(&r, Err(e) if e.kind() == ErrorKind::TimedOut || e.kind() == ErrorKind::WouldBlock),
+        "{r:?}"
+    );
+    assert!(refused(lab.tcp(&outside, "10.250.0.1:8091")));
+    // The ClusterIP of the firewalled Service is not firewalled.
+    let node = lab.node.clone();
+    assert!(lab
+        .tcp(&node, "10.241.0.82:8090")
+        .unwrap()
+        .starts_with("pod0"));
+}

@@ -76,6 +76,9 @@ mod tests {
             internal_local,
             node_port: None,
             external_local: false,
+            external_ips: Vec::new(),
+            load_balancer_ips: Vec::new(),
+            source_ranges: Vec::new(),
             affinity: None,
             endpoints,
         }

@@ -97,12 +97,26 @@ pub struct ServicePort {
     pub node_port: Option<u16>,
     /// `externalTrafficPolicy: Local` (only for Services reachable from outside).
     pub external_local: bool,
+    /// `spec.externalIPs` (IPv4).
+    pub external_ips: Vec<Ipv4Addr>,
+    /// A LoadBalancer Service's `status.loadBalancer.ingress[].ip` (IPv4).
+    pub load_balancer_ips: Vec<Ipv4Addr>,
+    /// A LoadBalancer Service's `spec.loadBalancerSourceRanges`.
+    pub source_ranges: Vec<ipnet::Ipv4Net>,
     /// `sessionAffinity: ClientIP` with its timeout in seconds.
     pub affinity: Option<u32>,
     pub endpoints: Vec<Endpoint>,
 }
 
 impl ServicePort {
+    /// Whether traffic reaches the port from outside: a NodePort, external or
+    /// load-balancer IPs.
+    pub fn externally_accessible(&self) -> bool {
+        self.node_port.is_some()
+            || !self.external_ips.is_empty()
+            || !self.load_balancer_ips.is_empty()
+    }
+
     /// `ns/svc/proto/portname`, the base of the port's chain names (kube-proxy's
     /// `servicePortChainNameBase`).
     pub fn name_base(&self) -> String {
@@ -216,7 +230,32 @@ pub fn service_ports(
     };
     let internal_local = spec.internal_traffic_policy.as_deref() == Some("Local");
     let external = matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer"));
-    let external_local = external && spec.external_traffic_policy.as_deref() == Some("Local");
+    let lb = spec.type_.as_deref() == Some("LoadBalancer");
+    let v4 = |s: &String| s.parse::<Ipv4Addr>().ok();
+    let external_ips: Vec<Ipv4Addr> = spec.external_ips.iter().flatten().filter_map(v4).collect();
+    let load_balancer_ips: Vec<Ipv4Addr> = if lb {
+        svc.status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|l| l.ingress.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i.ip.as_ref().and_then(v4))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let source_ranges: Vec<ipnet::Ipv4Net> = if lb {
+        spec.load_balancer_source_ranges
+            .iter()
+            .flatten()
+            .filter_map(|r| r.trim().parse::<ipnet::Ipv4Net>().ok().map(|n| n.trunc()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let external_local = (external || !external_ips.is_empty())
+        && spec.external_traffic_policy.as_deref() == Some("Local");
     let affinity = affinity(svc);
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
@@ -246,6 +285,9 @@ pub fn service_ports(
                 .and_then(|n| u16::try_from(n).ok())
                 .filter(|n| *n > 0),
             external_local,
+            external_ips: external_ips.clone(),
+            load_balancer_ips: load_balancer_ips.clone(),
+            source_ranges: source_ranges.clone(),
             affinity,
         });
     }

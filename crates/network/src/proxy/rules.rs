@@ -278,6 +278,11 @@ pub fn external_chain(sp: &ServicePort) -> String {
     format!("external-{}", hash_and_truncate(&sp.name_base()))
 }
 
+/// `firewall-<H>-ns/svc/proto/port`: a LoadBalancer's source ranges.
+pub fn firewall_chain(sp: &ServicePort) -> String {
+    format!("firewall-{}", hash_and_truncate(&sp.name_base()))
+}
+
 /// The chains, sets and elements of one Service's ports.
 pub fn service_rules(ports: &[ServicePort], s: &RuleSettings) -> ServiceRules {
     let mut out = ServiceRules::default();
@@ -299,7 +304,8 @@ pub fn service_rules(ports: &[ServicePort], s: &RuleSettings) -> ServiceRules {
         // NodePort traffic (ETP Local short-circuits pods and the node to it).
         let cluster_chain = service_chain(sp);
         let local_chain = local_chain(sp);
-        let uses_cluster = cat.any && (!sp.internal_local || sp.node_port.is_some());
+        let externally = sp.externally_accessible();
+        let uses_cluster = cat.any && (!sp.internal_local || externally);
         let uses_local = !cat.local.is_empty() && (sp.internal_local || sp.external_local);
         let mut used: Vec<&Endpoint> = Vec::new();
         if uses_cluster {
@@ -344,43 +350,73 @@ pub fn service_rules(ports: &[ServicePort], s: &RuleSettings) -> ServiceRules {
             out.elements
                 .insert((SERVICE_IPS, key), Some(format!("goto {chain}")));
         }
-        let Some(node_port) = sp.node_port else {
-            continue;
-        };
-        let port_key = format!("{proto} . {node_port}");
-        if !cat.any {
-            out.elements.insert(
-                (NO_ENDPOINT_NODEPORTS, port_key),
-                Some(format!("goto {REJECT_CHAIN}")),
-            );
+        if !externally {
             continue;
         }
         let external = external_chain(sp);
-        let rules = if sp.external_local {
-            let mut rules = Vec::new();
-            // Pods and the node itself are not "external": they get every endpoint.
-            if let Some(cidr) = s.cluster_cidr {
-                rules.push(format!("ip saddr {cidr} goto {cluster_chain}"));
-            }
-            rules.push(format!("fib saddr type local jump {MARK_MASQ}"));
-            rules.push(format!("fib saddr type local goto {cluster_chain}"));
-            if uses_local {
-                rules.push(format!("goto {local_chain}"));
+        // What external traffic meets before the DNAT: reject without endpoints, drop
+        // under ETP Local without a local one (pods and the node still short-circuit).
+        let filter = if !cat.any {
+            Some(format!("goto {REJECT_CHAIN}"))
+        } else if sp.external_local && !uses_local {
+            Some("drop".to_string())
+        } else {
+            None
+        };
+        if cat.any {
+            let rules = if sp.external_local {
+                let mut rules = Vec::new();
+                // Pods and the node itself are not "external": they get every endpoint.
+                if let Some(cidr) = s.cluster_cidr {
+                    rules.push(format!("ip saddr {cidr} goto {cluster_chain}"));
+                }
+                rules.push(format!("fib saddr type local jump {MARK_MASQ}"));
+                rules.push(format!("fib saddr type local goto {cluster_chain}"));
+                if uses_local {
+                    rules.push(format!("goto {local_chain}"));
+                }
+                rules
             } else {
+                vec![format!("jump {MARK_MASQ}"), format!("goto {cluster_chain}")]
+            };
+            out.chains.insert(external.clone(), rules);
+        }
+        if let Some(node_port) = sp.node_port {
+            let port_key = format!("{proto} . {node_port}");
+            if cat.any {
                 out.elements.insert(
-                    (NO_ENDPOINT_NODEPORTS, port_key.clone()),
-                    Some("drop".into()),
+                    (SERVICE_NODEPORTS, port_key.clone()),
+                    Some(format!("goto {external}")),
                 );
             }
-            rules
-        } else {
-            vec![format!("jump {MARK_MASQ}"), format!("goto {cluster_chain}")]
-        };
-        out.chains.insert(external.clone(), rules);
-        out.elements.insert(
-            (SERVICE_NODEPORTS, port_key),
-            Some(format!("goto {external}")),
-        );
+            if let Some(f) = &filter {
+                out.elements
+                    .insert((NO_ENDPOINT_NODEPORTS, port_key), Some(f.clone()));
+            }
+        }
+        let firewall = firewall_chain(sp);
+        if !sp.source_ranges.is_empty() && !sp.load_balancer_ips.is_empty() {
+            let ranges: Vec<String> = sp.source_ranges.iter().map(|r| r.to_string()).collect();
+            out.chains.insert(
+                firewall.clone(),
+                vec![format!("ip saddr != {{ {} }} drop", ranges.join(", "))],
+            );
+        }
+        for ip in sp.external_ips.iter().chain(&sp.load_balancer_ips) {
+            let key = format!("{ip} . {proto} . {}", sp.port);
+            if cat.any {
+                out.elements
+                    .insert((SERVICE_IPS, key.clone()), Some(format!("goto {external}")));
+            }
+            if let Some(f) = &filter {
+                out.elements
+                    .insert((NO_ENDPOINT_SERVICES, key.clone()), Some(f.clone()));
+            }
+            if sp.load_balancer_ips.contains(ip) && out.chains.contains_key(&firewall) {
+                out.elements
+                    .insert((FIREWALL_IPS, key), Some(format!("goto {firewall}")));
+            }
+        }
     }
     out
 }
