@@ -242,6 +242,44 @@ pub fn stale_udp(
     out
 }
 
+/// Map elements are keyed by address, protocol and port; two Services claiming the same
+/// key (say, one external IP and port on both) would make the transaction fail. The
+/// first claim wins: a Service in `keep` (applied and unchanged) before those in
+/// `desired`, which are taken in key order. The losers' elements are left out, logged.
+pub fn drop_conflicts(
+    desired: &mut BTreeMap<String, ServiceRules>,
+    keep: &BTreeMap<String, ServiceRules>,
+) {
+    let mut owner: BTreeMap<(&'static str, String), String> = BTreeMap::new();
+    for (k, r) in keep {
+        if desired.contains_key(k) {
+            continue;
+        }
+        for (e, v) in &r.elements {
+            if v.is_some() {
+                owner.insert(e.clone(), k.clone());
+            }
+        }
+    }
+    for (k, r) in desired.iter_mut() {
+        r.elements.retain(|e, v| {
+            if v.is_none() {
+                return true;
+            }
+            match owner.get(e) {
+                Some(o) if o != k => {
+                    tracing::warn!(service = %k, owner = %o, map = e.0, key = %e.1, "another Service has this address and port; ignored");
+                    false
+                }
+                _ => {
+                    owner.insert(e.clone(), k.clone());
+                    true
+                }
+            }
+        });
+    }
+}
+
 impl<B: Backend> Proxier<B> {
     pub fn new(backend: B, settings: RuleSettings) -> Self {
         Proxier {
@@ -316,7 +354,8 @@ impl<B: Backend> Proxier<B> {
     pub fn full_sync(&mut self, snap: &Snapshot) -> Result<SyncStats, SyncError> {
         let start = Instant::now();
         self.need_full = true;
-        let desired = self.desired(snap, None);
+        let mut desired = self.desired(snap, None);
+        drop_conflicts(&mut desired, &BTreeMap::new());
         let table = &self.settings.table;
         let (chains, sets) = if self.backend.table_exists(table)? {
             (
@@ -357,6 +396,7 @@ impl<B: Backend> Proxier<B> {
         for k in changed {
             desired.entry(k.clone()).or_default();
         }
+        drop_conflicts(&mut desired, &self.applied);
         let tx = plan_partial(&self.settings, &self.applied, &desired);
         if !tx.is_empty() {
             if let Err(e) = self.backend.apply(&tx) {

@@ -411,3 +411,65 @@ fn a_failed_partial_sync_is_followed_by_a_full_one() {
     // And what was applied is exact again: an unchanged partial sync does nothing.
     assert_eq!(p.sync(&snap, &keys(&["default/web"])).unwrap().commands, 0);
 }
+
+#[test]
+fn two_services_on_one_external_address_do_not_break_the_sync() {
+    let rec = Recorder::default();
+    let mut p = Proxier::new(rec.clone(), settings());
+    let ext = |name: &str, ip: &str| {
+        svc(
+            "default",
+            name,
+            ip,
+            json!({"externalIPs": ["192.0.2.1"]}),
+            json!([{"name": "http", "port": 80}]),
+        )
+    };
+    let mut snap = Snapshot {
+        services: vec![ext("a", "10.43.0.21"), ext("b", "10.43.0.22")],
+        slices: vec![
+            slice(
+                "default",
+                "a-1",
+                "a",
+                json!([{"name": "http", "port": 8080}]),
+                json!([{"addresses": ["10.42.0.5"]}]),
+            ),
+            slice(
+                "default",
+                "b-1",
+                "b",
+                json!([{"name": "http", "port": 8080}]),
+                json!([{"addresses": ["10.42.0.6"]}]),
+            ),
+        ],
+    };
+    p.sync(&snap, &BTreeSet::new()).unwrap();
+    let claim = |tx: &str, svc: &str| {
+        tx.lines().any(|l| {
+            l.starts_with(
+                "add element ip skiff-node service-ips { 192.0.2.1 . tcp . 80 : goto external-",
+            ) && l.contains(&format!("default/{svc}/"))
+        })
+    };
+    let tx = rec.last();
+    assert!(claim(&tx, "a") && !claim(&tx, "b"), "{tx}");
+    // b changes: a keeps the address.
+    snap.slices[1] = slice(
+        "default",
+        "b-1",
+        "b",
+        json!([{"name": "http", "port": 8080}]),
+        json!([{"addresses": ["10.42.0.7"]}]),
+    );
+    p.sync(&snap, &keys(&["default/b"])).unwrap();
+    assert!(!rec.last().contains("192.0.2.1"), "{}", rec.last());
+    // a goes: the address is free, and b takes it on its next change.
+    snap.services.remove(0);
+    p.sync(&snap, &keys(&["default/a"])).unwrap();
+    assert!(rec
+        .last()
+        .contains("delete element ip skiff-node service-ips { 192.0.2.1 . tcp . 80 }"));
+    p.sync(&snap, &keys(&["default/b"])).unwrap();
+    assert!(claim(&rec.last(), "b"), "{}", rec.last());
+}
