@@ -174,7 +174,33 @@ pub async fn run_with<B: Backend + 'static>(
     let c = changes.clone();
     services.on_change(move |s| c.mark(key_of(s)));
     let c = changes.clone();
-    slices.on_change(move |s| c.mark(slice_service_key(s)));
+    // A slice relabelled to another Service changes the one it left too.
+    let owners: Mutex<std::collections::HashMap<(String, String), String>> = Mutex::default();
+    let cache = slices.clone();
+    slices.on_change(move |s| {
+        let id = (
+            s.metadata.namespace.clone().unwrap_or_default(),
+            s.metadata.name.clone().unwrap_or_default(),
+        );
+        let now = slice_service_key(s);
+        // The handler runs after the cache applied the change: a deleted slice is gone.
+        let gone = cache
+            .get(&skiff_informer::Key {
+                namespace: id.0.clone(),
+                name: id.1.clone(),
+            })
+            .is_none();
+        if let Ok(mut o) = owners.lock() {
+            let before = match &now {
+                Some(k) if !gone => o.insert(id, k.clone()),
+                _ => o.remove(&id),
+            };
+            if before != now {
+                c.mark(before);
+            }
+        }
+        c.mark(now);
+    });
 
     let stopped = skiff_informer::stopped(stop);
     tokio::pin!(stopped);
