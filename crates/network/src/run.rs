@@ -4,6 +4,7 @@
 
 use crate::conntrack::Conntrack;
 use crate::nft::{Backend, NftCli, NftError};
+use crate::proxy::healthcheck::{self, bind_any, Bind, HealthServer};
 use crate::proxy::model::{key_of, slice_service_key};
 use crate::proxy::{Proxier, RuleSettings, Snapshot, SyncError};
 use ipnet::Ipv4Net;
@@ -142,18 +143,22 @@ pub async fn run(
     // closed to everything else from outside).
     set_sysctl("net/ipv4/conf/all/route_localnet", "1");
     let conntrack = settings.conntrack.then(Conntrack::new);
-    run_with(client, settings, NftCli::new(), conntrack, stop).await
+    let health: Bind = Box::new(bind_any);
+    run_with(client, settings, NftCli::new(), conntrack, health, stop).await
 }
 
-/// [`run`] with the nftables backend and conntrack tool given (tests run them in a
-/// named network namespace), and no sysctls set.
+/// [`run`] with the nftables backend, the conntrack tool and the health check
+/// listeners' bind given (tests put them in a named network namespace), and no sysctls
+/// set.
 pub async fn run_with<B: Backend + 'static>(
     client: kube::Client,
     settings: ProxySettings,
     backend: B,
     conntrack: Option<Conntrack>,
+    health_bind: Bind,
     stop: watch::Receiver<bool>,
 ) -> Result<(), ProxyError> {
+    let mut health = HealthServer::new(health_bind);
     let mut proxier = Proxier::new(backend, settings.rules());
     if let Some(ct) = conntrack {
         proxier = proxier.with_conntrack(ct);
@@ -220,9 +225,13 @@ pub async fn run_with<B: Backend + 'static>(
             services: services.state(),
             slices: slices.state(),
         };
+        let health_wanted = healthcheck::wanted(&snap, &settings.node_name);
         let started = tokio::time::Instant::now();
         let (p, result) = blocking(proxier, move |p| p.sync(&snap, &changed)).await?;
         proxier = p;
+        if result.is_ok() {
+            health.update(health_wanted);
+        }
         match result {
             Ok(stats) if stats.full => {
                 next_full = started + settings.full_sync_period;

@@ -472,3 +472,75 @@ fn load_balancer_ips_external_ips_and_source_ranges() {
         .unwrap()
         .starts_with("pod0"));
 }
+
+/// An HTTP GET from namespace `ns`: the whole response.
+fn http_get(ns: &str, addr: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    in_ns(ns, || {
+        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))?;
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_check_node_ports_report_local_endpoints() {
+    use skiff_network::proxy::healthcheck::{wanted, HealthServer};
+    let mut lab = Lab::new(0);
+    let outside = lab.outside();
+    let lb = |name: &str, ip: &str, hc: u16| {
+        std::sync::Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {"namespace": "default", "name": name},
+                "spec": {"type": "LoadBalancer", "clusterIP": ip, "externalTrafficPolicy": "Local",
+                         "healthCheckNodePort": hc, "ports": [{"name": "http", "port": 80, "nodePort": hc + 1}]}}))
+            .unwrap(),
+        )
+    };
+    let http = || json!([{"name": "http", "port": 8080}]);
+    let mut snap = Snapshot {
+        services: vec![
+            lb("here", "10.241.0.90", 32100),
+            lb("away", "10.241.0.91", 32110),
+        ],
+        slices: vec![
+            slice("here", http(), &[(0, NODE), (1, "node-b"), (2, NODE)]),
+            slice("away", http(), &[(1, "node-b")]),
+        ],
+    };
+    let node = lab.node.clone();
+    let mut hs = HealthServer::new(Box::new(move |port| {
+        in_ns(&node, || std::net::TcpListener::bind(("0.0.0.0", port)))
+    }));
+    hs.update(wanted(&snap, NODE));
+    assert_eq!(hs.ports(), vec![32100, 32110]);
+    let here = http_get(&outside, "10.250.0.1:32100").unwrap();
+    assert!(here.starts_with("HTTP/1.1 200 OK\r\n"), "{here}");
+    assert!(here.ends_with(r#"{"localEndpoints":2,"service":{"name":"here","namespace":"default"},"serviceProxyHealthy":true}"#), "{here}");
+    let away = http_get(&outside, "10.250.0.1:32110").unwrap();
+    assert!(
+        away.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{away}"
+    );
+    assert!(away.contains(r#""localEndpoints":0"#), "{away}");
+    // The Service goes: its port closes; the other one follows its endpoints.
+    snap.services.truncate(1);
+    snap.slices[0] = slice("here", http(), &[(1, "node-b")]);
+    hs.update(wanted(&snap, NODE));
+    assert_eq!(hs.ports(), vec![32100]);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let r = http_get(&outside, "10.250.0.1:32110");
+    assert!(
+        matches!(&r, Err(e) if e.kind() == ErrorKind::ConnectionRefused),
+        "{r:?}"
+    );
+    assert!(http_get(&outside, "10.250.0.1:32100")
+        .unwrap()
+        .starts_with("HTTP/1.1 503"));
+    drop(hs);
+    drop(lab);
+}

@@ -71,6 +71,7 @@ async fn services_and_slices_from_the_api_reach_the_rules() {
         settings,
         NftCli::in_netns(&node),
         Some(Conntrack::in_netns(&node)),
+        Box::new(|_| Err(std::io::Error::other("no health checks here"))),
         stop,
     ));
 

@@ -1,6 +1,7 @@
 //! kube-proxy's nftables mode: Services and EndpointSlices to one table of rules.
 
 pub mod categorize;
+pub mod healthcheck;
 pub mod model;
 pub mod rules;
 pub mod sync;
