@@ -5,6 +5,8 @@ need=()
 command -v busybox >/dev/null 2>&1 || [ -x /bin/busybox ] || need+=(busybox-static)
 command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# The service proxy deletes stale UDP flows with conntrack (skiff-network).
+command -v conntrack >/dev/null 2>&1 || need+=(conntrack)
 # etcd-client's build compiles etcd's protobufs; the etcd backend's tests start a real etcd.
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
