@@ -37,7 +37,10 @@ impl ImageStore {
         self.layer_root(diff_id)
             .map(|r| r.join("fs").is_dir())
             .unwrap_or(false)
-            && self.blob_path(diff_id).map(|p| p.is_file()).unwrap_or(false)
+            && self
+                .blob_path(diff_id)
+                .map(|p| p.is_file())
+                .unwrap_or(false)
     }
 
     /// The registry blobs the layer `diff_id` is known as, newest first.

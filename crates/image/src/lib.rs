@@ -46,7 +46,6 @@ pub use reference::{
     familiar_name, is_digest, normalize_reference, parse_reference, split_repo_tag, Reference,
 };
 pub use store::{
-    short_id, CommitOptions, HistoryEntry, Image, ImageStore, ImageSummary, LayerInfo,
-    RemoveEvent,
+    short_id, CommitOptions, HistoryEntry, Image, ImageStore, ImageSummary, LayerInfo, RemoveEvent,
 };
 pub use user::{lookup_user, lookup_user_in_rootfs, UserIds};
