@@ -142,7 +142,7 @@ pub struct Index {
 /// What a manifest document is.
 #[derive(Debug, Clone)]
 pub enum Fetched {
-    Image(ImageManifest),
+    Image(Box<ImageManifest>),
     Index(Index),
 }
 
@@ -181,7 +181,7 @@ pub fn parse(content_type: &str, body: &[u8]) -> Result<Fetched> {
     if mt == OCI_MANIFEST || mt == DOCKER_MANIFEST || probe.config.is_some() {
         let m: ImageManifest = serde_json::from_slice(body)
             .map_err(|e| Error::Invalid(format!("invalid image manifest: {e}")))?;
-        return Ok(Fetched::Image(m));
+        return Ok(Fetched::Image(Box::new(m)));
     }
     Err(Error::Invalid(format!(
         "unsupported manifest media type {mt:?}"

@@ -230,7 +230,7 @@ pub async fn pull(
     let mut hops = 0;
     let image_manifest = loop {
         match doc {
-            Fetched::Image(m) => break m,
+            Fetched::Image(m) => break *m,
             Fetched::Index(idx) => {
                 hops += 1;
                 if hops > 2 {
