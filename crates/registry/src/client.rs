@@ -167,15 +167,19 @@ impl Registry {
         creds: Option<Credentials>,
     ) -> Result<Registry> {
         let endpoint = endpoint_host(domain).to_string();
-        let insecure = is_loopback(&endpoint)
-            || opts.insecure_registries.iter().any(|r| {
-                r.trim_start_matches("http://")
-                    .trim_start_matches("https://")
-                    .trim_end_matches('/')
-                    == endpoint
-                    || r == domain
-            });
-        let tls = crate::tls::client_config(&opts.config_dir.join("certs.d"), &endpoint, insecure)?;
+        // docker's rule (loopback registries are insecure unless named otherwise), with
+        // one refinement: a loopback registry with its own certs.d directory is verified
+        // against those files, since someone configured them for it.
+        let certs_dir = opts.config_dir.join("certs.d");
+        let explicit = opts.insecure_registries.iter().any(|r| {
+            let r = r
+                .trim_start_matches("http://")
+                .trim_start_matches("https://")
+                .trim_end_matches('/');
+            r == endpoint || r == domain
+        });
+        let insecure = explicit || (is_loopback(&endpoint) && !certs_dir.join(&endpoint).is_dir());
+        let tls = crate::tls::client_config(&certs_dir, &endpoint, insecure)?;
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(Duration::from_secs(15)));

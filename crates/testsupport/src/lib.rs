@@ -3,7 +3,7 @@
 //! Every root is torn down (containers killed and removed, directory deleted) on drop.
 //!
 //! Also: a real etcd ([`etcd`]), the kubectl clients ([`kubectl`]), manifests
-//! ([`objects`]), `skiff server` without a node ([`server`]) and, with the `cluster` feature, the one-node cluster (`cluster`).
+//! ([`objects`]), a real Distribution registry ([`registry`]), `skiff server` without a node ([`server`]) and, with the `cluster` feature, the one-node cluster (`cluster`).
 // Test fixtures: a panic is the failure report of the test using them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod etcd;
 pub mod kubectl;
 pub mod objects;
+pub mod registry;
 pub mod server;
 
 use std::path::{Path, PathBuf};
