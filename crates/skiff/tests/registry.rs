@@ -809,3 +809,101 @@ fn a_bad_or_cut_blob_fails_and_leaves_nothing() {
         assert_eq!(r.ok(&["images", "-q"]), "", "{mode}");
     }
 }
+
+#[test]
+fn chunked_push_default_tag_and_run_pulls() {
+    let reg = Registry::plain();
+    let cfg = tempfile::tempdir().unwrap();
+    let (a, reference) = seeded(&reg, "chunked");
+    // 64 KiB per request: the ~1 MB layer goes up in chunks.
+    let o = a
+        .cmd(&["push", &reference])
+        .env("DOCKER_CONFIG", cfg.path())
+        .env("SKIFF_PUSH_CHUNK_SIZE", "65536")
+        .output()
+        .unwrap();
+    let out = ok(&o, "chunked push");
+    assert!(
+        out.contains(": Pushed") && out.contains("latest: digest: sha256:"),
+        "{out}"
+    );
+
+    let b = Root::new(EXE);
+    let out = ok(&sk(&b, cfg.path(), &["pull", &reference], None), "pull");
+    assert!(
+        out.starts_with("Using default tag: latest\nlatest: Pulling from chunked\n"),
+        "{out}"
+    );
+    assert_eq!(image_id(&b, &reference), image_id(&a, &reference));
+
+    // run and create: no pull without --pull, then --pull missing / always / never.
+    let c = Root::new(EXE);
+    let o = sk(
+        &c,
+        cfg.path(),
+        &["run", "--rm", "--network", "none", &reference, "true"],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("--pull missing"), "{}", stderr(&o));
+    let o = sk(
+        &c,
+        cfg.path(),
+        &[
+            "run",
+            "--rm",
+            "--pull",
+            "never",
+            "--network",
+            "none",
+            &reference,
+            "true",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(125));
+    let o = sk(
+        &c,
+        cfg.path(),
+        &[
+            "run",
+            "--rm",
+            "--pull",
+            "missing",
+            "--network",
+            "none",
+            &reference,
+            "echo",
+            "fetched",
+        ],
+        None,
+    );
+    let out = ok(&o, "run --pull missing");
+    assert_eq!(out, "fetched\n");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!(
+            "Unable to find image '{}:latest' locally",
+            reference
+        )),
+        "{err}"
+    );
+    assert!(err.contains("Status: Downloaded newer image for"), "{err}");
+    let o = sk(
+        &c,
+        cfg.path(),
+        &[
+            "create",
+            "--pull",
+            "always",
+            "--network",
+            "none",
+            &reference,
+            "true",
+        ],
+        None,
+    );
+    let id = ok(&o, "create --pull always");
+    assert_eq!(id.trim().len(), 64, "{id}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Status: Image is up to date for"));
+}

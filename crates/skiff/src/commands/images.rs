@@ -267,16 +267,32 @@ fn tokio_runtime() -> Result<tokio::runtime::Runtime> {
 struct PullDisplay {
     quiet: bool,
     tty: bool,
+    /// Print on stderr (a pull inside `run`), not stdout.
+    stderr: bool,
     state: std::sync::Mutex<(Vec<String>, Vec<String>)>,
 }
 
 impl PullDisplay {
-    fn new(quiet: bool) -> PullDisplay {
+    fn new(quiet: bool, stderr: bool) -> PullDisplay {
         use std::io::IsTerminal;
+        let tty = if stderr {
+            std::io::stderr().is_terminal()
+        } else {
+            std::io::stdout().is_terminal()
+        };
         PullDisplay {
             quiet,
-            tty: !quiet && std::io::stdout().is_terminal(),
+            tty: !quiet && tty,
+            stderr,
             state: std::sync::Mutex::new((Vec::new(), Vec::new())),
+        }
+    }
+
+    fn out(&self) -> Box<dyn Write> {
+        if self.stderr {
+            Box::new(std::io::stderr().lock())
+        } else {
+            Box::new(std::io::stdout().lock())
         }
     }
 
@@ -303,7 +319,9 @@ impl PullDisplay {
 
     fn line(&self, text: String) {
         if !self.quiet {
-            println!("{text}");
+            let mut out = self.out();
+            let _ = writeln!(out, "{text}");
+            let _ = out.flush();
         }
     }
 }
@@ -331,12 +349,13 @@ impl skiff_registry::Progress for PullDisplay {
         let Ok(mut st) = self.state.lock() else {
             return;
         };
+        let mut out = self.out();
         if !self.tty {
-            println!("{id}: {text}");
+            let _ = writeln!(out, "{id}: {text}");
+            let _ = out.flush();
             return;
         }
         let (ids, _) = &mut *st;
-        let mut out = std::io::stdout().lock();
         match ids.iter().position(|i| i == id) {
             Some(pos) => {
                 let up = ids.len() - pos;
@@ -355,37 +374,43 @@ fn daemon_error(e: impl std::fmt::Display) -> anyhow::Error {
     Exit(1, format!("Error response from daemon: {e}")).into()
 }
 
-/// Pulls `reference` into the engine at `root`, printing docker's lines; returns the
-/// pulled image.
+/// Pulls `reference` into the engine at `root`, printing docker's lines (on stderr for
+/// a pull inside `run` or `create`); returns the pulled image.
 pub(crate) fn pull_image(
     root: &Path,
     reference: &str,
     platform: Option<String>,
     quiet: bool,
+    on_stderr: bool,
 ) -> Result<skiff_image::Image> {
     let e = engine(root)?;
     let parsed =
         skiff_image::parse_reference(reference).map_err(|err| Exit(1, format!("{err}")))?;
     let opts = registry_options(platform);
-    let display = std::sync::Arc::new(PullDisplay::new(quiet));
+    let display = std::sync::Arc::new(PullDisplay::new(quiet, on_stderr));
     let last = reference.rsplit('/').next().unwrap_or(reference);
-    if !quiet && parsed.digest.is_none() && !last.contains(':') {
-        println!("Using default tag: latest");
+    if parsed.digest.is_none() && !last.contains(':') {
+        display.line("Using default tag: latest".into());
     }
     let rt = tokio_runtime()?;
     let pulled = rt
-        .block_on(skiff_registry::pull(&e.images, reference, &opts, display))
+        .block_on(skiff_registry::pull(
+            &e.images,
+            reference,
+            &opts,
+            display.clone(),
+        ))
         .map_err(daemon_error)?;
     let shown = skiff_image::familiar_name(&pulled.reference.to_string());
-    if !quiet {
-        println!("Digest: {}", pulled.digest);
-        if pulled.up_to_date {
-            println!("Status: Image is up to date for {shown}");
-        } else {
-            println!("Status: Downloaded newer image for {shown}");
-        }
+    display.line(format!("Digest: {}", pulled.digest));
+    if pulled.up_to_date {
+        display.line(format!("Status: Image is up to date for {shown}"));
+    } else {
+        display.line(format!("Status: Downloaded newer image for {shown}"));
     }
-    println!("{}", pulled.reference);
+    if !on_stderr {
+        println!("{}", pulled.reference);
+    }
     Ok(pulled.image)
 }
 
@@ -395,7 +420,7 @@ pub(crate) fn pull(root: &Path, a: PullArgs) -> Result<i32> {
         platform,
         image,
     } = a;
-    pull_image(root, &image, platform, quiet)?;
+    pull_image(root, &image, platform, quiet, false)?;
     Ok(0)
 }
 
@@ -414,7 +439,7 @@ pub(crate) fn push(root: &Path, a: PushArgs) -> Result<i32> {
     {
         push_opts.chunk_size = n;
     }
-    let display = std::sync::Arc::new(PullDisplay::new(quiet));
+    let display = std::sync::Arc::new(PullDisplay::new(quiet, false));
     let rt = tokio_runtime()?;
     let pushed = rt
         .block_on(skiff_registry::push(
