@@ -27,6 +27,9 @@ pub enum Error {
     /// A registry asks for basic auth and we have no credentials for it.
     #[error("{method} \"{url}\": no basic auth credentials")]
     NoBasicCredentials { method: String, url: String },
+    /// The registry has no such manifest (docker's `manifest for X not found: ...`).
+    #[error("{0}")]
+    NotFound(String),
     /// The registry could not be reached (connection refused, DNS, TLS, timeout).
     #[error("Get \"{url}\": {reason}")]
     Unreachable { url: String, reason: String },

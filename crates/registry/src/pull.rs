@@ -205,6 +205,43 @@ pub async fn pull(
     progress: Arc<dyn Progress>,
 ) -> Result<Pulled> {
     let r = parse_reference(reference)?;
+    let shown = skiff_image::familiar_name(&r.to_string());
+    let repo = skiff_image::familiar_name(&r.repository());
+    pull_reference(store, r, opts, progress)
+        .await
+        .map_err(|e| match e {
+            // docker's words for a repository the registry will not show us.
+            Error::Status {
+                status: status @ (401 | 403),
+                codes,
+                reason,
+            } => Error::Status {
+                status,
+                codes,
+                reason: format!(
+                    "pull access denied for {repo}, repository does not exist or may require 'skiff login': {reason}"
+                ),
+            },
+            Error::Status {
+                status,
+                codes,
+                reason,
+            } => Error::Status {
+                status,
+                codes,
+                reason: format!("pull {shown}: {reason}"),
+            },
+            e @ Error::DigestMismatch { .. } => Error::Invalid(format!("pull {shown}: {e}")),
+            e => e,
+        })
+}
+
+async fn pull_reference(
+    store: &ImageStore,
+    r: Reference,
+    opts: &Options,
+    progress: Arc<dyn Progress>,
+) -> Result<Pulled> {
     let want = match &opts.platform {
         Some(p) => Platform::parse(p)?,
         None => Platform::host(),
@@ -219,7 +256,7 @@ pub async fn pull(
     let (body, ct, top_digest) = match fetch_manifest(&reg, &r.path, &tag_or_digest).await {
         Ok(x) => x,
         Err(e) if e.has_code("MANIFEST_UNKNOWN") || e.status() == Some(404) => {
-            return Err(Error::Invalid(format!(
+            return Err(Error::NotFound(format!(
                 "manifest for {shown} not found: {e}"
             )));
         }

@@ -367,7 +367,10 @@ fn token_auth_with_anonymous_pulls() {
     assert_eq!(image_id(&b, &public), image_id(&a, &public));
     let o = sk(&b, anon.path(), &["pull", &private], None);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("unauthorized"), "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o),
+        format!("skiff: Error response from daemon: pull access denied for {}/priv/bb, repository does not exist or may require 'skiff login': unauthorized: authentication required", reg.host)
+    );
     // With the credentials, the private one.
     ok(
         &sk(&b, cfg.path(), &["pull", &private], None),
