@@ -176,16 +176,34 @@ pub fn parse(content_type: &str, body: &[u8]) -> Result<Fetched> {
     {
         let idx: Index = serde_json::from_slice(body)
             .map_err(|e| Error::Invalid(format!("invalid image index: {e}")))?;
+        for d in &idx.manifests {
+            check_digest(&d.digest)?;
+        }
         return Ok(Fetched::Index(idx));
     }
     if mt == OCI_MANIFEST || mt == DOCKER_MANIFEST || probe.config.is_some() {
         let m: ImageManifest = serde_json::from_slice(body)
             .map_err(|e| Error::Invalid(format!("invalid image manifest: {e}")))?;
+        check_digest(&m.config.digest)?;
+        for l in &m.layers {
+            check_digest(&l.digest)?;
+        }
         return Ok(Fetched::Image(Box::new(m)));
     }
     Err(Error::Invalid(format!(
         "unsupported manifest media type {mt:?}"
     )))
+}
+
+/// Digests a manifest names go into URLs and file names: only `sha256:<64 hex>`.
+fn check_digest(d: &str) -> Result<()> {
+    if skiff_image::is_digest(d) {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "invalid manifest: unsupported or malformed digest {d:?} (want sha256:<64 hex digits>)"
+        )))
+    }
 }
 
 /// The entry of `index` for `want`, or an error listing the platforms there are.
@@ -311,8 +329,22 @@ mod tests {
 
     #[test]
     fn parses_kinds() {
-        let m = br#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{"mediaType":"x","digest":"sha256:a","size":1},"layers":[]}"#;
-        assert!(matches!(parse("", m).unwrap(), Fetched::Image(_)));
+        let d = format!("sha256:{}", "a".repeat(64));
+        let m = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{{"mediaType":"x","digest":"{d}","size":1}},"layers":[]}}"#
+        );
+        assert!(matches!(
+            parse("", m.as_bytes()).unwrap(),
+            Fetched::Image(_)
+        ));
+        // Digests end up in URLs and file names.
+        let bad = m.replace(&d, "sha256:../../../../etc/passwd");
+        assert!(parse("", bad.as_bytes())
+            .unwrap_err()
+            .to_string()
+            .contains("malformed digest"));
+        let bad = br#"{"schemaVersion":2,"manifests":[{"digest":"sha512:abc","size":1}]}"#;
+        assert!(parse(OCI_INDEX, bad).is_err());
         let i = br#"{"schemaVersion":2,"manifests":[]}"#;
         assert!(matches!(parse(OCI_INDEX, i).unwrap(), Fetched::Index(_)));
         assert!(parse("", br#"{"schemaVersion":1,"fsLayers":[]}"#)
