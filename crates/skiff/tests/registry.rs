@@ -6,7 +6,7 @@
 
 use skiff_testsupport::registry::{Auth, Registry};
 use skiff_testsupport::{stderr, stdout, Root};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -909,4 +909,91 @@ fn chunked_push_default_tag_and_run_pulls() {
     let id = ok(&o, "create --pull always");
     assert_eq!(id.trim().len(), 64, "{id}");
     assert!(String::from_utf8_lossy(&o.stderr).contains("Status: Image is up to date for"));
+}
+
+#[test]
+fn killing_the_registry_mid_pull_leaves_nothing_and_a_later_pull_works() {
+    let mut reg = Registry::plain();
+    let cfg = tempfile::tempdir().unwrap();
+    // One 48 MiB layer of random bytes (gzip cannot shrink it): a pull takes long
+    // enough to be cut.
+    let a = Root::new(EXE);
+    let tar = a.dir.join("big.tar");
+    {
+        let mut b = tar::Builder::new(std::fs::File::create(&tar).unwrap());
+        let mut data = vec![0u8; 48 << 20];
+        std::fs::File::open("/dev/urandom")
+            .unwrap()
+            .read_exact(&mut data)
+            .unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(1_600_000_000);
+        h.set_uid(0);
+        h.set_gid(0);
+        b.append_data(&mut h, "big", &data[..]).unwrap();
+        b.finish().unwrap();
+    }
+    let reference = format!("{}/big:1", reg.host);
+    a.ok(&["import", tar.to_str().unwrap(), &reference]);
+    ok(&sk(&a, cfg.path(), &["push", &reference], None), "push");
+
+    let b = Root::new(EXE);
+    b.ok(&["images"]);
+    let before = store_files(&b);
+    let mut child = b
+        .cmd(&["pull", &reference])
+        .env("DOCKER_CONFIG", cfg.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the layer is streaming into the store's scratch space, then cut.
+    let tmp = b.dir.join("images/tmp");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let streaming = std::fs::read_dir(&tmp)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                e.file_name().to_string_lossy().starts_with("pull-")
+                    && e.metadata().map(|m| m.len() > (1 << 20)).unwrap_or(false)
+            });
+        if streaming {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pull never started streaming"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    reg.kill();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let e = stderr(&o);
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(e.contains(&reg.host), "{e}");
+    assert_eq!(
+        store_files(&b),
+        before,
+        "the cut pull left something in the store"
+    );
+    assert_eq!(b.ok(&["images", "-q"]), "");
+
+    reg.restart();
+    ok(
+        &sk(&b, cfg.path(), &["pull", &reference], None),
+        "pull after the restart",
+    );
+    assert_eq!(image_id(&b, &reference), image_id(&a, &reference));
+    no_leftovers(&b);
 }

@@ -182,23 +182,8 @@ impl Registry {
             }
         }
         std::fs::write(dir.path().join("config.yml"), &config).unwrap();
-        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
-        let mut cmd = Command::new(REGISTRY);
-        cmd.arg("serve")
-            .arg(dir.path().join("config.yml"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
-        // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill the registry
-        // if the test process dies without running Drop.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
         drop(listener);
-        let child = cmd.spawn().map_err(|e| e.to_string())?;
+        let child = spawn(dir.path())?;
         let scheme = if tls { "https" } else { "http" };
         let mut r = Registry {
             child,
@@ -208,18 +193,32 @@ impl Registry {
             dir,
             token_server,
         };
+        r.wait_ready()?;
+        Ok(r)
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Some(status) = r.child.try_wait().map_err(|e| e.to_string())? {
-                return Err(format!("exited with {status}: {}", r.log()));
+            if let Some(status) = self.child.try_wait().map_err(|e| e.to_string())? {
+                return Err(format!("exited with {status}: {}", self.log()));
             }
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(r);
+            if TcpStream::connect(&self.host).is_ok() {
+                return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(format!("not answering: {}", r.log()));
+                return Err(format!("not answering: {}", self.log()));
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts the registry again (after [`Registry::kill`]) on the same port and storage.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = spawn(self.dir.path()).unwrap();
+        if let Err(e) = self.wait_ready() {
+            panic!("docker-registry did not restart: {e}");
         }
     }
 
@@ -255,6 +254,30 @@ impl Drop for Registry {
             ts.stop();
         }
     }
+}
+
+/// Runs `docker-registry serve DIR/config.yml`, logging to `DIR/registry.log`.
+fn spawn(dir: &Path) -> Result<Child, String> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("registry.log"))
+        .map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(REGISTRY);
+    cmd.arg("serve")
+        .arg(dir.join("config.yml"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log);
+    // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill the registry
+    // if the test process dies without running Drop.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    cmd.spawn().map_err(|e| e.to_string())
 }
 
 /// The token server of `auth: token`: `GET /token?service=...&scope=...`.
