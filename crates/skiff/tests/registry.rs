@@ -943,7 +943,7 @@ fn killing_the_registry_mid_pull_leaves_nothing_and_a_later_pull_works() {
     let b = Root::new(EXE);
     b.ok(&["images"]);
     let before = store_files(&b);
-    let mut child = b
+    let child = b
         .cmd(&["pull", &reference])
         .env("DOCKER_CONFIG", cfg.path())
         .stdout(Stdio::piped())
