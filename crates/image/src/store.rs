@@ -697,7 +697,19 @@ impl ImageStore {
                 size: img.size,
             };
             if img.names.is_empty() {
-                out.push(row("<none>".into(), "<none>".into()));
+                // Pulled by digest: docker shows the repository with no tag.
+                let repos_of: BTreeSet<String> = img
+                    .repo_digests
+                    .iter()
+                    .filter_map(|d| d.split_once('@'))
+                    .map(|(r, _)| familiar_name(r))
+                    .collect();
+                if repos_of.is_empty() {
+                    out.push(row("<none>".into(), "<none>".into()));
+                }
+                for r in repos_of {
+                    out.push(row(r, "<none>".into()));
+                }
             }
             for n in &img.names {
                 let (repo, tag) = split_repo_tag(&familiar_name(n));

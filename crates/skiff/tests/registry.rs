@@ -176,6 +176,20 @@ fn push_then_pull_into_a_fresh_root_and_by_digest() {
         "digest",
     ]);
     assert_eq!(run.trim(), "by digest");
+    let rows = c.ok(&["images", "--digests"]);
+    let row = rows.lines().nth(1).unwrap();
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        &cells[..3],
+        &[
+            format!("{}/bb", reg.host).as_str(),
+            "<none>",
+            digest.as_str()
+        ],
+        "{rows}"
+    );
+    c.ok(&["rmi", &by_digest]);
+    assert_eq!(c.ok(&["images", "-q"]), "");
     // A digest that is not there.
     let bad = format!("{}/bb@sha256:{}", reg.host, "0".repeat(64));
     let o = sk(&c, cfg.path(), &["pull", &bad], None);
@@ -703,11 +717,16 @@ fn fake_registry(mode: &'static str) -> (String, std::thread::JoinHandle<()>) {
     }))
     .unwrap();
     let config_digest = sha(&config);
+    let layer_desc = if mode == "foreign" {
+        serde_json::json!({"mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", "digest": claimed, "size": 4096, "urls": ["https://example.invalid/layer"]})
+    } else {
+        serde_json::json!({"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "digest": claimed, "size": 4096})
+    };
     let manifest = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
         "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": config_digest, "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "digest": claimed, "size": 4096}],
+        "layers": [layer_desc],
     }))
     .unwrap();
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -796,7 +815,7 @@ fn store_files(r: &Root) -> Vec<String> {
 #[test]
 fn a_bad_or_cut_blob_fails_and_leaves_nothing() {
     let cfg = tempfile::tempdir().unwrap();
-    for mode in ["wrong", "short"] {
+    for mode in ["wrong", "short", "foreign"] {
         let (host, _t) = fake_registry(mode);
         let r = Root::new(EXE);
         r.ok(&["images"]);
@@ -806,6 +825,12 @@ fn a_bad_or_cut_blob_fails_and_leaves_nothing() {
         let e = stderr(&o);
         if mode == "wrong" {
             assert!(e.contains("digest mismatch"), "{mode}: {e}");
+        }
+        if mode == "foreign" {
+            assert!(
+                e.contains("foreign layer") && e.contains("example.invalid"),
+                "{e}"
+            );
         }
         assert_eq!(e.lines().count(), 1, "{mode}: {e}");
         assert_eq!(store_files(&r), before, "{mode}: the store changed");
