@@ -261,7 +261,9 @@ pub enum Compression {
 pub fn layer_compression(media_type: &str) -> Result<Compression> {
     match media_type {
         DOCKER_LAYER_GZIP | "application/vnd.oci.image.layer.v1.tar+gzip" => Ok(Compression::Gzip),
-        "application/vnd.oci.image.layer.v1.tar" | "" => Ok(Compression::None),
+        "application/vnd.oci.image.layer.v1.tar"
+        | "application/vnd.docker.image.rootfs.diff.tar"
+        | "" => Ok(Compression::None),
         "application/vnd.oci.image.layer.v1.tar+zstd" => Ok(Compression::Zstd),
         m => Err(Error::Invalid(format!("unsupported layer media type {m}"))),
     }

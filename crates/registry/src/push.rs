@@ -242,6 +242,18 @@ impl Target {
     }
 }
 
+/// The schema 2 media type of a layer blob known by `media_type` (a blob pulled from
+/// an OCI image keeps its bytes; only the name of its type changes).
+fn docker_layer_type(media_type: &str) -> &'static str {
+    match media_type {
+        "application/vnd.oci.image.layer.v1.tar"
+        | "application/vnd.docker.image.rootfs.diff.tar" => {
+            "application/vnd.docker.image.rootfs.diff.tar"
+        }
+        _ => DOCKER_LAYER_GZIP,
+    }
+}
+
 /// gzip-compresses a stored layer into `dest`; returns its digest and size.
 fn compress_layer(src: &Path, dest: &Path) -> Result<(String, u64)> {
     struct HashW<W: Write> {
@@ -435,11 +447,7 @@ pub async fn push(
                 .get(d)
                 .ok_or_else(|| Error::Invalid(format!("layer {d} was not pushed")))?;
             Ok(Descriptor {
-                media_type: if s.media_type.is_empty() {
-                    DOCKER_LAYER_GZIP.into()
-                } else {
-                    s.media_type.clone()
-                },
+                media_type: docker_layer_type(&s.media_type).into(),
                 digest: s.digest.clone(),
                 size: s.size,
                 urls: vec![],

@@ -512,6 +512,30 @@ fn skopeo_pushes_skiff_pulls_and_back() {
         let run = b.ok(&["run", "--rm", "--network", "none", &reference, "echo", "ok"]);
         assert_eq!(run.trim(), "ok", "{name}");
     }
+    // An image pulled from an OCI manifest, pushed again by skiff to another repository:
+    // its blobs are mounted, the manifest is schema 2 with schema 2 layer types.
+    let d = Root::new(EXE);
+    let oci = format!("{}/from-oci:oci", reg.host);
+    ok(&sk(&d, cfg.path(), &["pull", &oci], None), "pull oci");
+    let again = format!("{}/repushed:1", reg.host);
+    d.ok(&["tag", &oci, &again]);
+    let out = ok(&sk(&d, cfg.path(), &["push", &again], None), "push again");
+    assert!(out.contains(": Mounted from from-"), "{out}");
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{again}"),
+    ]);
+    assert!(
+        raw.contains("application/vnd.docker.image.rootfs.diff.tar.gzip")
+            && !raw.contains("vnd.oci.image.layer"),
+        "{raw}"
+    );
+    let e = Root::new(EXE);
+    ok(&sk(&e, cfg.path(), &["pull", &again], None), "pull again");
+    assert_eq!(image_id(&e, &again), id);
+
     // skiff pushes, skopeo copies it out, a fresh root loads and runs it.
     let reference = format!("{}/from-skiff:1", reg.host);
     a.ok(&["tag", "busybox", &reference]);
