@@ -546,12 +546,24 @@ fn bearer_header(t: &str) -> Option<HeaderValue> {
     Some(h)
 }
 
+/// How long a body may stall before the registry counts as gone.
+const BODY_IDLE: Duration = Duration::from_secs(60);
+
+/// The next frame of a body, or an error if none comes for [`BODY_IDLE`].
+pub(crate) async fn next_frame(
+    body: &mut Incoming,
+) -> Result<Option<std::result::Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+    tokio::time::timeout(BODY_IDLE, body.frame())
+        .await
+        .map_err(|_| Error::Transport("the registry sent nothing for 60s".into()))
+}
+
 /// Reads a whole (small) body, refusing more than `limit` bytes.
 pub(crate) async fn read_limited(resp: Response<Incoming>, limit: usize) -> Result<Vec<u8>> {
     let mut body = resp.into_body();
     let mut out = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| unreachable("response body", chain(&e)))?;
+    while let Some(frame) = next_frame(&mut body).await? {
+        let frame = frame.map_err(|e| Error::Transport(chain(&e)))?;
         if let Ok(data) = frame.into_data() {
             if out.len() + data.len() > limit {
                 return Err(Error::Invalid(format!("answer larger than {limit} bytes")));

@@ -33,6 +33,9 @@ pub enum Error {
     /// The registry could not be reached (connection refused, DNS, TLS, timeout).
     #[error("Get \"{url}\": {reason}")]
     Unreachable { url: String, reason: String },
+    /// The connection failed while an answer was being read.
+    #[error("reading the registry's answer: {0}")]
+    Transport(String),
     /// Content whose digest is not the one asked for.
     #[error("digest mismatch for {want}: the registry sent content with digest {got}")]
     DigestMismatch { want: String, got: String },
@@ -75,7 +78,7 @@ impl Error {
     /// or answered 429 or a 5xx).
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Unreachable { .. } => true,
+            Error::Unreachable { .. } | Error::Transport(_) => true,
             Error::Status { status, .. } => *status == 429 || *status >= 500,
             _ => false,
         }

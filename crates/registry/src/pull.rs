@@ -9,7 +9,6 @@ use crate::progress::{LayerStatus, Progress};
 use bytes::Bytes;
 use http::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
 use http::Method;
-use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
 use skiff_image::{parse_reference, Image, ImageConfig, ImageStore, LayerSource, Reference};
 use std::path::PathBuf;
@@ -148,7 +147,7 @@ async fn download_blob(
         let mut body = resp.into_body();
         let mut got: u64 = 0;
         let mut last_report = 0u64;
-        while let Some(frame) = body.frame().await {
+        while let Some(frame) = crate::client::next_frame(&mut body).await? {
             let frame = frame.map_err(|e| Error::Unreachable {
                 url: format!("{}{url}", reg.base()),
                 reason: format!("reading the blob: {e}"),
@@ -231,7 +230,9 @@ pub async fn pull(
                 codes,
                 reason: format!("pull {shown}: {reason}"),
             },
-            e @ Error::DigestMismatch { .. } => Error::Invalid(format!("pull {shown}: {e}")),
+            e @ (Error::DigestMismatch { .. } | Error::Transport(_)) => {
+                Error::Invalid(format!("pull {shown}: {e}"))
+            }
             e => e,
         })
 }
