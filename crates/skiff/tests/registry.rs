@@ -1046,3 +1046,53 @@ fn killing_the_registry_mid_pull_leaves_nothing_and_a_later_pull_works() {
     assert_eq!(image_id(&b, &reference), image_id(&a, &reference));
     no_leftovers(&b);
 }
+
+#[test]
+fn build_pulls_its_base_image() {
+    let reg = Registry::plain();
+    let cfg = tempfile::tempdir().unwrap();
+    let (a, reference) = seeded(&reg, "base:1");
+    ok(&sk(&a, cfg.path(), &["push", &reference], None), "push");
+    let b = Root::new(EXE);
+    let ctx = b.dir.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {reference} AS base\nENV STAGE=one\nFROM base\nLABEL built=yes\n"),
+    )
+    .unwrap();
+    let c = ctx.to_str().unwrap();
+    let out = ok(
+        &sk(&b, cfg.path(), &["build", "-t", "child:1", c], None),
+        "build",
+    );
+    assert!(
+        out.contains(&format!("Status: Downloaded newer image for {reference}")),
+        "{out}"
+    );
+    assert_eq!(image_id(&b, &reference), image_id(&a, &reference));
+    assert_eq!(
+        b.ok(&["inspect", "-f", "{{.Config.Labels.built}}", "child:1"])
+            .trim(),
+        "yes"
+    );
+    // Present: not pulled again, unless --pull.
+    let out = ok(
+        &sk(&b, cfg.path(), &["build", "-t", "child:2", c], None),
+        "build again",
+    );
+    assert!(!out.contains("Pulling from"), "{out}");
+    let out = ok(
+        &sk(
+            &b,
+            cfg.path(),
+            &["build", "--pull", "-t", "child:3", c],
+            None,
+        ),
+        "build --pull",
+    );
+    assert!(
+        out.contains(&format!("Status: Image is up to date for {reference}")),
+        "{out}"
+    );
+}

@@ -106,6 +106,9 @@ pub(crate) struct BuildArgs {
     no_cache: bool,
     #[arg(short = 'q', long)]
     quiet: bool,
+    /// Always pull the FROM images (missing ones are pulled without it).
+    #[arg(long)]
+    pull: bool,
     context: PathBuf,
 }
 
@@ -382,6 +385,7 @@ pub(crate) fn pull_image(
     platform: Option<String>,
     quiet: bool,
     on_stderr: bool,
+    print_reference: bool,
 ) -> Result<skiff_image::Image> {
     let e = engine(root)?;
     let parsed =
@@ -408,7 +412,7 @@ pub(crate) fn pull_image(
     } else {
         display.line(format!("Status: Downloaded newer image for {shown}"));
     }
-    if !on_stderr {
+    if print_reference {
         println!("{}", pulled.reference);
     }
     Ok(pulled.image)
@@ -420,7 +424,7 @@ pub(crate) fn pull(root: &Path, a: PullArgs) -> Result<i32> {
         platform,
         image,
     } = a;
-    pull_image(root, &image, platform, quiet, false)?;
+    pull_image(root, &image, platform, quiet, false, true)?;
     Ok(0)
 }
 
@@ -608,6 +612,7 @@ pub(crate) fn build(root: &Path, a: BuildArgs) -> Result<i32> {
         target,
         no_cache,
         quiet,
+        pull,
         context,
     } = a;
     let e = engine(root)?;
@@ -648,6 +653,16 @@ pub(crate) fn build(root: &Path, a: BuildArgs) -> Result<i32> {
         target,
         no_cache,
     };
+    // docker pulls the base images a build lacks (all of them with --pull).
+    let dockerfile = opts
+        .dockerfile
+        .clone()
+        .unwrap_or_else(|| context.join("Dockerfile"));
+    for base in base_images(&dockerfile) {
+        if pull || !e.images.exists(&base) {
+            pull_image(root, &base, None, quiet, false, false)?;
+        }
+    }
     let runner = skiff_engine::build::BuildRunner { engine: &e };
     let stdout = std::io::stdout();
     let mut sink = std::io::sink();
@@ -662,6 +677,35 @@ pub(crate) fn build(root: &Path, a: BuildArgs) -> Result<i32> {
         }
         Err(err) => Err(Exit(1, format!("{err}")).into()),
     }
+}
+
+/// The images a Dockerfile's FROM lines name: not `scratch`, not an earlier stage, not
+/// one with a variable to expand (the build reports those itself).
+fn base_images(dockerfile: &Path) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(dockerfile) else {
+        return Vec::new();
+    };
+    let Ok(df) = skiff_image::parse_dockerfile(&text, "Dockerfile") else {
+        return Vec::new();
+    };
+    let mut stages = std::collections::BTreeSet::new();
+    let mut out: Vec<String> = Vec::new();
+    for ins in df.instructions.iter().filter(|i| i.keyword == "FROM") {
+        let words: Vec<&str> = ins.args.split_whitespace().collect();
+        let Some(image) = words.first() else { continue };
+        let lower = image.to_lowercase();
+        if lower != "scratch"
+            && !image.contains('$')
+            && !stages.contains(&lower)
+            && !out.iter().any(|o| o == image)
+        {
+            out.push(image.to_string());
+        }
+        if words.len() >= 3 && words[1].eq_ignore_ascii_case("as") {
+            stages.insert(words[2].to_lowercase());
+        }
+    }
+    out
 }
 
 pub(crate) fn save(root: &Path, a: SaveArgs) -> Result<i32> {

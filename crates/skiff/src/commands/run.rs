@@ -206,8 +206,9 @@ fn create_pulling(
     f: &RunFlags,
 ) -> Result<skiff_engine::Container> {
     let opts = f.to_options();
-    let pull =
-        |r: &str| super::images::pull_image(root, r, f.platform.clone(), false, true).map(|_| ());
+    let pull = |r: &str| {
+        super::images::pull_image(root, r, f.platform.clone(), false, true, false).map(|_| ())
+    };
     if f.pull.as_deref() == Some("always") {
         pull(&opts.image)?;
     }
