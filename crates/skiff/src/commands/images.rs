@@ -272,7 +272,8 @@ struct PullDisplay {
     tty: bool,
     /// Print on stderr (a pull inside `run`), not stdout.
     stderr: bool,
-    state: std::sync::Mutex<(Vec<String>, Vec<String>)>,
+    /// The layers shown so far, in the order of their lines (a terminal's redraws).
+    ids: std::sync::Mutex<Vec<String>>,
 }
 
 impl PullDisplay {
@@ -287,7 +288,7 @@ impl PullDisplay {
             quiet,
             tty: !quiet && tty,
             stderr,
-            state: std::sync::Mutex::new((Vec::new(), Vec::new())),
+            ids: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -349,7 +350,7 @@ impl skiff_registry::Progress for PullDisplay {
             S::Extracting if !self.tty => return,
             _ => status.text(),
         };
-        let Ok(mut st) = self.state.lock() else {
+        let Ok(mut ids) = self.ids.lock() else {
             return;
         };
         let mut out = self.out();
@@ -358,7 +359,6 @@ impl skiff_registry::Progress for PullDisplay {
             let _ = out.flush();
             return;
         }
-        let (ids, _) = &mut *st;
         match ids.iter().position(|i| i == id) {
             Some(pos) => {
                 let up = ids.len() - pos;
