@@ -13,6 +13,9 @@ command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 # The cluster tests' WebSocket client (tests/wsclient.py) and raw HTTP requests.
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# The registry tests: a real Distribution registry and skopeo as the second client.
+command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
+command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
 if [ "${SKIFF_BENCH:-}" = 1 ]; then
   command -v runc >/dev/null 2>&1 || need+=(runc)
   command -v h2load >/dev/null 2>&1 || need+=(nghttp2-client)
