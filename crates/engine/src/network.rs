@@ -469,6 +469,14 @@ pub fn attach(
             .execute()
             .await
             .map_err(|e| nl_err("attaching veth to the bridge", e))?;
+        // Hairpin: a frame may leave by the port it came in on, so a container (a pod)
+        // reaching its own published address or Service, DNATed back to itself on the
+        // bridge, gets its answer (CNI's bridge plugin's hairpinMode).
+        h.link()
+            .change(rtnetlink::LinkBridgePort::new(host).hairpin(true).build())
+            .execute()
+            .await
+            .map_err(|e| nl_err("turning hairpin on for the veth", e))?;
         let inner = link_index(&ih, &peer_tmp)
             .await?
             .ok_or_else(|| EngineError::Invalid("veth peer missing in container".into()))?;

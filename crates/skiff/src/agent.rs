@@ -105,6 +105,12 @@ pub struct NetFlags {
     /// The UDP port of the vxlan backend (every node of a cluster uses the same).
     #[arg(long = "vxlan-port", default_value_t = 8472)]
     pub vxlan_port: u16,
+    /// The nftables table (family ip) the node programs the cluster's Services in.
+    #[arg(long = "nftables-table", default_value = skiff_network::DEFAULT_TABLE)]
+    pub nftables_table: String,
+    /// Program no Services on this node (k3s's flag: another proxy does it).
+    #[arg(long = "disable-kube-proxy")]
+    pub disable_kube_proxy: bool,
 }
 
 /// A quantity of bytes (`10Mi`, `100M`, `1024`).
@@ -288,8 +294,9 @@ pub struct NodeNetwork {
     pub pod_cidr: String,
 }
 
-/// Starts the node's network work: routes to the other nodes' pods. The tasks end
-/// at `stop`, leaving what they programmed in place.
+/// Starts the node's network work: the Services' rules (kube-proxy's job) and routes
+/// to the other nodes' pods (flannel's). The tasks end at `stop`, leaving what they
+/// programmed in place (`--cleanup` removes it).
 pub fn start_network(
     client: kube::Client,
     n: NodeNetwork,
@@ -313,6 +320,18 @@ pub fn start_network(
     rs.vxlan_device = n.flags.vxlan_device.clone();
     rs.vxlan_port = n.flags.vxlan_port;
     let mut tasks = Vec::new();
+    if n.flags.disable_kube_proxy {
+        tracing::info!("--disable-kube-proxy: this node programs no Services");
+    } else {
+        let mut ps = skiff_network::ProxySettings::new(&n.node_name, node_ip, &n.network);
+        ps.table = n.flags.nftables_table.clone();
+        let (client, stop) = (client.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = skiff_network::run(client, ps, stop).await {
+                tracing::error!(error = %e, "the service proxy stopped");
+            }
+        }));
+    }
     tasks.push(tokio::spawn(async move {
         if let Err(e) = routes::run(client, rs, stop).await {
             tracing::error!(error = %e, "pod routes to the other nodes stopped");

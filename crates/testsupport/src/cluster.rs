@@ -82,6 +82,26 @@ impl Cluster {
             "--cluster-cidr",
             &cluster_cidr,
         ]);
+        // A cluster in the host's namespace programs its Services there: its own
+        // table, service range and node ports, so parallel clusters never meet.
+        if self.netns.is_none() {
+            let has = |flag: &str| self.extra.iter().any(|a| a == flag);
+            let n: u32 = third.parse().unwrap();
+            let pid = std::process::id();
+            if !has("--nftables-table") {
+                cmd.args(["--nftables-table", &format!("{}_node", r.table)]);
+            }
+            if !has("--service-cidr") && !has("--cluster-dns") {
+                cmd.args(["--service-cidr", &format!("10.{}.{n}.0/24", 60 + pid % 30)]);
+            }
+            if !has("--service-node-port-range") {
+                let first = 30000 + (pid * 13 + n * 10) % 2750;
+                cmd.args([
+                    "--service-node-port-range",
+                    &format!("{first}-{}", first + 9),
+                ]);
+            }
+        }
         cmd.arg("--data-dir")
             .arg(r.dir.join("server"))
             .arg("--write-kubeconfig")
@@ -121,6 +141,40 @@ impl Cluster {
             .expect("the banner names the token")
             .trim()
             .to_string()
+    }
+
+    /// The node's Services table (in the host's namespace, per [`Cluster::boot`]).
+    pub fn node_table(&self) -> String {
+        format!("{}_node", self.root.table)
+    }
+
+    /// Waits until the node's rules reject the whole service range `cidr`: only then
+    /// may a test send to an address in it (a packet no rule catches would follow the
+    /// default route off the machine).
+    pub fn wait_service_range_covered(&self, cidr: &str) {
+        let start = Instant::now();
+        loop {
+            let o = Command::new("nft")
+                .args([
+                    "list",
+                    "chain",
+                    "ip",
+                    &self.node_table(),
+                    "cluster-ips-check",
+                ])
+                .output()
+                .unwrap();
+            let rules = String::from_utf8_lossy(&o.stdout);
+            if rules.contains(&format!("ip daddr {cidr} goto reject-chain")) {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the node's rules never covered {cidr}: {rules} {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     pub fn stop(&mut self) {
@@ -338,9 +392,14 @@ pub fn clean_node_root(root: &Root, node: &str) {
         .args(["link", "del", &format!("{}q", root.bridge)])
         .stderr(Stdio::null())
         .status();
-    let _ = Command::new("nft")
-        .args(["delete", "table", "ip", &format!("{}_pods", root.table)])
-        .stderr(Stdio::null())
-        .status();
+    for table in [
+        format!("{}_pods", root.table),
+        format!("{}_node", root.table),
+    ] {
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &table])
+            .stderr(Stdio::null())
+            .status();
+    }
     let _ = std::fs::remove_dir_all(root.dir.join("pods"));
 }
