@@ -5,12 +5,17 @@ need=()
 command -v busybox >/dev/null 2>&1 || [ -x /bin/busybox ] || need+=(busybox-static)
 command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# The service proxy deletes stale UDP flows with conntrack (skiff-network).
+command -v conntrack >/dev/null 2>&1 || need+=(conntrack)
 # etcd-client's build compiles etcd's protobufs; the etcd backend's tests start a real etcd.
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 # The cluster tests' WebSocket client (tests/wsclient.py) and raw HTTP requests.
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# The registry tests: a real Distribution registry and skopeo as the second client.
+command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
+command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
 if [ "${SKIFF_BENCH:-}" = 1 ]; then
   command -v runc >/dev/null 2>&1 || need+=(runc)
   command -v h2load >/dev/null 2>&1 || need+=(nghttp2-client)

@@ -160,6 +160,25 @@ pub async fn fetch_ca(server: &str, token: &Token) -> Result<String, JoinError> 
     }
 }
 
+/// The path joined agents read the cluster's network settings from (as k3s agents
+/// read `/v1-k3s/config`).
+pub const CONFIG_PATH: &str = "/v1-skiff/config";
+
+/// The cluster's network settings (service range, cluster DNS and domain, …), from
+/// the server at `GET /v1-skiff/config`, asked as the joined node.
+pub async fn cluster_network(
+    client: &Client,
+    server: &str,
+) -> Result<skiff_meta::netconf::ClusterNetwork, JoinError> {
+    let req = http::Request::get(CONFIG_PATH)
+        .body(Vec::new())
+        .map_err(|e| JoinError::setup("the cluster configuration request")(e.to_string()))?;
+    client.request(req).await.map_err(|e| JoinError::Server {
+        server: server.to_string(),
+        message: format!("reading the cluster's network settings ({CONFIG_PATH}): {e}"),
+    })
+}
+
 /// Joins (or re-uses a previous join): returns the agent's identity and a client
 /// authenticated as `system:node:<node>`.
 pub async fn join(

@@ -10,7 +10,9 @@
 //! collection, streaming and joining a cluster have their own modules. It knows
 //! nothing of how the API server stores objects.
 
+pub mod cleanup;
 pub mod cri;
+pub mod dnsconfig;
 pub mod events;
 pub mod eviction;
 pub mod hostports;

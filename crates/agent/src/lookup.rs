@@ -1,12 +1,13 @@
 //! What the pod worker reads from the API: the ConfigMaps, Secrets, ServiceAccount
-//! tokens and PersistentVolumes a pod refers to. [`ObjectLookup`] is what the pod
-//! worker and the spec translation ask; [`ApiLookup`] answers it from the API server,
-//! from the blocking threads pods are started on.
+//! tokens and PersistentVolumes a pod refers to, and the Services its environment
+//! tells it of. [`ObjectLookup`] is what the pod worker and the spec translation ask;
+//! [`ApiLookup`] answers it from the API server, from the blocking threads pods are
+//! started on (the Services from an informer's cache, as the kubelet's lister).
 
 use crate::FIELD_MANAGER;
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, PersistentVolume, PersistentVolumeClaim, Secret, ServiceAccount,
+    ConfigMap, PersistentVolume, PersistentVolumeClaim, Secret, Service, ServiceAccount,
 };
 use kube::api::Api;
 use kube::Client;
@@ -53,21 +54,28 @@ pub trait ObjectLookup {
     ) -> Result<PersistentVolume, LookupError> {
         Err(LookupError::ClaimNotFound(claim.to_string()))
     }
+    /// Every Service of the cluster (for the service environment variables).
+    fn services(&self) -> Vec<Service> {
+        Vec::new()
+    }
 }
 
 /// The objects a pod refers to, read from the API (from a blocking thread).
 pub struct ApiLookup {
     client: Client,
     handle: tokio::runtime::Handle,
+    /// The cluster's Services, as a watch keeps them (None: none known).
+    services: Option<skiff_informer::Informer<Service>>,
 }
 
 impl ApiLookup {
-    /// Reads through `client`; made inside the agent's tokio runtime, which the reads
-    /// run on.
-    pub fn new(client: Client) -> ApiLookup {
+    /// Reads through `client`, Services from `services`; made inside the agent's tokio
+    /// runtime, which the reads run on.
+    pub fn new(client: Client, services: Option<skiff_informer::Informer<Service>>) -> ApiLookup {
         ApiLookup {
             client,
             handle: tokio::runtime::Handle::current(),
+            services,
         }
     }
 }
@@ -115,6 +123,13 @@ impl ObjectLookup for ApiLookup {
             .block_on(api.create_token_request(account, &pp, &req))
             .ok()?;
         out.status.map(|s| s.token)
+    }
+
+    fn services(&self) -> Vec<Service> {
+        self.services
+            .as_ref()
+            .map(|i| i.state().iter().map(|s| (**s).clone()).collect())
+            .unwrap_or_default()
     }
 
     fn persistent_volume(&self, ns: &str, claim: &str) -> Result<PersistentVolume, LookupError> {

@@ -11,6 +11,7 @@ use crate::cri::{
     ContainerFilter, ContainerState, Mount, PodSandbox, PodSandboxConfig, PodSandboxState, Runtime,
     RuntimeError, RuntimeService,
 };
+use crate::dnsconfig;
 use crate::events::PodEvents;
 use crate::lookup::{LookupError, ObjectLookup};
 use crate::podspec::{self, ContainerKind, Placement, PodRuntimeInfo, SpecError};
@@ -62,6 +63,9 @@ pub enum PodError {
     InvalidSubPath(String),
     #[error(transparent)]
     HostPath(#[from] HostPathError),
+    /// The node's resolver file could not be read.
+    #[error(transparent)]
+    ResolvConf(#[from] dnsconfig::ResolvConfError),
     #[error(transparent)]
     MissingKey(#[from] MissingKey),
     /// The ConfigMap or Secret (`kind` in lower case) a volume shows is missing.
@@ -130,7 +134,14 @@ pub struct NodeSettings {
     /// This node's address (status.hostIP).
     pub node_ip: String,
     pub node_name: String,
+    /// The cluster's DNS domain (`--cluster-domain`), for pods' search domains and
+    /// /etc/hosts.
     pub cluster_domain: String,
+    /// The cluster DNS addresses pods are given (`--cluster-dns`; empty: none).
+    pub cluster_dns: Vec<std::net::IpAddr>,
+    /// The node's resolver file (`--resolv-conf`; None when set empty), read at each
+    /// pod start as the kubelet does.
+    pub resolv_conf: Option<PathBuf>,
     /// Where pod directories live (`<dir>/<pod uid>/volumes/...`).
     pub pods_dir: PathBuf,
     /// Where local persistent volumes live (`<dir>/<pv name>`).
@@ -367,8 +378,7 @@ fn start_containers(cx: &Context, pod: &Pod, running: &mut RunningPod) -> Result
     std::fs::write(etc.join("hosts"), hosts)?;
     let hostname = podspec::pod_hostname(pod);
     std::fs::write(etc.join("hostname"), format!("{hostname}\n"))?;
-    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    std::fs::write(etc.join("resolv.conf"), resolv)?;
+    std::fs::write(etc.join("resolv.conf"), resolv_conf(cx, pod)?)?;
 
     let inits: Vec<&Container> = spec.init_containers.iter().flatten().collect();
     // What each init container is doing, reported as it changes.
@@ -466,6 +476,21 @@ fn start_containers(cx: &Context, pod: &Pod, running: &mut RunningPod) -> Result
         running.containers.insert(c.name.clone(), id);
     }
     Ok(())
+}
+
+/// The pod's resolv.conf, formed as the kubelet forms it (its Warnings recorded).
+fn resolv_conf(cx: &Context, pod: &Pod) -> Result<String, PodError> {
+    let node = cx.node;
+    let dns = dnsconfig::NodeDns {
+        cluster_dns: node.cluster_dns.clone(),
+        cluster_domain: node.cluster_domain.clone(),
+        host: dnsconfig::read_resolv_conf(node.resolv_conf.as_deref())?,
+    };
+    let (cfg, warnings) = dnsconfig::pod_dns(pod, &dns);
+    for (reason, message) in warnings {
+        cx.events.event(pod, None, true, reason, &message);
+    }
+    Ok(dnsconfig::render(&cfg))
 }
 
 /// Waits for a started container to exit (the kubelet watches ContainerStatus);

@@ -9,7 +9,7 @@ use crate::cri::{
     PodSandbox, RestartPolicy,
 };
 use crate::lookup::ObjectLookup;
-use k8s_openapi::api::core::v1::{Container, EnvVar, Pod};
+use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, Service};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -316,8 +316,85 @@ pub struct PodRuntimeInfo {
     pub node_allocatable_memory: i64,
 }
 
+/// The docker-link style variables the kubelet gives every container of `pod` for the
+/// Services it may know of (`getServiceEnvVarMap` and `envvars.FromServices`): the
+/// `kubernetes` Service of `default` always, and those of the pod's namespace unless
+/// `enableServiceLinks` is false (a namespace's own Service wins over `default`'s of
+/// the same name); only Services with a cluster IP.
+pub fn service_env(pod: &Pod, services: &[Service]) -> BTreeMap<String, String> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let links = pod.spec.as_ref().and_then(|s| s.enable_service_links) != Some(false);
+    let cluster_ip = |s: &Service| {
+        s.spec
+            .as_ref()
+            .and_then(|sp| sp.cluster_ip.as_deref())
+            .filter(|ip| !ip.is_empty() && *ip != "None")
+            .map(str::to_string)
+    };
+    let mut chosen: BTreeMap<String, &Service> = BTreeMap::new();
+    for s in services.iter().filter(|s| cluster_ip(s).is_some()) {
+        let name = s.metadata.name.clone().unwrap_or_default();
+        let in_ns = s.metadata.namespace.as_deref().unwrap_or("") == ns;
+        if links && in_ns {
+            chosen.insert(name, s);
+        } else if s.metadata.namespace.as_deref() == Some("default") && name == "kubernetes" {
+            chosen.entry(name).or_insert(s);
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (name, s) in chosen {
+        let (Some(ip), Some(spec)) = (cluster_ip(s), s.spec.as_ref()) else {
+            continue;
+        };
+        let ports = spec.ports.as_deref().unwrap_or_default();
+        let Some(first) = ports.first() else {
+            continue;
+        };
+        let prefix = env_var_name(&name);
+        out.insert(format!("{prefix}_SERVICE_HOST"), ip.clone());
+        out.insert(format!("{prefix}_SERVICE_PORT"), first.port.to_string());
+        for p in ports {
+            if let Some(pn) = p.name.as_deref().filter(|n| !n.is_empty()) {
+                out.insert(
+                    format!("{prefix}_SERVICE_PORT_{}", env_var_name(pn)),
+                    p.port.to_string(),
+                );
+            }
+        }
+        for (i, p) in ports.iter().enumerate() {
+            let proto = p
+                .protocol
+                .as_deref()
+                .filter(|p| !p.is_empty())
+                .unwrap_or("TCP");
+            let lower = proto.to_ascii_lowercase();
+            // Go's net.JoinHostPort: an IPv6 address in brackets.
+            let url = if ip.contains(':') {
+                format!("{lower}://[{ip}]:{}", p.port)
+            } else {
+                format!("{lower}://{ip}:{}", p.port)
+            };
+            if i == 0 {
+                out.insert(format!("{prefix}_PORT"), url.clone());
+            }
+            let at = format!("{prefix}_PORT_{}_{}", p.port, proto.to_ascii_uppercase());
+            out.insert(format!("{at}_PROTO"), lower);
+            out.insert(format!("{at}_PORT"), p.port.to_string());
+            out.insert(format!("{at}_ADDR"), ip.clone());
+            out.insert(at, url);
+        }
+    }
+    out
+}
+
+/// A Service or port name as an environment variable name (`my-svc` → `MY_SVC`).
+fn env_var_name(s: &str) -> String {
+    s.replace('-', "_").to_uppercase()
+}
+
 /// A container's environment, as the kubelet builds it: envFrom first, then env in
-/// order (later entries see earlier ones through `$(VAR)`).
+/// order (later entries see earlier ones, and the `services`' variables, through
+/// `$(VAR)`), then the variables of [`service_env`] the container does not set itself.
 pub fn resolve_env(
     pod: &Pod,
     c: &Container,
@@ -369,10 +446,17 @@ pub fn resolve_env(
             }
         }
     }
+    let services = service_env(pod, &lookup.services());
     for e in c.env.iter().flatten() {
-        let current: BTreeMap<String, String> = vars.iter().cloned().collect();
+        let mut current = services.clone();
+        current.extend(vars.iter().cloned());
         if let Some(v) = env_value(pod, c, e, lookup, rt, &ns, &current)? {
             set(&mut vars, e.name.clone(), v);
+        }
+    }
+    for (k, v) in services {
+        if !vars.iter().any(|(x, _)| x == &k) {
+            vars.push((k, v));
         }
     }
     Ok(vars.into_iter().map(|(k, v)| format!("{k}={v}")).collect())
@@ -990,6 +1074,142 @@ mod tests {
             container_resources(&e.spec.as_ref().unwrap().containers[0]).cpu_shares,
             Some(2)
         );
+    }
+
+    fn service(ns: &str, name: &str, ip: &str, ports: serde_json::Value) -> Service {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"clusterIP": ip, "ports": ports},
+        }))
+        .unwrap()
+    }
+
+    fn services() -> Vec<Service> {
+        vec![
+            service(
+                "default",
+                "kubernetes",
+                "10.43.0.1",
+                json!([{"name": "https", "port": 443, "protocol": "TCP"}]),
+            ),
+            service("team", "web", "10.43.0.20", json!([{"port": 80}])),
+            service(
+                "team",
+                "my-db",
+                "10.43.0.21",
+                json!([
+                    {"name": "sql", "port": 5432, "protocol": "TCP"},
+                    {"name": "metrics-port", "port": 9187, "protocol": "UDP"},
+                ]),
+            ),
+            service("team", "headless", "None", json!([{"port": 80}])),
+            service("team", "external", "", json!([])),
+            service("other", "elsewhere", "10.43.0.30", json!([{"port": 81}])),
+        ]
+    }
+
+    #[test]
+    fn service_environment_as_the_kubelet_builds_it() {
+        let p = pod(
+            json!({"metadata": {"name": "p", "namespace": "team"}, "spec": {"containers": [{"name": "c"}]}}),
+        );
+        let env = service_env(&p, &services());
+        let want: BTreeMap<String, String> = [
+            ("KUBERNETES_SERVICE_HOST", "10.43.0.1"),
+            ("KUBERNETES_SERVICE_PORT", "443"),
+            ("KUBERNETES_SERVICE_PORT_HTTPS", "443"),
+            ("KUBERNETES_PORT", "tcp://10.43.0.1:443"),
+            ("KUBERNETES_PORT_443_TCP", "tcp://10.43.0.1:443"),
+            ("KUBERNETES_PORT_443_TCP_PROTO", "tcp"),
+            ("KUBERNETES_PORT_443_TCP_PORT", "443"),
+            ("KUBERNETES_PORT_443_TCP_ADDR", "10.43.0.1"),
+            ("WEB_SERVICE_HOST", "10.43.0.20"),
+            ("WEB_SERVICE_PORT", "80"),
+            ("WEB_PORT", "tcp://10.43.0.20:80"),
+            ("WEB_PORT_80_TCP", "tcp://10.43.0.20:80"),
+            ("WEB_PORT_80_TCP_PROTO", "tcp"),
+            ("WEB_PORT_80_TCP_PORT", "80"),
+            ("WEB_PORT_80_TCP_ADDR", "10.43.0.20"),
+            ("MY_DB_SERVICE_HOST", "10.43.0.21"),
+            ("MY_DB_SERVICE_PORT", "5432"),
+            ("MY_DB_SERVICE_PORT_SQL", "5432"),
+            ("MY_DB_SERVICE_PORT_METRICS_PORT", "9187"),
+            ("MY_DB_PORT", "tcp://10.43.0.21:5432"),
+            ("MY_DB_PORT_5432_TCP", "tcp://10.43.0.21:5432"),
+            ("MY_DB_PORT_5432_TCP_PROTO", "tcp"),
+            ("MY_DB_PORT_5432_TCP_PORT", "5432"),
+            ("MY_DB_PORT_5432_TCP_ADDR", "10.43.0.21"),
+            ("MY_DB_PORT_9187_UDP", "udp://10.43.0.21:9187"),
+            ("MY_DB_PORT_9187_UDP_PROTO", "udp"),
+            ("MY_DB_PORT_9187_UDP_PORT", "9187"),
+            ("MY_DB_PORT_9187_UDP_ADDR", "10.43.0.21"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(env, want);
+        // enableServiceLinks: false keeps only the kubernetes Service's.
+        let p = pod(json!({"metadata": {"name": "p", "namespace": "team"},
+            "spec": {"enableServiceLinks": false, "containers": [{"name": "c"}]}}));
+        let env = service_env(&p, &services());
+        assert_eq!(env.len(), 8);
+        assert!(env.keys().all(|k| k.starts_with("KUBERNETES_")), "{env:?}");
+        // A namespace's own `kubernetes` Service wins over default's.
+        let mut list = services();
+        list.insert(
+            1,
+            service("team", "kubernetes", "10.43.0.99", json!([{"port": 8443}])),
+        );
+        let p = pod(
+            json!({"metadata": {"name": "p", "namespace": "team"}, "spec": {"containers": [{"name": "c"}]}}),
+        );
+        let env = service_env(&p, &list);
+        assert_eq!(env["KUBERNETES_SERVICE_HOST"], "10.43.0.99");
+        assert!(!env.contains_key("KUBERNETES_SERVICE_PORT_HTTPS"));
+    }
+
+    struct WithServices;
+    impl ObjectLookup for WithServices {
+        fn config_map(&self, _ns: &str, name: &str) -> Option<BTreeMap<String, String>> {
+            (name == "cfg")
+                .then(|| [("WEB_SERVICE_PORT".to_string(), "from-config".to_string())].into())
+        }
+        fn secret(&self, _ns: &str, _name: &str) -> Option<BTreeMap<String, String>> {
+            None
+        }
+        fn services(&self) -> Vec<Service> {
+            services()
+        }
+    }
+
+    #[test]
+    fn containers_override_service_variables_and_expand_them() {
+        let p = pod(
+            json!({"metadata": {"name": "p", "namespace": "team"}, "spec": {"containers": [{
+                "name": "c",
+                "envFrom": [{"configMapRef": {"name": "cfg"}}],
+                "env": [
+                    {"name": "URL", "value": "http://$(WEB_SERVICE_HOST):$(WEB_SERVICE_PORT)/"},
+                    {"name": "MY_DB_SERVICE_HOST", "value": "mine"},
+                    {"name": "API", "value": "$(KUBERNETES_PORT_443_TCP_ADDR)"},
+                ],
+            }]}}),
+        );
+        let c = &p.spec.as_ref().unwrap().containers[0];
+        let env = resolve_env(&p, c, &WithServices, &PodRuntimeInfo::default()).unwrap();
+        let get = |k: &str| {
+            let hits: Vec<&String> = env
+                .iter()
+                .filter(|e| e.split_once('=').map(|x| x.0) == Some(k))
+                .collect();
+            assert_eq!(hits.len(), 1, "{k} once in {env:?}");
+            hits[0].split_once('=').unwrap().1.to_string()
+        };
+        assert_eq!(get("WEB_SERVICE_PORT"), "from-config");
+        assert_eq!(get("URL"), "http://10.43.0.20:from-config/");
+        assert_eq!(get("MY_DB_SERVICE_HOST"), "mine");
+        assert_eq!(get("API"), "10.43.0.1");
+        assert_eq!(get("WEB_PORT_80_TCP_ADDR"), "10.43.0.20");
     }
 
     #[test]

@@ -43,6 +43,8 @@ pub trait Objects: Send + Sync {
     ) -> ApiResult<()>;
     /// The cluster CA (PEM) published in every namespace.
     fn root_ca(&self) -> Option<&str>;
+    /// The Service IP and node-port allocator.
+    fn allocator(&self) -> &crate::alloc::Allocator;
 }
 
 /// The admission plugins a write passes, in kube-apiserver's order.

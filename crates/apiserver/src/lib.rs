@@ -42,6 +42,11 @@
 //! Request bodies may be JSON, YAML (`application/yaml`) or protobuf; server-side apply
 //! takes `application/apply-patch+yaml`.
 //!
+//! Service cluster IPs and node ports are allocated as kube-apiserver 1.33 does it
+//! ([`alloc`]: an IPAddress object per cluster IP, a node-port bitmap under
+//! compare-and-swap, the repair pass at start and every few minutes), from the ranges
+//! in [`ServerConfig::network`].
+//!
 //! ClusterRoles with an `aggregationRule` hold the union of the rules of the roles their
 //! selectors pick, kept up to date as ClusterRoles change ([`rbac`], the work of
 //! kube-controller-manager's clusterrole-aggregation controller); the default admin, edit
@@ -57,6 +62,7 @@
 
 mod admission;
 mod admit;
+mod alloc;
 mod authn;
 mod authz;
 mod binding;
@@ -138,9 +144,12 @@ pub struct ServerConfig {
     /// `--tls-san`: extra IP addresses or DNS names for the serving certificate.
     pub tls_san: Vec<String>,
     /// `--advertise-address`: the address other nodes and pods reach the API at (the
-    /// `kubernetes` service's endpoint); default: the bind address, else the first
-    /// non-loopback IPv4 address of the host.
+    /// `kubernetes` service's endpoint); default: `node_ip`, else the bind address,
+    /// else the first non-loopback IPv4 address of the host.
     pub advertise_address: Option<IpAddr>,
+    /// `--node-ip` of the server's own node: the `kubernetes` service's endpoint when
+    /// no advertise address is given (as k3s).
+    pub node_ip: Option<IpAddr>,
     /// `--token-auth-file`: static bearer tokens, `token,user,uid,"group1,group2"` per line.
     pub token_auth_file: Option<PathBuf>,
     /// The shortest ServiceAccount token lifetime accepted, in seconds (Kubernetes:
@@ -165,6 +174,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("datastore_endpoint", &self.datastore_endpoint)
             .field("tls_san", &self.tls_san)
             .field("advertise_address", &self.advertise_address)
+            .field("node_ip", &self.node_ip)
             .field("token_auth_file", &self.token_auth_file)
             .field(
                 "min_token_expiration_seconds",
@@ -189,6 +199,7 @@ impl Default for ServerConfig {
             datastore_endpoint: None,
             tls_san: Vec::new(),
             advertise_address: None,
+            node_ip: None,
             token_auth_file: None,
             min_token_expiration_seconds: validation::DEFAULT_MIN_TOKEN_EXPIRATION,
             admission_control_config_file: None,
@@ -267,6 +278,12 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer> {
         .map_err(|e| Error::io(format!("creating {}", config.data_dir.display()), e))?;
     let mut sans = config.tls_san.clone();
     sans.push(config.bind_address.to_string());
+    // In-cluster clients reach the API at the `kubernetes` Service's IP and name.
+    sans.push(config.network.kubernetes_service_ip().to_string());
+    sans.push(format!(
+        "kubernetes.default.svc.{}",
+        config.network.cluster_domain
+    ));
     validation::set_min_token_expiration(config.min_token_expiration_seconds);
     let pki = pki::Pki::load_or_generate(&config.data_dir, &sans)?;
     let token = pki::join_token(&config.data_dir, &pki, config.token.as_deref())?;
@@ -323,17 +340,22 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer> {
     let registry = registry::Registry::new(store.clone())
         .with_root_ca(&pki.ca_cert_pem)
         .with_admission(Arc::new(admission::Chain::new(pod_security)))
-        .with_after_write(Arc::new(quota::Refresh));
-    bootstrap(&registry, port).await?;
-    let advertise = config.advertise_address.unwrap_or_else(|| {
-        if !config.bind_address.is_unspecified() {
-            return config.bind_address;
-        }
-        pki::host_addresses()
-            .into_iter()
-            .find(|ip| ip.is_ipv4() && !ip.is_loopback())
-            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
-    });
+        .with_after_write(Arc::new(quota::Refresh))
+        .with_network(config.network.clone());
+    bootstrap(&registry, &config.network, port).await?;
+    // Before serving: what a crash or an older data dir left is repaired at once.
+    let report = alloc::repair::run_once(
+        &registry,
+        registry.allocator(),
+        &mut Default::default(),
+        alloc::repair::Policy::AT_START,
+    )
+    .await
+    .map_err(|e| Error::Config(format!("repairing the Service allocations: {e}")))?;
+    if report != Default::default() {
+        tracing::info!(?report, "repaired the Service allocations");
+    }
+    let advertise = advertised_address(&config, pki::host_addresses);
     reconcile_endpoints(&registry, advertise, port).await?;
 
     let kubeconfig = pki::admin_kubeconfig(&pki, &format!("https://{url_host}:{port}"));
@@ -366,6 +388,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer> {
         auth,
         signer,
         ca_cert_pem: pki.ca_cert_pem.clone(),
+        network: config.network.clone(),
         kubelet_tls: Some(
             nodeproxy::kubelet_client_tls(
                 &pki.ca_cert_pem,
@@ -377,6 +400,11 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer> {
     });
     drop(store);
     tokio::spawn(quota_resync(state.registry.clone(), stop_rx.clone()));
+    tokio::spawn(alloc::repair::run(
+        state.registry.clone(),
+        alloc::repair::INTERVAL,
+        stop_rx.clone(),
+    ));
     let task = tokio::spawn(serve(listener, tls, state, stop_rx, compactor));
     Ok(RunningServer {
         port,
@@ -529,6 +557,25 @@ async fn serve(
     let _ = tokio::task::spawn_blocking(move || drop(store)).await;
 }
 
+/// The address the `kubernetes` service's endpoints name: `--advertise-address`, else
+/// `--node-ip`, else the bind address unless it is unspecified, else the host's first
+/// non-loopback IPv4 address (from `host_addresses`), else 127.0.0.1.
+fn advertised_address(
+    config: &ServerConfig,
+    host_addresses: impl FnOnce() -> Vec<IpAddr>,
+) -> IpAddr {
+    config
+        .advertise_address
+        .or(config.node_ip)
+        .or((!config.bind_address.is_unspecified()).then_some(config.bind_address))
+        .or_else(|| {
+            host_addresses()
+                .into_iter()
+                .find(|ip| ip.is_ipv4() && !ip.is_loopback())
+        })
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
 /// Points the `kubernetes` service's Endpoints and EndpointSlice at this server.
 async fn reconcile_endpoints(registry: &registry::Registry, ip: IpAddr, port: u16) -> Result<()> {
     let family = if ip.is_ipv4() { "IPv4" } else { "IPv6" };
@@ -588,10 +635,89 @@ async fn reconcile_endpoints(registry: &registry::Registry, ip: IpAddr, port: u1
     Ok(())
 }
 
+/// The ServiceCIDR `kubernetes`: `--service-cidr`, Ready (kube-apiserver's default
+/// ServiceCIDR controller). A data dir made with another range has it changed to this
+/// one (the allocator takes IPs from the flag's range).
+async fn ensure_service_cidr(
+    registry: &registry::Registry,
+    network: &skiff_meta::netconf::ClusterNetwork,
+) -> Result<()> {
+    let res = resources::lookup("networking.k8s.io", "v1", "servicecidrs")
+        .ok_or_else(|| Error::Config("servicecidrs not served".into()))?;
+    let cidr = network.service_cidr.to_string();
+    let err = |e: error::ApiError| Error::Config(format!("the kubernetes ServiceCIDR: {e}"));
+    let current = match registry.get(res, None, "kubernetes").await {
+        Ok(obj) => obj,
+        Err(e) if e.code == 404 => registry
+            .create(
+                res,
+                None,
+                json!({"metadata": {"name": "kubernetes"}, "spec": {"cidrs": [cidr]}}),
+                false,
+            )
+            .await
+            .or_else(|e| {
+                if e.reason == "AlreadyExists" {
+                    Ok(json!({}))
+                } else {
+                    Err(e)
+                }
+            })
+            .map_err(err)?,
+        Err(e) => return Err(err(e)),
+    };
+    if current.pointer("/spec/cidrs") != Some(&json!([cidr])) && current.get("spec").is_some() {
+        tracing::warn!(was = ?current.pointer("/spec/cidrs"), now = %cidr, "--service-cidr changed: replacing the kubernetes ServiceCIDR");
+        registry
+            .delete(res, None, "kubernetes", &Default::default())
+            .await
+            .map_err(err)?;
+        registry
+            .create(
+                res,
+                None,
+                json!({"metadata": {"name": "kubernetes"}, "spec": {"cidrs": [cidr]}}),
+                false,
+            )
+            .await
+            .map_err(err)?;
+    }
+    let ready = registry
+        .get(res, None, "kubernetes")
+        .await
+        .map_err(err)?
+        .pointer("/status/conditions/0/status")
+        .and_then(|v| v.as_str())
+        == Some("True");
+    if !ready {
+        let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        admit::Objects::write_status(
+            registry,
+            res,
+            None,
+            "kubernetes",
+            json!({"conditions": [{
+                "type": "Ready",
+                "status": "True",
+                "lastTransitionTime": now,
+                "reason": "",
+                "message": "Kubernetes Service CIDR is ready",
+            }]}),
+        )
+        .await
+        .map_err(err)?;
+    }
+    Ok(())
+}
+
 /// Objects every cluster has: the default RBAC policy, the system namespaces (with their
 /// `default` ServiceAccount and `kube-root-ca.crt`), the `kubernetes` service, the system
 /// priority classes and the default storage class.
-async fn bootstrap(registry: &registry::Registry, port: u16) -> Result<()> {
+async fn bootstrap(
+    registry: &registry::Registry,
+    network: &skiff_meta::netconf::ClusterNetwork,
+    port: u16,
+) -> Result<()> {
     rbac::reconcile_bootstrap_policy(registry)
         .await
         .map_err(|e| Error::Config(format!("reconciling the default RBAC policy: {e}")))?;
@@ -617,19 +743,32 @@ async fn bootstrap(registry: &registry::Registry, port: u16) -> Result<()> {
             .await
             .map_err(|e| Error::Config(format!("populating namespace {ns}: {e}")))?;
     }
+    ensure_service_cidr(registry, network).await?;
+    // The `kubernetes` Service takes the first IP of the range, through the allocator.
     let svc = resources::lookup("", "v1", "services")
         .ok_or_else(|| Error::Config("services not served".into()))?;
+    let ip = network.kubernetes_service_ip().to_string();
     registry
         .ensure(
             svc,
             Some("default"),
             json!({
                 "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
-                "spec": {"clusterIP": pki::DEFAULT_SERVICE_IP, "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]},
+                "spec": {"clusterIP": ip, "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]},
             }),
         )
         .await
         .map_err(|e| Error::Config(format!("creating the kubernetes service: {e}")))?;
+    if let Ok(existing) = registry.get(svc, Some("default"), "kubernetes").await {
+        let has = existing.pointer("/spec/clusterIP").and_then(|v| v.as_str());
+        if has != Some(ip.as_str()) {
+            tracing::warn!(
+                cluster_ip = ?has,
+                expected = %ip,
+                "the kubernetes Service's cluster IP is not the first address of --service-cidr (the data dir was made with another range); delete the Service to have it re-created"
+            );
+        }
+    }
     let pc = resources::lookup("scheduling.k8s.io", "v1", "priorityclasses")
         .ok_or_else(|| Error::Config("priorityclasses not served".into()))?;
     for (name, value, what) in [
@@ -667,4 +806,32 @@ async fn bootstrap(registry: &registry::Registry, port: u16) -> Result<()> {
         .await
         .map_err(|e| Error::Config(format!("creating the default storage class: {e}")))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kubernetes_endpoints_follow_advertise_then_node_ip_then_bind() {
+        let ip = |s: &str| {
+            s.parse::<IpAddr>()
+                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+        };
+        let hosts = || vec![ip("127.0.0.1"), ip("192.0.2.7"), ip("198.51.100.1")];
+        let mut c = ServerConfig {
+            advertise_address: Some(ip("203.0.113.1")),
+            node_ip: Some(ip("203.0.113.2")),
+            bind_address: ip("203.0.113.3"),
+            ..ServerConfig::default()
+        };
+        assert_eq!(advertised_address(&c, hosts), ip("203.0.113.1"));
+        c.advertise_address = None;
+        assert_eq!(advertised_address(&c, hosts), ip("203.0.113.2"));
+        c.node_ip = None;
+        assert_eq!(advertised_address(&c, hosts), ip("203.0.113.3"));
+        c.bind_address = ip("0.0.0.0");
+        assert_eq!(advertised_address(&c, hosts), ip("192.0.2.7"));
+        assert_eq!(advertised_address(&c, Vec::new), ip("127.0.0.1"));
+    }
 }

@@ -16,9 +16,6 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
-/// The first address of the default service CIDR (10.43.0.0/16), as in k3s.
-pub const DEFAULT_SERVICE_IP: &str = "10.43.0.1";
-
 /// PEM material of the cluster, loaded or generated.
 #[derive(Clone)]
 pub struct Pki {
@@ -233,9 +230,6 @@ fn serving_sans(extra: &[String]) -> Result<Vec<SanType>> {
         IpAddr::from([127, 0, 0, 1]),
         std::net::Ipv6Addr::LOCALHOST.into(),
     ];
-    if let Ok(ip) = DEFAULT_SERVICE_IP.parse() {
-        ips.push(ip);
-    }
     ips.extend(host_addresses());
     ips.extend(extra_ips.into_iter().filter(|ip| !ip.is_unspecified()));
     let mut seen = std::collections::HashSet::new();
@@ -352,7 +346,7 @@ mod tests {
     fn certificates_have_the_right_extensions() {
         use x509_parser::prelude::*;
         let dir = tempfile::tempdir().unwrap();
-        let pki = Pki::load_or_generate(dir.path(), &[]).unwrap();
+        let pki = Pki::load_or_generate(dir.path(), &["10.43.0.1".into()]).unwrap();
         let der = |pem: &str| {
             let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
             p.contents

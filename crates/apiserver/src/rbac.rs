@@ -581,6 +581,8 @@ fn admin_rules() -> Vec<Value> {
 /// the node's own objects.
 pub fn node_rules() -> Vec<Value> {
     vec![
+        // The cluster's network settings (skiff's `/v1-k3s/config`).
+        json!({"verbs": ["get"], "nonResourceURLs": [crate::handler::CONFIG_PATH]}),
         rule(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
         rule(
             &["create"],
@@ -589,6 +591,9 @@ pub fn node_rules() -> Vec<Value> {
         ),
         rule(READ, &[""], &["services", "endpoints"]),
         rule(READ, &["discovery.k8s.io"], &["endpointslices"]),
+        // A skiff node answers the cluster's DNS itself (where k3s runs CoreDNS with
+        // its own ServiceAccount): pod records need the namespaces.
+        rule(READ, &[""], &["namespaces"]),
         rule(
             &["create", "get", "list", "watch", "patch", "update"],
             &[""],

@@ -38,6 +38,8 @@ pub struct Registry {
     admission: Arc<dyn Admission>,
     /// What runs after each write (quota usage).
     after_write: Arc<dyn AfterWrite>,
+    /// Service cluster IPs and node ports.
+    allocator: Arc<crate::alloc::Allocator>,
 }
 
 /// kube-apiserver's answer to a read of a revision the server has not reached.
@@ -93,12 +95,26 @@ fn decode_continue(token: &str, prefix: &str) -> ApiResult<(Revision, Vec<u8>)> 
 impl Registry {
     pub fn new(store: Arc<dyn Store>) -> Registry {
         Registry {
-            store,
             cache: None,
             root_ca: None,
             admission: Arc::new(crate::admit::Nothing),
             after_write: Arc::new(crate::admit::Nothing),
+            allocator: Arc::new(crate::alloc::Allocator::new(
+                store.clone(),
+                Default::default(),
+            )),
+            store,
         }
+    }
+
+    /// Allocates Service IPs and node ports from `network`'s ranges.
+    pub fn with_network(mut self, network: skiff_meta::netconf::ClusterNetwork) -> Registry {
+        self.allocator = Arc::new(crate::alloc::Allocator::new(self.store.clone(), network));
+        self
+    }
+
+    pub fn allocator(&self) -> &Arc<crate::alloc::Allocator> {
+        &self.allocator
     }
 
     /// Hands the registry the admission chain its writes pass.
@@ -446,12 +462,22 @@ impl Registry {
             self.check_namespace(ns).await?;
         }
         self.admission.admit_create(self, res, &mut obj).await?;
-        crate::kinds::of(res).before_create(self, &mut obj).await?;
+        let strategy = crate::kinds::of(res);
+        strategy.before_create(self, &mut obj).await?;
+        strategy.allocate(self, None, &mut obj, dry_run).await?;
         let key = key(res, ns, &name);
         if dry_run {
             return Ok(Arc::new(crate::watchcache::listed(key.as_bytes(), 0, obj)));
         }
-        let stored = encode_as(res, &obj)?;
+        let stored = match encode_as(res, &obj) {
+            Ok(s) => s,
+            Err(e) => {
+                strategy.finish_allocation(self, None, &obj, false).await;
+                return Err(e);
+            }
+        };
+        // What to release if the store refuses the object.
+        let allocated = strategy.allocates().then(|| obj.clone());
         // The watch cache takes the object as built here for this create's event.
         let cache = self
             .cache
@@ -468,6 +494,9 @@ impl Registry {
             Err(e) => {
                 if let Ok((c, p)) = &slot {
                     c.create_failed(p);
+                }
+                if let Some(obj) = &allocated {
+                    strategy.finish_allocation(self, None, obj, false).await;
                 }
                 return Err(Self::err(res, &name)(e));
             }
@@ -610,6 +639,7 @@ impl Registry {
                     .admit_subresource(self, res, sub, &old, &new)
                     .await?;
             }
+            let strategy = crate::kinds::of(res);
             // A pending deletion completes once the last finalizer is gone.
             if deletion_can_finish(res, &new) {
                 if dry_run {
@@ -620,19 +650,43 @@ impl Registry {
                     .delete(key.as_bytes(), Some(kv.mod_revision))
                     .await
                 {
-                    Ok(_) => return Ok(new),
+                    Ok(_) => {
+                        strategy.after_delete(self, &old).await?;
+                        return Ok(new);
+                    }
                     Err(skiff_store::Error::Conflict { .. }) if precondition.is_none() => continue,
                     Err(e) => return Err(Self::err(res, name)(e)),
                 }
             }
+            if sub == Subresource::Main {
+                strategy
+                    .allocate(self, Some(&old), &mut new, dry_run)
+                    .await?;
+            }
             if dry_run {
                 return Ok(new);
             }
-            match self
-                .store
-                .update(key.as_bytes(), encode_as(res, &new)?, Some(kv.mod_revision))
-                .await
-            {
+            let written = match encode_as(res, &new) {
+                Ok(bytes) => {
+                    self.store
+                        .update(key.as_bytes(), bytes, Some(kv.mod_revision))
+                        .await
+                }
+                Err(e) => {
+                    if sub == Subresource::Main {
+                        strategy
+                            .finish_allocation(self, Some(&old), &new, false)
+                            .await;
+                    }
+                    return Err(e);
+                }
+            };
+            if sub == Subresource::Main {
+                strategy
+                    .finish_allocation(self, Some(&old), &new, written.is_ok())
+                    .await;
+            }
+            match written {
                 Ok(rev) => {
                     set_rv(&mut new, rev);
                     self.after_write
@@ -899,6 +953,9 @@ impl Objects for Registry {
     }
     fn root_ca(&self) -> Option<&str> {
         Registry::root_ca(self)
+    }
+    fn allocator(&self) -> &crate::alloc::Allocator {
+        &self.allocator
     }
 }
 

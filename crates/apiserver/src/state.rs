@@ -20,4 +20,6 @@ pub struct State {
     /// The cluster CA (served at `/cacerts`, as k3s does, for joining agents to check
     /// against the hash in their token).
     pub ca_cert_pem: String,
+    /// The cluster's network settings, served to nodes at `/v1-skiff/config`.
+    pub network: skiff_meta::netconf::ClusterNetwork,
 }

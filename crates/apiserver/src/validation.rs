@@ -648,6 +648,157 @@ pub fn validate_pod_spec(spec: Option<&Value>, path: &str, causes: &mut Vec<Caus
             });
         }
     }
+    validate_pod_dns(spec, path, causes);
+}
+
+/// glibc's limits, as kube-apiserver enforces them on `dnsConfig` (MaxDNSNameservers,
+/// MaxDNSSearchPaths and MaxDNSSearchListChars with ExpandedDNSConfig).
+const MAX_DNS_NAMESERVERS: usize = 3;
+const MAX_DNS_SEARCH_PATHS: usize = 32;
+const MAX_DNS_SEARCH_LIST_CHARS: usize = 2048;
+
+/// IsDNS1123SubdomainWithUnderscore's message in 1.33 (its regex is the plain
+/// subdomain's there).
+const SUBDOMAIN_UNDERSCORE_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '_', '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+
+/// A DNS-1123 subdomain whose labels may start with `_` and hold `_` inside
+/// (`_?[a-z0-9]([-_a-z0-9]*[a-z0-9])?` per label).
+fn subdomain_with_underscore(s: &str) -> bool {
+    s.split('.').all(|label| {
+        let l = label.strip_prefix('_').unwrap_or(label).as_bytes();
+        let alnum = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+        match (l.first(), l.last()) {
+            (Some(a), Some(z)) => {
+                alnum(a) && alnum(z) && l.iter().all(|c| alnum(c) || *c == b'-' || *c == b'_')
+            }
+            _ => false,
+        }
+    })
+}
+
+/// `spec.dnsPolicy` and `spec.dnsConfig` (validateDNSPolicy, validatePodDNSConfig with
+/// RelaxedDNSSearchValidation, on by default in 1.33).
+fn validate_pod_dns(spec: Option<&Value>, path: &str, causes: &mut Vec<Cause>) {
+    let policy = spec
+        .and_then(|s| s.get("dnsPolicy"))
+        .and_then(Value::as_str);
+    match policy {
+        None | Some("ClusterFirstWithHostNet" | "ClusterFirst" | "Default" | "None") => {}
+        Some("") => causes.push(Cause::required(format!("{path}.dnsPolicy"))),
+        Some(p) => causes.push(not_supported(
+            format!("{path}.dnsPolicy"),
+            p,
+            &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"],
+        )),
+    }
+    let at = format!("{path}.dnsConfig");
+    let config = spec
+        .and_then(|s| s.get("dnsConfig"))
+        .filter(|c| !c.is_null());
+    let strings = |field: &str| -> Vec<String> {
+        config
+            .and_then(|c| c.get(field))
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .map(|v| v.as_str().unwrap_or("").to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let nameservers = strings("nameservers");
+    if policy == Some("None") {
+        if config.is_none() {
+            causes.push(required_because(
+                at,
+                "must provide `dnsConfig` when `dnsPolicy` is None",
+            ));
+            return;
+        }
+        if nameservers.is_empty() {
+            causes.push(required_because(
+                format!("{at}.nameservers"),
+                "must provide at least one DNS nameserver when `dnsPolicy` is None",
+            ));
+            return;
+        }
+    }
+    let Some(config) = config else {
+        return;
+    };
+    if nameservers.len() > MAX_DNS_NAMESERVERS {
+        causes.push(invalid_raw(
+            format!("{at}.nameservers"),
+            &go_list("string", &nameservers),
+            &format!("must not have more than {MAX_DNS_NAMESERVERS} nameservers"),
+        ));
+    }
+    for (i, ns) in nameservers.iter().enumerate() {
+        if ns.parse::<std::net::IpAddr>().is_err() {
+            causes.push(Cause::invalid(
+                format!("{at}.nameservers[{i}]"),
+                ns,
+                "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+            ));
+        }
+    }
+    let searches = strings("searches");
+    if searches.len() > MAX_DNS_SEARCH_PATHS {
+        causes.push(invalid_raw(
+            format!("{at}.searches"),
+            &go_list("string", &searches),
+            &format!("must not have more than {MAX_DNS_SEARCH_PATHS} search paths"),
+        ));
+    }
+    if searches.join(" ").len() > MAX_DNS_SEARCH_LIST_CHARS {
+        causes.push(invalid_raw(
+            format!("{at}.searches"),
+            &go_list("string", &searches),
+            &format!(
+                "must not have more than {MAX_DNS_SEARCH_LIST_CHARS} characters (including spaces) in the search list"
+            ),
+        ));
+    }
+    for (i, search) in searches.iter().enumerate() {
+        // A lone "." is allowed; otherwise a trailing dot is fine.
+        if search == "." {
+            continue;
+        }
+        let s = search.strip_suffix('.').unwrap_or(search);
+        if s.len() > 253 {
+            causes.push(Cause::invalid(
+                format!("{at}.searches[{i}]"),
+                s,
+                &max_len(253),
+            ));
+        }
+        if !subdomain_with_underscore(s) {
+            causes.push(Cause::invalid(
+                format!("{at}.searches[{i}]"),
+                s,
+                SUBDOMAIN_UNDERSCORE_MSG,
+            ));
+        }
+    }
+    for (i, op) in config
+        .get("options")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        if op
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .is_empty()
+        {
+            causes.push(required_because(
+                format!("{at}.options[{i}]"),
+                "must not be empty",
+            ));
+        }
+    }
 }
 
 /// `spec.ephemeralContainers` as kube-apiserver checks them: named uniquely across all
@@ -934,5 +1085,72 @@ mod tests {
             vec!["must be no more than 63 characters".to_string()]
         );
         assert!(check_name(NameRule::Label1035, "1a")[0].starts_with("a DNS-1035 label"));
+    }
+
+    /// Each cause of `spec` as `field: message`.
+    fn dns_causes(spec: Value) -> Vec<String> {
+        let mut causes = Vec::new();
+        validate_pod_dns(Some(&spec), "spec", &mut causes);
+        causes
+            .iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect()
+    }
+
+    #[test]
+    fn dns_policy_and_config_as_kube_apiserver_words_them() {
+        assert!(dns_causes(json!({"dnsPolicy": "ClusterFirst"})).is_empty());
+        assert!(dns_causes(json!({"dnsPolicy": "None", "dnsConfig": {
+            "nameservers": ["192.0.2.1", "2001:db8::1"],
+            "searches": ["ns.svc.cluster.local.", "_sip._tcp.example", "."],
+            "options": [{"name": "ndots", "value": "2"}],
+        }}))
+        .is_empty());
+        assert_eq!(
+            dns_causes(json!({"dnsPolicy": "Sometimes"})),
+            [
+                r#"spec.dnsPolicy: Unsupported value: "Sometimes": supported values: "ClusterFirstWithHostNet", "ClusterFirst", "Default", "None""#
+            ]
+        );
+        assert_eq!(
+            dns_causes(json!({"dnsPolicy": "None"})),
+            ["spec.dnsConfig: Required value: must provide `dnsConfig` when `dnsPolicy` is None"]
+        );
+        assert_eq!(
+            dns_causes(json!({"dnsPolicy": "None", "dnsConfig": {"searches": ["a.example"]}})),
+            ["spec.dnsConfig.nameservers: Required value: must provide at least one DNS nameserver when `dnsPolicy` is None"]
+        );
+        assert_eq!(
+            dns_causes(json!({"dnsConfig": {
+                "nameservers": ["1.1.1.1", "x", "2.2.2.2", "3.3.3.3"],
+                "searches": ["Bad.example", "ok.example"],
+                "options": [{"value": "1"}],
+            }})),
+            [
+                r#"spec.dnsConfig.nameservers: Invalid value: []string{"1.1.1.1", "x", "2.2.2.2", "3.3.3.3"}: must not have more than 3 nameservers"#.to_string(),
+                r#"spec.dnsConfig.nameservers[1]: Invalid value: "x": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"#.to_string(),
+                format!(r#"spec.dnsConfig.searches[0]: Invalid value: "Bad.example": {SUBDOMAIN_UNDERSCORE_MSG}"#),
+                "spec.dnsConfig.options[0]: Required value: must not be empty".to_string(),
+            ]
+        );
+        let many: Vec<String> = (0..33).map(|i| format!("d{i}")).collect();
+        let causes = dns_causes(json!({"dnsConfig": {"searches": many}}));
+        assert_eq!(causes.len(), 1);
+        assert!(causes[0]
+            .starts_with(r#"spec.dnsConfig.searches: Invalid value: []string{"d0", "d1","#));
+        assert!(causes[0].ends_with("}: must not have more than 32 search paths"));
+        let long: Vec<String> = (0..9).map(|i| format!("{i}{}", "a".repeat(250))).collect();
+        let causes = dns_causes(json!({"dnsConfig": {"searches": long}}));
+        assert_eq!(causes.len(), 1, "{causes:?}");
+        assert!(causes[0].ends_with(
+            "must not have more than 2048 characters (including spaces) in the search list"
+        ));
+        assert_eq!(
+            dns_causes(json!({"dnsConfig": {"searches": ["a".repeat(254)]}})),
+            [format!(
+                r#"spec.dnsConfig.searches[0]: Invalid value: "{}": must be no more than 253 characters"#,
+                "a".repeat(254)
+            )]
+        );
     }
 }

@@ -63,6 +63,9 @@ fn expectations(kind: &str) -> (&'static str, &'static [&'static str]) {
         "IngressClass" => ("nginx", &["Controller:", "example.com/ingress"]),
         "Ingress" => ("ing", &["Rules:", "example.com", "web:80"]),
         "NetworkPolicy" => ("deny", &["PodSelector:", "app=web"]),
+        // The server's own: the kubernetes Service's IPAddress and the ServiceCIDR.
+        "IPAddress" => ("10.43.0.1", &["services", "kubernetes"]),
+        "ServiceCIDR" => ("kubernetes", &["10.43.0.0/16"]),
         "PodDisruptionBudget" => ("pdb", &["Min available:", "Selector:"]),
         "ClusterRoleBinding" => ("reader", &["Role:", "alice"]),
         "ClusterRole" => ("reader", &["PolicyRule:", "pods"]),
@@ -177,6 +180,15 @@ async fn describe_every_kind() {
                 args.extend(["-n", "d"]);
             }
             let (ok, out, err) = fx.run(kubectl, &args).await;
+            // kubectl 1.27 describes IPAddresses through networking.k8s.io/v1alpha1,
+            // which kube-apiserver 1.33 (and skiff) no longer serve: it fails there
+            // too.
+            if kubectl == KUBECTL_OLD && *kind == "IPAddress" {
+                if ok || !err.contains("could not find the requested resource") {
+                    failures.push(format!("{kubectl} {args:?}: {ok} {out} {err}"));
+                }
+                continue;
+            }
             if !ok {
                 failures.push(format!("{kubectl} {args:?} failed: {err}"));
                 continue;

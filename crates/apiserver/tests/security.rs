@@ -971,3 +971,55 @@ async fn cluster_roles_aggregate() {
     );
     fx.stop().await;
 }
+
+/// `GET /v1-skiff/config`: the cluster's network settings, for nodes and admins only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_read_the_cluster_network_settings() {
+    if !have_kubectl() {
+        return;
+    }
+    let mut fx = Fixture::start_with(|cfg, work| {
+        let file = work.join("tokens.csv");
+        std::fs::write(
+            &file,
+            "node-token,system:node:n1,1,\"system:nodes\"\nalice-token,alice,2\n",
+        )
+        .expect("write token file");
+        cfg.token_auth_file = Some(file);
+        cfg.network = skiff_meta::netconf::ClusterNetwork::parse(
+            "10.90.0.0/16",
+            "10.91.0.0/16",
+            None,
+            "corp.internal",
+            "31000-31999",
+        )
+        .expect("network settings");
+    })
+    .await;
+    let want = serde_json::json!({
+        "clusterCIDR": "10.90.0.0/16",
+        "serviceCIDR": "10.91.0.0/16",
+        "clusterDNS": "10.91.0.10",
+        "clusterDomain": "corp.internal",
+        "nodePortRange": {"first": 31000, "last": 31999},
+    });
+    // The admin (kubectl's certificate) and a node may read it.
+    let admin = fx.ok(K, &["get", "--raw", "/v1-skiff/config"]).await;
+    assert_eq!(json(&admin), want);
+    let (code, body) = fx
+        .curl("node-token", "GET", "/v1-skiff/config", "", "")
+        .await;
+    assert_eq!((code, json(&body)), (200, want));
+    // Anyone else is refused: 403 for a user without the right, 401 without credentials.
+    let (code, body) = fx
+        .curl("alice-token", "GET", "/v1-skiff/config", "", "")
+        .await;
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        body.contains(r#"User \"alice\" cannot get path \"/v1-skiff/config\""#),
+        "{body}"
+    );
+    let (code, _) = fx.curl("", "GET", "/v1-skiff/config", "", "").await;
+    assert_eq!(code, 401);
+    fx.stop().await;
+}

@@ -4,8 +4,8 @@
 //! what they read, so they read the API, not a cache that may lag their own writes).
 //! Whenever a namespace, service account, ConfigMap, Service, pod, Endpoints,
 //! EndpointSlice, node, node Lease, PodDisruptionBudget or pod controller changes (and
-//! every second): the service-account and root-CA, endpoints, disruption-budget and
-//! node-lifecycle passes, over the shared caches.
+//! every second): the service-account and root-CA, endpoints, ServiceLB,
+//! disruption-budget and node-lifecycle passes, over the shared caches.
 
 use crate::gc::{self, Resources};
 use kube::Client;
@@ -22,6 +22,11 @@ pub struct Settings {
     pub ca_pem: Option<String>,
     /// The pods' address range; nodes without a pod CIDR get a /24 of it.
     pub cluster_cidr: Option<String>,
+    /// Run ServiceLB (k3s's load balancer; off with `--disable servicelb`).
+    pub servicelb: bool,
+    /// The cluster DNS address: keep the kube-dns Service and its per-node endpoints
+    /// (None: no cluster DNS, as with `--disable coredns`).
+    pub cluster_dns: Option<std::net::Ipv4Addr>,
 }
 
 impl Default for Settings {
@@ -31,6 +36,8 @@ impl Default for Settings {
             node_monitor_grace_period: Duration::from_secs(40),
             ca_pem: None,
             cluster_cidr: None,
+            servicelb: true,
+            cluster_dns: None,
         }
     }
 }
@@ -129,6 +136,15 @@ async fn run_cached(
         for r in [
             crate::serviceaccounts::sync(&client, &inf, settings.ca_pem.as_deref()).await,
             crate::endpoints::sync(&client, &inf).await,
+            if settings.servicelb {
+                crate::servicelb::sync(&client, &inf).await
+            } else {
+                Ok(())
+            },
+            match settings.cluster_dns {
+                Some(ip) => crate::nodedns::sync(&client, &inf, ip).await,
+                None => Ok(()),
+            },
             crate::disruption::sync(&client, &inf).await,
             nodes
                 .sync(&client, &inf, settings.node_monitor_grace_period)

@@ -5,6 +5,11 @@
 //! resolved ports, with each pod's target port resolved (numbers, or container port
 //! names), its node and a reference to it. (The `kubernetes` service's are the API
 //! server's own.)
+//!
+//! Terminating pods, as kube's controllers: the slices keep them with
+//! `terminating: true`, `serving` = the pod's readiness and `ready: false` (so proxies
+//! drain to them only when nothing else serves); the Endpoints object leaves them
+//! out. `publishNotReadyAddresses` makes every selected pod ready in both.
 
 use crate::pods::template_hash;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service, ServicePort};
@@ -66,13 +71,12 @@ pub async fn sync(client: &Client, inf: &skiff_informer::Informers) -> Result<()
         let publish = spec.publish_not_ready_addresses.unwrap_or(false);
         let sports = spec.ports.clone().unwrap_or_default();
         // Pods grouped by their resolved port set.
-        let mut groups: BTreeMap<String, (Value, Vec<(Value, bool)>)> = BTreeMap::new();
+        let mut groups: BTreeMap<String, (Value, Vec<(Value, Conditions)>)> = BTreeMap::new();
         let mut selected: Vec<&Pod> = pods
             .iter()
             .filter(|p| {
                 p.metadata.namespace.as_deref() == Some(ns.as_str()) && selects(&selector, p)
             })
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
             .filter(|p| {
                 let st = p.status.as_ref();
                 !matches!(
@@ -116,9 +120,9 @@ pub async fn sync(client: &Client, inf: &skiff_informer::Informers) -> Result<()
                 .entry(key)
                 .or_insert_with(|| (json!(ports), vec![]))
                 .1
-                .push((addr, publish || crate::pod_ready(p)));
+                .push((addr, Conditions::of(p, publish)));
         }
-        let groups: Vec<(Value, Vec<(Value, bool)>)> = groups.into_values().collect();
+        let groups: Vec<(Value, Vec<(Value, Conditions)>)> = groups.into_values().collect();
         write(client, svc, &eps, &slices, groups).await?;
     }
     // Endpoints and slices whose Service is gone or no longer selects.
@@ -152,14 +156,40 @@ pub async fn sync(client: &Client, inf: &skiff_informer::Informers) -> Result<()
     Ok(())
 }
 
+/// An endpoint's conditions, as kube's `podToEndpoint` sets them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Conditions {
+    ready: bool,
+    serving: bool,
+    terminating: bool,
+}
+
+impl Conditions {
+    fn of(pod: &Pod, publish_not_ready: bool) -> Conditions {
+        let serving = publish_not_ready || crate::pod_ready(pod);
+        let terminating = pod.metadata.deletion_timestamp.is_some();
+        Conditions {
+            ready: publish_not_ready || (serving && !terminating),
+            serving,
+            terminating,
+        }
+    }
+
+    /// Whether the Endpoints object lists the address (terminating pods only with
+    /// publishNotReadyAddresses, which makes them ready), and under `addresses`.
+    fn in_endpoints(self) -> Option<bool> {
+        (!self.terminating || self.ready).then_some(self.ready)
+    }
+}
+
 /// Writes the Endpoints and EndpointSlices of `svc` for `groups` (ports, addresses
-/// with readiness); slices of other port sets are deleted.
+/// with their conditions); slices of other port sets are deleted.
 async fn write(
     client: &Client,
     svc: &Service,
     eps: &[Endpoints],
     slices: &[EndpointSlice],
-    groups: Vec<(Value, Vec<(Value, bool)>)>,
+    groups: Vec<(Value, Vec<(Value, Conditions)>)>,
 ) -> Result<(), kube::Error> {
     let ns = svc.metadata.namespace.clone().unwrap_or_default();
     let name = svc.metadata.name.clone().unwrap_or_default();
@@ -171,12 +201,12 @@ async fn write(
     }
     let subsets: Vec<Value> = groups
         .iter()
-        .filter(|(_, a)| !a.is_empty())
+        .filter(|(_, a)| a.iter().any(|(_, c)| c.in_endpoints().is_some()))
         .map(|(ports, addrs)| {
             let pick = |ready: bool| -> Vec<Value> {
                 addrs
                     .iter()
-                    .filter(|(_, r)| *r == ready)
+                    .filter(|(_, c)| c.in_endpoints() == Some(ready))
                     .map(|(a, _)| a.clone())
                     .collect()
             };
@@ -217,9 +247,10 @@ async fn write(
         sl_labels.insert(SLICE_MANAGER.into(), SLICE_CONTROLLER.into());
         let endpoints: Vec<Value> = addrs
             .iter()
-            .map(|(a, ready)| {
+            .map(|(a, c)| {
                 let mut e = json!({"addresses": [a["ip"]],
-                    "conditions": {"ready": ready, "serving": ready, "terminating": false}});
+                    "conditions": {"ready": c.ready, "serving": c.serving,
+                                   "terminating": c.terminating}});
                 for k in ["nodeName", "targetRef", "hostname"] {
                     if !a[k].is_null() {
                         e[k] = a[k].clone();
@@ -269,7 +300,7 @@ async fn write(
 }
 
 /// Creates `want`, or replaces `have` when `key` of the two differs.
-async fn upsert<K>(
+pub(crate) async fn upsert<K>(
     api: &Api<K>,
     have: Option<&K>,
     mut want: K,
@@ -314,5 +345,36 @@ mod tests {
         assert_eq!(resolve_port(&sp(json!("grpc")), &pod), None);
         let plain: ServicePort = serde_json::from_value(json!({"port": 80})).unwrap();
         assert_eq!(resolve_port(&plain, &pod), Some(80));
+    }
+
+    fn pod(ready: bool, terminating: bool) -> Pod {
+        let mut p = json!({"metadata": {"name": "p"}, "status": {"conditions": [
+            {"type": "Ready", "status": if ready { "True" } else { "False" }}]}});
+        if terminating {
+            p["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        }
+        serde_json::from_value(p).unwrap()
+    }
+
+    #[test]
+    fn terminating_pods_stay_in_slices_but_leave_the_rotation() {
+        let c = |ready, terminating, publish| Conditions::of(&pod(ready, terminating), publish);
+        let cond = |ready, serving, terminating| Conditions {
+            ready,
+            serving,
+            terminating,
+        };
+        assert_eq!(c(true, false, false), cond(true, true, false));
+        assert_eq!(c(false, false, false), cond(false, false, false));
+        // A ready pod being deleted still serves, but is not ready.
+        assert_eq!(c(true, true, false), cond(false, true, true));
+        assert_eq!(c(false, true, false), cond(false, false, true));
+        // publishNotReadyAddresses: everything selected is ready.
+        assert_eq!(c(false, true, true), cond(true, true, true));
+        // The Endpoints object: terminating pods out unless published.
+        assert_eq!(c(true, false, false).in_endpoints(), Some(true));
+        assert_eq!(c(false, false, false).in_endpoints(), Some(false));
+        assert_eq!(c(true, true, false).in_endpoints(), None);
+        assert_eq!(c(false, true, true).in_endpoints(), Some(true));
     }
 }

@@ -19,10 +19,12 @@ pub mod disruption;
 pub mod endpoints;
 pub mod gc;
 pub mod namespaces;
+pub mod nodedns;
 pub mod nodeipam;
 pub mod nodes;
 pub mod persistentvolumes;
 pub mod serviceaccounts;
+pub mod servicelb;
 pub mod statefulsets;
 
 use kube::api::{PatchParams, PostParams};

@@ -23,6 +23,14 @@ pub struct BridgeConfig {
     pub gateway: Ipv4Addr,
     /// The nftables table (family ip) holding this engine's rules.
     pub table: String,
+    /// Traffic from the subnet to this range is not masqueraded (a cluster's pod
+    /// range: pods reach pods on other nodes by their own address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_masquerade_to: Option<String>,
+    /// The MTU of the bridge and of both ends of every veth (below the uplink's when
+    /// pod traffic is encapsulated, as over VXLAN); None: the kernel's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
 }
 
 impl Default for BridgeConfig {
@@ -33,6 +41,8 @@ impl Default for BridgeConfig {
             prefix: 16,
             gateway: Ipv4Addr::new(172, 18, 0, 1),
             table: "skiff".into(),
+            no_masquerade_to: None,
+            mtu: None,
         }
     }
 }
@@ -242,11 +252,11 @@ pub fn ensure_bridge(cfg: &BridgeConfig) -> Result<()> {
         if link_index(&h, &cfg.bridge).await?.is_some() {
             return Ok::<bool, EngineError>(false);
         }
-        let r = h
-            .link()
-            .add(rtnetlink::LinkBridge::new(&cfg.bridge).up().build())
-            .execute()
-            .await;
+        let mut bridge = rtnetlink::LinkBridge::new(&cfg.bridge).up();
+        if let Some(mtu) = cfg.mtu {
+            bridge = bridge.mtu(mtu);
+        }
+        let r = h.link().add(bridge.build()).execute().await;
         if let Err(e) = r {
             // Lost a race with another skiff creating it: fine.
             if link_index(&h, &cfg.bridge).await?.is_none() {
@@ -281,11 +291,33 @@ fn nft_table_exists(table: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Replaces the bridge's rules with what `cfg` says now (one atomic nft
+/// transaction), for a bridge whose settings may have changed since its table was
+/// made (the node agent's pod bridge at start).
+pub fn refresh_rules(cfg: &BridgeConfig) -> Result<()> {
+    install_rules_with(cfg, true)
+}
+
 fn install_rules(cfg: &BridgeConfig) -> Result<()> {
+    install_rules_with(cfg, false)
+}
+
+fn install_rules_with(cfg: &BridgeConfig, replace: bool) -> Result<()> {
+    // `add` then `delete` makes the replacement work whether or not the table exists.
+    let reset = if replace {
+        format!("add table ip {t}\ndelete table ip {t}\n", t = cfg.table)
+    } else {
+        String::new()
+    };
+    let keep = cfg
+        .no_masquerade_to
+        .as_deref()
+        .map(|r| format!("ip daddr != {r} "))
+        .unwrap_or_default();
     let rules = format!(
-        "table ip {t} {{\n\
+        "{reset}table ip {t} {{\n\
            chain postrouting {{ type nat hook postrouting priority srcnat; policy accept;\n\
-             ip saddr {net}/{p} oifname != \"{br}\" masquerade\n\
+             ip saddr {net}/{p} {keep}oifname != \"{br}\" masquerade\n\
            }}\n\
            chain forward {{ type filter hook forward priority filter; policy accept;\n\
              iifname \"{br}\" accept\n\
@@ -400,6 +432,18 @@ pub fn attach(
             .execute()
             .await
             .map_err(|e| nl_err("creating veth pair", e))?;
+        if let Some(mtu) = cfg.mtu {
+            for end in [&host_name, &peer_tmp] {
+                let i = link_index(&h, end)
+                    .await?
+                    .ok_or_else(|| EngineError::Invalid("veth vanished".into()))?;
+                h.link()
+                    .set(rtnetlink::LinkUnspec::new_with_index(i).mtu(mtu).build())
+                    .execute()
+                    .await
+                    .map_err(|e| nl_err("setting the veth MTU", e))?;
+            }
+        }
         let peer = link_index(&h, &peer_tmp)
             .await?
             .ok_or_else(|| EngineError::Invalid("veth peer vanished".into()))?;
@@ -425,6 +469,14 @@ pub fn attach(
             .execute()
             .await
             .map_err(|e| nl_err("attaching veth to the bridge", e))?;
+        // Hairpin: a frame may leave by the port it came in on, so a container (a pod)
+        // reaching its own published address or Service, DNATed back to itself on the
+        // bridge, gets its answer (CNI's bridge plugin's hairpinMode).
+        h.link()
+            .change(rtnetlink::LinkBridgePort::new(host).hairpin(true).build())
+            .execute()
+            .await
+            .map_err(|e| nl_err("turning hairpin on for the veth", e))?;
         let inner = link_index(&ih, &peer_tmp)
             .await?
             .ok_or_else(|| EngineError::Invalid("veth peer missing in container".into()))?;
@@ -640,6 +692,8 @@ pub fn create_network(
         prefix,
         gateway: gw,
         table: String::new(),
+        no_masquerade_to: None,
+        mtu: None,
     };
     let id = network_id(name, &cfg);
     cfg.bridge = format!("br-{}", &id[..12]);

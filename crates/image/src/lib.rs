@@ -14,6 +14,8 @@
 //! - `repositories.json`: names → manifest digest and image id → record (parent,
 //!   intermediate); every read-modify-write under `flock(repositories.lock)`.
 //! - `gc.lock`: held shared by writers (import, commit, load, build), exclusively by gc.
+//! - `distribution/<diff-id hex>.json`: the registry blobs a layer is known as (for
+//!   push to skip or mount them).
 //! - `buildcache/<key>`: build cache entries (→ image id); `tmp/`: scratch dirs.
 //!
 //! Must not know about: containers, their state or runtimes. RUN steps of a build go
@@ -24,6 +26,7 @@
 mod archive;
 mod build;
 mod config;
+mod distribution;
 mod dockerfile;
 mod error;
 mod ignore;
@@ -35,13 +38,14 @@ mod user;
 
 pub use build::{apply_changes, build, BuildOptions, RunStep, StepError, StepRunner, DEFAULT_PATH};
 pub use config::{host_arch, ContainerConfig, HealthConfig, History, ImageConfig, RootFs};
+pub use distribution::LayerSource;
 pub use dockerfile::{parse_dockerfile, Dockerfile, Heredoc, Instruction};
 pub use error::{ImageError, Result};
 pub use ignore::IgnoreMatcher;
 pub use reference::{
-    familiar_name, normalize_reference, parse_reference, split_repo_tag, Reference,
+    familiar_name, is_digest, normalize_reference, parse_reference, split_repo_tag, Reference,
 };
 pub use store::{
-    short_id, CommitOptions, HistoryEntry, Image, ImageStore, ImageSummary, RemoveEvent,
+    short_id, CommitOptions, HistoryEntry, Image, ImageStore, ImageSummary, LayerInfo, RemoveEvent,
 };
 pub use user::{lookup_user, lookup_user_in_rootfs, UserIds};

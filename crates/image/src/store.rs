@@ -26,6 +26,9 @@ pub struct Image {
     pub config: ImageConfig,
     /// Normalized names (`docker.io/library/busybox:latest`) that point at this image.
     pub names: Vec<String>,
+    /// `repository@sha256:…` of the manifests this image was pulled by or pushed as
+    /// (normalized, docker's `RepoDigests`).
+    pub repo_digests: Vec<String>,
     /// The image this one was built or committed on top of, if known.
     pub parent: Option<String>,
     /// Sum of the layers' unpacked sizes in bytes.
@@ -59,7 +62,7 @@ impl Image {
         serde_json::json!({
             "Id": self.id,
             "RepoTags": tags,
-            "RepoDigests": [],
+            "RepoDigests": self.repo_digests.iter().map(|d| familiar_name(d)).collect::<Vec<_>>(),
             "Parent": self.parent.clone().unwrap_or_default(),
             "Comment": comment,
             "Created": self.config.created.clone().unwrap_or_default(),
@@ -136,6 +139,9 @@ pub(crate) struct ImageRecord {
     /// A build step's intermediate image (hidden from `list`, kept for the build cache).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub intermediate: bool,
+    /// Registry manifests this image is known by (`repository@sha256:…`, normalized).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repo_digests: Vec<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -153,6 +159,13 @@ impl Repositories {
         self.images
             .iter()
             .find(|(_, r)| r.manifest == manifest)
+            .map(|(id, _)| id.clone())
+    }
+    /// The image pulled or pushed as `repository@digest` (normalized).
+    fn id_of_repo_digest(&self, repo_digest: &str) -> Option<String> {
+        self.images
+            .iter()
+            .find(|(_, r)| r.repo_digests.iter().any(|d| d == repo_digest))
             .map(|(id, _)| id.clone())
     }
     fn names_of(&self, manifest: &str) -> Vec<String> {
@@ -249,7 +262,8 @@ pub(crate) fn maybe_gunzip<'a>(r: impl Read + 'a) -> Result<Box<dyn Read + 'a>> 
 
 /// A layer in the store.
 #[derive(Debug, Clone)]
-pub(crate) struct LayerInfo {
+pub struct LayerInfo {
+    /// `sha256:<hex>` of the uncompressed tar.
     pub diff_id: String,
 }
 
@@ -276,7 +290,8 @@ impl ImageStore {
         &self.dir
     }
 
-    pub(crate) fn tmp_dir(&self) -> PathBuf {
+    /// Scratch space; whatever is left there is removed by the next [`ImageStore::gc`].
+    pub fn tmp_dir(&self) -> PathBuf {
         self.dir.join("tmp")
     }
 
@@ -298,7 +313,7 @@ impl ImageStore {
 
     /// Held (shared) by operations that write blobs before registering an image, so that
     /// garbage collection in another process does not delete them half-way.
-    pub(crate) fn gc_shared(&self) -> Result<FileLock> {
+    pub fn gc_shared(&self) -> Result<FileLock> {
         lock_at(&self.dir.join("gc.lock"), Mode::Shared, true)?
             .ok_or_else(|| ImageError::Conflict("could not lock gc".into()))
     }
@@ -341,7 +356,8 @@ impl ImageStore {
         Ok(())
     }
 
-    pub(crate) fn blob_path(&self, digest: &str) -> Result<PathBuf> {
+    /// The path of a blob by digest (`sha256:<hex>`).
+    pub fn blob_path(&self, digest: &str) -> Result<PathBuf> {
         Ok(self.dir.join("blobs/sha256").join(digest_hex(digest)?))
     }
 
@@ -372,7 +388,13 @@ impl ImageStore {
     }
 
     /// Stores a layer tar (plain or gzip) as an uncompressed blob and unpacks its snapshot.
-    pub(crate) fn store_layer(&self, input: impl Read) -> Result<LayerInfo> {
+    pub fn store_layer(&self, input: impl Read) -> Result<LayerInfo> {
+        self.store_layer_checked(input, None)
+    }
+
+    /// [`ImageStore::store_layer`], refusing (and keeping nothing of) a layer whose
+    /// uncompressed digest is not `want`.
+    pub fn store_layer_checked(&self, input: impl Read, want: Option<&str>) -> Result<LayerInfo> {
         let mut r = maybe_gunzip(input)?;
         let tmp = self.tmp_dir().join(format!("blob-{}", rand_hex()));
         let f = fs::File::create(&tmp).ctx("creating", &tmp)?;
@@ -385,6 +407,12 @@ impl ImageStore {
         if let Err(e) = done {
             let _ = fs::remove_file(&tmp);
             return Err(ImageError::io("writing layer", e));
+        }
+        if let Some(want) = want.filter(|w| w.strip_prefix("sha256:") != Some(hex.as_str())) {
+            let _ = fs::remove_file(&tmp);
+            return Err(ImageError::Invalid(format!(
+                "layer content has digest sha256:{hex} but the image config says {want}"
+            )));
         }
         self.install_blob_file(&tmp, &hex)?;
         let diff_id = format!("sha256:{hex}");
@@ -415,7 +443,7 @@ impl ImageStore {
         Ok(LayerInfo { diff_id })
     }
 
-    fn layer_root(&self, diff_id: &str) -> Result<PathBuf> {
+    pub(crate) fn layer_root(&self, diff_id: &str) -> Result<PathBuf> {
         Ok(self.dir.join("layers").join(digest_hex(diff_id)?))
     }
 
@@ -485,7 +513,7 @@ impl ImageStore {
 
     /// Registers an image from its exact config bytes (their digest is the id); all its
     /// layers must already be stored.
-    pub(crate) fn register_image(
+    pub fn register_image(
         &self,
         config_bytes: &[u8],
         parent: Option<&str>,
@@ -519,6 +547,7 @@ impl ImageStore {
                     manifest: manifest_digest.clone(),
                     parent: parent.map(str::to_string),
                     intermediate,
+                    repo_digests: Vec::new(),
                 });
             rec.manifest = manifest_digest.clone();
             if !intermediate {
@@ -566,6 +595,7 @@ impl ImageStore {
             id: id.to_string(),
             manifest_digest: rec.manifest.clone(),
             names: repos.names_of(&rec.manifest),
+            repo_digests: rec.repo_digests.clone(),
             parent: rec.parent.clone(),
             config,
             size,
@@ -600,7 +630,11 @@ impl ImageStore {
         }
         if let Ok(r) = parse_reference(reference) {
             if let Some(d) = &r.digest {
-                if let Some(id) = repos.id_of_manifest(d) {
+                let repo_digest = format!("{}@{d}", r.repository());
+                if let Some(id) = repos
+                    .id_of_repo_digest(&repo_digest)
+                    .or_else(|| repos.id_of_manifest(d))
+                {
                     return Ok(id);
                 }
                 if r.tag.is_none() {
@@ -663,7 +697,19 @@ impl ImageStore {
                 size: img.size,
             };
             if img.names.is_empty() {
-                out.push(row("<none>".into(), "<none>".into()));
+                // Pulled by digest: docker shows the repository with no tag.
+                let repos_of: BTreeSet<String> = img
+                    .repo_digests
+                    .iter()
+                    .filter_map(|d| d.split_once('@'))
+                    .map(|(r, _)| familiar_name(r))
+                    .collect();
+                if repos_of.is_empty() {
+                    out.push(row("<none>".into(), "<none>".into()));
+                }
+                for r in repos_of {
+                    out.push(row(r, "<none>".into()));
+                }
             }
             for n in &img.names {
                 let (repo, tag) = split_repo_tag(&familiar_name(n));

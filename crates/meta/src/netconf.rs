@@ -107,6 +107,17 @@ pub struct ClusterNetwork {
     pub cluster_domain: String,
     /// `--service-node-port-range`.
     pub node_port_range: PortRange,
+    /// `--flannel-backend`: how pods on different nodes reach each other (`vxlan`,
+    /// `host-gw` or `none`).
+    #[serde(default = "default_backend")]
+    pub flannel_backend: String,
+}
+
+/// k3s's `--flannel-backend` default.
+pub const DEFAULT_FLANNEL_BACKEND: &str = "vxlan";
+
+fn default_backend() -> String {
+    DEFAULT_FLANNEL_BACKEND.to_string()
 }
 
 impl Default for ClusterNetwork {
@@ -123,6 +134,7 @@ impl Default for ClusterNetwork {
                 first: 30000,
                 last: 32767,
             },
+            flannel_backend: default_backend(),
         }
     }
 }
@@ -216,7 +228,23 @@ impl ClusterNetwork {
             cluster_dns: dns,
             cluster_domain: domain,
             node_port_range: PortRange::parse("service-node-port-range", node_port_range)?,
+            flannel_backend: default_backend(),
         })
+    }
+
+    /// The settings with `--flannel-backend` `backend` (checked).
+    pub fn with_backend(mut self, backend: &str) -> Result<ClusterNetwork, NetconfError> {
+        match backend {
+            "vxlan" | "host-gw" | "none" => {
+                self.flannel_backend = backend.to_string();
+                Ok(self)
+            }
+            _ => Err(invalid(
+                "flannel-backend",
+                backend,
+                "not supported (skiff has vxlan, host-gw and none)",
+            )),
+        }
     }
 
     /// The `kubernetes` Service's address: the first address of the service range.

@@ -32,6 +32,8 @@ pub struct AgentFlags {
     #[command(flatten)]
     pub node: NodeFlags,
     #[command(flatten)]
+    pub net: NetFlags,
+    #[command(flatten)]
     pub log: crate::logging::LogFlags,
 }
 
@@ -82,6 +84,33 @@ pub struct NodeFlags {
     /// one host never share a parent.
     #[arg(long = "cgroup-root")]
     pub cgroup_root: Option<String>,
+    /// The resolver configuration pods with dnsPolicy Default are given, and whose
+    /// search domains ClusterFirst pods get too (the kubelet's `--resolv-conf`; empty:
+    /// none).
+    #[arg(long = "resolv-conf", default_value = "/etc/resolv.conf")]
+    pub resolv_conf: PathBuf,
+}
+
+/// The node's host-wide network names and choices (server and agent alike): a second
+/// cluster in the same network namespace must set its own.
+#[derive(Args, Clone, Debug)]
+pub struct NetFlags {
+    /// The interface pod traffic to other nodes leaves by (default: the one holding
+    /// --node-ip).
+    #[arg(long = "flannel-iface")]
+    pub flannel_iface: Option<String>,
+    /// The VXLAN device of the vxlan backend.
+    #[arg(long = "vxlan-device", default_value = "flannel.1")]
+    pub vxlan_device: String,
+    /// The UDP port of the vxlan backend (every node of a cluster uses the same).
+    #[arg(long = "vxlan-port", default_value_t = 8472)]
+    pub vxlan_port: u16,
+    /// The nftables table (family ip) the node programs the cluster's Services in.
+    #[arg(long = "nftables-table", default_value = skiff_network::DEFAULT_TABLE)]
+    pub nftables_table: String,
+    /// Program no Services on this node (k3s's flag: another proxy does it).
+    #[arg(long = "disable-kube-proxy")]
+    pub disable_kube_proxy: bool,
 }
 
 /// A quantity of bytes (`10Mi`, `100M`, `1024`).
@@ -122,6 +151,32 @@ impl NodeFlags {
             }
             cfg.node.pods_cgroup = skiff_agent::pod::pods_cgroup(root);
         }
+        // Read once now, so a missing or broken file stops the agent at start rather
+        // than every pod later (it is read again at each pod start, as the kubelet does).
+        cfg.node.resolv_conf = if self.resolv_conf.as_os_str().is_empty() {
+            None
+        } else {
+            Some(self.resolv_conf.clone())
+        };
+        let host = skiff_agent::dnsconfig::read_resolv_conf(cfg.node.resolv_conf.as_deref())
+            .map_err(|e| anyhow!(e))?;
+        if let Some(h) = &host {
+            let loopback: Vec<&String> = h
+                .servers
+                .iter()
+                .filter(|s| {
+                    s.parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+                })
+                .collect();
+            if !loopback.is_empty() {
+                tracing::warn!(
+                    file = %self.resolv_conf.display(),
+                    nameservers = ?loopback,
+                    "--resolv-conf names loopback nameservers, which pods (in their own network namespace) cannot reach; point --resolv-conf at a file with the real upstream resolvers"
+                );
+            }
+        }
         Ok(())
     }
 }
@@ -144,24 +199,41 @@ fn host_name() -> String {
         .to_ascii_lowercase()
 }
 
-/// The agent's settings for a node whose pods live in `pod_cidr` on `pod_bridge`, and
-/// the runtime it runs them on: `engine` behind the CRI-shaped interface.
+/// Where a node's pods live: their bridge and address range, in the cluster's
+/// network.
+pub struct PodNet<'a> {
+    pub bridge: &'a str,
+    pub cidr: &'a str,
+    pub network: &'a skiff_meta::netconf::ClusterNetwork,
+    pub flags: &'a NetFlags,
+}
+
+/// The agent's settings for a node whose pods live in `pod.cidr` on `pod.bridge`,
+/// and the runtime it runs them on: `engine` behind the CRI-shaped interface.
 pub fn config(
     engine: skiff_engine::Engine,
     node_name: Option<String>,
     node_ip: String,
-    pod_bridge: &str,
-    pod_cidr: &str,
     kubelet_port: u16,
+    pod: PodNet<'_>,
 ) -> Result<(
     skiff_agent::kubelet::AgentConfig,
     skiff_agent::cri::SharedRuntime,
 )> {
-    let bridge = skiff_engine::network::BridgeConfig::with(
+    let PodNet {
+        bridge: pod_bridge,
+        cidr: pod_cidr,
+        network,
+        flags: net,
+    } = pod;
+    let mut bridge = skiff_engine::network::BridgeConfig::with(
         Some(pod_bridge),
         Some(pod_cidr),
         Some(&format!("{}_pods", engine.bridge.table)),
     )?;
+    // Pods reach pods on other nodes by their own address: only traffic leaving the
+    // cluster's pod range is masqueraded.
+    bridge.no_masquerade_to = Some(network.cluster_cidr.to_string());
     let node_name = node_name.unwrap_or_else(host_name);
     let cfg = skiff_agent::kubelet::AgentConfig {
         node: skiff_agent::pod::NodeSettings {
@@ -170,7 +242,9 @@ pub fn config(
                 &node_name,
             )),
             node_name,
-            cluster_domain: "cluster.local".into(),
+            cluster_domain: network.cluster_domain.clone(),
+            cluster_dns: vec![std::net::IpAddr::V4(network.cluster_dns)],
+            resolv_conf: Some(PathBuf::from("/etc/resolv.conf")),
             pods_dir: engine.root.join("pods"),
             restarts: skiff_agent::pod::DEFAULT_RESTARTS,
             storage_dir: engine.root.join("storage"),
@@ -188,8 +262,82 @@ pub fn config(
             .map_err(|e| anyhow!(e))?,
         image_gc: Default::default(),
     };
+    prepare_pod_network(&mut bridge, network, &cfg.node.node_ip, net)?;
     let runtime = skiff_agent::cri::EngineRuntime::new(std::sync::Arc::new(engine), bridge);
     Ok((cfg, std::sync::Arc::new(runtime)))
+}
+
+/// Sets the pod bridge's MTU for the cluster's backend (VXLAN takes 50 bytes of the
+/// uplink's) and brings its rules up to date, before any pod starts.
+pub fn prepare_pod_network(
+    runtime_bridge: &mut skiff_engine::network::BridgeConfig,
+    network: &skiff_meta::netconf::ClusterNetwork,
+    node_ip: &str,
+    flags: &NetFlags,
+) -> Result<()> {
+    let backend: skiff_network::routes::Backend = network.flannel_backend.parse()?;
+    let ip: std::net::Ipv4Addr = node_ip
+        .parse()
+        .map_err(|_| anyhow!("--node-ip {node_ip:?}: not an IPv4 address"))?;
+    runtime_bridge.mtu =
+        skiff_network::routes::pod_mtu_for(backend, ip, flags.flannel_iface.clone())?;
+    skiff_engine::network::refresh_rules(runtime_bridge)?;
+    Ok(())
+}
+
+/// This node's part of the cluster network.
+pub struct NodeNetwork {
+    pub network: skiff_meta::netconf::ClusterNetwork,
+    pub flags: NetFlags,
+    pub node_name: String,
+    pub node_ip: String,
+    pub pod_cidr: String,
+}
+
+/// Starts the node's network work: the Services' rules (kube-proxy's job) and routes
+/// to the other nodes' pods (flannel's). The tasks end at `stop`, leaving what they
+/// programmed in place (`--cleanup` removes it).
+pub fn start_network(
+    client: kube::Client,
+    n: NodeNetwork,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>> {
+    use skiff_network::routes;
+    let backend: routes::Backend = n.network.flannel_backend.parse()?;
+    let node_ip: std::net::Ipv4Addr = n
+        .node_ip
+        .parse()
+        .map_err(|_| anyhow!("--node-ip {:?}: not an IPv4 address", n.node_ip))?;
+    let pod_cidr = skiff_meta::netconf::parse_cidr("pod-cidr", &n.pod_cidr)?;
+    if node_ip.is_loopback() && backend != routes::Backend::None {
+        tracing::warn!(
+            node_ip = %node_ip,
+            "the node's address is a loopback address: other nodes cannot reach its pods (set --node-ip)"
+        );
+    }
+    let mut rs = routes::RouteSettings::new(backend, &n.node_name, node_ip, pod_cidr);
+    rs.iface = n.flags.flannel_iface.clone();
+    rs.vxlan_device = n.flags.vxlan_device.clone();
+    rs.vxlan_port = n.flags.vxlan_port;
+    let mut tasks = Vec::new();
+    if n.flags.disable_kube_proxy {
+        tracing::info!("--disable-kube-proxy: this node programs no Services");
+    } else {
+        let mut ps = skiff_network::ProxySettings::new(&n.node_name, node_ip, &n.network);
+        ps.table = n.flags.nftables_table.clone();
+        let (client, stop) = (client.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = skiff_network::run(client, ps, stop).await {
+                tracing::error!(error = %e, "the service proxy stopped");
+            }
+        }));
+    }
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = routes::run(client, rs, stop).await {
+            tracing::error!(error = %e, "pod routes to the other nodes stopped");
+        }
+    }));
+    Ok(tasks)
 }
 
 /// Where a node agent's streaming endpoint listens and how it gets its certificate.
@@ -276,14 +424,19 @@ pub fn run(f: AgentFlags, engine: skiff_engine::Engine) -> Result<i32> {
     rt.block_on(async move {
         let node = f.node_name.clone().unwrap_or_else(host_name);
         let (id, client) = skiff_agent::join::join(&f.server, &f.token, &node, &f.data_dir).await?;
+        let network = skiff_agent::join::cluster_network(&client, &f.server).await?;
         let pod_cidr = skiff_agent::kubelet::node::await_pod_cidr(&client, &node).await?;
         let (mut cfg, runtime) = config(
             engine,
             Some(node.clone()),
             f.node_ip.clone(),
-            &f.pod_bridge,
-            &pod_cidr,
             f.kubelet_port,
+            PodNet {
+                bridge: &f.pod_bridge,
+                cidr: &pod_cidr,
+                network: &network,
+                flags: &f.net,
+            },
         )?;
         f.node.apply(&mut cfg)?;
         eprintln!(
@@ -304,7 +457,15 @@ pub fn run(f: AgentFlags, engine: skiff_engine::Engine) -> Result<i32> {
             server: &f.server,
             cert_dir: &f.data_dir,
         };
-        let tasks = start(client, runtime, cfg, endpoint, stop).await?;
+        let node_net = NodeNetwork {
+            network: network.clone(),
+            flags: f.net.clone(),
+            node_name: cfg.node.node_name.clone(),
+            node_ip: cfg.node.node_ip.clone(),
+            pod_cidr: pod_cidr.clone(),
+        };
+        let mut tasks = start_network(client.clone(), node_net, stop_rx.clone())?;
+        tasks.extend(start(client, runtime, cfg, endpoint, stop).await?);
         wait_for_signal().await?;
         let _ = stop_tx.send(true);
         for t in tasks {

@@ -182,7 +182,7 @@ pub fn image(img: &skiff_image::Image, size: u64) -> Value {
     json!({
         "Id": img.id,
         "RepoTags": repo_tags,
-        "RepoDigests": [],
+        "RepoDigests": img.repo_digests.iter().map(|d| skiff_image::familiar_name(d)).collect::<Vec<_>>(),
         "Parent": "",
         "Comment": "",
         "Created": cfg.created,

@@ -48,6 +48,23 @@ struct Cli {
     /// `agent` (see their --log, --alsologtostderr and -v), warn for other commands.
     #[arg(long = "log-level", global = true, env = "SKIFF_LOG")]
     log_level: Option<String>,
+    /// skiff's configuration directory (registry TLS files in certs.d/HOST:PORT/).
+    #[arg(
+        long = "config-dir",
+        global = true,
+        default_value = "/etc/skiff",
+        env = "SKIFF_CONFIG_DIR"
+    )]
+    config_dir: PathBuf,
+    /// A registry (host[:port]) reached over plain HTTP or unverified TLS; repeatable.
+    /// Loopback registries are insecure without it.
+    #[arg(
+        long = "insecure-registry",
+        global = true,
+        env = "SKIFF_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    insecure_registry: Vec<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -125,10 +142,14 @@ enum Cmd {
     Save(images::SaveArgs),
     /// Load images from a tar archive (OCI or docker-save layout).
     Load(images::LoadArgs),
-    /// Registry commands (not available yet).
+    /// Download an image from a registry.
     Pull(images::PullArgs),
+    /// Upload an image to a registry.
     Push(images::PushArgs),
+    /// Log in to a registry (credentials go to docker's config.json).
     Login(images::LoginArgs),
+    /// Log out from a registry.
+    Logout(images::LogoutArgs),
     /// Manage volumes.
     #[command(subcommand)]
     Volume(volumes::VolumeCmd),
@@ -198,6 +219,7 @@ fn real_main(cli: Cli) -> Result<i32> {
         logging::init_cli()?;
     }
     let root = cli.root.as_path();
+    images::configure_registry(cli.config_dir.clone(), cli.insecure_registry.clone());
     commands::configure_bridge(
         cli.bridge_name.as_deref(),
         cli.bridge_cidr.as_deref(),
@@ -238,9 +260,10 @@ fn real_main(cli: Cli) -> Result<i32> {
         Cmd::Cp(a) => containers::cp(root, a),
         Cmd::Save(a) => images::save(root, a),
         Cmd::Load(a) => images::load(root, a),
-        Cmd::Pull(a) => images::pull(a),
-        Cmd::Push(a) => images::push(a),
+        Cmd::Pull(a) => images::pull(root, a),
+        Cmd::Push(a) => images::push(root, a),
         Cmd::Login(a) => images::login(a),
+        Cmd::Logout(a) => images::logout(a),
         Cmd::Volume(v) => volumes::volume(root, v),
         Cmd::Network(n) => networks::network(root, n),
         Cmd::System(s) => system::system(root, s),

@@ -73,8 +73,18 @@ pub struct ServerFlags {
     /// the node address; 0 picks a free one.
     #[arg(long = "kubelet-port", default_value_t = 10250)]
     pub kubelet_port: u16,
+    /// How pods on different nodes reach each other: `vxlan`, `host-gw` or `none`.
+    #[arg(long = "flannel-backend", default_value = skiff_meta::netconf::DEFAULT_FLANNEL_BACKEND)]
+    pub flannel_backend: String,
     #[command(flatten)]
     pub node: crate::agent::NodeFlags,
+    #[command(flatten)]
+    pub net: crate::agent::NetFlags,
+    /// Do not deploy a packaged component (k3s's flag; repeatable or comma-separated):
+    /// `servicelb` (LoadBalancer Services stay pending), `coredns` (no cluster DNS);
+    /// `traefik` and `metrics-server` are accepted as skiff ships neither.
+    #[arg(long = "disable", value_delimiter = ',')]
+    pub disable: Vec<String>,
     /// Run no controllers (scheduler, workload and cluster controllers).
     #[arg(long = "disable-controller-manager")]
     pub disable_controller_manager: bool,
@@ -128,9 +138,38 @@ fn admission_config_file(f: &ServerFlags) -> Result<Option<PathBuf>> {
     Ok(file)
 }
 
+/// The packaged components `--disable` turned off.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Disabled {
+    servicelb: bool,
+    coredns: bool,
+}
+
+impl Disabled {
+    fn parse(names: &[String]) -> Result<Disabled> {
+        let mut d = Disabled::default();
+        for name in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+            match name {
+                "servicelb" => d.servicelb = true,
+                "coredns" => d.coredns = true,
+                // Components of k3s that skiff does not ship: nothing to turn off.
+                "traefik" | "metrics-server" => {}
+                other => {
+                    return Err(anyhow!(
+                        "--disable {other}: unknown component (skiff can disable servicelb and coredns; traefik and metrics-server are not shipped)"
+                    ))
+                }
+            }
+        }
+        Ok(d)
+    }
+}
+
 /// Run the server until SIGINT or SIGTERM. `engine` is the engine the in-process
 /// node agent runs pods on (None with --disable-agent).
 pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> {
+    // Logging first: reading the node's settings may warn.
+    crate::logging::init_daemon(&f.log)?;
     // Nodes get /24s of the cluster CIDR: one too small for that is refused here
     // rather than leaving every joining node without a pod range.
     skiff_controllers::nodeipam::blocks(&f.cluster_cidr)
@@ -141,18 +180,31 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
         f.cluster_dns.as_deref(),
         &f.cluster_domain,
         &f.service_node_port_range,
-    )?;
+    )?
+    .with_backend(&f.flannel_backend)?;
     let agent = if f.disable_agent {
         None
     } else {
-        Some(agent_config(&f, engine)?)
+        Some(agent_config(&f, engine, &network)?)
     };
     let admission_control_config_file = admission_config_file(&f)?;
+    let disabled = Disabled::parse(&f.disable)?;
+    let node_ip_flag = f
+        .node_ip
+        .as_deref()
+        .map(|ip| {
+            ip.parse::<IpAddr>()
+                .map_err(|_| anyhow!("--node-ip {ip:?}: not an IP address"))
+        })
+        .transpose()?;
     let kubelet_port = f.kubelet_port;
     let controllers = !f.disable_controller_manager;
+    let node_network = network.clone();
+    let net_flags = f.net.clone();
     let mut cluster = skiff_controllers::cluster::Settings {
         node_monitor_grace_period: f.node_monitor_grace_period,
         cluster_cidr: Some(f.cluster_cidr.clone()),
+        servicelb: !disabled.servicelb,
         ..Default::default()
     };
     // This node's own certificates, beside the server's.
@@ -178,12 +230,12 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
         datastore_endpoint: f.datastore_endpoint,
         tls_san: f.tls_san,
         advertise_address: f.advertise_address,
+        node_ip: node_ip_flag,
         token_auth_file: f.token_auth_file,
         min_token_expiration_seconds: f.min_token_expiration.as_secs() as i64,
         admission_control_config_file,
         network,
     };
-    crate::logging::init_daemon(&f.log)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -231,6 +283,9 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
             ),
             None => tracing::info!("no node agent (--disable-agent)"),
         }
+        if disabled.coredns {
+            tracing::info!("--disable coredns: no cluster DNS");
+        }
         if controllers {
             tracing::info!("running the controllers and the scheduler");
         } else {
@@ -252,6 +307,17 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
             )));
         }
         if let Some((cfg, runtime)) = agent {
+            tasks.extend(crate::agent::start_network(
+                client.clone(),
+                crate::agent::NodeNetwork {
+                    network: node_network.clone(),
+                    flags: net_flags.clone(),
+                    node_name: cfg.node.node_name.clone(),
+                    node_ip: cfg.node.node_ip.clone(),
+                    pod_cidr: cfg.pod_cidr.clone(),
+                },
+                stop_rx.clone(),
+            )?);
             tasks.extend(
                 crate::agent::start(
                     client,
@@ -290,6 +356,7 @@ async fn kube_client(kubeconfig: &std::path::Path) -> Result<kube::Client> {
 fn agent_config(
     f: &ServerFlags,
     engine: Option<skiff_engine::Engine>,
+    network: &skiff_meta::netconf::ClusterNetwork,
 ) -> Result<(
     skiff_agent::kubelet::AgentConfig,
     skiff_agent::cri::SharedRuntime,
@@ -308,11 +375,35 @@ fn agent_config(
         engine,
         f.node_name.clone(),
         node_ip,
-        &f.pod_bridge,
-        &format!("{net}/24"),
         f.kubelet_port,
+        crate::agent::PodNet {
+            bridge: &f.pod_bridge,
+            cidr: &format!("{net}/24"),
+            network,
+            flags: &f.net,
+        },
     )?;
     cfg.control_plane = true;
     f.node.apply(&mut cfg)?;
     Ok((cfg, runtime))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disable_takes_k3s_component_names() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let d = Disabled::parse(&names(&["servicelb", "traefik", ""])).unwrap();
+        assert!(d.servicelb && !d.coredns);
+        assert!(Disabled::parse(&names(&["coredns"])).unwrap().coredns);
+        let e = Disabled::parse(&names(&["local-storage"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("--disable local-storage: unknown component"),
+            "{e}"
+        );
+    }
 }

@@ -288,6 +288,8 @@ fn a_two_container_pod_with_an_init_container_and_shared_volumes() {
         node_ip: "127.0.0.1".into(),
         node_name: "node-a".into(),
         cluster_domain: "cluster.local".into(),
+        cluster_dns: vec!["10.43.0.10".parse().unwrap()],
+        resolv_conf: Some("/etc/resolv.conf".into()),
         pods_dir: r.dir.join("pods"),
         storage_dir: r.dir.join("storage"),
         container_log_max_size: 10 << 20,

@@ -17,6 +17,10 @@ pub struct Cluster {
     pub bind: String,
     /// The server's first line: its port and join token.
     pub banner: String,
+    /// The network namespace the server (and kubectl) run in; None: the host's.
+    pub netns: Option<std::sync::Arc<crate::netns::NetNs>>,
+    /// `--cluster-cidr`; empty: a /23 of the test's own (see [`Cluster::boot`]).
+    pub cluster_cidr: String,
 }
 
 impl Cluster {
@@ -42,6 +46,8 @@ impl Cluster {
             extra: extra.iter().map(|s| s.to_string()).collect(),
             bind: bind.to_string(),
             banner: String::new(),
+            netns: None,
+            cluster_cidr: String::new(),
         };
         c.boot();
         c
@@ -51,37 +57,63 @@ impl Cluster {
         let r = &self.root;
         let second = r.cidr.split('.').nth(1).unwrap().to_string();
         let third = r.cidr.split('.').nth(2).unwrap().to_string();
-        let mut child = r
-            .cmd(&[
-                "server",
-                "--https-listen-port",
-                "0",
-                "--bind-address",
-                &self.bind,
-                "--node-name",
-                &self.node,
-                "--pod-bridge",
-                &format!("{}q", r.bridge),
-                "--kubelet-port",
-                "0",
-                // A /23: this node takes the first /24, a joining one the second.
-                "--cluster-cidr",
-                &format!(
-                    "10.{}.{}.0/23",
-                    200 + (second.parse::<u32>().unwrap() % 50),
-                    (third.parse::<u32>().unwrap() * 2) % 250
-                ),
-            ])
-            .arg("--data-dir")
+        // A /23: this node takes the first /24, a joining one the second.
+        let cluster_cidr = if self.cluster_cidr.is_empty() {
+            format!(
+                "10.{}.{}.0/23",
+                200 + (second.parse::<u32>().unwrap() % 50),
+                (third.parse::<u32>().unwrap() * 2) % 250
+            )
+        } else {
+            self.cluster_cidr.clone()
+        };
+        let mut cmd = r.cmd(&[
+            "server",
+            "--https-listen-port",
+            "0",
+            "--bind-address",
+            &self.bind,
+            "--node-name",
+            &self.node,
+            "--pod-bridge",
+            &format!("{}q", r.bridge),
+            "--kubelet-port",
+            "0",
+            "--cluster-cidr",
+            &cluster_cidr,
+        ]);
+        // A cluster in the host's namespace programs its Services there: its own
+        // table, service range and node ports, so parallel clusters never meet.
+        if self.netns.is_none() {
+            let has = |flag: &str| self.extra.iter().any(|a| a == flag);
+            let n: u32 = third.parse().unwrap();
+            let pid = std::process::id();
+            if !has("--nftables-table") {
+                cmd.args(["--nftables-table", &format!("{}_node", r.table)]);
+            }
+            if !has("--service-cidr") && !has("--cluster-dns") {
+                cmd.args(["--service-cidr", &format!("10.{}.{n}.0/24", 60 + pid % 30)]);
+            }
+            if !has("--service-node-port-range") {
+                let first = 30000 + (pid * 13 + n * 10) % 2750;
+                cmd.args([
+                    "--service-node-port-range",
+                    &format!("{first}-{}", first + 9),
+                ]);
+            }
+        }
+        cmd.arg("--data-dir")
             .arg(r.dir.join("server"))
             .arg("--write-kubeconfig")
             .arg(r.dir.join("kubeconfig"))
             .args(&self.extra)
             .args(lenient_eviction(&self.extra))
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::piped());
+        if let Some(ns) = &self.netns {
+            ns.enter(&mut cmd);
+        }
+        let mut child = cmd.spawn().unwrap();
         let mut stderr = BufReader::new(child.stderr.take().unwrap());
         // Log lines may come before the banner: keep them in server.log too.
         let mut log = std::fs::File::create(r.dir.join("server.log")).unwrap();
@@ -89,6 +121,60 @@ impl Cluster {
         // Keep draining the server's log (into server.log), so it never blocks on a full pipe.
         std::thread::spawn(move || std::io::copy(&mut stderr, &mut log));
         self.server = Some(child);
+    }
+
+    /// The API's port, from the server's banner.
+    pub fn port(&self) -> String {
+        self.banner
+            .split("API on port ")
+            .nth(1)
+            .and_then(|r| r.split(';').next())
+            .expect("the banner names the port")
+            .to_string()
+    }
+
+    /// The join token, from the server's banner.
+    pub fn token(&self) -> String {
+        self.banner
+            .split("join token ")
+            .nth(1)
+            .expect("the banner names the token")
+            .trim()
+            .to_string()
+    }
+
+    /// The node's Services table (in the host's namespace, per [`Cluster::boot`]).
+    pub fn node_table(&self) -> String {
+        format!("{}_node", self.root.table)
+    }
+
+    /// Waits until the node's rules reject the whole service range `cidr`: only then
+    /// may a test send to an address in it (a packet no rule catches would follow the
+    /// default route off the machine).
+    pub fn wait_service_range_covered(&self, cidr: &str) {
+        let start = Instant::now();
+        loop {
+            let o = Command::new("nft")
+                .args([
+                    "list",
+                    "chain",
+                    "ip",
+                    &self.node_table(),
+                    "cluster-ips-check",
+                ])
+                .output()
+                .unwrap();
+            let rules = String::from_utf8_lossy(&o.stdout);
+            if rules.contains(&format!("ip daddr {cidr} goto reject-chain")) {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the node's rules never covered {cidr}: {rules} {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     pub fn stop(&mut self) {
@@ -174,6 +260,9 @@ impl Cluster {
             .arg("--cache-dir")
             .arg(self.root.dir.join("kcache"))
             .args(args);
+        if let Some(ns) = &self.netns {
+            ns.enter(&mut cmd);
+        }
         cmd
     }
 
@@ -303,9 +392,14 @@ pub fn clean_node_root(root: &Root, node: &str) {
         .args(["link", "del", &format!("{}q", root.bridge)])
         .stderr(Stdio::null())
         .status();
-    let _ = Command::new("nft")
-        .args(["delete", "table", "ip", &format!("{}_pods", root.table)])
-        .stderr(Stdio::null())
-        .status();
+    for table in [
+        format!("{}_pods", root.table),
+        format!("{}_node", root.table),
+    ] {
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &table])
+            .stderr(Stdio::null())
+            .status();
+    }
     let _ = std::fs::remove_dir_all(root.dir.join("pods"));
 }

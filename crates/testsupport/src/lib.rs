@@ -3,7 +3,9 @@
 //! Every root is torn down (containers killed and removed, directory deleted) on drop.
 //!
 //! Also: a real etcd ([`etcd`]), the kubectl clients ([`kubectl`]), manifests
-//! ([`objects`]), `skiff server` without a node ([`server`]) and, with the `cluster` feature, the one-node cluster (`cluster`).
+//! ([`objects`]), a real Distribution registry ([`registry`]), `skiff server` without a
+//! node ([`server`]) and, with the `cluster` feature, the one-node cluster (`cluster`)
+//! and several nodes in network namespaces (`lab`, on [`netns`]).
 // Test fixtures: a panic is the failure report of the test using them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,7 +13,11 @@
 pub mod cluster;
 pub mod etcd;
 pub mod kubectl;
+#[cfg(feature = "cluster")]
+pub mod lab;
+pub mod netns;
 pub mod objects;
+pub mod registry;
 pub mod server;
 
 use std::path::{Path, PathBuf};

@@ -18,7 +18,7 @@ use crate::lookup::ApiLookup;
 use crate::pod::{self, NodeSettings, RunningPod};
 use crate::prober::{Prober, Verdict};
 use crate::FIELD_MANAGER;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::Client;
 use serde_json::json;
@@ -139,10 +139,15 @@ pub struct Kubelet {
 impl Kubelet {
     /// A node agent on `client` and `runtime` with nothing running yet; made inside
     /// the tokio runtime it records Events on.
-    fn new(client: Client, runtime: SharedRuntime, cfg: AgentConfig) -> Kubelet {
+    fn new(
+        client: Client,
+        runtime: SharedRuntime,
+        cfg: AgentConfig,
+        services: Option<skiff_informer::Informer<Service>>,
+    ) -> Kubelet {
         Kubelet {
             recorder: Recorder::new(client.clone(), cfg.node.node_name.clone()),
-            lookup: ApiLookup::new(client.clone()),
+            lookup: ApiLookup::new(client.clone(), services),
             handle: tokio::runtime::Handle::current(),
             client,
             runtime,
@@ -188,12 +193,37 @@ pub async fn run(
     cfg: AgentConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), AgentError> {
-    let k = Arc::new(Kubelet::new(client, runtime, cfg));
+    // The Services pods are told of (their environment), as the kubelet's service
+    // lister keeps them; stopped with the agent.
+    let (services_stop, services_stopped) = tokio::sync::watch::channel(false);
+    let services = skiff_informer::Informer::<Service>::spawn(
+        Api::all(client.clone()),
+        kube::runtime::watcher::Config::default(),
+        services_stopped,
+    );
+    let k = Arc::new(Kubelet::new(client, runtime, cfg, Some(services.clone())));
     let (client, runtime, cfg) = (&k.client, &k.runtime, &k.cfg);
     let fs = runtime.image_fs_info();
     register_node(&k, &fs.container_filesystem).await?;
     tracing::info!(node = %cfg.node.node_name, "node registered");
     renew_lease(&k).await?;
+    tokio::pin!(shutdown);
+    // No pod starts before the Services are known (as the kubelet waits for its
+    // service informer): its environment would miss them.
+    let synced = services.synced();
+    tokio::pin!(synced);
+    loop {
+        tokio::select! {
+            _ = &mut synced => break,
+            _ = tokio::time::sleep(Duration::from_secs(10)) => {
+                tracing::warn!("still waiting for the list of Services before starting pods");
+            }
+            _ = &mut shutdown => {
+                let _ = services_stop.send(true);
+                return Ok(());
+            }
+        }
+    }
     // Pods a previous run started keep running: adopt them.
     let (e, n) = (runtime.clone(), cfg.node.clone());
     let adopted = tokio::task::spawn_blocking(move || pod::adopt(&*e, &n)).await?;
@@ -209,7 +239,6 @@ pub async fn run(
     resync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sync_tick = tokio::time::interval(cfg.sync_period);
     sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tokio::pin!(shutdown);
     // The pods bound to this node, as a watch keeps them (re-listed when the watch
     // expires, 410 Gone); every change wakes the loop.
     let (pod_store, writer) = kube::runtime::reflector::store::<Pod>();
@@ -249,6 +278,7 @@ pub async fn run(
         tokio::select! {
             _ = &mut shutdown => {
                 watch.abort();
+                let _ = services_stop.send(true);
                 // Pods keep running across restarts of the agent; with none left, the
                 // node's pod cgroups go too.
                 runtime.remove_pods_cgroup(&cfg.node.pods_cgroup);

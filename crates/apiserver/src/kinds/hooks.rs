@@ -109,6 +109,37 @@ pub(crate) trait Strategy: Columns {
         Ok(())
     }
 
+    /// Whether the kind claims something in [`Strategy::allocate`] (the registry then
+    /// keeps what it needs to call [`Strategy::finish_allocation`]).
+    fn allocates(&self) -> bool {
+        false
+    }
+
+    /// A write of the main resource after validation and admission, just before it is
+    /// stored: claims what `new` holds beyond `old` (None on a create), as
+    /// kube-apiserver's Service allocators do. On an error nothing stays claimed; with
+    /// `dry_run` nothing is claimed, only checked.
+    async fn allocate(
+        &self,
+        _objs: &dyn Objects,
+        _old: Option<&Value>,
+        _new: &mut Value,
+        _dry_run: bool,
+    ) -> ApiResult<()> {
+        Ok(())
+    }
+
+    /// Ends what [`Strategy::allocate`] began once the write is stored (`stored`) or
+    /// has failed: releases what the losing object holds beyond the winning one.
+    async fn finish_allocation(
+        &self,
+        _objs: &dyn Objects,
+        _old: Option<&Value>,
+        _new: &Value,
+        _stored: bool,
+    ) {
+    }
+
     /// An update of the main resource after [`Strategy::prepare_update`], before
     /// validation: allocations that depend on what exists.
     async fn before_update(

@@ -38,6 +38,7 @@ mod event;
 mod horizontalpodautoscaler;
 mod ingress;
 mod ingressclass;
+mod ipaddress;
 mod job;
 mod lease;
 mod limitrange;
@@ -58,6 +59,7 @@ mod rolebinding;
 mod secret;
 mod service;
 mod serviceaccount;
+mod servicecidr;
 mod statefulset;
 mod storageclass;
 
@@ -107,6 +109,8 @@ pub(crate) const TABLE: &[(Resource, &dyn Strategy)] = &[
     (res("networking.k8s.io", "v1", "IngressClass", "ingressclasses", "ingressclass", false, NONE, NONE, false, false, false, Subdomain), &ingressclass::IngressClass),
     (res("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", true, &["ing"], NONE, true, false, true, Subdomain), &ingress::Ingress),
     (res("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", "networkpolicy", true, &["netpol"], NONE, false, false, true, Subdomain), &networkpolicy::NetworkPolicy),
+    (res("networking.k8s.io", "v1", "IPAddress", "ipaddresses", "ipaddress", false, &["ip"], NONE, false, false, false, Subdomain), &ipaddress::IpAddress),
+    (res("networking.k8s.io", "v1", "ServiceCIDR", "servicecidrs", "servicecidr", false, NONE, NONE, true, false, false, Subdomain), &servicecidr::ServiceCidr),
     // policy/v1
     (res("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", true, &["pdb"], NONE, true, false, true, Subdomain), &poddisruptionbudget::PodDisruptionBudget),
     // rbac.authorization.k8s.io/v1 (enforced by `rbac`)

@@ -1,16 +1,17 @@
-//! Services: defaults, validation, the cluster IP and node ports allocated on create
-//! (from the Services that exist) and kept across updates.
+//! Services: defaults, validation, and their cluster IPs and node ports, claimed from
+//! the allocator (`crate::alloc`) as kube-apiserver does: on create, on a `type` change
+//! (what the new type no longer needs is dropped and released once the write is
+//! stored), and released when the Service is deleted.
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
-use skiff_meta::object::name_of;
 
 use super::hooks::{Columns, Strategy};
 use crate::admit::Objects;
+use crate::alloc::{needs_health_check, needs_node_ports};
 use crate::cells::prelude::*;
 use crate::defaults::{default, obj_mut};
-use crate::error::{ApiError, ApiResult, Cause};
-use crate::options::ListOptions;
+use crate::error::{ApiResult, Cause};
 use crate::resource::NameRule::Label1035;
 use crate::resource::{res, Resource, ALL};
 use crate::typed::Typed;
@@ -25,6 +26,154 @@ pub(crate) const RESOURCE: Resource = res("", "v1", "Service", "services", "serv
 
 pub(crate) struct Service;
 
+fn ty(o: &Value) -> &str {
+    o.pointer("/spec/type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP")
+}
+
+/// Gets a cluster IP (even "None" counts): every type but ExternalName.
+fn needs_cluster_ip(o: &Value) -> bool {
+    ty(o) != "ExternalName"
+}
+
+/// Reachable from outside the cluster (kube's `ExternallyAccessible`).
+fn externally_accessible(o: &Value) -> bool {
+    matches!(ty(o), "NodePort" | "LoadBalancer")
+        || (ty(o) == "ClusterIP"
+            && o.pointer("/spec/externalIPs")
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty()))
+}
+
+fn remove_spec(o: &mut Value, field: &str) {
+    if let Some(spec) = o.get_mut("spec").and_then(Value::as_object_mut) {
+        spec.remove(field);
+    }
+}
+
+fn node_ports(o: &Value) -> Vec<Option<&Value>> {
+    o.pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|p| p.get("nodePort").filter(|v| !v.is_null()))
+        .collect()
+}
+
+/// Allocated values a write left out are the old ones (kube's `patchAllocatedValues`),
+/// where both the old and the new type need them.
+fn patch_allocated_values(old: &Value, new: &mut Value) {
+    if needs_cluster_ip(old) && needs_cluster_ip(new) {
+        for field in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
+            let empty = new
+                .pointer(&format!("/spec/{field}"))
+                .is_none_or(|v| v.is_null() || v == "" || v == &json!([]));
+            if empty {
+                if let Some(v) = old.pointer(&format!("/spec/{field}")) {
+                    obj_mut(new, "spec").insert(field.into(), v.clone());
+                }
+            }
+        }
+    }
+    if needs_node_ports(old) && needs_node_ports(new) {
+        // Matched by port name; a node port another port of the new object uses stays
+        // with it.
+        let number = |o: &Value| o.get("nodePort").and_then(Value::as_i64);
+        let old_ports: Vec<Value> = old
+            .pointer("/spec/ports")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let used: Vec<i64> = {
+            let new_used: Vec<i64> = new
+                .pointer("/spec/ports")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(number)
+                .collect();
+            old_ports
+                .iter()
+                .filter_map(number)
+                .filter(|n| new_used.contains(n))
+                .collect()
+        };
+        if let Some(Value::Array(ports)) = new.pointer_mut("/spec/ports") {
+            for p in ports
+                .iter_mut()
+                .filter(|p| number(p).is_none_or(|n| n == 0))
+            {
+                let name = p.get("name").and_then(Value::as_str).unwrap_or("");
+                let was = old_ports
+                    .iter()
+                    .find(|o| o.get("name").and_then(Value::as_str).unwrap_or("") == name)
+                    .and_then(number);
+                if let Some(np) = was.filter(|n| !used.contains(n)) {
+                    p["nodePort"] = json!(np);
+                }
+            }
+        }
+    }
+    if needs_health_check(old) && needs_health_check(new) {
+        let empty = new
+            .pointer("/spec/healthCheckNodePort")
+            .and_then(Value::as_i64)
+            .is_none_or(|n| n == 0);
+        if empty {
+            if let Some(v) = old.pointer("/spec/healthCheckNodePort") {
+                new["spec"]["healthCheckNodePort"] = v.clone();
+            }
+        }
+    }
+}
+
+/// What the new type no longer needs and the write did not ask for is dropped (kube's
+/// `dropTypeDependentFields`); the allocator releases it once the write is stored.
+fn drop_type_dependent_fields(old: &Value, new: &mut Value) {
+    let same = |f: &str, new: &Value| old.pointer(f) == new.pointer(f);
+    if needs_cluster_ip(old) && !needs_cluster_ip(new) {
+        if same("/spec/clusterIP", new) && same("/spec/clusterIPs", new) {
+            remove_spec(new, "clusterIP");
+            remove_spec(new, "clusterIPs");
+        }
+        for f in ["ipFamilies", "ipFamilyPolicy"] {
+            if same(&format!("/spec/{f}"), new) {
+                remove_spec(new, f);
+            }
+        }
+    }
+    if needs_node_ports(old) && !needs_node_ports(new) && node_ports(old) == node_ports(new) {
+        if let Some(Value::Array(ports)) = new.pointer_mut("/spec/ports") {
+            for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+                p.remove("nodePort");
+            }
+        }
+    }
+    if needs_health_check(old) && !needs_health_check(new) && same("/spec/healthCheckNodePort", new)
+    {
+        remove_spec(new, "healthCheckNodePort");
+    }
+    if ty(old) == "LoadBalancer"
+        && ty(new) != "LoadBalancer"
+        && same("/spec/allocateLoadBalancerNodePorts", new)
+    {
+        remove_spec(new, "allocateLoadBalancerNodePorts");
+    }
+    if ty(old) == "LoadBalancer"
+        && ty(new) != "LoadBalancer"
+        && same("/spec/loadBalancerClass", new)
+    {
+        remove_spec(new, "loadBalancerClass");
+    }
+    if externally_accessible(old)
+        && !externally_accessible(new)
+        && same("/spec/externalTrafficPolicy", new)
+    {
+        remove_spec(new, "externalTrafficPolicy");
+    }
+}
+
 #[async_trait]
 impl Strategy for Service {
     fn typed(&self) -> Option<&'static dyn Typed> {
@@ -36,11 +185,18 @@ impl Strategy for Service {
     }
 
     fn defaults(&self, obj: &mut Value) {
+        let t = ty(obj).to_string();
         let spec = obj_mut(obj, "spec");
         default(spec, "type", json!("ClusterIP"));
         default(spec, "sessionAffinity", json!("None"));
-        if spec.get("type").and_then(Value::as_str) != Some("ExternalName") {
+        if t != "ExternalName" {
             default(spec, "internalTrafficPolicy", json!("Cluster"));
+        }
+        if t == "NodePort" || t == "LoadBalancer" {
+            default(spec, "externalTrafficPolicy", json!("Cluster"));
+        }
+        if t == "LoadBalancer" {
+            default(spec, "allocateLoadBalancerNodePorts", json!(true));
         }
         if let Some(Value::Array(ports)) = spec.get_mut("ports") {
             for p in ports.iter_mut().filter_map(Value::as_object_mut) {
@@ -54,20 +210,25 @@ impl Strategy for Service {
 
     fn prepare_create(&self, obj: &mut Value) {
         obj["status"] = json!({"loadBalancer": {}});
+        // kube's NormalizeClusterIPs: clusterIP and the first of clusterIPs agree.
+        let ip = obj
+            .pointer("/spec/clusterIP")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(String::from);
+        let first = obj
+            .pointer("/spec/clusterIPs/0")
+            .and_then(Value::as_str)
+            .map(String::from);
+        match (ip, first) {
+            (Some(ip), None) => obj["spec"]["clusterIPs"] = json!([ip]),
+            (None, Some(first)) => obj["spec"]["clusterIP"] = json!(first),
+            _ => {}
+        }
     }
 
     fn prepare_update(&self, old: &Value, new: &mut Value) {
-        // Allocated values survive an update that leaves them empty.
-        for field in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
-            let empty = new
-                .pointer(&format!("/spec/{field}"))
-                .is_none_or(|v| v.is_null() || v == "" || v == &json!([]));
-            if empty {
-                if let Some(v) = old.pointer(&format!("/spec/{field}")) {
-                    obj_mut(new, "spec").insert(field.into(), v.clone());
-                }
-            }
-        }
+        patch_allocated_values(old, new);
         // A client that changed only clusterIP changed the first of clusterIPs
         // (kube-apiserver's normalizeClusterIPs); validation then refuses it.
         let ip = new.pointer("/spec/clusterIP").cloned();
@@ -79,27 +240,7 @@ impl Strategy for Service {
                 *first = ip;
             }
         }
-        // Node ports too, matched by port number and protocol.
-        let old_ports = old
-            .pointer("/spec/ports")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        if let Some(Value::Array(ports)) = new.pointer_mut("/spec/ports") {
-            for p in ports
-                .iter_mut()
-                .filter(|p| p.get("nodePort").is_none_or(Value::is_null))
-            {
-                let same = old_ports.iter().find(|o| {
-                    o.get("port") == p.get("port")
-                        && o.get("protocol").and_then(Value::as_str).unwrap_or("TCP")
-                            == p.get("protocol").and_then(Value::as_str).unwrap_or("TCP")
-                });
-                if let Some(np) = same.and_then(|o| o.get("nodePort")) {
-                    p["nodePort"] = np.clone();
-                }
-            }
-        }
+        drop_type_dependent_fields(old, new);
     }
 
     fn validate(&self, obj: &Value, causes: &mut Vec<Cause>) {
@@ -146,190 +287,40 @@ impl Strategy for Service {
         }
     }
 
-    /// A cluster IP (and node ports) for a new Service.
-    async fn before_create(&self, objs: &dyn Objects, obj: &mut Value) -> ApiResult<()> {
-        allocate(objs, obj).await
+    fn allocates(&self) -> bool {
+        true
     }
 
-    async fn before_update(
+    /// The cluster IP, node ports and health-check node port the Service needs.
+    async fn allocate(
         &self,
         objs: &dyn Objects,
-        _old: &Value,
+        old: Option<&Value>,
         new: &mut Value,
+        dry_run: bool,
     ) -> ApiResult<()> {
-        update_ports(objs, new).await
+        if needs_cluster_ip(new) {
+            let spec = obj_mut(new, "spec");
+            default(spec, "ipFamilies", json!(["IPv4"]));
+            default(spec, "ipFamilyPolicy", json!("SingleStack"));
+        }
+        objs.allocator().allocate(old, new, dry_run).await
     }
-}
 
-/// Allocates a cluster IP (and node ports) for a new Service.
-async fn allocate(objs: &dyn Objects, obj: &mut Value) -> ApiResult<()> {
-    let ty = obj
-        .pointer("/spec/type")
-        .and_then(Value::as_str)
-        .unwrap_or("ClusterIP")
-        .to_string();
-    if ty == "ExternalName" {
-        return Ok(());
+    async fn finish_allocation(
+        &self,
+        objs: &dyn Objects,
+        old: Option<&Value>,
+        new: &Value,
+        stored: bool,
+    ) {
+        objs.allocator().finish(old, new, stored).await;
     }
-    let svcres = &RESOURCE;
-    let all = objs.list(svcres, None, &ListOptions::default()).await?;
-    let used_ips: std::collections::HashSet<String> = all
-        .items
-        .iter()
-        .filter_map(|s| {
-            s.pointer("/spec/clusterIP")
-                .and_then(Value::as_str)
-                .map(String::from)
-        })
-        .collect();
-    let requested = obj
-        .pointer("/spec/clusterIP")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    let ip = if requested == "None" {
-        requested
-    } else if !requested.is_empty() {
-        let valid = requested
-            .parse::<std::net::Ipv4Addr>()
-            .is_ok_and(|ip| ip.octets()[0] == 10 && ip.octets()[1] == 43);
-        if !valid {
-            return Err(ApiError::invalid(
-                "",
-                "Service",
-                name_of(obj),
-                vec![Cause::invalid(
-                    "spec.clusterIPs[0]",
-                    &requested,
-                    "provided IP is not in the valid range. The range of valid IPs is 10.43.0.0/16",
-                )],
-            ));
-        }
-        if used_ips.contains(&requested) {
-            return Err(ApiError::invalid(
-                "",
-                "Service",
-                name_of(obj),
-                vec![Cause::invalid(
-                    "spec.clusterIPs",
-                    &requested,
-                    "failed to allocate IP: provided IP is already allocated",
-                )],
-            ));
-        }
-        requested
-    } else {
-        let mut found = None;
-        for _ in 0..1000 {
-            let mut b = [0u8; 2];
-            let _ = getrandom::fill(&mut b);
-            if (b[0] == 0 && b[1] <= 10) || (b[0] == 255 && b[1] == 255) {
-                continue;
-            }
-            let cand = format!("10.43.{}.{}", b[0], b[1]);
-            if !used_ips.contains(&cand) {
-                found = Some(cand);
-                break;
-            }
-        }
-        found.ok_or_else(|| ApiError::internal("failed to allocate a service IP: range is full"))?
-    };
-    let spec = &mut obj["spec"];
-    spec["clusterIP"] = json!(ip);
-    spec["clusterIPs"] = json!([ip]);
-    if ip != "None" || spec.get("ipFamilies").is_none() {
-        spec["ipFamilies"] = json!(["IPv4"]);
-        spec["ipFamilyPolicy"] = json!("SingleStack");
-    }
-    assign_node_ports(obj, &all.items, None);
-    Ok(())
-}
 
-/// On update: node ports for a Service that now needs them, none for one that does not.
-async fn update_ports(objs: &dyn Objects, obj: &mut Value) -> ApiResult<()> {
-    let svcres = &RESOURCE;
-    let all = objs.list(svcres, None, &ListOptions::default()).await?;
-    let this = (
-        obj.pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string(),
-        name_of(obj).to_string(),
-    );
-    assign_node_ports(obj, &all.items, Some((&this.0, &this.1)));
-    Ok(())
-}
-
-/// Gives every port of a NodePort/LoadBalancer Service a free node port (30000-32767) and
-/// clears node ports of other types, as the real server does. `this` (namespace, name) is
-/// the Service itself, whose ports are not counted as used.
-fn assign_node_ports(obj: &mut Value, all: &[Value], this: Option<(&str, &str)>) {
-    let ty = obj
-        .pointer("/spec/type")
-        .and_then(Value::as_str)
-        .unwrap_or("ClusterIP")
-        .to_string();
-    let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) else {
-        return;
-    };
-    {
-        if ty != "NodePort" && ty != "LoadBalancer" {
-            if let Some(Value::Array(ports)) = spec.get_mut("ports") {
-                for p in ports.iter_mut().filter_map(Value::as_object_mut) {
-                    p.remove("nodePort");
-                }
-            }
-            if let Some(m) = spec.as_object_mut() {
-                m.remove("externalTrafficPolicy");
-                m.remove("allocateLoadBalancerNodePorts");
-            }
-            return;
-        }
-        {
-            let used_ports: std::collections::HashSet<i64> = all
-                .iter()
-                .filter(|s| {
-                    let key = (
-                        s.pointer("/metadata/namespace")
-                            .and_then(Value::as_str)
-                            .unwrap_or(""),
-                        s.pointer("/metadata/name")
-                            .and_then(Value::as_str)
-                            .unwrap_or(""),
-                    );
-                    Some(key) != this
-                })
-                .flat_map(|s| {
-                    s.pointer("/spec/ports")
-                        .and_then(Value::as_array)
-                        .cloned()
-                        .unwrap_or_default()
-                })
-                .filter_map(|p| p.get("nodePort").and_then(Value::as_i64))
-                .collect();
-            let mut next = 30000 + {
-                let mut b = [0u8; 2];
-                let _ = getrandom::fill(&mut b);
-                i64::from(u16::from_le_bytes(b)) % 2768
-            };
-            if let Some(Value::Array(ports)) = spec.get_mut("ports") {
-                for p in ports.iter_mut() {
-                    if p.get("nodePort").and_then(Value::as_i64).is_none() {
-                        while used_ports.contains(&next) {
-                            next = 30000 + (next - 30000 + 1) % 2768;
-                        }
-                        p["nodePort"] = json!(next);
-                        next = 30000 + (next - 30000 + 1) % 2768;
-                    }
-                }
-            }
-            if ty == "LoadBalancer" {
-                spec["allocateLoadBalancerNodePorts"] = json!(true);
-                spec["externalTrafficPolicy"] = json!("Cluster");
-            } else if spec.get("externalTrafficPolicy").is_none() {
-                spec["externalTrafficPolicy"] = json!("Cluster");
-            }
-        }
+    /// What the Service held goes back to the allocator.
+    async fn after_delete(&self, objs: &dyn Objects, obj: &Value) -> ApiResult<()> {
+        objs.allocator().release_service(obj).await;
+        Ok(())
     }
 }
 
@@ -346,6 +337,52 @@ fn validate_service(obj: &Value, causes: &mut Vec<Cause>) {
             "spec.type",
             ty,
             &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
+        ));
+    }
+    // Fields of some types only (kube's validateServiceExternalTrafficPolicy and
+    // validateServiceAllocateLoadBalancerNodePorts).
+    if let Some(hc) = obj
+        .pointer("/spec/healthCheckNodePort")
+        .and_then(Value::as_i64)
+        .filter(|&n| n != 0)
+    {
+        if !(1..=65535).contains(&hc) {
+            causes.push(port_cause("spec.healthCheckNodePort".into(), hc));
+        } else if !needs_health_check(obj) {
+            causes.push(invalid_raw(
+                "spec.healthCheckNodePort",
+                &hc.to_string(),
+                "may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'",
+            ));
+        }
+    }
+    if let Some(etp) = obj
+        .pointer("/spec/externalTrafficPolicy")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    {
+        if !externally_accessible(obj) {
+            causes.push(Cause::invalid(
+                "spec.externalTrafficPolicy",
+                etp,
+                "may only be set for externally-accessible services",
+            ));
+        } else if !matches!(etp, "Cluster" | "Local") {
+            causes.push(not_supported(
+                "spec.externalTrafficPolicy",
+                etp,
+                &["Cluster", "Local"],
+            ));
+        }
+    }
+    if ty != "LoadBalancer"
+        && obj
+            .pointer("/spec/allocateLoadBalancerNodePorts")
+            .is_some_and(|v| !v.is_null())
+    {
+        causes.push(Cause::forbidden(
+            "spec.allocateLoadBalancerNodePorts",
+            "may only be used when `type` is 'LoadBalancer'",
         ));
     }
     let ports = obj.pointer("/spec/ports").and_then(Value::as_array);
@@ -404,7 +441,9 @@ fn validate_service(obj: &Value, causes: &mut Vec<Cause>) {
             _ => {}
         }
         if let Some(np) = p.get("nodePort").and_then(Value::as_i64) {
-            if np != 0 && ty != "NodePort" && ty != "LoadBalancer" {
+            if np != 0 && !(1..=65535).contains(&np) {
+                causes.push(port_cause(at("nodePort"), np));
+            } else if np != 0 && ty != "NodePort" && ty != "LoadBalancer" {
                 causes.push(Cause::forbidden(
                     at("nodePort"),
                     "may not be used when `type` is 'ClusterIP'",

@@ -187,14 +187,20 @@ impl Fixture {
         content_type: &str,
         body: &str,
     ) -> (u16, String) {
-        let ca = self.file(
-            "curl-ca.crt",
+        // Written whole under a name of its own, then renamed: concurrent requests never
+        // read a half-written file.
+        static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = self.file(
+            &format!("curl-ca.crt.{n}"),
             &self
                 .server
                 .as_ref()
                 .map(|s| s.ca_cert_pem.clone())
                 .unwrap_or_default(),
         );
+        let ca = self.work_dir.path().join("curl-ca.crt");
+        std::fs::rename(&tmp, &ca).expect("rename the CA file");
         let mut cmd = tokio::process::Command::new("curl");
         cmd.args(["-sS", "-X", method, "--cacert"])
             .arg(&ca)
@@ -493,6 +499,17 @@ metadata: {name: deny, namespace: d}
 spec:
   podSelector: {matchLabels: {app: web}}
   policyTypes: [Ingress]
+---
+apiVersion: networking.k8s.io/v1
+kind: IPAddress
+metadata: {name: 10.43.0.200}
+spec:
+  parentRef: {group: "", resource: services, namespace: d, name: web}
+---
+apiVersion: networking.k8s.io/v1
+kind: ServiceCIDR
+metadata: {name: extra}
+spec: {cidrs: [10.44.0.0/24]}
 ---
 apiVersion: policy/v1
 kind: PodDisruptionBudget

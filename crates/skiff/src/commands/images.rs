@@ -1,12 +1,12 @@
 //! The commands on images: `build`, `images` (and the `image` group), `tag`, `rmi`,
-//! `history`, `import`, `save`, `load`, and the registry commands `pull`, `push`
-//! and `login`, which say they are not available yet.
+//! `history`, `import`, `save`, `load`, and the registry commands `pull`, `push`,
+//! `login` and `logout` (over `skiff_registry`, with docker's output).
 
 use super::engine;
 use crate::{format, Exit};
 use anyhow::{anyhow, Result};
 use clap::{Args, Subcommand};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 #[derive(Subcommand)]
@@ -57,6 +57,9 @@ pub(crate) struct ImagesArgs {
     all: bool,
     #[arg(long = "no-trunc")]
     no_trunc: bool,
+    /// Show the registry digests.
+    #[arg(long)]
+    digests: bool,
     repository: Option<String>,
 }
 
@@ -103,6 +106,9 @@ pub(crate) struct BuildArgs {
     no_cache: bool,
     #[arg(short = 'q', long)]
     quiet: bool,
+    /// Always pull the FROM images (missing ones are pulled without it).
+    #[arg(long)]
+    pull: bool,
     context: PathBuf,
 }
 
@@ -124,11 +130,22 @@ pub(crate) struct LoadArgs {
 
 #[derive(Args)]
 pub(crate) struct PullArgs {
+    /// Print only the image's reference.
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    /// Pull for this platform (os/arch[/variant]) instead of the host's.
+    #[arg(long, env = "DOCKER_DEFAULT_PLATFORM")]
+    platform: Option<String>,
+    /// NAME[:TAG|@DIGEST]
     image: String,
 }
 
 #[derive(Args)]
 pub(crate) struct PushArgs {
+    /// Print only the pushed digest's reference lines.
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    /// NAME[:TAG]
     image: String,
 }
 
@@ -138,6 +155,16 @@ pub(crate) struct LoginArgs {
     username: Option<String>,
     #[arg(short = 'p', long)]
     password: Option<String>,
+    /// Read the password from standard input.
+    #[arg(long = "password-stdin")]
+    password_stdin: bool,
+    /// The registry (default: Docker Hub).
+    server: Option<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct LogoutArgs {
+    /// The registry (default: Docker Hub).
     server: Option<String>,
 }
 
@@ -150,7 +177,7 @@ pub(crate) fn image(root: &Path, i: ImageCmd) -> Result<i32> {
             quiet,
             no_trunc,
             repository,
-        } => list(root, quiet, no_trunc, repository),
+        } => list(root, quiet, no_trunc, false, repository),
         ImageCmd::Rm { force, images } => remove(root, force, &images),
         ImageCmd::Tag { source, target } => {
             engine(root)?.images.tag(&source, &target)?;
@@ -174,9 +201,10 @@ pub(crate) fn images(root: &Path, a: ImagesArgs) -> Result<i32> {
         quiet,
         all: _,
         no_trunc,
+        digests,
         repository,
     } = a;
-    list(root, quiet, no_trunc, repository)
+    list(root, quiet, no_trunc, digests, repository)
 }
 
 pub(crate) fn tag(root: &Path, a: TagArgs) -> Result<i32> {
@@ -207,30 +235,373 @@ pub(crate) fn history(root: &Path, a: HistoryArgs) -> Result<i32> {
     print_history(root, a.no_trunc, a.quiet, &a.image)
 }
 
-pub(crate) fn pull(a: PullArgs) -> Result<i32> {
-    let PullArgs { image } = a;
-    Err(Exit(
-        125,
-        format!("Error response from daemon: pull {image}: the registry client is not built yet; load images with `skiff load -i FILE` or build them with `skiff build`"),
-    )
-    .into())
+/// Where registries are configured: skiff's config dir and the insecure registries
+/// (global flags), set once by `main`.
+static REGISTRY: std::sync::OnceLock<(PathBuf, Vec<String>)> = std::sync::OnceLock::new();
+
+/// Records the global registry flags for the commands that talk to registries.
+pub(crate) fn configure_registry(config_dir: PathBuf, insecure: Vec<String>) {
+    let _ = REGISTRY.set((config_dir, insecure));
 }
 
-pub(crate) fn push(a: PushArgs) -> Result<i32> {
-    let PushArgs { image } = a;
-    Err(Exit(
-        125,
-        format!("Error response from daemon: push {image}: the registry client is not built yet; export images with `skiff save`"),
-    )
-    .into())
+fn registry_options(platform: Option<String>) -> skiff_registry::Options {
+    let (config_dir, insecure) = REGISTRY
+        .get()
+        .cloned()
+        .unwrap_or_else(|| (PathBuf::from("/etc/skiff"), Vec::new()));
+    skiff_registry::Options {
+        config_dir,
+        insecure_registries: insecure,
+        auth_file: skiff_registry::AuthFile::default_location(),
+        platform,
+    }
 }
 
-pub(crate) fn login(_: LoginArgs) -> Result<i32> {
-    Err(Exit(
-        125,
-        "Error response from daemon: login: the registry client is not built yet".into(),
-    )
-    .into())
+fn tokio_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow!("starting the async runtime: {e}"))
+}
+
+/// docker's progress output: one line per layer event when not a terminal (events that
+/// only move a progress bar are left out), per-layer lines redrawn in place on one.
+struct PullDisplay {
+    quiet: bool,
+    tty: bool,
+    /// Print on stderr (a pull inside `run`), not stdout.
+    stderr: bool,
+    /// The layers shown so far, in the order of their lines (a terminal's redraws).
+    ids: std::sync::Mutex<Vec<String>>,
+}
+
+impl PullDisplay {
+    fn new(quiet: bool, stderr: bool) -> PullDisplay {
+        use std::io::IsTerminal;
+        let tty = if stderr {
+            std::io::stderr().is_terminal()
+        } else {
+            std::io::stdout().is_terminal()
+        };
+        PullDisplay {
+            quiet,
+            tty: !quiet && tty,
+            stderr,
+            ids: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    fn out(&self) -> Box<dyn Write> {
+        if self.stderr {
+            Box::new(std::io::stderr().lock())
+        } else {
+            Box::new(std::io::stdout().lock())
+        }
+    }
+
+    fn bar(current: u64, total: u64) -> String {
+        if total == 0 {
+            return format::human_size(current);
+        }
+        let width: u64 = 50;
+        let done = current.min(total) * width / total;
+        let mut s = String::from("[");
+        if done >= width {
+            s.push_str(&"=".repeat(width as usize));
+        } else {
+            s.push_str(&"=".repeat(done as usize));
+            s.push('>');
+            s.push_str(&" ".repeat((width - done - 1) as usize));
+        }
+        format!(
+            "{s}] {:>8}/{}",
+            format::human_size(current),
+            format::human_size(total)
+        )
+    }
+
+    fn line(&self, text: String) {
+        if !self.quiet {
+            let mut out = self.out();
+            let _ = writeln!(out, "{text}");
+            let _ = out.flush();
+        }
+    }
+}
+
+impl skiff_registry::Progress for PullDisplay {
+    fn pulling_from(&self, tag_or_digest: &str, path: &str) {
+        self.line(format!("{tag_or_digest}: Pulling from {path}"));
+    }
+
+    fn layer(&self, id: &str, status: skiff_registry::LayerStatus) {
+        use skiff_registry::LayerStatus as S;
+        if self.quiet {
+            return;
+        }
+        let text = match &status {
+            S::Downloading { current, total } | S::Pushing { current, total } => {
+                if !self.tty {
+                    return;
+                }
+                format!("{}  {}", status.text(), Self::bar(*current, *total))
+            }
+            S::Extracting if !self.tty => return,
+            _ => status.text(),
+        };
+        let Ok(mut ids) = self.ids.lock() else {
+            return;
+        };
+        let mut out = self.out();
+        if !self.tty {
+            let _ = writeln!(out, "{id}: {text}");
+            let _ = out.flush();
+            return;
+        }
+        match ids.iter().position(|i| i == id) {
+            Some(pos) => {
+                let up = ids.len() - pos;
+                let _ = write!(out, "\x1b[{up}A\r\x1b[2K{id}: {text}\r\x1b[{up}B");
+            }
+            None => {
+                ids.push(id.to_string());
+                let _ = writeln!(out, "{id}: {text}");
+            }
+        }
+        let _ = out.flush();
+    }
+}
+
+fn daemon_error(e: impl std::fmt::Display) -> anyhow::Error {
+    Exit(1, format!("Error response from daemon: {e}")).into()
+}
+
+/// Pulls `reference` into the engine at `root`, printing docker's lines (on stderr for
+/// a pull inside `run` or `create`); returns the pulled image.
+pub(crate) fn pull_image(
+    root: &Path,
+    reference: &str,
+    platform: Option<String>,
+    quiet: bool,
+    on_stderr: bool,
+    print_reference: bool,
+) -> Result<skiff_image::Image> {
+    let e = engine(root)?;
+    let parsed =
+        skiff_image::parse_reference(reference).map_err(|err| Exit(1, format!("{err}")))?;
+    let opts = registry_options(platform);
+    let display = std::sync::Arc::new(PullDisplay::new(quiet, on_stderr));
+    let last = reference.rsplit('/').next().unwrap_or(reference);
+    if parsed.digest.is_none() && !last.contains(':') {
+        display.line("Using default tag: latest".into());
+    }
+    let rt = tokio_runtime()?;
+    let pulled = rt
+        .block_on(skiff_registry::pull(
+            &e.images,
+            reference,
+            &opts,
+            display.clone(),
+        ))
+        .map_err(daemon_error)?;
+    let shown = skiff_image::familiar_name(&pulled.reference.to_string());
+    display.line(format!("Digest: {}", pulled.digest));
+    if pulled.up_to_date {
+        display.line(format!("Status: Image is up to date for {shown}"));
+    } else {
+        display.line(format!("Status: Downloaded newer image for {shown}"));
+    }
+    if print_reference {
+        println!("{}", pulled.reference);
+    }
+    Ok(pulled.image)
+}
+
+pub(crate) fn pull(root: &Path, a: PullArgs) -> Result<i32> {
+    let PullArgs {
+        quiet,
+        platform,
+        image,
+    } = a;
+    pull_image(root, &image, platform, quiet, false, true)?;
+    Ok(0)
+}
+
+pub(crate) fn push(root: &Path, a: PushArgs) -> Result<i32> {
+    let PushArgs { quiet, image } = a;
+    let e = engine(root)?;
+    let parsed = skiff_image::parse_reference(&image).map_err(|err| Exit(1, format!("{err}")))?;
+    if !quiet {
+        println!("The push refers to repository [{}]", parsed.repository());
+    }
+    let opts = registry_options(None);
+    let mut push_opts = skiff_registry::PushOptions::default();
+    if let Some(n) = std::env::var("SKIFF_PUSH_CHUNK_SIZE")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        push_opts.chunk_size = n;
+    }
+    let display = std::sync::Arc::new(PullDisplay::new(quiet, false));
+    let rt = tokio_runtime()?;
+    let pushed = rt
+        .block_on(skiff_registry::push(
+            &e.images, &image, &opts, &push_opts, display,
+        ))
+        .map_err(daemon_error)?;
+    if quiet {
+        println!("{}@{}", parsed.repository(), pushed.digest);
+    } else {
+        println!(
+            "{}: digest: {} size: {}",
+            pushed.tag, pushed.digest, pushed.size
+        );
+    }
+    Ok(0)
+}
+
+/// The registry a login names: `docker.io` for none, the host of a URL.
+fn login_server(server: Option<String>) -> String {
+    match server {
+        None => "docker.io".into(),
+        Some(s) => {
+            let s = s
+                .trim_start_matches("https://")
+                .trim_start_matches("http://")
+                .split('/')
+                .next()
+                .unwrap_or("")
+                .to_string();
+            if s == "index.docker.io" || s == "registry-1.docker.io" {
+                "docker.io".into()
+            } else {
+                s
+            }
+        }
+    }
+}
+
+fn prompt(label: &str, echo: bool) -> Result<String> {
+    use std::io::{BufRead, IsTerminal};
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(Exit(
+            1,
+            "Error: Cannot perform an interactive login from a non TTY device".into(),
+        )
+        .into());
+    }
+    eprint!("{label}: ");
+    let _ = std::io::stderr().flush();
+    let saved = if echo {
+        None
+    } else {
+        nix::sys::termios::tcgetattr(&stdin).ok().inspect(|t| {
+            let mut quiet = t.clone();
+            quiet
+                .local_flags
+                .remove(nix::sys::termios::LocalFlags::ECHO);
+            let _ =
+                nix::sys::termios::tcsetattr(&stdin, nix::sys::termios::SetArg::TCSANOW, &quiet);
+        })
+    };
+    let mut line = String::new();
+    let res = stdin.lock().read_line(&mut line);
+    if let Some(t) = saved {
+        let _ = nix::sys::termios::tcsetattr(&stdin, nix::sys::termios::SetArg::TCSANOW, &t);
+        eprintln!();
+    }
+    res.map_err(|e| anyhow!("reading {label}: {e}"))?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
+pub(crate) fn login(a: LoginArgs) -> Result<i32> {
+    let LoginArgs {
+        username,
+        password,
+        password_stdin,
+        server,
+    } = a;
+    let server = login_server(server);
+    let password = if password_stdin {
+        if password.is_some() {
+            return Err(Exit(
+                1,
+                "Error: --password and --password-stdin are mutually exclusive".into(),
+            )
+            .into());
+        }
+        if username.is_none() {
+            return Err(Exit(
+                1,
+                "Error: Must provide --username with --password-stdin".into(),
+            )
+            .into());
+        }
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| anyhow!("reading the password from stdin: {e}"))?;
+        Some(s.trim_end_matches(['\n', '\r']).to_string())
+    } else {
+        if password.is_some() {
+            eprintln!("WARNING! Using --password via the CLI is insecure. Use --password-stdin.");
+        }
+        password
+    };
+    let username = match username {
+        Some(u) => u,
+        None => prompt("Username", true)?,
+    };
+    let password = match password {
+        Some(p) => p,
+        None => prompt("Password", false)?,
+    };
+    if username.is_empty() {
+        return Err(Exit(1, "Error: Username is required".into()).into());
+    }
+    if password.is_empty() {
+        return Err(Exit(1, "Error: Password is required".into()).into());
+    }
+    let creds = skiff_registry::Credentials { username, password };
+    let opts = registry_options(None);
+    let rt = tokio_runtime()?;
+    rt.block_on(skiff_registry::login(&server, &opts, creds.clone()))
+        .map_err(|e| match e {
+            skiff_registry::Error::Status { .. } => {
+                let base = if skiff_registry::is_loopback(&server)
+                    || opts.insecure_registries.contains(&server)
+                {
+                    "http"
+                } else {
+                    "https"
+                };
+                daemon_error(format!(
+                    "Get \"{base}://{}/v2/\": {e}",
+                    skiff_registry::endpoint_host(&server)
+                ))
+            }
+            e => daemon_error(e),
+        })?;
+    opts.auth_file
+        .store(&server, &creds)
+        .map_err(|e| anyhow!("storing the credentials: {e}"))?;
+    println!("Login Succeeded");
+    Ok(0)
+}
+
+pub(crate) fn logout(a: LogoutArgs) -> Result<i32> {
+    let server = login_server(a.server);
+    let shown = skiff_registry::credentials::config_key(&server);
+    let file = skiff_registry::AuthFile::default_location();
+    if file.get(&server).map_err(|e| anyhow!("{e}"))?.is_none() {
+        println!("Not logged in to {shown}");
+        return Ok(0);
+    }
+    println!("Removing login credentials for {shown}");
+    file.erase(&server).map_err(|e| anyhow!("{e}"))?;
+    Ok(0)
 }
 
 pub(crate) fn build(root: &Path, a: BuildArgs) -> Result<i32> {
@@ -241,6 +612,7 @@ pub(crate) fn build(root: &Path, a: BuildArgs) -> Result<i32> {
         target,
         no_cache,
         quiet,
+        pull,
         context,
     } = a;
     let e = engine(root)?;
@@ -281,6 +653,16 @@ pub(crate) fn build(root: &Path, a: BuildArgs) -> Result<i32> {
         target,
         no_cache,
     };
+    // docker pulls the base images a build lacks (all of them with --pull).
+    let dockerfile = opts
+        .dockerfile
+        .clone()
+        .unwrap_or_else(|| context.join("Dockerfile"));
+    for base in base_images(&dockerfile) {
+        if pull || !e.images.exists(&base) {
+            pull_image(root, &base, None, quiet, false, false)?;
+        }
+    }
     let runner = skiff_engine::build::BuildRunner { engine: &e };
     let stdout = std::io::stdout();
     let mut sink = std::io::sink();
@@ -295,6 +677,35 @@ pub(crate) fn build(root: &Path, a: BuildArgs) -> Result<i32> {
         }
         Err(err) => Err(Exit(1, format!("{err}")).into()),
     }
+}
+
+/// The images a Dockerfile's FROM lines name: not `scratch`, not an earlier stage, not
+/// one with a variable to expand (the build reports those itself).
+fn base_images(dockerfile: &Path) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(dockerfile) else {
+        return Vec::new();
+    };
+    let Ok(df) = skiff_image::parse_dockerfile(&text, "Dockerfile") else {
+        return Vec::new();
+    };
+    let mut stages = std::collections::BTreeSet::new();
+    let mut out: Vec<String> = Vec::new();
+    for ins in df.instructions.iter().filter(|i| i.keyword == "FROM") {
+        let words: Vec<&str> = ins.args.split_whitespace().collect();
+        let Some(image) = words.first() else { continue };
+        let lower = image.to_lowercase();
+        if lower != "scratch"
+            && !image.contains('$')
+            && !stages.contains(&lower)
+            && !out.iter().any(|o| o == image)
+        {
+            out.push(image.to_string());
+        }
+        if words.len() >= 3 && words[1].eq_ignore_ascii_case("as") {
+            stages.insert(words[2].to_lowercase());
+        }
+    }
+    out
 }
 
 pub(crate) fn save(root: &Path, a: SaveArgs) -> Result<i32> {
@@ -351,7 +762,13 @@ pub(crate) fn load(root: &Path, a: LoadArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn list(root: &Path, quiet: bool, no_trunc: bool, repo: Option<String>) -> Result<i32> {
+fn list(
+    root: &Path,
+    quiet: bool,
+    no_trunc: bool,
+    digests: bool,
+    repo: Option<String>,
+) -> Result<i32> {
     let e = engine(root)?;
     let mut list = e.images.list()?;
     if let Some(r) = &repo {
@@ -371,14 +788,30 @@ fn list(root: &Path, quiet: bool, no_trunc: bool, repo: Option<String>) -> Resul
         }
         return Ok(0);
     }
-    let mut rows = vec![["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect::<Vec<_>>()];
+    let mut header = vec!["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"];
+    if digests {
+        header.insert(2, "DIGEST");
+    }
+    let mut rows = vec![header.iter().map(|s| s.to_string()).collect::<Vec<_>>()];
     for s in list {
-        rows.push(vec![
-            s.repository.clone(),
-            s.tag.clone(),
+        let mut row = vec![s.repository.clone(), s.tag.clone()];
+        if digests {
+            // The registry digest this row's repository knows the image by.
+            let d = e
+                .images
+                .resolve(&s.id)
+                .ok()
+                .and_then(|img| {
+                    img.repo_digests.iter().find_map(|rd| {
+                        let (repo, digest) = rd.split_once('@')?;
+                        (skiff_image::familiar_name(repo) == s.repository)
+                            .then(|| digest.to_string())
+                    })
+                })
+                .unwrap_or_else(|| "<none>".into());
+            row.push(d);
+        }
+        row.extend([
             if no_trunc {
                 s.id.clone()
             } else {
@@ -390,6 +823,7 @@ fn list(root: &Path, quiet: bool, no_trunc: bool, repo: Option<String>) -> Resul
                 .unwrap_or_else(|| "N/A".into()),
             format::human_size(s.size),
         ]);
+        rows.push(row);
     }
     print!("{}", format::table(&rows));
     Ok(0)

@@ -110,6 +110,13 @@ pub(crate) struct RunFlags {
     oom_score_adj: Option<i32>,
     #[arg(long = "group-add")]
     group_add: Vec<String>,
+    /// Pull the image first: `missing` (when it is not here), `always`, `never`.
+    /// Without the flag, run and create do not pull (yet).
+    #[arg(long, value_parser = ["missing", "always", "never"])]
+    pull: Option<String>,
+    /// The platform to pull the image for (os/arch[/variant]).
+    #[arg(long)]
+    platform: Option<String>,
     /// The image, then the command and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     image_and_args: Vec<String>,
@@ -192,20 +199,45 @@ pub(crate) struct AttachArgs {
     container: String,
 }
 
+/// Creates the container of `f`, pulling its image first as `--pull` says.
+fn create_pulling(
+    root: &Path,
+    e: &skiff_engine::Engine,
+    f: &RunFlags,
+) -> Result<skiff_engine::Container> {
+    let opts = f.to_options();
+    let pull = |r: &str| {
+        super::images::pull_image(root, r, f.platform.clone(), false, true, false).map(|_| ())
+    };
+    if f.pull.as_deref() == Some("always") {
+        pull(&opts.image)?;
+    }
+    match e.create(&opts) {
+        Ok(c) => Ok(c),
+        Err(EngineError::Image(skiff_image::ImageError::NotFound(r))) => {
+            eprintln!("Unable to find image '{r}' locally");
+            match f.pull.as_deref() {
+                Some("missing") => {
+                    pull(&opts.image)?;
+                    e.create(&opts).map_err(|err| {
+                        Exit(125, format!("Error response from daemon: {err}")).into()
+                    })
+                }
+                Some(_) => Err(Exit(125, format!("Error response from daemon: No such image: {r}")).into()),
+                None => Err(Exit(
+                    125,
+                    format!("Error response from daemon: No such image: {r} (run and create pull only with --pull missing or --pull always for now; or `skiff pull {r}` first)"),
+                )
+                .into()),
+            }
+        }
+        Err(err) => Err(Exit(125, format!("Error response from daemon: {err}")).into()),
+    }
+}
+
 pub(crate) fn run(root: &Path, f: RunFlags) -> Result<i32> {
     let e = engine(root)?;
-    let opts = f.to_options();
-    let c = match e.create(&opts) {
-        Ok(c) => c,
-        Err(EngineError::Image(skiff_image::ImageError::NotFound(r))) => {
-            return Err(Exit(
-                125,
-                format!("Unable to find image '{r}' locally\nskiff: Error response from daemon: pull access denied for {r}: the registry client is not built yet (load or build the image first)"),
-            )
-            .into())
-        }
-        Err(err) => return Err(Exit(125, format!("Error response from daemon: {err}")).into()),
-    };
+    let c = create_pulling(root, &e, &f)?;
     let attach = if f.detach {
         None
     } else {
@@ -252,7 +284,7 @@ pub(crate) fn run(root: &Path, f: RunFlags) -> Result<i32> {
 
 pub(crate) fn create(root: &Path, f: RunFlags) -> Result<i32> {
     let e = engine(root)?;
-    let c = e.create(&f.to_options())?;
+    let c = create_pulling(root, &e, &f)?;
     println!("{}", c.record.id);
     Ok(0)
 }

@@ -7,7 +7,9 @@
 
 mod nodes;
 mod objects;
+mod podnet;
 mod pods;
+mod services;
 mod streaming;
 mod workloads;
 

@@ -275,7 +275,7 @@ fn an_unreachable_node_is_tainted_and_its_pods_evicted_by_their_tolerations() {
 /// namespace's `eth0`. The namespace (with everything in it) and the veth go when
 /// dropped, also after a failed assertion.
 struct NetNs {
-    name: String,
+    ns: skiff_testsupport::netns::NetNs,
     host_if: String,
     host_ip: String,
     ns_ip: String,
@@ -288,22 +288,18 @@ impl NetNs {
         let pid = std::process::id() as usize;
         let block = (pid * 4 + k) % 256;
         let (third, fourth) = (250 + block / 64, (block % 64) * 4);
+        let host_if = format!("skt{}v{k}", pid % 100_000);
+        let _ = Command::new("ip")
+            .args(["link", "del", &host_if])
+            .stderr(Stdio::null())
+            .status();
         let ns = NetNs {
-            name: format!("skt{}n{k}", pid % 100_000),
-            host_if: format!("skt{}v{k}", pid % 100_000),
+            ns: skiff_testsupport::netns::NetNs::new(&format!("skt{}n{k}", pid % 100_000)),
+            host_if,
             host_ip: format!("10.213.{third}.{}", fourth + 1),
             ns_ip: format!("10.213.{third}.{}", fourth + 2),
         };
-        ns.cleanup();
-        let ip = |args: &[&str]| {
-            let o = Command::new("ip").args(args).output().unwrap();
-            assert!(
-                o.status.success(),
-                "ip {args:?}: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-        };
-        ip(&["netns", "add", &ns.name]);
+        use skiff_testsupport::netns::ip;
         ip(&[
             "link",
             "add",
@@ -314,7 +310,7 @@ impl NetNs {
             "name",
             "eth0",
             "netns",
-            &ns.name,
+            &ns.ns.name,
         ]);
         ip(&[
             "addr",
@@ -324,76 +320,31 @@ impl NetNs {
             &ns.host_if,
         ]);
         ip(&["link", "set", &ns.host_if, "up"]);
-        ip(&[
-            "-n",
-            &ns.name,
-            "addr",
-            "add",
-            &format!("{}/30", ns.ns_ip),
-            "dev",
-            "eth0",
-        ]);
-        ip(&["-n", &ns.name, "link", "set", "eth0", "up"]);
-        ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
+        ns.ns
+            .ip(&["addr", "add", &format!("{}/30", ns.ns_ip), "dev", "eth0"]);
+        ns.ns.ip(&["link", "set", "eth0", "up"]);
         ns
     }
 
-    /// Makes `cmd` run inside the namespace (only its network namespace changes: it
-    /// keeps the host's mounts, cgroups and /sys).
+    /// Makes `cmd` run inside the namespace.
     fn enter(&self, cmd: &mut Command) {
-        use std::os::fd::AsRawFd;
-        use std::os::unix::process::CommandExt;
-        let f = std::fs::File::open(format!("/run/netns/{}", self.name)).unwrap();
-        // SAFETY: the hook only calls setns(2), which is async-signal-safe, between
-        // fork and exec; `f` lives in the closure.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        self.ns.enter(cmd)
     }
 
     /// Runs a command inside the namespace.
     fn run(&self, program: &str, args: &[&str]) -> std::process::Output {
-        let mut cmd = Command::new(program);
-        cmd.args(args);
-        self.enter(&mut cmd);
-        cmd.output().unwrap()
-    }
-
-    fn cleanup(&self) {
-        // Whatever still runs inside goes first (the agent and its monitors are
-        // stopped before this; this is the safety net).
-        if let Ok(o) = Command::new("ip")
-            .args(["netns", "pids", &self.name])
-            .output()
-        {
-            for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                if let Ok(pid) = pid.parse::<i32>() {
-                    // SAFETY: kill(2) takes integers only.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
-            }
-        }
-        for args in [
-            vec!["netns", "del", &self.name],
-            vec!["link", "del", &self.host_if],
-        ] {
-            let _ = Command::new("ip")
-                .args(args)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
+        self.ns.run(program, args)
     }
 }
 
 impl Drop for NetNs {
     fn drop(&mut self) {
-        self.cleanup();
+        // The namespace (and the pair's far end with it) goes when `ns` drops.
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
@@ -614,22 +565,8 @@ fn an_agent_joins_by_token_and_runs_pods_as_its_node() {
     let net = NetNs::new();
     let c = Cluster::start_on(Root::with_busybox(EXE), &net.host_ip, &[]);
     c.wait_for(&["get", "nodes"], " Ready ", 20);
-    let port = c
-        .banner
-        .split("API on port ")
-        .nth(1)
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let token = c
-        .banner
-        .split("join token ")
-        .nth(1)
-        .unwrap()
-        .trim()
-        .to_string();
+    let port = c.port();
+    let token = c.token();
     assert!(token.starts_with("K10"), "{token}");
     let server = format!("https://{}:{port}", net.host_ip);
     let root = Root::with_busybox(EXE);
@@ -1222,4 +1159,190 @@ fn kubectl_drain_evicts_within_the_pod_disruption_budget() {
         "2",
         60,
     );
+}
+
+#[test]
+fn three_nodes_in_network_namespaces_join_and_run_pods() {
+    let lab = skiff_testsupport::lab::Lab::start(EXE, 3, &[], &[]);
+    let names = lab.node_names();
+    // Each node registered its own LAN address.
+    for (i, n) in names.iter().enumerate() {
+        let addr = lab.server.ok(&[
+            "get",
+            "node",
+            n,
+            "-o",
+            "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address} {.spec.podCIDR}",
+        ]);
+        assert!(
+            addr.starts_with(&format!("{} 10.42.", lab.ip(i))),
+            "{n}: {addr}"
+        );
+    }
+    // A pod pinned to each node runs there.
+    for (i, n) in names.iter().enumerate() {
+        lab.server.apply(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p{i}\nspec:\n  nodeName: {n}\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"sleep\", \"600\"]\n"
+        ));
+    }
+    for (i, n) in names.iter().enumerate() {
+        let got = lab.server.wait_for(
+            &[
+                "get",
+                "pod",
+                &format!("p{i}"),
+                "-o",
+                "jsonpath={.status.phase} {.spec.nodeName} {.status.hostIP}",
+            ],
+            "Running",
+            60,
+        );
+        assert_eq!(got, format!("Running {n} {}", lab.ip(i)));
+    }
+    // The nodes reach each other over the LAN and nothing else: no route out.
+    let o = lab.exec(1, "ip", &["route", "show", "default"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "");
+}
+
+/// A pod answering HTTP on 8080 with the address its client came from.
+fn echo_ip_pod(name: &str, node: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels:\n    app: echo\nspec:\n  nodeName: {node}\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", \"mkdir -p /www/cgi-bin && printf '#!/bin/sh\\\\necho\\\\necho $REMOTE_ADDR\\\\n' > /www/cgi-bin/ip && chmod +x /www/cgi-bin/ip && exec httpd -f -p 8080 -h /www\"]\n"
+    )
+}
+
+/// The address busybox httpd reports (`[::ffff:10.42.0.2]` on its IPv6 socket).
+fn peer(remote_addr: &str) -> String {
+    remote_addr
+        .trim()
+        .trim_start_matches('[')
+        .trim_start_matches("::ffff:")
+        .trim_end_matches(']')
+        .to_string()
+}
+
+fn pods_reach_pods_on_other_nodes(backend: &str) {
+    let lab = skiff_testsupport::lab::Lab::start(EXE, 3, &["--flannel-backend", backend], &[]);
+    let names = lab.node_names();
+    let c = &lab.server;
+    for (i, n) in names.iter().enumerate() {
+        c.apply(&echo_ip_pod(&format!("echo{i}"), n));
+    }
+    let ip_of = |p: &str| {
+        c.wait_for(
+            &[
+                "get",
+                "pod",
+                p,
+                "-o",
+                "jsonpath={.status.phase} {.status.podIP}",
+            ],
+            "Running 10.",
+            60,
+        )
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string()
+    };
+    let ips: Vec<String> = (0..names.len())
+        .map(|i| ip_of(&format!("echo{i}")))
+        .collect();
+    // Every pod reaches every other by its pod IP, and is seen with its own address
+    // (no NAT between pods).
+    for from in 0..names.len() {
+        for to in 0..names.len() {
+            if from == to {
+                continue;
+            }
+            let url = format!("http://{}:8080/cgi-bin/ip", ips[to]);
+            let got = c.wait_for(
+                &[
+                    "exec",
+                    &format!("echo{from}"),
+                    "--",
+                    // (busybox's wget -T crashes; timeout bounds it instead.)
+                    "timeout",
+                    "3",
+                    "wget",
+                    "-qO-",
+                    &url,
+                ],
+                &ips[from],
+                20,
+            );
+            assert_eq!(peer(&got), ips[from], "echo{from} -> echo{to} ({backend})");
+        }
+    }
+    // A node reaches the pods on the others.
+    let o = lab.exec(
+        0,
+        "curl",
+        &[
+            "-s",
+            "-m",
+            "3",
+            &format!("http://{}:8080/cgi-bin/ip", ips[2]),
+        ],
+    );
+    // (The node's source address: over VXLAN its flannel.1 address, the network
+    // address of its pod CIDR, as flannel's; over host-gw its LAN address.)
+    let cidr0 = c.ok(&["get", "node", &names[0], "-o", "jsonpath={.spec.podCIDR}"]);
+    let want = match backend {
+        "vxlan" => cidr0.split('/').next().unwrap().to_string(),
+        _ => lab.ip(0),
+    };
+    assert_eq!(peer(&String::from_utf8_lossy(&o.stdout)), want);
+    // Routes are skiff's (protocol 200); with vxlan through flannel.1 at MTU 1450.
+    let routes =
+        String::from_utf8_lossy(&lab.exec(0, "ip", &["route", "show", "proto", "200"]).stdout)
+            .to_string();
+    let cidr2 = c.ok(&["get", "node", &names[2], "-o", "jsonpath={.spec.podCIDR}"]);
+    assert!(routes.contains(&cidr2), "{routes}");
+    if backend == "vxlan" {
+        let link = String::from_utf8_lossy(
+            &lab.exec(0, "ip", &["-d", "link", "show", "flannel.1"])
+                .stdout,
+        )
+        .to_string();
+        assert!(
+            link.contains("mtu 1450") && link.contains("vxlan id 1"),
+            "{link}"
+        );
+    }
+    // Node 2 leaves: its route goes from the others within 5 s.
+    c.ok(&["delete", "pod", "echo2", "--grace-period=1"]);
+    let mut lab = lab;
+    let mut gone = lab.agents.pop().unwrap();
+    c_stop_agent(&mut gone);
+    lab.server.ok(&["delete", "node", &names[2]]);
+    let start = Instant::now();
+    loop {
+        let r =
+            String::from_utf8_lossy(&lab.exec(0, "ip", &["route", "show", "proto", "200"]).stdout)
+                .to_string();
+        if !r.contains(&cidr2) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "route to a deleted node left: {r}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn c_stop_agent(n: &mut skiff_testsupport::lab::LabNode) {
+    n.stop();
+    skiff_testsupport::cluster::clean_node_root(&n.root, &n.name);
+}
+
+#[test]
+fn pods_reach_pods_on_other_nodes_over_vxlan() {
+    pods_reach_pods_on_other_nodes("vxlan");
+}
+
+#[test]
+fn pods_reach_pods_on_other_nodes_over_host_gw() {
+    pods_reach_pods_on_other_nodes("host-gw");
 }

@@ -1,5 +1,6 @@
 //! Cluster objects: namespace deletion, cascading deletion, service accounts and
-//! their tokens, endpoints, field managers, configMap and downward API volumes.
+//! their tokens, endpoints, field managers, configMap and downward API volumes, Service
+//! IPs and node ports from the server's flags.
 
 use crate::EXE;
 use skiff_testsupport::cluster::Cluster;
@@ -456,4 +457,100 @@ fn controller_and_scheduler_writes_carry_their_field_managers() {
     );
     c.ok(&["delete", "pod", "nowhere", "--grace-period", "1"]);
     c.ok(&["delete", "deploy", "managed"]);
+}
+
+#[test]
+fn service_ips_and_node_ports_come_from_the_flags_and_print_as_kubectl_prints_them() {
+    let c = Cluster::start_with(
+        Root::with_busybox(EXE),
+        &[
+            "--service-cidr",
+            "10.45.0.0/24",
+            "--service-node-port-range",
+            "31500-31509",
+        ],
+    );
+    c.ok(&["create", "service", "nodeport", "web", "--tcp", "80:80"]);
+    let ip = c.ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+    assert!(ip.starts_with("10.45.0."), "{ip}");
+    let np: u16 = c
+        .ok(&[
+            "get",
+            "svc",
+            "web",
+            "-o",
+            "jsonpath={.spec.ports[0].nodePort}",
+        ])
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((31500..=31509).contains(&np), "{np}");
+    let out = c.ok(&["get", "servicecidr,ipaddress"]);
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let row = |first: &str| {
+        rows.iter()
+            .find(|r| r.first() == Some(&first))
+            .unwrap_or_else(|| panic!("no row {first} in:\n{out}"))
+            .clone()
+    };
+    assert_eq!(row("NAME")[..3], ["NAME", "CIDRS", "AGE"], "{out}");
+    assert_eq!(
+        row("servicecidr.networking.k8s.io/kubernetes")[1],
+        "10.45.0.0/24"
+    );
+    assert!(rows.contains(&vec!["NAME", "PARENTREF"]), "{out}");
+    assert_eq!(
+        row("ipaddress.networking.k8s.io/10.45.0.1"),
+        [
+            "ipaddress.networking.k8s.io/10.45.0.1",
+            "services/default/kubernetes"
+        ]
+    );
+    let mine = format!("ipaddress.networking.k8s.io/{ip}");
+    assert_eq!(row(&mine), [mine.as_str(), "services/default/web"]);
+    // A taken IP and an out-of-range port, in kube-apiserver's words.
+    let o = c.kubectl(&[
+        "create",
+        "service",
+        "clusterip",
+        "dup",
+        "--clusterip",
+        &ip,
+        "--tcp",
+        "80:80",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains(&format!(
+            "spec.clusterIPs: Invalid value: []string{{\"{ip}\"}}: failed to allocate IP {ip}: provided IP is already allocated"
+        )),
+        "{err}"
+    );
+    let o = c.kubectl(&[
+        "create",
+        "service",
+        "nodeport",
+        "far",
+        "--tcp",
+        "80:80",
+        "--node-port",
+        "30080",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("spec.ports[0].nodePort: Invalid value: 30080: provided port is not in the valid range. The range of valid ports is 31500-31509"),
+        "{err}"
+    );
+    // Deleting the Service releases its IP.
+    c.ok(&["delete", "svc", "web"]);
+    c.wait_empty(
+        &["get", "ipaddress", &ip, "--ignore-not-found", "-o", "name"],
+        10,
+        "the IPAddress",
+    );
 }

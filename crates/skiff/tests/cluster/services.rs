@@ -1,0 +1,245 @@
+//! Services seen from the API: ServiceLB's load-balancer addresses, and the
+//! endpoints of terminating pods. (Traffic through Services is tested where the node
+//! programs it.)
+
+use crate::EXE;
+use skiff_testsupport::cluster::Cluster;
+use skiff_testsupport::Root;
+
+fn lb(name: &str, port: u16, extra: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  type: LoadBalancer\n  selector:\n    app: {name}\n  ports:\n  - port: {port}\n{extra}"
+    )
+}
+
+#[test]
+fn servicelb_lists_the_nodes_that_carry_a_load_balancer() {
+    let c = Cluster::start(Root::with_busybox(EXE));
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    let node_ip = c.ok(&[
+        "get",
+        "node",
+        &c.node,
+        "-o",
+        "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}",
+    ]);
+    c.apply(&lb("first", 8081, ""));
+    let ingress = c.wait_for(
+        &[
+            "get",
+            "svc",
+            "first",
+            "-o",
+            "jsonpath={.status.loadBalancer.ingress[*].ip} {.status.loadBalancer.ingress[*].ipMode}",
+        ],
+        &node_ip,
+        20,
+    );
+    assert_eq!(ingress, format!("{node_ip} VIP"));
+    // kubectl shows it as the EXTERNAL-IP.
+    let row = c.ok(&["get", "svc", "first", "--no-headers"]);
+    assert!(
+        row.split_whitespace().nth(3) == Some(node_ip.as_str()),
+        "{row}"
+    );
+    // A younger Service on the same port finds the node's port taken (k3s's svclb pod
+    // would stay Pending): it lists no node.
+    c.apply(&lb("second", 8081, ""));
+    // externalTrafficPolicy Local with no endpoint on the node: no node either.
+    c.apply(&lb("local", 8082, "  externalTrafficPolicy: Local\n"));
+    // A Service of another load balancer class is not ServiceLB's.
+    c.apply(&lb("classy", 8083, "  loadBalancerClass: example.com/lb\n"));
+    // Give the controller several passes (it runs on every change and every second).
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    for name in ["second", "local", "classy"] {
+        let row = c.ok(&["get", "svc", name, "--no-headers"]);
+        assert_eq!(
+            row.split_whitespace().nth(3),
+            Some("<pending>"),
+            "{name}: {row}"
+        );
+    }
+    // When the first goes, the second takes the port.
+    c.ok(&["delete", "svc", "first"]);
+    c.wait_for(
+        &[
+            "get",
+            "svc",
+            "second",
+            "-o",
+            "jsonpath={.status.loadBalancer.ingress[*].ip}",
+        ],
+        &node_ip,
+        20,
+    );
+}
+
+#[test]
+fn with_servicelb_disabled_load_balancers_stay_pending() {
+    let c = Cluster::start_with(Root::with_busybox(EXE), &["--disable", "servicelb"]);
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    c.apply(&lb("web", 8081, ""));
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let row = c.ok(&["get", "svc", "web", "--no-headers"]);
+    assert_eq!(row.split_whitespace().nth(3), Some("<pending>"), "{row}");
+}
+
+#[test]
+fn terminating_pods_stay_in_slices_as_serving_and_leave_the_endpoints() {
+    let c = Cluster::start(Root::with_busybox(EXE));
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    // A pod that ignores SIGTERM terminates for its whole grace period.
+    c.apply("apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector:\n    app: web\n  ports:\n  - port: 80\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  labels:\n    app: web\nspec:\n  terminationGracePeriodSeconds: 60\n  containers:\n  - name: c\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", \"trap '' TERM; touch /tmp/ready; while true; do sleep 1; done\"]\n    readinessProbe:\n      exec:\n        command: [\"cat\", \"/tmp/ready\"]\n      periodSeconds: 1\n");
+    let ip = c.wait_for(
+        &[
+            "get",
+            "endpoints",
+            "web",
+            "-o",
+            "jsonpath={.subsets[0].addresses[0].ip}",
+        ],
+        "10.",
+        40,
+    );
+    c.ok(&["delete", "pod", "web", "--wait=false"]);
+    let cond = c.wait_for(
+        &[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=web",
+            "-o",
+            "jsonpath={.items[0].endpoints[0].addresses[0]} ready={.items[0].endpoints[0].conditions.ready} serving={.items[0].endpoints[0].conditions.serving} terminating={.items[0].endpoints[0].conditions.terminating}",
+        ],
+        "terminating=true",
+        20,
+    );
+    // Serving while its readiness probe still passes; never ready once terminating.
+    assert!(
+        cond.starts_with(&format!("{ip} ready=false serving=")),
+        "{cond}"
+    );
+    let eps = c.ok(&[
+        "get",
+        "endpoints",
+        "web",
+        "-o",
+        "jsonpath={.subsets[*].addresses[*].ip}{.subsets[*].notReadyAddresses[*].ip}",
+    ]);
+    assert_eq!(eps.trim(), "", "a terminating pod left in Endpoints");
+    c.ok(&["delete", "pod", "web", "--grace-period=0", "--force"]);
+}
+
+/// Two pods answering HTTP on 8080 with their own name, behind Service `web` (80 →
+/// named port `http`), plus a Service with no endpoints.
+const WEB: &str = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector:\n    app: web\n  ports:\n  - name: http\n    port: 80\n    targetPort: http\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: nobody\nspec:\n  selector:\n    app: nobody\n  ports:\n  - port: 80\n";
+
+fn web_pod(name: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels:\n    app: web\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", \"mkdir -p /www && echo {name} > /www/index.html && exec httpd -f -p 8080 -h /www\"]\n    ports:\n    - name: http\n      containerPort: 8080\n"
+    )
+}
+
+#[test]
+fn cluster_ips_spread_over_endpoints_from_pods_and_the_node() {
+    let c = Cluster::start(Root::with_busybox(EXE));
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    let cidr = c.ok(&[
+        "get",
+        "servicecidr",
+        "kubernetes",
+        "-o",
+        "jsonpath={.spec.cidrs[0]}",
+    ]);
+    c.wait_service_range_covered(&cidr);
+    c.apply(WEB);
+    c.apply(&web_pod("web-a"));
+    c.apply(&web_pod("web-b"));
+    let cip = c.ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+    // Both endpoints listed before traffic is sent.
+    c.wait_for(
+        &[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=web",
+            "-o",
+            "jsonpath={.items[0].endpoints[*].conditions.ready}",
+        ],
+        "true true",
+        40,
+    );
+    // From a pod (web-a itself: through its own Service, a hairpin for half the
+    // connections), 40 connections reach both pods.
+    let script = format!("for i in $(seq 40); do timeout 3 wget -qO- http://{cip}/; done");
+    let got = c.wait_for(&["exec", "web-a", "--", "sh", "-c", &script], "web-", 30);
+    let (a, b) = (got.matches("web-a").count(), got.matches("web-b").count());
+    assert!(
+        a >= 1 && b >= 1 && a + b == 40,
+        "spread: {a} web-a, {b} web-b: {got}"
+    );
+    // From the node itself.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        let o = std::process::Command::new("curl")
+            .args(["-s", "-m", "3", &format!("http://{cip}/")])
+            .output()
+            .unwrap();
+        seen.insert(String::from_utf8_lossy(&o.stdout).trim().to_string());
+    }
+    assert!(seen.contains("web-a") && seen.contains("web-b"), "{seen:?}");
+    // A Service without endpoints, and an address of the range no Service has, are
+    // refused at once (a TCP reset), from the node and from a pod.
+    let nobody = c.ok(&["get", "svc", "nobody", "-o", "jsonpath={.spec.clusterIP}"]);
+    let unused = format!("{}.{}", cidr.rsplit_once('.').unwrap().0, 254);
+    for ip in [nobody.as_str(), unused.as_str()] {
+        let start = std::time::Instant::now();
+        let o = std::process::Command::new("curl")
+            .args(["-s", "-m", "5", &format!("http://{ip}/")])
+            .output()
+            .unwrap();
+        // curl's 7: could not connect (refused), not 28 (timed out).
+        assert_eq!(o.status.code(), Some(7), "{ip}: {o:?}");
+        assert!(start.elapsed() < std::time::Duration::from_secs(1), "{ip}");
+        let e = c.kubectl(&[
+            "exec",
+            "web-b",
+            "--",
+            "timeout",
+            "3",
+            "wget",
+            "-qO-",
+            &format!("http://{ip}/"),
+        ]);
+        assert!(
+            String::from_utf8_lossy(&e.stderr).contains("Connection refused")
+                || String::from_utf8_lossy(&e.stdout).contains("Connection refused"),
+            "{ip}: {e:?}"
+        );
+    }
+    // Deleting the Service: refused at once.
+    c.ok(&["delete", "svc", "web"]);
+    let start = std::time::Instant::now();
+    loop {
+        let o = std::process::Command::new("curl")
+            .args(["-s", "-m", "2", &format!("http://{cip}/")])
+            .output()
+            .unwrap();
+        if o.status.code() == Some(7) {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(2),
+            "still served: {o:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // The agent stopping leaves the rules (and the range's reject) in place.
+    let mut c = c;
+    c.stop();
+    let o = std::process::Command::new("curl")
+        .args(["-s", "-m", "5", &format!("http://{cip}/")])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(7), "after stop: {o:?}");
+}
