@@ -13,6 +13,8 @@ command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 # The cluster tests' WebSocket client (tests/wsclient.py) and raw HTTP requests.
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# The cluster DNS tests' upstream resolver (the binary only, no service on port 53).
+command -v dnsmasq >/dev/null 2>&1 || need+=(dnsmasq-base)
 # The registry tests: a real Distribution registry and skopeo as the second client.
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 command -v skopeo >/dev/null 2>&1 || need+=(skopeo)

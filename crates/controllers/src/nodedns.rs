@@ -6,7 +6,7 @@
 //!   `--cluster-dns`, no selector, `internalTrafficPolicy: Local`, so each node sends
 //!   cluster DNS traffic to its own answerer and DNS keeps working on a node cut off
 //!   from the others), recreated if deleted;
-//! - one EndpointSlice per node (`kube-dns-<node>`, managed by `skiff.io/node-dns`),
+//! - one EndpointSlice per node (`kube-dns-<node>`, managed by `node-dns.skiff.io`),
 //!   ready while the node is Ready, and the Endpoints object listing them all;
 //!   a deleted node's slice goes.
 //!
@@ -23,7 +23,7 @@ pub const NAMESPACE: &str = "kube-system";
 pub const SERVICE: &str = "kube-dns";
 /// The node annotation that names the address its DNS answerer listens on.
 pub const DNS_ADDRESS_ANNOTATION: &str = "skiff.io/dns-address";
-const MANAGER: &str = "skiff.io/node-dns";
+const MANAGER: &str = "node-dns.skiff.io";
 
 /// The address node `n`'s answerer listens on, if it has one yet.
 pub fn node_dns_address(n: &Node) -> Option<Ipv4Addr> {
@@ -78,7 +78,8 @@ pub async fn sync(
             && s.metadata.name.as_deref() == Some(SERVICE)
     });
     let svc_api: Api<Service> = Api::namespaced(client.clone(), NAMESPACE);
-    if !exists {
+    // The cache may lag a create of ours: ask the API before creating again.
+    if !exists && svc_api.get_opt(SERVICE).await?.is_none() {
         let want: Service =
             serde_json::from_value(service(cluster_dns)).map_err(kube::Error::SerdeError)?;
         match svc_api.create(&crate::post_params(), &want).await {

@@ -111,6 +111,15 @@ pub struct ClusterNetwork {
     /// `host-gw` or `none`).
     #[serde(default = "default_backend")]
     pub flannel_backend: String,
+    /// Whether the nodes answer the cluster's DNS (off with `--disable coredns`: pods
+    /// with dnsPolicy ClusterFirst then get the node's resolvers, as the kubelet gives
+    /// them without a cluster DNS).
+    #[serde(default = "yes")]
+    pub dns: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// k3s's `--flannel-backend` default.
@@ -135,6 +144,7 @@ impl Default for ClusterNetwork {
                 last: 32767,
             },
             flannel_backend: default_backend(),
+            dns: true,
         }
     }
 }
@@ -229,6 +239,7 @@ impl ClusterNetwork {
             cluster_domain: domain,
             node_port_range: PortRange::parse("service-node-port-range", node_port_range)?,
             flannel_backend: default_backend(),
+            dns: true,
         })
     }
 

@@ -4,7 +4,8 @@
 //! update. The promise — answers change within a second of a Service or
 //! endpoint change — is the watch latency plus that debounce.
 
-use crate::clusterzone::ClusterZone;
+use crate::clusterzone::{self, ClusterZone, QType, RData, Record};
+use hickory_proto::rr::{self, Name, RecordType};
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
@@ -99,4 +100,97 @@ pub async fn keep(
             handle.set(build(serial));
         }
     });
+}
+
+fn qtype(t: RecordType) -> QType {
+    match t {
+        RecordType::A => QType::A,
+        RecordType::AAAA => QType::Aaaa,
+        RecordType::SRV => QType::Srv,
+        RecordType::PTR => QType::Ptr,
+        RecordType::CNAME => QType::Cname,
+        RecordType::TXT => QType::Txt,
+        RecordType::SOA => QType::Soa,
+        RecordType::ANY => QType::Any,
+        other => QType::Other(u16::from(other)),
+    }
+}
+
+fn fqdn(name: &str) -> Option<Name> {
+    let mut n = Name::from_ascii(name).ok()?;
+    n.set_fqdn(true);
+    Some(n)
+}
+
+fn record(r: &Record) -> Option<rr::Record> {
+    use rr::rdata;
+    let data = match &r.data {
+        RData::A(ip) => rr::RData::A(rdata::A(*ip)),
+        RData::Srv {
+            priority,
+            weight,
+            port,
+            target,
+        } => rr::RData::SRV(rdata::SRV::new(*priority, *weight, *port, fqdn(target)?)),
+        RData::Ptr(n) => rr::RData::PTR(rdata::PTR(fqdn(n)?)),
+        RData::Cname(n) => rr::RData::CNAME(rdata::CNAME(fqdn(n)?)),
+        RData::Txt(t) => rr::RData::TXT(rdata::TXT::new(vec![t.clone()])),
+    };
+    Some(rr::Record::from_rdata(fqdn(&r.name)?, r.ttl, data))
+}
+
+fn records(rs: &[Record]) -> Vec<rr::Record> {
+    rs.iter().filter_map(record).collect()
+}
+
+/// The live zone answers the node's DNS server.
+impl skiff_dns::Zone for ZoneHandle {
+    fn answer(&self, q: &skiff_dns::Query<'_>) -> skiff_dns::Answer {
+        if q.qclass != rr::DNSClass::IN {
+            return skiff_dns::Answer::NotMine;
+        }
+        let zone = self.current();
+        let soa = || {
+            fqdn(zone.domain()).and_then(|apex| {
+                skiff_dns::zone::soa(&apex, zone.soa().serial, clusterzone::TTL).ok()
+            })
+        };
+        match zone.answer(q.name, qtype(q.qtype)) {
+            clusterzone::Answer::Records {
+                answers,
+                additionals,
+            } => skiff_dns::Answer::Records {
+                answers: records(&answers),
+                authority: Vec::new(),
+                additionals: records(&additionals),
+            },
+            clusterzone::Answer::NoData => skiff_dns::Answer::NoData { soa: soa() },
+            clusterzone::Answer::NxDomain => skiff_dns::Answer::NxDomain { soa: soa() },
+            clusterzone::Answer::NotMine => skiff_dns::Answer::NotMine,
+        }
+    }
+}
+
+/// Serves the node's cluster DNS on `listen` (UDP and TCP) until `stop`: the live
+/// zone, and names outside it forwarded to `upstreams` through skiff-dns's cache.
+pub async fn serve(
+    handle: ZoneHandle,
+    listen: std::net::SocketAddr,
+    upstreams: Vec<std::net::SocketAddr>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let forwarder = (!upstreams.is_empty())
+        .then(|| skiff_dns::Forwarder::new(upstreams, skiff_dns::Options::default()));
+    let server = skiff_dns::Server::bind(
+        listen,
+        Arc::new(handle),
+        forwarder,
+        skiff_dns::Config::default(),
+    )?;
+    let running = server.start()?;
+    tracing::info!(address = %running.local_addr(), "answering the cluster's DNS");
+    let _ = stop.wait_for(|s| *s).await;
+    // Stopping joins the server's threads.
+    let _ = tokio::task::spawn_blocking(move || drop(running)).await;
+    Ok(())
 }

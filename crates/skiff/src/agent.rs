@@ -111,6 +111,10 @@ pub struct NetFlags {
     /// Program no Services on this node (k3s's flag: another proxy does it).
     #[arg(long = "disable-kube-proxy")]
     pub disable_kube_proxy: bool,
+    /// Where this node answers the cluster's DNS (default: its pod bridge's address,
+    /// the first of its pod CIDR); the kube-dns Service sends each node's queries here.
+    #[arg(long = "dns-listen-address")]
+    pub dns_listen_address: Option<std::net::Ipv4Addr>,
 }
 
 /// A quantity of bytes (`10Mi`, `100M`, `1024`).
@@ -243,7 +247,12 @@ pub fn config(
             )),
             node_name,
             cluster_domain: network.cluster_domain.clone(),
-            cluster_dns: vec![std::net::IpAddr::V4(network.cluster_dns)],
+            // Without a cluster DNS, ClusterFirst pods get the node's resolvers.
+            cluster_dns: if network.dns {
+                vec![std::net::IpAddr::V4(network.cluster_dns)]
+            } else {
+                Vec::new()
+            },
             resolv_conf: Some(PathBuf::from("/etc/resolv.conf")),
             pods_dir: engine.root.join("pods"),
             restarts: skiff_agent::pod::DEFAULT_RESTARTS,
@@ -281,6 +290,8 @@ pub fn prepare_pod_network(
         .map_err(|_| anyhow!("--node-ip {node_ip:?}: not an IPv4 address"))?;
     runtime_bridge.mtu =
         skiff_network::routes::pod_mtu_for(backend, ip, flags.flannel_iface.clone())?;
+    // The bridge exists before any pod: the node's DNS answers on its address.
+    skiff_engine::network::ensure_bridge(runtime_bridge)?;
     skiff_engine::network::refresh_rules(runtime_bridge)?;
     Ok(())
 }
@@ -288,6 +299,8 @@ pub fn prepare_pod_network(
 /// This node's part of the cluster network.
 pub struct NodeNetwork {
     pub network: skiff_meta::netconf::ClusterNetwork,
+    /// The node's upstream resolvers (`--resolv-conf`).
+    pub resolv_conf: Option<PathBuf>,
     pub flags: NetFlags,
     pub node_name: String,
     pub node_ip: String,
@@ -309,12 +322,17 @@ pub fn start_network(
         .parse()
         .map_err(|_| anyhow!("--node-ip {:?}: not an IPv4 address", n.node_ip))?;
     let pod_cidr = skiff_meta::netconf::parse_cidr("pod-cidr", &n.pod_cidr)?;
-    if node_ip.is_loopback() && backend != routes::Backend::None {
+    // A loopback address cannot carry pod traffic between nodes: no routes, no
+    // VXLAN device (a lone node needs neither).
+    let backend = if node_ip.is_loopback() && backend != routes::Backend::None {
         tracing::warn!(
             node_ip = %node_ip,
-            "the node's address is a loopback address: other nodes cannot reach its pods (set --node-ip)"
+            "the node's address is a loopback address: no routes to other nodes' pods (set --node-ip)"
         );
-    }
+        routes::Backend::None
+    } else {
+        backend
+    };
     let mut rs = routes::RouteSettings::new(backend, &n.node_name, node_ip, pod_cidr);
     rs.iface = n.flags.flannel_iface.clone();
     rs.vxlan_device = n.flags.vxlan_device.clone();
@@ -329,6 +347,40 @@ pub fn start_network(
         tasks.push(tokio::spawn(async move {
             if let Err(e) = skiff_network::run(client, ps, stop).await {
                 tracing::error!(error = %e, "the service proxy stopped");
+            }
+        }));
+    }
+    if n.network.dns {
+        let listen = match n.flags.dns_listen_address {
+            Some(a) => a,
+            None => skiff_meta::netconf::nth(pod_cidr, 1),
+        };
+        // Upstreams from --resolv-conf, never the cluster DNS itself.
+        let upstreams: Vec<std::net::SocketAddr> = match &n.resolv_conf {
+            Some(p) => skiff_dns::ResolvConf::read(p)
+                .map_err(|e| anyhow!("--resolv-conf {}: {e}", p.display()))?
+                .upstreams()
+                .into_iter()
+                .filter(|a| a.ip() != std::net::IpAddr::V4(n.network.cluster_dns))
+                .collect(),
+            None => Vec::new(),
+        };
+        if upstreams.is_empty() {
+            tracing::warn!(
+                "no upstream resolvers (--resolv-conf): names outside the cluster get SERVFAIL"
+            );
+        }
+        let zone = skiff_network::clusterdns::ZoneHandle::default();
+        let (client, stop, domain) = (
+            client.clone(),
+            stop.clone(),
+            n.network.cluster_domain.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            skiff_network::clusterdns::keep(client, domain, zone.clone(), stop.clone()).await;
+            let addr = std::net::SocketAddr::from((listen, 53));
+            if let Err(e) = skiff_network::clusterdns::serve(zone, addr, upstreams, stop).await {
+                tracing::error!(error = %e, address = %addr, "the node's cluster DNS could not start");
             }
         }));
     }
@@ -459,6 +511,7 @@ pub fn run(f: AgentFlags, engine: skiff_engine::Engine) -> Result<i32> {
         };
         let node_net = NodeNetwork {
             network: network.clone(),
+            resolv_conf: cfg.node.resolv_conf.clone(),
             flags: f.net.clone(),
             node_name: cfg.node.node_name.clone(),
             node_ip: cfg.node.node_ip.clone(),

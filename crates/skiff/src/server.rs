@@ -182,13 +182,17 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
         &f.service_node_port_range,
     )?
     .with_backend(&f.flannel_backend)?;
+    let disabled = Disabled::parse(&f.disable)?;
+    let network = skiff_meta::netconf::ClusterNetwork {
+        dns: !disabled.coredns,
+        ..network
+    };
     let agent = if f.disable_agent {
         None
     } else {
         Some(agent_config(&f, engine, &network)?)
     };
     let admission_control_config_file = admission_config_file(&f)?;
-    let disabled = Disabled::parse(&f.disable)?;
     let node_ip_flag = f
         .node_ip
         .as_deref()
@@ -205,6 +209,7 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
         node_monitor_grace_period: f.node_monitor_grace_period,
         cluster_cidr: Some(f.cluster_cidr.clone()),
         servicelb: !disabled.servicelb,
+        cluster_dns: (!disabled.coredns).then_some(network.cluster_dns),
         ..Default::default()
     };
     // This node's own certificates, beside the server's.
@@ -311,6 +316,7 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
                 client.clone(),
                 crate::agent::NodeNetwork {
                     network: node_network.clone(),
+                    resolv_conf: cfg.node.resolv_conf.clone(),
                     flags: net_flags.clone(),
                     node_name: cfg.node.node_name.clone(),
                     node_ip: cfg.node.node_ip.clone(),

@@ -94,6 +94,11 @@ impl Cluster {
             if !has("--service-cidr") && !has("--cluster-dns") {
                 cmd.args(["--service-cidr", &format!("10.{}.{n}.0/24", 60 + pid % 30)]);
             }
+            // Nodes sharing the host's namespace route pods by hand, if at all: no
+            // VXLAN device there.
+            if !has("--flannel-backend") {
+                cmd.args(["--flannel-backend", "none"]);
+            }
             if !has("--service-node-port-range") {
                 let first = 30000 + (pid * 13 + n * 10) % 2750;
                 cmd.args([

@@ -370,6 +370,8 @@ fn a_joined_agent_reads_the_cluster_network_from_the_server() {
         &format!("{}q", root.bridge),
         "--resolv-conf",
         resolv.to_str().unwrap(),
+        "--nftables-table",
+        &format!("{}_node", root.table),
     ]);
     cmd.args(skiff_testsupport::cluster::lenient_eviction(&[]))
         .arg("--data-dir")

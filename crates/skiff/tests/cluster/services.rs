@@ -243,3 +243,164 @@ fn cluster_ips_spread_over_endpoints_from_pods_and_the_node() {
         .unwrap();
     assert_eq!(o.status.code(), Some(7), "after stop: {o:?}");
 }
+
+/// dnsmasq answering `upstream.test` on a loopback address of the test's own: the
+/// node's upstream resolver (tests never query a name outside this machine).
+struct Upstream {
+    child: std::process::Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Upstream {
+    fn start() -> Upstream {
+        let dir = tempfile::tempdir().unwrap();
+        let pid = std::process::id();
+        let addr = format!("127.77.{}.{}", pid % 250, 1 + (pid / 250) % 250);
+        let hosts = dir.path().join("hosts");
+        std::fs::write(&hosts, "192.0.2.80 upstream.test\n").unwrap();
+        let child = std::process::Command::new("dnsmasq")
+            .args([
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--port=53",
+                "--pid-file=",
+                &format!("--listen-address={addr}"),
+                &format!("--addn-hosts={}", hosts.display()),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("dnsmasq is installed (scripts/deps.sh)");
+        Upstream {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn pods_resolve_cluster_names_and_the_nodes_upstream() {
+    let up = Upstream::start();
+    let root = Root::with_busybox(EXE);
+    let resolv = root.dir.join("resolv.conf");
+    std::fs::write(&resolv, format!("nameserver {}\n", up.addr)).unwrap();
+    let c = Cluster::start_with(root, &["--resolv-conf", resolv.to_str().unwrap()]);
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    let cidr = c.ok(&[
+        "get",
+        "servicecidr",
+        "kubernetes",
+        "-o",
+        "jsonpath={.spec.cidrs[0]}",
+    ]);
+    c.wait_service_range_covered(&cidr);
+    // The kube-dns Service at the tenth address, answered by the node itself.
+    let dns = c.wait_for(
+        &[
+            "get",
+            "svc",
+            "-n",
+            "kube-system",
+            "kube-dns",
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ],
+        ".",
+        20,
+    );
+    assert_eq!(dns, format!("{}.10", cidr.rsplit_once('.').unwrap().0));
+    c.apply(WEB);
+    c.apply("apiVersion: v1\nkind: Service\nmetadata:\n  name: nginx\nspec:\n  clusterIP: None\n  selector:\n    app: web\n  ports:\n  - name: http\n    port: 80\n    targetPort: http\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: db\nspec:\n  type: ExternalName\n  externalName: upstream.test\n");
+    c.apply(&web_pod("web-a"));
+    let web = c.ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+    let pod_ip = c.wait_for(
+        &["get", "pod", "web-a", "-o", "jsonpath={.status.podIP}"],
+        ".",
+        40,
+    );
+    let lookup = |name: &str| -> String {
+        c.wait_for(&["exec", "web-a", "--", "nslookup", name], "Address", 20)
+    };
+    // A ClusterIP Service by its full name and by the search path.
+    assert!(lookup("web.default.svc.cluster.local").contains(&web));
+    assert!(lookup("web").contains(&web));
+    // A headless Service: the ready pod's address.
+    let headless = c.wait_for(&["exec", "web-a", "--", "nslookup", "nginx"], &pod_ip, 20);
+    assert!(headless.contains(&pod_ip), "{headless}");
+    // ExternalName: a CNAME to the external name.
+    let ext = c.wait_for(
+        &[
+            "exec",
+            "web-a",
+            "--",
+            "nslookup",
+            "db.default.svc.cluster.local",
+        ],
+        "canonical name",
+        20,
+    );
+    assert!(ext.contains("canonical name = upstream.test"), "{ext}");
+    // A name outside the cluster, from the node's upstream (dnsmasq).
+    assert!(lookup("upstream.test").contains("192.0.2.80"));
+    // SRV for the named port.
+    let srv = c.wait_for(
+        &[
+            "exec",
+            "web-a",
+            "--",
+            "nslookup",
+            "-type=srv",
+            "_http._tcp.web.default.svc.cluster.local",
+        ],
+        "web.default.svc.cluster.local",
+        20,
+    );
+    assert!(srv.contains("80"), "{srv}");
+    // A name that does not exist.
+    let o = c.kubectl(&[
+        "exec",
+        "web-a",
+        "--",
+        "nslookup",
+        "nothere.default.svc.cluster.local",
+    ]);
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("NXDOMAIN"), "{out}");
+    // Answers follow the Services within a second.
+    c.ok(&["delete", "svc", "web"]);
+    let start = std::time::Instant::now();
+    loop {
+        let o = c.kubectl(&[
+            "exec",
+            "web-a",
+            "--",
+            "nslookup",
+            "web.default.svc.cluster.local",
+        ]);
+        let out =
+            String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+        if out.contains("NXDOMAIN") {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(3),
+            "still answered: {out}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
