@@ -595,14 +595,14 @@ fn create_container(
     let image = match runtime.image_status(&image_ref) {
         Ok(Some(i)) => {
             if policy == "Always" {
-                // There is no registry client yet; an air-gapped node keeps working
+                // The node agent does not pull yet; an air-gapped node keeps working
                 // from its own store, and says so.
                 events.event(
                     pod,
                     Some(&c.name),
                     true,
                     "Failed",
-                    &format!("Failed to pull image \"{image_ref}\" (imagePullPolicy Always): skiff has no registry client yet; using the image present on this node"),
+                    &format!("Failed to pull image \"{image_ref}\" (imagePullPolicy Always): the skiff node agent does not pull from registries yet; using the image present on this node"),
                 );
             } else {
                 events.event(

@@ -44,7 +44,21 @@ pub trait Objects: Send + Sync {
     /// The cluster CA (PEM) published in every namespace.
     fn root_ca(&self) -> Option<&str>;
     /// The Service IP and node-port allocator.
-    fn allocator(&self) -> &crate::alloc::Allocator;
+    fn allocator(&self) -> &dyn Allocations;
+}
+
+/// What a Service's strategy asks of the allocator (kube-apiserver's Service
+/// allocators; `crate::alloc` implements it): claim what the new object holds beyond
+/// the old one before the write, release the losing side's after it.
+#[async_trait]
+pub trait Allocations: Send + Sync {
+    /// Claims the cluster IPs and node ports `new` needs (filling in the ones not
+    /// given); with `dry_run` only checks.
+    async fn allocate(&self, old: Option<&Value>, new: &mut Value, dry_run: bool) -> ApiResult<()>;
+    /// After the write (`stored` or not): releases what the losing side held.
+    async fn finish(&self, old: Option<&Value>, new: &Value, stored: bool);
+    /// Releases everything a deleted Service held.
+    async fn release_service(&self, svc: &Value);
 }
 
 /// The admission plugins a write passes, in kube-apiserver's order.

@@ -20,9 +20,6 @@ use crate::state::State;
 use crate::user::User;
 use crate::verbs::{self, Call};
 
-/// Where nodes read the cluster's network settings.
-pub(crate) const CONFIG_PATH: &str = "/v1-skiff/config";
-
 /// Adds what admission collected to a response: `Warning` headers; audit annotations
 /// go to the server log at debug level (skiff keeps no audit log; PodSecurity's audit
 /// violations are logged at info level where they are found).
@@ -159,7 +156,7 @@ async fn route(
     }
     // The cluster's network settings for joining agents (k3s's `/v1-k3s/config`);
     // authorized above (nodes by the Node authorizer, admins by RBAC).
-    if path == CONFIG_PATH && req.method() == Method::GET {
+    if path == crate::http::CONFIG_PATH && req.method() == Method::GET {
         let body = serde_json::to_value(&state.network)
             .map_err(|e| ApiError::internal(format!("encoding the network settings: {e}")))?;
         return Ok(json_response(200, &body, &[]));

@@ -1,6 +1,10 @@
 //! HTTP plumbing of the handlers: response bodies and builders, `Accept` negotiation,
 //! query strings, percent-decoding, reading and parsing request bodies.
 
+/// The cluster's network settings for nodes and admins (`ClusterNetwork` as JSON), as
+/// k3s's `/v1-k3s/config`.
+pub(crate) const CONFIG_PATH: &str = "/v1-skiff/config";
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 

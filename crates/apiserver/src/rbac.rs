@@ -582,7 +582,7 @@ fn admin_rules() -> Vec<Value> {
 pub fn node_rules() -> Vec<Value> {
     vec![
         // The cluster's network settings (skiff's `/v1-k3s/config`).
-        json!({"verbs": ["get"], "nonResourceURLs": [crate::handler::CONFIG_PATH]}),
+        json!({"verbs": ["get"], "nonResourceURLs": [crate::http::CONFIG_PATH]}),
         rule(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
         rule(
             &["create"],

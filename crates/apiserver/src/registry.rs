@@ -954,8 +954,8 @@ impl Objects for Registry {
     fn root_ca(&self) -> Option<&str> {
         Registry::root_ca(self)
     }
-    fn allocator(&self) -> &crate::alloc::Allocator {
-        &self.allocator
+    fn allocator(&self) -> &dyn crate::admit::Allocations {
+        self.allocator.as_ref()
     }
 }
 

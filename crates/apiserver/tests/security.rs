@@ -1002,6 +1002,8 @@ async fn nodes_read_the_cluster_network_settings() {
         "clusterDNS": "10.91.0.10",
         "clusterDomain": "corp.internal",
         "nodePortRange": {"first": 31000, "last": 31999},
+        "flannelBackend": "vxlan",
+        "dns": true,
     });
     // The admin (kubectl's certificate) and a node may read it.
     let admin = fx.ok(K, &["get", "--raw", "/v1-skiff/config"]).await;

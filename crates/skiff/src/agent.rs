@@ -290,9 +290,23 @@ pub fn prepare_pod_network(
         .map_err(|_| anyhow!("--node-ip {node_ip:?}: not an IPv4 address"))?;
     runtime_bridge.mtu =
         skiff_network::routes::pod_mtu_for(backend, ip, flags.flannel_iface.clone())?;
-    // The bridge exists before any pod: the node's DNS answers on its address.
-    skiff_engine::network::ensure_bridge(runtime_bridge)?;
-    skiff_engine::network::refresh_rules(runtime_bridge)?;
+    // The bridge exists before any pod: the node's DNS answers on its address. (On a
+    // thread of its own: the engine's netlink calls run their own runtime, and a
+    // joining agent gets here inside one.)
+    let bridge = runtime_bridge.clone();
+    let made: Result<(), skiff_engine::EngineError> = std::thread::scope(|s| {
+        s.spawn(|| {
+            skiff_engine::network::ensure_bridge(&bridge)?;
+            skiff_engine::network::refresh_rules(&bridge)
+        })
+        .join()
+        .unwrap_or_else(|_| {
+            Err(skiff_engine::EngineError::Invalid(
+                "setting up the pod bridge panicked".into(),
+            ))
+        })
+    });
+    made?;
     Ok(())
 }
 

@@ -32,6 +32,7 @@ use skiff_meta::object::name_of;
 use skiff_store::Store;
 
 use crate::error::{ApiError, ApiResult, Cause};
+use crate::kinds::service::{needs_health_check, needs_node_ports, svc_type};
 use crate::resource::Resource;
 use crate::validation::{go_list, invalid_raw};
 
@@ -89,26 +90,6 @@ impl Held {
     fn is_empty(&self) -> bool {
         self.ips.is_empty() && self.ports.is_empty()
     }
-}
-
-fn svc_type(svc: &Value) -> &str {
-    svc.pointer("/spec/type")
-        .and_then(Value::as_str)
-        .unwrap_or("ClusterIP")
-}
-
-/// Whether `svc` gets node ports (kube's `needsNodePort`).
-pub fn needs_node_ports(svc: &Value) -> bool {
-    matches!(svc_type(svc), "NodePort" | "LoadBalancer")
-}
-
-/// Whether `svc` gets a health-check node port (kube's `NeedsHealthCheck`).
-pub fn needs_health_check(svc: &Value) -> bool {
-    svc_type(svc) == "LoadBalancer"
-        && svc
-            .pointer("/spec/externalTrafficPolicy")
-            .and_then(Value::as_str)
-            == Some("Local")
 }
 
 /// Whether `svc` gets cluster IPs: not ExternalName, not headless.
@@ -654,7 +635,7 @@ impl Allocator {
     /// Claims what `new` holds beyond `old` (None on create) and fills in what it
     /// needs: a cluster IP, node ports, a health-check node port. On an error nothing
     /// stays claimed. With `dry_run` nothing is claimed, only checked.
-    pub async fn allocate(
+    pub async fn allocate_for(
         &self,
         old: Option<&Value>,
         new: &mut Value,
@@ -902,7 +883,7 @@ impl Allocator {
 
     /// Ends the write [`Allocator::allocate`] began: releases what the loser of `old`
     /// and `new` holds beyond the winner (`new` won if it was `stored`).
-    pub async fn finish(&self, old: Option<&Value>, new: &Value, stored: bool) {
+    pub async fn finish_for(&self, old: Option<&Value>, new: &Value, stored: bool) {
         let (winner, loser) = match (stored, old) {
             (true, None) => return,
             (true, Some(old)) => (held(new), held(old)),
@@ -916,7 +897,7 @@ impl Allocator {
     }
 
     /// Releases what a deleted Service held.
-    pub async fn release_service(&self, svc: &Value) {
+    pub async fn release_all(&self, svc: &Value) {
         self.release(namespace_of(svc), name_of(svc), &held(svc))
             .await;
     }
@@ -933,6 +914,21 @@ impl Allocator {
         if let Err(e) = self.release_ports(&what.ports).await {
             tracing::warn!(ports = ?what.ports, service = %format!("{ns}/{name}"), error = %e, "releasing node ports (the repair loop will)");
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::admit::Allocations for Allocator {
+    async fn allocate(&self, old: Option<&Value>, new: &mut Value, dry_run: bool) -> ApiResult<()> {
+        self.allocate_for(old, new, dry_run).await
+    }
+
+    async fn finish(&self, old: Option<&Value>, new: &Value, stored: bool) {
+        self.finish_for(old, new, stored).await
+    }
+
+    async fn release_service(&self, svc: &Value) {
+        self.release_all(svc).await
     }
 }
 

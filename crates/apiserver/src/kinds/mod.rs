@@ -57,7 +57,7 @@ mod resourcequota;
 mod role;
 mod rolebinding;
 mod secret;
-mod service;
+pub(crate) mod service;
 mod serviceaccount;
 mod servicecidr;
 mod statefulset;

@@ -8,7 +8,6 @@ use serde_json::{json, Value};
 
 use super::hooks::{Columns, Strategy};
 use crate::admit::Objects;
-use crate::alloc::{needs_health_check, needs_node_ports};
 use crate::cells::prelude::*;
 use crate::defaults::{default, obj_mut};
 use crate::error::{ApiResult, Cause};
@@ -19,6 +18,27 @@ use crate::validation::{
     duplicate, go_list, invalid_raw, label_causes, not_supported, port_cause, SUBDOMAIN_MSG,
 };
 use skiff_meta::names::{is_dns1123_label, is_dns1123_subdomain};
+
+/// A Service's `spec.type` (ClusterIP when absent).
+pub(crate) fn svc_type(svc: &Value) -> &str {
+    svc.pointer("/spec/type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP")
+}
+
+/// Whether `svc` gets node ports (kube's `needsNodePort`).
+pub(crate) fn needs_node_ports(svc: &Value) -> bool {
+    matches!(svc_type(svc), "NodePort" | "LoadBalancer")
+}
+
+/// Whether `svc` gets a health-check node port (kube's `NeedsHealthCheck`).
+pub(crate) fn needs_health_check(svc: &Value) -> bool {
+    svc_type(svc) == "LoadBalancer"
+        && svc
+            .pointer("/spec/externalTrafficPolicy")
+            .and_then(Value::as_str)
+            == Some("Local")
+}
 
 /// Services as discovery serves them (their row of `kinds::TABLE`).
 #[rustfmt::skip]
