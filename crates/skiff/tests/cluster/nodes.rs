@@ -350,11 +350,11 @@ impl Drop for NetNs {
 
 /// A second node: `skiff agent` on its own root, stopped (its pods deleted first)
 /// and cleaned up when dropped.
-struct JoinedAgent<'a> {
-    cluster: &'a Cluster,
-    root: Root,
-    child: Option<Child>,
-    name: String,
+pub(crate) struct JoinedAgent<'a> {
+    pub(crate) cluster: &'a Cluster,
+    pub(crate) root: Root,
+    pub(crate) child: Option<Child>,
+    pub(crate) name: String,
 }
 
 impl Drop for JoinedAgent<'_> {

@@ -307,34 +307,6 @@ fn the_kubernetes_endpoints_follow_the_advertise_address() {
     assert!(table.contains("127.0.0.3:"), "{table}");
 }
 
-/// A joined node's agent, stopped and cleaned up when dropped.
-struct Joined<'a> {
-    cluster: &'a Cluster,
-    root: Root,
-    child: Option<std::process::Child>,
-    name: String,
-}
-
-impl Drop for Joined<'_> {
-    fn drop(&mut self) {
-        let _ = self.cluster.kubectl(&[
-            "delete",
-            "pods",
-            "-A",
-            "--field-selector",
-            &format!("spec.nodeName={}", self.name),
-            "--grace-period=1",
-            "--timeout=20s",
-        ]);
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: kill(2) takes integers only.
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            let _ = c.wait();
-        }
-        skiff_testsupport::cluster::clean_node_root(&self.root, &self.name);
-    }
-}
-
 #[test]
 fn a_joined_agent_reads_the_cluster_network_from_the_server() {
     let c = Cluster::start_with(
@@ -379,7 +351,7 @@ fn a_joined_agent_reads_the_cluster_network_from_the_server() {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     let child = cmd.spawn().unwrap();
-    let _agent = Joined {
+    let _agent = crate::nodes::JoinedAgent {
         cluster: &c,
         root,
         child: Some(child),
