@@ -29,6 +29,10 @@ pub struct AgentFlags {
     /// The bridge pods attach to on this node.
     #[arg(long = "pod-bridge", default_value = "skiffpods0")]
     pub pod_bridge: String,
+    /// Stop this node's pods and remove every rule, route, device and bridge the node
+    /// made (as `k3s-killall.sh`), then exit; the API is not needed.
+    #[arg(long)]
+    pub cleanup: bool,
     #[command(flatten)]
     pub node: NodeFlags,
     #[command(flatten)]
@@ -480,8 +484,76 @@ where
     Ok(tasks)
 }
 
+/// `--cleanup`: stops every pod this node's agent left on `engine` (without grace),
+/// and removes the Services' table, skiff's pod routes and VXLAN device, and the pod
+/// bridge with its rules. Prints what it removed; exit 0.
+pub fn cleanup(
+    engine: skiff_engine::Engine,
+    node_name: Option<String>,
+    pod_bridge: &str,
+    cgroup_root: Option<&str>,
+    net: &NetFlags,
+) -> Result<i32> {
+    let node_name = node_name.unwrap_or_else(host_name);
+    let bridge = skiff_engine::network::BridgeConfig::with(
+        Some(pod_bridge),
+        None,
+        Some(&format!("{}_pods", engine.bridge.table)),
+    )?;
+    let pods_cgroup = skiff_agent::pod::pods_cgroup(
+        cgroup_root.unwrap_or(&skiff_agent::pod::default_cgroup_root(&node_name)),
+    );
+    let node = skiff_agent::pod::NodeSettings {
+        node_ip: String::new(),
+        pods_cgroup,
+        node_name: node_name.clone(),
+        cluster_domain: String::new(),
+        cluster_dns: Vec::new(),
+        resolv_conf: None,
+        pods_dir: engine.root.join("pods"),
+        restarts: skiff_agent::pod::DEFAULT_RESTARTS,
+        storage_dir: engine.root.join("storage"),
+        container_log_max_size: 0,
+        container_log_max_files: 0,
+    };
+    let runtime = skiff_agent::cri::EngineRuntime::new(std::sync::Arc::new(engine), bridge.clone());
+    let (pods, errors) = skiff_agent::cleanup::stop_all_pods(&runtime, &node);
+    println!("stopped {pods} pod(s) of node {node_name}");
+    for e in &errors {
+        eprintln!("skiff: cleanup: {e}");
+    }
+    if skiff_network::cleanup(&net.nftables_table)? {
+        println!("removed nftables table {}", net.nftables_table);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow!("starting a runtime: {e}"))?;
+    rt.block_on(async {
+        let h = skiff_network::routes::handle()?;
+        skiff_network::routes::cleanup(&h, &net.vxlan_device).await
+    })?;
+    drop(rt);
+    println!("removed skiff's pod routes and {}", net.vxlan_device);
+    skiff_engine::network::teardown(&bridge)?;
+    println!(
+        "removed pod bridge {} and table {}",
+        bridge.bridge, bridge.table
+    );
+    Ok(if errors.is_empty() { 0 } else { 1 })
+}
+
 /// `skiff agent`: join, wait for this node's pod CIDR, run until a signal.
 pub fn run(f: AgentFlags, engine: skiff_engine::Engine) -> Result<i32> {
+    if f.cleanup {
+        return cleanup(
+            engine,
+            f.node_name.clone(),
+            &f.pod_bridge,
+            f.node.cgroup_root.as_deref(),
+            &f.net,
+        );
+    }
     crate::logging::init_daemon(&f.log)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

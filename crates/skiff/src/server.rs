@@ -85,6 +85,10 @@ pub struct ServerFlags {
     /// `traefik` and `metrics-server` are accepted as skiff ships neither.
     #[arg(long = "disable", value_delimiter = ',')]
     pub disable: Vec<String>,
+    /// Stop this node's pods and remove every rule, route, device and bridge the node
+    /// made (as `k3s-killall.sh`), then exit; the server's data stays.
+    #[arg(long)]
+    pub cleanup: bool,
     /// Run no controllers (scheduler, workload and cluster controllers).
     #[arg(long = "disable-controller-manager")]
     pub disable_controller_manager: bool,
@@ -168,6 +172,16 @@ impl Disabled {
 /// Run the server until SIGINT or SIGTERM. `engine` is the engine the in-process
 /// node agent runs pods on (None with --disable-agent).
 pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> {
+    if f.cleanup {
+        let engine = engine.ok_or_else(|| anyhow!("--cleanup needs the engine root"))?;
+        return crate::agent::cleanup(
+            engine,
+            f.node_name.clone(),
+            &f.pod_bridge,
+            f.node.cgroup_root.as_deref(),
+            &f.net,
+        );
+    }
     // Logging first: reading the node's settings may warn.
     crate::logging::init_daemon(&f.log)?;
     // Nodes get /24s of the cluster CIDR: one too small for that is refused here

@@ -404,3 +404,88 @@ fn pods_resolve_cluster_names_and_the_nodes_upstream() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+#[test]
+fn cleanup_stops_the_nodes_pods_and_removes_its_rules_and_bridge() {
+    let mut c = Cluster::start(Root::with_busybox(EXE));
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    c.apply(&web_pod("web-a"));
+    c.wait_for(
+        &["get", "pod", "web-a", "-o", "jsonpath={.status.phase}"],
+        "Running",
+        40,
+    );
+    let sandbox_pid = || -> Option<i32> {
+        let dir = std::fs::read_dir(c.root.dir.join("pods")).ok()?;
+        dir.flatten().find_map(|e| {
+            let b = std::fs::read(e.path().join("running.json")).ok()?;
+            let v: serde_json::Value = serde_json::from_slice(&b).ok()?;
+            v["sandbox"]["pid"].as_i64().map(|p| p as i32)
+        })
+    };
+    let pid = sandbox_pid().expect("the pod's sandbox is recorded");
+    let alive = |pid: i32| std::path::Path::new(&format!("/proc/{pid}")).exists();
+    let table = c.node_table();
+    let bridge = format!("{}q", c.root.bridge);
+    let exists = |args: &[&str]| {
+        std::process::Command::new(args[0])
+            .args(&args[1..])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    };
+    // A plain stop leaves the pods running and the rules in place.
+    c.stop();
+    assert!(alive(pid));
+    assert!(exists(&["nft", "list", "table", "ip", &table]));
+    assert!(exists(&["ip", "link", "show", &bridge]));
+    let o = c.root.run(&[
+        "server",
+        "--cleanup",
+        "--node-name",
+        &c.node,
+        "--pod-bridge",
+        &bridge,
+        "--nftables-table",
+        &table,
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("stopped 1 pod(s)"), "{out}");
+    let start = std::time::Instant::now();
+    while alive(pid) {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "the pod still runs"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!exists(&["nft", "list", "table", "ip", &table]));
+    assert!(!exists(&["ip", "link", "show", &bridge]));
+    assert!(!exists(&[
+        "nft",
+        "list",
+        "table",
+        "ip",
+        &format!("{}_pods", c.root.table)
+    ]));
+    // Nothing left to do the second time.
+    let o = c.root.run(&[
+        "server",
+        "--cleanup",
+        "--node-name",
+        &c.node,
+        "--pod-bridge",
+        &bridge,
+        "--nftables-table",
+        &table,
+    ]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("stopped 0 pod(s)"));
+}
