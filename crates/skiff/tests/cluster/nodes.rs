@@ -1346,3 +1346,53 @@ fn pods_reach_pods_on_other_nodes_over_vxlan() {
 fn pods_reach_pods_on_other_nodes_over_host_gw() {
     pods_reach_pods_on_other_nodes("host-gw");
 }
+
+/// A real client inside a pod (kubectl 1.33, static, copied into an image) lists pods
+/// through `https://kubernetes.default.svc` with the pod's ServiceAccount token and
+/// CA: the name from the cluster DNS, the address from the `kubernetes` Service,
+/// forwarded by the node's rules to the API server's advertised address.
+#[test]
+fn an_in_cluster_client_lists_pods_through_kubernetes_default_svc() {
+    let lab = skiff_testsupport::lab::Lab::start(EXE, 2, &[], &[]);
+    let c = &lab.server;
+    // The image, on node 0 and node 1.
+    let ctx = c.root.dir.join("kubectl-image");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::copy(
+        "/usr/lib/google-cloud-sdk/bin/kubectl.1.33",
+        ctx.join("kubectl"),
+    )
+    .unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nCOPY kubectl /bin/kubectl\n",
+    )
+    .unwrap();
+    for root in [&c.root, &lab.agents[0].root] {
+        root.ok(&["build", "-q", "-t", "kubectl:test", ctx.to_str().unwrap()]);
+    }
+    c.ok(&[
+        "create",
+        "rolebinding",
+        "default-view",
+        "--clusterrole=view",
+        "--serviceaccount=default:default",
+    ]);
+    let names = lab.node_names();
+    for (i, n) in names.iter().enumerate() {
+        c.apply(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: client{i}\nspec:\n  nodeName: {n}\n  restartPolicy: Never\n  containers:\n  - name: c\n    image: kubectl:test\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", \"d=/var/run/secrets/kubernetes.io/serviceaccount; until kubectl --server https://kubernetes.default.svc --certificate-authority $d/ca.crt --token $(cat $d/token) get pods -o name; do sleep 1; done\"]\n"
+        ));
+    }
+    for i in 0..names.len() {
+        let name = format!("client{i}");
+        c.wait_for(
+            &["get", "pod", &name, "-o", "jsonpath={.status.phase}"],
+            "Succeeded",
+            90,
+        );
+        let logs = c.ok(&["logs", &name]);
+        // (The other client may not exist yet when this one lists.)
+        assert!(logs.contains(&format!("pod/{name}")), "{name}: {logs}");
+    }
+}
