@@ -1396,3 +1396,85 @@ fn an_in_cluster_client_lists_pods_through_kubernetes_default_svc() {
         assert!(logs.contains(&format!("pod/{name}")), "{name}: {logs}");
     }
 }
+
+/// Three nodes: a Service with endpoints on two of them answers from pods on every
+/// node, by its DNS name, spread over both endpoints; its NodePort answers on every
+/// node's address and on each node's 127.0.0.1.
+#[test]
+fn services_span_the_nodes_of_a_cluster() {
+    let lab = skiff_testsupport::lab::Lab::start(EXE, 3, &[], &[]);
+    let c = &lab.server;
+    let names = lab.node_names();
+    c.apply("apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  type: NodePort\n  selector:\n    app: web\n  ports:\n  - port: 80\n    targetPort: 8080\n");
+    for (i, n) in names.iter().enumerate() {
+        if i < 2 {
+            c.apply(&format!(
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web{i}\n  labels:\n    app: web\nspec:\n  nodeName: {n}\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", \"mkdir -p /www && echo web{i} > /www/index.html && exec httpd -f -p 8080 -h /www\"]\n"
+            ));
+        }
+        c.apply(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: client{i}\nspec:\n  nodeName: {n}\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"sleep\", \"600\"]\n"
+        ));
+    }
+    c.wait_for(
+        &[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=web",
+            "-o",
+            "jsonpath={.items[0].endpoints[*].conditions.ready}",
+        ],
+        "true true",
+        60,
+    );
+    for i in 0..names.len() {
+        c.wait_for(
+            &[
+                "get",
+                "pod",
+                &format!("client{i}"),
+                "-o",
+                "jsonpath={.status.phase}",
+            ],
+            "Running",
+            60,
+        );
+    }
+    let script =
+        "for i in $(seq 30); do timeout 3 wget -qO- http://web.default.svc.cluster.local/; done";
+    for i in 0..names.len() {
+        let got = c.wait_for(
+            &["exec", &format!("client{i}"), "--", "sh", "-c", script],
+            "web",
+            30,
+        );
+        assert!(
+            got.contains("web0") && got.contains("web1"),
+            "from node {i}: {got}"
+        );
+    }
+    let port = c.ok(&[
+        "get",
+        "svc",
+        "web",
+        "-o",
+        "jsonpath={.spec.ports[0].nodePort}",
+    ]);
+    for from in 0..names.len() {
+        let mut targets: Vec<String> = (0..names.len()).map(|j| lab.ip(j)).collect();
+        targets.push("127.0.0.1".into());
+        for t in targets {
+            let o = lab.exec(
+                from,
+                "curl",
+                &["-s", "-m", "3", &format!("http://{t}:{port}/")],
+            );
+            let body = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            assert!(
+                body == "web0" || body == "web1",
+                "node {from} -> {t}:{port}: {body:?} {o:?}"
+            );
+        }
+    }
+}
