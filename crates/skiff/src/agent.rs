@@ -9,11 +9,21 @@ use std::path::PathBuf;
 #[derive(Args, Clone)]
 pub struct AgentFlags {
     /// The server to join: `https://HOST:PORT`.
-    #[arg(long, short = 's', env = "SKIFF_URL")]
-    pub server: String,
+    #[arg(
+        long,
+        short = 's',
+        env = "SKIFF_URL",
+        required_unless_present = "cleanup"
+    )]
+    pub server: Option<String>,
     /// The join token `skiff server` prints (`K10<CA hash>::server:<secret>`).
-    #[arg(long, short = 't', env = "SKIFF_TOKEN")]
-    pub token: String,
+    #[arg(
+        long,
+        short = 't',
+        env = "SKIFF_TOKEN",
+        required_unless_present = "cleanup"
+    )]
+    pub token: Option<String>,
     /// Directory of the agent's state (its certificates and kubeconfig).
     #[arg(long = "data-dir", short = 'd', default_value = "/var/lib/skiff/agent")]
     pub data_dir: PathBuf,
@@ -561,8 +571,11 @@ pub fn run(f: AgentFlags, engine: skiff_engine::Engine) -> Result<i32> {
         .map_err(|e| anyhow!("starting the agent runtime: {e}"))?;
     rt.block_on(async move {
         let node = f.node_name.clone().unwrap_or_else(host_name);
-        let (id, client) = skiff_agent::join::join(&f.server, &f.token, &node, &f.data_dir).await?;
-        let network = skiff_agent::join::cluster_network(&client, &f.server).await?;
+        let (Some(server), Some(token)) = (f.server.clone(), f.token.clone()) else {
+            return Err(anyhow!("--server and --token are required to join"));
+        };
+        let (id, client) = skiff_agent::join::join(&server, &token, &node, &f.data_dir).await?;
+        let network = skiff_agent::join::cluster_network(&client, &server).await?;
         let pod_cidr = skiff_agent::kubelet::node::await_pod_cidr(&client, &node).await?;
         let (mut cfg, runtime) = config(
             engine,
@@ -579,7 +592,7 @@ pub fn run(f: AgentFlags, engine: skiff_engine::Engine) -> Result<i32> {
         f.node.apply(&mut cfg)?;
         eprintln!(
             "skiff agent: node {node} joined {} (pods in {pod_cidr}); kubeconfig {}",
-            f.server,
+            server,
             id.kubeconfig.display()
         );
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -592,7 +605,7 @@ pub fn run(f: AgentFlags, engine: skiff_engine::Engine) -> Result<i32> {
         let endpoint = Endpoint {
             ca_pem: &id.ca_pem,
             kubelet_port: f.kubelet_port,
-            server: &f.server,
+            server: &server,
             cert_dir: &f.data_dir,
         };
         let node_net = NodeNetwork {
