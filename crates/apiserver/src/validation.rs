@@ -194,6 +194,44 @@ pub fn required_because(field: impl Into<String>, detail: &str) -> Cause {
 }
 
 /// `Invalid value: <value as Go's %#v prints it>: <detail>`.
+/// kube's `ValidateNonSpecialIP` for an endpoint address: an address a proxy would
+/// send traffic to on the node itself (unspecified, loopback, link-local) is refused,
+/// so a Service cannot be pointed at the node's own services. `allow_loopback` is
+/// for the API server's own `default/kubernetes` endpoints (a single node bound to
+/// 127.0.0.1 advertises it).
+pub fn endpoint_ip(ip: &str, field: &str, allow_loopback: bool, causes: &mut Vec<Cause>) {
+    let Ok(addr) = ip.parse::<std::net::IpAddr>() else {
+        causes.push(invalid_raw(
+            field,
+            &format!("{ip:?}"),
+            "must be a valid IP address",
+        ));
+        return;
+    };
+    let why = match addr {
+        a if a.is_unspecified() => Some("may not be unspecified (0.0.0.0, ::)"),
+        a if a.is_loopback() && !allow_loopback => {
+            Some("may not be in the loopback range (127.0.0.0/8, ::1/128)")
+        }
+        std::net::IpAddr::V4(v4) if v4.is_link_local() => {
+            Some("may not be in the link-local range (169.254.0.0/16, fe80::/10)")
+        }
+        std::net::IpAddr::V4(v4) if v4.octets()[..3] == [224, 0, 0] => {
+            Some("may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)")
+        }
+        std::net::IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80 => {
+            Some("may not be in the link-local range (169.254.0.0/16, fe80::/10)")
+        }
+        std::net::IpAddr::V6(v6) if v6.segments()[0] == 0xff02 => {
+            Some("may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)")
+        }
+        _ => None,
+    };
+    if let Some(why) = why {
+        causes.push(invalid_raw(field, &format!("{ip:?}"), why));
+    }
+}
+
 pub fn invalid_raw(field: impl Into<String>, value: &str, detail: &str) -> Cause {
     Cause {
         reason: "FieldValueInvalid",

@@ -755,3 +755,68 @@ async fn repair_at_start_recreates_missing_ipaddresses_and_releases_orphans() {
     }
     fx.stop().await;
 }
+
+/// A hostile tenant cannot point a Service at the node itself: an endpoint address
+/// that every node's proxy would DNAT to its own loopback, link-local or unspecified
+/// address is refused in Endpoints and EndpointSlices (kube's ValidateNonSpecialIP);
+/// only the API server's own `default/kubernetes` may name a loopback address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_may_not_point_at_the_nodes_own_addresses() {
+    let fx = fixture().await;
+    let slices = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices";
+    let eps = "/api/v1/namespaces/default/endpoints";
+    for (ip, why) in [
+        (
+            "127.0.0.1",
+            "may not be in the loopback range (127.0.0.0/8, ::1/128)",
+        ),
+        (
+            "169.254.169.254",
+            "may not be in the link-local range (169.254.0.0/16, fe80::/10)",
+        ),
+        ("0.0.0.0", "may not be unspecified (0.0.0.0, ::)"),
+        (
+            "224.0.0.5",
+            "may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)",
+        ),
+    ] {
+        let slice = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "evil", "labels": {"kubernetes.io/service-name": "evil"}},
+            "addressType": "IPv4", "endpoints": [{"addresses": [ip]}],
+            "ports": [{"port": 10250}]});
+        let (code, out) = fx
+            .curl(T, "POST", slices, "application/json", &slice.to_string())
+            .await;
+        assert_eq!(code, 422, "{out}");
+        assert!(
+            out.contains(&format!(
+                "endpoints[0].addresses[0]: Invalid value: \\\"{ip}\\\": {why}"
+            )),
+            "{out}"
+        );
+        let ep = json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "evil"},
+            "subsets": [{"addresses": [{"ip": ip}], "ports": [{"port": 10250}]}]});
+        let (code, out) = fx
+            .curl(T, "POST", eps, "application/json", &ep.to_string())
+            .await;
+        assert_eq!(code, 422, "{out}");
+        assert!(
+            out.contains("subsets[0].addresses[0].ip: Invalid value"),
+            "{out}"
+        );
+    }
+    // An ordinary address is fine; the API server's own loopback endpoints stand.
+    let slice = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "fine", "labels": {"kubernetes.io/service-name": "fine"}},
+        "addressType": "IPv4", "endpoints": [{"addresses": ["10.1.2.3"]}],
+        "ports": [{"port": 80}]});
+    let (code, out) = fx
+        .curl(T, "POST", slices, "application/json", &slice.to_string())
+        .await;
+    assert_eq!(code, 201, "{out}");
+    let (code, out) = fx
+        .curl(T, "GET", &format!("{eps}/kubernetes"), "", "")
+        .await;
+    assert_eq!(code, 200, "{out}");
+    assert!(out.contains("127.0.0.1"), "{out}");
+}

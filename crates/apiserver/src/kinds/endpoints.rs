@@ -10,6 +10,30 @@ impl Strategy for Endpoints {
     fn typed(&self) -> Option<&'static dyn Typed> {
         Some(crate::typed::of::<k8s_openapi::api::core::v1::Endpoints>())
     }
+
+    fn validate(&self, obj: &Value, causes: &mut Vec<crate::error::Cause>) {
+        let own = apiservers_own(obj);
+        let subsets = obj.get("subsets").and_then(Value::as_array);
+        for (i, subset) in subsets.into_iter().flatten().enumerate() {
+            for list in ["addresses", "notReadyAddresses"] {
+                let addrs = subset.get(list).and_then(Value::as_array);
+                for (j, a) in addrs.into_iter().flatten().enumerate() {
+                    crate::validation::endpoint_ip(
+                        a.get("ip").and_then(Value::as_str).unwrap_or(""),
+                        &format!("subsets[{i}].{list}[{j}].ip"),
+                        own,
+                        causes,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Whether `obj` is `default/kubernetes`, the API server's own endpoints.
+pub(super) fn apiservers_own(obj: &Value) -> bool {
+    obj.pointer("/metadata/namespace").and_then(Value::as_str) == Some("default")
+        && obj.pointer("/metadata/name").and_then(Value::as_str) == Some("kubernetes")
 }
 
 // What `kubectl get` prints (`super::Columns`).

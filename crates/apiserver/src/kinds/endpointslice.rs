@@ -12,6 +12,25 @@ impl Strategy for EndpointSlice {
             k8s_openapi::api::discovery::v1::EndpointSlice,
         >())
     }
+
+    fn validate(&self, obj: &Value, causes: &mut Vec<crate::error::Cause>) {
+        if !matches!(s(obj, "/addressType"), "IPv4" | "IPv6") {
+            return;
+        }
+        let own = super::endpoints::apiservers_own(obj);
+        let eps = obj.get("endpoints").and_then(Value::as_array);
+        for (i, e) in eps.into_iter().flatten().enumerate() {
+            let addrs = e.get("addresses").and_then(Value::as_array);
+            for (j, a) in addrs.into_iter().flatten().enumerate() {
+                crate::validation::endpoint_ip(
+                    a.as_str().unwrap_or(""),
+                    &format!("endpoints[{i}].addresses[{j}]"),
+                    own,
+                    causes,
+                );
+            }
+        }
+    }
 }
 
 // What `kubectl get` prints (`super::Columns`).
