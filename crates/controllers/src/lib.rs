@@ -149,6 +149,14 @@ pub fn pod_ready(p: &k8s_openapi::api::core::v1::Pod) -> bool {
         .unwrap_or(false)
 }
 
+/// Whether a node is Ready (its Ready condition True).
+pub fn node_ready(n: &k8s_openapi::api::core::v1::Node) -> bool {
+    n.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
 /// A controller reference to the owner `kind`/`name` (uid `uid`).
 pub fn owner_ref(api_version: &str, kind: &str, name: &str, uid: &str) -> serde_json::Value {
     serde_json::json!({"apiVersion": api_version, "kind": kind, "name": name, "uid": uid,

@@ -39,13 +39,6 @@ pub fn node_dns_address(n: &Node) -> Option<Ipv4Addr> {
     Some(skiff_meta::netconf::nth(cidr.trunc(), 1))
 }
 
-fn node_ready(n: &Node) -> bool {
-    n.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
 fn ports() -> serde_json::Value {
     json!([
         {"name": "dns", "port": 53, "protocol": "UDP"},
@@ -99,7 +92,7 @@ pub async fn sync(
         let (Some(name), Some(ip)) = (n.metadata.name.as_deref(), node_dns_address(n)) else {
             continue;
         };
-        let ready = node_ready(n) && n.metadata.deletion_timestamp.is_none();
+        let ready = crate::node_ready(n) && n.metadata.deletion_timestamp.is_none();
         let slice_name = format!("{SERVICE}-{name}");
         wanted.push(slice_name.clone());
         let addr = json!({"ip": ip.to_string(), "nodeName": name});

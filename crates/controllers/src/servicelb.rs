@@ -44,13 +44,6 @@ fn handled(svc: &Service) -> bool {
         && svc.metadata.deletion_timestamp.is_none()
 }
 
-fn node_ready(n: &Node) -> bool {
-    n.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
 fn addresses(n: &Node, kind: &str) -> Vec<String> {
     n.status
         .as_ref()
@@ -97,7 +90,7 @@ pub fn plan(
     });
     let eligible: Vec<&Node> = nodes
         .iter()
-        .filter(|n| node_ready(n))
+        .filter(|n| crate::node_ready(n))
         .filter(|n| {
             !restricted
                 || n.metadata
