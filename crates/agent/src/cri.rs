@@ -17,6 +17,7 @@
 use serde::{Deserialize, Serialize};
 use skiff_engine::reexec::Helper;
 use skiff_engine::EngineError;
+pub use skiff_registry::Credentials;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -40,6 +41,9 @@ pub enum RuntimeError {
     /// The exec helper of an ExecSync could not be waited for.
     #[error(transparent)]
     ExecWait(std::io::Error),
+    /// PullImage failed (the registry's reason; never a credential).
+    #[error(transparent)]
+    Pull(skiff_registry::Error),
 }
 
 impl From<EngineError> for RuntimeError {
@@ -215,7 +219,10 @@ pub struct ContainerStatus {
     pub exit_code: i32,
     /// `OOMKilled`, `Completed` or `Error` once exited.
     pub reason: String,
-    /// The image's id.
+    /// The image's id (`sha256:…`).
+    pub image_id: String,
+    /// The CRI's image ref, the pod's `imageID`: the repo digest the image was pulled
+    /// by (`docker.io/library/nginx@sha256:…`), else its id.
     pub image_ref: String,
     pub labels: BTreeMap<String, String>,
     pub log_path: PathBuf,
@@ -379,6 +386,23 @@ pub struct Image {
     pub cmd: Vec<String>,
     pub env: Vec<String>,
     pub user: String,
+    /// Normalized names (`docker.io/library/nginx:1.27`).
+    pub repo_tags: Vec<String>,
+    /// `repository@sha256:…` of the manifests it was pulled by.
+    pub repo_digests: Vec<String>,
+    /// Unpacked size in bytes.
+    pub size: u64,
+}
+
+/// What a pull did (PullImageResponse, with what the kubelet's Pulled event tells).
+#[derive(Debug, Clone)]
+pub struct PulledImage {
+    /// The image's id.
+    pub id: String,
+    /// The repo digest pulled (the CRI's image ref).
+    pub image_ref: String,
+    /// Unpacked size in bytes.
+    pub size: u64,
 }
 
 /// ImageFsInfoResponse: the filesystems of images and of containers' writable layers
@@ -393,6 +417,9 @@ pub struct ImageFsInfo {
 pub trait ImageService: Send + Sync {
     /// ImageStatus: the image a reference names, if present.
     fn image_status(&self, image: &str) -> Result<Option<Image>>;
+    /// PullImage: fetches `image` from its registry (or a mirror) with `auth`, or the
+    /// node's own credentials when None.
+    fn pull_image(&self, image: &str, auth: Option<&Credentials>) -> Result<PulledImage>;
     fn list_images(&self) -> Result<Vec<Image>>;
     fn remove_image(&self, id: &str) -> Result<()>;
     fn image_fs_info(&self) -> ImageFsInfo;
@@ -411,14 +438,24 @@ pub struct EngineRuntime {
     pub engine: Arc<skiff_engine::Engine>,
     /// The node's pod network.
     pub bridge: skiff_engine::network::BridgeConfig,
+    /// How images are pulled: mirrors, TLS, the node's own credentials.
+    pub registry: skiff_registry::Options,
+    /// Image id → its CRI image ref (repo digest), as statuses ask for it often.
+    image_refs: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl EngineRuntime {
     pub fn new(
         engine: Arc<skiff_engine::Engine>,
         bridge: skiff_engine::network::BridgeConfig,
+        registry: skiff_registry::Options,
     ) -> EngineRuntime {
-        EngineRuntime { engine, bridge }
+        EngineRuntime {
+            engine,
+            bridge,
+            registry,
+            image_refs: Default::default(),
+        }
     }
 
     fn engine_sandbox(s: &PodSandbox) -> skiff_engine::sandbox::Sandbox {
@@ -432,7 +469,28 @@ impl EngineRuntime {
         }
     }
 
-    fn status_of(c: &skiff_engine::Container) -> ContainerStatus {
+    /// The CRI's image ref for image `id`: its first repo digest, else the id.
+    fn image_ref_of(&self, id: &str) -> String {
+        if let Some(r) = self.image_refs.lock().ok().and_then(|m| m.get(id).cloned()) {
+            return r;
+        }
+        let r = self
+            .engine
+            .images
+            .resolve(id)
+            .ok()
+            .and_then(|i| i.repo_digests.first().cloned())
+            .unwrap_or_else(|| id.to_string());
+        if let Ok(mut m) = self.image_refs.lock() {
+            if m.len() > 4096 {
+                m.clear();
+            }
+            m.insert(id.to_string(), r.clone());
+        }
+        r
+    }
+
+    fn status_of(&self, c: &skiff_engine::Container) -> ContainerStatus {
         use skiff_engine::Status;
         let s = &c.state;
         let state = match s.status {
@@ -449,7 +507,8 @@ impl EngineRuntime {
             finished_at: s.finished_at.clone(),
             exit_code: s.exit_code,
             reason: reason_name(s.exit_reason.as_ref()).into(),
-            image_ref: c.record.image_id.clone(),
+            image_id: c.record.image_id.clone(),
+            image_ref: self.image_ref_of(&c.record.image_id),
             labels: c.record.labels.clone(),
             log_path: c.log_path(),
             restart_count: s.restart_count,
@@ -617,7 +676,7 @@ impl RuntimeService for EngineRuntime {
     }
 
     fn container_status(&self, id: &str) -> Result<ContainerStatus> {
-        Ok(Self::status_of(&self.engine.get(id)?))
+        Ok(self.status_of(&self.engine.get(id)?))
     }
 
     fn list_containers(&self, filter: &ContainerFilter) -> Result<Vec<ContainerStatus>> {
@@ -631,7 +690,7 @@ impl RuntimeService for EngineRuntime {
                     .iter()
                     .all(|(k, v)| c.record.labels.get(k) == Some(v))
             })
-            .map(Self::status_of)
+            .map(|c| self.status_of(&c))
             .collect())
     }
 
@@ -762,22 +821,67 @@ impl ImageService for EngineRuntime {
                     cmd: c.cmd.clone().unwrap_or_default(),
                     env: c.env.clone(),
                     user: c.user.clone(),
+                    repo_tags: i.names.clone(),
+                    repo_digests: i.repo_digests.clone(),
+                    size: i.size,
                 }))
             }
             Err(_) => Ok(None),
         }
     }
 
+    fn pull_image(&self, image: &str, auth: Option<&Credentials>) -> Result<PulledImage> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(RuntimeError::ExecStart)?;
+        let mut opts = self.registry.clone();
+        if let Some(c) = auth {
+            // The pod's credentials, for this pull only (as the CRI's AuthConfig).
+            opts.pull_auth = Some(c.clone());
+        }
+        let pulled = rt
+            .block_on(skiff_registry::pull(
+                &self.engine.images,
+                image,
+                &opts,
+                Arc::new(skiff_registry::Silent),
+            ))
+            .map_err(RuntimeError::Pull)?;
+        if let Ok(mut m) = self.image_refs.lock() {
+            m.remove(&pulled.image.id);
+        }
+        let repo = pulled.reference.repository();
+        Ok(PulledImage {
+            id: pulled.image.id.clone(),
+            image_ref: format!("{repo}@{}", pulled.digest),
+            size: pulled.image.size,
+        })
+    }
+
     fn list_images(&self) -> Result<Vec<Image>> {
-        Ok(self
+        // The images `skiff images` shows (build intermediates left out), whole.
+        let visible: std::collections::BTreeSet<String> = self
             .engine
             .images
             .list()
             .map_err(|e| RuntimeError::Engine(e.into()))?
             .into_iter()
+            .map(|r| r.id)
+            .collect();
+        Ok(self
+            .engine
+            .images
+            .all_images()
+            .map_err(|e| RuntimeError::Engine(e.into()))?
+            .into_iter()
+            .filter(|i| visible.contains(&i.id))
             .map(|i| Image {
                 id: i.id,
-                created: i.created,
+                created: i.config.created,
+                repo_tags: i.names,
+                repo_digests: i.repo_digests,
+                size: i.size,
                 ..Default::default()
             })
             .collect())

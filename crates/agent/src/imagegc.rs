@@ -100,7 +100,7 @@ pub fn collect(rt: &dyn Runtime, t: Thresholds, tracker: &mut Tracker) -> Vec<St
         .list_containers(&ContainerFilter::default())
         .unwrap_or_default()
         .into_iter()
-        .map(|c| c.image_ref)
+        .map(|c| c.image_id)
         .collect();
     let images: Vec<(String, Option<String>)> = rt
         .list_images()

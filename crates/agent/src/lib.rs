@@ -25,6 +25,7 @@ pub mod podspec;
 pub mod pressure;
 pub mod probe;
 pub mod prober;
+pub mod pull;
 pub mod streaming;
 pub mod volumes;
 

@@ -30,12 +30,9 @@ pub enum PodError {
     Runtime(#[from] RuntimeError),
     #[error("init container {name} failed with exit code {code}")]
     InitFailed { name: String, code: i32 },
-    /// The image is missing and the pull policy is Never.
-    #[error("Container image \"{0}\" is not present with pull policy of Never")]
-    ImageNeverPull(String),
-    /// The image is missing and could not be pulled.
-    #[error("Failed to pull image \"{0}\": the image is not on this node and skiff cannot pull from registries yet; load it with `skiff load` or build it with `skiff build`")]
-    ImagePull(String),
+    /// The image is missing (policy Never) or could not be pulled.
+    #[error(transparent)]
+    Image(#[from] crate::pull::PullError),
     /// A volume cannot be set up yet (a claim that is not bound): retried shortly,
     /// without the start back-off.
     #[error("Unable to attach or mount volumes: unmounted volumes=[{volume}]: {error}")]
@@ -123,6 +120,8 @@ pub struct Context<'a> {
     pub lookup: &'a dyn ObjectLookup,
     /// Where the pod's Events go.
     pub events: &'a dyn PodEvents,
+    /// Pulls images, shared by the node's pods.
+    pub puller: &'a crate::pull::ImagePuller,
     /// Told the statuses of the pod's init containers (`initContainerStatuses` as the
     /// API shows them) as each starts and ends, before the start goes on.
     pub init_progress: &'a dyn Fn(&Pod, Vec<serde_json::Value>),
@@ -590,44 +589,19 @@ fn create_container(
         .image
         .clone()
         .ok_or_else(|| SpecError::NoImage(c.name.clone()))?;
-    let (runtime, node, lookup, events) = (cx.runtime, cx.node, cx.lookup, cx.events);
-    let policy = podspec::pull_policy(c);
-    let image = match runtime.image_status(&image_ref) {
-        Ok(Some(i)) => {
-            if policy == "Always" {
-                // The node agent does not pull yet; an air-gapped node keeps working
-                // from its own store, and says so.
-                events.event(
-                    pod,
-                    Some(&c.name),
-                    true,
-                    "Failed",
-                    &format!("Failed to pull image \"{image_ref}\" (imagePullPolicy Always): the skiff node agent does not pull from registries yet; using the image present on this node"),
-                );
-            } else {
-                events.event(
-                    pod,
-                    Some(&c.name),
-                    false,
-                    "Pulled",
-                    &format!("Container image \"{image_ref}\" already present on machine"),
-                );
-            }
-            i
-        }
-        Ok(None) if policy == "Never" => {
-            let err = PodError::ImageNeverPull(image_ref);
-            let reason = "ErrImageNeverPull";
-            events.event(pod, Some(&c.name), true, reason, &err.to_string());
-            return Err(err);
-        }
-        Ok(None) => {
-            let err = PodError::ImagePull(image_ref);
-            events.event(pod, Some(&c.name), true, "Failed", &err.to_string());
-            return Err(err);
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let (runtime, node, lookup) = (cx.runtime, cx.node, cx.lookup);
+    let image = crate::pull::ensure_image(
+        &crate::pull::PullContext {
+            runtime,
+            puller: cx.puller,
+            lookup,
+            events: cx.events,
+        },
+        pod,
+        c,
+        &image_ref,
+        &podspec::pull_policy(c),
+    )?;
     let env = podspec::resolve_env(pod, c, lookup, rt)?;
     let mut mounts = Vec::new();
     for m in c.volume_mounts.iter().flatten() {

@@ -164,6 +164,20 @@ async fn service_account(reg: &dyn Objects, res: &Resource, pod: &mut Value) -> 
     };
     spec.insert("serviceAccountName".into(), json!(name));
     spec.insert("serviceAccount".into(), json!(name));
+    // The ServiceAccount plugin: a pod naming no pull secrets gets its account's.
+    let has_secrets = spec
+        .get("imagePullSecrets")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty());
+    if !has_secrets {
+        if let Some(list) = sa
+            .get("imagePullSecrets")
+            .and_then(Value::as_array)
+            .filter(|a| !a.is_empty())
+        {
+            spec.insert("imagePullSecrets".into(), Value::Array(list.clone()));
+        }
+    }
     let automount = spec
         .get("automountServiceAccountToken")
         .and_then(Value::as_bool)

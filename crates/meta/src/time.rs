@@ -61,9 +61,64 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, DurationError> {
     Ok(std::time::Duration::from_nanos(nanos as u64))
 }
 
+/// A duration as Go's `time.Duration.String` writes it (`523ms`, `1.234s`, `2m3.5s`,
+/// `1h0m0s`), as Kubernetes' messages show durations.
+pub fn go_duration(d: std::time::Duration) -> String {
+    let ns = d.as_nanos();
+    if ns == 0 {
+        return "0s".into();
+    }
+    // Below a second: the largest unit that keeps an integer part, with a fraction.
+    let frac = |v: u128, unit: u128, name: &str| {
+        let (int, rem) = (v / unit, v % unit);
+        let digits = unit.ilog10() as usize;
+        let mut f = format!("{rem:0digits$}");
+        while f.ends_with('0') {
+            f.pop();
+        }
+        if f.is_empty() {
+            format!("{int}{name}")
+        } else {
+            format!("{int}.{f}{name}")
+        }
+    };
+    if ns < 1_000 {
+        return format!("{ns}ns");
+    }
+    if ns < 1_000_000 {
+        return frac(ns, 1_000, "µs");
+    }
+    if ns < 1_000_000_000 {
+        return frac(ns, 1_000_000, "ms");
+    }
+    let (h, rest) = (ns / 3_600_000_000_000, ns % 3_600_000_000_000);
+    let (m, rest) = (rest / 60_000_000_000, rest % 60_000_000_000);
+    let secs = frac(rest, 1_000_000_000, "s");
+    if h > 0 {
+        format!("{h}h{m}m{secs}")
+    } else if m > 0 {
+        format!("{m}m{secs}")
+    } else {
+        secs
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_duration_strings() {
+        let ms = |n| go_duration(std::time::Duration::from_millis(n));
+        assert_eq!(ms(0), "0s");
+        assert_eq!(ms(523), "523ms");
+        assert_eq!(ms(1234), "1.234s");
+        assert_eq!(ms(2000), "2s");
+        assert_eq!(ms(123_500), "2m3.5s");
+        assert_eq!(ms(3_600_000), "1h0m0s");
+        assert_eq!(go_duration(std::time::Duration::from_micros(1500)), "1.5ms");
+        assert_eq!(go_duration(std::time::Duration::from_nanos(800)), "800ns");
+    }
 
     #[test]
     fn go_durations() {

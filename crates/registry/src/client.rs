@@ -4,6 +4,7 @@
 
 use crate::credentials::{AuthFile, Credentials};
 use crate::error::{Error, Result};
+use crate::mirrors::{Endpoint, RegistriesConfig, Scheme};
 use base64::Engine as _;
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION, LOCATION, WWW_AUTHENTICATE};
@@ -30,6 +31,14 @@ pub struct Options {
     pub auth_file: AuthFile,
     /// The platform images are pulled for (`linux/amd64`), if not this host's.
     pub platform: Option<String>,
+    /// Mirrors and per-host auth and TLS (k3s's `registries.yaml`).
+    pub registries: std::sync::Arc<RegistriesConfig>,
+    /// Pull only from mirrors, never from the registry itself (k3s's
+    /// `--disable-default-registry-endpoint`).
+    pub disable_default_endpoint: bool,
+    /// Credentials for the image's own registry for this pull only (a pod's pull
+    /// secret, the CRI's AuthConfig); never sent to a mirror, as containerd does.
+    pub pull_auth: Option<Credentials>,
 }
 
 impl Default for Options {
@@ -39,6 +48,9 @@ impl Default for Options {
             insecure_registries: Vec::new(),
             auth_file: AuthFile::default_location(),
             platform: None,
+            registries: Default::default(),
+            disable_default_endpoint: false,
+            pull_auth: None,
         }
     }
 }
@@ -166,7 +178,30 @@ impl Registry {
         opts: &Options,
         creds: Option<Credentials>,
     ) -> Result<Registry> {
-        let endpoint = endpoint_host(domain).to_string();
+        Registry::connect_endpoint(domain, &Endpoint::upstream(domain), opts, creds).await
+    }
+
+    /// Connects to `ep`, one of the places `domain`'s content is served from (the
+    /// registry itself or a mirror). Credentials: `creds`, else `registries.yaml`'s
+    /// for the endpoint's host, else `config.json`'s (for a mirror, its own host's).
+    pub async fn connect_endpoint(
+        domain: &str,
+        ep: &Endpoint,
+        opts: &Options,
+        creds: Option<Credentials>,
+    ) -> Result<Registry> {
+        let endpoint = ep.host.clone();
+        let host_tls = opts
+            .registries
+            .host_config(&endpoint)
+            .or_else(|| {
+                if ep.mirror {
+                    None
+                } else {
+                    opts.registries.host_config(domain)
+                }
+            })
+            .and_then(|h| h.tls.clone());
         // docker's rule (loopback registries are insecure unless named otherwise), with
         // one refinement: a loopback registry with its own certs.d directory is verified
         // against those files, since someone configured them for it.
@@ -177,9 +212,11 @@ impl Registry {
                 .trim_start_matches("https://")
                 .trim_end_matches('/');
             r == endpoint || r == domain
-        });
-        let insecure = explicit || (is_loopback(&endpoint) && !certs_dir.join(&endpoint).is_dir());
-        let tls = crate::tls::client_config(&certs_dir, &endpoint, insecure)?;
+        }) || host_tls.as_ref().is_some_and(|t| t.insecure_skip_verify);
+        let configured = certs_dir.join(&endpoint).is_dir()
+            || host_tls.as_ref().is_some_and(|t| t.ca_file.is_some());
+        let insecure = explicit || (is_loopback(&endpoint) && !configured);
+        let tls = crate::tls::client_config(&certs_dir, &endpoint, insecure, host_tls.as_ref())?;
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(Duration::from_secs(15)));
@@ -192,13 +229,25 @@ impl Registry {
         let client = HyperClient::builder(hyper_util::rt::TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
-        let creds = match creds {
+        let creds = match creds.or_else(|| (!ep.mirror).then(|| opts.pull_auth.clone()).flatten()) {
             Some(c) => Some(c),
-            None => opts.auth_file.get(domain)?,
+            None => match opts.registries.credentials(&endpoint) {
+                Some(c) => Some(c),
+                None if ep.mirror => opts.auth_file.get(&endpoint)?,
+                None => match opts.registries.credentials(domain) {
+                    Some(c) => Some(c),
+                    None => opts.auth_file.get(domain)?,
+                },
+            },
+        };
+        let scheme = if ep.scheme == Scheme::Http {
+            "http"
+        } else {
+            "https"
         };
         let mut reg = Registry {
             host: domain.to_string(),
-            base: format!("https://{endpoint}"),
+            base: format!("{scheme}://{endpoint}"),
             client,
             creds,
             challenge: Mutex::new(Challenge::None),
@@ -206,7 +255,11 @@ impl Registry {
         };
         let resp = match reg.ping().await {
             Ok(r) => r,
-            Err(e) if insecure && matches!(e, Error::Unreachable { .. }) => {
+            Err(e)
+                if ep.scheme == Scheme::Auto
+                    && insecure
+                    && matches!(e, Error::Unreachable { .. }) =>
+            {
                 tracing::debug!(registry = %endpoint, error = %e, "HTTPS failed; trying plain HTTP (insecure registry)");
                 reg.base = format!("http://{endpoint}");
                 reg.ping().await?

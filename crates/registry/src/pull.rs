@@ -237,6 +237,51 @@ pub async fn pull(
         })
 }
 
+/// Finds the manifest `tag_or_digest` of `r` at the first endpoint that has it: the
+/// registry's mirrors in order, then the registry itself (unless disabled). Returns the
+/// connection, the repository path there (after a mirror's rewrites) and the manifest.
+async fn resolve(
+    r: &Reference,
+    tag_or_digest: &str,
+    opts: &Options,
+) -> Result<(Registry, String, (Vec<u8>, String, String))> {
+    let shown = skiff_image::familiar_name(&r.to_string());
+    let endpoints = opts
+        .registries
+        .endpoints(&r.domain, opts.disable_default_endpoint)?;
+    let count = endpoints.len();
+    let mut last = None;
+    for (i, ep) in endpoints.into_iter().enumerate() {
+        let path = if ep.mirror {
+            opts.registries.rewrite(&r.domain, &r.path)
+        } else {
+            r.path.clone()
+        };
+        let res = async {
+            let reg = Registry::connect_endpoint(&r.domain, &ep, opts, None).await?;
+            let m = fetch_manifest(&reg, &path, tag_or_digest).await?;
+            Ok::<_, Error>((reg, m))
+        }
+        .await;
+        match res {
+            Ok((reg, m)) => return Ok((reg, path, m)),
+            Err(e) => {
+                if i + 1 < count {
+                    // containerd's rule: any failure at a mirror moves on to the next.
+                    tracing::info!(image = %shown, endpoint = %ep.host, error = %e, "pull from a mirror failed; trying the next endpoint");
+                }
+                last = Some(match e {
+                    e if e.has_code("MANIFEST_UNKNOWN") || e.status() == Some(404) => {
+                        Error::NotFound(format!("manifest for {shown} not found: {e}"))
+                    }
+                    e => e,
+                });
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::Invalid(format!("no endpoint to pull {shown} from"))))
+}
+
 async fn pull_reference(
     store: &ImageStore,
     r: Reference,
@@ -247,23 +292,15 @@ async fn pull_reference(
         Some(p) => Platform::parse(p)?,
         None => Platform::host(),
     };
-    let reg = Registry::connect(&r.domain, opts, None).await?;
     let shown = skiff_image::familiar_name(&r.to_string());
     let tag_or_digest = r
         .digest
         .clone()
         .or_else(|| r.tag.clone())
         .unwrap_or_else(|| "latest".into());
-    let (body, ct, top_digest) = match fetch_manifest(&reg, &r.path, &tag_or_digest).await {
-        Ok(x) => x,
-        Err(e) if e.has_code("MANIFEST_UNKNOWN") || e.status() == Some(404) => {
-            return Err(Error::NotFound(format!(
-                "manifest for {shown} not found: {e}"
-            )));
-        }
-        Err(e) => return Err(e),
-    };
+    let (reg, path, (body, ct, top_digest)) = resolve(&r, &tag_or_digest, opts).await?;
     progress.pulling_from(&tag_or_digest, &r.path);
+    let r_path = path;
     let mut doc = manifest::parse(&ct, &body)?;
     let mut hops = 0;
     let image_manifest = loop {
@@ -275,7 +312,7 @@ async fn pull_reference(
                     return Err(Error::Invalid("image index nesting too deep".into()));
                 }
                 let entry = manifest::choose(&idx, &want)?;
-                let (b, ct, _) = fetch_manifest(&reg, &r.path, &entry.digest).await?;
+                let (b, ct, _) = fetch_manifest(&reg, &r_path, &entry.digest).await?;
                 doc = manifest::parse(&ct, &b)?;
             }
         }
@@ -299,7 +336,7 @@ async fn pull_reference(
             )));
         }
     }
-    let config_bytes = fetch_small_blob(&reg, &r.path, &image_manifest.config).await?;
+    let config_bytes = fetch_small_blob(&reg, &r_path, &image_manifest.config).await?;
     let config: ImageConfig = serde_json::from_slice(&config_bytes).map_err(|e| {
         Error::Invalid(format!(
             "invalid image config {}: {e}",
@@ -344,7 +381,7 @@ async fn pull_reference(
         let (layer, diff_id, path, repository) = (
             layer.clone(),
             diff_id.clone(),
-            r.path.clone(),
+            r_path.clone(),
             repository.clone(),
         );
         tasks.spawn(async move {

@@ -3,6 +3,7 @@
 //! verification at all for an insecure registry.
 
 use crate::error::{Error, Result};
+use crate::mirrors::TlsConfig;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::{DigitallySignedStruct, SignatureScheme};
@@ -62,6 +63,17 @@ impl ServerCertVerifier for NoVerify {
     }
 }
 
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| bad(path, e))?
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| bad(path, e))?;
+    if certs.is_empty() {
+        return Err(bad(path, "no PEM certificate in the file"));
+    }
+    Ok(certs)
+}
+
 fn bad(path: &Path, what: impl std::fmt::Display) -> Error {
     Error::Invalid(format!("{}: {what}", path.display()))
 }
@@ -72,6 +84,7 @@ pub(crate) fn client_config(
     certs_dir: &Path,
     host: &str,
     insecure: bool,
+    extra: Option<&TlsConfig>,
 ) -> Result<rustls::ClientConfig> {
     let p = provider();
     let builder = rustls::ClientConfig::builder_with_provider(p.clone())
@@ -94,11 +107,7 @@ pub(crate) fn client_config(
                 .map(|n| n.to_string_lossy().to_string())
                 .unwrap_or_default();
             if name.ends_with(".crt") {
-                let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&path)
-                    .map_err(|e| bad(&path, e))?
-                    .collect::<std::result::Result<_, _>>()
-                    .map_err(|e| bad(&path, e))?;
-                for c in certs {
+                for c in read_certs(&path)? {
                     roots.add(c).map_err(|e| bad(&path, e))?;
                 }
             } else if let Some(stem) = name.strip_suffix(".cert") {
@@ -109,10 +118,7 @@ pub(crate) fn client_config(
                         format!("missing key {stem}.key for client certificate"),
                     ));
                 }
-                let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&path)
-                    .map_err(|e| bad(&path, e))?
-                    .collect::<std::result::Result<_, _>>()
-                    .map_err(|e| bad(&path, e))?;
+                let certs = read_certs(&path)?;
                 let k = PrivateKeyDer::from_pem_file(&key).map_err(|e| bad(&key, e))?;
                 client_pair = Some((certs, k));
             } else if let Some(stem) = name.strip_suffix(".key") {
@@ -123,6 +129,18 @@ pub(crate) fn client_config(
                     ));
                 }
             }
+        }
+    }
+    // registries.yaml's `tls` for this host: a CA file and a client certificate.
+    if let Some(t) = extra {
+        if let Some(ca) = &t.ca_file {
+            for c in read_certs(ca)? {
+                roots.add(c).map_err(|e| bad(ca, e))?;
+            }
+        }
+        if let (Some(cert), Some(key)) = (&t.cert_file, &t.key_file) {
+            let k = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(key, e))?;
+            client_pair = Some((read_certs(cert)?, k));
         }
     }
     let config = if insecure {

@@ -103,6 +103,32 @@ pub struct NodeFlags {
     /// none).
     #[arg(long = "resolv-conf", default_value = "/etc/resolv.conf")]
     pub resolv_conf: PathBuf,
+    /// Pull one image at a time (the kubelet's default); `--serialize-image-pulls=false`
+    /// lets pulls run side by side, up to --max-parallel-image-pulls.
+    #[arg(long = "serialize-image-pulls", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub serialize_image_pulls: bool,
+    /// At most this many pulls at once when not serialized (default: no limit).
+    #[arg(long = "max-parallel-image-pulls")]
+    pub max_parallel_image_pulls: Option<u32>,
+    /// The back-off of pods that could not start, image pulls included: the first
+    /// delay and the longest (for tests; the kubelet's are 10s,300s).
+    #[arg(long = "image-pull-backoff", hide = true, default_value = "10s,300s",
+          value_parser = parse_backoff)]
+    pub start_backoff: (std::time::Duration, std::time::Duration),
+}
+
+/// `FIRST,MAX` as Go durations.
+fn parse_backoff(s: &str) -> Result<(std::time::Duration, std::time::Duration), String> {
+    let (a, b) = s
+        .split_once(',')
+        .ok_or_else(|| format!("{s:?}: expected FIRST,MAX (e.g. 10s,300s)"))?;
+    let d = |x: &str| skiff_meta::time::parse_duration(x.trim()).map_err(|e| e.to_string());
+    let (a, b) = (d(a)?, d(b)?);
+    if a.is_zero() {
+        return Err(format!("{s:?}: the first delay must be positive"));
+    }
+    Ok((a, b.max(a)))
 }
 
 /// The node's host-wide network names and choices (server and agent alike): a second
@@ -158,6 +184,12 @@ impl NodeFlags {
                 self.image_gc_high_threshold
             ));
         }
+        cfg.image_pulls = skiff_agent::pull::PullLimits::new(
+            self.serialize_image_pulls,
+            self.max_parallel_image_pulls,
+        )
+        .map_err(|e| anyhow!(e))?;
+        cfg.start_backoff = self.start_backoff;
         cfg.image_gc = skiff_agent::imagegc::Thresholds {
             high_percent: self.image_gc_high_threshold,
             low_percent: self.image_gc_low_threshold,
@@ -284,9 +316,13 @@ pub fn config(
         eviction_hard: skiff_agent::pressure::parse(skiff_agent::pressure::DEFAULT_EVICTION_HARD)
             .map_err(|e| anyhow!(e))?,
         image_gc: Default::default(),
+        image_pulls: Default::default(),
+        start_backoff: skiff_agent::kubelet::DEFAULT_START_BACKOFF,
     };
     prepare_pod_network(&mut bridge, network, &cfg.node.node_ip, net)?;
-    let runtime = skiff_agent::cri::EngineRuntime::new(std::sync::Arc::new(engine), bridge);
+    let registry = crate::commands::images::registry_options(None)?;
+    let runtime =
+        skiff_agent::cri::EngineRuntime::new(std::sync::Arc::new(engine), bridge, registry);
     Ok((cfg, std::sync::Arc::new(runtime)))
 }
 
@@ -526,7 +562,11 @@ pub fn cleanup(
         container_log_max_size: 0,
         container_log_max_files: 0,
     };
-    let runtime = skiff_agent::cri::EngineRuntime::new(std::sync::Arc::new(engine), bridge.clone());
+    let runtime = skiff_agent::cri::EngineRuntime::new(
+        std::sync::Arc::new(engine),
+        bridge.clone(),
+        Default::default(),
+    );
     let (pods, errors) = skiff_agent::cleanup::stop_all_pods(&runtime, &node);
     println!("stopped {pods} pod(s) of node {node_name}");
     for e in &errors {

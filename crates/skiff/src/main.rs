@@ -65,6 +65,22 @@ struct Cli {
         value_delimiter = ','
     )]
     insecure_registry: Vec<String>,
+    /// k3s's registries.yaml (mirrors, rewrites, per-registry auth and tls), for the
+    /// engine and the node agent. Default: <config-dir>/registries.yaml if it exists.
+    #[arg(
+        long = "private-registry",
+        global = true,
+        env = "SKIFF_PRIVATE_REGISTRY"
+    )]
+    private_registry: Option<PathBuf>,
+    /// Pull only from the mirrors registries.yaml names, never from a registry itself
+    /// (k3s's flag).
+    #[arg(
+        long = "disable-default-registry-endpoint",
+        global = true,
+        env = "SKIFF_DISABLE_DEFAULT_REGISTRY_ENDPOINT"
+    )]
+    disable_default_registry_endpoint: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -219,7 +235,12 @@ fn real_main(cli: Cli) -> Result<i32> {
         logging::init_cli()?;
     }
     let root = cli.root.as_path();
-    images::configure_registry(cli.config_dir.clone(), cli.insecure_registry.clone());
+    images::configure_registry(images::RegistryFlags {
+        config_dir: cli.config_dir.clone(),
+        insecure: cli.insecure_registry.clone(),
+        private_registry: cli.private_registry.clone(),
+        disable_default_endpoint: cli.disable_default_registry_endpoint,
+    });
     commands::configure_bridge(
         cli.bridge_name.as_deref(),
         cli.bridge_cidr.as_deref(),

@@ -242,7 +242,7 @@ fn runtime(r: &Root, suffix: &str) -> skiff_agent::cri::EngineRuntime {
         Some(&format!("{}{suffix}", r.table)),
     )
     .unwrap();
-    skiff_agent::cri::EngineRuntime::new(std::sync::Arc::new(e), bridge)
+    skiff_agent::cri::EngineRuntime::new(std::sync::Arc::new(e), bridge, Default::default())
 }
 
 /// Objects the pod refers to; records the events the agent reports.

@@ -888,16 +888,8 @@ fn chunked_push_default_tag_and_run_pulls() {
     );
     assert_eq!(image_id(&b, &reference), image_id(&a, &reference));
 
-    // run and create: no pull without --pull, then --pull missing / always / never.
+    // run and create: --pull never fails, the default (missing) pulls, always re-checks.
     let c = Root::new(EXE);
-    let o = sk(
-        &c,
-        cfg.path(),
-        &["run", "--rm", "--network", "none", &reference, "true"],
-        None,
-    );
-    assert_eq!(o.status.code(), Some(125));
-    assert!(stderr(&o).contains("--pull missing"), "{}", stderr(&o));
     let o = sk(
         &c,
         cfg.path(),
@@ -914,14 +906,13 @@ fn chunked_push_default_tag_and_run_pulls() {
         None,
     );
     assert_eq!(o.status.code(), Some(125));
+    assert!(stderr(&o).contains("No such image"), "{}", stderr(&o));
     let o = sk(
         &c,
         cfg.path(),
         &[
             "run",
             "--rm",
-            "--pull",
-            "missing",
             "--network",
             "none",
             &reference,
@@ -930,7 +921,7 @@ fn chunked_push_default_tag_and_run_pulls() {
         ],
         None,
     );
-    let out = ok(&o, "run --pull missing");
+    let out = ok(&o, "run (pulls a missing image by default)");
     assert_eq!(out, "fetched\n");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -1094,5 +1085,139 @@ fn build_pulls_its_base_image() {
     assert!(
         out.contains(&format!("Status: Image is up to date for {reference}")),
         "{out}"
+    );
+}
+
+/// A loopback port nothing listens on.
+fn dead_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[test]
+fn registries_yaml_mirrors_fall_back_rewrite_and_authenticate() {
+    // The mirror that answers asks for a password, which registries.yaml gives it.
+    let reg = Registry::basic("alice", "s3cret-pw");
+    let cfg = tempfile::tempdir().unwrap();
+    let dead = dead_port();
+    let conf = tempfile::tempdir().unwrap();
+    let yaml = conf.path().join("registries.yaml");
+    std::fs::write(
+        &yaml,
+        format!(
+            "mirrors:\n  docker.io:\n    endpoint:\n      - \"http://127.0.0.1:{dead}\"\n      - \"http://{host}\"\n    rewrite:\n      \"^library/rw-(.*)$\": \"hub/$1\"\nconfigs:\n  \"{host}\":\n    auth:\n      username: alice\n      password: s3cret-pw\n",
+            host = reg.host
+        ),
+    )
+    .unwrap();
+    let flags = |args: &[&str]| -> Vec<String> {
+        ["--private-registry", yaml.to_str().unwrap()]
+            .iter()
+            .chain(args)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let run = |r: &Root, args: &[&str]| {
+        let a = flags(args);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        sk(r, cfg.path(), &a, None)
+    };
+    // Seed the mirror: pushes use registries.yaml's credentials for its host too.
+    let a = Root::with_busybox(EXE);
+    for name in ["library/mirrored:v1", "hub/rewritten:v1"] {
+        let reference = format!("{}/{name}", reg.host);
+        a.ok(&["tag", "busybox", &reference]);
+        ok(&run(&a, &["push", &reference]), "push to the mirror");
+    }
+    let id = image_id(&a, "busybox");
+
+    // docker.io names come from the mirror: the dead endpoint first, then the live one;
+    // the upstream is never tried (SKIFF_DISABLE_DEFAULT_REGISTRY_ENDPOINT in test roots).
+    let b = Root::new(EXE);
+    let out = ok(
+        &run(&b, &["pull", "mirrored:v1"]),
+        "pull through the mirror",
+    );
+    assert!(
+        out.ends_with(
+            "Status: Downloaded newer image for mirrored:v1\ndocker.io/library/mirrored:v1\n"
+        ),
+        "{out}"
+    );
+    assert_eq!(image_id(&b, "mirrored:v1"), id);
+    // A rewrite maps library/rw-rewritten to hub/rewritten on the mirror.
+    ok(
+        &run(&b, &["pull", "rw-rewritten:v1"]),
+        "pull with a rewrite",
+    );
+    assert_eq!(image_id(&b, "docker.io/library/rw-rewritten:v1"), id);
+    // `run` pulls through the mirror as well.
+    let c = Root::new(EXE);
+    let o = run(
+        &c,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "mirrored:v1",
+            "echo",
+            "hi",
+        ],
+    );
+    assert_eq!(ok(&o, "run through the mirror"), "hi\n");
+
+    // Missing everywhere: the last endpoint's answer, naming the reference.
+    let o = run(&b, &["pull", "absent:v1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("manifest for absent:v1 not found: manifest unknown"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+
+    // Without the credentials the mirror refuses: the error says so.
+    std::fs::write(
+        &yaml,
+        format!(
+            "mirrors:\n  docker.io:\n    endpoint: [\"http://{}\"]\n",
+            reg.host
+        ),
+    )
+    .unwrap();
+    let o = run(&c, &["pull", "mirrored:v1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("no basic auth credentials"),
+        "{}",
+        stderr(&o)
+    );
+
+    // Bad files are refused, naming the file and the mistake.
+    std::fs::write(&yaml, "mirrors:\n  docker.io:\n    endpoints: [x]\n").unwrap();
+    let o = run(&c, &["pull", "mirrored:v1"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("registries.yaml") && e.contains("unknown field `endpoints`"),
+        "{e}"
+    );
+    let o = sk(
+        &c,
+        cfg.path(),
+        &[
+            "--private-registry",
+            "/nonexistent/registries.yaml",
+            "pull",
+            "x",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("/nonexistent/registries.yaml"),
+        "{}",
+        stderr(&o)
     );
 }

@@ -113,6 +113,13 @@ pub fn busybox_rootfs_tar(out: &Path) {
     b.finish().expect("finish tar");
 }
 
+/// The registries.yaml every test root uses (`SKIFF_PRIVATE_REGISTRY`).
+pub const TEST_REGISTRIES: &str = "test-registries.yaml";
+/// docker.io mirrored to a loopback port that refuses connections, with the upstream
+/// disabled beside it: a test that pulls a Docker Hub name fails at once, on this machine.
+pub const TEST_REGISTRIES_YAML: &str =
+    "mirrors:\n  docker.io:\n    endpoint: [\"http://127.0.0.1:9\"]\n";
+
 /// A private engine root, deleted (with everything running in it) on drop. Each
 /// root has its own bridge name, subnet and nftables table, so roots never collide.
 pub struct Root {
@@ -131,6 +138,9 @@ impl Root {
         let dir = PathBuf::from(format!("/var/tmp/skiff-test-{}-{}", std::process::id(), n));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create test root");
+        // Tests never reach a registry off this machine: docker.io's only endpoint is
+        // a loopback port nothing listens on (loopback registries are used directly).
+        std::fs::write(dir.join(TEST_REGISTRIES), TEST_REGISTRIES_YAML).expect("registries.yaml");
         let pid = std::process::id();
         Root {
             dir,
@@ -157,6 +167,8 @@ impl Root {
         c.env("SKIFF_BRIDGE", &self.bridge);
         c.env("SKIFF_BRIDGE_CIDR", &self.cidr);
         c.env("SKIFF_FILTER_TABLE", &self.table);
+        c.env("SKIFF_PRIVATE_REGISTRY", self.dir.join(TEST_REGISTRIES));
+        c.env("SKIFF_DISABLE_DEFAULT_REGISTRY_ENDPOINT", "true");
         c.stdin(Stdio::null());
         c
     }

@@ -35,6 +35,7 @@ mod sync;
 use node::{conditions, register_node, remove_released_storage, renew_lease};
 use probes::probe_pass;
 use status::EphemeralFailure;
+pub use sync::DEFAULT_START_BACKOFF;
 use sync::{evict_one, refresh_volumes, sync_pods, StartFailure};
 
 /// The agent's settings.
@@ -63,6 +64,12 @@ pub struct AgentConfig {
     pub eviction_hard: crate::pressure::Thresholds,
     /// When unused images are removed (`--image-gc-high-threshold`/`-low-threshold`).
     pub image_gc: crate::imagegc::Thresholds,
+    /// How many images are pulled at once (`--serialize-image-pulls`,
+    /// `--max-parallel-image-pulls`).
+    pub image_pulls: crate::pull::PullLimits,
+    /// The back-off of a pod that could not start (image pulls included): the first
+    /// delay, doubling up to the longest (the kubelet's 10 s and 300 s).
+    pub start_backoff: (Duration, Duration),
 }
 
 /// Why the agent stopped, or could not do what it was asked.
@@ -134,6 +141,8 @@ pub struct Kubelet {
     start_failures: std::sync::Mutex<BTreeMap<String, StartFailure>>,
     /// The last status reported per pod, so unchanged statuses are not written again.
     reported: std::sync::Mutex<BTreeMap<String, serde_json::Value>>,
+    /// Pulls images for the node's pods.
+    puller: crate::pull::ImagePuller,
 }
 
 impl Kubelet {
@@ -146,6 +155,7 @@ impl Kubelet {
         services: Option<skiff_informer::Informer<Service>>,
     ) -> Kubelet {
         Kubelet {
+            puller: crate::pull::ImagePuller::new(cfg.image_pulls),
             recorder: Recorder::new(client.clone(), cfg.node.node_name.clone()),
             lookup: ApiLookup::new(client.clone(), services),
             handle: tokio::runtime::Handle::current(),
@@ -289,8 +299,12 @@ pub async fn run(
                     tracing::warn!(error = %e, "renewing the node lease");
                 }
                 let nodes: Api<Node> = Api::all(client.clone());
+                let rt = runtime.clone();
+                let images = tokio::task::spawn_blocking(move || node::images(&*rt))
+                    .await
+                    .unwrap_or_default();
                 let _ = nodes.patch_status(&cfg.node.node_name, &patch_params(),
-                    &Patch::Merge(json!({"status": {"conditions": conditions(&k)}}))).await;
+                    &Patch::Merge(json!({"status": {"conditions": conditions(&k), "images": images}}))).await;
             }
             _ = probe_tick.tick() => {
                 let events = tokio::task::spawn_blocking({

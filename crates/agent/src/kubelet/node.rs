@@ -92,9 +92,31 @@ pub fn node_object(k: &Kubelet, root: &Path) -> serde_json::Value {
                 "systemUUID": "",
             },
             "conditions": conditions(k),
+            "images": images(&*k.runtime),
             "daemonEndpoints": {"kubeletEndpoint": {"Port": cfg.kubelet_port}},
         }
     })
+}
+
+/// The kubelet's `status.images`: the largest 50 images (`--node-status-max-images`),
+/// each with up to 5 names, repo digests first, and its size.
+pub(super) fn images(rt: &dyn crate::cri::Runtime) -> serde_json::Value {
+    let mut list = rt.list_images().unwrap_or_default();
+    list.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.id.cmp(&b.id)));
+    let out: Vec<serde_json::Value> = list
+        .into_iter()
+        .take(50)
+        .map(|i| {
+            let names: Vec<String> = i
+                .repo_digests
+                .into_iter()
+                .chain(i.repo_tags)
+                .take(5)
+                .collect();
+            json!({"names": names, "sizeBytes": i.size})
+        })
+        .collect();
+    json!(out)
 }
 
 pub(super) fn conditions(k: &Kubelet) -> serde_json::Value {

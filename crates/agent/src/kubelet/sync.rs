@@ -27,6 +27,7 @@ impl Kubelet {
             node: &self.cfg.node,
             lookup: &self.lookup,
             events: &self.recorder,
+            puller: &self.puller,
             init_progress: &progress,
         })
     }
@@ -320,7 +321,7 @@ pub async fn sync_pods(k: &Arc<Kubelet>, pods: Option<Vec<Pod>>) -> Result<(), A
                     EphemeralFailure {
                         reason: reason.into(),
                         message: err.to_string(),
-                        next: Instant::now() + START_BACKOFF,
+                        next: Instant::now() + k.cfg.start_backoff.0,
                     },
                 );
             }
@@ -393,8 +394,8 @@ pub async fn sync_pods(k: &Arc<Kubelet>, pods: Option<Vec<Pod>>) -> Result<(), A
                     .map(|mut m| {
                         let f = m.entry(uid.clone()).or_insert_with(StartFailure::new);
                         f.count += 1;
-                        let delay = (START_BACKOFF * 2u32.saturating_pow(f.count - 1))
-                            .min(START_BACKOFF_MAX);
+                        let (first, max) = k.cfg.start_backoff;
+                        let delay = (first * 2u32.saturating_pow(f.count - 1)).min(max);
                         f.next = Instant::now() + delay;
                         f.reason = reason.to_string();
                         f.message = err.to_string();
@@ -437,8 +438,8 @@ pub async fn sync_pods(k: &Arc<Kubelet>, pods: Option<Vec<Pod>>) -> Result<(), A
 pub(super) fn start_failure_reason(err: &PodError) -> &'static str {
     match err {
         PodError::Spec(e) if e.config_missing() => "CreateContainerConfigError",
-        PodError::ImageNeverPull(_) => "ErrImageNeverPull",
-        PodError::ImagePull(_) => "ErrImagePull",
+        PodError::Image(crate::pull::PullError::NeverPull(_)) => "ErrImageNeverPull",
+        PodError::Image(crate::pull::PullError::Failed { .. }) => "ErrImagePull",
         _ => "CreateContainerError",
     }
 }
@@ -467,10 +468,11 @@ impl StartFailure {
     }
 }
 
-pub(super) const START_BACKOFF: Duration = Duration::from_secs(10);
+/// The kubelet's back-off of pods that could not start: 10 s doubling up to 5 minutes.
+pub const DEFAULT_START_BACKOFF: (Duration, Duration) =
+    (Duration::from_secs(10), Duration::from_secs(300));
 /// How soon a pod whose volumes were not ready is tried again.
 pub(super) const VOLUME_RETRY: Duration = Duration::from_secs(1);
-pub(super) const START_BACKOFF_MAX: Duration = Duration::from_secs(300);
 
 /// Whether a pod waits out its start back-off; the first time an image pull is
 /// being backed off, its status says ImagePullBackOff and a BackOff event is recorded.
@@ -503,6 +505,9 @@ pub(super) async fn backing_off(k: &Kubelet, api: &Api<Pod>, p: &Pod, uid: &str)
             let message = format!("Back-off pulling image \"{img}\"");
             k.recorder
                 .record(p, Some(&c.name), false, "BackOff", &message)
+                .await;
+            k.recorder
+                .record(p, Some(&c.name), true, "Failed", "Error: ImagePullBackOff")
                 .await;
         }
     }

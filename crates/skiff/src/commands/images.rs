@@ -235,26 +235,50 @@ pub(crate) fn history(root: &Path, a: HistoryArgs) -> Result<i32> {
     print_history(root, a.no_trunc, a.quiet, &a.image)
 }
 
-/// Where registries are configured: skiff's config dir and the insecure registries
-/// (global flags), set once by `main`.
-static REGISTRY: std::sync::OnceLock<(PathBuf, Vec<String>)> = std::sync::OnceLock::new();
-
-/// Records the global registry flags for the commands that talk to registries.
-pub(crate) fn configure_registry(config_dir: PathBuf, insecure: Vec<String>) {
-    let _ = REGISTRY.set((config_dir, insecure));
+/// How registries are reached, from the global flags, set once by `main`.
+#[derive(Debug, Clone)]
+pub(crate) struct RegistryFlags {
+    /// skiff's config dir (`certs.d/`, the default `registries.yaml`).
+    pub config_dir: PathBuf,
+    /// `--insecure-registry`.
+    pub insecure: Vec<String>,
+    /// `--private-registry FILE` (k3s's flag); else `<config dir>/registries.yaml`.
+    pub private_registry: Option<PathBuf>,
+    /// `--disable-default-registry-endpoint`.
+    pub disable_default_endpoint: bool,
 }
 
-fn registry_options(platform: Option<String>) -> skiff_registry::Options {
-    let (config_dir, insecure) = REGISTRY
-        .get()
-        .cloned()
-        .unwrap_or_else(|| (PathBuf::from("/etc/skiff"), Vec::new()));
-    skiff_registry::Options {
-        config_dir,
-        insecure_registries: insecure,
+static REGISTRY: std::sync::OnceLock<RegistryFlags> = std::sync::OnceLock::new();
+
+/// Records the global registry flags for the commands that talk to registries.
+pub(crate) fn configure_registry(flags: RegistryFlags) {
+    let _ = REGISTRY.set(flags);
+}
+
+/// The registry client's options from the global flags, with `registries.yaml` read
+/// (a file named by `--private-registry` must exist; the default one may not).
+pub(crate) fn registry_options(platform: Option<String>) -> Result<skiff_registry::Options> {
+    let f = REGISTRY.get().cloned().unwrap_or_else(|| RegistryFlags {
+        config_dir: PathBuf::from("/etc/skiff"),
+        insecure: Vec::new(),
+        private_registry: None,
+        disable_default_endpoint: false,
+    });
+    let registries = match &f.private_registry {
+        Some(p) => skiff_registry::RegistriesConfig::load(p, true),
+        None => {
+            skiff_registry::RegistriesConfig::load(&f.config_dir.join("registries.yaml"), false)
+        }
+    }?;
+    Ok(skiff_registry::Options {
+        config_dir: f.config_dir,
+        insecure_registries: f.insecure,
         auth_file: skiff_registry::AuthFile::default_location(),
         platform,
-    }
+        registries: std::sync::Arc::new(registries),
+        disable_default_endpoint: f.disable_default_endpoint,
+        pull_auth: None,
+    })
 }
 
 fn tokio_runtime() -> Result<tokio::runtime::Runtime> {
@@ -390,7 +414,7 @@ pub(crate) fn pull_image(
     let e = engine(root)?;
     let parsed =
         skiff_image::parse_reference(reference).map_err(|err| Exit(1, format!("{err}")))?;
-    let opts = registry_options(platform);
+    let opts = registry_options(platform).map_err(|err| Exit(1, format!("{err}")))?;
     let display = std::sync::Arc::new(PullDisplay::new(quiet, on_stderr));
     let last = reference.rsplit('/').next().unwrap_or(reference);
     if parsed.digest.is_none() && !last.contains(':') {
@@ -435,7 +459,7 @@ pub(crate) fn push(root: &Path, a: PushArgs) -> Result<i32> {
     if !quiet {
         println!("The push refers to repository [{}]", parsed.repository());
     }
-    let opts = registry_options(None);
+    let opts = registry_options(None)?;
     let mut push_opts = skiff_registry::PushOptions::default();
     if let Some(n) = std::env::var("SKIFF_PUSH_CHUNK_SIZE")
         .ok()
@@ -565,7 +589,7 @@ pub(crate) fn login(a: LoginArgs) -> Result<i32> {
         return Err(Exit(1, "Error: Password is required".into()).into());
     }
     let creds = skiff_registry::Credentials { username, password };
-    let opts = registry_options(None);
+    let opts = registry_options(None)?;
     let rt = tokio_runtime()?;
     rt.block_on(skiff_registry::login(&server, &opts, creds.clone()))
         .map_err(|e| match e {

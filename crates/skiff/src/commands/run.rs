@@ -110,10 +110,10 @@ pub(crate) struct RunFlags {
     oom_score_adj: Option<i32>,
     #[arg(long = "group-add")]
     group_add: Vec<String>,
-    /// Pull the image first: `missing` (when it is not here), `always`, `never`.
-    /// Without the flag, run and create do not pull (yet).
-    #[arg(long, value_parser = ["missing", "always", "never"])]
-    pull: Option<String>,
+    /// Pull the image before running: `missing` (when it is not here; the default),
+    /// `always`, `never`.
+    #[arg(long, value_parser = ["missing", "always", "never"], default_value = "missing")]
+    pull: String,
     /// The platform to pull the image for (os/arch[/variant]).
     #[arg(long)]
     platform: Option<String>,
@@ -206,29 +206,32 @@ fn create_pulling(
     f: &RunFlags,
 ) -> Result<skiff_engine::Container> {
     let opts = f.to_options();
+    // docker run's failures, a failed pull included, exit 125.
     let pull = |r: &str| {
-        super::images::pull_image(root, r, f.platform.clone(), false, true, false).map(|_| ())
+        super::images::pull_image(root, r, f.platform.clone(), false, true, false)
+            .map(|_| ())
+            .map_err(|e| match e.downcast::<Exit>() {
+                Ok(x) => Exit(125, x.1).into(),
+                Err(e) => e,
+            })
     };
-    if f.pull.as_deref() == Some("always") {
+    if f.pull == "always" {
         pull(&opts.image)?;
     }
     match e.create(&opts) {
         Ok(c) => Ok(c),
         Err(EngineError::Image(skiff_image::ImageError::NotFound(r))) => {
             eprintln!("Unable to find image '{r}' locally");
-            match f.pull.as_deref() {
-                Some("missing") => {
-                    pull(&opts.image)?;
-                    e.create(&opts).map_err(|err| {
-                        Exit(125, format!("Error response from daemon: {err}")).into()
-                    })
-                }
-                Some(_) => Err(Exit(125, format!("Error response from daemon: No such image: {r}")).into()),
-                None => Err(Exit(
+            if f.pull == "missing" {
+                pull(&opts.image)?;
+                e.create(&opts)
+                    .map_err(|err| Exit(125, format!("Error response from daemon: {err}")).into())
+            } else {
+                Err(Exit(
                     125,
-                    format!("Error response from daemon: No such image: {r} (run and create pull only with --pull missing or --pull always for now; or `skiff pull {r}` first)"),
+                    format!("Error response from daemon: No such image: {r}"),
                 )
-                .into()),
+                .into())
             }
         }
         Err(err) => Err(Exit(125, format!("Error response from daemon: {err}")).into()),
