@@ -690,7 +690,7 @@ impl RuntimeService for EngineRuntime {
                     .iter()
                     .all(|(k, v)| c.record.labels.get(k) == Some(v))
             })
-            .map(|c| self.status_of(&c))
+            .map(|c| self.status_of(c))
             .collect())
     }
 

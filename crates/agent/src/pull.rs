@@ -417,7 +417,7 @@ pub fn keyring_lookup(entries: &[(String, Credentials)], image: &str) -> Vec<Cre
             (host_matches(&kh, &host) && path_ok).then(|| (kh.len() + kp.len(), c.clone()))
         })
         .collect();
-    hits.sort_by(|a, b| b.0.cmp(&a.0));
+    hits.sort_by_key(|h| std::cmp::Reverse(h.0));
     let mut out: Vec<Credentials> = Vec::new();
     for (_, c) in hits {
         if !out.contains(&c) {

@@ -242,7 +242,19 @@ fn runtime(r: &Root, suffix: &str) -> skiff_agent::cri::EngineRuntime {
         Some(&format!("{}{suffix}", r.table)),
     )
     .unwrap();
-    skiff_agent::cri::EngineRuntime::new(std::sync::Arc::new(e), bridge, Default::default())
+    // As in every test root: docker.io only through a dead loopback mirror.
+    let registry = skiff_registry::Options {
+        registries: std::sync::Arc::new(
+            skiff_registry::RegistriesConfig::parse(
+                skiff_testsupport::TEST_REGISTRIES_YAML,
+                "test registries.yaml",
+            )
+            .unwrap(),
+        ),
+        disable_default_endpoint: true,
+        ..Default::default()
+    };
+    skiff_agent::cri::EngineRuntime::new(std::sync::Arc::new(e), bridge, registry)
 }
 
 /// Objects the pod refers to; records the events the agent reports.
@@ -334,12 +346,14 @@ fn a_two_container_pod_with_an_init_container_and_shared_volumes() {
         node: &node,
         lookup: &objects,
         events: &objects,
+        puller: &skiff_agent::pull::ImagePuller::new(Default::default()),
         init_progress: &|_, _| {},
     };
     let running = start_pod(&cx, &pod).unwrap();
     assert_eq!(running.containers.len(), 2);
     let events = objects.events.lock().unwrap().clone();
-    // `busybox` means :latest, pull policy Always: no registry, so the local image runs with a warning.
+    // `busybox` means :latest, pull policy Always: docker.io is a dead loopback mirror here,
+    // so the local image runs with a warning (the air-gapped rule).
     for want in [
         "Failed prepare",
         "Created prepare",

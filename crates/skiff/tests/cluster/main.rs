@@ -9,6 +9,7 @@ mod nodes;
 mod objects;
 mod podnet;
 mod pods;
+mod pulls;
 mod services;
 mod streaming;
 mod workloads;
