@@ -246,7 +246,9 @@ fn digest_hex(d: &str) -> Result<&str> {
     }
 }
 
-/// A reader that may be gzip-compressed (sniffed by magic bytes).
+/// A reader that may be gzip- or zstd-compressed (sniffed by magic bytes). zstd frames
+/// are decoded with the library's default window limit (128 MiB), so a hostile layer
+/// cannot make the decoder allocate more.
 pub(crate) fn maybe_gunzip<'a>(r: impl Read + 'a) -> Result<Box<dyn Read + 'a>> {
     let mut br = std::io::BufReader::new(r);
     let head =
@@ -254,7 +256,9 @@ pub(crate) fn maybe_gunzip<'a>(r: impl Read + 'a) -> Result<Box<dyn Read + 'a>> 
     if head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b {
         Ok(Box::new(flate2::read::MultiGzDecoder::new(br)))
     } else if head.len() >= 4 && head[..4] == [0x28, 0xb5, 0x2f, 0xfd] {
-        Err(ImageError::Unsupported("zstd-compressed content".into()))
+        let d = zstd::stream::read::Decoder::with_buffer(br)
+            .map_err(|e| ImageError::io("starting the zstd decoder", e))?;
+        Ok(Box::new(d))
     } else {
         Ok(Box::new(br))
     }

@@ -355,6 +355,9 @@ pub async fn push(
                 .layer_sources(&diff_id)
                 .into_iter()
                 .filter(|s| s.repository.starts_with(&host_prefix))
+                // A schema 2 manifest has no zstd layer type: such blobs are not reused,
+                // the layer is pushed gzip'd.
+                .filter(|s| !s.media_type.ends_with("+zstd"))
                 .collect();
             // 1. A blob this layer is known as, already in the repository or mountable.
             for s in &known {
