@@ -1,23 +1,25 @@
 #!/usr/bin/env bash
 # Benchmark (not a test): pulling an image from a local registry into an empty store,
-# skiff against skopeo + umoci, side by side in one run (issue 14).
+# skiff against podman and against skopeo + umoci, side by side in one run (issue 14).
 #   The image: made here, FROM scratch with LAYERS layers of LAYER_MB MiB each (half
 #   random bytes, half base64 text, so gzip does some work), pushed by skiff to
 #   Debian's docker-registry (Distribution 2.8) on a loopback port.
 #   skiff:          skiff --root <fresh> pull -q REF           (download, verify, unpack)
+#   podman:         podman --root <fresh> --storage-driver overlay pull -q REF
 #   skopeo + umoci: skopeo copy docker://REF oci:<fresh>:x && umoci unpack --image … bundle
 #   re-pull:        skiff pull again with every layer present (manifest + config only)
-# ROUNDS rounds, the two peers alternating which goes first; wall time from outside
+# ROUNDS rounds, the order of the three rotating; wall time from outside
 # the process and peak RSS, both by GNU time. `sync` and a dropped page cache before
 # each timed run, so neither peer reads what the other just wrote.
-# Usage: sudo bench/pull.sh   (root; installs docker-registry, skopeo, umoci)
+# Usage: sudo bench/pull.sh   (root; installs docker-registry, skopeo, umoci, podman)
 # Env: SKIFF_BIN (else this tree is built in release), ROUNDS (5), LAYERS (10),
 #      LAYER_MB (20), REPULLS (10).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS="${ROUNDS:-5}" LAYERS="${LAYERS:-10}" LAYER_MB="${LAYER_MB:-20}" REPULLS="${REPULLS:-10}"
-for p in docker-registry:docker-registry skopeo:skopeo umoci:umoci time:/usr/bin/time; do
-  command -v "${p#*:}" >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${p%%:*}" >/dev/null
+for p in docker-registry:docker-registry skopeo:skopeo umoci:umoci time:/usr/bin/time podman:podman; do
+  command -v "${p#*:}" >/dev/null ||
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${p%%:*}" >/dev/null
 done
 if [ -z "${SKIFF_BIN:-}" ]; then
   export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/skiff-target}"
@@ -36,7 +38,15 @@ cleanup() {
   for r in "$W"/seed "$W"/skiff-*; do
     [ -d "$r" ] && "$SKIFF" --root "$r" rmi -f "$REF" >/dev/null 2>&1
   done
+  podman_clean
   rm -rf "$W"
+}
+podman_clean() {
+  if [ -d "$W/podman" ]; then
+    podman --root "$W/podman" --runroot "$W/podman-run" --storage-driver overlay rmi -a -f >/dev/null 2>&1
+    { grep -o " $W/podman[^ ]*" /proc/mounts || true; } | sort -r | while read -r m; do umount -l "$m"; done
+    rm -rf "$W/podman" "$W/podman-run"
+  fi
 }
 trap cleanup EXIT
 
@@ -86,6 +96,12 @@ run_skiff() {
   fresh
   timed "$SKIFF" --root "$W/skiff-$1" pull -q "$REF"
 }
+run_podman() {
+  podman_clean
+  fresh
+  timed podman --root "$W/podman" --runroot "$W/podman-run" --storage-driver overlay \
+    pull -q --tls-verify=false "$REF"
+}
 run_peer() {
   rm -rf "$W/oci" "$W/bundle"
   fresh
@@ -97,13 +113,13 @@ run_peer() {
 }
 
 echo "pull benchmark: $LAYERS layers x $LAYER_MB MiB ($(numfmt --to=iec "$compressed") in the registry), $ROUNDS rounds, $(nproc) cores"
-: >"$W/skiff.txt"; : >"$W/peer.txt"
+: >"$W/skiff.txt"; : >"$W/peer.txt"; : >"$W/podman.txt"
 for r in $(seq 1 "$ROUNDS"); do
-  if [ $((r % 2)) -eq 1 ]; then
-    run_skiff "$r" >>"$W/skiff.txt"; run_peer >>"$W/peer.txt"
-  else
-    run_peer >>"$W/peer.txt"; run_skiff "$r" >>"$W/skiff.txt"
-  fi
+  case $((r % 3)) in
+  1) run_skiff "$r" >>"$W/skiff.txt"; run_podman >>"$W/podman.txt"; run_peer >>"$W/peer.txt" ;;
+  2) run_podman >>"$W/podman.txt"; run_peer >>"$W/peer.txt"; run_skiff "$r" >>"$W/skiff.txt" ;;
+  0) run_peer >>"$W/peer.txt"; run_skiff "$r" >>"$W/skiff.txt"; run_podman >>"$W/podman.txt" ;;
+  esac
   "$SKIFF" --root "$W/skiff-$r" rmi -f "$REF" >/dev/null 2>&1 || true
   [ "$r" -lt "$ROUNDS" ] && rm -rf "$W/skiff-$r"
 done
@@ -122,11 +138,14 @@ stats() { # file column -> "median min max"
 }
 read -r sm smin smax < <(stats "$W/skiff.txt" 1)
 read -r pm pmin pmax < <(stats "$W/peer.txt" 1)
+read -r qm qmin qmax < <(stats "$W/podman.txt" 1)
+read -r qr _ _ < <(stats "$W/podman.txt" 2)
 read -r sr _ _ < <(stats "$W/skiff.txt" 2)
 read -r pr _ _ < <(stats "$W/peer.txt" 2)
 read -r rm rmin rmax < <(stats "$W/repull.txt" 1)
 printf "%-28s %10s %10s %10s %14s\n" "" "median s" "min s" "max s" "peak RSS MiB"
 printf "%-28s %10s %10s %10s %14d\n" "skiff pull" "$sm" "$smin" "$smax" $((sr / 1024))
+printf "%-28s %10s %10s %10s %14d\n" "podman pull" "$qm" "$qmin" "$qmax" $((qr / 1024))
 printf "%-28s %10s %10s %10s %14d\n" "skopeo copy + umoci unpack" "$pm" "$pmin" "$pmax" $((pr / 1024))
-awk -v s="$sm" -v p="$pm" 'BEGIN{printf "ratio peer/skiff (median): %.2f\n", p/s}'
+awk -v s="$sm" -v p="$pm" -v q="$qm" 'BEGIN{printf "ratio peer/skiff (medians): podman %.2f, skopeo+umoci %.2f\n", q/s, p/s}'
 echo "skiff re-pull, every layer present: median ${rm} ms (min ${rmin}, max ${rmax}; $REPULLS runs, whole command)"
