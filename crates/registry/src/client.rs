@@ -156,6 +156,16 @@ fn unreachable(url: &str, e: impl std::fmt::Display) -> Error {
     }
 }
 
+/// Whether `url` is on the registry at `base` (`https://host:port`): the same scheme,
+/// host and port, not merely the same prefix (`host:5000` is not `host:50001`, nor is
+/// `registry.example.com` `registry.example.com.evil`). Credentials go nowhere else.
+fn same_origin(url: &str, base: &str) -> bool {
+    url == base
+        || url
+            .strip_prefix(base)
+            .is_some_and(|rest| rest.starts_with('/') || rest.starts_with('?'))
+}
+
 /// Walks an error's sources into one line (hyper's outer errors say little).
 fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut parts = vec![e.to_string()];
@@ -483,7 +493,7 @@ impl Registry {
         let mut retried = false;
         let mut redirects = 0;
         loop {
-            let same_host = url.starts_with(&self.base);
+            let same_host = same_origin(&url, &self.base);
             let a = if same_host { auth.as_ref() } else { None };
             let resp = self
                 .send_raw(method.clone(), &url, headers, body.clone(), a)
@@ -637,6 +647,28 @@ pub(crate) async fn status_error(resp: Response<Incoming>) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_follow_redirects_only_to_the_same_origin() {
+        let base = "http://127.0.0.1:5000";
+        assert!(same_origin(
+            "http://127.0.0.1:5000/v2/x/blobs/sha256:1",
+            base
+        ));
+        assert!(same_origin("http://127.0.0.1:5000", base));
+        assert!(!same_origin("http://127.0.0.1:50001/v2/", base));
+        assert!(!same_origin("https://127.0.0.1:5000/v2/", base));
+        let base = "https://registry.example.com";
+        assert!(!same_origin(
+            "https://registry.example.com.evil.test/v2/",
+            base
+        ));
+        assert!(!same_origin(
+            "https://registry.example.com@evil.test/v2/",
+            base
+        ));
+        assert!(same_origin("https://registry.example.com/v2/?n=1", base));
+    }
 
     #[test]
     fn challenges() {
