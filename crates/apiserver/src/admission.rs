@@ -15,6 +15,9 @@
 
 use serde_json::{json, Map, Value};
 
+mod plugins;
+pub use plugins::Plugins;
+
 use crate::admit::{Admission, Objects};
 use crate::error::ApiError;
 use crate::options::ListOptions;
@@ -31,11 +34,31 @@ use crate::error::ApiResult;
 /// [`crate::quota`]).
 pub struct Chain {
     pod_security: crate::podsecurity::Config,
+    /// The optional plugins turned on (`--enable-admission-plugins`).
+    plugins: Plugins,
 }
 
 impl Chain {
-    pub fn new(pod_security: crate::podsecurity::Config) -> Chain {
-        Chain { pod_security }
+    pub fn new(pod_security: crate::podsecurity::Config, plugins: Plugins) -> Chain {
+        Chain {
+            pod_security,
+            plugins,
+        }
+    }
+
+    /// DenyServiceExternalIPs, when on: no Service gains an external IP.
+    fn deny_external_ips(&self, res: &Resource, old: Option<&Value>, new: &Value) -> ApiResult<()> {
+        if self.plugins.deny_service_external_ips
+            && is(res, "services")
+            && plugins::external_ips_denied(old, new)
+        {
+            return Err(forbidden(
+                "services",
+                new,
+                "Use of external IPs is denied by admission control",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -50,12 +73,16 @@ impl Admission for Chain {
         obj: &mut Value,
     ) -> ApiResult<()> {
         // Each plugin admits only the kinds it is about.
+        if self.plugins.always_pull_images && is(res, "pods") {
+            plugins::always_pull(obj);
+        }
         limit_ranger(reg, res, obj).await?;
         service_account(reg, res, obj).await?;
         priority(reg, res, obj).await?;
         default_storage_class(reg, res, obj).await?;
         in_use_protection(res, obj);
         crate::podsecurity::admit(reg, &self.pod_security, res, None, obj).await?;
+        self.deny_external_ips(res, None, obj)?;
         crate::quota::admit(reg, res, obj).await
     }
 
@@ -69,6 +96,12 @@ impl Admission for Chain {
         new: &Value,
     ) -> ApiResult<()> {
         limit_ranger_update(reg, res, old, new).await?;
+        if self.plugins.always_pull_images && is(res, "pods") {
+            if let Some(why) = plugins::pull_policy_weakened(new) {
+                return Err(forbidden("pods", new, &why));
+            }
+        }
+        self.deny_external_ips(res, Some(old), new)?;
         crate::podsecurity::admit(reg, &self.pod_security, res, Some(old), new).await?;
         crate::quota::admit_update(reg, res, old, new).await
     }

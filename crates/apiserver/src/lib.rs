@@ -61,6 +61,7 @@
 #![allow(rustdoc::private_intra_doc_links)]
 
 mod admission;
+pub use admission::Plugins as AdmissionPlugins;
 mod admit;
 mod alloc;
 mod authn;
@@ -158,6 +159,8 @@ pub struct ServerConfig {
     /// `--admission-control-config-file`: an AdmissionConfiguration with the
     /// PodSecurity plugin's defaults and exemptions ([`podsecurity`]).
     pub admission_control_config_file: Option<PathBuf>,
+    /// The optional admission plugins turned on (`--enable-admission-plugins`).
+    pub admission_plugins: AdmissionPlugins,
     /// The cluster's network settings (`--cluster-cidr`, `--service-cidr`,
     /// `--cluster-dns`, `--cluster-domain`, `--service-node-port-range`).
     pub network: skiff_meta::netconf::ClusterNetwork,
@@ -203,6 +206,7 @@ impl Default for ServerConfig {
             token_auth_file: None,
             min_token_expiration_seconds: validation::DEFAULT_MIN_TOKEN_EXPIRATION,
             admission_control_config_file: None,
+            admission_plugins: Default::default(),
             network: Default::default(),
         }
     }
@@ -339,7 +343,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer> {
     let signer = csr::Signer::new(&pki.ca_cert_pem, &pki.ca_key_pem()?)?;
     let registry = registry::Registry::new(store.clone())
         .with_root_ca(&pki.ca_cert_pem)
-        .with_admission(Arc::new(admission::Chain::new(pod_security)))
+        .with_admission(Arc::new(admission::Chain::new(
+            pod_security,
+            config.admission_plugins,
+        )))
         .with_after_write(Arc::new(quota::Refresh))
         .with_network(config.network.clone());
     bootstrap(&registry, &config.network, port).await?;

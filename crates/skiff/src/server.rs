@@ -105,18 +105,31 @@ pub struct ServerFlags {
     /// (the PodSecurity plugin's defaults and exemptions).
     #[arg(long = "admission-control-config-file")]
     pub admission_control_config_file: Option<PathBuf>,
+    /// kube-apiserver's optional admission plugins to run, by name:
+    /// DenyServiceExternalIPs, AlwaysPullImages (the default ones always run).
+    #[arg(long = "enable-admission-plugins", value_delimiter = ',')]
+    pub enable_admission_plugins: Vec<String>,
+    /// Optional admission plugins to turn off again.
+    #[arg(long = "disable-admission-plugins", value_delimiter = ',')]
+    pub disable_admission_plugins: Vec<String>,
     /// k3s's pass-through of kube-apiserver flags, `name=value`; skiff takes
-    /// `admission-control-config-file=FILE` and refuses any other.
+    /// `admission-control-config-file=FILE`, `enable-admission-plugins=A,B` and
+    /// `disable-admission-plugins=A,B`, and refuses any other.
     #[arg(long = "kube-apiserver-arg")]
     pub kube_apiserver_arg: Vec<String>,
     #[command(flatten)]
     pub log: crate::logging::LogFlags,
 }
 
-/// The `--admission-control-config-file`, given directly or as k3s's
-/// `--kube-apiserver-arg=admission-control-config-file=FILE`.
-fn admission_config_file(f: &ServerFlags) -> Result<Option<PathBuf>> {
+/// The `--admission-control-config-file` and the optional plugins, given directly or as
+/// k3s's `--kube-apiserver-arg=NAME=VALUE`.
+fn admission_flags(
+    f: &ServerFlags,
+) -> Result<(Option<PathBuf>, skiff_apiserver::AdmissionPlugins)> {
     let mut file = f.admission_control_config_file.clone();
+    let mut enable = f.enable_admission_plugins.clone();
+    let mut disable = f.disable_admission_plugins.clone();
+    let list = |v: &str| v.split(',').map(str::to_string).collect::<Vec<_>>();
     for arg in &f.kube_apiserver_arg {
         let (name, value) = arg
             .trim_start_matches('-')
@@ -132,14 +145,18 @@ fn admission_config_file(f: &ServerFlags) -> Result<Option<PathBuf>> {
                 }
                 file = Some(PathBuf::from(value));
             }
+            "enable-admission-plugins" => enable.extend(list(value)),
+            "disable-admission-plugins" => disable.extend(list(value)),
             _ => {
                 return Err(anyhow!(
-                    "--kube-apiserver-arg {arg}: not supported (skiff takes only admission-control-config-file=FILE)"
+                    "--kube-apiserver-arg {arg}: not supported (skiff takes admission-control-config-file=FILE, enable-admission-plugins=A,B and disable-admission-plugins=A,B)"
                 ))
             }
         }
     }
-    Ok(file)
+    let plugins =
+        skiff_apiserver::AdmissionPlugins::from_flags(&enable, &disable).map_err(|e| anyhow!(e))?;
+    Ok((file, plugins))
 }
 
 /// The packaged components `--disable` turned off.
@@ -206,7 +223,7 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
     } else {
         Some(agent_config(&f, engine, &network)?)
     };
-    let admission_control_config_file = admission_config_file(&f)?;
+    let (admission_control_config_file, admission_plugins) = admission_flags(&f)?;
     let node_ip_flag = f
         .node_ip
         .as_deref()
@@ -253,6 +270,7 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
         token_auth_file: f.token_auth_file,
         min_token_expiration_seconds: f.min_token_expiration.as_secs() as i64,
         admission_control_config_file,
+        admission_plugins,
         network,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()

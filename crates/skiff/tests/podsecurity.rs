@@ -1,7 +1,8 @@
 //! PodSecurity in `skiff server` as a user starts it: the AdmissionConfiguration given
 //! with k3s's `--kube-apiserver-arg=admission-control-config-file=FILE`, a bad one
 //! refusing to start, and pods that controllers create refused too, the refusal shown
-//! in the controllers' `FailedCreate` events as kube-controller-manager records them.
+//! in the controllers' `FailedCreate` events as kube-controller-manager records them;
+//! and the optional plugins DenyServiceExternalIPs and AlwaysPullImages.
 // A test: a panic is its failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -92,7 +93,7 @@ fn controllers_pods_are_refused_with_failed_create_events() {
     );
     let err = refused(dir, &["--kube-apiserver-arg=audit-log-path=/tmp/x".into()]);
     assert!(
-        err.contains("--kube-apiserver-arg audit-log-path=/tmp/x: not supported (skiff takes only admission-control-config-file=FILE)"),
+        err.contains("--kube-apiserver-arg audit-log-path=/tmp/x: not supported (skiff takes admission-control-config-file=FILE, enable-admission-plugins=A,B and disable-admission-plugins=A,B)"),
         "{err}"
     );
 
@@ -148,4 +149,77 @@ fn controllers_pods_are_refused_with_failed_create_events() {
     );
     let (_, pods, _) = kubectl(dir, &["get", "pods", "-o", "name"]);
     assert!(pods.trim().is_empty(), "{pods}");
+}
+
+#[test]
+fn optional_plugins_deny_external_ips_and_always_pull() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    // Names skiff does not have, or cannot turn off: no server.
+    let err = refused(
+        dir,
+        &["--enable-admission-plugins=ImagePolicyWebhook".into()],
+    );
+    assert!(
+        err.contains(
+            "--enable-admission-plugins: plugin \"ImagePolicyWebhook\" is not built into skiff"
+        ),
+        "{err}"
+    );
+    let err = refused(
+        dir,
+        &["--kube-apiserver-arg=disable-admission-plugins=ServiceAccount".into()],
+    );
+    assert!(err.contains("skiff always runs ServiceAccount"), "{err}");
+
+    let _server = Server::start(server(
+        dir,
+        &["--kube-apiserver-arg=enable-admission-plugins=NodeRestriction,DenyServiceExternalIPs,AlwaysPullImages".into()],
+    ));
+    let f = dir.join("obj.yaml");
+    let apply = |yaml: &str| {
+        std::fs::write(&f, yaml).unwrap();
+        kubectl(dir, &["apply", "-f", f.to_str().unwrap()])
+    };
+    // CVE-2020-8554: no Service may claim an outside address as its own.
+    let (ok, _, err) = apply("apiVersion: v1\nkind: Service\nmetadata:\n  name: grab\nspec:\n  ports: [{port: 53, protocol: UDP}]\n  externalIPs: [192.0.2.53]\n");
+    assert!(!ok);
+    assert!(
+        err.contains(
+            "services \"grab\" is forbidden: Use of external IPs is denied by admission control"
+        ),
+        "{err}"
+    );
+    let (ok, _, err) = apply(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: plain\nspec:\n  ports: [{port: 80}]\n",
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = kubectl(
+        dir,
+        &[
+            "patch",
+            "service",
+            "plain",
+            "-p",
+            "{\"spec\":{\"externalIPs\":[\"192.0.2.80\"]}}",
+        ],
+    );
+    assert!(
+        !ok && err.contains("Use of external IPs is denied"),
+        "{err}"
+    );
+    // Every new pod pulls, whatever it asked for.
+    let (ok, _, err) = apply("apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: c\n    image: busybox:1.36\n    imagePullPolicy: Never\n");
+    assert!(ok, "{err}");
+    let (_, out, _) = kubectl(
+        dir,
+        &[
+            "get",
+            "pod",
+            "p",
+            "-o",
+            "jsonpath={.spec.containers[0].imagePullPolicy}",
+        ],
+    );
+    assert_eq!(out, "Always");
 }
