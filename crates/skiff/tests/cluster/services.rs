@@ -489,3 +489,76 @@ fn cleanup_stops_the_nodes_pods_and_removes_its_rules_and_bridge() {
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stdout).contains("stopped 0 pod(s)"));
 }
+
+#[test]
+fn an_agent_restart_keeps_connections_through_a_cluster_ip_and_resyncs() {
+    let mut c = Cluster::start(Root::with_busybox(EXE));
+    c.wait_for(&["get", "nodes"], " Ready ", 20);
+    let cidr = c.ok(&[
+        "get",
+        "servicecidr",
+        "kubernetes",
+        "-o",
+        "jsonpath={.spec.cidrs[0]}",
+    ]);
+    c.wait_service_range_covered(&cidr);
+    // An echo server behind a Service.
+    c.apply("apiVersion: v1\nkind: Service\nmetadata:\n  name: echo\nspec:\n  selector: {app: echo}\n  ports: [{port: 7, targetPort: 7007}]\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: echo\n  labels: {app: echo}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"nc\", \"-ll\", \"-p\", \"7007\", \"-e\", \"cat\"]\n");
+    let cip = c.ok(&["get", "svc", "echo", "-o", "jsonpath={.spec.clusterIP}"]);
+    c.wait_for(
+        &["get", "endpointslices", "-l", "kubernetes.io/service-name=echo", "-o", "jsonpath={.items[0].endpoints[*].conditions.ready}"],
+        "true",
+        40,
+    );
+    use std::io::{BufRead, BufReader, Write};
+    let connect = || {
+        let start = std::time::Instant::now();
+        loop {
+            match std::net::TcpStream::connect_timeout(
+                &format!("{cip}:7").parse().unwrap(),
+                std::time::Duration::from_secs(2),
+            ) {
+                Ok(s) => {
+                    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                        .unwrap();
+                    return s;
+                }
+                Err(e) => assert!(
+                    start.elapsed() < std::time::Duration::from_secs(20),
+                    "connect {cip}:7: {e}"
+                ),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    let echo = |s: &mut std::net::TcpStream, r: &mut BufReader<std::net::TcpStream>, word: &str| {
+        s.write_all(format!("{word}\n").as_bytes()).unwrap();
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        assert_eq!(line, format!("{word}\n"));
+    };
+    let mut s = connect();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    echo(&mut s, &mut r, "before");
+    // The agent (with the whole server) stops: its rules stay, the connection lives.
+    c.stop();
+    assert!(
+        std::process::Command::new("nft")
+            .args(["list", "table", "ip", &c.node_table()])
+            .output()
+            .unwrap()
+            .status
+            .success(),
+        "a plain stop removed the node's table"
+    );
+    echo(&mut s, &mut r, "while-stopped");
+    // Started again: it re-syncs its rules over the ones in place; the connection
+    // lives on and new connections work.
+    c.boot();
+    c.wait_for(&["get", "nodes"], " Ready ", 30);
+    c.wait_service_range_covered(&cidr);
+    echo(&mut s, &mut r, "after");
+    let mut s2 = connect();
+    let mut r2 = BufReader::new(s2.try_clone().unwrap());
+    echo(&mut s2, &mut r2, "new");
+}
