@@ -84,10 +84,10 @@ ip -n "$NS" route add local "$EP_RANGE" dev lo
 ip route add "$EP_RANGE" via 10.213.255.2 dev sksvcv0
 # The backends keep no TIME_WAIT. With one client address, the ClusterIP path's
 # masquerade (fully random ports) soon picks a port the backend still holds in
-# TIME_WAIT from an earlier connection, whose timestamps (random per connection)
-# PAWS then refuses: the SYN waits a second for its retransmit. That measures the
-# single client, not the proxy (ClusterIP rounds fell from ~4,000 to ~860/s while
-# the namespace's TcpExtPAWSTimewait rose), so both paths go without.
+# TIME_WAIT from an earlier connection, and PAWS refuses the SYN: it waits a second
+# for its retransmit. That measures the single client, not the proxy (ClusterIP
+# rounds fell from ~4,000 to ~860/s while the namespace's TcpExtPAWSTimewait rose,
+# in the ClusterIP rounds only), so both paths go without.
 ip netns exec "$NS" sysctl -qw net.ipv4.tcp_max_tw_buckets=0
 ip netns exec "$NS" python3 -c '
 import socket
