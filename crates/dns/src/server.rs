@@ -9,11 +9,18 @@
 //! [`Config::tcp_idle_timeout`] without a query. A UDP answer larger than 512 bytes
 //! (or the client's EDNS size, at most ours) goes out empty with TC set; over TCP
 //! the whole answer goes.
+//!
+//! An answer to an A or AAAA question that ends in a CNAME to a name no zone owns
+//! (a Kubernetes ExternalName Service's, say) is completed as CoreDNS completes it:
+//! the target's records of that type are asked of the forwarder (its cache first)
+//! and follow the CNAME; when the forwarder has none, the CNAME goes alone.
 
 use crate::batch::Batch;
 use crate::forward::Forwarder;
 use crate::wire::{self, Policy, Request, REFUSED};
-use crate::zone::{Answer, Zone};
+use crate::zone::{Answer, Query, Zone};
+use hickory_proto::op::Message;
+use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -58,7 +65,67 @@ pub struct Server {
 enum Outcome {
     Reply(Vec<u8>),
     Forward,
+    /// The zone's answer ends in a CNAME out of it: ask the forwarder `query` (for the
+    /// target), append what it answers, then reply.
+    Chase {
+        answer: Box<Answer>,
+        query: Vec<u8>,
+    },
     Drop,
+}
+
+/// How many CNAMEs of a zone's answer are walked to find where it ends.
+const MAX_CNAMES: usize = 16;
+
+/// Where the CNAME chain of `answers`, from `qname`, ends without records of
+/// `qtype`: the last target, if there is a CNAME and nothing answers it.
+/// Names compare by [`crate::table::key`] (case and final dot ignored).
+fn dangling_cname(qname: &str, qtype: RecordType, answers: &[Record]) -> Option<Name> {
+    use crate::table::key;
+    if !answers.iter().any(|r| r.record_type() == RecordType::CNAME) {
+        return None;
+    }
+    let mut at = qname.to_string();
+    let mut last = None;
+    for _ in 0..MAX_CNAMES {
+        if answers
+            .iter()
+            .any(|r| r.record_type() == qtype && key(r.name()) == at)
+        {
+            return None;
+        }
+        let next = answers.iter().find_map(|r| match r.data() {
+            hickory_proto::rr::RData::CNAME(t) if key(r.name()) == at => Some(t.0.clone()),
+            _ => None,
+        });
+        match next {
+            Some(t) => {
+                at = key(&t);
+                last = Some(t);
+            }
+            None => break,
+        }
+    }
+    last
+}
+
+/// `answer` with the answer records of the forwarder's `reply` (to the chased
+/// target) appended; an answer it cannot read, or an error, adds nothing.
+fn with_chased(mut answer: Answer, reply: Option<&[u8]>) -> Answer {
+    let Some(reply) = reply else {
+        return answer;
+    };
+    let Ok(m) = Message::from_vec(reply) else {
+        return answer;
+    };
+    if let Answer::Records { answers, .. } = &mut answer {
+        for r in m.answers() {
+            if !answers.contains(r) {
+                answers.push(r.clone());
+            }
+        }
+    }
+    answer
 }
 
 struct Shared {
@@ -97,9 +164,63 @@ impl Shared {
                     None => Outcome::Forward,
                 },
             },
-            Ok(a) => Outcome::Reply(wire::respond(&req, &a, limit, self.policy)),
+            Ok(a) => match self.chase(&req, &a) {
+                Some(query) => match self.forwarder.as_ref().and_then(|f| {
+                    let q = Request::parse(&query).ok()?;
+                    f.cached(&q, u16::MAX as usize, self.policy)
+                }) {
+                    Some(hit) => {
+                        let a = with_chased(a, Some(&hit));
+                        Outcome::Reply(wire::respond(&req, &a, limit, self.policy))
+                    }
+                    None => Outcome::Chase {
+                        answer: Box::new(a),
+                        query,
+                    },
+                },
+                None => Outcome::Reply(wire::respond(&req, &a, limit, self.policy)),
+            },
         };
         (outcome, limit)
+    }
+
+    /// The query for the forwarder when `answer` to `req` (A or AAAA) ends in a
+    /// CNAME to a name no zone owns and there is a forwarder to ask.
+    fn chase(&self, req: &Request<'_>, answer: &Answer) -> Option<Vec<u8>> {
+        self.forwarder.as_ref()?;
+        let q = req.query();
+        if !matches!(q.qtype, RecordType::A | RecordType::AAAA) {
+            return None;
+        }
+        let Answer::Records { answers, .. } = answer else {
+            return None;
+        };
+        let target = dangling_cname(q.name, q.qtype, answers)?;
+        let name = crate::table::key(&target);
+        let theirs = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.zone.answer(&Query {
+                name: &name,
+                qtype: q.qtype,
+                qclass: DNSClass::IN,
+            })
+        }));
+        matches!(theirs, Ok(Answer::NotMine)).then(|| wire::query_for(&target, q.qtype))
+    }
+
+    /// The reply to `packet` once the forwarder has been asked `query` (`answer`'s
+    /// CNAME target).
+    async fn chased(
+        &self,
+        packet: &[u8],
+        answer: Answer,
+        query: &[u8],
+        limit: usize,
+    ) -> Option<Vec<u8>> {
+        let f = self.forwarder.as_ref()?;
+        let reply = f.resolve(query, u16::MAX as usize, self.policy).await;
+        let req = Request::parse(packet).ok()?;
+        let a = with_chased(answer, reply.as_deref());
+        Some(wire::respond(&req, &a, limit, self.policy))
     }
 }
 
@@ -265,6 +386,17 @@ fn udp_worker(sock: Arc<UdpSocket>, shared: Arc<Shared>, rt: tokio::runtime::Han
                         }
                     });
                 }
+                (Outcome::Chase { answer, query }, limit) => {
+                    let Some(from) = batch.peer(i) else {
+                        continue;
+                    };
+                    let (packet, sock, shared) = (packet.to_vec(), sock.clone(), shared.clone());
+                    rt.spawn(async move {
+                        if let Some(r) = shared.chased(&packet, *answer, &query, limit).await {
+                            let _ = sock.send_to(&r, from);
+                        }
+                    });
+                }
                 (Outcome::Drop, _) => {}
             }
         }
@@ -340,6 +472,12 @@ async fn serve_tcp(mut s: tokio::net::TcpStream, shared: Arc<Shared>, idle: Dura
                     return;
                 };
                 match f.resolve(&msg, limit, shared.policy).await {
+                    Some(r) => r,
+                    None => return,
+                }
+            }
+            (Outcome::Chase { answer, query }, limit) => {
+                match shared.chased(&msg, *answer, &query, limit).await {
                     Some(r) => r,
                     None => return,
                 }

@@ -279,6 +279,19 @@ pub fn put_name(buf: &mut Vec<u8>, name: &Name) {
     buf.push(0);
 }
 
+/// A query for `name` and `qtype` in class IN, recursion desired, id 0, no EDNS:
+/// what the server asks its forwarder when it chases a CNAME out of its zones.
+pub fn query_for(name: &Name, qtype: RecordType) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(HEADER + 64);
+    buf.extend_from_slice(&[0, 0]);
+    buf.extend_from_slice(&RD.to_be_bytes());
+    buf.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+    put_name(&mut buf, name);
+    buf.extend_from_slice(&u16::from(qtype).to_be_bytes());
+    buf.extend_from_slice(&u16::from(DNSClass::IN).to_be_bytes());
+    buf
+}
+
 /// One record; names in its data are written uncompressed. False when hickory cannot
 /// encode the data (the record is then left out).
 fn put_record(buf: &mut Vec<u8>, scratch: &mut Vec<u8>, rec: &Record, qname: &[u8]) -> bool {

@@ -293,3 +293,122 @@ fn loops_through_the_wildcard_address_are_refused_too() {
         ]
     );
 }
+
+/// A zone for `zone.test` with `alias` (CNAME out of it, to `host.example.`),
+/// `inside` (CNAME to `web`, in it) and `web` (A 10.43.0.7).
+fn aliases() -> skiff_dns::Table {
+    use hickory_proto::rr::rdata::CNAME;
+    let apex = Name::from_str("zone.test.").unwrap();
+    let mut t = skiff_dns::Table::with_apex(&apex, skiff_dns::zone::soa(&apex, 1, 5).unwrap());
+    let n = |s: &str| Name::from_str(s).unwrap();
+    t.add(Record::from_rdata(
+        n("alias.zone.test."),
+        5,
+        RData::CNAME(CNAME(n("Host.Example."))),
+    ));
+    t.add(Record::from_rdata(
+        n("inside.zone.test."),
+        5,
+        RData::CNAME(CNAME(n("web.zone.test."))),
+    ));
+    t.add(Record::from_rdata(
+        n("web.zone.test."),
+        5,
+        RData::A(A::new(10, 43, 0, 7)),
+    ));
+    t
+}
+
+/// Answers A questions with `ip` (TTL 20), anything else with no records.
+fn only_a(ip: [u8; 4]) -> Behaviour {
+    Arc::new(move |q: &Message| {
+        let mut r = reply_to(q);
+        if q.queries()[0].query_type() == RecordType::A {
+            let name = q.queries()[0].name().clone();
+            r.add_answer(Record::from_rdata(
+                name,
+                20,
+                RData::A(A::new(ip[0], ip[1], ip[2], ip[3])),
+            ));
+        }
+        Some(r)
+    })
+}
+
+#[test]
+fn a_cname_out_of_the_zone_is_chased_through_the_forwarder() {
+    let up = fake("127.0.0.33", only_a([192, 0, 2, 9]), silent());
+    let srv = Server::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        Arc::new(aliases()),
+        Some(Forwarder::new(vec![up.addr], opts())),
+        Config::default(),
+    )
+    .unwrap()
+    .start()
+    .unwrap();
+    let a = srv.local_addr();
+    let target = Name::from_str("host.example.").unwrap();
+    let check = |m: &Message| {
+        assert_eq!(m.response_code(), ResponseCode::NoError);
+        let got: Vec<(String, RecordType)> = m
+            .answers()
+            .iter()
+            .map(|r| (r.name().to_lowercase().to_string(), r.record_type()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("alias.zone.test.".to_string(), RecordType::CNAME),
+                ("host.example.".to_string(), RecordType::A)
+            ]
+        );
+        assert_eq!(m.answers()[1].data(), &RData::A(A::new(192, 0, 2, 9)));
+        assert_eq!(m.answers()[1].name(), &target);
+    };
+    check(&udp(a, &query(1, "alias.zone.test.", RecordType::A, None)));
+    assert_eq!(up.udp_queries.load(Ordering::SeqCst), 1);
+    // The target's answer is cached: the next ones, over UDP and TCP, ask no one.
+    check(&udp(
+        a,
+        &query(2, "ALIAS.zone.test.", RecordType::A, Some(1232)),
+    ));
+    check(&tcp(a, &query(3, "alias.zone.test.", RecordType::A, None)));
+    assert_eq!(up.udp_queries.load(Ordering::SeqCst), 1);
+    // The target without such records: the CNAME alone.
+    let m = udp(a, &query(4, "alias.zone.test.", RecordType::AAAA, None));
+    assert_eq!(m.response_code(), ResponseCode::NoError);
+    assert_eq!(m.answers().len(), 1);
+    assert_eq!(m.answers()[0].record_type(), RecordType::CNAME);
+    assert_eq!(up.udp_queries.load(Ordering::SeqCst), 2);
+    // Other types, and CNAMEs the zone answers itself, are not forwarded.
+    let m = udp(a, &query(5, "alias.zone.test.", RecordType::CNAME, None));
+    assert_eq!(m.answers().len(), 1);
+    let m = udp(a, &query(6, "inside.zone.test.", RecordType::A, None));
+    assert_eq!(m.answers().len(), 2);
+    assert_eq!(m.answers()[1].data(), &RData::A(A::new(10, 43, 0, 7)));
+    assert_eq!(up.udp_queries.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn a_chased_cname_goes_alone_when_upstreams_fail() {
+    let up = fake("127.0.0.34", silent(), silent());
+    let srv = Server::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        Arc::new(aliases()),
+        Some(Forwarder::new(vec![up.addr], opts())),
+        Config::default(),
+    )
+    .unwrap()
+    .start()
+    .unwrap();
+    let started = Instant::now();
+    let m = udp(
+        srv.local_addr(),
+        &query(7, "alias.zone.test.", RecordType::A, None),
+    );
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    assert_eq!(m.response_code(), ResponseCode::NoError);
+    assert_eq!(m.answers().len(), 1);
+    assert_eq!(m.answers()[0].record_type(), RecordType::CNAME);
+}

@@ -11,7 +11,10 @@
 //!   additionals;
 //! - PTR for ClusterIPs and headless endpoints' addresses; other reverse names are
 //!   not the zone's (forwarded);
-//! - ExternalName: a CNAME to the external name;
+//! - ExternalName: a CNAME to the external name; for A and AAAA questions, when the
+//!   target is inside the zone, the target's records follow it (CoreDNS chases such
+//!   CNAMEs itself; a target outside the zone is chased by the server through its
+//!   forwarder, see skiff-dns's `server`);
 //! - `<a>-<b>-<c>-<d>.<ns>.pod.<zone>` A: the address in the name, when the namespace
 //!   exists;
 //! - `dns-version.<zone>` TXT `1.1.0`.
@@ -31,6 +34,9 @@ use std::net::Ipv4Addr;
 
 /// CoreDNS's default TTL for cluster records.
 pub const TTL: u32 = 5;
+
+/// How many CNAMEs in a row are followed inside the zone.
+const MAX_CHASE: usize = 8;
 
 /// What a record holds.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -399,6 +405,41 @@ impl ClusterZone {
         })
     }
 
+    /// Follow a CNAME answer while its target is in the zone, appending each target's
+    /// records of `qtype` (and its CNAME, to go on); a target outside the zone, or
+    /// one without such records, ends the chain.
+    fn chase(&self, answers: &mut Vec<Record>, qtype: QType) {
+        for _ in 0..MAX_CHASE {
+            let Some(RData::Cname(target)) = answers.last().map(|r| &r.data) else {
+                return;
+            };
+            let target = target.clone();
+            if !self.in_zone(&target) {
+                return;
+            }
+            let found: Vec<Record> = match self.records.get(&target) {
+                Some(rs) => rs
+                    .iter()
+                    .filter(|r| {
+                        matches!(
+                            (&r.data, qtype),
+                            (RData::A(_), QType::A) | (RData::Cname(_), _)
+                        )
+                    })
+                    .cloned()
+                    .collect(),
+                None if qtype == QType::A => self.pod_record(&target).into_iter().collect(),
+                None => Vec::new(),
+            };
+            if found.is_empty() || found.iter().any(|r| answers.contains(r)) {
+                return;
+            }
+            let mut found = found;
+            found.sort();
+            answers.extend(found);
+        }
+    }
+
     fn pick(&self, rs: &[Record], qtype: QType) -> Answer {
         let want = |r: &Record| match (&r.data, qtype) {
             (_, QType::Any) => true,
@@ -415,6 +456,9 @@ impl ClusterZone {
             return Answer::NoData;
         }
         answers.sort();
+        if matches!(qtype, QType::A | QType::Aaaa) {
+            self.chase(&mut answers, qtype);
+        }
         let mut additionals = Vec::new();
         for r in &answers {
             if let RData::Srv { target, .. } = &r.data {
@@ -636,6 +680,80 @@ mod tests {
                 soa.minimum
             ),
             ("ns.dns.cluster.local", "hostmaster.cluster.local", 7, 5)
+        );
+    }
+
+    #[test]
+    fn external_names_inside_the_zone_are_chased() {
+        let ext = |name: &str, target: &str| {
+            svc(json!({"metadata": {"name": name, "namespace": "team"},
+                "spec": {"type": "ExternalName", "externalName": target}}))
+        };
+        let services = vec![
+            svc(json!({"metadata": {"name": "web", "namespace": "default"},
+                "spec": {"clusterIP": "10.43.12.34"}})),
+            ext("alias", "Web.Default.svc.cluster.local."),
+            ext("twice", "alias.team.svc.cluster.local"),
+            ext("pod", "10-42-0-9.default.pod.cluster.local"),
+            ext("gone", "nothere.default.svc.cluster.local"),
+            ext("outside", "db.example.com"),
+            ext("loop-a", "loop-b.team.svc.cluster.local"),
+            ext("loop-b", "loop-a.team.svc.cluster.local"),
+        ];
+        let z = ClusterZone::build(
+            "cluster.local",
+            &services,
+            &[],
+            &["default".into(), "team".into()],
+            1,
+        );
+        let web = RData::A(Ipv4Addr::new(10, 43, 12, 34));
+        let to = |n: &str| RData::Cname(n.into());
+        assert_eq!(
+            answers_of(&z, "alias.team.svc.cluster.local", QType::A),
+            [to("web.default.svc.cluster.local"), web.clone()]
+        );
+        assert_eq!(
+            answers_of(&z, "twice.team.svc.cluster.local", QType::A),
+            [
+                to("alias.team.svc.cluster.local"),
+                to("web.default.svc.cluster.local"),
+                web
+            ]
+        );
+        assert_eq!(
+            answers_of(&z, "pod.team.svc.cluster.local", QType::A),
+            [
+                to("10-42-0-9.default.pod.cluster.local"),
+                RData::A(Ipv4Addr::new(10, 42, 0, 9))
+            ]
+        );
+        // No AAAA at the target: the CNAME alone (CoreDNS's answer too).
+        assert_eq!(
+            answers_of(&z, "alias.team.svc.cluster.local", QType::Aaaa),
+            [to("web.default.svc.cluster.local")]
+        );
+        // Asked for the CNAME itself: not chased.
+        assert_eq!(
+            answers_of(&z, "alias.team.svc.cluster.local", QType::Cname),
+            [to("web.default.svc.cluster.local")]
+        );
+        // A missing target, a target outside the zone (the server's forwarder chases
+        // that one), and a loop end the chain.
+        assert_eq!(
+            answers_of(&z, "gone.team.svc.cluster.local", QType::A),
+            [to("nothere.default.svc.cluster.local")]
+        );
+        assert_eq!(
+            answers_of(&z, "outside.team.svc.cluster.local", QType::A),
+            [to("db.example.com")]
+        );
+        assert_eq!(
+            answers_of(&z, "loop-a.team.svc.cluster.local", QType::A),
+            [
+                to("loop-b.team.svc.cluster.local"),
+                to("loop-a.team.svc.cluster.local")
+            ]
         );
     }
 }

@@ -321,7 +321,7 @@ fn pods_resolve_cluster_names_and_the_nodes_upstream() {
     );
     assert_eq!(dns, format!("{}.10", cidr.rsplit_once('.').unwrap().0));
     c.apply(WEB);
-    c.apply("apiVersion: v1\nkind: Service\nmetadata:\n  name: nginx\nspec:\n  clusterIP: None\n  selector:\n    app: web\n  ports:\n  - name: http\n    port: 80\n    targetPort: http\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: db\nspec:\n  type: ExternalName\n  externalName: upstream.test\n");
+    c.apply("apiVersion: v1\nkind: Service\nmetadata:\n  name: nginx\nspec:\n  clusterIP: None\n  selector:\n    app: web\n  ports:\n  - name: http\n    port: 80\n    targetPort: http\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: db\nspec:\n  type: ExternalName\n  externalName: upstream.test\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: alias\nspec:\n  type: ExternalName\n  externalName: web.default.svc.cluster.local\n");
     c.apply(&web_pod("web-a"));
     let web = c.ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
     let pod_ip = c.wait_for(
@@ -338,7 +338,8 @@ fn pods_resolve_cluster_names_and_the_nodes_upstream() {
     // A headless Service: the ready pod's address.
     let headless = c.wait_for(&["exec", "web-a", "--", "nslookup", "nginx"], &pod_ip, 20);
     assert!(headless.contains(&pod_ip), "{headless}");
-    // ExternalName: a CNAME to the external name.
+    // ExternalName: a CNAME to the external name, and the name's address from the
+    // node's upstream (dnsmasq) after it.
     let ext = c.wait_for(
         &[
             "exec",
@@ -351,6 +352,24 @@ fn pods_resolve_cluster_names_and_the_nodes_upstream() {
         20,
     );
     assert!(ext.contains("canonical name = upstream.test"), "{ext}");
+    assert!(ext.contains("192.0.2.80"), "{ext}");
+    // ExternalName naming another Service: the CNAME, then that Service's address.
+    let alias = c.wait_for(
+        &[
+            "exec",
+            "web-a",
+            "--",
+            "nslookup",
+            "alias.default.svc.cluster.local",
+        ],
+        "canonical name",
+        20,
+    );
+    assert!(
+        alias.contains("canonical name = web.default.svc.cluster.local"),
+        "{alias}"
+    );
+    assert!(alias.contains(&web), "{alias}");
     // A name outside the cluster, from the node's upstream (dnsmasq).
     assert!(lookup("upstream.test").contains("192.0.2.80"));
     // SRV for the named port.
