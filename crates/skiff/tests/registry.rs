@@ -1209,6 +1209,38 @@ fn registries_yaml_mirrors_fall_back_rewrite_and_authenticate() {
     );
     assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
 
+    // A registry whose only mirror is dead falls back to the registry itself (the
+    // default endpoint; the test roots disable it only beside docker.io's mirror).
+    std::fs::write(
+        &yaml,
+        format!(
+            "mirrors:\n  \"{host}\":\n    endpoint: [\"http://127.0.0.1:{dead}\"]\nconfigs:\n  \"{host}\":\n    auth: {{username: alice, password: s3cret-pw}}\n",
+            host = reg.host
+        ),
+    )
+    .unwrap();
+    let d = Root::new(EXE);
+    let o = d
+        .cmd(&[
+            "--private-registry",
+            yaml.to_str().unwrap(),
+            "pull",
+            &format!("{}/library/mirrored:v1", reg.host),
+        ])
+        .env("DOCKER_CONFIG", cfg.path())
+        .env_remove("SKIFF_DISABLE_DEFAULT_REGISTRY_ENDPOINT")
+        .output()
+        .unwrap();
+    ok(&no_secrets(o), "fallback to the registry itself");
+    // With the default endpoint disabled, the dead mirror is all there is.
+    let o = run(&d, &["pull", &format!("{}/hub/rewritten:v1", reg.host)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains(&format!("127.0.0.1:{dead}")),
+        "{}",
+        stderr(&o)
+    );
+
     // Without the credentials the mirror refuses: the error says so.
     std::fs::write(
         &yaml,
