@@ -2,10 +2,11 @@
 //! discovery, read from the API) for the garbage collector and the namespace
 //! controller, then pod CIDR allocation and the persistent-volume pass (which bind by
 //! what they read, so they read the API, not a cache that may lag their own writes).
-//! Whenever a namespace, service account, ConfigMap, Service, pod, Endpoints,
-//! EndpointSlice, node, node Lease, PodDisruptionBudget or pod controller changes (and
-//! every second): the service-account and root-CA, endpoints, ServiceLB,
-//! disruption-budget and node-lifecycle passes, over the shared caches.
+//! Whenever a Service, pod, Endpoints, EndpointSlice, node, node Lease,
+//! PodDisruptionBudget or pod controller changes (and every second): the endpoints,
+//! ServiceLB, disruption-budget and node-lifecycle passes, over the shared caches.
+//! (Service accounts and the root CA are a per-namespace controller of their own,
+//! `serviceaccounts`.)
 
 use crate::gc::{self, Resources};
 use kube::Client;
@@ -94,8 +95,8 @@ pub async fn run(
 /// expire with time alone).
 const CACHED_RESYNC: Duration = Duration::from_secs(1);
 
-/// The passes that read only the shared caches (service accounts and the root CA,
-/// endpoints, node lifecycle): run whenever one of the kinds they read changes, and
+/// The passes that read only the shared caches (endpoints, ServiceLB, cluster DNS
+/// endpoints, disruption budgets, node lifecycle): run whenever one of the kinds they read changes, and
 /// every [`CACHED_RESYNC`].
 async fn run_cached(
     client: Client,
@@ -111,9 +112,6 @@ async fn run_cached(
         })*};
     }
     kick_on!(
-        namespaces,
-        service_accounts,
-        config_maps,
         services,
         pods,
         endpoints,
@@ -134,7 +132,6 @@ async fn run_cached(
     let mut nodes = crate::nodes::NodeMonitor::default();
     loop {
         for r in [
-            crate::serviceaccounts::sync(&client, &inf, settings.ca_pem.as_deref()).await,
             crate::endpoints::sync(&client, &inf).await,
             if settings.servicelb {
                 crate::servicelb::sync(&client, &inf).await

@@ -52,6 +52,12 @@ pub async fn run(
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut tasks = wiring::start(&client, &informers, &stop);
+    tasks.push(serviceaccounts::spawn(
+        &client,
+        &informers,
+        cluster.ca_pem.clone(),
+        &stop,
+    ));
     tasks.push(tokio::spawn(cluster::run(client, cluster, informers, stop)));
     for t in tasks {
         let _ = t.await;

@@ -6,52 +6,103 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
 use kube::api::{Api, Patch};
 use kube::Client;
 use serde_json::json;
+use skiff_informer::{Informer, Key, Queue, Requeue};
 
 const ROOT_CA: &str = "kube-root-ca.crt";
 const DESCRIPTION: &str = "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters.";
 
-fn in_ns<'a, K: kube::Resource>(items: &'a [K], ns: &str, name: &str) -> Option<&'a K> {
-    items.iter().find(|o| {
-        o.meta().namespace.as_deref() == Some(ns) && o.meta().name.as_deref() == Some(name)
-    })
+/// The service-account and root-CA controller: one namespace per key (cluster-scoped
+/// keys, the namespace's name), queued when the namespace, its `default`
+/// ServiceAccount or its `kube-root-ca.crt` changes, and resynced every namespace
+/// every [`crate::wiring::RESYNC`]. A change elsewhere costs nothing here, and one
+/// namespace's work reads only its own two objects from the caches.
+pub struct ServiceAccounts {
+    pub client: Client,
+    pub namespaces: Informer<Namespace>,
+    pub service_accounts: Informer<ServiceAccount>,
+    pub config_maps: Informer<ConfigMap>,
+    /// The cluster CA (PEM) published as `kube-root-ca.crt`; None: not published.
+    pub ca_pem: Option<String>,
 }
 
-/// One pass over every namespace.
-pub async fn sync(
+/// Starts the controller's queue, its triggers and its workers.
+pub fn spawn(
     client: &Client,
     inf: &skiff_informer::Informers,
-    ca_pem: Option<&str>,
-) -> Result<(), kube::Error> {
-    let namespaces: Vec<Namespace> = skiff_informer::cached(&inf.namespaces);
-    let sas: Vec<ServiceAccount> = skiff_informer::cached(&inf.service_accounts);
-    let cms: Vec<ConfigMap> = match ca_pem {
-        Some(_) => inf
-            .config_maps
-            .select(|c| c.metadata.name.as_deref() == Some(ROOT_CA))
-            .iter()
-            .map(|c| (**c).clone())
-            .collect(),
-        None => vec![],
+    ca_pem: Option<String>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let q = Queue::new();
+    crate::wiring::enqueue_changed(&inf.namespaces, &q);
+    let namespace_of = |ns: Option<&String>| Key {
+        namespace: String::new(),
+        name: ns.cloned().unwrap_or_default(),
     };
-    for ns in namespaces {
-        if ns.metadata.deletion_timestamp.is_some() {
-            continue;
+    let sq = q.clone();
+    inf.service_accounts.on_change(move |sa| {
+        if sa.metadata.name.as_deref() == Some("default") {
+            sq.add(namespace_of(sa.metadata.namespace.as_ref()));
         }
-        let ns = ns.metadata.name.unwrap_or_default();
-        if in_ns(&sas, &ns, "default").is_none() {
+    });
+    let cq = q.clone();
+    inf.config_maps.on_change(move |cm| {
+        if cm.metadata.name.as_deref() == Some(ROOT_CA) {
+            cq.add(namespace_of(cm.metadata.namespace.as_ref()));
+        }
+    });
+    let c = std::sync::Arc::new(ServiceAccounts {
+        client: client.clone(),
+        namespaces: inf.namespaces.clone(),
+        service_accounts: inf.service_accounts.clone(),
+        config_maps: inf.config_maps.clone(),
+        ca_pem,
+    });
+    crate::wiring::spawn_controller(
+        "serviceaccounts",
+        2,
+        q,
+        inf.namespaces.clone(),
+        inf.clone(),
+        stop.clone(),
+        move |k| {
+            let c = c.clone();
+            async move { c.reconcile(k).await }
+        },
+    )
+}
+
+impl ServiceAccounts {
+    /// Namespace `key.name`: its `default` ServiceAccount exists, and its root-CA
+    /// ConfigMap holds exactly the cluster CA.
+    pub async fn reconcile(&self, key: Key) -> Result<Requeue, kube::Error> {
+        let Some(ns) = self.namespaces.get(&key) else {
+            return Ok(None);
+        };
+        if ns.metadata.deletion_timestamp.is_some() {
+            return Ok(None);
+        }
+        let ns = key.name;
+        let here = |name: &str| Key {
+            namespace: ns.clone(),
+            name: name.to_string(),
+        };
+        if self.service_accounts.get(&here("default")).is_none() {
             let sa: ServiceAccount =
                 serde_json::from_value(json!({"metadata": {"name": "default", "namespace": ns}}))
                     .unwrap_or_default();
-            let api: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+            let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &ns);
             match api.create(&crate::post_params(), &sa).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 409 || e.code == 403 => {}
                 Err(e) => return Err(e),
             }
         }
-        let Some(pem) = ca_pem else { continue };
-        let api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-        match in_ns(&cms, &ns, ROOT_CA) {
+        let ca_pem = self.ca_pem.as_deref();
+        let Some(pem) = ca_pem else {
+            return Ok(None);
+        };
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &ns);
+        match self.config_maps.get(&here(ROOT_CA)) {
             None => {
                 let cm: ConfigMap = serde_json::from_value(json!({
                     "metadata": {"name": ROOT_CA, "namespace": ns,
@@ -86,6 +137,6 @@ pub async fn sync(
                 }
             }
         }
+        Ok(None)
     }
-    Ok(())
 }

@@ -525,7 +525,14 @@ fn an_agent_restart_keeps_connections_through_a_cluster_ip_and_resyncs() {
     c.apply("apiVersion: v1\nkind: Service\nmetadata:\n  name: echo\nspec:\n  selector: {app: echo}\n  ports: [{port: 7, targetPort: 7007}]\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: echo\n  labels: {app: echo}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"nc\", \"-ll\", \"-p\", \"7007\", \"-e\", \"cat\"]\n");
     let cip = c.ok(&["get", "svc", "echo", "-o", "jsonpath={.spec.clusterIP}"]);
     c.wait_for(
-        &["get", "endpointslices", "-l", "kubernetes.io/service-name=echo", "-o", "jsonpath={.items[0].endpoints[*].conditions.ready}"],
+        &[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=echo",
+            "-o",
+            "jsonpath={.items[0].endpoints[*].conditions.ready}",
+        ],
         "true",
         40,
     );
