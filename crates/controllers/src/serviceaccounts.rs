@@ -20,6 +20,7 @@ pub struct ServiceAccounts {
     pub client: Client,
     pub namespaces: Informer<Namespace>,
     pub service_accounts: Informer<ServiceAccount>,
+    /// The `kube-root-ca.crt` ConfigMaps (`Informers::root_ca_config_maps`).
     pub config_maps: Informer<ConfigMap>,
     /// The cluster CA (PEM) published as `kube-root-ca.crt`; None: not published.
     pub ca_pem: Option<String>,
@@ -45,7 +46,7 @@ pub fn spawn(
         }
     });
     let cq = q.clone();
-    inf.config_maps.on_change(move |cm| {
+    inf.root_ca_config_maps.on_change(move |cm| {
         if cm.metadata.name.as_deref() == Some(ROOT_CA) {
             cq.add(namespace_of(cm.metadata.namespace.as_ref()));
         }
@@ -54,7 +55,7 @@ pub fn spawn(
         client: client.clone(),
         namespaces: inf.namespaces.clone(),
         service_accounts: inf.service_accounts.clone(),
-        config_maps: inf.config_maps.clone(),
+        config_maps: inf.root_ca_config_maps.clone(),
         ca_pem,
     });
     crate::wiring::spawn_controller(

@@ -38,7 +38,9 @@ pub struct Informers {
     pub endpoints: Informer<Endpoints>,
     pub endpoint_slices: Informer<EndpointSlice>,
     pub service_accounts: Informer<ServiceAccount>,
-    pub config_maps: Informer<ConfigMap>,
+    /// Only the `kube-root-ca.crt` ConfigMaps (a field selector, as kube's root-CA
+    /// publisher watches them): no controller reads any other, so none is cached.
+    pub root_ca_config_maps: Informer<ConfigMap>,
     /// The nodes' Leases (namespace kube-node-lease).
     pub node_leases: Informer<Lease>,
     pub pdbs: Informer<PodDisruptionBudget>,
@@ -88,7 +90,11 @@ impl Informers {
             endpoints: start(client, stop),
             endpoint_slices: start(client, stop),
             service_accounts: start(client, stop),
-            config_maps: start(client, stop),
+            root_ca_config_maps: Informer::spawn(
+                Api::all(client.clone()),
+                watcher::Config::default().fields("metadata.name=kube-root-ca.crt"),
+                stop.clone(),
+            ),
             pdbs: start(client, stop),
             node_leases: Informer::spawn(
                 Api::namespaced(client.clone(), "kube-node-lease"),
@@ -118,7 +124,7 @@ impl Informers {
         self.endpoints.synced().await;
         self.endpoint_slices.synced().await;
         self.service_accounts.synced().await;
-        self.config_maps.synced().await;
+        self.root_ca_config_maps.synced().await;
         self.node_leases.synced().await;
         self.pdbs.synced().await;
     }

@@ -277,6 +277,44 @@ fn service_accounts_root_ca_and_endpoints_follow_pods() {
         "serviceaccount/default",
         10,
     );
+    // The root CA is put back as it was: tampered with, or deleted.
+    c.ok(&[
+        "patch",
+        "cm",
+        "kube-root-ca.crt",
+        "-n",
+        "team",
+        "-p",
+        "{\"data\":{\"ca.crt\":\"forged\",\"extra\":\"x\"}}",
+    ]);
+    let restored = c.wait_for(
+        &[
+            "get",
+            "cm",
+            "kube-root-ca.crt",
+            "-n",
+            "team",
+            "-o",
+            "jsonpath={.data}",
+        ],
+        "BEGIN CERTIFICATE",
+        10,
+    );
+    assert!(!restored.contains("extra"), "{restored}");
+    c.ok(&["delete", "cm", "kube-root-ca.crt", "-n", "team"]);
+    c.wait_for(
+        &[
+            "get",
+            "cm",
+            "kube-root-ca.crt",
+            "-n",
+            "team",
+            "-o",
+            "jsonpath={.data.ca\\.crt}",
+        ],
+        "BEGIN CERTIFICATE",
+        10,
+    );
     // The kubernetes service's endpoint is the API server.
     let port = c.wait_for(
         &[
