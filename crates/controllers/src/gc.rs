@@ -87,8 +87,17 @@ pub async fn inventory(client: &Client, res: &Resources) -> Result<Vec<Item>, ku
     let mut out = Vec::new();
     for (i, (ar, _)) in res.list.iter().enumerate() {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
-        for obj in api.list(&ListParams::default()).await?.items {
-            out.push(Item { res: i, obj });
+        // Metadata only (PartialObjectMetadataList): owners, finalizers and deletion
+        // are all the collector and the namespace controller read.
+        for m in api.list_metadata(&ListParams::default()).await?.items {
+            out.push(Item {
+                res: i,
+                obj: DynamicObject {
+                    types: m.types,
+                    metadata: m.metadata,
+                    data: serde_json::Value::Null,
+                },
+            });
         }
     }
     Ok(out)
