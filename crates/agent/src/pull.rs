@@ -111,13 +111,23 @@ impl ImagePuller {
             "{image}\0{}",
             auth.map(|c| c.username.as_str()).unwrap_or("")
         );
+        self.shared(&key, || runtime.pull_image(image, auth))
+    }
+
+    /// Runs `pull` as the flight `key` within a pull slot, unless the same flight is
+    /// under way: then waits for it and shares its result.
+    fn shared(
+        &self,
+        key: &str,
+        pull: impl FnOnce() -> Result<PulledImage, RuntimeError>,
+    ) -> FlightResult {
         let (flight, leader) = {
             let mut m = self.flights.lock().unwrap_or_else(|p| p.into_inner());
-            match m.get(&key) {
+            match m.get(key) {
                 Some(f) => (f.clone(), false),
                 None => {
                     let f = Arc::new(Flight::default());
-                    m.insert(key.clone(), f.clone());
+                    m.insert(key.to_string(), f.clone());
                     (f, true)
                 }
             }
@@ -133,7 +143,7 @@ impl ImagePuller {
         }
         let res = {
             let _slot = self.slot();
-            runtime.pull_image(image, auth).map_err(|e| {
+            pull().map_err(|e| {
                 let unreachable = matches!(
                     &e,
                     RuntimeError::Pull(skiff_registry::Error::Unreachable { .. })
@@ -146,7 +156,7 @@ impl ImagePuller {
         self.flights
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&key);
+            .remove(key);
         res
     }
 
@@ -489,6 +499,77 @@ mod tests {
         let mut bad = std::collections::BTreeMap::new();
         bad.insert(".dockerconfigjson".to_string(), "not json".to_string());
         assert!(docker_config_entries(&bad).is_empty());
+    }
+
+    fn pulled(id: &str) -> PulledImage {
+        PulledImage {
+            id: id.into(),
+            image_ref: format!("r@{id}"),
+            size: 1,
+        }
+    }
+
+    #[test]
+    fn pods_waiting_for_one_image_share_one_pull() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let puller = Arc::new(ImagePuller::new(PullLimits::default()));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let started = Arc::new(std::sync::Barrier::new(4));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (puller, calls, started) = (puller.clone(), calls.clone(), started.clone());
+                std::thread::spawn(move || {
+                    started.wait();
+                    puller.shared("img\0", || {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(300));
+                        Ok(pulled("sha256:a"))
+                    })
+                })
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().unwrap().unwrap().id, "sha256:a");
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "one pull for four waiters");
+        // Done flights are gone: a later pull runs again.
+        puller
+            .shared("img\0", || {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Ok(pulled("sha256:a"))
+            })
+            .unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn at_most_max_parallel_pulls_run_at_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        for (limits, want) in [
+            (PullLimits::new(true, None).unwrap(), 1),
+            (PullLimits::new(false, Some(2)).unwrap(), 2),
+        ] {
+            let puller = Arc::new(ImagePuller::new(limits));
+            let (now, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+            let threads: Vec<_> = (0..5)
+                .map(|i| {
+                    let (puller, now, peak) = (puller.clone(), now.clone(), peak.clone());
+                    std::thread::spawn(move || {
+                        puller.shared(&format!("img{i}"), || {
+                            let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                            peak.fetch_max(n, Ordering::SeqCst);
+                            std::thread::sleep(Duration::from_millis(100));
+                            now.fetch_sub(1, Ordering::SeqCst);
+                            Ok(pulled("x"))
+                        })
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap().unwrap();
+            }
+            assert_eq!(peak.load(Ordering::SeqCst), want, "{limits:?}");
+        }
     }
 
     #[test]
