@@ -55,15 +55,6 @@ impl Default for Options {
     }
 }
 
-/// The host an image's registry is reached at (`docker.io` → `registry-1.docker.io`).
-pub fn endpoint_host(domain: &str) -> &str {
-    if domain == "docker.io" || domain == "index.docker.io" {
-        "registry-1.docker.io"
-    } else {
-        domain
-    }
-}
-
 /// Whether `host` is a loopback address or name (insecure by default, as in docker).
 pub fn is_loopback(host: &str) -> bool {
     let h = match host.strip_prefix('[') {
@@ -647,6 +638,7 @@ pub(crate) async fn status_error(resp: Response<Incoming>) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mirrors::endpoint_host;
 
     #[test]
     fn credentials_follow_redirects_only_to_the_same_origin() {

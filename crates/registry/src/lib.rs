@@ -21,10 +21,10 @@ mod pull;
 mod push;
 mod tls;
 
-pub use client::{endpoint_host, is_loopback, Options, Registry};
+pub use client::{is_loopback, Options, Registry};
 pub use credentials::{AuthFile, Credentials};
 pub use error::{Error, Result};
-pub use mirrors::{Endpoint, RegistriesConfig};
+pub use mirrors::{endpoint_host, Endpoint, RegistriesConfig};
 pub use progress::{LayerStatus, Progress, Silent};
 pub use pull::{pull, short_digest, Pulled};
 pub use push::{push, PushOptions, Pushed, DEFAULT_CHUNK_SIZE};

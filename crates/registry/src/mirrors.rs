@@ -26,6 +26,15 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// The host an image's registry is reached at (`docker.io` → `registry-1.docker.io`).
+pub fn endpoint_host(domain: &str) -> &str {
+    if domain == "docker.io" || domain == "index.docker.io" {
+        "registry-1.docker.io"
+    } else {
+        domain
+    }
+}
+
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -119,7 +128,7 @@ impl Endpoint {
     /// The registry `domain` itself (`docker.io` → `registry-1.docker.io`).
     pub fn upstream(domain: &str) -> Endpoint {
         Endpoint {
-            host: crate::client::endpoint_host(domain).to_string(),
+            host: endpoint_host(domain).to_string(),
             scheme: Scheme::Auto,
             mirror: false,
         }
@@ -127,9 +136,14 @@ impl Endpoint {
 
     /// `https://host:port`, `http://host`, `host:5000` (HTTPS), with an optional `/v2`.
     fn parse(s: &str, key: &str) -> Result<Endpoint> {
+        // Userinfo (`user:password@`) is never repeated.
+        let shown = match s.rfind('@') {
+            Some(i) => format!("…@{}", &s[i + 1..]),
+            None => s.to_string(),
+        };
         let bad = |why: &str| {
             Error::Invalid(format!(
-                "registries.yaml: mirror endpoint {s:?} of {key:?}: {why}"
+                "registries.yaml: mirror endpoint {shown:?} of {key:?}: {why}"
             ))
         };
         let (scheme, rest) = if let Some(r) = s.strip_prefix("https://") {
@@ -168,8 +182,8 @@ impl RegistriesConfig {
         if text.trim().is_empty() {
             return Ok(RegistriesConfig::default());
         }
-        let mut c: RegistriesConfig =
-            serde_yaml::from_str(text).map_err(|e| Error::Invalid(format!("{what}: {e}")))?;
+        let mut c: RegistriesConfig = serde_yaml::from_str(text)
+            .map_err(|e| Error::Invalid(format!("{what}: {}", redact_values(&e.to_string()))))?;
         for (key, m) in &c.mirrors {
             for ep in &m.endpoint {
                 Endpoint::parse(ep, key)?;
@@ -224,7 +238,7 @@ impl RegistriesConfig {
             .get_key_value(domain)
             .or_else(|| {
                 // docker.io is also written index.docker.io or registry-1.docker.io.
-                if crate::client::endpoint_host(domain) == "registry-1.docker.io" {
+                if endpoint_host(domain) == "registry-1.docker.io" {
                     self.mirrors.get_key_value("docker.io")
                 } else {
                     None
@@ -296,6 +310,29 @@ impl RegistriesConfig {
         })
         .filter(|c| !c.username.is_empty() || !c.password.is_empty())
     }
+}
+
+/// A YAML error without the values it quotes (`invalid type: string "…"`): the value
+/// at fault may be a password written in the wrong place.
+fn redact_values(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(i) = rest.find("string \"") {
+        let (head, tail) = rest.split_at(i + "string \"".len());
+        out.push_str(head);
+        match tail.find('"') {
+            Some(j) => {
+                out.push_str("…\"");
+                rest = &tail[j + 1..];
+            }
+            None => {
+                out.push('…');
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// docker's `auth`: base64 of `user:password`. Errors never echo the value.
@@ -424,6 +461,10 @@ configs:
                 "identitytoken",
             ),
             ("configs: {h: {tls: {cert_file: /a}}}", "go together"),
+            (
+                "mirrors: {docker.io: {endpoint: [\"https://u:pw@m\"]}}",
+                "\"…@m\"",
+            ),
         ] {
             let e = RegistriesConfig::parse(text, "registries.yaml")
                 .unwrap_err()
@@ -431,6 +472,14 @@ configs:
             assert!(e.contains(want), "{text}: {e}");
         }
         assert!(RegistriesConfig::parse("", "x").unwrap().mirrors.is_empty());
+        // A password in the wrong place is not repeated in the error.
+        let e = RegistriesConfig::parse("configs: {h: {auth: \"hunter2-pw\"}}", "r.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("invalid type: string") && !e.contains("hunter2"),
+            "{e}"
+        );
         let missing = Path::new("/nonexistent/registries.yaml");
         assert!(RegistriesConfig::load(missing, false)
             .unwrap()
