@@ -54,7 +54,8 @@ fn selects(selector: &BTreeMap<String, String>, pod: &Pod) -> bool {
 /// One pass over every Service.
 pub async fn sync(client: &Client, inf: &skiff_informer::Informers) -> Result<(), kube::Error> {
     let services: Vec<Service> = skiff_informer::cached(&inf.services);
-    let pods: Vec<Pod> = skiff_informer::cached(&inf.pods);
+    // Shared handles on the cached pods, not copies: this pass runs on every change.
+    let pods: Vec<std::sync::Arc<Pod>> = inf.pods.state();
     let eps: Vec<Endpoints> = skiff_informer::cached(&inf.endpoints);
     let slices: Vec<EndpointSlice> = skiff_informer::cached(&inf.endpoint_slices);
     for svc in &services {
@@ -74,6 +75,7 @@ pub async fn sync(client: &Client, inf: &skiff_informer::Informers) -> Result<()
         let mut groups: BTreeMap<String, (Value, Vec<(Value, Conditions)>)> = BTreeMap::new();
         let mut selected: Vec<&Pod> = pods
             .iter()
+            .map(|p| &**p)
             .filter(|p| {
                 p.metadata.namespace.as_deref() == Some(ns.as_str()) && selects(&selector, p)
             })

@@ -203,7 +203,7 @@ impl NodeMonitor {
             return Ok(());
         }
         // Taint-based eviction.
-        for pod in skiff_informer::cached::<Pod>(&inf.pods) {
+        for pod in inf.pods.state() {
             let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.as_ref()) else {
                 continue;
             };
