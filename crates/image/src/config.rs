@@ -157,9 +157,28 @@ pub fn host_arch() -> &'static str {
     }
 }
 
-/// Now, in the RFC 3339 form docker writes (`2024-01-02T03:04:05.123456789Z`).
+/// Now, in the RFC 3339 form docker writes (`2024-01-02T03:04:05.12345678Z`).
 pub fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+    go_rfc3339_nano(chrono::Utc::now())
+}
+
+/// `t` as Go's `time.RFC3339Nano` writes it: the fraction without trailing zeros (and
+/// no fraction at all when it is zero). Tools that decode and re-encode an image
+/// config in Go (skopeo converting to OCI) then write the very same bytes, so the
+/// image id does not change.
+pub fn go_rfc3339_nano(t: chrono::DateTime<chrono::Utc>) -> String {
+    let s = t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    match s.rfind('.') {
+        Some(dot) => {
+            let frac = s[dot + 1..s.len() - 1].trim_end_matches('0');
+            if frac.is_empty() {
+                format!("{}Z", &s[..dot])
+            } else {
+                format!("{}.{frac}Z", &s[..dot])
+            }
+        }
+        None => s,
+    }
 }
 
 impl ImageConfig {
@@ -201,6 +220,18 @@ impl ContainerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_written_as_go_writes_them() {
+        use chrono::TimeZone;
+        let t = |ns| chrono::Utc.timestamp_opt(1_700_000_000, ns).unwrap();
+        assert_eq!(
+            go_rfc3339_nano(t(123_456_789)),
+            "2023-11-14T22:13:20.123456789Z"
+        );
+        assert_eq!(go_rfc3339_nano(t(120_000_000)), "2023-11-14T22:13:20.12Z");
+        assert_eq!(go_rfc3339_nano(t(0)), "2023-11-14T22:13:20Z");
+    }
 
     #[test]
     fn docker_fields_round_trip() {

@@ -459,8 +459,15 @@ fn tls_registry_is_verified_with_certs_d() {
     );
 }
 
+/// Runs skopeo with a blob-info cache of its own: in a private mount namespace, a
+/// tmpfs over root's `/var/lib/containers/cache`, so what earlier runs recorded (a
+/// layer's other compressed forms, where they were pushed) cannot change this one.
 fn skopeo(args: &[&str]) -> String {
-    let o = Command::new("skopeo")
+    std::fs::create_dir_all("/var/lib/containers/cache").unwrap();
+    let o = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg("mount -t tmpfs skopeo-cache /var/lib/containers/cache && exec skopeo \"$@\"")
+        .arg("skopeo")
         .args(args)
         .output()
         .expect("skopeo (scripts/deps.sh installs it)");
