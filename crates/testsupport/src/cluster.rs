@@ -182,6 +182,20 @@ impl Cluster {
         }
     }
 
+    /// The cluster's service range (the `kubernetes` ServiceCIDR), once the node's
+    /// rules cover it ([`Cluster::wait_service_range_covered`]).
+    pub fn service_range_covered(&self) -> String {
+        let cidr = self.ok(&[
+            "get",
+            "servicecidr",
+            "kubernetes",
+            "-o",
+            "jsonpath={.spec.cidrs[0]}",
+        ]);
+        self.wait_service_range_covered(&cidr);
+        cidr
+    }
+
     pub fn stop(&mut self) {
         if let Some(mut s) = self.server.take() {
             crate::kill(s.id() as i32, libc::SIGTERM);

@@ -30,6 +30,21 @@ fn push(seed: &Root, yaml: &std::path::Path, src: &str, reg: &Registry, name: &s
         .to_string()
 }
 
+/// `kubectl create secret docker-registry regcred` in `ns` for `reg`.
+fn pull_secret(c: &Cluster, ns: &str, reg: &Registry) {
+    c.ok(&[
+        "-n",
+        ns,
+        "create",
+        "secret",
+        "docker-registry",
+        "regcred",
+        &format!("--docker-server={}", reg.host),
+        &format!("--docker-username={USER}"),
+        &format!("--docker-password={PASSWORD}"),
+    ]);
+}
+
 fn events(c: &Cluster, pod: &str) -> String {
     c.ok(&[
         "get",
@@ -68,15 +83,7 @@ fn pods_pull_by_policy_with_pull_secrets_back_off_and_an_offline_fallback() {
     // The node has no images at all; pull back-off shortened to 1 s doubling to 2 s.
     let c = Cluster::start_with(Root::new(EXE), &["--image-pull-backoff", "1s,2s"]);
     c.wait_for(&["get", "nodes"], " Ready ", 30);
-    c.ok(&[
-        "create",
-        "secret",
-        "docker-registry",
-        "regcred",
-        &format!("--docker-server={}", reg.host),
-        &format!("--docker-username={USER}"),
-        &format!("--docker-password={PASSWORD}"),
-    ]);
+    pull_secret(&c, "default", &reg);
 
     // A pull secret on the pod: pulled, with the kubelet's events and imageID.
     let image = format!("{}/team/app:v1", reg.host);
@@ -167,17 +174,7 @@ fn pods_pull_by_policy_with_pull_secrets_back_off_and_an_offline_fallback() {
 
     // The ServiceAccount's pull secrets go into pods that name none.
     c.ok(&["create", "namespace", "team"]);
-    c.ok(&[
-        "-n",
-        "team",
-        "create",
-        "secret",
-        "docker-registry",
-        "regcred",
-        &format!("--docker-server={}", reg.host),
-        &format!("--docker-username={USER}"),
-        &format!("--docker-password={PASSWORD}"),
-    ]);
+    pull_secret(&c, "team", &reg);
     c.wait_for(&["-n", "team", "get", "serviceaccount"], "default", 20);
     c.ok(&[
         "-n",

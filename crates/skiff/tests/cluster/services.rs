@@ -144,14 +144,7 @@ fn web_pod(name: &str) -> String {
 fn cluster_ips_spread_over_endpoints_from_pods_and_the_node() {
     let c = Cluster::start(Root::with_busybox(EXE));
     c.wait_for(&["get", "nodes"], " Ready ", 20);
-    let cidr = c.ok(&[
-        "get",
-        "servicecidr",
-        "kubernetes",
-        "-o",
-        "jsonpath={.spec.cidrs[0]}",
-    ]);
-    c.wait_service_range_covered(&cidr);
+    let cidr = c.service_range_covered();
     c.apply(WEB);
     c.apply(&web_pod("web-a"));
     c.apply(&web_pod("web-b"));
@@ -297,14 +290,7 @@ fn pods_resolve_cluster_names_and_the_nodes_upstream() {
     std::fs::write(&resolv, format!("nameserver {}\n", up.addr)).unwrap();
     let c = Cluster::start_with(root, &["--resolv-conf", resolv.to_str().unwrap()]);
     c.wait_for(&["get", "nodes"], " Ready ", 20);
-    let cidr = c.ok(&[
-        "get",
-        "servicecidr",
-        "kubernetes",
-        "-o",
-        "jsonpath={.spec.cidrs[0]}",
-    ]);
-    c.wait_service_range_covered(&cidr);
+    let cidr = c.service_range_covered();
     // The kube-dns Service at the tenth address, answered by the node itself.
     let dns = c.wait_for(
         &[
@@ -513,14 +499,7 @@ fn cleanup_stops_the_nodes_pods_and_removes_its_rules_and_bridge() {
 fn an_agent_restart_keeps_connections_through_a_cluster_ip_and_resyncs() {
     let mut c = Cluster::start(Root::with_busybox(EXE));
     c.wait_for(&["get", "nodes"], " Ready ", 20);
-    let cidr = c.ok(&[
-        "get",
-        "servicecidr",
-        "kubernetes",
-        "-o",
-        "jsonpath={.spec.cidrs[0]}",
-    ]);
-    c.wait_service_range_covered(&cidr);
+    let cidr = c.service_range_covered();
     // An echo server behind a Service.
     c.apply("apiVersion: v1\nkind: Service\nmetadata:\n  name: echo\nspec:\n  selector: {app: echo}\n  ports: [{port: 7, targetPort: 7007}]\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: echo\n  labels: {app: echo}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: busybox\n    imagePullPolicy: Never\n    command: [\"nc\", \"-ll\", \"-p\", \"7007\", \"-e\", \"cat\"]\n");
     let cip = c.ok(&["get", "svc", "echo", "-o", "jsonpath={.spec.clusterIP}"]);
