@@ -4,7 +4,7 @@
 
 use crate::credentials::{AuthFile, Credentials};
 use crate::error::{Error, Result};
-use crate::mirrors::{Endpoint, RegistriesConfig, Scheme};
+use crate::mirrors::{Endpoint, HostConfig, RegistriesConfig, Scheme};
 use base64::Engine as _;
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION, LOCATION, WWW_AUTHENTICATE};
@@ -192,17 +192,9 @@ impl Registry {
         creds: Option<Credentials>,
     ) -> Result<Registry> {
         let endpoint = ep.host.clone();
-        let host_tls = opts
-            .registries
-            .host_config(&endpoint)
-            .or_else(|| {
-                if ep.mirror {
-                    None
-                } else {
-                    opts.registries.host_config(domain)
-                }
-            })
-            .and_then(|h| h.tls.clone());
+        // registries.yaml's settings for this endpoint (TLS here, auth below).
+        let host = opts.registries.endpoint_config(ep, domain);
+        let host_tls = host.and_then(|h| h.tls.clone());
         // docker's rule (loopback registries are insecure unless named otherwise), with
         // one refinement: a loopback registry with its own certs.d directory is verified
         // against those files, since someone configured them for it.
@@ -230,15 +222,15 @@ impl Registry {
         let client = HyperClient::builder(hyper_util::rt::TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
+        // A pod's pull secret (never to a mirror), registries.yaml's, then config.json's
+        // (a mirror's own host's).
         let creds = match creds.or_else(|| (!ep.mirror).then(|| opts.pull_auth.clone()).flatten()) {
             Some(c) => Some(c),
-            None => match opts.registries.credentials(&endpoint) {
+            None => match host.and_then(HostConfig::credentials) {
                 Some(c) => Some(c),
-                None if ep.mirror => opts.auth_file.get(&endpoint)?,
-                None => match opts.registries.credentials(domain) {
-                    Some(c) => Some(c),
-                    None => opts.auth_file.get(domain)?,
-                },
+                None => opts
+                    .auth_file
+                    .get(if ep.mirror { &endpoint } else { domain })?,
             },
         };
         let scheme = if ep.scheme == Scheme::Http {

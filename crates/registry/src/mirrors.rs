@@ -298,9 +298,25 @@ impl RegistriesConfig {
         self.configs.get(host).or_else(|| self.configs.get("*"))
     }
 
+    /// The settings for endpoint `ep` of registry `domain`: the endpoint's own entry,
+    /// else (for the registry itself, not a mirror) the registry name's, else `*`'s.
+    pub fn endpoint_config(&self, ep: &Endpoint, domain: &str) -> Option<&HostConfig> {
+        self.configs
+            .get(&ep.host)
+            .or_else(|| (!ep.mirror).then(|| self.configs.get(domain)).flatten())
+            .or_else(|| self.configs.get("*"))
+    }
+
     /// The credentials `registries.yaml` gives `host`, if any.
     pub fn credentials(&self, host: &str) -> Option<Credentials> {
-        let a = self.host_config(host)?.auth.as_ref()?;
+        self.host_config(host)?.credentials()
+    }
+}
+
+impl HostConfig {
+    /// The credentials of `auth`, if it names any.
+    pub fn credentials(&self) -> Option<Credentials> {
+        let a = self.auth.as_ref()?;
         if let Some(b) = a.auth.as_deref().filter(|b| !b.is_empty()) {
             return decode_auth(b).ok();
         }
