@@ -3,7 +3,7 @@
 //! and a periodic full resync. Stopping leaves the table as it is.
 
 use crate::conntrack::Conntrack;
-use crate::nft::{Backend, NftCli, NftError};
+use crate::nft::{Backend, NftCli, NftError, NftNetlink};
 use crate::proxy::healthcheck::{self, bind_any, Bind, HealthServer};
 use crate::proxy::model::{key_of, slice_service_key};
 use crate::proxy::{Proxier, RuleSettings, Snapshot, SyncError};
@@ -144,7 +144,7 @@ pub async fn run(
     set_sysctl("net/ipv4/conf/all/route_localnet", "1");
     let conntrack = settings.conntrack.then(Conntrack::new);
     let health: Bind = Box::new(bind_any);
-    run_with(client, settings, NftCli::new(), conntrack, health, stop).await
+    run_with(client, settings, NftNetlink::new(), conntrack, health, stop).await
 }
 
 /// [`run`] with the nftables backend, the conntrack tool and the health check

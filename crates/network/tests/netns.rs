@@ -10,7 +10,7 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use skiff_network::nft::{Backend, NftCli};
+use skiff_network::nft::{Backend, NftCli, NftNetlink};
 use skiff_network::proxy::{Proxier, Snapshot};
 use std::collections::BTreeSet;
 use std::io::ErrorKind;
@@ -543,4 +543,175 @@ async fn health_check_node_ports_report_local_endpoints() {
         .starts_with("HTTP/1.1 503"));
     drop(hs);
     drop(lab);
+}
+
+/// `nft list table` of `table` in the lab's node namespace, its name taken out.
+fn listing(lab: &Lab, table: &str) -> String {
+    let text = run(&[
+        "ip", "netns", "exec", &lab.node, "nft", "list", "table", "ip", table,
+    ]);
+    text.replace(&format!("table ip {table} "), "table ip T ")
+}
+
+#[test]
+fn netlink_batches_write_what_nft_writes() {
+    // Two proxiers on two tables of one namespace, fed the same changes: one through
+    // nf_tables netlink batches (partial syncs), one through `nft -f`. The kernel's
+    // tables, as nft lists them, must read the same.
+    let lab = Lab::new(2);
+    let mut a = lab.settings();
+    a.table = "skiff-nl".into();
+    let mut b = lab.settings();
+    b.table = "skiff-cli".into();
+    let mut nl = Proxier::new(NftNetlink::in_netns(&lab.node), a);
+    let mut cli = Proxier::new(NftCli::in_netns(&lab.node), b);
+    let empty = Snapshot {
+        services: vec![],
+        slices: vec![],
+    };
+    nl.sync(&empty, &BTreeSet::new()).unwrap();
+    cli.sync(&empty, &BTreeSet::new()).unwrap();
+    let http = || json!([{"name": "http", "port": 8080}]);
+    let port80 = || json!([{"name": "http", "port": 80}]);
+    let affinity = json!({"sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 300}}});
+    let mut snap = Snapshot {
+        services: vec![
+            service(
+                "plain",
+                "10.241.0.10",
+                json!({}),
+                json!([{"name": "http", "port": 80}, {"name": "dns", "port": 53, "protocol": "UDP"}]),
+            ),
+            service("sticky", "10.241.0.11", affinity.clone(), port80()),
+            service(
+                "itp",
+                "10.241.0.12",
+                json!({"internalTrafficPolicy": "Local"}),
+                port80(),
+            ),
+            service(
+                "np",
+                "10.241.0.13",
+                json!({"type": "NodePort", "externalTrafficPolicy": "Local"}),
+                json!([{"name": "http", "port": 80, "nodePort": 30080}]),
+            ),
+            service(
+                "npc",
+                "10.241.0.14",
+                json!({"type": "NodePort"}),
+                json!([{"name": "http", "port": 80, "nodePort": 30081}]),
+            ),
+            service(
+                "ext",
+                "10.241.0.15",
+                json!({"externalIPs": ["10.250.0.1"]}),
+                port80(),
+            ),
+            service(
+                "none",
+                "10.241.0.16",
+                json!({"type": "NodePort"}),
+                json!([{"name": "http", "port": 80, "nodePort": 30082}]),
+            ),
+            service(
+                "sctp",
+                "10.241.0.17",
+                json!({}),
+                json!([{"name": "s", "port": 80, "protocol": "SCTP"}]),
+            ),
+        ],
+        slices: vec![
+            slice(
+                "plain",
+                json!([{"name": "http", "port": 8080}, {"name": "dns", "port": 5353, "protocol": "UDP"}]),
+                &[(0, NODE), (1, NODE)],
+            ),
+            slice("sticky", http(), &[(0, NODE), (1, NODE)]),
+            slice("itp", http(), &[(0, NODE), (1, "node-b")]),
+            slice("np", http(), &[(0, NODE), (1, "node-b")]),
+            slice("npc", http(), &[(0, "node-b")]),
+            slice("ext", http(), &[(1, NODE)]),
+            slice(
+                "sctp",
+                json!([{"name": "s", "port": 9999, "protocol": "SCTP"}]),
+                &[(1, NODE)],
+            ),
+        ],
+    };
+    let all = keys(&[
+        "default/plain",
+        "default/sticky",
+        "default/itp",
+        "default/np",
+        "default/npc",
+        "default/ext",
+        "default/none",
+        "default/sctp",
+    ]);
+    let mut step = |snap: &Snapshot, changed: &BTreeSet<String>, what: &str| {
+        assert!(!nl.sync(snap, changed).unwrap().full, "{what}");
+        assert!(!cli.sync(snap, changed).unwrap().full, "{what}");
+        assert_eq!(
+            listing(&lab, "skiff-nl"),
+            listing(&lab, "skiff-cli"),
+            "{what}"
+        );
+    };
+    step(&snap, &all, "every shape added");
+    // Endpoints move, one Service loses them all, affinity changes its timeout.
+    snap.slices[0] = slice(
+        "plain",
+        json!([{"name": "http", "port": 8080}, {"name": "dns", "port": 5353, "protocol": "UDP"}]),
+        &[(1, NODE)],
+    );
+    snap.slices[1] = slice("sticky", http(), &[]);
+    snap.services[1] = service(
+        "sticky",
+        "10.241.0.11",
+        json!({"sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}}}),
+        port80(),
+    );
+    step(
+        &snap,
+        &keys(&["default/plain", "default/sticky"]),
+        "endpoints changed",
+    );
+    snap.slices[1] = slice("sticky", http(), &[(0, NODE)]);
+    step(&snap, &keys(&["default/sticky"]), "endpoints back");
+    snap.services
+        .retain(|s| s.metadata.name.as_deref() != Some("np"));
+    snap.services
+        .retain(|s| s.metadata.name.as_deref() != Some("ext"));
+    step(
+        &snap,
+        &keys(&["default/np", "default/ext"]),
+        "Services deleted",
+    );
+    let (by_netlink, by_nft) = nl.backend().counts();
+    // The two full syncs' skeletons went to nft; every partial sync through netlink.
+    assert_eq!((by_netlink, by_nft), (4, 1));
+    // A command the kernel refuses fails the whole batch, naming it; nothing applies.
+    let mut tx = skiff_network::nft::Transaction::new("skiff-nl");
+    tx.add(skiff_network::nft::Object::Chain {
+        name: "fresh".into(),
+        base: None,
+    });
+    tx.add(skiff_network::nft::Object::Rule {
+        chain: "no-such-chain".into(),
+        rule: "drop".into(),
+    });
+    let err = nl.backend().apply(&tx).unwrap_err().to_string();
+    assert!(
+        err.contains("add rule ip skiff-nl no-such-chain drop"),
+        "{err}"
+    );
+    assert!(err.contains("No such file or directory"), "{err}");
+    assert!(!lab_chains(&lab, "skiff-nl").contains(&"fresh".to_string()));
+    for t in ["skiff-nl", "skiff-cli"] {
+        NftCli::in_netns(&lab.node).delete_table(t).unwrap();
+    }
+}
+
+fn lab_chains(lab: &Lab, table: &str) -> Vec<String> {
+    NftCli::in_netns(&lab.node).list_chains(table).unwrap()
 }

@@ -19,6 +19,8 @@ pub enum NftError {
     },
     #[error("reading nft's JSON: {0}")]
     Parse(String),
+    #[error("nftables (netlink): {what}: {reason}")]
+    Netlink { what: String, reason: String },
 }
 
 /// Where transactions go. Narrow on purpose: a libnftables or netlink transport slots in

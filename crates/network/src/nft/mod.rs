@@ -1,10 +1,15 @@
 //! nftables as a transaction of objects, rendered to the text `nft -f -` reads (what
-//! knftables does for kube-proxy). One transaction is one atomic kernel batch: either
-//! every command applies or none does.
+//! knftables does for kube-proxy) or, for the commands partial syncs write, encoded as
+//! nf_tables netlink messages ([`NftNetlink`]). One transaction is one atomic kernel
+//! batch: either every command applies or none does.
 
 mod cli;
+mod compile;
+mod netlink;
+mod wire;
 
 pub use cli::{Backend, NftCli, NftError};
+pub use netlink::NftNetlink;
 
 use std::fmt::Write as _;
 

@@ -9,7 +9,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use nix::sched::{setns, CloneFlags};
 use serde_json::json;
 use skiff_network::conntrack::Conntrack;
-use skiff_network::nft::{Backend, NftCli};
+use skiff_network::nft::{Backend, NftCli, NftNetlink};
 use skiff_network::proxy::{Proxier, RuleSettings};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{ErrorKind, Read, Write};
@@ -213,8 +213,9 @@ impl Lab {
         }
     }
 
-    pub fn proxier(&self) -> Proxier<NftCli> {
-        Proxier::new(NftCli::in_netns(&self.node), self.settings())
+    /// The agent's proxier: netlink batches for partial syncs, `nft` for the rest.
+    pub fn proxier(&self) -> Proxier<NftNetlink> {
+        Proxier::new(NftNetlink::in_netns(&self.node), self.settings())
             .with_conntrack(Conntrack::in_netns(&self.node))
     }
 
