@@ -116,4 +116,6 @@ fn apply_time_at_1000_services_by_10_endpoints() {
         "one new Service with 10 endpoints (partial): {}",
         summary(new_service)
     );
+    let (netlink, nft) = p.backend().counts();
+    println!("transactions: {netlink} as netlink batches, {nft} through nft");
 }

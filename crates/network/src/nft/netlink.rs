@@ -7,7 +7,7 @@
 //! goes to the `nft` command whole. Listings go to `nft` too.
 
 use super::compile::{compile, Unsupported};
-use super::wire::{self, Msg, NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END, NFNL_SUBSYS_NFTABLES};
+use super::wire;
 use super::{Backend, NftCli, NftError, Transaction};
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket};
 use std::path::PathBuf;
@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// The socket buffers' size; batches over half of it go to `nft`.
-const MAX_BATCH: usize = 16 << 20;
+const MAX_BATCH: usize = 64 << 20;
 
 /// Netlink for what it encodes, `nft` for the rest.
 #[derive(Debug)]
@@ -124,7 +124,7 @@ impl NftNetlink {
 
     fn send(&self, tx: &Transaction) -> Result<(), NftError> {
         let msgs = match compile(tx) {
-            Ok(m) if m.msgs.iter().map(|(b, _)| b.len()).sum::<usize>() < MAX_BATCH / 2 => m,
+            Ok(m) if m.bytes.len() < MAX_BATCH / 2 => m,
             Ok(_) => {
                 self.by_cli.fetch_add(1, Ordering::Relaxed);
                 return self.cli.apply(tx);
@@ -135,14 +135,9 @@ impl NftNetlink {
                 return self.cli.apply(tx);
             }
         };
-        let mut batch = Msg::new(NFNL_MSG_BATCH_BEGIN, 0, 0, 0, NFNL_SUBSYS_NFTABLES).finish();
-        let last = msgs.msgs.len() as u32 + 1;
-        for (m, _) in &msgs.msgs {
-            batch.extend_from_slice(m);
-        }
-        batch.extend(Msg::new(NFNL_MSG_BATCH_END, 0, last, 0, NFNL_SUBSYS_NFTABLES).finish());
+        let batch = &msgs.bytes;
         let sock = self.socket()?;
-        let sent = sock.send(&batch, 0).map_err(|e| io_err("send", e))?;
+        let sent = sock.send(batch, 0).map_err(|e| io_err("send", e))?;
         if sent != batch.len() {
             return Err(NftError::Netlink {
                 what: "send".into(),
@@ -151,7 +146,7 @@ impl NftNetlink {
         }
         // The kernel handles a batch inside send(); every message asked for an ack, and
         // the replies are queued by now. Wait a little in case they are not.
-        let want = msgs.msgs.len();
+        let want = msgs.ops.len();
         let mut replies = Vec::new();
         let mut buf = vec![0u8; 1 << 16];
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -170,11 +165,7 @@ impl NftNetlink {
             }
         }
         if let Some(r) = replies.iter().find(|r| r.error != 0) {
-            let op = msgs
-                .msgs
-                .get((r.seq as usize).wrapping_sub(1))
-                .map(|(_, op)| *op);
-            let what = match op.and_then(|i| tx.ops.get(i)) {
+            let what = match msgs.op_of(r.seq).and_then(|i| tx.ops.get(i)) {
                 Some((verb, obj)) => {
                     let mut one = Transaction::new(&tx.table);
                     one.ops.push((*verb, obj.clone()));
