@@ -69,7 +69,24 @@ pub struct ObjRef {
     pub uid: String,
 }
 
-const SERVICE_KEY: &str = "service.key";
+pub(crate) const SERVICE_KEY: &str = "service.key";
+
+/// The ServiceAccount signing key (PEM) in `dir` (the `tls` directory), generated at
+/// first start.
+pub(crate) fn ensure_service_key(dir: &Path) -> crate::Result<String> {
+    let path = dir.join(SERVICE_KEY);
+    match std::fs::read_to_string(&path) {
+        Ok(p) => Ok(p),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = rcgen::KeyPair::generate()
+                .map_err(|e| Error::Tls(format!("generating the service-account key: {e}")))?;
+            let pem = key.serialize_pem();
+            crate::pki::write_private(&path, &pem, 0o600)?;
+            Ok(pem)
+        }
+        Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
+    }
+}
 
 impl Authenticator {
     /// Loads (or generates at first start) the ServiceAccount signing key in `<data_dir>/tls`.
@@ -78,19 +95,7 @@ impl Authenticator {
         tokens: HashMap<String, User>,
         join_token: &str,
     ) -> crate::Result<Authenticator> {
-        let dir = data_dir.join("tls");
-        let path = dir.join(SERVICE_KEY);
-        let pem = match std::fs::read_to_string(&path) {
-            Ok(p) => p,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let key = rcgen::KeyPair::generate()
-                    .map_err(|e| Error::Tls(format!("generating the service-account key: {e}")))?;
-                let pem = key.serialize_pem();
-                crate::pki::write_private(&path, &pem, 0o600)?;
-                pem
-            }
-            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
-        };
+        let pem = ensure_service_key(&data_dir.join("tls"))?;
         let key = rcgen::KeyPair::from_pem(&pem)
             .map_err(|e| Error::Tls(format!("loading the service-account key: {e}")))?;
         let public = key.public_key_pem();

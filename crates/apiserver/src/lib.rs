@@ -98,6 +98,7 @@ mod resource;
 pub mod resources;
 mod review;
 mod scale;
+mod sharedboot;
 mod state;
 mod storage;
 mod strategy;
@@ -289,8 +290,22 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer> {
         config.network.cluster_domain
     ));
     validation::set_min_token_expiration(config.min_token_expiration_seconds);
+    let store = match &config.datastore_endpoint {
+        Some(ep) => open_etcd(ep).await?,
+        None => {
+            let cfg = config.clone();
+            tokio::task::spawn_blocking(move || open_store(&cfg))
+                .await
+                .map_err(|e| Error::Config(format!("opening the store: {e}")))??
+        }
+    };
+    let secret = pki::token_secret(&config.data_dir, config.token.as_deref())?;
+    if config.datastore_endpoint.is_some() {
+        // Servers sharing a datastore share the CA and the ServiceAccount key.
+        sharedboot::sync(&*store, &config.data_dir.join("tls"), &secret).await?;
+    }
     let pki = pki::Pki::load_or_generate(&config.data_dir, &sans)?;
-    let token = pki::join_token(&config.data_dir, &pki, config.token.as_deref())?;
+    let token = pki::join_token(&config.data_dir, &pki, Some(&secret))?;
     let tls = tls_config(&pki)?;
     let tokens = match &config.token_auth_file {
         Some(path) => {
@@ -300,15 +315,6 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer> {
                 .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?
         }
         None => Default::default(),
-    };
-    let store = match &config.datastore_endpoint {
-        Some(ep) => open_etcd(ep).await?,
-        None => {
-            let cfg = config.clone();
-            tokio::task::spawn_blocking(move || open_store(&cfg))
-                .await
-                .map_err(|e| Error::Config(format!("opening the store: {e}")))??
-        }
     };
     let compactor =
         skiff_store::spawn_compactor(store.clone(), skiff_store::CompactionPolicy::default());

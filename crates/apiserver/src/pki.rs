@@ -16,6 +16,27 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
+/// Generates the cluster CA in `dir` (the `tls` directory) unless it is there.
+pub(crate) fn ensure_ca(dir: &Path) -> Result<()> {
+    if dir.join(CA_CERT).exists() && dir.join(CA_KEY).exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    tracing::debug!(dir = %dir.display(), "generating the cluster CA");
+    let key = KeyPair::generate().map_err(tls_err("generating the CA key"))?;
+    let cert = Pki::ca_params()
+        .self_signed(&key)
+        .map_err(tls_err("signing the CA"))?;
+    write_private(&dir.join(CA_KEY), &key.serialize_pem(), 0o600)?;
+    write_private(&dir.join(CA_CERT), &cert.pem(), 0o644)?;
+    Ok(())
+}
+
+/// The files of `tls/` every server of a cluster shares (the CA and the
+/// ServiceAccount signing key); the serving and admin certificates are each server's.
+pub(crate) const SHARED_FILES: [&str; 3] = [CA_CERT, CA_KEY, crate::authn::SERVICE_KEY];
+
 /// PEM material of the cluster, loaded or generated.
 #[derive(Clone)]
 pub struct Pki {
@@ -85,23 +106,10 @@ impl Pki {
         let dir = data_dir.join("tls");
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        let ca_ready = dir.join(CA_CERT).exists() && dir.join(CA_KEY).exists();
-        let (ca_params, ca_key, ca_cert_pem) = if ca_ready {
-            let key_pem = read(&dir, CA_KEY)?;
-            let key = KeyPair::from_pem(&key_pem).map_err(tls_err("loading the CA key"))?;
-            (Self::ca_params(), key, read(&dir, CA_CERT)?)
-        } else {
-            tracing::debug!(dir = %dir.display(), "generating the cluster CA");
-            let params = Self::ca_params();
-            let key = KeyPair::generate().map_err(tls_err("generating the CA key"))?;
-            let cert = params
-                .self_signed(&key)
-                .map_err(tls_err("signing the CA"))?;
-            let pem = cert.pem();
-            write_private(&dir.join(CA_KEY), &key.serialize_pem(), 0o600)?;
-            write_private(&dir.join(CA_CERT), &pem, 0o644)?;
-            (params, key, pem)
-        };
+        ensure_ca(&dir)?;
+        let key_pem = read(&dir, CA_KEY)?;
+        let ca_key = KeyPair::from_pem(&key_pem).map_err(tls_err("loading the CA key"))?;
+        let (ca_params, ca_cert_pem) = (Self::ca_params(), read(&dir, CA_CERT)?);
         // Only used to sign new leaves when some are missing; the subject must match the
         // CA certificate on disk, which `ca_params` reproduces.
         let issuer = Issuer::new(ca_params, ca_key);
@@ -281,6 +289,16 @@ pub fn host_addresses() -> Vec<IpAddr> {
 /// `<data_dir>/token`, else a new random one (then kept there).
 pub fn join_token(data_dir: &Path, pki: &Pki, given: Option<&str>) -> Result<String> {
     let path = data_dir.join("token");
+    let secret = token_secret(data_dir, given)?;
+    let token = format!("K10{}::server:{}", pki.ca_hash(), secret);
+    write_private(&path, &format!("{token}\n"), 0o600)?;
+    Ok(token)
+}
+
+/// The token's secret: `given` (bare or a full K10 token), else the one kept in
+/// `<data_dir>/token`, else a new random one (kept there by [`join_token`]).
+pub fn token_secret(data_dir: &Path, given: Option<&str>) -> Result<String> {
+    let path = data_dir.join("token");
     let secret = match given {
         Some(t) => parse_token_secret(t).to_string(),
         None => match std::fs::read_to_string(&path) {
@@ -297,9 +315,7 @@ pub fn join_token(data_dir: &Path, pki: &Pki, given: Option<&str>) -> Result<Str
     if secret.is_empty() {
         return Err(Error::Config("the token must not be empty".into()));
     }
-    let token = format!("K10{}::server:{}", pki.ca_hash(), secret);
-    write_private(&path, &format!("{token}\n"), 0o600)?;
-    Ok(token)
+    Ok(secret)
 }
 
 fn parse_token_secret(token: &str) -> &str {
