@@ -18,6 +18,7 @@ pub mod cronjobs;
 pub mod disruption;
 pub mod endpoints;
 pub mod gc;
+pub mod leader;
 pub mod namespaces;
 pub mod nodedns;
 pub mod nodeipam;

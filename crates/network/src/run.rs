@@ -266,12 +266,21 @@ pub async fn run_with<B: Backend + 'static>(
             _ = tokio::time::sleep_until(next_full) => continue,
             _ = changes.notify.notified() => {}
         }
-        // Let a burst of changes gather, and keep syncs apart.
-        let wake = (tokio::time::Instant::now() + settings.debounce)
-            .max(started + settings.min_sync_interval);
-        tokio::select! {
-            _ = &mut stopped => return Ok(()),
-            _ = tokio::time::sleep_until(wake) => {}
+        // Let a burst of changes gather (each change waits `debounce` for the next, up
+        // to four times that after the first: a Service and its EndpointSlice written
+        // one after the other cost one kernel transaction, not two), and keep syncs
+        // apart.
+        let first = tokio::time::Instant::now();
+        let cap = first + settings.debounce * 4;
+        let mut wake = (first + settings.debounce).max(started + settings.min_sync_interval);
+        loop {
+            tokio::select! {
+                _ = &mut stopped => return Ok(()),
+                _ = tokio::time::sleep_until(wake) => break,
+                _ = changes.notify.notified() => {
+                    wake = (tokio::time::Instant::now() + settings.debounce).min(cap).max(wake);
+                }
+            }
         }
     }
 }

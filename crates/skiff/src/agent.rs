@@ -241,7 +241,7 @@ pub async fn wait_for_signal() -> Result<()> {
     Ok(())
 }
 
-fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())

@@ -233,6 +233,7 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
         })
         .transpose()?;
     let kubelet_port = f.kubelet_port;
+    let leader_host = f.node_name.clone().unwrap_or_else(crate::agent::host_name);
     let controllers = !f.disable_controller_manager;
     let node_network = network.clone();
     let net_flags = f.net.clone();
@@ -330,18 +331,18 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
         }
         if controllers {
             cluster.ca_pem = Some(server.ca_cert_pem.clone());
+            // The caches are every server's; the scheduler and the controllers run
+            // only while this server holds their Lease in kube-system.
             let informers = skiff_informer::Informers::spawn(&client, &stop_rx);
-            tasks.push(tokio::spawn(skiff_scheduler::scheduling::run(
-                client.clone(),
-                informers.clone(),
-                stop_rx.clone(),
-            )));
-            tasks.push(tokio::spawn(skiff_controllers::run(
-                client.clone(),
-                cluster,
-                informers,
-                stop_rx.clone(),
-            )));
+            let identity = skiff_controllers::leader::identity(&leader_host);
+            let (c, i) = (client.clone(), informers.clone());
+            tasks.extend(elect(&client, "kube-scheduler", &identity, &stop_rx, move |stop| {
+                skiff_scheduler::scheduling::run(c.clone(), i.clone(), stop)
+            }));
+            let c = client.clone();
+            tasks.extend(elect(&client, "kube-controller-manager", &identity, &stop_rx, move |stop| {
+                skiff_controllers::run(c.clone(), cluster.clone(), informers.clone(), stop)
+            }));
         }
         if let Some((cfg, runtime)) = agent {
             tasks.extend(crate::agent::start_network(
@@ -382,6 +383,33 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
         tracing::info!("stopped");
         Ok::<i32, anyhow::Error>(0)
     })
+}
+
+/// Campaigns for Lease `kube-system/<name>` and runs `component` while holding it.
+fn elect<F, Fut>(
+    client: &kube::Client,
+    name: &str,
+    identity: &str,
+    stop: &tokio::sync::watch::Receiver<bool>,
+    component: F,
+) -> [tokio::task::JoinHandle<()>; 2]
+where
+    F: Fn(tokio::sync::watch::Receiver<bool>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    use skiff_controllers::leader::{while_leading, Elector, KubeLease, Timing};
+    let (leading_tx, leading_rx) = tokio::sync::watch::channel(false);
+    let elector = Elector::new(
+        KubeLease::new(client.clone(), "kube-system", name),
+        "kube-system",
+        name,
+        identity,
+        Timing::default(),
+    );
+    [
+        tokio::spawn(elector.run(leading_tx, stop.clone())),
+        tokio::spawn(while_leading(leading_rx, stop.clone(), component)),
+    ]
 }
 
 async fn kube_client(kubeconfig: &std::path::Path) -> Result<kube::Client> {

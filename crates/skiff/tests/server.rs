@@ -62,7 +62,12 @@ fn server_on_etcd_keeps_objects_in_etcd() {
             EXE,
             &t.path().join(data),
             &t.path().join("kubeconfig"),
-            &["--datastore-endpoint".into(), e.endpoint.clone()],
+            &[
+                "--datastore-endpoint".into(),
+                e.endpoint.clone(),
+                "--token".into(),
+                "s3cret".into(),
+            ],
         ))
     };
     {
@@ -72,7 +77,8 @@ fn server_on_etcd_keeps_objects_in_etcd() {
             &["create", "configmap", "in-etcd", "--from-literal=k=v"],
         );
     }
-    // A second server with a fresh data dir sees the object: it lives in etcd.
+    // A second server with a fresh data dir (and the cluster's token) sees the object:
+    // it lives in etcd.
     let _s = run("b");
     let v = kubectl(
         t.path(),
@@ -175,4 +181,173 @@ fn kill_9_during_writes_keeps_every_acknowledged_object() {
             "acknowledged {name} lost: {out}"
         );
     }
+}
+
+/// The value of `key=` in the first log line containing `what`.
+fn logged(log: &str, what: &str, key: &str) -> Option<String> {
+    let line = log.lines().find(|l| l.contains(what))?;
+    let at = line.find(&format!("{key}="))? + key.len() + 1;
+    Some(
+        line[at..]
+            .split_whitespace()
+            .next()?
+            .trim_matches('"')
+            .to_string(),
+    )
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(45);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
+fn holder(dir: &std::path::Path, lease: &str) -> String {
+    let o = server::kubectl(
+        dir,
+        &[
+            "get",
+            "lease",
+            "-n",
+            "kube-system",
+            lease,
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ],
+    );
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+fn pods(dir: &std::path::Path) -> usize {
+    let o = server::kubectl(dir, &["get", "pods", "-l", "app=web", "-o", "name"]);
+    String::from_utf8_lossy(&o.stdout).lines().count()
+}
+
+#[test]
+fn servers_on_one_etcd_share_the_ca_and_one_leads() {
+    let t = tempfile::tempdir().unwrap();
+    let e = Etcd::start();
+    let flags = |token: &str| -> Vec<String> {
+        vec![
+            "--datastore-endpoint".into(),
+            e.endpoint.clone(),
+            "--token".into(),
+            token.into(),
+        ]
+    };
+    let run = |name: &str| {
+        let dir = t.path().join(name);
+        Server::start(server::command(
+            EXE,
+            &dir.join("data"),
+            &dir.join("kubeconfig"),
+            &flags("s3cret"),
+        ))
+    };
+    let mut a = run("a");
+    let mut b = run("b");
+    // One CA: the same join token (K10<CA hash>::server:<secret>) from both.
+    let token = |banner: &str| {
+        banner
+            .split("join token ")
+            .nth(1)
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(token(&a.banner), token(&b.banner));
+    let (da, db) = (t.path().join("a"), t.path().join("b"));
+    // A third server with another token is refused, saying why.
+    let o = server::command(
+        EXE,
+        &t.path().join("c/data"),
+        &t.path().join("c/kubeconfig"),
+        &flags("wrong"),
+    )
+    .stderr(std::process::Stdio::piped())
+    .output()
+    .unwrap();
+    assert_ne!(o.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("under a different token"), "{err}");
+
+    // One server holds both Leases; the other has never led.
+    wait_for("the leases", || {
+        !holder(&da, "kube-scheduler").is_empty()
+            && !holder(&da, "kube-controller-manager").is_empty()
+    });
+    let leader = holder(&da, "kube-controller-manager");
+    let ids = [
+        logged(&a.log(), "started leading", "identity"),
+        logged(&b.log(), "started leading", "identity"),
+    ];
+    let (lead, follow) = match (&ids[0], &ids[1]) {
+        (Some(x), None) if *x == leader => ((&mut a, &da), (&mut b, &db)),
+        (None, Some(y)) if *y == leader => ((&mut b, &db), (&mut a, &da)),
+        other => panic!("leader {leader}, logged {other:?}"),
+    };
+    assert_eq!(holder(follow.1, "kube-scheduler"), leader);
+    // The controllers work, through either server.
+    kubectl(
+        follow.1,
+        &[
+            "create",
+            "deployment",
+            "web",
+            "--image=busybox",
+            "--replicas=2",
+        ],
+    );
+    wait_for("2 pods", || pods(follow.1) == 2);
+
+    // kill -9 the leader: the other takes both Leases once they expire, and only then.
+    lead.0.kill();
+    let killed = std::time::Instant::now();
+    assert!(logged(&follow.0.log(), "started leading", "identity").is_none());
+    wait_for("the other server to lead", || {
+        let h = holder(follow.1, "kube-controller-manager");
+        !h.is_empty() && h != leader && holder(follow.1, "kube-scheduler") == h
+    });
+    assert!(
+        killed.elapsed() >= std::time::Duration::from_secs(10),
+        "{:?}",
+        killed.elapsed()
+    );
+    assert!(
+        killed.elapsed() <= std::time::Duration::from_secs(30),
+        "{:?}",
+        killed.elapsed()
+    );
+    let new = logged(&follow.0.log(), "started leading", "identity").unwrap();
+    assert_eq!(holder(follow.1, "kube-controller-manager"), new);
+    // Work after the failover converges.
+    kubectl(follow.1, &["scale", "deployment", "web", "--replicas=4"]);
+    wait_for("4 pods", || pods(follow.1) == 4);
+    let kubectl_leases = kubectl(follow.1, &["get", "lease", "-n", "kube-system"]);
+    assert!(
+        kubectl_leases.contains("kube-controller-manager"),
+        "{kubectl_leases}"
+    );
+    assert!(kubectl_leases.contains(&new), "{kubectl_leases}");
+    // The killed server restarts on its data dir and rejoins as a follower.
+    let (killed_dir, follower_dir) = (lead.1.clone(), follow.1.clone());
+    std::mem::forget(std::mem::replace(
+        lead.0,
+        Server::start(server::command(
+            EXE,
+            &killed_dir.join("data"),
+            &killed_dir.join("kubeconfig"),
+            &flags("s3cret"),
+        )),
+    ));
+    assert_eq!(token(&lead.0.banner), token(&follow.0.banner));
+    assert_eq!(pods(&killed_dir), 4);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(logged(&lead.0.log(), "started leading", "identity").is_none());
+    assert_eq!(holder(&follower_dir, "kube-controller-manager"), new);
 }
