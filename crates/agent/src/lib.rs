@@ -19,6 +19,7 @@ pub mod hostports;
 pub mod imagegc;
 pub mod join;
 pub mod kubelet;
+pub mod lb;
 pub mod lookup;
 pub mod pod;
 pub mod podspec;

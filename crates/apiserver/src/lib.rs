@@ -79,6 +79,7 @@ mod http;
 mod httplog;
 mod kinds;
 mod managed;
+mod masterleases;
 mod nodeauthz;
 mod nodeproxy;
 mod openapi;
@@ -226,12 +227,15 @@ pub struct RunningServer {
     pub ca_cert_pem: String,
     stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    /// This server's record in the `kubernetes` endpoints, removed on shutdown.
+    leases: tokio::task::JoinHandle<()>,
 }
 
 impl RunningServer {
     /// Stops accepting, ends open connections and watches, and closes the store.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
+        let _ = self.leases.await;
         let _ = self.task.await;
     }
 
@@ -268,8 +272,23 @@ async fn open_etcd(endpoint: &str) -> Result<Arc<dyn Store>> {
             )));
         }
     }
-    let store = skiff_store::EtcdStore::connect(&endpoints, None).await?;
-    Ok(Arc::new(store))
+    // As k3s: a datastore not answering yet is waited for, with back-off, saying why.
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match skiff_store::EtcdStore::connect(&endpoints, None).await {
+            Ok(store) => return Ok(Arc::new(store)),
+            Err(e) => {
+                tracing::warn!(
+                    endpoint = %endpoint,
+                    error = %e,
+                    retry_in_s = delay.as_secs(),
+                    "cannot reach the datastore; retrying"
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
 }
 
 /// Starts the server: certificates, store, bootstrap objects, kubeconfig, listener.
@@ -369,7 +388,18 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer> {
         tracing::info!(?report, "repaired the Service allocations");
     }
     let advertise = advertised_address(&config, pki::host_addresses);
-    reconcile_endpoints(&registry, advertise, port).await?;
+    // The `kubernetes` endpoints list every live server (one, on the embedded store).
+    if config.datastore_endpoint.is_none() {
+        masterleases::clear(&*store)
+            .await
+            .map_err(|e| Error::Config(format!("clearing old server records: {e}")))?;
+    }
+    masterleases::renew(&*store, advertise, port)
+        .await
+        .map_err(|e| Error::Config(format!("recording this server in the datastore: {e}")))?;
+    masterleases::reconcile(&registry, &*store)
+        .await
+        .map_err(|e| Error::Config(format!("reconciling the kubernetes endpoints: {e}")))?;
 
     let kubeconfig = pki::admin_kubeconfig(&pki, &format!("https://{url_host}:{port}"));
     pki::write_kubeconfig(
@@ -418,6 +448,13 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer> {
         alloc::repair::INTERVAL,
         stop_rx.clone(),
     ));
+    let leases = tokio::spawn(masterleases::run(
+        state.registry.clone(),
+        state.registry.store().clone(),
+        advertise,
+        port,
+        stop_rx.clone(),
+    ));
     let task = tokio::spawn(serve(listener, tls, state, stop_rx, compactor));
     Ok(RunningServer {
         port,
@@ -427,6 +464,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer> {
         ca_cert_pem: pki.ca_cert_pem.clone(),
         stop,
         task,
+        leases,
     })
 }
 
@@ -587,65 +625,6 @@ fn advertised_address(
                 .find(|ip| ip.is_ipv4() && !ip.is_loopback())
         })
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
-}
-
-/// Points the `kubernetes` service's Endpoints and EndpointSlice at this server.
-async fn reconcile_endpoints(registry: &registry::Registry, ip: IpAddr, port: u16) -> Result<()> {
-    let family = if ip.is_ipv4() { "IPv4" } else { "IPv6" };
-    let objects = [
-        (
-            resources::lookup("", "v1", "endpoints"),
-            json!({
-                "metadata": {"name": "kubernetes", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
-                "subsets": [{"addresses": [{"ip": ip.to_string()}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
-            }),
-        ),
-        (
-            resources::lookup("discovery.k8s.io", "v1", "endpointslices"),
-            json!({
-                "metadata": {"name": "kubernetes", "labels": {"kubernetes.io/service-name": "kubernetes"}},
-                "addressType": family,
-                "endpoints": [{"addresses": [ip.to_string()], "conditions": {"ready": true}}],
-                "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
-            }),
-        ),
-    ];
-    for (res, desired) in objects {
-        let res = res.ok_or_else(|| Error::Config("endpoints not served".into()))?;
-        let exists = registry
-            .get(res, Some("default"), "kubernetes")
-            .await
-            .is_ok();
-        let outcome = if exists {
-            registry
-                .update(
-                    res,
-                    Some("default"),
-                    "kubernetes",
-                    crate::subresource::Subresource::Main,
-                    false,
-                    |old| {
-                        let mut new = desired.clone();
-                        new["metadata"] = old.get("metadata").cloned().unwrap_or_else(|| json!({}));
-                        if let Some(m) = new["metadata"].as_object_mut() {
-                            m.remove("resourceVersion");
-                        }
-                        Ok(new)
-                    },
-                )
-                .await
-                .map(|_| ())
-        } else {
-            registry
-                .create(res, Some("default"), desired, false)
-                .await
-                .map(|_| ())
-        };
-        outcome.map_err(|e| {
-            Error::Config(format!("reconciling the kubernetes {}: {e}", res.plural))
-        })?;
-    }
-    Ok(())
 }
 
 /// The ServiceCIDR `kubernetes`: `--service-cidr`, Ready (kube-apiserver's default

@@ -43,6 +43,10 @@ pub struct AgentFlags {
     /// made (as `k3s-killall.sh`), then exit; the API is not needed.
     #[arg(long)]
     pub cleanup: bool,
+    /// Local port of the agent's load balancer over the cluster's servers (k3s's
+    /// flag); 0 picks a free one.
+    #[arg(long = "lb-server-port", default_value_t = 6444)]
+    pub lb_server_port: u16,
     #[command(flatten)]
     pub node: NodeFlags,
     #[command(flatten)]
@@ -611,10 +615,30 @@ pub fn run(f: AgentFlags, engine: skiff_engine::Engine) -> Result<i32> {
         .map_err(|e| anyhow!("starting the agent runtime: {e}"))?;
     rt.block_on(async move {
         let node = f.node_name.clone().unwrap_or_else(host_name);
-        let (Some(server), Some(token)) = (f.server.clone(), f.token.clone()) else {
+        let (Some(given), Some(token)) = (f.server.clone(), f.token.clone()) else {
             return Err(anyhow!("--server and --token are required to join"));
         };
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        // Every API connection goes through the local load balancer, which follows the
+        // cluster's servers.
+        std::fs::create_dir_all(&f.data_dir)
+            .map_err(|e| anyhow!("creating {}: {e}", f.data_dir.display()))?;
+        let lb = skiff_agent::lb::LoadBalancer::start(
+            std::net::SocketAddr::from(([127, 0, 0, 1], f.lb_server_port)),
+            &given,
+            Some(f.data_dir.join("lb-servers.json")),
+            stop_rx.clone(),
+        )
+        .await
+        .map_err(|e| anyhow!(e))?;
+        let server = lb.url();
         let (id, client) = skiff_agent::join::join(&server, &token, &node, &f.data_dir).await?;
+        let mut lb_task = Some(tokio::spawn(skiff_agent::lb::follow_endpoints(
+            lb,
+            client.clone(),
+            std::time::Duration::from_secs(5),
+            stop_rx.clone(),
+        )));
         let network = skiff_agent::join::cluster_network(&client, &server).await?;
         let pod_cidr = skiff_agent::kubelet::node::await_pod_cidr(&client, &node).await?;
         let (mut cfg, runtime) = config(
@@ -632,10 +656,9 @@ pub fn run(f: AgentFlags, engine: skiff_engine::Engine) -> Result<i32> {
         f.node.apply(&mut cfg)?;
         eprintln!(
             "skiff agent: node {node} joined {} (pods in {pod_cidr}); kubeconfig {}",
-            server,
+            given,
             id.kubeconfig.display()
         );
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stop = || {
             let mut rx = stop_rx.clone();
             async move {
@@ -645,7 +668,7 @@ pub fn run(f: AgentFlags, engine: skiff_engine::Engine) -> Result<i32> {
         let endpoint = Endpoint {
             ca_pem: &id.ca_pem,
             kubelet_port: f.kubelet_port,
-            server: &server,
+            server: &given,
             cert_dir: &f.data_dir,
         };
         let node_net = NodeNetwork {
@@ -657,6 +680,7 @@ pub fn run(f: AgentFlags, engine: skiff_engine::Engine) -> Result<i32> {
             pod_cidr: pod_cidr.clone(),
         };
         let mut tasks = start_network(client.clone(), node_net, stop_rx.clone())?;
+        tasks.extend(lb_task.take());
         tasks.extend(start(client, runtime, cfg, endpoint, stop).await?);
         wait_for_signal().await?;
         let _ = stop_tx.send(true);

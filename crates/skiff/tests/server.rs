@@ -111,6 +111,39 @@ fn a_bad_datastore_endpoint_is_a_clear_error() {
     );
 }
 
+#[test]
+fn a_server_waits_for_its_datastore_saying_why() {
+    let t = tempfile::tempdir().unwrap();
+    let e = Etcd::start();
+    // A frozen etcd: connections hang, as with a datastore not up yet.
+    e.pause();
+    let resume = {
+        let pid_e = &e;
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(std::time::Duration::from_secs(8));
+                pid_e.resume();
+            });
+            let started = std::time::Instant::now();
+            let s = Server::start(server::command(
+                EXE,
+                &t.path().join("data"),
+                &t.path().join("kubeconfig"),
+                &["--datastore-endpoint".into(), e.endpoint.clone()],
+            ));
+            (s, started.elapsed())
+        })
+    };
+    let (s, waited) = resume;
+    assert!(waited >= std::time::Duration::from_secs(8), "{waited:?}");
+    let log = s.log();
+    assert!(
+        log.contains("cannot reach the datastore; retrying") && log.contains(&e.endpoint),
+        "{log}"
+    );
+    kubectl(t.path(), &["get", "ns", "default"]);
+}
+
 /// `kill -9` of the server in the middle of a stream of creates from several clients:
 /// after a restart every create that was acknowledged is there, whole.
 #[test]
@@ -292,6 +325,34 @@ fn servers_on_one_etcd_share_the_ca_and_one_leads() {
         other => panic!("leader {leader}, logged {other:?}"),
     };
     assert_eq!(holder(follow.1, "kube-scheduler"), leader);
+    // The `kubernetes` endpoints list both servers (one subset per port here).
+    let port = |banner: &str| {
+        banner
+            .split("API on port ")
+            .nth(1)
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let (lead_port, follow_port) = (port(&lead.0.banner), port(&follow.0.banner));
+    let endpoints = |dir: &std::path::Path| {
+        kubectl(
+            dir,
+            &[
+                "get",
+                "endpoints",
+                "kubernetes",
+                "-o",
+                "jsonpath={.subsets[*].ports[*].port}",
+            ],
+        )
+    };
+    wait_for("both servers in the endpoints", || {
+        let e = endpoints(follow.1);
+        e.contains(&lead_port) && e.contains(&follow_port)
+    });
     // The controllers work, through either server.
     kubectl(
         follow.1,
@@ -325,6 +386,11 @@ fn servers_on_one_etcd_share_the_ca_and_one_leads() {
     );
     let new = logged(&follow.0.log(), "started leading", "identity").unwrap();
     assert_eq!(holder(follow.1, "kube-controller-manager"), new);
+    // The dead server leaves the endpoints once its record expires.
+    wait_for("the dead server to leave the endpoints", || {
+        let e = endpoints(follow.1);
+        !e.contains(&lead_port) && e.contains(&follow_port)
+    });
     // Work after the failover converges.
     kubectl(follow.1, &["scale", "deployment", "web", "--replicas=4"]);
     wait_for("4 pods", || pods(follow.1) == 4);

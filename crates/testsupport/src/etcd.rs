@@ -133,6 +133,16 @@ impl Etcd {
     }
 
     /// Kills etcd now (its data stays until drop).
+    /// Freezes etcd (SIGSTOP): connections to it hang until [`Etcd::resume`].
+    pub fn pause(&self) {
+        crate::kill(self.child.id() as i32, libc::SIGSTOP);
+    }
+
+    /// Thaws a paused etcd (SIGCONT).
+    pub fn resume(&self) {
+        crate::kill(self.child.id() as i32, libc::SIGCONT);
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -95,15 +95,25 @@ pub fn kubectl(dir: &Path, args: &[&str]) -> Output {
 }
 
 /// Reads the server's stderr up to its banner line (`skiff server: API on port …`),
-/// copying the log lines before it to `early`; panics if the server exits first.
+/// copying the log lines before it to `early`; panics if the server exits first, with
+/// the last lines it wrote.
 pub fn read_banner(stderr: &mut impl BufRead, early: &mut impl std::io::Write) -> String {
     let mut line = String::new();
+    let mut last: std::collections::VecDeque<String> = Default::default();
     loop {
         line.clear();
         let n = stderr
             .read_line(&mut line)
             .expect("read the server's stderr");
-        assert!(n > 0, "the server exited before its banner");
+        assert!(
+            n > 0,
+            "the server exited before its banner; it wrote:\n{}",
+            last.iter().map(String::as_str).collect::<String>()
+        );
+        if last.len() == 20 {
+            last.pop_front();
+        }
+        last.push_back(line.clone());
         if line.contains("API on port") {
             return line;
         }

@@ -17,7 +17,15 @@ impl Strategy for EndpointSlice {
         if !matches!(s(obj, "/addressType"), "IPv4" | "IPv6") {
             return;
         }
-        let own = super::endpoints::apiservers_own(obj);
+        // The API servers' own slices: `kubernetes`, and `kubernetes-<port>` for servers
+        // on another port (see the endpoint reconciler).
+        let name = s(obj, "/metadata/name");
+        let own = super::endpoints::apiservers_own(obj)
+            || (s(obj, "/metadata/namespace") == "default"
+                && s(obj, "/metadata/labels/kubernetes.io~1service-name") == "kubernetes"
+                && name
+                    .strip_prefix("kubernetes-")
+                    .is_some_and(|p| p.parse::<u16>().is_ok()));
         let eps = obj.get("endpoints").and_then(Value::as_array);
         for (i, e) in eps.into_iter().flatten().enumerate() {
             let addrs = e.get("addresses").and_then(Value::as_array);

@@ -827,17 +827,24 @@ fn an_agent_joins_by_token_and_runs_pods_as_its_node() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
-    // The node's own credentials reach only what the Node authorizer allows.
+    // The node's own credentials reach only what the Node authorizer allows. Its
+    // kubeconfig points at the agent's load balancer on the node's loopback: kubectl
+    // runs in the node's namespace.
     let node_kc = agent.root.dir.join("agent").join("kubelet.kubeconfig");
+    let kc_text = std::fs::read_to_string(&node_kc).unwrap();
+    assert!(
+        kc_text.contains("server: https://127.0.0.1:6444"),
+        "{kc_text}"
+    );
     let as_node = |args: &[&str]| {
-        Command::new("kubectl")
-            .arg("--kubeconfig")
+        let mut cmd = Command::new("kubectl");
+        cmd.arg("--kubeconfig")
             .arg(&node_kc)
             .arg("--cache-dir")
             .arg(agent.root.dir.join("kcache"))
-            .args(args)
-            .output()
-            .unwrap()
+            .args(args);
+        net.enter(&mut cmd);
+        cmd.output().unwrap()
     };
     let who = as_node(&[
         "auth",

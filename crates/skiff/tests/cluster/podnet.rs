@@ -344,6 +344,9 @@ fn a_joined_agent_reads_the_cluster_network_from_the_server() {
         resolv.to_str().unwrap(),
         "--nftables-table",
         &format!("{}_node", root.table),
+        // In the host's namespace beside other tests: a load balancer port of its own.
+        "--lb-server-port",
+        "0",
     ]);
     cmd.args(skiff_testsupport::cluster::lenient_eviction(&[]))
         .arg("--data-dir")
