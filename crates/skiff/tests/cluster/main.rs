@@ -5,6 +5,7 @@
 // A test: a panic is its failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod ha;
 mod nodes;
 mod objects;
 mod podnet;
