@@ -80,6 +80,7 @@ mod httplog;
 mod kinds;
 mod managed;
 mod masterleases;
+mod migrate;
 mod nodeauthz;
 mod nodeproxy;
 mod openapi;
@@ -166,6 +167,9 @@ pub struct ServerConfig {
     /// The cluster's network settings (`--cluster-cidr`, `--service-cidr`,
     /// `--cluster-dns`, `--cluster-domain`, `--service-node-port-range`).
     pub network: skiff_meta::netconf::ClusterNetwork,
+    /// `--datastore-migrate`: copy the embedded store's objects into the (empty) etcd
+    /// of `datastore_endpoint` before serving from it.
+    pub datastore_migrate: bool,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -177,6 +181,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("write_kubeconfig", &self.write_kubeconfig)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("datastore_endpoint", &self.datastore_endpoint)
+            .field("datastore_migrate", &self.datastore_migrate)
             .field("tls_san", &self.tls_san)
             .field("advertise_address", &self.advertise_address)
             .field("node_ip", &self.node_ip)
@@ -210,6 +215,7 @@ impl Default for ServerConfig {
             admission_control_config_file: None,
             admission_plugins: Default::default(),
             network: Default::default(),
+            datastore_migrate: false,
         }
     }
 }
@@ -318,6 +324,26 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer> {
                 .map_err(|e| Error::Config(format!("opening the store: {e}")))??
         }
     };
+    if config.datastore_migrate {
+        if config.datastore_endpoint.is_none() {
+            return Err(Error::Config(
+                "--datastore-migrate needs --datastore-endpoint (the etcd to move to)".into(),
+            ));
+        }
+        let db = config.data_dir.join("db");
+        if !db.exists() {
+            return Err(Error::Config(format!(
+                "--datastore-migrate: no embedded store at {} to move",
+                db.display()
+            )));
+        }
+        let cfg = config.clone();
+        let embedded = tokio::task::spawn_blocking(move || open_store(&cfg))
+            .await
+            .map_err(|e| Error::Config(format!("opening the embedded store: {e}")))??;
+        let n = migrate::copy(&*embedded, &*store).await?;
+        tracing::info!(objects = n, from = %db.display(), "moved the embedded store's objects to etcd");
+    }
     let secret = pki::token_secret(&config.data_dir, config.token.as_deref())?;
     if config.datastore_endpoint.is_some() {
         // Servers sharing a datastore share the CA and the ServiceAccount key.

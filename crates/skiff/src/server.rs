@@ -28,6 +28,10 @@ pub struct ServerFlags {
     /// Datastore: absent for the embedded store, or etcd endpoints `http://host:2379[,...]`.
     #[arg(long = "datastore-endpoint")]
     pub datastore_endpoint: Option<String>,
+    /// With --datastore-endpoint: first copy the objects of this data dir's embedded
+    /// store into that etcd, which must hold none (the embedded store is kept as is).
+    #[arg(long = "datastore-migrate", requires = "datastore_endpoint")]
+    pub datastore_migrate: bool,
     /// The join secret for agents (bare, or in k3s's `K10<ca hash>::server:<secret>` form).
     #[arg(long, short = 't', env = "SKIFF_TOKEN")]
     pub token: Option<String>,
@@ -265,6 +269,7 @@ pub fn run(f: ServerFlags, engine: Option<skiff_engine::Engine>) -> Result<i32> 
         write_kubeconfig: f.write_kubeconfig,
         token: f.token,
         datastore_endpoint: f.datastore_endpoint,
+        datastore_migrate: f.datastore_migrate,
         tls_san: f.tls_san,
         advertise_address: f.advertise_address,
         node_ip: node_ip_flag,

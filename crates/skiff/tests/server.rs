@@ -111,6 +111,78 @@ fn a_bad_datastore_endpoint_is_a_clear_error() {
     );
 }
 
+/// name → resourceVersion of the ConfigMaps in `default`, ordered by resourceVersion.
+fn by_revision(dir: &std::path::Path) -> Vec<String> {
+    let out = kubectl(
+        dir,
+        &[
+            "get",
+            "configmaps",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}={.metadata.resourceVersion} {end}",
+        ],
+    );
+    let mut v: Vec<(u64, String)> = out
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .filter(|(n, _)| n.starts_with("m-"))
+        .map(|(n, rv)| (rv.parse().unwrap(), n.to_string()))
+        .collect();
+    v.sort();
+    v.into_iter().map(|(_, n)| n).collect()
+}
+
+#[test]
+fn datastore_migrate_moves_the_embedded_store_to_etcd_keeping_the_order() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let before = {
+        let (_s, _) = start(dir);
+        for n in ["m-a", "m-b", "m-c"] {
+            kubectl(dir, &["create", "configmap", n, "--from-literal=k=v"]);
+        }
+        // m-a written last.
+        kubectl(dir, &["label", "configmap", "m-a", "x=1"]);
+        by_revision(dir)
+    };
+    assert_eq!(before, ["m-b", "m-c", "m-a"]);
+    let e = Etcd::start();
+    let migrate = |extra: &[&str]| {
+        let mut flags = vec!["--datastore-endpoint".to_string(), e.endpoint.clone()];
+        flags.extend(extra.iter().map(|s| s.to_string()));
+        server::command(EXE, &dir.join("data"), &dir.join("kubeconfig"), &flags)
+    };
+    {
+        let s = Server::start(migrate(&["--datastore-migrate"]));
+        assert!(
+            s.log()
+                .contains("moved the embedded store's objects to etcd"),
+            "{}",
+            s.log()
+        );
+        assert_eq!(by_revision(dir), before);
+        let label = kubectl(
+            dir,
+            &[
+                "get",
+                "configmap",
+                "m-a",
+                "-o",
+                "jsonpath={.metadata.labels.x}",
+            ],
+        );
+        assert_eq!(label, "1");
+    }
+    // Not twice into a datastore that holds objects.
+    let o = migrate(&["--datastore-migrate"]).output().unwrap();
+    assert_ne!(o.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("already holds objects"), "{err}");
+    // From now on the server runs on etcd.
+    let _s = Server::start(migrate(&[]));
+    assert_eq!(by_revision(dir), before);
+}
+
 #[test]
 fn a_server_waits_for_its_datastore_saying_why() {
     let t = tempfile::tempdir().unwrap();
@@ -285,14 +357,7 @@ fn servers_on_one_etcd_share_the_ca_and_one_leads() {
     let mut a = run("a");
     let mut b = run("b");
     // One CA: the same join token (K10<CA hash>::server:<secret>) from both.
-    let token = |banner: &str| {
-        banner
-            .split("join token ")
-            .nth(1)
-            .unwrap()
-            .trim()
-            .to_string()
-    };
+    let token = server::banner_token;
     assert_eq!(token(&a.banner), token(&b.banner));
     let (da, db) = (t.path().join("a"), t.path().join("b"));
     // A third server with another token is refused, saying why.
@@ -326,16 +391,7 @@ fn servers_on_one_etcd_share_the_ca_and_one_leads() {
     };
     assert_eq!(holder(follow.1, "kube-scheduler"), leader);
     // The `kubernetes` endpoints list both servers (one subset per port here).
-    let port = |banner: &str| {
-        banner
-            .split("API on port ")
-            .nth(1)
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_string()
-    };
+    let port = server::banner_port;
     let (lead_port, follow_port) = (port(&lead.0.banner), port(&follow.0.banner));
     let endpoints = |dir: &std::path::Path| {
         kubectl(

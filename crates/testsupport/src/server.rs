@@ -81,6 +81,26 @@ impl Drop for Server {
     }
 }
 
+/// The API port a server's banner names (`… API on port N; …`).
+pub fn banner_port(banner: &str) -> String {
+    banner
+        .split("API on port ")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The join token a server's banner ends with.
+pub fn banner_token(banner: &str) -> String {
+    banner
+        .split("join token ")
+        .nth(1)
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
 /// Runs kubectl with the kubeconfig `dir/kubeconfig` and the cache `dir/cache`.
 pub fn kubectl(dir: &Path, args: &[&str]) -> Output {
     Command::new("kubectl")

@@ -317,6 +317,27 @@ fn l4proto(exprs: &mut Vec<Expr>, proto: &str) -> Result<(), Unsupported> {
     Ok(())
 }
 
+/// `… meta l4proto . th dport vmap @map`: the protocol and the port loaded into `regs`
+/// (after whatever fields came before), then the verdict map looked up.
+fn proto_port_vmap(exprs: &mut Vec<Expr>, regs: [u32; 2], map: &str) {
+    exprs.push(Expr::Meta {
+        key: NFT_META_L4PROTO,
+        dreg: regs[0],
+    });
+    exprs.push(Expr::Payload {
+        base: NFT_PAYLOAD_TRANSPORT_HEADER,
+        offset: 2,
+        len: 2,
+        dreg: regs[1],
+    });
+    exprs.push(Expr::Lookup {
+        set: map.to_string(),
+        set_id: None,
+        verdict_map: true,
+        invert: false,
+    });
+}
+
 /// `key & mask == value` (host byte order, as nft keeps marks and ct bits).
 fn masked(exprs: &mut Vec<Expr>, op: u32, mask: u32, value: u32) {
     exprs.push(Expr::Bitwise {
@@ -362,42 +383,12 @@ fn parse_rule(text: &str, next_id: &mut u32) -> Result<Rule, Unsupported> {
             {
                 let offset = if *field == "saddr" { 12 } else { 16 };
                 e.push(payload(NFT_PAYLOAD_NETWORK_HEADER, offset, 4));
-                e.push(Expr::Meta {
-                    key: NFT_META_L4PROTO,
-                    dreg: REG32_01,
-                });
-                e.push(Expr::Payload {
-                    base: NFT_PAYLOAD_TRANSPORT_HEADER,
-                    offset: 2,
-                    len: 2,
-                    dreg: REG32_02,
-                });
-                e.push(Expr::Lookup {
-                    set: map[1..].to_string(),
-                    set_id: None,
-                    verdict_map: true,
-                    invert: false,
-                });
+                proto_port_vmap(e, [REG32_01, REG32_02], &map[1..]);
                 i += 10;
                 done = true;
             }
             ["meta", "l4proto", ".", "th", "dport", "vmap", map, ..] if map.starts_with('@') => {
-                e.push(Expr::Meta {
-                    key: NFT_META_L4PROTO,
-                    dreg: REG1,
-                });
-                e.push(Expr::Payload {
-                    base: NFT_PAYLOAD_TRANSPORT_HEADER,
-                    offset: 2,
-                    len: 2,
-                    dreg: REG32_01,
-                });
-                e.push(Expr::Lookup {
-                    set: map[1..].to_string(),
-                    set_id: None,
-                    verdict_map: true,
-                    invert: false,
-                });
+                proto_port_vmap(e, [REG1, REG32_01], &map[1..]);
                 i += 7;
                 done = true;
             }

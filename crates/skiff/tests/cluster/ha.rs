@@ -80,24 +80,11 @@ fn a_joined_agent_moves_to_another_server_when_its_server_dies() {
     let mut a = start("a");
     let b = start("b");
     let db = t.path().join("b");
-    let port = |s: &Server| {
-        s.banner
-            .split("API on port ")
-            .nth(1)
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_string()
-    };
-    let (port_a, port_b) = (port(&a), port(&b));
-    let token = a
-        .banner
-        .split("join token ")
-        .nth(1)
-        .unwrap()
-        .trim()
-        .to_string();
+    let (port_a, port_b) = (
+        server::banner_port(&a.banner),
+        server::banner_port(&b.banner),
+    );
+    let token = server::banner_token(&a.banner);
 
     let name = format!(
         "ha-{}",
