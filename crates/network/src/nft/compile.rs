@@ -317,9 +317,19 @@ fn l4proto(exprs: &mut Vec<Expr>, proto: &str) -> Result<(), Unsupported> {
     Ok(())
 }
 
-/// `… meta l4proto . th dport vmap @map`: the protocol and the port loaded into `regs`
-/// (after whatever fields came before), then the verdict map looked up.
-fn proto_port_vmap(exprs: &mut Vec<Expr>, regs: [u32; 2], map: &str) {
+/// What a concatenation is looked up in: `vmap @map` (a verdict) or `@set` (a match);
+/// the set's name, whether it is a verdict map, and the words used.
+fn lookup_target<'a>(rest: &[&'a str]) -> Option<(&'a str, bool, usize)> {
+    match rest {
+        ["vmap", m, ..] => m.strip_prefix('@').map(|m| (m, true, 2)),
+        [s, ..] => s.strip_prefix('@').map(|s| (s, false, 1)),
+        [] => None,
+    }
+}
+
+/// `… meta l4proto . th dport vmap @map` or `… @set`: the protocol and the port loaded
+/// into `regs` (after whatever fields came before), then the map or set looked up.
+fn proto_port_lookup(exprs: &mut Vec<Expr>, regs: [u32; 2], map: &str, vmap: bool) {
     exprs.push(Expr::Meta {
         key: NFT_META_L4PROTO,
         dreg: regs[0],
@@ -333,7 +343,7 @@ fn proto_port_vmap(exprs: &mut Vec<Expr>, regs: [u32; 2], map: &str) {
     exprs.push(Expr::Lookup {
         set: map.to_string(),
         set_id: None,
-        verdict_map: true,
+        verdict_map: vmap,
         invert: false,
     });
 }
@@ -378,19 +388,21 @@ fn parse_rule(text: &str, next_id: &mut u32) -> Result<Rule, Unsupported> {
             return bad("words after its verdict");
         }
         match &w[i..] {
-            ["ip", field @ ("saddr" | "daddr"), ".", "meta", "l4proto", ".", "th", "dport", "vmap", map, ..]
-                if map.starts_with('@') =>
+            ["ip", field @ ("saddr" | "daddr"), ".", "meta", "l4proto", ".", "th", "dport", rest @ ..]
+                if lookup_target(rest).is_some() =>
             {
+                let (set, vmap, used) = lookup_target(rest).unwrap_or_default();
                 let offset = if *field == "saddr" { 12 } else { 16 };
                 e.push(payload(NFT_PAYLOAD_NETWORK_HEADER, offset, 4));
-                proto_port_vmap(e, [REG32_01, REG32_02], &map[1..]);
-                i += 10;
-                done = true;
+                proto_port_lookup(e, [REG32_01, REG32_02], set, vmap);
+                i += 8 + used;
+                done = vmap;
             }
-            ["meta", "l4proto", ".", "th", "dport", "vmap", map, ..] if map.starts_with('@') => {
-                proto_port_vmap(e, [REG1, REG32_01], &map[1..]);
-                i += 7;
-                done = true;
+            ["meta", "l4proto", ".", "th", "dport", rest @ ..] if lookup_target(rest).is_some() => {
+                let (set, vmap, used) = lookup_target(rest).unwrap_or_default();
+                proto_port_lookup(e, [REG1, REG32_01], set, vmap);
+                i += 5 + used;
+                done = vmap;
             }
             ["ip", field @ ("saddr" | "daddr"), rest @ ..] => {
                 let offset = if *field == "saddr" { 12 } else { 16 };
@@ -772,6 +784,7 @@ const UDATA_IPV4_SET: &[u8] = &[0, 4, 2, 0, 0, 0];
 const UDATA_CONCAT_VERDICT_MAP: &[u8] = &[
     0, 4, 0, 0, 0, 0, 1, 4, 0, 0, 0, 0, 3, 8, 0, 4, 13, 0, 0, 0, 1, 0, 6, 4, 0, 0, 0, 0,
 ];
+const UDATA_CONCAT_SET: &[u8] = &[0, 4, 0, 0, 0, 0, 3, 8, 0, 4, 13, 0, 0, 0, 1, 0];
 const UDATA_NUMGEN_MAP: &[u8] = &[
     0, 4, 1, 0, 0, 0, 1, 4, 0, 0, 0, 0, 4, 8, 0, 4, 1, 0, 0, 0, 1, 0, 6, 4, 0, 0, 0, 0,
 ];
@@ -840,6 +853,16 @@ fn set_layout(s: &SetSpec) -> Result<(u32, u32, u32, bool, Vec<u8>), Unsupported
             (TYPE_INET_PROTOCOL << 6) | TYPE_INET_SERVICE,
             8,
             UDATA_CONCAT_VERDICT_MAP.to_vec(),
+        ),
+        "ipv4_addr . inet_proto . inet_service" => (
+            (TYPE_IPADDR << 12) | (TYPE_INET_PROTOCOL << 6) | TYPE_INET_SERVICE,
+            12,
+            UDATA_CONCAT_SET.to_vec(),
+        ),
+        "inet_proto . inet_service" => (
+            (TYPE_INET_PROTOCOL << 6) | TYPE_INET_SERVICE,
+            8,
+            UDATA_CONCAT_SET.to_vec(),
         ),
         other => return unsupported(format!("set type {other:?}")),
     };

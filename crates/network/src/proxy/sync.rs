@@ -129,6 +129,18 @@ pub fn plan_full(
         if rules::is_affinity_set(set) && !wanted_sets.contains_key(set) {
             tx.delete(Object::Set(rules::affinity_spec(set, 0)));
         }
+        // An earlier version's maps, no longer referenced once the skeleton's chains
+        // are refilled above.
+        if rules::OLD_NO_ENDPOINT_MAPS.contains(&set.as_str()) {
+            tx.delete(Object::Set(SetSpec {
+                name: set.clone(),
+                key_type: String::new(),
+                value_type: Some("verdict".into()),
+                flags: None,
+                timeout: None,
+                comment: None,
+            }));
+        }
     }
     tx
 }
@@ -256,14 +268,14 @@ pub fn drop_conflicts(
             continue;
         }
         for (e, v) in &r.elements {
-            if v.is_some() {
+            if rules::is_exclusive(e.0, v.as_ref()) {
                 owner.insert(e.clone(), k.clone());
             }
         }
     }
     for (k, r) in desired.iter_mut() {
         r.elements.retain(|e, v| {
-            if v.is_none() {
+            if !rules::is_exclusive(e.0, v.as_ref()) {
                 return true;
             }
             match owner.get(e) {

@@ -177,6 +177,24 @@ fn full_sync_renders_the_plan_example() {
 }
 
 #[test]
+fn a_full_sync_over_an_older_table_deletes_its_no_endpoint_maps() {
+    let s = settings();
+    let old: Vec<String> = [
+        "no-endpoint-services",
+        "no-endpoint-nodeports",
+        "service-ips",
+    ]
+    .iter()
+    .map(|x| x.to_string())
+    .collect();
+    let text = plan_full(&s, &BTreeMap::new(), &[], &old).render();
+    assert!(text.ends_with(
+        "delete map ip skiff-node no-endpoint-services\ndelete map ip skiff-node no-endpoint-nodeports\n"
+    ), "{text}");
+    assert!(!text.contains("delete map ip skiff-node service-ips"));
+}
+
+#[test]
 fn one_changed_endpoint_touches_only_its_chains() {
     let rec = Recorder::default();
     let mut p = Proxier::new(rec.clone(), settings());
@@ -275,7 +293,10 @@ fn losing_every_endpoint_swaps_the_map_element_for_a_reject() {
         tx.contains("delete element ip skiff-node service-ips { 10.43.12.34 . tcp . 80 }\n"),
         "{tx}"
     );
-    assert!(tx.contains("add element ip skiff-node no-endpoint-services { 10.43.12.34 . tcp . 80 : goto reject-chain }\n"), "{tx}");
+    assert!(
+        tx.contains("add element ip skiff-node reject-services { 10.43.12.34 . tcp . 80 }\n"),
+        "{tx}"
+    );
     assert!(
         !tx.contains("cluster-ips"),
         "the ClusterIP stays active: {tx}"
@@ -289,9 +310,7 @@ fn losing_every_endpoint_swaps_the_map_element_for_a_reject() {
     p.sync(&snap, &keys(&["default/web"])).unwrap();
     let tx = rec.last();
     assert!(
-        tx.contains(
-            "delete element ip skiff-node no-endpoint-services { 10.43.12.34 . tcp . 80 }\n"
-        ),
+        tx.contains("delete element ip skiff-node reject-services { 10.43.12.34 . tcp . 80 }\n"),
         "{tx}"
     );
     assert!(tx.contains("add element ip skiff-node service-ips { 10.43.12.34 . tcp . 80 : goto service-SUSTUHLJ-default/web/tcp/http }\n"), "{tx}");
@@ -343,9 +362,7 @@ fn affinity_and_local_policy_shapes() {
         "{tx}"
     );
     assert!(
-        tx.contains(
-            "add element ip skiff-node no-endpoint-services { 10.43.12.35 . tcp . 80 : drop }\n"
-        ),
+        tx.contains("add element ip skiff-node drop-services { 10.43.12.35 . tcp . 80 }\n"),
         "{tx}"
     );
     assert!(!tx.contains("default/loc/"), "{tx}");
