@@ -2,8 +2,8 @@
 //! `loadbalancer`): a TCP proxy on `127.0.0.1:<--lb-server-port>` that the agent's
 //! API client uses. Each connection goes to the server that last answered, else to the
 //! others in turn; the server list starts with `--server`, is learned from the
-//! `kubernetes` Service's EndpointSlices (every live server, see the API server's
-//! endpoint reconciler) and is kept in `<data-dir>/lb-servers.json` for the next start.
+//! `kubernetes` Service's EndpointSlices through a watch (every live server, see the
+//! API server's endpoint reconciler) and is kept in `<data-dir>/lb-servers.json` for the next start.
 //! TLS passes through untouched: every server's certificate is issued by the cluster's
 //! CA and names 127.0.0.1, so the client checks the server it reached.
 
@@ -169,50 +169,59 @@ impl LoadBalancer {
     }
 }
 
-/// Keeps the server list current from the `kubernetes` Service's EndpointSlices, every
-/// `period`, until `stop`.
+/// The servers an EndpointSlice of the `kubernetes` Service lists (`host:port`).
+fn slice_servers(slice: &k8s_openapi::api::discovery::v1::EndpointSlice) -> Vec<String> {
+    let Some(port) = slice
+        .ports
+        .as_ref()
+        .and_then(|p| p.iter().find_map(|p| p.port))
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for ep in &slice.endpoints {
+        if ep.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
+            continue;
+        }
+        for a in &ep.addresses {
+            out.push(match a.parse::<std::net::IpAddr>() {
+                Ok(std::net::IpAddr::V6(v6)) => format!("[{v6}]:{port}"),
+                _ => format!("{a}:{port}"),
+            });
+        }
+    }
+    out
+}
+
+/// Keeps the server list current from the `kubernetes` Service's EndpointSlices (a
+/// watch, as k3s's agents watch the endpoints: thousands of agents cost the API
+/// server no polling), until `stop`.
 pub async fn follow_endpoints(
     lb: LoadBalancer,
     client: kube::Client,
-    period: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    use futures::StreamExt;
     use k8s_openapi::api::discovery::v1::EndpointSlice;
-    use kube::api::{Api, ListParams};
-    let api: Api<EndpointSlice> = Api::namespaced(client, "default");
-    let lp = ListParams::default().labels("kubernetes.io/service-name=kubernetes");
+    use kube::runtime::{reflector, watcher, WatchStreamExt};
+    // Every event, InitDone included: the store shows a re-list only once it is done.
+    let api: kube::Api<EndpointSlice> = kube::Api::namespaced(client, "default");
+    let (store, writer) = reflector::store::<EndpointSlice>();
+    let cfg = watcher::Config::default().labels("kubernetes.io/service-name=kubernetes");
+    let stream = reflector(writer, watcher(api, cfg).default_backoff());
+    tokio::pin!(stream);
     loop {
-        match api.list(&lp).await {
-            Ok(list) => {
-                let mut servers = Vec::new();
-                for slice in list.items {
-                    let Some(port) = slice
-                        .ports
-                        .as_ref()
-                        .and_then(|p| p.iter().find_map(|p| p.port))
-                    else {
-                        continue;
-                    };
-                    for ep in &slice.endpoints {
-                        if ep.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
-                            continue;
-                        }
-                        for a in &ep.addresses {
-                            servers.push(match a.parse::<std::net::IpAddr>() {
-                                Ok(std::net::IpAddr::V6(v6)) => format!("[{v6}]:{port}"),
-                                _ => format!("{a}:{port}"),
-                            });
-                        }
+        tokio::select! {
+            item = stream.next() => match item {
+                Some(Ok(_)) => {
+                    let servers: Vec<String> = store.state().iter().flat_map(|s| slice_servers(s)).collect();
+                    if !servers.is_empty() {
+                        lb.set_servers(servers);
                     }
                 }
-                if !servers.is_empty() {
-                    lb.set_servers(servers);
-                }
-            }
-            Err(e) => tracing::debug!(error = %e, "listing the kubernetes endpoints"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(period) => {}
+                Some(Err(e)) => tracing::debug!(error = %e, "watching the kubernetes endpoints"),
+                None => return,
+            },
             _ = stop.changed() => return,
         }
     }

@@ -636,7 +636,6 @@ pub fn run(f: AgentFlags, engine: skiff_engine::Engine) -> Result<i32> {
         let mut lb_task = Some(tokio::spawn(skiff_agent::lb::follow_endpoints(
             lb,
             client.clone(),
-            std::time::Duration::from_secs(5),
             stop_rx.clone(),
         )));
         let network = skiff_agent::join::cluster_network(&client, &server).await?;
