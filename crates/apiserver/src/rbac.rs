@@ -492,7 +492,10 @@ fn view_rules() -> Vec<Value> {
     ]
 }
 
-/// What `edit` adds to `view` (the `system:aggregate-to-edit` role).
+/// What `edit` adds to `view` (the `system:aggregate-to-edit` role). No write on
+/// Endpoints or EndpointSlices: since Kubernetes 1.22 (CVE-2021-25740) the default
+/// roles leave them out, as a namespace editor could otherwise point a Service at
+/// addresses of another namespace.
 fn edit_rules() -> Vec<Value> {
     let mut rules = Vec::new();
     rules.extend([
@@ -515,7 +518,6 @@ fn edit_rules() -> Vec<Value> {
                 "pods/portforward",
                 "pods/proxy",
                 "configmaps",
-                "endpoints",
                 "persistentvolumeclaims",
                 "replicationcontrollers",
                 "replicationcontrollers/scale",
@@ -553,7 +555,6 @@ fn edit_rules() -> Vec<Value> {
             &["ingresses", "networkpolicies"],
         ),
         rule(ALL_VERBS, &["policy"], &["poddisruptionbudgets"]),
-        rule(ALL_VERBS, &["discovery.k8s.io"], &["endpointslices"]),
         rule(ALL_VERBS, &["coordination.k8s.io"], &["leases"]),
     ]);
     rules

@@ -957,6 +957,32 @@ async fn cluster_roles_aggregate() {
         .await;
     assert_eq!(out.trim(), "no");
 
+    // CVE-2021-25740: an editor reads Endpoints and EndpointSlices but writes neither
+    // (a Service of theirs could otherwise be pointed at another namespace's pods).
+    fx.ok(
+        k,
+        &[
+            "create",
+            "rolebinding",
+            "joe-edit",
+            "--clusterrole=edit",
+            "--user=joe",
+        ],
+    )
+    .await;
+    for (verb, what, want) in [
+        ("create", "endpoints", "no"),
+        ("update", "endpoints", "no"),
+        ("create", "endpointslices.discovery.k8s.io", "no"),
+        ("patch", "endpointslices.discovery.k8s.io", "no"),
+        ("list", "endpoints", "yes"),
+        ("list", "endpointslices.discovery.k8s.io", "yes"),
+        ("create", "services", "yes"),
+    ] {
+        let (_, out, _) = fx.run(k, &["auth", "can-i", verb, what, "--as=joe"]).await;
+        assert_eq!(out.trim(), want, "{verb} {what}");
+    }
+
     // A role of one's own that aggregates by a label.
     fx.file(
         "agg.yaml",
