@@ -69,12 +69,10 @@ pub struct ObjRef {
     pub uid: String,
 }
 
-pub(crate) const SERVICE_KEY: &str = "service.key";
-
 /// The ServiceAccount signing key (PEM) in `dir` (the `tls` directory), generated at
 /// first start.
 pub(crate) fn ensure_service_key(dir: &Path) -> crate::Result<String> {
-    let path = dir.join(SERVICE_KEY);
+    let path = dir.join(crate::pki::SERVICE_KEY);
     match std::fs::read_to_string(&path) {
         Ok(p) => Ok(p),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

@@ -35,7 +35,7 @@ pub(crate) fn ensure_ca(dir: &Path) -> Result<()> {
 
 /// The files of `tls/` every server of a cluster shares (the CA and the
 /// ServiceAccount signing key); the serving and admin certificates are each server's.
-pub(crate) const SHARED_FILES: [&str; 3] = [CA_CERT, CA_KEY, crate::authn::SERVICE_KEY];
+pub(crate) const SHARED_FILES: [&str; 3] = [CA_CERT, CA_KEY, SERVICE_KEY];
 
 /// PEM material of the cluster, loaded or generated.
 #[derive(Clone)]
@@ -55,6 +55,8 @@ const SERVING_KEY: &str = "serving.key";
 const SERVING_SANS: &str = "serving.sans";
 const ADMIN_CERT: &str = "client-admin.crt";
 const ADMIN_KEY: &str = "client-admin.key";
+/// The ServiceAccount signing key (`authn` makes and reads it).
+pub(crate) const SERVICE_KEY: &str = "service.key";
 
 fn read(dir: &Path, name: &str) -> Result<String> {
     let path = dir.join(name);
