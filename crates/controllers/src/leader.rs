@@ -58,6 +58,14 @@ impl KubeLease {
     }
 }
 
+/// Lease writes carry the field manager client-go's elector uses.
+fn post_params() -> PostParams {
+    PostParams {
+        field_manager: Some("leader-election".into()),
+        ..Default::default()
+    }
+}
+
 fn to_lease(v: Value) -> Result<Lease, String> {
     serde_json::from_value(v).map_err(|e| format!("encoding the Lease: {e}"))
 }
@@ -73,24 +81,16 @@ impl LeaseApi for KubeLease {
     }
 
     async fn create(&self, lease: Value) -> Result<(), String> {
-        let pp = PostParams {
-            field_manager: Some("leader-election".into()),
-            ..Default::default()
-        };
         self.api
-            .create(&pp, &to_lease(lease)?)
+            .create(&post_params(), &to_lease(lease)?)
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())
     }
 
     async fn replace(&self, lease: Value) -> Result<(), String> {
-        let pp = PostParams {
-            field_manager: Some("leader-election".into()),
-            ..Default::default()
-        };
         self.api
-            .replace(&self.name, &pp, &to_lease(lease)?)
+            .replace(&self.name, &post_params(), &to_lease(lease)?)
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())

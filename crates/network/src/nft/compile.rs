@@ -348,6 +348,25 @@ fn proto_port_lookup(exprs: &mut Vec<Expr>, regs: [u32; 2], map: &str, vmap: boo
     });
 }
 
+/// A lookup in the rule's next anonymous set (`template` is nft's `__set%d` or
+/// `__map%d`, named by the kernel); the set's id within the batch.
+fn anon_lookup(
+    exprs: &mut Vec<Expr>,
+    next_id: &mut u32,
+    template: &str,
+    verdict_map: bool,
+    invert: bool,
+) -> u32 {
+    *next_id += 1;
+    exprs.push(Expr::Lookup {
+        set: template.to_string(),
+        set_id: Some(*next_id),
+        verdict_map,
+        invert,
+    });
+    *next_id
+}
+
 /// `key & mask == value` (host byte order, as nft keeps marks and ct bits).
 fn masked(exprs: &mut Vec<Expr>, op: u32, mask: u32, value: u32) {
     exprs.push(Expr::Bitwise {
@@ -479,15 +498,8 @@ fn parse_rule(text: &str, next_id: &mut u32) -> Result<Rule, Unsupported> {
                         _ => return bad("ct state set"),
                     }
                 }
-                *next_id += 1;
-                let id = *next_id;
                 e.push(Expr::Ct { key: NFT_CT_STATE });
-                e.push(Expr::Lookup {
-                    set: "__set%d".to_string(),
-                    set_id: Some(id),
-                    verdict_map: false,
-                    invert: true,
-                });
+                let id = anon_lookup(e, next_id, "__set%d", false, true);
                 rule.sets.push(AnonSet::CtStates { id, states });
                 i += 4 + close + 1;
             }
@@ -600,15 +612,8 @@ fn parse_rule(text: &str, next_id: &mut u32) -> Result<Rule, Unsupported> {
                     };
                     elements.push((k, parse_verdict(verdict)?));
                 }
-                *next_id += 1;
-                let id = *next_id;
                 e.push(Expr::Numgen { modulus });
-                e.push(Expr::Lookup {
-                    set: "__map%d".to_string(),
-                    set_id: Some(id),
-                    verdict_map: true,
-                    invert: false,
-                });
+                let id = anon_lookup(e, next_id, "__map%d", true, false);
                 rule.sets.push(AnonSet::VerdictMap { id, elements });
                 i += 6 + close + 1;
                 done = true;
@@ -1109,9 +1114,7 @@ impl Messages {
                 self.push(m, op);
             }
             (_, other) => {
-                let mut one = Transaction::new(table);
-                one.ops.push((verb, other.clone()));
-                return unsupported(one.render().trim_end().to_string());
+                return unsupported(Transaction::one_line(table, verb, other));
             }
         }
         Ok(())

@@ -113,6 +113,13 @@ impl Transaction {
         self.ops.len()
     }
 
+    /// One command as its line of nft text (without the newline), for messages.
+    pub fn one_line(table: &str, verb: Verb, obj: &Object) -> String {
+        let mut one = Transaction::new(table);
+        one.ops.push((verb, obj.clone()));
+        one.render().trim_end().to_string()
+    }
+
     /// The text for `nft -f -`, one command a line.
     pub fn render(&self) -> String {
         let t = &self.table;

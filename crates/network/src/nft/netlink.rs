@@ -166,11 +166,7 @@ impl NftNetlink {
         }
         if let Some(r) = replies.iter().find(|r| r.error != 0) {
             let what = match msgs.op_of(r.seq).and_then(|i| tx.ops.get(i)) {
-                Some((verb, obj)) => {
-                    let mut one = Transaction::new(&tx.table);
-                    one.ops.push((*verb, obj.clone()));
-                    one.render().trim_end().to_string()
-                }
+                Some((verb, obj)) => Transaction::one_line(&tx.table, *verb, obj),
                 None => format!("message {}", r.seq),
             };
             let mut reason = std::io::Error::from_raw_os_error(-r.error).to_string();
