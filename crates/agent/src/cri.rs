@@ -374,6 +374,12 @@ pub trait RuntimeService: Send + Sync {
     fn exec(&self, req: &ExecRequest) -> Result<ExecCommand>;
     /// Attach: where the container's own stdio is reached.
     fn attach(&self, id: &str) -> Result<AttachSocket>;
+    /// Nothing runs behind this runtime (a hollow node, [`crate::hollow`]): its pod
+    /// addresses are never routed, so probes and hooks over the network pass without
+    /// a packet, and nothing of the host (its paths, ports, mounts) is touched for a pod.
+    fn simulated(&self) -> bool {
+        false
+    }
 }
 
 /// Image (the parts the agent reads).

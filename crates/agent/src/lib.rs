@@ -15,6 +15,7 @@ pub mod cri;
 pub mod dnsconfig;
 pub mod events;
 pub mod eviction;
+pub mod hollow;
 pub mod hostports;
 pub mod imagegc;
 pub mod join;

@@ -240,7 +240,11 @@ pub fn start_pod(cx: &Context, pod: &Pod) -> Result<RunningPod, PodError> {
     // Claims must be bound before anything is set up.
     for v in spec.volumes.iter().flatten() {
         if let Some(c) = &v.persistent_volume_claim {
-            claim_path(v, c, &namespace_of(pod), cx.lookup)?;
+            if rt.simulated() {
+                bound_volume(v, c, &namespace_of(pod), cx.lookup)?;
+            } else {
+                claim_path(v, c, &namespace_of(pod), cx.lookup)?;
+            }
         }
     }
     let dir = node.pods_dir.join(&uid);
@@ -332,7 +336,7 @@ pub fn start_ephemeral(
             None => None,
         };
     let info = runtime_info(cx.node, running);
-    let vols = prepare_volumes(pod, &running.dir, cx.lookup, &info)?;
+    let vols = prepare_volumes(pod, &running.dir, cx.lookup, &info, cx.runtime.simulated())?;
     let id = create_container(
         cx,
         pod,
@@ -369,7 +373,7 @@ fn start_containers(cx: &Context, pod: &Pod, running: &mut RunningPod) -> Result
     let (rt, node) = (cx.runtime, cx.node);
     let spec = pod.spec.as_ref().ok_or(PodError::Spec(SpecError::NoSpec))?;
     let info = runtime_info(node, running);
-    let vols = prepare_volumes(pod, &running.dir, cx.lookup, &info)?;
+    let vols = prepare_volumes(pod, &running.dir, cx.lookup, &info, cx.runtime.simulated())?;
     // Managed files: /etc/hosts (kubelet's format with hostAliases), hostname.
     let etc = running.dir.join("etc");
     std::fs::create_dir_all(&etc)?;
@@ -549,6 +553,9 @@ pub fn run_hook(
                 .map(std::net::IpAddr::V4)
                 .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
         };
+        if rt.simulated() {
+            return Ok(());
+        }
         let headers: Vec<(String, String)> = g
             .http_headers
             .iter()
@@ -649,12 +656,15 @@ fn create_container(
     Ok(runtime.create_container(&running.sandbox, &config)?)
 }
 
-/// Materialize the pod's volumes under its directory; name → host path.
+/// Materialize the pod's volumes under its directory; name → host path. On a
+/// `simulated` runtime (a hollow node) nothing outside the pod's directory is touched:
+/// hostPath and claim volumes are plain directories in it, memory emptyDirs no tmpfs.
 pub fn prepare_volumes(
     pod: &Pod,
     dir: &Path,
     lookup: &dyn ObjectLookup,
     rt: &PodRuntimeInfo,
+    simulated: bool,
 ) -> Result<BTreeMap<String, PathBuf>, PodError> {
     let ns = namespace_of(pod);
     let mut out = BTreeMap::new();
@@ -664,7 +674,7 @@ pub fn prepare_volumes(
         .and_then(|s| s.volumes.clone())
         .unwrap_or_default()
     {
-        let p = volume_path(pod, &v, dir, &ns, lookup, rt)?;
+        let p = volume_path(pod, &v, dir, &ns, lookup, rt, simulated)?;
         out.insert(v.name.clone(), p);
     }
     Ok(out)
@@ -677,6 +687,21 @@ fn namespace_of(pod: &Pod) -> String {
         .unwrap_or_else(|| "default".into())
 }
 
+/// The PersistentVolume a claim volume's claim is bound to.
+fn bound_volume(
+    v: &Volume,
+    c: &k8s_openapi::api::core::v1::PersistentVolumeClaimVolumeSource,
+    ns: &str,
+    lookup: &dyn ObjectLookup,
+) -> Result<k8s_openapi::api::core::v1::PersistentVolume, PodError> {
+    lookup
+        .persistent_volume(ns, &c.claim_name)
+        .map_err(|error| PodError::VolumeNotReady {
+            volume: v.name.clone(),
+            error,
+        })
+}
+
 /// The node directory of a persistentVolumeClaim volume: its bound volume's hostPath
 /// or local path (made if missing, as the local-path provisioner does).
 fn claim_path(
@@ -685,12 +710,7 @@ fn claim_path(
     ns: &str,
     lookup: &dyn ObjectLookup,
 ) -> Result<PathBuf, PodError> {
-    let pv = lookup
-        .persistent_volume(ns, &c.claim_name)
-        .map_err(|error| PodError::VolumeNotReady {
-            volume: v.name.clone(),
-            error,
-        })?;
+    let pv = bound_volume(v, c, ns, lookup)?;
     let spec = pv.spec.unwrap_or_default();
     let (path, kind) = match (&spec.host_path, &spec.local) {
         (Some(h), _) => (h.path.clone(), h.type_.clone().unwrap_or_default()),
@@ -724,13 +744,21 @@ fn volume_path(
     ns: &str,
     lookup: &dyn ObjectLookup,
     rt: &PodRuntimeInfo,
+    simulated: bool,
 ) -> Result<PathBuf, PodError> {
     let verr = |error: std::io::Error| PodError::VolumeFiles {
         volume: v.name.clone(),
         error,
     };
+    let target = |plugin: &str| dir.join("volumes").join(plugin).join(&v.name);
+    // A hollow node's stand-in for a directory of the host.
+    let stand_in = |plugin: &str| {
+        let t = target(plugin);
+        std::fs::create_dir_all(&t).map_err(verr)?;
+        Ok::<_, PodError>(t)
+    };
     if let Some(e) = &v.empty_dir {
-        let memory = e.medium.as_deref() == Some("Memory");
+        let memory = e.medium.as_deref() == Some("Memory") && !simulated;
         let limit = e
             .size_limit
             .as_ref()
@@ -738,15 +766,22 @@ fn volume_path(
             .transpose()?;
         return volumes::empty_dir(dir, &v.name, memory, limit).map_err(verr);
     }
+    if v.host_path.is_some() && simulated {
+        return stand_in("hollow~host-path");
+    }
     if let Some(h) = &v.host_path {
         let p = PathBuf::from(&h.path);
         volumes::check_host_path(&p, h.type_.as_deref().unwrap_or(""))?;
         return Ok(p);
     }
     if let Some(c) = &v.persistent_volume_claim {
+        if simulated {
+            // Still bound first, as on any node.
+            bound_volume(v, c, ns, lookup)?;
+            return stand_in("hollow~claim");
+        }
         return claim_path(v, c, ns, lookup);
     }
-    let target = |plugin: &str| dir.join("volumes").join(plugin).join(&v.name);
     // configMap and secret volumes: the object's keys (or the listed items) as files.
     let keys = |kind: &'static str,
                 name: &str,
@@ -975,7 +1010,8 @@ pub fn refresh_volumes(
             || v.downward_api.is_some()
             || v.projected.is_some()
         {
-            volume_path(pod, v, dir, &ns, lookup, rt)?;
+            // Only the kinds written to the pod's directory: never the host's.
+            volume_path(pod, v, dir, &ns, lookup, rt, false)?;
         }
     }
     Ok(())
@@ -1177,7 +1213,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let objects = Changing(std::sync::Mutex::new("one".into()));
         let rt = PodRuntimeInfo::default();
-        let vols = prepare_volumes(&pod, t.path(), &objects, &rt).unwrap();
+        let vols = prepare_volumes(&pod, t.path(), &objects, &rt, false).unwrap();
         let read = |v: &str, f: &str| std::fs::read_to_string(vols[v].join(f)).unwrap();
         assert_eq!(read("cm", "k"), "one");
         std::fs::write(vols["scratch"].join("keep"), "x").unwrap();

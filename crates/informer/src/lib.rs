@@ -185,12 +185,15 @@ where
                         listed.clear();
                         Vec::new()
                     }
+                    // The store takes a re-list whole at its end: what it brought
+                    // counts as seen only then (expectations read the revision and
+                    // then the store).
                     Event::InitApply(o) => {
-                        bump(&o);
                         listed.push(o);
                         Vec::new()
                     }
                     Event::InitDone => {
+                        listed.iter().for_each(bump);
                         synced_tx.send_replace(true);
                         // Everything listed may have changed; whatever is gone was deleted
                         // while the watch was down.

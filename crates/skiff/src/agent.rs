@@ -47,6 +47,16 @@ pub struct AgentFlags {
     /// flag); 0 picks a free one.
     #[arg(long = "lb-server-port", default_value_t = 6444)]
     pub lb_server_port: u16,
+    /// Run this many simulated nodes instead of a real one (kubemark's hollow nodes):
+    /// each joins, registers and renews its Node, and reports its pods Running, but
+    /// nothing runs on this host. They are named `<--node-name>-<i>` (default
+    /// `hollow-node-<i>`) and labelled `node.skiff.io/hollow=true`.
+    #[arg(long, value_name = "N")]
+    pub hollow: Option<u32>,
+    /// How long a hollow node's container takes from its start to Running and Ready.
+    #[arg(long = "hollow-start-delay", default_value = "1s", requires = "hollow",
+          value_parser = skiff_meta::time::parse_duration)]
+    pub hollow_start_delay: std::time::Duration,
     #[command(flatten)]
     pub node: NodeFlags,
     #[command(flatten)]
@@ -289,7 +299,33 @@ pub fn config(
     // cluster's pod range is masqueraded.
     bridge.no_masquerade_to = Some(network.cluster_cidr.to_string());
     let node_name = node_name.unwrap_or_else(host_name);
-    let cfg = skiff_agent::kubelet::AgentConfig {
+    let cfg = agent_config(
+        node_name,
+        node_ip,
+        kubelet_port,
+        pod_cidr,
+        network,
+        &engine.root,
+    )?;
+    prepare_pod_network(&mut bridge, network, &cfg.node.node_ip, net)?;
+    let registry = crate::commands::images::registry_options(None)?;
+    let runtime =
+        skiff_agent::cri::EngineRuntime::new(std::sync::Arc::new(engine), bridge, registry);
+    Ok((cfg, std::sync::Arc::new(runtime)))
+}
+
+/// The agent's settings with the kubelet's defaults, for node `node_name` whose pods
+/// take addresses of `pod_cidr` and whose pods' and local volumes' directories are
+/// under `root`.
+pub fn agent_config(
+    node_name: String,
+    node_ip: String,
+    kubelet_port: u16,
+    pod_cidr: &str,
+    network: &skiff_meta::netconf::ClusterNetwork,
+    root: &std::path::Path,
+) -> Result<skiff_agent::kubelet::AgentConfig> {
+    Ok(skiff_agent::kubelet::AgentConfig {
         node: skiff_agent::pod::NodeSettings {
             node_ip,
             pods_cgroup: skiff_agent::pod::pods_cgroup(&skiff_agent::pod::default_cgroup_root(
@@ -304,9 +340,9 @@ pub fn config(
                 Vec::new()
             },
             resolv_conf: Some(PathBuf::from("/etc/resolv.conf")),
-            pods_dir: engine.root.join("pods"),
+            pods_dir: root.join("pods"),
             restarts: skiff_agent::pod::DEFAULT_RESTARTS,
-            storage_dir: engine.root.join("storage"),
+            storage_dir: root.join("storage"),
             container_log_max_size: 10 << 20,
             container_log_max_files: 5,
         },
@@ -322,12 +358,7 @@ pub fn config(
         image_gc: Default::default(),
         image_pulls: Default::default(),
         start_backoff: skiff_agent::kubelet::DEFAULT_START_BACKOFF,
-    };
-    prepare_pod_network(&mut bridge, network, &cfg.node.node_ip, net)?;
-    let registry = crate::commands::images::registry_options(None)?;
-    let runtime =
-        skiff_agent::cri::EngineRuntime::new(std::sync::Arc::new(engine), bridge, registry);
-    Ok((cfg, std::sync::Arc::new(runtime)))
+    })
 }
 
 /// Sets the pod bridge's MTU for the cluster's backend (VXLAN takes 50 bytes of the

@@ -8,6 +8,7 @@ mod agent;
 mod commands;
 mod dnsserve;
 mod format;
+mod hollow;
 mod inspect;
 mod logging;
 mod server;

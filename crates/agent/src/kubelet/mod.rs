@@ -206,11 +206,32 @@ pub async fn run(
     // The Services pods are told of (their environment), as the kubelet's service
     // lister keeps them; stopped with the agent.
     let (services_stop, services_stopped) = tokio::sync::watch::channel(false);
-    let services = skiff_informer::Informer::<Service>::spawn(
+    let services = services_informer(&client, services_stopped);
+    let done = run_with(client, runtime, cfg, services, shutdown).await;
+    let _ = services_stop.send(true);
+    done
+}
+
+/// The Services every node's pods are told of, as one watch keeps them until `stop`.
+pub fn services_informer(
+    client: &Client,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> skiff_informer::Informer<Service> {
+    skiff_informer::Informer::<Service>::spawn(
         Api::all(client.clone()),
         kube::runtime::watcher::Config::default(),
-        services_stopped,
-    );
+        stop,
+    )
+}
+
+/// [`run`] with the Services known from `services` (hollow nodes share one).
+pub async fn run_with(
+    client: Client,
+    runtime: SharedRuntime,
+    cfg: AgentConfig,
+    services: skiff_informer::Informer<Service>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), AgentError> {
     let k = Arc::new(Kubelet::new(client, runtime, cfg, Some(services.clone())));
     let (client, runtime, cfg) = (&k.client, &k.runtime, &k.cfg);
     let fs = runtime.image_fs_info();
@@ -228,10 +249,7 @@ pub async fn run(
             _ = tokio::time::sleep(Duration::from_secs(10)) => {
                 tracing::warn!("still waiting for the list of Services before starting pods");
             }
-            _ = &mut shutdown => {
-                let _ = services_stop.send(true);
-                return Ok(());
-            }
+            _ = &mut shutdown => return Ok(()),
         }
     }
     // Pods a previous run started keep running: adopt them.
@@ -239,6 +257,8 @@ pub async fn run(
     let adopted = tokio::task::spawn_blocking(move || pod::adopt(&*e, &n)).await?;
     *k.running.lock().await = adopted;
     let mut lease_tick = tokio::time::interval(cfg.lease_duration / 4);
+    // When the node's status was last written.
+    let mut status_reported = None;
     let mut probe_tick = tokio::time::interval(Duration::from_millis(250));
     probe_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // What image garbage collection knows of each image (first seen, last used).
@@ -288,7 +308,6 @@ pub async fn run(
         tokio::select! {
             _ = &mut shutdown => {
                 watch.abort();
-                let _ = services_stop.send(true);
                 // Pods keep running across restarts of the agent; with none left, the
                 // node's pod cgroups go too.
                 runtime.remove_pods_cgroup(&cfg.node.pods_cgroup);
@@ -298,13 +317,11 @@ pub async fn run(
                 if let Err(e) = renew_lease(&k).await {
                     tracing::warn!(error = %e, "renewing the node lease");
                 }
-                let nodes: Api<Node> = Api::all(client.clone());
                 let rt = runtime.clone();
                 let images = tokio::task::spawn_blocking(move || node::images(&*rt))
                     .await
                     .unwrap_or_default();
-                let _ = nodes.patch_status(&cfg.node.node_name, &patch_params(),
-                    &Patch::Merge(json!({"status": {"conditions": conditions(&k), "images": images}}))).await;
+                node::report_status(&k, images, &mut status_reported).await;
             }
             _ = probe_tick.tick() => {
                 let events = tokio::task::spawn_blocking({
@@ -320,7 +337,9 @@ pub async fn run(
                     }
                 }
             }
-            _ = housekeeping_tick.tick() => {
+            // A hollow node has no host of its own to keep: no pressure, eviction,
+            // image or volume collection.
+            _ = housekeeping_tick.tick(), if !runtime.simulated() => {
                 remove_released_storage(client, &cfg.node.storage_dir).await;
                 let readings = crate::pressure::read(&fs.container_filesystem, &fs.image_filesystem);
                 let now = crate::pressure::pressure(&readings, &cfg.eviction_hard);

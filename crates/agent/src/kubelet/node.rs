@@ -25,6 +25,10 @@ pub(super) fn disk_total(path: &Path) -> u64 {
 /// the local-path provisioner).
 pub const STORAGE_DIR_ANNOTATION: &str = "skiff.io/local-path-dir";
 
+/// The label of a hollow node's Node (`skiff agent --hollow`): its pods run nowhere
+/// and their addresses are never routed.
+pub const HOLLOW_LABEL: &str = "node.skiff.io/hollow";
+
 /// The Node object this agent registers.
 pub fn node_object(k: &Kubelet, root: &Path) -> serde_json::Value {
     let cfg = &k.cfg;
@@ -62,6 +66,9 @@ pub fn node_object(k: &Kubelet, root: &Path) -> serde_json::Value {
     });
     if cfg.control_plane {
         labels["node-role.kubernetes.io/control-plane"] = json!("true");
+    }
+    if k.runtime.simulated() {
+        labels[HOLLOW_LABEL] = json!("true");
     }
     json!({
         "apiVersion": "v1",
@@ -246,7 +253,8 @@ pub async fn register_node(k: &Kubelet, root: &Path) -> Result<(), AgentError> {
     Ok(())
 }
 
-/// Create or renew the node's Lease in kube-node-lease.
+/// Create or renew the node's Lease in kube-node-lease: one write a renewal (the
+/// Lease is made when the patch finds none).
 pub async fn renew_lease(k: &Kubelet) -> Result<(), AgentError> {
     let cfg = &k.cfg;
     let leases: Api<Lease> = Api::namespaced(k.client.clone(), "kube-node-lease");
@@ -256,21 +264,82 @@ pub async fn renew_lease(k: &Kubelet) -> Result<(), AgentError> {
         "leaseDurationSeconds": cfg.lease_duration.as_secs(),
         "renewTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
     });
-    match leases.get_opt(name).await? {
-        Some(_) => {
-            leases
-                .patch(name, &patch_params(), &Patch::Merge(json!({"spec": spec})))
-                .await?;
-        }
-        None => {
+    match leases
+        .patch(name, &patch_params(), &Patch::Merge(json!({"spec": spec})))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => {
             let l: Lease = serde_json::from_value(json!({
                 "metadata": {"name": name, "namespace": "kube-node-lease"},
                 "spec": spec,
             }))?;
-            leases.create(&post_params(), &l).await?;
+            match leases.create(&post_params(), &l).await {
+                Ok(_) => Ok(()),
+                // Made in between: the next renewal patches it.
+                Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// How often the node's status is written when nothing in it changed (the kubelet's
+/// nodeStatusReportFrequency): between, the Lease alone says the node is alive.
+pub const STATUS_REPORT_EVERY: Duration = Duration::from_secs(300);
+
+/// The node's conditions and images as they are now, written to its Node when they
+/// differ from what the Node says (read from the API server's cache, as the kubelet
+/// reads it) or when [`STATUS_REPORT_EVERY`] has passed since `last`. A condition
+/// whose status did not change keeps its lastTransitionTime.
+pub(super) async fn report_status(
+    k: &Kubelet,
+    images: serde_json::Value,
+    last: &mut Option<std::time::Instant>,
+) {
+    let nodes: Api<Node> = Api::all(k.client.clone());
+    let name = &k.cfg.node.node_name;
+    let current = nodes
+        .get_with(name, &kube::api::GetParams::any())
+        .await
+        .ok()
+        .and_then(|n| serde_json::to_value(n.status).ok())
+        .unwrap_or_default();
+    let mut conds = conditions(k);
+    let old = current["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let key = |c: &serde_json::Value| {
+        ["type", "status", "reason", "message"].map(|f| c[f].as_str().unwrap_or("").to_string())
+    };
+    let mut same = old.len() == conds.as_array().map_or(0, |c| c.len());
+    for c in conds.as_array_mut().into_iter().flatten() {
+        let prev = old.iter().find(|o| o["type"] == c["type"]);
+        match prev {
+            Some(o) if o["status"] == c["status"] => {
+                c["lastTransitionTime"] = o["lastTransitionTime"].clone();
+                same &= key(o) == key(c);
+            }
+            _ => same = false,
         }
     }
-    Ok(())
+    let same = same && current["images"] == images;
+    if same && last.is_some_and(|t| t.elapsed() < STATUS_REPORT_EVERY) {
+        return;
+    }
+    match nodes
+        .patch_status(
+            name,
+            &patch_params(),
+            &Patch::Merge(json!({"status": {"conditions": conds, "images": images}})),
+        )
+        .await
+    {
+        Ok(_) => *last = Some(std::time::Instant::now()),
+        Err(e) => tracing::warn!(error = %e, "reporting the node's status"),
+    }
 }
 
 /// Removes the directories of this node's local volumes whose PersistentVolume is

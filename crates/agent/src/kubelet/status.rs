@@ -42,7 +42,9 @@ pub fn pod_status(k: &Kubelet, pod: &Pod, running: &RunningPod) -> serde_json::V
                         Some(v) => v.started,
                         None => c.startup_probe.is_none(),
                     };
-                if s.state.is_active() {
+                // A container made but not yet running is waiting, not done (the
+                // kubelet's phase counts it as waiting).
+                if s.state.is_active() || s.state == ContainerState::Created {
                     all_done = false;
                 } else if s.exit_code != 0 {
                     any_failed = true;

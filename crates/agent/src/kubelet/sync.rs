@@ -65,7 +65,8 @@ pub(super) async fn refresh_volumes(k: &Arc<Kubelet>) {
 /// Publishes a running pod's hostPorts unless they already are (also for pods a
 /// previous run of the agent started); failures become Warning events.
 pub(super) async fn publish_host_ports(k: &Kubelet, p: &Pod, rp: &RunningPod) {
-    if k.host_ports.is_open(&rp.uid) {
+    // A hollow node's pods take no port of the host.
+    if k.host_ports.is_open(&rp.uid) || k.runtime.simulated() {
         return;
     }
     let ports = hostports::mappings(p);

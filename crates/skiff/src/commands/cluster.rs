@@ -16,6 +16,10 @@ pub(crate) fn server(root: &Path, f: server::ServerFlags) -> Result<i32> {
 }
 
 pub(crate) fn agent(root: &Path, f: agent::AgentFlags) -> Result<i32> {
+    // Hollow nodes run nothing: no engine, no bridge.
+    if f.hollow.is_some() && !f.cleanup {
+        return crate::hollow::run(f);
+    }
     agent::run(f, node_engine(root)?)
 }
 

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod ha;
+mod hollow;
 mod nodes;
 mod objects;
 mod podnet;
