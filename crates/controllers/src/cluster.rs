@@ -2,9 +2,9 @@
 //! discovery, read from the API) for the garbage collector and the namespace
 //! controller, then pod CIDR allocation and the persistent-volume pass (which bind by
 //! what they read, so they read the API, not a cache that may lag their own writes).
-//! Whenever a Service, pod, Endpoints, EndpointSlice, node, node Lease,
-//! PodDisruptionBudget or pod controller changes (and every second): the endpoints,
-//! ServiceLB, disruption-budget and node-lifecycle passes, over the shared caches.
+//! Whenever a Service, pod, Endpoints, EndpointSlice, node, PodDisruptionBudget or
+//! pod controller changes (and every second): the endpoints, ServiceLB and
+//! disruption-budget passes, over the shared caches. Every 5 s: the node monitor.
 //! (Service accounts and the root CA are a per-namespace controller of their own,
 //! `serviceaccounts`.)
 
@@ -91,19 +91,23 @@ pub async fn run(
     }
 }
 
-/// How often the cached passes run even if nothing was seen to change (node leases
-/// expire with time alone).
+/// How often the node monitor looks at every node's Lease and conditions
+/// (kube-controller-manager's --node-monitor-period).
+const NODE_MONITOR_PERIOD: Duration = Duration::from_secs(5);
+
+/// How often the cached passes run even if nothing was seen to change.
 const CACHED_RESYNC: Duration = Duration::from_secs(1);
 
 /// The passes that read only the shared caches (endpoints, ServiceLB, cluster DNS
-/// endpoints, disruption budgets, node lifecycle): run whenever one of the kinds they read changes, and
-/// every [`CACHED_RESYNC`].
+/// endpoints, disruption budgets): run whenever one of the kinds they read changes, and
+/// every [`CACHED_RESYNC`]; and the node monitor on its own period.
 async fn run_cached(
     client: Client,
     settings: Settings,
     inf: skiff_informer::Informers,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let stopped_signal = stop.clone();
     let kick = std::sync::Arc::new(tokio::sync::Notify::new());
     macro_rules! kick_on {
         ($($i:ident),*) => {$({
@@ -117,7 +121,6 @@ async fn run_cached(
         endpoints,
         endpoint_slices,
         nodes,
-        node_leases,
         pdbs,
         replicasets,
         deployments,
@@ -129,7 +132,25 @@ async fn run_cached(
         _ = inf.synced() => {}
         _ = &mut stopped => return,
     }
-    let mut nodes = crate::nodes::NodeMonitor::default();
+    // The node monitor runs on its own period (kube's nodeMonitorPeriod): node Leases
+    // change every 10 s per node, and a lapse is seen only as time passes.
+    {
+        let (client, inf, grace) = (
+            client.clone(),
+            inf.clone(),
+            settings.node_monitor_grace_period,
+        );
+        let stop = stopped_signal.clone();
+        tokio::spawn(async move {
+            let mut nodes = crate::nodes::NodeMonitor::default();
+            let mut ticker = crate::Ticker::new(NODE_MONITOR_PERIOD, skiff_informer::stopped(stop));
+            while ticker.tick().await {
+                if let Err(e) = nodes.sync(&client, &inf, grace).await {
+                    tracing::warn!(error = %e, "node monitor pass");
+                }
+            }
+        });
+    }
     loop {
         for r in [
             crate::endpoints::sync(&client, &inf).await,
@@ -143,9 +164,6 @@ async fn run_cached(
                 None => Ok(()),
             },
             crate::disruption::sync(&client, &inf).await,
-            nodes
-                .sync(&client, &inf, settings.node_monitor_grace_period)
-                .await,
         ] {
             if let Err(e) = r {
                 tracing::warn!(error = %e, "cluster pass");

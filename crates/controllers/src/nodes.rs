@@ -72,26 +72,32 @@ pub fn eviction_time(pod: &Pod, taints: &[Taint]) -> Option<i64> {
 }
 
 impl NodeMonitor {
-    /// One pass over every node.
+    /// One pass over every node (kube's node monitor, every 5 s): its Lease read by
+    /// key, the pods of a NoExecute-tainted node by the pods' node index.
     pub async fn sync(
         &mut self,
         client: &Client,
         inf: &skiff_informer::Informers,
         grace: std::time::Duration,
     ) -> Result<(), kube::Error> {
-        let nodes: Vec<Node> = skiff_informer::cached(&inf.nodes);
-        let leases: Vec<Lease> = skiff_informer::cached(&inf.node_leases);
+        let nodes = inf.nodes.state();
         let now = chrono::Utc::now().timestamp();
         let api: Api<Node> = Api::all(client.clone());
         let mut tainted: HashMap<String, Vec<Taint>> = HashMap::new();
-        self.first_seen
-            .retain(|n, _| nodes.iter().any(|x| x.metadata.name.as_deref() == Some(n)));
+        let names: std::collections::HashSet<&str> = nodes
+            .iter()
+            .filter_map(|n| n.metadata.name.as_deref())
+            .collect();
+        self.first_seen.retain(|n, _| names.contains(n.as_str()));
         for node in &nodes {
             let name = node.metadata.name.clone().unwrap_or_default();
             let seen = *self.first_seen.entry(name.clone()).or_insert(now);
-            let renewed = leases
-                .iter()
-                .find(|l| l.metadata.name.as_deref() == Some(name.as_str()))
+            let lease: Option<std::sync::Arc<Lease>> = inf.node_leases.get(&skiff_informer::Key {
+                namespace: "kube-node-lease".into(),
+                name: name.clone(),
+            });
+            let renewed = lease
+                .as_ref()
                 .and_then(|l| l.spec.as_ref())
                 .and_then(|s| s.renew_time.as_ref().or(s.acquire_time.as_ref()))
                 .map(|t| t.0.as_second())
@@ -202,41 +208,37 @@ impl NodeMonitor {
         if tainted.is_empty() {
             return Ok(());
         }
-        // Taint-based eviction.
-        for pod in inf.pods.state() {
-            let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.as_ref()) else {
-                continue;
-            };
-            let Some(taints) = tainted.get(node) else {
-                continue;
-            };
-            if pod.metadata.deletion_timestamp.is_some() {
-                continue;
-            }
-            if eviction_time(&pod, taints).is_some_and(|at| at <= now) {
-                let pods: Api<Pod> = Api::namespaced(
-                    client.clone(),
-                    pod.metadata.namespace.as_deref().unwrap_or(""),
-                );
-                let name = pod.metadata.name.clone().unwrap_or_default();
-                if pods.delete(&name, &DeleteParams::default()).await.is_ok() {
-                    tracing::info!(node = %node, pod = %format!("{}/{name}", pod.metadata.namespace.as_deref().unwrap_or("")),
+        // Taint-based eviction: the pods of the tainted nodes.
+        for (node, taints) in &tainted {
+            for pod in inf.pods.indexed(node) {
+                if pod.metadata.deletion_timestamp.is_some() {
+                    continue;
+                }
+                if eviction_time(&pod, taints).is_some_and(|at| at <= now) {
+                    let pods: Api<Pod> = Api::namespaced(
+                        client.clone(),
+                        pod.metadata.namespace.as_deref().unwrap_or(""),
+                    );
+                    let name = pod.metadata.name.clone().unwrap_or_default();
+                    if pods.delete(&name, &DeleteParams::default()).await.is_ok() {
+                        tracing::info!(node = %node, pod = %format!("{}/{name}", pod.metadata.namespace.as_deref().unwrap_or("")),
                         "evicted pod (untolerated NoExecute taint)");
-                    let involved = json!({"apiVersion": "v1", "kind": "Pod", "name": name,
+                        let involved = json!({"apiVersion": "v1", "kind": "Pod", "name": name,
                         "namespace": pod.metadata.namespace, "uid": pod.metadata.uid});
-                    skiff_informer::event(
-                        client,
-                        involved,
-                        "Normal",
-                        "TaintManagerEviction",
-                        &format!(
-                            "Marking for deletion Pod {}/{name}",
-                            pod.metadata.namespace.as_deref().unwrap_or("")
-                        ),
-                        "taint-eviction-controller",
-                        crate::FIELD_MANAGER,
-                    )
-                    .await;
+                        skiff_informer::event(
+                            client,
+                            involved,
+                            "Normal",
+                            "TaintManagerEviction",
+                            &format!(
+                                "Marking for deletion Pod {}/{name}",
+                                pod.metadata.namespace.as_deref().unwrap_or("")
+                            ),
+                            "taint-eviction-controller",
+                            crate::FIELD_MANAGER,
+                        )
+                        .await;
+                    }
                 }
             }
         }

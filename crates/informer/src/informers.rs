@@ -46,6 +46,14 @@ pub struct Informers {
     pub pdbs: Informer<PodDisruptionBudget>,
 }
 
+/// The node a pod is bound to (the pods informer's index).
+pub fn pod_node(p: &Pod) -> Option<String> {
+    p.spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .filter(|n| !n.is_empty())
+}
+
 /// Copies of every object an informer holds.
 pub fn cached<K: kube::Resource<DynamicType = ()> + Clone + 'static>(i: &Informer<K>) -> Vec<K> {
     i.state().iter().map(|o| (**o).clone()).collect()
@@ -72,7 +80,14 @@ impl Informers {
             )
         }
         Informers {
-            pods: start(client, stop),
+            // Pods are also found by their node (the node lifecycle's evictions, the
+            // scheduler's per-node view).
+            pods: Informer::spawn_indexed(
+                Api::all(client.clone()),
+                watcher::Config::default(),
+                stop.clone(),
+                Some(pod_node),
+            ),
             nodes: start(client, stop),
             namespaces: start(client, stop),
             replicasets: start(client, stop),

@@ -2,11 +2,12 @@
 //! stands on, shaped like client-go's (and kube-rs's watcher → reflector → controller).
 //!
 //! - [`Informer`]: one watch of one resource kind (kube-rs's `watcher`, which re-lists
-//!   after a 410 Gone and backs off on errors) feeding a reflector [`Store`] that every
-//!   controller reads instead of listing, and calling the handlers controllers register
-//!   to turn a changed object into keys of their work queues. It also records the
-//!   highest resourceVersion it has applied, so a controller can tell whether its own
-//!   writes are in the cache yet.
+//!   after a 410 Gone and backs off on errors) feeding a cache that every controller
+//!   reads instead of listing, indexed by namespace and by controlling owner (without
+//!   managedFields, which no controller reads), and calling the handlers controllers
+//!   register to turn a changed object into keys of their work queues. It also records
+//!   the highest resourceVersion it has applied, so a controller can tell whether its
+//!   own writes are in the cache yet.
 //! - [`Queue`]: a deduplicating work queue of object keys: a key is never processed by
 //!   two workers at once, a key added while being processed is processed again after,
 //!   failures are retried with exponential back-off.
@@ -45,7 +46,6 @@ pub fn patch_params(field_manager: &str) -> kube::api::PatchParams {
 
 use futures::StreamExt;
 use kube::api::Api;
-use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::Resource;
@@ -105,9 +105,101 @@ pub async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
+/// What an informer holds: its objects by key, with the indexes kept as they change
+/// (by namespace, and by the uid of the controlling owner), so that a controller's
+/// read of one namespace or one owner's objects costs what it returns, not the size of
+/// the cache.
+struct Cache<K> {
+    objects: HashMap<Key, Arc<K>>,
+    by_namespace: HashMap<String, HashSet<String>>,
+    by_controller: HashMap<String, HashSet<Key>>,
+    /// The informer's own index, if it has one (pods: by node).
+    index: Option<IndexFn<K>>,
+    by_index: HashMap<String, HashSet<Key>>,
+}
+
+/// An informer's own index: the value an object is found under, if any.
+pub type IndexFn<K> = fn(&K) -> Option<String>;
+
+impl<K> Cache<K> {
+    fn new(index: Option<IndexFn<K>>) -> Self {
+        Cache {
+            objects: HashMap::new(),
+            by_namespace: HashMap::new(),
+            by_controller: HashMap::new(),
+            index,
+            by_index: HashMap::new(),
+        }
+    }
+}
+
+fn unindex(map: &mut HashMap<String, HashSet<Key>>, value: &str, key: &Key) {
+    if let Some(keys) = map.get_mut(value) {
+        keys.remove(key);
+        if keys.is_empty() {
+            map.remove(value);
+        }
+    }
+}
+
+fn controller_uid<K: Resource>(o: &K) -> Option<&str> {
+    o.meta()
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true))
+        .map(|r| r.uid.as_str())
+}
+
+impl<K: Resource> Cache<K> {
+    fn insert(&mut self, obj: Arc<K>) {
+        let key = Key::of(obj.as_ref());
+        self.remove(&key);
+        self.by_namespace
+            .entry(key.namespace.clone())
+            .or_default()
+            .insert(key.name.clone());
+        if let Some(uid) = controller_uid(obj.as_ref()) {
+            self.by_controller
+                .entry(uid.to_string())
+                .or_default()
+                .insert(key.clone());
+        }
+        if let Some(v) = self.index.and_then(|f| f(obj.as_ref())) {
+            self.by_index.entry(v).or_default().insert(key.clone());
+        }
+        self.objects.insert(key, obj);
+    }
+
+    fn remove(&mut self, key: &Key) {
+        let Some(old) = self.objects.remove(key) else {
+            return;
+        };
+        if let Some(names) = self.by_namespace.get_mut(&key.namespace) {
+            names.remove(&key.name);
+            if names.is_empty() {
+                self.by_namespace.remove(&key.namespace);
+            }
+        }
+        if let Some(uid) = controller_uid(old.as_ref()) {
+            unindex(&mut self.by_controller, uid, key);
+        }
+        if let Some(v) = self.index.and_then(|f| f(old.as_ref())) {
+            unindex(&mut self.by_index, &v, key);
+        }
+    }
+}
+
+/// What a cached object keeps: controllers never read managedFields, so the cache
+/// does not hold them (kube-rs's reflector transforms, client-go's TransformFunc).
+fn trim<K: Resource>(mut o: K) -> K {
+    o.meta_mut().managed_fields = None;
+    o
+}
+
 /// One watch of one kind, its cache, and the handlers told of every change.
 pub struct Informer<K: Resource<DynamicType = ()> + Clone + 'static> {
-    store: Store<K>,
+    cache: Arc<std::sync::RwLock<Cache<K>>>,
     handlers: Arc<Mutex<Vec<Handler<K>>>>,
     revision: watch::Receiver<u64>,
     synced: watch::Receiver<bool>,
@@ -116,7 +208,7 @@ pub struct Informer<K: Resource<DynamicType = ()> + Clone + 'static> {
 impl<K: Resource<DynamicType = ()> + Clone + 'static> Clone for Informer<K> {
     fn clone(&self) -> Self {
         Informer {
-            store: self.store.clone(),
+            cache: self.cache.clone(),
             handlers: self.handlers.clone(),
             revision: self.revision.clone(),
             synced: self.synced.clone(),
@@ -138,19 +230,28 @@ where
 {
     /// Starts watching `api` (with `config`'s selectors) until `stop`.
     pub fn spawn(api: Api<K>, config: watcher::Config, stop: watch::Receiver<bool>) -> Self {
-        let (store, mut writer) = reflector::store::<K>();
+        Self::spawn_indexed(api, config, stop, None)
+    }
+
+    /// [`Informer::spawn`], its cache also indexed by `index` ([`Informer::indexed`]).
+    pub fn spawn_indexed(
+        api: Api<K>,
+        config: watcher::Config,
+        stop: watch::Receiver<bool>,
+        index: Option<IndexFn<K>>,
+    ) -> Self {
+        let cache = Arc::new(std::sync::RwLock::new(Cache::new(index)));
         let handlers: Arc<Mutex<Vec<Handler<K>>>> = Arc::default();
         let (rev_tx, revision) = watch::channel(0u64);
         let (synced_tx, synced) = watch::channel(false);
-        let (h, reader) = (handlers.clone(), store.clone());
+        let (h, writer) = (handlers.clone(), cache.clone());
         let kind = K::kind(&()).to_string();
         tokio::spawn(async move {
             let mut stream = watcher::watcher(api, config).default_backoff().boxed();
             let stop = stopped(stop);
             tokio::pin!(stop);
-            // A re-list: what the cache held before it, and what the list brought.
-            let mut before: Vec<Arc<K>> = Vec::new();
-            let mut listed: Vec<K> = Vec::new();
+            // A re-list: what it brought so far (the cache takes it whole at its end).
+            let mut listed: Vec<Arc<K>> = Vec::new();
             loop {
                 let ev = tokio::select! {
                     _ = &mut stop => break,
@@ -164,7 +265,6 @@ where
                         continue;
                     }
                 };
-                writer.apply_watcher_event(&ev);
                 let bump = |o: &K| {
                     let rv = revision_of(o);
                     rev_tx.send_if_modified(|r| {
@@ -175,36 +275,55 @@ where
                         newer
                     });
                 };
-                let changed: Vec<K> = match ev {
-                    Event::Apply(o) | Event::Delete(o) => {
+                let changed: Vec<Arc<K>> = match ev {
+                    Event::Apply(o) => {
+                        let o = Arc::new(trim(o));
+                        if let Ok(mut c) = writer.write() {
+                            c.insert(o.clone());
+                        }
+                        bump(&o);
+                        vec![o]
+                    }
+                    Event::Delete(o) => {
+                        let o = Arc::new(trim(o));
+                        if let Ok(mut c) = writer.write() {
+                            c.remove(&Key::of(o.as_ref()));
+                        }
                         bump(&o);
                         vec![o]
                     }
                     Event::Init => {
-                        before = reader.state();
                         listed.clear();
                         Vec::new()
                     }
-                    // The store takes a re-list whole at its end: what it brought
-                    // counts as seen only then (expectations read the revision and
-                    // then the store).
+                    // What the re-list brings counts as seen only once the cache holds
+                    // it (expectations read the revision, then the cache).
                     Event::InitApply(o) => {
-                        listed.push(o);
+                        listed.push(Arc::new(trim(o)));
                         Vec::new()
                     }
                     Event::InitDone => {
-                        listed.iter().for_each(bump);
+                        let mut fresh = Cache::new(index);
+                        for o in &listed {
+                            fresh.insert(o.clone());
+                        }
+                        // Everything listed may have changed; whatever is gone was
+                        // deleted while the watch was down.
+                        let before = match writer.write() {
+                            Ok(mut c) => std::mem::replace(&mut *c, fresh),
+                            Err(_) => Cache::new(index),
+                        };
+                        listed.iter().for_each(|o| bump(o));
                         synced_tx.send_replace(true);
-                        // Everything listed may have changed; whatever is gone was deleted
-                        // while the watch was down.
-                        let now: HashSet<Option<String>> =
-                            listed.iter().map(|o| o.meta().uid.clone()).collect();
                         let mut changed = std::mem::take(&mut listed);
+                        let now: HashSet<Key> =
+                            changed.iter().map(|o| Key::of(o.as_ref())).collect();
                         changed.extend(
                             before
-                                .drain(..)
-                                .filter(|o| !now.contains(&o.meta().uid))
-                                .map(|o| (*o).clone()),
+                                .objects
+                                .into_iter()
+                                .filter(|(k, _)| !now.contains(k))
+                                .map(|(_, o)| o),
                         );
                         changed
                     }
@@ -221,7 +340,7 @@ where
             }
         });
         Informer {
-            store,
+            cache,
             handlers,
             revision,
             synced,
@@ -237,34 +356,80 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Informer<K> {
         }
     }
 
-    /// Every cached object.
-    pub fn state(&self) -> Vec<Arc<K>> {
-        self.store.state()
+    fn read<T>(&self, f: impl FnOnce(&Cache<K>) -> T) -> T {
+        match self.cache.read() {
+            Ok(c) => f(&c),
+            Err(p) => f(&p.into_inner()),
+        }
     }
 
-    /// The cached objects `keep` selects.
+    /// Every cached object.
+    pub fn state(&self) -> Vec<Arc<K>> {
+        self.read(|c| c.objects.values().cloned().collect())
+    }
+
+    /// How many objects are cached.
+    pub fn len(&self) -> usize {
+        self.read(|c| c.objects.len())
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The cached objects `keep` selects (a pass over the whole cache: for the
+    /// periodic passes, not for work per event).
     pub fn select(&self, keep: impl Fn(&K) -> bool) -> Vec<Arc<K>> {
-        self.store.state_filter(|o| keep(o))
+        self.read(|c| c.objects.values().filter(|o| keep(o)).cloned().collect())
+    }
+
+    /// The cached objects of namespace `ns` (the cluster-scoped ones with "").
+    pub fn in_namespace(&self, ns: &str) -> Vec<Arc<K>> {
+        self.read(|c| {
+            c.by_namespace
+                .get(ns)
+                .into_iter()
+                .flatten()
+                .filter_map(|name| {
+                    c.objects
+                        .get(&Key {
+                            namespace: ns.to_string(),
+                            name: name.clone(),
+                        })
+                        .cloned()
+                })
+                .collect()
+        })
+    }
+
+    /// The cached objects the informer's own index files under `value`.
+    pub fn indexed(&self, value: &str) -> Vec<Arc<K>> {
+        self.read(|c| {
+            c.by_index
+                .get(value)
+                .into_iter()
+                .flatten()
+                .filter_map(|k| c.objects.get(k).cloned())
+                .collect()
+        })
     }
 
     /// The cached object at `key`.
     pub fn get(&self, key: &Key) -> Option<Arc<K>> {
-        let mut r = reflector::ObjectRef::new(&key.name);
-        if !key.namespace.is_empty() {
-            r = r.within(&key.namespace);
-        }
-        self.store.get(&r)
+        self.read(|c| c.objects.get(key).cloned())
     }
 
     /// The cached objects of namespace `ns` controlled by the object with `uid`.
     pub fn controlled_by(&self, ns: &str, uid: &str) -> Vec<Arc<K>> {
-        self.select(|o| {
-            o.meta().namespace.as_deref() == Some(ns)
-                && o.meta()
-                    .owner_references
-                    .iter()
-                    .flatten()
-                    .any(|r| r.uid == uid && r.controller == Some(true))
+        self.read(|c| {
+            c.by_controller
+                .get(uid)
+                .into_iter()
+                .flatten()
+                .filter(|k| k.namespace == ns)
+                .filter_map(|k| c.objects.get(k).cloned())
+                .collect()
         })
     }
 
@@ -541,6 +706,54 @@ mod tests {
             namespace: "ns".into(),
             name: n.into(),
         }
+    }
+
+    #[test]
+    fn the_cache_keeps_its_indexes_as_objects_change() {
+        use k8s_openapi::api::core::v1::Pod;
+        let pod = |ns: &str, name: &str, owner: Option<&str>, node: Option<&str>| -> Arc<Pod> {
+            let refs: Vec<serde_json::Value> = owner
+                .map(|u| {
+                    serde_json::json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                    "name": "rs", "uid": u, "controller": true})
+                })
+                .into_iter()
+                .collect();
+            Arc::new(
+                serde_json::from_value(serde_json::json!({
+                    "metadata": {"namespace": ns, "name": name, "ownerReferences": refs,
+                                 "managedFields": [{"manager": "x"}]},
+                    "spec": {"containers": [], "nodeName": node},
+                }))
+                .unwrap(),
+            )
+        };
+        let mut c: Cache<Pod> = Cache::new(Some(crate::informers::pod_node));
+        c.insert(pod("a", "p1", Some("u1"), None));
+        c.insert(pod("a", "p2", Some("u1"), Some("n1")));
+        c.insert(pod("b", "p1", Some("u2"), Some("n1")));
+        let names = |keys: Option<&HashSet<Key>>| {
+            let mut v: Vec<String> = keys.into_iter().flatten().map(|k| k.to_string()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names(c.by_controller.get("u1")), ["a/p1", "a/p2"]);
+        assert_eq!(names(c.by_index.get("n1")), ["a/p2", "b/p1"]);
+        assert_eq!(c.by_namespace["a"].len(), 2);
+        // A change of owner and node moves the object between the index entries.
+        c.insert(pod("a", "p2", Some("u3"), Some("n2")));
+        assert_eq!(names(c.by_controller.get("u1")), ["a/p1"]);
+        assert_eq!(names(c.by_controller.get("u3")), ["a/p2"]);
+        assert_eq!(names(c.by_index.get("n1")), ["b/p1"]);
+        c.remove(&Key::of(pod("b", "p1", None, None).as_ref()));
+        assert!(!c.by_index.contains_key("n1"), "emptied entries go");
+        assert!(!c.by_namespace.contains_key("b"));
+        assert!(!c.by_controller.contains_key("u2"));
+        assert_eq!(c.objects.len(), 2);
+        assert!(trim((*pod("a", "x", None, None)).clone())
+            .metadata
+            .managed_fields
+            .is_none());
     }
 
     #[tokio::test]

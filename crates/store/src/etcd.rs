@@ -104,6 +104,26 @@ impl std::fmt::Debug for EtcdStore {
     }
 }
 
+/// Whether a request failed before it was sent: its endpoint refused or could not be
+/// reached (what a dead member of the cluster looks like). Such a request is safe to
+/// make again, writes included.
+fn never_sent(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::TransportError(_) => true,
+        etcd_client::Error::GRpcStatus(s) => {
+            s.code() == tonic::Code::Unavailable
+                && [
+                    "tcp connect error",
+                    "error trying to connect",
+                    "Connection refused",
+                ]
+                .iter()
+                .any(|m| s.message().contains(m))
+        }
+        _ => false,
+    }
+}
+
 fn etcd_err(op: &'static str) -> impl FnOnce(etcd_client::Error) -> Error {
     move |e| Error::Etcd {
         op,
@@ -210,6 +230,29 @@ impl EtcdStore {
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
     }
 
+    /// A read of `key` with `opts`, on a client of its own (so it can be made again).
+    fn get_request(
+        &self,
+        key: Vec<u8>,
+        opts: GetOptions,
+    ) -> impl std::future::Future<
+        Output = std::result::Result<etcd_client::GetResponse, etcd_client::Error>,
+    > {
+        let mut kv = self.kv();
+        async move { kv.get(key, Some(opts)).await }
+    }
+
+    /// A transaction, on a client of its own (so it can be made again).
+    fn txn_request(
+        &self,
+        txn: Txn,
+    ) -> impl std::future::Future<
+        Output = std::result::Result<etcd_client::TxnResponse, etcd_client::Error>,
+    > {
+        let mut kv = self.kv();
+        async move { kv.txn(txn).await }
+    }
+
     /// The key prefix this store works under.
     pub fn prefix(&self) -> &[u8] {
         &self.prefix
@@ -237,8 +280,54 @@ impl EtcdStore {
         Ok(())
     }
 
-    /// Runs one request with the request timeout, mapping failures to [`Error::Etcd`].
-    async fn call<T, F>(&self, op: &'static str, fut: F) -> Result<T>
+    /// Sends the request `request` makes, with the request timeout (None when it
+    /// runs out). A request that never left (its endpoint refused the connection or
+    /// could not be reached: a dead member of the cluster) is made again and goes to
+    /// another endpoint, up to twice per endpoint, as etcd's Go client retries
+    /// unavailable endpoints.
+    async fn send<T, F, Fut>(
+        &self,
+        mut request: F,
+    ) -> Option<std::result::Result<T, etcd_client::Error>>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
+        let tries = self.endpoints.len() * 2 + 1;
+        let deadline = tokio::time::Instant::now() + self.opts.request_timeout;
+        let mut tried = 0;
+        loop {
+            tried += 1;
+            match tokio::time::timeout_at(deadline, request()).await {
+                Err(_) => return None,
+                Ok(Err(e)) if tried < tries && never_sent(&e) => {
+                    tracing::debug!(error = %e, "an etcd endpoint is unreachable; trying another");
+                    tokio::time::sleep(Duration::from_millis(20 * tried as u64)).await;
+                }
+                Ok(r) => return Some(r),
+            }
+        }
+    }
+
+    /// Runs one request (made again by `request` if it never left, see
+    /// [`EtcdStore::send`]) with the request timeout, mapping failures to
+    /// [`Error::Etcd`].
+    async fn call<T, F, Fut>(&self, op: &'static str, request: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
+        match self.send(request).await {
+            Some(result) => result.map_err(etcd_err(op)),
+            None => Err(Error::Etcd {
+                op,
+                message: format!("no answer within {:?}", self.opts.request_timeout),
+            }),
+        }
+    }
+
+    /// Runs one request that cannot be made again with the request timeout.
+    async fn call_once<T, F>(&self, op: &'static str, fut: F) -> Result<T>
     where
         F: std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
     {
@@ -258,19 +347,21 @@ impl EtcdStore {
     /// Is history at `revision` still readable? `Ok(false)` if compacted, `Err` with
     /// [`Error::FutureRevision`] past the current revision.
     async fn readable_at(&self, revision: Revision) -> Result<bool> {
-        let mut kv = self.kv();
         let opts = GetOptions::new()
             .with_revision(revision)
             .with_count_only()
             .with_limit(1);
         let probe = self.full_key(b"\0");
-        match tokio::time::timeout(self.opts.request_timeout, kv.get(probe, Some(opts))).await {
-            Err(_) => Err(Error::Etcd {
+        match self
+            .send(|| self.get_request(probe.clone(), opts.clone()))
+            .await
+        {
+            None => Err(Error::Etcd {
                 op: "reading the compact revision",
                 message: format!("no answer within {:?}", self.opts.request_timeout),
             }),
-            Ok(Ok(_)) => Ok(true),
-            Ok(Err(e)) => match revision_error(&e) {
+            Some(Ok(_)) => Ok(true),
+            Some(Err(e)) => match revision_error(&e) {
                 Some(RevisionError::Compacted) => Ok(false),
                 Some(RevisionError::Future) => Err(Error::FutureRevision {
                     requested: revision,
@@ -362,8 +453,7 @@ impl EtcdStore {
             .when(compares)
             .and_then(vec![op])
             .or_else(vec![TxnOp::get(full, None)]);
-        let mut kv = self.kv();
-        let resp = self.call(op_name, kv.txn(txn)).await?;
+        let resp = self.call(op_name, || self.txn_request(txn.clone())).await?;
         if resp.succeeded() {
             return Ok(resp);
         }
@@ -536,9 +626,11 @@ impl WatchSource for EtcdWatch {
 #[async_trait::async_trait]
 impl Store for EtcdStore {
     async fn get(&self, key: &[u8]) -> Result<Option<KeyValue>> {
-        let mut kv = self.kv();
+        let full = self.full_key(key);
         let resp = self
-            .call("reading a key", kv.get(self.full_key(key), None))
+            .call("reading a key", || {
+                self.get_request(full.clone(), GetOptions::new())
+            })
             .await?;
         resp.kvs().first().map(|kv| self.to_kv(kv)).transpose()
     }
@@ -561,26 +653,25 @@ impl Store for EtcdStore {
             .with_range(end)
             .with_limit(limit)
             .with_revision(opts.revision.max(0));
-        let mut kv = self.kv();
-        let resp =
-            match tokio::time::timeout(self.opts.request_timeout, kv.get(start, Some(get_opts)))
-                .await
-            {
-                Err(_) => {
-                    return Err(Error::Etcd {
-                        op: "reading keys",
-                        message: format!("no answer within {:?}", self.opts.request_timeout),
-                    })
-                }
-                Ok(Ok(resp)) => resp,
-                Ok(Err(e)) => {
-                    return Err(match revision_error(&e) {
-                        Some(RevisionError::Compacted) => self.compacted_error(opts.revision).await,
-                        Some(RevisionError::Future) => self.future_error(opts.revision).await,
-                        None => etcd_err("reading keys")(e),
-                    })
-                }
-            };
+        let resp = match self
+            .send(|| self.get_request(start.clone(), get_opts.clone()))
+            .await
+        {
+            None => {
+                return Err(Error::Etcd {
+                    op: "reading keys",
+                    message: format!("no answer within {:?}", self.opts.request_timeout),
+                })
+            }
+            Some(Ok(resp)) => resp,
+            Some(Err(e)) => {
+                return Err(match revision_error(&e) {
+                    Some(RevisionError::Compacted) => self.compacted_error(opts.revision).await,
+                    Some(RevisionError::Future) => self.future_error(opts.revision).await,
+                    None => etcd_err("reading keys")(e),
+                })
+            }
+        };
         let kvs = resp
             .kvs()
             .iter()
@@ -608,8 +699,9 @@ impl Store for EtcdStore {
                 0,
             )])
             .and_then(vec![TxnOp::put(full, value, None)]);
-        let mut kv = self.kv();
-        let resp = self.call("creating a key", kv.txn(txn)).await?;
+        let resp = self
+            .call("creating a key", || self.txn_request(txn.clone()))
+            .await?;
         if !resp.succeeded() {
             return Err(Error::AlreadyExists { key: key.to_vec() });
         }
@@ -674,16 +766,19 @@ impl Store for EtcdStore {
         if from_revision > 0 {
             watch_opts = watch_opts.with_start_revision(from_revision);
         }
-        let mut client = self
-            .client
-            .watch_client()
-            .max_decoding_message_size(MAX_MESSAGE_BYTES);
         let stream = self
-            .call("watching", client.watch(start, Some(watch_opts)))
+            .call("watching", || {
+                let mut client = self
+                    .client
+                    .watch_client()
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES);
+                let (start, watch_opts) = (start.clone(), watch_opts.clone());
+                async move { client.watch(start, Some(watch_opts)).await }
+            })
             .await?;
         let (requests, mut responses) = stream.split();
         // Wait until the server has registered the watch: from then on every write is seen.
-        let created = self.call("watching", responses.message()).await?;
+        let created = self.call_once("watching", responses.message()).await?;
         match created {
             Some(resp) if resp.created() && !resp.canceled() => {}
             Some(resp) if resp.compact_revision() > 0 => {
@@ -718,29 +813,31 @@ impl Store for EtcdStore {
     }
 
     async fn current_revision(&self) -> Result<Revision> {
-        let mut kv = self.kv();
         let opts = GetOptions::new().with_count_only().with_limit(1);
+        let probe = self.full_key(b"\0");
         let resp = self
-            .call(
-                "reading the current revision",
-                kv.get(self.full_key(b"\0"), Some(opts)),
-            )
+            .call("reading the current revision", || {
+                self.get_request(probe.clone(), opts.clone())
+            })
             .await?;
         header_revision(resp.header(), "reading the current revision")
     }
 
     async fn compact(&self, revision: Revision) -> Result<()> {
-        let mut kv = self.kv();
-        match tokio::time::timeout(self.opts.request_timeout, kv.compact(revision, None)).await {
-            Err(_) => Err(Error::Etcd {
+        let compact = || {
+            let mut kv = self.kv();
+            async move { kv.compact(revision, None).await }
+        };
+        match self.send(compact).await {
+            None => Err(Error::Etcd {
                 op: "compacting",
                 message: format!("no answer within {:?}", self.opts.request_timeout),
             }),
-            Ok(Ok(_)) => {
+            Some(Ok(_)) => {
                 self.learn_compact_revision(revision);
                 Ok(())
             }
-            Ok(Err(e)) => Err(match revision_error(&e) {
+            Some(Err(e)) => Err(match revision_error(&e) {
                 Some(RevisionError::Compacted) => self.compacted_error(revision).await,
                 Some(RevisionError::Future) => self.future_error(revision).await,
                 None => etcd_err("compacting")(e),

@@ -61,6 +61,30 @@ async fn fresh() -> Result<(Etcd, EtcdStore), BoxError> {
     Ok((etcd, s))
 }
 
+/// A dead member among the endpoints (nothing listens on its port) costs nothing but
+/// a retry: every request, reads, writes and watches, reaches the live one.
+#[tokio::test]
+async fn a_dead_endpoint_among_several_is_passed_over() -> TestResult {
+    let etcd = start_etcd().await?;
+    let (dead, port) = free_port()?;
+    drop(dead);
+    let endpoints = vec![format!("http://127.0.0.1:{port}"), etcd.endpoint.clone()];
+    let s = EtcdStore::connect(&endpoints, Some(PREFIX)).await?;
+    for i in 0..30 {
+        let key = format!("/k/{i}");
+        s.create(key.as_bytes(), b"v".to_vec()).await?;
+        assert!(s.get(key.as_bytes()).await?.is_some());
+        assert_eq!(
+            s.range(b"/k/", RangeOptions::default()).await?.kvs.len(),
+            i + 1
+        );
+    }
+    let mut w = s.watch(b"/k/", 0).await?;
+    s.create(b"/k/after", b"v".to_vec()).await?;
+    assert_eq!(common::collect(&mut w, 1).await?.len(), 1);
+    Ok(())
+}
+
 #[tokio::test]
 async fn revisions_start_at_one_and_track_versions() -> TestResult {
     let (_etcd, s) = fresh().await?;

@@ -154,3 +154,94 @@ impl Drop for Etcd {
         self.kill();
     }
 }
+
+/// One member of a test's etcd cluster, running in a network namespace of the test's
+/// at `ip` (clients on port 2379, peers on 2380); killed and its data removed on drop.
+pub struct Member {
+    child: Option<Child>,
+    pub name: String,
+    /// Its client URL (`http://IP:2379`).
+    pub endpoint: String,
+    dir: tempfile::TempDir,
+}
+
+impl Member {
+    /// Starts member `name` at `ip` in `ns`, of the cluster whose members are `all`
+    /// (name, ip). It answers once a quorum of them runs.
+    pub fn start_in(
+        ns: &crate::netns::NetNs,
+        name: &str,
+        ip: &str,
+        all: &[(&str, &str)],
+    ) -> Member {
+        let dir = tempfile::Builder::new()
+            .prefix("skiff-etcd-")
+            .tempdir_in(if Path::new("/dev/shm").is_dir() {
+                "/dev/shm"
+            } else {
+                "/tmp"
+            })
+            .expect("a directory for etcd");
+        let client = format!("http://{ip}:2379");
+        let peer = format!("http://{ip}:2380");
+        let cluster: Vec<String> = all
+            .iter()
+            .map(|(n, i)| format!("{n}=http://{i}:2380"))
+            .collect();
+        let log = std::fs::File::create(dir.path().join("etcd.log")).expect("etcd log");
+        let mut cmd = Command::new(std::env::var("SKIFF_ETCD_BIN").unwrap_or_else(|_| ETCD.into()));
+        cmd.args(["--name", name])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["--listen-client-urls", &client])
+            .args(["--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer])
+            .args(["--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &cluster.join(",")])
+            .args(["--initial-cluster-state", "new"])
+            .args(["--initial-cluster-token", "skiff-test"])
+            .args(["--logger", "zap", "--log-level", "warn"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("etcd log"))
+            .stderr(log);
+        ns.enter(&mut cmd);
+        // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill etcd if
+        // the test process dies without running Drop.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .expect("start etcd (scripts/deps.sh installs it)");
+        Member {
+            child: Some(child),
+            name: name.to_string(),
+            endpoint: client,
+            dir,
+        }
+    }
+
+    /// Kills the member at once (`kill -9`); its data stays until drop.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The end of its log, for an error message.
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default();
+        let start = log.len().saturating_sub(2000);
+        log.get(start..).unwrap_or_default().to_string()
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

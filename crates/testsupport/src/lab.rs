@@ -50,6 +50,31 @@ pub struct Lab {
 
 static LABS: AtomicUsize = AtomicUsize::new(0);
 
+/// A LAN namespace `<prefix>lan` with its bridge, linked to nothing else.
+pub fn lan(prefix: &str) -> NetNs {
+    let lan = NetNs::new(&format!("{prefix}lan"));
+    lan.ip(&["link", "add", "br0", "type", "bridge"]);
+    lan.ip(&["link", "set", "br0", "up"]);
+    lan
+}
+
+/// Machine `i` on `lan`: namespace `<prefix>n<i>` with `eth0` at `LAN_PREFIX.<i+1>`;
+/// the namespace and its address.
+pub fn lan_node(lan: &NetNs, prefix: &str, i: usize) -> (Arc<NetNs>, String) {
+    let ns = NetNs::new(&format!("{prefix}n{i}"));
+    let ip = format!("{LAN_PREFIX}.{}", i + 1);
+    // The pair is made in the lan namespace, its far end moved to the node.
+    let port = format!("n{i}");
+    lan.ip(&[
+        "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
+    ]);
+    lan.ip(&["link", "set", &port, "master", "br0"]);
+    lan.ip(&["link", "set", &port, "up"]);
+    ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", "eth0"]);
+    ns.ip(&["link", "set", "eth0", "up"]);
+    (Arc::new(ns), ip)
+}
+
 impl Lab {
     /// A lab of `nodes` nodes (at least 1). `server_extra` and `agent_extra` are added
     /// to the server's and every agent's flags. Returns once every node is Ready.
@@ -57,23 +82,8 @@ impl Lab {
         assert!((1..200).contains(&nodes), "1 to 199 nodes");
         let k = LABS.fetch_add(1, Ordering::SeqCst);
         let prefix = format!("skl{}x{k}", std::process::id() % 100_000);
-        let lan = NetNs::new(&format!("{prefix}lan"));
-        lan.ip(&["link", "add", "br0", "type", "bridge"]);
-        lan.ip(&["link", "set", "br0", "up"]);
-        let node_ns = |lan: &NetNs, i: usize| -> (Arc<NetNs>, String) {
-            let ns = NetNs::new(&format!("{prefix}n{i}"));
-            let ip = format!("{LAN_PREFIX}.{}", i + 1);
-            // The pair is made in the lan namespace, its far end moved to the node.
-            let port = format!("n{i}");
-            lan.ip(&[
-                "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
-            ]);
-            lan.ip(&["link", "set", &port, "master", "br0"]);
-            lan.ip(&["link", "set", &port, "up"]);
-            ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", "eth0"]);
-            ns.ip(&["link", "set", "eth0", "up"]);
-            (Arc::new(ns), ip)
-        };
+        let lan = lan(&prefix);
+        let node_ns = |lan: &NetNs, i: usize| lan_node(lan, &prefix, i);
         let (ns0, ip0) = node_ns(&lan, 0);
         let mut extra: Vec<String> = [
             "--node-ip",
