@@ -3,8 +3,9 @@
 //! controller, then pod CIDR allocation and the persistent-volume pass (which bind by
 //! what they read, so they read the API, not a cache that may lag their own writes).
 //! Whenever a Service, pod, Endpoints, EndpointSlice, node, PodDisruptionBudget or
-//! pod controller changes (and every second): the endpoints, ServiceLB and
+//! pod controller changes (and every second): the ServiceLB, cluster DNS and
 //! disruption-budget passes, over the shared caches. Every 5 s: the node monitor.
+//! (Endpoints are a per-Service controller of their own, `endpoints`.)
 //! (Service accounts and the root CA are a per-namespace controller of their own,
 //! `serviceaccounts`.)
 
@@ -98,8 +99,8 @@ const NODE_MONITOR_PERIOD: Duration = Duration::from_secs(5);
 /// How often the cached passes run even if nothing was seen to change.
 const CACHED_RESYNC: Duration = Duration::from_secs(1);
 
-/// The passes that read only the shared caches (endpoints, ServiceLB, cluster DNS
-/// endpoints, disruption budgets): run whenever one of the kinds they read changes, and
+/// The passes that read only the shared caches (ServiceLB, cluster DNS endpoints,
+/// disruption budgets): run whenever one of the kinds they read changes, and
 /// every [`CACHED_RESYNC`]; and the node monitor on its own period.
 async fn run_cached(
     client: Client,
@@ -107,30 +108,21 @@ async fn run_cached(
     inf: skiff_informer::Informers,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let stopped_signal = stop.clone();
-    let kick = std::sync::Arc::new(tokio::sync::Notify::new());
+    // Each pass is kicked only by the kinds it reads: a pod's change costs the budget
+    // pass (over the budgets, each reading its namespace's pods), not the others.
+    let addresses = std::sync::Arc::new(tokio::sync::Notify::new());
+    let budgets = std::sync::Arc::new(tokio::sync::Notify::new());
     macro_rules! kick_on {
-        ($($i:ident),*) => {$({
-            let k = kick.clone();
+        ($kick:expr; $($i:ident),*) => {$({
+            let k = $kick.clone();
             inf.$i.on_change(move |_| k.notify_one());
         })*};
     }
-    kick_on!(
-        services,
-        pods,
-        endpoints,
-        endpoint_slices,
-        nodes,
-        pdbs,
-        replicasets,
-        deployments,
-        statefulsets
-    );
-    let stopped = skiff_informer::stopped(stop);
-    tokio::pin!(stopped);
+    kick_on!(addresses; services, endpoints, endpoint_slices, nodes);
+    kick_on!(budgets; pods, pdbs, replicasets, deployments, statefulsets);
     tokio::select! {
         _ = inf.synced() => {}
-        _ = &mut stopped => return,
+        _ = skiff_informer::stopped(stop.clone()) => return,
     }
     // The node monitor runs on its own period (kube's nodeMonitorPeriod): node Leases
     // change every 10 s per node, and a lapse is seen only as time passes.
@@ -140,7 +132,7 @@ async fn run_cached(
             inf.clone(),
             settings.node_monitor_grace_period,
         );
-        let stop = stopped_signal.clone();
+        let stop = stop.clone();
         tokio::spawn(async move {
             let mut nodes = crate::nodes::NodeMonitor::default();
             let mut ticker = crate::Ticker::new(NODE_MONITOR_PERIOD, skiff_informer::stopped(stop));
@@ -151,23 +143,42 @@ async fn run_cached(
             }
         });
     }
-    loop {
-        for r in [
-            crate::endpoints::sync(&client, &inf).await,
+    {
+        let (client, inf, stop) = (client.clone(), inf.clone(), stop.clone());
+        tokio::spawn(kicked(budgets, stop, move || {
+            let (client, inf) = (client.clone(), inf.clone());
+            async move { crate::disruption::sync(&client, &inf).await }
+        }));
+    }
+    kicked(addresses, stop, move || {
+        let (client, inf, settings) = (client.clone(), inf.clone(), settings.clone());
+        async move {
             if settings.servicelb {
-                crate::servicelb::sync(&client, &inf).await
-            } else {
-                Ok(())
-            },
-            match settings.cluster_dns {
-                Some(ip) => crate::nodedns::sync(&client, &inf, ip).await,
-                None => Ok(()),
-            },
-            crate::disruption::sync(&client, &inf).await,
-        ] {
-            if let Err(e) = r {
-                tracing::warn!(error = %e, "cluster pass");
+                crate::servicelb::sync(&client, &inf).await?;
             }
+            if let Some(ip) = settings.cluster_dns {
+                crate::nodedns::sync(&client, &inf, ip).await?;
+            }
+            Ok(())
+        }
+    })
+    .await;
+}
+
+/// Runs `pass` whenever `kick` is notified, and every [`CACHED_RESYNC`], until `stop`.
+async fn kicked<F, Fut>(
+    kick: std::sync::Arc<tokio::sync::Notify>,
+    stop: tokio::sync::watch::Receiver<bool>,
+    pass: F,
+) where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), kube::Error>>,
+{
+    let stopped = skiff_informer::stopped(stop);
+    tokio::pin!(stopped);
+    loop {
+        if let Err(e) = pass().await {
+            tracing::warn!(error = %e, "cluster pass");
         }
         tokio::select! {
             _ = &mut stopped => return,

@@ -145,9 +145,8 @@ fn expectations(
     }
 }
 
-/// One pass over every budget.
+/// One pass over every budget, each reading the pods of its own namespace.
 pub async fn sync(client: &Client, inf: &skiff_informer::Informers) -> Result<(), kube::Error> {
-    let pods = inf.pods.state();
     let now = k8s_openapi::jiff::Timestamp::now().as_second();
     for pdb in inf.pdbs.state() {
         let ns = pdb.metadata.namespace.clone().unwrap_or_default();
@@ -156,10 +155,10 @@ pub async fn sync(client: &Client, inf: &skiff_informer::Informers) -> Result<()
             continue;
         }
         let selector = pdb.spec.as_ref().and_then(|s| s.selector.as_ref());
+        let pods = inf.pods.in_namespace(&ns);
         let matching: Vec<&Pod> = pods
             .iter()
             .map(|p| p.as_ref())
-            .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
             .filter(|p| {
                 selects(
                     selector,

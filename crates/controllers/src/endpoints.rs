@@ -51,111 +51,179 @@ fn selects(selector: &BTreeMap<String, String>, pod: &Pod) -> bool {
     skiff_meta::selector::set_matches(selector, pod.metadata.labels.as_ref().unwrap_or(&NONE))
 }
 
-/// One pass over every Service.
-pub async fn sync(client: &Client, inf: &skiff_informer::Informers) -> Result<(), kube::Error> {
-    let services: Vec<Service> = skiff_informer::cached(&inf.services);
-    // Shared handles on the cached pods, not copies: this pass runs on every change.
-    let pods: Vec<std::sync::Arc<Pod>> = inf.pods.state();
-    let eps: Vec<Endpoints> = skiff_informer::cached(&inf.endpoints);
-    let slices: Vec<EndpointSlice> = skiff_informer::cached(&inf.endpoint_slices);
-    for svc in &services {
-        let ns = svc.metadata.namespace.clone().unwrap_or_default();
-        let name = svc.metadata.name.clone().unwrap_or_default();
-        let Some(spec) = &svc.spec else { continue };
-        let selector = spec.selector.clone().unwrap_or_default();
-        if svc.metadata.deletion_timestamp.is_some() {
-            continue;
-        }
-        if selector.is_empty() {
-            continue;
-        }
-        let publish = spec.publish_not_ready_addresses.unwrap_or(false);
-        let sports = spec.ports.clone().unwrap_or_default();
-        // Pods grouped by their resolved port set.
-        let mut groups: BTreeMap<String, (Value, Vec<(Value, Conditions)>)> = BTreeMap::new();
-        let mut selected: Vec<&Pod> = pods
-            .iter()
-            .map(|p| &**p)
-            .filter(|p| {
-                p.metadata.namespace.as_deref() == Some(ns.as_str()) && selects(&selector, p)
-            })
-            .filter(|p| {
-                let st = p.status.as_ref();
-                !matches!(
-                    st.and_then(|s| s.phase.as_deref()),
-                    Some("Succeeded") | Some("Failed")
-                ) && st
-                    .and_then(|s| s.pod_ip.as_deref())
-                    .is_some_and(|ip| !ip.is_empty())
-            })
-            .collect();
-        selected.sort_by_key(|p| p.status.as_ref().and_then(|s| s.pod_ip.clone()));
-        for p in selected {
-            let ports: Vec<Value> = sports
-                .iter()
-                .filter_map(|sp| {
-                    resolve_port(sp, p).map(|port| {
-                        json!({"name": sp.name.clone().unwrap_or_default(), "port": port,
-                               "protocol": sp.protocol.clone().unwrap_or("TCP".into())})
-                    })
-                })
-                .collect();
-            if ports.is_empty() && !sports.is_empty() {
+/// Starts the controller: one Service per key, queued when the Service changes, when
+/// a pod of its namespace that it selects (before or after the change) changes, and
+/// when its Endpoints or slices change (a hand edit is put back); every Service again
+/// every [`crate::wiring::RESYNC`]. A change costs the Services of the pod's namespace
+/// that select it, and a reconcile reads only its namespace's pods.
+pub fn spawn(
+    client: &Client,
+    inf: &skiff_informer::Informers,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let q = skiff_informer::Queue::new();
+    crate::wiring::enqueue_changed(&inf.services, &q);
+    let (services, pq) = (inf.services.clone(), q.clone());
+    inf.pods.on_update(move |old, new| {
+        let ns = new.metadata.namespace.clone().unwrap_or_default();
+        for svc in services.in_namespace(&ns) {
+            let selector = svc.spec.as_ref().and_then(|s| s.selector.as_ref());
+            let Some(selector) = selector.filter(|s| !s.is_empty()) else {
                 continue;
+            };
+            if selects(selector, new) || old.is_some_and(|o| selects(selector, o)) {
+                pq.add(skiff_informer::Key::of(svc.as_ref()));
             }
-            let pspec = p.spec.as_ref();
-            let mut addr = json!({
-                "ip": p.status.as_ref().and_then(|s| s.pod_ip.clone()),
-                "nodeName": pspec.and_then(|s| s.node_name.clone()),
-                "targetRef": {"kind": "Pod", "namespace": ns, "name": p.metadata.name, "uid": p.metadata.uid},
-            });
-            if let (Some(h), Some(sub)) = (
-                pspec.and_then(|s| s.hostname.as_ref()),
-                pspec.and_then(|s| s.subdomain.as_ref()),
-            ) {
-                if *sub == name {
-                    addr["hostname"] = json!(h);
+        }
+    });
+    let eq = q.clone();
+    inf.endpoints.on_change(move |e| {
+        if managed(e.metadata.labels.as_ref(), EP_MANAGER, EP_CONTROLLER) {
+            eq.add(skiff_informer::Key::of(e));
+        }
+    });
+    let sq = q.clone();
+    inf.endpoint_slices.on_change(move |sl| {
+        if managed(sl.metadata.labels.as_ref(), SLICE_MANAGER, SLICE_CONTROLLER) {
+            if let Some(svc) = sl
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME))
+            {
+                sq.add(skiff_informer::Key {
+                    namespace: sl.metadata.namespace.clone().unwrap_or_default(),
+                    name: svc.clone(),
+                });
+            }
+        }
+    });
+    // Endpoints of Services deleted while no controller ran (kube's
+    // checkLeftoverEndpoints): looked at once, when the caches are in.
+    {
+        let (inf, q) = (inf.clone(), q.clone());
+        tokio::spawn(async move {
+            inf.synced().await;
+            for e in inf.endpoints.state() {
+                if managed(e.metadata.labels.as_ref(), EP_MANAGER, EP_CONTROLLER) {
+                    q.add(skiff_informer::Key::of(e.as_ref()));
                 }
             }
-            let key = serde_json::to_string(&ports).unwrap_or_default();
-            groups
-                .entry(key)
-                .or_insert_with(|| (json!(ports), vec![]))
-                .1
-                .push((addr, Conditions::of(p, publish)));
-        }
-        let groups: Vec<(Value, Vec<(Value, Conditions)>)> = groups.into_values().collect();
-        write(client, svc, &eps, &slices, groups).await?;
+        });
     }
-    // Endpoints and slices whose Service is gone or no longer selects.
-    let managed_by = |svc_ns: Option<&str>, svc_name: &str| {
-        services.iter().any(|s| {
-            s.metadata.namespace.as_deref() == svc_ns
-                && s.metadata.name.as_deref() == Some(svc_name)
-                && s.spec
-                    .as_ref()
-                    .and_then(|s| s.selector.as_ref())
-                    .is_some_and(|x| !x.is_empty())
-        })
+    let c = std::sync::Arc::new((client.clone(), inf.clone()));
+    crate::wiring::spawn_controller(
+        "endpoints",
+        4,
+        q,
+        inf.services.clone(),
+        inf.clone(),
+        stop.clone(),
+        move |key| {
+            let c = c.clone();
+            async move {
+                sync_service(&c.0, &c.1, &key).await?;
+                Ok(None)
+            }
+        },
+    )
+}
+
+fn managed(labels: Option<&BTreeMap<String, String>>, key: &str, value: &str) -> bool {
+    labels.and_then(|l| l.get(key)).map(String::as_str) == Some(value)
+}
+
+/// The Endpoints and slices of the Service at `key`: written from the pods it selects,
+/// or (the Service gone, or selecting nothing) this controller's Endpoints deleted.
+/// Its slices go with the Service, by their owner reference.
+pub async fn sync_service(
+    client: &Client,
+    inf: &skiff_informer::Informers,
+    key: &skiff_informer::Key,
+) -> Result<(), kube::Error> {
+    let svc = inf.services.get(key);
+    let selector = svc
+        .as_ref()
+        .filter(|s| s.metadata.deletion_timestamp.is_none())
+        .and_then(|s| s.spec.as_ref())
+        .and_then(|s| s.selector.clone())
+        .filter(|s| !s.is_empty());
+    let (Some(svc), Some(selector)) = (svc, selector) else {
+        if let Some(e) = inf.endpoints.get(key) {
+            if managed(e.metadata.labels.as_ref(), EP_MANAGER, EP_CONTROLLER) {
+                let api: Api<Endpoints> = Api::namespaced(client.clone(), &key.namespace);
+                let _ = api.delete(&key.name, &DeleteParams::default()).await;
+            }
+        }
+        return Ok(());
     };
-    for e in &eps {
-        let mine = e
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(EP_MANAGER))
-            .map(String::as_str)
-            == Some(EP_CONTROLLER);
-        let n = e.metadata.name.as_deref().unwrap_or("");
-        if mine && !managed_by(e.metadata.namespace.as_deref(), n) {
-            let api: Api<Endpoints> = Api::namespaced(
-                client.clone(),
-                e.metadata.namespace.as_deref().unwrap_or(""),
-            );
-            let _ = api.delete(n, &DeleteParams::default()).await;
+    let (ns, name) = (&key.namespace, &key.name);
+    let Some(spec) = &svc.spec else {
+        return Ok(());
+    };
+    let publish = spec.publish_not_ready_addresses.unwrap_or(false);
+    let sports = spec.ports.clone().unwrap_or_default();
+    // Pods grouped by their resolved port set.
+    let mut groups: BTreeMap<String, (Value, Vec<(Value, Conditions)>)> = BTreeMap::new();
+    let pods = inf.pods.in_namespace(ns);
+    let mut selected: Vec<&Pod> = pods
+        .iter()
+        .map(|p| &**p)
+        .filter(|p| selects(&selector, p))
+        .filter(|p| {
+            let st = p.status.as_ref();
+            !matches!(
+                st.and_then(|s| s.phase.as_deref()),
+                Some("Succeeded") | Some("Failed")
+            ) && st
+                .and_then(|s| s.pod_ip.as_deref())
+                .is_some_and(|ip| !ip.is_empty())
+        })
+        .collect();
+    selected.sort_by_key(|p| p.status.as_ref().and_then(|s| s.pod_ip.clone()));
+    for p in selected {
+        let ports: Vec<Value> = sports
+            .iter()
+            .filter_map(|sp| {
+                resolve_port(sp, p).map(|port| {
+                    json!({"name": sp.name.clone().unwrap_or_default(), "port": port,
+                           "protocol": sp.protocol.clone().unwrap_or("TCP".into())})
+                })
+            })
+            .collect();
+        if ports.is_empty() && !sports.is_empty() {
+            continue;
         }
+        let pspec = p.spec.as_ref();
+        let mut addr = json!({
+            "ip": p.status.as_ref().and_then(|s| s.pod_ip.clone()),
+            "nodeName": pspec.and_then(|s| s.node_name.clone()),
+            "targetRef": {"kind": "Pod", "namespace": ns, "name": p.metadata.name, "uid": p.metadata.uid},
+        });
+        if let (Some(h), Some(sub)) = (
+            pspec.and_then(|s| s.hostname.as_ref()),
+            pspec.and_then(|s| s.subdomain.as_ref()),
+        ) {
+            if sub == name {
+                addr["hostname"] = json!(h);
+            }
+        }
+        let key = serde_json::to_string(&ports).unwrap_or_default();
+        groups
+            .entry(key)
+            .or_insert_with(|| (json!(ports), vec![]))
+            .1
+            .push((addr, Conditions::of(p, publish)));
     }
-    Ok(())
+    let groups: Vec<(Value, Vec<(Value, Conditions)>)> = groups.into_values().collect();
+    let have = inf.endpoints.get(key);
+    let slices: Vec<std::sync::Arc<EndpointSlice>> = inf
+        .endpoint_slices
+        .in_namespace(ns)
+        .into_iter()
+        .filter(|s| s.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME)) == Some(name))
+        .collect();
+    write(client, &svc, have.as_deref(), &slices, groups).await
 }
 
 /// An endpoint's conditions, as kube's `podToEndpoint` sets them.
@@ -189,8 +257,8 @@ impl Conditions {
 async fn write(
     client: &Client,
     svc: &Service,
-    eps: &[Endpoints],
-    slices: &[EndpointSlice],
+    have: Option<&Endpoints>,
+    slices: &[std::sync::Arc<EndpointSlice>],
     groups: Vec<(Value, Vec<(Value, Conditions)>)>,
 ) -> Result<(), kube::Error> {
     let ns = svc.metadata.namespace.clone().unwrap_or_default();
@@ -229,10 +297,6 @@ async fn write(
     }))
     .map_err(kube::Error::SerdeError)?;
     let ep_api: Api<Endpoints> = Api::namespaced(client.clone(), &ns);
-    let have = eps.iter().find(|e| {
-        e.metadata.namespace.as_deref() == Some(ns.as_str())
-            && e.metadata.name.as_deref() == Some(name.as_str())
-    });
     upsert(&ep_api, have, want, |e| {
         serde_json::to_value((&e.subsets, &e.metadata.labels)).unwrap_or_default()
     })
@@ -269,24 +333,21 @@ async fn write(
             "ports": ports,
         });
         let want: EndpointSlice = serde_json::from_value(want).map_err(kube::Error::SerdeError)?;
-        let have = slices.iter().find(|s| {
-            s.metadata.namespace.as_deref() == Some(ns.as_str())
-                && s.metadata.name.as_deref() == Some(slice_name.as_str())
-        });
-        upsert(&sl_api, have, want, |s| {
+        let have = slices
+            .iter()
+            .find(|s| s.metadata.name.as_deref() == Some(slice_name.as_str()));
+        upsert(&sl_api, have.map(|s| s.as_ref()), want, |s| {
             serde_json::to_value((&s.endpoints, &s.ports, &s.metadata.labels)).unwrap_or_default()
         })
         .await?;
     }
     for s in slices.iter().filter(|s| {
-        s.metadata.namespace.as_deref() == Some(ns.as_str())
-            && s.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME)) == Some(&name)
-            && s.metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(SLICE_MANAGER))
-                .map(String::as_str)
-                == Some(SLICE_CONTROLLER)
+        s.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(SLICE_MANAGER))
+            .map(String::as_str)
+            == Some(SLICE_CONTROLLER)
             && !wanted_names
                 .iter()
                 .any(|n| Some(n.as_str()) == s.metadata.name.as_deref())

@@ -59,6 +59,7 @@ pub async fn run(
         cluster.ca_pem.clone(),
         &stop,
     ));
+    tasks.push(endpoints::spawn(&client, &informers, &stop));
     tasks.push(tokio::spawn(cluster::run(client, cluster, informers, stop)));
     for t in tasks {
         let _ = t.await;

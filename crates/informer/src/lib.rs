@@ -57,8 +57,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 
-/// A controller's handle on a changed object.
-pub type Handler<K> = Arc<dyn Fn(&K) + Send + Sync>;
+/// A controller's handle on a changed object: the object as the cache held it before
+/// (None for a new one, and for a deletion), and as it is now (the last state, for a
+/// deletion).
+pub type Handler<K> = Arc<dyn Fn(Option<&K>, &K) + Send + Sync>;
 
 /// The key of a namespaced (or, with an empty namespace, cluster-scoped) object.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -152,9 +154,10 @@ fn controller_uid<K: Resource>(o: &K) -> Option<&str> {
 }
 
 impl<K: Resource> Cache<K> {
-    fn insert(&mut self, obj: Arc<K>) {
+    /// Adds or replaces `obj`; the object it replaced.
+    fn insert(&mut self, obj: Arc<K>) -> Option<Arc<K>> {
         let key = Key::of(obj.as_ref());
-        self.remove(&key);
+        let old = self.remove(&key);
         self.by_namespace
             .entry(key.namespace.clone())
             .or_default()
@@ -169,12 +172,12 @@ impl<K: Resource> Cache<K> {
             self.by_index.entry(v).or_default().insert(key.clone());
         }
         self.objects.insert(key, obj);
+        old
     }
 
-    fn remove(&mut self, key: &Key) {
-        let Some(old) = self.objects.remove(key) else {
-            return;
-        };
+    /// Removes the object at `key`; what was there.
+    fn remove(&mut self, key: &Key) -> Option<Arc<K>> {
+        let old = self.objects.remove(key)?;
         if let Some(names) = self.by_namespace.get_mut(&key.namespace) {
             names.remove(&key.name);
             if names.is_empty() {
@@ -187,6 +190,7 @@ impl<K: Resource> Cache<K> {
         if let Some(v) = self.index.and_then(|f| f(old.as_ref())) {
             unindex(&mut self.by_index, &v, key);
         }
+        Some(old)
     }
 }
 
@@ -275,14 +279,13 @@ where
                         newer
                     });
                 };
-                let changed: Vec<Arc<K>> = match ev {
+                // (before, now) of every object that changed.
+                let changed: Vec<(Option<Arc<K>>, Arc<K>)> = match ev {
                     Event::Apply(o) => {
                         let o = Arc::new(trim(o));
-                        if let Ok(mut c) = writer.write() {
-                            c.insert(o.clone());
-                        }
+                        let before = writer.write().ok().and_then(|mut c| c.insert(o.clone()));
                         bump(&o);
-                        vec![o]
+                        vec![(before, o)]
                     }
                     Event::Delete(o) => {
                         let o = Arc::new(trim(o));
@@ -290,7 +293,7 @@ where
                             c.remove(&Key::of(o.as_ref()));
                         }
                         bump(&o);
-                        vec![o]
+                        vec![(None, o)]
                     }
                     Event::Init => {
                         listed.clear();
@@ -309,22 +312,18 @@ where
                         }
                         // Everything listed may have changed; whatever is gone was
                         // deleted while the watch was down.
-                        let before = match writer.write() {
+                        let mut before = match writer.write() {
                             Ok(mut c) => std::mem::replace(&mut *c, fresh),
                             Err(_) => Cache::new(index),
                         };
                         listed.iter().for_each(|o| bump(o));
                         synced_tx.send_replace(true);
-                        let mut changed = std::mem::take(&mut listed);
-                        let now: HashSet<Key> =
-                            changed.iter().map(|o| Key::of(o.as_ref())).collect();
-                        changed.extend(
-                            before
-                                .objects
+                        let mut changed: Vec<(Option<Arc<K>>, Arc<K>)> =
+                            std::mem::take(&mut listed)
                                 .into_iter()
-                                .filter(|(k, _)| !now.contains(k))
-                                .map(|(_, o)| o),
-                        );
+                                .map(|o| (before.objects.remove(&Key::of(o.as_ref())), o))
+                                .collect();
+                        changed.extend(before.objects.into_values().map(|o| (None, o)));
                         changed
                     }
                 };
@@ -332,9 +331,9 @@ where
                     continue;
                 }
                 let handlers: Vec<Handler<K>> = h.lock().map(|h| h.clone()).unwrap_or_default();
-                for o in &changed {
+                for (before, now) in &changed {
                     for f in &handlers {
-                        f(o);
+                        f(before.as_deref(), now);
                     }
                 }
             }
@@ -351,6 +350,13 @@ where
 impl<K: Resource<DynamicType = ()> + Clone + 'static> Informer<K> {
     /// Calls `f` with every object that changes (added, modified, deleted) from now on.
     pub fn on_change(&self, f: impl Fn(&K) + Send + Sync + 'static) {
+        self.on_update(move |_, now| f(now));
+    }
+
+    /// Calls `f` with the state before (if the cache held one; None for a deletion)
+    /// and now of every object that changes from now on: a handler that files objects
+    /// by their labels sees what they were filed under.
+    pub fn on_update(&self, f: impl Fn(Option<&K>, &K) + Send + Sync + 'static) {
         if let Ok(mut h) = self.handlers.lock() {
             h.push(Arc::new(f));
         }
@@ -540,6 +546,9 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Expectations<K> {
 
 #[derive(Default)]
 struct QueueState {
+    /// Its workers stopped (a lost leadership term): the informers' handlers that
+    /// still feed it add nothing.
+    closed: bool,
     queue: VecDeque<Key>,
     dirty: HashSet<Key>,
     processing: HashSet<Key>,
@@ -558,10 +567,10 @@ impl Queue {
         Arc::new(Queue::default())
     }
 
-    /// Adds `key` unless it is already waiting.
+    /// Adds `key` unless it is already waiting (or the queue's workers stopped).
     pub fn add(&self, key: Key) {
         let Ok(mut s) = self.state.lock() else { return };
-        if !s.dirty.insert(key.clone()) {
+        if s.closed || !s.dirty.insert(key.clone()) {
             return;
         }
         if !s.processing.contains(&key) {
@@ -670,6 +679,12 @@ pub async fn run_workers<F, Fut>(
     }
     for t in tasks {
         let _ = t.await;
+    }
+    if let Ok(mut s) = queue.state.lock() {
+        *s = QueueState {
+            closed: true,
+            ..Default::default()
+        };
     }
 }
 

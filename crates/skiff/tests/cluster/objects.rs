@@ -361,6 +361,40 @@ fn service_accounts_root_ca_and_endpoints_follow_pods() {
     assert_eq!(ready, format!("{ip} web {}", c.node));
     let sl = c.wait_for(&["get", "endpointslices", "-l", "endpointslice.kubernetes.io/managed-by=endpointslice-controller.k8s.io,kubernetes.io/service-name=web", "-o", "jsonpath={.items[0].endpoints[0].addresses[0]} {.items[0].endpoints[0].conditions.ready} {.items[0].endpoints[0].targetRef.name} {.items[0].ports[0].port} {.items[0].addressType}"], "true", 10);
     assert_eq!(sl, format!("{ip} true web 8080 IPv4"));
+    // A pod relabelled out of the selector leaves the endpoints at once (its old
+    // labels name the Service to update; the 30 s resync is not what finds it), and
+    // comes back when relabelled.
+    c.ok(&["label", "pod", "web", "app=other", "--overwrite"]);
+    let start = Instant::now();
+    while !c
+        .ok(&[
+            "get",
+            "endpoints",
+            "web",
+            "-o",
+            "jsonpath={.subsets[*].addresses[*].ip}",
+        ])
+        .trim()
+        .is_empty()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the relabelled pod stayed in the endpoints"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    c.ok(&["label", "pod", "web", "app=web", "--overwrite"]);
+    c.wait_for(
+        &[
+            "get",
+            "endpoints",
+            "web",
+            "-o",
+            "jsonpath={.subsets[0].addresses[0].ip}",
+        ],
+        &ip,
+        10,
+    );
     // No Service, no endpoints.
     c.ok(&["delete", "svc", "web"]);
     let start = Instant::now();
