@@ -78,6 +78,7 @@ struct Scheduler {
 impl Scheduler {
     /// One pass over the waiting pods.
     async fn pass(&mut self, epoch: u64, retry_all: bool) {
+        let started = std::time::Instant::now();
         let waiting = self.pending.state();
         if !waiting.iter().any(|p| wants_scheduling(p)) {
             self.unschedulable.clear();
@@ -168,6 +169,15 @@ impl Scheduler {
                 .map(|(p, node, claims)| self.bind(p, node, claims, vols.as_ref())),
         )
         .await;
+        let bound = results.iter().filter(|r| r.is_ok()).count();
+        if !bindings.is_empty() {
+            tracing::info!(
+                bound,
+                waiting = waiting.len(),
+                took_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "scheduling pass"
+            );
+        }
         for ((p, node, _), r) in bindings.iter().zip(results) {
             let ns = p.metadata.namespace.as_deref().unwrap_or("default");
             let name = p.metadata.name.as_deref().unwrap_or("");
