@@ -178,7 +178,7 @@ impl Registry {
     ) -> ApiResult<ListPage> {
         let page = self.list_items(res, ns, opts).await?;
         Ok(ListPage {
-            items: page.items.iter().map(|p| p.obj.clone()).collect(),
+            items: page.items.iter().map(|p| (*p.obj).clone()).collect(),
         })
     }
 
@@ -383,7 +383,10 @@ impl Registry {
         manager: Option<&crate::managed::Manager>,
     ) -> ApiResult<Value> {
         let p = self.create_prepared(res, ns, obj, dry_run, manager).await?;
-        Ok(Arc::try_unwrap(p).map_or_else(|p| p.obj.clone(), |p| p.obj))
+        Ok(Arc::try_unwrap(p).map_or_else(
+            |p| (*p.obj).clone(),
+            |p| Arc::try_unwrap(p.obj).unwrap_or_else(|o| (*o).clone()),
+        ))
     }
 
     /// [`Registry::create_as`], answering the created object with its JSON (as the

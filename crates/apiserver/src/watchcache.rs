@@ -42,15 +42,32 @@ pub struct Prepared {
     pub rev: Revision,
     pub kind: EventKind,
     /// The object after a put; the last state (with the deletion's resourceVersion) after
-    /// a delete.
-    pub obj: Value,
+    /// a delete. Shared with the object map's entry.
+    pub obj: Arc<Value>,
     /// `obj` as JSON (a slice of `line`).
     pub obj_json: Bytes,
     /// The watch event line of this change as a watcher without selectors sees it:
     /// `{"type":"ADDED|MODIFIED|DELETED","object":…}\n`.
     pub line: Bytes,
-    /// The state before a put, when there was one (selectors see transitions).
+    /// The state before a put, when there was one (selectors see transitions). Only
+    /// events carry it: the object map's entries do not keep the state before.
     pub prev: Option<Value>,
+}
+
+impl Prepared {
+    /// This change as the object map keeps it: the same object and JSON, without the
+    /// state before (which only watchers of the change read).
+    fn current(&self) -> Prepared {
+        Prepared {
+            key: self.key.clone(),
+            rev: self.rev,
+            kind: self.kind,
+            obj: self.obj.clone(),
+            obj_json: self.obj_json.clone(),
+            line: self.line.clone(),
+            prev: None,
+        }
+    }
 }
 
 /// Decodes one store event for `res`; `None` for an undecodable object.
@@ -75,7 +92,7 @@ pub fn prepare(res: &Resource, ev: &Event) -> Option<Prepared> {
         kind: ev.kind,
         obj_json,
         line,
-        obj,
+        obj: Arc::new(obj),
         prev,
     })
 }
@@ -112,7 +129,7 @@ pub fn listed(key: &[u8], rev: Revision, obj: Value) -> Prepared {
         kind: EventKind::Put,
         obj_json,
         line,
-        obj,
+        obj: Arc::new(obj),
         prev: None,
     }
 }
@@ -191,7 +208,12 @@ impl ResCache {
         for p in batch.iter() {
             match p.kind {
                 EventKind::Put => {
-                    self.objects.insert(p.key.clone(), p.clone());
+                    let entry = if p.prev.is_some() {
+                        Arc::new(p.current())
+                    } else {
+                        p.clone()
+                    };
+                    self.objects.insert(p.key.clone(), entry);
                 }
                 EventKind::Delete => {
                     self.objects.remove(&p.key);
@@ -713,11 +735,11 @@ mod tests {
         let answered = pending.finish(rev);
         assert!(Arc::ptr_eq(&held, &answered));
         let kv = store.get(key.as_bytes()).await?.ok_or("not stored")?;
-        assert_eq!(held.obj, crate::storage::decode_as(cms, &kv)?);
+        assert_eq!(*held.obj, crate::storage::decode_as(cms, &kv)?);
         assert_eq!(held.obj["metadata"]["resourceVersion"], rev.to_string());
         let line: Value = serde_json::from_slice(&held.line)?;
         assert_eq!(line["type"], "ADDED");
-        assert_eq!(line["object"], held.obj);
+        assert_eq!(line["object"], *held.obj);
 
         // Announced one thing, stored another: the cache decodes what was stored.
         let key2 = "/registry/core/configmaps/a/two".to_string();

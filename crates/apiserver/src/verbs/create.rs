@@ -61,7 +61,7 @@ pub(crate) async fn create(call: &Call<'_>, req: Request<Incoming>) -> ApiResult
         // The JSON the watch cache serves too, serialized once.
         return Ok(json_bytes_response(201, p.obj_json.clone(), &warnings));
     }
-    let mut created = p.obj.clone();
+    let mut created = (*p.obj).clone();
     if res.kind == "CertificateSigningRequest" && !dry {
         created = crate::csr::reconcile(reg, res, &state.signer, created).await?;
     }

@@ -33,7 +33,7 @@ pub(crate) async fn list(call: &Call<'_>) -> ApiResult<Response<Body>> {
         meta["continue"] = json!(c);
     }
     let out = if accept.table {
-        let objects: Vec<Value> = page.items.iter().map(|p| p.obj.clone()).collect();
+        let objects: Vec<Value> = page.items.iter().map(|p| (*p.obj).clone()).collect();
         table::table(
             res,
             &objects,
