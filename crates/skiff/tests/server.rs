@@ -21,13 +21,7 @@ fn start(dir: &std::path::Path) -> (Server, String) {
 }
 
 fn kubectl(dir: &std::path::Path, args: &[&str]) -> String {
-    let o = server::kubectl(dir, args);
-    assert!(
-        o.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).to_string()
+    server::kubectl_ok(dir, args)
 }
 
 #[test]

@@ -50,6 +50,54 @@ pub struct Lab {
 
 static LABS: AtomicUsize = AtomicUsize::new(0);
 
+/// kubectl's arguments that delete every pod quickly (a rig's teardown, before its
+/// agents stop).
+pub const DELETE_EVERY_POD: [&str; 8] = [
+    "delete",
+    "pods",
+    "--all",
+    "-A",
+    "--grace-period",
+    "1",
+    "--timeout",
+    "30s",
+];
+
+/// `skiff agent` on `root` joining `url` with `token` as node `name` at `ip`: no
+/// streaming port of its own, its own pod bridge, lenient eviction, its data under
+/// the root and its log in `<root>/agent.log`.
+pub fn agent_command(
+    root: &Root,
+    url: &str,
+    token: &str,
+    name: &str,
+    ip: &str,
+) -> std::process::Command {
+    let mut cmd = root.cmd(&[
+        "agent",
+        "--server",
+        url,
+        "--token",
+        token,
+        "--node-name",
+        name,
+        "--node-ip",
+        ip,
+        "--kubelet-port",
+        "0",
+        "--pod-bridge",
+        &format!("{}q", root.bridge),
+    ]);
+    cmd.args(lenient_eviction(&[]))
+        .arg("--data-dir")
+        .arg(root.dir.join("agent"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::File::create(root.dir.join("agent.log")).expect("agent log"),
+        ));
+    cmd
+}
+
 /// A LAN namespace `<prefix>lan` with its bridge, linked to nothing else.
 pub fn lan(prefix: &str) -> NetNs {
     let lan = NetNs::new(&format!("{prefix}lan"));
@@ -117,29 +165,8 @@ impl Lab {
             let (ns, ip) = node_ns(&lab.lan, i);
             let root = Root::with_busybox(exe);
             let name = format!("{prefix}-n{i}");
-            let mut cmd = root.cmd(&[
-                "agent",
-                "--server",
-                &url,
-                "--token",
-                &token,
-                "--node-name",
-                &name,
-                "--node-ip",
-                &ip,
-                "--kubelet-port",
-                "0",
-                "--pod-bridge",
-                &format!("{}q", root.bridge),
-            ]);
-            cmd.args(lenient_eviction(&[]))
-                .args(agent_extra)
-                .arg("--data-dir")
-                .arg(root.dir.join("agent"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::from(
-                    std::fs::File::create(root.dir.join("agent.log")).expect("agent log"),
-                ));
+            let mut cmd = agent_command(&root, &url, &token, &name, &ip);
+            cmd.args(agent_extra);
             ns.enter(&mut cmd);
             let child = cmd.spawn().expect("start skiff agent");
             lab.agents.push(LabNode {
@@ -190,16 +217,7 @@ impl Drop for Lab {
     fn drop(&mut self) {
         // Let every node stop its pods properly, then make sure of it.
         if self.server.server.is_some() {
-            let _ = self.server.kubectl(&[
-                "delete",
-                "pods",
-                "--all",
-                "-A",
-                "--grace-period",
-                "1",
-                "--timeout",
-                "30s",
-            ]);
+            let _ = self.server.kubectl(&DELETE_EVERY_POD);
         }
         for a in &mut self.agents {
             a.stop();

@@ -114,6 +114,18 @@ pub fn kubectl(dir: &Path, args: &[&str]) -> Output {
         .expect("kubectl is installed (see README)")
 }
 
+/// kubectl against the server whose kubeconfig is in `dir`; its output, failing the
+/// test (with kubectl's error) if it fails.
+pub fn kubectl_ok(dir: &Path, args: &[&str]) -> String {
+    let o = kubectl(dir, args);
+    assert!(
+        o.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
 /// Reads the server's stderr up to its banner line (`skiff server: API on port …`),
 /// copying the log lines before it to `early`; panics if the server exits first, with
 /// the last lines it wrote.

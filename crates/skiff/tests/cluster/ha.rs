@@ -329,16 +329,7 @@ struct Rig {
 impl Drop for Rig {
     fn drop(&mut self) {
         if let Some(s) = self.servers.iter().find(|s| s.server.is_some()) {
-            let _ = s.kubectl(&[
-                "delete",
-                "pods",
-                "--all",
-                "-A",
-                "--grace-period",
-                "1",
-                "--timeout",
-                "30s",
-            ]);
+            let _ = s.kubectl(&skiff_testsupport::lab::DELETE_EVERY_POD);
         }
         for a in &mut self.agents {
             if let Some(mut c) = a.child.take() {
@@ -436,26 +427,8 @@ fn three_servers_on_three_etcd_members_survive_losing_the_leader_and_a_member() 
     for (i, (ns, ip)) in nodes.iter().enumerate().skip(3) {
         let root = Root::with_busybox(EXE);
         let name = format!("{prefix}-n{i}");
-        let mut cmd = root.cmd(&[
-            "agent",
-            "--server",
-            &format!("https://{}:6443", rig.servers[0].ip),
-            "--token",
-            &token,
-            "--node-name",
-            &name,
-            "--node-ip",
-            ip,
-            "--kubelet-port",
-            "0",
-            "--pod-bridge",
-            &format!("{}q", root.bridge),
-        ]);
-        cmd.args(lenient_eviction(&[]))
-            .arg("--data-dir")
-            .arg(root.dir.join("agent"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(root.dir.join("agent.log")).unwrap());
+        let url = format!("https://{}:6443", rig.servers[0].ip);
+        let mut cmd = skiff_testsupport::lab::agent_command(&root, &url, &token, &name, ip);
         ns.enter(&mut cmd);
         let child = cmd.spawn().unwrap();
         rig.agents.push(HaAgent {
@@ -498,14 +471,17 @@ fn three_servers_on_three_etcd_members_survive_losing_the_leader_and_a_member() 
         ]) == n
     };
     wait_for("4 ready replicas", 120, || ready(s1, "4"));
-    let pods_before = s1.ok(&[
-        "get",
-        "pods",
-        "-l",
-        "app=web",
-        "-o",
-        "jsonpath={.items[*].metadata.uid}",
-    ]);
+    let uids = |s: &HaServer| {
+        s.ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[*].metadata.uid}",
+        ])
+    };
+    let pods_before = uids(s1);
 
     // Who leads: the holder's identity is in one server's log.
     let holder = lease_holder(s1, "kube-controller-manager");
@@ -594,14 +570,7 @@ fn three_servers_on_three_etcd_members_survive_losing_the_leader_and_a_member() 
     let lost: Vec<&String> = acked.iter().filter(|n| !stored.contains(*n)).collect();
     assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
     // The agents kept their pods and talk to the cluster through the others.
-    let pods_now = sb.ok(&[
-        "get",
-        "pods",
-        "-l",
-        "app=web",
-        "-o",
-        "jsonpath={.items[*].metadata.uid}",
-    ]);
+    let pods_now = uids(sb);
     for uid in pods_before.split_whitespace() {
         assert!(pods_now.contains(uid), "pod {uid} was replaced");
     }

@@ -11,13 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn kubectl(dir: &std::path::Path, args: &[&str]) -> String {
-    let o = server::kubectl(dir, args);
-    assert!(
-        o.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).to_string()
+    server::kubectl_ok(dir, args)
 }
 
 fn apply(dir: &std::path::Path, obj: &serde_json::Value) {

@@ -3,7 +3,6 @@
 
 use crate::EXE;
 use skiff_testsupport::cluster::clean_node_root;
-use skiff_testsupport::cluster::lenient_eviction;
 use skiff_testsupport::cluster::pod_cgroups;
 use skiff_testsupport::cluster::Cluster;
 use skiff_testsupport::objects::sleeper_deployment;
@@ -594,26 +593,8 @@ fn an_agent_joins_by_token_and_runs_pods_as_its_node() {
         String::from_utf8_lossy(&o.stderr)
     );
 
-    let mut cmd = root.cmd(&[
-        "agent",
-        "--server",
-        &server,
-        "--token",
-        &token,
-        "--node-name",
-        &name,
-        "--node-ip",
-        &net.ns_ip,
-        "--kubelet-port",
-        "0",
-        "--pod-bridge",
-        &format!("{}q", root.bridge),
-    ]);
-    cmd.args(lenient_eviction(&[]))
-        .arg("--data-dir")
-        .arg(root.dir.join("agent"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    let mut cmd = skiff_testsupport::lab::agent_command(&root, &server, &token, &name, &net.ns_ip);
+    cmd.stderr(Stdio::piped());
     net.enter(&mut cmd);
     let mut child = cmd.spawn().unwrap();
     let mut err = child.stderr.take().unwrap();
