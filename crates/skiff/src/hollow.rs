@@ -67,8 +67,8 @@ pub fn check_capacity(n: u32, open_files: u64, mem_available: u64) -> Result<()>
     Ok(())
 }
 
-/// Whether the cluster's pod range has a /24 for each of `names` that has none yet,
-/// beside the `others` nodes already holding one.
+/// Whether the cluster's pod range (`cluster_cidr`) has a /24 for each of `new_nodes`
+/// nodes, beside the `others` nodes that hold one already.
 pub fn check_pod_ranges(
     cluster_cidr: skiff_meta::netconf::Ipv4Net,
     new_nodes: u64,
