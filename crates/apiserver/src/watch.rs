@@ -109,6 +109,8 @@ impl<F: std::future::Future<Output = ()> + Send> hyper::body::Body for WatchBody
 struct WatchRender {
     res: &'static Resource,
     table: bool,
+    /// Objects as PartialObjectMetadata (a metadata-only watch).
+    partial: bool,
     include: IncludeObject,
     first_table: bool,
 }
@@ -116,7 +118,7 @@ struct WatchRender {
 impl WatchRender {
     /// One event of a prepared change: the shared serialization unless rendering tables.
     fn prepared(&mut self, kind: &str, ev: &Prepared) -> Bytes {
-        if self.table {
+        if self.table || self.partial {
             return self.event(kind, &ev.obj);
         }
         if kind == crate::watchcache::natural_type(ev.kind, ev.prev.is_some()) {
@@ -146,6 +148,8 @@ impl WatchRender {
             );
             self.first_table = false;
             t
+        } else if self.partial && kind != "ERROR" && kind != "BOOKMARK" {
+            crate::render::partial(obj)
         } else {
             obj.clone()
         };
@@ -192,6 +196,7 @@ pub(crate) async fn watch(
     let mut render = WatchRender {
         res,
         table: accept.table,
+        partial: accept.partial,
         include: IncludeObject::parse(q.get("includeObject").map(String::as_str)),
         first_table: true,
     };

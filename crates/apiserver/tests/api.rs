@@ -1385,3 +1385,45 @@ async fn configmaps_and_secrets_hold_at_most_one_mebibyte() {
     fx.ok(k, &["delete", "secret", "full"]).await;
     fx.stop().await;
 }
+
+/// A metadata-only watch (as the garbage collector's) gets PartialObjectMetadata events:
+/// the objects' metadata, none of their data.
+#[tokio::test(flavor = "multi_thread")]
+async fn metadata_watches_send_partial_object_metadata() {
+    const TOKEN: &str = "meta-token";
+    let fx = Fixture::start_with(|cfg, work| {
+        let file = work.join("tokens.csv");
+        std::fs::write(&file, format!("{TOKEN},meta,1010,\"system:masters\"\n")).expect("tokens");
+        cfg.token_auth_file = Some(file);
+    })
+    .await;
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let (code, list) = fx.curl(TOKEN, "GET", cms, "", "").await;
+    assert_eq!(code, 200, "{list}");
+    let rv = json(&list)["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let watch = format!("{cms}?watch=1&resourceVersion={rv}&timeoutSeconds=3");
+    let accept =
+        "Accept: application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json";
+    let headers = [accept];
+    let watching = fx.curl_with(TOKEN, "GET", &watch, "", "", &headers);
+    let create = async {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let body = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"m","labels":{"a":"b"}},"data":{"secret-ish":"value"}}"#;
+        fx.curl(TOKEN, "POST", cms, "application/json", body).await
+    };
+    let ((code, events), (created, out)) = tokio::join!(watching, create);
+    assert_eq!(created, 201, "{out}");
+    assert_eq!(code, 200, "{events}");
+    let events: Vec<Value> = events.lines().filter(|l| !l.is_empty()).map(json).collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let ev = &events[0];
+    assert_eq!(ev["type"], "ADDED", "{ev}");
+    assert_eq!(ev["object"]["kind"], "PartialObjectMetadata", "{ev}");
+    assert_eq!(ev["object"]["apiVersion"], "meta.k8s.io/v1", "{ev}");
+    assert_eq!(ev["object"]["metadata"]["name"], "m", "{ev}");
+    assert_eq!(ev["object"]["metadata"]["labels"]["a"], "b", "{ev}");
+    assert!(ev["object"].get("data").is_none(), "{ev}");
+}

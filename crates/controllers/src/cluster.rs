@@ -1,7 +1,10 @@
-//! The cluster-wide loops. Every `period`: one inventory of every object (found by
-//! discovery, read from the API) for the garbage collector and the namespace
-//! controller, then pod CIDR allocation and the persistent-volume pass (which bind by
-//! what they read, so they read the API, not a cache that may lag their own writes).
+//! The cluster-wide loops. The garbage collector (`gc::Collector`) watches every
+//! resource discovery finds (again every 30 s) and works per object. Every `period`:
+//! the namespace controller lists the objects of each namespace being deleted. Pod
+//! CIDR allocation runs when a node without one shows up, and the persistent-volume
+//! pass when a claim, volume, class, node or pod with claims changes (and every 5 s);
+//! both bind by what they read, so they read the API, not a cache that may lag their
+//! own writes.
 //! Whenever a Service, pod, Endpoints, EndpointSlice, node, PodDisruptionBudget or
 //! pod controller changes (and every second): the ServiceLB, cluster DNS and
 //! disruption-budget passes, over the shared caches. Every 5 s: the node monitor.
@@ -54,42 +57,111 @@ pub async fn run(
     informers: skiff_informer::Informers,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    spawn_allocators(&client, &settings, &informers, &stop);
     tokio::spawn(run_cached(
         client.clone(),
         settings.clone(),
         informers,
         stop.clone(),
     ));
+    let collector = gc::Collector::new(client.clone());
     let mut resources: Option<(Resources, Instant)> = None;
-    let mut ticker = crate::Ticker::new(settings.period, skiff_informer::stopped(stop));
+    let mut ticker = crate::Ticker::new(settings.period, skiff_informer::stopped(stop.clone()));
+    let mut workers = None;
     while ticker.tick().await {
         if resources
             .as_ref()
             .is_none_or(|(_, t)| t.elapsed() > REDISCOVER)
         {
             match Resources::discover(&client).await {
-                Ok(r) => resources = Some((r, Instant::now())),
+                Ok(r) => {
+                    collector.watch(&r, &stop);
+                    resources = Some((r, Instant::now()));
+                }
                 Err(e) => tracing::warn!(error = %e, "discovery"),
             }
         }
+        if workers.is_none() && resources.is_some() {
+            workers = Some(tokio::spawn(collector.clone().run(stop.clone())));
+        }
         if let Some((res, _)) = resources.as_ref() {
-            match gc::inventory(&client, res).await {
-                Ok(items) => {
-                    gc::collect(&client, res, &items).await;
-                    crate::namespaces::sync_namespaces(&client, res, &items).await;
+            for ns in collector.terminating_namespaces() {
+                match gc::inventory_in(&client, res, &ns).await {
+                    Ok(items) => crate::namespaces::sync_namespace(&client, res, &ns, &items).await,
+                    Err(e) => {
+                        tracing::warn!(namespace = %ns, error = %e, "listing a namespace being deleted")
+                    }
                 }
-                Err(e) => tracing::warn!(error = %e, "inventory"),
             }
-        }
-        if let Some(cidr) = &settings.cluster_cidr {
-            if let Err(e) = crate::nodeipam::sync(&client, cidr).await {
-                tracing::warn!(error = %e, "allocating pod CIDRs");
-            }
-        }
-        if let Err(e) = crate::persistentvolumes::sync(&client).await {
-            tracing::warn!(error = %e, "persistent volume pass");
         }
     }
+}
+
+/// How often pod CIDR allocation runs even if no node was seen without one.
+const NODEIPAM_RESYNC: Duration = Duration::from_secs(30);
+
+/// How long the persistent-volume pass waits after a change before it reads.
+const VOLUMES_SETTLE: Duration = Duration::from_millis(500);
+
+/// How often the persistent-volume pass runs even if nothing it reads was seen to change.
+const VOLUMES_RESYNC: Duration = Duration::from_secs(5);
+
+/// Pod CIDR allocation, run when a node without a pod CIDR shows up; and the
+/// persistent-volume pass, run when a claim, volume, class or node changes, or a pod
+/// that uses claims. Both read the API when they run.
+fn spawn_allocators(
+    client: &Client,
+    settings: &Settings,
+    inf: &skiff_informer::Informers,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) {
+    if let Some(cidr) = settings.cluster_cidr.clone() {
+        let kick = std::sync::Arc::new(tokio::sync::Notify::new());
+        {
+            let kick = kick.clone();
+            inf.nodes.on_change(move |n| {
+                let has = n
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.pod_cidr.as_deref())
+                    .is_some_and(|c| !c.is_empty());
+                if !has {
+                    kick.notify_one();
+                }
+            });
+        }
+        let client = client.clone();
+        tokio::spawn(kicked(kick, NODEIPAM_RESYNC, stop.clone(), move || {
+            let (client, cidr) = (client.clone(), cidr.clone());
+            async move { crate::nodeipam::sync(&client, &cidr).await }
+        }));
+    }
+    let kick = std::sync::Arc::new(tokio::sync::Notify::new());
+    macro_rules! kick_on {
+        ($($i:ident),*) => {$({
+            let k = kick.clone();
+            inf.$i.on_change(move |_| k.notify_one());
+        })*};
+    }
+    kick_on!(claims, volumes, classes, nodes);
+    {
+        let k = kick.clone();
+        inf.pods.on_change(move |p| {
+            if !skiff_scheduler::pod_claims(p).is_empty() {
+                k.notify_one();
+            }
+        });
+    }
+    let client = client.clone();
+    tokio::spawn(kicked(kick, VOLUMES_RESYNC, stop.clone(), move || {
+        let client = client.clone();
+        async move {
+            // Objects applied together (a claim and its volumes) are all there when
+            // the pass picks the smallest volume that fits.
+            tokio::time::sleep(VOLUMES_SETTLE).await;
+            crate::persistentvolumes::sync(&client).await
+        }
+    }));
 }
 
 /// How often the node monitor looks at every node's Lease and conditions
@@ -145,12 +217,12 @@ async fn run_cached(
     }
     {
         let (client, inf, stop) = (client.clone(), inf.clone(), stop.clone());
-        tokio::spawn(kicked(budgets, stop, move || {
+        tokio::spawn(kicked(budgets, CACHED_RESYNC, stop, move || {
             let (client, inf) = (client.clone(), inf.clone());
             async move { crate::disruption::sync(&client, &inf).await }
         }));
     }
-    kicked(addresses, stop, move || {
+    kicked(addresses, CACHED_RESYNC, stop, move || {
         let (client, inf, settings) = (client.clone(), inf.clone(), settings.clone());
         async move {
             if settings.servicelb {
@@ -165,9 +237,10 @@ async fn run_cached(
     .await;
 }
 
-/// Runs `pass` whenever `kick` is notified, and every [`CACHED_RESYNC`], until `stop`.
+/// Runs `pass` whenever `kick` is notified, and every `resync`, until `stop`.
 async fn kicked<F, Fut>(
     kick: std::sync::Arc<tokio::sync::Notify>,
+    resync: Duration,
     stop: tokio::sync::watch::Receiver<bool>,
     pass: F,
 ) where
@@ -183,7 +256,7 @@ async fn kicked<F, Fut>(
         tokio::select! {
             _ = &mut stopped => return,
             _ = kick.notified() => {}
-            _ = tokio::time::sleep(CACHED_RESYNC) => {}
+            _ = tokio::time::sleep(resync) => {}
         }
     }
 }

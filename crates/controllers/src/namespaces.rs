@@ -83,17 +83,13 @@ pub fn conditions(
     ])
 }
 
-/// One pass over the namespaces being deleted, with `items` every object there is.
-pub async fn sync_namespaces(client: &Client, res: &Resources, items: &[Item]) {
+/// One pass over namespace `name`, being deleted, with `items` every object in it.
+pub async fn sync_namespace(client: &Client, res: &Resources, name: &str, items: &[Item]) {
     let api: Api<Namespace> = Api::all(client.clone());
-    for ns in items
-        .iter()
-        .filter(|i| i.deleting() && res.list[i.res].0.kind == "Namespace")
     {
-        let name = ns.name();
         let mut remaining: BTreeMap<String, usize> = BTreeMap::new();
         let mut finalizers: BTreeMap<String, usize> = BTreeMap::new();
-        for it in items.iter().filter(|i| i.ns() == Some(name)) {
+        for it in items {
             let ar = &res.list[it.res].0;
             let plural = if ar.group.is_empty() {
                 ar.plural.clone()
@@ -123,10 +119,10 @@ pub async fn sync_namespaces(client: &Client, res: &Resources, items: &[Item]) {
             )
             .await;
         if !remaining.is_empty() {
-            continue;
+            return;
         }
         let Ok(mut current) = api.get(name).await else {
-            continue;
+            return;
         };
         if let Some(spec) = current.spec.as_mut() {
             if let Some(f) = spec.finalizers.as_mut() {

@@ -140,14 +140,21 @@ impl State {
             anti_affinity_counts: BTreeMap::new(),
             existing_anti_affinity_counts: BTreeMap::new(),
         };
+        let own_terms =
+            !s.terms.required_affinity.is_empty() || !s.terms.required_anti_affinity.is_empty();
         for ni in nodes {
-            for existing in &ni.pods {
-                // Existing pods' required anti-affinity against the incoming pod.
+            // Existing pods' required anti-affinity against the incoming pod.
+            for existing in &ni.with_required_anti_affinity {
                 for t in pod_terms(existing).required_anti_affinity {
                     if t.matches(pod, ns_labels) {
                         bump(&mut s.existing_anti_affinity_counts, ni, &t.topology_key);
                     }
                 }
+            }
+            if !own_terms {
+                continue;
+            }
+            for existing in &ni.pods {
                 let affinity = &s.terms.required_affinity;
                 if !affinity.is_empty() && affinity.iter().all(|t| t.matches(existing, ns_labels)) {
                     for t in affinity {
@@ -176,7 +183,7 @@ impl State {
                 }
             }
         }
-        for (k, v) in ni.labels {
+        for (k, v) in &ni.labels {
             let pair = (k.clone(), v.clone());
             if self
                 .existing_anti_affinity_counts
@@ -227,8 +234,17 @@ pub(crate) fn score(
             }
         }
     };
+    // Without preferred terms of its own, only existing pods with affinity terms count
+    // (kube-scheduler's PreScore reads PodsWithAffinity then).
+    let own_terms =
+        !terms.preferred_affinity.is_empty() || !terms.preferred_anti_affinity.is_empty();
     for ni in nodes {
-        for existing in &ni.pods {
+        let existing_pods = if own_terms {
+            &ni.pods
+        } else {
+            &ni.with_affinity
+        };
+        for existing in existing_pods {
             for (w, t) in &terms.preferred_affinity {
                 add(t, *w, existing, ni);
             }
@@ -315,7 +331,7 @@ mod tests {
 
     fn filter_all(p: &Pod, snap: &Snapshot) -> Vec<Option<&'static str>> {
         let nodes = build(p, snap);
-        let s = State::new(p, &nodes, &namespace_labels(snap));
+        let s = State::new(p, &nodes, &namespace_labels(&snap.namespaces));
         nodes
             .iter()
             .map(|ni| {
@@ -440,7 +456,7 @@ mod tests {
     fn score_all(p: &Pod, snap: &Snapshot) -> Vec<i64> {
         let nodes = build(p, snap);
         let feasible: Vec<usize> = (0..nodes.len()).collect();
-        score(p, &nodes, &feasible, &namespace_labels(snap))
+        score(p, &nodes, &feasible, &namespace_labels(&snap.namespaces))
     }
 
     #[test]

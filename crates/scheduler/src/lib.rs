@@ -14,7 +14,8 @@
 //! informers (`skiff-informer`), calls [`schedule`], posts the Bindings and records the
 //! events; it is the only part that knows the API server.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use thiserror::Error;
@@ -123,26 +124,30 @@ impl Status {
     }
 }
 
+type NsLabels = BTreeMap<String, BTreeMap<String, String>>;
+
 /// Everything computed once per scheduling cycle (the PreFilter state).
 struct Cycle<'a> {
     pod: &'a Pod,
-    nodes: Vec<NodeInfo<'a>>,
+    nodes: &'a [NodeInfo],
     requests: Resources,
     interpod: interpod::State,
     spread: spread::FilterState,
     volumes: volumes::State,
-    ns_labels: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl<'a> Cycle<'a> {
-    fn new(pod: &'a Pod, snap: &'a Snapshot, vols: Option<&Volumes>) -> Cycle<'a> {
-        let nodes = nodes::build(pod, snap);
+    fn new(
+        pod: &'a Pod,
+        nodes: &'a [NodeInfo],
+        ns_labels: &'a NsLabels,
+        vols: Option<&Volumes>,
+    ) -> Cycle<'a> {
         let volumes = vols.map_or(volumes::State::Required(Vec::new()), |v| {
             volumes::State::new(pod, v)
         });
-        let ns_labels = nodes::namespace_labels(snap);
-        let interpod = interpod::State::new(pod, &nodes, &ns_labels);
-        let spread = spread::FilterState::new(pod, &nodes);
+        let interpod = interpod::State::new(pod, nodes, ns_labels);
+        let spread = spread::FilterState::new(pod, nodes);
         Cycle {
             pod,
             requests: pod_requests(pod),
@@ -150,7 +155,6 @@ impl<'a> Cycle<'a> {
             spread,
             volumes,
             nodes,
-            ns_labels,
         }
     }
 
@@ -168,47 +172,134 @@ impl<'a> Cycle<'a> {
             .or_else(|| self.interpod.filter(ni))
     }
 
-    fn run_filters(&self) -> Outcome {
+    /// Runs the filters over the nodes from index `start` on, wrapping around, and stops
+    /// once `want` feasible nodes are found (kube-scheduler's findNodesThatPassFilters).
+    fn run_filters(&self, start: usize, want: usize) -> Outcome {
         let mut out = Outcome::default();
+        let n = self.nodes.len();
         let allowed = labels::required_node_names(self.pod);
         if let Some(why) = self.volumes.rejected() {
             // VolumeBinding's PreFilter rejects the pod outright.
             out.prefilter_msg = Some(why.to_string());
-            for ni in &self.nodes {
+            for ni in self.nodes {
                 out.failed
-                    .insert(ni.name.to_string(), Status::unresolvable(why));
+                    .insert(ni.name.clone(), Status::unresolvable(why));
             }
+            out.processed = n;
             return out;
         }
         if allowed.as_ref().is_some_and(|names| names.is_empty()) {
             // NodeAffinity's PreFilter rejects the pod outright.
             out.prefilter_msg = Some(ERR_AFFINITY_CONFLICT.to_string());
-            for ni in &self.nodes {
-                out.failed.insert(
-                    ni.name.to_string(),
-                    Status::unresolvable(ERR_AFFINITY_CONFLICT),
-                );
+            for ni in self.nodes {
+                out.failed
+                    .insert(ni.name.clone(), Status::unresolvable(ERR_AFFINITY_CONFLICT));
             }
+            out.processed = n;
             return out;
         }
-        for (i, ni) in self.nodes.iter().enumerate() {
+        for k in 0..n {
+            let i = (start + k) % n;
+            let ni = &self.nodes[i];
             let status = if allowed
                 .as_ref()
-                .is_some_and(|names| !names.contains(ni.name))
+                .is_some_and(|names| !names.contains(ni.name.as_str()))
             {
                 // Left out by NodeAffinity's PreFilter result.
                 Some(Status::unresolvable(ERR_NOT_IN_PREFILTER_RESULT))
             } else {
                 self.filter(ni)
             };
+            out.processed = k + 1;
             match status {
-                None => out.feasible.push(i),
+                None => {
+                    out.feasible.push(i);
+                    if out.feasible.len() >= want {
+                        break;
+                    }
+                }
                 Some(status) => {
-                    out.failed.insert(ni.name.to_string(), status);
+                    out.failed.insert(ni.name.clone(), status);
                 }
             }
         }
         out
+    }
+}
+
+/// How many feasible nodes are enough to stop filtering (kube-scheduler's
+/// numFeasibleNodesToFind with the adaptive percentageOfNodesToScore): every node up to
+/// 100, then 50% less 1% per 125 nodes, at least 5% and at least 100 nodes.
+pub fn feasible_nodes_to_find(num_nodes: usize) -> usize {
+    const MIN_NODES: usize = 100;
+    if num_nodes < MIN_NODES {
+        return num_nodes;
+    }
+    let percentage = 50usize.saturating_sub(num_nodes / 125).max(5);
+    (num_nodes * percentage / 100).max(MIN_NODES)
+}
+
+/// The scheduler's cache for one pass: each node's bound pods and what they use, kept up
+/// to date as decisions are assumed, so a decision costs the nodes it looks at and not the
+/// pods of the cluster.
+pub struct Cluster {
+    nodes: Vec<NodeInfo>,
+    index: HashMap<String, usize>,
+    ns_labels: NsLabels,
+    /// Where the next pod's filtering starts (kube-scheduler's nextStartNodeIndex).
+    next_start: usize,
+}
+
+impl Cluster {
+    /// The cluster of `nodes` with the bound, non-terminal ones of `pods`; `next_start` is
+    /// where the previous pass left its round-robin over the nodes.
+    pub fn new<'n>(
+        nodes: impl IntoIterator<Item = Arc<Node>>,
+        pods: impl IntoIterator<Item = Arc<Pod>>,
+        namespaces: impl IntoIterator<Item = &'n Namespace>,
+        next_start: usize,
+    ) -> Cluster {
+        let (nodes, index) = nodes::infos(nodes, pods);
+        Cluster {
+            nodes,
+            index,
+            ns_labels: nodes::namespace_labels(namespaces),
+            next_start,
+        }
+    }
+
+    /// Where the next pass should start its round-robin.
+    pub fn next_start(&self) -> usize {
+        self.next_start
+    }
+
+    /// Counts `pod` on `node_name` before the API confirms the binding, as kube-scheduler's
+    /// cache "assumes" a pod.
+    pub fn assume(&mut self, pod: &Pod, node_name: &str) {
+        let Some(&i) = self.index.get(node_name) else {
+            return;
+        };
+        let mut bound = pod.clone();
+        bound.spec.get_or_insert_with(Default::default).node_name = Some(node_name.to_string());
+        self.nodes[i].add(Arc::new(bound));
+    }
+
+    /// Picks the node for an unbound `pod`, looking at `vols` for its claims when given.
+    pub fn schedule(&mut self, pod: &Pod, vols: Option<&Volumes>) -> Result<String, Unschedulable> {
+        let n = self.nodes.len();
+        let start = if n == 0 { 0 } else { self.next_start % n };
+        let (result, processed) = decide(
+            pod,
+            &self.nodes,
+            &self.ns_labels,
+            vols,
+            start,
+            feasible_nodes_to_find(n),
+        );
+        if n > 0 {
+            self.next_start = (start + processed) % n;
+        }
+        result
     }
 }
 
@@ -219,6 +310,8 @@ const ERR_NOT_IN_PREFILTER_RESULT: &str = "node(s) didn't satisfy plugin(s) [Nod
 struct Outcome {
     /// Indexes into `Cycle::nodes`.
     feasible: Vec<usize>,
+    /// How many nodes the filters looked at.
+    processed: usize,
     failed: BTreeMap<String, Status>,
     /// Set when a PreFilter plugin rejected the pod for every node.
     prefilter_msg: Option<String>,
@@ -226,24 +319,25 @@ struct Outcome {
 
 /// Runs every filter plugin against every node of the snapshot.
 pub fn filter(pod: &Pod, snap: &Snapshot) -> Filtered {
-    let cycle = Cycle::new(pod, snap, None);
+    let nodes = nodes::build(pod, snap);
+    let ns_labels = nodes::namespace_labels(&snap.namespaces);
+    let cycle = Cycle::new(pod, &nodes, &ns_labels, None);
     let Outcome {
         feasible, failed, ..
-    } = cycle.run_filters();
+    } = cycle.run_filters(0, nodes.len());
     Filtered {
-        feasible: feasible
-            .iter()
-            .map(|&i| cycle.nodes[i].name.to_string())
-            .collect(),
+        feasible: feasible.iter().map(|&i| nodes[i].name.clone()).collect(),
         per_node: failed.into_iter().map(|(k, s)| (k, s.reasons)).collect(),
     }
 }
 
 /// Scores the feasible nodes with the default profile's score plugins and weights.
 pub fn score(pod: &Pod, snap: &Snapshot) -> BTreeMap<String, NodeScore> {
-    let cycle = Cycle::new(pod, snap, None);
-    let feasible = cycle.run_filters().feasible;
-    scores::score(pod, &cycle.nodes, &feasible, &cycle.ns_labels)
+    let nodes = nodes::build(pod, snap);
+    let ns_labels = nodes::namespace_labels(&snap.namespaces);
+    let cycle = Cycle::new(pod, &nodes, &ns_labels, None);
+    let feasible = cycle.run_filters(0, nodes.len()).feasible;
+    scores::score(pod, &nodes, &feasible, &ns_labels)
 }
 
 /// Picks the node for `pod`: the feasible node with the highest weighted score, ties
@@ -263,16 +357,33 @@ fn schedule_inner(
     snap: &Snapshot,
     vols: Option<&Volumes>,
 ) -> Result<String, Unschedulable> {
-    let cycle = Cycle::new(pod, snap, vols);
-    let outcome = cycle.run_filters();
+    let nodes = nodes::build(pod, snap);
+    let ns_labels = nodes::namespace_labels(&snap.namespaces);
+    let want = feasible_nodes_to_find(nodes.len());
+    decide(pod, &nodes, &ns_labels, vols, 0, want).0
+}
+
+/// The scheduling cycle: filters from node `start` until `want` nodes fit, then scores
+/// those. Returns the decision and how many nodes were filtered.
+fn decide(
+    pod: &Pod,
+    nodes: &[NodeInfo],
+    ns_labels: &NsLabels,
+    vols: Option<&Volumes>,
+    start: usize,
+    want: usize,
+) -> (Result<String, Unschedulable>, usize) {
+    let cycle = Cycle::new(pod, nodes, ns_labels, vols);
+    let outcome = cycle.run_filters(start, want);
+    let processed = outcome.processed;
     let feasible = &outcome.feasible;
     if feasible.is_empty() {
-        return Err(unschedulable(pod, cycle.nodes.len(), outcome));
+        return (Err(unschedulable(pod, nodes.len(), outcome)), processed);
     }
     if let [only] = feasible[..] {
-        return Ok(cycle.nodes[only].name.to_string());
+        return (Ok(nodes[only].name.clone()), processed);
     }
-    let scored = scores::score(pod, &cycle.nodes, feasible, &cycle.ns_labels);
+    let scored = scores::score(pod, nodes, feasible, ns_labels);
     // BTreeMap iterates by name, so keeping the first maximum breaks ties by name.
     let mut best: Option<(&String, i64)> = None;
     for (name, s) in &scored {
@@ -281,8 +392,8 @@ fn schedule_inner(
         }
     }
     match best {
-        Some((name, _)) => Ok(name.clone()),
-        None => Err(unschedulable(pod, cycle.nodes.len(), outcome)),
+        Some((name, _)) => (Ok(name.clone()), processed),
+        None => (Err(unschedulable(pod, nodes.len(), outcome)), processed),
     }
 }
 
@@ -376,6 +487,55 @@ mod tests {
         let r = pod(json!({"metadata": {"name": "big3", "namespace": "default"},
             "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "1"}}}]}}));
         assert!(schedule(&r, &snap).is_err());
+    }
+
+    #[test]
+    fn feasible_nodes_to_find_follows_kube_scheduler() {
+        assert_eq!(feasible_nodes_to_find(0), 0);
+        assert_eq!(feasible_nodes_to_find(99), 99);
+        assert_eq!(feasible_nodes_to_find(100), 100);
+        assert_eq!(feasible_nodes_to_find(200), 100);
+        assert_eq!(feasible_nodes_to_find(1000), 420);
+        assert_eq!(feasible_nodes_to_find(5000), 500);
+        assert_eq!(feasible_nodes_to_find(20000), 1000);
+    }
+
+    #[test]
+    fn the_cluster_filters_enough_nodes_round_robin_and_counts_assumed_pods() {
+        let nodes: Vec<Arc<Node>> = (0..300)
+            .map(|i| Arc::new(node(&format!("n{i:03}"), json!({}), small_alloc())))
+            .collect();
+        let mut cluster = Cluster::new(nodes, Vec::new(), &[], 0);
+        let p = simple_pod("p", json!({}));
+        let first = cluster.schedule(&p, None).unwrap();
+        // 144 of the 300 nodes (48%) were enough; the next pod starts after them.
+        assert_eq!(cluster.next_start(), 144);
+        assert!(first.as_str() < "n144", "{first}");
+        let second = cluster.schedule(&p, None).unwrap();
+        assert_eq!(cluster.next_start(), 288);
+        assert!(("n144".."n288").contains(&second.as_str()), "{second}");
+        // Assumed pods are counted at once: two 1.5-CPU pods never share a 2-CPU node.
+        let nodes: Vec<Arc<Node>> = ["a", "b"]
+            .iter()
+            .map(|n| Arc::new(node(n, json!({}), small_alloc())))
+            .collect();
+        let mut cluster = Cluster::new(nodes, Vec::new(), &[], 0);
+        let big = pod(
+            json!({"metadata": {"name": "big", "namespace": "default", "uid": "u1"},
+            "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "1500m"}}}]}}),
+        );
+        let a = cluster.schedule(&big, None).unwrap();
+        cluster.assume(&big, &a);
+        let b = cluster.schedule(&big, None).unwrap();
+        assert_ne!(a, b);
+        cluster.assume(&big, &b);
+        let err = cluster.schedule(&big, None).unwrap_err();
+        assert!(
+            err.message
+                .starts_with("0/2 nodes are available: 2 Insufficient cpu."),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! Per-node view of the snapshot (kube-scheduler's NodeInfo): the pods bound to the node
 //! and what they request and use.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 
 use crate::resources::{node_allocatable, pod_non_zero_requests, pod_requests, Resources};
 
@@ -15,18 +16,65 @@ pub(crate) struct HostPort {
     pub port: i32,
 }
 
-pub(crate) struct NodeInfo<'a> {
-    pub node: &'a Node,
-    pub name: &'a str,
-    pub labels: &'a BTreeMap<String, String>,
+pub(crate) struct NodeInfo {
+    pub node: Arc<Node>,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
     /// Pods bound to this node that are neither Succeeded nor Failed.
-    pub pods: Vec<&'a Pod>,
+    pub pods: Vec<Arc<Pod>>,
+    /// Those of `pods` with pod affinity or anti-affinity of any kind (kube-scheduler's
+    /// PodsWithAffinity), which the InterPodAffinity score reads for every incoming pod.
+    pub with_affinity: Vec<Arc<Pod>>,
+    /// Those of `pods` with required anti-affinity (PodsWithRequiredAntiAffinity), which the
+    /// InterPodAffinity filter reads for every incoming pod.
+    pub with_required_anti_affinity: Vec<Arc<Pod>>,
     pub allocatable: Resources,
     pub allowed_pods: i64,
     pub requested: Resources,
     /// Requests with the 100m / 200Mi defaults for containers without any.
     pub non_zero_requested: Resources,
     pub used_ports: Vec<HostPort>,
+}
+
+impl NodeInfo {
+    pub(crate) fn new(node: Arc<Node>) -> NodeInfo {
+        let (allocatable, allowed_pods) = node_allocatable(&node);
+        NodeInfo {
+            name: node.metadata.name.clone().unwrap_or_default(),
+            labels: node_labels(&node).clone(),
+            node,
+            pods: Vec::new(),
+            with_affinity: Vec::new(),
+            with_required_anti_affinity: Vec::new(),
+            allocatable,
+            allowed_pods,
+            requested: Resources::default(),
+            non_zero_requested: Resources::default(),
+            used_ports: Vec::new(),
+        }
+    }
+
+    /// Counts a pod bound here (kube-scheduler's NodeInfo.AddPod).
+    pub(crate) fn add(&mut self, pod: Arc<Pod>) {
+        self.requested.add(&pod_requests(&pod));
+        self.non_zero_requested.add(&pod_non_zero_requests(&pod));
+        self.used_ports.extend(pod_host_ports(&pod));
+        let affinity = pod.spec.as_ref().and_then(|s| s.affinity.as_ref());
+        let anti = affinity.and_then(|a| a.pod_anti_affinity.as_ref());
+        if affinity.is_some_and(|a| a.pod_affinity.is_some() || a.pod_anti_affinity.is_some()) {
+            self.with_affinity.push(pod.clone());
+        }
+        if anti
+            .and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })
+            .is_some_and(|t| !t.is_empty())
+        {
+            self.with_required_anti_affinity.push(pod.clone());
+        }
+        self.pods.push(pod);
+    }
 }
 
 static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
@@ -88,57 +136,53 @@ pub(crate) fn pod_host_ports(pod: &Pod) -> Vec<HostPort> {
     out
 }
 
-/// Builds the NodeInfo of every node, leaving out `incoming` itself should it already
-/// appear among the pods.
-pub(crate) fn build<'a>(incoming: &Pod, snap: &'a crate::Snapshot) -> Vec<NodeInfo<'a>> {
-    let mut infos: Vec<NodeInfo<'a>> = snap
-        .nodes
-        .iter()
-        .map(|node| {
-            let (allocatable, allowed_pods) = node_allocatable(node);
-            NodeInfo {
-                node,
-                name: node.metadata.name.as_deref().unwrap_or(""),
-                labels: node_labels(node),
-                pods: Vec::new(),
-                allocatable,
-                allowed_pods,
-                requested: Resources::default(),
-                non_zero_requested: Resources::default(),
-                used_ports: Vec::new(),
-            }
-        })
-        .collect();
-    let index: BTreeMap<&str, usize> = infos
+/// The NodeInfo of every node from `nodes` and the bound, non-terminal ones of `pods`.
+pub(crate) fn infos(
+    nodes: impl IntoIterator<Item = Arc<Node>>,
+    pods: impl IntoIterator<Item = Arc<Pod>>,
+) -> (Vec<NodeInfo>, HashMap<String, usize>) {
+    let infos: Vec<NodeInfo> = nodes.into_iter().map(NodeInfo::new).collect();
+    let index: HashMap<String, usize> = infos
         .iter()
         .enumerate()
-        .map(|(i, ni)| (ni.name, i))
+        .map(|(i, ni)| (ni.name.clone(), i))
         .collect();
-    for pod in &snap.pods {
+    let mut infos = infos;
+    for pod in pods {
         let Some(node_name) = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) else {
             continue;
         };
-        if is_terminal(pod) || same_pod(pod, incoming) {
+        if is_terminal(&pod) {
             continue;
         }
         let Some(&i) = index.get(node_name) else {
             continue;
         };
-        let ni = &mut infos[i];
-        ni.pods.push(pod);
-        ni.requested.add(&pod_requests(pod));
-        ni.non_zero_requested.add(&pod_non_zero_requests(pod));
-        ni.used_ports.extend(pod_host_ports(pod));
+        infos[i].add(pod);
     }
-    infos
+    (infos, index)
+}
+
+/// Builds the NodeInfo of every node, leaving out `incoming` itself should it already
+/// appear among the pods.
+pub(crate) fn build(incoming: &Pod, snap: &crate::Snapshot) -> Vec<NodeInfo> {
+    infos(
+        snap.nodes.iter().cloned().map(Arc::new),
+        snap.pods
+            .iter()
+            .filter(|p| !same_pod(p, incoming))
+            .cloned()
+            .map(Arc::new),
+    )
+    .0
 }
 
 /// Namespace name → labels, for namespaceSelector.
-pub(crate) fn namespace_labels(
-    snap: &crate::Snapshot,
+pub(crate) fn namespace_labels<'n>(
+    namespaces: impl IntoIterator<Item = &'n Namespace>,
 ) -> BTreeMap<String, BTreeMap<String, String>> {
-    snap.namespaces
-        .iter()
+    namespaces
+        .into_iter()
         .filter_map(|ns| {
             Some((
                 ns.metadata.name.clone()?,

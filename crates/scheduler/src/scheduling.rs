@@ -11,7 +11,8 @@
 //! a bound pod, a namespace or a storage object changes (any of which may make room),
 //! and every few seconds besides. Every write carries the field manager `kube-scheduler`.
 
-use crate::{pod_claims, schedule, schedule_with, waits_for_first_consumer, Snapshot, Volumes};
+use crate::{pod_claims, waits_for_first_consumer, Cluster, Volumes};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{Api, Patch};
 use kube::runtime::watcher;
@@ -28,6 +29,8 @@ use tokio::sync::{watch, Notify};
 pub const FIELD_MANAGER: &str = "kube-scheduler";
 /// How long a binding is assumed before the pod cache must show it.
 const ASSUME_TTL: Duration = Duration::from_secs(30);
+/// How many Bindings (and Scheduled events) a pass has in flight at once.
+const BINDS_IN_FLIGHT: usize = 64;
 /// How often unschedulable pods are tried again even if nothing was seen to change.
 const RETRY_UNSCHEDULABLE: Duration = Duration::from_secs(5);
 
@@ -73,6 +76,8 @@ struct Scheduler {
     assumed: HashMap<String, (String, Instant)>,
     /// Pods that fit nowhere, with the cluster epoch they were last tried at.
     unschedulable: HashMap<String, u64>,
+    /// Where the next pod's filtering starts among the nodes (nextStartNodeIndex).
+    next_start: usize,
 }
 
 impl Scheduler {
@@ -85,35 +90,28 @@ impl Scheduler {
             return;
         }
         let inf = &self.informers;
-        let mut pods: Vec<Pod> = inf.pods.state().iter().map(|p| (**p).clone()).collect();
-        let known: HashSet<String> = pods.iter().map(|p| uid(p).to_string()).collect();
-        // The queue's watch may be ahead of the pod cache.
-        pods.extend(
-            waiting
-                .iter()
-                .filter(|p| !known.contains(uid(p)))
-                .map(|p| (**p).clone()),
-        );
+        let pods = inf.pods.state();
         let bound: HashSet<&str> = pods
             .iter()
             .filter(|p| !node_name(p).is_empty())
-            .map(uid)
+            .map(|p| uid(p))
             .collect();
-        let present: HashSet<&str> = pods.iter().map(uid).collect();
+        // The queue's watch may be ahead of the pod cache.
+        let present: HashSet<&str> = pods.iter().chain(waiting.iter()).map(|p| uid(p)).collect();
         self.assumed.retain(|u, (_, at)| {
             at.elapsed() < ASSUME_TTL && !bound.contains(u.as_str()) && present.contains(u.as_str())
         });
         let waiting_uids: HashSet<&str> = waiting.iter().map(|p| uid(p)).collect();
         self.unschedulable
             .retain(|u, _| waiting_uids.contains(u.as_str()));
-        let mut queue: Vec<Pod> = waiting
+        let mut queue: Vec<Arc<Pod>> = waiting
             .iter()
             // The pod cache may show a binding before the queue's watch drops the pod.
             .filter(|p| {
                 wants_scheduling(p) && !self.assumed.contains_key(uid(p)) && !bound.contains(uid(p))
             })
             .filter(|p| retry_all || self.unschedulable.get(uid(p)).is_none_or(|e| *e < epoch))
-            .map(|p| (**p).clone())
+            .cloned()
             .collect();
         if queue.is_empty() {
             return;
@@ -123,35 +121,34 @@ impl Scheduler {
             t(a).cmp(&t(b))
                 .then_with(|| a.metadata.name.cmp(&b.metadata.name))
         });
-        for p in pods.iter_mut() {
-            if let Some((node, _)) = self.assumed.get(uid(p)) {
-                p.spec.get_or_insert_with(Default::default).node_name = Some(node.clone());
+        let namespaces = inf.namespaces.state();
+        let mut cluster = Cluster::new(
+            inf.nodes.state(),
+            pods.iter().cloned(),
+            namespaces.iter().map(|n| &**n),
+            self.next_start,
+        );
+        // Bindings not yet in the pod cache count where they were sent.
+        let mut counted: HashSet<&str> = HashSet::new();
+        for p in pods.iter().chain(waiting.iter()) {
+            if node_name(p).is_empty() && counted.insert(uid(p)) {
+                if let Some((node, _)) = self.assumed.get(uid(p)) {
+                    cluster.assume(p, node);
+                }
             }
         }
-        let mut snap = Snapshot {
-            nodes: inf.nodes.state().iter().map(|n| (**n).clone()).collect(),
-            pods,
-            namespaces: inf
-                .namespaces
-                .state()
-                .iter()
-                .map(|n| (**n).clone())
-                .collect(),
-        };
         let mut vols: Option<Volumes> = None;
         let mut bindings = Vec::new();
+        let mut unplaced = Vec::new();
         for p in queue {
             let claims = pod_claims(&p);
             if !claims.is_empty() && vols.is_none() {
                 vols = Some(self.volumes());
             }
-            let decision = match &vols {
-                Some(v) if !claims.is_empty() => schedule_with(&p, &snap, v),
-                _ => schedule(&p, &snap),
-            };
+            let decision = cluster.schedule(&p, vols.as_ref().filter(|_| !claims.is_empty()));
             match decision {
                 Ok(node) => {
-                    snap.assume(&p, &node);
+                    cluster.assume(&p, &node);
                     self.assumed
                         .insert(uid(&p).to_string(), (node.clone(), Instant::now()));
                     self.unschedulable.remove(uid(&p));
@@ -159,39 +156,53 @@ impl Scheduler {
                 }
                 Err(u) => {
                     self.unschedulable.insert(uid(&p).to_string(), epoch);
-                    self.unschedulable_pod(&p, &u.message).await;
+                    unplaced.push((p, u.message));
                 }
             }
         }
-        let results = futures::future::join_all(
-            bindings
-                .iter()
-                .map(|(p, node, claims)| self.bind(p, node, claims, vols.as_ref())),
-        )
-        .await;
+        self.next_start = cluster.next_start();
+        let decided_ms = started.elapsed().as_secs_f64() * 1000.0;
+        // A few Bindings in flight at a time reuse their connections; thousands at
+        // once would each open one and crowd out every other client of the server.
+        let in_flight = tokio::sync::Semaphore::new(BINDS_IN_FLIGHT);
+        let this = &*self;
+        let binds = futures::future::join_all(bindings.iter().map(|(p, node, claims)| {
+            let (in_flight, vols) = (&in_flight, vols.as_ref());
+            async move {
+                let _permit = in_flight.acquire().await;
+                this.bind(p, node, claims, vols).await
+            }
+        }));
+        // Pods that fit nowhere are told so beside the Bindings, not one by one before.
+        let told = futures::future::join_all(unplaced.iter().map(|(p, message)| {
+            let in_flight = &in_flight;
+            async move {
+                let _permit = in_flight.acquire().await;
+                this.unschedulable_pod(p, message).await
+            }
+        }));
+        let (results, _) = futures::future::join(binds, told).await;
         let bound = results.iter().filter(|r| r.is_ok()).count();
         if !bindings.is_empty() {
             tracing::info!(
                 bound,
                 waiting = waiting.len(),
+                decided_ms,
                 took_ms = started.elapsed().as_secs_f64() * 1000.0,
                 "scheduling pass"
             );
         }
+        let mut scheduled = Vec::new();
         for ((p, node, _), r) in bindings.iter().zip(results) {
             let ns = p.metadata.namespace.as_deref().unwrap_or("default");
             let name = p.metadata.name.as_deref().unwrap_or("");
             match r {
                 Ok(()) => {
                     tracing::info!(pod = %format!("{ns}/{name}"), node = %node, "bound pod to node");
-                    let (client, p, msg) = (
-                        self.client.clone(),
-                        p.clone(),
+                    scheduled.push((
+                        Arc::clone(p),
                         format!("Successfully assigned {ns}/{name} to {node}"),
-                    );
-                    tokio::spawn(async move {
-                        event(&client, &p, "Normal", "Scheduled", &msg).await;
-                    });
+                    ));
                 }
                 Err(e) => {
                     tracing::info!(pod = %format!("{ns}/{name}"), node = %node, error = %e, "binding failed");
@@ -199,6 +210,16 @@ impl Scheduler {
                 }
             }
         }
+        // The Scheduled events, a few at a time, after the pass.
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            futures::stream::iter(scheduled)
+                .for_each_concurrent(BINDS_IN_FLIGHT, |(p, msg)| {
+                    let client = client.clone();
+                    async move { event(&client, &p, "Normal", "Scheduled", &msg).await }
+                })
+                .await;
+        });
     }
 
     /// The storage objects VolumeBinding reads.
@@ -379,6 +400,7 @@ pub async fn run(client: Client, informers: Informers, stop: watch::Receiver<boo
         pending,
         assumed: HashMap::new(),
         unschedulable: HashMap::new(),
+        next_start: 0,
     };
     let stop = stopped(stop);
     tokio::pin!(stop);

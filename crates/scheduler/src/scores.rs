@@ -127,7 +127,7 @@ pub(crate) fn preferred_node_affinity(pod: &Pod, ni: &NodeInfo) -> i64 {
         })
         .into_iter()
         .flatten()
-        .filter(|t| node_selector_term_matches(&t.preference, ni.node))
+        .filter(|t| node_selector_term_matches(&t.preference, &ni.node))
         .map(|t| i64::from(t.weight))
         .sum()
 }

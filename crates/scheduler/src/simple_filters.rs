@@ -66,7 +66,7 @@ pub(crate) fn taint_toleration(pod: &Pod, ni: &NodeInfo) -> Option<Status> {
 
 /// NodeAffinity: spec.nodeSelector and required node affinity.
 pub(crate) fn node_affinity(pod: &Pod, ni: &NodeInfo) -> Option<Status> {
-    if pod_matches_node_selector_and_affinity(pod, ni.node) {
+    if pod_matches_node_selector_and_affinity(pod, &ni.node) {
         None
     } else {
         Some(Status::unresolvable(ERR_NODE_AFFINITY))

@@ -90,7 +90,7 @@ fn has_all_keys(ni: &NodeInfo, cs: &[Constraint]) -> bool {
 }
 
 fn included(pod: &Pod, ni: &NodeInfo, c: &Constraint) -> bool {
-    if c.honor_node_affinity && !pod_matches_node_selector_and_affinity(pod, ni.node) {
+    if c.honor_node_affinity && !pod_matches_node_selector_and_affinity(pod, &ni.node) {
         return false;
     }
     if c.honor_node_taints {

@@ -105,7 +105,7 @@ impl State {
                 .any(|sel| {
                     !sel.node_selector_terms
                         .iter()
-                        .any(|t| crate::labels::node_selector_term_matches(t, ni.node))
+                        .any(|t| crate::labels::node_selector_term_matches(t, &ni.node))
                 })
                 .then(|| Status::unresolvable(ERR_CONFLICT)),
             State::Rejected(why) => Some(Status::unresolvable(why.clone())),

@@ -325,7 +325,10 @@ pub(super) async fn report_status(
             _ => same = false,
         }
     }
-    let same = same && current["images"] == images;
+    // A Node with no images serializes them as null.
+    let empty = |v: &serde_json::Value| v.is_null() || v.as_array().is_some_and(|a| a.is_empty());
+    let same_images = current["images"] == images || (empty(&current["images"]) && empty(&images));
+    let same = same && same_images;
     if same && last.is_some_and(|t| t.elapsed() < STATUS_REPORT_EVERY) {
         return;
     }

@@ -187,6 +187,20 @@ impl Fixture {
         content_type: &str,
         body: &str,
     ) -> (u16, String) {
+        self.curl_with(token, method, path, content_type, body, &[])
+            .await
+    }
+
+    /// [`Fixture::curl`] with more request headers ("Name: value").
+    pub async fn curl_with(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &str,
+        headers: &[&str],
+    ) -> (u16, String) {
         // Written whole under a name of its own, then renamed: concurrent requests never
         // read a half-written file.
         static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -208,6 +222,9 @@ impl Fixture {
             .arg(format!("Authorization: Bearer {token}"))
             .arg("-w")
             .arg("\n%{http_code}");
+        for h in headers {
+            cmd.arg("-H").arg(h);
+        }
         if !body.is_empty() {
             cmd.arg("-H")
                 .arg(format!("Content-Type: {content_type}"))
