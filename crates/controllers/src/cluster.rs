@@ -131,10 +131,16 @@ fn spawn_allocators(
             });
         }
         let client = client.clone();
-        tokio::spawn(kicked(kick, NODEIPAM_RESYNC, stop.clone(), move || {
-            let (client, cidr) = (client.clone(), cidr.clone());
-            async move { crate::nodeipam::sync(&client, &cidr).await }
-        }));
+        tokio::spawn(kicked(
+            "pod CIDRs",
+            kick,
+            NODEIPAM_RESYNC,
+            stop.clone(),
+            move || {
+                let (client, cidr) = (client.clone(), cidr.clone());
+                async move { crate::nodeipam::sync(&client, &cidr).await }
+            },
+        ));
     }
     let kick = std::sync::Arc::new(tokio::sync::Notify::new());
     macro_rules! kick_on {
@@ -153,15 +159,21 @@ fn spawn_allocators(
         });
     }
     let client = client.clone();
-    tokio::spawn(kicked(kick, VOLUMES_RESYNC, stop.clone(), move || {
-        let client = client.clone();
-        async move {
-            // Objects applied together (a claim and its volumes) are all there when
-            // the pass picks the smallest volume that fits.
-            tokio::time::sleep(VOLUMES_SETTLE).await;
-            crate::persistentvolumes::sync(&client).await
-        }
-    }));
+    tokio::spawn(kicked(
+        "volumes",
+        kick,
+        VOLUMES_RESYNC,
+        stop.clone(),
+        move || {
+            let client = client.clone();
+            async move {
+                // Objects applied together (a claim and its volumes) are all there when
+                // the pass picks the smallest volume that fits.
+                tokio::time::sleep(VOLUMES_SETTLE).await;
+                crate::persistentvolumes::sync(&client).await
+            }
+        },
+    ));
 }
 
 /// How often the node monitor looks at every node's Lease and conditions
@@ -217,28 +229,41 @@ async fn run_cached(
     }
     {
         let (client, inf, stop) = (client.clone(), inf.clone(), stop.clone());
-        tokio::spawn(kicked(budgets, CACHED_RESYNC, stop, move || {
-            let (client, inf) = (client.clone(), inf.clone());
-            async move { crate::disruption::sync(&client, &inf).await }
-        }));
+        tokio::spawn(kicked(
+            "disruption budgets",
+            budgets,
+            CACHED_RESYNC,
+            stop,
+            move || {
+                let (client, inf) = (client.clone(), inf.clone());
+                async move { crate::disruption::sync(&client, &inf).await }
+            },
+        ));
     }
-    kicked(addresses, CACHED_RESYNC, stop, move || {
-        let (client, inf, settings) = (client.clone(), inf.clone(), settings.clone());
-        async move {
-            if settings.servicelb {
-                crate::servicelb::sync(&client, &inf).await?;
+    kicked(
+        "service addresses",
+        addresses,
+        CACHED_RESYNC,
+        stop,
+        move || {
+            let (client, inf, settings) = (client.clone(), inf.clone(), settings.clone());
+            async move {
+                if settings.servicelb {
+                    crate::servicelb::sync(&client, &inf).await?;
+                }
+                if let Some(ip) = settings.cluster_dns {
+                    crate::nodedns::sync(&client, &inf, ip).await?;
+                }
+                Ok(())
             }
-            if let Some(ip) = settings.cluster_dns {
-                crate::nodedns::sync(&client, &inf, ip).await?;
-            }
-            Ok(())
-        }
-    })
+        },
+    )
     .await;
 }
 
 /// Runs `pass` whenever `kick` is notified, and every `resync`, until `stop`.
 async fn kicked<F, Fut>(
+    name: &'static str,
     kick: std::sync::Arc<tokio::sync::Notify>,
     resync: Duration,
     stop: tokio::sync::watch::Receiver<bool>,
@@ -250,8 +275,9 @@ async fn kicked<F, Fut>(
     let stopped = skiff_informer::stopped(stop);
     tokio::pin!(stopped);
     loop {
+        tracing::debug!(pass = name, "cluster pass");
         if let Err(e) = pass().await {
-            tracing::warn!(error = %e, "cluster pass");
+            tracing::warn!(pass = name, error = %e, "cluster pass");
         }
         tokio::select! {
             _ = &mut stopped => return,

@@ -539,13 +539,22 @@ impl Collector {
         }
     }
 
-    /// Whether every watched kind's first list is in the graph.
-    fn all_synced(&self) -> bool {
+    /// The watched kinds whose first list is not in the graph yet.
+    fn unsynced(&self) -> Vec<String> {
         let synced = self.synced.lock().map(|s| s.clone()).unwrap_or_default();
         self.watches
             .lock()
-            .map(|w| w.keys().all(|id| synced.contains(id)))
-            .unwrap_or(false)
+            .map(|w| {
+                w.keys()
+                    .filter(|id| !synced.contains(*id))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn all_synced(&self) -> bool {
+        self.unsynced().is_empty()
     }
 
     /// Namespaces being deleted, as the graph has them.
@@ -570,6 +579,14 @@ impl Collector {
         tokio::select! {
             _ = tokio::time::timeout(Duration::from_secs(30), wait) => {}
             _ = skiff_informer::stopped(stop.clone()) => return,
+        }
+        let missing = self.unsynced();
+        let watched = self.watches.lock().map(|w| w.len()).unwrap_or(0);
+        if missing.is_empty() {
+            tracing::info!(resources = watched, "garbage collector started");
+        } else {
+            tracing::warn!(resources = watched, unlisted = ?missing,
+                "garbage collector started before every resource was listed");
         }
         let this = self.clone();
         skiff_informer::run_workers(

@@ -369,9 +369,17 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Informer<K> {
         }
     }
 
+    /// Says (at debug) that a caller read the whole cache: what a bounded-work check
+    /// counts.
+    fn scanned(&self, objects: usize) {
+        tracing::debug!(kind = %K::kind(&()), objects, "scanned the whole cache");
+    }
+
     /// Every cached object.
     pub fn state(&self) -> Vec<Arc<K>> {
-        self.read(|c| c.objects.values().cloned().collect())
+        let all: Vec<Arc<K>> = self.read(|c| c.objects.values().cloned().collect());
+        self.scanned(all.len());
+        all
     }
 
     /// How many objects are cached.
@@ -387,7 +395,12 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Informer<K> {
     /// The cached objects `keep` selects (a pass over the whole cache: for the
     /// periodic passes, not for work per event).
     pub fn select(&self, keep: impl Fn(&K) -> bool) -> Vec<Arc<K>> {
-        self.read(|c| c.objects.values().filter(|o| keep(o)).cloned().collect())
+        let (n, found) = self.read(|c| {
+            let found: Vec<Arc<K>> = c.objects.values().filter(|o| keep(o)).cloned().collect();
+            (c.objects.len(), found)
+        });
+        self.scanned(n);
+        found
     }
 
     /// The cached objects of namespace `ns` (the cluster-scoped ones with "").
@@ -660,6 +673,7 @@ pub async fn run_workers<F, Fut>(
                     _ = &mut stop => return,
                     k = queue.get() => k,
                 };
+                tracing::debug!(controller = name, key = %key, "reconcile");
                 match reconcile(key.clone()).await {
                     Ok(after) => {
                         queue.forget(&key);

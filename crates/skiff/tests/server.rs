@@ -467,3 +467,176 @@ fn servers_on_one_etcd_share_the_ca_and_one_leads() {
     assert!(logged(&lead.0.log(), "started leading", "identity").is_none());
     assert_eq!(holder(&follower_dir, "kube-controller-manager"), new);
 }
+
+/// Lines of `log` that say a cache of `kind` was read whole while it held at least
+/// `at_least` objects.
+fn whole_scans(log: &str, kind: &str, at_least: usize) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("scanned the whole cache") && l.contains(&format!("kind={kind} ")))
+        .filter(|l| {
+            logged(l, "scanned", "objects").and_then(|n| n.parse::<usize>().ok()) >= Some(at_least)
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// Issue 15's bounded-work check: with 10,000 unrelated ConfigMaps in the cluster, a
+/// change of one more ConfigMap and of one Deployment costs the controllers a handful
+/// of reconciles and no read of a whole ConfigMap cache or list (counted from the
+/// server's own debug lines: every reconcile, every whole-cache read with its size,
+/// every request).
+#[test]
+fn controller_work_per_change_does_not_grow_with_unrelated_objects() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().to_path_buf();
+    let mut cmd = server::command(EXE, &dir.join("data"), &dir.join("kubeconfig"), &[]);
+    cmd.env(
+        "SKIFF_LOG",
+        "info,skiff_informer=debug,skiff_controllers=debug,skiff_apiserver::httplog=debug",
+    );
+    let s = Server::start(cmd);
+    kubectl(&dir, &["create", "namespace", "bulk"]);
+    kubectl(
+        &dir,
+        &[
+            "create",
+            "deployment",
+            "web",
+            "--image=registry.k8s.io/pause:3.10",
+        ],
+    );
+    // The counters see what they should: a cluster-wide list of ConfigMaps is logged.
+    kubectl(&dir, &["get", "configmaps", "-A"]);
+    wait_for("the list in the request log", || {
+        s.log().contains("verb=LIST URI=/api/v1/configmaps")
+    });
+    // 10,000 ConfigMaps, by 8 kubectl processes at once.
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let dir = dir.clone();
+            std::thread::spawn(move || {
+                let items: Vec<serde_json::Value> = (0..1250)
+                    .map(|i| {
+                        serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": format!("cm-{w}-{i}"), "namespace": "bulk"},
+                        "data": {"k": "v".repeat(100)}})
+                    })
+                    .collect();
+                let file = dir.join(format!("bulk-{w}.json"));
+                let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+                std::fs::write(&file, list.to_string()).unwrap();
+                server::kubectl_ok(
+                    &dir,
+                    &["create", "-f", file.to_str().unwrap(), "-o", "name"],
+                );
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let count = kubectl(&dir, &["get", "configmaps", "-n", "bulk", "--no-headers"]);
+    assert!(
+        count.lines().count() >= 10_000,
+        "{} ConfigMaps",
+        count.lines().count()
+    );
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let mark = s.log().len();
+    kubectl(
+        &dir,
+        &[
+            "create",
+            "configmap",
+            "probe",
+            "-n",
+            "bulk",
+            "--from-literal=a=1",
+        ],
+    );
+    kubectl(
+        &dir,
+        &[
+            "patch",
+            "configmap",
+            "probe",
+            "-n",
+            "bulk",
+            "-p",
+            r#"{"data":{"a":"2"}}"#,
+        ],
+    );
+    kubectl(&dir, &["scale", "deployment", "web", "--replicas=2"]);
+    wait_for("the second replica", || {
+        kubectl(
+            &dir,
+            &[
+                "get",
+                "deployment",
+                "web",
+                "-o",
+                "jsonpath={.status.replicas}",
+            ],
+        ) == "2"
+    });
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let log = s.log();
+    let window = &log[mark..];
+    // The whole-cache reads are counted: the Deployment's change runs the budget pass,
+    // which reads the (empty) PodDisruptionBudget cache.
+    assert!(
+        !whole_scans(window, "PodDisruptionBudget", 0).is_empty(),
+        "no whole-cache read logged at all"
+    );
+    let scans = whole_scans(window, "ConfigMap", 10_000);
+    assert!(
+        scans.is_empty(),
+        "whole ConfigMap caches read:\n{}",
+        scans.join("\n")
+    );
+    let lists: Vec<&str> = window
+        .lines()
+        .filter(|l| {
+            l.contains("verb=LIST URI=/api/v1/configmaps")
+                || l.contains("verb=LIST URI=/api/v1/namespaces/bulk/configmaps")
+        })
+        .collect();
+    assert!(lists.is_empty(), "ConfigMaps listed:\n{}", lists.join("\n"));
+    let reconciles: Vec<&str> = window
+        .lines()
+        .filter(|l| l.contains(" reconcile "))
+        .collect();
+    assert!(
+        reconciles.iter().any(|l| l.contains("key=default/web")),
+        "the Deployment's change was not reconciled:\n{}",
+        reconciles.join("\n")
+    );
+    assert!(
+        reconciles.len() <= 40,
+        "{} reconciles for two changes:\n{}",
+        reconciles.len(),
+        reconciles.join("\n")
+    );
+    // The garbage collector's work is among them: the new pod, its ReplicaSet.
+    let looks = reconciles
+        .iter()
+        .filter(|l| l.contains(r#"controller="garbage-collector""#))
+        .count();
+    assert!(
+        looks >= 1,
+        "the garbage collector did not look at the new pod"
+    );
+    eprintln!(
+        "after the two changes: {} reconciles, {looks} of them the garbage collector's",
+        reconciles.len()
+    );
+    // Nothing else read a cache of 10,000 objects either.
+    let big: Vec<&str> = window
+        .lines()
+        .filter(|l| l.contains("scanned the whole cache"))
+        .filter(|l| {
+            logged(l, "scanned", "objects").and_then(|n| n.parse::<usize>().ok()) >= Some(10_000)
+        })
+        .collect();
+    assert!(big.is_empty(), "{}", big.join("\n"));
+}
