@@ -254,7 +254,7 @@ pub(crate) async fn watch(
                             continue;
                         }
                         let kind = match ev.kind {
-                            EventKind::Put => match (matches(&ev.obj), ev.prev.as_ref().map(&matches)) {
+                            EventKind::Put => match (matches(&ev.obj), ev.prev.as_deref().map(&matches)) {
                                 (true, None | Some(false)) => Some("ADDED"),
                                 (true, Some(true)) => Some("MODIFIED"),
                                 (false, Some(true)) => Some("DELETED"),

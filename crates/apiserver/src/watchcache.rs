@@ -50,8 +50,9 @@ pub struct Prepared {
     /// `{"type":"ADDED|MODIFIED|DELETED","object":…}\n`.
     pub line: Bytes,
     /// The state before a put, when there was one (selectors see transitions). Only
-    /// events carry it: the object map's entries do not keep the state before.
-    pub prev: Option<Value>,
+    /// events carry it: the object map's entries do not keep the state before. It is
+    /// the previous event's object (shared, not decoded again) when the cache held it.
+    pub prev: Option<Arc<Value>>,
 }
 
 impl Prepared {
@@ -72,12 +73,23 @@ impl Prepared {
 
 /// Decodes one store event for `res`; `None` for an undecodable object.
 pub fn prepare(res: &Resource, ev: &Event) -> Option<Prepared> {
+    prepare_after(res, ev, None)
+}
+
+/// [`prepare`], given the object as the previous change left it (`known`, with its
+/// revision) when the caller has it: a put's state before is then that object, shared.
+fn prepare_after(
+    res: &Resource,
+    ev: &Event,
+    known: Option<(Revision, Arc<Value>)>,
+) -> Option<Prepared> {
     let (obj, prev) = match ev.kind {
         EventKind::Put => (
             crate::storage::decode_as(res, &ev.kv).ok()?,
-            ev.prev_kv
-                .as_ref()
-                .and_then(|p| crate::storage::decode_as(res, p).ok()),
+            ev.prev_kv.as_ref().and_then(|p| match known {
+                Some((rev, obj)) if rev == p.mod_revision => Some(obj),
+                _ => crate::storage::decode_as(res, p).ok().map(Arc::new),
+            }),
         ),
         EventKind::Delete => {
             let mut prev = crate::storage::decode_as(res, ev.prev_kv.as_ref()?).ok()?;
@@ -627,6 +639,27 @@ impl WatchCache {
                 std::mem::take(&mut *m)
             }
         };
+        // The objects the updates change, as the cache holds them: each update's state
+        // before is shared with its previous event rather than decoded again.
+        let mut before: HashMap<(usize, String), (Revision, Arc<Value>)> = HashMap::new();
+        {
+            let s = lock(&self.shared.state);
+            for ev in events
+                .iter()
+                .filter(|e| e.kind == EventKind::Put && e.prev_kv.is_some())
+            {
+                let key = String::from_utf8_lossy(&ev.kv.key);
+                let Some(idx) = storage_prefix(&key).and_then(|p| self.shared.by_prefix.get(p))
+                else {
+                    continue;
+                };
+                for &i in idx {
+                    if let Some(p) = s.caches.get(i).and_then(|c| c.objects.get(key.as_ref())) {
+                        before.insert((i, key.to_string()), (p.rev, p.obj.clone()));
+                    }
+                }
+            }
+        }
         for ev in events {
             let key = String::from_utf8_lossy(&ev.kv.key);
             let Some(idx) = storage_prefix(&key).and_then(|p| self.shared.by_prefix.get(p)) else {
@@ -641,13 +674,18 @@ impl WatchCache {
                 None
             };
             for &i in idx {
+                let known = before.remove(&(i, key.to_string()));
                 let p = match &ours {
                     Some(p) if p.index == i => p.finish(ev.revision()),
-                    _ => match prepare(self.shared.resources[i], ev) {
+                    _ => match prepare_after(self.shared.resources[i], ev, known) {
                         Some(p) => Arc::new(p),
                         None => continue,
                     },
                 };
+                // A later change of the same object in this batch comes after this one.
+                if p.kind == EventKind::Put {
+                    before.insert((i, key.to_string()), (p.rev, p.obj.clone()));
+                }
                 match per.iter_mut().find(|(j, _)| *j == i) {
                     Some((_, v)) => v.push(p),
                     None => per.push((i, vec![p])),
@@ -922,5 +960,56 @@ mod tests {
         );
         assert_eq!(storage_prefix("/registry/core"), None);
         assert_eq!(storage_prefix("/other/core/pods/x"), None);
+    }
+
+    /// An update's state before is the previous change's object, shared and not decoded
+    /// again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_updates_state_before_is_the_previous_object(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store: Arc<dyn Store> = Arc::new(skiff_store::EmbeddedStore::open(
+            dir.path(),
+            Default::default(),
+        )?);
+        let cms = lookup("", "v1", "configmaps").ok_or("configmaps")?;
+        let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+        let cache = WatchCache::start(store.clone(), crate::resources::RESOURCES, stop_rx);
+        let key = b"/registry/core/configmaps/a/x";
+        let r0 = store.create(key, cm("a", "x", "0")).await?;
+        assert!(cache.wait_for(r0, Duration::from_secs(5)).await);
+        let mut changes = cache.changes_after(cms, r0).ok_or("backlog")?;
+        let created = cache
+            .get(cms, "/registry/core/configmaps/a/x")
+            .ok_or("not ready")?
+            .ok_or("missing")?;
+        let r1 = store.update(key, cm("a", "x", "1"), Some(r0)).await?;
+        let r2 = store.update(key, cm("a", "x", "2"), Some(r1)).await?;
+        let r3 = store.update(key, cm("a", "x", "3"), Some(r2)).await?;
+        assert!(cache.wait_for(r3, Duration::from_secs(5)).await);
+        let mut seen: Vec<Arc<Prepared>> = Vec::new();
+        while seen.len() < 3 {
+            let batch = changes.next().await.ok_or("ended")??;
+            seen.extend(batch.iter().cloned());
+        }
+        assert!(Arc::ptr_eq(
+            seen[0].prev.as_ref().ok_or("prev")?,
+            &created.obj
+        ));
+        for w in seen.windows(2) {
+            let prev = w[1].prev.as_ref().ok_or("no state before")?;
+            assert!(
+                Arc::ptr_eq(prev, &w[0].obj),
+                "decoded again at {}",
+                w[1].rev
+            );
+        }
+        assert_eq!(seen[2].prev.as_ref().ok_or("prev")?["data"]["v"], "2");
+        let held = cache
+            .get(cms, "/registry/core/configmaps/a/x")
+            .ok_or("not ready")?
+            .ok_or("missing")?;
+        assert!(Arc::ptr_eq(&held.obj, &seen[2].obj));
+        Ok(())
     }
 }

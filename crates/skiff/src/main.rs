@@ -202,11 +202,15 @@ fn main() {
     let cli = Cli::parse();
     // Commands whose own process forks into containers (exec's process, build's RUN
     // steps, a node's helpers) run from a read-only view of our file, so none of them
-    // exposes a writable host binary; the others start their helpers from one.
-    if matches!(
-        cli.cmd,
-        Cmd::Exec { .. } | Cmd::Build { .. } | Cmd::Server(..) | Cmd::Agent(..)
-    ) {
+    // exposes a writable host binary; the others start their helpers from one. A server
+    // without its node agent and hollow nodes never enter a container.
+    let enters_containers = match &cli.cmd {
+        Cmd::Exec { .. } | Cmd::Build { .. } => true,
+        Cmd::Server(f) => !f.disable_agent,
+        Cmd::Agent(f) => f.hollow.is_none(),
+        _ => false,
+    };
+    if enters_containers {
         if let Err(e) = skiff_runtime::sealed::reexec_sealed() {
             eprintln!("skiff: Error: cannot run from a read-only view of the skiff binary: {e}");
             std::process::exit(125);
