@@ -207,7 +207,14 @@ impl Registry {
             if cache.wait_for(target, wait).await {
                 let keep =
                     |o: &Value| opts.labels.matches_object(o) && opts.fields.matches_object(o);
-                if let Some(list) = cache.list(res, &prefix, keep, opts.limit) {
+                // One node's pods come from the cache's node index.
+                let node = opts
+                    .fields
+                    .terms
+                    .iter()
+                    .find(|(path, _, negated)| path == "spec.nodeName" && !negated)
+                    .map(|(_, v, _)| v.as_str());
+                if let Some(list) = cache.list(res, &prefix, node, keep, opts.limit) {
                     let continue_token = if list.more {
                         list.items
                             .last()

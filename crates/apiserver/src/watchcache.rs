@@ -16,7 +16,7 @@
 //! - A store watch error (compaction under the watch, a lost etcd connection) ends every
 //!   cache-fed watch with that error (clients re-list) and the cache reloads.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -197,6 +197,10 @@ impl Source {
 struct ResCache {
     /// Current objects by key.
     objects: BTreeMap<String, Arc<Prepared>>,
+    /// For pods: the keys of the pods bound to each node ("" for none), so a list of one
+    /// node's pods (a kubelet's, the node authorizer's, the scheduler's queue) costs
+    /// those pods and not every pod (kube-apiserver's nodeName index).
+    by_node: Option<HashMap<String, BTreeSet<String>>>,
     /// Recent batches, oldest first.
     backlog: VecDeque<Batch>,
     backlog_events: usize,
@@ -205,14 +209,66 @@ struct ResCache {
     tx: broadcast::Sender<Msg>,
 }
 
+/// The node a pod is bound to ("" for none).
+fn node_of(obj: &Value) -> &str {
+    obj.get("spec")
+        .and_then(|s| s.get("nodeName"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+/// Whether `res` is the pods resource (whose cache keeps the node index).
+fn is_pods(res: &Resource) -> bool {
+    res.group.is_empty() && res.plural == "pods"
+}
+
 impl ResCache {
-    fn new(rev: Revision) -> ResCache {
+    fn new(rev: Revision, res: &Resource) -> ResCache {
         ResCache {
             objects: BTreeMap::new(),
+            by_node: is_pods(res).then(HashMap::new),
             backlog: VecDeque::new(),
             backlog_events: 0,
             evicted_upto: rev,
             tx: broadcast::channel(CHANNEL_BATCHES).0,
+        }
+    }
+
+    /// Puts `entry` at its key, keeping the node index.
+    fn put(&mut self, entry: Arc<Prepared>) {
+        if let Some(index) = self.by_node.as_mut() {
+            let node = node_of(&entry.obj);
+            if let Some(old) = self.objects.get(&entry.key) {
+                let was = node_of(&old.obj);
+                if was != node {
+                    if let Some(keys) = index.get_mut(was) {
+                        keys.remove(&entry.key);
+                        if keys.is_empty() {
+                            index.remove(was);
+                        }
+                    }
+                }
+            }
+            index
+                .entry(node.to_string())
+                .or_default()
+                .insert(entry.key.clone());
+        }
+        self.objects.insert(entry.key.clone(), entry);
+    }
+
+    fn remove(&mut self, key: &str) {
+        let Some(old) = self.objects.remove(key) else {
+            return;
+        };
+        if let Some(index) = self.by_node.as_mut() {
+            let was = node_of(&old.obj);
+            if let Some(keys) = index.get_mut(was) {
+                keys.remove(key);
+                if keys.is_empty() {
+                    index.remove(was);
+                }
+            }
         }
     }
 
@@ -225,10 +281,10 @@ impl ResCache {
                     } else {
                         p.clone()
                     };
-                    self.objects.insert(p.key.clone(), entry);
+                    self.put(entry);
                 }
                 EventKind::Delete => {
-                    self.objects.remove(&p.key);
+                    self.remove(&p.key);
                 }
             }
         }
@@ -353,7 +409,7 @@ impl WatchCache {
                 .or_default()
                 .push(i);
         }
-        let caches = resources.iter().map(|_| ResCache::new(0)).collect();
+        let caches = resources.iter().map(|r| ResCache::new(0, r)).collect();
         let cache = WatchCache {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
@@ -459,11 +515,13 @@ impl WatchCache {
     }
 
     /// The objects of `res` under `prefix` that `keep` accepts, at most `limit` (0: all);
-    /// `None` while the cache is reloading.
+    /// `None` while the cache is reloading. With `node` (pods only: the selector asks
+    /// for `spec.nodeName=<node>`), only that node's pods are looked at.
     pub fn list(
         &self,
         res: &Resource,
         prefix: &str,
+        node: Option<&str>,
         keep: impl Fn(&Value) -> bool,
         limit: usize,
     ) -> Option<CachedList> {
@@ -472,12 +530,22 @@ impl WatchCache {
         if !s.ready {
             return None;
         }
+        let c = &s.caches[i];
+        let from = (Bound::Included(prefix), Bound::Unbounded);
+        let candidates: Box<dyn Iterator<Item = (&String, &Arc<Prepared>)>> =
+            match (node, c.by_node.as_ref()) {
+                (Some(node), Some(index)) => Box::new(
+                    index
+                        .get(node)
+                        .into_iter()
+                        .flat_map(move |keys| keys.range::<str, _>(from))
+                        .filter_map(|k| c.objects.get_key_value(k)),
+                ),
+                _ => Box::new(c.objects.range::<str, _>(from)),
+            };
         let mut items = Vec::new();
         let mut more = false;
-        for (key, p) in s.caches[i]
-            .objects
-            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
-        {
+        for (key, p) in candidates {
             if !key.starts_with(prefix) {
                 break;
             }
@@ -603,7 +671,7 @@ impl WatchCache {
             .shared
             .resources
             .iter()
-            .map(|_| ResCache::new(rev))
+            .map(|r| ResCache::new(rev, r))
             .collect();
         for kv in &page.kvs {
             let key = String::from_utf8_lossy(&kv.key);
@@ -613,7 +681,7 @@ impl WatchCache {
             for &i in idx {
                 if let Ok(obj) = crate::storage::decode_as(self.shared.resources[i], kv) {
                     let p = listed(&kv.key, kv.mod_revision, obj);
-                    caches[i].objects.insert(p.key.clone(), Arc::new(p));
+                    caches[i].put(Arc::new(p));
                 }
             }
         }
@@ -717,6 +785,9 @@ impl WatchCache {
         for c in &mut s.caches {
             let _ = c.tx.send(Msg::Error(err.clone()));
             c.objects.clear();
+            if let Some(index) = c.by_node.as_mut() {
+                index.clear();
+            }
             c.backlog.clear();
             c.backlog_events = 0;
             c.tx = broadcast::channel(CHANNEL_BATCHES).0;
@@ -736,6 +807,20 @@ mod tests {
         .unwrap_or_default()
     }
 
+    /// A fresh embedded store in a directory of its own (kept while the guard lives),
+    /// and the ConfigMap resource.
+    fn embedded(
+    ) -> Result<(tempfile::TempDir, Arc<dyn Store>, &'static Resource), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        let store: Arc<dyn Store> = Arc::new(skiff_store::EmbeddedStore::open(
+            dir.path(),
+            Default::default(),
+        )?);
+        let cms = lookup("", "v1", "configmaps").ok_or("configmaps")?;
+        Ok((dir, store, cms))
+    }
+
     fn names(items: &[Arc<Prepared>]) -> Vec<String> {
         items
             .iter()
@@ -748,12 +833,7 @@ mod tests {
     /// bytes differ from what was announced is decoded; a refused one leaves nothing.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn creates_hand_their_object_to_the_cache() -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let store: Arc<dyn Store> = Arc::new(skiff_store::EmbeddedStore::open(
-            dir.path(),
-            Default::default(),
-        )?);
-        let cms = lookup("", "v1", "configmaps").ok_or("configmaps")?;
+        let (_dir, store, cms) = embedded()?;
         let (_stop, stop_rx) = tokio::sync::watch::channel(false);
         let cache = WatchCache::start(store.clone(), crate::resources::RESOURCES, stop_rx);
         let rev0 = store
@@ -820,12 +900,7 @@ mod tests {
     /// its backlog, and reloads after the store watch fails.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn follows_the_store() -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let store: Arc<dyn Store> = Arc::new(skiff_store::EmbeddedStore::open(
-            dir.path(),
-            Default::default(),
-        )?);
-        let cms = lookup("", "v1", "configmaps").ok_or("configmaps")?;
+        let (_dir, store, cms) = embedded()?;
         let evs = lookup("events.k8s.io", "v1", "events").ok_or("events")?;
         let loaded = store
             .create(b"/registry/core/configmaps/a/one", cm("a", "one", "1"))
@@ -833,7 +908,11 @@ mod tests {
         let (_stop, stop_rx) = tokio::sync::watch::channel(false);
         let cache = WatchCache::start(store.clone(), crate::resources::RESOURCES, stop_rx);
         assert!(cache.wait_for(1, Duration::from_secs(5)).await);
-        let all = |prefix: &str| cache.list(cms, prefix, |_| true, 0).ok_or("not ready");
+        let all = |prefix: &str| {
+            cache
+                .list(cms, prefix, None, |_| true, 0)
+                .ok_or("not ready")
+        };
         assert_eq!(names(&all("/registry/core/configmaps/")?.items), ["one"]);
 
         // Writes after the load are followed, in every namespace and resource.
@@ -866,12 +945,12 @@ mod tests {
         assert_eq!(names(&all("/registry/core/configmaps/b/")?.items), ["two"]);
         // events.k8s.io/v1 sees the core event converted.
         let ev = cache
-            .list(evs, "/registry/core/events/", |_| true, 0)
+            .list(evs, "/registry/core/events/", None, |_| true, 0)
             .ok_or("not ready")?;
         assert_eq!(ev.items[0].obj["apiVersion"], "events.k8s.io/v1");
         // Limits and selectors.
         let page = cache
-            .list(cms, "/registry/core/configmaps/", |_| true, 1)
+            .list(cms, "/registry/core/configmaps/", None, |_| true, 1)
             .ok_or("not ready")?;
         assert!(page.more);
         assert_eq!(names(&page.items), ["one"]);
@@ -879,6 +958,7 @@ mod tests {
             .list(
                 cms,
                 "/registry/core/configmaps/",
+                None,
                 |o| o["data"]["v"] == "2",
                 1,
             )
@@ -917,12 +997,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn watches_from_before_the_backlog_go_to_the_store(
     ) -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let store: Arc<dyn Store> = Arc::new(skiff_store::EmbeddedStore::open(
-            dir.path(),
-            Default::default(),
-        )?);
-        let cms = lookup("", "v1", "configmaps").ok_or("configmaps")?;
+        let (_dir, store, cms) = embedded()?;
         let first = store
             .create(b"/registry/core/configmaps/a/c", cm("a", "c", "0"))
             .await?;
@@ -967,12 +1042,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_updates_state_before_is_the_previous_object(
     ) -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let store: Arc<dyn Store> = Arc::new(skiff_store::EmbeddedStore::open(
-            dir.path(),
-            Default::default(),
-        )?);
-        let cms = lookup("", "v1", "configmaps").ok_or("configmaps")?;
+        let (_dir, store, cms) = embedded()?;
         let (_stop, stop_rx) = tokio::sync::watch::channel(false);
         let cache = WatchCache::start(store.clone(), crate::resources::RESOURCES, stop_rx);
         let key = b"/registry/core/configmaps/a/x";
@@ -1010,6 +1080,57 @@ mod tests {
             .ok_or("not ready")?
             .ok_or("missing")?;
         assert!(Arc::ptr_eq(&held.obj, &seen[2].obj));
+        Ok(())
+    }
+
+    /// The pods cache keeps its node index as pods are made, bound and deleted, and a
+    /// list of one node's pods reads only those.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_nodes_pods_come_from_the_node_index() -> Result<(), Box<dyn std::error::Error>> {
+        let (_dir, store, _) = embedded()?;
+        let pods = lookup("", "v1", "pods").ok_or("pods")?;
+        let pod = |name: &str, node: Option<&str>| {
+            let mut p = json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": "a"}, "spec": {"containers": []}});
+            if let Some(n) = node {
+                p["spec"]["nodeName"] = json!(n);
+            }
+            serde_json::to_vec(&p).unwrap_or_default()
+        };
+        let key = |name: &str| format!("/registry/core/pods/a/{name}");
+        store
+            .create(key("p1").as_bytes(), pod("p1", Some("n1")))
+            .await?;
+        let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+        let cache = WatchCache::start(store.clone(), crate::resources::RESOURCES, stop_rx);
+        store
+            .create(key("p2").as_bytes(), pod("p2", Some("n2")))
+            .await?;
+        let r3 = store.create(key("p3").as_bytes(), pod("p3", None)).await?;
+        assert!(cache.wait_for(r3, Duration::from_secs(5)).await);
+        let on = |node: &str, prefix: &str| -> Result<Vec<String>, Box<dyn std::error::Error>> {
+            // `keep` accepts everything: only the index can leave pods out.
+            Ok(names(
+                &cache
+                    .list(pods, prefix, Some(node), |_| true, 0)
+                    .ok_or("not ready")?
+                    .items,
+            ))
+        };
+        assert_eq!(on("n1", "/registry/core/pods/")?, ["p1"]);
+        assert_eq!(on("", "/registry/core/pods/a/")?, ["p3"]);
+        assert!(on("n1", "/registry/core/pods/b/")?.is_empty());
+        // Bound, then deleted: the index follows.
+        let r = store
+            .update(key("p3").as_bytes(), pod("p3", Some("n1")), None)
+            .await?;
+        assert!(cache.wait_for(r, Duration::from_secs(5)).await);
+        assert_eq!(on("n1", "/registry/core/pods/")?, ["p1", "p3"]);
+        assert!(on("", "/registry/core/pods/")?.is_empty());
+        let (r, _) = store.delete(key("p1").as_bytes(), None).await?;
+        assert!(cache.wait_for(r, Duration::from_secs(5)).await);
+        assert_eq!(on("n1", "/registry/core/pods/")?, ["p3"]);
+        assert_eq!(on("n2", "/registry/core/pods/")?, ["p2"]);
         Ok(())
     }
 }
