@@ -809,9 +809,9 @@ mod tests {
 
     /// A fresh embedded store in a directory of its own (kept while the guard lives),
     /// and the ConfigMap resource.
-    fn embedded(
-    ) -> Result<(tempfile::TempDir, Arc<dyn Store>, &'static Resource), Box<dyn std::error::Error>>
-    {
+    type Embedded = (tempfile::TempDir, Arc<dyn Store>, &'static Resource);
+
+    fn embedded() -> Result<Embedded, Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let store: Arc<dyn Store> = Arc::new(skiff_store::EmbeddedStore::open(
             dir.path(),
