@@ -642,18 +642,37 @@ impl WatchCache {
                     continue;
                 }
             };
-            *lock(&self.shared.progress) = stream.progress_requester();
-            let err = loop {
-                let next = tokio::select! {
-                    _ = shutdown.changed() => return,
-                    next = stream.recv_item() => next,
+            let err = 'feed: loop {
+                *lock(&self.shared.progress) = stream.progress_requester();
+                let err = loop {
+                    let next = tokio::select! {
+                        _ = shutdown.changed() => return,
+                        next = stream.recv_item() => next,
+                    };
+                    match next {
+                        None => return,
+                        Some(Ok(WatchItem::Events(events))) => self.apply(&events),
+                        Some(Ok(WatchItem::Progress(rev))) => self.progressed(rev),
+                        Some(Err(e)) => break e,
+                    }
                 };
-                match next {
-                    None => return,
-                    Some(Ok(WatchItem::Events(events))) => self.apply(&events),
-                    Some(Ok(WatchItem::Progress(rev))) => self.progressed(rev),
-                    Some(Err(e)) => break e,
+                // Fallen behind under load: the cache takes up the store's history from
+                // where it is, while the store still has it. Reloading instead would end
+                // every watch it feeds, and every client would list again at once.
+                if matches!(err, skiff_store::Error::WatchLagged { .. }) {
+                    let from = lock(&self.shared.state).rev + 1;
+                    match store.watch(ROOT.as_bytes(), from).await {
+                        Ok(s) => {
+                            tracing::warn!(error = %err, from, "watch cache: the store watch fell behind; resuming from the store's history");
+                            stream = s;
+                            continue 'feed;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, from, "watch cache: cannot resume from the store's history")
+                        }
+                    }
                 }
+                break 'feed err;
             };
             tracing::warn!(error = %err, "watch cache: store watch ended; reloading");
             self.unload(err);
@@ -1131,6 +1150,58 @@ mod tests {
         assert!(cache.wait_for(r, Duration::from_secs(5)).await);
         assert_eq!(on("n1", "/registry/core/pods/")?, ["p3"]);
         assert_eq!(on("n2", "/registry/core/pods/")?, ["p2"]);
+        Ok(())
+    }
+
+    /// A feed from the store that falls behind takes up the store's history where the
+    /// cache is: the watches the cache feeds go on without an error, and nothing is
+    /// missed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lagging_feed_resumes_from_the_stores_history(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store: Arc<dyn Store> = Arc::new(skiff_store::EmbeddedStore::open(
+            dir.path(),
+            skiff_store::EmbeddedOptions {
+                watch_buffer: 2,
+                ..Default::default()
+            },
+        )?);
+        let cms = lookup("", "v1", "configmaps").ok_or("configmaps")?;
+        let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+        let cache = WatchCache::start(store.clone(), crate::resources::RESOURCES, stop_rx);
+        let r0 = store
+            .create(b"/registry/core/configmaps/a/first", cm("a", "first", "0"))
+            .await?;
+        assert!(cache.wait_for(r0, Duration::from_secs(5)).await);
+        let mut watch = cache.changes_after(cms, r0).ok_or("backlog")?;
+        // The cache cannot apply while its state is held: the store's buffer of two
+        // batches overflows with the writes below.
+        let held = lock(&cache.shared.state);
+        let mut last = r0;
+        for i in 0..20 {
+            let name = format!("c{i}");
+            last = store
+                .create(
+                    format!("/registry/core/configmaps/a/{name}").as_bytes(),
+                    cm("a", &name, "1"),
+                )
+                .await?;
+        }
+        drop(held);
+        assert!(cache.wait_for(last, Duration::from_secs(5)).await);
+        let mut seen = 0;
+        while seen < 20 {
+            let batch = tokio::time::timeout(Duration::from_secs(5), watch.next())
+                .await?
+                .ok_or("the watch ended")??;
+            seen += batch.len();
+        }
+        assert_eq!(seen, 20);
+        let all = cache
+            .list(cms, "/registry/core/configmaps/a/", None, |_| true, 0)
+            .ok_or("not ready")?;
+        assert_eq!(all.items.len(), 21);
         Ok(())
     }
 }
