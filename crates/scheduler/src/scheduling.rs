@@ -29,6 +29,8 @@ use tokio::sync::{watch, Notify};
 pub const FIELD_MANAGER: &str = "kube-scheduler";
 /// How long a binding is assumed before the pod cache must show it.
 const ASSUME_TTL: Duration = Duration::from_secs(30);
+/// The most pods one pass places.
+const PODS_PER_PASS: usize = 1000;
 /// How many Bindings (and Scheduled events) a pass has in flight at once.
 const BINDS_IN_FLIGHT: usize = 64;
 /// How often unschedulable pods are tried again even if nothing was seen to change.
@@ -82,12 +84,13 @@ struct Scheduler {
 
 impl Scheduler {
     /// One pass over the waiting pods.
-    async fn pass(&mut self, epoch: u64, retry_all: bool) {
+    /// Places at most [`PODS_PER_PASS`] pods; returns whether more are waiting.
+    async fn pass(&mut self, epoch: u64, retry_all: bool) -> bool {
         let started = std::time::Instant::now();
         let waiting = self.pending.state();
         if !waiting.iter().any(|p| wants_scheduling(p)) {
             self.unschedulable.clear();
-            return;
+            return false;
         }
         let inf = &self.informers;
         let pods = inf.pods.state();
@@ -114,13 +117,17 @@ impl Scheduler {
             .cloned()
             .collect();
         if queue.is_empty() {
-            return;
+            return false;
         }
         queue.sort_by(|a, b| {
             let t = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
             t(a).cmp(&t(b))
                 .then_with(|| a.metadata.name.cmp(&b.metadata.name))
         });
+        // A bounded pass: its pods are bound and logged before the next ones are looked
+        // at, so a pass lost with a leadership term loses little.
+        let more = queue.len() > PODS_PER_PASS;
+        queue.truncate(PODS_PER_PASS);
         let namespaces = inf.namespaces.state();
         let mut cluster = Cluster::new(
             inf.nodes.state(),
@@ -220,6 +227,8 @@ impl Scheduler {
                 })
                 .await;
         });
+        // Straight on only while passes make progress (a failing server gets a pause).
+        more && bound > 0
     }
 
     /// The storage objects VolumeBinding reads.
@@ -410,7 +419,9 @@ pub async fn run(client: Client, informers: Informers, stop: watch::Receiver<boo
         if retry_all {
             last_retry = Instant::now();
         }
-        s.pass(epoch.load(Ordering::SeqCst), retry_all).await;
+        if s.pass(epoch.load(Ordering::SeqCst), retry_all).await {
+            continue;
+        }
         tokio::select! {
             _ = &mut stop => return,
             _ = kick.notified() => {}
