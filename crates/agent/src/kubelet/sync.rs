@@ -163,7 +163,12 @@ pub async fn sync_pods(k: &Arc<Kubelet>, pods: Option<Vec<Pod>>) -> Result<(), A
         Some(p) => p,
         None => {
             let api: Api<Pod> = Api::all(client.clone());
-            let lp = ListParams::default().fields(&node_pods_selector(&k.cfg));
+            // From the server's cache (resourceVersion "0"), as client-go's reflector
+            // lists: a safety net needs no quorum read, and under load a consistent
+            // read of one node's pods would fall back to reading every pod.
+            let lp = ListParams::default()
+                .fields(&node_pods_selector(&k.cfg))
+                .match_any();
             api.list(&lp).await?.items
         }
     };
