@@ -100,6 +100,7 @@ mod resource;
 pub mod resources;
 mod review;
 mod scale;
+mod selectable;
 mod sharedboot;
 mod state;
 mod storage;

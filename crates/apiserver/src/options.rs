@@ -44,7 +44,7 @@ pub struct ListPage {
 
 /// An object read for admission: the watch cache's copy, or one read from the store.
 pub enum CachedObject {
-    Shared(Arc<Prepared>),
+    Shared(Arc<Value>),
     Owned(Value),
 }
 
@@ -52,7 +52,7 @@ impl std::ops::Deref for CachedObject {
     type Target = Value;
     fn deref(&self) -> &Value {
         match self {
-            CachedObject::Shared(p) => &p.obj,
+            CachedObject::Shared(o) => o,
             CachedObject::Owned(v) => v,
         }
     }

@@ -13,6 +13,7 @@ use crate::error::{ApiError, Cause};
 pub use crate::options::{CachedObject, DeleteOptions, Deleted, ItemPage, ListOptions, ListPage};
 use crate::resource::Resource;
 use crate::resources::lookup;
+use crate::selectable::Selectable;
 use crate::storage::{decode_as, encode_as, key, prefix};
 use crate::strategy;
 use crate::subresource::Subresource;
@@ -178,7 +179,7 @@ impl Registry {
     ) -> ApiResult<ListPage> {
         let page = self.list_items(res, ns, opts).await?;
         Ok(ListPage {
-            items: page.items.iter().map(|p| (*p.obj).clone()).collect(),
+            items: page.items.iter().map(|p| p.value()).collect(),
         })
     }
 
@@ -205,8 +206,7 @@ impl Registry {
                 Some(n) => (n, REVISION_WAIT),
             };
             if cache.wait_for(target, wait).await {
-                let keep =
-                    |o: &Value| opts.labels.matches_object(o) && opts.fields.matches_object(o);
+                let keep = |s: &Selectable| s.matches(&opts.labels, &opts.fields);
                 // One node's pods come from the cache's node index.
                 let node = opts
                     .fields
@@ -285,6 +285,7 @@ impl Registry {
                 let obj = decode_as(res, kv)?;
                 if opts.labels.matches_object(&obj) && opts.fields.matches_object(&obj) {
                     items.push(Arc::new(crate::watchcache::listed(
+                        res,
                         &kv.key,
                         kv.mod_revision,
                         obj,
@@ -345,7 +346,7 @@ impl Registry {
             .and_then(|c| c.get(res, &key(res, ns, name)))
             .flatten();
         Ok(match cached {
-            Some(p) => CachedObject::Shared(p),
+            Some(p) => CachedObject::Shared(p.obj()),
             None => CachedObject::Owned(self.get(res, ns, name).await?),
         })
     }
@@ -390,10 +391,7 @@ impl Registry {
         manager: Option<&crate::managed::Manager>,
     ) -> ApiResult<Value> {
         let p = self.create_prepared(res, ns, obj, dry_run, manager).await?;
-        Ok(Arc::try_unwrap(p).map_or_else(
-            |p| (*p.obj).clone(),
-            |p| Arc::try_unwrap(p.obj).unwrap_or_else(|o| (*o).clone()),
-        ))
+        Ok(Arc::try_unwrap(p.obj()).unwrap_or_else(|o| (*o).clone()))
     }
 
     /// [`Registry::create_as`], answering the created object with its JSON (as the
@@ -477,7 +475,12 @@ impl Registry {
         strategy.allocate(self, None, &mut obj, dry_run).await?;
         let key = key(res, ns, &name);
         if dry_run {
-            return Ok(Arc::new(crate::watchcache::listed(key.as_bytes(), 0, obj)));
+            return Ok(Arc::new(crate::watchcache::listed(
+                res,
+                key.as_bytes(),
+                0,
+                obj,
+            )));
         }
         let stored = match encode_as(res, &obj) {
             Ok(s) => s,
@@ -515,12 +518,19 @@ impl Registry {
             Ok((_, p)) => p.finish(rev),
             Err(mut obj) => {
                 set_rv(&mut obj, rev);
-                Arc::new(crate::watchcache::listed(key.as_bytes(), rev, obj))
+                Arc::new(crate::watchcache::listed(res, key.as_bytes(), rev, obj))
             }
         };
-        crate::kinds::of(res).after_create(self, &p.obj).await?;
+        let created = p.obj();
+        crate::kinds::of(res).after_create(self, &created).await?;
         self.after_write
-            .after_write(self, res, ns.filter(|_| res.namespaced), None, Some(&p.obj))
+            .after_write(
+                self,
+                res,
+                ns.filter(|_| res.namespaced),
+                None,
+                Some(&created),
+            )
             .await?;
         Ok(p)
     }

@@ -21,6 +21,7 @@ use crate::http::{full, truthy, Accept, Body, Query};
 use crate::params::list_options;
 use crate::registry::{self, ListOptions, Registry};
 use crate::resource::Resource;
+use crate::selectable::Selectable;
 use crate::state::State;
 use crate::table::{self, IncludeObject};
 use crate::watchcache::{Prepared, Source};
@@ -119,7 +120,7 @@ impl WatchRender {
     /// One event of a prepared change: the shared serialization unless rendering tables.
     fn prepared(&mut self, kind: &str, ev: &Prepared) -> Bytes {
         if self.table || self.partial {
-            return self.event(kind, &ev.obj);
+            return self.event(kind, &ev.obj());
         }
         if kind == crate::watchcache::natural_type(ev.kind, ev.prev.is_some()) {
             return ev.line.clone();
@@ -203,8 +204,8 @@ pub(crate) async fn watch(
     // Initial state (synthetic ADDED events) is read before answering, so errors are HTTP errors.
     let (initial, start, source) = watch_start(&reg, res, ns, &prefix, from, rv.as_deref()).await?;
     let producer = async move {
-        let matches = |o: &Value| labels.matches_object(o) && fields.matches_object(o);
-        for p in initial.iter().filter(|p| matches(&p.obj)) {
+        let matches = |s: &Selectable| s.matches(&labels, &fields);
+        for p in initial.iter().filter(|p| matches(&p.sel)) {
             tx.send(render.prepared("ADDED", p)).await;
         }
         let bookmark = |rev: Revision, initial_end: bool| {
@@ -254,13 +255,13 @@ pub(crate) async fn watch(
                             continue;
                         }
                         let kind = match ev.kind {
-                            EventKind::Put => match (matches(&ev.obj), ev.prev.as_deref().map(&matches)) {
+                            EventKind::Put => match (matches(&ev.sel), ev.prev.as_deref().map(&matches)) {
                                 (true, None | Some(false)) => Some("ADDED"),
                                 (true, Some(true)) => Some("MODIFIED"),
                                 (false, Some(true)) => Some("DELETED"),
                                 (false, _) => None,
                             },
-                            EventKind::Delete => matches(&ev.obj).then_some("DELETED"),
+                            EventKind::Delete => matches(&ev.sel).then_some("DELETED"),
                         };
                         if let Some(kind) = kind {
                             tx.send(render.prepared(kind, ev)).await;

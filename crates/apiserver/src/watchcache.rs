@@ -27,6 +27,7 @@ use skiff_store::{Event, EventKind, RangeOptions, Revision, Store, WatchItem, Wa
 use tokio::sync::broadcast;
 
 use crate::resource::Resource;
+use crate::selectable::Selectable;
 
 /// The store prefix every object lives under.
 const ROOT: &str = "/registry/";
@@ -41,32 +42,53 @@ pub struct Prepared {
     pub key: String,
     pub rev: Revision,
     pub kind: EventKind,
-    /// The object after a put; the last state (with the deletion's resourceVersion) after
-    /// a delete. Shared with the object map's entry.
-    pub obj: Arc<Value>,
-    /// `obj` as JSON (a slice of `line`).
+    /// The object after a put, or its last state (with the deletion's resourceVersion)
+    /// after a delete, decoded: changes keep it for the watchers that render objects
+    /// (tables, metadata-only); the object map's entries do not, they keep the JSON
+    /// and what selectors read ([`Prepared::obj`] decodes it again when asked).
+    decoded: Option<Arc<Value>>,
+    /// The object as JSON (a slice of `line`).
     pub obj_json: Bytes,
     /// The watch event line of this change as a watcher without selectors sees it:
     /// `{"type":"ADDED|MODIFIED|DELETED","object":…}\n`.
     pub line: Bytes,
-    /// The state before a put, when there was one (selectors see transitions). Only
-    /// events carry it: the object map's entries do not keep the state before. It is
-    /// the previous event's object (shared, not decoded again) when the cache held it.
-    pub prev: Option<Arc<Value>>,
+    /// The object's labels and selectable fields.
+    pub sel: Arc<Selectable>,
+    /// The labels and fields of the state before a put, when there was one (selectors
+    /// see transitions). Only changes carry it.
+    pub prev: Option<Arc<Selectable>>,
 }
 
 impl Prepared {
-    /// This change as the object map keeps it: the same object and JSON, without the
-    /// state before (which only watchers of the change read).
+    /// This change as the object map keeps it: its JSON and selectable fields, without
+    /// the decoded object or the state before.
     fn current(&self) -> Prepared {
         Prepared {
             key: self.key.clone(),
             rev: self.rev,
             kind: self.kind,
-            obj: self.obj.clone(),
+            decoded: None,
             obj_json: self.obj_json.clone(),
             line: self.line.clone(),
+            sel: self.sel.clone(),
             prev: None,
+        }
+    }
+
+    /// The object, decoded (again, for an entry of the object map).
+    pub fn obj(&self) -> Arc<Value> {
+        match &self.decoded {
+            Some(o) => o.clone(),
+            // The JSON was serialized from a Value by this server.
+            None => Arc::new(serde_json::from_slice(&self.obj_json).unwrap_or_default()),
+        }
+    }
+
+    /// The object, owned.
+    pub fn value(&self) -> Value {
+        match &self.decoded {
+            Some(o) => (**o).clone(),
+            None => serde_json::from_slice(&self.obj_json).unwrap_or_default(),
         }
     }
 }
@@ -76,19 +98,22 @@ pub fn prepare(res: &Resource, ev: &Event) -> Option<Prepared> {
     prepare_after(res, ev, None)
 }
 
-/// [`prepare`], given the object as the previous change left it (`known`, with its
-/// revision) when the caller has it: a put's state before is then that object, shared.
+/// [`prepare`], given the selectable fields of the object as the previous change left
+/// it (`known`, with its revision) when the caller has them: a put's state before then
+/// needs no decoding.
 fn prepare_after(
     res: &Resource,
     ev: &Event,
-    known: Option<(Revision, Arc<Value>)>,
+    known: Option<(Revision, Arc<Selectable>)>,
 ) -> Option<Prepared> {
     let (obj, prev) = match ev.kind {
         EventKind::Put => (
             crate::storage::decode_as(res, &ev.kv).ok()?,
             ev.prev_kv.as_ref().and_then(|p| match known {
-                Some((rev, obj)) if rev == p.mod_revision => Some(obj),
-                _ => crate::storage::decode_as(res, p).ok().map(Arc::new),
+                Some((rev, sel)) if rev == p.mod_revision => Some(sel),
+                _ => crate::storage::decode_as(res, p)
+                    .ok()
+                    .map(|o| Arc::new(Selectable::of(res, &o))),
             }),
         ),
         EventKind::Delete => {
@@ -104,7 +129,8 @@ fn prepare_after(
         kind: ev.kind,
         obj_json,
         line,
-        obj: Arc::new(obj),
+        sel: Arc::new(Selectable::of(res, &obj)),
+        decoded: Some(Arc::new(obj)),
         prev,
     })
 }
@@ -132,8 +158,8 @@ fn event_line(ty: &str, obj: &Value) -> Option<(Bytes, Bytes)> {
     Some((line.clone(), line.slice(start..end)))
 }
 
-/// A current object as a list item.
-pub fn listed(key: &[u8], rev: Revision, obj: Value) -> Prepared {
+/// A current object of `res` as a list item (and as the change that created it).
+pub fn listed(res: &Resource, key: &[u8], rev: Revision, obj: Value) -> Prepared {
     let (line, obj_json) = event_line("ADDED", &obj).unwrap_or_default();
     Prepared {
         key: String::from_utf8_lossy(key).into_owned(),
@@ -141,7 +167,8 @@ pub fn listed(key: &[u8], rev: Revision, obj: Value) -> Prepared {
         kind: EventKind::Put,
         obj_json,
         line,
-        obj: Arc::new(obj),
+        sel: Arc::new(Selectable::of(res, &obj)),
+        decoded: Some(Arc::new(obj)),
         prev: None,
     }
 }
@@ -210,11 +237,8 @@ struct ResCache {
 }
 
 /// The node a pod is bound to ("" for none).
-fn node_of(obj: &Value) -> &str {
-    obj.get("spec")
-        .and_then(|s| s.get("nodeName"))
-        .and_then(Value::as_str)
-        .unwrap_or("")
+fn node_of(p: &Prepared) -> &str {
+    p.sel.field("spec.nodeName")
 }
 
 /// Whether `res` is the pods resource (whose cache keeps the node index).
@@ -237,9 +261,9 @@ impl ResCache {
     /// Puts `entry` at its key, keeping the node index.
     fn put(&mut self, entry: Arc<Prepared>) {
         if let Some(index) = self.by_node.as_mut() {
-            let node = node_of(&entry.obj);
+            let node = node_of(&entry);
             if let Some(old) = self.objects.get(&entry.key) {
-                let was = node_of(&old.obj);
+                let was = node_of(old);
                 if was != node {
                     if let Some(keys) = index.get_mut(was) {
                         keys.remove(&entry.key);
@@ -262,7 +286,7 @@ impl ResCache {
             return;
         };
         if let Some(index) = self.by_node.as_mut() {
-            let was = node_of(&old.obj);
+            let was = node_of(&old);
             if let Some(keys) = index.get_mut(was) {
                 keys.remove(key);
                 if keys.is_empty() {
@@ -275,14 +299,7 @@ impl ResCache {
     fn apply(&mut self, batch: Batch) {
         for p in batch.iter() {
             match p.kind {
-                EventKind::Put => {
-                    let entry = if p.prev.is_some() {
-                        Arc::new(p.current())
-                    } else {
-                        p.clone()
-                    };
-                    self.put(entry);
-                }
+                EventKind::Put => self.put(Arc::new(p.current())),
                 EventKind::Delete => {
                     self.remove(&p.key);
                 }
@@ -336,6 +353,7 @@ const PENDING_FOR: Duration = Duration::from_secs(30);
 /// [`Prepared`] both use.
 pub struct PendingCreate {
     index: usize,
+    res: &'static Resource,
     key: String,
     /// The bytes being stored: the store event matches only if its value is these.
     stored: Vec<u8>,
@@ -351,7 +369,7 @@ impl PendingCreate {
             .get_or_init(|| {
                 let mut obj = lock(&self.obj).take().unwrap_or_default();
                 skiff_meta::object::set_rv(&mut obj, rev);
-                Arc::new(listed(self.key.as_bytes(), rev, obj))
+                Arc::new(listed(self.res, self.key.as_bytes(), rev, obj))
             })
             .clone()
     }
@@ -487,6 +505,7 @@ impl WatchCache {
         };
         let p = Arc::new(PendingCreate {
             index,
+            res: self.shared.resources[index],
             key: key.clone(),
             stored,
             obj: Mutex::new(Some(obj)),
@@ -522,7 +541,7 @@ impl WatchCache {
         res: &Resource,
         prefix: &str,
         node: Option<&str>,
-        keep: impl Fn(&Value) -> bool,
+        keep: impl Fn(&Selectable) -> bool,
         limit: usize,
     ) -> Option<CachedList> {
         let i = self.index(res)?;
@@ -549,7 +568,7 @@ impl WatchCache {
             if !key.starts_with(prefix) {
                 break;
             }
-            if !keep(&p.obj) {
+            if !keep(&p.sel) {
                 continue;
             }
             if limit > 0 && items.len() == limit {
@@ -698,9 +717,11 @@ impl WatchCache {
                 continue;
             };
             for &i in idx {
-                if let Ok(obj) = crate::storage::decode_as(self.shared.resources[i], kv) {
-                    let p = listed(&kv.key, kv.mod_revision, obj);
-                    caches[i].put(Arc::new(p));
+                let res = self.shared.resources[i];
+                if let Ok(obj) = crate::storage::decode_as(res, kv) {
+                    caches[i].put(Arc::new(
+                        listed(res, &kv.key, kv.mod_revision, obj).current(),
+                    ));
                 }
             }
         }
@@ -728,7 +749,7 @@ impl WatchCache {
         };
         // The objects the updates change, as the cache holds them: each update's state
         // before is shared with its previous event rather than decoded again.
-        let mut before: HashMap<(usize, String), (Revision, Arc<Value>)> = HashMap::new();
+        let mut before: HashMap<(usize, String), (Revision, Arc<Selectable>)> = HashMap::new();
         {
             let s = lock(&self.shared.state);
             for ev in events
@@ -742,7 +763,7 @@ impl WatchCache {
                 };
                 for &i in idx {
                     if let Some(p) = s.caches.get(i).and_then(|c| c.objects.get(key.as_ref())) {
-                        before.insert((i, key.to_string()), (p.rev, p.obj.clone()));
+                        before.insert((i, key.to_string()), (p.rev, p.sel.clone()));
                     }
                 }
             }
@@ -771,7 +792,7 @@ impl WatchCache {
                 };
                 // A later change of the same object in this batch comes after this one.
                 if p.kind == EventKind::Put {
-                    before.insert((i, key.to_string()), (p.rev, p.obj.clone()));
+                    before.insert((i, key.to_string()), (p.rev, p.sel.clone()));
                 }
                 match per.iter_mut().find(|(j, _)| *j == i) {
                     Some((_, v)) => v.push(p),
@@ -843,7 +864,7 @@ mod tests {
     fn names(items: &[Arc<Prepared>]) -> Vec<String> {
         items
             .iter()
-            .map(|p| p.obj["metadata"]["name"].as_str().unwrap_or("").to_string())
+            .map(|p| p.sel.field("metadata.name").to_string())
             .collect()
     }
 
@@ -870,13 +891,15 @@ mod tests {
         assert!(cache.wait_for(rev, Duration::from_secs(5)).await);
         let held = cache.get(cms, &key).ok_or("not ready")?.ok_or("missing")?;
         let answered = pending.finish(rev);
-        assert!(Arc::ptr_eq(&held, &answered));
+        // The same serialization; the entry keeps no decoded object, only its JSON.
+        assert_eq!(held.line.as_ptr(), answered.line.as_ptr());
+        assert!(held.decoded.is_none() && answered.decoded.is_some());
         let kv = store.get(key.as_bytes()).await?.ok_or("not stored")?;
-        assert_eq!(*held.obj, crate::storage::decode_as(cms, &kv)?);
-        assert_eq!(held.obj["metadata"]["resourceVersion"], rev.to_string());
+        assert_eq!(*held.obj(), crate::storage::decode_as(cms, &kv)?);
+        assert_eq!(held.obj()["metadata"]["resourceVersion"], rev.to_string());
         let line: Value = serde_json::from_slice(&held.line)?;
         assert_eq!(line["type"], "ADDED");
-        assert_eq!(line["object"], *held.obj);
+        assert_eq!(line["object"], *held.obj());
 
         // Announced one thing, stored another: the cache decodes what was stored.
         let key2 = "/registry/core/configmaps/a/two".to_string();
@@ -893,8 +916,8 @@ mod tests {
             .await?;
         assert!(cache.wait_for(rev, Duration::from_secs(5)).await);
         let held = cache.get(cms, &key2).ok_or("not ready")?.ok_or("missing")?;
-        assert_eq!(held.obj["data"]["v"], "other");
-        assert!(!Arc::ptr_eq(&held, &pending.finish(rev)));
+        assert_eq!(held.obj()["data"]["v"], "other");
+        assert_ne!(held.line.as_ptr(), pending.finish(rev).line.as_ptr());
 
         // A refused create leaves no pending entry behind.
         let pending = cache
@@ -956,9 +979,9 @@ mod tests {
         let list = all("/registry/core/configmaps/")?;
         assert_eq!(list.revision, rev);
         assert_eq!(names(&list.items), ["one", "two"]);
-        assert_eq!(list.items[0].obj["data"]["v"], "1b");
+        assert_eq!(list.items[0].obj()["data"]["v"], "1b");
         assert_eq!(
-            list.items[0].obj["metadata"]["resourceVersion"],
+            list.items[0].obj()["metadata"]["resourceVersion"],
             rev.to_string()
         );
         assert_eq!(names(&all("/registry/core/configmaps/b/")?.items), ["two"]);
@@ -966,7 +989,7 @@ mod tests {
         let ev = cache
             .list(evs, "/registry/core/events/", None, |_| true, 0)
             .ok_or("not ready")?;
-        assert_eq!(ev.items[0].obj["apiVersion"], "events.k8s.io/v1");
+        assert_eq!(ev.items[0].obj()["apiVersion"], "events.k8s.io/v1");
         // Limits and selectors.
         let page = cache
             .list(cms, "/registry/core/configmaps/", None, |_| true, 1)
@@ -978,7 +1001,7 @@ mod tests {
                 cms,
                 "/registry/core/configmaps/",
                 None,
-                |o| o["data"]["v"] == "2",
+                |s| s.field("metadata.namespace") == "b",
                 1,
             )
             .ok_or("not ready")?;
@@ -997,7 +1020,7 @@ mod tests {
         let batch = src.next().await.ok_or("ended")??;
         assert_eq!(batch.len(), 1);
         assert_eq!((batch[0].kind, batch[0].rev), (EventKind::Delete, del));
-        assert_eq!(batch[0].obj["metadata"]["name"], "two");
+        assert_eq!(batch[0].obj()["metadata"]["name"], "two");
         let mut seen = Vec::new();
         while seen.last() != Some(&del) {
             let b = from_past.next().await.ok_or("ended")??;
@@ -1056,8 +1079,8 @@ mod tests {
         assert_eq!(storage_prefix("/other/core/pods/x"), None);
     }
 
-    /// An update's state before is the previous change's object, shared and not decoded
-    /// again.
+    /// An update's state before (what selectors read of it) is the previous change's,
+    /// shared and not decoded again; the object map keeps no decoded object.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_updates_state_before_is_the_previous_object(
     ) -> Result<(), Box<dyn std::error::Error>> {
@@ -1065,16 +1088,22 @@ mod tests {
         let (_stop, stop_rx) = tokio::sync::watch::channel(false);
         let cache = WatchCache::start(store.clone(), crate::resources::RESOURCES, stop_rx);
         let key = b"/registry/core/configmaps/a/x";
-        let r0 = store.create(key, cm("a", "x", "0")).await?;
+        let labelled = |v: &str| {
+            serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "x", "namespace": "a", "labels": {"v": v}}}))
+            .unwrap_or_default()
+        };
+        let r0 = store.create(key, labelled("0")).await?;
         assert!(cache.wait_for(r0, Duration::from_secs(5)).await);
         let mut changes = cache.changes_after(cms, r0).ok_or("backlog")?;
         let created = cache
             .get(cms, "/registry/core/configmaps/a/x")
             .ok_or("not ready")?
             .ok_or("missing")?;
-        let r1 = store.update(key, cm("a", "x", "1"), Some(r0)).await?;
-        let r2 = store.update(key, cm("a", "x", "2"), Some(r1)).await?;
-        let r3 = store.update(key, cm("a", "x", "3"), Some(r2)).await?;
+        assert!(created.decoded.is_none());
+        let r1 = store.update(key, labelled("1"), Some(r0)).await?;
+        let r2 = store.update(key, labelled("2"), Some(r1)).await?;
+        let r3 = store.update(key, labelled("3"), Some(r2)).await?;
         assert!(cache.wait_for(r3, Duration::from_secs(5)).await);
         let mut seen: Vec<Arc<Prepared>> = Vec::new();
         while seen.len() < 3 {
@@ -1083,22 +1112,25 @@ mod tests {
         }
         assert!(Arc::ptr_eq(
             seen[0].prev.as_ref().ok_or("prev")?,
-            &created.obj
+            &created.sel
         ));
         for w in seen.windows(2) {
             let prev = w[1].prev.as_ref().ok_or("no state before")?;
             assert!(
-                Arc::ptr_eq(prev, &w[0].obj),
+                Arc::ptr_eq(prev, &w[0].sel),
                 "decoded again at {}",
                 w[1].rev
             );
         }
-        assert_eq!(seen[2].prev.as_ref().ok_or("prev")?["data"]["v"], "2");
+        assert_eq!(seen[2].prev.as_ref().ok_or("prev")?.label("v"), Some("2"));
+        assert!(seen.iter().all(|p| p.decoded.is_some()));
         let held = cache
             .get(cms, "/registry/core/configmaps/a/x")
             .ok_or("not ready")?
             .ok_or("missing")?;
-        assert!(Arc::ptr_eq(&held.obj, &seen[2].obj));
+        assert!(Arc::ptr_eq(&held.sel, &seen[2].sel));
+        assert!(held.decoded.is_none());
+        assert_eq!(held.obj()["metadata"]["labels"]["v"], "3");
         Ok(())
     }
 

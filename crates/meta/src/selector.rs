@@ -219,13 +219,18 @@ impl LabelSelector {
 
     /// Whether `labels` satisfy every requirement.
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.matches_fn(|k| labels.get(k).map(String::as_str))
+    }
+
+    /// Whether the labels `label` looks up satisfy every requirement.
+    pub fn matches_fn<'a>(&self, label: impl Fn(&str) -> Option<&'a str>) -> bool {
         self.requirements.iter().all(|r| {
-            let v = labels.get(&r.key);
+            let v = label(&r.key);
             match &r.op {
-                Op::Equals => v == Some(&r.value),
-                Op::NotEquals => v != Some(&r.value),
-                Op::In(set) => v.is_some_and(|v| set.contains(v)),
-                Op::NotIn(set) => v.is_none_or(|v| !set.contains(v)),
+                Op::Equals => v == Some(r.value.as_str()),
+                Op::NotEquals => v != Some(r.value.as_str()),
+                Op::In(set) => v.is_some_and(|v| set.iter().any(|s| s == v)),
+                Op::NotIn(set) => v.is_none_or(|v| !set.iter().any(|s| s == v)),
                 Op::Exists => v.is_some(),
                 Op::DoesNotExist => v.is_none(),
                 Op::Gt(n) => v
@@ -243,7 +248,8 @@ impl LabelSelector {
         if self.is_empty() {
             return true;
         }
-        self.matches(&labels_of(obj))
+        let labels = obj.pointer("/metadata/labels").and_then(Value::as_object);
+        self.matches_fn(|k| labels.and_then(|l| l.get(k)).and_then(Value::as_str))
     }
 }
 
@@ -355,10 +361,15 @@ impl FieldSelector {
 
     /// Whether the object's fields satisfy every term; fields are read by dotted path.
     pub fn matches_object(&self, obj: &Value) -> bool {
-        self.terms.iter().all(|(field, value, neg)| {
-            let actual = field_value(obj, field);
-            (actual == *value) != *neg
-        })
+        self.matches_fn(|field| std::borrow::Cow::Owned(field_value(obj, field)))
+    }
+
+    /// Whether the fields `field` reads (as [`field_value`] renders them) satisfy every
+    /// term.
+    pub fn matches_fn<'a>(&self, field: impl Fn(&str) -> std::borrow::Cow<'a, str>) -> bool {
+        self.terms
+            .iter()
+            .all(|(path, value, neg)| (field(path) == value.as_str()) != *neg)
     }
 }
 

@@ -50,18 +50,14 @@ pub(crate) async fn create(call: &Call<'_>, req: Request<Incoming>) -> ApiResult
         .create_prepared(res, ns, obj, dry, Some(manager))
         .await?;
     if res.kind == "Namespace" && !dry {
-        let name = p
-            .obj
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let name = p.sel.field("metadata.name");
         crate::admission::namespace_defaults(reg, name).await?;
     }
     if !accept.table && !accept.partial && res.kind != "CertificateSigningRequest" {
         // The JSON the watch cache serves too, serialized once.
         return Ok(json_bytes_response(201, p.obj_json.clone(), &warnings));
     }
-    let mut created = (*p.obj).clone();
+    let mut created = p.value();
     if res.kind == "CertificateSigningRequest" && !dry {
         created = crate::csr::reconcile(reg, res, &state.signer, created).await?;
     }
