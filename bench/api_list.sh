@@ -40,21 +40,30 @@ while [ "$left" -gt 0 ]; do
   left=$((left - n))
 done
 echo "made $PODS pods in $(python3 -c "import time; print(round(time.time() - $start, 1))") s; server RSS $(rss) MiB"
+# The pager reads every page whole over one keep-alive connection, as a client does,
+# but parses only the list's metadata (its continue token) and counts the items by their
+# kind, so the figure is the server's and not Python's JSON decoding.
 cat > "$W/pager.py" <<'PY'
-import json, ssl, sys, time, urllib.parse, urllib.request
-port, want = sys.argv[1], int(sys.argv[2])
+import http.client, re, ssl, sys, time, urllib.parse
+port, want = int(sys.argv[1]), int(sys.argv[2])
 ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx)
+headers = {"Authorization": "Bearer benchtoken", "Accept": "application/json"}
 t0, n, pages, cont = time.monotonic(), 0, 0, ""
 while True:
     q = "limit=500" + ("&continue=" + urllib.parse.quote(cont) if cont else "")
-    req = urllib.request.Request(f"https://127.0.0.1:{port}/api/v1/pods?{q}",
-                                 headers={"Authorization": "Bearer benchtoken", "Accept": "application/json"})
-    body = json.load(urllib.request.urlopen(req, context=ctx))
-    n += len(body["items"]); pages += 1
-    cont = body["metadata"].get("continue", "")
+    conn.request("GET", f"/api/v1/pods?{q}", headers=headers)
+    r = conn.getresponse()
+    body = r.read()
+    if r.status != 200:
+        sys.exit(f"page {pages + 1}: HTTP {r.status}: {body[:300]!r}")
+    head = body[: body.find(b'"items":')]
+    m = re.search(rb'"continue":"([^"]*)"', head)
+    cont = m.group(1).decode() if m else ""
+    n += body.count(b'"kind":"Pod"'); pages += 1
     if not cont:
         break
-if n < want:
+if n != want:
     sys.exit(f"the paginated list returned {n} pods, not {want}")
 print(f"{time.monotonic() - t0:.3f} {pages}")
 PY

@@ -193,44 +193,59 @@ impl Registry {
     ) -> ApiResult<ItemPage> {
         let prefix = prefix(res, ns);
         let mut revision_wait = REVISION_WAIT;
-        if let (Some(cache), None, None) = (&self.cache, &opts.continue_token, opts.exact_revision)
-        {
-            let (target, wait) = match opts.min_revision {
-                None => (
-                    self.store
-                        .current_revision()
-                        .await
-                        .map_err(|e| ApiError::from_store(e, res.group, res.plural, ""))?,
-                    CONSISTENT_WAIT,
-                ),
-                Some(n) => (n, REVISION_WAIT),
+        let keep = |s: &Selectable| s.matches(&opts.labels, &opts.fields);
+        // One node's pods come from the cache's node index.
+        let node = opts
+            .fields
+            .terms
+            .iter()
+            .find(|(path, _, negated)| path == "spec.nodeName" && !negated)
+            .map(|(_, v, _)| v.as_str());
+        let page = |list: crate::watchcache::CachedList| {
+            let continue_token = if list.more {
+                list.items
+                    .last()
+                    .map(|p| encode_continue(list.revision, p.key.as_bytes()))
+            } else {
+                None
             };
-            if cache.wait_for(target, wait).await {
-                let keep = |s: &Selectable| s.matches(&opts.labels, &opts.fields);
-                // One node's pods come from the cache's node index.
-                let node = opts
-                    .fields
-                    .terms
-                    .iter()
-                    .find(|(path, _, negated)| path == "spec.nodeName" && !negated)
-                    .map(|(_, v, _)| v.as_str());
-                if let Some(list) = cache.list(res, &prefix, node, keep, opts.limit) {
-                    let continue_token = if list.more {
-                        list.items
-                            .last()
-                            .map(|p| encode_continue(list.revision, p.key.as_bytes()))
-                    } else {
-                        None
-                    };
-                    return Ok(ItemPage {
-                        items: list.items,
-                        revision: list.revision,
-                        continue_token,
-                    });
+            ItemPage {
+                items: list.items,
+                revision: list.revision,
+                continue_token,
+            }
+        };
+        match (&self.cache, &opts.continue_token, opts.exact_revision) {
+            // A next page: from the cache when nothing of the resource changed since the
+            // list's revision (its objects are then as they were at it), else the store.
+            (Some(cache), Some(token), None) => {
+                let (rv, start) = decode_continue(token, &prefix)?;
+                let start = String::from_utf8_lossy(&start);
+                let from = Some((rv, start.as_ref()));
+                if let Some(list) = cache.list(res, &prefix, node, keep, opts.limit, from) {
+                    return Ok(page(list));
                 }
             }
-            // Already waited: the store gets one look.
-            revision_wait = Duration::ZERO;
+            (Some(cache), None, None) => {
+                let (target, wait) = match opts.min_revision {
+                    None => (
+                        self.store
+                            .current_revision()
+                            .await
+                            .map_err(|e| ApiError::from_store(e, res.group, res.plural, ""))?,
+                        CONSISTENT_WAIT,
+                    ),
+                    Some(n) => (n, REVISION_WAIT),
+                };
+                if cache.wait_for(target, wait).await {
+                    if let Some(list) = cache.list(res, &prefix, node, keep, opts.limit, None) {
+                        return Ok(page(list));
+                    }
+                }
+                // Already waited: the store gets one look.
+                revision_wait = Duration::ZERO;
+            }
+            _ => {}
         }
         if let Some(rv) = opts.min_revision.filter(|r| *r > 0) {
             if opts.continue_token.is_none() && opts.exact_revision.is_none() {

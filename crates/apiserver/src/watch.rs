@@ -119,7 +119,10 @@ struct WatchRender {
 impl WatchRender {
     /// One event of a prepared change: the shared serialization unless rendering tables.
     fn prepared(&mut self, kind: &str, ev: &Prepared) -> Bytes {
-        if self.table || self.partial {
+        if self.partial {
+            return self.event(kind, &ev.meta_obj());
+        }
+        if self.table {
             return self.event(kind, &ev.obj());
         }
         if kind == crate::watchcache::natural_type(ev.kind, ev.prev.is_some()) {

@@ -43,9 +43,10 @@ pub struct Prepared {
     pub rev: Revision,
     pub kind: EventKind,
     /// The object after a put, or its last state (with the deletion's resourceVersion)
-    /// after a delete, decoded: changes keep it for the watchers that render objects
-    /// (tables, metadata-only); the object map's entries do not, they keep the JSON
-    /// and what selectors read ([`Prepared::obj`] decodes it again when asked).
+    /// after a delete, decoded, while the one who made it needs it (a create's answer, a
+    /// page read from the store). The cache keeps none: its changes and object map keep
+    /// the JSON and what selectors read ([`Prepared::obj`] decodes again when asked). A
+    /// decoded tree costs ten times its JSON or more (a pod: ~45 KB against ~4 KB).
     decoded: Option<Arc<Value>>,
     /// The object as JSON (a slice of `line`).
     pub obj_json: Bytes,
@@ -60,9 +61,8 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// This change as the object map keeps it: its JSON and selectable fields, without
-    /// the decoded object or the state before.
-    fn current(&self) -> Prepared {
+    /// This change as the cache keeps it: without the decoded object.
+    fn lean(&self) -> Prepared {
         Prepared {
             key: self.key.clone(),
             rev: self.rev,
@@ -71,7 +71,39 @@ impl Prepared {
             obj_json: self.obj_json.clone(),
             line: self.line.clone(),
             sel: self.sel.clone(),
+            prev: self.prev.clone(),
+        }
+    }
+
+    /// This change as the object map keeps it: its JSON and selectable fields, without
+    /// the decoded object or the state before.
+    fn current(&self) -> Prepared {
+        Prepared {
             prev: None,
+            ..self.lean()
+        }
+    }
+
+    /// The object's `apiVersion`, `kind` and `metadata` only (what a metadata-only
+    /// reader renders), decoded without building the rest.
+    pub fn meta_obj(&self) -> Value {
+        #[derive(serde::Deserialize)]
+        struct Head {
+            #[serde(rename = "apiVersion", default)]
+            api_version: Value,
+            #[serde(default)]
+            kind: Value,
+            #[serde(default)]
+            metadata: Value,
+        }
+        if let Some(o) = &self.decoded {
+            return serde_json::json!({"apiVersion": o["apiVersion"], "kind": o["kind"], "metadata": o["metadata"]});
+        }
+        match serde_json::from_slice::<Head>(&self.obj_json) {
+            Ok(h) => {
+                serde_json::json!({"apiVersion": h.api_version, "kind": h.kind, "metadata": h.metadata})
+            }
+            Err(_) => self.value(),
         }
     }
 
@@ -130,7 +162,7 @@ fn prepare_after(
         obj_json,
         line,
         sel: Arc::new(Selectable::of(res, &obj)),
-        decoded: Some(Arc::new(obj)),
+        decoded: None,
         prev,
     })
 }
@@ -233,6 +265,9 @@ struct ResCache {
     backlog_events: usize,
     /// Changes up to this revision are not (or no longer) in the backlog.
     evicted_upto: Revision,
+    /// The revision of the last change applied (the load's revision before any): the
+    /// objects are as they were at every revision since.
+    changed_at: Revision,
     tx: broadcast::Sender<Msg>,
 }
 
@@ -254,6 +289,7 @@ impl ResCache {
             backlog: VecDeque::new(),
             backlog_events: 0,
             evicted_upto: rev,
+            changed_at: rev,
             tx: broadcast::channel(CHANNEL_BATCHES).0,
         }
     }
@@ -304,6 +340,9 @@ impl ResCache {
                     self.remove(&p.key);
                 }
             }
+        }
+        if let Some(last) = batch.last() {
+            self.changed_at = last.rev;
         }
         self.backlog_events += batch.len();
         self.backlog.push_back(batch.clone());
@@ -535,7 +574,10 @@ impl WatchCache {
 
     /// The objects of `res` under `prefix` that `keep` accepts, at most `limit` (0: all);
     /// `None` while the cache is reloading. With `node` (pods only: the selector asks
-    /// for `spec.nodeName=<node>`), only that node's pods are looked at.
+    /// for `spec.nodeName=<node>`), only that node's pods are looked at. With `from`
+    /// (a list's revision and the last key it returned), the next page of that list:
+    /// `None` unless the cache holds the objects as they were at that revision (it has
+    /// reached it and no object of `res` changed since).
     pub fn list(
         &self,
         res: &Resource,
@@ -543,6 +585,7 @@ impl WatchCache {
         node: Option<&str>,
         keep: impl Fn(&Selectable) -> bool,
         limit: usize,
+        from: Option<(Revision, &str)>,
     ) -> Option<CachedList> {
         let i = self.index(res)?;
         let s = lock(&self.shared.state);
@@ -550,7 +593,13 @@ impl WatchCache {
             return None;
         }
         let c = &s.caches[i];
-        let from = (Bound::Included(prefix), Bound::Unbounded);
+        let (revision, lower) = match from {
+            None => (s.rev, Bound::Included(prefix)),
+            Some((rev, _)) if s.rev < rev || c.changed_at > rev => return None,
+            Some((rev, after)) if after >= prefix => (rev, Bound::Excluded(after)),
+            Some((rev, _)) => (rev, Bound::Included(prefix)),
+        };
+        let from = (lower, Bound::Unbounded);
         let candidates: Box<dyn Iterator<Item = (&String, &Arc<Prepared>)>> =
             match (node, c.by_node.as_ref()) {
                 (Some(node), Some(index)) => Box::new(
@@ -579,7 +628,7 @@ impl WatchCache {
         }
         Some(CachedList {
             items,
-            revision: s.rev,
+            revision,
             more,
         })
     }
@@ -784,7 +833,8 @@ impl WatchCache {
             for &i in idx {
                 let known = before.remove(&(i, key.to_string()));
                 let p = match &ours {
-                    Some(p) if p.index == i => p.finish(ev.revision()),
+                    // The registry keeps the decoded object for its answer; not the cache.
+                    Some(p) if p.index == i => Arc::new(p.finish(ev.revision()).lean()),
                     _ => match prepare_after(self.shared.resources[i], ev, known) {
                         Some(p) => Arc::new(p),
                         None => continue,
@@ -952,7 +1002,7 @@ mod tests {
         assert!(cache.wait_for(1, Duration::from_secs(5)).await);
         let all = |prefix: &str| {
             cache
-                .list(cms, prefix, None, |_| true, 0)
+                .list(cms, prefix, None, |_| true, 0, None)
                 .ok_or("not ready")
         };
         assert_eq!(names(&all("/registry/core/configmaps/")?.items), ["one"]);
@@ -987,15 +1037,33 @@ mod tests {
         assert_eq!(names(&all("/registry/core/configmaps/b/")?.items), ["two"]);
         // events.k8s.io/v1 sees the core event converted.
         let ev = cache
-            .list(evs, "/registry/core/events/", None, |_| true, 0)
+            .list(evs, "/registry/core/events/", None, |_| true, 0, None)
             .ok_or("not ready")?;
         assert_eq!(ev.items[0].obj()["apiVersion"], "events.k8s.io/v1");
         // Limits and selectors.
         let page = cache
-            .list(cms, "/registry/core/configmaps/", None, |_| true, 1)
+            .list(cms, "/registry/core/configmaps/", None, |_| true, 1, None)
             .ok_or("not ready")?;
         assert!(page.more);
         assert_eq!(names(&page.items), ["one"]);
+        // The next page, at the first page's revision.
+        let after = page.items[0].key.clone();
+        let next = |at: Revision| {
+            cache.list(
+                cms,
+                "/registry/core/configmaps/",
+                None,
+                |_| true,
+                1,
+                Some((at, after.as_str())),
+            )
+        };
+        let second = next(page.revision).ok_or("not served from the cache")?;
+        assert_eq!(names(&second.items), ["two"]);
+        assert_eq!((second.revision, second.more), (page.revision, false));
+        // Not for a revision before the last change of the resource, nor one not reached.
+        assert!(next(loaded).is_none());
+        assert!(next(page.revision + 100).is_none());
         let page = cache
             .list(
                 cms,
@@ -1003,6 +1071,7 @@ mod tests {
                 None,
                 |s| s.field("metadata.namespace") == "b",
                 1,
+                None,
             )
             .ok_or("not ready")?;
         assert!(!page.more);
@@ -1123,7 +1192,7 @@ mod tests {
             );
         }
         assert_eq!(seen[2].prev.as_ref().ok_or("prev")?.label("v"), Some("2"));
-        assert!(seen.iter().all(|p| p.decoded.is_some()));
+        assert!(seen.iter().all(|p| p.decoded.is_none()));
         let held = cache
             .get(cms, "/registry/core/configmaps/a/x")
             .ok_or("not ready")?
@@ -1163,7 +1232,7 @@ mod tests {
             // `keep` accepts everything: only the index can leave pods out.
             Ok(names(
                 &cache
-                    .list(pods, prefix, Some(node), |_| true, 0)
+                    .list(pods, prefix, Some(node), |_| true, 0, None)
                     .ok_or("not ready")?
                     .items,
             ))
@@ -1233,7 +1302,7 @@ mod tests {
         }
         assert_eq!(seen, 20);
         let all = cache
-            .list(cms, "/registry/core/configmaps/a/", None, |_| true, 0)
+            .list(cms, "/registry/core/configmaps/a/", None, |_| true, 0, None)
             .ok_or("not ready")?;
         assert_eq!(all.items.len(), 21);
         Ok(())

@@ -43,7 +43,7 @@ pub(crate) async fn list(call: &Call<'_>) -> ApiResult<Response<Body>> {
         )
     } else if accept.partial {
         json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta,
-            "items": page.items.iter().map(|p| partial(&p.obj())).collect::<Vec<_>>()})
+            "items": page.items.iter().map(|p| partial(&p.meta_obj())).collect::<Vec<_>>()})
     } else {
         // The items' JSON is spliced in as the cache holds it.
         let head = json!({"kind": format!("{}List", res.kind), "apiVersion": res.api_version(), "metadata": meta});
