@@ -216,8 +216,9 @@ impl Registry {
             }
         };
         match (&self.cache, &opts.continue_token, opts.exact_revision) {
-            // A next page: from the cache when nothing of the resource changed since the
-            // list's revision (its objects are then as they were at it), else the store.
+            // A next page: from the snapshot the list's first page left in the cache, or
+            // the cache's objects when none changed since the list's revision; else the
+            // store, at that revision.
             (Some(cache), Some(token), None) => {
                 let (rv, start) = decode_continue(token, &prefix)?;
                 let start = String::from_utf8_lossy(&start);

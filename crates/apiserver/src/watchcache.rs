@@ -382,7 +382,28 @@ struct Shared {
     /// with the object the registry built instead of decoding the stored bytes again
     /// ([`WatchCache::creating`]).
     pending: Mutex<HashMap<String, Arc<PendingCreate>>>,
+    /// The rest of recent paginated lists, for their next pages.
+    snapshots: Mutex<VecDeque<ListSnapshot>>,
 }
+
+/// What follows a paginated list's first page, as it was at the list's revision: its next
+/// pages are cut from it while the objects change (kube-apiserver serves continuations
+/// from snapshots of its cache the same way, KEP-4568). Shared entries, not copies.
+struct ListSnapshot {
+    index: usize,
+    prefix: String,
+    rev: Revision,
+    /// The objects under `prefix` with keys after this one, by key.
+    after: String,
+    items: Arc<Vec<Arc<Prepared>>>,
+    taken: std::time::Instant,
+}
+
+/// At most this many list snapshots are kept...
+const SNAPSHOTS: usize = 16;
+/// ...each for this long (a client pages through a list in less; one that takes longer
+/// reads its next pages from the store).
+const SNAPSHOT_FOR: Duration = Duration::from_secs(60);
 
 /// Pending creates older than this are dropped (their event never came: a reload).
 const PENDING_FOR: Duration = Duration::from_secs(30);
@@ -479,6 +500,7 @@ impl WatchCache {
                 resources,
                 progress: Mutex::new(None),
                 pending: Mutex::new(HashMap::new()),
+                snapshots: Mutex::new(VecDeque::new()),
             }),
         };
         tokio::spawn(cache.clone().run(store, shutdown));
@@ -576,8 +598,9 @@ impl WatchCache {
     /// `None` while the cache is reloading. With `node` (pods only: the selector asks
     /// for `spec.nodeName=<node>`), only that node's pods are looked at. With `from`
     /// (a list's revision and the last key it returned), the next page of that list:
-    /// `None` unless the cache holds the objects as they were at that revision (it has
-    /// reached it and no object of `res` changed since).
+    /// from the snapshot its first page left, or from the cache's objects if they are
+    /// as they were at that revision (it has reached it and no object of `res` changed
+    /// since); `None` when neither can answer.
     pub fn list(
         &self,
         res: &Resource,
@@ -588,6 +611,11 @@ impl WatchCache {
         from: Option<(Revision, &str)>,
     ) -> Option<CachedList> {
         let i = self.index(res)?;
+        if let Some((rev, after)) = from {
+            if let Some(list) = self.snapshot_page(i, prefix, rev, after, &keep, limit) {
+                return Some(list);
+            }
+        }
         let s = lock(&self.shared.state);
         if !s.ready {
             return None;
@@ -599,17 +627,17 @@ impl WatchCache {
             Some((rev, after)) if after >= prefix => (rev, Bound::Excluded(after)),
             Some((rev, _)) => (rev, Bound::Included(prefix)),
         };
-        let from = (lower, Bound::Unbounded);
+        let range = (lower, Bound::Unbounded);
         let candidates: Box<dyn Iterator<Item = (&String, &Arc<Prepared>)>> =
             match (node, c.by_node.as_ref()) {
                 (Some(node), Some(index)) => Box::new(
                     index
                         .get(node)
                         .into_iter()
-                        .flat_map(move |keys| keys.range::<str, _>(from))
+                        .flat_map(move |keys| keys.range::<str, _>(range))
                         .filter_map(|k| c.objects.get_key_value(k)),
                 ),
-                _ => Box::new(c.objects.range::<str, _>(from)),
+                _ => Box::new(c.objects.range::<str, _>(range)),
             };
         let mut items = Vec::new();
         let mut more = false;
@@ -626,9 +654,72 @@ impl WatchCache {
             }
             items.push(p.clone());
         }
+        // The first page of a paginated list: what follows it is kept for its next pages.
+        if more && from.is_none() && node.is_none() {
+            let after = items.last().map(|p| p.key.clone()).unwrap_or_default();
+            let rest: Vec<Arc<Prepared>> = c
+                .objects
+                .range::<str, _>((Bound::Excluded(after.as_str()), Bound::Unbounded))
+                .take_while(|(k, _)| k.starts_with(prefix))
+                .map(|(_, p)| p.clone())
+                .collect();
+            drop(s);
+            let mut snaps = lock(&self.shared.snapshots);
+            snaps.retain(|x| x.taken.elapsed() < SNAPSHOT_FOR);
+            while snaps.len() >= SNAPSHOTS {
+                snaps.pop_front();
+            }
+            snaps.push_back(ListSnapshot {
+                index: i,
+                prefix: prefix.to_string(),
+                rev: revision,
+                after,
+                items: Arc::new(rest),
+                taken: std::time::Instant::now(),
+            });
+        }
         Some(CachedList {
             items,
             revision,
+            more,
+        })
+    }
+
+    /// The page after key `after` of a list at `rev` under `prefix`, from its snapshot.
+    fn snapshot_page(
+        &self,
+        index: usize,
+        prefix: &str,
+        rev: Revision,
+        after: &str,
+        keep: &impl Fn(&Selectable) -> bool,
+        limit: usize,
+    ) -> Option<CachedList> {
+        let items = lock(&self.shared.snapshots)
+            .iter()
+            .rev()
+            .find(|x| {
+                x.index == index
+                    && x.rev == rev
+                    && x.prefix == prefix
+                    && x.after.as_str() <= after
+                    && x.taken.elapsed() < SNAPSHOT_FOR
+            })?
+            .items
+            .clone();
+        let start = items.partition_point(|p| p.key.as_str() <= after);
+        let mut page = Vec::new();
+        let mut more = false;
+        for p in items[start..].iter().filter(|p| keep(&p.sel)) {
+            if limit > 0 && page.len() == limit {
+                more = true;
+                break;
+            }
+            page.push(p.clone());
+        }
+        Some(CachedList {
+            items: page,
+            revision: rev,
             more,
         })
     }
@@ -1041,13 +1132,13 @@ mod tests {
             .ok_or("not ready")?;
         assert_eq!(ev.items[0].obj()["apiVersion"], "events.k8s.io/v1");
         // Limits and selectors.
-        let page = cache
+        let first = cache
             .list(cms, "/registry/core/configmaps/", None, |_| true, 1, None)
             .ok_or("not ready")?;
-        assert!(page.more);
-        assert_eq!(names(&page.items), ["one"]);
+        assert!(first.more);
+        assert_eq!(names(&first.items), ["one"]);
         // The next page, at the first page's revision.
-        let after = page.items[0].key.clone();
+        let after = first.items[0].key.clone();
         let next = |at: Revision| {
             cache.list(
                 cms,
@@ -1058,12 +1149,12 @@ mod tests {
                 Some((at, after.as_str())),
             )
         };
-        let second = next(page.revision).ok_or("not served from the cache")?;
+        let second = next(first.revision).ok_or("not served from the cache")?;
         assert_eq!(names(&second.items), ["two"]);
-        assert_eq!((second.revision, second.more), (page.revision, false));
+        assert_eq!((second.revision, second.more), (first.revision, false));
         // Not for a revision before the last change of the resource, nor one not reached.
         assert!(next(loaded).is_none());
-        assert!(next(page.revision + 100).is_none());
+        assert!(next(first.revision + 100).is_none());
         let page = cache
             .list(
                 cms,
@@ -1098,6 +1189,24 @@ mod tests {
         assert_eq!(seen.len(), 3, "two, one updated, two deleted: {seen:?}");
         assert!(cache.wait_for(del, Duration::from_secs(5)).await);
         assert_eq!(names(&all("/registry/core/configmaps/")?.items), ["one"]);
+        // The first page's list still pages as it was at its revision, from the snapshot
+        // its first page left: "two", deleted since, is its second page.
+        let second = next(first.revision).ok_or("no snapshot")?;
+        assert_eq!(names(&second.items), ["two"]);
+        assert_eq!(second.revision, first.revision);
+        // A list that had returned less (its last key before the snapshot's) does not
+        // use the snapshot, and the objects changed since: the store answers.
+        let before_one = "/registry/core/configmaps/a/";
+        assert!(cache
+            .list(
+                cms,
+                "/registry/core/configmaps/",
+                None,
+                |_| true,
+                1,
+                Some((first.revision, before_one))
+            )
+            .is_none());
 
         // A revision the store has not reached: not fresh.
         assert!(!cache.wait_for(del + 10, Duration::from_millis(100)).await);
