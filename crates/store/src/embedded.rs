@@ -21,6 +21,13 @@
 //! Compaction raises `compact_revision` at once (reads and watches below it fail from then
 //! on) and deletes the log entries below it in chunks of `purge_chunk` per write batch, so a
 //! big compaction never stalls writers for long.
+//!
+//! Defragmentation: redb reuses freed pages but never shrinks its file, so after churn the
+//! file keeps the size of the history it once held. When a compaction's purge has
+//! finished and the file is more than twice the live data (keys, values and the B-trees'
+//! own bytes) and larger than `defrag_min_bytes`, the writer thread rewrites the file
+//! compactly (redb's `compact`, as `etcdctl defrag`), holding off reads and writes
+//! meanwhile, as etcd's defragmentation does.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -62,6 +69,8 @@ pub struct EmbeddedOptions {
     pub purge_chunk: usize,
     /// redb page cache size in bytes.
     pub cache_size: usize,
+    /// Files this small are never defragmented, however fragmented.
+    pub defrag_min_bytes: u64,
     /// Largest key + value accepted in one write ([`crate::MAX_WRITE_BYTES`], what etcd
     /// takes by default, so both backends take the same objects); larger writes fail with [`Error::TooLarge`] before reaching the batch.
     pub max_write_bytes: usize,
@@ -76,6 +85,7 @@ impl Default for EmbeddedOptions {
             replay_chunk: 1024,
             purge_chunk: 10_000,
             cache_size: 256 * 1024 * 1024,
+            defrag_min_bytes: 16 * 1024 * 1024,
             max_write_bytes: crate::MAX_WRITE_BYTES,
         }
     }
@@ -114,7 +124,10 @@ struct WriteRequest {
 type EventBatch = Arc<Vec<Event>>;
 
 struct Shared {
-    db: Database,
+    /// Written (exclusively) only to defragment.
+    db: std::sync::RwLock<Database>,
+    /// The database file.
+    path: PathBuf,
     /// Last committed revision; written only by the writer thread, after commit.
     revision: AtomicI64,
     /// Compact revision; written only by the writer thread, after commit.
@@ -138,6 +151,13 @@ impl std::fmt::Debug for EmbeddedStore {
             .field("path", &self.path)
             .field("revision", &self.shared.revision.load(Ordering::SeqCst))
             .finish()
+    }
+}
+
+impl Shared {
+    /// The database, for a transaction (not while it is being defragmented).
+    fn db(&self) -> std::sync::RwLockReadGuard<'_, Database> {
+        self.db.read().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -192,7 +212,8 @@ impl EmbeddedStore {
 
         let (events, _) = broadcast::channel(opts.watch_buffer.max(1));
         let shared = Arc::new(Shared {
-            db,
+            db: std::sync::RwLock::new(db),
+            path: path.clone(),
             revision: AtomicI64::new(revision),
             compact_revision: AtomicI64::new(compact_revision),
             events,
@@ -201,9 +222,10 @@ impl EmbeddedStore {
         let writer_shared = Arc::clone(&shared);
         let max_batch = opts.max_batch.max(1);
         let purge_chunk = opts.purge_chunk.max(1);
+        let defrag_min = opts.defrag_min_bytes;
         let writer = std::thread::Builder::new()
             .name("skiff-store-writer".into())
-            .spawn(move || writer_loop(writer_shared, rx, max_batch, purge_chunk))
+            .spawn(move || writer_loop(writer_shared, rx, max_batch, purge_chunk, defrag_min))
             .map_err(|e| Error::Io {
                 context: "spawning the store writer thread".into(),
                 err: Arc::new(e),
@@ -303,26 +325,101 @@ fn writer_loop(
     mut rx: mpsc::Receiver<WriteRequest>,
     max_batch: usize,
     purge_chunk: usize,
+    defrag_min: u64,
 ) {
     let mut batch: Vec<WriteRequest> = Vec::with_capacity(max_batch);
-    while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
+    // Compacted history may remain to be purged: then an idle writer purges on.
+    let mut purging = false;
+    loop {
+        if purging {
+            match rx.try_recv() {
+                Ok(req) => batch.push(req),
+                Err(mpsc::error::TryRecvError::Empty) => {}
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+            }
+        } else {
+            match rx.blocking_recv() {
+                Some(req) => batch.push(req),
+                None => break,
+            }
+        }
         while batch.len() < max_batch {
             match rx.try_recv() {
                 Ok(req) => batch.push(req),
                 Err(_) => break,
             }
         }
-        commit_batch(&shared, &mut batch, purge_chunk);
+        let purged = commit_batch(&shared, &mut batch, purge_chunk);
+        let finished = (purging || purged > 0) && purged < purge_chunk;
+        purging = purged == purge_chunk;
+        if finished {
+            defragment_if_needed(&shared, defrag_min);
+        }
     }
     tracing::debug!("store writer stopped");
 }
 
-fn commit_batch(shared: &Shared, batch: &mut Vec<WriteRequest>, purge_chunk: usize) {
+/// Rewrites the database file compactly when it is more than twice its live data (and
+/// larger than `min` bytes). Reads and writes wait meanwhile.
+fn defragment_if_needed(shared: &Shared, min: u64) {
+    let file = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let before = file(&shared.path);
+    if before <= min {
+        return;
+    }
+    let live = {
+        let db = shared.db();
+        let stats = db.begin_write().map_err(|e| e.to_string()).and_then(|txn| {
+            let stats = txn.stats().map_err(|e| e.to_string());
+            let _ = txn.abort();
+            stats
+        });
+        match stats {
+            Ok(s) => s.stored_bytes() + s.metadata_bytes(),
+            Err(e) => {
+                tracing::warn!(error = %e, "store: cannot read the database's statistics");
+                return;
+            }
+        }
+    };
+    if before <= live.saturating_mul(2) {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let mut db = shared.db.write().unwrap_or_else(|e| e.into_inner());
+    let compacted = db.compact().map(|_| {
+        // redb gives back the file's free tail a half at a commit: commit until it stops.
+        let mut len = file(&shared.path);
+        for _ in 0..32 {
+            let committed = db
+                .begin_write()
+                .map_err(|e| e.to_string())
+                .and_then(|txn| txn.commit().map_err(|e| e.to_string()));
+            let now = file(&shared.path);
+            if committed.is_err() || now >= len {
+                break;
+            }
+            len = now;
+        }
+    });
+    match compacted {
+        Ok(()) => tracing::info!(
+            before,
+            after = file(&shared.path),
+            live,
+            ms = started.elapsed().as_millis() as u64,
+            "store defragmented"
+        ),
+        Err(e) => tracing::warn!(error = %e, before, live, "store: defragmentation failed"),
+    }
+}
+
+/// Commits the batch; how many compacted log entries it purged.
+fn commit_batch(shared: &Shared, batch: &mut Vec<WriteRequest>, purge_chunk: usize) -> usize {
     let mut results = Vec::with_capacity(batch.len());
     let mut events = Vec::new();
     match apply_batch(shared, batch, &mut results, &mut events, purge_chunk) {
-        Ok((revision, compact)) => {
+        Ok((revision, compact, purged)) => {
             shared.revision.store(revision, Ordering::SeqCst);
             shared.compact_revision.store(compact, Ordering::SeqCst);
             if !events.is_empty() {
@@ -332,32 +429,36 @@ fn commit_batch(shared: &Shared, batch: &mut Vec<WriteRequest>, purge_chunk: usi
             for (req, result) in batch.drain(..).zip(results) {
                 let _ = req.reply.send(result);
             }
+            purged
         }
         Err(e) => {
             tracing::error!(error = %e, writes = batch.len(), "store commit failed");
             for req in batch.drain(..) {
                 let _ = req.reply.send(Err(e.clone()));
             }
+            0
         }
     }
 }
 
 /// Applies the batch in one transaction. The outer error aborts the whole transaction
-/// (storage failure); per-operation outcomes (conflicts etc.) go to `results`.
+/// (storage failure); per-operation outcomes (conflicts etc.) go to `results`. Returns the
+/// revision, the compact revision and how many compacted log entries it purged.
 fn apply_batch(
     shared: &Shared,
     batch: &mut [WriteRequest],
     results: &mut Vec<Result<Reply>>,
     events: &mut Vec<Event>,
     purge_chunk: usize,
-) -> Result<(Revision, Revision)> {
-    let mut txn = shared
-        .db
+) -> Result<(Revision, Revision, usize)> {
+    let db = shared.db();
+    let mut txn = db
         .begin_write()
         .map_err(Error::storage("beginning a write"))?;
     txn.set_durability(Durability::Immediate);
     let mut revision = shared.revision.load(Ordering::SeqCst);
     let mut compact = shared.compact_revision.load(Ordering::SeqCst);
+    let mut purged = 0usize;
     {
         let mut kv = txn.open_table(KV).map_err(Error::storage("opening kv"))?;
         let mut log = txn.open_table(LOG).map_err(Error::storage("opening log"))?;
@@ -403,11 +504,12 @@ fn apply_batch(
         }
         // Physically drop a bounded chunk of compacted history per transaction.
         if compact > 0 {
-            let purged = log
+            let extracted = log
                 .extract_from_if(..compact, |_, _| true)
                 .map_err(Error::storage("compacting the log"))?;
-            for entry in purged.take(purge_chunk) {
+            for entry in extracted.take(purge_chunk) {
                 entry.map_err(Error::storage("compacting the log"))?;
+                purged += 1;
             }
         }
         meta.insert(META_REVISION, revision)
@@ -416,7 +518,7 @@ fn apply_batch(
             .map_err(Error::storage("writing the compact revision"))?;
     }
     txn.commit().map_err(Error::storage("committing"))?;
-    Ok((revision, compact))
+    Ok((revision, compact, purged))
 }
 
 struct WriteTables<'a, 't> {
@@ -578,8 +680,8 @@ impl WriteTables<'_, '_> {
 // Reads
 
 fn get_current(shared: &Shared, key: &[u8]) -> Result<Option<KeyValue>> {
-    let txn = shared
-        .db
+    let db = shared.db();
+    let txn = db
         .begin_read()
         .map_err(Error::storage("beginning a read"))?;
     let kv = txn.open_table(KV).map_err(Error::storage("opening kv"))?;
@@ -590,8 +692,8 @@ fn get_current(shared: &Shared, key: &[u8]) -> Result<Option<KeyValue>> {
 }
 
 fn range_blocking(shared: &Shared, prefix: &[u8], opts: &RangeOptions) -> Result<RangeResult> {
-    let txn = shared
-        .db
+    let db = shared.db();
+    let txn = db
         .begin_read()
         .map_err(Error::storage("beginning a read"))?;
     let meta = txn
@@ -707,8 +809,8 @@ fn range_blocking(shared: &Shared, prefix: &[u8], opts: &RangeOptions) -> Result
 
 /// Current and compact revision as one snapshot sees them.
 fn revisions(shared: &Shared) -> Result<(Revision, Revision)> {
-    let txn = shared
-        .db
+    let db = shared.db();
+    let txn = db
         .begin_read()
         .map_err(Error::storage("beginning a read"))?;
     let meta = txn
@@ -729,8 +831,8 @@ fn replay_chunk(
     end: Revision,
     max: usize,
 ) -> Result<(Vec<Event>, Revision)> {
-    let txn = shared
-        .db
+    let db = shared.db();
+    let txn = db
         .begin_read()
         .map_err(Error::storage("beginning a read"))?;
     let meta = txn
@@ -935,11 +1037,8 @@ mod tests {
     use redb::ReadableTableMetadata;
 
     fn log_bounds(s: &EmbeddedStore) -> Result<(usize, Option<Revision>)> {
-        let txn = s
-            .shared
-            .db
-            .begin_read()
-            .map_err(Error::storage("test read"))?;
+        let db = s.shared.db();
+        let txn = db.begin_read().map_err(Error::storage("test read"))?;
         let log = txn.open_table(LOG).map_err(Error::storage("test read"))?;
         let len = log.len().map_err(Error::storage("test read"))? as usize;
         let first = log
@@ -967,13 +1066,104 @@ mod tests {
         }
         assert_eq!(log_bounds(&s)?, (30, Some(2)));
         s.compact(20).await?;
-        // The compaction's own transaction purges the first chunk (revisions 2..=6).
-        assert_eq!(log_bounds(&s)?, (25, Some(7)));
+        // The compaction's own transaction purges the first chunk (revisions 2..=6); the
+        // writer, idle, purges the rest chunk by chunk; history from 20 on stays.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let (len, first) = log_bounds(&s)?;
+            assert!(
+                first.is_some_and(|f| (7..=20).contains(&f)),
+                "{len} {first:?}"
+            );
+            if (len, first) == (12, Some(20)) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "purge stalled at {first:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         for i in 0..4u8 {
             s.update(&[b'k', i], vec![], None).await?;
         }
-        // Three more chunks removed 7..=19; history from 20 on stays, plus the 4 new writes.
         assert_eq!(log_bounds(&s)?, (12 + 4, Some(20)));
+        Ok(())
+    }
+
+    /// After churn and compaction the file is rewritten compactly, and every object and
+    /// the revision survive it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_churned_store_is_defragmented_after_compaction() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::Io {
+            context: "tempdir".into(),
+            err: Arc::new(e),
+        })?;
+        let s = Arc::new(EmbeddedStore::open(
+            dir.path(),
+            EmbeddedOptions {
+                defrag_min_bytes: 0,
+                ..EmbeddedOptions::default()
+            },
+        )?);
+        let size = || std::fs::metadata(s.path()).map(|m| m.len()).unwrap_or(0);
+        // 10,000 keys of 400 bytes (a small stored object), rewritten 3 times by 10
+        // writers: 30,000 writes.
+        let value = |i: usize, round: usize| vec![(i + round) as u8; 400];
+        for i in 0..10000 {
+            s.create(format!("/k/{i:04}").as_bytes(), value(i, 0))
+                .await?;
+        }
+        let mut writers = Vec::new();
+        for w in 0..10 {
+            let s = s.clone();
+            writers.push(tokio::spawn(async move {
+                for round in 1..=3 {
+                    for i in (w * 1000)..(w * 1000 + 1000) {
+                        s.update(format!("/k/{i:04}").as_bytes(), value(i, round), None)
+                            .await?;
+                    }
+                }
+                Ok::<_, Error>(())
+            }));
+        }
+        for w in writers {
+            w.await.map_err(|e| Error::Internal(e.to_string()))??;
+        }
+        let churned = size();
+        let rev = s.current_revision().await?;
+        s.compact(rev).await?;
+        // The purge and the defragmentation run in the writer: a write after them waits.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        // Compacting to `rev` keeps the change made at `rev`.
+        while log_bounds(&s)?.0 > 1 || size() * 2 > churned {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not defragmented: {} of {churned}",
+                size()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let after = s.create(b"/k/new", vec![1]).await?;
+        assert_eq!(after, rev + 1);
+        let live = {
+            let db = s.shared.db();
+            let txn = db.begin_write().map_err(Error::storage("test stats"))?;
+            let st = txn.stats().map_err(Error::storage("test stats"))?;
+            txn.abort().map_err(Error::storage("test stats"))?;
+            st.stored_bytes() + st.metadata_bytes()
+        };
+        // redb's compaction leaves the B-tree pages about half full and some free pages
+        // inside the file: about 3.6 times the live bytes here, not issue 15's 2 times
+        // (without defragmentation: 19 times).
+        assert!(
+            size() <= 4 * live && size() * 4 <= churned,
+            "file {} for {live} live bytes (churned: {churned})",
+            size()
+        );
+        let page = s.range(b"/k/", RangeOptions::default()).await?;
+        assert_eq!(page.kvs.len(), 10001);
+        assert_eq!(page.kvs[7].value, value(7, 3));
         Ok(())
     }
 }
