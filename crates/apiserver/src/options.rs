@@ -7,8 +7,6 @@ use serde_json::Value;
 use skiff_meta::selector::{FieldSelector, LabelSelector};
 use skiff_store::Revision;
 
-use crate::watchcache::Prepared;
-
 /// Options of a list.
 #[derive(Debug, Default, Clone)]
 pub struct ListOptions {
@@ -56,13 +54,6 @@ impl std::ops::Deref for CachedObject {
             CachedObject::Owned(v) => v,
         }
     }
-}
-
-/// A page of a list as the watch cache holds its items (each with its JSON).
-pub struct ItemPage {
-    pub items: Vec<Arc<Prepared>>,
-    pub revision: Revision,
-    pub continue_token: Option<String>,
 }
 
 /// Options of a delete (query parameters and the DeleteOptions body).

@@ -10,13 +10,14 @@ use skiff_store::{RangeOptions, Revision, Store};
 
 use crate::admit::{Admission, AfterWrite, Objects};
 use crate::error::{ApiError, Cause};
-pub use crate::options::{CachedObject, DeleteOptions, Deleted, ItemPage, ListOptions, ListPage};
+pub use crate::options::{CachedObject, DeleteOptions, Deleted, ListOptions, ListPage};
 use crate::resource::Resource;
 use crate::resources::lookup;
 use crate::selectable::Selectable;
 use crate::storage::{decode_as, encode_as, key, prefix};
 use crate::strategy;
 use crate::subresource::Subresource;
+pub use crate::watchcache::ItemPage;
 use crate::watchcache::{Prepared, WatchCache};
 use skiff_meta::object::{name_of, rv_of, set_rv};
 

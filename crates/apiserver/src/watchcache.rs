@@ -458,6 +458,14 @@ fn storage_prefix(key: &str) -> Option<&str> {
     Some(&key[..ROOT.len() + group_end + 1 + plural_end + 1])
 }
 
+/// A page of a list as the watch cache holds its items (each with its JSON), from the
+/// cache or read from the store.
+pub struct ItemPage {
+    pub items: Vec<Arc<Prepared>>,
+    pub revision: Revision,
+    pub continue_token: Option<String>,
+}
+
 /// Items of a list served from the cache.
 pub struct CachedList {
     pub items: Vec<Arc<Prepared>>,

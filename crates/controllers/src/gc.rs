@@ -630,6 +630,23 @@ impl Collector {
             }
             Plan::DropForeground(owner) => remove_finalizer(client, &owner, FOREGROUND).await,
             Plan::Collect(obj, mut states) => {
+                // The graph may not have seen the dependent's latest change yet (an owner
+                // deleted with `orphan` releases its dependents just before it goes): act
+                // on its live state, as kube's attemptToDeleteItem does. Owners that
+                // changed since: its watch event plans it again.
+                let Some(live) = obj.api(client).get_opt(&obj.name).await? else {
+                    return Ok(());
+                };
+                let live_owners = live.metadata.owner_references.unwrap_or_default();
+                if live.metadata.uid.as_deref() != Some(obj.uid.as_str())
+                    || live_owners.len() != obj.owners.len()
+                    || live_owners
+                        .iter()
+                        .zip(&obj.owners)
+                        .any(|(a, b)| a.uid != b.uid)
+                {
+                    return Ok(());
+                }
                 for (s, r) in states.iter_mut().zip(&obj.owners) {
                     if *s == OwnerState::Dangling
                         && !self.confirmed_gone(obj.namespace.as_deref(), r).await
@@ -645,9 +662,10 @@ impl Collector {
                     }
                     _ => DeleteParams::background(),
                 };
+                // Not if it changed since it was read.
                 dp.preconditions = Some(Preconditions {
                     uid: Some(obj.uid.clone()),
-                    resource_version: None,
+                    resource_version: live.metadata.resource_version.clone(),
                 });
                 match obj.api(client).delete(&obj.name, &dp).await {
                     Ok(_) => {
