@@ -66,6 +66,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let done = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
+    let row = |writes: usize, live: f64, note: &str| {
+        println!(
+            "{:>10} {:>8.1} {:>10.1} {:>10.1} {:>7.1}{note}",
+            writes,
+            start.elapsed().as_secs_f64(),
+            file_mib(),
+            live,
+            file_mib() / live
+        );
+    };
     let mut tasks = Vec::new();
     for t in 0..64usize {
         let (store, done) = (store.clone(), done.clone());
@@ -85,15 +95,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut next = step;
     while next <= writes {
         if done.load(Ordering::Relaxed) >= next {
-            let live = live_mib(store.clone()).await;
-            println!(
-                "{:>10} {:>8.1} {:>10.1} {:>10.1} {:>7.1}",
-                next,
-                start.elapsed().as_secs_f64(),
-                file_mib(),
-                live,
-                file_mib() / live
-            );
+            row(next, live_mib(store.clone()).await, "");
             next += step;
         } else {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -108,14 +110,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     store
         .update(key(0).as_bytes(), vec![b'z'; value_bytes], None)
         .await?;
-    let live = live_mib(store.clone()).await;
-    println!(
-        "{:>10} {:>8.1} {:>10.1} {:>10.1} {:>7.1}   (after the last compaction)",
+    row(
         writes,
-        start.elapsed().as_secs_f64(),
-        file_mib(),
-        live,
-        file_mib() / live
+        live_mib(store.clone()).await,
+        "   (after the last compaction)",
     );
     compactor.abort();
     Ok(())
