@@ -1221,6 +1221,34 @@ mod tests {
         Ok(())
     }
 
+    /// A client paging many lists cannot make the cache keep more than `SNAPSHOTS` of
+    /// them: the oldest goes, and its next pages come from elsewhere.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn list_snapshots_are_bounded() -> Result<(), Box<dyn std::error::Error>> {
+        let (_dir, store, cms) = embedded()?;
+        let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+        let cache = WatchCache::start(store.clone(), crate::resources::RESOURCES, stop_rx);
+        let mut last = 0;
+        for name in ["a", "b", "c"] {
+            last = store
+                .create(
+                    format!("/registry/core/configmaps/n/{name}").as_bytes(),
+                    cm("n", name, "0"),
+                )
+                .await?;
+        }
+        assert!(cache.wait_for(last, Duration::from_secs(5)).await);
+        let prefix = "/registry/core/configmaps/";
+        for _ in 0..(SNAPSHOTS * 3) {
+            let first = cache
+                .list(cms, prefix, None, |_| true, 1, None)
+                .ok_or("not ready")?;
+            assert!(first.more);
+        }
+        assert_eq!(lock(&cache.shared.snapshots).len(), SNAPSHOTS);
+        Ok(())
+    }
+
     /// Past the backlog, a watch must read the store: the cache says so.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn watches_from_before_the_backlog_go_to_the_store(
