@@ -205,6 +205,89 @@ pub fn image(img: &skiff_image::Image, size: u64) -> Value {
         "Os": cfg.os,
         "Size": size,
         "RootFS": {"Type": "layers", "Layers": cfg.rootfs.diff_ids},
-        "Metadata": {"LastTagTime": ""},
+        "Metadata": {"LastTagTime": ZERO_TIME},
+    })
+}
+
+/// The STATUS column of `ps` and the `Status` of the API's container list:
+/// "Up 5 minutes", "Exited (0) 2 hours ago", "Created", …
+pub fn status_text(c: &Container) -> String {
+    use crate::format::{human_duration, since};
+    use skiff_engine::Status;
+    let s = &c.state;
+    let ago = |t: &Option<String>| human_duration(since(t.as_deref().unwrap_or("")));
+    match s.status {
+        Status::Running => format!("Up {}", ago(&s.started_at)),
+        Status::Paused => format!("Up {} (Paused)", ago(&s.started_at)),
+        Status::Restarting => format!("Restarting ({}) {} ago", s.exit_code, ago(&s.finished_at)),
+        Status::Exited => format!("Exited ({}) {} ago", s.exit_code, ago(&s.finished_at)),
+        Status::Created => "Created".into(),
+        ref other => other.as_str().to_string(),
+    }
+}
+
+/// The ports a container publishes now: none unless it is running (as docker's `ps`
+/// and container list show them).
+pub fn published_ports(c: &Container) -> &[skiff_engine::network::PortBinding] {
+    let s = &c.state;
+    if !s.status.is_active() {
+        &[]
+    } else if !s.ports.is_empty() {
+        &s.ports
+    } else {
+        &c.record.ports
+    }
+}
+
+/// A container's command as `ps` and the API's list show it: path and arguments.
+pub fn command_line(c: &Container) -> String {
+    std::iter::once(c.record.path.clone())
+        .chain(c.record.args.iter().cloned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A network in the shape of `docker network inspect` (one array element), with the
+/// running containers attached to it.
+pub fn network(n: &skiff_engine::network::Network, containers: &[Container]) -> Value {
+    let mut members = Map::new();
+    for c in containers.iter().filter(|c| c.state.status.is_active()) {
+        let plan: Option<skiff_engine::state::NetPlan> =
+            skiff_engine::persist::read_json(&c.dir.join("net.json")).ok();
+        if let Some(a) = plan
+            .as_ref()
+            .and_then(|p| p.attachments.iter().find(|a| a.network == n.name))
+        {
+            members.insert(
+                c.record.id.clone(),
+                json!({
+                    "Name": c.record.name,
+                    "IPv4Address": format!("{}/{}", a.ip, a.bridge.prefix),
+                    "IPv6Address": "",
+                }),
+            );
+        }
+    }
+    json!({
+        "Name": n.name,
+        "Id": n.id,
+        "Created": if n.created.is_empty() { ZERO_TIME } else { &n.created },
+        "Scope": "local",
+        "Driver": "bridge",
+        "EnableIPv6": false,
+        "IPAM": {
+            "Driver": "default",
+            "Options": {},
+            "Config": [{
+                "Subnet": format!("{}/{}", n.bridge.subnet, n.bridge.prefix),
+                "Gateway": n.bridge.gateway.to_string(),
+            }],
+        },
+        "Internal": n.internal,
+        "Attachable": false,
+        "Ingress": false,
+        "Containers": members,
+        "Options": {"com.docker.network.bridge.name": n.bridge.bridge},
+        "Labels": n.labels,
     })
 }

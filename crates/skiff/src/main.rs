@@ -7,6 +7,7 @@
 mod agent;
 mod commands;
 mod dnsserve;
+mod dockerapi;
 mod format;
 mod hollow;
 mod inspect;

@@ -285,6 +285,11 @@ fn published_port_serves_http_and_conflicts_are_refused() {
     let mapped = r.ok(&["port", "web2", "80"]);
     let p2: u16 = mapped.trim().rsplit(':').next().unwrap().parse().unwrap();
     assert!(http_get(p2, "/index.html").contains("hello from skiff"));
+    // A stopped container publishes nothing, and ps shows no ports for it (docker's).
+    r.ok(&["stop", "-t", "1", "web2"]);
+    let ps = r.ok(&["ps", "-a", "--no-trunc"]);
+    let row = ps.lines().find(|l| l.ends_with("web2")).unwrap();
+    assert!(!row.contains("->80/tcp"), "{ps}");
     r.ok(&["rm", "-f", "web", "web2"]);
     // The veths went with their namespaces.
     std::thread::sleep(std::time::Duration::from_millis(300));

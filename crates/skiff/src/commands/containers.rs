@@ -225,41 +225,12 @@ pub(crate) fn ps(root: &Path, a: PsArgs) -> Result<i32> {
     .collect::<Vec<_>>()];
     for c in list {
         let r = &c.record;
-        let mut cmd = std::iter::once(r.path.clone())
-            .chain(r.args.iter().cloned())
-            .collect::<Vec<_>>()
-            .join(" ");
+        let mut cmd = crate::inspect::command_line(&c);
         if !no_trunc && cmd.chars().count() > 20 {
             cmd = cmd.chars().take(19).collect::<String>() + "…";
         }
-        let s = &c.state;
-        let status = match s.status {
-            skiff_engine::Status::Running => format!(
-                "Up {}",
-                format::human_duration(format::since(s.started_at.as_deref().unwrap_or("")))
-            ),
-            skiff_engine::Status::Paused => format!(
-                "Up {} (Paused)",
-                format::human_duration(format::since(s.started_at.as_deref().unwrap_or("")))
-            ),
-            skiff_engine::Status::Restarting => format!(
-                "Restarting ({}) {} ago",
-                s.exit_code,
-                format::human_duration(format::since(s.finished_at.as_deref().unwrap_or("")))
-            ),
-            skiff_engine::Status::Exited => format!(
-                "Exited ({}) {} ago",
-                s.exit_code,
-                format::human_duration(format::since(s.finished_at.as_deref().unwrap_or("")))
-            ),
-            skiff_engine::Status::Created => "Created".into(),
-            ref other => other.as_str().to_string(),
-        };
-        let ports = if c.state.status.is_active() && !s.ports.is_empty() {
-            &s.ports
-        } else {
-            &r.ports
-        };
+        let status = crate::inspect::status_text(&c);
+        let ports = crate::inspect::published_ports(&c);
         let ports = ports
             .iter()
             .map(|p| {

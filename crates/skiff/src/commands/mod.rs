@@ -36,7 +36,7 @@ pub(crate) fn configure_bridge(
     Ok(())
 }
 
-fn engine(root: &Path) -> Result<Engine> {
+pub(crate) fn engine(root: &Path) -> Result<Engine> {
     let exe = skiff_runtime::sealed::helper_exe()
         .map_err(|e| anyhow!("cannot find the skiff executable: {e}"))?;
     let mut e = Engine::open(root, &exe)?;

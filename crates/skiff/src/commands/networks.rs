@@ -131,46 +131,7 @@ pub(crate) fn network(root: &Path, n: NetworkCmd) -> Result<i32> {
             let mut out = Vec::new();
             for name in &names {
                 let n = net::get_network(&e.root, &e.bridge, name)?;
-                let mut members = serde_json::Map::new();
-                for c in containers.iter().filter(|c| c.state.status.is_active()) {
-                    let plan: Option<skiff_engine::state::NetPlan> =
-                        skiff_engine::persist::read_json(&c.dir.join("net.json")).ok();
-                    if let Some(a) = plan
-                        .as_ref()
-                        .and_then(|p| p.attachments.iter().find(|a| a.network == n.name))
-                    {
-                        members.insert(
-                            c.record.id.clone(),
-                            serde_json::json!({
-                                "Name": c.record.name,
-                                "IPv4Address": format!("{}/{}", a.ip, a.bridge.prefix),
-                                "IPv6Address": "",
-                            }),
-                        );
-                    }
-                }
-                out.push(serde_json::json!({
-                    "Name": n.name,
-                    "Id": n.id,
-                    "Created": n.created,
-                    "Scope": "local",
-                    "Driver": "bridge",
-                    "EnableIPv6": false,
-                    "IPAM": {
-                        "Driver": "default",
-                        "Options": {},
-                        "Config": [{
-                            "Subnet": format!("{}/{}", n.bridge.subnet, n.bridge.prefix),
-                            "Gateway": n.bridge.gateway.to_string(),
-                        }],
-                    },
-                    "Internal": n.internal,
-                    "Attachable": false,
-                    "Ingress": false,
-                    "Containers": members,
-                    "Options": {"com.docker.network.bridge.name": n.bridge.bridge},
-                    "Labels": n.labels,
-                }));
+                out.push(crate::inspect::network(&n, &containers));
             }
             format::print_inspect(&out, fmt.as_deref())?;
             Ok(0)

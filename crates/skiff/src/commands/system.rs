@@ -21,6 +21,15 @@ pub(crate) enum SystemCmd {
     },
     /// Restart containers with `--restart always` (for a boot-time unit).
     Boot,
+    /// Serve the Docker Engine API (as `podman system service`) for the docker CLI,
+    /// docker-compose and the SDKs.
+    Service {
+        /// Seconds without a connection before the service exits (0: never).
+        #[arg(short = 't', long = "time", default_value_t = 5)]
+        time: u64,
+        /// unix:///path (default unix:///run/skiff/docker.sock) or tcp://127.0.0.1:PORT.
+        uri: Option<String>,
+    },
 }
 
 pub(crate) fn info(root: &Path) -> Result<i32> {
@@ -70,14 +79,28 @@ pub(crate) fn version() -> Result<i32> {
     Ok(0)
 }
 
+/// `system service`: the Docker Engine API until `time` seconds pass without a
+/// connection (0: never).
+fn service(root: &Path, time: u64, uri: Option<String>) -> Result<i32> {
+    let listen = crate::dockerapi::parse_listen(
+        &uri.unwrap_or_else(|| format!("unix://{}", crate::dockerapi::DEFAULT_SOCKET)),
+    )
+    .map_err(|e| crate::Exit(125, e.to_string()))?;
+    // The engine opens (and reconciles stale state) before the first request.
+    engine(root)?;
+    let idle = (time > 0).then(|| std::time::Duration::from_secs(time));
+    crate::dockerapi::serve(root, listen, idle)
+}
+
 pub(crate) fn system(root: &Path, s: SystemCmd) -> Result<i32> {
-    let e = engine(root)?;
     match s {
+        SystemCmd::Service { time, uri } => service(root, time, uri),
         SystemCmd::Prune {
             force: _,
             all: _,
             volumes,
         } => {
+            let e = engine(root)?;
             println!("Deleted Containers:");
             for c in e.list()? {
                 if !c.state.status.is_active() {
@@ -101,6 +124,7 @@ pub(crate) fn system(root: &Path, s: SystemCmd) -> Result<i32> {
             Ok(0)
         }
         SystemCmd::Boot => {
+            let e = engine(root)?;
             let mut failed = false;
             for c in e.list()? {
                 let p = &c.record.host.restart_policy.name;

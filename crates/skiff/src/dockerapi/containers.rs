@@ -1,0 +1,337 @@
+//! `/containers/…`: list, inspect and the lifecycle calls that need no streams.
+
+use super::{no_content, ok, Answer, ApiError, Req};
+use hyper::StatusCode;
+use serde_json::{json, Value};
+use skiff_engine::{Container, Engine, Status};
+
+fn engine(req: &Req) -> Result<Engine, ApiError> {
+    Ok(crate::commands::engine(&req.root)?)
+}
+
+/// Seconds since the epoch of an RFC 3339 time (0 if it is not one).
+pub(super) fn unix_time(t: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(t)
+        .map(|d| d.timestamp())
+        .unwrap_or(0)
+}
+
+/// One container in the shape of `GET /containers/json`.
+fn summary(c: &Container) -> Value {
+    let r = &c.record;
+    let ports: Vec<Value> = crate::inspect::published_ports(c)
+        .iter()
+        .map(|p| {
+            json!({
+                "IP": if p.host_ip.is_empty() { "0.0.0.0" } else { &p.host_ip },
+                "PrivatePort": p.container_port,
+                "PublicPort": p.host_port,
+                "Type": p.proto,
+            })
+        })
+        .collect();
+    let inspected = crate::inspect::container(c);
+    let networks = inspected
+        .pointer("/NetworkSettings/Networks")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let mounts: Vec<Value> = r
+        .mounts
+        .iter()
+        .map(|m| {
+            json!({
+                "Type": m.kind,
+                "Name": m.name,
+                "Source": m.source,
+                "Destination": m.destination,
+                "Mode": m.mode,
+                "RW": m.rw,
+                "Propagation": m.propagation,
+            })
+        })
+        .collect();
+    json!({
+        "Id": r.id,
+        "Names": [format!("/{}", r.name)],
+        "Image": r.image,
+        "ImageID": r.image_id,
+        "Command": crate::inspect::command_line(c),
+        "Created": unix_time(&r.created),
+        "Ports": ports,
+        "Labels": r.labels,
+        "State": c.state.status.as_str(),
+        "Status": crate::inspect::status_text(c),
+        "HostConfig": { "NetworkMode": if r.host.network_mode.is_empty() { "bridge" } else { &r.host.network_mode } },
+        "NetworkSettings": { "Networks": networks },
+        "Mounts": mounts,
+    })
+}
+
+const STATES: [&str; 7] = [
+    "created",
+    "restarting",
+    "running",
+    "removing",
+    "paused",
+    "exited",
+    "dead",
+];
+
+/// Refuses a filter docker would refuse (unknown name, bad value, unknown container
+/// for before/since) or one skiff cannot answer faithfully.
+fn check(name: &str, value: &str, all: &[Container]) -> Result<(), ApiError> {
+    match name {
+        "id" | "label" | "ancestor" => Ok(()),
+        "name" => {
+            let core = value
+                .trim_start_matches('/')
+                .trim_start_matches('^')
+                .trim_end_matches('$');
+            if core.chars().any(|ch| "*+?()[]{}|\\".contains(ch)) {
+                return Err(ApiError::bad(format!(
+                    "name filter {value:?}: only plain names with ^ and $ anchors are supported"
+                )));
+            }
+            Ok(())
+        }
+        "status" if STATES.contains(&value) => Ok(()),
+        "status" => Err(ApiError::bad(format!(
+            "invalid filter 'status={value}': must be one of {}",
+            STATES.join(", ")
+        ))),
+        "exited" => value
+            .parse::<i32>()
+            .map(|_| ())
+            .map_err(|_| ApiError::bad(format!("invalid filter 'exited={value}'"))),
+        "before" | "since" => all
+            .iter()
+            .any(|o| o.record.id.starts_with(value) || o.record.name == value)
+            .then_some(())
+            .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("No such container: {value}"))),
+        other => Err(ApiError::bad(format!("invalid filter '{other}'"))),
+    }
+}
+
+/// Whether `c` passes one of docker's container list filters (checked by [`check`]).
+fn passes(c: &Container, name: &str, value: &str, all: &[Container]) -> Result<bool, ApiError> {
+    let r = &c.record;
+    Ok(match name {
+        "id" => r.id.starts_with(value),
+        // docker matches the name as a regular expression; a plain substring is what
+        // nearly every script passes, and a regex it cannot take fails loudly below.
+        // docker matches the name as a regular expression; [`check`] lets through
+        // only plain names and ^/$ anchors.
+        "name" => {
+            let v = value.trim_start_matches('/');
+            let core = v.trim_start_matches('^').trim_end_matches('$');
+            match (v.starts_with('^'), v.ends_with('$')) {
+                (true, true) => r.name == core,
+                (true, false) => r.name.starts_with(core),
+                (false, true) => r.name.ends_with(core),
+                (false, false) => r.name.contains(core),
+            }
+        }
+        "label" => match value.split_once('=') {
+            Some((k, v)) => r.labels.get(k).is_some_and(|x| x == v),
+            None => r.labels.contains_key(value),
+        },
+        "status" => c.state.status.as_str() == value,
+        "exited" => c.state.status == Status::Exited && value.parse() == Ok(c.state.exit_code),
+        "ancestor" => {
+            r.image == value
+                || r.image_id == value
+                || r.image_id
+                    .strip_prefix("sha256:")
+                    .is_some_and(|h| !value.is_empty() && h.starts_with(value))
+                || skiff_image::normalize_reference(value)
+                    .ok()
+                    .zip(skiff_image::normalize_reference(&r.image).ok())
+                    .is_some_and(|(a, b)| a == b)
+        }
+        "before" | "since" => {
+            let other = all
+                .iter()
+                .find(|o| o.record.id.starts_with(value) || o.record.name == value)
+                .ok_or_else(|| {
+                    ApiError(StatusCode::NOT_FOUND, format!("No such container: {value}"))
+                })?;
+            let (mine, theirs) = (
+                unix_time_ns(&r.created),
+                unix_time_ns(&other.record.created),
+            );
+            if name == "before" {
+                mine < theirs
+            } else {
+                mine > theirs
+            }
+        }
+        other => return Err(ApiError::bad(format!("invalid filter '{other}'"))),
+    })
+}
+
+fn unix_time_ns(t: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(t)
+        .ok()
+        .and_then(|d| d.timestamp_nanos_opt())
+        .unwrap_or(0)
+}
+
+/// `GET /containers/json?all&limit&size&filters`.
+pub(super) fn list(req: &Req) -> Answer {
+    if req.flag("size")? {
+        return Err(ApiError(
+            StatusCode::NOT_IMPLEMENTED,
+            "size=true (ps --size) is not built yet in skiff's Docker API".into(),
+        ));
+    }
+    let all = req.flag("all")?;
+    let limit = req.int("limit")?.filter(|n| *n > 0);
+    let filters = req.filters()?;
+    let e = engine(req)?;
+    let mut cs = e.list()?;
+    // A bad filter is an error even when no container would be asked about it.
+    for (n, v) in &filters {
+        check(n, v, &cs)?;
+    }
+    cs.sort_by_key(|c| std::cmp::Reverse(unix_time_ns(&c.record.created)));
+    // Filters are ANDed across names and ORed within one name, as docker's.
+    let mut by_name: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for (n, v) in &filters {
+        by_name.entry(n.as_str()).or_default().push(v.as_str());
+    }
+    // A status or exited filter (or a limit) shows stopped containers too.
+    let show_all =
+        all || limit.is_some() || by_name.contains_key("status") || by_name.contains_key("exited");
+    let mut out = Vec::new();
+    for c in &cs {
+        if !show_all && !c.state.status.is_active() {
+            continue;
+        }
+        let mut keep = true;
+        for (name, values) in &by_name {
+            let mut any = false;
+            for v in values {
+                any |= passes(c, name, v, &cs)?;
+            }
+            keep &= any;
+        }
+        if keep {
+            out.push(summary(c));
+        }
+        if limit.is_some_and(|l| out.len() as i64 >= l) {
+            break;
+        }
+    }
+    ok(Value::Array(out))
+}
+
+/// `GET /containers/{id}/json`.
+pub(super) fn inspect(req: &Req, id: &str) -> Answer {
+    let e = engine(req)?;
+    let c = e.get(id)?;
+    let mut v = crate::inspect::container(&c);
+    if req.flag("size")? {
+        return Err(ApiError(
+            StatusCode::NOT_IMPLEMENTED,
+            "size=true (inspect --size) is not built yet in skiff's Docker API".into(),
+        ));
+    }
+    if let Value::Object(m) = &mut v {
+        m.entry("Id").or_insert_with(|| json!(c.record.id));
+    }
+    ok(v)
+}
+
+/// `POST /containers/{id}/stop?t=` (and `signal`): 204, or 304 if it was not running.
+pub(super) fn stop(req: &Req, id: &str) -> Answer {
+    if req.query.get("signal").is_some_and(|s| !s.is_empty()) {
+        return Err(ApiError(
+            StatusCode::NOT_IMPLEMENTED,
+            "stop with a signal other than the container's stop signal is not built yet".into(),
+        ));
+    }
+    let t = req.int("t")?;
+    let e = engine(req)?;
+    let c = e.get(id)?;
+    if !c.state.status.is_active() {
+        return no_content(StatusCode::NOT_MODIFIED);
+    }
+    e.stop(&c.record.id, t)?;
+    no_content(StatusCode::NO_CONTENT)
+}
+
+/// `POST /containers/{id}/kill?signal=`: 204, 409 if it is not running.
+pub(super) fn kill(req: &Req, id: &str) -> Answer {
+    let signal = req
+        .query
+        .get("signal")
+        .filter(|s| !s.is_empty())
+        .cloned()
+        .unwrap_or_else(|| "KILL".into());
+    skiff_engine::ops::parse_signal(&signal)?;
+    let e = engine(req)?;
+    let c = e.get(id)?;
+    if !c.state.status.is_active() {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!(
+                "Cannot kill container: {id}: Container {} is not running",
+                c.record.id
+            ),
+        ));
+    }
+    e.kill(&c.record.id, &signal)?;
+    no_content(StatusCode::NO_CONTENT)
+}
+
+/// `POST /containers/{id}/pause` and `/unpause`.
+pub(super) fn pause(req: &Req, id: &str, paused: bool) -> Answer {
+    let e = engine(req)?;
+    e.pause(id, paused)?;
+    no_content(StatusCode::NO_CONTENT)
+}
+
+/// `POST /containers/{id}/wait?condition=not-running`: `{"StatusCode": n}` once it
+/// is not running.
+pub(super) fn wait(req: &Req, id: &str) -> Answer {
+    match req.query.get("condition").map(|s| s.as_str()) {
+        None | Some("") | Some("not-running") => {}
+        Some(c @ ("next-exit" | "removed")) => {
+            return Err(ApiError(
+                StatusCode::NOT_IMPLEMENTED,
+                format!("wait condition {c:?} is not built yet in skiff's Docker API"),
+            ))
+        }
+        Some(other) => {
+            return Err(ApiError::bad(format!(
+                "invalid condition: {other:?} (not-running, next-exit or removed)"
+            )))
+        }
+    }
+    let e = engine(req)?;
+    let code = e.wait(id, None)?;
+    ok(json!({ "StatusCode": code }))
+}
+
+/// `DELETE /containers/{id}?force&v`: 204; 409 for a running container without force.
+pub(super) fn remove(req: &Req, id: &str) -> Answer {
+    if req.flag("link")? {
+        return Err(ApiError::bad("links are not supported by skiff"));
+    }
+    let force = req.flag("force")?;
+    let volumes = req.flag("v")?;
+    let e = engine(req)?;
+    let c = e.get(id)?;
+    if c.state.status.is_active() && !force {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!(
+                "cannot remove container \"/{}\": container is {}: stop the container before removing or force remove",
+                c.record.name,
+                c.state.status.as_str()
+            ),
+        ));
+    }
+    e.remove(&c.record.id, force, volumes)?;
+    no_content(StatusCode::NO_CONTENT)
+}

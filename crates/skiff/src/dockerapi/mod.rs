@@ -1,0 +1,568 @@
+//! `skiff system service`: the Docker Engine API (podman's `system service`), so the
+//! real docker CLI, compose and the SDKs drive the engine through a unix socket (or a
+//! loopback TCP port).
+//!
+//! Daemonless stays true: every request opens the engine as the CLI does (the same
+//! root, state files and locks), so `skiff run` and a client of the socket see the same
+//! containers, and containers keep running when the service stops. The service exits
+//! after `--time` seconds without a connection (0: never).
+//!
+//! What is served so far: `/_ping`, `/version`, `/info`, the container list, inspect,
+//! stop, kill, pause, unpause, wait and remove, the image list and inspect, the network
+//! and volume lists and inspects. Any other endpoint answers 501 with a message naming
+//! it: it is not built yet, and says so.
+
+mod containers;
+mod objects;
+mod system;
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The newest API version served (docker 28.2's).
+pub const API_VERSION: &str = "1.50";
+/// The oldest API version a client may ask for (docker's `MinAPIVersion`).
+pub const MIN_API_VERSION: &str = "1.24";
+/// Where the service listens by default.
+pub const DEFAULT_SOCKET: &str = "/run/skiff/docker.sock";
+
+type Body = Full<Bytes>;
+
+/// An API error: docker's `{"message": …}` with its status.
+#[derive(Debug)]
+pub(crate) struct ApiError(pub StatusCode, pub String);
+
+impl ApiError {
+    pub(crate) fn bad(msg: impl Into<String>) -> Self {
+        ApiError(StatusCode::BAD_REQUEST, msg.into())
+    }
+}
+
+impl From<skiff_engine::EngineError> for ApiError {
+    fn from(e: skiff_engine::EngineError) -> Self {
+        use skiff_engine::EngineError as E;
+        let status = match &e {
+            E::NoSuchContainer(_) => StatusCode::NOT_FOUND,
+            E::Ambiguous(_) | E::Invalid(_) => StatusCode::BAD_REQUEST,
+            E::Conflict(_) | E::NotRunning(_) => StatusCode::CONFLICT,
+            E::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
+            E::Image(i) => return i.into(),
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+impl From<&skiff_image::ImageError> for ApiError {
+    fn from(e: &skiff_image::ImageError) -> Self {
+        use skiff_image::ImageError as E;
+        let status = match e {
+            E::NotFound(_) => StatusCode::NOT_FOUND,
+            E::Ambiguous(_) | E::InvalidReference { .. } | E::Invalid(_) => StatusCode::BAD_REQUEST,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+impl From<skiff_image::ImageError> for ApiError {
+    fn from(e: skiff_image::ImageError) -> Self {
+        (&e).into()
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))
+    }
+}
+
+pub(crate) type Answer = std::result::Result<Response<Body>, ApiError>;
+
+pub(crate) fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+pub(crate) fn ok(v: Value) -> Answer {
+    Ok(json_response(StatusCode::OK, &v))
+}
+
+pub(crate) fn no_content(status: StatusCode) -> Answer {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = status;
+    Ok(r)
+}
+
+/// One request as the handlers see it: the path without its version, the query and
+/// the engine root. (No endpoint served yet reads a body.)
+pub(crate) struct Req {
+    pub method: Method,
+    /// Path segments after the version, percent-decoded.
+    pub path: Vec<String>,
+    pub query: HashMap<String, String>,
+    pub root: PathBuf,
+}
+
+impl Req {
+    /// A boolean query parameter as docker reads them (`1`, `true`, `True`: true;
+    /// absent, `0`, `false`: false).
+    pub fn flag(&self, name: &str) -> std::result::Result<bool, ApiError> {
+        match self.query.get(name).map(|s| s.as_str()) {
+            None | Some("") | Some("0") | Some("false") | Some("False") => Ok(false),
+            Some("1") | Some("true") | Some("True") => Ok(true),
+            Some(other) => Err(ApiError::bad(format!(
+                "invalid value for {name}: {other:?} is not a boolean"
+            ))),
+        }
+    }
+
+    /// An integer query parameter, if given.
+    pub fn int(&self, name: &str) -> std::result::Result<Option<i64>, ApiError> {
+        match self.query.get(name).filter(|s| !s.is_empty()) {
+            None => Ok(None),
+            Some(s) => s.parse().map(Some).map_err(|_| {
+                ApiError::bad(format!("invalid value for {name}: {s:?} is not an integer"))
+            }),
+        }
+    }
+
+    /// The `filters` parameter: docker's JSON map of filter name to values, in either
+    /// of its two encodings (`{"label":{"a=b":true}}` or `{"label":["a=b"]}`).
+    pub fn filters(&self) -> std::result::Result<Vec<(String, String)>, ApiError> {
+        let Some(raw) = self.query.get("filters").filter(|s| !s.is_empty()) else {
+            return Ok(Vec::new());
+        };
+        let v: Value = serde_json::from_str(raw)
+            .map_err(|e| ApiError::bad(format!("invalid filters {raw:?}: {e}")))?;
+        let Value::Object(m) = v else {
+            return Err(ApiError::bad(format!(
+                "invalid filters {raw:?}: not a JSON object"
+            )));
+        };
+        let mut out = Vec::new();
+        for (name, values) in m {
+            match values {
+                Value::Object(vals) => {
+                    for (val, on) in vals {
+                        if on == Value::Bool(true) {
+                            out.push((name.clone(), val));
+                        }
+                    }
+                }
+                Value::Array(vals) => {
+                    for val in vals {
+                        let Value::String(val) = val else {
+                            return Err(ApiError::bad(format!(
+                                "invalid filter {name}: values must be strings"
+                            )));
+                        };
+                        out.push((name.clone(), val));
+                    }
+                }
+                _ => {
+                    return Err(ApiError::bad(format!(
+                        "invalid filter {name}: not a list or map of values"
+                    )))
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Splits `/v1.43/containers/json` into the version asked for (if any) and the rest.
+fn split_version(path: &str) -> std::result::Result<(Option<&str>, &str), ApiError> {
+    let Some(rest) = path.strip_prefix("/v") else {
+        return Ok((None, path));
+    };
+    let end = rest.find('/').unwrap_or(rest.len());
+    let version = &rest[..end];
+    if version.is_empty() || !version.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return Ok((None, path));
+    }
+    let parsed = parse_version(version)
+        .ok_or_else(|| ApiError::bad(format!("invalid API version {version:?} in the path")))?;
+    if parsed > parse_version(API_VERSION).unwrap_or_default() {
+        return Err(ApiError::bad(format!(
+            "client version {version} is too new. Maximum supported API version is {API_VERSION}"
+        )));
+    }
+    if parsed < parse_version(MIN_API_VERSION).unwrap_or_default() {
+        return Err(ApiError::bad(format!(
+            "client version {version} is too old. Minimum supported API version is {MIN_API_VERSION}, please upgrade your client to a newer version"
+        )));
+    }
+    Ok((Some(version), &rest[end..]))
+}
+
+fn parse_version(v: &str) -> Option<(u32, u32)> {
+    let (a, b) = v.split_once('.')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn parse_query(q: Option<&str>) -> HashMap<String, String> {
+    q.unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (percent_decode(k), percent_decode(v)),
+            None => (percent_decode(p), String::new()),
+        })
+        .collect()
+}
+
+/// Headers every answer carries, as dockerd's.
+fn server_headers(r: &mut Response<Body>) {
+    let h = r.headers_mut();
+    h.insert(
+        "api-version",
+        hyper::header::HeaderValue::from_static(API_VERSION),
+    );
+    h.insert(
+        "docker-experimental",
+        hyper::header::HeaderValue::from_static("false"),
+    );
+    h.insert("ostype", hyper::header::HeaderValue::from_static("linux"));
+    h.insert(
+        "server",
+        hyper::header::HeaderValue::from_static(concat!(
+            "skiff/",
+            env!("CARGO_PKG_VERSION"),
+            " (linux)"
+        )),
+    );
+}
+
+async fn handle(root: Arc<PathBuf>, req: Request<Incoming>) -> Response<Body> {
+    let mut r = match answer(root, req).await {
+        Ok(r) => r,
+        Err(ApiError(status, message)) => {
+            if status.is_server_error() {
+                tracing::warn!(%status, %message, "docker API");
+            }
+            json_response(status, &json!({ "message": message }))
+        }
+    };
+    server_headers(&mut r);
+    r
+}
+
+async fn answer(root: Arc<PathBuf>, req: Request<Incoming>) -> Answer {
+    let (parts, _body) = req.into_parts();
+    let (_version, path) = split_version(parts.uri.path())?;
+    let path: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(percent_decode)
+        .collect();
+    let req = Req {
+        method: parts.method,
+        path,
+        query: parse_query(parts.uri.query()),
+        root: root.as_ref().clone(),
+    };
+    // The engine's calls block (files, locks, waiting for a container): off the
+    // reactor.
+    tokio::task::spawn_blocking(move || route(&req))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+}
+
+fn route(req: &Req) -> Answer {
+    let p: Vec<&str> = req.path.iter().map(|s| s.as_str()).collect();
+    let m = &req.method;
+    match (m, p.as_slice()) {
+        (&Method::GET | &Method::HEAD, ["_ping"]) => system::ping(m == Method::HEAD),
+        (&Method::GET, ["version"]) => system::version(),
+        (&Method::GET, ["info"]) => system::info(&req.root),
+        (&Method::GET, ["containers", "json"]) => containers::list(req),
+        (&Method::GET, ["containers", id, "json"]) => containers::inspect(req, id),
+        (&Method::POST, ["containers", id, "stop"]) => containers::stop(req, id),
+        (&Method::POST, ["containers", id, "kill"]) => containers::kill(req, id),
+        (&Method::POST, ["containers", id, "pause"]) => containers::pause(req, id, true),
+        (&Method::POST, ["containers", id, "unpause"]) => containers::pause(req, id, false),
+        (&Method::POST, ["containers", id, "wait"]) => containers::wait(req, id),
+        (&Method::DELETE, ["containers", id]) => containers::remove(req, id),
+        (&Method::GET, ["networks"]) => objects::networks(req),
+        (&Method::GET, ["networks", id]) => objects::network(req, id),
+        (&Method::GET, ["volumes"]) => objects::volumes(req),
+        (&Method::GET, ["volumes", name]) => objects::volume(req, name),
+        (&Method::GET, ["plugins"]) => ok(json!([])),
+        (&Method::GET, ["plugins", name, "json"]) => objects::plugin(name),
+        (&Method::GET, ["images", "json"]) => system::images(req),
+        (&Method::GET, ["images", rest @ .., "json"]) if !rest.is_empty() => {
+            system::image_inspect(req, &rest.join("/"))
+        }
+        _ => Err(ApiError(
+            StatusCode::NOT_IMPLEMENTED,
+            format!(
+                "skiff's Docker API does not serve {} /{} yet",
+                req.method,
+                req.path.join("/")
+            ),
+        )),
+    }
+}
+
+/// Where the service listens.
+pub(crate) enum Listen {
+    Unix(PathBuf),
+    Tcp(std::net::SocketAddr),
+}
+
+/// Parses `unix:///path` or `tcp://127.0.0.1:PORT`.
+pub(crate) fn parse_listen(s: &str) -> Result<Listen> {
+    if let Some(p) = s.strip_prefix("unix://") {
+        if !p.starts_with('/') {
+            bail!("invalid address {s:?}: a unix socket path must be absolute (unix:///path)");
+        }
+        return Ok(Listen::Unix(PathBuf::from(p)));
+    }
+    if let Some(a) = s.strip_prefix("tcp://") {
+        let addr: std::net::SocketAddr = a
+            .parse()
+            .map_err(|e| anyhow!("invalid address {s:?}: {e} (tcp://IP:PORT)"))?;
+        if !addr.ip().is_loopback() {
+            bail!(
+                "refusing to serve the Docker API on {addr} without TLS client certificates: \
+                 skiff serves plain TCP only on a loopback address (TLS is not built yet)"
+            );
+        }
+        return Ok(Listen::Tcp(addr));
+    }
+    bail!("invalid address {s:?}: expected unix:///path or tcp://127.0.0.1:PORT")
+}
+
+/// A unix socket at `path`, mode 0660; a stale socket file nobody listens on is
+/// replaced, a live one is an error.
+fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            bail!("{} exists and is not a socket", path.display());
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!("another service is already listening on {}", path.display());
+        }
+        std::fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
+    }
+    let l = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("listening on {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("setting the mode of {}", path.display()))?;
+    Ok(l)
+}
+
+/// Connections open now, and when the last one closed (or the service started).
+struct Activity {
+    open: AtomicUsize,
+    since: Mutex<Instant>,
+}
+
+impl Activity {
+    fn idle_for(&self) -> Option<Duration> {
+        (self.open.load(Ordering::SeqCst) == 0)
+            .then(|| self.since.lock().map(|t| t.elapsed()).unwrap_or_default())
+    }
+}
+
+/// A connection's byte stream (unix or TCP).
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Io for T {}
+
+fn serve_conn(stream: Box<dyn Io>, root: Arc<PathBuf>, activity: Arc<Activity>) {
+    activity.open.fetch_add(1, Ordering::SeqCst);
+    tokio::spawn(async move {
+        let svc = hyper::service::service_fn(move |req| {
+            let root = root.clone();
+            async move { Ok::<_, std::convert::Infallible>(handle(root, req).await) }
+        });
+        if let Err(e) = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), svc)
+            .with_upgrades()
+            .await
+        {
+            tracing::debug!(error = %e, "docker API connection");
+        }
+        if let Ok(mut t) = activity.since.lock() {
+            *t = Instant::now();
+        }
+        activity.open.fetch_sub(1, Ordering::SeqCst);
+    });
+}
+
+/// Serves the API on `listen` until `idle` passes without a connection (None: until
+/// killed) or SIGINT/SIGTERM.
+pub(crate) fn serve(root: &Path, listen: Listen, idle: Option<Duration>) -> Result<i32> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let root = Arc::new(root.to_path_buf());
+    rt.block_on(async move {
+        let activity = Arc::new(Activity {
+            open: AtomicUsize::new(0),
+            since: Mutex::new(Instant::now()),
+        });
+        enum L {
+            Unix(tokio::net::UnixListener, PathBuf),
+            Tcp(tokio::net::TcpListener),
+        }
+        let listener = match listen {
+            Listen::Unix(p) => {
+                let l = bind_unix(&p)?;
+                eprintln!("serving the Docker API on unix://{}", p.display());
+                L::Unix(l, p)
+            }
+            Listen::Tcp(a) => {
+                let l = tokio::net::TcpListener::bind(a)
+                    .await
+                    .with_context(|| format!("listening on {a}"))?;
+                eprintln!("serving the Docker API on tcp://{}", l.local_addr()?);
+                L::Tcp(l)
+            }
+        };
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                c = async {
+                    match &listener {
+                        L::Unix(l, _) => l.accept().await.map(|(s, _)| Box::new(s) as Box<dyn Io>),
+                        L::Tcp(l) => l.accept().await.map(|(s, _)| Box::new(s) as Box<dyn Io>),
+                    }
+                } => match c {
+                    Ok(s) => serve_conn(s, root.clone(), activity.clone()),
+                    Err(e) => tracing::warn!(error = %e, "docker API: accept"),
+                },
+                _ = tick.tick() => {
+                    if let (Some(limit), Some(idle_for)) = (idle, activity.idle_for()) {
+                        if idle_for >= limit {
+                            break;
+                        }
+                    }
+                }
+                _ = tokio::signal::ctrl_c() => break,
+                _ = term.recv() => break,
+            }
+        }
+        if let L::Unix(_, p) = &listener {
+            let _ = std::fs::remove_file(p);
+        }
+        Ok(0)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_in_the_path() {
+        assert_eq!(split_version("/_ping").unwrap(), (None, "/_ping"));
+        assert_eq!(
+            split_version("/v1.43/containers/json").unwrap(),
+            (Some("1.43"), "/containers/json")
+        );
+        assert_eq!(
+            split_version("/v1.50/info").unwrap(),
+            (Some("1.50"), "/info")
+        );
+        let too_new = split_version("/v1.51/info").unwrap_err();
+        assert_eq!(too_new.0, StatusCode::BAD_REQUEST);
+        assert!(too_new.1.contains("too new"), "{}", too_new.1);
+        assert!(split_version("/v1.12/info")
+            .unwrap_err()
+            .1
+            .contains("too old"));
+        // A path that only starts with v is not a version.
+        assert_eq!(split_version("/volumes").unwrap(), (None, "/volumes"));
+    }
+
+    #[test]
+    fn filters_in_both_encodings() {
+        let req = |f: &str| Req {
+            method: Method::GET,
+            path: vec![],
+            query: parse_query(Some(&format!("filters={}", f))),
+            root: PathBuf::new(),
+        };
+        let mut got =
+            req("%7B%22label%22%3A%7B%22a%3Db%22%3Atrue%7D%2C%22status%22%3A%5B%22exited%22%5D%7D")
+                .filters()
+                .unwrap();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                ("label".to_string(), "a=b".to_string()),
+                ("status".to_string(), "exited".to_string())
+            ]
+        );
+        assert_eq!(
+            req("%5B1%5D").filters().unwrap_err().0,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            req("nojson").filters().unwrap_err().0,
+            StatusCode::BAD_REQUEST
+        );
+    }
+
+    #[test]
+    fn listen_addresses() {
+        assert!(matches!(
+            parse_listen("unix:///run/x.sock"),
+            Ok(Listen::Unix(_))
+        ));
+        assert!(matches!(
+            parse_listen("tcp://127.0.0.1:2375"),
+            Ok(Listen::Tcp(_))
+        ));
+        let open = parse_listen("tcp://0.0.0.0:2375")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(open.contains("without TLS"), "{open}");
+        assert!(parse_listen("unix://relative.sock").is_err());
+        assert!(parse_listen("http://x").is_err());
+    }
+}

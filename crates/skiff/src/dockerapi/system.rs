@@ -1,0 +1,256 @@
+//! `/_ping`, `/version`, `/info` and the image list and inspect.
+
+use super::containers::unix_time;
+use super::{ok, Answer, ApiError, Req, API_VERSION, MIN_API_VERSION};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Response, StatusCode};
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// `GET|HEAD /_ping`: `OK`, with the API version in the headers (the client
+/// negotiates from it) and the classic builder (this CLI has no buildx).
+pub(super) fn ping(head: bool) -> Answer {
+    let mut r = Response::new(Full::new(if head {
+        Bytes::new()
+    } else {
+        Bytes::from_static(b"OK")
+    }));
+    *r.status_mut() = StatusCode::OK;
+    let h = r.headers_mut();
+    h.insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(
+        "cache-control",
+        hyper::header::HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+    );
+    h.insert(
+        "pragma",
+        hyper::header::HeaderValue::from_static("no-cache"),
+    );
+    h.insert(
+        "builder-version",
+        hyper::header::HeaderValue::from_static("1"),
+    );
+    Ok(r)
+}
+
+fn kernel() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// `GET /version`.
+pub(super) fn version() -> Answer {
+    let v = env!("CARGO_PKG_VERSION");
+    let arch = skiff_image::host_arch();
+    ok(json!({
+        "Platform": { "Name": "skiff" },
+        "Components": [{
+            "Name": "Engine",
+            "Version": v,
+            "Details": {
+                "ApiVersion": API_VERSION,
+                "MinAPIVersion": MIN_API_VERSION,
+                "Os": "linux",
+                "Arch": arch,
+                "KernelVersion": kernel(),
+                "Experimental": "false",
+            }
+        }],
+        "Version": v,
+        "ApiVersion": API_VERSION,
+        "MinAPIVersion": MIN_API_VERSION,
+        "GitCommit": "",
+        "GoVersion": "",
+        "Os": "linux",
+        "Arch": arch,
+        "KernelVersion": kernel(),
+        "BuildTime": "",
+    }))
+}
+
+fn os_name() -> String {
+    std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("PRETTY_NAME=")
+                    .map(|v| v.trim_matches('"').to_string())
+            })
+        })
+        .unwrap_or_else(|| "Linux".into())
+}
+
+fn mem_total() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("MemTotal:")
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
+        })
+        .unwrap_or(0)
+        * 1024
+}
+
+/// `GET /info`.
+pub(super) fn info(root: &Path) -> Answer {
+    let e = crate::commands::engine(root)?;
+    let all = e.list()?;
+    let count = |s: skiff_engine::Status| all.iter().filter(|c| c.state.status == s).count();
+    let running = count(skiff_engine::Status::Running);
+    let paused = count(skiff_engine::Status::Paused);
+    let images = e.images.all_images()?.len();
+    let cg = skiff_runtime::cgroups::Host::detect().map_err(anyhow::Error::from)?;
+    let v2 = cg.version == skiff_runtime::cgroups::Version::V2;
+    let host = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let id = std::fs::read_to_string("/etc/machine-id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    ok(json!({
+        "ID": id,
+        "Containers": all.len(),
+        "ContainersRunning": running,
+        "ContainersPaused": paused,
+        "ContainersStopped": all.len() - running - paused,
+        "Images": images,
+        "Driver": "overlay2",
+        "DriverStatus": [["Backing Filesystem", "extfs"]],
+        "Plugins": {
+            "Volume": ["local"],
+            "Network": ["bridge", "host", "none"],
+            "Authorization": null,
+            "Log": ["json-file"],
+        },
+        "MemoryLimit": true,
+        "SwapLimit": v2,
+        "CpuCfsPeriod": true,
+        "CpuCfsQuota": true,
+        "CPUShares": true,
+        "CPUSet": true,
+        "PidsLimit": true,
+        "IPv4Forwarding": std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").map(|s| s.trim() == "1").unwrap_or(false),
+        "Debug": false,
+        "NFd": std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0),
+        "NGoroutines": 0,
+        "SystemTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        "LoggingDriver": "json-file",
+        "CgroupDriver": "cgroupfs",
+        "CgroupVersion": if v2 { "2" } else { "1" },
+        "NEventsListener": 0,
+        "KernelVersion": kernel(),
+        "OperatingSystem": os_name(),
+        "OSVersion": "",
+        "OSType": "linux",
+        "Architecture": std::env::consts::ARCH,
+        "IndexServerAddress": "https://index.docker.io/v1/",
+        "RegistryConfig": null,
+        "NCPU": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "MemTotal": mem_total(),
+        "DockerRootDir": e.root,
+        "HttpProxy": "",
+        "HttpsProxy": "",
+        "NoProxy": "",
+        "Name": host,
+        "Labels": [],
+        "ExperimentalBuild": false,
+        "ServerVersion": env!("CARGO_PKG_VERSION"),
+        "Runtimes": { "skiff": { "path": "skiff" } },
+        "DefaultRuntime": "skiff",
+        "Swarm": { "LocalNodeState": "inactive" },
+        "LiveRestoreEnabled": true,
+        "Isolation": "",
+        "InitBinary": "skiff-init",
+        "SecurityOptions": ["name=seccomp,profile=builtin", if v2 { "name=cgroupns" } else { "name=cgroupv1" }],
+        "Warnings": [],
+    }))
+}
+
+fn image_summary(i: &skiff_image::Image) -> Value {
+    let tags: Vec<String> = i
+        .names
+        .iter()
+        .filter(|n| !n.contains('@'))
+        .map(|n| skiff_image::familiar_name(n))
+        .collect();
+    let digests: Vec<String> = i
+        .repo_digests
+        .iter()
+        .map(|n| skiff_image::familiar_name(n))
+        .collect();
+    json!({
+        "Id": i.id,
+        "ParentId": i.parent.clone().unwrap_or_default(),
+        "RepoTags": tags,
+        "RepoDigests": digests,
+        "Created": i.config.created.as_deref().map(unix_time).unwrap_or(0),
+        "Size": i.size,
+        "SharedSize": -1,
+        "Labels": i.config.config.labels,
+        "Containers": -1,
+    })
+}
+
+/// `GET /images/json?all&filters`: newest first; without `all`, untagged images that
+/// are the parents of others (build steps) are left out, as docker's.
+pub(super) fn images(req: &Req) -> Answer {
+    let all = req.flag("all")?;
+    let filters = req.filters()?;
+    let e = crate::commands::engine(&req.root)?;
+    let mut imgs = e.images.all_images()?;
+    let parents: std::collections::HashSet<String> =
+        imgs.iter().filter_map(|i| i.parent.clone()).collect();
+    imgs.sort_by_key(|i| std::cmp::Reverse(i.config.created.clone().unwrap_or_default()));
+    let mut out = Vec::new();
+    for i in &imgs {
+        let tagged = i.names.iter().any(|n| !n.contains('@'));
+        if !all && !tagged && parents.contains(&i.id) {
+            continue;
+        }
+        let mut keep = true;
+        for (name, value) in &filters {
+            keep &= match name.as_str() {
+                "dangling" => match value.as_str() {
+                    "true" | "1" => !tagged,
+                    "false" | "0" => tagged,
+                    _ => {
+                        return Err(ApiError::bad(format!(
+                            "invalid filter 'dangling={value}': must be true or false"
+                        )))
+                    }
+                },
+                "label" => match value.split_once('=') {
+                    Some((k, v)) => i.config.config.labels.get(k).is_some_and(|x| x == v),
+                    None => i.config.config.labels.contains_key(value),
+                },
+                "reference" => {
+                    let want = skiff_image::normalize_reference(value).ok();
+                    i.names.iter().any(|n| {
+                        Some(n) == want.as_ref()
+                            || skiff_image::familiar_name(n).split(':').next() == Some(value)
+                    })
+                }
+                other => return Err(ApiError::bad(format!("invalid filter '{other}'"))),
+            };
+        }
+        if keep {
+            out.push(image_summary(i));
+        }
+    }
+    ok(Value::Array(out))
+}
+
+/// `GET /images/{name}/json`.
+pub(super) fn image_inspect(req: &Req, name: &str) -> Answer {
+    let e = crate::commands::engine(&req.root)?;
+    let i = e.images.resolve(name)?;
+    ok(crate::inspect::image(&i, i.size))
+}

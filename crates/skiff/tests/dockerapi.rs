@@ -1,0 +1,293 @@
+//! `skiff system service`: the real docker CLI (28.2, /usr/local/bin/docker) against the
+//! Docker Engine API on a unix socket in the test's own root, sharing its containers
+//! with skiff's own CLI.
+// A test: a panic is its failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use skiff_testsupport::Root;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const EXE: &str = env!("CARGO_BIN_EXE_skiff");
+
+/// The service, killed (SIGTERM) when dropped.
+struct Service {
+    child: Child,
+    sock: PathBuf,
+}
+
+impl Service {
+    fn start(r: &Root, name: &str, extra: &[&str]) -> Service {
+        let sock = r.dir.join(name);
+        let uri = format!("unix://{}", sock.display());
+        let mut args = vec!["system", "service"];
+        args.extend_from_slice(extra);
+        args.push(&uri);
+        let child = r
+            .cmd(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while UnixStream::connect(&sock).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the service did not listen on {uri}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Service { child, sock }
+    }
+
+    fn docker(&self, args: &[&str]) -> Output {
+        let docker = "/usr/local/bin/docker";
+        assert!(
+            Path::new(docker).exists(),
+            "the docker CLI 28.2 is expected at {docker}"
+        );
+        Command::new(docker)
+            .args(args)
+            .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
+            .env("DOCKER_CONFIG", self.sock.with_extension("dockercfg"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.docker(args);
+        assert!(
+            o.status.success(),
+            "docker {args:?} failed: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// A raw HTTP/1.1 request: (status, body).
+    fn raw(&self, method: &str, path: &str) -> (u16, String) {
+        let mut s = UnixStream::connect(&self.sock).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let status = out[9..12].parse().unwrap();
+        let body = out
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) takes integers only.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn the_docker_cli_lists_inspects_stops_and_removes_skiffs_containers() {
+    let r = Root::with_busybox(EXE);
+    let svc = Service::start(&r, "docker.sock", &["--time", "0"]);
+    // The socket is not open to everyone.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&svc.sock).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o660, "socket mode {mode:o}");
+
+    let v = svc.ok(&["version"]);
+    assert!(v.contains("Server: skiff"), "{v}");
+    assert!(v.contains("1.50 (minimum version 1.24)"), "{v}");
+    let info = svc.ok(&[
+        "info",
+        "--format",
+        "{{.ServerVersion}} {{.Driver}} {{.OSType}}",
+    ]);
+    assert!(info.trim().ends_with("overlay2 linux"), "{info}");
+
+    // Containers made by skiff's CLI are the API's containers.
+    let web = r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "none",
+        "--label",
+        "tier=front",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let web = web.trim();
+    let o = r.run(&[
+        "run",
+        "--name",
+        "done",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+
+    let ps = svc.ok(&["ps", "--format", "{{.Names}} {{.Status}}"]);
+    assert!(ps.starts_with("web Up "), "running only: {ps}");
+    assert_eq!(ps.lines().count(), 1, "{ps}");
+    let all = svc.ok(&[
+        "ps",
+        "-a",
+        "--format",
+        "{{.Names}}|{{.Status}}|{{.Label \"tier\"}}",
+    ]);
+    assert!(all.contains("web|Up "), "{all}");
+    assert!(all.contains("done|Exited (3) "), "{all}");
+    assert!(all.contains("web|Up ") && all.contains("|front"), "{all}");
+    assert_eq!(
+        svc.ok(&["ps", "-a", "--filter", "exited=3", "--format", "{{.Names}}"])
+            .trim(),
+        "done"
+    );
+    assert_eq!(
+        svc.ok(&["ps", "-q", "--no-trunc", "--filter", "label=tier=front"])
+            .trim(),
+        web
+    );
+    assert_eq!(
+        svc.ok(&["ps", "-a", "--filter", "name=^we", "--format", "{{.Names}}"])
+            .trim(),
+        "web"
+    );
+    assert_eq!(
+        svc.ok(&["ps", "-a", "-n", "1", "--format", "{{.Names}}"])
+            .trim(),
+        "done"
+    );
+    // Bad filters are refused, as docker's, even where nothing would match.
+    let bad = svc.docker(&["ps", "--filter", "status=sleepy"]);
+    assert_eq!(bad.status.code(), Some(1), "{}", text(&bad));
+    assert!(
+        text(&bad).contains("invalid filter 'status=sleepy'"),
+        "{}",
+        text(&bad)
+    );
+    let bad = svc.docker(&["ps", "--filter", "colour=red"]);
+    assert!(
+        text(&bad).contains("invalid filter 'colour'"),
+        "{}",
+        text(&bad)
+    );
+
+    let i = svc.ok(&[
+        "inspect",
+        "-f",
+        "{{.Id}} {{.Name}} {{.State.Status}} {{.Config.Labels.tier}}",
+        "web",
+    ]);
+    assert_eq!(i.trim(), format!("{web} /web running front"));
+    let missing = svc.docker(&["inspect", "nothere"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        text(&missing).contains("No such object: nothere"),
+        "{}",
+        text(&missing)
+    );
+    let images = svc.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(images.lines().any(|l| l == "busybox:latest"), "{images}");
+    let img = svc.ok(&["image", "inspect", "-f", "{{.Id}}", "busybox"]);
+    assert!(img.trim().starts_with("sha256:"), "{img}");
+    assert!(svc.ok(&["network", "ls"]).contains("NETWORK ID"));
+    assert!(svc.ok(&["volume", "ls"]).contains("VOLUME NAME"));
+
+    // Removing a running container is a conflict; stop, then remove.
+    let o = svc.docker(&["rm", "web"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).contains("stop the container before removing or force remove"),
+        "{}",
+        text(&o)
+    );
+    let o = svc.docker(&["kill", "done"]);
+    assert!(text(&o).contains("is not running"), "{}", text(&o));
+    assert_eq!(svc.ok(&["stop", "-t", "1", "web"]).trim(), "web");
+    // Stopping a stopped container is fine (the API says 304).
+    assert_eq!(svc.ok(&["stop", "web"]).trim(), "web");
+    assert_eq!(svc.ok(&["wait", "done"]).trim(), "3");
+    assert!(
+        r.ok(&["ps", "-a"]).contains("web"),
+        "skiff sees the same containers"
+    );
+    svc.ok(&["rm", "web", "done"]);
+    assert_eq!(r.ok(&["ps", "-aq"]).trim(), "", "gone for skiff too");
+
+    // Raw calls: versions, unknown containers, endpoints not built yet.
+    let (status, body) = svc.raw("GET", "/v1.99/_ping");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("too new"), "{body}");
+    let (status, body) = svc.raw("GET", "/v1.24/containers/nothere/json");
+    assert_eq!(
+        (status, body.trim()),
+        (404, r#"{"message":"No such container: nothere"}"#)
+    );
+    let (status, body) = svc.raw("POST", "/v1.50/containers/create");
+    assert_eq!(status, 501, "{body}");
+    assert!(
+        body.contains("does not serve POST /containers/create"),
+        "{body}"
+    );
+    let (status, body) = svc.raw("HEAD", "/_ping");
+    assert_eq!((status, body.as_str()), (200, ""));
+}
+
+#[test]
+fn the_service_exits_when_idle_and_refuses_a_second_listener() {
+    let r = Root::new(EXE);
+    let mut svc = Service::start(&r, "idle.sock", &["--time", "1"]);
+    // A second service on the same live socket is refused.
+    let o = r.run(&[
+        "system",
+        "service",
+        &format!("unix://{}", svc.sock.display()),
+    ]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(text(&o).contains("already listening"), "{}", text(&o));
+    // Without connections, it leaves after --time and removes its socket.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = svc.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the idle service did not exit");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success());
+    assert!(!svc.sock.exists(), "the socket is removed on exit");
+    // TCP off loopback needs TLS, which is not built: refused, saying why.
+    let o = r.run(&["system", "service", "tcp://0.0.0.0:2375"]);
+    assert_eq!(o.status.code(), Some(125), "{}", text(&o));
+    assert!(
+        text(&o).contains("without TLS client certificates"),
+        "{}",
+        text(&o)
+    );
+}
