@@ -151,6 +151,10 @@ pub fn create(
 }
 
 pub fn inspect(root: &Path, name: &str) -> Result<Volume> {
+    // A name is one directory under the volumes: never a path out of it.
+    if !valid_volume_name(name) {
+        return Err(EngineError::Invalid(format!("get {name}: no such volume")));
+    }
     let dir = volumes_dir(root).join(name);
     let meta: Meta = crate::persist::read_json(&dir.join("meta.json"))
         .map_err(|_| EngineError::Invalid(format!("get {name}: no such volume")))?;
@@ -193,6 +197,31 @@ pub fn remove(root: &Path, name: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_volume_name_is_never_a_path() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = root.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(
+            outside.join("meta.json"),
+            r#"{"created_at":"2026-01-01T00:00:00Z","labels":{},"anonymous":false}"#,
+        )
+        .unwrap();
+        std::fs::create_dir_all(volumes_dir(root.path())).unwrap();
+        for name in [
+            "../outside",
+            "../../outside",
+            "..",
+            "/etc",
+            "a/../../outside",
+        ] {
+            let err = inspect(root.path(), name).unwrap_err().to_string();
+            assert!(err.contains("no such volume"), "{name}: {err}");
+            assert!(remove(root.path(), name).is_err(), "{name}");
+        }
+        assert!(outside.join("meta.json").exists());
+    }
 
     #[test]
     fn volume_specs() {

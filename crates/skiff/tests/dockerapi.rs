@@ -71,12 +71,27 @@ impl Service {
 
     /// A raw HTTP/1.1 request: (status, body).
     fn raw(&self, method: &str, path: &str) -> (u16, String) {
+        self.raw_body(method, path, 0)
+    }
+
+    /// A raw HTTP/1.1 request with a body of `len` bytes: (status, body).
+    fn raw_body(&self, method: &str, path: &str, len: usize) -> (u16, String) {
         let mut s = UnixStream::connect(&self.sock).unwrap();
         write!(
             s,
-            "{method} {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n"
         )
         .unwrap();
+        // The server may answer (and close) before all of it is sent.
+        let chunk = vec![b' '; 64 << 10];
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            if s.write_all(&chunk[..n]).is_err() {
+                break;
+            }
+            left -= n;
+        }
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         let status = out[9..12].parse().unwrap();
@@ -249,12 +264,17 @@ fn the_docker_cli_lists_inspects_stops_and_removes_skiffs_containers() {
         (status, body.trim()),
         (404, r#"{"message":"No such container: nothere"}"#)
     );
-    let (status, body) = svc.raw("POST", "/v1.50/containers/create");
+    let (status, body) = svc.raw("POST", "/v1.50/build");
     assert_eq!(status, 501, "{body}");
-    assert!(
-        body.contains("does not serve POST /containers/create"),
-        "{body}"
-    );
+    assert!(body.contains("does not serve POST /build"), "{body}");
+    let (status, body) = svc.raw("POST", "/v1.50/containers/create");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("invalid JSON in the create body"), "{body}");
+    // Hostile input: a volume name that climbs out of the volumes, a huge body.
+    let (status, body) = svc.raw("GET", "/v1.50/volumes/..%2F..%2F..%2Fetc");
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = svc.raw_body("POST", "/v1.50/containers/create", 16 << 20);
+    assert_eq!(status, 413, "{body}");
     let (status, body) = svc.raw("HEAD", "/_ping");
     assert_eq!((status, body.as_str()), (200, ""));
 }
@@ -290,4 +310,101 @@ fn the_service_exits_when_idle_and_refuses_a_second_listener() {
         "{}",
         text(&o)
     );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn docker_run_and_create_make_skiff_containers() {
+    let r = Root::with_busybox(EXE);
+    let svc = Service::start(&r, "run.sock", &["--time", "0"]);
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:80");
+    let id = svc.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        &publish,
+        "-e",
+        "GREETING=hi",
+        "--label",
+        "app=web",
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/var/www",
+    ]);
+    let id = id.trim();
+    assert_eq!(id.len(), 64, "{id}");
+    // Served on the published loopback port.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let body = loop {
+        let got = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
+            write!(s, "GET /index.html HTTP/1.0\r\n\r\n")?;
+            let mut b = String::new();
+            s.read_to_string(&mut b)?;
+            Ok(b)
+        });
+        match got {
+            Ok(b) if b.contains("hello from skiff") => break b,
+            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            other => panic!("nothing served on {port}: {other:?}"),
+        }
+    };
+    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+    let ps = svc.ok(&["ps", "--format", "{{.Names}} {{.Ports}} {{.Label \"app\"}}"]);
+    assert_eq!(ps.trim(), format!("web 127.0.0.1:{port}->80/tcp web"));
+    // skiff's CLI sees what docker made, with its environment.
+    let env = r.ok(&["exec", "web", "sh", "-c", "echo $GREETING"]);
+    assert_eq!(env.trim(), "hi");
+    // A name in use is a conflict.
+    let o = svc.docker(&["run", "-d", "--name", "web", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125), "{}", text(&o));
+    assert!(text(&o).to_lowercase().contains("conflict"), "{}", text(&o));
+    // create, then start, then wait: the exit code.
+    svc.ok(&[
+        "create",
+        "--name",
+        "job",
+        "--entrypoint",
+        "sh",
+        "busybox",
+        "-c",
+        "exit 4",
+    ]);
+    assert_eq!(
+        svc.ok(&[
+            "ps",
+            "-a",
+            "--filter",
+            "status=created",
+            "--format",
+            "{{.Names}}"
+        ])
+        .trim(),
+        "job"
+    );
+    svc.ok(&["start", "job"]);
+    assert_eq!(svc.ok(&["wait", "job"]).trim(), "4");
+    // A setting skiff would not apply is refused, not dropped.
+    let o = svc.docker(&["run", "-d", "--dns", "192.0.2.1", "busybox", "true"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        text(&o).contains("HostConfig.Dns is not supported"),
+        "{}",
+        text(&o)
+    );
+    svc.ok(&["rm", "-f", "web", "job"]);
+    assert_eq!(r.ok(&["ps", "-aq"]).trim(), "");
 }

@@ -7,18 +7,19 @@
 //! containers, and containers keep running when the service stops. The service exits
 //! after `--time` seconds without a connection (0: never).
 //!
-//! What is served so far: `/_ping`, `/version`, `/info`, the container list, inspect,
-//! stop, kill, pause, unpause, wait and remove, the image list and inspect, the network
+//! What is served so far: `/_ping`, `/version`, `/info`, the container list, create,
+//! start, inspect, stop, kill, pause, unpause, wait and remove, the image list and inspect, the network
 //! and volume lists and inspects. Any other endpoint answers 501 with a message naming
 //! it: it is not built yet, and says so.
 
 mod containers;
+mod create;
 mod objects;
 mod system;
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -35,6 +36,9 @@ pub const API_VERSION: &str = "1.50";
 pub const MIN_API_VERSION: &str = "1.24";
 /// Where the service listens by default.
 pub const DEFAULT_SOCKET: &str = "/run/skiff/docker.sock";
+/// The largest request body read (a container's create body): a bigger one is refused
+/// with 413 before it is read whole.
+const MAX_BODY: usize = 4 << 20;
 
 type Body = Full<Bytes>;
 
@@ -109,13 +113,14 @@ pub(crate) fn no_content(status: StatusCode) -> Answer {
     Ok(r)
 }
 
-/// One request as the handlers see it: the path without its version, the query and
-/// the engine root. (No endpoint served yet reads a body.)
+/// One request as the handlers see it: the path without its version, the query, the
+/// body (read whole, bounded) and the engine root.
 pub(crate) struct Req {
     pub method: Method,
     /// Path segments after the version, percent-decoded.
     pub path: Vec<String>,
     pub query: HashMap<String, String>,
+    pub body: Bytes,
     pub root: PathBuf,
 }
 
@@ -283,17 +288,35 @@ async fn handle(root: Arc<PathBuf>, req: Request<Incoming>) -> Response<Body> {
 }
 
 async fn answer(root: Arc<PathBuf>, req: Request<Incoming>) -> Answer {
-    let (parts, _body) = req.into_parts();
+    let (parts, body) = req.into_parts();
     let (_version, path) = split_version(parts.uri.path())?;
     let path: Vec<String> = path
         .split('/')
         .filter(|s| !s.is_empty())
         .map(percent_decode)
         .collect();
+    let too_big = || {
+        ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than {MAX_BODY} bytes"),
+        )
+    };
+    let body = http_body_util::Limited::new(body, MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                too_big()
+            } else {
+                ApiError::bad(format!("reading the request body: {e}"))
+            }
+        })?
+        .to_bytes();
     let req = Req {
         method: parts.method,
         path,
         query: parse_query(parts.uri.query()),
+        body,
         root: root.as_ref().clone(),
     };
     // The engine's calls block (files, locks, waiting for a container): off the
@@ -311,6 +334,8 @@ fn route(req: &Req) -> Answer {
         (&Method::GET, ["version"]) => system::version(),
         (&Method::GET, ["info"]) => system::info(&req.root),
         (&Method::GET, ["containers", "json"]) => containers::list(req),
+        (&Method::POST, ["containers", "create"]) => create::create(req),
+        (&Method::POST, ["containers", id, "start"]) => create::start(req, id),
         (&Method::GET, ["containers", id, "json"]) => containers::inspect(req, id),
         (&Method::POST, ["containers", id, "stop"]) => containers::stop(req, id),
         (&Method::POST, ["containers", id, "kill"]) => containers::kill(req, id),
@@ -415,7 +440,10 @@ fn serve_conn(stream: Box<dyn Io>, root: Arc<PathBuf>, activity: Arc<Activity>) 
             let root = root.clone();
             async move { Ok::<_, std::convert::Infallible>(handle(root, req).await) }
         });
+        // A client that never finishes its headers is dropped (slowloris).
         if let Err(e) = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(30))
             .serve_connection(TokioIo::new(stream), svc)
             .with_upgrades()
             .await
@@ -523,6 +551,7 @@ mod tests {
             method: Method::GET,
             path: vec![],
             query: parse_query(Some(&format!("filters={}", f))),
+            body: Bytes::new(),
             root: PathBuf::new(),
         };
         let mut got =
