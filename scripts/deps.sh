@@ -18,6 +18,9 @@ command -v dnsmasq >/dev/null 2>&1 || need+=(dnsmasq-base)
 # The registry tests: a real Distribution registry and skopeo as the second client.
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
+# The Docker API tests drive `skiff system service` with the real docker CLI (this
+# machine ships 28.2 at /usr/local/bin/docker; elsewhere Debian's client).
+command -v docker >/dev/null 2>&1 || need+=(docker-cli)
 if [ "${SKIFF_BENCH:-}" = 1 ]; then
   command -v runc >/dev/null 2>&1 || need+=(runc)
   command -v h2load >/dev/null 2>&1 || need+=(nghttp2-client)

@@ -1,4 +1,4 @@
-//! `skiff system service`: the real docker CLI (28.2, /usr/local/bin/docker) against the
+//! `skiff system service`: the real docker CLI (28.2 at /usr/local/bin/docker) against the
 //! Docker Engine API on a unix socket in the test's own root, sharing its containers
 //! with skiff's own CLI.
 // A test: a panic is its failure report.
@@ -44,11 +44,13 @@ impl Service {
     }
 
     fn docker(&self, args: &[&str]) -> Output {
-        let docker = "/usr/local/bin/docker";
-        assert!(
-            Path::new(docker).exists(),
-            "the docker CLI 28.2 is expected at {docker}"
-        );
+        // The machine's docker CLI 28.2, else the one on PATH (the README's test
+        // command installs Debian's docker-cli where there is none).
+        let docker = if Path::new("/usr/local/bin/docker").exists() {
+            "/usr/local/bin/docker"
+        } else {
+            "docker"
+        };
         Command::new(docker)
             .args(args)
             .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
@@ -71,11 +73,12 @@ impl Service {
 
     /// A raw HTTP/1.1 request: (status, body).
     fn raw(&self, method: &str, path: &str) -> (u16, String) {
-        self.raw_body(method, path, 0)
+        self.raw_body(method, path, 0, 0)
     }
 
-    /// A raw HTTP/1.1 request with a body of `len` bytes: (status, body).
-    fn raw_body(&self, method: &str, path: &str, len: usize) -> (u16, String) {
+    /// A raw HTTP/1.1 request declaring a body of `len` bytes and sending `send` of
+    /// them: (status, body).
+    fn raw_body(&self, method: &str, path: &str, len: usize, send: usize) -> (u16, String) {
         let mut s = UnixStream::connect(&self.sock).unwrap();
         write!(
             s,
@@ -84,7 +87,7 @@ impl Service {
         .unwrap();
         // The server may answer (and close) before all of it is sent.
         let chunk = vec![b' '; 64 << 10];
-        let mut left = len;
+        let mut left = send;
         while left > 0 {
             let n = left.min(chunk.len());
             if s.write_all(&chunk[..n]).is_err() {
@@ -273,8 +276,9 @@ fn the_docker_cli_lists_inspects_stops_and_removes_skiffs_containers() {
     // Hostile input: a volume name that climbs out of the volumes, a huge body.
     let (status, body) = svc.raw("GET", "/v1.50/volumes/..%2F..%2F..%2Fetc");
     assert_eq!(status, 404, "{body}");
-    let (status, body) = svc.raw_body("POST", "/v1.50/containers/create", 16 << 20);
+    let (status, body) = svc.raw_body("POST", "/v1.50/containers/create", 16 << 20, 0);
     assert_eq!(status, 413, "{body}");
+    assert!(body.contains("larger than 4194304 bytes"), "{body}");
     let (status, body) = svc.raw("HEAD", "/_ping");
     assert_eq!((status, body.as_str()), (200, ""));
 }
@@ -312,6 +316,17 @@ fn the_service_exits_when_idle_and_refuses_a_second_listener() {
     );
 }
 
+/// The service's threads waiting for a container on a client's behalf.
+fn waiting_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter(|t| {
+            let comm = t.as_ref().unwrap().path().join("comm");
+            std::fs::read_to_string(comm).is_ok_and(|c| c.trim() == "docker-api-wait")
+        })
+        .count()
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -326,7 +341,7 @@ fn docker_run_and_create_make_skiff_containers() {
     let svc = Service::start(&r, "run.sock", &["--time", "0"]);
     let port = free_port();
     let publish = format!("127.0.0.1:{port}:80");
-    let id = svc.ok(&[
+    let run = svc.docker(&[
         "run",
         "-d",
         "--name",
@@ -345,8 +360,19 @@ fn docker_run_and_create_make_skiff_containers() {
         "-h",
         "/var/www",
     ]);
+    assert!(run.status.success(), "{}", text(&run));
+    // Nothing on stderr: the wait docker run asks for before it starts is served.
+    assert_eq!(String::from_utf8_lossy(&run.stderr), "");
+    let id = String::from_utf8_lossy(&run.stdout).into_owned();
     let id = id.trim();
     assert_eq!(id.len(), 64, "{id}");
+    // `docker run -d` asked for a wait (next-exit) before starting, then left: the
+    // service's waiting thread goes with it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while waiting_threads(svc.child.id()) > 0 {
+        assert!(Instant::now() < deadline, "a wait outlived its client");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // Served on the published loopback port.
     let deadline = Instant::now() + Duration::from_secs(20);
     let body = loop {

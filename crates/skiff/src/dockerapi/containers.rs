@@ -1,6 +1,7 @@
 //! `/containers/…`: list, inspect and the lifecycle calls that need no streams.
 
 use super::{no_content, ok, Answer, ApiError, Req};
+use bytes::Bytes;
 use hyper::StatusCode;
 use serde_json::{json, Value};
 use skiff_engine::{Container, Engine, Status};
@@ -291,26 +292,88 @@ pub(super) fn pause(req: &Req, id: &str, paused: bool) -> Answer {
     no_content(StatusCode::NO_CONTENT)
 }
 
-/// `POST /containers/{id}/wait?condition=not-running`: `{"StatusCode": n}` once it
-/// is not running.
+/// What a wait waits for.
+#[derive(PartialEq, Clone, Copy)]
+enum Until {
+    NotRunning,
+    NextExit,
+    Removed,
+}
+
+/// `POST /containers/{id}/wait?condition=`: 200 at once (as dockerd: `docker run`
+/// starts the container only once its wait is answered), then `{"StatusCode": n}` when
+/// the condition holds: `not-running` (the default), `next-exit` (an exit after this
+/// call), `removed`. The waiting thread stops when the client goes away.
 pub(super) fn wait(req: &Req, id: &str) -> Answer {
-    match req.query.get("condition").map(|s| s.as_str()) {
-        None | Some("") | Some("not-running") => {}
-        Some(c @ ("next-exit" | "removed")) => {
-            return Err(ApiError(
-                StatusCode::NOT_IMPLEMENTED,
-                format!("wait condition {c:?} is not built yet in skiff's Docker API"),
-            ))
-        }
+    let until = match req.query.get("condition").map(|s| s.as_str()) {
+        None | Some("") | Some("not-running") => Until::NotRunning,
+        Some("next-exit") => Until::NextExit,
+        Some("removed") => Until::Removed,
         Some(other) => {
             return Err(ApiError::bad(format!(
                 "invalid condition: {other:?} (not-running, next-exit or removed)"
             )))
         }
-    }
+    };
     let e = engine(req)?;
-    let code = e.wait(id, None)?;
-    ok(json!({ "StatusCode": code }))
+    let c = e.get(id)?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<Bytes>();
+    std::thread::Builder::new()
+        .name("docker-api-wait".into())
+        .spawn(move || {
+            if let Some(v) = wait_for(&e, c, until, || tx.is_closed()) {
+                let _ = tx.send(Bytes::from(format!("{v}\n")));
+            }
+        })
+        .map_err(anyhow::Error::from)?;
+    let body = futures::stream::once(async move {
+        Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(rx.await.unwrap_or_default()))
+    });
+    let mut r = hyper::Response::new(http_body_util::BodyExt::boxed(
+        http_body_util::StreamBody::new(body),
+    ));
+    r.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
+}
+
+/// Polls `c` until `until` holds (its answer) or `gone()` (None).
+fn wait_for(e: &Engine, mut c: Container, until: Until, gone: impl Fn() -> bool) -> Option<Value> {
+    let finished_before = c.state.finished_at.clone();
+    let mut delay = std::time::Duration::from_millis(2);
+    loop {
+        let done = match until {
+            Until::NotRunning => !c.state.status.is_active(),
+            Until::NextExit => {
+                !c.state.status.is_active()
+                    && c.state.finished_at.is_some()
+                    && c.state.finished_at != finished_before
+            }
+            Until::Removed => false,
+        };
+        if done {
+            return Some(json!({ "StatusCode": c.state.exit_code }));
+        }
+        if gone() {
+            return None;
+        }
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(std::time::Duration::from_millis(50));
+        if c.reload().is_err() {
+            // Removed (also by --rm): the last state known.
+            return Some(json!({ "StatusCode": c.state.exit_code }));
+        }
+        if c.state.monitor_pid > 0
+            && c.state.status.is_active()
+            && skiff_engine::state::process_start_time(c.state.monitor_pid)
+                != Some(c.state.monitor_start)
+        {
+            // Its monitor died: settle its state.
+            let _ = e.reconcile();
+        }
+    }
 }
 
 /// `DELETE /containers/{id}?force&v`: 204; 409 for a running container without force.

@@ -40,7 +40,13 @@ pub const DEFAULT_SOCKET: &str = "/run/skiff/docker.sock";
 /// with 413 before it is read whole.
 const MAX_BODY: usize = 4 << 20;
 
-type Body = Full<Bytes>;
+/// An answer's body: whole, or written later (a wait's result).
+pub(crate) type Body = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+
+/// A whole body.
+pub(crate) fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).boxed()
+}
 
 /// An API error: docker's `{"message": …}` with its status.
 #[derive(Debug)]
@@ -94,7 +100,7 @@ impl From<anyhow::Error> for ApiError {
 pub(crate) type Answer = std::result::Result<Response<Body>, ApiError>;
 
 pub(crate) fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
+    let mut r = Response::new(full(v.to_string()));
     *r.status_mut() = status;
     r.headers_mut().insert(
         "content-type",
@@ -108,7 +114,7 @@ pub(crate) fn ok(v: Value) -> Answer {
 }
 
 pub(crate) fn no_content(status: StatusCode) -> Answer {
-    let mut r = Response::new(Full::new(Bytes::new()));
+    let mut r = Response::new(full(Bytes::new()));
     *r.status_mut() = status;
     Ok(r)
 }
@@ -301,6 +307,16 @@ async fn answer(root: Arc<PathBuf>, req: Request<Incoming>) -> Answer {
             format!("request body is larger than {MAX_BODY} bytes"),
         )
     };
+    // A declared length over the bound is refused before any of it is read.
+    if parts
+        .headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n > MAX_BODY as u64)
+    {
+        return Err(too_big());
+    }
     let body = http_body_util::Limited::new(body, MAX_BODY)
         .collect()
         .await

@@ -3,7 +3,6 @@
 use super::containers::unix_time;
 use super::{ok, Answer, ApiError, Req, API_VERSION, MIN_API_VERSION};
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::{Response, StatusCode};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -11,7 +10,7 @@ use std::path::Path;
 /// `GET|HEAD /_ping`: `OK`, with the API version in the headers (the client
 /// negotiates from it) and the classic builder (this CLI has no buildx).
 pub(super) fn ping(head: bool) -> Answer {
-    let mut r = Response::new(Full::new(if head {
+    let mut r = Response::new(super::full(if head {
         Bytes::new()
     } else {
         Bytes::from_static(b"OK")
