@@ -13,6 +13,16 @@ use std::time::{Duration, Instant};
 
 const EXE: &str = env!("CARGO_BIN_EXE_skiff");
 
+/// The machine's docker CLI 28.2, else the one on PATH (the README's test command
+/// installs Debian's docker-cli where there is none).
+fn docker_bin() -> &'static str {
+    if Path::new("/usr/local/bin/docker").exists() {
+        "/usr/local/bin/docker"
+    } else {
+        "docker"
+    }
+}
+
 /// The service, killed (SIGTERM) when dropped.
 struct Service {
     child: Child,
@@ -44,14 +54,7 @@ impl Service {
     }
 
     fn docker(&self, args: &[&str]) -> Output {
-        // The machine's docker CLI 28.2, else the one on PATH (the README's test
-        // command installs Debian's docker-cli where there is none).
-        let docker = if Path::new("/usr/local/bin/docker").exists() {
-            "/usr/local/bin/docker"
-        } else {
-            "docker"
-        };
-        Command::new(docker)
+        Command::new(docker_bin())
             .args(args)
             .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
             .env("DOCKER_CONFIG", self.sock.with_extension("dockercfg"))
@@ -318,11 +321,16 @@ fn the_service_exits_when_idle_and_refuses_a_second_listener() {
 
 /// The service's threads waiting for a container on a client's behalf.
 fn waiting_threads(pid: u32) -> usize {
+    threads_named(pid, "docker-api-wait")
+}
+
+/// The threads of process `pid` named `name`.
+fn threads_named(pid: u32, name: &str) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
         .filter(|t| {
             let comm = t.as_ref().unwrap().path().join("comm");
-            std::fs::read_to_string(comm).is_ok_and(|c| c.trim() == "docker-api-wait")
+            std::fs::read_to_string(comm).is_ok_and(|c| c.trim() == name)
         })
         .count()
 }
@@ -423,6 +431,52 @@ fn docker_run_and_create_make_skiff_containers() {
     );
     svc.ok(&["start", "job"]);
     assert_eq!(svc.ok(&["wait", "job"]).trim(), "4");
+    // Logs: by stream, followed until the container exits, tail, timestamps.
+    svc.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "talk",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; sleep 1; echo late",
+    ]);
+    let o = svc.docker(&["logs", "-f", "talk"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "out\nlate\n");
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "err\n");
+    // A follower that goes away takes the service's reading thread with it.
+    let mut follower = Command::new(docker_bin())
+        .args(["logs", "-f", "web"])
+        .env("DOCKER_HOST", format!("unix://{}", svc.sock.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while threads_named(svc.child.id(), "docker-api-logs") == 0 {
+        assert!(Instant::now() < deadline, "the follow never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+    while threads_named(svc.child.id(), "docker-api-logs") > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "a log follow outlived its client"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    svc.ok(&["rename", "talk", "chat"]);
+    assert_eq!(svc.ok(&["logs", "--tail", "1", "chat"]), "late\n");
+    let ts = svc.ok(&["logs", "-t", "chat"]);
+    let first = ts.lines().next().unwrap();
+    assert!(first.starts_with("20") && first.ends_with("Z out"), "{ts}");
+    let o = svc.docker(&["logs", "--tail", "many", "chat"]);
+    assert!(text(&o).contains("invalid value for tail"), "{}", text(&o));
     // A setting skiff would not apply is refused, not dropped.
     let o = svc.docker(&["run", "-d", "--dns", "192.0.2.1", "busybox", "true"]);
     assert_ne!(o.status.code(), Some(0));
@@ -431,6 +485,6 @@ fn docker_run_and_create_make_skiff_containers() {
         "{}",
         text(&o)
     );
-    svc.ok(&["rm", "-f", "web", "job"]);
+    svc.ok(&["rm", "-f", "web", "job", "chat"]);
     assert_eq!(r.ok(&["ps", "-aq"]).trim(), "");
 }

@@ -398,3 +398,175 @@ pub(super) fn remove(req: &Req, id: &str) -> Answer {
     e.remove(&c.record.id, force, volumes)?;
     no_content(StatusCode::NO_CONTENT)
 }
+
+/// A time given as docker's `since`/`until` (seconds since the epoch, with an optional
+/// fraction) in nanoseconds.
+fn epoch_ns(name: &str, v: &str) -> Result<i128, ApiError> {
+    let bad = || {
+        ApiError::bad(format!(
+            "invalid value for {name}: {v:?} (seconds since the epoch)"
+        ))
+    };
+    let (secs, frac) = v.split_once('.').unwrap_or((v, ""));
+    let secs: i128 = secs.parse().map_err(|_| bad())?;
+    if frac.len() > 9 || !frac.chars().all(|c| c.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let nanos: i128 = format!("{frac:0<9}").parse().map_err(|_| bad())?;
+    Ok(secs * 1_000_000_000 + nanos)
+}
+
+/// One log entry as the API streams it: framed by stream for a container without a
+/// TTY (docker's multiplexed format: stream, three zero bytes, big-endian length),
+/// raw for one with a TTY.
+fn log_frame(en: &skiff_engine::logs::Entry, timestamps: bool, tty: bool) -> Bytes {
+    let mut payload = Vec::with_capacity(en.log.len() + 32);
+    if timestamps {
+        payload.extend_from_slice(en.time.as_bytes());
+        payload.push(b' ');
+    }
+    payload.extend_from_slice(en.log.as_bytes());
+    if tty {
+        return Bytes::from(payload);
+    }
+    let mut out = Vec::with_capacity(payload.len() + 8);
+    out.push(if en.stream == "stderr" { 2 } else { 1 });
+    out.extend_from_slice(&[0, 0, 0]);
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(&payload);
+    Bytes::from(out)
+}
+
+/// `GET /containers/{id}/logs?stdout&stderr&follow&timestamps&tail&since&until`.
+pub(super) fn logs(req: &Req, id: &str) -> Answer {
+    let (want_out, want_err) = (req.flag("stdout")?, req.flag("stderr")?);
+    if !want_out && !want_err {
+        return Err(ApiError::bad(
+            "Bad parameters: you must choose at least one stream",
+        ));
+    }
+    let follow = req.flag("follow")?;
+    let timestamps = req.flag("timestamps")?;
+    let tail = match req.query.get("tail").map(|s| s.as_str()) {
+        None | Some("") | Some("all") => None,
+        Some(n) => Some(n.parse::<usize>().map_err(|_| {
+            ApiError::bad(format!("invalid value for tail: {n:?} (a number or all)"))
+        })?),
+    };
+    let since = match req
+        .query
+        .get("since")
+        .filter(|s| !s.is_empty() && *s != "0")
+    {
+        Some(v) => Some(epoch_ns("since", v)?),
+        None => None,
+    };
+    let until = match req
+        .query
+        .get("until")
+        .filter(|s| !s.is_empty() && *s != "0")
+    {
+        Some(v) => Some(epoch_ns("until", v)?),
+        None => None,
+    };
+    let e = engine(req)?;
+    let mut c = e.get(id)?;
+    let tty = c.record.tty;
+    let keep = move |en: &skiff_engine::logs::Entry| {
+        let stream_ok = if en.stream == "stderr" {
+            want_err
+        } else {
+            want_out
+        };
+        let t = chrono::DateTime::parse_from_rfc3339(&en.time)
+            .ok()
+            .and_then(|d| d.timestamp_nanos_opt())
+            .map(i128::from)
+            .unwrap_or(0);
+        stream_ok && since.is_none_or(|s| t >= s) && until.is_none_or(|u| t <= u)
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+    std::thread::Builder::new()
+        .name("docker-api-logs".into())
+        .spawn(move || {
+            let path = c.log_path();
+            let entries: Vec<_> = skiff_engine::logs::read_entries(&path)
+                .into_iter()
+                .filter(|en| keep(en))
+                .collect();
+            let skip = tail.map(|t| entries.len().saturating_sub(t)).unwrap_or(0);
+            for en in &entries[skip..] {
+                if tx.blocking_send(log_frame(en, timestamps, tty)).is_err() {
+                    return;
+                }
+            }
+            if follow && until.is_none() {
+                skiff_engine::logs::follow_while(
+                    &path,
+                    || !tx.is_closed() && c.reload().is_ok() && c.state.status.is_active(),
+                    |en| !keep(en) || tx.blocking_send(log_frame(en, timestamps, tty)).is_ok(),
+                );
+            }
+        })
+        .map_err(anyhow::Error::from)?;
+    let body = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| {
+            (
+                Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(b)),
+                rx,
+            )
+        })
+    });
+    let mut r = hyper::Response::new(http_body_util::BodyExt::boxed(
+        http_body_util::StreamBody::new(body),
+    ));
+    r.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static(if tty {
+            "application/vnd.docker.raw-stream"
+        } else {
+            "application/vnd.docker.multiplexed-stream"
+        }),
+    );
+    Ok(r)
+}
+
+/// `POST /containers/{id}/rename?name=`: 204; 409 for a name in use.
+pub(super) fn rename(req: &Req, id: &str) -> Answer {
+    let name = req
+        .query
+        .get("name")
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::bad("rename needs a new name (name=)"))?;
+    let e = engine(req)?;
+    e.rename(id, name.trim_start_matches('/'))?;
+    no_content(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_frames_and_times() {
+        let en = skiff_engine::logs::Entry {
+            log: "hi\n".into(),
+            stream: "stderr".into(),
+            time: "2026-01-01T00:00:00.5Z".into(),
+        };
+        assert_eq!(
+            &log_frame(&en, false, false)[..],
+            b"\x02\0\0\0\0\0\0\x03hi\n"
+        );
+        assert_eq!(&log_frame(&en, false, true)[..], b"hi\n");
+        let ts = log_frame(&en, true, false);
+        assert_eq!(&ts[..8], b"\x02\0\0\0\0\0\0\x1a");
+        assert_eq!(epoch_ns("since", "1.5").unwrap(), 1_500_000_000);
+        assert_eq!(
+            epoch_ns("since", "1700000000").unwrap(),
+            1_700_000_000_000_000_000
+        );
+        assert!(epoch_ns("since", "yesterday").is_err());
+        assert!(epoch_ns("since", "1.1234567890").is_err());
+    }
+}

@@ -8,7 +8,7 @@
 //! after `--time` seconds without a connection (0: never).
 //!
 //! What is served so far: `/_ping`, `/version`, `/info`, the container list, create,
-//! start, inspect, stop, kill, pause, unpause, wait and remove, the image list and inspect, the network
+//! start, inspect, logs, rename, stop, kill, pause, unpause, wait and remove, the image list and inspect, the network
 //! and volume lists and inspects. Any other endpoint answers 501 with a message naming
 //! it: it is not built yet, and says so.
 
@@ -353,6 +353,8 @@ fn route(req: &Req) -> Answer {
         (&Method::POST, ["containers", "create"]) => create::create(req),
         (&Method::POST, ["containers", id, "start"]) => create::start(req, id),
         (&Method::GET, ["containers", id, "json"]) => containers::inspect(req, id),
+        (&Method::GET, ["containers", id, "logs"]) => containers::logs(req, id),
+        (&Method::POST, ["containers", id, "rename"]) => containers::rename(req, id),
         (&Method::POST, ["containers", id, "stop"]) => containers::stop(req, id),
         (&Method::POST, ["containers", id, "kill"]) => containers::kill(req, id),
         (&Method::POST, ["containers", id, "pause"]) => containers::pause(req, id, true),
