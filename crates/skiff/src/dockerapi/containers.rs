@@ -317,26 +317,11 @@ pub(super) fn wait(req: &Req, id: &str) -> Answer {
     };
     let e = engine(req)?;
     let c = e.get(id)?;
-    let (tx, rx) = tokio::sync::oneshot::channel::<Bytes>();
-    std::thread::Builder::new()
-        .name("docker-api-wait".into())
-        .spawn(move || {
-            if let Some(v) = wait_for(&e, c, until, || tx.is_closed()) {
-                let _ = tx.send(Bytes::from(format!("{v}\n")));
-            }
-        })
-        .map_err(anyhow::Error::from)?;
-    let body = futures::stream::once(async move {
-        Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(rx.await.unwrap_or_default()))
-    });
-    let mut r = hyper::Response::new(http_body_util::BodyExt::boxed(
-        http_body_util::StreamBody::new(body),
-    ));
-    r.headers_mut().insert(
-        "content-type",
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
-    Ok(r)
+    super::streamed("application/json", "docker-api-wait", move |tx| {
+        if let Some(v) = wait_for(&e, c, until, || tx.is_closed()) {
+            let _ = tx.blocking_send(Bytes::from(format!("{v}\n")));
+        }
+    })
 }
 
 /// Polls `c` until `until` holds (its answer) or `gone()` (None).
@@ -485,50 +470,31 @@ pub(super) fn logs(req: &Req, id: &str) -> Answer {
             .unwrap_or(0);
         stream_ok && since.is_none_or(|s| t >= s) && until.is_none_or(|u| t <= u)
     };
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
-    std::thread::Builder::new()
-        .name("docker-api-logs".into())
-        .spawn(move || {
-            let path = c.log_path();
-            let entries: Vec<_> = skiff_engine::logs::read_entries(&path)
-                .into_iter()
-                .filter(|en| keep(en))
-                .collect();
-            let skip = tail.map(|t| entries.len().saturating_sub(t)).unwrap_or(0);
-            for en in &entries[skip..] {
-                if tx.blocking_send(log_frame(en, timestamps, tty)).is_err() {
-                    return;
-                }
+    let content_type = if tty {
+        "application/vnd.docker.raw-stream"
+    } else {
+        "application/vnd.docker.multiplexed-stream"
+    };
+    super::streamed(content_type, "docker-api-logs", move |tx| {
+        let path = c.log_path();
+        let entries: Vec<_> = skiff_engine::logs::read_entries(&path)
+            .into_iter()
+            .filter(|en| keep(en))
+            .collect();
+        let skip = tail.map(|t| entries.len().saturating_sub(t)).unwrap_or(0);
+        for en in &entries[skip..] {
+            if tx.blocking_send(log_frame(en, timestamps, tty)).is_err() {
+                return;
             }
-            if follow && until.is_none() {
-                skiff_engine::logs::follow_while(
-                    &path,
-                    || !tx.is_closed() && c.reload().is_ok() && c.state.status.is_active(),
-                    |en| !keep(en) || tx.blocking_send(log_frame(en, timestamps, tty)).is_ok(),
-                );
-            }
-        })
-        .map_err(anyhow::Error::from)?;
-    let body = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| {
-            (
-                Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(b)),
-                rx,
-            )
-        })
-    });
-    let mut r = hyper::Response::new(http_body_util::BodyExt::boxed(
-        http_body_util::StreamBody::new(body),
-    ));
-    r.headers_mut().insert(
-        "content-type",
-        hyper::header::HeaderValue::from_static(if tty {
-            "application/vnd.docker.raw-stream"
-        } else {
-            "application/vnd.docker.multiplexed-stream"
-        }),
-    );
-    Ok(r)
+        }
+        if follow && until.is_none() {
+            skiff_engine::logs::follow_while(
+                &path,
+                || !tx.is_closed() && c.reload().is_ok() && c.state.status.is_active(),
+                |en| !keep(en) || tx.blocking_send(log_frame(en, timestamps, tty)).is_ok(),
+            );
+        }
+    })
 }
 
 /// `POST /containers/{id}/rename?name=`: 204; 409 for a name in use.

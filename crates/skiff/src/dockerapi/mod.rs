@@ -109,6 +109,35 @@ pub(crate) fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
     r
 }
 
+/// A 200 answer whose body a thread named `thread` writes as it goes: `produce` gets
+/// the sender, whose sends fail (and `is_closed` turns true) once the client has gone,
+/// which is when the thread should stop.
+pub(crate) fn streamed(
+    content_type: &'static str,
+    thread: &str,
+    produce: impl FnOnce(tokio::sync::mpsc::Sender<Bytes>) + Send + 'static,
+) -> Answer {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+    std::thread::Builder::new()
+        .name(thread.into())
+        .spawn(move || produce(tx))
+        .map_err(anyhow::Error::from)?;
+    let body = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| {
+            (
+                Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(b)),
+                rx,
+            )
+        })
+    });
+    let mut r = Response::new(http_body_util::StreamBody::new(body).boxed());
+    r.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static(content_type),
+    );
+    Ok(r)
+}
+
 pub(crate) fn ok(v: Value) -> Answer {
     Ok(json_response(StatusCode::OK, &v))
 }
@@ -259,24 +288,18 @@ fn parse_query(q: Option<&str>) -> HashMap<String, String> {
 
 /// Headers every answer carries, as dockerd's.
 fn server_headers(r: &mut Response<Body>) {
-    let h = r.headers_mut();
-    h.insert(
-        "api-version",
-        hyper::header::HeaderValue::from_static(API_VERSION),
-    );
-    h.insert(
-        "docker-experimental",
-        hyper::header::HeaderValue::from_static("false"),
-    );
-    h.insert("ostype", hyper::header::HeaderValue::from_static("linux"));
-    h.insert(
-        "server",
-        hyper::header::HeaderValue::from_static(concat!(
-            "skiff/",
-            env!("CARGO_PKG_VERSION"),
-            " (linux)"
-        )),
-    );
+    for (k, v) in [
+        ("api-version", API_VERSION),
+        ("docker-experimental", "false"),
+        ("ostype", "linux"),
+        (
+            "server",
+            concat!("skiff/", env!("CARGO_PKG_VERSION"), " (linux)"),
+        ),
+    ] {
+        r.headers_mut()
+            .insert(k, hyper::header::HeaderValue::from_static(v));
+    }
 }
 
 async fn handle(root: Arc<PathBuf>, req: Request<Incoming>) -> Response<Body> {

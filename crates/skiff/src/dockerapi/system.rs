@@ -16,23 +16,15 @@ pub(super) fn ping(head: bool) -> Answer {
         Bytes::from_static(b"OK")
     }));
     *r.status_mut() = StatusCode::OK;
-    let h = r.headers_mut();
-    h.insert(
-        "content-type",
-        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    h.insert(
-        "cache-control",
-        hyper::header::HeaderValue::from_static("no-cache, no-store, must-revalidate"),
-    );
-    h.insert(
-        "pragma",
-        hyper::header::HeaderValue::from_static("no-cache"),
-    );
-    h.insert(
-        "builder-version",
-        hyper::header::HeaderValue::from_static("1"),
-    );
+    for (k, v) in [
+        ("content-type", "text/plain; charset=utf-8"),
+        ("cache-control", "no-cache, no-store, must-revalidate"),
+        ("pragma", "no-cache"),
+        ("builder-version", "1"),
+    ] {
+        r.headers_mut()
+            .insert(k, hyper::header::HeaderValue::from_static(v));
+    }
     Ok(r)
 }
 
