@@ -302,6 +302,26 @@ pub fn socketpair() -> io::Result<(libc::c_int, libc::c_int)> {
     Ok((fds[0], fds[1]))
 }
 
+/// The host kernel's release (`uname -r`), empty if it cannot be read.
+pub fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// The host's operating system as `/etc/os-release`'s `PRETTY_NAME` says, else "Linux".
+pub fn os_pretty_name() -> String {
+    std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+                .map(|v| v.trim_matches('"').to_string())
+        })
+        .unwrap_or_else(|| "Linux".into())
+}
+
 /// A field of the host's `/proc/meminfo` (`"MemTotal:"`, `"MemAvailable:"`, ...) in
 /// bytes; None if it cannot be read.
 pub fn meminfo(key: &str) -> Option<u64> {

@@ -37,15 +37,8 @@ pub fn node_object(k: &Kubelet, root: &Path) -> serde_json::Value {
         .unwrap_or(1);
     let mem = meminfo_total();
     let disk = disk_total(root);
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let os_image = std::fs::read_to_string("/etc/os-release")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("PRETTY_NAME="))
-                .map(|v| v.trim_matches('"').to_string())
-        })
-        .unwrap_or_else(|| "Linux".into());
+    let kernel = skiff_runtime::sys::kernel_release();
+    let os_image = skiff_runtime::sys::os_pretty_name();
     let arch = match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",

@@ -66,9 +66,7 @@ pub(crate) fn info(root: &Path) -> Result<i32> {
     );
     println!(
         " Runtime: skiff (daemonless)\n Kernel Version: {}",
-        std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .unwrap_or_default()
-            .trim()
+        skiff_runtime::sys::kernel_release()
     );
     println!(" Docker Root Dir: {}", e.root.display());
     Ok(0)

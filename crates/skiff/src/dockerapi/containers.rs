@@ -6,15 +6,9 @@ use hyper::StatusCode;
 use serde_json::{json, Value};
 use skiff_engine::{Container, Engine, Status};
 
-fn engine(req: &Req) -> Result<Engine, ApiError> {
-    Ok(crate::commands::engine(&req.root)?)
-}
-
 /// Seconds since the epoch of an RFC 3339 time (0 if it is not one).
 pub(super) fn unix_time(t: &str) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(t)
-        .map(|d| d.timestamp())
-        .unwrap_or(0)
+    unix_time_ns(t).div_euclid(1_000_000_000)
 }
 
 /// One container in the shape of `GET /containers/json`.
@@ -188,7 +182,7 @@ pub(super) fn list(req: &Req) -> Answer {
     let all = req.flag("all")?;
     let limit = req.int("limit")?.filter(|n| *n > 0);
     let filters = req.filters()?;
-    let e = engine(req)?;
+    let e = req.engine()?;
     let mut cs = e.list()?;
     // A bad filter is an error even when no container would be asked about it.
     for (n, v) in &filters {
@@ -228,7 +222,7 @@ pub(super) fn list(req: &Req) -> Answer {
 
 /// `GET /containers/{id}/json`.
 pub(super) fn inspect(req: &Req, id: &str) -> Answer {
-    let e = engine(req)?;
+    let e = req.engine()?;
     let c = e.get(id)?;
     let mut v = crate::inspect::container(&c);
     if req.flag("size")? {
@@ -252,7 +246,7 @@ pub(super) fn stop(req: &Req, id: &str) -> Answer {
         ));
     }
     let t = req.int("t")?;
-    let e = engine(req)?;
+    let e = req.engine()?;
     let c = e.get(id)?;
     if !c.state.status.is_active() {
         return no_content(StatusCode::NOT_MODIFIED);
@@ -270,7 +264,7 @@ pub(super) fn kill(req: &Req, id: &str) -> Answer {
         .cloned()
         .unwrap_or_else(|| "KILL".into());
     skiff_engine::ops::parse_signal(&signal)?;
-    let e = engine(req)?;
+    let e = req.engine()?;
     let c = e.get(id)?;
     if !c.state.status.is_active() {
         return Err(ApiError(
@@ -287,7 +281,7 @@ pub(super) fn kill(req: &Req, id: &str) -> Answer {
 
 /// `POST /containers/{id}/pause` and `/unpause`.
 pub(super) fn pause(req: &Req, id: &str, paused: bool) -> Answer {
-    let e = engine(req)?;
+    let e = req.engine()?;
     e.pause(id, paused)?;
     no_content(StatusCode::NO_CONTENT)
 }
@@ -315,7 +309,7 @@ pub(super) fn wait(req: &Req, id: &str) -> Answer {
             )))
         }
     };
-    let e = engine(req)?;
+    let e = req.engine()?;
     let c = e.get(id)?;
     super::streamed("application/json", "docker-api-wait", move |tx| {
         if let Some(v) = wait_for(&e, c, until, || tx.is_closed()) {
@@ -368,7 +362,7 @@ pub(super) fn remove(req: &Req, id: &str) -> Answer {
     }
     let force = req.flag("force")?;
     let volumes = req.flag("v")?;
-    let e = engine(req)?;
+    let e = req.engine()?;
     let c = e.get(id)?;
     if c.state.status.is_active() && !force {
         return Err(ApiError(
@@ -382,23 +376,6 @@ pub(super) fn remove(req: &Req, id: &str) -> Answer {
     }
     e.remove(&c.record.id, force, volumes)?;
     no_content(StatusCode::NO_CONTENT)
-}
-
-/// A time given as docker's `since`/`until` (seconds since the epoch, with an optional
-/// fraction) in nanoseconds.
-fn epoch_ns(name: &str, v: &str) -> Result<i128, ApiError> {
-    let bad = || {
-        ApiError::bad(format!(
-            "invalid value for {name}: {v:?} (seconds since the epoch)"
-        ))
-    };
-    let (secs, frac) = v.split_once('.').unwrap_or((v, ""));
-    let secs: i128 = secs.parse().map_err(|_| bad())?;
-    if frac.len() > 9 || !frac.chars().all(|c| c.is_ascii_digit()) {
-        return Err(bad());
-    }
-    let nanos: i128 = format!("{frac:0<9}").parse().map_err(|_| bad())?;
-    Ok(secs * 1_000_000_000 + nanos)
 }
 
 /// One log entry as the API streams it: framed by stream for a container without a
@@ -438,23 +415,9 @@ pub(super) fn logs(req: &Req, id: &str) -> Answer {
             ApiError::bad(format!("invalid value for tail: {n:?} (a number or all)"))
         })?),
     };
-    let since = match req
-        .query
-        .get("since")
-        .filter(|s| !s.is_empty() && *s != "0")
-    {
-        Some(v) => Some(epoch_ns("since", v)?),
-        None => None,
-    };
-    let until = match req
-        .query
-        .get("until")
-        .filter(|s| !s.is_empty() && *s != "0")
-    {
-        Some(v) => Some(epoch_ns("until", v)?),
-        None => None,
-    };
-    let e = engine(req)?;
+    let since = req.epoch_ns("since")?;
+    let until = req.epoch_ns("until")?;
+    let e = req.engine()?;
     let mut c = e.get(id)?;
     let tty = c.record.tty;
     let keep = move |en: &skiff_engine::logs::Entry| {
@@ -463,11 +426,7 @@ pub(super) fn logs(req: &Req, id: &str) -> Answer {
         } else {
             want_out
         };
-        let t = chrono::DateTime::parse_from_rfc3339(&en.time)
-            .ok()
-            .and_then(|d| d.timestamp_nanos_opt())
-            .map(i128::from)
-            .unwrap_or(0);
+        let t = i128::from(unix_time_ns(&en.time));
         stream_ok && since.is_none_or(|s| t >= s) && until.is_none_or(|u| t <= u)
     };
     let content_type = if tty {
@@ -504,7 +463,7 @@ pub(super) fn rename(req: &Req, id: &str) -> Answer {
         .get("name")
         .filter(|n| !n.is_empty())
         .ok_or_else(|| ApiError::bad("rename needs a new name (name=)"))?;
-    let e = engine(req)?;
+    let e = req.engine()?;
     e.rename(id, name.trim_start_matches('/'))?;
     no_content(StatusCode::NO_CONTENT)
 }
@@ -527,12 +486,23 @@ mod tests {
         assert_eq!(&log_frame(&en, false, true)[..], b"hi\n");
         let ts = log_frame(&en, true, false);
         assert_eq!(&ts[..8], b"\x02\0\0\0\0\0\0\x1a");
-        assert_eq!(epoch_ns("since", "1.5").unwrap(), 1_500_000_000);
+        let since = |v: &str| {
+            Req {
+                method: hyper::Method::GET,
+                path: vec![],
+                query: [("since".to_string(), v.to_string())].into(),
+                body: Bytes::new(),
+                root: std::path::PathBuf::new(),
+            }
+            .epoch_ns("since")
+        };
+        assert_eq!(since("1.5").unwrap(), Some(1_500_000_000));
         assert_eq!(
-            epoch_ns("since", "1700000000").unwrap(),
-            1_700_000_000_000_000_000
+            since("1700000000").unwrap(),
+            Some(1_700_000_000_000_000_000)
         );
-        assert!(epoch_ns("since", "yesterday").is_err());
-        assert!(epoch_ns("since", "1.1234567890").is_err());
+        assert_eq!(since("0").unwrap(), None);
+        assert!(since("yesterday").is_err());
+        assert!(since("1.1234567890").is_err());
     }
 }

@@ -307,7 +307,7 @@ pub(super) fn create(req: &Req) -> Answer {
         .map_err(|e| ApiError::bad(format!("invalid JSON in the create body: {e}")))?;
     let name = req.query.get("name").filter(|n| !n.is_empty()).cloned();
     let opts = options(&body, name)?;
-    let e = crate::commands::engine(&req.root)?;
+    let e = req.engine()?;
     let c = e.create(&opts)?;
     Ok(super::json_response(
         StatusCode::CREATED,
@@ -317,7 +317,7 @@ pub(super) fn create(req: &Req) -> Answer {
 
 /// `POST /containers/{id}/start`: 204; 304 if it is running already.
 pub(super) fn start(req: &Req, id: &str) -> Answer {
-    let e = crate::commands::engine(&req.root)?;
+    let e = req.engine()?;
     let c = e.get(id)?;
     if c.state.status.is_active() {
         return no_content(StatusCode::NOT_MODIFIED);

@@ -160,6 +160,42 @@ pub(crate) struct Req {
 }
 
 impl Req {
+    /// The engine, opened as a CLI verb opens it.
+    pub fn engine(&self) -> std::result::Result<skiff_engine::Engine, ApiError> {
+        Ok(crate::commands::engine(&self.root)?)
+    }
+
+    /// A time parameter (`since`, `until`: seconds since the epoch, with an optional
+    /// fraction) in nanoseconds, if given (0 counts as not given, as docker's).
+    pub fn epoch_ns(&self, name: &str) -> std::result::Result<Option<i128>, ApiError> {
+        let Some(v) = self.query.get(name).filter(|s| !s.is_empty() && *s != "0") else {
+            return Ok(None);
+        };
+        let bad = || {
+            ApiError::bad(format!(
+                "invalid value for {name}: {v:?} (seconds since the epoch)"
+            ))
+        };
+        let (secs, frac) = v.split_once('.').unwrap_or((v, ""));
+        let secs: i128 = secs.parse().map_err(|_| bad())?;
+        if frac.len() > 9 || !frac.chars().all(|c| c.is_ascii_digit()) {
+            return Err(bad());
+        }
+        let nanos: i128 = format!("{frac:0<9}").parse().map_err(|_| bad())?;
+        Ok(Some(secs * 1_000_000_000 + nanos))
+    }
+
+    /// Refuses list filters where the endpoint does not apply them yet.
+    pub fn no_filters(&self, what: &str) -> std::result::Result<(), ApiError> {
+        if self.filters()?.is_empty() {
+            return Ok(());
+        }
+        Err(ApiError(
+            StatusCode::NOT_IMPLEMENTED,
+            format!("{what} list filters are not built yet in skiff's Docker API"),
+        ))
+    }
+
     /// A boolean query parameter as docker reads them (`1`, `true`, `True`: true;
     /// absent, `0`, `false`: false).
     pub fn flag(&self, name: &str) -> std::result::Result<bool, ApiError> {

@@ -7,28 +7,20 @@ use skiff_engine::network as net;
 
 /// `GET /networks`: the bridge networks, then host and none.
 pub(super) fn networks(req: &Req) -> Answer {
-    if !req.filters()?.is_empty() {
-        return Err(ApiError(
-            StatusCode::NOT_IMPLEMENTED,
-            "network list filters are not built yet in skiff's Docker API".into(),
-        ));
-    }
-    let e = crate::commands::engine(&req.root)?;
+    req.no_filters("network")?;
+    let e = req.engine()?;
     let containers = e.list()?;
     let list = net::list_networks(&e.root, &e.bridge)?;
-    Ok(super::json_response(
-        StatusCode::OK,
-        &Value::Array(
-            list.iter()
-                .map(|n| crate::inspect::network(n, &containers))
-                .collect(),
-        ),
+    ok(Value::Array(
+        list.iter()
+            .map(|n| crate::inspect::network(n, &containers))
+            .collect(),
     ))
 }
 
 /// `GET /networks/{id}`: 404 for an unknown network.
 pub(super) fn network(req: &Req, id: &str) -> Answer {
-    let e = crate::commands::engine(&req.root)?;
+    let e = req.engine()?;
     let n = net::get_network(&e.root, &e.bridge, id)
         .map_err(|_| ApiError(StatusCode::NOT_FOUND, format!("network {id} not found")))?;
     ok(crate::inspect::network(&n, &e.list()?))
@@ -36,12 +28,7 @@ pub(super) fn network(req: &Req, id: &str) -> Answer {
 
 /// `GET /volumes`: `{"Volumes": […], "Warnings": []}`.
 pub(super) fn volumes(req: &Req) -> Answer {
-    if !req.filters()?.is_empty() {
-        return Err(ApiError(
-            StatusCode::NOT_IMPLEMENTED,
-            "volume list filters are not built yet in skiff's Docker API".into(),
-        ));
-    }
+    req.no_filters("volume")?;
     let list = skiff_engine::volumes::list(&req.root)?;
     ok(serde_json::json!({
         "Volumes": serde_json::to_value(list).map_err(anyhow::Error::from)?,

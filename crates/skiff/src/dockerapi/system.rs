@@ -28,13 +28,6 @@ pub(super) fn ping(head: bool) -> Answer {
     Ok(r)
 }
 
-fn kernel() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .unwrap_or_default()
-        .trim()
-        .to_string()
-}
-
 /// `GET /version`.
 pub(super) fn version() -> Answer {
     let v = env!("CARGO_PKG_VERSION");
@@ -49,7 +42,7 @@ pub(super) fn version() -> Answer {
                 "MinAPIVersion": MIN_API_VERSION,
                 "Os": "linux",
                 "Arch": arch,
-                "KernelVersion": kernel(),
+                "KernelVersion": skiff_runtime::sys::kernel_release(),
                 "Experimental": "false",
             }
         }],
@@ -60,34 +53,9 @@ pub(super) fn version() -> Answer {
         "GoVersion": "",
         "Os": "linux",
         "Arch": arch,
-        "KernelVersion": kernel(),
+        "KernelVersion": skiff_runtime::sys::kernel_release(),
         "BuildTime": "",
     }))
-}
-
-fn os_name() -> String {
-    std::fs::read_to_string("/etc/os-release")
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("PRETTY_NAME=")
-                    .map(|v| v.trim_matches('"').to_string())
-            })
-        })
-        .unwrap_or_else(|| "Linux".into())
-}
-
-fn mem_total() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("MemTotal:")
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            })
-        })
-        .unwrap_or(0)
-        * 1024
 }
 
 /// `GET /info`.
@@ -137,15 +105,15 @@ pub(super) fn info(root: &Path) -> Answer {
         "CgroupDriver": "cgroupfs",
         "CgroupVersion": if v2 { "2" } else { "1" },
         "NEventsListener": 0,
-        "KernelVersion": kernel(),
-        "OperatingSystem": os_name(),
+        "KernelVersion": skiff_runtime::sys::kernel_release(),
+        "OperatingSystem": skiff_runtime::sys::os_pretty_name(),
         "OSVersion": "",
         "OSType": "linux",
         "Architecture": std::env::consts::ARCH,
         "IndexServerAddress": "https://index.docker.io/v1/",
         "RegistryConfig": null,
         "NCPU": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        "MemTotal": mem_total(),
+        "MemTotal": skiff_runtime::sys::meminfo("MemTotal:").unwrap_or(0),
         "DockerRootDir": e.root,
         "HttpProxy": "",
         "HttpsProxy": "",
@@ -195,7 +163,7 @@ fn image_summary(i: &skiff_image::Image) -> Value {
 pub(super) fn images(req: &Req) -> Answer {
     let all = req.flag("all")?;
     let filters = req.filters()?;
-    let e = crate::commands::engine(&req.root)?;
+    let e = req.engine()?;
     let mut imgs = e.images.all_images()?;
     let parents: std::collections::HashSet<String> =
         imgs.iter().filter_map(|i| i.parent.clone()).collect();
@@ -241,7 +209,7 @@ pub(super) fn images(req: &Req) -> Answer {
 
 /// `GET /images/{name}/json`.
 pub(super) fn image_inspect(req: &Req, name: &str) -> Answer {
-    let e = crate::commands::engine(&req.root)?;
+    let e = req.engine()?;
     let i = e.images.resolve(name)?;
     ok(crate::inspect::image(&i, i.size))
 }
