@@ -741,11 +741,12 @@ impl RuntimeService for EngineRuntime {
         // The engine's exec wants a single-threaded caller: it runs in an exec helper.
         let helper = Helper::Exec {
             id: id.to_string(),
-            tty: false,
             stdin: false,
-            size: None,
             resize_fd: None,
-            cmd: cmd.to_vec(),
+            opts: skiff_engine::exec::ExecOptions {
+                cmd: cmd.to_vec(),
+                ..Default::default()
+            },
         };
         let mut child = helper
             .command(&self.engine.exe, &self.engine.root)
@@ -792,11 +793,14 @@ impl RuntimeService for EngineRuntime {
         let resize_fd = req.tty.then_some(EXEC_RESIZE_FD);
         let helper = Helper::Exec {
             id: req.container_id.clone(),
-            tty: req.tty,
             stdin: req.stdin,
-            size: req.size,
             resize_fd,
-            cmd: req.cmd.clone(),
+            opts: skiff_engine::exec::ExecOptions {
+                cmd: req.cmd.clone(),
+                tty: req.tty,
+                console_size: req.size,
+                ..Default::default()
+            },
         };
         Ok(ExecCommand {
             program: self.engine.exe.clone(),

@@ -62,6 +62,8 @@ pub struct CreateOptions {
     pub stop_signal: Option<String>,
     pub stop_timeout: Option<i64>,
     pub oom_score_adj: Option<i32>,
+    /// The terminal's first size (columns, rows), with `tty`.
+    pub console_size: Option<(u16, u16)>,
     pub group_add: Vec<String>,
     pub extra_labels: BTreeMap<String, String>,
     pub network_aliases: Vec<String>,
@@ -579,6 +581,7 @@ impl Engine {
                     resources: res,
                     nano_cpus,
                     oom_score_adj: opts.oom_score_adj,
+                    console_size: opts.console_size,
                     group_add: opts.group_add.clone(),
                     managed_files: opts.managed_files.clone(),
                     extra_networks: Vec::new(),
@@ -686,7 +689,7 @@ impl Engine {
             terminal: r.tty,
             oom_score_adj: h.oom_score_adj,
             seccomp,
-            console_size: None,
+            console_size: if r.tty { h.console_size } else { None },
         };
         let mut spec = ContainerSpec::new(&r.id, rootfs, process);
         spec.hostname = Some(r.hostname.clone());

@@ -17,8 +17,8 @@ use crate::{Container, Engine, EngineError, Result};
 use skiff_runtime::spec::{self, Process};
 use std::os::fd::RawFd;
 
-/// What `skiff exec` (or the node agent) asks for.
-#[derive(Debug, Clone, Default)]
+/// What `skiff exec` (or the node agent, or the Docker API) asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExecOptions {
     /// The command and its arguments.
     pub cmd: Vec<String>,

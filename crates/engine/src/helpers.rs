@@ -45,19 +45,9 @@ pub fn run(helper: Helper, root: &Path) -> ! {
         }
         Helper::Exec {
             id,
-            tty,
             stdin,
-            size,
             resize_fd,
-            cmd,
-        } => {
-            let opts = crate::exec::ExecOptions {
-                cmd,
-                tty,
-                console_size: size,
-                ..Default::default()
-            };
-            crate::exec::helper_main(root, &id, &opts, stdin, resize_fd)
-        }
+            opts,
+        } => crate::exec::helper_main(root, &id, &opts, stdin, resize_fd),
     }
 }

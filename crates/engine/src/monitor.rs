@@ -5,6 +5,10 @@
 //!
 //! Protocol with the starter, over the status pipe (one line each):
 //! `S <pid>` started, `E <code> <message>` could not start, `X <code>` exited.
+//!
+//! Sockets in the container's directory: `attach.sock` (stream) for clients of its
+//! stdio, framed as [`attach_frame`] does; `resize.sock` (datagrams of "COLS ROWS",
+//! see [`resize`]) for a container with a terminal, whose size it sets.
 
 use crate::logs::{self, LineSplitter};
 use crate::network::PortBinding;
@@ -17,7 +21,7 @@ use skiff_runtime::{sys, ContainerSpec};
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
 use std::os::unix::io::AsRawFd;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -84,6 +88,8 @@ struct Monitor {
     net: Option<NetPlan>,
     /// `attach.sock`: clients that attach to the container's stdio.
     attach: Option<UnixListener>,
+    /// `resize.sock`: terminal sizes for a container with a terminal.
+    resize: Option<UnixDatagram>,
     /// The starting client's stdin is copied into a pipe of ours (it is not a pipe
     /// itself, and the container must never hold the client's own file).
     relay_stdin: bool,
@@ -138,8 +144,20 @@ impl Monitor {
         let attach = state::short_socket_path(&c.dir, "attach.sock")
             .ok()
             .and_then(|(_dir, p)| UnixListener::bind(p).ok());
+        let _ = std::fs::remove_file(c.dir.join(RESIZE_SOCKET));
+        let resize = if spec.process.terminal {
+            state::short_socket_path(&c.dir, RESIZE_SOCKET)
+                .ok()
+                .and_then(|(_dir, p)| UnixDatagram::bind(p).ok())
+        } else {
+            None
+        };
+        if let Some(r) = &resize {
+            let _ = r.set_nonblocking(true);
+        }
         Ok(Monitor {
             attach,
+            resize,
             root: root.to_path_buf(),
             c,
             spec,
@@ -499,6 +517,10 @@ impl Monitor {
                 pfds.push(PollFd::new(b(l.as_raw_fd()), PollFlags::POLLIN));
                 kinds.push(4);
             }
+            if let (Some(r), Some(_)) = (&self.resize, console) {
+                pfds.push(PollFd::new(b(r.as_raw_fd()), PollFlags::POLLIN));
+                kinds.push(5);
+            }
             for (i, (c, reading)) in clients.iter().enumerate() {
                 if *reading {
                     pfds.push(PollFd::new(b(c.as_raw_fd()), PollFlags::POLLIN));
@@ -591,6 +613,17 @@ impl Monitor {
                         }
                         if let Some(t) = input_target {
                             let _ = sys::write_all(t, &buf[..n as usize]);
+                        }
+                    }
+                    5 => {
+                        let (Some(r), Some(master)) = (&self.resize, console) else {
+                            continue;
+                        };
+                        let mut msg = [0u8; 64];
+                        while let Ok(n) = r.recv(&mut msg) {
+                            if let Some((cols, rows)) = parse_size(&msg[..n]) {
+                                set_winsize(master, cols, rows);
+                            }
                         }
                     }
                     4 => {
@@ -735,6 +768,38 @@ fn start_proxy(
     }
 }
 
+/// The name of a container's resize socket in its directory.
+const RESIZE_SOCKET: &str = "resize.sock";
+
+/// Sets the terminal size of the running container whose directory is `dir`, through
+/// its monitor's resize socket.
+pub fn resize(dir: &Path, cols: u16, rows: u16) -> std::io::Result<()> {
+    let (_keep, path) = state::short_socket_path(dir, RESIZE_SOCKET)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let s = UnixDatagram::unbound()?;
+    s.send_to(format!("{cols} {rows}").as_bytes(), path)?;
+    Ok(())
+}
+
+/// "COLS ROWS" (both at least 1).
+fn parse_size(msg: &[u8]) -> Option<(u16, u16)> {
+    let s = std::str::from_utf8(msg).ok()?;
+    let (c, r) = s.trim().split_once(' ')?;
+    let (c, r): (u16, u16) = (c.parse().ok()?, r.parse().ok()?);
+    (c > 0 && r > 0).then_some((c, r))
+}
+
+fn set_winsize(master: i32, cols: u16, rows: u16) {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize, which `ws` is.
+    unsafe { libc::ioctl(master, libc::TIOCSWINSZ, &ws) };
+}
+
 /// Give the pty the size of the client's terminal, if it has one.
 fn set_winsize_from(master: i32, client: i32) {
     if client < 0 {
@@ -746,5 +811,20 @@ fn set_winsize_from(master: i32, client: i32) {
     if unsafe { libc::ioctl(client, libc::TIOCGWINSZ, &mut ws) } == 0 {
         // SAFETY: as above.
         unsafe { libc::ioctl(master, libc::TIOCSWINSZ, &ws) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resize_messages() {
+        assert_eq!(parse_size(b"80 24"), Some((80, 24)));
+        assert_eq!(parse_size(b"132 43\n"), Some((132, 43)));
+        assert_eq!(parse_size(b"0 24"), None);
+        assert_eq!(parse_size(b"80x24"), None);
+        assert_eq!(parse_size(b"70000 24"), None);
+        assert_eq!(parse_size(b"\xff\xfe"), None);
     }
 }

@@ -624,6 +624,25 @@ impl Engine {
         Ok(c.record.id.clone())
     }
 
+    /// Set the size of a running container's terminal (docker's `resize`).
+    pub fn resize(&self, reference: &str, cols: u16, rows: u16) -> Result<()> {
+        let c = self.get(reference)?;
+        if !c.state.status.is_active() {
+            return Err(EngineError::Conflict(format!(
+                "Container {} is not running",
+                c.record.id
+            )));
+        }
+        if !c.record.tty {
+            return Err(EngineError::Conflict(format!(
+                "Container {} has no terminal to resize (it was not created with a TTY)",
+                c.record.id
+            )));
+        }
+        crate::monitor::resize(&c.dir, cols, rows)
+            .map_err(|e| EngineError::io(format!("resizing the terminal of {}", c.record.id), e))
+    }
+
     /// Freeze or thaw every process of the container.
     pub fn pause(&self, reference: &str, paused: bool) -> Result<()> {
         let mut c = self.get(reference)?;

@@ -4,6 +4,7 @@
 //! running the helper ([`crate::helpers::run`]) when they name one. A helper's command line is always
 //! `--root ROOT __mode ARGS...`; nothing else spells a mode's name.
 
+use crate::exec::ExecOptions;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
@@ -33,11 +34,9 @@ pub enum Helper {
     /// `resize_fd`; see [`crate::exec`].
     Exec {
         id: String,
-        tty: bool,
         stdin: bool,
-        size: Option<(u16, u16)>,
         resize_fd: Option<i32>,
-        cmd: Vec<String>,
+        opts: ExecOptions,
     },
 }
 
@@ -70,20 +69,21 @@ impl Helper {
             }
             Helper::Exec {
                 id,
-                tty,
                 stdin,
-                size,
                 resize_fd,
-                cmd,
+                opts,
             } => {
                 a.push(EXEC.into());
-                if *tty {
+                if opts.tty {
                     a.push("-t".into());
                 }
                 if *stdin {
                     a.push("-i".into());
                 }
-                if let Some((cols, rows)) = size {
+                if opts.privileged {
+                    a.push("--privileged".into());
+                }
+                if let Some((cols, rows)) = opts.console_size {
                     a.push("--size".into());
                     a.push(format!("{cols}x{rows}").into());
                 }
@@ -91,9 +91,21 @@ impl Helper {
                     a.push("--resize-fd".into());
                     a.push(fd.to_string().into());
                 }
+                for kv in &opts.env {
+                    a.push("-e".into());
+                    a.push(kv.into());
+                }
+                if let Some(w) = &opts.workdir {
+                    a.push("-w".into());
+                    a.push(w.into());
+                }
+                if let Some(u) = &opts.user {
+                    a.push("-u".into());
+                    a.push(u.into());
+                }
                 a.push("--".into());
                 a.push(id.into());
-                a.extend(cmd.iter().map(OsString::from));
+                a.extend(opts.cmd.iter().map(OsString::from));
             }
         }
         a
@@ -144,28 +156,33 @@ impl Helper {
                 }
             }
             EXEC => {
-                let (mut tty, mut stdin, mut size, mut resize_fd) = (false, false, None, None);
+                let (mut stdin, mut resize_fd) = (false, None);
+                let mut opts = ExecOptions::default();
                 let mut it = rest.iter();
                 loop {
                     match it.next()?.to_str()? {
-                        "-t" => tty = true,
+                        "-t" => opts.tty = true,
                         "-i" => stdin = true,
+                        "--privileged" => opts.privileged = true,
                         "--size" => {
                             let (c, r) = it.next()?.to_str()?.split_once('x')?;
-                            size = Some((c.parse().ok()?, r.parse().ok()?));
+                            opts.console_size = Some((c.parse().ok()?, r.parse().ok()?));
                         }
                         "--resize-fd" => resize_fd = Some(it.next()?.to_str()?.parse().ok()?),
+                        "-e" => opts.env.push(s(it.next()?)?),
+                        "-w" => opts.workdir = Some(s(it.next()?)?),
+                        "-u" => opts.user = Some(s(it.next()?)?),
                         "--" => break,
                         _ => return None,
                     }
                 }
+                let id = s(it.next()?)?;
+                opts.cmd = it.map(s).collect::<Option<Vec<_>>>()?;
                 Helper::Exec {
-                    id: s(it.next()?)?,
-                    tty,
+                    id,
                     stdin,
-                    size,
                     resize_fd,
-                    cmd: it.map(s).collect::<Option<Vec<_>>>()?,
+                    opts,
                 }
             }
             _ => return None,
@@ -196,19 +213,26 @@ mod tests {
             },
             Helper::Exec {
                 id: "abc".into(),
-                tty: true,
                 stdin: true,
-                size: Some((80, 24)),
                 resize_fd: Some(3),
-                cmd: vec!["sh".into(), "-c".into(), "--".into()],
+                opts: ExecOptions {
+                    cmd: vec!["sh".into(), "-c".into(), "--".into()],
+                    env: vec!["A=b c".into(), "-e".into()],
+                    workdir: Some("/tmp".into()),
+                    user: Some("1000:1000".into()),
+                    privileged: true,
+                    tty: true,
+                    console_size: Some((80, 24)),
+                },
             },
             Helper::Exec {
                 id: "abc".into(),
-                tty: false,
                 stdin: false,
-                size: None,
                 resize_fd: None,
-                cmd: vec!["-t".into()],
+                opts: ExecOptions {
+                    cmd: vec!["-t".into()],
+                    ..Default::default()
+                },
             },
         ] {
             let args = h.args(root);

@@ -209,6 +209,9 @@ pub struct HostConfig {
     pub resources: skiff_runtime::cgroups::Resources,
     pub nano_cpus: i64,
     pub oom_score_adj: Option<i32>,
+    /// The terminal's first size (columns, rows), when the API's client gave one.
+    #[serde(default)]
+    pub console_size: Option<(u16, u16)>,
     pub group_add: Vec<String>,
     /// Skip the init layer and bind these managed files instead (node agent).
     #[serde(default)]

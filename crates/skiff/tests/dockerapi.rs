@@ -488,3 +488,358 @@ fn docker_run_and_create_make_skiff_containers() {
     svc.ok(&["rm", "-f", "web", "job", "chat"]);
     assert_eq!(r.ok(&["ps", "-aq"]).trim(), "");
 }
+
+impl Service {
+    /// docker with `input` on its stdin.
+    fn docker_in(&self, args: &[&str], input: &str) -> Output {
+        let mut c = Command::new(docker_bin())
+            .args(args)
+            .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
+            .env("DOCKER_CONFIG", self.sock.with_extension("dockercfg"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        c.wait_with_output().unwrap()
+    }
+
+    /// A docker command line run in a terminal of `cols`x`rows` (util-linux's
+    /// `script`, as a user at a terminal): its exit code and what the terminal showed.
+    fn docker_tty(&self, cmdline: &str, cols: u16, rows: u16) -> (Option<i32>, String) {
+        let o = Command::new("script")
+            .args([
+                "-eqc",
+                &format!("stty cols {cols} rows {rows}; {} {cmdline}", docker_bin()),
+                "/dev/null",
+            ])
+            .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
+            .env("DOCKER_CONFIG", self.sock.with_extension("dockercfg"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (o.status.code(), text(&o))
+    }
+
+    /// A raw HTTP request with a JSON body: (status, body).
+    fn raw_json(&self, method: &str, path: &str, json: &str) -> (u16, String) {
+        let mut s = UnixStream::connect(&self.sock).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{json}",
+            json.len()
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let status = out[9..12].parse().unwrap();
+        let body = out
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+}
+
+/// The open descriptors of process `pid`.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// The processes whose parent is `pid`.
+fn children(pid: u32) -> usize {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .count()
+}
+
+#[test]
+fn docker_run_attaches_and_docker_exec_runs_in_the_container() {
+    let r = Root::with_busybox(EXE);
+    let svc = Service::start(&r, "attach.sock", &["--time", "0"]);
+    let pid = svc.child.id();
+    let (fds0, threads0) = (open_fds(pid), threads_named(pid, "tokio-runtime-w"));
+
+    // docker run in the foreground: the streams apart, the exit code, --rm.
+    let o = svc.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 4",
+    ]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "out\n");
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "err\n");
+    assert_eq!(r.ok(&["ps", "-aq"]).trim(), "", "--rm removed it");
+    // stdin to the container, its end the container's.
+    let o = svc.docker_in(
+        &[
+            "run",
+            "-i",
+            "--rm",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "tr a-z A-Z; echo end",
+        ],
+        "piped in\n",
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "PIPED IN\nend\n");
+    // start -a of a container that already ran once.
+    svc.ok(&[
+        "create",
+        "--name",
+        "again",
+        "--network",
+        "none",
+        "busybox",
+        "echo",
+        "again",
+    ]);
+    assert_eq!(svc.ok(&["start", "-a", "again"]), "again\n");
+    assert_eq!(svc.ok(&["start", "-a", "again"]), "again\n");
+    // A terminal: its size from the client's, the exit code through it.
+    let (code, shown) = svc.docker_tty(
+        "run -it --rm --network none busybox sh -c 'tty; stty size; exit 3'",
+        91,
+        21,
+    );
+    assert_eq!(code, Some(3), "{shown}");
+    assert!(
+        shown.contains("/dev/pts/0") && shown.contains("21 91"),
+        "{shown}"
+    );
+
+    // exec in a running container.
+    svc.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "box",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let o = svc.docker(&["exec", "box", "sh", "-c", "echo hi; echo oops >&2; exit 5"]);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "hi\n");
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "oops\n");
+    let o = svc.docker_in(&["exec", "-i", "box", "wc", "-l"], "a\nb\nc\n");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "3",
+        "{}",
+        text(&o)
+    );
+    let o = svc.ok(&[
+        "exec",
+        "-e",
+        "A=b",
+        "-w",
+        "/bin",
+        "-u",
+        "1000",
+        "box",
+        "sh",
+        "-c",
+        "echo $A $(pwd) $(id -u)",
+    ]);
+    assert_eq!(o.trim(), "b /bin 1000");
+    let o = svc.docker(&["exec", "box", "no-such-command"]);
+    assert_eq!(o.status.code(), Some(127), "{}", text(&o));
+    assert!(
+        text(&o).contains("executable file not found"),
+        "{}",
+        text(&o)
+    );
+    svc.ok(&["exec", "-d", "box", "sh", "-c", "echo detached > /tmp/mark"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while svc.docker(&["exec", "box", "cat", "/tmp/mark"]).stdout != b"detached\n" {
+        assert!(Instant::now() < deadline, "the detached exec never ran");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, shown) = svc.docker_tty("exec -it box sh -c 'tty; stty size; exit 2'", 100, 30);
+    assert_eq!(code, Some(2), "{shown}");
+    assert!(
+        shown.contains("/dev/pts/") && shown.contains("30 100"),
+        "{shown}"
+    );
+    // docker attach to a running container: its output from then on.
+    svc.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ticker",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "while true; do echo tick; sleep 0.1; done",
+    ]);
+    let mut attached = Command::new(docker_bin())
+        .args(["attach", "--no-stdin", "ticker"])
+        .env("DOCKER_HOST", format!("unix://{}", svc.sock.display()))
+        .env("DOCKER_CONFIG", svc.sock.with_extension("dockercfg"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(attached.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line, "tick\n");
+    attached.kill().unwrap();
+    attached.wait().unwrap();
+
+    // Raw calls: resize, exec inspect, bad input.
+    svc.ok(&[
+        "run",
+        "-dit",
+        "--name",
+        "term",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+    ]);
+    let (status, body) = svc.raw("POST", "/v1.50/containers/term/resize?h=33&w=77");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        svc.ok(&["exec", "term", "stty", "-F", "/dev/pts/0", "size"])
+            .trim(),
+        "33 77"
+    );
+    let (status, body) = svc.raw("POST", "/v1.50/containers/box/resize?h=33&w=77");
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("no terminal"), "{body}");
+    let (status, body) = svc.raw("POST", "/v1.50/containers/term/resize?h=0&w=77");
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = svc.raw_json(
+        "POST",
+        "/v1.50/containers/box/exec",
+        r#"{"Cmd":["sh","-c","exit 9"]}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    let exec_id = body.split('"').nth(3).unwrap().to_string();
+    let (status, body) = svc.raw_json(
+        "POST",
+        &format!("/v1.50/exec/{exec_id}/start"),
+        r#"{"Detach":true}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = svc.raw("GET", &format!("/v1.50/exec/{exec_id}/json"));
+        if body.contains(r#""ExitCode":9"#) {
+            assert!(body.contains(r#""Running":false"#), "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, body) = svc.raw_json(
+        "POST",
+        &format!("/v1.50/exec/{exec_id}/start"),
+        r#"{"Detach":true}"#,
+    );
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("has already run"), "{body}");
+    let (status, body) = svc.raw_json("POST", "/v1.50/exec/nope/start", "{}");
+    assert_eq!(
+        (status, body.trim()),
+        (404, r#"{"message":"No such exec instance: nope"}"#)
+    );
+    let (status, body) = svc.raw_json("POST", "/v1.50/containers/box/exec", r#"{"Cmd":[]}"#);
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = svc.raw_json(
+        "POST",
+        "/v1.50/containers/box/exec",
+        r#"{"Cmd":"x","Tty":"yes"}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("Tty must be true or false"), "{body}");
+    let (status, body) = svc.raw_json("POST", "/v1.50/containers/box/exec", "[");
+    assert_eq!(status, 400, "{body}");
+    svc.ok(&["stop", "-t", "0", "again"]);
+    let (status, body) = svc.raw_json(
+        "POST",
+        "/v1.50/containers/again/exec",
+        r#"{"Cmd":["true"]}"#,
+    );
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("is not running"), "{body}");
+    // An attach without the upgrade is refused, saying what it needs.
+    let (status, body) = svc.raw("POST", "/v1.50/containers/box/attach?stream=1&stdout=1");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("Upgrade: tcp"), "{body}");
+
+    // Clients that leave mid-stream: attaches (to running and to waiting
+    // containers), log follows and waits, a thousand of them, leak nothing.
+    svc.ok(&[
+        "create",
+        "--name",
+        "idle",
+        "--network",
+        "none",
+        "busybox",
+        "true",
+    ]);
+    for i in 0..1000 {
+        let path = match i % 4 {
+            0 => "/v1.50/containers/ticker/attach?stream=1&stdout=1&stderr=1&stdin=1",
+            1 => "/v1.50/containers/idle/attach?stream=1&stdout=1",
+            2 => "/v1.50/containers/ticker/logs?follow=1&stdout=1",
+            _ => "/v1.50/containers/ticker/wait",
+        };
+        let method = if i % 4 == 2 { "GET" } else { "POST" };
+        let mut s = UnixStream::connect(&svc.sock).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n"
+        )
+        .unwrap();
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).unwrap();
+        let status = String::from_utf8_lossy(&head[9..12]).into_owned();
+        assert!(status == "101" || status == "200", "{path}: {status}");
+        drop(s);
+    }
+    // The waiting attaches end with the container.
+    svc.ok(&["rm", "idle"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = (
+            open_fds(pid),
+            threads_named(pid, "docker-api-wait") + threads_named(pid, "docker-api-logs"),
+            children(pid),
+        );
+        if now.0 <= fds0 + 2 && now.1 == 0 && now.2 == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after 1,000 aborted streams: (fds, threads, children) {now:?}, {fds0} fds before"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(threads_named(pid, "tokio-runtime-w") <= threads0.max(2) + 2);
+    svc.ok(&["rm", "-f", "box", "ticker", "term", "again"]);
+    assert_eq!(r.ok(&["ps", "-aq"]).trim(), "");
+}

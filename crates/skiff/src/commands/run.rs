@@ -169,6 +169,8 @@ impl RunFlags {
             stop_signal: self.stop_signal.clone(),
             stop_timeout: self.stop_timeout,
             oom_score_adj: self.oom_score_adj,
+            // The monitor sizes the terminal from the client's own.
+            console_size: None,
             group_add: self.group_add.clone(),
             extra_labels: Default::default(),
             managed_files: Default::default(),

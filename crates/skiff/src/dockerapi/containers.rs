@@ -311,15 +311,46 @@ pub(super) fn wait(req: &Req, id: &str) -> Answer {
     };
     let e = req.engine()?;
     let c = e.get(id)?;
+    let svc = req.svc.clone();
     super::streamed("application/json", "docker-api-wait", move |tx| {
-        if let Some(v) = wait_for(&e, c, until, || tx.is_closed()) {
+        let exited = |id: &str| svc.exits.code(id);
+        if let Some(v) = wait_for(&e, c, until, || tx.is_closed(), exited) {
             let _ = tx.blocking_send(Bytes::from(format!("{v}\n")));
         }
     })
 }
 
 /// Polls `c` until `until` holds (its answer) or `gone()` (None).
-fn wait_for(e: &Engine, mut c: Container, until: Until, gone: impl Fn() -> bool) -> Option<Value> {
+/// Exit codes of auto-removed containers the service started, recorded from their
+/// monitors' reports (their state is gone with them): the newest few hundred.
+#[derive(Default)]
+pub(crate) struct Exits(std::sync::Mutex<std::collections::VecDeque<(String, i32)>>);
+
+impl Exits {
+    const KEEP: usize = 256;
+
+    pub(crate) fn record(&self, id: &str, code: i32) {
+        if let Ok(mut q) = self.0.lock() {
+            if q.len() >= Self::KEEP {
+                q.pop_front();
+            }
+            q.push_back((id.to_string(), code));
+        }
+    }
+
+    fn code(&self, id: &str) -> Option<i32> {
+        let q = self.0.lock().ok()?;
+        q.iter().rev().find(|(i, _)| i == id).map(|(_, c)| *c)
+    }
+}
+
+fn wait_for(
+    e: &Engine,
+    mut c: Container,
+    until: Until,
+    gone: impl Fn() -> bool,
+    exited: impl Fn(&str) -> Option<i32>,
+) -> Option<Value> {
     let finished_before = c.state.finished_at.clone();
     let mut delay = std::time::Duration::from_millis(2);
     loop {
@@ -341,8 +372,21 @@ fn wait_for(e: &Engine, mut c: Container, until: Until, gone: impl Fn() -> bool)
         std::thread::sleep(delay);
         delay = (delay * 2).min(std::time::Duration::from_millis(50));
         if c.reload().is_err() {
-            // Removed (also by --rm): the last state known.
-            return Some(json!({ "StatusCode": c.state.exit_code }));
+            // Removed (also by --rm): the exit its monitor reported, if the service
+            // started it (the report follows the removal closely), else the last
+            // state known.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            let code = loop {
+                if let Some(code) = exited(&c.record.id) {
+                    break code;
+                }
+                if c.record.host.auto_remove && !gone() && std::time::Instant::now() < deadline {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    continue;
+                }
+                break c.state.exit_code;
+            };
+            return Some(json!({ "StatusCode": code }));
         }
         if c.state.monitor_pid > 0
             && c.state.status.is_active()
@@ -375,13 +419,15 @@ pub(super) fn remove(req: &Req, id: &str) -> Answer {
         ));
     }
     e.remove(&c.record.id, force, volumes)?;
+    req.svc.waiting.forget(&c.record.id);
+    req.svc.execs.forget_container(&c.record.id);
     no_content(StatusCode::NO_CONTENT)
 }
 
 /// One log entry as the API streams it: framed by stream for a container without a
 /// TTY (docker's multiplexed format: stream, three zero bytes, big-endian length),
 /// raw for one with a TTY.
-fn log_frame(en: &skiff_engine::logs::Entry, timestamps: bool, tty: bool) -> Bytes {
+pub(super) fn log_frame(en: &skiff_engine::logs::Entry, timestamps: bool, tty: bool) -> Bytes {
     let mut payload = Vec::with_capacity(en.log.len() + 32);
     if timestamps {
         payload.extend_from_slice(en.time.as_bytes());
@@ -487,14 +533,7 @@ mod tests {
         let ts = log_frame(&en, true, false);
         assert_eq!(&ts[..8], b"\x02\0\0\0\0\0\0\x1a");
         let since = |v: &str| {
-            Req {
-                method: hyper::Method::GET,
-                path: vec![],
-                query: [("since".to_string(), v.to_string())].into(),
-                body: Bytes::new(),
-                root: std::path::PathBuf::new(),
-            }
-            .epoch_ns("since")
+            Req::with_query([("since".to_string(), v.to_string())].into()).epoch_ns("since")
         };
         assert_eq!(since("1.5").unwrap(), Some(1_500_000_000));
         assert_eq!(

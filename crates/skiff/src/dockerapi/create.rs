@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 use skiff_engine::ops::Report;
 use skiff_engine::CreateOptions;
 
-fn strings(v: Option<&Value>, what: &str) -> Result<Vec<String>, ApiError> {
+pub(super) fn strings(v: Option<&Value>, what: &str) -> Result<Vec<String>, ApiError> {
     match v {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Array(a)) => a
@@ -25,7 +25,7 @@ fn strings(v: Option<&Value>, what: &str) -> Result<Vec<String>, ApiError> {
     }
 }
 
-fn string(v: Option<&Value>, what: &str) -> Result<Option<String>, ApiError> {
+pub(super) fn string(v: Option<&Value>, what: &str) -> Result<Option<String>, ApiError> {
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
@@ -45,7 +45,25 @@ fn int(v: Option<&Value>, what: &str) -> Result<Option<i64>, ApiError> {
     }
 }
 
-fn flag(v: Option<&Value>, what: &str) -> Result<bool, ApiError> {
+/// `ConsoleSize`: `[height, width]`, as (columns, rows); `[0, 0]` is none.
+pub(super) fn console_size(v: Option<&Value>) -> Result<Option<(u16, u16)>, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(a)) if a.len() == 2 => {
+            let n = |x: &Value| x.as_u64().and_then(|n| u16::try_from(n).ok());
+            match (n(&a[0]), n(&a[1])) {
+                (Some(0), Some(0)) => Ok(None),
+                (Some(h), Some(w)) => Ok(Some((w, h))),
+                _ => Err(ApiError::bad(
+                    "ConsoleSize must be [height, width], numbers from 0 to 65535",
+                )),
+            }
+        }
+        Some(_) => Err(ApiError::bad("ConsoleSize must be [height, width]")),
+    }
+}
+
+pub(super) fn flag(v: Option<&Value>, what: &str) -> Result<bool, ApiError> {
     match v {
         None | Some(Value::Null) => Ok(false),
         Some(Value::Bool(b)) => Ok(*b),
@@ -294,6 +312,7 @@ pub(super) fn options(body: &Value, name: Option<String>) -> Result<CreateOption
         stop_signal: signal,
         stop_timeout: int(c.get("StopTimeout"), "StopTimeout")?,
         oom_score_adj: int(h.get("OomScoreAdj"), "HostConfig.OomScoreAdj")?.map(|n| n as i32),
+        console_size: console_size(h.get("ConsoleSize"))?,
         group_add: strings(h.get("GroupAdd"), "HostConfig.GroupAdd")?,
         network_aliases,
         ..CreateOptions::default()
@@ -315,14 +334,40 @@ pub(super) fn create(req: &Req) -> Answer {
     ))
 }
 
-/// `POST /containers/{id}/start`: 204; 304 if it is running already.
+/// `POST /containers/{id}/start`: 204; 304 if it is running already. Attach requests
+/// waiting for this start get its streams.
 pub(super) fn start(req: &Req, id: &str) -> Answer {
     let e = req.engine()?;
     let c = e.get(id)?;
     if c.state.status.is_active() {
         return no_content(StatusCode::NOT_MODIFIED);
     }
-    let (_starting, first) = e.start(&c.record.id, None)?;
+    // Clients that attached before the start get its stdio from the first byte.
+    let attached = super::attach::StartAttach::new(req, &c)?;
+    let (mut starting, first) = e.start(&c.record.id, attached.attach())?;
+    if matches!(first, Report::Started(_) | Report::Exited(_)) {
+        attached.started(&c);
+    }
+    // An auto-removed container takes its state with it: its exit code is kept from
+    // its monitor's report, for a wait on its removal.
+    if c.record.host.auto_remove && matches!(first, Report::Started(_)) {
+        let svc = req.svc.clone();
+        let id = c.record.id.clone();
+        std::thread::Builder::new()
+            .name("docker-api-exit".into())
+            .spawn(move || loop {
+                match starting.next_report() {
+                    Report::Started(_) => continue,
+                    Report::Exited(code) => svc.exits.record(&id, code),
+                    Report::Failed(code, _) => svc.exits.record(&id, code),
+                    Report::Lost => {}
+                }
+                break;
+            })
+            .map_err(anyhow::Error::from)?;
+    } else if let Report::Exited(code) = first {
+        req.svc.exits.record(&c.record.id, code);
+    }
     match first {
         Report::Started(_) | Report::Exited(_) => no_content(StatusCode::NO_CONTENT),
         Report::Failed(_, msg) => Err(ApiError(

@@ -8,12 +8,16 @@
 //! after `--time` seconds without a connection (0: never).
 //!
 //! What is served so far: `/_ping`, `/version`, `/info`, the container list, create,
-//! start, inspect, logs, rename, stop, kill, pause, unpause, wait and remove, the image list and inspect, the network
-//! and volume lists and inspects. Any other endpoint answers 501 with a message naming
-//! it: it is not built yet, and says so.
+//! start, inspect, logs, attach (hijacked), resize, rename, stop, kill, pause,
+//! unpause, wait and remove, exec (create, start hijacked or detached, inspect,
+//! resize), the image list and inspect, the network and volume lists and inspects.
+//! Any other endpoint answers 501 with a message naming it: it is not built yet, and
+//! says so.
 
+mod attach;
 mod containers;
 mod create;
+mod exec;
 mod objects;
 mod system;
 
@@ -148,8 +152,28 @@ pub(crate) fn no_content(status: StatusCode) -> Answer {
     Ok(r)
 }
 
+/// What the service keeps between requests: the engine root, the attach requests
+/// waiting for their container to start, and the exec sessions.
+pub(crate) struct Service {
+    pub root: PathBuf,
+    pub waiting: attach::Waiting,
+    pub execs: exec::Execs,
+    pub exits: containers::Exits,
+}
+
+impl Service {
+    pub(crate) fn new(root: &Path) -> Service {
+        Service {
+            root: root.to_path_buf(),
+            waiting: Default::default(),
+            execs: Default::default(),
+            exits: Default::default(),
+        }
+    }
+}
+
 /// One request as the handlers see it: the path without its version, the query, the
-/// body (read whole, bounded) and the engine root.
+/// body (read whole, bounded), the engine root and the service's state.
 pub(crate) struct Req {
     pub method: Method,
     /// Path segments after the version, percent-decoded.
@@ -157,9 +181,42 @@ pub(crate) struct Req {
     pub query: HashMap<String, String>,
     pub body: Bytes,
     pub root: PathBuf,
+    pub svc: Arc<Service>,
+    /// The connection, for an endpoint that hijacks it (`Upgrade: tcp`).
+    pub upgrade: Mutex<Option<hyper::upgrade::OnUpgrade>>,
 }
 
 impl Req {
+    /// The connection to hijack: 400 unless the client asked for an upgrade.
+    pub fn hijack(&self) -> std::result::Result<hyper::upgrade::OnUpgrade, ApiError> {
+        self.upgrade
+            .lock()
+            .ok()
+            .and_then(|mut u| u.take())
+            .ok_or_else(|| {
+                ApiError::bad(format!(
+                    "/{} streams over a hijacked connection: send the request with \
+                     \"Connection: Upgrade\" and \"Upgrade: tcp\"",
+                    self.path.join("/")
+                ))
+            })
+    }
+
+    /// The body as a JSON object (an empty body is an empty object).
+    pub fn json_body(&self, what: &str) -> std::result::Result<Value, ApiError> {
+        if self.body.iter().all(|b| b.is_ascii_whitespace()) {
+            return Ok(json!({}));
+        }
+        let v: Value = serde_json::from_slice(&self.body)
+            .map_err(|e| ApiError::bad(format!("invalid JSON in the {what} body: {e}")))?;
+        if !v.is_object() {
+            return Err(ApiError::bad(format!(
+                "invalid {what} body: expected a JSON object"
+            )));
+        }
+        Ok(v)
+    }
+
     /// The engine, opened as a CLI verb opens it.
     pub fn engine(&self) -> std::result::Result<skiff_engine::Engine, ApiError> {
         Ok(crate::commands::engine(&self.root)?)
@@ -338,8 +395,8 @@ fn server_headers(r: &mut Response<Body>) {
     }
 }
 
-async fn handle(root: Arc<PathBuf>, req: Request<Incoming>) -> Response<Body> {
-    let mut r = match answer(root, req).await {
+async fn handle(svc: Arc<Service>, req: Request<Incoming>) -> Response<Body> {
+    let mut r = match answer(svc, req).await {
         Ok(r) => r,
         Err(ApiError(status, message)) => {
             if status.is_server_error() {
@@ -352,8 +409,18 @@ async fn handle(root: Arc<PathBuf>, req: Request<Incoming>) -> Response<Body> {
     r
 }
 
-async fn answer(root: Arc<PathBuf>, req: Request<Incoming>) -> Answer {
-    let (parts, body) = req.into_parts();
+async fn answer(svc: Arc<Service>, req: Request<Incoming>) -> Answer {
+    let (mut parts, body) = req.into_parts();
+    // Only a client that asked to upgrade gets its connection hijacked.
+    let asked = parts
+        .headers
+        .get(hyper::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("tcp"));
+    let upgrade = parts
+        .extensions
+        .remove::<hyper::upgrade::OnUpgrade>()
+        .filter(|_| asked);
     let (_version, path) = split_version(parts.uri.path())?;
     let path: Vec<String> = path
         .split('/')
@@ -392,7 +459,9 @@ async fn answer(root: Arc<PathBuf>, req: Request<Incoming>) -> Answer {
         path,
         query: parse_query(parts.uri.query()),
         body,
-        root: root.as_ref().clone(),
+        root: svc.root.clone(),
+        svc,
+        upgrade: Mutex::new(upgrade),
     };
     // The engine's calls block (files, locks, waiting for a container): off the
     // reactor.
@@ -413,6 +482,12 @@ fn route(req: &Req) -> Answer {
         (&Method::POST, ["containers", id, "start"]) => create::start(req, id),
         (&Method::GET, ["containers", id, "json"]) => containers::inspect(req, id),
         (&Method::GET, ["containers", id, "logs"]) => containers::logs(req, id),
+        (&Method::POST, ["containers", id, "attach"]) => attach::attach(req, id),
+        (&Method::POST, ["containers", id, "resize"]) => attach::resize(req, id),
+        (&Method::POST, ["containers", id, "exec"]) => exec::create(req, id),
+        (&Method::POST, ["exec", id, "start"]) => exec::start(req, id),
+        (&Method::POST, ["exec", id, "resize"]) => exec::resize(req, id),
+        (&Method::GET, ["exec", id, "json"]) => exec::inspect(req, id),
         (&Method::POST, ["containers", id, "rename"]) => containers::rename(req, id),
         (&Method::POST, ["containers", id, "stop"]) => containers::stop(req, id),
         (&Method::POST, ["containers", id, "kill"]) => containers::kill(req, id),
@@ -510,12 +585,12 @@ impl Activity {
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Io for T {}
 
-fn serve_conn(stream: Box<dyn Io>, root: Arc<PathBuf>, activity: Arc<Activity>) {
+fn serve_conn(stream: Box<dyn Io>, svc: Arc<Service>, activity: Arc<Activity>) {
     activity.open.fetch_add(1, Ordering::SeqCst);
     tokio::spawn(async move {
         let svc = hyper::service::service_fn(move |req| {
-            let root = root.clone();
-            async move { Ok::<_, std::convert::Infallible>(handle(root, req).await) }
+            let svc = svc.clone();
+            async move { Ok::<_, std::convert::Infallible>(handle(svc, req).await) }
         });
         // A client that never finishes its headers is dropped (slowloris).
         if let Err(e) = hyper::server::conn::http1::Builder::new()
@@ -541,7 +616,7 @@ pub(crate) fn serve(root: &Path, listen: Listen, idle: Option<Duration>) -> Resu
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    let root = Arc::new(root.to_path_buf());
+    let svc = Arc::new(Service::new(root));
     rt.block_on(async move {
         let activity = Arc::new(Activity {
             open: AtomicUsize::new(0),
@@ -575,7 +650,7 @@ pub(crate) fn serve(root: &Path, listen: Listen, idle: Option<Duration>) -> Resu
                         L::Tcp(l) => l.accept().await.map(|(s, _)| Box::new(s) as Box<dyn Io>),
                     }
                 } => match c {
-                    Ok(s) => serve_conn(s, root.clone(), activity.clone()),
+                    Ok(s) => serve_conn(s, svc.clone(), activity.clone()),
                     Err(e) => tracing::warn!(error = %e, "docker API: accept"),
                 },
                 _ = tick.tick() => {
@@ -594,6 +669,22 @@ pub(crate) fn serve(root: &Path, listen: Listen, idle: Option<Duration>) -> Resu
         }
         Ok(0)
     })
+}
+
+#[cfg(test)]
+impl Req {
+    /// A GET with `query`, for unit tests of the parameter readers.
+    pub(crate) fn with_query(query: HashMap<String, String>) -> Req {
+        Req {
+            method: Method::GET,
+            path: vec![],
+            query,
+            body: Bytes::new(),
+            root: PathBuf::new(),
+            svc: Arc::new(Service::new(Path::new("/nonexistent"))),
+            upgrade: Mutex::new(None),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -624,13 +715,7 @@ mod tests {
 
     #[test]
     fn filters_in_both_encodings() {
-        let req = |f: &str| Req {
-            method: Method::GET,
-            path: vec![],
-            query: parse_query(Some(&format!("filters={}", f))),
-            body: Bytes::new(),
-            root: PathBuf::new(),
-        };
+        let req = |f: &str| Req::with_query(parse_query(Some(&format!("filters={}", f))));
         let mut got =
             req("%7B%22label%22%3A%7B%22a%3Db%22%3Atrue%7D%2C%22status%22%3A%5B%22exited%22%5D%7D")
                 .filters()
