@@ -506,6 +506,121 @@ impl Cgroup {
         }
     }
 
+    /// The counters `docker stats` reports: CPU time (total, user, system), memory
+    /// (usage, limit, memory.stat), pids (current, limit) and block I/O bytes per
+    /// device, read from the cgroup's own files (v2; v1 where it has them).
+    pub fn stats(&self) -> Stats {
+        let mut st = Stats {
+            cpu_total_ns: self.cpu_usage_ns(),
+            pids: self.pids_current(),
+            ..Default::default()
+        };
+        let (usage, limit) = self.memory();
+        st.memory_usage = usage;
+        st.memory_limit = limit;
+        let kv = |text: String| -> BTreeMap<String, u64> {
+            text.lines()
+                .filter_map(|l| {
+                    let (k, v) = l.split_once(' ')?;
+                    Some((k.to_string(), v.trim().parse().ok()?))
+                })
+                .collect()
+        };
+        match self.version {
+            Version::V2 => {
+                let Some(d) = self.dir("") else { return st };
+                let cpu = kv(fs::read_to_string(d.join("cpu.stat")).unwrap_or_default());
+                st.cpu_user_ns = cpu.get("user_usec").copied().unwrap_or(0) * 1000;
+                st.cpu_system_ns = cpu.get("system_usec").copied().unwrap_or(0) * 1000;
+                st.memory_stat = kv(fs::read_to_string(d.join("memory.stat")).unwrap_or_default());
+                st.pids_limit = read_trim(&d.join("pids.max")).and_then(|s| s.parse().ok());
+                // io.stat: "MAJ:MIN rbytes=N wbytes=N rios=N wios=N ..." per device.
+                for line in fs::read_to_string(d.join("io.stat"))
+                    .unwrap_or_default()
+                    .lines()
+                {
+                    let mut f = line.split_whitespace();
+                    let Some((maj, min)) = f.next().and_then(|d| d.split_once(':')) else {
+                        continue;
+                    };
+                    let (Ok(maj), Ok(min)) = (maj.parse(), min.parse()) else {
+                        continue;
+                    };
+                    let (mut r, mut w) = (0, 0);
+                    for kv in f {
+                        match kv.split_once('=') {
+                            Some(("rbytes", v)) => r = v.parse().unwrap_or(0),
+                            Some(("wbytes", v)) => w = v.parse().unwrap_or(0),
+                            _ => {}
+                        }
+                    }
+                    st.io.push(IoBytes {
+                        major: maj,
+                        minor: min,
+                        read: r,
+                        write: w,
+                    });
+                }
+            }
+            Version::V1 => {
+                if let Some(d) = self.dir("cpuacct") {
+                    // In USER_HZ ticks.
+                    // SAFETY: sysconf takes an integer and touches no memory.
+                    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+                    let cpu = kv(fs::read_to_string(d.join("cpuacct.stat")).unwrap_or_default());
+                    let ns = |k: &str| cpu.get(k).copied().unwrap_or(0) * (1_000_000_000 / hz);
+                    st.cpu_user_ns = ns("user");
+                    st.cpu_system_ns = ns("system");
+                }
+                if let Some(d) = self.dir("blkio") {
+                    // "MAJ:MIN Read N" lines, and a Total.
+                    let text =
+                        fs::read_to_string(d.join("blkio.throttle.io_service_bytes_recursive"))
+                            .unwrap_or_default();
+                    for line in text.lines() {
+                        let f: Vec<&str> = line.split_whitespace().collect();
+                        let [dev, op, v] = f[..] else { continue };
+                        let Some((maj, min)) = dev.split_once(':') else {
+                            continue;
+                        };
+                        let (Ok(major), Ok(minor), Ok(v)) = (maj.parse(), min.parse(), v.parse())
+                        else {
+                            continue;
+                        };
+                        let i = match st
+                            .io
+                            .iter()
+                            .position(|d| d.major == major && d.minor == minor)
+                        {
+                            Some(i) => i,
+                            None => {
+                                st.io.push(IoBytes {
+                                    major,
+                                    minor,
+                                    ..Default::default()
+                                });
+                                st.io.len() - 1
+                            }
+                        };
+                        match op {
+                            "Read" => st.io[i].read = v,
+                            "Write" => st.io[i].write = v,
+                            _ => {}
+                        }
+                    }
+                }
+                if let Some(d) = self.dir("memory") {
+                    st.memory_stat =
+                        kv(fs::read_to_string(d.join("memory.stat")).unwrap_or_default());
+                }
+                if let Some(d) = self.dir("pids") {
+                    st.pids_limit = read_trim(&d.join("pids.max")).and_then(|s| s.parse().ok());
+                }
+            }
+        }
+        st
+    }
+
     /// Number of processes (pids.current).
     pub fn pids_current(&self) -> u64 {
         let d = match self.version {
@@ -516,6 +631,31 @@ impl Cgroup {
             .and_then(|s| s.parse().ok())
             .unwrap_or(0)
     }
+}
+
+/// One cgroup's counters (see [`Cgroup::stats`]).
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub cpu_total_ns: u64,
+    pub cpu_user_ns: u64,
+    pub cpu_system_ns: u64,
+    pub memory_usage: u64,
+    /// `u64::MAX` without a limit.
+    pub memory_limit: u64,
+    pub memory_stat: BTreeMap<String, u64>,
+    pub pids: u64,
+    /// None for "max".
+    pub pids_limit: Option<u64>,
+    pub io: Vec<IoBytes>,
+}
+
+/// Bytes read and written on one block device.
+#[derive(Debug, Clone, Default)]
+pub struct IoBytes {
+    pub major: u64,
+    pub minor: u64,
+    pub read: u64,
+    pub write: u64,
 }
 
 fn is_cgroup2(p: &Path) -> bool {

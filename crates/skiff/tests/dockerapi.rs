@@ -677,6 +677,31 @@ fn docker_run_attaches_and_docker_exec_runs_in_the_container() {
         shown.contains("/dev/pts/") && shown.contains("30 100"),
         "{shown}"
     );
+    // top: the host's ps, its rows for the container's processes.
+    let top = svc.ok(&["top", "box"]);
+    assert!(top.starts_with("UID") && top.contains("sleep 300"), "{top}");
+    assert_eq!(top.lines().count(), 2, "{top}");
+    let top = svc.ok(&["top", "box", "-o", "pid,comm"]);
+    assert!(top.starts_with("PID") && top.contains("sleep"), "{top}");
+    // stats: the container's own counters; its network namespace's interfaces.
+    let st = svc.ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}} {{.PIDs}} {{.MemUsage}}",
+        "box",
+    ]);
+    let fields: Vec<&str> = st.split_whitespace().collect();
+    assert_eq!(fields[0], "box", "{st}");
+    assert!(fields[1].parse::<u32>().unwrap() >= 1, "{st}");
+    assert!(!st.contains("0B / 0B"), "memory is counted: {st}");
+    svc.ok(&["run", "-d", "--name", "netbox", "busybox", "sleep", "300"]);
+    let (status, body) = svc.raw("GET", "/v1.50/containers/netbox/stats?stream=0&one-shot=1");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""networks":{"eth0":{"#), "{body}");
+    assert!(body.contains(r#""pids_stats":{"current":1"#), "{body}");
+    let (status, body) = svc.raw("GET", "/v1.50/containers/netbox/stats?stream=1&one-shot=1");
+    assert_eq!(status, 400, "{body}");
     // docker attach to a running container: its output from then on.
     svc.ok(&[
         "run",
@@ -805,7 +830,8 @@ fn docker_run_attaches_and_docker_exec_runs_in_the_container() {
         let path = match i % 4 {
             0 => "/v1.50/containers/ticker/attach?stream=1&stdout=1&stderr=1&stdin=1",
             1 => "/v1.50/containers/idle/attach?stream=1&stdout=1",
-            2 => "/v1.50/containers/ticker/logs?follow=1&stdout=1",
+            2 if i % 8 == 2 => "/v1.50/containers/ticker/logs?follow=1&stdout=1",
+            2 => "/v1.50/containers/ticker/stats",
             _ => "/v1.50/containers/ticker/wait",
         };
         let method = if i % 4 == 2 { "GET" } else { "POST" };
@@ -827,7 +853,9 @@ fn docker_run_attaches_and_docker_exec_runs_in_the_container() {
     loop {
         let now = (
             open_fds(pid),
-            threads_named(pid, "docker-api-wait") + threads_named(pid, "docker-api-logs"),
+            threads_named(pid, "docker-api-wait")
+                + threads_named(pid, "docker-api-logs")
+                + threads_named(pid, "docker-api-stats"),
             children(pid),
         );
         if now.0 <= fds0 + 2 && now.1 == 0 && now.2 == 0 {
@@ -840,6 +868,6 @@ fn docker_run_attaches_and_docker_exec_runs_in_the_container() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(threads_named(pid, "tokio-runtime-w") <= threads0.max(2) + 2);
-    svc.ok(&["rm", "-f", "box", "ticker", "term", "again"]);
+    svc.ok(&["rm", "-f", "box", "ticker", "term", "again", "netbox"]);
     assert_eq!(r.ok(&["ps", "-aq"]).trim(), "");
 }

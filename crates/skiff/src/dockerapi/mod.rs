@@ -8,7 +8,7 @@
 //! after `--time` seconds without a connection (0: never).
 //!
 //! What is served so far: `/_ping`, `/version`, `/info`, the container list, create,
-//! start, inspect, logs, attach (hijacked), resize, rename, stop, kill, pause,
+//! start, inspect, logs, attach (hijacked), resize, top, stats, rename, stop, kill, pause,
 //! unpause, wait and remove, exec (create, start hijacked or detached, inspect,
 //! resize), the image list and inspect, the network and volume lists and inspects.
 //! Any other endpoint answers 501 with a message naming it: it is not built yet, and
@@ -19,6 +19,7 @@ mod containers;
 mod create;
 mod exec;
 mod objects;
+mod stats;
 mod system;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -483,6 +484,8 @@ fn route(req: &Req) -> Answer {
         (&Method::GET, ["containers", id, "json"]) => containers::inspect(req, id),
         (&Method::GET, ["containers", id, "logs"]) => containers::logs(req, id),
         (&Method::POST, ["containers", id, "attach"]) => attach::attach(req, id),
+        (&Method::GET, ["containers", id, "top"]) => stats::top(req, id),
+        (&Method::GET, ["containers", id, "stats"]) => stats::stats(req, id),
         (&Method::POST, ["containers", id, "resize"]) => attach::resize(req, id),
         (&Method::POST, ["containers", id, "exec"]) => exec::create(req, id),
         (&Method::POST, ["exec", id, "start"]) => exec::start(req, id),
