@@ -61,6 +61,9 @@ pub enum EngineError {
     Start { code: i32, message: String },
     #[error("{0}")]
     NotRunning(String),
+    /// An image a container uses (docker's "conflict: unable to …" wording).
+    #[error("{0}")]
+    InUse(String),
     #[error("{0}")]
     Unsupported(String),
 }

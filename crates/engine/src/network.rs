@@ -711,6 +711,25 @@ pub fn create_network(
     Ok(n)
 }
 
+impl crate::Engine {
+    /// `network rm`: refused while a running container is on it.
+    pub fn remove_network(&self, reference: &str) -> Result<Network> {
+        let n = get_network(&self.root, &self.bridge, reference)?;
+        if let Some(c) = self.list()?.iter().find(|c| {
+            c.state.status.is_active()
+                && (c.record.host.network_mode == n.name
+                    || c.record.host.extra_networks.contains(&n.name))
+        }) {
+            return Err(EngineError::InUse(format!(
+                "error while removing network: network {} id {} has active endpoints (container {})",
+                n.name, n.id, c.record.name
+            )));
+        }
+        remove_network(&self.root, &n)?;
+        Ok(n)
+    }
+}
+
 /// `skiff network rm`: the bridge, its rules and its record (callers check use).
 pub fn remove_network(root: &Path, n: &Network) -> Result<()> {
     if !n.user_defined {

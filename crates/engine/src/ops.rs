@@ -624,6 +624,43 @@ impl Engine {
         Ok(c.record.id.clone())
     }
 
+    /// `docker rmi` of one reference: removing one of several names only untags
+    /// (even while containers use the image); the last name, or the image by id, is
+    /// refused while a running container uses it, and while any container does unless
+    /// `force`. What was untagged and deleted, in order.
+    pub fn remove_image(
+        &self,
+        reference: &str,
+        force: bool,
+    ) -> Result<Vec<skiff_image::RemoveEvent>> {
+        let img = self.images.resolve(reference)?;
+        let containers = self.list()?;
+        let users: Vec<_> = containers
+            .iter()
+            .filter(|c| c.record.image_id == img.id)
+            .collect();
+        if let Some(run) = users.iter().find(|c| c.state.status.is_active()) {
+            return Err(EngineError::InUse(format!(
+                "conflict: unable to delete {} (cannot be forced) - image is being used by running container {}",
+                skiff_image::short_id(&img.id),
+                run.short_id()
+            )));
+        }
+        let bare = reference.trim_start_matches("sha256:");
+        let by_id = bare.len() >= 4 && img.id.trim_start_matches("sha256:").starts_with(bare);
+        let last_name = img.names.len() <= 1 || by_id;
+        if let Some(c) = users.first() {
+            if last_name && !force {
+                return Err(EngineError::InUse(format!(
+                    "conflict: unable to remove repository reference \"{reference}\" (must force) - container {} is using its referenced image {}",
+                    c.short_id(),
+                    skiff_image::short_id(&img.id)
+                )));
+            }
+        }
+        Ok(self.images.remove(reference, force)?)
+    }
+
     /// Set the size of a running container's terminal (docker's `resize`).
     pub fn resize(&self, reference: &str, cols: u16, rows: u16) -> Result<()> {
         let c = self.get(reference)?;

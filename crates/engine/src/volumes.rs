@@ -194,6 +194,54 @@ pub fn remove(root: &Path, name: &str) -> Result<()> {
     fs::remove_dir_all(&dir).map_err(|e| EngineError::io(format!("removing volume {name}"), e))
 }
 
+impl crate::Engine {
+    /// `volume rm`: refused while a running container uses it, and while any
+    /// container does unless `force`.
+    pub fn remove_volume(&self, name: &str, force: bool) -> Result<()> {
+        inspect(&self.root, name)?;
+        let containers = self.list()?;
+        if let Some(c) = containers.iter().find(|c| {
+            c.record
+                .mounts
+                .iter()
+                .any(|m| m.kind == "volume" && m.name == name)
+        }) {
+            if !force || c.state.status.is_active() {
+                return Err(EngineError::InUse(format!(
+                    "remove {name}: volume is in use - [{}]",
+                    c.record.id
+                )));
+            }
+        }
+        remove(&self.root, name)
+    }
+
+    /// Removes volumes no container refers to (anonymous ones only unless `all`);
+    /// their names and the bytes freed.
+    pub fn prune_volumes(&self, all: bool) -> Result<(Vec<String>, u64)> {
+        let containers = self.list()?;
+        let mut removed = Vec::new();
+        let mut freed = 0;
+        for v in list(&self.root)? {
+            let used = containers.iter().any(|c| {
+                c.record
+                    .mounts
+                    .iter()
+                    .any(|m| m.kind == "volume" && m.name == v.name)
+            });
+            if used || (!all && !v.anonymous) {
+                continue;
+            }
+            let size = crate::files::disk_usage(Path::new(&v.mountpoint));
+            if remove(&self.root, &v.name).is_ok() {
+                freed += size;
+                removed.push(v.name);
+            }
+        }
+        Ok((removed, freed))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

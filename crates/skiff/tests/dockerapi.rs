@@ -871,3 +871,137 @@ fn docker_run_attaches_and_docker_exec_runs_in_the_container() {
     svc.ok(&["rm", "-f", "box", "ticker", "term", "again", "netbox"]);
     assert_eq!(r.ok(&["ps", "-aq"]).trim(), "");
 }
+
+#[test]
+fn images_volumes_and_networks_through_the_api() {
+    let r = Root::with_busybox(EXE);
+    let svc = Service::start(&r, "objects.sock", &["--time", "0"]);
+    // Images: tag, history, and docker's untag rule for rmi.
+    svc.ok(&["tag", "busybox", "me/box:1"]);
+    assert!(r.ok(&["images"]).contains("me/box"), "skiff sees the tag");
+    let h = svc.ok(&["history", "--format", "{{.ID}} {{.Size}}", "me/box:1"]);
+    assert!(h.lines().count() >= 1 && !h.contains("<missing> 0B"), "{h}");
+    svc.ok(&[
+        "create",
+        "--name",
+        "user",
+        "--network",
+        "none",
+        "me/box:1",
+        "true",
+    ]);
+    // One of two names: untagged although a container uses the image.
+    assert_eq!(svc.ok(&["rmi", "me/box:1"]).trim(), "Untagged: me/box:1");
+    // The last name of an image a container uses: refused unless forced.
+    let o = svc.docker(&["rmi", "busybox"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("must force"), "{}", text(&o));
+    let o = svc.docker(&["rmi", "nothere"]);
+    assert!(
+        text(&o).contains("No such image: nothere:latest"),
+        "{}",
+        text(&o)
+    );
+    let (status, _) = svc.raw("POST", "/v1.50/images/busybox/tag");
+    assert_eq!(status, 400, "a tag needs repo=");
+
+    // Volumes: create (with labels), list, in use, remove, prune.
+    assert_eq!(
+        svc.ok(&["volume", "create", "--label", "k=v", "data"])
+            .trim(),
+        "data"
+    );
+    assert_eq!(
+        svc.ok(&[
+            "volume",
+            "inspect",
+            "-f",
+            "{{.Labels.k}} {{.Driver}}",
+            "data"
+        ])
+        .trim(),
+        "v local"
+    );
+    svc.ok(&["volume", "create", "spare"]);
+    svc.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "holder",
+        "--network",
+        "none",
+        "-v",
+        "data:/d",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let o = svc.docker(&["volume", "rm", "data"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("volume is in use"), "{}", text(&o));
+    let o = svc.docker(&["volume", "create", "-d", "nfs", "x"]);
+    assert!(
+        text(&o).contains("plugin \"nfs\" not found"),
+        "{}",
+        text(&o)
+    );
+    let o = svc.docker(&["volume", "create", "-o", "type=tmpfs", "x"]);
+    assert!(
+        text(&o).contains("DriverOpts is not supported"),
+        "{}",
+        text(&o)
+    );
+    let o = svc.docker(&["volume", "create", "../escape"]);
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    let pruned = svc.ok(&["volume", "prune", "-af"]);
+    assert!(
+        pruned.contains("spare") && !pruned.contains("data"),
+        "{pruned}"
+    );
+    svc.ok(&["rm", "-f", "holder"]);
+    assert_eq!(svc.ok(&["volume", "rm", "data"]).trim(), "data");
+    let o = svc.docker(&["volume", "rm", "data"]);
+    assert!(text(&o).contains("no such volume"), "{}", text(&o));
+
+    // Networks: create with IPAM, inspect, refused options, remove.
+    let id = svc.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.231.7.0/24",
+        "--gateway",
+        "10.231.7.254",
+        "--label",
+        "t=1",
+        "backend",
+    ]);
+    assert_eq!(id.trim().len(), 64, "{id}");
+    let i = svc.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{.Name}} {{(index .IPAM.Config 0).Subnet}} {{(index .IPAM.Config 0).Gateway}} {{.Labels.t}}",
+        "backend",
+    ]);
+    assert_eq!(i.trim(), "backend 10.231.7.0/24 10.231.7.254 1");
+    assert!(r.ok(&["network", "ls"]).contains("backend"));
+    let o = svc.docker(&["network", "create", "backend"]);
+    assert!(text(&o).contains("already exists"), "{}", text(&o));
+    let o = svc.docker(&["network", "create", "--ipv6", "v6"]);
+    assert!(
+        text(&o).contains("EnableIPv6 is not supported"),
+        "{}",
+        text(&o)
+    );
+    let o = svc.docker(&["network", "create", "-d", "overlay", "ov"]);
+    assert!(
+        text(&o).contains("plugin \"overlay\" not found"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(svc.ok(&["network", "rm", "backend"]).trim(), "backend");
+    let o = svc.docker(&["network", "rm", "backend"]);
+    assert!(text(&o).contains("not found"), "{}", text(&o));
+    svc.ok(&["rm", "-f", "user"]);
+    assert_eq!(r.ok(&["ps", "-aq"]).trim(), "");
+}

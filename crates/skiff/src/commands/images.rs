@@ -855,49 +855,9 @@ fn list(
 
 fn remove(root: &Path, force: bool, images: &[String]) -> Result<i32> {
     let e = engine(root)?;
-    let containers = e.list()?;
     let mut failed = false;
     for i in images {
-        let img = match e.images.resolve(i) {
-            Ok(img) => img,
-            Err(err) => {
-                eprintln!("Error response from daemon: {err}");
-                failed = true;
-                continue;
-            }
-        };
-        let users: Vec<_> = containers
-            .iter()
-            .filter(|c| c.record.image_id == img.id)
-            .collect();
-        if let Some(run) = users.iter().find(|c| c.state.status.is_active()) {
-            eprintln!(
-                "Error response from daemon: conflict: unable to delete {} (cannot be forced) - image is being used by running container {}",
-                skiff_image::short_id(&img.id),
-                run.short_id()
-            );
-            failed = true;
-            continue;
-        }
-        // Removing one of several names only untags; the last name needs no user.
-        let by_id = i.trim_start_matches("sha256:").len() >= 4
-            && img
-                .id
-                .trim_start_matches("sha256:")
-                .starts_with(i.trim_start_matches("sha256:"));
-        let last_name = img.names.len() <= 1 || by_id;
-        if let Some(c) = users.first() {
-            if last_name && !force {
-                eprintln!(
-                    "Error response from daemon: conflict: unable to remove repository reference \"{i}\" (must force) - container {} is using its referenced image {}",
-                    c.short_id(),
-                    skiff_image::short_id(&img.id)
-                );
-                failed = true;
-                continue;
-            }
-        }
-        match e.images.remove(i, force) {
+        match e.remove_image(i, force) {
             Ok(events) => {
                 for ev in events {
                     match ev {

@@ -137,30 +137,12 @@ pub(crate) fn network(root: &Path, n: NetworkCmd) -> Result<i32> {
             Ok(0)
         }
         NetworkCmd::Rm { names } => {
-            let containers = e.list()?;
             let mut failed = false;
             for name in &names {
-                let res = (|| -> Result<()> {
-                    let n = net::get_network(&e.root, &e.bridge, name)?;
-                    if let Some(c) = containers.iter().find(|c| {
-                        c.state.status.is_active()
-                            && (c.record.host.network_mode == n.name
-                                || c.record.host.extra_networks.contains(&n.name))
-                    }) {
-                        return Err(anyhow!(
-                            "error while removing network: network {} id {} has active endpoints (container {})",
-                            n.name,
-                            n.id,
-                            c.record.name
-                        ));
-                    }
-                    net::remove_network(&e.root, &n)?;
-                    Ok(())
-                })();
-                match res {
-                    Ok(()) => println!("{name}"),
+                match e.remove_network(name) {
+                    Ok(_) => println!("{name}"),
                     Err(err) => {
-                        eprintln!("Error response from daemon: {err:#}");
+                        eprintln!("Error response from daemon: {err}");
                         failed = true;
                     }
                 }

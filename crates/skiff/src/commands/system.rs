@@ -2,7 +2,6 @@
 //! (restarting the containers whose restart policy asks for it).
 
 use super::engine;
-use super::volumes::prune_volumes;
 use anyhow::Result;
 use clap::Subcommand;
 use skiff_engine::ops::Report;
@@ -114,7 +113,7 @@ pub(crate) fn system(root: &Path, s: SystemCmd) -> Result<i32> {
             }
             // docker prunes anonymous volumes with --volumes; unused anonymous volumes
             // left by removed containers are prunable here too.
-            let vols = prune_volumes(&e, volumes)?;
+            let (vols, _) = e.prune_volumes(volumes)?;
             println!("\nDeleted Volumes:");
             for v in vols {
                 println!("{v}");

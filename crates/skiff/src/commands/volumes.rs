@@ -5,7 +5,6 @@ use super::engine;
 use crate::format;
 use anyhow::Result;
 use clap::Subcommand;
-use skiff_engine::Engine;
 use std::path::Path;
 
 #[derive(Subcommand)]
@@ -81,25 +80,9 @@ pub(crate) fn volume(root: &Path, v: VolumeCmd) -> Result<i32> {
             Ok(0)
         }
         VolumeCmd::Rm { force, names } => {
-            let containers = e.list()?;
             let mut failed = false;
             for n in &names {
-                if let Some(c) = containers.iter().find(|c| {
-                    c.record
-                        .mounts
-                        .iter()
-                        .any(|m| m.kind == "volume" && &m.name == n)
-                }) {
-                    if !force || c.state.status.is_active() {
-                        eprintln!(
-                            "Error response from daemon: remove {n}: volume is in use - [{}]",
-                            c.record.id
-                        );
-                        failed = true;
-                        continue;
-                    }
-                }
-                match skiff_engine::volumes::remove(&e.root, n) {
+                match e.remove_volume(n, force) {
                     Ok(()) => println!("{n}"),
                     Err(err) => {
                         eprintln!("Error response from daemon: {err}");
@@ -110,7 +93,7 @@ pub(crate) fn volume(root: &Path, v: VolumeCmd) -> Result<i32> {
             Ok(if failed { 1 } else { 0 })
         }
         VolumeCmd::Prune { force: _, all } => {
-            let removed = prune_volumes(&e, all)?;
+            let (removed, _) = e.prune_volumes(all)?;
             println!("Deleted Volumes:");
             for n in removed {
                 println!("{n}");
@@ -118,25 +101,4 @@ pub(crate) fn volume(root: &Path, v: VolumeCmd) -> Result<i32> {
             Ok(0)
         }
     }
-}
-
-/// Remove volumes no container refers to (anonymous ones only unless `all`).
-pub(super) fn prune_volumes(e: &Engine, all: bool) -> Result<Vec<String>> {
-    let containers = e.list()?;
-    let mut removed = Vec::new();
-    for v in skiff_engine::volumes::list(&e.root)? {
-        let used = containers.iter().any(|c| {
-            c.record
-                .mounts
-                .iter()
-                .any(|m| m.kind == "volume" && m.name == v.name)
-        });
-        if used || (!all && !v.anonymous) {
-            continue;
-        }
-        if skiff_engine::volumes::remove(&e.root, &v.name).is_ok() {
-            removed.push(v.name);
-        }
-    }
-    Ok(removed)
 }

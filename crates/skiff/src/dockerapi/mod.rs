@@ -10,7 +10,8 @@
 //! What is served so far: `/_ping`, `/version`, `/info`, the container list, create,
 //! start, inspect, logs, attach (hijacked), resize, top, stats, rename, stop, kill, pause,
 //! unpause, wait and remove, exec (create, start hijacked or detached, inspect,
-//! resize), the image list and inspect, the network and volume lists and inspects.
+//! resize), images (list, inspect, history, tag, remove), networks (list, inspect,
+//! create, remove) and volumes (list, inspect, create, remove, prune).
 //! Any other endpoint answers 501 with a message naming it: it is not built yet, and
 //! says so.
 
@@ -69,7 +70,7 @@ impl From<skiff_engine::EngineError> for ApiError {
         let status = match &e {
             E::NoSuchContainer(_) => StatusCode::NOT_FOUND,
             E::Ambiguous(_) | E::Invalid(_) => StatusCode::BAD_REQUEST,
-            E::Conflict(_) | E::NotRunning(_) => StatusCode::CONFLICT,
+            E::Conflict(_) | E::NotRunning(_) | E::InUse(_) => StatusCode::CONFLICT,
             E::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
             E::Image(i) => return i.into(),
             _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -500,6 +501,11 @@ fn route(req: &Req) -> Answer {
         (&Method::DELETE, ["containers", id]) => containers::remove(req, id),
         (&Method::GET, ["networks"]) => objects::networks(req),
         (&Method::GET, ["networks", id]) => objects::network(req, id),
+        (&Method::POST, ["networks", "create"]) => objects::network_create(req),
+        (&Method::DELETE, ["networks", id]) => objects::network_remove(req, id),
+        (&Method::POST, ["volumes", "create"]) => objects::volume_create(req),
+        (&Method::POST, ["volumes", "prune"]) => objects::volume_prune(req),
+        (&Method::DELETE, ["volumes", name]) => objects::volume_remove(req, name),
         (&Method::GET, ["volumes"]) => objects::volumes(req),
         (&Method::GET, ["volumes", name]) => objects::volume(req, name),
         (&Method::GET, ["plugins"]) => ok(json!([])),
@@ -507,6 +513,15 @@ fn route(req: &Req) -> Answer {
         (&Method::GET, ["images", "json"]) => system::images(req),
         (&Method::GET, ["images", rest @ .., "json"]) if !rest.is_empty() => {
             system::image_inspect(req, &rest.join("/"))
+        }
+        (&Method::GET, ["images", rest @ .., "history"]) if !rest.is_empty() => {
+            system::image_history(req, &rest.join("/"))
+        }
+        (&Method::POST, ["images", rest @ .., "tag"]) if !rest.is_empty() => {
+            system::image_tag(req, &rest.join("/"))
+        }
+        (&Method::DELETE, ["images", rest @ ..]) if !rest.is_empty() => {
+            system::image_remove(req, &rest.join("/"))
         }
         _ => Err(ApiError(
             StatusCode::NOT_IMPLEMENTED,

@@ -1,4 +1,4 @@
-//! `/_ping`, `/version`, `/info` and the image list and inspect.
+//! `/_ping`, `/version`, `/info`, and images: list, inspect, history, tag, remove.
 
 use super::containers::unix_time;
 use super::{ok, Answer, ApiError, Req, API_VERSION, MIN_API_VERSION};
@@ -212,4 +212,62 @@ pub(super) fn image_inspect(req: &Req, name: &str) -> Answer {
     let e = req.engine()?;
     let i = e.images.resolve(name)?;
     ok(crate::inspect::image(&i, i.size))
+}
+
+/// `GET /images/{name}/history`: newest first, `<missing>` for entries not made here.
+pub(super) fn image_history(req: &Req, name: &str) -> Answer {
+    let e = req.engine()?;
+    let img = e.images.resolve(name)?;
+    let list: Vec<Value> = e
+        .images
+        .history(name)?
+        .into_iter()
+        .map(|h| {
+            let tags: Vec<String> = if h.id == img.id {
+                img.names.clone()
+            } else {
+                Vec::new()
+            };
+            json!({
+                "Id": h.id,
+                "Created": h.created.as_deref().map(unix_time).unwrap_or(0),
+                "CreatedBy": h.created_by,
+                "Tags": if tags.is_empty() { Value::Null } else { json!(tags) },
+                "Size": h.size,
+                "Comment": h.comment,
+            })
+        })
+        .collect();
+    ok(Value::Array(list))
+}
+
+/// `POST /images/{name}/tag?repo&tag`: 201.
+pub(super) fn image_tag(req: &Req, name: &str) -> Answer {
+    let repo = req
+        .query
+        .get("repo")
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| ApiError::bad("repository name (repo) is required"))?;
+    let target = match req.query.get("tag").filter(|t| !t.is_empty()) {
+        Some(t) => format!("{repo}:{t}"),
+        None => repo.clone(),
+    };
+    req.engine()?.images.tag(name, &target)?;
+    super::no_content(StatusCode::CREATED)
+}
+
+/// `DELETE /images/{name}?force`: `[{"Untagged"}, {"Deleted"}]`; 409 while a
+/// container uses it (docker's rule: one of several names is only untagged).
+pub(super) fn image_remove(req: &Req, name: &str) -> Answer {
+    let force = req.flag("force")?;
+    let events = req.engine()?.remove_image(name, force)?;
+    ok(Value::Array(
+        events
+            .into_iter()
+            .map(|ev| match ev {
+                skiff_image::RemoveEvent::Untagged(n) => json!({ "Untagged": n }),
+                skiff_image::RemoveEvent::Deleted(d) => json!({ "Deleted": d }),
+            })
+            .collect(),
+    ))
 }
