@@ -1002,6 +1002,34 @@ fn images_volumes_and_networks_through_the_api() {
     assert_eq!(svc.ok(&["network", "rm", "backend"]).trim(), "backend");
     let o = svc.docker(&["network", "rm", "backend"]);
     assert!(text(&o).contains("not found"), "{}", text(&o));
-    svc.ok(&["rm", "-f", "user"]);
+    // restart, and docker system prune -f: stopped containers, unused networks and
+    // dangling images go; running ones stay.
+    svc.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "keep",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let pid_before = svc.ok(&["inspect", "-f", "{{.State.Pid}}", "keep"]);
+    assert_eq!(svc.ok(&["restart", "-t", "0", "keep"]).trim(), "keep");
+    let pid_after = svc.ok(&["inspect", "-f", "{{.State.Pid}} {{.State.Running}}", "keep"]);
+    assert!(
+        pid_after.trim().ends_with("true") && !pid_after.starts_with(pid_before.trim()),
+        "{pid_after}"
+    );
+    svc.ok(&["network", "create", "unused"]);
+    let pruned = svc.ok(&["system", "prune", "-f"]);
+    assert!(pruned.contains("Deleted Containers:"), "{pruned}");
+    assert_eq!(
+        svc.ok(&["ps", "-a", "--format", "{{.Names}}"]).trim(),
+        "keep"
+    );
+    assert!(!svc.ok(&["network", "ls"]).contains("unused"));
+    svc.ok(&["rm", "-f", "keep"]);
     assert_eq!(r.ok(&["ps", "-aq"]).trim(), "");
 }

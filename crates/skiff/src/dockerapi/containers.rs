@@ -256,6 +256,45 @@ pub(super) fn stop(req: &Req, id: &str) -> Answer {
 }
 
 /// `POST /containers/{id}/kill?signal=`: 204, 409 if it is not running.
+/// `POST /containers/{id}/restart?t`: stop (if running), then start; 204.
+pub(super) fn restart(req: &Req, id: &str) -> Answer {
+    if req.query.get("signal").is_some_and(|s| !s.is_empty()) {
+        return Err(ApiError(
+            StatusCode::NOT_IMPLEMENTED,
+            "restart with a signal other than the container's stop signal is not built yet".into(),
+        ));
+    }
+    let t = req.int("t")?;
+    let e = req.engine()?;
+    let c = e.get(id)?;
+    if c.state.status.is_active() {
+        e.stop(&c.record.id, t)?;
+    }
+    super::create::start(req, &c.record.id)?;
+    no_content(StatusCode::NO_CONTENT)
+}
+
+/// `POST /containers/prune`: every container not running; `{"ContainersDeleted",
+/// "SpaceReclaimed"}` (the bytes of their writable layers).
+pub(super) fn prune(req: &Req) -> Answer {
+    req.no_filters("container prune")?;
+    let e = req.engine()?;
+    let mut deleted = Vec::new();
+    let mut freed = 0;
+    for c in e.list()? {
+        if c.state.status.is_active() {
+            continue;
+        }
+        let size = skiff_engine::files::dir_bytes(&c.dir.join("upper"));
+        e.remove(&c.record.id, false, false)?;
+        req.svc.waiting.forget(&c.record.id);
+        req.svc.execs.forget_container(&c.record.id);
+        freed += size;
+        deleted.push(c.record.id);
+    }
+    super::ok(json!({ "ContainersDeleted": deleted, "SpaceReclaimed": freed }))
+}
+
 pub(super) fn kill(req: &Req, id: &str) -> Answer {
     let signal = req
         .query

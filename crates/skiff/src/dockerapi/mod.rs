@@ -8,10 +8,11 @@
 //! after `--time` seconds without a connection (0: never).
 //!
 //! What is served so far: `/_ping`, `/version`, `/info`, the container list, create,
-//! start, inspect, logs, attach (hijacked), resize, top, stats, rename, stop, kill, pause,
-//! unpause, wait and remove, exec (create, start hijacked or detached, inspect,
-//! resize), images (list, inspect, history, tag, remove), networks (list, inspect,
-//! create, remove) and volumes (list, inspect, create, remove, prune).
+//! start, inspect, logs, attach (hijacked), resize, top, stats, rename, stop, kill,
+//! restart, pause, unpause, wait, remove and prune, exec (create, start hijacked or
+//! detached, inspect, resize), images (list, inspect, history, tag, remove, prune of dangling ones and
+//! of the build cache), networks (list, inspect, create, remove, prune) and volumes
+//! (list, inspect, create, remove, prune).
 //! Any other endpoint answers 501 with a message naming it: it is not built yet, and
 //! says so.
 
@@ -495,6 +496,11 @@ fn route(req: &Req) -> Answer {
         (&Method::POST, ["containers", id, "rename"]) => containers::rename(req, id),
         (&Method::POST, ["containers", id, "stop"]) => containers::stop(req, id),
         (&Method::POST, ["containers", id, "kill"]) => containers::kill(req, id),
+        (&Method::POST, ["containers", id, "restart"]) => containers::restart(req, id),
+        (&Method::POST, ["containers", "prune"]) => containers::prune(req),
+        (&Method::POST, ["images", "prune"]) => system::image_prune(req),
+        (&Method::POST, ["build", "prune"]) => system::build_prune(req),
+        (&Method::POST, ["networks", "prune"]) => objects::network_prune(req),
         (&Method::POST, ["containers", id, "pause"]) => containers::pause(req, id, true),
         (&Method::POST, ["containers", id, "unpause"]) => containers::pause(req, id, false),
         (&Method::POST, ["containers", id, "wait"]) => containers::wait(req, id),

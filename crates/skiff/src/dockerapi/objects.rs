@@ -131,6 +131,25 @@ pub(super) fn network_remove(req: &Req, id: &str) -> Answer {
     no_content(StatusCode::NO_CONTENT)
 }
 
+/// `POST /networks/prune`: the user-defined networks no container refers to;
+/// `{"NetworksDeleted"}`.
+pub(super) fn network_prune(req: &Req) -> Answer {
+    req.no_filters("network prune")?;
+    let e = req.engine()?;
+    let containers = e.list()?;
+    let mut deleted = Vec::new();
+    for n in net::list_networks(&e.root, &e.bridge)? {
+        let used = containers.iter().any(|c| {
+            c.record.host.network_mode == n.name || c.record.host.extra_networks.contains(&n.name)
+        });
+        if n.user_defined && !used {
+            net::remove_network(&e.root, &n)?;
+            deleted.push(n.name);
+        }
+    }
+    ok(json!({ "NetworksDeleted": deleted }))
+}
+
 /// `POST /volumes/create`: 201 with the volume (an existing one is returned as is).
 pub(super) fn volume_create(req: &Req) -> Answer {
     let b = req.json_body("volume create")?;

@@ -271,3 +271,50 @@ pub(super) fn image_remove(req: &Req, name: &str) -> Answer {
             .collect(),
     ))
 }
+
+/// Removes the images no name and no container refers to (and no kept image
+/// descends from): their ids and the bytes freed.
+fn prune_dangling(req: &Req) -> Result<(Vec<String>, u64), ApiError> {
+    let e = req.engine()?;
+    let sizes: std::collections::HashMap<String, u64> = e
+        .images
+        .list()?
+        .into_iter()
+        .map(|i| (i.id, i.size))
+        .collect();
+    let used: Vec<String> = e.list()?.into_iter().map(|c| c.record.image_id).collect();
+    let removed = e.images.prune_dangling_keeping(&used)?;
+    let freed = removed.iter().filter_map(|id| sizes.get(id)).sum();
+    Ok((removed, freed))
+}
+
+/// `POST /images/prune`: the dangling images (`dangling=false`, every unused image,
+/// is not built yet); `{"ImagesDeleted", "SpaceReclaimed"}`.
+pub(super) fn image_prune(req: &Req) -> Answer {
+    for (name, value) in req.filters()? {
+        if !(name == "dangling" && matches!(value.as_str(), "true" | "1")) {
+            return Err(ApiError(
+                StatusCode::NOT_IMPLEMENTED,
+                format!(
+                    "image prune: the filter {name}={value} is not built yet in skiff's Docker API"
+                ),
+            ));
+        }
+    }
+    let (removed, freed) = prune_dangling(req)?;
+    let deleted: Vec<Value> = removed.iter().map(|id| json!({ "Deleted": id })).collect();
+    ok(json!({ "ImagesDeleted": deleted, "SpaceReclaimed": freed }))
+}
+
+/// `POST /build/prune`: skiff's build cache is its untagged intermediate images, so
+/// this prunes the dangling ones; `{"CachesDeleted", "SpaceReclaimed"}`.
+pub(super) fn build_prune(req: &Req) -> Answer {
+    if req.flag("all")? || !req.filters()?.is_empty() {
+        return Err(ApiError(
+            StatusCode::NOT_IMPLEMENTED,
+            "build cache prune with --all or filters is not built yet in skiff's Docker API".into(),
+        ));
+    }
+    let (removed, freed) = prune_dangling(req)?;
+    ok(json!({ "CachesDeleted": removed, "SpaceReclaimed": freed }))
+}
