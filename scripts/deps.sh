@@ -21,6 +21,8 @@ command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
 # The Docker API tests drive `skiff system service` with the real docker CLI (this
 # machine ships 28.2 at /usr/local/bin/docker; elsewhere Debian's client).
 command -v docker >/dev/null 2>&1 || need+=(docker-cli)
+# docker-compose 1.29 (Debian's, with its python3-docker 5.0.3) against the service.
+command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 if [ "${SKIFF_BENCH:-}" = 1 ]; then
   command -v runc >/dev/null 2>&1 || need+=(runc)
   command -v h2load >/dev/null 2>&1 || need+=(nghttp2-client)

@@ -585,6 +585,7 @@ impl Engine {
                     group_add: opts.group_add.clone(),
                     managed_files: opts.managed_files.clone(),
                     extra_networks: Vec::new(),
+                    primary_detached: false,
                     network_aliases: opts.network_aliases.clone(),
                 },
                 ports,

@@ -700,7 +700,8 @@ pub fn create_network(
     cfg.table = format!("{}_{}", wanted.table, &id[..8]);
     let n = Network {
         name: name.into(),
-        id: network_id(name, &cfg),
+        // One id for the network and its bridge's name (br-<first 12>), as docker's.
+        id,
         created: persist::now(),
         bridge: cfg,
         labels,

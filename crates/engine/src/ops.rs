@@ -279,7 +279,9 @@ impl Engine {
             )));
         }
         let net = crate::network::get_network(&self.root, &self.bridge, network)?;
-        let on = mode == net.name || c.record.host.extra_networks.contains(&net.name);
+        let primary = mode == net.name;
+        let detached = c.record.host.primary_detached;
+        let on = (primary && !detached) || c.record.host.extra_networks.contains(&net.name);
         if connect && on {
             return Err(EngineError::Conflict(format!(
                 "endpoint with name {} already exists in network {}",
@@ -292,15 +294,26 @@ impl Engine {
                 c.record.id, net.name
             )));
         }
-        if !connect && mode == net.name {
+        let running = c.state.status.is_active() && c.state.pid > 0;
+        if !connect && primary && running {
             return Err(EngineError::Unsupported(format!(
-                "disconnecting a container from its primary network ({}) is not supported; recreate it with another --network",
+                "disconnecting a running container from its primary network ({}) is not supported; stop it first, or recreate it with another --network",
                 net.name
             )));
         }
         {
             let _l = Lock::exclusive(&self.containers_dir().join(".lock"))?;
-            if connect {
+            if connect && primary {
+                // Back on the network it was created on (it is not running).
+                c.record.host.primary_detached = false;
+                for a in aliases {
+                    if !c.record.host.network_aliases.contains(a) {
+                        c.record.host.network_aliases.push(a.clone());
+                    }
+                }
+            } else if !connect && primary {
+                c.record.host.primary_detached = true;
+            } else if connect {
                 c.record.host.extra_networks.push(net.name.clone());
                 for a in aliases {
                     if !c.record.host.network_aliases.contains(a) {
@@ -354,7 +367,11 @@ impl Engine {
         {
             return Ok(None);
         }
-        let mut names = vec![mode.to_string()];
+        let mut names = if h.primary_detached {
+            Vec::new()
+        } else {
+            vec![mode.to_string()]
+        };
         for n in &h.extra_networks {
             if !names.contains(n) {
                 names.push(n.clone());

@@ -219,6 +219,11 @@ pub struct HostConfig {
     /// Networks joined with `network connect` besides `network_mode`.
     #[serde(default)]
     pub extra_networks: Vec<String>,
+    /// Disconnected from `network_mode`'s network while not running (docker-compose
+    /// disconnects and reconnects a new container to set its aliases): not joined at
+    /// start until connected again.
+    #[serde(default)]
+    pub primary_detached: bool,
     /// Restarts as the kubelet does them (the node agent's containers), instead of
     /// docker's.
     #[serde(default)]

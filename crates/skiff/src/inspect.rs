@@ -42,6 +42,27 @@ pub fn container(c: &Container) -> Value {
         None => (String::new(), 0),
     };
     let mut networks = Map::new();
+    if plan.is_none() {
+        // Not started yet: the networks it will join.
+        let mode = h.network_mode.as_str();
+        let own = !(mode.is_empty()
+            || mode == "none"
+            || mode == "host"
+            || mode.starts_with("container:")
+            || mode.starts_with("ns:"));
+        let primary = (own && !h.primary_detached).then(|| mode.to_string());
+        for n in primary.into_iter().chain(h.extra_networks.iter().cloned()) {
+            let aliases = if n == "bridge" || h.network_aliases.is_empty() {
+                Value::Null
+            } else {
+                json!(h.network_aliases)
+            };
+            networks.insert(
+                n,
+                json!({ "Aliases": aliases, "NetworkID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0 }),
+            );
+        }
+    }
     if let Some(p) = &plan {
         for a in &p.attachments {
             networks.insert(
@@ -287,7 +308,13 @@ pub fn network(n: &skiff_engine::network::Network, containers: &[Container]) -> 
         "Attachable": false,
         "Ingress": false,
         "Containers": members,
-        "Options": {"com.docker.network.bridge.name": n.bridge.bridge},
+        // The default network names its bridge, as docker's does; a user-defined one
+        // shows the options it was created with (none: skiff takes none).
+        "Options": if n.user_defined {
+            json!({})
+        } else {
+            json!({"com.docker.network.bridge.name": n.bridge.bridge})
+        },
         "Labels": n.labels,
     })
 }

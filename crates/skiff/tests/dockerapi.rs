@@ -953,6 +953,34 @@ fn images_volumes_and_networks_through_the_api() {
     );
     let o = svc.docker(&["volume", "create", "../escape"]);
     assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    // Sizes: ps -s, inspect -s, system df (-v) with the volume's user.
+    let sizes = svc.ok(&["ps", "-s", "--format", "{{.Names}} {{.Size}}"]);
+    assert!(
+        sizes.starts_with("holder ") && sizes.contains("(virtual "),
+        "{sizes}"
+    );
+    let rw = svc.ok(&[
+        "inspect",
+        "-s",
+        "-f",
+        "{{.SizeRw}} {{.SizeRootFs}}",
+        "holder",
+    ]);
+    let n: Vec<u64> = rw.split_whitespace().map(|x| x.parse().unwrap()).collect();
+    assert!(n[1] > n[0], "{rw}");
+    let df = svc.ok(&["system", "df"]);
+    assert!(
+        df.contains("Images ") && df.contains("Local Volumes "),
+        "{df}"
+    );
+    let dfv = svc.ok(&["system", "df", "-v"]);
+    let links: Vec<&str> = dfv
+        .lines()
+        .find(|l| l.starts_with("data "))
+        .unwrap_or_else(|| panic!("{dfv}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(links[1], "1", "one container uses data: {dfv}");
     let pruned = svc.ok(&["volume", "prune", "-af"]);
     assert!(
         pruned.contains("spare") && !pruned.contains("data"),
@@ -1032,4 +1060,81 @@ fn images_volumes_and_networks_through_the_api() {
     assert!(!svc.ok(&["network", "ls"]).contains("unused"));
     svc.ok(&["rm", "-f", "keep"]);
     assert_eq!(r.ok(&["ps", "-aq"]).trim(), "");
+}
+
+#[test]
+fn docker_compose_brings_up_two_services_that_find_each_other_by_name() {
+    let r = Root::with_busybox(EXE);
+    let svc = Service::start(&r, "compose.sock", &["--time", "0"]);
+    let pid = std::process::id();
+    let project = format!("skt{pid}");
+    let dir = r.dir.join("project");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Its own subnet: the network is a bridge of this test's.
+    std::fs::write(
+        dir.join("docker-compose.yml"),
+        format!(
+            r#"version: "3"
+services:
+  web:
+    image: busybox
+    command: sh -c 'mkdir -p /www && echo hello-from-web > /www/index.html && exec httpd -f -p 80 -h /www'
+  client:
+    image: busybox
+    depends_on: [web]
+    command: sh -c 'for i in $$(seq 1 40); do wget -qO- http://web/ && break; sleep 0.25; done; exec sleep 300'
+networks:
+  default:
+    ipam:
+      config:
+        - subnet: 10.232.{}.0/24
+"#,
+            pid % 250
+        ),
+    )
+    .unwrap();
+    let compose = |args: &[&str]| -> Output {
+        Command::new("docker-compose")
+            .arg("-p")
+            .arg(&project)
+            .args(args)
+            .current_dir(&dir)
+            .env("DOCKER_HOST", format!("unix://{}", svc.sock.display()))
+            .env("DOCKER_CONFIG", svc.sock.with_extension("dockercfg"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let o = compose(&["up", "-d"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let ps = compose(&["ps"]);
+    let shown = text(&ps);
+    assert!(
+        shown.contains(&format!("{project}_web_1"))
+            && shown.contains(&format!("{project}_client_1")),
+        "{shown}"
+    );
+    assert_eq!(shown.matches(" Up ").count(), 2, "one line each: {shown}");
+    // The client reached the web service by its name.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let logs = text(&compose(&["logs", "client"]));
+        if logs.contains("hello-from-web") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{logs}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // Up again: nothing to change.
+    let again = compose(&["up", "-d"]);
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(
+        !text(&again).contains("Recreating") && !text(&again).contains("needs to be recreated"),
+        "{}",
+        text(&again)
+    );
+    let o = compose(&["down"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(r.ok(&["ps", "-aq"]).trim(), "");
+    assert!(!r.ok(&["network", "ls"]).contains(&project));
 }

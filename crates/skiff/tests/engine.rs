@@ -1012,15 +1012,19 @@ fn user_defined_network_resolves_names() {
     r.ok(&["rm", "-f", "db", "web"]);
     let inspect = r.ok(&["network", "ls", "-q", "--no-trunc"]);
     assert_eq!(inspect.lines().count(), 4);
-    let br = r.ok(&[
-        "network",
-        "inspect",
-        "-f",
-        "{{index .Options \"com.docker.network.bridge.name\"}}",
-        &net,
-    ]);
-    let br = br.trim().to_string();
-    assert!(br.starts_with("br-"), "{br}");
+    // A user-defined network's bridge is br-<first 12 of its id>, as docker's.
+    let id = r.ok(&["network", "inspect", "-f", "{{.Id}}", &net]);
+    let br = format!("br-{}", &id.trim()[..12]);
+    assert!(
+        stdout(
+            &std::process::Command::new("ip")
+                .args(["-o", "link"])
+                .output()
+                .unwrap()
+        )
+        .contains(&br),
+        "bridge {br} exists"
+    );
     r.ok(&["network", "rm", &net]);
     let links = std::process::Command::new("ip")
         .args(["-o", "link"])

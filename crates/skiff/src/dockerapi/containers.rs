@@ -12,7 +12,7 @@ pub(super) fn unix_time(t: &str) -> i64 {
 }
 
 /// One container in the shape of `GET /containers/json`.
-fn summary(c: &Container) -> Value {
+pub(super) fn summary(c: &Container) -> Value {
     let r = &c.record;
     let ports: Vec<Value> = crate::inspect::published_ports(c)
         .iter()
@@ -39,6 +39,7 @@ fn summary(c: &Container) -> Value {
                 "Name": m.name,
                 "Source": m.source,
                 "Destination": m.destination,
+                "Driver": if m.kind == "volume" { "local" } else { "" },
                 "Mode": m.mode,
                 "RW": m.rw,
                 "Propagation": m.propagation,
@@ -171,14 +172,24 @@ fn unix_time_ns(t: &str) -> i64 {
         .unwrap_or(0)
 }
 
+/// docker's `SizeRw` (the bytes of the writable layer) and `SizeRootFs` (those and
+/// the image's).
+pub(super) fn add_sizes(e: &Engine, c: &Container, v: &mut Value) {
+    let rw = skiff_engine::files::dir_bytes(&c.dir.join("upper"));
+    let image = e
+        .images
+        .resolve(&c.record.image_id)
+        .map(|i| i.size)
+        .unwrap_or(0);
+    if let Value::Object(m) = v {
+        m.insert("SizeRw".into(), json!(rw));
+        m.insert("SizeRootFs".into(), json!(rw + image));
+    }
+}
+
 /// `GET /containers/json?all&limit&size&filters`.
 pub(super) fn list(req: &Req) -> Answer {
-    if req.flag("size")? {
-        return Err(ApiError(
-            StatusCode::NOT_IMPLEMENTED,
-            "size=true (ps --size) is not built yet in skiff's Docker API".into(),
-        ));
-    }
+    let size = req.flag("size")?;
     let all = req.flag("all")?;
     let limit = req.int("limit")?.filter(|n| *n > 0);
     let filters = req.filters()?;
@@ -189,7 +200,8 @@ pub(super) fn list(req: &Req) -> Answer {
         check(n, v, &cs)?;
     }
     cs.sort_by_key(|c| std::cmp::Reverse(unix_time_ns(&c.record.created)));
-    // Filters are ANDed across names and ORed within one name, as docker's.
+    // Filters are ANDed across names and ORed within one name (but labels, which
+    // must all match), as docker's.
     let mut by_name: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
     for (n, v) in &filters {
         by_name.entry(n.as_str()).or_default().push(v.as_str());
@@ -204,14 +216,23 @@ pub(super) fn list(req: &Req) -> Answer {
         }
         let mut keep = true;
         for (name, values) in &by_name {
-            let mut any = false;
+            // Labels must all match; other filters match any of their values.
+            let mut hits = 0;
             for v in values {
-                any |= passes(c, name, v, &cs)?;
+                hits += usize::from(passes(c, name, v, &cs)?);
             }
-            keep &= any;
+            keep &= if *name == "label" {
+                hits == values.len()
+            } else {
+                hits > 0
+            };
         }
         if keep {
-            out.push(summary(c));
+            let mut v = summary(c);
+            if size {
+                add_sizes(&e, c, &mut v);
+            }
+            out.push(v);
         }
         if limit.is_some_and(|l| out.len() as i64 >= l) {
             break;
@@ -226,10 +247,7 @@ pub(super) fn inspect(req: &Req, id: &str) -> Answer {
     let c = e.get(id)?;
     let mut v = crate::inspect::container(&c);
     if req.flag("size")? {
-        return Err(ApiError(
-            StatusCode::NOT_IMPLEMENTED,
-            "size=true (inspect --size) is not built yet in skiff's Docker API".into(),
-        ));
+        add_sizes(&e, &c, &mut v);
     }
     if let Value::Object(m) = &mut v {
         m.entry("Id").or_insert_with(|| json!(c.record.id));

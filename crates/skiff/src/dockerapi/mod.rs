@@ -7,12 +7,13 @@
 //! containers, and containers keep running when the service stops. The service exits
 //! after `--time` seconds without a connection (0: never).
 //!
-//! What is served so far: `/_ping`, `/version`, `/info`, the container list, create,
-//! start, inspect, logs, attach (hijacked), resize, top, stats, rename, stop, kill,
-//! restart, pause, unpause, wait, remove and prune, exec (create, start hijacked or
-//! detached, inspect, resize), images (list, inspect, history, tag, remove, prune of dangling ones and
-//! of the build cache), networks (list, inspect, create, remove, prune) and volumes
-//! (list, inspect, create, remove, prune).
+//! What is served so far: `/_ping`, `/version`, `/info`, `/system/df`; containers:
+//! list, create, start, inspect, logs, attach (hijacked), resize, top, stats, rename,
+//! stop, kill, restart, pause, unpause, wait, remove and prune; exec: create, start
+//! (hijacked or detached), inspect, resize; images: list, inspect, history, tag,
+//! remove, prune (dangling ones, and the build cache); networks: list, inspect,
+//! create, remove, connect, disconnect, prune; volumes: list, inspect, create, remove,
+//! prune.
 //! Any other endpoint answers 501 with a message naming it: it is not built yet, and
 //! says so.
 
@@ -185,6 +186,8 @@ pub(crate) struct Req {
     pub body: Bytes,
     pub root: PathBuf,
     pub svc: Arc<Service>,
+    /// The API version the client asked for in the path (the newest when it did not).
+    pub version: (u32, u32),
     /// The connection, for an endpoint that hijacks it (`Upgrade: tcp`).
     pub upgrade: Mutex<Option<hyper::upgrade::OnUpgrade>>,
 }
@@ -424,7 +427,11 @@ async fn answer(svc: Arc<Service>, req: Request<Incoming>) -> Answer {
         .extensions
         .remove::<hyper::upgrade::OnUpgrade>()
         .filter(|_| asked);
-    let (_version, path) = split_version(parts.uri.path())?;
+    let (version, path) = split_version(parts.uri.path())?;
+    let version = version
+        .and_then(parse_version)
+        .or_else(|| parse_version(API_VERSION))
+        .unwrap_or_default();
     let path: Vec<String> = path
         .split('/')
         .filter(|s| !s.is_empty())
@@ -464,6 +471,7 @@ async fn answer(svc: Arc<Service>, req: Request<Incoming>) -> Answer {
         body,
         root: svc.root.clone(),
         svc,
+        version,
         upgrade: Mutex::new(upgrade),
     };
     // The engine's calls block (files, locks, waiting for a container): off the
@@ -480,6 +488,7 @@ fn route(req: &Req) -> Answer {
         (&Method::GET | &Method::HEAD, ["_ping"]) => system::ping(m == Method::HEAD),
         (&Method::GET, ["version"]) => system::version(),
         (&Method::GET, ["info"]) => system::info(&req.root),
+        (&Method::GET, ["system", "df"]) => system::df(req),
         (&Method::GET, ["containers", "json"]) => containers::list(req),
         (&Method::POST, ["containers", "create"]) => create::create(req),
         (&Method::POST, ["containers", id, "start"]) => create::start(req, id),
@@ -509,6 +518,8 @@ fn route(req: &Req) -> Answer {
         (&Method::GET, ["networks", id]) => objects::network(req, id),
         (&Method::POST, ["networks", "create"]) => objects::network_create(req),
         (&Method::DELETE, ["networks", id]) => objects::network_remove(req, id),
+        (&Method::POST, ["networks", id, "connect"]) => objects::network_connect(req, id, true),
+        (&Method::POST, ["networks", id, "disconnect"]) => objects::network_connect(req, id, false),
         (&Method::POST, ["volumes", "create"]) => objects::volume_create(req),
         (&Method::POST, ["volumes", "prune"]) => objects::volume_prune(req),
         (&Method::DELETE, ["volumes", name]) => objects::volume_remove(req, name),
@@ -706,6 +717,7 @@ impl Req {
             body: Bytes::new(),
             root: PathBuf::new(),
             svc: Arc::new(Service::new(Path::new("/nonexistent"))),
+            version: (1, 50),
             upgrade: Mutex::new(None),
         }
     }

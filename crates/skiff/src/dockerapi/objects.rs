@@ -131,6 +131,28 @@ pub(super) fn network_remove(req: &Req, id: &str) -> Answer {
     no_content(StatusCode::NO_CONTENT)
 }
 
+/// `POST /networks/{id}/connect` (`{"Container", "EndpointConfig": {"Aliases"}}`) and
+/// `/disconnect` (`{"Container", "Force"}`): 200.
+pub(super) fn network_connect(req: &Req, id: &str, connect: bool) -> Answer {
+    let b = req.json_body("network connect")?;
+    let container = string(b.get("Container"), "Container")?
+        .ok_or_else(|| ApiError::bad("Container is required"))?;
+    let mut aliases = Vec::new();
+    if let Some(ep) = b.get("EndpointConfig").filter(|v| !v.is_null()) {
+        refuse_set(
+            ep,
+            &["IPAMConfig", "Links", "DriverOpts", "MacAddress"],
+            "network connect: EndpointConfig",
+        )?;
+        aliases = super::create::strings(ep.get("Aliases"), "EndpointConfig.Aliases")?;
+    }
+    let e = req.engine()?;
+    let n = net::get_network(&e.root, &e.bridge, id)
+        .map_err(|_| ApiError(StatusCode::NOT_FOUND, format!("network {id} not found")))?;
+    e.connect_network(&container, &n.name, &aliases, connect)?;
+    no_content(StatusCode::OK)
+}
+
 /// `POST /networks/prune`: the user-defined networks no container refers to;
 /// `{"NetworksDeleted"}`.
 pub(super) fn network_prune(req: &Req) -> Answer {

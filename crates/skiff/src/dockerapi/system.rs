@@ -211,7 +211,17 @@ pub(super) fn images(req: &Req) -> Answer {
 pub(super) fn image_inspect(req: &Req, name: &str) -> Answer {
     let e = req.engine()?;
     let i = e.images.resolve(name)?;
-    ok(crate::inspect::image(&i, i.size))
+    let mut v = crate::inspect::image(&i, i.size);
+    // Before API 1.44 an image also carried the config of the container that made it
+    // (docker-compose 1.29 reads its volumes); skiff keeps none apart: the image's.
+    if req.version < (1, 44) {
+        if let Value::Object(m) = &mut v {
+            let config = m.get("Config").cloned().unwrap_or(Value::Null);
+            m.insert("ContainerConfig".into(), config);
+            m.entry("Container").or_insert_with(|| json!(""));
+        }
+    }
+    ok(v)
 }
 
 /// `GET /images/{name}/history`: newest first, `<missing>` for entries not made here.
@@ -317,4 +327,62 @@ pub(super) fn build_prune(req: &Req) -> Answer {
     }
     let (removed, freed) = prune_dangling(req)?;
     ok(json!({ "CachesDeleted": removed, "SpaceReclaimed": freed }))
+}
+
+/// `GET /system/df`: the images (with how many containers use each), containers (with
+/// their sizes) and volumes (with their sizes and users); skiff keeps no separate
+/// build cache (its intermediate images are among the images).
+pub(super) fn df(req: &Req) -> Answer {
+    let e = req.engine()?;
+    let containers = e.list()?;
+    let mut layers = 0;
+    let images: Vec<Value> = e
+        .images
+        .all_images()?
+        .iter()
+        .map(|i| {
+            layers += i.size;
+            let mut v = image_summary(i);
+            let users = containers
+                .iter()
+                .filter(|c| c.record.image_id == i.id)
+                .count();
+            v["Containers"] = json!(users);
+            v["SharedSize"] = json!(0);
+            v
+        })
+        .collect();
+    let cs: Vec<Value> = containers
+        .iter()
+        .map(|c| {
+            let mut v = super::containers::summary(c);
+            super::containers::add_sizes(&e, c, &mut v);
+            v
+        })
+        .collect();
+    let volumes: Vec<Value> = skiff_engine::volumes::list(&e.root)?
+        .into_iter()
+        .map(|vol| {
+            let users = containers
+                .iter()
+                .filter(|c| {
+                    c.record
+                        .mounts
+                        .iter()
+                        .any(|m| m.kind == "volume" && m.name == vol.name)
+                })
+                .count();
+            let size = skiff_engine::files::disk_usage(Path::new(&vol.mountpoint));
+            let mut v = serde_json::to_value(&vol).unwrap_or_default();
+            v["UsageData"] = json!({ "Size": size, "RefCount": users });
+            v
+        })
+        .collect();
+    ok(json!({
+        "LayersSize": layers,
+        "Images": images,
+        "Containers": cs,
+        "Volumes": volumes,
+        "BuildCache": [],
+    }))
 }
