@@ -245,26 +245,3 @@ pub fn dir_bytes(dir: &Path) -> u64 {
     }
     total
 }
-
-/// The bytes of the regular files under `dir` (symbolic links are not followed; each
-/// hard-linked file is counted once per link, as `du --count-links`).
-pub fn disk_usage(dir: &Path) -> u64 {
-    let mut total = 0;
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let Ok(m) = e.path().symlink_metadata() else {
-                continue;
-            };
-            if m.is_dir() {
-                todo.push(e.path());
-            } else if m.is_file() {
-                total += m.len();
-            }
-        }
-    }
-    total
-}

@@ -621,8 +621,8 @@ impl Monitor {
                         };
                         let mut msg = [0u8; 64];
                         while let Ok(n) = r.recv(&mut msg) {
-                            if let Some((cols, rows)) = parse_size(&msg[..n]) {
-                                set_winsize(master, cols, rows);
+                            if let Some((cols, rows)) = crate::relay::parse_size(&msg[..n]) {
+                                crate::relay::set_winsize(master, cols, rows);
                             }
                         }
                     }
@@ -781,25 +781,6 @@ pub fn resize(dir: &Path, cols: u16, rows: u16) -> std::io::Result<()> {
     Ok(())
 }
 
-/// "COLS ROWS" (both at least 1).
-fn parse_size(msg: &[u8]) -> Option<(u16, u16)> {
-    let s = std::str::from_utf8(msg).ok()?;
-    let (c, r) = s.trim().split_once(' ')?;
-    let (c, r): (u16, u16) = (c.parse().ok()?, r.parse().ok()?);
-    (c > 0 && r > 0).then_some((c, r))
-}
-
-fn set_winsize(master: i32, cols: u16, rows: u16) {
-    let ws = libc::winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ reads one winsize, which `ws` is.
-    unsafe { libc::ioctl(master, libc::TIOCSWINSZ, &ws) };
-}
-
 /// Give the pty the size of the client's terminal, if it has one.
 fn set_winsize_from(master: i32, client: i32) {
     if client < 0 {
@@ -811,20 +792,5 @@ fn set_winsize_from(master: i32, client: i32) {
     if unsafe { libc::ioctl(client, libc::TIOCGWINSZ, &mut ws) } == 0 {
         // SAFETY: as above.
         unsafe { libc::ioctl(master, libc::TIOCSWINSZ, &ws) };
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn resize_messages() {
-        assert_eq!(parse_size(b"80 24"), Some((80, 24)));
-        assert_eq!(parse_size(b"132 43\n"), Some((132, 43)));
-        assert_eq!(parse_size(b"0 24"), None);
-        assert_eq!(parse_size(b"80x24"), None);
-        assert_eq!(parse_size(b"70000 24"), None);
-        assert_eq!(parse_size(b"\xff\xfe"), None);
     }
 }

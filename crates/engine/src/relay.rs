@@ -186,19 +186,46 @@ pub fn console(master: RawFd, input: RawFd, output: RawFd, resize: RawFd) {
             pending.extend_from_slice(&buf[..k as usize]);
             while let Some(i) = pending.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = pending.drain(..=i).collect();
-                let text = String::from_utf8_lossy(&line);
-                let mut it = text.split_whitespace().map(|n| n.parse::<u16>().ok());
-                if let (Some(Some(cols)), Some(Some(rows))) = (it.next(), it.next()) {
-                    let ws = libc::winsize {
-                        ws_row: rows,
-                        ws_col: cols,
-                        ws_xpixel: 0,
-                        ws_ypixel: 0,
-                    };
-                    // SAFETY: TIOCSWINSZ on the pty master with a winsize we own.
-                    unsafe { libc::ioctl(master, libc::TIOCSWINSZ, &ws) };
+                if let Some((cols, rows)) = parse_size(&line) {
+                    set_winsize(master, cols, rows);
                 }
             }
         }
+    }
+}
+
+/// A terminal size message, "COLS ROWS" (both at least 1; a line end is fine).
+pub fn parse_size(msg: &[u8]) -> Option<(u16, u16)> {
+    let s = std::str::from_utf8(msg).ok()?;
+    let mut it = s.split_whitespace();
+    let (c, r): (u16, u16) = (it.next()?.parse().ok()?, it.next()?.parse().ok()?);
+    (c > 0 && r > 0 && it.next().is_none()).then_some((c, r))
+}
+
+/// Sets the size of the terminal whose master (or slave) is `fd`.
+pub fn set_winsize(fd: RawFd, cols: u16, rows: u16) {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize, which `ws` is.
+    unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resize_messages() {
+        assert_eq!(parse_size(b"80 24"), Some((80, 24)));
+        assert_eq!(parse_size(b"132 43\n"), Some((132, 43)));
+        assert_eq!(parse_size(b"0 24"), None);
+        assert_eq!(parse_size(b"80x24"), None);
+        assert_eq!(parse_size(b"80 24 1"), None);
+        assert_eq!(parse_size(b"70000 24"), None);
+        assert_eq!(parse_size(b"\xff\xfe"), None);
     }
 }

@@ -232,7 +232,7 @@ impl crate::Engine {
             if used || (!all && !v.anonymous) {
                 continue;
             }
-            let size = crate::files::disk_usage(Path::new(&v.mountpoint));
+            let size = crate::files::dir_bytes(Path::new(&v.mountpoint));
             if remove(&self.root, &v.name).is_ok() {
                 freed += size;
                 removed.push(v.name);

@@ -1138,3 +1138,107 @@ networks:
     assert_eq!(r.ok(&["ps", "-aq"]).trim(), "");
     assert!(!r.ok(&["network", "ls"]).contains(&project));
 }
+
+#[test]
+fn docker_pull_and_run_from_a_registry() {
+    let reg = skiff_testsupport::registry::Registry::plain();
+    let seed = Root::with_busybox(EXE);
+    let v1 = format!("{}/api/bb:v1", reg.host);
+    let v2 = format!("{}/api/bb:v2", reg.host);
+    for reference in [&v1, &v2] {
+        seed.ok(&["tag", "busybox", reference]);
+        seed.ok(&["push", reference]);
+    }
+    let r = Root::new(EXE);
+    let svc = Service::start(&r, "pull.sock", &["--time", "0"]);
+    // docker pull: the progress stream, rendered by the CLI.
+    let out = svc.ok(&["pull", &v1]);
+    assert!(out.contains("v1: Pulling from api/bb"), "{out}");
+    assert!(out.contains("Pull complete"), "{out}");
+    assert!(out.contains("Digest: sha256:"), "{out}");
+    assert!(
+        out.contains(&format!("Status: Downloaded newer image for {v1}")),
+        "{out}"
+    );
+    assert!(r.ok(&["images"]).contains(&format!("{}/api/bb", reg.host)));
+    let again = svc.ok(&["pull", &v1]);
+    assert!(
+        again.contains(&format!("Status: Image is up to date for {v1}")),
+        "{again}"
+    );
+    // docker run of an image that is not here pulls it, then runs it.
+    let o = svc.docker(&["run", "--rm", "--network", "none", &v2, "echo", "pulled"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "pulled\n");
+    assert!(text(&o).contains("Unable to find image"), "{}", text(&o));
+    // A tag the registry does not have: the registry's reason, exit 1.
+    let o = svc.docker(&["pull", &format!("{}/api/bb:nope", reg.host)]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("nope"), "{}", text(&o));
+    // Bad input: no image, a malformed reference, a malformed auth header.
+    let (status, body) = svc.raw("POST", "/v1.50/images/create");
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = svc.raw("POST", "/v1.50/images/create?fromImage=UPPER%2Fcase");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("invalid reference format"), "{body}");
+    let mut s = UnixStream::connect(&svc.sock).unwrap();
+    write!(
+        s,
+        "POST /v1.50/images/create?fromImage={v1} HTTP/1.1\r\nHost: d\r\nConnection: close\r\nX-Registry-Auth: %%%\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    assert!(out.contains("invalid X-Registry-Auth header"), "{out}");
+}
+
+#[test]
+fn the_python_sdk_runs_execs_and_manages_networks_and_volumes() {
+    // Debian's python3-docker (5.0.3, installed with docker-compose).
+    let r = Root::with_busybox(EXE);
+    let svc = Service::start(&r, "sdk.sock", &["--time", "0"]);
+    let script = r#"
+import docker
+c = docker.DockerClient(base_url="unix://" + SOCK, version="auto")
+out = c.containers.run("busybox", ["sh", "-c", "echo hello; echo oops >&2"],
+                       network_mode="none", remove=True, stderr=True)
+assert out == b"hello\noops\n", out
+ct = c.containers.run("busybox", ["sh", "-c", "echo started; exec sleep 300"],
+                      network_mode="none", detach=True, name="sdk1", labels={"sdk": "yes"})
+r = ct.exec_run(["sh", "-c", "echo in; echo err >&2; exit 3"], demux=True)
+assert r.exit_code == 3 and r.output == (b"in\n", b"err\n"), r
+r = ct.exec_run(["id", "-u"], user="1000")
+assert r.exit_code == 0 and r.output == b"1000\n", r
+import time
+for _ in range(100):
+    if ct.logs() == b"started\n":
+        break
+    time.sleep(0.05)
+assert ct.logs() == b"started\n", ct.logs()
+assert [x.name for x in c.containers.list(filters={"label": "sdk=yes"})] == ["sdk1"]
+n = c.networks.create("sdknet", labels={"k": "v"})
+assert c.networks.get("sdknet").attrs["Labels"] == {"k": "v"}
+v = c.volumes.create("sdkvol")
+assert "sdkvol" in [x.name for x in c.volumes.list()]
+assert any("busybox:latest" in i.tags for i in c.images.list())
+ct.stop(timeout=0)
+assert ct.wait()["StatusCode"] == 137
+ct.remove()
+n.remove()
+v.remove()
+print("sdk ok")
+"#;
+    let o = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(format!(
+            "SOCK = {:?}\n{script}",
+            svc.sock.display().to_string()
+        ))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "sdk ok");
+    assert_eq!(r.ok(&["ps", "-aq"]).trim(), "");
+}

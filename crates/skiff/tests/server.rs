@@ -218,9 +218,10 @@ fn kill_9_during_writes_keeps_every_acknowledged_object() {
     let dir = t.path().to_path_buf();
     let (mut s, _) = start(&dir);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let writers: Vec<_> = (0..4)
         .map(|w| {
-            let (dir, stop) = (dir.clone(), stop.clone());
+            let (dir, stop, count) = (dir.clone(), stop.clone(), count.clone());
             std::thread::spawn(move || {
                 let mut acked = Vec::new();
                 for i in 0.. {
@@ -240,13 +241,23 @@ fn kill_9_during_writes_keeps_every_acknowledged_object() {
                         .unwrap();
                     if o.status.success() {
                         acked.push((name, i));
+                        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     }
                 }
                 acked
             })
         })
         .collect();
-    std::thread::sleep(std::time::Duration::from_secs(3));
+    // The kill lands mid-stream once a good number of creates went through (on a
+    // busy machine that takes longer: the count, not a clock, decides).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while count.load(std::sync::atomic::Ordering::SeqCst) < 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writers got nothing through"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     s.kill();
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let acked: Vec<(String, i32)> = writers

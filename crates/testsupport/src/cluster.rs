@@ -379,6 +379,40 @@ pub fn pod_cgroups(node: &str, uid: &str) -> Vec<std::path::PathBuf> {
     skiff_engine::cgroups::cgroup_dirs(&format!("{parent}/pod{uid}"))
 }
 
+/// Removes cgroup `rel` and every group under it in every hierarchy, deepest first,
+/// killing what is still in them (they are this test's only).
+fn remove_cgroup_tree(rel: &str) {
+    for top in skiff_engine::cgroups::cgroup_dirs(rel) {
+        let mut dirs = Vec::new();
+        let mut todo = vec![top];
+        while let Some(d) = todo.pop() {
+            if let Ok(rd) = std::fs::read_dir(&d) {
+                for e in rd.flatten() {
+                    if e.file_type().is_ok_and(|t| t.is_dir()) {
+                        todo.push(e.path());
+                    }
+                }
+            }
+            dirs.push(d);
+        }
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        for d in dirs {
+            for _ in 0..25 {
+                let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+                for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                    crate::kill(pid, libc::SIGKILL);
+                }
+                match std::fs::remove_dir(&d) {
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                        std::thread::sleep(std::time::Duration::from_millis(20))
+                    }
+                    _ => break,
+                }
+            }
+        }
+    }
+}
+
 /// Removes what node `node`'s agent on `root` may have left: pods' infra processes,
 /// containers, pod cgroups, the pod bridge and filter table, pod directories.
 pub fn clean_node_root(root: &Root, node: &str) {
@@ -407,6 +441,9 @@ pub fn clean_node_root(root: &Root, node: &str) {
     skiff_engine::cgroups::remove_pods_cgroup(&skiff_agent::pod::pods_cgroup(
         &skiff_agent::pod::default_cgroup_root(node),
     ));
+    // Whatever is left of the node's cgroup tree (a pod whose sandbox group was still
+    // emptying), in every hierarchy.
+    remove_cgroup_tree(&skiff_agent::pod::default_cgroup_root(node));
     let _ = Command::new("ip")
         .args(["link", "del", &format!("{}q", root.bridge)])
         .stderr(Stdio::null())

@@ -274,24 +274,6 @@ pub(super) fn stop(req: &Req, id: &str) -> Answer {
 }
 
 /// `POST /containers/{id}/kill?signal=`: 204, 409 if it is not running.
-/// `POST /containers/{id}/restart?t`: stop (if running), then start; 204.
-pub(super) fn restart(req: &Req, id: &str) -> Answer {
-    if req.query.get("signal").is_some_and(|s| !s.is_empty()) {
-        return Err(ApiError(
-            StatusCode::NOT_IMPLEMENTED,
-            "restart with a signal other than the container's stop signal is not built yet".into(),
-        ));
-    }
-    let t = req.int("t")?;
-    let e = req.engine()?;
-    let c = e.get(id)?;
-    if c.state.status.is_active() {
-        e.stop(&c.record.id, t)?;
-    }
-    super::create::start(req, &c.record.id)?;
-    no_content(StatusCode::NO_CONTENT)
-}
-
 /// `POST /containers/prune`: every container not running; `{"ContainersDeleted",
 /// "SpaceReclaimed"}` (the bytes of their writable layers).
 pub(super) fn prune(req: &Req) -> Answer {

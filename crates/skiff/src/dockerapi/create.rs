@@ -1,6 +1,6 @@
-//! `POST /containers/create` and `POST /containers/{id}/start`: docker's create body
-//! turned into the engine's [`CreateOptions`] (the options `skiff run` builds from
-//! its flags), so the API and the CLI create containers the same way.
+//! `POST /containers/create`, `POST /containers/{id}/start` and `/restart`: docker's
+//! create body turned into the engine's [`CreateOptions`] (the options `skiff run`
+//! builds from its flags), so the API and the CLI create containers the same way.
 
 use super::{no_content, Answer, ApiError, Req};
 use hyper::StatusCode;
@@ -379,4 +379,22 @@ pub(super) fn start(req: &Req, id: &str) -> Answer {
             "the container's monitor exited unexpectedly".into(),
         )),
     }
+}
+
+/// `POST /containers/{id}/restart?t`: stop (if running), then start; 204.
+pub(super) fn restart(req: &Req, id: &str) -> Answer {
+    if req.query.get("signal").is_some_and(|s| !s.is_empty()) {
+        return Err(ApiError(
+            StatusCode::NOT_IMPLEMENTED,
+            "restart with a signal other than the container's stop signal is not built yet".into(),
+        ));
+    }
+    let t = req.int("t")?;
+    let e = req.engine()?;
+    let c = e.get(id)?;
+    if c.state.status.is_active() {
+        e.stop(&c.record.id, t)?;
+    }
+    start(req, &c.record.id)?;
+    no_content(StatusCode::NO_CONTENT)
 }

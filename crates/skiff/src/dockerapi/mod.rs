@@ -10,8 +10,8 @@
 //! What is served so far: `/_ping`, `/version`, `/info`, `/system/df`; containers:
 //! list, create, start, inspect, logs, attach (hijacked), resize, top, stats, rename,
 //! stop, kill, restart, pause, unpause, wait, remove and prune; exec: create, start
-//! (hijacked or detached), inspect, resize; images: list, inspect, history, tag,
-//! remove, prune (dangling ones, and the build cache); networks: list, inspect,
+//! (hijacked or detached), inspect, resize; images: pull (`/images/create`), list,
+//! inspect, history, tag, remove, prune (dangling ones, and the build cache); networks: list, inspect,
 //! create, remove, connect, disconnect, prune; volumes: list, inspect, create, remove,
 //! prune.
 //! Any other endpoint answers 501 with a message naming it: it is not built yet, and
@@ -22,6 +22,7 @@ mod containers;
 mod create;
 mod exec;
 mod objects;
+mod pull;
 mod stats;
 mod system;
 
@@ -125,7 +126,17 @@ pub(crate) fn streamed(
     thread: &str,
     produce: impl FnOnce(tokio::sync::mpsc::Sender<Bytes>) + Send + 'static,
 ) -> Answer {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+    streamed_with(64, content_type, thread, produce)
+}
+
+/// [`streamed`], with room for `backlog` chunks the client has not read yet.
+pub(crate) fn streamed_with(
+    backlog: usize,
+    content_type: &'static str,
+    thread: &str,
+    produce: impl FnOnce(tokio::sync::mpsc::Sender<Bytes>) + Send + 'static,
+) -> Answer {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(backlog);
     std::thread::Builder::new()
         .name(thread.into())
         .spawn(move || produce(tx))
@@ -186,6 +197,8 @@ pub(crate) struct Req {
     pub body: Bytes,
     pub root: PathBuf,
     pub svc: Arc<Service>,
+    /// The `X-Registry-Auth` header, if any (registry credentials for one call).
+    pub registry_auth: Option<String>,
     /// The API version the client asked for in the path (the newest when it did not).
     pub version: (u32, u32),
     /// The connection, for an endpoint that hijacks it (`Upgrade: tcp`).
@@ -423,6 +436,11 @@ async fn answer(svc: Arc<Service>, req: Request<Incoming>) -> Answer {
         .get(hyper::header::UPGRADE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("tcp"));
+    let registry_auth = parts
+        .headers
+        .get("x-registry-auth")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let upgrade = parts
         .extensions
         .remove::<hyper::upgrade::OnUpgrade>()
@@ -471,6 +489,7 @@ async fn answer(svc: Arc<Service>, req: Request<Incoming>) -> Answer {
         body,
         root: svc.root.clone(),
         svc,
+        registry_auth,
         version,
         upgrade: Mutex::new(upgrade),
     };
@@ -505,9 +524,10 @@ fn route(req: &Req) -> Answer {
         (&Method::POST, ["containers", id, "rename"]) => containers::rename(req, id),
         (&Method::POST, ["containers", id, "stop"]) => containers::stop(req, id),
         (&Method::POST, ["containers", id, "kill"]) => containers::kill(req, id),
-        (&Method::POST, ["containers", id, "restart"]) => containers::restart(req, id),
+        (&Method::POST, ["containers", id, "restart"]) => create::restart(req, id),
         (&Method::POST, ["containers", "prune"]) => containers::prune(req),
         (&Method::POST, ["images", "prune"]) => system::image_prune(req),
+        (&Method::POST, ["images", "create"]) => pull::create(req),
         (&Method::POST, ["build", "prune"]) => system::build_prune(req),
         (&Method::POST, ["networks", "prune"]) => objects::network_prune(req),
         (&Method::POST, ["containers", id, "pause"]) => containers::pause(req, id, true),
@@ -717,6 +737,7 @@ impl Req {
             body: Bytes::new(),
             root: PathBuf::new(),
             svc: Arc::new(Service::new(Path::new("/nonexistent"))),
+            registry_auth: None,
             version: (1, 50),
             upgrade: Mutex::new(None),
         }

@@ -372,7 +372,7 @@ pub(super) fn df(req: &Req) -> Answer {
                         .any(|m| m.kind == "volume" && m.name == vol.name)
                 })
                 .count();
-            let size = skiff_engine::files::disk_usage(Path::new(&vol.mountpoint));
+            let size = skiff_engine::files::dir_bytes(Path::new(&vol.mountpoint));
             let mut v = serde_json::to_value(&vol).unwrap_or_default();
             v["UsageData"] = json!({ "Size": size, "RefCount": users });
             v
