@@ -27,12 +27,8 @@ export SKIFF_BRIDGE=skbench0 SKIFF_BRIDGE_CIDR=10.231.0.0/24 SKIFF_FILTER_TABLE=
 
 # One busybox rootfs for both.
 RF="$W/bundle/rootfs"
-mkdir -p "$RF"/{bin,etc,tmp,proc,sys,dev}
-cp /bin/busybox "$RF/bin/busybox"
-for a in $("$RF/bin/busybox" --list); do [ "$a" = busybox ] || ln -sf busybox "$RF/bin/$a"; done
-echo 'root:x:0:0:root:/root:/bin/sh' > "$RF/etc/passwd"
-echo 'root:x:0:' > "$RF/etc/group"
-tar -C "$RF" -cf "$W/rootfs.tar" .
+. bench/busybox.lib.sh
+busybox_rootfs "$RF" "$W/rootfs.tar"
 "$SKIFF" --root "$ROOT" import "$W/rootfs.tar" busybox:latest >/dev/null
 (cd "$W/bundle" && runc spec && python3 - <<'PY'
 import json

@@ -49,12 +49,8 @@ trap cleanup EXIT
 export SKIFF_BRIDGE=skbapi0 SKIFF_BRIDGE_CIDR=10.231.1.0/24 SKIFF_FILTER_TABLE=skbapi
 
 RF="$W/rootfs"
-mkdir -p "$RF"/{bin,etc,tmp,proc,sys,dev}
-cp /bin/busybox "$RF/bin/busybox"
-for a in $("$RF/bin/busybox" --list); do [ "$a" = busybox ] || ln -sf busybox "$RF/bin/$a"; done
-echo 'root:x:0:0:root:/root:/bin/sh' > "$RF/etc/passwd"
-echo 'root:x:0:' > "$RF/etc/group"
-tar -C "$RF" -cf "$W/rootfs.tar" .
+. bench/busybox.lib.sh
+busybox_rootfs "$RF" "$W/rootfs.tar"
 "$SKIFF" --root "$ROOT" import "$W/rootfs.tar" busybox:latest >/dev/null
 "${POD[@]}" import "$W/rootfs.tar" busybox:latest >/dev/null
 "${POD[@]}" system service --time 0 "unix://$PSOCK" 2>"$W/podman.log" &
