@@ -34,6 +34,9 @@ pub struct BuildOptions {
     pub target: Option<String>,
     /// Do not use the build cache (`--no-cache`).
     pub no_cache: bool,
+    /// `--label K=V` values, set on the result by one more LABEL step at the end of the
+    /// built stage (docker's classic builder appends the same instruction).
+    pub labels: BTreeMap<String, String>,
 }
 
 /// One RUN step for the [`StepRunner`].
@@ -154,6 +157,84 @@ pub fn build(
         ))?;
     }
     store.resolve(&image.id)
+}
+
+/// Unpacks a build context sent as a tar stream (plain, gzip or zstd) into `dir`, as
+/// dockerd does for `POST /build` and `docker build -`: entries that would land outside
+/// `dir` are refused by the tar reader, and device nodes and fifos are refused here
+/// (a context is files, directories and links).
+pub fn unpack_context(input: impl Read, dir: &Path) -> Result<()> {
+    let mut ar = tar::Archive::new(maybe_gunzip(input)?);
+    ar.set_preserve_permissions(true);
+    ar.set_preserve_mtime(true);
+    let entries = ar
+        .entries()
+        .map_err(|e| ImageError::io("reading the build context", e))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| ImageError::io("reading the build context", e))?;
+        let path = entry
+            .path()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        use tar::EntryType as T;
+        match entry.header().entry_type() {
+            T::Regular | T::Continuous | T::Directory | T::Symlink | T::Link => {}
+            T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink => continue,
+            other => {
+                return Err(ImageError::Build(format!(
+                    "invalid build context: {path:?} is a {other:?} entry; a build context \
+                     holds files, directories and links"
+                )))
+            }
+        }
+        let inside = entry.unpack_in(dir).map_err(|e| {
+            ImageError::Build(format!("unpacking {path:?} of the build context: {e}"))
+        })?;
+        if !inside {
+            return Err(ImageError::Build(format!(
+                "invalid build context: {path:?} points outside the context"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The LABEL instruction that `--label` values add (None without labels): keys and
+/// values double-quoted, with the escape character before `"`, `$` and itself.
+fn label_instruction(
+    labels: &BTreeMap<String, String>,
+    escape: char,
+    file: &str,
+) -> Result<Option<Instruction>> {
+    if labels.is_empty() {
+        return Ok(None);
+    }
+    let quote = |s: &str| -> Result<String> {
+        if s.contains(['\n', '\r']) {
+            return Err(ImageError::Build(format!(
+                "invalid label {s:?}: a label may not contain a line break"
+            )));
+        }
+        let mut q = String::from('"');
+        for c in s.chars() {
+            if c == '"' || c == '$' || c == escape {
+                q.push(escape);
+            }
+            q.push(c);
+        }
+        q.push('"');
+        Ok(q)
+    };
+    // A Dockerfile of its own (the parser wants a FROM first); the LABEL is its last line.
+    let mut line = format!("# escape={escape}\nFROM scratch\nLABEL");
+    for (k, v) in labels {
+        if k.is_empty() {
+            return Err(ImageError::Build("invalid label: the key is empty".into()));
+        }
+        line.push_str(&format!(" {}={}", quote(k)?, quote(v)?));
+    }
+    let mut df = parse_dockerfile(&line, file)?;
+    Ok(df.instructions.pop())
 }
 
 struct Builder<'a> {
@@ -607,6 +688,10 @@ impl Builder<'_> {
             }
             None => stages.len() - 1,
         };
+        let labels = label_instruction(&self.opts.labels, df.escape, &self.file)?;
+        if let Some(ins) = &labels {
+            stages[last].push(ins);
+        }
         self.total = globals.len() + stages[..=last].iter().map(|s| s.len()).sum::<usize>();
         for ins in &globals {
             self.step_line(ins)?;

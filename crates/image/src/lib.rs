@@ -36,7 +36,10 @@ mod reference;
 mod store;
 mod user;
 
-pub use build::{apply_changes, build, BuildOptions, RunStep, StepError, StepRunner, DEFAULT_PATH};
+pub use build::{
+    apply_changes, build, unpack_context, BuildOptions, RunStep, StepError, StepRunner,
+    DEFAULT_PATH,
+};
 pub use config::{host_arch, ContainerConfig, HealthConfig, History, ImageConfig, RootFs};
 pub use distribution::LayerSource;
 pub use dockerfile::{parse_dockerfile, Dockerfile, Heredoc, Instruction};

@@ -79,6 +79,26 @@ impl Service {
         self.raw_body(method, path, 0, 0)
     }
 
+    /// A raw HTTP/1.1 request with `body`: (status, body).
+    fn send(&self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+        let mut s = UnixStream::connect(&self.sock).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        s.write_all(body).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let status = out[9..12].parse().unwrap();
+        let body = out
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+
     /// A raw HTTP/1.1 request declaring a body of `len` bytes and sending `send` of
     /// them: (status, body).
     fn raw_body(&self, method: &str, path: &str, len: usize, send: usize) -> (u16, String) {
@@ -1222,6 +1242,16 @@ assert c.networks.get("sdknet").attrs["Labels"] == {"k": "v"}
 v = c.volumes.create("sdkvol")
 assert "sdkvol" in [x.name for x in c.volumes.list()]
 assert any("busybox:latest" in i.tags for i in c.images.list())
+import os, tempfile
+d = tempfile.mkdtemp(dir=os.path.dirname(SOCK))
+with open(os.path.join(d, "Dockerfile"), "w") as f:
+    f.write("FROM busybox\nRUN echo sdk > /sdk.txt\n")
+img, logs = c.images.build(path=d, tag="sdkbuilt", rm=True, labels={"by": "sdk"})
+assert "sdkbuilt:latest" in img.tags, img.tags
+assert img.labels == {"by": "sdk"}, img.labels
+assert any("Step 2/3 : RUN" in l.get("stream", "") for l in logs), list(logs)
+assert c.containers.run("sdkbuilt", ["cat", "/sdk.txt"], network_mode="none", remove=True) == b"sdk\n"
+c.images.remove("sdkbuilt")
 ct.stop(timeout=0)
 assert ct.wait()["StatusCode"] == 137
 ct.remove()
@@ -1241,4 +1271,168 @@ print("sdk ok")
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "sdk ok");
     assert_eq!(r.ok(&["ps", "-aq"]).trim(), "");
+}
+
+#[test]
+fn docker_build_uses_the_classic_builder_over_the_api() {
+    let r = Root::with_busybox(EXE);
+    let svc = Service::start(&r, "build.sock", &["--time", "0"]);
+    let ctx = r.dir.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nARG WHO=nobody\nCOPY . /app/\nRUN echo \"built by $WHO\" > /who.txt\nCMD [\"sh\", \"-c\", \"cat /app/hello.txt /who.txt; ls /app\"]\n",
+    )
+    .unwrap();
+    std::fs::write(ctx.join("hello.txt"), "hello\n").unwrap();
+    std::fs::write(ctx.join("secret.txt"), "no\n").unwrap();
+    std::fs::write(ctx.join(".dockerignore"), "secret.txt\n").unwrap();
+    std::fs::write(ctx.join("fail.Dockerfile"), "FROM busybox\nRUN exit 3\n").unwrap();
+    let build = |args: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>| {
+        let mut c = Command::new(docker_bin());
+        c.args(args)
+            .current_dir(&ctx)
+            .env("DOCKER_HOST", format!("unix://{}", svc.sock.display()))
+            .env("DOCKER_CONFIG", svc.sock.with_extension("dockercfg"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let mut child = c.spawn().unwrap();
+        let mut i = child.stdin.take().unwrap();
+        if let Some(data) = stdin {
+            i.write_all(data).unwrap();
+        }
+        drop(i);
+        child.wait_with_output().unwrap()
+    };
+    // Plain `docker build` (no buildx here) and DOCKER_BUILDKIT=0 take the classic path.
+    for env in [&[][..], &[("DOCKER_BUILDKIT", "0")][..]] {
+        let o = build(
+            &[
+                "build",
+                "-t",
+                "built:1",
+                "--build-arg",
+                "WHO=me",
+                "--label",
+                "team=core",
+                ".",
+            ],
+            env,
+            None,
+        );
+        let out = text(&o);
+        assert!(o.status.success(), "{out}");
+        assert!(out.contains("Step 1/6 : FROM busybox"), "{out}");
+        assert!(out.contains("Step 6/6 : LABEL"), "{out}");
+        assert!(out.contains("Successfully built "), "{out}");
+        assert!(out.contains("Successfully tagged built:1"), "{out}");
+    }
+    let o = svc.ok(&["run", "--rm", "--network", "none", "built:1"]);
+    assert_eq!(
+        o,
+        "hello\nbuilt by me\nDockerfile\nfail.Dockerfile\nhello.txt\n"
+    );
+    assert_eq!(
+        svc.ok(&[
+            "inspect",
+            "-f",
+            "{{index .Config.Labels \"team\"}}",
+            "built:1"
+        ])
+        .trim(),
+        "core"
+    );
+    // The same image through skiff's own CLI.
+    assert!(r.ok(&["images"]).contains("built"));
+
+    // A Dockerfile on stdin, quiet: only the image ID.
+    let o = build(
+        &["build", "-q", "-t", "fromstdin", "-"],
+        &[],
+        Some(b"FROM busybox\nENV X=1\n"),
+    );
+    let out = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(out.starts_with("sha256:") && out.len() == 71, "{out}");
+    assert_eq!(
+        svc.ok(&["inspect", "-f", "{{.Id}}", "fromstdin"]).trim(),
+        out
+    );
+
+    // A failed RUN: its message and its exit code, as docker's classic builder.
+    let o = build(&["build", "-f", "fail.Dockerfile", "."], &[], None);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(
+        text(&o).contains("The command '/bin/sh -c exit 3' returned a non-zero code: 3"),
+        "{}",
+        text(&o)
+    );
+    // A Dockerfile that is not in the context, or a link out of it.
+    let mut t = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    t.append_link(&mut h, "Dockerfile", "/etc/passwd").unwrap();
+    let t = t.into_inner().unwrap();
+    for q in ["dockerfile=nope", "dockerfile=Dockerfile"] {
+        let (status, body) = svc.send("POST", &format!("/v1.50/build?{q}"), &t);
+        assert_eq!(status, 400, "{body}");
+        assert!(
+            body.contains("Cannot locate specified Dockerfile"),
+            "{body}"
+        );
+    }
+    // BuildKit's protocol is refused with a clear message.
+    let (status, body) = svc.raw("POST", "/v1.50/build?version=2");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("BuildKit"), "{body}");
+    // No context directories are left behind.
+    let left: Vec<_> = std::fs::read_dir(r.dir.join("tmp"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+
+    // skiff's own CLI: a tar context on stdin, --label and --iidfile.
+    let mut tarball = tar::Builder::new(Vec::new());
+    tarball
+        .append_path_with_name(ctx.join("Dockerfile"), "Dockerfile")
+        .unwrap();
+    tarball
+        .append_path_with_name(ctx.join("hello.txt"), "hello.txt")
+        .unwrap();
+    let tarball = tarball.into_inner().unwrap();
+    let iid = r.dir.join("iid");
+    let mut c = r.cmd(&[
+        "build",
+        "-t",
+        "cli:1",
+        "--label",
+        "a=b",
+        "--iidfile",
+        iid.to_str().unwrap(),
+        "-",
+    ]);
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&tarball).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let id = std::fs::read_to_string(&iid).unwrap();
+    assert_eq!(
+        r.ok(&["inspect", "-f", "{{.Id}}", "cli:1"]).trim(),
+        id.trim()
+    );
+    assert_eq!(
+        r.ok(&["inspect", "-f", "{{index .Config.Labels \"a\"}}", "cli:1"])
+            .trim(),
+        "b"
+    );
 }

@@ -613,3 +613,58 @@ fn heredoc_run_and_copy() {
     );
     assert_eq!(fs::read_dir(c.store.tmp_dir()).unwrap().count(), 0);
 }
+
+#[test]
+fn labels_option_adds_a_final_label_step() {
+    let df = "FROM busybox AS one\nLABEL a=b\nFROM one\nRUN touch made\n";
+    let c = ctx(df, &[]);
+    let r = FakeRunner::default();
+    let labels: BTreeMap<String, String> = [
+        ("x.y".to_string(), "v $HOME \"q\" \\".to_string()),
+        ("a".to_string(), "over".to_string()),
+    ]
+    .into();
+    let (img, out) = c.build(&r, |o| o.labels = labels.clone());
+    let img = img.unwrap();
+    assert!(out.contains("Step 5/5 : LABEL"), "{out}");
+    assert_eq!(img.config.config.labels.get("x.y"), labels.get("x.y"));
+    assert_eq!(img.config.config.labels.get("a").unwrap(), "over");
+    // With --target the labels go on the target stage.
+    let (img, out) = c.build(&r, |o| {
+        o.labels = labels.clone();
+        o.target = Some("one".into());
+    });
+    assert!(out.contains("Step 3/3 : LABEL"), "{out}");
+    assert_eq!(img.unwrap().config.config.labels.get("a").unwrap(), "over");
+    let bad: BTreeMap<String, String> = [("k".to_string(), "a\nRUN x".to_string())].into();
+    let err = c.build(&r, |o| o.labels = bad.clone()).0.unwrap_err();
+    assert!(err.to_string().contains("line break"), "{err}");
+}
+
+#[test]
+fn context_tar_unpacks_inside_and_refuses_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(3);
+    h.set_mode(0o644);
+    h.set_entry_type(tar::EntryType::Regular);
+    b.append_data(&mut h, "sub/Dockerfile", &b"abc"[..])
+        .unwrap();
+    let good = b.into_inner().unwrap();
+    unpack_context(&good[..], dir.path()).unwrap();
+    assert_eq!(fs::read(dir.path().join("sub/Dockerfile")).unwrap(), b"abc");
+
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(0);
+    h.set_mode(0o600);
+    h.set_entry_type(tar::EntryType::Char);
+    h.set_device_major(1).unwrap();
+    h.set_device_minor(3).unwrap();
+    b.append_data(&mut h, "null", &b""[..]).unwrap();
+    let dev = b.into_inner().unwrap();
+    let err = unpack_context(&dev[..], dir.path()).unwrap_err();
+    assert!(err.to_string().contains("\"null\""), "{err}");
+    assert!(!dir.path().join("null").exists());
+}

@@ -4,7 +4,7 @@
 
 use super::engine;
 use crate::{format, Exit};
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context as _, Result};
 use clap::{Args, Subcommand};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -109,6 +109,13 @@ pub(crate) struct BuildArgs {
     /// Always pull the FROM images (missing ones are pulled without it).
     #[arg(long)]
     pull: bool,
+    /// Set metadata on the image (`key=value`); repeatable.
+    #[arg(long = "label")]
+    label: Vec<String>,
+    /// Write the image ID to this file.
+    #[arg(long = "iidfile")]
+    iidfile: Option<PathBuf>,
+    /// The context directory, or `-`: a Dockerfile or a tar context on stdin.
     context: PathBuf,
 }
 
@@ -249,6 +256,27 @@ pub(crate) struct RegistryFlags {
 }
 
 static REGISTRY: std::sync::OnceLock<RegistryFlags> = std::sync::OnceLock::new();
+
+/// The global registry flags as given, for a skiff process started from this one (the
+/// Docker API's builds).
+pub(crate) fn registry_args() -> Vec<std::ffi::OsString> {
+    let mut a: Vec<std::ffi::OsString> = Vec::new();
+    if let Some(f) = REGISTRY.get() {
+        a.push("--config-dir".into());
+        a.push(f.config_dir.clone().into());
+        for i in &f.insecure {
+            a.push(format!("--insecure-registry={i}").into());
+        }
+        if let Some(p) = &f.private_registry {
+            a.push("--private-registry".into());
+            a.push(p.clone().into());
+        }
+        if f.disable_default_endpoint {
+            a.push("--disable-default-registry-endpoint".into());
+        }
+    }
+    a
+}
 
 /// Records the global registry flags for the commands that talk to registries.
 pub(crate) fn configure_registry(flags: RegistryFlags) {
@@ -637,9 +665,22 @@ pub(crate) fn build(root: &Path, a: BuildArgs) -> Result<i32> {
         no_cache,
         quiet,
         pull,
+        label,
+        iidfile,
         context,
     } = a;
     let e = engine(root)?;
+    // `-`: the context comes on stdin, a tar (plain or compressed) or a lone
+    // Dockerfile; it is unpacked into a directory of its own, removed afterwards.
+    let _stdin_context;
+    let context = if context.as_os_str() == "-" {
+        let dir = stdin_context(&root.join("tmp"))?;
+        let path = dir.path().to_path_buf();
+        _stdin_context = dir;
+        path
+    } else {
+        context
+    };
     let mut args = std::collections::BTreeMap::new();
     for a in build_arg {
         match a.split_once('=') {
@@ -676,6 +717,13 @@ pub(crate) fn build(root: &Path, a: BuildArgs) -> Result<i32> {
         build_args: args,
         target,
         no_cache,
+        labels: label
+            .into_iter()
+            .map(|l| match l.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (l, String::new()),
+            })
+            .collect(),
     };
     // docker pulls the base images a build lacks (all of them with --pull).
     let dockerfile = opts
@@ -697,10 +745,51 @@ pub(crate) fn build(root: &Path, a: BuildArgs) -> Result<i32> {
             if quiet {
                 println!("{}", img.id);
             }
+            if let Some(f) = iidfile {
+                std::fs::write(&f, &img.id)
+                    .with_context(|| format!("writing the image ID to {}", f.display()))?;
+            }
             Ok(0)
         }
-        Err(err) => Err(Exit(1, format!("{err}")).into()),
+        // As docker's classic builder: a failed RUN's exit code is the build's.
+        Err(err) => {
+            let code = match &err {
+                skiff_image::ImageError::Step {
+                    exit_code: Some(c), ..
+                } if *c > 0 => *c,
+                _ => 1,
+            };
+            Err(Exit(code, format!("{err}")).into())
+        }
     }
+}
+
+/// `build -`: stdin holds a tar context (plain, gzip or zstd; a tar has `ustar` at
+/// offset 257) or a Dockerfile, which becomes the only file of an empty context.
+fn stdin_context(tmp: &Path) -> Result<tempfile::TempDir> {
+    std::fs::create_dir_all(tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let dir = tempfile::Builder::new()
+        .prefix("build-stdin-")
+        .tempdir_in(tmp)
+        .context("making a directory for the context on stdin")?;
+    let mut input = std::io::BufReader::with_capacity(1 << 16, std::io::stdin().lock());
+    let head = std::io::BufRead::fill_buf(&mut input)
+        .context("reading the context from stdin")?
+        .to_vec();
+    let compressed = head.starts_with(&[0x1f, 0x8b]) || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
+    let tar = head.len() >= 262 && &head[257..262] == b"ustar";
+    if compressed || tar {
+        skiff_image::unpack_context(input, dir.path())
+            .map_err(|e| Exit(1, format!("ERROR: unable to prepare context: {e}")))?;
+    } else {
+        let mut text = Vec::new();
+        std::io::Read::take(input, 16 << 20)
+            .read_to_end(&mut text)
+            .context("reading the Dockerfile from stdin")?;
+        std::fs::write(dir.path().join("Dockerfile"), text)
+            .context("writing the Dockerfile from stdin")?;
+    }
+    Ok(dir)
 }
 
 /// The images a Dockerfile's FROM lines name: not `scratch`, not an earlier stage, not

@@ -18,6 +18,7 @@
 //! says so.
 
 mod attach;
+mod build;
 mod containers;
 mod create;
 mod exec;
@@ -203,9 +204,32 @@ pub(crate) struct Req {
     pub version: (u32, u32),
     /// The connection, for an endpoint that hijacks it (`Upgrade: tcp`).
     pub upgrade: Mutex<Option<hyper::upgrade::OnUpgrade>>,
+    /// Every query pair in order (a parameter may repeat: `t=a&t=b`).
+    pub pairs: Vec<(String, String)>,
+    /// The body of an endpoint that takes a stream (a build context, a tar to copy
+    /// in, an image archive): spooled to an unnamed file, rewound.
+    pub upload: Mutex<Option<std::fs::File>>,
 }
 
 impl Req {
+    /// Every value of a repeatable query parameter, empty ones left out.
+    pub fn all(&self, name: &str) -> Vec<String> {
+        self.pairs
+            .iter()
+            .filter(|(k, v)| k == name && !v.is_empty())
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// The spooled body of a streaming endpoint (once).
+    pub fn take_upload(&self) -> std::result::Result<std::fs::File, ApiError> {
+        self.upload
+            .lock()
+            .ok()
+            .and_then(|mut u| u.take())
+            .ok_or_else(|| ApiError::bad("the request body was already taken"))
+    }
+
     /// The connection to hijack: 400 unless the client asked for an upgrade.
     pub fn hijack(&self) -> std::result::Result<hyper::upgrade::OnUpgrade, ApiError> {
         self.upgrade
@@ -387,7 +411,7 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn parse_query(q: Option<&str>) -> HashMap<String, String> {
+fn parse_pairs(q: Option<&str>) -> Vec<(String, String)> {
     q.unwrap_or("")
         .split('&')
         .filter(|p| !p.is_empty())
@@ -396,6 +420,55 @@ fn parse_query(q: Option<&str>) -> HashMap<String, String> {
             None => (percent_decode(p), String::new()),
         })
         .collect()
+}
+
+#[cfg(test)]
+fn parse_query(q: Option<&str>) -> HashMap<String, String> {
+    parse_pairs(q).into_iter().collect()
+}
+
+/// Whether the endpoint takes its body as a stream, spooled to a file rather than
+/// read into memory (and so not held to [`MAX_BODY`]).
+fn streams_body(method: &Method, path: &[String], pairs: &[(String, String)]) -> bool {
+    let p: Vec<&str> = path.iter().map(|s| s.as_str()).collect();
+    match (method, p.as_slice()) {
+        (&Method::POST, ["build"]) | (&Method::POST, ["images", "load"]) => true,
+        (&Method::PUT, ["containers", _, "archive"]) => true,
+        (&Method::POST, ["images", "create"]) => {
+            pairs.iter().any(|(k, v)| k == "fromSrc" && v == "-")
+        }
+        _ => false,
+    }
+}
+
+/// Writes a streamed request body to an unnamed file under the engine root and
+/// rewinds it: bounded by the disk, not by memory.
+async fn spool(root: &Path, mut body: Incoming) -> std::result::Result<std::fs::File, ApiError> {
+    use http_body_util::BodyExt as _;
+    use std::io::Seek as _;
+    use tokio::io::AsyncWriteExt as _;
+    let dir = root.join("tmp");
+    let failed = |what: &str, e: &dyn std::fmt::Display| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{what} the request body: {e}"),
+        )
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| failed("storing", &e))?;
+    let file = tempfile::tempfile_in(&dir).map_err(|e| failed("storing", &e))?;
+    let mut out = tokio::fs::File::from_std(file);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::bad(format!("reading the request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            out.write_all(&data)
+                .await
+                .map_err(|e| failed("storing", &e))?;
+        }
+    }
+    out.flush().await.map_err(|e| failed("storing", &e))?;
+    let mut file = out.into_std().await;
+    file.rewind().map_err(|e| failed("storing", &e))?;
+    Ok(file)
 }
 
 /// Headers every answer carries, as dockerd's.
@@ -455,6 +528,39 @@ async fn answer(svc: Arc<Service>, req: Request<Incoming>) -> Answer {
         .filter(|s| !s.is_empty())
         .map(percent_decode)
         .collect();
+    let pairs = parse_pairs(parts.uri.query());
+    let mut upload = None;
+    let body = if streams_body(&parts.method, &path, &pairs) {
+        upload = Some(spool(&svc.root, body).await?);
+        Bytes::new()
+    } else {
+        read_body(&parts.headers, body).await?
+    };
+    let req = Req {
+        method: parts.method,
+        path,
+        query: pairs.iter().cloned().collect(),
+        pairs,
+        body,
+        root: svc.root.clone(),
+        svc,
+        registry_auth,
+        version,
+        upgrade: Mutex::new(upgrade),
+        upload: Mutex::new(upload),
+    };
+    // The engine's calls block (files, locks, waiting for a container): off the
+    // reactor.
+    tokio::task::spawn_blocking(move || route(&req))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+}
+
+/// A request body read whole, refused with 413 past [`MAX_BODY`].
+async fn read_body(
+    headers: &hyper::HeaderMap,
+    body: Incoming,
+) -> std::result::Result<Bytes, ApiError> {
     let too_big = || {
         ApiError(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -462,8 +568,7 @@ async fn answer(svc: Arc<Service>, req: Request<Incoming>) -> Answer {
         )
     };
     // A declared length over the bound is refused before any of it is read.
-    if parts
-        .headers
+    if headers
         .get(hyper::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
@@ -471,7 +576,7 @@ async fn answer(svc: Arc<Service>, req: Request<Incoming>) -> Answer {
     {
         return Err(too_big());
     }
-    let body = http_body_util::Limited::new(body, MAX_BODY)
+    Ok(http_body_util::Limited::new(body, MAX_BODY)
         .collect()
         .await
         .map_err(|e| {
@@ -481,23 +586,7 @@ async fn answer(svc: Arc<Service>, req: Request<Incoming>) -> Answer {
                 ApiError::bad(format!("reading the request body: {e}"))
             }
         })?
-        .to_bytes();
-    let req = Req {
-        method: parts.method,
-        path,
-        query: parse_query(parts.uri.query()),
-        body,
-        root: svc.root.clone(),
-        svc,
-        registry_auth,
-        version,
-        upgrade: Mutex::new(upgrade),
-    };
-    // The engine's calls block (files, locks, waiting for a container): off the
-    // reactor.
-    tokio::task::spawn_blocking(move || route(&req))
-        .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .to_bytes())
 }
 
 fn route(req: &Req) -> Answer {
@@ -529,6 +618,7 @@ fn route(req: &Req) -> Answer {
         (&Method::POST, ["images", "prune"]) => system::image_prune(req),
         (&Method::POST, ["images", "create"]) => pull::create(req),
         (&Method::POST, ["build", "prune"]) => system::build_prune(req),
+        (&Method::POST, ["build"]) => build::build(req),
         (&Method::POST, ["networks", "prune"]) => objects::network_prune(req),
         (&Method::POST, ["containers", id, "pause"]) => containers::pause(req, id, true),
         (&Method::POST, ["containers", id, "unpause"]) => containers::pause(req, id, false),
@@ -740,6 +830,8 @@ impl Req {
             registry_auth: None,
             version: (1, 50),
             upgrade: Mutex::new(None),
+            pairs: Vec::new(),
+            upload: Mutex::new(None),
         }
     }
 }

@@ -114,25 +114,7 @@ pub(super) fn create(req: &Req) -> Answer {
     opts.pull_auth = registry_auth(req.registry_auth.as_deref())?;
     let e = req.engine()?;
     super::streamed_with(BACKLOG, "application/json", "docker-api-pull", move |tx| {
-        let progress = std::sync::Arc::new(JsonProgress(tx.clone()));
-        let rt = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt,
-            Err(err) => {
-                let _ = tx.blocking_send(error_line(&format!("starting the pull: {err}")));
-                return;
-            }
-        };
-        let pulled = rt.block_on(async {
-            tokio::select! {
-                r = skiff_registry::pull(&e.images, &reference, &opts, progress) => Some(r),
-                // The client left: stop pulling (what is half done is not kept).
-                _ = tx.closed() => None,
-            }
-        });
-        let lines = match pulled {
+        let lines = match pull_streaming(&e.images, &reference, &opts, &tx) {
             None => return,
             Some(Ok(p)) => {
                 let shown = skiff_image::familiar_name(&p.reference.to_string());
@@ -149,7 +131,7 @@ pub(super) fn create(req: &Req) -> Answer {
                     Bytes::from(format!("{}\r\n", json!({ "status": status }))),
                 ]
             }
-            Some(Err(err)) => vec![error_line(&err.to_string())],
+            Some(Err(err)) => vec![error_line(&err)],
         };
         for l in lines {
             if tx.blocking_send(l).is_err() {
@@ -159,7 +141,34 @@ pub(super) fn create(req: &Req) -> Answer {
     })
 }
 
-fn error_line(message: &str) -> Bytes {
+/// Pulls `reference` into `images` on the calling thread, its progress sent to `tx` as
+/// docker's JSON lines; None when the client left part-way (the pull is stopped and
+/// what is half done is not kept).
+pub(super) fn pull_streaming(
+    images: &skiff_image::ImageStore,
+    reference: &str,
+    opts: &skiff_registry::Options,
+    tx: &Sender<Bytes>,
+) -> Option<Result<skiff_registry::Pulled, String>> {
+    let progress = std::sync::Arc::new(JsonProgress(tx.clone()));
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => return Some(Err(format!("starting the pull: {err}"))),
+    };
+    rt.block_on(async {
+        tokio::select! {
+            r = skiff_registry::pull(images, reference, opts, progress) => {
+                Some(r.map_err(|e| e.to_string()))
+            }
+            _ = tx.closed() => None,
+        }
+    })
+}
+
+pub(super) fn error_line(message: &str) -> Bytes {
     Bytes::from(format!(
         "{}\r\n",
         json!({ "errorDetail": { "message": message }, "error": message })
