@@ -80,8 +80,8 @@ impl Engine {
         let (lowers, base) = self.overlay_lowers(&bottom_first);
         let merged = c.dir.join("merged");
         let (r, w) = sys::pipe().map_err(|e| EngineError::io("pipe", e))?;
-        // SAFETY: only the CLI's `cp` comes here, from a
-        // single-threaded process; the child unshares its mount namespace, mounts the
+        // SAFETY: only the CLI's `cp` and the archive helper come here, from
+        // single-threaded processes; the child unshares its mount namespace, mounts the
         // stopped container's overlay, runs `f` and `_exit`s.
         let pid = unsafe { libc::fork() };
         if pid < 0 {

@@ -49,5 +49,6 @@ pub fn run(helper: Helper, root: &Path) -> ! {
             resize_fd,
             opts,
         } => crate::exec::helper_main(root, &id, &opts, stdin, resize_fd),
+        Helper::Archive { id, op, path } => crate::archive::helper_main(root, &id, &op, &path),
     }
 }

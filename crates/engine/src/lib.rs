@@ -6,6 +6,7 @@
 //! root filesystems and `skiff-runtime` for processes; it knows nothing of Kubernetes.
 //! The CLI is a thin layer over this library; the node agent calls it in-process.
 
+pub mod archive;
 pub mod build;
 pub mod cgroups;
 pub mod cleanup;

@@ -4,6 +4,7 @@
 //! running the helper ([`crate::helpers::run`]) when they name one. A helper's command line is always
 //! `--root ROOT __mode ARGS...`; nothing else spells a mode's name.
 
+use crate::archive::ArchiveOp;
 use crate::exec::ExecOptions;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ const MONITOR: &str = "__monitor";
 const SANDBOX: &str = "__sandbox";
 const PROXY: &str = "__proxy";
 const EXEC: &str = "__exec";
+const ARCHIVE: &str = "__archive";
 
 /// One helper mode and its arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +39,12 @@ pub enum Helper {
         stdin: bool,
         resize_fd: Option<i32>,
         opts: ExecOptions,
+    },
+    /// A container's files as a tar stream, from inside its root (`docker cp`).
+    Archive {
+        id: String,
+        op: ArchiveOp,
+        path: String,
     },
 }
 
@@ -106,6 +114,28 @@ impl Helper {
                 a.push("--".into());
                 a.push(id.into());
                 a.extend(opts.cmd.iter().map(OsString::from));
+            }
+            Helper::Archive { id, op, path } => {
+                a.push(ARCHIVE.into());
+                match op {
+                    ArchiveOp::Get => a.push("get".into()),
+                    ArchiveOp::Stat => a.push("stat".into()),
+                    ArchiveOp::Put {
+                        no_overwrite_dir_non_dir,
+                        copy_uid_gid,
+                    } => {
+                        a.push("put".into());
+                        if *no_overwrite_dir_non_dir {
+                            a.push("--no-overwrite-dir-non-dir".into());
+                        }
+                        if *copy_uid_gid {
+                            a.push("--copy-uid-gid".into());
+                        }
+                    }
+                }
+                a.push("--".into());
+                a.push(id.into());
+                a.push(path.into());
             }
         }
         a
@@ -185,6 +215,42 @@ impl Helper {
                     opts,
                 }
             }
+            ARCHIVE => {
+                let mut it = rest.iter();
+                let mut op = match it.next()?.to_str()? {
+                    "get" => ArchiveOp::Get,
+                    "stat" => ArchiveOp::Stat,
+                    "put" => ArchiveOp::Put {
+                        no_overwrite_dir_non_dir: false,
+                        copy_uid_gid: false,
+                    },
+                    _ => return None,
+                };
+                loop {
+                    match (it.next()?.to_str()?, &mut op) {
+                        ("--", _) => break,
+                        (
+                            "--no-overwrite-dir-non-dir",
+                            ArchiveOp::Put {
+                                no_overwrite_dir_non_dir,
+                                ..
+                            },
+                        ) => *no_overwrite_dir_non_dir = true,
+                        ("--copy-uid-gid", ArchiveOp::Put { copy_uid_gid, .. }) => {
+                            *copy_uid_gid = true
+                        }
+                        _ => return None,
+                    }
+                }
+                match (it.next(), it.next(), it.next()) {
+                    (Some(id), Some(path), None) => Helper::Archive {
+                        id: s(id)?,
+                        op,
+                        path: s(path)?,
+                    },
+                    _ => return None,
+                }
+            }
             _ => return None,
         };
         Some((root, h))
@@ -233,6 +299,19 @@ mod tests {
                     cmd: vec!["-t".into()],
                     ..Default::default()
                 },
+            },
+            Helper::Archive {
+                id: "abc".into(),
+                op: ArchiveOp::Put {
+                    no_overwrite_dir_non_dir: true,
+                    copy_uid_gid: true,
+                },
+                path: "--odd".into(),
+            },
+            Helper::Archive {
+                id: "abc".into(),
+                op: ArchiveOp::Get,
+                path: "/".into(),
             },
         ] {
             let args = h.args(root);

@@ -1436,3 +1436,149 @@ fn docker_build_uses_the_classic_builder_over_the_api() {
         "b"
     );
 }
+
+#[test]
+fn docker_cp_copies_both_ways_inside_the_container_root() {
+    let r = Root::with_busybox(EXE);
+    let svc = Service::start(&r, "cp.sock", &["--time", "0"]);
+    let work = r.dir.join("cpwork");
+    std::fs::create_dir_all(work.join("dir/sub")).unwrap();
+    std::fs::write(work.join("hello.txt"), "hello\n").unwrap();
+    std::fs::write(work.join("dir/sub/a"), "a\n").unwrap();
+    let w = |p: &str| work.join(p).to_str().unwrap().to_string();
+    svc.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "cpweb",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "ln -s /etc /tmp/hostetc; echo mine > /etc/mark; exec sleep 300",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while svc
+        .docker(&["exec", "cpweb", "test", "-L", "/tmp/hostetc"])
+        .status
+        .code()
+        != Some(0)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the container did not make its link"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Into the container: into a directory, and to a new name.
+    svc.ok(&["cp", &w("hello.txt"), "cpweb:/tmp/"]);
+    svc.ok(&["cp", &w("dir"), "cpweb:/tmp/newdir"]);
+    assert_eq!(
+        svc.ok(&[
+            "exec",
+            "cpweb",
+            "cat",
+            "/tmp/hello.txt",
+            "/tmp/newdir/sub/a"
+        ]),
+        "hello\na\n"
+    );
+    // Owned by root without -a, as docker's.
+    assert_eq!(
+        svc.ok(&["exec", "cpweb", "stat", "-c", "%u:%g", "/tmp/hello.txt"])
+            .trim(),
+        "0:0"
+    );
+    // Out of it: a file, a directory, and a tar stream on stdout.
+    svc.ok(&["cp", "cpweb:/tmp/hello.txt", &w("out.txt")]);
+    assert_eq!(
+        std::fs::read_to_string(work.join("out.txt")).unwrap(),
+        "hello\n"
+    );
+    svc.ok(&["cp", "cpweb:/tmp/newdir", &w("got")]);
+    assert_eq!(
+        std::fs::read_to_string(work.join("got/sub/a")).unwrap(),
+        "a\n"
+    );
+    std::fs::create_dir(work.join("content")).unwrap();
+    svc.ok(&["cp", "cpweb:/tmp/newdir/.", &w("content")]);
+    assert_eq!(
+        std::fs::read_to_string(work.join("content/sub/a")).unwrap(),
+        "a\n"
+    );
+    let o = svc.docker(&["cp", "cpweb:/tmp/hello.txt", "-"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let mut ar = tar::Archive::new(&o.stdout[..]);
+    let mut e = ar.entries().unwrap().next().unwrap().unwrap();
+    assert_eq!(e.path().unwrap().to_str().unwrap(), "hello.txt");
+    let mut body = String::new();
+    e.read_to_string(&mut body).unwrap();
+    assert_eq!(body, "hello\n");
+    // A tar stream on stdin.
+    let mut t = tar::Builder::new(Vec::new());
+    t.append_path_with_name(work.join("hello.txt"), "fromstdin.txt")
+        .unwrap();
+    let t = t.into_inner().unwrap();
+    let mut child = Command::new(docker_bin())
+        .args(["cp", "-", "cpweb:/tmp"])
+        .env("DOCKER_HOST", format!("unix://{}", svc.sock.display()))
+        .env("DOCKER_CONFIG", svc.sock.with_extension("dockercfg"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&t).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        svc.ok(&["exec", "cpweb", "cat", "/tmp/fromstdin.txt"]),
+        "hello\n"
+    );
+
+    // The container's links resolve inside it: /tmp/hostetc is the container's /etc.
+    let marker = format!("skiff-cp-{}", std::process::id());
+    std::fs::write(work.join(&marker), "x\n").unwrap();
+    svc.ok(&["cp", &w(&marker), "cpweb:/tmp/hostetc/"]);
+    assert!(
+        !Path::new("/etc").join(&marker).exists(),
+        "docker cp wrote to the host's /etc"
+    );
+    assert_eq!(
+        svc.ok(&["exec", "cpweb", "cat", &format!("/etc/{marker}")]),
+        "x\n"
+    );
+    svc.ok(&["cp", "cpweb:/tmp/hostetc/mark", &w("mark")]);
+    assert_eq!(
+        std::fs::read_to_string(work.join("mark")).unwrap(),
+        "mine\n"
+    );
+
+    // What is not there, and a directory over a file.
+    let o = svc.docker(&["cp", "cpweb:/nope", &w("x")]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("Could not find the file /nope in container cpweb"),
+        "{}",
+        text(&o)
+    );
+    let (status, _) = svc.raw("HEAD", "/v1.50/containers/cpweb/archive?path=/nope");
+    assert_eq!(status, 404);
+    let (status, _) = svc.raw("GET", "/v1.50/containers/nosuch/archive?path=/");
+    assert_eq!(status, 404);
+    let o = svc.docker(&["cp", &w("dir"), "cpweb:/tmp/hello.txt"]);
+    assert!(!o.status.success(), "{}", text(&o));
+
+    // A stopped container's files, through its overlay.
+    svc.ok(&["stop", "-t", "0", "cpweb"]);
+    svc.ok(&["cp", "cpweb:/tmp/fromstdin.txt", &w("stopped.txt")]);
+    assert_eq!(
+        std::fs::read_to_string(work.join("stopped.txt")).unwrap(),
+        "hello\n"
+    );
+    svc.ok(&["cp", &w("hello.txt"), "cpweb:/"]);
+    svc.ok(&["start", "cpweb"]);
+    assert_eq!(svc.ok(&["exec", "cpweb", "cat", "/hello.txt"]), "hello\n");
+    svc.ok(&["rm", "-f", "cpweb"]);
+}

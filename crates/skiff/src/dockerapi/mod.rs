@@ -17,6 +17,7 @@
 //! Any other endpoint answers 501 with a message naming it: it is not built yet, and
 //! says so.
 
+mod archive;
 mod attach;
 mod build;
 mod containers;
@@ -619,6 +620,9 @@ fn route(req: &Req) -> Answer {
         (&Method::POST, ["images", "create"]) => pull::create(req),
         (&Method::POST, ["build", "prune"]) => system::build_prune(req),
         (&Method::POST, ["build"]) => build::build(req),
+        (&Method::GET | &Method::HEAD | &Method::PUT, ["containers", id, "archive"]) => {
+            archive::archive(req, id)
+        }
         (&Method::POST, ["networks", "prune"]) => objects::network_prune(req),
         (&Method::POST, ["containers", id, "pause"]) => containers::pause(req, id, true),
         (&Method::POST, ["containers", id, "unpause"]) => containers::pause(req, id, false),
