@@ -244,48 +244,176 @@ pub fn helper_main(root: &Path, id: &str, op: &ArchiveOp, path: &str) -> ! {
         Ok(c) => c,
         Err(e) => fail(NOT_FOUND, e.to_string()),
     };
-    let done = engine.with_rootfs(&c, |croot| {
-        let run = || -> Result<(), Failure> {
-            let chroot =
-                |e: std::io::Error| Failure(1, format!("entering the container's root: {e}"));
-            std::os::unix::fs::chroot(croot).map_err(chroot)?;
-            std::env::set_current_dir("/").map_err(chroot)?;
-            let stdout = std::io::stdout();
-            let mut out = stdout.lock();
-            match op {
-                ArchiveOp::Get => get(path, true, &mut out),
-                ArchiveOp::Stat => get(path, false, &mut out),
-                ArchiveOp::Put {
-                    no_overwrite_dir_non_dir,
-                    copy_uid_gid,
-                } => put(
-                    path,
-                    std::io::stdin().lock(),
-                    *no_overwrite_dir_non_dir,
-                    *copy_uid_gid,
-                ),
+    let croot = match engine.enter_rootfs(&c) {
+        Ok(p) => p,
+        Err(e) => fail(1, e.to_string()),
+    };
+    let run = || -> Result<(), Failure> {
+        let chroot = |e: std::io::Error| Failure(1, format!("entering the container's root: {e}"));
+        std::os::unix::fs::chroot(&croot).map_err(chroot)?;
+        std::env::set_current_dir("/").map_err(chroot)?;
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        match op {
+            ArchiveOp::Get => get(path, true, &mut out),
+            ArchiveOp::Stat => get(path, false, &mut out),
+            ArchiveOp::Put {
+                no_overwrite_dir_non_dir,
+                copy_uid_gid,
+            } => put(
+                path,
+                std::io::stdin().lock(),
+                *no_overwrite_dir_non_dir,
+                *copy_uid_gid,
+            ),
+        }
+    };
+    match run() {
+        Ok(()) => {
+            let _ = std::io::stdout().flush();
+            std::process::exit(0)
+        }
+        Err(Failure(code, message)) => {
+            let _ = std::io::stdout().flush();
+            fail(code, message)
+        }
+    }
+}
+
+impl Engine {
+    /// The archive helper for `op` on `path` in the container `id` (stdout and stderr
+    /// piped; the caller sets stdin for a write).
+    pub fn archive_command(&self, id: &str, op: ArchiveOp, path: &str) -> std::process::Command {
+        let mut cmd = crate::reexec::Helper::Archive {
+            id: id.to_string(),
+            op,
+            path: path.to_string(),
+        }
+        .command(&self.exe, &self.root);
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        cmd
+    }
+}
+
+/// docker's path stat as the helper reports it.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct PathStat {
+    pub name: String,
+    pub size: u64,
+    /// Go's `os.FileMode`.
+    pub mode: u64,
+    #[serde(rename = "linkTarget", default)]
+    pub link_target: String,
+}
+
+impl PathStat {
+    pub fn is_dir(&self) -> bool {
+        self.mode & (1 << 31) != 0
+    }
+}
+
+/// The host side of `docker cp CONTAINER:SRC DST`: `input` is the helper's tar of SRC
+/// (its entries under `stat.name`), written to `dst` by docker's rules: into an
+/// existing directory under its own name (its content for `SRC/.`), else as `dst`
+/// (whose directory must exist). Owners are not kept, as the docker CLI's.
+pub fn extract_to_host(
+    input: impl Read,
+    stat: &PathStat,
+    dst: &Path,
+    dst_text: &str,
+) -> Result<(), crate::files::CopyError> {
+    use crate::files::CopyError;
+    let dst_md = std::fs::metadata(dst).ok();
+    let contents_only = stat.name == ".";
+    // (directory to extract into, the name the top entry gets there)
+    let (into, rename): (PathBuf, Option<std::ffi::OsString>) = match &dst_md {
+        Some(m) if m.is_dir() => (dst.to_path_buf(), None),
+        Some(_) if stat.is_dir() => {
+            return Err(CopyError::NoDirectory(format!(
+                "cannot copy a directory to the file {dst_text}"
+            )))
+        }
+        _ => {
+            if dst_md.is_none() && dst_text.ends_with('/') {
+                return Err(CopyError::NoDirectory(dst_text.to_string()));
             }
-        };
-        // Leave from here (this may be a forked child that mounted a stopped
-        // container's root): the exit code tells what went wrong.
-        match run() {
-            Ok(()) => {
-                let _ = std::io::stdout().flush();
-                // SAFETY: leaving the process; nothing is left to run.
-                unsafe { libc::_exit(0) }
+            let parent = match dst.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            if !parent.is_dir() {
+                return Err(CopyError::NoDirectory(parent.display().to_string()));
             }
-            Err(Failure(code, message)) => {
-                eprintln!("{message}");
-                let _ = std::io::stdout().flush();
-                // SAFETY: as above.
-                unsafe { libc::_exit(code) }
+            let name = dst
+                .file_name()
+                .ok_or_else(|| CopyError::SourceName(dst.to_path_buf()))?
+                .to_os_string();
+            if contents_only {
+                std::fs::create_dir_all(dst).map_err(CopyError::io("creating", dst))?;
+                (dst.to_path_buf(), None)
+            } else {
+                (parent, Some(name))
             }
         }
-    });
-    match done {
-        Ok(()) => std::process::exit(0),
-        Err(e) => fail(1, e.to_string()),
+    };
+    // A copy to a new name is unpacked into a fresh directory beside it first, then
+    // renamed: every entry goes through the tar reader's checks (nothing lands
+    // outside the directory it is unpacked in, through links or `..`).
+    let staging = match &rename {
+        Some(_) => {
+            Some(tempfile_dir(&into).map_err(CopyError::io("creating a directory in", &into))?)
+        }
+        None => None,
+    };
+    let unpack_at = staging.clone().unwrap_or_else(|| into.clone());
+    let result = (|| {
+        let mut ar = tar::Archive::new(input);
+        ar.set_preserve_permissions(true);
+        ar.set_preserve_mtime(true);
+        ar.set_overwrite(true);
+        let bad = CopyError::io("reading the archive for", dst);
+        for entry in ar.entries().map_err(bad)? {
+            let mut entry = entry.map_err(CopyError::io("reading the archive for", dst))?;
+            let path = entry
+                .path()
+                .map_err(CopyError::io("reading the archive for", dst))?
+                .into_owned();
+            if !entry
+                .unpack_in(&unpack_at)
+                .map_err(CopyError::io("extracting into", &unpack_at))?
+            {
+                return Err(CopyError::SourceName(path));
+            }
+        }
+        if let (Some(dir), Some(name)) = (&staging, &rename) {
+            let from = dir.join(&stat.name);
+            let to = into.join(name);
+            std::fs::rename(&from, &to).map_err(CopyError::io("renaming to", &to))?;
+        }
+        Ok(())
+    })();
+    if let Some(dir) = staging {
+        let _ = std::fs::remove_dir_all(dir);
     }
+    result
+}
+
+/// A new, empty directory in `parent` (for staging a copy).
+fn tempfile_dir(parent: &Path) -> std::io::Result<PathBuf> {
+    for _ in 0..16 {
+        let mut b = [0u8; 8];
+        getrandom::fill(&mut b).map_err(std::io::Error::other)?;
+        let p = parent.join(format!(".skiff-cp-{}", hex::encode(b)));
+        match std::fs::create_dir(&p) {
+            Ok(()) => return Ok(p),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other(
+        "no free name for a staging directory",
+    ))
 }
 
 #[cfg(test)]

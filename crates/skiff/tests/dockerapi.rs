@@ -1580,5 +1580,27 @@ fn docker_cp_copies_both_ways_inside_the_container_root() {
     svc.ok(&["cp", &w("hello.txt"), "cpweb:/"]);
     svc.ok(&["start", "cpweb"]);
     assert_eq!(svc.ok(&["exec", "cpweb", "cat", "/hello.txt"]), "hello\n");
+    // skiff's own cp goes through the same helper: the link stays inside.
+    let cli_marker = format!("skiff-cp-cli-{}", std::process::id());
+    r.ok(&[
+        "cp",
+        &w(&marker),
+        &format!("cpweb:/tmp/hostetc/{cli_marker}"),
+    ]);
+    assert!(!Path::new("/etc").join(&cli_marker).exists());
+    assert_eq!(
+        svc.ok(&["exec", "cpweb", "cat", &format!("/etc/{cli_marker}")]),
+        "x\n"
+    );
+    r.ok(&["cp", "cpweb:/tmp/hostetc/mark", &w("mark2")]);
+    assert_eq!(
+        std::fs::read_to_string(work.join("mark2")).unwrap(),
+        "mine\n"
+    );
+    let o = r.run(&["cp", "cpweb:/etc/mark", "-"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let mut ar = tar::Archive::new(&o.stdout[..]);
+    let e = ar.entries().unwrap().next().unwrap().unwrap();
+    assert_eq!(e.path().unwrap().to_str().unwrap(), "mark");
     svc.ok(&["rm", "-f", "cpweb"]);
 }

@@ -816,7 +816,7 @@ fn build_cache_commit_and_save_load_round_trip() {
     assert_ne!(o.status.code(), Some(0));
     let e = stderr(&o);
     assert_eq!(e.matches("Could not find the file").count(), 1, "{e}");
-    assert!(e.contains("/not-there in the source"), "{e}");
+    assert!(e.contains("/not-there in container src"), "{e}");
     let o = r.run(&["cp", ctx.join("d").to_str().unwrap(), "live:/no/such/dir/"]);
     assert_ne!(o.status.code(), Some(0));
     let e = stderr(&o);

@@ -4,10 +4,10 @@
 
 use super::{each, engine};
 use crate::{format, Exit};
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context as _, Result};
 use clap::Args;
 use skiff_engine::ops::Report;
-use std::io::Write;
+use std::io::{Read as _, Write};
 use std::path::{Path, PathBuf};
 
 #[derive(Args)]
@@ -496,38 +496,178 @@ pub(crate) fn commit(root: &Path, a: CommitArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// `skiff cp CONTAINER:SRC DEST` or `skiff cp SRC CONTAINER:DEST`.
+/// `skiff cp CONTAINER:SRC DEST` or `skiff cp SRC CONTAINER:DEST` (`-` for a tar
+/// stream on stdout or stdin), docker's rules. The container's side is done by the
+/// engine's archive helper, chrooted into the container's root, so the container's
+/// links resolve inside it; the host's side unpacks through the tar reader's checks.
 pub(crate) fn cp(root: &Path, a: CpArgs) -> Result<i32> {
+    use skiff_engine::archive::{extract_to_host, ArchiveOp, PathStat};
+    use std::io::BufRead as _;
     let (source, destination) = (a.source.as_str(), a.destination.as_str());
     let e = engine(root)?;
     let split = |s: &str| -> Option<(String, String)> {
-        if s.starts_with('/') || s.starts_with('.') {
+        if s.starts_with('/') || s.starts_with('.') || s == "-" {
             return None;
         }
         s.split_once(':')
             .map(|(a, b)| (a.to_string(), b.to_string()))
     };
+    // A helper that failed, as the docker CLI reports the daemon's answer.
+    let failed = |out: &std::process::Output, path: &str, c: &str| -> anyhow::Error {
+        let msg = match out.status.code() {
+            Some(skiff_engine::archive::NOT_FOUND) => {
+                format!("Could not find the file {path} in container {c}")
+            }
+            _ => String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        };
+        Exit(1, format!("Error response from daemon: {msg}")).into()
+    };
+    let stdio = std::process::Stdio::null;
     match (split(source), split(destination)) {
         (Some((c, path)), None) => {
             let ctr = e.get(&c)?;
-            let dst = PathBuf::from(destination);
-            let dst_text = destination.to_string();
-            e.with_rootfs(&ctr, |root| {
-                let src = skiff_engine::files::in_root(root, &path);
-                skiff_engine::files::copy_path(&src, &dst, &dst_text)
-            })?;
+            let mut child = e
+                .archive_command(&ctr.record.id, ArchiveOp::Get, &path)
+                .stdin(stdio())
+                .spawn()
+                .context("starting the archive helper")?;
+            let mut out = std::io::BufReader::new(
+                child
+                    .stdout
+                    .take()
+                    .ok_or_else(|| anyhow!("the archive helper has no output"))?,
+            );
+            let mut line = String::new();
+            let _ = out.by_ref().take(64 << 10).read_line(&mut line);
+            if !line.ends_with('\n') {
+                drop(out);
+                return Err(failed(&child.wait_with_output()?, &path, &c));
+            }
+            let stat: PathStat = serde_json::from_str(&line)
+                .with_context(|| format!("reading the archive helper's stat of {path}"))?;
+            if destination == "-" {
+                let stdout = std::io::stdout();
+                std::io::copy(&mut out, &mut stdout.lock()).context("writing the archive")?;
+            } else {
+                let dst = PathBuf::from(destination);
+                extract_to_host(out, &stat, &dst, destination)?;
+            }
+            let done = child.wait_with_output()?;
+            if !done.status.success() {
+                return Err(failed(&done, &path, &c));
+            }
             Ok(0)
         }
         (None, Some((c, path))) => {
             let ctr = e.get(&c)?;
-            let src = PathBuf::from(source);
-            if !src.exists() {
-                return Err(anyhow!("lstat {source}: no such file or directory"));
+            let id = ctr.record.id.clone();
+            let put = ArchiveOp::Put {
+                no_overwrite_dir_non_dir: true,
+                copy_uid_gid: false,
+            };
+            if source == "-" {
+                let out = e
+                    .archive_command(&id, put, &path)
+                    .stdin(std::process::Stdio::inherit())
+                    .output()
+                    .context("starting the archive helper")?;
+                if !out.status.success() {
+                    return Err(failed(&out, &path, &c));
+                }
+                return Ok(0);
             }
-            e.with_rootfs(&ctr, |root| {
-                let dst = skiff_engine::files::in_root(root, &path);
-                skiff_engine::files::copy_path(&src, &dst, &path)
-            })?;
+            let src = PathBuf::from(source);
+            let src_md = std::fs::symlink_metadata(&src)
+                .map_err(|_| anyhow!("lstat {source}: no such file or directory"))?;
+            let contents_only = source == "." || source.ends_with("/.");
+            // Where it goes: into the destination directory under its own name, else
+            // as the destination (into its parent, under the destination's name).
+            let stat = e
+                .archive_command(&id, ArchiveOp::Stat, &path)
+                .stdin(stdio())
+                .output()
+                .context("starting the archive helper")?;
+            let exists = match stat.status.code() {
+                Some(0) => Some(
+                    serde_json::from_slice::<PathStat>(
+                        stat.stdout.split(|&b| b == b'\n').next().unwrap_or(&[]),
+                    )
+                    .context("reading the archive helper's stat")?,
+                ),
+                Some(skiff_engine::archive::NOT_FOUND) => None,
+                _ => return Err(failed(&stat, &path, &c)),
+            };
+            let own_name = || -> Result<std::ffi::OsString> {
+                src.canonicalize()
+                    .ok()
+                    .and_then(|p| p.file_name().map(|n| n.to_os_string()))
+                    .or_else(|| src.file_name().map(|n| n.to_os_string()))
+                    .ok_or_else(|| anyhow!("invalid source path {source}"))
+            };
+            let (dir, name) = match &exists {
+                Some(s) if s.is_dir() => (
+                    path.clone(),
+                    if contents_only {
+                        std::ffi::OsString::from(".")
+                    } else {
+                        own_name()?
+                    },
+                ),
+                Some(_) if src_md.is_dir() => {
+                    return Err(Exit(
+                        1,
+                        format!(
+                            "Error response from daemon: cannot overwrite non-directory \
+                             {path} with directory {source}"
+                        ),
+                    )
+                    .into())
+                }
+                _ => {
+                    if exists.is_none() && path.ends_with('/') {
+                        return Err(Exit(
+                            1,
+                            format!("Error response from daemon: no such directory: {path}"),
+                        )
+                        .into());
+                    }
+                    let p = Path::new(&path);
+                    let parent = p
+                        .parent()
+                        .map(|d| d.display().to_string())
+                        .filter(|d| !d.is_empty())
+                        .unwrap_or_else(|| "/".into());
+                    let name = p
+                        .file_name()
+                        .ok_or_else(|| anyhow!("invalid destination path {path}"))?
+                        .to_os_string();
+                    (parent, name)
+                }
+            };
+            let mut child = e
+                .archive_command(&id, put, &dir)
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .context("starting the archive helper")?;
+            let written = (|| -> std::io::Result<()> {
+                let stdin = child
+                    .stdin
+                    .take()
+                    .ok_or_else(|| std::io::Error::other("no pipe to the archive helper"))?;
+                let mut b = tar::Builder::new(std::io::BufWriter::new(stdin));
+                b.follow_symlinks(false);
+                if src_md.is_dir() {
+                    b.append_dir_all(&name, &src)?;
+                } else {
+                    b.append_path_with_name(&src, &name)?;
+                }
+                b.into_inner()?.flush()
+            })();
+            let out = child.wait_with_output()?;
+            if !out.status.success() {
+                return Err(failed(&out, &dir, &c));
+            }
+            written.with_context(|| format!("sending {source}"))?;
             Ok(0)
         }
         (Some(_), Some(_)) => Err(anyhow!("copying between containers is not supported")),
