@@ -11,6 +11,9 @@ pub struct CommitOptions {
     pub author: Option<String>,
     pub message: Option<String>,
     pub pause: bool,
+    /// Dockerfile instructions applied to the image's config (`--change`: CMD,
+    /// ENTRYPOINT, ENV, EXPOSE, LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR).
+    pub changes: Vec<String>,
 }
 
 impl Engine {
@@ -32,6 +35,8 @@ impl Engine {
         cfg.working_dir = r.working_dir.clone();
         cfg.user = r.user.clone();
         cfg.labels = r.labels.clone();
+        let changes: Vec<&str> = opts.changes.iter().map(String::as_str).collect();
+        skiff_image::apply_changes(&mut cfg, &changes)?;
         let freeze = opts.pause && c.state.status == Status::Running;
         let cg = c.state.cgroup.clone();
         if freeze {

@@ -205,7 +205,8 @@ pub fn image(img: &skiff_image::Image, size: u64) -> Value {
         "RepoTags": repo_tags,
         "RepoDigests": img.repo_digests.iter().map(|d| skiff_image::familiar_name(d)).collect::<Vec<_>>(),
         "Parent": "",
-        "Comment": "",
+        // docker keeps the comment of the step that made the image (a commit's -m).
+        "Comment": cfg.history.last().and_then(|h| h.comment.clone()).unwrap_or_default(),
         "Created": cfg.created,
         "Author": cfg.author.clone().unwrap_or_default(),
         "Config": {

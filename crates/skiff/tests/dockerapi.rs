@@ -1242,6 +1242,10 @@ assert c.networks.get("sdknet").attrs["Labels"] == {"k": "v"}
 v = c.volumes.create("sdkvol")
 assert "sdkvol" in [x.name for x in c.volumes.list()]
 assert any("busybox:latest" in i.tags for i in c.images.list())
+snap = ct.commit(repository="sdksnap", tag="1", conf={"Cmd": ["echo", "from", "sdk"]})
+assert "sdksnap:1" in snap.tags, snap.tags
+assert c.containers.run("sdksnap:1", network_mode="none", remove=True) == b"from sdk\n"
+c.images.remove("sdksnap:1")
 import os, tempfile
 d = tempfile.mkdtemp(dir=os.path.dirname(SOCK))
 with open(os.path.join(d, "Dockerfile"), "w") as f:
@@ -1395,6 +1399,70 @@ fn docker_build_uses_the_classic_builder_over_the_api() {
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
+
+    // docker commit, with changes, author and message.
+    svc.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "tocommit",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo data > /made; exec sleep 300",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while svc
+        .docker(&["exec", "tocommit", "test", "-f", "/made"])
+        .status
+        .code()
+        != Some(0)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the container did not write /made"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let id = svc.ok(&[
+        "commit",
+        "-c",
+        "CMD [\"cat\", \"/made\"]",
+        "-c",
+        "ENV K=v",
+        "-m",
+        "snap",
+        "-a",
+        "me",
+        "tocommit",
+        "snap:1",
+    ]);
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    assert_eq!(
+        svc.ok(&["run", "--rm", "--network", "none", "snap:1"]),
+        "data\n"
+    );
+    let shown = svc.ok(&[
+        "inspect",
+        "-f",
+        "{{.Author}}|{{.Comment}}|{{.Config.Env}}",
+        "snap:1",
+    ]);
+    assert!(shown.starts_with("me|snap|"), "{shown}");
+    assert!(shown.contains("K=v"), "{shown}");
+    let o = svc.docker(&["commit", "-c", "RUN rm -rf /", "tocommit", "bad:1"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("RUN"), "{}", text(&o));
+    // skiff's own commit takes --change too.
+    r.ok(&["commit", "--change", "WORKDIR /tmp", "tocommit", "snap:2"]);
+    assert_eq!(
+        r.ok(&["inspect", "-f", "{{.Config.WorkingDir}}", "snap:2"])
+            .trim(),
+        "/tmp"
+    );
+    svc.ok(&["rm", "-f", "tocommit"]);
 
     // skiff's own CLI: a tar context on stdin, --label and --iidfile.
     let mut tarball = tar::Builder::new(Vec::new());

@@ -104,6 +104,10 @@ pub(crate) struct CommitArgs {
     message: Option<String>,
     #[arg(short = 'p', long, default_value_t = true, action = clap::ArgAction::Set)]
     pause: bool,
+    /// Apply a Dockerfile instruction to the image (CMD, ENTRYPOINT, ENV, EXPOSE,
+    /// LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR); repeatable.
+    #[arg(short = 'c', long = "change")]
+    change: Vec<String>,
     container: String,
     repository: Option<String>,
 }
@@ -479,6 +483,7 @@ pub(crate) fn commit(root: &Path, a: CommitArgs) -> Result<i32> {
         author,
         message,
         pause,
+        change,
         container,
         repository,
     } = a;
@@ -490,6 +495,7 @@ pub(crate) fn commit(root: &Path, a: CommitArgs) -> Result<i32> {
             author,
             message,
             pause,
+            changes: change,
         },
     )?;
     println!("{}", img.id);

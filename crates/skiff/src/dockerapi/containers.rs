@@ -553,6 +553,97 @@ pub(super) fn rename(req: &Req, id: &str) -> Answer {
     no_content(StatusCode::NO_CONTENT)
 }
 
+/// `POST /commit?container&repo&tag&comment&author&pause&changes`: the container's
+/// changes as a new image (201 `{"Id"}`). A config in the body sets the fields
+/// `docker commit` can set (Cmd, Entrypoint, Env, Labels, User, WorkingDir); others
+/// are refused.
+pub(super) fn commit(req: &Req) -> Answer {
+    let container = req
+        .query
+        .get("container")
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| ApiError::bad("commit needs a container (container=)"))?;
+    let repo = req.query.get("repo").filter(|r| !r.is_empty());
+    let reference = match (repo, req.query.get("tag").filter(|t| !t.is_empty())) {
+        (Some(r), Some(t)) => Some(format!("{r}:{t}")),
+        (Some(r), None) => Some(r.clone()),
+        (None, Some(_)) => return Err(ApiError::bad("a tag needs a repository (repo=)")),
+        (None, None) => None,
+    };
+    if let Some(r) = &reference {
+        skiff_image::parse_reference(r)
+            .map_err(|e| ApiError::bad(format!("invalid reference format: {e}")))?;
+    }
+    let mut changes = req.all("changes");
+    let body = if req.body.trim_ascii() == b"null" {
+        json!({})
+    } else {
+        req.json_body("commit")?
+    };
+    // The body's config, as the Dockerfile instructions that set the same fields.
+    for (k, v) in body.as_object().into_iter().flatten() {
+        if v.is_null() {
+            continue;
+        }
+        let words = |v: &Value| -> Result<String, ApiError> {
+            serde_json::to_string(v)
+                .map_err(|e| ApiError::bad(format!("invalid {k} in the commit body: {e}")))
+        };
+        match k.as_str() {
+            "Cmd" => changes.push(format!("CMD {}", words(v)?)),
+            "Entrypoint" => changes.push(format!("ENTRYPOINT {}", words(v)?)),
+            "Env" => {
+                for kv in v.as_array().into_iter().flatten().filter_map(Value::as_str) {
+                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                    changes.push(format!(
+                        "ENV {k}={}",
+                        serde_json::to_string(v).unwrap_or_default()
+                    ));
+                }
+            }
+            "Labels" => {
+                for (lk, lv) in v.as_object().into_iter().flatten() {
+                    changes.push(format!(
+                        "LABEL {}={}",
+                        words(&json!(lk))?,
+                        words(&json!(lv.as_str().unwrap_or("")))?
+                    ));
+                }
+            }
+            "User" => changes.push(format!("USER {}", v.as_str().unwrap_or(""))),
+            "WorkingDir" => changes.push(format!("WORKDIR {}", v.as_str().unwrap_or(""))),
+            // What docker-py and the CLI send empty.
+            "Hostname" | "Domainname" | "AttachStdin" | "AttachStdout" | "AttachStderr" | "Tty"
+            | "OpenStdin" | "StdinOnce" | "Image" => {}
+            other => {
+                return Err(ApiError(
+                    StatusCode::NOT_IMPLEMENTED,
+                    format!("setting {other} in a commit's config is not supported by skiff yet"),
+                ))
+            }
+        }
+    }
+    let e = req.engine()?;
+    let pause = match req.query.get("pause").map(String::as_str) {
+        None | Some("") => true,
+        _ => req.flag("pause")?,
+    };
+    let img = e.commit(
+        container,
+        reference.as_deref(),
+        &skiff_engine::files::CommitOptions {
+            author: req.query.get("author").filter(|a| !a.is_empty()).cloned(),
+            message: req.query.get("comment").filter(|c| !c.is_empty()).cloned(),
+            pause,
+            changes,
+        },
+    )?;
+    Ok(super::json_response(
+        StatusCode::CREATED,
+        &json!({ "Id": img.id }),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -620,6 +620,7 @@ fn route(req: &Req) -> Answer {
         (&Method::POST, ["images", "create"]) => pull::create(req),
         (&Method::POST, ["build", "prune"]) => system::build_prune(req),
         (&Method::POST, ["build"]) => build::build(req),
+        (&Method::POST, ["commit"]) => containers::commit(req),
         (&Method::GET | &Method::HEAD | &Method::PUT, ["containers", id, "archive"]) => {
             archive::archive(req, id)
         }
