@@ -1191,6 +1191,65 @@ fn docker_pull_and_run_from_a_registry() {
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "pulled\n");
     assert!(text(&o).contains("Unable to find image"), "{}", text(&o));
+    // docker tag + push, then the pushed image pulled back.
+    let pushed = format!("{}/api/pushed:1", reg.host);
+    svc.ok(&["tag", &v1, &pushed]);
+    let out = svc.ok(&["push", &pushed]);
+    assert!(
+        out.contains(&format!(
+            "The push refers to repository [{}/api/pushed]",
+            reg.host
+        )),
+        "{out}"
+    );
+    assert!(out.contains("1: digest: sha256:"), "{out}");
+    svc.ok(&["rmi", &pushed]);
+    assert!(svc
+        .ok(&["pull", &pushed])
+        .contains("Downloaded newer image"));
+    let o = svc.docker(&["push", &format!("{}/api/absent:1", reg.host)]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("An image does not exist locally with the tag"),
+        "{}",
+        text(&o)
+    );
+    // docker save / load / import.
+    let saved = r.dir.join("saved.tar");
+    svc.ok(&["save", "-o", saved.to_str().unwrap(), &v1]);
+    svc.ok(&["rmi", &v1, &pushed]);
+    let out = svc.ok(&["load", "-i", saved.to_str().unwrap()]);
+    assert_eq!(out.trim(), format!("Loaded image: {v1}"));
+    let out = svc.ok(&[
+        "import",
+        "-c",
+        "CMD [\"echo\", \"imported\"]",
+        seed.dir.join("busybox-rootfs.tar").to_str().unwrap(),
+        "imported:1",
+    ]);
+    assert!(out.trim().starts_with("sha256:"), "{out}");
+    assert_eq!(
+        svc.ok(&["run", "--rm", "--network", "none", "imported:1"]),
+        "imported\n"
+    );
+    r.ok(&[
+        "import",
+        "--change",
+        "CMD [\"echo\", \"cli\"]",
+        "-m",
+        "by hand",
+        seed.dir.join("busybox-rootfs.tar").to_str().unwrap(),
+        "cliimp:1",
+    ]);
+    assert_eq!(
+        r.ok(&["run", "--rm", "--network", "none", "cliimp:1"]),
+        "cli\n"
+    );
+    assert_eq!(
+        svc.ok(&["inspect", "-f", "{{.Comment}}", "cliimp:1"])
+            .trim(),
+        "by hand"
+    );
     // A tag the registry does not have: the registry's reason, exit 1.
     let o = svc.docker(&["pull", &format!("{}/api/bb:nope", reg.host)]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));

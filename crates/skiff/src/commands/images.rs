@@ -79,6 +79,13 @@ pub(crate) struct RmiArgs {
 
 #[derive(Args)]
 pub(crate) struct ImportArgs {
+    /// Apply a Dockerfile instruction to the image (CMD, ENTRYPOINT, ENV, EXPOSE,
+    /// LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR); repeatable.
+    #[arg(short = 'c', long = "change")]
+    change: Vec<String>,
+    /// The commit message of the imported image.
+    #[arg(short = 'm', long)]
+    message: Option<String>,
     file: String,
     reference: Option<String>,
 }
@@ -224,16 +231,25 @@ pub(crate) fn rmi(root: &Path, a: RmiArgs) -> Result<i32> {
 }
 
 pub(crate) fn import(root: &Path, a: ImportArgs) -> Result<i32> {
-    let ImportArgs { file, reference } = a;
+    let ImportArgs {
+        change,
+        message,
+        file,
+        reference,
+    } = a;
     let e = engine(root)?;
-    let img = if file == "-" {
-        e.images
-            .import_rootfs(std::io::stdin().lock(), reference.as_deref())?
+    let mut config = skiff_image::ContainerConfig::default();
+    let changes: Vec<&str> = change.iter().map(String::as_str).collect();
+    skiff_image::apply_changes(&mut config, &changes).map_err(|err| Exit(1, err.to_string()))?;
+    let input: Box<dyn Read> = if file == "-" {
+        Box::new(std::io::stdin().lock())
     } else {
         let f = std::fs::File::open(&file).map_err(|err| anyhow!("open {file}: {err}"))?;
-        e.images
-            .import_rootfs(std::io::BufReader::new(f), reference.as_deref())?
+        Box::new(std::io::BufReader::new(f))
     };
+    let img =
+        e.images
+            .import_rootfs_with(input, reference.as_deref(), config, message.as_deref())?;
     println!("{}", img.id);
     Ok(0)
 }

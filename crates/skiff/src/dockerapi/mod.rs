@@ -27,6 +27,7 @@ mod objects;
 mod pull;
 mod stats;
 mod system;
+mod transfer;
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
@@ -621,6 +622,14 @@ fn route(req: &Req) -> Answer {
         (&Method::POST, ["build", "prune"]) => system::build_prune(req),
         (&Method::POST, ["build"]) => build::build(req),
         (&Method::POST, ["commit"]) => containers::commit(req),
+        (&Method::POST, ["images", "load"]) => transfer::load(req),
+        (&Method::GET, ["images", "get"]) => transfer::save(req, None),
+        (&Method::GET, ["images", rest @ .., "get"]) if !rest.is_empty() => {
+            transfer::save(req, Some(&rest.join("/")))
+        }
+        (&Method::POST, ["images", rest @ .., "push"]) if !rest.is_empty() => {
+            transfer::push(req, &rest.join("/"))
+        }
         (&Method::GET | &Method::HEAD | &Method::PUT, ["containers", id, "archive"]) => {
             archive::archive(req, id)
         }

@@ -15,9 +15,13 @@ use tokio::sync::mpsc::Sender;
 /// `Downloading` ones first: they are only ever sent when there is room).
 const BACKLOG: usize = 1024;
 
-struct JsonProgress(Sender<Bytes>);
+pub(super) struct JsonProgress(Sender<Bytes>);
 
 impl JsonProgress {
+    pub(super) fn new(tx: Sender<Bytes>) -> JsonProgress {
+        JsonProgress(tx)
+    }
+
     fn send(&self, v: Value) {
         // Called from the pull's tasks: never block them on the client.
         let _ = self.0.try_send(Bytes::from(format!("{v}\r\n")));
@@ -79,12 +83,17 @@ pub(super) fn registry_auth(
 
 /// `POST /images/create`.
 pub(super) fn create(req: &Req) -> Answer {
-    if req.query.get("fromSrc").is_some_and(|s| !s.is_empty()) {
-        return Err(ApiError(
-            StatusCode::NOT_IMPLEMENTED,
-            "importing an image through the API (fromSrc) is not built yet in skiff's Docker API"
-                .into(),
-        ));
+    match req.query.get("fromSrc").map(String::as_str) {
+        None | Some("") => {}
+        Some("-") => return super::transfer::import(req),
+        Some(_) => {
+            return Err(ApiError(
+                StatusCode::NOT_IMPLEMENTED,
+                "importing from a URL (fromSrc=URL) is not supported by skiff yet; send the \
+                 tar in the body (fromSrc=-)"
+                    .into(),
+            ))
+        }
     }
     if req
         .query
