@@ -14,6 +14,7 @@ pub fn remove_files(root: &Path, c: &Container) {
             tracing::warn!(container = %c.record.id, volume = %v, error = %e, "removing an anonymous volume");
         }
     }
+    crate::events::container(root, c, "destroy", &[]);
     if let Err(e) = fs::remove_dir_all(&c.dir) {
         if e.kind() != std::io::ErrorKind::NotFound {
             tracing::warn!(container = %c.record.id, error = %e, "removing the container's directory");

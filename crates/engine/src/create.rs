@@ -604,6 +604,7 @@ impl Engine {
         })();
         match &result {
             Ok(c) => {
+                crate::events::container(&self.root, c, "create", &[]);
                 tracing::info!(container = %c.record.id, name = %c.record.name, image = %c.record.image, "container created")
             }
             Err(e) => {

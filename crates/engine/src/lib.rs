@@ -12,6 +12,7 @@ pub mod cgroups;
 pub mod cleanup;
 pub mod create;
 pub mod dns;
+pub mod events;
 pub mod exec;
 pub mod files;
 pub mod helpers;

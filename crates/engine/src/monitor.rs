@@ -204,6 +204,15 @@ impl Monitor {
                 }
             };
             let oom = cg.oom_kills() > oom_before;
+            if oom {
+                crate::events::container(&self.root, &self.c, "oom", &[]);
+            }
+            crate::events::container(
+                &self.root,
+                &self.c,
+                "die",
+                &[("exitCode", exit.to_string())],
+            );
             let _ = cg.kill_all();
             let _ = cg.remove();
             let manually = self
@@ -429,6 +438,7 @@ impl Monitor {
             s.cgroup = Some(cgc);
             s.manually_stopped = false;
         });
+        crate::events::container(&self.root, &self.c, "start", &[]);
         report(self.fds.status, &format!("S {pid}"));
 
         let console = started.console;

@@ -709,7 +709,22 @@ pub fn create_network(
         user_defined: true,
     };
     write_json(&dir.join(format!("{name}.json")), &n)?;
+    network_event(root, &n, "create");
     Ok(n)
+}
+
+fn network_event(root: &Path, n: &Network, action: &str) {
+    crate::events::record(
+        root,
+        "network",
+        action,
+        &n.id,
+        [
+            ("name".to_string(), n.name.clone()),
+            ("type".to_string(), "bridge".to_string()),
+        ]
+        .into(),
+    );
 }
 
 impl crate::Engine {
@@ -748,7 +763,9 @@ pub fn remove_network(root: &Path, n: &Network) -> Result<()> {
             .join("user")
             .join(format!("{}.json", n.name)),
     )
-    .map_err(|e| EngineError::io(format!("removing network {}", n.name), e))
+    .map_err(|e| EngineError::io(format!("removing network {}", n.name), e))?;
+    network_event(root, n, "destroy");
+    Ok(())
 }
 
 #[cfg(test)]

@@ -325,6 +325,18 @@ impl Engine {
             }
             write_json(&c.dir.join("config.json"), &c.record)?;
         }
+        crate::events::record(
+            &self.root,
+            "network",
+            if connect { "connect" } else { "disconnect" },
+            &net.id,
+            [
+                ("container".to_string(), c.record.id.clone()),
+                ("name".to_string(), net.name.clone()),
+                ("type".to_string(), "bridge".to_string()),
+            ]
+            .into(),
+        );
         if c.state.status != Status::Running || c.state.pid <= 0 {
             return Ok(());
         }
@@ -568,6 +580,7 @@ impl Engine {
                 std::io::Error::last_os_error(),
             ));
         }
+        crate::events::container(&self.root, &c, "kill", &[("signal", sig.to_string())]);
         Ok(())
     }
 
@@ -586,6 +599,7 @@ impl Engine {
         }
         let sig = parse_signal(&c.record.stop_signal).unwrap_or(libc::SIGTERM);
         tracing::info!(container = %c.record.id, signal = sig, timeout = t, "stopping container");
+        crate::events::container(&self.root, &c, "kill", &[("signal", sig.to_string())]);
         // SAFETY: kill(2) takes integers only.
         unsafe { libc::kill(c.state.pid, sig) };
         if t >= 0
@@ -593,6 +607,7 @@ impl Engine {
                 .wait(&c.record.id, Some(Duration::from_secs(t as u64)))
                 .is_ok()
         {
+            crate::events::container(&self.root, &c, "stop", &[]);
             return Ok(());
         }
         c.reload()?;
@@ -606,6 +621,7 @@ impl Engine {
             unsafe { libc::kill(c.state.pid, libc::SIGKILL) };
         }
         self.wait(&c.record.id, Some(Duration::from_secs(30)))?;
+        crate::events::container(&self.root, &c, "stop", &[]);
         Ok(())
     }
 
@@ -675,7 +691,21 @@ impl Engine {
                 )));
             }
         }
-        Ok(self.images.remove(reference, force)?)
+        let removed = self.images.remove(reference, force)?;
+        for ev in &removed {
+            let (action, id) = match ev {
+                skiff_image::RemoveEvent::Untagged(n) => ("untag", n),
+                skiff_image::RemoveEvent::Deleted(d) => ("delete", d),
+            };
+            crate::events::record(
+                &self.root,
+                "image",
+                action,
+                id,
+                [("name".to_string(), reference.to_string())].into(),
+            );
+        }
+        Ok(removed)
     }
 
     /// Set the size of a running container's terminal (docker's `resize`).
@@ -723,6 +753,12 @@ impl Engine {
         }
         let cg = live_cgroup(&c)?;
         cg.freeze(paused)?;
+        crate::events::container(
+            &self.root,
+            &c,
+            if paused { "pause" } else { "unpause" },
+            &[],
+        );
         c.update_state(|s| {
             s.status = if paused {
                 Status::Paused
@@ -747,8 +783,10 @@ impl Engine {
                 o.record.id
             )));
         }
-        c.record.name = n.to_string();
-        write_json(&c.dir.join("config.json"), &c.record)
+        let old = std::mem::replace(&mut c.record.name, n.to_string());
+        write_json(&c.dir.join("config.json"), &c.record)?;
+        crate::events::container(&self.root, &c, "rename", &[("oldName", format!("/{old}"))]);
+        Ok(())
     }
 
     /// The process list of a running container: (pid, ppid, user, cmdline).

@@ -146,6 +146,13 @@ pub fn create(
             anonymous,
         };
         crate::persist::write_json(&dir.join("meta.json"), &meta)?;
+        crate::events::record(
+            root,
+            "volume",
+            "create",
+            name,
+            [("driver".to_string(), "local".to_string())].into(),
+        );
     }
     inspect(root, name)
 }
@@ -191,7 +198,15 @@ pub fn list(root: &Path) -> Result<Vec<Volume>> {
 pub fn remove(root: &Path, name: &str) -> Result<()> {
     inspect(root, name)?;
     let dir = volumes_dir(root).join(name);
-    fs::remove_dir_all(&dir).map_err(|e| EngineError::io(format!("removing volume {name}"), e))
+    fs::remove_dir_all(&dir).map_err(|e| EngineError::io(format!("removing volume {name}"), e))?;
+    crate::events::record(
+        root,
+        "volume",
+        "destroy",
+        name,
+        [("driver".to_string(), "local".to_string())].into(),
+    );
+    Ok(())
 }
 
 impl crate::Engine {

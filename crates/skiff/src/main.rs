@@ -174,6 +174,8 @@ enum Cmd {
     /// Manage the engine.
     #[command(subcommand)]
     System(system::SystemCmd),
+    /// Stream the engine's events (containers, networks, volumes), as `docker events`.
+    Events(system::EventsArgs),
     /// Manage networks.
     #[command(subcommand)]
     Network(networks::NetworkCmd),
@@ -294,6 +296,7 @@ fn real_main(cli: Cli) -> Result<i32> {
         Cmd::Volume(v) => volumes::volume(root, v),
         Cmd::Network(n) => networks::network(root, n),
         Cmd::System(s) => system::system(root, s),
+        Cmd::Events(a) => system::events(root, a),
         Cmd::DnsServe(a) => dnsserve::run(a),
     }
 }

@@ -1731,3 +1731,134 @@ fn docker_cp_copies_both_ways_inside_the_container_root() {
     assert_eq!(e.path().unwrap().to_str().unwrap(), "mark");
     svc.ok(&["rm", "-f", "cpweb"]);
 }
+
+#[test]
+fn docker_events_streams_what_the_cli_and_the_api_do() {
+    let r = Root::with_busybox(EXE);
+    let svc = Service::start(&r, "events.sock", &["--time", "0"]);
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // docker events, following, while skiff's own CLI runs a container.
+    let mut follow = Command::new(docker_bin())
+        .args([
+            "events",
+            "--filter",
+            "type=container",
+            "--format",
+            "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}",
+        ])
+        .env("DOCKER_HOST", format!("unix://{}", svc.sock.display()))
+        .env("DOCKER_CONFIG", svc.sock.with_extension("dockercfg"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The stream is open once the service has a follower thread.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while threads_named(svc.child.id(), "docker-api-even") == 0 {
+        assert!(Instant::now() < deadline, "docker events did not connect");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    r.ok(&[
+        "run",
+        "--rm",
+        "--name",
+        "ev1",
+        "--network",
+        "none",
+        "busybox",
+        "true",
+    ]);
+    svc.ok(&["volume", "create", "evvol"]);
+    svc.ok(&["volume", "rm", "evvol"]);
+    let mut lines = std::io::BufReader::new(follow.stdout.take().unwrap());
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        let mut l = String::new();
+        std::io::BufRead::read_line(&mut lines, &mut l).unwrap();
+        got.push(l.trim().to_string());
+    }
+    assert_eq!(
+        got,
+        vec![
+            "container create ev1",
+            "container start ev1",
+            "container die ev1",
+            "container destroy ev1"
+        ]
+    );
+    let _ = follow.kill();
+    let _ = follow.wait();
+    // Replayed with --since/--until, filtered by event and by name.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1;
+    let out = svc.ok(&[
+        "events",
+        "--since",
+        &start.to_string(),
+        "--until",
+        &now.to_string(),
+        "--filter",
+        "event=die",
+        "--filter",
+        "container=ev1",
+        "--format",
+        "{{json .}}",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(v["Actor"]["Attributes"]["exitCode"], "0");
+    assert_eq!(v["status"], "die");
+    let vols = svc.ok(&[
+        "events",
+        "--since",
+        &start.to_string(),
+        "--until",
+        &now.to_string(),
+        "--filter",
+        "type=volume",
+        "--format",
+        "{{.Action}} {{.Actor.ID}}",
+    ]);
+    assert_eq!(vols, "create evvol\ndestroy evvol\n");
+    // skiff's own events verb reads the same journal.
+    let own = r.ok(&[
+        "events",
+        "--since",
+        &start.to_string(),
+        "--until",
+        &now.to_string(),
+        "--filter",
+        "container=ev1",
+    ]);
+    assert_eq!(own.lines().count(), 4, "{own}");
+    assert!(
+        own.lines().nth(2).unwrap().contains(" container die "),
+        "{own}"
+    );
+    assert!(own.contains("name=ev1"), "{own}");
+    let o = r.run(&["events", "--filter", "bogus=1", "--until", "1"]);
+    assert_eq!(o.status.code(), Some(125));
+    let (status, body) = svc.raw(
+        "GET",
+        "/v1.50/events?filters=%7B%22bogus%22%3A%5B%22x%22%5D%7D",
+    );
+    assert_eq!(status, 400, "{body}");
+    // The Python SDK's events, decoded.
+    let o = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(format!(
+            "import docker\nc = docker.DockerClient(base_url='unix://{}', version='auto')\nprint(len([e for e in c.events(since={start}, until={now}, decode=True, filters={{'type': 'container'}})]))",
+            svc.sock.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "4");
+}

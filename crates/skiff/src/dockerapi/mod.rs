@@ -22,6 +22,7 @@ mod attach;
 mod build;
 mod containers;
 mod create;
+mod events;
 mod exec;
 mod objects;
 mod pull;
@@ -622,6 +623,7 @@ fn route(req: &Req) -> Answer {
         (&Method::POST, ["build", "prune"]) => system::build_prune(req),
         (&Method::POST, ["build"]) => build::build(req),
         (&Method::POST, ["commit"]) => containers::commit(req),
+        (&Method::GET, ["events"]) => events::events(req),
         (&Method::POST, ["images", "load"]) => transfer::load(req),
         (&Method::GET, ["images", "get"]) => transfer::save(req, None),
         (&Method::GET, ["images", rest @ .., "get"]) if !rest.is_empty() => {
