@@ -290,9 +290,13 @@ fn the_docker_cli_lists_inspects_stops_and_removes_skiffs_containers() {
         (status, body.trim()),
         (404, r#"{"message":"No such container: nothere"}"#)
     );
-    let (status, body) = svc.raw("POST", "/v1.50/build");
+    let (status, body) = svc.raw("GET", "/v1.50/swarm");
     assert_eq!(status, 501, "{body}");
-    assert!(body.contains("does not serve POST /build"), "{body}");
+    assert!(body.contains("does not serve GET /swarm"), "{body}");
+    // A build without a context has no Dockerfile to find.
+    let (status, body) = svc.raw("POST", "/v1.50/build");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("Cannot locate specified Dockerfile"), "{body}");
     let (status, body) = svc.raw("POST", "/v1.50/containers/create");
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("invalid JSON in the create body"), "{body}");
@@ -836,7 +840,8 @@ fn docker_run_attaches_and_docker_exec_runs_in_the_container() {
     assert!(body.contains("Upgrade: tcp"), "{body}");
 
     // Clients that leave mid-stream: attaches (to running and to waiting
-    // containers), log follows and waits, a thousand of them, leak nothing.
+    // containers), log follows, event streams and waits, a thousand of them, leak
+    // nothing.
     svc.ok(&[
         "create",
         "--name",
@@ -851,6 +856,7 @@ fn docker_run_attaches_and_docker_exec_runs_in_the_container() {
             0 => "/v1.50/containers/ticker/attach?stream=1&stdout=1&stderr=1&stdin=1",
             1 => "/v1.50/containers/idle/attach?stream=1&stdout=1",
             2 if i % 8 == 2 => "/v1.50/containers/ticker/logs?follow=1&stdout=1",
+            2 if i % 16 == 6 => "/v1.50/events",
             2 => "/v1.50/containers/ticker/stats",
             _ => "/v1.50/containers/ticker/wait",
         };
@@ -875,7 +881,8 @@ fn docker_run_attaches_and_docker_exec_runs_in_the_container() {
             open_fds(pid),
             threads_named(pid, "docker-api-wait")
                 + threads_named(pid, "docker-api-logs")
-                + threads_named(pid, "docker-api-stats"),
+                + threads_named(pid, "docker-api-stats")
+                + threads_named(pid, "docker-api-even"),
             children(pid),
         );
         if now.0 <= fds0 + 2 && now.1 == 0 && now.2 == 0 {
