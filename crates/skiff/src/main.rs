@@ -202,6 +202,7 @@ fn main() {
     if let Some((root, helper)) = skiff_engine::reexec::Helper::from_args(&args) {
         skiff_engine::helpers::run(helper, &root);
     }
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     // Commands whose own process forks into containers (exec's process, build's RUN
     // steps, a node's helpers) run from a read-only view of our file, so none of them
@@ -235,6 +236,26 @@ fn main() {
     };
     let _ = std::io::stdout().flush();
     std::process::exit(code);
+}
+
+/// Writing to a closed pipe (`skiff images | head -1`) ends the command quietly, as
+/// a Unix tool killed by SIGPIPE (exit 141), instead of a panic with a backtrace. The
+/// signal itself stays ignored: servers, monitors and relays must see EPIPE on their
+/// sockets, not die of it; only print!'s failure on stdout is caught here.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to std") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info)
+    }));
 }
 
 fn real_main(cli: Cli) -> Result<i32> {

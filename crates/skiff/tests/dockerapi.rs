@@ -296,7 +296,10 @@ fn the_docker_cli_lists_inspects_stops_and_removes_skiffs_containers() {
     // A build without a context has no Dockerfile to find.
     let (status, body) = svc.raw("POST", "/v1.50/build");
     assert_eq!(status, 400, "{body}");
-    assert!(body.contains("Cannot locate specified Dockerfile"), "{body}");
+    assert!(
+        body.contains("Cannot locate specified Dockerfile"),
+        "{body}"
+    );
     let (status, body) = svc.raw("POST", "/v1.50/containers/create");
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("invalid JSON in the create body"), "{body}");

@@ -162,3 +162,19 @@ fn server_and_api_errors_say_the_reason_once() {
     assert!(stderr(&o).contains("nosuchns"), "{}", stderr(&o));
     assert_said_once("kubectl create in a missing namespace", &stderr(&o));
 }
+
+#[test]
+fn writing_to_a_closed_pipe_ends_quietly() {
+    // `skiff version | head -0`: the reader is gone before skiff writes.
+    let (r, w) = nix::unistd::pipe().unwrap();
+    drop(r);
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(EXE)
+        .args(["--root", dir.path().to_str().unwrap(), "version"])
+        .stdout(Stdio::from(w))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(141), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "");
+}
