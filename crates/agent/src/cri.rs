@@ -811,7 +811,7 @@ impl RuntimeService for EngineRuntime {
 
     fn attach(&self, id: &str) -> Result<AttachSocket> {
         let c = self.engine.get(id)?;
-        let (keep, path) = skiff_engine::state::short_socket_path(&c.dir, "attach.sock")?;
+        let (keep, path) = skiff_engine::monitor::attach_path(&c.dir)?;
         Ok(AttachSocket {
             path,
             keep: Some(keep),

@@ -140,8 +140,8 @@ impl Monitor {
             nix::sys::signalfd::SfdFlags::SFD_CLOEXEC | nix::sys::signalfd::SfdFlags::SFD_NONBLOCK,
         )
         .map_err(|e| crate::EngineError::io("signalfd", e.into()))?;
-        let _ = std::fs::remove_file(c.dir.join("attach.sock"));
-        let attach = state::short_socket_path(&c.dir, "attach.sock")
+        let _ = std::fs::remove_file(c.dir.join(ATTACH_SOCKET));
+        let attach = attach_path(&c.dir)
             .ok()
             .and_then(|(_dir, p)| UnixListener::bind(p).ok());
         let _ = std::fs::remove_file(c.dir.join(RESIZE_SOCKET));
@@ -780,6 +780,15 @@ fn start_proxy(
 
 /// The name of a container's resize socket in its directory.
 const RESIZE_SOCKET: &str = "resize.sock";
+/// The name of a container's attach socket in its directory.
+const ATTACH_SOCKET: &str = "attach.sock";
+
+/// The path of the attach socket of the container whose directory is `dir` (short
+/// enough for a socket address whatever the root's length), and the directory handle
+/// that keeps it valid.
+pub fn attach_path(dir: &Path) -> crate::Result<(std::fs::File, std::path::PathBuf)> {
+    state::short_socket_path(dir, ATTACH_SOCKET)
+}
 
 /// Sets the terminal size of the running container whose directory is `dir`, through
 /// its monitor's resize socket.

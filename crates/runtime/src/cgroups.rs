@@ -565,10 +565,8 @@ impl Cgroup {
             Version::V1 => {
                 if let Some(d) = self.dir("cpuacct") {
                     // In USER_HZ ticks.
-                    // SAFETY: sysconf takes an integer and touches no memory.
-                    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
                     let cpu = kv(fs::read_to_string(d.join("cpuacct.stat")).unwrap_or_default());
-                    let ns = |k: &str| cpu.get(k).copied().unwrap_or(0) * (1_000_000_000 / hz);
+                    let ns = |k: &str| crate::sys::ticks_to_ns(cpu.get(k).copied().unwrap_or(0));
                     st.cpu_user_ns = ns("user");
                     st.cpu_system_ns = ns("system");
                 }

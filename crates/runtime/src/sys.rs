@@ -49,6 +49,14 @@ impl CStrArray {
 }
 
 /// Whether `fd` is a pipe (reopening a pipe through /proc reaches only the pipe).
+/// Nanoseconds in `ticks` of the kernel's USER_HZ clock (`/proc/stat`,
+/// `cpuacct.stat`).
+pub fn ticks_to_ns(ticks: u64) -> u64 {
+    // SAFETY: sysconf takes an integer and touches no memory.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    ticks * (1_000_000_000 / hz)
+}
+
 pub fn is_pipe(fd: libc::c_int) -> bool {
     // SAFETY: fstat writes into a zeroed struct we own; a bad fd makes it fail.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };

@@ -365,7 +365,7 @@ pub(crate) fn attach(root: &Path, a: AttachArgs) -> Result<i32> {
         )
         .into());
     }
-    let (_dir, path) = skiff_engine::state::short_socket_path(&c.dir, "attach.sock")?;
+    let (_dir, path) = skiff_engine::monitor::attach_path(&c.dir)?;
     let sock = std::os::unix::net::UnixStream::connect(path)
         .map_err(|err| anyhow!("attaching to {name}: {err}"))?;
     let tty = c.record.tty;

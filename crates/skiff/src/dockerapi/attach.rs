@@ -402,7 +402,7 @@ pub(super) fn attach(req: &Req, id: &str) -> Answer {
 }
 
 fn connect(c: &Container) -> Result<std::os::unix::net::UnixStream, ApiError> {
-    let (_keep, path) = skiff_engine::state::short_socket_path(&c.dir, "attach.sock")?;
+    let (_keep, path) = skiff_engine::monitor::attach_path(&c.dir)?;
     std::os::unix::net::UnixStream::connect(path).map_err(|e| {
         ApiError(
             StatusCode::CONFLICT,

@@ -72,8 +72,6 @@ fn parse_ps(out: &str, pids: &[i32]) -> Result<(Vec<String>, Vec<Vec<String>>), 
 
 /// The host's CPU time so far, in nanoseconds (all of /proc/stat's `cpu` line).
 fn system_cpu_ns() -> u64 {
-    // SAFETY: sysconf takes an integer and touches no memory.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     std::fs::read_to_string("/proc/stat")
         .ok()
         .and_then(|s| {
@@ -84,7 +82,7 @@ fn system_cpu_ns() -> u64 {
                     .sum::<u64>()
             })
         })
-        .map(|ticks| ticks * (1_000_000_000 / hz))
+        .map(skiff_runtime::sys::ticks_to_ns)
         .unwrap_or(0)
 }
 
