@@ -88,14 +88,62 @@ pub struct LogOptions {
 
 /// Read entries from a json-file log.
 pub fn read_entries(path: &std::path::Path) -> Vec<Entry> {
+    let mut out = Vec::new();
+    each_entry(path, |e| {
+        out.push(e);
+        true
+    });
+    out
+}
+
+/// Calls `each` with the entries of a json-file log in order, one line in memory at
+/// a time, until it returns false.
+pub fn each_entry(path: &std::path::Path, mut each: impl FnMut(Entry) -> bool) {
     let Ok(f) = std::fs::File::open(path) else {
-        return Vec::new();
+        return;
     };
-    std::io::BufReader::new(f)
-        .lines()
-        .map_while(|l| l.ok())
-        .filter_map(|l| serde_json::from_str(&l).ok())
-        .collect()
+    for line in std::io::BufReader::new(f).lines().map_while(|l| l.ok()) {
+        if let Ok(e) = serde_json::from_str(&line) {
+            if !each(e) {
+                return;
+            }
+        }
+    }
+}
+
+/// The entries of a json-file log that `keep` accepts, the last `tail` of them (all
+/// for None), to `each` in order until it returns false (then false is returned). A
+/// tail takes two passes over the file, so the log is never held in memory.
+pub fn each_kept(
+    path: &std::path::Path,
+    tail: Option<usize>,
+    keep: impl Fn(&Entry) -> bool,
+    mut each: impl FnMut(&Entry) -> bool,
+) -> bool {
+    let skip = match tail {
+        Some(t) => {
+            let mut n = 0usize;
+            each_entry(path, |en| {
+                n += usize::from(keep(&en));
+                true
+            });
+            n.saturating_sub(t)
+        }
+        None => 0,
+    };
+    let (mut seen, mut stopped) = (0usize, false);
+    each_entry(path, |en| {
+        if !keep(&en) {
+            return true;
+        }
+        seen += 1;
+        if seen <= skip {
+            return true;
+        }
+        stopped = !each(&en);
+        !stopped
+    });
+    !stopped
 }
 
 /// Follows a container's json-file log at `path` from its current end: `each` gets
@@ -184,6 +232,34 @@ pub fn print_entry(e: &Entry, opts: &LogOptions, out: &mut dyn Write, err: &mut 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tails_of_kept_entries_in_two_passes() {
+        let t = tempfile::tempdir().unwrap();
+        let log = t.path().join("c-json.log");
+        let mut text = String::new();
+        for i in 0..10 {
+            let stream = if i % 2 == 0 { "stdout" } else { "stderr" };
+            text.push_str(&format!(
+                "{{\"log\":\"{i}\\n\",\"stream\":\"{stream}\",\"time\":\"2026-01-01T00:00:00Z\"}}\n"
+            ));
+        }
+        text.push_str("not json\n");
+        std::fs::write(&log, text).unwrap();
+        let collect = |tail: Option<usize>, limit: usize| {
+            let mut got = Vec::new();
+            let done = each_kept(&log, tail, |e| e.stream == "stdout", |e| {
+                got.push(e.log.trim().to_string());
+                got.len() < limit
+            });
+            (got, done)
+        };
+        assert_eq!(collect(Some(2), 99), (vec!["6".into(), "8".into()], true));
+        assert_eq!(collect(None, 99).0.len(), 5);
+        assert_eq!(collect(Some(100), 99).0.len(), 5);
+        assert_eq!(collect(None, 2), (vec!["0".into(), "2".into()], false));
+        assert_eq!(collect(Some(0), 99).0.len(), 0);
+    }
 
     #[test]
     fn rotation_keeps_max_files() {

@@ -297,17 +297,18 @@ pub(crate) fn logs(root: &Path, a: LogsArgs) -> Result<i32> {
         since: None,
     };
     let path = c.log_path();
-    let entries = skiff_engine::logs::read_entries(&path);
-    let skip = opts
-        .tail
-        .map(|t| entries.len().saturating_sub(t))
-        .unwrap_or(0);
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
     let (mut o, mut er) = (stdout.lock(), stderr.lock());
-    for en in &entries[skip..] {
-        skiff_engine::logs::print_entry(en, &opts, &mut o, &mut er);
-    }
+    skiff_engine::logs::each_kept(
+        &path,
+        opts.tail,
+        |_| true,
+        |en| {
+            skiff_engine::logs::print_entry(en, &opts, &mut o, &mut er);
+            true
+        },
+    );
     let _ = o.flush();
     if !follow {
         return Ok(0);

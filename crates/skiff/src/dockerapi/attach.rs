@@ -19,6 +19,9 @@ use skiff_engine::{Container, Status};
 use std::collections::HashMap;
 use std::future::Future;
 use std::os::fd::{AsRawFd, OwnedFd};
+
+/// The most of a container's log an attach with `logs=1` replays (its end).
+const MAX_PRELUDE: usize = 16 << 20;
 use std::pin::Pin;
 use std::sync::Mutex;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -369,21 +372,24 @@ pub(super) fn attach(req: &Req, id: &str) -> Answer {
         tty: c.record.tty,
     };
     let up = req.hijack()?;
-    let prelude = if logs {
-        skiff_engine::logs::read_entries(&c.log_path())
-            .iter()
-            .filter(|en| {
-                if en.stream == "stderr" {
-                    stderr
-                } else {
-                    stdout
+    // `logs=1`: the log first, its last MAX_PRELUDE bytes at most (held until the
+    // connection is up).
+    let mut prelude = std::collections::VecDeque::new();
+    if logs {
+        let mut bytes = 0usize;
+        skiff_engine::logs::each_entry(&c.log_path(), |en| {
+            if (en.stream == "stderr" && stderr) || (en.stream != "stderr" && stdout) {
+                let frame = super::containers::log_frame(&en, false, c.record.tty);
+                bytes += frame.len();
+                prelude.push_back(frame);
+                while bytes > MAX_PRELUDE {
+                    bytes -= prelude.pop_front().map(|f| f.len()).unwrap_or(bytes);
                 }
-            })
-            .map(|en| super::containers::log_frame(en, false, c.record.tty))
-            .collect()
-    } else {
-        Vec::new()
-    };
+            }
+            true
+        });
+    }
+    let prelude: Vec<Bytes> = prelude.into();
     let rt = tokio::runtime::Handle::current();
     if !stream {
         rt.spawn(session(up, Source::Nothing, streams, prelude, None));

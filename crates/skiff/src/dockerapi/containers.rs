@@ -521,15 +521,11 @@ pub(super) fn logs(req: &Req, id: &str) -> Answer {
     };
     super::streamed(content_type, "docker-api-logs", move |tx| {
         let path = c.log_path();
-        let entries: Vec<_> = skiff_engine::logs::read_entries(&path)
-            .into_iter()
-            .filter(|en| keep(en))
-            .collect();
-        let skip = tail.map(|t| entries.len().saturating_sub(t)).unwrap_or(0);
-        for en in &entries[skip..] {
-            if tx.blocking_send(log_frame(en, timestamps, tty)).is_err() {
-                return;
-            }
+        // Streamed from the file, never held whole.
+        if !skiff_engine::logs::each_kept(&path, tail, keep, |en| {
+            tx.blocking_send(log_frame(en, timestamps, tty)).is_ok()
+        }) {
+            return;
         }
         if follow && until.is_none() {
             skiff_engine::logs::follow_while(
