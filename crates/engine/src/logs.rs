@@ -248,10 +248,15 @@ mod tests {
         std::fs::write(&log, text).unwrap();
         let collect = |tail: Option<usize>, limit: usize| {
             let mut got = Vec::new();
-            let done = each_kept(&log, tail, |e| e.stream == "stdout", |e| {
-                got.push(e.log.trim().to_string());
-                got.len() < limit
-            });
+            let done = each_kept(
+                &log,
+                tail,
+                |e| e.stream == "stdout",
+                |e| {
+                    got.push(e.log.trim().to_string());
+                    got.len() < limit
+                },
+            );
             (got, done)
         };
         assert_eq!(collect(Some(2), 99), (vec!["6".into(), "8".into()], true));

@@ -586,6 +586,18 @@ impl Engine {
 
     /// Stop: the stop signal, then SIGKILL after `timeout` seconds.
     pub fn stop(&self, reference: &str, timeout: Option<i64>) -> Result<()> {
+        self.stop_with(reference, timeout, None)
+    }
+
+    /// [`Engine::stop`] with `signal` (a name or number) instead of the container's
+    /// stop signal (`docker stop --signal`).
+    pub fn stop_with(
+        &self,
+        reference: &str,
+        timeout: Option<i64>,
+        signal: Option<&str>,
+    ) -> Result<()> {
+        let wanted = signal.map(parse_signal).transpose()?;
         let mut c = self.get(reference)?;
         c.update_state(|s| s.manually_stopped = true)?;
         if !c.state.status.is_active() || c.state.pid <= 0 {
@@ -597,7 +609,8 @@ impl Engine {
                 let _ = cg.freeze(false);
             }
         }
-        let sig = parse_signal(&c.record.stop_signal).unwrap_or(libc::SIGTERM);
+        let sig =
+            wanted.unwrap_or_else(|| parse_signal(&c.record.stop_signal).unwrap_or(libc::SIGTERM));
         tracing::info!(container = %c.record.id, signal = sig, timeout = t, "stopping container");
         crate::events::container(&self.root, &c, "kill", &[("signal", sig.to_string())]);
         // SAFETY: kill(2) takes integers only.

@@ -1860,6 +1860,31 @@ fn docker_events_streams_what_the_cli_and_the_api_do() {
         "/v1.50/events?filters=%7B%22bogus%22%3A%5B%22x%22%5D%7D",
     );
     assert_eq!(status, 400, "{body}");
+    // docker stop --signal: the signal asked for, not the stop signal.
+    svc.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "trapper",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 3' INT; echo ready; while true; do sleep 0.1; done",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !svc.ok(&["logs", "trapper"]).contains("ready") {
+        assert!(Instant::now() < deadline, "the trap was not set");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    svc.ok(&["stop", "--signal", "SIGINT", "-t", "20", "trapper"]);
+    assert_eq!(
+        svc.ok(&["inspect", "-f", "{{.State.ExitCode}}", "trapper"])
+            .trim(),
+        "3"
+    );
+    svc.ok(&["rm", "trapper"]);
     // The Python SDK's events, decoded.
     let o = Command::new("/usr/bin/python3")
         .arg("-c")

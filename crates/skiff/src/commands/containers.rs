@@ -20,6 +20,9 @@ pub(crate) struct StopArgs {
         allow_hyphen_values = true
     )]
     time: Option<i64>,
+    /// Signal to send instead of the container's stop signal.
+    #[arg(short = 's', long = "signal")]
+    signal: Option<String>,
     #[arg(required = true)]
     containers: Vec<String>,
 }
@@ -119,18 +122,26 @@ pub(crate) struct CpArgs {
 }
 
 pub(crate) fn stop(root: &Path, a: StopArgs) -> Result<i32> {
-    let StopArgs { time, containers } = a;
+    let StopArgs {
+        time,
+        signal,
+        containers,
+    } = a;
     each(root, &containers, |e, c| {
-        e.stop(c, time)?;
+        e.stop_with(c, time, signal.as_deref())?;
         println!("{c}");
         Ok(())
     })
 }
 
 pub(crate) fn restart(root: &Path, a: StopArgs) -> Result<i32> {
-    let StopArgs { time, containers } = a;
+    let StopArgs {
+        time,
+        signal,
+        containers,
+    } = a;
     each(root, &containers, |e, c| {
-        e.stop(c, time)?;
+        e.stop_with(c, time, signal.as_deref())?;
         let (_, first) = e.start(c, None)?;
         match first {
             Report::Started(_) => {

@@ -257,19 +257,14 @@ pub(super) fn inspect(req: &Req, id: &str) -> Answer {
 
 /// `POST /containers/{id}/stop?t=` (and `signal`): 204, or 304 if it was not running.
 pub(super) fn stop(req: &Req, id: &str) -> Answer {
-    if req.query.get("signal").is_some_and(|s| !s.is_empty()) {
-        return Err(ApiError(
-            StatusCode::NOT_IMPLEMENTED,
-            "stop with a signal other than the container's stop signal is not built yet".into(),
-        ));
-    }
+    let signal = req.query.get("signal").filter(|s| !s.is_empty());
     let t = req.int("t")?;
     let e = req.engine()?;
     let c = e.get(id)?;
     if !c.state.status.is_active() {
         return no_content(StatusCode::NOT_MODIFIED);
     }
-    e.stop(&c.record.id, t)?;
+    e.stop_with(&c.record.id, t, signal.map(String::as_str))?;
     no_content(StatusCode::NO_CONTENT)
 }
 

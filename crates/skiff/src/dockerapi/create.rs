@@ -383,17 +383,12 @@ pub(super) fn start(req: &Req, id: &str) -> Answer {
 
 /// `POST /containers/{id}/restart?t`: stop (if running), then start; 204.
 pub(super) fn restart(req: &Req, id: &str) -> Answer {
-    if req.query.get("signal").is_some_and(|s| !s.is_empty()) {
-        return Err(ApiError(
-            StatusCode::NOT_IMPLEMENTED,
-            "restart with a signal other than the container's stop signal is not built yet".into(),
-        ));
-    }
+    let signal = req.query.get("signal").filter(|s| !s.is_empty());
     let t = req.int("t")?;
     let e = req.engine()?;
     let c = e.get(id)?;
     if c.state.status.is_active() {
-        e.stop(&c.record.id, t)?;
+        e.stop_with(&c.record.id, t, signal.map(String::as_str))?;
     }
     start(req, &c.record.id)?;
     no_content(StatusCode::NO_CONTENT)
