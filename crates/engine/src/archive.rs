@@ -108,9 +108,9 @@ fn entry_name(p: &Path) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// docker's path stat of `p` (its last link not followed) as one JSON line.
-fn stat_line(p: &Path, shown: &str) -> Result<(std::fs::Metadata, String), Failure> {
-    let md = std::fs::symlink_metadata(p).map_err(|e| {
+/// A failed stat of `shown`: [`NOT_FOUND`] when it is not there.
+fn stat_failure(shown: &str) -> impl FnOnce(std::io::Error) -> Failure + '_ {
+    move |e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             Failure(
                 NOT_FOUND,
@@ -119,7 +119,12 @@ fn stat_line(p: &Path, shown: &str) -> Result<(std::fs::Metadata, String), Failu
         } else {
             Failure(1, format!("stat {shown}: {e}"))
         }
-    })?;
+    }
+}
+
+/// docker's path stat of `p` (its last link not followed) as one JSON line.
+fn stat_line(p: &Path, shown: &str) -> Result<(std::fs::Metadata, String), Failure> {
+    let md = std::fs::symlink_metadata(p).map_err(stat_failure(shown))?;
     let link_target = if md.file_type().is_symlink() {
         // The link resolved in the container (we are chrooted into it).
         std::fs::canonicalize(p)
@@ -169,16 +174,7 @@ fn put(
     copy_uid_gid: bool,
 ) -> Result<(), Failure> {
     let dst = container_path(path);
-    let md = std::fs::metadata(&dst).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            Failure(
-                NOT_FOUND,
-                format!("Could not find the file {path} in container"),
-            )
-        } else {
-            Failure(1, format!("stat {path}: {e}"))
-        }
-    })?;
+    let md = std::fs::metadata(&dst).map_err(stat_failure(path))?;
     if !md.is_dir() {
         return Err(Failure(
             INVALID,
@@ -431,6 +427,17 @@ mod tests {
         assert_eq!(entry_name(Path::new("/")), PathBuf::from("."));
     }
 
+    /// A tar of one entry.
+    fn one_entry(kind: tar::EntryType, mode: u32, name: &str, data: &[u8]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, name, data).unwrap();
+        b.into_inner().unwrap()
+    }
+
     #[test]
     fn stat_get_and_put_in_a_tree() {
         let d = tempfile::tempdir().unwrap();
@@ -469,13 +476,7 @@ mod tests {
             Some(NOT_FOUND)
         );
         // Into the tree: a directory over the file `file` is refused.
-        let mut b = tar::Builder::new(Vec::new());
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Directory);
-        h.set_mode(0o755);
-        h.set_size(0);
-        b.append_data(&mut h, "file", &b""[..]).unwrap();
-        let t = b.into_inner().unwrap();
+        let t = one_entry(tar::EntryType::Directory, 0o755, "file", b"");
         let f = put(&base, &t[..], true, false).err().unwrap();
         assert_eq!(f.0, INVALID, "{}", f.1);
         assert_eq!(
@@ -485,13 +486,7 @@ mod tests {
             Some(INVALID)
         );
         // The directory's content went back in, renamed.
-        let mut b = tar::Builder::new(Vec::new());
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_mode(0o600);
-        h.set_size(3);
-        b.append_data(&mut h, "new/g", &b"abc"[..]).unwrap();
-        let t = b.into_inner().unwrap();
+        let t = one_entry(tar::EntryType::Regular, 0o600, "new/g", b"abc");
         put(&format!("{base}/dir"), &t[..], true, false).unwrap();
         assert_eq!(std::fs::read(d.path().join("dir/new/g")).unwrap(), b"abc");
     }
