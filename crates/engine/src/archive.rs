@@ -13,6 +13,7 @@
 //!
 //! [`Helper::Archive`]: crate::reexec::Helper::Archive
 
+pub use crate::reexec::ArchiveOp;
 use crate::Engine;
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -22,24 +23,6 @@ use std::path::{Component, Path, PathBuf};
 pub const NOT_FOUND: i32 = 2;
 /// Exit code: the request cannot be met as asked (the API's 400).
 pub const INVALID: i32 = 3;
-
-/// What the helper does.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ArchiveOp {
-    /// Stat the path and write it as a tar stream (preceded by the stat line).
-    Get,
-    /// Only stat the path.
-    Stat,
-    /// Extract the tar on stdin into the directory at the path.
-    Put {
-        /// Refuse to replace a directory by a non-directory or the reverse
-        /// (`noOverwriteDirNonDir`, which the docker CLI always sets).
-        no_overwrite_dir_non_dir: bool,
-        /// Keep the owners recorded in the stream (`docker cp -a`); else root owns
-        /// what is written.
-        copy_uid_gid: bool,
-    },
-}
 
 /// A failure with the helper's exit code.
 #[derive(Debug)]

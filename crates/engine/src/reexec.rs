@@ -4,7 +4,6 @@
 //! running the helper ([`crate::helpers::run`]) when they name one. A helper's command line is always
 //! `--root ROOT __mode ARGS...`; nothing else spells a mode's name.
 
-use crate::archive::ArchiveOp;
 use crate::exec::ExecOptions;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -16,6 +15,24 @@ const EXEC: &str = "__exec";
 const ARCHIVE: &str = "__archive";
 
 /// One helper mode and its arguments.
+/// What the helper does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArchiveOp {
+    /// Stat the path and write it as a tar stream (preceded by the stat line).
+    Get,
+    /// Only stat the path.
+    Stat,
+    /// Extract the tar on stdin into the directory at the path.
+    Put {
+        /// Refuse to replace a directory by a non-directory or the reverse
+        /// (`noOverwriteDirNonDir`, which the docker CLI always sets).
+        no_overwrite_dir_non_dir: bool,
+        /// Keep the owners recorded in the stream (`docker cp -a`); else root owns
+        /// what is written.
+        copy_uid_gid: bool,
+    },
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Helper {
     /// Supervise container `id` (its stdio at the descriptors of

@@ -619,6 +619,11 @@ fn route(req: &Req) -> Answer {
         (&Method::POST, ["containers", id, "restart"]) => create::restart(req, id),
         (&Method::POST, ["containers", "prune"]) => containers::prune(req),
         (&Method::POST, ["images", "prune"]) => system::image_prune(req),
+        (&Method::POST, ["images", "create"])
+            if req.query.get("fromSrc").map(String::as_str) == Some("-") =>
+        {
+            transfer::import(req)
+        }
         (&Method::POST, ["images", "create"]) => pull::create(req),
         (&Method::POST, ["build", "prune"]) => system::build_prune(req),
         (&Method::POST, ["build"]) => build::build(req),

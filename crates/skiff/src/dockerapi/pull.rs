@@ -83,9 +83,9 @@ pub(super) fn registry_auth(
 
 /// `POST /images/create`.
 pub(super) fn create(req: &Req) -> Answer {
+    // (fromSrc=- is an import: routed to transfer::import)
     match req.query.get("fromSrc").map(String::as_str) {
         None | Some("") => {}
-        Some("-") => return super::transfer::import(req),
         Some(_) => {
             return Err(ApiError(
                 StatusCode::NOT_IMPLEMENTED,
