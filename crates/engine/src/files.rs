@@ -63,6 +63,48 @@ impl Engine {
         Ok(result?)
     }
 
+    /// `docker diff`: what the container changed in its filesystem, from its writable
+    /// layer (read here without following links), sorted by path. A whiteout is a
+    /// deletion; an entry the image's layers also have is a change, else an addition
+    /// (docker's kinds: 0 changed, 1 added, 2 deleted).
+    pub fn changes(&self, reference: &str) -> Result<Vec<(String, u8)>> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let c = self.get(reference)?;
+        let image = self.images.resolve(&c.record.image_id)?;
+        let mut lowers = self.images.layer_dirs(&image);
+        if c.record.host.managed_files.is_empty() {
+            lowers.push(c.dir.join("init"));
+        }
+        let in_lower = |rel: &Path| {
+            lowers
+                .iter()
+                .any(|l| std::fs::symlink_metadata(l.join(rel)).is_ok())
+        };
+        let upper = c.dir.join("upper");
+        let mut out = Vec::new();
+        let mut stack = vec![PathBuf::new()];
+        while let Some(rel) = stack.pop() {
+            let Ok(dir) = std::fs::read_dir(upper.join(&rel)) else {
+                continue;
+            };
+            for entry in dir.flatten() {
+                let rel = rel.join(entry.file_name());
+                let Ok(md) = entry.metadata() else { continue };
+                let shown = format!("/{}", rel.display());
+                if md.file_type().is_char_device() && md.rdev() == 0 {
+                    out.push((shown, 2));
+                    continue;
+                }
+                out.push((shown, if in_lower(&rel) { 0 } else { 1 }));
+                if md.is_dir() {
+                    stack.push(rel);
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// The container's root filesystem, made visible to this process: the live root
     /// of a running container (`/proc/PID/root`), or, for a stopped one, its overlay
     /// mounted in a mount namespace this process unshares for itself. Only for a

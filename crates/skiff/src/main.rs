@@ -154,6 +154,8 @@ enum Cmd {
     Build(images::BuildArgs),
     /// Create a new image from a container's changes.
     Commit(containers::CommitArgs),
+    /// Show what a container changed in its filesystem (A added, C changed, D deleted).
+    Diff { container: String },
     /// Copy files between a container and the host.
     Cp(containers::CpArgs),
     /// Save images to a tar archive (OCI layout and docker-save layout in one).
@@ -307,6 +309,7 @@ fn real_main(cli: Cli) -> Result<i32> {
         Cmd::History(a) => images::history(root, a),
         Cmd::Build(a) => images::build(root, a),
         Cmd::Commit(a) => containers::commit(root, a),
+        Cmd::Diff { container } => containers::diff(root, &container),
         Cmd::Cp(a) => containers::cp(root, a),
         Cmd::Save(a) => images::save(root, a),
         Cmd::Load(a) => images::load(root, a),

@@ -1493,6 +1493,14 @@ fn docker_build_uses_the_classic_builder_over_the_api() {
         "echo data > /made; exec sleep 300",
     ]);
     svc.until_exec("tocommit", &["test", "-f", "/made"], "write /made");
+    // docker diff / skiff diff: what the container changed.
+    svc.ok(&["exec", "tocommit", "rm", "/var/www/index.html"]);
+    let diff = svc.ok(&["diff", "tocommit"]);
+    assert_eq!(
+        diff, "A /made\nC /var\nC /var/www\nD /var/www/index.html\n",
+        "{diff}"
+    );
+    assert_eq!(r.ok(&["diff", "tocommit"]), diff);
     let id = svc.ok(&[
         "commit",
         "-c",

@@ -514,6 +514,20 @@ pub(crate) fn commit(root: &Path, a: CommitArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// `skiff diff`: docker's `A`/`C`/`D` lines.
+pub(crate) fn diff(root: &Path, container: &str) -> Result<i32> {
+    let e = engine(root)?;
+    for (path, kind) in e.changes(container)? {
+        let k = match kind {
+            0 => 'C',
+            1 => 'A',
+            _ => 'D',
+        };
+        println!("{k} {path}");
+    }
+    Ok(0)
+}
+
 /// `skiff cp CONTAINER:SRC DEST` or `skiff cp SRC CONTAINER:DEST` (`-` for a tar
 /// stream on stdout or stdin), docker's rules. The container's side is done by the
 /// engine's archive helper, chrooted into the container's root, so the container's

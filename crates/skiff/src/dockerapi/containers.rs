@@ -532,6 +532,20 @@ pub(super) fn logs(req: &Req, id: &str) -> Answer {
     })
 }
 
+/// `GET /containers/{id}/changes`: `[{"Path", "Kind"}]` (null when nothing changed,
+/// as dockerd's).
+pub(super) fn changes(req: &Req, id: &str) -> Answer {
+    let list = req.engine()?.changes(id)?;
+    if list.is_empty() {
+        return ok(Value::Null);
+    }
+    ok(Value::Array(
+        list.into_iter()
+            .map(|(p, k)| json!({ "Path": p, "Kind": k }))
+            .collect(),
+    ))
+}
+
 /// `POST /containers/{id}/rename?name=`: 204; 409 for a name in use.
 pub(super) fn rename(req: &Req, id: &str) -> Answer {
     let name = req

@@ -628,6 +628,7 @@ fn route(req: &Req) -> Answer {
         (&Method::POST, ["build", "prune"]) => system::build_prune(req),
         (&Method::POST, ["build"]) => build::build(req),
         (&Method::POST, ["commit"]) => containers::commit(req),
+        (&Method::GET, ["containers", id, "changes"]) => containers::changes(req, id),
         (&Method::GET, ["events"]) => events::events(req),
         (&Method::POST, ["images", "load"]) => transfer::load(req),
         (&Method::GET, ["images", "get"]) => transfer::save(req, None),
