@@ -68,7 +68,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     let row = |writes: usize, live: f64, note: &str| {
         println!(
-            "{:>10} {:>8.1} {:>10.1} {:>10.1} {:>7.1}{note}",
+            "{:>10} {:>8.1} {:>10.1} {:>10.1} {:>7.2}{note}",
             writes,
             start.elapsed().as_secs_f64(),
             file_mib(),

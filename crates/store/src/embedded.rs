@@ -25,9 +25,10 @@
 //! Defragmentation: redb reuses freed pages but never shrinks its file, so after churn the
 //! file keeps the size of the history it once held. When a compaction's purge has
 //! finished and the file is more than twice the live data (keys, values and the B-trees'
-//! own bytes) and larger than `defrag_min_bytes`, the writer thread rewrites the file
-//! compactly (redb's `compact`, as `etcdctl defrag`), holding off reads and writes
-//! meanwhile, as etcd's defragmentation does.
+//! own bytes) and larger than `defrag_min_bytes`, the writer thread copies every table in
+//! key order into a fresh file and renames it over the database (as `etcdctl defrag`
+//! rewrites bbolt's), holding off reads and writes meanwhile, as etcd's defragmentation
+//! does.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -132,6 +133,8 @@ struct Shared {
     revision: AtomicI64,
     /// Compact revision; written only by the writer thread, after commit.
     compact_revision: AtomicI64,
+    /// redb page cache size, for the file a defragmentation writes.
+    cache_size: usize,
     events: broadcast::Sender<EventBatch>,
 }
 
@@ -171,6 +174,8 @@ impl EmbeddedStore {
             err: Arc::new(e),
         })?;
         let path = dir.join(DB_FILE);
+        // A defragmentation that a crash cut short left its unfinished copy.
+        let _ = std::fs::remove_file(rewrite_path(&path));
         let db = Database::builder()
             .set_cache_size(opts.cache_size)
             .create(&path)
@@ -216,6 +221,7 @@ impl EmbeddedStore {
             path: path.clone(),
             revision: AtomicI64::new(revision),
             compact_revision: AtomicI64::new(compact_revision),
+            cache_size: opts.cache_size,
             events,
         });
         let (tx, rx) = mpsc::channel(opts.queue_depth.max(1));
@@ -387,22 +393,7 @@ fn defragment_if_needed(shared: &Shared, min: u64) {
     }
     let started = std::time::Instant::now();
     let mut db = shared.db.write().unwrap_or_else(|e| e.into_inner());
-    let compacted = db.compact().map(|_| {
-        // redb gives back the file's free tail a half at a commit: commit until it stops.
-        let mut len = file(&shared.path);
-        for _ in 0..32 {
-            let committed = db
-                .begin_write()
-                .map_err(|e| e.to_string())
-                .and_then(|txn| txn.commit().map_err(|e| e.to_string()));
-            let now = file(&shared.path);
-            if committed.is_err() || now >= len {
-                break;
-            }
-            len = now;
-        }
-    });
-    match compacted {
+    match rewrite(shared, &mut db) {
         Ok(()) => tracing::info!(
             before,
             after = file(&shared.path),
@@ -412,6 +403,129 @@ fn defragment_if_needed(shared: &Shared, min: u64) {
         ),
         Err(e) => tracing::warn!(error = %e, before, live, "store: defragmentation failed"),
     }
+}
+
+/// The file a defragmentation writes before it takes the database's place.
+fn rewrite_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".rewrite");
+    PathBuf::from(name)
+}
+
+/// Defragments by copying every table, in key order, into a fresh file beside the
+/// database and renaming it over the database (as `etcdctl defrag` does). Pages filled
+/// in order come out nearly full, where redb's in-place `compact` leaves B-tree pages
+/// half full and free pages inside the file. A crash before the rename leaves the old
+/// file whole (the half-written copy is removed at the next open); after it, the copy.
+fn rewrite(shared: &Shared, db: &mut Database) -> std::result::Result<(), String> {
+    let fresh_path = rewrite_path(&shared.path);
+    let _ = std::fs::remove_file(&fresh_path);
+    let copied = (|| -> std::result::Result<Database, String> {
+        let fresh = Database::builder()
+            .set_cache_size(shared.cache_size)
+            .create(&fresh_path)
+            .map_err(|e| format!("creating {}: {e}", fresh_path.display()))?;
+        let read = db.begin_read().map_err(|e| e.to_string())?;
+        let write = fresh.begin_write().map_err(|e| e.to_string())?;
+        {
+            copy_table(&read, &write, KV)?;
+            copy_table(&read, &write, LOG)?;
+            copy_table(&read, &write, META)?;
+        }
+        write.commit().map_err(|e| e.to_string())?;
+        // redb grows a file by doubling it and gives its free tail back a half at a
+        // commit: commit (nothing) until it stops shrinking.
+        let len = || std::fs::metadata(&fresh_path).map_or(0, |m| m.len());
+        let mut last = len();
+        for _ in 0..32 {
+            let txn = fresh.begin_write().map_err(|e| e.to_string())?;
+            txn.commit().map_err(|e| e.to_string())?;
+            let now = len();
+            if now >= last {
+                break;
+            }
+            last = now;
+        }
+        Ok(fresh)
+    })();
+    let fresh = match copied {
+        Ok(fresh) => fresh,
+        Err(e) => {
+            let _ = std::fs::remove_file(&fresh_path);
+            return Err(e);
+        }
+    };
+    std::fs::rename(&fresh_path, &shared.path).map_err(|e| {
+        let _ = std::fs::remove_file(&fresh_path);
+        format!("renaming {} over the database: {e}", fresh_path.display())
+    })?;
+    if let Some(dir) = shared.path.parent() {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    // The old file (now unlinked) closes when its handle is dropped here.
+    *db = fresh;
+    Ok(())
+}
+
+/// Page size of redb's files.
+const PAGE: usize = 4096;
+
+/// Copies one table into an empty one of a fresh database, in an order that leaves its
+/// leaf pages full. redb splits a full leaf in halves, so entries inserted in key order
+/// leave every leaf but the last half full (a file about twice what a bulk load would
+/// make). Instead, the entries are cut into runs that fill one page each; the last
+/// `(n + 2) / 2` of every run go in first, which splits the pages at the runs' bounds,
+/// and the first ones of every run are inserted after, filling each page in place.
+fn copy_table<K, V>(
+    read: &redb::ReadTransaction,
+    write: &redb::WriteTransaction,
+    def: TableDefinition<K, V>,
+) -> std::result::Result<(), String>
+where
+    K: redb::Key + 'static,
+    V: redb::Value + 'static,
+{
+    let from = read.open_table(def).map_err(|e| e.to_string())?;
+    let mut to = write.open_table(def).map_err(|e| e.to_string())?;
+    // What one entry takes in a leaf page: its bytes and any length fields.
+    let cost = |k: &redb::AccessGuard<'_, K>, v: &redb::AccessGuard<'_, V>| {
+        let kb = K::as_bytes(&k.value()).as_ref().len();
+        let vb = V::as_bytes(&v.value()).as_ref().len();
+        kb + vb
+            + if K::fixed_width().is_none() { 4 } else { 0 }
+            + if V::fixed_width().is_none() { 4 } else { 0 }
+    };
+    for tails in [true, false] {
+        let mut run = Vec::new();
+        let mut used = 4; // the page's header
+        let flush = |run: &mut Vec<(redb::AccessGuard<'_, K>, redb::AccessGuard<'_, V>)>,
+                     to: &mut redb::Table<'_, K, V>|
+         -> std::result::Result<(), String> {
+            let first_tail = run.len() - (run.len() + 2) / 2;
+            for (i, (k, v)) in run.drain(..).enumerate() {
+                if (i >= first_tail) == tails {
+                    to.insert(k.value(), v.value()).map_err(|e| e.to_string())?;
+                }
+            }
+            Ok(())
+        };
+        for entry in from.iter().map_err(|e| e.to_string())? {
+            let (k, v) = entry.map_err(|e| e.to_string())?;
+            let c = cost(&k, &v);
+            if !run.is_empty() && used + c > PAGE {
+                flush(&mut run, &mut to)?;
+                used = 4;
+            }
+            used += c;
+            run.push((k, v));
+        }
+        if !run.is_empty() {
+            flush(&mut run, &mut to)?;
+        }
+    }
+    Ok(())
 }
 
 /// Commits the batch; how many compacted log entries it purged.
@@ -1093,6 +1207,32 @@ mod tests {
 
     /// After churn and compaction the file is rewritten compactly, and every object and
     /// the revision survive it.
+    #[tokio::test]
+    async fn an_unfinished_rewrite_is_dropped_at_open() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::Io {
+            context: "tempdir".into(),
+            err: Arc::new(e),
+        })?;
+        {
+            let s = EmbeddedStore::open(dir.path(), EmbeddedOptions::default())?;
+            s.create(b"/k/a", b"kept".to_vec()).await?;
+        }
+        // A crash in the middle of a defragmentation leaves a half-written copy.
+        let stale = rewrite_path(&dir.path().join(DB_FILE));
+        std::fs::write(&stale, b"half a database").map_err(|e| Error::Io {
+            context: "writing".into(),
+            err: Arc::new(e),
+        })?;
+        let s = EmbeddedStore::open(dir.path(), EmbeddedOptions::default())?;
+        assert!(!stale.exists());
+        let kv = s
+            .get(b"/k/a")
+            .await?
+            .ok_or(Error::Internal("lost".into()))?;
+        assert_eq!(kv.value, b"kept");
+        Ok(())
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_churned_store_is_defragmented_after_compaction() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| Error::Io {
@@ -1146,18 +1286,23 @@ mod tests {
         }
         let after = s.create(b"/k/new", vec![1]).await?;
         assert_eq!(after, rev + 1);
-        let live = {
+        let (live, leaves) = {
             let db = s.shared.db();
             let txn = db.begin_write().map_err(Error::storage("test stats"))?;
             let st = txn.stats().map_err(Error::storage("test stats"))?;
             txn.abort().map_err(Error::storage("test stats"))?;
-            st.stored_bytes() + st.metadata_bytes()
+            (st.stored_bytes() + st.metadata_bytes(), st.leaf_pages())
         };
-        // redb's compaction leaves the B-tree pages about half full and some free pages
-        // inside the file: about 3.6 times the live bytes here, not issue 15's 2 times
-        // (without defragmentation: 19 times).
+        // The rewrite fills the leaf pages (in key order they would be half full: ~1,900
+        // leaves for these ~4.3 MB), and the file is about twice the live bytes (redb
+        // grows a file by doubling it); without defragmentation it was 19 times.
+        let full = live as usize / PAGE;
         assert!(
-            size() <= 4 * live && size() * 4 <= churned,
+            (leaves as usize) < full + full / 5,
+            "{leaves} leaf pages for {live} live bytes"
+        );
+        assert!(
+            size() <= 2 * live + 2 * 1024 * 1024 && size() * 4 <= churned,
             "file {} for {live} live bytes (churned: {churned})",
             size()
         );
