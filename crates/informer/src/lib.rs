@@ -211,9 +211,25 @@ fn trim<K: Resource + 'static>(mut o: K) -> K {
 /// name, image, ports, resources and restart policy (a sidecar's `Always` counts in the
 /// pod's requests). k8s-openapi keeps every optional field inline (a `Volume` is 3.2 KB
 /// with all its sources empty, a `Container` 2.1 KB), so a decoded pod costs several
-/// times its JSON; 150,000 pending pods held ~4.5 GB in this cache before. The cached
-/// pods are never written back: controllers patch or replace what they build.
+/// times its JSON; 150,000 pending pods held ~4.5 GB in this cache before. Of the
+/// status it keeps the phase, conditions, pod and host IP (the first of each family,
+/// which is what the readers use), start time, reason and message: container statuses
+/// (a `ContainerStatus` is 752 bytes inline before its strings) are read by no
+/// controller. The cached pods are never written back: controllers patch or replace
+/// what they build.
 pub fn trim_pod(pod: &mut Pod) {
+    if let Some(status) = pod.status.as_mut() {
+        status.container_statuses = None;
+        status.init_container_statuses = None;
+        status.ephemeral_container_statuses = None;
+        status.resource_claim_statuses = None;
+        status.pod_ips = None;
+        status.host_ips = None;
+        status.qos_class = None;
+        if let Some(conditions) = status.conditions.as_mut() {
+            conditions.shrink_to_fit();
+        }
+    }
     let Some(spec) = pod.spec.as_mut() else {
         return;
     };
@@ -853,14 +869,32 @@ mod tests {
                     {"name": "token", "projected": {"sources": []}}
                 ]
             },
-            "status": {"phase": "Running", "podIP": "10.0.0.5",
-                "conditions": [{"type": "Ready", "status": "True"}]}
+            "status": {"phase": "Running", "podIP": "10.0.0.5", "hostIP": "192.168.1.2",
+                "podIPs": [{"ip": "10.0.0.5"}], "qosClass": "Burstable",
+                "startTime": "2026-01-01T00:00:00Z",
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "containerStatuses": [{"name": "web", "image": "nginx", "imageID": "sha256:1",
+                    "ready": true, "restartCount": 2, "state": {"running": {}}}]}
         }))
         .expect("pod");
         let t = trim(pod.clone());
         assert!(t.metadata.managed_fields.is_none());
         assert_eq!(t.metadata.labels, pod.metadata.labels);
-        assert_eq!(t.status, pod.status);
+        let (status, was) = (
+            t.status.expect("status"),
+            pod.status.clone().expect("status"),
+        );
+        assert_eq!(
+            (
+                &status.phase,
+                &status.pod_ip,
+                &status.host_ip,
+                &status.start_time
+            ),
+            (&was.phase, &was.pod_ip, &was.host_ip, &was.start_time)
+        );
+        assert_eq!(status.conditions, was.conditions);
+        assert!(status.container_statuses.is_none() && status.pod_ips.is_none());
         let (spec, was) = (t.spec.expect("spec"), pod.spec.expect("spec"));
         assert_eq!(
             (spec.node_name, spec.tolerations),
