@@ -150,6 +150,59 @@ fn get(path: &str, with_tar: bool, out: &mut dyn Write) -> Result<(), Failure> {
     b.into_inner().map_err(io)?.flush().map_err(io)
 }
 
+/// `docker export`: the stat line of `/`, then every entry of the root's own
+/// filesystem, named without a leading `/`. What another filesystem has mounted over
+/// it (volumes, `/proc`, `/dev`, the managed `/etc` files, a running container's
+/// mounts) appears as the place it sits at, an empty directory or file, as docker's
+/// export of the container's layers shows it; sockets are left out.
+fn export(out: &mut dyn Write) -> Result<(), Failure> {
+    let root = Path::new("/");
+    let (md, line) = stat_line(root, "/")?;
+    let io = |e: std::io::Error| Failure(1, format!("exporting the container: {e}"));
+    writeln!(out, "{line}").map_err(io)?;
+    let mut b = tar::Builder::new(out);
+    b.follow_symlinks(false);
+    export_dir(&mut b, root, md.dev()).map_err(io)?;
+    b.into_inner().map_err(io)?.flush().map_err(io)
+}
+
+fn export_dir(b: &mut tar::Builder<&mut dyn Write>, dir: &Path, dev: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut names = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    names.sort();
+    for name in names {
+        let path = dir.join(&name);
+        let md = match std::fs::symlink_metadata(&path) {
+            Ok(md) => md,
+            // Gone since the listing (a running container's files change).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let rel = path.strip_prefix("/").unwrap_or(&path);
+        let ft = md.file_type();
+        if ft.is_socket() {
+            continue;
+        }
+        if md.dev() != dev {
+            if !(ft.is_dir() || ft.is_file()) {
+                continue;
+            }
+            let mut h = tar::Header::new_gnu();
+            h.set_metadata(&md);
+            h.set_size(0);
+            b.append_data(&mut h, rel, std::io::empty())?;
+            continue;
+        }
+        b.append_path_with_name(&path, rel)?;
+        if ft.is_dir() {
+            export_dir(b, &path, dev)?;
+        }
+    }
+    Ok(())
+}
+
 fn put(
     path: &str,
     input: impl Read,
@@ -236,6 +289,7 @@ pub fn helper_main(root: &Path, id: &str, op: &ArchiveOp, path: &str) -> ! {
         match op {
             ArchiveOp::Get => get(path, true, &mut out),
             ArchiveOp::Stat => get(path, false, &mut out),
+            ArchiveOp::Export => export(&mut out),
             ArchiveOp::Put {
                 no_overwrite_dir_non_dir,
                 copy_uid_gid,

@@ -79,6 +79,95 @@ pub struct CreateOptions {
     pub log_max_files: u32,
 }
 
+/// The resource limits `run` and `update` share, as docker's flags give them; what is
+/// `None` is left as it was.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub memory: Option<String>,
+    pub memory_swap: Option<String>,
+    pub cpus: Option<String>,
+    pub cpu_period: Option<u64>,
+    pub cpu_quota: Option<i64>,
+    pub cpu_shares: Option<u64>,
+    pub pids_limit: Option<i64>,
+    pub cpuset_cpus: Option<String>,
+    pub cpuset_mems: Option<String>,
+}
+
+impl Limits {
+    /// Nothing to change.
+    pub fn is_empty(&self) -> bool {
+        *self == Limits::default()
+    }
+
+    /// Sets what is given in `res` (and `nano_cpus`, docker's `--cpus`), with docker's
+    /// checks: at least 6 MB of memory, a swap limit above the memory limit, `--cpus`
+    /// not with a CPU period or quota.
+    pub fn apply_to(&self, res: &mut Resources, nano_cpus: &mut i64) -> Result<()> {
+        if let Some(m) = &self.memory {
+            let m = parse_size(m)?;
+            if m > 0 && m < 6 * 1024 * 1024 {
+                return Err(EngineError::Invalid(
+                    "Minimum memory limit allowed is 6MB".into(),
+                ));
+            }
+            res.memory = Some(m);
+        }
+        if let Some(s) = &self.memory_swap {
+            res.memory_swap = Some(if s == "-1" { -1 } else { parse_size(s)? });
+        }
+        if let (Some(m), Some(s), Some(_)) = (res.memory, res.memory_swap, &self.memory_swap) {
+            if m > 0 && s > 0 && s < m {
+                return Err(EngineError::Invalid(
+                    "Minimum memoryswap limit should be larger than memory limit, see usage".into(),
+                ));
+            }
+        }
+        if let Some(c) = &self.cpus {
+            let v: f64 = c.parse().map_err(|_| {
+                EngineError::Invalid(format!("invalid argument \"{c}\" for \"--cpus\" flag"))
+            })?;
+            if v < 0.0 {
+                return Err(EngineError::Invalid(format!(
+                    "invalid argument \"{c}\" for \"--cpus\" flag"
+                )));
+            }
+            if self.cpu_quota.is_some() || self.cpu_period.is_some() {
+                return Err(EngineError::Invalid(
+                    "Conflicting options: Nano CPUs and CPU Period cannot both be set".into(),
+                ));
+            }
+            *nano_cpus = (v * 1e9) as i64;
+            res.cpu_period = Some(100_000);
+            res.cpu_quota = Some((v * 100_000.0) as i64);
+        } else if (self.cpu_quota.is_some() || self.cpu_period.is_some()) && *nano_cpus > 0 {
+            return Err(EngineError::Invalid(
+                "Conflicting options: CPU Quota cannot be updated as NanoCPUs has already been set"
+                    .into(),
+            ));
+        }
+        if let Some(p) = self.cpu_period {
+            res.cpu_period = Some(p);
+        }
+        if let Some(q) = self.cpu_quota {
+            res.cpu_quota = Some(q);
+        }
+        if self.cpu_shares.is_some() {
+            res.cpu_shares = self.cpu_shares;
+        }
+        if self.pids_limit.is_some() {
+            res.pids_limit = self.pids_limit;
+        }
+        if self.cpuset_cpus.is_some() {
+            res.cpuset_cpus = self.cpuset_cpus.clone();
+        }
+        if self.cpuset_mems.is_some() {
+            res.cpuset_mems = self.cpuset_mems.clone();
+        }
+        Ok(())
+    }
+}
+
 /// Parse a docker size (`512m`, `1g`, `100k`, `1024`, `2GB`) to bytes.
 pub fn parse_size(s: &str) -> Result<i64> {
     let t = s.trim().to_ascii_lowercase();
@@ -99,7 +188,7 @@ pub fn parse_size(s: &str) -> Result<i64> {
     Ok((v * mult as f64) as i64)
 }
 
-fn parse_restart(s: &str) -> Result<RestartPolicy> {
+pub(crate) fn parse_restart(s: &str) -> Result<RestartPolicy> {
     let (name, count) = match s.split_once(':') {
         Some((n, c)) => (n, Some(c)),
         None => (s, None),
@@ -302,46 +391,19 @@ impl Engine {
             privileged: opts.privileged,
             ..Default::default()
         };
-        if let Some(m) = &opts.memory {
-            let m = parse_size(m)?;
-            if m > 0 && m < 6 * 1024 * 1024 {
-                return Err(EngineError::Invalid(
-                    "Minimum memory limit allowed is 6MB".into(),
-                ));
-            }
-            res.memory = Some(m);
-        }
-        if let Some(s) = &opts.memory_swap {
-            res.memory_swap = Some(if s == "-1" { -1 } else { parse_size(s)? });
-        }
         let mut nano_cpus = 0;
-        if let Some(c) = &opts.cpus {
-            let v: f64 = c.parse().map_err(|_| {
-                EngineError::Invalid(format!("invalid argument \"{c}\" for \"--cpus\" flag"))
-            })?;
-            if v < 0.0 {
-                return Err(EngineError::Invalid(format!(
-                    "invalid argument \"{c}\" for \"--cpus\" flag"
-                )));
-            }
-            if opts.cpu_quota.is_some() || opts.cpu_period.is_some() {
-                return Err(EngineError::Invalid(
-                    "Conflicting options: Nano CPUs and CPU Period cannot both be set".into(),
-                ));
-            }
-            nano_cpus = (v * 1e9) as i64;
-            res.cpu_period = Some(100_000);
-            res.cpu_quota = Some((v * 100_000.0) as i64);
+        Limits {
+            memory: opts.memory.clone(),
+            memory_swap: opts.memory_swap.clone(),
+            cpus: opts.cpus.clone(),
+            cpu_period: opts.cpu_period,
+            cpu_quota: opts.cpu_quota,
+            cpu_shares: opts.cpu_shares,
+            pids_limit: opts.pids_limit,
+            cpuset_cpus: opts.cpuset_cpus.clone(),
+            cpuset_mems: None,
         }
-        if let Some(p) = opts.cpu_period {
-            res.cpu_period = Some(p);
-        }
-        if let Some(q) = opts.cpu_quota {
-            res.cpu_quota = Some(q);
-        }
-        res.cpu_shares = opts.cpu_shares;
-        res.pids_limit = opts.pids_limit;
-        res.cpuset_cpus = opts.cpuset_cpus.clone();
+        .apply_to(&mut res, &mut nano_cpus)?;
 
         let mut ulimits = Vec::new();
         for u in &opts.ulimits {

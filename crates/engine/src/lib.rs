@@ -32,7 +32,7 @@ pub mod volumes;
 use skiff_image::ImageStore;
 use std::path::{Path, PathBuf};
 
-pub use create::CreateOptions;
+pub use create::{CreateOptions, Limits};
 pub use state::{Container, Record, State, Status};
 
 #[derive(Debug, thiserror::Error)]

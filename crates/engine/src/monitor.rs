@@ -220,6 +220,10 @@ impl Monitor {
                 .reload()
                 .map(|_| self.c.state.manually_stopped)
                 .unwrap_or(false);
+            // `update` may have changed the restart policy and the limits since.
+            if let Ok(record) = crate::persist::read_json(&self.c.dir.join("config.json")) {
+                self.c.record = record;
+            }
             let policy = self.c.record.host.restart_policy.clone();
             let restart = !manually
                 && match policy.name.as_str() {

@@ -802,6 +802,55 @@ impl Engine {
         Ok(())
     }
 
+    /// `docker update`: new resource limits and restart policy. A running (or paused)
+    /// container's cgroup takes the limits at once; they are kept for its next runs,
+    /// and its monitor reads the restart policy when the container exits.
+    pub fn update(
+        &self,
+        reference: &str,
+        limits: &crate::create::Limits,
+        restart: Option<&str>,
+    ) -> Result<()> {
+        // The lock `rename` takes to write a record.
+        let _g = Lock::exclusive(&self.containers_dir().join(".lock"))?;
+        let mut c = self.get(reference)?;
+        let host = &mut c.record.host;
+        if let Some(r) = restart {
+            let policy = crate::create::parse_restart(r)?;
+            if host.auto_remove && policy.name != "no" && !policy.name.is_empty() {
+                return Err(EngineError::Invalid(
+                    "Restart policy cannot be updated because AutoRemove is enabled for the container"
+                        .into(),
+                ));
+            }
+            host.restart_policy = policy;
+        }
+        let mut res = host.resources.clone();
+        limits.apply_to(&mut res, &mut host.nano_cpus)?;
+        if res.memory != host.resources.memory && limits.memory_swap.is_none() {
+            // A swap limit set before must stay above the new memory limit (docker's
+            // rule); unset, it follows the memory limit as at create.
+            if let (Some(m), Some(s)) = (res.memory, host.resources.memory_swap) {
+                if s > 0 && m > s {
+                    return Err(EngineError::Invalid(
+                        "Memory limit should be smaller than already set memoryswap limit, update the memoryswap at the same time".into(),
+                    ));
+                }
+            }
+        }
+        if matches!(c.state.status, Status::Running | Status::Paused) {
+            if let Some(cg) = &c.state.cgroup {
+                cg.update_limits(&res).map_err(|e| {
+                    EngineError::Invalid(format!("Cannot update container {}: {e}", c.record.id))
+                })?;
+            }
+        }
+        c.record.host.resources = res;
+        write_json(&c.dir.join("config.json"), &c.record)?;
+        crate::events::container(&self.root, &c, "update", &[]);
+        Ok(())
+    }
+
     /// The process list of a running container: (pid, ppid, user, cmdline).
     pub fn top(&self, reference: &str) -> Result<Vec<(i32, i32, u32, String)>> {
         let c = self.get(reference)?;

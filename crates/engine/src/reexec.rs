@@ -22,6 +22,10 @@ pub enum ArchiveOp {
     Get,
     /// Only stat the path.
     Stat,
+    /// The container's whole filesystem as a tar stream (`docker export`), preceded by
+    /// the stat line of `/`: its own tree only, what is mounted over it (volumes,
+    /// `/proc`, the managed `/etc` files) left out but for the place it sits at.
+    Export,
     /// Extract the tar on stdin into the directory at the path.
     Put {
         /// Refuse to replace a directory by a non-directory or the reverse
@@ -137,6 +141,7 @@ impl Helper {
                 match op {
                     ArchiveOp::Get => a.push("get".into()),
                     ArchiveOp::Stat => a.push("stat".into()),
+                    ArchiveOp::Export => a.push("export".into()),
                     ArchiveOp::Put {
                         no_overwrite_dir_non_dir,
                         copy_uid_gid,
@@ -237,6 +242,7 @@ impl Helper {
                 let mut op = match it.next()?.to_str()? {
                     "get" => ArchiveOp::Get,
                     "stat" => ArchiveOp::Stat,
+                    "export" => ArchiveOp::Export,
                     "put" => ArchiveOp::Put {
                         no_overwrite_dir_non_dir: false,
                         copy_uid_gid: false,

@@ -228,15 +228,24 @@ impl Cgroup {
     /// Write the limits in `res`.
     pub fn apply(&self, res: &Resources) -> Result<(), Error> {
         match self.version {
-            Version::V1 => self.apply_v1(res),
-            Version::V2 => self.apply_v2(res),
+            Version::V1 => self.apply_v1(res, true),
+            Version::V2 => self.apply_v2(res, true),
         }
     }
 
-    fn apply_v1(&self, res: &Resources) -> Result<(), Error> {
+    /// The limits of `res` on a live group (`docker update`): its device rules are
+    /// left as they are.
+    pub fn update_limits(&self, res: &Resources) -> Result<(), Error> {
+        match self.version {
+            Version::V1 => self.apply_v1(res, false),
+            Version::V2 => self.apply_v2(res, false),
+        }
+    }
+
+    fn apply_v1(&self, res: &Resources, devices: bool) -> Result<(), Error> {
         if let Some(d) = self.dir("memory") {
             if let Some(m) = res.memory {
-                write(&d.join("memory.limit_in_bytes"), &m.to_string())?;
+                let limit = d.join("memory.limit_in_bytes");
                 let memsw = d.join("memory.memsw.limit_in_bytes");
                 if memsw.exists() {
                     // docker: swap defaults to twice the memory limit; -1 = unlimited.
@@ -244,7 +253,22 @@ impl Cgroup {
                         Some(s) => s,
                         None => m * 2,
                     };
-                    write(&memsw, &swap.to_string())?;
+                    // memsw may never be below the memory limit: on a live group
+                    // (`docker update`) raise memsw first when it stays above the
+                    // current limit, else lower the limit first.
+                    let current: i64 = fs::read_to_string(&limit)
+                        .ok()
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(i64::MAX);
+                    if swap < 0 || swap >= current {
+                        write(&memsw, &swap.to_string())?;
+                        write(&limit, &m.to_string())?;
+                    } else {
+                        write(&limit, &m.to_string())?;
+                        write(&memsw, &swap.to_string())?;
+                    }
+                } else {
+                    write(&limit, &m.to_string())?;
                 }
             }
         }
@@ -277,7 +301,7 @@ impl Cgroup {
                 write(&d.join("pids.max"), &v)?;
             }
         }
-        if let Some(d) = self.dir("devices") {
+        if let Some(d) = self.dir("devices").filter(|_| devices) {
             if res.privileged {
                 write(&d.join("devices.allow"), "a")?;
             } else {
@@ -294,7 +318,7 @@ impl Cgroup {
         Ok(())
     }
 
-    fn apply_v2(&self, res: &Resources) -> Result<(), Error> {
+    fn apply_v2(&self, res: &Resources, devices: bool) -> Result<(), Error> {
         let Some(d) = self.dir("") else {
             return Ok(());
         };
@@ -338,7 +362,7 @@ impl Cgroup {
         // v2 has no devices.allow: device access is an eBPF program on the group
         // (only on a real cgroup2 file system; a directory laid out like one for
         // tests has nothing to attach to).
-        if !res.privileged && is_cgroup2(d) {
+        if devices && !res.privileged && is_cgroup2(d) {
             let mut rules = Vec::new();
             for r in DEFAULT_DEVICE_RULES
                 .iter()

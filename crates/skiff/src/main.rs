@@ -101,6 +101,8 @@ enum Cmd {
     Stop(containers::StopArgs),
     /// Restart containers.
     Restart(containers::StopArgs),
+    /// Update the resource limits or restart policy of containers.
+    Update(containers::UpdateArgs),
     /// Send a signal to containers.
     Kill(containers::KillArgs),
     /// Remove containers.
@@ -158,6 +160,8 @@ enum Cmd {
     Diff { container: String },
     /// Copy files between a container and the host.
     Cp(containers::CpArgs),
+    /// Export a container's filesystem as a tar archive.
+    Export(containers::ExportArgs),
     /// Save images to a tar archive (OCI layout and docker-save layout in one).
     Save(images::SaveArgs),
     /// Load images from a tar archive (OCI or docker-save layout).
@@ -282,6 +286,7 @@ fn real_main(cli: Cli) -> Result<i32> {
         Cmd::Create(f) => run::create(root, f),
         Cmd::Start(a) => run::start(root, a),
         Cmd::Stop(a) => containers::stop(root, a),
+        Cmd::Update(a) => containers::update(root, a),
         Cmd::Restart(a) => containers::restart(root, a),
         Cmd::Kill(a) => containers::kill(root, a),
         Cmd::Rm(a) => containers::rm(root, a),
@@ -311,6 +316,7 @@ fn real_main(cli: Cli) -> Result<i32> {
         Cmd::Commit(a) => containers::commit(root, a),
         Cmd::Diff { container } => containers::diff(root, &container),
         Cmd::Cp(a) => containers::cp(root, a),
+        Cmd::Export(a) => containers::export(root, a),
         Cmd::Save(a) => images::save(root, a),
         Cmd::Load(a) => images::load(root, a),
         Cmd::Pull(a) => images::pull(root, a),

@@ -434,6 +434,115 @@ fn docker_run_and_create_make_skiff_containers() {
     // skiff's CLI sees what docker made, with its environment.
     let env = r.ok(&["exec", "web", "sh", "-c", "echo $GREETING"]);
     assert_eq!(env.trim(), "hi");
+    // docker update: the running container's cgroup takes the limits at once.
+    assert_eq!(
+        svc.ok(&[
+            "update",
+            "--memory",
+            "64m",
+            "--memory-swap",
+            "128m",
+            "--cpus",
+            "0.5",
+            "--pids-limit",
+            "50",
+            "--restart",
+            "on-failure:3",
+            "web"
+        ])
+        .trim(),
+        "web"
+    );
+    assert_eq!(
+        svc.ok(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}} {{.HostConfig.NanoCpus}} {{.HostConfig.PidsLimit}} {{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}",
+            "web"
+        ])
+        .trim(),
+        "67108864 134217728 500000000 50 on-failure:3"
+    );
+    // The limits in the container's cgroup (v1 controllers or the v2 unified tree).
+    let pid = r.ok(&["inspect", "-f", "{{.State.Pid}}", "web"]);
+    let limit = |v1: (&str, &str), v2: &str| -> String {
+        let groups = std::fs::read_to_string(format!("/proc/{}/cgroup", pid.trim())).unwrap();
+        let path = |want: &str| {
+            groups.lines().find_map(|l| {
+                let mut f = l.splitn(3, ':');
+                let (_, ctl, path) = (f.next()?, f.next()?, f.next()?);
+                (ctl.split(',').any(|c| c == want)).then(|| path.to_string())
+            })
+        };
+        let file = match path(v1.0) {
+            Some(p) => format!("/sys/fs/cgroup/{}{p}/{}", v1.0, v1.1),
+            None => format!("/sys/fs/cgroup{}/{v2}", path("").unwrap()),
+        };
+        let v = std::fs::read_to_string(&file).unwrap();
+        v.split_whitespace().next().unwrap().to_string()
+    };
+    let memory = || limit(("memory", "memory.limit_in_bytes"), "memory.max");
+    assert_eq!(memory(), "67108864");
+    assert_eq!(limit(("cpu", "cpu.cfs_quota_us"), "cpu.max"), "50000");
+    assert_eq!(limit(("pids", "pids.max"), "pids.max"), "50");
+    // skiff's own verb, and docker's refusals.
+    assert_eq!(r.ok(&["update", "-m", "32m", "web"]).trim(), "web");
+    assert_eq!(memory(), "33554432");
+    // Raised above the swap limit set before, with it (cgroup v1 orders the writes).
+    svc.ok(&["update", "--memory", "256m", "--memory-swap", "512m", "web"]);
+    assert_eq!(memory(), "268435456");
+    let o = svc.docker(&["update", "--memory", "1g", "web"]);
+    assert!(
+        text(&o).contains("update the memoryswap at the same time"),
+        "{}",
+        text(&o)
+    );
+    let o = svc.docker(&["update", "--memory", "1m", "web"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("Minimum memory limit allowed is 6MB"),
+        "{}",
+        text(&o)
+    );
+    let o = svc.docker(&["update", "--blkio-weight", "500", "web"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("BlkioWeight is not supported"),
+        "{}",
+        text(&o)
+    );
+    let o = r.run(&["update", "web"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("one or more flags"), "{}", text(&o));
+    let o = svc.docker(&["update", "-m", "64m", "nosuch"]);
+    assert!(text(&o).contains("No such container"), "{}", text(&o));
+    // A restart policy set on a running container is the one its monitor follows.
+    svc.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "flaky",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1; exit 3",
+    ]);
+    svc.ok(&["update", "--restart", "on-failure:2", "flaky"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = svc.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.RestartCount}}",
+            "flaky",
+        ]);
+        if st.trim() == "exited 2" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not restarted twice: {st}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    svc.ok(&["rm", "flaky"]);
     // A name in use is a conflict.
     let o = svc.docker(&["run", "-d", "--name", "web", "busybox", "true"]);
     assert_eq!(o.status.code(), Some(125), "{}", text(&o));
@@ -1734,6 +1843,81 @@ fn docker_cp_copies_both_ways_inside_the_container_root() {
     let e = ar.entries().unwrap().next().unwrap().unwrap();
     assert_eq!(e.path().unwrap().to_str().unwrap(), "mark");
     svc.ok(&["rm", "-f", "cpweb"]);
+
+    // docker export: the container's own tree, not what is mounted over it.
+    svc.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "expweb",
+        "--network",
+        "none",
+        "-v",
+        "expvol:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo v > /data/invol; echo l > /root/inlayer; exec sleep 300",
+    ]);
+    svc.until_exec(
+        "expweb",
+        &["test", "-f", "/root/inlayer"],
+        "write its files",
+    );
+    let listing = |tar_bytes: &[u8]| -> Vec<(String, String)> {
+        let mut ar = tar::Archive::new(tar_bytes);
+        ar.entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let name = e
+                    .path()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .trim_end_matches('/')
+                    .to_string();
+                let mut body = Vec::new();
+                if e.header().entry_type().is_file() {
+                    e.read_to_end(&mut body).unwrap();
+                }
+                (name, String::from_utf8_lossy(&body).into_owned())
+            })
+            .collect()
+    };
+    let o = svc.docker(&["export", "expweb"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let entries = listing(&o.stdout);
+    let has = |n: &str| entries.iter().any(|(name, _)| name == n);
+    assert!(
+        entries
+            .iter()
+            .any(|e| e == &("root/inlayer".to_string(), "l\n".to_string())),
+        "{entries:?}"
+    );
+    assert!(has("bin/sh") && has("data") && has("proc"), "{entries:?}");
+    assert!(
+        !entries
+            .iter()
+            .any(|(n, _)| n.starts_with('/') || n.starts_with("data/") || n.starts_with("proc/")),
+        "mounted trees are not exported: {entries:?}"
+    );
+    // A stopped container, through skiff's own verb, into a file.
+    svc.ok(&["stop", "-t", "0", "expweb"]);
+    r.ok(&["export", "-o", &w("exp.tar"), "expweb"]);
+    let entries = listing(&std::fs::read(work.join("exp.tar")).unwrap());
+    assert!(
+        entries
+            .iter()
+            .any(|e| e == &("root/inlayer".to_string(), "l\n".to_string())),
+        "{entries:?}"
+    );
+    assert!(!entries.iter().any(|(n, _)| n.starts_with("data/")));
+    let o = svc.docker(&["export", "nosuch"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("No such container"), "{}", text(&o));
+    svc.ok(&["rm", "-f", "-v", "expweb"]);
+    svc.ok(&["volume", "rm", "expvol"]);
 }
 
 #[test]

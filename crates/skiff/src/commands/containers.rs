@@ -116,6 +116,78 @@ pub(crate) struct CommitArgs {
 }
 
 #[derive(Args)]
+pub(crate) struct UpdateArgs {
+    /// Number of CPUs
+    #[arg(long)]
+    cpus: Option<String>,
+    /// Limit CPU CFS (Completely Fair Scheduler) period
+    #[arg(long)]
+    cpu_period: Option<u64>,
+    /// Limit CPU CFS (Completely Fair Scheduler) quota
+    #[arg(long, allow_hyphen_values = true)]
+    cpu_quota: Option<i64>,
+    /// CPU shares (relative weight)
+    #[arg(short = 'c', long)]
+    cpu_shares: Option<u64>,
+    /// CPUs in which to allow execution (0-3, 0,1)
+    #[arg(long)]
+    cpuset_cpus: Option<String>,
+    /// MEMs in which to allow execution (0-3, 0,1)
+    #[arg(long)]
+    cpuset_mems: Option<String>,
+    /// Memory limit
+    #[arg(short = 'm', long)]
+    memory: Option<String>,
+    /// Swap limit equal to memory plus swap: -1 to enable unlimited swap
+    #[arg(long, allow_hyphen_values = true)]
+    memory_swap: Option<String>,
+    /// Tune container pids limit (set -1 for unlimited)
+    #[arg(long, allow_hyphen_values = true)]
+    pids_limit: Option<i64>,
+    /// Restart policy to apply when a container exits
+    #[arg(long)]
+    restart: Option<String>,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// `skiff update`: new resource limits or restart policy for containers, running or
+/// not (`docker update`); prints each container as given.
+pub(crate) fn update(root: &Path, a: UpdateArgs) -> Result<i32> {
+    let limits = skiff_engine::Limits {
+        memory: a.memory,
+        memory_swap: a.memory_swap,
+        cpus: a.cpus,
+        cpu_period: a.cpu_period,
+        cpu_quota: a.cpu_quota,
+        cpu_shares: a.cpu_shares,
+        pids_limit: a.pids_limit,
+        cpuset_cpus: a.cpuset_cpus,
+        cpuset_mems: a.cpuset_mems,
+    };
+    if limits.is_empty() && a.restart.is_none() {
+        return Err(Exit(
+            1,
+            "You must provide one or more flags when using this command.".into(),
+        )
+        .into());
+    }
+    each(root, &a.containers, |e, c| {
+        e.update(c, &limits, a.restart.as_deref())?;
+        println!("{c}");
+        Ok(())
+    })
+}
+
+#[derive(Args)]
+pub(crate) struct ExportArgs {
+    /// Write to a file, instead of STDOUT
+    #[arg(short = 'o', long)]
+    output: Option<PathBuf>,
+    container: String,
+}
+
+#[derive(Args)]
 pub(crate) struct CpArgs {
     source: String,
     destination: String,
@@ -525,6 +597,89 @@ pub(crate) fn diff(root: &Path, container: &str) -> Result<i32> {
         };
         println!("{k} {path}");
     }
+    Ok(0)
+}
+
+/// `skiff export [-o FILE] CONTAINER`: the container's filesystem as a tar stream,
+/// without what is mounted over it (volumes, `/proc`, the managed `/etc` files), as
+/// `docker export`. Done by the archive helper, chrooted into the container's root.
+pub(crate) fn export(root: &Path, a: ExportArgs) -> Result<i32> {
+    use skiff_engine::archive::ArchiveOp;
+    use std::io::{BufRead as _, Write as _};
+    let ExportArgs { output, container } = a;
+    if output.is_none() && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        return Err(Exit(
+            1,
+            "cowardly refusing to save to a terminal. Use the -o flag or redirect".into(),
+        )
+        .into());
+    }
+    let e = engine(root)?;
+    let ctr = e.get(&container)?;
+    let mut child = e
+        .archive_command(&ctr.record.id, ArchiveOp::Export, "/")
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .context("starting the archive helper")?;
+    let mut out = std::io::BufReader::with_capacity(
+        64 << 10,
+        child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow!("the archive helper has no output"))?,
+    );
+    let failed = |out: std::process::Output| -> anyhow::Error {
+        let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        Exit(1, format!("Error response from daemon: {msg}")).into()
+    };
+    let mut line = String::new();
+    let _ = out.by_ref().take(64 << 10).read_line(&mut line);
+    if !line.ends_with('\n') {
+        drop(out);
+        return Err(failed(child.wait_with_output()?));
+    }
+    let copied = match &output {
+        Some(p) => {
+            let tmp = p.with_extension("skiff-tmp");
+            let written = std::fs::File::create(&tmp)
+                .map_err(|err| anyhow!("{}: {err}", p.display()))
+                .and_then(|f| {
+                    let mut w = std::io::BufWriter::new(f);
+                    std::io::copy(&mut out, &mut w)?;
+                    w.flush()?;
+                    Ok(())
+                });
+            let done = child.wait_with_output()?;
+            match written {
+                Ok(()) if done.status.success() => {
+                    std::fs::rename(&tmp, p)?;
+                    Ok(())
+                }
+                Ok(()) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    Err(failed(done))
+                }
+                Err(err) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    Err(err)
+                }
+            }
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut w = stdout.lock();
+            std::io::copy(&mut out, &mut w).context("writing the archive")?;
+            w.flush()?;
+            let done = child.wait_with_output()?;
+            if done.status.success() {
+                Ok(())
+            } else {
+                Err(failed(done))
+            }
+        }
+    };
+    copied?;
+    skiff_engine::events::container(&e.root, &ctr, "export", &[]);
     Ok(0)
 }
 

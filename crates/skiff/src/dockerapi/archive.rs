@@ -77,7 +77,7 @@ pub(super) fn archive(req: &Req, id: &str) -> Answer {
     })
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
-    let mut child = cmd
+    let child = cmd
         .spawn()
         .map_err(|err| anyhow::anyhow!("starting the archive helper: {err}"))?;
     if !matches!(op, ArchiveOp::Get) {
@@ -94,7 +94,18 @@ pub(super) fn archive(req: &Req, id: &str) -> Answer {
         }
         return Ok(r);
     }
-    // A read: the stat line first (or the failure), then the stream.
+    let (line, mut r) = stream(child, &path, id)?;
+    r.headers_mut().insert(STAT_HEADER, stat_header(&line)?);
+    Ok(r)
+}
+
+/// A reading helper's answer: its stat line first (or, instead, its failure), then its
+/// tar stream as the body. The helper is killed when the client leaves.
+fn stream(
+    mut child: std::process::Child,
+    path: &str,
+    id: &str,
+) -> Result<(Vec<u8>, hyper::Response<super::Body>), ApiError> {
     let (Some(stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
         return Err(anyhow::anyhow!("the archive helper has no output pipes").into());
     };
@@ -111,10 +122,9 @@ pub(super) fn archive(req: &Req, id: &str) -> Answer {
         let status = child
             .wait()
             .map_err(|err| anyhow::anyhow!("waiting for the archive helper: {err}"))?;
-        return Err(failed(status, &errors, &path, id));
+        return Err(failed(status, &errors, path, id));
     }
-    let header = stat_header(&line)?;
-    let mut r = super::streamed_with(16, "application/x-tar", "docker-api-archive", move |tx| {
+    let r = super::streamed_with(16, "application/x-tar", "docker-api-archive", move |tx| {
         let mut buf = vec![0u8; 64 << 10];
         loop {
             match out.read(&mut buf) {
@@ -131,6 +141,20 @@ pub(super) fn archive(req: &Req, id: &str) -> Answer {
         drop(stderr);
         let _ = child.wait();
     })?;
-    r.headers_mut().insert(STAT_HEADER, header);
+    Ok((line, r))
+}
+
+/// `GET /containers/{id}/export`: the container's filesystem as a tar stream, its
+/// mounts left out (`docker export`).
+pub(super) fn export(req: &Req, id: &str) -> Answer {
+    let e = req.engine()?;
+    let c = e.get(id)?;
+    let child = e
+        .archive_command(&c.record.id, ArchiveOp::Export, "/")
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|err| anyhow::anyhow!("starting the archive helper: {err}"))?;
+    let (_, r) = stream(child, "/", id)?;
+    skiff_engine::events::container(&e.root, &c, "export", &[]);
     Ok(r)
 }

@@ -84,7 +84,7 @@ fn object<'a>(
 
 /// Refuses a field skiff does not apply when the client set it: a silently dropped
 /// setting would be a container other than the one asked for.
-fn unsupported(h: &Map<String, Value>, fields: &[&str]) -> Result<(), ApiError> {
+fn unsupported(h: &Map<String, Value>, prefix: &str, fields: &[&str]) -> Result<(), ApiError> {
     for f in fields {
         let set = match h.get(*f) {
             None | Some(Value::Null) | Some(Value::Bool(false)) => false,
@@ -97,11 +97,115 @@ fn unsupported(h: &Map<String, Value>, fields: &[&str]) -> Result<(), ApiError> 
         if set {
             return Err(ApiError(
                 StatusCode::NOT_IMPLEMENTED,
-                format!("HostConfig.{f} is not supported by skiff's Docker API yet"),
+                format!("{prefix}{f} is not supported by skiff's Docker API yet"),
             ));
         }
     }
     Ok(())
+}
+
+/// Resource settings skiff does not apply (refused when set, in a create or an update).
+const UNSUPPORTED_LIMITS: &[&str] = &[
+    "BlkioWeight",
+    "BlkioWeightDevice",
+    "BlkioDeviceReadBps",
+    "BlkioDeviceWriteBps",
+    "BlkioDeviceReadIOps",
+    "BlkioDeviceWriteIOps",
+    "CpuRealtimePeriod",
+    "CpuRealtimeRuntime",
+    "KernelMemory",
+    "KernelMemoryTCP",
+    "MemoryReservation",
+    "OomKillDisable",
+    "CpuCount",
+    "CpuPercent",
+    "IOMaximumIOps",
+    "IOMaximumBandwidth",
+];
+
+/// docker's resource fields (a create's HostConfig, an update's body) as the engine's
+/// limits; 0 or absent is "not set".
+fn limits(h: &Map<String, Value>, prefix: &str) -> Result<skiff_engine::Limits, ApiError> {
+    let field = |f: &str| format!("{prefix}{f}");
+    // The docker CLI sends -1 for "the kernel's default swappiness".
+    if h.get("MemorySwappiness")
+        .and_then(Value::as_i64)
+        .is_some_and(|n| n != -1)
+    {
+        return Err(ApiError(
+            StatusCode::NOT_IMPLEMENTED,
+            format!("{prefix}MemorySwappiness is not supported by skiff's Docker API yet"),
+        ));
+    }
+    let nano = int(h.get("NanoCpus"), &field("NanoCpus"))?;
+    let unsigned = |f: &str| -> Result<Option<u64>, ApiError> {
+        int(h.get(f), &field(f))?
+            .map(|n| {
+                u64::try_from(n)
+                    .map_err(|_| ApiError::bad(format!("{} must not be negative", field(f))))
+            })
+            .transpose()
+    };
+    Ok(skiff_engine::Limits {
+        memory: int(h.get("Memory"), &field("Memory"))?.map(|n| n.to_string()),
+        memory_swap: int(h.get("MemorySwap"), &field("MemorySwap"))?.map(|n| n.to_string()),
+        cpus: nano.map(|n| format!("{}", n as f64 / 1e9)),
+        cpu_period: unsigned("CpuPeriod")?,
+        cpu_quota: int(h.get("CpuQuota"), &field("CpuQuota"))?,
+        cpu_shares: unsigned("CpuShares")?,
+        pids_limit: int(h.get("PidsLimit"), &field("PidsLimit"))?,
+        cpuset_cpus: string(h.get("CpusetCpus"), &field("CpusetCpus"))?,
+        cpuset_mems: string(h.get("CpusetMems"), &field("CpusetMems"))?,
+    })
+}
+
+/// docker's `RestartPolicy` object as `--restart`'s value (`None`: not set).
+fn restart_policy(h: &Map<String, Value>, prefix: &str) -> Result<Option<String>, ApiError> {
+    let what = format!("{prefix}RestartPolicy");
+    Ok(match object(h.get("RestartPolicy"), &what)? {
+        Some(p) => match p.get("Name").and_then(|v| v.as_str()).unwrap_or("") {
+            "" => None,
+            "no" => Some("no".into()),
+            "on-failure" => Some(
+                match int(p.get("MaximumRetryCount"), "MaximumRetryCount")? {
+                    Some(n) => format!("on-failure:{n}"),
+                    None => "on-failure".into(),
+                },
+            ),
+            other => Some(other.to_string()),
+        },
+        None => None,
+    })
+}
+
+/// `POST /containers/{id}/update`: new limits and restart policy (`docker update`);
+/// 200 `{"Warnings": []}`.
+pub(super) fn update(req: &Req, id: &str) -> Answer {
+    let body = req.json_body("the update")?;
+    let Value::Object(b) = &body else {
+        return Err(ApiError::bad("the update body must be a JSON object"));
+    };
+    unsupported(b, "", UNSUPPORTED_LIMITS)?;
+    unsupported(
+        b,
+        "",
+        &[
+            "Devices",
+            "DeviceCgroupRules",
+            "DeviceRequests",
+            "Ulimits",
+            "CgroupParent",
+        ],
+    )?;
+    let l = limits(b, "")?;
+    let restart = restart_policy(b, "")?;
+    let e = req.engine()?;
+    e.update(id, &l, restart.as_deref())?;
+    Ok(super::json_response(
+        StatusCode::OK,
+        &json!({ "Warnings": [] }),
+    ))
 }
 
 /// The engine's options for docker's create body.
@@ -143,17 +247,19 @@ pub(super) fn options(body: &Value, name: Option<String>) -> Result<CreateOption
     let h = object(c.get("HostConfig"), "HostConfig")?.unwrap_or(&empty);
     unsupported(
         h,
+        "HostConfig.",
         &[
             "PublishAllPorts",
             "Dns",
             "DnsOptions",
             "DnsSearch",
             "Sysctls",
-            "BlkioWeight",
             "DeviceRequests",
             "Runtime",
+            "CpusetMems",
         ],
     )?;
+    unsupported(h, "HostConfig.", UNSUPPORTED_LIMITS)?;
     let mut publish = Vec::new();
     if let Some(pb) = object(h.get("PortBindings"), "HostConfig.PortBindings")? {
         for (port, binds) in pb {
@@ -211,19 +317,7 @@ pub(super) fn options(body: &Value, name: Option<String>) -> Result<CreateOption
             }
         }
     }
-    let restart = match object(h.get("RestartPolicy"), "HostConfig.RestartPolicy")? {
-        Some(p) => match p.get("Name").and_then(|v| v.as_str()).unwrap_or("") {
-            "" | "no" => None,
-            "on-failure" => Some(
-                match int(p.get("MaximumRetryCount"), "MaximumRetryCount")? {
-                    Some(n) => format!("on-failure:{n}"),
-                    None => "on-failure".into(),
-                },
-            ),
-            other => Some(other.to_string()),
-        },
-        None => None,
-    };
+    let restart = restart_policy(h, "HostConfig.")?;
     let ulimits = match h.get("Ulimits") {
         Some(Value::Array(u)) => u
             .iter()
@@ -266,7 +360,7 @@ pub(super) fn options(body: &Value, name: Option<String>) -> Result<CreateOption
             network_aliases.extend(strings(ep.get("Aliases"), "Aliases")?);
         }
     }
-    let nano = int(h.get("NanoCpus"), "HostConfig.NanoCpus")?;
+    let l = limits(h, "HostConfig.")?;
     let signal = string(c.get("StopSignal"), "StopSignal")?;
     Ok(CreateOptions {
         image,
@@ -284,14 +378,14 @@ pub(super) fn options(body: &Value, name: Option<String>) -> Result<CreateOption
         ipc: string(h.get("IpcMode"), "HostConfig.IpcMode")?,
         uts: string(h.get("UTSMode"), "HostConfig.UTSMode")?,
         links: strings(h.get("Links"), "HostConfig.Links")?,
-        memory: int(h.get("Memory"), "HostConfig.Memory")?.map(|n| n.to_string()),
-        memory_swap: int(h.get("MemorySwap"), "HostConfig.MemorySwap")?.map(|n| n.to_string()),
-        cpus: nano.map(|n| format!("{}", n as f64 / 1e9)),
-        cpu_period: int(h.get("CpuPeriod"), "HostConfig.CpuPeriod")?.map(|n| n as u64),
-        cpu_quota: int(h.get("CpuQuota"), "HostConfig.CpuQuota")?,
-        cpu_shares: int(h.get("CpuShares"), "HostConfig.CpuShares")?.map(|n| n as u64),
-        pids_limit: int(h.get("PidsLimit"), "HostConfig.PidsLimit")?,
-        cpuset_cpus: string(h.get("CpusetCpus"), "HostConfig.CpusetCpus")?,
+        memory: l.memory,
+        memory_swap: l.memory_swap,
+        cpus: l.cpus,
+        cpu_period: l.cpu_period,
+        cpu_quota: l.cpu_quota,
+        cpu_shares: l.cpu_shares,
+        pids_limit: l.pids_limit,
+        cpuset_cpus: l.cpuset_cpus,
         restart,
         auto_remove: flag(h.get("AutoRemove"), "HostConfig.AutoRemove")?,
         tty: flag(c.get("Tty"), "Tty")?,

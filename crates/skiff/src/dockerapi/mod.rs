@@ -7,13 +7,14 @@
 //! containers, and containers keep running when the service stops. The service exits
 //! after `--time` seconds without a connection (0: never).
 //!
-//! What is served so far: `/_ping`, `/version`, `/info`, `/system/df`; containers:
-//! list, create, start, inspect, logs, attach (hijacked), resize, top, stats, rename,
-//! stop, kill, restart, pause, unpause, wait, remove and prune; exec: create, start
-//! (hijacked or detached), inspect, resize; images: pull (`/images/create`), list,
-//! inspect, history, tag, remove, prune (dangling ones, and the build cache); networks: list, inspect,
-//! create, remove, connect, disconnect, prune; volumes: list, inspect, create, remove,
-//! prune.
+//! What is served (the README's "Served so far" has the details): `/_ping`, `/version`,
+//! `/info`, `/system/df`, `/events`, `/build`, `/commit`; containers: list, create,
+//! start, inspect, logs, attach (hijacked), resize, top, stats, changes, export, update,
+//! archive (GET/HEAD/PUT), rename, stop, kill, restart, pause, unpause, wait, remove,
+//! prune; exec: create, start (hijacked or detached), inspect, resize; images: pull and
+//! import (`/images/create`), list, inspect, history, tag, remove, prune, push, save
+//! (`get`), load; networks: list, inspect, create, remove, connect, disconnect, prune;
+//! volumes: list, inspect, create, remove, prune.
 //! Any other endpoint answers 501 with a message naming it: it is not built yet, and
 //! says so.
 
@@ -614,6 +615,7 @@ fn route(req: &Req) -> Answer {
         (&Method::POST, ["exec", id, "resize"]) => exec::resize(req, id),
         (&Method::GET, ["exec", id, "json"]) => exec::inspect(req, id),
         (&Method::POST, ["containers", id, "rename"]) => containers::rename(req, id),
+        (&Method::POST, ["containers", id, "update"]) => create::update(req, id),
         (&Method::POST, ["containers", id, "stop"]) => containers::stop(req, id),
         (&Method::POST, ["containers", id, "kill"]) => containers::kill(req, id),
         (&Method::POST, ["containers", id, "restart"]) => create::restart(req, id),
@@ -629,6 +631,7 @@ fn route(req: &Req) -> Answer {
         (&Method::POST, ["build"]) => build::build(req),
         (&Method::POST, ["commit"]) => containers::commit(req),
         (&Method::GET, ["containers", id, "changes"]) => containers::changes(req, id),
+        (&Method::GET, ["containers", id, "export"]) => archive::export(req, id),
         (&Method::GET, ["events"]) => events::events(req),
         (&Method::POST, ["images", "load"]) => transfer::load(req),
         (&Method::GET, ["images", "get"]) => transfer::save(req, None),
