@@ -2075,3 +2075,48 @@ fn docker_events_streams_what_the_cli_and_the_api_do() {
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "4");
 }
+
+#[test]
+fn docker_login_checks_credentials_with_the_registry() {
+    let reg = skiff_testsupport::registry::Registry::basic("alice", "s3cret");
+    let r = Root::with_busybox(EXE);
+    let svc = Service::start(&r, "login.sock", &["--time", "0"]);
+    let o = svc.docker(&["login", "-u", "alice", "-p", "wrong", &reg.host]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("unauthorized"), "{}", text(&o));
+    let (status, _) = svc.raw_json(
+        "POST",
+        "/v1.50/auth",
+        &format!(
+            r#"{{"username":"alice","password":"nope","serveraddress":"{}"}}"#,
+            reg.host
+        ),
+    );
+    assert_eq!(status, 401);
+    let mut child = Command::new(docker_bin())
+        .args(["login", "-u", "alice", "--password-stdin", &reg.host])
+        .env("DOCKER_HOST", format!("unix://{}", svc.sock.display()))
+        .env("DOCKER_CONFIG", svc.sock.with_extension("dockercfg"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("Login Succeeded"), "{}", text(&o));
+    // The CLI keeps the credentials and sends them with a push.
+    let reference = format!("{}/team/bb:1", reg.host);
+    svc.ok(&["tag", "busybox", &reference]);
+    svc.ok(&["push", &reference]);
+    // The raw API: what is missing or of the wrong type is a 400.
+    let (status, body) = svc.raw_json(
+        "POST",
+        "/v1.50/auth",
+        &format!(r#"{{"username":"alice","serveraddress":"{}"}}"#, reg.host),
+    );
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = svc.raw_json("POST", "/v1.50/auth", r#"{"username":7}"#);
+    assert_eq!(status, 400);
+}

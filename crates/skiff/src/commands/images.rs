@@ -530,7 +530,7 @@ pub(crate) fn push(root: &Path, a: PushArgs) -> Result<i32> {
 }
 
 /// The registry a login names: `docker.io` for none, the host of a URL.
-fn login_server(server: Option<String>) -> String {
+pub(crate) fn login_server(server: Option<String>) -> String {
     match server {
         None => "docker.io".into(),
         Some(s) => {
@@ -636,27 +636,36 @@ pub(crate) fn login(a: LoginArgs) -> Result<i32> {
     let opts = registry_options(None)?;
     let rt = tokio_runtime()?;
     rt.block_on(skiff_registry::login(&server, &opts, creds.clone()))
-        .map_err(|e| match e {
-            skiff_registry::Error::Status { .. } => {
-                let base = if skiff_registry::is_loopback(&server)
-                    || opts.insecure_registries.contains(&server)
-                {
-                    "http"
-                } else {
-                    "https"
-                };
-                daemon_error(format!(
-                    "Get \"{base}://{}/v2/\": {e}",
-                    skiff_registry::endpoint_host(&server)
-                ))
-            }
-            e => daemon_error(e),
-        })?;
+        .map_err(|e| daemon_error(login_failure(&server, &opts, e)))?;
     opts.auth_file
         .store(&server, &creds)
         .map_err(|e| anyhow!("storing the credentials: {e}"))?;
     println!("Login Succeeded");
     Ok(0)
+}
+
+/// Why a login to `server` failed, as dockerd says it: a refusal names the URL it asked.
+pub(crate) fn login_failure(
+    server: &str,
+    opts: &skiff_registry::Options,
+    e: skiff_registry::Error,
+) -> String {
+    match e {
+        skiff_registry::Error::Status { .. } => {
+            let base = if skiff_registry::is_loopback(server)
+                || opts.insecure_registries.iter().any(|r| r == server)
+            {
+                "http"
+            } else {
+                "https"
+            };
+            format!(
+                "Get \"{base}://{}/v2/\": {e}",
+                skiff_registry::endpoint_host(server)
+            )
+        }
+        e => e.to_string(),
+    }
 }
 
 pub(crate) fn logout(a: LogoutArgs) -> Result<i32> {

@@ -8,7 +8,7 @@
 //! after `--time` seconds without a connection (0: never).
 //!
 //! What is served (the README's "Served so far" has the details): `/_ping`, `/version`,
-//! `/info`, `/system/df`, `/events`, `/build`, `/commit`; containers: list, create,
+//! `/info`, `/auth`, `/system/df`, `/events`, `/build`, `/commit`; containers: list, create,
 //! start, inspect, logs, attach (hijacked), resize, top, stats, changes, export, update,
 //! archive (GET/HEAD/PUT), rename, stop, kill, restart, pause, unpause, wait, remove,
 //! prune; exec: create, start (hijacked or detached), inspect, resize; images: pull and
@@ -599,6 +599,7 @@ fn route(req: &Req) -> Answer {
     match (m, p.as_slice()) {
         (&Method::GET | &Method::HEAD, ["_ping"]) => system::ping(m == Method::HEAD),
         (&Method::GET, ["version"]) => system::version(),
+        (&Method::POST, ["auth"]) => system::auth(req),
         (&Method::GET, ["info"]) => system::info(&req.root),
         (&Method::GET, ["system", "df"]) => system::df(req),
         (&Method::GET, ["containers", "json"]) => containers::list(req),

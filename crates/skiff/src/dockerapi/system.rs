@@ -29,6 +29,49 @@ pub(super) fn ping(head: bool) -> Answer {
 }
 
 /// `GET /version`.
+/// `POST /auth` (`docker login`): checks the credentials with the registry, as dockerd
+/// does; the client keeps them (the docker CLI in its own config.json). 200 `{"Status":
+/// "Login Succeeded"}`, 401 with the registry's refusal.
+pub(super) fn auth(req: &Req) -> Answer {
+    let body = req.json_body("the login")?;
+    let field = |f: &str| -> Result<String, ApiError> {
+        match body.get(f) {
+            None | Some(Value::Null) => Ok(String::new()),
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(_) => Err(ApiError::bad(format!("{f} must be a string"))),
+        }
+    };
+    let (username, password) = (field("username")?, field("password")?);
+    if !field("identitytoken")?.is_empty() {
+        return Err(ApiError(
+            StatusCode::NOT_IMPLEMENTED,
+            "identitytoken logins are not supported by skiff's Docker API yet".into(),
+        ));
+    }
+    if username.is_empty() || password.is_empty() {
+        return Err(ApiError::bad("a login needs a username and a password"));
+    }
+    let address = field("serveraddress")?;
+    let server = crate::commands::images::login_server((!address.is_empty()).then_some(address));
+    let opts = crate::commands::images::registry_options(None)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("starting the login: {e}"))?;
+    let creds = skiff_registry::Credentials { username, password };
+    match rt.block_on(skiff_registry::login(&server, &opts, creds)) {
+        Ok(()) => ok(json!({ "Status": "Login Succeeded", "IdentityToken": "" })),
+        Err(e @ skiff_registry::Error::Status { .. }) => Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            crate::commands::images::login_failure(&server, &opts, e),
+        )),
+        Err(e) => Err(ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            crate::commands::images::login_failure(&server, &opts, e),
+        )),
+    }
+}
+
 pub(super) fn version() -> Answer {
     let v = env!("CARGO_PKG_VERSION");
     let arch = skiff_image::host_arch();
