@@ -705,7 +705,14 @@ impl Engine {
             }
         }
         let removed = self.images.remove(reference, force)?;
-        for ev in &removed {
+        self.image_events(&removed, Some(reference));
+        Ok(removed)
+    }
+
+    /// Writes `untag`/`delete` events for what an image removal did (`name`: what the
+    /// client named, else each event's own).
+    fn image_events(&self, removed: &[skiff_image::RemoveEvent], name: Option<&str>) {
+        for ev in removed {
             let (action, id) = match ev {
                 skiff_image::RemoveEvent::Untagged(n) => ("untag", n),
                 skiff_image::RemoveEvent::Deleted(d) => ("delete", d),
@@ -715,10 +722,35 @@ impl Engine {
                 "image",
                 action,
                 id,
-                [("name".to_string(), reference.to_string())].into(),
+                [("name".to_string(), name.unwrap_or(id).to_string())].into(),
             );
         }
-        Ok(removed)
+    }
+
+    /// `docker image prune [-a]`: the images no container uses (without `all`, only
+    /// nameless ones), what was removed and the bytes freed.
+    pub fn prune_images(&self, all: bool) -> Result<(Vec<skiff_image::RemoveEvent>, u64)> {
+        let sizes: std::collections::HashMap<String, u64> = self
+            .images
+            .list()?
+            .into_iter()
+            .map(|i| (i.id, i.size))
+            .collect();
+        let used: Vec<String> = self
+            .list()?
+            .into_iter()
+            .map(|c| c.record.image_id)
+            .collect();
+        let removed = self.images.prune(&used, all)?;
+        self.image_events(&removed, None);
+        let freed = removed
+            .iter()
+            .filter_map(|ev| match ev {
+                skiff_image::RemoveEvent::Deleted(id) => sizes.get(id),
+                _ => None,
+            })
+            .sum();
+        Ok((removed, freed))
     }
 
     /// Set the size of a running container's terminal (docker's `resize`).

@@ -823,24 +823,21 @@ impl ImageStore {
         Ok(events)
     }
 
-    /// Deletes images that have no name and no child image (docker's dangling images,
-    /// including left-over build intermediates), repeatedly; returns the deleted ids.
-    pub fn prune_dangling(&self) -> Result<Vec<String>> {
-        self.prune_dangling_keeping(&[])
-    }
-
-    /// [`ImageStore::prune_dangling`], keeping the images whose ids are in `keep` (the
-    /// engine passes the images its containers use) and so their ancestors too.
-    pub fn prune_dangling_keeping(&self, keep: &[String]) -> Result<Vec<String>> {
-        let removed = self.update(|repos| {
-            let mut removed = Vec::new();
+    /// Deletes the images whose ids are not in `keep` (the engine passes the images its
+    /// containers use) and that no remaining image descends from, repeatedly (so the
+    /// ancestors of kept images stay): without `all` only those without a name (docker's
+    /// dangling images, build intermediates left over); with `all` every such image,
+    /// its names untagged first (`docker image prune -a`).
+    pub fn prune(&self, keep: &[String], all: bool) -> Result<Vec<RemoveEvent>> {
+        let events = self.update(|repos| {
+            let mut events = Vec::new();
             loop {
                 let victims: Vec<String> = repos
                     .images
                     .iter()
                     .filter(|(id, r)| {
                         !keep.contains(id)
-                            && repos.names_of(&r.manifest).is_empty()
+                            && (all || repos.names_of(&r.manifest).is_empty())
                             && !repos
                                 .images
                                 .values()
@@ -852,14 +849,21 @@ impl ImageStore {
                     break;
                 }
                 for v in victims {
-                    repos.images.remove(&v);
-                    removed.push(v);
+                    if let Some(rec) = repos.images.remove(&v) {
+                        let mut names = repos.names_of(&rec.manifest);
+                        names.sort();
+                        for n in names {
+                            repos.refs.remove(&n);
+                            events.push(RemoveEvent::Untagged(familiar_name(&n)));
+                        }
+                    }
+                    events.push(RemoveEvent::Deleted(v));
                 }
             }
-            Ok(removed)
+            Ok(events)
         })?;
         self.gc()?;
-        Ok(removed)
+        Ok(events)
     }
 
     /// Deletes blobs, snapshots and cache entries no image refers to. Skipped (not an
@@ -1326,10 +1330,28 @@ pub(crate) mod tests {
             )
             .unwrap();
         assert!(s
-            .prune_dangling_keeping(std::slice::from_ref(&other.id))
+            .prune(std::slice::from_ref(&other.id), false)
             .unwrap()
             .is_empty());
-        assert_eq!(s.prune_dangling().unwrap(), vec![other.id.clone()]);
+        assert_eq!(
+            s.prune(&[], false).unwrap(),
+            vec![RemoveEvent::Deleted(other.id.clone())]
+        );
         assert!(s.resolve(&img.id).is_ok());
+        // With `all`, a named image goes too, untagged first; a kept one stays.
+        let third = s
+            .import_rootfs(
+                &tar::Builder::new(Vec::new()).into_inner().unwrap()[..],
+                Some("third:1"),
+            )
+            .unwrap();
+        assert_eq!(
+            s.prune(std::slice::from_ref(&img.id), true).unwrap(),
+            vec![
+                RemoveEvent::Untagged("third:1".into()),
+                RemoveEvent::Deleted(third.id.clone())
+            ]
+        );
+        assert!(s.resolve(&img.id).is_ok() && s.resolve("third:1").is_err());
     }
 }

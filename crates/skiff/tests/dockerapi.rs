@@ -1202,6 +1202,17 @@ fn images_volumes_and_networks_through_the_api() {
         "keep"
     );
     assert!(!svc.ok(&["network", "ls"]).contains("unused"));
+    // docker image prune -a: every image no container uses, untagged and deleted;
+    // the image of a running container stays.
+    svc.ok(&["commit", "keep", "spareimg:1"]);
+    let pruned = svc.ok(&["image", "prune", "-af"]);
+    assert!(
+        pruned.contains("untagged: spareimg:1") && pruned.contains("deleted: sha256:"),
+        "{pruned}"
+    );
+    assert!(pruned.contains("Total reclaimed space"), "{pruned}");
+    let images = svc.ok(&["images", "--format", "{{.Repository}}"]);
+    assert_eq!(images.trim(), "busybox", "{images}");
     svc.ok(&["rm", "-f", "keep"]);
     assert_eq!(r.ok(&["ps", "-aq"]).trim(), "");
 }

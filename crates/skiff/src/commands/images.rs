@@ -46,6 +46,9 @@ pub(crate) enum ImageCmd {
     Prune {
         #[arg(short = 'f', long)]
         force: bool,
+        /// Remove all unused images, not just dangling ones
+        #[arg(short = 'a', long)]
+        all: bool,
     },
 }
 
@@ -198,14 +201,25 @@ pub(crate) fn image(root: &Path, i: ImageCmd) -> Result<i32> {
             Ok(0)
         }
         ImageCmd::History { no_trunc, image } => print_history(root, no_trunc, false, &image),
-        ImageCmd::Prune { force: _ } => {
-            let e = engine(root)?;
-            let used: Vec<String> = e.list()?.into_iter().map(|c| c.record.image_id).collect();
-            println!("Deleted Images:");
-            for i in e.images.prune_dangling_keeping(&used)? {
-                println!("deleted: {i}");
-            }
+        ImageCmd::Prune { force: _, all } => {
+            let (removed, freed) = engine(root)?.prune_images(all)?;
+            print_pruned_images(&removed);
+            println!(
+                "\nTotal reclaimed space: {}",
+                crate::format::human_size(freed)
+            );
             Ok(0)
+        }
+    }
+}
+
+/// docker's `Deleted Images:` list (`untagged: NAME`, `deleted: ID`).
+pub(crate) fn print_pruned_images(removed: &[skiff_image::RemoveEvent]) {
+    println!("Deleted Images:");
+    for ev in removed {
+        match ev {
+            skiff_image::RemoveEvent::Untagged(n) => println!("untagged: {n}"),
+            skiff_image::RemoveEvent::Deleted(d) => println!("deleted: {d}"),
         }
     }
 }

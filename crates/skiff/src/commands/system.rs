@@ -94,7 +94,7 @@ pub(crate) fn system(root: &Path, s: SystemCmd) -> Result<i32> {
         SystemCmd::Service { time, uri } => service(root, time, uri),
         SystemCmd::Prune {
             force: _,
-            all: _,
+            all,
             volumes,
         } => {
             let e = engine(root)?;
@@ -105,12 +105,9 @@ pub(crate) fn system(root: &Path, s: SystemCmd) -> Result<i32> {
                     println!("{}", c.record.id);
                 }
             }
-            let used: Vec<String> = e.list()?.into_iter().map(|c| c.record.image_id).collect();
-            let imgs = e.images.prune_dangling_keeping(&used)?;
-            println!("\nDeleted Images:");
-            for i in imgs {
-                println!("deleted: {i}");
-            }
+            let (imgs, _) = e.prune_images(all)?;
+            println!();
+            super::images::print_pruned_images(&imgs);
             // docker prunes anonymous volumes with --volumes; unused anonymous volumes
             // left by removed containers are prunable here too.
             let (vols, _) = e.prune_volumes(volumes)?;

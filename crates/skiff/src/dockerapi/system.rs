@@ -314,49 +314,39 @@ pub(super) fn image_tag(req: &Req, name: &str) -> Answer {
 pub(super) fn image_remove(req: &Req, name: &str) -> Answer {
     let force = req.flag("force")?;
     let events = req.engine()?.remove_image(name, force)?;
-    ok(Value::Array(
-        events
-            .into_iter()
-            .map(|ev| match ev {
-                skiff_image::RemoveEvent::Untagged(n) => json!({ "Untagged": n }),
-                skiff_image::RemoveEvent::Deleted(d) => json!({ "Deleted": d }),
-            })
-            .collect(),
-    ))
+    ok(Value::Array(removed_json(&events)))
 }
 
-/// Removes the images no name and no container refers to (and no kept image
-/// descends from): their ids and the bytes freed.
-fn prune_dangling(req: &Req) -> Result<(Vec<String>, u64), ApiError> {
-    let e = req.engine()?;
-    let sizes: std::collections::HashMap<String, u64> = e
-        .images
-        .list()?
-        .into_iter()
-        .map(|i| (i.id, i.size))
-        .collect();
-    let used: Vec<String> = e.list()?.into_iter().map(|c| c.record.image_id).collect();
-    let removed = e.images.prune_dangling_keeping(&used)?;
-    let freed = removed.iter().filter_map(|id| sizes.get(id)).sum();
-    Ok((removed, freed))
+/// docker's `{"Untagged"}` / `{"Deleted"}` list of an image removal.
+fn removed_json(removed: &[skiff_image::RemoveEvent]) -> Vec<Value> {
+    removed
+        .iter()
+        .map(|ev| match ev {
+            skiff_image::RemoveEvent::Untagged(n) => json!({ "Untagged": n }),
+            skiff_image::RemoveEvent::Deleted(d) => json!({ "Deleted": d }),
+        })
+        .collect()
 }
 
-/// `POST /images/prune`: the dangling images (`dangling=false`, every unused image,
-/// is not built yet); `{"ImagesDeleted", "SpaceReclaimed"}`.
+/// `POST /images/prune`: the images no container uses: dangling ones, or with
+/// `dangling=false` (`docker image prune -a`) every one; `{"ImagesDeleted",
+/// "SpaceReclaimed"}`.
 pub(super) fn image_prune(req: &Req) -> Answer {
+    let mut all = false;
     for (name, value) in req.filters()? {
-        if !(name == "dangling" && matches!(value.as_str(), "true" | "1")) {
-            return Err(ApiError(
+        match (name.as_str(), value.as_str()) {
+            ("dangling", "true" | "1") => {}
+            ("dangling", "false" | "0") => all = true,
+            _ => return Err(ApiError(
                 StatusCode::NOT_IMPLEMENTED,
                 format!(
                     "image prune: the filter {name}={value} is not built yet in skiff's Docker API"
                 ),
-            ));
+            )),
         }
     }
-    let (removed, freed) = prune_dangling(req)?;
-    let deleted: Vec<Value> = removed.iter().map(|id| json!({ "Deleted": id })).collect();
-    ok(json!({ "ImagesDeleted": deleted, "SpaceReclaimed": freed }))
+    let (removed, freed) = req.engine()?.prune_images(all)?;
+    ok(json!({ "ImagesDeleted": removed_json(&removed), "SpaceReclaimed": freed }))
 }
 
 /// `POST /build/prune`: skiff's build cache is its untagged intermediate images, so
@@ -368,8 +358,15 @@ pub(super) fn build_prune(req: &Req) -> Answer {
             "build cache prune with --all or filters is not built yet in skiff's Docker API".into(),
         ));
     }
-    let (removed, freed) = prune_dangling(req)?;
-    ok(json!({ "CachesDeleted": removed, "SpaceReclaimed": freed }))
+    let (removed, freed) = req.engine()?.prune_images(false)?;
+    let deleted: Vec<&String> = removed
+        .iter()
+        .filter_map(|ev| match ev {
+            skiff_image::RemoveEvent::Deleted(id) => Some(id),
+            _ => None,
+        })
+        .collect();
+    ok(json!({ "CachesDeleted": deleted, "SpaceReclaimed": freed }))
 }
 
 /// `GET /system/df`: the images (with how many containers use each), containers (with
