@@ -727,6 +727,52 @@ impl Engine {
         }
     }
 
+    /// Records an image event as dockerd writes it: for `pull` and `push` the reference
+    /// (the Actor's ID) and its repository; for `tag`, `save`, `load` and `import` the
+    /// image's id and the name it was given.
+    pub fn image_event(&self, action: &str, reference: &str) {
+        let familiar = |r: &str| skiff_image::familiar_name(r);
+        let parsed = skiff_image::parse_reference(reference).ok();
+        let full = parsed
+            .as_ref()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| reference.to_string());
+        let (id, name) = match action {
+            "pull" | "push" => (
+                familiar(&full),
+                parsed
+                    .as_ref()
+                    .map(|r| familiar(&r.repository()))
+                    .unwrap_or_else(|| reference.to_string()),
+            ),
+            _ => (
+                self.images
+                    .resolve(reference)
+                    .map(|i| i.id)
+                    .unwrap_or_else(|_| reference.to_string()),
+                if reference.starts_with("sha256:") {
+                    reference.to_string()
+                } else {
+                    familiar(&full)
+                },
+            ),
+        };
+        crate::events::record(
+            &self.root,
+            "image",
+            action,
+            &id,
+            [("name".to_string(), name)].into(),
+        );
+    }
+
+    /// Tags `source` as `target` (`docker tag`), with its event.
+    pub fn tag_image(&self, source: &str, target: &str) -> Result<()> {
+        self.images.tag(source, target)?;
+        self.image_event("tag", target);
+        Ok(())
+    }
+
     /// `docker image prune [-a]`: the images no container uses (without `all`, only
     /// nameless ones), what was removed and the bytes freed.
     pub fn prune_images(&self, all: bool) -> Result<(Vec<skiff_image::RemoveEvent>, u64)> {

@@ -1990,6 +1990,10 @@ fn docker_events_streams_what_the_cli_and_the_api_do() {
     );
     let _ = follow.kill();
     let _ = follow.wait();
+    // Image events: a tag through the API, a save through skiff's own verb.
+    svc.ok(&["tag", "busybox", "evtag:1"]);
+    let saved = r.dir.join("evtag.tar");
+    r.ok(&["save", "-o", saved.to_str().unwrap(), "evtag:1"]);
     // Replayed with --since/--until, filtered by event and by name.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -2026,6 +2030,24 @@ fn docker_events_streams_what_the_cli_and_the_api_do() {
         "{{.Action}} {{.Actor.ID}}",
     ]);
     assert_eq!(vols, "create evvol\ndestroy evvol\n");
+    let images = svc.ok(&[
+        "events",
+        "--since",
+        &start.to_string(),
+        "--until",
+        &now.to_string(),
+        "--filter",
+        "type=image",
+        "--filter",
+        "event=tag",
+        "--filter",
+        "event=save",
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.ID}}",
+    ]);
+    let id = svc.ok(&["image", "inspect", "-f", "{{.Id}}", "evtag:1"]);
+    let id = id.trim();
+    assert_eq!(images, format!("tag evtag:1 {id}\nsave evtag:1 {id}\n"));
     // skiff's own events verb reads the same journal.
     let own = r.ok(&[
         "events",

@@ -217,6 +217,9 @@ pub(crate) fn restart(root: &Path, a: StopArgs) -> Result<i32> {
         let (_, first) = e.start(c, None)?;
         match first {
             Report::Started(_) => {
+                if let Ok(ctr) = e.get(c) {
+                    skiff_engine::events::container(&e.root, &ctr, "restart", &[]);
+                }
                 println!("{c}");
                 Ok(())
             }

@@ -197,7 +197,7 @@ pub(crate) fn image(root: &Path, i: ImageCmd) -> Result<i32> {
         } => list(root, quiet, no_trunc, false, repository),
         ImageCmd::Rm { force, images } => remove(root, force, &images),
         ImageCmd::Tag { source, target } => {
-            engine(root)?.images.tag(&source, &target)?;
+            engine(root)?.tag_image(&source, &target)?;
             Ok(0)
         }
         ImageCmd::History { no_trunc, image } => print_history(root, no_trunc, false, &image),
@@ -236,7 +236,7 @@ pub(crate) fn images(root: &Path, a: ImagesArgs) -> Result<i32> {
 }
 
 pub(crate) fn tag(root: &Path, a: TagArgs) -> Result<i32> {
-    engine(root)?.images.tag(&a.source, &a.target)?;
+    engine(root)?.tag_image(&a.source, &a.target)?;
     Ok(0)
 }
 
@@ -264,6 +264,7 @@ pub(crate) fn import(root: &Path, a: ImportArgs) -> Result<i32> {
     let img =
         e.images
             .import_rootfs_with(input, reference.as_deref(), config, message.as_deref())?;
+    e.image_event("import", &img.id);
     println!("{}", img.id);
     Ok(0)
 }
@@ -487,6 +488,7 @@ pub(crate) fn pull_image(
             display.clone(),
         ))
         .map_err(daemon_error)?;
+    e.image_event("pull", &pulled.reference.to_string());
     let shown = skiff_image::familiar_name(&pulled.reference.to_string());
     display.line(format!("Digest: {}", pulled.digest));
     if pulled.up_to_date {
@@ -532,6 +534,7 @@ pub(crate) fn push(root: &Path, a: PushArgs) -> Result<i32> {
             &e.images, &image, &opts, &push_opts, display,
         ))
         .map_err(daemon_error)?;
+    e.image_event("push", &image);
     if quiet {
         println!("{}@{}", parsed.repository(), pushed.digest);
     } else {
@@ -888,6 +891,9 @@ pub(crate) fn save(root: &Path, a: SaveArgs) -> Result<i32> {
             w.flush()?;
         }
     }
+    for r in refs {
+        e.image_event("save", r);
+    }
     Ok(0)
 }
 
@@ -902,6 +908,9 @@ pub(crate) fn load(root: &Path, a: LoadArgs) -> Result<i32> {
         }
         None => e.images.load(std::io::stdin().lock())?,
     };
+    for n in &names {
+        e.image_event("load", n);
+    }
     if !quiet {
         for n in names {
             if n.starts_with("sha256:") {

@@ -485,5 +485,6 @@ pub(super) fn restart(req: &Req, id: &str) -> Answer {
         e.stop_with(&c.record.id, t, signal.map(String::as_str))?;
     }
     start(req, &c.record.id)?;
+    skiff_engine::events::container(&e.root, &c, "restart", &[]);
     no_content(StatusCode::NO_CONTENT)
 }

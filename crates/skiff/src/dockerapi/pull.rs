@@ -126,6 +126,7 @@ pub(super) fn create(req: &Req) -> Answer {
         let lines = match pull_streaming(&e.images, &reference, &opts, &tx) {
             None => return,
             Some(Ok(p)) => {
+                e.image_event("pull", &p.reference.to_string());
                 let shown = skiff_image::familiar_name(&p.reference.to_string());
                 let status = if p.up_to_date {
                     format!("Status: Image is up to date for {shown}")

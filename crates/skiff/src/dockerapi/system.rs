@@ -305,7 +305,7 @@ pub(super) fn image_tag(req: &Req, name: &str) -> Answer {
         Some(t) => format!("{repo}:{t}"),
         None => repo.clone(),
     };
-    req.engine()?.images.tag(name, &target)?;
+    req.engine()?.tag_image(name, &target)?;
     super::no_content(StatusCode::CREATED)
 }
 
@@ -337,12 +337,14 @@ pub(super) fn image_prune(req: &Req) -> Answer {
         match (name.as_str(), value.as_str()) {
             ("dangling", "true" | "1") => {}
             ("dangling", "false" | "0") => all = true,
-            _ => return Err(ApiError(
-                StatusCode::NOT_IMPLEMENTED,
-                format!(
+            _ => {
+                return Err(ApiError(
+                    StatusCode::NOT_IMPLEMENTED,
+                    format!(
                     "image prune: the filter {name}={value} is not built yet in skiff's Docker API"
                 ),
-            )),
+                ))
+            }
         }
     }
     let (removed, freed) = req.engine()?.prune_images(all)?;

@@ -72,15 +72,18 @@ pub(super) fn push(req: &Req, name: &str) -> Answer {
         });
         let lines = match pushed {
             None => return,
-            Some(Ok(p)) => vec![
-                line(json!({
-                    "status": format!("{}: digest: {} size: {}", p.tag, p.digest, p.size)
-                })),
-                line(json!({
-                    "progressDetail": {},
-                    "aux": { "Tag": p.tag, "Digest": p.digest, "Size": p.size },
-                })),
-            ],
+            Some(Ok(p)) => {
+                e.image_event("push", &local);
+                vec![
+                    line(json!({
+                        "status": format!("{}: digest: {} size: {}", p.tag, p.digest, p.size)
+                    })),
+                    line(json!({
+                        "progressDetail": {},
+                        "aux": { "Tag": p.tag, "Digest": p.digest, "Size": p.size },
+                    })),
+                ]
+            }
             Some(Err(err)) => vec![error_line(&err.to_string())],
         };
         for l in lines {
@@ -148,6 +151,9 @@ pub(super) fn save(req: &Req, name: Option<&str>) -> Answer {
         match e.images.save(&refs, &mut out) {
             Ok(()) => {
                 let _ = out.flush();
+                for r in &refs {
+                    e.image_event("save", r);
+                }
             }
             Err(err) => tracing::debug!(error = %err, "docker API: save"),
         }
@@ -166,6 +172,7 @@ pub(super) fn load(req: &Req) -> Answer {
         .map_err(|err| ApiError::from(&err))?;
     let mut body = String::new();
     for n in loaded {
+        e.image_event("load", &n);
         let text = if n.starts_with("sha256:") {
             format!("Loaded image ID: {n}\n")
         } else {
@@ -214,6 +221,7 @@ pub(super) fn import(req: &Req) -> Answer {
                 .map(String::as_str),
         )
         .map_err(|err| ApiError::from(&err))?;
+    e.image_event("import", &img.id);
     let mut r = hyper::Response::new(super::full(format!("{}\r\n", json!({ "status": img.id }))));
     r.headers_mut().insert(
         "content-type",
