@@ -26,7 +26,7 @@ pub use credentials::{AuthFile, Credentials};
 pub use error::{Error, Result};
 pub use mirrors::{endpoint_host, Endpoint, RegistriesConfig};
 pub use progress::{LayerStatus, Progress, Silent};
-pub use pull::{pull, short_digest, Pulled};
+pub use pull::{distribution, pull, short_digest, Distribution, Pulled};
 pub use push::{push, PushOptions, Pushed, DEFAULT_CHUNK_SIZE};
 
 /// Verifies `creds` against the registry `server` (`localhost:5000`, `docker.io`).

@@ -237,6 +237,52 @@ pub async fn pull(
         })
 }
 
+/// What a registry says of an image without pulling it (`GET /distribution/{name}/json`,
+/// `docker manifest inspect`'s first step): the manifest's descriptor and the platforms
+/// it serves.
+#[derive(Debug, Clone)]
+pub struct Distribution {
+    pub descriptor: manifest::Descriptor,
+    pub platforms: Vec<Platform>,
+}
+
+/// Looks `reference` up at its registry (its mirrors first, as a pull): the top
+/// manifest's media type, digest and size, and the platforms of an index's images (of a
+/// single image, its config's).
+pub async fn distribution(reference: &str, opts: &Options) -> Result<Distribution> {
+    let r = parse_reference(reference)?;
+    let tag_or_digest = r
+        .digest
+        .clone()
+        .or_else(|| r.tag.clone())
+        .unwrap_or_else(|| "latest".into());
+    let (reg, path, (body, ct, digest)) = resolve(&r, &tag_or_digest, opts).await?;
+    let platforms = match manifest::parse(&ct, &body)? {
+        Fetched::Index(idx) => idx
+            .manifests
+            .iter()
+            .filter_map(|d| d.platform.clone())
+            .filter(|p| p.os != "unknown" && !p.os.is_empty())
+            .collect(),
+        Fetched::Image(m) => {
+            let config = fetch_small_blob(&reg, &path, &m.config).await?;
+            let p: Platform = serde_json::from_slice(&config).map_err(|e| {
+                Error::Invalid(format!("the image's config is not valid JSON: {e}"))
+            })?;
+            vec![p]
+        }
+    };
+    Ok(Distribution {
+        descriptor: manifest::Descriptor {
+            media_type: ct,
+            digest,
+            size: body.len() as u64,
+            ..Default::default()
+        },
+        platforms,
+    })
+}
+
 /// Finds the manifest `tag_or_digest` of `r` at the first endpoint that has it: the
 /// registry's mirrors in order, then the registry itself (unless disabled). Returns the
 /// connection, the repository path there (after a mirror's rewrites) and the manifest.

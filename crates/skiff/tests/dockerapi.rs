@@ -1306,11 +1306,25 @@ fn docker_pull_and_run_from_a_registry() {
     }
     let r = Root::new(EXE);
     let svc = Service::start(&r, "pull.sock", &["--time", "0"]);
+    // /distribution: the registry's descriptor and platforms, nothing pulled.
+    let (status, body) = svc.raw("GET", &format!("/v1.50/distribution/{v1}/json"));
+    assert_eq!(status, 200, "{body}");
+    let d: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let digest = d["Descriptor"]["digest"].as_str().unwrap().to_string();
+    assert!(digest.starts_with("sha256:"), "{body}");
+    assert!(d["Descriptor"]["size"].as_u64().unwrap() > 0, "{body}");
+    assert_eq!(d["Platforms"][0]["os"], "linux", "{body}");
+    assert_eq!(r.ok(&["images", "-q"]).trim(), "");
+    let (status, body) = svc.raw(
+        "GET",
+        &format!("/v1.50/distribution/{}/api/bb:nope/json", reg.host),
+    );
+    assert_eq!(status, 404, "{body}");
     // docker pull: the progress stream, rendered by the CLI.
     let out = svc.ok(&["pull", &v1]);
     assert!(out.contains("v1: Pulling from api/bb"), "{out}");
     assert!(out.contains("Pull complete"), "{out}");
-    assert!(out.contains("Digest: sha256:"), "{out}");
+    assert!(out.contains(&format!("Digest: {digest}")), "{out}");
     assert!(
         out.contains(&format!("Status: Downloaded newer image for {v1}")),
         "{out}"

@@ -8,7 +8,7 @@
 //! after `--time` seconds without a connection (0: never).
 //!
 //! What is served (the README's "Served so far" has the details): `/_ping`, `/version`,
-//! `/info`, `/auth`, `/system/df`, `/events`, `/build`, `/commit`; containers: list, create,
+//! `/info`, `/auth`, `/distribution`, `/system/df`, `/events`, `/build`, `/commit`; containers: list, create,
 //! start, inspect, logs, attach (hijacked), resize, top, stats, changes, export, update,
 //! archive (GET/HEAD/PUT), rename, stop, kill, restart, pause, unpause, wait, remove,
 //! prune; exec: create, start (hijacked or detached), inspect, resize; images: pull and
@@ -664,6 +664,9 @@ fn route(req: &Req) -> Answer {
         (&Method::GET, ["plugins"]) => ok(json!([])),
         (&Method::GET, ["plugins", name, "json"]) => objects::plugin(name),
         (&Method::GET, ["images", "json"]) => system::images(req),
+        (&Method::GET, ["distribution", rest @ .., "json"]) if !rest.is_empty() => {
+            pull::distribution(req, &rest.join("/"))
+        }
         (&Method::GET, ["images", rest @ .., "json"]) if !rest.is_empty() => {
             system::image_inspect(req, &rest.join("/"))
         }

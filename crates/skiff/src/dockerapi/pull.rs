@@ -178,6 +178,37 @@ pub(super) fn pull_streaming(
     })
 }
 
+/// `GET /distribution/{name}/json`: what the registry says of the image, without
+/// pulling it: `{"Descriptor": {mediaType, digest, size}, "Platforms": [...]}`. The
+/// client's `X-Registry-Auth` is used for this lookup.
+pub(super) fn distribution(req: &Req, name: &str) -> Answer {
+    skiff_image::parse_reference(name)
+        .map_err(|e| ApiError::bad(format!("invalid reference format: {e}")))?;
+    let mut opts = crate::commands::images::registry_options(None)?;
+    opts.pull_auth = registry_auth(req.registry_auth.as_deref())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("starting the lookup: {e}"))?;
+    match rt.block_on(skiff_registry::distribution(name, &opts)) {
+        Ok(d) => super::ok(json!({
+            "Descriptor": {
+                "mediaType": d.descriptor.media_type,
+                "digest": d.descriptor.digest,
+                "size": d.descriptor.size,
+            },
+            "Platforms": d.platforms,
+        })),
+        Err(e @ skiff_registry::Error::NotFound(_)) => {
+            Err(ApiError(StatusCode::NOT_FOUND, e.to_string()))
+        }
+        Err(e) if matches!(e.status(), Some(401 | 403)) => {
+            Err(ApiError(StatusCode::UNAUTHORIZED, e.to_string()))
+        }
+        Err(e) => Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
 pub(super) fn error_line(message: &str) -> Bytes {
     Bytes::from(format!(
         "{}\r\n",
