@@ -613,10 +613,13 @@ impl RuntimeService for EngineRuntime {
             // host networking).
             uts: ns(nso.network, "uts"),
             pid: ns(nso.pid, "pid"),
-            memory: c.resources.memory_limit_in_bytes.map(|m| m.to_string()),
-            cpu_period: c.resources.cpu_period,
-            cpu_quota: c.resources.cpu_quota,
-            cpu_shares: c.resources.cpu_shares,
+            limits: skiff_engine::Limits {
+                memory: c.resources.memory_limit_in_bytes.map(|m| m.to_string()),
+                cpu_period: c.resources.cpu_period,
+                cpu_quota: c.resources.cpu_quota,
+                cpu_shares: c.resources.cpu_shares,
+                ..Default::default()
+            },
             privileged: c.privileged,
             cap_add: c.add_capabilities.clone(),
             cap_drop: c.drop_capabilities.clone(),

@@ -34,14 +34,7 @@ pub struct CreateOptions {
     pub ipc: Option<String>,
     pub uts: Option<String>,
     pub links: Vec<String>,
-    pub memory: Option<String>,
-    pub memory_swap: Option<String>,
-    pub cpus: Option<String>,
-    pub cpu_period: Option<u64>,
-    pub cpu_quota: Option<i64>,
-    pub cpu_shares: Option<u64>,
-    pub pids_limit: Option<i64>,
-    pub cpuset_cpus: Option<String>,
+    pub limits: Limits,
     pub restart: Option<String>,
     pub auto_remove: bool,
     pub tty: bool,
@@ -392,18 +385,7 @@ impl Engine {
             ..Default::default()
         };
         let mut nano_cpus = 0;
-        Limits {
-            memory: opts.memory.clone(),
-            memory_swap: opts.memory_swap.clone(),
-            cpus: opts.cpus.clone(),
-            cpu_period: opts.cpu_period,
-            cpu_quota: opts.cpu_quota,
-            cpu_shares: opts.cpu_shares,
-            pids_limit: opts.pids_limit,
-            cpuset_cpus: opts.cpuset_cpus.clone(),
-            cpuset_mems: None,
-        }
-        .apply_to(&mut res, &mut nano_cpus)?;
+        opts.limits.apply_to(&mut res, &mut nano_cpus)?;
 
         let mut ulimits = Vec::new();
         for u in &opts.ulimits {

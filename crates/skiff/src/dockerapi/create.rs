@@ -256,7 +256,6 @@ pub(super) fn options(body: &Value, name: Option<String>) -> Result<CreateOption
             "Sysctls",
             "DeviceRequests",
             "Runtime",
-            "CpusetMems",
         ],
     )?;
     unsupported(h, "HostConfig.", UNSUPPORTED_LIMITS)?;
@@ -378,14 +377,7 @@ pub(super) fn options(body: &Value, name: Option<String>) -> Result<CreateOption
         ipc: string(h.get("IpcMode"), "HostConfig.IpcMode")?,
         uts: string(h.get("UTSMode"), "HostConfig.UTSMode")?,
         links: strings(h.get("Links"), "HostConfig.Links")?,
-        memory: l.memory,
-        memory_swap: l.memory_swap,
-        cpus: l.cpus,
-        cpu_period: l.cpu_period,
-        cpu_quota: l.cpu_quota,
-        cpu_shares: l.cpu_shares,
-        pids_limit: l.pids_limit,
-        cpuset_cpus: l.cpuset_cpus,
+        limits: l,
         restart,
         auto_remove: flag(h.get("AutoRemove"), "HostConfig.AutoRemove")?,
         tty: flag(c.get("Tty"), "Tty")?,
