@@ -267,7 +267,16 @@ fn eval(expr: &str, v: &Value) -> Result<Value, String> {
                     _ => Value::Null,
                 };
             }
-            Ok(cur)
+            // A method with one argument, as docker's `{{.Label "app"}}`: the field's
+            // entry of that name.
+            match (parts.len(), &cur) {
+                (1, _) => Ok(cur),
+                (2, Value::Object(m)) if parts[1].starts_with('"') => Ok(m
+                    .get(parts[1].trim_matches('"'))
+                    .cloned()
+                    .unwrap_or(Value::Null)),
+                _ => Err(format!("template: cannot call {expr}")),
+            }
         }
         Some(p) if p.starts_with('"') => Ok(Value::String(p.trim_matches('"').to_string())),
         Some(other) => Err(format!("template: function \"{other}\" not defined")),

@@ -11,6 +11,7 @@ mod dockerapi;
 mod format;
 mod hollow;
 mod inspect;
+mod listing;
 mod logging;
 mod server;
 mod term;

@@ -1270,3 +1270,80 @@ fn user_processes_get_dockers_defaults() {
     ]);
     assert!(!out.contains("(ro"), "rw when privileged: {out}");
 }
+
+#[test]
+fn ps_filters_limits_and_formats_as_docker() {
+    let r = root();
+    r.ok(&[
+        "create", "--name", "aa1", "--label", "x=1", "--label", "y=2", "busybox", "true",
+    ]);
+    // Created a moment later: newest first in every listing.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    r.ok(&[
+        "create", "--name", "aa2", "--label", "x=1", "busybox", "true",
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    r.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "run3",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let names = |args: &[&str]| {
+        let mut a = vec!["ps"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["--format", "{{.Names}}"]);
+        r.ok(&a).lines().map(str::to_string).collect::<Vec<_>>()
+    };
+    // Labels must all match; names match any of their values.
+    assert_eq!(
+        names(&["-a", "--filter", "label=x=1", "--filter", "label=y=2"]),
+        ["aa1"]
+    );
+    assert_eq!(
+        names(&["-a", "--filter", "name=aa1", "--filter", "name=aa2"]),
+        ["aa2", "aa1"]
+    );
+    assert_eq!(names(&[]), ["run3"]);
+    assert_eq!(names(&["--filter", "status=created"]), ["aa2", "aa1"]);
+    assert_eq!(names(&["-n", "2"]), ["run3", "aa2"]);
+    assert_eq!(names(&["-l"]), ["run3"]);
+    // Templates: fields, a label, and a table with docker's headers.
+    assert_eq!(
+        r.ok(&[
+            "ps",
+            "-a",
+            "--filter",
+            "name=aa1",
+            "--format",
+            "{{.State}} {{.Label \"y\"}} {{.Labels}}"
+        ])
+        .trim(),
+        "created 2 x=1,y=2"
+    );
+    let table = r.ok(&["ps", "--format", "table {{.Names}}\t{{.State}}"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "{table}");
+    assert!(
+        lines[0].starts_with("NAMES") && lines[0].contains("STATE"),
+        "{table}"
+    );
+    assert!(
+        lines[1].starts_with("run3") && lines[1].ends_with("running"),
+        "{table}"
+    );
+    let sized = r.ok(&["ps", "-s", "--format", "{{.Size}}"]);
+    assert!(sized.contains("(virtual "), "{sized}");
+    // Bad filters are refused, as docker's daemon refuses them.
+    for bad in ["bogus=1", "status=nope", "before=nosuch", "nofilter"] {
+        let o = r.run(&["ps", "--filter", bad]);
+        assert_eq!(o.status.code(), Some(1), "{bad}: {}", stderr(&o));
+        assert!(!stderr(&o).is_empty(), "{bad}");
+    }
+    r.ok(&["rm", "-f", "aa1", "aa2", "run3"]);
+}

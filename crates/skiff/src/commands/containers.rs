@@ -54,12 +54,30 @@ pub(crate) struct Targets {
 
 #[derive(Args)]
 pub(crate) struct PsArgs {
+    /// Show all containers (default shows just running)
     #[arg(short = 'a', long)]
     all: bool,
+    /// Only display container IDs
     #[arg(short = 'q', long)]
     quiet: bool,
+    /// Don't truncate output
     #[arg(long = "no-trunc")]
     no_trunc: bool,
+    /// Filter output based on conditions provided (name=value; repeatable)
+    #[arg(short = 'f', long = "filter")]
+    filter: Vec<String>,
+    /// Show n last created containers (includes all states)
+    #[arg(short = 'n', long = "last", allow_hyphen_values = true)]
+    last: Option<i64>,
+    /// Show the latest created container (includes all states)
+    #[arg(short = 'l', long)]
+    latest: bool,
+    /// Display total file sizes
+    #[arg(short = 's', long)]
+    size: bool,
+    /// Format output using a Go template ("table …" adds the column headers)
+    #[arg(long)]
+    format: Option<String>,
 }
 
 #[derive(Args)]
@@ -283,82 +301,192 @@ pub(crate) fn rename(root: &Path, a: RenameArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// docker's column header of each field `ps --format` knows.
+const PS_FIELDS: &[(&str, &str)] = &[
+    ("ID", "CONTAINER ID"),
+    ("Image", "IMAGE"),
+    ("Command", "COMMAND"),
+    ("CreatedAt", "CREATED AT"),
+    ("RunningFor", "CREATED"),
+    ("Ports", "PORTS"),
+    ("State", "STATE"),
+    ("Status", "STATUS"),
+    ("Size", "SIZE"),
+    ("Names", "NAMES"),
+    ("Labels", "LABELS"),
+    ("Mounts", "MOUNTS"),
+    ("Networks", "NETWORKS"),
+];
+
+/// `skiff ps`: docker's columns, `--filter` (docker's filters, through the same
+/// listing as the Docker API), `-n`/`-l`, `-s`, `--format` (a template over docker's
+/// ps fields; `table` adds their headers).
 pub(crate) fn ps(root: &Path, a: PsArgs) -> Result<i32> {
-    let PsArgs {
-        all,
-        quiet,
-        no_trunc,
-    } = a;
+    let mut filters = Vec::new();
+    for f in &a.filter {
+        let (k, v) = f.split_once('=').ok_or_else(|| {
+            Exit(
+                1,
+                format!("bad format of filter (expected name=value): {f}"),
+            )
+        })?;
+        filters.push((k.to_string(), v.to_string()));
+    }
+    let limit = if a.latest {
+        Some(1)
+    } else {
+        a.last.filter(|n| *n > 0).map(|n| n as usize)
+    };
     let e = engine(root)?;
-    let list: Vec<_> = e
-        .list()?
-        .into_iter()
-        .filter(|c| all || c.state.status.is_active())
-        .collect();
-    if quiet {
+    let listing = crate::listing::Listing {
+        all: a.all,
+        limit,
+        filters,
+    };
+    let list = listing
+        .select(e.list()?)
+        .map_err(|err| Exit(1, format!("Error response from daemon: {err}")))?;
+    if a.quiet {
         for c in list {
-            println!("{}", if no_trunc { &c.record.id } else { c.short_id() });
+            println!(
+                "{}",
+                if a.no_trunc {
+                    &c.record.id
+                } else {
+                    c.short_id()
+                }
+            );
         }
         return Ok(0);
     }
-    let mut rows = vec![[
-        "CONTAINER ID",
-        "IMAGE",
-        "COMMAND",
-        "CREATED",
-        "STATUS",
-        "PORTS",
-        "NAMES",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect::<Vec<_>>()];
-    for c in list {
-        let r = &c.record;
-        let mut cmd = crate::inspect::command_line(&c);
-        if !no_trunc && cmd.chars().count() > 20 {
-            cmd = cmd.chars().take(19).collect::<String>() + "…";
+    let rows: Vec<serde_json::Value> = list
+        .iter()
+        .map(|c| ps_fields(&e, c, a.no_trunc, a.size))
+        .collect();
+    let default_format = if a.size {
+        "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}\t{{.Size}}"
+    } else {
+        "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
+    };
+    let tpl = a.format.as_deref().unwrap_or(default_format);
+    let render = |t: &str, v: &serde_json::Value| format::template(t, v).map_err(|m| Exit(1, m));
+    match tpl.strip_prefix("table") {
+        Some(body) => {
+            let body = body.trim_start();
+            let headers: serde_json::Map<String, serde_json::Value> = PS_FIELDS
+                .iter()
+                .map(|(k, h)| (k.to_string(), serde_json::Value::String(h.to_string())))
+                .collect();
+            let mut table = vec![render(body, &serde_json::Value::Object(headers))?
+                .split('\t')
+                .map(str::to_string)
+                .collect::<Vec<_>>()];
+            for v in &rows {
+                table.push(render(body, v)?.split('\t').map(str::to_string).collect());
+            }
+            print!("{}", format::table(&table));
         }
-        let status = crate::inspect::status_text(&c);
-        let ports = crate::inspect::published_ports(&c);
-        let ports = ports
-            .iter()
-            .map(|p| {
-                format!(
-                    "{}:{}->{}/{}",
-                    if p.host_ip.is_empty() {
-                        "0.0.0.0"
-                    } else {
-                        &p.host_ip
-                    },
-                    p.host_port,
-                    p.container_port,
-                    p.proto
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        let image = if r.image.starts_with("sha256:") {
-            skiff_image::short_id(&r.image)
-        } else {
-            r.image.clone()
-        };
-        rows.push(vec![
-            if no_trunc {
-                r.id.clone()
-            } else {
-                c.short_id().to_string()
-            },
-            image,
-            format!("\"{cmd}\""),
-            format!("{} ago", format::human_duration(format::since(&r.created))),
-            status,
-            ports,
-            r.name.clone(),
-        ]);
+        None => {
+            for v in &rows {
+                println!("{}", render(tpl, v)?);
+            }
+        }
     }
-    print!("{}", format::table(&rows));
     Ok(0)
+}
+
+/// One container as `docker ps --format` sees it.
+fn ps_fields(
+    e: &skiff_engine::Engine,
+    c: &skiff_engine::Container,
+    no_trunc: bool,
+    size: bool,
+) -> serde_json::Value {
+    let r = &c.record;
+    let mut cmd = crate::inspect::command_line(c);
+    if !no_trunc && cmd.chars().count() > 20 {
+        cmd = cmd.chars().take(19).collect::<String>() + "…";
+    }
+    let ports = crate::inspect::published_ports(c)
+        .iter()
+        .map(|p| {
+            format!(
+                "{}:{}->{}/{}",
+                if p.host_ip.is_empty() {
+                    "0.0.0.0"
+                } else {
+                    &p.host_ip
+                },
+                p.host_port,
+                p.container_port,
+                p.proto
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let image = if r.image.starts_with("sha256:") {
+        skiff_image::short_id(&r.image)
+    } else {
+        r.image.clone()
+    };
+    let created = chrono::DateTime::parse_from_rfc3339(&r.created)
+        .map(|t| {
+            t.with_timezone(&chrono::Utc)
+                .format("%Y-%m-%d %H:%M:%S +0000 UTC")
+                .to_string()
+        })
+        .unwrap_or_default();
+    let labels = r
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mounts = r
+        .mounts
+        .iter()
+        .map(|m| {
+            if m.name.is_empty() {
+                m.source.clone()
+            } else {
+                m.name.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    let inspected = crate::inspect::container(c);
+    let networks = inspected
+        .pointer("/NetworkSettings/Networks")
+        .and_then(|n| n.as_object())
+        .map(|m| m.keys().cloned().collect::<Vec<_>>().join(","))
+        .unwrap_or_default();
+    let size_text = if size {
+        let rw = skiff_engine::files::dir_bytes(&c.dir.join("upper"));
+        let image_size = e.images.resolve(&r.image_id).map(|i| i.size).unwrap_or(0);
+        format!(
+            "{} (virtual {})",
+            format::human_size(rw),
+            format::human_size(rw + image_size)
+        )
+    } else {
+        String::new()
+    };
+    serde_json::json!({
+        "ID": if no_trunc { r.id.clone() } else { c.short_id().to_string() },
+        "Image": image,
+        "Command": format!("\"{cmd}\""),
+        "CreatedAt": created,
+        "RunningFor": format!("{} ago", format::human_duration(format::since(&r.created))),
+        "Ports": ports,
+        "State": c.state.status.as_str(),
+        "Status": crate::inspect::status_text(c),
+        "Size": size_text,
+        "Names": r.name,
+        "Labels": labels,
+        "Label": r.labels,
+        "Mounts": mounts,
+        "Networks": networks,
+    })
 }
 
 pub(crate) fn logs(root: &Path, a: LogsArgs) -> Result<i32> {

@@ -4,11 +4,11 @@ use super::{no_content, ok, Answer, ApiError, Req};
 use bytes::Bytes;
 use hyper::StatusCode;
 use serde_json::{json, Value};
-use skiff_engine::{Container, Engine, Status};
+use skiff_engine::{Container, Engine};
 
 /// Seconds since the epoch of an RFC 3339 time (0 if it is not one).
 pub(super) fn unix_time(t: &str) -> i64 {
-    unix_time_ns(t).div_euclid(1_000_000_000)
+    crate::listing::unix_time_ns(t).div_euclid(1_000_000_000)
 }
 
 /// One container in the shape of `GET /containers/json`.
@@ -63,115 +63,6 @@ pub(super) fn summary(c: &Container) -> Value {
     })
 }
 
-const STATES: [&str; 7] = [
-    "created",
-    "restarting",
-    "running",
-    "removing",
-    "paused",
-    "exited",
-    "dead",
-];
-
-/// Refuses a filter docker would refuse (unknown name, bad value, unknown container
-/// for before/since) or one skiff cannot answer faithfully.
-fn check(name: &str, value: &str, all: &[Container]) -> Result<(), ApiError> {
-    match name {
-        "id" | "label" | "ancestor" => Ok(()),
-        "name" => {
-            let core = value
-                .trim_start_matches('/')
-                .trim_start_matches('^')
-                .trim_end_matches('$');
-            if core.chars().any(|ch| "*+?()[]{}|\\".contains(ch)) {
-                return Err(ApiError::bad(format!(
-                    "name filter {value:?}: only plain names with ^ and $ anchors are supported"
-                )));
-            }
-            Ok(())
-        }
-        "status" if STATES.contains(&value) => Ok(()),
-        "status" => Err(ApiError::bad(format!(
-            "invalid filter 'status={value}': must be one of {}",
-            STATES.join(", ")
-        ))),
-        "exited" => value
-            .parse::<i32>()
-            .map(|_| ())
-            .map_err(|_| ApiError::bad(format!("invalid filter 'exited={value}'"))),
-        "before" | "since" => all
-            .iter()
-            .any(|o| o.record.id.starts_with(value) || o.record.name == value)
-            .then_some(())
-            .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("No such container: {value}"))),
-        other => Err(ApiError::bad(format!("invalid filter '{other}'"))),
-    }
-}
-
-/// Whether `c` passes one of docker's container list filters (checked by [`check`]).
-fn passes(c: &Container, name: &str, value: &str, all: &[Container]) -> Result<bool, ApiError> {
-    let r = &c.record;
-    Ok(match name {
-        "id" => r.id.starts_with(value),
-        // docker matches the name as a regular expression; a plain substring is what
-        // nearly every script passes, and a regex it cannot take fails loudly below.
-        // docker matches the name as a regular expression; [`check`] lets through
-        // only plain names and ^/$ anchors.
-        "name" => {
-            let v = value.trim_start_matches('/');
-            let core = v.trim_start_matches('^').trim_end_matches('$');
-            match (v.starts_with('^'), v.ends_with('$')) {
-                (true, true) => r.name == core,
-                (true, false) => r.name.starts_with(core),
-                (false, true) => r.name.ends_with(core),
-                (false, false) => r.name.contains(core),
-            }
-        }
-        "label" => match value.split_once('=') {
-            Some((k, v)) => r.labels.get(k).is_some_and(|x| x == v),
-            None => r.labels.contains_key(value),
-        },
-        "status" => c.state.status.as_str() == value,
-        "exited" => c.state.status == Status::Exited && value.parse() == Ok(c.state.exit_code),
-        "ancestor" => {
-            r.image == value
-                || r.image_id == value
-                || r.image_id
-                    .strip_prefix("sha256:")
-                    .is_some_and(|h| !value.is_empty() && h.starts_with(value))
-                || skiff_image::normalize_reference(value)
-                    .ok()
-                    .zip(skiff_image::normalize_reference(&r.image).ok())
-                    .is_some_and(|(a, b)| a == b)
-        }
-        "before" | "since" => {
-            let other = all
-                .iter()
-                .find(|o| o.record.id.starts_with(value) || o.record.name == value)
-                .ok_or_else(|| {
-                    ApiError(StatusCode::NOT_FOUND, format!("No such container: {value}"))
-                })?;
-            let (mine, theirs) = (
-                unix_time_ns(&r.created),
-                unix_time_ns(&other.record.created),
-            );
-            if name == "before" {
-                mine < theirs
-            } else {
-                mine > theirs
-            }
-        }
-        other => return Err(ApiError::bad(format!("invalid filter '{other}'"))),
-    })
-}
-
-fn unix_time_ns(t: &str) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(t)
-        .ok()
-        .and_then(|d| d.timestamp_nanos_opt())
-        .unwrap_or(0)
-}
-
 /// docker's `SizeRw` (the bytes of the writable layer) and `SizeRootFs` (those and
 /// the image's).
 pub(super) fn add_sizes(e: &Engine, c: &Container, v: &mut Value) {
@@ -194,49 +85,18 @@ pub(super) fn list(req: &Req) -> Answer {
     let limit = req.int("limit")?.filter(|n| *n > 0);
     let filters = req.filters()?;
     let e = req.engine()?;
-    let mut cs = e.list()?;
-    // A bad filter is an error even when no container would be asked about it.
-    for (n, v) in &filters {
-        check(n, v, &cs)?;
-    }
-    cs.sort_by_key(|c| std::cmp::Reverse(unix_time_ns(&c.record.created)));
-    // Filters are ANDed across names and ORed within one name (but labels, which
-    // must all match), as docker's.
-    let mut by_name: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
-    for (n, v) in &filters {
-        by_name.entry(n.as_str()).or_default().push(v.as_str());
-    }
-    // A status or exited filter (or a limit) shows stopped containers too.
-    let show_all =
-        all || limit.is_some() || by_name.contains_key("status") || by_name.contains_key("exited");
+    let listing = crate::listing::Listing {
+        all,
+        limit: limit.map(|l| l as usize),
+        filters,
+    };
     let mut out = Vec::new();
-    for c in &cs {
-        if !show_all && !c.state.status.is_active() {
-            continue;
+    for c in listing.select(e.list()?)? {
+        let mut v = summary(&c);
+        if size {
+            add_sizes(&e, &c, &mut v);
         }
-        let mut keep = true;
-        for (name, values) in &by_name {
-            // Labels must all match; other filters match any of their values.
-            let mut hits = 0;
-            for v in values {
-                hits += usize::from(passes(c, name, v, &cs)?);
-            }
-            keep &= if *name == "label" {
-                hits == values.len()
-            } else {
-                hits > 0
-            };
-        }
-        if keep {
-            let mut v = summary(c);
-            if size {
-                add_sizes(&e, c, &mut v);
-            }
-            out.push(v);
-        }
-        if limit.is_some_and(|l| out.len() as i64 >= l) {
-            break;
-        }
+        out.push(v);
     }
     ok(Value::Array(out))
 }
@@ -506,7 +366,7 @@ pub(super) fn logs(req: &Req, id: &str) -> Answer {
         } else {
             want_out
         };
-        let t = i128::from(unix_time_ns(&en.time));
+        let t = i128::from(crate::listing::unix_time_ns(&en.time));
         stream_ok && since.is_none_or(|s| t >= s) && until.is_none_or(|u| t <= u)
     };
     let content_type = if tty {

@@ -105,6 +105,17 @@ impl From<skiff_image::ImageError> for ApiError {
     }
 }
 
+impl From<crate::listing::FilterError> for ApiError {
+    fn from(e: crate::listing::FilterError) -> Self {
+        match e {
+            crate::listing::FilterError::Invalid(m) => ApiError::bad(m),
+            e @ crate::listing::FilterError::NoSuchContainer(_) => {
+                ApiError(StatusCode::NOT_FOUND, e.to_string())
+            }
+        }
+    }
+}
+
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> Self {
         ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))
