@@ -491,26 +491,28 @@ fn docker_run_and_create_make_skiff_containers() {
     // Raised above the swap limit set before, with it (cgroup v1 orders the writes).
     svc.ok(&["update", "--memory", "256m", "--memory-swap", "512m", "web"]);
     assert_eq!(memory(), "268435456");
-    let o = svc.docker(&["update", "--memory", "1g", "web"]);
-    assert!(
-        text(&o).contains("update the memoryswap at the same time"),
-        "{}",
-        text(&o)
-    );
-    let o = svc.docker(&["update", "--memory", "1m", "web"]);
-    assert!(!o.status.success());
-    assert!(
-        text(&o).contains("Minimum memory limit allowed is 6MB"),
-        "{}",
-        text(&o)
-    );
-    let o = svc.docker(&["update", "--blkio-weight", "500", "web"]);
-    assert!(!o.status.success());
-    assert!(
-        text(&o).contains("BlkioWeight is not supported"),
-        "{}",
-        text(&o)
-    );
+    // docker's refusals: the CLI fails with the daemon's message.
+    for (args, message) in [
+        (
+            &["--memory", "1g"][..],
+            "update the memoryswap at the same time",
+        ),
+        (
+            &["--memory", "1m"][..],
+            "Minimum memory limit allowed is 6MB",
+        ),
+        (
+            &["--blkio-weight", "500"][..],
+            "BlkioWeight is not supported",
+        ),
+    ] {
+        let mut a = vec!["update"];
+        a.extend_from_slice(args);
+        a.push("web");
+        let o = svc.docker(&a);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(text(&o).contains(message), "{}", text(&o));
+    }
     let o = r.run(&["update", "web"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("one or more flags"), "{}", text(&o));
