@@ -251,11 +251,7 @@ pub struct Distribution {
 /// single image, its config's).
 pub async fn distribution(reference: &str, opts: &Options) -> Result<Distribution> {
     let r = parse_reference(reference)?;
-    let tag_or_digest = r
-        .digest
-        .clone()
-        .or_else(|| r.tag.clone())
-        .unwrap_or_else(|| "latest".into());
+    let tag_or_digest = tag_or_digest(&r);
     let (reg, path, (body, ct, digest)) = resolve(&r, &tag_or_digest, opts).await?;
     let platforms = match manifest::parse(&ct, &body)? {
         Fetched::Index(idx) => idx
@@ -281,6 +277,14 @@ pub async fn distribution(reference: &str, opts: &Options) -> Result<Distributio
         },
         platforms,
     })
+}
+
+/// What a reference asks the registry for: its digest, else its tag, else `latest`.
+fn tag_or_digest(r: &Reference) -> String {
+    r.digest
+        .clone()
+        .or_else(|| r.tag.clone())
+        .unwrap_or_else(|| "latest".into())
 }
 
 /// Finds the manifest `tag_or_digest` of `r` at the first endpoint that has it: the
@@ -339,11 +343,7 @@ async fn pull_reference(
         None => Platform::host(),
     };
     let shown = skiff_image::familiar_name(&r.to_string());
-    let tag_or_digest = r
-        .digest
-        .clone()
-        .or_else(|| r.tag.clone())
-        .unwrap_or_else(|| "latest".into());
+    let tag_or_digest = tag_or_digest(&r);
     let (reg, path, (body, ct, top_digest)) = resolve(&r, &tag_or_digest, opts).await?;
     progress.pulling_from(&tag_or_digest, &r.path);
     let r_path = path;

@@ -2142,17 +2142,10 @@ fn docker_login_checks_credentials_with_the_registry() {
         ),
     );
     assert_eq!(status, 401);
-    let mut child = Command::new(docker_bin())
-        .args(["login", "-u", "alice", "--password-stdin", &reg.host])
-        .env("DOCKER_HOST", format!("unix://{}", svc.sock.display()))
-        .env("DOCKER_CONFIG", svc.sock.with_extension("dockercfg"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
-    let o = child.wait_with_output().unwrap();
+    let o = svc.docker_in(
+        &["login", "-u", "alice", "--password-stdin", &reg.host],
+        "s3cret\n",
+    );
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("Login Succeeded"), "{}", text(&o));
     // The CLI keeps the credentials and sends them with a push.
