@@ -10,9 +10,10 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, Patch};
 use kube::Client;
 use serde_json::json;
+use skiff_informer::CachedPod;
 use skiff_informer::{Expectations, Informer, Key, Requeue, EXPECTATIONS_RECHECK};
 
-fn eligible(template_pod: &Pod, node: &Node) -> bool {
+fn eligible(template_pod: &CachedPod, node: &Node) -> bool {
     if !skiff_scheduler::pod_matches_node_selector_and_affinity(template_pod, node) {
         return false;
     }
@@ -33,7 +34,7 @@ fn eligible(template_pod: &Pod, node: &Node) -> bool {
 /// pending, the node its `metadata.name` affinity names (Kubernetes'
 /// `GetTargetNodeName`), so a pod waiting on a node that is not ready yet is not
 /// created again.
-fn target_node(p: &Pod) -> String {
+fn target_node(p: &CachedPod) -> String {
     if let Some(n) = p.spec.as_ref().and_then(|s| s.node_name.clone()) {
         return n;
     }
@@ -63,9 +64,9 @@ pub struct DaemonSets {
     pub client: Client,
     pub daemonsets: Informer<DaemonSet>,
     pub nodes: Informer<Node>,
-    pub pods: Informer<Pod>,
+    pub pods: Informer<CachedPod>,
     pub revisions: Informer<ControllerRevision>,
-    pub expectations: Expectations<Pod>,
+    pub expectations: Expectations<CachedPod>,
 }
 
 impl DaemonSets {
@@ -92,7 +93,7 @@ impl DaemonSets {
         let mut template = serde_json::to_value(&spec.template).unwrap_or_default();
         let hash = crate::pods::template_hash(&template);
         template["metadata"]["labels"]["controller-revision-hash"] = json!(hash);
-        let template_pod: Pod = serde_json::from_value(json!({
+        let template_pod: CachedPod = serde_json::from_value(json!({
             "metadata": template.get("metadata").cloned().unwrap_or(json!({})),
             "spec": template.get("spec").cloned().unwrap_or(json!({})),
         }))
@@ -123,7 +124,7 @@ impl DaemonSets {
             == Some("OnDelete");
         let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
         let owned_pods = self.pods.controlled_by(&ns, &uid);
-        let owned: Vec<&Pod> = owned_pods
+        let owned: Vec<&CachedPod> = owned_pods
             .iter()
             .map(|p| p.as_ref())
             .filter(|p| p.metadata.deletion_timestamp.is_none())
@@ -133,7 +134,7 @@ impl DaemonSets {
         let mut replaced_one = false;
         for node in &nodes {
             let nname = node.metadata.name.clone().unwrap_or_default();
-            let here: Vec<&&Pod> = owned.iter().filter(|p| node_of(p) == nname).collect();
+            let here: Vec<&&CachedPod> = owned.iter().filter(|p| node_of(p) == nname).collect();
             if !eligible(&template_pod, node) {
                 for p in here {
                     if let Ok(r) = api
@@ -151,7 +152,7 @@ impl DaemonSets {
                 continue;
             }
             desired += 1;
-            let fresh = |p: &Pod| {
+            let fresh = |p: &CachedPod| {
                 p.metadata
                     .labels
                     .as_ref()
@@ -279,7 +280,7 @@ mod tests {
 
     #[test]
     fn a_pending_pod_belongs_to_the_node_its_affinity_names() {
-        let pending: Pod = serde_json::from_value(
+        let pending: CachedPod = serde_json::from_value(
             json!({"spec": {"containers": [], "affinity": {"nodeAffinity": {
             "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
                 {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}
@@ -287,9 +288,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(target_node(&pending), "n1");
-        let bound: Pod =
+        let bound: CachedPod =
             serde_json::from_value(json!({"spec": {"containers": [], "nodeName": "n2"}})).unwrap();
         assert_eq!(target_node(&bound), "n2");
-        assert_eq!(target_node(&Pod::default()), "");
+        assert_eq!(target_node(&CachedPod::default()), "");
     }
 }

@@ -10,12 +10,12 @@
 //! SyncFailed). Pods recorded in `disruptedPods` by an eviction count as unhealthy until
 //! they are gone, or for two minutes.
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::Api;
 use kube::Client;
 use serde_json::json;
+use skiff_informer::CachedPod;
 use std::collections::{BTreeMap, HashSet};
 
 /// How long an eviction's record waits for the pod's deletion to be seen.
@@ -47,7 +47,7 @@ fn scaled(value: &IntOrString, of: i32) -> Result<i32, String> {
 }
 
 /// The replicas the pod's controller wants, and that controller's uid (counted once).
-fn controller_scale(inf: &skiff_informer::Informers, pod: &Pod) -> Option<(String, i32)> {
+fn controller_scale(inf: &skiff_informer::Informers, pod: &CachedPod) -> Option<(String, i32)> {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let owner = pod
         .metadata
@@ -111,7 +111,7 @@ fn controller_scale(inf: &skiff_informer::Informers, pod: &Pod) -> Option<(Strin
 fn expectations(
     inf: &skiff_informer::Informers,
     pdb: &PodDisruptionBudget,
-    pods: &[&Pod],
+    pods: &[&CachedPod],
 ) -> Result<(i32, i32), String> {
     let spec = pdb.spec.clone().unwrap_or_default();
     let by_controllers = || -> Result<i32, String> {
@@ -156,7 +156,7 @@ pub async fn sync(client: &Client, inf: &skiff_informer::Informers) -> Result<()
         }
         let selector = pdb.spec.as_ref().and_then(|s| s.selector.as_ref());
         let pods = inf.pods.in_namespace(&ns);
-        let matching: Vec<&Pod> = pods
+        let matching: Vec<&CachedPod> = pods
             .iter()
             .map(|p| p.as_ref())
             .filter(|p| {

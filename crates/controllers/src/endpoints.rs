@@ -12,12 +12,13 @@
 //! out. `publishNotReadyAddresses` makes every selected pod ready in both.
 
 use crate::pods::template_hash;
-use k8s_openapi::api::core::v1::{Endpoints, Pod, Service, ServicePort};
+use k8s_openapi::api::core::v1::{Endpoints, Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams};
 use kube::Client;
 use serde_json::{json, Value};
+use skiff_informer::CachedPod;
 use std::collections::BTreeMap;
 
 const SERVICE_NAME: &str = "kubernetes.io/service-name";
@@ -28,7 +29,7 @@ const EP_CONTROLLER: &str = "endpoint-controller";
 
 /// The pod's port for a service port: a number as is, a name looked up among the
 /// pod's container ports; None if the pod has no such named port.
-pub fn resolve_port(sp: &ServicePort, pod: &Pod) -> Option<i32> {
+pub fn resolve_port(sp: &ServicePort, pod: &CachedPod) -> Option<i32> {
     match &sp.target_port {
         None => Some(sp.port),
         Some(IntOrString::Int(n)) => Some(*n),
@@ -46,7 +47,7 @@ pub fn resolve_port(sp: &ServicePort, pod: &Pod) -> Option<i32> {
     }
 }
 
-fn selects(selector: &BTreeMap<String, String>, pod: &Pod) -> bool {
+fn selects(selector: &BTreeMap<String, String>, pod: &CachedPod) -> bool {
     static NONE: BTreeMap<String, String> = BTreeMap::new();
     skiff_meta::selector::set_matches(selector, pod.metadata.labels.as_ref().unwrap_or(&NONE))
 }
@@ -166,7 +167,7 @@ pub async fn sync_service(
     // Pods grouped by their resolved port set.
     let mut groups: BTreeMap<String, (Value, Vec<(Value, Conditions)>)> = BTreeMap::new();
     let pods = inf.pods.in_namespace(ns);
-    let mut selected: Vec<&Pod> = pods
+    let mut selected: Vec<&CachedPod> = pods
         .iter()
         .map(|p| &**p)
         .filter(|p| selects(&selector, p))
@@ -235,7 +236,7 @@ struct Conditions {
 }
 
 impl Conditions {
-    fn of(pod: &Pod, publish_not_ready: bool) -> Conditions {
+    fn of(pod: &CachedPod, publish_not_ready: bool) -> Conditions {
         let serving = publish_not_ready || crate::pod_ready(pod);
         let terminating = pod.metadata.deletion_timestamp.is_some();
         Conditions {
@@ -397,7 +398,7 @@ mod tests {
 
     #[test]
     fn target_ports_resolve_by_number_or_name() {
-        let pod: Pod = serde_json::from_value(json!({"spec": {"containers": [
+        let pod: CachedPod = serde_json::from_value(json!({"spec": {"containers": [
             {"name": "c", "ports": [{"name": "http", "containerPort": 8080}]}]}}))
         .unwrap();
         let sp = |t: Value| -> ServicePort {
@@ -410,7 +411,7 @@ mod tests {
         assert_eq!(resolve_port(&plain, &pod), Some(80));
     }
 
-    fn pod(ready: bool, terminating: bool) -> Pod {
+    fn pod(ready: bool, terminating: bool) -> CachedPod {
         let mut p = json!({"metadata": {"name": "p"}, "status": {"conditions": [
             {"type": "Ready", "status": if ready { "True" } else { "False" }}]}});
         if terminating {

@@ -13,10 +13,11 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch};
 use kube::Client;
 use serde_json::json;
+use skiff_informer::CachedPod;
 use skiff_informer::{Expectations, Informer, Key, Requeue, EXPECTATIONS_RECHECK};
 use std::time::Duration;
 
-fn phase(p: &Pod) -> &str {
+fn phase(p: &CachedPod) -> &str {
     p.status
         .as_ref()
         .and_then(|s| s.phase.as_deref())
@@ -27,7 +28,7 @@ use crate::now;
 
 const INDEX: &str = "batch.kubernetes.io/job-completion-index";
 
-fn index_of(p: &Pod) -> Option<i32> {
+fn index_of(p: &CachedPod) -> Option<i32> {
     p.metadata.annotations.as_ref()?.get(INDEX)?.parse().ok()
 }
 
@@ -90,8 +91,8 @@ fn set_index(pod: &mut serde_json::Value, job: &str, i: i32) {
 pub struct Jobs {
     pub client: Client,
     pub jobs: Informer<Job>,
-    pub pods: Informer<Pod>,
-    pub expectations: Expectations<Pod>,
+    pub pods: Informer<CachedPod>,
+    pub expectations: Expectations<CachedPod>,
 }
 
 /// How often a Job with a deadline or a time to live is looked at.
@@ -152,7 +153,7 @@ impl Jobs {
             })
             .unwrap_or(false);
         let owned_pods = self.pods.controlled_by(&ns, &uid);
-        let owned: Vec<&Pod> = owned_pods.iter().map(|p| p.as_ref()).collect();
+        let owned: Vec<&CachedPod> = owned_pods.iter().map(|p| p.as_ref()).collect();
         let indexed = spec.completion_mode.as_deref() == Some("Indexed");
         let completed_idx: std::collections::BTreeSet<i32> = owned
             .iter()
@@ -165,7 +166,7 @@ impl Jobs {
             owned.iter().filter(|p| phase(p) == "Succeeded").count() as i32
         };
         let failed = owned.iter().filter(|p| phase(p) == "Failed").count() as i32;
-        let active: Vec<&&Pod> = owned
+        let active: Vec<&&CachedPod> = owned
             .iter()
             .filter(|p| {
                 p.metadata.deletion_timestamp.is_none()

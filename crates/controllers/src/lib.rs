@@ -149,7 +149,7 @@ pub fn patch_changes<T: serde::Serialize>(current: &T, patch: &serde_json::Value
 pub use skiff_meta::time::now;
 
 /// Whether the pod's Ready condition is True.
-pub fn pod_ready(p: &k8s_openapi::api::core::v1::Pod) -> bool {
+pub fn pod_ready(p: &skiff_informer::CachedPod) -> bool {
     p.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())

@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::{Node, Pod, Taint};
 use kube::api::{Api, DeleteParams, Patch};
 use kube::Client;
 use serde_json::json;
+use skiff_informer::CachedPod;
 use std::collections::HashMap;
 
 const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
@@ -44,7 +45,7 @@ pub fn wanted_taint(stale: bool, ready_status: Option<&str>) -> Option<&'static 
 /// When (seconds since the epoch) the pod must go because of `taints`, if at all:
 /// at once for an untolerated NoExecute taint, else when the shortest
 /// tolerationSeconds of a matching toleration runs out.
-pub fn eviction_time(pod: &Pod, taints: &[Taint]) -> Option<i64> {
+pub fn eviction_time(pod: &CachedPod, taints: &[Taint]) -> Option<i64> {
     let tolerations = skiff_scheduler::pod_tolerations(pod);
     let mut when: Option<i64> = None;
     for t in taints.iter().filter(|t| t.effect == "NoExecute") {
@@ -266,7 +267,7 @@ mod tests {
     #[test]
     fn tolerations_delay_eviction() {
         let t = [taint(UNREACHABLE, 1000)];
-        let pod = |tol: serde_json::Value| -> Pod {
+        let pod = |tol: serde_json::Value| -> CachedPod {
             serde_json::from_value(json!({"spec": {"containers": [], "tolerations": tol}})).unwrap()
         };
         assert_eq!(eviction_time(&pod(json!([])), &t), Some(1000));

@@ -11,11 +11,12 @@
 //! finalizer, lifted once no pod uses them; volumes the `kubernetes.io/pv-protection`
 //! finalizer, lifted once they are not Bound.
 
-use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, DeleteParams, ListParams, Patch};
 use kube::Client;
 use serde_json::{json, Value};
+use skiff_informer::CachedPod;
 
 pub const PROVISIONER: &str = "skiff.io/local-path";
 /// The node annotation naming the directory its local volumes live in.
@@ -155,7 +156,7 @@ pub fn provisioned(
 }
 
 /// Names of claims (namespace, name) used by pods that have not finished.
-fn claims_in_use(pods: &[Pod]) -> Vec<(String, String)> {
+fn claims_in_use(pods: &[CachedPod]) -> Vec<(String, String)> {
     pods.iter()
         .filter(|p| {
             !matches!(
@@ -187,7 +188,7 @@ pub async fn sync(client: &Client) -> Result<(), kube::Error> {
         .await?
         .items;
     let nodes = Api::<Node>::all(client.clone()).list(&lp).await?.items;
-    let pods = Api::<Pod>::all(client.clone()).list(&lp).await?.items;
+    let pods = Api::<CachedPod>::all(client.clone()).list(&lp).await?.items;
     let in_use = claims_in_use(&pods);
     let scheduling = skiff_scheduler::Volumes {
         claims: Vec::new(),

@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{Api, DeleteParams, Patch};
 use kube::Client;
 use serde_json::json;
+use skiff_informer::CachedPod;
 use skiff_informer::{Expectations, Informer, Key, Requeue, EXPECTATIONS_RECHECK};
 
 /// The ordinal of pod `pod` of set `set`, if it is one of its names.
@@ -20,20 +21,20 @@ pub fn ordinal_of(set: &str, pod: &str) -> Option<i32> {
     pod.strip_prefix(set)?.strip_prefix('-')?.parse().ok()
 }
 
-fn running_and_ready(p: &Pod) -> bool {
+fn running_and_ready(p: &CachedPod) -> bool {
     p.metadata.deletion_timestamp.is_none()
         && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
         && crate::pod_ready(p)
 }
 
-fn finished(p: &Pod) -> bool {
+fn finished(p: &CachedPod) -> bool {
     matches!(
         p.status.as_ref().and_then(|s| s.phase.as_deref()),
         Some("Succeeded") | Some("Failed")
     )
 }
 
-fn revision_label(p: &Pod) -> Option<&str> {
+fn revision_label(p: &CachedPod) -> Option<&str> {
     p.metadata
         .labels
         .as_ref()?
@@ -131,9 +132,9 @@ pub fn plan(
 pub struct StatefulSets {
     pub client: Client,
     pub statefulsets: Informer<StatefulSet>,
-    pub pods: Informer<Pod>,
+    pub pods: Informer<CachedPod>,
     pub revisions: Informer<ControllerRevision>,
-    pub expectations: Expectations<Pod>,
+    pub expectations: Expectations<CachedPod>,
 }
 
 impl StatefulSets {
@@ -150,7 +151,7 @@ impl StatefulSets {
         }
         let uid = set.metadata.uid.clone().unwrap_or_default();
         let ns = key.namespace.clone();
-        let pods: Vec<Pod> = self
+        let pods: Vec<CachedPod> = self
             .pods
             .controlled_by(&ns, &uid)
             .iter()
@@ -170,9 +171,9 @@ impl StatefulSets {
 async fn sync_one(
     client: &Client,
     set: &StatefulSet,
-    all_pods: &[Pod],
+    all_pods: &[CachedPod],
     all_revs: &[ControllerRevision],
-    expectations: &Expectations<Pod>,
+    expectations: &Expectations<CachedPod>,
     key: &Key,
 ) -> Result<(), kube::Error> {
     let ns = set.metadata.namespace.clone().unwrap_or_default();
@@ -231,9 +232,9 @@ async fn sync_one(
         })
         .unwrap_or(template.clone());
     // The pods, by ordinal.
-    let owned: Vec<&Pod> = crate::controlled_by(all_pods, &ns, &uid);
+    let owned: Vec<&CachedPod> = crate::controlled_by(all_pods, &ns, &uid);
     let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let mut by_ordinal: Vec<Option<&Pod>> = Vec::new();
+    let mut by_ordinal: Vec<Option<&CachedPod>> = Vec::new();
     for p in &owned {
         let Some(i) = p
             .metadata
@@ -385,7 +386,7 @@ async fn sync_one(
         }
     }
     // Status.
-    let live: Vec<&Pod> = by_ordinal.iter().flatten().copied().collect();
+    let live: Vec<&CachedPod> = by_ordinal.iter().flatten().copied().collect();
     let ready = live.iter().filter(|p| running_and_ready(p)).count() as i32;
     let updated = live
         .iter()

@@ -18,11 +18,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, Patch};
 use kube::Client;
 use serde_json::json;
+use skiff_informer::CachedPod;
 use skiff_informer::{Expectations, Informer, Key, Requeue, EXPECTATIONS_RECHECK};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-fn is_active(p: &Pod) -> bool {
+fn is_active(p: &CachedPod) -> bool {
     p.metadata.deletion_timestamp.is_none()
         && !matches!(
             p.status.as_ref().and_then(|s| s.phase.as_deref()),
@@ -110,8 +111,8 @@ impl ReplicaOwner for ReplicationController {
 pub struct Replicas<K: ReplicaOwner> {
     pub client: Client,
     pub owners: Informer<K>,
-    pub pods: Informer<Pod>,
-    pub expectations: Expectations<Pod>,
+    pub pods: Informer<CachedPod>,
+    pub expectations: Expectations<CachedPod>,
 }
 
 /// The ReplicaSet controller.
@@ -140,14 +141,14 @@ impl<K: ReplicaOwner> Replicas<K> {
         };
         let want = want.max(0);
         let owned_pods = self.pods.controlled_by(&ns, &uid);
-        let owned: Vec<&Pod> = owned_pods
+        let owned: Vec<&CachedPod> = owned_pods
             .iter()
             .map(|p| p.as_ref())
             .filter(|p| is_active(p))
             .collect();
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
         let have = owned.len() as i32;
-        let mut remaining: Vec<&Pod> = owned.clone();
+        let mut remaining: Vec<&CachedPod> = owned.clone();
         // Until the cache shows this controller's last creations and deletions, it
         // cannot tell how many pods there are.
         let manage = self.expectations.satisfied(&key);

@@ -1,14 +1,14 @@
 //! The shared informers: one watch per kind, started once and read by every controller
 //! and by the scheduler.
 
-use crate::Informer;
+use crate::{CachedPod, Informer};
 use k8s_openapi::api::apps::v1::{
     ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
 };
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
+    ConfigMap, Endpoints, Namespace, Node, PersistentVolume, PersistentVolumeClaim,
     ReplicationController, Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -20,7 +20,9 @@ use kube::runtime::watcher;
 /// The shared informers: one watch per kind, read by every controller.
 #[derive(Clone)]
 pub struct Informers {
-    pub pods: Informer<Pod>,
+    /// Pods, as much of them as the readers read ([`CachedPod`]), also found by their
+    /// node and the unbound ones under [`UNBOUND`].
+    pub pods: Informer<CachedPod>,
     pub nodes: Informer<Node>,
     pub namespaces: Informer<Namespace>,
     pub replicasets: Informer<ReplicaSet>,
@@ -46,12 +48,18 @@ pub struct Informers {
     pub pdbs: Informer<PodDisruptionBudget>,
 }
 
-/// The node a pod is bound to (the pods informer's index).
-pub fn pod_node(p: &Pod) -> Option<String> {
-    p.spec
-        .as_ref()
-        .and_then(|s| s.node_name.clone())
-        .filter(|n| !n.is_empty())
+/// Where the pods informer's index files the pods bound to no node: the scheduler's
+/// queue (no node is named "").
+pub const UNBOUND: &str = "";
+
+/// The node a pod is bound to, or [`UNBOUND`] (the pods informer's index).
+pub fn pod_node(p: &CachedPod) -> Option<String> {
+    Some(
+        p.spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default(),
+    )
 }
 
 /// Copies of every object an informer holds.
@@ -81,7 +89,7 @@ impl Informers {
         }
         Informers {
             // Pods are also found by their node (the node lifecycle's evictions, the
-            // scheduler's per-node view).
+            // scheduler's per-node view and its queue of unbound pods).
             pods: Informer::spawn_indexed(
                 Api::all(client.clone()),
                 watcher::Config::default(),

@@ -24,9 +24,11 @@
 
 mod events;
 mod informers;
+mod pod;
 
 pub use events::event;
-pub use informers::{cached, Informers};
+pub use informers::{cached, pod_node, Informers, UNBOUND};
+pub use pod::{CachedContainer, CachedPod, CachedPodSpec, CachedPodStatus, CachedVolume};
 
 /// PostParams of a write by `field_manager`.
 pub fn post_params(field_manager: &str) -> kube::api::PostParams {
@@ -45,7 +47,6 @@ pub fn patch_params(field_manager: &str) -> kube::api::PatchParams {
 }
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Container, Pod};
 use kube::api::Api;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
@@ -197,66 +198,14 @@ impl<K: Resource> Cache<K> {
 
 /// What a cached object keeps: controllers never read managedFields, so the cache
 /// does not hold them (kube-rs's reflector transforms, client-go's TransformFunc); a
-/// pod keeps only what the controllers and the scheduler read ([`trim_pod`]).
+/// pod is decoded as a [`CachedPod`], which holds only what the controllers and the
+/// scheduler read.
 fn trim<K: Resource + 'static>(mut o: K) -> K {
     o.meta_mut().managed_fields = None;
-    if let Some(pod) = (&mut o as &mut dyn std::any::Any).downcast_mut::<Pod>() {
-        trim_pod(pod);
+    if let Some(pod) = (&mut o as &mut dyn std::any::Any).downcast_mut::<CachedPod>() {
+        pod.shrink();
     }
     o
-}
-
-/// A cached pod without what no reader of the shared pods informer reads: volumes other
-/// than claims (persistentVolumeClaim, ephemeral), and of each container all but its
-/// name, image, ports, resources and restart policy (a sidecar's `Always` counts in the
-/// pod's requests). k8s-openapi keeps every optional field inline (a `Volume` is 3.2 KB
-/// with all its sources empty, a `Container` 2.1 KB), so a decoded pod costs several
-/// times its JSON; 150,000 pending pods held ~4.5 GB in this cache before. Of the
-/// status it keeps the phase, conditions, pod and host IP (the first of each family,
-/// which is what the readers use), start time, reason and message: container statuses
-/// (a `ContainerStatus` is 752 bytes inline before its strings) are read by no
-/// controller. The cached pods are never written back: controllers patch or replace
-/// what they build.
-pub fn trim_pod(pod: &mut Pod) {
-    if let Some(status) = pod.status.as_mut() {
-        status.container_statuses = None;
-        status.init_container_statuses = None;
-        status.ephemeral_container_statuses = None;
-        status.resource_claim_statuses = None;
-        status.pod_ips = None;
-        status.host_ips = None;
-        status.qos_class = None;
-        if let Some(conditions) = status.conditions.as_mut() {
-            conditions.shrink_to_fit();
-        }
-    }
-    let Some(spec) = pod.spec.as_mut() else {
-        return;
-    };
-    if let Some(volumes) = spec.volumes.as_mut() {
-        volumes.retain(|v| v.persistent_volume_claim.is_some() || v.ephemeral.is_some());
-        volumes.shrink_to_fit();
-        if volumes.is_empty() {
-            spec.volumes = None;
-        }
-    }
-    let keep = |c: &mut Container| {
-        *c = Container {
-            name: std::mem::take(&mut c.name),
-            image: c.image.take(),
-            ports: c.ports.take(),
-            resources: c.resources.take(),
-            restart_policy: c.restart_policy.take(),
-            ..Container::default()
-        };
-    };
-    spec.containers.iter_mut().for_each(keep);
-    spec.containers.shrink_to_fit();
-    if let Some(init) = spec.init_containers.as_mut() {
-        init.iter_mut().for_each(keep);
-        init.shrink_to_fit();
-    }
-    spec.ephemeral_containers = None;
 }
 
 /// One watch of one kind, its cache, and the handlers told of every change.
@@ -561,13 +510,13 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Expectations<K> {
     }
 
     /// `key`'s controller created or updated `obj` (as the API returned it).
-    pub fn wrote(&self, key: &Key, obj: &K) {
+    pub fn wrote<O: Resource>(&self, key: &Key, obj: &O) {
         self.add(key, Expect::Seen(revision_of(obj)));
     }
 
     /// `key`'s controller deleted `deleted` (the object it read); `returned` is what the
     /// API answered (the object, when its deletion is graceful or waits on finalizers).
-    pub fn deleted(&self, key: &Key, deleted: &K, returned: Option<&K>) {
+    pub fn deleted<R: Resource>(&self, key: &Key, deleted: &K, returned: Option<&R>) {
         match returned {
             Some(o) if o.meta().deletion_timestamp.is_some() => self.wrote(key, o),
             _ => self.add(
@@ -797,25 +746,25 @@ mod tests {
 
     #[test]
     fn the_cache_keeps_its_indexes_as_objects_change() {
-        use k8s_openapi::api::core::v1::Pod;
-        let pod = |ns: &str, name: &str, owner: Option<&str>, node: Option<&str>| -> Arc<Pod> {
-            let refs: Vec<serde_json::Value> = owner
-                .map(|u| {
-                    serde_json::json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+        let pod =
+            |ns: &str, name: &str, owner: Option<&str>, node: Option<&str>| -> Arc<CachedPod> {
+                let refs: Vec<serde_json::Value> = owner
+                    .map(|u| {
+                        serde_json::json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
                     "name": "rs", "uid": u, "controller": true})
-                })
-                .into_iter()
-                .collect();
-            Arc::new(
-                serde_json::from_value(serde_json::json!({
-                    "metadata": {"namespace": ns, "name": name, "ownerReferences": refs,
-                                 "managedFields": [{"manager": "x"}]},
-                    "spec": {"containers": [], "nodeName": node},
-                }))
-                .unwrap(),
-            )
-        };
-        let mut c: Cache<Pod> = Cache::new(Some(crate::informers::pod_node));
+                    })
+                    .into_iter()
+                    .collect();
+                Arc::new(
+                    serde_json::from_value(serde_json::json!({
+                        "metadata": {"namespace": ns, "name": name, "ownerReferences": refs,
+                                     "managedFields": [{"manager": "x"}]},
+                        "spec": {"containers": [], "nodeName": node},
+                    }))
+                    .unwrap(),
+                )
+            };
+        let mut c: Cache<CachedPod> = Cache::new(Some(crate::informers::pod_node));
         c.insert(pod("a", "p1", Some("u1"), None));
         c.insert(pod("a", "p2", Some("u1"), Some("n1")));
         c.insert(pod("b", "p1", Some("u2"), Some("n1")));
@@ -841,84 +790,6 @@ mod tests {
             .metadata
             .managed_fields
             .is_none());
-    }
-
-    /// A cached pod keeps what the controllers and the scheduler read, and no more.
-    #[test]
-    fn a_cached_pod_keeps_what_its_readers_read() {
-        use k8s_openapi::api::core::v1::Pod;
-        let pod: Pod = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "p", "namespace": "a", "labels": {"app": "web"},
-                "managedFields": [{"manager": "kubectl"}]},
-            "spec": {
-                "nodeName": "n1",
-                "tolerations": [{"key": "k", "operator": "Exists"}],
-                "containers": [{"name": "web", "image": "nginx",
-                    "env": [{"name": "A", "value": "1"}],
-                    "command": ["nginx"],
-                    "ports": [{"name": "http", "containerPort": 80}],
-                    "resources": {"requests": {"cpu": "100m"}},
-                    "readinessProbe": {"httpGet": {"path": "/", "port": 80}},
-                    "volumeMounts": [{"name": "cfg", "mountPath": "/etc/x"}]}],
-                "initContainers": [{"name": "sidecar", "image": "envoy", "restartPolicy": "Always",
-                    "args": ["-c"], "resources": {"requests": {"memory": "64Mi"}}}],
-                "volumes": [
-                    {"name": "cfg", "configMap": {"name": "c"}},
-                    {"name": "data", "persistentVolumeClaim": {"claimName": "d"}},
-                    {"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {}}}},
-                    {"name": "token", "projected": {"sources": []}}
-                ]
-            },
-            "status": {"phase": "Running", "podIP": "10.0.0.5", "hostIP": "192.168.1.2",
-                "podIPs": [{"ip": "10.0.0.5"}], "qosClass": "Burstable",
-                "startTime": "2026-01-01T00:00:00Z",
-                "conditions": [{"type": "Ready", "status": "True"}],
-                "containerStatuses": [{"name": "web", "image": "nginx", "imageID": "sha256:1",
-                    "ready": true, "restartCount": 2, "state": {"running": {}}}]}
-        }))
-        .expect("pod");
-        let t = trim(pod.clone());
-        assert!(t.metadata.managed_fields.is_none());
-        assert_eq!(t.metadata.labels, pod.metadata.labels);
-        let (status, was) = (
-            t.status.expect("status"),
-            pod.status.clone().expect("status"),
-        );
-        assert_eq!(
-            (
-                &status.phase,
-                &status.pod_ip,
-                &status.host_ip,
-                &status.start_time
-            ),
-            (&was.phase, &was.pod_ip, &was.host_ip, &was.start_time)
-        );
-        assert_eq!(status.conditions, was.conditions);
-        assert!(status.container_statuses.is_none() && status.pod_ips.is_none());
-        let (spec, was) = (t.spec.expect("spec"), pod.spec.expect("spec"));
-        assert_eq!(
-            (spec.node_name, spec.tolerations),
-            (was.node_name, was.tolerations)
-        );
-        let volumes: Vec<_> = spec
-            .volumes
-            .iter()
-            .flatten()
-            .map(|v| v.name.as_str())
-            .collect();
-        assert_eq!(volumes, ["data", "scratch"]);
-        let c = &spec.containers[0];
-        assert_eq!(
-            (c.name.as_str(), c.image.as_deref()),
-            ("web", Some("nginx"))
-        );
-        assert_eq!(c.ports, was.containers[0].ports);
-        assert_eq!(c.resources, was.containers[0].resources);
-        assert!(c.env.is_none() && c.command.is_none() && c.readiness_probe.is_none());
-        assert!(c.volume_mounts.is_none());
-        let init = &spec.init_containers.expect("init")[0];
-        assert_eq!(init.restart_policy.as_deref(), Some("Always"));
-        assert!(init.resources.is_some() && init.args.is_none());
     }
 
     #[tokio::test]

@@ -3,8 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, WeightedPodAffinityTerm};
+use k8s_openapi::api::core::v1::{PodAffinityTerm, WeightedPodAffinityTerm};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use skiff_informer::CachedPod;
 
 use crate::labels::{label_selector_matches, optional_selector_matches};
 use crate::nodes::{pod_labels, pod_namespace, NodeInfo};
@@ -33,7 +34,7 @@ struct Term {
 }
 
 impl Term {
-    fn new(owner: &Pod, t: &PodAffinityTerm) -> Term {
+    fn new(owner: &CachedPod, t: &PodAffinityTerm) -> Term {
         let mut namespaces: BTreeSet<String> = t.namespaces.iter().flatten().cloned().collect();
         if namespaces.is_empty() && t.namespace_selector.is_none() {
             namespaces.insert(pod_namespace(owner).to_string());
@@ -47,7 +48,7 @@ impl Term {
     }
 
     /// Whether `pod` is selected by this term (its namespace, then its labels).
-    fn matches(&self, pod: &Pod, ns_labels: &NsLabels) -> bool {
+    fn matches(&self, pod: &CachedPod, ns_labels: &NsLabels) -> bool {
         let ns = pod_namespace(pod);
         let ns_ok = self.namespaces.contains(ns)
             || self.namespace_selector.as_ref().is_some_and(|sel| {
@@ -65,7 +66,7 @@ struct PodTerms {
     preferred_anti_affinity: Vec<(i64, Term)>,
 }
 
-fn weighted(owner: &Pod, terms: Option<&Vec<WeightedPodAffinityTerm>>) -> Vec<(i64, Term)> {
+fn weighted(owner: &CachedPod, terms: Option<&Vec<WeightedPodAffinityTerm>>) -> Vec<(i64, Term)> {
     terms
         .into_iter()
         .flatten()
@@ -73,7 +74,7 @@ fn weighted(owner: &Pod, terms: Option<&Vec<WeightedPodAffinityTerm>>) -> Vec<(i
         .collect()
 }
 
-fn pod_terms(pod: &Pod) -> PodTerms {
+fn pod_terms(pod: &CachedPod) -> PodTerms {
     let Some(affinity) = pod.spec.as_ref().and_then(|s| s.affinity.as_ref()) else {
         return PodTerms::default();
     };
@@ -128,7 +129,7 @@ fn bump(counts: &mut BTreeMap<TopologyPair, i64>, ni: &NodeInfo, key: &str) {
 }
 
 impl State {
-    pub(crate) fn new(pod: &Pod, nodes: &[NodeInfo], ns_labels: &NsLabels) -> State {
+    pub(crate) fn new(pod: &CachedPod, nodes: &[NodeInfo], ns_labels: &NsLabels) -> State {
         let terms = pod_terms(pod);
         let mut s = State {
             pod_matches_own_affinity: terms
@@ -218,14 +219,14 @@ impl State {
 
 /// The InterPodAffinity score of each feasible node (normalized to 0–100 by min/max).
 pub(crate) fn score(
-    pod: &Pod,
+    pod: &CachedPod,
     nodes: &[NodeInfo],
     feasible: &[usize],
     ns_labels: &NsLabels,
 ) -> Vec<i64> {
     let terms = pod_terms(pod);
     let mut topo: BTreeMap<TopologyPair, i64> = BTreeMap::new();
-    let mut add = |term: &Term, weight: i64, target: &Pod, ni: &NodeInfo| {
+    let mut add = |term: &Term, weight: i64, target: &CachedPod, ni: &NodeInfo| {
         if term.matches(target, ns_labels) {
             if let Some(v) = ni.labels.get(&term.topology_key) {
                 *topo
@@ -298,7 +299,7 @@ mod tests {
     use crate::Snapshot;
     use serde_json::{json, Value};
 
-    fn cluster(pods: Vec<Pod>) -> Snapshot {
+    fn cluster(pods: Vec<CachedPod>) -> Snapshot {
         Snapshot {
             nodes: vec![
                 node(
@@ -322,14 +323,14 @@ mod tests {
         }
     }
 
-    fn with_affinity(name: &str, labels: Value, affinity: Value) -> Pod {
+    fn with_affinity(name: &str, labels: Value, affinity: Value) -> CachedPod {
         pod(json!({
             "metadata": {"name": name, "namespace": "default", "labels": labels},
             "spec": {"containers": [{"name": "c"}], "affinity": affinity}
         }))
     }
 
-    fn filter_all(p: &Pod, snap: &Snapshot) -> Vec<Option<&'static str>> {
+    fn filter_all(p: &CachedPod, snap: &Snapshot) -> Vec<Option<&'static str>> {
         let nodes = build(p, snap);
         let s = State::new(p, &nodes, &namespace_labels(&snap.namespaces));
         nodes
@@ -345,7 +346,7 @@ mod tests {
             .collect()
     }
 
-    fn web(name: &str, node_name: &str) -> Pod {
+    fn web(name: &str, node_name: &str) -> CachedPod {
         bound_pod(
             name,
             node_name,
@@ -453,7 +454,7 @@ mod tests {
         assert_eq!(filter_all(&other, &snap), vec![None, None, None]);
     }
 
-    fn score_all(p: &Pod, snap: &Snapshot) -> Vec<i64> {
+    fn score_all(p: &CachedPod, snap: &Snapshot) -> Vec<i64> {
         let nodes = build(p, snap);
         let feasible: Vec<usize> = (0..nodes.len()).collect();
         score(p, &nodes, &feasible, &namespace_labels(&snap.namespaces))

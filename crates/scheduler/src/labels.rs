@@ -2,8 +2,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::{Node, NodeSelectorRequirement, NodeSelectorTerm, Pod};
+use k8s_openapi::api::core::v1::{Node, NodeSelectorRequirement, NodeSelectorTerm};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use skiff_informer::CachedPod;
 
 pub use skiff_meta::selector::typed_label_selector_matches as label_selector_matches;
 
@@ -68,7 +69,7 @@ pub fn node_selector_term_matches(term: &NodeSelectorTerm, node: &Node) -> bool 
 
 /// The NodeAffinity filter: the pod's `spec.nodeSelector` and its required node affinity
 /// (terms ORed) both hold on the node. The DaemonSet controller uses the same check.
-pub fn pod_matches_node_selector_and_affinity(pod: &Pod, node: &Node) -> bool {
+pub fn pod_matches_node_selector_and_affinity(pod: &CachedPod, node: &Node) -> bool {
     let Some(spec) = pod.spec.as_ref() else {
         return true;
     };
@@ -100,7 +101,7 @@ pub fn pod_matches_node_selector_and_affinity(pod: &Pod, node: &Node) -> bool {
 /// `metadata.name In [...]` requirement, only those nodes need to be evaluated. Returns
 /// `None` when any node may match, or the set of node names (empty when the terms
 /// contradict each other).
-pub fn required_node_names(pod: &Pod) -> Option<BTreeSet<String>> {
+pub fn required_node_names(pod: &CachedPod) -> Option<BTreeSet<String>> {
     let terms = &pod
         .spec
         .as_ref()?

@@ -17,7 +17,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node};
+use skiff_informer::CachedPod;
 use thiserror::Error;
 
 mod interpod;
@@ -55,7 +56,7 @@ use nodes::NodeInfo;
 pub struct Snapshot {
     pub nodes: Vec<Node>,
     /// All pods, bound (`spec.nodeName` set) or not. Succeeded and Failed pods are ignored.
-    pub pods: Vec<Pod>,
+    pub pods: Vec<CachedPod>,
     /// Namespaces, only needed for the labels that pod affinity `namespaceSelector`s match.
     pub namespaces: Vec<Namespace>,
 }
@@ -64,7 +65,7 @@ impl Snapshot {
     /// Records a scheduling decision before the API confirms it, as kube-scheduler's cache
     /// "assumes" a pod: the pod (matched by uid, else namespace/name) is replaced by, or
     /// added as, a copy bound to `node_name`, so the next decision counts it.
-    pub fn assume(&mut self, pod: &Pod, node_name: &str) {
+    pub fn assume(&mut self, pod: &CachedPod, node_name: &str) {
         let mut bound = pod.clone();
         bound.spec.get_or_insert_with(Default::default).node_name = Some(node_name.to_string());
         self.pods.retain(|p| !nodes::same_pod(p, pod));
@@ -128,7 +129,7 @@ type NsLabels = BTreeMap<String, BTreeMap<String, String>>;
 
 /// Everything computed once per scheduling cycle (the PreFilter state).
 struct Cycle<'a> {
-    pod: &'a Pod,
+    pod: &'a CachedPod,
     nodes: &'a [NodeInfo],
     requests: Resources,
     interpod: interpod::State,
@@ -138,7 +139,7 @@ struct Cycle<'a> {
 
 impl<'a> Cycle<'a> {
     fn new(
-        pod: &'a Pod,
+        pod: &'a CachedPod,
         nodes: &'a [NodeInfo],
         ns_labels: &'a NsLabels,
         vols: Option<&Volumes>,
@@ -255,7 +256,7 @@ impl Cluster {
     /// where the previous pass left its round-robin over the nodes.
     pub fn new<'n>(
         nodes: impl IntoIterator<Item = Arc<Node>>,
-        pods: impl IntoIterator<Item = Arc<Pod>>,
+        pods: impl IntoIterator<Item = Arc<CachedPod>>,
         namespaces: impl IntoIterator<Item = &'n Namespace>,
         next_start: usize,
     ) -> Cluster {
@@ -275,7 +276,7 @@ impl Cluster {
 
     /// Counts `pod` on `node_name` before the API confirms the binding, as kube-scheduler's
     /// cache "assumes" a pod.
-    pub fn assume(&mut self, pod: &Pod, node_name: &str) {
+    pub fn assume(&mut self, pod: &CachedPod, node_name: &str) {
         let Some(&i) = self.index.get(node_name) else {
             return;
         };
@@ -285,7 +286,11 @@ impl Cluster {
     }
 
     /// Picks the node for an unbound `pod`, looking at `vols` for its claims when given.
-    pub fn schedule(&mut self, pod: &Pod, vols: Option<&Volumes>) -> Result<String, Unschedulable> {
+    pub fn schedule(
+        &mut self,
+        pod: &CachedPod,
+        vols: Option<&Volumes>,
+    ) -> Result<String, Unschedulable> {
         let n = self.nodes.len();
         let start = if n == 0 { 0 } else { self.next_start % n };
         let (result, processed) = decide(
@@ -318,7 +323,7 @@ struct Outcome {
 }
 
 /// Runs every filter plugin against every node of the snapshot.
-pub fn filter(pod: &Pod, snap: &Snapshot) -> Filtered {
+pub fn filter(pod: &CachedPod, snap: &Snapshot) -> Filtered {
     let nodes = nodes::build(pod, snap);
     let ns_labels = nodes::namespace_labels(&snap.namespaces);
     let cycle = Cycle::new(pod, &nodes, &ns_labels, None);
@@ -332,7 +337,7 @@ pub fn filter(pod: &Pod, snap: &Snapshot) -> Filtered {
 }
 
 /// Scores the feasible nodes with the default profile's score plugins and weights.
-pub fn score(pod: &Pod, snap: &Snapshot) -> BTreeMap<String, NodeScore> {
+pub fn score(pod: &CachedPod, snap: &Snapshot) -> BTreeMap<String, NodeScore> {
     let nodes = nodes::build(pod, snap);
     let ns_labels = nodes::namespace_labels(&snap.namespaces);
     let cycle = Cycle::new(pod, &nodes, &ns_labels, None);
@@ -342,18 +347,22 @@ pub fn score(pod: &Pod, snap: &Snapshot) -> BTreeMap<String, NodeScore> {
 
 /// Picks the node for `pod`: the feasible node with the highest weighted score, ties
 /// broken by the smallest node name (kube-scheduler breaks ties at random).
-pub fn schedule(pod: &Pod, snap: &Snapshot) -> Result<String, Unschedulable> {
+pub fn schedule(pod: &CachedPod, snap: &Snapshot) -> Result<String, Unschedulable> {
     schedule_inner(pod, snap, None)
 }
 
 /// [`schedule`] for a pod whose PersistentVolumeClaims are looked up in `vols`
 /// (VolumeBinding).
-pub fn schedule_with(pod: &Pod, snap: &Snapshot, vols: &Volumes) -> Result<String, Unschedulable> {
+pub fn schedule_with(
+    pod: &CachedPod,
+    snap: &Snapshot,
+    vols: &Volumes,
+) -> Result<String, Unschedulable> {
     schedule_inner(pod, snap, Some(vols))
 }
 
 fn schedule_inner(
-    pod: &Pod,
+    pod: &CachedPod,
     snap: &Snapshot,
     vols: Option<&Volumes>,
 ) -> Result<String, Unschedulable> {
@@ -366,7 +375,7 @@ fn schedule_inner(
 /// The scheduling cycle: filters from node `start` until `want` nodes fit, then scores
 /// those. Returns the decision and how many nodes were filtered.
 fn decide(
-    pod: &Pod,
+    pod: &CachedPod,
     nodes: &[NodeInfo],
     ns_labels: &NsLabels,
     vols: Option<&Volumes>,
@@ -408,7 +417,7 @@ fn histogram<'s>(reasons: impl Iterator<Item = &'s str>) -> String {
     parts.join(", ")
 }
 
-fn unschedulable(pod: &Pod, num_nodes: usize, outcome: Outcome) -> Unschedulable {
+fn unschedulable(pod: &CachedPod, num_nodes: usize, outcome: Outcome) -> Unschedulable {
     let Outcome {
         failed,
         prefilter_msg,

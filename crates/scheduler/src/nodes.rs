@@ -4,7 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node};
+use skiff_informer::CachedPod;
 
 use crate::resources::{node_allocatable, pod_non_zero_requests, pod_requests, Resources};
 
@@ -21,13 +22,13 @@ pub(crate) struct NodeInfo {
     pub name: String,
     pub labels: BTreeMap<String, String>,
     /// Pods bound to this node that are neither Succeeded nor Failed.
-    pub pods: Vec<Arc<Pod>>,
+    pub pods: Vec<Arc<CachedPod>>,
     /// Those of `pods` with pod affinity or anti-affinity of any kind (kube-scheduler's
     /// PodsWithAffinity), which the InterPodAffinity score reads for every incoming pod.
-    pub with_affinity: Vec<Arc<Pod>>,
+    pub with_affinity: Vec<Arc<CachedPod>>,
     /// Those of `pods` with required anti-affinity (PodsWithRequiredAntiAffinity), which the
     /// InterPodAffinity filter reads for every incoming pod.
-    pub with_required_anti_affinity: Vec<Arc<Pod>>,
+    pub with_required_anti_affinity: Vec<Arc<CachedPod>>,
     pub allocatable: Resources,
     pub allowed_pods: i64,
     pub requested: Resources,
@@ -55,7 +56,7 @@ impl NodeInfo {
     }
 
     /// Counts a pod bound here (kube-scheduler's NodeInfo.AddPod).
-    pub(crate) fn add(&mut self, pod: Arc<Pod>) {
+    pub(crate) fn add(&mut self, pod: Arc<CachedPod>) {
         self.requested.add(&pod_requests(&pod));
         self.non_zero_requested.add(&pod_non_zero_requests(&pod));
         self.used_ports.extend(pod_host_ports(&pod));
@@ -79,11 +80,11 @@ impl NodeInfo {
 
 static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
 
-pub(crate) fn pod_namespace(pod: &Pod) -> &str {
+pub(crate) fn pod_namespace(pod: &CachedPod) -> &str {
     pod.metadata.namespace.as_deref().unwrap_or("default")
 }
 
-pub(crate) fn pod_labels(pod: &Pod) -> &BTreeMap<String, String> {
+pub(crate) fn pod_labels(pod: &CachedPod) -> &BTreeMap<String, String> {
     pod.metadata.labels.as_ref().unwrap_or(&NO_LABELS)
 }
 
@@ -91,14 +92,14 @@ pub(crate) fn node_labels(node: &Node) -> &BTreeMap<String, String> {
     node.metadata.labels.as_ref().unwrap_or(&NO_LABELS)
 }
 
-fn is_terminal(pod: &Pod) -> bool {
+fn is_terminal(pod: &CachedPod) -> bool {
     matches!(
         pod.status.as_ref().and_then(|s| s.phase.as_deref()),
         Some("Succeeded") | Some("Failed")
     )
 }
 
-pub(crate) fn same_pod(a: &Pod, b: &Pod) -> bool {
+pub(crate) fn same_pod(a: &CachedPod, b: &CachedPod) -> bool {
     if let (Some(x), Some(y)) = (a.metadata.uid.as_ref(), b.metadata.uid.as_ref()) {
         return x == y;
     }
@@ -108,7 +109,7 @@ pub(crate) fn same_pod(a: &Pod, b: &Pod) -> bool {
 }
 
 /// The host ports a pod's containers ask for (hostPort > 0), normalized.
-pub(crate) fn pod_host_ports(pod: &Pod) -> Vec<HostPort> {
+pub(crate) fn pod_host_ports(pod: &CachedPod) -> Vec<HostPort> {
     let mut out = Vec::new();
     let Some(spec) = pod.spec.as_ref() else {
         return out;
@@ -139,7 +140,7 @@ pub(crate) fn pod_host_ports(pod: &Pod) -> Vec<HostPort> {
 /// The NodeInfo of every node from `nodes` and the bound, non-terminal ones of `pods`.
 pub(crate) fn infos(
     nodes: impl IntoIterator<Item = Arc<Node>>,
-    pods: impl IntoIterator<Item = Arc<Pod>>,
+    pods: impl IntoIterator<Item = Arc<CachedPod>>,
 ) -> (Vec<NodeInfo>, HashMap<String, usize>) {
     let infos: Vec<NodeInfo> = nodes.into_iter().map(NodeInfo::new).collect();
     let index: HashMap<String, usize> = infos
@@ -165,7 +166,7 @@ pub(crate) fn infos(
 
 /// Builds the NodeInfo of every node, leaving out `incoming` itself should it already
 /// appear among the pods.
-pub(crate) fn build(incoming: &Pod, snap: &crate::Snapshot) -> Vec<NodeInfo> {
+pub(crate) fn build(incoming: &CachedPod, snap: &crate::Snapshot) -> Vec<NodeInfo> {
     infos(
         snap.nodes.iter().cloned().map(Arc::new),
         snap.pods

@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Container, Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use skiff_informer::CachedPod;
 
 use skiff_meta::quantity::parse_milli;
 
@@ -37,7 +38,7 @@ pub struct Resources {
 impl Resources {
     /// Reads a ResourceList (requests, limits, allocatable, overhead). Quantities that do
     /// not parse count as zero: the API server validates them before they reach us.
-    pub fn from_list(list: &BTreeMap<String, Quantity>) -> Resources {
+    pub fn from_list<'a>(list: impl IntoIterator<Item = (&'a String, &'a Quantity)>) -> Resources {
         let mut r = Resources::default();
         for (name, q) in list {
             let milli = parse_milli(&q.0).unwrap_or(0);
@@ -93,28 +94,28 @@ impl Resources {
     }
 }
 
-fn container_requests(c: &Container, non_zero: bool) -> Resources {
-    let empty = BTreeMap::new();
-    let list = c
+fn container_requests(c: &skiff_informer::CachedContainer, non_zero: bool) -> Resources {
+    let list: &[(String, Quantity)] = c
         .resources
         .as_ref()
-        .and_then(|r| r.requests.as_ref())
-        .unwrap_or(&empty);
-    let mut r = Resources::from_list(list);
+        .and_then(|r| r.requests.as_deref())
+        .unwrap_or_default();
+    let mut r = Resources::from_list(list.iter().map(|(k, v)| (k, v)));
     if non_zero {
         // GetNonzeroRequestForResource: only a missing request gets the default;
         // an explicit zero stays zero.
-        if !list.contains_key("cpu") {
+        let has = |name: &str| list.iter().any(|(k, _)| k == name);
+        if !has("cpu") {
             r.milli_cpu = DEFAULT_MILLI_CPU_REQUEST;
         }
-        if !list.contains_key("memory") {
+        if !has("memory") {
             r.memory = DEFAULT_MEMORY_REQUEST;
         }
     }
     r
 }
 
-fn aggregate(pod: &Pod, non_zero: bool) -> Resources {
+fn aggregate(pod: &CachedPod, non_zero: bool) -> Resources {
     let mut reqs = Resources::default();
     let Some(spec) = pod.spec.as_ref() else {
         return reqs;
@@ -148,13 +149,13 @@ fn aggregate(pod: &Pod, non_zero: bool) -> Resources {
 /// The pod's effective requests: the sum of its app containers (plus sidecars), or the
 /// largest init container if that is more, per resource, plus the pod overhead.
 /// Containers without requests count as zero.
-pub fn pod_requests(pod: &Pod) -> Resources {
+pub fn pod_requests(pod: &CachedPod) -> Resources {
     aggregate(pod, false)
 }
 
 /// Like [`pod_requests`], but a container with no cpu or memory request counts as
 /// 100m cpu / 200Mi memory, as the scoring plugins of kube-scheduler assume.
-pub fn pod_non_zero_requests(pod: &Pod) -> Resources {
+pub fn pod_non_zero_requests(pod: &CachedPod) -> Resources {
     aggregate(pod, true)
 }
 

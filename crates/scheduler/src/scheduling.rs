@@ -15,10 +15,10 @@ use crate::{pod_claims, waits_for_first_consumer, Cluster, Volumes};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{Api, Patch};
-use kube::runtime::watcher;
 use kube::Client;
 use serde_json::json;
-use skiff_informer::{stopped, Informer, Informers};
+use skiff_informer::CachedPod;
+use skiff_informer::{stopped, Informers, UNBOUND};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -44,19 +44,19 @@ fn post_params() -> kube::api::PostParams {
     skiff_informer::post_params(FIELD_MANAGER)
 }
 
-fn node_name(p: &Pod) -> &str {
+fn node_name(p: &CachedPod) -> &str {
     p.spec
         .as_ref()
         .and_then(|s| s.node_name.as_deref())
         .unwrap_or("")
 }
 
-fn uid(p: &Pod) -> &str {
+fn uid(p: &CachedPod) -> &str {
     p.metadata.uid.as_deref().unwrap_or("")
 }
 
 /// Whether this scheduler should place `p` now.
-fn wants_scheduling(p: &Pod) -> bool {
+fn wants_scheduling(p: &CachedPod) -> bool {
     let Some(spec) = &p.spec else { return false };
     node_name(p).is_empty()
         && p.metadata.deletion_timestamp.is_none()
@@ -72,8 +72,6 @@ fn wants_scheduling(p: &Pod) -> bool {
 struct Scheduler {
     client: Client,
     informers: Informers,
-    /// The scheduling queue: pods with no node.
-    pending: Informer<Pod>,
     /// Pods bound by this scheduler that the pod cache does not show bound yet.
     assumed: HashMap<String, (String, Instant)>,
     /// Pods that fit nowhere, with the cluster epoch they were last tried at.
@@ -87,40 +85,39 @@ impl Scheduler {
     /// Places at most [`PODS_PER_PASS`] pods; returns whether more are waiting.
     async fn pass(&mut self, epoch: u64, retry_all: bool) -> bool {
         let started = std::time::Instant::now();
-        let waiting = self.pending.state();
-        if !waiting.iter().any(|p| wants_scheduling(p)) {
+        let inf = &self.informers;
+        // The queue: the pods informer's index of unbound pods says cheaply whether
+        // any waits; the pass then reads the whole cache once, so that the queue and the
+        // bound pods come from one view.
+        if !inf
+            .pods
+            .indexed(UNBOUND)
+            .iter()
+            .any(|p| wants_scheduling(p))
+        {
             self.unschedulable.clear();
             return false;
         }
-        let inf = &self.informers;
         let pods = inf.pods.state();
-        let bound: HashSet<&str> = pods
-            .iter()
-            .filter(|p| !node_name(p).is_empty())
-            .map(|p| uid(p))
-            .collect();
-        // The queue's watch may be ahead of the pod cache.
-        let present: HashSet<&str> = pods.iter().chain(waiting.iter()).map(|p| uid(p)).collect();
-        self.assumed.retain(|u, (_, at)| {
-            at.elapsed() < ASSUME_TTL && !bound.contains(u.as_str()) && present.contains(u.as_str())
-        });
+        let waiting: Vec<&Arc<CachedPod>> =
+            pods.iter().filter(|p| node_name(p).is_empty()).collect();
         let waiting_uids: HashSet<&str> = waiting.iter().map(|p| uid(p)).collect();
+        // An assumed pod is forgotten once the cache shows it bound (or gone).
+        self.assumed
+            .retain(|u, (_, at)| at.elapsed() < ASSUME_TTL && waiting_uids.contains(u.as_str()));
         self.unschedulable
             .retain(|u, _| waiting_uids.contains(u.as_str()));
-        let mut queue: Vec<Arc<Pod>> = waiting
+        let mut queue: Vec<Arc<CachedPod>> = waiting
             .iter()
-            // The pod cache may show a binding before the queue's watch drops the pod.
-            .filter(|p| {
-                wants_scheduling(p) && !self.assumed.contains_key(uid(p)) && !bound.contains(uid(p))
-            })
+            .filter(|p| wants_scheduling(p) && !self.assumed.contains_key(uid(p)))
             .filter(|p| retry_all || self.unschedulable.get(uid(p)).is_none_or(|e| *e < epoch))
-            .cloned()
+            .map(|p| Arc::clone(p))
             .collect();
         if queue.is_empty() {
             return false;
         }
         queue.sort_by(|a, b| {
-            let t = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            let t = |p: &CachedPod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
             t(a).cmp(&t(b))
                 .then_with(|| a.metadata.name.cmp(&b.metadata.name))
         });
@@ -136,12 +133,9 @@ impl Scheduler {
             self.next_start,
         );
         // Bindings not yet in the pod cache count where they were sent.
-        let mut counted: HashSet<&str> = HashSet::new();
-        for p in pods.iter().chain(waiting.iter()) {
-            if node_name(p).is_empty() && counted.insert(uid(p)) {
-                if let Some((node, _)) = self.assumed.get(uid(p)) {
-                    cluster.assume(p, node);
-                }
+        for p in &waiting {
+            if let Some((node, _)) = self.assumed.get(uid(p)) {
+                cluster.assume(p, node);
             }
         }
         let mut vols: Option<Volumes> = None;
@@ -243,7 +237,7 @@ impl Scheduler {
 
     async fn bind(
         &self,
-        p: &Pod,
+        p: &CachedPod,
         node: &str,
         claims: &[String],
         vols: Option<&Volumes>,
@@ -272,7 +266,7 @@ impl Scheduler {
     }
 
     /// Records that `p` fits nowhere, unless its condition already says so.
-    async fn unschedulable_pod(&self, p: &Pod, message: &str) {
+    async fn unschedulable_pod(&self, p: &CachedPod, message: &str) {
         let same = p
             .status
             .as_ref()
@@ -339,7 +333,7 @@ async fn select_node(
     Ok(())
 }
 
-async fn event(client: &Client, pod: &Pod, ty: &str, reason: &str, message: &str) {
+async fn event(client: &Client, pod: &CachedPod, ty: &str, reason: &str, message: &str) {
     let involved = json!({"apiVersion": "v1", "kind": "Pod", "name": pod.metadata.name,
         "namespace": pod.metadata.namespace.as_deref().unwrap_or("default"), "uid": pod.metadata.uid});
     skiff_informer::event(
@@ -357,18 +351,9 @@ async fn event(client: &Client, pod: &Pod, ty: &str, reason: &str, message: &str
 /// Runs the scheduler until `stop`: a pass whenever a pod is waiting, and for pods that
 /// fit nowhere whenever the cluster changes.
 pub async fn run(client: Client, informers: Informers, stop: watch::Receiver<bool>) {
-    let pending = Informer::<Pod>::spawn(
-        Api::all(client.clone()),
-        watcher::Config::default().fields("spec.nodeName="),
-        stop.clone(),
-    );
     let kick = Arc::new(Notify::new());
     // Bumped by every change that may let an unschedulable pod fit.
     let epoch = Arc::new(AtomicU64::new(1));
-    {
-        let kick = kick.clone();
-        pending.on_change(move |_| kick.notify_one());
-    }
     let changed = {
         let (kick, epoch) = (kick.clone(), epoch.clone());
         move || {
@@ -382,8 +367,12 @@ pub async fn run(client: Client, informers: Informers, stop: watch::Receiver<boo
     }
     {
         let changed = changed.clone();
+        let kick = kick.clone();
+        // A new or changed unbound pod is work; a bound one may change where others fit.
         informers.pods.on_change(move |p| {
-            if !node_name(p).is_empty() {
+            if node_name(p).is_empty() {
+                kick.notify_one()
+            } else {
                 changed()
             }
         });
@@ -401,12 +390,10 @@ pub async fn run(client: Client, informers: Informers, stop: watch::Receiver<boo
         informers.volumes.on_change(move |_| changed());
     }
     informers.classes.on_change(move |_| changed());
-    pending.synced().await;
     informers.synced().await;
     let mut s = Scheduler {
         client,
         informers,
-        pending,
         assumed: HashMap::new(),
         unschedulable: HashMap::new(),
         next_start: 0,

@@ -5,7 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Pod, Toleration};
+use k8s_openapi::api::core::v1::Toleration;
+use skiff_informer::CachedPod;
 
 use crate::labels::node_selector_term_matches;
 use crate::nodes::NodeInfo;
@@ -33,7 +34,7 @@ fn least_requested(requested: i64, capacity: i64) -> i64 {
 
 /// NodeResourcesFit with the LeastAllocated strategy over cpu and memory (weight 1 each),
 /// using the non-zero requests (100m / 200Mi for containers without any).
-pub(crate) fn least_allocated(pod: &Pod, ni: &NodeInfo) -> i64 {
+pub(crate) fn least_allocated(pod: &CachedPod, ni: &NodeInfo) -> i64 {
     let req = pod_non_zero_requests(pod);
     let pairs = [
         (
@@ -64,7 +65,7 @@ pub(crate) fn least_allocated(pod: &Pod, ni: &NodeInfo) -> i64 {
 
 /// NodeResourcesBalancedAllocation: 100 × (1 − standard deviation of the cpu and memory
 /// fractions requested). Skipped (0 everywhere) for a pod that requests nothing.
-pub(crate) fn balanced_allocation(pod: &Pod, ni: &NodeInfo) -> i64 {
+pub(crate) fn balanced_allocation(pod: &CachedPod, ni: &NodeInfo) -> i64 {
     let req = pod_requests(pod);
     if req.milli_cpu == 0 && req.memory == 0 {
         return 0;
@@ -92,7 +93,7 @@ pub(crate) fn balanced_allocation(pod: &Pod, ni: &NodeInfo) -> i64 {
 }
 
 /// TaintToleration (raw): the number of PreferNoSchedule taints not tolerated.
-pub(crate) fn intolerable_taints(pod: &Pod, ni: &NodeInfo) -> i64 {
+pub(crate) fn intolerable_taints(pod: &CachedPod, ni: &NodeInfo) -> i64 {
     let tolerations: Vec<Toleration> = pod_tolerations(pod)
         .iter()
         .filter(|t| {
@@ -116,7 +117,7 @@ pub(crate) fn intolerable_taints(pod: &Pod, ni: &NodeInfo) -> i64 {
 }
 
 /// NodeAffinity (raw): the sum of the weights of the preferred terms the node matches.
-pub(crate) fn preferred_node_affinity(pod: &Pod, ni: &NodeInfo) -> i64 {
+pub(crate) fn preferred_node_affinity(pod: &CachedPod, ni: &NodeInfo) -> i64 {
     pod.spec
         .as_ref()
         .and_then(|s| s.affinity.as_ref())
@@ -149,12 +150,12 @@ fn default_normalize(scores: &mut [i64], reverse: bool) {
 
 /// Scores every feasible node; keys are node names.
 pub(crate) fn score(
-    pod: &Pod,
+    pod: &CachedPod,
     nodes: &[NodeInfo],
     feasible: &[usize],
     ns_labels: &BTreeMap<String, BTreeMap<String, String>>,
 ) -> BTreeMap<String, NodeScore> {
-    let per = |f: fn(&Pod, &NodeInfo) -> i64| -> Vec<i64> {
+    let per = |f: fn(&CachedPod, &NodeInfo) -> i64| -> Vec<i64> {
         feasible.iter().map(|&i| f(pod, &nodes[i])).collect()
     };
     let mut taint = per(intolerable_taints);
@@ -191,7 +192,7 @@ mod tests {
     use crate::Snapshot;
     use serde_json::json;
 
-    fn requesting(cpu: &str, mem: &str) -> Pod {
+    fn requesting(cpu: &str, mem: &str) -> CachedPod {
         pod(json!({"metadata": {"name": "p", "namespace": "default"},
             "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": cpu, "memory": mem}}}]}}))
     }

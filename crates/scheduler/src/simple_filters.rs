@@ -1,7 +1,8 @@
 //! The per-node filter plugins that need no cluster-wide state: NodeUnschedulable,
 //! NodeName, TaintToleration, NodeAffinity, NodePorts and NodeResourcesFit.
 
-use k8s_openapi::api::core::v1::{Pod, Taint};
+use k8s_openapi::api::core::v1::Taint;
+use skiff_informer::CachedPod;
 
 use crate::labels::pod_matches_node_selector_and_affinity;
 use crate::nodes::{pod_host_ports, HostPort, NodeInfo};
@@ -17,7 +18,7 @@ pub(crate) const ERR_NODE_PORTS: &str =
 
 /// NodeUnschedulable: `spec.unschedulable` nodes, unless the pod tolerates the
 /// node.kubernetes.io/unschedulable:NoSchedule taint.
-pub(crate) fn node_unschedulable(pod: &Pod, ni: &NodeInfo) -> Option<Status> {
+pub(crate) fn node_unschedulable(pod: &CachedPod, ni: &NodeInfo) -> Option<Status> {
     let unschedulable = ni
         .node
         .spec
@@ -39,7 +40,7 @@ pub(crate) fn node_unschedulable(pod: &Pod, ni: &NodeInfo) -> Option<Status> {
 }
 
 /// NodeName: a pod with `spec.nodeName` fits only that node.
-pub(crate) fn node_name(pod: &Pod, ni: &NodeInfo) -> Option<Status> {
+pub(crate) fn node_name(pod: &CachedPod, ni: &NodeInfo) -> Option<Status> {
     match pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
         Some(name) if !name.is_empty() && name != ni.name => {
             Some(Status::unresolvable(ERR_NODE_NAME))
@@ -49,7 +50,7 @@ pub(crate) fn node_name(pod: &Pod, ni: &NodeInfo) -> Option<Status> {
 }
 
 /// TaintToleration: every NoSchedule and NoExecute taint must be tolerated.
-pub(crate) fn taint_toleration(pod: &Pod, ni: &NodeInfo) -> Option<Status> {
+pub(crate) fn taint_toleration(pod: &CachedPod, ni: &NodeInfo) -> Option<Status> {
     let taints = ni
         .node
         .spec
@@ -65,7 +66,7 @@ pub(crate) fn taint_toleration(pod: &Pod, ni: &NodeInfo) -> Option<Status> {
 }
 
 /// NodeAffinity: spec.nodeSelector and required node affinity.
-pub(crate) fn node_affinity(pod: &Pod, ni: &NodeInfo) -> Option<Status> {
+pub(crate) fn node_affinity(pod: &CachedPod, ni: &NodeInfo) -> Option<Status> {
     if pod_matches_node_selector_and_affinity(pod, &ni.node) {
         None
     } else {
@@ -83,7 +84,7 @@ fn conflicts(used: &[HostPort], want: &HostPort) -> bool {
 
 /// NodePorts: a wanted hostPort must not be in use on the node with the same protocol
 /// and an overlapping hostIP (0.0.0.0 overlaps every address).
-pub(crate) fn node_ports(pod: &Pod, ni: &NodeInfo) -> Option<Status> {
+pub(crate) fn node_ports(pod: &CachedPod, ni: &NodeInfo) -> Option<Status> {
     let wanted = pod_host_ports(pod);
     if wanted.iter().any(|w| conflicts(&ni.used_ports, w)) {
         Some(Status::unschedulable(ERR_NODE_PORTS))
@@ -154,8 +155,8 @@ mod tests {
     use serde_json::json;
 
     fn run(
-        f: impl Fn(&Pod, &NodeInfo) -> Option<Status>,
-        p: &Pod,
+        f: impl Fn(&CachedPod, &NodeInfo) -> Option<Status>,
+        p: &CachedPod,
         snap: &Snapshot,
     ) -> Vec<Option<Status>> {
         build(p, snap).iter().map(|ni| f(p, ni)).collect()
@@ -370,7 +371,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        let fit = |p: &Pod, ni: &NodeInfo| node_resources_fit(&pod_requests(p), ni);
+        let fit = |p: &CachedPod, ni: &NodeInfo| node_resources_fit(&pod_requests(p), ni);
         let req = |r: serde_json::Value| {
             pod(
                 json!({"metadata": {"name": "new"}, "spec": {"containers": [{"name": "c", "resources": {"requests": r}}]}}),

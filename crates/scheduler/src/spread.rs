@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+use skiff_informer::CachedPod;
 
 use crate::labels::{label_selector_matches, pod_matches_node_selector_and_affinity};
 use crate::nodes::{pod_labels, pod_namespace, NodeInfo};
@@ -27,7 +27,7 @@ struct Constraint {
     honor_node_taints: bool,
 }
 
-fn constraints(pod: &Pod, when: &str) -> Vec<Constraint> {
+fn constraints(pod: &CachedPod, when: &str) -> Vec<Constraint> {
     let Some(spec) = pod.spec.as_ref() else {
         return Vec::new();
     };
@@ -89,7 +89,7 @@ fn has_all_keys(ni: &NodeInfo, cs: &[Constraint]) -> bool {
     cs.iter().all(|c| ni.labels.contains_key(&c.topology_key))
 }
 
-fn included(pod: &Pod, ni: &NodeInfo, c: &Constraint) -> bool {
+fn included(pod: &CachedPod, ni: &NodeInfo, c: &Constraint) -> bool {
     if c.honor_node_affinity && !pod_matches_node_selector_and_affinity(pod, &ni.node) {
         return false;
     }
@@ -117,7 +117,7 @@ pub(crate) struct FilterState {
 }
 
 impl FilterState {
-    pub(crate) fn new(pod: &Pod, nodes: &[NodeInfo]) -> FilterState {
+    pub(crate) fn new(pod: &CachedPod, nodes: &[NodeInfo]) -> FilterState {
         let cs = constraints(pod, "DoNotSchedule");
         let mut counts = vec![BTreeMap::new(); cs.len()];
         let ns = pod_namespace(pod);
@@ -141,7 +141,7 @@ impl FilterState {
         }
     }
 
-    pub(crate) fn filter(&self, pod: &Pod, ni: &NodeInfo) -> Option<Status> {
+    pub(crate) fn filter(&self, pod: &CachedPod, ni: &NodeInfo) -> Option<Status> {
         for (i, c) in self.constraints.iter().enumerate() {
             let Some(value) = ni.labels.get(&c.topology_key) else {
                 return Some(Status::unresolvable(ERR_MISSING_LABEL));
@@ -171,7 +171,7 @@ impl FilterState {
 
 /// The PodTopologySpread score of each feasible node for ScheduleAnyway constraints,
 /// normalized so the least crowded domain scores 100.
-pub(crate) fn score(pod: &Pod, nodes: &[NodeInfo], feasible: &[usize]) -> Vec<i64> {
+pub(crate) fn score(pod: &CachedPod, nodes: &[NodeInfo], feasible: &[usize]) -> Vec<i64> {
     let cs = constraints(pod, "ScheduleAnyway");
     if cs.is_empty() || feasible.is_empty() {
         return vec![0; feasible.len()];
@@ -286,14 +286,14 @@ mod tests {
         ]
     }
 
-    fn spread_pod(name: &str, constraints: Value) -> Pod {
+    fn spread_pod(name: &str, constraints: Value) -> CachedPod {
         pod(json!({
             "metadata": {"name": name, "namespace": "default", "labels": {"app": "web"}},
             "spec": {"containers": [{"name": "c"}], "topologySpreadConstraints": constraints}
         }))
     }
 
-    fn web(name: &str, node_name: &str) -> Pod {
+    fn web(name: &str, node_name: &str) -> CachedPod {
         bound_pod(
             name,
             node_name,
@@ -302,7 +302,7 @@ mod tests {
         )
     }
 
-    fn filter_all(p: &Pod, snap: &Snapshot) -> Vec<Option<Status>> {
+    fn filter_all(p: &CachedPod, snap: &Snapshot) -> Vec<Option<Status>> {
         let nodes = build(p, snap);
         let s = FilterState::new(p, &nodes);
         nodes.iter().map(|ni| s.filter(p, ni)).collect()
@@ -421,7 +421,7 @@ mod tests {
         assert_eq!(filter_all(&p, &snap), vec![None, None, None]);
     }
 
-    fn score_all(p: &Pod, snap: &Snapshot) -> Vec<i64> {
+    fn score_all(p: &CachedPod, snap: &Snapshot) -> Vec<i64> {
         let nodes = build(p, snap);
         let feasible: Vec<usize> = (0..nodes.len()).collect();
         score(p, &nodes, &feasible)

@@ -1,6 +1,7 @@
 //! Taint and toleration matching, shared with the node lifecycle controller.
 
-use k8s_openapi::api::core::v1::{Pod, Taint, Toleration};
+use k8s_openapi::api::core::v1::{Taint, Toleration};
+use skiff_informer::CachedPod;
 
 /// The taint the NodeUnschedulable plugin checks tolerations against.
 pub const UNSCHEDULABLE_TAINT_KEY: &str = "node.kubernetes.io/unschedulable";
@@ -32,7 +33,7 @@ pub fn tolerates(tolerations: &[Toleration], taint: &Taint) -> bool {
 }
 
 /// The pod's tolerations (empty when it has none).
-pub fn pod_tolerations(pod: &Pod) -> &[Toleration] {
+pub fn pod_tolerations(pod: &CachedPod) -> &[Toleration] {
     pod.spec
         .as_ref()
         .and_then(|s| s.tolerations.as_deref())

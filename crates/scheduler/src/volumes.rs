@@ -2,8 +2,9 @@
 //! for its first consumer (else the pod waits for the claim to be bound), and the node
 //! must satisfy the node affinity of every PersistentVolume its claims are bound to.
 
-use k8s_openapi::api::core::v1::{NodeSelector, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{NodeSelector, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
+use skiff_informer::CachedPod;
 
 use crate::nodes::NodeInfo;
 use crate::Status;
@@ -23,7 +24,7 @@ pub const ERR_CONFLICT: &str = "node(s) had volume node affinity conflict";
 pub const ERR_UNBOUND_IMMEDIATE: &str = "pod has unbound immediate PersistentVolumeClaims";
 
 /// The claim names of a pod's persistentVolumeClaim volumes.
-pub fn pod_claims(pod: &Pod) -> Vec<String> {
+pub fn pod_claims(pod: &CachedPod) -> Vec<String> {
     pod.spec
         .iter()
         .flat_map(|s| s.volumes.iter().flatten())
@@ -52,7 +53,7 @@ pub(crate) enum State {
 }
 
 impl State {
-    pub(crate) fn new(pod: &Pod, vols: &Volumes) -> State {
+    pub(crate) fn new(pod: &CachedPod, vols: &Volumes) -> State {
         let ns = crate::nodes::pod_namespace(pod);
         let mut required = Vec::new();
         for name in pod_claims(pod) {
@@ -127,7 +128,7 @@ mod tests {
     use crate::Snapshot;
     use serde_json::json;
 
-    fn claim_pod() -> Pod {
+    fn claim_pod() -> CachedPod {
         pod(json!({
             "metadata": {"name": "p", "namespace": "default"},
             "spec": {"containers": [{"name": "c"}],

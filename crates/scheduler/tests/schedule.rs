@@ -5,8 +5,23 @@
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::{json, Value};
-use skiff_scheduler::{filter, schedule, score, Snapshot};
+use skiff_informer::CachedPod;
+use skiff_scheduler::{Filtered, NodeScore, Snapshot, Unschedulable};
 use skiff_testsupport::objects::{self, pod};
+use std::collections::BTreeMap;
+
+// The scheduler works on pods as the pods informer caches them.
+fn schedule(p: &Pod, snap: &Snapshot) -> Result<String, Unschedulable> {
+    skiff_scheduler::schedule(&CachedPod::from(p), snap)
+}
+
+fn filter(p: &Pod, snap: &Snapshot) -> Filtered {
+    skiff_scheduler::filter(&CachedPod::from(p), snap)
+}
+
+fn score(p: &Pod, snap: &Snapshot) -> BTreeMap<String, NodeScore> {
+    skiff_scheduler::score(&CachedPod::from(p), snap)
+}
 
 fn node_with(name: &str, labels: Value, allocatable: Value, spec: Value) -> Node {
     let mut labels = labels;
@@ -74,11 +89,11 @@ fn bind(snap: &mut Snapshot, mut p: Pod, node_name: &str) {
         spec.node_name = Some(node_name.to_string());
     }
     p.status = Some(serde_json::from_value(json!({"phase": "Running"})).expect("status"));
-    snap.pods.push(p);
+    snap.pods.push(p.into());
 }
 
 fn schedule_and_bind(snap: &mut Snapshot, p: Pod) -> Result<String, String> {
-    snap.pods.push(p.clone());
+    snap.pods.push(p.clone().into());
     let result = schedule(&p, snap).map_err(|e| e.message);
     snap.pods.pop();
     if let Ok(n) = &result {
@@ -660,7 +675,7 @@ fn pending_until_a_labelled_node_joins() {
         replica("trainer", "1", "1Gi"),
         json!({"nodeSelector": {"gpu": "true"}}),
     );
-    snap.pods.push(p.clone());
+    snap.pods.push(p.clone().into());
     let err = schedule(&p, &snap).unwrap_err();
     assert_eq!(
         err.message,
