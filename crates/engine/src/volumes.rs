@@ -210,6 +210,17 @@ pub fn remove(root: &Path, name: &str) -> Result<()> {
 }
 
 impl crate::Engine {
+    /// The names of the volumes some container (of any state) mounts.
+    pub fn volumes_in_use(&self) -> Result<std::collections::HashSet<String>> {
+        Ok(self
+            .list()?
+            .iter()
+            .flat_map(|c| c.record.mounts.iter())
+            .filter(|m| m.kind == "volume")
+            .map(|m| m.name.clone())
+            .collect())
+    }
+
     /// `volume rm`: refused while a running container uses it, and while any
     /// container does unless `force`.
     pub fn remove_volume(&self, name: &str, force: bool) -> Result<()> {
@@ -234,17 +245,11 @@ impl crate::Engine {
     /// Removes volumes no container refers to (anonymous ones only unless `all`);
     /// their names and the bytes freed.
     pub fn prune_volumes(&self, all: bool) -> Result<(Vec<String>, u64)> {
-        let containers = self.list()?;
+        let in_use = self.volumes_in_use()?;
         let mut removed = Vec::new();
         let mut freed = 0;
         for v in list(&self.root)? {
-            let used = containers.iter().any(|c| {
-                c.record
-                    .mounts
-                    .iter()
-                    .any(|m| m.kind == "volume" && m.name == v.name)
-            });
-            if used || (!all && !v.anonymous) {
+            if in_use.contains(&v.name) || (!all && !v.anonymous) {
                 continue;
             }
             let size = crate::files::dir_bytes(Path::new(&v.mountpoint));

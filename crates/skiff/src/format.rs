@@ -136,9 +136,35 @@ pub fn table(rows: &[Vec<String>]) -> String {
     out
 }
 
-/// Evaluate a Go-template subset over a JSON value: literal text, `{{.A.B}}`,
-/// `{{json .A}}`, `{{index .A "k"}}`, `{{range .A}}...{{end}}` with `{{.}}` inside,
-/// `{{println}}`. Unknown actions are an error naming them.
+/// Prints `rows` through a `--format` template as docker's list commands do: `table …`
+/// aligns the columns (split at tabs) under headers made by the same template over
+/// `headers` (each field's column name), `json` is `{{json .}}`, anything else is a
+/// template printed once a row.
+pub fn print_rows(tpl: &str, headers: &[(&str, &str)], rows: &[Value]) -> Result<(), String> {
+    let tpl = if tpl == "json" { "{{json .}}" } else { tpl };
+    match tpl.strip_prefix("table") {
+        Some(body) => {
+            let body = body.trim_start();
+            let names: serde_json::Map<String, Value> = headers
+                .iter()
+                .map(|(k, h)| (k.to_string(), Value::String(h.to_string())))
+                .collect();
+            let cells = |line: String| line.split('\t').map(str::to_string).collect::<Vec<_>>();
+            let mut out = vec![cells(template(body, &Value::Object(names))?)];
+            for v in rows {
+                out.push(cells(template(body, v)?));
+            }
+            print!("{}", table(&out));
+        }
+        None => {
+            for v in rows {
+                println!("{}", template(tpl, v)?);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// What `inspect` prints for `out`: each object through `--format`'s template, else
 /// the array as indented JSON (docker's output).
 pub fn print_inspect(out: &[Value], fmt: Option<&str>) -> anyhow::Result<()> {
@@ -153,6 +179,11 @@ pub fn print_inspect(out: &[Value], fmt: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Evaluate a Go-template subset over a JSON value: literal text, `{{.A.B}}`,
+/// `{{range .A}}...{{end}}` with `{{.}}` inside, `{{println}}`, pipelines
+/// (`{{.A | join ","}}`) and docker's functions (`json`, `index`, `join`, `split`,
+/// `lower`, `upper`, `title`, `truncate`, `pad`). Unknown actions are an error naming
+/// them.
 pub fn template(tpl: &str, v: &Value) -> Result<String, String> {
     let mut out = String::new();
     render(tpl, v, &mut out)?;
@@ -228,60 +259,200 @@ fn split_block(s: &str) -> Result<(&str, &str), String> {
     Err("template: missing {{end}}".into())
 }
 
+/// Evaluates an action: a pipeline of commands (`.A | join ","`), each given the one
+/// before's value as its last argument, as Go's text/template does.
 fn eval(expr: &str, v: &Value) -> Result<Value, String> {
-    let parts: Vec<String> = split_args(expr);
-    match parts.first().map(|s| s.as_str()) {
-        Some("json") => {
-            let inner = eval(&parts[1..].join(" "), v)?;
-            Ok(Value::String(
-                serde_json::to_string(&inner).unwrap_or_default(),
+    let mut piped: Option<Value> = None;
+    for cmd in split_pipeline(expr) {
+        let toks = split_args(cmd);
+        piped = Some(command(&toks, v, piped)?);
+    }
+    piped.ok_or_else(|| "template: empty action".into())
+}
+
+/// The commands of a pipeline (split at `|` outside quotes).
+fn split_pipeline(expr: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut q, mut from) = (false, 0);
+    for (i, c) in expr.char_indices() {
+        match c {
+            '"' => q = !q,
+            '|' if !q => {
+                out.push(expr[from..i].trim());
+                from = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(expr[from..].trim());
+    out
+}
+
+/// A field path, string or number.
+fn operand(tok: &str, v: &Value) -> Result<Value, String> {
+    if tok.starts_with('.') {
+        let mut cur = v.clone();
+        for seg in tok.split('.').filter(|s| !s.is_empty()) {
+            cur = match cur {
+                Value::Object(m) => m.get(seg).cloned().unwrap_or(Value::Null),
+                _ => Value::Null,
+            };
+        }
+        return Ok(cur);
+    }
+    if tok.len() >= 2 && tok.starts_with('"') && tok.ends_with('"') {
+        return Ok(Value::String(tok[1..tok.len() - 1].to_string()));
+    }
+    if let Ok(n) = tok.parse::<i64>() {
+        return Ok(Value::from(n));
+    }
+    Err(format!("template: function \"{tok}\" not defined"))
+}
+
+/// A command of a pipeline: a value (a field, possibly with one argument as docker's
+/// `{{.Label "app"}}`, a string, a number) or one of docker's template functions
+/// (`json`, `index`, `join`, `split`, `lower`, `upper`, `title`, `truncate`, `pad`).
+fn command(toks: &[String], v: &Value, piped: Option<Value>) -> Result<Value, String> {
+    let Some(first) = toks.first() else {
+        return Err("template: missing value for command".into());
+    };
+    let name = first.as_str();
+    let is_function =
+        !(name.starts_with('.') || name.starts_with('"') || name.parse::<i64>().is_ok());
+    if !is_function {
+        if piped.is_some() {
+            return Err(format!(
+                "template: can't give argument to non-function {name}"
+            ));
+        }
+        let cur = operand(name, v)?;
+        // A method with one argument: the field's entry of that name.
+        return match (toks.len(), &cur) {
+            (1, _) => Ok(cur),
+            (2, Value::Object(m)) if toks[1].starts_with('"') => Ok(m
+                .get(toks[1].trim_matches('"'))
+                .cloned()
+                .unwrap_or(Value::Null)),
+            _ => Err(format!("template: cannot call {}", toks.join(" "))),
+        };
+    }
+    let mut args = toks[1..]
+        .iter()
+        .map(|t| operand(t, v))
+        .collect::<Result<Vec<Value>, String>>()?;
+    args.extend(piped);
+    let want = |n: usize| -> Result<(), String> {
+        if args.len() == n {
+            Ok(())
+        } else {
+            Err(format!(
+                "template: wrong number of args for {name}: want {n} got {}",
+                args.len()
             ))
         }
-        Some("index") => {
-            let base = eval(parts.get(1).ok_or("template: index needs arguments")?, v)?;
-            let key = parts.get(2).ok_or("template: index needs a key")?;
-            let key = key.trim_matches('"');
-            Ok(match &base {
-                Value::Object(m) => m.get(key).cloned().unwrap_or(Value::Null),
-                Value::Array(a) => key
-                    .parse::<usize>()
-                    .ok()
-                    .and_then(|i| a.get(i).cloned())
-                    .unwrap_or(Value::Null),
-                _ => Value::Null,
-            })
+    };
+    let text = |a: &Value| display(a);
+    let number = |a: &Value| -> Result<i64, String> {
+        a.as_i64()
+            .ok_or_else(|| format!("template: {name}: {} is not a number", display(a)))
+    };
+    match name {
+        "json" => {
+            want(1)?;
+            Ok(Value::String(
+                serde_json::to_string(&args[0]).unwrap_or_default(),
+            ))
         }
-        Some("upper") | Some("lower") => {
-            let inner = display(&eval(&parts[1..].join(" "), v)?);
-            Ok(Value::String(if parts[0] == "upper" {
-                inner.to_uppercase()
-            } else {
-                inner.to_lowercase()
-            }))
-        }
-        Some(p) if p.starts_with('.') => {
-            let mut cur = v.clone();
-            for seg in p.split('.').filter(|s| !s.is_empty()) {
-                cur = match cur {
-                    Value::Object(m) => m.get(seg).cloned().unwrap_or(Value::Null),
+        "index" => {
+            if args.len() < 2 {
+                return Err("template: index needs a value and a key".into());
+            }
+            let mut cur = args[0].clone();
+            for key in &args[1..] {
+                cur = match (&cur, key) {
+                    (Value::Object(m), Value::String(k)) => {
+                        m.get(k).cloned().unwrap_or(Value::Null)
+                    }
+                    (Value::Array(a), k) => {
+                        let i = k
+                            .as_u64()
+                            .or_else(|| k.as_str().and_then(|s| s.parse().ok()))
+                            .ok_or_else(|| {
+                                format!("template: index of {} with {}", display(&cur), display(k))
+                            })?;
+                        a.get(i as usize).cloned().unwrap_or(Value::Null)
+                    }
                     _ => Value::Null,
                 };
             }
-            // A method with one argument, as docker's `{{.Label "app"}}`: the field's
-            // entry of that name.
-            match (parts.len(), &cur) {
-                (1, _) => Ok(cur),
-                (2, Value::Object(m)) if parts[1].starts_with('"') => Ok(m
-                    .get(parts[1].trim_matches('"'))
-                    .cloned()
-                    .unwrap_or(Value::Null)),
-                _ => Err(format!("template: cannot call {expr}")),
-            }
+            Ok(cur)
         }
-        Some(p) if p.starts_with('"') => Ok(Value::String(p.trim_matches('"').to_string())),
-        Some(other) => Err(format!("template: function \"{other}\" not defined")),
-        None => Err("template: empty action".into()),
+        "lower" | "upper" | "title" => {
+            want(1)?;
+            let s = text(&args[0]);
+            Ok(Value::String(match name {
+                "lower" => s.to_lowercase(),
+                "upper" => s.to_uppercase(),
+                _ => title(&s),
+            }))
+        }
+        "join" => {
+            want(2)?;
+            let Value::Array(items) = &args[0] else {
+                return Err(format!(
+                    "template: join: {} is not a list",
+                    display(&args[0])
+                ));
+            };
+            let sep = text(&args[1]);
+            Ok(Value::String(
+                items.iter().map(display).collect::<Vec<_>>().join(&sep),
+            ))
+        }
+        "split" => {
+            want(2)?;
+            let (s, sep) = (text(&args[0]), text(&args[1]));
+            Ok(Value::Array(if sep.is_empty() {
+                s.chars().map(|c| Value::String(c.to_string())).collect()
+            } else {
+                s.split(sep.as_str())
+                    .map(|p| Value::String(p.to_string()))
+                    .collect()
+            }))
+        }
+        "truncate" => {
+            want(2)?;
+            let n = usize::try_from(number(&args[1])?).unwrap_or(0);
+            Ok(Value::String(text(&args[0]).chars().take(n).collect()))
+        }
+        "pad" => {
+            want(3)?;
+            let (before, after) = (number(&args[1])?, number(&args[2])?);
+            let sp = |n: i64| " ".repeat(usize::try_from(n).unwrap_or(0).min(4096));
+            Ok(Value::String(format!(
+                "{}{}{}",
+                sp(before),
+                text(&args[0]),
+                sp(after)
+            )))
+        }
+        other => Err(format!("template: function \"{other}\" not defined")),
     }
+}
+
+/// Go's `strings.Title`: the first letter of every word in upper case.
+fn title(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut start = true;
+    for c in s.chars() {
+        if start && c.is_alphanumeric() {
+            out.extend(c.to_uppercase());
+        } else {
+            out.push(c);
+        }
+        start = !(c.is_alphanumeric() || c == '_' || c == '\'');
+    }
+    out
 }
 
 fn split_args(s: &str) -> Vec<String> {
@@ -372,6 +543,41 @@ mod tests {
         );
         assert_eq!(template("{{.Nope}}", &v).unwrap(), "<no value>");
         assert!(template("{{bogus .X}}", &v).is_err());
+    }
+
+    /// docker's template functions (cli/templates), directly and in pipelines.
+    #[test]
+    fn template_functions() {
+        let v = json!({"Args": ["a", "b", "c"], "Name": "hello world", "Id": "0123456789abcdef",
+                       "Tags": "x:1,y:2", "Mounts": [{"Destination": "/x"}]});
+        let t = |s: &str| template(s, &v);
+        assert_eq!(t("{{join .Args \", \"}}").unwrap(), "a, b, c");
+        assert_eq!(t("{{.Args | json}}").unwrap(), "[\"a\",\"b\",\"c\"]");
+        assert_eq!(t("{{title .Name}}").unwrap(), "Hello World");
+        assert_eq!(t("{{.Name | upper}}").unwrap(), "HELLO WORLD");
+        assert_eq!(t("{{truncate .Id 12}}").unwrap(), "0123456789ab");
+        assert_eq!(t("{{split .Tags \",\"}}").unwrap(), "[x:1 y:2]");
+        assert_eq!(
+            t("{{range split .Tags \",\"}}<{{.}}>{{end}}").unwrap(),
+            "<x:1><y:2>"
+        );
+        assert_eq!(t("{{pad .Args 1 2}}").unwrap(), " [a b c]  ");
+        assert_eq!(
+            t("{{index .Mounts 0 | json}}").unwrap(),
+            "{\"Destination\":\"/x\"}"
+        );
+        assert_eq!(t("{{json .}}").unwrap(), v.to_string());
+        // Wrong arguments are errors that say so, never output.
+        assert!(t("{{join .Name \",\"}}")
+            .unwrap_err()
+            .contains("not a list"));
+        assert!(t("{{truncate .Id}}")
+            .unwrap_err()
+            .contains("wrong number of args"));
+        assert!(t("{{truncate .Id \"x\"}}")
+            .unwrap_err()
+            .contains("not a number"));
+        assert!(t("{{.Name | .Id}}").unwrap_err().contains("non-function"));
     }
 
     #[test]

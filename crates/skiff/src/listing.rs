@@ -1,6 +1,10 @@
 //! Which containers a listing shows: docker's `ps` filters (`id`, `name`, `label`,
 //! `status`, `exited`, `ancestor`, `before`, `since`), `--all` and `--last`, newest
 //! first. `skiff ps` and the Docker API's `GET /containers/json` both list through it.
+//! Likewise [`ImageFilters`]: docker's image filters (`dangling`, `label`,
+//! `reference`, `before`, `since`), for `skiff images` and `GET /images/json`, and
+//! [`VolumeFilters`] (`dangling`, `driver`, `label`, `name`), for `skiff volume ls` and
+//! `GET /volumes`.
 
 use skiff_engine::{Container, Status};
 
@@ -11,6 +15,8 @@ pub enum FilterError {
     Invalid(String),
     /// `before`/`since` name a container that is not there.
     NoSuchContainer(String),
+    /// `before`/`since` name an image that is not there.
+    NoSuchImage(String),
 }
 
 impl std::fmt::Display for FilterError {
@@ -18,6 +24,7 @@ impl std::fmt::Display for FilterError {
         match self {
             FilterError::Invalid(m) => f.write_str(m),
             FilterError::NoSuchContainer(c) => write!(f, "No such container: {c}"),
+            FilterError::NoSuchImage(i) => write!(f, "No such image: {i}"),
         }
     }
 }
@@ -185,4 +192,220 @@ fn passes(c: &Container, name: &str, value: &str, all: &[Container]) -> Result<b
         }
         other => return Err(FilterError::Invalid(format!("invalid filter '{other}'"))),
     })
+}
+
+/// `--filter name=value` flags as (name, value) pairs; a flag without `=` is refused
+/// with docker's message.
+pub fn parse_filters(flags: &[String]) -> Result<Vec<(String, String)>, String> {
+    flags
+        .iter()
+        .map(|f| {
+            f.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| format!("bad format of filter (expected name=value): {f}"))
+        })
+        .collect()
+}
+
+/// docker's image list filters, checked once and then applied to each image: names
+/// are ANDed; several `reference`s are ORed, several `label`s must all match.
+pub struct ImageFilters {
+    dangling: Option<bool>,
+    labels: Vec<(String, Option<String>)>,
+    references: Vec<String>,
+    /// Created strictly before / after these images' creation times.
+    before: Option<i64>,
+    since: Option<i64>,
+}
+
+impl ImageFilters {
+    /// Checks `filters` as docker does (unknown names, bad values, unknown images for
+    /// before/since are refused); `images` are every image, for before/since.
+    pub fn new(
+        filters: &[(String, String)],
+        images: &[skiff_image::Image],
+    ) -> Result<ImageFilters, FilterError> {
+        let mut f = ImageFilters {
+            dangling: None,
+            labels: Vec::new(),
+            references: Vec::new(),
+            before: None,
+            since: None,
+        };
+        let created = |value: &str| -> Result<i64, FilterError> {
+            let want = skiff_image::normalize_reference(value).ok();
+            images
+                .iter()
+                .find(|i| {
+                    i.id == value
+                        || i.id.trim_start_matches("sha256:").starts_with(value)
+                        || want.as_ref().is_some_and(|w| i.names.contains(w))
+                })
+                .map(|i| unix_time_ns(i.config.created.as_deref().unwrap_or_default()))
+                .ok_or_else(|| FilterError::NoSuchImage(value.to_string()))
+        };
+        for (name, value) in filters {
+            match name.as_str() {
+                "dangling" => {
+                    f.dangling = Some(match value.as_str() {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        _ => {
+                            return Err(FilterError::Invalid(format!(
+                                "invalid filter 'dangling={value}'"
+                            )))
+                        }
+                    })
+                }
+                "label" => f.labels.push(match value.split_once('=') {
+                    Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                    None => (value.clone(), None),
+                }),
+                "reference" => f.references.push(value.clone()),
+                "before" => f.before = Some(created(value)?),
+                "since" => f.since = Some(created(value)?),
+                other => return Err(FilterError::Invalid(format!("invalid filter '{other}'"))),
+            }
+        }
+        Ok(f)
+    }
+
+    /// Whether image `i` passes every filter but `reference`.
+    pub fn image(&self, i: &skiff_image::Image) -> bool {
+        let tagged = i.names.iter().any(|n| !n.contains('@'));
+        let created = unix_time_ns(i.config.created.as_deref().unwrap_or_default());
+        self.dangling.is_none_or(|d| d != tagged)
+            && self.labels.iter().all(|(k, v)| {
+                i.config
+                    .config
+                    .labels
+                    .get(k)
+                    .is_some_and(|have| v.as_ref().is_none_or(|v| v == have))
+            })
+            && self.before.as_ref().is_none_or(|b| created < *b)
+            && self.since.as_ref().is_none_or(|s| created > *s)
+    }
+
+    /// Whether a name of an image (normalized, `docker.io/library/busybox:latest`)
+    /// passes the `reference` filters: docker's `FamiliarMatch`, a glob over the
+    /// familiar name with its tag (`busybox:1.*`) or without (`busy*`).
+    pub fn name(&self, normalized: &str) -> bool {
+        if self.references.is_empty() {
+            return true;
+        }
+        let familiar = skiff_image::familiar_name(normalized);
+        let repo = familiar
+            .rsplit_once(':')
+            .filter(|(_, tag)| !tag.contains('/'))
+            .map_or(familiar.as_str(), |(r, _)| r);
+        self.references
+            .iter()
+            .any(|p| glob(p, &familiar) || glob(p, repo))
+    }
+
+    /// Whether any `reference` filter is given.
+    pub fn by_reference(&self) -> bool {
+        !self.references.is_empty()
+    }
+}
+
+/// docker's volume list filters: names ANDed, several values of one name ORed (labels:
+/// all must match).
+pub struct VolumeFilters {
+    dangling: Option<bool>,
+    drivers: Vec<String>,
+    labels: Vec<(String, Option<String>)>,
+    names: Vec<String>,
+}
+
+impl VolumeFilters {
+    /// Checks `filters` as docker does (unknown names and bad values are refused).
+    pub fn new(filters: &[(String, String)]) -> Result<VolumeFilters, FilterError> {
+        let mut f = VolumeFilters {
+            dangling: None,
+            drivers: Vec::new(),
+            labels: Vec::new(),
+            names: Vec::new(),
+        };
+        for (name, value) in filters {
+            match name.as_str() {
+                "dangling" => {
+                    f.dangling = Some(match value.as_str() {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        _ => {
+                            return Err(FilterError::Invalid(format!(
+                                "invalid filter 'dangling={value}'"
+                            )))
+                        }
+                    })
+                }
+                "driver" => f.drivers.push(value.clone()),
+                "label" => f.labels.push(match value.split_once('=') {
+                    Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                    None => (value.clone(), None),
+                }),
+                // docker matches names as regular expressions; skiff takes plain
+                // substrings and refuses what would need more.
+                "name" if value.chars().any(|c| "*+?()[]{}|\\^$".contains(c)) => {
+                    return Err(FilterError::Invalid(format!(
+                        "name filter {value:?}: only plain names are supported"
+                    )))
+                }
+                "name" => f.names.push(value.clone()),
+                other => return Err(FilterError::Invalid(format!("invalid filter '{other}'"))),
+            }
+        }
+        Ok(f)
+    }
+
+    /// Whether volume `v` passes; `in_use` are the volumes some container mounts.
+    pub fn matches(
+        &self,
+        v: &skiff_engine::volumes::Volume,
+        in_use: &std::collections::HashSet<String>,
+    ) -> bool {
+        self.dangling.is_none_or(|d| d != in_use.contains(&v.name))
+            && (self.drivers.is_empty() || self.drivers.contains(&v.driver))
+            && (self.names.is_empty() || self.names.iter().any(|n| v.name.contains(n.as_str())))
+            && self.labels.iter().all(|(k, want)| {
+                v.labels
+                    .get(k)
+                    .is_some_and(|have| want.as_ref().is_none_or(|w| w == have))
+            })
+    }
+}
+
+/// Go's `path.Match` for the patterns image references use: `*` (not across `/`),
+/// `?`, everything else literal.
+fn glob(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    fn go(p: &[char], n: &[char]) -> bool {
+        match p.first() {
+            None => n.is_empty(),
+            Some('*') => (0..=n.len())
+                .take_while(|&i| i == 0 || n[i - 1] != '/')
+                .any(|i| go(&p[1..], &n[i..])),
+            Some('?') => n.first().is_some_and(|c| *c != '/') && go(&p[1..], &n[1..]),
+            Some(c) => n.first() == Some(c) && go(&p[1..], &n[1..]),
+        }
+    }
+    go(&p, &n)
+}
+
+#[cfg(test)]
+mod image_tests {
+    use super::glob;
+
+    #[test]
+    fn reference_globs_match_as_gos_path_match() {
+        assert!(glob("busybox", "busybox"));
+        assert!(glob("busy*", "busybox"));
+        assert!(glob("busybox:1.*", "busybox:1.36"));
+        assert!(!glob("busybox:1.*", "busybox:latest"));
+        assert!(glob("b?sybox", "busybox"));
+        assert!(!glob("*", "team/web"), "* does not cross /");
+        assert!(glob("team/*", "team/web"));
+        assert!(!glob("busybox", "busybox2"));
+    }
 }

@@ -1025,6 +1025,20 @@ fn images_volumes_and_networks_through_the_api() {
     // Images: tag, history, and docker's untag rule for rmi.
     svc.ok(&["tag", "busybox", "me/box:1"]);
     assert!(r.ok(&["images"]).contains("me/box"), "skiff sees the tag");
+    // The daemon's image filters: an image is listed by the names that match.
+    assert_eq!(
+        svc.ok(&[
+            "images",
+            "--filter",
+            "reference=me/*",
+            "--format",
+            "{{.Repository}}:{{.Tag}}"
+        ])
+        .trim(),
+        "me/box:1"
+    );
+    let o = svc.docker(&["images", "--filter", "before=nosuch"]);
+    assert!(text(&o).contains("No such image: nosuch"), "{}", text(&o));
     let h = svc.ok(&["history", "--format", "{{.ID}} {{.Size}}", "me/box:1"]);
     assert!(h.lines().count() >= 1 && !h.contains("<missing> 0B"), "{h}");
     svc.ok(&[
@@ -1085,6 +1099,19 @@ fn images_volumes_and_networks_through_the_api() {
     let o = svc.docker(&["volume", "rm", "data"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("volume is in use"), "{}", text(&o));
+    // The daemon's volume filters.
+    assert_eq!(
+        svc.ok(&["volume", "ls", "-q", "--filter", "dangling=true"])
+            .trim(),
+        "spare"
+    );
+    assert_eq!(
+        svc.ok(&["volume", "ls", "-q", "--filter", "label=k=v"])
+            .trim(),
+        "data"
+    );
+    let o = svc.docker(&["volume", "ls", "--filter", "bogus=1"]);
+    assert!(text(&o).contains("invalid filter 'bogus'"), "{}", text(&o));
     let o = svc.docker(&["volume", "create", "-d", "nfs", "x"]);
     assert!(
         text(&o).contains("plugin \"nfs\" not found"),

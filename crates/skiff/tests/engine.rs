@@ -1271,6 +1271,191 @@ fn user_processes_get_dockers_defaults() {
     assert!(!out.contains("(ro"), "rw when privileged: {out}");
 }
 
+/// `skiff volume ls` with docker's filters (the same as the Docker API's) and
+/// `--format`.
+#[test]
+fn volume_ls_filters_and_formats_as_docker() {
+    let r = root();
+    r.ok(&["volume", "create", "--label", "tier=db", "dbdata"]);
+    r.ok(&["volume", "create", "cache"]);
+    r.ok(&[
+        "create",
+        "--name",
+        "user",
+        "--network",
+        "none",
+        "-v",
+        "dbdata:/d",
+        "busybox",
+        "true",
+    ]);
+    let names = |args: &[&str]| {
+        let mut a = vec!["volume", "ls", "-q"];
+        a.extend_from_slice(args);
+        let mut v: Vec<String> = r.ok(&a).lines().map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&[]), ["cache", "dbdata"]);
+    assert_eq!(names(&["--filter", "dangling=true"]), ["cache"]);
+    assert_eq!(names(&["--filter", "dangling=false"]), ["dbdata"]);
+    assert_eq!(names(&["--filter", "label=tier=db"]), ["dbdata"]);
+    assert_eq!(names(&["--filter", "name=ach"]), ["cache"]);
+    assert_eq!(
+        names(&["--filter", "name=cache", "--filter", "name=dbdata"]),
+        ["cache", "dbdata"]
+    );
+    assert_eq!(
+        names(&["--filter", "driver=local", "--filter", "label=tier"]),
+        ["dbdata"]
+    );
+    assert_eq!(
+        r.ok(&[
+            "volume",
+            "ls",
+            "--filter",
+            "name=dbdata",
+            "--format",
+            "{{.Name}} {{.Label \"tier\"}} {{.Labels}}"
+        ])
+        .trim(),
+        "dbdata db tier=db"
+    );
+    let table = r.ok(&["volume", "ls", "--filter", "name=cache"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "{table}");
+    assert!(
+        lines[0].starts_with("DRIVER") && lines[0].ends_with("VOLUME NAME"),
+        "{table}"
+    );
+    assert!(
+        lines[1].starts_with("local") && lines[1].ends_with("cache"),
+        "{table}"
+    );
+    for (bad, says) in [
+        ("bogus=1", "invalid filter 'bogus'"),
+        ("dangling=maybe", "dangling=maybe"),
+        ("name=da.*", "only plain names"),
+    ] {
+        let o = r.run(&["volume", "ls", "--filter", bad]);
+        assert_eq!(o.status.code(), Some(1), "{bad}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{bad}: {}", stderr(&o));
+    }
+    r.ok(&["rm", "user"]);
+    r.ok(&["volume", "rm", "dbdata", "cache"]);
+}
+
+/// `skiff images` with docker's filters (the same as the Docker API's) and `--format`
+/// (docker's fields and template functions, `table`, `json`).
+#[test]
+fn images_filter_and_format_as_docker() {
+    let r = root();
+    r.ok(&["tag", "busybox", "team/web:1.0"]);
+    r.ok(&["tag", "busybox", "team/web:2.0"]);
+    r.ok(&[
+        "create",
+        "--name",
+        "base",
+        "--network",
+        "none",
+        "busybox",
+        "true",
+    ]);
+    r.ok(&["commit", "-c", "LABEL tier=db", "base", "team/db:1"]);
+    let rows = |args: &[&str]| {
+        let mut a = vec!["images"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["--format", "{{.Repository}}:{{.Tag}}"]);
+        let mut v: Vec<String> = r.ok(&a).lines().map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        rows(&["--filter", "reference=team/web"]),
+        ["team/web:1.0", "team/web:2.0"]
+    );
+    assert_eq!(
+        rows(&["--filter", "reference=team/*:1.*"]),
+        ["team/web:1.0"]
+    );
+    // Several references are ORed; a repository argument is one more.
+    assert_eq!(
+        rows(&[
+            "--filter",
+            "reference=team/db",
+            "--filter",
+            "reference=busybox"
+        ]),
+        ["busybox:latest", "team/db:1"]
+    );
+    assert_eq!(rows(&["team/db"]), ["team/db:1"]);
+    assert_eq!(rows(&["--filter", "label=tier=db"]), ["team/db:1"]);
+    assert_eq!(rows(&["--filter", "label=tier"]), ["team/db:1"]);
+    assert_eq!(rows(&["--filter", "since=busybox"]), ["team/db:1"]);
+    assert!(!rows(&["--filter", "before=team/db:1"]).contains(&"team/db:1".to_string()));
+    assert!(rows(&["--filter", "dangling=true"]).is_empty());
+    // docker's template functions and fields.
+    let id = r.ok(&["images", "-q", "team/db"]).trim().to_string();
+    assert_eq!(
+        r.ok(&[
+            "images",
+            "team/db",
+            "--format",
+            "{{.Repository | upper}} {{truncate .ID 5}} {{.Digest}}"
+        ])
+        .trim(),
+        format!("TEAM/DB {} <none>", &id[..5])
+    );
+    let table = r.ok(&[
+        "images",
+        "team/db",
+        "--format",
+        "table {{.Repository}}\t{{.Tag}}",
+    ]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "{table}");
+    assert!(
+        lines[0].starts_with("REPOSITORY") && lines[0].ends_with("TAG"),
+        "{table}"
+    );
+    assert!(
+        lines[1].starts_with("team/db") && lines[1].ends_with('1'),
+        "{table}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(r.ok(&["images", "team/db", "--format", "json"]).trim()).unwrap();
+    assert_eq!(
+        (json["Repository"].as_str(), json["Tag"].as_str()),
+        (Some("team/db"), Some("1"))
+    );
+    // `image ls` is the same command.
+    assert_eq!(
+        r.ok(&["image", "ls", "--filter", "label=tier=db", "-q"])
+            .trim(),
+        id
+    );
+    // Bad filters and templates are refused, naming what was wrong.
+    for (bad, says) in [
+        ("bogus=1", "invalid filter 'bogus'"),
+        ("dangling=maybe", "dangling=maybe"),
+        ("before=nosuch", "No such image: nosuch"),
+        ("nofilter", "bad format of filter"),
+    ] {
+        let o = r.run(&["images", "--filter", bad]);
+        assert_eq!(o.status.code(), Some(1), "{bad}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{bad}: {}", stderr(&o));
+    }
+    let o = r.run(&["images", "--format", "{{truncate .ID}}"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("wrong number of args for truncate"),
+        "{}",
+        stderr(&o)
+    );
+    r.ok(&["rm", "base"]);
+    r.ok(&["rmi", "team/db:1", "team/web:1.0", "team/web:2.0"]);
+}
+
 #[test]
 fn ps_filters_limits_and_formats_as_docker() {
     let r = root();

@@ -322,16 +322,7 @@ const PS_FIELDS: &[(&str, &str)] = &[
 /// listing as the Docker API), `-n`/`-l`, `-s`, `--format` (a template over docker's
 /// ps fields; `table` adds their headers).
 pub(crate) fn ps(root: &Path, a: PsArgs) -> Result<i32> {
-    let mut filters = Vec::new();
-    for f in &a.filter {
-        let (k, v) = f.split_once('=').ok_or_else(|| {
-            Exit(
-                1,
-                format!("bad format of filter (expected name=value): {f}"),
-            )
-        })?;
-        filters.push((k.to_string(), v.to_string()));
-    }
+    let filters = crate::listing::parse_filters(&a.filter).map_err(|m| Exit(1, m))?;
     let limit = if a.latest {
         Some(1)
     } else {
@@ -369,29 +360,7 @@ pub(crate) fn ps(root: &Path, a: PsArgs) -> Result<i32> {
         "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
     };
     let tpl = a.format.as_deref().unwrap_or(default_format);
-    let render = |t: &str, v: &serde_json::Value| format::template(t, v).map_err(|m| Exit(1, m));
-    match tpl.strip_prefix("table") {
-        Some(body) => {
-            let body = body.trim_start();
-            let headers: serde_json::Map<String, serde_json::Value> = PS_FIELDS
-                .iter()
-                .map(|(k, h)| (k.to_string(), serde_json::Value::String(h.to_string())))
-                .collect();
-            let mut table = vec![render(body, &serde_json::Value::Object(headers))?
-                .split('\t')
-                .map(str::to_string)
-                .collect::<Vec<_>>()];
-            for v in &rows {
-                table.push(render(body, v)?.split('\t').map(str::to_string).collect());
-            }
-            print!("{}", format::table(&table));
-        }
-        None => {
-            for v in &rows {
-                println!("{}", render(tpl, v)?);
-            }
-        }
-    }
+    format::print_rows(tpl, PS_FIELDS, &rows).map_err(|m| Exit(1, m))?;
     Ok(0)
 }
 

@@ -20,13 +20,7 @@ pub(crate) enum ImageCmd {
     },
     /// List images.
     #[command(visible_alias = "list")]
-    Ls {
-        #[arg(short = 'q', long)]
-        quiet: bool,
-        #[arg(long = "no-trunc")]
-        no_trunc: bool,
-        repository: Option<String>,
-    },
+    Ls(ImagesArgs),
     /// Remove images.
     Rm {
         #[arg(short = 'f', long)]
@@ -63,6 +57,14 @@ pub(crate) struct ImagesArgs {
     /// Show the registry digests.
     #[arg(long)]
     digests: bool,
+    /// Filter output based on conditions provided (dangling, label, reference, before,
+    /// since)
+    #[arg(short = 'f', long = "filter")]
+    filter: Vec<String>,
+    /// Format output using a Go template ("table …" adds the column headers, "json"
+    /// prints each image as JSON)
+    #[arg(long)]
+    format: Option<String>,
     repository: Option<String>,
 }
 
@@ -190,11 +192,7 @@ pub(crate) fn image(root: &Path, i: ImageCmd) -> Result<i32> {
         ImageCmd::Inspect { format, images } => {
             super::inspect::objects(root, format, Some("image".into()), &images)
         }
-        ImageCmd::Ls {
-            quiet,
-            no_trunc,
-            repository,
-        } => list(root, quiet, no_trunc, false, repository),
+        ImageCmd::Ls(a) => list(root, a),
         ImageCmd::Rm { force, images } => remove(root, force, &images),
         ImageCmd::Tag { source, target } => {
             engine(root)?.tag_image(&source, &target)?;
@@ -225,14 +223,7 @@ pub(crate) fn print_pruned_images(removed: &[skiff_image::RemoveEvent]) {
 }
 
 pub(crate) fn images(root: &Path, a: ImagesArgs) -> Result<i32> {
-    let ImagesArgs {
-        quiet,
-        all: _,
-        no_trunc,
-        digests,
-        repository,
-    } = a;
-    list(root, quiet, no_trunc, digests, repository)
+    list(root, a)
 }
 
 pub(crate) fn tag(root: &Path, a: TagArgs) -> Result<i32> {
@@ -923,45 +914,67 @@ pub(crate) fn load(root: &Path, a: LoadArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn list(
-    root: &Path,
-    quiet: bool,
-    no_trunc: bool,
-    digests: bool,
-    repo: Option<String>,
-) -> Result<i32> {
+/// docker's column header of each field `images --format` knows.
+const IMAGE_FIELDS: &[(&str, &str)] = &[
+    ("ID", "IMAGE ID"),
+    ("Repository", "REPOSITORY"),
+    ("Tag", "TAG"),
+    ("Digest", "DIGEST"),
+    ("CreatedSince", "CREATED"),
+    ("CreatedAt", "CREATED AT"),
+    ("Size", "SIZE"),
+    ("Containers", "CONTAINERS"),
+    ("SharedSize", "SHARED SIZE"),
+    ("UniqueSize", "UNIQUE SIZE"),
+    ("VirtualSize", "VIRTUAL SIZE"),
+];
+
+/// `skiff images`: a row per name (and `<none>` rows for dangling images), docker's
+/// columns, `--filter` (through the same filters as the Docker API), `--digests`,
+/// `--no-trunc`, `-q`, `--format`.
+fn list(root: &Path, a: ImagesArgs) -> Result<i32> {
     let e = engine(root)?;
-    let mut list = e.images.list()?;
-    if let Some(r) = &repo {
-        list.retain(|s| &s.repository == r);
+    let mut filters = crate::listing::parse_filters(&a.filter).map_err(|m| Exit(1, m))?;
+    // A repository argument is docker's reference filter.
+    if let Some(r) = &a.repository {
+        filters.push(("reference".into(), r.clone()));
     }
-    if quiet {
+    let images = e.images.all_images()?;
+    let filters = crate::listing::ImageFilters::new(&filters, &images)
+        .map_err(|err| Exit(1, format!("Error response from daemon: {err}")))?;
+    let by_id: std::collections::HashMap<&str, &skiff_image::Image> =
+        images.iter().map(|i| (i.id.as_str(), i)).collect();
+    let mut list = e.images.list()?;
+    list.retain(|s| {
+        by_id.get(s.id.as_str()).is_some_and(|i| filters.image(i))
+            && (!filters.by_reference()
+                || (s.repository != "<none>"
+                    && skiff_image::normalize_reference(&format!("{}:{}", s.repository, s.tag))
+                        .is_ok_and(|n| filters.name(&n))))
+    });
+    let id_of = |id: &str| {
+        if a.no_trunc {
+            id.to_string()
+        } else {
+            skiff_image::short_id(id)
+        }
+    };
+    if a.quiet {
         let mut seen = std::collections::BTreeSet::new();
         for s in list {
-            let id = if no_trunc {
-                s.id.clone()
-            } else {
-                skiff_image::short_id(&s.id)
-            };
+            let id = id_of(&s.id);
             if seen.insert(id.clone()) {
                 println!("{id}");
             }
         }
         return Ok(0);
     }
-    let mut header = vec!["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"];
-    if digests {
-        header.insert(2, "DIGEST");
-    }
-    let mut rows = vec![header.iter().map(|s| s.to_string()).collect::<Vec<_>>()];
-    for s in list {
-        let mut row = vec![s.repository.clone(), s.tag.clone()];
-        if digests {
+    let rows: Vec<serde_json::Value> = list
+        .iter()
+        .map(|s| {
             // The registry digest this row's repository knows the image by.
-            let d = e
-                .images
-                .resolve(&s.id)
-                .ok()
+            let digest = by_id
+                .get(s.id.as_str())
                 .and_then(|img| {
                     img.repo_digests.iter().find_map(|rd| {
                         let (repo, digest) = rd.split_once('@')?;
@@ -970,23 +983,42 @@ fn list(
                     })
                 })
                 .unwrap_or_else(|| "<none>".into());
-            row.push(d);
-        }
-        row.extend([
-            if no_trunc {
-                s.id.clone()
-            } else {
-                skiff_image::short_id(&s.id)
-            },
-            s.created
+            let created_at = s
+                .created
                 .as_deref()
-                .map(|c| format!("{} ago", format::human_duration(format::since(c))))
-                .unwrap_or_else(|| "N/A".into()),
-            format::human_size(s.size),
-        ]);
-        rows.push(row);
-    }
-    print!("{}", format::table(&rows));
+                .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+                .map(|t| {
+                    t.with_timezone(&chrono::Utc)
+                        .format("%Y-%m-%d %H:%M:%S +0000 UTC")
+                        .to_string()
+                })
+                .unwrap_or_default();
+            serde_json::json!({
+                "ID": id_of(&s.id),
+                "Repository": s.repository,
+                "Tag": s.tag,
+                "Digest": digest,
+                "CreatedSince": s
+                    .created
+                    .as_deref()
+                    .map(|c| format!("{} ago", format::human_duration(format::since(c))))
+                    .unwrap_or_else(|| "N/A".into()),
+                "CreatedAt": created_at,
+                "Size": format::human_size(s.size),
+                "VirtualSize": format::human_size(s.size),
+                "Containers": "N/A",
+                "SharedSize": "N/A",
+                "UniqueSize": "N/A",
+            })
+        })
+        .collect();
+    let default_format = if a.digests {
+        "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+    } else {
+        "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+    };
+    let tpl = a.format.as_deref().unwrap_or(default_format);
+    format::print_rows(tpl, IMAGE_FIELDS, &rows).map_err(|m| Exit(1, m))?;
     Ok(0)
 }
 

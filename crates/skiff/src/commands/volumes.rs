@@ -7,6 +7,18 @@ use anyhow::Result;
 use clap::Subcommand;
 use std::path::Path;
 
+/// docker's column header of each field `volume ls --format` knows.
+const VOLUME_FIELDS: &[(&str, &str)] = &[
+    ("Name", "VOLUME NAME"),
+    ("Driver", "DRIVER"),
+    ("Scope", "SCOPE"),
+    ("Mountpoint", "MOUNTPOINT"),
+    ("CreatedAt", "CREATED"),
+    ("Labels", "LABELS"),
+    ("Links", "LINKS"),
+    ("Size", "SIZE"),
+];
+
 #[derive(Subcommand)]
 pub(crate) enum VolumeCmd {
     Create {
@@ -14,9 +26,18 @@ pub(crate) enum VolumeCmd {
         label: Vec<String>,
         name: Option<String>,
     },
+    /// List volumes.
+    #[command(visible_alias = "list")]
     Ls {
         #[arg(short = 'q', long)]
         quiet: bool,
+        /// Provide filter values (dangling, driver, label, name)
+        #[arg(short = 'f', long = "filter")]
+        filter: Vec<String>,
+        /// Format output using a Go template ("table …" adds the column headers, "json"
+        /// prints each volume as JSON)
+        #[arg(long)]
+        format: Option<String>,
     },
     Inspect {
         #[arg(short = 'f', long)]
@@ -54,19 +75,44 @@ pub(crate) fn volume(root: &Path, v: VolumeCmd) -> Result<i32> {
             println!("{}", v.name);
             Ok(0)
         }
-        VolumeCmd::Ls { quiet } => {
-            let list = skiff_engine::volumes::list(&e.root)?;
+        VolumeCmd::Ls {
+            quiet,
+            filter,
+            format: fmt,
+        } => {
+            let filters = crate::listing::parse_filters(&filter)
+                .and_then(|f| {
+                    crate::listing::VolumeFilters::new(&f)
+                        .map_err(|err| format!("Error response from daemon: {err}"))
+                })
+                .map_err(|m| crate::Exit(1, m))?;
+            let in_use = e.volumes_in_use()?;
+            let mut list = skiff_engine::volumes::list(&e.root)?;
+            list.retain(|v| filters.matches(v, &in_use));
             if quiet {
                 for v in list {
                     println!("{}", v.name);
                 }
-            } else {
-                let mut rows = vec![vec!["DRIVER".to_string(), "VOLUME NAME".to_string()]];
-                for v in list {
-                    rows.push(vec![v.driver, v.name]);
-                }
-                print!("{}", format::table(&rows));
+                return Ok(0);
             }
+            let rows: Vec<serde_json::Value> = list
+                .iter()
+                .map(|v| {
+                    serde_json::json!({
+                        "Name": v.name,
+                        "Driver": v.driver,
+                        "Scope": v.scope,
+                        "Mountpoint": v.mountpoint,
+                        "CreatedAt": v.created_at,
+                        "Labels": v.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+                        "Label": v.labels,
+                        "Links": "N/A",
+                        "Size": "N/A",
+                    })
+                })
+                .collect();
+            let tpl = fmt.as_deref().unwrap_or("table {{.Driver}}\t{{.Name}}");
+            format::print_rows(tpl, VOLUME_FIELDS, &rows).map_err(|m| crate::Exit(1, m))?;
             Ok(0)
         }
         VolumeCmd::Inspect { format: fmt, names } => {

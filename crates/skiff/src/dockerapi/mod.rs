@@ -109,7 +109,8 @@ impl From<crate::listing::FilterError> for ApiError {
     fn from(e: crate::listing::FilterError) -> Self {
         match e {
             crate::listing::FilterError::Invalid(m) => ApiError::bad(m),
-            e @ crate::listing::FilterError::NoSuchContainer(_) => {
+            e @ (crate::listing::FilterError::NoSuchContainer(_)
+            | crate::listing::FilterError::NoSuchImage(_)) => {
                 ApiError(StatusCode::NOT_FOUND, e.to_string())
             }
         }

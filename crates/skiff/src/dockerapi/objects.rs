@@ -251,8 +251,10 @@ pub(super) fn network(req: &Req, id: &str) -> Answer {
 
 /// `GET /volumes`: `{"Volumes": […], "Warnings": []}`.
 pub(super) fn volumes(req: &Req) -> Answer {
-    req.no_filters("volume")?;
-    let list = skiff_engine::volumes::list(&req.root)?;
+    let filters = crate::listing::VolumeFilters::new(&req.filters()?)?;
+    let in_use = req.engine()?.volumes_in_use()?;
+    let mut list = skiff_engine::volumes::list(&req.root)?;
+    list.retain(|v| filters.matches(v, &in_use));
     ok(serde_json::json!({
         "Volumes": serde_json::to_value(list).map_err(anyhow::Error::from)?,
         "Warnings": [],

@@ -211,41 +211,30 @@ pub(super) fn images(req: &Req) -> Answer {
     let parents: std::collections::HashSet<String> =
         imgs.iter().filter_map(|i| i.parent.clone()).collect();
     imgs.sort_by_key(|i| std::cmp::Reverse(i.config.created.clone().unwrap_or_default()));
+    let filters = crate::listing::ImageFilters::new(&filters, &imgs)?;
     let mut out = Vec::new();
     for i in &imgs {
         let tagged = i.names.iter().any(|n| !n.contains('@'));
         if !all && !tagged && parents.contains(&i.id) {
             continue;
         }
-        let mut keep = true;
-        for (name, value) in &filters {
-            keep &= match name.as_str() {
-                "dangling" => match value.as_str() {
-                    "true" | "1" => !tagged,
-                    "false" | "0" => tagged,
-                    _ => {
-                        return Err(ApiError::bad(format!(
-                            "invalid filter 'dangling={value}': must be true or false"
-                        )))
-                    }
-                },
-                "label" => match value.split_once('=') {
-                    Some((k, v)) => i.config.config.labels.get(k).is_some_and(|x| x == v),
-                    None => i.config.config.labels.contains_key(value),
-                },
-                "reference" => {
-                    let want = skiff_image::normalize_reference(value).ok();
-                    i.names.iter().any(|n| {
-                        Some(n) == want.as_ref()
-                            || skiff_image::familiar_name(n).split(':').next() == Some(value)
-                    })
-                }
-                other => return Err(ApiError::bad(format!("invalid filter '{other}'"))),
-            };
+        if !filters.image(i) {
+            continue;
         }
-        if keep {
-            out.push(image_summary(i));
+        let mut summary = image_summary(i);
+        // With a reference filter, an image is listed by the names that match it.
+        if filters.by_reference() {
+            let names: Vec<&String> = i.names.iter().filter(|n| filters.name(n)).collect();
+            if names.is_empty() {
+                continue;
+            }
+            summary["RepoTags"] = json!(names
+                .iter()
+                .filter(|n| !n.contains('@'))
+                .map(|n| skiff_image::familiar_name(n))
+                .collect::<Vec<_>>());
         }
+        out.push(summary);
     }
     ok(Value::Array(out))
 }
