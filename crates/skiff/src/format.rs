@@ -41,6 +41,18 @@ pub fn human_duration(secs: i64) -> String {
     format!("{} years", h / 24 / 365)
 }
 
+/// An RFC 3339 time as docker's list formats print `CreatedAt` (Go's `time.Time`
+/// in UTC: `2026-12-08 03:04:05 +0000 UTC`); "" for a time that does not parse.
+pub fn created_at(t: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(t)
+        .map(|t| {
+            t.with_timezone(&chrono::Utc)
+                .format("%Y-%m-%d %H:%M:%S +0000 UTC")
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
 /// Seconds since an RFC 3339 time.
 pub fn since(t: &str) -> i64 {
     chrono::DateTime::parse_from_rfc3339(t)

@@ -207,6 +207,37 @@ pub fn parse_filters(flags: &[String]) -> Result<Vec<(String, String)>, String> 
         .collect()
 }
 
+/// A `dangling` filter's value.
+fn dangling(value: &str) -> Result<bool, FilterError> {
+    match value {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(FilterError::Invalid(format!(
+            "invalid filter 'dangling={value}'"
+        ))),
+    }
+}
+
+/// A `label` filter's value: a key, or a key and the value it must have.
+fn label(value: &str) -> (String, Option<String>) {
+    match value.split_once('=') {
+        Some((k, v)) => (k.to_string(), Some(v.to_string())),
+        None => (value.to_string(), None),
+    }
+}
+
+/// Whether `labels` have every wanted label (and value, where one is given).
+fn labels_match(
+    want: &[(String, Option<String>)],
+    labels: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    want.iter().all(|(k, v)| {
+        labels
+            .get(k)
+            .is_some_and(|have| v.as_ref().is_none_or(|v| v == have))
+    })
+}
+
 /// docker's image list filters, checked once and then applied to each image: names
 /// are ANDed; several `reference`s are ORed, several `label`s must all match.
 pub struct ImageFilters {
@@ -246,21 +277,8 @@ impl ImageFilters {
         };
         for (name, value) in filters {
             match name.as_str() {
-                "dangling" => {
-                    f.dangling = Some(match value.as_str() {
-                        "true" | "1" => true,
-                        "false" | "0" => false,
-                        _ => {
-                            return Err(FilterError::Invalid(format!(
-                                "invalid filter 'dangling={value}'"
-                            )))
-                        }
-                    })
-                }
-                "label" => f.labels.push(match value.split_once('=') {
-                    Some((k, v)) => (k.to_string(), Some(v.to_string())),
-                    None => (value.clone(), None),
-                }),
+                "dangling" => f.dangling = Some(dangling(value)?),
+                "label" => f.labels.push(label(value)),
                 "reference" => f.references.push(value.clone()),
                 "before" => f.before = Some(created(value)?),
                 "since" => f.since = Some(created(value)?),
@@ -275,13 +293,7 @@ impl ImageFilters {
         let tagged = i.names.iter().any(|n| !n.contains('@'));
         let created = unix_time_ns(i.config.created.as_deref().unwrap_or_default());
         self.dangling.is_none_or(|d| d != tagged)
-            && self.labels.iter().all(|(k, v)| {
-                i.config
-                    .config
-                    .labels
-                    .get(k)
-                    .is_some_and(|have| v.as_ref().is_none_or(|v| v == have))
-            })
+            && labels_match(&self.labels, &i.config.config.labels)
             && self.before.as_ref().is_none_or(|b| created < *b)
             && self.since.as_ref().is_none_or(|s| created > *s)
     }
@@ -329,22 +341,9 @@ impl VolumeFilters {
         };
         for (name, value) in filters {
             match name.as_str() {
-                "dangling" => {
-                    f.dangling = Some(match value.as_str() {
-                        "true" | "1" => true,
-                        "false" | "0" => false,
-                        _ => {
-                            return Err(FilterError::Invalid(format!(
-                                "invalid filter 'dangling={value}'"
-                            )))
-                        }
-                    })
-                }
+                "dangling" => f.dangling = Some(dangling(value)?),
                 "driver" => f.drivers.push(value.clone()),
-                "label" => f.labels.push(match value.split_once('=') {
-                    Some((k, v)) => (k.to_string(), Some(v.to_string())),
-                    None => (value.clone(), None),
-                }),
+                "label" => f.labels.push(label(value)),
                 // docker matches names as regular expressions; skiff takes plain
                 // substrings and refuses what would need more.
                 "name" if value.chars().any(|c| "*+?()[]{}|\\^$".contains(c)) => {
@@ -368,11 +367,7 @@ impl VolumeFilters {
         self.dangling.is_none_or(|d| d != in_use.contains(&v.name))
             && (self.drivers.is_empty() || self.drivers.contains(&v.driver))
             && (self.names.is_empty() || self.names.iter().any(|n| v.name.contains(n.as_str())))
-            && self.labels.iter().all(|(k, want)| {
-                v.labels
-                    .get(k)
-                    .is_some_and(|have| want.as_ref().is_none_or(|w| w == have))
-            })
+            && labels_match(&self.labels, &v.labels)
     }
 }
 

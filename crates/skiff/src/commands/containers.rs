@@ -398,13 +398,7 @@ fn ps_fields(
     } else {
         r.image.clone()
     };
-    let created = chrono::DateTime::parse_from_rfc3339(&r.created)
-        .map(|t| {
-            t.with_timezone(&chrono::Utc)
-                .format("%Y-%m-%d %H:%M:%S +0000 UTC")
-                .to_string()
-        })
-        .unwrap_or_default();
+    let created = format::created_at(&r.created);
     let labels = r
         .labels
         .iter()

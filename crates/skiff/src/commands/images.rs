@@ -986,12 +986,7 @@ fn list(root: &Path, a: ImagesArgs) -> Result<i32> {
             let created_at = s
                 .created
                 .as_deref()
-                .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
-                .map(|t| {
-                    t.with_timezone(&chrono::Utc)
-                        .format("%Y-%m-%d %H:%M:%S +0000 UTC")
-                        .to_string()
-                })
+                .map(format::created_at)
                 .unwrap_or_default();
             serde_json::json!({
                 "ID": id_of(&s.id),
