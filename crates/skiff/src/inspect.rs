@@ -271,6 +271,23 @@ pub fn command_line(c: &Container) -> String {
 
 /// A network in the shape of `docker network inspect` (one array element), with the
 /// running containers attached to it.
+/// What the network list filters look at of a bridge network, given its inspect
+/// document (`inspected`, for the containers attached).
+pub fn network_info<'a>(
+    n: &'a skiff_engine::network::Network,
+    inspected: &Value,
+) -> crate::listing::NetworkInfo<'a> {
+    crate::listing::NetworkInfo {
+        id: &n.id,
+        name: &n.name,
+        driver: "bridge",
+        labels: &n.labels,
+        in_use: inspected["Containers"]
+            .as_object()
+            .is_some_and(|m| !m.is_empty()),
+    }
+}
+
 pub fn network(n: &skiff_engine::network::Network, containers: &[Container]) -> Value {
     let mut members = Map::new();
     for c in containers.iter().filter(|c| c.state.status.is_active()) {

@@ -4,7 +4,8 @@
 //! Likewise [`ImageFilters`]: docker's image filters (`dangling`, `label`,
 //! `reference`, `before`, `since`), for `skiff images` and `GET /images/json`, and
 //! [`VolumeFilters`] (`dangling`, `driver`, `label`, `name`), for `skiff volume ls` and
-//! `GET /volumes`.
+//! `GET /volumes`, and [`NetworkFilters`] (`dangling`, `driver`, `id`, `label`, `name`,
+//! `scope`, `type`), for `skiff network ls` and `GET /networks`.
 
 use skiff_engine::{Container, Status};
 
@@ -226,6 +227,17 @@ fn label(value: &str) -> (String, Option<String>) {
     }
 }
 
+/// A volume or network `name` filter: docker matches it as a regular expression;
+/// skiff takes plain substrings and refuses what would need more.
+fn plain_name(value: &str) -> Result<String, FilterError> {
+    if value.chars().any(|c| "*+?()[]{}|\\^$".contains(c)) {
+        return Err(FilterError::Invalid(format!(
+            "name filter {value:?}: only plain names are supported"
+        )));
+    }
+    Ok(value.to_string())
+}
+
 /// Whether `labels` have every wanted label (and value, where one is given).
 fn labels_match(
     want: &[(String, Option<String>)],
@@ -344,14 +356,7 @@ impl VolumeFilters {
                 "dangling" => f.dangling = Some(dangling(value)?),
                 "driver" => f.drivers.push(value.clone()),
                 "label" => f.labels.push(label(value)),
-                // docker matches names as regular expressions; skiff takes plain
-                // substrings and refuses what would need more.
-                "name" if value.chars().any(|c| "*+?()[]{}|\\^$".contains(c)) => {
-                    return Err(FilterError::Invalid(format!(
-                        "name filter {value:?}: only plain names are supported"
-                    )))
-                }
-                "name" => f.names.push(value.clone()),
+                "name" => f.names.push(plain_name(value)?),
                 other => return Err(FilterError::Invalid(format!("invalid filter '{other}'"))),
             }
         }
@@ -368,6 +373,89 @@ impl VolumeFilters {
             && (self.drivers.is_empty() || self.drivers.contains(&v.driver))
             && (self.names.is_empty() || self.names.iter().any(|n| v.name.contains(n.as_str())))
             && labels_match(&self.labels, &v.labels)
+    }
+}
+
+/// What the network filters look at of one network.
+pub struct NetworkInfo<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub driver: &'a str,
+    pub labels: &'a std::collections::BTreeMap<String, String>,
+    /// Some container is attached to it.
+    pub in_use: bool,
+}
+
+/// The networks every engine has (docker's predefined networks).
+pub const BUILTIN_NETWORKS: &[&str] = &["bridge", "host", "none"];
+
+/// docker's network list filters: names ANDed, several values of one name ORed
+/// (labels: all must match).
+pub struct NetworkFilters {
+    dangling: Option<bool>,
+    drivers: Vec<String>,
+    ids: Vec<String>,
+    labels: Vec<(String, Option<String>)>,
+    names: Vec<String>,
+    scopes: Vec<String>,
+    builtin: Option<bool>,
+}
+
+impl NetworkFilters {
+    /// Checks `filters` as docker does (unknown names and bad values are refused).
+    pub fn new(filters: &[(String, String)]) -> Result<NetworkFilters, FilterError> {
+        let mut f = NetworkFilters {
+            dangling: None,
+            drivers: Vec::new(),
+            ids: Vec::new(),
+            labels: Vec::new(),
+            names: Vec::new(),
+            scopes: Vec::new(),
+            builtin: None,
+        };
+        for (name, value) in filters {
+            match name.as_str() {
+                "dangling" => f.dangling = Some(dangling(value)?),
+                "driver" => f.drivers.push(value.clone()),
+                "id" => f.ids.push(value.clone()),
+                "label" => f.labels.push(label(value)),
+                "name" => f.names.push(plain_name(value)?),
+                "scope" if ["local", "swarm", "global"].contains(&value.as_str()) => {
+                    f.scopes.push(value.clone())
+                }
+                "scope" => {
+                    return Err(FilterError::Invalid(format!(
+                        "invalid filter 'scope={value}'"
+                    )))
+                }
+                "type" => {
+                    f.builtin = Some(match value.as_str() {
+                        "builtin" => true,
+                        "custom" => false,
+                        _ => {
+                            return Err(FilterError::Invalid(format!(
+                                "invalid filter: 'type'='{value}'"
+                            )))
+                        }
+                    })
+                }
+                other => return Err(FilterError::Invalid(format!("invalid filter '{other}'"))),
+            }
+        }
+        Ok(f)
+    }
+
+    /// Whether network `n` passes (all of skiff's networks are local). A predefined
+    /// network is never dangling.
+    pub fn matches(&self, n: &NetworkInfo<'_>) -> bool {
+        let builtin = BUILTIN_NETWORKS.contains(&n.name);
+        self.dangling.is_none_or(|d| d == (!builtin && !n.in_use))
+            && (self.drivers.is_empty() || self.drivers.iter().any(|d| d == n.driver))
+            && (self.ids.is_empty() || self.ids.iter().any(|i| n.id.starts_with(i.as_str())))
+            && (self.names.is_empty() || self.names.iter().any(|m| n.name.contains(m.as_str())))
+            && (self.scopes.is_empty() || self.scopes.iter().any(|s| s == "local"))
+            && self.builtin.is_none_or(|b| b == builtin)
+            && labels_match(&self.labels, n.labels)
     }
 }
 

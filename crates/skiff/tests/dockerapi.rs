@@ -1186,6 +1186,35 @@ fn images_volumes_and_networks_through_the_api() {
     ]);
     assert_eq!(i.trim(), "backend 10.231.7.0/24 10.231.7.254 1");
     assert!(r.ok(&["network", "ls"]).contains("backend"));
+    // The daemon's network filters.
+    assert_eq!(
+        svc.ok(&[
+            "network",
+            "ls",
+            "--filter",
+            "label=t=1",
+            "--format",
+            "{{.Name}}"
+        ])
+        .trim(),
+        "backend"
+    );
+    assert_eq!(
+        svc.ok(&[
+            "network",
+            "ls",
+            "--filter",
+            "type=custom",
+            "--filter",
+            "dangling=true",
+            "--format",
+            "{{.Name}}"
+        ])
+        .trim(),
+        "backend"
+    );
+    let o = svc.docker(&["network", "ls", "--filter", "type=weird"]);
+    assert!(text(&o).contains("invalid filter"), "{}", text(&o));
     let o = svc.docker(&["network", "create", "backend"]);
     assert!(text(&o).contains("already exists"), "{}", text(&o));
     let o = svc.docker(&["network", "create", "--ipv6", "v6"]);

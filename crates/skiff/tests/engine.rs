@@ -958,6 +958,37 @@ fn user_defined_network_resolves_names() {
         ls.contains(&net) && ls.contains("bridge") && ls.contains("host") && ls.contains("none"),
         "{ls}"
     );
+    // docker's network filters (the same as the Docker API's) and --format.
+    let names = |args: &[&str]| {
+        let mut a = vec!["network", "ls", "--format", "{{.Name}} {{.Driver}}"];
+        a.extend_from_slice(args);
+        r.ok(&a).lines().map(str::to_string).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(&["--filter", "type=builtin"]),
+        ["bridge bridge", "host host", "none null"]
+    );
+    assert_eq!(
+        names(&["--filter", "type=custom"]),
+        [format!("{net} bridge")]
+    );
+    assert_eq!(
+        names(&["--filter", "dangling=true"]),
+        [format!("{net} bridge")]
+    );
+    assert_eq!(
+        names(&[
+            "--filter",
+            &format!("name={net}"),
+            "--filter",
+            "driver=bridge"
+        ]),
+        [format!("{net} bridge")]
+    );
+    assert!(names(&["--filter", "label=nope"]).is_empty());
+    let o = r.run(&["network", "ls", "--filter", "type=weird"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("invalid filter"), "{}", stderr(&o));
     r.ok(&[
         "run",
         "-d",

@@ -7,6 +7,18 @@ use anyhow::{anyhow, Result};
 use clap::Subcommand;
 use std::path::Path;
 
+/// docker's column header of each field `network ls --format` knows.
+const NETWORK_FIELDS: &[(&str, &str)] = &[
+    ("ID", "NETWORK ID"),
+    ("Name", "NAME"),
+    ("Driver", "DRIVER"),
+    ("Scope", "SCOPE"),
+    ("IPv6", "IPV6"),
+    ("Internal", "INTERNAL"),
+    ("Labels", "LABELS"),
+    ("CreatedAt", "CREATED AT"),
+];
+
 #[derive(Subcommand)]
 pub(crate) enum NetworkCmd {
     /// Create a bridge network.
@@ -24,11 +36,19 @@ pub(crate) enum NetworkCmd {
         name: String,
     },
     /// List networks.
+    #[command(visible_alias = "list")]
     Ls {
         #[arg(short = 'q', long)]
         quiet: bool,
         #[arg(long = "no-trunc")]
         no_trunc: bool,
+        /// Provide filter values (dangling, driver, id, label, name, scope, type)
+        #[arg(short = 'f', long = "filter")]
+        filter: Vec<String>,
+        /// Format output using a Go template ("table …" adds the column headers, "json"
+        /// prints each network as JSON)
+        #[arg(long)]
+        format: Option<String>,
     },
     /// Display detailed information on networks.
     Inspect {
@@ -95,35 +115,70 @@ pub(crate) fn network(root: &Path, n: NetworkCmd) -> Result<i32> {
             println!("{}", created.id);
             Ok(0)
         }
-        NetworkCmd::Ls { quiet, no_trunc } => {
-            let list = net::list_networks(&e.root, &e.bridge)?;
-            let mut all: Vec<(String, String, String)> = list
-                .iter()
-                .map(|n| (n.id.clone(), n.name.clone(), "bridge".to_string()))
-                .collect();
+        NetworkCmd::Ls {
+            quiet,
+            no_trunc,
+            filter,
+            format: fmt,
+        } => {
+            let filters = crate::listing::parse_filters(&filter)
+                .and_then(|f| {
+                    crate::listing::NetworkFilters::new(&f)
+                        .map_err(|err| format!("Error response from daemon: {err}"))
+                })
+                .map_err(|m| crate::Exit(1, m))?;
+            let containers = e.list()?;
+            let no_labels = std::collections::BTreeMap::new();
+            let mut rows: Vec<serde_json::Value> = Vec::new();
+            let mut add = |n: crate::listing::NetworkInfo<'_>, created: &str, internal: bool| {
+                if !filters.matches(&n) {
+                    return;
+                }
+                rows.push(serde_json::json!({
+                    "ID": if no_trunc { n.id.to_string() } else { id12(n.id) },
+                    "Name": n.name,
+                    "Driver": n.driver,
+                    "Scope": "local",
+                    "IPv6": "false",
+                    "Internal": internal.to_string(),
+                    "Labels": n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+                    "Label": n.labels,
+                    "CreatedAt": format::created_at(created),
+                }));
+            };
+            for n in net::list_networks(&e.root, &e.bridge)? {
+                let inspected = crate::inspect::network(&n, &containers);
+                add(
+                    crate::inspect::network_info(&n, &inspected),
+                    &n.created,
+                    n.internal,
+                );
+            }
             for (name, driver) in [("host", "host"), ("none", "null")] {
                 use sha2::Digest;
                 let id = hex::encode(sha2::Sha256::digest(
                     format!("{}/{name}", e.root.display()).as_bytes(),
                 ));
-                all.push((id, name.to_string(), driver.to_string()));
+                let n = crate::listing::NetworkInfo {
+                    id: &id,
+                    name,
+                    driver,
+                    labels: &no_labels,
+                    in_use: false,
+                };
+                add(n, "", false);
             }
-            all.sort_by(|a, b| a.1.cmp(&b.1));
-            let mut rows = vec![["NETWORK ID", "NAME", "DRIVER", "SCOPE"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>()];
-            for (id, name, driver) in all {
-                let shown = if no_trunc { id.clone() } else { id12(&id) };
-                if quiet {
-                    println!("{shown}");
-                } else {
-                    rows.push(vec![shown, name, driver, "local".into()]);
+            rows.sort_by(|a, b| a["Name"].as_str().cmp(&b["Name"].as_str()));
+            if quiet {
+                for r in &rows {
+                    println!("{}", r["ID"].as_str().unwrap_or_default());
                 }
+                return Ok(0);
             }
-            if !quiet {
-                print!("{}", format::table(&rows));
-            }
+            let tpl = fmt
+                .as_deref()
+                .unwrap_or("table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}");
+            format::print_rows(tpl, NETWORK_FIELDS, &rows).map_err(|m| crate::Exit(1, m))?;
             Ok(0)
         }
         NetworkCmd::Inspect { format: fmt, names } => {

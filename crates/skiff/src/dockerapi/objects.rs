@@ -230,13 +230,15 @@ pub(super) fn volume_prune(req: &Req) -> Answer {
 
 /// `GET /networks`: the bridge networks, then host and none.
 pub(super) fn networks(req: &Req) -> Answer {
-    req.no_filters("network")?;
+    let filters = crate::listing::NetworkFilters::new(&req.filters()?)?;
     let e = req.engine()?;
     let containers = e.list()?;
     let list = net::list_networks(&e.root, &e.bridge)?;
     ok(Value::Array(
         list.iter()
-            .map(|n| crate::inspect::network(n, &containers))
+            .map(|n| (n, crate::inspect::network(n, &containers)))
+            .filter(|(n, v)| filters.matches(&crate::inspect::network_info(n, v)))
+            .map(|(_, v)| v)
             .collect(),
     ))
 }
