@@ -460,20 +460,26 @@ impl NetworkFilters {
 }
 
 /// Go's `path.Match` for the patterns image references use: `*` (not across `/`),
-/// `?`, everything else literal.
+/// `?`, everything else literal. Matched in time and memory proportional to the
+/// pattern's length times the name's (a table of which pattern suffix matches which
+/// name suffix), so no pattern a client sends can make it backtrack without end.
 fn glob(pattern: &str, name: &str) -> bool {
     let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
-    fn go(p: &[char], n: &[char]) -> bool {
-        match p.first() {
-            None => n.is_empty(),
-            Some('*') => (0..=n.len())
-                .take_while(|&i| i == 0 || n[i - 1] != '/')
-                .any(|i| go(&p[1..], &n[i..])),
-            Some('?') => n.first().is_some_and(|c| *c != '/') && go(&p[1..], &n[1..]),
-            Some(c) => n.first() == Some(c) && go(&p[1..], &n[1..]),
+    // next[j]: whether p[i + 1..] matches n[j..]; row i is built from it.
+    let mut next: Vec<bool> = (0..=n.len()).map(|j| j == n.len()).collect();
+    for i in (0..p.len()).rev() {
+        let mut row = vec![false; n.len() + 1];
+        for j in (0..=n.len()).rev() {
+            let c = n.get(j);
+            row[j] = match p[i] {
+                '*' => next[j] || (c.is_some_and(|c| *c != '/') && row[j + 1]),
+                '?' => c.is_some_and(|c| *c != '/') && next[j + 1],
+                lit => c == Some(&lit) && next[j + 1],
+            };
         }
+        next = row;
     }
-    go(&p, &n)
+    next[0]
 }
 
 #[cfg(test)]
@@ -490,5 +496,12 @@ mod image_tests {
         assert!(!glob("*", "team/web"), "* does not cross /");
         assert!(glob("team/*", "team/web"));
         assert!(!glob("busybox", "busybox2"));
+        assert!(glob("*", ""));
+        assert!(!glob("?", ""));
+        assert!(glob("*box*", "busybox"));
+        // A pattern that makes a backtracking matcher take exponential time.
+        let name = "a".repeat(200);
+        let pattern = "a*".repeat(100) + "b";
+        assert!(!glob(&pattern, &name));
     }
 }
