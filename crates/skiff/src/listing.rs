@@ -276,6 +276,9 @@ impl ImageFilters {
             since: None,
         };
         let created = |value: &str| -> Result<i64, FilterError> {
+            if value.is_empty() {
+                return Err(FilterError::NoSuchImage(String::new()));
+            }
             let want = skiff_image::normalize_reference(value).ok();
             images
                 .iter()
