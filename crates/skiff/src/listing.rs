@@ -366,6 +366,12 @@ impl VolumeFilters {
         Ok(f)
     }
 
+    /// Whether a `dangling` filter asks which volumes containers mount (the only
+    /// filter that needs the containers read).
+    pub fn reads_usage(&self) -> bool {
+        self.dangling.is_some()
+    }
+
     /// Whether volume `v` passes; `in_use` are the volumes some container mounts.
     pub fn matches(
         &self,
@@ -446,6 +452,12 @@ impl NetworkFilters {
             }
         }
         Ok(f)
+    }
+
+    /// Whether a `dangling` filter asks which networks have containers attached (the
+    /// only filter that needs the containers read).
+    pub fn reads_usage(&self) -> bool {
+        self.dangling.is_some()
     }
 
     /// Whether network `n` passes (all of skiff's networks are local). A predefined

@@ -127,7 +127,12 @@ pub(crate) fn network(root: &Path, n: NetworkCmd) -> Result<i32> {
                         .map_err(|err| format!("Error response from daemon: {err}"))
                 })
                 .map_err(|m| crate::Exit(1, m))?;
-            let containers = e.list()?;
+            // Which containers are attached is read only for a `dangling` filter.
+            let containers = if filters.reads_usage() {
+                e.list()?
+            } else {
+                Vec::new()
+            };
             let no_labels = std::collections::BTreeMap::new();
             let mut rows: Vec<serde_json::Value> = Vec::new();
             let mut add = |n: crate::listing::NetworkInfo<'_>, created: &str, internal: bool| {
@@ -147,7 +152,11 @@ pub(crate) fn network(root: &Path, n: NetworkCmd) -> Result<i32> {
                 }));
             };
             for n in net::list_networks(&e.root, &e.bridge)? {
-                let inspected = crate::inspect::network(&n, &containers);
+                let inspected = if filters.reads_usage() {
+                    crate::inspect::network(&n, &containers)
+                } else {
+                    serde_json::Value::Null
+                };
                 add(
                     crate::inspect::network_info(&n, &inspected),
                     &n.created,

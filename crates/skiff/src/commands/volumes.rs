@@ -86,7 +86,11 @@ pub(crate) fn volume(root: &Path, v: VolumeCmd) -> Result<i32> {
                         .map_err(|err| format!("Error response from daemon: {err}"))
                 })
                 .map_err(|m| crate::Exit(1, m))?;
-            let in_use = e.volumes_in_use()?;
+            let in_use = if filters.reads_usage() {
+                e.volumes_in_use()?
+            } else {
+                Default::default()
+            };
             let mut list = skiff_engine::volumes::list(&e.root)?;
             list.retain(|v| filters.matches(v, &in_use));
             if quiet {

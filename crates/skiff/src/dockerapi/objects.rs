@@ -254,7 +254,11 @@ pub(super) fn network(req: &Req, id: &str) -> Answer {
 /// `GET /volumes`: `{"Volumes": […], "Warnings": []}`.
 pub(super) fn volumes(req: &Req) -> Answer {
     let filters = crate::listing::VolumeFilters::new(&req.filters()?)?;
-    let in_use = req.engine()?.volumes_in_use()?;
+    let in_use = if filters.reads_usage() {
+        req.engine()?.volumes_in_use()?
+    } else {
+        Default::default()
+    };
     let mut list = skiff_engine::volumes::list(&req.root)?;
     list.retain(|v| filters.matches(v, &in_use));
     ok(serde_json::json!({
